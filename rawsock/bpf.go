@@ -1,0 +1,107 @@
+package rawsock
+
+import "golang.org/x/net/bpf"
+
+// filterAccept is the snap length the filters return for an accepted
+// packet: more than any packet, so the whole packet is kept.
+const filterAccept = 262144
+
+// The filters below return filterAccept (keep the whole packet) or 0 (drop
+// it). A load beyond the end of the packet ends the program with 0, so
+// short packets are dropped. If lo > hi, every packet is dropped.
+
+// TCPFilterIPv4 returns a program for an AF_INET raw TCP socket, whose data
+// starts at the IPv4 header. It accepts TCP packets that are not non-first
+// fragments and whose destination port is in [lo, hi]. IP options are
+// handled.
+func TCPFilterIPv4(lo, hi uint16) []bpf.Instruction {
+	return []bpf.Instruction{
+		bpf.LoadAbsolute{Off: IPv4ProtocolOffset, Size: 1},
+		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: ProtocolTCP, SkipTrue: 7},
+		bpf.LoadAbsolute{Off: IPv4FlagsFragOffset, Size: 2},
+		bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: 0x1fff, SkipTrue: 5},
+		bpf.LoadMemShift{Off: IPv4VersIHLOffset}, // X = IHL*4
+		bpf.LoadIndirect{Off: TCPDstPortOffset, Size: 2},
+		bpf.JumpIf{Cond: bpf.JumpLessThan, Val: uint32(lo), SkipTrue: 2},
+		bpf.JumpIf{Cond: bpf.JumpGreaterThan, Val: uint32(hi), SkipTrue: 1},
+		bpf.RetConstant{Val: filterAccept},
+		bpf.RetConstant{Val: 0},
+	}
+}
+
+// TCPFilterIPv6 returns a program for an AF_INET6 raw TCP socket, whose data
+// starts at the TCP header. It accepts segments whose destination port is
+// in [lo, hi].
+func TCPFilterIPv6(lo, hi uint16) []bpf.Instruction {
+	return []bpf.Instruction{
+		bpf.LoadAbsolute{Off: TCPDstPortOffset, Size: 2},
+		bpf.JumpIf{Cond: bpf.JumpLessThan, Val: uint32(lo), SkipTrue: 2},
+		bpf.JumpIf{Cond: bpf.JumpGreaterThan, Val: uint32(hi), SkipTrue: 1},
+		bpf.RetConstant{Val: filterAccept},
+		bpf.RetConstant{Val: 0},
+	}
+}
+
+// ICMPFilterIPv4 returns a program for an AF_INET raw ICMP socket, whose
+// data starts at the IPv4 header. It accepts ICMP destination unreachable,
+// time exceeded and parameter problem messages (in unfragmented packets or
+// first fragments) that quote the first fragment of an IPv4 TCP packet
+// whose source port, ours, is in [lo, hi]. IP options are handled in both
+// the outer and the quoted header.
+func ICMPFilterIPv4(lo, hi uint16) []bpf.Instruction {
+	const q = ICMPHeaderSize // offset of the quoted IPv4 header from the ICMP header
+	return []bpf.Instruction{
+		// Outer header: ICMP, not a non-first fragment.
+		/* 0 */ bpf.LoadAbsolute{Off: IPv4ProtocolOffset, Size: 1},
+		/* 1 */ bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: ProtocolICMP, SkipTrue: 22},
+		/* 2 */ bpf.LoadAbsolute{Off: IPv4FlagsFragOffset, Size: 2},
+		/* 3 */ bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: 0x1fff, SkipTrue: 20},
+		/* 4 */ bpf.LoadMemShift{Off: IPv4VersIHLOffset}, // X = outer IHL*4: the ICMP header
+		// ICMP type 3, 11 or 12.
+		/* 5 */ bpf.LoadIndirect{Off: ICMPTypeOffset, Size: 1},
+		/* 6 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: ICMPv4DestinationUnreachable, SkipTrue: 2},
+		/* 7 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: ICMPv4TimeExceeded, SkipTrue: 1},
+		/* 8 */ bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: ICMPv4ParameterProblem, SkipTrue: 15},
+		// Quoted header: TCP, not a non-first fragment.
+		/* 9 */ bpf.LoadIndirect{Off: q + IPv4ProtocolOffset, Size: 1},
+		/* 10 */ bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: ProtocolTCP, SkipTrue: 13},
+		/* 11 */ bpf.LoadIndirect{Off: q + IPv4FlagsFragOffset, Size: 2},
+		/* 12 */ bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: 0x1fff, SkipTrue: 11},
+		// Quoted version 4 and IHL >= 5; then X += quoted IHL*4, the
+		// quoted TCP header minus q.
+		/* 13 */ bpf.LoadIndirect{Off: q + IPv4VersIHLOffset, Size: 1},
+		/* 14 */ bpf.JumpIf{Cond: bpf.JumpLessThan, Val: 0x45, SkipTrue: 9},
+		/* 15 */ bpf.JumpIf{Cond: bpf.JumpGreaterThan, Val: 0x4f, SkipTrue: 8},
+		/* 16 */ bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: 0x0f},
+		/* 17 */ bpf.ALUOpConstant{Op: bpf.ALUOpShiftLeft, Val: 2},
+		/* 18 */ bpf.ALUOpX{Op: bpf.ALUOpAdd},
+		/* 19 */ bpf.TAX{},
+		// Quoted TCP source port.
+		/* 20 */ bpf.LoadIndirect{Off: q + TCPSrcPortOffset, Size: 2},
+		/* 21 */ bpf.JumpIf{Cond: bpf.JumpLessThan, Val: uint32(lo), SkipTrue: 2},
+		/* 22 */ bpf.JumpIf{Cond: bpf.JumpGreaterThan, Val: uint32(hi), SkipTrue: 1},
+		/* 23 */ bpf.RetConstant{Val: filterAccept},
+		/* 24 */ bpf.RetConstant{Val: 0},
+	}
+}
+
+// ICMPFilterIPv6 returns a program for an AF_INET6 raw ICMPv6 socket, whose
+// data starts at the ICMPv6 header. It accepts ICMPv6 destination
+// unreachable, packet too big, time exceeded and parameter problem messages
+// quoting an IPv6 packet whose next header is TCP (no extension headers)
+// and whose TCP source port, ours, is in [lo, hi].
+func ICMPFilterIPv6(lo, hi uint16) []bpf.Instruction {
+	const q = ICMPHeaderSize
+	return []bpf.Instruction{
+		bpf.LoadAbsolute{Off: ICMPTypeOffset, Size: 1},
+		bpf.JumpIf{Cond: bpf.JumpLessThan, Val: ICMPv6DestinationUnreachable, SkipTrue: 7},
+		bpf.JumpIf{Cond: bpf.JumpGreaterThan, Val: ICMPv6ParameterProblem, SkipTrue: 6},
+		bpf.LoadAbsolute{Off: q + IPv6NextHeaderOffset, Size: 1},
+		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: ProtocolTCP, SkipTrue: 4},
+		bpf.LoadAbsolute{Off: q + IPv6MinimumSize + TCPSrcPortOffset, Size: 2},
+		bpf.JumpIf{Cond: bpf.JumpLessThan, Val: uint32(lo), SkipTrue: 2},
+		bpf.JumpIf{Cond: bpf.JumpGreaterThan, Val: uint32(hi), SkipTrue: 1},
+		bpf.RetConstant{Val: filterAccept},
+		bpf.RetConstant{Val: 0},
+	}
+}

@@ -1,0 +1,205 @@
+package rawsock
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+var updateCorpus = flag.Bool("update-corpus", false, "rewrite the generated seed files in testdata/fuzz/FuzzParse")
+
+// parseSeed is a FuzzParse seed, with what it exercises and the result
+// Parse must give.
+type parseSeed struct {
+	name string // also the file name in testdata/fuzz/FuzzParse
+	what string
+	pkt  []byte
+	want error
+}
+
+// parseSeeds returns the FuzzParse seeds, built with the test helpers so
+// they stay valid as the code changes. The ones marked file are also
+// committed as corpus files.
+func parseSeeds(tb testing.TB) (seeds []parseSeed, files map[string]bool) {
+	syn4 := mustBuild(tb, probeSYN(v4a, v4b, 40000))
+	syn6 := mustBuild(tb, probeSYN(v6a, v6b, 40000))
+	synack4 := mustBuild(tb, synACK(v4b, v4a, 40000))
+	synack6 := mustBuild(tb, synACK(v6b, v6a, 40000))
+	seeds = []parseSeed{
+		{"v4-synack", "IPv4 SYN-ACK with Linux options (MSS, SACK, TS, WS)", synack4, nil},
+		{"v6-synack", "IPv6 SYN-ACK with Linux options", synack6, nil},
+		{"v4-icmp-admin-prohibited", "ICMP dest unreachable code 13 quoting a SYN's IP header and 8 bytes of TCP", icmp4Error(3, 13, v4r, v4a, syn4[:28]), nil},
+		{"v6-icmp6-dest-unreach", "ICMPv6 dest unreachable (port) quoting a whole SYN", icmp6Error(1, 4, v6r, v6a, syn6), nil},
+		{"v4-truncated", "IPv4 SYN-ACK cut in the TCP options", synack4[:30], ErrTruncated},
+		{"v6-ext-headers", "IPv6 SYN-ACK after hop-by-hop, routing, destination options and first-fragment headers",
+			withExtHeaders(synack6, extHeader{0, make([]byte, 6)}, extHeader{43, make([]byte, 14)}, extHeader{60, make([]byte, 6)}, extHeader{44, []byte{0, 1, 0, 0, 0, 9}}), nil},
+		{"v4-rst", "IPv4 RST-ACK, no options", mustBuild(tb, Segment{Src: v4b, Dst: v4a, SrcPort: 443, DstPort: 40000, Ack: 1, Flags: FlagRst | FlagAck}), nil},
+		{"v4-ip-options", "IPv4 SYN-ACK with 8 bytes of IP options (IHL 7)", withIPv4Options(synack4, 8), nil},
+		{"v4-payload", "IPv4 segment with a payload and trailing link-layer padding",
+			append(mustBuild(tb, Segment{Src: v4b, Dst: v4a, Flags: FlagPsh | FlagAck, Payload: []byte("hello")}), 0, 0, 0), nil},
+		{"v4-icmp-ttl-exceeded-ip-options", "ICMP time exceeded quoting a SYN with IP options", icmp4Error(11, 0, v4r, v4a, withIPv4Options(syn4, 4)[:32]), nil},
+		{"v4-icmp-ports-only", "ICMP quote with only the ports of the TCP header", icmp4Error(3, 3, v4r, v4a, syn4[:24]), nil},
+		{"v6-icmp6-packet-too-big", "ICMPv6 packet too big quoting a SYN after a destination options header",
+			icmp6Error(2, 0, v6r, v6a, withExtHeaders(syn6, extHeader{60, make([]byte, 6)})), nil},
+		{"v4-bad-ihl", "IPv4 header with IHL 4", edited(synack4, func(b []byte) { b[0] = 0x44 }), ErrMalformed},
+		{"v4-data-offset-15", "TCP data offset beyond the segment", edited(synack4, func(b []byte) { b[32] = 0xf0 }), ErrMalformed},
+		{"v4-fragment", "IPv4 non-first fragment", edited(synack4, func(b []byte) { IPv4(b).SetFlagsFragmentOffset(0, 8) }), ErrUnsupported},
+		{"v6-ext-loop", "IPv6 with more destination options headers than Parse follows",
+			withExtHeaders(synack6, extHeader{60, make([]byte, 6)}, extHeader{60, make([]byte, 6)}, extHeader{60, make([]byte, 6)},
+				extHeader{60, make([]byte, 6)}, extHeader{60, make([]byte, 6)}, extHeader{60, make([]byte, 6)},
+				extHeader{60, make([]byte, 6)}, extHeader{60, make([]byte, 6)}, extHeader{60, make([]byte, 6)}), ErrUnsupported},
+		{"v6-ext-overrun", "IPv6 extension header length beyond the payload",
+			edited(withExtHeaders(synack6, extHeader{0, make([]byte, 6)}), func(b []byte) { b[41] = 9 }), ErrMalformed},
+		{"v4-icmp-echo", "ICMP echo request", icmp4Error(8, 0, v4r, v4a, []byte("ping")), ErrUnsupported},
+		{"v4-icmp-udp-quote", "ICMP port unreachable quoting UDP", icmp4Error(3, 3, v4r, v4a, edited(syn4[:28], func(b []byte) { b[9] = 17 })), ErrUnsupported},
+		{"v6-icmp6-quote-cut", "ICMPv6 error whose quote ends inside the IPv6 header", icmp6Error(3, 0, v6r, v6a, syn6[:30]), ErrTruncated},
+		{"empty", "no bytes at all", []byte{}, ErrTruncated},
+		{"version-5", "unknown IP version", []byte{0x50, 0, 0, 0}, ErrMalformed},
+	}
+	files = map[string]bool{
+		"v4-synack": true, "v6-synack": true, "v4-icmp-admin-prohibited": true,
+		"v6-icmp6-dest-unreach": true, "v4-truncated": true, "v6-ext-headers": true,
+	}
+	return seeds, files
+}
+
+func FuzzParse(f *testing.F) {
+	seeds, _ := parseSeeds(f)
+	for _, s := range seeds {
+		f.Add(s.pkt) // s.what
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var p Packet
+		err := Parse(b, &p)
+
+		// Parse resets every field: a dirty Packet gives the same result.
+		dirty := Packet{Src: v6r, Dst: v6r, TTL: 1, TOS: 1, ID: 1, DF: true, Proto: 99, SrcPort: 1, DstPort: 1,
+			Seq: 1, Ack: 1, Flags: 1, Window: 1, Options: linuxSYNOptions, PayloadLen: 1, ICMPType: 1, ICMPCode: 1,
+			Quoted: Quote{Src: v6r, Dst: v6r, SrcPort: 1, DstPort: 1, Seq: 1, HasSeq: true}}
+		if err2 := Parse(b, &dirty); err2 != err || dirty != p {
+			t.Fatalf("dirty Packet: %v %+v, fresh: %v %+v", err2, dirty, err, p)
+		}
+		if err != nil {
+			if err != ErrTruncated && err != ErrMalformed && err != ErrUnsupported {
+				t.Fatalf("unexpected error %v", err)
+			}
+			return
+		}
+
+		v4 := b[0]>>4 == 4
+		if v4 != p.Src.Is4() || v4 != p.Dst.Is4() || !v4 && (!p.Src.Is6() || !p.Dst.Is6()) {
+			t.Fatalf("version %d, addresses %v %v", b[0]>>4, p.Src, p.Dst)
+		}
+		if !v4 && (p.ID != 0 || p.DF) {
+			t.Fatalf("IPv6 with ID/DF: %+v", p)
+		}
+		switch p.Proto {
+		case ProtocolTCP:
+			if p.IsICMP() || p.ICMPType != 0 || p.ICMPCode != 0 || p.Quoted != (Quote{}) {
+				t.Fatalf("TCP with ICMP fields: %+v", p)
+			}
+			if p.PayloadLen < 0 || p.PayloadLen > len(b)-TCPMinimumSize-IPv4MinimumSize {
+				t.Fatalf("PayloadLen %d of %d bytes", p.PayloadLen, len(b))
+			}
+			// Rebuilding the segment from the parsed fields parses back to
+			// the same fields, except for IPv6 packets with IPv4-mapped
+			// addresses, which Build unmaps (seed crasher-v6-v4mapped-src).
+			if p.Src.Is4In6() || p.Dst.Is4In6() {
+				return
+			}
+			s := Segment{Src: p.Src, Dst: p.Dst, TTL: p.TTL, TOS: p.TOS, ID: p.ID, DF: p.DF,
+				SrcPort: p.SrcPort, DstPort: p.DstPort, Seq: p.Seq, Ack: p.Ack, Flags: p.Flags,
+				Window: p.Window, Options: encodeOptions(p.Options), Payload: make([]byte, p.PayloadLen)}
+			buf := make([]byte, s.Len())
+			n, err := s.Build(buf)
+			if err != nil {
+				t.Fatalf("rebuild: %v", err)
+			}
+			var q Packet
+			if err := Parse(buf[:n], &q); err != nil || q != p {
+				t.Fatalf("rebuilt packet parses to %v %+v, want %+v", err, q, p)
+			}
+		case ProtocolICMP, ProtocolICMPv6:
+			if !p.IsICMP() || v4 != (p.Proto == ProtocolICMP) {
+				t.Fatalf("proto %d in IPv%d", p.Proto, b[0]>>4)
+			}
+			if v4 && !isICMPv4Error(p.ICMPType) || !v4 && !isICMPv6Error(p.ICMPType) {
+				t.Fatalf("ICMP type %d accepted", p.ICMPType)
+			}
+			q := p.Quoted
+			if v4 != q.Src.Is4() || v4 != q.Dst.Is4() || !v4 && (!q.Src.Is6() || !q.Dst.Is6()) {
+				t.Fatalf("quoted addresses %v %v", q.Src, q.Dst)
+			}
+			if !q.HasSeq && q.Seq != 0 {
+				t.Fatalf("Seq without HasSeq: %+v", q)
+			}
+			if p.SrcPort != 0 || p.DstPort != 0 || p.Seq != 0 || p.Ack != 0 || p.Flags != 0 ||
+				p.Window != 0 || p.PayloadLen != 0 || p.Options != (SYNOptions{WScale: -1}) {
+				t.Fatalf("ICMP with TCP fields: %+v", p)
+			}
+		default:
+			t.Fatalf("Parse accepted protocol %d", p.Proto)
+		}
+	})
+}
+
+// TestParseSeeds checks the FuzzParse seeds and the committed corpus:
+// each seed file parses as expected.
+func TestParseSeeds(t *testing.T) {
+	seeds, files := parseSeeds(t)
+	dir := filepath.Join("testdata", "fuzz", "FuzzParse")
+	if *updateCorpus {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, s := range seeds {
+		var p Packet
+		if err := Parse(s.pkt, &p); !errors.Is(err, s.want) || (err == nil) != (s.want == nil) {
+			t.Errorf("seed %s (%s): Parse = %v, want %v", s.name, s.what, err, s.want)
+		}
+		if !files[s.name] {
+			continue
+		}
+		path := filepath.Join(dir, s.name)
+		if *updateCorpus {
+			data := fmt.Sprintf("go test fuzz v1\n[]byte(%s)\n", strconv.Quote(string(s.pkt)))
+			if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		got, err := readCorpusFile(path)
+		if err != nil {
+			t.Errorf("seed %s: %v (run go test -run TestParseSeeds -update-corpus)", s.name, err)
+			continue
+		}
+		if !bytes.Equal(got, s.pkt) {
+			t.Errorf("seed %s: %s is stale (run go test -run TestParseSeeds -update-corpus)", s.name, path)
+		}
+	}
+}
+
+// readCorpusFile reads a one-value []byte "go test fuzz v1" file.
+func readCorpusFile(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	if len(lines) != 2 || lines[0] != "go test fuzz v1" ||
+		!strings.HasPrefix(lines[1], "[]byte(") || !strings.HasSuffix(lines[1], ")") {
+		return nil, fmt.Errorf("%s: not a one-value []byte corpus file", path)
+	}
+	s, err := strconv.Unquote(strings.TrimSuffix(strings.TrimPrefix(lines[1], "[]byte("), ")"))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", path, err)
+	}
+	return []byte(s), nil
+}
