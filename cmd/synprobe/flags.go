@@ -1,0 +1,271 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+// usageError is bad input: exit status 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error {
+	return &usageError{fmt.Sprintf(format, args...)}
+}
+
+// options is the parsed command line.
+type options struct {
+	targets  []targetSpec
+	count    int
+	interval time.Duration
+	timeout  time.Duration
+	quiet    bool
+	json     bool
+	ipv4     bool
+	ipv6     bool
+	mode     string
+
+	mss          uint16 // 0: per family default
+	window       uint16
+	wscale       int
+	noSACK       bool
+	noTimestamps bool
+	noOptions    bool
+	ecn          bool
+	ttl          uint8
+	tos          uint8
+	sport        uint16
+	source       netip.Addr
+	iface        string
+
+	help, version bool
+}
+
+// targetSpec is one TARGET argument: host and port as given.
+type targetSpec struct {
+	arg  string
+	host string
+	port uint16
+}
+
+const usageHead = `Usage: synprobe [flags] TARGET...
+
+Measure TCP handshakes on the wire: send crafted SYNs from raw sockets, time
+the SYN -> SYN-ACK round trip with kernel timestamps, and report each port as
+open (SYN-ACK), closed (RST) or filtered (timeout or ICMP error).
+
+TARGET is host:port or [ipv6]:port.
+
+Flags:
+`
+
+const usageTail = `
+Exit status: 0 every target answered open; 1 some target was closed, filtered
+or never answered; 2 bad input; 3 runtime failure (privileges, sockets).
+
+Examples:
+  sudo synprobe example.org:443              probe once a second until Ctrl-C
+  sudo synprobe -c 5 -i 0.2 198.18.0.2:80    five probes, 200 ms apart
+  sudo synprobe -6 -c 3 --json host:22       IPv6, JSON Lines for scripts
+  sudo synprobe -c 1 -q db1:5432 db2:5432 && echo both listening
+`
+
+func newFlagSet(o *options) *pflag.FlagSet {
+	fs := pflag.NewFlagSet("synprobe", pflag.ContinueOnError)
+	fs.SortFlags = false
+	fs.IntVarP(&o.count, "count", "c", 0, "probes per target (default: until interrupted)")
+	fs.VarP(durationFlag{&o.interval}, "interval", "i", "time between probes, a Go duration or seconds (default 1s)")
+	fs.VarP(durationFlag{&o.timeout}, "timeout", "w", "how long to wait for each reply (default 1s)")
+	fs.BoolVarP(&o.quiet, "quiet", "q", false, "print only the summary")
+	fs.BoolVar(&o.json, "json", false, "print JSON Lines (see docs/json.md)")
+	fs.BoolVarP(&o.ipv4, "ipv4", "4", false, "resolve names to IPv4 only")
+	fs.BoolVarP(&o.ipv6, "ipv6", "6", false, "resolve names to IPv6 only")
+	fs.StringVar(&o.mode, "mode", "rst", "what follows the SYN-ACK: rst")
+	fs.Uint16Var(&o.mss, "mss", 0, "MSS option value (default 1460 for IPv4, 1440 for IPv6)")
+	fs.Uint16Var(&o.window, "window", 64240, "TCP window of the SYN")
+	fs.IntVar(&o.wscale, "wscale", 7, "window scale option shift (0-14; -1 leaves the option out)")
+	fs.BoolVar(&o.noSACK, "no-sack", false, "leave out the SACK-permitted option")
+	fs.BoolVar(&o.noTimestamps, "no-timestamps", false, "leave out the timestamps option")
+	fs.BoolVar(&o.noOptions, "no-options", false, "send a SYN without any TCP option")
+	fs.BoolVar(&o.ecn, "ecn", false, "ask for ECN (set ECE and CWR in the SYN)")
+	fs.Uint8Var(&o.ttl, "ttl", 64, "IP TTL / hop limit of the SYN")
+	fs.Uint8Var(&o.tos, "tos", 0, "IP TOS / traffic class of the SYN")
+	fs.Uint16Var(&o.sport, "sport", 0, "fixed source port (default: a fresh port per probe, outside the kernel's ephemeral range)")
+	fs.VarP(addrFlag{&o.source}, "source", "S", "source address (default: the route's)")
+	fs.StringVarP(&o.iface, "interface", "I", "", "send and receive on this interface only")
+	fs.BoolVarP(&o.version, "version", "V", false, "print the version and exit")
+	fs.BoolVarP(&o.help, "help", "h", false, "show this help")
+	return fs
+}
+
+func printUsage(w io.Writer) {
+	var o options
+	fmt.Fprint(w, usageHead)
+	fmt.Fprint(w, newFlagSet(&o).FlagUsages())
+	fmt.Fprint(w, usageTail)
+}
+
+// parseArgs parses the command line. Errors are usageErrors.
+func parseArgs(args []string) (*options, error) {
+	o := &options{interval: time.Second, timeout: time.Second}
+	fs := newFlagSet(o)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			o.help = true
+			return o, nil
+		}
+		return nil, usagef("%v", err)
+	}
+	if o.help || o.version {
+		return o, nil
+	}
+	switch {
+	case o.count < 0:
+		return nil, usagef("--count must not be negative (got %d)", o.count)
+	case o.ipv4 && o.ipv6:
+		return nil, usagef("-4 and -6 exclude each other")
+	case o.wscale < -1 || o.wscale > 14:
+		return nil, usagef("--wscale must be 0-14, or -1 for none (got %d)", o.wscale)
+	case o.ttl == 0:
+		return nil, usagef("--ttl must be 1-255")
+	case o.mode != "rst":
+		return nil, usagef("unknown --mode %q (want rst)", o.mode)
+	case o.source.IsValid() && o.ipv4 && !o.source.Is4():
+		return nil, usagef("--source %v is not an IPv4 address, but -4 was given", o.source)
+	case o.source.IsValid() && o.ipv6 && o.source.Is4():
+		return nil, usagef("--source %v is not an IPv6 address, but -6 was given", o.source)
+	}
+	if fs.NArg() == 0 {
+		return nil, usagef("no target given (try: synprobe host:port)")
+	}
+	for _, a := range fs.Args() {
+		t, err := parseTarget(a)
+		if err != nil {
+			return nil, err
+		}
+		o.targets = append(o.targets, t)
+	}
+	return o, nil
+}
+
+// parseTarget splits host:port or [ipv6]:port.
+func parseTarget(arg string) (targetSpec, error) {
+	t := targetSpec{arg: arg}
+	var portStr string
+	switch {
+	case arg == "":
+		return t, usagef("empty target (want host:port)")
+	case strings.HasPrefix(arg, "["):
+		end := strings.IndexByte(arg, ']')
+		if end < 0 {
+			return t, usagef("target %q: unbalanced '[' (want [ipv6]:port)", arg)
+		}
+		t.host = arg[1:end]
+		rest := arg[end+1:]
+		if !strings.HasPrefix(rest, ":") {
+			return t, usagef("target %q: missing port after ']' (want [ipv6]:port)", arg)
+		}
+		portStr = rest[1:]
+		if _, err := netip.ParseAddr(t.host); err != nil {
+			return t, usagef("target %q: %q is not an IPv6 address", arg, t.host)
+		}
+	default:
+		if strings.ContainsAny(arg, "[]") {
+			return t, usagef("target %q: unbalanced ']' (want [ipv6]:port)", arg)
+		}
+		i := strings.LastIndexByte(arg, ':')
+		if i < 0 {
+			return t, usagef("target %q: missing port (want host:port)", arg)
+		}
+		t.host, portStr = arg[:i], arg[i+1:]
+		if strings.Contains(t.host, ":") {
+			return t, usagef("target %q: IPv6 addresses need brackets: [%s]:%s", arg, t.host, portStr)
+		}
+	}
+	if t.host == "" {
+		return t, usagef("target %q: missing host (want host:port)", arg)
+	}
+	if portStr == "" {
+		return t, usagef("target %q: missing port (want host:port)", arg)
+	}
+	n, err := strconv.Atoi(portStr)
+	if err != nil {
+		return t, usagef("target %q: port %q is not a number", arg, portStr)
+	}
+	if n < 1 || n > 65535 {
+		return t, usagef("target %q: port %d is out of range 1-65535", arg, n)
+	}
+	t.port = uint16(n)
+	return t, nil
+}
+
+// durationFlag accepts a Go duration ("200ms", "1.5s") or plain seconds
+// ("0.2"), and refuses zero and negative values.
+type durationFlag struct{ d *time.Duration }
+
+func (f durationFlag) String() string {
+	if f.d == nil {
+		return ""
+	}
+	return f.d.String()
+}
+
+func (f durationFlag) Type() string { return "duration" }
+
+func (f durationFlag) Set(s string) error {
+	d, err := parseDuration(s)
+	if err != nil {
+		return err
+	}
+	*f.d = d
+	return nil
+}
+
+func parseDuration(s string) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		secs, ferr := strconv.ParseFloat(s, 64)
+		if ferr != nil || secs != secs { // NaN
+			return 0, fmt.Errorf("%q is not a duration (use e.g. 0.2, 200ms or 1s)", s)
+		}
+		if secs > float64(1<<62)/1e9 {
+			return 0, fmt.Errorf("%q is too long", s)
+		}
+		d = time.Duration(secs * float64(time.Second))
+	}
+	if d <= 0 {
+		return 0, fmt.Errorf("%q must be positive", s)
+	}
+	return d, nil
+}
+
+// addrFlag parses an IP address.
+type addrFlag struct{ a *netip.Addr }
+
+func (f addrFlag) String() string {
+	if f.a == nil || !f.a.IsValid() {
+		return ""
+	}
+	return f.a.String()
+}
+
+func (f addrFlag) Type() string { return "addr" }
+
+func (f addrFlag) Set(s string) error {
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return fmt.Errorf("%q is not an IP address", s)
+	}
+	*f.a = a.Unmap()
+	return nil
+}

@@ -1,0 +1,290 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/synprobe/synprobe/probe"
+	"github.com/synprobe/synprobe/rawsock"
+)
+
+// printer renders results for people (text) or scripts (JSON Lines).
+type printer interface {
+	header(t *probe.Target, spec *targetSpec, synLen int)
+	result(r *probe.Result, spec *targetSpec)
+	summary(t *probe.Target, spec *targetSpec, s *probe.Stats)
+}
+
+func newPrinter(w io.Writer, o *options) printer {
+	if o.json {
+		return &jsonPrinter{w: w}
+	}
+	return &textPrinter{w: w, quiet: o.quiet, timeout: o.timeout}
+}
+
+// ms formats a duration in milliseconds with microsecond digits.
+func ms(d time.Duration) string {
+	return strconv.FormatFloat(float64(d)/1e6, 'f', 3, 64)
+}
+
+func clockName(kernel bool) string {
+	if kernel {
+		return "kernel"
+	}
+	return "user"
+}
+
+// statsClock says which clock timed a target's RTTs.
+func statsClock(s *probe.Stats) string {
+	switch n := s.Summary().N; {
+	case n == 0:
+		return ""
+	case s.Kernel == n:
+		return "kernel"
+	case s.Kernel == 0:
+		return "user"
+	}
+	return "mixed"
+}
+
+type textPrinter struct {
+	w       io.Writer
+	quiet   bool
+	timeout time.Duration
+	b       []byte
+}
+
+func (p *textPrinter) header(t *probe.Target, spec *targetSpec, synLen int) {
+	if p.quiet {
+		return
+	}
+	fmt.Fprintf(p.w, "SYNPROBE %s (%s) port %d from %s: %d-byte SYN, mode rst\n", spec.host, t.Addr, t.Port, t.Src, synLen)
+}
+
+func (p *textPrinter) result(r *probe.Result, spec *targetSpec) {
+	if p.quiet {
+		return
+	}
+	b := p.b[:0]
+	b = fmt.Appendf(b, "%-8s %s  seq=%d sport=%d", r.State, r.Target, r.Seq, r.SrcPort)
+	if r.Answered() {
+		b = fmt.Appendf(b, "  rtt=%s ms", ms(r.RTT))
+	}
+	b = append(b, "  reason="...)
+	b = append(b, r.Reason...)
+	switch {
+	case r.State == probe.StateError:
+		b = fmt.Appendf(b, " (%v)", r.Err)
+	case r.Reason == probe.ReasonTimeout:
+		b = fmt.Appendf(b, " (no reply in %v)", p.timeout)
+	case r.IsICMP():
+		b = fmt.Appendf(b, " from=%s ttl=%d", r.From, r.TTL)
+	default:
+		hops, _ := probe.Hops(r.TTL)
+		b = fmt.Appendf(b, " ttl=%d hops=%d", r.TTL, hops)
+		if r.Target.Addr.Is4() {
+			b = fmt.Appendf(b, " id=%d", r.IPID)
+			if r.DF {
+				b = append(b, " DF"...)
+			}
+		}
+		b = fmt.Appendf(b, " flags=%s win=%d", r.Flags, r.Window)
+		if r.State == probe.StateOpen {
+			b = appendSYNACKOptions(b, r)
+		}
+	}
+	if r.Answered() {
+		b = append(b, " clock="...)
+		b = append(b, clockName(r.KernelClock)...)
+	}
+	b = append(b, '\n')
+	p.b = b
+	p.w.Write(b)
+}
+
+func appendSYNACKOptions(b []byte, r *probe.Result) []byte {
+	o := &r.Options
+	if o.MSS != 0 {
+		b = fmt.Appendf(b, " mss=%d", o.MSS)
+	}
+	if o.WScale >= 0 {
+		b = fmt.Appendf(b, " ws=%d", o.WScale)
+	}
+	if o.SACKPermitted {
+		b = append(b, " sack"...)
+	}
+	if o.Timestamps {
+		b = fmt.Appendf(b, " ts=%d", o.TSVal)
+	}
+	if ecn := r.TOS & 3; ecn != 0 {
+		b = fmt.Appendf(b, " ip-ecn=%d", ecn)
+	}
+	return b
+}
+
+func (p *textPrinter) summary(t *probe.Target, spec *targetSpec, s *probe.Stats) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "--- %s synprobe statistics ---\n", spec.arg)
+	fmt.Fprintf(&b, "%d probes sent, %d open, %d closed, %d filtered", s.Sent, s.Open, s.Closed, s.Filtered)
+	if s.Errors > 0 {
+		fmt.Fprintf(&b, ", %d errors", s.Errors)
+	}
+	fmt.Fprintf(&b, ", %s%% loss\n", strconv.FormatFloat(s.LossPercent(), 'f', -1, 64))
+	if sum := s.Summary(); sum.N > 0 {
+		fmt.Fprintf(&b, "rtt min/avg/max/mdev = %s/%s/%s/%s ms  p50/p90/p99 = %s/%s/%s ms  clock=%s\n",
+			ms(sum.Min), ms(sum.Avg), ms(sum.Max), ms(sum.Mdev), ms(sum.P50), ms(sum.P90), ms(sum.P99), statsClock(s))
+	}
+	io.WriteString(p.w, b.String())
+}
+
+// jsonPrinter writes JSON Lines; the schema is docs/json.md.
+type jsonPrinter struct {
+	w io.Writer
+	j jsonLine
+}
+
+func (p *jsonPrinter) header(*probe.Target, *targetSpec, int) {}
+
+func (p *jsonPrinter) result(r *probe.Result, spec *targetSpec) {
+	j := &p.j
+	j.begin("probe")
+	j.str("time", r.Sent.UTC().Format(time.RFC3339Nano))
+	p.target(r.Target, spec)
+	j.str("src", r.Target.Src.String())
+	j.uint("sport", uint64(r.SrcPort))
+	j.uint("seq", uint64(r.Seq))
+	j.str("state", r.State.String())
+	j.str("reason", r.Reason)
+	if r.State == probe.StateError {
+		j.str("error", r.Err.Error())
+	}
+	if r.Answered() {
+		j.micros("rtt_us", r.RTT)
+		j.str("clock", clockName(r.KernelClock))
+		j.str("from", r.From.String())
+		j.uint("ttl", uint64(r.TTL))
+		hops, initial := probe.Hops(r.TTL)
+		j.uint("hops", uint64(hops))
+		j.uint("initial_ttl", uint64(initial))
+		j.uint("tos", uint64(r.TOS))
+		if r.From.Is4() {
+			j.uint("ip_id", uint64(r.IPID))
+			j.bool("df", r.DF)
+		}
+	}
+	if r.IsICMP() {
+		j.uint("icmp_type", uint64(r.ICMPType))
+		j.uint("icmp_code", uint64(r.ICMPCode))
+	} else if r.Answered() {
+		j.str("flags", r.Flags.String())
+		j.uint("win", uint64(r.Window))
+		if r.State == probe.StateOpen {
+			o := &r.Options
+			if o.MSS != 0 {
+				j.uint("mss", uint64(o.MSS))
+			}
+			if o.WScale >= 0 {
+				j.uint("wscale", uint64(o.WScale))
+			}
+			j.bool("sack", o.SACKPermitted)
+			j.bool("ts", o.Timestamps)
+			if o.Timestamps {
+				j.uint("tsval", uint64(o.TSVal))
+				j.uint("tsecr", uint64(o.TSEcr))
+			}
+			j.bool("ece", r.Flags&rawsock.FlagEce != 0)
+			j.bool("cwr", r.Flags&rawsock.FlagCwr != 0)
+		}
+	}
+	j.end(p.w)
+}
+
+func (p *jsonPrinter) target(t *probe.Target, spec *targetSpec) {
+	p.j.str("target", spec.arg)
+	p.j.str("addr", t.Addr.String())
+	p.j.uint("port", uint64(t.Port))
+}
+
+func (p *jsonPrinter) summary(t *probe.Target, spec *targetSpec, s *probe.Stats) {
+	j := &p.j
+	j.begin("summary")
+	p.target(t, spec)
+	j.uint("sent", uint64(s.Sent))
+	j.uint("open", uint64(s.Open))
+	j.uint("closed", uint64(s.Closed))
+	j.uint("filtered", uint64(s.Filtered))
+	j.uint("errors", uint64(s.Errors))
+	j.uint("timeouts", uint64(s.Timeouts))
+	j.float("loss_pct", s.LossPercent(), 3)
+	if sum := s.Summary(); sum.N > 0 {
+		j.str("clock", statsClock(s))
+		j.micros("min_us", sum.Min)
+		j.micros("avg_us", sum.Avg)
+		j.micros("max_us", sum.Max)
+		j.micros("mdev_us", sum.Mdev)
+		j.micros("p50_us", sum.P50)
+		j.micros("p90_us", sum.P90)
+		j.micros("p99_us", sum.P99)
+	}
+	j.end(p.w)
+}
+
+// jsonLine builds one JSON object by appending; it escapes every string.
+type jsonLine struct{ b []byte }
+
+func (j *jsonLine) begin(typ string) {
+	j.b = append(j.b[:0], '{')
+	j.str("type", typ)
+}
+
+func (j *jsonLine) key(k string) {
+	if len(j.b) > 1 {
+		j.b = append(j.b, ',')
+	}
+	j.b = appendJSONString(j.b, k)
+	j.b = append(j.b, ':')
+}
+
+func (j *jsonLine) str(k, v string) { j.key(k); j.b = appendJSONString(j.b, v) }
+func (j *jsonLine) uint(k string, v uint64) {
+	j.key(k)
+	j.b = strconv.AppendUint(j.b, v, 10)
+}
+func (j *jsonLine) bool(k string, v bool) { j.key(k); j.b = strconv.AppendBool(j.b, v) }
+func (j *jsonLine) float(k string, v float64, prec int) {
+	j.key(k)
+	j.b = strconv.AppendFloat(j.b, v, 'f', prec, 64)
+}
+
+// micros writes a duration in microseconds with nanosecond digits.
+func (j *jsonLine) micros(k string, d time.Duration) { j.float(k, float64(d)/1e3, 3) }
+
+func (j *jsonLine) end(w io.Writer) {
+	j.b = append(j.b, '}', '\n')
+	w.Write(j.b)
+}
+
+// appendJSONString appends s as a JSON string; invalid UTF-8 becomes U+FFFD.
+func appendJSONString(b []byte, s string) []byte {
+	if !utf8.ValidString(s) {
+		s = strings.ToValidUTF8(s, "\uFFFD")
+	}
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c < 0x20:
+			b = append(b, `\u00`...)
+			b = append(b, "0123456789abcdef"[c>>4], "0123456789abcdef"[c&15])
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
+}

@@ -1,0 +1,291 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/synprobe/synprobe/probe"
+	"github.com/synprobe/synprobe/rawsock"
+)
+
+// Exit statuses (docs/exit-codes.md).
+const (
+	exitOK      = 0 // every target answered open
+	exitNotOpen = 1 // some target was closed, filtered or never answered
+	exitUsage   = 2 // bad input
+	exitFailure = 3 // runtime failure: privileges, sockets, routes
+)
+
+var version = "dev"
+
+// network is what run needs from the system; tests replace it.
+type network interface {
+	lookup(ctx context.Context, network, host string) ([]netip.Addr, error)
+	source(dst netip.Addr, iface string) (netip.Addr, error)
+	portRange() (lo, hi uint16, err error)
+	listen(cfg rawsock.Config) (conn, error)
+}
+
+// conn is a probe.Conn that can be closed.
+type conn interface {
+	probe.Conn
+	Close() error
+}
+
+// failure is a runtime error: exit status 3.
+type failure struct{ err error }
+
+func (f *failure) Error() string { return f.err.Error() }
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, sys network) int {
+	o, err := parseArgs(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "synprobe: %v\n", err)
+		return exitUsage
+	}
+	switch {
+	case o.help:
+		printUsage(stdout)
+		return exitOK
+	case o.version:
+		fmt.Fprintf(stdout, "synprobe %s\n", version)
+		return exitOK
+	}
+	code, err := probeAll(ctx, o, stdout, sys)
+	if err != nil {
+		fmt.Fprintf(stderr, "synprobe: %v\n", err)
+		var u *usageError
+		if errors.As(err, &u) {
+			return exitUsage
+		}
+		return exitFailure
+	}
+	return code
+}
+
+func probeAll(ctx context.Context, o *options, stdout io.Writer, sys network) (int, error) {
+	targets, err := resolveAll(ctx, o, sys)
+	if err != nil {
+		return 0, err
+	}
+	lo, hi, err := portBlock(o, sys)
+	if err != nil {
+		return 0, err
+	}
+	cfg := rawsock.Config{PortLo: lo, PortHi: hi, Interface: o.iface}
+	for _, t := range targets {
+		cfg.IPv4 = cfg.IPv4 || t.Addr.Is4()
+		cfg.IPv6 = cfg.IPv6 || t.Addr.Is6()
+	}
+	c, err := sys.listen(cfg)
+	if err != nil {
+		if errors.Is(err, os.ErrPermission) {
+			return 0, errors.New(privilegeFix())
+		}
+		return 0, err
+	}
+	defer c.Close()
+	cookie, err := rawsock.NewRandomCookie()
+	if err != nil {
+		return 0, err
+	}
+
+	pcfg := probe.Config{
+		Targets:  targets,
+		Count:    o.count,
+		Interval: o.interval,
+		Timeout:  o.timeout,
+		Mode:     probe.ModeRST,
+		PortLo:   lo,
+		PortHi:   hi,
+		TTL:      o.ttl,
+		TOS:      o.tos,
+		Window:   o.window,
+		ECN:      o.ecn,
+		Cookie:   cookie,
+	}
+	if !o.noOptions {
+		pcfg.Options = synOptions(o, 1460)
+		pcfg.Options6 = synOptions(o, 1440)
+	}
+	out := newPrinter(stdout, o)
+	specs := make([]*targetSpec, len(targets))
+	for i := range targets {
+		specs[i] = &o.targets[i]
+		out.header(&targets[i], specs[i], synLen(&targets[i], pcfg.Options))
+	}
+	pcfg.OnResult = func(r *probe.Result) { out.result(r, specs[r.Index]) }
+	p, err := probe.New(c, pcfg)
+	if err != nil {
+		return 0, err
+	}
+	if err := p.Run(ctx); err != nil {
+		return 0, err
+	}
+	code := exitOK
+	for i := range targets {
+		s := p.Stats(i)
+		out.summary(&targets[i], specs[i], s)
+		switch {
+		case s.Errors > 0 && code < exitFailure:
+			code = exitFailure
+		case !answeredOpen(s) && code < exitNotOpen:
+			code = exitNotOpen
+		}
+	}
+	return code, nil
+}
+
+// answeredOpen reports whether a target passes: at least one SYN-ACK and
+// no definite refusal (RST or ICMP error). Timeouts among SYN-ACKs count
+// as loss, as ping counts them.
+func answeredOpen(s *probe.Stats) bool {
+	return s.Open > 0 && s.Closed == 0 && s.Filtered == s.Timeouts && s.Errors == 0
+}
+
+func synOptions(o *options, defaultMSS uint16) *rawsock.SYNOptions {
+	opts := &rawsock.SYNOptions{
+		MSS:           defaultMSS,
+		WScale:        o.wscale,
+		SACKPermitted: !o.noSACK,
+		Timestamps:    !o.noTimestamps,
+	}
+	if o.mss != 0 {
+		opts.MSS = o.mss
+	}
+	return opts
+}
+
+func synLen(t *probe.Target, opts *rawsock.SYNOptions) int {
+	n := rawsock.IPv4MinimumSize + rawsock.TCPMinimumSize
+	if t.Addr.Is6() {
+		n = rawsock.IPv6MinimumSize + rawsock.TCPMinimumSize
+	}
+	if opts != nil {
+		var b [rawsock.MaxOptionsSize]byte
+		n += opts.Encode(b[:])
+	}
+	return n
+}
+
+// resolveAll turns the target arguments into addresses with a source
+// address each.
+func resolveAll(ctx context.Context, o *options, sys network) ([]probe.Target, error) {
+	targets := make([]probe.Target, 0, len(o.targets))
+	for _, spec := range o.targets {
+		addrs, err := resolve(ctx, o, spec, sys)
+		if err != nil {
+			return nil, err
+		}
+		var t probe.Target
+		var srcErr error
+		for _, a := range addrs {
+			src, err := sourceFor(o, a, sys)
+			if err == nil {
+				t = probe.Target{Name: spec.host, Addr: a, Port: spec.port, Src: src}
+				break
+			}
+			if srcErr == nil {
+				srcErr = err
+			}
+		}
+		if !t.Addr.IsValid() {
+			var u *usageError
+			if errors.As(srcErr, &u) {
+				return nil, srcErr
+			}
+			return nil, &failure{fmt.Errorf("%s: no route to %v: %v", spec.arg, addrs[0], srcErr)}
+		}
+		targets = append(targets, t)
+	}
+	return targets, nil
+}
+
+func resolve(ctx context.Context, o *options, spec targetSpec, sys network) ([]netip.Addr, error) {
+	if a, err := netip.ParseAddr(spec.host); err == nil {
+		a = a.Unmap()
+		switch {
+		case o.ipv4 && !a.Is4():
+			return nil, usagef("target %q: %v is not an IPv4 address, but -4 was given", spec.arg, a)
+		case o.ipv6 && !a.Is6():
+			return nil, usagef("target %q: %v is not an IPv6 address, but -6 was given", spec.arg, a)
+		case a.Zone() != "":
+			return nil, usagef("target %q: zoned addresses are not supported; use -I to pick the interface", spec.arg)
+		}
+		return []netip.Addr{a}, nil
+	}
+	family := "ip"
+	if o.ipv4 {
+		family = "ip4"
+	} else if o.ipv6 {
+		family = "ip6"
+	}
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	addrs, err := sys.lookup(lctx, family, spec.host)
+	if err != nil || len(addrs) == 0 {
+		why := "no address"
+		var dnsErr *net.DNSError
+		if errors.As(err, &dnsErr) {
+			why = dnsErr.Err
+		} else if err != nil {
+			why = err.Error()
+		}
+		return nil, usagef("target %q: cannot resolve %q: %s", spec.arg, spec.host, why)
+	}
+	for i := range addrs {
+		addrs[i] = addrs[i].Unmap()
+	}
+	return addrs, nil
+}
+
+func sourceFor(o *options, dst netip.Addr, sys network) (netip.Addr, error) {
+	if o.source.IsValid() {
+		if o.source.Is4() != dst.Is4() {
+			return netip.Addr{}, usagef("--source %v and target %v are of different address families", o.source, dst)
+		}
+		return o.source, nil
+	}
+	return sys.source(dst, o.iface)
+}
+
+// portBlockSize is how many source ports one run rotates through: enough
+// that a port is not reused while the server may still remember it, few
+// enough that concurrent runs rarely overlap.
+const portBlockSize = 512
+
+// portBlock picks this run's source ports: the fixed --sport, or a random
+// block outside the kernel's ephemeral range.
+func portBlock(o *options, sys network) (uint16, uint16, error) {
+	if o.sport != 0 {
+		return o.sport, o.sport, nil
+	}
+	lo, hi, err := sys.portRange()
+	if err != nil {
+		return 0, 0, &failure{err}
+	}
+	span := int(hi) - int(lo) + 1
+	if span <= portBlockSize {
+		return lo, hi, nil
+	}
+	var b [4]byte
+	rand.Read(b[:])
+	base := int(lo) + int(binary.BigEndian.Uint32(b[:])%uint32(span-portBlockSize+1))
+	return uint16(base), uint16(base + portBlockSize - 1), nil
+}
+
+func privilegeFix() string {
+	exe, err := os.Executable()
+	if err != nil {
+		exe = "synprobe"
+	}
+	return fmt.Sprintf("raw sockets need CAP_NET_RAW: run with sudo, or grant the binary the capabilities once: sudo setcap cap_net_raw,cap_net_admin+ep %s", exe)
+}

@@ -1,0 +1,268 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/synprobe/synprobe/probe/probetest"
+	"github.com/synprobe/synprobe/rawsock"
+)
+
+// fakeSystem is a network where 198.18.0.2 and 2001:db8::2 listen on port
+// 80, refuse 81 (RST) and drop everything else; 198.18.7.7 is behind a
+// router that answers admin-prohibited.
+type fakeSystem struct {
+	listenErr error
+	conn      *probetest.Conn
+}
+
+func (f *fakeSystem) lookup(ctx context.Context, network, host string) ([]netip.Addr, error) {
+	if host == "lab.test" {
+		var out []netip.Addr
+		if network != "ip6" {
+			out = append(out, netip.MustParseAddr("198.18.0.2"))
+		}
+		if network != "ip4" {
+			out = append(out, netip.MustParseAddr("2001:db8::2"))
+		}
+		return out, nil
+	}
+	return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+}
+
+func (f *fakeSystem) source(dst netip.Addr, iface string) (netip.Addr, error) {
+	if dst.Is4() {
+		return netip.MustParseAddr("198.18.0.1"), nil
+	}
+	return netip.MustParseAddr("2001:db8::1"), nil
+}
+
+func (f *fakeSystem) portRange() (uint16, uint16, error) { return 61000, 65535, nil }
+
+func (f *fakeSystem) listen(cfg rawsock.Config) (conn, error) {
+	if f.listenErr != nil {
+		return nil, f.listenErr
+	}
+	f.conn = probetest.NewConn(func(p *rawsock.Packet, b []byte, id uint32) []probetest.Reply {
+		if p.Flags != rawsock.FlagSyn || p.SrcPort < cfg.PortLo || p.SrcPort > cfg.PortHi {
+			return nil
+		}
+		if p.Dst == netip.MustParseAddr("198.18.7.7") {
+			return []probetest.Reply{{Packet: probetest.ICMPError(b, netip.MustParseAddr("198.18.7.1"), 3, 13), After: 90 * time.Microsecond}}
+		}
+		switch p.DstPort {
+		case 80:
+			return []probetest.Reply{{Packet: probetest.SYNACK(p, rawsock.SYNOptions{MSS: 1460, WScale: 7, SACKPermitted: true, Timestamps: true, TSVal: 5}), After: 41237 * time.Nanosecond}}
+		case 81:
+			return []probetest.Reply{{Packet: probetest.RST(p), After: 12 * time.Microsecond}}
+		}
+		return nil
+	})
+	return f.conn, nil
+}
+
+func runCLI(t *testing.T, sys network, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	code = run(ctx, args, &out, &errb, sys)
+	return code, out.String(), errb.String()
+}
+
+func TestBadInput(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want string // in the one-line error
+	}{
+		{[]string{}, "no target"},
+		{[]string{"host:"}, "missing port"},
+		{[]string{":80"}, "missing host"},
+		{[]string{"host"}, "missing port"},
+		{[]string{"host:0"}, "out of range"},
+		{[]string{"host:65536"}, "out of range"},
+		{[]string{"host:http"}, "not a number"},
+		{[]string{"host:-1"}, "out of range"},
+		{[]string{"[2001:db8::1:80"}, "unbalanced '['"},
+		{[]string{"2001:db8::1]:80"}, "unbalanced ']'"},
+		{[]string{"[2001:db8::1]80"}, "missing port"},
+		{[]string{"[lab.test]:80"}, "not an IPv6 address"},
+		{[]string{"2001:db8::1:80"}, "need brackets"},
+		{[]string{"nowhere.invalid:80"}, "cannot resolve"},
+		{[]string{"-c", "-1", "lab.test:80"}, "--count must not be negative"},
+		{[]string{"-i", "0", "lab.test:80"}, "must be positive"},
+		{[]string{"-i", "-1s", "lab.test:80"}, "must be positive"},
+		{[]string{"-w", "0", "lab.test:80"}, "must be positive"},
+		{[]string{"-w", "soon", "lab.test:80"}, "not a duration"},
+		{[]string{"-i", "NaN", "lab.test:80"}, "not a duration"},
+		{[]string{"-4", "-6", "lab.test:80"}, "exclude each other"},
+		{[]string{"-4", "[2001:db8::2]:80"}, "not an IPv4 address"},
+		{[]string{"-6", "198.18.0.2:80"}, "not an IPv6 address"},
+		{[]string{"--wscale", "15", "lab.test:80"}, "--wscale"},
+		{[]string{"--ttl", "0", "lab.test:80"}, "--ttl"},
+		{[]string{"--ttl", "256", "lab.test:80"}, "ttl"},
+		{[]string{"--mode", "syn", "lab.test:80"}, "unknown --mode"},
+		{[]string{"-S", "not-an-ip", "lab.test:80"}, "not an IP address"},
+		{[]string{"-S", "2001:db8::1", "198.18.0.2:80"}, "different address families"},
+		{[]string{"--bogus", "lab.test:80"}, "unknown flag"},
+	} {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			code, stdout, stderr := runCLI(t, &fakeSystem{}, tt.args...)
+			if code != exitUsage {
+				t.Errorf("exit %d, want %d", code, exitUsage)
+			}
+			if stdout != "" {
+				t.Errorf("stdout %q, want nothing", stdout)
+			}
+			if !strings.HasPrefix(stderr, "synprobe: ") || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, tt.want) {
+				t.Errorf("stderr %q, want one line with %q", stderr, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	for in, want := range map[string]time.Duration{"0.2": 200 * time.Millisecond, "1": time.Second, "200ms": 200 * time.Millisecond, "1.5s": 1500 * time.Millisecond, "1e-3": time.Millisecond} {
+		if got, err := parseDuration(in); err != nil || got != want {
+			t.Errorf("parseDuration(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+}
+
+func TestExitCodes(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"-c", "2", "-i", "0.001", "198.18.0.2:80"}, exitOK},
+		{[]string{"-c", "1", "lab.test:80", "[2001:db8::2]:80"}, exitOK},
+		{[]string{"-c", "1", "198.18.0.2:81"}, exitNotOpen},
+		{[]string{"-c", "1", "-w", "0.02", "198.18.0.2:82"}, exitNotOpen},
+		{[]string{"-c", "1", "198.18.7.7:80"}, exitNotOpen},
+		{[]string{"-c", "1", "-w", "0.02", "198.18.0.2:80", "198.18.0.2:82"}, exitNotOpen},
+	} {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			code, stdout, stderr := runCLI(t, &fakeSystem{}, tt.args...)
+			if code != tt.code {
+				t.Errorf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tt.code, stdout, stderr)
+			}
+		})
+	}
+}
+
+func TestPrivilegeError(t *testing.T) {
+	// What rawsock.Listen returns without CAP_NET_RAW.
+	sys := &fakeSystem{listenErr: &net.OpError{Op: "socket", Net: "rawsock", Err: os.NewSyscallError("socket", syscall.EPERM)}}
+	code, _, stderr := runCLI(t, sys, "-c", "1", "198.18.0.2:80")
+	if code != exitFailure || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "sudo") || !strings.Contains(stderr, "setcap cap_net_raw,cap_net_admin+ep") {
+		t.Errorf("exit %d, stderr %q", code, stderr)
+	}
+}
+
+// TestJSON checks the JSON Lines schema: field names, types and values.
+func TestJSON(t *testing.T) {
+	code, stdout, _ := runCLI(t, &fakeSystem{}, "-c", "2", "-i", "0.001", "-w", "0.05", "--json", "lab.test:80", "198.18.0.2:81", "198.18.7.7:80", "198.18.0.2:99")
+	if code != exitNotOpen {
+		t.Errorf("exit %d", code)
+	}
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
+	if len(lines) != 4*2+4 {
+		t.Fatalf("%d lines:\n%s", len(lines), stdout)
+	}
+	byState := map[string]map[string]any{}
+	summaries := map[string]map[string]any{}
+	for _, l := range lines {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("bad JSON %q: %v", l, err)
+		}
+		switch m["type"] {
+		case "probe":
+			byState[m["reason"].(string)] = m
+		case "summary":
+			summaries[m["target"].(string)] = m
+		default:
+			t.Fatalf("unknown type in %q", l)
+		}
+	}
+	open := byState["syn-ack"]
+	want := map[string]any{"target": "lab.test:80", "addr": "198.18.0.2", "port": 80.0, "state": "open", "rtt_us": 41.237,
+		"clock": "kernel", "ttl": 61.0, "hops": 3.0, "ip_id": 4660.0, "df": true, "flags": "SA", "win": 65160.0,
+		"mss": 1460.0, "wscale": 7.0, "sack": true, "ts": true, "tsval": 5.0, "ece": false, "from": "198.18.0.2", "src": "198.18.0.1"}
+	for k, v := range want {
+		if open[k] != v {
+			t.Errorf("open probe %s = %v, want %v", k, open[k], v)
+		}
+	}
+	if !strings.Contains(stdout, `"rtt_us":41.237,`) {
+		t.Error("rtt_us not printed with three decimals")
+	}
+	if m := byState["rst"]; m["state"] != "closed" || m["rtt_us"] != 12.0 || m["flags"] != "RA" {
+		t.Errorf("closed probe %v", m)
+	}
+	if m := byState["icmp-admin-prohibited"]; m["state"] != "filtered" || m["from"] != "198.18.7.1" || m["icmp_type"] != 3.0 || m["icmp_code"] != 13.0 || m["rtt_us"] != 90.0 {
+		t.Errorf("icmp probe %v", m)
+	}
+	if m := byState["timeout"]; m["state"] != "filtered" || m["rtt_us"] != nil {
+		t.Errorf("timeout probe %v", m)
+	}
+	s := summaries["lab.test:80"]
+	for k, v := range map[string]any{"sent": 2.0, "open": 2.0, "closed": 0.0, "filtered": 0.0, "loss_pct": 0.0, "min_us": 41.237, "max_us": 41.237, "mdev_us": 0.0, "p99_us": 41.237} {
+		if s[k] != v {
+			t.Errorf("summary %s = %v, want %v", k, s[k], v)
+		}
+	}
+	if s := summaries["198.18.0.2:99"]; s["loss_pct"] != 100.0 || s["min_us"] != nil {
+		t.Errorf("silent summary %v", s)
+	}
+}
+
+func TestTextOutput(t *testing.T) {
+	code, stdout, _ := runCLI(t, &fakeSystem{}, "-c", "2", "-i", "0.001", "lab.test:80")
+	if code != exitOK {
+		t.Errorf("exit %d", code)
+	}
+	for _, want := range []string{
+		"SYNPROBE lab.test (198.18.0.2) port 80 from 198.18.0.1",
+		"open     198.18.0.2:80  seq=0",
+		"rtt=0.041 ms  reason=syn-ack ttl=61 hops=3 id=4660 DF flags=SA win=65160 mss=1460 ws=7 sack ts=5 clock=kernel",
+		"--- lab.test:80 synprobe statistics ---\n2 probes sent, 2 open, 0 closed, 0 filtered, 0% loss\n",
+		"rtt min/avg/max/mdev = 0.041/0.041/0.041/0.000 ms  p50/p90/p99 = 0.041/0.041/0.041 ms  clock=kernel",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, stdout)
+		}
+	}
+	_, quiet, _ := runCLI(t, &fakeSystem{}, "-q", "-c", "1", "lab.test:80")
+	if strings.Contains(quiet, "SYNPROBE") || strings.Contains(quiet, "seq=") || !strings.Contains(quiet, "statistics") {
+		t.Errorf("-q output:\n%s", quiet)
+	}
+}
+
+func TestHelpAndVersion(t *testing.T) {
+	code, stdout, _ := runCLI(t, &fakeSystem{}, "--help")
+	if code != 0 || !strings.Contains(stdout, "Examples:") || !strings.Contains(stdout, "--count") {
+		t.Errorf("help: exit %d\n%s", code, stdout)
+	}
+	if code, stdout, _ := runCLI(t, &fakeSystem{}, "-V"); code != 0 || !strings.HasPrefix(stdout, "synprobe ") {
+		t.Errorf("version: %d %q", code, stdout)
+	}
+}
+
+func TestAppendJSONString(t *testing.T) {
+	for in, want := range map[string]string{"a\"b\\c": `"a\"b\\c"`, "\x00\n": `"\u0000\u000a"`, "\xff": "\"\uFFFD\"", "héllo": `"héllo"`} {
+		got := string(appendJSONString(nil, in))
+		var back string
+		if got != want || json.Unmarshal([]byte(got), &back) != nil {
+			t.Errorf("appendJSONString(%q) = %s, want %s", in, got, want)
+		}
+	}
+}

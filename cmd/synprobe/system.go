@@ -1,0 +1,24 @@
+package main
+
+import (
+	"context"
+	"net"
+	"net/netip"
+
+	"github.com/synprobe/synprobe/rawsock"
+)
+
+// system is the real network.
+type system struct{}
+
+func (system) lookup(ctx context.Context, network, host string) ([]netip.Addr, error) {
+	return net.DefaultResolver.LookupNetIP(ctx, network, host)
+}
+
+func (system) source(dst netip.Addr, iface string) (netip.Addr, error) {
+	return rawsock.SourceFor(dst, iface)
+}
+
+func (system) portRange() (uint16, uint16, error) { return rawsock.ProbePortRange() }
+
+func (system) listen(cfg rawsock.Config) (conn, error) { return rawsock.Listen(cfg) }

@@ -1,0 +1,296 @@
+package probe_test
+
+import (
+	"context"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/synprobe/synprobe/probe"
+	"github.com/synprobe/synprobe/probe/probetest"
+	"github.com/synprobe/synprobe/rawsock"
+)
+
+var (
+	src4   = netip.MustParseAddr("198.18.0.1")
+	dst4   = netip.MustParseAddr("198.18.0.2")
+	rtr4   = netip.MustParseAddr("198.18.5.1")
+	src6   = netip.MustParseAddr("2001:db8::1")
+	dst6   = netip.MustParseAddr("2001:db8::2")
+	rtr6   = netip.MustParseAddr("2001:db8:5::1")
+	linuxO = rawsock.SYNOptions{MSS: 1460, WScale: 7, SACKPermitted: true, Timestamps: true, TSVal: 1, TSEcr: 0}
+)
+
+const rtt = 41237 * time.Nanosecond
+
+// runProbes runs count probes to each target over a fake network and
+// returns the results.
+func runProbes(t *testing.T, c *probetest.Conn, count int, targets ...probe.Target) ([]probe.Result, *probe.Prober) {
+	t.Helper()
+	cookie, err := rawsock.NewRandomCookie()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var results []probe.Result
+	p, err := probe.New(c, probe.Config{
+		Targets:  targets,
+		Count:    count,
+		Interval: time.Millisecond,
+		Timeout:  30 * time.Millisecond,
+		PortLo:   61000,
+		PortHi:   61511,
+		Options:  &linuxO,
+		Cookie:   cookie,
+		OnResult: func(r *probe.Result) { results = append(results, *r) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("Run did not return by itself")
+	}
+	c.Close()
+	return results, p
+}
+
+func target(dst netip.Addr, port uint16) probe.Target {
+	src := src4
+	if dst.Is6() {
+		src = src6
+	}
+	return probe.Target{Name: dst.String(), Addr: dst, Port: port, Src: src}
+}
+
+func TestVerdicts(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		dst     netip.Addr
+		respond probetest.Responder
+		state   probe.State
+		reason  string
+		from    netip.Addr
+	}{
+		{"open/v4", dst4, synack, probe.StateOpen, "syn-ack", dst4},
+		{"open/v6", dst6, synack, probe.StateOpen, "syn-ack", dst6},
+		{"closed/v4", dst4, rst, probe.StateClosed, "rst", dst4},
+		{"closed/v6", dst6, rst, probe.StateClosed, "rst", dst6},
+		{"admin-prohibited/v4", dst4, icmp(rtr4, 3, 13), probe.StateFiltered, "icmp-admin-prohibited", rtr4},
+		{"admin-prohibited/v6", dst6, icmp(rtr6, 1, 1), probe.StateFiltered, "icmp-admin-prohibited", rtr6},
+		{"host-unreachable/v4", dst4, icmp(rtr4, 3, 1), probe.StateFiltered, "icmp-host-unreachable", rtr4},
+		{"port-unreachable/v6", dst6, icmp(rtr6, 1, 4), probe.StateFiltered, "icmp-port-unreachable", rtr6},
+		{"ttl-exceeded/v4", dst4, icmp(rtr4, 11, 0), probe.StateFiltered, "icmp-ttl-exceeded", rtr4},
+		{"silence", dst4, nil, probe.StateFiltered, "timeout", netip.Addr{}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := probetest.NewConn(tt.respond)
+			res, p := runProbes(t, c, 1, target(tt.dst, 443))
+			if len(res) != 1 {
+				t.Fatalf("got %d results, want 1", len(res))
+			}
+			r := res[0]
+			if r.State != tt.state || r.Reason != tt.reason || r.From != tt.from {
+				t.Errorf("got %v/%s from %v, want %v/%s from %v", r.State, r.Reason, r.From, tt.state, tt.reason, tt.from)
+			}
+			if tt.respond != nil && (r.RTT != rtt || !r.KernelClock) {
+				t.Errorf("RTT = %v kernel=%v, want exactly %v from kernel stamps", r.RTT, r.KernelClock, rtt)
+			}
+			if tt.respond == nil && r.RTT != 0 {
+				t.Errorf("timeout has RTT %v", r.RTT)
+			}
+			s := p.Stats(0)
+			if s.Sent != 1 || (tt.state == probe.StateOpen) != (s.Open == 1) {
+				t.Errorf("stats %+v", s)
+			}
+		})
+	}
+}
+
+func synack(p *rawsock.Packet, _ []byte, _ uint32) []probetest.Reply {
+	if p.Flags != rawsock.FlagSyn {
+		return nil
+	}
+	return []probetest.Reply{{Packet: probetest.SYNACK(p, rawsock.SYNOptions{MSS: 1400, WScale: 9, SACKPermitted: true, Timestamps: true, TSVal: 777, TSEcr: p.Options.TSVal}), After: rtt}}
+}
+
+func rst(p *rawsock.Packet, _ []byte, _ uint32) []probetest.Reply {
+	return []probetest.Reply{{Packet: probetest.RST(p), After: rtt}}
+}
+
+func icmp(router netip.Addr, typ, code uint8) probetest.Responder {
+	return func(p *rawsock.Packet, b []byte, _ uint32) []probetest.Reply {
+		return []probetest.Reply{{Packet: probetest.ICMPError(b, router, typ, code), After: rtt}}
+	}
+}
+
+// TestOpenDetails checks the SYN on the wire, the SYN-ACK details in the
+// result and the RST that frees the server's half-open connection.
+func TestOpenDetails(t *testing.T) {
+	c := probetest.NewConn(synack)
+	res, _ := runProbes(t, c, 1, target(dst4, 443))
+	r := res[0]
+	if r.TTL != 61 || r.IPID != 0x1234 || !r.DF || r.Window != 65160 || r.Flags != rawsock.FlagSyn|rawsock.FlagAck {
+		t.Errorf("reply header: ttl=%d id=%#x df=%v win=%d flags=%v", r.TTL, r.IPID, r.DF, r.Window, r.Flags)
+	}
+	want := rawsock.SYNOptions{MSS: 1400, WScale: 9, SACKPermitted: true, Timestamps: true, TSVal: 777}
+	if r.Options.MSS != want.MSS || r.Options.WScale != want.WScale || !r.Options.SACKPermitted || !r.Options.Timestamps || r.Options.TSVal != 777 {
+		t.Errorf("options %+v, want %+v", r.Options, want)
+	}
+	if hops, init := probe.Hops(r.TTL); hops != 3 || init != 64 {
+		t.Errorf("Hops(61) = %d, %d", hops, init)
+	}
+	sent := c.Sent()
+	if len(sent) != 2 {
+		t.Fatalf("sent %d packets, want SYN and RST", len(sent))
+	}
+	var syn, reset rawsock.Packet
+	if err := rawsock.Parse(sent[0], &syn); err != nil {
+		t.Fatal(err)
+	}
+	if err := rawsock.Parse(sent[1], &reset); err != nil {
+		t.Fatal(err)
+	}
+	if syn.Flags != rawsock.FlagSyn || syn.TTL != 64 || !syn.DF || syn.Window != 64240 || syn.DstPort != 443 ||
+		syn.SrcPort < 61000 || syn.SrcPort > 61511 || syn.Seq != r.ISN || syn.SrcPort != r.SrcPort {
+		t.Errorf("SYN: %+v", syn)
+	}
+	if o := syn.Options; o.MSS != 1460 || o.WScale != 7 || !o.SACKPermitted || !o.Timestamps {
+		t.Errorf("SYN options: %+v", o)
+	}
+	if reset.Flags != rawsock.FlagRst || reset.Seq != r.ISN+1 || reset.SrcPort != syn.SrcPort || reset.DstPort != 443 || reset.Dst != dst4 {
+		t.Errorf("RST: %+v", reset)
+	}
+}
+
+// TestHostileReplies feeds replies that must not be taken for the probe's:
+// each case's probe must time out.
+func TestHostileReplies(t *testing.T) {
+	mangle := func(f func(s *rawsock.Segment)) probetest.Responder {
+		return func(p *rawsock.Packet, _ []byte, _ uint32) []probetest.Reply {
+			if p.Flags != rawsock.FlagSyn {
+				return nil
+			}
+			s := rawsock.Segment{
+				Src: p.Dst, Dst: p.Src, TTL: 64,
+				SrcPort: p.DstPort, DstPort: p.SrcPort,
+				Seq: 1, Ack: p.Seq + 1,
+				Flags: rawsock.FlagSyn | rawsock.FlagAck, Window: 1000,
+			}
+			f(&s)
+			return []probetest.Reply{{Packet: probetest.Build(s), After: rtt}}
+		}
+	}
+	for _, tt := range []struct {
+		name    string
+		respond probetest.Responder
+	}{
+		{"wrong ack", mangle(func(s *rawsock.Segment) { s.Ack++ })},
+		{"ack of the ISN itself", mangle(func(s *rawsock.Segment) { s.Ack-- })},
+		{"no ACK flag", mangle(func(s *rawsock.Segment) { s.Flags = rawsock.FlagSyn })},
+		{"wrong source port", mangle(func(s *rawsock.Segment) { s.SrcPort++ })},
+		{"wrong destination port", mangle(func(s *rawsock.Segment) { s.DstPort++ })},
+		{"wrong source address", mangle(func(s *rawsock.Segment) { s.Src = rtr4 })},
+		{"wrong destination address", mangle(func(s *rawsock.Segment) { s.Dst = rtr4 })},
+		{"RST with wrong ack", mangle(func(s *rawsock.Segment) { s.Flags = rawsock.FlagRst | rawsock.FlagAck; s.Ack += 7 })},
+		{"truncated SYN-ACK", func(p *rawsock.Packet, b []byte, id uint32) []probetest.Reply {
+			r := synack(p, b, id)
+			r[0].Packet = r[0].Packet[:30]
+			return r
+		}},
+		{"ICMP quoting another seq", func(p *rawsock.Packet, b []byte, _ uint32) []probetest.Reply {
+			q := append([]byte(nil), b...)
+			q[24]++ // first byte of the TCP sequence number
+			return []probetest.Reply{{Packet: probetest.ICMPError(q, rtr4, 3, 13)}}
+		}},
+		{"ICMP quote without seq", func(p *rawsock.Packet, b []byte, _ uint32) []probetest.Reply {
+			e := probetest.ICMPError(b, rtr4, 3, 13)
+			return []probetest.Reply{{Packet: e[:20+8+20+4]}}
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			res, _ := runProbes(t, probetest.NewConn(tt.respond), 1, target(dst4, 443))
+			if len(res) != 1 || res[0].Reason != probe.ReasonTimeout {
+				t.Errorf("got %+v, want one timeout", res)
+			}
+		})
+	}
+}
+
+// TestDuplicatesAndStrays: a retransmitted SYN-ACK and strays around a
+// good reply give exactly one result per probe.
+func TestDuplicatesAndStrays(t *testing.T) {
+	respond := func(p *rawsock.Packet, b []byte, id uint32) []probetest.Reply {
+		if p.Flags != rawsock.FlagSyn {
+			return nil
+		}
+		good := synack(p, b, id)[0]
+		stray := probetest.RST(&rawsock.Packet{Src: p.Src, Dst: p.Dst, SrcPort: p.SrcPort, DstPort: p.DstPort, Seq: p.Seq + 99})
+		return []probetest.Reply{{Packet: stray, After: rtt / 2}, {Packet: []byte{0x45, 0}}, good, good, {Packet: good.Packet, After: time.Second}}
+	}
+	res, p := runProbes(t, probetest.NewConn(respond), 3, target(dst4, 443), target(dst6, 22))
+	if len(res) != 6 {
+		t.Fatalf("got %d results, want 6", len(res))
+	}
+	for i := range 2 {
+		if s := p.Stats(i); s.Sent != 3 || s.Open != 3 || s.Timeouts != 0 {
+			t.Errorf("target %d: %+v", i, s)
+		}
+	}
+	for _, r := range res {
+		if r.RTT != rtt {
+			t.Errorf("probe %d: RTT %v, want %v (the first SYN-ACK)", r.Seq, r.RTT, rtt)
+		}
+	}
+}
+
+// TestUserClockFallback: without transmit stamps the RTT comes from the
+// user-space clock, and the result says so.
+func TestUserClockFallback(t *testing.T) {
+	c := probetest.NewConn(synack)
+	c.NoTxStamps = true
+	res, _ := runProbes(t, c, 1, target(dst4, 443))
+	if res[0].KernelClock || res[0].RTT <= 0 || res[0].RTT > 5*time.Second {
+		t.Errorf("RTT %v kernel=%v, want a positive user-clock RTT", res[0].RTT, res[0].KernelClock)
+	}
+}
+
+func TestCancel(t *testing.T) {
+	c := probetest.NewConn(nil)
+	cookie, _ := rawsock.NewRandomCookie()
+	p, err := probe.New(c, probe.Config{Targets: []probe.Target{target(dst4, 1)}, PortLo: 61000, PortHi: 61000, Cookie: cookie})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- p.Run(ctx) }()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run ignored cancellation")
+	}
+}
+
+func TestNewRejects(t *testing.T) {
+	good := probe.Config{Targets: []probe.Target{target(dst4, 1)}, PortLo: 1, PortHi: 2}
+	for name, f := range map[string]func(c *probe.Config){
+		"no targets":     func(c *probe.Config) { c.Targets = nil },
+		"negative count": func(c *probe.Config) { c.Count = -1 },
+		"bad ports":      func(c *probe.Config) { c.PortLo = 5 },
+		"mixed families": func(c *probe.Config) { c.Targets = []probe.Target{{Addr: dst4, Src: src6, Port: 1}} },
+	} {
+		c := good
+		f(&c)
+		if _, err := probe.New(probetest.NewConn(nil), c); err == nil {
+			t.Errorf("%s: New accepted it", name)
+		}
+	}
+}

@@ -1,0 +1,207 @@
+// Package probetest provides an in-memory network for testing code that
+// uses probe.Conn: every packet sent is parsed and handed to a scripted
+// responder, whose answers come back through Recv with exact timestamps.
+package probetest
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/synprobe/synprobe/rawsock"
+)
+
+// Epoch is the fake kernel clock's origin: packet id n is stamped as sent
+// at Epoch + n milliseconds.
+var Epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// TxStamp returns the fake kernel transmit time of packet id.
+func TxStamp(id uint32) time.Time { return Epoch.Add(time.Duration(id) * time.Millisecond) }
+
+// Reply is one packet the responder sends back.
+type Reply struct {
+	Packet []byte        // a whole IP packet
+	After  time.Duration // kernel RTT: the reply is stamped TxStamp(id)+After
+	NoRx   bool          // deliver without a kernel receive stamp
+}
+
+// Responder answers one sent packet (parsed as p, raw bytes b, send id).
+type Responder func(p *rawsock.Packet, b []byte, id uint32) []Reply
+
+// Conn is a fake probe.Conn.
+type Conn struct {
+	respond Responder
+	// NoTxStamps makes TxTime report nothing, as a kernel without
+	// transmit timestamping would.
+	NoTxStamps bool
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	queue   []queued
+	closed  bool
+	sent    [][]byte
+	sentIDs []uint32
+	txIDs   map[uint32]bool
+}
+
+type queued struct {
+	pkt []byte
+	rx  time.Time
+}
+
+// NewConn returns a Conn that answers with respond (nil: silence).
+func NewConn(respond Responder) *Conn {
+	c := &Conn{respond: respond, txIDs: map[uint32]bool{}}
+	c.cond = sync.NewCond(&c.mu)
+	return c
+}
+
+// Send records pkt and queues the responder's replies.
+func (c *Conn) Send(pkt []byte, id uint32) error {
+	var p rawsock.Packet
+	if err := rawsock.Parse(pkt, &p); err != nil {
+		return fmt.Errorf("probetest: unparsable packet sent: %w", err)
+	}
+	var replies []Reply
+	if c.respond != nil {
+		replies = c.respond(&p, pkt, id)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return net.ErrClosed
+	}
+	c.sent = append(c.sent, append([]byte(nil), pkt...))
+	c.sentIDs = append(c.sentIDs, id)
+	c.txIDs[id] = true
+	for _, r := range replies {
+		q := queued{pkt: r.Packet}
+		if !r.NoRx {
+			q.rx = TxStamp(id).Add(r.After)
+		}
+		c.queue = append(c.queue, q)
+	}
+	c.cond.Broadcast()
+	return nil
+}
+
+// Inject queues an unsolicited packet (stray, spoofed, duplicate).
+func (c *Conn) Inject(pkt []byte, rx time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.queue = append(c.queue, queued{pkt: pkt, rx: rx})
+	c.cond.Broadcast()
+}
+
+// Recv returns the next queued reply.
+func (c *Conn) Recv(b []byte) (int, time.Time, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for len(c.queue) == 0 && !c.closed {
+		c.cond.Wait()
+	}
+	if c.closed {
+		return 0, time.Time{}, net.ErrClosed
+	}
+	q := c.queue[0]
+	c.queue = c.queue[1:]
+	return copy(b, q.pkt), q.rx, nil
+}
+
+// TxTime returns the fake kernel transmit stamp of a sent packet.
+func (c *Conn) TxTime(id uint32, v6 bool) (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.NoTxStamps || !c.txIDs[id] {
+		return time.Time{}, false
+	}
+	return TxStamp(id), true
+}
+
+// Close wakes Recv with net.ErrClosed.
+func (c *Conn) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	c.cond.Broadcast()
+	return nil
+}
+
+// Sent returns copies of the packets sent so far.
+func (c *Conn) Sent() [][]byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([][]byte(nil), c.sent...)
+}
+
+// SYNACK answers the SYN p with a SYN-ACK carrying opts.
+func SYNACK(p *rawsock.Packet, opts rawsock.SYNOptions) []byte {
+	var ob [rawsock.MaxOptionsSize]byte
+	n := opts.Encode(ob[:])
+	return Build(rawsock.Segment{
+		Src: p.Dst, Dst: p.Src, TTL: 61, ID: 0x1234, DF: true,
+		SrcPort: p.DstPort, DstPort: p.SrcPort,
+		Seq: 0xabcdef01, Ack: p.Seq + 1,
+		Flags:  rawsock.FlagSyn | rawsock.FlagAck,
+		Window: 65160, Options: ob[:n],
+	})
+}
+
+// RST answers the SYN p with RST|ACK, as a closed port does.
+func RST(p *rawsock.Packet) []byte {
+	return Build(rawsock.Segment{
+		Src: p.Dst, Dst: p.Src, TTL: 64, DF: true,
+		SrcPort: p.DstPort, DstPort: p.SrcPort,
+		Ack:   p.Seq + 1,
+		Flags: rawsock.FlagRst | rawsock.FlagAck,
+	})
+}
+
+// Build builds s or panics: for test fixtures.
+func Build(s rawsock.Segment) []byte {
+	b := make([]byte, 1500)
+	n, err := s.Build(b)
+	if err != nil {
+		panic(err)
+	}
+	return b[:n]
+}
+
+// ICMPError returns an ICMP (or ICMPv6) error of type typ and code from
+// router, quoting the first bytes of the sent packet raw.
+func ICMPError(raw []byte, router netip.Addr, typ, code uint8) []byte {
+	var orig rawsock.Packet
+	if err := rawsock.Parse(raw, &orig); err != nil {
+		panic(err)
+	}
+	quote := raw
+	if router.Is4() && len(quote) > 28 {
+		quote = quote[:28] // RFC 792: IP header + 8 bytes
+	}
+	icmp := make([]byte, 8+len(quote))
+	icmp[0], icmp[1] = typ, code
+	copy(icmp[8:], quote)
+	if router.Is4() {
+		ip := make([]byte, 20+len(icmp))
+		ip[0] = 0x45
+		binary.BigEndian.PutUint16(ip[2:], uint16(len(ip)))
+		ip[8], ip[9] = 64, 1
+		s, d := router.As4(), orig.Src.As4()
+		copy(ip[12:], s[:])
+		copy(ip[16:], d[:])
+		copy(ip[20:], icmp)
+		return ip
+	}
+	ip := make([]byte, 40+len(icmp))
+	ip[0] = 0x60
+	binary.BigEndian.PutUint16(ip[4:], uint16(len(icmp)))
+	ip[6], ip[7] = 58, 64
+	s, d := router.As16(), orig.Src.As16()
+	copy(ip[8:], s[:])
+	copy(ip[24:], d[:])
+	copy(ip[40:], icmp)
+	return ip
+}

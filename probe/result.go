@@ -1,0 +1,115 @@
+package probe
+
+import (
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/synprobe/synprobe/rawsock"
+)
+
+// State is a probe's verdict.
+type State uint8
+
+const (
+	// StateOpen: the target answered SYN-ACK.
+	StateOpen State = iota + 1
+	// StateClosed: the target (or something on its behalf) answered RST.
+	StateClosed
+	// StateFiltered: no answer within the timeout, or an ICMP error.
+	StateFiltered
+	// StateError: the probe could not be sent.
+	StateError
+)
+
+func (s State) String() string {
+	switch s {
+	case StateOpen:
+		return "open"
+	case StateClosed:
+		return "closed"
+	case StateFiltered:
+		return "filtered"
+	case StateError:
+		return "error"
+	}
+	return "state-" + strconv.Itoa(int(s))
+}
+
+// Reasons given with a verdict, besides the ICMP names of
+// rawsock.ICMPReason.
+const (
+	ReasonSYNACK    = "syn-ack"
+	ReasonRST       = "rst"
+	ReasonTimeout   = "timeout"
+	ReasonSendError = "send-error"
+)
+
+// Target is one address and port to probe.
+type Target struct {
+	Name string     // the host as the user gave it
+	Addr netip.Addr // the address probed
+	Port uint16
+	Src  netip.Addr // the source address to send from
+}
+
+// String returns addr:port, with brackets for IPv6.
+func (t *Target) String() string {
+	return netip.AddrPortFrom(t.Addr, t.Port).String()
+}
+
+// Result is the outcome of one probe. The engine reuses one Result for
+// every callback: copy what you keep.
+type Result struct {
+	Target  *Target
+	Index   int // index of Target in Config.Targets
+	Seq     int // probe number for this target, from 0
+	SrcPort uint16
+	ISN     uint32
+	Sent    time.Time // wall clock when the SYN was sent
+
+	State  State
+	Reason string
+	Err    error // StateError only
+
+	// RTT is reply time minus send time; zero for timeouts and errors.
+	// KernelClock tells whether both ends came from kernel timestamps.
+	RTT         time.Duration
+	KernelClock bool
+
+	// From is who answered: the target for TCP replies, the sender of an
+	// ICMP error otherwise.
+	From               netip.Addr
+	ICMPType, ICMPCode uint8
+
+	// The reply's IP header (TCP replies and ICMP errors).
+	TTL  uint8
+	TOS  uint8 // TOS or traffic class, ECN bits included
+	IPID uint16
+	DF   bool
+
+	// The reply's TCP header (SYN-ACK or RST).
+	Flags   rawsock.TCPFlags
+	Window  uint16
+	Options rawsock.SYNOptions
+}
+
+// Answered reports whether anything answered the probe.
+func (r *Result) Answered() bool {
+	return r.State == StateOpen || r.State == StateClosed || (r.State == StateFiltered && r.Reason != ReasonTimeout)
+}
+
+// IsICMP reports whether an ICMP error decided the probe.
+func (r *Result) IsICMP() bool { return r.ICMPType != 0 }
+
+// Hops returns the hop count implied by the reply's TTL, assuming the
+// sender started from the nearest common initial TTL at or above it (32,
+// 64, 128 or 255), and that initial value.
+func Hops(ttl uint8) (hops int, initial int) {
+	for _, init := range []int{32, 64, 128, 255} {
+		if int(ttl) <= init {
+			return init - int(ttl), init
+		}
+	}
+	return 0, 255
+}

@@ -1,0 +1,103 @@
+package probe
+
+import (
+	"math"
+	"slices"
+	"time"
+)
+
+// Stats accumulates the results of one target.
+type Stats struct {
+	Sent, Open, Closed, Filtered, Errors int
+	Timeouts                             int // filtered with no answer at all
+	Kernel                               int // answers timed by kernel timestamps
+
+	n        int
+	mean, m2 float64 // Welford's running mean and sum of squares, in ns
+	min, max time.Duration
+	rtts     []time.Duration // every RTT, for percentiles
+}
+
+// Add counts one result.
+func (s *Stats) Add(r *Result) {
+	s.Sent++
+	switch r.State {
+	case StateOpen:
+		s.Open++
+	case StateClosed:
+		s.Closed++
+	case StateFiltered:
+		s.Filtered++
+		if r.Reason == ReasonTimeout {
+			s.Timeouts++
+		}
+	case StateError:
+		s.Errors++
+	}
+	if r.Answered() {
+		if r.KernelClock {
+			s.Kernel++
+		}
+		s.addRTT(r.RTT)
+	}
+}
+
+func (s *Stats) addRTT(d time.Duration) {
+	s.n++
+	if s.n == 1 || d < s.min {
+		s.min = d
+	}
+	if s.n == 1 || d > s.max {
+		s.max = d
+	}
+	x := float64(d)
+	delta := x - s.mean
+	s.mean += delta / float64(s.n)
+	s.m2 += delta * (x - s.mean)
+	s.rtts = append(s.rtts, d)
+}
+
+// LossPercent is the share of probes that got no answer at all.
+func (s *Stats) LossPercent() float64 {
+	if s.Sent == 0 {
+		return 0
+	}
+	return 100 * float64(s.Timeouts) / float64(s.Sent)
+}
+
+// RTTSummary describes the RTTs of the answered probes.
+type RTTSummary struct {
+	N             int // answered probes; the rest is zero when N is 0
+	Min, Avg, Max time.Duration
+	Mdev          time.Duration // population standard deviation, as ping's mdev
+	P50, P90, P99 time.Duration // nearest-rank percentiles
+}
+
+// Summary returns the RTT statistics so far.
+func (s *Stats) Summary() RTTSummary {
+	if s.n == 0 {
+		return RTTSummary{}
+	}
+	sorted := slices.Clone(s.rtts)
+	slices.Sort(sorted)
+	return RTTSummary{
+		N:    s.n,
+		Min:  s.min,
+		Avg:  time.Duration(math.Round(s.mean)),
+		Max:  s.max,
+		Mdev: time.Duration(math.Round(math.Sqrt(s.m2 / float64(s.n)))),
+		P50:  Percentile(sorted, 50),
+		P90:  Percentile(sorted, 90),
+		P99:  Percentile(sorted, 99),
+	}
+}
+
+// Percentile returns the nearest-rank p-th percentile of sorted values.
+func Percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	rank := int(math.Ceil(p / 100 * float64(len(sorted))))
+	rank = max(1, min(rank, len(sorted)))
+	return sorted[rank-1]
+}

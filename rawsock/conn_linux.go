@@ -1,0 +1,703 @@
+//go:build linux
+
+package rawsock
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+	"unsafe"
+
+	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
+)
+
+// Config selects what Listen opens.
+type Config struct {
+	// IPv4 and IPv6 select the address families to open sockets for.
+	IPv4, IPv6 bool
+	// PortLo and PortHi bound the source ports this run sends from; the
+	// receive sockets' BPF filters pass only replies to these ports.
+	PortLo, PortHi uint16
+	// Interface, if set, binds every socket to that device (SO_BINDTODEVICE).
+	Interface string
+	// Mark, if non-zero, is set as SO_MARK on the send sockets so that a
+	// firewall rule can tell our own segments from the kernel's.
+	Mark uint32
+}
+
+// Conn is a set of raw sockets: one send socket per family (IPPROTO_RAW,
+// whole packets, transmit timestamps on its error queue) and TCP and ICMP
+// receive sockets with BPF filters and receive timestamps.
+//
+// Send and Recv may be called concurrently; Recv by one goroutine at a time.
+type Conn struct {
+	send4, send6 *sender
+
+	rx      []rxSock // tcp4, icmp4, tcp6, icmp6 (those opened)
+	next    int      // round-robin start for Recv
+	epfd    int
+	evfd    int // eventfd that wakes Recv on Close
+	events  [8]unix.EpollEvent
+	oob     [512]byte
+	recvMu  sync.Mutex // held by Recv for its whole call; Close waits for it
+	closeMu sync.Mutex
+	closed  bool
+}
+
+type rxSock struct {
+	fd     int
+	v6     bool
+	proto  uint8 // upper-layer protocol of the socket, for the synthesized IPv6 header
+	kernel bool  // a receive timestamp has been seen on this socket
+}
+
+// sender is one IPPROTO_RAW socket with its transmit-timestamp store.
+type sender struct {
+	mu     sync.Mutex
+	fd     int
+	v6     bool
+	optID  bool   // SCM_TS_OPT_ID accepted: the kernel reports our ids
+	kid    uint32 // kernel's OPT_ID counter, when optID is false
+	sa4    unix.SockaddrInet4
+	sa6    unix.SockaddrInet6
+	cmsg   [24]byte // SCM_TS_OPT_ID control message
+	oob    [256]byte
+	stamps [stampSlots]txStamp
+	kmap   [stampSlots]uint32 // kernel id -> our id, when optID is false
+}
+
+const stampSlots = 4096
+
+// txStamp holds the kernel's transmit timestamps of one packet.
+type txStamp struct {
+	id         uint32
+	used       bool
+	sched, snd int64 // unix nanoseconds; 0 when not reported
+}
+
+// Listen opens the sockets described by cfg. It needs CAP_NET_RAW; errors
+// wrap os.ErrPermission when that is missing.
+func Listen(cfg Config) (*Conn, error) {
+	if !cfg.IPv4 && !cfg.IPv6 {
+		return nil, errors.New("rawsock: no address family selected")
+	}
+	if cfg.PortLo == 0 || cfg.PortHi < cfg.PortLo {
+		return nil, fmt.Errorf("rawsock: bad port range %d-%d", cfg.PortLo, cfg.PortHi)
+	}
+	c := &Conn{epfd: -1, evfd: -1}
+	if err := c.open(cfg); err != nil {
+		c.Close()
+		return nil, err
+	}
+	warmRxStamps()
+	return c, nil
+}
+
+// warmRxStamps returns once the kernel stamps received packets. Enabling
+// receive stamps flips a global static key from a work queue, so the first
+// packets after setsockopt may arrive unstamped; a datagram sent to
+// ourselves on loopback shows when the key is on. Bounded to ~20 ms; it
+// gives up at once when loopback is down.
+func warmRxStamps() {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	defer unix.Close(fd)
+	lo := &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}
+	if unix.Bind(fd, lo) != nil || unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPING_NEW, rxTimestamping) != nil {
+		return
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return
+	}
+	tv := unix.Timeval{Usec: 1000}
+	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	var b [1]byte
+	var oob [128]byte
+	for range 20 {
+		if unix.Sendto(fd, b[:], 0, sa) != nil {
+			return
+		}
+		_, oobn, _, err := recvmsg(fd, b[:], oob[:], 0, nil)
+		if err != nil {
+			continue
+		}
+		var ts int64
+		walkCmsgs(oob[:oobn], func(level, typ int32, d []byte) {
+			if level == unix.SOL_SOCKET && typ == unix.SO_TIMESTAMPING_NEW && len(d) >= 16 {
+				ts = timespecNano(d)
+			}
+		})
+		if ts != 0 {
+			return
+		}
+	}
+}
+
+func (c *Conn) open(cfg Config) error {
+	var err error
+	if c.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
+		return opError("epoll_create1", err)
+	}
+	if c.evfd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
+		return opError("eventfd", err)
+	}
+	if err := c.watch(c.evfd); err != nil {
+		return err
+	}
+	if cfg.IPv4 {
+		if c.send4, err = newSender(false, cfg); err != nil {
+			return err
+		}
+		if err := c.addRx(unix.AF_INET, unix.IPPROTO_TCP, TCPFilterIPv4(cfg.PortLo, cfg.PortHi), cfg); err != nil {
+			return err
+		}
+		if err := c.addRx(unix.AF_INET, unix.IPPROTO_ICMP, ICMPFilterIPv4(cfg.PortLo, cfg.PortHi), cfg); err != nil {
+			return err
+		}
+	}
+	if cfg.IPv6 {
+		if c.send6, err = newSender(true, cfg); err != nil {
+			return err
+		}
+		if err := c.addRx(unix.AF_INET6, unix.IPPROTO_TCP, TCPFilterIPv6(cfg.PortLo, cfg.PortHi), cfg); err != nil {
+			return err
+		}
+		if err := c.addRx(unix.AF_INET6, unix.IPPROTO_ICMPV6, ICMPFilterIPv6(cfg.PortLo, cfg.PortHi), cfg); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Conn) watch(fd int) error {
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}
+	if err := unix.EpollCtl(c.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		return opError("epoll_ctl", err)
+	}
+	return nil
+}
+
+func rawSocket(family, proto int, cfg Config) (int, error) {
+	fd, err := unix.Socket(family, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, proto)
+	if err != nil {
+		return -1, opError("socket", err)
+	}
+	if cfg.Interface != "" {
+		if err := unix.SetsockoptString(fd, unix.SOL_SOCKET, unix.SO_BINDTODEVICE, cfg.Interface); err != nil {
+			unix.Close(fd)
+			return -1, opError("setsockopt SO_BINDTODEVICE "+cfg.Interface, err)
+		}
+	}
+	return fd, nil
+}
+
+// Timestamping flags. The receive sockets ask for software receive stamps;
+// the send sockets for the scheduler and driver transmit stamps, reported
+// with an id and without the packet (OPT_TSONLY).
+const (
+	rxTimestamping = unix.SOF_TIMESTAMPING_RX_SOFTWARE | unix.SOF_TIMESTAMPING_SOFTWARE
+	txTimestamping = unix.SOF_TIMESTAMPING_TX_SCHED | unix.SOF_TIMESTAMPING_TX_SOFTWARE |
+		unix.SOF_TIMESTAMPING_SOFTWARE | unix.SOF_TIMESTAMPING_OPT_ID | unix.SOF_TIMESTAMPING_OPT_TSONLY
+)
+
+func (c *Conn) addRx(family, proto int, filter []bpf.Instruction, cfg Config) error {
+	fd, err := rawSocket(family, proto, cfg)
+	if err != nil {
+		return err
+	}
+	s := rxSock{fd: fd, v6: family == unix.AF_INET6, proto: uint8(proto)}
+	c.rx = append(c.rx, s) // closed by Close from here on
+	prog, err := bpf.Assemble(filter)
+	if err != nil {
+		return fmt.Errorf("rawsock: assemble filter: %w", err)
+	}
+	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: (*unix.SockFilter)(unsafe.Pointer(&prog[0]))}
+	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &fprog); err != nil {
+		return opError("setsockopt SO_ATTACH_FILTER", err)
+	}
+	if proto == unix.IPPROTO_ICMPV6 {
+		// Let only the error types through before BPF runs at all.
+		var f unix.ICMPv6Filter
+		for i := range f.Data {
+			f.Data[i] = 0xffffffff
+		}
+		for _, t := range []uint{1, 2, 3, 4} {
+			f.Data[t>>5] &^= 1 << (t & 31)
+		}
+		if err := unix.SetsockoptICMPv6Filter(fd, unix.SOL_ICMPV6, unix.ICMPV6_FILTER, &f); err != nil {
+			return opError("setsockopt ICMPV6_FILTER", err)
+		}
+	}
+	if s.v6 {
+		for _, o := range []int{unix.IPV6_RECVHOPLIMIT, unix.IPV6_RECVTCLASS, unix.IPV6_RECVPKTINFO} {
+			if err := unix.SetsockoptInt(fd, unix.SOL_IPV6, o, 1); err != nil {
+				return opError("setsockopt IPV6_RECV*", err)
+			}
+		}
+	}
+	// Stamping is enabled before the first packet we care about arrives:
+	// the kernel turns receive stamps on lazily.
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPING_NEW, rxTimestamping); err != nil {
+		return opError("setsockopt SO_TIMESTAMPING", err)
+	}
+	// A big queue so that bursts of replies are not dropped; FORCE needs
+	// CAP_NET_ADMIN, the plain one is capped by rmem_max.
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 8<<20)
+	}
+	// The socket queued every packet since socket(); drop what came before
+	// the filter.
+	var buf [64]byte
+	for i := 0; i < 1<<16; i++ {
+		if _, _, err := unix.Recvfrom(fd, buf[:], unix.MSG_DONTWAIT); err != nil {
+			break
+		}
+	}
+	return c.watch(fd)
+}
+
+func newSender(v6 bool, cfg Config) (*sender, error) {
+	family := unix.AF_INET
+	if v6 {
+		family = unix.AF_INET6
+	}
+	fd, err := rawSocket(family, unix.IPPROTO_RAW, cfg)
+	if err != nil {
+		return nil, err
+	}
+	s := &sender{fd: fd, v6: v6}
+	if cfg.Mark != 0 {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_MARK, int(cfg.Mark)); err != nil {
+			unix.Close(fd)
+			return nil, opError("setsockopt SO_MARK", err)
+		}
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPING_NEW, txTimestamping); err != nil {
+		unix.Close(fd)
+		return nil, opError("setsockopt SO_TIMESTAMPING", err)
+	}
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 4<<20) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4<<20)
+	}
+	// SCM_TS_OPT_ID (Linux 6.13) lets each sendmsg name the id its
+	// timestamps will carry; older kernels count sends instead.
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&s.cmsg[0]))
+	h.Level = unix.SOL_SOCKET
+	h.Type = unix.SCM_TS_OPT_ID
+	h.SetLen(unix.CmsgLen(4))
+	s.optID = true
+	return s, nil
+}
+
+// Send transmits pkt, a whole IPv4 or IPv6 packet (see Segment.Build). id
+// names the packet's transmit timestamps for TxTime; ids should be unique
+// among the last few thousand packets sent.
+func (c *Conn) Send(pkt []byte, id uint32) error {
+	if len(pkt) < IPv4MinimumSize {
+		return ErrTruncated
+	}
+	var s *sender
+	switch pkt[0] >> 4 {
+	case 4:
+		s = c.send4
+	case 6:
+		s = c.send6
+	}
+	if s == nil {
+		return fmt.Errorf("rawsock: no socket for IP version %d", pkt[0]>>4)
+	}
+	return s.send(pkt, id)
+}
+
+func (s *sender) send(pkt []byte, id uint32) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var to unix.Sockaddr
+	if s.v6 {
+		if len(pkt) < IPv6MinimumSize {
+			return ErrTruncated
+		}
+		copy(s.sa6.Addr[:], pkt[24:40])
+		to = &s.sa6
+	} else {
+		copy(s.sa4.Addr[:], pkt[16:20])
+		to = &s.sa4
+	}
+	if s.optID {
+		binary.NativeEndian.PutUint32(s.cmsg[unix.CmsgLen(0):], id)
+		_, err := unix.SendmsgN(s.fd, pkt, s.cmsg[:unix.CmsgSpace(4)], to, 0)
+		if err != unix.EINVAL {
+			return sendError(err)
+		}
+		// Kernel without SCM_TS_OPT_ID: count sends from here on.
+		s.optID = false
+	}
+	k := s.kid
+	_, err := unix.SendmsgN(s.fd, pkt, nil, to, 0)
+	// The kernel's counter moves once the packet is allocated, which is
+	// after the routing errors but before the device errors.
+	switch err {
+	case nil, unix.ENOBUFS, unix.EPERM:
+		s.kmap[k%stampSlots] = id
+		s.kid++
+	}
+	return sendError(err)
+}
+
+func sendError(err error) error {
+	if err == nil {
+		return nil
+	}
+	return opError("sendmsg", err)
+}
+
+// TxTime returns the kernel's transmit timestamp of the packet sent with id:
+// the driver's (SND) stamp if it came, else the scheduler's. ok is false
+// when the kernel reported none (yet).
+func (c *Conn) TxTime(id uint32, v6 bool) (t time.Time, ok bool) {
+	s := c.send4
+	if v6 {
+		s = c.send6
+	}
+	if s == nil {
+		return time.Time{}, false
+	}
+	return s.txTime(id)
+}
+
+func (s *sender) txTime(id uint32) (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := &s.stamps[id%stampSlots]
+	if !st.used || st.id != id || st.snd == 0 {
+		s.drain()
+	}
+	if !st.used || st.id != id {
+		return time.Time{}, false
+	}
+	switch {
+	case st.snd != 0:
+		return time.Unix(0, st.snd), true
+	case st.sched != 0:
+		return time.Unix(0, st.sched), true
+	}
+	return time.Time{}, false
+}
+
+// DrainTx reads every pending transmit timestamp off the send sockets'
+// error queues, so the queues never fill. The engine calls it after sends.
+func (c *Conn) DrainTx() {
+	for _, s := range []*sender{c.send4, c.send6} {
+		if s != nil {
+			s.mu.Lock()
+			s.drain()
+			s.mu.Unlock()
+		}
+	}
+}
+
+// drain reads the error queue until it is empty. s.mu is held.
+func (s *sender) drain() {
+	for i := 0; i < 1024; i++ {
+		_, oobn, _, err := recvmsg(s.fd, nil, s.oob[:], unix.MSG_ERRQUEUE|unix.MSG_DONTWAIT, nil)
+		if err != nil {
+			return
+		}
+		var ts int64
+		var info, data uint32
+		var got bool
+		walkCmsgs(s.oob[:oobn], func(level, typ int32, d []byte) {
+			switch {
+			case level == unix.SOL_SOCKET && typ == unix.SO_TIMESTAMPING_NEW && len(d) >= 16:
+				ts = timespecNano(d)
+			case (level == unix.SOL_IP && typ == unix.IP_RECVERR) || (level == unix.SOL_IPV6 && typ == unix.IPV6_RECVERR):
+				if len(d) >= int(unsafe.Sizeof(unix.SockExtendedErr{})) {
+					ee := (*unix.SockExtendedErr)(unsafe.Pointer(&d[0]))
+					if ee.Origin == unix.SO_EE_ORIGIN_TIMESTAMPING {
+						info, data, got = ee.Info, ee.Data, true
+					}
+				}
+			}
+		})
+		if !got || ts == 0 {
+			continue
+		}
+		id := data
+		if !s.optID {
+			id = s.kmap[data%stampSlots]
+		}
+		st := &s.stamps[id%stampSlots]
+		if !st.used || st.id != id {
+			*st = txStamp{id: id, used: true}
+		}
+		switch info {
+		case unix.SCM_TSTAMP_SND:
+			st.snd = ts
+		case unix.SCM_TSTAMP_SCHED:
+			st.sched = ts
+		}
+	}
+}
+
+// Recv reads the next packet from any receive socket into b and returns its
+// length and the kernel's receive timestamp (zero if the kernel gave none).
+// The packet always starts with an IP header: for IPv6, whose raw sockets
+// deliver only the payload, Recv writes a synthesized 40-byte header in
+// front of it (addresses, hop limit and traffic class from the control
+// messages; flow label zero). b should hold at least 40 bytes plus the
+// largest packet of interest; longer packets are truncated.
+//
+// Recv blocks until a packet arrives or the Conn is closed, in which case
+// it returns net.ErrClosed.
+func (c *Conn) Recv(b []byte) (int, time.Time, error) {
+	if len(b) < IPv6MinimumSize+TCPMinimumSize {
+		return 0, time.Time{}, ErrShortBuffer
+	}
+	c.recvMu.Lock()
+	defer c.recvMu.Unlock()
+	for {
+		if c.isClosed() {
+			return 0, time.Time{}, net.ErrClosed
+		}
+		for i := range c.rx {
+			s := &c.rx[(c.next+i)%len(c.rx)]
+			n, ts, err := c.recvFrom(s, b)
+			if err == unix.EAGAIN || err == unix.EINTR {
+				continue
+			}
+			c.next = (c.next + i + 1) % len(c.rx)
+			if err != nil {
+				// Errors such as a queued ICMP error on a raw socket
+				// are per-packet; the caller may keep reading.
+				return 0, time.Time{}, opError("recvmsg", err)
+			}
+			return n, ts, nil
+		}
+		_, err := unix.EpollWait(c.epfd, c.events[:], -1)
+		if err != nil && err != unix.EINTR {
+			return 0, time.Time{}, opError("epoll_wait", err)
+		}
+	}
+}
+
+func (c *Conn) recvFrom(s *rxSock, b []byte) (int, time.Time, error) {
+	var from unix.RawSockaddrInet6
+	if !s.v6 {
+		n, oobn, _, err := recvmsg(s.fd, b, c.oob[:], unix.MSG_DONTWAIT, &from)
+		if err != nil {
+			return 0, time.Time{}, err
+		}
+		var ts int64
+		walkCmsgs(c.oob[:oobn], func(level, typ int32, d []byte) {
+			if level == unix.SOL_SOCKET && typ == unix.SO_TIMESTAMPING_NEW && len(d) >= 16 {
+				ts = timespecNano(d)
+			}
+		})
+		return n, stampTime(ts), nil
+	}
+	n, oobn, _, err := recvmsg(s.fd, b[IPv6MinimumSize:], c.oob[:], unix.MSG_DONTWAIT, &from)
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	h := IPv6(b[:IPv6MinimumSize])
+	clear(h)
+	h[0] = 0x60
+	binary.BigEndian.PutUint16(h[4:], uint16(n))
+	h[6] = s.proto
+	copy(h[8:24], from.Addr[:])
+	var ts int64
+	walkCmsgs(c.oob[:oobn], func(level, typ int32, d []byte) {
+		switch {
+		case level == unix.SOL_SOCKET && typ == unix.SO_TIMESTAMPING_NEW && len(d) >= 16:
+			ts = timespecNano(d)
+		case level == unix.SOL_IPV6 && typ == unix.IPV6_HOPLIMIT && len(d) >= 4:
+			h[7] = byte(binary.NativeEndian.Uint32(d))
+		case level == unix.SOL_IPV6 && typ == unix.IPV6_TCLASS && len(d) >= 4:
+			tc := binary.NativeEndian.Uint32(d)
+			h[0] = 0x60 | byte(tc>>4)
+			h[1] = byte(tc<<4) | h[1]&0x0f
+		case level == unix.SOL_IPV6 && typ == unix.IPV6_PKTINFO && len(d) >= 16:
+			copy(h[24:40], d[:16])
+		}
+	})
+	return IPv6MinimumSize + n, stampTime(ts), nil
+}
+
+func stampTime(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
+}
+
+// timespecNano reads the first struct __kernel_timespec of d.
+func timespecNano(d []byte) int64 {
+	sec := int64(binary.NativeEndian.Uint64(d[0:]))
+	nsec := int64(binary.NativeEndian.Uint64(d[8:]))
+	return sec*1e9 + nsec
+}
+
+// walkCmsgs calls fn for every control message in b without allocating.
+func walkCmsgs(b []byte, fn func(level, typ int32, data []byte)) {
+	const hdr = int(unsafe.Sizeof(unix.Cmsghdr{}))
+	for len(b) >= hdr {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+		l := int(h.Len)
+		if l < hdr || l > len(b) {
+			return
+		}
+		fn(h.Level, h.Type, b[hdr:l])
+		next := unix.CmsgSpace(l - hdr)
+		if next > len(b) {
+			return
+		}
+		b = b[next:]
+	}
+}
+
+// recvmsg is unix.Recvmsg without the allocation of the source address.
+func recvmsg(fd int, p, oob []byte, flags int, from *unix.RawSockaddrInet6) (n, oobn int, mflags int, err error) {
+	var msg unix.Msghdr
+	var iov unix.Iovec
+	var dummy byte
+	if from != nil {
+		msg.Name = (*byte)(unsafe.Pointer(from))
+		msg.Namelen = uint32(unsafe.Sizeof(*from))
+	}
+	if len(p) > 0 {
+		iov.Base = &p[0]
+	} else {
+		iov.Base = &dummy
+	}
+	iov.SetLen(len(p))
+	msg.Iov = &iov
+	msg.Iovlen = 1
+	if len(oob) > 0 {
+		msg.Control = &oob[0]
+		msg.SetControllen(len(oob))
+	}
+	r, _, e := unix.Syscall(unix.SYS_RECVMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), uintptr(flags))
+	if e != 0 {
+		return 0, 0, 0, e
+	}
+	return int(r), int(msg.Controllen), int(msg.Flags), nil
+}
+
+func (c *Conn) isClosed() bool {
+	c.closeMu.Lock()
+	defer c.closeMu.Unlock()
+	return c.closed
+}
+
+// Close closes every socket. A Recv blocked in another goroutine returns
+// net.ErrClosed first.
+func (c *Conn) Close() error {
+	c.closeMu.Lock()
+	if c.closed {
+		c.closeMu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.closeMu.Unlock()
+	if c.evfd >= 0 {
+		var one [8]byte
+		binary.NativeEndian.PutUint64(one[:], 1)
+		unix.Write(c.evfd, one[:])
+	}
+	c.recvMu.Lock() // Recv has returned and will not touch the fds again
+	defer c.recvMu.Unlock()
+	for _, s := range []*sender{c.send4, c.send6} {
+		if s != nil {
+			s.mu.Lock()
+			unix.Close(s.fd)
+			s.fd = -1
+			s.mu.Unlock()
+		}
+	}
+	for _, s := range c.rx {
+		unix.Close(s.fd)
+	}
+	c.rx = nil
+	for _, fd := range []*int{&c.epfd, &c.evfd} {
+		if *fd >= 0 {
+			unix.Close(*fd)
+			*fd = -1
+		}
+	}
+	return nil
+}
+
+func opError(op string, err error) error {
+	return &net.OpError{Op: op, Net: "rawsock", Err: os.NewSyscallError(op, err)}
+}
+
+// SourceFor returns the address the kernel would send from to reach dst,
+// optionally through the named interface. No packet is sent.
+func SourceFor(dst netip.Addr, iface string) (netip.Addr, error) {
+	dst = dst.Unmap()
+	if !dst.IsValid() {
+		return netip.Addr{}, errors.New("rawsock: no destination address")
+	}
+	family := unix.AF_INET
+	var sa unix.Sockaddr
+	if dst.Is4() {
+		sa = &unix.SockaddrInet4{Port: 9, Addr: dst.As4()}
+	} else {
+		family = unix.AF_INET6
+		sa6 := &unix.SockaddrInet6{Port: 9, Addr: dst.As16()}
+		if z := dst.Zone(); z != "" {
+			if ifi, err := net.InterfaceByName(z); err == nil {
+				sa6.ZoneId = uint32(ifi.Index)
+			}
+		}
+		sa = sa6
+	}
+	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return netip.Addr{}, opError("socket", err)
+	}
+	defer unix.Close(fd)
+	if iface != "" {
+		if err := unix.SetsockoptString(fd, unix.SOL_SOCKET, unix.SO_BINDTODEVICE, iface); err != nil {
+			return netip.Addr{}, opError("setsockopt SO_BINDTODEVICE "+iface, err)
+		}
+	}
+	if err := unix.Connect(fd, sa); err != nil {
+		return netip.Addr{}, opError("connect", err)
+	}
+	got, err := unix.Getsockname(fd)
+	if err != nil {
+		return netip.Addr{}, opError("getsockname", err)
+	}
+	switch a := got.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrFrom4(a.Addr), nil
+	case *unix.SockaddrInet6:
+		return netip.AddrFrom16(a.Addr), nil
+	}
+	return netip.Addr{}, errors.New("rawsock: no source address")
+}
+
+// ProbePortRange returns the source ports probes should use: the range
+// above net.ipv4.ip_local_port_range (or below it, if that is too small),
+// so that the kernel's own connections never pick the same ports.
+func ProbePortRange() (lo, hi uint16, err error) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0, 0, err
+	}
+	var l, h int
+	if _, err := fmt.Sscan(string(b), &l, &h); err != nil {
+		return 0, 0, fmt.Errorf("rawsock: parse ip_local_port_range: %w", err)
+	}
+	return PortRangeOutside(l, h)
+}

@@ -1,0 +1,174 @@
+//go:build linux
+
+package rawsock
+
+import (
+	"errors"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"testing"
+	"time"
+)
+
+// listenOrSkip opens a Conn on a random block of 16 ports, or skips the
+// test without CAP_NET_RAW.
+func listenOrSkip(t *testing.T, v4, v6 bool) (*Conn, uint16) {
+	t.Helper()
+	lo := uint16(61000 + rand.IntN(4000))
+	c, err := Listen(Config{IPv4: v4, IPv6: v6, PortLo: lo, PortHi: lo + 15})
+	if errors.Is(err, os.ErrPermission) {
+		t.Skip("needs CAP_NET_RAW: run as root (sudo go test ./rawsock)")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, lo
+}
+
+// TestIntegrationLoopbackSYN sends a real SYN to a kernel listener on
+// loopback and checks the SYN-ACK, both kernel timestamps and the RTT.
+func TestIntegrationLoopbackSYN(t *testing.T) {
+	for _, addr := range []string{"127.0.0.1", "::1"} {
+		t.Run(addr, func(t *testing.T) {
+			a := netip.MustParseAddr(addr)
+			c, lo := listenOrSkip(t, a.Is4(), a.Is6())
+			ln, err := net.Listen("tcp", net.JoinHostPort(addr, "0"))
+			if err != nil {
+				t.Skipf("no %s listener: %v", addr, err)
+			}
+			defer ln.Close()
+			port := uint16(ln.Addr().(*net.TCPAddr).Port)
+
+			var opts [MaxOptionsSize]byte
+			on := (&SYNOptions{MSS: 1460, WScale: 7, SACKPermitted: true, Timestamps: true, TSVal: 1}).Encode(opts[:])
+			seg := Segment{Src: a, Dst: a, TTL: 64, DF: true, SrcPort: lo + 3, DstPort: port, Seq: 0x01020304,
+				Flags: FlagSyn, Window: 64240, Options: opts[:on]}
+			buf := make([]byte, 256)
+			n, err := seg.Build(buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Send(buf[:n], 42); err != nil {
+				t.Fatal(err)
+			}
+			rb := make([]byte, 2048)
+			var p Packet
+			var rx time.Time
+			deadline := time.AfterFunc(5*time.Second, func() { c.Close() })
+			defer deadline.Stop()
+			for {
+				n, ts, err := c.Recv(rb)
+				if err != nil {
+					t.Fatalf("no SYN-ACK: %v", err)
+				}
+				if Parse(rb[:n], &p) == nil && p.Proto == 6 && p.SrcPort == port && p.DstPort == lo+3 {
+					rx = ts
+					break
+				}
+			}
+			if p.Flags != FlagSyn|FlagAck || p.Ack != 0x01020305 || p.Src != a || p.Dst != a || p.TTL != 64 {
+				t.Errorf("reply %+v", p)
+			}
+			if p.Options.MSS == 0 || !p.Options.SACKPermitted || !p.Options.Timestamps || p.Options.TSEcr != 1 {
+				t.Errorf("SYN-ACK options %+v", p.Options)
+			}
+			tx, ok := c.TxTime(42, a.Is6())
+			if !ok || rx.IsZero() {
+				t.Fatalf("kernel stamps: tx %v (%v), rx %v", tx, ok, rx)
+			}
+			if rtt := rx.Sub(tx); rtt <= 0 || rtt > 100*time.Millisecond {
+				t.Errorf("kernel RTT %v", rtt)
+			}
+			if _, ok := c.TxTime(43, a.Is6()); ok {
+				t.Error("TxTime reports a stamp for a packet never sent")
+			}
+		})
+	}
+}
+
+// TestIntegrationFilterScope: replies to ports outside the Conn's range
+// never reach Recv.
+func TestIntegrationFilterScope(t *testing.T) {
+	c, lo := listenOrSkip(t, true, false)
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := uint16(ln.Addr().(*net.TCPAddr).Port)
+	a := netip.MustParseAddr("127.0.0.1")
+	buf := make([]byte, 128)
+	for i, sport := range []uint16{lo - 1, lo + 16, lo + 15} { // only the last is ours
+		n, _ := (&Segment{Src: a, Dst: a, TTL: 64, SrcPort: sport, DstPort: port, Seq: uint32(i), Flags: FlagSyn, Window: 1}).Build(buf)
+		if err := c.Send(buf[:n], uint32(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rb := make([]byte, 2048)
+	n, _, err := c.Recv(rb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p Packet
+	if err := Parse(rb[:n], &p); err != nil || p.DstPort != lo+15 {
+		t.Errorf("first packet received: %+v (%v), want the reply to port %d", p, err, lo+15)
+	}
+}
+
+// TestIntegrationZeroAllocs: Send and Recv allocate nothing per packet.
+func TestIntegrationZeroAllocs(t *testing.T) {
+	c, lo := listenOrSkip(t, true, true)
+	for _, addr := range []string{"127.0.0.1", "::1"} {
+		a := netip.MustParseAddr(addr)
+		ln, err := net.Listen("tcp", net.JoinHostPort(addr, "0"))
+		if err != nil {
+			t.Skipf("no %s listener: %v", addr, err)
+		}
+		defer ln.Close()
+		port := uint16(ln.Addr().(*net.TCPAddr).Port)
+		buf := make([]byte, 128)
+		rb := make([]byte, 2048)
+		id := uint32(0)
+		allocs := testing.AllocsPerRun(200, func() {
+			id++
+			n, _ := (&Segment{Src: a, Dst: a, TTL: 64, SrcPort: lo, DstPort: port, Seq: id * 1000, Flags: FlagSyn, Window: 1}).Build(buf)
+			if err := c.Send(buf[:n], id); err != nil {
+				t.Fatal(err)
+			}
+			// Loopback answers inside Send: the SYN-ACK is queued already.
+			if _, _, err := c.Recv(rb); err != nil {
+				t.Fatal(err)
+			}
+			c.TxTime(id, a.Is6())
+			// Free the listener's half-open entry.
+			n, _ = (&Segment{Src: a, Dst: a, TTL: 64, SrcPort: lo, DstPort: port, Seq: id*1000 + 1, Flags: FlagRst}).Build(buf)
+			c.Send(buf[:n], id+1<<31)
+		})
+		if allocs != 0 {
+			t.Errorf("%s: %v allocations per send+receive, want 0", addr, allocs)
+		}
+	}
+}
+
+// TestIntegrationCloseWakesRecv: Close unblocks a Recv with net.ErrClosed.
+func TestIntegrationCloseWakesRecv(t *testing.T) {
+	c, _ := listenOrSkip(t, true, true)
+	done := make(chan error)
+	go func() {
+		_, _, err := c.Recv(make([]byte, 2048))
+		done <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	c.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Errorf("Recv returned %v, want net.ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Recv still blocked after Close")
+	}
+}

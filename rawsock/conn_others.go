@@ -1,0 +1,33 @@
+//go:build !linux
+
+package rawsock
+
+import (
+	"fmt"
+	"net/netip"
+	"runtime"
+	"time"
+)
+
+// Config selects what Listen opens. See the Linux documentation.
+type Config struct {
+	IPv4, IPv6     bool
+	PortLo, PortHi uint16
+	Interface      string
+	Mark           uint32
+}
+
+// Conn is not implemented on this platform.
+type Conn struct{}
+
+var errNotImplemented = fmt.Errorf("rawsock: not implemented on %s", runtime.GOOS)
+
+// Listen is not implemented on this platform.
+func Listen(Config) (*Conn, error) { return nil, errNotImplemented }
+
+func (*Conn) Send([]byte, uint32) error                { return errNotImplemented }
+func (*Conn) Recv([]byte) (int, time.Time, error)      { return 0, time.Time{}, errNotImplemented }
+func (*Conn) TxTime(uint32, bool) (time.Time, bool)    { return time.Time{}, false }
+func (*Conn) Close() error                             { return nil }
+func SourceFor(netip.Addr, string) (netip.Addr, error) { return netip.Addr{}, errNotImplemented }
+func ProbePortRange() (uint16, uint16, error)          { return 0, 0, errNotImplemented }
