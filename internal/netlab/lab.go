@@ -1,0 +1,75 @@
+package netlab
+
+import (
+	"net"
+	"net/netip"
+	"os/exec"
+	"sync"
+	"time"
+)
+
+// Lab is a set of network namespaces built for one test by New or
+// NewDelayLab, removed when the test ends.
+type Lab struct {
+	Prober, Target     string     // namespace names, sp<pid>x<n>p and sp<pid>x<n>t
+	ProberIf, TargetIf string     // veth names inside each namespace
+	ProberV4, TargetV4 netip.Addr // 198.18.X.1 and 198.18.X.2, on a /24
+	ProberV6, TargetV6 netip.Addr // 2001:db8:X::1 and 2001:db8:X::2, on a /64
+
+	// Router is the middle namespace of a lab made by NewDelayLab, empty
+	// otherwise.
+	Router string
+
+	namespaces []string // created so far, deleted at cleanup
+}
+
+// CapturedPacket is one packet read back from a capture.
+type CapturedPacket struct {
+	Time time.Time // capture time stamp, as recorded by the kernel
+	Data []byte    // the IP packet (IPv4 or IPv6), link-layer header removed
+}
+
+// Capture is a running tcpdump started by Lab.StartCapture.
+type Capture struct {
+	cmd    *exec.Cmd
+	path   string
+	stderr *syncBuffer
+	done   chan struct{} // closed when the process has been waited for
+	err    error         // from cmd.Wait, valid after done
+
+	stopOnce sync.Once
+}
+
+// Serve accepts connections on ln in a new goroutine and runs handler on
+// each in its own goroutine, until ln is closed (or fails). The handler owns
+// the connection and must close it.
+func Serve(ln net.Listener, handler func(net.Conn)) {
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return // closed, or a failure the test will notice
+			}
+			go handler(c)
+		}
+	}()
+}
+
+// syncBuffer collects a child's stderr while it runs.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  []byte
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b = append(s.b, p...)
+	return len(p), nil
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return string(s.b)
+}
