@@ -48,9 +48,8 @@ fuzz:
 		$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) ./$$pkg || exit 1; \
 	done
 
-bench: deps build
-	$(GO) test -run '^$$' -bench . -benchmem ./...
-	$(SUDO) scripts/bench-rtt.sh bin/synprobe
+bench: deps
+	$(SUDO) env "PATH=$$PATH" scripts/bench-rtt.sh
 
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -66,3 +66,35 @@ func TestZeroAllocs(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkProbe measures one probe through the engine: build and send the
+// SYN, then match its SYN-ACK and send the RST.
+func BenchmarkProbe(b *testing.B) {
+	d, s := netip.MustParseAddr("198.18.0.2"), netip.MustParseAddr("198.18.0.1")
+	cookie, _ := rawsock.NewRandomCookie()
+	c := &lastConn{}
+	p, err := New(c, Config{
+		Targets: []Target{{Addr: d, Src: s, Port: 443}},
+		PortLo:  61000, PortHi: 61511,
+		Options: &rawsock.SYNOptions{MSS: 1460, WScale: 7, SACKPermitted: true, Timestamps: true},
+		Timeout: time.Hour,
+		Cookie:  cookie,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	now := time.Now()
+	reply := make([]byte, 128)
+	var in inbound
+	var syn rawsock.Packet
+	b.ReportAllocs()
+	for i := range b.N {
+		p.sendSYN(0, i, now)
+		rawsock.Parse(c.buf[:c.n], &syn)
+		seg := rawsock.Segment{Src: d, Dst: s, TTL: 64, SrcPort: 443, DstPort: syn.SrcPort,
+			Ack: syn.Seq + 1, Flags: rawsock.FlagSyn | rawsock.FlagAck, Window: 1}
+		n, _ := seg.Build(reply)
+		rawsock.Parse(reply[:n], &in.pkt)
+		p.handle(&in)
+	}
+}

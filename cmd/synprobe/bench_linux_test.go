@@ -1,0 +1,179 @@
+//go:build linux
+
+package main
+
+import (
+	"net/netip"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/synprobe/synprobe/internal/netlab"
+	"github.com/synprobe/synprobe/rawsock"
+)
+
+// The benchmarks here measure the whole binary in a namespace lab; run them
+// as root with -benchtime=1x (scripts/bench-rtt.sh does): each iteration is
+// a full measurement with its own probe count.
+
+// BenchmarkRTTAccuracy reports |synprobe RTT - capture RTT| over 300
+// probes per address family: the capture on the prober's veth is the
+// independent clock.
+func BenchmarkRTTAccuracy(b *testing.B) {
+	for range b.N {
+		for _, fam := range []string{"v4", "v6"} {
+			l := verdictLab(b)
+			dst, src := l.TargetV4, l.ProberV4
+			if fam == "v6" {
+				dst, src = l.TargetV6, l.ProberV6
+			}
+			c := l.StartCapture(b, l.Prober, l.ProberIf, "tcp port 80")
+			r := runIn(b, l, l.Prober, "--json", "-c", "300", "-i", "0.005", hostPort(dst, 80))
+			pkts, err := c.Stop()
+			if err != nil || r.code != exitOK {
+				b.Fatalf("capture %v, exit %d %s", err, r.code, r.stderr)
+			}
+			errs := compareWithCapture(b, r.lines, captureRTTs(b, pkts, src))
+			if len(errs) < 290 {
+				b.Fatalf("only %d probes compared", len(errs))
+			}
+			us := func(d time.Duration) float64 { return float64(d) / 1e3 }
+			b.ReportMetric(us(errs[len(errs)/2]), "median-err-µs-"+fam)
+			b.ReportMetric(us(errs[len(errs)*99/100]), "p99-err-µs-"+fam)
+			b.ReportMetric(us(errs[len(errs)-1]), "max-err-µs-"+fam)
+			b.ReportMetric(float64(len(errs)), "probes-"+fam)
+			b.Logf("%s: %d probes, |synprobe - capture| median %.3f µs, p99 %.3f µs, max %.3f µs",
+				fam, len(errs), us(errs[len(errs)/2]), us(errs[len(errs)*99/100]), us(errs[len(errs)-1]))
+			// The same exchange by the tools users compare with, when
+			// installed: hping3 and nping print their own RTTs per probe.
+			for _, tool := range []string{"hping3", "nping"} {
+				if _, err := exec.LookPath(tool); err != nil {
+					continue
+				}
+				med, n := toolError(b, tool, dst, src, func(args ...string) ([]byte, []rawsockPkt) {
+					c := l.StartCapture(b, l.Prober, l.ProberIf, "tcp port 80")
+					out, _ := l.Command(b.Context(), l.Prober, args[0], args[1:]...).CombinedOutput()
+					p, _ := c.Stop()
+					return out, capturedPkts(p)
+				})
+				if n > 0 {
+					b.Logf("%s %s: %d probes, |tool - capture| median %.3f µs", fam, tool, n, us(med))
+					b.ReportMetric(us(med), tool+"-median-err-µs-"+fam)
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkOneShot reports the wall time of a whole `synprobe -c 1` run
+// against a lab listener, process start to exit (ip netns exec included,
+// which alone costs about 3 ms here; its cost is reported separately).
+func BenchmarkOneShot(b *testing.B) {
+	for range b.N {
+		l := verdictLab(b)
+		bin := synprobeBinary(b)
+		measure := func(name string, args ...string) time.Duration {
+			var walls []time.Duration
+			for range 30 {
+				start := time.Now()
+				if err := l.Command(b.Context(), l.Prober, name, args...).Run(); err != nil {
+					if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() > 1 {
+						b.Fatalf("%s: %v", name, err)
+					}
+				}
+				walls = append(walls, time.Since(start))
+			}
+			slices.Sort(walls)
+			return walls[len(walls)/2]
+		}
+		base := measure("true")
+		ours := measure(bin, "-c", "1", "-q", hostPort(l.TargetV4, 80))
+		b.ReportMetric(float64(ours)/1e6, "synprobe-c1-ms")
+		b.ReportMetric(float64(base)/1e6, "netns-exec-ms")
+		b.Logf("synprobe -c 1: median %v wall (ip netns exec alone: %v)", ours, base)
+		if _, err := exec.LookPath("hping3"); err == nil {
+			h := measure("hping3", "-S", "-p", "80", "-c", "1", "-q", l.TargetV4.String())
+			b.ReportMetric(float64(h)/1e6, "hping3-c1-ms")
+			b.Logf("hping3 -c 1: median %v wall", h)
+		}
+	}
+}
+
+type rawsockPkt struct {
+	t time.Time
+	p rawsock.Packet
+}
+
+// capturedPkts parses a capture's TCP packets.
+func capturedPkts(c []netlab.CapturedPacket) []rawsockPkt {
+	var out []rawsockPkt
+	for _, x := range c {
+		var p rawsock.Packet
+		if rawsock.Parse(x.Data, &p) == nil && p.Proto == rawsock.ProtocolTCP {
+			out = append(out, rawsockPkt{x.Time, p})
+		}
+	}
+	return out
+}
+
+var hpingRTT = regexp.MustCompile(`seq=(\d+) .*rtt=([0-9.]+) ms`)
+
+// toolError runs tool for 200 probes and returns the median |tool RTT -
+// capture RTT|, pairing the i-th SYN with the tool's i-th reported RTT.
+func toolError(b *testing.B, tool string, dst, src netip.Addr, run func(args ...string) ([]byte, []rawsockPkt)) (time.Duration, int) {
+	var args []string
+	fam := "-4"
+	if dst.Is6() {
+		fam = "-6"
+	}
+	switch tool {
+	case "hping3":
+		if dst.Is6() {
+			return 0, 0 // hping3 has no IPv6
+		}
+		args = []string{"hping3", "-S", "-p", "80", "-c", "200", "-i", "u5000", dst.String()}
+	case "nping":
+		args = []string{"nping", fam, "--tcp", "-p", "80", "--flags", "syn", "-c", "200", "--delay", "5ms", "-v1", dst.String()}
+	}
+	out, pkts := run(args...)
+	var syns, replies []time.Time
+	for _, c := range pkts {
+		switch {
+		case c.p.Src == src && c.p.Flags == rawsock.FlagSyn:
+			syns = append(syns, c.t)
+		case c.p.Dst == src && c.p.Flags == rawsock.FlagSyn|rawsock.FlagAck:
+			replies = append(replies, c.t)
+		}
+	}
+	var toolRTT []time.Duration
+	switch tool {
+	case "hping3":
+		for _, m := range hpingRTT.FindAllStringSubmatch(string(out), -1) {
+			ms, _ := strconv.ParseFloat(m[2], 64)
+			toolRTT = append(toolRTT, time.Duration(ms*1e6))
+		}
+	case "nping":
+		// nping prints send and receive times; its RTT is the "Avg rtt"
+		// only, so per probe we take RCVD - SENT of its own lines.
+		sent := regexp.MustCompile(`SENT \(([0-9.]+)s\) TCP`).FindAllStringSubmatch(string(out), -1)
+		rcvd := regexp.MustCompile(`RCVD \(([0-9.]+)s\) TCP`).FindAllStringSubmatch(string(out), -1)
+		for i := range min(len(sent), len(rcvd)) {
+			s, _ := strconv.ParseFloat(sent[i][1], 64)
+			r, _ := strconv.ParseFloat(rcvd[i][1], 64)
+			toolRTT = append(toolRTT, time.Duration((r-s)*1e9))
+		}
+	}
+	n := min(len(syns), len(replies), len(toolRTT))
+	var errs []time.Duration
+	for i := range n {
+		errs = append(errs, (toolRTT[i] - replies[i].Sub(syns[i])).Abs())
+	}
+	if len(errs) == 0 {
+		return 0, 0
+	}
+	slices.Sort(errs)
+	return errs[len(errs)/2], len(errs)
+}
