@@ -395,4 +395,3 @@ func TestIntegrationPrivileges(t *testing.T) {
 		t.Errorf("with file capabilities as nobody: %v\n%s", err, out)
 	}
 }
-
