@@ -1,0 +1,41 @@
+// Package probe is synprobe's probing engine: it sends crafted SYN segments
+// through a Conn, matches every reply to its probe, drives each probe's
+// exchange to its end and reports a Result per probe with Stats per target.
+//
+// # Use
+//
+//	conn, _ := rawsock.Listen(rawsock.Config{IPv4: true, PortLo: lo, PortHi: hi})
+//	defer conn.Close()
+//	cookie, _ := rawsock.NewRandomCookie()
+//	p, _ := probe.New(conn, probe.Config{
+//		Targets:  []probe.Target{{Addr: dst, Port: 443, Src: src}},
+//		Count:    5,
+//		PortLo:   lo, PortHi: hi,
+//		Cookie:   cookie,
+//		OnResult: func(r *probe.Result) { fmt.Println(r.State, r.Reason, r.RTT) },
+//	})
+//	err := p.Run(ctx)
+//
+// # Matching
+//
+// Every SYN's ISN is a keyed hash of its 4-tuple and probe id (see
+// rawsock.Cookie). A reply is taken for a probe only when it acknowledges
+// that ISN (an ICMP error: quotes it) and its addresses and ports are the
+// probe's; everything else is dropped without a trace.
+//
+// # Modes
+//
+// ModeRST (the default) answers the SYN-ACK with RST so that the server
+// frees its half-open connection at once.
+//
+// # Timing
+//
+// RTTs are the kernel's receive stamp of the reply minus its transmit
+// stamp of the SYN (Result.KernelClock), or the user-space clock's
+// difference when the kernel gave no stamps.
+//
+// # Testing
+//
+// Package probetest provides an in-memory Conn that answers each SYN with
+// scripted SYN-ACKs, RSTs, ICMP errors or silence, with exact timestamps.
+package probe
