@@ -102,7 +102,7 @@ func Listen(cfg Config) (*Conn, error) {
 // warmRxStamps returns once the kernel stamps received packets. Enabling
 // receive stamps flips a global static key from a work queue, so the first
 // packets after setsockopt may arrive unstamped; a datagram sent to
-// ourselves on loopback shows when the key is on. Bounded to ~20 ms; it
+// ourselves on loopback shows when the key is on. Bounded to 50 ms; it
 // gives up at once when loopback is down.
 func warmRxStamps() {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
@@ -118,11 +118,11 @@ func warmRxStamps() {
 	if err != nil {
 		return
 	}
-	tv := unix.Timeval{Usec: 1000}
+	tv := unix.Timeval{Usec: 5000}
 	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
 	var b [1]byte
 	var oob [128]byte
-	for range 20 {
+	for deadline := time.Now().Add(50 * time.Millisecond); time.Now().Before(deadline); time.Sleep(100 * time.Microsecond) {
 		if unix.Sendto(fd, b[:], 0, sa) != nil {
 			return
 		}
