@@ -64,4 +64,45 @@
 // IP options; the IPv6 programs see the TCP or ICMPv6 header, as AF_INET6
 // raw sockets deliver no IP header. Accepted packets are kept whole. The
 // programs are tested in the x/net/bpf virtual machine.
+//
+// # RST suppression
+//
+// When a SYN-ACK answers a raw SYN, the kernel has no socket for it and
+// replies with a RST of its own within microseconds; it does the same for
+// every later segment of that connection. Modes that complete the
+// handshake themselves need those RSTs kept off the wire, while the RSTs
+// and ACKs synprobe sends pass.
+//
+// NewRSTGuard installs an nftables table in the inet family, so one rule
+// covers IPv4 and IPv6, named TablePrefix + "<pid>_<8 hex digits>", with a
+// filter chain on the output hook and a single rule:
+//
+//	meta l4proto tcp tcp flags & rst == rst tcp sport PORTLO-PORTHI meta mark != MARK counter drop
+//
+// Our own segments carry MARK, set with SO_MARK on the send sockets
+// (Config.Mark), so only the kernel's RSTs from exactly this run's source
+// ports are dropped; Dropped reads the rule's counter. The rule acts on
+// output only: a drop on input would also hide replies from the raw
+// receive sockets.
+//
+// The table is written with a small nfnetlink batch writer over
+// golang.org/x/sys/unix: one transaction creates table, chain and rule,
+// and every message is acknowledged and checked, errors naming the message
+// the kernel refused. Errors are *net.OpError values; without
+// CAP_NET_ADMIN they wrap os.ErrPermission.
+//
+// On Linux 5.12 and later the table has the owner flag: it belongs to the
+// guard's netlink socket, which stays open until Close (and is not
+// inherited by child processes). The kernel deletes the table when that
+// socket closes, however the process ends, SIGKILL included; meanwhile
+// other processes cannot change or delete it, and `nft flush ruleset`
+// leaves it alone. On older kernels, which refuse the flag, NewRSTGuard
+// falls back to an ordinary table (Owned reports false): Close deletes it,
+// and CleanupTables (synprobe --cleanup) deletes those left behind by runs
+// that no longer exist. By hand:
+//
+//	nft list tables | grep synprobe_
+//	nft delete table inet synprobe_<pid>_<hex>
+//
+// The guard acts on the network namespace of the thread that created it.
 package rawsock
