@@ -209,7 +209,7 @@ func TestIntegrationVerdicts(t *testing.T) {
 // connection state for them (our RST freed the SYN_RECV entry).
 func TestIntegrationNoHalfOpenLeft(t *testing.T) {
 	l := verdictLab(t)
-	r := runIn(t, l, l.Prober, "-c", "5", "-i", "0.01", hostPort(l.TargetV4, 80), hostPort(l.TargetV6, 80))
+	r := runIn(t, l, l.Prober, "-c", "5", "-i", "0.01", "-I", l.ProberIf, hostPort(l.TargetV4, 80), hostPort(l.TargetV6, 80))
 	if r.code != exitOK {
 		t.Fatalf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
