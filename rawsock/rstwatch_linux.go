@@ -1,0 +1,205 @@
+//go:build linux
+
+package rawsock
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"unsafe"
+
+	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
+)
+
+// rstDrainMax bounds the packets one Escaped call reads; the rest wait
+// for the next call (or are counted as drops, should the queue fill).
+const rstDrainMax = 4096
+
+// RSTWatch counts TCP RSTs leaving this host from our source ports without
+// our mark: the kernel's automatic RSTs that got past the RSTGuard (or were
+// sent with no guard).
+//
+// It is an AF_PACKET socket on every interface, loopback included, with a
+// BPF filter that accepts outgoing IPv4 and IPv6 TCP segments with the RST
+// flag, a source port in [lo, hi] and a packet mark other than ours.
+// Packet sockets see outgoing packets after netfilter's output and
+// postrouting hooks, so a RST the guard dropped never reaches the watch:
+// whatever it counts was on its way to the wire.
+//
+// The methods may be called from any goroutine.
+type RSTWatch struct {
+	mu sync.Mutex
+	fd int // -1 after Close
+	n  uint64
+}
+
+// NewRSTWatch opens the watch in the calling thread's network namespace.
+// mark is the packet mark of our own segments (Config.Mark) and must not
+// be zero. It needs CAP_NET_RAW; without it the error wraps
+// os.ErrPermission.
+func NewRSTWatch(lo, hi uint16, mark uint32) (*RSTWatch, error) {
+	if lo == 0 || hi < lo {
+		return nil, fmt.Errorf("rawsock: bad port range %d-%d", lo, hi)
+	}
+	if mark == 0 {
+		return nil, errors.New("rawsock: the RST watch needs a non-zero packet mark")
+	}
+	prog, err := bpf.Assemble(rstWatchFilter(lo, hi, mark))
+	if err != nil {
+		return nil, fmt.Errorf("rawsock: assemble filter: %w", err)
+	}
+	// Protocol 0: the socket receives nothing until bind, so no packet
+	// can queue before the filter is in place, and there is nothing to
+	// drain. (Draining after the filter was attached would throw away
+	// RSTs that passed it.)
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		return nil, opError("socket", err)
+	}
+	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: (*unix.SockFilter)(unsafe.Pointer(&prog[0]))}
+	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &fprog); err != nil {
+		unix.Close(fd)
+		return nil, opError("setsockopt SO_ATTACH_FILTER", err)
+	}
+	// Every protocol on every interface (ifindex 0).
+	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL)}); err != nil {
+		unix.Close(fd)
+		return nil, opError("bind", err)
+	}
+	return &RSTWatch{fd: fd}, nil
+}
+
+// Escaped returns how many RSTs have escaped since NewRSTWatch. It reads
+// the packets queued so far without blocking, and adds those the kernel
+// had to drop because the queue was full. After Close it returns the
+// final count.
+func (w *RSTWatch) Escaped() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.drain()
+	return w.n
+}
+
+// drain counts and discards the queued packets, and the ones the socket
+// dropped. w.mu is held.
+func (w *RSTWatch) drain() {
+	if w.fd < 0 {
+		return
+	}
+	for range rstDrainMax {
+		// The packet is counted, not read: a zero-length read frees it.
+		_, _, _, err := recvmsg(w.fd, nil, nil, unix.MSG_DONTWAIT, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			break // EAGAIN: empty
+		}
+		w.n++
+	}
+	// PACKET_STATISTICS counts the packets that passed the filter but
+	// found the queue full, and resets on every read.
+	if st, err := unix.GetsockoptTpacketStats(w.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS); err == nil {
+		w.n += uint64(st.Drops)
+	}
+}
+
+// Close counts what is still queued and closes the socket. Further calls
+// do nothing.
+func (w *RSTWatch) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.fd < 0 {
+		return nil
+	}
+	w.drain()
+	err := unix.Close(w.fd)
+	w.fd = -1
+	if err != nil {
+		return opError("close", err)
+	}
+	return nil
+}
+
+// rstWatchFilter returns the watch's program: the checks that need the
+// kernel's ancillary data (packet type, mark, link-layer protocol) first,
+// then rstFilterBody for IPv4 or IPv6. The socket is SOCK_DGRAM, so the
+// data starts at the network header.
+//
+//	ld type; jne PACKET_OUTGOING -> drop
+//	ld mark; jeq MARK -> drop
+//	ld proto; jne ETH_P_IP -> v6
+//	  <IPv4 body>
+//	v6: jne ETH_P_IPV6 -> drop
+//	  <IPv6 body>
+//	drop: ret 0
+func rstWatchFilter(lo, hi uint16, mark uint32) []bpf.Instruction {
+	v4, v6 := rstFilterBody(lo, hi, false), rstFilterBody(lo, hi, true)
+	prog := []bpf.Instruction{
+		bpf.LoadExtension{Num: bpf.ExtType},
+		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: unix.PACKET_OUTGOING}, // SkipTrue: drop, below
+		bpf.LoadExtension{Num: bpf.ExtMark},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: mark}, // SkipTrue: drop
+		bpf.LoadExtension{Num: bpf.ExtProto},
+		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: unix.ETH_P_IP, SkipTrue: uint8(len(v4))},
+	}
+	prog = append(prog, v4...)
+	prog = append(prog, bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: unix.ETH_P_IPV6, SkipTrue: uint8(len(v6))})
+	prog = append(prog, v6...)
+	prog = append(prog, bpf.RetConstant{Val: 0})
+	drop := len(prog) - 1
+	for _, i := range []int{1, 3} {
+		j := prog[i].(bpf.JumpIf)
+		j.SkipTrue = uint8(drop - i - 1)
+		prog[i] = j
+	}
+	return prog
+}
+
+// rstFilterBody returns the part of the watch's program that looks at the
+// packet alone, from its IPv4 or IPv6 header: it accepts TCP segments with
+// the RST flag and a source port in [lo, hi]. For IPv4 it skips non-first
+// fragments and copes with IP options; for IPv6 the TCP header must follow
+// the fixed header directly. It is self-contained (it ends in its own
+// returns), so it runs alone in the x/net/bpf VM, which knows no ancillary
+// loads.
+func rstFilterBody(lo, hi uint16, v6 bool) []bpf.Instruction {
+	if v6 {
+		const tcp = IPv6MinimumSize
+		return []bpf.Instruction{
+			/* 0 */ bpf.LoadAbsolute{Off: IPv6NextHeaderOffset, Size: 1},
+			/* 1 */ bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: ProtocolTCP, SkipTrue: 6},
+			/* 2 */ bpf.LoadAbsolute{Off: tcp + TCPFlagsOffset, Size: 1},
+			/* 3 */ bpf.JumpIf{Cond: bpf.JumpBitsNotSet, Val: uint32(FlagRst), SkipTrue: 4},
+			/* 4 */ bpf.LoadAbsolute{Off: tcp + TCPSrcPortOffset, Size: 2},
+			/* 5 */ bpf.JumpIf{Cond: bpf.JumpLessThan, Val: uint32(lo), SkipTrue: 2},
+			/* 6 */ bpf.JumpIf{Cond: bpf.JumpGreaterThan, Val: uint32(hi), SkipTrue: 1},
+			/* 7 */ bpf.RetConstant{Val: filterAccept},
+			/* 8 */ bpf.RetConstant{Val: 0},
+		}
+	}
+	return []bpf.Instruction{
+		/* 0 */ bpf.LoadAbsolute{Off: IPv4ProtocolOffset, Size: 1},
+		/* 1 */ bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: ProtocolTCP, SkipTrue: 9},
+		/* 2 */ bpf.LoadAbsolute{Off: IPv4FlagsFragOffset, Size: 2},
+		/* 3 */ bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: 0x1fff, SkipTrue: 7},
+		/* 4 */ bpf.LoadMemShift{Off: IPv4VersIHLOffset}, // X = IHL*4: the TCP header
+		/* 5 */ bpf.LoadIndirect{Off: TCPFlagsOffset, Size: 1},
+		/* 6 */ bpf.JumpIf{Cond: bpf.JumpBitsNotSet, Val: uint32(FlagRst), SkipTrue: 4},
+		/* 7 */ bpf.LoadIndirect{Off: TCPSrcPortOffset, Size: 2},
+		/* 8 */ bpf.JumpIf{Cond: bpf.JumpLessThan, Val: uint32(lo), SkipTrue: 2},
+		/* 9 */ bpf.JumpIf{Cond: bpf.JumpGreaterThan, Val: uint32(hi), SkipTrue: 1},
+		/* 10 */ bpf.RetConstant{Val: filterAccept},
+		/* 11 */ bpf.RetConstant{Val: 0},
+	}
+}
+
+// htons returns v in network byte order, as the sockaddr_ll protocol
+// field wants it.
+func htons(v uint16) uint16 {
+	var b [2]byte
+	binary.BigEndian.PutUint16(b[:], v)
+	return binary.NativeEndian.Uint16(b[:])
+}

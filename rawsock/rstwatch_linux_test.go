@@ -1,0 +1,417 @@
+//go:build linux
+
+package rawsock
+
+import (
+	"errors"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"testing"
+	"time"
+
+	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/synprobe/synprobe/internal/netlab"
+)
+
+const (
+	watchPortLo   = 61100
+	watchPortHi   = 61107
+	watchDstPort  = 8080
+	otherMark     = testMark + 1    // a mark that is not ours, for control watches
+	escapeTimeout = 2 * time.Second // longest wait for a RST to show
+	// settleTime is how long a test waits for packets that should not
+	// come: a late or duplicate RST would be counted by then.
+	settleTime      = 50 * time.Millisecond
+	skipNeedsNetRaw = "needs CAP_NET_RAW: run as root (sudo go test ./rawsock)"
+)
+
+// rst is a RST from us (v4a or v6a) with source port sport.
+func rst(src, dst netip.Addr, sport uint16, flags TCPFlags) Segment {
+	return Segment{Src: src, Dst: dst, TTL: 64, DF: true, SrcPort: sport, DstPort: 443,
+		Seq: 0xc0ffee01, Ack: 0x01020305, Flags: flags}
+}
+
+func TestRSTFilterBodyIPv4(t *testing.T) {
+	pkt := func(sport uint16, flags TCPFlags) []byte { return mustBuild(t, rst(v4a, v4b, sport, flags)) }
+	in := pkt(watchPortLo+3, FlagRst)
+	// A RST whose real source port is outside the range, with IP options
+	// such that the bytes at offset 20 of a 20-byte header would be in
+	// range: the filter must use the IHL.
+	opt := withIPv4Options(pkt(80, FlagRst), 4)
+	opt[IPv4MinimumSize], opt[IPv4MinimumSize+1] = byte(watchPortLo>>8), byte(watchPortLo&0xff)
+	opt[IPv4MinimumSize+TCPFlagsOffset] = byte(FlagRst)
+	checkFilter(t, rstFilterBody(watchPortLo, watchPortHi, false), []filterCase{
+		{"lo", pkt(watchPortLo, FlagRst), true},
+		{"hi", pkt(watchPortHi, FlagRst), true},
+		{"inside", in, true},
+		{"RST-ACK", pkt(watchPortLo, FlagRst|FlagAck), true},
+		{"every flag", pkt(watchPortLo, 0xff), true},
+		{"below", pkt(watchPortLo-1, FlagRst), false},
+		{"above", pkt(watchPortHi+1, FlagRst), false},
+		{"port 0", pkt(0, FlagRst), false},
+		{"port 65535", pkt(65535, FlagRst), false},
+		{"SYN", pkt(watchPortLo, FlagSyn), false},
+		{"ACK", pkt(watchPortLo, FlagAck), false},
+		{"FIN-ACK", pkt(watchPortLo, FlagFin|FlagAck), false},
+		{"every flag but RST", pkt(watchPortLo, 0xff&^FlagRst), false},
+		{"no flags", pkt(watchPortLo, 0), false},
+		{"destination port in range only", mustBuild(t, Segment{Src: v4b, Dst: v4a, TTL: 64, SrcPort: 443, DstPort: watchPortLo, Flags: FlagRst}), false},
+		{"IHL 6", withIPv4Options(in, 4), true},
+		{"IHL 15", withIPv4Options(in, 40), true},
+		{"IHL 6, port beyond 20-byte header", opt, false},
+		{"UDP", edited(in, func(b []byte) { b[IPv4ProtocolOffset] = 17 }), false},
+		{"ICMP", edited(in, func(b []byte) { b[IPv4ProtocolOffset] = 1 }), false},
+		{"first fragment", edited(in, func(b []byte) { IPv4(b).SetFlagsFragmentOffset(IPv4FlagMoreFragments, 0) }), true},
+		{"non-first fragment", edited(in, func(b []byte) { IPv4(b).SetFlagsFragmentOffset(0, 8) }), false},
+		{"truncated before the flags", in[:IPv4MinimumSize+TCPFlagsOffset], false},
+		{"IP header only", in[:IPv4MinimumSize], false},
+		{"empty", nil, false},
+	})
+}
+
+func TestRSTFilterBodyIPv6(t *testing.T) {
+	pkt := func(sport uint16, flags TCPFlags) []byte { return mustBuild(t, rst(v6a, v6b, sport, flags)) }
+	in := pkt(watchPortLo+3, FlagRst)
+	checkFilter(t, rstFilterBody(watchPortLo, watchPortHi, true), []filterCase{
+		{"lo", pkt(watchPortLo, FlagRst), true},
+		{"hi", pkt(watchPortHi, FlagRst), true},
+		{"inside", in, true},
+		{"RST-ACK", pkt(watchPortLo, FlagRst|FlagAck), true},
+		{"below", pkt(watchPortLo-1, FlagRst), false},
+		{"above", pkt(watchPortHi+1, FlagRst), false},
+		{"port 0", pkt(0, FlagRst), false},
+		{"port 65535", pkt(65535, FlagRst), false},
+		{"SYN", pkt(watchPortLo, FlagSyn), false},
+		{"ACK", pkt(watchPortLo, FlagAck), false},
+		{"every flag but RST", pkt(watchPortLo, 0xff&^FlagRst), false},
+		{"destination port in range only", mustBuild(t, Segment{Src: v6b, Dst: v6a, TTL: 64, SrcPort: 443, DstPort: watchPortLo, Flags: FlagRst}), false},
+		{"hop-by-hop header", withExtHeaders(in, extHeader{kind: 0, body: make([]byte, 6)}), false},
+		{"fragment header", withExtHeaders(in, extHeader{kind: IPv6FragmentHeader, body: make([]byte, 6)}), false},
+		{"UDP", edited(in, func(b []byte) { b[IPv6NextHeaderOffset] = 17 }), false},
+		{"truncated before the flags", in[:IPv6MinimumSize+TCPFlagsOffset], false},
+		{"IP header only", in[:IPv6MinimumSize], false},
+	})
+}
+
+// withAncillary returns prog with its ancillary loads replaced by constant
+// loads of the given values, so that the x/net/bpf VM, which knows none of
+// them, can run the whole program. Jump offsets stay valid: one
+// instruction replaces another.
+func withAncillary(t *testing.T, prog []bpf.Instruction, pktType, mark, proto uint32) []bpf.Instruction {
+	t.Helper()
+	out := append([]bpf.Instruction{}, prog...)
+	for i, ins := range out {
+		ext, ok := ins.(bpf.LoadExtension)
+		if !ok {
+			continue
+		}
+		var v uint32
+		switch ext.Num {
+		case bpf.ExtType:
+			v = pktType
+		case bpf.ExtMark:
+			v = mark
+		case bpf.ExtProto:
+			v = proto
+		default:
+			t.Fatalf("instruction %d: unexpected extension %d", i, ext.Num)
+		}
+		out[i] = bpf.LoadConstant{Dst: bpf.RegA, Val: v}
+	}
+	return out
+}
+
+// TestRSTWatchFilter runs the whole program, ancillary prefix and both
+// bodies, with the packet type, mark and protocol the kernel would supply.
+func TestRSTWatchFilter(t *testing.T) {
+	prog := rstWatchFilter(watchPortLo, watchPortHi, testMark)
+	if _, err := bpf.Assemble(prog); err != nil {
+		t.Fatalf("Assemble: %v", err)
+	}
+	// The ancillary checks come first, in this order.
+	for i, want := range map[int]bpf.Extension{0: bpf.ExtType, 2: bpf.ExtMark, 4: bpf.ExtProto} {
+		if ext, ok := prog[i].(bpf.LoadExtension); !ok || ext.Num != want {
+			t.Errorf("instruction %d is %v, want LoadExtension %d", i, prog[i], want)
+		}
+	}
+	v4 := mustBuild(t, rst(v4a, v4b, watchPortLo, FlagRst))
+	v6 := mustBuild(t, rst(v6a, v6b, watchPortHi, FlagRst|FlagAck))
+	v4out := mustBuild(t, rst(v4a, v4b, watchPortHi+1, FlagRst))
+	v6out := mustBuild(t, rst(v6a, v6b, watchPortLo-1, FlagRst))
+	v4syn := mustBuild(t, rst(v4a, v4b, watchPortLo, FlagSyn))
+	v6syn := mustBuild(t, rst(v6a, v6b, watchPortLo, FlagSyn))
+	const out = unix.PACKET_OUTGOING
+	for _, tc := range []struct {
+		name                 string
+		pktType, mark, proto uint32
+		pkt                  []byte
+		accept               bool
+	}{
+		{"v4 kernel RST", out, 0, unix.ETH_P_IP, v4, true},
+		{"v6 kernel RST", out, 0, unix.ETH_P_IPV6, v6, true},
+		{"v4 RST with another mark", out, otherMark, unix.ETH_P_IP, v4, true},
+		{"v4 our RST", out, testMark, unix.ETH_P_IP, v4, false},
+		{"v6 our RST", out, testMark, unix.ETH_P_IPV6, v6, false},
+		{"v4 incoming", unix.PACKET_HOST, 0, unix.ETH_P_IP, v4, false},
+		{"v6 incoming", unix.PACKET_HOST, 0, unix.ETH_P_IPV6, v6, false},
+		{"v4 to another host", unix.PACKET_OTHERHOST, 0, unix.ETH_P_IP, v4, false},
+		{"v4 multicast", unix.PACKET_MULTICAST, 0, unix.ETH_P_IP, v4, false},
+		{"v4 port outside", out, 0, unix.ETH_P_IP, v4out, false},
+		{"v6 port outside", out, 0, unix.ETH_P_IPV6, v6out, false},
+		{"v4 SYN", out, 0, unix.ETH_P_IP, v4syn, false},
+		{"v6 SYN", out, 0, unix.ETH_P_IPV6, v6syn, false},
+		{"ARP", out, 0, unix.ETH_P_ARP, v4, false},
+		{"802.1Q", out, 0, unix.ETH_P_8021Q, v4, false},
+	} {
+		if got := runFilter(t, withAncillary(t, prog, tc.pktType, tc.mark, tc.proto), tc.pkt); got != tc.accept {
+			t.Errorf("%s: accept = %v, want %v", tc.name, got, tc.accept)
+		}
+	}
+}
+
+func TestNewRSTWatchArgs(t *testing.T) {
+	for _, a := range []struct {
+		lo, hi uint16
+		mark   uint32
+	}{{0, 10, 1}, {10, 9, 1}, {10, 10, 0}} {
+		if w, err := NewRSTWatch(a.lo, a.hi, a.mark); err == nil {
+			w.Close()
+			t.Errorf("NewRSTWatch(%d, %d, %#x) succeeded", a.lo, a.hi, a.mark)
+		}
+	}
+}
+
+// TestRSTWatchWithoutPrivileges: without CAP_NET_RAW the error says so,
+// the way callers test for it.
+func TestRSTWatchWithoutPrivileges(t *testing.T) {
+	if hasCapability(unix.CAP_NET_RAW) {
+		t.Skip("has CAP_NET_RAW; run without it to test the error (capsh --drop=cap_net_raw -- -c 'go test ./rawsock')")
+	}
+	w, err := NewRSTWatch(watchPortLo, watchPortHi, testMark)
+	if err == nil {
+		w.Close()
+		t.Fatal("NewRSTWatch succeeded without CAP_NET_RAW")
+	}
+	if !errors.Is(err, os.ErrPermission) {
+		t.Errorf("NewRSTWatch: %v; want an error wrapping os.ErrPermission", err)
+	}
+	var oe *net.OpError
+	if !errors.As(err, &oe) || oe.Net != "rawsock" {
+		t.Errorf("NewRSTWatch: %#v; want a *net.OpError", err)
+	}
+	t.Logf("NewRSTWatch: %v", err)
+}
+
+// watchRig is a lab with a Conn in the prober namespace and a quiet
+// listener at dst, for tests that provoke the kernel's RSTs.
+type watchRig struct {
+	lab      *netlab.Lab
+	ns       string // where conn, watches and guards live
+	conn     *Conn
+	src, dst netip.Addr
+	isn      uint32
+	id       uint32
+	buf      [128]byte
+}
+
+// newWatchRig builds the rig for IPv4 or IPv6; with loopback, the
+// listener is in the prober namespace too, and every packet goes through
+// its lo device.
+func newWatchRig(t *testing.T, v6, loopback bool) *watchRig {
+	lab := netlab.New(t)
+	r := &watchRig{lab: lab, ns: lab.Prober, src: lab.ProberV4, dst: lab.TargetV4, isn: rand.Uint32()}
+	if v6 {
+		r.src, r.dst = lab.ProberV6, lab.TargetV6
+	}
+	lns := lab.Target
+	if loopback {
+		r.src, r.dst, lns = netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.1"), lab.Prober
+		if v6 {
+			r.src, r.dst = netip.IPv6Loopback(), netip.IPv6Loopback()
+		}
+	}
+	lab.Listen(t, lns, "tcp", netip.AddrPortFrom(r.dst, watchDstPort).String()) // never accepts: stays quiet
+	err := lab.InNS(r.ns, func() (err error) {
+		r.conn, err = Listen(Config{IPv4: true, IPv6: true, PortLo: watchPortLo, PortHi: watchPortHi, Mark: testMark})
+		return err
+	})
+	if errors.Is(err, os.ErrPermission) {
+		t.Skip(skipNeedsNetRaw)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.conn.Close() })
+	return r
+}
+
+// watch opens an RSTWatch in the rig's namespace, closed at cleanup.
+func (r *watchRig) watch(t *testing.T, lo, hi uint16, mark uint32) *RSTWatch {
+	t.Helper()
+	var w *RSTWatch
+	err := r.lab.InNS(r.ns, func() (err error) {
+		w, err = NewRSTWatch(lo, hi, mark)
+		return err
+	})
+	if errors.Is(err, os.ErrPermission) {
+		t.Skip(skipNeedsNetRaw)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	if n := w.Escaped(); n != 0 {
+		t.Fatalf("new watch %d-%d counts %d RSTs already", lo, hi, n)
+	}
+	return w
+}
+
+// send sends a segment with our mark from sport: a SYN with the rig's ISN,
+// or a RST or anything else with ISN+1.
+func (r *watchRig) send(t *testing.T, sport uint16, flags TCPFlags) {
+	t.Helper()
+	seq := r.isn
+	if flags != FlagSyn {
+		seq++
+	}
+	n, err := (&Segment{Src: r.src, Dst: r.dst, TTL: 64, DF: true, SrcPort: sport, DstPort: watchDstPort,
+		Seq: seq, Flags: flags, Window: 64240}).Build(r.buf[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.id++
+	if err := r.conn.Send(r.buf[:n], r.id); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitAtLeast polls count, bounded by escapeTimeout, until it reaches
+// want, and returns its last value.
+func waitAtLeast(count func() uint64, want uint64) uint64 {
+	deadline := time.Now().Add(escapeTimeout)
+	for {
+		n := count()
+		if n >= want || time.Now().After(deadline) {
+			return n
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func forFamilies(t *testing.T, loopback bool, test func(t *testing.T, r *watchRig)) {
+	type family struct {
+		name         string
+		v6, loopback bool
+	}
+	fams := []family{{"ipv4", false, false}, {"ipv6", true, false}}
+	if loopback {
+		fams = append(fams, family{"ipv4/loopback", false, true}, family{"ipv6/loopback", true, true})
+	}
+	for _, f := range fams {
+		t.Run(f.name, func(t *testing.T) { test(t, newWatchRig(t, f.v6, f.loopback)) })
+	}
+}
+
+// TestIntegrationRSTWatchEscape: without a guard, the kernel's RST to the
+// SYN-ACK is counted once (on loopback too, where the packet socket sees
+// it leave and come back), and our own, marked, RST is not.
+func TestIntegrationRSTWatchEscape(t *testing.T) {
+	forFamilies(t, true, func(t *testing.T, r *watchRig) {
+		w := r.watch(t, watchPortLo, watchPortHi, testMark)
+		control := r.watch(t, watchPortLo, watchPortHi, otherMark) // counts our RSTs as well
+		r.send(t, watchPortLo, FlagSyn)
+		if n := waitAtLeast(w.Escaped, 1); n != 1 {
+			t.Fatalf("Escaped = %d within %v of the SYN, want 1", n, escapeTimeout)
+		}
+		r.send(t, watchPortLo, FlagRst)
+		if n := waitAtLeast(control.Escaped, 2); n != 2 {
+			t.Errorf("control watch (another mark) counts %d, want 2: the kernel's RST and ours", n)
+		}
+		time.Sleep(settleTime)
+		if n := w.Escaped(); n != 1 {
+			t.Errorf("Escaped = %d after our own RST, want 1", n)
+		}
+		if n := control.Escaped(); n != 2 {
+			t.Errorf("control watch counts %d at the end, want 2", n)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if n := w.Escaped(); n != 1 {
+			t.Errorf("Escaped = %d after Close, want 1", n)
+		}
+	})
+}
+
+// TestIntegrationRSTWatchGuarded: with the guard, the kernel's RST never
+// reaches the packet socket: nothing escapes, while the guard counts a
+// drop and our own RST passes (as the control watch shows).
+func TestIntegrationRSTWatchGuarded(t *testing.T) {
+	forFamilies(t, false, func(t *testing.T, r *watchRig) {
+		g := newGuardIn(t, r.lab, r.ns, GuardConfig{PortLo: watchPortLo, PortHi: watchPortHi, Mark: testMark})
+		w := r.watch(t, watchPortLo, watchPortHi, testMark)
+		control := r.watch(t, watchPortLo, watchPortHi, otherMark)
+		r.send(t, watchPortLo, FlagSyn)
+		dropped := func() uint64 {
+			n, err := g.Dropped()
+			if err != nil {
+				t.Errorf("Dropped: %v", err)
+			}
+			return n
+		}
+		if n := waitAtLeast(dropped, 1); n < 1 {
+			t.Fatalf("the guard dropped nothing within %v of the SYN", escapeTimeout)
+		}
+		r.send(t, watchPortLo, FlagRst) // ends the exchange: no retransmitted SYN-ACK
+		if n := waitAtLeast(control.Escaped, 1); n != 1 {
+			t.Errorf("control watch (another mark) counts %d, want 1: our RST", n)
+		}
+		time.Sleep(settleTime)
+		if n := w.Escaped(); n != 0 {
+			t.Errorf("Escaped = %d with the guard, want 0", n)
+		}
+		t.Logf("Dropped = %d, control = %d", dropped(), control.Escaped())
+	})
+}
+
+// TestIntegrationRSTWatchOtherPorts: the kernel's RSTs from ports just
+// outside the range are not counted; a watch over the wider range shows
+// they were sent.
+func TestIntegrationRSTWatchOtherPorts(t *testing.T) {
+	forFamilies(t, false, func(t *testing.T, r *watchRig) {
+		w := r.watch(t, watchPortLo, watchPortHi, testMark)
+		wide := r.watch(t, watchPortLo-1, watchPortHi+1, testMark)
+		r.send(t, watchPortHi+1, FlagSyn)
+		r.send(t, watchPortLo-1, FlagSyn)
+		if n := waitAtLeast(wide.Escaped, 2); n != 2 {
+			t.Fatalf("wide watch %d-%d counts %d, want 2", watchPortLo-1, watchPortHi+1, n)
+		}
+		time.Sleep(settleTime)
+		if n := w.Escaped(); n != 0 {
+			t.Errorf("Escaped = %d for RSTs from ports %d and %d, want 0", n, watchPortHi+1, watchPortLo-1)
+		}
+	})
+}
+
+// TestIntegrationRSTWatchOverflow: RSTs that pass the filter while the
+// socket's queue is full are counted too, from the socket's statistics.
+// The watch counts our own RSTs here (its mark is not ours), sent in a
+// burst at a queue shrunk to the minimum.
+func TestIntegrationRSTWatchOverflow(t *testing.T) {
+	const burst = 300
+	r := newWatchRig(t, false, false)
+	w := r.watch(t, watchPortLo, watchPortHi, otherMark)
+	if err := unix.SetsockoptInt(w.fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 0); err != nil { // rounded up to the minimum
+		t.Fatal(err)
+	}
+	for range burst {
+		r.send(t, watchPortLo, FlagRst) // the target ignores them: no such connection
+	}
+	if n := waitAtLeast(w.Escaped, burst); n != burst {
+		t.Errorf("Escaped = %d after a burst of %d, want %d", n, burst, burst)
+	}
+}
