@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/synprobe/synprobe/rawsock"
@@ -25,14 +26,41 @@ type Conn interface {
 	TxTime(id uint32, v6 bool) (time.Time, bool)
 }
 
-// Mode says how a probe ends after the SYN-ACK.
+// Mode says what follows the SYN-ACK.
 type Mode uint8
 
 const (
 	// ModeRST answers the SYN-ACK with RST: the server's half-open
 	// connection is freed at once.
 	ModeRST Mode = iota
+	// ModeACK completes the handshake with ACK (the connection reaches the
+	// server's accept queue), then resets it.
+	ModeACK
+	// ModeFIN completes the handshake, holds the connection for
+	// Config.Hold (sending Config.Data first, acknowledging whatever the
+	// peer sends), sends FIN and follows the peer until the close ends:
+	// Result.Close reports how it closed.
+	ModeFIN
 )
+
+var modeNames = [...]string{"rst", "ack", "fin"}
+
+func (m Mode) String() string {
+	if int(m) < len(modeNames) {
+		return modeNames[m]
+	}
+	return fmt.Sprintf("mode-%d", m)
+}
+
+// ParseMode parses "rst", "ack" or "fin".
+func ParseMode(s string) (Mode, error) {
+	for i, n := range modeNames {
+		if s == n {
+			return Mode(i), nil
+		}
+	}
+	return 0, fmt.Errorf("unknown mode %q (want rst, ack or fin)", s)
+}
 
 // Config configures a Prober. The zero value of each field means its
 // default.
@@ -43,9 +71,19 @@ type Config struct {
 	Count int
 	// Interval between rounds (one probe to every target); default 1s.
 	Interval time.Duration
-	// Timeout is how long to wait for a reply; default 1s.
+	// Timeout is how long to wait for the SYN's answer; default 1s.
 	Timeout time.Duration
 	Mode    Mode
+
+	// Hold (ModeFIN) is how long the connection stays open before our FIN.
+	Hold time.Duration
+	// Data (ModeFIN) is sent right after the handshake.
+	Data []byte
+	// CloseTimeout (ModeFIN) bounds the wait for the peer's ACK of our FIN
+	// and for its own FIN; default 3s.
+	CloseTimeout time.Duration
+	// Trace records every segment of each probe in Result.Trace.
+	Trace bool
 
 	// PortLo..PortHi are the source ports probes rotate through; a single
 	// port when equal. Required.
@@ -66,11 +104,11 @@ type Config struct {
 	// Cookie keys the ISNs. Required: use rawsock.NewRandomCookie.
 	Cookie rawsock.Cookie
 
-	// OnResult is called from Run for every finished probe. The Result
-	// is reused: copy what you keep.
+	// OnResult is called from Run for every finished probe. The Result,
+	// its Close report and Trace are reused: copy what you keep.
 	OnResult func(*Result)
-	// Now is the user-space clock (default time.Now), used for timeouts
-	// and for RTTs when the kernel gives no timestamps.
+	// Now is the user-space clock (default time.Now), used for timers and
+	// for times the kernel did not stamp.
 	Now func() time.Time
 }
 
@@ -81,15 +119,25 @@ type Prober struct {
 	stats []Stats
 
 	tab    table
-	queue  timeoutQueue
-	in     chan inbound
+	timers timerHeap
+	live   int      // probes in the table that are not lingering in TIME_WAIT
+	conns  []uint32 // per source port: ISN of its connection (ModeFIN), 0 if none
+	connOK []bool
+	free   []*tcb // recycled connection blocks
 	nextID uint32
-	port   uint16 // next source port offset
+
+	mu      sync.Mutex    // guards the prober's state: Run's loop and readLoop share it
+	kick    chan struct{} // readLoop wakes Run when dirty
+	dirty   bool          // a timer was armed or a probe ended since Run last looked
+	stopped bool
+	port    uint16 // next source port offset
 
 	opts   [2]synOpts // encoded SYN options for IPv4 and IPv6
 	tsBase uint32     // random TSval origin
-	pkt    [128]byte
+	pkt    [1600]byte
 	res    Result
+	close  CloseReport
+	trace  []TraceEvent
 }
 
 // inbound is a parsed packet with its arrival times.
@@ -99,6 +147,17 @@ type inbound struct {
 	user time.Time // user-space clock at Recv's return
 }
 
+// stamp is when something happened, by the kernel's clock when known and
+// by the user-space clock always. For our own packets the kernel's
+// transmit stamp is looked up late, by id.
+type stamp struct {
+	k, u time.Time
+	id   uint32
+	tx   bool // k comes from TxTime(id) when still zero
+}
+
+func rxStamp(in *inbound) stamp { return stamp{k: in.rx, u: in.user} }
+
 // New returns a Prober that sends on conn.
 func New(conn Conn, cfg Config) (*Prober, error) {
 	if len(cfg.Targets) == 0 {
@@ -107,17 +166,23 @@ func New(conn Conn, cfg Config) (*Prober, error) {
 	if cfg.Count < 0 {
 		return nil, fmt.Errorf("probe: negative count %d", cfg.Count)
 	}
-	if cfg.Interval < 0 || cfg.Timeout < 0 {
-		return nil, errors.New("probe: negative interval or timeout")
+	if cfg.Interval < 0 || cfg.Timeout < 0 || cfg.Hold < 0 || cfg.CloseTimeout < 0 {
+		return nil, errors.New("probe: negative duration")
 	}
 	if cfg.PortLo == 0 || cfg.PortHi < cfg.PortLo {
 		return nil, fmt.Errorf("probe: bad source port range %d-%d", cfg.PortLo, cfg.PortHi)
+	}
+	if cfg.Mode > ModeFIN {
+		return nil, fmt.Errorf("probe: unknown mode %d", cfg.Mode)
 	}
 	if cfg.Interval == 0 {
 		cfg.Interval = time.Second
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = time.Second
+	}
+	if cfg.CloseTimeout == 0 {
+		cfg.CloseTimeout = 3 * time.Second
 	}
 	if cfg.TTL == 0 {
 		cfg.TTL = 64
@@ -136,11 +201,14 @@ func New(conn Conn, cfg Config) (*Prober, error) {
 			return nil, fmt.Errorf("probe: target %d: bad address pair %v -> %v", i, t.Src, t.Addr)
 		}
 	}
+	nports := int(cfg.PortHi) - int(cfg.PortLo) + 1
 	p := &Prober{
-		conn:  conn,
-		cfg:   cfg,
-		stats: make([]Stats, len(cfg.Targets)),
-		in:    make(chan inbound, 256),
+		conn:   conn,
+		cfg:    cfg,
+		stats:  make([]Stats, len(cfg.Targets)),
+		timers: make(timerHeap, 0, 2*tableSize),
+		conns:  make([]uint32, nports),
+		connOK: make([]bool, nports),
 	}
 	p.opts[0].encode(cfg.Options)
 	if cfg.Options6 != nil {
@@ -155,23 +223,35 @@ func New(conn Conn, cfg Config) (*Prober, error) {
 // Stats returns the statistics of target i so far. Call it after Run.
 func (p *Prober) Stats(i int) *Stats { return &p.stats[i] }
 
-// Run probes until Count rounds are done and answered or timed out, or ctx
-// is cancelled (probes then in flight are dropped). It returns an error
-// only when the network fails.
+// Run probes until Count rounds are done and every exchange has ended, or
+// ctx is cancelled. On cancellation, open connections are reset and
+// probes still waiting for their SYN's answer are dropped. Run returns an
+// error only when the network fails.
+//
+// Inbound packets are handled on the reading goroutine itself, under
+// p.mu: a hand-off to another goroutine costs a scheduler wake-up, tens to
+// hundreds of microseconds before our ACK or FIN can leave. Run's own loop
+// sends the rounds and runs the timers.
 func (p *Prober) Run(ctx context.Context) error {
-	done := make(chan struct{})
-	defer close(done)
 	readErr := make(chan error, 1)
-	go p.readLoop(done, readErr)
+	p.kick = make(chan struct{}, 1)
+	go p.readLoop(readErr)
+	defer func() {
+		p.mu.Lock()
+		p.stopped = true
+		p.abort()
+		p.mu.Unlock()
+	}()
 
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	round := 0
 	next := p.cfg.Now()
 	for {
+		p.mu.Lock()
 		now := p.cfg.Now()
 		if (p.cfg.Count == 0 || round < p.cfg.Count) && !now.Before(next) {
-			p.sendRound(round, now)
+			p.sendRound(round)
 			round++
 			next = next.Add(p.cfg.Interval)
 			if next.Before(now) { // we fell behind: do not burst to catch up
@@ -179,41 +259,35 @@ func (p *Prober) Run(ctx context.Context) error {
 			}
 		}
 		p.expire(p.cfg.Now())
-		if p.cfg.Count > 0 && round >= p.cfg.Count && p.tab.n == 0 {
+		if p.cfg.Count > 0 && round >= p.cfg.Count && p.live == 0 {
+			p.mu.Unlock()
 			return nil
 		}
 		wait := time.Hour
 		if p.cfg.Count == 0 || round < p.cfg.Count {
 			wait = next.Sub(p.cfg.Now())
 		}
-		if d, ok := p.queue.nextDeadline(&p.tab); ok {
-			wait = min(wait, d.Sub(p.cfg.Now()))
+		if i, ok := p.timers.live(&p.tab); ok {
+			wait = min(wait, p.tab.e[i].deadline.Sub(p.cfg.Now()))
 		}
+		p.dirty = false
+		p.mu.Unlock()
 		timer.Reset(max(wait, 0))
 		select {
 		case <-ctx.Done():
 			return nil
 		case err := <-readErr:
 			return err
-		case in := <-p.in:
-			p.handle(&in)
-			// Handle what else is queued before looking at timers.
-			for drained := false; !drained; {
-				select {
-				case in := <-p.in:
-					p.handle(&in)
-				default:
-					drained = true
-				}
-			}
+		case <-p.kick:
 		case <-timer.C:
 		}
 	}
 }
 
-// readLoop parses inbound packets and hands them to Run.
-func (p *Prober) readLoop(done <-chan struct{}, errc chan<- error) {
-	buf := make([]byte, 2048)
+// readLoop reads, parses and handles inbound packets until the Conn is
+// closed or Run has returned.
+func (p *Prober) readLoop(errc chan<- error) {
+	buf := make([]byte, rawsock.MaxPacketSize)
 	var in inbound
 	failures := 0
 	for {
@@ -236,19 +310,56 @@ func (p *Prober) readLoop(done <-chan struct{}, errc chan<- error) {
 			continue
 		}
 		in.rx, in.user = rx, user
-		select {
-		case p.in <- in:
-		case <-done:
+		p.mu.Lock()
+		if p.stopped {
+			p.mu.Unlock()
 			return
+		}
+		p.handle(&in)
+		dirty := p.dirty
+		p.mu.Unlock()
+		if dirty {
+			// A probe ended or a timer moved: Run must look again.
+			select {
+			case p.kick <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// abort ends every open connection with RST, so that no peer keeps state
+// for an exchange we no longer follow.
+func (p *Prober) abort() {
+	for i := range p.tab.e {
+		e := &p.tab.e[i]
+		if e.state > stateSynSent && e.state != stateTimeWait && e.c != nil {
+			p.sendSeg(e, rawsock.FlagRst|rawsock.FlagAck, e.c.sndNxt, e.c.rcvNxt, nil, "abort")
 		}
 	}
 }
 
 // sendRound sends one probe to every target.
-func (p *Prober) sendRound(round int, now time.Time) {
+func (p *Prober) sendRound(round int) {
 	for i := range p.cfg.Targets {
-		p.sendSYN(i, round, now)
+		p.sendSYN(i, round, p.cfg.Now())
 	}
+}
+
+// nextPort returns the next source port of the block that no connection
+// uses, or false.
+func (p *Prober) nextPort() (uint16, bool) {
+	n := len(p.conns)
+	for range n {
+		off := p.port
+		if p.port++; int(p.port) >= n {
+			p.port = 0
+		}
+		if !p.connOK[off] {
+			return p.cfg.PortLo + off, true
+		}
+	}
+	return 0, false
 }
 
 // sendSYN builds and sends probe seq to target ti.
@@ -256,22 +367,22 @@ func (p *Prober) sendSYN(ti, seq int, now time.Time) {
 	t := &p.cfg.Targets[ti]
 	id := p.nextID
 	p.nextID++
-	sport := p.cfg.PortLo + p.port
-	if p.port++; uint32(p.cfg.PortLo)+uint32(p.port) > uint32(p.cfg.PortHi) {
-		p.port = 0
-	}
-	isn := p.cfg.Cookie.ISN(t.Src, t.Addr, sport, t.Port, id)
 	e := pending{
 		state:    stateSynSent,
-		isn:      isn,
 		id:       id,
 		target:   int32(ti),
 		seq:      int32(seq),
-		sport:    sport,
 		sent:     now,
 		deadline: now.Add(p.cfg.Timeout),
 	}
-	if p.tab.full() || p.queue.full(&p.tab) {
+	sport, ok := p.nextPort()
+	if !ok {
+		p.finishError(&e, errors.New("probe: every source port is busy"))
+		return
+	}
+	e.sport = sport
+	e.isn = p.cfg.Cookie.ISN(t.Src, t.Addr, sport, t.Port, id)
+	if p.tab.full() {
 		p.finishError(&e, errors.New("probe: too many probes in flight"))
 		return
 	}
@@ -280,7 +391,7 @@ func (p *Prober) sendSYN(ti, seq int, now time.Time) {
 		opts = &p.opts[1]
 	}
 	if opts.tsval >= 0 {
-		binary.BigEndian.PutUint32(opts.b[opts.tsval:], p.tsBase+uint32(now.UnixMilli()))
+		binary.BigEndian.PutUint32(opts.b[opts.tsval:], p.tsval(now))
 	}
 	flags := rawsock.FlagSyn
 	if p.cfg.ECN {
@@ -289,9 +400,9 @@ func (p *Prober) sendSYN(ti, seq int, now time.Time) {
 	seg := rawsock.Segment{
 		Src: t.Src, Dst: t.Addr,
 		TTL: p.cfg.TTL, TOS: p.cfg.TOS,
-		ID: uint16(isn >> 16), DF: true,
+		ID: uint16(e.isn >> 16), DF: true,
 		SrcPort: sport, DstPort: t.Port,
-		Seq:     isn,
+		Seq:     e.isn,
 		Flags:   flags,
 		Window:  p.cfg.Window,
 		Options: opts.b[:opts.n],
@@ -301,36 +412,52 @@ func (p *Prober) sendSYN(ti, seq int, now time.Time) {
 		p.finishError(&e, err)
 		return
 	}
+	if p.cfg.Mode == ModeFIN || p.cfg.Trace {
+		e.c = p.newTCB()
+		e.c.us, e.c.peer = SynSent, Listen
+		e.c.record(stamp{u: now, id: id, tx: true}, true, flags, e.isn, 0, 0, p.cfg.Window, "")
+	}
+	if p.cfg.Mode == ModeFIN {
+		// The port is this connection's until it ends.
+		off := sport - p.cfg.PortLo
+		p.conns[off], p.connOK[off] = e.isn, true
+	}
 	// Register before sending: a reply on loopback can beat Send's return.
 	i := p.tab.insert(e)
-	p.queue.push(isn, sport, id)
+	p.live++
+	p.arm(i, e.deadline)
 	if err := p.conn.Send(p.pkt[:n], id); err != nil {
 		e := p.tab.e[i]
-		p.tab.remove(i)
+		p.drop(i)
 		p.finishError(&e, err)
 	}
 }
 
-// sendRST resets the connection probe e opened.
-func (p *Prober) sendRST(e *pending) {
-	t := &p.cfg.Targets[e.target]
-	seg := rawsock.Segment{
-		Src: t.Src, Dst: t.Addr,
-		TTL: p.cfg.TTL, TOS: p.cfg.TOS,
-		DF:      true,
-		SrcPort: e.sport, DstPort: t.Port,
-		Seq:   e.isn + 1,
-		Flags: rawsock.FlagRst,
+func (p *Prober) tsval(now time.Time) uint32 { return p.tsBase + uint32(now.UnixMilli()) }
+
+// arm sets probe i's timer.
+func (p *Prober) arm(i int, at time.Time) {
+	e := &p.tab.e[i]
+	e.gen++
+	e.deadline = at
+	p.dirty = true
+	p.timers.push(timerEntry{at: at, isn: e.isn, sport: e.sport, gen: e.gen})
+}
+
+// drop removes probe i from the table and recycles its connection block.
+func (p *Prober) drop(i int) {
+	e := &p.tab.e[i]
+	if e.state != stateTimeWait {
+		p.live--
 	}
-	n, err := seg.Build(p.pkt[:])
-	if err != nil {
-		return
+	p.dirty = true
+	if off := e.sport - p.cfg.PortLo; p.connOK[off] && p.conns[off] == e.isn {
+		p.connOK[off] = false
 	}
-	id := p.nextID
-	p.nextID++
-	// A lost RST costs the server one SYN-ACK retransmission and the
-	// kernel's own RST covers it: nothing to report.
-	_ = p.conn.Send(p.pkt[:n], id)
+	if e.c != nil {
+		p.free = append(p.free, e.c)
+	}
+	p.tab.remove(i)
 }
 
 // handle matches an inbound packet to its probe and advances that probe.
@@ -340,12 +467,18 @@ func (p *Prober) handle(in *inbound) {
 		p.handleICMP(in)
 		return
 	}
-	// Only an acknowledgement of our SYN can belong to a probe in
-	// SYN_SENT, and it acknowledges ISN+1.
-	if pkt.Flags&rawsock.FlagAck == 0 {
+	if pkt.Proto != rawsock.ProtocolTCP || pkt.DstPort < p.cfg.PortLo || pkt.DstPort > p.cfg.PortHi {
 		return
 	}
-	i := p.tab.lookup(pkt.Ack-1, pkt.DstPort)
+	// An answer to our SYN acknowledges ISN+1; later segments of a
+	// connection are found by port.
+	i := -1
+	if pkt.Flags&rawsock.FlagAck != 0 {
+		i = p.tab.lookup(pkt.Ack-1, pkt.DstPort)
+	}
+	if off := pkt.DstPort - p.cfg.PortLo; i < 0 && p.connOK[off] {
+		i = p.tab.lookup(p.conns[off], pkt.DstPort)
+	}
 	if i < 0 {
 		return // stray, late, duplicate, or another run's reply
 	}
@@ -354,18 +487,53 @@ func (p *Prober) handle(in *inbound) {
 	if pkt.Src != t.Addr || pkt.SrcPort != t.Port || pkt.Dst != t.Src {
 		return
 	}
-	switch e.state {
-	case stateSynSent:
-		switch {
-		case pkt.Flags&rawsock.FlagRst != 0:
-			p.finishReply(i, in, StateClosed, ReasonRST)
-		case pkt.Flags&rawsock.FlagSyn != 0:
-			if p.cfg.Mode == ModeRST {
-				p.sendRST(e)
-			}
-			p.finishReply(i, in, StateOpen, ReasonSYNACK)
-		}
+	if e.state != stateSynSent {
+		p.segment(i, in)
+		return
 	}
+	switch {
+	case pkt.Ack != e.isn+1:
+		return // not an answer to the SYN
+	case pkt.Flags&rawsock.FlagRst != 0:
+		if e.c != nil {
+			e.c.us, e.c.peer = Closed, Listen
+			e.c.recordIn(e, in, "")
+		}
+		p.finishReply(i, in, StateClosed, ReasonRST)
+	case pkt.Flags&rawsock.FlagSyn != 0:
+		p.synAck(i, in)
+	}
+}
+
+// synAck advances probe i, in SYN_SENT, on its SYN-ACK.
+func (p *Prober) synAck(i int, in *inbound) {
+	e := &p.tab.e[i]
+	pkt := &in.pkt
+	if e.c != nil {
+		e.c.us, e.c.peer = Established, SynRcvd
+		e.c.irs = pkt.Seq
+		e.c.recordIn(e, in, "")
+	}
+	switch p.cfg.Mode {
+	case ModeRST:
+		if e.c != nil {
+			e.c.us, e.c.peer = Closed, Closed
+		}
+		p.sendSeg(e, rawsock.FlagRst, e.isn+1, 0, nil, "")
+	case ModeACK:
+		if e.c != nil {
+			e.c.peer = Established
+		}
+		p.sendSeg(e, rawsock.FlagAck, e.isn+1, pkt.Seq+1, nil, "")
+		if e.c != nil {
+			e.c.us, e.c.peer = Closed, Closed
+		}
+		p.sendSeg(e, rawsock.FlagRst, e.isn+1, 0, nil, "")
+	case ModeFIN:
+		p.established(i, in)
+		return
+	}
+	p.finishReply(i, in, StateOpen, ReasonSYNACK)
 }
 
 func (p *Prober) handleICMP(in *inbound) {
@@ -388,11 +556,18 @@ func (p *Prober) handleICMP(in *inbound) {
 // finishReply completes probe i with a verdict from packet in.
 func (p *Prober) finishReply(i int, in *inbound, st State, reason string) {
 	e := p.tab.e[i]
-	p.tab.remove(i)
 	r := p.begin(&e)
 	r.State, r.Reason = st, reason
+	p.fillReply(r, &e, in)
+	p.finishTrace(r, &e)
+	p.drop(i)
+	p.emit(r)
+}
+
+// fillReply copies the answer's details into r.
+func (p *Prober) fillReply(r *Result, e *pending, in *inbound) {
 	pkt := &in.pkt
-	r.RTT, r.KernelClock = p.rtt(&e, in)
+	r.RTT, r.KernelClock = p.since(stamp{u: e.sent, id: e.id, tx: true}, rxStamp(in), r.Target.Addr.Is6())
 	r.From = pkt.Src
 	r.TTL, r.TOS, r.IPID, r.DF = pkt.TTL, pkt.TOS, pkt.ID, pkt.DF
 	if pkt.IsICMP() {
@@ -400,18 +575,25 @@ func (p *Prober) finishReply(i int, in *inbound, st State, reason string) {
 	} else {
 		r.Flags, r.Window, r.Options = pkt.Flags, pkt.Window, pkt.Options
 	}
-	p.emit(r)
 }
 
-// rtt is the reply's kernel receive stamp minus the SYN's kernel transmit
-// stamp, or the user-space clock's difference when either is missing.
-func (p *Prober) rtt(e *pending, in *inbound) (time.Duration, bool) {
-	if !in.rx.IsZero() {
-		if tx, ok := p.conn.TxTime(e.id, p.cfg.Targets[e.target].Addr.Is6()); ok {
-			return in.rx.Sub(tx), true
-		}
+// resolve fills in the kernel transmit stamp of one of our packets.
+func (p *Prober) resolve(s *stamp, v6 bool) {
+	if s.tx && s.k.IsZero() {
+		s.k, _ = p.conn.TxTime(s.id, v6)
 	}
-	return in.user.Sub(e.sent), false
+}
+
+// since returns b - a by the kernel's clock when both ends have kernel
+// stamps, else by the user-space clock. v6 selects the socket whose
+// transmit stamps to look in.
+func (p *Prober) since(a, b stamp, v6 bool) (time.Duration, bool) {
+	p.resolve(&a, v6)
+	p.resolve(&b, v6)
+	if !a.k.IsZero() && !b.k.IsZero() {
+		return b.k.Sub(a.k), true
+	}
+	return b.u.Sub(a.u), false
 }
 
 func (p *Prober) finishError(e *pending, err error) {
@@ -420,19 +602,33 @@ func (p *Prober) finishError(e *pending, err error) {
 	p.emit(r)
 }
 
-// expire times out the probes whose deadline has passed.
+// expire runs the timers that are due.
 func (p *Prober) expire(now time.Time) {
 	for {
-		i, ok := p.queue.head(&p.tab)
+		i, ok := p.timers.live(&p.tab)
 		if !ok || p.tab.e[i].deadline.After(now) {
 			return
 		}
-		p.queue.pop()
-		e := p.tab.e[i]
-		p.tab.remove(i)
-		r := p.begin(&e)
+		p.timers.pop()
+		p.timer(i, now)
+	}
+}
+
+// timer handles the deadline of probe i.
+func (p *Prober) timer(i int, now time.Time) {
+	e := &p.tab.e[i]
+	switch e.state {
+	case stateSynSent:
+		ev := p.tab.e[i]
+		r := p.begin(&ev)
 		r.State, r.Reason = StateFiltered, ReasonTimeout
+		p.finishTrace(r, &ev)
+		p.drop(i)
 		p.emit(r)
+	case stateTimeWait:
+		p.drop(i)
+	default:
+		p.connTimer(i, now)
 	}
 }
 
@@ -446,6 +642,7 @@ func (p *Prober) begin(e *pending) *Result {
 		SrcPort: e.sport,
 		ISN:     e.isn,
 		Sent:    e.sent,
+		Mode:    p.cfg.Mode,
 	}
 	return r
 }
@@ -493,52 +690,4 @@ func findTSVal(opts []byte) int {
 		i += int(opts[i+1])
 	}
 	return -1
-}
-
-// timeoutQueue lists the probes in flight in send order. All share one
-// timeout, so the head always has the earliest deadline.
-type timeoutQueue struct {
-	ring     [tableSize]qent
-	hd, tail uint32
-}
-
-type qent struct {
-	isn   uint32
-	sport uint16
-	id    uint32
-}
-
-func (q *timeoutQueue) push(isn uint32, sport uint16, id uint32) {
-	q.ring[q.tail%tableSize] = qent{isn, sport, id}
-	q.tail++
-}
-
-func (q *timeoutQueue) pop() { q.hd++ }
-
-// full reports whether the ring has no room, after dropping finished
-// entries at its head.
-func (q *timeoutQueue) full(t *table) bool {
-	q.head(t)
-	return q.tail-q.hd >= tableSize
-}
-
-// head returns the table index of the oldest probe still in flight,
-// dropping entries of probes that already finished.
-func (q *timeoutQueue) head(t *table) (int, bool) {
-	for q.hd != q.tail {
-		h := q.ring[q.hd%tableSize]
-		if i := t.lookup(h.isn, h.sport); i >= 0 && t.e[i].id == h.id {
-			return i, true
-		}
-		q.hd++
-	}
-	return -1, false
-}
-
-func (q *timeoutQueue) nextDeadline(t *table) (time.Time, bool) {
-	i, ok := q.head(t)
-	if !ok {
-		return time.Time{}, false
-	}
-	return t.e[i].deadline, true
 }

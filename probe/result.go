@@ -67,6 +67,7 @@ type Result struct {
 	SrcPort uint16
 	ISN     uint32
 	Sent    time.Time // wall clock when the SYN was sent
+	Mode    Mode
 
 	State  State
 	Reason string
@@ -92,6 +93,11 @@ type Result struct {
 	Flags   rawsock.TCPFlags
 	Window  uint16
 	Options rawsock.SYNOptions
+
+	// Close reports how the connection ended (ModeFIN, open probes).
+	Close *CloseReport
+	// Trace lists the probe's segments (Config.Trace).
+	Trace []TraceEvent
 }
 
 // Answered reports whether anything answered the probe.

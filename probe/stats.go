@@ -12,6 +12,16 @@ type Stats struct {
 	Timeouts                             int // filtered with no answer at all
 	Kernel                               int // answers timed by kernel timestamps
 
+	// ModeFIN: how the open connections closed.
+	Patterns        [numClosePatterns]int // by ClosePattern
+	CloseAck        DurationStats         // our FIN -> its ACK
+	CloseFin        DurationStats         // our FIN (or the handshake) -> its FIN
+	DataAck         DurationStats         // our data -> its ACK
+	PeerDataBytes   int                   // sent by peers after our FIN
+	PeerRetransmits int
+	FinRetransmits  int
+	LateFINs        int // FINs retransmitted after the exchange: our last ACK was lost
+
 	n        int
 	mean, m2 float64 // Welford's running mean and sum of squares, in ns
 	min, max time.Duration
@@ -33,6 +43,21 @@ func (s *Stats) Add(r *Result) {
 		}
 	case StateError:
 		s.Errors++
+	}
+	if c := r.Close; c != nil {
+		s.Patterns[c.Pattern]++
+		if c.HasAck {
+			s.CloseAck.Add(c.AckTime)
+		}
+		if c.HasFin {
+			s.CloseFin.Add(c.FinTime)
+		}
+		if c.HasDataAck {
+			s.DataAck.Add(c.DataAckTime)
+		}
+		s.PeerDataBytes += c.PeerDataBytes
+		s.PeerRetransmits += c.PeerRetransmits
+		s.FinRetransmits += c.FinRetransmits
 	}
 	if r.Answered() {
 		if r.KernelClock {
@@ -100,4 +125,30 @@ func Percentile(sorted []time.Duration, p float64) time.Duration {
 	rank := int(math.Ceil(p / 100 * float64(len(sorted))))
 	rank = max(1, min(rank, len(sorted)))
 	return sorted[rank-1]
+}
+
+// DurationStats summarises durations: count, min, mean, max.
+type DurationStats struct {
+	N             int
+	Min, Max, Sum time.Duration
+}
+
+// Add counts d.
+func (d *DurationStats) Add(v time.Duration) {
+	if d.N == 0 || v < d.Min {
+		d.Min = v
+	}
+	if d.N == 0 || v > d.Max {
+		d.Max = v
+	}
+	d.N++
+	d.Sum += v
+}
+
+// Avg returns the mean, or 0 when empty.
+func (d *DurationStats) Avg() time.Duration {
+	if d.N == 0 {
+		return 0
+	}
+	return d.Sum / time.Duration(d.N)
 }

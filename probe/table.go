@@ -23,7 +23,9 @@ type pending struct {
 	seq      int32  // probe number for that target
 	sport    uint16
 	sent     time.Time // user-space clock at send
-	deadline time.Time
+	deadline time.Time // when the timer fires
+	gen      uint32    // timer generation (see timerHeap)
+	c        *tcb      // the connection (ModeFIN) or trace; nil otherwise
 }
 
 // table holds the probes in flight, keyed by ISN. ISNs are keyed hashes, so

@@ -22,3 +22,8 @@ func PortRangeOutside(lo, hi int) (uint16, uint16, error) {
 	}
 	return 0, 0, fmt.Errorf("rawsock: ephemeral port range %d-%d leaves fewer than %d ports for probes", lo, hi, minProbePorts)
 }
+
+// MaxPacketSize is the buffer size that holds any packet Recv returns:
+// with GRO and GSO (veth does both) raw sockets see packets of up to 64 KiB,
+// and IPv6 ones get a 40-byte header synthesized in front.
+const MaxPacketSize = 65535 + IPv6MinimumSize

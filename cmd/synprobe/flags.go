@@ -10,7 +10,13 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	"github.com/synprobe/synprobe/probe"
 )
+
+// defaultMark is the SO_MARK of our packets in the ack and fin modes: the
+// RST guard drops the kernel's RSTs but lets packets with this mark pass.
+// ASCII "SYNP".
+const defaultMark = 0x53594e50
 
 // usageError is bad input: exit status 2.
 type usageError struct{ msg string }
@@ -31,7 +37,16 @@ type options struct {
 	json     bool
 	ipv4     bool
 	ipv6     bool
-	mode     string
+	modeName string
+	mode     probe.Mode
+
+	hold         time.Duration
+	dataArg      string
+	data         []byte
+	closeTimeout time.Duration
+	trace        bool
+	mark         uint32
+	cleanup      bool
 
 	mss          uint16 // 0: per family default
 	window       uint16
@@ -82,13 +97,19 @@ func newFlagSet(o *options) *pflag.FlagSet {
 	fs := pflag.NewFlagSet("synprobe", pflag.ContinueOnError)
 	fs.SortFlags = false
 	fs.IntVarP(&o.count, "count", "c", 0, "probes per target (default: until interrupted)")
-	fs.VarP(durationFlag{&o.interval}, "interval", "i", "time between probes, a Go duration or seconds (default 1s)")
-	fs.VarP(durationFlag{&o.timeout}, "timeout", "w", "how long to wait for each reply (default 1s)")
+	fs.VarP(durationFlag{d: &o.interval}, "interval", "i", "time between probes, a Go duration or seconds (default 1s)")
+	fs.VarP(durationFlag{d: &o.timeout}, "timeout", "w", "how long to wait for each reply (default 1s)")
 	fs.BoolVarP(&o.quiet, "quiet", "q", false, "print only the summary")
 	fs.BoolVar(&o.json, "json", false, "print JSON Lines (see docs/json.md)")
 	fs.BoolVarP(&o.ipv4, "ipv4", "4", false, "resolve names to IPv4 only")
 	fs.BoolVarP(&o.ipv6, "ipv6", "6", false, "resolve names to IPv6 only")
-	fs.StringVar(&o.mode, "mode", "rst", "what follows the SYN-ACK: rst")
+	fs.StringVar(&o.modeName, "mode", "rst", "what follows the SYN-ACK: rst (reset), ack (complete the handshake, then reset) or fin (complete it and close it with FIN, reporting how the peer closes)")
+	fs.Var(durationFlag{d: &o.hold, zero: true}, "hold", "fin mode: keep the connection open this long before our FIN (default 0)")
+	fs.StringVar(&o.dataArg, "data", "", `fin mode: send this right after the handshake (escapes: \r \n \t \\ \xHH)`)
+	fs.Var(durationFlag{d: &o.closeTimeout}, "close-timeout", "fin mode: how long to wait for the peer's ACK and FIN after ours (default 3s)")
+	fs.BoolVar(&o.trace, "trace", false, "draw each probe's exchange as a ladder with both sides' TCP states")
+	fs.Uint32Var(&o.mark, "mark", defaultMark, "ack/fin modes: SO_MARK of our packets, which the RST guard lets through")
+	fs.BoolVar(&o.cleanup, "cleanup", false, "remove nftables tables left by synprobe runs that died, and exit")
 	fs.Uint16Var(&o.mss, "mss", 0, "MSS option value (default 1460 for IPv4, 1440 for IPv6)")
 	fs.Uint16Var(&o.window, "window", 64240, "TCP window of the SYN")
 	fs.IntVar(&o.wscale, "wscale", 7, "window scale option shift (0-14; -1 leaves the option out)")
@@ -115,7 +136,7 @@ func printUsage(w io.Writer) {
 
 // parseArgs parses the command line. Errors are usageErrors.
 func parseArgs(args []string) (*options, error) {
-	o := &options{interval: time.Second, timeout: time.Second}
+	o := &options{interval: time.Second, timeout: time.Second, closeTimeout: 3 * time.Second}
 	fs := newFlagSet(o)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
@@ -126,8 +147,32 @@ func parseArgs(args []string) (*options, error) {
 		}
 		return nil, usagef("%v", err)
 	}
-	if o.help || o.version {
+	if o.help || o.version || o.cleanup {
 		return o, nil
+	}
+	mode, err := probe.ParseMode(o.modeName)
+	if err != nil {
+		return nil, usagef("--mode: %v", err)
+	}
+	o.mode = mode
+	for _, f := range []string{"hold", "data", "close-timeout"} {
+		if fs.Changed(f) && mode != probe.ModeFIN {
+			return nil, usagef("--%s needs --mode fin", f)
+		}
+	}
+	if fs.Changed("data") {
+		if o.data, err = unescape(o.dataArg); err != nil {
+			return nil, usagef("--data: %v", err)
+		}
+		if len(o.data) == 0 {
+			return nil, usagef("--data is empty")
+		}
+		if len(o.data) > 1<<16 {
+			return nil, usagef("--data is %d bytes; at most 65536", len(o.data))
+		}
+	}
+	if o.mark == 0 && mode != probe.ModeRST {
+		return nil, usagef("--mark must not be 0: the RST guard tells our RSTs from the kernel's by it")
 	}
 	switch {
 	case o.count < 0:
@@ -138,8 +183,6 @@ func parseArgs(args []string) (*options, error) {
 		return nil, usagef("--wscale must be 0-14, or -1 for none (got %d)", o.wscale)
 	case o.ttl == 0:
 		return nil, usagef("--ttl must be 1-255")
-	case o.mode != "rst":
-		return nil, usagef("unknown --mode %q (want rst)", o.mode)
 	case o.source.IsValid() && o.ipv4 && !o.source.Is4():
 		return nil, usagef("--source %v is not an IPv4 address, but -4 was given", o.source)
 	case o.source.IsValid() && o.ipv6 && o.source.Is4():
@@ -210,8 +253,11 @@ func parseTarget(arg string) (targetSpec, error) {
 }
 
 // durationFlag accepts a Go duration ("200ms", "1.5s") or plain seconds
-// ("0.2"), and refuses zero and negative values.
-type durationFlag struct{ d *time.Duration }
+// ("0.2"), and refuses negative values, and zero unless zero is set.
+type durationFlag struct {
+	d    *time.Duration
+	zero bool
+}
 
 func (f durationFlag) String() string {
 	if f.d == nil {
@@ -224,7 +270,7 @@ func (f durationFlag) Type() string { return "duration" }
 
 func (f durationFlag) Set(s string) error {
 	d, err := parseDuration(s)
-	if err != nil {
+	if err != nil && !(f.zero && d == 0 && errors.Is(err, errNotPositive)) {
 		return err
 	}
 	*f.d = d
@@ -244,9 +290,51 @@ func parseDuration(s string) (time.Duration, error) {
 		d = time.Duration(secs * float64(time.Second))
 	}
 	if d <= 0 {
-		return 0, fmt.Errorf("%q must be positive", s)
+		return d, fmt.Errorf("%q %w", s, errNotPositive)
 	}
 	return d, nil
+}
+
+var errNotPositive = errors.New("must be positive")
+
+// unescape turns --data's escapes into bytes: \r \n \t \0 \\ \xHH.
+func unescape(s string) ([]byte, error) {
+	out := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c != '\\' {
+			out = append(out, c)
+			continue
+		}
+		if i++; i == len(s) {
+			return nil, errors.New("trailing backslash")
+		}
+		switch s[i] {
+		case 'r':
+			out = append(out, '\r')
+		case 'n':
+			out = append(out, '\n')
+		case 't':
+			out = append(out, '\t')
+		case '0':
+			out = append(out, 0)
+		case '\\':
+			out = append(out, '\\')
+		case 'x':
+			if i+2 >= len(s) {
+				return nil, fmt.Errorf("\\x needs two hex digits")
+			}
+			v, err := strconv.ParseUint(s[i+1:i+3], 16, 8)
+			if err != nil {
+				return nil, fmt.Errorf("\\x%s is not a hex byte", s[i+1:i+3])
+			}
+			out = append(out, byte(v))
+			i += 2
+		default:
+			return nil, fmt.Errorf("unknown escape \\%c", s[i])
+		}
+	}
+	return out, nil
 }
 
 // addrFlag parses an IP address.

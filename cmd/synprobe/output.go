@@ -17,13 +17,16 @@ type printer interface {
 	header(t *probe.Target, spec *targetSpec, synLen int)
 	result(r *probe.Result, spec *targetSpec)
 	summary(t *probe.Target, spec *targetSpec, s *probe.Stats)
+	// guard reports the RST guard of an ack or fin run: kernel RSTs it
+	// dropped, and those that escaped it (-1: not watched).
+	guard(table string, owned bool, dropped uint64, escaped int64)
 }
 
 func newPrinter(w io.Writer, o *options) printer {
 	if o.json {
 		return &jsonPrinter{w: w}
 	}
-	return &textPrinter{w: w, quiet: o.quiet, timeout: o.timeout}
+	return &textPrinter{w: w, quiet: o.quiet, timeout: o.timeout, mode: o.mode}
 }
 
 // ms formats a duration in milliseconds with microsecond digits.
@@ -55,6 +58,7 @@ type textPrinter struct {
 	w       io.Writer
 	quiet   bool
 	timeout time.Duration
+	mode    probe.Mode
 	b       []byte
 }
 
@@ -62,7 +66,7 @@ func (p *textPrinter) header(t *probe.Target, spec *targetSpec, synLen int) {
 	if p.quiet {
 		return
 	}
-	fmt.Fprintf(p.w, "SYNPROBE %s (%s) port %d from %s: %d-byte SYN, mode rst\n", spec.host, t.Addr, t.Port, t.Src, synLen)
+	fmt.Fprintf(p.w, "SYNPROBE %s (%s) port %d from %s: %d-byte SYN, mode %v\n", spec.host, t.Addr, t.Port, t.Src, synLen, p.mode)
 }
 
 func (p *textPrinter) result(r *probe.Result, spec *targetSpec) {
@@ -101,9 +105,67 @@ func (p *textPrinter) result(r *probe.Result, spec *targetSpec) {
 		b = append(b, " clock="...)
 		b = append(b, clockName(r.KernelClock)...)
 	}
+	if c := r.Close; c != nil {
+		b = appendClose(b, c)
+	}
 	b = append(b, '\n')
+	b = appendTrace(b, r)
 	p.b = b
 	p.w.Write(b)
+}
+
+// appendClose renders a close report: "  close=4-way ack=0.052 ms ...".
+func appendClose(b []byte, c *probe.CloseReport) []byte {
+	b = fmt.Appendf(b, "\n         close=%v", c.Pattern)
+	if c.HasAck {
+		b = fmt.Appendf(b, " ack=%s ms", ms(c.AckTime))
+	}
+	if c.HasFin {
+		b = fmt.Appendf(b, " fin=%s ms", ms(c.FinTime))
+	}
+	if c.HasDataAck {
+		b = fmt.Appendf(b, " data-ack=%s ms", ms(c.DataAckTime))
+	}
+	b = fmt.Appendf(b, " peer-bytes=%d after-fin=%d", c.PeerBytes, c.PeerDataBytes)
+	if c.PeerRetransmits > 0 {
+		b = fmt.Appendf(b, " peer-retransmits=%d", c.PeerRetransmits)
+	}
+	if c.FinRetransmits > 0 {
+		b = fmt.Appendf(b, " fin-retransmits=%d", c.FinRetransmits)
+	}
+	return append(b, " clock="+clockName(c.Kernel)...)
+}
+
+// appendTrace draws the exchange as a ladder: our state, the segment and
+// its direction, the peer's state, then time and numbers.
+func appendTrace(b []byte, r *probe.Result) []byte {
+	if len(r.Trace) == 0 {
+		return b
+	}
+	b = append(b, "         us                          peer          time since SYN   (seq/ack relative to each side's ISN)\n"...)
+	for _, ev := range r.Trace {
+		arrow := fmt.Sprintf("--%s-->", ev.Flags)
+		if !ev.Out {
+			arrow = fmt.Sprintf("<--%s--", ev.Flags)
+		}
+		b = fmt.Appendf(b, "         %-12s %-14s %-12s %9s ms  seq=%d ack=%d len=%d win=%d", ev.Us, arrow, ev.Peer, ms(ev.At), ev.Seq, ev.Ack, ev.Len, ev.Win)
+		if ev.Note != "" {
+			b = append(b, "  ("+ev.Note+")"...)
+		}
+		b = append(b, '\n')
+	}
+	return b
+}
+
+func (p *textPrinter) guard(table string, owned bool, dropped uint64, escaped int64) {
+	kind := "owned by this run: the kernel deletes it even if synprobe is killed"
+	if !owned {
+		kind = "not owned (old kernel): removed at exit; synprobe --cleanup removes leftovers"
+	}
+	fmt.Fprintf(p.w, "RST guard: nftables table inet %s, %s; it kept %d kernel RSTs off the wire\n", table, kind, dropped)
+	if escaped > 0 {
+		fmt.Fprintf(p.w, "WARNING: %d kernel RSTs escaped the guard: the peers saw their connections reset by this host's kernel, and their close reports may be wrong (another firewall rule accepting them first?)\n", escaped)
+	}
 }
 
 func appendSYNACKOptions(b []byte, r *probe.Result) []byte {
@@ -137,6 +199,28 @@ func (p *textPrinter) summary(t *probe.Target, spec *targetSpec, s *probe.Stats)
 	if sum := s.Summary(); sum.N > 0 {
 		fmt.Fprintf(&b, "rtt min/avg/max/mdev = %s/%s/%s/%s ms  p50/p90/p99 = %s/%s/%s ms  clock=%s\n",
 			ms(sum.Min), ms(sum.Avg), ms(sum.Max), ms(sum.Mdev), ms(sum.P50), ms(sum.P90), ms(sum.P99), statsClock(s))
+	}
+	if p.mode == probe.ModeFIN && s.Open > 0 {
+		b.WriteString("close:")
+		for i, pat := range probe.ClosePatterns() {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, " %d %v", s.Patterns[pat], pat)
+		}
+		b.WriteByte('\n')
+		for _, d := range []struct {
+			name string
+			s    *probe.DurationStats
+		}{{"FIN->ACK", &s.CloseAck}, {"FIN->FIN", &s.CloseFin}, {"data->ACK", &s.DataAck}} {
+			if d.s.N > 0 {
+				fmt.Fprintf(&b, "close %s min/avg/max = %s/%s/%s ms\n", d.name, ms(d.s.Min), ms(d.s.Avg()), ms(d.s.Max))
+			}
+		}
+		if s.PeerDataBytes > 0 || s.PeerRetransmits > 0 || s.FinRetransmits > 0 || s.LateFINs > 0 {
+			fmt.Fprintf(&b, "peer bytes after our FIN %d, peer retransmissions %d, our FIN retransmissions %d, late peer FINs %d\n",
+				s.PeerDataBytes, s.PeerRetransmits, s.FinRetransmits, s.LateFINs)
+		}
 	}
 	io.WriteString(p.w, b.String())
 }
@@ -200,6 +284,64 @@ func (p *jsonPrinter) result(r *probe.Result, spec *targetSpec) {
 			j.bool("cwr", r.Flags&rawsock.FlagCwr != 0)
 		}
 	}
+	j.str("mode", r.Mode.String())
+	if c := r.Close; c != nil {
+		j.object("close")
+		j.str("pattern", c.Pattern.String())
+		if c.HasAck {
+			j.micros("ack_us", c.AckTime)
+		}
+		if c.HasFin {
+			j.micros("fin_us", c.FinTime)
+		}
+		if c.HasDataAck {
+			j.micros("data_ack_us", c.DataAckTime)
+		}
+		j.uint("peer_bytes", uint64(c.PeerBytes))
+		j.uint("peer_data_bytes", uint64(c.PeerDataBytes))
+		j.uint("peer_retransmits", uint64(c.PeerRetransmits))
+		j.uint("fin_retransmits", uint64(c.FinRetransmits))
+		j.str("clock", clockName(c.Kernel))
+		j.close('}')
+	}
+	if len(r.Trace) > 0 {
+		j.key("trace")
+		j.b = append(j.b, '[')
+		j.first = true
+		for _, ev := range r.Trace {
+			j.object("")
+			j.micros("t_us", ev.At)
+			dir := "in"
+			if ev.Out {
+				dir = "out"
+			}
+			j.str("dir", dir)
+			j.str("flags", ev.Flags.String())
+			j.uint("seq", uint64(ev.Seq))
+			j.uint("ack", uint64(ev.Ack))
+			j.uint("len", uint64(ev.Len))
+			j.uint("win", uint64(ev.Win))
+			j.str("us", ev.Us.String())
+			j.str("peer", ev.Peer.String())
+			if ev.Note != "" {
+				j.str("note", ev.Note)
+			}
+			j.close('}')
+		}
+		j.close(']')
+	}
+	j.end(p.w)
+}
+
+func (p *jsonPrinter) guard(table string, owned bool, dropped uint64, escaped int64) {
+	j := &p.j
+	j.begin("guard")
+	j.str("table", table)
+	j.bool("owned", owned)
+	j.uint("kernel_rsts_dropped", dropped)
+	if escaped >= 0 {
+		j.uint("kernel_rsts_escaped", uint64(escaped))
+	}
 	j.end(p.w)
 }
 
@@ -220,6 +362,27 @@ func (p *jsonPrinter) summary(t *probe.Target, spec *targetSpec, s *probe.Stats)
 	j.uint("errors", uint64(s.Errors))
 	j.uint("timeouts", uint64(s.Timeouts))
 	j.float("loss_pct", s.LossPercent(), 3)
+	if s.Patterns != [len(s.Patterns)]int{} {
+		j.object("close")
+		for _, pat := range probe.ClosePatterns() {
+			j.uint(pat.String(), uint64(s.Patterns[pat]))
+		}
+		for _, d := range []struct {
+			name string
+			s    *probe.DurationStats
+		}{{"ack", &s.CloseAck}, {"fin", &s.CloseFin}, {"data_ack", &s.DataAck}} {
+			if d.s.N > 0 {
+				j.micros(d.name+"_min_us", d.s.Min)
+				j.micros(d.name+"_avg_us", d.s.Avg())
+				j.micros(d.name+"_max_us", d.s.Max)
+			}
+		}
+		j.uint("peer_data_bytes", uint64(s.PeerDataBytes))
+		j.uint("peer_retransmits", uint64(s.PeerRetransmits))
+		j.uint("fin_retransmits", uint64(s.FinRetransmits))
+		j.uint("late_peer_fins", uint64(s.LateFINs))
+		j.close('}')
+	}
 	if sum := s.Summary(); sum.N > 0 {
 		j.str("clock", statsClock(s))
 		j.micros("min_us", sum.Min)
@@ -234,19 +397,40 @@ func (p *jsonPrinter) summary(t *probe.Target, spec *targetSpec, s *probe.Stats)
 }
 
 // jsonLine builds one JSON object by appending; it escapes every string.
-type jsonLine struct{ b []byte }
+type jsonLine struct {
+	b     []byte
+	first bool // no member written yet in the innermost object or array
+}
 
 func (j *jsonLine) begin(typ string) {
 	j.b = append(j.b[:0], '{')
+	j.first = true
 	j.str("type", typ)
 }
 
+// key writes a member name; "" writes an array element's separator only.
 func (j *jsonLine) key(k string) {
-	if len(j.b) > 1 {
+	if !j.first {
 		j.b = append(j.b, ',')
 	}
-	j.b = appendJSONString(j.b, k)
-	j.b = append(j.b, ':')
+	j.first = false
+	if k != "" {
+		j.b = appendJSONString(j.b, k)
+		j.b = append(j.b, ':')
+	}
+}
+
+// object opens a nested object, as member k or (k == "") array element.
+func (j *jsonLine) object(k string) {
+	j.key(k)
+	j.b = append(j.b, '{')
+	j.first = true
+}
+
+// close ends the innermost object ('}') or array (']').
+func (j *jsonLine) close(c byte) {
+	j.b = append(j.b, c)
+	j.first = false
 }
 
 func (j *jsonLine) str(k, v string) { j.key(k); j.b = appendJSONString(j.b, v) }

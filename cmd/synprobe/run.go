@@ -32,6 +32,26 @@ type network interface {
 	source(dst netip.Addr, iface string) (netip.Addr, error)
 	portRange() (lo, hi uint16, err error)
 	listen(cfg rawsock.Config) (conn, error)
+	// guard keeps the kernel's RSTs for our ports off the wire (ack, fin).
+	guard(cfg rawsock.GuardConfig) (guard, error)
+	// watch counts the kernel's RSTs that escape the guard anyway.
+	watch(lo, hi uint16, mark uint32) (watch, error)
+	// cleanup removes tables left by dead runs (--cleanup).
+	cleanup() ([]string, error)
+}
+
+// watch is a rawsock.RSTWatch.
+type watch interface {
+	Escaped() uint64
+	Close() error
+}
+
+// guard is a rawsock.RSTGuard.
+type guard interface {
+	Table() string
+	Owned() bool
+	Dropped() (uint64, error)
+	Close() error
 }
 
 // conn is a probe.Conn that can be closed.
@@ -57,6 +77,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, sys netwo
 		return exitOK
 	case o.version:
 		fmt.Fprintf(stdout, "synprobe %s\n", version)
+		return exitOK
+	case o.cleanup:
+		removed, err := sys.cleanup()
+		for _, t := range removed {
+			fmt.Fprintf(stdout, "removed nftables table inet %s\n", t)
+		}
+		if err != nil {
+			if errors.Is(err, os.ErrPermission) {
+				err = errors.New(privilegeFix("nftables needs CAP_NET_ADMIN"))
+			}
+			fmt.Fprintf(stderr, "synprobe: --cleanup: %v\n", err)
+			return exitFailure
+		}
+		if len(removed) == 0 {
+			fmt.Fprintln(stdout, "nothing to clean up")
+		}
 		return exitOK
 	}
 	code, err := probeAll(ctx, o, stdout, sys)
@@ -85,32 +121,59 @@ func probeAll(ctx context.Context, o *options, stdout io.Writer, sys network) (i
 		cfg.IPv4 = cfg.IPv4 || t.Addr.Is4()
 		cfg.IPv6 = cfg.IPv6 || t.Addr.Is6()
 	}
+	if o.mode != probe.ModeRST {
+		cfg.Mark = o.mark
+	}
 	c, err := sys.listen(cfg)
 	if err != nil {
 		if errors.Is(err, os.ErrPermission) {
-			return 0, errors.New(privilegeFix())
+			return 0, errors.New(privilegeFix("raw sockets need CAP_NET_RAW"))
 		}
 		return 0, err
 	}
 	defer c.Close()
+	// rst mode needs no rule: the kernel's RST to the SYN-ACK duplicates
+	// ours. The other modes complete the handshake, which the kernel's
+	// RST would tear down.
+	var g guard
+	var esc watch
+	if o.mode != probe.ModeRST {
+		g, err = sys.guard(rawsock.GuardConfig{PortLo: lo, PortHi: hi, Mark: o.mark})
+		if err != nil {
+			if errors.Is(err, os.ErrPermission) {
+				return 0, errors.New(privilegeFix(fmt.Sprintf("--mode %v needs CAP_NET_ADMIN for its nftables rule", o.mode)))
+			}
+			return 0, fmt.Errorf("RST guard: %w", err)
+		}
+		// Closed after the prober has reset what is still open.
+		defer g.Close()
+		if w, err := sys.watch(lo, hi, o.mark); err == nil {
+			esc = w
+			defer w.Close()
+		}
+	}
 	cookie, err := rawsock.NewRandomCookie()
 	if err != nil {
 		return 0, err
 	}
 
 	pcfg := probe.Config{
-		Targets:  targets,
-		Count:    o.count,
-		Interval: o.interval,
-		Timeout:  o.timeout,
-		Mode:     probe.ModeRST,
-		PortLo:   lo,
-		PortHi:   hi,
-		TTL:      o.ttl,
-		TOS:      o.tos,
-		Window:   o.window,
-		ECN:      o.ecn,
-		Cookie:   cookie,
+		Targets:      targets,
+		Count:        o.count,
+		Interval:     o.interval,
+		Timeout:      o.timeout,
+		Mode:         o.mode,
+		Hold:         o.hold,
+		Data:         o.data,
+		CloseTimeout: o.closeTimeout,
+		Trace:        o.trace,
+		PortLo:       lo,
+		PortHi:       hi,
+		TTL:          o.ttl,
+		TOS:          o.tos,
+		Window:       o.window,
+		ECN:          o.ecn,
+		Cookie:       cookie,
 	}
 	if !o.noOptions {
 		pcfg.Options = synOptions(o, 1460)
@@ -129,6 +192,14 @@ func probeAll(ctx context.Context, o *options, stdout io.Writer, sys network) (i
 	}
 	if err := p.Run(ctx); err != nil {
 		return 0, err
+	}
+	if g != nil {
+		dropped, _ := g.Dropped()
+		escaped := int64(-1) // unknown without a watch
+		if esc != nil {
+			escaped = int64(esc.Escaped())
+		}
+		out.guard(g.Table(), g.Owned(), dropped, escaped)
 	}
 	code := exitOK
 	for i := range targets {
@@ -282,10 +353,10 @@ func portBlock(o *options, sys network) (uint16, uint16, error) {
 	return uint16(base), uint16(base + portBlockSize - 1), nil
 }
 
-func privilegeFix() string {
+func privilegeFix(what string) string {
 	exe, err := os.Executable()
 	if err != nil {
 		exe = "synprobe"
 	}
-	return fmt.Sprintf("raw sockets need CAP_NET_RAW: run with sudo, or grant the binary the capabilities once: sudo setcap cap_net_raw,cap_net_admin+ep %s", exe)
+	return fmt.Sprintf("%s: run with sudo, or grant the binary the capabilities once: sudo setcap cap_net_raw,cap_net_admin+ep %s", what, exe)
 }

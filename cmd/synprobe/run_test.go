@@ -21,8 +21,42 @@ import (
 // router that answers admin-prohibited.
 type fakeSystem struct {
 	listenErr error
+	guardErr  error
 	conn      *probetest.Conn
+	guards    []*fakeGuard
+	listenCfg rawsock.Config
+	escaped   uint64
 }
+
+type fakeGuard struct {
+	cfg    rawsock.GuardConfig
+	closed bool
+}
+
+func (g *fakeGuard) Table() string            { return "synprobe_1_00000000" }
+func (g *fakeGuard) Owned() bool              { return true }
+func (g *fakeGuard) Dropped() (uint64, error) { return 7, nil }
+func (g *fakeGuard) Close() error             { g.closed = true; return nil }
+
+func (f *fakeSystem) guard(cfg rawsock.GuardConfig) (guard, error) {
+	if f.guardErr != nil {
+		return nil, f.guardErr
+	}
+	g := &fakeGuard{cfg: cfg}
+	f.guards = append(f.guards, g)
+	return g, nil
+}
+
+func (f *fakeSystem) watch(lo, hi uint16, mark uint32) (watch, error) {
+	return fakeWatch(f.escaped), nil
+}
+
+type fakeWatch uint64
+
+func (w fakeWatch) Escaped() uint64 { return uint64(w) }
+func (w fakeWatch) Close() error    { return nil }
+
+func (f *fakeSystem) cleanup() ([]string, error) { return []string{"synprobe_99_deadbeef"}, nil }
 
 func (f *fakeSystem) lookup(ctx context.Context, network, host string) ([]netip.Addr, error) {
 	if host == "lab.test" {
@@ -51,6 +85,7 @@ func (f *fakeSystem) listen(cfg rawsock.Config) (conn, error) {
 	if f.listenErr != nil {
 		return nil, f.listenErr
 	}
+	f.listenCfg = cfg
 	f.conn = probetest.NewConn(func(p *rawsock.Packet, b []byte, id uint32) []probetest.Reply {
 		if p.Flags != rawsock.FlagSyn || p.SrcPort < cfg.PortLo || p.SrcPort > cfg.PortHi {
 			return nil
@@ -109,7 +144,17 @@ func TestBadInput(t *testing.T) {
 		{[]string{"--wscale", "15", "lab.test:80"}, "--wscale"},
 		{[]string{"--ttl", "0", "lab.test:80"}, "--ttl"},
 		{[]string{"--ttl", "256", "lab.test:80"}, "ttl"},
-		{[]string{"--mode", "syn", "lab.test:80"}, "unknown --mode"},
+		{[]string{"--mode", "syn", "lab.test:80"}, `unknown mode "syn"`},
+		{[]string{"--hold", "1s", "lab.test:80"}, "--hold needs --mode fin"},
+		{[]string{"--mode", "ack", "--data", "x", "lab.test:80"}, "--data needs --mode fin"},
+		{[]string{"--mode", "fin", "--data", "", "lab.test:80"}, "--data is empty"},
+		{[]string{"--mode", "fin", "--data", `a\`, "lab.test:80"}, "trailing backslash"},
+		{[]string{"--mode", "fin", "--data", `\x4`, "lab.test:80"}, "two hex digits"},
+		{[]string{"--mode", "fin", "--data", `\xzz`, "lab.test:80"}, "not a hex byte"},
+		{[]string{"--mode", "fin", "--data", `\q`, "lab.test:80"}, `unknown escape \q`},
+		{[]string{"--mode", "fin", "--hold", "-1s", "lab.test:80"}, "must be positive"},
+		{[]string{"--mode", "fin", "--close-timeout", "0", "lab.test:80"}, "must be positive"},
+		{[]string{"--mode", "ack", "--mark", "0", "lab.test:80"}, "--mark must not be 0"},
 		{[]string{"-S", "not-an-ip", "lab.test:80"}, "not an IP address"},
 		{[]string{"-S", "2001:db8::1", "198.18.0.2:80"}, "different address families"},
 		{[]string{"--bogus", "lab.test:80"}, "unknown flag"},
@@ -264,5 +309,55 @@ func TestAppendJSONString(t *testing.T) {
 		if got != want || json.Unmarshal([]byte(got), &back) != nil {
 			t.Errorf("appendJSONString(%q) = %s, want %s", in, got, want)
 		}
+	}
+}
+
+func TestUnescape(t *testing.T) {
+	got, err := unescape(`GET / HTTP/1.0\r\n\r\n\x41\t\\\0`)
+	if err != nil || string(got) != "GET / HTTP/1.0\r\n\r\nA\t\\\x00" {
+		t.Errorf("unescape = %q, %v", got, err)
+	}
+}
+
+// TestGuardUse: rst mode makes no firewall rule; ack and fin modes guard
+// exactly this run's ports with the mark their packets carry, and close
+// the guard at the end.
+func TestGuardUse(t *testing.T) {
+	sys := &fakeSystem{}
+	if code, _, stderr := runCLI(t, sys, "-c", "1", "198.18.0.2:80"); code != exitOK || len(sys.guards) != 0 || sys.listenCfg.Mark != 0 {
+		t.Errorf("rst mode: exit %d (%s), %d guards, mark %#x", code, stderr, len(sys.guards), sys.listenCfg.Mark)
+	}
+	sys = &fakeSystem{}
+	code, stdout, stderr := runCLI(t, sys, "--mode", "ack", "-c", "1", "--mark", "0x1234", "198.18.0.2:80")
+	if code != exitOK || len(sys.guards) != 1 {
+		t.Fatalf("ack mode: exit %d (%s), %d guards", code, stderr, len(sys.guards))
+	}
+	g := sys.guards[0]
+	if g.cfg.Mark != 0x1234 || sys.listenCfg.Mark != 0x1234 || g.cfg.PortLo != sys.listenCfg.PortLo || g.cfg.PortHi != sys.listenCfg.PortHi || !g.closed {
+		t.Errorf("guard %+v closed=%v, sockets %+v", g.cfg, g.closed, sys.listenCfg)
+	}
+	if !strings.Contains(stdout, "RST guard: nftables table inet synprobe_1_00000000, owned") || !strings.Contains(stdout, "kept 7 kernel RSTs") {
+		t.Errorf("no guard report:\n%s", stdout)
+	}
+	sys = &fakeSystem{escaped: 2}
+	code, stdout, _ = runCLI(t, sys, "--mode", "ack", "-c", "1", "198.18.0.2:80")
+	if code != exitOK || !strings.Contains(stdout, "WARNING: 2 kernel RSTs escaped the guard") {
+		t.Errorf("escaped RSTs not reported: exit %d\n%s", code, stdout)
+	}
+	_, stdout, _ = runCLI(t, &fakeSystem{}, "--mode", "ack", "--json", "-c", "1", "198.18.0.2:80")
+	if !strings.Contains(stdout, `{"type":"guard","table":"synprobe_1_00000000","owned":true,"kernel_rsts_dropped":7,"kernel_rsts_escaped":0}`) {
+		t.Errorf("JSON guard line missing:\n%s", stdout)
+	}
+	sys = &fakeSystem{guardErr: &net.OpError{Op: "nftables", Net: "rawsock", Err: os.NewSyscallError("NFNL_MSG_BATCH_BEGIN", syscall.EPERM)}}
+	code, _, stderr = runCLI(t, sys, "--mode", "fin", "-c", "1", "198.18.0.2:80")
+	if code != exitFailure || !strings.Contains(stderr, "CAP_NET_ADMIN") || !strings.Contains(stderr, "setcap") || strings.Count(stderr, "\n") != 1 {
+		t.Errorf("guard without privileges: exit %d, %q", code, stderr)
+	}
+}
+
+func TestCleanup(t *testing.T) {
+	code, stdout, _ := runCLI(t, &fakeSystem{}, "--cleanup")
+	if code != exitOK || stdout != "removed nftables table inet synprobe_99_deadbeef\n" {
+		t.Errorf("--cleanup: exit %d, %q", code, stdout)
 	}
 }

@@ -22,3 +22,11 @@ func (system) source(dst netip.Addr, iface string) (netip.Addr, error) {
 func (system) portRange() (uint16, uint16, error) { return rawsock.ProbePortRange() }
 
 func (system) listen(cfg rawsock.Config) (conn, error) { return rawsock.Listen(cfg) }
+
+func (system) guard(cfg rawsock.GuardConfig) (guard, error) { return rawsock.NewRSTGuard(cfg) }
+
+func (system) cleanup() ([]string, error) { return rawsock.CleanupTables() }
+
+func (system) watch(lo, hi uint16, mark uint32) (watch, error) {
+	return rawsock.NewRSTWatch(lo, hi, mark)
+}

@@ -1,0 +1,113 @@
+package probe
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/synprobe/synprobe/rawsock"
+)
+
+// ClosePattern says how the remote host closed a connection in ModeFIN.
+type ClosePattern uint8
+
+const (
+	CloseNone ClosePattern = iota // not a fin-mode probe, or not open
+	// Close3Way: the peer answered our FIN with a FIN+ACK that acknowledged
+	// it (ACK and FIN merged).
+	Close3Way
+	// Close4Way: the peer acknowledged our FIN (pure ACK or data) and sent
+	// its FIN later, in another segment.
+	Close4Way
+	// ClosePeerFirst: the peer sent its FIN before ours.
+	ClosePeerFirst
+	// CloseSimultaneous: the peer's FIN crossed ours: it did not
+	// acknowledge our FIN, which was already sent.
+	CloseSimultaneous
+	// CloseRST: the peer reset the connection instead of closing it.
+	CloseRST
+	// CloseNoFIN: the peer acknowledged our FIN but sent no FIN within
+	// the close timeout (it sits in CLOSE_WAIT); we reset it.
+	CloseNoFIN
+	// CloseNoACK: the peer never acknowledged our FIN; we reset it.
+	CloseNoACK
+	numClosePatterns
+)
+
+var closeNames = [...]string{"", "3-way", "4-way", "peer-first", "simultaneous", "rst", "no-fin", "no-ack"}
+
+func (c ClosePattern) String() string {
+	if int(c) < len(closeNames) {
+		return closeNames[c]
+	}
+	return "close-" + strconv.Itoa(int(c))
+}
+
+// ClosePatterns lists every pattern, in report order.
+func ClosePatterns() []ClosePattern {
+	return []ClosePattern{Close3Way, Close4Way, ClosePeerFirst, CloseSimultaneous, CloseRST, CloseNoFIN, CloseNoACK}
+}
+
+// CloseReport describes how a fin-mode probe's connection ended. Times are
+// kernel-stamped when Kernel is true.
+type CloseReport struct {
+	Pattern ClosePattern
+	// AckTime: our FIN -> the peer's acknowledgement of it.
+	AckTime time.Duration
+	HasAck  bool
+	// FinTime: our FIN -> the peer's FIN; for ClosePeerFirst, the end of
+	// the handshake -> the peer's FIN.
+	FinTime time.Duration
+	HasFin  bool
+	// PeerDataBytes: bytes the peer sent after our FIN (half-close).
+	PeerDataBytes int
+	// PeerBytes: every byte the peer sent.
+	PeerBytes int
+	// PeerRetransmits: segments the peer sent again (a retransmitted FIN
+	// means our last ACK was lost).
+	PeerRetransmits int
+	// FinRetransmits: how often we sent our FIN again.
+	FinRetransmits int
+	// DataAckTime: our --data -> the peer's acknowledgement of all of it.
+	DataAckTime time.Duration
+	HasDataAck  bool
+	Kernel      bool
+}
+
+// TCPState is a TCP connection state (RFC 793 names, as Linux prints them).
+type TCPState uint8
+
+const (
+	StateNone TCPState = iota
+	Listen
+	SynSent
+	SynRcvd
+	Established
+	FinWait1
+	FinWait2
+	CloseWait
+	Closing
+	LastAck
+	TimeWait
+	Closed
+)
+
+var tcpStateNames = [...]string{"-", "LISTEN", "SYN_SENT", "SYN_RCVD", "ESTABLISHED", "FIN_WAIT_1", "FIN_WAIT_2", "CLOSE_WAIT", "CLOSING", "LAST_ACK", "TIME_WAIT", "CLOSED"}
+
+func (s TCPState) String() string {
+	if int(s) < len(tcpStateNames) {
+		return tcpStateNames[s]
+	}
+	return "STATE-" + strconv.Itoa(int(s))
+}
+
+// TraceEvent is one segment of a probe's exchange (--trace).
+type TraceEvent struct {
+	At       time.Duration // since our SYN
+	Out      bool          // sent by us
+	Flags    rawsock.TCPFlags
+	Seq, Ack uint32 // relative to the sender's and the receiver's ISN
+	Len      int
+	Win      uint16
+	Us, Peer TCPState // both sides' states after this segment, as inferred
+	Note     string   // "retransmission", "out of order", "duplicate", ...
+}
