@@ -162,7 +162,7 @@ func RST(p *rawsock.Packet) []byte {
 
 // Build builds s or panics: for test fixtures.
 func Build(s rawsock.Segment) []byte {
-	b := make([]byte, 1500)
+	b := make([]byte, rawsock.MaxPacketSize)
 	n, err := s.Build(b)
 	if err != nil {
 		panic(err)

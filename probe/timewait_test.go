@@ -1,0 +1,72 @@
+package probe
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/synprobe/synprobe/rawsock"
+)
+
+// recConn records every packet sent.
+type recConn struct{ sent []rawsock.Packet }
+
+func (c *recConn) Send(pkt []byte, id uint32) error {
+	var p rawsock.Packet
+	if err := rawsock.Parse(pkt, &p); err != nil {
+		return err
+	}
+	c.sent = append(c.sent, p)
+	return nil
+}
+func (c *recConn) Recv([]byte) (int, time.Time, error)        { select {} }
+func (c *recConn) TxTime(id uint32, v6 bool) (time.Time, bool) { return time.Time{}, false }
+
+// TestTimeWaitReACK: after a 3-way close the connection lingers in
+// TIME_WAIT; a retransmitted FIN (our last ACK was lost) is acknowledged
+// again and counted, and does not produce a second result.
+func TestTimeWaitReACK(t *testing.T) {
+	d, s := netip.MustParseAddr("198.18.0.2"), netip.MustParseAddr("198.18.0.1")
+	c := &recConn{}
+	cookie, _ := rawsock.NewRandomCookie()
+	results := 0
+	p, err := New(c, Config{Targets: []Target{{Addr: d, Src: s, Port: 80}}, Mode: ModeFIN,
+		PortLo: 61000, PortHi: 61000, Cookie: cookie, OnResult: func(*Result) { results++ }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.sendSYN(0, 0, time.Now())
+	syn := c.sent[0]
+	const irs = 9000
+	reply := func(flags rawsock.TCPFlags, seq, ack uint32) {
+		b := make([]byte, 128)
+		n, _ := (&rawsock.Segment{Src: d, Dst: s, TTL: 64, SrcPort: 80, DstPort: syn.SrcPort, Seq: seq, Ack: ack, Flags: flags, Window: 1000}).Build(b)
+		var in inbound
+		if err := rawsock.Parse(b[:n], &in.pkt); err != nil {
+			t.Fatal(err)
+		}
+		in.user = time.Now()
+		p.handle(&in)
+	}
+	reply(rawsock.FlagSyn|rawsock.FlagAck, irs, syn.Seq+1)
+	// We sent ACK and FIN (no hold): the peer merges its FIN with the ACK.
+	if n := len(c.sent); n != 3 || c.sent[2].Flags != rawsock.FlagFin|rawsock.FlagAck {
+		t.Fatalf("sent %d packets, last %v", n, c.sent[n-1].Flags)
+	}
+	reply(rawsock.FlagFin|rawsock.FlagAck, irs+1, syn.Seq+2)
+	if results != 1 || p.live != 0 || p.tab.n != 1 {
+		t.Fatalf("after the close: %d results, %d live, %d in the table", results, p.live, p.tab.n)
+	}
+	before := len(c.sent)
+	reply(rawsock.FlagFin|rawsock.FlagAck, irs+1, syn.Seq+2) // our last ACK was lost
+	if len(c.sent) != before+1 || c.sent[before].Flags != rawsock.FlagAck || c.sent[before].Ack != irs+2 {
+		t.Errorf("retransmitted FIN not acknowledged again: %+v", c.sent[before:])
+	}
+	if results != 1 || p.stats[0].LateFINs != 1 {
+		t.Errorf("%d results, %d late FINs", results, p.stats[0].LateFINs)
+	}
+	// The port stays taken while the connection lingers.
+	if _, ok := p.nextPort(); ok {
+		t.Error("the TIME_WAIT connection's port was handed out again")
+	}
+}
