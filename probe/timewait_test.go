@@ -19,7 +19,7 @@ func (c *recConn) Send(pkt []byte, id uint32) error {
 	c.sent = append(c.sent, p)
 	return nil
 }
-func (c *recConn) Recv([]byte) (int, time.Time, error)        { select {} }
+func (c *recConn) Recv([]byte) (int, time.Time, error)         { select {} }
 func (c *recConn) TxTime(id uint32, v6 bool) (time.Time, bool) { return time.Time{}, false }
 
 // TestTimeWaitReACK: after a 3-way close the connection lingers in

@@ -1,0 +1,309 @@
+//go:build linux
+
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/synprobe/synprobe/internal/netlab"
+	"github.com/synprobe/synprobe/rawsock"
+)
+
+// Servers built to close each way, on both families of a lab's target.
+const (
+	portEOF       = 80 // reads to EOF, then closes: Linux merges its FIN with the ACK of ours
+	portDelay     = 81 // reads to EOF, waits, then closes: ACK and FIN apart
+	portSpeak     = 82 // writes a banner and closes at once: it closes first
+	portLinger0   = 83 // closes with SO_LINGER 0: RST
+	portHalfClose = 84 // reads to EOF, writes halfCloseBytes more, then closes
+	portNever     = 85 // reads to EOF and never closes
+)
+
+const halfCloseBytes = 5000
+
+func closeLab(t testing.TB) *netlab.Lab {
+	l := netlab.New(t)
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done) })
+	handlers := map[int]func(net.Conn){
+		portEOF: func(c net.Conn) { io.Copy(io.Discard, c); c.Close() },
+		portDelay: func(c net.Conn) {
+			io.Copy(io.Discard, c)
+			time.Sleep(100 * time.Millisecond)
+			c.Close()
+		},
+		portSpeak: func(c net.Conn) { c.Write([]byte("220 synprobe lab\r\n")); c.Close() },
+		portLinger0: func(c net.Conn) {
+			c.(*net.TCPConn).SetLinger(0)
+			c.Close()
+		},
+		portHalfClose: func(c net.Conn) {
+			io.Copy(io.Discard, c)
+			c.Write(make([]byte, halfCloseBytes))
+			c.Close()
+		},
+		portNever: func(c net.Conn) {
+			io.Copy(io.Discard, c)
+			<-done
+			c.Close()
+		},
+	}
+	for port, h := range handlers {
+		for _, a := range []netip.Addr{l.TargetV4, l.TargetV6} {
+			ln := l.Listen(t, l.Target, "tcp", netip.AddrPortFrom(a, uint16(port)).String())
+			netlab.Serve(ln, h)
+		}
+	}
+	return l
+}
+
+// leftovers returns the target's TCP sockets other than listeners and
+// the TIME_WAIT of connections it closed first.
+func leftovers(t testing.TB, l *netlab.Lab, allowTimeWait map[uint16]bool) []string {
+	var bad []string
+	for _, line := range strings.Split(strings.TrimSpace(l.Run(t, l.Target, "ss", "-Htan")), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 4 || f[0] == "LISTEN" {
+			continue
+		}
+		ap, err := netip.ParseAddrPort(f[3])
+		if f[0] == "TIME-WAIT" && err == nil && allowTimeWait[ap.Port()] {
+			continue
+		}
+		bad = append(bad, line)
+	}
+	return bad
+}
+
+// TestIntegrationClosePatterns probes each server in fin mode over IPv4 and
+// IPv6 and checks the pattern, the byte counts, the wire (a capture: no
+// RST from the prober except where the pattern calls for ours) and what
+// the server keeps afterwards.
+func TestIntegrationClosePatterns(t *testing.T) {
+	l := closeLab(t)
+	want := map[uint16]struct {
+		patterns []string // accepted patterns
+		after    float64  // peer_data_bytes
+		ourRSTs  int      // RSTs we send: only when the peer would keep state otherwise
+	}{
+		portEOF:       {[]string{"3-way"}, 0, 0},
+		portDelay:     {[]string{"4-way"}, 0, 0},
+		portSpeak:     {[]string{"peer-first"}, 0, 0},
+		portLinger0:   {[]string{"rst"}, 0, 0},
+		portHalfClose: {[]string{"4-way", "3-way"}, halfCloseBytes, 0},
+		portNever:     {[]string{"no-fin"}, 0, 1},
+	}
+	c := l.StartCapture(t, l.Prober, l.ProberIf, "tcp")
+	args := []string{"--json", "--mode", "fin", "-c", "1", "--hold", "0.05", "--close-timeout", "0.5"}
+	for _, a := range []netip.Addr{l.TargetV4, l.TargetV6} {
+		for p := range want {
+			args = append(args, hostPort(a, p))
+		}
+	}
+	r := runIn(t, l, l.Prober, args...)
+	pkts, err := c.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.code != exitOK {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	sports := map[uint16]uint16{} // our source port -> server port
+	probes := 0
+	for _, m := range r.lines {
+		switch m["type"] {
+		case "guard":
+			if m["owned"] != true || m["kernel_rsts_escaped"] != 0.0 || m["kernel_rsts_dropped"].(float64) < 1 {
+				t.Errorf("guard: %v", m)
+			}
+		case "probe":
+			probes++
+			port := uint16(m["port"].(float64))
+			sports[uint16(m["sport"].(float64))] = port
+			w := want[port]
+			cl, _ := m["close"].(map[string]any)
+			if cl == nil {
+				t.Errorf("%v: no close report", m["target"])
+				continue
+			}
+			ok := false
+			for _, p := range w.patterns {
+				ok = ok || cl["pattern"] == p
+			}
+			if !ok || cl["peer_data_bytes"] != w.after || cl["clock"] != "kernel" {
+				t.Errorf("%v: close %v, want pattern %v and %v bytes after our FIN", m["target"], cl, w.patterns, w.after)
+			}
+		}
+	}
+	if probes != 12 {
+		t.Fatalf("%d probes reported, want 12:\n%s", probes, r.stdout)
+	}
+	// The wire: count RSTs the prober sent, per server port.
+	rsts := map[uint16]int{}
+	var p rawsock.Packet
+	for _, cp := range pkts {
+		if rawsock.Parse(cp.Data, &p) != nil || p.Proto != rawsock.ProtocolTCP || p.Flags&rawsock.FlagRst == 0 {
+			continue
+		}
+		if p.Src == l.ProberV4 || p.Src == l.ProberV6 {
+			rsts[sports[p.SrcPort]]++
+		}
+	}
+	for port, w := range want {
+		if rsts[port] != 2*w.ourRSTs { // v4 and v6
+			t.Errorf("port %d: the prober sent %d RSTs, want %d (a kernel RST escaped?)", port, rsts[port], 2*w.ourRSTs)
+		}
+	}
+	if bad := leftovers(t, l, map[uint16]bool{portSpeak: true}); len(bad) > 0 {
+		t.Errorf("the server keeps state:\n%s", strings.Join(bad, "\n"))
+	}
+}
+
+// TestIntegrationACKMode: ack mode completes the handshake (the server
+// accepts the connection) and then resets it: on the wire our ACK comes
+// before our RST, no kernel RST gets out, and the server keeps nothing.
+func TestIntegrationACKMode(t *testing.T) {
+	l := closeLab(t)
+	c := l.StartCapture(t, l.Prober, l.ProberIf, "tcp")
+	r := runIn(t, l, l.Prober, "--json", "--mode", "ack", "-c", "3", "-i", "0.02", hostPort(l.TargetV4, portEOF), hostPort(l.TargetV6, portEOF))
+	pkts, err := c.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.code != exitOK {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	// Per connection (our source port): the flags we sent, in wire order.
+	ours := map[uint16][]rawsock.TCPFlags{}
+	var p rawsock.Packet
+	for _, cp := range pkts {
+		if rawsock.Parse(cp.Data, &p) == nil && p.Proto == rawsock.ProtocolTCP && (p.Src == l.ProberV4 || p.Src == l.ProberV6) {
+			ours[p.SrcPort] = append(ours[p.SrcPort], p.Flags)
+		}
+	}
+	if len(ours) != 6 {
+		t.Errorf("%d connections on the wire, want 6", len(ours))
+	}
+	for sport, f := range ours {
+		if !equalFlags(f, []rawsock.TCPFlags{rawsock.FlagSyn, rawsock.FlagAck, rawsock.FlagRst}) {
+			t.Errorf("port %d: we sent %v, want S, A, R (and no kernel RST)", sport, f)
+		}
+	}
+	if bad := leftovers(t, l, nil); len(bad) > 0 {
+		t.Errorf("the server keeps state:\n%s", strings.Join(bad, "\n"))
+	}
+}
+
+func equalFlags(a, b []rawsock.TCPFlags) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// proberTables lists the nftables tables in the prober's namespace.
+func proberTables(t testing.TB, l *netlab.Lab) string {
+	return strings.TrimSpace(l.Run(t, l.Prober, "nft", "list", "tables"))
+}
+
+// TestIntegrationSIGKILL kills synprobe in the middle of an ack run: the
+// kernel removes the owned table with the process.
+func TestIntegrationSIGKILL(t *testing.T) {
+	l := closeLab(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := l.Command(ctx, l.Prober, synprobeBinary(t), "--mode", "ack", "-i", "0.01", hostPort(l.TargetV4, portEOF))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(proberTables(t, l), rawsock.TablePrefix) {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatal("synprobe never installed its table")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // in the middle of probing
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	for deadline = time.Now().Add(2 * time.Second); strings.Contains(proberTables(t, l), rawsock.TablePrefix); {
+		if time.Now().After(deadline) {
+			t.Fatalf("table left after SIGKILL:\n%s", proberTables(t, l))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestIntegrationInterruptFIN: SIGINT during a fin run's hold resets the
+// open connection and removes the table; the server keeps nothing.
+func TestIntegrationInterruptFIN(t *testing.T) {
+	l := closeLab(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := l.StartCapture(t, l.Prober, l.ProberIf, "tcp")
+	cmd := l.Command(ctx, l.Prober, synprobeBinary(t), "--mode", "fin", "--hold", "1h", "-c", "1", hostPort(l.TargetV6, portNever))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until the server holds the connection.
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(l.Run(t, l.Target, "ss", "-Htan", "state", "established"), ":85") {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatal("no connection established")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if err != nil && !(errors.As(err, &ee) && ee.ExitCode() == exitNotOpen) {
+		t.Errorf("exit: %v", err)
+	}
+	pkts, _ := c.Stop()
+	var p rawsock.Packet
+	var rst bool
+	for _, cp := range pkts {
+		if rawsock.Parse(cp.Data, &p) == nil && p.Src == l.ProberV6 && p.Flags&rawsock.FlagRst != 0 {
+			rst = true
+		}
+	}
+	if !rst {
+		t.Error("no RST on the wire after SIGINT")
+	}
+	if bad := leftovers(t, l, nil); len(bad) > 0 {
+		t.Errorf("the server keeps state:\n%s", strings.Join(bad, "\n"))
+	}
+	if tables := proberTables(t, l); strings.Contains(tables, rawsock.TablePrefix) {
+		t.Errorf("table left: %s", tables)
+	}
+}
+
+// TestIntegrationCleanup: --cleanup removes an unowned table of a dead run
+// and keeps everything else.
+func TestIntegrationCleanup(t *testing.T) {
+	l := netlab.New(t)
+	l.Nft(t, l.Prober, "table inet synprobe_999999999_deadbeef {}\ntable inet keepme {}\n")
+	r := runIn(t, l, l.Prober, "--cleanup")
+	if r.code != exitOK || !strings.Contains(r.stdout, "removed nftables table inet synprobe_999999999_deadbeef") {
+		t.Errorf("exit %d: %s%s", r.code, r.stdout, r.stderr)
+	}
+	if tables := proberTables(t, l); strings.Contains(tables, "synprobe_") || !strings.Contains(tables, "keepme") {
+		t.Errorf("tables after --cleanup:\n%s", tables)
+	}
+}
