@@ -14,9 +14,10 @@ type lastConn struct {
 	n   int
 }
 
-func (c *lastConn) Send(pkt []byte, id uint32) error            { c.n = copy(c.buf[:], pkt); return nil }
-func (c *lastConn) Recv([]byte) (int, time.Time, error)         { select {} }
-func (c *lastConn) TxTime(id uint32, v6 bool) (time.Time, bool) { return time.Unix(0, int64(id)), true }
+func (c *lastConn) Send(pkt []byte, id uint32) error               { c.n = copy(c.buf[:], pkt); return nil }
+func (c *lastConn) Recv([]byte, time.Time) (int, time.Time, error) { select {} }
+func (c *lastConn) Wake()                                          {}
+func (c *lastConn) TxTime(id uint32, v6 bool) (time.Time, bool)    { return time.Unix(0, int64(id)), true }
 
 // TestZeroAllocs: sending a probe and matching its reply allocate nothing.
 func TestZeroAllocs(t *testing.T) {

@@ -7,7 +7,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"sync"
+	"os"
+	"runtime"
 	"time"
 
 	"github.com/synprobe/synprobe/rawsock"
@@ -18,13 +19,23 @@ import (
 type Conn interface {
 	// Send transmits a whole IP packet; id names its transmit timestamp.
 	Send(pkt []byte, id uint32) error
-	// Recv blocks for the next inbound packet, written into b starting with
+	// Recv waits for the next inbound packet, written into b starting with
 	// its IP header, and returns its kernel receive timestamp (zero if
-	// none). It returns net.ErrClosed once the Conn is closed.
-	Recv(b []byte) (n int, rx time.Time, err error)
+	// none). It returns an error wrapping os.ErrDeadlineExceeded once
+	// deadline passes (zero: never; in the past: poll without blocking),
+	// ErrWoken-like errors after Wake, and net.ErrClosed once closed.
+	Recv(b []byte, deadline time.Time) (n int, rx time.Time, err error)
+	// Wake interrupts a Recv in progress.
+	Wake()
 	// TxTime returns the kernel transmit timestamp of packet id.
 	TxTime(id uint32, v6 bool) (time.Time, bool)
 }
+
+// spinAfterSend is how long Run polls for replies without blocking after
+// it sent something. A blocked thread takes tens to hundreds of
+// microseconds to wake (an idle vCPU, most of all); a reply on a short
+// path arrives sooner than that.
+const spinAfterSend = 200 * time.Microsecond
 
 // Mode says what follows the SYN-ACK.
 type Mode uint8
@@ -126,11 +137,8 @@ type Prober struct {
 	free   []*tcb // recycled connection blocks
 	nextID uint32
 
-	mu      sync.Mutex    // guards the prober's state: Run's loop and readLoop share it
-	kick    chan struct{} // readLoop wakes Run when dirty
-	dirty   bool          // a timer was armed or a probe ended since Run last looked
-	stopped bool
-	port    uint16 // next source port offset
+	spinUntil time.Time // poll without blocking until then (spinAfterSend)
+	port      uint16    // next source port offset
 
 	opts   [2]synOpts // encoded SYN options for IPv4 and IPv6
 	tsBase uint32     // random TSval origin
@@ -228,27 +236,23 @@ func (p *Prober) Stats(i int) *Stats { return &p.stats[i] }
 // probes still waiting for their SYN's answer are dropped. Run returns an
 // error only when the network fails.
 //
-// Inbound packets are handled on the reading goroutine itself, under
-// p.mu: a hand-off to another goroutine costs a scheduler wake-up, tens to
-// hundreds of microseconds before our ACK or FIN can leave. Run's own loop
-// sends the rounds and runs the timers.
+// Run is one event loop on a locked OS thread: it reads and handles
+// replies, runs the timers and sends the rounds. Its waits end at the
+// next deadline with nanosecond resolution (see Conn.Recv), and for a
+// moment after each send it polls instead of sleeping.
 func (p *Prober) Run(ctx context.Context) error {
-	readErr := make(chan error, 1)
-	p.kick = make(chan struct{}, 1)
-	go p.readLoop(readErr)
-	defer func() {
-		p.mu.Lock()
-		p.stopped = true
-		p.abort()
-		p.mu.Unlock()
-	}()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	preciseTimers()
+	stop := context.AfterFunc(ctx, p.conn.Wake)
+	defer stop()
+	defer p.abort()
 
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	round := 0
+	buf := make([]byte, rawsock.MaxPacketSize)
+	var in inbound
+	round, failures := 0, 0
 	next := p.cfg.Now()
 	for {
-		p.mu.Lock()
 		now := p.cfg.Now()
 		if (p.cfg.Count == 0 || round < p.cfg.Count) && !now.Before(next) {
 			p.sendRound(round)
@@ -260,48 +264,33 @@ func (p *Prober) Run(ctx context.Context) error {
 		}
 		p.expire(p.cfg.Now())
 		if p.cfg.Count > 0 && round >= p.cfg.Count && p.live == 0 {
-			p.mu.Unlock()
 			return nil
 		}
-		wait := time.Hour
+		if ctx.Err() != nil {
+			return nil
+		}
+		var deadline time.Time
 		if p.cfg.Count == 0 || round < p.cfg.Count {
-			wait = next.Sub(p.cfg.Now())
+			deadline = next
 		}
-		if i, ok := p.timers.live(&p.tab); ok {
-			wait = min(wait, p.tab.e[i].deadline.Sub(p.cfg.Now()))
+		if i, ok := p.timers.live(&p.tab); ok && (deadline.IsZero() || p.tab.e[i].deadline.Before(deadline)) {
+			deadline = p.tab.e[i].deadline
 		}
-		p.dirty = false
-		p.mu.Unlock()
-		timer.Reset(max(wait, 0))
-		select {
-		case <-ctx.Done():
-			return nil
-		case err := <-readErr:
-			return err
-		case <-p.kick:
-		case <-timer.C:
+		if now := p.cfg.Now(); now.Before(p.spinUntil) {
+			deadline = now // poll
 		}
-	}
-}
-
-// readLoop reads, parses and handles inbound packets until the Conn is
-// closed or Run has returned.
-func (p *Prober) readLoop(errc chan<- error) {
-	buf := make([]byte, rawsock.MaxPacketSize)
-	var in inbound
-	failures := 0
-	for {
-		n, rx, err := p.conn.Recv(buf)
-		user := p.cfg.Now()
+		n, rx, err := p.conn.Recv(buf, deadline)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
-				return
+				return nil
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, rawsock.ErrWoken) {
+				continue
 			}
 			// Per-packet errors (a raw socket reports a queued ICMP
 			// error once) are skipped; a socket that only fails is not.
 			if failures++; failures > 1000 {
-				errc <- err
-				return
+				return err
 			}
 			continue
 		}
@@ -309,22 +298,8 @@ func (p *Prober) readLoop(errc chan<- error) {
 		if rawsock.Parse(buf[:n], &in.pkt) != nil {
 			continue
 		}
-		in.rx, in.user = rx, user
-		p.mu.Lock()
-		if p.stopped {
-			p.mu.Unlock()
-			return
-		}
+		in.rx, in.user = rx, p.cfg.Now()
 		p.handle(&in)
-		dirty := p.dirty
-		p.mu.Unlock()
-		if dirty {
-			// A probe ended or a timer moved: Run must look again.
-			select {
-			case p.kick <- struct{}{}:
-			default:
-			}
-		}
 	}
 }
 
@@ -426,6 +401,7 @@ func (p *Prober) sendSYN(ti, seq int, now time.Time) {
 	i := p.tab.insert(e)
 	p.live++
 	p.arm(i, e.deadline)
+	p.spinUntil = now.Add(spinAfterSend)
 	if err := p.conn.Send(p.pkt[:n], id); err != nil {
 		e := p.tab.e[i]
 		p.drop(i)
@@ -440,7 +416,6 @@ func (p *Prober) arm(i int, at time.Time) {
 	e := &p.tab.e[i]
 	e.gen++
 	e.deadline = at
-	p.dirty = true
 	p.timers.push(timerEntry{at: at, isn: e.isn, sport: e.sport, gen: e.gen})
 }
 
@@ -450,7 +425,6 @@ func (p *Prober) drop(i int) {
 	if e.state != stateTimeWait {
 		p.live--
 	}
-	p.dirty = true
 	if off := e.sport - p.cfg.PortLo; p.connOK[off] && p.conns[off] == e.isn {
 		p.connOK[off] = false
 	}

@@ -140,6 +140,7 @@ func (p *Prober) sendSeg(e *pending, flags rawsock.TCPFlags, seq, ack uint32, pa
 	// A lost control segment is recovered like any loss on the wire: the
 	// peer retransmits, or our timers do.
 	_ = p.conn.Send(p.pkt[:n], id)
+	p.spinUntil = now.Add(spinAfterSend)
 	if c != nil {
 		c.record(st, true, flags, seq, ack, len(payload), win, note)
 	}

@@ -19,8 +19,9 @@ func (c *recConn) Send(pkt []byte, id uint32) error {
 	c.sent = append(c.sent, p)
 	return nil
 }
-func (c *recConn) Recv([]byte) (int, time.Time, error)         { select {} }
-func (c *recConn) TxTime(id uint32, v6 bool) (time.Time, bool) { return time.Time{}, false }
+func (c *recConn) Recv([]byte, time.Time) (int, time.Time, error) { select {} }
+func (c *recConn) Wake()                                          {}
+func (c *recConn) TxTime(id uint32, v6 bool) (time.Time, bool)    { return time.Time{}, false }
 
 // TestTimeWaitReACK: after a 3-way close the connection lingers in
 // TIME_WAIT; a retransmitted FIN (our last ACK was lost) is acknowledged

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -460,12 +461,15 @@ func (s *sender) drain() {
 // The packet always starts with an IP header: for IPv6, whose raw sockets
 // deliver only the payload, Recv writes a synthesized 40-byte header in
 // front of it (addresses, hop limit and traffic class from the control
-// messages; flow label zero). b should hold at least 40 bytes plus the
-// largest packet of interest; longer packets are truncated.
+// messages; flow label zero). b should hold MaxPacketSize bytes; longer
+// packets are truncated.
 //
-// Recv blocks until a packet arrives or the Conn is closed, in which case
-// it returns net.ErrClosed.
-func (c *Conn) Recv(b []byte) (int, time.Time, error) {
+// Recv blocks until a packet arrives, the deadline passes (it returns
+// os.ErrDeadlineExceeded; a zero deadline never passes, one in the past
+// makes Recv a non-blocking poll), Wake is called (ErrWoken) or the Conn is
+// closed (net.ErrClosed). The wait has nanosecond resolution
+// (epoll_pwait2), unlike Go's timers, which sleep in whole milliseconds.
+func (c *Conn) Recv(b []byte, deadline time.Time) (int, time.Time, error) {
 	if len(b) < IPv6MinimumSize+TCPMinimumSize {
 		return 0, time.Time{}, ErrShortBuffer
 	}
@@ -489,11 +493,61 @@ func (c *Conn) Recv(b []byte) (int, time.Time, error) {
 			}
 			return n, ts, nil
 		}
-		_, err := unix.EpollWait(c.epfd, c.events[:], -1)
+		timeout := time.Duration(-1)
+		if !deadline.IsZero() {
+			if timeout = time.Until(deadline); timeout <= 0 {
+				return 0, time.Time{}, os.ErrDeadlineExceeded
+			}
+		}
+		n, err := epollWait(c.epfd, c.events[:], timeout)
 		if err != nil && err != unix.EINTR {
 			return 0, time.Time{}, opError("epoll_wait", err)
 		}
+		for _, ev := range c.events[:max(n, 0)] {
+			if int(ev.Fd) == c.evfd {
+				var v [8]byte
+				unix.Read(c.evfd, v[:])
+				if !c.isClosed() {
+					return 0, time.Time{}, ErrWoken
+				}
+			}
+		}
 	}
+}
+
+// ErrWoken is what Recv returns when Wake interrupted it.
+var ErrWoken = errors.New("rawsock: woken")
+
+// Wake makes a blocked Recv (or the next one) return ErrWoken.
+func (c *Conn) Wake() {
+	var one [8]byte
+	binary.NativeEndian.PutUint64(one[:], 1)
+	unix.Write(c.evfd, one[:])
+}
+
+// noPwait2 is set once epoll_pwait2 (Linux 5.11) turned out missing.
+var noPwait2 atomic.Bool
+
+// epollWait waits up to timeout (negative: for ever) with nanosecond
+// resolution where the kernel has epoll_pwait2, else in whole
+// milliseconds rounded up.
+func epollWait(epfd int, events []unix.EpollEvent, timeout time.Duration) (int, error) {
+	if timeout < 0 {
+		return unix.EpollWait(epfd, events, -1)
+	}
+	if !noPwait2.Load() {
+		ts := unix.NsecToTimespec(int64(timeout))
+		r, _, e := unix.Syscall6(unix.SYS_EPOLL_PWAIT2, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])),
+			uintptr(len(events)), uintptr(unsafe.Pointer(&ts)), 0, 0)
+		if e != unix.ENOSYS {
+			if e != 0 {
+				return 0, e
+			}
+			return int(r), nil
+		}
+		noPwait2.Store(true)
+	}
+	return unix.EpollWait(epfd, events, int((timeout+time.Millisecond-1)/time.Millisecond))
 }
 
 func (c *Conn) recvFrom(s *rxSock, b []byte) (int, time.Time, error) {

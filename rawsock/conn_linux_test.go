@@ -60,7 +60,7 @@ func TestIntegrationLoopbackSYN(t *testing.T) {
 			deadline := time.AfterFunc(5*time.Second, func() { c.Close() })
 			defer deadline.Stop()
 			for {
-				n, ts, err := c.Recv(rb)
+				n, ts, err := c.Recv(rb, time.Time{})
 				if err != nil {
 					t.Fatalf("no SYN-ACK: %v", err)
 				}
@@ -108,7 +108,7 @@ func TestIntegrationFilterScope(t *testing.T) {
 		}
 	}
 	rb := make([]byte, 2048)
-	n, _, err := c.Recv(rb)
+	n, _, err := c.Recv(rb, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +139,7 @@ func TestIntegrationZeroAllocs(t *testing.T) {
 				t.Fatal(err)
 			}
 			// Loopback answers inside Send: the SYN-ACK is queued already.
-			if _, _, err := c.Recv(rb); err != nil {
+			if _, _, err := c.Recv(rb, time.Time{}); err != nil {
 				t.Fatal(err)
 			}
 			c.TxTime(id, a.Is6())
@@ -158,7 +158,7 @@ func TestIntegrationCloseWakesRecv(t *testing.T) {
 	c, _ := listenOrSkip(t, true, true)
 	done := make(chan error)
 	go func() {
-		_, _, err := c.Recv(make([]byte, 2048))
+		_, _, err := c.Recv(make([]byte, 2048), time.Time{})
 		done <- err
 	}()
 	time.Sleep(20 * time.Millisecond)

@@ -3,6 +3,7 @@
 package rawsock
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"runtime"
@@ -25,8 +26,15 @@ var errNotImplemented = fmt.Errorf("rawsock: not implemented on %s", runtime.GOO
 // Listen is not implemented on this platform.
 func Listen(Config) (*Conn, error) { return nil, errNotImplemented }
 
-func (*Conn) Send([]byte, uint32) error                { return errNotImplemented }
-func (*Conn) Recv([]byte) (int, time.Time, error)      { return 0, time.Time{}, errNotImplemented }
+func (*Conn) Send([]byte, uint32) error { return errNotImplemented }
+func (*Conn) Recv([]byte, time.Time) (int, time.Time, error) {
+	return 0, time.Time{}, errNotImplemented
+}
+func (*Conn) Wake() {}
+
+// ErrWoken is what Recv returns when Wake interrupted it.
+var ErrWoken = errors.New("rawsock: woken")
+
 func (*Conn) TxTime(uint32, bool) (time.Time, bool)    { return time.Time{}, false }
 func (*Conn) Close() error                             { return nil }
 func SourceFor(netip.Addr, string) (netip.Addr, error) { return netip.Addr{}, errNotImplemented }

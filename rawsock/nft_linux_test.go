@@ -673,7 +673,7 @@ func testGuardDrops(t *testing.T, v6, guarded bool) {
 	rb := make([]byte, 2048)
 	var p Packet
 	for {
-		n, _, err := conn.Recv(rb)
+		n, _, err := conn.Recv(rb, time.Time{})
 		if err != nil {
 			t.Fatalf("no SYN-ACK within %v: %v", handshakeTimeout, err)
 		}

@@ -4,6 +4,7 @@ package main
 
 import (
 	"net/netip"
+	"os"
 	"os/exec"
 	"regexp"
 	"slices"
@@ -176,4 +177,95 @@ func toolError(b *testing.B, tool string, dst, src netip.Addr, run func(args ...
 	}
 	slices.Sort(errs)
 	return errs[len(errs)/2], len(errs)
+}
+
+// BenchmarkCloseAccuracy compares fin mode's close timings (our FIN -> the
+// peer's ACK, our FIN -> its FIN) with a capture of the same exchanges,
+// and measures the time each probe spends on our side: from a peer's
+// segment to our answer (SYN-ACK -> ACK, peer FIN -> final ACK) plus how
+// late our FIN leaves after the hold.
+func BenchmarkCloseAccuracy(b *testing.B) {
+	const hold = 20 * time.Millisecond
+	for range b.N {
+		for _, srv := range []struct {
+			name string
+			port uint16
+		}{{"close-at-EOF", portEOF}, {"close-later", portDelay}} {
+			l := closeLab(b)
+			c := l.StartCapture(b, l.Prober, l.ProberIf, "tcp")
+			r := runIn(b, l, l.Prober, "--json", "--mode", "fin", "-c", "100", "-i", "0.005", "--hold", hold.String(), hostPort(l.TargetV4, srv.port))
+			pkts, err := c.Stop()
+			if err != nil || r.code != exitOK {
+				b.Fatalf("capture %v, exit %d %s", err, r.code, r.stderr)
+			}
+			type conn struct {
+				synack, ack, fin, peerAck, peerFin, lastAck time.Time
+				finSeq                                      uint32
+			}
+			conns := map[uint16]*conn{}
+			for _, cp := range capturedPkts(pkts) {
+				p := &cp.p
+				if p.Src == l.ProberV4 {
+					k := conns[p.SrcPort]
+					if k == nil {
+						k = &conn{}
+						conns[p.SrcPort] = k
+					}
+					switch {
+					case p.Flags == rawsock.FlagAck && k.ack.IsZero():
+						k.ack = cp.t
+					case p.Flags&rawsock.FlagFin != 0 && k.fin.IsZero():
+						k.fin, k.finSeq = cp.t, p.Seq
+					case p.Flags == rawsock.FlagAck && !k.peerFin.IsZero() && k.lastAck.IsZero():
+						k.lastAck = cp.t
+					}
+					continue
+				}
+				k := conns[p.DstPort]
+				if k == nil {
+					continue
+				}
+				switch {
+				case p.Flags == rawsock.FlagSyn|rawsock.FlagAck && k.synack.IsZero():
+					k.synack = cp.t
+				case !k.fin.IsZero() && p.Ack == k.finSeq+1 && k.peerAck.IsZero():
+					k.peerAck = cp.t
+				}
+				if p.Flags&rawsock.FlagFin != 0 && k.peerFin.IsZero() {
+					k.peerFin = cp.t
+				}
+			}
+			var ackErr, finErr, overhead []time.Duration
+			patterns := map[string]int{}
+			for _, m := range r.lines {
+				if m["type"] != "probe" {
+					continue
+				}
+				k := conns[uint16(m["sport"].(float64))]
+				cl := m["close"].(map[string]any)
+				if k == nil || k.peerAck.IsZero() || k.peerFin.IsZero() || k.lastAck.IsZero() {
+					b.Fatalf("probe %v: capture %+v, close %v", m["sport"], k, cl)
+				}
+				patterns[cl["pattern"].(string)]++
+				us := func(key string) time.Duration { return time.Duration(cl[key].(float64) * 1e3) }
+				ackErr = append(ackErr, (us("ack_us") - k.peerAck.Sub(k.fin)).Abs())
+				finErr = append(finErr, (us("fin_us") - k.peerFin.Sub(k.fin)).Abs())
+				overhead = append(overhead, k.ack.Sub(k.synack)+k.fin.Sub(k.ack.Add(hold))+k.lastAck.Sub(k.peerFin))
+				if os.Getenv("SYNPROBE_BENCH_DEBUG") != "" {
+					b.Logf("sa->ack %v, hold overshoot %v, peer fin->last ack %v", k.ack.Sub(k.synack), k.fin.Sub(k.ack.Add(hold)), k.lastAck.Sub(k.peerFin))
+				}
+			}
+			b.Logf("%s server: patterns %v", srv.name, patterns)
+			for _, s := range []struct {
+				name string
+				d    []time.Duration
+			}{{"ack-err", ackErr}, {"fin-err", finErr}, {"overhead", overhead}} {
+				slices.Sort(s.d)
+				med, p99 := s.d[len(s.d)/2], s.d[len(s.d)*99/100]
+				b.ReportMetric(float64(med)/1e3, srv.name+"-"+s.name+"-median-µs")
+				b.ReportMetric(float64(p99)/1e3, srv.name+"-"+s.name+"-p99-µs")
+				b.Logf("%s %s: median %.3f µs, p99 %.3f µs over %d probes", srv.name, s.name, float64(med)/1e3, float64(p99)/1e3, len(s.d))
+			}
+		}
+	}
 }

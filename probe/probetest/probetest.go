@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"time"
 
@@ -39,7 +40,8 @@ type Conn struct {
 	NoTxStamps bool
 
 	mu      sync.Mutex
-	cond    *sync.Cond
+	arrived chan struct{} // signalled when queue grows, Wake is called or the Conn closes
+	woken   bool
 	queue   []queued
 	closed  bool
 	sent    [][]byte
@@ -54,9 +56,14 @@ type queued struct {
 
 // NewConn returns a Conn that answers with respond (nil: silence).
 func NewConn(respond Responder) *Conn {
-	c := &Conn{respond: respond, txIDs: map[uint32]bool{}}
-	c.cond = sync.NewCond(&c.mu)
-	return c
+	return &Conn{respond: respond, txIDs: map[uint32]bool{}, arrived: make(chan struct{}, 1)}
+}
+
+func (c *Conn) signal() {
+	select {
+	case c.arrived <- struct{}{}:
+	default:
+	}
 }
 
 // Send records pkt and queues the responder's replies.
@@ -84,7 +91,7 @@ func (c *Conn) Send(pkt []byte, id uint32) error {
 		}
 		c.queue = append(c.queue, q)
 	}
-	c.cond.Broadcast()
+	c.signal()
 	return nil
 }
 
@@ -93,22 +100,50 @@ func (c *Conn) Inject(pkt []byte, rx time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.queue = append(c.queue, queued{pkt: pkt, rx: rx})
-	c.cond.Broadcast()
+	c.signal()
 }
 
-// Recv returns the next queued reply.
-func (c *Conn) Recv(b []byte) (int, time.Time, error) {
+// Recv returns the next queued reply; see probe.Conn for the deadline.
+func (c *Conn) Recv(b []byte, deadline time.Time) (int, time.Time, error) {
+	var timeout <-chan time.Time
+	if !deadline.IsZero() {
+		t := time.NewTimer(time.Until(deadline))
+		defer t.Stop()
+		timeout = t.C
+	}
+	for {
+		c.mu.Lock()
+		switch {
+		case c.closed:
+			c.mu.Unlock()
+			return 0, time.Time{}, net.ErrClosed
+		case len(c.queue) > 0:
+			q := c.queue[0]
+			c.queue = c.queue[1:]
+			c.mu.Unlock()
+			return copy(b, q.pkt), q.rx, nil
+		case c.woken:
+			c.woken = false
+			c.mu.Unlock()
+			return 0, time.Time{}, rawsock.ErrWoken
+		}
+		c.mu.Unlock()
+		if !deadline.IsZero() && !time.Now().Before(deadline) {
+			return 0, time.Time{}, os.ErrDeadlineExceeded
+		}
+		select {
+		case <-c.arrived:
+		case <-timeout:
+		}
+	}
+}
+
+// Wake interrupts Recv with rawsock.ErrWoken.
+func (c *Conn) Wake() {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	for len(c.queue) == 0 && !c.closed {
-		c.cond.Wait()
-	}
-	if c.closed {
-		return 0, time.Time{}, net.ErrClosed
-	}
-	q := c.queue[0]
-	c.queue = c.queue[1:]
-	return copy(b, q.pkt), q.rx, nil
+	c.woken = true
+	c.mu.Unlock()
+	c.signal()
 }
 
 // TxTime returns the fake kernel transmit stamp of a sent packet.
@@ -126,7 +161,7 @@ func (c *Conn) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.closed = true
-	c.cond.Broadcast()
+	c.signal()
 	return nil
 }
 
