@@ -321,18 +321,24 @@ func TestIntegrationRTTDelay(t *testing.T) {
 	if r.code != exitOK {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
-	n := 0
+	var rtts []time.Duration
 	for _, m := range r.lines {
 		if m["type"] != "probe" {
 			continue
 		}
-		n++
-		// The forwarder holds each frame for at least delay; what it adds
-		// on top depends on the machine's load (and -race), so the upper
-		// bound only catches gross errors.
-		if rtt := time.Duration(m["rtt_us"].(float64) * 1e3); rtt < 2*delay || rtt > 2*delay+50*time.Millisecond {
-			t.Errorf("%v seq %v: rtt %v, want %v plus forwarding time", m["target"], m["seq"], rtt, 2*delay)
+		// The forwarder holds each frame for at least delay: nothing can
+		// be faster.
+		rtt := time.Duration(m["rtt_us"].(float64) * 1e3)
+		if rtt < 2*delay {
+			t.Errorf("%v seq %v: rtt %v, shorter than the injected %v", m["target"], m["seq"], rtt, 2*delay)
 		}
+		rtts = append(rtts, rtt)
+	}
+	n := len(rtts)
+	// What the forwarder adds on top depends on the machine's load (it is
+	// a goroutine of this test); the median only catches gross errors.
+	if slices.Sort(rtts); n > 0 && rtts[n/2] > 2*delay+50*time.Millisecond {
+		t.Errorf("median rtt %v, want %v plus forwarding time", rtts[n/2], 2*delay)
 	}
 	if n != 20 {
 		t.Errorf("%d probe lines, want 20", n)
