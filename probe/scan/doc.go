@@ -1,0 +1,49 @@
+// Package scan holds the portable building blocks of synprobe's
+// multi-target scan mode: target expressions, the space of (address, port)
+// pairs they name, the keyed order in which a scan visits it, a token
+// bucket for the probe rate, and a bitmap of answered pairs. Nothing here
+// makes a system call; the engine in package probe sends the probes.
+//
+// # Targets
+//
+// ParseSpec reads one target expression, ParseFile a file of them:
+//
+//	198.18.1.0/24:22,80,443,8000-8100   an IPv4 block (any size) and ports
+//	host:80=open                        a name, with the expected verdict
+//	[2001:db8::1]:443                   an IPv6 address
+//	[2001:db8::/120]:80                 an IPv6 block, at most a /112
+//
+// # Pairs
+//
+// A Set numbers the pairs of a list of Blocks (a Spec's prefix, or a
+// resolved name's addresses, with the Spec's ports) from 0 to Len()-1
+// and computes the i-th pair on demand, so a /16 with 1000 ports costs a
+// few hundred bytes, not 65 million entries.
+//
+// # Order
+//
+// A Perm is a keyed pseudo-random permutation of [0, Len()): a Feistel
+// network with SipHash-2-4 rounds and cycle walking. Walking i = 0, 1, 2,
+// ... and probing Set.Pair(Perm.At(i)) visits every pair once, with
+// consecutive probes spread across hosts and ports, and the next position
+// is a single counter, which makes pausing, sharding and resuming easy.
+//
+//	set := scan.NewSet(blocks...)
+//	perm := scan.NewPerm(set.Len(), key)
+//	for i := range set.Len() {
+//		addr, port, spec := set.Pair(perm.At(i))
+//		...
+//	}
+//
+// # Rate
+//
+// A Limiter is a token bucket driven by the caller's clock: Reserve grants
+// what is available now or says how long to wait, and SetRate supports an
+// adaptive slow-down.
+//
+// # Memory
+//
+// Set and Perm take memory proportional to the number of blocks and port
+// ranges. The only per-pair structure is the Bitmap of answered pairs, one
+// bit each.
+package scan

@@ -1,0 +1,408 @@
+package scan
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// The largest IPv6 block a Spec may name: a /112, 65536 addresses. IPv4
+// blocks may have any size.
+const (
+	MinIPv6PrefixBits  = 112
+	MaxIPv6PrefixAddrs = 1 << (128 - MinIPv6PrefixBits)
+)
+
+// The expected verdicts a Spec may carry after '='.
+const (
+	ExpectOpen     = "open"
+	ExpectClosed   = "closed"
+	ExpectFiltered = "filtered"
+)
+
+// Spec is one target expression: an address, a CIDR block or a host name,
+// a port list, and optionally an expected verdict.
+//
+//	198.18.1.0/24:22,80,443,8000-8100
+//	example.org:443=open
+//	[2001:db8::1]:22
+//	[2001:db8::/120]:80=filtered
+type Spec struct {
+	Arg    string       // as written
+	Host   string       // name to resolve ("" when Prefix is set)
+	Prefix netip.Prefix // address or CIDR block, masked; a single address is a /32 or /128
+	Ports  []PortRange  // sorted, merged, non-overlapping, not empty
+	Expect string       // "", ExpectOpen, ExpectClosed or ExpectFiltered
+}
+
+// String formats s in canonical form (IPv4-mapped addresses unmapped,
+// prefixes masked, ports merged), which ParseSpec parses back to the same
+// Host, Prefix, Ports and Expect.
+func (s *Spec) String() string {
+	var b strings.Builder
+	switch {
+	case s.Host != "":
+		b.WriteString(s.Host)
+	case s.Prefix.Addr().Is4():
+		if s.Prefix.IsSingleIP() {
+			b.WriteString(s.Prefix.Addr().String())
+		} else {
+			b.WriteString(s.Prefix.String())
+		}
+	default:
+		b.WriteByte('[')
+		if s.Prefix.IsSingleIP() {
+			b.WriteString(s.Prefix.Addr().String())
+		} else {
+			b.WriteString(s.Prefix.String())
+		}
+		b.WriteByte(']')
+	}
+	b.WriteByte(':')
+	b.WriteString(FormatPorts(s.Ports))
+	if s.Expect != "" {
+		b.WriteByte('=')
+		b.WriteString(s.Expect)
+	}
+	return b.String()
+}
+
+// NumPorts returns the number of ports in s.Ports.
+func (s *Spec) NumPorts() int {
+	n := 0
+	for _, r := range s.Ports {
+		n += r.Len()
+	}
+	return n
+}
+
+// PortRange is the ports Lo through Hi, both included.
+type PortRange struct{ Lo, Hi uint16 }
+
+// Len returns the number of ports in r.
+func (r PortRange) Len() int { return int(r.Hi) - int(r.Lo) + 1 }
+
+// String formats r as "80" or "8000-8100".
+func (r PortRange) String() string {
+	if r.Lo == r.Hi {
+		return strconv.Itoa(int(r.Lo))
+	}
+	return strconv.Itoa(int(r.Lo)) + "-" + strconv.Itoa(int(r.Hi))
+}
+
+// FormatPorts formats a port list as ParsePorts reads it.
+func FormatPorts(ports []PortRange) string {
+	var b strings.Builder
+	for i, r := range ports {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(r.String())
+	}
+	return b.String()
+}
+
+// ParsePorts parses a comma-separated list of ports and ranges, such as
+// "22,80,443,8000-8100". The result is sorted, with overlapping, duplicate
+// and adjacent ranges merged. Error messages are meant for the user and
+// name the offending item.
+func ParsePorts(s string) ([]PortRange, error) {
+	if s == "" {
+		return nil, errors.New("empty port list")
+	}
+	var ports []PortRange
+	for item := range strings.SplitSeq(s, ",") {
+		if item == "" {
+			return nil, fmt.Errorf("empty item in port list %q", s)
+		}
+		lo, hi, isRange := strings.Cut(item, "-")
+		switch {
+		case isRange && lo == "":
+			return nil, fmt.Errorf("port range %q has no start", item)
+		case isRange && hi == "":
+			return nil, fmt.Errorf("port range %q has no end", item)
+		}
+		l, err := parsePort(lo)
+		if err != nil {
+			return nil, err
+		}
+		h := l
+		if isRange {
+			if h, err = parsePort(hi); err != nil {
+				return nil, err
+			}
+			if h < l {
+				return nil, fmt.Errorf("port range %q is reversed (want %d-%d)", item, h, l)
+			}
+		}
+		ports = append(ports, PortRange{l, h})
+	}
+	return mergePorts(ports), nil
+}
+
+// parsePort parses one port number, 1-65535, digits only.
+func parsePort(s string) (uint16, error) {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, fmt.Errorf("port %q is not a number", s)
+		}
+	}
+	n, err := strconv.ParseUint(s, 10, 32)
+	if err != nil || n < 1 || n > 65535 {
+		return 0, fmt.Errorf("port %s is out of range 1-65535", s)
+	}
+	return uint16(n), nil
+}
+
+// mergePorts sorts ranges and merges the ones that overlap or touch.
+func mergePorts(ports []PortRange) []PortRange {
+	slices.SortFunc(ports, func(a, b PortRange) int { return int(a.Lo) - int(b.Lo) })
+	out := ports[:0]
+	for _, r := range ports {
+		if n := len(out); n > 0 && int(r.Lo) <= int(out[n-1].Hi)+1 {
+			out[n-1].Hi = max(out[n-1].Hi, r.Hi)
+			continue
+		}
+		out = append(out, r)
+	}
+	return slices.Clip(out)
+}
+
+// ParseSpec parses one target expression:
+//
+//	ADDR:PORTS             198.18.0.1:80
+//	ADDR/BITS:PORTS        198.18.1.0/24:22,80   (the block is masked: .7/24 is .0/24)
+//	HOST:PORTS             example.org:443
+//	[IPV6]:PORTS           [2001:db8::1]:443
+//	[IPV6/BITS]:PORTS      [2001:db8::/120]:80   (at most /112: 65536 addresses)
+//
+// each optionally followed by "=open", "=closed" or "=filtered". PORTS is
+// a list as ParsePorts reads it. IPv4-mapped IPv6 addresses are taken as
+// IPv4. Errors are one line, starting with the argument, meant for the
+// user.
+func ParseSpec(s string) (Spec, error) {
+	spec := Spec{Arg: s}
+	fail := func(format string, args ...any) (Spec, error) {
+		return Spec{}, fmt.Errorf("%s: %s", argName(s), fmt.Sprintf(format, args...))
+	}
+	if s == "" {
+		return Spec{}, errors.New("empty target (want host:ports)")
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] == 0x7f {
+			return fail("unexpected space or control character")
+		}
+	}
+
+	target, expect, hasExpect := strings.Cut(s, "=")
+	var host, ports string
+	bracketed := strings.HasPrefix(target, "[")
+	if bracketed {
+		end := strings.IndexByte(target, ']')
+		if end < 0 || strings.IndexByte(target[1:end], '[') >= 0 {
+			return fail("unbalanced '[' (want [ipv6]:ports)")
+		}
+		host = target[1:end]
+		rest := target[end+1:]
+		if strings.ContainsAny(rest, "[]") {
+			return fail("unbalanced ']' (want [ipv6]:ports)")
+		}
+		if host == "" {
+			return fail("missing address in brackets (want [ipv6]:ports)")
+		}
+		if rest == "" {
+			return fail("missing port (want [ipv6]:ports)")
+		}
+		if rest[0] != ':' {
+			return fail("missing ':' after ']' (want [ipv6]:ports)")
+		}
+		ports = rest[1:]
+	} else {
+		if strings.IndexByte(target, ']') >= 0 {
+			return fail("unbalanced ']' (want [ipv6]:ports)")
+		}
+		if strings.IndexByte(target, '[') >= 0 {
+			return fail("misplaced '[' (want [ipv6]:ports)")
+		}
+		i := strings.LastIndexByte(target, ':')
+		if i < 0 {
+			return fail("missing port (want host:ports)")
+		}
+		host, ports = target[:i], target[i+1:]
+		if strings.IndexByte(host, ':') >= 0 {
+			return fail("IPv6 addresses need brackets, as in [2001:db8::1]:443")
+		}
+		if host == "" {
+			return fail("missing host (want host:ports)")
+		}
+	}
+	if ports == "" {
+		if bracketed {
+			return fail("missing port (want [ipv6]:ports)")
+		}
+		return fail("missing port (want host:ports)")
+	}
+
+	// The address, block or name.
+	addrStr, bitsStr, hasBits := strings.Cut(host, "/")
+	addr, err := netip.ParseAddr(addrStr)
+	switch {
+	case err == nil && addr.Zone() != "":
+		return fail("zoned address %q is not supported", addrStr)
+	case err == nil && bracketed && addr.Is4():
+		// [198.18.0.1]:80, as the single-target parser takes it.
+	case err != nil && bracketed:
+		return fail("%q is not an IPv6 address", addrStr)
+	case err != nil && addrStr == "":
+		return fail("missing address before '/'")
+	case err != nil && isDigitsAndDots(addrStr):
+		return fail("%q is not a valid IPv4 address", addrStr)
+	case err != nil && hasBits:
+		return fail("%q is a host name; only IP addresses take a /prefix", addrStr)
+	case err != nil:
+		if !validHostName(host) {
+			return fail("%q is not a valid host name", host)
+		}
+		spec.Host = host
+	}
+	if spec.Host == "" {
+		maxBits := addr.BitLen()
+		bits := maxBits
+		if hasBits {
+			bits, err = strconv.Atoi(bitsStr)
+			if err != nil || bitsStr[0] < '0' || bitsStr[0] > '9' || bits > maxBits {
+				return fail("bad prefix length %q (want /0 to /%d for %s)", bitsStr, maxBits, family(addr))
+			}
+		}
+		if addr.Is6() && bits < MinIPv6PrefixBits {
+			return fail("an IPv6 /%d has 2^%d addresses; at most /%d (%d addresses) can be scanned",
+				bits, 128-bits, MinIPv6PrefixBits, MaxIPv6PrefixAddrs)
+		}
+		if addr.Is4In6() {
+			addr, bits = addr.Unmap(), bits-96
+		}
+		spec.Prefix = netip.PrefixFrom(addr, bits).Masked()
+	}
+
+	if spec.Ports, err = ParsePorts(ports); err != nil {
+		return fail("%v", err)
+	}
+
+	if hasExpect {
+		switch expect {
+		case ExpectOpen, ExpectClosed, ExpectFiltered:
+			spec.Expect = expect
+		case "":
+			return fail("missing expectation after '=' (want open, closed or filtered)")
+		default:
+			return fail("unknown expectation %q (want open, closed or filtered)", expect)
+		}
+	}
+	return spec, nil
+}
+
+// argName is s as it goes in an error message: quoted when it holds
+// anything but printable ASCII.
+func argName(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] >= 0x7f || s[i] == '"' {
+			return strconv.Quote(s)
+		}
+	}
+	return s
+}
+
+// family names addr's address family.
+func family(addr netip.Addr) string {
+	if addr.Is4() {
+		return "IPv4"
+	}
+	return "IPv6"
+}
+
+func isDigitsAndDots(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if (s[i] < '0' || s[i] > '9') && s[i] != '.' {
+			return false
+		}
+	}
+	return true
+}
+
+// validHostName reports whether s is a plausible DNS name: dot-separated
+// labels of 1-63 letters, digits, '-' or '_', an optional final dot, 253
+// characters at most without it.
+func validHostName(s string) bool {
+	s = strings.TrimSuffix(s, ".")
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for label := range strings.SplitSeq(s, ".") {
+		if label == "" || len(label) > 63 {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// maxLine is the longest line ParseFile reads.
+const maxLine = 64 << 10
+
+// ParseFile reads target expressions from r, one per line. Blank lines are
+// skipped, and so is everything from a '#' that starts a line or follows
+// white space. name is the file's name for error messages, which read
+// "name:line: ..." (the first error ends the parse).
+func ParseFile(r io.Reader, name string) ([]Spec, error) {
+	var specs []Spec
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 4096), maxLine)
+	line := 0
+	for sc.Scan() {
+		line++
+		text := sc.Text()
+		if line == 1 {
+			text = strings.TrimPrefix(text, "\uFEFF") // byte order mark
+		}
+		text = stripComment(text)
+		text = strings.TrimSpace(text)
+		if text == "" {
+			continue
+		}
+		if i := strings.IndexAny(text, " \t"); i >= 0 {
+			return nil, fmt.Errorf("%s:%d: %s: one target per line", name, line, argName(text))
+		}
+		spec, err := ParseSpec(text)
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", name, line, err)
+		}
+		specs = append(specs, spec)
+	}
+	if err := sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			return nil, fmt.Errorf("%s:%d: line longer than %d bytes", name, line+1, maxLine)
+		}
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return specs, nil
+}
+
+// stripComment cuts s at a '#' that starts it or follows a space or tab.
+func stripComment(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '#' && (i == 0 || s[i-1] == ' ' || s[i-1] == '\t') {
+			return s[:i]
+		}
+	}
+	return s
+}
