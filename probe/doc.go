@@ -26,7 +26,18 @@
 // # Modes
 //
 // ModeRST (the default) answers the SYN-ACK with RST so that the server
-// frees its half-open connection at once.
+// frees its half-open connection at once. ModeACK completes the handshake,
+// then resets. ModeFIN completes it, holds the connection (sending
+// Config.Data, acknowledging whatever the peer sends), closes with FIN and
+// follows the peer's close to its end: Result.Close says how the peer
+// closed (ClosePattern) and how fast. Both need the kernel's own RSTs kept
+// off the wire (rawsock.RSTGuard).
+//
+// # Event loop
+//
+// Run is one loop on a locked OS thread: replies, timers and rounds. Its
+// waits end at deadlines with nanosecond resolution (Conn.Recv), and it
+// polls for 200 µs after each send rather than sleep.
 //
 // # Timing
 //

@@ -5,7 +5,8 @@
 #                                (target) joined by a veth pair
 #   scripts/lab.sh down NAME     end the processes inside them and delete them
 #   scripts/lab.sh demo BINARY   probe open, closed, dropped, admin-prohibited
-#                                and reset ports with BINARY (synprobe), then
+#                                and reset ports with BINARY (synprobe), show
+#                                a fin-mode close with its trace, then
 #                                remove everything
 #
 #   prober NAME-p  dev to-target  198.18.0.1/24  2001:db8::1/64
@@ -189,6 +190,17 @@ demo() {
 		echo "(exit status $rc)"
 		((rc <= 1)) || failed=1
 	done
+
+	header "synprobe --mode fin --trace: complete the handshake, close with FIN, follow the labserver's close"
+	ip netns exec "$name-p" "$binary" --mode fin --hold 0.05 -c 1 --trace "$TARGET_V4:80" &
+	probe_pid=$!
+	rc=0
+	wait "$probe_pid" || rc=$?
+	probe_pid=
+	echo "(exit status $rc)"
+	((rc == 0)) || failed=1
+	header "no nftables table left in the prober's namespace:"
+	ip netns exec "$name-p" nft list tables
 	header "done"
 	return "$failed"
 }
