@@ -30,6 +30,9 @@ type Config struct {
 	// Mark, if non-zero, is set as SO_MARK on the send sockets so that a
 	// firewall rule can tell our own segments from the kernel's.
 	Mark uint32
+	// NoTxStamps turns transmit timestamps off: at scan rates the error
+	// queue traffic would cost more than the stamps are worth.
+	NoTxStamps bool
 }
 
 // Conn is a set of raw sockets: one send socket per family (IPPROTO_RAW,
@@ -60,7 +63,8 @@ type rxSock struct {
 
 // sender is one IPPROTO_RAW socket with its transmit-timestamp store.
 type sender struct {
-	mu     sync.Mutex
+	mu     sync.Mutex   // serializes Send and the stamp store
+	fdMu   sync.RWMutex // held for writing only by Close: fd stays valid while read-held
 	fd     int
 	v6     bool
 	optID  bool   // SCM_TS_OPT_ID accepted: the kernel reports our ids
@@ -282,9 +286,11 @@ func newSender(v6 bool, cfg Config) (*sender, error) {
 			return nil, opError("setsockopt SO_MARK", err)
 		}
 	}
-	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPING_NEW, txTimestamping); err != nil {
-		unix.Close(fd)
-		return nil, opError("setsockopt SO_TIMESTAMPING", err)
+	if !cfg.NoTxStamps {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPING_NEW, txTimestamping); err != nil {
+			unix.Close(fd)
+			return nil, opError("setsockopt SO_TIMESTAMPING", err)
+		}
 	}
 	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 4<<20) != nil {
 		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4<<20)
@@ -679,8 +685,10 @@ func (c *Conn) Close() error {
 	for _, s := range []*sender{c.send4, c.send6} {
 		if s != nil {
 			s.mu.Lock()
+			s.fdMu.Lock()
 			unix.Close(s.fd)
 			s.fd = -1
+			s.fdMu.Unlock()
 			s.mu.Unlock()
 		}
 	}

@@ -240,3 +240,14 @@ func ICMPError(raw []byte, router netip.Addr, typ, code uint8) []byte {
 	copy(ip[40:], icmp)
 	return ip
 }
+
+// SendBatch sends every packet of b through Send, as a scanner would.
+func (c *Conn) SendBatch(b *rawsock.Batch) (int, error) {
+	defer b.Reset()
+	for i := range b.Len() {
+		if err := c.Send(b.Packet(i), 0); err != nil {
+			return i, err
+		}
+	}
+	return b.Len(), nil
+}

@@ -33,6 +33,7 @@ type Block struct {
 // A Set is immutable and safe for concurrent use; it keeps references to
 // the Specs and Addrs slices, which must not change.
 type Set struct {
+	idx      index
 	blocks   []setBlock
 	len      uint64
 	overflow bool
@@ -93,6 +94,7 @@ func NewSet(blocks ...Block) *Set {
 	if s.overflow {
 		s.len = math.MaxUint64
 	}
+	s.buildIndex()
 	return s
 }
 

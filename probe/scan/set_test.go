@@ -166,3 +166,25 @@ func ExampleSet() {
 	// 3 198.18.0.5:80 198.18.0.4/31:22,80
 	// 4 [2001:db8::5]:5432 db:5432
 }
+
+// TestIndex: Index inverts Pair for every pair of mixed blocks, and
+// refuses pairs outside the set.
+func TestIndex(t *testing.T) {
+	s := NewSet(Block{Spec: mustSpec(t, "198.18.1.0/30:22,80")}, Block{Spec: mustSpec(t, "198.18.9.9:443")},
+		Block{Spec: mustSpec(t, "lab.test:7"), Addrs: []netip.Addr{netip.MustParseAddr("198.18.5.5"), netip.MustParseAddr("2001:db8::9")}},
+		Block{Spec: mustSpec(t, "[2001:db8::/126]:8000-8002")})
+	for i := uint64(0); i < s.Len(); i++ {
+		a, p, _ := s.Pair(i)
+		if got, ok := s.Index(a, p); !ok || got != i {
+			t.Errorf("Index(Pair(%d) = %v:%d) = %d, %v", i, a, p, got, ok)
+		}
+	}
+	for _, tt := range []struct {
+		a    string
+		port uint16
+	}{{"198.18.1.4", 22}, {"198.18.1.1", 23}, {"198.18.9.9", 80}, {"2001:db8::4", 8000}, {"2001:db8::1", 8003}, {"198.18.5.6", 7}} {
+		if i, ok := s.Index(netip.MustParseAddr(tt.a), tt.port); ok {
+			t.Errorf("Index(%s:%d) = %d, want not found", tt.a, tt.port, i)
+		}
+	}
+}

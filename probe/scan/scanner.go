@@ -1,0 +1,630 @@
+package scan
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/netip"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/synprobe/synprobe/probe"
+	"github.com/synprobe/synprobe/rawsock"
+)
+
+// Conn is what the scanner needs from the network: rawsock.Conn
+// implements it.
+type Conn interface {
+	SendBatch(b *rawsock.Batch) (int, error)
+	Send(pkt []byte, id uint32) error
+	Recv(b []byte, deadline time.Time) (n int, rx time.Time, err error)
+	Wake()
+}
+
+// Config configures Scan.
+type Config struct {
+	Set *Set
+	// Src4 and Src6 are the source addresses for each family in the Set.
+	Src4, Src6 netip.Addr
+	// PortLo..PortHi are our source ports; replies to others are ignored.
+	PortLo, PortHi uint16
+	// Rate caps the probes per second; 0 sends as fast as possible.
+	Rate float64
+	// Retries is how often an unanswered pair is probed again.
+	Retries int
+	// Timeout is the longest wait for an answer after a pass. The wait
+	// shrinks to a few times the slowest answer seen so far.
+	Timeout time.Duration
+	// Senders is the number of sending threads (default: GOMAXPROCS).
+	Senders int
+
+	TTL, TOS uint8
+	Window   uint16
+	Options  *rawsock.SYNOptions // nil: none
+	Options6 *rawsock.SYNOptions // nil: Options
+
+	Cookie  rawsock.Cookie
+	PermKey [16]byte
+
+	// OnResult is called once per pair, never concurrently: from the
+	// receiving goroutine while probes are out, then from Scan for the
+	// pairs nobody answered. The Result is reused.
+	OnResult func(r *probe.Result, spec *Spec)
+	// OnProgress, if set, is called about every 250 ms.
+	OnProgress func(Progress)
+}
+
+// Progress is a snapshot of a running scan.
+type Progress struct {
+	Pairs, Done, Open uint64
+	Sent              uint64
+	Rate              float64 // probes per second over the last interval
+	Pass              int     // 0: first pass; n: retry n
+	ETA               time.Duration
+}
+
+// Summary describes a finished scan.
+type Summary struct {
+	Pairs       uint64
+	Sent        uint64 // probes, retries included
+	Retries     uint64 // probes beyond the first per pair
+	Open        uint64
+	Closed      uint64
+	Filtered    uint64
+	Reasons     map[string]uint64
+	Duplicates  uint64 // replies for pairs already answered
+	Duration    time.Duration
+	Rate        float64 // probes per second achieved over the sending time
+	RateLimit   float64 // the cap in force at the end (after slow-downs); 0: none
+	Slowdowns   int
+	SendErrors  uint64
+	Interrupted bool
+	// HostTTL is the SYN-ACK TTL of every host that answered one, for
+	// judging where refusals came from (MiddleboxTTL).
+	HostTTL map[netip.Addr]uint8
+}
+
+// Scan probes every pair of cfg.Set once, in a keyed random order, and
+// the unanswered ones again up to cfg.Retries times. Memory does not grow
+// with the number of pairs beyond one bit each.
+func Scan(ctx context.Context, conn Conn, cfg Config) (Summary, error) {
+	s, err := newScanner(conn, cfg)
+	if err != nil {
+		return Summary{}, err
+	}
+	return s.run(ctx)
+}
+
+type scanner struct {
+	conn Conn
+	cfg  Config
+	set  *Set
+	perm *Perm
+	n    uint64
+
+	answered *Bitmap
+	times    *sendTimes
+	limiter  *Limiter
+	start    time.Time
+	opts     [2][rawsock.MaxOptionsSize]byte
+	optLen   [2]int
+	tsOff    [2]int
+
+	sent, dups, sendErrs atomic.Uint64
+	open, closed, filt   atomic.Uint64
+	maxRTT               atomic.Int64 // ns
+	slowdowns            atomic.Int32
+	enobufs              atomic.Bool
+
+	// Receiver-only state.
+	reasons map[string]uint64
+	hostTTL map[netip.Addr]uint8 // SYN-ACK TTL per host, for middlebox hints
+	res     probe.Result
+	tgt     probe.Target
+	rstBuf  [128]byte
+	rstID   uint32
+	results sync.Mutex // serializes OnResult between the receiver and the end
+}
+
+func newScanner(conn Conn, cfg Config) (*scanner, error) {
+	if cfg.Set == nil || cfg.Set.Len() == 0 {
+		return nil, errors.New("scan: nothing to scan")
+	}
+	if cfg.Set.Len() > MaxPairs {
+		return nil, fmt.Errorf("scan: %d pairs is more than the %d a scan can hold", cfg.Set.Len(), uint64(MaxPairs))
+	}
+	if cfg.PortLo == 0 || cfg.PortHi < cfg.PortLo {
+		return nil, fmt.Errorf("scan: bad source port range %d-%d", cfg.PortLo, cfg.PortHi)
+	}
+	if cfg.Rate < 0 || math.IsNaN(cfg.Rate) || cfg.Retries < 0 || cfg.Timeout < 0 {
+		return nil, errors.New("scan: negative rate, retries or timeout")
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = time.Second
+	}
+	if cfg.Senders <= 0 {
+		cfg.Senders = runtime.GOMAXPROCS(0)
+	}
+	if cfg.TTL == 0 {
+		cfg.TTL = 64
+	}
+	if cfg.Window == 0 {
+		cfg.Window = 64240
+	}
+	n := cfg.Set.Len()
+	s := &scanner{
+		conn:     conn,
+		cfg:      cfg,
+		set:      cfg.Set,
+		perm:     NewPerm(n, cfg.PermKey),
+		n:        n,
+		answered: NewBitmap(n),
+		times:    newSendTimes(cfg.Rate, cfg.Timeout),
+		reasons:  map[string]uint64{},
+		hostTTL:  map[netip.Addr]uint8{},
+	}
+	if cfg.Rate > 0 {
+		s.limiter = NewLimiter(cfg.Rate, max(1, int(cfg.Rate/1000)))
+	}
+	for fam, o := range []*rawsock.SYNOptions{cfg.Options, cfg.Options6} {
+		if fam == 1 && o == nil {
+			o = cfg.Options
+		}
+		s.tsOff[fam] = -1
+		if o != nil {
+			s.optLen[fam] = o.Encode(s.opts[fam][:])
+			for i := 0; i+10 <= s.optLen[fam]; {
+				switch s.opts[fam][i] {
+				case 1:
+					i++
+					continue
+				case 8:
+					s.tsOff[fam] = i + 2
+				}
+				if s.opts[fam][i+1] < 2 {
+					break
+				}
+				i += int(s.opts[fam][i+1])
+			}
+		}
+	}
+	return s, nil
+}
+
+func (s *scanner) run(ctx context.Context) (Summary, error) {
+	s.start = time.Now()
+	recvDone := make(chan error, 1)
+	var stopRecv atomic.Bool
+	go func() { recvDone <- s.receive(&stopRecv) }()
+
+	progressDone := make(chan struct{})
+	var pass atomic.Int32
+	if s.cfg.OnProgress != nil {
+		go s.progress(&pass, progressDone)
+	}
+
+	var sendTime time.Duration
+	var recvErr error
+	interrupted := false
+	for p := 0; p <= s.cfg.Retries; p++ {
+		if p > 0 && s.answered.Count() == s.n {
+			break
+		}
+		pass.Store(int32(p))
+		before := s.answered.Count()
+		t0 := time.Now()
+		sentBefore := s.sent.Load()
+		s.sendPass(ctx, p)
+		sendTime += time.Since(t0)
+		if ctx.Err() != nil {
+			interrupted = true
+			break
+		}
+		// Wait for the answers: a few times the slowest seen, or the
+		// full timeout while nothing has answered yet.
+		wait := s.cfg.Timeout
+		if m := time.Duration(s.maxRTT.Load()); m > 0 {
+			wait = min(wait, max(4*m, 50*time.Millisecond))
+		}
+		select {
+		case <-ctx.Done():
+			interrupted = true
+		case recvErr = <-recvDone:
+		case <-time.After(wait):
+		}
+		if interrupted || recvErr != nil {
+			break
+		}
+		// A retry pass that recovers many answers means replies were
+		// lost at this rate: slow down for the next one.
+		if p > 0 && s.limiter != nil {
+			recovered := s.answered.Count() - before
+			if sent := s.sent.Load() - sentBefore; sent > 0 && recovered*100 > sent {
+				s.limiter.SetRate(s.limiter.Rate() / 2)
+				s.slowdowns.Add(1)
+			}
+		}
+	}
+	stopRecv.Store(true)
+	s.conn.Wake()
+	if recvErr == nil {
+		recvErr = <-recvDone
+	}
+	close(progressDone)
+	if recvErr != nil && !errors.Is(recvErr, net.ErrClosed) {
+		return Summary{}, recvErr
+	}
+	if !interrupted {
+		s.reportSilent()
+	}
+	sum := Summary{
+		Pairs:       s.n,
+		Sent:        s.sent.Load(),
+		Open:        s.open.Load(),
+		Closed:      s.closed.Load(),
+		Filtered:    s.filt.Load(),
+		Reasons:     s.reasons,
+		Duplicates:  s.dups.Load(),
+		Duration:    time.Since(s.start),
+		Slowdowns:   int(s.slowdowns.Load()),
+		SendErrors:  s.sendErrs.Load(),
+		Interrupted: interrupted,
+		HostTTL:     s.hostTTL,
+	}
+	if sum.Sent > s.n {
+		sum.Retries = sum.Sent - s.n
+	}
+	if sendTime > 0 {
+		sum.Rate = float64(sum.Sent) / sendTime.Seconds()
+	}
+	if s.limiter != nil {
+		sum.RateLimit = s.limiter.Rate()
+	}
+	return sum, nil
+}
+
+// sendPass sends one probe to every unanswered pair, spread over the
+// sending threads, each taking every Senders-th index of the permutation.
+func (s *scanner) sendPass(ctx context.Context, pass int) {
+	var wg sync.WaitGroup
+	for k := range s.cfg.Senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			s.sender(ctx, pass, uint64(k))
+		}()
+	}
+	wg.Wait()
+}
+
+func (s *scanner) sender(ctx context.Context, pass int, first uint64) {
+	batchSize := 64
+	if s.cfg.Rate > 0 {
+		// Small batches at low rates keep the flow smooth.
+		batchSize = min(64, max(1, int(s.cfg.Rate/(1000*float64(s.cfg.Senders)))))
+	}
+	b := rawsock.NewBatch(batchSize)
+	opts := s.opts // each sender patches its own TSval
+	flush := func() {
+		for b.Len() > 0 {
+			want := b.Len()
+			for need := want; s.limiter != nil && need > 0; {
+				got, wait := s.limiter.Reserve(time.Now(), need)
+				if need -= got; need > 0 {
+					time.Sleep(wait)
+				}
+			}
+			n, err := s.conn.SendBatch(b)
+			s.sent.Add(uint64(n))
+			if err != nil {
+				s.sendErrs.Add(uint64(want - n))
+				if isNoBufs(err) {
+					// The device queue is full: slow down rather than
+					// lose probes, and send those again in the next
+					// pass.
+					s.enobufs.Store(true)
+					if s.limiter != nil {
+						s.limiter.SetRate(s.limiter.Rate() * 0.75)
+						s.slowdowns.Add(1)
+					}
+					time.Sleep(time.Millisecond)
+				}
+			}
+			return
+		}
+	}
+	for i := first; i < s.n; i += uint64(s.cfg.Senders) {
+		if ctx.Err() != nil {
+			return
+		}
+		idx := s.perm.At(i)
+		if pass > 0 && s.answered.Test(idx) {
+			continue
+		}
+		addr, port, _ := s.set.Pair(idx)
+		src := s.cfg.Src4
+		fam := 0
+		if addr.Is6() {
+			src, fam = s.cfg.Src6, 1
+		}
+		if (fam == 1) != b.IPv6() && b.Len() > 0 {
+			flush()
+		}
+		sport := s.sport(idx, pass)
+		isn := s.cfg.Cookie.ISN(src, addr, sport, port, 0)
+		if s.tsOff[fam] >= 0 {
+			binary.BigEndian.PutUint32(opts[fam][s.tsOff[fam]:], uint32(time.Since(s.start)/time.Microsecond))
+		}
+		seg := rawsock.Segment{
+			Src: src, Dst: addr, TTL: s.cfg.TTL, TOS: s.cfg.TOS,
+			ID: uint16(isn >> 16), DF: true,
+			SrcPort: sport, DstPort: port,
+			Seq: isn, Flags: rawsock.FlagSyn, Window: s.cfg.Window,
+			Options: opts[fam][:s.optLen[fam]],
+		}
+		n, err := seg.Build(b.Slot())
+		if err != nil {
+			continue
+		}
+		s.times.put(idx, time.Now().UnixNano())
+		b.Commit(n)
+		if b.Full() {
+			flush()
+		}
+	}
+	flush()
+}
+
+func isNoBufs(err error) bool { return errors.Is(err, syscall.ENOBUFS) }
+
+// sport spreads pairs over our source ports; retries take another port.
+func (s *scanner) sport(idx uint64, pass int) uint16 {
+	span := uint64(s.cfg.PortHi-s.cfg.PortLo) + 1
+	h := (idx + uint64(pass)*0x9e3779b97f4a7c15) * 0xbf58476d1ce4e5b9
+	return s.cfg.PortLo + uint16((h>>32)%span)
+}
+
+// receive reads and matches answers until stop is set and Wake is called.
+func (s *scanner) receive(stop *atomic.Bool) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	buf := make([]byte, rawsock.MaxPacketSize)
+	var in rawsock.Packet
+	failures := 0
+	for !stop.Load() {
+		n, rx, err := s.conn.Recv(buf, time.Time{})
+		if err != nil {
+			switch {
+			case errors.Is(err, net.ErrClosed):
+				return nil
+			case errors.Is(err, rawsock.ErrWoken):
+				continue
+			}
+			if failures++; failures > 1000 {
+				return err
+			}
+			continue
+		}
+		failures = 0
+		if rawsock.Parse(buf[:n], &in) != nil {
+			continue
+		}
+		if rx.IsZero() {
+			rx = time.Now()
+		}
+		s.handle(&in, rx)
+	}
+	return nil
+}
+
+func (s *scanner) ours(a netip.Addr) bool { return a == s.cfg.Src4 || a == s.cfg.Src6 }
+
+func (s *scanner) handle(pkt *rawsock.Packet, rx time.Time) {
+	r := &s.res
+	if pkt.IsICMP() {
+		q := &pkt.Quoted
+		if !q.HasSeq || !s.ours(q.Src) || q.SrcPort < s.cfg.PortLo || q.SrcPort > s.cfg.PortHi {
+			return
+		}
+		if q.Seq != s.cfg.Cookie.ISN(q.Src, q.Dst, q.SrcPort, q.DstPort, 0) {
+			return
+		}
+		idx, ok := s.set.Index(q.Dst, q.DstPort)
+		if !ok || s.answered.TestAndSet(idx) {
+			s.countDup(ok)
+			return
+		}
+		s.begin(r, idx, q.Dst, q.DstPort, q.SrcPort, rx)
+		r.State = probe.StateFiltered
+		r.Reason = rawsock.ICMPReason(q.Dst.Is6(), pkt.ICMPType, pkt.ICMPCode)
+		r.From, r.TTL, r.TOS, r.IPID, r.DF = pkt.Src, pkt.TTL, pkt.TOS, pkt.ID, pkt.DF
+		r.ICMPType, r.ICMPCode = pkt.ICMPType, pkt.ICMPCode
+		if pkt.Src != q.Dst {
+			r.Hint = "icmp-from-other-address"
+		}
+		s.filt.Add(1)
+		s.emit(r, idx)
+		return
+	}
+	if pkt.Proto != rawsock.ProtocolTCP || pkt.Flags&rawsock.FlagAck == 0 || !s.ours(pkt.Dst) ||
+		pkt.DstPort < s.cfg.PortLo || pkt.DstPort > s.cfg.PortHi {
+		return
+	}
+	isn := s.cfg.Cookie.ISN(pkt.Dst, pkt.Src, pkt.DstPort, pkt.SrcPort, 0)
+	if pkt.Ack != isn+1 {
+		return
+	}
+	synack := pkt.Flags&(rawsock.FlagSyn|rawsock.FlagRst) == rawsock.FlagSyn
+	rst := pkt.Flags&rawsock.FlagRst != 0
+	if !synack && !rst {
+		return
+	}
+	if synack {
+		// Free the server's half-open entry, for duplicates too: the
+		// server retransmits its SYN-ACK when our RST was lost.
+		s.sendRST(pkt, isn)
+	}
+	idx, ok := s.set.Index(pkt.Src, pkt.SrcPort)
+	if !ok || s.answered.TestAndSet(idx) {
+		s.countDup(ok)
+		return
+	}
+	s.begin(r, idx, pkt.Src, pkt.SrcPort, pkt.DstPort, rx)
+	r.From, r.TTL, r.TOS, r.IPID, r.DF = pkt.Src, pkt.TTL, pkt.TOS, pkt.ID, pkt.DF
+	r.Flags, r.Window, r.Options = pkt.Flags, pkt.Window, pkt.Options
+	if synack {
+		r.State, r.Reason = probe.StateOpen, probe.ReasonSYNACK
+		s.hostTTL[pkt.Src] = pkt.TTL
+		s.open.Add(1)
+	} else {
+		r.State, r.Reason = probe.StateClosed, probe.ReasonRST
+		if t, ok := s.hostTTL[pkt.Src]; ok && MiddleboxTTL(t, pkt.TTL) {
+			r.Hint = "rst-ttl-differs-from-syn-ack"
+		}
+		s.closed.Add(1)
+	}
+	s.emit(r, idx)
+}
+
+// MiddleboxTTL reports whether a refusal's TTL implies another hop count
+// than the host's SYN-ACK: likely sent by something in between.
+func MiddleboxTTL(synack, other uint8) bool {
+	h1, _ := probe.Hops(synack)
+	h2, _ := probe.Hops(other)
+	return h1 != h2
+}
+
+func (s *scanner) countDup(found bool) {
+	if found {
+		s.dups.Add(1)
+	}
+}
+
+func (s *scanner) sendRST(pkt *rawsock.Packet, isn uint32) {
+	seg := rawsock.Segment{
+		Src: pkt.Dst, Dst: pkt.Src, TTL: s.cfg.TTL, TOS: s.cfg.TOS, DF: true,
+		SrcPort: pkt.DstPort, DstPort: pkt.SrcPort, Seq: isn + 1, Flags: rawsock.FlagRst,
+	}
+	if n, err := seg.Build(s.rstBuf[:]); err == nil {
+		s.rstID++
+		_ = s.conn.Send(s.rstBuf[:n], s.rstID)
+	}
+}
+
+// begin resets the shared Result for pair idx, answered at rx.
+func (s *scanner) begin(r *probe.Result, idx uint64, addr netip.Addr, port, sport uint16, rx time.Time) {
+	*r = probe.Result{SrcPort: sport, Mode: probe.ModeRST}
+	s.tgt = probe.Target{Addr: addr, Port: port}
+	r.Target = &s.tgt
+	if t, ok := s.times.get(idx); ok {
+		r.Sent = time.Unix(0, t)
+		r.RTT = rx.Sub(r.Sent)
+		for {
+			m := s.maxRTT.Load()
+			if int64(r.RTT) <= m || s.maxRTT.CompareAndSwap(m, int64(r.RTT)) {
+				break
+			}
+		}
+	}
+}
+
+func (s *scanner) emit(r *probe.Result, idx uint64) {
+	s.reasons[r.Reason]++
+	if s.cfg.OnResult == nil {
+		return
+	}
+	_, _, spec := s.set.Pair(idx)
+	if r.Target.Addr.Is4() {
+		r.Target.Src = s.cfg.Src4
+	} else {
+		r.Target.Src = s.cfg.Src6
+	}
+	r.Target.Name = spec.Host
+	s.results.Lock()
+	s.cfg.OnResult(r, spec)
+	s.results.Unlock()
+}
+
+// reportSilent reports every pair nobody answered.
+func (s *scanner) reportSilent() {
+	r := &s.res
+	for idx := uint64(0); idx < s.n; idx++ {
+		if s.answered.Test(idx) {
+			continue
+		}
+		addr, port, _ := s.set.Pair(idx)
+		*r = probe.Result{State: probe.StateFiltered, Reason: probe.ReasonTimeout, Mode: probe.ModeRST}
+		s.tgt = probe.Target{Addr: addr, Port: port}
+		r.Target = &s.tgt
+		s.filt.Add(1)
+		s.emit(r, idx)
+	}
+}
+
+// progress reports the scan's state every 250 ms until done is closed.
+func (s *scanner) progress(pass *atomic.Int32, done <-chan struct{}) {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	last, lastT := uint64(0), time.Now()
+	for {
+		select {
+		case <-done:
+			return
+		case now := <-t.C:
+			sent := s.sent.Load()
+			rate := float64(sent-last) / now.Sub(lastT).Seconds()
+			last, lastT = sent, now
+			p := Progress{Pairs: s.n, Done: s.answered.Count(), Open: s.open.Load(), Sent: sent, Rate: rate, Pass: int(pass.Load())}
+			if rate > 0 && pass.Load() == 0 && sent < s.n {
+				p.ETA = time.Duration(float64(s.n-sent) / rate * float64(time.Second))
+			}
+			s.cfg.OnProgress(p)
+		}
+	}
+}
+
+// sendTimes remembers when recent probes left, by pair index, in a
+// direct-mapped table sized by the rate and timeout (the probes that can be
+// in flight), not by the number of pairs. A slot overwritten by a later
+// probe loses its time: that answer then has no RTT.
+type sendTimes struct {
+	key  []atomic.Uint64 // pair index + 1; 0 while being written
+	val  []atomic.Int64  // unix nanoseconds
+	mask uint64
+}
+
+func newSendTimes(rate float64, timeout time.Duration) *sendTimes {
+	if rate <= 0 {
+		rate = 300000 // about what one machine sends
+	}
+	want := uint64(4 * rate * max(timeout, 100*time.Millisecond).Seconds())
+	size := uint64(4096)
+	for size < want && size < 1<<19 {
+		size <<= 1
+	}
+	return &sendTimes{key: make([]atomic.Uint64, size), val: make([]atomic.Int64, size), mask: size - 1}
+}
+
+func (t *sendTimes) slot(idx uint64) uint64 { return (idx * 0x9e3779b97f4a7c15 >> 20) & t.mask }
+
+func (t *sendTimes) put(idx uint64, ns int64) {
+	i := t.slot(idx)
+	t.key[i].Store(0)
+	t.val[i].Store(ns)
+	t.key[i].Store(idx + 1)
+}
+
+func (t *sendTimes) get(idx uint64) (int64, bool) {
+	i := t.slot(idx)
+	k := t.key[i].Load()
+	v := t.val[i].Load()
+	return v, k == idx+1 && t.key[i].Load() == k
+}

@@ -1,0 +1,134 @@
+package scan_test
+
+import (
+	"context"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/synprobe/synprobe/probe"
+	"github.com/synprobe/synprobe/probe/probetest"
+	"github.com/synprobe/synprobe/probe/scan"
+	"github.com/synprobe/synprobe/rawsock"
+)
+
+// lab answers like a /28 of hosts: port 22 open everywhere, 80 open on
+// even hosts and closed on odd ones, 81 rejected with ICMP admin
+// prohibited, 82 silent, and 83 loses every first probe (answered on the
+// retry). Every SYN-ACK is sent twice (a duplicate).
+type lab struct {
+	mu    sync.Mutex
+	seen  map[netip.AddrPort]int
+	probe map[netip.AddrPort]int // SYNs per pair
+}
+
+func (l *lab) respond(p *rawsock.Packet, b []byte, _ uint32) []probetest.Reply {
+	if p.Flags != rawsock.FlagSyn {
+		return nil
+	}
+	l.mu.Lock()
+	ap := netip.AddrPortFrom(p.Dst, p.DstPort)
+	l.probe[ap]++
+	n := l.probe[ap]
+	l.mu.Unlock()
+	host := p.Dst.As4()[3]
+	synack := func() []probetest.Reply {
+		r := probetest.Reply{Packet: probetest.SYNACK(p, rawsock.SYNOptions{MSS: 1460, WScale: -1})}
+		return []probetest.Reply{r, r}
+	}
+	switch p.DstPort {
+	case 22:
+		return synack()
+	case 80:
+		if host%2 == 0 {
+			return synack()
+		}
+		return []probetest.Reply{{Packet: probetest.RST(p)}}
+	case 81:
+		return []probetest.Reply{{Packet: probetest.ICMPError(b, netip.MustParseAddr("198.18.99.1"), 3, 13)}}
+	case 83:
+		if n == 1 {
+			return nil
+		}
+		return synack()
+	}
+	return nil
+}
+
+func TestScan(t *testing.T) {
+	l := &lab{seen: map[netip.AddrPort]int{}, probe: map[netip.AddrPort]int{}}
+	c := probetest.NewConn(l.respond)
+	spec, err := scan.ParseSpec("198.18.1.0/28:22,80-83")
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := scan.NewSet(scan.Block{Spec: &spec})
+	cookie, _ := rawsock.NewRandomCookie()
+	type res struct {
+		state  probe.State
+		reason string
+	}
+	got := map[netip.AddrPort]res{}
+	dups := 0
+	sum, err := scan.Scan(context.Background(), c, scan.Config{
+		Set: set, Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999,
+		Retries: 2, Timeout: 100 * time.Millisecond, Cookie: cookie, Senders: 2,
+		Options: &rawsock.SYNOptions{MSS: 1460, WScale: 7, SACKPermitted: true, Timestamps: true},
+		OnResult: func(r *probe.Result, s *scan.Spec) {
+			ap := netip.AddrPortFrom(r.Target.Addr, r.Target.Port)
+			if _, ok := got[ap]; ok {
+				dups++
+			}
+			got[ap] = res{r.State, r.Reason}
+			if s != &spec {
+				t.Errorf("%v: spec %v", ap, s)
+			}
+		},
+	})
+	c.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dups != 0 || uint64(len(got)) != set.Len() || sum.Pairs != 16*5 {
+		t.Fatalf("%d results (%d duplicates) for %d pairs", len(got), dups, set.Len())
+	}
+	for ap, r := range got {
+		host := ap.Addr().As4()[3]
+		want := res{probe.StateFiltered, "timeout"}
+		switch ap.Port() {
+		case 22, 83:
+			want = res{probe.StateOpen, "syn-ack"}
+		case 80:
+			want = res{probe.StateOpen, "syn-ack"}
+			if host%2 == 1 {
+				want = res{probe.StateClosed, "rst"}
+			}
+		case 81:
+			want = res{probe.StateFiltered, "icmp-admin-prohibited"}
+		}
+		if r != want {
+			t.Errorf("%v: %v/%s, want %v/%s", ap, r.state, r.reason, want.state, want.reason)
+		}
+	}
+	// Answered pairs got one probe; silent ones 1 + 2 retries; port 83
+	// needed its first retry.
+	for ap, n := range l.probe {
+		want := 1
+		switch ap.Port() {
+		case 82:
+			want = 3
+		case 83:
+			want = 2
+		}
+		if n != want {
+			t.Errorf("%v probed %d times, want %d", ap, n, want)
+		}
+	}
+	if sum.Open != 16+8+16 || sum.Closed != 8 || sum.Filtered != 32 || sum.Retries != 16*2+16 || sum.Duplicates != 40 {
+		t.Errorf("summary %+v", sum)
+	}
+	if sum.Reasons["icmp-admin-prohibited"] != 16 || sum.Reasons["timeout"] != 16 {
+		t.Errorf("reasons %v", sum.Reasons)
+	}
+}

@@ -1,0 +1,58 @@
+package rawsock
+
+// batchSlot is the room for one packet in a Batch: a SYN with options.
+const batchSlot = 128
+
+// Batch collects packets of one address family to send in one go
+// (sendmmsg(2) on Linux). Build each packet into Slot, then Commit it. A
+// Batch is not safe for concurrent use; give each sending goroutine its
+// own.
+type Batch struct {
+	buf  []byte
+	lens []int
+	n    int
+	v6   bool
+	sys  batchSys // the platform's per-packet message headers
+}
+
+// NewBatch returns a Batch of up to size packets.
+func NewBatch(size int) *Batch {
+	b := &Batch{buf: make([]byte, size*batchSlot), lens: make([]int, size)}
+	b.sys.init(size)
+	return b
+}
+
+// Len is the number of packets committed.
+func (b *Batch) Len() int { return b.n }
+
+// Full reports whether no slot is left.
+func (b *Batch) Full() bool { return b.n == len(b.lens) }
+
+// IPv6 reports the family of the packets committed so far.
+func (b *Batch) IPv6() bool { return b.v6 }
+
+// Slot returns the buffer for the next packet.
+func (b *Batch) Slot() []byte { return b.buf[b.n*batchSlot : (b.n+1)*batchSlot] }
+
+// Packet returns committed packet i.
+func (b *Batch) Packet(i int) []byte { return b.buf[i*batchSlot : i*batchSlot+b.lens[i]] }
+
+// Commit adds the n-byte packet built in Slot. It returns false (and adds
+// nothing) when the batch is full or the packet's address family differs
+// from the batch's: send the batch first.
+func (b *Batch) Commit(n int) bool {
+	if b.Full() || n < IPv4MinimumSize || n > batchSlot {
+		return false
+	}
+	v6 := b.buf[b.n*batchSlot]>>4 == 6
+	if b.n > 0 && v6 != b.v6 {
+		return false
+	}
+	b.v6 = v6
+	b.lens[b.n] = n
+	b.n++
+	return true
+}
+
+// Reset empties the batch.
+func (b *Batch) Reset() { b.n = 0 }

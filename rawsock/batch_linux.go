@@ -1,0 +1,78 @@
+//go:build linux
+
+package rawsock
+
+import (
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// batchSys holds a Batch's sendmmsg(2) headers, filled in by SendBatch.
+type batchSys struct {
+	msgs []unix.Mmsghdr
+	iovs []unix.Iovec
+	sa4  []unix.RawSockaddrInet4
+	sa6  []unix.RawSockaddrInet6
+}
+
+func (s *batchSys) init(size int) {
+	s.msgs = make([]unix.Mmsghdr, size)
+	s.iovs = make([]unix.Iovec, size)
+	s.sa4 = make([]unix.RawSockaddrInet4, size)
+	s.sa6 = make([]unix.RawSockaddrInet6, size)
+}
+
+// SendBatch sends the batch with as few sendmmsg calls as the kernel
+// allows and empties it. It returns how many packets went out; on an error
+// (ENOBUFS when the device queue is full, say) the rest were not sent.
+// Packets sent this way get no transmit timestamps. Several goroutines may
+// call SendBatch at once, each with its own Batch.
+func (c *Conn) SendBatch(b *Batch) (int, error) {
+	defer b.Reset()
+	s := c.send4
+	if b.v6 {
+		s = c.send6
+	}
+	if s == nil || b.n == 0 {
+		return 0, nil
+	}
+	m := &b.sys
+	for i := range b.n {
+		pkt := b.Packet(i)
+		iov := &m.iovs[i]
+		iov.Base = &pkt[0]
+		iov.SetLen(len(pkt))
+		h := &m.msgs[i]
+		*h = unix.Mmsghdr{}
+		h.Hdr.Iov = iov
+		h.Hdr.Iovlen = 1
+		if b.v6 {
+			sa := &m.sa6[i]
+			sa.Family = unix.AF_INET6
+			copy(sa.Addr[:], pkt[24:40])
+			h.Hdr.Name = (*byte)(unsafe.Pointer(sa))
+			h.Hdr.Namelen = unix.SizeofSockaddrInet6
+		} else {
+			sa := &m.sa4[i]
+			sa.Family = unix.AF_INET
+			copy(sa.Addr[:], pkt[16:20])
+			h.Hdr.Name = (*byte)(unsafe.Pointer(sa))
+			h.Hdr.Namelen = unix.SizeofSockaddrInet4
+		}
+	}
+	s.fdMu.RLock()
+	defer s.fdMu.RUnlock()
+	sent := 0
+	for sent < b.n {
+		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(s.fd), uintptr(unsafe.Pointer(&m.msgs[sent])), uintptr(b.n-sent), 0, 0, 0)
+		if e != 0 {
+			if e == unix.EINTR {
+				continue
+			}
+			return sent, opError("sendmmsg", e)
+		}
+		sent += int(r)
+	}
+	return sent, nil
+}
