@@ -5,12 +5,13 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
 	"github.com/synprobe/synprobe/probe"
+	"github.com/synprobe/synprobe/probe/scan"
 )
 
 // defaultMark is the SO_MARK of our packets in the ack and fin modes: the
@@ -29,7 +30,8 @@ func usagef(format string, args ...any) error {
 
 // options is the parsed command line.
 type options struct {
-	targets  []targetSpec
+	specs    []scan.Spec  // the TARGET arguments and -f files, parsed
+	targets  []targetSpec // ping mode: one per (host, port) pair
 	count    int
 	interval time.Duration
 	timeout  time.Duration
@@ -61,6 +63,16 @@ type options struct {
 	source       netip.Addr
 	iface        string
 
+	// Scans.
+	files       []string
+	rate        float64
+	retries     int
+	openOnly    bool
+	expect      string
+	senders     int
+	countSet    bool // -c or -i given: ping-style rounds even for many pairs
+	intervalSet bool
+
 	help, version bool
 }
 
@@ -77,7 +89,11 @@ Measure TCP handshakes on the wire: send crafted SYNs from raw sockets, time
 the SYN -> SYN-ACK round trip with kernel timestamps, and report each port as
 open (SYN-ACK), closed (RST) or filtered (timeout or ICMP error).
 
-TARGET is host:port or [ipv6]:port.
+TARGET is host:PORTS, [ipv6]:PORTS or ADDR/PREFIX:PORTS (IPv4 CIDR, or a
+small IPv6 range), PORTS a list such as 22,80,443,8000-8100, optionally
+followed by =open, =closed or =filtered (what to expect). One address and
+port is probed like ping; more than one pair is scanned: one probe per pair
+(plus retries) in random order, one result line per pair.
 
 Flags:
 `
@@ -91,6 +107,9 @@ Examples:
   sudo synprobe -c 5 -i 0.2 198.18.0.2:80    five probes, 200 ms apart
   sudo synprobe -6 -c 3 --json host:22       IPv6, JSON Lines for scripts
   sudo synprobe -c 1 -q db1:5432 db2:5432 && echo both listening
+  sudo synprobe --mode fin --trace -c 1 host:80   how does the server close?
+  sudo synprobe --open 198.18.1.0/24:22,80,443    scan a /24, print open ports
+  sudo synprobe --expect closed fw-test:1-1024 fw-test:443=open   check a firewall
 `
 
 func newFlagSet(o *options) *pflag.FlagSet {
@@ -122,6 +141,12 @@ func newFlagSet(o *options) *pflag.FlagSet {
 	fs.Uint16Var(&o.sport, "sport", 0, "fixed source port (default: a fresh port per probe, outside the kernel's ephemeral range)")
 	fs.VarP(addrFlag{&o.source}, "source", "S", "source address (default: the route's)")
 	fs.StringVarP(&o.iface, "interface", "I", "", "send and receive on this interface only")
+	fs.StringArrayVarP(&o.files, "file", "f", nil, "read targets from FILE, one per line, # comments ('-': standard input)")
+	fs.Float64Var(&o.rate, "rate", 10000, "scans: at most this many probes per second (0: as fast as the machine allows)")
+	fs.IntVar(&o.retries, "retries", 1, "scans: probe unanswered pairs again this many times")
+	fs.BoolVar(&o.openOnly, "open", false, "scans: print only open ports")
+	fs.StringVar(&o.expect, "expect", "", "scans: expected state of every pair: open, closed or filtered; exit 1 on any mismatch")
+	fs.IntVar(&o.senders, "senders", 0, "scans: sending threads (default: one per CPU)")
 	fs.BoolVarP(&o.version, "version", "V", false, "print the version and exit")
 	fs.BoolVarP(&o.help, "help", "h", false, "show this help")
 	return fs
@@ -188,68 +213,75 @@ func parseArgs(args []string) (*options, error) {
 	case o.source.IsValid() && o.ipv6 && o.source.Is4():
 		return nil, usagef("--source %v is not an IPv6 address, but -6 was given", o.source)
 	}
-	if fs.NArg() == 0 {
-		return nil, usagef("no target given (try: synprobe host:port)")
+	o.countSet, o.intervalSet = fs.Changed("count"), fs.Changed("interval")
+	switch {
+	case o.rate < 0 || o.rate != o.rate:
+		return nil, usagef("--rate must be 0 (no limit) or positive")
+	case o.retries < 0:
+		return nil, usagef("--retries must not be negative")
+	case o.senders < 0:
+		return nil, usagef("--senders must not be negative")
+	case o.expect != "" && o.expect != scan.ExpectOpen && o.expect != scan.ExpectClosed && o.expect != scan.ExpectFiltered:
+		return nil, usagef("--expect %q: want open, closed or filtered", o.expect)
 	}
 	for _, a := range fs.Args() {
-		t, err := parseTarget(a)
+		sp, err := scan.ParseSpec(a)
+		if err != nil {
+			return nil, usagef("target %v", err)
+		}
+		o.specs = append(o.specs, sp)
+	}
+	for _, f := range o.files {
+		specs, err := readTargetFile(f)
 		if err != nil {
 			return nil, err
 		}
-		o.targets = append(o.targets, t)
+		o.specs = append(o.specs, specs...)
+	}
+	if len(o.specs) == 0 {
+		return nil, usagef("no target given (try: synprobe host:port)")
+	}
+	if o.expect != "" || hasExpectation(o.specs) {
+		if o.countSet || o.intervalSet {
+			return nil, usagef("expectations check a scan (one probe per pair): drop -c and -i")
+		}
+		if o.mode != probe.ModeRST {
+			return nil, usagef("expectations check a scan, which runs in rst mode: drop --mode")
+		}
 	}
 	return o, nil
 }
 
-// parseTarget splits host:port or [ipv6]:port.
-func parseTarget(arg string) (targetSpec, error) {
-	t := targetSpec{arg: arg}
-	var portStr string
-	switch {
-	case arg == "":
-		return t, usagef("empty target (want host:port)")
-	case strings.HasPrefix(arg, "["):
-		end := strings.IndexByte(arg, ']')
-		if end < 0 {
-			return t, usagef("target %q: unbalanced '[' (want [ipv6]:port)", arg)
-		}
-		t.host = arg[1:end]
-		rest := arg[end+1:]
-		if !strings.HasPrefix(rest, ":") {
-			return t, usagef("target %q: missing port after ']' (want [ipv6]:port)", arg)
-		}
-		portStr = rest[1:]
-		if _, err := netip.ParseAddr(t.host); err != nil {
-			return t, usagef("target %q: %q is not an IPv6 address", arg, t.host)
-		}
-	default:
-		if strings.ContainsAny(arg, "[]") {
-			return t, usagef("target %q: unbalanced ']' (want [ipv6]:port)", arg)
-		}
-		i := strings.LastIndexByte(arg, ':')
-		if i < 0 {
-			return t, usagef("target %q: missing port (want host:port)", arg)
-		}
-		t.host, portStr = arg[:i], arg[i+1:]
-		if strings.Contains(t.host, ":") {
-			return t, usagef("target %q: IPv6 addresses need brackets: [%s]:%s", arg, t.host, portStr)
+func hasExpectation(specs []scan.Spec) bool {
+	for _, s := range specs {
+		if s.Expect != "" {
+			return true
 		}
 	}
-	if t.host == "" {
-		return t, usagef("target %q: missing host (want host:port)", arg)
+	return false
+}
+
+// readTargetFile parses a -f file ("-": standard input).
+func readTargetFile(name string) ([]scan.Spec, error) {
+	r := io.Reader(os.Stdin)
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, usagef("-f: %v", err)
+		}
+		defer f.Close()
+		r = f
+	} else {
+		name = "stdin"
 	}
-	if portStr == "" {
-		return t, usagef("target %q: missing port (want host:port)", arg)
-	}
-	n, err := strconv.Atoi(portStr)
+	specs, err := scan.ParseFile(r, name)
 	if err != nil {
-		return t, usagef("target %q: port %q is not a number", arg, portStr)
+		return nil, usagef("%v", err)
 	}
-	if n < 1 || n > 65535 {
-		return t, usagef("target %q: port %d is out of range 1-65535", arg, n)
+	if len(specs) == 0 {
+		return nil, usagef("-f %s: no targets in it", name)
 	}
-	t.port = uint16(n)
-	return t, nil
+	return specs, nil
 }
 
 // durationFlag accepts a Go duration ("200ms", "1.5s") or plain seconds

@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/synprobe/synprobe/probe"
+	"github.com/synprobe/synprobe/probe/scan"
 	"github.com/synprobe/synprobe/rawsock"
 )
 
@@ -20,6 +21,12 @@ type printer interface {
 	// guard reports the RST guard of an ack or fin run: kernel RSTs it
 	// dropped, and those that escaped it (-1: not watched).
 	guard(table string, owned bool, dropped uint64, escaped int64)
+
+	// Scans: one result per pair, the mismatches with the expectations,
+	// and the summary.
+	scanResult(r *probe.Result, spec *scan.Spec, expect string)
+	mismatch(m *mismatch, o *options)
+	scanSummary(s *scan.Summary, mismatches int, expecting bool)
 }
 
 func newPrinter(w io.Writer, o *options) printer {
@@ -227,22 +234,40 @@ func (p *textPrinter) summary(t *probe.Target, spec *targetSpec, s *probe.Stats)
 
 // jsonPrinter writes JSON Lines; the schema is docs/json.md.
 type jsonPrinter struct {
-	w io.Writer
-	j jsonLine
+	w      io.Writer
+	j      jsonLine
+	typ    string // "result" for scans; "probe" otherwise
+	expect string // the pair's expected state, scans only
 }
 
 func (p *jsonPrinter) header(*probe.Target, *targetSpec, int) {}
 
 func (p *jsonPrinter) result(r *probe.Result, spec *targetSpec) {
 	j := &p.j
-	j.begin("probe")
-	j.str("time", r.Sent.UTC().Format(time.RFC3339Nano))
+	if p.typ == "result" {
+		j.begin("result")
+	} else {
+		j.begin("probe")
+	}
+	if !r.Sent.IsZero() {
+		j.str("time", r.Sent.UTC().Format(time.RFC3339Nano))
+	}
 	p.target(r.Target, spec)
 	j.str("src", r.Target.Src.String())
-	j.uint("sport", uint64(r.SrcPort))
-	j.uint("seq", uint64(r.Seq))
+	if r.SrcPort != 0 {
+		j.uint("sport", uint64(r.SrcPort))
+	}
+	if p.typ != "result" {
+		j.uint("seq", uint64(r.Seq))
+	}
 	j.str("state", r.State.String())
 	j.str("reason", r.Reason)
+	if p.expect != "" {
+		j.str("expected", p.expect)
+	}
+	if r.Hint != "" {
+		j.str("hint", r.Hint)
+	}
 	if r.State == probe.StateError {
 		j.str("error", r.Err.Error())
 	}

@@ -10,9 +10,11 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/synprobe/synprobe/probe"
+	"github.com/synprobe/synprobe/probe/scan"
 	"github.com/synprobe/synprobe/rawsock"
 )
 
@@ -54,9 +56,10 @@ type guard interface {
 	Close() error
 }
 
-// conn is a probe.Conn that can be closed.
+// conn is a probe.Conn that can be closed and send batches (scans).
 type conn interface {
 	probe.Conn
+	SendBatch(b *rawsock.Batch) (int, error)
 	Close() error
 }
 
@@ -95,7 +98,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, sys netwo
 		}
 		return exitOK
 	}
-	code, err := probeAll(ctx, o, stdout, sys)
+	code, err := probeAll(ctx, o, stdout, stderr, sys)
 	if err != nil {
 		fmt.Fprintf(stderr, "synprobe: %v\n", err)
 		var u *usageError
@@ -107,8 +110,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, sys netwo
 	return code
 }
 
-func probeAll(ctx context.Context, o *options, stdout io.Writer, sys network) (int, error) {
-	targets, err := resolveAll(ctx, o, sys)
+// maxPingPairs bounds ping-style runs (-c, -i) over many pairs; scans
+// have no such bound.
+const maxPingPairs = 4096
+
+func probeAll(ctx context.Context, o *options, stdout, stderr io.Writer, sys network) (int, error) {
+	blocks, pairs, err := resolveSpecs(ctx, o, sys)
+	if err != nil {
+		return 0, err
+	}
+	if o.expect != "" || hasExpectation(o.specs) || (pairs > 1 && !o.countSet && !o.intervalSet) {
+		return runScan(ctx, o, blocks, stdout, stderr, sys)
+	}
+	if pairs > maxPingPairs {
+		return 0, usagef("%d address and port pairs is too many for -c/-i rounds (at most %d): drop -c and -i to scan them", pairs, maxPingPairs)
+	}
+	targets, err := expandTargets(o, blocks, sys)
 	if err != nil {
 		return 0, err
 	}
@@ -247,52 +264,85 @@ func synLen(t *probe.Target, opts *rawsock.SYNOptions) int {
 	return n
 }
 
-// resolveAll turns the target arguments into addresses with a source
-// address each.
-func resolveAll(ctx context.Context, o *options, sys network) ([]probe.Target, error) {
-	targets := make([]probe.Target, 0, len(o.targets))
-	for _, spec := range o.targets {
-		addrs, err := resolve(ctx, o, spec, sys)
+// resolveSpecs resolves the host names among the targets (the first
+// address with a route, as ping does) and counts the pairs.
+func resolveSpecs(ctx context.Context, o *options, sys network) ([]scan.Block, uint64, error) {
+	blocks := make([]scan.Block, 0, len(o.specs))
+	for i := range o.specs {
+		sp := &o.specs[i]
+		b := scan.Block{Spec: sp}
+		if sp.Host != "" {
+			addrs, err := resolve(ctx, o, sp.Host, sp.Arg, sys)
+			if err != nil {
+				return nil, 0, err
+			}
+			var srcErr error
+			for _, a := range addrs {
+				if _, err := sourceFor(o, a, sys); err == nil {
+					b.Addrs = []netip.Addr{a}
+					break
+				} else if srcErr == nil {
+					srcErr = err
+				}
+			}
+			if b.Addrs == nil {
+				var u *usageError
+				if errors.As(srcErr, &u) {
+					return nil, 0, srcErr
+				}
+				return nil, 0, &failure{fmt.Errorf("%s: no route to %v: %v", sp.Arg, addrs[0], srcErr)}
+			}
+		} else {
+			a := sp.Prefix.Addr()
+			switch {
+			case o.ipv4 && !a.Is4():
+				return nil, 0, usagef("target %q: %v is not an IPv4 address, but -4 was given", sp.Arg, a)
+			case o.ipv6 && !a.Is6():
+				return nil, 0, usagef("target %q: %v is not an IPv6 address, but -6 was given", sp.Arg, a)
+			}
+		}
+		blocks = append(blocks, b)
+	}
+	set := scan.NewSet(blocks...)
+	if set.Len() > scan.MaxPairs {
+		return nil, 0, usagef("the targets hold %d pairs, more than the %d a scan can hold", set.Len(), uint64(scan.MaxPairs))
+	}
+	return blocks, set.Len(), nil
+}
+
+// expandTargets lists every pair as a ping-style target with its source.
+func expandTargets(o *options, blocks []scan.Block, sys network) ([]probe.Target, error) {
+	set := scan.NewSet(blocks...)
+	targets := make([]probe.Target, 0, set.Len())
+	o.targets = o.targets[:0]
+	for i := uint64(0); i < set.Len(); i++ {
+		addr, port, sp := set.Pair(i)
+		src, err := sourceFor(o, addr, sys)
 		if err != nil {
-			return nil, err
-		}
-		var t probe.Target
-		var srcErr error
-		for _, a := range addrs {
-			src, err := sourceFor(o, a, sys)
-			if err == nil {
-				t = probe.Target{Name: spec.host, Addr: a, Port: spec.port, Src: src}
-				break
-			}
-			if srcErr == nil {
-				srcErr = err
-			}
-		}
-		if !t.Addr.IsValid() {
 			var u *usageError
-			if errors.As(srcErr, &u) {
-				return nil, srcErr
+			if errors.As(err, &u) {
+				return nil, err
 			}
-			return nil, &failure{fmt.Errorf("%s: no route to %v: %v", spec.arg, addrs[0], srcErr)}
+			return nil, &failure{fmt.Errorf("%s: no route to %v: %v", sp.Arg, addr, err)}
 		}
-		targets = append(targets, t)
+		host := sp.Host
+		if host == "" {
+			host = addr.String()
+		}
+		arg := sp.Arg
+		if set.Len() > 1 || sp.Prefix.IsValid() && !sp.Prefix.IsSingleIP() || len(sp.Ports) > 1 || sp.Ports[0].Lo != sp.Ports[0].Hi {
+			arg = netip.AddrPortFrom(addr, port).String()
+			if sp.Host != "" {
+				arg = net.JoinHostPort(sp.Host, strconv.Itoa(int(port)))
+			}
+		}
+		targets = append(targets, probe.Target{Name: host, Addr: addr, Port: port, Src: src})
+		o.targets = append(o.targets, targetSpec{arg: arg, host: host, port: port})
 	}
 	return targets, nil
 }
 
-func resolve(ctx context.Context, o *options, spec targetSpec, sys network) ([]netip.Addr, error) {
-	if a, err := netip.ParseAddr(spec.host); err == nil {
-		a = a.Unmap()
-		switch {
-		case o.ipv4 && !a.Is4():
-			return nil, usagef("target %q: %v is not an IPv4 address, but -4 was given", spec.arg, a)
-		case o.ipv6 && !a.Is6():
-			return nil, usagef("target %q: %v is not an IPv6 address, but -6 was given", spec.arg, a)
-		case a.Zone() != "":
-			return nil, usagef("target %q: zoned addresses are not supported; use -I to pick the interface", spec.arg)
-		}
-		return []netip.Addr{a}, nil
-	}
+func resolve(ctx context.Context, o *options, host, arg string, sys network) ([]netip.Addr, error) {
 	family := "ip"
 	if o.ipv4 {
 		family = "ip4"
@@ -301,7 +351,7 @@ func resolve(ctx context.Context, o *options, spec targetSpec, sys network) ([]n
 	}
 	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	addrs, err := sys.lookup(lctx, family, spec.host)
+	addrs, err := sys.lookup(lctx, family, host)
 	if err != nil || len(addrs) == 0 {
 		why := "no address"
 		var dnsErr *net.DNSError
@@ -310,7 +360,7 @@ func resolve(ctx context.Context, o *options, spec targetSpec, sys network) ([]n
 		} else if err != nil {
 			why = err.Error()
 		}
-		return nil, usagef("target %q: cannot resolve %q: %s", spec.arg, spec.host, why)
+		return nil, usagef("target %q: cannot resolve %q: %s", arg, host, why)
 	}
 	for i := range addrs {
 		addrs[i] = addrs[i].Unmap()

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -125,10 +127,20 @@ func TestBadInput(t *testing.T) {
 		{[]string{"host:0"}, "out of range"},
 		{[]string{"host:65536"}, "out of range"},
 		{[]string{"host:http"}, "not a number"},
-		{[]string{"host:-1"}, "out of range"},
+		{[]string{"host:-1"}, `port range "-1" has no start`},
 		{[]string{"[2001:db8::1:80"}, "unbalanced '['"},
 		{[]string{"2001:db8::1]:80"}, "unbalanced ']'"},
-		{[]string{"[2001:db8::1]80"}, "missing port"},
+		{[]string{"[2001:db8::1]80"}, "missing ':' after ']'"},
+		{[]string{"[2001:db8::/64]:80"}, "at most /112"},
+		{[]string{"198.18.0.0/33:80"}, "prefix"},
+		{[]string{"host:90-80"}, "90-80"},
+		{[]string{"host:80=maybe"}, "maybe"},
+		{[]string{"--expect", "up", "lab.test:80"}, "--expect"},
+		{[]string{"--rate", "-5", "lab.test:80"}, "--rate"},
+		{[]string{"--retries", "-1", "lab.test:80"}, "--retries"},
+		{[]string{"-c", "1", "--expect", "open", "lab.test:80"}, "drop -c"},
+		{[]string{"-f", "/nonexistent/targets"}, "no such file"},
+		{[]string{"-c", "1", "198.18.0.0/16:1-100"}, "too many for -c/-i rounds"},
 		{[]string{"[lab.test]:80"}, "not an IPv6 address"},
 		{[]string{"2001:db8::1:80"}, "need brackets"},
 		{[]string{"nowhere.invalid:80"}, "cannot resolve"},
@@ -359,5 +371,82 @@ func TestCleanup(t *testing.T) {
 	code, stdout, _ := runCLI(t, &fakeSystem{}, "--cleanup")
 	if code != exitOK || stdout != "removed nftables table inet synprobe_99_deadbeef\n" {
 		t.Errorf("--cleanup: exit %d, %q", code, stdout)
+	}
+}
+
+// TestScanCLI: more than one pair is scanned: one result per pair,
+// --open filters, --expect judges and sets the exit status.
+func TestScanCLI(t *testing.T) {
+	// Pairs without an expectation match trivially: exit 0.
+	code, stdout, stderr := runCLI(t, &fakeSystem{}, "--json", "-w", "0.05", "--retries", "0", "198.18.0.2:79-81", "lab.test:80=open")
+	if code != exitOK {
+		t.Errorf("exit %d (%s)", code, stderr)
+	}
+	var results, summaries int
+	states := map[string]string{}
+	for _, l := range strings.Split(strings.TrimSpace(stdout), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("bad JSON %q", l)
+		}
+		switch m["type"] {
+		case "result":
+			results++
+			states[fmt.Sprintf("%v:%v", m["addr"], m["port"])] = m["state"].(string) + "/" + m["reason"].(string)
+			if m["port"] == 80.0 && m["target"] == "lab.test:80=open" && m["expected"] != "open" {
+				t.Errorf("result without its expectation: %v", m)
+			}
+		case "scan-summary":
+			summaries++
+			if m["pairs"] != 4.0 || m["open"] != 2.0 || m["closed"] != 1.0 || m["filtered"] != 1.0 || m["mismatches"] != 0.0 {
+				t.Errorf("summary %v", m)
+			}
+		}
+	}
+	want := map[string]string{"198.18.0.2:79": "filtered/timeout", "198.18.0.2:80": "open/syn-ack", "198.18.0.2:81": "closed/rst"}
+	for k, v := range want {
+		if states[k] != v {
+			t.Errorf("%s: %s, want %s", k, states[k], v)
+		}
+	}
+	if results != 4 || summaries != 1 {
+		t.Errorf("%d results, %d summaries:\n%s", results, summaries, stdout)
+	}
+
+	// --open prints open pairs only.
+	_, stdout, _ = runCLI(t, &fakeSystem{}, "--open", "-w", "0.05", "--retries", "0", "198.18.0.2:79-81")
+	if strings.Count(stdout, "open     ") != 1 || strings.Contains(stdout, "closed   ") || !strings.Contains(stdout, "--- scan of 3 pairs: 1 open, 1 closed, 1 filtered") {
+		t.Errorf("--open output:\n%s", stdout)
+	}
+
+	// Expectations: all met -> 0; one missed -> 1, with the evidence.
+	if code, out, _ := runCLI(t, &fakeSystem{}, "-w", "0.05", "--retries", "0", "198.18.0.2:80=open", "198.18.0.2:81=closed", "198.18.0.2:82=filtered"); code != exitOK || !strings.Contains(out, "every pair is as expected") {
+		t.Errorf("expectations met: exit %d\n%s", code, out)
+	}
+	code, stdout, _ = runCLI(t, &fakeSystem{}, "-w", "0.05", "--retries", "0", "--expect", "closed", "198.18.0.2:80-81", "198.18.7.7:80")
+	if code != exitNotOpen {
+		t.Errorf("expectations missed: exit %d", code)
+	}
+	for _, want := range []string{
+		"MISMATCH 198.18.0.2:80 (198.18.0.2:80-81): expected closed, got open: syn-ack from 198.18.0.2, ttl 61",
+		"MISMATCH 198.18.7.7:80 (198.18.7.7:80): expected closed, got filtered: icmp-admin-prohibited from 198.18.7.1 (a router, not the target), ttl 64; likely a middlebox (icmp-from-other-address)",
+		"2 pairs differ from what was expected",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, stdout)
+		}
+	}
+}
+
+func TestTargetFile(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "targets")
+	os.WriteFile(f, []byte("# lab\n198.18.0.2:80   # web\n\n[2001:db8::2]:80=open\n"), 0o644)
+	code, stdout, stderr := runCLI(t, &fakeSystem{}, "-f", f, "-w", "0.05")
+	if code != exitOK || !strings.Contains(stdout, "--- scan of 2 pairs: 2 open") {
+		t.Errorf("exit %d (%s)\n%s", code, stderr, stdout)
+	}
+	os.WriteFile(f, []byte("198.18.0.2:80\nbad:port\n"), 0o644)
+	if code, _, stderr := runCLI(t, &fakeSystem{}, "-f", f); code != exitUsage || !strings.Contains(stderr, "targets:2: bad:port") {
+		t.Errorf("bad file: exit %d, %q", code, stderr)
 	}
 }

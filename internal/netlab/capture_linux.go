@@ -13,7 +13,7 @@ import (
 )
 
 // StartCapture runs tcpdump on iface inside namespace ns, writing
-// nanosecond-stamped whole copies of the packets that match bpfFilter
+// nanosecond-stamped 256-byte snapshots of the packets that match bpfFilter
 // (tcpdump syntax; empty for all), and returns once tcpdump is capturing.
 // The capture is killed at cleanup if Stop was not called.
 func (l *Lab) StartCapture(tb testing.TB, ns, iface, bpfFilter string) *Capture {
@@ -27,7 +27,7 @@ func (l *Lab) StartCapture(tb testing.TB, ns, iface, bpfFilter string) *Capture 
 		done:   make(chan struct{}),
 	}
 	args := []string{"netns", "exec", ns, "tcpdump", "-i", iface, "-w", c.path,
-		"-U", "--immediate-mode", "--time-stamp-precision=nano", "-s", "0", "-n"}
+		"-U", "--immediate-mode", "--time-stamp-precision=nano", "-s", "256", "-n"}
 	if bpfFilter != "" {
 		args = append(args, bpfFilter)
 	}

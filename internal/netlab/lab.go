@@ -26,7 +26,13 @@ type Lab struct {
 // CapturedPacket is one packet read back from a capture.
 type CapturedPacket struct {
 	Time time.Time // capture time stamp, as recorded by the kernel
-	Data []byte    // the IP packet (IPv4 or IPv6), link-layer header removed
+	// Data is the IP packet (IPv4 or IPv6) as captured, link-layer header
+	// removed. Captures keep the first 256 bytes of each frame; when the
+	// packet was longer, its IP length field is trimmed to what was kept,
+	// so that packet parsers accept the headers.
+	Data []byte
+	// Len is the IP packet's length on the wire.
+	Len int
 }
 
 // Capture is a running tcpdump started by Lab.StartCapture.

@@ -80,6 +80,7 @@ func ParsePCAP(b []byte) ([]CapturedPacket, error) {
 				ErrTruncated, incl, off-recordHeaderLen, len(b)-off)
 		}
 		frame := b[off : off+int(incl) : off+int(incl)]
+		orig := int(bo.Uint32(h[12:]))
 		off += int(incl)
 
 		nsec := int64(frac)
@@ -87,10 +88,26 @@ func ParsePCAP(b []byte) ([]CapturedPacket, error) {
 			nsec *= 1000
 		}
 		if ip := ipPayload(link, frame); ip != nil {
-			pkts = append(pkts, CapturedPacket{Time: time.Unix(int64(sec), nsec), Data: ip})
+			n := len(ip) + orig - len(frame) // the packet's length on the wire
+			pkts = append(pkts, CapturedPacket{Time: time.Unix(int64(sec), nsec), Data: trimLength(ip), Len: n})
 		}
 	}
 	return pkts, nil
+}
+
+// trimLength returns ip with its length field cut down to the bytes
+// captured, when the snapshot is shorter than the packet (copied first:
+// the capture buffer stays intact).
+func trimLength(ip []byte) []byte {
+	switch {
+	case len(ip) >= 20 && ip[0]>>4 == 4 && int(binary.BigEndian.Uint16(ip[2:])) > len(ip):
+		ip = append([]byte(nil), ip...)
+		binary.BigEndian.PutUint16(ip[2:], uint16(len(ip)))
+	case len(ip) >= 40 && ip[0]>>4 == 6 && int(binary.BigEndian.Uint16(ip[4:]))+40 > len(ip):
+		ip = append([]byte(nil), ip...)
+		binary.BigEndian.PutUint16(ip[4:], uint16(len(ip)-40))
+	}
+	return ip
 }
 
 // ipPayload strips the link-layer header of frame and returns the IP packet,

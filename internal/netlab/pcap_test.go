@@ -12,6 +12,7 @@ import (
 type record struct {
 	sec, frac uint32
 	frame     []byte
+	cut       int // bytes of the packet beyond the snapshot
 }
 
 // craftPCAP builds a pcap file the way libpcap writes one.
@@ -26,8 +27,8 @@ func craftPCAP(bo binary.AppendByteOrder, magic uint32, link uint32, recs ...rec
 	for _, r := range recs {
 		b = bo.AppendUint32(b, r.sec)
 		b = bo.AppendUint32(b, r.frac)
-		b = bo.AppendUint32(b, uint32(len(r.frame))) // incl_len
-		b = bo.AppendUint32(b, uint32(len(r.frame))) // orig_len
+		b = bo.AppendUint32(b, uint32(len(r.frame)))       // incl_len
+		b = bo.AppendUint32(b, uint32(len(r.frame)+r.cut)) // orig_len
 		b = append(b, r.frame...)
 	}
 	return b
@@ -85,9 +86,9 @@ func TestParsePCAP(t *testing.T) {
 				t.Fatal(err)
 			}
 			want := []CapturedPacket{
-				{time.Unix(1700000000, 0).Add(123456 * tc.unit), ipv4Packet},
-				{time.Unix(1700000002, 0).Add(999999 * tc.unit), ipv6Packet},
-				{time.Unix(1700000003, 0), ipv4Packet},
+				{time.Unix(1700000000, 0).Add(123456 * tc.unit), ipv4Packet, len(ipv4Packet)},
+				{time.Unix(1700000002, 0).Add(999999 * tc.unit), ipv6Packet, len(ipv6Packet)},
+				{time.Unix(1700000003, 0), ipv4Packet, len(ipv4Packet)},
 			}
 			if len(pkts) != len(want) {
 				t.Fatalf("got %d packets, want %d", len(pkts), len(want))
@@ -212,4 +213,29 @@ func FuzzParsePCAP(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestSnapshotTrimmed: a packet longer than the snapshot comes back with
+// its IP length field cut to what was captured, and its wire length in Len.
+func TestSnapshotTrimmed(t *testing.T) {
+	for _, ip := range [][]byte{ipv4Packet, ipv6Packet} {
+		long := append([]byte(nil), ip...)
+		if long[0]>>4 == 4 {
+			binary.BigEndian.PutUint16(long[2:], 5000)
+		} else {
+			binary.BigEndian.PutUint16(long[4:], 5000-40)
+		}
+		eth := append([]byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 0x08, 0x00}, long...)
+		if long[0]>>4 == 6 {
+			eth[12], eth[13] = 0x86, 0xdd
+		}
+		pkts, err := ParsePCAP(craftPCAP(binary.LittleEndian, magicNano, linkEthernet, record{frame: eth, cut: 5000 - len(long)}))
+		if err != nil || len(pkts) != 1 {
+			t.Fatalf("%d packets, %v", len(pkts), err)
+		}
+		p := pkts[0]
+		if p.Len != 5000 || !bytes.Equal(p.Data, ip) {
+			t.Errorf("len %d, data %x; want 5000, %x", p.Len, p.Data, ip)
+		}
+	}
 }

@@ -50,6 +50,23 @@ func (s *Set) Index(addr netip.Addr, port uint16) (i uint64, ok bool) {
 	return 0, false
 }
 
+// EachIndex calls fn with the index of (addr, port) in every block that
+// holds it: overlapping targets ("198.18.0.0/24:80" and "web:80") share
+// the answer, each with its own Spec.
+func (s *Set) EachIndex(addr netip.Addr, port uint16, fn func(i uint64)) {
+	addr = addr.Unmap()
+	for _, bi := range s.idx.byAddr[addr] {
+		if i, ok := s.blockIndex(bi, addr, port); ok {
+			fn(i)
+		}
+	}
+	for _, bi := range s.idx.cidrs {
+		if i, ok := s.blockIndex(bi, addr, port); ok {
+			fn(i)
+		}
+	}
+}
+
 // blockIndex locates (addr, port) inside block bi.
 func (s *Set) blockIndex(bi int, addr netip.Addr, port uint16) (uint64, bool) {
 	b := &s.blocks[bi]

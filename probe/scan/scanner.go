@@ -428,7 +428,6 @@ func (s *scanner) receive(stop *atomic.Bool) error {
 func (s *scanner) ours(a netip.Addr) bool { return a == s.cfg.Src4 || a == s.cfg.Src6 }
 
 func (s *scanner) handle(pkt *rawsock.Packet, rx time.Time) {
-	r := &s.res
 	if pkt.IsICMP() {
 		q := &pkt.Quoted
 		if !q.HasSeq || !s.ours(q.Src) || q.SrcPort < s.cfg.PortLo || q.SrcPort > s.cfg.PortHi {
@@ -437,21 +436,17 @@ func (s *scanner) handle(pkt *rawsock.Packet, rx time.Time) {
 		if q.Seq != s.cfg.Cookie.ISN(q.Src, q.Dst, q.SrcPort, q.DstPort, 0) {
 			return
 		}
-		idx, ok := s.set.Index(q.Dst, q.DstPort)
-		if !ok || s.answered.TestAndSet(idx) {
-			s.countDup(ok)
-			return
-		}
-		s.begin(r, idx, q.Dst, q.DstPort, q.SrcPort, rx)
-		r.State = probe.StateFiltered
-		r.Reason = rawsock.ICMPReason(q.Dst.Is6(), pkt.ICMPType, pkt.ICMPCode)
-		r.From, r.TTL, r.TOS, r.IPID, r.DF = pkt.Src, pkt.TTL, pkt.TOS, pkt.ID, pkt.DF
-		r.ICMPType, r.ICMPCode = pkt.ICMPType, pkt.ICMPCode
-		if pkt.Src != q.Dst {
-			r.Hint = "icmp-from-other-address"
-		}
-		s.filt.Add(1)
-		s.emit(r, idx)
+		s.answer(q.Dst, q.DstPort, func(r *probe.Result, idx uint64) {
+			s.begin(r, idx, q.Dst, q.DstPort, q.SrcPort, rx)
+			r.State = probe.StateFiltered
+			r.Reason = rawsock.ICMPReason(q.Dst.Is6(), pkt.ICMPType, pkt.ICMPCode)
+			r.From, r.TTL, r.TOS, r.IPID, r.DF = pkt.Src, pkt.TTL, pkt.TOS, pkt.ID, pkt.DF
+			r.ICMPType, r.ICMPCode = pkt.ICMPType, pkt.ICMPCode
+			if pkt.Src != q.Dst {
+				r.Hint = "icmp-from-other-address"
+			}
+			s.filt.Add(1)
+		})
 		return
 	}
 	if pkt.Proto != rawsock.ProtocolTCP || pkt.Flags&rawsock.FlagAck == 0 || !s.ours(pkt.Dst) ||
@@ -472,26 +467,43 @@ func (s *scanner) handle(pkt *rawsock.Packet, rx time.Time) {
 		// server retransmits its SYN-ACK when our RST was lost.
 		s.sendRST(pkt, isn)
 	}
-	idx, ok := s.set.Index(pkt.Src, pkt.SrcPort)
-	if !ok || s.answered.TestAndSet(idx) {
-		s.countDup(ok)
-		return
-	}
-	s.begin(r, idx, pkt.Src, pkt.SrcPort, pkt.DstPort, rx)
-	r.From, r.TTL, r.TOS, r.IPID, r.DF = pkt.Src, pkt.TTL, pkt.TOS, pkt.ID, pkt.DF
-	r.Flags, r.Window, r.Options = pkt.Flags, pkt.Window, pkt.Options
 	if synack {
-		r.State, r.Reason = probe.StateOpen, probe.ReasonSYNACK
 		s.hostTTL[pkt.Src] = pkt.TTL
-		s.open.Add(1)
-	} else {
-		r.State, r.Reason = probe.StateClosed, probe.ReasonRST
-		if t, ok := s.hostTTL[pkt.Src]; ok && MiddleboxTTL(t, pkt.TTL) {
-			r.Hint = "rst-ttl-differs-from-syn-ack"
-		}
-		s.closed.Add(1)
 	}
-	s.emit(r, idx)
+	s.answer(pkt.Src, pkt.SrcPort, func(r *probe.Result, idx uint64) {
+		s.begin(r, idx, pkt.Src, pkt.SrcPort, pkt.DstPort, rx)
+		r.From, r.TTL, r.TOS, r.IPID, r.DF = pkt.Src, pkt.TTL, pkt.TOS, pkt.ID, pkt.DF
+		r.Flags, r.Window, r.Options = pkt.Flags, pkt.Window, pkt.Options
+		if synack {
+			r.State, r.Reason = probe.StateOpen, probe.ReasonSYNACK
+			s.open.Add(1)
+		} else {
+			r.State, r.Reason = probe.StateClosed, probe.ReasonRST
+			if t, ok := s.hostTTL[pkt.Src]; ok && MiddleboxTTL(t, pkt.TTL) {
+				r.Hint = "rst-ttl-differs-from-syn-ack"
+			}
+			s.closed.Add(1)
+		}
+	})
+}
+
+// answer reports the answer for (addr, port) once per pair index holding
+// it; fill sets up the Result. An answer for pairs all answered before is
+// a duplicate.
+func (s *scanner) answer(addr netip.Addr, port uint16, fill func(r *probe.Result, idx uint64)) {
+	fresh, known := false, false
+	s.set.EachIndex(addr, port, func(idx uint64) {
+		known = true
+		if s.answered.TestAndSet(idx) {
+			return
+		}
+		fresh = true
+		fill(&s.res, idx)
+		s.emit(&s.res, idx)
+	})
+	if known && !fresh {
+		s.dups.Add(1)
+	}
 }
 
 // MiddleboxTTL reports whether a refusal's TTL implies another hop count
@@ -500,12 +512,6 @@ func MiddleboxTTL(synack, other uint8) bool {
 	h1, _ := probe.Hops(synack)
 	h2, _ := probe.Hops(other)
 	return h1 != h2
-}
-
-func (s *scanner) countDup(found bool) {
-	if found {
-		s.dups.Add(1)
-	}
 }
 
 func (s *scanner) sendRST(pkt *rawsock.Packet, isn uint32) {

@@ -1,0 +1,314 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/synprobe/synprobe/probe"
+	"github.com/synprobe/synprobe/probe/scan"
+	"github.com/synprobe/synprobe/rawsock"
+)
+
+// maxMismatches bounds the mismatches kept for the report; all are counted.
+const maxMismatches = 10000
+
+// mismatch is a pair whose verdict differs from its expectation.
+type mismatch struct {
+	arg      string
+	addr     netip.Addr
+	port     uint16
+	expected string
+	got      probe.State
+	reason   string
+	from     netip.Addr
+	ttl      uint8
+	icmp     bool
+	hint     string
+}
+
+func runScan(ctx context.Context, o *options, blocks []scan.Block, stdout, stderr io.Writer, sys network) (int, error) {
+	set := scan.NewSet(blocks...)
+	var src4, src6 netip.Addr
+	for i := range blocks {
+		var a netip.Addr
+		if blocks[i].Addrs != nil {
+			a = blocks[i].Addrs[0]
+		} else {
+			a = blocks[i].Spec.Prefix.Masked().Addr()
+		}
+		if (a.Is4() && src4.IsValid()) || (a.Is6() && src6.IsValid()) {
+			continue
+		}
+		src, err := sourceFor(o, a, sys)
+		if err != nil {
+			var u *usageError
+			if errors.As(err, &u) {
+				return 0, err
+			}
+			return 0, &failure{fmt.Errorf("%s: no route to %v: %v", blocks[i].Spec.Arg, a, err)}
+		}
+		if a.Is4() {
+			src4 = src
+		} else {
+			src6 = src
+		}
+	}
+	lo, hi, err := sys.portRange()
+	if err != nil {
+		return 0, &failure{err}
+	}
+	if o.sport != 0 {
+		lo, hi = o.sport, o.sport
+	}
+	c, err := sys.listen(rawsock.Config{IPv4: src4.IsValid(), IPv6: src6.IsValid(), PortLo: lo, PortHi: hi, Interface: o.iface, NoTxStamps: true})
+	if err != nil {
+		if errors.Is(err, os.ErrPermission) {
+			return 0, errors.New(privilegeFix("raw sockets need CAP_NET_RAW"))
+		}
+		return 0, err
+	}
+	defer c.Close()
+	cookie, err := rawsock.NewRandomCookie()
+	if err != nil {
+		return 0, err
+	}
+	var key [16]byte
+	rand.Read(key[:])
+
+	out := newPrinter(stdout, o)
+	var mismatches []mismatch
+	nMismatch := 0
+	expecting := o.expect != "" || hasExpectation(o.specs)
+	cfg := scan.Config{
+		Set: set, Src4: src4, Src6: src6, PortLo: lo, PortHi: hi,
+		Rate: o.rate, Retries: o.retries, Timeout: o.timeout, Senders: o.senders,
+		TTL: o.ttl, TOS: o.tos, Window: o.window,
+		Cookie: cookie, PermKey: key,
+		OnResult: func(r *probe.Result, spec *scan.Spec) {
+			exp := spec.Expect
+			if exp == "" {
+				exp = o.expect
+			}
+			if exp != "" && r.State.String() != exp {
+				if nMismatch++; len(mismatches) < maxMismatches {
+					mismatches = append(mismatches, mismatch{arg: spec.Arg, addr: r.Target.Addr, port: r.Target.Port, expected: exp,
+						got: r.State, reason: r.Reason, from: r.From, ttl: r.TTL, icmp: r.IsICMP(), hint: r.Hint})
+				}
+			}
+			if !o.openOnly || r.State == probe.StateOpen {
+				out.scanResult(r, spec, exp)
+			}
+		},
+	}
+	if !o.noOptions {
+		cfg.Options = synOptions(o, 1460)
+		cfg.Options6 = synOptions(o, 1440)
+	}
+	if isTerminal(stderr) && !o.quiet {
+		start := time.Now()
+		cfg.OnProgress = func(p scan.Progress) {
+			if time.Since(start) < time.Second {
+				return
+			}
+			fmt.Fprintf(stderr, "\rscan: %d/%d pairs answered, %d open, %s probes/s", p.Done, p.Pairs, p.Open, strconv.FormatFloat(p.Rate, 'f', 0, 64))
+			if p.Pass > 0 {
+				fmt.Fprintf(stderr, ", retry %d", p.Pass)
+			} else if p.ETA > 0 {
+				fmt.Fprintf(stderr, ", ETA %.1f s", p.ETA.Seconds())
+			}
+			fmt.Fprint(stderr, "\033[K")
+		}
+	}
+	sum, err := scan.Scan(ctx, c, cfg)
+	if cfg.OnProgress != nil {
+		fmt.Fprint(stderr, "\r\033[K")
+	}
+	if err != nil {
+		return 0, err
+	}
+	// Judge the refusals again now that every host's SYN-ACK TTL is known.
+	for i := range mismatches {
+		m := &mismatches[i]
+		if t, ok := sum.HostTTL[m.addr]; ok && m.hint == "" && m.got == probe.StateClosed && scan.MiddleboxTTL(t, m.ttl) {
+			m.hint = "rst-ttl-differs-from-syn-ack"
+		}
+	}
+	for i := range mismatches {
+		out.mismatch(&mismatches[i], o)
+	}
+	out.scanSummary(&sum, nMismatch, expecting)
+	switch {
+	case sum.Interrupted && sum.Open+sum.Closed+sum.Filtered == 0:
+		return exitNotOpen, nil
+	case expecting && nMismatch > 0:
+		return exitNotOpen, nil
+	case expecting:
+		return exitOK, nil
+	case sum.Open == sum.Pairs:
+		return exitOK, nil
+	}
+	return exitNotOpen, nil
+}
+
+// evidence describes who answered and how, for a mismatch.
+func (m *mismatch) evidence(o *options) string {
+	var e string
+	switch {
+	case m.reason == probe.ReasonTimeout:
+		e = fmt.Sprintf("no answer to %d probes (timeout %v)", o.retries+1, o.timeout)
+	case m.icmp:
+		who := "the target"
+		if m.from != m.addr {
+			who = "a router, not the target"
+		}
+		e = fmt.Sprintf("%s from %v (%s), ttl %d", m.reason, m.from, who, m.ttl)
+	default:
+		e = fmt.Sprintf("%s from %v, ttl %d", m.reason, m.from, m.ttl)
+	}
+	if m.hint != "" {
+		e += "; likely a middlebox (" + m.hint + ")"
+	}
+	return e
+}
+
+func (p *textPrinter) scanResult(r *probe.Result, spec *scan.Spec, expect string) {
+	b := p.b[:0]
+	b = fmt.Appendf(b, "%-8s %s", r.State, r.Target)
+	if r.Answered() && r.RTT > 0 {
+		b = fmt.Appendf(b, "  rtt=%s ms", ms(r.RTT))
+	}
+	b = append(b, "  reason="...)
+	b = append(b, r.Reason...)
+	switch {
+	case r.IsICMP():
+		b = fmt.Appendf(b, " from=%s ttl=%d", r.From, r.TTL)
+	case r.Answered():
+		hops, _ := probe.Hops(r.TTL)
+		b = fmt.Appendf(b, " ttl=%d hops=%d flags=%s win=%d", r.TTL, hops, r.Flags, r.Window)
+		if r.State == probe.StateOpen {
+			b = appendSYNACKOptions(b, r)
+		}
+	}
+	if r.Hint != "" {
+		b = append(b, " hint="+r.Hint...)
+	}
+	if expect != "" && r.State.String() != expect {
+		b = append(b, " MISMATCH(expected "+expect+")"...)
+	}
+	b = append(b, '\n')
+	p.b = b
+	p.w.Write(b)
+}
+
+func (p *textPrinter) mismatch(m *mismatch, o *options) {
+	fmt.Fprintf(p.w, "MISMATCH %v (%s): expected %s, got %v: %s\n", netip.AddrPortFrom(m.addr, m.port), m.arg, m.expected, m.got, m.evidence(o))
+}
+
+func (p *textPrinter) scanSummary(s *scan.Summary, mismatches int, expecting bool) {
+	fmt.Fprintf(p.w, "--- scan of %d pairs: %d open, %d closed, %d filtered (%s) ---\n", s.Pairs, s.Open, s.Closed, s.Filtered, reasonList(s.Reasons))
+	limit := "none"
+	if s.RateLimit > 0 {
+		limit = strconv.FormatFloat(s.RateLimit, 'f', 0, 64) + "/s"
+	}
+	fmt.Fprintf(p.w, "%d probes sent (%d retries) in %.3f s, %s probes/s while sending (limit %s), %d duplicate replies",
+		s.Sent, s.Retries, s.Duration.Seconds(), strconv.FormatFloat(s.Rate, 'f', 0, 64), limit, s.Duplicates)
+	if s.Slowdowns > 0 {
+		fmt.Fprintf(p.w, ", slowed down %d times", s.Slowdowns)
+	}
+	if s.SendErrors > 0 {
+		fmt.Fprintf(p.w, ", %d send errors", s.SendErrors)
+	}
+	if s.Interrupted {
+		fmt.Fprint(p.w, ", interrupted")
+	}
+	fmt.Fprintln(p.w)
+	if expecting {
+		if mismatches == 0 {
+			fmt.Fprintln(p.w, "every pair is as expected")
+		} else {
+			fmt.Fprintf(p.w, "%d pairs differ from what was expected\n", mismatches)
+		}
+	}
+}
+
+func reasonList(r map[string]uint64) string {
+	keys := make([]string, 0, len(r))
+	for k := range r {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b []byte
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = fmt.Appendf(b, "%s %d", k, r[k])
+	}
+	return string(b)
+}
+
+func (p *jsonPrinter) scanResult(r *probe.Result, spec *scan.Spec, expect string) {
+	p.typ, p.expect = "result", expect
+	p.result(r, &targetSpec{arg: spec.Arg, host: spec.Host, port: r.Target.Port})
+	p.typ, p.expect = "", ""
+}
+
+func (p *jsonPrinter) mismatch(m *mismatch, o *options) {
+	j := &p.j
+	j.begin("mismatch")
+	j.str("target", m.arg)
+	j.str("addr", m.addr.String())
+	j.uint("port", uint64(m.port))
+	j.str("expected", m.expected)
+	j.str("got", m.got.String())
+	j.str("reason", m.reason)
+	if m.from.IsValid() {
+		j.str("from", m.from.String())
+		j.uint("ttl", uint64(m.ttl))
+	}
+	if m.hint != "" {
+		j.str("hint", m.hint)
+	}
+	j.str("evidence", m.evidence(o))
+	j.end(p.w)
+}
+
+func (p *jsonPrinter) scanSummary(s *scan.Summary, mismatches int, expecting bool) {
+	j := &p.j
+	j.begin("scan-summary")
+	j.uint("pairs", s.Pairs)
+	j.uint("sent", s.Sent)
+	j.uint("retries", s.Retries)
+	j.uint("open", s.Open)
+	j.uint("closed", s.Closed)
+	j.uint("filtered", s.Filtered)
+	j.object("reasons")
+	keys := make([]string, 0, len(s.Reasons))
+	for k := range s.Reasons {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		j.uint(k, s.Reasons[k])
+	}
+	j.close('}')
+	j.uint("duplicates", s.Duplicates)
+	j.float("duration_s", s.Duration.Seconds(), 6)
+	j.float("rate_pps", s.Rate, 1)
+	j.float("rate_limit_pps", s.RateLimit, 1)
+	j.uint("slowdowns", uint64(s.Slowdowns))
+	j.uint("send_errors", s.SendErrors)
+	j.bool("interrupted", s.Interrupted)
+	if expecting {
+		j.uint("mismatches", uint64(mismatches))
+	}
+	j.end(p.w)
+}
