@@ -1,7 +1,11 @@
 package rawsock
 
-// batchSlot is the room for one packet in a Batch: a SYN with options.
-const batchSlot = 128
+// batchSlot is the room for one packet in a Batch: batchHeadroom bytes for
+// a link-layer header (PacketSender), then the IP packet, a SYN with options.
+const (
+	batchSlot     = 128
+	batchHeadroom = 16
+)
 
 // Batch collects packets of one address family to send in one go
 // (sendmmsg(2) on Linux). Build each packet into Slot, then Commit it. A
@@ -32,19 +36,28 @@ func (b *Batch) Full() bool { return b.n == len(b.lens) }
 func (b *Batch) IPv6() bool { return b.v6 }
 
 // Slot returns the buffer for the next packet.
-func (b *Batch) Slot() []byte { return b.buf[b.n*batchSlot : (b.n+1)*batchSlot] }
+func (b *Batch) Slot() []byte { return b.buf[b.n*batchSlot+batchHeadroom : (b.n+1)*batchSlot] }
 
 // Packet returns committed packet i.
-func (b *Batch) Packet(i int) []byte { return b.buf[i*batchSlot : i*batchSlot+b.lens[i]] }
+func (b *Batch) Packet(i int) []byte {
+	off := i*batchSlot + batchHeadroom
+	return b.buf[off : off+b.lens[i]]
+}
+
+// frame returns committed packet i with hdr bytes of headroom before it.
+func (b *Batch) frame(i, hdr int) []byte {
+	off := i*batchSlot + batchHeadroom
+	return b.buf[off-hdr : off+b.lens[i]]
+}
 
 // Commit adds the n-byte packet built in Slot. It returns false (and adds
 // nothing) when the batch is full or the packet's address family differs
 // from the batch's: send the batch first.
 func (b *Batch) Commit(n int) bool {
-	if b.Full() || n < IPv4MinimumSize || n > batchSlot {
+	if b.Full() || n < IPv4MinimumSize || n > batchSlot-batchHeadroom {
 		return false
 	}
-	v6 := b.buf[b.n*batchSlot]>>4 == 6
+	v6 := b.buf[b.n*batchSlot+batchHeadroom]>>4 == 6
 	if b.n > 0 && v6 != b.v6 {
 		return false
 	}

@@ -33,6 +33,9 @@ type Config struct {
 	// NoTxStamps turns transmit timestamps off: at scan rates the error
 	// queue traffic would cost more than the stamps are worth.
 	NoTxStamps bool
+	// RecvBuffer is each receive socket's buffer in bytes (default 8 MiB).
+	// Scans want more: replies arrive as fast as probes leave.
+	RecvBuffer int
 }
 
 // Conn is a set of raw sockets: one send socket per family (IPPROTO_RAW,
@@ -256,8 +259,12 @@ func (c *Conn) addRx(family, proto int, filter []bpf.Instruction, cfg Config) er
 	}
 	// A big queue so that bursts of replies are not dropped; FORCE needs
 	// CAP_NET_ADMIN, the plain one is capped by rmem_max.
-	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20) != nil {
-		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 8<<20)
+	rcvbuf := cfg.RecvBuffer
+	if rcvbuf <= 0 {
+		rcvbuf = 8 << 20
+	}
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcvbuf) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, rcvbuf)
 	}
 	// The socket queued every packet since socket(); drop what came before
 	// the filter.

@@ -16,6 +16,8 @@ type Config struct {
 	PortLo, PortHi uint16
 	Interface      string
 	Mark           uint32
+	NoTxStamps     bool
+	RecvBuffer     int
 }
 
 // Conn is not implemented on this platform.

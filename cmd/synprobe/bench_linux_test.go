@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -266,6 +268,45 @@ func BenchmarkCloseAccuracy(b *testing.B) {
 				b.ReportMetric(float64(p99)/1e3, srv.name+"-"+s.name+"-p99-µs")
 				b.Logf("%s %s: median %.3f µs, p99 %.3f µs over %d probes", srv.name, s.name, float64(med)/1e3, float64(p99)/1e3, len(s.d))
 			}
+		}
+	}
+}
+
+// BenchmarkScan256k scans 256 hosts × ports 1-1000 (three open per host)
+// as fast as the machine allows, beside nmap -sS -T5 when installed, and
+// reports wall time, open ports found and synprobe's peak memory.
+func BenchmarkScan256k(b *testing.B) {
+	for range b.N {
+		l, v4, _ := scanLab(b, 22, 80, 443)
+		target := v4.String() + ":1-1000"
+		start := time.Now()
+		cmd := l.Command(b.Context(), l.Prober, synprobeBinary(b), "--open", "--json", "--rate", "0", target)
+		out, err := cmd.Output()
+		wall := time.Since(start)
+		if ee, ok := err.(*exec.ExitError); err != nil && (!ok || ee.ExitCode() != exitNotOpen) {
+			b.Fatalf("synprobe: %v", err)
+		}
+		open := strings.Count(string(out), `"state":"open"`)
+		var rss int64
+		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+			rss = ru.Maxrss // KiB
+		}
+		summary := string(out[strings.LastIndex(string(out), `{"type":"scan-summary"`):])
+		b.ReportMetric(wall.Seconds(), "synprobe-s")
+		b.ReportMetric(float64(open), "synprobe-open")
+		b.ReportMetric(float64(rss)/1024, "synprobe-MiB")
+		b.Logf("synprobe: %d open in %v, peak RSS %d KiB; %s", open, wall, rss, strings.TrimSpace(summary))
+		if _, err := exec.LookPath("nmap"); err == nil {
+			start = time.Now()
+			nout, err := l.Command(b.Context(), l.Prober, "nmap", "-sS", "-n", "-Pn", "-T5", "--min-rate", "100000", "-p1-1000", v4.String()).Output()
+			nwall := time.Since(start)
+			if err != nil {
+				b.Fatalf("nmap: %v", err)
+			}
+			nopen := len(regexp.MustCompile(`(?m)^[0-9]+/tcp +open `).FindAll(nout, -1))
+			b.ReportMetric(nwall.Seconds(), "nmap-s")
+			b.ReportMetric(float64(nopen), "nmap-open")
+			b.Logf("nmap -sS -T5 --min-rate 100000: %d open in %v", nopen, nwall)
 		}
 	}
 }

@@ -40,6 +40,15 @@ type network interface {
 	watch(lo, hi uint16, mark uint32) (watch, error)
 	// cleanup removes tables left by dead runs (--cleanup).
 	cleanup() ([]string, error)
+	// nextHop and packetSender give scans their fast path.
+	nextHop(dst netip.Addr) (rawsock.NextHop, error)
+	packetSender(hop rawsock.NextHop, v6 bool) (packetSender, error)
+}
+
+// packetSender is a rawsock.PacketSender.
+type packetSender interface {
+	scan.BatchSender
+	Close() error
 }
 
 // watch is a rawsock.RSTWatch.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -57,6 +58,14 @@ type fakeWatch uint64
 
 func (w fakeWatch) Escaped() uint64 { return uint64(w) }
 func (w fakeWatch) Close() error    { return nil }
+
+func (f *fakeSystem) nextHop(netip.Addr) (rawsock.NextHop, error) {
+	return rawsock.NextHop{}, errors.New("fake: no link layer")
+}
+
+func (f *fakeSystem) packetSender(rawsock.NextHop, bool) (packetSender, error) {
+	return nil, errors.New("fake: no link layer")
+}
 
 func (f *fakeSystem) cleanup() ([]string, error) { return []string{"synprobe_99_deadbeef"}, nil }
 

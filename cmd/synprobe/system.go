@@ -30,3 +30,9 @@ func (system) cleanup() ([]string, error) { return rawsock.CleanupTables() }
 func (system) watch(lo, hi uint16, mark uint32) (watch, error) {
 	return rawsock.NewRSTWatch(lo, hi, mark)
 }
+
+func (system) nextHop(dst netip.Addr) (rawsock.NextHop, error) { return rawsock.NextHopTo(dst) }
+
+func (system) packetSender(hop rawsock.NextHop, v6 bool) (packetSender, error) {
+	return rawsock.NewPacketSender(hop, v6)
+}

@@ -8,6 +8,7 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -27,9 +28,18 @@ type Conn interface {
 	Wake()
 }
 
+// BatchSender sends a batch of packets: rawsock.Conn (raw IP sockets) or
+// rawsock.PacketSender (Ethernet frames, skipping the host's IP output).
+type BatchSender interface {
+	SendBatch(b *rawsock.Batch) (int, error)
+}
+
 // Config configures Scan.
 type Config struct {
-	Set *Set
+	// Send4 and Send6, if set, send the probes of their family instead of
+	// the Conn.
+	Send4, Send6 BatchSender
+	Set          *Set
 	// Src4 and Src6 are the source addresses for each family in the Set.
 	Src4, Src6 netip.Addr
 	// PortLo..PortHi are our source ports; replies to others are ignored.
@@ -119,6 +129,7 @@ type scanner struct {
 	sent, dups, sendErrs atomic.Uint64
 	open, closed, filt   atomic.Uint64
 	maxRTT               atomic.Int64 // ns
+	lastAnswer           atomic.Int64 // unix ns of the latest answer handled
 	slowdowns            atomic.Int32
 	enobufs              atomic.Bool
 
@@ -226,17 +237,36 @@ func (s *scanner) run(ctx context.Context) (Summary, error) {
 			interrupted = true
 			break
 		}
-		// Wait for the answers: a few times the slowest seen, or the
-		// full timeout while nothing has answered yet.
-		wait := s.cfg.Timeout
-		if m := time.Duration(s.maxRTT.Load()); m > 0 {
-			wait = min(wait, max(4*m, 50*time.Millisecond))
-		}
-		select {
-		case <-ctx.Done():
-			interrupted = true
-		case recvErr = <-recvDone:
-		case <-time.After(wait):
+		// Wait for the answers: until none has come for a few times the
+		// slowest seen (the receiver may still be working through a
+		// backlog), at most the timeout; the full timeout while nothing
+		// has answered at all.
+		sendEnd := time.Now()
+		deadline := sendEnd.Add(s.cfg.Timeout)
+	wait:
+		for {
+			quiet := s.cfg.Timeout
+			if m := time.Duration(s.maxRTT.Load()); m > 0 {
+				quiet = min(quiet, max(4*m, 20*time.Millisecond))
+			}
+			last := time.Unix(0, s.lastAnswer.Load())
+			until := deadline
+			if s.answered.Count() > 0 {
+				if u := laterOf(last, sendEnd).Add(quiet); u.Before(deadline) {
+					until = u
+				}
+			}
+			if !time.Now().Before(until) {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				interrupted = true
+				break wait
+			case recvErr = <-recvDone:
+				break wait
+			case <-time.After(min(time.Until(until), 10*time.Millisecond)):
+			}
 		}
 		if interrupted || recvErr != nil {
 			break
@@ -322,7 +352,13 @@ func (s *scanner) sender(ctx context.Context, pass int, first uint64) {
 					time.Sleep(wait)
 				}
 			}
-			n, err := s.conn.SendBatch(b)
+			var out BatchSender = s.conn
+			if b.IPv6() && s.cfg.Send6 != nil {
+				out = s.cfg.Send6
+			} else if !b.IPv6() && s.cfg.Send4 != nil {
+				out = s.cfg.Send4
+			}
+			n, err := out.SendBatch(b)
 			s.sent.Add(uint64(n))
 			if err != nil {
 				s.sendErrs.Add(uint64(want - n))
@@ -385,6 +421,13 @@ func (s *scanner) sender(ctx context.Context, pass int, first uint64) {
 
 func isNoBufs(err error) bool { return errors.Is(err, syscall.ENOBUFS) }
 
+func laterOf(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
 // sport spreads pairs over our source ports; retries take another port.
 func (s *scanner) sport(idx uint64, pass int) uint16 {
 	span := uint64(s.cfg.PortHi-s.cfg.PortLo) + 1
@@ -398,13 +441,25 @@ func (s *scanner) receive(stop *atomic.Bool) error {
 	defer runtime.UnlockOSThread()
 	buf := make([]byte, rawsock.MaxPacketSize)
 	var in rawsock.Packet
-	failures := 0
+	failures, idle := 0, 0
+	var poll time.Time // in the past: Recv polls without blocking
+	poll = time.Unix(1, 0)
 	for !stop.Load() {
-		n, rx, err := s.conn.Recv(buf, time.Time{})
+		// While answers keep coming, poll: at scan rates a thread that
+		// sleeps between packets is woken for every one, and the wake-ups
+		// cost more than the polling. After a run of empty polls, block.
+		deadline := poll
+		if idle > 64 {
+			deadline = time.Time{}
+		}
+		n, rx, err := s.conn.Recv(buf, deadline)
 		if err != nil {
 			switch {
 			case errors.Is(err, net.ErrClosed):
 				return nil
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				idle++
+				continue
 			case errors.Is(err, rawsock.ErrWoken):
 				continue
 			}
@@ -413,10 +468,11 @@ func (s *scanner) receive(stop *atomic.Bool) error {
 			}
 			continue
 		}
-		failures = 0
+		failures, idle = 0, 0
 		if rawsock.Parse(buf[:n], &in) != nil {
 			continue
 		}
+		s.lastAnswer.Store(time.Now().UnixNano())
 		if rx.IsZero() {
 			rx = time.Now()
 		}
