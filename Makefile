@@ -48,8 +48,9 @@ fuzz:
 		$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) ./$$pkg || exit 1; \
 	done
 
-bench: deps
+bench: deps build
 	$(SUDO) env "PATH=$$PATH" scripts/bench-rtt.sh
+	$(SUDO) scripts/bench-scan.sh bin/synprobe bin/labserver 3
 
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

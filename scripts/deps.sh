@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Install the system packages synprobe's lab, demo and integration tests
 # use, if any is missing: iproute2 (ip), nftables (nft), tcpdump, libcap2-bin
-# (setcap). Debian/Ubuntu only; elsewhere it names what to install.
+# (setcap), bc (bench scripts). Debian/Ubuntu only; elsewhere it names what to install.
 set -euo pipefail
 
-declare -A pkg=([ip]=iproute2 [nft]=nftables [tcpdump]=tcpdump [setcap]=libcap2-bin)
+declare -A pkg=([ip]=iproute2 [nft]=nftables [tcpdump]=tcpdump [setcap]=libcap2-bin [bc]=bc)
 missing=()
 for cmd in "${!pkg[@]}"; do
 	command -v "$cmd" >/dev/null 2>&1 || PATH=$PATH:/usr/sbin:/sbin command -v "$cmd" >/dev/null 2>&1 || missing+=("${pkg[$cmd]}")
 done
+[ -x /usr/bin/time ] || missing+=(time) # bench scripts: peak memory
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then

@@ -3,9 +3,11 @@
 package main
 
 import (
+	"bufio"
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -108,6 +110,15 @@ func BenchmarkOneShot(b *testing.B) {
 type rawsockPkt struct {
 	t time.Time
 	p rawsock.Packet
+}
+
+// labserverBinary builds internal/labserver once per benchmark.
+func labserverBinary(b *testing.B) string {
+	p := filepath.Join(b.TempDir(), "labserver")
+	if out, err := exec.Command("go", "build", "-o", p, "../../internal/labserver").CombinedOutput(); err != nil {
+		b.Fatalf("build labserver: %v\n%s", err, out)
+	}
+	return p
 }
 
 // capturedPkts parses a capture's TCP packets.
@@ -277,7 +288,19 @@ func BenchmarkCloseAccuracy(b *testing.B) {
 // reports wall time, open ports found and synprobe's peak memory.
 func BenchmarkScan256k(b *testing.B) {
 	for range b.N {
-		l, v4, _ := scanLab(b, 22, 80, 443)
+		// The listeners run as their own process: in this test process
+		// they would compete with the measurement.
+		l, v4, _ := scanLab(b)
+		srv := labserverBinary(b)
+		ls := l.Command(b.Context(), l.Target, srv, "-listen", "0.0.0.0:22", "-listen", "0.0.0.0:80", "-listen", "0.0.0.0:443")
+		lsOut, _ := ls.StdoutPipe()
+		if err := ls.Start(); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { ls.Process.Kill(); ls.Wait() })
+		if _, err := bufio.NewReader(lsOut).ReadString('\n'); err != nil {
+			b.Fatalf("labserver: %v", err)
+		}
 		target := v4.String() + ":1-1000"
 		start := time.Now()
 		cmd := l.Command(b.Context(), l.Prober, synprobeBinary(b), "--open", "--json", "--rate", "0", target)
