@@ -27,6 +27,9 @@ type Reply struct {
 	Packet []byte        // a whole IP packet
 	After  time.Duration // kernel RTT: the reply is stamped TxStamp(id)+After
 	NoRx   bool          // deliver without a kernel receive stamp
+	// Delay holds the reply back this long in real time; it then arrives
+	// without a kernel receive stamp.
+	Delay time.Duration
 }
 
 // Responder answers one sent packet (parsed as p, raw bytes b, send id).
@@ -85,6 +88,11 @@ func (c *Conn) Send(pkt []byte, id uint32) error {
 	c.sentIDs = append(c.sentIDs, id)
 	c.txIDs[id] = true
 	for _, r := range replies {
+		if r.Delay > 0 {
+			pkt := r.Packet
+			time.AfterFunc(r.Delay, func() { c.Inject(pkt, time.Time{}) })
+			continue
+		}
 		q := queued{pkt: r.Packet}
 		if !r.NoRx {
 			q.rx = TxStamp(id).Add(r.After)

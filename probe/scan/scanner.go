@@ -131,16 +131,18 @@ type scanner struct {
 	maxRTT               atomic.Int64 // ns
 	lastAnswer           atomic.Int64 // unix ns of the latest answer handled
 	slowdowns            atomic.Int32
-	enobufs              atomic.Bool
 
 	// Receiver-only state.
-	reasons map[string]uint64
-	hostTTL map[netip.Addr]uint8 // SYN-ACK TTL per host, for middlebox hints
-	res     probe.Result
-	tgt     probe.Target
-	rstBuf  [128]byte
-	rstID   uint32
-	results sync.Mutex // serializes OnResult between the receiver and the end
+	ewma, baseline time.Duration // smoothed RTT, and its lowest value: growth means queues
+	nRTT           int
+	lastSlow       time.Time
+	reasons        map[string]uint64
+	hostTTL        map[netip.Addr]uint8 // SYN-ACK TTL per host, for middlebox hints
+	res            probe.Result
+	tgt            probe.Target
+	rstBuf         [128]byte
+	rstID          uint32
+	results        sync.Mutex // serializes OnResult between the receiver and the end
 }
 
 func newScanner(conn Conn, cfg Config) (*scanner, error) {
@@ -273,11 +275,10 @@ func (s *scanner) run(ctx context.Context) (Summary, error) {
 		}
 		// A retry pass that recovers many answers means replies were
 		// lost at this rate: slow down for the next one.
-		if p > 0 && s.limiter != nil {
+		if p > 0 {
 			recovered := s.answered.Count() - before
 			if sent := s.sent.Load() - sentBefore; sent > 0 && recovered*100 > sent {
-				s.limiter.SetRate(s.limiter.Rate() / 2)
-				s.slowdowns.Add(1)
+				s.slowDown(0.5)
 			}
 		}
 	}
@@ -366,11 +367,7 @@ func (s *scanner) sender(ctx context.Context, pass int, first uint64) {
 					// The device queue is full: slow down rather than
 					// lose probes, and send those again in the next
 					// pass.
-					s.enobufs.Store(true)
-					if s.limiter != nil {
-						s.limiter.SetRate(s.limiter.Rate() * 0.75)
-						s.slowdowns.Add(1)
-					}
+					s.slowDown(0.75)
 					time.Sleep(time.Millisecond)
 				}
 			}
@@ -562,6 +559,39 @@ func (s *scanner) answer(addr netip.Addr, port uint16, fill func(r *probe.Result
 	}
 }
 
+// watchRTT slows the scan down when RTTs grow far beyond the lowest seen:
+// queues are filling somewhere, and answers will soon be lost.
+func (s *scanner) watchRTT(rtt time.Duration, now time.Time) {
+	if s.nRTT++; s.nRTT == 1 {
+		s.ewma = rtt
+	} else {
+		s.ewma += (rtt - s.ewma) / 16
+	}
+	if s.nRTT < 64 {
+		return
+	}
+	if s.baseline == 0 || s.ewma < s.baseline {
+		s.baseline = s.ewma
+	}
+	// One slow-down at a time: the last one needs a few RTTs to show.
+	if s.ewma > 8*s.baseline && s.ewma > 5*time.Millisecond && now.Sub(s.lastSlow) > max(250*time.Millisecond, 2*s.ewma) {
+		s.slowDown(0.75)
+		s.lastSlow = now
+	}
+}
+
+// slowDown lowers the rate cap by factor, to no less than an eighth of the
+// rate asked for.
+func (s *scanner) slowDown(factor float64) {
+	if s.limiter == nil {
+		return
+	}
+	if r := max(s.limiter.Rate()*factor, s.cfg.Rate/8); r < s.limiter.Rate() {
+		s.limiter.SetRate(r)
+		s.slowdowns.Add(1)
+	}
+}
+
 // MiddleboxTTL reports whether a refusal's TTL implies another hop count
 // than the host's SYN-ACK: likely sent by something in between.
 func MiddleboxTTL(synack, other uint8) bool {
@@ -595,6 +625,7 @@ func (s *scanner) begin(r *probe.Result, idx uint64, addr netip.Addr, port, spor
 				break
 			}
 		}
+		s.watchRTT(r.RTT, rx)
 	}
 }
 

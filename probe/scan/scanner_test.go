@@ -132,3 +132,32 @@ func TestScan(t *testing.T) {
 		t.Errorf("reasons %v", sum.Reasons)
 	}
 }
+
+// TestSlowDownOnGrowingRTT: when answers come back ever later, the scan
+// lowers its rate and says so.
+func TestSlowDownOnGrowingRTT(t *testing.T) {
+	var n int
+	var mu sync.Mutex
+	c := probetest.NewConn(func(p *rawsock.Packet, b []byte, _ uint32) []probetest.Reply {
+		mu.Lock()
+		n++
+		// The first 100 answers come within a millisecond, later ones ever
+		// later: 0.5 ms more for each.
+		delay := time.Millisecond + time.Duration(max(0, n-100))*500*time.Microsecond
+		mu.Unlock()
+		return []probetest.Reply{{Packet: probetest.RST(p), Delay: delay}}
+	})
+	spec, _ := scan.ParseSpec("198.18.1.0/24:1")
+	cookie, _ := rawsock.NewRandomCookie()
+	sum, err := scan.Scan(context.Background(), c, scan.Config{
+		Set: scan.NewSet(scan.Block{Spec: &spec}), Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999,
+		Rate: 5000, Timeout: time.Second, Cookie: cookie, Senders: 1,
+	})
+	c.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Slowdowns == 0 || sum.RateLimit >= 5000 || sum.RateLimit < 5000/8 || sum.Closed != 256 {
+		t.Errorf("summary %+v: want slow-downs and every pair closed", sum)
+	}
+}
