@@ -63,9 +63,15 @@ func (c *Conn) SendBatch(b *Batch) (int, error) {
 	}
 	s.fdMu.RLock()
 	defer s.fdMu.RUnlock()
+	return sendmmsg(s.fd, m.msgs[:b.n])
+}
+
+// sendmmsg sends msgs with as few sendmmsg(2) calls as the kernel allows
+// and returns how many went out.
+func sendmmsg(fd int, msgs []unix.Mmsghdr) (int, error) {
 	sent := 0
-	for sent < b.n {
-		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(s.fd), uintptr(unsafe.Pointer(&m.msgs[sent])), uintptr(b.n-sent), 0, 0, 0)
+	for sent < len(msgs) {
+		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&msgs[sent])), uintptr(len(msgs)-sent), 0, 0, 0)
 		if e != 0 {
 			if e == unix.EINTR {
 				continue

@@ -57,6 +57,16 @@ func (c Cookie) ISN(src, dst netip.Addr, sport, dport uint16, salt uint32) uint3
 	return uint32(sipHash24(c.k0, c.k1, m[:]))
 }
 
+// Hash64 is SipHash-2-4 under the cookie's key of the 8 bytes of m
+// (little-endian): a keyed hash for the run's other secrets, such as the
+// scan order. It never equals an ISN's hash, whose message is 40 bytes
+// long. It does not allocate.
+func (c Cookie) Hash64(m uint64) uint64 {
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], m)
+	return sipHash24(c.k0, c.k1, b[:])
+}
+
 // sipHash24 is SipHash-2-4 (Aumasson and Bernstein, 2012) of msg under the
 // key (k0, k1), with 64-bit output.
 func sipHash24(k0, k1 uint64, msg []byte) uint64 {

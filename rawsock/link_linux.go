@@ -234,18 +234,7 @@ func (p *PacketSender) SendBatch(b *Batch) (int, error) {
 		h.Hdr.Name = (*byte)(unsafe.Pointer(&p.sa))
 		h.Hdr.Namelen = unix.SizeofSockaddrLinklayer
 	}
-	sent := 0
-	for sent < b.n {
-		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(p.fd), uintptr(unsafe.Pointer(&m.msgs[sent])), uintptr(b.n-sent), 0, 0, 0)
-		if e != 0 {
-			if e == unix.EINTR {
-				continue
-			}
-			return sent, opError("sendmmsg", e)
-		}
-		sent += int(r)
-	}
-	return sent, nil
+	return sendmmsg(p.fd, m.msgs[:b.n])
 }
 
 // Close closes the socket.

@@ -6,10 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -319,13 +320,8 @@ func (p *textPrinter) scanSummary(s *scan.Summary, mismatches int, expecting boo
 }
 
 func reasonList(r map[string]uint64) string {
-	keys := make([]string, 0, len(r))
-	for k := range r {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
 	var b []byte
-	for i, k := range keys {
+	for i, k := range slices.Sorted(maps.Keys(r)) {
 		if i > 0 {
 			b = append(b, ", "...)
 		}
@@ -370,12 +366,7 @@ func (p *jsonPrinter) scanSummary(s *scan.Summary, mismatches int, expecting boo
 	j.uint("closed", s.Closed)
 	j.uint("filtered", s.Filtered)
 	j.object("reasons")
-	keys := make([]string, 0, len(s.Reasons))
-	for k := range s.Reasons {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(s.Reasons)) {
 		j.uint(k, s.Reasons[k])
 	}
 	j.close('}')

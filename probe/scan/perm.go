@@ -1,8 +1,8 @@
 package scan
 
 import (
-	"encoding/binary"
 	"fmt"
+	"github.com/synprobe/synprobe/rawsock"
 	"math/bits"
 )
 
@@ -23,10 +23,10 @@ const permRounds = 4
 //
 // A Perm is immutable and safe for concurrent use.
 type Perm struct {
-	n      uint64
-	half   uint   // h: bits per Feistel half
-	mask   uint64 // 2^h - 1
-	k0, k1 uint64
+	n    uint64
+	half uint   // h: bits per Feistel half
+	mask uint64 // 2^h - 1
+	key  rawsock.Cookie
 }
 
 // NewPerm returns the permutation of [0, n) under key. It panics unless
@@ -48,8 +48,7 @@ func NewPerm(n uint64, key [16]byte) *Perm {
 		n:    n,
 		half: half,
 		mask: 1<<half - 1,
-		k0:   binary.LittleEndian.Uint64(key[0:8]),
-		k1:   binary.LittleEndian.Uint64(key[8:16]),
+		key:  rawsock.NewCookie(key),
 	}
 }
 
@@ -84,56 +83,7 @@ func (p *Perm) encrypt(x uint64) uint64 {
 		// The message: the right half (< 2^24), the half width and the
 		// round, so that rounds and domain sizes use unrelated functions.
 		m := r | uint64(p.half)<<48 | round<<56
-		l, r = r, l^(sipHash64(p.k0, p.k1, m)&p.mask)
+		l, r = r, l^(p.key.Hash64(m)&p.mask)
 	}
 	return l<<p.half | r
-}
-
-// sipHash64 is SipHash-2-4 (Aumasson and Bernstein, 2012) under the key
-// (k0, k1) of the 8-byte message that is m in little-endian order; the
-// same value as rawsock's SipHash of those 8 bytes.
-func sipHash64(k0, k1, m uint64) uint64 {
-	v0 := k0 ^ 0x736f6d6570736575
-	v1 := k1 ^ 0x646f72616e646f6d
-	v2 := k0 ^ 0x6c7967656e657261
-	v3 := k1 ^ 0x7465646279746573
-
-	// The one message block.
-	v3 ^= m
-	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
-	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
-	v0 ^= m
-
-	// The last block: no bytes left, the length (8) in the top byte.
-	const last = 8 << 56
-	v3 ^= last
-	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
-	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
-	v0 ^= last
-
-	v2 ^= 0xff
-	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
-	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
-	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
-	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
-	return v0 ^ v1 ^ v2 ^ v3
-}
-
-// sipRound is one SipRound.
-func sipRound(v0, v1, v2, v3 uint64) (uint64, uint64, uint64, uint64) {
-	v0 += v1
-	v1 = bits.RotateLeft64(v1, 13)
-	v1 ^= v0
-	v0 = bits.RotateLeft64(v0, 32)
-	v2 += v3
-	v3 = bits.RotateLeft64(v3, 16)
-	v3 ^= v2
-	v0 += v3
-	v3 = bits.RotateLeft64(v3, 21)
-	v3 ^= v0
-	v2 += v1
-	v1 = bits.RotateLeft64(v1, 17)
-	v1 ^= v2
-	v2 = bits.RotateLeft64(v2, 32)
-	return v0, v1, v2, v3
 }

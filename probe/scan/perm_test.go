@@ -3,6 +3,7 @@ package scan
 import (
 	"encoding/binary"
 	"fmt"
+	"github.com/synprobe/synprobe/rawsock"
 	"math/bits"
 	"math/rand/v2"
 	"net/netip"
@@ -159,14 +160,17 @@ func TestSipHash(t *testing.T) {
 			t.Errorf("refSipHash(%d bytes) = %#x, want %#x", n, got, want)
 		}
 	}
-	if got := sipHash64(k0, k1, 0x0706050403020100); got != 0x93f5f5799a932462 {
-		t.Errorf("sipHash64 = %#x, want %#x", got, uint64(0x93f5f5799a932462))
+	if got := rawsock.NewCookie(testKey).Hash64(0x0706050403020100); got != 0x93f5f5799a932462 {
+		t.Errorf("Hash64 = %#x, want %#x", got, uint64(0x93f5f5799a932462))
 	}
 	r := rand.New(rand.NewPCG(1, 2))
 	for range 1000 {
+		var key [16]byte
 		k0, k1, m := r.Uint64(), r.Uint64(), r.Uint64()
-		if got, want := sipHash64(k0, k1, m), refSipHash(k0, k1, binary.LittleEndian.AppendUint64(nil, m)); got != want {
-			t.Fatalf("sipHash64(%#x, %#x, %#x) = %#x, want %#x", k0, k1, m, got, want)
+		binary.LittleEndian.PutUint64(key[:8], k0)
+		binary.LittleEndian.PutUint64(key[8:], k1)
+		if got, want := rawsock.NewCookie(key).Hash64(m), refSipHash(k0, k1, binary.LittleEndian.AppendUint64(nil, m)); got != want {
+			t.Fatalf("Hash64(%#x, %#x, %#x) = %#x, want %#x", k0, k1, m, got, want)
 		}
 	}
 }
