@@ -69,3 +69,15 @@ func (b *Batch) Commit(n int) bool {
 
 // Reset empties the batch.
 func (b *Batch) Reset() { b.n = 0 }
+
+// Consume removes the first n packets (the ones sent); the rest move to
+// the front, to be sent again.
+func (b *Batch) Consume(n int) {
+	if n >= b.n {
+		b.n = 0
+		return
+	}
+	copy(b.buf, b.buf[n*batchSlot:b.n*batchSlot])
+	copy(b.lens, b.lens[n:b.n])
+	b.n -= n
+}

@@ -58,10 +58,9 @@ type Conn struct {
 }
 
 type rxSock struct {
-	fd     int
-	v6     bool
-	proto  uint8 // upper-layer protocol of the socket, for the synthesized IPv6 header
-	kernel bool  // a receive timestamp has been seen on this socket
+	fd    int
+	v6    bool
+	proto uint8 // upper-layer protocol of the socket, for the synthesized IPv6 header
 }
 
 // sender is one IPPROTO_RAW socket with its transmit-timestamp store.

@@ -211,9 +211,9 @@ func NewPacketSender(hop NextHop, v6 bool) (*PacketSender, error) {
 }
 
 // SendBatch sends the batch's packets, which must all be of the sender's
-// family, and empties it.
-func (p *PacketSender) SendBatch(b *Batch) (int, error) {
-	defer b.Reset()
+// family, and removes what it sent from it; see Conn.SendBatch.
+func (p *PacketSender) SendBatch(b *Batch) (sent int, err error) {
+	defer func() { b.Consume(sent) }()
 	if b.n == 0 {
 		return 0, nil
 	}

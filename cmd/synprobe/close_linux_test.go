@@ -185,9 +185,9 @@ func TestIntegrationClosePatterns(t *testing.T) {
 // the prober's source port, by the definitions of docs/json.md.
 func wirePatterns(pkts []netlab.CapturedPacket, prober ...netip.Addr) map[uint16]string {
 	type conn struct {
-		finSent, finAcked, acked, peerFIN bool
-		finSeq                            uint32
-		pattern                           string
+		finSent, finAcked bool
+		finSeq            uint32
+		pattern           string
 	}
 	conns := map[uint16]*conn{}
 	var p rawsock.Packet

@@ -36,9 +36,8 @@ func dialIn(l *Lab, ns string, addr netip.AddrPort, timeout time.Duration) (net.
 
 // tcpInfo is what the tests need from a captured IP+TCP packet.
 type tcpInfo struct {
-	src, dst     netip.AddrPort
-	flags        byte
-	hasTCPHeader bool
+	src, dst netip.AddrPort
+	flags    byte
 }
 
 func parseTCP(ip []byte) (tcpInfo, bool) {

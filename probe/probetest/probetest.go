@@ -251,11 +251,13 @@ func ICMPError(raw []byte, router netip.Addr, typ, code uint8) []byte {
 
 // SendBatch sends every packet of b through Send, as a scanner would.
 func (c *Conn) SendBatch(b *rawsock.Batch) (int, error) {
-	defer b.Reset()
 	for i := range b.Len() {
 		if err := c.Send(b.Packet(i), 0); err != nil {
+			b.Consume(i)
 			return i, err
 		}
 	}
-	return b.Len(), nil
+	n := b.Len()
+	b.Reset()
+	return n, nil
 }

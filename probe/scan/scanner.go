@@ -345,9 +345,8 @@ func (s *scanner) sender(ctx context.Context, pass int, first uint64) {
 	b := rawsock.NewBatch(batchSize)
 	opts := s.opts // each sender patches its own TSval
 	flush := func() {
-		for b.Len() > 0 {
-			want := b.Len()
-			for need := want; s.limiter != nil && need > 0; {
+		for attempt := 0; b.Len() > 0; attempt++ {
+			for need := b.Len(); s.limiter != nil && need > 0; {
 				got, wait := s.limiter.Reserve(time.Now(), need)
 				if need -= got; need > 0 {
 					time.Sleep(wait)
@@ -361,17 +360,19 @@ func (s *scanner) sender(ctx context.Context, pass int, first uint64) {
 			}
 			n, err := out.SendBatch(b)
 			s.sent.Add(uint64(n))
-			if err != nil {
-				s.sendErrs.Add(uint64(want - n))
-				if isNoBufs(err) {
-					// The device queue is full: slow down rather than
-					// lose probes, and send those again in the next
-					// pass.
-					s.slowDown(0.75)
-					time.Sleep(time.Millisecond)
-				}
+			if err == nil {
+				return
 			}
-			return
+			if !isNoBufs(err) || attempt == 8 {
+				// Left for the next pass (a retry) to send again.
+				s.sendErrs.Add(uint64(b.Len()))
+				b.Reset()
+				return
+			}
+			// The device queue is full: slow down and send the rest
+			// again rather than lose them.
+			s.slowDown(0.75)
+			time.Sleep(time.Millisecond << attempt)
 		}
 	}
 	for i := first; i < s.n; i += uint64(s.cfg.Senders) {
@@ -439,8 +440,7 @@ func (s *scanner) receive(stop *atomic.Bool) error {
 	buf := make([]byte, rawsock.MaxPacketSize)
 	var in rawsock.Packet
 	failures, idle := 0, 0
-	var poll time.Time // in the past: Recv polls without blocking
-	poll = time.Unix(1, 0)
+	poll := time.Unix(1, 0) // in the past: Recv polls without blocking
 	for !stop.Load() {
 		// While answers keep coming, poll: at scan rates a thread that
 		// sleeps between packets is woken for every one, and the wake-ups
