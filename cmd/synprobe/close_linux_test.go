@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -26,7 +27,10 @@ const (
 	portLinger0   = 83 // closes with SO_LINGER 0: RST
 	portHalfClose = 84 // reads to EOF, writes halfCloseBytes more, then closes
 	portNever     = 85 // reads to EOF and never closes
+	portHTTP      = 86 // reads a request, answers it and closes
 )
+
+const httpResponse = "HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nhello"
 
 const halfCloseBytes = 5000
 
@@ -54,6 +58,13 @@ func closeLab(t testing.TB) *netlab.Lab {
 		portNever: func(c net.Conn) {
 			io.Copy(io.Discard, c)
 			<-done
+			c.Close()
+		},
+		portHTTP: func(c net.Conn) {
+			req, _ := bufio.NewReader(c).ReadString('\n')
+			if strings.HasPrefix(req, "GET / ") {
+				c.Write([]byte(httpResponse))
+			}
 			c.Close()
 		},
 	}
@@ -379,5 +390,34 @@ func TestIntegrationCleanup(t *testing.T) {
 	}
 	if tables := proberTables(t, l); strings.Contains(tables, "synprobe_") || !strings.Contains(tables, "keepme") {
 		t.Errorf("tables after --cleanup:\n%s", tables)
+	}
+}
+
+// TestIntegrationData: --data reaches the server, which answers; synprobe
+// times the acknowledgement of the request and counts the answer.
+func TestIntegrationData(t *testing.T) {
+	l := closeLab(t)
+	r := runIn(t, l, l.Prober, "--json", "--mode", "fin", "-c", "1", "--hold", "0.05", "--data", `GET / HTTP/1.0\r\n\r\n`,
+		hostPort(l.TargetV4, portHTTP), hostPort(l.TargetV6, portHTTP))
+	if r.code != exitOK {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	n := 0
+	for _, m := range r.lines {
+		if m["type"] != "probe" {
+			continue
+		}
+		n++
+		cl := m["close"].(map[string]any)
+		ack, _ := cl["data_ack_us"].(float64)
+		if cl["peer_bytes"] != float64(len(httpResponse)) || ack <= 0 || cl["pattern"] != "peer-first" {
+			t.Errorf("%v: close %v, want the %d-byte answer, a data_ack_us and the server closing first", m["target"], cl, len(httpResponse))
+		}
+	}
+	if n != 2 {
+		t.Errorf("%d probes", n)
+	}
+	if bad := leftovers(t, l, map[uint16]bool{portHTTP: true}); len(bad) > 0 {
+		t.Errorf("the server keeps state:\n%s", strings.Join(bad, "\n"))
 	}
 }
