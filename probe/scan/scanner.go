@@ -132,7 +132,7 @@ type scanner struct {
 	lastAnswer           atomic.Int64 // unix ns of the latest answer handled
 	slowdowns            atomic.Int32
 
-	// Receiver-only state.
+	// The receiver's state; reportSilent uses it after the receiver ended.
 	ewma, baseline time.Duration // smoothed RTT, and its lowest value: growth means queues
 	nRTT           int
 	lastSlow       time.Time
@@ -142,7 +142,6 @@ type scanner struct {
 	tgt            probe.Target
 	rstBuf         [128]byte
 	rstID          uint32
-	results        sync.Mutex // serializes OnResult between the receiver and the end
 }
 
 func newScanner(conn Conn, cfg Config) (*scanner, error) {
@@ -641,9 +640,7 @@ func (s *scanner) emit(r *probe.Result, idx uint64) {
 		r.Target.Src = s.cfg.Src6
 	}
 	r.Target.Name = spec.Host
-	s.results.Lock()
 	s.cfg.OnResult(r, spec)
-	s.results.Unlock()
 }
 
 // reportSilent reports every pair nobody answered.
