@@ -19,6 +19,23 @@ func (c *lastConn) Recv([]byte, time.Time) (int, time.Time, error) { select {} }
 func (c *lastConn) Wake()                                          {}
 func (c *lastConn) TxTime(id uint32, v6 bool) (time.Time, bool)    { return time.Unix(0, int64(id)), true }
 
+// newAllocProber returns a prober of one target over c whose probes never
+// time out, for driving sendSYN and handle by hand.
+func newAllocProber(tb testing.TB, c Conn, dst, src netip.Addr) *Prober {
+	cookie, _ := rawsock.NewRandomCookie()
+	p, err := New(c, Config{
+		Targets: []Target{{Addr: dst, Src: src, Port: 443}},
+		PortLo:  61000, PortHi: 61511,
+		Options: &rawsock.SYNOptions{MSS: 1460, WScale: 7, SACKPermitted: true, Timestamps: true},
+		Timeout: time.Hour,
+		Cookie:  cookie,
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return p
+}
+
 // TestZeroAllocs: sending a probe and matching its reply allocate nothing.
 func TestZeroAllocs(t *testing.T) {
 	for _, dst := range []string{"198.18.0.2", "2001:db8::2"} {
@@ -27,18 +44,8 @@ func TestZeroAllocs(t *testing.T) {
 		if d.Is6() {
 			s = netip.MustParseAddr("2001:db8::1")
 		}
-		cookie, _ := rawsock.NewRandomCookie()
 		c := &lastConn{}
-		p, err := New(c, Config{
-			Targets: []Target{{Addr: d, Src: s, Port: 443}},
-			PortLo:  61000, PortHi: 61511,
-			Options: &rawsock.SYNOptions{MSS: 1460, WScale: 7, SACKPermitted: true, Timestamps: true},
-			Timeout: time.Hour,
-			Cookie:  cookie,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
+		p := newAllocProber(t, c, d, s)
 		now := time.Now()
 		reply := make([]byte, 128)
 		var in inbound
@@ -72,18 +79,8 @@ func TestZeroAllocs(t *testing.T) {
 // SYN, then match its SYN-ACK and send the RST.
 func BenchmarkProbe(b *testing.B) {
 	d, s := netip.MustParseAddr("198.18.0.2"), netip.MustParseAddr("198.18.0.1")
-	cookie, _ := rawsock.NewRandomCookie()
 	c := &lastConn{}
-	p, err := New(c, Config{
-		Targets: []Target{{Addr: d, Src: s, Port: 443}},
-		PortLo:  61000, PortHi: 61511,
-		Options: &rawsock.SYNOptions{MSS: 1460, WScale: 7, SACKPermitted: true, Timestamps: true},
-		Timeout: time.Hour,
-		Cookie:  cookie,
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
+	p := newAllocProber(b, c, d, s)
 	now := time.Now()
 	reply := make([]byte, 128)
 	var in inbound

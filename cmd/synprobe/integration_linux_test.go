@@ -223,9 +223,9 @@ type captured struct {
 	syn, reply time.Time
 }
 
-// captureRTTs pairs each SYN the capture saw with the first reply to its
-// source port, keyed by source port.
-func captureRTTs(t testing.TB, pkts []netlab.CapturedPacket, prober netip.Addr) map[uint16]*captured {
+// captureRTTs pairs each SYN the capture saw from one of the prober's
+// addresses with the first reply to its source port, keyed by source port.
+func captureRTTs(t testing.TB, pkts []netlab.CapturedPacket, prober ...netip.Addr) map[uint16]*captured {
 	t.Helper()
 	out := map[uint16]*captured{}
 	var p rawsock.Packet
@@ -234,11 +234,11 @@ func captureRTTs(t testing.TB, pkts []netlab.CapturedPacket, prober netip.Addr) 
 			continue
 		}
 		switch {
-		case p.Src == prober && p.Flags == rawsock.FlagSyn:
+		case slices.Contains(prober, p.Src) && p.Flags == rawsock.FlagSyn:
 			if out[p.SrcPort] == nil {
 				out[p.SrcPort] = &captured{syn: c.Time}
 			}
-		case p.Dst == prober && p.Flags&rawsock.FlagAck != 0:
+		case slices.Contains(prober, p.Dst) && p.Flags&rawsock.FlagAck != 0:
 			if e := out[p.DstPort]; e != nil && e.reply.IsZero() {
 				e.reply = c.Time
 			}
@@ -286,10 +286,7 @@ func TestIntegrationRTTCapture(t *testing.T) {
 	if r.code != exitOK {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
-	capt := captureRTTs(t, pkts, l.ProberV4)
-	for k, v := range captureRTTs(t, pkts, l.ProberV6) {
-		capt[k] = v
-	}
+	capt := captureRTTs(t, pkts, l.ProberV4, l.ProberV6)
 	errs := compareWithCapture(t, r.lines, capt)
 	if len(errs) != 80 {
 		t.Fatalf("compared %d probes, want 80", len(errs))
@@ -343,10 +340,7 @@ func TestIntegrationRTTDelay(t *testing.T) {
 	if n != 20 {
 		t.Errorf("%d probe lines, want 20", n)
 	}
-	capt := captureRTTs(t, pkts, l.ProberV4)
-	for k, v := range captureRTTs(t, pkts, l.ProberV6) {
-		capt[k] = v
-	}
+	capt := captureRTTs(t, pkts, l.ProberV4, l.ProberV6)
 	errs := compareWithCapture(t, r.lines, capt)
 	if len(errs) != 20 || errs[len(errs)/2] > 100*time.Microsecond || errs[len(errs)-1] > 2*time.Millisecond {
 		t.Errorf("RTTs against the capture: %v", errs)
