@@ -1,6 +1,11 @@
 package rawsock
 
-import "golang.org/x/net/bpf"
+import (
+	"encoding/binary"
+	"net/netip"
+
+	"golang.org/x/net/bpf"
+)
 
 // filterAccept is the snap length the filters return for an accepted
 // packet: more than any packet, so the whole packet is kept.
@@ -104,4 +109,71 @@ func ICMPFilterIPv6(lo, hi uint16) []bpf.Instruction {
 		bpf.RetConstant{Val: filterAccept},
 		bpf.RetConstant{Val: 0},
 	}
+}
+
+// ringFilterBody returns the part of the Ring's program that looks at the
+// packet alone, from its IPv4 or IPv6 header (an AF_PACKET SOCK_DGRAM
+// socket's data): it accepts the packets to dst that the Conn's TCP and
+// ICMP filters for the family accept. For IPv6 the TCP or ICMPv6 header
+// must follow the fixed header directly. If dst is not of the family,
+// nothing is accepted. It is self-contained (it ends in its own returns),
+// so it runs alone in the x/net/bpf VM, which knows no ancillary loads.
+func ringFilterBody(dst netip.Addr, lo, hi uint16, v6 bool) []bpf.Instruction {
+	if !dst.IsValid() || dst.Is6() != v6 {
+		return []bpf.Instruction{bpf.RetConstant{Val: 0}}
+	}
+	var prog []bpf.Instruction
+	// The destination address, a word at a time; a mismatch jumps to
+	// the final ret 0, patched below.
+	var checks []int
+	a := dst.AsSlice()
+	off := uint32(IPv4DstAddrOffset)
+	if v6 {
+		off = IPv6DstAddrOffset
+	}
+	for i := 0; i < len(a); i += 4 {
+		prog = append(prog,
+			bpf.LoadAbsolute{Off: off + uint32(i), Size: 4},
+			bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: binary.BigEndian.Uint32(a[i:])})
+		checks = append(checks, len(prog)-1)
+	}
+	if v6 {
+		tcp := shiftLoads(TCPFilterIPv6(lo, hi), IPv6MinimumSize)
+		icmp := shiftLoads(ICMPFilterIPv6(lo, hi), IPv6MinimumSize)
+		prog = append(prog,
+			bpf.LoadAbsolute{Off: IPv6NextHeaderOffset, Size: 1},
+			bpf.JumpIf{Cond: bpf.JumpEqual, Val: ProtocolTCP, SkipFalse: uint8(len(tcp))})
+		prog = append(prog, tcp...)
+		prog = append(prog, bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: ProtocolICMPv6, SkipTrue: uint8(len(icmp))})
+		prog = append(prog, icmp...)
+		prog = append(prog, bpf.RetConstant{Val: 0})
+	} else {
+		// Both filters check the protocol themselves.
+		tcp, icmp := TCPFilterIPv4(lo, hi), ICMPFilterIPv4(lo, hi)
+		prog = append(prog,
+			bpf.LoadAbsolute{Off: IPv4ProtocolOffset, Size: 1},
+			bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: ProtocolTCP, SkipTrue: uint8(len(tcp))})
+		prog = append(prog, tcp...)
+		prog = append(prog, icmp...) // ends in ret 0
+	}
+	drop := len(prog) - 1
+	for _, i := range checks {
+		j := prog[i].(bpf.JumpIf)
+		j.SkipTrue = uint8(drop - i - 1)
+		prog[i] = j
+	}
+	return prog
+}
+
+// shiftLoads returns prog with every absolute load moved off bytes on: a
+// filter written for data starting at a transport header, for data that
+// starts off bytes earlier.
+func shiftLoads(prog []bpf.Instruction, off uint32) []bpf.Instruction {
+	for i, ins := range prog {
+		if l, ok := ins.(bpf.LoadAbsolute); ok {
+			l.Off += off
+			prog[i] = l
+		}
+	}
+	return prog
 }

@@ -1,6 +1,8 @@
 package rawsock
 
 import (
+	"fmt"
+	"net/netip"
 	"testing"
 
 	"golang.org/x/net/bpf"
@@ -233,4 +235,75 @@ func TestFiltersAgreeWithParse(t *testing.T) {
 			}
 		}
 	}
+}
+
+// The Ring's filter bodies see whole IP packets (an AF_PACKET SOCK_DGRAM
+// socket's data) and check the destination address before the Conn's
+// filters run on them.
+func TestRingFilterBodyIPv4(t *testing.T) {
+	reply := func(dst netip.Addr, dport uint16) []byte { return mustBuild(t, synACK(v4b, dst, dport)) }
+	syn := func(src netip.Addr, sport uint16) []byte { return mustBuild(t, probeSYN(src, v4b, sport)) }
+	icmp := func(to netip.Addr, quote []byte) []byte { return icmp4Error(3, 13, v4r, to, quote) }
+	other := netip.MustParseAddr("192.0.2.77")
+	checkFilter(t, ringFilterBody(v4a, filterLo, filterHi, false), []filterCase{
+		{"SYN-ACK", reply(v4a, 40500), true},
+		{"RST", mustBuild(t, Segment{Src: v4b, Dst: v4a, SrcPort: 443, DstPort: filterHi, Flags: FlagRst | FlagAck}), true},
+		{"SYN-ACK, IHL 6", withIPv4Options(reply(v4a, 40500), 4), true},
+		{"SYN-ACK to another address", reply(other, 40500), false},
+		{"SYN-ACK to an address differing in its last bit", reply(v4a.Next(), 40500), false},
+		{"port below", reply(v4a, filterLo-1), false},
+		{"port above", reply(v4a, filterHi+1), false},
+		{"ICMP error quoting our SYN", icmp(v4a, syn(v4a, 40500)[:28]), true},
+		{"ICMP error quoting another port", icmp(v4a, syn(v4a, 80)[:28]), false},
+		{"ICMP error to another address", icmp(other, syn(v4a, 40500)[:28]), false},
+		{"echo reply", edited(icmp(v4a, syn(v4a, 40500)[:28]), func(b []byte) { b[IPv4MinimumSize] = 0 }), false},
+		{"UDP", edited(reply(v4a, 40500), func(b []byte) { b[9] = 17 }), false},
+		{"non-first fragment", edited(reply(v4a, 40500), func(b []byte) { IPv4(b).SetFlagsFragmentOffset(0, 8) }), false},
+		{"short", reply(v4a, 40500)[:18], false},
+		{"empty", nil, false},
+	})
+	checkFilter(t, ringFilterBody(netip.Addr{}, filterLo, filterHi, false), []filterCase{
+		{"no IPv4 address", reply(v4a, 40500), false},
+	})
+	checkFilter(t, ringFilterBody(v6a, filterLo, filterHi, false), []filterCase{
+		{"IPv6 address for the IPv4 body", reply(v4a, 40500), false},
+	})
+}
+
+func TestRingFilterBodyIPv6(t *testing.T) {
+	reply := func(dst netip.Addr, dport uint16) []byte { return mustBuild(t, synACK(v6b, dst, dport)) }
+	syn := func(sport uint16) []byte { return mustBuild(t, probeSYN(v6a, v6b, sport)) }
+	icmp := func(to netip.Addr, typ uint8, quote []byte) []byte { return icmp6Error(typ, 0, v6r, to, quote) }
+	other := netip.MustParseAddr("2001:db8:ffff::77")
+	// Each 32-bit word of the address is checked.
+	near := make([]netip.Addr, 4)
+	for w := range near {
+		b := v6a.As16()
+		b[w*4+3] ^= 1
+		near[w] = netip.AddrFrom16(b)
+	}
+	cases := []filterCase{
+		{"SYN-ACK", reply(v6a, 40500), true},
+		{"RST", mustBuild(t, Segment{Src: v6b, Dst: v6a, SrcPort: 443, DstPort: filterLo, Flags: FlagRst | FlagAck}), true},
+		{"SYN-ACK to another address", reply(other, 40500), false},
+		{"port below", reply(v6a, filterLo-1), false},
+		{"port above", reply(v6a, filterHi+1), false},
+		{"source port in range only", mustBuild(t, Segment{Src: v6b, Dst: v6a, SrcPort: 40500, DstPort: 443}), false},
+		{"ICMPv6 unreachable quoting our SYN", icmp(v6a, 1, syn(40500)), true},
+		{"ICMPv6 packet too big quoting our SYN", icmp(v6a, 2, syn(40500)), true},
+		{"ICMPv6 quoting another port", icmp(v6a, 1, syn(80)), false},
+		{"ICMPv6 to another address", icmp(other, 1, syn(40500)), false},
+		{"ICMPv6 echo request", icmp(v6a, 128, syn(40500)), false},
+		{"TCP after an extension header", withExtHeaders(reply(v6a, 40500), extHeader{60, make([]byte, 6)}), false},
+		{"UDP", edited(reply(v6a, 40500), func(b []byte) { b[6] = 17 }), false},
+		{"short", reply(v6a, 40500)[:30], false},
+		{"empty", nil, false},
+	}
+	for w, a := range near {
+		cases = append(cases, filterCase{fmt.Sprintf("address differing in word %d", w), reply(a, 40500), false})
+	}
+	checkFilter(t, ringFilterBody(v6a, filterLo, filterHi, true), cases)
+	checkFilter(t, ringFilterBody(v4a, filterLo, filterHi, true), []filterCase{
+		{"IPv4 address for the IPv6 body", reply(v6a, 40500), false},
+	})
 }

@@ -36,6 +36,9 @@ type Config struct {
 	// RecvBuffer is each receive socket's buffer in bytes (default 8 MiB).
 	// Scans want more: replies arrive as fast as probes leave.
 	RecvBuffer int
+	// SendOnly opens the send sockets alone, for a caller that receives
+	// through a Ring: Recv then only waits for Wake or Close.
+	SendOnly bool
 }
 
 // Conn is a set of raw sockets: one send socket per family (IPPROTO_RAW,
@@ -102,7 +105,9 @@ func Listen(cfg Config) (*Conn, error) {
 		c.Close()
 		return nil, err
 	}
-	warmRxStamps()
+	if !cfg.SendOnly {
+		warmRxStamps()
+	}
 	return c, nil
 }
 
@@ -164,6 +169,16 @@ func (c *Conn) open(cfg Config) error {
 		if c.send4, err = newSender(false, cfg); err != nil {
 			return err
 		}
+	}
+	if cfg.IPv6 {
+		if c.send6, err = newSender(true, cfg); err != nil {
+			return err
+		}
+	}
+	if cfg.SendOnly {
+		return nil
+	}
+	if cfg.IPv4 {
 		if err := c.addRx(unix.AF_INET, unix.IPPROTO_TCP, TCPFilterIPv4(cfg.PortLo, cfg.PortHi), cfg); err != nil {
 			return err
 		}
@@ -172,9 +187,6 @@ func (c *Conn) open(cfg Config) error {
 		}
 	}
 	if cfg.IPv6 {
-		if c.send6, err = newSender(true, cfg); err != nil {
-			return err
-		}
 		if err := c.addRx(unix.AF_INET6, unix.IPPROTO_TCP, TCPFilterIPv6(cfg.PortLo, cfg.PortHi), cfg); err != nil {
 			return err
 		}

@@ -18,6 +18,7 @@ type Config struct {
 	Mark           uint32
 	NoTxStamps     bool
 	RecvBuffer     int
+	SendOnly       bool
 }
 
 // Conn is not implemented on this platform.

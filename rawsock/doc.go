@@ -65,6 +65,28 @@
 // raw sockets deliver no IP header. Accepted packets are kept whole. The
 // programs are tested in the x/net/bpf virtual machine.
 //
+// # Scans
+//
+// Scans send and receive at line rate, where the costs per packet count.
+// PacketSender sends a Batch of probes as Ethernet frames straight to the
+// next hop (NextHopTo) with one sendmmsg, skipping the host's IP output.
+// Ring receives the answers through an AF_PACKET socket with a TPACKET_V3
+// ring mapped into memory: the kernel writes packets into blocks and hands
+// over a block at a time, so reading costs no system call, socket queue,
+// lock or wake-up per packet, which on a raw socket make up most of the
+// receiving. Its BPF filter is the Conn's filters behind a check of the
+// destination address, since a tap sees every packet on the interface; it
+// drops outgoing packets (PACKET_IGNORE_OUTGOING spares the kernel cloning
+// our own probes for it). Each packet carries the kernel's receive time.
+// Ring.Pending tells how full the ring is, so a sender can wait for a
+// reader that has fallen behind rather than lose answers, and
+// Ring.Dropped counts those lost anyway. A Conn opened with SendOnly sends
+// without receive sockets beside a Ring.
+//
+// Setting up the ring, and closing any packet socket, waits for an RCU
+// grace period in the kernel: some 10 ms each, about 30 ms in all for a
+// ring. Small scans are better off with the raw sockets.
+//
 // # RST suppression
 //
 // When a SYN-ACK answers a raw SYN, the kernel has no socket for it and

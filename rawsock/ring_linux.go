@@ -1,0 +1,353 @@
+//go:build linux
+
+package rawsock
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
+)
+
+// RingConfig configures ListenRing.
+type RingConfig struct {
+	// Ifindex is the interface to receive on; 0 means every interface.
+	Ifindex int
+	// Src4 and Src6 are our addresses: only packets to them are accepted.
+	// An invalid one accepts nothing of its family.
+	Src4, Src6 netip.Addr
+	// PortLo..PortHi are our source ports, as for Config.
+	PortLo, PortHi uint16
+	// BlockSize and Blocks size the ring (defaults 32 KiB and 512: 16
+	// MiB, 150,000 answers, half a second of them at 300,000 per second).
+	// Blocks are handed over part-filled after Retire, so small blocks
+	// waste less room while packets are few. BlockSize must be a power of
+	// two multiple of the page size.
+	BlockSize, Blocks int
+	// Retire is how long the kernel fills a block before handing it over
+	// while packets are few (default 1 ms; whole milliseconds).
+	Retire time.Duration
+}
+
+// Ring receives the answers to our probes through an AF_PACKET socket
+// with a TPACKET_V3 ring mapped into our memory: the kernel writes the
+// packets into blocks of the ring and hands a block over when it is full
+// or Retire has passed, so reading costs no system call per packet and no
+// socket buffer, lock or wake-up per packet either. For a scan's flood of
+// RSTs that is most of what receiving costs on a raw socket.
+//
+// The socket taps the interface (ETH_P_ALL, outgoing packets ignored)
+// with a BPF filter that accepts, from IPv4 and IPv6 packets addressed to
+// Src4 or Src6, TCP segments to a port in [PortLo, PortHi] and ICMP errors
+// quoting a TCP segment from one (the Conn's filters, after the address
+// check). Each packet carries the kernel's receive timestamp.
+//
+// A tap sees packets before the host's IP stack does, whether or not it
+// then accepts them: also answers the kernel drops, and answers to
+// packets not ours but sent from our ports (the BPF filter cannot check
+// cookies).
+//
+// Read may be called by one goroutine at a time; Wake and Close from any.
+type Ring struct {
+	fd, epfd, evfd int
+	mem            []byte
+	blockSize      int
+	blocks         int
+	cur            atomic.Int32 // the next block to read; written by Read only
+	events         [4]unix.EpollEvent
+
+	mu      sync.Mutex // held by Read; Close waits for it
+	closeMu sync.Mutex
+	closed  bool
+	drops   atomic.Uint64
+}
+
+// Offsets in struct tpacket_block_desc and its tpacket_hdr_v1.
+const (
+	blockHdrOffset = 8 // tpacket_block_desc.hdr
+	blockStatusOff = blockHdrOffset + 0
+	blockNumPkts   = blockHdrOffset + 4
+	blockFirstPkt  = blockHdrOffset + 8
+)
+
+// ListenRing opens the ring in the calling thread's network namespace.
+// It needs CAP_NET_RAW; without it the error wraps os.ErrPermission.
+func ListenRing(cfg RingConfig) (*Ring, error) {
+	if cfg.PortLo == 0 || cfg.PortHi < cfg.PortLo {
+		return nil, fmt.Errorf("rawsock: bad port range %d-%d", cfg.PortLo, cfg.PortHi)
+	}
+	if (cfg.Src4.IsValid() && !cfg.Src4.Is4()) || (cfg.Src6.IsValid() && !cfg.Src6.Is6()) {
+		return nil, errors.New("rawsock: ring addresses of the wrong family")
+	}
+	if !cfg.Src4.IsValid() && !cfg.Src6.IsValid() {
+		return nil, errors.New("rawsock: ring without an address")
+	}
+	if cfg.BlockSize == 0 {
+		cfg.BlockSize = 32 << 10
+	}
+	if cfg.Blocks == 0 {
+		cfg.Blocks = 512
+	}
+	page := os.Getpagesize()
+	if cfg.BlockSize < page || cfg.BlockSize&(cfg.BlockSize-1) != 0 || cfg.Blocks < 2 {
+		return nil, fmt.Errorf("rawsock: bad ring size %d blocks of %d bytes", cfg.Blocks, cfg.BlockSize)
+	}
+	retire := cfg.Retire
+	if retire <= 0 {
+		retire = time.Millisecond
+	}
+	prog, err := bpf.Assemble(ringFilter(cfg.Src4, cfg.Src6, cfg.PortLo, cfg.PortHi))
+	if err != nil {
+		return nil, fmt.Errorf("rawsock: assemble filter: %w", err)
+	}
+	r := &Ring{fd: -1, epfd: -1, evfd: -1, blockSize: cfg.BlockSize, blocks: cfg.Blocks}
+	if err := r.open(cfg, prog, retire); err != nil {
+		r.release()
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *Ring) open(cfg RingConfig, prog []bpf.RawInstruction, retire time.Duration) error {
+	var err error
+	// Protocol 0: nothing is received before bind, when the filter and
+	// the ring are in place.
+	if r.fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0); err != nil {
+		return opError("socket", err)
+	}
+	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: (*unix.SockFilter)(unsafe.Pointer(&prog[0]))}
+	if err := unix.SetsockoptSockFprog(r.fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &fprog); err != nil {
+		return opError("setsockopt SO_ATTACH_FILTER", err)
+	}
+	// Our own probes leave through the same device: without this, every
+	// one of them would be cloned for the tap before the filter drops it.
+	// (Before Linux 4.20 the filter's packet type check does the job.)
+	_ = unix.SetsockoptInt(r.fd, unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1)
+	if err := unix.SetsockoptInt(r.fd, unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V3); err != nil {
+		return opError("setsockopt PACKET_VERSION", err)
+	}
+	const frame = 2048 // only for the kernel's bookkeeping in V3
+	req := unix.TpacketReq3{
+		Block_size:     uint32(cfg.BlockSize),
+		Block_nr:       uint32(cfg.Blocks),
+		Frame_size:     frame,
+		Frame_nr:       uint32(cfg.BlockSize / frame * cfg.Blocks),
+		Retire_blk_tov: uint32((retire + time.Millisecond - 1) / time.Millisecond),
+	}
+	if err := unix.SetsockoptTpacketReq3(r.fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &req); err != nil {
+		return opError("setsockopt PACKET_RX_RING", err)
+	}
+	if r.mem, err = unix.Mmap(r.fd, 0, cfg.BlockSize*cfg.Blocks, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED); err != nil {
+		return opError("mmap", err)
+	}
+	if r.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
+		return opError("epoll_create1", err)
+	}
+	if r.evfd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
+		return opError("eventfd", err)
+	}
+	for _, fd := range []int{r.fd, r.evfd} {
+		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}
+		if err := unix.EpollCtl(r.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+			return opError("epoll_ctl", err)
+		}
+	}
+	if err := unix.Bind(r.fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: cfg.Ifindex}); err != nil {
+		return opError("bind", err)
+	}
+	return nil
+}
+
+// Read waits for the next block of packets and calls fn for each, in
+// arrival order, with the packet (from its IP header; valid only during
+// the call) and the kernel's receive time. It returns the number of
+// packets.
+//
+// Read blocks until a block is ready, the deadline passes (it returns
+// os.ErrDeadlineExceeded; a zero deadline never passes, one in the past
+// only looks), Wake is called (ErrWoken) or the Ring is closed
+// (net.ErrClosed).
+func (r *Ring) Read(deadline time.Time, fn func(pkt []byte, rx time.Time)) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for {
+		if r.isClosed() {
+			return 0, net.ErrClosed
+		}
+		if n, ok := r.readBlock(fn); ok {
+			return n, nil
+		}
+		timeout := time.Duration(-1)
+		if !deadline.IsZero() {
+			if timeout = time.Until(deadline); timeout <= 0 {
+				return 0, os.ErrDeadlineExceeded
+			}
+		}
+		n, err := epollWait(r.epfd, r.events[:], timeout)
+		if err != nil && err != unix.EINTR {
+			return 0, opError("epoll_wait", err)
+		}
+		for _, ev := range r.events[:max(n, 0)] {
+			if int(ev.Fd) == r.evfd {
+				var v [8]byte
+				unix.Read(r.evfd, v[:])
+				if !r.isClosed() {
+					return 0, ErrWoken
+				}
+			}
+		}
+	}
+}
+
+// readBlock hands the packets of the current block to fn and gives the
+// block back to the kernel, if the kernel has handed it over.
+func (r *Ring) readBlock(fn func([]byte, time.Time)) (int, bool) {
+	cur := int(r.cur.Load())
+	b := r.mem[cur*r.blockSize : (cur+1)*r.blockSize]
+	status := (*uint32)(unsafe.Pointer(&b[blockStatusOff]))
+	if atomic.LoadUint32(status)&unix.TP_STATUS_USER == 0 {
+		return 0, false
+	}
+	ne := binary.NativeEndian
+	n := int(ne.Uint32(b[blockNumPkts:]))
+	off := int(ne.Uint32(b[blockFirstPkt:]))
+	got := 0
+	for range n {
+		// The kernel's offsets are trusted, but checked: a bad one ends
+		// the block rather than the program.
+		if off <= 0 || off+unix.SizeofTpacket3Hdr > len(b) {
+			break
+		}
+		h := (*unix.Tpacket3Hdr)(unsafe.Pointer(&b[off]))
+		start := off + int(h.Mac)
+		end := start + int(h.Snaplen)
+		if start < off || end > len(b) {
+			break
+		}
+		fn(b[start:end:end], time.Unix(int64(h.Sec), int64(h.Nsec)))
+		got++
+		if h.Next_offset == 0 {
+			break
+		}
+		off += int(h.Next_offset)
+	}
+	atomic.StoreUint32(status, unix.TP_STATUS_KERNEL)
+	r.cur.Store(int32((cur + 1) % r.blocks))
+	return got, true
+}
+
+// Pending returns the share of the ring's blocks that hold packets not
+// yet read, from 0 to 1: how close it is to dropping packets. A scan's
+// senders wait while it is high, so that a reader held up (by a slow
+// consumer of its output, say) costs time, not answers. Safe to call from
+// any goroutine; after Close it returns 0.
+func (r *Ring) Pending() float64 {
+	if r.isClosed() {
+		return 0
+	}
+	n := 0
+	for i, cur := 0, int(r.cur.Load()); i < r.blocks; i++ {
+		b := (cur + i) % r.blocks
+		if atomic.LoadUint32((*uint32)(unsafe.Pointer(&r.mem[b*r.blockSize+blockStatusOff])))&unix.TP_STATUS_USER == 0 {
+			break
+		}
+		n++
+	}
+	return float64(n) / float64(r.blocks)
+}
+
+// Wake makes a blocked Read (or the next one) return ErrWoken.
+func (r *Ring) Wake() {
+	var one [8]byte
+	binary.NativeEndian.PutUint64(one[:], 1)
+	unix.Write(r.evfd, one[:])
+}
+
+// Dropped returns how many packets that passed the filter found the ring
+// full and were lost, since ListenRing.
+func (r *Ring) Dropped() uint64 {
+	r.closeMu.Lock()
+	defer r.closeMu.Unlock()
+	if !r.closed {
+		// The kernel's counters reset on every read.
+		if st, err := unix.GetsockoptTpacketStatsV3(r.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS); err == nil {
+			r.drops.Add(uint64(st.Drops))
+		}
+	}
+	return r.drops.Load()
+}
+
+func (r *Ring) isClosed() bool {
+	r.closeMu.Lock()
+	defer r.closeMu.Unlock()
+	return r.closed
+}
+
+// Close unmaps the ring and closes the socket. A Read blocked in another
+// goroutine returns net.ErrClosed first. Further calls do nothing.
+func (r *Ring) Close() error {
+	r.Dropped()
+	r.closeMu.Lock()
+	if r.closed {
+		r.closeMu.Unlock()
+		return nil
+	}
+	r.closed = true
+	r.closeMu.Unlock()
+	r.Wake()
+	r.mu.Lock() // Read has returned and will not touch the ring again
+	defer r.mu.Unlock()
+	r.release()
+	return nil
+}
+
+func (r *Ring) release() {
+	if r.mem != nil {
+		unix.Munmap(r.mem)
+		r.mem = nil
+	}
+	for _, fd := range []*int{&r.fd, &r.epfd, &r.evfd} {
+		if *fd >= 0 {
+			unix.Close(*fd)
+			*fd = -1
+		}
+	}
+}
+
+// ringFilter returns the ring's program: the checks that need the
+// kernel's ancillary data (packet type, link-layer protocol) first, then
+// ringFilterBody for IPv4 or IPv6. The socket is SOCK_DGRAM, so the data
+// starts at the network header.
+//
+//	ld type; jne PACKET_HOST -> drop
+//	ld proto; jne ETH_P_IP -> v6
+//	  <IPv4 body>
+//	v6: jne ETH_P_IPV6 -> drop
+//	  <IPv6 body>
+//	drop: ret 0
+func ringFilter(src4, src6 netip.Addr, lo, hi uint16) []bpf.Instruction {
+	v4, v6 := ringFilterBody(src4, lo, hi, false), ringFilterBody(src6, lo, hi, true)
+	prog := []bpf.Instruction{
+		bpf.LoadExtension{Num: bpf.ExtType},
+		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: unix.PACKET_HOST}, // SkipTrue: drop, below
+		bpf.LoadExtension{Num: bpf.ExtProto},
+		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: unix.ETH_P_IP, SkipTrue: uint8(len(v4))},
+	}
+	prog = append(prog, v4...)
+	prog = append(prog, bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: unix.ETH_P_IPV6, SkipTrue: uint8(len(v6))})
+	prog = append(prog, v6...)
+	prog = append(prog, bpf.RetConstant{Val: 0})
+	j := prog[1].(bpf.JumpIf)
+	j.SkipTrue = uint8(len(prog) - 1 - 2)
+	prog[1] = j
+	return prog
+}
