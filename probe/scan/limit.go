@@ -95,6 +95,15 @@ func (l *Limiter) SetRate(rate float64) {
 	l.rate = rate
 }
 
+// SetBurst changes the bucket size (at least one token); the tokens in
+// the bucket stay, up to the new size.
+func (l *Limiter) SetBurst(burst int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.burst = float64(max(burst, 1))
+	l.tokens = min(l.tokens, l.burst)
+}
+
 // Rate returns the refill rate in tokens per second.
 func (l *Limiter) Rate() float64 {
 	l.mu.Lock()

@@ -34,8 +34,26 @@ type BatchSender interface {
 	SendBatch(b *rawsock.Batch) (int, error)
 }
 
+// Receiver delivers received packets in bulk, each with its receive time:
+// rawsock.Ring. Read calls fn for every packet it has and returns their
+// number; it has Conn.Recv's deadline and errors.
+type Receiver interface {
+	Read(deadline time.Time, fn func(pkt []byte, rx time.Time)) (int, error)
+	Wake()
+	// Dropped returns how many packets were lost for want of room.
+	Dropped() uint64
+	// Pending returns the share of the room taken by packets not yet
+	// read, from 0 to 1. The senders wait while it is above a half.
+	Pending() float64
+}
+
+// MaxRetries is the most retries a scan makes.
+const MaxRetries = 100
+
 // Config configures Scan.
 type Config struct {
+	// Recv, if set, delivers the answers instead of the Conn's Recv.
+	Recv Receiver
 	// Send4 and Send6, if set, send the probes of their family instead of
 	// the Conn.
 	Send4, Send6 BatchSender
@@ -94,6 +112,7 @@ type Summary struct {
 	RateLimit   float64 // the cap in force at the end (after slow-downs); 0: none
 	Slowdowns   int
 	SendErrors  uint64
+	RecvDrops   uint64 // answers the receiver lost for want of room
 	Interrupted bool
 	// HostTTL is the SYN-ACK TTL of every host that answered one, for
 	// judging where refusals came from (MiddleboxTTL).
@@ -113,6 +132,7 @@ func Scan(ctx context.Context, conn Conn, cfg Config) (Summary, error) {
 
 type scanner struct {
 	conn Conn
+	rcv  Receiver
 	cfg  Config
 	set  *Set
 	perm *Perm
@@ -131,15 +151,22 @@ type scanner struct {
 	maxRTT               atomic.Int64 // ns
 	lastAnswer           atomic.Int64 // unix ns of the latest answer handled
 	slowdowns            atomic.Int32
+	passStart, passSent  atomic.Int64 // unix ns when the current pass began; s.sent then
+	slowMu               sync.Mutex   // serializes slowDown
+	floor                float64      // without a rate cap: the lowest slowDown goes
 
 	// The receiver's state; reportSilent uses it after the receiver ended.
 	ewma, baseline time.Duration // smoothed RTT, and its lowest value: growth means queues
 	nRTT           int
+	window, late   int       // answers in the current window, and those late
+	windowStart    time.Time // receive time of the window's first answer
 	lastSlow       time.Time
 	reasons        map[string]uint64
 	hostTTL        map[netip.Addr]uint8 // SYN-ACK TTL per host, for middlebox hints
 	res            probe.Result
 	tgt            probe.Target
+	in             rawsock.Packet
+	onPacket       func([]byte, time.Time) // s.packet, bound once
 	rstBuf         [128]byte
 	rstID          uint32
 }
@@ -156,6 +183,9 @@ func newScanner(conn Conn, cfg Config) (*scanner, error) {
 	}
 	if cfg.Rate < 0 || math.IsNaN(cfg.Rate) || cfg.Retries < 0 || cfg.Timeout < 0 {
 		return nil, errors.New("scan: negative rate, retries or timeout")
+	}
+	if cfg.Retries > MaxRetries {
+		return nil, fmt.Errorf("scan: more than %d retries", MaxRetries)
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = time.Second
@@ -181,8 +211,16 @@ func newScanner(conn Conn, cfg Config) (*scanner, error) {
 		reasons:  map[string]uint64{},
 		hostTTL:  map[netip.Addr]uint8{},
 	}
+	s.onPacket = s.packet
+	s.rcv = cfg.Recv
+	if s.rcv == nil {
+		s.rcv = &connReceiver{conn: conn, buf: make([]byte, rawsock.MaxPacketSize)}
+	}
 	if cfg.Rate > 0 {
 		s.limiter = NewLimiter(cfg.Rate, max(1, int(cfg.Rate/1000)))
+	} else {
+		// No cap until a slow-down sets one below the rate achieved.
+		s.limiter = NewLimiter(math.Inf(1), 64)
 	}
 	for fam, o := range []*rawsock.SYNOptions{cfg.Options, cfg.Options6} {
 		if fam == 1 && o == nil {
@@ -232,6 +270,8 @@ func (s *scanner) run(ctx context.Context) (Summary, error) {
 		before := s.answered.Count()
 		t0 := time.Now()
 		sentBefore := s.sent.Load()
+		s.passSent.Store(int64(sentBefore))
+		s.passStart.Store(t0.UnixNano())
 		s.sendPass(ctx, p)
 		sendTime += time.Since(t0)
 		if ctx.Err() != nil {
@@ -282,7 +322,7 @@ func (s *scanner) run(ctx context.Context) (Summary, error) {
 		}
 	}
 	stopRecv.Store(true)
-	s.conn.Wake()
+	s.rcv.Wake()
 	if recvErr == nil {
 		recvErr = <-recvDone
 	}
@@ -304,6 +344,7 @@ func (s *scanner) run(ctx context.Context) (Summary, error) {
 		Duration:    time.Since(s.start),
 		Slowdowns:   int(s.slowdowns.Load()),
 		SendErrors:  s.sendErrs.Load(),
+		RecvDrops:   s.rcv.Dropped(),
 		Interrupted: interrupted,
 		HostTTL:     s.hostTTL,
 	}
@@ -313,8 +354,8 @@ func (s *scanner) run(ctx context.Context) (Summary, error) {
 	if sendTime > 0 {
 		sum.Rate = float64(sum.Sent) / sendTime.Seconds()
 	}
-	if s.limiter != nil {
-		sum.RateLimit = s.limiter.Rate()
+	if r := s.limiter.Rate(); !math.IsInf(r, 1) {
+		sum.RateLimit = r
 	}
 	return sum, nil
 }
@@ -342,10 +383,16 @@ func (s *scanner) sender(ctx context.Context, pass int, first uint64) {
 		batchSize = min(64, max(1, int(s.cfg.Rate/(1000*float64(s.cfg.Senders)))))
 	}
 	b := rawsock.NewBatch(batchSize)
-	opts := s.opts // each sender patches its own TSval
+	idxs := make([]uint64, 0, batchSize) // the pair of each packet in b
+	opts := s.opts                       // each sender patches its own TSval
 	flush := func() {
+		// The receiver is falling behind (its output is slow, say):
+		// wait for it rather than send answers it has no room for.
+		for s.rcv.Pending() > 0.5 && ctx.Err() == nil {
+			time.Sleep(200 * time.Microsecond)
+		}
 		for attempt := 0; b.Len() > 0; attempt++ {
-			for need := b.Len(); s.limiter != nil && need > 0; {
+			for need := b.Len(); need > 0; {
 				got, wait := s.limiter.Reserve(time.Now(), need)
 				if need -= got; need > 0 {
 					time.Sleep(wait)
@@ -357,8 +404,15 @@ func (s *scanner) sender(ctx context.Context, pass int, first uint64) {
 			} else if !b.IPv6() && s.cfg.Send4 != nil {
 				out = s.cfg.Send4
 			}
+			// Stamped after any wait, before the send: an answer may
+			// be read before SendBatch returns.
+			now := time.Now().UnixNano()
+			for _, idx := range idxs {
+				s.times.put(idx, pass, now)
+			}
 			n, err := out.SendBatch(b)
 			s.sent.Add(uint64(n))
+			idxs = append(idxs[:0], idxs[n:]...)
 			if err == nil {
 				return
 			}
@@ -366,6 +420,7 @@ func (s *scanner) sender(ctx context.Context, pass int, first uint64) {
 				// Left for the next pass (a retry) to send again.
 				s.sendErrs.Add(uint64(b.Len()))
 				b.Reset()
+				idxs = idxs[:0]
 				return
 			}
 			// The device queue is full: slow down and send the rest
@@ -407,8 +462,9 @@ func (s *scanner) sender(ctx context.Context, pass int, first uint64) {
 		if err != nil {
 			continue
 		}
-		s.times.put(idx, time.Now().UnixNano())
-		b.Commit(n)
+		if b.Commit(n) {
+			idxs = append(idxs, idx)
+		}
 		if b.Full() {
 			flush()
 		}
@@ -436,27 +492,20 @@ func (s *scanner) sport(idx uint64, pass int) uint16 {
 func (s *scanner) receive(stop *atomic.Bool) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	buf := make([]byte, rawsock.MaxPacketSize)
-	var in rawsock.Packet
-	failures, idle := 0, 0
-	poll := time.Unix(1, 0) // in the past: Recv polls without blocking
-	for !stop.Load() {
-		// While answers keep coming, poll: at scan rates a thread that
-		// sleeps between packets is woken for every one, and the wake-ups
-		// cost more than the polling. After a run of empty polls, block.
-		deadline := poll
-		if idle > 64 {
-			deadline = time.Time{}
+	failures := 0
+	var drops uint64
+	for reads := 0; !stop.Load(); reads++ {
+		n, err := s.rcv.Read(time.Time{}, s.onPacket)
+		if n > 0 {
+			// When they were handled, not received: a receiver working
+			// through a backlog is not quiet.
+			s.lastAnswer.Store(time.Now().UnixNano())
 		}
-		n, rx, err := s.conn.Recv(buf, deadline)
 		if err != nil {
 			switch {
 			case errors.Is(err, net.ErrClosed):
 				return nil
-			case errors.Is(err, os.ErrDeadlineExceeded):
-				idle++
-				continue
-			case errors.Is(err, rawsock.ErrWoken):
+			case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, rawsock.ErrWoken):
 				continue
 			}
 			if failures++; failures > 1000 {
@@ -464,18 +513,63 @@ func (s *scanner) receive(stop *atomic.Bool) error {
 			}
 			continue
 		}
-		failures, idle = 0, 0
-		if rawsock.Parse(buf[:n], &in) != nil {
-			continue
+		failures = 0
+		// Answers lost on the way in since the last slow-down: slow
+		// down, as on a send error.
+		if reads%64 == 0 {
+			if d := s.rcv.Dropped(); d > drops {
+				if now := time.Now(); now.Sub(s.lastSlow) > 250*time.Millisecond && s.slowDown(0.75) {
+					s.lastSlow, drops = now, d
+				}
+			}
 		}
-		s.lastAnswer.Store(time.Now().UnixNano())
-		if rx.IsZero() {
-			rx = time.Now()
-		}
-		s.handle(&in, rx)
 	}
 	return nil
 }
+
+// packet handles one received packet.
+func (s *scanner) packet(b []byte, rx time.Time) {
+	if rawsock.Parse(b, &s.in) != nil {
+		return
+	}
+	if rx.IsZero() {
+		rx = time.Now()
+	}
+	s.handle(&s.in, rx)
+}
+
+// connReceiver reads a Conn one packet at a time. While answers keep
+// coming it polls: at scan rates a thread that sleeps between packets is
+// woken for every one, and the wake-ups cost more than the polling. After
+// a run of empty polls it blocks.
+type connReceiver struct {
+	conn Conn
+	buf  []byte
+	idle int
+}
+
+func (c *connReceiver) Read(deadline time.Time, fn func([]byte, time.Time)) (int, error) {
+	d := time.Unix(1, 0) // in the past: Recv polls without blocking
+	if c.idle > 64 {
+		d = deadline
+	}
+	n, rx, err := c.conn.Recv(c.buf, d)
+	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			c.idle++
+		}
+		return 0, err
+	}
+	c.idle = 0
+	fn(c.buf[:n], rx)
+	return 1, nil
+}
+
+func (c *connReceiver) Wake() { c.conn.Wake() }
+
+// Dropped and Pending are unknown for a Conn's sockets.
+func (c *connReceiver) Dropped() uint64  { return 0 }
+func (c *connReceiver) Pending() float64 { return 0 }
 
 func (s *scanner) ours(a netip.Addr) bool { return a == s.cfg.Src4 || a == s.cfg.Src6 }
 
@@ -559,7 +653,11 @@ func (s *scanner) answer(addr netip.Addr, port uint16, fill func(r *probe.Result
 }
 
 // watchRTT slows the scan down when RTTs grow far beyond the lowest seen:
-// queues are filling somewhere, and answers will soon be lost.
+// queues are filling somewhere, and answers will soon be lost. It judges
+// the share of late answers over a window of at least rttWindow, not a
+// running average: a sender thread that loses its CPU for a few
+// milliseconds between stamping a batch and sending it delays that batch
+// alone, and must not count as a queue.
 func (s *scanner) watchRTT(rtt time.Duration, now time.Time) {
 	if s.nRTT++; s.nRTT == 1 {
 		s.ewma = rtt
@@ -572,23 +670,56 @@ func (s *scanner) watchRTT(rtt time.Duration, now time.Time) {
 	if s.baseline == 0 || s.ewma < s.baseline {
 		s.baseline = s.ewma
 	}
+	if rtt > 8*s.baseline && rtt > 5*time.Millisecond {
+		s.late++
+	}
+	if s.window++; s.window == 1 {
+		s.windowStart = now
+	}
+	if s.window < 64 || now.Sub(s.windowStart) < rttWindow {
+		return
+	}
+	late := s.late*2 > s.window
+	s.window, s.late = 0, 0
 	// One slow-down at a time: the last one needs a few RTTs to show.
-	if s.ewma > 8*s.baseline && s.ewma > 5*time.Millisecond && now.Sub(s.lastSlow) > max(250*time.Millisecond, 2*s.ewma) {
-		s.slowDown(0.75)
+	if late && now.Sub(s.lastSlow) > max(250*time.Millisecond, 2*s.ewma) && s.slowDown(0.75) {
 		s.lastSlow = now
 	}
 }
 
+// rttWindow is the shortest time over which watchRTT judges RTTs.
+const rttWindow = 100 * time.Millisecond
+
 // slowDown lowers the rate cap by factor, to no less than an eighth of the
-// rate asked for.
-func (s *scanner) slowDown(factor float64) {
-	if s.limiter == nil {
-		return
+// rate asked for. Without a cap, the first slow-down caps the rate the
+// current pass has achieved so far, and the floor is an eighth of that.
+// It reports whether the cap went down.
+func (s *scanner) slowDown(factor float64) bool {
+	s.slowMu.Lock()
+	defer s.slowMu.Unlock()
+	cur, floor := s.limiter.Rate(), s.cfg.Rate/8
+	if math.IsInf(cur, 1) {
+		t0 := time.Unix(0, s.passStart.Load())
+		d := time.Since(t0)
+		sent := s.sent.Load() - uint64(s.passSent.Load())
+		if d < time.Millisecond || sent == 0 {
+			return false
+		}
+		cur = float64(sent) / d.Seconds()
+		s.floor = cur / 8
+		// Senders sleep in steps of about a millisecond: the bucket
+		// must hold a few milliseconds' worth to reach the rate.
+		s.limiter.SetBurst(max(s.limiter.Burst(), int(cur*factor/500)))
 	}
-	if r := max(s.limiter.Rate()*factor, s.cfg.Rate/8); r < s.limiter.Rate() {
+	if floor == 0 {
+		floor = s.floor
+	}
+	if r := max(cur*factor, floor); r < s.limiter.Rate() {
 		s.limiter.SetRate(r)
 		s.slowdowns.Add(1)
+		return true
 	}
+	return false
 }
 
 // MiddleboxTTL reports whether a refusal's TTL implies another hop count
@@ -615,7 +746,7 @@ func (s *scanner) begin(r *probe.Result, idx uint64, addr netip.Addr, port, spor
 	*r = probe.Result{SrcPort: sport, Mode: probe.ModeRST}
 	s.tgt = probe.Target{Addr: addr, Port: port}
 	r.Target = &s.tgt
-	if t, ok := s.times.get(idx); ok {
+	if t, ok := s.sendTime(idx, sport); ok {
 		r.Sent = time.Unix(0, t)
 		r.RTT = rx.Sub(r.Sent)
 		for {
@@ -626,6 +757,25 @@ func (s *scanner) begin(r *probe.Result, idx uint64, addr netip.Addr, port, spor
 		}
 		s.watchRTT(r.RTT, rx)
 	}
+}
+
+// sendTime returns when the probe to pair idx from sport left: the pass
+// that probe belonged to follows from the port, unless two passes used the
+// same one.
+func (s *scanner) sendTime(idx uint64, sport uint16) (int64, bool) {
+	pass := -1
+	for p := range s.cfg.Retries + 1 {
+		if s.sport(idx, p) == sport {
+			if pass >= 0 {
+				return 0, false
+			}
+			pass = p
+		}
+	}
+	if pass < 0 {
+		return 0, false
+	}
+	return s.times.get(idx, pass)
 }
 
 func (s *scanner) emit(r *probe.Result, idx uint64) {
@@ -681,12 +831,12 @@ func (s *scanner) progress(pass *atomic.Int32, done <-chan struct{}) {
 	}
 }
 
-// sendTimes remembers when recent probes left, by pair index, in a
-// direct-mapped table sized by the rate and timeout (the probes that can be
-// in flight), not by the number of pairs. A slot overwritten by a later
+// sendTimes remembers when recent probes left, by pair index and pass, in
+// a direct-mapped table sized by the rate and timeout (the probes that can
+// be in flight), not by the number of pairs. A slot overwritten by a later
 // probe loses its time: that answer then has no RTT.
 type sendTimes struct {
-	key  []atomic.Uint64 // pair index + 1; 0 while being written
+	key  []atomic.Uint64 // stKey(idx, pass); 0 while being written
 	val  []atomic.Int64  // unix nanoseconds
 	mask uint64
 }
@@ -705,16 +855,20 @@ func newSendTimes(rate float64, timeout time.Duration) *sendTimes {
 
 func (t *sendTimes) slot(idx uint64) uint64 { return (idx * 0x9e3779b97f4a7c15 >> 20) & t.mask }
 
-func (t *sendTimes) put(idx uint64, ns int64) {
+// stKey packs a pair index (below MaxPairs, 2^48) and a pass into a
+// non-zero key.
+func stKey(idx uint64, pass int) uint64 { return (idx<<16 | uint64(min(pass, 0xfffe))) + 1 }
+
+func (t *sendTimes) put(idx uint64, pass int, ns int64) {
 	i := t.slot(idx)
 	t.key[i].Store(0)
 	t.val[i].Store(ns)
-	t.key[i].Store(idx + 1)
+	t.key[i].Store(stKey(idx, pass))
 }
 
-func (t *sendTimes) get(idx uint64) (int64, bool) {
+func (t *sendTimes) get(idx uint64, pass int) (int64, bool) {
 	i := t.slot(idx)
 	k := t.key[i].Load()
 	v := t.val[i].Load()
-	return v, k == idx+1 && t.key[i].Load() == k
+	return v, k == stKey(idx, pass) && t.key[i].Load() == k
 }

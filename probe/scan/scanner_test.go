@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -159,5 +160,127 @@ func TestSlowDownOnGrowingRTT(t *testing.T) {
 	}
 	if sum.Slowdowns == 0 || sum.RateLimit >= 5000 || sum.RateLimit < 5000/8 || sum.Closed != 256 {
 		t.Errorf("summary %+v: want slow-downs and every pair closed", sum)
+	}
+}
+
+// A stall of one batch (the sender thread preempted between stamping and
+// sending it, as happens on a busy machine) makes some answers late, but
+// is no queue: no slow-down.
+func TestNoSlowDownOnShortStall(t *testing.T) {
+	var n int
+	var mu sync.Mutex
+	c := probetest.NewConn(func(p *rawsock.Packet, b []byte, _ uint32) []probetest.Reply {
+		mu.Lock()
+		n++
+		delay := 200 * time.Microsecond
+		if n > 300 && n <= 364 {
+			delay = 20 * time.Millisecond
+		}
+		mu.Unlock()
+		return []probetest.Reply{{Packet: probetest.RST(p), Delay: delay}}
+	})
+	spec, _ := scan.ParseSpec("198.18.0.0/20:1")
+	cookie, _ := rawsock.NewRandomCookie()
+	sum, err := scan.Scan(context.Background(), c, scan.Config{
+		Set: scan.NewSet(scan.Block{Spec: &spec}), Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999,
+		Rate: 20000, Timeout: time.Second, Cookie: cookie, Senders: 1,
+	})
+	c.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Slowdowns != 0 || sum.Closed != 4096 {
+		t.Errorf("summary %+v: want no slow-down and every pair closed", sum)
+	}
+}
+
+// fakeRing is a Receiver over a probetest.Conn whose fill level and loss
+// count the test sets.
+type fakeRing struct {
+	c     *probetest.Conn
+	buf   []byte
+	full  atomic.Bool   // Pending reports 1, else 0
+	drops atomic.Uint64 // Dropped's answer
+}
+
+func (f *fakeRing) Read(deadline time.Time, fn func([]byte, time.Time)) (int, error) {
+	n, rx, err := f.c.Recv(f.buf, deadline)
+	if err != nil {
+		return 0, err
+	}
+	fn(f.buf[:n], rx)
+	return 1, nil
+}
+
+func (f *fakeRing) Wake() { f.c.Wake() }
+
+func (f *fakeRing) Dropped() uint64 { return f.drops.Load() }
+
+func (f *fakeRing) Pending() float64 {
+	if f.full.Load() {
+		return 1
+	}
+	return 0
+}
+
+// While the receiver has no room, the senders wait: a slow reader costs
+// time, not answers.
+func TestScanWaitsForReceiver(t *testing.T) {
+	var syns atomic.Int64
+	c := probetest.NewConn(func(p *rawsock.Packet, b []byte, _ uint32) []probetest.Reply {
+		syns.Add(1)
+		return []probetest.Reply{{Packet: probetest.RST(p)}}
+	})
+	defer c.Close()
+	ring := &fakeRing{c: c, buf: make([]byte, rawsock.MaxPacketSize)}
+	ring.full.Store(true)
+	spec, _ := scan.ParseSpec("198.18.1.0/24:1-4")
+	cookie, _ := rawsock.NewRandomCookie()
+	done := make(chan scan.Summary, 1)
+	go func() {
+		sum, err := scan.Scan(context.Background(), c, scan.Config{
+			Set: scan.NewSet(scan.Block{Spec: &spec}), Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999,
+			Timeout: 200 * time.Millisecond, Cookie: cookie, Recv: ring,
+		})
+		if err != nil {
+			t.Error(err)
+		}
+		done <- sum
+	}()
+	time.Sleep(100 * time.Millisecond)
+	if n := syns.Load(); n != 0 {
+		t.Errorf("%d SYNs sent while the receiver was full", n)
+	}
+	ring.full.Store(false)
+	select {
+	case sum := <-done:
+		if sum.Closed != 1024 || sum.Sent != 1024 || sum.Slowdowns != 0 {
+			t.Errorf("summary %+v: want 1024 pairs closed, each probed once", sum)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the scan did not end once the receiver had room")
+	}
+}
+
+// Answers the receiver lost slow the scan down once, also when no rate
+// was set: the cap then starts below the rate achieved.
+func TestScanSlowsDownOnReceiverDrops(t *testing.T) {
+	c := probetest.NewConn(func(p *rawsock.Packet, b []byte, _ uint32) []probetest.Reply {
+		return []probetest.Reply{{Packet: probetest.RST(p)}}
+	})
+	defer c.Close()
+	ring := &fakeRing{c: c, buf: make([]byte, rawsock.MaxPacketSize)}
+	ring.drops.Store(3)
+	spec, _ := scan.ParseSpec("198.18.0.0/22:1-4")
+	cookie, _ := rawsock.NewRandomCookie()
+	sum, err := scan.Scan(context.Background(), c, scan.Config{
+		Set: scan.NewSet(scan.Block{Spec: &spec}), Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999,
+		Timeout: 200 * time.Millisecond, Cookie: cookie, Recv: ring,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Slowdowns != 1 || sum.RateLimit == 0 || sum.RecvDrops != 3 || sum.Closed != 4096 {
+		t.Errorf("summary %+v: want one slow-down to a cap, the receiver's 3 drops, every pair closed", sum)
 	}
 }
