@@ -217,8 +217,8 @@ func parseArgs(args []string) (*options, error) {
 	switch {
 	case o.rate < 0 || o.rate != o.rate:
 		return nil, usagef("--rate must be 0 (no limit) or positive")
-	case o.retries < 0:
-		return nil, usagef("--retries must not be negative")
+	case o.retries < 0 || o.retries > scan.MaxRetries:
+		return nil, usagef("--retries must be 0 to %d", scan.MaxRetries)
 	case o.senders < 0:
 		return nil, usagef("--senders must not be negative")
 	case o.expect != "" && o.expect != scan.ExpectOpen && o.expect != scan.ExpectClosed && o.expect != scan.ExpectFiltered:

@@ -26,7 +26,7 @@ type printer interface {
 	// and the summary.
 	scanResult(r *probe.Result, spec *scan.Spec, expect string)
 	mismatch(m *mismatch, o *options)
-	scanSummary(s *scan.Summary, mismatches int, expecting bool, path string)
+	scanSummary(s *scan.Summary, mismatches int, expecting bool, path, recv string)
 }
 
 func newPrinter(w io.Writer, o *options) printer {

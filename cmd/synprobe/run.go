@@ -43,6 +43,14 @@ type network interface {
 	// nextHop and packetSender give scans their fast path.
 	nextHop(dst netip.Addr) (rawsock.NextHop, error)
 	packetSender(hop rawsock.NextHop, v6 bool) (packetSender, error)
+	// ring receives a scan's answers.
+	ring(cfg rawsock.RingConfig) (receiver, error)
+}
+
+// receiver is a rawsock.Ring.
+type receiver interface {
+	scan.Receiver
+	Close() error
 }
 
 // packetSender is a rawsock.PacketSender.

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -65,6 +66,10 @@ func (f *fakeSystem) nextHop(netip.Addr) (rawsock.NextHop, error) {
 
 func (f *fakeSystem) packetSender(rawsock.NextHop, bool) (packetSender, error) {
 	return nil, errors.New("fake: no link layer")
+}
+
+func (f *fakeSystem) ring(rawsock.RingConfig) (receiver, error) {
+	return nil, errors.New("fake: no ring")
 }
 
 func (f *fakeSystem) cleanup() ([]string, error) { return []string{"synprobe_99_deadbeef"}, nil }
@@ -147,6 +152,7 @@ func TestBadInput(t *testing.T) {
 		{[]string{"--expect", "up", "lab.test:80"}, "--expect"},
 		{[]string{"--rate", "-5", "lab.test:80"}, "--rate"},
 		{[]string{"--retries", "-1", "lab.test:80"}, "--retries"},
+		{[]string{"--retries", "101", "lab.test:80"}, "--retries must be 0 to 100"},
 		{[]string{"-c", "1", "--expect", "open", "lab.test:80"}, "drop -c"},
 		{[]string{"-f", "/nonexistent/targets"}, "no such file"},
 		{[]string{"-c", "1", "198.18.0.0/16:1-100"}, "too many for -c/-i rounds"},
@@ -457,5 +463,55 @@ func TestTargetFile(t *testing.T) {
 	os.WriteFile(f, []byte("198.18.0.2:80\nbad:port\n"), 0o644)
 	if code, _, stderr := runCLI(t, &fakeSystem{}, "-f", f); code != exitUsage || !strings.Contains(stderr, "targets:2: bad:port") {
 		t.Errorf("bad file: exit %d, %q", code, stderr)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for the lineBuffer's flusher.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+	n  int // writes
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.n++
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// A scan's output is gathered into few writes, yet shows up within the
+// flush interval, and all of it by Close.
+func TestLineBuffer(t *testing.T) {
+	var out lockedBuffer
+	b := newLineBuffer(&out, 20*time.Millisecond)
+	for i := range 1000 {
+		fmt.Fprintf(b, "line %d\n", i)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for !strings.HasSuffix(out.String(), "line 999\n") && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !strings.HasSuffix(out.String(), "line 999\n") {
+		t.Fatalf("not flushed within 2 s of the interval: %d bytes out", len(out.String()))
+	}
+	if out.n > 2 {
+		t.Errorf("%d writes for 1000 lines", out.n)
+	}
+	fmt.Fprint(b, "last\n")
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(out.String(), "line 999\nlast\n") {
+		t.Errorf("Close did not flush: ...%q", out.String()[len(out.String())-20:])
+	}
+	if err := b.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
 	}
 }

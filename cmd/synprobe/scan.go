@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -13,12 +14,17 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/synprobe/synprobe/probe"
 	"github.com/synprobe/synprobe/probe/scan"
 	"github.com/synprobe/synprobe/rawsock"
 )
+
+// ringMinPairs is the smallest scan that reads its answers from a ring
+// and sends Ethernet frames.
+const ringMinPairs = 16384
 
 // maxMismatches bounds the mismatches kept for the report; all are counted.
 const maxMismatches = 10000
@@ -71,40 +77,64 @@ func runScan(ctx context.Context, o *options, blocks []scan.Block, stdout, stder
 	if o.sport != 0 {
 		lo, hi = o.sport, o.sport
 	}
-	c, err := sys.listen(rawsock.Config{IPv4: src4.IsValid(), IPv6: src6.IsValid(), PortLo: lo, PortHi: hi, Interface: o.iface, NoTxStamps: true, RecvBuffer: 64 << 20})
+	// Big scans read their answers from a packet ring, which costs no
+	// system call, socket queue or wake-up per packet, unlike the raw
+	// sockets' receive path, and never loses answers to a slow reader.
+	// It taps every interface (answers need not come back the way the
+	// probes left), or the -I one. Small scans, and any scan if the ring
+	// cannot be had, use the raw sockets: the ring's setup and teardown
+	// wait for the kernel (some 30 ms), more than it saves them.
+	var closers []io.Closer
+	defer func() { closeAll(closers) }()
+	recvPath := "raw sockets"
+	var rcv receiver
+	if set.Len() >= ringMinPairs {
+		ringCfg := rawsock.RingConfig{Src4: src4, Src6: src6, PortLo: lo, PortHi: hi}
+		if o.iface != "" {
+			ifi, err := net.InterfaceByName(o.iface)
+			if err != nil {
+				return 0, usagef("-I %s: %v", o.iface, err)
+			}
+			ringCfg.Ifindex = ifi.Index
+		}
+		var err error
+		if rcv, err = sys.ring(ringCfg); err == nil {
+			closers = append(closers, rcv)
+			recvPath = "packet ring"
+		} else if errors.Is(err, os.ErrPermission) {
+			return 0, errors.New(privilegeFix("raw sockets need CAP_NET_RAW"))
+		}
+	}
+	c, err := sys.listen(rawsock.Config{IPv4: src4.IsValid(), IPv6: src6.IsValid(), PortLo: lo, PortHi: hi, Interface: o.iface,
+		NoTxStamps: true, RecvBuffer: 64 << 20, SendOnly: rcv != nil})
 	if err != nil {
 		if errors.Is(err, os.ErrPermission) {
 			return 0, errors.New(privilegeFix("raw sockets need CAP_NET_RAW"))
 		}
 		return 0, err
 	}
-	defer c.Close()
-	// Ethernet frames straight to the next hop when every target of a
-	// family leaves through the same one: about twice the rate of the raw
-	// IP socket, whose path through the host's IP output is the cost.
+	closers = append(closers, c)
+	// Big scans send Ethernet frames straight to the next hop when every
+	// target of a family leaves through the same one: about twice the rate
+	// of the raw IP socket, whose path through the host's IP output is the
+	// cost. (Closing the packet socket waits for the kernel, some 10 ms.)
 	var paths []string
-	var send4, send6 scan.BatchSender
-	for _, v6 := range []bool{false, true} {
-		if (!v6 && !src4.IsValid()) || (v6 && !src6.IsValid()) {
+	var send [2]scan.BatchSender
+	for fam, src := range []netip.Addr{src4, src6} {
+		if !src.IsValid() {
 			continue
 		}
 		path := "raw IP socket"
-		if hop, ok := commonNextHop(blocks, v6, o, sys); ok {
-			if ps, err := sys.packetSender(hop, v6); err == nil {
-				defer ps.Close()
-				if v6 {
-					send6 = ps
-				} else {
-					send4 = ps
+		if set.Len() >= ringMinPairs {
+			if hop, ok := commonNextHop(blocks, fam == 1, o, sys); ok {
+				if ps, err := sys.packetSender(hop, fam == 1); err == nil {
+					closers = append(closers, ps)
+					send[fam] = ps
+					path = fmt.Sprintf("Ethernet frames to %v on interface %d", hop.DstMAC, hop.Ifindex)
 				}
-				path = fmt.Sprintf("Ethernet frames to %v on interface %d", hop.DstMAC, hop.Ifindex)
 			}
 		}
-		fam := "IPv4"
-		if v6 {
-			fam = "IPv6"
-		}
-		paths = append(paths, fam+": "+path)
+		paths = append(paths, []string{"IPv4: ", "IPv6: "}[fam]+path)
 	}
 	cookie, err := rawsock.NewRandomCookie()
 	if err != nil {
@@ -113,12 +143,14 @@ func runScan(ctx context.Context, o *options, blocks []scan.Block, stdout, stder
 	var key [16]byte
 	rand.Read(key[:])
 
-	out := newPrinter(stdout, o)
+	buf := newLineBuffer(stdout, 100*time.Millisecond)
+	defer buf.Close()
+	out := newPrinter(buf, o)
 	var mismatches []mismatch
 	nMismatch := 0
 	expecting := o.expect != "" || hasExpectation(o.specs)
 	cfg := scan.Config{
-		Set: set, Src4: src4, Src6: src6, PortLo: lo, PortHi: hi, Send4: send4, Send6: send6,
+		Set: set, Src4: src4, Src6: src6, PortLo: lo, PortHi: hi, Send4: send[0], Send6: send[1], Recv: rcv,
 		Rate: o.rate, Retries: o.retries, Timeout: o.timeout, Senders: o.senders,
 		TTL: o.ttl, TOS: o.tos, Window: o.window,
 		Cookie: cookie, PermKey: key,
@@ -174,7 +206,7 @@ func runScan(ctx context.Context, o *options, blocks []scan.Block, stdout, stder
 	for i := range mismatches {
 		out.mismatch(&mismatches[i], o)
 	}
-	out.scanSummary(&sum, nMismatch, expecting, strings.Join(paths, "; "))
+	out.scanSummary(&sum, nMismatch, expecting, strings.Join(paths, "; "), recvPath)
 	switch {
 	case sum.Interrupted && sum.Open+sum.Closed+sum.Filtered == 0:
 		return exitNotOpen, nil
@@ -292,7 +324,7 @@ func (p *textPrinter) mismatch(m *mismatch, o *options) {
 	fmt.Fprintf(p.w, "MISMATCH %v (%s): expected %s, got %v: %s\n", netip.AddrPortFrom(m.addr, m.port), m.arg, m.expected, m.got, m.evidence(o))
 }
 
-func (p *textPrinter) scanSummary(s *scan.Summary, mismatches int, expecting bool, path string) {
+func (p *textPrinter) scanSummary(s *scan.Summary, mismatches int, expecting bool, path, recv string) {
 	fmt.Fprintf(p.w, "--- scan of %d pairs: %d open, %d closed, %d filtered (%s) ---\n", s.Pairs, s.Open, s.Closed, s.Filtered, reasonList(s.Reasons))
 	limit := "none"
 	if s.RateLimit > 0 {
@@ -306,10 +338,13 @@ func (p *textPrinter) scanSummary(s *scan.Summary, mismatches int, expecting boo
 	if s.SendErrors > 0 {
 		fmt.Fprintf(p.w, ", %d send errors", s.SendErrors)
 	}
+	if s.RecvDrops > 0 {
+		fmt.Fprintf(p.w, ", %d answers lost by the receiver", s.RecvDrops)
+	}
 	if s.Interrupted {
 		fmt.Fprint(p.w, ", interrupted")
 	}
-	fmt.Fprintf(p.w, "\nsent as %s\n", path)
+	fmt.Fprintf(p.w, "\nsent as %s; answers read from %s\n", path, recv)
 	if expecting {
 		if mismatches == 0 {
 			fmt.Fprintln(p.w, "every pair is as expected")
@@ -356,7 +391,7 @@ func (p *jsonPrinter) mismatch(m *mismatch, o *options) {
 	j.end(p.w)
 }
 
-func (p *jsonPrinter) scanSummary(s *scan.Summary, mismatches int, expecting bool, path string) {
+func (p *jsonPrinter) scanSummary(s *scan.Summary, mismatches int, expecting bool, path, recv string) {
 	j := &p.j
 	j.begin("scan-summary")
 	j.uint("pairs", s.Pairs)
@@ -376,10 +411,78 @@ func (p *jsonPrinter) scanSummary(s *scan.Summary, mismatches int, expecting boo
 	j.float("rate_limit_pps", s.RateLimit, 1)
 	j.uint("slowdowns", uint64(s.Slowdowns))
 	j.uint("send_errors", s.SendErrors)
+	j.uint("recv_drops", s.RecvDrops)
 	j.bool("interrupted", s.Interrupted)
 	j.str("path", path)
+	j.str("recv_path", recv)
 	if expecting {
 		j.uint("mismatches", uint64(mismatches))
 	}
 	j.end(p.w)
+}
+
+// lineBuffer gathers a scan's output into large writes: a scan prints up
+// to a line per probe from the thread that reads the answers, and a write
+// per line would cost that thread more than the answer itself. What it
+// holds is written when the buffer fills, every interval while it runs,
+// and on Close. Safe for concurrent use.
+type lineBuffer struct {
+	mu   sync.Mutex
+	w    *bufio.Writer
+	stop chan struct{}
+	done chan struct{}
+}
+
+func newLineBuffer(w io.Writer, interval time.Duration) *lineBuffer {
+	b := &lineBuffer{w: bufio.NewWriterSize(w, 64<<10), stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(b.done)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-b.stop:
+				return
+			case <-t.C:
+				b.Flush()
+			}
+		}
+	}()
+	return b
+}
+
+func (b *lineBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.w.Write(p)
+}
+
+// Flush writes what the buffer holds.
+func (b *lineBuffer) Flush() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.w.Flush()
+}
+
+// Close stops the timed writes and writes the rest. Further calls do
+// nothing but flush.
+func (b *lineBuffer) Close() error {
+	select {
+	case <-b.stop:
+	default:
+		close(b.stop)
+		<-b.done
+	}
+	return b.Flush()
+}
+
+// closeAll closes every closer at once. Closing a packet socket waits for
+// a grace period of the kernel's RCU, two for one with a ring: some 10 ms
+// each, and concurrent waits share them.
+func closeAll(closers []io.Closer) {
+	var wg sync.WaitGroup
+	for _, c := range closers {
+		wg.Go(func() { c.Close() })
+	}
+	wg.Wait()
 }

@@ -3,11 +3,17 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/synprobe/synprobe/internal/netlab"
 )
@@ -25,7 +31,7 @@ func scanLab(t testing.TB, ports ...int) (*netlab.Lab, netip.Prefix, netip.Prefi
 	l.Run(t, l.Prober, "ip", "route", "add", v4.String(), "via", l.TargetV4.String())
 	l.Run(t, l.Prober, "ip", "-6", "route", "add", v6.String(), "via", l.TargetV6.String())
 	// Deterministic reasons: no ICMP rate limit in the target.
-	l.Run(t, l.Target, "sysctl", "-qw", "net.ipv4.icmp_ratelimit=0", "net.ipv4.icmp_msgs_per_sec=1000000",
+	l.Run(t, l.Target, "sysctl", "-qw", "net.ipv4.icmp_ratelimit=0", "net.ipv4.icmp_msgs_per_sec=1000000", "net.ipv4.icmp_msgs_burst=1000000",
 		"net.ipv6.icmp.ratelimit=0", "net.ipv4.tcp_max_syn_backlog=65536")
 	for _, p := range ports {
 		ln := l.Listen(t, l.Target, "tcp", fmt.Sprintf(":%d", p)) // both families, every local address
@@ -118,5 +124,152 @@ func TestIntegrationScan(t *testing.T) {
 	if bad.code != exitNotOpen || strings.Count(bad.stdout, "\nMISMATCH ") != 16 ||
 		!strings.Contains(bad.stdout, fmt.Sprintf("MISMATCH %v:80 (%v:80): expected closed, got filtered: no answer to 2 probes", dropHost, sub4)) {
 		t.Errorf("expectations missed: exit %d\n%s", bad.code, bad.stdout)
+	}
+}
+
+// resolveNeighbours fixes the target's Ethernet address in the prober's
+// neighbour tables, as a resolved gateway would be: big scans then send
+// Ethernet frames straight to it.
+func resolveNeighbours(t testing.TB, l *netlab.Lab) {
+	t.Helper()
+	f := strings.Fields(l.Run(t, l.Target, "ip", "-br", "link", "show", "dev", l.TargetIf))
+	if len(f) < 3 {
+		t.Fatalf("no link address for %s: %q", l.TargetIf, f)
+	}
+	for _, a := range []netip.Addr{l.TargetV4, l.TargetV6} {
+		l.Run(t, l.Prober, "ip", "neigh", "replace", a.String(), "lladdr", f[2], "dev", l.ProberIf, "nud", "permanent")
+	}
+}
+
+// TestIntegrationScanRing: a scan big enough for the fast paths (a packet
+// ring for the answers, Ethernet frames for the probes) over both
+// families, with every kind of port, gets every single verdict right.
+func TestIntegrationScanRing(t *testing.T) {
+	l, v4, v6 := scanLab(t, 22, 80)
+	resolveNeighbours(t, l)
+	dropHost := v4.Addr().Next().Next().Next().Next().Next() // .5
+	l.Nft(t, l.Target, fmt.Sprintf(`table inet lab {
+	chain input {
+		type filter hook input priority 0;
+		tcp dport 23 drop
+		tcp dport 24 reject with icmpx admin-prohibited
+		tcp dport 25 reject with tcp reset
+		ip daddr %v tcp dport 80 drop
+	}
+}`, dropHost))
+	want := func(a netip.Addr, port uint16) string {
+		switch {
+		case port == 22, port == 80 && a != dropHost:
+			return "open/syn-ack"
+		case port == 23, port == 80:
+			return "filtered/timeout"
+		case port == 24:
+			return "filtered/icmp-admin-prohibited"
+		}
+		return "closed/rst"
+	}
+	ports4 := []uint16{80}
+	for p := uint16(1); p <= 64; p++ {
+		ports4 = append(ports4, p)
+	}
+	ports6 := []uint16{22, 23, 24, 25, 80}
+	r := runIn(t, l, l.Prober, "--json", "--rate", "0", "-w", "0.3", v4.String()+":1-64,80", "["+v6.String()+"]:22-25,80")
+	if r.code != exitNotOpen {
+		t.Errorf("exit %d: %s", r.code, r.stderr)
+	}
+	got := map[netip.AddrPort]string{}
+	var summary map[string]any
+	for _, m := range r.lines {
+		switch m["type"] {
+		case "result":
+			ap := netip.AddrPortFrom(netip.MustParseAddr(m["addr"].(string)), uint16(m["port"].(float64)))
+			if _, dup := got[ap]; dup {
+				t.Errorf("%v reported twice", ap)
+			}
+			got[ap] = m["state"].(string) + "/" + m["reason"].(string)
+		case "scan-summary":
+			summary = m
+		}
+	}
+	pairs, wrong := 0, 0
+	for _, p := range []netip.Prefix{v4, v6} {
+		ports := ports4
+		if p.Addr().Is6() {
+			ports = ports6
+		}
+		for a := p.Addr(); p.Contains(a); a = a.Next() {
+			for _, port := range ports {
+				pairs++
+				if ap := netip.AddrPortFrom(a, port); got[ap] != want(a, port) {
+					if wrong++; wrong <= 20 {
+						t.Errorf("%v: %q, want %q", ap, got[ap], want(a, port))
+					}
+				}
+			}
+		}
+	}
+	if pairs < ringMinPairs {
+		t.Fatalf("%d pairs: too few for the ring", pairs)
+	}
+	if wrong > 0 || len(got) != pairs || summary == nil || summary["pairs"] != float64(pairs) {
+		t.Fatalf("%d wrong of %d results for %d pairs; summary %v", wrong, len(got), pairs, summary)
+	}
+	if summary["recv_path"] != "packet ring" || summary["recv_drops"] != 0.0 ||
+		!strings.Contains(summary["path"].(string), "IPv4: Ethernet frames to ") || !strings.Contains(summary["path"].(string), "IPv6: Ethernet frames to ") {
+		t.Errorf("summary %v: want probes sent as Ethernet frames and answers read from the packet ring, none lost", summary)
+	}
+	if ss := l.Run(t, l.Target, "ss", "-Htan", "state", "syn-recv"); strings.TrimSpace(ss) != "" {
+		t.Errorf("half-open connections left:\n%s", ss)
+	}
+}
+
+// TestIntegrationScanSlowReader: whoever reads synprobe's output stops
+// for two seconds while a scan produces more answers than the packet ring
+// holds. The scan waits for the reader instead of losing answers: every
+// pair is answered the first time, none is lost or retried.
+func TestIntegrationScanSlowReader(t *testing.T) {
+	const ports = 700 // 179,200 pairs: more answers than the ring holds
+	l, v4, _ := scanLab(t, 22)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := l.Command(ctx, l.Prober, synprobeBinary(t), "--rate", "0", "-w", "0.5", fmt.Sprintf("%v:1-%d", v4, ports))
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second) // the pipe fills, then the ring
+	open, closed, other := 0, 0, 0
+	var tail []string
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		switch f := strings.Fields(sc.Text()); {
+		case len(f) > 1 && f[0] == "open" && strings.HasSuffix(f[1], ":22"):
+			open++
+		case len(f) > 1 && f[0] == "closed" && !strings.HasSuffix(f[1], ":22"):
+			closed++
+		case len(f) > 0 && (f[0] == "open" || f[0] == "closed" || f[0] == "filtered"):
+			if other++; other <= 10 {
+				t.Errorf("unexpected result %q", sc.Text())
+			}
+		default:
+			tail = append(tail, sc.Text())
+		}
+	}
+	err = cmd.Wait()
+	if ee := (*exec.ExitError)(nil); !errors.As(err, &ee) || ee.ExitCode() != exitNotOpen {
+		t.Errorf("exit: %v\n%s", err, stderr.String())
+	}
+	if open != 256 || closed != 256*(ports-1) || other != 0 {
+		t.Errorf("%d open, %d closed, %d other, want 256 and %d", open, closed, other, 256*(ports-1))
+	}
+	summary := strings.Join(tail, "\n")
+	if !strings.Contains(summary, fmt.Sprintf("%d probes sent (0 retries)", 256*ports)) || strings.Contains(summary, "lost") ||
+		!strings.Contains(summary, "answers read from packet ring") {
+		t.Errorf("summary:\n%s", summary)
 	}
 }

@@ -36,3 +36,11 @@ func (system) nextHop(dst netip.Addr) (rawsock.NextHop, error) { return rawsock.
 func (system) packetSender(hop rawsock.NextHop, v6 bool) (packetSender, error) {
 	return rawsock.NewPacketSender(hop, v6)
 }
+
+func (system) ring(cfg rawsock.RingConfig) (receiver, error) {
+	r, err := rawsock.ListenRing(cfg)
+	if err != nil {
+		return nil, err // not a nil *Ring in a non-nil interface
+	}
+	return r, nil
+}
