@@ -45,9 +45,11 @@ run() {
 	end=$(date +%s.%N)
 	rss=$(grep -oE 'RSS [0-9]+' <<<"$out" | tail -1 | cut -d' ' -f2)
 	open=$(grep -cE '^open |^[0-9]+/tcp +open ' <<<"$out" || true)
-	printf '%-8s wall %.3f s  open %4d  peak RSS %6s KiB\n' "$label" "$(echo "$end - $start" | bc)" "$open" "${rss:-?}"
+	printf '%-9s wall %.3f s  open %4d  peak RSS %6s KiB\n' "$label" "$(echo "$end - $start" | bc)" "$open" "${rss:-?}"
 	grep -E '^[0-9]+ probes sent|^sent as' <<<"$out" | sed 's/^/         /' || true
 }
+# The rate limiter: achieved against asked, over the same scan.
+run rate100k "$bin" --open --rate 100000 198.19.200.0/24:1-1000
 for i in $(seq "$runs"); do
 	run synprobe "$bin" --open --rate 0 198.19.200.0/24:1-1000
 	if command -v nmap >/dev/null; then

@@ -217,7 +217,9 @@ func newScanner(conn Conn, cfg Config) (*scanner, error) {
 		s.rcv = &connReceiver{conn: conn, buf: make([]byte, rawsock.MaxPacketSize)}
 	}
 	if cfg.Rate > 0 {
-		s.limiter = NewLimiter(cfg.Rate, max(1, int(cfg.Rate/1000)))
+		// Two milliseconds of tokens: a sender that waits for one sleeps
+		// about a millisecond (Go timers), and must find that much left.
+		s.limiter = NewLimiter(cfg.Rate, max(1, int(cfg.Rate/500)))
 	} else {
 		// No cap until a slow-down sets one below the rate achieved.
 		s.limiter = NewLimiter(math.Inf(1), 64)
