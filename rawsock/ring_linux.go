@@ -66,7 +66,7 @@ type Ring struct {
 	events         [4]unix.EpollEvent
 
 	mu      sync.Mutex // held by Read; Close waits for it
-	closeMu sync.Mutex
+	closeMu sync.Mutex // guards closed; Close unmaps under it, Pending reads under it
 	closed  bool
 	drops   atomic.Uint64
 }
@@ -251,7 +251,9 @@ func (r *Ring) readBlock(fn func([]byte, time.Time)) (int, bool) {
 // consumer of its output, say) costs time, not answers. Safe to call from
 // any goroutine; after Close it returns 0.
 func (r *Ring) Pending() float64 {
-	if r.isClosed() {
+	r.closeMu.Lock() // Close unmaps the ring under it
+	defer r.closeMu.Unlock()
+	if r.closed {
 		return 0
 	}
 	n := 0
@@ -306,6 +308,8 @@ func (r *Ring) Close() error {
 	r.Wake()
 	r.mu.Lock() // Read has returned and will not touch the ring again
 	defer r.mu.Unlock()
+	r.closeMu.Lock() // nor Pending nor Dropped
+	defer r.closeMu.Unlock()
 	r.release()
 	return nil
 }
