@@ -539,6 +539,22 @@ func (c *Conn) Recv(b []byte, deadline time.Time) (int, time.Time, error) {
 	}
 }
 
+// Queued reports whether a received packet waits in a receive socket.
+func (c *Conn) Queued() bool {
+	c.closeMu.Lock()
+	defer c.closeMu.Unlock()
+	if c.closed {
+		return false
+	}
+	for _, s := range c.rx {
+		// SIOCINQ: the length of the next packet on raw sockets.
+		if n, err := unix.IoctlGetInt(s.fd, unix.SIOCINQ); err == nil && n > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // ErrWoken is what Recv returns when Wake interrupted it.
 var ErrWoken = errors.New("rawsock: woken")
 

@@ -222,3 +222,41 @@ func TestIntegrationSendBatch(t *testing.T) {
 		}
 	}
 }
+
+// TestIntegrationConnQueued: Queued tells a reply waiting in a receive
+// socket.
+func TestIntegrationConnQueued(t *testing.T) {
+	c, lo := listenOrSkip(t, true, false)
+	a := netip.MustParseAddr("127.0.0.1")
+	if c.Queued() {
+		t.Fatal("Queued before anything was sent")
+	}
+	// A SYN to a closed port on loopback: the RST comes back to lo+1.
+	buf := make([]byte, 128)
+	n, err := (&Segment{Src: a, Dst: a, TTL: 64, SrcPort: lo + 1, DstPort: 9, Seq: 1, Flags: FlagSyn, Window: 1024}).Build(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Send(buf[:n], 1); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for !c.Queued() && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if !c.Queued() {
+		t.Fatal("the RST is not Queued")
+	}
+	rb := make([]byte, 2048)
+	var p Packet
+	if n, _, err := c.Recv(rb, time.Now().Add(time.Second)); err != nil || Parse(rb[:n], &p) != nil || p.Flags&FlagRst == 0 {
+		t.Fatalf("Recv: %v %+v", err, p)
+	}
+	if c.Queued() {
+		t.Error("Queued after reading the only packet")
+	}
+	c.Close()
+	if c.Queued() {
+		t.Error("Queued after Close")
+	}
+}

@@ -33,7 +33,8 @@ func (*Conn) Send([]byte, uint32) error { return errNotImplemented }
 func (*Conn) Recv([]byte, time.Time) (int, time.Time, error) {
 	return 0, time.Time{}, errNotImplemented
 }
-func (*Conn) Wake() {}
+func (*Conn) Wake()        {}
+func (*Conn) Queued() bool { return false }
 
 // ErrWoken is what Recv returns when Wake interrupted it.
 var ErrWoken = errors.New("rawsock: woken")

@@ -66,9 +66,11 @@ type Ring struct {
 	events         [4]unix.EpollEvent
 
 	mu      sync.Mutex // held by Read; Close waits for it
-	closeMu sync.Mutex // guards closed; Close unmaps under it, Pending reads under it
+	closeMu sync.Mutex // guards what follows; Close unmaps under it, Pending reads under it
 	closed  bool
-	drops   atomic.Uint64
+	drops   uint64        // packets lost, from the kernel's statistics
+	stored  uint64        // packets put in the ring, from the same
+	read    atomic.Uint64 // packets in the blocks Read gave back
 }
 
 // Offsets in struct tpacket_block_desc and its tpacket_hdr_v1.
@@ -241,6 +243,7 @@ func (r *Ring) readBlock(fn func([]byte, time.Time)) (int, bool) {
 		off += int(h.Next_offset)
 	}
 	atomic.StoreUint32(status, unix.TP_STATUS_KERNEL)
+	r.read.Add(uint64(n)) // the block's packets, also any a bad offset skipped
 	r.cur.Store(int32((cur + 1) % r.blocks))
 	return got, true
 }
@@ -279,13 +282,33 @@ func (r *Ring) Wake() {
 func (r *Ring) Dropped() uint64 {
 	r.closeMu.Lock()
 	defer r.closeMu.Unlock()
-	if !r.closed {
-		// The kernel's counters reset on every read.
-		if st, err := unix.GetsockoptTpacketStatsV3(r.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS); err == nil {
-			r.drops.Add(uint64(st.Drops))
-		}
+	r.readStats()
+	return r.drops
+}
+
+// Drained reports whether every packet the kernel has put in the ring has
+// been read: none waits in a block not yet handed over (the kernel hands
+// a part-filled block over only after Retire, later on a busy machine) or
+// not yet read. A scan ends a pass only when the ring is drained, so that
+// a reader that fell behind, or a block held back, loses no answer.
+func (r *Ring) Drained() bool {
+	r.closeMu.Lock()
+	defer r.closeMu.Unlock()
+	r.readStats()
+	return r.stored == r.read.Load()
+}
+
+// readStats adds the kernel's counters, which reset on every read, to
+// ours. r.closeMu is held.
+func (r *Ring) readStats() {
+	if r.closed {
+		return
 	}
-	return r.drops.Load()
+	if st, err := unix.GetsockoptTpacketStatsV3(r.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS); err == nil {
+		// Packets counts the dropped ones too.
+		r.drops += uint64(st.Drops)
+		r.stored += uint64(st.Packets - st.Drops)
+	}
 }
 
 func (r *Ring) isClosed() bool {

@@ -303,6 +303,9 @@ func TestIntegrationRingFull(t *testing.T) {
 	if p := r.ring.Pending(); p != 1 {
 		t.Errorf("Pending = %v with both blocks full, want 1", p)
 	}
+	if r.ring.Drained() {
+		t.Error("Drained with both blocks unread")
+	}
 	got := r.read(t, burst, time.Now().Add(settleTime))
 	dropped := r.ring.Dropped()
 	if len(got) == 0 || dropped == 0 || uint64(len(got))+dropped != burst {
@@ -310,5 +313,31 @@ func TestIntegrationRingFull(t *testing.T) {
 	}
 	if p := r.ring.Pending(); p != 0 {
 		t.Errorf("Pending = %v after reading all, want 0", p)
+	}
+	if !r.ring.Drained() {
+		t.Error("not Drained after reading all")
+	}
+}
+
+// TestIntegrationRingDrained: a packet in a block the kernel has not
+// handed over yet (Retire is long) is not read, and the ring says so.
+func TestIntegrationRingDrained(t *testing.T) {
+	r := newRingRig(t, false, RingConfig{Retire: 500 * time.Millisecond})
+	if !r.ring.Drained() {
+		t.Fatal("a new ring is not Drained")
+	}
+	r.syn(t, ringPortLo, ringShutPort)
+	deadline := time.Now().Add(2 * time.Second)
+	for r.ring.Drained() && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if r.ring.Drained() {
+		t.Fatal("Drained after a RST came in")
+	}
+	if got := r.read(t, 1, time.Now().Add(2*time.Second)); len(got) != 1 || got[0].pkt.Flags != FlagRst|FlagAck {
+		t.Fatalf("read %+v, want the RST", got)
+	}
+	if !r.ring.Drained() {
+		t.Error("not Drained after reading the RST")
 	}
 }

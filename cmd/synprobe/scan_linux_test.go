@@ -212,6 +212,9 @@ func TestIntegrationScanRing(t *testing.T) {
 		t.Fatalf("%d pairs: too few for the ring", pairs)
 	}
 	if wrong > 0 || len(got) != pairs || summary == nil || summary["pairs"] != float64(pairs) {
+		for _, ns := range []string{l.Prober, l.Target} {
+			t.Logf("%s:\n%s%s", ns, l.Run(t, ns, "ip", "-s", "-s", "link"), l.Run(t, ns, "nstat", "-az"))
+		}
 		t.Fatalf("%d wrong of %d results for %d pairs; summary %v", wrong, len(got), pairs, summary)
 	}
 	if summary["recv_path"] != "packet ring" || summary["recv_drops"] != 0.0 ||

@@ -27,6 +27,9 @@ type Reply struct {
 	Packet []byte        // a whole IP packet
 	After  time.Duration // kernel RTT: the reply is stamped TxStamp(id)+After
 	NoRx   bool          // deliver without a kernel receive stamp
+	// Wall stamps the reply with the real time of the send plus After
+	// instead: for code that times against the real clock, as scans do.
+	Wall bool
 	// Delay holds the reply back this long in real time; it then arrives
 	// without a kernel receive stamp.
 	Delay time.Duration
@@ -94,7 +97,10 @@ func (c *Conn) Send(pkt []byte, id uint32) error {
 			continue
 		}
 		q := queued{pkt: r.Packet}
-		if !r.NoRx {
+		switch {
+		case r.Wall:
+			q.rx = time.Now().Add(r.After)
+		case !r.NoRx:
 			q.rx = TxStamp(id).Add(r.After)
 		}
 		c.queue = append(c.queue, q)

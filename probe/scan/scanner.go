@@ -45,6 +45,9 @@ type Receiver interface {
 	// Pending returns the share of the room taken by packets not yet
 	// read, from 0 to 1. The senders wait while it is above a half.
 	Pending() float64
+	// Drained reports whether every packet received so far has been
+	// read. A pass ends only once it is.
+	Drained() bool
 }
 
 // MaxRetries is the most retries a scan makes.
@@ -281,9 +284,12 @@ func (s *scanner) run(ctx context.Context) (Summary, error) {
 			break
 		}
 		// Wait for the answers: until none has come for a few times the
-		// slowest seen (the receiver may still be working through a
-		// backlog), at most the timeout; the full timeout while nothing
-		// has answered at all.
+		// slowest seen, at most the timeout; the full timeout while
+		// nothing has answered at all. And until the receiver has read
+		// every packet already received: a receiver starved of CPU
+		// handles nothing for a while, which is not quiet. It must
+		// keep making progress, though: a backlog that does not move
+		// for a whole timeout ends the wait.
 		sendEnd := time.Now()
 		deadline := sendEnd.Add(s.cfg.Timeout)
 	wait:
@@ -292,15 +298,19 @@ func (s *scanner) run(ctx context.Context) (Summary, error) {
 			if m := time.Duration(s.maxRTT.Load()); m > 0 {
 				quiet = min(quiet, max(4*m, 20*time.Millisecond))
 			}
-			last := time.Unix(0, s.lastAnswer.Load())
+			last := laterOf(time.Unix(0, s.lastAnswer.Load()), sendEnd)
 			until := deadline
 			if s.answered.Count() > 0 {
-				if u := laterOf(last, sendEnd).Add(quiet); u.Before(deadline) {
+				if u := last.Add(quiet); u.Before(deadline) {
 					until = u
 				}
 			}
-			if !time.Now().Before(until) {
-				break
+			now := time.Now()
+			if !now.Before(until) {
+				if s.rcv.Drained() || !now.Before(last.Add(s.cfg.Timeout)) {
+					break
+				}
+				until = now.Add(time.Millisecond)
 			}
 			select {
 			case <-ctx.Done():
@@ -572,6 +582,14 @@ func (c *connReceiver) Wake() { c.conn.Wake() }
 // Dropped and Pending are unknown for a Conn's sockets.
 func (c *connReceiver) Dropped() uint64  { return 0 }
 func (c *connReceiver) Pending() float64 { return 0 }
+
+// Drained asks the Conn, if it can tell (rawsock.Conn.Queued).
+func (c *connReceiver) Drained() bool {
+	if q, ok := c.conn.(interface{ Queued() bool }); ok {
+		return !q.Queued()
+	}
+	return true
+}
 
 func (s *scanner) ours(a netip.Addr) bool { return a == s.cfg.Src4 || a == s.cfg.Src6 }
 

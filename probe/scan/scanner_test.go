@@ -143,10 +143,11 @@ func TestSlowDownOnGrowingRTT(t *testing.T) {
 		mu.Lock()
 		n++
 		// The first 100 answers come within a millisecond, later ones ever
-		// later: 0.5 ms more for each.
-		delay := time.Millisecond + time.Duration(max(0, n-100))*500*time.Microsecond
+		// later: 0.5 ms more for each. Stamped, so that a loaded machine
+		// reading them late does not change their RTTs.
+		rtt := time.Millisecond + time.Duration(max(0, n-100))*500*time.Microsecond
 		mu.Unlock()
-		return []probetest.Reply{{Packet: probetest.RST(p), Delay: delay}}
+		return []probetest.Reply{{Packet: probetest.RST(p), After: rtt, Wall: true}}
 	})
 	spec, _ := scan.ParseSpec("198.18.1.0/24:1")
 	cookie, _ := rawsock.NewRandomCookie()
@@ -172,12 +173,14 @@ func TestNoSlowDownOnShortStall(t *testing.T) {
 	c := probetest.NewConn(func(p *rawsock.Packet, b []byte, _ uint32) []probetest.Reply {
 		mu.Lock()
 		n++
-		delay := 200 * time.Microsecond
+		rtt := 200 * time.Microsecond
 		if n > 300 && n <= 364 {
-			delay = 20 * time.Millisecond
+			rtt = 20 * time.Millisecond
 		}
 		mu.Unlock()
-		return []probetest.Reply{{Packet: probetest.RST(p), Delay: delay}}
+		// Stamped, not held back: how late the receiver reads them
+		// (on a loaded machine) does not change their RTTs.
+		return []probetest.Reply{{Packet: probetest.RST(p), After: rtt, Wall: true}}
 	})
 	spec, _ := scan.ParseSpec("198.18.0.0/20:1")
 	cookie, _ := rawsock.NewRandomCookie()
@@ -197,10 +200,11 @@ func TestNoSlowDownOnShortStall(t *testing.T) {
 // fakeRing is a Receiver over a probetest.Conn whose fill level and loss
 // count the test sets.
 type fakeRing struct {
-	c     *probetest.Conn
-	buf   []byte
-	full  atomic.Bool   // Pending reports 1, else 0
-	drops atomic.Uint64 // Dropped's answer
+	c         *probetest.Conn
+	buf       []byte
+	full      atomic.Bool   // Pending reports 1, else 0
+	drops     atomic.Uint64 // Dropped's answer
+	undrained atomic.Int64  // Drained is false while it is not 0
 }
 
 func (f *fakeRing) Read(deadline time.Time, fn func([]byte, time.Time)) (int, error) {
@@ -215,6 +219,9 @@ func (f *fakeRing) Read(deadline time.Time, fn func([]byte, time.Time)) (int, er
 func (f *fakeRing) Wake() { f.c.Wake() }
 
 func (f *fakeRing) Dropped() uint64 { return f.drops.Load() }
+
+// Drained asks the conn: a packet may wait for delivery there.
+func (f *fakeRing) Drained() bool { return f.undrained.Load() == 0 }
 
 func (f *fakeRing) Pending() float64 {
 	if f.full.Load() {
@@ -282,5 +289,58 @@ func TestScanSlowsDownOnReceiverDrops(t *testing.T) {
 	}
 	if sum.Slowdowns != 1 || sum.RateLimit == 0 || sum.RecvDrops != 3 || sum.Closed != 4096 {
 		t.Errorf("summary %+v: want one slow-down to a cap, the receiver's 3 drops, every pair closed", sum)
+	}
+}
+
+// stallingRing delivers the first few answers, then none for a while (its
+// reader starved of CPU, say), though they wait in it: not Drained.
+type stallingRing struct {
+	fakeRing
+	n          atomic.Int64 // packets delivered
+	first      int64        // delivered before the stall
+	stallUntil atomic.Int64 // unix ns; 0: not stalled yet
+	stall      time.Duration
+	answers    atomic.Int64 // made by the conn
+}
+
+func (s *stallingRing) Read(deadline time.Time, fn func([]byte, time.Time)) (int, error) {
+	if s.n.Load() == s.first {
+		if s.stallUntil.Load() == 0 {
+			s.stallUntil.Store(time.Now().Add(s.stall).UnixNano())
+		}
+		if time.Now().UnixNano() < s.stallUntil.Load() {
+			time.Sleep(time.Millisecond)
+			return 0, nil
+		}
+	}
+	n, err := s.fakeRing.Read(deadline, fn)
+	s.n.Add(int64(n))
+	return n, err
+}
+
+// Drained: every answer the conn made has been delivered.
+func (s *stallingRing) Drained() bool { return s.n.Load() == s.answers.Load() }
+
+// A receiver that stops reading for a while, answers waiting, is not
+// quiet: the pass waits for it instead of probing those pairs again.
+func TestScanWaitsForBacklog(t *testing.T) {
+	ring := &stallingRing{first: 10, stall: 100 * time.Millisecond}
+	c := probetest.NewConn(func(p *rawsock.Packet, b []byte, _ uint32) []probetest.Reply {
+		ring.answers.Add(1)
+		return []probetest.Reply{{Packet: probetest.RST(p), NoRx: true}}
+	})
+	defer c.Close()
+	ring.fakeRing = fakeRing{c: c, buf: make([]byte, rawsock.MaxPacketSize)}
+	spec, _ := scan.ParseSpec("198.18.1.0/24:1")
+	cookie, _ := rawsock.NewRandomCookie()
+	sum, err := scan.Scan(context.Background(), c, scan.Config{
+		Set: scan.NewSet(scan.Block{Spec: &spec}), Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999,
+		Timeout: 2 * time.Second, Cookie: cookie, Recv: ring,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Closed != 256 || sum.Retries != 0 {
+		t.Errorf("summary %+v: want every pair closed, none probed again", sum)
 	}
 }
