@@ -51,9 +51,7 @@ type Conn struct {
 
 	rx      []rxSock // tcp4, icmp4, tcp6, icmp6 (those opened)
 	next    int      // round-robin start for Recv
-	epfd    int
-	evfd    int // eventfd that wakes Recv on Close
-	events  [8]unix.EpollEvent
+	poller           // the receive sockets; its eventfd wakes Recv on Close
 	oob     [512]byte
 	recvMu  sync.Mutex // held by Recv for its whole call; Close waits for it
 	closeMu sync.Mutex
@@ -100,7 +98,7 @@ func Listen(cfg Config) (*Conn, error) {
 	if cfg.PortLo == 0 || cfg.PortHi < cfg.PortLo {
 		return nil, fmt.Errorf("rawsock: bad port range %d-%d", cfg.PortLo, cfg.PortHi)
 	}
-	c := &Conn{epfd: -1, evfd: -1}
+	c := &Conn{poller: poller{epfd: -1, evfd: -1}}
 	if err := c.open(cfg); err != nil {
 		c.Close()
 		return nil, err
@@ -156,13 +154,7 @@ func warmRxStamps() {
 
 func (c *Conn) open(cfg Config) error {
 	var err error
-	if c.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
-		return opError("epoll_create1", err)
-	}
-	if c.evfd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
-		return opError("eventfd", err)
-	}
-	if err := c.watch(c.evfd); err != nil {
+	if err := c.poller.open(c.isClosed); err != nil {
 		return err
 	}
 	if cfg.IPv4 {
@@ -193,14 +185,6 @@ func (c *Conn) open(cfg Config) error {
 		if err := c.addRx(unix.AF_INET6, unix.IPPROTO_ICMPV6, ICMPFilterIPv6(cfg.PortLo, cfg.PortHi), cfg); err != nil {
 			return err
 		}
-	}
-	return nil
-}
-
-func (c *Conn) watch(fd int) error {
-	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}
-	if err := unix.EpollCtl(c.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
-		return opError("epoll_ctl", err)
 	}
 	return nil
 }
@@ -517,24 +501,8 @@ func (c *Conn) Recv(b []byte, deadline time.Time) (int, time.Time, error) {
 			}
 			return n, ts, nil
 		}
-		timeout := time.Duration(-1)
-		if !deadline.IsZero() {
-			if timeout = time.Until(deadline); timeout <= 0 {
-				return 0, time.Time{}, os.ErrDeadlineExceeded
-			}
-		}
-		n, err := epollWait(c.epfd, c.events[:], timeout)
-		if err != nil && err != unix.EINTR {
-			return 0, time.Time{}, opError("epoll_wait", err)
-		}
-		for _, ev := range c.events[:max(n, 0)] {
-			if int(ev.Fd) == c.evfd {
-				var v [8]byte
-				unix.Read(c.evfd, v[:])
-				if !c.isClosed() {
-					return 0, time.Time{}, ErrWoken
-				}
-			}
+		if err := c.wait(deadline); err != nil {
+			return 0, time.Time{}, err
 		}
 	}
 }
@@ -559,11 +527,7 @@ func (c *Conn) Queued() bool {
 var ErrWoken = errors.New("rawsock: woken")
 
 // Wake makes a blocked Recv (or the next one) return ErrWoken.
-func (c *Conn) Wake() {
-	var one [8]byte
-	binary.NativeEndian.PutUint64(one[:], 1)
-	unix.Write(c.evfd, one[:])
-}
+func (c *Conn) Wake() { c.wake() }
 
 // noPwait2 is set once epoll_pwait2 (Linux 5.11) turned out missing.
 var noPwait2 atomic.Bool
@@ -709,11 +673,7 @@ func (c *Conn) Close() error {
 	}
 	c.closed = true
 	c.closeMu.Unlock()
-	if c.evfd >= 0 {
-		var one [8]byte
-		binary.NativeEndian.PutUint64(one[:], 1)
-		unix.Write(c.evfd, one[:])
-	}
+	c.wake()
 	c.recvMu.Lock() // Recv has returned and will not touch the fds again
 	defer c.recvMu.Unlock()
 	for _, s := range []*sender{c.send4, c.send6} {
@@ -730,12 +690,7 @@ func (c *Conn) Close() error {
 		unix.Close(s.fd)
 	}
 	c.rx = nil
-	for _, fd := range []*int{&c.epfd, &c.evfd} {
-		if *fd >= 0 {
-			unix.Close(*fd)
-			*fd = -1
-		}
-	}
+	c.poller.close()
 	return nil
 }
 

@@ -58,12 +58,12 @@ type RingConfig struct {
 //
 // Read may be called by one goroutine at a time; Wake and Close from any.
 type Ring struct {
-	fd, epfd, evfd int
-	mem            []byte
-	blockSize      int
-	blocks         int
-	cur            atomic.Int32 // the next block to read; written by Read only
-	events         [4]unix.EpollEvent
+	fd        int
+	poller    // the socket, and the eventfd that wakes Read
+	mem       []byte
+	blockSize int
+	blocks    int
+	cur       atomic.Int32 // the next block to read; written by Read only
 
 	mu      sync.Mutex // held by Read; Close waits for it
 	closeMu sync.Mutex // guards what follows; Close unmaps under it, Pending reads under it
@@ -111,7 +111,7 @@ func ListenRing(cfg RingConfig) (*Ring, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rawsock: assemble filter: %w", err)
 	}
-	r := &Ring{fd: -1, epfd: -1, evfd: -1, blockSize: cfg.BlockSize, blocks: cfg.Blocks}
+	r := &Ring{fd: -1, poller: poller{epfd: -1, evfd: -1}, blockSize: cfg.BlockSize, blocks: cfg.Blocks}
 	if err := r.open(cfg, prog, retire); err != nil {
 		r.release()
 		return nil, err
@@ -151,17 +151,11 @@ func (r *Ring) open(cfg RingConfig, prog []bpf.RawInstruction, retire time.Durat
 	if r.mem, err = unix.Mmap(r.fd, 0, cfg.BlockSize*cfg.Blocks, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED); err != nil {
 		return opError("mmap", err)
 	}
-	if r.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
-		return opError("epoll_create1", err)
+	if err := r.poller.open(r.isClosed); err != nil {
+		return err
 	}
-	if r.evfd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
-		return opError("eventfd", err)
-	}
-	for _, fd := range []int{r.fd, r.evfd} {
-		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}
-		if err := unix.EpollCtl(r.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
-			return opError("epoll_ctl", err)
-		}
+	if err := r.watch(r.fd); err != nil {
+		return err
 	}
 	if err := unix.Bind(r.fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: cfg.Ifindex}); err != nil {
 		return opError("bind", err)
@@ -188,24 +182,8 @@ func (r *Ring) Read(deadline time.Time, fn func(pkt []byte, rx time.Time)) (int,
 		if n, ok := r.readBlock(fn); ok {
 			return n, nil
 		}
-		timeout := time.Duration(-1)
-		if !deadline.IsZero() {
-			if timeout = time.Until(deadline); timeout <= 0 {
-				return 0, os.ErrDeadlineExceeded
-			}
-		}
-		n, err := epollWait(r.epfd, r.events[:], timeout)
-		if err != nil && err != unix.EINTR {
-			return 0, opError("epoll_wait", err)
-		}
-		for _, ev := range r.events[:max(n, 0)] {
-			if int(ev.Fd) == r.evfd {
-				var v [8]byte
-				unix.Read(r.evfd, v[:])
-				if !r.isClosed() {
-					return 0, ErrWoken
-				}
-			}
+		if err := r.wait(deadline); err != nil {
+			return 0, err
 		}
 	}
 }
@@ -271,11 +249,7 @@ func (r *Ring) Pending() float64 {
 }
 
 // Wake makes a blocked Read (or the next one) return ErrWoken.
-func (r *Ring) Wake() {
-	var one [8]byte
-	binary.NativeEndian.PutUint64(one[:], 1)
-	unix.Write(r.evfd, one[:])
-}
+func (r *Ring) Wake() { r.wake() }
 
 // Dropped returns how many packets that passed the filter found the ring
 // full and were lost, since ListenRing.
@@ -342,12 +316,11 @@ func (r *Ring) release() {
 		unix.Munmap(r.mem)
 		r.mem = nil
 	}
-	for _, fd := range []*int{&r.fd, &r.epfd, &r.evfd} {
-		if *fd >= 0 {
-			unix.Close(*fd)
-			*fd = -1
-		}
+	if r.fd >= 0 {
+		unix.Close(r.fd)
+		r.fd = -1
 	}
+	r.poller.close()
 }
 
 // ringFilter returns the ring's program: the checks that need the
