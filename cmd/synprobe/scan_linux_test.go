@@ -40,12 +40,13 @@ func scanLab(t testing.TB, ports ...int) (*netlab.Lab, netip.Prefix, netip.Prefi
 	return l, v4, v6
 }
 
-// TestIntegrationScan scans a /28 and a small IPv6 range over 10 ports with
-// listeners, a closed port, a drop, an ICMP reject and an RST reject (one
-// host drops port 80 too), and checks every single verdict.
-func TestIntegrationScan(t *testing.T) {
-	l, v4, v6 := scanLab(t, 22, 80)
-	dropHost := v4.Addr().Next().Next().Next().Next().Next() // .5
+// firewallLab is a scanLab with listeners on ports 22 and 80 behind a
+// firewall that drops port 23, rejects 24 with ICMP admin prohibited and
+// 25 with a RST, and drops port 80 of one host (.5), returned with the
+// verdict ("state/reason") each pair should get.
+func firewallLab(t testing.TB) (l *netlab.Lab, v4, v6 netip.Prefix, dropHost netip.Addr, want func(netip.Addr, uint16) string) {
+	l, v4, v6 = scanLab(t, 22, 80)
+	dropHost = v4.Addr().Next().Next().Next().Next().Next()
 	l.Nft(t, l.Target, fmt.Sprintf(`table inet lab {
 	chain input {
 		type filter hook input priority 0;
@@ -55,9 +56,7 @@ func TestIntegrationScan(t *testing.T) {
 		ip daddr %v tcp dport 80 drop
 	}
 }`, dropHost))
-	sub4 := netip.PrefixFrom(v4.Addr(), 28)
-	sub6 := netip.PrefixFrom(v6.Addr(), 126)
-	want := func(a netip.Addr, port uint16) string {
+	want = func(a netip.Addr, port uint16) string {
 		switch {
 		case port == 22, port == 80 && a != dropHost:
 			return "open/syn-ack"
@@ -68,10 +67,13 @@ func TestIntegrationScan(t *testing.T) {
 		}
 		return "closed/rst"
 	}
-	r := runIn(t, l, l.Prober, "--json", "--rate", "0", "-w", "0.3", sub4.String()+":20-29,80", "["+sub6.String()+"]:22-25,80")
-	if r.code != exitNotOpen {
-		t.Errorf("exit %d: %s", r.code, r.stderr)
-	}
+	return l, v4, v6, dropHost, want
+}
+
+// scanResults collects a --json scan's verdicts ("state/reason") by pair,
+// each reported once, and its summary.
+func scanResults(t testing.TB, r cliRun) (map[netip.AddrPort]string, map[string]any) {
+	t.Helper()
 	got := map[netip.AddrPort]string{}
 	var summary map[string]any
 	for _, m := range r.lines {
@@ -86,22 +88,45 @@ func TestIntegrationScan(t *testing.T) {
 			summary = m
 		}
 	}
-	pairs := 0
-	for _, p := range []netip.Prefix{sub4, sub6} {
-		ports := []uint16{20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 80}
-		if p.Addr().Is6() {
-			ports = []uint16{22, 23, 24, 25, 80}
-		}
+	return got, summary
+}
+
+// checkVerdicts compares got with want for every address of each prefix
+// and each of its ports; it returns the number of pairs and of wrong ones,
+// reporting the first 20.
+func checkVerdicts(t testing.TB, got map[netip.AddrPort]string, want func(netip.Addr, uint16) string, ports map[netip.Prefix][]uint16) (pairs, wrong int) {
+	t.Helper()
+	for p, pp := range ports {
 		for a := p.Addr(); p.Contains(a); a = a.Next() {
-			for _, port := range ports {
+			for _, port := range pp {
 				pairs++
-				ap := netip.AddrPortFrom(a, port)
-				if got[ap] != want(a, port) {
-					t.Errorf("%v: %q, want %q", ap, got[ap], want(a, port))
+				if ap := netip.AddrPortFrom(a, port); got[ap] != want(a, port) {
+					if wrong++; wrong <= 20 {
+						t.Errorf("%v: %q, want %q", ap, got[ap], want(a, port))
+					}
 				}
 			}
 		}
 	}
+	return pairs, wrong
+}
+
+// TestIntegrationScan scans a /28 and a small IPv6 range over 10 ports with
+// listeners, a closed port, a drop, an ICMP reject and an RST reject (one
+// host drops port 80 too), and checks every single verdict.
+func TestIntegrationScan(t *testing.T) {
+	l, v4, v6, dropHost, want := firewallLab(t)
+	sub4 := netip.PrefixFrom(v4.Addr(), 28)
+	sub6 := netip.PrefixFrom(v6.Addr(), 126)
+	r := runIn(t, l, l.Prober, "--json", "--rate", "0", "-w", "0.3", sub4.String()+":20-29,80", "["+sub6.String()+"]:22-25,80")
+	if r.code != exitNotOpen {
+		t.Errorf("exit %d: %s", r.code, r.stderr)
+	}
+	got, summary := scanResults(t, r)
+	pairs, _ := checkVerdicts(t, got, want, map[netip.Prefix][]uint16{
+		sub4: {20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 80},
+		sub6: {22, 23, 24, 25, 80},
+	})
 	if len(got) != pairs || summary == nil || summary["pairs"] != float64(pairs) {
 		t.Errorf("%d results for %d pairs; summary %v", len(got), pairs, summary)
 	}
@@ -145,69 +170,18 @@ func resolveNeighbours(t testing.TB, l *netlab.Lab) {
 // ring for the answers, Ethernet frames for the probes) over both
 // families, with every kind of port, gets every single verdict right.
 func TestIntegrationScanRing(t *testing.T) {
-	l, v4, v6 := scanLab(t, 22, 80)
+	l, v4, v6, _, want := firewallLab(t)
 	resolveNeighbours(t, l)
-	dropHost := v4.Addr().Next().Next().Next().Next().Next() // .5
-	l.Nft(t, l.Target, fmt.Sprintf(`table inet lab {
-	chain input {
-		type filter hook input priority 0;
-		tcp dport 23 drop
-		tcp dport 24 reject with icmpx admin-prohibited
-		tcp dport 25 reject with tcp reset
-		ip daddr %v tcp dport 80 drop
-	}
-}`, dropHost))
-	want := func(a netip.Addr, port uint16) string {
-		switch {
-		case port == 22, port == 80 && a != dropHost:
-			return "open/syn-ack"
-		case port == 23, port == 80:
-			return "filtered/timeout"
-		case port == 24:
-			return "filtered/icmp-admin-prohibited"
-		}
-		return "closed/rst"
-	}
 	ports4 := []uint16{80}
 	for p := uint16(1); p <= 64; p++ {
 		ports4 = append(ports4, p)
 	}
-	ports6 := []uint16{22, 23, 24, 25, 80}
 	r := runIn(t, l, l.Prober, "--json", "--rate", "0", "-w", "0.3", v4.String()+":1-64,80", "["+v6.String()+"]:22-25,80")
 	if r.code != exitNotOpen {
 		t.Errorf("exit %d: %s", r.code, r.stderr)
 	}
-	got := map[netip.AddrPort]string{}
-	var summary map[string]any
-	for _, m := range r.lines {
-		switch m["type"] {
-		case "result":
-			ap := netip.AddrPortFrom(netip.MustParseAddr(m["addr"].(string)), uint16(m["port"].(float64)))
-			if _, dup := got[ap]; dup {
-				t.Errorf("%v reported twice", ap)
-			}
-			got[ap] = m["state"].(string) + "/" + m["reason"].(string)
-		case "scan-summary":
-			summary = m
-		}
-	}
-	pairs, wrong := 0, 0
-	for _, p := range []netip.Prefix{v4, v6} {
-		ports := ports4
-		if p.Addr().Is6() {
-			ports = ports6
-		}
-		for a := p.Addr(); p.Contains(a); a = a.Next() {
-			for _, port := range ports {
-				pairs++
-				if ap := netip.AddrPortFrom(a, port); got[ap] != want(a, port) {
-					if wrong++; wrong <= 20 {
-						t.Errorf("%v: %q, want %q", ap, got[ap], want(a, port))
-					}
-				}
-			}
-		}
-	}
+	got, summary := scanResults(t, r)
+	pairs, wrong := checkVerdicts(t, got, want, map[netip.Prefix][]uint16{v4: ports4, v6: {22, 23, 24, 25, 80}})
 	if pairs < ringMinPairs {
 		t.Fatalf("%d pairs: too few for the ring", pairs)
 	}
