@@ -3,6 +3,7 @@ package rawsock
 import (
 	"encoding/binary"
 	"net/netip"
+	"slices"
 
 	"golang.org/x/net/bpf"
 )
@@ -111,32 +112,62 @@ func ICMPFilterIPv6(lo, hi uint16) []bpf.Instruction {
 	}
 }
 
+// maxRingAddrs is the most addresses per family the Ring's filter
+// checks; with more it takes every address (the cookies still decide).
+const maxRingAddrs = 16
+
 // ringFilterBody returns the part of the Ring's program that looks at the
 // packet alone, from its IPv4 or IPv6 header (an AF_PACKET SOCK_DGRAM
-// socket's data): it accepts the packets to dst that the Conn's TCP and
-// ICMP filters for the family accept. For IPv6 the TCP or ICMPv6 header
-// must follow the fixed header directly. If dst is not of the family,
-// nothing is accepted. It is self-contained (it ends in its own returns),
-// so it runs alone in the x/net/bpf VM, which knows no ancillary loads.
-func ringFilterBody(dst netip.Addr, lo, hi uint16, v6 bool) []bpf.Instruction {
-	if !dst.IsValid() || dst.Is6() != v6 {
+// socket's data): it accepts the packets to one of dsts that the Conn's
+// TCP and ICMP filters for the family accept. For IPv6 the TCP or ICMPv6
+// header must follow the fixed header directly. If no address of dsts is
+// of the family, nothing is accepted; with more than maxRingAddrs, any
+// destination is. It is self-contained (it ends in its own returns), so
+// it runs alone in the x/net/bpf VM, which knows no ancillary loads.
+func ringFilterBody(dsts []netip.Addr, lo, hi uint16, v6 bool) []bpf.Instruction {
+	var mine []netip.Addr
+	for _, d := range dsts {
+		if d.IsValid() && d.Unmap().Is6() == v6 && !slices.Contains(mine, d.Unmap()) {
+			mine = append(mine, d.Unmap())
+		}
+	}
+	if len(mine) == 0 {
 		return []bpf.Instruction{bpf.RetConstant{Val: 0}}
 	}
+	if len(mine) > maxRingAddrs {
+		mine = nil
+	}
 	var prog []bpf.Instruction
-	// The destination address, a word at a time; a mismatch jumps to
-	// the final ret 0, patched below.
-	var checks []int
-	a := dst.AsSlice()
+	// The destination address, a word at a time, against each of mine:
+	// a mismatch jumps to the next address's check, or after the last
+	// to the final ret 0 (patched below); a match jumps to the body.
+	var toDrop, toBody []int
 	off := uint32(IPv4DstAddrOffset)
 	if v6 {
 		off = IPv6DstAddrOffset
 	}
-	for i := 0; i < len(a); i += 4 {
-		prog = append(prog,
-			bpf.LoadAbsolute{Off: off + uint32(i), Size: 4},
-			bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: binary.BigEndian.Uint32(a[i:])})
-		checks = append(checks, len(prog)-1)
+	for k, d := range mine {
+		a := d.AsSlice()
+		var checks []int
+		for i := 0; i < len(a); i += 4 {
+			prog = append(prog,
+				bpf.LoadAbsolute{Off: off + uint32(i), Size: 4},
+				bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: binary.BigEndian.Uint32(a[i:])})
+			checks = append(checks, len(prog)-1)
+		}
+		if k == len(mine)-1 {
+			toDrop = append(toDrop, checks...)
+			continue
+		}
+		prog = append(prog, bpf.Jump{})
+		toBody = append(toBody, len(prog)-1)
+		for _, i := range checks { // to the next address's first load
+			j := prog[i].(bpf.JumpIf)
+			j.SkipTrue = uint8(len(prog) - i - 1)
+			prog[i] = j
+		}
 	}
+	body := len(prog)
 	if v6 {
 		tcp := shiftLoads(TCPFilterIPv6(lo, hi), IPv6MinimumSize)
 		icmp := shiftLoads(ICMPFilterIPv6(lo, hi), IPv6MinimumSize)
@@ -157,10 +188,13 @@ func ringFilterBody(dst netip.Addr, lo, hi uint16, v6 bool) []bpf.Instruction {
 		prog = append(prog, icmp...) // ends in ret 0
 	}
 	drop := len(prog) - 1
-	for _, i := range checks {
+	for _, i := range toDrop {
 		j := prog[i].(bpf.JumpIf)
 		j.SkipTrue = uint8(drop - i - 1)
 		prog[i] = j
+	}
+	for _, i := range toBody {
+		prog[i] = bpf.Jump{Skip: uint32(body - i - 1)}
 	}
 	return prog
 }

@@ -245,7 +245,7 @@ func TestRingFilterBodyIPv4(t *testing.T) {
 	syn := func(src netip.Addr, sport uint16) []byte { return mustBuild(t, probeSYN(src, v4b, sport)) }
 	icmp := func(to netip.Addr, quote []byte) []byte { return icmp4Error(3, 13, v4r, to, quote) }
 	other := netip.MustParseAddr("192.0.2.77")
-	checkFilter(t, ringFilterBody(v4a, filterLo, filterHi, false), []filterCase{
+	checkFilter(t, ringFilterBody([]netip.Addr{v4a}, filterLo, filterHi, false), []filterCase{
 		{"SYN-ACK", reply(v4a, 40500), true},
 		{"RST", mustBuild(t, Segment{Src: v4b, Dst: v4a, SrcPort: 443, DstPort: filterHi, Flags: FlagRst | FlagAck}), true},
 		{"SYN-ACK, IHL 6", withIPv4Options(reply(v4a, 40500), 4), true},
@@ -262,10 +262,10 @@ func TestRingFilterBodyIPv4(t *testing.T) {
 		{"short", reply(v4a, 40500)[:18], false},
 		{"empty", nil, false},
 	})
-	checkFilter(t, ringFilterBody(netip.Addr{}, filterLo, filterHi, false), []filterCase{
+	checkFilter(t, ringFilterBody(nil, filterLo, filterHi, false), []filterCase{
 		{"no IPv4 address", reply(v4a, 40500), false},
 	})
-	checkFilter(t, ringFilterBody(v6a, filterLo, filterHi, false), []filterCase{
+	checkFilter(t, ringFilterBody([]netip.Addr{v6a}, filterLo, filterHi, false), []filterCase{
 		{"IPv6 address for the IPv4 body", reply(v4a, 40500), false},
 	})
 }
@@ -302,8 +302,47 @@ func TestRingFilterBodyIPv6(t *testing.T) {
 	for w, a := range near {
 		cases = append(cases, filterCase{fmt.Sprintf("address differing in word %d", w), reply(a, 40500), false})
 	}
-	checkFilter(t, ringFilterBody(v6a, filterLo, filterHi, true), cases)
-	checkFilter(t, ringFilterBody(v4a, filterLo, filterHi, true), []filterCase{
+	checkFilter(t, ringFilterBody([]netip.Addr{v6a}, filterLo, filterHi, true), cases)
+	checkFilter(t, ringFilterBody([]netip.Addr{v4a}, filterLo, filterHi, true), []filterCase{
 		{"IPv4 address for the IPv6 body", reply(v6a, 40500), false},
 	})
+}
+
+// A scan may send from several addresses: the filter takes packets to any
+// of them, each checked in full; with too many to check, packets to any
+// address.
+func TestRingFilterBodyAddrs(t *testing.T) {
+	for _, v6 := range []bool{false, true} {
+		var addrs []netip.Addr
+		for i := range 5 {
+			a := netip.AddrFrom4([4]byte{198, 18, 7, byte(10 + i)})
+			if v6 {
+				a = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 7, 15: byte(10 + i)})
+			}
+			addrs = append(addrs, a)
+		}
+		peer := v4b
+		if v6 {
+			peer = v6b
+		}
+		reply := func(dst netip.Addr) []byte { return mustBuild(t, synACK(peer, dst, 40500)) }
+		other := addrs[4].Next()
+		var cases []filterCase
+		for _, a := range addrs {
+			cases = append(cases, filterCase{"to " + a.String(), reply(a), true})
+		}
+		cases = append(cases, filterCase{"to " + other.String(), reply(other), false},
+			filterCase{"to " + addrs[0].Prev().String(), reply(addrs[0].Prev()), false},
+			filterCase{"port out of range", mustBuild(t, synACK(peer, addrs[2], filterHi+1)), false})
+		mixed := append([]netip.Addr{v4a, v6a}, addrs...)
+		checkFilter(t, ringFilterBody(mixed, filterLo, filterHi, v6), cases)
+		var many []netip.Addr
+		for a := addrs[0]; len(many) <= maxRingAddrs; a = a.Next() {
+			many = append(many, a)
+		}
+		checkFilter(t, ringFilterBody(many, filterLo, filterHi, v6), []filterCase{
+			{"too many to check: any address", reply(netip.MustParseAddr(map[bool]string{false: "192.0.2.1", true: "2001:db8:ff::1"}[v6])), true},
+			{"too many to check: the port still", mustBuild(t, synACK(peer, addrs[2], filterHi+1)), false},
+		})
+	}
 }

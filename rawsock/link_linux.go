@@ -176,7 +176,9 @@ func NextHopTo(dst netip.Addr) (NextHop, error) {
 
 // PacketSender sends the IP packets of a Batch as Ethernet frames on one
 // interface to one next hop (AF_PACKET), skipping the host's IP output
-// path: about twice the rate of a raw IP socket. It receives nothing.
+// path: about twice the rate of a raw IP socket. Use it only where
+// DirectPath says that sends what the IP output would. It receives
+// nothing.
 type PacketSender struct {
 	fd  int
 	hop NextHop
@@ -193,7 +195,9 @@ func NewPacketSender(hop NextHop, v6 bool) (*PacketSender, error) {
 	if err != nil {
 		return nil, opError("socket", err)
 	}
-	_ = unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_QDISC_BYPASS, 1)
+	// Through the device's queue, not around it (PACKET_QDISC_BYPASS):
+	// queueing disciplines, tc and netfilter egress programs then treat
+	// our frames as they treat the IP output's.
 	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 4<<20) != nil {
 		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4<<20)
 	}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,8 +24,11 @@ type RingConfig struct {
 	// Ifindex is the interface to receive on; 0 means every interface.
 	Ifindex int
 	// Src4 and Src6 are our addresses: only packets to them are accepted.
-	// An invalid one accepts nothing of its family.
+	// An invalid one accepts nothing of its family. Addrs adds more (a
+	// scan may send from several); with more than 16 of a family, the
+	// filter takes packets to any address.
 	Src4, Src6 netip.Addr
+	Addrs      []netip.Addr
 	// PortLo..PortHi are our source ports, as for Config.
 	PortLo, PortHi uint16
 	// BlockSize and Blocks size the ring (defaults 32 KiB and 512: 16
@@ -47,7 +51,7 @@ type RingConfig struct {
 //
 // The socket taps the interface (ETH_P_ALL, outgoing packets ignored)
 // with a BPF filter that accepts, from IPv4 and IPv6 packets addressed to
-// Src4 or Src6, TCP segments to a port in [PortLo, PortHi] and ICMP errors
+// our addresses, TCP segments to a port in [PortLo, PortHi] and ICMP errors
 // quoting a TCP segment from one (the Conn's filters, after the address
 // check). Each packet carries the kernel's receive timestamp.
 //
@@ -90,7 +94,8 @@ func ListenRing(cfg RingConfig) (*Ring, error) {
 	if (cfg.Src4.IsValid() && !cfg.Src4.Is4()) || (cfg.Src6.IsValid() && !cfg.Src6.Is6()) {
 		return nil, errors.New("rawsock: ring addresses of the wrong family")
 	}
-	if !cfg.Src4.IsValid() && !cfg.Src6.IsValid() {
+	addrs := append([]netip.Addr{cfg.Src4, cfg.Src6}, cfg.Addrs...)
+	if !slices.ContainsFunc(addrs, netip.Addr.IsValid) {
 		return nil, errors.New("rawsock: ring without an address")
 	}
 	if cfg.BlockSize == 0 {
@@ -107,7 +112,7 @@ func ListenRing(cfg RingConfig) (*Ring, error) {
 	if retire <= 0 {
 		retire = time.Millisecond
 	}
-	prog, err := bpf.Assemble(ringFilter(cfg.Src4, cfg.Src6, cfg.PortLo, cfg.PortHi))
+	prog, err := bpf.Assemble(ringFilter(addrs, cfg.PortLo, cfg.PortHi))
 	if err != nil {
 		return nil, fmt.Errorf("rawsock: assemble filter: %w", err)
 	}
@@ -334,8 +339,8 @@ func (r *Ring) release() {
 //	v6: jne ETH_P_IPV6 -> drop
 //	  <IPv6 body>
 //	drop: ret 0
-func ringFilter(src4, src6 netip.Addr, lo, hi uint16) []bpf.Instruction {
-	v4, v6 := ringFilterBody(src4, lo, hi, false), ringFilterBody(src6, lo, hi, true)
+func ringFilter(addrs []netip.Addr, lo, hi uint16) []bpf.Instruction {
+	v4, v6 := ringFilterBody(addrs, lo, hi, false), ringFilterBody(addrs, lo, hi, true)
 	prog := []bpf.Instruction{
 		bpf.LoadExtension{Num: bpf.ExtType},
 		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: unix.PACKET_HOST}, // SkipTrue: drop, below

@@ -26,7 +26,7 @@ const (
 )
 
 func TestRingFilter(t *testing.T) {
-	prog := ringFilter(v4a, v6a, filterLo, filterHi)
+	prog := ringFilter([]netip.Addr{v4a, v6a}, filterLo, filterHi)
 	if _, err := bpf.Assemble(prog); err != nil {
 		t.Fatalf("Assemble: %v", err)
 	}
@@ -59,7 +59,7 @@ func TestRingFilter(t *testing.T) {
 		}
 	}
 	// One family only: the other's packets are dropped.
-	if runFilter(t, withAncillary(t, ringFilter(v4a, netip.Addr{}, filterLo, filterHi), in, 0, unix.ETH_P_IPV6), v6) {
+	if runFilter(t, withAncillary(t, ringFilter([]netip.Addr{v4a}, filterLo, filterHi), in, 0, unix.ETH_P_IPV6), v6) {
 		t.Error("an IPv4-only ring accepts IPv6")
 	}
 }

@@ -11,6 +11,7 @@ import (
 type RingConfig struct {
 	Ifindex           int
 	Src4, Src6        netip.Addr
+	Addrs             []netip.Addr
 	PortLo, PortHi    uint16
 	BlockSize, Blocks int
 	Retire            time.Duration

@@ -1,0 +1,592 @@
+//go:build linux
+
+package rawsock
+
+import (
+	"bufio"
+	"bytes"
+	"cmp"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"unsafe"
+
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// DirectPath reports whether the probes to every address of prefixes (all
+// of one family) can leave as Ethernet frames handed to one next hop
+// (PacketSender) while sending exactly what the host's IP output would
+// send, and returns that hop. It holds only when nothing on the IP output
+// path could treat two of those probes differently, or treat any other
+// than by passing it to the hop:
+//
+//   - no netfilter hook on the family's output and postrouting hooks: no
+//     nftables base chain there (but synprobe's own RST guards, which pass
+//     every SYN), no iptables-legacy table, no connection tracking (a full
+//     table drops new connections), no IPVS, no BPF netfilter program;
+//   - no SELinux (its output hooks may refuse raw IP packets);
+//   - no IPsec policy;
+//   - no cgroup BPF egress program on this process's cgroup;
+//   - the default policy routing rules only;
+//   - one unicast route, through a gateway, for every prefix, the same
+//     for all, with no more specific route inside any prefix, and without
+//     multipath, nexthop objects, encapsulation or TOS or source selectors;
+//     and the kernel's own route lookup agreeing;
+//   - the gateway's link-layer address resolved, on an Ethernet device
+//     (ifindex, when not 0, must be that device).
+//
+// Queueing disciplines, tc and netfilter egress programs act on both paths
+// alike (PacketSender does not bypass the queue). The error says which
+// condition failed; ErrPermission-wrapped errors mean a check could not
+// be made without privileges it lacks.
+func DirectPath(prefixes []netip.Prefix, ifindex int) (NextHop, error) {
+	if len(prefixes) == 0 {
+		return NextHop{}, errors.New("no destinations")
+	}
+	v6 := prefixes[0].Addr().Is6()
+	for _, p := range prefixes {
+		if p.Addr().Is6() != v6 {
+			return NextHop{}, errors.New("destinations of both families")
+		}
+	}
+	for _, check := range []func(bool) error{checkNetfilter, checkLSM, checkXfrm, checkCgroupEgress, checkRules} {
+		if err := check(v6); err != nil {
+			return NextHop{}, err
+		}
+	}
+	ifi, gw, err := uniformRoute(prefixes, v6)
+	if err != nil {
+		return NextHop{}, err
+	}
+	if ifindex != 0 && ifindex != ifi {
+		return NextHop{}, fmt.Errorf("the route leaves by interface %d, not the one asked for", ifi)
+	}
+	// The kernel's own decision, for the ends of the first and the last
+	// block: it must agree with the reading of the tables.
+	for _, p := range []netip.Prefix{prefixes[0], prefixes[len(prefixes)-1]} {
+		for _, a := range []netip.Addr{p.Masked().Addr(), lastAddr(p)} {
+			i, g, err := RouteTo(a)
+			if err != nil {
+				return NextHop{}, err
+			}
+			if i != ifi || g != gw {
+				return NextHop{}, fmt.Errorf("the kernel routes %v by interface %d via %v, not as its tables read", a, i, g)
+			}
+		}
+	}
+	dev, err := net.InterfaceByIndex(ifi)
+	if err != nil {
+		return NextHop{}, err
+	}
+	if len(dev.HardwareAddr) != 6 {
+		return NextHop{}, fmt.Errorf("%s has no Ethernet address", dev.Name)
+	}
+	mac, ok, err := Neighbor(ifi, gw)
+	if err != nil {
+		return NextHop{}, err
+	}
+	if !ok {
+		return NextHop{}, fmt.Errorf("the gateway %v on %s is not resolved", gw, dev.Name)
+	}
+	return NextHop{Ifindex: ifi, Gateway: gw, SrcMAC: dev.HardwareAddr, DstMAC: mac}, nil
+}
+
+// lastAddr returns the last address of p.
+func lastAddr(p netip.Prefix) netip.Addr {
+	p = p.Masked()
+	a := p.Addr().AsSlice()
+	for i := p.Bits(); i < len(a)*8; i++ {
+		a[i/8] |= 0x80 >> (i % 8)
+	}
+	l, _ := netip.AddrFromSlice(a)
+	return l
+}
+
+// Netfilter's hook numbers and protocol families (linux/netfilter.h).
+const (
+	nfInetLocalOut    = 3
+	nfInetPostRouting = 4
+	nfprotoInet       = 1
+	nfprotoIPv4       = 2
+	nfprotoIPv6       = 10
+)
+
+// checkNetfilter looks for anything hooked into the family's output path.
+func checkNetfilter(v6 bool) error {
+	chains, err := nftOutputChains(v6)
+	if err != nil {
+		return err
+	}
+	for _, c := range chains {
+		if !staleTable.MatchString(c.table) { // synprobe's guards pass SYNs
+			return fmt.Errorf("nftables chain %s %s %s hooks the output path", c.family, c.table, c.name)
+		}
+	}
+	names := "/proc/net/ip_tables_names"
+	if v6 {
+		names = "/proc/net/ip6_tables_names"
+	}
+	if b, err := os.ReadFile(names); err == nil && len(bytes.TrimSpace(b)) > 0 {
+		return fmt.Errorf("iptables (legacy) tables %s are loaded", strings.Join(strings.Fields(string(b)), ", "))
+	}
+	if b, err := os.ReadFile("/proc/sys/net/netfilter/nf_conntrack_count"); err == nil {
+		if n, _ := strconv.Atoi(strings.TrimSpace(string(b))); n > 0 {
+			return errors.New("connection tracking is active")
+		}
+	}
+	if b, err := os.ReadFile("/proc/net/ip_vs"); err == nil && bytes.Count(b, []byte("\n")) > 3 {
+		return errors.New("IPVS has virtual services")
+	}
+	return checkBPFNetfilter(v6)
+}
+
+type nftChain struct{ family, table, name string }
+
+// nftOutputChains lists the nftables base chains on the family's output
+// and postrouting hooks (families ip or ip6, and inet).
+func nftOutputChains(v6 bool) ([]nftChain, error) {
+	c, err := netlink.Dial(unix.NETLINK_NETFILTER, nil)
+	if err != nil {
+		return nil, fmt.Errorf("nftables: %w", err)
+	}
+	defer c.Close()
+	fam, famName := uint8(nfprotoIPv4), "ip"
+	if v6 {
+		fam, famName = nfprotoIPv6, "ip6"
+	}
+	var out []nftChain
+	for _, f := range []struct {
+		proto uint8
+		name  string
+	}{{fam, famName}, {nfprotoInet, "inet"}} {
+		msgs, err := c.Execute(netlink.Message{
+			Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETCHAIN), Flags: netlink.Request | netlink.Dump},
+			Data:   []byte{f.proto, unix.NFNETLINK_V0, 0, 0},
+		})
+		if err != nil {
+			if errors.Is(err, unix.EPERM) {
+				return nil, fmt.Errorf("nftables chains: %w", os.ErrPermission)
+			}
+			return nil, fmt.Errorf("nftables chains: %w", err)
+		}
+		for _, m := range msgs {
+			if len(m.Data) < sizeofNfgenmsg {
+				continue
+			}
+			ch, hook, err := decodeChain(m.Data[sizeofNfgenmsg:])
+			if err != nil {
+				return nil, err
+			}
+			if hook == nfInetLocalOut || hook == nfInetPostRouting {
+				out = append(out, nftChain{f.name, ch.table, ch.name})
+			}
+		}
+	}
+	return out, nil
+}
+
+// decodeChain reads a chain's table, name and hook (-1: not a base chain).
+func decodeChain(b []byte) (nftChain, int, error) {
+	var ch nftChain
+	hook := -1
+	ad, err := netlink.NewAttributeDecoder(b)
+	if err != nil {
+		return ch, hook, err
+	}
+	ad.ByteOrder = binary.BigEndian
+	for ad.Next() {
+		switch ad.Type() {
+		case unix.NFTA_CHAIN_TABLE:
+			ch.table = ad.String()
+		case unix.NFTA_CHAIN_NAME:
+			ch.name = ad.String()
+		case unix.NFTA_CHAIN_HOOK:
+			ad.Nested(func(nd *netlink.AttributeDecoder) error {
+				for nd.Next() {
+					if nd.Type() == unix.NFTA_HOOK_HOOKNUM {
+						hook = int(nd.Uint32())
+					}
+				}
+				return nil
+			})
+		}
+	}
+	return ch, hook, ad.Err()
+}
+
+// checkBPFNetfilter looks for BPF programs linked to netfilter's output
+// hooks. Listing BPF links takes CAP_SYS_ADMIN.
+func checkBPFNetfilter(v6 bool) error {
+	pf := uint32(nfprotoIPv4)
+	if v6 {
+		pf = nfprotoIPv6
+	}
+	var id uint32
+	for {
+		attr := [3]uint32{id}
+		if _, _, e := unix.Syscall(unix.SYS_BPF, unix.BPF_LINK_GET_NEXT_ID, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr)); e != 0 {
+			switch e {
+			case unix.ENOENT:
+				return nil // no more links
+			case unix.EPERM:
+				return fmt.Errorf("BPF netfilter programs cannot be listed without CAP_SYS_ADMIN: %w", os.ErrPermission)
+			case unix.EINVAL, unix.ENOSYS:
+				return nil // no BPF links on this kernel
+			}
+			return fmt.Errorf("BPF links: %w", e)
+		}
+		id = attr[1]
+		get := [3]uint32{id}
+		fd, _, e := unix.Syscall(unix.SYS_BPF, unix.BPF_LINK_GET_FD_BY_ID, uintptr(unsafe.Pointer(&get)), unsafe.Sizeof(get))
+		if e == unix.ENOENT {
+			continue // gone meanwhile
+		}
+		if e != 0 {
+			return fmt.Errorf("BPF link %d: %w", id, e)
+		}
+		// struct bpf_link_info: type, id, prog_id, then (8-aligned) the
+		// netfilter part: pf, hooknum, priority, flags.
+		var info [64]byte
+		req := struct {
+			fd, len uint32
+			info    uint64
+		}{uint32(fd), uint32(len(info)), uint64(uintptr(unsafe.Pointer(&info[0])))}
+		_, _, e = unix.Syscall(unix.SYS_BPF, unix.BPF_OBJ_GET_INFO_BY_FD, uintptr(unsafe.Pointer(&req)), unsafe.Sizeof(req))
+		unix.Close(int(fd))
+		if e != 0 {
+			return fmt.Errorf("BPF link %d: %w", id, e)
+		}
+		ne := binary.NativeEndian
+		if ne.Uint32(info[0:]) != unix.BPF_LINK_TYPE_NETFILTER {
+			continue
+		}
+		if hook := ne.Uint32(info[20:]); ne.Uint32(info[16:]) == pf && (hook == nfInetLocalOut || hook == nfInetPostRouting) {
+			return fmt.Errorf("BPF netfilter program (link %d) hooks the output path", id)
+		}
+	}
+}
+
+// checkLSM refuses SELinux, whose netfilter hooks may refuse raw IP
+// packets that a packet socket's frames skip.
+func checkLSM(bool) error {
+	if b, err := os.ReadFile("/sys/fs/selinux/enforce"); err == nil && strings.TrimSpace(string(b)) == "1" {
+		return errors.New("SELinux is enforcing")
+	}
+	return nil
+}
+
+// XFRM (IPsec) message types (linux/xfrm.h).
+const xfrmMsgGetPolicy = 0x15
+
+// checkXfrm refuses any IPsec policy: the IP path would apply it.
+func checkXfrm(bool) error {
+	c, err := netlink.Dial(unix.NETLINK_XFRM, nil)
+	if err != nil {
+		return fmt.Errorf("IPsec policies: %w", err)
+	}
+	defer c.Close()
+	msgs, err := c.Execute(netlink.Message{Header: netlink.Header{Type: xfrmMsgGetPolicy, Flags: netlink.Request | netlink.Dump}})
+	if err != nil {
+		if errors.Is(err, unix.EPERM) {
+			return fmt.Errorf("IPsec policies: %w", os.ErrPermission)
+		}
+		return fmt.Errorf("IPsec policies: %w", err)
+	}
+	if len(msgs) > 0 {
+		return fmt.Errorf("%d IPsec policies are set", len(msgs))
+	}
+	return nil
+}
+
+// checkCgroupEgress refuses cgroup BPF egress programs in force for this
+// process's cgroup (cgroup v2).
+func checkCgroupEgress(bool) error {
+	dir, err := cgroup2Dir()
+	if err != nil || dir == "" {
+		return err // "": no cgroup v2, so no such programs
+	}
+	f, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("cgroup: %w", err)
+	}
+	defer f.Close()
+	attr := struct {
+		targetFd, attachType, queryFlags, attachFlags uint32
+		progIDs                                       uint64
+		progCnt                                       uint32
+		_                                             [28]byte
+	}{targetFd: uint32(f.Fd()), attachType: unix.BPF_CGROUP_INET_EGRESS, queryFlags: unix.BPF_F_QUERY_EFFECTIVE}
+	_, _, e := unix.Syscall(unix.SYS_BPF, unix.BPF_PROG_QUERY, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr))
+	switch {
+	case e == unix.EPERM:
+		return fmt.Errorf("cgroup BPF programs: %w", os.ErrPermission)
+	case e == unix.EINVAL || e == unix.ENOSYS:
+		return nil // the kernel has no cgroup BPF
+	case e != 0:
+		return fmt.Errorf("cgroup BPF programs: %w", e)
+	case attr.progCnt > 0:
+		return fmt.Errorf("%d cgroup BPF egress programs apply to this process", attr.progCnt)
+	}
+	return nil
+}
+
+// cgroup2Dir returns this process's cgroup v2 directory, "" without one.
+func cgroup2Dir() (string, error) {
+	mounts, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return "", nil
+	}
+	var root string
+	sc := bufio.NewScanner(bytes.NewReader(mounts))
+	for sc.Scan() {
+		// ... mount-point ... - fstype source options
+		pre, post, ok := strings.Cut(sc.Text(), " - ")
+		if f := strings.Fields(post); ok && len(f) > 0 && f[0] == "cgroup2" {
+			if pf := strings.Fields(pre); len(pf) > 4 {
+				root = pf[4]
+				break
+			}
+		}
+	}
+	if root == "" {
+		return "", nil
+	}
+	cg, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return "", nil
+	}
+	for _, line := range strings.Split(string(cg), "\n") {
+		if p, ok := strings.CutPrefix(line, "0::"); ok {
+			return filepath.Join(root, filepath.Clean("/"+p)), nil
+		}
+	}
+	return "", nil
+}
+
+// Routing rule and table values (linux/fib_rules.h, rtnetlink.h).
+const (
+	frActToTbl   = 1
+	rtTableLocal = 255
+	rtTableMain  = 254
+	rtTableDef   = 253
+)
+
+// checkRules requires the kernel's default routing rules and no other.
+func checkRules(v6 bool) error {
+	family := uint8(unix.AF_INET)
+	want := [][2]uint32{{0, rtTableLocal}, {32766, rtTableMain}, {32767, rtTableDef}} // priority, table
+	if v6 {
+		family = unix.AF_INET6
+		want = want[:2]
+	}
+	msgs, err := rtDump(unix.RTM_GETRULE, family)
+	if err != nil {
+		return fmt.Errorf("routing rules: %w", err)
+	}
+	var got [][2]uint32
+	for _, m := range msgs {
+		if len(m) < unix.SizeofRtMsg {
+			continue
+		}
+		// struct fib_rule_hdr: family, dst_len, src_len, tos, table,
+		// res1, res2, action, flags.
+		if m[1] != 0 || m[2] != 0 || m[3] != 0 || m[7] != frActToTbl || binary.NativeEndian.Uint32(m[8:]) != 0 {
+			return errors.New("policy routing rules with selectors are set")
+		}
+		table, prio := uint32(m[4]), uint32(0)
+		ad, err := netlink.NewAttributeDecoder(m[unix.SizeofRtMsg:])
+		if err != nil {
+			return err
+		}
+		for ad.Next() {
+			switch ad.Type() {
+			case unix.FRA_TABLE:
+				table = ad.Uint32()
+			case unix.FRA_PRIORITY:
+				prio = ad.Uint32()
+			case unix.FRA_PROTOCOL:
+			case unix.FRA_SUPPRESS_PREFIXLEN:
+				if ad.Uint32() != ^uint32(0) {
+					return errors.New("a routing rule suppresses prefix lengths")
+				}
+			case unix.FRA_SUPPRESS_IFGROUP:
+				if ad.Uint32() != ^uint32(0) {
+					return errors.New("a routing rule suppresses interface groups")
+				}
+			default:
+				return fmt.Errorf("a routing rule has a selector (attribute %d)", ad.Type())
+			}
+		}
+		if err := ad.Err(); err != nil {
+			return err
+		}
+		got = append(got, [2]uint32{prio, table})
+	}
+	slices.SortFunc(got, func(a, b [2]uint32) int { return cmp.Compare(a[0], b[0]) })
+	if !slices.Equal(got, want) {
+		return errors.New("policy routing rules are set")
+	}
+	return nil
+}
+
+// rtDump returns the bodies of an rtnetlink dump's messages.
+func rtDump(typ uint16, family uint8) ([][]byte, error) {
+	c, err := netlink.Dial(unix.NETLINK_ROUTE, &netlink.Config{Strict: true})
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	req := make([]byte, unix.SizeofRtMsg)
+	req[0] = family
+	msgs, err := c.Execute(netlink.Message{Header: netlink.Header{Type: netlink.HeaderType(typ), Flags: netlink.Request | netlink.Dump}, Data: req})
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]byte, 0, len(msgs))
+	for _, m := range msgs {
+		out = append(out, m.Data)
+	}
+	return out, nil
+}
+
+// route is a route of the local, main or default table.
+type route struct {
+	dst    netip.Prefix
+	table  uint32
+	typ    uint8
+	oif    int
+	gw     netip.Addr
+	simple bool // unicast or local type aside, nothing this check does not model
+}
+
+// uniformRoute reads the routing tables and returns the interface and
+// gateway every address of prefixes is routed by, or why there is none.
+func uniformRoute(prefixes []netip.Prefix, v6 bool) (int, netip.Addr, error) {
+	family := uint8(unix.AF_INET)
+	if v6 {
+		family = unix.AF_INET6
+	}
+	msgs, err := rtDump(unix.RTM_GETROUTE, family)
+	if err != nil {
+		return 0, netip.Addr{}, fmt.Errorf("routes: %w", err)
+	}
+	var routes []route
+	for _, m := range msgs {
+		r, ok, err := decodeRoute(m, v6)
+		if err != nil {
+			return 0, netip.Addr{}, err
+		}
+		if ok {
+			routes = append(routes, r)
+		}
+	}
+	// By table in lookup order, then the longest prefix first.
+	order := map[uint32]int{rtTableLocal: 0, rtTableMain: 1, rtTableDef: 2}
+	slices.SortFunc(routes, func(a, b route) int {
+		return cmp.Or(cmp.Compare(order[a.table], order[b.table]), cmp.Compare(b.dst.Bits(), a.dst.Bits()))
+	})
+	byStart := slices.Clone(routes)
+	slices.SortFunc(byStart, func(a, b route) int { return a.dst.Addr().Compare(b.dst.Addr()) })
+	var ifi int
+	var gw netip.Addr
+	for i, p := range prefixes {
+		p = p.Masked()
+		// No route inside the block: its addresses would differ.
+		k, _ := slices.BinarySearchFunc(byStart, p.Addr(), func(r route, a netip.Addr) int { return r.dst.Addr().Compare(a) })
+		for ; k < len(byStart) && p.Contains(byStart[k].dst.Addr()); k++ {
+			if byStart[k].dst.Bits() > p.Bits() {
+				return 0, netip.Addr{}, fmt.Errorf("a route for %v lies inside %v", byStart[k].dst, p)
+			}
+		}
+		var r *route
+		for j := range routes {
+			if routes[j].dst.Bits() <= p.Bits() && routes[j].dst.Contains(p.Addr()) {
+				r = &routes[j]
+				break
+			}
+		}
+		switch {
+		case r == nil:
+			return 0, netip.Addr{}, fmt.Errorf("no route to %v", p)
+		case r.typ != unix.RTN_UNICAST:
+			return 0, netip.Addr{}, fmt.Errorf("the route for %v is not a unicast route", p)
+		case !r.simple:
+			return 0, netip.Addr{}, fmt.Errorf("the route for %v has features this check does not model (multipath, nexthop objects, encapsulation, TOS or source selectors)", p)
+		case !r.gw.IsValid():
+			return 0, netip.Addr{}, fmt.Errorf("%v is on the link: each address is its own next hop", p)
+		}
+		for j := range routes {
+			if q := &routes[j]; q != r && q.table == r.table && q.dst == r.dst {
+				return 0, netip.Addr{}, fmt.Errorf("more than one route for %v", r.dst)
+			}
+		}
+		if i == 0 {
+			ifi, gw = r.oif, r.gw
+		} else if r.oif != ifi || r.gw != gw {
+			return 0, netip.Addr{}, errors.New("the targets leave through more than one next hop")
+		}
+	}
+	return ifi, gw, nil
+}
+
+// decodeRoute reads one route of an RTM_GETROUTE dump; ok is false for
+// routes of other tables and cached clones.
+func decodeRoute(m []byte, v6 bool) (route, bool, error) {
+	var r route
+	if len(m) < unix.SizeofRtMsg {
+		return r, false, nil
+	}
+	// struct rtmsg: family, dst_len, src_len, tos, table, protocol,
+	// scope, type, flags.
+	dstLen, srcLen, tos := int(m[1]), m[2], m[3]
+	r.table, r.typ = uint32(m[4]), m[7]
+	if binary.NativeEndian.Uint32(m[8:])&unix.RTM_F_CLONED != 0 {
+		return r, false, nil
+	}
+	r.simple = srcLen == 0 && tos == 0
+	dst := netip.IPv4Unspecified()
+	if v6 {
+		dst = netip.IPv6Unspecified()
+	}
+	ad, err := netlink.NewAttributeDecoder(m[unix.SizeofRtMsg:])
+	if err != nil {
+		return r, false, err
+	}
+	for ad.Next() {
+		switch ad.Type() {
+		case unix.RTA_TABLE:
+			r.table = ad.Uint32()
+		case unix.RTA_DST:
+			if a, ok := netip.AddrFromSlice(ad.Bytes()); ok {
+				dst = a.Unmap()
+			}
+		case unix.RTA_OIF:
+			r.oif = int(ad.Uint32())
+		case unix.RTA_GATEWAY:
+			if a, ok := netip.AddrFromSlice(ad.Bytes()); ok {
+				r.gw = a.Unmap()
+			}
+		case unix.RTA_PRIORITY, unix.RTA_PREFSRC, unix.RTA_METRICS, unix.RTA_CACHEINFO, unix.RTA_PREF, unix.RTA_EXPIRES:
+			// Nothing a probe of ours depends on.
+		default:
+			r.simple = false // RTA_MULTIPATH, RTA_NH_ID, RTA_ENCAP, RTA_VIA, RTA_FLOW, ...
+		}
+	}
+	if err := ad.Err(); err != nil {
+		return r, false, err
+	}
+	if r.table != rtTableLocal && r.table != rtTableMain && r.table != rtTableDef {
+		return r, false, nil
+	}
+	r.dst = netip.PrefixFrom(dst, dstLen).Masked()
+	return r, r.dst.IsValid(), nil
+}
