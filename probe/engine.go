@@ -572,7 +572,7 @@ func (p *Prober) since(a, b stamp, v6 bool) (time.Duration, bool) {
 
 func (p *Prober) finishError(e *pending, err error) {
 	r := p.begin(e)
-	r.State, r.Reason, r.Err = StateError, ReasonSendError, err
+	r.State, r.Reason, r.Err = StateError, SendErrorReason(err), err
 	p.emit(r)
 }
 

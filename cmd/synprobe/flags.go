@@ -30,7 +30,7 @@ func usagef(format string, args ...any) error {
 
 // options is the parsed command line.
 type options struct {
-	specs    []scan.Spec  // the TARGET arguments and -f files, parsed
+	specs    []scan.Spec  // the TARGET arguments, parsed (-f files are read later)
 	targets  []targetSpec // ping mode: one per (host, port) pair
 	count    int
 	interval time.Duration
@@ -229,19 +229,30 @@ func parseArgs(args []string) (*options, error) {
 		if err != nil {
 			return nil, usagef("target %v", err)
 		}
+		if err := checkFamily(o, &sp); err != nil {
+			return nil, usagef("target %q: %v", a, err)
+		}
 		o.specs = append(o.specs, sp)
 	}
-	for _, f := range o.files {
-		specs, err := readTargetFile(f)
-		if err != nil {
-			return nil, err
-		}
-		o.specs = append(o.specs, specs...)
-	}
-	if len(o.specs) == 0 {
+	if len(o.specs) == 0 && len(o.files) == 0 {
 		return nil, usagef("no target given (try: synprobe host:port)")
 	}
-	if o.expect != "" || hasExpectation(o.specs) {
+	return o, nil
+}
+
+// loadTargets collects the TARGET arguments and the lines of the -f
+// files, streamed: a file's text is not kept.
+func loadTargets(o *options) (*scan.Builder, error) {
+	b := new(scan.Builder)
+	for i := range o.specs {
+		b.AddArg(&o.specs[i])
+	}
+	for _, f := range o.files {
+		if err := readTargetFile(o, b, f); err != nil {
+			return nil, err
+		}
+	}
+	if b.HasExpectation() || o.expect != "" {
 		if o.countSet || o.intervalSet {
 			return nil, usagef("expectations check a scan (one probe per pair): drop -c and -i")
 		}
@@ -249,39 +260,52 @@ func parseArgs(args []string) (*options, error) {
 			return nil, usagef("expectations check a scan, which runs in rst mode: drop --mode")
 		}
 	}
-	return o, nil
+	return b, nil
 }
 
-func hasExpectation(specs []scan.Spec) bool {
-	for _, s := range specs {
-		if s.Expect != "" {
-			return true
-		}
-	}
-	return false
-}
+// maxTargets bounds the expressions of a run: about 40 bytes each.
+const maxTargets = 1 << 24
 
-// readTargetFile parses a -f file ("-": standard input).
-func readTargetFile(name string) ([]scan.Spec, error) {
+// readTargetFile adds the targets of a -f file ("-": standard input).
+// Its errors name the file and line, never what the file holds.
+func readTargetFile(o *options, b *scan.Builder, name string) error {
 	r := io.Reader(os.Stdin)
 	if name != "-" {
 		f, err := os.Open(name)
 		if err != nil {
-			return nil, usagef("-f: %v", err)
+			var pe *os.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err
+			}
+			return usagef("-f %s: %v", name, err)
 		}
 		defer f.Close()
+		if st, err := f.Stat(); err == nil && st.IsDir() {
+			return usagef("-f %s: is a directory", name)
+		}
 		r = f
 	} else {
 		name = "stdin"
 	}
-	specs, err := scan.ParseFile(r, name)
+	n := 0
+	err := scan.ParseFile(r, name, func(line int, spec *scan.Spec) error {
+		if b.Len() >= maxTargets {
+			return fmt.Errorf("%s:%d: more than %d targets in all", name, line, maxTargets)
+		}
+		if err := checkFamily(o, spec); err != nil {
+			return fmt.Errorf("%s:%d: %v", name, line, err)
+		}
+		b.AddLine(name, line, spec)
+		n++
+		return nil
+	})
 	if err != nil {
-		return nil, usagef("%v", err)
+		return usagef("%v", err)
 	}
-	if len(specs) == 0 {
-		return nil, usagef("-f %s: no targets in it", name)
+	if n == 0 {
+		return usagef("-f %s: no targets in it", name)
 	}
-	return specs, nil
+	return nil
 }
 
 // durationFlag accepts a Go duration ("200ms", "1.5s") or plain seconds

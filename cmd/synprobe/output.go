@@ -24,7 +24,7 @@ type printer interface {
 
 	// Scans: one result per pair, the mismatches with the expectations,
 	// and the summary.
-	scanResult(r *probe.Result, spec *scan.Spec, expect string)
+	scanResult(r *probe.Result, origin scan.Origin, expect string)
 	mismatch(m *mismatch, o *options)
 	scanSummary(s *scan.Summary, mismatches int, expecting bool, path, recv string)
 }

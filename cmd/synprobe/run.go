@@ -1,16 +1,20 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/netip"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/synprobe/synprobe/probe"
@@ -40,8 +44,8 @@ type network interface {
 	watch(lo, hi uint16, mark uint32) (watch, error)
 	// cleanup removes tables left by dead runs (--cleanup).
 	cleanup() ([]string, error)
-	// nextHop and packetSender give scans their fast path.
-	nextHop(dst netip.Addr) (rawsock.NextHop, error)
+	// directPath and packetSender give scans their fast path.
+	directPath(prefixes []netip.Prefix, ifindex int) (rawsock.NextHop, error)
 	packetSender(hop rawsock.NextHop, v6 bool) (packetSender, error)
 	// ring receives a scan's answers.
 	ring(cfg rawsock.RingConfig) (receiver, error)
@@ -132,17 +136,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, sys netwo
 const maxPingPairs = 4096
 
 func probeAll(ctx context.Context, o *options, stdout, stderr io.Writer, sys network) (int, error) {
-	blocks, pairs, err := resolveSpecs(ctx, o, sys)
+	b, err := loadTargets(o)
 	if err != nil {
 		return 0, err
 	}
-	if o.expect != "" || hasExpectation(o.specs) || (pairs > 1 && !o.countSet && !o.intervalSet) {
-		return runScan(ctx, o, blocks, stdout, stderr, sys)
+	expecting := o.expect != "" || b.HasExpectation()
+	set, err := resolveTargets(ctx, o, b, sys)
+	if err != nil {
+		return 0, err
+	}
+	pairs := set.Len()
+	if expecting || (pairs > 1 && !o.countSet && !o.intervalSet) {
+		return runScan(ctx, o, set, expecting, stdout, stderr, sys)
 	}
 	if pairs > maxPingPairs {
 		return 0, usagef("%d address and port pairs is too many for -c/-i rounds (at most %d): drop -c and -i to scan them", pairs, maxPingPairs)
 	}
-	targets, err := expandTargets(o, blocks, sys)
+	targets, err := expandTargets(o, set, sys)
 	if err != nil {
 		return 0, err
 	}
@@ -281,76 +291,96 @@ func synLen(t *probe.Target, opts *rawsock.SYNOptions) int {
 	return n
 }
 
-// resolveSpecs resolves the host names among the targets (the first
-// address with a route, as ping does) and counts the pairs.
-func resolveSpecs(ctx context.Context, o *options, sys network) ([]scan.Block, uint64, error) {
-	blocks := make([]scan.Block, 0, len(o.specs))
-	for i := range o.specs {
-		sp := &o.specs[i]
-		b := scan.Block{Spec: sp}
-		if sp.Host != "" {
-			addrs, err := resolve(ctx, o, sp.Host, sp.Arg, sys)
-			if err != nil {
-				return nil, 0, err
-			}
-			var srcErr error
-			for _, a := range addrs {
-				if _, err := sourceFor(o, a, sys); err == nil {
-					b.Addrs = []netip.Addr{a}
-					break
-				} else if srcErr == nil {
-					srcErr = err
-				}
-			}
-			if b.Addrs == nil {
-				var u *usageError
-				if errors.As(srcErr, &u) {
-					return nil, 0, srcErr
-				}
-				return nil, 0, &failure{fmt.Errorf("%s: no route to %v: %v", sp.Arg, addrs[0], srcErr)}
-			}
-		} else {
-			a := sp.Prefix.Addr()
-			switch {
-			case o.ipv4 && !a.Is4():
-				return nil, 0, usagef("target %q: %v is not an IPv4 address, but -4 was given", sp.Arg, a)
-			case o.ipv6 && !a.Is6():
-				return nil, 0, usagef("target %q: %v is not an IPv6 address, but -6 was given", sp.Arg, a)
+// resolveTargets resolves the host names among the targets (the first
+// address with a route, as ping does) and builds the set of pairs, each
+// named once by its most specific target. A set too large to scan is
+// refused here, before its bitmap is allocated.
+func resolveTargets(ctx context.Context, o *options, b *scan.Builder, sys network) (*scan.Set, error) {
+	addrs := map[string][]netip.Addr{}
+	for _, host := range b.Hosts() {
+		all, err := resolve(ctx, o, host, host, sys)
+		if err != nil {
+			return nil, err
+		}
+		var srcErr error
+		for _, a := range all {
+			if _, err := sourceFor(o, a, sys); err == nil {
+				addrs[host] = []netip.Addr{a}
+				break
+			} else if srcErr == nil {
+				srcErr = err
 			}
 		}
-		blocks = append(blocks, b)
+		if addrs[host] == nil {
+			var u *usageError
+			if errors.As(srcErr, &u) {
+				return nil, srcErr
+			}
+			return nil, &failure{fmt.Errorf("%s: no route to %v: %v", host, all[0], srcErr)}
+		}
 	}
-	set := scan.NewSet(blocks...)
-	if set.Len() > scan.MaxPairs {
-		return nil, 0, usagef("the targets hold %d pairs, more than the %d a scan can hold", set.Len(), uint64(scan.MaxPairs))
+	set, err := b.Build(addrs)
+	if err != nil {
+		return nil, usagef("%v", err)
 	}
-	return blocks, set.Len(), nil
+	switch n := set.Len(); {
+	case n == 0:
+		return nil, usagef("the targets name no address and port to probe")
+	case n > scan.MaxScanPairs:
+		return nil, usagef("the targets hold %s pairs; a scan holds at most %d (one bit of memory each): scan a smaller range", pairCount(n), uint64(scan.MaxScanPairs))
+	default:
+		if avail, ok := memAvailable(); ok && n/8 > avail/2 {
+			return nil, usagef("the targets hold %d pairs, whose bitmap (%d MiB) would take more than half of the memory available (%d MiB): scan a smaller range", n, n/8>>20, avail>>20)
+		}
+	}
+	return set, nil
+}
+
+// pairCount formats a pair count, which may have overflowed.
+func pairCount(n uint64) string {
+	if n == math.MaxUint64 {
+		return "more than 2^64"
+	}
+	return strconv.FormatUint(n, 10)
+}
+
+// checkFamily refuses a literal address of the family -4 or -6 excludes.
+func checkFamily(o *options, spec *scan.Spec) error {
+	if spec.Host != "" {
+		return nil
+	}
+	switch a := spec.Prefix.Addr(); {
+	case o.ipv4 && !a.Is4():
+		return errors.New("an IPv6 address, but -4 was given")
+	case o.ipv6 && !a.Is6():
+		return errors.New("an IPv4 address, but -6 was given")
+	}
+	return nil
 }
 
 // expandTargets lists every pair as a ping-style target with its source.
-func expandTargets(o *options, blocks []scan.Block, sys network) ([]probe.Target, error) {
-	set := scan.NewSet(blocks...)
+func expandTargets(o *options, set *scan.Set, sys network) ([]probe.Target, error) {
 	targets := make([]probe.Target, 0, set.Len())
 	o.targets = o.targets[:0]
 	for i := uint64(0); i < set.Len(); i++ {
-		addr, port, sp := set.Pair(i)
+		addr, port, origin := set.Pair(i)
 		src, err := sourceFor(o, addr, sys)
 		if err != nil {
 			var u *usageError
 			if errors.As(err, &u) {
 				return nil, err
 			}
-			return nil, &failure{fmt.Errorf("%s: no route to %v: %v", sp.Arg, addr, err)}
+			return nil, &failure{fmt.Errorf("%s: no route to %v: %v", origin.Arg(), addr, err)}
 		}
-		host := sp.Host
+		host := origin.Host()
 		if host == "" {
 			host = addr.String()
 		}
-		arg := sp.Arg
-		if set.Len() > 1 || sp.Prefix.IsValid() && !sp.Prefix.IsSingleIP() || len(sp.Ports) > 1 || sp.Ports[0].Lo != sp.Ports[0].Hi {
+		arg := origin.Arg()
+		if set.Len() > 1 {
 			arg = netip.AddrPortFrom(addr, port).String()
-			if sp.Host != "" {
-				arg = net.JoinHostPort(sp.Host, strconv.Itoa(int(port)))
+			if origin.Host() != "" {
+				arg = net.JoinHostPort(origin.Host(), strconv.Itoa(int(port)))
 			}
 		}
 		targets = append(targets, probe.Target{Name: host, Addr: addr, Port: port, Src: src})
@@ -426,4 +456,21 @@ func privilegeFix(what string) string {
 		exe = "synprobe"
 	}
 	return fmt.Sprintf("%s: run with sudo, or grant the binary the capabilities once: sudo setcap cap_net_raw,cap_net_admin+ep %s", what, exe)
+}
+
+// memAvailable returns the kernel's estimate of the memory available for
+// new work (MemAvailable), if it can be read.
+func memAvailable() (uint64, bool) {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0, false
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "MemAvailable:"); ok {
+			kb, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10, err == nil
+		}
+	}
+	return 0, false
 }

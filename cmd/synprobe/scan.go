@@ -43,32 +43,10 @@ type mismatch struct {
 	hint     string
 }
 
-func runScan(ctx context.Context, o *options, blocks []scan.Block, stdout, stderr io.Writer, sys network) (int, error) {
-	set := scan.NewSet(blocks...)
-	var src4, src6 netip.Addr
-	for i := range blocks {
-		var a netip.Addr
-		if blocks[i].Addrs != nil {
-			a = blocks[i].Addrs[0]
-		} else {
-			a = blocks[i].Spec.Prefix.Masked().Addr()
-		}
-		if (a.Is4() && src4.IsValid()) || (a.Is6() && src6.IsValid()) {
-			continue
-		}
-		src, err := sourceFor(o, a, sys)
-		if err != nil {
-			var u *usageError
-			if errors.As(err, &u) {
-				return 0, err
-			}
-			return 0, &failure{fmt.Errorf("%s: no route to %v: %v", blocks[i].Spec.Arg, a, err)}
-		}
-		if a.Is4() {
-			src4 = src
-		} else {
-			src6 = src
-		}
+func runScan(ctx context.Context, o *options, set *scan.Set, expecting bool, stdout, stderr io.Writer, sys network) (int, error) {
+	sources, src4, src6, err := scanSources(o, set, sys)
+	if err != nil {
+		return 0, err
 	}
 	lo, hi, err := sys.portRange()
 	if err != nil {
@@ -89,7 +67,12 @@ func runScan(ctx context.Context, o *options, blocks []scan.Block, stdout, stder
 	recvPath := "raw sockets"
 	var rcv receiver
 	if set.Len() >= ringMinPairs {
-		ringCfg := rawsock.RingConfig{Src4: src4, Src6: src6, PortLo: lo, PortHi: hi}
+		ringCfg := rawsock.RingConfig{PortLo: lo, PortHi: hi}
+		for _, r := range sources {
+			if !slices.Contains(ringCfg.Addrs, r.Addr) {
+				ringCfg.Addrs = append(ringCfg.Addrs, r.Addr)
+			}
+		}
 		if o.iface != "" {
 			ifi, err := net.InterfaceByName(o.iface)
 			if err != nil {
@@ -114,10 +97,21 @@ func runScan(ctx context.Context, o *options, blocks []scan.Block, stdout, stder
 		return 0, err
 	}
 	closers = append(closers, c)
-	// Big scans send Ethernet frames straight to the next hop when every
-	// target of a family leaves through the same one: about twice the rate
-	// of the raw IP socket, whose path through the host's IP output is the
-	// cost. (Closing the packet socket waits for the kernel, some 10 ms.)
+	// Big scans send Ethernet frames straight to the next hop when that
+	// sends exactly what the host's IP output would (rawsock.DirectPath:
+	// the same route for every target, no output firewall, ...): about
+	// twice the rate of the raw IP socket, whose path through the host's
+	// IP output is the cost. Otherwise, the raw IP socket: every probe
+	// then meets the host's routes and firewall as its own connections
+	// would. (Closing the packet socket waits for the kernel, some 10 ms.)
+	var ifindex int
+	if o.iface != "" {
+		ifi, err := net.InterfaceByName(o.iface)
+		if err != nil {
+			return 0, usagef("-I %s: %v", o.iface, err)
+		}
+		ifindex = ifi.Index
+	}
 	var paths []string
 	var send [2]scan.BatchSender
 	for fam, src := range []netip.Addr{src4, src6} {
@@ -126,12 +120,23 @@ func runScan(ctx context.Context, o *options, blocks []scan.Block, stdout, stder
 		}
 		path := "raw IP socket"
 		if set.Len() >= ringMinPairs {
-			if hop, ok := commonNextHop(blocks, fam == 1, o, sys); ok {
-				if ps, err := sys.packetSender(hop, fam == 1); err == nil {
+			var prefixes []netip.Prefix
+			for _, p := range set.Prefixes() {
+				if p.Addr().Is6() == (fam == 1) {
+					prefixes = append(prefixes, p)
+				}
+			}
+			hop, err := sys.directPath(prefixes, ifindex)
+			if err == nil {
+				var ps packetSender
+				if ps, err = sys.packetSender(hop, fam == 1); err == nil {
 					closers = append(closers, ps)
 					send[fam] = ps
 					path = fmt.Sprintf("Ethernet frames to %v on interface %d", hop.DstMAC, hop.Ifindex)
 				}
+			}
+			if err != nil {
+				path += " (not Ethernet frames: " + err.Error() + ")"
 			}
 		}
 		paths = append(paths, []string{"IPv4: ", "IPv6: "}[fam]+path)
@@ -148,25 +153,24 @@ func runScan(ctx context.Context, o *options, blocks []scan.Block, stdout, stder
 	out := newPrinter(buf, o)
 	var mismatches []mismatch
 	nMismatch := 0
-	expecting := o.expect != "" || hasExpectation(o.specs)
 	cfg := scan.Config{
-		Set: set, Src4: src4, Src6: src6, PortLo: lo, PortHi: hi, Send4: send[0], Send6: send[1], Recv: rcv,
+		Set: set, Sources: sources, PortLo: lo, PortHi: hi, Send4: send[0], Send6: send[1], Recv: rcv,
 		Rate: o.rate, Retries: o.retries, Timeout: o.timeout, Senders: o.senders,
 		TTL: o.ttl, TOS: o.tos, Window: o.window,
 		Cookie: cookie, PermKey: key,
-		OnResult: func(r *probe.Result, spec *scan.Spec) {
-			exp := spec.Expect
+		OnResult: func(r *probe.Result, origin scan.Origin) {
+			exp := origin.Expect()
 			if exp == "" {
 				exp = o.expect
 			}
 			if exp != "" && r.State.String() != exp {
 				if nMismatch++; len(mismatches) < maxMismatches {
-					mismatches = append(mismatches, mismatch{arg: spec.Arg, addr: r.Target.Addr, port: r.Target.Port, expected: exp,
+					mismatches = append(mismatches, mismatch{arg: origin.String(), addr: r.Target.Addr, port: r.Target.Port, expected: exp,
 						got: r.State, reason: r.Reason, from: r.From, ttl: r.TTL, icmp: r.IsICMP(), hint: r.Hint})
 				}
 			}
 			if !o.openOnly || r.State == probe.StateOpen {
-				out.scanResult(r, spec, exp)
+				out.scanResult(r, origin, exp)
 			}
 		},
 	}
@@ -208,6 +212,8 @@ func runScan(ctx context.Context, o *options, blocks []scan.Block, stdout, stder
 	}
 	out.scanSummary(&sum, nMismatch, expecting, strings.Join(paths, "; "), recvPath)
 	switch {
+	case sum.Errors > 0:
+		return exitFailure, nil
 	case sum.Interrupted && sum.Open+sum.Closed+sum.Filtered == 0:
 		return exitNotOpen, nil
 	case expecting && nMismatch > 0:
@@ -220,60 +226,58 @@ func runScan(ctx context.Context, o *options, blocks []scan.Block, stdout, stder
 	return exitNotOpen, nil
 }
 
-// commonNextHop returns the next hop every target of the family leaves
-// through, if they share one with a resolved Ethernet address (and it is
-// on the -I interface, when given).
-func commonNextHop(blocks []scan.Block, v6 bool, o *options, sys network) (rawsock.NextHop, bool) {
-	var hop rawsock.NextHop
-	first := true
-	for i := range blocks {
-		var addrs []netip.Addr
-		if blocks[i].Addrs != nil {
-			addrs = blocks[i].Addrs
-		} else {
-			p := blocks[i].Spec.Prefix.Masked()
-			addrs = []netip.Addr{p.Addr(), lastAddr(p)}
-		}
-		for _, a := range addrs {
-			if a.Is6() != v6 {
-				continue
+// scanSources works out the source address of every block of the set, as
+// the kernel would choose it (or -S). A block without a route gets its
+// family's first source: its probes then fail one by one, each reported
+// with the kernel's reason. src4 and src6 are each family's first.
+func scanSources(o *options, set *scan.Set, sys network) (sources []scan.SourceRange, src4, src6 netip.Addr, err error) {
+	var firstErr error
+	var failed netip.Addr
+	sources = scan.Sources(set, func(p netip.Prefix) netip.Addr {
+		src, serr := sourceFor(o, p.Addr(), sys)
+		if serr != nil {
+			if firstErr == nil {
+				firstErr, failed = serr, p.Addr()
 			}
-			h, err := sys.nextHop(a)
-			if err != nil {
-				return hop, false
+			// A placeholder of the family, filled in below.
+			if p.Addr().Is4() {
+				return netip.IPv4Unspecified()
 			}
-			if first {
-				hop, first = h, false
-			} else if h.Ifindex != hop.Ifindex || h.DstMAC.String() != hop.DstMAC.String() {
-				return hop, false
-			}
+			return netip.IPv6Unspecified()
+		}
+		if src.Is4() && !src4.IsValid() {
+			src4 = src
+		} else if src.Is6() && !src6.IsValid() {
+			src6 = src
+		}
+		return src
+	})
+	var u *usageError
+	if errors.As(firstErr, &u) {
+		return nil, src4, src6, firstErr
+	}
+	for i := range sources {
+		switch a := &sources[i].Addr; {
+		case *a == netip.IPv4Unspecified():
+			*a = src4
+		case *a == netip.IPv6Unspecified():
+			*a = src6
+		default:
+			continue
+		}
+		if !sources[i].Addr.IsValid() {
+			return nil, src4, src6, &failure{fmt.Errorf("no route to %v: %v", failed, firstErr)}
 		}
 	}
-	if first {
-		return hop, false
-	}
-	if o.iface != "" {
-		if ifi, err := net.InterfaceByName(o.iface); err != nil || ifi.Index != hop.Ifindex {
-			return hop, false
-		}
-	}
-	return hop, true
-}
-
-// lastAddr returns the last address of p.
-func lastAddr(p netip.Prefix) netip.Addr {
-	a := p.Addr().AsSlice()
-	for i := p.Bits(); i < len(a)*8; i++ {
-		a[i/8] |= 0x80 >> (i % 8)
-	}
-	l, _ := netip.AddrFromSlice(a)
-	return l
+	return sources, src4, src6, nil
 }
 
 // evidence describes who answered and how, for a mismatch.
 func (m *mismatch) evidence(o *options) string {
 	var e string
 	switch {
+	case m.got == probe.StateError:
+		e = fmt.Sprintf("never sent: %s (%s)", m.reason, probe.SendErrorText(m.reason))
 	case m.reason == probe.ReasonTimeout:
 		e = fmt.Sprintf("no answer to %d probes (timeout %v)", o.retries+1, o.timeout)
 	case m.icmp:
@@ -291,7 +295,7 @@ func (m *mismatch) evidence(o *options) string {
 	return e
 }
 
-func (p *textPrinter) scanResult(r *probe.Result, spec *scan.Spec, expect string) {
+func (p *textPrinter) scanResult(r *probe.Result, origin scan.Origin, expect string) {
 	b := p.b[:0]
 	b = fmt.Appendf(b, "%-8s %s", r.State, r.Target)
 	if r.Answered() && r.RTT > 0 {
@@ -300,6 +304,8 @@ func (p *textPrinter) scanResult(r *probe.Result, spec *scan.Spec, expect string
 	b = append(b, "  reason="...)
 	b = append(b, r.Reason...)
 	switch {
+	case r.State == probe.StateError:
+		b = append(b, " ("+probe.SendErrorText(r.Reason)+")"...)
 	case r.IsICMP():
 		b = fmt.Appendf(b, " from=%s ttl=%d", r.From, r.TTL)
 	case r.Answered():
@@ -325,7 +331,11 @@ func (p *textPrinter) mismatch(m *mismatch, o *options) {
 }
 
 func (p *textPrinter) scanSummary(s *scan.Summary, mismatches int, expecting bool, path, recv string) {
-	fmt.Fprintf(p.w, "--- scan of %d pairs: %d open, %d closed, %d filtered (%s) ---\n", s.Pairs, s.Open, s.Closed, s.Filtered, reasonList(s.Reasons))
+	notSent := ""
+	if s.Errors > 0 {
+		notSent = fmt.Sprintf(", %d not sent", s.Errors)
+	}
+	fmt.Fprintf(p.w, "--- scan of %d pairs: %d open, %d closed, %d filtered%s (%s) ---\n", s.Pairs, s.Open, s.Closed, s.Filtered, notSent, reasonList(s.Reasons))
 	limit := "none"
 	if s.RateLimit > 0 {
 		limit = strconv.FormatFloat(s.RateLimit, 'f', 0, 64) + "/s"
@@ -345,6 +355,15 @@ func (p *textPrinter) scanSummary(s *scan.Summary, mismatches int, expecting boo
 		fmt.Fprint(p.w, ", interrupted")
 	}
 	fmt.Fprintf(p.w, "\nsent as %s; answers read from %s\n", path, recv)
+	if s.Errors > 0 {
+		fmt.Fprintf(p.w, "%d probes were never sent, refused by this host:", s.Errors)
+		for _, k := range slices.Sorted(maps.Keys(s.Reasons)) {
+			if probe.IsSendErrorReason(k) {
+				fmt.Fprintf(p.w, " %s %d (%s);", k, s.Reasons[k], probe.SendErrorText(k))
+			}
+		}
+		fmt.Fprintln(p.w, " see the host's routes and output firewall")
+	}
 	if expecting {
 		if mismatches == 0 {
 			fmt.Fprintln(p.w, "every pair is as expected")
@@ -365,9 +384,9 @@ func reasonList(r map[string]uint64) string {
 	return string(b)
 }
 
-func (p *jsonPrinter) scanResult(r *probe.Result, spec *scan.Spec, expect string) {
+func (p *jsonPrinter) scanResult(r *probe.Result, origin scan.Origin, expect string) {
 	p.typ, p.expect = "result", expect
-	p.result(r, &targetSpec{arg: spec.Arg, host: spec.Host, port: r.Target.Port})
+	p.result(r, &targetSpec{arg: origin.Arg(), host: origin.Host(), port: r.Target.Port})
 	p.typ, p.expect = "", ""
 }
 
@@ -400,6 +419,7 @@ func (p *jsonPrinter) scanSummary(s *scan.Summary, mismatches int, expecting boo
 	j.uint("open", s.Open)
 	j.uint("closed", s.Closed)
 	j.uint("filtered", s.Filtered)
+	j.uint("errors", s.Errors)
 	j.object("reasons")
 	for _, k := range slices.Sorted(maps.Keys(s.Reasons)) {
 		j.uint(k, s.Reasons[k])

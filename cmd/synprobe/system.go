@@ -31,7 +31,9 @@ func (system) watch(lo, hi uint16, mark uint32) (watch, error) {
 	return rawsock.NewRSTWatch(lo, hi, mark)
 }
 
-func (system) nextHop(dst netip.Addr) (rawsock.NextHop, error) { return rawsock.NextHopTo(dst) }
+func (system) directPath(prefixes []netip.Prefix, ifindex int) (rawsock.NextHop, error) {
+	return rawsock.DirectPath(prefixes, ifindex)
+}
 
 func (system) packetSender(hop rawsock.NextHop, v6 bool) (packetSender, error) {
 	return rawsock.NewPacketSender(hop, v6)

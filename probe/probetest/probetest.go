@@ -44,6 +44,10 @@ type Conn struct {
 	// NoTxStamps makes TxTime report nothing, as a kernel without
 	// transmit timestamping would.
 	NoTxStamps bool
+	// SendError, if set, is asked about every packet before it is sent;
+	// a non-nil error fails the send, as the host's routes or firewall
+	// would (the packet is neither recorded nor answered).
+	SendError func(p *rawsock.Packet) error
 
 	mu      sync.Mutex
 	arrived chan struct{} // signalled when queue grows, Wake is called or the Conn closes
@@ -77,6 +81,11 @@ func (c *Conn) Send(pkt []byte, id uint32) error {
 	var p rawsock.Packet
 	if err := rawsock.Parse(pkt, &p); err != nil {
 		return fmt.Errorf("probetest: unparsable packet sent: %w", err)
+	}
+	if c.SendError != nil {
+		if err := c.SendError(&p); err != nil {
+			return err
+		}
 	}
 	var replies []Reply
 	if c.respond != nil {

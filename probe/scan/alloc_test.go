@@ -8,7 +8,7 @@ import (
 // The per-probe operations must not allocate: a scan of 2^32 pairs calls
 // each of them billions of times.
 func TestZeroAllocs(t *testing.T) {
-	set := NewSet(mixedBlocks(t)...)
+	set := mustNewSet(t, mixedBlocks(t)...)
 	perm := NewPerm(256000, testKey)
 	lim := NewLimiter(1e6, 100)
 	bm := NewBitmap(1 << 20)

@@ -43,7 +43,7 @@ func BenchmarkSetPair(b *testing.B) {
 		blocks = append(blocks, Block{Spec: &other},
 			Block{Spec: &host, Addrs: []netip.Addr{netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("2001:db8::1")}})
 	}
-	s := NewSet(blocks...)
+	s := mustNewSet(b, blocks...)
 	p := NewPerm(s.Len(), testKey)
 	idx := make([]uint64, 1<<16)
 	for i := range idx {

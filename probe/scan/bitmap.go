@@ -2,6 +2,7 @@ package scan
 
 import (
 	"fmt"
+	"math/bits"
 	"sync/atomic"
 )
 
@@ -47,4 +48,18 @@ func (b *Bitmap) check(i uint64) {
 	if i >= b.n {
 		panic(fmt.Sprintf("scan: bit %d out of range [0, %d)", i, b.n))
 	}
+}
+
+// NextClear returns the first clear bit at or after i, and false when
+// there is none.
+func (b *Bitmap) NextClear(i uint64) (uint64, bool) {
+	for i < b.n {
+		w := ^atomic.LoadUint64(&b.words[i>>6]) >> (i & 63)
+		if w != 0 {
+			j := i + uint64(bits.TrailingZeros64(w))
+			return j, j < b.n
+		}
+		i = (i | 63) + 1
+	}
+	return 0, false
 }

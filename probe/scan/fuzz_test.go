@@ -1,6 +1,7 @@
 package scan
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -41,6 +42,25 @@ var specSeeds = []struct {
 	{"control", "a newline inside the argument", "host:80\n=open", false},
 }
 
+// knownProblems are every SpecError.Problem: fixed text, so that none can
+// quote the input.
+var knownProblems = map[string]bool{
+	"empty item in port list": true, "empty port list": true, "port is not a number": true,
+	"port is out of range 1-65535": true, "port range has no end": true, "port range has no start": true,
+	"port range is reversed (the higher port first)": true, "IPv6 addresses need brackets, as in [2001:db8::1]:443": true,
+	"empty target (want host:ports)": true, "misplaced '[' (want [ipv6]:ports)": true,
+	"missing ':' after ']' (want [ipv6]:ports)": true, "missing address before '/'": true,
+	"missing address in brackets (want [ipv6]:ports)":               true,
+	"missing expectation after '=' (want open, closed or filtered)": true, "missing host (want host:ports)": true,
+	"missing port (want [ipv6]:ports)": true, "missing port (want host:ports)": true, "not a valid IPv4 address": true,
+	"not a valid host name": true, "not an IPv6 address": true, "only IP addresses take a /prefix, not host names": true,
+	"unbalanced '[' (want [ipv6]:ports)": true, "unbalanced ']' (want [ipv6]:ports)": true,
+	"unexpected space or control character": true, "unknown expectation (want open, closed or filtered)": true,
+	"zoned addresses are not supported":                                  true,
+	"IPv6 blocks larger than a /112 (65536 addresses) cannot be scanned": true,
+	"bad prefix length (want /0 to /32 for IPv4)":                        true, "bad prefix length (want /0 to /128 for IPv6)": true,
+}
+
 // corpusFiles are the seeds also committed in testdata.
 var corpusFiles = map[string]bool{
 	"v4-block": true, "v6-block": true, "v4-mapped-block": true, "ports-merge": true,
@@ -57,6 +77,12 @@ func FuzzParseSpec(f *testing.F) {
 			msg := err.Error()
 			if msg == "" || strings.ContainsAny(msg, "\n\r") {
 				t.Fatalf("ParseSpec(%q): error %q is not one line", in, msg)
+			}
+			// The problem quotes nothing of the input: ParseFile
+			// prints it alone for a file's lines.
+			var se *SpecError
+			if !errors.As(err, &se) || !knownProblems[se.Problem] {
+				t.Fatalf("ParseSpec(%q): problem %q is not one of the fixed messages", in, se.Problem)
 			}
 			return
 		}
@@ -155,5 +181,5 @@ func ExampleParseSpec() {
 	// 198.18.1.0/24:22,80,8000-8100 host "" prefix 198.18.1.0/24, 103 ports [22 80 8000-8100], expect ""
 	// [2001:db8::1]:443=open host "" prefix 2001:db8::1/128, 1 ports [443], expect "open"
 	// db:5432                host "db" prefix invalid Prefix, 1 ports [5432], expect ""
-	// [2001:db8::/64]:80: an IPv6 /64 has 2^64 addresses; at most /112 (65536 addresses) can be scanned
+	// [2001:db8::/64]:80: IPv6 blocks larger than a /112 (65536 addresses) cannot be scanned: "/64"
 }

@@ -17,7 +17,7 @@ func TestFlatMemory(t *testing.T) {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	s, err := newScanner(probetest.NewConn(nil), Config{Set: NewSet(Block{Spec: spec}), PortLo: 61000, PortHi: 65000,
+	s, err := newScanner(probetest.NewConn(nil), Config{Set: mustNewSet(t, Block{Spec: spec}), PortLo: 61000, PortHi: 65000,
 		Rate: 10000, Timeout: time.Second, Options: &rawsock.SYNOptions{MSS: 1460, WScale: 7}})
 	if err != nil {
 		t.Fatal(err)

@@ -177,7 +177,7 @@ func TestSipHash(t *testing.T) {
 
 func ExamplePerm() {
 	spec, _ := ParseSpec("198.18.0.0/30:80,443")
-	set := NewSet(Block{Spec: &spec})
+	set, _ := NewSet(Block{Spec: &spec})
 	var key [16]byte // a per-run secret, e.g. from crypto/rand
 	perm := NewPerm(set.Len(), key)
 	for i := range set.Len() {

@@ -1,6 +1,7 @@
 package scan
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -61,7 +63,9 @@ type Config struct {
 	// the Conn.
 	Send4, Send6 BatchSender
 	Set          *Set
-	// Src4 and Src6 are the source addresses for each family in the Set.
+	// Sources gives each pair's source address (see scan.Sources). When
+	// nil, Src4 and Src6 are the source of every pair of their family.
+	Sources    []SourceRange
 	Src4, Src6 netip.Addr
 	// PortLo..PortHi are our source ports; replies to others are ignored.
 	PortLo, PortHi uint16
@@ -69,8 +73,10 @@ type Config struct {
 	Rate float64
 	// Retries is how often an unanswered pair is probed again.
 	Retries int
-	// Timeout is the longest wait for an answer after a pass. The wait
-	// shrinks to a few times the slowest answer seen so far.
+	// Timeout is how long a pass waits for a pair's answer after its
+	// probe: a host whose RTTs were measured waits less, SRTT + 4 RTTVAR
+	// (RFC 6298) but at least MinRTO; a pass whose pairs all answered
+	// ends at once.
 	Timeout time.Duration
 	// Senders is the number of sending threads (default: GOMAXPROCS).
 	Senders int
@@ -84,9 +90,11 @@ type Config struct {
 	PermKey [16]byte
 
 	// OnResult is called once per pair, never concurrently: from the
-	// receiving goroutine while probes are out, then from Scan for the
-	// pairs nobody answered. The Result is reused.
-	OnResult func(r *probe.Result, spec *Spec)
+	// receiving goroutine as answers come, from a sending one for a probe
+	// that could not be sent (StateError, with the reason of
+	// probe.SendErrorReason), then from Scan for the pairs nobody
+	// answered. The Result is reused.
+	OnResult func(r *probe.Result, o Origin)
 	// OnProgress, if set, is called about every 250 ms.
 	OnProgress func(Progress)
 }
@@ -108,13 +116,14 @@ type Summary struct {
 	Open        uint64
 	Closed      uint64
 	Filtered    uint64
+	Errors      uint64 // pairs whose probe could not be sent (StateError)
 	Reasons     map[string]uint64
 	Duplicates  uint64 // replies for pairs already answered
 	Duration    time.Duration
 	Rate        float64 // probes per second achieved over the sending time
 	RateLimit   float64 // the cap in force at the end (after slow-downs); 0: none
 	Slowdowns   int
-	SendErrors  uint64
+	SendErrors  uint64 // probes the device queue had no room for, sent again in a later pass
 	RecvDrops   uint64 // answers the receiver lost for want of room
 	Interrupted bool
 	// HostTTL is the SYN-ACK TTL of every host that answered one, for
@@ -142,7 +151,10 @@ type scanner struct {
 	n    uint64
 
 	answered *Bitmap
+	srcs     []SourceRange
+	ourAddrs []netip.Addr // the distinct sources
 	times    *sendTimes
+	rtts     *hostRTTs
 	limiter  *Limiter
 	start    time.Time
 	opts     [2][rawsock.MaxOptionsSize]byte
@@ -151,12 +163,18 @@ type scanner struct {
 
 	sent, dups, sendErrs atomic.Uint64
 	open, closed, filt   atomic.Uint64
-	maxRTT               atomic.Int64 // ns
+	errs                 atomic.Uint64
 	lastAnswer           atomic.Int64 // unix ns of the latest answer handled
 	slowdowns            atomic.Int32
 	passStart, passSent  atomic.Int64 // unix ns when the current pass began; s.sent then
 	slowMu               sync.Mutex   // serializes slowDown
 	floor                float64      // without a rate cap: the lowest slowDown goes
+
+	// emitMu serializes OnResult and what it reports from: the receiver
+	// and a sender whose probe failed both report.
+	emitMu sync.Mutex
+	errRes probe.Result // a failed send's Result, under emitMu
+	errTgt probe.Target
 
 	// The receiver's state; reportSilent uses it after the receiver ended.
 	ewma, baseline time.Duration // smoothed RTT, and its lowest value: growth means queues
@@ -211,10 +229,25 @@ func newScanner(conn Conn, cfg Config) (*scanner, error) {
 		n:        n,
 		answered: NewBitmap(n),
 		times:    newSendTimes(cfg.Rate, cfg.Timeout),
+		rtts:     newHostRTTs(cfg.Set.Addrs()),
 		reasons:  map[string]uint64{},
 		hostTTL:  map[netip.Addr]uint8{},
 	}
 	s.onPacket = s.packet
+	s.srcs = cfg.Sources
+	if s.srcs == nil {
+		s.srcs = Sources(cfg.Set, func(p netip.Prefix) netip.Addr {
+			if p.Addr().Is4() {
+				return cfg.Src4
+			}
+			return cfg.Src6
+		})
+	}
+	for _, r := range s.srcs {
+		if r.Addr.IsValid() && !slices.Contains(s.ourAddrs, r.Addr) {
+			s.ourAddrs = append(s.ourAddrs, r.Addr)
+		}
+	}
 	s.rcv = cfg.Recv
 	if s.rcv == nil {
 		s.rcv = &connReceiver{conn: conn, buf: make([]byte, rawsock.MaxPacketSize)}
@@ -277,36 +310,34 @@ func (s *scanner) run(ctx context.Context) (Summary, error) {
 		sentBefore := s.sent.Load()
 		s.passSent.Store(int64(sentBefore))
 		s.passStart.Store(t0.UnixNano())
-		s.sendPass(ctx, p)
+		s.sendPass(ctx, p, p == s.cfg.Retries)
 		sendTime += time.Since(t0)
 		if ctx.Err() != nil {
 			interrupted = true
 			break
 		}
-		// Wait for the answers: until none has come for a few times the
-		// slowest seen, at most the timeout; the full timeout while
-		// nothing has answered at all. And until the receiver has read
-		// every packet already received: a receiver starved of CPU
-		// handles nothing for a while, which is not quiet. It must
-		// keep making progress, though: a backlog that does not move
-		// for a whole timeout ends the wait.
+		// Wait for the answers. A pass whose pairs have all answered ends
+		// at once; otherwise it ends once every silent pair's wait has
+		// passed since the pass's last probe: the timeout, or less for a
+		// host whose RTTs were measured (never one learned from other
+		// hosts). And only once the receiver has read every packet
+		// already received: a receiver starved of CPU handles nothing
+		// for a while, which is not quiet. It must keep making
+		// progress, though: a backlog that does not move for a whole
+		// timeout ends the wait.
 		sendEnd := time.Now()
-		deadline := sendEnd.Add(s.cfg.Timeout)
+		var until, nextCheck time.Time
 	wait:
 		for {
-			quiet := s.cfg.Timeout
-			if m := time.Duration(s.maxRTT.Load()); m > 0 {
-				quiet = min(quiet, max(4*m, 20*time.Millisecond))
-			}
-			last := laterOf(time.Unix(0, s.lastAnswer.Load()), sendEnd)
-			until := deadline
-			if s.answered.Count() > 0 {
-				if u := last.Add(quiet); u.Before(deadline) {
-					until = u
-				}
-			}
 			now := time.Now()
+			if s.answered.Count() == s.n {
+				until = now
+			} else if !now.Before(nextCheck) {
+				until = sendEnd.Add(s.silentWait())
+				nextCheck = now.Add(silentRecheck)
+			}
 			if !now.Before(until) {
+				last := laterOf(time.Unix(0, s.lastAnswer.Load()), sendEnd)
 				if s.rcv.Drained() || !now.Before(last.Add(s.cfg.Timeout)) {
 					break
 				}
@@ -318,7 +349,7 @@ func (s *scanner) run(ctx context.Context) (Summary, error) {
 				break wait
 			case recvErr = <-recvDone:
 				break wait
-			case <-time.After(min(time.Until(until), 10*time.Millisecond)):
+			case <-time.After(min(until.Sub(now), nextCheck.Sub(now), 10*time.Millisecond)):
 			}
 		}
 		if interrupted || recvErr != nil {
@@ -351,6 +382,7 @@ func (s *scanner) run(ctx context.Context) (Summary, error) {
 		Open:        s.open.Load(),
 		Closed:      s.closed.Load(),
 		Filtered:    s.filt.Load(),
+		Errors:      s.errs.Load(),
 		Reasons:     s.reasons,
 		Duplicates:  s.dups.Load(),
 		Duration:    time.Since(s.start),
@@ -374,7 +406,7 @@ func (s *scanner) run(ctx context.Context) (Summary, error) {
 
 // sendPass sends one probe to every unanswered pair, spread over the
 // sending threads, each taking every Senders-th index of the permutation.
-func (s *scanner) sendPass(ctx context.Context, pass int) {
+func (s *scanner) sendPass(ctx context.Context, pass int, last bool) {
 	var wg sync.WaitGroup
 	for k := range s.cfg.Senders {
 		wg.Add(1)
@@ -382,13 +414,13 @@ func (s *scanner) sendPass(ctx context.Context, pass int) {
 			defer wg.Done()
 			runtime.LockOSThread()
 			defer runtime.UnlockOSThread()
-			s.sender(ctx, pass, uint64(k))
+			s.sender(ctx, pass, last, uint64(k))
 		}()
 	}
 	wg.Wait()
 }
 
-func (s *scanner) sender(ctx context.Context, pass int, first uint64) {
+func (s *scanner) sender(ctx context.Context, pass int, last bool, first uint64) {
 	batchSize := 64
 	if s.cfg.Rate > 0 {
 		// Small batches at low rates keep the flow smooth.
@@ -403,7 +435,7 @@ func (s *scanner) sender(ctx context.Context, pass int, first uint64) {
 		for s.rcv.Pending() > 0.5 && ctx.Err() == nil {
 			time.Sleep(200 * time.Microsecond)
 		}
-		for attempt := 0; b.Len() > 0; attempt++ {
+		for attempt := 0; b.Len() > 0; {
 			for need := b.Len(); need > 0; {
 				got, wait := s.limiter.Reserve(time.Now(), need)
 				if need -= got; need > 0 {
@@ -425,20 +457,33 @@ func (s *scanner) sender(ctx context.Context, pass int, first uint64) {
 			n, err := out.SendBatch(b)
 			s.sent.Add(uint64(n))
 			idxs = append(idxs[:0], idxs[n:]...)
-			if err == nil {
-				return
-			}
-			if !isNoBufs(err) || attempt == 8 {
-				// Left for the next pass (a retry) to send again.
+			switch {
+			case err == nil:
+			case isNoBufs(err) && attempt < 8:
+				// The device queue is full: slow down and send the
+				// rest again rather than lose them.
+				attempt++
+				s.slowDown(0.75)
+				time.Sleep(time.Millisecond << attempt)
+			case isNoBufs(err):
+				// Left for the next pass to send again; after the
+				// last, they are reported as never sent.
 				s.sendErrs.Add(uint64(b.Len()))
+				if last {
+					for _, idx := range idxs {
+						s.sendFailed(idx, err)
+					}
+				}
 				b.Reset()
 				idxs = idxs[:0]
-				return
+			default:
+				// The batch's first packet failed: its destination's
+				// route or the host's firewall refused it. Report that
+				// pair and send the rest.
+				s.sendFailed(idxs[0], err)
+				b.Consume(1)
+				idxs = append(idxs[:0], idxs[1:]...)
 			}
-			// The device queue is full: slow down and send the rest
-			// again rather than lose them.
-			s.slowDown(0.75)
-			time.Sleep(time.Millisecond << attempt)
 		}
 	}
 	for i := first; i < s.n; i += uint64(s.cfg.Senders) {
@@ -450,10 +495,10 @@ func (s *scanner) sender(ctx context.Context, pass int, first uint64) {
 			continue
 		}
 		addr, port, _ := s.set.Pair(idx)
-		src := s.cfg.Src4
+		src := s.srcOf(idx)
 		fam := 0
 		if addr.Is6() {
-			src, fam = s.cfg.Src6, 1
+			fam = 1
 		}
 		if (fam == 1) != b.IPv6() && b.Len() > 0 {
 			flush()
@@ -472,6 +517,7 @@ func (s *scanner) sender(ctx context.Context, pass int, first uint64) {
 		}
 		n, err := seg.Build(b.Slot())
 		if err != nil {
+			s.sendFailed(idx, err) // no source address of its family, say
 			continue
 		}
 		if b.Commit(n) {
@@ -485,6 +531,42 @@ func (s *scanner) sender(ctx context.Context, pass int, first uint64) {
 }
 
 func isNoBufs(err error) bool { return errors.Is(err, syscall.ENOBUFS) }
+
+// silentRecheck is how often a pass's end is worked out again while it
+// waits: answers shorten the waits of the hosts they come from.
+const silentRecheck = 25 * time.Millisecond
+
+// silentWait returns how long after a pass's last probe its silent pairs
+// must wait: the longest wait of any host that has one. It stops at the
+// timeout, the longest there is.
+func (s *scanner) silentWait() time.Duration {
+	var w time.Duration
+	i, ok := s.answered.NextClear(0)
+	for ok {
+		addr, _, end := s.set.HostOf(i)
+		if w = max(w, s.rtts.timeout(addr, s.cfg.Timeout)); w >= s.cfg.Timeout {
+			break
+		}
+		i, ok = s.answered.NextClear(end)
+	}
+	return w
+}
+
+// sendFailed reports pair idx, whose probe the host could not send.
+func (s *scanner) sendFailed(idx uint64, err error) {
+	if s.answered.TestAndSet(idx) {
+		return // answered after all, by an earlier pass's probe
+	}
+	s.emitMu.Lock()
+	defer s.emitMu.Unlock()
+	addr, port, _ := s.set.Pair(idx)
+	r := &s.errRes
+	*r = probe.Result{State: probe.StateError, Reason: probe.SendErrorReason(err), Err: err, Mode: probe.ModeRST}
+	s.errTgt = probe.Target{Addr: addr, Port: port}
+	r.Target = &s.errTgt
+	s.errs.Add(1)
+	s.emit(r, idx)
+}
 
 func laterOf(a, b time.Time) time.Time {
 	if a.After(b) {
@@ -591,7 +673,16 @@ func (c *connReceiver) Drained() bool {
 	return true
 }
 
-func (s *scanner) ours(a netip.Addr) bool { return a == s.cfg.Src4 || a == s.cfg.Src6 }
+func (s *scanner) ours(a netip.Addr) bool { return slices.Contains(s.ourAddrs, a) }
+
+// srcOf returns the source address of pair idx.
+func (s *scanner) srcOf(idx uint64) netip.Addr {
+	k, _ := slices.BinarySearchFunc(s.srcs, idx+1, func(r SourceRange, t uint64) int { return cmp.Compare(r.End, t) })
+	if k == len(s.srcs) {
+		return netip.Addr{}
+	}
+	return s.srcs[k].Addr
+}
 
 func (s *scanner) handle(pkt *rawsock.Packet, rx time.Time) {
 	if pkt.IsICMP() {
@@ -610,6 +701,8 @@ func (s *scanner) handle(pkt *rawsock.Packet, rx time.Time) {
 			r.ICMPType, r.ICMPCode = pkt.ICMPType, pkt.ICMPCode
 			if pkt.Src != q.Dst {
 				r.Hint = "icmp-from-other-address"
+			} else {
+				s.rtts.add(q.Dst, r.RTT)
 			}
 			s.filt.Add(1)
 		})
@@ -640,6 +733,7 @@ func (s *scanner) handle(pkt *rawsock.Packet, rx time.Time) {
 		s.begin(r, idx, pkt.Src, pkt.SrcPort, pkt.DstPort, rx)
 		r.From, r.TTL, r.TOS, r.IPID, r.DF = pkt.Src, pkt.TTL, pkt.TOS, pkt.ID, pkt.DF
 		r.Flags, r.Window, r.Options = pkt.Flags, pkt.Window, pkt.Options
+		s.rtts.add(pkt.Src, r.RTT)
 		if synack {
 			r.State, r.Reason = probe.StateOpen, probe.ReasonSYNACK
 			s.open.Add(1)
@@ -653,23 +747,21 @@ func (s *scanner) handle(pkt *rawsock.Packet, rx time.Time) {
 	})
 }
 
-// answer reports the answer for (addr, port) once per pair index holding
-// it; fill sets up the Result. An answer for pairs all answered before is
-// a duplicate.
+// answer reports the answer for (addr, port) once; fill sets up the
+// Result. An answer for a pair answered before is a duplicate.
 func (s *scanner) answer(addr netip.Addr, port uint16, fill func(r *probe.Result, idx uint64)) {
-	fresh, known := false, false
-	s.set.EachIndex(addr, port, func(idx uint64) {
-		known = true
-		if s.answered.TestAndSet(idx) {
-			return
-		}
-		fresh = true
-		fill(&s.res, idx)
-		s.emit(&s.res, idx)
-	})
-	if known && !fresh {
-		s.dups.Add(1)
+	idx, _, ok := s.set.Index(addr, port)
+	if !ok {
+		return
 	}
+	if s.answered.TestAndSet(idx) {
+		s.dups.Add(1)
+		return
+	}
+	s.emitMu.Lock()
+	defer s.emitMu.Unlock()
+	fill(&s.res, idx)
+	s.emit(&s.res, idx)
 }
 
 // watchRTT slows the scan down when RTTs grow far beyond the lowest seen:
@@ -766,15 +858,11 @@ func (s *scanner) begin(r *probe.Result, idx uint64, addr netip.Addr, port, spor
 	*r = probe.Result{SrcPort: sport, Mode: probe.ModeRST}
 	s.tgt = probe.Target{Addr: addr, Port: port}
 	r.Target = &s.tgt
-	if t, ok := s.sendTime(idx, sport); ok {
+	// The kernel's receive stamp and the send time are both wall-clock
+	// times: a clock stepped back in between leaves no RTT.
+	if t, ok := s.sendTime(idx, sport); ok && rx.UnixNano() > t {
 		r.Sent = time.Unix(0, t)
 		r.RTT = rx.Sub(r.Sent)
-		for {
-			m := s.maxRTT.Load()
-			if int64(r.RTT) <= m || s.maxRTT.CompareAndSwap(m, int64(r.RTT)) {
-				break
-			}
-		}
 		s.watchRTT(r.RTT, rx)
 	}
 }
@@ -803,23 +891,16 @@ func (s *scanner) emit(r *probe.Result, idx uint64) {
 	if s.cfg.OnResult == nil {
 		return
 	}
-	_, _, spec := s.set.Pair(idx)
-	if r.Target.Addr.Is4() {
-		r.Target.Src = s.cfg.Src4
-	} else {
-		r.Target.Src = s.cfg.Src6
-	}
-	r.Target.Name = spec.Host
-	s.cfg.OnResult(r, spec)
+	_, _, o := s.set.Pair(idx)
+	r.Target.Src = s.srcOf(idx)
+	r.Target.Name = o.Host()
+	s.cfg.OnResult(r, o)
 }
 
 // reportSilent reports every pair nobody answered.
 func (s *scanner) reportSilent() {
 	r := &s.res
-	for idx := uint64(0); idx < s.n; idx++ {
-		if s.answered.Test(idx) {
-			continue
-		}
+	for idx, ok := s.answered.NextClear(0); ok; idx, ok = s.answered.NextClear(idx + 1) {
 		addr, port, _ := s.set.Pair(idx)
 		*r = probe.Result{State: probe.StateFiltered, Reason: probe.ReasonTimeout, Mode: probe.ModeRST}
 		s.tgt = probe.Target{Addr: addr, Port: port}

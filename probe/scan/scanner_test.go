@@ -3,8 +3,10 @@ package scan_test
 import (
 	"context"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -64,7 +66,7 @@ func TestScan(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	set := scan.NewSet(scan.Block{Spec: &spec})
+	set := mustSet(t, &spec)
 	cookie, _ := rawsock.NewRandomCookie()
 	type res struct {
 		state  probe.State
@@ -76,14 +78,14 @@ func TestScan(t *testing.T) {
 		Set: set, Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999,
 		Retries: 2, Timeout: 100 * time.Millisecond, Cookie: cookie, Senders: 2,
 		Options: &rawsock.SYNOptions{MSS: 1460, WScale: 7, SACKPermitted: true, Timestamps: true},
-		OnResult: func(r *probe.Result, s *scan.Spec) {
+		OnResult: func(r *probe.Result, o scan.Origin) {
 			ap := netip.AddrPortFrom(r.Target.Addr, r.Target.Port)
 			if _, ok := got[ap]; ok {
 				dups++
 			}
 			got[ap] = res{r.State, r.Reason}
-			if s != &spec {
-				t.Errorf("%v: spec %v", ap, s)
+			if o.Arg() != spec.Arg {
+				t.Errorf("%v: origin %v", ap, o)
 			}
 		},
 	})
@@ -152,7 +154,7 @@ func TestSlowDownOnGrowingRTT(t *testing.T) {
 	spec, _ := scan.ParseSpec("198.18.1.0/24:1")
 	cookie, _ := rawsock.NewRandomCookie()
 	sum, err := scan.Scan(context.Background(), c, scan.Config{
-		Set: scan.NewSet(scan.Block{Spec: &spec}), Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999,
+		Set: mustSet(t, &spec), Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999,
 		Rate: 5000, Timeout: time.Second, Cookie: cookie, Senders: 1,
 	})
 	c.Close()
@@ -185,7 +187,7 @@ func TestNoSlowDownOnShortStall(t *testing.T) {
 	spec, _ := scan.ParseSpec("198.18.0.0/20:1")
 	cookie, _ := rawsock.NewRandomCookie()
 	sum, err := scan.Scan(context.Background(), c, scan.Config{
-		Set: scan.NewSet(scan.Block{Spec: &spec}), Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999,
+		Set: mustSet(t, &spec), Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999,
 		Rate: 20000, Timeout: time.Second, Cookie: cookie, Senders: 1,
 	})
 	c.Close()
@@ -246,7 +248,7 @@ func TestScanWaitsForReceiver(t *testing.T) {
 	done := make(chan scan.Summary, 1)
 	go func() {
 		sum, err := scan.Scan(context.Background(), c, scan.Config{
-			Set: scan.NewSet(scan.Block{Spec: &spec}), Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999,
+			Set: mustSet(t, &spec), Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999,
 			Timeout: 200 * time.Millisecond, Cookie: cookie, Recv: ring,
 		})
 		if err != nil {
@@ -281,7 +283,7 @@ func TestScanSlowsDownOnReceiverDrops(t *testing.T) {
 	spec, _ := scan.ParseSpec("198.18.0.0/22:1-4")
 	cookie, _ := rawsock.NewRandomCookie()
 	sum, err := scan.Scan(context.Background(), c, scan.Config{
-		Set: scan.NewSet(scan.Block{Spec: &spec}), Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999,
+		Set: mustSet(t, &spec), Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999,
 		Timeout: 200 * time.Millisecond, Cookie: cookie, Recv: ring,
 	})
 	if err != nil {
@@ -334,7 +336,7 @@ func TestScanWaitsForBacklog(t *testing.T) {
 	spec, _ := scan.ParseSpec("198.18.1.0/24:1")
 	cookie, _ := rawsock.NewRandomCookie()
 	sum, err := scan.Scan(context.Background(), c, scan.Config{
-		Set: scan.NewSet(scan.Block{Spec: &spec}), Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999,
+		Set: mustSet(t, &spec), Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999,
 		Timeout: 2 * time.Second, Cookie: cookie, Recv: ring,
 	})
 	if err != nil {
@@ -343,4 +345,178 @@ func TestScanWaitsForBacklog(t *testing.T) {
 	if sum.Closed != 256 || sum.Retries != 0 {
 		t.Errorf("summary %+v: want every pair closed, none probed again", sum)
 	}
+}
+
+func mustSet(tb testing.TB, specs ...*scan.Spec) *scan.Set {
+	tb.Helper()
+	blocks := make([]scan.Block, len(specs))
+	for i, s := range specs {
+		blocks[i].Spec = s
+	}
+	set, err := scan.NewSet(blocks...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return set
+}
+
+// collect runs a scan over c and returns each pair's "state/reason".
+func collect(t *testing.T, c *probetest.Conn, cfg scan.Config) (map[netip.AddrPort]string, scan.Summary) {
+	t.Helper()
+	got := map[netip.AddrPort]string{}
+	cfg.OnResult = func(r *probe.Result, o scan.Origin) {
+		ap := netip.AddrPortFrom(r.Target.Addr, r.Target.Port)
+		if _, dup := got[ap]; dup {
+			t.Errorf("%v reported twice", ap)
+		}
+		got[ap] = r.State.String() + "/" + r.Reason
+	}
+	if cfg.Cookie == (rawsock.Cookie{}) {
+		cfg.Cookie, _ = rawsock.NewRandomCookie()
+	}
+	if !cfg.Src4.IsValid() {
+		cfg.Src4 = netip.MustParseAddr("198.18.0.1")
+	}
+	if cfg.PortLo == 0 {
+		cfg.PortLo, cfg.PortHi = 61000, 61999
+	}
+	sum, err := scan.Scan(context.Background(), c, cfg)
+	c.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got, sum
+}
+
+// A slow host is waited for as long as the timeout says, whatever the fast
+// ones answered: its silence is never judged by their RTTs.
+func TestScanWaitsForSlowHost(t *testing.T) {
+	slow := netip.MustParseAddr("198.18.1.2")
+	c := probetest.NewConn(func(p *rawsock.Packet, b []byte, _ uint32) []probetest.Reply {
+		if p.DstPort != 22 {
+			return nil
+		}
+		r := probetest.Reply{Packet: probetest.SYNACK(p, rawsock.SYNOptions{MSS: 1460, WScale: -1}), After: 50 * time.Microsecond, Wall: true}
+		if p.Dst == slow {
+			r = probetest.Reply{Packet: r.Packet, Delay: 300 * time.Millisecond}
+		}
+		return []probetest.Reply{r}
+	})
+	// Many fast pairs, one slow host, one silent port everywhere.
+	got, sum := collect(t, c, scan.Config{Set: mustSet(t, mustParse(t, "198.18.1.0/26:22,23")), Timeout: time.Second, Retries: 0})
+	if got[netip.AddrPortFrom(slow, 22)] != "open/syn-ack" {
+		t.Errorf("%v:22 is %q, want open/syn-ack", slow, got[netip.AddrPortFrom(slow, 22)])
+	}
+	if sum.Open != 64 || sum.Filtered != 64 {
+		t.Errorf("summary %+v: want 64 open, 64 filtered", sum)
+	}
+}
+
+// A pass whose pairs all answered ends at once, and silent pairs of hosts
+// whose RTTs are known wait about their RTO, not the whole timeout.
+func TestScanEndsWhenAnswered(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		ports string
+	}{{"all answered", "22"}, {"silent ports of fast hosts", "22,23"}} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := probetest.NewConn(func(p *rawsock.Packet, b []byte, _ uint32) []probetest.Reply {
+				if p.DstPort != 22 {
+					return nil
+				}
+				return []probetest.Reply{{Packet: probetest.RST(p), After: 100 * time.Microsecond, Wall: true}}
+			})
+			const timeout = 20 * time.Second
+			start := time.Now()
+			_, sum := collect(t, c, scan.Config{Set: mustSet(t, mustParse(t, "198.18.1.0/28:"+tt.ports)), Timeout: timeout, Retries: 2})
+			// Generous: the point is that the timeout is not waited.
+			if d := time.Since(start); d > timeout/2 {
+				t.Errorf("the scan took %v with a %v timeout", d, timeout)
+			}
+			if sum.Closed != 16 {
+				t.Errorf("summary %+v", sum)
+			}
+		})
+	}
+}
+
+// A send error is the failed destination's alone: every other probe of
+// the batch goes out, and the failed pair is reported with its reason,
+// never as filtered.
+func TestScanSendErrors(t *testing.T) {
+	c := probetest.NewConn(func(p *rawsock.Packet, b []byte, _ uint32) []probetest.Reply {
+		return []probetest.Reply{{Packet: probetest.SYNACK(p, rawsock.SYNOptions{MSS: 1460, WScale: -1})}}
+	})
+	blocked := netip.MustParsePrefix("198.18.1.128/25")
+	c.SendError = func(p *rawsock.Packet) error {
+		switch {
+		case blocked.Contains(p.Dst):
+			return os.NewSyscallError("sendmmsg", syscall.EPERM)
+		case p.Dst == netip.MustParseAddr("198.18.1.7"):
+			return os.NewSyscallError("sendmmsg", syscall.EACCES)
+		case p.Dst == netip.MustParseAddr("198.18.1.9") && p.DstPort == 2:
+			return os.NewSyscallError("sendmmsg", syscall.ENETUNREACH)
+		}
+		return nil
+	}
+	got, sum := collect(t, c, scan.Config{Set: mustSet(t, mustParse(t, "198.18.1.0/24:1-20")), Timeout: time.Second, Retries: 1, Senders: 2})
+	wrong := 0
+	for ap, v := range got {
+		want := "open/syn-ack"
+		switch {
+		case blocked.Contains(ap.Addr()):
+			want = "error/local-firewall"
+		case ap.Addr() == netip.MustParseAddr("198.18.1.7"):
+			want = "error/local-prohibit"
+		case ap.Addr() == netip.MustParseAddr("198.18.1.9") && ap.Port() == 2:
+			want = "error/local-no-route"
+		}
+		if v != want {
+			if wrong++; wrong < 10 {
+				t.Errorf("%v: %s, want %s", ap, v, want)
+			}
+		}
+	}
+	if len(got) != 256*20 || sum.Errors != 128*20+20+1 || sum.Open != 256*20-sum.Errors || sum.Retries != 0 {
+		t.Errorf("%d results; summary %+v", len(got), sum)
+	}
+}
+
+// A device queue that is full for a moment costs time, not probes; one
+// that stays full leaves them unsent, which after the last pass is
+// reported as such, not as filtered.
+func TestScanNoBuffers(t *testing.T) {
+	for _, tt := range []struct {
+		fails int // ENOBUFS for the first fails sends
+		want  string
+	}{{3, "closed/rst"}, {1 << 30, "error/local-no-buffers"}} {
+		c := probetest.NewConn(func(p *rawsock.Packet, b []byte, _ uint32) []probetest.Reply {
+			return []probetest.Reply{{Packet: probetest.RST(p)}}
+		})
+		var n atomic.Int64
+		c.SendError = func(p *rawsock.Packet) error {
+			if n.Add(1) <= int64(tt.fails) {
+				return os.NewSyscallError("sendmmsg", syscall.ENOBUFS)
+			}
+			return nil
+		}
+		got, sum := collect(t, c, scan.Config{Set: mustSet(t, mustParse(t, "198.18.1.0/30:6-8")), Timeout: 200 * time.Millisecond, Retries: 0, Senders: 1})
+		for ap, v := range got {
+			if v != tt.want {
+				t.Errorf("%d failures: %v: %s, want %s", tt.fails, ap, v, tt.want)
+			}
+		}
+		if len(got) != 12 {
+			t.Errorf("%d results; summary %+v", len(got), sum)
+		}
+	}
+}
+
+func mustParse(t *testing.T, s string) *scan.Spec {
+	t.Helper()
+	spec, err := scan.ParseSpec(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &spec
 }

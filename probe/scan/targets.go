@@ -113,19 +113,19 @@ func FormatPorts(ports []PortRange) string {
 // name the offending item.
 func ParsePorts(s string) ([]PortRange, error) {
 	if s == "" {
-		return nil, errors.New("empty port list")
+		return nil, &SpecError{Problem: "empty port list"}
 	}
 	var ports []PortRange
 	for item := range strings.SplitSeq(s, ",") {
 		if item == "" {
-			return nil, fmt.Errorf("empty item in port list %q", s)
+			return nil, &SpecError{Problem: "empty item in port list", Text: s}
 		}
 		lo, hi, isRange := strings.Cut(item, "-")
 		switch {
 		case isRange && lo == "":
-			return nil, fmt.Errorf("port range %q has no start", item)
+			return nil, &SpecError{Problem: "port range has no start", Text: item}
 		case isRange && hi == "":
-			return nil, fmt.Errorf("port range %q has no end", item)
+			return nil, &SpecError{Problem: "port range has no end", Text: item}
 		}
 		l, err := parsePort(lo)
 		if err != nil {
@@ -137,7 +137,7 @@ func ParsePorts(s string) ([]PortRange, error) {
 				return nil, err
 			}
 			if h < l {
-				return nil, fmt.Errorf("port range %q is reversed (want %d-%d)", item, h, l)
+				return nil, &SpecError{Problem: "port range is reversed (the higher port first)", Text: item}
 			}
 		}
 		ports = append(ports, PortRange{l, h})
@@ -149,12 +149,12 @@ func ParsePorts(s string) ([]PortRange, error) {
 func parsePort(s string) (uint16, error) {
 	for i := 0; i < len(s); i++ {
 		if s[i] < '0' || s[i] > '9' {
-			return 0, fmt.Errorf("port %q is not a number", s)
+			return 0, &SpecError{Problem: "port is not a number", Text: s}
 		}
 	}
 	n, err := strconv.ParseUint(s, 10, 32)
 	if err != nil || n < 1 || n > 65535 {
-		return 0, fmt.Errorf("port %s is out of range 1-65535", s)
+		return 0, &SpecError{Problem: "port is out of range 1-65535", Text: s}
 	}
 	return uint16(n), nil
 }
@@ -187,11 +187,16 @@ func mergePorts(ports []PortRange) []PortRange {
 // user.
 func ParseSpec(s string) (Spec, error) {
 	spec := Spec{Arg: s}
-	fail := func(format string, args ...any) (Spec, error) {
-		return Spec{}, fmt.Errorf("%s: %s", argName(s), fmt.Sprintf(format, args...))
+	// fail reports a problem, and the part of s it is about.
+	fail := func(problem string, text ...string) (Spec, error) {
+		e := &SpecError{Arg: s, Problem: problem}
+		if len(text) > 0 {
+			e.Text = text[0]
+		}
+		return Spec{}, e
 	}
 	if s == "" {
-		return Spec{}, errors.New("empty target (want host:ports)")
+		return fail("empty target (want host:ports)")
 	}
 	for i := 0; i < len(s); i++ {
 		if s[i] <= ' ' || s[i] == 0x7f {
@@ -253,20 +258,20 @@ func ParseSpec(s string) (Spec, error) {
 	addr, err := netip.ParseAddr(addrStr)
 	switch {
 	case err == nil && addr.Zone() != "":
-		return fail("zoned address %q is not supported", addrStr)
+		return fail("zoned addresses are not supported", addrStr)
 	case err == nil && bracketed && addr.Is4():
 		// [198.18.0.1]:80, as the single-target parser takes it.
 	case err != nil && bracketed:
-		return fail("%q is not an IPv6 address", addrStr)
+		return fail("not an IPv6 address", addrStr)
 	case err != nil && addrStr == "":
 		return fail("missing address before '/'")
 	case err != nil && isDigitsAndDots(addrStr):
-		return fail("%q is not a valid IPv4 address", addrStr)
+		return fail("not a valid IPv4 address", addrStr)
 	case err != nil && hasBits:
-		return fail("%q is a host name; only IP addresses take a /prefix", addrStr)
+		return fail("only IP addresses take a /prefix, not host names", addrStr)
 	case err != nil:
 		if !validHostName(host) {
-			return fail("%q is not a valid host name", host)
+			return fail("not a valid host name", host)
 		}
 		spec.Host = host
 	}
@@ -276,12 +281,11 @@ func ParseSpec(s string) (Spec, error) {
 		if hasBits {
 			bits, err = strconv.Atoi(bitsStr)
 			if err != nil || bitsStr[0] < '0' || bitsStr[0] > '9' || bits > maxBits {
-				return fail("bad prefix length %q (want /0 to /%d for %s)", bitsStr, maxBits, family(addr))
+				return fail(fmt.Sprintf("bad prefix length (want /0 to /%d for %s)", maxBits, family(addr)), bitsStr)
 			}
 		}
 		if addr.Is6() && bits < MinIPv6PrefixBits {
-			return fail("an IPv6 /%d has 2^%d addresses; at most /%d (%d addresses) can be scanned",
-				bits, 128-bits, MinIPv6PrefixBits, MaxIPv6PrefixAddrs)
+			return fail(fmt.Sprintf("IPv6 blocks larger than a /%d (%d addresses) cannot be scanned", MinIPv6PrefixBits, MaxIPv6PrefixAddrs), "/"+bitsStr)
 		}
 		if addr.Is4In6() {
 			addr, bits = addr.Unmap(), bits-96
@@ -290,7 +294,8 @@ func ParseSpec(s string) (Spec, error) {
 	}
 
 	if spec.Ports, err = ParsePorts(ports); err != nil {
-		return fail("%v", err)
+		e := err.(*SpecError)
+		return fail(e.Problem, e.Text)
 	}
 
 	if hasExpect {
@@ -300,10 +305,34 @@ func ParseSpec(s string) (Spec, error) {
 		case "":
 			return fail("missing expectation after '=' (want open, closed or filtered)")
 		default:
-			return fail("unknown expectation %q (want open, closed or filtered)", expect)
+			return fail("unknown expectation (want open, closed or filtered)", expect)
 		}
 	}
 	return spec, nil
+}
+
+// SpecError is a target expression that does not parse.
+type SpecError struct {
+	Arg     string // the expression
+	Problem string // what is wrong, in words that quote none of Arg
+	Text    string // the part of Arg the problem is about, if any
+}
+
+// Error names the expression, the problem and the part of it at fault.
+// For an expression read from a file, print Problem alone: the file may
+// hold what must not be shown (ParseFile does so).
+func (e *SpecError) Error() string {
+	var b strings.Builder
+	if e.Arg != "" {
+		b.WriteString(argName(e.Arg))
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Problem)
+	if e.Text != "" {
+		b.WriteString(": ")
+		b.WriteString(strconv.Quote(e.Text))
+	}
+	return b.String()
 }
 
 // argName is s as it goes in an error message: quoted when it holds
@@ -359,12 +388,14 @@ func validHostName(s string) bool {
 // maxLine is the longest line ParseFile reads.
 const maxLine = 64 << 10
 
-// ParseFile reads target expressions from r, one per line. Blank lines are
+// ParseFile reads target expressions from r, one per line, and calls fn
+// with each (the Spec is reused: copy what you keep). Blank lines are
 // skipped, and so is everything from a '#' that starts a line or follows
 // white space. name is the file's name for error messages, which read
-// "name:line: ..." (the first error ends the parse).
-func ParseFile(r io.Reader, name string) ([]Spec, error) {
-	var specs []Spec
+// "name:line: problem" and never quote the file (it may be one that must
+// not be shown, such as a password file given by mistake). The first
+// error ends the parse; fn's errors are returned as they are.
+func ParseFile(r io.Reader, name string, fn func(line int, spec *Spec) error) error {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4096), maxLine)
 	line := 0
@@ -380,21 +411,23 @@ func ParseFile(r io.Reader, name string) ([]Spec, error) {
 			continue
 		}
 		if i := strings.IndexAny(text, " \t"); i >= 0 {
-			return nil, fmt.Errorf("%s:%d: %s: one target per line", name, line, argName(text))
+			return fmt.Errorf("%s:%d: one target per line", name, line)
 		}
 		spec, err := ParseSpec(text)
 		if err != nil {
-			return nil, fmt.Errorf("%s:%d: %w", name, line, err)
+			return fmt.Errorf("%s:%d: %s", name, line, err.(*SpecError).Problem)
 		}
-		specs = append(specs, spec)
+		if err := fn(line, &spec); err != nil {
+			return err
+		}
 	}
 	if err := sc.Err(); err != nil {
 		if errors.Is(err, bufio.ErrTooLong) {
-			return nil, fmt.Errorf("%s:%d: line longer than %d bytes", name, line+1, maxLine)
+			return fmt.Errorf("%s:%d: line longer than %d bytes", name, line+1, maxLine)
 		}
-		return nil, fmt.Errorf("%s: %w", name, err)
+		return fmt.Errorf("%s: %w", name, err)
 	}
-	return specs, nil
+	return nil
 }
 
 // stripComment cuts s at a '#' that starts it or follows a space or tab.

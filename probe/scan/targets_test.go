@@ -39,25 +39,25 @@ func TestParsePorts(t *testing.T) {
 func TestParsePortsErrors(t *testing.T) {
 	tests := []struct{ in, want string }{
 		{"", `empty port list`},
-		{"0", `port 0 is out of range 1-65535`},
-		{"65536", `port 65536 is out of range 1-65535`},
-		{"99999999999999999999999", `port 99999999999999999999999 is out of range 1-65535`},
-		{"0-80", `port 0 is out of range 1-65535`},
-		{"80-70000", `port 70000 is out of range 1-65535`},
-		{"90-80", `port range "90-80" is reversed (want 80-90)`},
-		{",", `empty item in port list ","`},
-		{"22,,80", `empty item in port list "22,,80"`},
-		{"22,", `empty item in port list "22,"`},
-		{",22", `empty item in port list ",22"`},
-		{"http", `port "http" is not a number`},
-		{"+80", `port "+80" is not a number`},
-		{"8 0", `port "8 0" is not a number`},
-		{"0x50", `port "0x50" is not a number`},
-		{"-5", `port range "-5" has no start`},
-		{"5-", `port range "5-" has no end`},
-		{"-", `port range "-" has no start`},
-		{"1-2-3", `port "2-3" is not a number`},
-		{"1--3", `port "-3" is not a number`},
+		{"0", `port is out of range 1-65535: "0"`},
+		{"65536", `port is out of range 1-65535: "65536"`},
+		{"99999999999999999999999", `port is out of range 1-65535: "99999999999999999999999"`},
+		{"0-80", `port is out of range 1-65535: "0"`},
+		{"80-70000", `port is out of range 1-65535: "70000"`},
+		{"90-80", `port range is reversed (the higher port first): "90-80"`},
+		{",", `empty item in port list: ","`},
+		{"22,,80", `empty item in port list: "22,,80"`},
+		{"22,", `empty item in port list: "22,"`},
+		{",22", `empty item in port list: ",22"`},
+		{"http", `port is not a number: "http"`},
+		{"+80", `port is not a number: "+80"`},
+		{"8 0", `port is not a number: "8 0"`},
+		{"0x50", `port is not a number: "0x50"`},
+		{"-5", `port range has no start: "-5"`},
+		{"5-", `port range has no end: "5-"`},
+		{"-", `port range has no start: "-"`},
+		{"1-2-3", `port is not a number: "2-3"`},
+		{"1--3", `port is not a number: "-3"`},
 	}
 	for _, tt := range tests {
 		got, err := ParsePorts(tt.in)
@@ -135,15 +135,15 @@ var parseSpecErrors = []struct{ in, want string }{
 	{"/24:80", `/24:80: missing address before '/'`},
 
 	// Bad port lists.
-	{"host:0", `host:0: port 0 is out of range 1-65535`},
-	{"host:65536", `host:65536: port 65536 is out of range 1-65535`},
-	{"host:http", `host:http: port "http" is not a number`},
-	{"host:22,,80", `host:22,,80: empty item in port list "22,,80"`},
-	{"host:90-80", `host:90-80: port range "90-80" is reversed (want 80-90)`},
-	{"host:-5", `host:-5: port range "-5" has no start`},
-	{"host:5-", `host:5-: port range "5-" has no end`},
+	{"host:0", `host:0: port is out of range 1-65535: "0"`},
+	{"host:65536", `host:65536: port is out of range 1-65535: "65536"`},
+	{"host:http", `host:http: port is not a number: "http"`},
+	{"host:22,,80", `host:22,,80: empty item in port list: "22,,80"`},
+	{"host:90-80", `host:90-80: port range is reversed (the higher port first): "90-80"`},
+	{"host:-5", `host:-5: port range has no start: "-5"`},
+	{"host:5-", `host:5-: port range has no end: "5-"`},
 	{"host:80:81", `host:80:81: IPv6 addresses need brackets, as in [2001:db8::1]:443`},
-	{"[::1]:80#web", `[::1]:80#web: port "80#web" is not a number`},
+	{"[::1]:80#web", `[::1]:80#web: port is not a number: "80#web"`},
 
 	// Brackets.
 	{"[::1:80", `[::1:80: unbalanced '[' (want [ipv6]:ports)`},
@@ -156,42 +156,42 @@ var parseSpecErrors = []struct{ in, want string }{
 	{"2001:db8::1:443", `2001:db8::1:443: IPv6 addresses need brackets, as in [2001:db8::1]:443`},
 	{"::1", `::1: IPv6 addresses need brackets, as in [2001:db8::1]:443`},
 	{"2001:db8::/120:80", `2001:db8::/120:80: IPv6 addresses need brackets, as in [2001:db8::1]:443`},
-	{"[example.org]:80", `[example.org]:80: "example.org" is not an IPv6 address`},
-	{"[example.org/24]:80", `[example.org/24]:80: "example.org" is not an IPv6 address`},
-	{"[fe80::1%eth0]:80", `[fe80::1%eth0]:80: zoned address "fe80::1%eth0" is not supported`},
+	{"[example.org]:80", `[example.org]:80: not an IPv6 address: "example.org"`},
+	{"[example.org/24]:80", `[example.org/24]:80: not an IPv6 address: "example.org"`},
+	{"[fe80::1%eth0]:80", `[fe80::1%eth0]:80: zoned addresses are not supported: "fe80::1%eth0"`},
 
 	// Prefixes.
-	{"198.18.0.0/33:80", `198.18.0.0/33:80: bad prefix length "33" (want /0 to /32 for IPv4)`},
-	{"198.18.0.0/:80", `198.18.0.0/:80: bad prefix length "" (want /0 to /32 for IPv4)`},
-	{"198.18.0.0/-1:80", `198.18.0.0/-1:80: bad prefix length "-1" (want /0 to /32 for IPv4)`},
-	{"198.18.0.0/+8:80", `198.18.0.0/+8:80: bad prefix length "+8" (want /0 to /32 for IPv4)`},
-	{"198.18.0.0/x:80", `198.18.0.0/x:80: bad prefix length "x" (want /0 to /32 for IPv4)`},
-	{"198.18.0.0/24/8:80", `198.18.0.0/24/8:80: bad prefix length "24/8" (want /0 to /32 for IPv4)`},
-	{"[::1/129]:80", `[::1/129]:80: bad prefix length "129" (want /0 to /128 for IPv6)`},
-	{"[2001:db8::/64]:80", `[2001:db8::/64]:80: an IPv6 /64 has 2^64 addresses; at most /112 (65536 addresses) can be scanned`},
-	{"[2001:db8::/111]:80", `[2001:db8::/111]:80: an IPv6 /111 has 2^17 addresses; at most /112 (65536 addresses) can be scanned`},
-	{"[::/0]:80", `[::/0]:80: an IPv6 /0 has 2^128 addresses; at most /112 (65536 addresses) can be scanned`},
-	{"[::ffff:0:0/96]:80", `[::ffff:0:0/96]:80: an IPv6 /96 has 2^32 addresses; at most /112 (65536 addresses) can be scanned`},
-	{"example.org/24:80", `example.org/24:80: "example.org" is a host name; only IP addresses take a /prefix`},
+	{"198.18.0.0/33:80", `198.18.0.0/33:80: bad prefix length (want /0 to /32 for IPv4): "33"`},
+	{"198.18.0.0/:80", `198.18.0.0/:80: bad prefix length (want /0 to /32 for IPv4)`},
+	{"198.18.0.0/-1:80", `198.18.0.0/-1:80: bad prefix length (want /0 to /32 for IPv4): "-1"`},
+	{"198.18.0.0/+8:80", `198.18.0.0/+8:80: bad prefix length (want /0 to /32 for IPv4): "+8"`},
+	{"198.18.0.0/x:80", `198.18.0.0/x:80: bad prefix length (want /0 to /32 for IPv4): "x"`},
+	{"198.18.0.0/24/8:80", `198.18.0.0/24/8:80: bad prefix length (want /0 to /32 for IPv4): "24/8"`},
+	{"[::1/129]:80", `[::1/129]:80: bad prefix length (want /0 to /128 for IPv6): "129"`},
+	{"[2001:db8::/64]:80", `[2001:db8::/64]:80: IPv6 blocks larger than a /112 (65536 addresses) cannot be scanned: "/64"`},
+	{"[2001:db8::/111]:80", `[2001:db8::/111]:80: IPv6 blocks larger than a /112 (65536 addresses) cannot be scanned: "/111"`},
+	{"[::/0]:80", `[::/0]:80: IPv6 blocks larger than a /112 (65536 addresses) cannot be scanned: "/0"`},
+	{"[::ffff:0:0/96]:80", `[::ffff:0:0/96]:80: IPv6 blocks larger than a /112 (65536 addresses) cannot be scanned: "/96"`},
+	{"example.org/24:80", `example.org/24:80: only IP addresses take a /prefix, not host names: "example.org"`},
 
 	// Names and addresses.
-	{"198.18.0.256:80", `198.18.0.256:80: "198.18.0.256" is not a valid IPv4 address`},
-	{"01.2.3.4:80", `01.2.3.4:80: "01.2.3.4" is not a valid IPv4 address`},
-	{"198.18.0:80", `198.18.0:80: "198.18.0" is not a valid IPv4 address`},
-	{"198.18.0.1.5/24:80", `198.18.0.1.5/24:80: "198.18.0.1.5" is not a valid IPv4 address`},
-	{"a..b:80", `a..b:80: "a..b" is not a valid host name`},
-	{".a:80", `.a:80: ".a" is not a valid host name`},
-	{"host!:80", `host!:80: "host!" is not a valid host name`},
-	{"héte:80", `"héte:80": "héte" is not a valid host name`},
-	{strings.Repeat("a", 64) + ":80", strings.Repeat("a", 64) + `:80: "` + strings.Repeat("a", 64) + `" is not a valid host name`},
-	{"198.18.0.1%eth0:80", `198.18.0.1%eth0:80: "198.18.0.1%eth0" is not a valid host name`},
+	{"198.18.0.256:80", `198.18.0.256:80: not a valid IPv4 address: "198.18.0.256"`},
+	{"01.2.3.4:80", `01.2.3.4:80: not a valid IPv4 address: "01.2.3.4"`},
+	{"198.18.0:80", `198.18.0:80: not a valid IPv4 address: "198.18.0"`},
+	{"198.18.0.1.5/24:80", `198.18.0.1.5/24:80: not a valid IPv4 address: "198.18.0.1.5"`},
+	{"a..b:80", `a..b:80: not a valid host name: "a..b"`},
+	{".a:80", `.a:80: not a valid host name: ".a"`},
+	{"host!:80", `host!:80: not a valid host name: "host!"`},
+	{"héte:80", `"héte:80": not a valid host name: "héte"`},
+	{strings.Repeat("a", 64) + ":80", strings.Repeat("a", 64) + `:80: not a valid host name: "` + strings.Repeat("a", 64) + `"`},
+	{"198.18.0.1%eth0:80", `198.18.0.1%eth0:80: not a valid host name: "198.18.0.1%eth0"`},
 
 	// Expectations.
-	{"host:80=up", `host:80=up: unknown expectation "up" (want open, closed or filtered)`},
-	{"host:80=OPEN", `host:80=OPEN: unknown expectation "OPEN" (want open, closed or filtered)`},
+	{"host:80=up", `host:80=up: unknown expectation (want open, closed or filtered): "up"`},
+	{"host:80=OPEN", `host:80=OPEN: unknown expectation (want open, closed or filtered): "OPEN"`},
 	{"host:80=", `host:80=: missing expectation after '=' (want open, closed or filtered)`},
-	{"host:80=open=closed", `host:80=open=closed: unknown expectation "open=closed" (want open, closed or filtered)`},
-	{`host:80="open"`, `"host:80=\"open\"": unknown expectation "\"open\"" (want open, closed or filtered)`},
+	{"host:80=open=closed", `host:80=open=closed: unknown expectation (want open, closed or filtered): "open=closed"`},
+	{`host:80="open"`, `"host:80=\"open\"": unknown expectation (want open, closed or filtered): "\"open\""`},
 }
 
 func TestParseSpecErrors(t *testing.T) {
@@ -212,7 +212,13 @@ func TestParseFile(t *testing.T) {
 		"#198.18.2.0/24:22\n" +
 		"   \n" +
 		"db:5432"
-	got, err := ParseFile(strings.NewReader(file), "targets.txt")
+	var got []Spec
+	var lines []int
+	err := ParseFile(strings.NewReader(file), "targets.txt", func(line int, spec *Spec) error {
+		got = append(got, *spec)
+		lines = append(lines, line)
+		return nil
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,16 +227,21 @@ func TestParseFile(t *testing.T) {
 		args = append(args, s.Arg)
 	}
 	want := []string{"198.18.1.0/24:22,80", "host:80=open", "[2001:db8::1]:443", "db:5432"}
-	if !reflect.DeepEqual(args, want) {
-		t.Errorf("ParseFile args = %q, want %q", args, want)
+	if !reflect.DeepEqual(args, want) || !reflect.DeepEqual(lines, []int{3, 4, 5, 8}) {
+		t.Errorf("ParseFile args = %q on lines %v, want %q on 3, 4, 5, 8", args, lines, want)
 	}
 	if got[1].Expect != ExpectOpen || got[1].Host != "host" {
 		t.Errorf("ParseFile spec 2 = %+v", got[1])
 	}
 
-	empty, err := ParseFile(strings.NewReader("# nothing\n\n"), "empty.txt")
-	if err != nil || len(empty) != 0 {
-		t.Errorf("ParseFile(comments only) = %v, %v", empty, err)
+	n := 0
+	err = ParseFile(strings.NewReader("# nothing\n\n"), "empty.txt", func(int, *Spec) error { n++; return nil })
+	if err != nil || n != 0 {
+		t.Errorf("ParseFile(comments only) = %d specs, %v", n, err)
+	}
+	stop := errors.New("stop")
+	if err := ParseFile(strings.NewReader("h:1\nh:2\n"), "f", func(int, *Spec) error { return stop }); err != stop {
+		t.Errorf("fn's error: %v", err)
 	}
 }
 
@@ -239,25 +250,31 @@ type errReader struct{}
 func (errReader) Read([]byte) (int, error) { return 0, errors.New("disk on fire") }
 
 func TestParseFileErrors(t *testing.T) {
+	// The messages name the file, the line and the problem, and quote none
+	// of the file: it may be a file that must not be shown.
 	tests := []struct {
 		in   string
 		want string
 	}{
-		{"host:80\nhost:0\n", `targets.txt:2: host:0: port 0 is out of range 1-65535`},
-		{"# a\n\nhost:80#web\n", `targets.txt:3: host:80#web: port "80#web" is not a number`},
-		{"host:80 host:81\n", `targets.txt:1: "host:80 host:81": one target per line`},
-		{"host:80\t\"x\"\n", `targets.txt:1: "host:80\t\"x\"": one target per line`},
-		{"host:80\n[::1:80 # oops\n", `targets.txt:2: [::1:80: unbalanced '[' (want [ipv6]:ports)`},
-		{"\n\n\n[2001:db8::/64]:80", `targets.txt:4: [2001:db8::/64]:80: an IPv6 /64 has 2^64 addresses; at most /112 (65536 addresses) can be scanned`},
+		{"host:80\nhost:0\n", `targets.txt:2: port is out of range 1-65535`},
+		{"# a\n\nhost:80#web\n", `targets.txt:3: port is not a number`},
+		{"host:80 host:81\n", `targets.txt:1: one target per line`},
+		{"host:80\t\"x\"\n", `targets.txt:1: one target per line`},
+		{"host:80\n[::1:80 # oops\n", `targets.txt:2: unbalanced '[' (want [ipv6]:ports)`},
+		{"\n\n\n[2001:db8::/64]:80", `targets.txt:4: IPv6 blocks larger than a /112 (65536 addresses) cannot be scanned`},
 		{"host:80\n" + strings.Repeat("x", maxLine+1) + "\n", `targets.txt:2: line longer than 65536 bytes`},
+		{"root:$6$rounds=5000$saltsalt$hashhashhash:19000:0:99999:7:::\n", `targets.txt:1: port is not a number`},
+		{"secret:hunter2\n", `targets.txt:1: port is not a number`},
+		{"hunter2:80=hunter2\n", `targets.txt:1: unknown expectation (want open, closed or filtered)`},
+		{"hunter2!:80\n", `targets.txt:1: not a valid host name`},
 	}
 	for _, tt := range tests {
-		got, err := ParseFile(strings.NewReader(tt.in), "targets.txt")
+		err := ParseFile(strings.NewReader(tt.in), "targets.txt", func(int, *Spec) error { return nil })
 		if err == nil || err.Error() != tt.want {
-			t.Errorf("ParseFile(%.40q) = %v, %v\n\twant error %s", tt.in, got, err, tt.want)
+			t.Errorf("ParseFile(%.40q) = %v\n\twant error %s", tt.in, err, tt.want)
 		}
 	}
-	_, err := ParseFile(io.MultiReader(strings.NewReader("host:80\n"), errReader{}), "targets.txt")
+	err := ParseFile(io.MultiReader(strings.NewReader("host:80\n"), errReader{}), "targets.txt", func(int, *Spec) error { return nil })
 	if err == nil || err.Error() != "targets.txt: disk on fire" {
 		t.Errorf("ParseFile(failing reader) = %v", err)
 	}

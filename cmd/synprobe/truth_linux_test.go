@@ -1,0 +1,211 @@
+//go:build linux
+
+package main
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/synprobe/synprobe/internal/netlab"
+	"github.com/synprobe/synprobe/rawsock"
+)
+
+// The tests here check verdicts on paths less tidy than one clean veth
+// pair: slow hosts beside fast ones, the prober's own routes and output
+// firewall, overlapping targets.
+
+// TestIntegrationScanSlowHost: a scan of loopback ports (answered in
+// microseconds) and of a host 200 ms away. The distant host's silence is
+// judged by the timeout, never by the fast answers of others: its open
+// port is open, so a firewall check expecting it filtered fails.
+func TestIntegrationScanSlowHost(t *testing.T) {
+	const delay = 100 * time.Millisecond // each way
+	l := netlab.NewDelayLab(t, delay)
+	for _, a := range []netip.Addr{l.TargetV4, l.TargetV6} {
+		ln := l.Listen(t, l.Target, "tcp", netip.AddrPortFrom(a, 22).String())
+		netlab.Serve(ln, func(c net.Conn) { c.Close() })
+	}
+	capt := l.StartCapture(t, l.Target, l.TargetIf, "tcp port 22")
+	r := runIn(t, l, l.Prober, "--json", "127.0.0.1:1-50", "[::1]:1-50", hostPort(l.TargetV4, 22)+"=filtered", hostPort(l.TargetV6, 22)+"=filtered")
+	if r.code != exitNotOpen {
+		t.Errorf("exit %d, want %d (22 is open)\n%s%s", r.code, exitNotOpen, r.stdout, r.stderr)
+	}
+	got, summary := scanResults(t, r)
+	for _, a := range []netip.Addr{l.TargetV4, l.TargetV6} {
+		if v := got[netip.AddrPortFrom(a, 22)]; v != "open/syn-ack" {
+			t.Errorf("%v:22 is %q, want open/syn-ack", a, v)
+		}
+	}
+	for _, lo := range []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.IPv6Loopback()} {
+		for port := uint16(1); port <= 50; port++ {
+			if v := got[netip.AddrPortFrom(lo, port)]; v != "closed/rst" {
+				t.Errorf("%v:%d is %q, want closed/rst", lo, port, v)
+			}
+		}
+	}
+	if summary["mismatches"] != 2.0 {
+		t.Errorf("summary %v: want 2 mismatches", summary)
+	}
+	// The witness: the target did answer each SYN with a SYN-ACK.
+	pkts, err := capt.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	synacks := map[netip.Addr]int{}
+	for _, c := range pkts {
+		var p rawsock.Packet
+		if rawsock.Parse(c.Data, &p) == nil && p.Flags == rawsock.FlagSyn|rawsock.FlagAck && p.SrcPort == 22 {
+			synacks[p.Src]++
+		}
+	}
+	if synacks[l.TargetV4] == 0 || synacks[l.TargetV6] == 0 {
+		t.Errorf("the capture holds no SYN-ACK from each family: %v", synacks)
+	}
+	// Expecting it open passes.
+	ok := runIn(t, l, l.Prober, "127.0.0.1:1-50", hostPort(l.TargetV4, 22)+"=open")
+	if ok.code != exitOK || !strings.Contains(ok.stdout, "every pair is as expected") {
+		t.Errorf("exit %d:\n%s%s", ok.code, ok.stdout, ok.stderr)
+	}
+}
+
+// TestIntegrationScanSpecific: the example of --help, a firewall check of
+// a range with exceptions, probes each port once and passes.
+func TestIntegrationScanSpecific(t *testing.T) {
+	l := verdictLab(t) // listens on 80; 81 dropped, 82 rejected, 83 reset
+	ln := l.Listen(t, l.Target, "tcp", netip.AddrPortFrom(l.TargetV4, 443).String())
+	netlab.Serve(ln, func(c net.Conn) { c.Close() })
+	capt := l.StartCapture(t, l.Target, l.TargetIf, "tcp[tcpflags] == tcp-syn")
+	a := l.TargetV4.String()
+	r := runIn(t, l, l.Prober, "--json", "-w", "0.3", "--expect", "closed", a+":1-1024", a+":80,443=open", a+":81-82=filtered")
+	if r.code != exitOK {
+		t.Errorf("exit %d:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	got, summary := scanResults(t, r)
+	if len(got) != 1024 || summary["pairs"] != 1024.0 || summary["mismatches"] != 0.0 {
+		t.Errorf("%d results; summary %v", len(got), summary)
+	}
+	pkts, err := capt.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Each port got one SYN (two where the first went unanswered).
+	syns := map[uint16]int{}
+	for _, c := range pkts {
+		var p rawsock.Packet
+		if rawsock.Parse(c.Data, &p) == nil {
+			syns[p.DstPort]++
+		}
+	}
+	for port := uint16(1); port <= 1024; port++ {
+		want := 1
+		if port == 81 {
+			want = 2 // the drop: probed again
+		}
+		if syns[port] != want {
+			t.Errorf("port %d: %d SYNs, want %d", port, syns[port], want)
+		}
+	}
+}
+
+// localBlockLab is a scanLab whose prober cannot send to parts of the
+// scanned /24: a prohibit route covers .64/27 and a blackhole route
+// .96/28, and with firewall an nftables output rule drops .128/25. want
+// gives each pair's verdict.
+func localBlockLab(t *testing.T, firewall bool) (*netlab.Lab, netip.Prefix, func(netip.Addr, uint16) string) {
+	l, v4, _ := scanLab(t, 22, 80)
+	b := v4.Addr().As4()
+	at := func(host byte, bits int) netip.Prefix {
+		b[3] = host
+		return netip.PrefixFrom(netip.AddrFrom4(b), bits)
+	}
+	drop, prohibit, blackhole := at(128, 25), at(64, 27), at(96, 28)
+	if firewall {
+		l.Nft(t, l.Prober, fmt.Sprintf(`table inet local {
+	chain output {
+		type filter hook output priority 0;
+		ip daddr %v drop
+	}
+}`, drop))
+	} else {
+		drop = netip.Prefix{}
+	}
+	l.Run(t, l.Prober, "ip", "route", "add", "prohibit", prohibit.String())
+	l.Run(t, l.Prober, "ip", "route", "add", "blackhole", blackhole.String())
+	want := func(a netip.Addr, port uint16) string {
+		switch {
+		case drop.IsValid() && drop.Contains(a):
+			return "error/local-firewall"
+		case prohibit.Contains(a):
+			return "error/local-prohibit"
+		case blackhole.Contains(a):
+			return "error/local-blackhole"
+		case port == 22 || port == 80:
+			return "open/syn-ack"
+		}
+		return "closed/rst"
+	}
+	return l, v4, want
+}
+
+// TestIntegrationScanLocalBlocks: probes the host's own routes or output
+// firewall refuse are reported as such, each on its own; every other
+// probe is sent and judged; and nothing reaches the blocked addresses,
+// whether the scan is small (raw sockets) or big enough for the fast
+// paths.
+func TestIntegrationScanLocalBlocks(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		ports    string
+		n        int
+		firewall bool
+	}{{"small", "20-23,80", 5, true}, {"big", "1-64,80", 65, true}, {"big, routes only", "1-64,80", 65, false}} {
+		t.Run(tt.name, func(t *testing.T) {
+			l, v4, want := localBlockLab(t, tt.firewall)
+			resolveNeighbours(t, l)
+			capt := l.StartCapture(t, l.Target, l.TargetIf, "tcp[tcpflags] & tcp-syn != 0 and tcp[tcpflags] & tcp-ack == 0")
+			r := runIn(t, l, l.Prober, "--json", "--rate", "0", "-w", "0.3", v4.String()+":"+tt.ports)
+			if r.code != exitFailure {
+				t.Errorf("exit %d, want %d: probes were not sent\n%s", r.code, exitFailure, r.stderr)
+			}
+			got, summary := scanResults(t, r)
+			ports := []uint16{80}
+			lo, hi := 20, 23
+			if tt.n == 65 {
+				lo, hi = 1, 64
+			}
+			for p := lo; p <= hi; p++ {
+				ports = append(ports, uint16(p))
+			}
+			pairs, wrong := checkVerdicts(t, got, want, map[netip.Prefix][]uint16{v4: ports})
+			blocked := 32 + 16
+			if tt.firewall {
+				blocked += 128
+			}
+			if wrong > 0 || len(got) != pairs || summary["errors"] != float64(blocked*tt.n) {
+				t.Errorf("%d wrong of %d results for %d pairs; summary %v", wrong, len(got), pairs, summary)
+			}
+			t.Logf("sent as %v", summary["path"])
+			pkts, err := capt.Stop()
+			if err != nil {
+				t.Fatal(err)
+			}
+			reached := 0
+			for _, c := range pkts {
+				var p rawsock.Packet
+				if rawsock.Parse(c.Data, &p) == nil && strings.HasPrefix(want(p.Dst, p.DstPort), "error/") {
+					reached++
+				}
+			}
+			if reached > 0 {
+				t.Errorf("%d SYNs reached addresses the prober's routes or firewall block", reached)
+			}
+			if ss := l.Run(t, l.Target, "ss", "-Htan", "state", "syn-recv"); strings.TrimSpace(ss) != "" {
+				t.Errorf("half-open connections left:\n%s", ss)
+			}
+		})
+	}
+}
