@@ -4,12 +4,15 @@ package rawsock
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
 	"testing"
 	"time"
+
+	"github.com/synprobe/synprobe/internal/netlab"
 )
 
 // listenOrSkip opens a Conn on a random block of 16 ports, or skips the
@@ -258,5 +261,51 @@ func TestIntegrationConnQueued(t *testing.T) {
 	c.Close()
 	if c.Queued() {
 		t.Error("Queued after Close")
+	}
+}
+
+// TestIntegrationSourceFinder: one finder's reused sockets give the kernel's
+// source for each destination in turn, as a fresh SourceFor does, also
+// after a destination without a route.
+func TestIntegrationSourceFinder(t *testing.T) {
+	lab := netlab.New(t)
+	err := lab.InNS(lab.Prober, func() error {
+		var f SourceFinder
+		defer f.Close()
+		for _, tt := range []struct{ dst, want string }{
+			{"127.0.0.1", "127.0.0.1"},
+			{lab.TargetV4.String(), lab.ProberV4.String()},
+			{"127.0.0.9", "127.0.0.1"},
+			{"::1", "::1"},
+			{lab.TargetV6.String(), lab.ProberV6.String()},
+			{"203.0.113.1", ""}, // no route
+			{lab.TargetV4.String(), lab.ProberV4.String()},
+			{"::1", "::1"},
+		} {
+			dst := netip.MustParseAddr(tt.dst)
+			got, err := f.Source(dst)
+			fresh, ferr := SourceFor(dst, "")
+			switch {
+			case tt.want == "" && (err == nil || ferr == nil):
+				return fmt.Errorf("%s: %v, %v; fresh %v, %v; want errors", tt.dst, got, err, fresh, ferr)
+			case tt.want != "" && (err != nil || got.String() != tt.want || fresh != got):
+				return fmt.Errorf("%s: %v, %v; fresh %v, %v; want %s", tt.dst, got, err, fresh, ferr, tt.want)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
+	}
+}
+
+func BenchmarkSourceFinder(b *testing.B) {
+	var f SourceFinder
+	defer f.Close()
+	a := netip.MustParseAddr("127.0.0.5")
+	for b.Loop() {
+		if _, err := f.Source(a); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

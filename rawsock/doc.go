@@ -69,7 +69,9 @@
 //
 // Scans send and receive at line rate, where the costs per packet count.
 // PacketSender sends a Batch of probes as Ethernet frames straight to the
-// next hop (NextHopTo) with one sendmmsg, skipping the host's IP output.
+// next hop with one sendmmsg, skipping the host's IP output: only where
+// DirectPath shows that sends exactly what the IP output would (one
+// unicast route for every target, nothing hooked into the output path).
 // Ring receives the answers through an AF_PACKET socket with a TPACKET_V3
 // ring mapped into memory: the kernel writes packets into blocks and hands
 // over a block at a time, so reading costs no system call, socket queue,

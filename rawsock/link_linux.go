@@ -145,35 +145,6 @@ func Neighbor(ifindex int, addr netip.Addr) (net.HardwareAddr, bool, error) {
 	return nil, false, nil
 }
 
-// NextHopTo returns where packets to dst leave, with both link-layer
-// addresses. It fails when the interface has no Ethernet address or the
-// next hop's is not resolved yet.
-func NextHopTo(dst netip.Addr) (NextHop, error) {
-	ifindex, gw, err := RouteTo(dst)
-	if err != nil {
-		return NextHop{}, err
-	}
-	ifi, err := net.InterfaceByIndex(ifindex)
-	if err != nil {
-		return NextHop{}, err
-	}
-	if len(ifi.HardwareAddr) != 6 {
-		return NextHop{}, fmt.Errorf("rawsock: %s has no Ethernet address", ifi.Name)
-	}
-	hop := gw
-	if !hop.IsValid() {
-		hop = dst.Unmap()
-	}
-	mac, ok, err := Neighbor(ifindex, hop)
-	if err != nil {
-		return NextHop{}, err
-	}
-	if !ok {
-		return NextHop{}, fmt.Errorf("rawsock: %v on %s is not resolved", hop, ifi.Name)
-	}
-	return NextHop{Ifindex: ifindex, Gateway: gw, SrcMAC: ifi.HardwareAddr, DstMAC: mac}, nil
-}
-
 // PacketSender sends the IP packets of a Batch as Ethernet frames on one
 // interface to one next hop (AF_PACKET), skipping the host's IP output
 // path: about twice the rate of a raw IP socket. Use it only where

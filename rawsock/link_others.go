@@ -14,8 +14,8 @@ type NextHop struct {
 	SrcMAC, DstMAC net.HardwareAddr
 }
 
-// NextHopTo is not implemented on this platform.
-func NextHopTo(netip.Addr) (NextHop, error) { return NextHop{}, errNotImplemented }
+// DirectPath is not implemented on this platform.
+func DirectPath([]netip.Prefix, int) (NextHop, error) { return NextHop{}, errNotImplemented }
 
 // PacketSender is not implemented on this platform.
 type PacketSender struct{}

@@ -16,5 +16,5 @@ func main() {
 		<-ctx.Done()
 		stop() // a second Ctrl-C kills at once
 	}()
-	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr, system{}))
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr, &system{}))
 }

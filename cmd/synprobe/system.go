@@ -4,42 +4,58 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"sync"
 
 	"github.com/synprobe/synprobe/rawsock"
 )
 
 // system is the real network.
-type system struct{}
+type system struct {
+	mu      sync.Mutex
+	finders map[string]*rawsock.SourceFinder // by interface
+}
 
-func (system) lookup(ctx context.Context, network, host string) ([]netip.Addr, error) {
+func (*system) lookup(ctx context.Context, network, host string) ([]netip.Addr, error) {
 	return net.DefaultResolver.LookupNetIP(ctx, network, host)
 }
 
-func (system) source(dst netip.Addr, iface string) (netip.Addr, error) {
-	return rawsock.SourceFor(dst, iface)
+// source asks the kernel through a finder kept for the run: a scan asks
+// once per block of addresses, a million times for a big target file.
+func (s *system) source(dst netip.Addr, iface string) (netip.Addr, error) {
+	s.mu.Lock()
+	f := s.finders[iface]
+	if f == nil {
+		if s.finders == nil {
+			s.finders = map[string]*rawsock.SourceFinder{}
+		}
+		f = &rawsock.SourceFinder{Interface: iface}
+		s.finders[iface] = f
+	}
+	s.mu.Unlock()
+	return f.Source(dst)
 }
 
-func (system) portRange() (uint16, uint16, error) { return rawsock.ProbePortRange() }
+func (*system) portRange() (uint16, uint16, error) { return rawsock.ProbePortRange() }
 
-func (system) listen(cfg rawsock.Config) (conn, error) { return rawsock.Listen(cfg) }
+func (*system) listen(cfg rawsock.Config) (conn, error) { return rawsock.Listen(cfg) }
 
-func (system) guard(cfg rawsock.GuardConfig) (guard, error) { return rawsock.NewRSTGuard(cfg) }
+func (*system) guard(cfg rawsock.GuardConfig) (guard, error) { return rawsock.NewRSTGuard(cfg) }
 
-func (system) cleanup() ([]string, error) { return rawsock.CleanupTables() }
+func (*system) cleanup() ([]string, error) { return rawsock.CleanupTables() }
 
-func (system) watch(lo, hi uint16, mark uint32) (watch, error) {
+func (*system) watch(lo, hi uint16, mark uint32) (watch, error) {
 	return rawsock.NewRSTWatch(lo, hi, mark)
 }
 
-func (system) directPath(prefixes []netip.Prefix, ifindex int) (rawsock.NextHop, error) {
+func (*system) directPath(prefixes []netip.Prefix, ifindex int) (rawsock.NextHop, error) {
 	return rawsock.DirectPath(prefixes, ifindex)
 }
 
-func (system) packetSender(hop rawsock.NextHop, v6 bool) (packetSender, error) {
+func (*system) packetSender(hop rawsock.NextHop, v6 bool) (packetSender, error) {
 	return rawsock.NewPacketSender(hop, v6)
 }
 
-func (system) ring(cfg rawsock.RingConfig) (receiver, error) {
+func (*system) ring(cfg rawsock.RingConfig) (receiver, error) {
 	r, err := rawsock.ListenRing(cfg)
 	if err != nil {
 		return nil, err // not a nil *Ring in a non-nil interface

@@ -3,10 +3,15 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -208,4 +213,52 @@ func TestIntegrationScanLocalBlocks(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestIntegrationTargetFileMemory: a target file of 1,048,576 lines (256
+// hosts, 4096 ports each, one pair a line with its expectation) is
+// scanned in bounded memory: the file's text is not kept, and each line
+// costs some tens of bytes.
+func TestIntegrationTargetFileMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a million probes")
+	}
+	l, v4, _ := scanLab(t, 22, 80)
+	f := filepath.Join(t.TempDir(), "targets.txt")
+	var b bytes.Buffer
+	b.WriteString("# every pair of the lab, one a line\n")
+	for a := v4.Addr(); v4.Contains(a); a = a.Next() {
+		for port := 1; port <= 4096; port++ {
+			state := "closed"
+			if port == 22 || port == 80 {
+				state = "open"
+			}
+			fmt.Fprintf(&b, "%v:%d=%s\n", a, port, state)
+		}
+	}
+	if err := os.WriteFile(f, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	resolveNeighbours(t, l)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := l.Command(ctx, l.Prober, synprobeBinary(t), "--open", "--rate", "0", "-w", "0.5", "-f", f)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Errorf("%v:\n%s", err, lastLines(out, 10))
+	}
+	if !strings.Contains(string(out), "--- scan of 1048576 pairs: 512 open, 1048064 closed") || !strings.Contains(string(out), "every pair is as expected") {
+		t.Errorf("output:\n%s", lastLines(out, 10))
+	}
+	// ip netns exec becomes synprobe: its peak is synprobe's.
+	maxRSS := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss << 10
+	t.Logf("1048576 lines: peak RSS %d MiB", maxRSS>>20)
+	if maxRSS > 160<<20 {
+		t.Errorf("peak RSS %d MiB, want at most 160 MiB", maxRSS>>20)
+	}
+}
+
+func lastLines(b []byte, n int) string {
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }

@@ -2,6 +2,7 @@ package scan
 
 import (
 	"cmp"
+	"container/heap"
 	"encoding/binary"
 	"fmt"
 	"math"
@@ -92,7 +93,6 @@ type entry struct {
 	src    uint32 // index into Set.sources
 	line   uint32 // line in a file; 0 for an argument
 	host   uint32 // index into Set.names + 1; 0 for an address
-	seq    uint32 // input order, for ties
 }
 
 // source is a command-line argument or a file.
@@ -237,7 +237,14 @@ type Builder struct {
 	nameIdx map[string]uint32
 	file    map[string]uint32 // source index of each file
 	expect  bool
+	// lastPorts is the port list of the last expression added.
+	lastPorts uint32
+	chunks    [][]entry // the entries so far
+	n         int
 }
+
+// entryChunk is how many entries a Builder allocates at a time.
+const entryChunk = 1 << 14
 
 // AddArg adds a command-line argument.
 func (b *Builder) AddArg(spec *Spec) {
@@ -264,8 +271,11 @@ func (b *Builder) add(spec *Spec, src, line uint32) {
 		b.portIdx = map[string]uint32{}
 		b.nameIdx = map[string]uint32{}
 	}
-	key := FormatPorts(spec.Ports)
-	pi, ok := b.portIdx[key]
+	// Files repeat one port list line after line: the last one first.
+	pi, ok := b.lastPorts, len(b.s.ports) > 0 && slices.Equal(b.s.ports[b.lastPorts].r, spec.Ports)
+	if !ok {
+		pi, ok = b.portIdx[FormatPorts(spec.Ports)]
+	}
 	if !ok {
 		l := portList{r: slices.Clone(spec.Ports), ends: make([]uint32, len(spec.Ports))}
 		var n uint32
@@ -275,14 +285,15 @@ func (b *Builder) add(spec *Spec, src, line uint32) {
 		}
 		b.s.ports = append(b.s.ports, l)
 		pi = uint32(len(b.s.ports) - 1)
-		b.portIdx[key] = pi
+		b.portIdx[FormatPorts(spec.Ports)] = pi
 	}
-	e := entry{expect: expectCode(spec.Expect), ports: pi, src: src, line: line, seq: uint32(len(b.s.entries))}
+	b.lastPorts = pi
+	e := entry{expect: expectCode(spec.Expect), ports: pi, src: src, line: line}
 	b.expect = b.expect || e.expect != expectNone
 	if spec.Host != "" {
 		hi, ok := b.nameIdx[spec.Host]
 		if !ok {
-			b.s.names = append(b.s.names, spec.Host)
+			b.s.names = append(b.s.names, strings.Clone(spec.Host))
 			hi = uint32(len(b.s.names))
 			b.nameIdx[spec.Host] = hi
 		}
@@ -290,7 +301,14 @@ func (b *Builder) add(spec *Spec, src, line uint32) {
 	} else {
 		e.setPrefix(spec.Prefix)
 	}
-	b.s.entries = append(b.s.entries, e)
+	// In chunks: a growing slice would copy itself over and over, some
+	// five times the final size in all.
+	if n := len(b.chunks); n == 0 || len(b.chunks[n-1]) == cap(b.chunks[n-1]) {
+		b.chunks = append(b.chunks, make([]entry, 0, entryChunk))
+	}
+	c := &b.chunks[len(b.chunks)-1]
+	*c = append(*c, e)
+	b.n++
 }
 
 func (e *entry) setPrefix(p netip.Prefix) {
@@ -308,7 +326,7 @@ func (e *entry) setPrefix(p netip.Prefix) {
 }
 
 // Len returns the number of expressions added.
-func (b *Builder) Len() int { return len(b.s.entries) }
+func (b *Builder) Len() int { return b.n }
 
 // HasExpectation reports whether any expression carries an expectation.
 func (b *Builder) HasExpectation() bool { return b.expect }
@@ -349,21 +367,31 @@ func orNone(s string) string {
 func (b *Builder) Build(addrs map[string][]netip.Addr) (*Set, error) {
 	s := new(Set)
 	*s = b.s
+	chunks, n := b.chunks, b.n
 	*b = Builder{}
 	// Host names become one entry per address.
-	entries := s.entries[:0:0]
-	for _, e := range s.entries {
-		if e.host == 0 {
-			entries = append(entries, e)
-			continue
-		}
-		for _, a := range addrs[s.names[e.host-1]] {
-			a = a.Unmap()
-			e.setPrefix(netip.PrefixFrom(a, a.BitLen()))
-			entries = append(entries, e)
+	for _, c := range chunks {
+		for _, e := range c {
+			if e.host > 0 {
+				n += len(addrs[s.names[e.host-1]]) - 1
+			}
 		}
 	}
-	s.entries = slices.Clip(entries)
+	s.entries = make([]entry, 0, n)
+	for i, c := range chunks {
+		for _, e := range c {
+			if e.host == 0 {
+				s.entries = append(s.entries, e)
+				continue
+			}
+			for _, a := range addrs[s.names[e.host-1]] {
+				a = a.Unmap()
+				e.setPrefix(netip.PrefixFrom(a, a.BitLen()))
+				s.entries = append(s.entries, e)
+			}
+		}
+		chunks[i] = nil
+	}
 	if err := s.build(); err != nil {
 		return nil, err
 	}
@@ -397,16 +425,21 @@ func NewSet(blocks ...Block) (*Set, error) {
 	return s, nil
 }
 
-// node is a distinct prefix with the entries that name it.
+// node is a distinct prefix with the entries that name it. Nodes are in
+// sorted order: a node's subtree (the prefixes inside it) follows it,
+// and ends at end.
 type node struct {
-	first, last int // entries[first:last], sorted
-	parent      int // index into nodes, -1 for a root
-	children    []int
+	first, last int32 // entries[first:last], sorted
+	parent      int32 // -1 for a root
+	end         int32 // index after the node's subtree
 }
 
 // build turns the entries into disjoint regions.
 func (s *Set) build() error {
 	es := s.entries
+	if len(es) > math.MaxInt32 {
+		return fmt.Errorf("scan: %d target expressions are too many", len(es))
+	}
 	for i := range es {
 		if addrBits(es[i].v6)-int(es[i].bits) >= 64 {
 			// More pairs than a uint64 counts (ParseSpec refuses
@@ -415,6 +448,8 @@ func (s *Set) build() error {
 			return nil
 		}
 	}
+	// Stable: among equal prefixes, input order stays, and ties go to
+	// the first given.
 	slices.SortStableFunc(es, func(a, b entry) int {
 		if a.v6 != b.v6 {
 			if a.v6 {
@@ -422,51 +457,56 @@ func (s *Set) build() error {
 			}
 			return -1
 		}
-		return cmp.Or(cmp.Compare(a.hi, b.hi), cmp.Compare(a.lo, b.lo), cmp.Compare(a.bits, b.bits), cmp.Compare(a.seq, b.seq))
+		return cmp.Or(cmp.Compare(a.hi, b.hi), cmp.Compare(a.lo, b.lo), cmp.Compare(a.bits, b.bits))
 	})
 	// Distinct prefixes, in sorted order: a parent comes before its
 	// children, and a node's subtree is contiguous.
 	var nodes []node
-	var stack []int
+	var stack []int32
+	pop := func() {
+		nodes[stack[len(stack)-1]].end = int32(len(nodes))
+		stack = stack[:len(stack)-1]
+	}
 	for i := 0; i < len(es); {
 		j := i + 1
 		for j < len(es) && es[j].v6 == es[i].v6 && es[j].hi == es[i].hi && es[j].lo == es[i].lo && es[j].bits == es[i].bits {
 			j++
 		}
-		n := node{first: i, last: j, parent: -1}
+		n := node{first: int32(i), last: int32(j), parent: -1}
 		for len(stack) > 0 && !contains(&es[nodes[stack[len(stack)-1]].first], &es[i]) {
-			stack = stack[:len(stack)-1]
+			pop()
 		}
 		if len(stack) > 0 {
 			n.parent = stack[len(stack)-1]
 		}
 		nodes = append(nodes, n)
-		k := len(nodes) - 1
-		if n.parent >= 0 {
-			nodes[n.parent].children = append(nodes[n.parent].children, k)
-		}
-		stack = append(stack, k)
+		stack = append(stack, int32(len(nodes)-1))
 		i = j
 	}
-	var chain []int
+	for len(stack) > 0 {
+		pop()
+	}
+	s.regions = make([]region, 0, len(nodes)+len(nodes)/8)
+	var chain []int32
+	var sc scratch
 	for k := range nodes {
 		n := &nodes[k]
 		chain = chain[:0]
-		for a := k; a >= 0; a = nodes[a].parent {
+		for a := int32(k); a >= 0; a = nodes[a].parent {
 			chain = append(chain, a)
 		}
 		slices.Reverse(chain)
-		ent, ovl, err := s.overlayFor(nodes, chain)
+		ent, ovl, err := s.overlayFor(nodes, chain, &sc)
 		if err != nil {
 			return err
 		}
-		// The node's own space: its prefix without its children's.
+		// The node's own space: its prefix without its children's
+		// (the nodes of its subtree whose parent it is).
 		e := &es[n.first]
-		width := hostBits(e)
 		start := e.lo
-		end := start + (1<<width - 1) // inclusive; width <= 32 for IPv4, 16 for IPv6
+		end := start + (1<<hostBits(e) - 1) // inclusive
 		next := start
-		for _, c := range n.children {
+		for c := int32(k) + 1; c < n.end; c = nodes[c].end {
 			ce := &es[nodes[c].first]
 			if ce.lo > next {
 				s.addRange(e, next, ce.lo-1, ent, ovl)
@@ -581,78 +621,136 @@ func (s *Set) addRange(e *entry, first, last uint64, ent uint32, ovl int32) {
 	}
 }
 
+// scratch is overlayFor's reused working memory.
+type scratch struct {
+	claims []claim
+	events []event
+	active claimHeap
+	groups map[[2]int][4]int // (depth, size) -> active claims per expectation
+}
+
 // claim is one port range of one entry, with its precedence.
 type claim struct {
 	lo, hi uint16
 	depth  int    // deeper: a longer prefix
 	size   int    // smaller: a narrower range
 	entry  uint32 // index into entries
+	ended  bool
 }
 
+// beats orders claims: the deeper, then the narrower, then the first
+// given (entries are sorted stably, so the lower index).
 func (a *claim) beats(b *claim) bool {
 	if a.depth != b.depth {
 		return a.depth > b.depth
 	}
-	return a.size < b.size
+	if a.size != b.size {
+		return a.size < b.size
+	}
+	return a.entry < b.entry
+}
+
+// event starts (on) or ends a claim at port pos.
+type event struct {
+	pos   int
+	claim int
+	on    bool
+}
+
+// claimHeap is a max-heap of claim indices by precedence.
+type claimHeap struct {
+	idx    []int
+	claims []claim
+}
+
+func (h *claimHeap) Len() int           { return len(h.idx) }
+func (h *claimHeap) Less(i, j int) bool { return h.claims[h.idx[i]].beats(&h.claims[h.idx[j]]) }
+func (h *claimHeap) Swap(i, j int)      { h.idx[i], h.idx[j] = h.idx[j], h.idx[i] }
+func (h *claimHeap) Push(x any)         { h.idx = append(h.idx, x.(int)) }
+func (h *claimHeap) Pop() any {
+	x := h.idx[len(h.idx)-1]
+	h.idx = h.idx[:len(h.idx)-1]
+	return x
 }
 
 // overlayFor works out which entry names each port of a node's own
 // space: the deepest node of the chain naming the port, and there the
-// narrowest range. It returns the entry when one names every port alone.
-func (s *Set) overlayFor(nodes []node, chain []int) (uint32, int32, error) {
+// narrowest range, and among equals the first given, which must agree
+// with the others on what to expect. It returns the entry when one names
+// every port alone. It sweeps the port ranges once, keeping the claims in
+// force in a heap: O(n log n) in the claims of the chain.
+func (s *Set) overlayFor(nodes []node, chain []int32, sc *scratch) (uint32, int32, error) {
 	es := s.entries
 	last := &nodes[chain[len(chain)-1]]
 	if len(chain) == 1 && last.last-last.first == 1 {
 		return uint32(last.first), -1, nil
 	}
-	var claims []claim
-	var cuts []int
+	claims, events := sc.claims[:0], sc.events[:0]
+	defer func() { sc.claims, sc.events = claims, events }()
 	for d, k := range chain {
 		n := &nodes[k]
 		for i := n.first; i < n.last; i++ {
 			for _, r := range s.ports[es[i].ports].r {
+				events = append(events, event{int(r.Lo), len(claims), true}, event{int(r.Hi) + 1, len(claims), false})
 				claims = append(claims, claim{lo: r.Lo, hi: r.Hi, depth: d, size: r.Len(), entry: uint32(i)})
-				cuts = append(cuts, int(r.Lo), int(r.Hi)+1)
 			}
 		}
 	}
-	slices.Sort(cuts)
-	cuts = slices.Compact(cuts)
+	slices.SortFunc(events, func(a, b event) int { return cmp.Compare(a.pos, b.pos) })
+	if sc.groups == nil {
+		sc.groups = map[[2]int][4]int{}
+	}
+	clear(sc.groups)
+	h := &sc.active
+	h.idx, h.claims = h.idx[:0], claims
 	var segs []segment
-	for i := 0; i+1 < len(cuts); i++ {
-		lo, hi := cuts[i], cuts[i+1]-1
-		var best *claim
-		for j := range claims {
-			c := &claims[j]
-			if int(c.lo) <= lo && int(c.hi) >= hi && (best == nil || c.beats(best)) {
-				best = c
+	for i := 0; i < len(events); {
+		pos := events[i].pos
+		for ; i < len(events) && events[i].pos == pos; i++ {
+			ev := &events[i]
+			c := &claims[ev.claim]
+			g := [2]int{c.depth, c.size}
+			n := sc.groups[g]
+			if ev.on {
+				n[es[c.entry].expect]++
+				heap.Push(h, ev.claim)
+			} else {
+				n[es[c.entry].expect]--
+				c.ended = true
 			}
+			sc.groups[g] = n
 		}
-		if best == nil {
+		for h.Len() > 0 && claims[h.idx[0]].ended {
+			heap.Pop(h)
+		}
+		if h.Len() == 0 || i == len(events) {
 			continue
 		}
-		// Among equals, the first given names the pair; they must
-		// agree on what to expect.
-		for j := range claims {
-			c := &claims[j]
-			if int(c.lo) > lo || int(c.hi) < hi || best.beats(c) || c == best {
-				continue
+		best := &claims[h.idx[0]]
+		lo, hi := pos, events[i].pos-1
+		// Its equals must expect the same.
+		kinds := 0
+		for _, n := range sc.groups[[2]int{best.depth, best.size}] {
+			if n > 0 {
+				kinds++
 			}
-			if es[c.entry].expect != es[best.entry].expect {
-				e := &es[last.first]
-				addr := netip.AddrFrom4(v4Bytes(uint32(e.lo)))
-				if e.v6 {
-					addr = addr128(e.hi, e.lo)
+		}
+		if kinds > 1 {
+			var other *claim
+			for j := range claims {
+				c := &claims[j]
+				if int(c.lo) <= lo && int(c.hi) >= hi && c.depth == best.depth && c.size == best.size && es[c.entry].expect != es[best.entry].expect {
+					other = c
+					break
 				}
-				a, b := best.entry, c.entry
-				if es[b].seq < es[a].seq {
-					a, b = b, a
-				}
-				return 0, 0, &ConflictError{Addr: addr, Port: uint16(lo), A: Origin{s, a}, B: Origin{s, b}}
 			}
-			if es[c.entry].seq < es[best.entry].seq {
-				best = c
+			e := &es[last.first]
+			addr := netip.AddrFrom4(v4Bytes(uint32(e.lo)))
+			if e.v6 {
+				addr = addr128(e.hi, e.lo)
 			}
+			a, b := min(best.entry, other.entry), max(best.entry, other.entry)
+			return 0, 0, &ConflictError{Addr: addr, Port: uint16(lo), A: Origin{s, a}, B: Origin{s, b}}
 		}
 		if n := len(segs); n > 0 && segs[n-1].entry == best.entry && int(segs[n-1].hi)+1 == lo {
 			segs[n-1].hi = uint16(hi)
@@ -664,7 +762,7 @@ func (s *Set) overlayFor(nodes []node, chain []int) (uint32, int32, error) {
 	if e := segs[0].entry; allOf(segs, e) && samePorts(segs, s.ports[es[e].ports].r) {
 		return e, -1, nil
 	}
-	o := overlay{segs: segs, ends: make([]uint32, len(segs))}
+	o := overlay{segs: slices.Clip(segs), ends: make([]uint32, len(segs))}
 	var n uint32
 	for k, sg := range segs {
 		n += uint32(sg.hi) - uint32(sg.lo) + 1

@@ -111,11 +111,14 @@ func FormatPorts(ports []PortRange) string {
 // "22,80,443,8000-8100". The result is sorted, with overlapping, duplicate
 // and adjacent ranges merged. Error messages are meant for the user and
 // name the offending item.
-func ParsePorts(s string) ([]PortRange, error) {
+func ParsePorts(s string) ([]PortRange, error) { return parsePorts(s, nil) }
+
+// parsePorts is ParsePorts appending to buf[:0].
+func parsePorts(s string, buf []PortRange) ([]PortRange, error) {
 	if s == "" {
 		return nil, &SpecError{Problem: "empty port list"}
 	}
-	var ports []PortRange
+	ports := buf[:0]
 	for item := range strings.SplitSeq(s, ",") {
 		if item == "" {
 			return nil, &SpecError{Problem: "empty item in port list", Text: s}
@@ -186,14 +189,25 @@ func mergePorts(ports []PortRange) []PortRange {
 // IPv4. Errors are one line, starting with the argument, meant for the
 // user.
 func ParseSpec(s string) (Spec, error) {
-	spec := Spec{Arg: s}
+	var spec Spec
+	err := parseSpec(s, &spec)
+	return spec, err
+}
+
+// parseSpec is ParseSpec into spec, whose Ports it reuses.
+func parseSpec(s string, into *Spec) error {
+	ports0 := into.Ports
+	*into = Spec{}
+	spec := into
+	spec.Arg = s
 	// fail reports a problem, and the part of s it is about.
-	fail := func(problem string, text ...string) (Spec, error) {
+	fail := func(problem string, text ...string) error {
 		e := &SpecError{Arg: s, Problem: problem}
 		if len(text) > 0 {
 			e.Text = text[0]
 		}
-		return Spec{}, e
+		*into = Spec{Ports: ports0[:0]}
+		return e
 	}
 	if s == "" {
 		return fail("empty target (want host:ports)")
@@ -293,7 +307,7 @@ func ParseSpec(s string) (Spec, error) {
 		spec.Prefix = netip.PrefixFrom(addr, bits).Masked()
 	}
 
-	if spec.Ports, err = ParsePorts(ports); err != nil {
+	if spec.Ports, err = parsePorts(ports, ports0); err != nil {
 		e := err.(*SpecError)
 		return fail(e.Problem, e.Text)
 	}
@@ -308,7 +322,7 @@ func ParseSpec(s string) (Spec, error) {
 			return fail("unknown expectation (want open, closed or filtered)", expect)
 		}
 	}
-	return spec, nil
+	return nil
 }
 
 // SpecError is a target expression that does not parse.
@@ -399,6 +413,7 @@ func ParseFile(r io.Reader, name string, fn func(line int, spec *Spec) error) er
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4096), maxLine)
 	line := 0
+	var spec Spec // one for every line: fn must copy what it keeps
 	for sc.Scan() {
 		line++
 		text := sc.Text()
@@ -413,8 +428,7 @@ func ParseFile(r io.Reader, name string, fn func(line int, spec *Spec) error) er
 		if i := strings.IndexAny(text, " \t"); i >= 0 {
 			return fmt.Errorf("%s:%d: one target per line", name, line)
 		}
-		spec, err := ParseSpec(text)
-		if err != nil {
+		if err := parseSpec(text, &spec); err != nil {
 			return fmt.Errorf("%s:%d: %s", name, line, err.(*SpecError).Problem)
 		}
 		if err := fn(line, &spec); err != nil {
