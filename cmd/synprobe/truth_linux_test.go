@@ -262,3 +262,94 @@ func lastLines(b []byte, n int) string {
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
+
+// lossyVerdictLab is verdictLab through a forwarder that holds every frame
+// 25 ms and drops 10% each way at random.
+func lossyVerdictLab(t *testing.T) *netlab.Lab {
+	l := netlab.NewLossyLab(t, 25*time.Millisecond, netlab.Loss{ToTarget: 0.1, ToProber: 0.1})
+	for _, a := range []netip.Addr{l.TargetV4, l.TargetV6} {
+		ln := l.Listen(t, l.Target, "tcp", netip.AddrPortFrom(a, 80).String())
+		netlab.Serve(ln, func(c net.Conn) { c.Close() })
+	}
+	l.Nft(t, l.Target, `table inet lab {
+	chain input {
+		type filter hook input priority 0;
+		tcp dport 81 drop
+		tcp dport 82 reject with icmpx admin-prohibited
+		tcp dport 83 reject with tcp reset
+	}
+}`)
+	return l
+}
+
+// TestIntegrationScanLossy: through 10% loss each way and 50 ms of RTT, a
+// scan with enough retries gets every verdict exact: a lost SYN or a lost
+// answer costs a retry, never a wrong verdict.
+func TestIntegrationScanLossy(t *testing.T) {
+	l := lossyVerdictLab(t)
+	want := func(_ netip.Addr, port uint16) string {
+		switch port {
+		case 80:
+			return "open/syn-ack"
+		case 81:
+			return "filtered/timeout"
+		case 82:
+			return "filtered/icmp-admin-prohibited"
+		}
+		return "closed/rst"
+	}
+	// Each attempt at a pair fails with probability 1-0.9², 19%; nine
+	// attempts all fail with 3e-7, for each of the 200 pairs.
+	r := runIn(t, l, l.Prober, "--json", "--retries", "8", "-w", "0.5", l.TargetV4.String()+":60-159", "["+l.TargetV6.String()+"]:60-159")
+	got, summary := scanResults(t, r)
+	pairs, wrong := checkVerdicts(t, got, want, map[netip.Prefix][]uint16{
+		netip.PrefixFrom(l.TargetV4, 32): portRange(60, 159),
+		netip.PrefixFrom(l.TargetV6, 128): portRange(60, 159),
+	})
+	if wrong > 0 || len(got) != pairs {
+		t.Errorf("%d wrong of %d results for %d pairs; summary %v", wrong, len(got), pairs, summary)
+	}
+	t.Logf("summary: %v", summary)
+}
+
+// TestIntegrationVerdictsLossy: ping mode through the same loss: a probe
+// whose SYN or answer was lost times out (loss, as ping counts it), and
+// every answered probe has its port's true verdict.
+func TestIntegrationVerdictsLossy(t *testing.T) {
+	l := lossyVerdictLab(t)
+	want := map[uint16]string{80: "open/syn-ack", 81: "filtered/timeout", 82: "filtered/icmp-admin-prohibited", 83: "closed/rst", 84: "closed/rst"}
+	for _, a := range []netip.Addr{l.TargetV4, l.TargetV6} {
+		args := []string{"--json", "-c", "10", "-i", "0.02", "-w", "0.5"}
+		for port := range want {
+			args = append(args, hostPort(a, port))
+		}
+		r := runIn(t, l, l.Prober, args...)
+		right := map[uint16]int{}
+		for _, m := range r.lines {
+			if m["type"] != "probe" {
+				continue
+			}
+			port := uint16(m["port"].(float64))
+			switch v := m["state"].(string) + "/" + m["reason"].(string); v {
+			case want[port]:
+				right[port]++
+			case "filtered/timeout": // lost on the way
+			default:
+				t.Errorf("%v:%d: %s, want %s", a, port, v, want[port])
+			}
+		}
+		for port := range want {
+			if right[port] == 0 {
+				t.Errorf("%v:%d: no probe of 10 got its verdict", a, port)
+			}
+		}
+	}
+}
+
+func portRange(lo, hi uint16) []uint16 {
+	var out []uint16
+	for p := lo; p <= hi; p++ {
+		out = append(out, p)
+	}
+	return out
+}
