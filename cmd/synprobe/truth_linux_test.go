@@ -303,7 +303,7 @@ func TestIntegrationScanLossy(t *testing.T) {
 	r := runIn(t, l, l.Prober, "--json", "--retries", "8", "-w", "0.5", l.TargetV4.String()+":60-159", "["+l.TargetV6.String()+"]:60-159")
 	got, summary := scanResults(t, r)
 	pairs, wrong := checkVerdicts(t, got, want, map[netip.Prefix][]uint16{
-		netip.PrefixFrom(l.TargetV4, 32): portRange(60, 159),
+		netip.PrefixFrom(l.TargetV4, 32):  portRange(60, 159),
 		netip.PrefixFrom(l.TargetV6, 128): portRange(60, 159),
 	})
 	if wrong > 0 || len(got) != pairs {
