@@ -70,13 +70,12 @@ func runScan(ctx context.Context, o *options, blocks []scan.Block, stdout, stder
 			src6 = src
 		}
 	}
-	lo, hi, err := sys.portRange()
+	ports, err := holdPorts(o, scanPorts(o, set.Len()), sys)
 	if err != nil {
-		return 0, &failure{err}
+		return 0, err
 	}
-	if o.sport != 0 {
-		lo, hi = o.sport, o.sport
-	}
+	defer ports.Close()
+	lo, hi := ports.Lo(), ports.Hi()
 	// Big scans read their answers from a packet ring, which costs no
 	// system call, socket queue or wake-up per packet, unlike the raw
 	// sockets' receive path, and never loses answers to a slow reader.
@@ -150,7 +149,7 @@ func runScan(ctx context.Context, o *options, blocks []scan.Block, stdout, stder
 	nMismatch := 0
 	expecting := o.expect != "" || hasExpectation(o.specs)
 	cfg := scan.Config{
-		Set: set, Src4: src4, Src6: src6, PortLo: lo, PortHi: hi, Send4: send[0], Send6: send[1], Recv: rcv,
+		Set: set, Src4: src4, Src6: src6, PortLo: lo, PortHi: hi, Ports: ports.Ports(), Send4: send[0], Send6: send[1], Recv: rcv,
 		Rate: o.rate, Retries: o.retries, Timeout: o.timeout, Senders: o.senders,
 		TTL: o.ttl, TOS: o.tos, Window: o.window,
 		Cookie: cookie, PermKey: key,
