@@ -411,8 +411,9 @@ func connPatterns(pkts []netlab.CapturedPacket, prober netip.Addr) map[uint16][]
 }
 
 // checkFINRun checks a fin run's probes against the capture, connection
-// by connection: every probe open, with one of the patterns allowed and
-// the one the wire shows. It returns the ports record.
+// by connection: every probe open, its connection on the wire, and both
+// synprobe and the capture classify its close as one of patterns. It
+// returns the ports record.
 func checkFINRun(t *testing.T, r cliRun, pkts []netlab.CapturedPacket, prober netip.Addr, probes int, patterns ...string) map[string]any {
 	t.Helper()
 	wire := connPatterns(pkts, prober)
@@ -436,8 +437,17 @@ func checkFINRun(t *testing.T, r cliRun, pkts []netlab.CapturedPacket, prober ne
 			if !slices.Contains(patterns, cl["pattern"].(string)) {
 				t.Errorf("probe %v: close %v, want one of %v", m["seq"], cl["pattern"], patterns)
 			}
-			if w := wire[sp]; k >= len(w) || w[k] != cl["pattern"] {
-				t.Errorf("probe %v (port %d, connection %d there): synprobe says %v, the capture %v", m["seq"], sp, k, cl["pattern"], w)
+			w := wire[sp]
+			switch {
+			case k >= len(w) || !slices.Contains(patterns, w[k]):
+				t.Errorf("probe %v (port %d, connection %d there): the capture shows %v, want one of %v", m["seq"], sp, k, w, patterns)
+			case w[k] != cl["pattern"]:
+				// Seen once in some 20,000 closes at 1000 probes/s: the
+				// server's pure ACK of our FIN, built before its FIN+ACK
+				// (its seq is the FIN's), reached the raw socket first and
+				// the tap second. Which order counts is the close
+				// classifier's business, not the ports'.
+				t.Logf("probe %v (port %d): synprobe says %v, the capture's order %v:\n%s", m["seq"], sp, cl["pattern"], w[k], dumpPort(pkts, sp))
 			}
 		}
 	}
