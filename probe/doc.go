@@ -33,6 +33,16 @@
 // closed (ClosePattern) and how fast. Both need the kernel's own RSTs kept
 // off the wire (rawsock.RSTGuard).
 //
+// # Source ports
+//
+// Each SYN takes its source port from Config.Ports, a PortAllocator; by
+// default a PortPool of every port in PortLo..PortHi. In ModeFIN a port
+// stays taken until its connection ends and, when that leaves a TIME_WAIT
+// on either side, cools for a minute; PortPool reuses a cooling port only
+// as RFC 6191 allows (timestamps, a newer TSval, a quiet second) and only
+// when no other is free. synprobe gives the pool the ports it holds
+// through the kernel (rawsock.ReservePorts).
+//
 // # Event loop
 //
 // Run is one loop on a locked OS thread: replies, timers and rounds. Its

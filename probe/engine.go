@@ -99,6 +99,9 @@ type Config struct {
 	// PortLo..PortHi are the source ports probes rotate through; a single
 	// port when equal. Required.
 	PortLo, PortHi uint16
+	// Ports hands out the source ports, all within PortLo..PortHi; nil
+	// means a PortPool of every port in that range.
+	Ports PortAllocator
 
 	TTL    uint8  // default 64
 	TOS    uint8  // IPv4 TOS / IPv6 traffic class
@@ -138,7 +141,6 @@ type Prober struct {
 	nextID uint32
 
 	spinUntil time.Time // poll without blocking until then (spinAfterSend)
-	port      uint16    // next source port offset
 
 	opts   [2]synOpts // encoded SYN options for IPv4 and IPv6
 	tsBase uint32     // random TSval origin
@@ -200,6 +202,13 @@ func New(conn Conn, cfg Config) (*Prober, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Ports == nil {
+		ports := make([]uint16, 0, int(cfg.PortHi)-int(cfg.PortLo)+1)
+		for port := int(cfg.PortLo); port <= int(cfg.PortHi); port++ {
+			ports = append(ports, uint16(port))
+		}
+		cfg.Ports = NewPortPool(ports, cfg.Mode == ModeFIN)
 	}
 	cfg.Targets = append([]Target(nil), cfg.Targets...)
 	for i := range cfg.Targets {
@@ -321,20 +330,30 @@ func (p *Prober) sendRound(round int) {
 	}
 }
 
-// nextPort returns the next source port of the block that no connection
-// uses, or false.
-func (p *Prober) nextPort() (uint16, bool) {
-	n := len(p.conns)
-	for range n {
-		off := p.port
-		if p.port++; int(p.port) >= n {
-			p.port = 0
-		}
-		if !p.connOK[off] {
-			return p.cfg.PortLo + off, true
-		}
+// nextPort returns the source port for a SYN that leaves at now with
+// TSval tsval, from the allocator. If the port's last connection still
+// lingers in TIME_WAIT, the allocator found that it may be reused (RFC
+// 6191): that connection is forgotten.
+func (p *Prober) nextPort(now time.Time, tsval uint32) (uint16, bool) {
+	port, ok := p.cfg.Ports.Take(now, tsval)
+	if !ok || port < p.cfg.PortLo || port > p.cfg.PortHi {
+		return 0, false
 	}
-	return 0, false
+	if off := port - p.cfg.PortLo; p.connOK[off] {
+		i := p.tab.lookup(p.conns[off], port)
+		if i < 0 || p.tab.e[i].state != stateTimeWait {
+			return 0, false // still in use: the allocator is wrong
+		}
+		p.drop(i)
+	}
+	return port, true
+}
+
+// freePort gives back the port of a probe that made no connection.
+func (p *Prober) freePort(port uint16) {
+	if p.cfg.Mode == ModeFIN {
+		p.cfg.Ports.Release(port, PortEnd{At: p.cfg.Now()})
+	}
 }
 
 // sendSYN builds and sends probe seq to target ti.
@@ -350,14 +369,16 @@ func (p *Prober) sendSYN(ti, seq int, now time.Time) {
 		sent:     now,
 		deadline: now.Add(p.cfg.Timeout),
 	}
-	sport, ok := p.nextPort()
+	tsval := p.tsval(now)
+	sport, ok := p.nextPort(now, tsval)
 	if !ok {
-		p.finishError(&e, errors.New("probe: every source port is busy"))
+		p.finishError(&e, errors.New("probe: every source port is busy (connections open, or in TIME_WAIT without timestamps): probe less often"))
 		return
 	}
 	e.sport = sport
 	e.isn = p.cfg.Cookie.ISN(t.Src, t.Addr, sport, t.Port, id)
 	if p.tab.full() {
+		p.freePort(sport)
 		p.finishError(&e, errors.New("probe: too many probes in flight"))
 		return
 	}
@@ -366,7 +387,7 @@ func (p *Prober) sendSYN(ti, seq int, now time.Time) {
 		opts = &p.opts[1]
 	}
 	if opts.tsval >= 0 {
-		binary.BigEndian.PutUint32(opts.b[opts.tsval:], p.tsval(now))
+		binary.BigEndian.PutUint32(opts.b[opts.tsval:], tsval)
 	}
 	flags := rawsock.FlagSyn
 	if p.cfg.ECN {
@@ -384,6 +405,7 @@ func (p *Prober) sendSYN(ti, seq int, now time.Time) {
 	}
 	n, err := seg.Build(p.pkt[:])
 	if err != nil {
+		p.freePort(sport)
 		p.finishError(&e, err)
 		return
 	}
@@ -424,6 +446,9 @@ func (p *Prober) drop(i int) {
 	e := &p.tab.e[i]
 	if e.state != stateTimeWait {
 		p.live--
+	}
+	if e.state == stateSynSent {
+		p.freePort(e.sport) // a connection frees its port in finishConn
 	}
 	if off := e.sport - p.cfg.PortLo; p.connOK[off] && p.conns[off] == e.isn {
 		p.connOK[off] = false

@@ -493,6 +493,7 @@ func (p *Prober) reset(e *pending) {
 // either keeps it in TIME_WAIT for the rest of the run or forgets it.
 func (p *Prober) finishConn(i int, pat ClosePattern, timeWait bool) {
 	e := &p.tab.e[i]
+	p.releasePort(e, pat, timeWait)
 	c := e.c
 	v6 := p.cfg.Targets[e.target].Addr.Is6()
 	r := p.begin(e)

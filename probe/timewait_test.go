@@ -67,7 +67,7 @@ func TestTimeWaitReACK(t *testing.T) {
 		t.Errorf("%d results, %d late FINs", results, p.stats[0].LateFINs)
 	}
 	// The port stays taken while the connection lingers.
-	if _, ok := p.nextPort(); ok {
+	if _, ok := p.nextPort(time.Now(), p.tsval(time.Now())); ok {
 		t.Error("the TIME_WAIT connection's port was handed out again")
 	}
 }

@@ -2,6 +2,7 @@ package rawsock
 
 import (
 	"encoding/binary"
+	"fmt"
 	"net/netip"
 	"slices"
 
@@ -210,4 +211,33 @@ func shiftLoads(prog []bpf.Instruction, off uint32) []bpf.Instruction {
 		}
 	}
 	return prog
+}
+
+// portRangeChecks returns the end of a program that has loaded a port into
+// register A: it accepts the packet if the port is in one of ranges and
+// drops it otherwise. Each range takes three instructions and ends in its
+// own return, so no jump reaches far.
+func portRangeChecks(ranges []PortRange) []bpf.Instruction {
+	prog := make([]bpf.Instruction, 0, 3*len(ranges)+1)
+	for _, r := range ranges {
+		prog = append(prog,
+			bpf.JumpIf{Cond: bpf.JumpLessThan, Val: uint32(r.Lo), SkipTrue: 2},
+			bpf.JumpIf{Cond: bpf.JumpGreaterThan, Val: uint32(r.Hi), SkipTrue: 1},
+			bpf.RetConstant{Val: filterAccept})
+	}
+	return append(prog, bpf.RetConstant{Val: 0})
+}
+
+// checkRanges reports ranges that are empty, reversed, include port 0 or
+// are more than maxPortRanges.
+func checkRanges(ranges []PortRange) error {
+	if len(ranges) == 0 || len(ranges) > maxPortRanges {
+		return fmt.Errorf("rawsock: %d port ranges (want 1 to %d)", len(ranges), maxPortRanges)
+	}
+	for _, r := range ranges {
+		if r.Lo == 0 || r.Hi < r.Lo {
+			return fmt.Errorf("rawsock: bad port range %d-%d", r.Lo, r.Hi)
+		}
+	}
+	return nil
 }

@@ -89,6 +89,27 @@
 // grace period in the kernel: some 10 ms each, about 30 ms in all for a
 // ring. Small scans are better off with the raw sockets.
 //
+// # Source ports
+//
+// ReservePorts takes a block of source ports through the kernel: one TCP
+// socket per port, bound to the wildcard address, neither listening nor
+// connected, without SO_REUSEADDR or SO_REUSEPORT. It is AF_INET6 with
+// IPV6_V6ONLY off, which holds the port for IPv4 too (whatever
+// net.ipv6.bindv6only and disable_ipv6 say), or AF_INET where the kernel
+// has no IPv6. While the PortBlock is open the kernel refuses its ports to
+// every other bind, whatever the address, family or socket options, to
+// connect() from an explicit local port, to connect()'s own choice of an
+// ephemeral port, and to other synprobe runs; it changes nothing on the
+// wire, since no segment ever finds such a socket (the kernel still
+// answers our SYN-ACKs with RST). Raw sockets are not held back: they send
+// from any port. ReservePorts tries the candidates in turn from a random
+// start and skips the ports other sockets hold, so a block may have holes:
+// Ranges gives the runs of consecutive ports, which NewRSTGuard and
+// NewRSTWatchPorts take. Each port costs a file descriptor; the block
+// takes no more than RLIMIT_NOFILE leaves room for. ReservePort holds one
+// given port. Ports below net.ipv4.ip_unprivileged_port_start need
+// CAP_NET_BIND_SERVICE.
+//
 // # RST suppression
 //
 // When a SYN-ACK answers a raw SYN, the kernel has no socket for it and
@@ -99,13 +120,15 @@
 //
 // NewRSTGuard installs an nftables table in the inet family, so one rule
 // covers IPv4 and IPv6, named TablePrefix + "<pid>_<8 hex digits>", with a
-// filter chain on the output hook and a single rule:
+// filter chain on the output hook and a rule per range of source ports
+// (GuardConfig.Ranges, a PortBlock's Ranges):
 //
 //	meta l4proto tcp tcp flags & rst == rst tcp sport PORTLO-PORTHI meta mark != MARK counter drop
 //
 // Our own segments carry MARK, set with SO_MARK on the send sockets
 // (Config.Mark), so only the kernel's RSTs from exactly this run's source
-// ports are dropped; Dropped reads the rule's counter. The rule acts on
+// ports are dropped, never those of the sockets that hold the ports
+// between its ranges; Dropped sums the rules' counters. The rule acts on
 // output only: a drop on input would also hide replies from the raw
 // receive sockets.
 //
@@ -130,10 +153,10 @@
 //
 // The guard acts on the network namespace of the thread that created it.
 //
-// NewRSTWatch checks that it works: an AF_PACKET socket on every
+// NewRSTWatchPorts checks that it works: an AF_PACKET socket on every
 // interface, loopback included, whose BPF filter accepts outgoing IPv4 and
-// IPv6 TCP segments with the RST flag, a source port in the run's range
-// and a packet mark other than ours. Packet sockets see outgoing packets
+// IPv6 TCP segments with the RST flag, a source port in one of the run's
+// ranges and a packet mark other than ours. Packet sockets see outgoing packets
 // after netfilter's output and postrouting hooks, so the RSTs the guard
 // drops never reach it: Escaped counts the kernel's RSTs that left anyway,
 // because there is no guard, or it is gone (its table deleted) or in

@@ -46,6 +46,10 @@ type GuardConfig struct {
 	// PortLo and PortHi are this run's source ports, both included: the
 	// guard drops TCP RSTs from these ports...
 	PortLo, PortHi uint16
+	// ...or, if set, from the ports of these ranges (a PortBlock's
+	// Ranges), one rule each: never from the ports between them, which
+	// other sockets hold...
+	Ranges []PortRange
 	// ...unless they carry this packet mark, which Config.Mark sets on
 	// our own send sockets. It must not be zero.
 	Mark uint32
@@ -56,7 +60,7 @@ type GuardConfig struct {
 
 // RSTGuard keeps the kernel's automatic RSTs for our source ports off the
 // wire. It is an nftables table in the inet family (IPv4 and IPv6) with an
-// output-hook chain and one rule:
+// output-hook chain and one rule per port range:
 //
 //	meta l4proto tcp tcp flags & rst == rst tcp sport PORTLO-PORTHI meta mark != MARK counter drop
 //
@@ -78,8 +82,11 @@ type RSTGuard struct {
 // the kernel refuses the owner flag it creates an ordinary table instead
 // (Owned reports which), which only Close or CleanupTables removes.
 func NewRSTGuard(cfg GuardConfig) (*RSTGuard, error) {
-	if cfg.PortLo == 0 || cfg.PortHi < cfg.PortLo {
-		return nil, fmt.Errorf("rawsock: bad port range %d-%d", cfg.PortLo, cfg.PortHi)
+	if len(cfg.Ranges) == 0 {
+		cfg.Ranges = []PortRange{{cfg.PortLo, cfg.PortHi}}
+	}
+	if err := checkRanges(cfg.Ranges); err != nil {
+		return nil, err
 	}
 	if cfg.Mark == 0 {
 		return nil, errors.New("rawsock: the RST guard needs a non-zero packet mark")
@@ -117,8 +124,8 @@ func (g *RSTGuard) Owned() bool { return g.owned }
 // Table returns the table's name; its family is inet.
 func (g *RSTGuard) Table() string { return g.name }
 
-// Dropped returns the rule's packet counter: how many of the kernel's RSTs
-// the guard has kept off the wire so far.
+// Dropped returns the sum of the rules' packet counters: how many of the
+// kernel's RSTs the guard has kept off the wire so far.
 func (g *RSTGuard) Dropped() (packets uint64, err error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -135,7 +142,8 @@ func (g *RSTGuard) Dropped() (packets uint64, err error) {
 		}
 		n, ok, err := ruleCounter(attrs, g.name)
 		if ok {
-			packets, found = n, true
+			packets += n
+			found = true
 		}
 		return err
 	})
@@ -234,14 +242,18 @@ func processAlive(pid int) bool {
 }
 
 // guardMessages returns the batch that creates the guard's table, chain
-// and rule.
+// and rules.
 func guardMessages(name string, cfg GuardConfig, owner bool) []nftMsg {
 	var flags uint32
 	if owner {
 		flags = nftTableFlagOwner
 	}
-	comment := fmt.Sprintf("synprobe pid %d: drops the kernel's TCP RSTs from ports %d-%d", os.Getpid(), cfg.PortLo, cfg.PortHi)
-	return []nftMsg{
+	ranges := cfg.Ranges
+	if len(ranges) == 0 {
+		ranges = []PortRange{{cfg.PortLo, cfg.PortHi}}
+	}
+	comment := fmt.Sprintf("synprobe pid %d: drops the kernel's TCP RSTs from ports %s", os.Getpid(), FormatRanges(ranges))
+	msgs := []nftMsg{
 		newTableMsg(name, flags, comment),
 		{typ: unix.NFT_MSG_NEWCHAIN, flags: unix.NLM_F_CREATE | unix.NLM_F_EXCL, attrs: func(w *nlWriter) {
 			w.str(unix.NFTA_CHAIN_TABLE, name)
@@ -253,14 +265,17 @@ func guardMessages(name string, cfg GuardConfig, owner bool) []nftMsg {
 			w.u32(unix.NFTA_CHAIN_POLICY, nfAccept)
 			w.str(unix.NFTA_CHAIN_TYPE, "filter")
 		}},
-		{typ: unix.NFT_MSG_NEWRULE, flags: unix.NLM_F_CREATE | unix.NLM_F_APPEND, attrs: func(w *nlWriter) {
+	}
+	for _, r := range ranges {
+		msgs = append(msgs, nftMsg{typ: unix.NFT_MSG_NEWRULE, flags: unix.NLM_F_CREATE | unix.NLM_F_APPEND, attrs: func(w *nlWriter) {
 			w.str(unix.NFTA_RULE_TABLE, name)
 			w.str(unix.NFTA_RULE_CHAIN, guardChain)
 			w.nest(unix.NFTA_RULE_EXPRESSIONS)
-			guardRule(w, cfg.PortLo, cfg.PortHi, cfg.Mark)
+			guardRule(w, r.Lo, r.Hi, cfg.Mark)
 			w.end()
-		}},
+		}})
 	}
+	return msgs
 }
 
 // newTableMsg creates table name in the batch's family; comment, if not

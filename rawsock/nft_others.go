@@ -9,6 +9,7 @@ const TablePrefix = "synprobe_"
 // documentation.
 type GuardConfig struct {
 	PortLo, PortHi uint16
+	Ranges         []PortRange
 	Mark           uint32
 	NoOwner        bool
 }

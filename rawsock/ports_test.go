@@ -21,3 +21,36 @@ func TestPortRangeOutside(t *testing.T) {
 		}
 	}
 }
+
+func TestPortRanges(t *testing.T) {
+	for _, tt := range []struct {
+		ports []uint16
+		want  string
+	}{
+		{nil, ""},
+		{[]uint16{5}, "5"},
+		{[]uint16{5, 6, 7}, "5-7"},
+		{[]uint16{5, 6, 8, 10, 11, 65535}, "5-6,8,10-11,65535"},
+	} {
+		if got := FormatRanges(portRanges(tt.ports)); got != tt.want {
+			t.Errorf("portRanges(%v) = %q, want %q", tt.ports, got, tt.want)
+		}
+	}
+}
+
+func TestReservePortsBadRequest(t *testing.T) {
+	for _, req := range []PortRequest{
+		{Lo: 0, Hi: 100, Min: 1},
+		{Lo: 200, Hi: 100, Min: 1},
+		{Lo: 100, Hi: 200, Min: 0},
+		{Lo: 100, Hi: 200, Min: 10, Max: 5},
+	} {
+		if b, err := ReservePorts(req); err == nil {
+			b.Close()
+			t.Errorf("ReservePorts(%+v) succeeded", req)
+		}
+	}
+	if _, err := ReservePort(0); err == nil {
+		t.Error("ReservePort(0) succeeded")
+	}
+}

@@ -35,18 +35,27 @@ type RSTWatch struct {
 	n  uint64
 }
 
-// NewRSTWatch opens the watch in the calling thread's network namespace.
-// mark is the packet mark of our own segments (Config.Mark) and must not
-// be zero. It needs CAP_NET_RAW; without it the error wraps
-// os.ErrPermission.
+// NewRSTWatch opens the watch in the calling thread's network namespace
+// for source ports lo..hi: NewRSTWatchPorts with one range.
 func NewRSTWatch(lo, hi uint16, mark uint32) (*RSTWatch, error) {
 	if lo == 0 || hi < lo {
 		return nil, fmt.Errorf("rawsock: bad port range %d-%d", lo, hi)
 	}
+	return NewRSTWatchPorts([]PortRange{{lo, hi}}, mark)
+}
+
+// NewRSTWatchPorts opens the watch in the calling thread's network
+// namespace for the source ports in ranges (a PortBlock's Ranges). mark is
+// the packet mark of our own segments (Config.Mark) and must not be zero.
+// It needs CAP_NET_RAW; without it the error wraps os.ErrPermission.
+func NewRSTWatchPorts(ranges []PortRange, mark uint32) (*RSTWatch, error) {
+	if err := checkRanges(ranges); err != nil {
+		return nil, err
+	}
 	if mark == 0 {
 		return nil, errors.New("rawsock: the RST watch needs a non-zero packet mark")
 	}
-	prog, err := bpf.Assemble(rstWatchFilter(lo, hi, mark))
+	prog, err := bpf.Assemble(rstWatchFilter(ranges, mark))
 	if err != nil {
 		return nil, fmt.Errorf("rawsock: assemble filter: %w", err)
 	}
@@ -126,74 +135,73 @@ func (w *RSTWatch) Close() error {
 // rstWatchFilter returns the watch's program: the checks that need the
 // kernel's ancillary data (packet type, mark, link-layer protocol) first,
 // then rstFilterBody for IPv4 or IPv6. The socket is SOCK_DGRAM, so the
-// data starts at the network header.
+// data starts at the network header. The bodies end in their own returns
+// and may be longer than a conditional jump reaches, so they are entered
+// by falling through or by an unconditional jump.
 //
 //	ld type; jne PACKET_OUTGOING -> drop
 //	ld mark; jeq MARK -> drop
-//	ld proto; jne ETH_P_IP -> v6
-//	  <IPv4 body>
-//	v6: jne ETH_P_IPV6 -> drop
-//	  <IPv6 body>
+//	ld proto; jeq ETH_P_IP -> v4
+//	ja v6
 //	drop: ret 0
-func rstWatchFilter(lo, hi uint16, mark uint32) []bpf.Instruction {
-	v4, v6 := rstFilterBody(lo, hi, false), rstFilterBody(lo, hi, true)
+//	v4: <IPv4 body>
+//	v6: jeq ETH_P_IPV6 -> body6
+//	ret 0
+//	body6: <IPv6 body>
+func rstWatchFilter(ranges []PortRange, mark uint32) []bpf.Instruction {
+	v4, v6 := rstFilterBody(ranges, false), rstFilterBody(ranges, true)
 	prog := []bpf.Instruction{
-		bpf.LoadExtension{Num: bpf.ExtType},
-		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: unix.PACKET_OUTGOING}, // SkipTrue: drop, below
-		bpf.LoadExtension{Num: bpf.ExtMark},
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: mark}, // SkipTrue: drop
-		bpf.LoadExtension{Num: bpf.ExtProto},
-		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: unix.ETH_P_IP, SkipTrue: uint8(len(v4))},
+		/* 0 */ bpf.LoadExtension{Num: bpf.ExtType},
+		/* 1 */ bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: unix.PACKET_OUTGOING, SkipTrue: 5},
+		/* 2 */ bpf.LoadExtension{Num: bpf.ExtMark},
+		/* 3 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: mark, SkipTrue: 3},
+		/* 4 */ bpf.LoadExtension{Num: bpf.ExtProto},
+		/* 5 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.ETH_P_IP, SkipTrue: 2},
+		/* 6 */ bpf.Jump{Skip: uint32(len(v4) + 1)},
+		/* 7 */ bpf.RetConstant{Val: 0},
 	}
 	prog = append(prog, v4...)
-	prog = append(prog, bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: unix.ETH_P_IPV6, SkipTrue: uint8(len(v6))})
-	prog = append(prog, v6...)
-	prog = append(prog, bpf.RetConstant{Val: 0})
-	drop := len(prog) - 1
-	for _, i := range []int{1, 3} {
-		j := prog[i].(bpf.JumpIf)
-		j.SkipTrue = uint8(drop - i - 1)
-		prog[i] = j
-	}
-	return prog
+	prog = append(prog,
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.ETH_P_IPV6, SkipTrue: 1},
+		bpf.RetConstant{Val: 0})
+	return append(prog, v6...)
 }
 
 // rstFilterBody returns the part of the watch's program that looks at the
 // packet alone, from its IPv4 or IPv6 header: it accepts TCP segments with
-// the RST flag and a source port in [lo, hi]. For IPv4 it skips non-first
-// fragments and copes with IP options; for IPv6 the TCP header must follow
-// the fixed header directly. It is self-contained (it ends in its own
-// returns), so it runs alone in the x/net/bpf VM, which knows no ancillary
-// loads.
-func rstFilterBody(lo, hi uint16, v6 bool) []bpf.Instruction {
+// the RST flag and a source port in one of ranges. For IPv4 it skips
+// non-first fragments and copes with IP options; for IPv6 the TCP header
+// must follow the fixed header directly. It is self-contained (it ends in
+// its own returns), so it runs alone in the x/net/bpf VM, which knows no
+// ancillary loads.
+func rstFilterBody(ranges []PortRange, v6 bool) []bpf.Instruction {
+	var prog []bpf.Instruction
 	if v6 {
 		const tcp = IPv6MinimumSize
-		return []bpf.Instruction{
+		prog = []bpf.Instruction{
 			/* 0 */ bpf.LoadAbsolute{Off: IPv6NextHeaderOffset, Size: 1},
-			/* 1 */ bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: ProtocolTCP, SkipTrue: 6},
+			/* 1 */ bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: ProtocolTCP, SkipTrue: 4},
 			/* 2 */ bpf.LoadAbsolute{Off: tcp + TCPFlagsOffset, Size: 1},
-			/* 3 */ bpf.JumpIf{Cond: bpf.JumpBitsNotSet, Val: uint32(FlagRst), SkipTrue: 4},
+			/* 3 */ bpf.JumpIf{Cond: bpf.JumpBitsNotSet, Val: uint32(FlagRst), SkipTrue: 2},
 			/* 4 */ bpf.LoadAbsolute{Off: tcp + TCPSrcPortOffset, Size: 2},
-			/* 5 */ bpf.JumpIf{Cond: bpf.JumpLessThan, Val: uint32(lo), SkipTrue: 2},
-			/* 6 */ bpf.JumpIf{Cond: bpf.JumpGreaterThan, Val: uint32(hi), SkipTrue: 1},
-			/* 7 */ bpf.RetConstant{Val: filterAccept},
-			/* 8 */ bpf.RetConstant{Val: 0},
+			/* 5 */ bpf.Jump{Skip: 1},
+			/* 6 */ bpf.RetConstant{Val: 0},
+		}
+	} else {
+		prog = []bpf.Instruction{
+			/* 0 */ bpf.LoadAbsolute{Off: IPv4ProtocolOffset, Size: 1},
+			/* 1 */ bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: ProtocolTCP, SkipTrue: 7},
+			/* 2 */ bpf.LoadAbsolute{Off: IPv4FlagsFragOffset, Size: 2},
+			/* 3 */ bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: 0x1fff, SkipTrue: 5},
+			/* 4 */ bpf.LoadMemShift{Off: IPv4VersIHLOffset}, // X = IHL*4: the TCP header
+			/* 5 */ bpf.LoadIndirect{Off: TCPFlagsOffset, Size: 1},
+			/* 6 */ bpf.JumpIf{Cond: bpf.JumpBitsNotSet, Val: uint32(FlagRst), SkipTrue: 2},
+			/* 7 */ bpf.LoadIndirect{Off: TCPSrcPortOffset, Size: 2},
+			/* 8 */ bpf.Jump{Skip: 1},
+			/* 9 */ bpf.RetConstant{Val: 0},
 		}
 	}
-	return []bpf.Instruction{
-		/* 0 */ bpf.LoadAbsolute{Off: IPv4ProtocolOffset, Size: 1},
-		/* 1 */ bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: ProtocolTCP, SkipTrue: 9},
-		/* 2 */ bpf.LoadAbsolute{Off: IPv4FlagsFragOffset, Size: 2},
-		/* 3 */ bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: 0x1fff, SkipTrue: 7},
-		/* 4 */ bpf.LoadMemShift{Off: IPv4VersIHLOffset}, // X = IHL*4: the TCP header
-		/* 5 */ bpf.LoadIndirect{Off: TCPFlagsOffset, Size: 1},
-		/* 6 */ bpf.JumpIf{Cond: bpf.JumpBitsNotSet, Val: uint32(FlagRst), SkipTrue: 4},
-		/* 7 */ bpf.LoadIndirect{Off: TCPSrcPortOffset, Size: 2},
-		/* 8 */ bpf.JumpIf{Cond: bpf.JumpLessThan, Val: uint32(lo), SkipTrue: 2},
-		/* 9 */ bpf.JumpIf{Cond: bpf.JumpGreaterThan, Val: uint32(hi), SkipTrue: 1},
-		/* 10 */ bpf.RetConstant{Val: filterAccept},
-		/* 11 */ bpf.RetConstant{Val: 0},
-	}
+	return append(prog, portRangeChecks(ranges)...)
 }
 
 // htons returns v in network byte order, as the sockaddr_ll protocol

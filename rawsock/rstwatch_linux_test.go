@@ -44,7 +44,7 @@ func TestRSTFilterBodyIPv4(t *testing.T) {
 	opt := withIPv4Options(pkt(80, FlagRst), 4)
 	opt[IPv4MinimumSize], opt[IPv4MinimumSize+1] = byte(watchPortLo>>8), byte(watchPortLo&0xff)
 	opt[IPv4MinimumSize+TCPFlagsOffset] = byte(FlagRst)
-	checkFilter(t, rstFilterBody(watchPortLo, watchPortHi, false), []filterCase{
+	checkFilter(t, rstFilterBody([]PortRange{{watchPortLo, watchPortHi}}, false), []filterCase{
 		{"lo", pkt(watchPortLo, FlagRst), true},
 		{"hi", pkt(watchPortHi, FlagRst), true},
 		{"inside", in, true},
@@ -76,7 +76,7 @@ func TestRSTFilterBodyIPv4(t *testing.T) {
 func TestRSTFilterBodyIPv6(t *testing.T) {
 	pkt := func(sport uint16, flags TCPFlags) []byte { return mustBuild(t, rst(v6a, v6b, sport, flags)) }
 	in := pkt(watchPortLo+3, FlagRst)
-	checkFilter(t, rstFilterBody(watchPortLo, watchPortHi, true), []filterCase{
+	checkFilter(t, rstFilterBody([]PortRange{{watchPortLo, watchPortHi}}, true), []filterCase{
 		{"lo", pkt(watchPortLo, FlagRst), true},
 		{"hi", pkt(watchPortHi, FlagRst), true},
 		{"inside", in, true},
@@ -128,7 +128,7 @@ func withAncillary(t *testing.T, prog []bpf.Instruction, pktType, mark, proto ui
 // TestRSTWatchFilter runs the whole program, ancillary prefix and both
 // bodies, with the packet type, mark and protocol the kernel would supply.
 func TestRSTWatchFilter(t *testing.T) {
-	prog := rstWatchFilter(watchPortLo, watchPortHi, testMark)
+	prog := rstWatchFilter([]PortRange{{watchPortLo, watchPortHi}}, testMark)
 	if _, err := bpf.Assemble(prog); err != nil {
 		t.Fatalf("Assemble: %v", err)
 	}
@@ -414,4 +414,50 @@ func TestIntegrationRSTWatchOverflow(t *testing.T) {
 	if n := waitAtLeast(w.Escaped, burst); n != burst {
 		t.Errorf("Escaped = %d after a burst of %d, want %d", n, burst, burst)
 	}
+}
+
+// TestIntegrationGuardHoles: a guard and a watch over a block with a hole
+// (ports another socket holds) cover exactly the block's ranges: the
+// kernel's RST from a port in the block is dropped and not counted, the
+// one from the hole leaves, and only a watch over the whole span counts
+// it.
+func TestIntegrationGuardHoles(t *testing.T) {
+	ranges := []PortRange{{watchPortLo, watchPortLo + 1}, {watchPortLo + 4, watchPortHi}}
+	const hole = watchPortLo + 2
+	forFamilies(t, false, func(t *testing.T, r *watchRig) {
+		g := newGuardIn(t, r.lab, r.ns, GuardConfig{Ranges: ranges, Mark: testMark})
+		var w *RSTWatch
+		if err := r.lab.InNS(r.ns, func() (err error) {
+			w, err = NewRSTWatchPorts(ranges, testMark)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+		span := r.watch(t, watchPortLo, watchPortHi, testMark)
+		dropped := func() uint64 {
+			n, err := g.Dropped()
+			if err != nil {
+				t.Errorf("Dropped: %v", err)
+			}
+			return n
+		}
+		r.send(t, watchPortLo+5, FlagSyn) // in the second range: the second rule drops
+		if n := waitAtLeast(dropped, 1); n < 1 {
+			t.Fatalf("the guard dropped nothing within %v of the SYN", escapeTimeout)
+		}
+		r.send(t, hole, FlagSyn)
+		if n := waitAtLeast(span.Escaped, 1); n != 1 {
+			t.Fatalf("the watch over the span counts %d RSTs, want 1: the hole's", n)
+		}
+		r.send(t, watchPortLo+5, FlagRst)
+		r.send(t, hole, FlagRst)
+		time.Sleep(settleTime)
+		if n := w.Escaped(); n != 0 {
+			t.Errorf("the block's watch counts %d RSTs, want 0: the hole is not ours", n)
+		}
+		if n := dropped(); n < 1 {
+			t.Errorf("Dropped = %d", n)
+		}
+	})
 }

@@ -138,7 +138,7 @@ func newFlagSet(o *options) *pflag.FlagSet {
 	fs.BoolVar(&o.ecn, "ecn", false, "ask for ECN (set ECE and CWR in the SYN)")
 	fs.Uint8Var(&o.ttl, "ttl", 64, "IP TTL / hop limit of the SYN")
 	fs.Uint8Var(&o.tos, "tos", 0, "IP TOS / traffic class of the SYN")
-	fs.Uint16Var(&o.sport, "sport", 0, "fixed source port (default: a fresh port per probe, outside the kernel's ephemeral range)")
+	fs.Uint16Var(&o.sport, "sport", 0, "fixed source port, held for the run (default: a fresh port per probe, from a block held outside the kernel's ephemeral range)")
 	fs.VarP(addrFlag{&o.source}, "source", "S", "source address (default: the route's)")
 	fs.StringVarP(&o.iface, "interface", "I", "", "send and receive on this interface only")
 	fs.StringArrayVarP(&o.files, "file", "f", nil, "read targets from FILE, one per line, # comments ('-': standard input)")

@@ -21,6 +21,10 @@ type printer interface {
 	// guard reports the RST guard of an ack or fin run: kernel RSTs it
 	// dropped, and those that escaped it (-1: not watched).
 	guard(table string, owned bool, dropped uint64, escaped int64)
+	// portsStart and portsEnd report a fin-mode run's source ports
+	// (ports.go).
+	portsStart(r *portsReport)
+	portsEnd(r *portsReport)
 
 	// Scans: one result per pair, the mismatches with the expectations,
 	// and the summary.

@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -38,11 +36,14 @@ type network interface {
 	lookup(ctx context.Context, network, host string) ([]netip.Addr, error)
 	source(dst netip.Addr, iface string) (netip.Addr, error)
 	portRange() (lo, hi uint16, err error)
+	// reservePorts and reservePort hold source ports through the kernel.
+	reservePorts(req rawsock.PortRequest) (portBlock, error)
+	reservePort(port uint16) (portBlock, error)
 	listen(cfg rawsock.Config) (conn, error)
 	// guard keeps the kernel's RSTs for our ports off the wire (ack, fin).
 	guard(cfg rawsock.GuardConfig) (guard, error)
 	// watch counts the kernel's RSTs that escape the guard anyway.
-	watch(lo, hi uint16, mark uint32) (watch, error)
+	watch(ranges []rawsock.PortRange, mark uint32) (watch, error)
 	// cleanup removes tables left by dead runs (--cleanup).
 	cleanup() ([]string, error)
 	// directPath and packetSender give scans their fast path.
@@ -166,10 +167,13 @@ func probeAll(ctx context.Context, o *options, stdout, stderr io.Writer, sys net
 	if err != nil {
 		return 0, err
 	}
-	lo, hi, err := portBlock(o, sys)
+	plan := pingPorts(o, len(targets))
+	ports, err := holdPorts(o, plan, sys)
 	if err != nil {
 		return 0, err
 	}
+	defer ports.Close()
+	lo, hi := ports.Lo(), ports.Hi()
 	cfg := rawsock.Config{PortLo: lo, PortHi: hi, Interface: o.iface}
 	for _, t := range targets {
 		cfg.IPv4 = cfg.IPv4 || t.Addr.Is4()
@@ -192,7 +196,7 @@ func probeAll(ctx context.Context, o *options, stdout, stderr io.Writer, sys net
 	var g guard
 	var esc watch
 	if o.mode != probe.ModeRST {
-		g, err = sys.guard(rawsock.GuardConfig{PortLo: lo, PortHi: hi, Mark: o.mark})
+		g, err = sys.guard(rawsock.GuardConfig{Ranges: ports.Ranges(), Mark: o.mark})
 		if err != nil {
 			if errors.Is(err, os.ErrPermission) {
 				return 0, errors.New(privilegeFix(fmt.Sprintf("--mode %v needs CAP_NET_ADMIN for its nftables rule", o.mode)))
@@ -201,7 +205,7 @@ func probeAll(ctx context.Context, o *options, stdout, stderr io.Writer, sys net
 		}
 		// Closed after the prober has reset what is still open.
 		defer g.Close()
-		if w, err := sys.watch(lo, hi, o.mark); err == nil {
+		if w, err := sys.watch(ports.Ranges(), o.mark); err == nil {
 			esc = w
 			defer w.Close()
 		}
@@ -211,6 +215,7 @@ func probeAll(ctx context.Context, o *options, stdout, stderr io.Writer, sys net
 		return 0, err
 	}
 
+	pool := probe.NewPortPool(ports.Ports(), o.mode == probe.ModeFIN)
 	pcfg := probe.Config{
 		Targets:      targets,
 		Count:        o.count,
@@ -223,6 +228,7 @@ func probeAll(ctx context.Context, o *options, stdout, stderr io.Writer, sys net
 		Trace:        o.trace,
 		PortLo:       lo,
 		PortHi:       hi,
+		Ports:        pool,
 		TTL:          o.ttl,
 		TOS:          o.tos,
 		Window:       o.window,
@@ -239,6 +245,11 @@ func probeAll(ctx context.Context, o *options, stdout, stderr io.Writer, sys net
 		specs[i] = &o.targets[i]
 		out.header(&targets[i], specs[i], synLen(&targets[i], pcfg.Options))
 	}
+	var pr *portsReport
+	if o.mode == probe.ModeFIN {
+		pr = newPortsReport(ports, plan)
+		out.portsStart(pr)
+	}
 	pcfg.OnResult = func(r *probe.Result) { out.result(r, specs[r.Index]) }
 	p, err := probe.New(c, pcfg)
 	if err != nil {
@@ -254,6 +265,10 @@ func probeAll(ctx context.Context, o *options, stdout, stderr io.Writer, sys net
 			escaped = int64(esc.Escaped())
 		}
 		out.guard(g.Table(), g.Owned(), dropped, escaped)
+	}
+	if pr != nil {
+		pr.reused, pr.exhausted = pool.Reused(), pool.Exhausted()
+		out.portsEnd(pr)
 	}
 	code := exitOK
 	for i := range targets {
@@ -433,31 +448,6 @@ func sourceFor(o *options, dst netip.Addr, sys network) (netip.Addr, error) {
 		return o.source, nil
 	}
 	return sys.source(dst, o.iface)
-}
-
-// portBlockSize is how many source ports one run rotates through: enough
-// that a port is not reused while the server may still remember it, few
-// enough that concurrent runs rarely overlap.
-const portBlockSize = 512
-
-// portBlock picks this run's source ports: the fixed --sport, or a random
-// block outside the kernel's ephemeral range.
-func portBlock(o *options, sys network) (uint16, uint16, error) {
-	if o.sport != 0 {
-		return o.sport, o.sport, nil
-	}
-	lo, hi, err := sys.portRange()
-	if err != nil {
-		return 0, 0, &failure{err}
-	}
-	span := int(hi) - int(lo) + 1
-	if span <= portBlockSize {
-		return lo, hi, nil
-	}
-	var b [4]byte
-	rand.Read(b[:])
-	base := int(lo) + int(binary.BigEndian.Uint32(b[:])%uint32(span-portBlockSize+1))
-	return uint16(base), uint16(base + portBlockSize - 1), nil
 }
 
 func privilegeFix(what string) string {

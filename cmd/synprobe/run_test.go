@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -30,6 +31,11 @@ type fakeSystem struct {
 	guards    []*fakeGuard
 	listenCfg rawsock.Config
 	escaped   uint64
+
+	held        map[uint16]bool // ports other sockets hold
+	portReq     rawsock.PortRequest
+	portsClosed bool
+	watchRanges []rawsock.PortRange
 }
 
 type fakeGuard struct {
@@ -51,8 +57,54 @@ func (f *fakeSystem) guard(cfg rawsock.GuardConfig) (guard, error) {
 	return g, nil
 }
 
-func (f *fakeSystem) watch(lo, hi uint16, mark uint32) (watch, error) {
+func (f *fakeSystem) watch(ranges []rawsock.PortRange, mark uint32) (watch, error) {
+	f.watchRanges = ranges
 	return fakeWatch(f.escaped), nil
+}
+
+// fakeBlock holds ports in name only.
+type fakeBlock struct {
+	ports  []uint16
+	closed *bool
+}
+
+func (b fakeBlock) Len() int        { return len(b.ports) }
+func (b fakeBlock) Ports() []uint16 { return b.ports }
+func (b fakeBlock) Lo() uint16      { return b.ports[0] }
+func (b fakeBlock) Hi() uint16      { return b.ports[len(b.ports)-1] }
+func (b fakeBlock) Ranges() []rawsock.PortRange {
+	var rs []rawsock.PortRange
+	for _, p := range b.ports {
+		if n := len(rs); n > 0 && rs[n-1].Hi+1 == p {
+			rs[n-1].Hi = p
+		} else {
+			rs = append(rs, rawsock.PortRange{Lo: p, Hi: p})
+		}
+	}
+	return rs
+}
+func (b fakeBlock) Close() error { *b.closed = true; return nil }
+
+// reservePorts gives the first free ports from req.Lo; f.held are taken.
+func (f *fakeSystem) reservePorts(req rawsock.PortRequest) (portBlock, error) {
+	f.portReq = req
+	b := fakeBlock{closed: &f.portsClosed}
+	for p := int(req.Lo); p <= int(req.Hi) && len(b.ports) < req.Max; p++ {
+		if !f.held[uint16(p)] {
+			b.ports = append(b.ports, uint16(p))
+		}
+	}
+	if len(b.ports) < req.Min {
+		return nil, fmt.Errorf("fake: only %d ports free: %w", len(b.ports), rawsock.ErrPortsInUse)
+	}
+	return b, nil
+}
+
+func (f *fakeSystem) reservePort(port uint16) (portBlock, error) {
+	if f.held[port] {
+		return nil, fmt.Errorf("fake: port %d: %w", port, rawsock.ErrPortsInUse)
+	}
+	return fakeBlock{ports: []uint16{port}, closed: &f.portsClosed}, nil
 }
 
 type fakeWatch uint64
@@ -363,8 +415,9 @@ func TestGuardUse(t *testing.T) {
 		t.Fatalf("ack mode: exit %d (%s), %d guards", code, stderr, len(sys.guards))
 	}
 	g := sys.guards[0]
-	if g.cfg.Mark != 0x1234 || sys.listenCfg.Mark != 0x1234 || g.cfg.PortLo != sys.listenCfg.PortLo || g.cfg.PortHi != sys.listenCfg.PortHi || !g.closed {
-		t.Errorf("guard %+v closed=%v, sockets %+v", g.cfg, g.closed, sys.listenCfg)
+	one := []rawsock.PortRange{{Lo: sys.listenCfg.PortLo, Hi: sys.listenCfg.PortHi}}
+	if g.cfg.Mark != 0x1234 || sys.listenCfg.Mark != 0x1234 || !slices.Equal(g.cfg.Ranges, one) || !slices.Equal(sys.watchRanges, one) || !g.closed || !sys.portsClosed {
+		t.Errorf("guard %+v closed=%v, sockets %+v, watch %v, ports closed %v", g.cfg, g.closed, sys.listenCfg, sys.watchRanges, sys.portsClosed)
 	}
 	if !strings.Contains(stdout, "RST guard: nftables table inet synprobe_1_00000000, owned") || !strings.Contains(stdout, "kept 7 kernel RSTs") {
 		t.Errorf("no guard report:\n%s", stdout)
@@ -520,5 +573,125 @@ func TestLineBuffer(t *testing.T) {
 	}
 	if err := b.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
+	}
+}
+
+// TestPortBlockUse: the run's ports come from the reservation, whose holes
+// (ports other sockets hold) the probes, the guard and the watch all
+// leave alone; the block is released at the end.
+func TestPortBlockUse(t *testing.T) {
+	sys := &fakeSystem{held: map[uint16]bool{61001: true, 61003: true}}
+	code, stdout, stderr := runCLI(t, sys, "--mode", "ack", "--json", "-c", "4", "-i", "0.01", "198.18.0.2:80")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if r := sys.portReq; r.Lo != 61000 || r.Hi != 65535 || r.Max != 4 || r.Min != 4 {
+		t.Errorf("port request %+v: want 4 ports (4 probes) from 61000-65535", r)
+	}
+	want := []rawsock.PortRange{{Lo: 61000, Hi: 61000}, {Lo: 61002, Hi: 61002}, {Lo: 61004, Hi: 61005}}
+	if !slices.Equal(sys.guards[0].cfg.Ranges, want) || !slices.Equal(sys.watchRanges, want) || !sys.portsClosed {
+		t.Errorf("guard %v, watch %v, want %v; ports closed %v", sys.guards[0].cfg.Ranges, sys.watchRanges, want, sys.portsClosed)
+	}
+	var sports []uint16
+	for _, line := range strings.Split(strings.TrimSpace(stdout), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) == nil && m["type"] == "probe" {
+			sports = append(sports, uint16(m["sport"].(float64)))
+		}
+	}
+	if !slices.Equal(sports, []uint16{61000, 61002, 61004, 61005}) {
+		t.Errorf("source ports %v", sports)
+	}
+
+	// Too few free ports, and --sport on a held port: exit 3, one line.
+	for _, args := range [][]string{
+		{"-c", "1", "--sport", "61001", "198.18.0.2:80"},
+		{"-c", "1", "--sport", "61001", "198.18.0.0/30:80,81"},
+	} {
+		code, stdout, stderr = runCLI(t, sys, args...)
+		if code != exitFailure || stdout != "" || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "--sport 61001: another socket on this host holds the port") {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, stdout, stderr)
+		}
+	}
+	sys = &fakeSystem{held: map[uint16]bool{}}
+	for p := 61000; p < 65535; p++ {
+		sys.held[uint16(p)] = true
+	}
+	code, _, stderr = runCLI(t, sys, "198.18.0.2:80")
+	if code != exitFailure || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "source ports: fake: only 1 ports free") || !strings.Contains(stderr, "wait for them to end") {
+		t.Errorf("no free ports: exit %d, %q", code, stderr)
+	}
+}
+
+// TestPingPorts: rst and ack runs hold up to 512 ports, no more than they
+// send probes; fin runs as many as their rate keeps taken for a close
+// and its minute of TIME_WAIT, up to 2048.
+func TestPingPorts(t *testing.T) {
+	for _, tt := range []struct {
+		args     []string
+		targets  int
+		min, max int
+		needed   int
+	}{
+		{[]string{"h:1"}, 1, 64, 512, 0},
+		{[]string{"-c", "3", "h:1"}, 1, 3, 3, 0},
+		{[]string{"-c", "3", "h:1"}, 300, 64, 512, 0},
+		{[]string{"--mode", "fin", "-c", "700", "-i", "0.1", "h:1"}, 1, 64, 640, 640},
+		{[]string{"--mode", "fin", "-c", "100", "-i", "0.1", "h:1"}, 1, 64, 100, 100},
+		{[]string{"--mode", "fin", "-i", "0.01", "h:1"}, 1, 64, 2048, 6400},
+		{[]string{"--mode", "fin", "--hold", "10", "-c", "1", "h:1"}, 5, 5, 5, 5},
+		{[]string{"--mode", "fin", "h:1"}, 2, 64, 128, 128},
+	} {
+		o, err := parseArgs(tt.args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pl := pingPorts(o, tt.targets)
+		if pl.min != tt.min || pl.max != tt.max || pl.needed != tt.needed {
+			t.Errorf("%v, %d targets: %+v, want min %d max %d needed %d", tt.args, tt.targets, pl, tt.min, tt.max, tt.needed)
+		}
+	}
+	for _, tt := range []struct {
+		pairs    uint64
+		retries  string
+		min, max int
+	}{
+		{1, "1", 2, 2},
+		{100, "1", 64, 200},
+		{100000, "1", 64, 512},
+		{3, "100", 101, 303},
+		{100000, "100", 101, 512},
+	} {
+		o, _ := parseArgs([]string{"--retries", tt.retries, "h:1"})
+		if pl := scanPorts(o, tt.pairs); pl.min != tt.min || pl.max != tt.max {
+			t.Errorf("scan of %d pairs, %s retries: %+v, want %d-%d", tt.pairs, tt.retries, pl, tt.min, tt.max)
+		}
+	}
+}
+
+// TestFINPortsReport: a fin run says how many ports it holds and why,
+// and at the end how often it reused one in TIME_WAIT, in text and JSON.
+func TestFINPortsReport(t *testing.T) {
+	_, stdout, _ := runCLI(t, &fakeSystem{}, "--mode", "fin", "--close-timeout", "0.1", "-c", "2", "-i", "0.01", "198.18.0.2:80")
+	if want := "source ports: 2 held (61000-61001): each is taken for a close and its minute of TIME_WAIT, and 100 probes/s need 2\n"; !strings.Contains(stdout, want) || strings.Contains(stdout, "reused") {
+		t.Errorf("want %q and no end line (nothing reused) in:\n%s", want, stdout)
+	}
+	// One port, whose connection is still open (the fake never closes):
+	// the second probe finds no port.
+	code, stdout, _ := runCLI(t, &fakeSystem{}, "--mode", "fin", "--sport", "61500", "-c", "2", "-i", "0.01", "--close-timeout", "0.1", "198.18.0.2:80")
+	if want := "source ports: 1 held, 0 reused from TIME_WAIT (RFC 6191); 1 probes found every port busy (open, or in TIME_WAIT without timestamps): probe less often\n"; code != exitFailure || !strings.Contains(stdout, want) {
+		t.Errorf("exit %d, want 3 and %q in:\n%s", code, want, stdout)
+	}
+	_, stdout, _ = runCLI(t, &fakeSystem{}, "--mode", "fin", "--close-timeout", "0.1", "-c", "1", "198.18.0.2:80")
+	if strings.Contains(stdout, "source ports") {
+		t.Errorf("a one-round run reports its ports:\n%s", stdout)
+	}
+	_, stdout, _ = runCLI(t, &fakeSystem{}, "--mode", "fin", "--close-timeout", "0.1", "--json", "-c", "2", "-i", "0.01", "198.18.0.2:80")
+	if !strings.Contains(stdout, `{"type":"ports","held":2,"ranges":"61000-61001","needed":2,"reused":0,"exhausted":0}`) {
+		t.Errorf("no ports record:\n%s", stdout)
+	}
+	_, stdout, _ = runCLI(t, &fakeSystem{}, "--mode", "ack", "--json", "-c", "2", "-i", "0.01", "198.18.0.2:80")
+	if strings.Contains(stdout, `"ports"`) {
+		t.Errorf("a ports record in ack mode:\n%s", stdout)
 	}
 }

@@ -48,13 +48,12 @@ func runScan(ctx context.Context, o *options, set *scan.Set, expecting bool, std
 	if err != nil {
 		return 0, err
 	}
-	lo, hi, err := sys.portRange()
+	ports, err := holdPorts(o, scanPorts(o, set.Len()), sys)
 	if err != nil {
-		return 0, &failure{err}
+		return 0, err
 	}
-	if o.sport != 0 {
-		lo, hi = o.sport, o.sport
-	}
+	defer ports.Close()
+	lo, hi := ports.Lo(), ports.Hi()
 	// Big scans read their answers from a packet ring, which costs no
 	// system call, socket queue or wake-up per packet, unlike the raw
 	// sockets' receive path, and never loses answers to a slow reader.
@@ -154,7 +153,7 @@ func runScan(ctx context.Context, o *options, set *scan.Set, expecting bool, std
 	var mismatches []mismatch
 	nMismatch := 0
 	cfg := scan.Config{
-		Set: set, Sources: sources, PortLo: lo, PortHi: hi, Send4: send[0], Send6: send[1], Recv: rcv,
+		Set: set, Sources: sources, PortLo: lo, PortHi: hi, Ports: ports.Ports(), Send4: send[0], Send6: send[1], Recv: rcv,
 		Rate: o.rate, Retries: o.retries, Timeout: o.timeout, Senders: o.senders,
 		TTL: o.ttl, TOS: o.tos, Window: o.window,
 		Cookie: cookie, PermKey: key,

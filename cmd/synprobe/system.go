@@ -43,8 +43,24 @@ func (*system) guard(cfg rawsock.GuardConfig) (guard, error) { return rawsock.Ne
 
 func (*system) cleanup() ([]string, error) { return rawsock.CleanupTables() }
 
-func (*system) watch(lo, hi uint16, mark uint32) (watch, error) {
-	return rawsock.NewRSTWatch(lo, hi, mark)
+func (*system) watch(ranges []rawsock.PortRange, mark uint32) (watch, error) {
+	return rawsock.NewRSTWatchPorts(ranges, mark)
+}
+
+func (*system) reservePorts(req rawsock.PortRequest) (portBlock, error) {
+	b, err := rawsock.ReservePorts(req)
+	if err != nil {
+		return nil, err // not a nil *PortBlock in a non-nil interface
+	}
+	return b, nil
+}
+
+func (*system) reservePort(port uint16) (portBlock, error) {
+	b, err := rawsock.ReservePort(port)
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 func (*system) directPath(prefixes []netip.Prefix, ifindex int) (rawsock.NextHop, error) {

@@ -69,6 +69,9 @@ type Config struct {
 	Src4, Src6 netip.Addr
 	// PortLo..PortHi are our source ports; replies to others are ignored.
 	PortLo, PortHi uint16
+	// Ports, if set, are the source ports to use, within PortLo..PortHi
+	// (a rawsock.PortBlock's, which may have holes); else all of them.
+	Ports []uint16
 	// Rate caps the probes per second; 0 sends as fast as possible.
 	Rate float64
 	// Retries is how often an unanswered pair is probed again.
@@ -143,12 +146,13 @@ func Scan(ctx context.Context, conn Conn, cfg Config) (Summary, error) {
 }
 
 type scanner struct {
-	conn Conn
-	rcv  Receiver
-	cfg  Config
-	set  *Set
-	perm *Perm
-	n    uint64
+	conn  Conn
+	rcv   Receiver
+	cfg   Config
+	ports []uint16 // source ports, in the order sport walks them
+	set   *Set
+	perm  *Perm
+	n     uint64
 
 	answered *Bitmap
 	srcs     []SourceRange
@@ -202,6 +206,17 @@ func newScanner(conn Conn, cfg Config) (*scanner, error) {
 	if cfg.PortLo == 0 || cfg.PortHi < cfg.PortLo {
 		return nil, fmt.Errorf("scan: bad source port range %d-%d", cfg.PortLo, cfg.PortHi)
 	}
+	ports := cfg.Ports
+	if len(ports) == 0 {
+		for p := int(cfg.PortLo); p <= int(cfg.PortHi); p++ {
+			ports = append(ports, uint16(p))
+		}
+	}
+	for _, p := range ports {
+		if p < cfg.PortLo || p > cfg.PortHi {
+			return nil, fmt.Errorf("scan: source port %d outside %d-%d", p, cfg.PortLo, cfg.PortHi)
+		}
+	}
 	if cfg.Rate < 0 || math.IsNaN(cfg.Rate) || cfg.Retries < 0 || cfg.Timeout < 0 {
 		return nil, errors.New("scan: negative rate, retries or timeout")
 	}
@@ -224,6 +239,7 @@ func newScanner(conn Conn, cfg Config) (*scanner, error) {
 	s := &scanner{
 		conn:     conn,
 		cfg:      cfg,
+		ports:    ports,
 		set:      cfg.Set,
 		perm:     NewPerm(n, cfg.PermKey),
 		n:        n,
@@ -575,11 +591,14 @@ func laterOf(a, b time.Time) time.Time {
 	return b
 }
 
-// sport spreads pairs over our source ports; retries take another port.
+// sport spreads pairs over our source ports, and each pass takes the
+// next port of the list: with at least Retries+1 ports, no two passes
+// over a pair use the same one, so an answer's port says which pass it
+// answers.
 func (s *scanner) sport(idx uint64, pass int) uint16 {
-	span := uint64(s.cfg.PortHi-s.cfg.PortLo) + 1
-	h := (idx + uint64(pass)*0x9e3779b97f4a7c15) * 0xbf58476d1ce4e5b9
-	return s.cfg.PortLo + uint16((h>>32)%span)
+	n := uint64(len(s.ports))
+	h := (idx * 0xbf58476d1ce4e5b9) >> 32
+	return s.ports[(h%n+uint64(pass))%n]
 }
 
 // receive reads and matches answers until stop is set and Wake is called.
