@@ -67,6 +67,12 @@ func TestMain(m *testing.M) {
 // filters 81 (drop), 82 (admin-prohibited) and 83 (tcp reset), v4 and v6.
 func verdictLab(t testing.TB) *netlab.Lab {
 	l := netlab.New(t)
+	setUpVerdicts(t, l)
+	return l
+}
+
+// setUpVerdicts gives a lab's target verdictLab's listener and firewall.
+func setUpVerdicts(t testing.TB, l *netlab.Lab) {
 	for _, a := range []netip.Addr{l.TargetV4, l.TargetV6} {
 		ln := l.Listen(t, l.Target, "tcp", netip.AddrPortFrom(a, 80).String())
 		netlab.Serve(ln, func(c net.Conn) { c.Close() })
@@ -79,7 +85,6 @@ func verdictLab(t testing.TB) *netlab.Lab {
 		tcp dport 83 reject with tcp reset
 	}
 }`)
-	return l
 }
 
 type cliRun struct {

@@ -267,18 +267,7 @@ func lastLines(b []byte, n int) string {
 // 25 ms and drops 10% each way at random.
 func lossyVerdictLab(t *testing.T) *netlab.Lab {
 	l := netlab.NewLossyLab(t, 25*time.Millisecond, netlab.Loss{ToTarget: 0.1, ToProber: 0.1})
-	for _, a := range []netip.Addr{l.TargetV4, l.TargetV6} {
-		ln := l.Listen(t, l.Target, "tcp", netip.AddrPortFrom(a, 80).String())
-		netlab.Serve(ln, func(c net.Conn) { c.Close() })
-	}
-	l.Nft(t, l.Target, `table inet lab {
-	chain input {
-		type filter hook input priority 0;
-		tcp dport 81 drop
-		tcp dport 82 reject with icmpx admin-prohibited
-		tcp dport 83 reject with tcp reset
-	}
-}`)
+	setUpVerdicts(t, l)
 	return l
 }
 

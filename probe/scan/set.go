@@ -101,13 +101,47 @@ type source struct {
 	file string
 }
 
-// portList is an interned, merged port list with running counts.
+// portList is a sorted, disjoint port list with running counts.
 type portList struct {
 	r    []PortRange
 	ends []uint32 // ends[k]: ports in r[:k+1]
 }
 
+func newPortList(r []PortRange) portList {
+	l := portList{r: r, ends: make([]uint32, len(r))}
+	var n uint32
+	for k, pr := range r {
+		n += uint32(pr.Len())
+		l.ends[k] = n
+	}
+	return l
+}
+
 func (l *portList) n() uint32 { return l.ends[len(l.ends)-1] }
+
+// at returns the pi-th port, 0 <= pi < n(), and the range holding it.
+func (l *portList) at(pi uint32) (uint16, int) {
+	k, _ := slices.BinarySearch(l.ends, pi+1)
+	var start uint32
+	if k > 0 {
+		start = l.ends[k-1]
+	}
+	return l.r[k].Lo + uint16(pi-start), k
+}
+
+// index returns the position of port in the list and the range holding
+// it; ok is false when the list does not hold it.
+func (l *portList) index(port uint16) (pi uint32, k int, ok bool) {
+	k = sortSearch(len(l.r), func(k int) bool { return l.r[k].Hi >= port })
+	if k == len(l.r) || l.r[k].Lo > port {
+		return 0, 0, false
+	}
+	pi = uint32(port - l.r[k].Lo)
+	if k > 0 {
+		pi += l.ends[k-1]
+	}
+	return pi, k, true
+}
 
 // region is a block of addresses (a CIDR prefix) that no more specific
 // expression splits, with the ports named for it: all of one entry's
@@ -123,10 +157,10 @@ type region struct {
 }
 
 // overlay is the ports of a region that several entries name: disjoint,
-// ascending segments, each with the entry that wins it.
+// ascending ranges, each with the entry that wins it.
 type overlay struct {
-	segs []segment
-	ends []uint32
+	portList
+	entries []uint32 // entries[k] names ranges r[k]
 }
 
 type segment struct {
@@ -277,13 +311,7 @@ func (b *Builder) add(spec *Spec, src, line uint32) {
 		pi, ok = b.portIdx[FormatPorts(spec.Ports)]
 	}
 	if !ok {
-		l := portList{r: slices.Clone(spec.Ports), ends: make([]uint32, len(spec.Ports))}
-		var n uint32
-		for k, r := range l.r {
-			n += uint32(r.Len())
-			l.ends[k] = n
-		}
-		b.s.ports = append(b.s.ports, l)
+		b.s.ports = append(b.s.ports, newPortList(slices.Clone(spec.Ports)))
 		pi = uint32(len(b.s.ports) - 1)
 		b.portIdx[FormatPorts(spec.Ports)] = pi
 	}
@@ -595,8 +623,7 @@ func mask128(hi, lo uint64, n int) (uint64, uint64) {
 func (s *Set) addRange(e *entry, first, last uint64, ent uint32, ovl int32) {
 	var nports uint32
 	if ovl >= 0 {
-		o := &s.overlays[ovl]
-		nports = o.ends[len(o.ends)-1]
+		nports = s.overlays[ovl].n()
 	} else {
 		nports = s.ports[s.entries[ent].ports].n()
 	}
@@ -762,12 +789,12 @@ func (s *Set) overlayFor(nodes []node, chain []int32, sc *scratch) (uint32, int3
 	if e := segs[0].entry; allOf(segs, e) && samePorts(segs, s.ports[es[e].ports].r) {
 		return e, -1, nil
 	}
-	o := overlay{segs: slices.Clip(segs), ends: make([]uint32, len(segs))}
-	var n uint32
+	r := make([]PortRange, len(segs))
+	o := overlay{entries: make([]uint32, len(segs))}
 	for k, sg := range segs {
-		n += uint32(sg.hi) - uint32(sg.lo) + 1
-		o.ends[k] = n
+		r[k], o.entries[k] = PortRange{sg.lo, sg.hi}, sg.entry
 	}
+	o.portList = newPortList(r)
 	s.overlays = append(s.overlays, o)
 	return 0, int32(len(s.overlays) - 1), nil
 }
@@ -847,20 +874,11 @@ func (s *Set) Pair(i uint64) (addr netip.Addr, port uint16, o Origin) {
 func (s *Set) portAt(r *region, pi uint32) (uint16, uint32) {
 	if r.ovl >= 0 {
 		o := &s.overlays[r.ovl]
-		k, _ := slices.BinarySearch(o.ends, pi+1)
-		var pstart uint32
-		if k > 0 {
-			pstart = o.ends[k-1]
-		}
-		return o.segs[k].lo + uint16(pi-pstart), o.segs[k].entry
+		port, k := o.at(pi)
+		return port, o.entries[k]
 	}
-	l := &s.ports[s.entries[r.entry].ports]
-	k, _ := slices.BinarySearch(l.ends, pi+1)
-	var pstart uint32
-	if k > 0 {
-		pstart = l.ends[k-1]
-	}
-	return l.r[k].Lo + uint16(pi-pstart), r.entry
+	port, _ := s.ports[s.entries[r.entry].ports].at(pi)
+	return port, r.entry
 }
 
 // Index returns the index of the pair (addr, port), the inverse of Pair,
@@ -913,26 +931,14 @@ func (s *Set) Index(addr netip.Addr, port uint16) (i uint64, o Origin, ok bool) 
 func (s *Set) portIndex(r *region, port uint16) (uint32, uint32, bool) {
 	if r.ovl >= 0 {
 		o := &s.overlays[r.ovl]
-		k := sortSearch(len(o.segs), func(k int) bool { return o.segs[k].hi >= port })
-		if k == len(o.segs) || o.segs[k].lo > port {
+		pi, k, ok := o.index(port)
+		if !ok {
 			return 0, 0, false
 		}
-		pi := uint32(port - o.segs[k].lo)
-		if k > 0 {
-			pi += o.ends[k-1]
-		}
-		return pi, o.segs[k].entry, true
+		return pi, o.entries[k], true
 	}
-	l := &s.ports[s.entries[r.entry].ports]
-	k := sortSearch(len(l.r), func(k int) bool { return l.r[k].Hi >= port })
-	if k == len(l.r) || l.r[k].Lo > port {
-		return 0, 0, false
-	}
-	pi := uint32(port - l.r[k].Lo)
-	if k > 0 {
-		pi += l.ends[k-1]
-	}
-	return pi, r.entry, true
+	pi, _, ok := s.ports[s.entries[r.entry].ports].index(port)
+	return pi, r.entry, ok
 }
 
 func sortSearch(n int, f func(int) bool) int {
