@@ -59,6 +59,7 @@ type Set struct {
 	ports    []portList
 	regions  []region
 	overlays []overlay
+	excluded []netip.Addr // to leave out; after build, those that were in
 	len      uint64
 	overflow bool
 }
@@ -359,6 +360,18 @@ func (b *Builder) Len() int { return b.n }
 // HasExpectation reports whether any expression carries an expectation.
 func (b *Builder) HasExpectation() bool { return b.expect }
 
+// Exclude leaves addresses out of the Set, whatever names them (this
+// host's subnets' broadcast addresses inside a scanned block, say).
+func (b *Builder) Exclude(addrs ...netip.Addr) {
+	for _, a := range addrs {
+		b.s.excluded = append(b.s.excluded, a.Unmap())
+	}
+}
+
+// Excluded returns the addresses Builder.Exclude left out that the
+// expressions named, sorted.
+func (s *Set) Excluded() []netip.Addr { return s.excluded }
+
 // Hosts returns the host names the expressions name, each once, in the
 // order first given: resolve them for Build.
 func (b *Builder) Hosts() []string { return slices.Clone(b.s.names) }
@@ -554,6 +567,7 @@ func (s *Set) build() error {
 		}
 		return cmp.Or(cmp.Compare(a.hi, b.hi), cmp.Compare(a.lo, b.lo))
 	})
+	s.exclude()
 	var total uint64
 	for i := range s.regions {
 		r := &s.regions[i]
@@ -627,6 +641,12 @@ func (s *Set) addRange(e *entry, first, last uint64, ent uint32, ovl int32) {
 	} else {
 		nports = s.ports[s.entries[ent].ports].n()
 	}
+	s.regions = appendRange(s.regions, region{hi: e.hi, v6: e.v6, entry: ent, ovl: ovl, nports: nports}, first, last)
+}
+
+// appendRange appends the addresses first..last (low bits) as copies of
+// region r, in CIDR-aligned pieces.
+func appendRange(regions []region, r region, first, last uint64) []region {
 	for first <= last {
 		// The largest aligned block at first that ends by last.
 		size := uint64(1)
@@ -638,14 +658,66 @@ func (s *Set) addRange(e *entry, first, last uint64, ent uint32, ovl int32) {
 		for size > last-first+1 {
 			size >>= 1
 		}
-		r := region{hi: e.hi, lo: first, v6: e.v6, entry: ent, ovl: ovl, nports: nports}
-		r.bits = uint8(addrBits(e.v6) - bits.TrailingZeros64(size))
-		s.regions = append(s.regions, r)
+		r.lo = first
+		r.bits = uint8(addrBits(r.v6) - bits.TrailingZeros64(size))
+		regions = append(regions, r)
 		if first+size-1 == last {
 			break
 		}
 		first += size
 	}
+	return regions
+}
+
+// exclude cuts the excluded addresses out of the regions (sorted).
+func (s *Set) exclude() {
+	if len(s.excluded) == 0 {
+		return
+	}
+	slices.SortFunc(s.excluded, netip.Addr.Compare)
+	s.excluded = slices.Compact(s.excluded)
+	var out []region
+	var skipped []netip.Addr
+	for _, r := range s.regions {
+		first := r.lo
+		last := first + (1<<min(addrBits(r.v6)-int(r.bits), 63) - 1)
+		lo, hi := regionAddr(&r, first), regionAddr(&r, last)
+		k, _ := slices.BinarySearchFunc(s.excluded, lo, netip.Addr.Compare)
+		if k == len(s.excluded) || s.excluded[k].Compare(hi) > 0 {
+			out = append(out, r)
+			continue
+		}
+		for ; k < len(s.excluded) && s.excluded[k].Compare(hi) <= 0; k++ {
+			x := lowBits(s.excluded[k])
+			if x > first {
+				out = appendRange(out, r, first, x-1)
+			}
+			first = x + 1
+			skipped = append(skipped, s.excluded[k])
+		}
+		if first <= last {
+			out = appendRange(out, r, first, last)
+		}
+	}
+	s.regions, s.excluded = out, skipped
+}
+
+// regionAddr returns the address of region r whose low bits are lo.
+func regionAddr(r *region, lo uint64) netip.Addr {
+	if r.v6 {
+		return addr128(r.hi, lo)
+	}
+	return netip.AddrFrom4(v4Bytes(uint32(lo)))
+}
+
+// lowBits returns the low 64 bits of a (IPv4: the 32-bit value).
+func lowBits(a netip.Addr) uint64 {
+	a = a.Unmap()
+	if a.Is4() {
+		return uint64(binary.BigEndian.Uint32(a.AsSlice()))
+	}
+	b := a.As16()
+	return binary.BigEndian.Uint64(b[8:])
 }
 
 // scratch is overlayFor's reused working memory.

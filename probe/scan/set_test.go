@@ -489,3 +489,44 @@ func TestBuilderMemory(t *testing.T) {
 	}
 	runtime.KeepAlive(s)
 }
+
+// TestBuilderExclude: excluded addresses leave the blocks that hold them,
+// whatever names them; the rest of each block stays, in order.
+func TestBuilderExclude(t *testing.T) {
+	var b Builder
+	b.AddArg(mustSpec(t, "198.18.0.0/24:80,443"))
+	b.AddArg(mustSpec(t, "198.18.0.128:22"))
+	b.AddArg(mustSpec(t, "[2001:db8::/120]:80"))
+	out := []netip.Addr{netip.MustParseAddr("198.18.0.0"), netip.MustParseAddr("198.18.0.255"),
+		netip.MustParseAddr("198.18.0.128"), netip.MustParseAddr("2001:db8::ff"), netip.MustParseAddr("198.18.9.255")}
+	b.Exclude(out...)
+	s, err := b.Build(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := uint64(253*2 + 255); s.Len() != want {
+		t.Errorf("Len = %d, want %d", s.Len(), want)
+	}
+	for _, a := range out {
+		for _, port := range []uint16{22, 80, 443} {
+			if _, _, ok := s.Index(a, port); ok {
+				t.Errorf("%v:%d is in the set", a, port)
+			}
+		}
+	}
+	if got := s.Excluded(); len(got) != 4 {
+		t.Errorf("Excluded = %v, want the four inside the set", got)
+	}
+	// Index inverts Pair, and pairs are in address order.
+	var prev netip.Addr
+	for i := range s.Len() {
+		a, p, _ := s.Pair(i)
+		if j, _, ok := s.Index(a, p); !ok || j != i {
+			t.Fatalf("Index(Pair(%d) = %v:%d) = %d, %v", i, a, p, j, ok)
+		}
+		if prev.IsValid() && a.Less(prev) {
+			t.Fatalf("Pair(%d) = %v after %v", i, a, prev)
+		}
+		prev = a
+	}
+}
