@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,6 +26,23 @@ const (
 // is disabled and ip_forward is 0.
 func NewDelayLab(tb testing.TB, delay time.Duration) *Lab {
 	tb.Helper()
+	return NewLossyLab(tb, delay, Loss{})
+}
+
+// NewLossyLab is NewDelayLab whose forwarder also drops frames as loss
+// says: at random in each direction, and those loss.Drop picks. It logs
+// the seed of the random drops (replay a run with $NETLAB_LOSS_SEED) and,
+// at cleanup, what it dropped; Lab.LossStats counts it meanwhile.
+func NewLossyLab(tb testing.TB, delay time.Duration, loss Loss) *Lab {
+	tb.Helper()
+	d, err := newDropper(loss)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if loss.ToTarget > 0 || loss.ToProber > 0 {
+		tb.Logf("netlab: dropping %g%% of frames to the target and %g%% to the prober, seed %d (replay: %s=%d)",
+			100*loss.ToTarget, 100*loss.ToProber, d.seed, SeedEnv, d.seed)
+	}
 	l, x := prepare(tb, "p", "t", "r")
 	l.ProberIf, l.TargetIf = l.Prober, l.Target
 	macP, macT := mac(x, 1), mac(x, 2)
@@ -41,13 +57,15 @@ func NewDelayLab(tb testing.TB, delay time.Duration) *Lab {
 		"type", "veth", "peer", "name", "rB", "netns", l.Router)
 	l.batch(tb, l.Router, "link set lo up", "link set rA up promisc on", "link set rB up promisc on")
 
-	fw, err := startForwarder(l.Router, "rA", "rB", delay)
+	fw, err := startForwarder(l.Router, "rA", "rB", delay, d)
 	if err != nil {
 		tb.Fatal(err)
 	}
+	l.lossStats = d.snapshot
 	tb.Cleanup(func() {
-		if n := fw.stop(); n > 0 {
-			tb.Logf("netlab: delay forwarder dropped %d frames", n)
+		fw.stop()
+		if s := d.snapshot(); s.Overflow > 0 || s.Dropped(ToTarget)+s.Dropped(ToProber) > 0 {
+			tb.Logf("netlab: forwarder: %v", s)
 		}
 	})
 	l.configureEnds(tb, macP, macT)
@@ -61,14 +79,14 @@ func NewDelayLab(tb testing.TB, delay time.Duration) *Lab {
 type forwarder struct {
 	delay    time.Duration
 	a, b     *os.File
+	drop     *dropper
 	done     chan struct{}
 	wg       sync.WaitGroup
-	dropped  atomic.Uint64
 	stopOnce sync.Once
 }
 
-func startForwarder(ns, ifA, ifB string, delay time.Duration) (*forwarder, error) {
-	f := &forwarder{delay: delay, done: make(chan struct{})}
+func startForwarder(ns, ifA, ifB string, delay time.Duration, d *dropper) (*forwarder, error) {
+	f := &forwarder{delay: delay, drop: d, done: make(chan struct{})}
 	err := inNS(ns, func() (err error) {
 		if f.a, err = packetSocket(ifA); err != nil {
 			return err
@@ -81,8 +99,8 @@ func startForwarder(ns, ifA, ifB string, delay time.Duration) (*forwarder, error
 	if err != nil {
 		return nil, fmt.Errorf("netlab: forwarder in %s: %w", ns, err)
 	}
-	f.pipe(f.a, f.b)
-	f.pipe(f.b, f.a)
+	f.pipe(f.a, f.b, ToTarget)
+	f.pipe(f.b, f.a, ToProber)
 	return f, nil
 }
 
@@ -122,8 +140,9 @@ type frame struct {
 
 // pipe starts a reader that queues frames from src with their due time and
 // a writer that sends them to dst when due. The delay is constant, so the
-// FIFO queue is also time-ordered.
-func (f *forwarder) pipe(src, dst *os.File) {
+// FIFO queue is also time-ordered. Frames the dropper picks are never
+// queued.
+func (f *forwarder) pipe(src, dst *os.File, dir Direction) {
 	q := make(chan frame, forwarderQueue)
 	f.wg.Add(2)
 	go func() {
@@ -140,10 +159,14 @@ func (f *forwarder) pipe(src, dst *os.File) {
 				continue
 			}
 			errs = 0
+			due := time.Now().Add(f.delay)
+			if f.drop.drop(dir, buf[:n]) {
+				continue
+			}
 			select {
-			case q <- frame{due: time.Now().Add(f.delay), b: append([]byte(nil), buf[:n]...)}:
+			case q <- frame{due: due, b: append([]byte(nil), buf[:n]...)}:
 			default:
-				f.dropped.Add(1)
+				f.drop.overflow()
 			}
 		}
 	}()
@@ -163,20 +186,18 @@ func (f *forwarder) pipe(src, dst *os.File) {
 			if _, err := dst.Write(fr.b); errors.Is(err, os.ErrClosed) {
 				return
 			} else if err != nil {
-				f.dropped.Add(1)
+				f.drop.overflow()
 			}
 		}
 	}()
 }
 
-// stop ends the forwarder, closes its sockets and returns how many frames it
-// dropped.
-func (f *forwarder) stop() uint64 {
+// stop ends the forwarder and closes its sockets.
+func (f *forwarder) stop() {
 	f.stopOnce.Do(func() {
 		close(f.done)
 		f.a.Close() // wakes the readers, which close the queues
 		f.b.Close()
 		f.wg.Wait()
 	})
-	return f.dropped.Load()
 }

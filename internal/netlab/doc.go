@@ -27,6 +27,14 @@
 // segment whose round trip is twice the delay. This replaces netem, which
 // the project's kernels lack.
 //
+// # Loss
+//
+// [NewLossyLab] is a delay lab whose forwarder also drops frames: at random
+// with a probability per direction, from a seeded PRNG whose seed the lab
+// logs (set $NETLAB_LOSS_SEED to replay it), and any frame a test's hook
+// picks ("the target's first FIN"), so that a test can force exactly the
+// loss it means. [Lab.LossStats] counts what was forwarded and dropped.
+//
 // Both ends get permanent neighbour entries for each other, so the first
 // packet of a test is not held up by ARP or neighbour discovery. IPv6
 // addresses are added with nodad and DAD is off in the namespaces.

@@ -20,7 +20,17 @@ type Lab struct {
 	// otherwise.
 	Router string
 
-	namespaces []string // created so far, deleted at cleanup
+	namespaces []string         // created so far, deleted at cleanup
+	lossStats  func() LossStats // the forwarder's counts (delay labs)
+}
+
+// LossStats returns what the forwarder of a lab made by NewDelayLab or
+// NewLossyLab has forwarded and dropped so far (zero for other labs).
+func (l *Lab) LossStats() LossStats {
+	if l.lossStats == nil {
+		return LossStats{}
+	}
+	return l.lossStats()
 }
 
 // CapturedPacket is one packet read back from a capture.

@@ -282,3 +282,67 @@ func TestIntegrationDelayLab(t *testing.T) {
 		})
 	}
 }
+
+// TestIntegrationLossyLab: the forwarder drops what the hook picks (here
+// the target's first SYN-ACK, so the connect waits for the kernel's
+// retransmission) and a share of frames at random, and counts both; TCP
+// still carries 256 KiB through 10% loss.
+func TestIntegrationLossyLab(t *testing.T) {
+	const delay = 2 * time.Millisecond
+	synacks := 0
+	l := NewLossyLab(t, delay, Loss{Drop: func(dir Direction, ip []byte) bool {
+		if dir != ToProber {
+			return false
+		}
+		info, ok := parseTCP(ip)
+		if ok && info.flags&(flagSYN|flagACK) == flagSYN|flagACK {
+			synacks++
+			return synacks == 1
+		}
+		return false
+	}})
+	ln := l.Listen(t, l.Target, "tcp", netip.AddrPortFrom(l.TargetV4, 0).String())
+	Serve(ln, echo)
+	target := netip.AddrPortFrom(l.TargetV4, uint16(ln.Addr().(*net.TCPAddr).Port))
+	start := time.Now()
+	c, err := dialIn(l, l.Prober, target, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	// Linux resends an unanswered SYN-ACK after about 1 s.
+	if took := time.Since(start); took < 900*time.Millisecond {
+		t.Errorf("connect took %v with the first SYN-ACK dropped", took)
+	}
+	if s := l.LossStats(); s.Hook[ToProber] != 1 || s.Hook[ToTarget] != 0 || s.Random != [2]uint64{} {
+		t.Errorf("stats %v", s)
+	}
+
+	lossy := NewLossyLab(t, delay, Loss{ToTarget: 0.1, ToProber: 0.1})
+	ln = lossy.Listen(t, lossy.Target, "tcp", netip.AddrPortFrom(lossy.TargetV6, 0).String())
+	Serve(ln, echo)
+	target = netip.AddrPortFrom(lossy.TargetV6, uint16(ln.Addr().(*net.TCPAddr).Port))
+	c, err = dialIn(lossy, lossy.Prober, target, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	data := bytes.Repeat([]byte("lossy lab"), 256<<10/9)
+	_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+	werr := make(chan error, 1)
+	go func() { _, err := c.Write(data); werr <- err }()
+	got := make([]byte, len(data))
+	if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, data) {
+		t.Errorf("echo through 10%% loss: %v", err)
+	}
+	if err := <-werr; err != nil {
+		t.Error(err)
+	}
+	s := lossy.LossStats()
+	t.Logf("%v", s)
+	for _, d := range []Direction{ToTarget, ToProber} {
+		if s.Random[d] == 0 || s.Forwarded[d] == 0 {
+			t.Errorf("%v: nothing dropped or forwarded: %v", d, s)
+		}
+	}
+}

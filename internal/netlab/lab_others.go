@@ -28,6 +28,13 @@ func NewDelayLab(tb testing.TB, delay time.Duration) *Lab {
 	return nil
 }
 
+// NewLossyLab skips the test: labs need Linux network namespaces.
+func NewLossyLab(tb testing.TB, delay time.Duration, loss Loss) *Lab {
+	tb.Helper()
+	tb.Skip(errNotImplemented)
+	return nil
+}
+
 // Sweep has nothing to do outside Linux.
 func Sweep() error { return nil }
 
