@@ -2,6 +2,7 @@ package probe_test
 
 import (
 	"context"
+	"encoding/binary"
 	"testing"
 	"time"
 
@@ -19,15 +20,36 @@ type peer struct {
 	sndNxt uint32 // its next byte
 	got    []rawsock.Packet
 	script func(pr *peer, p *rawsock.Packet) []probetest.Reply
+
+	// Options of its SYN-ACK (nil: none); with Timestamps, every later
+	// segment carries TSval tsval (set by scripts) and echoes ours.
+	synOpts  *rawsock.SYNOptions
+	window   uint16 // 0: 65000
+	tsval    uint32
+	tsRecent uint32
 }
 
 const peerISN = 5000
 
 func (pr *peer) respond(p *rawsock.Packet, b []byte, id uint32) []probetest.Reply {
 	pr.got = append(pr.got, *p)
+	if p.Options.Timestamps {
+		pr.tsRecent = p.Options.TSVal
+	}
 	if p.Flags == rawsock.FlagSyn {
 		pr.irs, pr.sndNxt, pr.rcvNxt = peerISN, peerISN+1, p.Seq+1
-		return []probetest.Reply{{Packet: pr.seg(p, rawsock.FlagSyn|rawsock.FlagAck, peerISN, nil), After: rtt}}
+		b := pr.seg(p, rawsock.FlagSyn|rawsock.FlagAck, peerISN, nil)
+		if pr.synOpts != nil {
+			o := *pr.synOpts
+			o.TSEcr = p.Options.TSVal
+			var ob [rawsock.MaxOptionsSize]byte
+			n := o.Encode(ob[:])
+			b = probetest.Build(rawsock.Segment{
+				Src: p.Dst, Dst: p.Src, TTL: 64, SrcPort: p.DstPort, DstPort: p.SrcPort,
+				Seq: peerISN, Ack: pr.rcvNxt, Flags: rawsock.FlagSyn | rawsock.FlagAck, Window: pr.win(), Options: ob[:n],
+			})
+		}
+		return []probetest.Reply{{Packet: b, After: rtt}}
 	}
 	if p.Flags&rawsock.FlagRst != 0 {
 		return nil
@@ -38,11 +60,25 @@ func (pr *peer) respond(p *rawsock.Packet, b []byte, id uint32) []probetest.Repl
 // seg builds a segment from the peer to the prober; seq is explicit so
 // that scripts can replay old or future ones.
 func (pr *peer) seg(p *rawsock.Packet, flags rawsock.TCPFlags, seq uint32, payload []byte) []byte {
+	var ob []byte
+	if pr.synOpts != nil && pr.synOpts.Timestamps && flags&rawsock.FlagSyn == 0 {
+		ob = make([]byte, 12)
+		ob[0], ob[1], ob[2], ob[3] = 1, 1, 8, 10
+		binary.BigEndian.PutUint32(ob[4:], pr.tsval)
+		binary.BigEndian.PutUint32(ob[8:], pr.tsRecent)
+	}
 	return probetest.Build(rawsock.Segment{
 		Src: p.Dst, Dst: p.Src, TTL: 64,
 		SrcPort: p.DstPort, DstPort: p.SrcPort,
-		Seq: seq, Ack: pr.rcvNxt, Flags: flags, Window: 65000, Payload: payload,
+		Seq: seq, Ack: pr.rcvNxt, Flags: flags, Window: pr.win(), Payload: payload, Options: ob,
 	})
+}
+
+func (pr *peer) win() uint16 {
+	if pr.window == 0 {
+		return 65000
+	}
+	return pr.window
 }
 
 // send builds the peer's next segment and advances its sequence number.

@@ -1,0 +1,258 @@
+package probe
+
+import (
+	"time"
+
+	"github.com/synprobe/synprobe/rawsock"
+)
+
+// How a close is judged.
+//
+// The pattern follows from sequence numbers, never from the order in which
+// segments arrive: on a path with loss or reordering the first segment to
+// arrive is not the first the peer sent. What counts:
+//
+//   - Positions. A pure ACK (no data, no FIN) carries the peer's snd.nxt at
+//     the moment it was sent: one with seq at or before the peer's FIN
+//     position left before its FIN, one with seq past it after. A data
+//     segment is placed only when it is a first transmission: it starts at
+//     or beyond everything already seen from the peer (a retransmission
+//     repeats old bytes with a current ACK field, and would lie).
+//   - 4-way: an ACK of our FIN sent before the peer's FIN (a pure ACK, or a
+//     first-transmission data segment, at or before the FIN position).
+//   - simultaneous: the peer's FIN did not acknowledge ours (a FIN segment,
+//     or a pure ACK past the FIN, whose ACK field stops short of our FIN):
+//     it went out before ours arrived. peer-first: we had received the
+//     peer's FIN when we sent ours.
+//   - 3-way: the FIN acknowledged ours and nothing acknowledged ours
+//     before it.
+//
+// What loss hides is said, not guessed silently (CloseReport.Alternative
+// and Note):
+//
+//   - The first FIN we see may be a retransmission: when a segment sent
+//     after the FIN (seq past it) came first, the FIN's first transmission
+//     was lost and what its ACK field said is unknown. An ACK past the FIN
+//     that answers our first FIN transmission (its TSecr echoes that FIN's
+//     TSval; without timestamps, by time) shows the FIN left before ours
+//     arrived: simultaneous. Otherwise the explanation with fewest losses
+//     is reported (3-way: one lost FIN+ACK) with simultaneous as the
+//     alternative.
+//   - A pure ACK has no sequence number of its own: when it is lost,
+//     nothing in the sequence space shows it. A FIN that acknowledges ours
+//     is 3-way, but when it left more than promptReply after our FIN
+//     reached the peer, a separate ACK before it may have been lost: 4-way
+//     is the alternative.
+//   - A 3-way verdict waits a moment (a quarter of the RTT, 1 to 10 ms)
+//     before it is reported, so that a separate ACK reordered behind the
+//     FIN still counts.
+
+// Close notes (CloseReport.Note).
+const (
+	noteLateFIN       = "its FIN acknowledged ours, but left long after ours reached it: a separate ACK before it may have been lost (4-way)"
+	noteFirstFINLost  = "its first FIN was lost (a segment sent after it arrived first): 3-way if that FIN acknowledged ours, simultaneous if it left before ours arrived"
+	noteFINBeforeOurs = "its first FIN was lost; its ACK of our first FIN came from past its FIN: its FIN left before ours arrived"
+	note4WayData      = "its data acknowledged our FIN before its FIN"
+)
+
+// observe records what an acceptable segment from the peer tells about the
+// order of the close, and returns a trace note when it shows loss.
+func (c *tcb) observe(p *Prober, e *pending, in *inbound) string {
+	pkt := &in.pkt
+	fin := pkt.Flags&rawsock.FlagFin != 0
+	n := uint32(pkt.PayloadLen)
+	start := pkt.Seq
+	end := start + n
+	if fin {
+		end++
+	}
+	acked := c.finSent && !seqLT(pkt.Ack, c.finSeq+1)
+	firstTx := !c.hiSet || !seqLT(start, c.hiPos)
+	note := ""
+	ackAt := func(pos uint32) {
+		if !c.ackStartSet || seqLT(pos, c.ackStart) {
+			c.ackStart, c.ackStartSet = pos, true
+		}
+	}
+	switch {
+	case fin:
+		pos := start + n
+		if !c.finKnown {
+			c.finKnown, c.peerFINSeq = true, pos
+		}
+		switch {
+		case !acked:
+			c.finNotAcked = true
+		case c.finSeen:
+		case !c.hiSet || !seqLT(pos, c.hiPos):
+			// Nothing from past its FIN came before: taken for the
+			// FIN's first transmission.
+			if firstTx {
+				ackAt(start)
+			} else {
+				ackAt(pos)
+			}
+			c.firstFIN = 1
+			c.firstFINDly = p.replyDelay(e, in)
+			c.firstFINAt = rxStamp(in)
+			c.firstFINTS, c.firstFINTSOK = pkt.Options.TSVal, pkt.Options.Timestamps
+		default:
+			note = noteFINRetransLost
+		}
+		c.finSeen = true
+	case n == 0 && acked:
+		if !c.pureAckSet {
+			c.firstPure = int8(c.answers(p, e, in) + 1)
+		}
+		ackAt(start)
+		if !c.pureAckSet || seqLT(start, c.pureAckMin) {
+			c.pureAckMin = start
+		}
+		c.pureAckSet = true
+	case n == 0:
+		if !c.notAckSet || seqLT(c.notAckHi, start) {
+			c.notAckHi = start
+		}
+		c.notAckSet = true
+	case acked && c.firstSent(p, e, in, firstTx):
+		ackAt(start)
+		if !c.dataAckSet || seqLT(end, c.dataAckMin) {
+			c.dataAckMin = end
+		}
+		c.dataAckSet = true
+	}
+	if !c.hiSet || seqLT(c.hiPos, end) {
+		c.hiSet, c.hiPos = true, end
+	}
+	return note
+}
+
+// firstSent reports whether a data segment is taken for a first
+// transmission: it starts at or beyond everything seen before it
+// (firstTx), or, when the FIN came first, it left no later than the FIN
+// by their TSvals, or (without timestamps) it arrived within promptReply
+// of the FIN: reordered, since a retransmission waits at least an RTO.
+func (c *tcb) firstSent(p *Prober, e *pending, in *inbound, firstTx bool) bool {
+	switch {
+	case firstTx:
+		return true
+	case !c.finSeen || c.firstFIN != 1:
+		return false
+	case c.firstFINTSOK && in.pkt.Options.Timestamps:
+		return !seqLT(c.firstFINTS, in.pkt.Options.TSVal)
+	}
+	d, _ := p.since(c.firstFINAt, rxStamp(in), p.cfg.Targets[e.target].Addr.Is6())
+	return d <= promptReply
+}
+
+// answers returns which transmission of our FIN (0 the first) the segment
+// in answers: by the TSecr it echoes when timestamps are on, else the
+// latest one sent at least the lowest RTT before it arrived. -1: none.
+func (c *tcb) answers(p *Prober, e *pending, in *inbound) int {
+	n := c.finRetries + 1
+	if c.ts && in.pkt.Options.Timestamps {
+		ecr := in.pkt.Options.TSEcr
+		for k := n - 1; k >= 0; k-- {
+			if !seqLT(ecr, c.finTxs[k].tsval) {
+				return k
+			}
+		}
+		return -1
+	}
+	v6 := p.cfg.Targets[e.target].Addr.Is6()
+	for k := n - 1; k > 0; k-- {
+		if d, _ := p.since(c.finTxs[k].at, rxStamp(in), v6); d >= c.minRTT {
+			return k
+		}
+	}
+	return 0
+}
+
+// replyDelay estimates how long after our FIN reached the peer the
+// segment in left it: its arrival, less the send time of the FIN
+// transmission it answers, less the lowest RTT seen. An upper bound when
+// the path's delay varies.
+func (p *Prober) replyDelay(e *pending, in *inbound) time.Duration {
+	c := e.c
+	k := max(c.answers(p, e, in), 0)
+	d, _ := p.since(c.finTxs[k].at, rxStamp(in), p.cfg.Targets[e.target].Addr.Is6())
+	return d - c.minRTT
+}
+
+// judge returns the close pattern the evidence shows, another it does not
+// rule out (CloseNone if none), and a note on what was inferred.
+func (c *tcb) judge(p *Prober) (pat, alt ClosePattern, note string) {
+	if c.peerFirst {
+		return ClosePeerFirst, CloseNone, ""
+	}
+	if !c.finKnown {
+		return CloseNoFIN, CloseNone, ""
+	}
+	fin := c.peerFINSeq
+	switch {
+	case c.pureAckSet && !seqLT(fin, c.pureAckMin):
+		return Close4Way, CloseNone, ""
+	case c.finNotAcked || c.notAckSet && seqLT(fin, c.notAckHi):
+		return CloseSimultaneous, CloseNone, ""
+	case c.dataAckSet && !seqLT(fin, c.dataAckMin):
+		return Close4Way, CloseNone, note4WayData
+	case c.firstFIN == 1 && c.firstFINDly > promptReply:
+		return Close3Way, Close4Way, noteLateFIN
+	case c.firstFIN == 1:
+		return Close3Way, CloseNone, ""
+	case c.firstPure == 1:
+		return CloseSimultaneous, CloseNone, noteFINBeforeOurs
+	}
+	return Close3Way, CloseSimultaneous, noteFirstFINLost
+}
+
+// updatePeer sets the peer's state, for the trace, from what is known so
+// far; our own segments are assumed to arrive.
+func (p *Prober) updatePeer(c *tcb) {
+	if c.us < Established || c.us > TimeWait {
+		return
+	}
+	c.peer = c.peerState(p)
+}
+
+func (c *tcb) peerState(p *Prober) TCPState {
+	switch {
+	case !c.finKnown && !c.finSent:
+		return Established
+	case !c.finKnown:
+		return CloseWait
+	case c.peerFirst, !c.finSent:
+		// Its FIN went first.
+		switch {
+		case c.finSent:
+			return TimeWait
+		case c.ackedPeerFIN:
+			return FinWait2
+		}
+		return FinWait1
+	}
+	if pat, _, _ := c.judge(p); pat == CloseSimultaneous {
+		if c.ackedPeerFIN {
+			return TimeWait
+		}
+		return Closing
+	}
+	if c.ackedPeerFIN {
+		return Closed
+	}
+	return LastAck
+}
+
+// afterOurFIN returns the payload bytes the peer sent after it had our
+// FIN: from the lowest position at which it acknowledged our FIN to the
+// end of what arrived in order.
+func (c *tcb) afterOurFIN() int {
+	if !c.ackStartSet {
+		return 0
+	}
+	end := c.irs + 1 + uint32(c.peerBytes)
+	if !seqLT(c.ackStart, end) {
+		return 0
+	}
+	return int(min(end-c.ackStart, uint32(c.peerBytes)))
+}
