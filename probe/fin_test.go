@@ -24,7 +24,7 @@ type peer struct {
 	// Options of its SYN-ACK (nil: none); with Timestamps, every later
 	// segment carries TSval tsval (set by scripts) and echoes ours.
 	synOpts  *rawsock.SYNOptions
-	window   uint16 // 0: 65000
+	window   int // of its segments: 0 means 65000, -1 a zero window
 	tsval    uint32
 	tsRecent uint32
 }
@@ -75,10 +75,13 @@ func (pr *peer) seg(p *rawsock.Packet, flags rawsock.TCPFlags, seq uint32, paylo
 }
 
 func (pr *peer) win() uint16 {
-	if pr.window == 0 {
+	switch {
+	case pr.window == 0:
 		return 65000
+	case pr.window < 0:
+		return 0
 	}
-	return pr.window
+	return uint16(pr.window)
 }
 
 // send builds the peer's next segment and advances its sequence number.
