@@ -62,7 +62,10 @@ type CloseReport struct {
 	// inferred.
 	Alternative ClosePattern
 	Note        string
-	// AckTime: our FIN -> the peer's acknowledgement of it.
+	// AckTime: our FIN -> the peer's acknowledgement of it, from the
+	// transmission of our FIN that the acknowledgement answers (by the
+	// TSecr it echoes; without timestamps, the latest sent at least the
+	// lowest RTT before it arrived).
 	AckTime time.Duration
 	HasAck  bool
 	// FinTime: our FIN -> the peer's FIN; for ClosePeerFirst, the end of

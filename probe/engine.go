@@ -602,6 +602,13 @@ func (p *Prober) timer(i int, now time.Time) {
 	e := &p.tab.e[i]
 	switch e.state {
 	case stateSynSent:
+		if p.cfg.Mode != ModeRST {
+			// The SYN may have arrived and its SYN-ACKs been lost: a RST
+			// at our ISN+1 frees the server's half-open connection, which
+			// the RST guard keeps our kernel from doing (rst mode needs
+			// no guard, so the kernel answers a late SYN-ACK itself).
+			p.sendSeg(e, rawsock.FlagRst, e.isn+1, 0, nil, "")
+		}
 		ev := p.tab.e[i]
 		r := p.begin(&ev)
 		r.State, r.Reason = StateFiltered, ReasonTimeout

@@ -69,10 +69,9 @@ func (c *tcb) observe(p *Prober, e *pending, in *inbound) string {
 	acked := c.finSent && !seqLT(pkt.Ack, c.finSeq+1)
 	firstTx := !c.hiSet || !seqLT(start, c.hiPos)
 	note := ""
-	ackAt := func(pos uint32) {
-		if !c.ackStartSet || seqLT(pos, c.ackStart) {
-			c.ackStart, c.ackStartSet = pos, true
-		}
+	if !acked && (!c.notAckSet || seqLT(c.notAckEnd, end)) {
+		// Sent before our FIN reached the peer, whatever its arrival.
+		c.notAckEnd, c.notAckSet = end, true
 	}
 	switch {
 	case fin:
@@ -81,17 +80,10 @@ func (c *tcb) observe(p *Prober, e *pending, in *inbound) string {
 			c.finKnown, c.peerFINSeq = true, pos
 		}
 		switch {
-		case !acked:
-			c.finNotAcked = true
-		case c.finSeen:
+		case !acked || c.finSeen:
 		case !c.hiSet || !seqLT(pos, c.hiPos):
 			// Nothing from past its FIN came before: taken for the
 			// FIN's first transmission.
-			if firstTx {
-				ackAt(start)
-			} else {
-				ackAt(pos)
-			}
 			c.firstFIN = 1
 			c.firstFINDly = p.replyDelay(e, in)
 			c.firstFINAt = rxStamp(in)
@@ -104,18 +96,11 @@ func (c *tcb) observe(p *Prober, e *pending, in *inbound) string {
 		if !c.pureAckSet {
 			c.firstPure = int8(c.answers(p, e, in) + 1)
 		}
-		ackAt(start)
 		if !c.pureAckSet || seqLT(start, c.pureAckMin) {
 			c.pureAckMin = start
 		}
 		c.pureAckSet = true
-	case n == 0:
-		if !c.notAckSet || seqLT(c.notAckHi, start) {
-			c.notAckHi = start
-		}
-		c.notAckSet = true
 	case acked && c.firstSent(p, e, in, firstTx):
-		ackAt(start)
 		if !c.dataAckSet || seqLT(end, c.dataAckMin) {
 			c.dataAckMin = end
 		}
@@ -192,7 +177,9 @@ func (c *tcb) judge(p *Prober) (pat, alt ClosePattern, note string) {
 	switch {
 	case c.pureAckSet && !seqLT(fin, c.pureAckMin):
 		return Close4Way, CloseNone, ""
-	case c.finNotAcked || c.notAckSet && seqLT(fin, c.notAckHi):
+	case c.notAckSet && seqLT(fin, c.notAckEnd):
+		// Its FIN, or something it sent after it, did not acknowledge
+		// ours.
 		return CloseSimultaneous, CloseNone, ""
 	case c.dataAckSet && !seqLT(fin, c.dataAckMin):
 		return Close4Way, CloseNone, note4WayData
@@ -244,15 +231,25 @@ func (c *tcb) peerState(p *Prober) TCPState {
 }
 
 // afterOurFIN returns the payload bytes the peer sent after it had our
-// FIN: from the lowest position at which it acknowledged our FIN to the
-// end of what arrived in order.
+// FIN: what arrived in order past its position when our FIN reached it.
+// That position is the seq of its first pure ACK of our FIN when there is
+// one, else the end of the last thing it sent without acknowledging our
+// FIN (a byte retransmitted with a current ACK field is no proof it was
+// first sent after our FIN arrived).
 func (c *tcb) afterOurFIN() int {
-	if !c.ackStartSet {
+	if !c.finAcked {
 		return 0
+	}
+	pos := c.irs + 1
+	switch {
+	case c.pureAckSet:
+		pos = c.pureAckMin
+	case c.notAckSet && seqLT(pos, c.notAckEnd):
+		pos = c.notAckEnd
 	}
 	end := c.irs + 1 + uint32(c.peerBytes)
-	if !seqLT(c.ackStart, end) {
+	if !seqLT(pos, end) {
 		return 0
 	}
-	return int(min(end-c.ackStart, uint32(c.peerBytes)))
+	return int(min(end-pos, uint32(c.peerBytes)))
 }

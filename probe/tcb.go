@@ -137,6 +137,7 @@ type tcb struct {
 	finTxs            [maxFINRetries + 1]finTx
 	finRetries        int
 	finAt, finAckAt   stamp
+	finAckOf          stamp // the transmission of our FIN that the first ACK of it answers
 	finDeadline       time.Time
 	peerFirst         bool // we had the peer's FIN when we sent ours
 
@@ -154,16 +155,13 @@ type tcb struct {
 	firstFINAt   stamp  // its arrival
 	firstFINTS   uint32 // its TSval
 	firstFINTSOK bool
-	finNotAcked  bool // evidence that its FIN went out before ours reached it
 	pureAckSet   bool
 	pureAckMin   uint32 // lowest seq of a pure ACK that acknowledged our FIN
 	firstPure    int8   // of the first such ACK: which of our FIN transmissions it answers, +1 (0 unknown)
 	dataAckSet   bool
 	dataAckMin   uint32 // lowest end of a first-transmission data segment that acknowledged our FIN
-	ackStart     uint32 // lowest position at which the peer acknowledged our FIN
-	ackStartSet  bool
 	notAckSet    bool
-	notAckHi     uint32 // highest seq of a pure ACK that did not acknowledge our FIN
+	notAckEnd    uint32 // highest end of a segment that did not acknowledge our FIN
 	reportAt     time.Time
 	reportTrace  int // trace index of the segment that decided, -1 if none
 
@@ -832,6 +830,7 @@ func (p *Prober) processACK(e *pending, in *inbound, segLen int) {
 		}
 		if c.finSent && !c.finAcked && !seqLT(pkt.Ack, c.finSeq+1) {
 			c.finAcked, c.finAckAt = true, rxStamp(in)
+			c.finAckOf = c.finTxs[max(c.answers(p, e, in), 0)].at
 		}
 	} else if pkt.Ack == c.sndUna && segLen == 0 && c.sndUna != c.sndMax && c.data != nil &&
 		seqLT(c.sndUna, c.dataEnd) && uint32(pkt.Window)<<max(c.peerWS, 0) == c.peerWnd {
@@ -1031,7 +1030,7 @@ func (p *Prober) finishConn(i int, pat, alt ClosePattern, note string, timeWait 
 	}
 	var k bool
 	if c.finAcked {
-		cr.AckTime, k = p.since(c.finAt, c.finAckAt, v6)
+		cr.AckTime, k = p.since(c.finAckOf, c.finAckAt, v6)
 		cr.HasAck, cr.Kernel = true, cr.Kernel && k
 	}
 	if c.peerFIN {
