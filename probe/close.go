@@ -52,16 +52,36 @@ func ClosePatterns() []ClosePattern {
 	return []ClosePattern{Close3Way, Close4Way, ClosePeerFirst, CloseSimultaneous, CloseRST, CloseNoFIN, CloseNoACK, CloseZeroWindow}
 }
 
+// PatternSet is a set of close patterns.
+type PatternSet uint16
+
+// Add returns s with pat in it.
+func (s PatternSet) Add(pat ClosePattern) PatternSet { return s | 1<<pat }
+
+// Has reports whether pat is in s.
+func (s PatternSet) Has(pat ClosePattern) bool { return s&(1<<pat) != 0 }
+
+// Patterns lists s in report order.
+func (s PatternSet) Patterns() []ClosePattern {
+	var out []ClosePattern
+	for _, p := range ClosePatterns() {
+		if s.Has(p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // CloseReport describes how a fin-mode probe's connection ended. Times are
 // kernel-stamped when Kernel is true.
 type CloseReport struct {
 	Pattern ClosePattern
-	// Alternative is another pattern the evidence does not rule out,
-	// because a segment was lost that would have told them apart
-	// (CloseNone when the pattern is certain). Note says what was
-	// inferred.
-	Alternative ClosePattern
-	Note        string
+	// Alternatives are the other patterns the evidence does not rule
+	// out, because a segment was lost that would have told them apart
+	// (empty when the pattern is certain); Pattern is the explanation
+	// that needs the fewest losses. Note says what was inferred.
+	Alternatives PatternSet
+	Note         string
 	// AckTime: our FIN -> the peer's acknowledgement of it, from the
 	// transmission of our FIN that the acknowledgement answers (by the
 	// TSecr it echoes; without timestamps, the latest sent at least the

@@ -27,7 +27,7 @@ import (
 //   - 3-way: the FIN acknowledged ours and nothing acknowledged ours
 //     before it.
 //
-// What loss hides is said, not guessed silently (CloseReport.Alternative
+// What loss hides is said, not guessed silently (CloseReport.Alternatives
 // and Note):
 //
 //   - The first FIN we see may be a retransmission: when a segment sent
@@ -41,18 +41,22 @@ import (
 //   - A pure ACK has no sequence number of its own: when it is lost,
 //     nothing in the sequence space shows it. A FIN that acknowledges ours
 //     is 3-way, but when it left more than promptReply after our FIN
-//     reached the peer, a separate ACK before it may have been lost: 4-way
-//     is the alternative.
+//     reached the peer, or when other segments of the connection were
+//     lost, a separate ACK before it may have been lost: 4-way is the
+//     alternative. When it left late, it may also be the retransmission
+//     of a lost FIN that left before ours arrived: simultaneous too.
 //   - A 3-way verdict waits a moment (a quarter of the RTT, 1 to 10 ms)
 //     before it is reported, so that a separate ACK reordered behind the
 //     FIN still counts.
 
 // Close notes (CloseReport.Note).
 const (
-	noteLateFIN       = "its FIN acknowledged ours, but left long after ours reached it: a separate ACK before it may have been lost (4-way)"
-	noteFirstFINLost  = "its first FIN was lost (a segment sent after it arrived first): 3-way if that FIN acknowledged ours, simultaneous if it left before ours arrived"
-	noteFINBeforeOurs = "its first FIN was lost; its ACK of our first FIN came from past its FIN: its FIN left before ours arrived"
-	note4WayData      = "its data acknowledged our FIN before its FIN"
+	noteLateFIN           = "its FIN acknowledged ours but left more than 1 ms after ours reached it: a separate ACK before it (4-way) may have been lost, or it is the retransmission of a lost FIN that left before ours arrived (simultaneous)"
+	noteFirstFINLost      = "its first FIN was lost (a segment sent after it arrived first): 3-way if that FIN acknowledged ours, simultaneous if it left before ours arrived, 4-way if an ACK before it was lost too"
+	noteLossSeen          = "segments were lost on this connection: a separate ACK before its FIN (4-way) may have been lost too"
+	noteDataBeforeFINLost = "the data it sent before its FIN was lost: whether it acknowledged our FIN (4-way) is unknown"
+	noteFINBeforeOurs     = "its first FIN was lost; its ACK of our first FIN came from past its FIN: its FIN left before ours arrived"
+	note4WayData          = "its data acknowledged our FIN before its FIN"
 )
 
 // observe records what an acceptable segment from the peer tells about the
@@ -88,6 +92,7 @@ func (c *tcb) observe(p *Prober, e *pending, in *inbound) string {
 			c.firstFINDly = p.replyDelay(e, in)
 			c.firstFINAt = rxStamp(in)
 			c.firstFINTS, c.firstFINTSOK = pkt.Options.TSVal, pkt.Options.Timestamps
+			c.finSegStart = start
 		default:
 			note = noteFINRetransLost
 		}
@@ -115,7 +120,7 @@ func (c *tcb) observe(p *Prober, e *pending, in *inbound) string {
 // firstSent reports whether a data segment is taken for a first
 // transmission: it starts at or beyond everything seen before it
 // (firstTx), or, when the FIN came first, it left no later than the FIN
-// by their TSvals, or (without timestamps) it arrived within promptReply
+// by their TSvals, or (without timestamps) it arrived within reorderWindow
 // of the FIN: reordered, since a retransmission waits at least an RTO.
 func (c *tcb) firstSent(p *Prober, e *pending, in *inbound, firstTx bool) bool {
 	switch {
@@ -127,7 +132,7 @@ func (c *tcb) firstSent(p *Prober, e *pending, in *inbound, firstTx bool) bool {
 		return !seqLT(c.firstFINTS, in.pkt.Options.TSVal)
 	}
 	d, _ := p.since(c.firstFINAt, rxStamp(in), p.cfg.Targets[e.target].Addr.Is6())
-	return d <= promptReply
+	return d <= reorderWindow
 }
 
 // answers returns which transmission of our FIN (0 the first) the segment
@@ -164,33 +169,58 @@ func (p *Prober) replyDelay(e *pending, in *inbound) time.Duration {
 	return d - c.minRTT
 }
 
-// judge returns the close pattern the evidence shows, another it does not
-// rule out (CloseNone if none), and a note on what was inferred.
-func (c *tcb) judge(p *Prober) (pat, alt ClosePattern, note string) {
+// judge returns the close pattern the evidence shows, the others it does
+// not rule out, and a note on what was inferred.
+func (c *tcb) judge(p *Prober) (ClosePattern, PatternSet, string) {
 	if c.peerFirst {
-		return ClosePeerFirst, CloseNone, ""
+		return ClosePeerFirst, 0, ""
 	}
 	if !c.finKnown {
-		return CloseNoFIN, CloseNone, ""
+		return CloseNoFIN, 0, ""
 	}
 	fin := c.peerFINSeq
 	switch {
 	case c.pureAckSet && !seqLT(fin, c.pureAckMin):
-		return Close4Way, CloseNone, ""
+		return Close4Way, 0, ""
 	case c.notAckSet && seqLT(fin, c.notAckEnd):
 		// Its FIN, or something it sent after it, did not acknowledge
 		// ours.
-		return CloseSimultaneous, CloseNone, ""
+		return CloseSimultaneous, 0, ""
 	case c.dataAckSet && !seqLT(fin, c.dataAckMin):
-		return Close4Way, CloseNone, note4WayData
-	case c.firstFIN == 1 && c.firstFINDly > promptReply:
-		return Close3Way, Close4Way, noteLateFIN
+		return Close4Way, 0, note4WayData
 	case c.firstFIN == 1:
-		return Close3Way, CloseNone, ""
+		var alts PatternSet
+		note := ""
+		if c.gapBeforeFIN() {
+			alts, note = alts.Add(Close4Way), noteDataBeforeFINLost
+		}
+		why := ""
+		switch {
+		case c.firstFINDly > promptReply:
+			// Late enough to follow a lost ACK, or to be the
+			// retransmission of a lost FIN that left before ours
+			// arrived (whose ACK of our FIN was lost too).
+			alts, why = alts.Add(Close4Way).Add(CloseSimultaneous), noteLateFIN
+		case c.lossSeen:
+			alts, why = alts.Add(Close4Way), noteLossSeen
+		}
+		note = firstNote(note, why)
+		return Close3Way, alts, note
 	case c.firstPure == 1:
-		return CloseSimultaneous, CloseNone, noteFINBeforeOurs
+		return CloseSimultaneous, 0, noteFINBeforeOurs
 	}
-	return Close3Way, CloseSimultaneous, noteFirstFINLost
+	return Close3Way, PatternSet(0).Add(CloseSimultaneous).Add(Close4Way), noteFirstFINLost
+}
+
+// gapBeforeFIN reports whether bytes the peer sent before the segment
+// carrying its FIN were never seen as first sent: whether they
+// acknowledged our FIN (a 4-way close) is unknown.
+func (c *tcb) gapBeforeFIN() bool {
+	known := c.irs + 1
+	if c.notAckSet && seqLT(known, c.notAckEnd) {
+		known = c.notAckEnd
+	}
+	return seqLT(known, c.finSegStart)
 }
 
 // updatePeer sets the peer's state, for the trace, from what is known so

@@ -12,6 +12,14 @@ import (
 
 var peerTS = &rawsock.SYNOptions{MSS: 1460, WScale: -1, Timestamps: true, TSVal: 1000}
 
+func alts(pats ...probe.ClosePattern) probe.PatternSet {
+	var s probe.PatternSet
+	for _, p := range pats {
+		s = s.Add(p)
+	}
+	return s
+}
+
 // finCount counts our FINs the peer has seen, p included.
 func finCount(pr *peer) int {
 	n := 0
@@ -65,7 +73,7 @@ func TestCloseUnderLoss(t *testing.T) {
 					return []probetest.Reply{pr.send(p, rawsock.FlagAck, nil, ack), fin}
 				})
 				r, c, _ := runFIN(t, pr, probe.Config{})
-				if c.Pattern != probe.Close3Way || c.Alternative != probe.CloseSimultaneous || c.FinRetransmits != 1 ||
+				if c.Pattern != probe.Close3Way || c.Alternatives != alts(probe.CloseSimultaneous, probe.Close4Way) || c.FinRetransmits != 1 ||
 					!strings.Contains(c.Note, "first FIN was lost") {
 					t.Errorf("close %+v", c)
 				}
@@ -104,7 +112,7 @@ func TestCloseUnderLoss(t *testing.T) {
 				// With timestamps, its ACK echoes our first FIN: certain.
 				// Without, the ACK came one RTT after our only FIN:
 				// certain too.
-				if c.Pattern != probe.CloseSimultaneous || c.Alternative != probe.CloseNone || !strings.Contains(c.Note, "left before ours arrived") {
+				if c.Pattern != probe.CloseSimultaneous || c.Alternatives != 0 || !strings.Contains(c.Note, "left before ours arrived") {
 					t.Errorf("close %+v", c)
 				}
 			})
@@ -118,7 +126,7 @@ func TestCloseUnderLoss(t *testing.T) {
 					return []probetest.Reply{pr.send(p, rawsock.FlagFin|rawsock.FlagAck, nil, 50*time.Millisecond)}
 				})
 				_, c, _ := runFIN(t, pr, probe.Config{})
-				if c.Pattern != probe.Close3Way || c.Alternative != probe.Close4Way || !strings.Contains(c.Note, "separate ACK") {
+				if c.Pattern != probe.Close3Way || c.Alternatives != alts(probe.Close4Way, probe.CloseSimultaneous) || !strings.Contains(c.Note, "separate ACK") {
 					t.Errorf("close %+v", c)
 				}
 			})
@@ -133,7 +141,7 @@ func TestCloseUnderLoss(t *testing.T) {
 					return []probetest.Reply{f, a}
 				})
 				_, c, _ := runFIN(t, pr, probe.Config{})
-				if c.Pattern != probe.Close4Way || c.Alternative != probe.CloseNone {
+				if c.Pattern != probe.Close4Way || c.Alternatives != 0 {
 					t.Errorf("close %+v", c)
 				}
 			})
@@ -150,7 +158,33 @@ func TestCloseUnderLoss(t *testing.T) {
 					return []probetest.Reply{a, {Packet: pr.seg(p, rawsock.FlagFin|rawsock.FlagAck, pr.sndNxt-1, nil), After: 300 * time.Millisecond}}
 				})
 				_, c, _ := runFIN(t, pr, probe.Config{})
-				if c.Pattern != probe.Close4Way || c.Alternative != probe.CloseNone {
+				if c.Pattern != probe.Close4Way || c.Alternatives != 0 {
+					t.Errorf("close %+v", c)
+				}
+			})
+			t.Run("4-way, its data lost before its FIN", func(t *testing.T) {
+				pr := newPeer(func(pr *peer, p *rawsock.Packet) []probetest.Reply {
+					if !isFIN(p) {
+						if p.Ack == pr.sndNxt-1 && p.PayloadLen == 0 && pr.sndNxt != peerISN+1 {
+							// Its data is in, its FIN not: sent again.
+							pr.tsval += 200
+							return []probetest.Reply{{Packet: pr.seg(p, rawsock.FlagFin|rawsock.FlagAck, pr.sndNxt-1, nil), After: ack}}
+						}
+						return nil
+					}
+					pr.takes(p)
+					pr.tsval += 10
+					pr.send(p, rawsock.FlagPsh|rawsock.FlagAck, make([]byte, 3000), ack) // lost
+					fin := pr.send(p, rawsock.FlagFin|rawsock.FlagAck, nil, 2*ack)
+					pr.tsval += 300
+					again := probetest.Reply{Packet: pr.seg(p, rawsock.FlagPsh|rawsock.FlagAck, peerISN+1, make([]byte, 3000)), After: 300 * time.Millisecond}
+					return []probetest.Reply{fin, again}
+				})
+				_, c, _ := runFIN(t, pr, probe.Config{})
+				// The data's first transmission is what would have shown
+				// whether it acknowledged our FIN: flagged.
+				if c.Pattern != probe.Close3Way || c.Alternatives != alts(probe.Close4Way) || !strings.Contains(c.Note, "data it sent before its FIN was lost") ||
+					c.PeerBytes != 3000 || c.PeerDataBytes != 3000 {
 					t.Errorf("close %+v", c)
 				}
 			})
@@ -173,7 +207,7 @@ func TestCloseUnderLoss(t *testing.T) {
 				// sent ours without having it: the FINs crossed. The
 				// retransmitted banner acknowledges our FIN but is no
 				// evidence of a 4-way close, nor data after our FIN.
-				if c.Pattern != probe.CloseSimultaneous || c.Alternative != probe.CloseNone || c.PeerBytes != 11 || c.PeerDataBytes != 0 {
+				if c.Pattern != probe.CloseSimultaneous || c.Alternatives != 0 || c.PeerBytes != 11 || c.PeerDataBytes != 0 {
 					t.Errorf("close %+v", c)
 				}
 			})

@@ -28,7 +28,7 @@ type Stats struct {
 	FinRetransmits  int
 	LateFINs        int // FINs retransmitted after the exchange: our last ACK was lost
 	SendErrors      int // segments of connections the kernel refused
-	Uncertain       int // close reports with an Alternative
+	Uncertain       int // close reports with Alternatives
 
 	n        int
 	mean, m2 float64 // Welford's running mean and sum of squares, in ns
@@ -67,7 +67,7 @@ func (s *Stats) Add(r *Result) {
 		s.PeerRetransmits += c.PeerRetransmits
 		s.FinRetransmits += c.FinRetransmits
 		s.SendErrors += c.SendErrors
-		if c.Alternative != CloseNone {
+		if c.Alternatives != 0 {
 			s.Uncertain++
 		}
 	}

@@ -41,10 +41,16 @@ const (
 	// connection, as Linux's net.ipv4.tcp_invalid_ratelimit does.
 	challengeInterval = 500 * time.Millisecond
 
-	// promptReply: a peer that acknowledges our FIN with its own FIN later
-	// than this after ours reached it may have sent a separate ACK first
-	// that was lost (see judge).
-	promptReply = 10 * time.Millisecond
+	// promptReply: a peer whose FIN acknowledges ours but left later than
+	// this after ours reached it may have sent a separate ACK first that
+	// was lost: Linux acknowledges a FIN within a jiffy (1 to 4 ms) when
+	// it has received no data, and the application may close just after
+	// (see judge).
+	promptReply = time.Millisecond
+	// reorderWindow: a data segment that arrives this soon after the
+	// peer's FIN, when timestamps cannot tell, was reordered rather than
+	// sent again (a retransmission waits at least an RTO).
+	reorderWindow = 10 * time.Millisecond
 
 	tsOptLen = 12 // NOP, NOP, timestamps
 )
@@ -62,6 +68,7 @@ const (
 	noteChallengeLimit = "challenge ack rate-limited"
 	noteSendFailed     = "send failed"
 	noteAbort          = "abort"
+	noteNoACKLossy     = "no ACK of our FIN arrived, but segments were lost on this connection before: the peer may have acknowledged it (no-fin)"
 	noteOurFINLost     = "lost, or the answer to it was"
 
 	noteBadSYN       = "ignored: SYN in a synchronized state (RFC 5961: challenge ack)"
@@ -155,6 +162,7 @@ type tcb struct {
 	firstFINAt   stamp  // its arrival
 	firstFINTS   uint32 // its TSval
 	firstFINTSOK bool
+	finSegStart  uint32 // where the segment carrying it starts
 	pureAckSet   bool
 	pureAckMin   uint32 // lowest seq of a pure ACK that acknowledged our FIN
 	firstPure    int8   // of the first such ACK: which of our FIN transmissions it answers, +1 (0 unknown)
@@ -167,6 +175,137 @@ type tcb struct {
 
 	peerBytes             int
 	peerRetrans, outOrder int
+	lossSeen              bool // something on this connection was lost or sent again
+	lossBeforeFIN         bool // ... before our FIN
+
+	// What arrived beyond a gap: sequence ranges only (nothing is
+	// delivered, so no payload is kept), most recent first, for SACK
+	// blocks (RFC 2018) and to move rcvNxt once the gap fills.
+	sack bool // negotiated
+	ooo  [maxOOO]oooRange
+	nooo int
+}
+
+// maxOOO bounds the out-of-order ranges kept; SACK blocks fit 3 of them
+// beside the timestamps option.
+const maxOOO = 4
+
+type oooRange struct {
+	start, end uint32 // end includes the FIN
+	fin        bool
+	finAt      stamp
+}
+
+// Results of tcb.receive.
+const (
+	rcvNew = iota // new bytes in order
+	rcvFIN        // and the peer's FIN with them
+	rcvGap        // beyond a gap: kept as a range
+	rcvOld        // nothing new: a retransmission
+)
+
+// receive takes a segment's sequence space [seq, seq+n) (n includes the
+// FIN) into rcvNxt or the out-of-order ranges, counts the new in-order
+// bytes and reports what it was.
+func (c *tcb) receive(seq, n uint32, fin bool, at stamp) int {
+	end := seq + n
+	if !seqLT(c.rcvNxt, end) {
+		return rcvOld
+	}
+	if seqLT(c.rcvNxt, seq) {
+		for i := 0; i < c.nooo; i++ {
+			if r := &c.ooo[i]; !seqLT(seq, r.start) && !seqLT(r.end, end) {
+				return rcvOld // all of it held already
+			}
+		}
+		c.addRange(seq, end, fin, at)
+		return rcvGap
+	}
+	gotFIN := c.advance(end, fin, at)
+	// Ranges the gap's filling reaches.
+	for moved := true; moved; {
+		moved = false
+		for i := 0; i < c.nooo; i++ {
+			r := c.ooo[i]
+			if !seqLT(c.rcvNxt, r.start) {
+				if seqLT(c.rcvNxt, r.end) {
+					gotFIN = c.advance(r.end, r.fin, r.finAt) || gotFIN
+				}
+				copy(c.ooo[i:], c.ooo[i+1:c.nooo])
+				c.nooo--
+				moved = true
+				break
+			}
+		}
+	}
+	if gotFIN {
+		return rcvFIN
+	}
+	return rcvNew
+}
+
+// advance moves rcvNxt to end, counting payload bytes; fin: end includes
+// the peer's FIN. It reports whether the FIN was taken.
+func (c *tcb) advance(end uint32, fin bool, at stamp) bool {
+	if c.peerFIN {
+		return false
+	}
+	n := end - c.rcvNxt
+	if fin {
+		n--
+	}
+	c.peerBytes += int(n)
+	c.rcvNxt = end
+	if fin {
+		c.peerFIN, c.peerFINAt = true, at
+	}
+	return fin
+}
+
+// addRange keeps [start, end) as received beyond the gap, merged with the
+// ranges it touches, first in the list (RFC 2018: the most recent block
+// first). When the list is full the oldest range is forgotten.
+func (c *tcb) addRange(start, end uint32, fin bool, at stamp) {
+	r := oooRange{start: start, end: end, fin: fin, finAt: at}
+	for i := 0; i < c.nooo; {
+		o := c.ooo[i]
+		if seqLT(o.end, r.start) || seqLT(r.end, o.start) {
+			i++
+			continue
+		}
+		if seqLT(o.start, r.start) {
+			r.start = o.start
+		}
+		if seqLT(r.end, o.end) {
+			r.end = o.end
+		}
+		if o.fin {
+			r.fin, r.finAt = true, o.finAt
+		}
+		copy(c.ooo[i:], c.ooo[i+1:c.nooo])
+		c.nooo--
+	}
+	if c.nooo == maxOOO {
+		c.nooo--
+	}
+	copy(c.ooo[1:c.nooo+1], c.ooo[:c.nooo])
+	c.ooo[0] = r
+	c.nooo++
+}
+
+// sackBlocks writes NOP, NOP and a SACK option with as many ranges as fit
+// in b and returns its length.
+func (c *tcb) sackBlocks(b []byte) int {
+	n := min(c.nooo, (len(b)-4)/8)
+	if n <= 0 {
+		return 0
+	}
+	b[0], b[1], b[2], b[3] = 1, 1, 5, byte(2+8*n)
+	for i := range n {
+		binary.BigEndian.PutUint32(b[4+8*i:], c.ooo[i].start)
+		binary.BigEndian.PutUint32(b[8+8*i:], c.ooo[i].end)
+	}
+	return 4 + 8*n
 }
 
 type traceRec struct {
@@ -241,7 +380,7 @@ func (p *Prober) sendSeg(e *pending, flags rawsock.TCPFlags, seq, ack uint32, pa
 	t := &p.cfg.Targets[e.target]
 	now := p.cfg.Now()
 	c := e.c
-	var ob [tsOptLen]byte
+	var ob [rawsock.MaxOptionsSize]byte
 	on := 0
 	var win uint16
 	tsval := p.tsval(now)
@@ -255,6 +394,9 @@ func (p *Prober) sendSeg(e *pending, flags rawsock.TCPFlags, seq, ack uint32, pa
 			binary.BigEndian.PutUint32(ob[4:], tsval)
 			binary.BigEndian.PutUint32(ob[8:], c.tsRecent)
 			on = tsOptLen
+		}
+		if c != nil && c.sack && c.nooo > 0 && len(payload) == 0 {
+			on += c.sackBlocks(ob[on:])
 		}
 	}
 	id := p.nextID
@@ -352,10 +494,13 @@ func (p *Prober) established(i int, in *inbound, rtt time.Duration, rttOK bool) 
 	c.peerWnd = uint32(pkt.Window) // never scaled in a SYN-ACK
 	c.maxPeerWnd = c.peerWnd
 	c.ts = ours != nil && ours.Timestamps && pkt.Options.Timestamps
+	c.sack = ours != nil && ours.SACKPermitted && pkt.Options.SACKPermitted
 	c.tsRecent = pkt.Options.TSVal
 	c.rto = unmeasuredRTO
 	if rttOK {
 		c.rttSample(rtt)
+	} else {
+		c.lossSeen = true // the SYN-ACK may have been sent again
 	}
 	c.dataEnd = e.isn + 1
 
@@ -519,6 +664,7 @@ func (p *Prober) output(i int) {
 		}
 		if retrans {
 			c.dataRetrans++
+			c.lossSeen = true
 		} else {
 			if off == 0 {
 				c.dataSent = st
@@ -569,6 +715,7 @@ func (p *Prober) sendFIN(i int) {
 	c.sndNxt++
 	c.sndMax = seqMax(c.sndMax, c.sndNxt)
 	c.finSent = true
+	c.lossBeforeFIN = c.lossSeen
 	st, _ := p.sendSeg(e, rawsock.FlagFin|rawsock.FlagAck, c.finSeq, c.rcvNxt, nil, "")
 	c.finAt = st
 	c.finTxs[0] = finTx{at: st, tsval: c.lastTSval, trace: len(c.trace) - 1}
@@ -586,6 +733,7 @@ func (p *Prober) resendFIN(i int) {
 	e := &p.tab.e[i]
 	c := e.c
 	c.finRetries++
+	c.lossSeen = true
 	c.rttTiming = false
 	st, _ := p.sendSeg(e, rawsock.FlagFin|rawsock.FlagAck, c.finSeq, c.rcvNxt, nil, noteRetransmission)
 	c.finTxs[c.finRetries] = finTx{at: st, tsval: c.lastTSval, trace: len(c.trace) - 1}
@@ -654,6 +802,7 @@ func (p *Prober) segment(i int, in *inbound) {
 		if pkt.Flags&rawsock.FlagAck != 0 && pkt.Seq == c.irs && pkt.Ack == e.isn+1 && pkt.Flags&rawsock.FlagRst == 0 {
 			// The SYN-ACK again: our ACK was lost.
 			c.peerRetrans++
+			c.lossSeen = true
 			p.recordIn(e, in, noteSYNACKRetrax)
 			p.sendACK(e, "")
 			return
@@ -666,7 +815,7 @@ func (p *Prober) segment(i int, in *inbound) {
 		case pkt.Seq == c.rcvNxt:
 			c.us, c.peer = Closed, Closed
 			c.recordIn(e, in, "")
-			p.finishConn(i, CloseRST, CloseNone, "", false)
+			p.finishConn(i, CloseRST, 0, "", false)
 		case p.inWindow(c, pkt.Seq):
 			p.recordIn(e, in, noteRSTInWindow)
 			p.challengeACK(e, now)
@@ -710,26 +859,21 @@ func (p *Prober) segment(i int, in *inbound) {
 	// and answered with a duplicate ACK; an old one is acknowledged again.
 	newFIN, gap := false, false
 	if segLen > 0 {
-		ahead := int32(pkt.Seq - c.rcvNxt)
-		switch {
-		case ahead > 0:
+		switch c.receive(pkt.Seq, uint32(segLen), fin, rxStamp(in)) {
+		case rcvGap:
 			gap = true
+			c.lossSeen = true
 			c.outOrder++
 			note = firstNote(note, noteOutOfOrder)
-		case int(-ahead) >= segLen:
+		case rcvOld:
+			c.lossSeen = true
 			c.peerRetrans++
 			note = firstNote(note, noteRetransmission)
-		default:
-			newBytes := max(pkt.PayloadLen-int(-ahead), 0)
-			c.rcvNxt += uint32(newBytes)
-			c.peerBytes += newBytes
-			if fin {
-				c.rcvNxt++
-				c.peerFIN, c.peerFINAt = true, rxStamp(in)
-				newFIN = true
-			}
+		case rcvFIN:
+			newFIN = true
 		}
 	} else if seqLT(c.rcvNxt, pkt.Seq) {
+		c.lossSeen = true
 		note = firstNote(note, noteSeqAhead)
 	}
 
@@ -765,7 +909,7 @@ func (p *Prober) segment(i int, in *inbound) {
 	p.recordIn(e, in, note)
 	switch {
 	case gap:
-		p.sendACK(e, noteDupACK)
+		p.sendACK(e, noteDupACK) // with SACK blocks when negotiated
 	case segLen > 0:
 		p.sendACK(e, "")
 	}
@@ -785,7 +929,7 @@ func (p *Prober) segment(i int, in *inbound) {
 	case next == stateTimeWait:
 		p.closed(i)
 	case next == stateFree:
-		p.finishConn(i, ClosePeerFirst, CloseNone, "", false)
+		p.finishConn(i, ClosePeerFirst, 0, "", false)
 	default:
 		e.state = next
 		p.output(i)
@@ -862,12 +1006,13 @@ func (p *Prober) fastRetransmit(e *pending) {
 	c.cwnd = max(c.cwnd/2, uint32(2*c.mss))
 	if _, err := p.sendSeg(e, rawsock.FlagPsh|rawsock.FlagAck, c.sndUna, c.rcvNxt, c.data[off:off+n], noteFastRetrans); err == nil {
 		c.dataRetrans++
+		c.lossSeen = true
 	}
 }
 
-// timeWaitSegment handles a segment after the exchange ended: a FIN again
-// means our last ACK was lost; while the report waits (reorder grace), a
-// late ACK still counts as evidence.
+// timeWaitSegment handles a segment after the exchange ended: a FIN or
+// data again means our last ACK was lost, and is acknowledged again; while
+// the report waits (reorder grace), a late ACK still counts as evidence.
 func (p *Prober) timeWaitSegment(i int, in *inbound) {
 	e := &p.tab.e[i]
 	c := e.c
@@ -878,8 +1023,13 @@ func (p *Prober) timeWaitSegment(i int, in *inbound) {
 	if !c.reportAt.IsZero() {
 		p.recordIn(e, in, c.observe(p, e, in))
 	}
-	if pkt.Flags&rawsock.FlagFin != 0 {
+	// Anything that takes sequence space is old now: our last ACK was
+	// lost. Acknowledge it again, so the peer can leave LAST_ACK.
+	switch {
+	case pkt.Flags&rawsock.FlagFin != 0:
 		p.stats[e.target].LateFINs++
+		p.sendACK(e, "")
+	case pkt.PayloadLen > 0:
 		p.sendACK(e, "")
 	}
 }
@@ -919,13 +1069,13 @@ func (p *Prober) connTimer(i int, now time.Time) {
 				pat, note = CloseZeroWindow, "the peer's window stayed closed"
 			}
 			p.reset(e)
-			p.finishConn(i, pat, CloseNone, note, false)
+			p.finishConn(i, pat, 0, note, false)
 			return
 		}
 		if !c.rtoAt.IsZero() && !now.Before(c.rtoAt) {
 			if c.dataRetries++; c.dataRetries > maxDataRetries {
 				p.reset(e)
-				p.finishConn(i, CloseNoACK, CloseNone, "the peer stopped acknowledging our data", false)
+				p.finishConn(i, CloseNoACK, 0, "the peer stopped acknowledging our data", false)
 				return
 			}
 			p.retransmit(i, now)
@@ -940,12 +1090,16 @@ func (p *Prober) connTimer(i int, now time.Time) {
 		p.rearm(i)
 	case stateFinWait1, stateClosing, stateLastAck:
 		if !now.Before(c.finDeadline) || (c.finRetries >= maxFINRetries && !c.rtoAt.IsZero() && !now.Before(c.rtoAt)) {
-			pat, alt, note := CloseNoACK, CloseNone, ""
-			switch e.state {
-			case stateLastAck:
+			pat, alt, note := CloseNoACK, PatternSet(0), ""
+			switch {
+			case e.state == stateLastAck:
 				pat = ClosePeerFirst
-			case stateClosing:
+			case e.state == stateClosing:
 				pat, alt, note = c.judge(p)
+			case c.lossBeforeFIN:
+				// The path lost segments before: every ACK of our FIN
+				// may have been lost as well.
+				alt, note = alt.Add(CloseNoFIN), noteNoACKLossy
 			}
 			p.reset(e)
 			p.finishConn(i, pat, alt, note, false)
@@ -962,7 +1116,7 @@ func (p *Prober) connTimer(i int, now time.Time) {
 			note = "its FIN came out of order and what came before it never did"
 		}
 		p.reset(e)
-		p.finishConn(i, CloseNoFIN, CloseNone, note, false)
+		p.finishConn(i, CloseNoFIN, 0, note, false)
 	case stateTimeWait:
 		if !c.reportAt.IsZero() && !now.Before(c.reportAt) {
 			c.reportAt = time.Time{}
@@ -999,9 +1153,9 @@ func (p *Prober) reset(e *pending) {
 }
 
 // finishConn reports probe i's connection, closed with pattern pat (alt:
-// another the evidence does not rule out; note: what was inferred), and
+// others the evidence does not rule out; note: what was inferred), and
 // either keeps it in TIME_WAIT for the rest of the run or forgets it.
-func (p *Prober) finishConn(i int, pat, alt ClosePattern, note string, timeWait bool) {
+func (p *Prober) finishConn(i int, pat ClosePattern, alt PatternSet, note string, timeWait bool) {
 	e := &p.tab.e[i]
 	c := e.c
 	v6 := p.cfg.Targets[e.target].Addr.Is6()
@@ -1011,7 +1165,7 @@ func (p *Prober) finishConn(i int, pat, alt ClosePattern, note string, timeWait 
 	cr := &p.close
 	*cr = CloseReport{
 		Pattern:         pat,
-		Alternative:     alt,
+		Alternatives:    alt,
 		Note:            note,
 		PeerDataBytes:   c.afterOurFIN(),
 		PeerBytes:       c.peerBytes,

@@ -33,6 +33,7 @@ type wireConn struct {
 	serverFINAck    uint32 // the ACK field of its first FIN
 	ackedBeforeFIN  bool   // a segment before its FIN acknowledged our FIN
 	serverAckedOurs bool
+	wire            []string // both captures, for failure messages
 }
 
 // pattern classifies the close by the definitions of docs/json.md, from
@@ -58,9 +59,12 @@ func (w *wireConn) pattern() string {
 	return ""
 }
 
-// judgeCaptures returns every connection of the captures, keyed by our
-// source port.
-func judgeCaptures(prober, target []netlab.CapturedPacket, ours ...netip.Addr) map[uint16]*wireConn {
+// connKey names a connection of a test: runs one after another may use
+// the same source port, to other servers.
+type connKey struct{ sport, server uint16 }
+
+// judgeCaptures returns every connection of the captures.
+func judgeCaptures(prober, target []netlab.CapturedPacket, ours ...netip.Addr) map[connKey]*wireConn {
 	isOurs := func(a netip.Addr) bool {
 		for _, o := range ours {
 			if a == o {
@@ -69,12 +73,13 @@ func judgeCaptures(prober, target []netlab.CapturedPacket, ours ...netip.Addr) m
 		}
 		return false
 	}
-	conns := map[uint16]*wireConn{}
-	get := func(port uint16) *wireConn {
-		w := conns[port]
+	conns := map[connKey]*wireConn{}
+	get := func(sport, server uint16) *wireConn {
+		k := connKey{sport, server}
+		w := conns[k]
 		if w == nil {
 			w = &wireConn{}
-			conns[port] = w
+			conns[k] = w
 		}
 		return w
 	}
@@ -84,14 +89,19 @@ func judgeCaptures(prober, target []netlab.CapturedPacket, ours ...netip.Addr) m
 			continue
 		}
 		if !isOurs(p.Src) {
+			if isOurs(p.Dst) {
+				w := get(p.DstPort, p.SrcPort)
+				w.wire = append(w.wire, fmt.Sprintf("prober %s in  %v seq %d ack %d len %d", cp.Time.Format("05.000000"), p.Flags, p.Seq, p.Ack, cp.Len))
+			}
 			if isOurs(p.Dst) && p.Flags&(rawsock.FlagSyn|rawsock.FlagAck) == rawsock.FlagSyn|rawsock.FlagAck {
-				if w := get(p.DstPort); w.synAckIn.IsZero() {
+				if w := get(p.DstPort, p.SrcPort); w.synAckIn.IsZero() {
 					w.synAckIn = cp.Time
 				}
 			}
 			continue
 		}
-		w := get(p.SrcPort)
+		w := get(p.SrcPort, p.DstPort)
+		w.wire = append(w.wire, fmt.Sprintf("prober %s out %v seq %d ack %d len %d", cp.Time.Format("05.000000"), p.Flags, p.Seq, p.Ack, cp.Len))
 		switch {
 		case p.Flags == rawsock.FlagSyn && w.syn.IsZero():
 			w.syn = cp.Time
@@ -108,15 +118,16 @@ func judgeCaptures(prober, target []netlab.CapturedPacket, ours ...netip.Addr) m
 		}
 		if isOurs(p.Src) {
 			if p.Flags&rawsock.FlagRst != 0 {
-				get(p.SrcPort).ourRSTsArrived++
+				get(p.SrcPort, p.DstPort).ourRSTsArrived++
 			}
 			continue
 		}
 		if !isOurs(p.Dst) {
 			continue
 		}
-		w := get(p.DstPort)
+		w := get(p.DstPort, p.SrcPort)
 		payload := cp.Len - (len(cp.Data) - p.PayloadLen)
+		w.wire = append(w.wire, fmt.Sprintf("target %s out %v seq %d ack %d len %d", cp.Time.Format("05.000000"), p.Flags, p.Seq, p.Ack, payload))
 		ackedOurs := w.ourFIN && p.Flags&rawsock.FlagAck != 0 && int32(p.Ack-(w.ourFINSeq+1)) >= 0
 		w.serverAckedOurs = w.serverAckedOurs || ackedOurs
 		switch {
@@ -139,12 +150,12 @@ func judgeCaptures(prober, target []netlab.CapturedPacket, ours ...netip.Addr) m
 // than the round trip, so that servers that speak first do so before our
 // FIN, and timeouts long enough for the SYN-ACK's retransmissions and
 // ours.
-var lossArgs = []string{"--json", "--mode", "fin", "--trace", "--hold", "0.3", "--close-timeout", "6", "-w", "3.5"}
+var lossArgs = []string{"--json", "--mode", "fin", "--trace", "--hold", "0.3", "--close-timeout", "8", "-w", "3.5"}
 
 // lossTally counts how synprobe's close reports compare with the captures.
 type lossTally struct {
-	probes, open, exact, alternative, timeouts, maybeRetransmit int
-	patterns                                                    map[string]int
+	probes, open, exact, alternative, uncertain, timeouts, maybeRetransmit int
+	patterns                                                               map[string]int
 }
 
 func (s lossTally) String() string {
@@ -153,14 +164,13 @@ func (s lossTally) String() string {
 		ps = append(ps, fmt.Sprintf("%s %d", k, v))
 	}
 	sort.Strings(ps)
-	return fmt.Sprintf("%d probes: %d open, of which %d closes exactly as the capture shows and %d with the capture's pattern as the stated alternative; %d lost (timeout), %d SYN-ACKs flagged as possible retransmissions; patterns (capture): %s",
-		s.probes, s.open, s.exact, s.alternative, s.timeouts, s.maybeRetransmit, strings.Join(ps, ", "))
+	return fmt.Sprintf("%d probes: %d open, of which %d closes as the capture shows (%d of them with alternatives stated) and %d with the capture's pattern among the stated alternatives; %d lost (timeout), %d SYN-ACKs flagged as possible retransmissions; patterns (capture): %s",
+		s.probes, s.open, s.exact, s.uncertain-s.alternative, s.alternative, s.timeouts, s.maybeRetransmit, strings.Join(ps, ", "))
 }
 
 // checkLossRun compares every probe of run r with the captures: the close
-// pattern, timeouts, the SYN-ACK retransmission flag; then what the server
-// keeps.
-func checkLossRun(t *testing.T, l *netlab.Lab, r cliRun, conns map[uint16]*wireConn, tally *lossTally) {
+// pattern, timeouts, the SYN-ACK retransmission flag.
+func checkLossRun(t *testing.T, r cliRun, conns map[connKey]*wireConn, tally *lossTally) {
 	t.Helper()
 	if tally.patterns == nil {
 		tally.patterns = map[string]int{}
@@ -171,7 +181,7 @@ func checkLossRun(t *testing.T, l *netlab.Lab, r cliRun, conns map[uint16]*wireC
 		}
 		tally.probes++
 		sport := uint16(m["sport"].(float64))
-		w := conns[sport]
+		w := conns[connKey{sport, uint16(m["port"].(float64))}]
 		if w == nil {
 			t.Errorf("%v sport %d: not on the wire", m["target"], sport)
 			continue
@@ -202,40 +212,74 @@ func checkLossRun(t *testing.T, l *netlab.Lab, r cliRun, conns map[uint16]*wireC
 		cl := m["close"].(map[string]any)
 		want := w.pattern()
 		tally.patterns[want]++
+		alts, _ := cl["alternatives"].([]any)
+		isAlt := false
+		for _, a := range alts {
+			isAlt = isAlt || a == want
+		}
+		if len(alts) > 0 {
+			tally.uncertain++
+		}
 		switch {
 		case cl["pattern"] == want:
 			tally.exact++
-		case cl["alternative"] == want:
+		case isAlt:
 			tally.alternative++
-			t.Logf("%v sport %d: synprobe says %v, or %v: the capture shows %s (%v)", m["target"], sport, cl["pattern"], cl["alternative"], want, cl["note"])
+			t.Logf("%v sport %d: synprobe says %v, or %v: the capture shows %s (%v)", m["target"], sport, cl["pattern"], alts, want, cl["note"])
 		default:
-			t.Errorf("%v sport %d: synprobe says %v (alternative %v), the capture shows %q\nclose %v\ntrace %v", m["target"], sport, cl["pattern"], cl["alternative"], want, cl, m["trace"])
+			t.Errorf("%v sport %d: synprobe says %v (alternatives %v), the capture shows %q\nclose %v\ntrace %v\nwire:\n%s", m["target"], sport, cl["pattern"], alts, want, cl, m["trace"], strings.Join(w.wire, "\n"))
 		}
 	}
-	// What the server keeps: nothing, but TIME_WAIT where it closed first
-	// or at once with us, and what our RSTs would have freed had they
-	// not been lost.
+}
+
+// checkServerState checks what the server keeps: nothing, but its own
+// TIME_WAIT after an exchange of FINs, and what our RSTs would have
+// freed had they not been lost. A server whose last segments went
+// unacknowledged (our ACKs lost) sends them again and, synprobe gone,
+// meets our kernel's RST: that may take a few of its retransmission
+// timeouts.
+func checkServerState(t *testing.T, l *netlab.Lab, conns map[connKey]*wireConn) {
+	t.Helper()
+	bad := serverLeftovers(t, l, conns)
+	for deadline := time.Now().Add(10 * time.Second); len(bad) > 0 && time.Now().Before(deadline); {
+		time.Sleep(200 * time.Millisecond)
+		bad = serverLeftovers(t, l, conns)
+	}
+	for _, b := range bad {
+		t.Error(b)
+	}
+}
+
+func serverLeftovers(t *testing.T, l *netlab.Lab, conns map[connKey]*wireConn) []string {
+	var bad []string
 	for _, line := range strings.Split(strings.TrimSpace(l.Run(t, l.Target, "ss", "-Htan")), "\n") {
 		f := strings.Fields(line)
 		if len(f) < 5 || f[0] == "LISTEN" {
 			continue
 		}
+		local, err1 := netip.ParseAddrPort(f[3])
 		ap, err := netip.ParseAddrPort(f[4])
-		if err != nil {
-			t.Errorf("ss: %q", line)
+		if err != nil || err1 != nil {
+			bad = append(bad, "ss: "+line)
 			continue
 		}
-		w := conns[ap.Port()]
+		w := conns[connKey{ap.Port(), local.Port()}]
 		switch {
 		case w == nil:
-			t.Errorf("the server keeps a connection nobody probed: %s", line)
-		case f[0] == "TIME-WAIT" && (w.pattern() == "peer-first" || w.pattern() == "simultaneous"):
+			bad = append(bad, "the server keeps a connection nobody probed: "+line)
+		case f[0] == "TIME-WAIT" && w.serverFIN && w.ourFIN:
+			// The server's own TIME_WAIT: it closed first, or at once
+			// with us. Its application may close first and its FIN
+			// still leave after ours arrived (a congestion window of
+			// one segment, after lost SYN-ACKs, holds it behind
+			// unacknowledged data): a 4-way close on the wire.
 		case w.ourRSTs > w.ourRSTsArrived:
 			// Our RST was lost: a real TCP's would be too.
 		default:
-			t.Errorf("the server keeps state (%s close, %d of our RSTs arrived of %d): %s", w.pattern(), w.ourRSTsArrived, w.ourRSTs, line)
+			bad = append(bad, fmt.Sprintf("the server keeps state (%s close, %d of our RSTs arrived of %d): %s\n%s", w.pattern(), w.ourRSTsArrived, w.ourRSTs, line, strings.Join(w.wire, "\n")))
 		}
 	}
+	return bad
 }
 
 // TestIntegrationClosePatternsLoss probes every close server of the suite
@@ -278,8 +322,9 @@ func TestIntegrationClosePatternsLoss(t *testing.T) {
 		}
 		conns := judgeCaptures(pp, tp, l.ProberV4, l.ProberV6)
 		var tally lossTally
-		checkLossRun(t, l, r, conns, &tally)
-		checkLossRun(t, l, rh, conns, &tally)
+		checkLossRun(t, r, conns, &tally)
+		checkLossRun(t, rh, conns, &tally)
+		checkServerState(t, l, conns)
 		t.Logf("%v; forwarder: %v", tally, l.LossStats())
 		if tally.probes != 140 || tally.open < 100 || tally.exact < tally.open*3/4 {
 			t.Errorf("%v", tally)
@@ -357,8 +402,9 @@ func TestIntegrationClosePatternsLoss(t *testing.T) {
 		}
 		conns := judgeCaptures(pp, tp, l.ProberV4, l.ProberV6)
 		var tally lossTally
-		checkLossRun(t, l, r, conns, &tally)
-		checkLossRun(t, l, rh, conns, &tally)
+		checkLossRun(t, r, conns, &tally)
+		checkLossRun(t, rh, conns, &tally)
+		checkServerState(t, l, conns)
 		t.Logf("%v; forwarder: %v", tally, l.LossStats())
 		if tally.exact != 12 || tally.probes != 12 || len(dropped) != 12 {
 			t.Errorf("%v; dropped %v", tally, dropped)
@@ -368,12 +414,12 @@ func TestIntegrationClosePatternsLoss(t *testing.T) {
 			pattern, alt, note string
 			finRetrans         float64
 		}{
-			portEOF:       {"3-way", "simultaneous", "first FIN was lost", -1},
-			portDelay:     {"4-way", "", "", 0},
-			portLinger0:   {"rst", "", "", 0},
-			portHalfClose: {"4-way", "", "", 0},
-			portNever:     {"no-fin", "", "", 1},
-			portHTTP:      {"peer-first", "", "", -1},
+			portEOF:       {"3-way", "[4-way simultaneous]", "first FIN was lost", -1},
+			portDelay:     {"4-way", "<nil>", "", 0},
+			portLinger0:   {"rst", "<nil>", "", 0},
+			portHalfClose: {"4-way", "<nil>", "", 0},
+			portNever:     {"no-fin", "<nil>", "", 1},
+			portHTTP:      {"peer-first", "<nil>", "", -1},
 		}
 		for _, run := range []cliRun{r, rh} {
 			for _, m := range run.lines {
@@ -383,7 +429,7 @@ func TestIntegrationClosePatternsLoss(t *testing.T) {
 				port := uint16(m["port"].(float64))
 				w, cl := want[port], m["close"].(map[string]any)
 				note, _ := cl["note"].(string)
-				alt, _ := cl["alternative"].(string)
+				alt := fmt.Sprint(cl["alternatives"])
 				if cl["pattern"] != w.pattern || w.finRetrans >= 0 && cl["fin_retransmits"] != w.finRetrans || !strings.Contains(note, w.note) || alt != w.alt {
 					t.Errorf("%v: close %v, want %s", m["target"], cl, w.pattern)
 				}

@@ -127,8 +127,16 @@ func (p *textPrinter) result(r *probe.Result, spec *targetSpec) {
 // appendClose renders a close report: "  close=4-way ack=0.052 ms ...".
 func appendClose(b []byte, c *probe.CloseReport) []byte {
 	b = fmt.Appendf(b, "\n         close=%v", c.Pattern)
-	if c.Alternative != probe.CloseNone {
-		b = fmt.Appendf(b, " (or %v)", c.Alternative)
+	for i, alt := range c.Alternatives.Patterns() {
+		if i == 0 {
+			b = append(b, " (or "...)
+		} else {
+			b = append(b, ", "...)
+		}
+		b = append(b, alt.String()...)
+	}
+	if c.Alternatives != 0 {
+		b = append(b, ')')
 	}
 	if c.HasAck {
 		b = fmt.Appendf(b, " ack=%s ms", ms(c.AckTime))
@@ -345,8 +353,15 @@ func (p *jsonPrinter) result(r *probe.Result, spec *targetSpec) {
 	if c := r.Close; c != nil {
 		j.object("close")
 		j.str("pattern", c.Pattern.String())
-		if c.Alternative != probe.CloseNone {
-			j.str("alternative", c.Alternative.String())
+		if c.Alternatives != 0 {
+			j.key("alternatives")
+			j.b = append(j.b, '[')
+			j.first = true
+			for _, alt := range c.Alternatives.Patterns() {
+				j.key("")
+				j.b = appendJSONString(j.b, alt.String())
+			}
+			j.close(']')
 		}
 		if c.Note != "" {
 			j.str("note", c.Note)
