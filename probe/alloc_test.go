@@ -96,3 +96,61 @@ func BenchmarkProbe(b *testing.B) {
 		p.handle(&in)
 	}
 }
+
+// TestZeroAllocsFIN: a whole fin-mode exchange with data (SYN, SYN-ACK,
+// ACK, data, FIN, the peer's FIN+ACK, our last ACK, the report and the end
+// of TIME_WAIT) allocates nothing once connection blocks are recycled.
+func TestZeroAllocsFIN(t *testing.T) {
+	d, s := netip.MustParseAddr("198.18.0.2"), netip.MustParseAddr("198.18.0.1")
+	c := &lastConn{}
+	clock := time.Unix(1e9, 0)
+	cookie, _ := rawsock.NewRandomCookie()
+	p, err := New(c, Config{
+		Targets: []Target{{Addr: d, Src: s, Port: 80}},
+		PortLo:  61000, PortHi: 61511,
+		Options: &rawsock.SYNOptions{MSS: 1460, WScale: 7, SACKPermitted: true, Timestamps: true},
+		Timeout: time.Hour, Mode: ModeFIN, Data: make([]byte, 100),
+		Cookie: cookie,
+		Now:    func() time.Time { return clock },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reply := make([]byte, 128)
+	var in inbound
+	var out rawsock.Packet
+	deliver := func(flags rawsock.TCPFlags, seq, ack uint32) {
+		seg := rawsock.Segment{Src: d, Dst: s, TTL: 64, SrcPort: 80, DstPort: out.SrcPort,
+			Seq: seq, Ack: ack, Flags: flags, Window: 1000}
+		n, _ := seg.Build(reply)
+		if err := rawsock.Parse(reply[:n], &in.pkt); err != nil {
+			t.Fatal(err)
+		}
+		in.rx, in.user = clock, clock
+		p.handle(&in)
+	}
+	const irs = 7000
+	seq := 0
+	allocs := testing.AllocsPerRun(500, func() {
+		p.sendSYN(0, seq, clock)
+		seq++
+		rawsock.Parse(c.buf[:c.n], &out)
+		isn := out.Seq
+		deliver(rawsock.FlagSyn|rawsock.FlagAck, irs, isn+1)
+		rawsock.Parse(c.buf[:c.n], &out)
+		if out.Flags != rawsock.FlagFin|rawsock.FlagAck || out.Seq != isn+101 {
+			t.Fatalf("after the SYN-ACK we sent %v seq %d", out.Flags, out.Seq-isn)
+		}
+		deliver(rawsock.FlagFin|rawsock.FlagAck, irs+1, isn+102)
+		clock = clock.Add(20 * time.Millisecond) // the 3-way report's grace
+		p.expire(clock)
+		clock = clock.Add(time.Minute + time.Second) // TIME_WAIT over
+		p.expire(clock)
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocations per fin-mode probe, want 0", allocs)
+	}
+	if st := p.Stats(0); st.Open != 501 || st.Patterns[Close3Way] != 501 || st.DataAck.N != 501 || p.tab.n != 0 {
+		t.Errorf("%d open, %d 3-way, %d data acks, %d in flight", st.Open, st.Patterns[Close3Way], st.DataAck.N, p.tab.n)
+	}
+}

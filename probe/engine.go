@@ -137,6 +137,7 @@ type Prober struct {
 	live   int      // probes in the table that are not lingering in TIME_WAIT
 	conns  []uint32 // per source port: ISN of its connection (ModeFIN), 0 if none
 	connOK []bool
+	mtus   []int  // per target: path MTU, 0 not asked yet, -1 unknown
 	free   []*tcb // recycled connection blocks
 	nextID uint32
 
@@ -226,6 +227,7 @@ func New(conn Conn, cfg Config) (*Prober, error) {
 		timers: make(timerHeap, 0, 2*tableSize),
 		conns:  make([]uint32, nports),
 		connOK: make([]bool, nports),
+		mtus:   make([]int, len(cfg.Targets)),
 	}
 	p.opts[0].encode(cfg.Options)
 	if cfg.Options6 != nil {
@@ -318,7 +320,7 @@ func (p *Prober) abort() {
 	for i := range p.tab.e {
 		e := &p.tab.e[i]
 		if e.state > stateSynSent && e.state != stateTimeWait && e.c != nil {
-			p.sendSeg(e, rawsock.FlagRst|rawsock.FlagAck, e.c.sndNxt, e.c.rcvNxt, nil, "abort")
+			p.sendSeg(e, rawsock.FlagRst|rawsock.FlagAck, e.c.sndNxt, e.c.rcvNxt, nil, noteAbort)
 		}
 	}
 }
@@ -490,8 +492,11 @@ func (p *Prober) handle(in *inbound) {
 		p.segment(i, in)
 		return
 	}
+	// In SYN_SENT only a segment with the ACK bit that acknowledges our
+	// SYN answers it (RFC 9293 3.10.7.3): a RST without ACK, or a bare
+	// SYN, is not taken whatever its acknowledgement field holds.
 	switch {
-	case pkt.Ack != e.isn+1:
+	case pkt.Flags&rawsock.FlagAck == 0 || pkt.Ack != e.isn+1:
 		return // not an answer to the SYN
 	case pkt.Flags&rawsock.FlagRst != 0:
 		if e.c != nil {
@@ -508,6 +513,7 @@ func (p *Prober) handle(in *inbound) {
 func (p *Prober) synAck(i int, in *inbound) {
 	e := &p.tab.e[i]
 	pkt := &in.pkt
+	v6 := p.cfg.Targets[e.target].Addr.Is6()
 	if e.c != nil {
 		e.c.us, e.c.peer = Established, SynRcvd
 		e.c.irs = pkt.Seq
@@ -529,7 +535,8 @@ func (p *Prober) synAck(i int, in *inbound) {
 		}
 		p.sendSeg(e, rawsock.FlagRst, e.isn+1, 0, nil, "")
 	case ModeFIN:
-		p.established(i, in)
+		rtt, _ := p.since(stamp{u: e.sent, id: e.id, tx: true}, rxStamp(in), v6)
+		p.established(i, in, rtt, rtt < SynAckRTO)
 		return
 	}
 	p.finishReply(i, in, StateOpen, ReasonSYNACK)
@@ -542,6 +549,7 @@ func (p *Prober) handleICMP(in *inbound) {
 	}
 	i := p.tab.lookup(q.Seq, q.SrcPort)
 	if i < 0 {
+		p.connICMP(in)
 		return
 	}
 	e := &p.tab.e[i]
@@ -567,6 +575,7 @@ func (p *Prober) finishReply(i int, in *inbound, st State, reason string) {
 func (p *Prober) fillReply(r *Result, e *pending, in *inbound) {
 	pkt := &in.pkt
 	r.RTT, r.KernelClock = p.since(stamp{u: e.sent, id: e.id, tx: true}, rxStamp(in), r.Target.Addr.Is6())
+	r.MaybeRetransmit = pkt.Flags&rawsock.FlagSyn != 0 && r.RTT >= SynAckRTO
 	r.From = pkt.Src
 	r.TTL, r.TOS, r.IPID, r.DF = pkt.TTL, pkt.TOS, pkt.ID, pkt.DF
 	if pkt.IsICMP() {
@@ -618,6 +627,13 @@ func (p *Prober) timer(i int, now time.Time) {
 	e := &p.tab.e[i]
 	switch e.state {
 	case stateSynSent:
+		if p.cfg.Mode != ModeRST {
+			// The SYN may have arrived and its SYN-ACKs been lost: a RST
+			// at our ISN+1 frees the server's half-open connection, which
+			// the RST guard keeps our kernel from doing (rst mode needs
+			// no guard, so the kernel answers a late SYN-ACK itself).
+			p.sendSeg(e, rawsock.FlagRst, e.isn+1, 0, nil, "")
+		}
 		ev := p.tab.e[i]
 		r := p.begin(&ev)
 		r.State, r.Reason = StateFiltered, ReasonTimeout
@@ -625,6 +641,10 @@ func (p *Prober) timer(i int, now time.Time) {
 		p.drop(i)
 		p.emit(r)
 	case stateTimeWait:
+		if e.c != nil && !e.c.reportAt.IsZero() {
+			p.connTimer(i, now) // a close report waiting out its grace
+			return
+		}
 		p.drop(i)
 	default:
 		p.connTimer(i, now)

@@ -294,3 +294,47 @@ func TestNewRejects(t *testing.T) {
 		}
 	}
 }
+
+// TestMaybeRetransmit: a SYN-ACK that comes a second or more after the SYN
+// may be the server's retransmission: it is flagged and kept out of the RTT
+// statistics, but counted; RSTs are never flagged.
+func TestMaybeRetransmit(t *testing.T) {
+	late := func(after time.Duration, reply func(p *rawsock.Packet) []byte) probetest.Responder {
+		return func(p *rawsock.Packet, _ []byte, _ uint32) []probetest.Reply {
+			if p.Flags != rawsock.FlagSyn {
+				return nil
+			}
+			return []probetest.Reply{{Packet: reply(p), After: after}}
+		}
+	}
+	sa := func(p *rawsock.Packet) []byte { return probetest.SYNACK(p, rawsock.SYNOptions{MSS: 1460, WScale: -1}) }
+	for _, tt := range []struct {
+		name  string
+		after time.Duration
+		reply func(p *rawsock.Packet) []byte
+		flag  bool
+	}{
+		{"SYN-ACK at 999 ms", 999 * time.Millisecond, sa, false},
+		{"SYN-ACK at 1 s", time.Second, sa, true},
+		{"SYN-ACK at 3.2 s", 3200 * time.Millisecond, sa, true},
+		{"RST at 1.5 s", 1500 * time.Millisecond, probetest.RST, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			res, p := runProbes(t, probetest.NewConn(late(tt.after, tt.reply)), 3, target(dst4, 443))
+			s := p.Stats(0)
+			for _, r := range res {
+				if r.MaybeRetransmit != tt.flag || r.RTT != tt.after {
+					t.Errorf("rtt %v flagged %v, want %v", r.RTT, r.MaybeRetransmit, tt.flag)
+				}
+			}
+			sum := s.Summary()
+			if tt.flag {
+				if sum.N != 0 || s.MaybeRetransmits.N != 3 || s.MaybeRetransmits.Min != tt.after || s.Open != 3 || s.Kernel != 0 {
+					t.Errorf("stats: summary %+v, maybe %+v, open %d", sum, s.MaybeRetransmits, s.Open)
+				}
+			} else if sum.N != 3 || sum.Min != tt.after || s.MaybeRetransmits.N != 0 || s.Kernel != 3 {
+				t.Errorf("stats: summary %+v, maybe %+v", sum, s.MaybeRetransmits)
+			}
+		})
+	}
+}

@@ -1,7 +1,10 @@
 package probe_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
+	"fmt"
 	"testing"
 	"time"
 
@@ -18,16 +21,39 @@ type peer struct {
 	rcvNxt uint32 // next byte it expects from us
 	sndNxt uint32 // its next byte
 	got    []rawsock.Packet
+	raw    [][]byte // as sent, parallel to got
 	script func(pr *peer, p *rawsock.Packet) []probetest.Reply
+
+	// Options of its SYN-ACK (nil: none); with Timestamps, every later
+	// segment carries TSval tsval (set by scripts) and echoes ours.
+	synOpts  *rawsock.SYNOptions
+	window   int // of its segments: 0 means 65000, -1 a zero window
+	tsval    uint32
+	tsRecent uint32
 }
 
 const peerISN = 5000
 
 func (pr *peer) respond(p *rawsock.Packet, b []byte, id uint32) []probetest.Reply {
 	pr.got = append(pr.got, *p)
+	pr.raw = append(pr.raw, append([]byte(nil), b...))
+	if p.Options.Timestamps {
+		pr.tsRecent = p.Options.TSVal
+	}
 	if p.Flags == rawsock.FlagSyn {
 		pr.irs, pr.sndNxt, pr.rcvNxt = peerISN, peerISN+1, p.Seq+1
-		return []probetest.Reply{{Packet: pr.seg(p, rawsock.FlagSyn|rawsock.FlagAck, peerISN, nil), After: rtt}}
+		b := pr.seg(p, rawsock.FlagSyn|rawsock.FlagAck, peerISN, nil)
+		if pr.synOpts != nil {
+			o := *pr.synOpts
+			o.TSEcr = p.Options.TSVal
+			var ob [rawsock.MaxOptionsSize]byte
+			n := o.Encode(ob[:])
+			b = probetest.Build(rawsock.Segment{
+				Src: p.Dst, Dst: p.Src, TTL: 64, SrcPort: p.DstPort, DstPort: p.SrcPort,
+				Seq: peerISN, Ack: pr.rcvNxt, Flags: rawsock.FlagSyn | rawsock.FlagAck, Window: pr.win(), Options: ob[:n],
+			})
+		}
+		return []probetest.Reply{{Packet: b, After: rtt}}
 	}
 	if p.Flags&rawsock.FlagRst != 0 {
 		return nil
@@ -38,11 +64,28 @@ func (pr *peer) respond(p *rawsock.Packet, b []byte, id uint32) []probetest.Repl
 // seg builds a segment from the peer to the prober; seq is explicit so
 // that scripts can replay old or future ones.
 func (pr *peer) seg(p *rawsock.Packet, flags rawsock.TCPFlags, seq uint32, payload []byte) []byte {
+	var ob []byte
+	if pr.synOpts != nil && pr.synOpts.Timestamps && flags&rawsock.FlagSyn == 0 {
+		ob = make([]byte, 12)
+		ob[0], ob[1], ob[2], ob[3] = 1, 1, 8, 10
+		binary.BigEndian.PutUint32(ob[4:], pr.tsval)
+		binary.BigEndian.PutUint32(ob[8:], pr.tsRecent)
+	}
 	return probetest.Build(rawsock.Segment{
 		Src: p.Dst, Dst: p.Src, TTL: 64,
 		SrcPort: p.DstPort, DstPort: p.SrcPort,
-		Seq: seq, Ack: pr.rcvNxt, Flags: flags, Window: 65000, Payload: payload,
+		Seq: seq, Ack: pr.rcvNxt, Flags: flags, Window: pr.win(), Payload: payload, Options: ob,
 	})
+}
+
+func (pr *peer) win() uint16 {
+	switch {
+	case pr.window == 0:
+		return 65000
+	case pr.window < 0:
+		return 0
+	}
+	return uint16(pr.window)
 }
 
 // send builds the peer's next segment and advances its sequence number.
@@ -281,9 +324,17 @@ func TestPeerFirst(t *testing.T) {
 	}
 }
 
-// TestReorderAndDuplicates: a FIN ahead of the data it follows is dropped
-// with a duplicate ACK; a duplicate data segment is counted once.
+// TestReorderAndDuplicates: a FIN ahead of the data it follows is held as
+// a range and answered with a duplicate ACK carrying a SACK block; the
+// data fills the gap and takes the FIN with it; the duplicates that follow
+// the close change nothing. Without SACK, the same but no SACK block.
 func TestReorderAndDuplicates(t *testing.T) {
+	for _, sack := range []bool{true, false} {
+		t.Run(fmt.Sprint("sack=", sack), func(t *testing.T) { reorderAndDuplicates(t, sack) })
+	}
+}
+
+func reorderAndDuplicates(t *testing.T, sack bool) {
 	pr := &peer{script: func(pr *peer, p *rawsock.Packet) []probetest.Reply {
 		if !isFIN(p) {
 			return nil
@@ -294,14 +345,20 @@ func TestReorderAndDuplicates(t *testing.T) {
 		// Wire order: FIN (early), data, data again, FIN again.
 		return []probetest.Reply{f, data, data, f}
 	}}
+	pr.synOpts = &rawsock.SYNOptions{MSS: 1460, WScale: -1, SACKPermitted: sack}
 	_, c, _ := runFIN(t, pr, probe.Config{})
-	if c.Pattern != probe.Close4Way || c.PeerDataBytes != 10 || c.PeerBytes != 10 || c.PeerRetransmits != 1 {
+	if c.Pattern != probe.Close4Way || c.PeerDataBytes != 10 || c.PeerBytes != 10 || c.FinTime != 60*time.Microsecond {
 		t.Errorf("close %+v", c)
 	}
 	var dupACK bool
-	for _, p := range pr.got {
-		if p.Flags == rawsock.FlagAck && p.Ack == peerISN+1 && p.Seq != 0 && len(pr.got) > 3 {
+	for i, p := range pr.got {
+		if p.Flags == rawsock.FlagAck && p.Ack == peerISN+1 && p.Seq == pr.got[0].Seq+2 {
 			dupACK = true
+			// The FIN's range: [5011, 5012).
+			want := []byte{1, 1, 5, 10, 0, 0, 0x13, 0x93, 0, 0, 0x13, 0x94}
+			if opts := rawsock.TCP(pr.raw[i][20:]).Options(); sack != bytes.Equal(opts, want) {
+				t.Errorf("SACK negotiated %v, options in the duplicate ACK % x", sack, opts)
+			}
 		}
 	}
 	if !dupACK {

@@ -41,8 +41,7 @@ const (
 	// reuseRTTs: on long paths, the quiet time is this many RTTs plus
 	// Linux's minimum RTO, which covers the peer's first retransmission
 	// timeout (its RTT plus at least twice the RTT or 200 ms).
-	reuseRTTs = 4
-	minRTO    = 200 * time.Millisecond
+	reuseRTTs = 4 // and minRTO, Linux's TCP_RTO_MIN (tcb.go)
 )
 
 // PortPool is the PortAllocator of synprobe: it hands out its ports in

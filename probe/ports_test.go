@@ -194,6 +194,13 @@ func TestTimeWaitPortReuse(t *testing.T) {
 			in.user = now
 			p.handle(&in)
 			reply(syn, rawsock.FlagFin|rawsock.FlagAck, 9001, syn.Seq+2)
+			// A 3-way verdict waits up to 10 ms for an ACK reordered
+			// behind the FIN.
+			now = now.Add(20 * time.Millisecond)
+			p.expire(now)
+			if len(results) == 0 {
+				t.Fatalf("probe %d: no result", seq)
+			}
 			if r := results[len(results)-1]; r.Close == nil || r.Close.Pattern != Close3Way {
 				t.Fatalf("probe %d: %+v", seq, r)
 			}

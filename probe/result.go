@@ -45,6 +45,11 @@ const (
 	ReasonSendError = "send-error"
 )
 
+// SynAckRTO is the initial retransmission timeout of a SYN-ACK: 1 s on
+// Linux (TCP_TIMEOUT_INIT) and in RFC 6298. A SYN-ACK that arrives this
+// long after our SYN may be a retransmission (Result.MaybeRetransmit).
+const SynAckRTO = time.Second
+
 // Target is one address and port to probe.
 type Target struct {
 	Name string     // the host as the user gave it
@@ -77,6 +82,11 @@ type Result struct {
 	// KernelClock tells whether both ends came from kernel timestamps.
 	RTT         time.Duration
 	KernelClock bool
+	// MaybeRetransmit: the SYN-ACK arrived SynAckRTO or later after our
+	// SYN, when the server may already have sent it again (its first
+	// lost): RTT may then measure the server's timer, not the path. Such
+	// answers are counted but kept out of the RTT statistics (Stats).
+	MaybeRetransmit bool
 
 	// From is who answered: the target for TCP replies, the sender of an
 	// ICMP error otherwise.

@@ -10,7 +10,13 @@ import (
 type Stats struct {
 	Sent, Open, Closed, Filtered, Errors int
 	Timeouts                             int // filtered with no answer at all
-	Kernel                               int // answers timed by kernel timestamps
+	Kernel                               int // answers in the RTT statistics timed by kernel timestamps
+
+	// MaybeRetransmits summarises the SYN-ACKs that came SynAckRTO or
+	// later after the SYN (Result.MaybeRetransmit). They are kept out of
+	// the RTT statistics: such an RTT may be the server's retransmission
+	// timer plus the path, not the path.
+	MaybeRetransmits DurationStats
 
 	// ModeFIN: how the open connections closed.
 	Patterns        [numClosePatterns]int // by ClosePattern
@@ -21,6 +27,8 @@ type Stats struct {
 	PeerRetransmits int
 	FinRetransmits  int
 	LateFINs        int // FINs retransmitted after the exchange: our last ACK was lost
+	SendErrors      int // segments of connections the kernel refused
+	Uncertain       int // close reports with Alternatives
 
 	n        int
 	mean, m2 float64 // Welford's running mean and sum of squares, in ns
@@ -58,6 +66,14 @@ func (s *Stats) Add(r *Result) {
 		s.PeerDataBytes += c.PeerDataBytes
 		s.PeerRetransmits += c.PeerRetransmits
 		s.FinRetransmits += c.FinRetransmits
+		s.SendErrors += c.SendErrors
+		if c.Alternatives != 0 {
+			s.Uncertain++
+		}
+	}
+	if r.MaybeRetransmit {
+		s.MaybeRetransmits.Add(r.RTT)
+		return
 	}
 	if r.Answered() {
 		if r.KernelClock {
@@ -90,9 +106,10 @@ func (s *Stats) LossPercent() float64 {
 	return 100 * float64(s.Timeouts) / float64(s.Sent)
 }
 
-// RTTSummary describes the RTTs of the answered probes.
+// RTTSummary describes the RTTs of the answered probes, except SYN-ACKs
+// that may be retransmissions (Stats.MaybeRetransmits).
 type RTTSummary struct {
-	N             int // answered probes; the rest is zero when N is 0
+	N             int // answers counted; the rest is zero when N is 0
 	Min, Avg, Max time.Duration
 	Mdev          time.Duration // population standard deviation, as ping's mdev
 	P50, P90, P99 time.Duration // nearest-rank percentiles

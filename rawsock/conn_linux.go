@@ -56,6 +56,7 @@ type Conn struct {
 	recvMu  sync.Mutex // held by Recv for its whole call; Close waits for it
 	closeMu sync.Mutex
 	closed  bool
+	iface   string // Config.Interface
 }
 
 type rxSock struct {
@@ -98,7 +99,7 @@ func Listen(cfg Config) (*Conn, error) {
 	if cfg.PortLo == 0 || cfg.PortHi < cfg.PortLo {
 		return nil, fmt.Errorf("rawsock: bad port range %d-%d", cfg.PortLo, cfg.PortHi)
 	}
-	c := &Conn{poller: poller{epfd: -1, evfd: -1}}
+	c := &Conn{poller: poller{epfd: -1, evfd: -1}, iface: cfg.Interface}
 	if err := c.open(cfg); err != nil {
 		c.Close()
 		return nil, err

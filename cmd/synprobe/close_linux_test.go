@@ -36,6 +36,13 @@ const halfCloseBytes = 5000
 
 func closeLab(t testing.TB) *netlab.Lab {
 	l := netlab.New(t)
+	closeServers(t, l)
+	return l
+}
+
+// closeServers starts the close servers (portEOF ... portHTTP) on both
+// addresses of l's target.
+func closeServers(t testing.TB, l *netlab.Lab) {
 	done := make(chan struct{})
 	t.Cleanup(func() { close(done) })
 	handlers := map[int]func(net.Conn){
@@ -74,7 +81,6 @@ func closeLab(t testing.TB) *netlab.Lab {
 			netlab.Serve(ln, h)
 		}
 	}
-	return l
 }
 
 // leftovers returns the target's TCP sockets other than listeners and

@@ -88,6 +88,9 @@ func (p *textPrinter) result(r *probe.Result, spec *targetSpec) {
 	b = fmt.Appendf(b, "%-8s %s  seq=%d sport=%d", r.State, r.Target, r.Seq, r.SrcPort)
 	if r.Answered() {
 		b = fmt.Appendf(b, "  rtt=%s ms", ms(r.RTT))
+		if r.MaybeRetransmit {
+			b = append(b, " (may be a retransmitted SYN-ACK: kept out of the rtt statistics)"...)
+		}
 	}
 	b = append(b, "  reason="...)
 	b = append(b, r.Reason...)
@@ -128,6 +131,17 @@ func (p *textPrinter) result(r *probe.Result, spec *targetSpec) {
 // appendClose renders a close report: "  close=4-way ack=0.052 ms ...".
 func appendClose(b []byte, c *probe.CloseReport) []byte {
 	b = fmt.Appendf(b, "\n         close=%v", c.Pattern)
+	for i, alt := range c.Alternatives.Patterns() {
+		if i == 0 {
+			b = append(b, " (or "...)
+		} else {
+			b = append(b, ", "...)
+		}
+		b = append(b, alt.String()...)
+	}
+	if c.Alternatives != 0 {
+		b = append(b, ')')
+	}
 	if c.HasAck {
 		b = fmt.Appendf(b, " ack=%s ms", ms(c.AckTime))
 	}
@@ -144,7 +158,23 @@ func appendClose(b []byte, c *probe.CloseReport) []byte {
 	if c.FinRetransmits > 0 {
 		b = fmt.Appendf(b, " fin-retransmits=%d", c.FinRetransmits)
 	}
-	return append(b, " clock="+clockName(c.Kernel)...)
+	if c.DataBytes > 0 {
+		b = fmt.Appendf(b, " data=%d/%d acked segment=%d", c.DataAcked, c.DataBytes, c.SegmentSize)
+		if c.DataRetransmits > 0 {
+			b = fmt.Appendf(b, " data-retransmits=%d", c.DataRetransmits)
+		}
+		if c.WindowProbes > 0 {
+			b = fmt.Appendf(b, " window-probes=%d", c.WindowProbes)
+		}
+	}
+	if c.SendErrors > 0 {
+		b = fmt.Appendf(b, " send-errors=%d (%v)", c.SendErrors, c.SendError)
+	}
+	b = append(b, " clock="+clockName(c.Kernel)...)
+	if c.Note != "" {
+		b = append(b, "\n         note: "+c.Note...)
+	}
+	return b
 }
 
 // appendTrace draws the exchange as a ladder: our state, the segment and
@@ -211,6 +241,10 @@ func (p *textPrinter) summary(t *probe.Target, spec *targetSpec, s *probe.Stats)
 		fmt.Fprintf(&b, "rtt min/avg/max/mdev = %s/%s/%s/%s ms  p50/p90/p99 = %s/%s/%s ms  clock=%s\n",
 			ms(sum.Min), ms(sum.Avg), ms(sum.Max), ms(sum.Mdev), ms(sum.P50), ms(sum.P90), ms(sum.P99), statsClock(s))
 	}
+	if m := &s.MaybeRetransmits; m.N > 0 {
+		fmt.Fprintf(&b, "%d SYN-ACKs came %v or more after the SYN and may be retransmissions: kept out of rtt; min/avg/max = %s/%s/%s ms\n",
+			m.N, probe.SynAckRTO, ms(m.Min), ms(m.Avg()), ms(m.Max))
+	}
 	if p.mode == probe.ModeFIN && s.Open > 0 {
 		b.WriteString("close:")
 		for i, pat := range probe.ClosePatterns() {
@@ -231,6 +265,9 @@ func (p *textPrinter) summary(t *probe.Target, spec *targetSpec, s *probe.Stats)
 		if s.PeerDataBytes > 0 || s.PeerRetransmits > 0 || s.FinRetransmits > 0 || s.LateFINs > 0 {
 			fmt.Fprintf(&b, "peer bytes after our FIN %d, peer retransmissions %d, our FIN retransmissions %d, late peer FINs %d\n",
 				s.PeerDataBytes, s.PeerRetransmits, s.FinRetransmits, s.LateFINs)
+		}
+		if s.Uncertain > 0 || s.SendErrors > 0 {
+			fmt.Fprintf(&b, "closes with an alternative (loss hid the difference) %d, segments the kernel refused %d\n", s.Uncertain, s.SendErrors)
 		}
 	}
 	io.WriteString(p.w, b.String())
@@ -277,6 +314,9 @@ func (p *jsonPrinter) result(r *probe.Result, spec *targetSpec) {
 	}
 	if r.Answered() {
 		j.micros("rtt_us", r.RTT)
+		if r.MaybeRetransmit {
+			j.bool("maybe_retransmit", true)
+		}
 		j.str("clock", clockName(r.KernelClock))
 		j.str("from", r.From.String())
 		j.uint("ttl", uint64(r.TTL))
@@ -317,6 +357,19 @@ func (p *jsonPrinter) result(r *probe.Result, spec *targetSpec) {
 	if c := r.Close; c != nil {
 		j.object("close")
 		j.str("pattern", c.Pattern.String())
+		if c.Alternatives != 0 {
+			j.key("alternatives")
+			j.b = append(j.b, '[')
+			j.first = true
+			for _, alt := range c.Alternatives.Patterns() {
+				j.key("")
+				j.b = appendJSONString(j.b, alt.String())
+			}
+			j.close(']')
+		}
+		if c.Note != "" {
+			j.str("note", c.Note)
+		}
 		if c.HasAck {
 			j.micros("ack_us", c.AckTime)
 		}
@@ -330,6 +383,17 @@ func (p *jsonPrinter) result(r *probe.Result, spec *targetSpec) {
 		j.uint("peer_data_bytes", uint64(c.PeerDataBytes))
 		j.uint("peer_retransmits", uint64(c.PeerRetransmits))
 		j.uint("fin_retransmits", uint64(c.FinRetransmits))
+		if c.DataBytes > 0 {
+			j.uint("data_bytes", uint64(c.DataBytes))
+			j.uint("data_acked", uint64(c.DataAcked))
+			j.uint("data_retransmits", uint64(c.DataRetransmits))
+			j.uint("window_probes", uint64(c.WindowProbes))
+			j.uint("segment_size", uint64(c.SegmentSize))
+		}
+		j.uint("send_errors", uint64(c.SendErrors))
+		if c.SendError != nil {
+			j.str("send_error", c.SendError.Error())
+		}
 		j.str("clock", clockName(c.Kernel))
 		j.close('}')
 	}
@@ -410,7 +474,15 @@ func (p *jsonPrinter) summary(t *probe.Target, spec *targetSpec, s *probe.Stats)
 		j.uint("peer_retransmits", uint64(s.PeerRetransmits))
 		j.uint("fin_retransmits", uint64(s.FinRetransmits))
 		j.uint("late_peer_fins", uint64(s.LateFINs))
+		j.uint("uncertain", uint64(s.Uncertain))
+		j.uint("send_errors", uint64(s.SendErrors))
 		j.close('}')
+	}
+	j.uint("maybe_retransmits", uint64(s.MaybeRetransmits.N))
+	if m := &s.MaybeRetransmits; m.N > 0 {
+		j.micros("maybe_retransmit_min_us", m.Min)
+		j.micros("maybe_retransmit_avg_us", m.Avg())
+		j.micros("maybe_retransmit_max_us", m.Max)
 	}
 	if sum := s.Summary(); sum.N > 0 {
 		j.str("clock", statsClock(s))

@@ -1,0 +1,216 @@
+package probe_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/synprobe/synprobe/probe"
+	"github.com/synprobe/synprobe/probe/probetest"
+	"github.com/synprobe/synprobe/rawsock"
+)
+
+var peerTS = &rawsock.SYNOptions{MSS: 1460, WScale: -1, Timestamps: true, TSVal: 1000}
+
+func alts(pats ...probe.ClosePattern) probe.PatternSet {
+	var s probe.PatternSet
+	for _, p := range pats {
+		s = s.Add(p)
+	}
+	return s
+}
+
+// finCount counts our FINs the peer has seen, p included.
+func finCount(pr *peer) int {
+	n := 0
+	for i := range pr.got {
+		if isFIN(&pr.got[i]) {
+			n++
+		}
+	}
+	return n
+}
+
+// noteOf returns the note of the first trace event matching f.
+func noteOf(trace []probe.TraceEvent, f func(ev probe.TraceEvent) bool) (string, bool) {
+	for _, ev := range trace {
+		if f(ev) {
+			return ev.Note, true
+		}
+	}
+	return "", false
+}
+
+// TestCloseUnderLoss: closes judged from sequence numbers when segments
+// are lost, with and without timestamps: what the report says, what it
+// leaves open, and what the trace marks.
+func TestCloseUnderLoss(t *testing.T) {
+	const ack = 70 * time.Microsecond
+	for _, ts := range []bool{true, false} {
+		name := map[bool]string{true: "ts", false: "no-ts"}[ts]
+		t.Run(name, func(t *testing.T) {
+			newPeer := func(script func(pr *peer, p *rawsock.Packet) []probetest.Reply) *peer {
+				pr := &peer{script: script}
+				if ts {
+					pr.synOpts = peerTS
+				}
+				return pr
+			}
+			t.Run("3-way, its FIN+ACK lost", func(t *testing.T) {
+				// Item 5 of issue 8: the pure ACK answering our
+				// retransmitted FIN carries seq = its FIN + 1.
+				pr := newPeer(func(pr *peer, p *rawsock.Packet) []probetest.Reply {
+					if !isFIN(p) {
+						return nil
+					}
+					pr.tsval += 200
+					if finCount(pr) == 1 {
+						pr.takes(p)
+						pr.send(p, rawsock.FlagFin|rawsock.FlagAck, nil, ack) // lost
+						return nil
+					}
+					fin := probetest.Reply{Packet: pr.seg(p, rawsock.FlagFin|rawsock.FlagAck, pr.sndNxt-1, nil), After: 2 * ack}
+					return []probetest.Reply{pr.send(p, rawsock.FlagAck, nil, ack), fin}
+				})
+				r, c, _ := runFIN(t, pr, probe.Config{})
+				if c.Pattern != probe.Close3Way || c.Alternatives != alts(probe.CloseSimultaneous, probe.Close4Way) || c.FinRetransmits != 1 ||
+					!strings.Contains(c.Note, "first FIN was lost") {
+					t.Errorf("close %+v", c)
+				}
+				if n, ok := noteOf(r.Trace, func(ev probe.TraceEvent) bool { return !ev.Out && ev.Flags == rawsock.FlagAck && ev.Seq == 2 }); !ok || !strings.Contains(n, "seq ahead") {
+					t.Errorf("the ACK past its FIN is noted %q", n)
+				}
+				if n, _ := noteOf(r.Trace, func(ev probe.TraceEvent) bool { return !ev.Out && ev.Flags&rawsock.FlagFin != 0 }); !strings.Contains(n, "first FIN was lost") {
+					t.Errorf("its FIN is noted %q", n)
+				}
+				last := r.Trace[len(r.Trace)-1]
+				if last.Us != probe.TimeWait || last.Peer != probe.Closed {
+					t.Errorf("states at the end: us %v, peer %v", last.Us, last.Peer)
+				}
+				for _, ev := range r.Trace {
+					if !ev.Out && ev.Flags == rawsock.FlagAck && ev.Peer == probe.CloseWait {
+						t.Errorf("peer said to be in CLOSE_WAIT after it sent its FIN: %+v", ev)
+					}
+				}
+			})
+			t.Run("simultaneous, its FIN lost before ours arrived", func(t *testing.T) {
+				pr := newPeer(func(pr *peer, p *rawsock.Packet) []probetest.Reply {
+					switch {
+					case p.Flags == rawsock.FlagAck && pr.sndNxt == peerISN+1:
+						// Our handshake ACK: it closes at once; the FIN is lost.
+						pr.tsval += 1
+						pr.send(p, rawsock.FlagFin|rawsock.FlagAck, nil, ack)
+					case isFIN(p) && finCount(pr) == 1:
+						pr.tsval += 100
+						pr.takes(p)
+						fin := probetest.Reply{Packet: pr.seg(p, rawsock.FlagFin|rawsock.FlagAck, pr.sndNxt-1, nil), After: 3 * ack}
+						return []probetest.Reply{{Packet: pr.seg(p, rawsock.FlagAck, pr.sndNxt, nil), After: ack}, fin}
+					}
+					return nil
+				})
+				_, c, _ := runFIN(t, pr, probe.Config{Hold: 20 * time.Millisecond})
+				// With timestamps, its ACK echoes our first FIN: certain.
+				// Without, the ACK came one RTT after our only FIN:
+				// certain too.
+				if c.Pattern != probe.CloseSimultaneous || c.Alternatives != 0 || !strings.Contains(c.Note, "left before ours arrived") {
+					t.Errorf("close %+v", c)
+				}
+			})
+			t.Run("4-way, its ACK lost, FIN 50 ms later", func(t *testing.T) {
+				pr := newPeer(func(pr *peer, p *rawsock.Packet) []probetest.Reply {
+					if !isFIN(p) {
+						return nil
+					}
+					pr.takes(p)
+					pr.tsval += 50
+					return []probetest.Reply{pr.send(p, rawsock.FlagFin|rawsock.FlagAck, nil, 50*time.Millisecond)}
+				})
+				_, c, _ := runFIN(t, pr, probe.Config{})
+				if c.Pattern != probe.Close3Way || c.Alternatives != alts(probe.Close4Way, probe.CloseSimultaneous) || !strings.Contains(c.Note, "separate ACK") {
+					t.Errorf("close %+v", c)
+				}
+			})
+			t.Run("4-way, its ACK reordered behind its FIN", func(t *testing.T) {
+				pr := newPeer(func(pr *peer, p *rawsock.Packet) []probetest.Reply {
+					if !isFIN(p) {
+						return nil
+					}
+					pr.takes(p)
+					a := pr.send(p, rawsock.FlagAck, nil, ack)
+					f := pr.send(p, rawsock.FlagFin|rawsock.FlagAck, nil, ack+10*time.Microsecond)
+					return []probetest.Reply{f, a}
+				})
+				_, c, _ := runFIN(t, pr, probe.Config{})
+				if c.Pattern != probe.Close4Way || c.Alternatives != 0 {
+					t.Errorf("close %+v", c)
+				}
+			})
+			t.Run("4-way, its FIN lost, ACK first", func(t *testing.T) {
+				pr := newPeer(func(pr *peer, p *rawsock.Packet) []probetest.Reply {
+					if !isFIN(p) {
+						return nil
+					}
+					pr.takes(p)
+					pr.tsval += 10
+					a := pr.send(p, rawsock.FlagAck, nil, ack)
+					pr.send(p, rawsock.FlagFin|rawsock.FlagAck, nil, 2*ack) // lost
+					// Its retransmission, 300 ms later.
+					return []probetest.Reply{a, {Packet: pr.seg(p, rawsock.FlagFin|rawsock.FlagAck, pr.sndNxt-1, nil), After: 300 * time.Millisecond}}
+				})
+				_, c, _ := runFIN(t, pr, probe.Config{})
+				if c.Pattern != probe.Close4Way || c.Alternatives != 0 {
+					t.Errorf("close %+v", c)
+				}
+			})
+			t.Run("4-way, its data lost before its FIN", func(t *testing.T) {
+				pr := newPeer(func(pr *peer, p *rawsock.Packet) []probetest.Reply {
+					if !isFIN(p) {
+						if p.Ack == pr.sndNxt-1 && p.PayloadLen == 0 && pr.sndNxt != peerISN+1 {
+							// Its data is in, its FIN not: sent again.
+							pr.tsval += 200
+							return []probetest.Reply{{Packet: pr.seg(p, rawsock.FlagFin|rawsock.FlagAck, pr.sndNxt-1, nil), After: ack}}
+						}
+						return nil
+					}
+					pr.takes(p)
+					pr.tsval += 10
+					pr.send(p, rawsock.FlagPsh|rawsock.FlagAck, make([]byte, 3000), ack) // lost
+					fin := pr.send(p, rawsock.FlagFin|rawsock.FlagAck, nil, 2*ack)
+					pr.tsval += 300
+					again := probetest.Reply{Packet: pr.seg(p, rawsock.FlagPsh|rawsock.FlagAck, peerISN+1, make([]byte, 3000)), After: 300 * time.Millisecond}
+					return []probetest.Reply{fin, again}
+				})
+				_, c, _ := runFIN(t, pr, probe.Config{})
+				// The data's first transmission is what would have shown
+				// whether it acknowledged our FIN: flagged.
+				if c.Pattern != probe.Close3Way || c.Alternatives != alts(probe.Close4Way) || !strings.Contains(c.Note, "data it sent before its FIN was lost") ||
+					c.PeerBytes != 3000 || c.PeerDataBytes != 3000 {
+					t.Errorf("close %+v", c)
+				}
+			})
+			t.Run("peer-first, its banner lost: its FIN out of order, ours crosses it", func(t *testing.T) {
+				pr := newPeer(func(pr *peer, p *rawsock.Packet) []probetest.Reply {
+					switch {
+					case p.Flags == rawsock.FlagAck && pr.sndNxt == peerISN+1:
+						pr.send(p, rawsock.FlagPsh|rawsock.FlagAck, []byte("220 hello\r\n"), ack) // lost
+						return []probetest.Reply{pr.send(p, rawsock.FlagFin|rawsock.FlagAck, nil, 2*ack)}
+					case isFIN(p) && finCount(pr) == 1:
+						pr.takes(p)
+						banner := probetest.Reply{Packet: pr.seg(p, rawsock.FlagPsh|rawsock.FlagAck, peerISN+1, []byte("220 hello\r\n")), After: 2 * ack}
+						fin := probetest.Reply{Packet: pr.seg(p, rawsock.FlagFin|rawsock.FlagAck, pr.sndNxt-1, nil), After: 3 * ack}
+						return []probetest.Reply{{Packet: pr.seg(p, rawsock.FlagAck, pr.sndNxt, nil), After: ack}, banner, fin}
+					}
+					return nil
+				})
+				_, c, _ := runFIN(t, pr, probe.Config{Hold: 20 * time.Millisecond})
+				// Its FIN did not acknowledge ours (it left first), and we
+				// sent ours without having it: the FINs crossed. The
+				// retransmitted banner acknowledges our FIN but is no
+				// evidence of a 4-way close, nor data after our FIN.
+				if c.Pattern != probe.CloseSimultaneous || c.Alternatives != 0 || c.PeerBytes != 11 || c.PeerDataBytes != 0 {
+					t.Errorf("close %+v", c)
+				}
+			})
+		})
+	}
+}
