@@ -45,6 +45,8 @@ type network interface {
 	packetSender(hop rawsock.NextHop, v6 bool) (packetSender, error)
 	// ring receives a scan's answers.
 	ring(cfg rawsock.RingConfig) (receiver, error)
+	// broadcasts lists the directed broadcasts of this host's subnets.
+	broadcasts() (map[netip.Addr]string, error)
 }
 
 // receiver is a rawsock.Ring.
@@ -136,11 +138,15 @@ func probeAll(ctx context.Context, o *options, stdout, stderr io.Writer, sys net
 	if err != nil {
 		return 0, err
 	}
-	if o.expect != "" || hasExpectation(o.specs) || (pairs > 1 && !o.countSet && !o.intervalSet) {
-		return runScan(ctx, o, blocks, stdout, stderr, sys)
-	}
-	if pairs > maxPingPairs {
+	isScan := o.expect != "" || hasExpectation(o.specs) || (pairs > 1 && !o.countSet && !o.intervalSet)
+	if !isScan && pairs > maxPingPairs {
 		return 0, usagef("%d address and port pairs is too many for -c/-i rounds (at most %d): drop -c and -i to scan them", pairs, maxPingPairs)
+	}
+	for _, n := range o.skipped {
+		fmt.Fprintf(stderr, "synprobe: %s\n", n)
+	}
+	if isScan {
+		return runScan(ctx, o, blocks, stdout, stderr, sys)
 	}
 	targets, err := expandTargets(o, blocks, sys)
 	if err != nil {
@@ -285,12 +291,16 @@ func synLen(t *probe.Target, opts *rawsock.SYNOptions) int {
 // address with a route, as ping does) and counts the pairs.
 func resolveSpecs(ctx context.Context, o *options, sys network) ([]scan.Block, uint64, error) {
 	blocks := make([]scan.Block, 0, len(o.specs))
+	dest := usable{sys: sys}
 	for i := range o.specs {
 		sp := &o.specs[i]
 		b := scan.Block{Spec: sp}
 		if sp.Host != "" {
 			addrs, err := resolve(ctx, o, sp.Host, sp.Arg, sys)
 			if err != nil {
+				return nil, 0, err
+			}
+			if addrs, err = dest.addrs(sp, addrs); err != nil {
 				return nil, 0, err
 			}
 			var srcErr error
@@ -317,6 +327,12 @@ func resolveSpecs(ctx context.Context, o *options, sys network) ([]scan.Block, u
 			case o.ipv6 && !a.Is6():
 				return nil, 0, usagef("target %q: %v is not an IPv6 address, but -6 was given", sp.Arg, a)
 			}
+			parts, err := dest.block(o, sp)
+			if err != nil {
+				return nil, 0, err
+			}
+			blocks = append(blocks, parts...)
+			continue
 		}
 		blocks = append(blocks, b)
 	}
@@ -325,6 +341,72 @@ func resolveSpecs(ctx context.Context, o *options, sys network) ([]scan.Block, u
 		return nil, 0, usagef("the targets hold %d pairs, more than the %d a scan can hold", set.Len(), uint64(scan.MaxPairs))
 	}
 	return blocks, set.Len(), nil
+}
+
+// usable keeps unusable destinations out of the targets (scan.Unusable):
+// it refuses the unspecified address, multicast and broadcast addresses,
+// and blocks that reach outside unicast space, and leaves this host's
+// subnets' broadcast addresses out of larger blocks.
+type usable struct {
+	sys    network
+	bcast  map[netip.Addr]string
+	loaded bool
+}
+
+func (u *usable) broadcasts() map[netip.Addr]string {
+	if !u.loaded {
+		// Without them, a broadcast address fails to send (EACCES) and
+		// is reported as such.
+		u.bcast, _ = u.sys.broadcasts()
+		u.loaded = true
+	}
+	return u.bcast
+}
+
+// addrs returns the usable ones of the addresses sp's host resolved to,
+// or the refusal of the first when none is.
+func (u *usable) addrs(sp *scan.Spec, addrs []netip.Addr) ([]netip.Addr, error) {
+	var ok []netip.Addr
+	for _, a := range addrs {
+		if scan.Unusable(a, u.broadcasts()) == "" {
+			ok = append(ok, a)
+		}
+	}
+	if len(ok) == 0 {
+		return nil, usagef("target %q: %s resolves to %v, %s; a probe goes to one host: give a unicast address",
+			sp.Arg, sp.Host, addrs[0], scan.Unusable(addrs[0], u.broadcasts()))
+	}
+	return ok, nil
+}
+
+// block returns sp's block, refused if it holds an address that is never
+// a destination, or cut into the parts around the broadcast addresses it
+// holds, each noted in o.skipped. (The parts keep sp's Arg, Ports and
+// Expect; only their Prefix is narrower.)
+func (u *usable) block(o *options, sp *scan.Spec) ([]scan.Block, error) {
+	var bcast map[netip.Addr]string
+	if sp.Prefix.Addr().Is4() {
+		bcast = u.broadcasts()
+	}
+	bad, why, skip := scan.CheckBlock(sp.Prefix, bcast)
+	switch {
+	case bad.IsValid() && sp.Prefix.IsSingleIP():
+		return nil, usagef("target %q: %v is %s; a probe goes to one host: give a unicast address", sp.Arg, bad, why)
+	case bad.IsValid():
+		return nil, usagef("target %q: the block holds %v, %s; a probe goes to one host: name the unicast part of the block", sp.Arg, bad, why)
+	case len(skip) == 0:
+		return []scan.Block{{Spec: sp}}, nil
+	}
+	for _, a := range skip {
+		o.skipped = append(o.skipped, fmt.Sprintf("target %q: leaving out %v, %s", sp.Arg, a, scan.Unusable(a, bcast)))
+	}
+	var parts []scan.Block
+	for _, p := range scan.Without(sp.Prefix, skip) {
+		part := *sp
+		part.Prefix = p
+		parts = append(parts, scan.Block{Spec: &part})
+	}
+	return parts, nil
 }
 
 // expandTargets lists every pair as a ping-style target with its source.
