@@ -115,6 +115,9 @@ func (p *textPrinter) result(r *probe.Result, spec *targetSpec) {
 	if c := r.Close; c != nil {
 		b = appendClose(b, c)
 	}
+	if r.Interrupted {
+		b = append(b, "\n         interrupted before the close: synprobe reset the connection"...)
+	}
 	b = append(b, '\n')
 	b = appendTrace(b, r)
 	p.b = b
@@ -199,8 +202,11 @@ func (p *textPrinter) summary(t *probe.Target, spec *targetSpec, s *probe.Stats)
 	var b strings.Builder
 	fmt.Fprintf(&b, "--- %s synprobe statistics ---\n", spec.arg)
 	fmt.Fprintf(&b, "%d probes sent, %d open, %d closed, %d filtered", s.Sent, s.Open, s.Closed, s.Filtered)
+	if s.Interrupted > 0 {
+		fmt.Fprintf(&b, ", %d unanswered at interrupt", s.Interrupted)
+	}
 	if s.Errors > 0 {
-		fmt.Fprintf(&b, ", %d errors", s.Errors)
+		fmt.Fprintf(&b, ", %d not sent (errors)", s.Errors)
 	}
 	fmt.Fprintf(&b, ", %s%% loss\n", strconv.FormatFloat(s.LossPercent(), 'f', -1, 64))
 	if sum := s.Summary(); sum.N > 0 {
@@ -214,6 +220,9 @@ func (p *textPrinter) summary(t *probe.Target, spec *targetSpec, s *probe.Stats)
 				b.WriteByte(',')
 			}
 			fmt.Fprintf(&b, " %d %v", s.Patterns[pat], pat)
+		}
+		if s.CloseInterrupted > 0 {
+			fmt.Fprintf(&b, "; %d interrupted and reset", s.CloseInterrupted)
 		}
 		b.WriteByte('\n')
 		for _, d := range []struct {
@@ -329,6 +338,9 @@ func (p *jsonPrinter) result(r *probe.Result, spec *targetSpec) {
 		j.str("clock", clockName(c.Kernel))
 		j.close('}')
 	}
+	if r.Interrupted {
+		j.bool("interrupted", true)
+	}
 	if len(r.Trace) > 0 {
 		j.key("trace")
 		j.b = append(j.b, '[')
@@ -386,8 +398,9 @@ func (p *jsonPrinter) summary(t *probe.Target, spec *targetSpec, s *probe.Stats)
 	j.uint("filtered", uint64(s.Filtered))
 	j.uint("errors", uint64(s.Errors))
 	j.uint("timeouts", uint64(s.Timeouts))
+	j.uint("interrupted", uint64(s.Interrupted))
 	j.float("loss_pct", s.LossPercent(), 3)
-	if s.Patterns != [len(s.Patterns)]int{} {
+	if s.Patterns != [len(s.Patterns)]int{} || s.CloseInterrupted > 0 {
 		j.object("close")
 		for _, pat := range probe.ClosePatterns() {
 			j.uint(pat.String(), uint64(s.Patterns[pat]))
@@ -406,6 +419,7 @@ func (p *jsonPrinter) summary(t *probe.Target, spec *targetSpec, s *probe.Stats)
 		j.uint("peer_retransmits", uint64(s.PeerRetransmits))
 		j.uint("fin_retransmits", uint64(s.FinRetransmits))
 		j.uint("late_peer_fins", uint64(s.LateFINs))
+		j.uint("interrupted", uint64(s.CloseInterrupted))
 		j.close('}')
 	}
 	if sum := s.Summary(); sum.N > 0 {
