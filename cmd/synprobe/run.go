@@ -11,6 +11,8 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/synprobe/synprobe/probe"
@@ -87,7 +89,54 @@ type failure struct{ err error }
 
 func (f *failure) Error() string { return f.err.Error() }
 
+// output is stdout for a run: the first write that fails ends the run
+// as an interrupt does (its connections reset, its summary attempted), for
+// nobody reads what follows.
+type output struct {
+	mu   sync.Mutex
+	w    io.Writer
+	err  error
+	stop context.CancelFunc
+}
+
+func (o *output) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.err != nil {
+		return 0, o.err
+	}
+	n, err := o.w.Write(p)
+	if err != nil {
+		o.err = err
+		o.stop()
+	}
+	return n, err
+}
+
+func (o *output) failed() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.err
+}
+
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, sys network) int {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	out := &output{w: stdout, stop: cancel}
+	code := runWith(ctx, args, out, stderr, sys)
+	if err := out.failed(); err != nil && code != exitUsage {
+		// A reader that went away (| head -1) ends the run like a
+		// signal; any other failure to write is the run's failure.
+		if errors.Is(err, syscall.EPIPE) {
+			return code
+		}
+		fmt.Fprintf(stderr, "synprobe: writing the output: %v\n", err)
+		return exitFailure
+	}
+	return code
+}
+
+func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, sys network) int {
 	o, err := parseArgs(args)
 	if err != nil {
 		fmt.Fprintf(stderr, "synprobe: %v\n", err)

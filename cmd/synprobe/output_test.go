@@ -1,0 +1,69 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// failingWriter takes n writes, then fails every one with err.
+type failingWriter struct {
+	n   int
+	err error
+	buf bytes.Buffer
+}
+
+func (w *failingWriter) Write(p []byte) (int, error) {
+	if w.n == 0 {
+		return 0, w.err
+	}
+	w.n--
+	return w.buf.Write(p)
+}
+
+// TestOutputClosed: an endless run whose reader goes away (EPIPE, as with
+// | head -1) ends at once as an interrupt does, with the status of its
+// verdicts and nothing on stderr; any other write error ends it with
+// exit 3 and one line.
+func TestOutputClosed(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		args   []string
+		writes int // that succeed
+		err    error
+		code   int
+		stderr string
+	}{
+		{"ping EPIPE", []string{"-i", "0.001", "198.18.0.2:80"}, 3, &os.PathError{Op: "write", Path: "|1", Err: syscall.EPIPE}, exitOK, ""},
+		// The header goes out; the first close report does not.
+		{"ping fin EPIPE", []string{"--mode", "fin", "--hold", "0.05", "--close-timeout", "0.05", "-i", "0.01", "198.18.0.2:80"}, 1, syscall.EPIPE, exitOK, ""},
+		// The first flush of the scan's results fails; the silent pairs
+		// would keep it waiting for minutes.
+		{"scan EPIPE", []string{"-w", "5", "--retries", "100", "198.18.0.2:1-200"}, 0, syscall.EPIPE, exitNotOpen, ""},
+		{"ping ENOSPC", []string{"-i", "0.001", "198.18.0.2:80"}, 3, &os.PathError{Op: "write", Path: "out", Err: syscall.ENOSPC}, exitFailure,
+			"synprobe: writing the output: write out: no space left on device\n"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			w := &failingWriter{n: tt.writes, err: tt.err}
+			var errb bytes.Buffer
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			start := time.Now()
+			code := run(ctx, tt.args, w, &errb, &fakeSystem{})
+			if ctx.Err() != nil {
+				t.Fatalf("the run went on after its output failed (%v)", time.Since(start))
+			}
+			if code != tt.code || errb.String() != tt.stderr {
+				t.Errorf("exit %d, stderr %q; want %d, %q\nstdout:\n%s", code, errb.String(), tt.code, tt.stderr, w.buf.String())
+			}
+		})
+	}
+	if !errors.Is(&os.PathError{Err: syscall.EPIPE}, syscall.EPIPE) || !strings.Contains(syscall.EPIPE.Error(), "pipe") {
+		t.Fatal("EPIPE is not what os reports")
+	}
+}
