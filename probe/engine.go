@@ -314,6 +314,14 @@ func (p *Prober) abort() {
 		switch {
 		case e.state == stateSynSent:
 			p.stats[e.target].Interrupted++
+			if p.cfg.Mode != ModeRST {
+				// Its SYN-ACK may be on the way, and the guard keeps
+				// the kernel's RST to it off the wire until we exit:
+				// the server would hold the half-open connection
+				// until it sends the SYN-ACK again. A RST that finds
+				// nothing is ignored.
+				p.sendSeg(e, rawsock.FlagRst, e.isn+1, 0, nil, "abort")
+			}
 		case e.state > stateSynSent && e.state != stateTimeWait && e.c != nil:
 			p.sendSeg(e, rawsock.FlagRst|rawsock.FlagAck, e.c.sndNxt, e.c.rcvNxt, nil, "abort")
 			ev := *e

@@ -166,8 +166,10 @@ func TestIntegrationSignals(t *testing.T) {
 				sum["interrupted"] != float64(syns-synacks) || sum["loss_pct"] != 0.0 || close == nil || close["interrupted"] != float64(synacks) {
 				t.Errorf("summary %v, close %v; the capture saw %d SYNs and %d SYN-ACKs", sum, close, syns, synacks)
 			}
-			if probes != synacks || interrupted != synacks || rsts != synacks {
-				t.Errorf("%d probe lines (%d interrupted), %d RSTs of ours; want one of each per SYN-ACK (%d)", probes, interrupted, rsts, synacks)
+			// One RST per connection, and one per SYN still awaiting its
+			// SYN-ACK (rare at -i 0.05).
+			if probes != synacks || interrupted != synacks || rsts != syns {
+				t.Errorf("%d probe lines (%d interrupted), %d RSTs of ours; want one line per SYN-ACK (%d), one RST per SYN (%d)", probes, interrupted, rsts, synacks, syns)
 			}
 			if guard["kernel_rsts_dropped"] != float64(synacks) || guard["kernel_rsts_escaped"] != 0.0 {
 				t.Errorf("guard %v: want one kernel RST dropped per SYN-ACK (%d)", guard, synacks)
