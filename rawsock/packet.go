@@ -258,6 +258,39 @@ func tcpChecksumOK(b []byte, src, dst netip.Addr, cs Checksums) bool {
 	return Checksum(b, pseudo) == 0xffff
 }
 
+// maybePartial reports whether b may be a TCP segment whose checksum
+// field holds its pseudo-header sum alone: the partial form Parse takes
+// when it knows nothing of the packet. It is false when that is cheap to
+// rule out: an ICMP message, or TCP in an IPv4 header without options or
+// an IPv6 header without extensions whose field is anything else. (A
+// packet socket that knows the checksum is not partial must then verify
+// in full only when it is true.)
+func maybePartial(b []byte) bool {
+	switch {
+	case len(b) >= IPv4MinimumSize+ICMPHeaderSize && b[0] == 0x45 && b[IPv4ProtocolOffset] == ProtocolICMP:
+		return false
+	case len(b) >= IPv6MinimumSize+ICMPHeaderSize && b[0]>>4 == IPv6Version && b[6] == ProtocolICMPv6:
+		return false
+	case len(b) >= IPv4MinimumSize+TCPMinimumSize && b[0] == 0x45 && b[IPv4ProtocolOffset] == ProtocolTCP:
+		ip := IPv4(b)
+		tl := int(ip.TotalLength())
+		if tl < IPv4MinimumSize+TCPMinimumSize || tl > len(b) {
+			return true
+		}
+		seg := TCP(b[IPv4MinimumSize:tl])
+		return seg.Checksum() == PseudoHeaderChecksum(ProtocolTCP, ip.SourceAddress(), ip.DestinationAddress(), uint16(len(seg)))
+	case len(b) >= IPv6MinimumSize+TCPMinimumSize && b[0]>>4 == IPv6Version && b[6] == ProtocolTCP:
+		ip := IPv6(b)
+		end := IPv6MinimumSize + int(ip.PayloadLength())
+		if end < IPv6MinimumSize+TCPMinimumSize || end > len(b) {
+			return true
+		}
+		seg := TCP(b[IPv6MinimumSize:end])
+		return seg.Checksum() == PseudoHeaderChecksum(ProtocolTCP, ip.SourceAddress(), ip.DestinationAddress(), uint16(len(seg)))
+	}
+	return true
+}
+
 func parseIPv4(b []byte, p *Packet, cs Checksums) error {
 	if len(b) < IPv4MinimumSize {
 		return ErrTruncated

@@ -665,3 +665,31 @@ func TestParseChecksums(t *testing.T) {
 		}
 	}
 }
+
+// TestMaybePartial: the Ring's cheap test for the partial checksum form
+// rules out only what cannot be in it.
+func TestMaybePartial(t *testing.T) {
+	rst4 := mustBuild(t, Segment{Src: v4b, Dst: v4a, TTL: 64, SrcPort: 443, DstPort: 40000, Ack: 1, Flags: FlagRst | FlagAck})
+	synack6 := mustBuild(t, synACK(v6b, v6a, 40000))
+	for _, tc := range []struct {
+		name string
+		pkt  []byte
+		want bool
+	}{
+		{"v4 full", rst4, false},
+		{"v4 partial", partialSum(rst4), true},
+		{"v4 wrong", badSum(rst4, IPv4MinimumSize+TCPChecksumOffset), false},
+		{"v6 full", synack6, false},
+		{"v6 partial", partialSum(synack6), true},
+		{"v4 IP options: not looked into", withIPv4Options(rst4, 4), true},
+		{"v6 extension headers: not looked into", withExtHeaders(synack6, extHeader{60, make([]byte, 6)}), true},
+		{"v4 ICMP", icmp4Error(3, 13, v4r, v4a, mustBuild(t, probeSYN(v4a, v4b, 40000))[:28]), false},
+		{"v6 ICMPv6", icmp6Error(1, 4, v6r, v6a, mustBuild(t, probeSYN(v6a, v6b, 40000))), false},
+		{"v4 total length beyond the buffer", edited(rst4, func(b []byte) { IPv4(b).SetTotalLength(200) }), true},
+		{"short", rst4[:30], true},
+	} {
+		if got := maybePartial(tc.pkt); got != tc.want {
+			t.Errorf("%s: maybePartial = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

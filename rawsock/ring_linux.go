@@ -54,11 +54,10 @@ type RingConfig struct {
 // A tap sees packets before the host's IP stack does, whether or not it
 // then accepts them: also answers the kernel drops, and answers to
 // packets not ours but sent from our ports (the BPF filter cannot check
-// cookies). Those with a wrong checksum, which the kernel would drop,
-// Read drops too (BadChecksums counts them): it verifies the IPv4 header
-// checksum and, unless the kernel marked the packet's checksum partial
-// (TP_STATUS_CSUMNOTREADY: a sender on this host left it for the device
-// to complete, and the kernel does not verify it), the TCP or ICMP one.
+// cookies). Parse, which verifies checksums, must be called on every
+// packet; Read itself drops (BadChecksums counts them) those that Parse
+// would take as left partial by a sender on this host when the kernel
+// says they are not (TP_STATUS_CSUMNOTREADY), and whose checksum is wrong.
 //
 // Read may be called by one goroutine at a time; Wake and Close from any.
 type Ring struct {
@@ -201,19 +200,19 @@ func (r *Ring) readWith(deadline time.Time, fn func([]byte, time.Time), raw func
 }
 
 // checksumOK reports whether a packet with this tp_status has checksums
-// the kernel would take.
+// the kernel would take, as far as Parse, which verifies every packet the
+// Ring hands on, cannot tell: Parse takes a TCP checksum that holds the
+// pseudo-header sum alone as one left partial by a sender on this host,
+// but here the kernel says which are partial (TP_STATUS_CSUMNOTREADY). A
+// packet not marked so, whose field is in that form, must verify in full.
+// (TP_STATUS_CSUM_VALID: the device verified it; before Linux 6.1 the flag
+// was also set for CHECKSUM_COMPLETE, which verifies nothing, so it only
+// spares the packet this check, not Parse's.)
 func (r *Ring) checksumOK(pkt []byte, status uint32) bool {
-	cs := ChecksumsVerify
-	switch {
-	case status&unix.TP_STATUS_CSUMNOTREADY != 0:
-		cs = ChecksumsNotReady
-	case status&unix.TP_STATUS_CSUM_VALID != 0:
-		// The device verified the sum. (Before Linux 6.1 the flag was
-		// also set for CHECKSUM_COMPLETE, which verifies nothing: so
-		// check as for a packet we know nothing of.)
-		cs = ChecksumsUnknown
+	if status&(unix.TP_STATUS_CSUMNOTREADY|unix.TP_STATUS_CSUM_VALID) != 0 || !maybePartial(pkt) {
+		return true
 	}
-	return ParseChecksums(pkt, &r.scratch, cs) != ErrChecksum
+	return ParseChecksums(pkt, &r.scratch, ChecksumsVerify) != ErrChecksum
 }
 
 // BadChecksums returns how many packets Read dropped for a wrong checksum.
