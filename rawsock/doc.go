@@ -48,8 +48,9 @@
 // (over loopback or veth) leaves its TCP checksum to the device: the field
 // holds the pseudo-header sum alone (CHECKSUM_PARTIAL), the kernel does not
 // verify it, and Parse takes it too. Where the kernel tells, the check is
-// exact: ParseChecksums takes a packet socket's tp_status (the Ring passes
-// TP_STATUS_CSUMNOTREADY, and verifies in full what lacks it), and the IPv6
+// exact: ParseChecksums takes what a packet socket's tp_status says, the
+// Ring drops a partial-looking checksum the kernel did not mark
+// TP_STATUS_CSUMNOTREADY unless it verifies in full, and the IPv6
 // TCP receive socket asks the kernel to verify (IPV6_CHECKSUM). An IPv4 raw
 // socket tells nothing, so there a forged segment whose checksum field
 // equals its pseudo-header sum passes; a random corruption does so with the
