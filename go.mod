@@ -3,6 +3,7 @@ module github.com/synprobe/synprobe
 go 1.26.8
 
 require (
+	github.com/HdrHistogram/hdrhistogram-go v1.4.0
 	github.com/mdlayher/netlink v1.11.2
 	github.com/spf13/pflag v1.0.10
 	golang.org/x/net v0.62.0

@@ -244,8 +244,9 @@ func (p *Prober) Stats(i int) *Stats { return &p.stats[i] }
 
 // Run probes until Count rounds are done and every exchange has ended, or
 // ctx is cancelled. On cancellation, open connections are reset and
-// probes still waiting for their SYN's answer are dropped. Run returns an
-// error only when the network fails.
+// reported (Result.Interrupted), and probes still waiting for their SYN's
+// answer are counted as such (Stats.Interrupted). Run returns an error
+// only when the network fails.
 //
 // Run is one event loop on a locked OS thread: it reads and handles
 // replies, runs the timers and sends the rounds. Its waits end at the
@@ -315,12 +316,31 @@ func (p *Prober) Run(ctx context.Context) error {
 }
 
 // abort ends every open connection with RST, so that no peer keeps state
-// for an exchange we no longer follow.
+// for an exchange we no longer follow, and reports it as open but
+// interrupted; a probe still awaiting its answer is counted as
+// interrupted.
 func (p *Prober) abort() {
 	for i := range p.tab.e {
 		e := &p.tab.e[i]
-		if e.state > stateSynSent && e.state != stateTimeWait && e.c != nil {
+		switch {
+		case e.state == stateSynSent:
+			p.stats[e.target].Interrupted++
+			if p.cfg.Mode != ModeRST {
+				// Its SYN-ACK may be on the way, and the guard keeps
+				// the kernel's RST to it off the wire until we exit:
+				// the server would hold the half-open connection
+				// until it sends the SYN-ACK again. A RST that finds
+				// nothing is ignored.
+				p.sendSeg(e, rawsock.FlagRst, e.isn+1, 0, nil, noteAbort)
+			}
+		case e.state > stateSynSent && e.state != stateTimeWait && e.c != nil:
 			p.sendSeg(e, rawsock.FlagRst|rawsock.FlagAck, e.c.sndNxt, e.c.rcvNxt, nil, noteAbort)
+			ev := *e
+			r := p.begin(&ev)
+			r.State, r.Reason, r.Interrupted = StateOpen, ReasonSYNACK, true
+			p.fillReply(r, &ev, &ev.c.synack)
+			p.finishTrace(r, &ev)
+			p.emit(r)
 		}
 	}
 }
@@ -430,7 +450,9 @@ func (p *Prober) sendSYN(ti, seq int, now time.Time) {
 		e := p.tab.e[i]
 		p.drop(i)
 		p.finishError(&e, err)
+		return
 	}
+	p.stats[ti].Sent++
 }
 
 func (p *Prober) tsval(now time.Time) uint32 { return p.tsBase + uint32(now.UnixMilli()) }

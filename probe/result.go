@@ -110,6 +110,9 @@ type Result struct {
 
 	// Close reports how the connection ended (ModeFIN, open probes).
 	Close *CloseReport
+	// Interrupted (ModeFIN) says the run ended while the connection was
+	// open or closing: synprobe reset it, and Close is nil.
+	Interrupted bool
 	// Trace lists the probe's segments (Config.Trace).
 	Trace []TraceEvent
 }

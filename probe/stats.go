@@ -2,15 +2,31 @@ package probe
 
 import (
 	"math"
-	"slices"
 	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
 )
 
-// Stats accumulates the results of one target.
+// The RTT histogram's range and precision: 1 ns to an hour, three
+// significant digits (each value is kept within 1/1024 of itself). Longer
+// RTTs count as an hour.
+const (
+	histLowest  = 1
+	histHighest = int64(time.Hour)
+	histDigits  = 3
+)
+
+// Stats accumulates the probes of one target.
 type Stats struct {
+	// Sent counts the SYNs handed to the network, when they were sent:
+	// Open + Closed + Filtered + Interrupted. Errors are probes that
+	// could not be sent, and are not among them.
 	Sent, Open, Closed, Filtered, Errors int
 	Timeouts                             int // filtered with no answer at all
 	Kernel                               int // answers in the RTT statistics timed by kernel timestamps
+	// Interrupted counts the probes sent whose answer was still awaited
+	// when the run was interrupted: they have no verdict, and are no loss.
+	Interrupted int
 
 	// MaybeRetransmits summarises the SYN-ACKs that came SynAckRTO or
 	// later after the SYN (Result.MaybeRetransmit). They are kept out of
@@ -29,16 +45,27 @@ type Stats struct {
 	LateFINs        int // FINs retransmitted after the exchange: our last ACK was lost
 	SendErrors      int // segments of connections the kernel refused
 	Uncertain       int // close reports with Alternatives
+	// DataShort counts the connections whose Config.Data the peer did
+	// not acknowledge whole (a closed window, loss, a reset).
+	DataShort int
+	// CloseInterrupted counts the open connections the end of the run
+	// reset before they closed (counted in Open): Result.Interrupted.
+	CloseInterrupted int
 
 	n        int
 	mean, m2 float64 // Welford's running mean and sum of squares, in ns
 	min, max time.Duration
-	rtts     []time.Duration // every RTT, for percentiles
+	// The RTTs for percentiles, in a histogram whose memory grows with
+	// the buckets in use, never with the number of probes: at most some
+	// 33,000 buckets, a few hundred in practice.
+	hist *hdrhistogram.PackedHistogram
 }
 
-// Add counts one result.
+// Add counts one result. The SYN was counted when it was sent (Sent).
 func (s *Stats) Add(r *Result) {
-	s.Sent++
+	if r.Interrupted {
+		s.CloseInterrupted++
+	}
 	switch r.State {
 	case StateOpen:
 		s.Open++
@@ -70,6 +97,9 @@ func (s *Stats) Add(r *Result) {
 		if c.Alternatives != 0 {
 			s.Uncertain++
 		}
+		if c.DataBytes > 0 && c.DataAcked < c.DataBytes && !r.Interrupted {
+			s.DataShort++
+		}
 	}
 	if r.MaybeRetransmit {
 		s.MaybeRetransmits.Add(r.RTT)
@@ -95,15 +125,20 @@ func (s *Stats) addRTT(d time.Duration) {
 	delta := x - s.mean
 	s.mean += delta / float64(s.n)
 	s.m2 += delta * (x - s.mean)
-	s.rtts = append(s.rtts, d)
+	if s.hist == nil {
+		s.hist = hdrhistogram.NewPacked(histLowest, histHighest, histDigits)
+	}
+	s.hist.RecordValue(min(max(int64(d), 0), histHighest))
 }
 
-// LossPercent is the share of probes that got no answer at all.
+// LossPercent is the share of the probes with a verdict that got no
+// answer at all. Probes interrupted while awaiting theirs are not loss.
 func (s *Stats) LossPercent() float64 {
-	if s.Sent == 0 {
+	judged := s.Sent - s.Interrupted
+	if judged <= 0 {
 		return 0
 	}
-	return 100 * float64(s.Timeouts) / float64(s.Sent)
+	return 100 * float64(s.Timeouts) / float64(judged)
 }
 
 // RTTSummary describes the RTTs of the answered probes, except SYN-ACKs
@@ -112,7 +147,10 @@ type RTTSummary struct {
 	N             int // answers counted; the rest is zero when N is 0
 	Min, Avg, Max time.Duration
 	Mdev          time.Duration // population standard deviation, as ping's mdev
-	P50, P90, P99 time.Duration // nearest-rank percentiles
+	// P50, P90 and P99 are nearest-rank percentiles, from a histogram:
+	// each is at most 1/1024 (0.1%) above the exact one, and within
+	// [Min, Max]. Min, Avg, Max and Mdev are exact.
+	P50, P90, P99 time.Duration
 }
 
 // Summary returns the RTT statistics so far.
@@ -120,18 +158,28 @@ func (s *Stats) Summary() RTTSummary {
 	if s.n == 0 {
 		return RTTSummary{}
 	}
-	sorted := slices.Clone(s.rtts)
-	slices.Sort(sorted)
 	return RTTSummary{
 		N:    s.n,
 		Min:  s.min,
 		Avg:  time.Duration(math.Round(s.mean)),
 		Max:  s.max,
 		Mdev: time.Duration(math.Round(math.Sqrt(s.m2 / float64(s.n)))),
-		P50:  Percentile(sorted, 50),
-		P90:  Percentile(sorted, 90),
-		P99:  Percentile(sorted, 99),
+		P50:  s.percentile(50),
+		P90:  s.percentile(90),
+		P99:  s.percentile(99),
 	}
+}
+
+// percentile returns the nearest-rank p-th percentile of the RTTs: the
+// ceil(p/100 * n)-th smallest, by the histogram's bucket holding it (the
+// histogram's own rank rounds instead), within [min, max].
+func (s *Stats) percentile(p float64) time.Duration {
+	n := s.hist.TotalCount()
+	rank := max(1, min(int64(math.Ceil(p/100*float64(n))), n))
+	// The histogram takes the rank (p/100*n + 0.5) rounded down: ask for
+	// the rank itself.
+	v := time.Duration(s.hist.ValueAtPercentile(100 * float64(rank) / float64(n)))
+	return min(max(v, s.min), s.max)
 }
 
 // Percentile returns the nearest-rank p-th percentile of sorted values.

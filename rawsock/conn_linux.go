@@ -241,6 +241,15 @@ func (c *Conn) addRx(family, proto int, filter []bpf.Instruction, cfg Config) er
 			return opError("setsockopt ICMPV6_FILTER", err)
 		}
 	}
+	if proto == unix.IPPROTO_TCP && s.v6 {
+		// The kernel verifies the TCP checksum of what it queues, as TCP
+		// itself would: a partial checksum from a sender on this host
+		// passes, a wrong one is dropped. (ICMPv6 sockets do so by
+		// default; IPv4 raw sockets cannot, and Parse checks instead.)
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_CHECKSUM, TCPChecksumOffset); err != nil {
+			return opError("setsockopt IPV6_CHECKSUM", err)
+		}
+	}
 	if s.v6 {
 		for _, o := range []int{unix.IPV6_RECVHOPLIMIT, unix.IPV6_RECVTCLASS, unix.IPV6_RECVPKTINFO} {
 			if err := unix.SetsockoptInt(fd, unix.SOL_IPV6, o, 1); err != nil {

@@ -22,8 +22,8 @@
 // identifies the probe; it skips IPv6 extension headers, and it reports
 // truncated, malformed and unsupported packets with ErrTruncated,
 // ErrMalformed and ErrUnsupported. It never panics, whatever the input,
-// and does not check checksums: on raw sockets, packets from veth devices
-// and offloading NICs carry partial checksums.
+// and refuses what the receiving kernel would drop (ErrChecksum; see
+// Checksums below).
 //
 // SYNOptions.Encode writes SYN options in the order and layout of a Linux
 // client, so probes look like ordinary connection attempts, and
@@ -41,6 +41,22 @@
 //
 // computed with the checksum field set to zero. Checksum adds 64 bits at a
 // time.
+//
+// Parse verifies what the receiving kernel verifies: the IPv4 header
+// checksum, the TCP checksum and the ICMP or ICMPv6 checksum, so that a
+// corrupt segment is never taken for an answer. A sender on this host
+// (over loopback or veth) leaves its TCP checksum to the device: the field
+// holds the pseudo-header sum alone (CHECKSUM_PARTIAL), the kernel does not
+// verify it, and Parse takes it too. Where the kernel tells, the check is
+// exact: ParseChecksums takes what a packet socket's tp_status says, the
+// Ring drops a partial-looking checksum the kernel did not mark
+// TP_STATUS_CSUMNOTREADY unless it verifies in full, and the IPv6
+// TCP receive socket asks the kernel to verify (IPV6_CHECKSUM). An IPv4 raw
+// socket tells nothing, so there a forged segment whose checksum field
+// equals its pseudo-header sum passes; a random corruption does so with the
+// odds of a 16-bit checksum, 2^-16. Quoted packets are not verified: ICMP
+// cuts them short. TestIntegrationChecksumPaths measures what each path
+// delivers.
 //
 // # Cookies
 //

@@ -2,9 +2,11 @@ package rawsock
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -31,15 +33,16 @@ func parseSeeds(tb testing.TB) (seeds []parseSeed, files map[string]bool) {
 	syn6 := mustBuild(tb, probeSYN(v6a, v6b, 40000))
 	synack4 := mustBuild(tb, synACK(v4b, v4a, 40000))
 	synack6 := mustBuild(tb, synACK(v6b, v6a, 40000))
+	rst4 := mustBuild(tb, Segment{Src: v4b, Dst: v4a, SrcPort: 443, DstPort: 40000, Ack: 1, Flags: FlagRst | FlagAck})
 	seeds = []parseSeed{
 		{"v4-synack", "IPv4 SYN-ACK with Linux options (MSS, SACK, TS, WS)", synack4, nil},
 		{"v6-synack", "IPv6 SYN-ACK with Linux options", synack6, nil},
 		{"v4-icmp-admin-prohibited", "ICMP dest unreachable code 13 quoting a SYN's IP header and 8 bytes of TCP", icmp4Error(3, 13, v4r, v4a, syn4[:28]), nil},
 		{"v6-icmp6-dest-unreach", "ICMPv6 dest unreachable (port) quoting a whole SYN", icmp6Error(1, 4, v6r, v6a, syn6), nil},
 		{"v4-truncated", "IPv4 SYN-ACK cut in the TCP options", synack4[:30], ErrTruncated},
-		{"v6-ext-headers", "IPv6 SYN-ACK after hop-by-hop, routing, destination options and first-fragment headers",
-			withExtHeaders(synack6, extHeader{0, make([]byte, 6)}, extHeader{43, make([]byte, 14)}, extHeader{60, make([]byte, 6)}, extHeader{44, []byte{0, 1, 0, 0, 0, 9}}), nil},
-		{"v4-rst", "IPv4 RST-ACK, no options", mustBuild(tb, Segment{Src: v4b, Dst: v4a, SrcPort: 443, DstPort: 40000, Ack: 1, Flags: FlagRst | FlagAck}), nil},
+		{"v6-ext-headers", "IPv6 SYN-ACK after hop-by-hop, routing, destination options and atomic-fragment headers",
+			withExtHeaders(synack6, extHeader{0, make([]byte, 6)}, extHeader{43, make([]byte, 14)}, extHeader{60, make([]byte, 6)}, extHeader{44, []byte{0, 0, 0, 0, 0, 9}}), nil},
+		{"v4-rst", "IPv4 RST-ACK, no options", rst4, nil},
 		{"v4-ip-options", "IPv4 SYN-ACK with 8 bytes of IP options (IHL 7)", withIPv4Options(synack4, 8), nil},
 		{"v4-payload", "IPv4 segment with a payload and trailing link-layer padding",
 			append(mustBuild(tb, Segment{Src: v4b, Dst: v4a, Flags: FlagPsh | FlagAck, Payload: []byte("hello")}), 0, 0, 0), nil},
@@ -59,12 +62,24 @@ func parseSeeds(tb testing.TB) (seeds []parseSeed, files map[string]bool) {
 		{"v4-icmp-echo", "ICMP echo request", icmp4Error(8, 0, v4r, v4a, []byte("ping")), ErrUnsupported},
 		{"v4-icmp-udp-quote", "ICMP port unreachable quoting UDP", icmp4Error(3, 3, v4r, v4a, edited(syn4[:28], func(b []byte) { b[9] = 17 })), ErrUnsupported},
 		{"v6-icmp6-quote-cut", "ICMPv6 error whose quote ends inside the IPv6 header", icmp6Error(3, 0, v6r, v6a, syn6[:30]), ErrTruncated},
+		{"v4-rst-bad-checksum", "IPv4 RST-ACK whose TCP checksum is off by one", badSum(rst4, IPv4MinimumSize+TCPChecksumOffset), ErrChecksum},
+		{"v6-synack-bad-checksum", "IPv6 SYN-ACK whose TCP checksum is off by one", badSum(synack6, IPv6MinimumSize+TCPChecksumOffset), ErrChecksum},
+		{"v4-rst-partial-checksum", "IPv4 RST-ACK whose TCP checksum field holds the pseudo-header sum alone, as a local sender leaves it (CHECKSUM_PARTIAL)", partialSum(rst4), nil},
+		{"v6-synack-partial-checksum", "IPv6 SYN-ACK with a partial (pseudo-header) TCP checksum", partialSum(synack6), nil},
+		{"v4-bad-ip-checksum", "IPv4 SYN-ACK whose IP header checksum is off by one", badSum(synack4, IPv4ChecksumOffset), ErrChecksum},
+		{"v4-icmp-bad-checksum", "ICMP admin-prohibited whose ICMP checksum is off by one", badSum(icmp4Error(3, 13, v4r, v4a, syn4[:28]), IPv4MinimumSize+ICMPChecksumOffset), ErrChecksum},
+		{"v6-icmp6-bad-checksum", "ICMPv6 dest unreachable whose checksum is off by one", badSum(icmp6Error(1, 4, v6r, v6a, syn6), IPv6MinimumSize+ICMPChecksumOffset), ErrChecksum},
+		{"v4-first-fragment", "IPv4 SYN-ACK with MF set: a fragment, whose checksum cannot be verified",
+			edited(synack4, func(b []byte) { IPv4(b).SetFlagsFragmentOffset(IPv4FlagMoreFragments, 0); fixIPv4Sum(b) }), ErrUnsupported},
+		{"v6-first-fragment", "IPv6 SYN-ACK after a fragment header with M set", withExtHeaders(synack6, extHeader{44, []byte{0, 1, 0, 0, 0, 9}}), ErrUnsupported},
 		{"empty", "no bytes at all", []byte{}, ErrTruncated},
 		{"version-5", "unknown IP version", []byte{0x50, 0, 0, 0}, ErrMalformed},
 	}
 	files = map[string]bool{
 		"v4-synack": true, "v6-synack": true, "v4-icmp-admin-prohibited": true,
 		"v6-icmp6-dest-unreach": true, "v4-truncated": true, "v6-ext-headers": true,
+		"v4-rst-bad-checksum": true, "v6-synack-bad-checksum": true, "v4-rst-partial-checksum": true,
+		"v4-bad-ip-checksum": true, "v4-icmp-bad-checksum": true, "v6-icmp6-bad-checksum": true,
 	}
 	return seeds, files
 }
@@ -75,78 +90,103 @@ func FuzzParse(f *testing.F) {
 		f.Add(s.pkt) // s.what
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var p Packet
-		err := Parse(b, &p)
-
-		// Parse resets every field: a dirty Packet gives the same result.
-		dirty := Packet{Src: v6r, Dst: v6r, TTL: 1, TOS: 1, ID: 1, DF: true, Proto: 99, SrcPort: 1, DstPort: 1,
-			Seq: 1, Ack: 1, Flags: 1, Window: 1, Options: linuxSYNOptions, PayloadLen: 1, ICMPType: 1, ICMPCode: 1,
-			Quoted: Quote{Src: v6r, Dst: v6r, SrcPort: 1, DstPort: 1, Seq: 1, HasSeq: true}}
-		if err2 := Parse(b, &dirty); err2 != err || dirty != p {
-			t.Fatalf("dirty Packet: %v %+v, fresh: %v %+v", err2, dirty, err, p)
-		}
-		if err != nil {
-			if err != ErrTruncated && err != ErrMalformed && err != ErrUnsupported {
-				t.Fatalf("unexpected error %v", err)
-			}
-			return
-		}
-
-		v4 := b[0]>>4 == 4
-		if v4 != p.Src.Is4() || v4 != p.Dst.Is4() || !v4 && (!p.Src.Is6() || !p.Dst.Is6()) {
-			t.Fatalf("version %d, addresses %v %v", b[0]>>4, p.Src, p.Dst)
-		}
-		if !v4 && (p.ID != 0 || p.DF) {
-			t.Fatalf("IPv6 with ID/DF: %+v", p)
-		}
-		switch p.Proto {
-		case ProtocolTCP:
-			if p.IsICMP() || p.ICMPType != 0 || p.ICMPCode != 0 || p.Quoted != (Quote{}) {
-				t.Fatalf("TCP with ICMP fields: %+v", p)
-			}
-			if p.PayloadLen < 0 || p.PayloadLen > len(b)-TCPMinimumSize-IPv4MinimumSize {
-				t.Fatalf("PayloadLen %d of %d bytes", p.PayloadLen, len(b))
-			}
-			// Rebuilding the segment from the parsed fields parses back to
-			// the same fields, except for IPv6 packets with IPv4-mapped
-			// addresses, which Build unmaps (seed crasher-v6-v4mapped-src).
-			if p.Src.Is4In6() || p.Dst.Is4In6() {
-				return
-			}
-			s := Segment{Src: p.Src, Dst: p.Dst, TTL: p.TTL, TOS: p.TOS, ID: p.ID, DF: p.DF,
-				SrcPort: p.SrcPort, DstPort: p.DstPort, Seq: p.Seq, Ack: p.Ack, Flags: p.Flags,
-				Window: p.Window, Options: encodeOptions(p.Options), Payload: make([]byte, p.PayloadLen)}
-			buf := make([]byte, s.Len())
-			n, err := s.Build(buf)
-			if err != nil {
-				t.Fatalf("rebuild: %v", err)
-			}
-			var q Packet
-			if err := Parse(buf[:n], &q); err != nil || q != p {
-				t.Fatalf("rebuilt packet parses to %v %+v, want %+v", err, q, p)
-			}
-		case ProtocolICMP, ProtocolICMPv6:
-			if !p.IsICMP() || v4 != (p.Proto == ProtocolICMP) {
-				t.Fatalf("proto %d in IPv%d", p.Proto, b[0]>>4)
-			}
-			if v4 && !isICMPv4Error(p.ICMPType) || !v4 && !isICMPv6Error(p.ICMPType) {
-				t.Fatalf("ICMP type %d accepted", p.ICMPType)
-			}
-			q := p.Quoted
-			if v4 != q.Src.Is4() || v4 != q.Dst.Is4() || !v4 && (!q.Src.Is6() || !q.Dst.Is6()) {
-				t.Fatalf("quoted addresses %v %v", q.Src, q.Dst)
-			}
-			if !q.HasSeq && q.Seq != 0 {
-				t.Fatalf("Seq without HasSeq: %+v", q)
-			}
-			if p.SrcPort != 0 || p.DstPort != 0 || p.Seq != 0 || p.Ack != 0 || p.Flags != 0 ||
-				p.Window != 0 || p.PayloadLen != 0 || p.Options != (SYNOptions{WScale: -1}) {
-				t.Fatalf("ICMP with TCP fields: %+v", p)
-			}
-		default:
-			t.Fatalf("Parse accepted protocol %d", p.Proto)
+		checkParse(t, b)
+		// Most inputs fail a checksum; the same bytes with their
+		// checksums made right reach everything behind the checks.
+		if fixed := withChecksums(b); !bytes.Equal(fixed, b) {
+			checkParse(t, fixed)
 		}
 	})
+}
+
+// checkParse checks what Parse says of b against what it must say.
+func checkParse(t *testing.T, b []byte) {
+	t.Helper()
+	var p Packet
+	err := Parse(b, &p)
+
+	// Parse resets every field: a dirty Packet gives the same result.
+	dirty := Packet{Src: v6r, Dst: v6r, TTL: 1, TOS: 1, ID: 1, DF: true, Proto: 99, SrcPort: 1, DstPort: 1,
+		Seq: 1, Ack: 1, Flags: 1, Window: 1, Options: linuxSYNOptions, PayloadLen: 1, ICMPType: 1, ICMPCode: 1,
+		Quoted: Quote{Src: v6r, Dst: v6r, SrcPort: 1, DstPort: 1, Seq: 1, HasSeq: true}}
+	if err2 := Parse(b, &dirty); err2 != err || dirty != p {
+		t.Fatalf("dirty Packet: %v %+v, fresh: %v %+v", err2, dirty, err, p)
+	}
+	// Checksums: what a stricter mode takes, a laxer one takes too.
+	var q Packet
+	strict := ParseChecksums(b, &q, ChecksumsVerify)
+	if strict == nil && err != nil {
+		t.Fatalf("ChecksumsVerify takes what Parse refuses (%v)", err)
+	}
+	if lax := ParseChecksums(b, &q, ChecksumsNotReady); err == nil && lax != nil {
+		t.Fatalf("ChecksumsNotReady refuses (%v) what Parse takes", lax)
+	}
+	if err != nil {
+		if err != ErrTruncated && err != ErrMalformed && err != ErrUnsupported && err != ErrChecksum {
+			t.Fatalf("unexpected error %v", err)
+		}
+		return
+	}
+	// Parse took it: every checksum verifies by the naive reference,
+	// or the TCP one holds the pseudo-header sum alone.
+	if !naiveChecksumsOK(b, p.Proto) {
+		t.Fatalf("Parse took a packet whose checksums are wrong: % x", b)
+	}
+
+	v4 := b[0]>>4 == 4
+	if v4 != p.Src.Is4() || v4 != p.Dst.Is4() || !v4 && (!p.Src.Is6() || !p.Dst.Is6()) {
+		t.Fatalf("version %d, addresses %v %v", b[0]>>4, p.Src, p.Dst)
+	}
+	if !v4 && (p.ID != 0 || p.DF) {
+		t.Fatalf("IPv6 with ID/DF: %+v", p)
+	}
+	switch p.Proto {
+	case ProtocolTCP:
+		if p.IsICMP() || p.ICMPType != 0 || p.ICMPCode != 0 || p.Quoted != (Quote{}) {
+			t.Fatalf("TCP with ICMP fields: %+v", p)
+		}
+		if p.PayloadLen < 0 || p.PayloadLen > len(b)-TCPMinimumSize-IPv4MinimumSize {
+			t.Fatalf("PayloadLen %d of %d bytes", p.PayloadLen, len(b))
+		}
+		// Rebuilding the segment from the parsed fields parses back to
+		// the same fields, except for IPv6 packets with IPv4-mapped
+		// addresses, which Build unmaps (seed crasher-v6-v4mapped-src).
+		if p.Src.Is4In6() || p.Dst.Is4In6() {
+			return
+		}
+		s := Segment{Src: p.Src, Dst: p.Dst, TTL: p.TTL, TOS: p.TOS, ID: p.ID, DF: p.DF,
+			SrcPort: p.SrcPort, DstPort: p.DstPort, Seq: p.Seq, Ack: p.Ack, Flags: p.Flags,
+			Window: p.Window, Options: encodeOptions(p.Options), Payload: make([]byte, p.PayloadLen)}
+		buf := make([]byte, s.Len())
+		n, err := s.Build(buf)
+		if err != nil {
+			t.Fatalf("rebuild: %v", err)
+		}
+		var q Packet
+		if err := Parse(buf[:n], &q); err != nil || q != p {
+			t.Fatalf("rebuilt packet parses to %v %+v, want %+v", err, q, p)
+		}
+	case ProtocolICMP, ProtocolICMPv6:
+		if !p.IsICMP() || v4 != (p.Proto == ProtocolICMP) {
+			t.Fatalf("proto %d in IPv%d", p.Proto, b[0]>>4)
+		}
+		if v4 && !isICMPv4Error(p.ICMPType) || !v4 && !isICMPv6Error(p.ICMPType) {
+			t.Fatalf("ICMP type %d accepted", p.ICMPType)
+		}
+		q := p.Quoted
+		if v4 != q.Src.Is4() || v4 != q.Dst.Is4() || !v4 && (!q.Src.Is6() || !q.Dst.Is6()) {
+			t.Fatalf("quoted addresses %v %v", q.Src, q.Dst)
+		}
+		if !q.HasSeq && q.Seq != 0 {
+			t.Fatalf("Seq without HasSeq: %+v", q)
+		}
+		if p.SrcPort != 0 || p.DstPort != 0 || p.Seq != 0 || p.Ack != 0 || p.Flags != 0 ||
+			p.Window != 0 || p.PayloadLen != 0 || p.Options != (SYNOptions{WScale: -1}) {
+			t.Fatalf("ICMP with TCP fields: %+v", p)
+		}
+	default:
+		t.Fatalf("Parse accepted protocol %d", p.Proto)
+	}
 }
 
 // TestParseSeeds checks the FuzzParse seeds and the committed corpus:
@@ -202,4 +242,112 @@ func readCorpusFile(path string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %v", path, err)
 	}
 	return []byte(s), nil
+}
+
+// badSum returns a copy of pkt with the 16-bit checksum at off one off.
+func badSum(pkt []byte, off int) []byte {
+	b := append([]byte{}, pkt...)
+	binary.BigEndian.PutUint16(b[off:], binary.BigEndian.Uint16(b[off:])+1)
+	return b
+}
+
+// partialSum returns a copy of the TCP packet pkt whose checksum field
+// holds the pseudo-header sum alone: what the kernel leaves for the device
+// to complete (CHECKSUM_PARTIAL), and what a receiver on the same host
+// sees over loopback or veth.
+func partialSum(pkt []byte) []byte {
+	b := append([]byte{}, pkt...)
+	start, end, src, dst, proto, ok := l4(b)
+	if !ok || proto != ProtocolTCP {
+		panic("partialSum: not a TCP packet")
+	}
+	tcp := TCP(b[start:end])
+	tcp.SetChecksum(naiveChecksum(naivePseudoHeader(ProtocolTCP, src, dst, uint16(len(tcp))), 0))
+	return b
+}
+
+// fixIPv4Sum recomputes the IPv4 header checksum of b in place.
+func fixIPv4Sum(b []byte) {
+	ip := IPv4(b)
+	ip.SetChecksum(ip.CalculateChecksum())
+}
+
+// l4 returns the offset of the upper-layer header of the IP packet b, its
+// end, the addresses of its pseudo header and its protocol, as far as the
+// headers allow; ok is false when they do not.
+func l4(b []byte) (start, end int, src, dst netip.Addr, proto uint8, ok bool) {
+	switch {
+	case len(b) >= IPv4MinimumSize && b[0]>>4 == 4:
+		ip := IPv4(b)
+		hl, tl := ip.HeaderLength(), int(ip.TotalLength())
+		if hl < IPv4MinimumSize || hl > tl || tl > len(b) {
+			return
+		}
+		return hl, tl, ip.SourceAddress(), ip.DestinationAddress(), ip.Protocol(), true
+	case len(b) >= IPv6MinimumSize && b[0]>>4 == 6:
+		ip := IPv6(b)
+		e := IPv6MinimumSize + int(ip.PayloadLength())
+		if e > len(b) {
+			return
+		}
+		nh, rest, err := skipExtHeaders(ip.NextHeader(), b[IPv6MinimumSize:e], true)
+		if err != nil {
+			return
+		}
+		return e - len(rest), e, ip.SourceAddress(), ip.DestinationAddress(), nh, true
+	}
+	return
+}
+
+// naiveChecksumsOK reports whether b's checksums verify by the naive
+// reference, the TCP one possibly in the partial form.
+func naiveChecksumsOK(b []byte, proto uint8) bool {
+	if b[0]>>4 == 4 {
+		hl := IPv4(b).HeaderLength()
+		if naiveChecksum(b[:hl], 0) != 0xffff {
+			return false
+		}
+	}
+	start, end, src, dst, nh, ok := l4(b)
+	if !ok || nh != proto {
+		return false
+	}
+	seg := b[start:end]
+	var pseudo []byte
+	switch proto {
+	case ProtocolTCP:
+		pseudo = naivePseudoHeader(ProtocolTCP, src, dst, uint16(len(seg)))
+		if len(seg) >= TCPMinimumSize && TCP(seg).Checksum() == naiveChecksum(pseudo, 0) {
+			return true
+		}
+	case ProtocolICMPv6:
+		pseudo = naivePseudoHeader(ProtocolICMPv6, src, dst, uint16(len(seg)))
+	}
+	return naiveChecksum(append(pseudo, seg...), 0) == 0xffff
+}
+
+// withChecksums returns a copy of b with every checksum its headers let
+// us find made right: the IPv4 header's, and the TCP or ICMP one.
+func withChecksums(pkt []byte) []byte {
+	b := append([]byte{}, pkt...)
+	if len(b) >= IPv4MinimumSize && b[0]>>4 == 4 && IPv4(b).HeaderLength() >= IPv4MinimumSize && IPv4(b).HeaderLength() <= len(b) {
+		fixIPv4Sum(b)
+	}
+	start, end, src, dst, proto, ok := l4(b)
+	if !ok {
+		return b
+	}
+	seg := b[start:end]
+	switch {
+	case proto == ProtocolTCP && len(seg) >= TCPMinimumSize:
+		TCP(seg).SetChecksum(0)
+		TCP(seg).SetChecksum(^Checksum(seg, PseudoHeaderChecksum(ProtocolTCP, src, dst, uint16(len(seg)))))
+	case proto == ProtocolICMP && len(seg) >= ICMPHeaderSize:
+		ICMPv4(seg).SetChecksum(0)
+		ICMPv4(seg).SetChecksum(^Checksum(seg, 0))
+	case proto == ProtocolICMPv6 && len(seg) >= ICMPHeaderSize:
+		ICMPv6(seg).SetChecksum(0)
+		ICMPv6(seg).SetChecksum(^Checksum(seg, PseudoHeaderChecksum(ProtocolICMPv6, src, dst, uint16(len(seg)))))
+	}
+	return b
 }

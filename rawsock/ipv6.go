@@ -132,7 +132,9 @@ func (b IPv6) SetDestinationAddress(a netip.Addr) {
 // nh at the start of b, and returns the upper-layer protocol and its bytes.
 // It skips at most maxExtHeaders hop-by-hop, routing, destination options
 // and fragment headers. A fragment header with a non-zero offset gives
-// ErrUnsupported, since the upper-layer header is in the first fragment.
+// ErrUnsupported, since the upper-layer header is in the first fragment,
+// and so does a first fragment of a packet (not of a quote): its checksum
+// covers bytes it does not hold.
 //
 // An extension header longer than b is malformed in a packet (its payload
 // length is known to fit), but only truncated in an ICMPv6 quote: quoted
@@ -157,7 +159,13 @@ func skipExtHeaders(nh uint8, b []byte, quoted bool) (uint8, []byte, error) {
 			if len(b) < IPv6FragmentHeaderSize {
 				return nh, nil, ErrTruncated
 			}
-			if binary.BigEndian.Uint16(b[2:])&^7 != 0 {
+			off := binary.BigEndian.Uint16(b[2:])
+			if off&^7 != 0 {
+				return nh, nil, ErrUnsupported
+			}
+			// A first fragment of a packet (M set) is a part whose
+			// checksum cannot be verified; a quote may be one.
+			if off&1 != 0 && !quoted {
 				return nh, nil, ErrUnsupported
 			}
 			nh, b = b[0], b[IPv6FragmentHeaderSize:]

@@ -27,6 +27,31 @@ var (
 	ErrUnsupported = errors.New("rawsock: unsupported packet")
 	// ErrShortBuffer means the buffer given to Build is too small.
 	ErrShortBuffer = errors.New("rawsock: short buffer")
+	// ErrChecksum means a checksum is wrong: the IPv4 header's, the TCP
+	// segment's or the ICMP message's. The receiving kernel drops such a
+	// packet, so it is never an answer.
+	ErrChecksum = errors.New("rawsock: bad checksum")
+)
+
+// Checksums says what the kernel told about a received packet's TCP or
+// ICMP checksum, for ParseChecksums.
+type Checksums uint8
+
+const (
+	// ChecksumsUnknown: nothing is known, as on a raw IP socket. The TCP
+	// checksum must verify, or hold exactly the sum of the pseudo header:
+	// the form a sender on this host leaves for the device to complete
+	// (the kernel's CHECKSUM_PARTIAL: packets over loopback and veth from
+	// a local TCP stack, segments merged by GRO), which the receiving
+	// kernel takes without verifying. ICMP checksums must verify.
+	ChecksumsUnknown Checksums = iota
+	// ChecksumsNotReady: the kernel said the checksum was never computed
+	// (TP_STATUS_CSUMNOTREADY, CHECKSUM_PARTIAL): the receiving kernel
+	// does not verify it, and neither does ParseChecksums.
+	ChecksumsNotReady
+	// ChecksumsVerify: the kernel said the checksum is not a partial one:
+	// it must verify. A pseudo-header sum alone is corruption here.
+	ChecksumsVerify
 )
 
 var (
@@ -189,29 +214,84 @@ type Quote struct {
 // big) that quote a TCP segment, and skips IPv6 extension headers.
 //
 // It returns ErrTruncated when b is shorter than its headers or length
-// fields say, ErrMalformed when header fields are inconsistent, and
+// fields say, ErrMalformed when header fields are inconsistent,
 // ErrUnsupported for any other protocol, ICMP message or quote, and for
-// non-first fragments. Fields parsed before an error is found (such as the
-// IP addresses) are left set; all others are zero. Bytes beyond the IP
-// length (link-layer padding) are ignored.
+// fragments (a fragment's checksum cannot be verified), and ErrChecksum
+// when a checksum is wrong. Fields parsed before an error is found (such
+// as the IP addresses) are left set; all others are zero. Bytes beyond the
+// IP length (link-layer padding) are ignored.
 //
-// Parse does not verify checksums (raw sockets see packets with partial
-// checksums from veth and offloads). It never panics and does not allocate.
-func Parse(b []byte, p *Packet) error {
+// Parse verifies checksums as the receiving kernel would when it knows
+// nothing of how the packet was built (ChecksumsUnknown): the IPv4 header
+// checksum, the TCP checksum, which may also be in the partial form a
+// sender on this host leaves (see ChecksumsUnknown), and the ICMP or
+// ICMPv6 checksum. A quoted packet's checksums are not verified: quotes
+// are cut short. Parse never panics and does not allocate.
+func Parse(b []byte, p *Packet) error { return ParseChecksums(b, p, ChecksumsUnknown) }
+
+// ParseChecksums is Parse for a packet whose checksum state the kernel
+// reported, as a packet socket does (TP_STATUS_CSUMNOTREADY).
+func ParseChecksums(b []byte, p *Packet, cs Checksums) error {
 	*p = Packet{Options: SYNOptions{WScale: -1}}
 	if len(b) == 0 {
 		return ErrTruncated
 	}
 	switch b[0] >> 4 {
 	case IPv4Version:
-		return parseIPv4(b, p)
+		return parseIPv4(b, p, cs)
 	case IPv6Version:
-		return parseIPv6(b, p)
+		return parseIPv6(b, p, cs)
 	}
 	return ErrMalformed
 }
 
-func parseIPv4(b []byte, p *Packet) error {
+// tcpChecksumOK reports whether the TCP segment b between src and dst
+// has a checksum the receiving kernel would take.
+func tcpChecksumOK(b []byte, src, dst netip.Addr, cs Checksums) bool {
+	if cs == ChecksumsNotReady {
+		return true
+	}
+	pseudo := PseudoHeaderChecksum(ProtocolTCP, src, dst, uint16(len(b)))
+	if cs == ChecksumsUnknown && TCP(b).Checksum() == pseudo {
+		return true // CHECKSUM_PARTIAL: the device was to finish the sum
+	}
+	return Checksum(b, pseudo) == 0xffff
+}
+
+// maybePartial reports whether b may be a TCP segment whose checksum
+// field holds its pseudo-header sum alone: the partial form Parse takes
+// when it knows nothing of the packet. It is false when that is cheap to
+// rule out: an ICMP message, or TCP in an IPv4 header without options or
+// an IPv6 header without extensions whose field is anything else. (A
+// packet socket that knows the checksum is not partial must then verify
+// in full only when it is true.)
+func maybePartial(b []byte) bool {
+	switch {
+	case len(b) >= IPv4MinimumSize+ICMPHeaderSize && b[0] == 0x45 && b[IPv4ProtocolOffset] == ProtocolICMP:
+		return false
+	case len(b) >= IPv6MinimumSize+ICMPHeaderSize && b[0]>>4 == IPv6Version && b[6] == ProtocolICMPv6:
+		return false
+	case len(b) >= IPv4MinimumSize+TCPMinimumSize && b[0] == 0x45 && b[IPv4ProtocolOffset] == ProtocolTCP:
+		ip := IPv4(b)
+		tl := int(ip.TotalLength())
+		if tl < IPv4MinimumSize+TCPMinimumSize || tl > len(b) {
+			return true
+		}
+		seg := TCP(b[IPv4MinimumSize:tl])
+		return seg.Checksum() == PseudoHeaderChecksum(ProtocolTCP, ip.SourceAddress(), ip.DestinationAddress(), uint16(len(seg)))
+	case len(b) >= IPv6MinimumSize+TCPMinimumSize && b[0]>>4 == IPv6Version && b[6] == ProtocolTCP:
+		ip := IPv6(b)
+		end := IPv6MinimumSize + int(ip.PayloadLength())
+		if end < IPv6MinimumSize+TCPMinimumSize || end > len(b) {
+			return true
+		}
+		seg := TCP(b[IPv6MinimumSize:end])
+		return seg.Checksum() == PseudoHeaderChecksum(ProtocolTCP, ip.SourceAddress(), ip.DestinationAddress(), uint16(len(seg)))
+	}
+	return true
+}
+
+func parseIPv4(b []byte, p *Packet, cs Checksums) error {
 	if len(b) < IPv4MinimumSize {
 		return ErrTruncated
 	}
@@ -226,20 +306,25 @@ func parseIPv4(b []byte, p *Packet) error {
 	p.Src, p.Dst = ip.SourceAddress(), ip.DestinationAddress()
 	p.TTL, p.TOS, p.ID, p.DF = ip.TTL(), ip.TOS(), ip.ID(), ip.DF()
 	p.Proto = ip.Protocol()
-	if ip.FragmentOffset() != 0 {
+	if ip.FragmentOffset() != 0 || ip.MF() {
 		return ErrUnsupported
+	}
+	// The kernel drops a header with a bad checksum before anything else
+	// (ip_rcv_core); a raw IP socket never sees one, a packet tap does.
+	if Checksum(b[:hl], 0) != 0xffff {
+		return ErrChecksum
 	}
 	payload := b[hl:tl]
 	switch p.Proto {
 	case ProtocolTCP:
-		return parseTCP(payload, p)
+		return parseTCP(payload, p, cs)
 	case ProtocolICMP:
-		return parseICMPv4(payload, p)
+		return parseICMPv4(payload, p, cs)
 	}
 	return ErrUnsupported
 }
 
-func parseIPv6(b []byte, p *Packet) error {
+func parseIPv6(b []byte, p *Packet, cs Checksums) error {
 	if len(b) < IPv6MinimumSize {
 		return ErrTruncated
 	}
@@ -257,14 +342,14 @@ func parseIPv6(b []byte, p *Packet) error {
 	}
 	switch nh {
 	case ProtocolTCP:
-		return parseTCP(payload, p)
+		return parseTCP(payload, p, cs)
 	case ProtocolICMPv6:
-		return parseICMPv6(payload, p)
+		return parseICMPv6(payload, p, cs)
 	}
 	return ErrUnsupported
 }
 
-func parseTCP(b []byte, p *Packet) error {
+func parseTCP(b []byte, p *Packet, cs Checksums) error {
 	if len(b) < TCPMinimumSize {
 		return ErrTruncated
 	}
@@ -272,6 +357,12 @@ func parseTCP(b []byte, p *Packet) error {
 	doff := tcp.DataOffset()
 	if doff < TCPMinimumSize || doff > len(b) {
 		return ErrMalformed
+	}
+	if len(b) > 0xffff {
+		return ErrMalformed // no pseudo header can hold its length
+	}
+	if !tcpChecksumOK(b, p.Src, p.Dst, cs) {
+		return ErrChecksum
 	}
 	p.SrcPort, p.DstPort = tcp.SrcPort(), tcp.DstPort()
 	p.Seq, p.Ack = tcp.Seq(), tcp.Ack()
@@ -374,7 +465,7 @@ func isICMPv6Error(t uint8) bool {
 	return t >= ICMPv6DestinationUnreachable && t <= ICMPv6ParameterProblem
 }
 
-func parseICMPv4(b []byte, p *Packet) error {
+func parseICMPv4(b []byte, p *Packet, cs Checksums) error {
 	if len(b) < ICMPHeaderSize {
 		return ErrTruncated
 	}
@@ -382,6 +473,11 @@ func parseICMPv4(b []byte, p *Packet) error {
 	p.ICMPType, p.ICMPCode = icmp.Type(), icmp.Code()
 	if !icmp.IsError() {
 		return ErrUnsupported
+	}
+	// Linux computes every ICMP checksum it sends in full; the receiving
+	// kernel verifies it (icmp_rcv), a raw ICMP socket does not.
+	if cs != ChecksumsNotReady && Checksum(b, 0) != 0xffff {
+		return ErrChecksum
 	}
 	// The quote is the original header and at least 8 bytes of payload
 	// (RFC 792), often more (RFC 1812). Its total length is not trusted:
@@ -405,7 +501,7 @@ func parseICMPv4(b []byte, p *Packet) error {
 	return parseQuotedTCP(q[hl:], &p.Quoted)
 }
 
-func parseICMPv6(b []byte, p *Packet) error {
+func parseICMPv6(b []byte, p *Packet, cs Checksums) error {
 	if len(b) < ICMPHeaderSize {
 		return ErrTruncated
 	}
@@ -413,6 +509,12 @@ func parseICMPv6(b []byte, p *Packet) error {
 	p.ICMPType, p.ICMPCode = icmp.Type(), icmp.Code()
 	if !icmp.IsError() {
 		return ErrUnsupported
+	}
+	if len(b) > 0xffff {
+		return ErrMalformed
+	}
+	if cs != ChecksumsNotReady && Checksum(b, PseudoHeaderChecksum(ProtocolICMPv6, p.Src, p.Dst, uint16(len(b)))) != 0xffff {
+		return ErrChecksum
 	}
 	q := icmp.Payload()
 	if len(q) < IPv6MinimumSize {

@@ -385,9 +385,15 @@ func TestParseHostile(t *testing.T) {
 	synack6 := mustBuild(t, synACK(v6b, v6a, 40000))
 	syn4 := mustBuild(t, probeSYN(v4a, v4b, 40000))
 	syn6 := mustBuild(t, probeSYN(v6a, v6b, 40000))
+	// edit changes a copy of b and fixes its IPv4 header checksum, so that
+	// each case fails for the reason it names.
 	edit := func(b []byte, f func(b []byte)) []byte {
 		b = append([]byte{}, b...)
 		f(b)
+		if len(b) >= IPv4MinimumSize && b[0]>>4 == 4 {
+			ip := IPv4(b)
+			ip.SetChecksum(ip.CalculateChecksum())
+		}
 		return b
 	}
 	udp4 := edit(syn4, func(b []byte) { b[9] = 17 })
@@ -424,11 +430,12 @@ func TestParseHostile(t *testing.T) {
 		{"v6 no next header", edit(synack6, func(b []byte) { b[6] = 59 }), ErrUnsupported},
 		{"v4 non-first fragment", edit(synack4, func(b []byte) { IPv4(b).SetFlagsFragmentOffset(0, 8) }), ErrUnsupported},
 		{"v4 last fragment", edit(synack4, func(b []byte) { IPv4(b).SetFlagsFragmentOffset(IPv4FlagDontFragment, 1480) }), ErrUnsupported},
-		{"v4 first fragment", edit(synack4, func(b []byte) { IPv4(b).SetFlagsFragmentOffset(IPv4FlagMoreFragments, 0) }), nil},
+		{"v4 first fragment", edit(synack4, func(b []byte) { IPv4(b).SetFlagsFragmentOffset(IPv4FlagMoreFragments, 0) }), ErrUnsupported},
 		{"v4 IP options", withIPv4Options(synack4, 4), nil},
 		{"v4 IP options 40", withIPv4Options(synack4, 40), nil},
 		{"v6 hop-by-hop, routing, dest opts", withExtHeaders(synack6, extHeader{0, make([]byte, 14)}, extHeader{43, make([]byte, 6)}, extHeader{60, make([]byte, 6)}), nil},
-		{"v6 first fragment", withExtHeaders(synack6, extHeader{44, []byte{0, 1, 1, 2, 3, 4}}), nil},
+		{"v6 first fragment", withExtHeaders(synack6, extHeader{44, []byte{0, 1, 1, 2, 3, 4}}), ErrUnsupported},
+		{"v6 atomic fragment", withExtHeaders(synack6, extHeader{44, []byte{0, 0, 1, 2, 3, 4}}), nil},
 		{"v6 non-first fragment", withExtHeaders(synack6, extHeader{44, []byte{0, 8, 1, 2, 3, 4}}), ErrUnsupported},
 		{"v6 fragment reserved bits", withExtHeaders(synack6, extHeader{44, []byte{0, 6, 1, 2, 3, 4}}), nil},
 		{"v6 8 ext headers", withExtHeaders(synack6, destOpts(8)...), nil},
@@ -606,5 +613,83 @@ func BenchmarkParse(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestParseChecksums: what each checksum mode takes. A wrong IPv4 header
+// checksum is refused whatever the kernel said of the TCP or ICMP one; a
+// partial TCP checksum (the pseudo-header sum alone) is taken unless the
+// kernel said the sum is not partial.
+func TestParseChecksums(t *testing.T) {
+	rst4 := mustBuild(t, Segment{Src: v4b, Dst: v4a, TTL: 64, SrcPort: 443, DstPort: 40000, Ack: 1, Flags: FlagRst | FlagAck})
+	synack6 := mustBuild(t, synACK(v6b, v6a, 40000))
+	data4 := mustBuild(t, Segment{Src: v4b, Dst: v4a, TTL: 64, SrcPort: 443, DstPort: 40000, Flags: FlagAck | FlagPsh, Payload: []byte("odd-length payload")})
+	icmp4 := icmp4Error(3, 13, v4r, v4a, mustBuild(t, probeSYN(v4a, v4b, 40000))[:28])
+	icmp6 := icmp6Error(1, 4, v6r, v6a, mustBuild(t, probeSYN(v6a, v6b, 40000)))
+	tcpSum4 := IPv4MinimumSize + TCPChecksumOffset
+	type want [3]error // ChecksumsUnknown, ChecksumsNotReady, ChecksumsVerify
+	for _, tc := range []struct {
+		name string
+		pkt  []byte
+		want want
+	}{
+		{"v4 RST", rst4, want{nil, nil, nil}},
+		{"v6 SYN-ACK", synack6, want{nil, nil, nil}},
+		{"v4 data, odd length", data4, want{nil, nil, nil}},
+		{"v4 ICMP", icmp4, want{nil, nil, nil}},
+		{"v6 ICMPv6", icmp6, want{nil, nil, nil}},
+		{"v4 RST, TCP sum off by one", badSum(rst4, tcpSum4), want{ErrChecksum, nil, ErrChecksum}},
+		{"v4 RST, TCP sum zero", edited(rst4, func(b []byte) { TCP(b[IPv4MinimumSize:]).SetChecksum(0) }), want{ErrChecksum, nil, ErrChecksum}},
+		{"v4 RST, ack bit flipped", edited(rst4, func(b []byte) { b[IPv4MinimumSize+13] ^= 0x10 }), want{ErrChecksum, nil, ErrChecksum}},
+		{"v4 data, payload byte changed", edited(data4, func(b []byte) { b[len(b)-1] ^= 1 }), want{ErrChecksum, nil, ErrChecksum}},
+		{"v6 SYN-ACK, TCP sum off by one", badSum(synack6, IPv6MinimumSize+TCPChecksumOffset), want{ErrChecksum, nil, ErrChecksum}},
+		{"v4 RST, partial sum", partialSum(rst4), want{nil, nil, ErrChecksum}},
+		{"v4 data, partial sum", partialSum(data4), want{nil, nil, ErrChecksum}},
+		{"v6 SYN-ACK, partial sum", partialSum(synack6), want{nil, nil, ErrChecksum}},
+		{"v4 RST, IP header sum off by one", badSum(rst4, IPv4ChecksumOffset), want{ErrChecksum, ErrChecksum, ErrChecksum}},
+		{"v4 RST, TTL changed", edited(rst4, func(b []byte) { b[IPv4TTLOffset]-- }), want{ErrChecksum, ErrChecksum, ErrChecksum}},
+		{"v4 ICMP sum off by one", badSum(icmp4, IPv4MinimumSize+ICMPChecksumOffset), want{ErrChecksum, nil, ErrChecksum}},
+		{"v4 ICMP quote changed", edited(icmp4, func(b []byte) { b[len(b)-1] ^= 0x80 }), want{ErrChecksum, nil, ErrChecksum}},
+		{"v6 ICMPv6 sum off by one", badSum(icmp6, IPv6MinimumSize+ICMPChecksumOffset), want{ErrChecksum, nil, ErrChecksum}},
+		{"v6 ICMPv6 to another address", edited(icmp6, func(b []byte) { b[39] ^= 1 }), want{ErrChecksum, nil, ErrChecksum}},
+	} {
+		for i, cs := range []Checksums{ChecksumsUnknown, ChecksumsNotReady, ChecksumsVerify} {
+			var p Packet
+			if err := ParseChecksums(tc.pkt, &p, cs); err != tc.want[i] {
+				t.Errorf("%s, mode %d: %v, want %v", tc.name, cs, err, tc.want[i])
+			}
+		}
+		var p Packet
+		if err := Parse(tc.pkt, &p); err != tc.want[0] {
+			t.Errorf("%s: Parse = %v, want %v", tc.name, err, tc.want[0])
+		}
+	}
+}
+
+// TestMaybePartial: the Ring's cheap test for the partial checksum form
+// rules out only what cannot be in it.
+func TestMaybePartial(t *testing.T) {
+	rst4 := mustBuild(t, Segment{Src: v4b, Dst: v4a, TTL: 64, SrcPort: 443, DstPort: 40000, Ack: 1, Flags: FlagRst | FlagAck})
+	synack6 := mustBuild(t, synACK(v6b, v6a, 40000))
+	for _, tc := range []struct {
+		name string
+		pkt  []byte
+		want bool
+	}{
+		{"v4 full", rst4, false},
+		{"v4 partial", partialSum(rst4), true},
+		{"v4 wrong", badSum(rst4, IPv4MinimumSize+TCPChecksumOffset), false},
+		{"v6 full", synack6, false},
+		{"v6 partial", partialSum(synack6), true},
+		{"v4 IP options: not looked into", withIPv4Options(rst4, 4), true},
+		{"v6 extension headers: not looked into", withExtHeaders(synack6, extHeader{60, make([]byte, 6)}), true},
+		{"v4 ICMP", icmp4Error(3, 13, v4r, v4a, mustBuild(t, probeSYN(v4a, v4b, 40000))[:28]), false},
+		{"v6 ICMPv6", icmp6Error(1, 4, v6r, v6a, mustBuild(t, probeSYN(v6a, v6b, 40000))), false},
+		{"v4 total length beyond the buffer", edited(rst4, func(b []byte) { IPv4(b).SetTotalLength(200) }), true},
+		{"short", rst4[:30], true},
+	} {
+		if got := maybePartial(tc.pkt); got != tc.want {
+			t.Errorf("%s: maybePartial = %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }

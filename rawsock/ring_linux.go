@@ -58,7 +58,10 @@ type RingConfig struct {
 // A tap sees packets before the host's IP stack does, whether or not it
 // then accepts them: also answers the kernel drops, and answers to
 // packets not ours but sent from our ports (the BPF filter cannot check
-// cookies).
+// cookies). Parse, which verifies checksums, must be called on every
+// packet; Read itself drops (BadChecksums counts them) those that Parse
+// would take as left partial by a sender on this host when the kernel
+// says they are not (TP_STATUS_CSUMNOTREADY), and whose checksum is wrong.
 //
 // Read may be called by one goroutine at a time; Wake and Close from any.
 type Ring struct {
@@ -75,6 +78,8 @@ type Ring struct {
 	drops   uint64        // packets lost, from the kernel's statistics
 	stored  uint64        // packets put in the ring, from the same
 	read    atomic.Uint64 // packets in the blocks Read gave back
+	badSums atomic.Uint64 // packets dropped for a wrong checksum
+	scratch Packet        // for the checksum check; used by Read only
 }
 
 // Offsets in struct tpacket_block_desc and its tpacket_hdr_v1.
@@ -178,13 +183,19 @@ func (r *Ring) open(cfg RingConfig, prog []bpf.RawInstruction, retire time.Durat
 // only looks), Wake is called (ErrWoken) or the Ring is closed
 // (net.ErrClosed).
 func (r *Ring) Read(deadline time.Time, fn func(pkt []byte, rx time.Time)) (int, error) {
+	return r.readWith(deadline, fn, nil)
+}
+
+// readWith is Read. When raw is set, it gets every packet with its
+// tp_status, before any check, instead of fn (for tests).
+func (r *Ring) readWith(deadline time.Time, fn func([]byte, time.Time), raw func([]byte, time.Time, uint32)) (int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for {
 		if r.isClosed() {
 			return 0, net.ErrClosed
 		}
-		if n, ok := r.readBlock(fn); ok {
+		if n, ok := r.readBlock(fn, raw); ok {
 			return n, nil
 		}
 		if err := r.wait(deadline); err != nil {
@@ -193,9 +204,28 @@ func (r *Ring) Read(deadline time.Time, fn func(pkt []byte, rx time.Time)) (int,
 	}
 }
 
+// checksumOK reports whether a packet with this tp_status has checksums
+// the kernel would take, as far as Parse, which verifies every packet the
+// Ring hands on, cannot tell: Parse takes a TCP checksum that holds the
+// pseudo-header sum alone as one left partial by a sender on this host,
+// but here the kernel says which are partial (TP_STATUS_CSUMNOTREADY). A
+// packet not marked so, whose field is in that form, must verify in full.
+// (TP_STATUS_CSUM_VALID: the device verified it; before Linux 6.1 the flag
+// was also set for CHECKSUM_COMPLETE, which verifies nothing, so it only
+// spares the packet this check, not Parse's.)
+func (r *Ring) checksumOK(pkt []byte, status uint32) bool {
+	if status&(unix.TP_STATUS_CSUMNOTREADY|unix.TP_STATUS_CSUM_VALID) != 0 || !maybePartial(pkt) {
+		return true
+	}
+	return ParseChecksums(pkt, &r.scratch, ChecksumsVerify) != ErrChecksum
+}
+
+// BadChecksums returns how many packets Read dropped for a wrong checksum.
+func (r *Ring) BadChecksums() uint64 { return r.badSums.Load() }
+
 // readBlock hands the packets of the current block to fn and gives the
 // block back to the kernel, if the kernel has handed it over.
-func (r *Ring) readBlock(fn func([]byte, time.Time)) (int, bool) {
+func (r *Ring) readBlock(fn func([]byte, time.Time), raw func([]byte, time.Time, uint32)) (int, bool) {
 	cur := int(r.cur.Load())
 	b := r.mem[cur*r.blockSize : (cur+1)*r.blockSize]
 	status := (*uint32)(unsafe.Pointer(&b[blockStatusOff]))
@@ -218,8 +248,17 @@ func (r *Ring) readBlock(fn func([]byte, time.Time)) (int, bool) {
 		if start < off || end > len(b) {
 			break
 		}
-		fn(b[start:end:end], time.Unix(int64(h.Sec), int64(h.Nsec)))
-		got++
+		pkt, rx := b[start:end:end], time.Unix(int64(h.Sec), int64(h.Nsec))
+		switch {
+		case raw != nil:
+			raw(pkt, rx, h.Status)
+			got++
+		case r.checksumOK(pkt, h.Status):
+			fn(pkt, rx)
+			got++
+		default:
+			r.badSums.Add(1)
+		}
 		if h.Next_offset == 0 {
 			break
 		}

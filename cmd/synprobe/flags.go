@@ -19,6 +19,17 @@ import (
 // ASCII "SYNP".
 const defaultMark = 0x53594e50
 
+// Bounds of numeric flags whose extremes would not be probing any more:
+// each sender is an OS thread (Go allows 10,000: --senders 30000 was a
+// fatal error), and a sender waits for its next token whole, so a slower
+// rate than one a second would hold off even Ctrl-C; no machine sends a
+// billion probes a second.
+const (
+	maxSenders = 256
+	minRate    = 1
+	maxRate    = 1e9
+)
+
 // usageError is bad input: exit status 2.
 type usageError struct{ msg string }
 
@@ -32,6 +43,7 @@ func usagef(format string, args ...any) error {
 type options struct {
 	specs    []scan.Spec  // the TARGET arguments, parsed (-f files are read later)
 	targets  []targetSpec // ping mode: one per (host, port) pair
+	skipped  []string     // broadcast addresses left out of blocks, said on stderr
 	count    int
 	interval time.Duration
 	timeout  time.Duration
@@ -142,11 +154,11 @@ func newFlagSet(o *options) *pflag.FlagSet {
 	fs.VarP(addrFlag{&o.source}, "source", "S", "source address (default: the route's)")
 	fs.StringVarP(&o.iface, "interface", "I", "", "send and receive on this interface only")
 	fs.StringArrayVarP(&o.files, "file", "f", nil, "read targets from FILE, one per line, # comments ('-': standard input)")
-	fs.Float64Var(&o.rate, "rate", 10000, "scans: at most this many probes per second (0: as fast as the machine allows)")
+	fs.Float64Var(&o.rate, "rate", 10000, "scans: at most this many probes per second, 1 to 1e9 (0: as fast as the machine allows)")
 	fs.IntVar(&o.retries, "retries", 1, "scans: probe unanswered pairs again this many times")
 	fs.BoolVar(&o.openOnly, "open", false, "scans: print only open ports")
 	fs.StringVar(&o.expect, "expect", "", "scans: expected state of every pair: open, closed or filtered; exit 1 on any mismatch")
-	fs.IntVar(&o.senders, "senders", 0, "scans: sending threads (default: one per CPU)")
+	fs.IntVar(&o.senders, "senders", 0, "scans: sending threads, at most 256 (default: one per CPU)")
 	fs.BoolVarP(&o.version, "version", "V", false, "print the version and exit")
 	fs.BoolVarP(&o.help, "help", "h", false, "show this help")
 	return fs
@@ -215,12 +227,12 @@ func parseArgs(args []string) (*options, error) {
 	}
 	o.countSet, o.intervalSet = fs.Changed("count"), fs.Changed("interval")
 	switch {
-	case o.rate < 0 || o.rate != o.rate:
-		return nil, usagef("--rate must be 0 (no limit) or positive")
+	case o.rate != 0 && !(o.rate >= minRate && o.rate <= maxRate):
+		return nil, usagef("--rate must be 0 (no limit) or %v to %v probes per second (got %v)", minRate, maxRate, o.rate)
 	case o.retries < 0 || o.retries > scan.MaxRetries:
 		return nil, usagef("--retries must be 0 to %d", scan.MaxRetries)
-	case o.senders < 0:
-		return nil, usagef("--senders must not be negative")
+	case o.senders < 0 || o.senders > maxSenders:
+		return nil, usagef("--senders must be 0 (one per CPU) to %d (got %d)", maxSenders, o.senders)
 	case o.expect != "" && o.expect != scan.ExpectOpen && o.expect != scan.ExpectClosed && o.expect != scan.ExpectFiltered:
 		return nil, usagef("--expect %q: want open, closed or filtered", o.expect)
 	}
@@ -242,13 +254,16 @@ func parseArgs(args []string) (*options, error) {
 
 // loadTargets collects the TARGET arguments and the lines of the -f
 // files, streamed: a file's text is not kept.
-func loadTargets(o *options) (*scan.Builder, error) {
+func loadTargets(o *options, dest *usable) (*scan.Builder, error) {
 	b := new(scan.Builder)
 	for i := range o.specs {
+		if err := dest.block(&o.specs[i], b, false); err != nil {
+			return nil, usagef("target %q: %v", o.specs[i].Arg, err)
+		}
 		b.AddArg(&o.specs[i])
 	}
 	for _, f := range o.files {
-		if err := readTargetFile(o, b, f); err != nil {
+		if err := readTargetFile(o, dest, b, f); err != nil {
 			return nil, err
 		}
 	}
@@ -268,7 +283,7 @@ const maxTargets = 1 << 24
 
 // readTargetFile adds the targets of a -f file ("-": standard input).
 // Its errors name the file and line, never what the file holds.
-func readTargetFile(o *options, b *scan.Builder, name string) error {
+func readTargetFile(o *options, dest *usable, b *scan.Builder, name string) error {
 	r := io.Reader(os.Stdin)
 	if name != "-" {
 		f, err := os.Open(name)
@@ -293,6 +308,9 @@ func readTargetFile(o *options, b *scan.Builder, name string) error {
 			return fmt.Errorf("%s:%d: more than %d targets in all", name, line, maxTargets)
 		}
 		if err := checkFamily(o, spec); err != nil {
+			return fmt.Errorf("%s:%d: %v", name, line, err)
+		}
+		if err := dest.block(spec, b, true); err != nil {
 			return fmt.Errorf("%s:%d: %v", name, line, err)
 		}
 		b.AddLine(name, line, spec)

@@ -11,10 +11,17 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(context.Background())
+	// Every way out is an interrupt: the run resets the connections it
+	// holds, removes its firewall table and prints its summary. SIGPIPE
+	// too: caught, a write to a closed stdout fails with EPIPE (which
+	// also ends the run) instead of killing synprobe on the spot.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGPIPE)
 	go func() {
-		<-ctx.Done()
-		stop() // a second Ctrl-C kills at once
+		<-sigs
+		cancel()
+		signal.Reset(os.Interrupt) // a second Ctrl-C kills at once
 	}()
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr, &system{}))
 }

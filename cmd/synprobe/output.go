@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -41,8 +42,10 @@ func newPrinter(w io.Writer, o *options) printer {
 }
 
 // ms formats a duration in milliseconds with microsecond digits.
-func ms(d time.Duration) string {
-	return strconv.FormatFloat(float64(d)/1e6, 'f', 3, 64)
+func ms(d time.Duration) string { return string(appendMs(nil, d)) }
+
+func appendMs(b []byte, d time.Duration) []byte {
+	return strconv.AppendFloat(b, float64(d)/1e6, 'f', 3, 64)
 }
 
 func clockName(kernel bool) string {
@@ -71,6 +74,7 @@ type textPrinter struct {
 	timeout time.Duration
 	mode    probe.Mode
 	b       []byte
+	noReply string // " (no reply in 1s)"
 }
 
 func (p *textPrinter) header(t *probe.Target, spec *targetSpec, synLen int) {
@@ -80,14 +84,28 @@ func (p *textPrinter) header(t *probe.Target, spec *targetSpec, synLen int) {
 	fmt.Fprintf(p.w, "SYNPROBE %s (%s) port %d from %s: %d-byte SYN, mode %v\n", spec.host, t.Addr, t.Port, t.Src, synLen, p.mode)
 }
 
+// result writes one probe's line. It allocates nothing (a ping at 5 kHz
+// writes 5000 of them a second), but for errors.
 func (p *textPrinter) result(r *probe.Result, spec *targetSpec) {
 	if p.quiet {
 		return
 	}
 	b := p.b[:0]
-	b = fmt.Appendf(b, "%-8s %s  seq=%d sport=%d", r.State, r.Target, r.Seq, r.SrcPort)
+	st := r.State.String()
+	b = append(b, st...)
+	for i := len(st); i < 8; i++ {
+		b = append(b, ' ')
+	}
+	b = append(b, ' ')
+	b = netip.AddrPortFrom(r.Target.Addr, r.Target.Port).AppendTo(b)
+	b = append(b, "  seq="...)
+	b = strconv.AppendInt(b, int64(r.Seq), 10)
+	b = append(b, " sport="...)
+	b = strconv.AppendUint(b, uint64(r.SrcPort), 10)
 	if r.Answered() {
-		b = fmt.Appendf(b, "  rtt=%s ms", ms(r.RTT))
+		b = append(b, "  rtt="...)
+		b = appendMs(b, r.RTT)
+		b = append(b, " ms"...)
 		if r.MaybeRetransmit {
 			b = append(b, " (may be a retransmitted SYN-ACK: kept out of the rtt statistics)"...)
 		}
@@ -98,19 +116,32 @@ func (p *textPrinter) result(r *probe.Result, spec *targetSpec) {
 	case r.State == probe.StateError:
 		b = fmt.Appendf(b, " (%v)", r.Err)
 	case r.Reason == probe.ReasonTimeout:
-		b = fmt.Appendf(b, " (no reply in %v)", p.timeout)
+		if p.noReply == "" {
+			p.noReply = fmt.Sprintf(" (no reply in %v)", p.timeout)
+		}
+		b = append(b, p.noReply...)
 	case r.IsICMP():
-		b = fmt.Appendf(b, " from=%s ttl=%d", r.From, r.TTL)
+		b = append(b, " from="...)
+		b = r.From.AppendTo(b)
+		b = append(b, " ttl="...)
+		b = strconv.AppendUint(b, uint64(r.TTL), 10)
 	default:
 		hops, _ := probe.Hops(r.TTL)
-		b = fmt.Appendf(b, " ttl=%d hops=%d", r.TTL, hops)
+		b = append(b, " ttl="...)
+		b = strconv.AppendUint(b, uint64(r.TTL), 10)
+		b = append(b, " hops="...)
+		b = strconv.AppendInt(b, int64(hops), 10)
 		if r.Target.Addr.Is4() {
-			b = fmt.Appendf(b, " id=%d", r.IPID)
+			b = append(b, " id="...)
+			b = strconv.AppendUint(b, uint64(r.IPID), 10)
 			if r.DF {
 				b = append(b, " DF"...)
 			}
 		}
-		b = fmt.Appendf(b, " flags=%s win=%d", r.Flags, r.Window)
+		b = append(b, " flags="...)
+		b = append(b, r.Flags.String()...)
+		b = append(b, " win="...)
+		b = strconv.AppendUint(b, uint64(r.Window), 10)
 		if r.State == probe.StateOpen {
 			b = appendSYNACKOptions(b, r)
 		}
@@ -121,6 +152,9 @@ func (p *textPrinter) result(r *probe.Result, spec *targetSpec) {
 	}
 	if c := r.Close; c != nil {
 		b = appendClose(b, c)
+	}
+	if r.Interrupted {
+		b = append(b, "\n         interrupted before the close: synprobe reset the connection"...)
 	}
 	b = append(b, '\n')
 	b = appendTrace(b, r)
@@ -212,19 +246,23 @@ func (p *textPrinter) guard(table string, owned bool, dropped uint64, escaped in
 func appendSYNACKOptions(b []byte, r *probe.Result) []byte {
 	o := &r.Options
 	if o.MSS != 0 {
-		b = fmt.Appendf(b, " mss=%d", o.MSS)
+		b = append(b, " mss="...)
+		b = strconv.AppendUint(b, uint64(o.MSS), 10)
 	}
 	if o.WScale >= 0 {
-		b = fmt.Appendf(b, " ws=%d", o.WScale)
+		b = append(b, " ws="...)
+		b = strconv.AppendInt(b, int64(o.WScale), 10)
 	}
 	if o.SACKPermitted {
 		b = append(b, " sack"...)
 	}
 	if o.Timestamps {
-		b = fmt.Appendf(b, " ts=%d", o.TSVal)
+		b = append(b, " ts="...)
+		b = strconv.AppendUint(b, uint64(o.TSVal), 10)
 	}
 	if ecn := r.TOS & 3; ecn != 0 {
-		b = fmt.Appendf(b, " ip-ecn=%d", ecn)
+		b = append(b, " ip-ecn="...)
+		b = strconv.AppendUint(b, uint64(ecn), 10)
 	}
 	return b
 }
@@ -233,8 +271,11 @@ func (p *textPrinter) summary(t *probe.Target, spec *targetSpec, s *probe.Stats)
 	var b strings.Builder
 	fmt.Fprintf(&b, "--- %s synprobe statistics ---\n", spec.arg)
 	fmt.Fprintf(&b, "%d probes sent, %d open, %d closed, %d filtered", s.Sent, s.Open, s.Closed, s.Filtered)
+	if s.Interrupted > 0 {
+		fmt.Fprintf(&b, ", %d unanswered at interrupt", s.Interrupted)
+	}
 	if s.Errors > 0 {
-		fmt.Fprintf(&b, ", %d errors", s.Errors)
+		fmt.Fprintf(&b, ", %d not sent (errors)", s.Errors)
 	}
 	fmt.Fprintf(&b, ", %s%% loss\n", strconv.FormatFloat(s.LossPercent(), 'f', -1, 64))
 	if sum := s.Summary(); sum.N > 0 {
@@ -253,6 +294,9 @@ func (p *textPrinter) summary(t *probe.Target, spec *targetSpec, s *probe.Stats)
 			}
 			fmt.Fprintf(&b, " %d %v", s.Patterns[pat], pat)
 		}
+		if s.CloseInterrupted > 0 {
+			fmt.Fprintf(&b, "; %d interrupted and reset", s.CloseInterrupted)
+		}
 		b.WriteByte('\n')
 		for _, d := range []struct {
 			name string
@@ -265,6 +309,9 @@ func (p *textPrinter) summary(t *probe.Target, spec *targetSpec, s *probe.Stats)
 		if s.PeerDataBytes > 0 || s.PeerRetransmits > 0 || s.FinRetransmits > 0 || s.LateFINs > 0 {
 			fmt.Fprintf(&b, "peer bytes after our FIN %d, peer retransmissions %d, our FIN retransmissions %d, late peer FINs %d\n",
 				s.PeerDataBytes, s.PeerRetransmits, s.FinRetransmits, s.LateFINs)
+		}
+		if s.DataShort > 0 {
+			fmt.Fprintf(&b, "--data not acknowledged whole by the peer in %d of %d connections\n", s.DataShort, s.Open)
 		}
 		if s.Uncertain > 0 || s.SendErrors > 0 {
 			fmt.Fprintf(&b, "closes with an alternative (loss hid the difference) %d, segments the kernel refused %d\n", s.Uncertain, s.SendErrors)
@@ -291,10 +338,13 @@ func (p *jsonPrinter) result(r *probe.Result, spec *targetSpec) {
 		j.begin("probe")
 	}
 	if !r.Sent.IsZero() {
-		j.str("time", r.Sent.UTC().Format(time.RFC3339Nano))
+		j.key("time")
+		j.b = append(j.b, '"')
+		j.b = r.Sent.UTC().AppendFormat(j.b, time.RFC3339Nano)
+		j.b = append(j.b, '"')
 	}
 	p.target(r.Target, spec)
-	j.str("src", r.Target.Src.String())
+	j.addr("src", r.Target.Src)
 	if r.SrcPort != 0 {
 		j.uint("sport", uint64(r.SrcPort))
 	}
@@ -318,7 +368,7 @@ func (p *jsonPrinter) result(r *probe.Result, spec *targetSpec) {
 			j.bool("maybe_retransmit", true)
 		}
 		j.str("clock", clockName(r.KernelClock))
-		j.str("from", r.From.String())
+		j.addr("from", r.From)
 		j.uint("ttl", uint64(r.TTL))
 		hops, initial := probe.Hops(r.TTL)
 		j.uint("hops", uint64(hops))
@@ -397,6 +447,9 @@ func (p *jsonPrinter) result(r *probe.Result, spec *targetSpec) {
 		j.str("clock", clockName(c.Kernel))
 		j.close('}')
 	}
+	if r.Interrupted {
+		j.bool("interrupted", true)
+	}
 	if len(r.Trace) > 0 {
 		j.key("trace")
 		j.b = append(j.b, '[')
@@ -440,7 +493,7 @@ func (p *jsonPrinter) guard(table string, owned bool, dropped uint64, escaped in
 
 func (p *jsonPrinter) target(t *probe.Target, spec *targetSpec) {
 	p.j.str("target", spec.arg)
-	p.j.str("addr", t.Addr.String())
+	p.j.addr("addr", t.Addr)
 	p.j.uint("port", uint64(t.Port))
 }
 
@@ -454,8 +507,9 @@ func (p *jsonPrinter) summary(t *probe.Target, spec *targetSpec, s *probe.Stats)
 	j.uint("filtered", uint64(s.Filtered))
 	j.uint("errors", uint64(s.Errors))
 	j.uint("timeouts", uint64(s.Timeouts))
+	j.uint("interrupted", uint64(s.Interrupted))
 	j.float("loss_pct", s.LossPercent(), 3)
-	if s.Patterns != [len(s.Patterns)]int{} {
+	if s.Patterns != [len(s.Patterns)]int{} || s.CloseInterrupted > 0 {
 		j.object("close")
 		for _, pat := range probe.ClosePatterns() {
 			j.uint(pat.String(), uint64(s.Patterns[pat]))
@@ -475,7 +529,9 @@ func (p *jsonPrinter) summary(t *probe.Target, spec *targetSpec, s *probe.Stats)
 		j.uint("fin_retransmits", uint64(s.FinRetransmits))
 		j.uint("late_peer_fins", uint64(s.LateFINs))
 		j.uint("uncertain", uint64(s.Uncertain))
+		j.uint("data_short", uint64(s.DataShort))
 		j.uint("send_errors", uint64(s.SendErrors))
+		j.uint("interrupted", uint64(s.CloseInterrupted))
 		j.close('}')
 	}
 	j.uint("maybe_retransmits", uint64(s.MaybeRetransmits.N))
@@ -535,6 +591,14 @@ func (j *jsonLine) close(c byte) {
 }
 
 func (j *jsonLine) str(k, v string) { j.key(k); j.b = appendJSONString(j.b, v) }
+
+// addr writes an address; its text needs no escaping.
+func (j *jsonLine) addr(k string, a netip.Addr) {
+	j.key(k)
+	j.b = append(j.b, '"')
+	j.b = a.AppendTo(j.b)
+	j.b = append(j.b, '"')
+}
 func (j *jsonLine) uint(k string, v uint64) {
 	j.key(k)
 	j.b = strconv.AppendUint(j.b, v, 10)

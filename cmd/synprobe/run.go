@@ -14,6 +14,8 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/synprobe/synprobe/probe"
@@ -51,6 +53,8 @@ type network interface {
 	packetSender(hop rawsock.NextHop, v6 bool) (packetSender, error)
 	// ring receives a scan's answers.
 	ring(cfg rawsock.RingConfig) (receiver, error)
+	// broadcasts lists the directed broadcasts of this host's subnets.
+	broadcasts() (map[netip.Addr]string, error)
 }
 
 // receiver is a rawsock.Ring.
@@ -91,7 +95,54 @@ type failure struct{ err error }
 
 func (f *failure) Error() string { return f.err.Error() }
 
+// output is stdout for a run: the first write that fails ends the run
+// as an interrupt does (its connections reset, its summary attempted), for
+// nobody reads what follows.
+type output struct {
+	mu   sync.Mutex
+	w    io.Writer
+	err  error
+	stop context.CancelFunc
+}
+
+func (o *output) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.err != nil {
+		return 0, o.err
+	}
+	n, err := o.w.Write(p)
+	if err != nil {
+		o.err = err
+		o.stop()
+	}
+	return n, err
+}
+
+func (o *output) failed() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.err
+}
+
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, sys network) int {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	out := &output{w: stdout, stop: cancel}
+	code := runWith(ctx, args, out, stderr, sys)
+	if err := out.failed(); err != nil && code != exitUsage {
+		// A reader that went away (| head -1) ends the run like a
+		// signal; any other failure to write is the run's failure.
+		if errors.Is(err, syscall.EPIPE) {
+			return code
+		}
+		fmt.Fprintf(stderr, "synprobe: writing the output: %v\n", err)
+		return exitFailure
+	}
+	return code
+}
+
+func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, sys network) int {
 	o, err := parseArgs(args)
 	if err != nil {
 		fmt.Fprintf(stderr, "synprobe: %v\n", err)
@@ -144,7 +195,8 @@ func probeAll(ctx context.Context, o *options, stdout, stderr io.Writer, sys net
 	// lines: 125 MB instead of 183 MB, no slower). Small runs keep the
 	// default.
 	gc := debug.SetGCPercent(25)
-	b, err := loadTargets(o)
+	dest := &usable{sys: sys}
+	b, err := loadTargets(o, dest)
 	if err != nil {
 		return 0, err
 	}
@@ -152,16 +204,20 @@ func probeAll(ctx context.Context, o *options, stdout, stderr io.Writer, sys net
 		debug.SetGCPercent(gc)
 	}
 	expecting := o.expect != "" || b.HasExpectation()
-	set, err := resolveTargets(ctx, o, b, sys)
+	set, err := resolveTargets(ctx, o, b, dest, sys)
 	if err != nil {
 		return 0, err
 	}
 	pairs := set.Len()
-	if expecting || (pairs > 1 && !o.countSet && !o.intervalSet) {
-		return runScan(ctx, o, set, expecting, stdout, stderr, sys)
-	}
-	if pairs > maxPingPairs {
+	isScan := expecting || (pairs > 1 && !o.countSet && !o.intervalSet)
+	if !isScan && pairs > maxPingPairs {
 		return 0, usagef("%d address and port pairs is too many for -c/-i rounds (at most %d): drop -c and -i to scan them", pairs, maxPingPairs)
+	}
+	for _, a := range set.Excluded() {
+		fmt.Fprintf(stderr, "synprobe: leaving out %v, %s\n", a, scan.Unusable(a, dest.broadcasts()))
+	}
+	if isScan {
+		return runScan(ctx, o, set, expecting, stdout, stderr, sys)
 	}
 	targets, err := expandTargets(o, set, sys)
 	if err != nil {
@@ -285,10 +341,11 @@ func probeAll(ctx context.Context, o *options, stdout, stderr io.Writer, sys net
 }
 
 // answeredOpen reports whether a target passes: at least one SYN-ACK and
-// no definite refusal (RST or ICMP error). Timeouts among SYN-ACKs count
-// as loss, as ping counts them.
+// no definite refusal (RST or ICMP error), and with --data in fin mode,
+// every connection's data acknowledged whole. Timeouts among SYN-ACKs
+// count as loss, as ping counts them.
 func answeredOpen(s *probe.Stats) bool {
-	return s.Open > 0 && s.Closed == 0 && s.Filtered == s.Timeouts && s.Errors == 0
+	return s.Open > 0 && s.Closed == 0 && s.Filtered == s.Timeouts && s.Errors == 0 && s.DataShort == 0
 }
 
 func synOptions(o *options, defaultMSS uint16) *rawsock.SYNOptions {
@@ -320,11 +377,14 @@ func synLen(t *probe.Target, opts *rawsock.SYNOptions) int {
 // address with a route, as ping does) and builds the set of pairs, each
 // named once by its most specific target. A set too large to scan is
 // refused here, before its bitmap is allocated.
-func resolveTargets(ctx context.Context, o *options, b *scan.Builder, sys network) (*scan.Set, error) {
+func resolveTargets(ctx context.Context, o *options, b *scan.Builder, dest *usable, sys network) (*scan.Set, error) {
 	addrs := map[string][]netip.Addr{}
 	for _, host := range b.Hosts() {
 		all, err := resolve(ctx, o, host, host, sys)
 		if err != nil {
+			return nil, err
+		}
+		if all, err = dest.hostAddrs(host, all); err != nil {
 			return nil, err
 		}
 		var srcErr error
@@ -473,4 +533,66 @@ func memAvailable() (uint64, bool) {
 		}
 	}
 	return 0, false
+}
+
+// usable keeps unusable destinations out of the targets (scan.Unusable):
+// it refuses the unspecified address, multicast and broadcast addresses,
+// and blocks that reach outside unicast space, and leaves this host's
+// subnets' broadcast addresses out of larger blocks (Builder.Exclude).
+type usable struct {
+	sys    network
+	bcast  map[netip.Addr]string
+	loaded bool
+}
+
+func (u *usable) broadcasts() map[netip.Addr]string {
+	if !u.loaded {
+		// Without them, a broadcast address fails to send (EACCES) and
+		// is reported as such.
+		u.bcast, _ = u.sys.broadcasts()
+		u.loaded = true
+	}
+	return u.bcast
+}
+
+// hostAddrs returns the usable ones of the addresses host resolved to, or
+// the refusal of the first when none is.
+func (u *usable) hostAddrs(host string, addrs []netip.Addr) ([]netip.Addr, error) {
+	var ok []netip.Addr
+	for _, a := range addrs {
+		if scan.Unusable(a, u.broadcasts()) == "" {
+			ok = append(ok, a)
+		}
+	}
+	if len(ok) == 0 {
+		return nil, usagef("%s resolves to %v, %s; a probe goes to one host: give a unicast address",
+			host, addrs[0], scan.Unusable(addrs[0], u.broadcasts()))
+	}
+	return ok, nil
+}
+
+// block checks spec's block: refused if it holds an address that is
+// never a destination; its subnets' broadcast addresses are left out of
+// the set. The error is the problem alone, for the caller to attribute;
+// it names the address unless quiet (a line of a file, which is never
+// quoted).
+func (u *usable) block(spec *scan.Spec, b *scan.Builder, quiet bool) error {
+	if spec.Host != "" {
+		return nil
+	}
+	var bcast map[netip.Addr]string
+	if spec.Prefix.Addr().Is4() {
+		bcast = u.broadcasts()
+	}
+	bad, why, skip := scan.CheckBlock(spec.Prefix, bcast)
+	switch {
+	case bad.IsValid() && quiet:
+		return fmt.Errorf("an address that is never a destination (%s); a probe goes to one host: give unicast addresses", why)
+	case bad.IsValid() && spec.Prefix.IsSingleIP():
+		return fmt.Errorf("%v is %s; a probe goes to one host: give a unicast address", bad, why)
+	case bad.IsValid():
+		return fmt.Errorf("the block holds %v, %s; a probe goes to one host: name the unicast part of the block", bad, why)
+	}
+	b.Exclude(skip...)
+	return nil
 }

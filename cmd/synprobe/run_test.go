@@ -126,6 +126,11 @@ func (f *fakeSystem) ring(rawsock.RingConfig) (receiver, error) {
 
 func (f *fakeSystem) cleanup() ([]string, error) { return []string{"synprobe_99_deadbeef"}, nil }
 
+// The prober's subnet is 198.18.0.0/24 on veth0.
+func (f *fakeSystem) broadcasts() (map[netip.Addr]string, error) {
+	return map[netip.Addr]string{netip.MustParseAddr("198.18.0.255"): "veth0"}, nil
+}
+
 func (f *fakeSystem) lookup(ctx context.Context, network, host string) ([]netip.Addr, error) {
 	if host == "lab.test" {
 		var out []netip.Addr
@@ -134,6 +139,16 @@ func (f *fakeSystem) lookup(ctx context.Context, network, host string) ([]netip.
 		}
 		if network != "ip4" {
 			out = append(out, netip.MustParseAddr("2001:db8::2"))
+		}
+		return out, nil
+	}
+	if host == "mcast.test" { // mDNS's groups
+		var out []netip.Addr
+		if network != "ip6" {
+			out = append(out, netip.MustParseAddr("224.0.0.251"))
+		}
+		if network != "ip4" {
+			out = append(out, netip.MustParseAddr("ff02::fb"))
 		}
 		return out, nil
 	}
@@ -221,7 +236,7 @@ func TestBadInput(t *testing.T) {
 		{[]string{"-4", "[2001:db8::2]:80"}, "an IPv6 address, but -4 was given"},
 		{[]string{"-6", "198.18.0.2:80"}, "an IPv4 address, but -6 was given"},
 		{[]string{"--expect", "closed", "lab.test:1-1024=closed", "198.18.0.2:443=open", "lab.test:443=filtered"}, "expecting open and filtered"},
-		{[]string{"0.0.0.0/0:1-2"}, "a scan holds at most 4294967296"},
+		{[]string{"64.0.0.0/2:1-5"}, "a scan holds at most 4294967296"},
 		{[]string{"-f", "/"}, "is a directory"},
 		{[]string{"--wscale", "15", "lab.test:80"}, "--wscale"},
 		{[]string{"--ttl", "0", "lab.test:80"}, "--ttl"},
@@ -693,5 +708,93 @@ func TestFINPortsReport(t *testing.T) {
 	_, stdout, _ = runCLI(t, &fakeSystem{}, "--mode", "ack", "--json", "-c", "2", "-i", "0.01", "198.18.0.2:80")
 	if strings.Contains(stdout, `"ports"`) {
 		t.Errorf("a ports record in ack mode:\n%s", stdout)
+	}
+}
+
+// TestUnusableTargets: the unspecified address, multicast and broadcast
+// addresses are refused (exit 2, one line naming the target and what the
+// address is), in ping mode and in scans, alone, in a block or behind a
+// name; a block that only touches this host's subnet broadcast is probed
+// without it, and says so.
+func TestUnusableTargets(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "targets")
+	os.WriteFile(f, []byte("198.18.0.2:80\n224.0.0.9:520\n"), 0o644)
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"0.0.0.0:80"}, `target "0.0.0.0:80": 0.0.0.0 is the unspecified address`},
+		{[]string{"[::]:80"}, `target "[::]:80": :: is the unspecified address`},
+		{[]string{"[::ffff:0.0.0.0]:80"}, "0.0.0.0 is the unspecified address"},
+		{[]string{"224.0.0.1:80"}, `target "224.0.0.1:80": 224.0.0.1 is a multicast address`},
+		{[]string{"239.255.255.250:1900"}, "239.255.255.250 is a multicast address"},
+		{[]string{"[ff02::1]:80"}, "ff02::1 is a multicast address"},
+		{[]string{"[ff05::1:3]:547"}, "ff05::1:3 is a multicast address"},
+		{[]string{"255.255.255.255:80"}, "255.255.255.255 is the limited broadcast address"},
+		{[]string{"198.18.0.255:80"}, "198.18.0.255 is the broadcast address of a subnet on veth0"},
+		{[]string{"198.18.0.255/32:80"}, "198.18.0.255 is the broadcast address of a subnet on veth0"},
+		{[]string{"-c", "3", "224.0.0.1:80"}, "224.0.0.1 is a multicast address"},
+		{[]string{"-c", "1", "198.18.0.2:80", "198.18.0.255:80"}, "198.18.0.255 is the broadcast address"},
+		{[]string{"--mode", "fin", "255.255.255.255:80"}, "limited broadcast"},
+		{[]string{"224.0.0.1:80=filtered"}, "224.0.0.1 is a multicast address"},
+		{[]string{"--expect", "closed", "198.18.0.2:1-1024", "0.0.0.0:22"}, "0.0.0.0 is the unspecified address"},
+		{[]string{"224.0.0.0/24:80"}, `target "224.0.0.0/24:80": the block holds 224.0.0.0, a multicast address`},
+		{[]string{"239.0.0.0/8:80"}, "the block holds 239.0.0.0, a multicast address"},
+		{[]string{"192.0.0.0/2:80"}, "the block holds 224.0.0.0, a multicast address"},
+		{[]string{"0.0.0.0/8:80"}, "the block holds 0.0.0.0, the unspecified address"},
+		{[]string{"0.0.0.0/0:80"}, "the block holds 0.0.0.0, the unspecified address"},
+		{[]string{"255.255.255.0/24:80"}, "the block holds 255.255.255.255, the limited broadcast address"},
+		{[]string{"[ff02::/120]:80"}, "the block holds ff02::, a multicast address"},
+		{[]string{"[::/112]:80"}, "the block holds ::, the unspecified address"},
+		{[]string{"mcast.test:5353"}, `mcast.test resolves to 224.0.0.251, a multicast address`},
+		{[]string{"-6", "mcast.test:5353"}, "mcast.test resolves to ff02::fb, a multicast address"},
+		// A file's line is named by number, never quoted.
+		{[]string{"-f", f}, f + `:2: an address that is never a destination (a multicast address)`},
+	} {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			code, stdout, stderr := runCLI(t, &fakeSystem{}, tt.args...)
+			if code != exitUsage {
+				t.Errorf("exit %d, want %d", code, exitUsage)
+			}
+			if stdout != "" {
+				t.Errorf("stdout %q, want nothing", stdout)
+			}
+			if !strings.HasPrefix(stderr, "synprobe: ") || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, tt.want) {
+				t.Errorf("stderr %q, want one line with %q", stderr, tt.want)
+			}
+		})
+	}
+
+	// A block that holds the prober's subnet broadcast: probed without it.
+	// (The fake network answers port 80 on every address.)
+	code, stdout, stderr := runCLI(t, &fakeSystem{}, "--json", "--rate", "0", "-w", "0.02", "--retries", "0", "198.18.0.0/24:80")
+	if code != exitOK || stderr != "synprobe: leaving out 198.18.0.255, the broadcast address of a subnet on veth0\n" {
+		t.Errorf("exit %d, stderr %q", code, stderr)
+	}
+	results := 0
+	for _, l := range strings.Split(strings.TrimSpace(stdout), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("bad JSON %q", l)
+		}
+		switch m["type"] {
+		case "result":
+			results++
+			if m["addr"] == "198.18.0.255" || m["target"] != "198.18.0.0/24:80" {
+				t.Errorf("result %v", m)
+			}
+		case "scan-summary":
+			if m["pairs"] != 255.0 || m["open"] != 255.0 {
+				t.Errorf("summary %v", m)
+			}
+		}
+	}
+	if results != 255 {
+		t.Errorf("%d results, want 255", results)
+	}
+	// A name that resolves to a multicast and a unicast address: the
+	// unicast one is probed.
+	if code, stdout, stderr := runCLI(t, &fakeSystem{}, "-c", "1", "lab.test:80"); code != exitOK || stderr != "" || !strings.Contains(stdout, "1 open") {
+		t.Errorf("lab.test: exit %d, %q", code, stderr)
 	}
 }

@@ -71,6 +71,8 @@ func (*system) packetSender(hop rawsock.NextHop, v6 bool) (packetSender, error) 
 	return rawsock.NewPacketSender(hop, v6)
 }
 
+func (*system) broadcasts() (map[netip.Addr]string, error) { return rawsock.LocalBroadcasts() }
+
 func (*system) ring(cfg rawsock.RingConfig) (receiver, error) {
 	r, err := rawsock.ListenRing(cfg)
 	if err != nil {

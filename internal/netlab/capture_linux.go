@@ -13,8 +13,11 @@ import (
 )
 
 // StartCapture runs tcpdump on iface inside namespace ns, writing
-// nanosecond-stamped 256-byte snapshots of the packets that match bpfFilter
-// (tcpdump syntax; empty for all), and returns once tcpdump is capturing.
+// nanosecond-stamped copies of the packets that match bpfFilter (tcpdump
+// syntax; empty for all), and returns once tcpdump is capturing. The
+// copies are whole, so that their checksums can be verified (rawsock.Parse
+// does); whole copies take room, so the kernel buffer is 64 MiB (-B): with
+// tcpdump's default of 2 MiB, 64 KiB of data sent in a burst lost packets.
 // The capture is killed at cleanup if Stop was not called.
 func (l *Lab) StartCapture(tb testing.TB, ns, iface, bpfFilter string) *Capture {
 	tb.Helper()
@@ -27,7 +30,7 @@ func (l *Lab) StartCapture(tb testing.TB, ns, iface, bpfFilter string) *Capture 
 		done:   make(chan struct{}),
 	}
 	args := []string{"netns", "exec", ns, "tcpdump", "-i", iface, "-w", c.path,
-		"-U", "--immediate-mode", "--time-stamp-precision=nano", "-s", "256", "-n"}
+		"-U", "--immediate-mode", "--time-stamp-precision=nano", "-s", "0", "-B", "65536", "-n"}
 	if bpfFilter != "" {
 		args = append(args, bpfFilter)
 	}

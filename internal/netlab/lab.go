@@ -37,9 +37,9 @@ func (l *Lab) LossStats() LossStats {
 type CapturedPacket struct {
 	Time time.Time // capture time stamp, as recorded by the kernel
 	// Data is the IP packet (IPv4 or IPv6) as captured, link-layer header
-	// removed. Captures keep the first 256 bytes of each frame; when the
-	// packet was longer, its IP length field is trimmed to what was kept,
-	// so that packet parsers accept the headers.
+	// removed. Captures keep whole frames (up to tcpdump's 262144 bytes);
+	// if one was longer, its IP length field is trimmed to what was kept,
+	// so that packet parsers accept the headers (not its checksum).
 	Data []byte
 	// Len is the IP packet's length on the wire.
 	Len int

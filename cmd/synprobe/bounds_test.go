@@ -1,0 +1,50 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestNumericBounds: numeric flags at extremes that would not probe any
+// more (a thread per sender past Go's limit, a rate whose waits never end
+// or whose conversions overflow, counts beyond int64) are refused with
+// exit 2 and one line, never a Go runtime error.
+func TestNumericBounds(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--senders", "30000", "198.18.0.2:1-100"}, "--senders must be 0 (one per CPU) to 256 (got 30000)"},
+		{[]string{"--senders", "257", "198.18.0.2:1-100"}, "--senders must be 0 (one per CPU) to 256"},
+		{[]string{"--senders", "-1", "198.18.0.2:1-100"}, "--senders must be 0 (one per CPU) to 256"},
+		{[]string{"--rate", "Inf", "198.18.0.2:1-100"}, "--rate must be 0 (no limit) or 1 to 1e+09 probes per second (got +Inf)"},
+		{[]string{"--rate", "1e308", "198.18.0.2:1-100"}, "--rate must be 0 (no limit) or 1 to 1e+09"},
+		{[]string{"--rate", "0.5", "198.18.0.2:1-100"}, "--rate must be 0 (no limit) or 1 to 1e+09"},
+		{[]string{"--rate", "1e-300", "198.18.0.2:1-100"}, "--rate must be 0 (no limit) or 1 to 1e+09"},
+		{[]string{"--rate", "NaN", "198.18.0.2:1-100"}, "--rate must be 0 (no limit) or 1 to 1e+09"},
+		{[]string{"--rate", "-Inf", "198.18.0.2:1-100"}, "--rate must be 0 (no limit) or 1 to 1e+09"},
+		{[]string{"-c", "99999999999999999999", "198.18.0.2:80"}, "--count"},
+		{[]string{"--retries", "1000000", "198.18.0.2:1-100"}, "--retries must be 0 to 100"},
+		{[]string{"-i", "1e300", "198.18.0.2:80"}, "too long"},
+		{[]string{"--hold", "2562048h", "--mode", "fin", "198.18.0.2:80"}, "--hold"},
+		{[]string{"--wscale", "99999999999", "198.18.0.2:80"}, "--wscale"},
+		{[]string{"--mss", "65536", "198.18.0.2:80"}, "--mss"},
+		{[]string{"--mark", "4294967296", "--mode", "ack", "198.18.0.2:80"}, "--mark"},
+	} {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			code, stdout, stderr := runCLI(t, &fakeSystem{}, tt.args...)
+			if code != exitUsage || stdout != "" || !strings.HasPrefix(stderr, "synprobe: ") || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, tt.want) {
+				t.Errorf("exit %d, stdout %q, stderr %q; want exit 2 and one line with %q", code, stdout, stderr, tt.want)
+			}
+		})
+	}
+	// The bounds themselves are taken.
+	for _, args := range [][]string{
+		{"--senders", "256", "--rate", "1", "-w", "0.02", "--retries", "0", "198.18.0.2:80-81"},
+		{"--rate", "1e9", "-w", "0.02", "--retries", "0", "198.18.0.2:80-81"},
+	} {
+		if code, _, stderr := runCLI(t, &fakeSystem{}, args...); code != exitNotOpen || stderr != "" {
+			t.Errorf("%v: exit %d, stderr %q", args, code, stderr)
+		}
+	}
+}

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/netip"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/synprobe/synprobe/probe"
+	"github.com/synprobe/synprobe/rawsock"
+)
+
+// failingWriter takes n writes, then fails every one with err.
+type failingWriter struct {
+	n   int
+	err error
+	buf bytes.Buffer
+}
+
+func (w *failingWriter) Write(p []byte) (int, error) {
+	if w.n == 0 {
+		return 0, w.err
+	}
+	w.n--
+	return w.buf.Write(p)
+}
+
+// TestOutputClosed: an endless run whose reader goes away (EPIPE, as with
+// | head -1) ends at once as an interrupt does, with the status of its
+// verdicts and nothing on stderr; any other write error ends it with
+// exit 3 and one line.
+func TestOutputClosed(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		args   []string
+		writes int // that succeed
+		err    error
+		code   int
+		stderr string
+	}{
+		{"ping EPIPE", []string{"-i", "0.001", "198.18.0.2:80"}, 3, &os.PathError{Op: "write", Path: "|1", Err: syscall.EPIPE}, exitOK, ""},
+		// The header and the source ports line go out; the first close
+		// report does not.
+		{"ping fin EPIPE", []string{"--mode", "fin", "--hold", "0.05", "--close-timeout", "0.05", "-i", "0.01", "198.18.0.2:80"}, 2, syscall.EPIPE, exitOK, ""},
+		// The first flush of the scan's results fails; the silent pairs
+		// would keep it waiting for minutes.
+		{"scan EPIPE", []string{"-w", "5", "--retries", "100", "198.18.0.2:1-200"}, 0, syscall.EPIPE, exitNotOpen, ""},
+		{"ping ENOSPC", []string{"-i", "0.001", "198.18.0.2:80"}, 3, &os.PathError{Op: "write", Path: "out", Err: syscall.ENOSPC}, exitFailure,
+			"synprobe: writing the output: write out: no space left on device\n"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			w := &failingWriter{n: tt.writes, err: tt.err}
+			var errb bytes.Buffer
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			start := time.Now()
+			code := run(ctx, tt.args, w, &errb, &fakeSystem{})
+			if ctx.Err() != nil {
+				t.Fatalf("the run went on after its output failed (%v)", time.Since(start))
+			}
+			if code != tt.code || errb.String() != tt.stderr {
+				t.Errorf("exit %d, stderr %q; want %d, %q\nstdout:\n%s", code, errb.String(), tt.code, tt.stderr, w.buf.String())
+			}
+		})
+	}
+	if !errors.Is(&os.PathError{Err: syscall.EPIPE}, syscall.EPIPE) || !strings.Contains(syscall.EPIPE.Error(), "pipe") {
+		t.Fatal("EPIPE is not what os reports")
+	}
+}
+
+// TestOutputAllocs: a probe's line, text or JSON, allocates nothing: a
+// ping without -c at 5 kHz writes 5000 a second, and garbage at that rate
+// is what made its memory grow.
+func TestOutputAllocs(t *testing.T) {
+	tg := &probe.Target{Name: "x", Addr: netip.MustParseAddr("198.18.0.2"), Port: 80, Src: netip.MustParseAddr("198.18.0.1")}
+	results := []probe.Result{
+		{Target: tg, Seq: 12345, SrcPort: 61234, Sent: time.Now(), State: probe.StateOpen, Reason: probe.ReasonSYNACK, RTT: 41237, KernelClock: true,
+			From: tg.Addr, TTL: 64, DF: true, TOS: 2, Flags: rawsock.FlagSyn | rawsock.FlagAck, Window: 65160,
+			Options: rawsock.SYNOptions{MSS: 1460, WScale: 7, SACKPermitted: true, Timestamps: true, TSVal: 123456789}},
+		{Target: tg, Seq: 99999, SrcPort: 61235, Sent: time.Now(), State: probe.StateClosed, Reason: probe.ReasonRST, RTT: 1234567, From: tg.Addr, TTL: 61, Flags: rawsock.FlagRst | rawsock.FlagAck},
+		{Target: tg, Seq: 7, SrcPort: 61236, Sent: time.Now(), State: probe.StateFiltered, Reason: "icmp-admin-prohibited", RTT: 90000, From: netip.MustParseAddr("198.18.7.1"), TTL: 250, ICMPType: 3, ICMPCode: 13},
+		{Target: tg, Seq: 8, SrcPort: 61237, Sent: time.Now(), State: probe.StateFiltered, Reason: probe.ReasonTimeout},
+	}
+	spec := &targetSpec{arg: "198.18.0.2:80", host: "198.18.0.2", port: 80}
+	for _, o := range []*options{{timeout: time.Second}, {json: true}} {
+		p := newPrinter(io.Discard, o)
+		for i := range results {
+			r := &results[i]
+			p.result(r, spec) // warm the buffers
+			if n := testing.AllocsPerRun(200, func() { p.result(r, spec); r.Seq++ }); n != 0 {
+				t.Errorf("json=%v, %v/%v: %v allocations per line", o.json, r.State, r.Reason, n)
+			}
+		}
+	}
+}
