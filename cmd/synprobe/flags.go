@@ -43,7 +43,6 @@ func usagef(format string, args ...any) error {
 type options struct {
 	specs    []scan.Spec  // the TARGET arguments, parsed (-f files are read later)
 	targets  []targetSpec // ping mode: one per (host, port) pair
-	skipped  []string     // broadcast addresses left out of blocks, said on stderr
 	count    int
 	interval time.Duration
 	timeout  time.Duration
