@@ -51,6 +51,12 @@ type network interface {
 	packetSender(hop rawsock.NextHop, v6 bool) (packetSender, error)
 	// ring receives a scan's answers.
 	ring(cfg rawsock.RingConfig) (receiver, error)
+	// realUID, getenv and hostAddrs tell checkCaller who runs synprobe
+	// and what is theirs; dropPrivileges ends set-up (privileges.go).
+	realUID() int
+	getenv(key string) string
+	hostAddrs() ([]netip.Addr, error)
+	dropPrivileges(d dropSpec) error
 }
 
 // receiver is a rawsock.Ring.
@@ -138,6 +144,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, sys netwo
 const maxPingPairs = 4096
 
 func probeAll(ctx context.Context, o *options, stdout, stderr io.Writer, sys network) (int, error) {
+	if err := checkCaller(o, sys); err != nil {
+		return 0, err
+	}
 	// A target file of millions of lines makes mostly garbage while it
 	// is read, and the set it leaves is most of the heap: collect sooner
 	// than usual, which cuts the peak memory by a third (1,048,576
@@ -209,6 +218,9 @@ func probeAll(ctx context.Context, o *options, stdout, stderr io.Writer, sys net
 			esc = w
 			defer w.Close()
 		}
+	}
+	if err := endSetup(o, sys); err != nil {
+		return 0, err
 	}
 	cookie, err := rawsock.NewRandomCookie()
 	if err != nil {

@@ -36,6 +36,14 @@ type fakeSystem struct {
 	portReq     rawsock.PortRequest
 	portsClosed bool
 	watchRanges []rawsock.PortRange
+
+	// privileges_test.go
+	uid     int               // real uid: 0 is root
+	env     map[string]string // SUDO_UID, ...
+	addrs   []netip.Addr      // the host's addresses (nil: 198.18.0.1, 2001:db8::1)
+	drops   []dropSpec        // dropPrivileges calls
+	dropErr error
+	events  []string // set-up steps and the drop, in order
 }
 
 type fakeGuard struct {
