@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 )
@@ -195,5 +196,37 @@ func TestIsHostAddr(t *testing.T) {
 		if got := isHostAddr(netip.MustParseAddr(a), host); got != want {
 			t.Errorf("isHostAddr(%s) = %v, want %v", a, got, want)
 		}
+	}
+}
+
+// TestFileErrorsQuoteNothing: whatever goes wrong with the targets of a
+// file (a name that does not resolve, two lines that conflict), the error
+// names the file and line, never what the line holds.
+func TestFileErrorsQuoteNothing(t *testing.T) {
+	dir := t.TempDir()
+	for _, tt := range []struct {
+		content, want string
+	}{
+		{"# db\nhunter2secret:4444\n", "targets:2: cannot resolve the host name: no such host"},
+		{"198.18.0.2:80=open\n198.18.0.2:80=closed\n", "targets:1 and "},
+		{"lab.test:80\nS3cr3tPassw0rd:1\n", "targets:2: cannot resolve"},
+	} {
+		path := dir + "/targets"
+		if err := os.WriteFile(path, []byte(tt.content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		code, stdout, stderr := runCLI(t, &fakeSystem{}, "-f", path)
+		if code != exitUsage || stdout != "" || !strings.Contains(stderr, tt.want) {
+			t.Errorf("%q: exit %d, stderr %q; want 2 and %q", tt.content, code, stderr, tt.want)
+		}
+		for _, secret := range []string{"hunter2", "S3cr3t", "=open", "=closed", "4444"} {
+			if strings.Contains(stderr, secret) {
+				t.Errorf("%q: stderr %q shows %q", tt.content, stderr, secret)
+			}
+		}
+	}
+	// A name given on the command line is the user's own: it is named.
+	if _, _, stderr := runCLI(t, &fakeSystem{}, "-c", "1", "nowhere.invalid:80"); !strings.Contains(stderr, `"nowhere.invalid"`) {
+		t.Errorf("command-line name: %q", stderr)
 	}
 }

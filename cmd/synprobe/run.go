@@ -335,7 +335,14 @@ func synLen(t *probe.Target, opts *rawsock.SYNOptions) int {
 func resolveTargets(ctx context.Context, o *options, b *scan.Builder, sys network) (*scan.Set, error) {
 	addrs := map[string][]netip.Addr{}
 	for _, host := range b.Hosts() {
-		all, err := resolve(ctx, o, host, host, sys)
+		// A name from a file is named by its file and line: the file
+		// may hold what must not be shown.
+		file, line := b.HostSource(host)
+		var where string
+		if file != "" {
+			where = fmt.Sprintf("%s:%d", file, line)
+		}
+		all, err := resolve(ctx, o, host, where, sys)
 		if err != nil {
 			return nil, err
 		}
@@ -352,6 +359,9 @@ func resolveTargets(ctx context.Context, o *options, b *scan.Builder, sys networ
 			var u *usageError
 			if errors.As(srcErr, &u) {
 				return nil, srcErr
+			}
+			if where != "" {
+				return nil, &failure{fmt.Errorf("%s: no route to the host's address: %v", where, srcErr)}
 			}
 			return nil, &failure{fmt.Errorf("%s: no route to %v: %v", host, all[0], srcErr)}
 		}
@@ -407,6 +417,9 @@ func expandTargets(o *options, set *scan.Set, sys network) ([]probe.Target, erro
 			if errors.As(err, &u) {
 				return nil, err
 			}
+			if f, line := origin.File(); f != "" {
+				return nil, &failure{fmt.Errorf("%s:%d: no route to the target: %v", f, line, err)}
+			}
 			return nil, &failure{fmt.Errorf("%s: no route to %v: %v", origin.Arg(), addr, err)}
 		}
 		host := origin.Host()
@@ -426,7 +439,9 @@ func expandTargets(o *options, set *scan.Set, sys network) ([]probe.Target, erro
 	return targets, nil
 }
 
-func resolve(ctx context.Context, o *options, host, arg string, sys network) ([]netip.Addr, error) {
+// resolve looks host up. where is the file and line that gave it, if a
+// file did: errors then name it instead of the host.
+func resolve(ctx context.Context, o *options, host, where string, sys network) ([]netip.Addr, error) {
 	family := "ip"
 	if o.ipv4 {
 		family = "ip4"
@@ -444,7 +459,13 @@ func resolve(ctx context.Context, o *options, host, arg string, sys network) ([]
 		} else if err != nil {
 			why = err.Error()
 		}
-		return nil, usagef("target %q: cannot resolve %q: %s", arg, host, why)
+		if where != "" {
+			if dnsErr == nil {
+				why = "lookup failed"
+			}
+			return nil, usagef("%s: cannot resolve the host name: %s", where, why)
+		}
+		return nil, usagef("target %q: cannot resolve %q: %s", host, host, why)
 	}
 	for i := range addrs {
 		addrs[i] = addrs[i].Unmap()
