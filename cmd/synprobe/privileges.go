@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"net/netip"
 	"os/user"
 	"strconv"
@@ -140,8 +141,19 @@ func planDrop(name string, keepRoot bool, getenv func(string) string, lookup fun
 }
 
 // endSetup is called once everything that needs a privilege exists:
-// sockets, packet ring and sender, RST guard and watch, held ports.
-func endSetup(o *options, sys network) error {
+// sockets, packet ring and sender, RST guard and watch, held ports. g is
+// the run's RST guard, if it has one.
+//
+// An owned guard table (Linux 5.12) goes when its netlink socket closes,
+// which needs no privilege. An ordinary one, all that older kernels
+// have, can only be deleted with CAP_NET_ADMIN: rather than leave its
+// rule behind to drop other programs' RSTs, such a run keeps its
+// privileges, and says so.
+func endSetup(o *options, sys network, g guard, stderr io.Writer) error {
+	if g != nil && !g.Owned() {
+		fmt.Fprintf(stderr, "synprobe: warning: this kernel has no owned nftables tables (Linux < 5.12): synprobe keeps its privileges to delete table inet %s at exit\n", g.Table())
+		return nil
+	}
 	if err := sys.dropPrivileges(o.drop); err != nil {
 		return &failure{err}
 	}

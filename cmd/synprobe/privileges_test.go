@@ -230,3 +230,14 @@ func TestFileErrorsQuoteNothing(t *testing.T) {
 		t.Errorf("command-line name: %q", stderr)
 	}
 }
+
+// TestUnownedGuardKeepsPrivileges: on a kernel without owned tables the
+// guard's table can only be deleted with CAP_NET_ADMIN, so the run keeps
+// its privileges rather than leave the rule behind, and says so.
+func TestUnownedGuardKeepsPrivileges(t *testing.T) {
+	sys := &fakeSystem{unownedGuard: true}
+	code, _, stderr := runCLI(t, sys, "--mode", "ack", "-c", "1", "198.18.0.2:80")
+	if code != exitOK || len(sys.drops) != 0 || !strings.Contains(stderr, "keeps its privileges to delete table inet synprobe_1_00000000") || !sys.guards[0].closed {
+		t.Errorf("exit %d, drops %v, guard closed %v, stderr %q", code, sys.drops, sys.guards[0].closed, stderr)
+	}
+}

@@ -219,7 +219,7 @@ func probeAll(ctx context.Context, o *options, stdout, stderr io.Writer, sys net
 			defer w.Close()
 		}
 	}
-	if err := endSetup(o, sys); err != nil {
+	if err := endSetup(o, sys, g, stderr); err != nil {
 		return 0, err
 	}
 	cookie, err := rawsock.NewRandomCookie()
