@@ -22,8 +22,8 @@ import (
 // cloned from these and inherit their credentials, and AllThreadsSyscall
 // holds off thread creation while it runs.
 //
-// Order matters: the steps that need a capability (dropping from the
-// bounding set: CAP_SETPCAP; setgroups, setresgid: CAP_SETGID;
+// Order matters: the steps that need a capability (securebits:
+// CAP_SETPCAP; setgroups, setresgid: CAP_SETGID;
 // setresuid: CAP_SETUID) come before capset clears the sets.
 func dropPrivileges(d dropSpec) error {
 	// A setuid-root binary (not how synprobe is installed, but possible):
@@ -44,23 +44,21 @@ func dropPrivileges(d dropSpec) error {
 	if err := allThreads(unix.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0); err != nil {
 		return dropError("prctl PR_SET_NO_NEW_PRIVS", err)
 	}
-	// The ambient set (Linux 4.3): clearing it needs no privilege.
-	if err := allThreads(unix.SYS_PRCTL, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0); err != nil && err != unix.EINVAL {
-		return dropError("prctl PR_CAP_AMBIENT_CLEAR_ALL", err)
-	}
-	// The bounding set, when CAP_SETPCAP allows (root; file capabilities
-	// do not give it): a uid-0 execve would otherwise get it back as its
-	// permitted set. Without CAP_SETPCAP, no_new_privs and the empty
-	// permitted set already keep execve from granting anything.
-	if hasEffective(unix.CAP_SETPCAP) {
-		for c := 0; c <= 63; c++ {
-			err := allThreads(unix.SYS_PRCTL, unix.PR_CAPBSET_DROP, uintptr(c), 0)
-			if err == unix.EINVAL {
-				break // past the kernel's last capability
-			}
-			if err != nil {
-				return dropError("prctl PR_CAPBSET_DROP", err)
-			}
+	// Root staying uid 0 (--keep-root, CAP_SETPCAP): uid 0 gets no
+	// capability from execve either (SECBIT_NOROOT), and neither
+	// keep-caps nor the ambient set can be turned on again; all locked.
+	// A run that leaves uid 0 can never return to it; file capabilities
+	// do not give CAP_SETPCAP. Either way no_new_privs and the empty
+	// permitted set keep execve from granting anything. The bounding set
+	// is left as it is: clearing it takes one all-threads call per
+	// capability, 41 stops of the world that cost 5-12 ms before the
+	// first probe (measured), and it would guard nothing more.
+	if !d.setUID && hasEffective(unix.CAP_SETPCAP) {
+		// linux/securebits.h: NOROOT, NOROOT_LOCKED, KEEP_CAPS_LOCKED
+		// (with KEEP_CAPS off), NO_CAP_AMBIENT_RAISE and its lock.
+		const bits = 1<<0 | 1<<1 | 1<<5 | 1<<6 | 1<<7
+		if err := allThreads(unix.SYS_PRCTL, unix.PR_SET_SECUREBITS, bits, 0); err != nil {
+			return dropError("prctl PR_SET_SECUREBITS", err)
 		}
 	}
 	if d.setUID {
@@ -77,7 +75,10 @@ func dropPrivileges(d dropSpec) error {
 			return dropError(fmt.Sprintf("setresuid %d", d.uid), err)
 		}
 	}
-	// Effective, permitted and inheritable: all empty.
+	// Effective, permitted and inheritable: all empty. The kernel empties
+	// the ambient set with them (it must be within permitted and
+	// inheritable). Leaving uid 0 cleared all but the inheritable set
+	// already.
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
 	err := allThreads(unix.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&data[0])), 0)
