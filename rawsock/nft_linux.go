@@ -75,6 +75,7 @@ type RSTGuard struct {
 	c     *nlConn // nil after Close
 	name  string
 	owned bool
+	log   *dropLog // nil: Dropped reads the rules' counters
 }
 
 // NewRSTGuard creates the table in the calling thread's network namespace.
@@ -101,20 +102,38 @@ func NewRSTGuard(cfg GuardConfig) (*RSTGuard, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The rules log what they drop to a group of our own, so that
+	// Dropped needs no privilege; without nfnetlink_log, Dropped reads
+	// the counters, which needs CAP_NET_ADMIN.
+	var group uint16
+	log, lerr := newDropLog()
+	if lerr == nil {
+		group = log.group
+	}
 	owned := !cfg.NoOwner
-	err = c.batch(unix.NFPROTO_INET, guardMessages(name, cfg, owned)...)
+	err = c.batch(unix.NFPROTO_INET, guardMessages(name, cfg, owned, group)...)
 	var ne *nftError
 	if owned && errors.As(err, &ne) && ne.msgType == nftType(unix.NFT_MSG_NEWTABLE) &&
 		(ne.errno == unix.EOPNOTSUPP || ne.errno == unix.EINVAL) {
 		// Before Linux 5.12 the only table flag was "dormant".
 		owned = false
-		err = c.batch(unix.NFPROTO_INET, guardMessages(name, cfg, false)...)
+		err = c.batch(unix.NFPROTO_INET, guardMessages(name, cfg, false, group)...)
+	}
+	if err != nil && log != nil && errors.As(err, &ne) && ne.msgType == nftType(unix.NFT_MSG_NEWRULE) {
+		// The kernel has no "log" expression or logger for it: count
+		// with the counters alone.
+		log.Close()
+		log, group = nil, 0
+		err = c.batch(unix.NFPROTO_INET, guardMessages(name, cfg, owned, 0)...)
 	}
 	if err != nil {
 		c.close()
+		if log != nil {
+			log.Close()
+		}
 		return nil, err
 	}
-	return &RSTGuard{c: c, name: name, owned: owned}, nil
+	return &RSTGuard{c: c, name: name, owned: owned, log: log}, nil
 }
 
 // Owned reports whether the table has the owner flag, so that the kernel
@@ -124,14 +143,26 @@ func (g *RSTGuard) Owned() bool { return g.owned }
 // Table returns the table's name; its family is inet.
 func (g *RSTGuard) Table() string { return g.name }
 
-// Dropped returns the sum of the rules' packet counters: how many of the
-// kernel's RSTs the guard has kept off the wire so far.
+// Dropped returns how many of the kernel's RSTs the guard has kept off
+// the wire so far: the packets its rules logged to the guard's own
+// nfnetlink_log group, which needs no privilege to read (the process may
+// have dropped them all since NewRSTGuard). Where the kernel cannot log
+// to a group it is the sum of the rules' counters, and reading them
+// needs CAP_NET_ADMIN.
 func (g *RSTGuard) Dropped() (packets uint64, err error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.c == nil {
 		return 0, &net.OpError{Op: "nftables", Net: "rawsock", Err: net.ErrClosed}
 	}
+	if g.log != nil {
+		return g.log.Count(), nil
+	}
+	return g.counters()
+}
+
+// counters returns the sum of the rules' packet counters. g.mu is held.
+func (g *RSTGuard) counters() (packets uint64, err error) {
 	found := false
 	err = g.c.dump(unix.NFT_MSG_GETRULE, unix.NFPROTO_INET, func(w *nlWriter) {
 		w.str(unix.NFTA_RULE_TABLE, g.name)
@@ -156,20 +187,29 @@ func (g *RSTGuard) Dropped() (packets uint64, err error) {
 	return packets, nil
 }
 
-// Close deletes the table and closes the netlink socket. Further calls do
-// nothing.
+// Close deletes the table and closes the netlink sockets. An owned table
+// goes with its socket, which the kernel deletes as the socket closes,
+// without any privilege (the process may have dropped them all since
+// NewRSTGuard); an ordinary one is deleted by a request, which needs
+// CAP_NET_ADMIN. Further calls do nothing.
 func (g *RSTGuard) Close() error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.c == nil {
 		return nil
 	}
-	err := g.c.batch(unix.NFPROTO_INET, delTableMsg(g.name))
-	if errors.Is(err, unix.ENOENT) {
-		err = nil // somebody deleted it already (nft flush ruleset, unowned)
+	var err error
+	if !g.owned {
+		err = g.c.batch(unix.NFPROTO_INET, delTableMsg(g.name))
+		if errors.Is(err, unix.ENOENT) {
+			err = nil // somebody deleted it already (nft flush ruleset)
+		}
 	}
 	g.c.close()
 	g.c = nil
+	if g.log != nil {
+		g.log.Close()
+	}
 	return err
 }
 
@@ -242,8 +282,8 @@ func processAlive(pid int) bool {
 }
 
 // guardMessages returns the batch that creates the guard's table, chain
-// and rules.
-func guardMessages(name string, cfg GuardConfig, owner bool) []nftMsg {
+// and rules; a non-zero group has the rules log what they drop to it.
+func guardMessages(name string, cfg GuardConfig, owner bool, group uint16) []nftMsg {
 	var flags uint32
 	if owner {
 		flags = nftTableFlagOwner
@@ -271,7 +311,7 @@ func guardMessages(name string, cfg GuardConfig, owner bool) []nftMsg {
 			w.str(unix.NFTA_RULE_TABLE, name)
 			w.str(unix.NFTA_RULE_CHAIN, guardChain)
 			w.nest(unix.NFTA_RULE_EXPRESSIONS)
-			guardRule(w, r.Lo, r.Hi, cfg.Mark)
+			guardRule(w, r.Lo, r.Hi, cfg.Mark, group)
 			w.end()
 		}})
 	}
@@ -308,8 +348,9 @@ func delTableMsg(name string) nftMsg {
 //	tcp flags & rst == rst   payload load 1 byte at transport+13; bitwise & 0x04 ^ 0; cmp eq 0x04
 //	tcp sport lo-hi          payload load 2 bytes at transport+0; range eq lo hi (big-endian)
 //	meta mark != mark        meta load mark; cmp neq mark (host byte order)
+//	log group G              log to nfnetlink_log group G, one message a packet (if group != 0)
 //	counter drop             counter; immediate verdict NF_DROP
-func guardRule(w *nlWriter, lo, hi uint16, mark uint32) {
+func guardRule(w *nlWriter, lo, hi uint16, mark uint32, group uint16) {
 	const reg = unix.NFT_REG_1
 	w.expr("meta", func() {
 		w.u32(unix.NFTA_META_DREG, reg)
@@ -367,6 +408,12 @@ func guardRule(w *nlWriter, lo, hi uint16, mark uint32) {
 		w.u32(unix.NFTA_CMP_OP, unix.NFT_CMP_NEQ)
 		w.data(unix.NFTA_CMP_DATA, binary.NativeEndian.AppendUint32(nil, mark))
 	})
+	if group != 0 {
+		w.expr("log", func() {
+			w.attr(unix.NFTA_LOG_GROUP, binary.BigEndian.AppendUint16(nil, group))
+			w.attr(unix.NFTA_LOG_QTHRESHOLD, binary.BigEndian.AppendUint16(nil, 1))
+		})
+	}
 	w.expr("counter", func() {
 		w.u64(unix.NFTA_COUNTER_BYTES, 0)
 		w.u64(unix.NFTA_COUNTER_PACKETS, 0)

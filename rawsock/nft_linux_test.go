@@ -227,7 +227,7 @@ func TestParseAck(t *testing.T) {
 // TestGuardRuleEncoding decodes the rule message and checks the
 // expressions and their key values, and reads a counter back.
 func TestGuardRuleEncoding(t *testing.T) {
-	msgs := guardMessages("synprobe_1_00000000", GuardConfig{PortLo: 61000, PortHi: 61009, Mark: testMark}, true)
+	msgs := guardMessages("synprobe_1_00000000", GuardConfig{PortLo: 61000, PortHi: 61009, Mark: testMark}, true, 0)
 	if len(msgs) != 3 || msgs[2].typ != unix.NFT_MSG_NEWRULE {
 		t.Fatalf("messages %+v", msgs)
 	}
@@ -268,6 +268,34 @@ func TestGuardRuleEncoding(t *testing.T) {
 	wantNames := []string{"meta", "cmp", "payload", "bitwise", "cmp", "payload", "range", "meta", "cmp", "counter", "immediate"}
 	if !slices.Equal(names, wantNames) {
 		t.Errorf("expressions %v, want %v", names, wantNames)
+	}
+	// With a log group, the rule logs what it drops before counting it.
+	var wl nlWriter
+	guardMessages("synprobe_1_00000000", GuardConfig{PortLo: 61000, PortHi: 61009, Mark: testMark}, true, 0x1234)[2].attrs(&wl)
+	var group []byte
+	walkAttrs(wl.b, func(typ uint16, d []byte) error {
+		if typ != unix.NFTA_RULE_EXPRESSIONS {
+			return nil
+		}
+		return walkAttrs(d, func(_ uint16, elem []byte) error {
+			var name string
+			return walkAttrs(elem, func(typ uint16, d []byte) error {
+				if typ == unix.NFTA_EXPR_NAME {
+					name = cString(d)
+				} else if name == "log" {
+					walkAttrs(d, func(typ uint16, d []byte) error {
+						if typ == unix.NFTA_LOG_GROUP {
+							group = d
+						}
+						return nil
+					})
+				}
+				return nil
+			})
+		})
+	})
+	if !bytes.Equal(group, []byte{0x12, 0x34}) {
+		t.Errorf("log group % x, want 12 34", group)
 	}
 	if !bytes.Equal(rng, []byte{0xee, 0x48, 0xee, 0x51}) {
 		t.Errorf("port range % x, want 61000 (ee48) to 61009 (ee51)", rng)
@@ -751,7 +779,15 @@ func testGuardDrops(t *testing.T, v6, guarded bool) {
 		if err != nil || n < 1 {
 			t.Errorf("Dropped = %d, %v; want at least 1", n, err)
 		}
-		t.Logf("Dropped = %d", n)
+		// Dropped counts the packets logged to the guard's group; the
+		// rules' own counters are the witness.
+		g.mu.Lock()
+		c, err := g.counters()
+		g.mu.Unlock()
+		if g.log == nil || err != nil || c != n {
+			t.Errorf("Dropped = %d from the log (%v), the rules' counters say %d (%v)", n, g.log != nil, c, err)
+		}
+		t.Logf("Dropped = %d, counters %d", n, c)
 		return
 	}
 	// Control: the kernel's RST is on the wire, besides everything we sent.

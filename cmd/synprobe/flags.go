@@ -61,6 +61,12 @@ type options struct {
 	mark         uint32
 	cleanup      bool
 
+	// Privileges (privileges.go).
+	user       string   // -Z: the account a root run becomes after set-up
+	keepRoot   bool     // a root run stays uid 0 (capabilities still go)
+	restricted bool     // the caller is not root: checkCaller's rules apply
+	drop       dropSpec // what ending set-up gives up
+
 	mss          uint16 // 0: per family default
 	window       uint16
 	wscale       int
@@ -140,6 +146,8 @@ func newFlagSet(o *options) *pflag.FlagSet {
 	fs.BoolVar(&o.trace, "trace", false, "draw each probe's exchange as a ladder with both sides' TCP states")
 	fs.Uint32Var(&o.mark, "mark", defaultMark, "ack/fin modes: SO_MARK of our packets, which the RST guard lets through")
 	fs.BoolVar(&o.cleanup, "cleanup", false, "remove nftables tables left by synprobe runs that died, and exit")
+	fs.StringVarP(&o.user, "user", "Z", "", "run as root: become this user once the sockets are open (default: the user who ran sudo, else nobody; root: stay uid 0)")
+	fs.BoolVar(&o.keepRoot, "keep-root", false, "run as root: stay uid 0 once the sockets are open (capabilities are dropped all the same)")
 	fs.Uint16Var(&o.mss, "mss", 0, "MSS option value (default 1460 for IPv4, 1440 for IPv6)")
 	fs.Uint16Var(&o.window, "window", 64240, "TCP window of the SYN")
 	fs.IntVar(&o.wscale, "wscale", 7, "window scale option shift (0-14; -1 leaves the option out)")

@@ -44,7 +44,11 @@ func synprobeBinary(t testing.TB) string {
 		}
 		os.Chmod(dir, 0o755) // the unprivileged test runs it as nobody
 		binPath = filepath.Join(dir, "synprobe")
-		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		// As the Makefile builds it: without cgo, synprobe can drop
+		// its privileges on every thread (privileges_linux.go).
+		cmd := exec.Command("go", "build", "-o", binPath, ".")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		out, err := cmd.CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}

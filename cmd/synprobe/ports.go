@@ -94,6 +94,11 @@ func holdPorts(o *options, pl portPlan, sys network) (portBlock, error) {
 	if o.sport != 0 {
 		b, err := sys.reservePort(o.sport)
 		switch {
+		case err != nil && o.restricted && (errors.Is(err, rawsock.ErrPortsInUse) || errors.Is(err, os.ErrPermission)):
+			// The guard drops the kernel's RSTs from this port: for
+			// a caller other than root it must be one that no other
+			// socket, listener or connection of this host uses.
+			return nil, usagef("--sport %d: synprobe cannot hold the port alone (another socket holds it, or it is below net.ipv4.ip_unprivileged_port_start); only ports synprobe holds: %s", o.sport, privilegeRule)
 		case errors.Is(err, rawsock.ErrPortsInUse):
 			return nil, &failure{fmt.Errorf("--sport %d: another socket on this host holds the port (a listener, a connection, another synprobe run): choose another, or leave --sport out", o.sport)}
 		case errors.Is(err, os.ErrPermission):

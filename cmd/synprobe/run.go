@@ -55,6 +55,12 @@ type network interface {
 	ring(cfg rawsock.RingConfig) (receiver, error)
 	// broadcasts lists the directed broadcasts of this host's subnets.
 	broadcasts() (map[netip.Addr]string, error)
+	// realUID, getenv and hostAddrs tell checkCaller who runs synprobe
+	// and what is theirs; dropPrivileges ends set-up (privileges.go).
+	realUID() int
+	getenv(key string) string
+	hostAddrs() ([]netip.Addr, error)
+	dropPrivileges(d dropSpec) error
 }
 
 // receiver is a rawsock.Ring.
@@ -189,6 +195,9 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, sys n
 const maxPingPairs = 4096
 
 func probeAll(ctx context.Context, o *options, stdout, stderr io.Writer, sys network) (int, error) {
+	if err := checkCaller(o, sys); err != nil {
+		return 0, err
+	}
 	// A target file of millions of lines makes mostly garbage while it
 	// is read, and the set it leaves is most of the heap: collect sooner
 	// than usual, which cuts the peak memory by a third (1,048,576
@@ -265,6 +274,9 @@ func probeAll(ctx context.Context, o *options, stdout, stderr io.Writer, sys net
 			esc = w
 			defer w.Close()
 		}
+	}
+	if err := endSetup(o, sys, g, stderr); err != nil {
+		return 0, err
 	}
 	cookie, err := rawsock.NewRandomCookie()
 	if err != nil {
@@ -380,7 +392,14 @@ func synLen(t *probe.Target, opts *rawsock.SYNOptions) int {
 func resolveTargets(ctx context.Context, o *options, b *scan.Builder, dest *usable, sys network) (*scan.Set, error) {
 	addrs := map[string][]netip.Addr{}
 	for _, host := range b.Hosts() {
-		all, err := resolve(ctx, o, host, host, sys)
+		// A name from a file is named by its file and line: the file
+		// may hold what must not be shown.
+		file, line := b.HostSource(host)
+		var where string
+		if file != "" {
+			where = fmt.Sprintf("%s:%d", file, line)
+		}
+		all, err := resolve(ctx, o, host, where, sys)
 		if err != nil {
 			return nil, err
 		}
@@ -400,6 +419,9 @@ func resolveTargets(ctx context.Context, o *options, b *scan.Builder, dest *usab
 			var u *usageError
 			if errors.As(srcErr, &u) {
 				return nil, srcErr
+			}
+			if where != "" {
+				return nil, &failure{fmt.Errorf("%s: no route to the host's address: %v", where, srcErr)}
 			}
 			return nil, &failure{fmt.Errorf("%s: no route to %v: %v", host, all[0], srcErr)}
 		}
@@ -455,6 +477,9 @@ func expandTargets(o *options, set *scan.Set, sys network) ([]probe.Target, erro
 			if errors.As(err, &u) {
 				return nil, err
 			}
+			if f, line := origin.File(); f != "" {
+				return nil, &failure{fmt.Errorf("%s:%d: no route to the target: %v", f, line, err)}
+			}
 			return nil, &failure{fmt.Errorf("%s: no route to %v: %v", origin.Arg(), addr, err)}
 		}
 		host := origin.Host()
@@ -474,7 +499,9 @@ func expandTargets(o *options, set *scan.Set, sys network) ([]probe.Target, erro
 	return targets, nil
 }
 
-func resolve(ctx context.Context, o *options, host, arg string, sys network) ([]netip.Addr, error) {
+// resolve looks host up. where is the file and line that gave it, if a
+// file did: errors then name it instead of the host.
+func resolve(ctx context.Context, o *options, host, where string, sys network) ([]netip.Addr, error) {
 	family := "ip"
 	if o.ipv4 {
 		family = "ip4"
@@ -492,7 +519,13 @@ func resolve(ctx context.Context, o *options, host, arg string, sys network) ([]
 		} else if err != nil {
 			why = err.Error()
 		}
-		return nil, usagef("target %q: cannot resolve %q: %s", arg, host, why)
+		if where != "" {
+			if dnsErr == nil {
+				why = "lookup failed"
+			}
+			return nil, usagef("%s: cannot resolve the host name: %s", where, why)
+		}
+		return nil, usagef("target %q: cannot resolve %q: %s", host, host, why)
 	}
 	for i := range addrs {
 		addrs[i] = addrs[i].Unmap()

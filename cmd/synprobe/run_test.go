@@ -36,15 +36,26 @@ type fakeSystem struct {
 	portReq     rawsock.PortRequest
 	portsClosed bool
 	watchRanges []rawsock.PortRange
+
+	// privileges_test.go
+	uid     int               // real uid: 0 is root
+	env     map[string]string // SUDO_UID, ...
+	addrs   []netip.Addr      // the host's addresses (nil: 198.18.0.1, 2001:db8::1)
+	drops   []dropSpec        // dropPrivileges calls
+	dropErr error
+	events  []string // set-up steps and the drop, in order
+
+	unownedGuard bool
 }
 
 type fakeGuard struct {
-	cfg    rawsock.GuardConfig
-	closed bool
+	cfg     rawsock.GuardConfig
+	closed  bool
+	unowned bool // a kernel without owned tables (Linux < 5.12)
 }
 
 func (g *fakeGuard) Table() string            { return "synprobe_1_00000000" }
-func (g *fakeGuard) Owned() bool              { return true }
+func (g *fakeGuard) Owned() bool              { return !g.unowned }
 func (g *fakeGuard) Dropped() (uint64, error) { return 7, nil }
 func (g *fakeGuard) Close() error             { g.closed = true; return nil }
 
@@ -52,7 +63,7 @@ func (f *fakeSystem) guard(cfg rawsock.GuardConfig) (guard, error) {
 	if f.guardErr != nil {
 		return nil, f.guardErr
 	}
-	g := &fakeGuard{cfg: cfg}
+	g := &fakeGuard{cfg: cfg, unowned: f.unownedGuard}
 	f.guards = append(f.guards, g)
 	return g, nil
 }

@@ -140,6 +140,9 @@ func runScan(ctx context.Context, o *options, set *scan.Set, expecting bool, std
 		}
 		paths = append(paths, []string{"IPv4: ", "IPv6: "}[fam]+path)
 	}
+	if err := endSetup(o, sys, nil, stderr); err != nil {
+		return 0, err
+	}
 	cookie, err := rawsock.NewRandomCookie()
 	if err != nil {
 		return 0, err

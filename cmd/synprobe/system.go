@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 
 	"github.com/synprobe/synprobe/rawsock"
@@ -80,3 +81,25 @@ func (*system) ring(cfg rawsock.RingConfig) (receiver, error) {
 	}
 	return r, nil
 }
+
+func (*system) realUID() int { return os.Getuid() }
+
+func (*system) getenv(key string) string { return os.Getenv(key) }
+
+// hostAddrs lists the addresses of this host's interfaces, in the run's
+// network namespace.
+func (*system) hostAddrs() ([]netip.Addr, error) {
+	ifas, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil, err
+	}
+	addrs := make([]netip.Addr, 0, len(ifas))
+	for _, ifa := range ifas {
+		if p, err := netip.ParsePrefix(ifa.String()); err == nil {
+			addrs = append(addrs, p.Addr())
+		}
+	}
+	return addrs, nil
+}
+
+func (*system) dropPrivileges(d dropSpec) error { return dropPrivileges(d) }

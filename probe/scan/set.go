@@ -272,10 +272,19 @@ type Builder struct {
 	nameIdx map[string]uint32
 	file    map[string]uint32 // source index of each file
 	expect  bool
+	// nameFrom says where each name of s.names was first given.
+	nameFrom []nameSource
 	// lastPorts is the port list of the last expression added.
 	lastPorts uint32
 	chunks    [][]entry // the entries so far
 	n         int
+}
+
+// nameSource is where a host name was first given, and whether a
+// command-line argument gives it.
+type nameSource struct {
+	src, line uint32
+	arg       bool
 }
 
 // entryChunk is how many entries a Builder allocates at a time.
@@ -321,10 +330,14 @@ func (b *Builder) add(spec *Spec, src, line uint32) {
 	b.expect = b.expect || e.expect != expectNone
 	if spec.Host != "" {
 		hi, ok := b.nameIdx[spec.Host]
+		isArg := b.s.sources[src].file == ""
 		if !ok {
 			b.s.names = append(b.s.names, strings.Clone(spec.Host))
 			hi = uint32(len(b.s.names))
 			b.nameIdx[spec.Host] = hi
+			b.nameFrom = append(b.nameFrom, nameSource{src: src, line: line, arg: isArg})
+		} else if isArg {
+			b.nameFrom[hi-1].arg = true
 		}
 		e.host = hi
 	} else {
@@ -376,6 +389,18 @@ func (s *Set) Excluded() []netip.Addr { return s.excluded }
 // order first given: resolve them for Build.
 func (b *Builder) Hosts() []string { return slices.Clone(b.s.names) }
 
+// HostSource returns the file and line that first gave a host name, for
+// messages that must not quote a file: file is "" when a command-line
+// argument gives the name (or no expression does).
+func (b *Builder) HostSource(name string) (file string, line int) {
+	hi, ok := b.nameIdx[name]
+	if !ok || b.nameFrom[hi-1].arg {
+		return "", 0
+	}
+	ns := b.nameFrom[hi-1]
+	return b.s.sources[ns.src].file, int(ns.line)
+}
+
 // ConflictError reports two equally specific expressions that expect
 // different states of the same pair.
 type ConflictError struct {
@@ -389,9 +414,12 @@ func (e *ConflictError) Error() string {
 		quoteOrigin(e.A), quoteOrigin(e.B), netip.AddrPortFrom(e.Addr, e.Port), orNone(e.A.Expect()), orNone(e.B.Expect()))
 }
 
+// quoteOrigin names an expression: a command-line argument as given, a
+// file's line by its file and number alone (the file may hold what must
+// not be shown).
 func quoteOrigin(o Origin) string {
 	if f, line := o.File(); f != "" {
-		return fmt.Sprintf("%s:%d (%s)", f, line, o.Arg())
+		return fmt.Sprintf("%s:%d", f, line)
 	}
 	return strconv.Quote(o.Arg())
 }

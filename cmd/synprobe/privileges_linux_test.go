@@ -1,0 +1,448 @@
+//go:build linux
+
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/synprobe/synprobe/internal/netlab"
+	"github.com/synprobe/synprobe/rawsock"
+)
+
+// setcapBinary returns a private copy of the binary with the file
+// capabilities that `make install SETCAP=1` gives, in a directory that
+// nobody can read.
+func setcapBinary(t *testing.T, l *netlab.Lab) string {
+	t.Helper()
+	for _, tool := range []string{"setpriv", "setcap"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("needs %s", tool)
+		}
+	}
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	bin := filepath.Join(dir, "synprobe")
+	data, err := os.ReadFile(synprobeBinary(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	l.Run(t, l.Prober, "setcap", "cap_net_raw,cap_net_admin+ep", bin)
+	return bin
+}
+
+// asNobody is the command line that runs bin as nobody, with no group and
+// no inheritable capability: a local user running the setcap'd binary.
+func asNobody(bin string, args ...string) []string {
+	return append([]string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", bin}, args...)
+}
+
+// runCmd runs argv in namespace ns with extra environment variables.
+func runCmd(t *testing.T, l *netlab.Lab, ns string, env []string, argv ...string) cliRun {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := l.Command(ctx, ns, argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := cliRun{stdout: out.String(), stderr: errb.String()}
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		r.code = ee.ExitCode()
+	case err != nil:
+		t.Fatalf("run %v: %v", argv, err)
+	}
+	return r
+}
+
+// threadCreds are the credentials of one thread, from its status file.
+type threadCreds struct {
+	tid                                string
+	uid, gid, groups                   string
+	capInh, capPrm, capEff, capBnd, am string
+	noNewPrivs                         string
+}
+
+func (c threadCreds) String() string {
+	return fmt.Sprintf("tid %s: Uid %s Gid %s Groups [%s] CapInh %s CapPrm %s CapEff %s CapBnd %s CapAmb %s NoNewPrivs %s",
+		c.tid, c.uid, c.gid, c.groups, c.capInh, c.capPrm, c.capEff, c.capBnd, c.am, c.noNewPrivs)
+}
+
+// procCreds reads /proc/PID/task/*/status: every thread of the process.
+func procCreds(t *testing.T, pid int) []threadCreds {
+	t.Helper()
+	dirs, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
+	if err != nil || len(dirs) == 0 {
+		t.Fatalf("no threads of pid %d: %v", pid, err)
+	}
+	var all []threadCreds
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join(d, "status"))
+		if err != nil {
+			continue // the thread ended
+		}
+		c := threadCreds{tid: filepath.Base(d)}
+		for _, line := range strings.Split(string(b), "\n") {
+			k, v, _ := strings.Cut(line, ":")
+			v = strings.Join(strings.Fields(v), " ")
+			switch k {
+			case "Uid":
+				c.uid = v
+			case "Gid":
+				c.gid = v
+			case "Groups":
+				c.groups = v
+			case "CapInh":
+				c.capInh = v
+			case "CapPrm":
+				c.capPrm = v
+			case "CapEff":
+				c.capEff = v
+			case "CapBnd":
+				c.capBnd = v
+			case "CapAmb":
+				c.am = v
+			case "NoNewPrivs":
+				c.noNewPrivs = v
+			}
+		}
+		all = append(all, c)
+	}
+	return all
+}
+
+const noCaps = "0000000000000000"
+
+// inspected is a run whose process was looked at once set up.
+type inspected struct {
+	cliRun
+	threads []threadCreds
+	tables  string // nft list tables in the prober namespace, during the run
+	after   string // and after it
+}
+
+// inspectRun starts argv in the prober namespace, waits for its first
+// line of output (set-up is done before it), reads every thread's
+// credentials and the namespace's nftables tables twice, 200 ms apart
+// (threads started meanwhile are read too), and waits for the end.
+func inspectRun(t *testing.T, l *netlab.Lab, env []string, argv ...string) inspected {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := l.Command(ctx, l.Prober, argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), env...)
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	pipe, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// ip netns exec and setpriv exec: the pid is synprobe's.
+	br := bufio.NewReader(pipe)
+	first, err := br.ReadString('\n')
+	if err != nil {
+		cmd.Wait()
+		t.Fatalf("no output from %v: %v\n%s", argv, err, errb.String())
+	}
+	if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", cmd.Process.Pid)); strings.TrimSpace(string(comm)) != "synprobe" {
+		t.Fatalf("pid %d is %q, not synprobe", cmd.Process.Pid, comm)
+	}
+	var r inspected
+	seen := map[string]bool{}
+	for i := range 2 {
+		for _, c := range procCreds(t, cmd.Process.Pid) {
+			if !seen[c.tid] {
+				seen[c.tid] = true
+				r.threads = append(r.threads, c)
+			}
+		}
+		if i == 0 {
+			r.tables = l.Run(t, l.Prober, "nft", "list", "tables")
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	rest, _ := io.ReadAll(br)
+	err = cmd.Wait()
+	r.stdout, r.stderr = first+string(rest), errb.String()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	r.after = l.Run(t, l.Prober, "nft", "list", "tables")
+	return r
+}
+
+// checkDropped asserts that every thread has no capability, cannot gain
+// one (no_new_privs) and runs as uid:gid with the given groups.
+func checkDropped(t *testing.T, r inspected, uid, gid int, groups string, bnd string) {
+	t.Helper()
+	if len(r.threads) == 0 {
+		t.Fatal("no thread read")
+	}
+	ids := func(n int) string { s := strconv.Itoa(n); return s + " " + s + " " + s + " " + s }
+	for _, c := range r.threads {
+		if c.capInh != noCaps || c.capPrm != noCaps || c.capEff != noCaps || c.am != noCaps || c.noNewPrivs != "1" ||
+			c.uid != ids(uid) || c.gid != ids(gid) || c.groups != groups || (bnd != "" && c.capBnd != bnd) {
+			t.Errorf("thread keeps privileges: %v", c)
+		}
+	}
+	t.Logf("%d threads, e.g. %v", len(r.threads), r.threads[0])
+}
+
+// TestIntegrationLeastPrivilege runs the setcap'd binary as nobody and the
+// plain one as root, and reads every thread's credentials while they run:
+// once set up, no capability is left on any thread, none can be gained
+// back, and a root run is no longer uid 0 (unless --keep-root). The RST
+// guard still goes at exit.
+func TestIntegrationLeastPrivilege(t *testing.T) {
+	l := verdictLab(t)
+	bin := setcapBinary(t, l)
+	target := hostPort(l.TargetV4, 80)
+
+	t.Run("nobody/probe", func(t *testing.T) {
+		r := inspectRun(t, l, nil, asNobody(bin, "-c", "4", "-i", "0.2", target)...)
+		if r.code != 0 || !strings.Contains(r.stdout, "4 probes sent, 4 open") {
+			t.Errorf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		checkDropped(t, r, 65534, 65534, "", "")
+	})
+	t.Run("nobody/ack", func(t *testing.T) {
+		r := inspectRun(t, l, nil, asNobody(bin, "--mode", "ack", "-c", "4", "-i", "0.2", "--json", hostPort(l.TargetV6, 80))...)
+		if r.code != 0 || !strings.Contains(r.stdout, `"open":4`) || !strings.Contains(r.stdout, `"kernel_rsts_escaped":0`) {
+			t.Errorf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		checkDropped(t, r, 65534, 65534, "", "")
+		checkGuard(t, r)
+	})
+	t.Run("nobody/fin", func(t *testing.T) {
+		r := inspectRun(t, l, nil, asNobody(bin, "--mode", "fin", "--hold", "0.1", "-c", "3", "-i", "0.2", "--json", target)...)
+		if r.code != 0 || strings.Count(r.stdout, `"close":{"pattern":"`) != 3 || !strings.Contains(r.stdout, `"kernel_rsts_escaped":0`) {
+			t.Errorf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		checkDropped(t, r, 65534, 65534, "", "")
+		checkGuard(t, r)
+	})
+	t.Run("nobody/ambient", func(t *testing.T) {
+		// As a systemd unit with AmbientCapabilities runs it: the plain
+		// binary, the capabilities inherited; the ambient set goes too.
+		r := inspectRun(t, l, nil, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=+net_raw,+net_admin",
+			"--ambient-caps=+net_raw,+net_admin", synprobeBinary(t), "--mode", "ack", "-c", "3", "-i", "0.2", "--json", target)
+		if r.code != 0 || !strings.Contains(r.stdout, `"open":3`) {
+			t.Errorf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		checkDropped(t, r, 65534, 65534, "", "")
+		checkGuard(t, r)
+	})
+	t.Run("nobody/own-source-and-sport", func(t *testing.T) {
+		// -S with the host's own address and a --sport nobody else
+		// holds: what a local user may ask for.
+		r := runCmd(t, l, l.Prober, nil, asNobody(bin, "--mode", "fin", "-c", "1", "--json", "-S", l.ProberV4.String(), "--sport", "40123", target)...)
+		if r.code != 0 || !strings.Contains(r.stdout, `"sport":40123`) || !strings.Contains(r.stdout, `"close":{"pattern":"`) {
+			t.Errorf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+	})
+	t.Run("nobody/scan", func(t *testing.T) {
+		// 16 sending threads, locked to their OS threads, start after
+		// the drop: the threads the runtime creates then are covered.
+		// 20000 pairs: answers come through the packet ring.
+		r := inspectRun(t, l, nil, asNobody(bin, "--senders", "16", "--rate", "20000", "-w", "0.2", l.TargetV4.String()+":1-20000")...)
+		if !strings.Contains(r.stdout, "--- scan of 20000 pairs: 1 open, 19997 closed, 2 filtered") || !strings.Contains(r.stdout, "answers read from packet ring") {
+			t.Errorf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		if len(r.threads) < 17 {
+			t.Errorf("%d threads: want the 16 senders and the receiver", len(r.threads))
+		}
+		checkDropped(t, r, 65534, 65534, "", "")
+	})
+	t.Run("root/sudo", func(t *testing.T) {
+		// As sudo runs it: the invoking user is SUDO_UID, SUDO_GID.
+		r := inspectRun(t, l, []string{"SUDO_UID=4242", "SUDO_GID=4343"}, synprobeBinary(t), "--mode", "fin", "--hold", "0.1", "-c", "3", "-i", "0.2", "--json", target)
+		if r.code != 0 || strings.Count(r.stdout, `"close":{"pattern":"`) != 3 {
+			t.Errorf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		checkDropped(t, r, 4242, 4343, "", "")
+		checkGuard(t, r)
+	})
+	t.Run("root/nobody", func(t *testing.T) {
+		r := inspectRun(t, l, []string{"SUDO_UID="}, synprobeBinary(t), "-c", "3", "-i", "0.2", target)
+		if r.code != 0 {
+			t.Errorf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		checkDropped(t, r, 65534, 65534, "", "")
+	})
+	t.Run("root/-Z", func(t *testing.T) {
+		r := inspectRun(t, l, []string{"SUDO_UID=4242"}, synprobeBinary(t), "-Z", "nobody", "-c", "3", "-i", "0.2", target)
+		if r.code != 0 {
+			t.Errorf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		checkDropped(t, r, 65534, 65534, "", "")
+	})
+	t.Run("root/keep-root", func(t *testing.T) {
+		r := inspectRun(t, l, []string{"SUDO_UID=4242"}, synprobeBinary(t), "--keep-root", "--mode", "ack", "-c", "3", "-i", "0.2", "--json", target)
+		if r.code != 0 {
+			t.Errorf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		// uid 0 stays, and so does its group list; no capability does.
+		groups := ""
+		if len(r.threads) > 0 {
+			groups = r.threads[0].groups
+		}
+		checkDropped(t, r, 0, 0, groups, "")
+		checkGuard(t, r)
+	})
+}
+
+// checkGuard asserts that the run's RST guard existed while it ran, is
+// gone after it, and counted the kernel RSTs it dropped though the run
+// held no privilege by then.
+func checkGuard(t *testing.T, r inspected) {
+	t.Helper()
+	m := regexp.MustCompile(`"table":"(` + rawsock.TablePrefix + `[0-9a-f_]+)"`).FindStringSubmatch(r.stdout)
+	if m == nil {
+		t.Fatalf("no guard line:\n%s", r.stdout)
+	}
+	if !strings.Contains(r.tables, "table inet "+m[1]) {
+		t.Errorf("table %s not there during the run:\n%s", m[1], r.tables)
+	}
+	if strings.Contains(r.after, rawsock.TablePrefix) {
+		t.Errorf("a guard table is left after the run:\n%s", r.after)
+	}
+	if d := regexp.MustCompile(`"kernel_rsts_dropped":([0-9]+)`).FindStringSubmatch(r.stdout); d == nil || d[1] == "0" {
+		t.Errorf("the guard counted no kernel RST:\n%s", r.stdout)
+	}
+}
+
+// TestIntegrationUnprivilegedRefusals: what a local user running the
+// setcap'd binary may not do is refused, in one line naming the rule, with
+// exit 2, before a packet is sent. Root may.
+func TestIntegrationUnprivilegedRefusals(t *testing.T) {
+	l := verdictLab(t)
+	bin := setcapBinary(t, l)
+	target := hostPort(l.TargetV4, 80)
+	// A listener of another program on the prober: its port is not ours.
+	l.Listen(t, l.Prober, "tcp", "0.0.0.0:2222")
+	capt := l.StartCapture(t, l.Prober, l.ProberIf, "tcp")
+	for _, tt := range []struct {
+		name string
+		args []string
+		rule string
+	}{
+		{"spoofed source", []string{"-S", "198.18.0.77", "-c", "1", target}, "-S 198.18.0.77: not an address of this host"},
+		{"spoofed source v6", []string{"-S", "2001:db8:ffff::7", "-c", "1", hostPort(l.TargetV6, 80)}, "not an address of this host"},
+		{"mark", []string{"--mode", "ack", "--mark", "0x1234", "-c", "1", target}, "--mark 0x1234: only synprobe's own mark 0x53594e50"},
+		{"sport held by a listener", []string{"--mode", "fin", "--sport", "2222", "-c", "1", target}, "--sport 2222: synprobe cannot hold the port alone"},
+		{"privileged sport", []string{"--mode", "fin", "--sport", "99", "-c", "1", target}, "--sport 99: synprobe cannot hold the port alone"},
+		{"flood", []string{"-i", "0.001", "-c", "5", target}, "-i 1ms: no less than 2ms between rounds"},
+		{"other user", []string{"-Z", "root", "-c", "1", target}, "-Z root: only root can choose the user"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runCmd(t, l, l.Prober, nil, asNobody(bin, tt.args...)...)
+			lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+			if r.code != exitUsage || r.stdout != "" || len(lines) != 1 || !strings.Contains(lines[0], tt.rule) {
+				t.Errorf("exit %d, want 2 and one line with %q:\n%s%s", r.code, tt.rule, r.stdout, r.stderr)
+			}
+			if tt.rule != "" && !strings.Contains(r.stderr, "a caller other than root") && !strings.Contains(tt.name, "other user") {
+				t.Errorf("the line does not name the rule: %s", r.stderr)
+			}
+		})
+	}
+	if pkts, err := capt.Stop(); err != nil || len(pkts) != 0 {
+		t.Errorf("refused runs sent %d packets (%v)", len(pkts), err)
+	}
+	// The listener still answers: nothing took its port.
+	if r := runCmd(t, l, l.Target, nil, synprobeBinary(t), "-c", "1", "-w", "0.5", hostPort(l.ProberV4, 2222)); r.code != 0 {
+		t.Errorf("the prober's listener on 2222 no longer answers: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
+	// Root keeps the full set: a spoofed source in a lab, its own mark.
+	r := runCmd(t, l, l.Prober, nil, synprobeBinary(t), "-S", "198.18.0.77", "-c", "1", "-w", "0.2", target)
+	if r.code != exitNotOpen || !strings.Contains(r.stdout, "from 198.18.0.77") {
+		t.Errorf("root with a spoofed source: exit %d, want 1 (no answer comes back)\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = runCmd(t, l, l.Prober, nil, synprobeBinary(t), "--mode", "ack", "--mark", "0x1234", "-c", "1", target)
+	if r.code != exitOK {
+		t.Errorf("root with --mark: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestIntegrationSecretFile: a root run given a file it may read and the
+// user may not (a password file, by mistake or on purpose) shows none of
+// its bytes, from a path or from standard input.
+func TestIntegrationSecretFile(t *testing.T) {
+	l := netlab.New(t)
+	dir := t.TempDir()
+	secrets := map[string]string{
+		"shadow":  "root:$6$Zq8sVfX1$kT7yH2pW9mN4bC6dE1fG3hJ5kL7mN9pQ2rS4tU6vW8xY0zA2bC4dE6fG8hJ0kL2mN4pQ6rS8tU0vW2xY4zA6:19876:0:99999:7:::\n",
+		"second":  "# a comment\n198.18.0.2:80\nhunter2:s3cr3tpassw0rd\n",
+		"control": "\x01\x02binary\xffjunk-line-with-secret-XYZZY\n",
+		"spaces":  "  token ghp_ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789\n",
+		"huge":    strings.Repeat("S3CRETqzjw", 8000) + "\n",
+	}
+	for name, content := range secrets {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		for _, how := range []string{"path", "stdin"} {
+			var r cliRun
+			if how == "path" {
+				r = runCmd(t, l, l.Prober, nil, synprobeBinary(t), "-c", "1", "-f", path)
+			} else {
+				cmd := l.Command(context.Background(), l.Prober, "sh", "-c", synprobeBinary(t)+" -c 1 -f - < "+path)
+				var out, errb bytes.Buffer
+				cmd.Stdout, cmd.Stderr = &out, &errb
+				err := cmd.Run()
+				var ee *exec.ExitError
+				if errors.As(err, &ee) {
+					r.code = ee.ExitCode()
+				}
+				r.stdout, r.stderr = out.String(), errb.String()
+			}
+			output := r.stdout + r.stderr
+			if r.code != exitUsage {
+				t.Errorf("%s via %s: exit %d, want 2\n%s", name, how, r.code, output)
+			}
+			if leak := leaked(content, output, path); leak != "" {
+				t.Errorf("%s via %s: the output shows %q of the file:\n%s", name, how, leak, output)
+			}
+			t.Logf("%s via %s: %s", name, how, strings.TrimSpace(output))
+		}
+	}
+}
+
+// leaked returns a piece of content (4 bytes or more, outside the file's
+// name) that appears in output, "" if none does.
+func leaked(content, output, path string) string {
+	output = strings.ReplaceAll(output, path, "")
+	for _, tok := range regexp.MustCompile(`[^\s:#$]{4,}`).FindAllString(content, -1) {
+		for i := 0; i+4 <= len(tok); i++ {
+			if strings.Contains(output, tok[i:i+4]) && !strings.Contains("stdin synprobe line", tok[i:i+4]) {
+				return tok[i : i+4]
+			}
+		}
+	}
+	return ""
+}
