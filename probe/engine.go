@@ -274,6 +274,12 @@ func (p *Prober) Run(ctx context.Context) error {
 				next = now.Add(p.cfg.Interval)
 			}
 		}
+		// Read what has already arrived before judging any deadline:
+		// a thread that woke late (a busy machine) must not call a probe
+		// filtered while its answer waits in the socket.
+		if done, err := p.drain(buf, &in, &failures); done || err != nil {
+			return err
+		}
 		p.expire(p.cfg.Now())
 		if p.cfg.Count > 0 && round >= p.cfg.Count && p.live == 0 {
 			return nil
@@ -313,6 +319,38 @@ func (p *Prober) Run(ctx context.Context) error {
 		in.rx, in.user = rx, p.cfg.Now()
 		p.handle(&in)
 	}
+}
+
+// maxDrain bounds the packets one drain reads, so that a flood of
+// answers cannot hold the timers off.
+const maxDrain = 4096
+
+// drain handles the packets already received, without waiting. done is
+// true once the Conn is closed.
+func (p *Prober) drain(buf []byte, in *inbound, failures *int) (done bool, err error) {
+	poll := time.Unix(1, 0) // in the past: Recv does not wait
+	for range maxDrain {
+		n, rx, err := p.conn.Recv(buf, poll)
+		switch {
+		case err == nil:
+		case errors.Is(err, net.ErrClosed):
+			return true, nil
+		case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, rawsock.ErrWoken):
+			return false, nil
+		default:
+			if *failures++; *failures > 1000 {
+				return true, err
+			}
+			continue
+		}
+		*failures = 0
+		if rawsock.Parse(buf[:n], &in.pkt) != nil {
+			continue
+		}
+		in.rx, in.user = rx, p.cfg.Now()
+		p.handle(in)
+	}
+	return false, nil
 }
 
 // abort ends every open connection with RST, so that no peer keeps state

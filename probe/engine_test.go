@@ -338,3 +338,34 @@ func TestMaybeRetransmit(t *testing.T) {
 		})
 	}
 }
+
+// TestLateWakeReadsQueuedAnswers: a prober thread that wakes after a
+// probe's deadline (a busy machine, here a clock that jumps 100 ms at
+// every reading) first reads the answer already waiting for it: the port
+// is open, not filtered.
+func TestLateWakeReadsQueuedAnswers(t *testing.T) {
+	c := probetest.NewConn(func(p *rawsock.Packet, b []byte, id uint32) []probetest.Reply {
+		if p.Flags != rawsock.FlagSyn {
+			return nil
+		}
+		return synack(p, b, id)
+	})
+	cookie, _ := rawsock.NewRandomCookie()
+	now := time.Now()
+	var results []probe.Result
+	p, err := probe.New(c, probe.Config{
+		Targets: []probe.Target{target(dst4, 443)}, Count: 1, Timeout: 30 * time.Millisecond,
+		PortLo: 61000, PortHi: 61511, Options: &linuxO, Cookie: cookie,
+		Now:      func() time.Time { now = now.Add(100 * time.Millisecond); return now },
+		OnResult: func(r *probe.Result) { results = append(results, *r) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Run(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != 1 || results[0].State != probe.StateOpen || results[0].RTT != rtt {
+		t.Errorf("results %+v, want one open probe with RTT %v", results, rtt)
+	}
+}
