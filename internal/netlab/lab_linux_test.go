@@ -271,13 +271,16 @@ func TestIntegrationDelayLab(t *testing.T) {
 			c.Close()
 
 			// Without the neighbour entry, ARP or ND goes through the
-			// forwarder first: two more delays.
+			// forwarder first: usually two more delays, but not always:
+			// a neighbour solicitation from the target (it resolves us
+			// too) leaves a STALE entry that the SYN may use at once.
+			// Through the forwarder it still works, within bounds.
 			l.Run(t, l.Prober, "ip", "neigh", "del", tc.target.String(), "dev", l.ProberIf)
 			c, took = connect()
 			c.Close()
 			t.Logf("connect with neighbour resolution: %v", took)
-			if took < 4*delay || took >= 200*time.Millisecond {
-				t.Errorf("connect with neighbour resolution took %v, want [%v, 200ms)", took, 4*delay)
+			if took < 2*delay || took >= 200*time.Millisecond {
+				t.Errorf("connect with neighbour resolution took %v, want [%v, 200ms)", took, 2*delay)
 			}
 		})
 	}
