@@ -161,6 +161,15 @@ func (c *Conn) Recv(b []byte, deadline time.Time) (int, time.Time, error) {
 	}
 }
 
+// Queued reports whether packets wait to be read, as rawsock.Conn.Queued
+// does: a scan's pass ends only once they have been (its receiver is
+// slow on a busy machine, not its network).
+func (c *Conn) Queued() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.queue) > 0
+}
+
 // Wake interrupts Recv with rawsock.ErrWoken.
 func (c *Conn) Wake() {
 	c.mu.Lock()
