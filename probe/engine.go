@@ -372,7 +372,7 @@ func (p *Prober) abort() {
 				p.sendSeg(e, rawsock.FlagRst, e.isn+1, 0, nil, noteAbort)
 			}
 		case e.state > stateSynSent && e.state != stateTimeWait && e.c != nil:
-			p.sendSeg(e, rawsock.FlagRst|rawsock.FlagAck, e.c.sndNxt, e.c.rcvNxt, nil, noteAbort)
+			p.sendResets(e, noteAbort)
 			ev := *e
 			r := p.begin(&ev)
 			r.State, r.Reason, r.Interrupted = StateOpen, ReasonSYNACK, true

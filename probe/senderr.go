@@ -14,8 +14,10 @@ const (
 	// ReasonLocalProhibit: a prohibit route, or a broadcast address
 	// (EACCES).
 	ReasonLocalProhibit = "local-prohibit"
-	// ReasonLocalBlackhole: a blackhole route (EINVAL).
-	ReasonLocalBlackhole = "local-blackhole"
+	// ReasonLocalDiscarded: the kernel discarded it (EINVAL): a blackhole
+	// route, or no room in the neighbour table for its next hop (an
+	// on-link range bigger than the table, say).
+	ReasonLocalDiscarded = "local-discarded"
 	// ReasonLocalUnreachable: an unreachable route (EHOSTUNREACH).
 	ReasonLocalUnreachable = "local-unreachable"
 	// ReasonLocalNoRoute: no route, or a throw route (ENETUNREACH).
@@ -33,7 +35,7 @@ var sendErrnos = []struct {
 }{
 	{syscall.EPERM, ReasonLocalFirewall, "this host's output firewall dropped it"},
 	{syscall.EACCES, ReasonLocalProhibit, "a prohibit route, or a broadcast address"},
-	{syscall.EINVAL, ReasonLocalBlackhole, "a blackhole route"},
+	{syscall.EINVAL, ReasonLocalDiscarded, "a blackhole route, or no room in the neighbour table for its next hop"},
 	{syscall.EHOSTUNREACH, ReasonLocalUnreachable, "an unreachable route"},
 	{syscall.ENETUNREACH, ReasonLocalNoRoute, "no route"},
 	{syscall.EMSGSIZE, ReasonLocalTooBig, "larger than the path allows"},
@@ -75,4 +77,11 @@ func IsSendErrorReason(reason string) bool {
 		}
 	}
 	return false
+}
+
+// TransientSendError reports whether a send error may go away by itself
+// (a full device queue, a full neighbour table): the probe is worth
+// sending again later.
+func TransientSendError(err error) bool {
+	return errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.EINVAL)
 }

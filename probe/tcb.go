@@ -1149,7 +1149,39 @@ func (p *Prober) retransmit(i int, now time.Time) {
 func (p *Prober) reset(e *pending) {
 	c := e.c
 	c.us, c.peer = Closed, Closed
-	p.sendSeg(e, rawsock.FlagRst|rawsock.FlagAck, c.sndNxt, c.rcvNxt, nil, "")
+	p.sendResets(e, "")
+}
+
+// maxResets bounds the RSTs sendResets sends.
+const maxResets = 64
+
+// sendResets resets probe e's connection wherever the peer may stand. A
+// peer takes a RST only at exactly its RCV.NXT (RFC 5961; elsewhere it
+// answers with a challenge ACK and keeps the connection), and that lies
+// anywhere from our oldest unacknowledged byte to the highest we sent:
+// our FIN may have been lost, or only its ACK; of our data, any segment
+// may have been the last to arrive. So one RST at SND.UNA, one at every
+// segment boundary after it, one at SND.MAX.
+func (p *Prober) sendResets(e *pending, note string) {
+	c := e.c
+	una, hi := c.sndUna, seqMax(c.sndMax, c.sndNxt)
+	p.sendSeg(e, rawsock.FlagRst|rawsock.FlagAck, una, c.rcvNxt, nil, note)
+	if una == hi {
+		return
+	}
+	seg := uint32(max(c.mss, 1))
+	n := 1
+	for seq := una + seg; seqLT(seq, hi) && n < maxResets-1; seq += seg {
+		if c.finSent && seq == c.finSeq+1 {
+			continue
+		}
+		p.sendSeg(e, rawsock.FlagRst|rawsock.FlagAck, seq, c.rcvNxt, nil, note)
+		n++
+	}
+	if c.finSent && seqLT(una, c.finSeq) && seqLT(c.finSeq, hi) {
+		p.sendSeg(e, rawsock.FlagRst|rawsock.FlagAck, c.finSeq, c.rcvNxt, nil, note) // all data in, the FIN lost
+	}
+	p.sendSeg(e, rawsock.FlagRst|rawsock.FlagAck, hi, c.rcvNxt, nil, note)
 }
 
 // finishConn reports probe i's connection, closed with pattern pat (alt:

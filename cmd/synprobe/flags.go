@@ -267,6 +267,7 @@ func loadTargets(o *options, dest *usable) (*scan.Builder, error) {
 		if err := dest.block(&o.specs[i], b, false); err != nil {
 			return nil, usagef("target %q: %v", o.specs[i].Arg, err)
 		}
+		defaultExpect(o, &o.specs[i])
 		b.AddArg(&o.specs[i])
 	}
 	for _, f := range o.files {
@@ -320,6 +321,7 @@ func readTargetFile(o *options, dest *usable, b *scan.Builder, name string) erro
 		if err := dest.block(spec, b, true); err != nil {
 			return fmt.Errorf("%s:%d: %v", name, line, err)
 		}
+		defaultExpect(o, spec)
 		b.AddLine(name, line, spec)
 		n++
 		return nil
@@ -437,4 +439,13 @@ func (f addrFlag) Set(s string) error {
 	}
 	*f.a = a.Unmap()
 	return nil
+}
+
+// defaultExpect gives a target without an expectation --expect's, before
+// targets are weighed against each other: equally specific targets that
+// disagree are then refused for what they really expect.
+func defaultExpect(o *options, spec *scan.Spec) {
+	if spec.Expect == "" {
+		spec.Expect = o.expect
+	}
 }

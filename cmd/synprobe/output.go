@@ -363,11 +363,15 @@ func (p *jsonPrinter) result(r *probe.Result, spec *targetSpec) {
 		j.str("error", r.Err.Error())
 	}
 	if r.Answered() {
-		j.micros("rtt_us", r.RTT)
-		if r.MaybeRetransmit {
-			j.bool("maybe_retransmit", true)
+		// A scan's answer whose probe's send time was forgotten (its
+		// slot in a busy table reused) has no RTT: none is printed.
+		if !r.Sent.IsZero() {
+			j.micros("rtt_us", r.RTT)
+			if r.MaybeRetransmit {
+				j.bool("maybe_retransmit", true)
+			}
+			j.str("clock", clockName(r.KernelClock))
 		}
-		j.str("clock", clockName(r.KernelClock))
 		j.addr("from", r.From)
 		j.uint("ttl", uint64(r.TTL))
 		hops, initial := probe.Hops(r.TTL)

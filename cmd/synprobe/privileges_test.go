@@ -41,6 +41,8 @@ func TestUnprivilegedRefusals(t *testing.T) {
 		{[]string{"-S", "198.18.0.77", "-c", "1", "198.18.0.2:80"}, "-S 198.18.0.77: not an address of this host"},
 		{[]string{"-S", "2001:db8::77", "-c", "1", "[2001:db8::2]:80"}, "-S 2001:db8::77: not an address of this host"},
 		{[]string{"-S", "198.18.0.77", "198.18.0.0/30:80"}, "not an address of this host"}, // a scan
+		{[]string{"-S", "127.0.0.1", "-c", "1", "198.18.0.2:80"}, "-S 127.0.0.1: a loopback address as the source of a probe to 198.18.0.2"},
+		{[]string{"-S", "127.0.0.1", "198.18.0.0/30:80"}, "a loopback address as the source"}, // a scan
 		{[]string{"--mode", "ack", "--mark", "7", "-c", "1", "198.18.0.2:80"}, "--mark 0x7: only synprobe's own mark 0x53594e50"},
 		{[]string{"--mark", "7", "-c", "1", "198.18.0.2:80"}, "--mark 0x7"},
 		{[]string{"-i", "0.001", "-c", "2", "198.18.0.2:80"}, "-i 1ms: no less than 2ms"},

@@ -198,6 +198,11 @@ func probeAll(ctx context.Context, o *options, stdout, stderr io.Writer, sys net
 	if err := checkCaller(o, sys); err != nil {
 		return 0, err
 	}
+	if o.iface != "" {
+		if _, err := net.InterfaceByName(o.iface); err != nil {
+			return 0, usagef("-I %s: no such interface (ip link lists them)", o.iface)
+		}
+	}
 	// A target file of millions of lines makes mostly garbage while it
 	// is read, and the set it leaves is most of the heap: collect sooner
 	// than usual, which cuts the peak memory by a third (1,048,576
@@ -226,6 +231,13 @@ func probeAll(ctx context.Context, o *options, stdout, stderr io.Writer, sys net
 		fmt.Fprintf(stderr, "synprobe: leaving out %v, %s\n", a, scan.Unusable(a, dest.broadcasts()))
 	}
 	if isScan {
+		// What only rounds do is refused rather than silently left out.
+		switch {
+		case o.mode != probe.ModeRST:
+			return 0, usagef("--mode %v: a scan runs in rst mode (one SYN a pair, reset at once); for %v mode give -c or -i to probe the pairs in rounds", o.mode, o.mode)
+		case o.trace:
+			return 0, usagef("--trace: a scan draws no ladders; give -c or -i to probe the pairs in rounds")
+		}
 		return runScan(ctx, o, set, expecting, stdout, stderr, sys)
 	}
 	targets, err := expandTargets(o, set, sys)
@@ -537,6 +549,11 @@ func sourceFor(o *options, dst netip.Addr, sys network) (netip.Addr, error) {
 	if o.source.IsValid() {
 		if o.source.Is4() != dst.Is4() {
 			return netip.Addr{}, usagef("--source %v and target %v are of different address families", o.source, dst)
+		}
+		// A loopback source reaches loopback destinations only: the
+		// kernel never sends one out (a martian). Root may still.
+		if o.restricted && o.source.IsLoopback() && !dst.IsLoopback() {
+			return netip.Addr{}, usagef("-S %v: a loopback address as the source of a probe to %v, which the host itself would never send; only the host's own source addresses: %s", o.source, dst, privilegeRule)
 		}
 		return o.source, nil
 	}

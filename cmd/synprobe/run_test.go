@@ -247,7 +247,13 @@ func TestBadInput(t *testing.T) {
 		{[]string{"-4", "[2001:db8::2]:80"}, "an IPv6 address, but -4 was given"},
 		{[]string{"-6", "198.18.0.2:80"}, "an IPv4 address, but -6 was given"},
 		{[]string{"--expect", "closed", "lab.test:1-1024=closed", "198.18.0.2:443=open", "lab.test:443=filtered"}, "expecting open and filtered"},
+		{[]string{"--expect", "closed", "198.18.0.2:22", "198.18.0.2:22=open"}, "expecting closed and open"},
 		{[]string{"64.0.0.0/2:1-5"}, "a scan holds at most 4294967296"},
+		{[]string{"--mode", "fin", "--data", "x", "198.18.0.0/30:80"}, "--mode fin: a scan runs in rst mode"},
+		{[]string{"--mode", "ack", "198.18.0.2:22,80"}, "--mode ack: a scan runs in rst mode"},
+		{[]string{"--trace", "198.18.0.0/30:80"}, "--trace: a scan draws no ladders"},
+		{[]string{"-I", "nosuchif0", "198.18.0.2:80"}, "-I nosuchif0: no such interface"},
+		{[]string{"[fe80::1]:80"}, "link-local IPv6 addresses are not supported"},
 		{[]string{"-f", "/"}, "is a directory"},
 		{[]string{"--wscale", "15", "lab.test:80"}, "--wscale"},
 		{[]string{"--ttl", "0", "lab.test:80"}, "--ttl"},
@@ -515,6 +521,12 @@ func TestScanCLI(t *testing.T) {
 	_, stdout, _ = runCLI(t, &fakeSystem{}, "--open", "-w", "0.05", "--retries", "0", "198.18.0.2:79-81")
 	if strings.Count(stdout, "open     ") != 1 || strings.Contains(stdout, "closed   ") || !strings.Contains(stdout, "--- scan of 3 pairs: 1 open, 1 closed, 1 filtered") {
 		t.Errorf("--open output:\n%s", stdout)
+	}
+
+	// -q: the summary only.
+	_, stdout, _ = runCLI(t, &fakeSystem{}, "-q", "-w", "0.05", "--retries", "0", "198.18.0.2:79-81")
+	if strings.Contains(stdout, "open     ") || strings.Contains(stdout, "closed   ") || !strings.Contains(stdout, "--- scan of 3 pairs: 1 open, 1 closed, 1 filtered") {
+		t.Errorf("-q output:\n%s", stdout)
 	}
 
 	// Expectations: all met -> 0; one missed -> 1, with the evidence.

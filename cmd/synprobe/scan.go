@@ -171,7 +171,7 @@ func runScan(ctx context.Context, o *options, set *scan.Set, expecting bool, std
 						got: r.State, reason: r.Reason, from: r.From, ttl: r.TTL, icmp: r.IsICMP(), hint: r.Hint})
 				}
 			}
-			if !o.openOnly || r.State == probe.StateOpen {
+			if !o.quiet && (!o.openOnly || r.State == probe.StateOpen) {
 				out.scanResult(r, origin, exp)
 			}
 		},

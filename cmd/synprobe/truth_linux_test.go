@@ -146,7 +146,7 @@ func localBlockLab(t *testing.T, firewall bool) (*netlab.Lab, netip.Prefix, func
 		case prohibit.Contains(a):
 			return "error/local-prohibit"
 		case blackhole.Contains(a):
-			return "error/local-blackhole"
+			return "error/local-discarded"
 		case port == 22 || port == 80:
 			return "open/syn-ack"
 		}
@@ -350,4 +350,41 @@ func portRange(lo, hi uint16) []uint16 {
 		out = append(out, p)
 	}
 	return out
+}
+
+// TestIntegrationResetAfterLostFIN: when our FIN never reaches the server
+// (a rule in the target drops it), the close is no-ack and synprobe resets
+// the connection where the server stands: its RCV.NXT is our FIN's
+// sequence number, not the one after it (a RST there would draw a
+// challenge ACK and leave the connection ESTABLISHED for good).
+func TestIntegrationResetAfterLostFIN(t *testing.T) {
+	l := closeLab(t)
+	l.Nft(t, l.Target, fmt.Sprintf(`table inet lab {
+	chain input {
+		type filter hook input priority 0;
+		tcp dport %d tcp flags & fin == fin drop
+	}
+}`, portNever))
+	for _, a := range []netip.Addr{l.TargetV4, l.TargetV6} {
+		r := runIn(t, l, l.Prober, "--json", "--mode", "fin", "-c", "1", "--close-timeout", "1", "--data", "hello", hostPort(a, portNever))
+		for _, m := range r.lines {
+			if m["type"] == "probe" {
+				if cl, _ := m["close"].(map[string]any); cl == nil || cl["pattern"] != "no-ack" {
+					t.Errorf("%v: %v, want close no-ack", a, m)
+				}
+			}
+		}
+	}
+	// The server learns of the RST at once; give the kernel a moment.
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		bad := leftovers(t, l, nil)
+		if len(bad) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the server keeps the connections:\n%s", strings.Join(bad, "\n"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

@@ -7,10 +7,11 @@ import (
 	"time"
 )
 
-// MinRTO is the shortest a scan waits for a host's answer after its last
-// probe, however fast the host answered before: RTTs measured to one host
-// shorten its wait from the timeout (-w) to SRTT + 4 RTTVAR (RFC 6298),
-// never below this.
+// MinRTO is the shortest a scan waits for a host's answer after a probe a
+// retry will follow, however fast the host answered before: the SYN-ACKs
+// timed from one host shorten its wait from the timeout (-w) to SRTT + 4
+// RTTVAR (RFC 6298), never below this; after the last probe, to that plus
+// the server's SYN-ACK retransmission timer (probe.SynAckRTO).
 const MinRTO = 100 * time.Millisecond
 
 // hostRTTs keeps an RFC 6298 RTT estimate per host that answered, in a
@@ -103,9 +104,9 @@ func (t *hostRTTs) add(a netip.Addr, rtt time.Duration) {
 }
 
 // timeout returns how long to wait for host a's answer after its probe:
-// SRTT + 4 RTTVAR, at least MinRTO, at most max, which is also the wait for
-// a host never measured.
-func (t *hostRTTs) timeout(a netip.Addr, max time.Duration) time.Duration {
+// SRTT + 4 RTTVAR, at least MinRTO, plus extra, at most max, which is also
+// the wait for a host never measured.
+func (t *hostRTTs) timeout(a netip.Addr, extra, max time.Duration) time.Duration {
 	k := addrKey(a)
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -114,7 +115,7 @@ func (t *hostRTTs) timeout(a netip.Addr, max time.Duration) time.Duration {
 		return max
 	}
 	e := &t.est[i]
-	return min(max, RTO(time.Duration(e.srtt)*time.Microsecond, time.Duration(e.rttvar)*time.Microsecond))
+	return min(max, extra+RTO(time.Duration(e.srtt)*time.Microsecond, time.Duration(e.rttvar)*time.Microsecond))
 }
 
 // RTO is RFC 6298's retransmission timeout, SRTT + max(G, 4 RTTVAR) with

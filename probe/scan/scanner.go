@@ -335,8 +335,10 @@ func (s *scanner) run(ctx context.Context) (Summary, error) {
 		// Wait for the answers. A pass whose pairs have all answered ends
 		// at once; otherwise it ends once every silent pair's wait has
 		// passed since the pass's last probe: the timeout, or less for a
-		// host whose RTTs were measured (never one learned from other
-		// hosts). And only once the receiver has read every packet
+		// host whose SYN-ACKs were timed (never one learned from other
+		// hosts, nor from RSTs, which a firewall may send for it): its
+		// RTO for a pass a retry follows, its RTO plus the server's
+		// SYN-ACK retransmission timer after the last. And only once the receiver has read every packet
 		// already received: a receiver starved of CPU handles nothing
 		// for a while, which is not quiet. It must keep making
 		// progress, though: a backlog that does not move for a whole
@@ -349,7 +351,7 @@ func (s *scanner) run(ctx context.Context) (Summary, error) {
 			if s.answered.Count() == s.n {
 				until = now
 			} else if !now.Before(nextCheck) {
-				until = sendEnd.Add(s.silentWait())
+				until = sendEnd.Add(s.silentWait(p == s.cfg.Retries))
 				nextCheck = now.Add(silentRecheck)
 			}
 			if !now.Before(until) {
@@ -492,6 +494,13 @@ func (s *scanner) sender(ctx context.Context, pass int, last bool, first uint64)
 				}
 				b.Reset()
 				idxs = idxs[:0]
+			case probe.TransientSendError(err) && !last:
+				// The kernel had no room for its next hop (a full
+				// neighbour table), or it goes to a blackhole: sent
+				// again in the next pass; after the last, reported.
+				s.sendErrs.Add(1)
+				b.Consume(1)
+				idxs = append(idxs[:0], idxs[1:]...)
 			default:
 				// The batch's first packet failed: its destination's
 				// route or the host's firewall refused it. Report that
@@ -554,13 +563,19 @@ const silentRecheck = 25 * time.Millisecond
 
 // silentWait returns how long after a pass's last probe its silent pairs
 // must wait: the longest wait of any host that has one. It stops at the
-// timeout, the longest there is.
-func (s *scanner) silentWait() time.Duration {
+// timeout, the longest there is. After the last pass, whose silence is
+// the verdict, a host's wait also covers the server's first SYN-ACK
+// retransmission, a second after the first.
+func (s *scanner) silentWait(last bool) time.Duration {
 	var w time.Duration
+	extra := time.Duration(0)
+	if last {
+		extra = probe.SynAckRTO
+	}
 	i, ok := s.answered.NextClear(0)
 	for ok {
 		addr, _, end := s.set.HostOf(i)
-		if w = max(w, s.rtts.timeout(addr, s.cfg.Timeout)); w >= s.cfg.Timeout {
+		if w = max(w, s.rtts.timeout(addr, extra, s.cfg.Timeout)); w >= s.cfg.Timeout {
 			break
 		}
 		i, ok = s.answered.NextClear(end)
@@ -720,8 +735,6 @@ func (s *scanner) handle(pkt *rawsock.Packet, rx time.Time) {
 			r.ICMPType, r.ICMPCode = pkt.ICMPType, pkt.ICMPCode
 			if pkt.Src != q.Dst {
 				r.Hint = "icmp-from-other-address"
-			} else {
-				s.rtts.add(q.Dst, r.RTT)
 			}
 			s.filt.Add(1)
 		})
@@ -752,8 +765,11 @@ func (s *scanner) handle(pkt *rawsock.Packet, rx time.Time) {
 		s.begin(r, idx, pkt.Src, pkt.SrcPort, pkt.DstPort, rx)
 		r.From, r.TTL, r.TOS, r.IPID, r.DF = pkt.Src, pkt.TTL, pkt.TOS, pkt.ID, pkt.DF
 		r.Flags, r.Window, r.Options = pkt.Flags, pkt.Window, pkt.Options
-		s.rtts.add(pkt.Src, r.RTT)
 		if synack {
+			// Only the host's own stack answers SYN-ACK: a RST or an
+			// ICMP error may come from a firewall nearer than it.
+			s.rtts.add(pkt.Src, r.RTT)
+			r.MaybeRetransmit = r.RTT >= probe.SynAckRTO
 			r.State, r.Reason = probe.StateOpen, probe.ReasonSYNACK
 			s.open.Add(1)
 		} else {
@@ -973,21 +989,25 @@ func newSendTimes(rate float64, timeout time.Duration) *sendTimes {
 	return &sendTimes{key: make([]atomic.Uint64, size), val: make([]atomic.Int64, size), mask: size - 1}
 }
 
-func (t *sendTimes) slot(idx uint64) uint64 { return (idx * 0x9e3779b97f4a7c15 >> 20) & t.mask }
+// slot spreads pairs and passes over the table: a retry does not
+// overwrite the time of the probe before it, whose answer may still come.
+func (t *sendTimes) slot(idx uint64, pass int) uint64 {
+	return ((idx + uint64(pass)*0xd1b54a32d192ed03) * 0x9e3779b97f4a7c15 >> 20) & t.mask
+}
 
 // stKey packs a pair index (below MaxPairs, 2^48) and a pass into a
 // non-zero key.
 func stKey(idx uint64, pass int) uint64 { return (idx<<16 | uint64(min(pass, 0xfffe))) + 1 }
 
 func (t *sendTimes) put(idx uint64, pass int, ns int64) {
-	i := t.slot(idx)
+	i := t.slot(idx, pass)
 	t.key[i].Store(0)
 	t.val[i].Store(ns)
 	t.key[i].Store(stKey(idx, pass))
 }
 
 func (t *sendTimes) get(idx uint64, pass int) (int64, bool) {
-	i := t.slot(idx)
+	i := t.slot(idx, pass)
 	k := t.key[i].Load()
 	v := t.val[i].Load()
 	return v, k == stKey(idx, pass) && t.key[i].Load() == k

@@ -424,7 +424,7 @@ func TestScanEndsWhenAnswered(t *testing.T) {
 				if p.DstPort != 22 {
 					return nil
 				}
-				return []probetest.Reply{{Packet: probetest.RST(p), After: 100 * time.Microsecond, Wall: true}}
+				return []probetest.Reply{{Packet: probetest.SYNACK(p, rawsock.SYNOptions{MSS: 1460, WScale: -1}), After: 100 * time.Microsecond, Wall: true}}
 			})
 			const timeout = 20 * time.Second
 			start := time.Now()
@@ -433,10 +433,27 @@ func TestScanEndsWhenAnswered(t *testing.T) {
 			if d := time.Since(start); d > timeout/2 {
 				t.Errorf("the scan took %v with a %v timeout", d, timeout)
 			}
-			if sum.Closed != 16 {
+			if sum.Open != 16 {
 				t.Errorf("summary %+v", sum)
 			}
 		})
+	}
+}
+
+// RSTs do not shorten a host's wait: a firewall nearer than the host may
+// send them for it. Here every closed port answers at once and the open
+// one 1.5 s later (beyond a fast host's RTO and SYN-ACK retransmission
+// timer, within -w): it is open, not filtered.
+func TestScanRSTsDoNotShortenWaits(t *testing.T) {
+	c := probetest.NewConn(func(p *rawsock.Packet, b []byte, _ uint32) []probetest.Reply {
+		if p.DstPort == 22 {
+			return []probetest.Reply{{Packet: probetest.SYNACK(p, rawsock.SYNOptions{MSS: 1460, WScale: -1}), Delay: 1500 * time.Millisecond}}
+		}
+		return []probetest.Reply{{Packet: probetest.RST(p), After: 50 * time.Microsecond, Wall: true}}
+	})
+	got, sum := collect(t, c, scan.Config{Set: mustSet(t, mustParse(t, "198.18.1.1:1-40")), Timeout: 3 * time.Second, Retries: 0})
+	if v := got[netip.MustParseAddrPort("198.18.1.1:22")]; v != "open/syn-ack" {
+		t.Errorf("198.18.1.1:22 is %q, want open/syn-ack (summary %+v)", v, sum)
 	}
 }
 
@@ -519,4 +536,36 @@ func mustParse(t *testing.T, s string) *scan.Spec {
 		t.Fatal(err)
 	}
 	return &spec
+}
+
+// EINVAL (a full neighbour table, or a blackhole route) may pass: the
+// probe is sent again in the next pass, and reported only after the last.
+func TestScanDiscardedRetried(t *testing.T) {
+	c := probetest.NewConn(func(p *rawsock.Packet, b []byte, _ uint32) []probetest.Reply {
+		return []probetest.Reply{{Packet: probetest.RST(p)}}
+	})
+	var mu sync.Mutex
+	tries := map[netip.Addr]int{}
+	c.SendError = func(p *rawsock.Packet) error {
+		mu.Lock()
+		defer mu.Unlock()
+		tries[p.Dst]++
+		switch {
+		case p.Dst == netip.MustParseAddr("198.18.1.1") && tries[p.Dst] == 1: // a full table, once
+			return os.NewSyscallError("sendmmsg", syscall.EINVAL)
+		case p.Dst == netip.MustParseAddr("198.18.1.2"): // a blackhole
+			return os.NewSyscallError("sendmmsg", syscall.EINVAL)
+		}
+		return nil
+	}
+	got, sum := collect(t, c, scan.Config{Set: mustSet(t, mustParse(t, "198.18.1.0/30:80")), Timeout: 200 * time.Millisecond, Retries: 2, Senders: 1})
+	want := map[string]string{"198.18.1.0:80": "closed/rst", "198.18.1.1:80": "closed/rst", "198.18.1.2:80": "error/local-discarded", "198.18.1.3:80": "closed/rst"}
+	for ap, w := range want {
+		if g := got[netip.MustParseAddrPort(ap)]; g != w {
+			t.Errorf("%s: %s, want %s", ap, g, w)
+		}
+	}
+	if tries[netip.MustParseAddr("198.18.1.2")] != 3 || sum.Errors != 1 {
+		t.Errorf("the blackholed pair tried %d times (want one per pass, 3); summary %+v", tries[netip.MustParseAddr("198.18.1.2")], sum)
+	}
 }

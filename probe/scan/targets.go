@@ -273,6 +273,9 @@ func parseSpec(s string, into *Spec) error {
 	switch {
 	case err == nil && addr.Zone() != "":
 		return fail("zoned addresses are not supported", addrStr)
+	case err == nil && addr.Is6() && addr.IsLinkLocalUnicast():
+		// Which link would need a zone, which is not supported.
+		return fail("link-local IPv6 addresses are not supported (they need an interface)", addrStr)
 	case err == nil && bracketed && addr.Is4():
 		// [198.18.0.1]:80, as the single-target parser takes it.
 	case err != nil && bracketed:
