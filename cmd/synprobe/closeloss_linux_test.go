@@ -430,6 +430,15 @@ func TestIntegrationClosePatternsLoss(t *testing.T) {
 				w, cl := want[port], m["close"].(map[string]any)
 				note, _ := cl["note"].(string)
 				alt := fmt.Sprint(cl["alternatives"])
+				// The cases assume how each server closes. A server
+				// application starved of CPU (a loaded machine) may
+				// close late, and Linux then acknowledges our FIN
+				// alone: a 4-way on the wire, which checkLossRun
+				// already judged against the captures.
+				if wc := conns[connKey{uint16(m["sport"].(float64)), port}]; wc != nil && wc.pattern() != w.pattern {
+					t.Logf("%v: the server closed %s, not %s as the case assumes (a loaded machine); judged against the captures only", m["target"], wc.pattern(), w.pattern)
+					continue
+				}
 				if cl["pattern"] != w.pattern || w.finRetrans >= 0 && cl["fin_retransmits"] != w.finRetrans || !strings.Contains(note, w.note) || alt != w.alt {
 					t.Errorf("%v: close %v, want %s", m["target"], cl, w.pattern)
 				}
