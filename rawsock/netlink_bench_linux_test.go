@@ -1,0 +1,142 @@
+//go:build linux
+
+package rawsock
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/synprobe/synprobe/internal/netlab"
+)
+
+// The netlink requests rawsock makes, timed inside a lab's prober
+// namespace (root needed; they skip otherwise):
+//
+//	sudo go test -run XXX -bench 'Guard|DirectPath|RouteTo|Neighbor|LocalBroadcasts|CleanupTables' -benchtime 200x ./rawsock
+
+// benchIn runs the benchmark's loop inside namespace ns.
+func benchIn(b *testing.B, lab *netlab.Lab, fn func(b *testing.B) error) {
+	b.Helper()
+	if err := lab.InNS(lab.Prober, func() error { return fn(b) }); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// routedLab is TestIntegrationDirectPath's lab: a /24 and an IPv6 /120
+// routed through the target, whose address is resolved.
+func routedLab(b *testing.B) (*netlab.Lab, netip.Prefix) {
+	lab := netlab.New(b)
+	x := lab.TargetV4.As4()[2]
+	block := netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 19, x, 0}), 24)
+	mac := strings.Fields(lab.Run(b, lab.Target, "ip", "-br", "link", "show", "dev", lab.TargetIf))[2]
+	lab.Run(b, lab.Prober, "ip", "route", "add", block.String(), "via", lab.TargetV4.String())
+	lab.Run(b, lab.Prober, "ip", "neigh", "replace", lab.TargetV4.String(), "lladdr", mac, "dev", lab.ProberIf, "nud", "permanent")
+	return lab, block
+}
+
+// BenchmarkRSTGuard: a guard's set-up (its netlink sockets, the log
+// group's binding, the batch) and Close, as ack and fin runs pay once.
+func BenchmarkRSTGuard(b *testing.B) {
+	lab := netlab.New(b)
+	benchIn(b, lab, func(b *testing.B) error {
+		for b.Loop() {
+			g, err := NewRSTGuard(GuardConfig{Ranges: []PortRange{{61000, 61009}, {61020, 61029}}, Mark: testMark})
+			if err != nil {
+				return err
+			}
+			if err := g.Close(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// BenchmarkRSTGuardDropped: one Dropped, read from the log group.
+func BenchmarkRSTGuardDropped(b *testing.B) {
+	lab := netlab.New(b)
+	benchIn(b, lab, func(b *testing.B) error {
+		g, err := NewRSTGuard(GuardConfig{PortLo: 61000, PortHi: 61009, Mark: testMark})
+		if err != nil {
+			return err
+		}
+		defer g.Close()
+		for b.Loop() {
+			if _, err := g.Dropped(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func BenchmarkCleanupTables(b *testing.B) {
+	lab := netlab.New(b)
+	for i := range 4 {
+		lab.Run(b, lab.Prober, "nft", "add", "table", "inet", fmt.Sprintf("other%d", i))
+	}
+	benchIn(b, lab, func(b *testing.B) error {
+		for b.Loop() {
+			if _, err := CleanupTables(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// BenchmarkDirectPath: every check DirectPath makes, passing.
+func BenchmarkDirectPath(b *testing.B) {
+	lab, block := routedLab(b)
+	benchIn(b, lab, func(b *testing.B) error {
+		for b.Loop() {
+			if _, err := DirectPath([]netip.Prefix{block}, 0); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func BenchmarkRouteTo(b *testing.B) {
+	lab, block := routedLab(b)
+	dst := block.Addr().Next()
+	benchIn(b, lab, func(b *testing.B) error {
+		for b.Loop() {
+			if _, gw, err := RouteTo(dst); err != nil || gw != lab.TargetV4 {
+				return fmt.Errorf("RouteTo = %v, %v", gw, err)
+			}
+		}
+		return nil
+	})
+}
+
+func BenchmarkNeighbor(b *testing.B) {
+	lab, _ := routedLab(b)
+	benchIn(b, lab, func(b *testing.B) error {
+		ifi, _, err := RouteTo(lab.TargetV4)
+		if err != nil {
+			return err
+		}
+		for b.Loop() {
+			if _, ok, err := Neighbor(ifi, lab.TargetV4); err != nil || !ok {
+				return fmt.Errorf("Neighbor = %v, %v", ok, err)
+			}
+		}
+		return nil
+	})
+}
+
+func BenchmarkLocalBroadcasts(b *testing.B) {
+	lab := netlab.New(b)
+	benchIn(b, lab, func(b *testing.B) error {
+		for b.Loop() {
+			if m, err := LocalBroadcasts(); err != nil || len(m) == 0 {
+				return fmt.Errorf("LocalBroadcasts = %v, %v", m, err)
+			}
+		}
+		return nil
+	})
+}
