@@ -3,12 +3,12 @@
 package rawsock
 
 import (
-	"encoding/binary"
 	"fmt"
 	"net"
 	"net/netip"
-	"syscall"
 
+	"github.com/jsimonetti/rtnetlink/v2"
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -20,49 +20,33 @@ import (
 // 198.18.0.255 for 198.18.0.1/24). A packet to one of them reaches every
 // host of the subnet, and a raw socket may not send it (EACCES).
 func LocalBroadcasts() (map[netip.Addr]string, error) {
-	rib, err := syscall.NetlinkRIB(unix.RTM_GETROUTE, unix.AF_INET)
+	c, err := dialNetlink(unix.NETLINK_ROUTE, nil)
 	if err != nil {
-		return nil, opError("RTM_GETROUTE", err)
+		return nil, err
 	}
-	msgs, err := syscall.ParseNetlinkMessage(rib)
+	defer c.Close()
+	msgs, err := rtExecute(c, unix.RTM_GETROUTE, netlink.Request|netlink.Dump, &rtnetlink.RouteMessage{Family: unix.AF_INET})
 	if err != nil {
-		return nil, fmt.Errorf("rawsock: route dump: %w", err)
+		return nil, nlError("RTM_GETROUTE", err)
 	}
 	out := map[netip.Addr]string{}
-	for i := range msgs {
-		m := &msgs[i]
-		if m.Header.Type != unix.RTM_NEWROUTE || len(m.Data) < unix.SizeofRtMsg {
+	for _, m := range msgs {
+		var r rtnetlink.RouteMessage
+		if m.Header.Type != unix.RTM_NEWROUTE {
 			continue
 		}
-		// struct rtmsg: family, dst_len, src_len, tos, table, protocol,
-		// scope, type, flags.
-		table, typ := uint32(m.Data[4]), m.Data[7]
-		if typ != unix.RTN_BROADCAST {
+		if err := r.UnmarshalBinary(m.Data); err != nil {
+			return nil, fmt.Errorf("rawsock: route dump: %w", err)
+		}
+		table := uint32(r.Table)
+		if r.Attributes.Table != 0 {
+			table = r.Attributes.Table
+		}
+		dst, _ := netip.AddrFromSlice(r.Attributes.Dst)
+		if r.Type != unix.RTN_BROADCAST || table != unix.RT_TABLE_LOCAL || !dst.Is4() {
 			continue
 		}
-		attrs, err := syscall.ParseNetlinkRouteAttr(m)
-		if err != nil {
-			continue
-		}
-		var dst netip.Addr
-		var oif int
-		for _, a := range attrs {
-			switch a.Attr.Type {
-			case unix.RTA_DST:
-				dst, _ = netip.AddrFromSlice(a.Value)
-			case unix.RTA_OIF:
-				if len(a.Value) >= 4 {
-					oif = int(binary.NativeEndian.Uint32(a.Value))
-				}
-			case unix.RTA_TABLE:
-				if len(a.Value) >= 4 {
-					table = binary.NativeEndian.Uint32(a.Value)
-				}
-			}
-		}
-		if table != unix.RT_TABLE_LOCAL || !dst.Is4() {
-			continue
-		}
+		oif := int(r.Attributes.OutIface)
 		name := fmt.Sprintf("interface %d", oif)
 		if ifi, err := net.InterfaceByIndex(oif); err == nil {
 			name = ifi.Name

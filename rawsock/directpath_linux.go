@@ -58,12 +58,22 @@ func DirectPath(prefixes []netip.Prefix, ifindex int) (NextHop, error) {
 			return NextHop{}, errors.New("destinations of both families")
 		}
 	}
-	for _, check := range []func(bool) error{checkNetfilter, checkLSM, checkXfrm, checkCgroupEgress, checkRules} {
+	for _, check := range []func(bool) error{checkNetfilter, checkLSM, checkXfrm, checkCgroupEgress} {
 		if err := check(v6); err != nil {
 			return NextHop{}, err
 		}
 	}
-	ifi, gw, err := uniformRoute(prefixes, v6)
+	// One rtnetlink socket for the rules, the routes, the kernel's route
+	// lookups and the neighbours.
+	rt, err := dialNetlink(unix.NETLINK_ROUTE, &netlink.Config{Strict: true})
+	if err != nil {
+		return NextHop{}, fmt.Errorf("routes: %w", err)
+	}
+	defer rt.Close()
+	if err := checkRules(rt, v6); err != nil {
+		return NextHop{}, err
+	}
+	ifi, gw, err := uniformRoute(rt, prefixes, v6)
 	if err != nil {
 		return NextHop{}, err
 	}
@@ -74,7 +84,7 @@ func DirectPath(prefixes []netip.Prefix, ifindex int) (NextHop, error) {
 	// block: it must agree with the reading of the tables.
 	for _, p := range []netip.Prefix{prefixes[0], prefixes[len(prefixes)-1]} {
 		for _, a := range []netip.Addr{p.Masked().Addr(), lastAddr(p)} {
-			i, g, err := RouteTo(a)
+			i, g, err := routeTo(rt, a)
 			if err != nil {
 				return NextHop{}, err
 			}
@@ -90,7 +100,7 @@ func DirectPath(prefixes []netip.Prefix, ifindex int) (NextHop, error) {
 	if len(dev.HardwareAddr) != 6 {
 		return NextHop{}, fmt.Errorf("%s has no Ethernet address", dev.Name)
 	}
-	mac, ok, err := Neighbor(ifi, gw)
+	mac, ok, err := neighbor(rt, ifi, gw)
 	if err != nil {
 		return NextHop{}, err
 	}
@@ -154,7 +164,7 @@ type nftChain struct{ family, table, name string }
 // nftOutputChains lists the nftables base chains on the family's output
 // and postrouting hooks (families ip or ip6, and inet).
 func nftOutputChains(v6 bool) ([]nftChain, error) {
-	c, err := netlink.Dial(unix.NETLINK_NETFILTER, nil)
+	c, err := dialNetlink(unix.NETLINK_NETFILTER, nil)
 	if err != nil {
 		return nil, fmt.Errorf("nftables: %w", err)
 	}
@@ -168,10 +178,11 @@ func nftOutputChains(v6 bool) ([]nftChain, error) {
 		proto uint8
 		name  string
 	}{{fam, famName}, {nfprotoInet, "inet"}} {
-		msgs, err := c.Execute(netlink.Message{
-			Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETCHAIN), Flags: netlink.Request | netlink.Dump},
-			Data:   []byte{f.proto, unix.NFNETLINK_V0, 0, 0},
-		})
+		req, err := nfMessage(nftType(unix.NFT_MSG_GETCHAIN), netlink.Request|netlink.Dump, f.proto, 0, nil)
+		if err != nil {
+			return nil, err
+		}
+		msgs, err := c.Execute(req)
 		if err != nil {
 			if errors.Is(err, unix.EPERM) {
 				return nil, fmt.Errorf("nftables chains: %w", os.ErrPermission)
@@ -179,10 +190,7 @@ func nftOutputChains(v6 bool) ([]nftChain, error) {
 			return nil, fmt.Errorf("nftables chains: %w", err)
 		}
 		for _, m := range msgs {
-			if len(m.Data) < sizeofNfgenmsg {
-				continue
-			}
-			ch, hook, err := decodeChain(m.Data[sizeofNfgenmsg:])
+			ch, hook, err := decodeChain(m)
 			if err != nil {
 				return nil, err
 			}
@@ -195,14 +203,13 @@ func nftOutputChains(v6 bool) ([]nftChain, error) {
 }
 
 // decodeChain reads a chain's table, name and hook (-1: not a base chain).
-func decodeChain(b []byte) (nftChain, int, error) {
+func decodeChain(m netlink.Message) (nftChain, int, error) {
 	var ch nftChain
 	hook := -1
-	ad, err := netlink.NewAttributeDecoder(b)
+	ad, err := nfDecoder(m)
 	if err != nil {
 		return ch, hook, err
 	}
-	ad.ByteOrder = binary.BigEndian
 	for ad.Next() {
 		switch ad.Type() {
 		case unix.NFTA_CHAIN_TABLE:
@@ -289,7 +296,7 @@ const xfrmMsgGetPolicy = 0x15
 
 // checkXfrm refuses any IPsec policy: the IP path would apply it.
 func checkXfrm(bool) error {
-	c, err := netlink.Dial(unix.NETLINK_XFRM, nil)
+	c, err := dialNetlink(unix.NETLINK_XFRM, nil)
 	if err != nil {
 		return fmt.Errorf("IPsec policies: %w", err)
 	}
@@ -381,14 +388,14 @@ const (
 )
 
 // checkRules requires the kernel's default routing rules and no other.
-func checkRules(v6 bool) error {
+func checkRules(c *netlink.Conn, v6 bool) error {
 	family := uint8(unix.AF_INET)
 	want := [][2]uint32{{0, rtTableLocal}, {32766, rtTableMain}, {32767, rtTableDef}} // priority, table
 	if v6 {
 		family = unix.AF_INET6
 		want = want[:2]
 	}
-	msgs, err := rtDump(unix.RTM_GETRULE, family)
+	msgs, err := rtDump(c, unix.RTM_GETRULE, family)
 	if err != nil {
 		return fmt.Errorf("routing rules: %w", err)
 	}
@@ -439,12 +446,7 @@ func checkRules(v6 bool) error {
 }
 
 // rtDump returns the bodies of an rtnetlink dump's messages.
-func rtDump(typ uint16, family uint8) ([][]byte, error) {
-	c, err := netlink.Dial(unix.NETLINK_ROUTE, &netlink.Config{Strict: true})
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
+func rtDump(c *netlink.Conn, typ uint16, family uint8) ([][]byte, error) {
 	req := make([]byte, unix.SizeofRtMsg)
 	req[0] = family
 	msgs, err := c.Execute(netlink.Message{Header: netlink.Header{Type: netlink.HeaderType(typ), Flags: netlink.Request | netlink.Dump}, Data: req})
@@ -470,12 +472,12 @@ type route struct {
 
 // uniformRoute reads the routing tables and returns the interface and
 // gateway every address of prefixes is routed by, or why there is none.
-func uniformRoute(prefixes []netip.Prefix, v6 bool) (int, netip.Addr, error) {
+func uniformRoute(c *netlink.Conn, prefixes []netip.Prefix, v6 bool) (int, netip.Addr, error) {
 	family := uint8(unix.AF_INET)
 	if v6 {
 		family = unix.AF_INET6
 	}
-	msgs, err := rtDump(unix.RTM_GETROUTE, family)
+	msgs, err := rtDump(c, unix.RTM_GETROUTE, family)
 	if err != nil {
 		return 0, netip.Addr{}, fmt.Errorf("routes: %w", err)
 	}

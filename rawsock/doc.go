@@ -139,20 +139,27 @@
 // filter chain on the output hook and a rule per range of source ports
 // (GuardConfig.Ranges, a PortBlock's Ranges):
 //
-//	meta l4proto tcp tcp flags & rst == rst tcp sport PORTLO-PORTHI meta mark != MARK counter drop
+//	meta l4proto tcp tcp flags & rst == rst tcp sport PORTLO-PORTHI meta mark != MARK log group G queue-threshold 1 counter drop
 //
 // Our own segments carry MARK, set with SO_MARK on the send sockets
 // (Config.Mark), so only the kernel's RSTs from exactly this run's source
 // ports are dropped, never those of the sockets that hold the ports
-// between its ranges; Dropped sums the rules' counters. The rule acts on
-// output only: a drop on input would also hide replies from the raw
-// receive sockets.
+// between its ranges. Dropped counts the packets the rules log to G, an
+// nfnetlink_log group bound to a socket of the guard's own, which needs
+// no privilege to read; on kernels without the log expression it sums the
+// rules' counters, which needs CAP_NET_ADMIN. The rule acts on output
+// only: a drop on input would also hide replies from the raw receive
+// sockets.
 //
-// The table is written with a small nfnetlink batch writer over
-// golang.org/x/sys/unix: one transaction creates table, chain and rule,
+// The table is written as one nfnetlink batch, encoded with
+// github.com/mdlayher/netlink's AttributeEncoder (google/nftables cannot
+// set the owner flag): one transaction creates table, chain and rules,
 // and every message is acknowledged and checked, errors naming the message
-// the kernel refused. Errors are *net.OpError values; without
-// CAP_NET_ADMIN they wrap os.ErrPermission.
+// the kernel refused. Every netlink request of the package, these and
+// DirectPath's, RouteTo's, Neighbor's and LocalBroadcasts' (the last
+// three through github.com/jsimonetti/rtnetlink/v2), waits at most 5 s
+// for its answer. Errors are *net.OpError values; without CAP_NET_ADMIN
+// they wrap os.ErrPermission.
 //
 // On Linux 5.12 and later the table has the owner flag: it belongs to the
 // guard's netlink socket, which stays open until Close (and is not

@@ -3,16 +3,17 @@
 package rawsock
 
 import (
+	"encoding"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
-	"sync/atomic"
-	"syscall"
 	"unsafe"
 
+	"github.com/jsimonetti/rtnetlink/v2"
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -24,75 +25,46 @@ type NextHop struct {
 	DstMAC  net.HardwareAddr // the gateway's, or the destination's
 }
 
-var nlSeq atomic.Uint32
-
 // RouteTo asks the kernel which interface, and which gateway if any,
 // packets to dst take (RTM_GETROUTE: the routing decision itself, policy
 // rules included).
 func RouteTo(dst netip.Addr) (ifindex int, gw netip.Addr, err error) {
+	c, err := dialNetlink(unix.NETLINK_ROUTE, nil)
+	if err != nil {
+		return 0, gw, err
+	}
+	defer c.Close()
+	return routeTo(c, dst)
+}
+
+// routeTo is RouteTo on an rtnetlink socket, the messages encoded and
+// decoded by github.com/jsimonetti/rtnetlink/v2.
+func routeTo(c *netlink.Conn, dst netip.Addr) (ifindex int, gw netip.Addr, err error) {
 	dst = dst.Unmap()
-	family, alen := unix.AF_INET, 4
+	if !dst.IsValid() {
+		return 0, gw, errors.New("rawsock: no destination address")
+	}
+	family := uint8(unix.AF_INET)
 	if dst.Is6() {
-		family, alen = unix.AF_INET6, 16
+		family = unix.AF_INET6
 	}
-	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
+	req := rtnetlink.RouteMessage{Family: family, DstLength: uint8(dst.BitLen()), Attributes: rtnetlink.RouteAttributes{Dst: dst.AsSlice()}}
+	msgs, err := rtExecute(c, unix.RTM_GETROUTE, netlink.Request, &req)
 	if err != nil {
-		return 0, gw, opError("socket", err)
+		return 0, gw, fmt.Errorf("rawsock: route to %v: %w", dst, os.NewSyscallError("RTM_GETROUTE", kernelErrno(err)))
 	}
-	defer unix.Close(fd)
-	req := make([]byte, unix.SizeofNlMsghdr+unix.SizeofRtMsg+4+alen)
-	seq := nlSeq.Add(1)
-	ne := binary.NativeEndian
-	ne.PutUint32(req[0:], uint32(len(req)))
-	ne.PutUint16(req[4:], unix.RTM_GETROUTE)
-	ne.PutUint16(req[6:], unix.NLM_F_REQUEST)
-	ne.PutUint32(req[8:], seq)
-	rt := req[unix.SizeofNlMsghdr:]
-	rt[0] = byte(family)
-	rt[1] = byte(alen * 8) // dst_len
-	attr := rt[unix.SizeofRtMsg:]
-	ne.PutUint16(attr[0:], uint16(4+alen))
-	ne.PutUint16(attr[2:], unix.RTA_DST)
-	a := dst.AsSlice()
-	copy(attr[4:], a)
-	if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return 0, gw, opError("sendto", err)
-	}
-	buf := make([]byte, 1<<16)
-	n, _, err := unix.Recvfrom(fd, buf, 0)
-	if err != nil {
-		return 0, gw, opError("recvfrom", err)
-	}
-	msgs, err := syscall.ParseNetlinkMessage(buf[:n])
-	if err != nil {
-		return 0, gw, fmt.Errorf("rawsock: route to %v: %w", dst, err)
-	}
-	for i := range msgs {
-		m := &msgs[i]
-		if m.Header.Type == unix.NLMSG_ERROR && len(m.Data) >= 4 {
-			if e := -int32(ne.Uint32(m.Data)); e != 0 {
-				return 0, gw, fmt.Errorf("rawsock: route to %v: %w", dst, os.NewSyscallError("RTM_GETROUTE", syscall.Errno(e)))
-			}
-			continue
-		}
+	for _, m := range msgs {
 		if m.Header.Type != unix.RTM_NEWROUTE {
 			continue
 		}
-		attrs, err := syscall.ParseNetlinkRouteAttr(m)
-		if err != nil {
-			return 0, gw, err
+		var r rtnetlink.RouteMessage
+		if err := r.UnmarshalBinary(m.Data); err != nil {
+			return 0, gw, fmt.Errorf("rawsock: route to %v: %w", dst, err)
 		}
-		for _, at := range attrs {
-			switch at.Attr.Type {
-			case unix.RTA_OIF:
-				ifindex = int(ne.Uint32(at.Value))
-			case unix.RTA_GATEWAY:
-				if g, ok := netip.AddrFromSlice(at.Value); ok {
-					gw = g.Unmap()
-				}
-			}
+		if g, ok := netip.AddrFromSlice(r.Attributes.Gateway); ok {
+			gw = g.Unmap()
 		}
-		return ifindex, gw, nil
+		return int(r.Attributes.OutIface), gw, nil
 	}
 	return 0, gw, fmt.Errorf("rawsock: no route to %v", dst)
 }
@@ -100,49 +72,53 @@ func RouteTo(dst netip.Addr) (ifindex int, gw netip.Addr, err error) {
 // Neighbor returns the link-layer address the kernel resolved for addr
 // on interface ifindex, if it has one.
 func Neighbor(ifindex int, addr netip.Addr) (net.HardwareAddr, bool, error) {
-	addr = addr.Unmap()
-	family := unix.AF_INET
-	if addr.Is6() {
-		family = unix.AF_INET6
-	}
-	b, err := syscall.NetlinkRIB(unix.RTM_GETNEIGH, family)
-	if err != nil {
-		return nil, false, opError("RTM_GETNEIGH", err)
-	}
-	msgs, err := syscall.ParseNetlinkMessage(b)
+	c, err := dialNetlink(unix.NETLINK_ROUTE, nil)
 	if err != nil {
 		return nil, false, err
 	}
-	ne := binary.NativeEndian
+	defer c.Close()
+	return neighbor(c, ifindex, addr)
+}
+
+// neighbor is Neighbor on an rtnetlink socket: the dump of the family's
+// neighbours, decoded by github.com/jsimonetti/rtnetlink/v2.
+func neighbor(c *netlink.Conn, ifindex int, addr netip.Addr) (net.HardwareAddr, bool, error) {
+	addr = addr.Unmap()
+	family := uint16(unix.AF_INET)
+	if addr.Is6() {
+		family = unix.AF_INET6
+	}
+	msgs, err := rtExecute(c, unix.RTM_GETNEIGH, netlink.Request|netlink.Dump, &rtnetlink.NeighMessage{Family: family})
+	if err != nil {
+		return nil, false, nlError("RTM_GETNEIGH", err)
+	}
 	for _, m := range msgs {
-		if m.Header.Type != unix.RTM_NEWNEIGH || len(m.Data) < unix.SizeofNdMsg {
+		var n rtnetlink.NeighMessage
+		if m.Header.Type != unix.RTM_NEWNEIGH {
 			continue
 		}
-		ifi := int32(ne.Uint32(m.Data[4:]))
-		state := ne.Uint16(m.Data[8:])
-		if int(ifi) != ifindex || state&(unix.NUD_INCOMPLETE|unix.NUD_FAILED|unix.NUD_NOARP) != 0 {
+		if err := n.UnmarshalBinary(m.Data); err != nil {
+			return nil, false, fmt.Errorf("rawsock: neighbour dump: %w", err)
+		}
+		if n.Attributes == nil || int(n.Index) != ifindex || n.State&(unix.NUD_INCOMPLETE|unix.NUD_FAILED|unix.NUD_NOARP) != 0 {
 			continue
 		}
-		var dst netip.Addr
-		var ll net.HardwareAddr
-		for a := m.Data[unix.SizeofNdMsg:]; len(a) >= 4; {
-			l := int(ne.Uint16(a))
-			if l < 4 || l > len(a) {
-				break
-			}
-			switch ne.Uint16(a[2:]) {
-			case unix.NDA_DST:
-				dst, _ = netip.AddrFromSlice(a[4:l])
-			case unix.NDA_LLADDR:
-				ll = append(net.HardwareAddr(nil), a[4:l]...)
-			}
-			a = a[min((l+3)&^3, len(a)):]
-		}
-		if dst.Unmap() == addr && len(ll) == 6 {
-			return ll, true, nil
+		dst, _ := netip.AddrFromSlice(n.Attributes.Address)
+		if dst.Unmap() == addr && len(n.Attributes.LLAddress) == 6 {
+			return n.Attributes.LLAddress, true, nil
 		}
 	}
 	return nil, false, nil
+}
+
+// rtExecute sends an rtnetlink request, the message encoded by
+// jsimonetti/rtnetlink, and returns the answers (every part of a dump).
+func rtExecute(c *netlink.Conn, typ uint16, flags netlink.HeaderFlags, m encoding.BinaryMarshaler) ([]netlink.Message, error) {
+	b, err := m.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	return c.Execute(netlink.Message{Header: netlink.Header{Type: netlink.HeaderType(typ), Flags: flags}, Data: b})
 }
 
 // PacketSender sends the IP packets of a Batch as Ethernet frames on one

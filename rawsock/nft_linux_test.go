@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -21,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/synprobe/synprobe/internal/netlab"
@@ -40,6 +42,23 @@ const (
 
 func littleEndian() bool { return binary.NativeEndian.Uint16([]byte{1, 0}) == 1 }
 
+// marshalBatch frames msgs as the socket sends them, numbered from seq
+// (the socket fills in its port id, which the kernel ignores; 0 here).
+func marshalBatch(t *testing.T, seq uint32, msgs []netlink.Message) []byte {
+	t.Helper()
+	var b []byte
+	for i, m := range msgs {
+		m.Header.Sequence = seq + uint32(i)
+		m.Header.Length = uint32(16+len(m.Data)+3) &^ 3
+		mb, err := m.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = append(b, mb...)
+	}
+	return b
+}
+
 // TestEncodeBatchTable checks a whole batch holding one NEWTABLE message
 // against bytes worked out by hand from netlink(7), linux/netfilter/
 // nfnetlink.h and nf_tables.h.
@@ -47,7 +66,11 @@ func TestEncodeBatchTable(t *testing.T) {
 	if !littleEndian() {
 		t.Skip("the expected bytes are for a little-endian host")
 	}
-	got := encodeBatch(7, unix.NFPROTO_INET, []nftMsg{newTableMsg("sp", nftTableFlagOwner, "")})
+	msgs, err := batchMessages(unix.NFPROTO_INET, []nftMsg{newTableMsg("sp", nftTableFlagOwner, "")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := marshalBatch(t, 7, msgs)
 	want := []byte{
 		// NFNL_MSG_BATCH_BEGIN: nlmsghdr len 20, type 0x10, flags REQUEST, seq 7, pid 0
 		0x14, 0, 0, 0, 0x10, 0x00, 0x01, 0x00, 7, 0, 0, 0, 0, 0, 0, 0,
@@ -73,257 +96,216 @@ func TestEncodeBatchTable(t *testing.T) {
 	}
 }
 
-// TestNlWriterNesting checks nested attributes: the length of a nest
-// covers the padding of its last member, and the nested flag is set.
-func TestNlWriterNesting(t *testing.T) {
-	if !littleEndian() {
-		t.Skip("the expected bytes are for a little-endian host")
-	}
-	var w nlWriter
-	w.nest(unix.NFTA_CHAIN_HOOK)
-	w.u32(unix.NFTA_HOOK_HOOKNUM, unix.NF_INET_LOCAL_OUT)
-	w.u32(unix.NFTA_HOOK_PRIORITY, 0)
-	w.end()
-	w.data(unix.NFTA_CMP_DATA, []byte{6})
-	want := []byte{
-		// NFTA_CHAIN_HOOK|NLA_F_NESTED, len 4+8+8
-		0x14, 0x00, 0x04, 0x80,
-		0x08, 0x00, 0x01, 0x00, 0, 0, 0, 3, // NFTA_HOOK_HOOKNUM be32 NF_INET_LOCAL_OUT
-		0x08, 0x00, 0x02, 0x00, 0, 0, 0, 0, // NFTA_HOOK_PRIORITY be32 0
-		// NFTA_CMP_DATA|NLA_F_NESTED, len 4+8 (the inner attribute's padding counts)
-		0x0c, 0x00, 0x03, 0x80,
-		0x05, 0x00, 0x01, 0x00, 6, 0, 0, 0, // NFTA_DATA_VALUE, len 5, value 6, 3 bytes padding
-	}
-	if !bytes.Equal(w.b, want) {
-		t.Errorf("attributes:\n got % x\nwant % x", w.b, want)
-	}
-}
-
-type testAttr struct {
+// attr is a netlink attribute as a test expects it: a leaf with its
+// value, or a nest (NLA_F_NESTED) with its members.
+type attr struct {
 	typ  uint16
-	data []byte
-	kids []testAttr
+	val  []byte
+	kids []attr // non-nil for a nest
 }
 
-func (a testAttr) write(w *nlWriter) {
+func (a attr) String() string {
 	if a.kids == nil {
-		w.attr(a.typ, a.data)
-		return
+		return fmt.Sprintf("%d=% x", a.typ, a.val)
 	}
-	w.nest(a.typ)
-	for _, k := range a.kids {
-		k.write(w)
-	}
-	w.end()
+	return fmt.Sprintf("%d%v", a.typ, a.kids)
 }
 
-func readAttrs(b []byte, nested map[uint16]bool) ([]testAttr, error) {
-	var out []testAttr
-	err := walkAttrs(b, func(typ uint16, data []byte) error {
-		a := testAttr{typ: typ, data: data}
-		if nested[typ] {
-			kids, err := readAttrs(data, nested)
-			if err != nil {
-				return err
+// decodeAttrs decodes b with mdlayher/netlink's AttributeDecoder, not with
+// anything of the encoder's: an attribute flagged as nested is decoded as
+// a nest, any other is a leaf.
+func decodeAttrs(b []byte) ([]attr, error) {
+	ad, err := netlink.NewAttributeDecoder(b)
+	if err != nil {
+		return nil, err
+	}
+	out := []attr{}
+	for ad.Next() {
+		a := attr{typ: ad.Type(), val: ad.Bytes()}
+		if ad.TypeFlags()&netlink.Nested != 0 {
+			if a.kids, err = decodeAttrs(a.val); err != nil {
+				return nil, err
 			}
-			a.data, a.kids = nil, append([]testAttr{}, kids...) // an empty nest is not a leaf
+			a.val = nil
 		}
 		out = append(out, a)
-		return nil
-	})
-	return out, err
+	}
+	return out, ad.Err()
 }
 
-// TestAttrRoundTrip writes trees of attributes of every length modulo 4
-// and reads them back.
-func TestAttrRoundTrip(t *testing.T) {
-	r := rand.New(rand.NewPCG(1, 2))
-	leaf := func(typ uint16) testAttr {
-		d := make([]byte, r.IntN(11))
-		for i := range d {
-			d[i] = byte(r.Uint32())
-		}
-		return testAttr{typ: typ, data: d}
+// Expected attributes, built from the kernel's ABI (nf_tables.h), not
+// from the encoder: leaves, big-endian integers, strings, nests, one
+// element of a rule's expression list and an nft_data value.
+func leaf(typ uint16, v ...byte) attr { return attr{typ: typ, val: v} }
+func be16(typ uint16, v uint16) attr  { return leaf(typ, byte(v>>8), byte(v)) }
+func be32(typ uint16, v uint32) attr  { return leaf(typ, binary.BigEndian.AppendUint32(nil, v)...) }
+func be64(typ uint16, v uint64) attr  { return leaf(typ, binary.BigEndian.AppendUint64(nil, v)...) }
+func str(typ uint16, s string) attr   { return leaf(typ, append([]byte(s), 0)...) }
+func nest(typ uint16, kids ...attr) attr {
+	return attr{typ: typ, kids: append([]attr{}, kids...)}
+}
+func expr(name string, kids ...attr) attr {
+	return nest(unix.NFTA_LIST_ELEM, str(unix.NFTA_EXPR_NAME, name), nest(unix.NFTA_EXPR_DATA, kids...))
+}
+func data(typ uint16, v ...byte) attr { return nest(typ, leaf(unix.NFTA_DATA_VALUE, v...)) }
+
+// wantRule is the rule the guard should write for ports lo-hi, in
+// register 1 (NFT_REG_1 = 1): meta l4proto tcp, tcp flags & rst == rst,
+// tcp sport lo-hi, meta mark != mark, log group G queue-threshold 1 (if
+// G is not 0), counter, drop.
+func wantRule(table string, lo, hi uint16, mark uint32, group uint16) []attr {
+	port := expr("cmp", be32(unix.NFTA_CMP_SREG, 1), be32(unix.NFTA_CMP_OP, 0 /* eq */), data(unix.NFTA_CMP_DATA, byte(lo>>8), byte(lo)))
+	if lo != hi {
+		port = expr("range", be32(unix.NFTA_RANGE_SREG, 1), be32(unix.NFTA_RANGE_OP, 0 /* eq */),
+			data(unix.NFTA_RANGE_FROM_DATA, byte(lo>>8), byte(lo)), data(unix.NFTA_RANGE_TO_DATA, byte(hi>>8), byte(hi)))
 	}
-	for i := range 100 {
-		// Types below 10 are leaves, 10 and up nests.
-		tree := []testAttr{leaf(1), {typ: 10, kids: []testAttr{leaf(2), {typ: 11, kids: []testAttr{leaf(3), leaf(4)}}, leaf(5)}}, leaf(6)}
-		if i%2 == 0 {
-			tree = append(tree, testAttr{typ: 12, kids: []testAttr{}})
-		}
-		var w nlWriter
-		for _, a := range tree {
-			a.write(&w)
-		}
-		if len(w.b)%4 != 0 {
-			t.Fatalf("encoding of %d bytes is not padded", len(w.b))
-		}
-		got, err := readAttrs(w.b, map[uint16]bool{10: true, 11: true, 12: true})
+	exprs := []attr{
+		expr("meta", be32(unix.NFTA_META_DREG, 1), be32(unix.NFTA_META_KEY, 16 /* NFT_META_L4PROTO */)),
+		expr("cmp", be32(unix.NFTA_CMP_SREG, 1), be32(unix.NFTA_CMP_OP, 0), data(unix.NFTA_CMP_DATA, 6 /* TCP */)),
+		expr("payload", be32(unix.NFTA_PAYLOAD_DREG, 1), be32(unix.NFTA_PAYLOAD_BASE, 2 /* transport header */),
+			be32(unix.NFTA_PAYLOAD_OFFSET, 13), be32(unix.NFTA_PAYLOAD_LEN, 1)),
+		expr("bitwise", be32(unix.NFTA_BITWISE_SREG, 1), be32(unix.NFTA_BITWISE_DREG, 1), be32(unix.NFTA_BITWISE_LEN, 1),
+			data(unix.NFTA_BITWISE_MASK, 0x04), data(unix.NFTA_BITWISE_XOR, 0)),
+		expr("cmp", be32(unix.NFTA_CMP_SREG, 1), be32(unix.NFTA_CMP_OP, 0), data(unix.NFTA_CMP_DATA, 0x04)),
+		expr("payload", be32(unix.NFTA_PAYLOAD_DREG, 1), be32(unix.NFTA_PAYLOAD_BASE, 2), be32(unix.NFTA_PAYLOAD_OFFSET, 0), be32(unix.NFTA_PAYLOAD_LEN, 2)),
+		port,
+		expr("meta", be32(unix.NFTA_META_DREG, 1), be32(unix.NFTA_META_KEY, 3 /* NFT_META_MARK */)),
+		// The mark register holds the mark in host byte order.
+		expr("cmp", be32(unix.NFTA_CMP_SREG, 1), be32(unix.NFTA_CMP_OP, 1 /* neq */), data(unix.NFTA_CMP_DATA, binary.NativeEndian.AppendUint32(nil, mark)...)),
+	}
+	if group != 0 {
+		exprs = append(exprs, expr("log", be16(unix.NFTA_LOG_GROUP, group), be16(unix.NFTA_LOG_QTHRESHOLD, 1)))
+	}
+	exprs = append(exprs,
+		expr("counter", be64(unix.NFTA_COUNTER_BYTES, 0), be64(unix.NFTA_COUNTER_PACKETS, 0)),
+		// Register 0 is the verdict register; NF_DROP is 0.
+		expr("immediate", be32(unix.NFTA_IMMEDIATE_DREG, 0), nest(unix.NFTA_IMMEDIATE_DATA, nest(unix.NFTA_DATA_VERDICT, be32(unix.NFTA_VERDICT_CODE, 0)))),
+	)
+	return []attr{str(unix.NFTA_RULE_TABLE, table), str(unix.NFTA_RULE_CHAIN, "out"), nest(unix.NFTA_RULE_EXPRESSIONS, exprs...)}
+}
+
+// TestGuardRuleEncoding decodes the guard's batch with the library's
+// decoder and compares every message, attribute and value with what the
+// kernel's ABI says they should be. (TestIntegrationGuardRuleAsNftSees
+// checks the same rules as the kernel took them, through nft.)
+func TestGuardRuleEncoding(t *testing.T) {
+	const table = "synprobe_1_00000000"
+	for _, tt := range []struct {
+		ranges []PortRange
+		group  uint16
+	}{
+		{[]PortRange{{61000, 61009}}, 0},
+		{[]PortRange{{61000, 61009}, {61011, 61011}, {62000, 62100}}, 0x1234},
+	} {
+		cfg := GuardConfig{Ranges: tt.ranges, Mark: testMark}
+		msgs, err := batchMessages(unix.NFPROTO_INET, guardMessages(table, cfg, true, tt.group))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !reflect.DeepEqual(normalize(got), normalize(tree)) {
-			t.Fatalf("round trip:\n got %+v\nwant %+v", got, tree)
+		if len(msgs) != 4+len(tt.ranges) {
+			t.Fatalf("%d messages, want batch begin, table, chain, %d rules, batch end", len(msgs), len(tt.ranges))
+		}
+		comment := fmt.Sprintf("synprobe pid %d: drops the kernel's TCP RSTs from ports %s", os.Getpid(), FormatRanges(tt.ranges))
+		type want struct {
+			typ   uint16
+			flags netlink.HeaderFlags
+			attrs []attr
+		}
+		const request, ack, excl, create, appnd = 0x1, 0x4, 0x200, 0x400, 0x800 // NLM_F_*
+		wants := []want{
+			{0x10 /* NFNL_MSG_BATCH_BEGIN */, request, []attr{}},
+			{0x0a00 /* NFT_MSG_NEWTABLE */, request | ack | excl | create, []attr{
+				str(unix.NFTA_TABLE_NAME, table),
+				be32(unix.NFTA_TABLE_FLAGS, 2 /* NFT_TABLE_F_OWNER */),
+				// NFTA_TABLE_USERDATA: libnftnl's comment TLV (type 0, length, text with its NUL).
+				leaf(6, append(append([]byte{0, byte(len(comment) + 1)}, comment...), 0)...),
+			}},
+			{0x0a03 /* NFT_MSG_NEWCHAIN */, request | ack | excl | create, []attr{
+				str(unix.NFTA_CHAIN_TABLE, table),
+				str(unix.NFTA_CHAIN_NAME, "out"),
+				nest(unix.NFTA_CHAIN_HOOK, be32(unix.NFTA_HOOK_HOOKNUM, 3 /* NF_INET_LOCAL_OUT */), be32(unix.NFTA_HOOK_PRIORITY, 0)),
+				be32(unix.NFTA_CHAIN_POLICY, 1 /* NF_ACCEPT */),
+				str(unix.NFTA_CHAIN_TYPE, "filter"),
+			}},
+		}
+		for _, r := range tt.ranges {
+			wants = append(wants, want{0x0a06 /* NFT_MSG_NEWRULE */, request | ack | create | appnd, wantRule(table, r.Lo, r.Hi, testMark, tt.group)})
+		}
+		wants = append(wants, want{0x11 /* NFNL_MSG_BATCH_END */, request, []attr{}})
+		for i, m := range msgs {
+			w := wants[i]
+			if uint16(m.Header.Type) != w.typ || m.Header.Flags != w.flags {
+				t.Errorf("message %d: type %#x flags %#x, want %#x %#x", i, m.Header.Type, m.Header.Flags, w.typ, w.flags)
+			}
+			// nfgenmsg: family (AF_UNSPEC for the batch's frame, else
+			// inet), version 0, res_id (the nftables subsystem, 10, for
+			// the frame), big-endian.
+			hdr := []byte{unix.NFPROTO_INET, 0, 0, 0}
+			if i == 0 || i == len(msgs)-1 {
+				hdr = []byte{0, 0, 0, 10}
+			}
+			if len(m.Data) < 4 || !bytes.Equal(m.Data[:4], hdr) {
+				t.Errorf("message %d: nfgenmsg % x, want % x", i, m.Data[:min(4, len(m.Data))], hdr)
+				continue
+			}
+			got, err := decodeAttrs(m.Data[4:])
+			if err != nil {
+				t.Errorf("message %d: %v", i, err)
+				continue
+			}
+			if !reflect.DeepEqual(got, w.attrs) {
+				t.Errorf("message %d:\n got %v\nwant %v", i, got, w.attrs)
+			}
 		}
 	}
 }
 
-// normalize makes empty and nil slices compare equal.
-func normalize(as []testAttr) []testAttr {
-	out := make([]testAttr, len(as))
-	for i, a := range as {
-		out[i] = testAttr{typ: a.typ, data: append([]byte{}, a.data...)}
-		if a.kids != nil {
-			out[i].kids = normalize(a.kids)
-		}
-	}
-	return out
-}
-
-func TestWalkAttrsMalformed(t *testing.T) {
-	for _, b := range [][]byte{
-		{1, 0},                      // shorter than a header
-		{3, 0, 1, 0},                // length below the header's
-		{9, 0, 1, 0, 1, 2, 3, 4},    // length beyond the buffer
-		{8, 0, 1, 0, 0, 0, 0, 0, 2}, // trailing garbage
-	} {
-		if !littleEndian() {
-			t.Skip("little-endian inputs")
-		}
-		if err := walkAttrs(b, func(uint16, []byte) error { return nil }); !errors.Is(err, errNetlinkMalformed) {
-			t.Errorf("walkAttrs(% x) = %v, want errNetlinkMalformed", b, err)
-		}
-	}
-	// The last attribute may omit its padding.
-	var n int
-	if err := walkAttrs([]byte{5, 0, 1, 0, 7}, func(uint16, []byte) error { n++; return nil }); err != nil || n != 1 {
-		t.Errorf("unpadded last attribute: %v, %d attributes", err, n)
-	}
-}
-
-// TestParseAck reads a capped error acknowledgement with an extended-ack
-// message, as the kernel sends it with NETLINK_CAP_ACK and NETLINK_EXT_ACK.
-func TestParseAck(t *testing.T) {
-	var w nlWriter
-	code := -int32(unix.EOPNOTSUPP)
-	w.b = binary.NativeEndian.AppendUint32(w.b, uint32(code))
-	w.begin(nftType(unix.NFT_MSG_NEWTABLE), unix.NLM_F_REQUEST, 8, unix.NFPROTO_INET, 0)
-	w.b = w.b[:unix.SizeofNlMsgerr] // the quoted header without its nfgenmsg
-	w.str(unix.NLMSGERR_ATTR_MSG, "table flags not supported")
-	h := unix.NlMsghdr{Type: unix.NLMSG_ERROR, Flags: unix.NLM_F_CAPPED | unix.NLM_F_ACK_TLVS}
-	errno, text, err := parseAck(h, w.b)
-	if err != nil || errno != unix.EOPNOTSUPP || text != "table flags not supported" {
-		t.Errorf("parseAck = %v, %q, %v", errno, text, err)
-	}
-	h.Flags = 0
-	if errno, text, err := parseAck(h, w.b[:unix.SizeofNlMsgerr]); err != nil || errno != unix.EOPNOTSUPP || text != "" {
-		t.Errorf("parseAck without TLVs = %v, %q, %v", errno, text, err)
-	}
-	if _, _, err := parseAck(h, w.b[:8]); err == nil {
-		t.Error("parseAck accepted a short message")
-	}
-}
-
-// TestGuardRuleEncoding decodes the rule message and checks the
-// expressions and their key values, and reads a counter back.
-func TestGuardRuleEncoding(t *testing.T) {
-	msgs := guardMessages("synprobe_1_00000000", GuardConfig{PortLo: 61000, PortHi: 61009, Mark: testMark}, true, 0)
-	if len(msgs) != 3 || msgs[2].typ != unix.NFT_MSG_NEWRULE {
-		t.Fatalf("messages %+v", msgs)
-	}
-	var w nlWriter
-	msgs[2].attrs(&w)
-	var names []string
-	var rng, mark []byte
-	var verdict uint32 = 99
-	err := walkAttrs(w.b, func(typ uint16, d []byte) error {
-		if typ != unix.NFTA_RULE_EXPRESSIONS {
-			return nil
-		}
-		return walkAttrs(d, func(_ uint16, elem []byte) error {
-			var name string
-			return walkAttrs(elem, func(typ uint16, d []byte) error {
-				if typ == unix.NFTA_EXPR_NAME {
-					name = cString(d)
-					names = append(names, name)
-					return nil
-				}
-				return walkAttrs(d, func(typ uint16, d []byte) error {
-					switch {
-					case name == "range" && (typ == unix.NFTA_RANGE_FROM_DATA || typ == unix.NFTA_RANGE_TO_DATA):
-						rng = append(rng, d[4:6]...)
-					case name == "cmp" && typ == unix.NFTA_CMP_DATA && len(d) == 8:
-						mark = d[4:8]
-					case name == "immediate" && typ == unix.NFTA_IMMEDIATE_DATA:
-						verdict = binary.BigEndian.Uint32(d[8:12]) // DATA_VERDICT { VERDICT_CODE }
-					}
-					return nil
-				})
+// TestRuleCounter reads the packet count from a rule as the kernel dumps
+// it (encoded here with the library's encoder), and only from our table's.
+func TestRuleCounter(t *testing.T) {
+	ae := netlink.NewAttributeEncoder()
+	ae.ByteOrder = binary.BigEndian
+	ae.String(unix.NFTA_RULE_TABLE, "synprobe_1_00000000")
+	ae.String(unix.NFTA_RULE_CHAIN, guardChain)
+	ae.Nested(unix.NFTA_RULE_EXPRESSIONS, func(ae *netlink.AttributeEncoder) error {
+		for _, e := range []struct {
+			name string
+			data func(ae *netlink.AttributeEncoder) error
+		}{
+			{"meta", func(ae *netlink.AttributeEncoder) error {
+				ae.Uint32(unix.NFTA_META_KEY, unix.NFT_META_MARK)
+				return nil
+			}},
+			{"counter", func(ae *netlink.AttributeEncoder) error {
+				ae.Uint64(unix.NFTA_COUNTER_BYTES, 120)
+				ae.Uint64(unix.NFTA_COUNTER_PACKETS, 3)
+				return nil
+			}},
+		} {
+			ae.Nested(unix.NFTA_LIST_ELEM, func(ae *netlink.AttributeEncoder) error {
+				ae.String(unix.NFTA_EXPR_NAME, e.name)
+				ae.Nested(unix.NFTA_EXPR_DATA, e.data)
+				return nil
 			})
-		})
+		}
+		return nil
 	})
+	ae.Uint64(unix.NFTA_RULE_HANDLE, 2)
+	b, err := ae.Encode()
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantNames := []string{"meta", "cmp", "payload", "bitwise", "cmp", "payload", "range", "meta", "cmp", "counter", "immediate"}
-	if !slices.Equal(names, wantNames) {
-		t.Errorf("expressions %v, want %v", names, wantNames)
-	}
-	// With a log group, the rule logs what it drops before counting it.
-	var wl nlWriter
-	guardMessages("synprobe_1_00000000", GuardConfig{PortLo: 61000, PortHi: 61009, Mark: testMark}, true, 0x1234)[2].attrs(&wl)
-	var group []byte
-	walkAttrs(wl.b, func(typ uint16, d []byte) error {
-		if typ != unix.NFTA_RULE_EXPRESSIONS {
-			return nil
-		}
-		return walkAttrs(d, func(_ uint16, elem []byte) error {
-			var name string
-			return walkAttrs(elem, func(typ uint16, d []byte) error {
-				if typ == unix.NFTA_EXPR_NAME {
-					name = cString(d)
-				} else if name == "log" {
-					walkAttrs(d, func(typ uint16, d []byte) error {
-						if typ == unix.NFTA_LOG_GROUP {
-							group = d
-						}
-						return nil
-					})
-				}
-				return nil
-			})
-		})
-	})
-	if !bytes.Equal(group, []byte{0x12, 0x34}) {
-		t.Errorf("log group % x, want 12 34", group)
-	}
-	if !bytes.Equal(rng, []byte{0xee, 0x48, 0xee, 0x51}) {
-		t.Errorf("port range % x, want 61000 (ee48) to 61009 (ee51)", rng)
-	}
-	if binary.NativeEndian.Uint32(mark) != testMark {
-		t.Errorf("mark % x", mark)
-	}
-	if verdict != nfDrop {
-		t.Errorf("verdict %d", verdict)
-	}
-
-	// A rule as the kernel dumps it, with a counter that has counted.
-	var r nlWriter
-	r.str(unix.NFTA_RULE_TABLE, "synprobe_1_00000000")
-	r.str(unix.NFTA_RULE_CHAIN, guardChain)
-	r.nest(unix.NFTA_RULE_EXPRESSIONS)
-	r.expr("meta", func() { r.u32(unix.NFTA_META_KEY, unix.NFT_META_MARK) })
-	r.expr("counter", func() {
-		r.u64(unix.NFTA_COUNTER_BYTES, 120)
-		r.u64(unix.NFTA_COUNTER_PACKETS, 3)
-	})
-	r.end()
-	r.u64(unix.NFTA_RULE_HANDLE, 2)
-	if n, ok, err := ruleCounter(r.b, "synprobe_1_00000000"); n != 3 || !ok || err != nil {
+	m := netlink.Message{Data: append([]byte{unix.NFPROTO_INET, 0, 0, 0}, b...)}
+	if n, ok, err := ruleCounter(m, "synprobe_1_00000000"); n != 3 || !ok || err != nil {
 		t.Errorf("ruleCounter = %d, %v, %v; want 3", n, ok, err)
 	}
-	if _, ok, _ := ruleCounter(r.b, "other"); ok {
+	if _, ok, _ := ruleCounter(m, "other"); ok {
 		t.Error("ruleCounter matched another table's rule")
+	}
+	// A truncated message is an error, not a count.
+	m.Data = m.Data[:len(m.Data)-3]
+	if _, ok, err := ruleCounter(m, "synprobe_1_00000000"); ok || err == nil {
+		t.Errorf("truncated rule: ok %v, err %v", ok, err)
 	}
 }
 
@@ -495,6 +477,108 @@ func TestIntegrationRSTGuardOwner(t *testing.T) {
 	if _, err := g.Dropped(); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("Dropped after Close: %v", err)
 	}
+}
+
+// TestIntegrationGuardRuleAsNftSees checks the guard's rules as the kernel
+// took them, against witnesses that share nothing with the encoder: the
+// expressions nft --debug=netlink prints from the kernel's dump (libnftnl
+// decodes it), and nft's JSON of a reference table that nft itself
+// compiled from the rules' text.
+func TestIntegrationGuardRuleAsNftSees(t *testing.T) {
+	lab := netlab.New(t)
+	needNft(t)
+	ranges := []PortRange{{61000, 61009}, {61011, 61011}}
+	g := newGuardIn(t, lab, lab.Prober, GuardConfig{Ranges: ranges, Mark: testMark})
+	var group uint16
+	if g.log != nil {
+		group = g.log.group
+	}
+
+	// libnftnl prints an nft_data value as 32-bit words read in host
+	// byte order from the bytes, zero-padded.
+	word := func(b ...byte) string {
+		var w [4]byte
+		copy(w[:], b)
+		return fmt.Sprintf("0x%08x", binary.NativeEndian.Uint32(w[:]))
+	}
+	var want []string
+	for _, r := range ranges {
+		port := fmt.Sprintf("[ range eq reg 1 %s %s ]", word(byte(r.Lo>>8), byte(r.Lo)), word(byte(r.Hi>>8), byte(r.Hi)))
+		if r.Lo == r.Hi {
+			port = fmt.Sprintf("[ cmp eq reg 1 %s ]", word(byte(r.Lo>>8), byte(r.Lo)))
+		}
+		want = append(want,
+			"[ meta load l4proto => reg 1 ]",
+			"[ cmp eq reg 1 0x00000006 ]",
+			"[ payload load 1b @ transport header + 13 => reg 1 ]",
+			"[ bitwise reg 1 = ( reg 1 & 0x00000004 ) ^ 0x00000000 ]",
+			"[ cmp eq reg 1 0x00000004 ]",
+			"[ payload load 2b @ transport header + 0 => reg 1 ]",
+			port,
+			"[ meta load mark => reg 1 ]",
+			fmt.Sprintf("[ cmp neq reg 1 0x%08x ]", uint32(testMark)),
+		)
+		if group != 0 {
+			want = append(want, fmt.Sprintf("[ log group %d snaplen 0 qthreshold 1 ]", group))
+		}
+		want = append(want, "[ counter pkts 0 bytes 0 ]", "[ immediate reg 0 drop ]")
+	}
+	out := lab.Run(t, lab.Prober, "nft", "--debug=netlink", "list", "table", "inet", g.Table())
+	var got []string
+	for line := range strings.Lines(out) {
+		if l := strings.TrimSpace(line); strings.HasPrefix(l, "[ ") {
+			got = append(got, l)
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("nft --debug=netlink:\n%s\nwant the expressions\n%s", out, strings.Join(want, "\n"))
+	}
+
+	// The same rules compiled by nft from their text, in a table of
+	// nft's own: nft's JSON of both must agree, expression by expression.
+	var text strings.Builder
+	text.WriteString("table inet ref {\n chain out {\n type filter hook output priority 0; policy accept;\n")
+	for _, r := range ranges {
+		ports := strconv.Itoa(int(r.Lo))
+		if r.Hi != r.Lo {
+			ports += "-" + strconv.Itoa(int(r.Hi))
+		}
+		log := ""
+		if group != 0 {
+			log = fmt.Sprintf(" log group %d queue-threshold 1", group)
+		}
+		fmt.Fprintf(&text, " meta l4proto tcp tcp flags & rst == rst tcp sport %s meta mark != 0x%08x%s counter drop\n", ports, uint32(testMark), log)
+	}
+	text.WriteString(" }\n}\n")
+	lab.Nft(t, lab.Prober, text.String())
+	exprs := func(table string) (chain map[string]any, rules []any) {
+		t.Helper()
+		out, err := lab.Command(context.Background(), lab.Prober, "nft", "-j", "list", "table", "inet", table).Output()
+		if err != nil {
+			t.Skipf("nft -j: %v (nft without JSON support?)", err)
+		}
+		var doc struct {
+			Nftables []map[string]map[string]any `json:"nftables"`
+		}
+		if err := json.Unmarshal(out, &doc); err != nil {
+			t.Fatalf("nft -j: %v\n%s", err, out)
+		}
+		for _, o := range doc.Nftables {
+			if c, ok := o["chain"]; ok {
+				chain = map[string]any{"type": c["type"], "hook": c["hook"], "prio": c["prio"], "policy": c["policy"]}
+			}
+			if r, ok := o["rule"]; ok {
+				rules = append(rules, r["expr"])
+			}
+		}
+		return chain, rules
+	}
+	ourChain, ours := exprs(g.Table())
+	refChain, ref := exprs("ref")
+	if len(ours) != len(ranges) || !reflect.DeepEqual(ourChain, refChain) || !reflect.DeepEqual(ours, ref) {
+		t.Errorf("nft -j: our chain %v with rules\n%v\nnft's own %v with\n%v", ourChain, ours, refChain, ref)
+	}
+	t.Logf("%d rules as nft compiles them: %v", len(ref), ref)
 }
 
 // TestHelperGuardProcess is the child of TestIntegrationRSTGuardSIGKILL:
