@@ -81,3 +81,11 @@ func (b *Batch) Consume(n int) {
 	copy(b.lens, b.lens[n:b.n])
 	b.n -= n
 }
+
+// SendBatch sends the batch with as few sendmmsg calls as the kernel
+// allows and removes what it sent from it. It returns how many packets
+// went out; on an error (ENOBUFS when the device queue is full, say) the
+// rest stay in the batch.
+// Packets sent this way get no transmit timestamps. Several goroutines may
+// call SendBatch at once, each with its own Batch.
+func (c *Conn) SendBatch(b *Batch) (sent int, err error) { return c.sendBatch(b) }

@@ -23,13 +23,8 @@ func (s *batchSys) init(size int) {
 	s.sa6 = make([]unix.RawSockaddrInet6, size)
 }
 
-// SendBatch sends the batch with as few sendmmsg calls as the kernel
-// allows and removes what it sent from it. It returns how many packets
-// went out; on an error (ENOBUFS when the device queue is full, say) the
-// rest stay in the batch.
-// Packets sent this way get no transmit timestamps. Several goroutines may
-// call SendBatch at once, each with its own Batch.
-func (c *Conn) SendBatch(b *Batch) (sent int, err error) {
+// sendBatch is Conn.SendBatch on Linux: sendmmsg(2).
+func (c *Conn) sendBatch(b *Batch) (sent int, err error) {
 	defer func() { b.Consume(sent) }()
 	s := c.send4
 	if b.v6 {

@@ -6,5 +6,4 @@ type batchSys struct{}
 
 func (*batchSys) init(int) {}
 
-// SendBatch is not implemented on this platform.
-func (*Conn) SendBatch(b *Batch) (int, error) { b.Reset(); return 0, errNotImplemented }
+func (*Conn) sendBatch(b *Batch) (int, error) { b.Reset(); return 0, errNotImplemented }

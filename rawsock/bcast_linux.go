@@ -12,14 +12,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// LocalBroadcasts returns the IPv4 addresses this host treats as
-// broadcast addresses, each with the name of its interface: the broadcast
-// routes of the kernel's local table (`ip route show table local type
-// broadcast`), which it adds for every address configured with a
-// broadcast, the directed broadcast of a connected subnet (such as
-// 198.18.0.255 for 198.18.0.1/24). A packet to one of them reaches every
-// host of the subnet, and a raw socket may not send it (EACCES).
-func LocalBroadcasts() (map[netip.Addr]string, error) {
+// localBroadcasts is LocalBroadcasts on Linux: the IPv4 route dump.
+func localBroadcasts() (map[netip.Addr]string, error) {
 	c, err := dialNetlink(unix.NETLINK_ROUTE, nil)
 	if err != nil {
 		return nil, err

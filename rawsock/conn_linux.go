@@ -18,35 +18,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Config selects what Listen opens.
-type Config struct {
-	// IPv4 and IPv6 select the address families to open sockets for.
-	IPv4, IPv6 bool
-	// PortLo and PortHi bound the source ports this run sends from; the
-	// receive sockets' BPF filters pass only replies to these ports.
-	PortLo, PortHi uint16
-	// Interface, if set, binds every socket to that device (SO_BINDTODEVICE).
-	Interface string
-	// Mark, if non-zero, is set as SO_MARK on the send sockets so that a
-	// firewall rule can tell our own segments from the kernel's.
-	Mark uint32
-	// NoTxStamps turns transmit timestamps off: at scan rates the error
-	// queue traffic would cost more than the stamps are worth.
-	NoTxStamps bool
-	// RecvBuffer is each receive socket's buffer in bytes (default 8 MiB).
-	// Scans want more: replies arrive as fast as probes leave.
-	RecvBuffer int
-	// SendOnly opens the send sockets alone, for a caller that receives
-	// through a Ring: Recv then only waits for Wake or Close.
-	SendOnly bool
-}
-
-// Conn is a set of raw sockets: one send socket per family (IPPROTO_RAW,
-// whole packets, transmit timestamps on its error queue) and TCP and ICMP
-// receive sockets with BPF filters and receive timestamps.
-//
-// Send and Recv may be called concurrently; Recv by one goroutine at a time.
-type Conn struct {
+// connSys is a Conn's Linux part: the sockets and the epoll set.
+type connSys struct {
 	send4, send6 *sender
 
 	rx      []rxSock // tcp4, icmp4, tcp6, icmp6 (those opened)
@@ -56,7 +29,6 @@ type Conn struct {
 	recvMu  sync.Mutex // held by Recv for its whole call; Close waits for it
 	closeMu sync.Mutex
 	closed  bool
-	iface   string // Config.Interface
 }
 
 type rxSock struct {
@@ -90,18 +62,11 @@ type txStamp struct {
 	sched, snd int64 // unix nanoseconds; 0 when not reported
 }
 
-// Listen opens the sockets described by cfg. It needs CAP_NET_RAW; errors
-// wrap os.ErrPermission when that is missing.
-func Listen(cfg Config) (*Conn, error) {
-	if !cfg.IPv4 && !cfg.IPv6 {
-		return nil, errors.New("rawsock: no address family selected")
-	}
-	if cfg.PortLo == 0 || cfg.PortHi < cfg.PortLo {
-		return nil, fmt.Errorf("rawsock: bad port range %d-%d", cfg.PortLo, cfg.PortHi)
-	}
-	c := &Conn{poller: poller{epfd: -1, evfd: -1}, iface: cfg.Interface}
+// listen is Listen on Linux.
+func listen(cfg Config) (*Conn, error) {
+	c := &Conn{iface: cfg.Interface, connSys: connSys{poller: poller{epfd: -1, evfd: -1}}}
 	if err := c.open(cfg); err != nil {
-		c.Close()
+		c.close()
 		return nil, err
 	}
 	if !cfg.SendOnly {
@@ -317,13 +282,8 @@ func newSender(v6 bool, cfg Config) (*sender, error) {
 	return s, nil
 }
 
-// Send transmits pkt, a whole IPv4 or IPv6 packet (see Segment.Build). id
-// names the packet's transmit timestamps for TxTime; ids should be unique
-// among the last few thousand packets sent.
-func (c *Conn) Send(pkt []byte, id uint32) error {
-	if len(pkt) < IPv4MinimumSize {
-		return ErrTruncated
-	}
+// send is Conn.Send on Linux.
+func (c *Conn) send(pkt []byte, id uint32) error {
 	var s *sender
 	switch pkt[0] >> 4 {
 	case 4:
@@ -379,17 +339,7 @@ func sendError(err error) error {
 	return opError("sendmsg", err)
 }
 
-// TxTime returns the kernel's transmit timestamp of the packet sent with id:
-// the stamp taken as the packet entered the device queue (SCHED), else the
-// driver's (SND). ok is false when the kernel reported none (yet).
-//
-// SCHED comes first because the driver's stamp is taken after the device's
-// packet taps have run: with a capture open, SND lags the packet's real
-// departure by the tap's copy, by tens of microseconds now and then and by
-// over a millisecond at worst (measured: scripts/bench-rtt.sh). On a device
-// without a queue, as veth and loopback are, nothing else lies between the
-// two.
-func (c *Conn) TxTime(id uint32, v6 bool) (t time.Time, ok bool) {
+func (c *Conn) txTime(id uint32, v6 bool) (time.Time, bool) {
 	s := c.send4
 	if v6 {
 		s = c.send6
@@ -417,18 +367,6 @@ func (s *sender) txTime(id uint32) (time.Time, bool) {
 		return time.Unix(0, st.snd), true
 	}
 	return time.Time{}, false
-}
-
-// DrainTx reads every pending transmit timestamp off the send sockets'
-// error queues, so the queues never fill. The engine calls it after sends.
-func (c *Conn) DrainTx() {
-	for _, s := range []*sender{c.send4, c.send6} {
-		if s != nil {
-			s.mu.Lock()
-			s.drain()
-			s.mu.Unlock()
-		}
-	}
 }
 
 // drain reads the error queue until it is empty. s.mu is held.
@@ -474,23 +412,9 @@ func (s *sender) drain() {
 	}
 }
 
-// Recv reads the next packet from any receive socket into b and returns its
-// length and the kernel's receive timestamp (zero if the kernel gave none).
-// The packet always starts with an IP header: for IPv6, whose raw sockets
-// deliver only the payload, Recv writes a synthesized 40-byte header in
-// front of it (addresses, hop limit and traffic class from the control
-// messages; flow label zero). b should hold MaxPacketSize bytes; longer
-// packets are truncated.
-//
-// Recv blocks until a packet arrives, the deadline passes (it returns
-// os.ErrDeadlineExceeded; a zero deadline never passes, one in the past
-// makes Recv a non-blocking poll), Wake is called (ErrWoken) or the Conn is
-// closed (net.ErrClosed). The wait has nanosecond resolution
-// (epoll_pwait2), unlike Go's timers, which sleep in whole milliseconds.
-func (c *Conn) Recv(b []byte, deadline time.Time) (int, time.Time, error) {
-	if len(b) < IPv6MinimumSize+TCPMinimumSize {
-		return 0, time.Time{}, ErrShortBuffer
-	}
+// recv is Conn.Recv on Linux: the receive sockets read through one
+// epoll set.
+func (c *Conn) recv(b []byte, deadline time.Time) (int, time.Time, error) {
 	c.recvMu.Lock()
 	defer c.recvMu.Unlock()
 	for {
@@ -517,8 +441,7 @@ func (c *Conn) Recv(b []byte, deadline time.Time) (int, time.Time, error) {
 	}
 }
 
-// Queued reports whether a received packet waits in a receive socket.
-func (c *Conn) Queued() bool {
+func (c *Conn) queued() bool {
 	c.closeMu.Lock()
 	defer c.closeMu.Unlock()
 	if c.closed {
@@ -532,12 +455,6 @@ func (c *Conn) Queued() bool {
 	}
 	return false
 }
-
-// ErrWoken is what Recv returns when Wake interrupted it.
-var ErrWoken = errors.New("rawsock: woken")
-
-// Wake makes a blocked Recv (or the next one) return ErrWoken.
-func (c *Conn) Wake() { c.wake() }
 
 // noPwait2 is set once epoll_pwait2 (Linux 5.11) turned out missing.
 var noPwait2 atomic.Bool
@@ -673,9 +590,7 @@ func (c *Conn) isClosed() bool {
 	return c.closed
 }
 
-// Close closes every socket. A Recv blocked in another goroutine returns
-// net.ErrClosed first.
-func (c *Conn) Close() error {
+func (c *Conn) close() error {
 	c.closeMu.Lock()
 	if c.closed {
 		c.closeMu.Unlock()
@@ -708,27 +623,9 @@ func opError(op string, err error) error {
 	return &net.OpError{Op: op, Net: "rawsock", Err: os.NewSyscallError(op, err)}
 }
 
-// SourceFor returns the address the kernel would send from to reach dst,
-// optionally through the named interface. No packet is sent.
-func SourceFor(dst netip.Addr, iface string) (netip.Addr, error) {
-	f := SourceFinder{Interface: iface}
-	defer f.Close()
-	return f.Source(dst)
-}
-
-// SourceFinder answers SourceFor's question many times over, through one
-// UDP socket per family that it connects to each destination in turn: a
-// third of SourceFor's cost. The sockets belong to the network namespace
-// of the thread that first asks. Safe for concurrent use.
-type SourceFinder struct {
-	Interface string // as SourceFor's iface
-
-	mu  sync.Mutex
-	fds [2]int // IPv4, IPv6; 0: not open
-}
-
-// Source returns the address the kernel would send from to reach dst.
-func (f *SourceFinder) Source(dst netip.Addr) (netip.Addr, error) {
+// source is SourceFinder.Source on Linux: a UDP socket per family,
+// connected to each destination in turn.
+func (f *SourceFinder) source(dst netip.Addr) (netip.Addr, error) {
 	dst = dst.Unmap()
 	if !dst.IsValid() {
 		return netip.Addr{}, errors.New("rawsock: no destination address")
@@ -786,8 +683,7 @@ func (f *SourceFinder) Source(dst netip.Addr) (netip.Addr, error) {
 	return netip.Addr{}, errors.New("rawsock: no source address")
 }
 
-// Close closes the sockets.
-func (f *SourceFinder) Close() error {
+func (f *SourceFinder) close() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for i, fd := range f.fds {
@@ -799,17 +695,14 @@ func (f *SourceFinder) Close() error {
 	return nil
 }
 
-// ProbePortRange returns the source ports probes should use: the range
-// above net.ipv4.ip_local_port_range (or below it, if that is too small),
-// so that the kernel's own connections never pick the same ports.
-func ProbePortRange() (lo, hi uint16, err error) {
+// localPortRange reads net.ipv4.ip_local_port_range.
+func localPortRange() (lo, hi int, err error) {
 	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
 	if err != nil {
 		return 0, 0, err
 	}
-	var l, h int
-	if _, err := fmt.Sscan(string(b), &l, &h); err != nil {
+	if _, err := fmt.Sscan(string(b), &lo, &hi); err != nil {
 		return 0, 0, fmt.Errorf("rawsock: parse ip_local_port_range: %w", err)
 	}
-	return PortRangeOutside(l, h)
+	return lo, hi, nil
 }

@@ -3,43 +3,31 @@
 package rawsock
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
 	"runtime"
 	"time"
 )
 
-// Config selects what Listen opens. See the Linux documentation.
-type Config struct {
-	IPv4, IPv6     bool
-	PortLo, PortHi uint16
-	Interface      string
-	Mark           uint32
-	NoTxStamps     bool
-	RecvBuffer     int
-	SendOnly       bool
-}
-
-// Conn is not implemented on this platform.
-type Conn struct{}
-
+// errNotImplemented is what every function that needs the operating
+// system returns off Linux.
 var errNotImplemented = fmt.Errorf("rawsock: not implemented on %s", runtime.GOOS)
 
-// Listen is not implemented on this platform.
-func Listen(Config) (*Conn, error) { return nil, errNotImplemented }
+type connSys struct{ poller }
 
-func (*Conn) Send([]byte, uint32) error { return errNotImplemented }
-func (*Conn) Recv([]byte, time.Time) (int, time.Time, error) {
+// poller is the Linux epoll set; here only its wake.
+type poller struct{}
+
+func (*poller) wake() {}
+
+func listen(Config) (*Conn, error)                  { return nil, errNotImplemented }
+func (*Conn) send([]byte, uint32) error             { return errNotImplemented }
+func (*Conn) txTime(uint32, bool) (time.Time, bool) { return time.Time{}, false }
+func (*Conn) recv([]byte, time.Time) (int, time.Time, error) {
 	return 0, time.Time{}, errNotImplemented
 }
-func (*Conn) Wake()        {}
-func (*Conn) Queued() bool { return false }
-
-// ErrWoken is what Recv returns when Wake interrupted it.
-var ErrWoken = errors.New("rawsock: woken")
-
-func (*Conn) TxTime(uint32, bool) (time.Time, bool)    { return time.Time{}, false }
-func (*Conn) Close() error                             { return nil }
-func SourceFor(netip.Addr, string) (netip.Addr, error) { return netip.Addr{}, errNotImplemented }
-func ProbePortRange() (uint16, uint16, error)          { return 0, 0, errNotImplemented }
+func (*Conn) queued() bool                                  { return false }
+func (*Conn) close() error                                  { return nil }
+func (*SourceFinder) source(netip.Addr) (netip.Addr, error) { return netip.Addr{}, errNotImplemented }
+func (*SourceFinder) close() error                          { return nil }
+func localPortRange() (int, int, error)                     { return 0, 0, errNotImplemented }

@@ -22,33 +22,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// DirectPath reports whether the probes to every address of prefixes (all
-// of one family) can leave as Ethernet frames handed to one next hop
-// (PacketSender) while sending exactly what the host's IP output would
-// send, and returns that hop. It holds only when nothing on the IP output
-// path could treat two of those probes differently, or treat any other
-// than by passing it to the hop:
-//
-//   - no netfilter hook on the family's output and postrouting hooks: no
-//     nftables base chain there (but synprobe's own RST guards, which pass
-//     every SYN), no iptables-legacy table, no connection tracking (a full
-//     table drops new connections), no IPVS, no BPF netfilter program;
-//   - no SELinux (its output hooks may refuse raw IP packets);
-//   - no IPsec policy;
-//   - no cgroup BPF egress program on this process's cgroup;
-//   - the default policy routing rules only;
-//   - one unicast route, through a gateway, for every prefix, the same
-//     for all, with no more specific route inside any prefix, and without
-//     multipath, nexthop objects, encapsulation or TOS or source selectors;
-//     and the kernel's own route lookup agreeing;
-//   - the gateway's link-layer address resolved, on an Ethernet device
-//     (ifindex, when not 0, must be that device).
-//
-// Queueing disciplines, tc and netfilter egress programs act on both paths
-// alike (PacketSender does not bypass the queue). The error says which
-// condition failed; ErrPermission-wrapped errors mean a check could not
-// be made without privileges it lacks.
-func DirectPath(prefixes []netip.Prefix, ifindex int) (NextHop, error) {
+// directPath is DirectPath on Linux.
+func directPath(prefixes []netip.Prefix, ifindex int) (NextHop, error) {
 	if len(prefixes) == 0 {
 		return NextHop{}, errors.New("no destinations")
 	}
@@ -84,7 +59,7 @@ func DirectPath(prefixes []netip.Prefix, ifindex int) (NextHop, error) {
 	// block: it must agree with the reading of the tables.
 	for _, p := range []netip.Prefix{prefixes[0], prefixes[len(prefixes)-1]} {
 		for _, a := range []netip.Addr{p.Masked().Addr(), lastAddr(p)} {
-			i, g, err := routeTo(rt, a)
+			i, g, err := routeOn(rt, a)
 			if err != nil {
 				return NextHop{}, err
 			}
@@ -100,7 +75,7 @@ func DirectPath(prefixes []netip.Prefix, ifindex int) (NextHop, error) {
 	if len(dev.HardwareAddr) != 6 {
 		return NextHop{}, fmt.Errorf("%s has no Ethernet address", dev.Name)
 	}
-	mac, ok, err := neighbor(rt, ifi, gw)
+	mac, ok, err := neighborOn(rt, ifi, gw)
 	if err != nil {
 		return NextHop{}, err
 	}

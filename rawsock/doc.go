@@ -4,6 +4,10 @@
 // The code in this package that does not open sockets is portable: header
 // views, checksums, packet building and parsing, SYN cookies and BPF
 // program builders build and test on every platform, without privileges.
+// The rest works on Linux. Its API is declared once, in portable files,
+// as in mdlayher/packet: only unexported functions differ per platform
+// (*_linux.go, *_others.go), and off Linux they return an error saying
+// "rawsock: not implemented on GOOS" (TestLayout keeps it so).
 //
 // # Packets
 //

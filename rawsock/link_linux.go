@@ -17,29 +17,19 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// NextHop is where the packets to a destination leave this host.
-type NextHop struct {
-	Ifindex int
-	Gateway netip.Addr // invalid when the destination is on the link
-	SrcMAC  net.HardwareAddr
-	DstMAC  net.HardwareAddr // the gateway's, or the destination's
-}
-
-// RouteTo asks the kernel which interface, and which gateway if any,
-// packets to dst take (RTM_GETROUTE: the routing decision itself, policy
-// rules included).
-func RouteTo(dst netip.Addr) (ifindex int, gw netip.Addr, err error) {
+// routeTo is RouteTo on Linux.
+func routeTo(dst netip.Addr) (ifindex int, gw netip.Addr, err error) {
 	c, err := dialNetlink(unix.NETLINK_ROUTE, nil)
 	if err != nil {
 		return 0, gw, err
 	}
 	defer c.Close()
-	return routeTo(c, dst)
+	return routeOn(c, dst)
 }
 
-// routeTo is RouteTo on an rtnetlink socket, the messages encoded and
+// routeOn is RouteTo on an rtnetlink socket, the messages encoded and
 // decoded by github.com/jsimonetti/rtnetlink/v2.
-func routeTo(c *netlink.Conn, dst netip.Addr) (ifindex int, gw netip.Addr, err error) {
+func routeOn(c *netlink.Conn, dst netip.Addr) (ifindex int, gw netip.Addr, err error) {
 	dst = dst.Unmap()
 	if !dst.IsValid() {
 		return 0, gw, errors.New("rawsock: no destination address")
@@ -69,20 +59,19 @@ func routeTo(c *netlink.Conn, dst netip.Addr) (ifindex int, gw netip.Addr, err e
 	return 0, gw, fmt.Errorf("rawsock: no route to %v", dst)
 }
 
-// Neighbor returns the link-layer address the kernel resolved for addr
-// on interface ifindex, if it has one.
-func Neighbor(ifindex int, addr netip.Addr) (net.HardwareAddr, bool, error) {
+// neighbor is Neighbor on Linux.
+func neighbor(ifindex int, addr netip.Addr) (net.HardwareAddr, bool, error) {
 	c, err := dialNetlink(unix.NETLINK_ROUTE, nil)
 	if err != nil {
 		return nil, false, err
 	}
 	defer c.Close()
-	return neighbor(c, ifindex, addr)
+	return neighborOn(c, ifindex, addr)
 }
 
-// neighbor is Neighbor on an rtnetlink socket: the dump of the family's
+// neighborOn is Neighbor on an rtnetlink socket: the dump of the family's
 // neighbours, decoded by github.com/jsimonetti/rtnetlink/v2.
-func neighbor(c *netlink.Conn, ifindex int, addr netip.Addr) (net.HardwareAddr, bool, error) {
+func neighborOn(c *netlink.Conn, ifindex int, addr netip.Addr) (net.HardwareAddr, bool, error) {
 	addr = addr.Unmap()
 	family := uint16(unix.AF_INET)
 	if addr.Is6() {
@@ -121,12 +110,8 @@ func rtExecute(c *netlink.Conn, typ uint16, flags netlink.HeaderFlags, m encodin
 	return c.Execute(netlink.Message{Header: netlink.Header{Type: netlink.HeaderType(typ), Flags: flags}, Data: b})
 }
 
-// PacketSender sends the IP packets of a Batch as Ethernet frames on one
-// interface to one next hop (AF_PACKET), skipping the host's IP output
-// path: about twice the rate of a raw IP socket. Use it only where
-// DirectPath says that sends what the IP output would. It receives
-// nothing.
-type PacketSender struct {
+// packetSenderSys is a PacketSender's Linux part.
+type packetSenderSys struct {
 	fd  int
 	hop NextHop
 	v6  bool
@@ -134,9 +119,8 @@ type PacketSender struct {
 	sa  unix.RawSockaddrLinklayer
 }
 
-// NewPacketSender opens an AF_PACKET socket that sends IPv4 (or IPv6)
-// packets to hop. It needs CAP_NET_RAW.
-func NewPacketSender(hop NextHop, v6 bool) (*PacketSender, error) {
+// newPacketSender is NewPacketSender on Linux.
+func newPacketSender(hop NextHop, v6 bool) (*PacketSender, error) {
 	// Protocol 0: the socket sends but is never handed received frames.
 	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -148,7 +132,7 @@ func NewPacketSender(hop NextHop, v6 bool) (*PacketSender, error) {
 	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 4<<20) != nil {
 		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4<<20)
 	}
-	p := &PacketSender{fd: fd, hop: hop, v6: v6}
+	p := &PacketSender{packetSenderSys{fd: fd, hop: hop, v6: v6}}
 	proto := uint16(unix.ETH_P_IP)
 	if v6 {
 		proto = unix.ETH_P_IPV6
@@ -161,9 +145,7 @@ func NewPacketSender(hop NextHop, v6 bool) (*PacketSender, error) {
 	return p, nil
 }
 
-// SendBatch sends the batch's packets, which must all be of the sender's
-// family, and removes what it sent from it; see Conn.SendBatch.
-func (p *PacketSender) SendBatch(b *Batch) (sent int, err error) {
+func (p *PacketSender) sendBatch(b *Batch) (sent int, err error) {
 	defer func() { b.Consume(sent) }()
 	if b.n == 0 {
 		return 0, nil
@@ -188,5 +170,4 @@ func (p *PacketSender) SendBatch(b *Batch) (sent int, err error) {
 	return sendmmsg(p.fd, m.msgs[:b.n])
 }
 
-// Close closes the socket.
-func (p *PacketSender) Close() error { return unix.Close(p.fd) }
+func (p *PacketSender) close() error { return unix.Close(p.fd) }

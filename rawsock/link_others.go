@@ -7,21 +7,12 @@ import (
 	"net/netip"
 )
 
-// NextHop is where the packets to a destination leave this host.
-type NextHop struct {
-	Ifindex        int
-	Gateway        netip.Addr
-	SrcMAC, DstMAC net.HardwareAddr
-}
+type packetSenderSys struct{}
 
-// DirectPath is not implemented on this platform.
-func DirectPath([]netip.Prefix, int) (NextHop, error) { return NextHop{}, errNotImplemented }
-
-// PacketSender is not implemented on this platform.
-type PacketSender struct{}
-
-// NewPacketSender is not implemented on this platform.
-func NewPacketSender(NextHop, bool) (*PacketSender, error) { return nil, errNotImplemented }
-
-func (*PacketSender) SendBatch(b *Batch) (int, error) { b.Reset(); return 0, errNotImplemented }
-func (*PacketSender) Close() error                    { return nil }
+func routeTo(netip.Addr) (int, netip.Addr, error)              { return 0, netip.Addr{}, errNotImplemented }
+func neighbor(int, netip.Addr) (net.HardwareAddr, bool, error) { return nil, false, errNotImplemented }
+func directPath([]netip.Prefix, int) (NextHop, error)          { return NextHop{}, errNotImplemented }
+func localBroadcasts() (map[netip.Addr]string, error)          { return nil, errNotImplemented }
+func newPacketSender(NextHop, bool) (*PacketSender, error)     { return nil, errNotImplemented }
+func (*PacketSender) sendBatch(b *Batch) (int, error)          { b.Reset(); return 0, errNotImplemented }
+func (*PacketSender) close() error                             { return nil }

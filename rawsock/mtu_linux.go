@@ -1,3 +1,5 @@
+//go:build linux
+
 package rawsock
 
 import (
@@ -7,12 +9,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// PathMTU returns the MTU of the path to dst as the kernel knows it: the
-// route's MTU, lowered by any ICMP "packet too big" the host has learnt
-// (the PMTU cache), at most the outgoing device's. iface, if not empty,
-// binds the lookup to that device as Config.Interface does. It asks with
-// a connected UDP socket (IP_MTU / IPV6_MTU), so nothing is sent.
-func PathMTU(dst netip.Addr, iface string) (int, error) {
+// pathMTU is PathMTU on Linux.
+func pathMTU(dst netip.Addr, iface string) (int, error) {
 	dst = dst.Unmap()
 	if !dst.IsValid() {
 		return 0, errors.New("rawsock: no destination address")
@@ -44,7 +42,3 @@ func PathMTU(dst netip.Addr, iface string) (int, error) {
 	}
 	return mtu, nil
 }
-
-// PathMTU returns the MTU of the path to dst (see the function PathMTU),
-// for the device the Conn is bound to, if any.
-func (c *Conn) PathMTU(dst netip.Addr) (int, error) { return PathMTU(dst, c.iface) }

@@ -1,0 +1,84 @@
+package rawsock
+
+import (
+	"net"
+	"net/netip"
+)
+
+// NextHop is where the packets to a destination leave this host.
+type NextHop struct {
+	Ifindex int
+	Gateway netip.Addr // invalid when the destination is on the link
+	SrcMAC  net.HardwareAddr
+	DstMAC  net.HardwareAddr // the gateway's, or the destination's
+}
+
+// RouteTo asks the kernel which interface, and which gateway if any,
+// packets to dst take (RTM_GETROUTE: the routing decision itself, policy
+// rules included).
+func RouteTo(dst netip.Addr) (ifindex int, gw netip.Addr, err error) { return routeTo(dst) }
+
+// Neighbor returns the link-layer address the kernel resolved for addr
+// on interface ifindex, if it has one.
+func Neighbor(ifindex int, addr netip.Addr) (net.HardwareAddr, bool, error) {
+	return neighbor(ifindex, addr)
+}
+
+// DirectPath reports whether the probes to every address of prefixes (all
+// of one family) can leave as Ethernet frames handed to one next hop
+// (PacketSender) while sending exactly what the host's IP output would
+// send, and returns that hop. It holds only when nothing on the IP output
+// path could treat two of those probes differently, or treat any other
+// than by passing it to the hop:
+//
+//   - no netfilter hook on the family's output and postrouting hooks: no
+//     nftables base chain there (but synprobe's own RST guards, which pass
+//     every SYN), no iptables-legacy table, no connection tracking (a full
+//     table drops new connections), no IPVS, no BPF netfilter program;
+//   - no SELinux (its output hooks may refuse raw IP packets);
+//   - no IPsec policy;
+//   - no cgroup BPF egress program on this process's cgroup;
+//   - the default policy routing rules only;
+//   - one unicast route, through a gateway, for every prefix, the same
+//     for all, with no more specific route inside any prefix, and without
+//     multipath, nexthop objects, encapsulation or TOS or source selectors;
+//     and the kernel's own route lookup agreeing;
+//   - the gateway's link-layer address resolved, on an Ethernet device
+//     (ifindex, when not 0, must be that device).
+//
+// Queueing disciplines, tc and netfilter egress programs act on both paths
+// alike (PacketSender does not bypass the queue). The error says which
+// condition failed; ErrPermission-wrapped errors mean a check could not
+// be made without privileges it lacks.
+func DirectPath(prefixes []netip.Prefix, ifindex int) (NextHop, error) {
+	return directPath(prefixes, ifindex)
+}
+
+// LocalBroadcasts returns the IPv4 addresses this host treats as
+// broadcast addresses, each with the name of its interface: the broadcast
+// routes of the kernel's local table (`ip route show table local type
+// broadcast`), which it adds for every address configured with a
+// broadcast, the directed broadcast of a connected subnet (such as
+// 198.18.0.255 for 198.18.0.1/24). A packet to one of them reaches every
+// host of the subnet, and a raw socket may not send it (EACCES).
+func LocalBroadcasts() (map[netip.Addr]string, error) { return localBroadcasts() }
+
+// PacketSender sends the IP packets of a Batch as Ethernet frames on one
+// interface to one next hop (AF_PACKET), skipping the host's IP output
+// path: about twice the rate of a raw IP socket. Use it only where
+// DirectPath says that sends what the IP output would. It receives
+// nothing.
+type PacketSender struct {
+	packetSenderSys // the platform's part
+}
+
+// NewPacketSender opens an AF_PACKET socket that sends IPv4 (or IPv6)
+// packets to hop. It needs CAP_NET_RAW.
+func NewPacketSender(hop NextHop, v6 bool) (*PacketSender, error) { return newPacketSender(hop, v6) }
+
+// SendBatch sends the batch's packets, which must all be of the sender's
+// family, and removes what it sent from it; see Conn.SendBatch.
+func (p *PacketSender) SendBatch(b *Batch) (sent int, err error) { return p.sendBatch(b) }
+
+// Close closes the socket.
+func (p *PacketSender) Close() error { return p.close() }
