@@ -12,14 +12,21 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// localBroadcasts is LocalBroadcasts on Linux: the IPv4 route dump.
+// localBroadcasts is LocalBroadcasts on Linux: the IPv4 route dump. With
+// strict checking (Linux 4.20) the kernel dumps the local table's
+// broadcast routes alone, not a full routing table; older kernels dump
+// every route, and the filter below is the only one.
 func localBroadcasts() (map[netip.Addr]string, error) {
-	c, err := dialNetlink(unix.NETLINK_ROUTE, nil)
+	c, err := dialNetlink(unix.NETLINK_ROUTE, &netlink.Config{Strict: true})
+	if err != nil {
+		c, err = dialNetlink(unix.NETLINK_ROUTE, nil)
+	}
 	if err != nil {
 		return nil, err
 	}
 	defer c.Close()
-	msgs, err := rtExecute(c, unix.RTM_GETROUTE, netlink.Request|netlink.Dump, &rtnetlink.RouteMessage{Family: unix.AF_INET})
+	req := rtnetlink.RouteMessage{Family: unix.AF_INET, Table: unix.RT_TABLE_LOCAL, Type: unix.RTN_BROADCAST}
+	msgs, err := rtExecute(c, unix.RTM_GETROUTE, netlink.Request|netlink.Dump, &req)
 	if err != nil {
 		return nil, nlError("RTM_GETROUTE", err)
 	}
