@@ -8,6 +8,7 @@ import (
 	"errors"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
@@ -35,28 +36,35 @@ const (
 // instead would be a netfilter request, which the kernel refuses to a
 // process without CAP_NET_ADMIN, as synprobe is once its set-up is done.
 //
-// The kernel numbers the group's messages (NFULNL_CFG_F_SEQ), so a message
-// lost to a full socket buffer still counts: the count is the highest
-// number seen, plus one. A goroutine reads the socket as messages come
-// (the Go runtime's poller wakes it), so the buffer does not fill. When
-// the socket closes (Close, exit, SIGKILL), the kernel unbinds the group.
+// A goroutine reads the socket as messages come (the Go runtime's poller
+// wakes it), so its buffer does not fill in any ordinary run. Should a
+// burst fill it all the same, the kernel drops messages and counts the
+// drops (SO_MEMINFO); NETLINK_NO_ENOBUFS keeps the socket from going
+// "congested", a state in which the kernel would drop everything until the
+// queue is empty. The count is the packet messages read plus the messages
+// dropped, less the answers to our own requests that were dropped; and at
+// least the kernel's highest message number plus one (NFULNL_CFG_F_SEQ).
 //
 // Count must include every message queued before it was called, however
 // far behind the reader is: it sends a request of its own on the socket
 // (a configuration message that changes nothing) and waits until the
 // reader has seen the kernel's answer, which the kernel queues behind
 // them. Without CAP_NET_ADMIN the answer is an EPERM error, which serves
-// as well.
+// as well. An answer the kernel dropped is asked for again. When the
+// socket closes (Close, exit, SIGKILL), the kernel unbinds the group.
 type dropLog struct {
-	group uint16
-	c     *nfConn
-	done  chan struct{} // closed when the reader has returned
+	group  uint16
+	c      *nfConn
+	done   chan struct{} // closed when the reader has returned
+	syncMu sync.Mutex    // one sync at a time
 
 	mu      sync.Mutex
-	cond    *sync.Cond // signalled when count, answered or overrun change
-	count   uint64
-	answer  uint32 // the sequence number of the last answer the reader saw
-	overrun uint64 // how often the buffer overflowed (ENOBUFS)
+	cond    *sync.Cond // signalled when the reader has read something
+	packets uint64     // packet messages read
+	maxSeq  uint64     // the highest message number read, plus one
+	asked   uint64     // requests Count sent
+	answers uint64     // answers to them read
+	answer  uint32     // the sequence number of the last one
 	closed  bool
 }
 
@@ -67,6 +75,7 @@ func newDropLog() (*dropLog, error) {
 	if err != nil {
 		return nil, err
 	}
+	_ = c.c.SetOption(netlink.NoENOBUFS, true)
 	// Room for bursts between two reads: SO_RCVBUFFORCE while the
 	// capability is there.
 	if rc, err := c.c.SyscallConn(); err == nil {
@@ -127,7 +136,8 @@ func nflogBind(c *nfConn, group uint16) error {
 	return nil
 }
 
-// read counts the logged packets until the socket is closed.
+// read counts the logged packets and the answers until the socket is
+// closed.
 func (l *dropLog) read() {
 	defer close(l.done)
 	for {
@@ -140,11 +150,7 @@ func (l *dropLog) read() {
 			return
 		case errors.As(err, &oe) && oe.Sequence != 0:
 			// The EPERM answer to Count's request.
-			l.answer = max(l.answer, oe.Sequence)
-		case errors.Is(err, unix.ENOBUFS):
-			// Messages were lost; their numbers were not. An answer
-			// that Count waits for may be among them.
-			l.overrun++
+			l.answered(oe.Sequence)
 		case err != nil:
 			// Nothing else is expected; do not spin on it.
 			l.mu.Unlock()
@@ -154,16 +160,23 @@ func (l *dropLog) read() {
 		for _, m := range msgs {
 			switch {
 			case m.Header.Type == netlink.Error:
-				l.answer = max(l.answer, m.Header.Sequence)
+				l.answered(m.Header.Sequence)
 			case m.Header.Type == netlink.HeaderType(unix.NFNL_SUBSYS_ULOG<<8|nfulnlMsgPacket):
+				l.packets++
 				if n, ok := nflogSeq(m); ok {
-					l.count = max(l.count, uint64(n)+1)
+					l.maxSeq = max(l.maxSeq, uint64(n)+1)
 				}
 			}
 		}
 		l.cond.Broadcast()
 		l.mu.Unlock()
 	}
+}
+
+// answered records the answer to request seq. l.mu is held.
+func (l *dropLog) answered(seq uint32) {
+	l.answers++
+	l.answer = max(l.answer, seq)
 }
 
 // nflogSeq reads the instance sequence number of a packet message.
@@ -184,48 +197,84 @@ func nflogSeq(m netlink.Message) (uint32, bool) {
 
 // Count returns how many packets the group's rules have logged so far.
 func (l *dropLog) Count() uint64 {
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.sync()
-	return l.count
+	return l.count(l.sync())
+}
+
+// count returns the count; synced says that every answer to our requests
+// has been read or dropped. l.mu is held.
+func (l *dropLog) count(synced bool) uint64 {
+	n := l.maxSeq
+	if drops, ok := l.drops(); ok && synced {
+		n = max(n, l.packets+drops-(l.asked-l.answers))
+	}
+	return n
+}
+
+// drops returns how many messages the kernel dropped for want of room in
+// the socket's buffer (SO_MEMINFO, SK_MEMINFO_DROPS).
+func (l *dropLog) drops() (uint64, bool) {
+	rc, err := l.c.c.SyscallConn()
+	if err != nil {
+		return 0, false
+	}
+	var mi [9]uint32 // SK_MEMINFO_VARS; SK_MEMINFO_DROPS is the last
+	var e unix.Errno
+	err = rc.Control(func(fd uintptr) {
+		size := uint32(unsafe.Sizeof(mi))
+		_, _, e = unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_MEMINFO,
+			uintptr(unsafe.Pointer(&mi[0])), uintptr(unsafe.Pointer(&size)), 0)
+	})
+	if err != nil || e != 0 {
+		return 0, false
+	}
+	return uint64(mi[8]), true
 }
 
 // sync waits, at most nlTimeout, until the reader has seen everything
-// queued before the call. l.mu is held.
-func (l *dropLog) sync() {
+// queued before the call, and reports whether it has. l.mu and l.syncMu
+// are held.
+func (l *dropLog) sync() bool {
 	deadline := time.Now().Add(nlTimeout)
-	timer := time.AfterFunc(nlTimeout, func() {
-		l.mu.Lock()
-		l.cond.Broadcast()
-		l.mu.Unlock()
-	})
-	defer timer.Stop()
 	for !l.closed && time.Now().Before(deadline) {
 		// A configuration message for the group with nothing to change:
 		// acknowledged, or refused with EPERM without CAP_NET_ADMIN.
 		m, err := nflogConfig(l.group, nil)
 		if err != nil {
-			return
+			return false
 		}
 		m.Header.Flags = netlink.Request | netlink.Acknowledge
 		seq := l.c.nextSeq(1)
 		if l.c.send(seq, m) != nil {
-			return
+			return false
 		}
-		overrun := l.overrun
-		for l.answer < seq && l.overrun == overrun && !l.closed && time.Now().Before(deadline) {
+		l.asked++
+		// The answer comes within microseconds unless the kernel dropped
+		// it (the buffer was full): then ask again.
+		retry := time.Now().Add(50 * time.Millisecond)
+		timer := time.AfterFunc(50*time.Millisecond, func() {
+			l.mu.Lock()
+			l.cond.Broadcast()
+			l.mu.Unlock()
+		})
+		for l.answer < seq && !l.closed && time.Now().Before(retry) {
 			l.cond.Wait()
 		}
+		timer.Stop()
 		if l.answer >= seq {
-			return
+			return true
 		}
-		// The buffer overflowed meanwhile, perhaps with our answer:
-		// ask again.
 	}
+	return false
 }
 
 // Close reads what is queued and closes the socket, unbinding the group.
 func (l *dropLog) Close() error {
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()

@@ -715,6 +715,67 @@ func TestIntegrationRSTGuardFallback(t *testing.T) {
 	}
 }
 
+// TestIntegrationRSTGuardDroppedAtOnce: Dropped counts every RST dropped
+// before the call, read at once after a burst (the log's reader is then
+// far behind) and after a burst larger than the log socket's buffer holds
+// (messages lost, their numbers not), as the rules' counters do. The RSTs
+// come from a raw socket without our mark, to a lab address; the guard
+// drops them on output, so none leaves.
+func TestIntegrationRSTGuardDroppedAtOnce(t *testing.T) {
+	lab := netlab.New(t)
+	var conn *Conn
+	var g *RSTGuard
+	err := lab.InNS(lab.Prober, func() (err error) {
+		if conn, err = Listen(Config{IPv4: true, PortLo: guardTestPortLo, PortHi: guardTestPortHi, SendOnly: true, NoTxStamps: true}); err != nil {
+			return err
+		}
+		g, err = NewRSTGuard(GuardConfig{PortLo: guardTestPortLo, PortHi: guardTestPortHi, Mark: testMark})
+		return err
+	})
+	if conn != nil {
+		t.Cleanup(func() { conn.Close() })
+	}
+	if g != nil {
+		t.Cleanup(func() { g.Close() })
+	}
+	if errors.Is(err, os.ErrPermission) {
+		t.Skip(skipNeedsNetAdmin)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.log == nil {
+		t.Skip("the kernel cannot log to a group: Dropped reads the counters")
+	}
+	buf := make([]byte, 128)
+	sent := 0
+	for _, burst := range []int{1, 2000, 40000} {
+		for i := range burst {
+			n, err := (&Segment{Src: lab.ProberV4, Dst: lab.TargetV4, TTL: 64, SrcPort: guardTestPortLo + uint16(i%10), DstPort: 9,
+				Seq: uint32(i), Flags: FlagRst}).Build(buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// EPERM: the guard dropped it, as it should.
+			if err := conn.Send(buf[:n], 0); err != nil && !errors.Is(err, unix.EPERM) {
+				t.Fatal(err)
+			}
+		}
+		sent += burst
+		got, err := g.Dropped()
+		g.mu.Lock()
+		counters, cerr := g.counters()
+		g.mu.Unlock()
+		if err != nil || cerr != nil || got != uint64(sent) || counters != uint64(sent) {
+			t.Errorf("after %d RSTs: Dropped = %d, %v; the rules' counters %d, %v", sent, got, err, counters, cerr)
+		}
+		g.log.mu.Lock()
+		drops, _ := g.log.drops()
+		t.Logf("after %d RSTs: Dropped = %d, counters %d; the log socket has dropped %d messages, %d answers of %d lost", sent, got, counters, drops, g.log.asked-g.log.answers, g.log.asked)
+		g.log.mu.Unlock()
+	}
+}
+
 // TestIntegrationRSTGuardDrops completes a handshake by hand from raw
 // sockets and checks on the wire that the guard keeps the kernel's RST to
 // the SYN-ACK off it while our own ACK and RST pass; without the guard the
