@@ -51,7 +51,7 @@ func TestZeroAllocs(t *testing.T) {
 		var in inbound
 		seq := 0
 		allocs := testing.AllocsPerRun(1000, func() {
-			p.sendSYN(0, seq, now)
+			p.sendSYN(p.main, 0, seq, now)
 			seq++
 			var syn rawsock.Packet
 			if err := rawsock.Parse(c.buf[:c.n], &syn); err != nil {
@@ -87,7 +87,7 @@ func BenchmarkProbe(b *testing.B) {
 	var syn rawsock.Packet
 	b.ReportAllocs()
 	for i := range b.N {
-		p.sendSYN(0, i, now)
+		p.sendSYN(p.main, 0, i, now)
 		rawsock.Parse(c.buf[:c.n], &syn)
 		seg := rawsock.Segment{Src: d, Dst: s, TTL: 64, SrcPort: 443, DstPort: syn.SrcPort,
 			Ack: syn.Seq + 1, Flags: rawsock.FlagSyn | rawsock.FlagAck, Window: 1}
@@ -132,7 +132,7 @@ func TestZeroAllocsFIN(t *testing.T) {
 	const irs = 7000
 	seq := 0
 	allocs := testing.AllocsPerRun(500, func() {
-		p.sendSYN(0, seq, clock)
+		p.sendSYN(p.main, 0, seq, clock)
 		seq++
 		rawsock.Parse(c.buf[:c.n], &out)
 		isn := out.Seq

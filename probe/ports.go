@@ -164,7 +164,7 @@ func later(a, b time.Time) time.Time {
 // (ModeFIN), closed with pattern pat; timeWait says whether we linger in
 // TIME_WAIT.
 func (p *Prober) releasePort(e *pending, pat ClosePattern, timeWait bool) {
-	now := p.cfg.Now()
+	now := p.now()
 	end := PortEnd{
 		At:       now,
 		TimeWait: timeWait || pat == ClosePeerFirst || pat == CloseSimultaneous,
@@ -176,5 +176,5 @@ func (p *Prober) releasePort(e *pending, pat ClosePattern, timeWait bool) {
 			end.RTT = c.handshake.u.Sub(e.sent)
 		}
 	}
-	p.cfg.Ports.Release(e.sport, end)
+	p.ports.Release(e.sport, end)
 }

@@ -43,3 +43,9 @@ func (*Conn) TxTime(uint32, bool) (time.Time, bool)    { return time.Time{}, fal
 func (*Conn) Close() error                             { return nil }
 func SourceFor(netip.Addr, string) (netip.Addr, error) { return netip.Addr{}, errNotImplemented }
 func ProbePortRange() (uint16, uint16, error)          { return 0, 0, errNotImplemented }
+
+// SourceFinder is not implemented on this platform.
+type SourceFinder struct{ Interface string }
+
+func (*SourceFinder) Source(netip.Addr) (netip.Addr, error) { return netip.Addr{}, errNotImplemented }
+func (*SourceFinder) Close() error                          { return nil }
