@@ -84,8 +84,8 @@ type ProbeOptions struct {
 	CloseTimeout time.Duration
 	// Trace records the probe's segments in Result.Trace.
 	Trace bool
-	TTL   uint8  // default 64
-	TOS   uint8  // IPv4 TOS / IPv6 traffic class
+	TTL   uint8 // default 64
+	TOS   uint8 // IPv4 TOS / IPv6 traffic class
 	// Window is the SYN's window; default 64240, as Linux with MSS 1460.
 	Window uint16
 	ECN    bool
