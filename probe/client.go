@@ -101,6 +101,11 @@ type ProbeOptions struct {
 // once: every call shares one set of sockets, source ports, cookie and
 // RST guard, and one engine goroutine matches every reply to its call.
 // IPv4 and IPv6 targets go through the same client.
+//
+// A client belongs to the network namespace of the thread that called
+// NewClient, whichever goroutines call it later; so does its RST guard
+// when ClientConfig.Guard creates it there (otherwise the namespace of
+// the first ack or fin probe's thread).
 type Client struct {
 	p      *Prober
 	cfg    ClientConfig
@@ -211,6 +216,10 @@ func (c *Client) open() error {
 	if c.source == nil {
 		c.finder = &rawsock.SourceFinder{Interface: cfg.Interface}
 		c.source = c.finder.Source
+		// The finder's sockets belong to the network namespace of the
+		// thread that opens them: this one, as the client's others.
+		c.finder.Source(netip.IPv4Unspecified())
+		c.finder.Source(netip.IPv6Loopback())
 	}
 	cookie, err := rawsock.NewRandomCookie()
 	if err != nil {

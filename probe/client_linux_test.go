@@ -1,0 +1,240 @@
+package probe_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/synprobe/synprobe/internal/netlab"
+	"github.com/synprobe/synprobe/probe"
+	"github.com/synprobe/synprobe/rawsock"
+)
+
+// The lab target's ports, by what answers them.
+const (
+	labOpen     = 8000 // ..+9: listeners
+	labClosed   = 8100 // ..+9: nothing; the kernel answers RST
+	labDropped  = 8200 // ..+9: the target's firewall drops the SYN
+	labRejected = 8300 // ..+9: the target's firewall answers "administratively prohibited"
+)
+
+// clientLab is a lab whose target has open, closed, dropped and rejected
+// ports on both families, and a Client in the prober's namespace, guard
+// included (opened there: its sockets and table live in that namespace).
+func clientLab(t *testing.T) (*netlab.Lab, *probe.Client) {
+	t.Helper()
+	l := netlab.New(t)
+	for _, a := range []netip.Addr{l.TargetV4, l.TargetV6} {
+		for p := range 10 {
+			ln := l.Listen(t, l.Target, "tcp", netip.AddrPortFrom(a, uint16(labOpen+p)).String())
+			netlab.Serve(ln, func(c net.Conn) { c.Close() })
+		}
+	}
+	l.Nft(t, l.Target, fmt.Sprintf(`table inet lab {
+	chain input {
+		type filter hook input priority 0;
+		tcp dport %d-%d drop
+		meta nfproto ipv4 tcp dport %d-%d reject with icmp admin-prohibited
+		meta nfproto ipv6 tcp dport %d-%d reject with icmpv6 admin-prohibited
+	}
+}`, labDropped, labDropped+9, labRejected, labRejected+9, labRejected, labRejected+9))
+	// Answer every rejected SYN: no ICMP rate limits.
+	l.Run(t, l.Target, "sysctl", "-q", "-w", "net.ipv4.icmp_ratelimit=0", "net.ipv6.icmp.ratelimit=0",
+		"net.ipv4.icmp_msgs_per_sec=1000000", "net.ipv4.icmp_msgs_burst=1000000")
+	var cl *probe.Client
+	err := l.InNS(l.Prober, func() (err error) {
+		cl, err = probe.NewClient(&probe.ClientConfig{Guard: true})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	return l, cl
+}
+
+// capturedProbe is what a capture on the prober's interface shows of one
+// probe: its SYN, and the first answer to it.
+type capturedProbe struct {
+	syn, reply       time.Time
+	dst              netip.AddrPort
+	replyFlags       rawsock.TCPFlags
+	icmp, acked, rst bool // an ICMP error quoted it; our ACK and RST followed
+}
+
+// captureProbes indexes the probes a capture saw by source port and ISN.
+func captureProbes(pkts []netlab.CapturedPacket) map[[2]uint32]*capturedProbe {
+	m := map[[2]uint32]*capturedProbe{}
+	var p rawsock.Packet
+	for _, c := range pkts {
+		if rawsock.Parse(c.Data, &p) != nil {
+			continue
+		}
+		switch {
+		case p.IsICMP():
+			q := &p.Quoted
+			if cp := m[[2]uint32{uint32(q.SrcPort), q.Seq}]; cp != nil && q.HasSeq && cp.reply.IsZero() {
+				cp.reply, cp.icmp = c.Time, true
+			}
+		case p.Flags == rawsock.FlagSyn:
+			k := [2]uint32{uint32(p.SrcPort), p.Seq}
+			if m[k] == nil {
+				m[k] = &capturedProbe{syn: c.Time, dst: netip.AddrPortFrom(p.Dst, p.DstPort)}
+			}
+		case p.Flags&rawsock.FlagAck != 0 && p.SrcPort != 0:
+			// An answer acknowledges ISN+1 and goes to our port.
+			if cp := m[[2]uint32{uint32(p.DstPort), p.Ack - 1}]; cp != nil && cp.reply.IsZero() && netip.AddrPortFrom(p.Src, p.SrcPort) == cp.dst {
+				cp.reply, cp.replyFlags = c.Time, p.Flags
+			}
+			// Ours after the SYN-ACK: ACK (ack mode), RST.
+			if cp := m[[2]uint32{uint32(p.SrcPort), p.Seq - 1}]; cp != nil && netip.AddrPortFrom(p.Dst, p.DstPort) == cp.dst && p.Flags == rawsock.FlagAck {
+				cp.acked = true
+			}
+		case p.Flags == rawsock.FlagRst:
+			if cp := m[[2]uint32{uint32(p.SrcPort), p.Seq - 1}]; cp != nil && netip.AddrPortFrom(p.Dst, p.DstPort) == cp.dst {
+				cp.rst = true
+			}
+		}
+	}
+	return m
+}
+
+// TestIntegrationClientConcurrent makes 1,000 Probe calls at once on one
+// client against the real TCP stack: IPv4 and IPv6, open, closed, dropped
+// and rejected ports, rst and ack modes. Every result is exact and is its
+// own probe's, as a capture on the prober's interface shows: the SYN to
+// the result's target from the result's port and ISN, the answer that
+// decided it (and ack mode's ACK then RST), and the RTT.
+func TestIntegrationClientConcurrent(t *testing.T) {
+	l, cl := clientLab(t)
+	capt := l.StartCapture(t, l.Prober, l.ProberIf, "tcp or icmp or icmp6")
+	const calls = 1000
+	type call struct {
+		dst  netip.AddrPort
+		mode probe.Mode
+		r    *probe.Result
+		err  error
+	}
+	cs := make([]call, calls)
+	for i := range cs {
+		a := l.TargetV4
+		if i%2 == 1 {
+			a = l.TargetV6
+		}
+		base := []int{labOpen, labClosed, labDropped, labRejected}[i/2%4]
+		cs[i].dst = netip.AddrPortFrom(a, uint16(base+i%10))
+		if i%3 == 0 {
+			cs[i].mode = probe.ModeACK
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := range cs {
+		wg.Go(func() {
+			c := &cs[i]
+			c.r, c.err = cl.Probe(ctx, c.dst, &probe.ProbeOptions{Mode: c.mode, Timeout: 500 * time.Millisecond})
+		})
+	}
+	wg.Wait()
+	pkts, err := capt.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := captureProbes(pkts)
+	var rttErr []time.Duration
+	bad := 0
+	fail := func(format string, args ...any) {
+		if bad++; bad <= 10 {
+			t.Errorf(format, args...)
+		}
+	}
+	for _, c := range cs {
+		if c.err != nil {
+			fail("%v: %v", c.dst, c.err)
+			continue
+		}
+		r := c.r
+		var state probe.State
+		var reason string
+		switch base := int(c.dst.Port()) / 100 * 100; base {
+		case labOpen:
+			state, reason = probe.StateOpen, probe.ReasonSYNACK
+		case labClosed:
+			state, reason = probe.StateClosed, probe.ReasonRST
+		case labDropped:
+			state, reason = probe.StateFiltered, probe.ReasonTimeout
+		case labRejected:
+			state, reason = probe.StateFiltered, "icmp-admin-prohibited"
+		}
+		if r.State != state || r.Reason != reason || r.Mode != c.mode || netip.AddrPortFrom(r.Target.Addr, r.Target.Port) != c.dst {
+			fail("%v %v: %v %s for %v (%v), want %v %s", c.dst, c.mode, r.State, r.Reason, r.Target, r.Mode, state, reason)
+			continue
+		}
+		w := seen[[2]uint32{uint32(r.SrcPort), r.ISN}]
+		switch {
+		case w == nil || w.dst != c.dst:
+			fail("%v: the capture has no SYN from port %d with ISN %d to it", c.dst, r.SrcPort, r.ISN)
+			continue
+		case state == probe.StateFiltered && reason == probe.ReasonTimeout:
+			if !w.reply.IsZero() {
+				fail("%v: called filtered, but the capture has an answer", c.dst)
+			}
+			continue
+		case w.reply.IsZero():
+			fail("%v: %v, but the capture has no answer", c.dst, state)
+			continue
+		case state == probe.StateOpen && (w.replyFlags != rawsock.FlagSyn|rawsock.FlagAck || !w.rst || w.acked != (c.mode == probe.ModeACK)):
+			fail("%v %v: open; on the wire %v, then our ACK %v, RST %v", c.dst, c.mode, w.replyFlags, w.acked, w.rst)
+		case state == probe.StateClosed && w.replyFlags&rawsock.FlagRst == 0, reason == "icmp-admin-prohibited" && !w.icmp:
+			fail("%v: %v, but the answer on the wire was %v (icmp %v)", c.dst, state, w.replyFlags, w.icmp)
+		}
+		d := r.RTT - w.reply.Sub(w.syn)
+		if !r.KernelClock {
+			fail("%v: RTT %v by the user-space clock", c.dst, r.RTT)
+		}
+		rttErr = append(rttErr, max(d, -d))
+	}
+	if bad > 10 {
+		t.Errorf("... %d wrong in all", bad)
+	}
+	if len(rttErr) == 0 {
+		t.Fatal("no RTT to compare")
+	}
+	slices.Sort(rttErr)
+	med, worst := rttErr[len(rttErr)/2], rttErr[len(rttErr)-1]
+	t.Logf("|client RTT - capture RTT| over %d answers: median %v, max %v", len(rttErr), med, worst)
+	if med > 100*time.Microsecond || worst > 2*time.Millisecond {
+		t.Errorf("RTTs disagree with the capture: median error %v, max %v", med, worst)
+	}
+
+	// Close leaves nothing behind: the guard's table is gone, and the
+	// ports are free again.
+	var used uint16
+	for _, c := range cs {
+		if c.r != nil {
+			used = c.r.SrcPort
+		}
+	}
+	cl.Close()
+	if out, err := exec.Command("ip", "netns", "exec", l.Prober, "nft", "list", "tables").CombinedOutput(); err != nil || strings.Contains(string(out), "synprobe") {
+		t.Errorf("tables after Close: %s %v", out, err)
+	}
+	err = l.InNS(l.Prober, func() error {
+		b, err := rawsock.ReservePort(used)
+		if err == nil {
+			b.Close()
+		}
+		return err
+	})
+	if err != nil {
+		t.Errorf("port %d after Close: %v", used, err)
+	}
+}
