@@ -9,12 +9,14 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/synprobe/synprobe/internal/netlab"
 	"github.com/synprobe/synprobe/probe"
 	"github.com/synprobe/synprobe/rawsock"
+	"golang.org/x/sys/unix"
 )
 
 // The lab target's ports, by what answers them.
@@ -237,4 +239,65 @@ func TestIntegrationClientConcurrent(t *testing.T) {
 	if err != nil {
 		t.Errorf("port %d after Close: %v", used, err)
 	}
+}
+
+// BenchmarkClientConcurrent measures one client under 1, 100 and 1,000
+// goroutines that each probe an open lab port in a loop (rst mode):
+// probes per second, and the process's CPU time (user and system, the
+// kernel's share of sending and receiving included) per probe.
+//
+//	sudo go test -run '^$' -bench ClientConcurrent -benchtime 20000x ./probe/
+func BenchmarkClientConcurrent(b *testing.B) {
+	l := netlab.New(b)
+	for _, a := range []netip.Addr{l.TargetV4, l.TargetV6} {
+		ln := l.Listen(b, l.Target, "tcp", netip.AddrPortFrom(a, labOpen).String())
+		netlab.Serve(ln, func(c net.Conn) { c.Close() })
+	}
+	var cl *probe.Client
+	if err := l.InNS(l.Prober, func() (err error) {
+		cl, err = probe.NewClient(nil)
+		return err
+	}); err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+	dsts := []netip.AddrPort{netip.AddrPortFrom(l.TargetV4, labOpen), netip.AddrPortFrom(l.TargetV6, labOpen)}
+	for _, g := range []int{1, 100, 1000} {
+		b.Run(fmt.Sprintf("goroutines=%d", g), func(b *testing.B) {
+			var next atomic.Int64
+			var wrong atomic.Int64
+			cpu0 := cpuTime()
+			b.ResetTimer()
+			var wg sync.WaitGroup
+			for range g {
+				wg.Go(func() {
+					for {
+						i := next.Add(1) - 1
+						if i >= int64(b.N) {
+							return
+						}
+						r, err := cl.Probe(context.Background(), dsts[i%2], nil)
+						if err != nil || r.State != probe.StateOpen {
+							wrong.Add(1)
+						}
+					}
+				})
+			}
+			wg.Wait()
+			b.StopTimer()
+			cpu := cpuTime() - cpu0
+			if n := wrong.Load(); n > 0 {
+				b.Errorf("%d of %d probes not open", n, b.N)
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "probes/s")
+			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/probe")
+		})
+	}
+}
+
+// cpuTime returns the process's user and system CPU time so far.
+func cpuTime() time.Duration {
+	var ru unix.Rusage
+	unix.Getrusage(unix.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
