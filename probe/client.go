@@ -64,6 +64,10 @@ type ClientConfig struct {
 	// themselves, as synprobe does before it gives up its privileges.
 	Conn        Conn
 	SourcePorts []uint16
+	// Allocator, with Conn, hands out the SourcePorts; by default a
+	// PortPool that tracks every port from its SYN to its probe's end,
+	// so that no two probes in flight share one.
+	Allocator PortAllocator
 	// Source returns the address to send from to reach dst; by default
 	// the one the kernel's routes choose (rawsock.SourceFinder).
 	Source func(dst netip.Addr) (netip.Addr, error)
@@ -226,10 +230,16 @@ func (c *Client) open() error {
 		return err
 	}
 	ports = slices.Sorted(slices.Values(ports))
+	alloc := cfg.Allocator
+	if alloc == nil {
+		alloc = NewPortPool(ports, true)
+	} else if cfg.Conn == nil {
+		return errors.New("probe: ClientConfig.Allocator without Conn: the client holds its own ports")
+	}
 	p, err := newEngine(conn, engineConfig{
 		portLo:  ports[0],
 		portHi:  ports[len(ports)-1],
-		ports:   NewPortPool(ports, true),
+		ports:   alloc,
 		release: true,
 		cookie:  cookie,
 		now:     cfg.Now,
