@@ -747,6 +747,9 @@ func (p *Prober) arm(i int, at time.Time) {
 	e := &p.tab.e[i]
 	e.gen++
 	e.deadline = at
+	if len(p.timers) >= 2*tableSize {
+		p.timers.compact(&p.tab) // at most tableSize/2 live: most are stale
+	}
 	p.timers.push(timerEntry{at: at, isn: e.isn, sport: e.sport, gen: e.gen})
 }
 
