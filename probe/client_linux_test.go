@@ -301,3 +301,74 @@ func cpuTime() time.Duration {
 	unix.Getrusage(unix.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// TestIntegrationClientFIN makes 200 fin-mode calls at once, with data,
+// to a server that reads to EOF and then closes: every call reports the
+// data acknowledged whole and the server closing after our FIN (3-way or
+// 4-way); the server's own count of bytes received is every call's data;
+// and once the client is closed, the target holds no connection.
+func TestIntegrationClientFIN(t *testing.T) {
+	l, cl := clientLab(t)
+	var mu sync.Mutex
+	got := 0
+	for _, a := range []netip.Addr{l.TargetV4, l.TargetV6} {
+		ln := l.Listen(t, l.Target, "tcp", netip.AddrPortFrom(a, 8050).String())
+		netlab.Serve(ln, func(c net.Conn) {
+			defer c.Close()
+			b := make([]byte, 64)
+			for {
+				n, err := c.Read(b)
+				mu.Lock()
+				got += n
+				mu.Unlock()
+				if err != nil {
+					return
+				}
+			}
+		})
+	}
+	const calls = 200
+	data := []byte("hello, synprobe\n")
+	results := make([]*probe.Result, calls)
+	errs := make([]error, calls)
+	var wg sync.WaitGroup
+	for i := range calls {
+		wg.Go(func() {
+			a := l.TargetV4
+			if i%2 == 1 {
+				a = l.TargetV6
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			results[i], errs[i] = cl.Probe(ctx, netip.AddrPortFrom(a, 8050), &probe.ProbeOptions{Mode: probe.ModeFIN, Data: data})
+		})
+	}
+	wg.Wait()
+	for i, r := range results {
+		switch {
+		case errs[i] != nil:
+			t.Errorf("call %d: %v", i, errs[i])
+		case r.State != probe.StateOpen || r.Close == nil:
+			t.Errorf("call %d: %v %s, close %+v", i, r.State, r.Reason, r.Close)
+		case r.Close.Pattern != probe.Close3Way && r.Close.Pattern != probe.Close4Way, r.Close.DataAcked != len(data), r.Interrupted:
+			t.Errorf("call %d: closed %v, %d of %d bytes acknowledged", i, r.Close.Pattern, r.Close.DataAcked, len(data))
+		}
+	}
+	cl.Close()
+	// The server reads its last bytes as the connections close.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		mu.Lock()
+		n := got
+		mu.Unlock()
+		if n == calls*len(data) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the server received %d bytes, want %d", n, calls*len(data))
+		}
+	}
+	out := l.Run(t, l.Target, "ss", "-Htan", "state", "established", "state", "close-wait", "state", "last-ack", "state", "syn-recv", "sport", "= :8050")
+	if strings.TrimSpace(out) != "" {
+		t.Errorf("the target still holds connections after Close:\n%s", out)
+	}
+}
