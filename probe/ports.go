@@ -5,15 +5,17 @@ import (
 	"time"
 )
 
-// PortAllocator hands out a Prober's source ports (Config.Ports). The
-// Prober calls it from Run's thread only.
+// PortAllocator hands out an engine's source ports (Config.Ports,
+// ClientConfig.Allocator). The engine calls it from its own thread only.
 type PortAllocator interface {
 	// Take returns the source port for a SYN that leaves at now with
 	// TSval tsval (when it carries timestamps), or false if no port can
 	// be had. A port the Prober still keeps in TIME_WAIT may come back:
 	// the Prober then forgets that connection.
 	Take(now time.Time, tsval uint32) (port uint16, ok bool)
-	// Release (ModeFIN only) says that the connection on port has ended.
+	// Release says that the probe on port has ended: a Client's every
+	// probe, a Prober's (New) only in ModeFIN, where a port is a
+	// connection's until it ends.
 	Release(port uint16, end PortEnd)
 }
 
