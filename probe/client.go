@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/synprobe/synprobe/rawsock"
@@ -95,10 +96,11 @@ type ProbeOptions struct {
 	ECN    bool
 	// Source is the address to send from; default the routes' choice.
 	Source netip.Addr
-	// Options replace the client's SYN options for this probe (both
-	// families); NoOptions sends a SYN without options.
-	Options   *rawsock.SYNOptions
-	NoOptions bool
+	// Options and Options6 replace the client's SYN options for this
+	// probe, for IPv4 and IPv6 targets (Options for both when Options6
+	// is nil); NoOptions sends a SYN without options.
+	Options, Options6 *rawsock.SYNOptions
+	NoOptions         bool
 }
 
 // Client is a long-lived prober that any number of goroutines may use at
@@ -107,27 +109,32 @@ type ProbeOptions struct {
 // IPv4 and IPv6 targets go through the same client.
 //
 // A client belongs to the network namespace of the thread that called
-// NewClient, whichever goroutines call it later; so does its RST guard
-// when ClientConfig.Guard creates it there (otherwise the namespace of
-// the first ack or fin probe's thread).
+// NewClient, whichever goroutines call it later: its sockets are opened
+// there, and so is its RST guard, even when a probe from another thread
+// creates it (joining the namespace then needs CAP_SYS_ADMIN; create the
+// guard in NewClient with ClientConfig.Guard to need nothing more).
 type Client struct {
 	p      *Prober
 	cfg    ClientConfig
 	source func(netip.Addr) (netip.Addr, error)
 	defs   settings // for a nil *ProbeOptions
+	ns     *netns
 
 	// What the client opened, and closes.
 	conn   *rawsock.Conn
 	block  *rawsock.PortBlock
 	finder *rawsock.SourceFinder
 
-	guardMu  sync.Mutex
+	mu       sync.Mutex // guards what follows
+	closed   bool
 	guard    *rawsock.RSTGuard
 	guardErr error
 
 	stop      context.CancelFunc
 	loopDone  chan struct{}
 	closeOnce sync.Once
+	engineTID atomic.Int64 // the engine's thread, to refuse calls from OnResult
+	selfClose atomic.Bool  // Close was called from OnResult: the engine releases
 }
 
 // Linux's SYN options, for a Client's defaults.
@@ -135,6 +142,11 @@ var (
 	linuxOptions4 = rawsock.SYNOptions{MSS: 1460, WScale: 7, SACKPermitted: true, Timestamps: true}
 	linuxOptions6 = rawsock.SYNOptions{MSS: 1440, WScale: 7, SACKPermitted: true, Timestamps: true}
 )
+
+// maxClientPorts bounds ClientConfig.Ports: every port may hold a
+// connection in the engine's table (in ModeFIN until its TIME_WAIT ends),
+// which holds tableSize/2.
+const maxClientPorts = tableSize / 2
 
 // NewClient opens a client: raw sockets for IPv4 and IPv6 (which need
 // CAP_NET_RAW), a block of source ports held through the kernel, and a
@@ -155,8 +167,8 @@ func NewClient(cfg *ClientConfig) (*Client, error) {
 // open sets up the client's resources, each of which release closes.
 func (c *Client) open() error {
 	cfg := &c.cfg
-	if cfg.Ports < 0 {
-		return fmt.Errorf("probe: negative port count %d", cfg.Ports)
+	if cfg.Ports < 0 || cfg.Ports > maxClientPorts {
+		return fmt.Errorf("probe: ClientConfig.Ports %d: want 1 to %d (0: %d)", cfg.Ports, maxClientPorts, DefaultPorts)
 	}
 	if cfg.Mark == 0 {
 		cfg.Mark = DefaultMark
@@ -167,52 +179,22 @@ func (c *Client) open() error {
 	if cfg.Options6 == nil {
 		cfg.Options6 = &linuxOptions6
 	}
+	if cfg.Interface != "" {
+		if _, err := net.InterfaceByName(cfg.Interface); err != nil {
+			return fmt.Errorf("probe: interface %s: %w", cfg.Interface, err)
+		}
+	}
+	c.ns = currentNetNS()
 	ports := cfg.SourcePorts
 	conn := cfg.Conn
 	if conn == nil {
-		if len(ports) > 0 {
-			return errors.New("probe: ClientConfig.SourcePorts without Conn: the client holds its own ports")
+		if len(ports) > 0 || cfg.Allocator != nil {
+			return errors.New("probe: ClientConfig.SourcePorts or Allocator without Conn: the client holds its own ports")
 		}
-		lo, hi := cfg.PortLo, cfg.PortHi
-		if lo == 0 && hi == 0 {
-			var err error
-			if lo, hi, err = rawsock.ProbePortRange(); err != nil {
-				return fmt.Errorf("probe: source ports: %w", err)
-			}
-		}
-		n := cfg.Ports
-		if n == 0 {
-			n = DefaultPorts
-		}
-		req := rawsock.PortRequest{Lo: lo, Hi: hi, Min: min(n, 64), Max: n}
-		if cfg.Ports != 0 {
-			req.Min = n
-		}
-		b, err := rawsock.ReservePorts(req)
-		if err != nil {
-			return fmt.Errorf("probe: source ports: %w", err)
-		}
-		c.block = b
-		ports = b.Ports()
-		rc := rawsock.Config{IPv4: true, IPv6: !b.IPv4Only(), PortLo: b.Lo(), PortHi: b.Hi(), Interface: cfg.Interface, Mark: cfg.Mark}
-		rconn, err := rawsock.Listen(rc)
-		if err != nil && rc.IPv6 {
-			// A host without IPv6 (ipv6.disable=1) still probes IPv4.
-			rc.IPv6 = false
-			rconn, err = rawsock.Listen(rc)
-		}
-		if err != nil {
-			if errors.Is(err, os.ErrPermission) {
-				return fmt.Errorf("probe: raw sockets need CAP_NET_RAW: %w", err)
-			}
+		if err := c.openSockets(); err != nil {
 			return err
 		}
-		c.conn, conn = rconn, rconn
-		if cfg.Guard {
-			if _, err := c.rstGuard(); err != nil {
-				return err
-			}
-		}
+		conn, ports = c.conn, c.block.Ports()
 	} else if len(ports) == 0 {
 		return errors.New("probe: ClientConfig.Conn without SourcePorts")
 	}
@@ -233,8 +215,6 @@ func (c *Client) open() error {
 	alloc := cfg.Allocator
 	if alloc == nil {
 		alloc = NewPortPool(ports, true)
-	} else if cfg.Conn == nil {
-		return errors.New("probe: ClientConfig.Allocator without Conn: the client holds its own ports")
 	}
 	p, err := newEngine(conn, engineConfig{
 		portLo:  ports[0],
@@ -248,8 +228,65 @@ func (c *Client) open() error {
 		return err
 	}
 	c.p = p
-	c.defs, err = c.settings(nil)
-	return err
+	if cfg.Conn != nil && cfg.Guard {
+		p.guarded.Store(true) // the caller's
+	}
+	if c.defs, err = c.settings(nil); err != nil {
+		return err
+	}
+	if cfg.Guard && c.block != nil {
+		if _, err := c.rstGuard(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// openSockets holds the source ports and opens the raw sockets.
+func (c *Client) openSockets() error {
+	cfg := &c.cfg
+	lo, hi := cfg.PortLo, cfg.PortHi
+	if lo == 0 && hi == 0 {
+		var err error
+		if lo, hi, err = rawsock.ProbePortRange(); err != nil {
+			return fmt.Errorf("probe: source ports: %w", err)
+		}
+	}
+	if lo == 0 || hi < lo {
+		return fmt.Errorf("probe: source port range %d-%d", lo, hi)
+	}
+	span := int(hi) - int(lo) + 1
+	n := cfg.Ports
+	if n == 0 {
+		n = min(DefaultPorts, span)
+	}
+	if n > span {
+		return fmt.Errorf("probe: %d source ports asked of the range %d-%d, which has %d", n, lo, hi, span)
+	}
+	req := rawsock.PortRequest{Lo: lo, Hi: hi, Min: n, Max: n}
+	if cfg.Ports == 0 {
+		req.Min = min(64, n) // take what is free, down to 64
+	}
+	b, err := rawsock.ReservePorts(req)
+	if err != nil {
+		return fmt.Errorf("probe: source ports: %w", err)
+	}
+	c.block = b
+	rc := rawsock.Config{IPv4: true, IPv6: !b.IPv4Only(), PortLo: b.Lo(), PortHi: b.Hi(), Interface: cfg.Interface, Mark: cfg.Mark}
+	conn, err := rawsock.Listen(rc)
+	if err != nil && rc.IPv6 {
+		// A host without IPv6 (ipv6.disable=1) still probes IPv4.
+		rc.IPv6 = false
+		conn, err = rawsock.Listen(rc)
+	}
+	if err != nil {
+		if errors.Is(err, os.ErrPermission) {
+			return fmt.Errorf("probe: raw sockets need CAP_NET_RAW: %w", err)
+		}
+		return fmt.Errorf("probe: %w", err)
+	}
+	c.conn = conn
+	return nil
 }
 
 // start runs the engine on a goroutine of its own, locked to its thread
@@ -263,6 +300,7 @@ func (c *Client) start() {
 		// timer slack goes with it.
 		runtime.LockOSThread()
 		preciseTimers()
+		c.engineTID.Store(int64(gettid()))
 		stop := context.AfterFunc(ctx, c.p.conn.Wake)
 		defer stop()
 		err := c.p.loop(ctx, nil)
@@ -273,14 +311,36 @@ func (c *Client) start() {
 			err = fmt.Errorf("probe: the client's network failed: %w", err)
 		}
 		c.p.stop(err)
+		if c.selfClose.Load() {
+			c.release()
+		}
 	}()
 }
 
+// onEngine reports whether the caller runs on the engine's thread: in an
+// OnResult callback.
+func (c *Client) onEngine() bool {
+	tid := gettid()
+	return tid != 0 && int64(tid) == c.engineTID.Load()
+}
+
+var errOnEngine = errors.New("probe: a Client's Probe or Rounds called from OnResult would wait for itself: call it from another goroutine")
+
 // Close ends the client: calls in progress return ErrClosed (or, for a
 // connection it resets, a Result marked Interrupted), open connections are
-// reset, and the sockets, ports and guard it opened are closed.
+// reset, and the sockets, guard and ports it opened are closed, in that
+// order. Called from an OnResult callback, Close returns at once and the
+// engine finishes closing when the callback returns.
 func (c *Client) Close() error {
 	c.closeOnce.Do(func() {
+		c.mu.Lock()
+		c.closed = true
+		c.mu.Unlock()
+		if c.onEngine() {
+			c.selfClose.Store(true)
+			c.stop()
+			return
+		}
 		c.stop()
 		<-c.loopDone
 		c.release()
@@ -288,45 +348,74 @@ func (c *Client) Close() error {
 	return nil
 }
 
-// release closes what open opened.
+// release closes what open opened: the sockets first (nothing more is
+// sent), then the guard (while the ports are still ours: it would drop
+// the RSTs of whoever took them next), then the ports.
 func (c *Client) release() {
-	c.guardMu.Lock()
-	if c.guard != nil {
-		c.guard.Close()
-	}
-	c.guardMu.Unlock()
 	if c.conn != nil {
 		c.conn.Close()
 	}
+	c.mu.Lock()
+	c.closed = true
+	if c.guard != nil {
+		c.guard.Close()
+	}
+	c.mu.Unlock()
 	if c.block != nil {
 		c.block.Close()
 	}
 	if c.finder != nil {
 		c.finder.Close()
 	}
+	c.ns.close()
 }
 
-// rstGuard returns the client's RST guard, creating it the first time.
+// rstGuard returns the client's RST guard, creating it the first time, in
+// the client's network namespace.
 func (c *Client) rstGuard() (*rawsock.RSTGuard, error) {
-	c.guardMu.Lock()
-	defer c.guardMu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, ErrClosed
+	}
 	if c.guard == nil && c.guardErr == nil {
-		g, err := rawsock.NewRSTGuard(rawsock.GuardConfig{Ranges: c.block.Ranges(), Mark: c.cfg.Mark})
+		var g *rawsock.RSTGuard
+		err := c.ns.do(func() (err error) {
+			g, err = rawsock.NewRSTGuard(rawsock.GuardConfig{Ranges: c.block.Ranges(), Mark: c.cfg.Mark})
+			return err
+		})
 		if err != nil {
 			if errors.Is(err, os.ErrPermission) {
 				err = fmt.Errorf("the ack and fin modes need CAP_NET_ADMIN for the RST guard's nftables table: %w", err)
 			}
 			c.guardErr = fmt.Errorf("probe: RST guard: %w", err)
+		} else {
+			c.guard = g
+			c.p.guarded.Store(true)
 		}
-		c.guard = g
 	}
 	return c.guard, c.guardErr
+}
+
+// usable returns ErrClosed once the client is closed, and errOnEngine on
+// the engine's thread.
+func (c *Client) usable() error {
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	switch {
+	case closed:
+		return ErrClosed
+	case c.onEngine():
+		return errOnEngine
+	}
+	return nil
 }
 
 // settings turns o into a job's settings.
 func (c *Client) settings(o *ProbeOptions) (settings, error) {
 	if o == nil {
-		if c.p != nil && c.defs.timeout != 0 {
+		if c.defs.timeout != 0 {
 			return c.defs, nil
 		}
 		o = &ProbeOptions{}
@@ -348,8 +437,11 @@ func (c *Client) settings(o *ProbeOptions) (settings, error) {
 	switch {
 	case o.NoOptions:
 		cfg.Options, cfg.Options6 = nil, nil
-	case o.Options != nil:
-		cfg.Options, cfg.Options6 = o.Options, o.Options
+	case o.Options != nil || o.Options6 != nil:
+		cfg.Options, cfg.Options6 = o.Options, o.Options6
+		if cfg.Options6 == nil {
+			cfg.Options6 = o.Options
+		}
 	}
 	s, err := newSettings(&cfg)
 	if err != nil {
@@ -363,7 +455,8 @@ func (c *Client) settings(o *ProbeOptions) (settings, error) {
 	return s, nil
 }
 
-// target checks dst and completes it with its source address.
+// target checks dst and completes it with its source address. An
+// explicit source must be an address of this host.
 func (c *Client) target(name string, dst netip.AddrPort, src netip.Addr) (Target, error) {
 	a := dst.Addr().Unmap()
 	switch {
@@ -371,18 +464,33 @@ func (c *Client) target(name string, dst netip.AddrPort, src netip.Addr) (Target
 		return Target{}, errors.New("probe: no destination address")
 	case dst.Port() == 0:
 		return Target{}, fmt.Errorf("probe: %v: port 0", a)
+	case a.Zone() != "":
+		return Target{}, fmt.Errorf("probe: %v: zoned addresses are not supported (link-local targets: give the interface as ClientConfig.Interface and the address without a zone)", a)
 	case a.IsUnspecified(), a.IsMulticast(), a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
 		return Target{}, fmt.Errorf("probe: %v is not a unicast address", a)
 	}
-	if !src.IsValid() {
+	if src.IsValid() {
+		src = src.Unmap()
+		switch {
+		case src.Zone() != "", src.IsUnspecified(), src.IsMulticast():
+			return Target{}, fmt.Errorf("probe: source %v is not a unicast address of this host", src)
+		case src.Is4() != a.Is4():
+			return Target{}, fmt.Errorf("probe: source %v and destination %v are of different families", src, a)
+		}
+		if c.conn != nil {
+			if err := c.ns.do(func() error { return localAddr(src) }); err != nil {
+				return Target{}, fmt.Errorf("probe: source %v: %w", src, err)
+			}
+		}
+	} else {
 		var err error
 		if src, err = c.source(a); err != nil {
 			return Target{}, fmt.Errorf("probe: no route to %v: %w", a, err)
 		}
-	}
-	src = src.Unmap()
-	if src.Is4() != a.Is4() {
-		return Target{}, fmt.Errorf("probe: source %v and destination %v are of different families", src, a)
+		src = src.Unmap()
+		if src.Is4() != a.Is4() {
+			return Target{}, fmt.Errorf("probe: the source %v found for %v is of another family", src, a)
+		}
 	}
 	if name == "" {
 		name = a.String()
@@ -391,10 +499,20 @@ func (c *Client) target(name string, dst netip.AddrPort, src netip.Addr) (Target
 }
 
 // Probe sends one SYN to dst and returns its verdict when the exchange
-// has ended (in ModeFIN: the close). If ctx ends first, Probe returns
-// ctx's error at once, and the engine interrupts the probe (resetting
-// its connection). opts may be nil.
+// has ended (in ModeFIN: the close). opts may be nil.
+//
+// A probe that was made has a Result, whatever its verdict: a SYN the
+// host could not send (its routes, its firewall) is StateError with
+// Result.Err. The error is for calls that could not be made: bad input,
+// a closed client, ctx ended. If ctx ends first, Probe returns ctx's
+// error at once, and the engine interrupts the probe (resetting its
+// connection). A probe waits for a free source port (every one is busy
+// with a probe, or cools from a TIME_WAIT) for as long as ctx allows:
+// ProbeOptions.Timeout starts when the SYN leaves.
 func (c *Client) Probe(ctx context.Context, dst netip.AddrPort, opts *ProbeOptions) (*Result, error) {
+	if err := c.usable(); err != nil {
+		return nil, err
+	}
 	s, err := c.settings(opts)
 	if err != nil {
 		return nil, err
@@ -458,11 +576,14 @@ type Rounds struct {
 // every exchange has ended, or ctx ends (the probes in flight are then
 // interrupted, as Prober.Run interrupts them), and returns each target's
 // statistics. It fails only when the targets are unusable or the client
-// is closed. Unlike Probe, a round keeps its schedule: a probe that finds
+// is closed (then with the statistics so far). Unlike Probe, a round keeps its schedule: a probe that finds
 // every source port busy (ModeFIN at a high rate) or the engine's table
 // full fails (StateError) rather than wait.
 func (c *Client) Rounds(ctx context.Context, r *Rounds) ([]Stats, error) {
-	if len(r.Targets) == 0 {
+	if err := c.usable(); err != nil {
+		return nil, err
+	}
+	if r == nil || len(r.Targets) == 0 {
 		return nil, errors.New("probe: no targets")
 	}
 	if r.Count < 0 || r.Interval < 0 {
@@ -508,10 +629,7 @@ func (c *Client) Rounds(ctx context.Context, r *Rounds) ([]Stats, error) {
 		c.p.cancel(j)
 		<-j.done
 	}
-	if j.err != nil {
-		return nil, j.err
-	}
-	return slices.Clone(j.stats), nil
+	return slices.Clone(j.stats), j.err
 }
 
 // clone returns a copy of r that shares nothing with the engine.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -370,5 +371,134 @@ func TestIntegrationClientFIN(t *testing.T) {
 	out := l.Run(t, l.Target, "ss", "-Htan", "state", "established", "state", "close-wait", "state", "last-ack", "state", "syn-recv", "sport", "= :8050")
 	if strings.TrimSpace(out) != "" {
 		t.Errorf("the target still holds connections after Close:\n%s", out)
+	}
+}
+
+// newClientIn opens a client in namespace ns.
+func newClientIn(t *testing.T, l *netlab.Lab, ns string, cfg *probe.ClientConfig) *probe.Client {
+	t.Helper()
+	var cl *probe.Client
+	if err := l.InNS(ns, func() (err error) {
+		cl, err = probe.NewClient(cfg)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	return cl
+}
+
+// TestIntegrationClientNamespace: a client made in the prober's namespace
+// stays there whoever calls it. A fin probe from this test's goroutine
+// (another namespace) creates the guard in the prober's namespace, so the
+// close is judged as the server closed, not reset by the kernel; and
+// segments are sized by the prober's path MTU (1280 here), not by the
+// caller's namespace's: no send is refused as too big.
+func TestIntegrationClientNamespace(t *testing.T) {
+	l := netlab.New(t)
+	l.Run(t, l.Prober, "ip", "link", "set", "dev", l.ProberIf, "mtu", "1280")
+	l.Run(t, l.Target, "ip", "link", "set", "dev", l.TargetIf, "mtu", "1280")
+	for _, a := range []netip.Addr{l.TargetV4, l.TargetV6} {
+		ln := l.Listen(t, l.Target, "tcp", netip.AddrPortFrom(a, 8050).String())
+		netlab.Serve(ln, func(c net.Conn) {
+			defer c.Close()
+			b := make([]byte, 4096)
+			for {
+				if _, err := c.Read(b); err != nil {
+					return
+				}
+			}
+		})
+	}
+	cl := newClientIn(t, l, l.Prober, nil) // no guard yet
+	data := make([]byte, 5000)
+	for _, tt := range []struct {
+		dst netip.Addr
+		seg int
+	}{{l.TargetV4, 1280 - 40 - 12}, {l.TargetV6, 1280 - 60 - 12}} {
+		r, err := cl.Probe(context.Background(), netip.AddrPortFrom(tt.dst, 8050), &probe.ProbeOptions{Mode: probe.ModeFIN, Data: data})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Close == nil || (r.Close.Pattern != probe.Close3Way && r.Close.Pattern != probe.Close4Way) {
+			t.Fatalf("%v: %v %s, close %+v", tt.dst, r.State, r.Reason, r.Close)
+		}
+		if c := r.Close; c.SegmentSize != tt.seg || c.SendErrors != 0 || c.DataAcked != len(data) {
+			t.Errorf("%v: segments of %d (want %d), %d send errors, %d of %d bytes acknowledged", tt.dst, c.SegmentSize, tt.seg, c.SendErrors, c.DataAcked, len(data))
+		}
+	}
+	if tables := l.Run(t, l.Prober, "nft", "list", "tables"); !strings.Contains(tables, "synprobe_") {
+		t.Errorf("no guard in the prober's namespace:\n%s", tables)
+	}
+}
+
+// TestIntegrationClientSource: an explicit source must be a unicast
+// address of the client's host; one of its own is used.
+func TestIntegrationClientSource(t *testing.T) {
+	l, cl := clientLab(t)
+	dst := netip.AddrPortFrom(l.TargetV4, labOpen)
+	for _, src := range []string{"0.0.0.0", "224.0.0.1", "198.18.0.100", l.TargetV4.String()} {
+		_, err := cl.Probe(context.Background(), dst, &probe.ProbeOptions{Source: netip.MustParseAddr(src)})
+		if err == nil {
+			t.Errorf("source %s accepted", src)
+		}
+	}
+	r, err := cl.Probe(context.Background(), dst, &probe.ProbeOptions{Source: l.ProberV4})
+	if err != nil || r.State != probe.StateOpen || r.Target.Src != l.ProberV4 {
+		t.Errorf("from the prober's own address: %+v, %v", r, err)
+	}
+}
+
+// TestIntegrationClientCloseRace: Close racing the first ack probe (which
+// creates the guard) leaves no nftables table and no descriptor behind.
+func TestIntegrationClientCloseRace(t *testing.T) {
+	l := netlab.New(t)
+	fds := func() int {
+		ents, _ := os.ReadDir("/proc/self/fd")
+		return len(ents)
+	}
+	before := fds()
+	for range 30 {
+		cl := newClientIn(t, l, l.Prober, &probe.ClientConfig{Ports: 4})
+		var wg sync.WaitGroup
+		wg.Go(func() { cl.Probe(context.Background(), netip.AddrPortFrom(l.TargetV4, labClosed), &probe.ProbeOptions{Mode: probe.ModeACK}) })
+		wg.Go(func() { cl.Close() })
+		wg.Wait()
+	}
+	if tables := l.Run(t, l.Prober, "nft", "list", "tables"); strings.Contains(tables, "synprobe_") {
+		t.Errorf("tables left:\n%s", tables)
+	}
+	if after := fds(); after > before {
+		t.Errorf("%d descriptors before, %d after 30 clients", before, after)
+	}
+}
+
+// TestIntegrationClientGuardedTimeout: with a guard in force, rst-mode
+// probes that time out (or are cancelled) before their SYN-ACK comes are
+// reset by us: the kernel's RST to the late SYN-ACK never leaves, and the
+// server would otherwise keep SYN-RECV until it gives up.
+func TestIntegrationClientGuardedTimeout(t *testing.T) {
+	l := netlab.NewDelayLab(t, 30*time.Millisecond)
+	ln := l.Listen(t, l.Target, "tcp", netip.AddrPortFrom(l.TargetV4, labOpen).String())
+	netlab.Serve(ln, func(c net.Conn) { c.Close() })
+	cl := newClientIn(t, l, l.Prober, &probe.ClientConfig{Guard: true})
+	var wg sync.WaitGroup
+	for i := range 10 {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			if i%2 == 1 {
+				ctx, cancel = context.WithTimeout(context.Background(), 15*time.Millisecond)
+			}
+			defer cancel()
+			r, err := cl.Probe(ctx, netip.AddrPortFrom(l.TargetV4, labOpen), &probe.ProbeOptions{Timeout: 20 * time.Millisecond})
+			if i%2 == 0 && (err != nil || r.Reason != probe.ReasonTimeout) {
+				t.Errorf("probe %d: %v, %v; want a timeout (the RTT is 60 ms)", i, r, err)
+			}
+		})
+	}
+	wg.Wait()
+	time.Sleep(300 * time.Millisecond) // the SYN-ACKs arrive, our RSTs reach the server
+	if out := l.Run(t, l.Target, "ss", "-Htan", "state", "syn-recv"); strings.TrimSpace(out) != "" {
+		t.Errorf("the server keeps half-open connections:\n%s", out)
 	}
 }

@@ -229,6 +229,7 @@ func TestClientRejects(t *testing.T) {
 		{"224.0.0.1:80", "not a unicast address"},
 		{"255.255.255.255:80", "not a unicast address"},
 		{"[ff02::1]:80", "not a unicast address"},
+		{"[fe80::1%lo]:80", "zoned addresses are not supported"},
 	} {
 		_, err := cl.Probe(context.Background(), netip.MustParseAddrPort(tt.dst), nil)
 		if err == nil || !contains(err.Error(), tt.want) {
@@ -285,5 +286,157 @@ func TestClientRounds(t *testing.T) {
 	}
 	if r := <-single; r == nil || r.State != probe.StateClosed || r.Target.Port != 250 {
 		t.Errorf("the single probe beside the rounds: %+v", r)
+	}
+}
+
+// takeSpy is a PortAllocator that records whether each SYN carried
+// timestamps.
+type takeSpy struct {
+	*probe.PortPool
+	mu  sync.Mutex
+	tss []bool
+}
+
+func (s *takeSpy) Take(now time.Time, tsval uint32, ts bool) (uint16, bool) {
+	s.mu.Lock()
+	s.tss = append(s.tss, ts)
+	s.mu.Unlock()
+	return s.PortPool.Take(now, tsval, ts)
+}
+
+// TestClientTimestampsToAllocator: a SYN without the timestamps option
+// says so to the allocator, which must not then hand it a port cooling
+// from a TIME_WAIT (RFC 6191 lets only a newer TSval in).
+func TestClientTimestampsToAllocator(t *testing.T) {
+	c := probetest.NewConn(byPort)
+	spy := &takeSpy{PortPool: probe.NewPortPool([]uint16{61000, 61001}, true)}
+	cl, err := probe.NewClient(&probe.ClientConfig{
+		Conn: c, SourcePorts: []uint16{61000, 61001}, Allocator: spy,
+		Source: func(netip.Addr) (netip.Addr, error) { return src4, nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for _, o := range []*probe.ProbeOptions{nil, {NoOptions: true}, {Options: &rawsock.SYNOptions{MSS: 1400}}} {
+		if _, err := cl.Probe(context.Background(), netip.AddrPortFrom(dst4, 100), o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want := []bool{true, false, false}; fmt.Sprint(spy.tss) != fmt.Sprint(want) {
+		t.Errorf("timestamps told to the allocator: %v, want %v", spy.tss, want)
+	}
+}
+
+// TestClientGuardedRST: under an RST guard (here the caller's), a probe
+// that times out in rst mode is reset at ISN+1, for the kernel's RST to a
+// late SYN-ACK never leaves; without a guard, no RST is sent.
+func TestClientGuardedRST(t *testing.T) {
+	for _, guarded := range []bool{false, true} {
+		c := probetest.NewConn(byPort)
+		cl, err := probe.NewClient(&probe.ClientConfig{
+			Conn: c, SourcePorts: []uint16{61000}, Guard: guarded,
+			Source: func(netip.Addr) (netip.Addr, error) { return src4, nil },
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := cl.Probe(context.Background(), netip.AddrPortFrom(dst4, 400), &probe.ProbeOptions{Timeout: 10 * time.Millisecond})
+		cl.Close()
+		if err != nil || r.Reason != probe.ReasonTimeout {
+			t.Fatalf("guarded=%v: %v, %v", guarded, r, err)
+		}
+		var rsts []uint32
+		for _, b := range c.Sent() {
+			var p rawsock.Packet
+			if rawsock.Parse(b, &p) == nil && p.Flags == rawsock.FlagRst {
+				rsts = append(rsts, p.Seq)
+			}
+		}
+		switch {
+		case guarded && (len(rsts) != 1 || rsts[0] != r.ISN+1):
+			t.Errorf("guarded: RSTs at %v, want one at ISN+1 %d", rsts, r.ISN+1)
+		case !guarded && len(rsts) != 0:
+			t.Errorf("unguarded: RSTs at %v, want none", rsts)
+		}
+	}
+}
+
+// TestClientRoundsKeepSchedule: rounds do not queue behind a Probe that
+// waits for a port; their probes fail at once (StateError) instead.
+func TestClientRoundsKeepSchedule(t *testing.T) {
+	c := probetest.NewConn(byPort)
+	cl := fakeClient(t, c, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for range 3 { // two hold the ports for an hour, the third waits
+		go cl.Probe(ctx, netip.AddrPortFrom(dst4, 400), &probe.ProbeOptions{Timeout: time.Hour})
+	}
+	for len(c.Sent()) < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	var states []probe.State
+	st, err := cl.Rounds(context.Background(), &probe.Rounds{
+		Targets: []probe.Target{{Addr: dst4, Port: 100}}, Count: 3, Interval: time.Millisecond,
+		OnResult: func(r *probe.Result) { states = append(states, r.State) },
+	})
+	if err != nil || len(st) != 1 || st[0].Errors != 3 {
+		t.Fatalf("rounds beside a waiting probe: %+v, %v", st, err)
+	}
+	if fmt.Sprint(states) != "[error error error]" {
+		t.Errorf("results %v", states)
+	}
+}
+
+// TestClientOnResultCalls: from an OnResult callback, Probe and Rounds
+// fail at once rather than wait for the engine that runs the callback,
+// and Close returns, the engine finishing the close afterwards.
+func TestClientOnResultCalls(t *testing.T) {
+	c := probetest.NewConn(byPort)
+	cl := fakeClient(t, c, 4)
+	var probeErr, roundsErr error
+	_, err := cl.Rounds(context.Background(), &probe.Rounds{
+		Targets: []probe.Target{{Addr: dst4, Port: 100}}, Count: 5, Interval: time.Millisecond,
+		OnResult: func(r *probe.Result) {
+			if r.Seq == 0 {
+				_, probeErr = cl.Probe(context.Background(), netip.AddrPortFrom(dst4, 101), nil)
+				_, roundsErr = cl.Rounds(context.Background(), &probe.Rounds{Targets: []probe.Target{{Addr: dst4, Port: 101}}})
+				cl.Close()
+			}
+		},
+	})
+	if !errors.Is(err, probe.ErrClosed) {
+		t.Errorf("Rounds closed by its own callback: %v, want ErrClosed", err)
+	}
+	if probeErr == nil || roundsErr == nil {
+		t.Errorf("calls from OnResult: %v, %v", probeErr, roundsErr)
+	}
+	if _, err := cl.Probe(context.Background(), netip.AddrPortFrom(dst4, 100), nil); !errors.Is(err, probe.ErrClosed) {
+		t.Errorf("after Close: %v", err)
+	}
+}
+
+// TestClientConfigRejects: configurations a client cannot work with fail
+// in NewClient, before anything is opened, with the reason.
+func TestClientConfigRejects(t *testing.T) {
+	c := probetest.NewConn(nil)
+	for _, tt := range []struct {
+		cfg  probe.ClientConfig
+		want string
+	}{
+		{probe.ClientConfig{Ports: 3000}, "want 1 to 2048"},
+		{probe.ClientConfig{Ports: -1}, "want 1 to 2048"},
+		{probe.ClientConfig{Interface: "nosuchif0"}, "interface nosuchif0"},
+		{probe.ClientConfig{Conn: c}, "without SourcePorts"},
+		{probe.ClientConfig{SourcePorts: []uint16{1}}, "without Conn"},
+	} {
+		_, err := probe.NewClient(&tt.cfg)
+		if err == nil || !contains(err.Error(), tt.want) {
+			t.Errorf("%+v: %v, want %q", tt.cfg, err, tt.want)
+		}
+	}
+	cl := fakeClient(t, c, 1)
+	if _, err := cl.Rounds(context.Background(), nil); err == nil {
+		t.Error("Rounds(nil) accepted")
 	}
 }

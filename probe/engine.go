@@ -142,6 +142,11 @@ type Prober struct {
 	cookie  rawsock.Cookie
 	now     func() time.Time
 	main    *job // New's Config; nil for a Client's engine
+	// guarded: an RST guard drops the kernel's RSTs from our ports, in
+	// every mode. A probe that times out or is interrupted then needs
+	// our RST at ISN+1 even in ModeRST: the kernel's answer to a late
+	// SYN-ACK no longer frees the server's half-open connection.
+	guarded atomic.Bool
 
 	// The queue from other goroutines (submit, cancel).
 	mu       sync.Mutex
@@ -287,6 +292,7 @@ func New(conn Conn, cfg Config) (*Prober, error) {
 	}
 	j.scheduled = true
 	p.main, p.sched = j, []*job{j}
+	p.guarded.Store(cfg.Mode != ModeRST) // the caller's guard, which those modes need
 	return p, nil
 }
 
@@ -466,7 +472,9 @@ func (p *Prober) intake() {
 func (p *Prober) rounds(now time.Time) (next time.Time, blocked bool) {
 	keep := p.sched[:0]
 	for _, j := range p.sched {
-		if !j.cancelled && !blocked && j.roundsLeft() {
+		// A job that waits for room waits behind the first that does
+		// (in order of arrival); rounds keep their schedule.
+		if !j.cancelled && !(blocked && j.wait) && j.roundsLeft() {
 			if j.next.IsZero() {
 				j.next = now
 			}
@@ -488,7 +496,7 @@ func (p *Prober) rounds(now time.Time) (next time.Time, blocked bool) {
 			continue
 		}
 		keep = append(keep, j)
-		if !blocked && (next.IsZero() || j.next.Before(next)) {
+		if !(blocked && j.wait) && (next.IsZero() || j.next.Before(next)) {
 			next = j.next
 		}
 	}
@@ -591,7 +599,7 @@ func (p *Prober) abort(j *job) {
 			if s := e.job.stats; s != nil {
 				s[e.target].Interrupted++
 			}
-			if e.job.mode != ModeRST {
+			if e.job.mode != ModeRST || p.guarded.Load() {
 				// Its SYN-ACK may be on the way, and the guard keeps
 				// the kernel's RST to it off the wire until we exit:
 				// the server would hold the half-open connection
@@ -627,8 +635,8 @@ func (p *Prober) abort(j *job) {
 // TSval tsval, from the allocator. If the port's last connection still
 // lingers in TIME_WAIT, the allocator found that it may be reused (RFC
 // 6191): that connection is forgotten.
-func (p *Prober) nextPort(now time.Time, tsval uint32) (uint16, bool) {
-	port, ok := p.ports.Take(now, tsval)
+func (p *Prober) nextPort(now time.Time, tsval uint32, timestamps bool) (uint16, bool) {
+	port, ok := p.ports.Take(now, tsval, timestamps)
 	if !ok || port < p.portLo || port > p.portHi {
 		return 0, false
 	}
@@ -654,12 +662,15 @@ func (p *Prober) freePort(port uint16) {
 // and there is no free port or no room in the table.
 func (p *Prober) sendSYN(j *job, ti, seq int, now time.Time) bool {
 	t := &j.targets[ti]
-	if j.wait && p.tab.full() {
-		return false
-	}
+	opts := &j.opts[family(t)]
 	tsval := p.tsval(now)
-	sport, ok := p.nextPort(now, tsval)
-	if !ok && j.wait {
+	// The port first: taking one that cools from a TIME_WAIT (RFC 6191)
+	// frees that connection's place in the table.
+	sport, ok := p.nextPort(now, tsval, opts.tsval >= 0)
+	if j.wait && (!ok || p.tab.full()) {
+		if ok {
+			p.freePort(sport)
+		}
 		return false
 	}
 	id := p.nextID
@@ -684,7 +695,6 @@ func (p *Prober) sendSYN(j *job, ti, seq int, now time.Time) bool {
 		p.finishError(&e, errors.New("probe: too many probes in flight"))
 		return true
 	}
-	opts := &j.opts[family(t)]
 	if opts.tsval >= 0 {
 		binary.BigEndian.PutUint32(opts.b[opts.tsval:], tsval)
 	}
@@ -942,11 +952,11 @@ func (p *Prober) timer(i int, now time.Time) {
 	e := &p.tab.e[i]
 	switch e.state {
 	case stateSynSent:
-		if e.job.mode != ModeRST {
+		if e.job.mode != ModeRST || p.guarded.Load() {
 			// The SYN may have arrived and its SYN-ACKs been lost: a RST
 			// at our ISN+1 frees the server's half-open connection, which
-			// the RST guard keeps our kernel from doing (rst mode needs
-			// no guard, so the kernel answers a late SYN-ACK itself).
+			// the RST guard keeps our kernel from doing (rst mode without
+			// a guard needs none: the kernel answers a late SYN-ACK).
 			p.sendSeg(e, rawsock.FlagRst, e.isn+1, 0, nil, "")
 		}
 		ev := p.tab.e[i]

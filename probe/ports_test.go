@@ -15,7 +15,7 @@ func tsAt(t time.Time) uint32 { return 1000 + uint32(t.Sub(t0).Milliseconds()) }
 
 func take(t *testing.T, pp *PortPool, now time.Time) (uint16, bool) {
 	t.Helper()
-	return pp.Take(now, tsAt(now))
+	return pp.Take(now, tsAt(now), true)
 }
 
 // TestPortPoolRotation: without tracking, ports come in turn, sorted and
@@ -94,8 +94,11 @@ func TestPortPoolReuse(t *testing.T) {
 		t.Fatal("a port reused before a second of quiet")
 	}
 	now := t0.Add(1150 * time.Millisecond)
-	if _, ok := pp.Take(now, tsAt(t0)); ok {
+	if _, ok := pp.Take(now, tsAt(t0), true); ok {
 		t.Fatal("a port reused with an older TSval")
+	}
+	if _, ok := pp.Take(now, tsAt(now), false); ok {
+		t.Fatal("a port reused by a SYN without timestamps")
 	}
 	if p, ok := take(t, pp, now); !ok || p != 2 {
 		t.Fatalf("reuse at 1.15 s: %d, %v; want port 2, closed longest ago", p, ok)

@@ -57,6 +57,10 @@ type Conn struct {
 	closeMu sync.Mutex
 	closed  bool
 	iface   string // Config.Interface
+	// mtu asks the path MTU through sockets opened by Listen: they
+	// belong to Listen's network namespace, as the raw sockets do,
+	// whichever thread asks later.
+	mtu *SourceFinder
 }
 
 type rxSock struct {
@@ -101,7 +105,7 @@ func Listen(cfg Config) (*Conn, error) {
 	if cfg.PortLo == 0 || cfg.PortHi < cfg.PortLo {
 		return nil, fmt.Errorf("rawsock: bad port range %d-%d", cfg.PortLo, cfg.PortHi)
 	}
-	c := &Conn{poller: poller{epfd: -1, evfd: -1}, iface: cfg.Interface}
+	c := &Conn{poller: poller{epfd: -1, evfd: -1}, iface: cfg.Interface, mtu: &SourceFinder{Interface: cfg.Interface}}
 	if err := c.open(cfg); err != nil {
 		c.Close()
 		return nil, err
@@ -168,6 +172,13 @@ func (c *Conn) open(cfg Config) error {
 	if cfg.IPv6 {
 		if c.send6, err = newSender(true, cfg); err != nil {
 			return err
+		}
+	}
+	for v6, want := range [2]bool{cfg.IPv4, cfg.IPv6} {
+		if want {
+			if _, err := c.mtu.socket(v6 == 1); err != nil {
+				return err
+			}
 		}
 	}
 	if cfg.SendOnly {
@@ -712,6 +723,7 @@ func (c *Conn) Close() error {
 	}
 	c.rx = nil
 	c.poller.close()
+	c.mtu.Close()
 	return nil
 }
 
@@ -740,49 +752,11 @@ type SourceFinder struct {
 
 // Source returns the address the kernel would send from to reach dst.
 func (f *SourceFinder) Source(dst netip.Addr) (netip.Addr, error) {
-	dst = dst.Unmap()
-	if !dst.IsValid() {
-		return netip.Addr{}, errors.New("rawsock: no destination address")
-	}
-	fam, family := 0, unix.AF_INET
-	var sa unix.Sockaddr
-	if dst.Is4() {
-		sa = &unix.SockaddrInet4{Port: 9, Addr: dst.As4()}
-	} else {
-		fam, family = 1, unix.AF_INET6
-		sa6 := &unix.SockaddrInet6{Port: 9, Addr: dst.As16()}
-		if z := dst.Zone(); z != "" {
-			if ifi, err := net.InterfaceByName(z); err == nil {
-				sa6.ZoneId = uint32(ifi.Index)
-			}
-		}
-		sa = sa6
-	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	fd := f.fds[fam] - 1
-	if fd < 0 {
-		var err error
-		if fd, err = unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0); err != nil {
-			return netip.Addr{}, opError("socket", err)
-		}
-		if f.Interface != "" {
-			if err := unix.SetsockoptString(fd, unix.SOL_SOCKET, unix.SO_BINDTODEVICE, f.Interface); err != nil {
-				unix.Close(fd)
-				return netip.Addr{}, opError("setsockopt SO_BINDTODEVICE "+f.Interface, err)
-			}
-		}
-		f.fds[fam] = fd + 1
-	} else {
-		// Dissolve the last association, and with it the source address
-		// the kernel chose for it.
-		unspec := unix.RawSockaddr{Family: unix.AF_UNSPEC}
-		if _, _, e := unix.Syscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&unspec)), unsafe.Sizeof(unspec)); e != 0 {
-			return netip.Addr{}, opError("connect", e)
-		}
-	}
-	if err := unix.Connect(fd, sa); err != nil {
-		return netip.Addr{}, opError("connect", err)
+	fd, err := f.connect(dst)
+	if err != nil {
+		return netip.Addr{}, err
 	}
 	got, err := unix.Getsockname(fd)
 	if err != nil {
@@ -795,6 +769,93 @@ func (f *SourceFinder) Source(dst netip.Addr) (netip.Addr, error) {
 		return netip.AddrFrom16(a.Addr), nil
 	}
 	return netip.Addr{}, errors.New("rawsock: no source address")
+}
+
+// PathMTU returns the MTU of the path to dst, as the function PathMTU
+// does, through the finder's sockets.
+func (f *SourceFinder) PathMTU(dst netip.Addr) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fd, err := f.connect(dst)
+	if err != nil {
+		return 0, err
+	}
+	level, opt := unix.IPPROTO_IP, unix.IP_MTU
+	if dst.Unmap().Is6() {
+		level, opt = unix.IPPROTO_IPV6, unix.IPV6_MTU
+	}
+	mtu, err := unix.GetsockoptInt(fd, level, opt)
+	if err != nil {
+		return 0, opError("getsockopt IP_MTU", err)
+	}
+	return mtu, nil
+}
+
+// socket returns the finder's UDP socket of one family, opening it (in
+// the calling thread's network namespace) the first time. f.mu is held,
+// or the finder is not shared yet.
+func (f *SourceFinder) socket(v6 bool) (int, error) {
+	fam, family := 0, unix.AF_INET
+	if v6 {
+		fam, family = 1, unix.AF_INET6
+	}
+	if fd := f.fds[fam] - 1; fd >= 0 {
+		return fd, nil
+	}
+	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, opError("socket", err)
+	}
+	if f.Interface != "" {
+		if err := unix.SetsockoptString(fd, unix.SOL_SOCKET, unix.SO_BINDTODEVICE, f.Interface); err != nil {
+			unix.Close(fd)
+			return -1, opError("setsockopt SO_BINDTODEVICE "+f.Interface, err)
+		}
+	}
+	f.fds[fam] = fd + 1
+	return fd, nil
+}
+
+// connect associates the finder's socket of dst's family with dst, so
+// that the kernel chooses the route (and with it the source address and
+// the path MTU). f.mu is held.
+func (f *SourceFinder) connect(dst netip.Addr) (int, error) {
+	dst = dst.Unmap()
+	if !dst.IsValid() {
+		return -1, errors.New("rawsock: no destination address")
+	}
+	var sa unix.Sockaddr
+	if dst.Is4() {
+		sa = &unix.SockaddrInet4{Port: 9, Addr: dst.As4()}
+	} else {
+		sa6 := &unix.SockaddrInet6{Port: 9, Addr: dst.As16()}
+		if z := dst.Zone(); z != "" {
+			if ifi, err := net.InterfaceByName(z); err == nil {
+				sa6.ZoneId = uint32(ifi.Index)
+			}
+		}
+		sa = sa6
+	}
+	opened := f.fds[0] != 0
+	if dst.Is6() {
+		opened = f.fds[1] != 0
+	}
+	fd, err := f.socket(dst.Is6())
+	if err != nil {
+		return -1, err
+	}
+	if opened {
+		// Dissolve the last association, and with it the source address
+		// the kernel chose for it.
+		unspec := unix.RawSockaddr{Family: unix.AF_UNSPEC}
+		if _, _, e := unix.Syscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&unspec)), unsafe.Sizeof(unspec)); e != 0 {
+			return -1, opError("connect", e)
+		}
+	}
+	if err := unix.Connect(fd, sa); err != nil {
+		return -1, opError("connect", err)
+	}
+	return fd, nil
 }
 
 // Close closes the sockets.

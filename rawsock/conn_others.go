@@ -49,3 +49,5 @@ type SourceFinder struct{ Interface string }
 
 func (*SourceFinder) Source(netip.Addr) (netip.Addr, error) { return netip.Addr{}, errNotImplemented }
 func (*SourceFinder) Close() error                          { return nil }
+
+func (*SourceFinder) PathMTU(netip.Addr) (int, error) { return 0, errNotImplemented }

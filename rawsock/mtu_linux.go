@@ -46,5 +46,6 @@ func PathMTU(dst netip.Addr, iface string) (int, error) {
 }
 
 // PathMTU returns the MTU of the path to dst (see the function PathMTU),
-// for the device the Conn is bound to, if any.
-func (c *Conn) PathMTU(dst netip.Addr) (int, error) { return PathMTU(dst, c.iface) }
+// for the device the Conn is bound to, if any, as the Conn's network
+// namespace knows it.
+func (c *Conn) PathMTU(dst netip.Addr) (int, error) { return c.mtu.PathMTU(dst) }
