@@ -461,7 +461,9 @@ func TestIntegrationClientCloseRace(t *testing.T) {
 	for range 30 {
 		cl := newClientIn(t, l, l.Prober, &probe.ClientConfig{Ports: 4})
 		var wg sync.WaitGroup
-		wg.Go(func() { cl.Probe(context.Background(), netip.AddrPortFrom(l.TargetV4, labClosed), &probe.ProbeOptions{Mode: probe.ModeACK}) })
+		wg.Go(func() {
+			cl.Probe(context.Background(), netip.AddrPortFrom(l.TargetV4, labClosed), &probe.ProbeOptions{Mode: probe.ModeACK})
+		})
 		wg.Go(func() { cl.Close() })
 		wg.Wait()
 	}
