@@ -60,6 +60,9 @@ type network interface {
 	realUID() int
 	getenv(key string) string
 	hostAddrs() ([]netip.Addr, error)
+	// isLocal reports whether the kernel takes a as one of this host's
+	// addresses (a socket can bind it).
+	isLocal(a netip.Addr) bool
 	dropPrivileges(d dropSpec) error
 }
 
