@@ -111,7 +111,7 @@ type Result struct {
 
 	// Close reports how the connection ended (ModeFIN, open probes).
 	Close *CloseReport
-	// Interrupted (ModeACK with Trace, ModeFIN) says the probe was
+	// Interrupted (ModeFIN) says the probe was
 	// interrupted (its run or call ended, its client closed) while the
 	// connection was open or closing: the engine reset it, and Close is
 	// nil.
