@@ -130,7 +130,7 @@ type Config struct {
 type Prober struct {
 	conn  Conn
 	cfg   Config
-	stats []Stats
+	stats []tally
 
 	tab    table
 	timers timerHeap
@@ -223,7 +223,7 @@ func New(conn Conn, cfg Config) (*Prober, error) {
 	p := &Prober{
 		conn:   conn,
 		cfg:    cfg,
-		stats:  make([]Stats, len(cfg.Targets)),
+		stats:  make([]tally, len(cfg.Targets)),
 		timers: make(timerHeap, 0, 2*tableSize),
 		conns:  make([]uint32, nports),
 		connOK: make([]bool, nports),
@@ -239,8 +239,9 @@ func New(conn Conn, cfg Config) (*Prober, error) {
 	return p, nil
 }
 
-// Stats returns the statistics of target i so far. Call it after Run.
-func (p *Prober) Stats(i int) *Stats { return &p.stats[i] }
+// Stats returns a snapshot of target i's statistics: after Run, or from
+// Run's goroutine (Config.OnResult).
+func (p *Prober) Stats(i int) Stats { return p.stats[i].snapshot() }
 
 // Run probes until Count rounds are done and every exchange has ended, or
 // ctx is cancelled. On cancellation, open connections are reset and
@@ -362,7 +363,7 @@ func (p *Prober) abort() {
 		e := &p.tab.e[i]
 		switch {
 		case e.state == stateSynSent:
-			p.stats[e.target].Interrupted++
+			p.stats[e.target].interrupted++
 			if p.cfg.Mode != ModeRST {
 				// Its SYN-ACK may be on the way, and the guard keeps
 				// the kernel's RST to it off the wire until we exit:
@@ -490,7 +491,7 @@ func (p *Prober) sendSYN(ti, seq int, now time.Time) {
 		p.finishError(&e, err)
 		return
 	}
-	p.stats[ti].Sent++
+	p.stats[ti].sent++
 }
 
 func (p *Prober) tsval(now time.Time) uint32 { return p.tsBase + uint32(now.UnixMilli()) }
@@ -727,7 +728,7 @@ func (p *Prober) begin(e *pending) *Result {
 }
 
 func (p *Prober) emit(r *Result) {
-	p.stats[r.Index].Add(r)
+	p.stats[r.Index].add(r)
 	if p.cfg.OnResult != nil {
 		p.cfg.OnResult(r)
 	}

@@ -1027,7 +1027,7 @@ func (p *Prober) timeWaitSegment(i int, in *inbound) {
 	// lost. Acknowledge it again, so the peer can leave LAST_ACK.
 	switch {
 	case pkt.Flags&rawsock.FlagFin != 0:
-		p.stats[e.target].LateFINs++
+		p.stats[e.target].lateFINs++
 		p.sendACK(e, "")
 	case pkt.PayloadLen > 0:
 		p.sendACK(e, "")

@@ -57,7 +57,7 @@ func clockName(kernel bool) string {
 
 // statsClock says which clock timed a target's RTTs.
 func statsClock(s *probe.Stats) string {
-	switch n := s.Summary().N; {
+	switch n := s.RTT.N; {
 	case n == 0:
 		return ""
 	case s.Kernel == n:
@@ -278,13 +278,13 @@ func (p *textPrinter) summary(t *probe.Target, spec *targetSpec, s *probe.Stats)
 		fmt.Fprintf(&b, ", %d not sent (errors)", s.Errors)
 	}
 	fmt.Fprintf(&b, ", %s%% loss\n", strconv.FormatFloat(s.LossPercent(), 'f', -1, 64))
-	if sum := s.Summary(); sum.N > 0 {
+	if sum := &s.RTT; sum.N > 0 {
 		fmt.Fprintf(&b, "rtt min/avg/max/mdev = %s/%s/%s/%s ms  p50/p90/p99 = %s/%s/%s ms  clock=%s\n",
 			ms(sum.Min), ms(sum.Avg), ms(sum.Max), ms(sum.Mdev), ms(sum.P50), ms(sum.P90), ms(sum.P99), statsClock(s))
 	}
 	if m := &s.MaybeRetransmits; m.N > 0 {
 		fmt.Fprintf(&b, "%d SYN-ACKs came %v or more after the SYN and may be retransmissions: kept out of rtt; min/avg/max = %s/%s/%s ms\n",
-			m.N, probe.SynAckRTO, ms(m.Min), ms(m.Avg()), ms(m.Max))
+			m.N, probe.SynAckRTO, ms(m.Min), ms(m.Avg), ms(m.Max))
 	}
 	if p.mode == probe.ModeFIN && s.Open > 0 {
 		b.WriteString("close:")
@@ -303,7 +303,7 @@ func (p *textPrinter) summary(t *probe.Target, spec *targetSpec, s *probe.Stats)
 			s    *probe.DurationStats
 		}{{"FIN->ACK", &s.CloseAck}, {"FIN->FIN", &s.CloseFin}, {"data->ACK", &s.DataAck}} {
 			if d.s.N > 0 {
-				fmt.Fprintf(&b, "close %s min/avg/max = %s/%s/%s ms\n", d.name, ms(d.s.Min), ms(d.s.Avg()), ms(d.s.Max))
+				fmt.Fprintf(&b, "close %s min/avg/max = %s/%s/%s ms\n", d.name, ms(d.s.Min), ms(d.s.Avg), ms(d.s.Max))
 			}
 		}
 		if s.PeerDataBytes > 0 || s.PeerRetransmits > 0 || s.FinRetransmits > 0 || s.LateFINs > 0 {
@@ -524,7 +524,7 @@ func (p *jsonPrinter) summary(t *probe.Target, spec *targetSpec, s *probe.Stats)
 		}{{"ack", &s.CloseAck}, {"fin", &s.CloseFin}, {"data_ack", &s.DataAck}} {
 			if d.s.N > 0 {
 				j.micros(d.name+"_min_us", d.s.Min)
-				j.micros(d.name+"_avg_us", d.s.Avg())
+				j.micros(d.name+"_avg_us", d.s.Avg)
 				j.micros(d.name+"_max_us", d.s.Max)
 			}
 		}
@@ -541,10 +541,10 @@ func (p *jsonPrinter) summary(t *probe.Target, spec *targetSpec, s *probe.Stats)
 	j.uint("maybe_retransmits", uint64(s.MaybeRetransmits.N))
 	if m := &s.MaybeRetransmits; m.N > 0 {
 		j.micros("maybe_retransmit_min_us", m.Min)
-		j.micros("maybe_retransmit_avg_us", m.Avg())
+		j.micros("maybe_retransmit_avg_us", m.Avg)
 		j.micros("maybe_retransmit_max_us", m.Max)
 	}
-	if sum := s.Summary(); sum.N > 0 {
+	if sum := &s.RTT; sum.N > 0 {
 		j.str("clock", statsClock(s))
 		j.micros("min_us", sum.Min)
 		j.micros("avg_us", sum.Avg)

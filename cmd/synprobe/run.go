@@ -353,11 +353,11 @@ func probeAll(ctx context.Context, o *options, stdout, stderr io.Writer, sys net
 	code := exitOK
 	for i := range targets {
 		s := p.Stats(i)
-		out.summary(&targets[i], specs[i], s)
+		out.summary(&targets[i], specs[i], &s)
 		switch {
 		case s.Errors > 0 && code < exitFailure:
 			code = exitFailure
-		case !answeredOpen(s) && code < exitNotOpen:
+		case !answeredOpen(&s) && code < exitNotOpen:
 			code = exitNotOpen
 		}
 	}
