@@ -118,8 +118,11 @@ type Result struct {
 }
 
 // Answered reports whether anything answered the probe.
-func (r *Result) Answered() bool {
-	return r.State == StateOpen || r.State == StateClosed || (r.State == StateFiltered && r.Reason != ReasonTimeout)
+func (r *Result) Answered() bool { return answered(r.State, r.Reason) }
+
+// answered reports whether a verdict came from an answer.
+func answered(s State, reason string) bool {
+	return s == StateOpen || s == StateClosed || (s == StateFiltered && reason != ReasonTimeout)
 }
 
 // IsICMP reports whether an ICMP error decided the probe.

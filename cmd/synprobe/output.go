@@ -29,7 +29,7 @@ type printer interface {
 
 	// Scans: one result per pair, the mismatches with the expectations,
 	// and the summary.
-	scanResult(r *probe.Result, origin scan.Origin, expect string)
+	scanResult(r *probe.ScanResult, origin scan.Origin, expect string)
 	mismatch(m *mismatch, o *options)
 	scanSummary(s *scan.Summary, mismatches int, expecting bool, path, recv string)
 }
@@ -143,7 +143,7 @@ func (p *textPrinter) result(r *probe.Result, spec *targetSpec) {
 		b = append(b, " win="...)
 		b = strconv.AppendUint(b, uint64(r.Window), 10)
 		if r.State == probe.StateOpen {
-			b = appendSYNACKOptions(b, r)
+			b = appendSYNACKOptions(b, &r.Options, r.TOS)
 		}
 	}
 	if r.Answered() {
@@ -243,8 +243,9 @@ func (p *textPrinter) guard(table string, owned bool, dropped uint64, escaped in
 	}
 }
 
-func appendSYNACKOptions(b []byte, r *probe.Result) []byte {
-	o := &r.Options
+// appendSYNACKOptions renders a SYN-ACK's options and the ECN bits of its
+// IP header's tos.
+func appendSYNACKOptions(b []byte, o *rawsock.SYNOptions, tos uint8) []byte {
 	if o.MSS != 0 {
 		b = append(b, " mss="...)
 		b = strconv.AppendUint(b, uint64(o.MSS), 10)
@@ -260,7 +261,7 @@ func appendSYNACKOptions(b []byte, r *probe.Result) []byte {
 		b = append(b, " ts="...)
 		b = strconv.AppendUint(b, uint64(o.TSVal), 10)
 	}
-	if ecn := r.TOS & 3; ecn != 0 {
+	if ecn := tos & 3; ecn != 0 {
 		b = append(b, " ip-ecn="...)
 		b = strconv.AppendUint(b, uint64(ecn), 10)
 	}

@@ -31,16 +31,9 @@ const maxMismatches = 10000
 
 // mismatch is a pair whose verdict differs from its expectation.
 type mismatch struct {
-	arg      string
-	addr     netip.Addr
-	port     uint16
+	arg      string // the target: the argument, or FILE:LINE: canonical form
 	expected string
-	got      probe.State
-	reason   string
-	from     netip.Addr
-	ttl      uint8
-	icmp     bool
-	hint     string
+	r        probe.ScanResult
 }
 
 func runScan(ctx context.Context, o *options, set *scan.Set, expecting bool, stdout, stderr io.Writer, sys network) (int, error) {
@@ -160,15 +153,14 @@ func runScan(ctx context.Context, o *options, set *scan.Set, expecting bool, std
 		Rate: o.rate, Retries: o.retries, Timeout: o.timeout, Senders: o.senders,
 		TTL: o.ttl, TOS: o.tos, Window: o.window,
 		Cookie: cookie, PermKey: key,
-		OnResult: func(r *probe.Result, origin scan.Origin) {
+		OnResult: func(r *probe.ScanResult, origin scan.Origin) {
 			exp := origin.Expect()
 			if exp == "" {
 				exp = o.expect
 			}
 			if exp != "" && r.State.String() != exp {
 				if nMismatch++; len(mismatches) < maxMismatches {
-					mismatches = append(mismatches, mismatch{arg: origin.String(), addr: r.Target.Addr, port: r.Target.Port, expected: exp,
-						got: r.State, reason: r.Reason, from: r.From, ttl: r.TTL, icmp: r.IsICMP(), hint: r.Hint})
+					mismatches = append(mismatches, mismatch{arg: origin.String(), expected: exp, r: *r})
 				}
 			}
 			if !o.quiet && (!o.openOnly || r.State == probe.StateOpen) {
@@ -204,9 +196,9 @@ func runScan(ctx context.Context, o *options, set *scan.Set, expecting bool, std
 	}
 	// Judge the refusals again now that every host's SYN-ACK TTL is known.
 	for i := range mismatches {
-		m := &mismatches[i]
-		if t, ok := sum.HostTTL[m.addr]; ok && m.hint == "" && m.got == probe.StateClosed && scan.MiddleboxTTL(t, m.ttl) {
-			m.hint = "rst-ttl-differs-from-syn-ack"
+		r := &mismatches[i].r
+		if t, ok := sum.HostTTL[r.Addr]; ok && r.Hint == "" && r.State == probe.StateClosed && scan.MiddleboxTTL(t, r.TTL) {
+			r.Hint = "rst-ttl-differs-from-syn-ack"
 		}
 	}
 	for i := range mismatches {
@@ -276,31 +268,33 @@ func scanSources(o *options, set *scan.Set, sys network) (sources []scan.SourceR
 
 // evidence describes who answered and how, for a mismatch.
 func (m *mismatch) evidence(o *options) string {
+	r := &m.r
 	var e string
 	switch {
-	case m.got == probe.StateError:
-		e = fmt.Sprintf("never sent: %s (%s)", m.reason, probe.SendErrorText(m.reason))
-	case m.reason == probe.ReasonTimeout:
+	case r.State == probe.StateError:
+		e = fmt.Sprintf("never sent: %s (%s)", r.Reason, probe.SendErrorText(r.Reason))
+	case r.Reason == probe.ReasonTimeout:
 		e = fmt.Sprintf("no answer to %d probes (timeout %v)", o.retries+1, o.timeout)
-	case m.icmp:
+	case r.IsICMP():
 		who := "the target"
-		if m.from != m.addr {
+		if r.From != r.Addr {
 			who = "a router, not the target"
 		}
-		e = fmt.Sprintf("%s from %v (%s), ttl %d", m.reason, m.from, who, m.ttl)
+		e = fmt.Sprintf("%s from %v (%s), ttl %d", r.Reason, r.From, who, r.TTL)
 	default:
-		e = fmt.Sprintf("%s from %v, ttl %d", m.reason, m.from, m.ttl)
+		e = fmt.Sprintf("%s from %v, ttl %d", r.Reason, r.From, r.TTL)
 	}
-	if m.hint != "" {
-		e += "; likely a middlebox (" + m.hint + ")"
+	if r.Hint != "" {
+		e += "; likely a middlebox (" + r.Hint + ")"
 	}
 	return e
 }
 
-func (p *textPrinter) scanResult(r *probe.Result, origin scan.Origin, expect string) {
+func (p *textPrinter) scanResult(r *probe.ScanResult, origin scan.Origin, expect string) {
 	b := p.b[:0]
-	b = fmt.Appendf(b, "%-8s %s", r.State, r.Target)
-	if r.Answered() && r.RTT > 0 {
+	b = fmt.Appendf(b, "%-8s ", r.State)
+	b = r.AddrPort().AppendTo(b)
+	if r.Answered() && r.Timed() {
 		b = fmt.Appendf(b, "  rtt=%s ms", ms(r.RTT))
 	}
 	b = append(b, "  reason="...)
@@ -314,7 +308,7 @@ func (p *textPrinter) scanResult(r *probe.Result, origin scan.Origin, expect str
 		hops, _ := probe.Hops(r.TTL)
 		b = fmt.Appendf(b, " ttl=%d hops=%d flags=%s win=%d", r.TTL, hops, r.Flags, r.Window)
 		if r.State == probe.StateOpen {
-			b = appendSYNACKOptions(b, r)
+			b = appendSYNACKOptions(b, &r.Options, r.TOS)
 		}
 	}
 	if r.Hint != "" {
@@ -329,7 +323,7 @@ func (p *textPrinter) scanResult(r *probe.Result, origin scan.Origin, expect str
 }
 
 func (p *textPrinter) mismatch(m *mismatch, o *options) {
-	fmt.Fprintf(p.w, "MISMATCH %v (%s): expected %s, got %v: %s\n", netip.AddrPortFrom(m.addr, m.port), m.arg, m.expected, m.got, m.evidence(o))
+	fmt.Fprintf(p.w, "MISMATCH %v (%s): expected %s, got %v: %s\n", m.r.AddrPort(), m.arg, m.expected, m.r.State, m.evidence(o))
 }
 
 func (p *textPrinter) scanSummary(s *scan.Summary, mismatches int, expecting bool, path, recv string) {
@@ -386,27 +380,32 @@ func reasonList(r map[string]uint64) string {
 	return string(b)
 }
 
-func (p *jsonPrinter) scanResult(r *probe.Result, origin scan.Origin, expect string) {
+func (p *jsonPrinter) scanResult(r *probe.ScanResult, origin scan.Origin, expect string) {
 	p.typ, p.expect = "result", expect
-	p.result(r, &targetSpec{arg: origin.Arg(), host: origin.Host(), port: r.Target.Port})
+	t := probe.Target{Addr: r.Addr, Port: r.Port, Src: r.Src}
+	p.result(&probe.Result{Target: &t, SrcPort: r.SrcPort, Sent: r.Sent, Mode: probe.ModeRST, State: r.State, Reason: r.Reason, Err: r.Err,
+		RTT: r.RTT, KernelClock: r.KernelClock, MaybeRetransmit: r.MaybeRetransmit,
+		From: r.From, ICMPType: r.ICMPType, ICMPCode: r.ICMPCode, TTL: r.TTL, TOS: r.TOS, IPID: r.IPID, DF: r.DF,
+		Flags: r.Flags, Window: r.Window, Options: r.Options, Hint: r.Hint}, &targetSpec{arg: origin.Arg(), host: origin.Host(), port: r.Port})
 	p.typ, p.expect = "", ""
 }
 
 func (p *jsonPrinter) mismatch(m *mismatch, o *options) {
 	j := &p.j
 	j.begin("mismatch")
+	r := &m.r
 	j.str("target", m.arg)
-	j.str("addr", m.addr.String())
-	j.uint("port", uint64(m.port))
+	j.str("addr", r.Addr.String())
+	j.uint("port", uint64(r.Port))
 	j.str("expected", m.expected)
-	j.str("got", m.got.String())
-	j.str("reason", m.reason)
-	if m.from.IsValid() {
-		j.str("from", m.from.String())
-		j.uint("ttl", uint64(m.ttl))
+	j.str("got", r.State.String())
+	j.str("reason", r.Reason)
+	if r.From.IsValid() {
+		j.str("from", r.From.String())
+		j.uint("ttl", uint64(r.TTL))
 	}
-	if m.hint != "" {
-		j.str("hint", m.hint)
+	if r.Hint != "" {
+		j.str("hint", r.Hint)
 	}
 	j.str("evidence", m.evidence(o))
 	j.end(p.w)
