@@ -104,10 +104,6 @@ type Result struct {
 	Window  uint16
 	Options rawsock.SYNOptions
 
-	// Hint flags evidence that something other than the target answered
-	// (scans): "icmp-from-other-address", "rst-ttl-differs-from-syn-ack".
-	Hint string
-
 	// Close reports how the connection ended (ModeFIN, open probes).
 	Close *CloseReport
 	// Interrupted (ModeFIN) says the run ended while the connection was

@@ -381,65 +381,23 @@ func reasonList(r map[string]uint64) string {
 }
 
 func (p *jsonPrinter) scanResult(r *probe.ScanResult, origin scan.Origin, expect string) {
-	p.typ, p.expect = "result", expect
-	t := probe.Target{Addr: r.Addr, Port: r.Port, Src: r.Src}
-	p.result(&probe.Result{Target: &t, SrcPort: r.SrcPort, Sent: r.Sent, Mode: probe.ModeRST, State: r.State, Reason: r.Reason, Err: r.Err,
-		RTT: r.RTT, KernelClock: r.KernelClock, MaybeRetransmit: r.MaybeRetransmit,
-		From: r.From, ICMPType: r.ICMPType, ICMPCode: r.ICMPCode, TTL: r.TTL, TOS: r.TOS, IPID: r.IPID, DF: r.DF,
-		Flags: r.Flags, Window: r.Window, Options: r.Options, Hint: r.Hint}, &targetSpec{arg: origin.Arg(), host: origin.Host(), port: r.Port})
-	p.typ, p.expect = "", ""
+	p.write(p.pair.set(r, origin, expect))
 }
 
 func (p *jsonPrinter) mismatch(m *mismatch, o *options) {
-	j := &p.j
-	j.begin("mismatch")
 	r := &m.r
-	j.str("target", m.arg)
-	j.str("addr", r.Addr.String())
-	j.uint("port", uint64(r.Port))
-	j.str("expected", m.expected)
-	j.str("got", r.State.String())
-	j.str("reason", r.Reason)
+	rec := &mismatchRecord{Type: "mismatch", Target: m.arg, Port: r.Port, Expected: m.expected, Got: r.State.String(), Reason: r.Reason,
+		Hint: r.Hint, Evidence: m.evidence(o)}
+	rec.Addr.a = r.Addr
 	if r.From.IsValid() {
-		j.str("from", r.From.String())
-		j.uint("ttl", uint64(r.TTL))
+		rec.answeredBy = &answeredBy{TTL: r.TTL}
+		rec.From.a = r.From
 	}
-	if r.Hint != "" {
-		j.str("hint", r.Hint)
-	}
-	j.str("evidence", m.evidence(o))
-	j.end(p.w)
+	p.write(rec)
 }
 
 func (p *jsonPrinter) scanSummary(s *scan.Summary, mismatches int, expecting bool, path, recv string) {
-	j := &p.j
-	j.begin("scan-summary")
-	j.uint("pairs", s.Pairs)
-	j.uint("sent", s.Sent)
-	j.uint("retries", s.Retries)
-	j.uint("open", s.Open)
-	j.uint("closed", s.Closed)
-	j.uint("filtered", s.Filtered)
-	j.uint("errors", s.Errors)
-	j.object("reasons")
-	for _, k := range slices.Sorted(maps.Keys(s.Reasons)) {
-		j.uint(k, s.Reasons[k])
-	}
-	j.close('}')
-	j.uint("duplicates", s.Duplicates)
-	j.float("duration_s", s.Duration.Seconds(), 6)
-	j.float("rate_pps", s.Rate, 1)
-	j.float("rate_limit_pps", s.RateLimit, 1)
-	j.uint("slowdowns", uint64(s.Slowdowns))
-	j.uint("send_errors", s.SendErrors)
-	j.uint("recv_drops", s.RecvDrops)
-	j.bool("interrupted", s.Interrupted)
-	j.str("path", path)
-	j.str("recv_path", recv)
-	if expecting {
-		j.uint("mismatches", uint64(mismatches))
-	}
-	j.end(p.w)
+	p.write(newScanSummaryRecord(s, mismatches, expecting, path, recv))
 }
 
 // lineBuffer gathers a scan's output into large writes: a scan prints up
