@@ -110,7 +110,10 @@ func TestOutputAllocs(t *testing.T) {
 		runtime.ReadMemStats(&after)
 		return after.Mallocs - before.Mallocs, after.TotalAlloc - before.TotalAlloc
 	}
-	check := func(what string, line func()) {
+	check := func(isJSON bool, what string, line func()) {
+		if isJSON && raceEnabled {
+			return // sync.Pool drops buffers on purpose (race_test.go)
+		}
 		n, b := count(line)
 		t.Logf("%s: %d allocations (%d bytes) in %d lines", what, n, b, lines)
 		if n > 64 {
@@ -121,7 +124,7 @@ func TestOutputAllocs(t *testing.T) {
 		p := newPrinter(io.Discard, o)
 		for i := range results {
 			r := &results[i]
-			check(fmt.Sprintf("json=%v, %v/%v", o.json, r.State, r.Reason), func() { p.result(r, spec); r.Seq++ })
+			check(o.json, fmt.Sprintf("json=%v, %v/%v", o.json, r.State, r.Reason), func() { p.result(r, spec); r.Seq++ })
 		}
 	}
 	p := newPrinter(io.Discard, &options{json: true})
@@ -130,6 +133,6 @@ func TestOutputAllocs(t *testing.T) {
 		sr := probe.ScanResult{Addr: r.Target.Addr, Port: r.Target.Port, Src: r.Target.Src, SrcPort: r.SrcPort, Sent: r.Sent,
 			State: r.State, Reason: r.Reason, RTT: r.RTT, KernelClock: r.KernelClock,
 			Reply: probe.Reply{From: r.From, ICMPType: r.ICMPType, ICMPCode: r.ICMPCode, TTL: r.TTL, TOS: r.TOS, IPID: r.IPID, DF: r.DF, Flags: r.Flags, Window: r.Window, Options: r.Options}}
-		check(fmt.Sprintf("json scan result %v/%v", sr.State, sr.Reason), func() { p.scanResult(&sr, origin, "open"); sr.SrcPort++ })
+		check(true, fmt.Sprintf("json scan result %v/%v", sr.State, sr.Reason), func() { p.scanResult(&sr, origin, "open"); sr.SrcPort++ })
 	}
 }
