@@ -610,7 +610,7 @@ func (c *Client) Rounds(ctx context.Context, r *Rounds) ([]Stats, error) {
 	j := &job{
 		settings: s,
 		targets:  ts,
-		stats:    make([]Stats, len(ts)),
+		stats:    make([]tally, len(ts)),
 		mtus:     make([]int, len(ts)),
 		count:    r.Count,
 		interval: r.Interval,
@@ -629,7 +629,11 @@ func (c *Client) Rounds(ctx context.Context, r *Rounds) ([]Stats, error) {
 		c.p.cancel(j)
 		<-j.done
 	}
-	return slices.Clone(j.stats), j.err
+	st := make([]Stats, len(j.stats))
+	for i := range j.stats {
+		st[i] = j.stats[i].snapshot()
+	}
+	return st, j.err
 }
 
 // clone returns a copy of r that shares nothing with the engine.

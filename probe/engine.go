@@ -278,7 +278,7 @@ func New(conn Conn, cfg Config) (*Prober, error) {
 	j := &job{
 		settings: s,
 		targets:  slices.Clone(cfg.Targets),
-		stats:    make([]Stats, len(cfg.Targets)),
+		stats:    make([]tally, len(cfg.Targets)),
 		mtus:     make([]int, len(cfg.Targets)),
 		count:    cfg.Count,
 		interval: cfg.Interval,
@@ -296,8 +296,9 @@ func New(conn Conn, cfg Config) (*Prober, error) {
 	return p, nil
 }
 
-// Stats returns the statistics of target i so far. Call it after Run.
-func (p *Prober) Stats(i int) *Stats { return &p.main.stats[i] }
+// Stats returns a snapshot of target i's statistics: after Run, or from
+// Run's goroutine (Config.OnResult).
+func (p *Prober) Stats(i int) Stats { return p.main.stats[i].snapshot() }
 
 // Run probes until Count rounds are done and every exchange has ended, or
 // ctx is cancelled. On cancellation, open connections are reset and
@@ -597,7 +598,7 @@ func (p *Prober) abort(j *job) {
 		switch {
 		case e.state == stateSynSent:
 			if s := e.job.stats; s != nil {
-				s[e.target].Interrupted++
+				s[e.target].interrupted++
 			}
 			if e.job.mode != ModeRST || p.guarded.Load() {
 				// Its SYN-ACK may be on the way, and the guard keeps
@@ -745,7 +746,7 @@ func (p *Prober) sendSYN(j *job, ti, seq int, now time.Time) bool {
 		return true
 	}
 	if j.stats != nil {
-		j.stats[ti].Sent++
+		j.stats[ti].sent++
 	}
 	return true
 }
@@ -994,7 +995,7 @@ func (p *Prober) begin(e *pending) *Result {
 // emit delivers a result of job j.
 func (p *Prober) emit(j *job, r *Result) {
 	if j.stats != nil {
-		j.stats[r.Index].Add(r)
+		j.stats[r.Index].add(r)
 	}
 	if j.onResult != nil {
 		j.onResult(r)

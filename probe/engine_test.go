@@ -350,7 +350,7 @@ func TestMaybeRetransmit(t *testing.T) {
 					t.Errorf("rtt %v flagged %v, want %v", r.RTT, r.MaybeRetransmit, tt.flag)
 				}
 			}
-			sum := s.Summary()
+			sum := s.RTT
 			if tt.flag {
 				if sum.N != 0 || s.MaybeRetransmits.N != 3 || s.MaybeRetransmits.Min != tt.after || s.Open != 3 || s.Kernel != 0 {
 					t.Errorf("stats: summary %+v, maybe %+v, open %d", sum, s.MaybeRetransmits, s.Open)

@@ -115,7 +115,7 @@ func ExampleClient_Rounds() {
 		log.Fatal(err)
 	}
 	for _, s := range stats {
-		fmt.Println(s.Sent, s.Open, s.Summary().Min)
+		fmt.Println(s.Sent, s.Open, s.RTT.Min)
 	}
 	// Output:
 	// 5 5 80µs

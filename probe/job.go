@@ -81,7 +81,7 @@ func family(t *Target) int {
 type job struct {
 	settings
 	targets  []Target
-	stats    []Stats // per target; nil when the caller keeps none
+	stats    []tally // per target; nil when the caller keeps none
 	mtus     []int   // per target: path MTU, 0 not asked yet, -1 unknown
 	count    int     // rounds; 0 until cancelled
 	interval time.Duration

@@ -104,11 +104,6 @@ type Result struct {
 	Window  uint16
 	Options rawsock.SYNOptions
 
-	// Hint flags evidence that something other than the target answered;
-	// scans set it ("icmp-from-other-address",
-	// "rst-ttl-differs-from-syn-ack"), probes and rounds do not.
-	Hint string
-
 	// Close reports how the connection ended (ModeFIN, open probes).
 	Close *CloseReport
 	// Interrupted (ModeFIN) says the probe was
@@ -121,8 +116,11 @@ type Result struct {
 }
 
 // Answered reports whether anything answered the probe.
-func (r *Result) Answered() bool {
-	return r.State == StateOpen || r.State == StateClosed || (r.State == StateFiltered && r.Reason != ReasonTimeout)
+func (r *Result) Answered() bool { return answered(r.State, r.Reason) }
+
+// answered reports whether a verdict came from an answer.
+func answered(s State, reason string) bool {
+	return s == StateOpen || s == StateClosed || (s == StateFiltered && reason != ReasonTimeout)
 }
 
 // IsICMP reports whether an ICMP error decided the probe.

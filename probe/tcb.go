@@ -1026,7 +1026,7 @@ func (p *Prober) timeWaitSegment(i int, in *inbound) {
 	switch {
 	case pkt.Flags&rawsock.FlagFin != 0:
 		if s := e.job.stats; s != nil {
-			s[e.target].LateFINs++
+			s[e.target].lateFINs++
 		}
 		p.sendACK(e, "")
 	case pkt.PayloadLen > 0:

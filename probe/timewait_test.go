@@ -69,8 +69,8 @@ func TestTimeWaitReACK(t *testing.T) {
 	if len(c.sent) != before+1 || c.sent[before].Flags != rawsock.FlagAck || c.sent[before].Ack != irs+2 {
 		t.Errorf("retransmitted FIN not acknowledged again: %+v", c.sent[before:])
 	}
-	if results != 1 || p.main.stats[0].LateFINs != 1 {
-		t.Errorf("%d results, %d late FINs", results, p.main.stats[0].LateFINs)
+	if results != 1 || p.Stats(0).LateFINs != 1 {
+		t.Errorf("%d results, %d late FINs", results, p.Stats(0).LateFINs)
 	}
 	// The port stays taken while the connection lingers.
 	if _, ok := p.nextPort(time.Now(), p.tsval(time.Now()), true); ok {

@@ -46,9 +46,9 @@ func ExampleScan() {
 		Src4:   netip.MustParseAddr("198.18.0.1"),
 		PortLo: 61000, PortHi: 61063,
 		Cookie: cookie,
-		OnResult: func(r *probe.Result, _ scan.Origin) {
+		OnResult: func(r *probe.ScanResult, _ scan.Origin) {
 			if r.State == probe.StateOpen {
-				open = append(open, r.Target.String())
+				open = append(open, r.AddrPort().String())
 			}
 		},
 	})

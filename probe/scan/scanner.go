@@ -96,8 +96,8 @@ type Config struct {
 	// receiving goroutine as answers come, from a sending one for a probe
 	// that could not be sent (StateError, with the reason of
 	// probe.SendErrorReason), then from Scan for the pairs nobody
-	// answered. The Result is reused.
-	OnResult func(r *probe.Result, o Origin)
+	// answered. *r is reused once OnResult returns: copy it to keep it.
+	OnResult func(r *probe.ScanResult, o Origin)
 	// OnProgress, if set, is called about every 250 ms.
 	OnProgress func(Progress)
 }
@@ -177,8 +177,7 @@ type scanner struct {
 	// emitMu serializes OnResult and what it reports from: the receiver
 	// and a sender whose probe failed both report.
 	emitMu sync.Mutex
-	errRes probe.Result // a failed send's Result, under emitMu
-	errTgt probe.Target
+	errRes probe.ScanResult // a failed send's result, under emitMu
 
 	// The receiver's state; reportSilent uses it after the receiver ended.
 	ewma, baseline time.Duration // smoothed RTT, and its lowest value: growth means queues
@@ -188,8 +187,7 @@ type scanner struct {
 	lastSlow       time.Time
 	reasons        map[string]uint64
 	hostTTL        map[netip.Addr]uint8 // SYN-ACK TTL per host, for middlebox hints
-	res            probe.Result
-	tgt            probe.Target
+	res            probe.ScanResult
 	in             rawsock.Packet
 	onPacket       func([]byte, time.Time) // s.packet, bound once
 	rstBuf         [128]byte
@@ -592,9 +590,7 @@ func (s *scanner) sendFailed(idx uint64, err error) {
 	defer s.emitMu.Unlock()
 	addr, port, _ := s.set.Pair(idx)
 	r := &s.errRes
-	*r = probe.Result{State: probe.StateError, Reason: probe.SendErrorReason(err), Err: err, Mode: probe.ModeRST}
-	s.errTgt = probe.Target{Addr: addr, Port: port}
-	r.Target = &s.errTgt
+	*r = probe.ScanResult{Addr: addr, Port: port, State: probe.StateError, Reason: probe.SendErrorReason(err), Err: err}
 	s.errs.Add(1)
 	s.emit(r, idx)
 }
@@ -727,7 +723,7 @@ func (s *scanner) handle(pkt *rawsock.Packet, rx time.Time) {
 		if q.Seq != s.cfg.Cookie.ISN(q.Src, q.Dst, q.SrcPort, q.DstPort, 0) {
 			return
 		}
-		s.answer(q.Dst, q.DstPort, func(r *probe.Result, idx uint64) {
+		s.answer(q.Dst, q.DstPort, func(r *probe.ScanResult, idx uint64) {
 			s.begin(r, idx, q.Dst, q.DstPort, q.SrcPort, rx)
 			r.State = probe.StateFiltered
 			r.Reason = rawsock.ICMPReason(q.Dst.Is6(), pkt.ICMPType, pkt.ICMPCode)
@@ -761,7 +757,7 @@ func (s *scanner) handle(pkt *rawsock.Packet, rx time.Time) {
 	if synack {
 		s.hostTTL[pkt.Src] = pkt.TTL
 	}
-	s.answer(pkt.Src, pkt.SrcPort, func(r *probe.Result, idx uint64) {
+	s.answer(pkt.Src, pkt.SrcPort, func(r *probe.ScanResult, idx uint64) {
 		s.begin(r, idx, pkt.Src, pkt.SrcPort, pkt.DstPort, rx)
 		r.From, r.TTL, r.TOS, r.IPID, r.DF = pkt.Src, pkt.TTL, pkt.TOS, pkt.ID, pkt.DF
 		r.Flags, r.Window, r.Options = pkt.Flags, pkt.Window, pkt.Options
@@ -783,8 +779,8 @@ func (s *scanner) handle(pkt *rawsock.Packet, rx time.Time) {
 }
 
 // answer reports the answer for (addr, port) once; fill sets up the
-// Result. An answer for a pair answered before is a duplicate.
-func (s *scanner) answer(addr netip.Addr, port uint16, fill func(r *probe.Result, idx uint64)) {
+// result. An answer for a pair answered before is a duplicate.
+func (s *scanner) answer(addr netip.Addr, port uint16, fill func(r *probe.ScanResult, idx uint64)) {
 	idx, _, ok := s.set.Index(addr, port)
 	if !ok {
 		return
@@ -888,11 +884,9 @@ func (s *scanner) sendRST(pkt *rawsock.Packet, isn uint32) {
 	}
 }
 
-// begin resets the shared Result for pair idx, answered at rx.
-func (s *scanner) begin(r *probe.Result, idx uint64, addr netip.Addr, port, sport uint16, rx time.Time) {
-	*r = probe.Result{SrcPort: sport, Mode: probe.ModeRST}
-	s.tgt = probe.Target{Addr: addr, Port: port}
-	r.Target = &s.tgt
+// begin resets the shared result for pair idx, answered at rx.
+func (s *scanner) begin(r *probe.ScanResult, idx uint64, addr netip.Addr, port, sport uint16, rx time.Time) {
+	*r = probe.ScanResult{Addr: addr, Port: port, SrcPort: sport}
 	// The kernel's receive stamp and the send time are both wall-clock
 	// times: a clock stepped back in between leaves no RTT.
 	if t, ok := s.sendTime(idx, sport); ok && rx.UnixNano() > t {
@@ -921,14 +915,13 @@ func (s *scanner) sendTime(idx uint64, sport uint16) (int64, bool) {
 	return s.times.get(idx, pass)
 }
 
-func (s *scanner) emit(r *probe.Result, idx uint64) {
+func (s *scanner) emit(r *probe.ScanResult, idx uint64) {
 	s.reasons[r.Reason]++
 	if s.cfg.OnResult == nil {
 		return
 	}
 	_, _, o := s.set.Pair(idx)
-	r.Target.Src = s.srcOf(idx)
-	r.Target.Name = o.Host()
+	r.Src = s.srcOf(idx)
 	s.cfg.OnResult(r, o)
 }
 
@@ -937,9 +930,7 @@ func (s *scanner) reportSilent() {
 	r := &s.res
 	for idx, ok := s.answered.NextClear(0); ok; idx, ok = s.answered.NextClear(idx + 1) {
 		addr, port, _ := s.set.Pair(idx)
-		*r = probe.Result{State: probe.StateFiltered, Reason: probe.ReasonTimeout, Mode: probe.ModeRST}
-		s.tgt = probe.Target{Addr: addr, Port: port}
-		r.Target = &s.tgt
+		*r = probe.ScanResult{Addr: addr, Port: port, State: probe.StateFiltered, Reason: probe.ReasonTimeout}
 		s.filt.Add(1)
 		s.emit(r, idx)
 	}

@@ -73,17 +73,19 @@ func TestScan(t *testing.T) {
 		reason string
 	}
 	got := map[netip.AddrPort]res{}
+	var kept []probe.ScanResult
 	dups := 0
 	sum, err := scan.Scan(context.Background(), c, scan.Config{
 		Set: set, Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999,
 		Retries: 2, Timeout: 100 * time.Millisecond, Cookie: cookie, Senders: 2,
 		Options: &rawsock.SYNOptions{MSS: 1460, WScale: 7, SACKPermitted: true, Timestamps: true},
-		OnResult: func(r *probe.Result, o scan.Origin) {
-			ap := netip.AddrPortFrom(r.Target.Addr, r.Target.Port)
+		OnResult: func(r *probe.ScanResult, o scan.Origin) {
+			ap := r.AddrPort()
 			if _, ok := got[ap]; ok {
 				dups++
 			}
 			got[ap] = res{r.State, r.Reason}
+			kept = append(kept, *r)
 			if o.Arg() != spec.Arg {
 				t.Errorf("%v: origin %v", ap, o)
 			}
@@ -95,6 +97,23 @@ func TestScan(t *testing.T) {
 	}
 	if dups != 0 || uint64(len(got)) != set.Len() || sum.Pairs != 16*5 {
 		t.Fatalf("%d results (%d duplicates) for %d pairs", len(got), dups, set.Len())
+	}
+	// A result is a value: the copies kept are each their own pair's,
+	// with what the answer showed, though the scanner reused *r.
+	for _, r := range kept {
+		if got[r.AddrPort()] != (res{r.State, r.Reason}) || r.Src != netip.MustParseAddr("198.18.0.1") {
+			t.Errorf("kept %v (from %v): %v/%s, reported %v", r.AddrPort(), r.Src, r.State, r.Reason, got[r.AddrPort()])
+		}
+		switch r.Reason {
+		case "syn-ack", "rst":
+			if r.From != r.Addr || r.SrcPort < 61000 || r.SrcPort > 61999 || r.IsICMP() || !r.Answered() {
+				t.Errorf("kept %v: %v from %v, sport %d", r.AddrPort(), r.Reason, r.From, r.SrcPort)
+			}
+		case "timeout":
+			if r.SrcPort != 0 || r.Timed() || r.From.IsValid() || r.Answered() {
+				t.Errorf("kept silent %v: %+v", r.AddrPort(), r)
+			}
+		}
 	}
 	for ap, r := range got {
 		host := ap.Addr().As4()[3]
@@ -364,8 +383,8 @@ func mustSet(tb testing.TB, specs ...*scan.Spec) *scan.Set {
 func collect(t *testing.T, c *probetest.Conn, cfg scan.Config) (map[netip.AddrPort]string, scan.Summary) {
 	t.Helper()
 	got := map[netip.AddrPort]string{}
-	cfg.OnResult = func(r *probe.Result, o scan.Origin) {
-		ap := netip.AddrPortFrom(r.Target.Addr, r.Target.Port)
+	cfg.OnResult = func(r *probe.ScanResult, o scan.Origin) {
+		ap := r.AddrPort()
 		if _, dup := got[ap]; dup {
 			t.Errorf("%v reported twice", ap)
 		}
