@@ -69,6 +69,7 @@ const (
 	noteSendFailed     = "send failed"
 	noteAbort          = "abort"
 	noteNoACKLossy     = "no ACK of our FIN arrived, but segments were lost on this connection before: the peer may have acknowledged it (no-fin)"
+	noteNoACK          = "no ACK of our FIN arrived through its retransmissions: they were lost, or every ACK of them was (then the peer acknowledged it and never closed: no-fin)"
 	noteOurFINLost     = "lost, or the answer to it was"
 
 	noteBadSYN       = "ignored: SYN in a synchronized state (RFC 5961: challenge ack)"
@@ -1100,6 +1101,13 @@ func (p *Prober) connTimer(i int, now time.Time) {
 				// The path lost segments before: every ACK of our FIN
 				// may have been lost as well.
 				alt, note = alt.Add(CloseNoFIN), noteNoACKLossy
+			default:
+				// Nothing was lost before, but something was since:
+				// our FIN went out again and again unanswered. Either
+				// every copy of it was lost, or every ACK of it: a
+				// peer that acknowledged it and never closed (no-fin)
+				// looks the same from here.
+				alt, note = alt.Add(CloseNoFIN), noteNoACK
 			}
 			p.reset(e)
 			p.finishConn(i, pat, alt, note, false)
