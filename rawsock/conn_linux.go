@@ -67,18 +67,22 @@ type rxSock struct {
 
 // sender is one IPPROTO_RAW socket with its transmit-timestamp store.
 type sender struct {
-	mu     sync.Mutex   // serializes Send and the stamp store
-	fdMu   sync.RWMutex // held for writing only by Close: fd stays valid while read-held
-	fd     int
-	v6     bool
-	optID  bool   // SCM_TS_OPT_ID accepted: the kernel reports our ids
-	kid    uint32 // kernel's OPT_ID counter, when optID is false
-	sa4    unix.SockaddrInet4
-	sa6    unix.SockaddrInet6
-	cmsg   [24]byte // SCM_TS_OPT_ID control message
-	oob    [256]byte
-	stamps [stampSlots]txStamp
-	kmap   [stampSlots]uint32 // kernel id -> our id, when optID is false
+	mu    sync.Mutex   // serializes Send and the stamp store
+	fdMu  sync.RWMutex // held for writing only by Close: fd stays valid while read-held
+	fd    int
+	v6    bool
+	optID bool // SCM_TS_OPT_ID accepted: the kernel reports our ids
+	// txStamps: the socket stamps what it sends (Config.NoTxStamps not
+	// set). batchStamps: stamped batches ask for stamps with their ids
+	// (stamps on, and the kernel takes SCM_TS_OPT_ID).
+	txStamps, batchStamps bool
+	kid                   uint32 // kernel's OPT_ID counter, when optID is false
+	sa4                   unix.SockaddrInet4
+	sa6                   unix.SockaddrInet6
+	cmsg                  [24]byte // SCM_TS_OPT_ID control message
+	oob                   [256]byte
+	stamps                [stampSlots]txStamp
+	kmap                  [stampSlots]uint32 // kernel id -> our id, when optID is false
 }
 
 const stampSlots = 4096
@@ -302,6 +306,12 @@ func newSender(v6 bool, cfg Config) (*sender, error) {
 		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPING_NEW, txTimestamping); err != nil {
 			unix.Close(fd)
 			return nil, opError("setsockopt SO_TIMESTAMPING", err)
+		}
+		s.txStamps, s.batchStamps = true, tsOptID()
+		// The error queue is bounded by the receive buffer (the socket
+		// receives nothing else): room for a scan's stamps between reads.
+		if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 1<<20) != nil {
+			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 1<<20)
 		}
 	}
 	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 4<<20) != nil {
