@@ -89,8 +89,10 @@ func runScan(ctx context.Context, o *options, set *scan.Set, expecting bool, std
 			return 0, errors.New(privilegeFix("raw sockets need CAP_NET_RAW"))
 		}
 	}
+	// Transmit stamps come from the ring's copies of the probes when
+	// there is a ring, else from the send sockets' error queues.
 	c, err := sys.listen(rawsock.Config{IPv4: src4.IsValid(), IPv6: src6.IsValid(), PortLo: lo, PortHi: hi, Interface: o.iface,
-		RecvBuffer: 64 << 20, SendOnly: rcv != nil})
+		NoTxStamps: rcv != nil, RecvBuffer: 64 << 20, SendOnly: rcv != nil})
 	if err != nil {
 		if errors.Is(err, os.ErrPermission) {
 			return 0, errors.New(privilegeFix("raw sockets need CAP_NET_RAW"))
