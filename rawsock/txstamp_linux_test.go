@@ -151,9 +151,10 @@ func TestIntegrationBatchTxStamps(t *testing.T) {
 			}
 			slices.Sort(errs)
 			t.Logf("|stamp - capture|: median %v, max %v", errs[n/2], errs[n-1])
-			// Gross errors only (a wrong packet's stamp, the wrong clock):
-			// the accuracy is measured at scan rates, in cmd/synprobe.
-			if errs[n-1] > 500*time.Microsecond {
+			// The ids run backwards: stamps matched by order would be
+			// off by tens of µs (the packets leave some µs apart). The
+			// accuracy itself is measured at scan rates, in cmd/synprobe.
+			if errs[n/2] > 5*time.Microsecond || errs[n-1] > 2*time.Millisecond {
 				t.Errorf("stamps %v from the capture's times", errs)
 			}
 
