@@ -44,7 +44,9 @@ func (c *Conn) SendBatch(b *Batch) (sent int, err error) {
 		return 0, nil
 	}
 	stamp := b.stamped && s.batchStamps
-	noStamp := s.txStamps && !stamp // the socket would stamp it, with no id of ours
+	// The socket would stamp the other packets, with no id of ours:
+	// they ask for none (where the kernel takes ids, it takes that too).
+	noStamp := s.txStamps && s.batchStamps && !stamp
 	m := &b.sys
 	for i := range b.n {
 		pkt := b.Packet(i)
