@@ -707,33 +707,49 @@ func (s *scanner) receive(stop *atomic.Bool) error {
 
 // packet handles one received packet.
 func (s *scanner) packet(b []byte, rx time.Time) {
-	cs := rawsock.ChecksumsUnknown
-	if s.cfg.ProbeCopies && isSYN(b) {
-		// Likely one of our probes leaving: its checksums are ours, and
-		// handle takes it only with its pair's ISN. (An answer is never
-		// a bare SYN.)
-		cs = rawsock.ChecksumsNotReady
+	if s.cfg.ProbeCopies && s.probeCopy(b, rx) {
+		return
 	}
-	if rawsock.ParseChecksums(b, &s.in, cs) != nil {
+	if rawsock.Parse(b, &s.in) != nil {
 		return
 	}
 	s.handle(&s.in, rx)
 }
 
-// isSYN reports whether the IPv4 or IPv6 packet b holds a TCP segment with
-// SYN set and ACK, RST and FIN clear, as far as its first bytes tell.
-func isSYN(b []byte) bool {
-	off := 0
+// probeCopy takes b if it is one of our probes seen leaving at tx
+// (Config.ProbeCopies): a TCP SYN (ACK, RST and FIN clear) from one of our
+// addresses and ports, whose sequence number is its pair's ISN. tx is that
+// probe's transmit stamp. It reads only the fields it needs: the copy is
+// our own packet, checked by its ISN (an answer is never a bare SYN).
+func (s *scanner) probeCopy(b []byte, tx time.Time) bool {
+	var src, dst netip.Addr
+	var t []byte
 	switch {
-	case len(b) >= rawsock.IPv4MinimumSize && b[0]>>4 == 4 && b[9] == rawsock.ProtocolTCP:
-		off = int(b[0]&0x0f) * 4
+	case len(b) >= rawsock.IPv4MinimumSize && b[0]>>4 == 4 && b[9] == rawsock.ProtocolTCP &&
+		binary.BigEndian.Uint16(b[6:])&0x1fff == 0:
+		src, dst = netip.AddrFrom4([4]byte(b[12:16])), netip.AddrFrom4([4]byte(b[16:20]))
+		t = b[int(b[0]&0x0f)*4:]
 	case len(b) >= rawsock.IPv6MinimumSize && b[0]>>4 == 6 && b[6] == rawsock.ProtocolTCP:
-		off = rawsock.IPv6MinimumSize
+		src, dst = netip.AddrFrom16([16]byte(b[8:24])), netip.AddrFrom16([16]byte(b[24:40]))
+		t = b[rawsock.IPv6MinimumSize:]
 	default:
 		return false
 	}
 	const mask = rawsock.FlagSyn | rawsock.FlagAck | rawsock.FlagRst | rawsock.FlagFin
-	return len(b) > off+rawsock.TCPFlagsOffset && rawsock.TCPFlags(b[off+rawsock.TCPFlagsOffset])&mask == rawsock.FlagSyn
+	if len(t) < rawsock.TCPMinimumSize || rawsock.TCPFlags(t[rawsock.TCPFlagsOffset])&mask != rawsock.FlagSyn || !s.ours(src) {
+		return false
+	}
+	sport, dport := binary.BigEndian.Uint16(t[0:]), binary.BigEndian.Uint16(t[2:])
+	if tx.IsZero() || sport < s.cfg.PortLo || sport > s.cfg.PortHi ||
+		binary.BigEndian.Uint32(t[4:]) != s.cfg.Cookie.ISN(src, dst, sport, dport, 0) {
+		return true // not ours, and no answer either
+	}
+	if idx, _, ok := s.set.Index(dst, dport); ok {
+		if pass := s.passOf(idx, sport); pass >= 0 {
+			s.times.stampPair(idx, pass, tx.UnixNano())
+		}
+	}
+	return true
 }
 
 // connReceiver reads a Conn one packet at a time. While answers keep
@@ -789,11 +805,6 @@ func (s *scanner) srcOf(idx uint64) netip.Addr {
 }
 
 func (s *scanner) handle(pkt *rawsock.Packet, rx time.Time) {
-	if s.cfg.ProbeCopies && pkt.Proto == rawsock.ProtocolTCP &&
-		pkt.Flags&(rawsock.FlagSyn|rawsock.FlagAck|rawsock.FlagRst|rawsock.FlagFin) == rawsock.FlagSyn && s.ours(pkt.Src) {
-		s.probeLeft(pkt, rx)
-		return
-	}
 	if pkt.IsICMP() {
 		q := &pkt.Quoted
 		if !q.HasSeq || !s.ours(q.Src) || q.SrcPort < s.cfg.PortLo || q.SrcPort > s.cfg.PortHi {
@@ -855,23 +866,6 @@ func (s *scanner) handle(pkt *rawsock.Packet, rx time.Time) {
 			s.closed.Add(1)
 		}
 	})
-}
-
-// probeLeft takes the copy of one of our probes, seen as it left at tx
-// (Config.ProbeCopies): tx is that probe's transmit stamp. Only a SYN that
-// carries the pair's ISN is ours.
-func (s *scanner) probeLeft(pkt *rawsock.Packet, tx time.Time) {
-	if tx.IsZero() || pkt.SrcPort < s.cfg.PortLo || pkt.SrcPort > s.cfg.PortHi ||
-		pkt.Seq != s.cfg.Cookie.ISN(pkt.Src, pkt.Dst, pkt.SrcPort, pkt.DstPort, 0) {
-		return
-	}
-	idx, _, ok := s.set.Index(pkt.Dst, pkt.DstPort)
-	if !ok {
-		return
-	}
-	if pass := s.passOf(idx, pkt.SrcPort); pass >= 0 {
-		s.times.stampPair(idx, pass, tx.UnixNano())
-	}
 }
 
 // answer reports the answer for (addr, port) once; fill sets up the
