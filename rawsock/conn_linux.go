@@ -67,22 +67,23 @@ type rxSock struct {
 
 // sender is one IPPROTO_RAW socket with its transmit-timestamp store.
 type sender struct {
-	mu    sync.Mutex   // serializes Send and the stamp store
-	fdMu  sync.RWMutex // held for writing only by Close: fd stays valid while read-held
-	fd    int
-	v6    bool
-	optID bool // SCM_TS_OPT_ID accepted: the kernel reports our ids
+	mu     sync.Mutex   // serializes Send and the stamp store
+	fdMu   sync.RWMutex // held for writing only by Close: fd stays valid while read-held
+	fd     int
+	v6     bool
+	optID  bool   // SCM_TS_OPT_ID accepted: the kernel reports our ids
+	kid    uint32 // kernel's OPT_ID counter, when optID is false
+	sa4    unix.SockaddrInet4
+	sa6    unix.SockaddrInet6
+	cmsg   [24]byte // SCM_TS_OPT_ID control message
+	oob    [256]byte
+	stamps [stampSlots]txStamp
+	kmap   [stampSlots]uint32 // kernel id -> our id, when optID is false
+
 	// txStamps: the socket stamps what it sends (Config.NoTxStamps not
 	// set). batchStamps: stamped batches ask for stamps with their ids
 	// (stamps on, and the kernel takes SCM_TS_OPT_ID).
 	txStamps, batchStamps bool
-	kid                   uint32 // kernel's OPT_ID counter, when optID is false
-	sa4                   unix.SockaddrInet4
-	sa6                   unix.SockaddrInet6
-	cmsg                  [24]byte // SCM_TS_OPT_ID control message
-	oob                   [256]byte
-	stamps                [stampSlots]txStamp
-	kmap                  [stampSlots]uint32 // kernel id -> our id, when optID is false
 }
 
 const stampSlots = 4096

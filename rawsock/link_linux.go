@@ -153,12 +153,13 @@ func Neighbor(ifindex int, addr netip.Addr) (net.HardwareAddr, bool, error) {
 // transmit stamp for ReadTxStamps, where the kernel can take an id per
 // packet (Linux 6.13).
 type PacketSender struct {
-	fd     int
-	hop    NextHop
-	v6     bool
+	fd  int
+	hop NextHop
+	v6  bool
+	hdr [14]byte
+	sa  unix.RawSockaddrLinklayer
+
 	stamps bool // stamped batches ask for stamps (see ReadTxStamps)
-	hdr    [14]byte
-	sa     unix.RawSockaddrLinklayer
 }
 
 // NewPacketSender opens an AF_PACKET socket that sends IPv4 (or IPv6)
