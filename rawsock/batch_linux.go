@@ -14,6 +14,7 @@ type batchSys struct {
 	iovs []unix.Iovec
 	sa4  []unix.RawSockaddrInet4
 	sa6  []unix.RawSockaddrInet6
+	ctl  []byte // stampCtlSize per packet: its transmit-stamp request
 }
 
 func (s *batchSys) init(size int) {
@@ -21,14 +22,18 @@ func (s *batchSys) init(size int) {
 	s.iovs = make([]unix.Iovec, size)
 	s.sa4 = make([]unix.RawSockaddrInet4, size)
 	s.sa6 = make([]unix.RawSockaddrInet6, size)
+	s.ctl = make([]byte, size*stampCtlSize)
 }
 
 // SendBatch sends the batch with as few sendmmsg calls as the kernel
 // allows and removes what it sent from it. It returns how many packets
 // went out; on an error (ENOBUFS when the device queue is full, say) the
 // rest stay in the batch.
-// Packets sent this way get no transmit timestamps. Several goroutines may
-// call SendBatch at once, each with its own Batch.
+// The packets of a stamped Batch (SetID) get the scheduler's transmit
+// stamp, for ReadTxStamps, unless the Conn was opened with NoTxStamps or
+// the kernel cannot take an id per packet (before Linux 6.13); other
+// packets get none. Several
+// goroutines may call SendBatch at once, each with its own Batch.
 func (c *Conn) SendBatch(b *Batch) (sent int, err error) {
 	defer func() { b.Consume(sent) }()
 	s := c.send4
@@ -38,6 +43,10 @@ func (c *Conn) SendBatch(b *Batch) (sent int, err error) {
 	if s == nil || b.n == 0 {
 		return 0, nil
 	}
+	stamp := b.stamped && s.batchStamps
+	// The socket would stamp the other packets, with no id of ours:
+	// they ask for none (where the kernel takes ids, it takes that too).
+	noStamp := s.txStamps && s.batchStamps && !stamp
 	m := &b.sys
 	for i := range b.n {
 		pkt := b.Packet(i)
@@ -48,6 +57,12 @@ func (c *Conn) SendBatch(b *Batch) (sent int, err error) {
 		*h = unix.Mmsghdr{}
 		h.Hdr.Iov = iov
 		h.Hdr.Iovlen = 1
+		switch {
+		case stamp:
+			m.stampCtl(&h.Hdr, i, b.ids[i])
+		case noStamp:
+			m.noStampCtl(&h.Hdr, i)
+		}
 		if b.v6 {
 			sa := &m.sa6[i]
 			sa.Family = unix.AF_INET6

@@ -83,6 +83,11 @@ type sender struct {
 	oob    [256]byte
 	stamps [stampSlots]txStamp
 	kmap   [stampSlots]uint32 // kernel id -> our id, when optID is false
+
+	// txStamps: the socket stamps what it sends (Config.NoTxStamps not
+	// set). batchStamps: stamped batches ask for stamps with their ids
+	// (stamps on, and the kernel takes SCM_TS_OPT_ID).
+	txStamps, batchStamps bool
 }
 
 // stampSlots is how many packets' stamps are kept, by id: more than the
@@ -315,6 +320,12 @@ func newSender(v6 bool, cfg Config) (*sender, error) {
 		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPING_NEW, txTimestamping); err != nil {
 			unix.Close(fd)
 			return nil, opError("setsockopt SO_TIMESTAMPING", err)
+		}
+		s.txStamps, s.batchStamps = true, tsOptID()
+		// The error queue is bounded by the receive buffer (the socket
+		// receives nothing else): room for a scan's stamps between reads.
+		if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 1<<20) != nil {
+			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 1<<20)
 		}
 	}
 	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 4<<20) != nil {

@@ -149,13 +149,17 @@ func Neighbor(ifindex int, addr netip.Addr) (net.HardwareAddr, bool, error) {
 // interface to one next hop (AF_PACKET), skipping the host's IP output
 // path: about twice the rate of a raw IP socket. Use it only where
 // DirectPath says that sends what the IP output would. It receives
-// nothing.
+// nothing. The packets of stamped batches (Batch.SetID) get the kernel's
+// transmit stamp for ReadTxStamps, where the kernel can take an id per
+// packet (Linux 6.13).
 type PacketSender struct {
 	fd  int
 	hop NextHop
 	v6  bool
 	hdr [14]byte
 	sa  unix.RawSockaddrLinklayer
+
+	stamps bool // stamped batches ask for stamps (see ReadTxStamps)
 }
 
 // NewPacketSender opens an AF_PACKET socket that sends IPv4 (or IPv6)
@@ -173,6 +177,7 @@ func NewPacketSender(hop NextHop, v6 bool) (*PacketSender, error) {
 		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4<<20)
 	}
 	p := &PacketSender{fd: fd, hop: hop, v6: v6}
+	p.enableStamps()
 	proto := uint16(unix.ETH_P_IP)
 	if v6 {
 		proto = unix.ETH_P_IPV6
@@ -196,6 +201,7 @@ func (p *PacketSender) SendBatch(b *Batch) (sent int, err error) {
 		return 0, errors.New("rawsock: packet family does not match the sender's")
 	}
 	m := &b.sys
+	stamp := b.stamped && p.stamps
 	for i := range b.n {
 		f := b.frame(i, len(p.hdr))
 		copy(f, p.hdr[:])
@@ -208,6 +214,9 @@ func (p *PacketSender) SendBatch(b *Batch) (sent int, err error) {
 		h.Hdr.Iovlen = 1
 		h.Hdr.Name = (*byte)(unsafe.Pointer(&p.sa))
 		h.Hdr.Namelen = unix.SizeofSockaddrLinklayer
+		if stamp {
+			m.stampCtl(&h.Hdr, i, b.ids[i])
+		}
 	}
 	return sendmmsg(p.fd, m.msgs[:b.n])
 }

@@ -15,6 +15,7 @@ type RingConfig struct {
 	PortLo, PortHi    uint16
 	BlockSize, Blocks int
 	Retire            time.Duration
+	Outgoing          bool
 }
 
 // Ring is not implemented on this platform.

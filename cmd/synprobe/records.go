@@ -474,6 +474,7 @@ type scanSummaryRecord struct {
 	Interrupted bool              `json:"interrupted"`
 	Path        string            `json:"path"`
 	RecvPath    string            `json:"recv_path"`
+	Clock       string            `json:"clock,omitempty"`      // "": no answer was timed
 	Mismatches  *int              `json:"mismatches,omitempty"` // nil: nothing expected
 }
 
@@ -483,6 +484,7 @@ func newScanSummaryRecord(s *scan.Summary, mismatches int, expecting bool, path,
 		Reasons: s.Reasons, Duplicates: s.Duplicates,
 		Duration: decimal(s.Duration.Seconds(), 6), Rate: decimal(s.Rate, 1), RateLimit: decimal(s.RateLimit, 1),
 		Slowdowns: s.Slowdowns, SendErrors: s.SendErrors, RecvDrops: s.RecvDrops, Interrupted: s.Interrupted, Path: path, RecvPath: recv,
+		Clock: scanClock(s),
 	}
 	if rec.Reasons == nil {
 		rec.Reasons = map[string]uint64{}

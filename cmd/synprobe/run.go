@@ -95,7 +95,7 @@ type guard interface {
 // conn is a probe.Conn that can be closed and send batches (scans).
 type conn interface {
 	probe.Conn
-	SendBatch(b *rawsock.Batch) (int, error)
+	scan.BatchSender
 	Close() error
 }
 

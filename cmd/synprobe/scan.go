@@ -59,7 +59,9 @@ func runScan(ctx context.Context, o *options, set *scan.Set, expecting bool, std
 	recvPath := "raw sockets"
 	var rcv receiver
 	if set.Len() >= ringMinPairs {
-		ringCfg := rawsock.RingConfig{PortLo: lo, PortHi: hi}
+		// The ring also takes our probes as they leave: their times are
+		// the probes' transmit stamps, free of system calls.
+		ringCfg := rawsock.RingConfig{PortLo: lo, PortHi: hi, Outgoing: true}
 		for _, r := range sources {
 			if !slices.Contains(ringCfg.Addrs, r.Addr) {
 				ringCfg.Addrs = append(ringCfg.Addrs, r.Addr)
@@ -80,8 +82,10 @@ func runScan(ctx context.Context, o *options, set *scan.Set, expecting bool, std
 			return 0, errors.New(privilegeFix("raw sockets need CAP_NET_RAW"))
 		}
 	}
+	// Transmit stamps come from the ring's copies of the probes when
+	// there is a ring, else from the send sockets' error queues.
 	c, err := sys.listen(rawsock.Config{IPv4: src4.IsValid(), IPv6: src6.IsValid(), PortLo: lo, PortHi: hi, Interface: o.iface,
-		NoTxStamps: true, RecvBuffer: 64 << 20, SendOnly: rcv != nil})
+		NoTxStamps: rcv != nil, RecvBuffer: 64 << 20, SendOnly: rcv != nil})
 	if err != nil {
 		if errors.Is(err, os.ErrPermission) {
 			return 0, errors.New(privilegeFix("raw sockets need CAP_NET_RAW"))
@@ -149,7 +153,7 @@ func runScan(ctx context.Context, o *options, set *scan.Set, expecting bool, std
 	var mismatches []mismatch
 	nMismatch := 0
 	cfg := scan.Config{
-		Set: set, Sources: sources, PortLo: lo, PortHi: hi, Ports: ports.Ports(), Send4: send[0], Send6: send[1], Recv: rcv,
+		Set: set, Sources: sources, PortLo: lo, PortHi: hi, Ports: ports.Ports(), Send4: send[0], Send6: send[1], Recv: rcv, ProbeCopies: rcv != nil,
 		Rate: o.rate, Retries: o.retries, Timeout: o.timeout, Senders: o.senders,
 		TTL: o.ttl, TOS: o.tos, Window: o.window,
 		Cookie: cookie, PermKey: key,
@@ -350,7 +354,15 @@ func (p *textPrinter) scanSummary(s *scan.Summary, mismatches int, expecting boo
 	if s.Interrupted {
 		fmt.Fprint(p.w, ", interrupted")
 	}
-	fmt.Fprintf(p.w, "\nsent as %s; answers read from %s\n", path, recv)
+	fmt.Fprintf(p.w, "\nsent as %s; answers read from %s", path, recv)
+	switch c := scanClock(s); c {
+	case "":
+	case "mixed":
+		fmt.Fprintf(p.w, "; clock=mixed (%d RTTs from kernel stamps, %d with the user-space clock)", s.KernelClock, s.UserClock)
+	default:
+		fmt.Fprintf(p.w, "; clock=%s", c)
+	}
+	fmt.Fprintln(p.w)
 	if s.Errors > 0 {
 		fmt.Fprintf(p.w, "%d probes were never sent, refused by this host:", s.Errors)
 		for _, k := range slices.Sorted(maps.Keys(s.Reasons)) {
@@ -367,6 +379,20 @@ func (p *textPrinter) scanSummary(s *scan.Summary, mismatches int, expecting boo
 			fmt.Fprintf(p.w, "%d pairs differ from what was expected\n", mismatches)
 		}
 	}
+}
+
+// scanClock says which clock timed a scan's RTTs: kernel stamps at both
+// ends, the user-space clock at one end at least, or both kinds.
+func scanClock(s *scan.Summary) string {
+	switch {
+	case s.KernelClock+s.UserClock == 0:
+		return ""
+	case s.UserClock == 0:
+		return "kernel"
+	case s.KernelClock == 0:
+		return "user"
+	}
+	return "mixed"
 }
 
 func reasonList(r map[string]uint64) string {
