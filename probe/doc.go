@@ -1,20 +1,28 @@
-// Package probe is synprobe's probing engine: it sends crafted SYN segments
-// through a Conn, matches every reply to its probe, drives each probe's
-// exchange to its end and reports a Result per probe with Stats per target.
+// Package probe is synprobe's probing engine: it sends crafted SYN segments,
+// matches every reply to its probe, drives each probe's exchange to its end
+// and reports a Result per probe, with Stats per target for rounds.
 //
 // # Use
 //
-//	conn, _ := rawsock.Listen(rawsock.Config{IPv4: true, PortLo: lo, PortHi: hi})
-//	defer conn.Close()
-//	cookie, _ := rawsock.NewRandomCookie()
-//	p, _ := probe.New(conn, probe.Config{
-//		Targets:  []probe.Target{{Addr: dst, Port: 443, Src: src}},
-//		Count:    5,
-//		PortLo:   lo, PortHi: hi,
-//		Cookie:   cookie,
-//		OnResult: func(r *probe.Result) { fmt.Println(r.State, r.Reason, r.RTT) },
-//	})
-//	err := p.Run(ctx)
+// A Client holds raw sockets for both families, a block of source ports
+// and a key for as long as a program wants; any number of goroutines probe
+// through it at once (this snippet is ExampleNewClient's, which go test
+// compiles):
+//
+//	c, err := probe.NewClient(nil)
+//	if err != nil {
+//		log.Fatal(err)
+//	}
+//	defer c.Close()
+//	r, err := c.Probe(context.Background(), netip.MustParseAddrPort("198.18.0.2:443"), nil)
+//	if err != nil {
+//		log.Fatal(err)
+//	}
+//	fmt.Println(r.State, r.Reason, r.RTT, r.KernelClock)
+//
+// Client.Rounds probes targets in rounds, as ping does. New and Prober.Run
+// run one Config's rounds on a Conn the caller opened; a Client runs the
+// same engine, one job per call.
 //
 // # Matching
 //
@@ -45,9 +53,10 @@
 //
 // # Event loop
 //
-// Run is one loop on a locked OS thread: replies, timers and rounds. Its
-// waits end at deadlines with nanosecond resolution (Conn.Recv), and it
-// polls for 200 µs after each send rather than sleep.
+// The engine is one loop on a locked OS thread: replies, timers, rounds
+// and the calls queued by a Client's goroutines. Its waits end at
+// deadlines with nanosecond resolution (Conn.Recv), and it polls for
+// 200 µs after each send rather than sleep.
 //
 // # Timing
 //

@@ -9,6 +9,9 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/synprobe/synprobe/rawsock"
@@ -126,25 +129,46 @@ type Config struct {
 	Now func() time.Time
 }
 
-// Prober sends SYN probes and matches their replies.
+// Prober is synprobe's engine: it sends SYN probes, matches their replies
+// and follows each exchange to its end, for its own Config (New) or for
+// the calls of a Client, many at once.
 type Prober struct {
-	conn  Conn
-	cfg   Config
-	stats []Stats
+	conn           Conn
+	portLo, portHi uint16
+	ports          PortAllocator
+	// release: the allocator hears of every port's end (Release), not
+	// only of ModeFIN connections'.
+	release bool
+	cookie  rawsock.Cookie
+	now     func() time.Time
+	main    *job // New's Config; nil for a Client's engine
+	// guarded: an RST guard drops the kernel's RSTs from our ports, in
+	// every mode. A probe that times out or is interrupted then needs
+	// our RST at ISN+1 even in ModeRST: the kernel's answer to a late
+	// SYN-ACK no longer frees the server's half-open connection.
+	guarded atomic.Bool
+
+	// The queue from other goroutines (submit, cancel).
+	mu       sync.Mutex
+	queue    []*job
+	cancels  []*job
+	stopped  error       // set once the engine has stopped
+	signaled atomic.Bool // the queue has news; Wake was called
+
+	sched   []*job // jobs with rounds to send, in order of arrival
+	settled []*job // jobs whose work has ended, to finish
 
 	tab    table
 	timers timerHeap
-	live   int      // probes in the table that are not lingering in TIME_WAIT
+	live   int      // probes in the table whose result is still to come
 	conns  []uint32 // per source port: ISN of its connection (ModeFIN), 0 if none
 	connOK []bool
-	mtus   []int  // per target: path MTU, 0 not asked yet, -1 unknown
 	free   []*tcb // recycled connection blocks
 	nextID uint32
 
 	spinUntil time.Time // poll without blocking until then (spinAfterSend)
 
-	opts   [2]synOpts // encoded SYN options for IPv4 and IPv6
-	tsBase uint32     // random TSval origin
+	tsBase uint32 // random TSval origin
 	pkt    [1600]byte
 	res    Result
 	close  CloseReport
@@ -169,7 +193,63 @@ type stamp struct {
 
 func rxStamp(in *inbound) stamp { return stamp{k: in.rx, u: in.user} }
 
-// New returns a Prober that sends on conn.
+// engineConfig is what an engine needs besides its jobs.
+type engineConfig struct {
+	portLo, portHi uint16
+	ports          PortAllocator
+	release        bool
+	cookie         rawsock.Cookie
+	now            func() time.Time
+}
+
+func newEngine(conn Conn, ec engineConfig) (*Prober, error) {
+	if ec.portLo == 0 || ec.portHi < ec.portLo {
+		return nil, fmt.Errorf("probe: bad source port range %d-%d", ec.portLo, ec.portHi)
+	}
+	if ec.cookie == (rawsock.Cookie{}) {
+		return nil, errors.New("probe: no cookie: make one with rawsock.NewRandomCookie")
+	}
+	if ec.now == nil {
+		ec.now = time.Now
+	}
+	if ec.ports == nil {
+		ports := make([]uint16, 0, int(ec.portHi)-int(ec.portLo)+1)
+		for port := int(ec.portLo); port <= int(ec.portHi); port++ {
+			ports = append(ports, uint16(port))
+		}
+		ec.ports = NewPortPool(ports, ec.release)
+	}
+	nports := int(ec.portHi) - int(ec.portLo) + 1
+	p := &Prober{
+		conn:    conn,
+		portLo:  ec.portLo,
+		portHi:  ec.portHi,
+		ports:   ec.ports,
+		release: ec.release,
+		cookie:  ec.cookie,
+		now:     ec.now,
+		timers:  make(timerHeap, 0, 2*tableSize),
+		conns:   make([]uint32, nports),
+		connOK:  make([]bool, nports),
+	}
+	p.tsBase = ec.cookie.ISN(netip.IPv4Unspecified(), netip.IPv4Unspecified(), 0, 0, 0x7473) // per run, unpredictable
+	return p, nil
+}
+
+// checkTargets unmaps the targets' addresses and checks that each has a
+// source of its family.
+func checkTargets(ts []Target) error {
+	for i := range ts {
+		t := &ts[i]
+		t.Addr, t.Src = t.Addr.Unmap(), t.Src.Unmap()
+		if !t.Addr.IsValid() || !t.Src.IsValid() || t.Addr.Is4() != t.Src.Is4() {
+			return fmt.Errorf("probe: target %d: bad address pair %v -> %v", i, t.Src, t.Addr)
+		}
+	}
+	return nil
+}
+
+// New returns a Prober that probes cfg.Targets over conn when Run.
 func New(conn Conn, cfg Config) (*Prober, error) {
 	if len(cfg.Targets) == 0 {
 		return nil, errors.New("probe: no targets")
@@ -177,70 +257,48 @@ func New(conn Conn, cfg Config) (*Prober, error) {
 	if cfg.Count < 0 {
 		return nil, fmt.Errorf("probe: negative count %d", cfg.Count)
 	}
-	if cfg.Interval < 0 || cfg.Timeout < 0 || cfg.Hold < 0 || cfg.CloseTimeout < 0 {
+	if cfg.Interval < 0 {
 		return nil, errors.New("probe: negative duration")
 	}
-	if cfg.PortLo == 0 || cfg.PortHi < cfg.PortLo {
-		return nil, fmt.Errorf("probe: bad source port range %d-%d", cfg.PortLo, cfg.PortHi)
+	s, err := newSettings(&cfg)
+	if err != nil {
+		return nil, err
 	}
-	if cfg.Mode > ModeFIN {
-		return nil, fmt.Errorf("probe: unknown mode %d", cfg.Mode)
+	p, err := newEngine(conn, engineConfig{
+		portLo:  cfg.PortLo,
+		portHi:  cfg.PortHi,
+		ports:   cfg.Ports,
+		release: cfg.Mode == ModeFIN,
+		cookie:  cfg.Cookie,
+		now:     cfg.Now,
+	})
+	if err != nil {
+		return nil, err
 	}
-	if cfg.Interval == 0 {
-		cfg.Interval = time.Second
+	j := &job{
+		settings: s,
+		targets:  slices.Clone(cfg.Targets),
+		stats:    make([]tally, len(cfg.Targets)),
+		mtus:     make([]int, len(cfg.Targets)),
+		count:    cfg.Count,
+		interval: cfg.Interval,
+		onResult: cfg.OnResult,
 	}
-	if cfg.Timeout == 0 {
-		cfg.Timeout = time.Second
+	if j.interval == 0 {
+		j.interval = time.Second
 	}
-	if cfg.CloseTimeout == 0 {
-		cfg.CloseTimeout = 3 * time.Second
+	if err := checkTargets(j.targets); err != nil {
+		return nil, err
 	}
-	if cfg.TTL == 0 {
-		cfg.TTL = 64
-	}
-	if cfg.Window == 0 {
-		cfg.Window = 64240
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.Ports == nil {
-		ports := make([]uint16, 0, int(cfg.PortHi)-int(cfg.PortLo)+1)
-		for port := int(cfg.PortLo); port <= int(cfg.PortHi); port++ {
-			ports = append(ports, uint16(port))
-		}
-		cfg.Ports = NewPortPool(ports, cfg.Mode == ModeFIN)
-	}
-	cfg.Targets = append([]Target(nil), cfg.Targets...)
-	for i := range cfg.Targets {
-		t := &cfg.Targets[i]
-		t.Addr, t.Src = t.Addr.Unmap(), t.Src.Unmap()
-		if !t.Addr.IsValid() || !t.Src.IsValid() || t.Addr.Is4() != t.Src.Is4() {
-			return nil, fmt.Errorf("probe: target %d: bad address pair %v -> %v", i, t.Src, t.Addr)
-		}
-	}
-	nports := int(cfg.PortHi) - int(cfg.PortLo) + 1
-	p := &Prober{
-		conn:   conn,
-		cfg:    cfg,
-		stats:  make([]Stats, len(cfg.Targets)),
-		timers: make(timerHeap, 0, 2*tableSize),
-		conns:  make([]uint32, nports),
-		connOK: make([]bool, nports),
-		mtus:   make([]int, len(cfg.Targets)),
-	}
-	p.opts[0].encode(cfg.Options)
-	if cfg.Options6 != nil {
-		p.opts[1].encode(cfg.Options6)
-	} else {
-		p.opts[1].encode(cfg.Options)
-	}
-	p.tsBase = cfg.Cookie.ISN(netip.IPv4Unspecified(), netip.IPv4Unspecified(), 0, 0, 0x7473) // per run, unpredictable
+	j.scheduled = true
+	p.main, p.sched = j, []*job{j}
+	p.guarded.Store(cfg.Mode != ModeRST) // the caller's guard, which those modes need
 	return p, nil
 }
 
-// Stats returns the statistics of target i so far. Call it after Run.
-func (p *Prober) Stats(i int) *Stats { return &p.stats[i] }
+// Stats returns a snapshot of target i's statistics: after Run, or from
+// Run's goroutine (Config.OnResult).
+func (p *Prober) Stats(i int) Stats { return p.main.stats[i].snapshot() }
 
 // Run probes until Count rounds are done and every exchange has ended, or
 // ctx is cancelled. On cancellation, open connections are reset and
@@ -258,43 +316,48 @@ func (p *Prober) Run(ctx context.Context) error {
 	preciseTimers()
 	stop := context.AfterFunc(ctx, p.conn.Wake)
 	defer stop()
-	defer p.abort()
+	defer p.abort(nil)
+	return p.loop(ctx, p.main)
+}
 
+// blockedPoll bounds the wait of a loop in which a job waits for a free
+// source port or room in the table: ports that cool from a TIME_WAIT free
+// themselves with no event to wake the loop.
+const blockedPoll = time.Millisecond
+
+// loop is the engine: it runs until main is over (nil: never) or ctx is
+// cancelled.
+func (p *Prober) loop(ctx context.Context, main *job) error {
 	buf := make([]byte, rawsock.MaxPacketSize)
 	var in inbound
-	round, failures := 0, 0
-	next := p.cfg.Now()
+	failures := 0
 	for {
-		now := p.cfg.Now()
-		if (p.cfg.Count == 0 || round < p.cfg.Count) && !now.Before(next) {
-			p.sendRound(round)
-			round++
-			next = next.Add(p.cfg.Interval)
-			if next.Before(now) { // we fell behind: do not burst to catch up
-				next = now.Add(p.cfg.Interval)
-			}
-		}
+		p.intake()
+		now := p.now()
+		next, blocked := p.rounds(now)
 		// Read what has already arrived before judging any deadline:
 		// a thread that woke late (a busy machine) must not call a probe
 		// filtered while its answer waits in the socket.
 		if done, err := p.drain(buf, &in, &failures); done || err != nil {
 			return err
 		}
-		p.expire(p.cfg.Now())
-		if p.cfg.Count > 0 && round >= p.cfg.Count && p.live == 0 {
+		p.expire(p.now())
+		p.settle()
+		if main != nil && main.settled {
 			return nil
 		}
 		if ctx.Err() != nil {
 			return nil
 		}
-		var deadline time.Time
-		if p.cfg.Count == 0 || round < p.cfg.Count {
-			deadline = next
-		}
+		deadline := next
 		if i, ok := p.timers.live(&p.tab); ok && (deadline.IsZero() || p.tab.e[i].deadline.Before(deadline)) {
 			deadline = p.tab.e[i].deadline
 		}
-		if now := p.cfg.Now(); now.Before(p.spinUntil) {
+		now = p.now()
+		if blocked && (deadline.IsZero() || deadline.After(now.Add(blockedPoll))) {
+			deadline = now.Add(blockedPoll)
+		}
+		if now.Before(p.spinUntil) {
 			deadline = now // poll
 		}
 		n, rx, err := p.conn.Recv(buf, deadline)
@@ -316,7 +379,7 @@ func (p *Prober) Run(ctx context.Context) error {
 		if rawsock.Parse(buf[:n], &in.pkt) != nil {
 			continue
 		}
-		in.rx, in.user = rx, p.cfg.Now()
+		in.rx, in.user = rx, p.now()
 		p.handle(&in)
 	}
 }
@@ -347,23 +410,197 @@ func (p *Prober) drain(buf []byte, in *inbound, failures *int) (done bool, err e
 		if rawsock.Parse(buf[:n], &in.pkt) != nil {
 			continue
 		}
-		in.rx, in.user = rx, p.cfg.Now()
+		in.rx, in.user = rx, p.now()
 		p.handle(in)
 	}
 	return false, nil
 }
 
-// abort ends every open connection with RST, so that no peer keeps state
-// for an exchange we no longer follow, and reports it as open but
-// interrupted; a probe still awaiting its answer is counted as
-// interrupted.
-func (p *Prober) abort() {
+// submit hands j to the engine's thread, which starts it at once.
+func (p *Prober) submit(j *job) error {
+	p.mu.Lock()
+	if p.stopped != nil {
+		p.mu.Unlock()
+		return p.stopped
+	}
+	p.queue = append(p.queue, j)
+	p.mu.Unlock()
+	p.signal()
+	return nil
+}
+
+// cancel asks the engine's thread to interrupt j, as the end of Run
+// interrupts everything (abort).
+func (p *Prober) cancel(j *job) {
+	p.mu.Lock()
+	if p.stopped == nil {
+		p.cancels = append(p.cancels, j)
+	}
+	p.mu.Unlock()
+	p.signal()
+}
+
+// signal wakes the engine's thread for the queue, once per look it takes.
+func (p *Prober) signal() {
+	if p.signaled.CompareAndSwap(false, true) {
+		p.conn.Wake()
+	}
+}
+
+// intake takes the submitted jobs and cancellations.
+func (p *Prober) intake() {
+	if !p.signaled.Load() {
+		return
+	}
+	p.signaled.Store(false)
+	p.mu.Lock()
+	q, cs := p.queue, p.cancels
+	p.queue, p.cancels = nil, nil
+	p.mu.Unlock()
+	for _, j := range q {
+		j.scheduled = true
+		p.sched = append(p.sched, j)
+	}
+	for _, j := range cs {
+		if !j.settled && !j.cancelled {
+			p.abort(j)
+		}
+	}
+}
+
+// rounds sends the rounds that are due. It returns when the next one is
+// due (zero: none) and whether a job waits for room.
+func (p *Prober) rounds(now time.Time) (next time.Time, blocked bool) {
+	keep := p.sched[:0]
+	for _, j := range p.sched {
+		// A job that waits for room waits behind the first that does
+		// (in order of arrival); rounds keep their schedule.
+		if !j.cancelled && !(blocked && j.wait) && j.roundsLeft() {
+			if j.next.IsZero() {
+				j.next = now
+			}
+			if !now.Before(j.next) {
+				if !p.sendRound(j) {
+					blocked = true
+				} else {
+					j.round++
+					j.next = j.next.Add(j.interval)
+					if j.next.Before(now) { // we fell behind: do not burst to catch up
+						j.next = now.Add(j.interval)
+					}
+				}
+			}
+		}
+		if j.cancelled || !j.roundsLeft() {
+			j.scheduled = false
+			p.check(j)
+			continue
+		}
+		keep = append(keep, j)
+		if !(blocked && j.wait) && (next.IsZero() || j.next.Before(next)) {
+			next = j.next
+		}
+	}
+	clear(p.sched[len(keep):])
+	p.sched = keep
+	return next, blocked
+}
+
+// sendRound sends the rest of j's round: one probe to every target. It
+// returns false when a probe waits for room (job.wait); the round goes on
+// from there next time.
+func (p *Prober) sendRound(j *job) bool {
+	for j.sent < len(j.targets) {
+		if !p.sendSYN(j, j.sent, j.round, p.now()) {
+			return false
+		}
+		j.sent++
+	}
+	j.sent = 0
+	return true
+}
+
+// check queues j to be finished once it has nothing more to do.
+func (p *Prober) check(j *job) {
+	if !j.settled && !j.scheduled && j.over() {
+		j.settled = true
+		p.settled = append(p.settled, j)
+	}
+}
+
+// settle finishes the jobs that are over. It runs between events, never
+// within one: a probe's result is delivered before its job ends.
+func (p *Prober) settle() {
+	for i, j := range p.settled {
+		if j.done != nil {
+			close(j.done)
+		}
+		p.settled[i] = nil
+	}
+	p.settled = p.settled[:0]
+}
+
+// stop ends the engine: every job still running or queued ends with err.
+// The caller has aborted what was in flight.
+func (p *Prober) stop(err error) {
+	p.mu.Lock()
+	p.stopped = err
+	q := p.queue
+	p.queue, p.cancels = nil, nil
+	p.mu.Unlock()
+	for _, j := range append(p.sched, q...) {
+		if !j.settled {
+			j.cancelled, j.err, j.scheduled = true, err, false
+			j.settled = true
+			p.settled = append(p.settled, j)
+		}
+	}
+	p.sched = nil
+	p.settle()
+}
+
+// unlive marks probe e's result as delivered (or never to come).
+func (p *Prober) unlive(e *pending) {
+	if !e.live {
+		return
+	}
+	e.live = false
+	p.live--
+	e.job.live--
+	p.check(e.job)
+}
+
+// abort interrupts job j (nil: every job): open connections end with RST,
+// so that no peer keeps state for an exchange we no longer follow, and
+// are reported as open but interrupted; a probe still awaiting its answer
+// is counted as interrupted. A close report waiting out its grace goes out
+// as it stands.
+func (p *Prober) abort(j *job) {
+	if j != nil {
+		j.cancelled = true
+	}
+	type key struct {
+		isn   uint32
+		sport uint16
+	}
+	var keys []key
 	for i := range p.tab.e {
+		if e := &p.tab.e[i]; e.state != stateFree && e.live && (j == nil || e.job == j) {
+			keys = append(keys, key{e.isn, e.sport})
+		}
+	}
+	for _, k := range keys {
+		i := p.tab.lookup(k.isn, k.sport)
+		if i < 0 {
+			continue
+		}
 		e := &p.tab.e[i]
 		switch {
 		case e.state == stateSynSent:
-			p.stats[e.target].Interrupted++
-			if p.cfg.Mode != ModeRST {
+			if s := e.job.stats; s != nil {
+				s[e.target].interrupted++
+			}
+			if e.job.mode != ModeRST || p.guarded.Load() {
 				// Its SYN-ACK may be on the way, and the guard keeps
 				// the kernel's RST to it off the wire until we exit:
 				// the server would hold the half-open connection
@@ -371,22 +608,27 @@ func (p *Prober) abort() {
 				// nothing is ignored.
 				p.sendSeg(e, rawsock.FlagRst, e.isn+1, 0, nil, noteAbort)
 			}
-		case e.state > stateSynSent && e.state != stateTimeWait && e.c != nil:
+			p.drop(i)
+		case e.state == stateTimeWait && e.c != nil:
+			pat, alt, note := e.c.judge(p)
+			p.finishConn(i, pat, alt, note, true)
+		case e.c != nil:
 			p.sendResets(e, noteAbort)
 			ev := *e
 			r := p.begin(&ev)
 			r.State, r.Reason, r.Interrupted = StateOpen, ReasonSYNACK, true
 			p.fillReply(r, &ev, &ev.c.synack)
 			p.finishTrace(r, &ev)
-			p.emit(r)
+			p.ports.Release(e.sport, PortEnd{At: p.now(), TimeWait: e.c.peerFIN})
+			e.state = stateTimeWait // the port is released
+			p.drop(i)
+			p.emit(ev.job, r)
+		default:
+			p.drop(i)
 		}
 	}
-}
-
-// sendRound sends one probe to every target.
-func (p *Prober) sendRound(round int) {
-	for i := range p.cfg.Targets {
-		p.sendSYN(i, round, p.cfg.Now())
+	if j != nil {
+		p.check(j)
 	}
 }
 
@@ -394,12 +636,12 @@ func (p *Prober) sendRound(round int) {
 // TSval tsval, from the allocator. If the port's last connection still
 // lingers in TIME_WAIT, the allocator found that it may be reused (RFC
 // 6191): that connection is forgotten.
-func (p *Prober) nextPort(now time.Time, tsval uint32) (uint16, bool) {
-	port, ok := p.cfg.Ports.Take(now, tsval)
-	if !ok || port < p.cfg.PortLo || port > p.cfg.PortHi {
+func (p *Prober) nextPort(now time.Time, tsval uint32, timestamps bool) (uint16, bool) {
+	port, ok := p.ports.Take(now, tsval, timestamps)
+	if !ok || port < p.portLo || port > p.portHi {
 		return 0, false
 	}
-	if off := port - p.cfg.PortLo; p.connOK[off] {
+	if off := port - p.portLo; p.connOK[off] {
 		i := p.tab.lookup(p.conns[off], port)
 		if i < 0 || p.tab.e[i].state != stateTimeWait {
 			return 0, false // still in use: the allocator is wrong
@@ -411,86 +653,102 @@ func (p *Prober) nextPort(now time.Time, tsval uint32) (uint16, bool) {
 
 // freePort gives back the port of a probe that made no connection.
 func (p *Prober) freePort(port uint16) {
-	if p.cfg.Mode == ModeFIN {
-		p.cfg.Ports.Release(port, PortEnd{At: p.cfg.Now()})
+	if p.release {
+		p.ports.Release(port, PortEnd{At: p.now()})
 	}
 }
 
-// sendSYN builds and sends probe seq to target ti.
-func (p *Prober) sendSYN(ti, seq int, now time.Time) {
-	t := &p.cfg.Targets[ti]
+// sendSYN builds and sends probe seq of job j to its target ti. It
+// returns false, having sent nothing, when j waits for room (job.wait)
+// and there is no free port or no room in the table.
+func (p *Prober) sendSYN(j *job, ti, seq int, now time.Time) bool {
+	t := &j.targets[ti]
+	opts := &j.opts[family(t)]
+	tsval := p.tsval(now)
+	// The port first: taking one that cools from a TIME_WAIT (RFC 6191)
+	// frees that connection's place in the table.
+	sport, ok := p.nextPort(now, tsval, opts.tsval >= 0)
+	if j.wait && (!ok || p.tab.full()) {
+		if ok {
+			p.freePort(sport)
+		}
+		return false
+	}
 	id := p.nextID
 	p.nextID++
 	e := pending{
 		state:    stateSynSent,
 		id:       id,
+		job:      j,
 		target:   int32(ti),
 		seq:      int32(seq),
 		sent:     now,
-		deadline: now.Add(p.cfg.Timeout),
+		deadline: now.Add(j.timeout),
 	}
-	tsval := p.tsval(now)
-	sport, ok := p.nextPort(now, tsval)
 	if !ok {
 		p.finishError(&e, errors.New("probe: every source port is busy (connections open, or in TIME_WAIT without timestamps): probe less often"))
-		return
+		return true
 	}
 	e.sport = sport
-	e.isn = p.cfg.Cookie.ISN(t.Src, t.Addr, sport, t.Port, id)
+	e.isn = p.cookie.ISN(t.Src, t.Addr, sport, t.Port, id)
 	if p.tab.full() {
 		p.freePort(sport)
 		p.finishError(&e, errors.New("probe: too many probes in flight"))
-		return
-	}
-	opts := &p.opts[0]
-	if t.Addr.Is6() {
-		opts = &p.opts[1]
+		return true
 	}
 	if opts.tsval >= 0 {
 		binary.BigEndian.PutUint32(opts.b[opts.tsval:], tsval)
 	}
 	flags := rawsock.FlagSyn
-	if p.cfg.ECN {
+	if j.ecn {
 		flags |= rawsock.FlagEce | rawsock.FlagCwr
 	}
 	seg := rawsock.Segment{
 		Src: t.Src, Dst: t.Addr,
-		TTL: p.cfg.TTL, TOS: p.cfg.TOS,
+		TTL: j.ttl, TOS: j.tos,
 		ID: uint16(e.isn >> 16), DF: true,
 		SrcPort: sport, DstPort: t.Port,
 		Seq:     e.isn,
 		Flags:   flags,
-		Window:  p.cfg.Window,
+		Window:  j.window,
 		Options: opts.b[:opts.n],
 	}
 	n, err := seg.Build(p.pkt[:])
 	if err != nil {
 		p.freePort(sport)
 		p.finishError(&e, err)
-		return
+		return true
 	}
-	if p.cfg.Mode == ModeFIN || p.cfg.Trace {
-		e.c = p.newTCB()
+	if j.mode == ModeFIN || j.trace {
+		e.c = p.newTCB(&j.settings)
 		e.c.us, e.c.peer = SynSent, Listen
-		e.c.record(stamp{u: now, id: id, tx: true}, true, flags, e.isn, 0, 0, p.cfg.Window, "")
+		e.c.record(stamp{u: now, id: id, tx: true}, true, flags, e.isn, 0, 0, j.window, "")
 	}
-	if p.cfg.Mode == ModeFIN {
+	if j.mode == ModeFIN {
 		// The port is this connection's until it ends.
-		off := sport - p.cfg.PortLo
+		off := sport - p.portLo
 		p.conns[off], p.connOK[off] = e.isn, true
 	}
 	// Register before sending: a reply on loopback can beat Send's return.
+	e.live = true
 	i := p.tab.insert(e)
 	p.live++
+	j.live++
 	p.arm(i, e.deadline)
 	p.spinUntil = now.Add(spinAfterSend)
 	if err := p.conn.Send(p.pkt[:n], id); err != nil {
 		e := p.tab.e[i]
+		p.tab.e[i].live = false // its result is the error's
+		p.live--
+		j.live--
 		p.drop(i)
 		p.finishError(&e, err)
-		return
+		return true
 	}
-	p.stats[ti].Sent++
+	if j.stats != nil {
+		j.stats[ti].sent++
+	}
+	return true
 }
 
 func (p *Prober) tsval(now time.Time) uint32 { return p.tsBase + uint32(now.UnixMilli()) }
@@ -500,25 +758,33 @@ func (p *Prober) arm(i int, at time.Time) {
 	e := &p.tab.e[i]
 	e.gen++
 	e.deadline = at
+	if len(p.timers) >= 2*tableSize {
+		p.timers.compact(&p.tab) // at most tableSize/2 live: most are stale
+	}
 	p.timers.push(timerEntry{at: at, isn: e.isn, sport: e.sport, gen: e.gen})
 }
 
 // drop removes probe i from the table and recycles its connection block.
 func (p *Prober) drop(i int) {
 	e := &p.tab.e[i]
-	if e.state != stateTimeWait {
-		p.live--
-	}
 	if e.state == stateSynSent {
 		p.freePort(e.sport) // a connection frees its port in finishConn
 	}
-	if off := e.sport - p.cfg.PortLo; p.connOK[off] && p.conns[off] == e.isn {
+	if off := e.sport - p.portLo; p.connOK[off] && p.conns[off] == e.isn {
 		p.connOK[off] = false
 	}
 	if e.c != nil {
 		p.free = append(p.free, e.c)
 	}
+	j, live := e.job, e.live
+	if live {
+		p.live--
+		j.live--
+	}
 	p.tab.remove(i)
+	if live {
+		p.check(j)
+	}
 }
 
 // handle matches an inbound packet to its probe and advances that probe.
@@ -528,7 +794,7 @@ func (p *Prober) handle(in *inbound) {
 		p.handleICMP(in)
 		return
 	}
-	if pkt.Proto != rawsock.ProtocolTCP || pkt.DstPort < p.cfg.PortLo || pkt.DstPort > p.cfg.PortHi {
+	if pkt.Proto != rawsock.ProtocolTCP || pkt.DstPort < p.portLo || pkt.DstPort > p.portHi {
 		return
 	}
 	// An answer to our SYN acknowledges ISN+1; later segments of a
@@ -537,14 +803,14 @@ func (p *Prober) handle(in *inbound) {
 	if pkt.Flags&rawsock.FlagAck != 0 {
 		i = p.tab.lookup(pkt.Ack-1, pkt.DstPort)
 	}
-	if off := pkt.DstPort - p.cfg.PortLo; i < 0 && p.connOK[off] {
+	if off := pkt.DstPort - p.portLo; i < 0 && p.connOK[off] {
 		i = p.tab.lookup(p.conns[off], pkt.DstPort)
 	}
 	if i < 0 {
 		return // stray, late, duplicate, or another run's reply
 	}
 	e := &p.tab.e[i]
-	t := &p.cfg.Targets[e.target]
+	t := e.t()
 	if pkt.Src != t.Addr || pkt.SrcPort != t.Port || pkt.Dst != t.Src {
 		return
 	}
@@ -573,13 +839,13 @@ func (p *Prober) handle(in *inbound) {
 func (p *Prober) synAck(i int, in *inbound) {
 	e := &p.tab.e[i]
 	pkt := &in.pkt
-	v6 := p.cfg.Targets[e.target].Addr.Is6()
+	v6 := e.t().Addr.Is6()
 	if e.c != nil {
 		e.c.us, e.c.peer = Established, SynRcvd
 		e.c.irs = pkt.Seq
 		e.c.recordIn(e, in, "")
 	}
-	switch p.cfg.Mode {
+	switch e.job.mode {
 	case ModeRST:
 		if e.c != nil {
 			e.c.us, e.c.peer = Closed, Closed
@@ -613,7 +879,7 @@ func (p *Prober) handleICMP(in *inbound) {
 		return
 	}
 	e := &p.tab.e[i]
-	t := &p.cfg.Targets[e.target]
+	t := e.t()
 	if q.Src != t.Src || q.Dst != t.Addr || q.DstPort != t.Port || e.state != stateSynSent {
 		return
 	}
@@ -628,7 +894,7 @@ func (p *Prober) finishReply(i int, in *inbound, st State, reason string) {
 	p.fillReply(r, &e, in)
 	p.finishTrace(r, &e)
 	p.drop(i)
-	p.emit(r)
+	p.emit(e.job, r)
 }
 
 // fillReply copies the answer's details into r.
@@ -667,7 +933,7 @@ func (p *Prober) since(a, b stamp, v6 bool) (time.Duration, bool) {
 func (p *Prober) finishError(e *pending, err error) {
 	r := p.begin(e)
 	r.State, r.Reason, r.Err = StateError, SendErrorReason(err), err
-	p.emit(r)
+	p.emit(e.job, r)
 }
 
 // expire runs the timers that are due.
@@ -687,11 +953,11 @@ func (p *Prober) timer(i int, now time.Time) {
 	e := &p.tab.e[i]
 	switch e.state {
 	case stateSynSent:
-		if p.cfg.Mode != ModeRST {
+		if e.job.mode != ModeRST || p.guarded.Load() {
 			// The SYN may have arrived and its SYN-ACKs been lost: a RST
 			// at our ISN+1 frees the server's half-open connection, which
-			// the RST guard keeps our kernel from doing (rst mode needs
-			// no guard, so the kernel answers a late SYN-ACK itself).
+			// the RST guard keeps our kernel from doing (rst mode without
+			// a guard needs none: the kernel answers a late SYN-ACK).
 			p.sendSeg(e, rawsock.FlagRst, e.isn+1, 0, nil, "")
 		}
 		ev := p.tab.e[i]
@@ -699,7 +965,7 @@ func (p *Prober) timer(i int, now time.Time) {
 		r.State, r.Reason = StateFiltered, ReasonTimeout
 		p.finishTrace(r, &ev)
 		p.drop(i)
-		p.emit(r)
+		p.emit(ev.job, r)
 	case stateTimeWait:
 		if e.c != nil && !e.c.reportAt.IsZero() {
 			p.connTimer(i, now) // a close report waiting out its grace
@@ -715,21 +981,24 @@ func (p *Prober) timer(i int, now time.Time) {
 func (p *Prober) begin(e *pending) *Result {
 	r := &p.res
 	*r = Result{
-		Target:  &p.cfg.Targets[e.target],
+		Target:  e.t(),
 		Index:   int(e.target),
 		Seq:     int(e.seq),
 		SrcPort: e.sport,
 		ISN:     e.isn,
 		Sent:    e.sent,
-		Mode:    p.cfg.Mode,
+		Mode:    e.job.mode,
 	}
 	return r
 }
 
-func (p *Prober) emit(r *Result) {
-	p.stats[r.Index].Add(r)
-	if p.cfg.OnResult != nil {
-		p.cfg.OnResult(r)
+// emit delivers a result of job j.
+func (p *Prober) emit(j *job, r *Result) {
+	if j.stats != nil {
+		j.stats[r.Index].add(r)
+	}
+	if j.onResult != nil {
+		j.onResult(r)
 	}
 }
 

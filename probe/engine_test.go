@@ -258,16 +258,27 @@ func TestUserClockFallback(t *testing.T) {
 	}
 }
 
+// TestCancel: cancelling the context wakes a Run blocked in Recv with an
+// hour to its next deadline (the SYN's timeout, the next round).
 func TestCancel(t *testing.T) {
 	c := probetest.NewConn(nil)
 	cookie, _ := rawsock.NewRandomCookie()
-	p, err := probe.New(c, probe.Config{Targets: []probe.Target{target(dst4, 1)}, PortLo: 61000, PortHi: 61000, Cookie: cookie})
+	p, err := probe.New(c, probe.Config{
+		Targets: []probe.Target{target(dst4, 1)},
+		PortLo:  61000, PortHi: 61000,
+		Interval: time.Hour, Timeout: time.Hour,
+		Cookie: cookie,
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- p.Run(ctx) }()
+	for len(c.Sent()) == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(10 * time.Millisecond) // past the poll after the send: in Recv
 	cancel()
 	select {
 	case err := <-done:
@@ -277,15 +288,27 @@ func TestCancel(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Run ignored cancellation")
 	}
+	if s := p.Stats(0); s.Sent != 1 || s.Interrupted != 1 {
+		t.Errorf("%d sent, %d interrupted; want the one probe interrupted", s.Sent, s.Interrupted)
+	}
 }
 
 func TestNewRejects(t *testing.T) {
-	good := probe.Config{Targets: []probe.Target{target(dst4, 1)}, PortLo: 1, PortHi: 2}
+	cookie, _ := rawsock.NewRandomCookie()
+	good := probe.Config{Targets: []probe.Target{target(dst4, 1)}, PortLo: 1, PortHi: 2, Cookie: cookie}
+	if _, err := probe.New(probetest.NewConn(nil), good); err != nil {
+		t.Fatalf("the good config: %v", err)
+	}
 	for name, f := range map[string]func(c *probe.Config){
-		"no targets":     func(c *probe.Config) { c.Targets = nil },
-		"negative count": func(c *probe.Config) { c.Count = -1 },
-		"bad ports":      func(c *probe.Config) { c.PortLo = 5 },
-		"mixed families": func(c *probe.Config) { c.Targets = []probe.Target{{Addr: dst4, Src: src6, Port: 1}} },
+		"no targets":       func(c *probe.Config) { c.Targets = nil },
+		"negative count":   func(c *probe.Config) { c.Count = -1 },
+		"negative timeout": func(c *probe.Config) { c.Timeout = -1 },
+		"unknown mode":     func(c *probe.Config) { c.Mode = 7 },
+		"bad ports":        func(c *probe.Config) { c.PortLo = 5 },
+		"no source port":   func(c *probe.Config) { c.PortLo, c.PortHi = 0, 0 },
+		"no cookie":        func(c *probe.Config) { c.Cookie = rawsock.Cookie{} },
+		"mixed families":   func(c *probe.Config) { c.Targets = []probe.Target{{Addr: dst4, Src: src6, Port: 1}} },
+		"no source":        func(c *probe.Config) { c.Targets = []probe.Target{{Addr: dst4, Port: 1}} },
 	} {
 		c := good
 		f(&c)
@@ -327,7 +350,7 @@ func TestMaybeRetransmit(t *testing.T) {
 					t.Errorf("rtt %v flagged %v, want %v", r.RTT, r.MaybeRetransmit, tt.flag)
 				}
 			}
-			sum := s.Summary()
+			sum := s.RTT
 			if tt.flag {
 				if sum.N != 0 || s.MaybeRetransmits.N != 3 || s.MaybeRetransmits.Min != tt.after || s.Open != 3 || s.Kernel != 0 {
 					t.Errorf("stats: summary %+v, maybe %+v, open %d", sum, s.MaybeRetransmits, s.Open)

@@ -399,6 +399,11 @@ func TestNoACK(t *testing.T) {
 	if c.Pattern != probe.CloseNoACK || c.HasAck || c.FinRetransmits != 2 {
 		t.Errorf("close %+v, want no-ack after 2 retransmissions", c)
 	}
+	// Every ACK of our FINs may have been lost: a peer that acknowledged
+	// and never closed would look the same.
+	if c.Alternatives != probe.PatternSet(0).Add(probe.CloseNoFIN) {
+		t.Errorf("alternatives %v, want no-fin", c.Alternatives.Patterns())
+	}
 	fins := 0
 	for i := range pr.got {
 		if isFIN(&pr.got[i]) {

@@ -12,7 +12,7 @@ import (
 
 // runUntil runs an endless prober over c and cancels it once stop says
 // so (checked every millisecond), then returns the results and stats.
-func runUntil(t *testing.T, c *probetest.Conn, cfg probe.Config, stop func() bool) ([]probe.Result, *probe.Stats) {
+func runUntil(t *testing.T, c *probetest.Conn, cfg probe.Config, stop func() bool) ([]probe.Result, probe.Stats) {
 	t.Helper()
 	cookie, err := rawsock.NewRandomCookie()
 	if err != nil {

@@ -131,7 +131,7 @@ func (c *tcb) firstSent(p *Prober, e *pending, in *inbound, firstTx bool) bool {
 	case c.firstFINTSOK && in.pkt.Options.Timestamps:
 		return !seqLT(c.firstFINTS, in.pkt.Options.TSVal)
 	}
-	d, _ := p.since(c.firstFINAt, rxStamp(in), p.cfg.Targets[e.target].Addr.Is6())
+	d, _ := p.since(c.firstFINAt, rxStamp(in), e.t().Addr.Is6())
 	return d <= reorderWindow
 }
 
@@ -149,7 +149,7 @@ func (c *tcb) answers(p *Prober, e *pending, in *inbound) int {
 		}
 		return -1
 	}
-	v6 := p.cfg.Targets[e.target].Addr.Is6()
+	v6 := e.t().Addr.Is6()
 	for k := n - 1; k > 0; k-- {
 		if d, _ := p.since(c.finTxs[k].at, rxStamp(in), v6); d >= c.minRTT {
 			return k
@@ -165,7 +165,7 @@ func (c *tcb) answers(p *Prober, e *pending, in *inbound) int {
 func (p *Prober) replyDelay(e *pending, in *inbound) time.Duration {
 	c := e.c
 	k := max(c.answers(p, e, in), 0)
-	d, _ := p.since(c.finTxs[k].at, rxStamp(in), p.cfg.Targets[e.target].Addr.Is6())
+	d, _ := p.since(c.finTxs[k].at, rxStamp(in), e.t().Addr.Is6())
 	return d - c.minRTT
 }
 

@@ -5,15 +5,17 @@ import (
 	"time"
 )
 
-// PortAllocator hands out a Prober's source ports (Config.Ports). The
-// Prober calls it from Run's thread only.
+// PortAllocator hands out an engine's source ports (Config.Ports,
+// ClientConfig.Allocator). The engine calls it from its own thread only.
 type PortAllocator interface {
-	// Take returns the source port for a SYN that leaves at now with
-	// TSval tsval (when it carries timestamps), or false if no port can
-	// be had. A port the Prober still keeps in TIME_WAIT may come back:
+	// Take returns the source port for a SYN that leaves at now, with
+	// TSval tsval when timestamps says it carries the option, or false
+	// if no port can be had. A port the Prober still keeps in TIME_WAIT may come back:
 	// the Prober then forgets that connection.
-	Take(now time.Time, tsval uint32) (port uint16, ok bool)
-	// Release (ModeFIN only) says that the connection on port has ended.
+	Take(now time.Time, tsval uint32, timestamps bool) (port uint16, ok bool)
+	// Release says that the probe on port has ended: a Client's every
+	// probe, a Prober's (New) only in ModeFIN, where a port is a
+	// connection's until it ends.
 	Release(port uint16, end PortEnd)
 }
 
@@ -94,7 +96,7 @@ func (pp *PortPool) Reused() uint64 { return pp.reused }
 func (pp *PortPool) Exhausted() uint64 { return pp.exhausted }
 
 // Take implements PortAllocator.
-func (pp *PortPool) Take(now time.Time, tsval uint32) (uint16, bool) {
+func (pp *PortPool) Take(now time.Time, tsval uint32, timestamps bool) (uint16, bool) {
 	n := len(pp.ports)
 	if n == 0 {
 		pp.exhausted++
@@ -119,7 +121,9 @@ func (pp *PortPool) Take(now time.Time, tsval uint32) (uint16, bool) {
 			s.busy = true
 			return pp.ports[i], true
 		}
-		if s.ts && !now.Before(s.reuseAt) && int32(tsval-s.tsval) > 0 &&
+		// Into a TIME_WAIT only with a newer TSval (RFC 6191): a SYN
+		// without timestamps would meet the peer's TIME_WAIT's ACK.
+		if timestamps && s.ts && !now.Before(s.reuseAt) && int32(tsval-s.tsval) > 0 &&
 			(best < 0 || s.reuseAt.Before(pp.st[best].reuseAt)) {
 			best = i
 		}
@@ -164,7 +168,7 @@ func later(a, b time.Time) time.Time {
 // (ModeFIN), closed with pattern pat; timeWait says whether we linger in
 // TIME_WAIT.
 func (p *Prober) releasePort(e *pending, pat ClosePattern, timeWait bool) {
-	now := p.cfg.Now()
+	now := p.now()
 	end := PortEnd{
 		At:       now,
 		TimeWait: timeWait || pat == ClosePeerFirst || pat == CloseSimultaneous,
@@ -176,5 +180,5 @@ func (p *Prober) releasePort(e *pending, pat ClosePattern, timeWait bool) {
 			end.RTT = c.handshake.u.Sub(e.sent)
 		}
 	}
-	p.cfg.Ports.Release(e.sport, end)
+	p.ports.Release(e.sport, end)
 }

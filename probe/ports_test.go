@@ -15,7 +15,7 @@ func tsAt(t time.Time) uint32 { return 1000 + uint32(t.Sub(t0).Milliseconds()) }
 
 func take(t *testing.T, pp *PortPool, now time.Time) (uint16, bool) {
 	t.Helper()
-	return pp.Take(now, tsAt(now))
+	return pp.Take(now, tsAt(now), true)
 }
 
 // TestPortPoolRotation: without tracking, ports come in turn, sorted and
@@ -94,8 +94,11 @@ func TestPortPoolReuse(t *testing.T) {
 		t.Fatal("a port reused before a second of quiet")
 	}
 	now := t0.Add(1150 * time.Millisecond)
-	if _, ok := pp.Take(now, tsAt(t0)); ok {
+	if _, ok := pp.Take(now, tsAt(t0), true); ok {
 		t.Fatal("a port reused with an older TSval")
+	}
+	if _, ok := pp.Take(now, tsAt(now), false); ok {
+		t.Fatal("a port reused by a SYN without timestamps")
 	}
 	if p, ok := take(t, pp, now); !ok || p != 2 {
 		t.Fatalf("reuse at 1.15 s: %d, %v; want port 2, closed longest ago", p, ok)
@@ -177,7 +180,7 @@ func TestTimeWaitPortReuse(t *testing.T) {
 		closeOne := func(seq int) rawsock.Packet {
 			t.Helper()
 			before := len(c.sent)
-			p.sendSYN(0, seq, now)
+			p.sendSYN(p.main, 0, seq, now)
 			if len(c.sent) != before+1 {
 				t.Fatalf("probe %d: no SYN (%+v)", seq, results[len(results)-1].Err)
 			}
@@ -208,13 +211,13 @@ func TestTimeWaitPortReuse(t *testing.T) {
 		}
 		first := closeOne(0)
 		now = now.Add(500 * time.Millisecond)
-		p.sendSYN(0, 1, now)
+		p.sendSYN(p.main, 0, 1, now)
 		if r := results[len(results)-1]; r.State != StateError {
 			t.Fatalf("ts=%v: a probe 0.5 s after the close got a port: %+v", ts, r)
 		}
 		now = now.Add(time.Second)
 		if !ts {
-			p.sendSYN(0, 2, now)
+			p.sendSYN(p.main, 0, 2, now)
 			if r := results[len(results)-1]; r.State != StateError {
 				t.Fatalf("without timestamps, the port was reused 1.5 s after the close: %+v", r)
 			}
@@ -224,7 +227,7 @@ func TestTimeWaitPortReuse(t *testing.T) {
 		if second.SrcPort != first.SrcPort || !second.Options.Timestamps || int32(second.Options.TSVal-first.Options.TSVal) <= 0 {
 			t.Errorf("ts=%v: second SYN from %d TSval %d, first from %d TSval %d", ts, second.SrcPort, second.Options.TSVal, first.SrcPort, first.Options.TSVal)
 		}
-		pool := p.cfg.Ports.(*PortPool)
+		pool := p.ports.(*PortPool)
 		if want := map[bool]uint64{true: 1, false: 0}[ts]; pool.Reused() != want || p.tab.n != 1 {
 			t.Errorf("ts=%v: %d reuses (want %d), %d probes in the table (want the last one)", ts, pool.Reused(), want, p.tab.n)
 		}

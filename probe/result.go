@@ -67,8 +67,8 @@ func (t *Target) String() string {
 // every callback: copy what you keep.
 type Result struct {
 	Target  *Target
-	Index   int // index of Target in Config.Targets
-	Seq     int // probe number for this target, from 0
+	Index   int // index of Target among the call's targets (Config.Targets, Rounds.Targets); 0 for Client.Probe
+	Seq     int // round number of this probe, from 0; 0 for Client.Probe
 	SrcPort uint16
 	ISN     uint32
 	Sent    time.Time // wall clock when the SYN was sent
@@ -104,22 +104,23 @@ type Result struct {
 	Window  uint16
 	Options rawsock.SYNOptions
 
-	// Hint flags evidence that something other than the target answered
-	// (scans): "icmp-from-other-address", "rst-ttl-differs-from-syn-ack".
-	Hint string
-
 	// Close reports how the connection ended (ModeFIN, open probes).
 	Close *CloseReport
-	// Interrupted (ModeFIN) says the run ended while the connection was
-	// open or closing: synprobe reset it, and Close is nil.
+	// Interrupted (ModeFIN) says the probe was
+	// interrupted (its run or call ended, its client closed) while the
+	// connection was open or closing: the engine reset it, and Close is
+	// nil.
 	Interrupted bool
 	// Trace lists the probe's segments (Config.Trace).
 	Trace []TraceEvent
 }
 
 // Answered reports whether anything answered the probe.
-func (r *Result) Answered() bool {
-	return r.State == StateOpen || r.State == StateClosed || (r.State == StateFiltered && r.Reason != ReasonTimeout)
+func (r *Result) Answered() bool { return answered(r.State, r.Reason) }
+
+// answered reports whether a verdict came from an answer.
+func answered(s State, reason string) bool {
+	return s == StateOpen || s == StateClosed || (s == StateFiltered && reason != ReasonTimeout)
 }
 
 // IsICMP reports whether an ICMP error decided the probe.

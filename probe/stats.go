@@ -16,22 +16,28 @@ const (
 	histDigits  = 3
 )
 
-// Stats accumulates the probes of one target.
+// Stats is a snapshot of one target's statistics (Prober.Stats): a value,
+// the caller's to keep, that the engine never changes.
 type Stats struct {
 	// Sent counts the SYNs handed to the network, when they were sent:
 	// Open + Closed + Filtered + Interrupted. Errors are probes that
 	// could not be sent, and are not among them.
 	Sent, Open, Closed, Filtered, Errors int
 	Timeouts                             int // filtered with no answer at all
-	Kernel                               int // answers in the RTT statistics timed by kernel timestamps
 	// Interrupted counts the probes sent whose answer was still awaited
 	// when the run was interrupted: they have no verdict, and are no loss.
 	Interrupted int
 
+	// RTT describes the RTTs of the answered probes, but for SYN-ACKs
+	// that may be retransmissions; Kernel of them were timed by kernel
+	// timestamps (Result.KernelClock).
+	RTT    RTTSummary
+	Kernel int
+
 	// MaybeRetransmits summarises the SYN-ACKs that came SynAckRTO or
 	// later after the SYN (Result.MaybeRetransmit). They are kept out of
-	// the RTT statistics: such an RTT may be the server's retransmission
-	// timer plus the path, not the path.
+	// RTT: such an RTT may be the server's retransmission timer plus the
+	// path, not the path.
 	MaybeRetransmits DurationStats
 
 	// ModeFIN: how the open connections closed.
@@ -51,84 +57,6 @@ type Stats struct {
 	// CloseInterrupted counts the open connections the end of the run
 	// reset before they closed (counted in Open): Result.Interrupted.
 	CloseInterrupted int
-
-	n        int
-	mean, m2 float64 // Welford's running mean and sum of squares, in ns
-	min, max time.Duration
-	// The RTTs for percentiles, in a histogram whose memory grows with
-	// the buckets in use, never with the number of probes: at most some
-	// 33,000 buckets, a few hundred in practice.
-	hist *hdrhistogram.PackedHistogram
-}
-
-// Add counts one result. The SYN was counted when it was sent (Sent).
-func (s *Stats) Add(r *Result) {
-	if r.Interrupted {
-		s.CloseInterrupted++
-	}
-	switch r.State {
-	case StateOpen:
-		s.Open++
-	case StateClosed:
-		s.Closed++
-	case StateFiltered:
-		s.Filtered++
-		if r.Reason == ReasonTimeout {
-			s.Timeouts++
-		}
-	case StateError:
-		s.Errors++
-	}
-	if c := r.Close; c != nil {
-		s.Patterns[c.Pattern]++
-		if c.HasAck {
-			s.CloseAck.Add(c.AckTime)
-		}
-		if c.HasFin {
-			s.CloseFin.Add(c.FinTime)
-		}
-		if c.HasDataAck {
-			s.DataAck.Add(c.DataAckTime)
-		}
-		s.PeerDataBytes += c.PeerDataBytes
-		s.PeerRetransmits += c.PeerRetransmits
-		s.FinRetransmits += c.FinRetransmits
-		s.SendErrors += c.SendErrors
-		if c.Alternatives != 0 {
-			s.Uncertain++
-		}
-		if c.DataBytes > 0 && c.DataAcked < c.DataBytes && !r.Interrupted {
-			s.DataShort++
-		}
-	}
-	if r.MaybeRetransmit {
-		s.MaybeRetransmits.Add(r.RTT)
-		return
-	}
-	if r.Answered() {
-		if r.KernelClock {
-			s.Kernel++
-		}
-		s.addRTT(r.RTT)
-	}
-}
-
-func (s *Stats) addRTT(d time.Duration) {
-	s.n++
-	if s.n == 1 || d < s.min {
-		s.min = d
-	}
-	if s.n == 1 || d > s.max {
-		s.max = d
-	}
-	x := float64(d)
-	delta := x - s.mean
-	s.mean += delta / float64(s.n)
-	s.m2 += delta * (x - s.mean)
-	if s.hist == nil {
-		s.hist = hdrhistogram.NewPacked(histLowest, histHighest, histDigits)
-	}
-	s.hist.RecordValue(min(max(int64(d), 0), histHighest))
 }
 
 // LossPercent is the share of the probes with a verdict that got no
@@ -153,8 +81,132 @@ type RTTSummary struct {
 	P50, P90, P99 time.Duration
 }
 
-// Summary returns the RTT statistics so far.
-func (s *Stats) Summary() RTTSummary {
+// DurationStats summarises durations: count, min, mean, max.
+type DurationStats struct {
+	N             int // durations counted; the rest is zero when N is 0
+	Min, Avg, Max time.Duration
+}
+
+// tally accumulates the probes of one target; Stats is its snapshot. Its
+// memory does not grow with the number of probes.
+type tally struct {
+	sent, open, closed, filtered, errors int
+	timeouts                             int
+	kernel                               int // answers in the RTT statistics timed by kernel timestamps
+	interrupted                          int
+
+	maybeRetransmits durations
+
+	patterns           [numClosePatterns]int
+	closeAck, closeFin durations
+	dataAck            durations
+	peerDataBytes      int
+	peerRetransmits    int
+	finRetransmits     int
+	lateFINs           int
+	sendErrors         int
+	uncertain          int
+	dataShort          int
+	closeInterrupted   int
+
+	n        int
+	mean, m2 float64 // Welford's running mean and sum of squares, in ns
+	min, max time.Duration
+	// The RTTs for percentiles, in a histogram whose memory grows with
+	// the buckets in use, never with the number of probes: at most some
+	// 33,000 buckets, a few hundred in practice.
+	hist *hdrhistogram.PackedHistogram
+}
+
+// add counts one result. The SYN was counted when it was sent (sent).
+func (s *tally) add(r *Result) {
+	if r.Interrupted {
+		s.closeInterrupted++
+	}
+	switch r.State {
+	case StateOpen:
+		s.open++
+	case StateClosed:
+		s.closed++
+	case StateFiltered:
+		s.filtered++
+		if r.Reason == ReasonTimeout {
+			s.timeouts++
+		}
+	case StateError:
+		s.errors++
+	}
+	if c := r.Close; c != nil {
+		s.patterns[c.Pattern]++
+		if c.HasAck {
+			s.closeAck.add(c.AckTime)
+		}
+		if c.HasFin {
+			s.closeFin.add(c.FinTime)
+		}
+		if c.HasDataAck {
+			s.dataAck.add(c.DataAckTime)
+		}
+		s.peerDataBytes += c.PeerDataBytes
+		s.peerRetransmits += c.PeerRetransmits
+		s.finRetransmits += c.FinRetransmits
+		s.sendErrors += c.SendErrors
+		if c.Alternatives != 0 {
+			s.uncertain++
+		}
+		if c.DataBytes > 0 && c.DataAcked < c.DataBytes && !r.Interrupted {
+			s.dataShort++
+		}
+	}
+	if r.MaybeRetransmit {
+		s.maybeRetransmits.add(r.RTT)
+		return
+	}
+	if r.Answered() {
+		if r.KernelClock {
+			s.kernel++
+		}
+		s.addRTT(r.RTT)
+	}
+}
+
+func (s *tally) addRTT(d time.Duration) {
+	s.n++
+	if s.n == 1 || d < s.min {
+		s.min = d
+	}
+	if s.n == 1 || d > s.max {
+		s.max = d
+	}
+	x := float64(d)
+	delta := x - s.mean
+	s.mean += delta / float64(s.n)
+	s.m2 += delta * (x - s.mean)
+	if s.hist == nil {
+		s.hist = hdrhistogram.NewPacked(histLowest, histHighest, histDigits)
+	}
+	s.hist.RecordValue(min(max(int64(d), 0), histHighest))
+}
+
+// snapshot returns the statistics so far.
+func (s *tally) snapshot() Stats {
+	return Stats{
+		Sent: s.sent, Open: s.open, Closed: s.closed, Filtered: s.filtered, Errors: s.errors,
+		Timeouts: s.timeouts, Interrupted: s.interrupted,
+		RTT: s.rtt(), Kernel: s.kernel,
+		MaybeRetransmits: s.maybeRetransmits.snapshot(),
+		Patterns:         s.patterns,
+		CloseAck:         s.closeAck.snapshot(),
+		CloseFin:         s.closeFin.snapshot(),
+		DataAck:          s.dataAck.snapshot(),
+		PeerDataBytes:    s.peerDataBytes, PeerRetransmits: s.peerRetransmits, FinRetransmits: s.finRetransmits,
+		LateFINs: s.lateFINs, SendErrors: s.sendErrors, Uncertain: s.uncertain, DataShort: s.dataShort,
+		CloseInterrupted: s.closeInterrupted,
+	}
+}
+
+// rtt summarises the RTTs so far.
+func (s *tally) rtt() RTTSummary {
 	if s.n == 0 {
 		return RTTSummary{}
 	}
@@ -173,7 +225,7 @@ func (s *Stats) Summary() RTTSummary {
 // percentile returns the nearest-rank p-th percentile of the RTTs: the
 // ceil(p/100 * n)-th smallest, by the histogram's bucket holding it (the
 // histogram's own rank rounds instead), within [min, max].
-func (s *Stats) percentile(p float64) time.Duration {
+func (s *tally) percentile(p float64) time.Duration {
 	n := s.hist.TotalCount()
 	rank := max(1, min(int64(math.Ceil(p/100*float64(n))), n))
 	// The histogram takes the rank (p/100*n + 0.5) rounded down: ask for
@@ -192,28 +244,26 @@ func Percentile(sorted []time.Duration, p float64) time.Duration {
 	return sorted[rank-1]
 }
 
-// DurationStats summarises durations: count, min, mean, max.
-type DurationStats struct {
-	N             int
-	Min, Max, Sum time.Duration
+// durations accumulates durations for a DurationStats.
+type durations struct {
+	n             int
+	min, max, sum time.Duration
 }
 
-// Add counts d.
-func (d *DurationStats) Add(v time.Duration) {
-	if d.N == 0 || v < d.Min {
-		d.Min = v
+func (d *durations) add(v time.Duration) {
+	if d.n == 0 || v < d.min {
+		d.min = v
 	}
-	if d.N == 0 || v > d.Max {
-		d.Max = v
+	if d.n == 0 || v > d.max {
+		d.max = v
 	}
-	d.N++
-	d.Sum += v
+	d.n++
+	d.sum += v
 }
 
-// Avg returns the mean, or 0 when empty.
-func (d *DurationStats) Avg() time.Duration {
-	if d.N == 0 {
-		return 0
+func (d *durations) snapshot() DurationStats {
+	if d.n == 0 {
+		return DurationStats{}
 	}
-	return d.Sum / time.Duration(d.N)
+	return DurationStats{N: d.n, Min: d.min, Avg: d.sum / time.Duration(d.n), Max: d.max}
 }

@@ -9,16 +9,17 @@ import (
 )
 
 func TestStats(t *testing.T) {
-	var s Stats
+	var acc tally
 	rtts := []time.Duration{11482 * time.Microsecond, 11390 * time.Microsecond, 12000 * time.Microsecond, 9000 * time.Microsecond}
 	for _, d := range rtts {
-		s.Add(&Result{State: StateOpen, Reason: ReasonSYNACK, RTT: d, KernelClock: true})
+		acc.add(&Result{State: StateOpen, Reason: ReasonSYNACK, RTT: d, KernelClock: true})
 	}
-	s.Add(&Result{State: StateFiltered, Reason: ReasonTimeout})
-	s.Add(&Result{State: StateClosed, Reason: ReasonRST, RTT: 10 * time.Millisecond})
-	s.Add(&Result{State: StateFiltered, Reason: "icmp-admin-prohibited", RTT: 8 * time.Millisecond})
-	s.Add(&Result{State: StateError, Reason: ReasonSendError})
-	s.Sent = 7 // the engine counts SYNs as it sends them; the error was not sent
+	acc.add(&Result{State: StateFiltered, Reason: ReasonTimeout})
+	acc.add(&Result{State: StateClosed, Reason: ReasonRST, RTT: 10 * time.Millisecond})
+	acc.add(&Result{State: StateFiltered, Reason: "icmp-admin-prohibited", RTT: 8 * time.Millisecond})
+	acc.add(&Result{State: StateError, Reason: ReasonSendError})
+	acc.sent = 7 // the engine counts SYNs as it sends them; the error was not sent
+	s := acc.snapshot()
 	if s.Sent != 7 || s.Open != 4 || s.Closed != 1 || s.Filtered != 2 || s.Timeouts != 1 || s.Errors != 1 || s.Kernel != 4 {
 		t.Fatalf("counts %+v", s)
 	}
@@ -27,10 +28,14 @@ func TestStats(t *testing.T) {
 	}
 	// Two more sent, still awaiting their answer at an interrupt: no
 	// verdict, no loss.
-	s.Sent += 2
-	s.Interrupted = 2
-	if got := s.LossPercent(); got != 100.0/7 {
-		t.Errorf("loss %v%% with two interrupted, want 1 of 7", got)
+	acc.sent += 2
+	acc.interrupted = 2
+	if got := acc.snapshot(); got.LossPercent() != 100.0/7 {
+		t.Errorf("loss %v%% with two interrupted, want 1 of 7", got.LossPercent())
+	}
+	// The snapshot is a value: what the tally counts later leaves it be.
+	if s.Sent != 7 || s.Interrupted != 0 {
+		t.Errorf("the snapshot changed with the tally: %+v", s)
 	}
 	// Reference: the six answered RTTs, two-pass population statistics.
 	all := append(append([]time.Duration{}, rtts...), 10*time.Millisecond, 8*time.Millisecond)
@@ -44,7 +49,7 @@ func TestStats(t *testing.T) {
 		sq += (float64(d) - mean) * (float64(d) - mean)
 	}
 	sd := math.Sqrt(sq / float64(len(all)))
-	got := s.Summary()
+	got := s.RTT
 	if got.N != 6 || got.Min != 8*time.Millisecond || got.Max != 12*time.Millisecond ||
 		got.Avg != time.Duration(math.Round(mean)) || got.Mdev != time.Duration(math.Round(sd)) {
 		t.Errorf("summary %+v, want mean %v sd %v", got, mean, sd)
@@ -86,15 +91,15 @@ func TestPercentileAccuracy(t *testing.T) {
 		{"three values", 3, func() time.Duration { return time.Duration(1e6 + rng.IntN(1e6)) }},
 		{"one value", 1, func() time.Duration { return 123456789 }},
 	} {
-		var s Stats
+		var s tally
 		all := make([]time.Duration, 0, dist.n)
 		for range dist.n {
 			d := dist.draw()
 			all = append(all, d)
-			s.Add(&Result{State: StateOpen, Reason: ReasonSYNACK, RTT: d})
+			s.add(&Result{State: StateOpen, Reason: ReasonSYNACK, RTT: d})
 		}
 		slices.Sort(all)
-		got := s.Summary()
+		got := s.snapshot().RTT
 		if got.Min != all[0] || got.Max != all[len(all)-1] {
 			t.Errorf("%s: min/max %v/%v, want %v/%v", dist.name, got.Min, got.Max, all[0], all[len(all)-1])
 		}
@@ -118,11 +123,11 @@ func TestPercentileAccuracy(t *testing.T) {
 // a few tens of kilobytes, and a million more add nothing.
 func TestStatsMemory(t *testing.T) {
 	rng := rand.New(rand.NewPCG(9, 10))
-	var s Stats
+	var s tally
 	add := func(n int) {
 		for range n {
 			d := time.Duration(math.Exp(math.Log(1e3) + rng.Float64()*math.Log(1e7)))
-			s.Add(&Result{State: StateOpen, Reason: ReasonSYNACK, RTT: d})
+			s.add(&Result{State: StateOpen, Reason: ReasonSYNACK, RTT: d})
 		}
 	}
 	add(1_000_000)

@@ -19,14 +19,19 @@ type pending struct {
 	state    pstate
 	isn      uint32 // our initial sequence number: the table key
 	id       uint32 // transmit-timestamp id of the SYN
-	target   int32  // index into Config.Targets
-	seq      int32  // probe number for that target
+	job      *job
+	target   int32 // index into job.targets
+	seq      int32 // probe number for that target
+	live     bool  // its result is still to come (Prober.live)
 	sport    uint16
 	sent     time.Time // user-space clock at send
 	deadline time.Time // when the timer fires
 	gen      uint32    // timer generation (see timerHeap)
 	c        *tcb      // the connection (ModeFIN) or trace; nil otherwise
 }
+
+// t returns the target of probe e.
+func (e *pending) t() *Target { return &e.job.targets[e.target] }
 
 // table holds the probes in flight, keyed by ISN. ISNs are keyed hashes, so
 // their low bits index the table directly; collisions probe linearly and

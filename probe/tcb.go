@@ -69,6 +69,7 @@ const (
 	noteSendFailed     = "send failed"
 	noteAbort          = "abort"
 	noteNoACKLossy     = "no ACK of our FIN arrived, but segments were lost on this connection before: the peer may have acknowledged it (no-fin)"
+	noteNoACK          = "no ACK of our FIN arrived through its retransmissions: they were lost, or every ACK of them was (then the peer acknowledged it and never closed: no-fin)"
 	noteOurFINLost     = "lost, or the answer to it was"
 
 	noteBadSYN       = "ignored: SYN in a synchronized state (RFC 5961: challenge ack)"
@@ -92,6 +93,7 @@ type finTx struct {
 // after the SYN-ACK (ModeFIN), and the trace of any probe when tracing.
 type tcb struct {
 	tracing  bool
+	s        *settings // the job's
 	us, peer TCPState
 	trace    []traceRec
 
@@ -313,7 +315,7 @@ type traceRec struct {
 	ev TraceEvent
 }
 
-func (p *Prober) newTCB() *tcb {
+func (p *Prober) newTCB(s *settings) *tcb {
 	var c *tcb
 	if n := len(p.free); n > 0 {
 		c = p.free[n-1]
@@ -323,7 +325,8 @@ func (p *Prober) newTCB() *tcb {
 	} else {
 		c = &tcb{}
 	}
-	c.tracing = p.cfg.Trace
+	c.s = s
+	c.tracing = s.trace
 	c.peerWS = -1
 	c.reportTrace = -1
 	return c
@@ -377,17 +380,17 @@ func isMsgSize(err error) bool { return errors.Is(err, syscall.EMSGSIZE) }
 // left. A failed send is counted in the connection (Result.Close) and
 // noted in the trace; the caller decides what follows.
 func (p *Prober) sendSeg(e *pending, flags rawsock.TCPFlags, seq, ack uint32, payload []byte, note string) (stamp, error) {
-	t := &p.cfg.Targets[e.target]
-	now := p.cfg.Now()
+	t := e.t()
+	now := p.now()
 	c := e.c
 	var ob [rawsock.MaxOptionsSize]byte
 	on := 0
 	var win uint16
 	tsval := p.tsval(now)
 	if flags&rawsock.FlagRst == 0 {
-		win = p.cfg.Window
+		win = e.job.window
 		if c != nil && c.peerWS >= 0 {
-			win = uint16(uint32(p.cfg.Window) >> c.ourWS)
+			win = uint16(uint32(e.job.window) >> c.ourWS)
 		}
 		if c != nil && c.ts {
 			ob[0], ob[1], ob[2], ob[3] = 1, 1, 8, 10
@@ -403,7 +406,7 @@ func (p *Prober) sendSeg(e *pending, flags rawsock.TCPFlags, seq, ack uint32, pa
 	p.nextID++
 	seg := rawsock.Segment{
 		Src: t.Src, Dst: t.Addr,
-		TTL: p.cfg.TTL, TOS: p.cfg.TOS,
+		TTL: e.job.ttl, TOS: e.job.tos,
 		ID: uint16(id), DF: true,
 		SrcPort: e.sport, DstPort: t.Port,
 		Seq: seq, Ack: ack,
@@ -459,13 +462,8 @@ func (c *tcb) annotateLast(note string) {
 	}
 }
 
-// ourOptions returns the SYN options sent to target t.
-func (p *Prober) ourOptions(t *Target) *rawsock.SYNOptions {
-	if t.Addr.Is6() && p.cfg.Options6 != nil {
-		return p.cfg.Options6
-	}
-	return p.cfg.Options
-}
+// ourOptions returns the SYN options probe e sent.
+func ourOptions(e *pending) *rawsock.SYNOptions { return e.job.options[family(e.t())] }
 
 // established sets up probe i's connection on its SYN-ACK (ModeFIN): ACK,
 // data, then hold or FIN.
@@ -473,8 +471,8 @@ func (p *Prober) established(i int, in *inbound, rtt time.Duration, rttOK bool) 
 	e := &p.tab.e[i]
 	c := e.c
 	pkt := &in.pkt
-	t := &p.cfg.Targets[e.target]
-	ours := p.ourOptions(t)
+	t := e.t()
+	ours := ourOptions(e)
 	c.synack = *in
 	c.handshake = rxStamp(in)
 	c.irs = pkt.Seq
@@ -507,14 +505,14 @@ func (p *Prober) established(i int, in *inbound, rtt time.Duration, rttOK bool) 
 	e.state = stateEstablished
 	c.us, c.peer = Established, Established
 	p.sendACK(e, "")
-	if len(p.cfg.Data) > 0 {
-		c.data = p.cfg.Data
+	if len(e.job.data) > 0 {
+		c.data = e.job.data
 		c.dataEnd = e.isn + 1 + uint32(len(c.data))
 		c.mss = p.segSize(e)
 		c.cwnd = uint32(initialCwnd * c.mss)
 	}
-	if p.cfg.Hold > 0 {
-		c.holdUntil = p.cfg.Now().Add(p.cfg.Hold)
+	if e.job.hold > 0 {
+		c.holdUntil = p.now().Add(e.job.hold)
 	} else {
 		p.wantFIN(c)
 	}
@@ -530,7 +528,7 @@ func (p *Prober) wantFIN(c *tcb) {
 		return
 	}
 	c.finWanted = true
-	c.dataDeadline = p.cfg.Now().Add(p.cfg.CloseTimeout)
+	c.dataDeadline = p.now().Add(c.s.closeTimeout)
 }
 
 // rttSample feeds one round-trip time into the RFC 6298 estimator.
@@ -567,16 +565,16 @@ func (c *tcb) baseRTO() time.Duration {
 // path MTU, at least net.ipv4.tcp_min_snd_mss, less the options we carry.
 func (p *Prober) segSize(e *pending) int {
 	c := e.c
-	t := &p.cfg.Targets[e.target]
+	t := e.t()
 	hdr := rawsock.IPv4MinimumSize + rawsock.TCPMinimumSize
 	if t.Addr.Is6() {
 		hdr = rawsock.IPv6MinimumSize + rawsock.TCPMinimumSize
 	}
 	mss := c.peerMSS
-	if o := p.ourOptions(t); o != nil && o.MSS != 0 {
+	if o := ourOptions(e); o != nil && o.MSS != 0 {
 		mss = min(mss, int(o.MSS))
 	}
-	if mtu := p.pathMTU(int(e.target)); mtu > 0 {
+	if mtu := p.pathMTU(e); mtu > 0 {
 		mss = min(mss, mtu-hdr)
 	}
 	mss = max(mss, minSndMSS)
@@ -592,18 +590,19 @@ type pathMTUer interface {
 	PathMTU(dst netip.Addr) (int, error)
 }
 
-// pathMTU returns the path MTU to target ti, asking the Conn once; 0 when
-// unknown.
-func (p *Prober) pathMTU(ti int) int {
-	if p.mtus[ti] == 0 {
-		p.mtus[ti] = -1
-		if m, ok := p.conn.(pathMTUer); ok {
-			if mtu, err := m.PathMTU(p.cfg.Targets[ti].Addr); err == nil && mtu > 0 {
-				p.mtus[ti] = mtu
+// pathMTU returns the path MTU to probe e's target, asking the Conn once;
+// 0 when unknown.
+func (p *Prober) pathMTU(e *pending) int {
+	m := &e.job.mtus[e.target]
+	if *m == 0 {
+		*m = -1
+		if c, ok := p.conn.(pathMTUer); ok {
+			if mtu, err := c.PathMTU(e.t().Addr); err == nil && mtu > 0 {
+				*m = mtu
 			}
 		}
 	}
-	return max(p.mtus[ti], 0)
+	return max(*m, 0)
 }
 
 // shrinkMSS lowers probe e's segment size after the kernel refused a
@@ -613,7 +612,7 @@ func (p *Prober) pathMTU(ti int) int {
 func (p *Prober) shrinkMSS(e *pending) bool {
 	c := e.c
 	old := c.mss
-	p.mtus[e.target] = 0 // ask again
+	e.job.mtus[e.target] = 0 // ask again
 	n := p.segSize(e)
 	if n >= old {
 		n = old * 3 / 4
@@ -632,7 +631,7 @@ func (p *Prober) shrinkMSS(e *pending) bool {
 func (p *Prober) output(i int) {
 	e := &p.tab.e[i]
 	c := e.c
-	now := p.cfg.Now()
+	now := p.now()
 	base := e.isn + 1
 	for shrinks := 0; c.data != nil && seqLT(c.sndNxt, c.dataEnd); {
 		inFlight := c.sndNxt - c.sndUna
@@ -702,7 +701,7 @@ func (p *Prober) output(i int) {
 func (p *Prober) sendFIN(i int) {
 	e := &p.tab.e[i]
 	c := e.c
-	now := p.cfg.Now()
+	now := p.now()
 	c.peerFirst = c.peerFIN
 	if c.peerFIN {
 		e.state = stateLastAck
@@ -719,7 +718,7 @@ func (p *Prober) sendFIN(i int) {
 	st, _ := p.sendSeg(e, rawsock.FlagFin|rawsock.FlagAck, c.finSeq, c.rcvNxt, nil, "")
 	c.finAt = st
 	c.finTxs[0] = finTx{at: st, tsval: c.lastTSval, trace: len(c.trace) - 1}
-	c.finDeadline = now.Add(p.cfg.CloseTimeout)
+	c.finDeadline = now.Add(c.s.closeTimeout)
 	if !c.rttTiming {
 		c.rttTiming, c.rttSeq, c.rttAt = true, c.sndNxt, st.u
 	}
@@ -777,7 +776,7 @@ func (p *Prober) rearm(i int) {
 // inWindow reports whether seq lies in our receive window, past rcv.nxt
 // (RFC 5961's test for a RST that is not exactly at rcv.nxt).
 func (p *Prober) inWindow(c *tcb, seq uint32) bool {
-	wnd := uint32(p.cfg.Window)
+	wnd := uint32(c.s.window)
 	return seqLT(c.rcvNxt, seq) && seqLT(seq, c.rcvNxt+wnd)
 }
 
@@ -791,7 +790,7 @@ func (p *Prober) segment(i int, in *inbound) {
 	if c == nil || e.state < stateEstablished {
 		return
 	}
-	now := p.cfg.Now()
+	now := p.now()
 	fin := pkt.Flags&rawsock.FlagFin != 0
 	if e.state == stateTimeWait {
 		p.timeWaitSegment(i, in)
@@ -843,7 +842,7 @@ func (p *Prober) segment(i int, in *inbound) {
 		segLen++
 	}
 	// Sequence acceptability (RFC 9293 3.10.7.4), our window never zero.
-	wnd := uint32(p.cfg.Window)
+	wnd := uint32(c.s.window)
 	if end := pkt.Seq + uint32(segLen); !seqLT(pkt.Seq, c.rcvNxt+wnd) || seqLT(end, c.irs+1) {
 		p.recordIn(e, in, noteOutOfWindow)
 		p.challengeACK(e, now)
@@ -950,7 +949,7 @@ func firstNote(a, b string) string {
 func (p *Prober) processACK(e *pending, in *inbound, segLen int) {
 	c := e.c
 	pkt := &in.pkt
-	now := p.cfg.Now()
+	now := p.now()
 	if seqLT(c.sndUna, pkt.Ack) {
 		c.sndUna = pkt.Ack
 		if seqLT(c.sndNxt, c.sndUna) {
@@ -1027,7 +1026,9 @@ func (p *Prober) timeWaitSegment(i int, in *inbound) {
 	// lost. Acknowledge it again, so the peer can leave LAST_ACK.
 	switch {
 	case pkt.Flags&rawsock.FlagFin != 0:
-		p.stats[e.target].LateFINs++
+		if s := e.job.stats; s != nil {
+			s[e.target].lateFINs++
+		}
 		p.sendACK(e, "")
 	case pkt.PayloadLen > 0:
 		p.sendACK(e, "")
@@ -1045,7 +1046,7 @@ func (p *Prober) closed(i int) {
 		// A 4-way close whose ACK came after its FIN (reordered) would
 		// look the same until that ACK arrives.
 		grace := min(max(c.minRTT/4, time.Millisecond), 10*time.Millisecond)
-		c.reportAt = p.cfg.Now().Add(grace)
+		c.reportAt = p.now().Add(grace)
 		p.arm(i, c.reportAt)
 		return
 	}
@@ -1100,6 +1101,13 @@ func (p *Prober) connTimer(i int, now time.Time) {
 				// The path lost segments before: every ACK of our FIN
 				// may have been lost as well.
 				alt, note = alt.Add(CloseNoFIN), noteNoACKLossy
+			default:
+				// Nothing was lost before, but something was since:
+				// our FIN went out again and again unanswered. Either
+				// every copy of it was lost, or every ACK of it: a
+				// peer that acknowledged it and never closed (no-fin)
+				// looks the same from here.
+				alt, note = alt.Add(CloseNoFIN), noteNoACK
 			}
 			p.reset(e)
 			p.finishConn(i, pat, alt, note, false)
@@ -1191,7 +1199,7 @@ func (p *Prober) finishConn(i int, pat ClosePattern, alt PatternSet, note string
 	e := &p.tab.e[i]
 	p.releasePort(e, pat, timeWait)
 	c := e.c
-	v6 := p.cfg.Targets[e.target].Addr.Is6()
+	v6 := e.t().Addr.Is6()
 	r := p.begin(e)
 	r.State, r.Reason = StateOpen, ReasonSYNACK
 	p.fillReply(r, e, &c.synack)
@@ -1234,24 +1242,25 @@ func (p *Prober) finishConn(i int, pat ClosePattern, alt PatternSet, note string
 	}
 	r.Close = cr
 	p.finishTrace(r, e)
+	j := e.job
 	if timeWait {
 		e.state = stateTimeWait
 		c.reportAt = time.Time{}
-		p.live--
-		p.arm(i, p.cfg.Now().Add(timeWaitLinger))
+		p.unlive(e)
+		p.arm(i, p.now().Add(timeWaitLinger))
 	} else {
 		p.drop(i)
 	}
-	p.emit(r)
+	p.emit(j, r)
 }
 
 // finishTrace puts probe e's trace, with times since its SYN and sequence
 // numbers relative to the ISNs, into r.
 func (p *Prober) finishTrace(r *Result, e *pending) {
-	if !p.cfg.Trace || e.c == nil {
+	if !e.job.trace || e.c == nil {
 		return
 	}
-	v6 := p.cfg.Targets[e.target].Addr.Is6()
+	v6 := e.t().Addr.Is6()
 	syn := stamp{u: e.sent, id: e.id, tx: true}
 	c := e.c
 	// A segment the peer sent after its FIN shows that FIN was out, even
@@ -1301,10 +1310,10 @@ func (p *Prober) finishTrace(r *Result, e *pending) {
 func (p *Prober) connICMP(in *inbound) {
 	pkt := &in.pkt
 	q := &pkt.Quoted
-	if q.SrcPort < p.cfg.PortLo || q.SrcPort > p.cfg.PortHi {
+	if q.SrcPort < p.portLo || q.SrcPort > p.portHi {
 		return
 	}
-	off := q.SrcPort - p.cfg.PortLo
+	off := q.SrcPort - p.portLo
 	if !p.connOK[off] {
 		return
 	}
@@ -1314,7 +1323,7 @@ func (p *Prober) connICMP(in *inbound) {
 	}
 	e := &p.tab.e[i]
 	c := e.c
-	t := &p.cfg.Targets[e.target]
+	t := e.t()
 	if c == nil || e.state != stateEstablished && e.state != stateFinWait1 && e.state != stateClosing && e.state != stateLastAck ||
 		q.Src != t.Src || q.Dst != t.Addr || q.DstPort != t.Port || c.data == nil ||
 		seqLT(q.Seq, c.sndUna) || !seqLT(q.Seq, c.sndMax) {

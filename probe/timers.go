@@ -34,22 +34,47 @@ func (h *timerHeap) pop() timerEntry {
 	last := len(s) - 1
 	s[0] = s[last]
 	s = s[:last]
-	for i := 0; ; {
+	s.down(0)
+	*h = s
+	return top
+}
+
+// compact drops the entries whose probe has left the table or re-armed its
+// timer since: without it, answered probes' entries would stay until
+// their deadlines, and a long timeout at a high rate would grow the heap
+// without bound. Called when stale entries are the majority, it costs O(1)
+// per push, amortised, and the heap stays within twice the table.
+func (h *timerHeap) compact(t *table) {
+	s := *h
+	keep := s[:0]
+	for _, e := range s {
+		if i := t.lookup(e.isn, e.sport); i >= 0 && t.e[i].gen == e.gen {
+			keep = append(keep, e)
+		}
+	}
+	clear(s[len(keep):])
+	for i := len(keep)/2 - 1; i >= 0; i-- {
+		keep.down(i)
+	}
+	*h = keep
+}
+
+// down restores the heap property below i.
+func (h timerHeap) down(i int) {
+	for {
 		l, r, m := 2*i+1, 2*i+2, i
-		if l < len(s) && s[l].at.Before(s[m].at) {
+		if l < len(h) && h[l].at.Before(h[m].at) {
 			m = l
 		}
-		if r < len(s) && s[r].at.Before(s[m].at) {
+		if r < len(h) && h[r].at.Before(h[m].at) {
 			m = r
 		}
 		if m == i {
-			break
+			return
 		}
-		s[i], s[m] = s[m], s[i]
+		h[i], h[m] = h[m], h[i]
 		i = m
 	}
-	*h = s
-	return top
 }
 
 // live returns the table index of the probe the earliest valid entry

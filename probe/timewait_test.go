@@ -36,7 +36,7 @@ func TestTimeWaitReACK(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.sendSYN(0, 0, time.Now())
+	p.sendSYN(p.main, 0, 0, time.Now())
 	syn := c.sent[0]
 	const irs = 9000
 	reply := func(flags rawsock.TCPFlags, seq, ack uint32) {
@@ -69,11 +69,11 @@ func TestTimeWaitReACK(t *testing.T) {
 	if len(c.sent) != before+1 || c.sent[before].Flags != rawsock.FlagAck || c.sent[before].Ack != irs+2 {
 		t.Errorf("retransmitted FIN not acknowledged again: %+v", c.sent[before:])
 	}
-	if results != 1 || p.stats[0].LateFINs != 1 {
-		t.Errorf("%d results, %d late FINs", results, p.stats[0].LateFINs)
+	if results != 1 || p.Stats(0).LateFINs != 1 {
+		t.Errorf("%d results, %d late FINs", results, p.Stats(0).LateFINs)
 	}
 	// The port stays taken while the connection lingers.
-	if _, ok := p.nextPort(time.Now(), p.tsval(time.Now())); ok {
+	if _, ok := p.nextPort(time.Now(), p.tsval(time.Now()), true); ok {
 		t.Error("the TIME_WAIT connection's port was handed out again")
 	}
 }

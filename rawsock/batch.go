@@ -12,19 +12,36 @@ const (
 // Batch is not safe for concurrent use; give each sending goroutine its
 // own.
 type Batch struct {
-	buf  []byte
-	lens []int
-	n    int
-	v6   bool
-	sys  batchSys // the platform's per-packet message headers
+	buf     []byte
+	lens    []int
+	ids     []uint32 // transmit-stamp ids (SetID)
+	n       int
+	v6      bool
+	stamped bool     // SetID was called: the packets ask for transmit stamps
+	sys     batchSys // the platform's per-packet message headers
 }
 
 // NewBatch returns a Batch of up to size packets.
 func NewBatch(size int) *Batch {
-	b := &Batch{buf: make([]byte, size*batchSlot), lens: make([]int, size)}
+	b := &Batch{buf: make([]byte, size*batchSlot), lens: make([]int, size), ids: make([]uint32, size)}
 	b.sys.init(size)
 	return b
 }
+
+// SetID names the transmit timestamp of committed packet i: a sender that
+// takes stamps (ReadTxStamps) asks the kernel to stamp every packet of a
+// Batch on which SetID was ever called, each with its id, as the packet
+// enters the device's queue. Give every packet its id before each send.
+func (b *Batch) SetID(i int, id uint32) {
+	b.ids[i] = id
+	b.stamped = true
+}
+
+// ID returns the id SetID gave packet i.
+func (b *Batch) ID(i int) uint32 { return b.ids[i] }
+
+// Stamped reports whether SetID was ever called on the batch.
+func (b *Batch) Stamped() bool { return b.stamped }
 
 // Len is the number of packets committed.
 func (b *Batch) Len() int { return b.n }
@@ -63,6 +80,7 @@ func (b *Batch) Commit(n int) bool {
 	}
 	b.v6 = v6
 	b.lens[b.n] = n
+	b.ids[b.n] = 0
 	b.n++
 	return true
 }
@@ -79,6 +97,7 @@ func (b *Batch) Consume(n int) {
 	}
 	copy(b.buf, b.buf[n*batchSlot:b.n*batchSlot])
 	copy(b.lens, b.lens[n:b.n])
+	copy(b.ids, b.ids[n:b.n])
 	b.n -= n
 }
 
@@ -86,6 +105,9 @@ func (b *Batch) Consume(n int) {
 // allows and removes what it sent from it. It returns how many packets
 // went out; on an error (ENOBUFS when the device queue is full, say) the
 // rest stay in the batch.
-// Packets sent this way get no transmit timestamps. Several goroutines may
-// call SendBatch at once, each with its own Batch.
+// The packets of a stamped Batch (SetID) get the scheduler's transmit
+// stamp, for ReadTxStamps, unless the Conn was opened with NoTxStamps or
+// the kernel cannot take an id per packet (before Linux 6.13); other
+// packets get none. Several
+// goroutines may call SendBatch at once, each with its own Batch.
 func (c *Conn) SendBatch(b *Batch) (sent int, err error) { return c.sendBatch(b) }

@@ -14,6 +14,7 @@ type batchSys struct {
 	iovs []unix.Iovec
 	sa4  []unix.RawSockaddrInet4
 	sa6  []unix.RawSockaddrInet6
+	ctl  []byte // stampCtlSize per packet: its transmit-stamp request
 }
 
 func (s *batchSys) init(size int) {
@@ -21,6 +22,7 @@ func (s *batchSys) init(size int) {
 	s.iovs = make([]unix.Iovec, size)
 	s.sa4 = make([]unix.RawSockaddrInet4, size)
 	s.sa6 = make([]unix.RawSockaddrInet6, size)
+	s.ctl = make([]byte, size*stampCtlSize)
 }
 
 // sendBatch is Conn.SendBatch on Linux: sendmmsg(2).
@@ -33,6 +35,10 @@ func (c *Conn) sendBatch(b *Batch) (sent int, err error) {
 	if s == nil || b.n == 0 {
 		return 0, nil
 	}
+	stamp := b.stamped && s.batchStamps
+	// The socket would stamp the other packets, with no id of ours:
+	// they ask for none (where the kernel takes ids, it takes that too).
+	noStamp := s.txStamps && s.batchStamps && !stamp
 	m := &b.sys
 	for i := range b.n {
 		pkt := b.Packet(i)
@@ -43,6 +49,12 @@ func (c *Conn) sendBatch(b *Batch) (sent int, err error) {
 		*h = unix.Mmsghdr{}
 		h.Hdr.Iov = iov
 		h.Hdr.Iovlen = 1
+		switch {
+		case stamp:
+			m.stampCtl(&h.Hdr, i, b.ids[i])
+		case noStamp:
+			m.noStampCtl(&h.Hdr, i)
+		}
 		if b.v6 {
 			sa := &m.sa6[i]
 			sa.Family = unix.AF_INET6

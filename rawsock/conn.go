@@ -130,6 +130,10 @@ type SourceFinder struct {
 // Source returns the address the kernel would send from to reach dst.
 func (f *SourceFinder) Source(dst netip.Addr) (netip.Addr, error) { return f.source(dst) }
 
+// PathMTU returns the MTU of the path to dst, as the function PathMTU
+// does, through the finder's sockets.
+func (f *SourceFinder) PathMTU(dst netip.Addr) (int, error) { return f.pathMTU(dst) }
+
 // Close closes the sockets.
 func (f *SourceFinder) Close() error { return f.close() }
 

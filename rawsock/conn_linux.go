@@ -29,6 +29,10 @@ type connSys struct {
 	recvMu  sync.Mutex // held by Recv for its whole call; Close waits for it
 	closeMu sync.Mutex
 	closed  bool
+	// mtu asks the path MTU through sockets opened by Listen: they
+	// belong to Listen's network namespace, as the raw sockets do,
+	// whichever thread asks later.
+	mtu *SourceFinder
 }
 
 type rxSock struct {
@@ -51,9 +55,16 @@ type sender struct {
 	oob    [256]byte
 	stamps [stampSlots]txStamp
 	kmap   [stampSlots]uint32 // kernel id -> our id, when optID is false
+
+	// txStamps: the socket stamps what it sends (Config.NoTxStamps not
+	// set). batchStamps: stamped batches ask for stamps with their ids
+	// (stamps on, and the kernel takes SCM_TS_OPT_ID).
+	txStamps, batchStamps bool
 }
 
-const stampSlots = 4096
+// stampSlots is how many packets' stamps are kept, by id: more than the
+// packets a full probe table sends before its answers are timed.
+const stampSlots = 16384
 
 // txStamp holds the kernel's transmit timestamps of one packet.
 type txStamp struct {
@@ -64,7 +75,7 @@ type txStamp struct {
 
 // listen is Listen on Linux.
 func listen(cfg Config) (*Conn, error) {
-	c := &Conn{iface: cfg.Interface, connSys: connSys{poller: poller{epfd: -1, evfd: -1}}}
+	c := &Conn{iface: cfg.Interface, connSys: connSys{poller: poller{epfd: -1, evfd: -1}, mtu: &SourceFinder{Interface: cfg.Interface}}}
 	if err := c.open(cfg); err != nil {
 		c.close()
 		return nil, err
@@ -131,6 +142,13 @@ func (c *Conn) open(cfg Config) error {
 	if cfg.IPv6 {
 		if c.send6, err = newSender(true, cfg); err != nil {
 			return err
+		}
+	}
+	for v6, want := range [2]bool{cfg.IPv4, cfg.IPv6} {
+		if want {
+			if _, err := c.mtu.socket(v6 == 1); err != nil {
+				return err
+			}
 		}
 	}
 	if cfg.SendOnly {
@@ -268,9 +286,23 @@ func newSender(v6 bool, cfg Config) (*sender, error) {
 			unix.Close(fd)
 			return nil, opError("setsockopt SO_TIMESTAMPING", err)
 		}
+		s.txStamps, s.batchStamps = true, tsOptID()
+		// The error queue is bounded by the receive buffer (the socket
+		// receives nothing else): room for a scan's stamps between reads.
+		if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 1<<20) != nil {
+			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 1<<20)
+		}
 	}
 	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 4<<20) != nil {
 		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4<<20)
+	}
+	// The transmit stamps wait on the error queue, which the receive
+	// buffer bounds: at the default 208 KiB the kernel drops the stamps
+	// of all but the first 140 or so packets of a burst sent before the
+	// engine reads any (measured: 1,000 probes at once timed by the
+	// user-space clock, milliseconds late). 4 MiB holds a full table's.
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 4<<20) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 4<<20)
 	}
 	// SCM_TS_OPT_ID (Linux 6.13) lets each sendmsg name the id its
 	// timestamps will carry; older kernels count sends instead.
@@ -369,9 +401,10 @@ func (s *sender) txTime(id uint32) (time.Time, bool) {
 	return time.Time{}, false
 }
 
-// drain reads the error queue until it is empty. s.mu is held.
+// drain reads the error queue until it is empty (bounded: the queue
+// holds at most some 10,000 stamps). s.mu is held.
 func (s *sender) drain() {
-	for i := 0; i < 1024; i++ {
+	for i := 0; i < 1<<16; i++ {
 		_, oobn, _, err := recvmsg(s.fd, nil, s.oob[:], unix.MSG_ERRQUEUE|unix.MSG_DONTWAIT, nil)
 		if err != nil {
 			return
@@ -616,6 +649,7 @@ func (c *Conn) close() error {
 	}
 	c.rx = nil
 	c.poller.close()
+	c.mtu.Close()
 	return nil
 }
 
@@ -626,49 +660,11 @@ func opError(op string, err error) error {
 // source is SourceFinder.Source on Linux: a UDP socket per family,
 // connected to each destination in turn.
 func (f *SourceFinder) source(dst netip.Addr) (netip.Addr, error) {
-	dst = dst.Unmap()
-	if !dst.IsValid() {
-		return netip.Addr{}, errors.New("rawsock: no destination address")
-	}
-	fam, family := 0, unix.AF_INET
-	var sa unix.Sockaddr
-	if dst.Is4() {
-		sa = &unix.SockaddrInet4{Port: 9, Addr: dst.As4()}
-	} else {
-		fam, family = 1, unix.AF_INET6
-		sa6 := &unix.SockaddrInet6{Port: 9, Addr: dst.As16()}
-		if z := dst.Zone(); z != "" {
-			if ifi, err := net.InterfaceByName(z); err == nil {
-				sa6.ZoneId = uint32(ifi.Index)
-			}
-		}
-		sa = sa6
-	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	fd := f.fds[fam] - 1
-	if fd < 0 {
-		var err error
-		if fd, err = unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0); err != nil {
-			return netip.Addr{}, opError("socket", err)
-		}
-		if f.Interface != "" {
-			if err := unix.SetsockoptString(fd, unix.SOL_SOCKET, unix.SO_BINDTODEVICE, f.Interface); err != nil {
-				unix.Close(fd)
-				return netip.Addr{}, opError("setsockopt SO_BINDTODEVICE "+f.Interface, err)
-			}
-		}
-		f.fds[fam] = fd + 1
-	} else {
-		// Dissolve the last association, and with it the source address
-		// the kernel chose for it.
-		unspec := unix.RawSockaddr{Family: unix.AF_UNSPEC}
-		if _, _, e := unix.Syscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&unspec)), unsafe.Sizeof(unspec)); e != 0 {
-			return netip.Addr{}, opError("connect", e)
-		}
-	}
-	if err := unix.Connect(fd, sa); err != nil {
-		return netip.Addr{}, opError("connect", err)
+	fd, err := f.connect(dst)
+	if err != nil {
+		return netip.Addr{}, err
 	}
 	got, err := unix.Getsockname(fd)
 	if err != nil {
@@ -681,6 +677,92 @@ func (f *SourceFinder) source(dst netip.Addr) (netip.Addr, error) {
 		return netip.AddrFrom16(a.Addr), nil
 	}
 	return netip.Addr{}, errors.New("rawsock: no source address")
+}
+
+// pathMTU is SourceFinder.PathMTU on Linux.
+func (f *SourceFinder) pathMTU(dst netip.Addr) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fd, err := f.connect(dst)
+	if err != nil {
+		return 0, err
+	}
+	level, opt := unix.IPPROTO_IP, unix.IP_MTU
+	if dst.Unmap().Is6() {
+		level, opt = unix.IPPROTO_IPV6, unix.IPV6_MTU
+	}
+	mtu, err := unix.GetsockoptInt(fd, level, opt)
+	if err != nil {
+		return 0, opError("getsockopt IP_MTU", err)
+	}
+	return mtu, nil
+}
+
+// socket returns the finder's UDP socket of one family, opening it (in
+// the calling thread's network namespace) the first time. f.mu is held,
+// or the finder is not shared yet.
+func (f *SourceFinder) socket(v6 bool) (int, error) {
+	fam, family := 0, unix.AF_INET
+	if v6 {
+		fam, family = 1, unix.AF_INET6
+	}
+	if fd := f.fds[fam] - 1; fd >= 0 {
+		return fd, nil
+	}
+	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, opError("socket", err)
+	}
+	if f.Interface != "" {
+		if err := unix.SetsockoptString(fd, unix.SOL_SOCKET, unix.SO_BINDTODEVICE, f.Interface); err != nil {
+			unix.Close(fd)
+			return -1, opError("setsockopt SO_BINDTODEVICE "+f.Interface, err)
+		}
+	}
+	f.fds[fam] = fd + 1
+	return fd, nil
+}
+
+// connect associates the finder's socket of dst's family with dst, so
+// that the kernel chooses the route (and with it the source address and
+// the path MTU). f.mu is held.
+func (f *SourceFinder) connect(dst netip.Addr) (int, error) {
+	dst = dst.Unmap()
+	if !dst.IsValid() {
+		return -1, errors.New("rawsock: no destination address")
+	}
+	var sa unix.Sockaddr
+	if dst.Is4() {
+		sa = &unix.SockaddrInet4{Port: 9, Addr: dst.As4()}
+	} else {
+		sa6 := &unix.SockaddrInet6{Port: 9, Addr: dst.As16()}
+		if z := dst.Zone(); z != "" {
+			if ifi, err := net.InterfaceByName(z); err == nil {
+				sa6.ZoneId = uint32(ifi.Index)
+			}
+		}
+		sa = sa6
+	}
+	opened := f.fds[0] != 0
+	if dst.Is6() {
+		opened = f.fds[1] != 0
+	}
+	fd, err := f.socket(dst.Is6())
+	if err != nil {
+		return -1, err
+	}
+	if opened {
+		// Dissolve the last association, and with it the source address
+		// the kernel chose for it.
+		unspec := unix.RawSockaddr{Family: unix.AF_UNSPEC}
+		if _, _, e := unix.Syscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&unspec)), unsafe.Sizeof(unspec)); e != 0 {
+			return -1, opError("connect", e)
+		}
+	}
+	if err := unix.Connect(fd, sa); err != nil {
+		return -1, opError("connect", err)
+	}
+	return fd, nil
 }
 
 func (f *SourceFinder) close() error {

@@ -28,6 +28,8 @@ func (*Conn) recv([]byte, time.Time) (int, time.Time, error) {
 }
 func (*Conn) queued() bool                                  { return false }
 func (*Conn) close() error                                  { return nil }
+func (*Conn) pathMTU(netip.Addr) (int, error)               { return 0, errNotImplemented }
 func (*SourceFinder) source(netip.Addr) (netip.Addr, error) { return netip.Addr{}, errNotImplemented }
+func (*SourceFinder) pathMTU(netip.Addr) (int, error)       { return 0, errNotImplemented }
 func (*SourceFinder) close() error                          { return nil }
 func localPortRange() (int, int, error)                     { return 0, 0, errNotImplemented }

@@ -99,7 +99,16 @@
 // receiving. Its BPF filter is the Conn's filters behind a check of the
 // destination address, since a tap sees every packet on the interface; it
 // drops outgoing packets (PACKET_IGNORE_OUTGOING spares the kernel cloning
-// our own probes for it). Each packet carries the kernel's receive time.
+// our own probes for it), unless RingConfig.Outgoing asks for our probes
+// as they leave: their times are the probes' transmit stamps, taken where
+// a capture takes them, each ahead of the answers to it. Each packet
+// carries the kernel's receive time.
+//
+// Without a ring, a scan's transmit stamps come from the send sockets'
+// error queues, at no system call per probe: Batch.SetID gives each packet
+// an id, SendBatch asks the kernel for that packet's scheduler stamp with
+// its id (SCM_TS_OPT_ID, Linux 6.13), and ReadTxStamps reads the stamps
+// back in bulk with one recvmmsg, to be matched by id, never by order.
 // Ring.Pending tells how full the ring is, so a sender can wait for a
 // reader that has fallen behind rather than lose answers, and
 // Ring.Dropped counts those lost anyway. A Conn opened with SendOnly sends

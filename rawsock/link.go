@@ -67,7 +67,9 @@ func LocalBroadcasts() (map[netip.Addr]string, error) { return localBroadcasts()
 // interface to one next hop (AF_PACKET), skipping the host's IP output
 // path: about twice the rate of a raw IP socket. Use it only where
 // DirectPath says that sends what the IP output would. It receives
-// nothing.
+// nothing. The packets of stamped batches (Batch.SetID) get the kernel's
+// transmit stamp for ReadTxStamps, where the kernel can take an id per
+// packet (Linux 6.13).
 type PacketSender struct {
 	packetSenderSys // the platform's part
 }

@@ -117,6 +117,8 @@ type packetSenderSys struct {
 	v6  bool
 	hdr [14]byte
 	sa  unix.RawSockaddrLinklayer
+
+	stamps bool // stamped batches ask for stamps (see ReadTxStamps)
 }
 
 // newPacketSender is NewPacketSender on Linux.
@@ -133,6 +135,7 @@ func newPacketSender(hop NextHop, v6 bool) (*PacketSender, error) {
 		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4<<20)
 	}
 	p := &PacketSender{packetSenderSys{fd: fd, hop: hop, v6: v6}}
+	p.enableStamps()
 	proto := uint16(unix.ETH_P_IP)
 	if v6 {
 		proto = unix.ETH_P_IPV6
@@ -154,6 +157,7 @@ func (p *PacketSender) sendBatch(b *Batch) (sent int, err error) {
 		return 0, errors.New("rawsock: packet family does not match the sender's")
 	}
 	m := &b.sys
+	stamp := b.stamped && p.stamps
 	for i := range b.n {
 		f := b.frame(i, len(p.hdr))
 		copy(f, p.hdr[:])
@@ -166,6 +170,9 @@ func (p *PacketSender) sendBatch(b *Batch) (sent int, err error) {
 		h.Hdr.Iovlen = 1
 		h.Hdr.Name = (*byte)(unsafe.Pointer(&p.sa))
 		h.Hdr.Namelen = unix.SizeofSockaddrLinklayer
+		if stamp {
+			m.stampCtl(&h.Hdr, i, b.ids[i])
+		}
 	}
 	return sendmmsg(p.fd, m.msgs[:b.n])
 }

@@ -10,5 +10,6 @@ import "net/netip"
 func PathMTU(dst netip.Addr, iface string) (int, error) { return pathMTU(dst, iface) }
 
 // PathMTU returns the MTU of the path to dst (see the function PathMTU),
-// for the device the Conn is bound to, if any.
-func (c *Conn) PathMTU(dst netip.Addr) (int, error) { return pathMTU(dst, c.iface) }
+// for the device the Conn is bound to, if any, as the Conn's network
+// namespace knows it.
+func (c *Conn) PathMTU(dst netip.Addr) (int, error) { return c.pathMTU(dst) }

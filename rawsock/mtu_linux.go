@@ -42,3 +42,6 @@ func pathMTU(dst netip.Addr, iface string) (int, error) {
 	}
 	return mtu, nil
 }
+
+// pathMTU is Conn.PathMTU on Linux: through the sockets Listen opened.
+func (c *Conn) pathMTU(dst netip.Addr) (int, error) { return c.mtu.pathMTU(dst) }

@@ -5,6 +5,7 @@ package rawsock
 import (
 	"encoding/binary"
 	"os"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -17,6 +18,11 @@ type poller struct {
 	epfd, evfd int
 	events     [8]unix.EpollEvent
 	closed     func() bool // the owner's: a wake-up while it closes is not ErrWoken
+	// evMu keeps close from closing the eventfd under a wake in progress
+	// (Wake may come from any goroutine, at any time): a wake after
+	// close does nothing, rather than write to a descriptor number the
+	// process may have given to another file since.
+	evMu sync.RWMutex
 }
 
 // open creates the epoll set and the eventfd. On error, close cleans up.
@@ -69,6 +75,8 @@ func (p *poller) wait(deadline time.Time) error {
 
 // wake makes a blocked wait (or the next one) return.
 func (p *poller) wake() {
+	p.evMu.RLock()
+	defer p.evMu.RUnlock()
 	if p.evfd < 0 {
 		return
 	}
@@ -79,6 +87,8 @@ func (p *poller) wake() {
 
 // close closes the epoll set and the eventfd.
 func (p *poller) close() {
+	p.evMu.Lock()
+	defer p.evMu.Unlock()
 	for _, fd := range []*int{&p.epfd, &p.evfd} {
 		if *fd >= 0 {
 			unix.Close(*fd)

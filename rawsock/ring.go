@@ -26,6 +26,13 @@ type RingConfig struct {
 	// Retire is how long the kernel fills a block before handing it over
 	// while packets are few (default 1 ms; whole milliseconds).
 	Retire time.Duration
+	// Outgoing also delivers our probes as they leave: TCP SYNs from our
+	// addresses and ports, each with the kernel's time as the device took
+	// it, the time a capture on the interface gives it. A probe's copy
+	// comes before any answer to it. The kernel then clones every packet
+	// the host sends, on the interfaces the ring taps, for the filter to
+	// look at, as it does for a capture.
+	Outgoing bool
 }
 
 // Ring receives the answers to our probes through an AF_PACKET socket
@@ -35,11 +42,12 @@ type RingConfig struct {
 // socket buffer, lock or wake-up per packet either. For a scan's flood of
 // RSTs that is most of what receiving costs on a raw socket.
 //
-// The socket taps the interface (ETH_P_ALL, outgoing packets ignored)
-// with a BPF filter that accepts, from IPv4 and IPv6 packets addressed to
-// our addresses, TCP segments to a port in [PortLo, PortHi] and ICMP errors
-// quoting a TCP segment from one (the Conn's filters, after the address
-// check). Each packet carries the kernel's receive timestamp.
+// The socket taps the interface (ETH_P_ALL, outgoing packets ignored
+// unless Outgoing asks for our probes) with a BPF filter that accepts,
+// from IPv4 and IPv6 packets addressed to our addresses, TCP segments to a
+// port in [PortLo, PortHi] and ICMP errors quoting a TCP segment from one
+// (the Conn's filters, after the address check). Each packet carries the
+// kernel's receive timestamp.
 //
 // A tap sees packets before the host's IP stack does, whether or not it
 // then accepts them: also answers the kernel drops, and answers to

@@ -72,7 +72,7 @@ func listenRing(cfg RingConfig) (*Ring, error) {
 	if retire <= 0 {
 		retire = time.Millisecond
 	}
-	prog, err := bpf.Assemble(ringFilter(addrs, cfg.PortLo, cfg.PortHi))
+	prog, err := bpf.Assemble(ringFilter(addrs, cfg.PortLo, cfg.PortHi, cfg.Outgoing))
 	if err != nil {
 		return nil, fmt.Errorf("rawsock: assemble filter: %w", err)
 	}
@@ -98,7 +98,9 @@ func (r *Ring) open(cfg RingConfig, prog []bpf.RawInstruction, retire time.Durat
 	// Our own probes leave through the same device: without this, every
 	// one of them would be cloned for the tap before the filter drops it.
 	// (Before Linux 4.20 the filter's packet type check does the job.)
-	_ = unix.SetsockoptInt(r.fd, unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1)
+	if !cfg.Outgoing {
+		_ = unix.SetsockoptInt(r.fd, unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1)
+	}
 	if err := unix.SetsockoptInt(r.fd, unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V3); err != nil {
 		return opError("setsockopt PACKET_VERSION", err)
 	}
@@ -294,15 +296,44 @@ func (r *Ring) release() {
 // ringFilter returns the ring's program: the checks that need the
 // kernel's ancillary data (packet type, link-layer protocol) first, then
 // ringFilterBody for IPv4 or IPv6. The socket is SOCK_DGRAM, so the data
-// starts at the network header.
+// starts at the network header. With outgoing, our probes leaving are
+// taken too (synCopyBody):
 //
-//	ld type; jne PACKET_HOST -> drop
+//	[ld type; jne PACKET_OUTGOING -> in; ja out]
+//	in: ld type; jne PACKET_HOST -> drop
 //	ld proto; jne ETH_P_IP -> v6
 //	  <IPv4 body>
 //	v6: jne ETH_P_IPV6 -> drop
 //	  <IPv6 body>
 //	drop: ret 0
-func ringFilter(addrs []netip.Addr, lo, hi uint16) []bpf.Instruction {
+//	[out: ld proto; jne ETH_P_IP -> out6
+//	  <IPv4 SYN body>
+//	out6: jne ETH_P_IPV6 -> drop6
+//	  <IPv6 SYN body>
+//	drop6: ret 0]
+func ringFilter(addrs []netip.Addr, lo, hi uint16, outgoing bool) []bpf.Instruction {
+	in := ringFilterIn(addrs, lo, hi)
+	if !outgoing {
+		return in
+	}
+	v4, v6 := synCopyBody(addrs, lo, hi, false), synCopyBody(addrs, lo, hi, true)
+	prog := []bpf.Instruction{
+		bpf.LoadExtension{Num: bpf.ExtType},
+		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: unix.PACKET_OUTGOING, SkipTrue: 1},
+		bpf.Jump{Skip: uint32(len(in))},
+	}
+	prog = append(prog, in...)
+	prog = append(prog,
+		bpf.LoadExtension{Num: bpf.ExtProto},
+		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: unix.ETH_P_IP, SkipTrue: uint8(len(v4))})
+	prog = append(prog, v4...)
+	prog = append(prog, bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: unix.ETH_P_IPV6, SkipTrue: uint8(len(v6))})
+	prog = append(prog, v6...)
+	return append(prog, bpf.RetConstant{Val: 0})
+}
+
+// ringFilterIn is the part of ringFilter for packets that come in.
+func ringFilterIn(addrs []netip.Addr, lo, hi uint16) []bpf.Instruction {
 	v4, v6 := ringFilterBody(addrs, lo, hi, false), ringFilterBody(addrs, lo, hi, true)
 	prog := []bpf.Instruction{
 		bpf.LoadExtension{Num: bpf.ExtType},

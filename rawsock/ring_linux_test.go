@@ -4,6 +4,7 @@ package rawsock
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -26,7 +27,7 @@ const (
 )
 
 func TestRingFilter(t *testing.T) {
-	prog := ringFilter([]netip.Addr{v4a, v6a}, filterLo, filterHi)
+	prog := ringFilter([]netip.Addr{v4a, v6a}, filterLo, filterHi, false)
 	if _, err := bpf.Assemble(prog); err != nil {
 		t.Fatalf("Assemble: %v", err)
 	}
@@ -59,8 +60,88 @@ func TestRingFilter(t *testing.T) {
 		}
 	}
 	// One family only: the other's packets are dropped.
-	if runFilter(t, withAncillary(t, ringFilter([]netip.Addr{v4a}, filterLo, filterHi), in, 0, unix.ETH_P_IPV6), v6) {
+	if runFilter(t, withAncillary(t, ringFilter([]netip.Addr{v4a}, filterLo, filterHi, false), in, 0, unix.ETH_P_IPV6), v6) {
 		t.Error("an IPv4-only ring accepts IPv6")
+	}
+}
+
+// TestRingFilterOutgoing: with Outgoing, our probes leaving are taken (SYN
+// alone, from one of our addresses and ports), and nothing else that
+// leaves; what comes in is judged as without it.
+func TestRingFilterOutgoing(t *testing.T) {
+	extra := netip.MustParseAddr("192.0.2.99")
+	addrs := []netip.Addr{v4a, v6a, extra}
+	prog := ringFilter(addrs, filterLo, filterHi, true)
+	if _, err := bpf.Assemble(prog); err != nil {
+		t.Fatalf("Assemble: %v", err)
+	}
+	syn := func(src, dst netip.Addr, sport uint16, edit func(*Segment)) []byte {
+		s := probeSYN(src, dst, sport)
+		if edit != nil {
+			edit(&s)
+		}
+		return mustBuild(t, s)
+	}
+	withOpts := func(b []byte) []byte { // IPv4 options: the TCP header moves
+		out := make([]byte, len(b)+4)
+		copy(out, b[:IPv4MinimumSize])
+		out[0] = 0x46
+		out[IPv4MinimumSize] = 1 // NOPs
+		out[IPv4MinimumSize+1], out[IPv4MinimumSize+2], out[IPv4MinimumSize+3] = 1, 1, 1
+		copy(out[IPv4MinimumSize+4:], b[IPv4MinimumSize:])
+		return out
+	}
+	const out, in = unix.PACKET_OUTGOING, unix.PACKET_HOST
+	for _, tc := range []struct {
+		name           string
+		pktType, proto uint32
+		pkt            []byte
+		accept         bool
+	}{
+		{"v4 probe leaving", out, unix.ETH_P_IP, syn(v4a, v4b, 40500, nil), true},
+		{"v6 probe leaving", out, unix.ETH_P_IPV6, syn(v6a, v6b, 40500, nil), true},
+		{"v4 probe from another of ours", out, unix.ETH_P_IP, syn(extra, v4b, 40500, nil), true},
+		{"v4 probe with IP options", out, unix.ETH_P_IP, withOpts(syn(v4a, v4b, 40500, nil)), true},
+		{"lowest and highest port", out, unix.ETH_P_IP, syn(v4a, v4b, filterLo, nil), true},
+		{"highest port", out, unix.ETH_P_IPV6, syn(v6a, v6b, filterHi, nil), true},
+		{"v4 port below", out, unix.ETH_P_IP, syn(v4a, v4b, filterLo-1, nil), false},
+		{"v6 port above", out, unix.ETH_P_IPV6, syn(v6a, v6b, filterHi+1, nil), false},
+		{"v4 from another address", out, unix.ETH_P_IP, syn(v4b, v4a, 40500, nil), false},
+		{"v6 from another address", out, unix.ETH_P_IPV6, syn(v6b, v6a, 40500, nil), false},
+		{"our RST", out, unix.ETH_P_IP, syn(v4a, v4b, 40500, func(s *Segment) { s.Flags = FlagRst }), false},
+		{"our ACK", out, unix.ETH_P_IPV6, syn(v6a, v6b, 40500, func(s *Segment) { s.Flags = FlagAck }), false},
+		{"a SYN-ACK leaving", out, unix.ETH_P_IP, syn(v4a, v4b, 40500, func(s *Segment) { s.Flags = FlagSyn | FlagAck }), false},
+		{"SYN with ECN flags", out, unix.ETH_P_IP, syn(v4a, v4b, 40500, func(s *Segment) { s.Flags = FlagSyn | FlagEce | FlagCwr }), true},
+		{"v4 non-first fragment", out, unix.ETH_P_IP, edited(syn(v4a, v4b, 40500, nil), func(b []byte) { b[7] = 1 }), false},
+		{"v4 UDP", out, unix.ETH_P_IP, edited(syn(v4a, v4b, 40500, nil), func(b []byte) { b[9] = 17 }), false},
+		{"v6 packet labelled IPv4", out, unix.ETH_P_IP, syn(v6a, v6b, 40500, nil), false},
+		{"ARP", out, unix.ETH_P_ARP, syn(v4a, v4b, 40500, nil), false},
+		{"a SYN coming in: TCP to our port, as before", in, unix.ETH_P_IP, syn(v4b, v4a, 443, func(s *Segment) { s.DstPort = 40500 }), true},
+		{"v4 SYN-ACK in", in, unix.ETH_P_IP, mustBuild(t, synACK(v4b, v4a, 40500)), true},
+		{"v6 SYN-ACK in", in, unix.ETH_P_IPV6, mustBuild(t, synACK(v6b, v6a, 40500)), true},
+		{"SYN-ACK to another host", unix.PACKET_OTHERHOST, unix.ETH_P_IP, mustBuild(t, synACK(v4b, v4a, 40500)), false},
+	} {
+		if got := runFilter(t, withAncillary(t, prog, tc.pktType, 0, tc.proto), tc.pkt); got != tc.accept {
+			t.Errorf("%s: accept = %v, want %v", tc.name, got, tc.accept)
+		}
+	}
+	// One family only: the other's probes are not taken.
+	if runFilter(t, withAncillary(t, ringFilter([]netip.Addr{v4a}, filterLo, filterHi, true), out, 0, unix.ETH_P_IPV6), syn(v6a, v6b, 40500, nil)) {
+		t.Error("an IPv4-only ring takes IPv6 probes")
+	}
+	// As many addresses as the filter checks, and more: any source.
+	var many []netip.Addr
+	for i := range maxRingAddrs + 1 {
+		many = append(many, netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: byte(i)}))
+	}
+	for _, n := range []int{maxRingAddrs, maxRingAddrs + 1} {
+		p := ringFilter(append([]netip.Addr{v4a}, many[:n]...), filterLo, filterHi, true)
+		if !runFilter(t, withAncillary(t, p, out, 0, unix.ETH_P_IPV6), syn(many[n-1], v6b, 40500, nil)) {
+			t.Errorf("%d addresses: the last one's probe is not taken", n)
+		}
+		if got := runFilter(t, withAncillary(t, p, out, 0, unix.ETH_P_IPV6), syn(v6b, v6a, 40500, nil)); got != (n > maxRingAddrs) {
+			t.Errorf("%d addresses: another source's SYN taken = %v", n, got)
+		}
 	}
 }
 
@@ -339,5 +420,69 @@ func TestIntegrationRingDrained(t *testing.T) {
 	}
 	if !r.ring.Drained() {
 		t.Error("not Drained after reading the RST")
+	}
+}
+
+// TestIntegrationRingOutgoing: with Outgoing, the ring delivers each probe
+// as it leaves, at the time a capture on the interface gives it, before
+// the answer to it; not our RSTs, nor a SYN from another port.
+func TestIntegrationRingOutgoing(t *testing.T) {
+	for _, v6 := range []bool{false, true} {
+		name := "ipv4"
+		if v6 {
+			name = "ipv6"
+		}
+		t.Run(name, func(t *testing.T) {
+			r := newRingRig(t, v6, RingConfig{Outgoing: true})
+			capture := r.lab.StartCapture(t, r.lab.Prober, r.lab.ProberIf, "tcp")
+			r.syn(t, ringPortHi+1, ringShutPort) // not from our ports
+			r.syn(t, ringPortLo, ringOpenPort)
+			r.syn(t, ringPortHi, ringShutPort)
+			got := r.read(t, 4, time.Now().Add(2*time.Second))
+			got = append(got, r.read(t, 1, time.Now().Add(settleTime))...)
+			pkts, err := capture.Stop()
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Each probe, then its answer (the kernel RSTs the SYN-ACK
+			// from our port: that RST is not delivered).
+			var order []string
+			for _, p := range got {
+				order = append(order, fmt.Sprintf("%v %d>%d", p.pkt.Flags, p.pkt.SrcPort, p.pkt.DstPort))
+			}
+			wantProbes := map[uint16]bool{ringPortLo: true, ringPortHi: true}
+			seen := map[uint16]bool{}
+			for _, p := range got {
+				switch {
+				case p.pkt.Flags == FlagSyn && p.pkt.Src == r.src:
+					if !wantProbes[p.pkt.SrcPort] || seen[p.pkt.SrcPort] {
+						t.Errorf("probe from port %d delivered (%v)", p.pkt.SrcPort, order)
+					}
+					seen[p.pkt.SrcPort] = true
+					var in bool
+					for _, c := range pkts {
+						var cp Packet
+						if Parse(c.Data, &cp) == nil && cp.Src == r.src && cp.Flags == FlagSyn && cp.SrcPort == p.pkt.SrcPort {
+							in = true
+							if d := p.rx.Sub(c.Time).Abs(); d > 50*time.Microsecond {
+								t.Errorf("probe from port %d: ring time %v, capture %v: %v apart", p.pkt.SrcPort, p.rx, c.Time, d)
+							}
+						}
+					}
+					if !in {
+						t.Errorf("probe from port %d is not in the capture", p.pkt.SrcPort)
+					}
+				case p.pkt.Src == r.dst:
+					if !seen[p.pkt.DstPort] {
+						t.Errorf("the answer to port %d came before its probe: %v", p.pkt.DstPort, order)
+					}
+				default:
+					t.Errorf("delivered %v", order)
+				}
+			}
+			if len(got) != 4 || len(seen) != 2 {
+				t.Errorf("delivered %v, want two probes and their answers", order)
+			}
+		})
 	}
 }

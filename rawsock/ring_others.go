@@ -9,6 +9,7 @@ type ringSys struct{ poller }
 func listenRing(RingConfig) (*Ring, error) { return nil, errNotImplemented }
 func (*Ring) readWith(time.Time, func([]byte, time.Time), func([]byte, time.Time, uint32)) (int, error) {
 	return 0, errNotImplemented
+
 }
 func (*Ring) badChecksums() uint64 { return 0 }
 func (*Ring) pending() float64     { return 0 }

@@ -172,12 +172,5 @@ func (p *textPrinter) portsEnd(r *portsReport) {
 func (p *jsonPrinter) portsStart(*portsReport) {}
 
 func (p *jsonPrinter) portsEnd(r *portsReport) {
-	j := &p.j
-	j.begin("ports")
-	j.uint("held", uint64(r.held))
-	j.str("ranges", r.ranges)
-	j.uint("needed", uint64(r.needed))
-	j.uint("reused", r.reused)
-	j.uint("exhausted", r.exhausted)
-	j.end(p.w)
+	p.write(&portsRecord{Type: "ports", Held: r.held, Ranges: r.ranges, Needed: r.needed, Reused: r.reused, Exhausted: r.exhausted})
 }

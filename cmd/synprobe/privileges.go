@@ -37,6 +37,9 @@ const privilegeRule = "a caller other than root gets only what is safe for any l
 // checkCaller applies the rules for callers other than root, and plans
 // what a root run becomes after set-up. Its errors are usageErrors: exit 2.
 func checkCaller(o *options, sys network) error {
+	if o.source.IsValid() && (o.source.IsUnspecified() || o.source.IsMulticast()) {
+		return usagef("-S %v: not a unicast address", o.source)
+	}
 	if uid := sys.realUID(); uid != 0 {
 		o.restricted = true
 		switch {
@@ -59,6 +62,13 @@ func checkCaller(o *options, sys network) error {
 			}
 		}
 		return nil
+	}
+	// Root may send from any address the kernel takes as local (a local
+	// route such as AnyIP's, besides the interfaces' addresses); not
+	// from others, whose answers would never reach synprobe: every probe
+	// would be called filtered.
+	if o.source.IsValid() && !sys.isLocal(o.source) {
+		return usagef("-S %v: not an address of this host: its answers would never reach synprobe (ip address lists the host's addresses)", o.source)
 	}
 	d, err := planDrop(o.user, o.keepRoot, sys.getenv, lookupAccount)
 	if err != nil {

@@ -377,10 +377,11 @@ func TestIntegrationUnprivilegedRefusals(t *testing.T) {
 		t.Errorf("the prober's listener on 2222 no longer answers: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 
-	// Root keeps the full set: a spoofed source in a lab, its own mark.
+	// Root is refused a spoofed source too: no answer could come back,
+	// and every probe would be called filtered. Its own mark it keeps.
 	r := runCmd(t, l, l.Prober, nil, synprobeBinary(t), "-S", "198.18.0.77", "-c", "1", "-w", "0.2", target)
-	if r.code != exitNotOpen || !strings.Contains(r.stdout, "from 198.18.0.77") {
-		t.Errorf("root with a spoofed source: exit %d, want 1 (no answer comes back)\n%s%s", r.code, r.stdout, r.stderr)
+	if r.code != exitUsage || !strings.Contains(r.stderr, "-S 198.18.0.77: not an address of this host: its answers would never reach synprobe") {
+		t.Errorf("root with a spoofed source: exit %d, want 2\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	r = runCmd(t, l, l.Prober, nil, synprobeBinary(t), "--mode", "ack", "--mark", "0x1234", "-c", "1", target)
 	if r.code != exitOK {

@@ -20,6 +20,11 @@ func (f *fakeSystem) hostAddrs() ([]netip.Addr, error) {
 	return f.addrs, nil
 }
 
+func (f *fakeSystem) isLocal(a netip.Addr) bool {
+	addrs, _ := f.hostAddrs()
+	return isHostAddr(a, addrs)
+}
+
 // dropPrivileges records the call and what set-up had done by then.
 func (f *fakeSystem) dropPrivileges(d dropSpec) error {
 	f.drops = append(f.drops, d)
@@ -83,13 +88,26 @@ func TestUnprivilegedRefusals(t *testing.T) {
 	// Root keeps the full set; a port another socket holds is a runtime
 	// failure for root (exit 3), as before.
 	for _, args := range [][]string{
-		{"-S", "198.18.0.77", "-c", "1", "198.18.0.2:80"},
 		{"--mode", "ack", "--mark", "7", "-c", "1", "198.18.0.2:80"},
 		{"-i", "0.001", "-c", "2", "198.18.0.2:80"},
 	} {
 		sys := &fakeSystem{}
 		if code, _, stderr := runCLI(t, sys, args...); code != exitOK {
 			t.Errorf("%v as root: exit %d: %s", args, code, stderr)
+		}
+	}
+	// Nobody gets a source whose answers could not reach synprobe: every
+	// probe would be called filtered.
+	for _, tt := range []struct{ src, want string }{
+		{"198.18.0.77", "-S 198.18.0.77: not an address of this host: its answers would never reach synprobe"},
+		{"0.0.0.0", "-S 0.0.0.0: not a unicast address"},
+		{"::", "-S ::: not a unicast address"},
+		{"224.0.0.1", "-S 224.0.0.1: not a unicast address"},
+	} {
+		sys := &fakeSystem{}
+		code, stdout, stderr := runCLI(t, sys, "-S", tt.src, "-c", "1", "198.18.0.2:80")
+		if code != exitUsage || stdout != "" || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, tt.want) || sys.conn != nil {
+			t.Errorf("-S %s as root: exit %d, %q; want exit 2 and %q", tt.src, code, stderr, tt.want)
 		}
 	}
 	sys := &fakeSystem{held: map[uint16]bool{2222: true}}

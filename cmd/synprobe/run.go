@@ -60,6 +60,9 @@ type network interface {
 	realUID() int
 	getenv(key string) string
 	hostAddrs() ([]netip.Addr, error)
+	// isLocal reports whether the kernel takes a as one of this host's
+	// addresses (a socket can bind it).
+	isLocal(a netip.Addr) bool
 	dropPrivileges(d dropSpec) error
 }
 
@@ -92,7 +95,7 @@ type guard interface {
 // conn is a probe.Conn that can be closed and send batches (scans).
 type conn interface {
 	probe.Conn
-	SendBatch(b *rawsock.Batch) (int, error)
+	scan.BatchSender
 	Close() error
 }
 
@@ -290,54 +293,59 @@ func probeAll(ctx context.Context, o *options, stdout, stderr io.Writer, sys net
 	if err := endSetup(o, sys, g, stderr); err != nil {
 		return 0, err
 	}
-	cookie, err := rawsock.NewRandomCookie()
-	if err != nil {
-		return 0, err
-	}
-
 	pool := probe.NewPortPool(ports.Ports(), o.mode == probe.ModeFIN)
-	pcfg := probe.Config{
-		Targets:      targets,
-		Count:        o.count,
-		Interval:     o.interval,
-		Timeout:      o.timeout,
+	ccfg := &probe.ClientConfig{
+		Conn:        c,
+		SourcePorts: ports.Ports(),
+		Allocator:   pool,
+		Source:      func(dst netip.Addr) (netip.Addr, error) { return sys.source(dst, o.iface) },
+	}
+	popts := &probe.ProbeOptions{
 		Mode:         o.mode,
+		Timeout:      o.timeout,
 		Hold:         o.hold,
 		Data:         o.data,
 		CloseTimeout: o.closeTimeout,
 		Trace:        o.trace,
-		PortLo:       lo,
-		PortHi:       hi,
-		Ports:        pool,
 		TTL:          o.ttl,
 		TOS:          o.tos,
 		Window:       o.window,
 		ECN:          o.ecn,
-		Cookie:       cookie,
+		NoOptions:    o.noOptions,
 	}
+	var opts4 *rawsock.SYNOptions
 	if !o.noOptions {
-		pcfg.Options = synOptions(o, 1460)
-		pcfg.Options6 = synOptions(o, 1440)
+		opts4 = synOptions(o, 1460)
+		ccfg.Options, ccfg.Options6 = opts4, synOptions(o, 1440)
 	}
 	out := newPrinter(stdout, o)
 	specs := make([]*targetSpec, len(targets))
 	for i := range targets {
 		specs[i] = &o.targets[i]
-		out.header(&targets[i], specs[i], synLen(&targets[i], pcfg.Options))
+		out.header(&targets[i], specs[i], synLen(&targets[i], opts4))
 	}
 	var pr *portsReport
 	if o.mode == probe.ModeFIN {
 		pr = newPortsReport(ports, plan)
 		out.portsStart(pr)
 	}
-	pcfg.OnResult = func(r *probe.Result) { out.result(r, specs[r.Index]) }
-	p, err := probe.New(c, pcfg)
+	cl, err := probe.NewClient(ccfg)
 	if err != nil {
 		return 0, err
 	}
-	if err := p.Run(ctx); err != nil {
+	// Closed before the guard: the client resets what is still open.
+	defer cl.Close()
+	stats, err := cl.Rounds(ctx, &probe.Rounds{
+		Targets:  targets,
+		Count:    o.count,
+		Interval: o.interval,
+		Options:  popts,
+		OnResult: func(r *probe.Result) { out.result(r, specs[r.Index]) },
+	})
+	if err != nil {
 		return 0, err
 	}
+	cl.Close() // lingering TIME_WAITs end here, before the guard's counts are read
 	if g != nil {
 		dropped, _ := g.Dropped()
 		escaped := int64(-1) // unknown without a watch
@@ -352,7 +360,7 @@ func probeAll(ctx context.Context, o *options, stdout, stderr io.Writer, sys net
 	}
 	code := exitOK
 	for i := range targets {
-		s := p.Stats(i)
+		s := &stats[i]
 		out.summary(&targets[i], specs[i], s)
 		switch {
 		case s.Errors > 0 && code < exitFailure:

@@ -416,16 +416,6 @@ func TestHelpAndVersion(t *testing.T) {
 	}
 }
 
-func TestAppendJSONString(t *testing.T) {
-	for in, want := range map[string]string{"a\"b\\c": `"a\"b\\c"`, "\x00\n": `"\u0000\u000a"`, "\xff": "\"\uFFFD\"", "héllo": `"héllo"`} {
-		got := string(appendJSONString(nil, in))
-		var back string
-		if got != want || json.Unmarshal([]byte(got), &back) != nil {
-			t.Errorf("appendJSONString(%q) = %s, want %s", in, got, want)
-		}
-	}
-}
-
 func TestUnescape(t *testing.T) {
 	got, err := unescape(`GET / HTTP/1.0\r\n\r\n\x41\t\\\0`)
 	if err != nil || string(got) != "GET / HTTP/1.0\r\n\r\nA\t\\\x00" {

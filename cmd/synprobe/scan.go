@@ -31,16 +31,9 @@ const maxMismatches = 10000
 
 // mismatch is a pair whose verdict differs from its expectation.
 type mismatch struct {
-	arg      string
-	addr     netip.Addr
-	port     uint16
+	arg      string // the target: the argument, or FILE:LINE: canonical form
 	expected string
-	got      probe.State
-	reason   string
-	from     netip.Addr
-	ttl      uint8
-	icmp     bool
-	hint     string
+	r        probe.ScanResult
 }
 
 func runScan(ctx context.Context, o *options, set *scan.Set, expecting bool, stdout, stderr io.Writer, sys network) (int, error) {
@@ -66,7 +59,9 @@ func runScan(ctx context.Context, o *options, set *scan.Set, expecting bool, std
 	recvPath := "raw sockets"
 	var rcv receiver
 	if set.Len() >= ringMinPairs {
-		ringCfg := rawsock.RingConfig{PortLo: lo, PortHi: hi}
+		// The ring also takes our probes as they leave: their times are
+		// the probes' transmit stamps, free of system calls.
+		ringCfg := rawsock.RingConfig{PortLo: lo, PortHi: hi, Outgoing: true}
 		for _, r := range sources {
 			if !slices.Contains(ringCfg.Addrs, r.Addr) {
 				ringCfg.Addrs = append(ringCfg.Addrs, r.Addr)
@@ -87,8 +82,10 @@ func runScan(ctx context.Context, o *options, set *scan.Set, expecting bool, std
 			return 0, errors.New(privilegeFix("raw sockets need CAP_NET_RAW"))
 		}
 	}
+	// Transmit stamps come from the ring's copies of the probes when
+	// there is a ring, else from the send sockets' error queues.
 	c, err := sys.listen(rawsock.Config{IPv4: src4.IsValid(), IPv6: src6.IsValid(), PortLo: lo, PortHi: hi, Interface: o.iface,
-		NoTxStamps: true, RecvBuffer: 64 << 20, SendOnly: rcv != nil})
+		NoTxStamps: rcv != nil, RecvBuffer: 64 << 20, SendOnly: rcv != nil})
 	if err != nil {
 		if errors.Is(err, os.ErrPermission) {
 			return 0, errors.New(privilegeFix("raw sockets need CAP_NET_RAW"))
@@ -156,19 +153,18 @@ func runScan(ctx context.Context, o *options, set *scan.Set, expecting bool, std
 	var mismatches []mismatch
 	nMismatch := 0
 	cfg := scan.Config{
-		Set: set, Sources: sources, PortLo: lo, PortHi: hi, Ports: ports.Ports(), Send4: send[0], Send6: send[1], Recv: rcv,
+		Set: set, Sources: sources, PortLo: lo, PortHi: hi, Ports: ports.Ports(), Send4: send[0], Send6: send[1], Recv: rcv, ProbeCopies: rcv != nil,
 		Rate: o.rate, Retries: o.retries, Timeout: o.timeout, Senders: o.senders,
 		TTL: o.ttl, TOS: o.tos, Window: o.window,
 		Cookie: cookie, PermKey: key,
-		OnResult: func(r *probe.Result, origin scan.Origin) {
+		OnResult: func(r *probe.ScanResult, origin scan.Origin) {
 			exp := origin.Expect()
 			if exp == "" {
 				exp = o.expect
 			}
 			if exp != "" && r.State.String() != exp {
 				if nMismatch++; len(mismatches) < maxMismatches {
-					mismatches = append(mismatches, mismatch{arg: origin.String(), addr: r.Target.Addr, port: r.Target.Port, expected: exp,
-						got: r.State, reason: r.Reason, from: r.From, ttl: r.TTL, icmp: r.IsICMP(), hint: r.Hint})
+					mismatches = append(mismatches, mismatch{arg: origin.String(), expected: exp, r: *r})
 				}
 			}
 			if !o.quiet && (!o.openOnly || r.State == probe.StateOpen) {
@@ -204,9 +200,9 @@ func runScan(ctx context.Context, o *options, set *scan.Set, expecting bool, std
 	}
 	// Judge the refusals again now that every host's SYN-ACK TTL is known.
 	for i := range mismatches {
-		m := &mismatches[i]
-		if t, ok := sum.HostTTL[m.addr]; ok && m.hint == "" && m.got == probe.StateClosed && scan.MiddleboxTTL(t, m.ttl) {
-			m.hint = "rst-ttl-differs-from-syn-ack"
+		r := &mismatches[i].r
+		if t, ok := sum.HostTTL[r.Addr]; ok && r.Hint == "" && r.State == probe.StateClosed && scan.MiddleboxTTL(t, r.TTL) {
+			r.Hint = "rst-ttl-differs-from-syn-ack"
 		}
 	}
 	for i := range mismatches {
@@ -276,31 +272,33 @@ func scanSources(o *options, set *scan.Set, sys network) (sources []scan.SourceR
 
 // evidence describes who answered and how, for a mismatch.
 func (m *mismatch) evidence(o *options) string {
+	r := &m.r
 	var e string
 	switch {
-	case m.got == probe.StateError:
-		e = fmt.Sprintf("never sent: %s (%s)", m.reason, probe.SendErrorText(m.reason))
-	case m.reason == probe.ReasonTimeout:
+	case r.State == probe.StateError:
+		e = fmt.Sprintf("never sent: %s (%s)", r.Reason, probe.SendErrorText(r.Reason))
+	case r.Reason == probe.ReasonTimeout:
 		e = fmt.Sprintf("no answer to %d probes (timeout %v)", o.retries+1, o.timeout)
-	case m.icmp:
+	case r.IsICMP():
 		who := "the target"
-		if m.from != m.addr {
+		if r.From != r.Addr {
 			who = "a router, not the target"
 		}
-		e = fmt.Sprintf("%s from %v (%s), ttl %d", m.reason, m.from, who, m.ttl)
+		e = fmt.Sprintf("%s from %v (%s), ttl %d", r.Reason, r.From, who, r.TTL)
 	default:
-		e = fmt.Sprintf("%s from %v, ttl %d", m.reason, m.from, m.ttl)
+		e = fmt.Sprintf("%s from %v, ttl %d", r.Reason, r.From, r.TTL)
 	}
-	if m.hint != "" {
-		e += "; likely a middlebox (" + m.hint + ")"
+	if r.Hint != "" {
+		e += "; likely a middlebox (" + r.Hint + ")"
 	}
 	return e
 }
 
-func (p *textPrinter) scanResult(r *probe.Result, origin scan.Origin, expect string) {
+func (p *textPrinter) scanResult(r *probe.ScanResult, origin scan.Origin, expect string) {
 	b := p.b[:0]
-	b = fmt.Appendf(b, "%-8s %s", r.State, r.Target)
-	if r.Answered() && r.RTT > 0 {
+	b = fmt.Appendf(b, "%-8s ", r.State)
+	b = r.AddrPort().AppendTo(b)
+	if r.Answered() && r.Timed() {
 		b = fmt.Appendf(b, "  rtt=%s ms", ms(r.RTT))
 	}
 	b = append(b, "  reason="...)
@@ -314,7 +312,7 @@ func (p *textPrinter) scanResult(r *probe.Result, origin scan.Origin, expect str
 		hops, _ := probe.Hops(r.TTL)
 		b = fmt.Appendf(b, " ttl=%d hops=%d flags=%s win=%d", r.TTL, hops, r.Flags, r.Window)
 		if r.State == probe.StateOpen {
-			b = appendSYNACKOptions(b, r)
+			b = appendSYNACKOptions(b, &r.Options, r.TOS)
 		}
 	}
 	if r.Hint != "" {
@@ -329,7 +327,7 @@ func (p *textPrinter) scanResult(r *probe.Result, origin scan.Origin, expect str
 }
 
 func (p *textPrinter) mismatch(m *mismatch, o *options) {
-	fmt.Fprintf(p.w, "MISMATCH %v (%s): expected %s, got %v: %s\n", netip.AddrPortFrom(m.addr, m.port), m.arg, m.expected, m.got, m.evidence(o))
+	fmt.Fprintf(p.w, "MISMATCH %v (%s): expected %s, got %v: %s\n", m.r.AddrPort(), m.arg, m.expected, m.r.State, m.evidence(o))
 }
 
 func (p *textPrinter) scanSummary(s *scan.Summary, mismatches int, expecting bool, path, recv string) {
@@ -356,7 +354,15 @@ func (p *textPrinter) scanSummary(s *scan.Summary, mismatches int, expecting boo
 	if s.Interrupted {
 		fmt.Fprint(p.w, ", interrupted")
 	}
-	fmt.Fprintf(p.w, "\nsent as %s; answers read from %s\n", path, recv)
+	fmt.Fprintf(p.w, "\nsent as %s; answers read from %s", path, recv)
+	switch c := scanClock(s); c {
+	case "":
+	case "mixed":
+		fmt.Fprintf(p.w, "; clock=mixed (%d RTTs from kernel stamps, %d with the user-space clock)", s.KernelClock, s.UserClock)
+	default:
+		fmt.Fprintf(p.w, "; clock=%s", c)
+	}
+	fmt.Fprintln(p.w)
 	if s.Errors > 0 {
 		fmt.Fprintf(p.w, "%d probes were never sent, refused by this host:", s.Errors)
 		for _, k := range slices.Sorted(maps.Keys(s.Reasons)) {
@@ -375,6 +381,20 @@ func (p *textPrinter) scanSummary(s *scan.Summary, mismatches int, expecting boo
 	}
 }
 
+// scanClock says which clock timed a scan's RTTs: kernel stamps at both
+// ends, the user-space clock at one end at least, or both kinds.
+func scanClock(s *scan.Summary) string {
+	switch {
+	case s.KernelClock+s.UserClock == 0:
+		return ""
+	case s.UserClock == 0:
+		return "kernel"
+	case s.KernelClock == 0:
+		return "user"
+	}
+	return "mixed"
+}
+
 func reasonList(r map[string]uint64) string {
 	var b []byte
 	for i, k := range slices.Sorted(maps.Keys(r)) {
@@ -386,61 +406,24 @@ func reasonList(r map[string]uint64) string {
 	return string(b)
 }
 
-func (p *jsonPrinter) scanResult(r *probe.Result, origin scan.Origin, expect string) {
-	p.typ, p.expect = "result", expect
-	p.result(r, &targetSpec{arg: origin.Arg(), host: origin.Host(), port: r.Target.Port})
-	p.typ, p.expect = "", ""
+func (p *jsonPrinter) scanResult(r *probe.ScanResult, origin scan.Origin, expect string) {
+	p.write(p.pair.set(r, origin, expect))
 }
 
 func (p *jsonPrinter) mismatch(m *mismatch, o *options) {
-	j := &p.j
-	j.begin("mismatch")
-	j.str("target", m.arg)
-	j.str("addr", m.addr.String())
-	j.uint("port", uint64(m.port))
-	j.str("expected", m.expected)
-	j.str("got", m.got.String())
-	j.str("reason", m.reason)
-	if m.from.IsValid() {
-		j.str("from", m.from.String())
-		j.uint("ttl", uint64(m.ttl))
+	r := &m.r
+	rec := &mismatchRecord{Type: "mismatch", Target: m.arg, Port: r.Port, Expected: m.expected, Got: r.State.String(), Reason: r.Reason,
+		Hint: r.Hint, Evidence: m.evidence(o)}
+	rec.Addr.a = r.Addr
+	if r.From.IsValid() {
+		rec.answeredBy = &answeredBy{TTL: r.TTL}
+		rec.From.a = r.From
 	}
-	if m.hint != "" {
-		j.str("hint", m.hint)
-	}
-	j.str("evidence", m.evidence(o))
-	j.end(p.w)
+	p.write(rec)
 }
 
 func (p *jsonPrinter) scanSummary(s *scan.Summary, mismatches int, expecting bool, path, recv string) {
-	j := &p.j
-	j.begin("scan-summary")
-	j.uint("pairs", s.Pairs)
-	j.uint("sent", s.Sent)
-	j.uint("retries", s.Retries)
-	j.uint("open", s.Open)
-	j.uint("closed", s.Closed)
-	j.uint("filtered", s.Filtered)
-	j.uint("errors", s.Errors)
-	j.object("reasons")
-	for _, k := range slices.Sorted(maps.Keys(s.Reasons)) {
-		j.uint(k, s.Reasons[k])
-	}
-	j.close('}')
-	j.uint("duplicates", s.Duplicates)
-	j.float("duration_s", s.Duration.Seconds(), 6)
-	j.float("rate_pps", s.Rate, 1)
-	j.float("rate_limit_pps", s.RateLimit, 1)
-	j.uint("slowdowns", uint64(s.Slowdowns))
-	j.uint("send_errors", s.SendErrors)
-	j.uint("recv_drops", s.RecvDrops)
-	j.bool("interrupted", s.Interrupted)
-	j.str("path", path)
-	j.str("recv_path", recv)
-	if expecting {
-		j.uint("mismatches", uint64(mismatches))
-	}
-	j.end(p.w)
+	p.write(newScanSummaryRecord(s, mismatches, expecting, path, recv))
 }
 
 // lineBuffer gathers a scan's output into large writes: a scan prints up

@@ -103,3 +103,17 @@ func (*system) hostAddrs() ([]netip.Addr, error) {
 }
 
 func (*system) dropPrivileges(d dropSpec) error { return dropPrivileges(d) }
+
+func (*system) isLocal(a netip.Addr) bool {
+	a = a.Unmap()
+	network, zone := "udp4", ""
+	if a.Is6() {
+		network, zone = "udp6", a.Zone()
+	}
+	c, err := net.ListenUDP(network, &net.UDPAddr{IP: a.AsSlice(), Zone: zone})
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}

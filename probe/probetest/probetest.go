@@ -1,6 +1,14 @@
 // Package probetest provides an in-memory network for testing code that
 // uses probe.Conn: every packet sent is parsed and handed to a scripted
 // responder, whose answers come back through Recv with exact timestamps.
+//
+// Packets sent one at a time (Send) are stamped by a fake kernel clock,
+// Epoch plus the packet's id in milliseconds (TxStamp). Packets sent in
+// batches (SendBatch, as scans send) are stamped by Clock, a clock that
+// agrees with the sender's own (time.Now unless set): a batch packet with
+// an id (rawsock.Batch.SetID) gets a transmit stamp for ReadTxStamps, and
+// the replies to it are stamped that time plus their After, so that a
+// scan's RTTs come out exactly as scripted.
 package probetest
 
 import (
@@ -28,7 +36,8 @@ type Reply struct {
 	After  time.Duration // kernel RTT: the reply is stamped TxStamp(id)+After
 	NoRx   bool          // deliver without a kernel receive stamp
 	// Wall stamps the reply with the real time of the send plus After
-	// instead: for code that times against the real clock, as scans do.
+	// instead: for code that times against the real clock. (Replies to
+	// batch packets are stamped so anyway, by Conn.Clock.)
 	Wall bool
 	// Delay holds the reply back this long in real time; it then arrives
 	// without a kernel receive stamp.
@@ -41,9 +50,13 @@ type Responder func(p *rawsock.Packet, b []byte, id uint32) []Reply
 // Conn is a fake probe.Conn.
 type Conn struct {
 	respond Responder
-	// NoTxStamps makes TxTime report nothing, as a kernel without
-	// transmit timestamping would.
+	// NoTxStamps makes TxTime report nothing, and ReadTxStamps
+	// rawsock.ErrNoTxStamps, as a kernel without transmit timestamping
+	// would.
 	NoTxStamps bool
+	// Clock is the fake kernel's clock for batch packets (default
+	// time.Now): their transmit stamps, and their replies' receive stamps.
+	Clock func() time.Time
 	// SendError, if set, is asked about every packet before it is sent;
 	// a non-nil error fails the send, as the host's routes or firewall
 	// would (the packet is neither recorded nor answered).
@@ -57,6 +70,12 @@ type Conn struct {
 	sent    [][]byte
 	sentIDs []uint32
 	txIDs   map[uint32]bool
+	stamps  []batchStamp // transmit stamps of batch packets, not yet read
+}
+
+type batchStamp struct {
+	id uint32
+	at time.Time
 }
 
 type queued struct {
@@ -78,6 +97,15 @@ func (c *Conn) signal() {
 
 // Send records pkt and queues the responder's replies.
 func (c *Conn) Send(pkt []byte, id uint32) error {
+	return c.send(pkt, id, TxStamp(id), false, false)
+}
+
+// send records pkt, sent at tx by the fake kernel clock, and queues the
+// responder's replies, stamped from tx. A batch packet's replies marked
+// Wall are stamped from tx too: Clock is the real one unless set. A
+// stamped packet's transmit stamp is queued before its replies, as the
+// kernel queues it before the packet leaves.
+func (c *Conn) send(pkt []byte, id uint32, tx time.Time, batch, stamp bool) error {
 	var p rawsock.Packet
 	if err := rawsock.Parse(pkt, &p); err != nil {
 		return fmt.Errorf("probetest: unparsable packet sent: %w", err)
@@ -99,6 +127,9 @@ func (c *Conn) Send(pkt []byte, id uint32) error {
 	c.sent = append(c.sent, append([]byte(nil), pkt...))
 	c.sentIDs = append(c.sentIDs, id)
 	c.txIDs[id] = true
+	if stamp && !c.NoTxStamps {
+		c.stamps = append(c.stamps, batchStamp{id, tx})
+	}
 	for _, r := range replies {
 		if r.Delay > 0 {
 			pkt := r.Packet
@@ -107,10 +138,11 @@ func (c *Conn) Send(pkt []byte, id uint32) error {
 		}
 		q := queued{pkt: r.Packet}
 		switch {
-		case r.Wall:
+		case r.NoRx:
+		case r.Wall && !batch:
 			q.rx = time.Now().Add(r.After)
-		case !r.NoRx:
-			q.rx = TxStamp(id).Add(r.After)
+		default:
+			q.rx = tx.Add(r.After)
 		}
 		c.queue = append(c.queue, q)
 	}
@@ -278,10 +310,20 @@ func ICMPError(raw []byte, router netip.Addr, typ, code uint8) []byte {
 	return ip
 }
 
-// SendBatch sends every packet of b through Send, as a scanner would.
+// SendBatch sends every packet of b, as rawsock.Conn.SendBatch does, each
+// at Clock's time: a packet with an id (rawsock.Batch.SetID) gets that time
+// as its transmit stamp, for ReadTxStamps, unless NoTxStamps is set.
 func (c *Conn) SendBatch(b *rawsock.Batch) (int, error) {
+	clock := c.Clock
+	if clock == nil {
+		clock = time.Now
+	}
 	for i := range b.Len() {
-		if err := c.Send(b.Packet(i), 0); err != nil {
+		var id uint32
+		if b.Stamped() {
+			id = b.ID(i)
+		}
+		if err := c.send(b.Packet(i), id, clock(), true, b.Stamped()); err != nil {
 			b.Consume(i)
 			return i, err
 		}
@@ -289,4 +331,21 @@ func (c *Conn) SendBatch(b *rawsock.Batch) (int, error) {
 	n := b.Len()
 	b.Reset()
 	return n, nil
+}
+
+// ReadTxStamps hands over the transmit stamps of batch packets not read
+// yet, as many as s holds, as rawsock.Conn.ReadTxStamps does.
+func (c *Conn) ReadTxStamps(s *rawsock.TxStamps) error {
+	s.Reset()
+	if c.NoTxStamps {
+		return rawsock.ErrNoTxStamps
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for n < len(c.stamps) && s.Add(c.stamps[n].id, c.stamps[n].at) {
+		n++
+	}
+	c.stamps = c.stamps[:copy(c.stamps, c.stamps[n:])]
+	return nil
 }

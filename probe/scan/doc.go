@@ -1,8 +1,10 @@
-// Package scan holds the portable building blocks of synprobe's
-// multi-target scan mode: target expressions, the space of (address, port)
-// pairs they name, the keyed order in which a scan visits it, a token
-// bucket for the probe rate, and a bitmap of answered pairs. Nothing here
-// makes a system call; the engine in package probe sends the probes.
+// Package scan is synprobe's multi-target scan mode: target expressions,
+// the space of (address, port) pairs they name, the keyed order in which a
+// scan visits it, a token bucket for the probe rate, a bitmap of answered
+// pairs, per-host retransmission timers, and Scan, which sends the probes
+// at rate through a probe.Conn (or batch senders and a receive ring) and
+// judges every pair. Scan is still an engine of its own beside probe's:
+// the two share the packet code, the cookie and the verdicts.
 //
 // # Targets
 //

@@ -24,7 +24,7 @@ import (
 // Conn is what the scanner needs from the network: rawsock.Conn
 // implements it.
 type Conn interface {
-	SendBatch(b *rawsock.Batch) (int, error)
+	BatchSender
 	Send(pkt []byte, id uint32) error
 	Recv(b []byte, deadline time.Time) (n int, rx time.Time, err error)
 	Wake()
@@ -32,8 +32,12 @@ type Conn interface {
 
 // BatchSender sends a batch of packets: rawsock.Conn (raw IP sockets) or
 // rawsock.PacketSender (Ethernet frames, skipping the host's IP output).
+// ReadTxStamps reads the kernel's transmit stamps of the packets sent
+// with ids (rawsock.Batch.SetID) without waiting for any; it returns
+// rawsock.ErrNoTxStamps if the sender takes none.
 type BatchSender interface {
 	SendBatch(b *rawsock.Batch) (int, error)
+	ReadTxStamps(s *rawsock.TxStamps) error
 }
 
 // Receiver delivers received packets in bulk, each with its receive time:
@@ -59,6 +63,10 @@ const MaxRetries = 100
 type Config struct {
 	// Recv, if set, delivers the answers instead of the Conn's Recv.
 	Recv Receiver
+	// ProbeCopies says that Recv also delivers each probe as it leaves,
+	// with the kernel's time (rawsock.RingConfig.Outgoing): that time is
+	// the probe's transmit stamp, and the senders ask for no other.
+	ProbeCopies bool
 	// Send4 and Send6, if set, send the probes of their family instead of
 	// the Conn.
 	Send4, Send6 BatchSender
@@ -96,10 +104,14 @@ type Config struct {
 	// receiving goroutine as answers come, from a sending one for a probe
 	// that could not be sent (StateError, with the reason of
 	// probe.SendErrorReason), then from Scan for the pairs nobody
-	// answered. The Result is reused.
-	OnResult func(r *probe.Result, o Origin)
+	// answered. *r is reused once OnResult returns: copy it to keep it.
+	OnResult func(r *probe.ScanResult, o Origin)
 	// OnProgress, if set, is called about every 250 ms.
 	OnProgress func(Progress)
+	// Now is the user-space clock (default time.Now): the rate limiter,
+	// the passes' waits, TSvals, and the send time of a probe whose
+	// kernel transmit stamp is missing.
+	Now func() time.Time
 }
 
 // Progress is a snapshot of a running scan.
@@ -132,6 +144,11 @@ type Summary struct {
 	// HostTTL is the SYN-ACK TTL of every host that answered one, for
 	// judging where refusals came from (MiddleboxTTL).
 	HostTTL map[netip.Addr]uint8
+
+	// KernelClock counts the answers timed by kernel stamps at both ends
+	// (transmit and receive), UserClock those timed with the user-space
+	// clock at one end at least (Result.KernelClock).
+	KernelClock, UserClock uint64
 }
 
 // Scan probes every pair of cfg.Set once, in a keyed random order, and
@@ -165,7 +182,13 @@ type scanner struct {
 	optLen   [2]int
 	tsOff    [2]int
 
+	now      func() time.Time // cfg.Now
+	outs     [2]BatchSender   // per family: what sends its probes
+	noStamps [2]atomic.Bool   // the family's sender takes no stamps
+	stampMu  sync.Mutex       // held while stamps are read and recorded
+
 	sent, dups, sendErrs atomic.Uint64
+	kernelRTTs, userRTTs atomic.Uint64
 	open, closed, filt   atomic.Uint64
 	errs                 atomic.Uint64
 	lastAnswer           atomic.Int64 // unix ns of the latest answer handled
@@ -177,8 +200,7 @@ type scanner struct {
 	// emitMu serializes OnResult and what it reports from: the receiver
 	// and a sender whose probe failed both report.
 	emitMu sync.Mutex
-	errRes probe.Result // a failed send's Result, under emitMu
-	errTgt probe.Target
+	errRes probe.ScanResult // a failed send's result, under emitMu
 
 	// The receiver's state; reportSilent uses it after the receiver ended.
 	ewma, baseline time.Duration // smoothed RTT, and its lowest value: growth means queues
@@ -188,12 +210,13 @@ type scanner struct {
 	lastSlow       time.Time
 	reasons        map[string]uint64
 	hostTTL        map[netip.Addr]uint8 // SYN-ACK TTL per host, for middlebox hints
-	res            probe.Result
-	tgt            probe.Target
+	res            probe.ScanResult
 	in             rawsock.Packet
 	onPacket       func([]byte, time.Time) // s.packet, bound once
 	rstBuf         [128]byte
 	rstID          uint32
+	rxStamps       *rawsock.TxStamps // the receiver's, for stamps it must read itself
+	stampsRead     bool              // the receiver read the stamps during this Read
 }
 
 func newScanner(conn Conn, cfg Config) (*scanner, error) {
@@ -235,6 +258,9 @@ func newScanner(conn Conn, cfg Config) (*scanner, error) {
 	if cfg.Window == 0 {
 		cfg.Window = 64240
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	n := cfg.Set.Len()
 	s := &scanner{
 		conn:     conn,
@@ -248,6 +274,19 @@ func newScanner(conn Conn, cfg Config) (*scanner, error) {
 		rtts:     newHostRTTs(cfg.Set.Addrs()),
 		reasons:  map[string]uint64{},
 		hostTTL:  map[netip.Addr]uint8{},
+		now:      cfg.Now,
+		outs:     [2]BatchSender{conn, conn},
+		rxStamps: rawsock.NewTxStamps(stampBatch),
+	}
+	if cfg.Send4 != nil {
+		s.outs[0] = cfg.Send4
+	}
+	if cfg.Send6 != nil {
+		s.outs[1] = cfg.Send6
+	}
+	if cfg.ProbeCopies {
+		s.noStamps[0].Store(true)
+		s.noStamps[1].Store(true)
 	}
 	s.onPacket = s.packet
 	s.srcs = cfg.Sources
@@ -302,7 +341,7 @@ func newScanner(conn Conn, cfg Config) (*scanner, error) {
 }
 
 func (s *scanner) run(ctx context.Context) (Summary, error) {
-	s.start = time.Now()
+	s.start = s.now()
 	recvDone := make(chan error, 1)
 	var stopRecv atomic.Bool
 	go func() { recvDone <- s.receive(&stopRecv) }()
@@ -322,12 +361,12 @@ func (s *scanner) run(ctx context.Context) (Summary, error) {
 		}
 		pass.Store(int32(p))
 		before := s.answered.Count()
-		t0 := time.Now()
+		t0 := s.now()
 		sentBefore := s.sent.Load()
 		s.passSent.Store(int64(sentBefore))
 		s.passStart.Store(t0.UnixNano())
 		s.sendPass(ctx, p, p == s.cfg.Retries)
-		sendTime += time.Since(t0)
+		sendTime += s.now().Sub(t0)
 		if ctx.Err() != nil {
 			interrupted = true
 			break
@@ -343,11 +382,11 @@ func (s *scanner) run(ctx context.Context) (Summary, error) {
 		// for a while, which is not quiet. It must keep making
 		// progress, though: a backlog that does not move for a whole
 		// timeout ends the wait.
-		sendEnd := time.Now()
+		sendEnd := s.now()
 		var until, nextCheck time.Time
 	wait:
 		for {
-			now := time.Now()
+			now := s.now()
 			if s.answered.Count() == s.n {
 				until = now
 			} else if !now.Before(nextCheck) {
@@ -403,7 +442,9 @@ func (s *scanner) run(ctx context.Context) (Summary, error) {
 		Errors:      s.errs.Load(),
 		Reasons:     s.reasons,
 		Duplicates:  s.dups.Load(),
-		Duration:    time.Since(s.start),
+		Duration:    s.now().Sub(s.start),
+		KernelClock: s.kernelRTTs.Load(),
+		UserClock:   s.userRTTs.Load(),
 		Slowdowns:   int(s.slowdowns.Load()),
 		SendErrors:  s.sendErrs.Load(),
 		RecvDrops:   s.rcv.Dropped(),
@@ -445,6 +486,7 @@ func (s *scanner) sender(ctx context.Context, pass int, last bool, first uint64)
 		batchSize = min(64, max(1, int(s.cfg.Rate/(1000*float64(s.cfg.Senders)))))
 	}
 	b := rawsock.NewBatch(batchSize)
+	st := rawsock.NewTxStamps(stampBatch)
 	idxs := make([]uint64, 0, batchSize) // the pair of each packet in b
 	opts := s.opts                       // each sender patches its own TSval
 	flush := func() {
@@ -455,25 +497,31 @@ func (s *scanner) sender(ctx context.Context, pass int, last bool, first uint64)
 		}
 		for attempt := 0; b.Len() > 0; {
 			for need := b.Len(); need > 0; {
-				got, wait := s.limiter.Reserve(time.Now(), need)
+				got, wait := s.limiter.Reserve(s.now(), need)
 				if need -= got; need > 0 {
 					time.Sleep(wait)
 				}
 			}
-			var out BatchSender = s.conn
-			if b.IPv6() && s.cfg.Send6 != nil {
-				out = s.cfg.Send6
-			} else if !b.IPv6() && s.cfg.Send4 != nil {
-				out = s.cfg.Send4
+			fam := 0
+			if b.IPv6() {
+				fam = 1
 			}
-			// Stamped after any wait, before the send: an answer may
-			// be read before SendBatch returns.
-			now := time.Now().UnixNano()
-			for _, idx := range idxs {
-				s.times.put(idx, pass, now)
+			out := s.outs[fam]
+			// Timed after any wait, before the send: an answer may be
+			// read before SendBatch returns. The kernel's stamp, with
+			// the id, replaces that time when it comes.
+			now := s.now().UnixNano()
+			stamp := !s.noStamps[fam].Load()
+			for i, idx := range idxs {
+				if id := s.times.put(idx, pass, now); stamp {
+					b.SetID(i, id)
+				}
 			}
 			n, err := out.SendBatch(b)
 			s.sent.Add(uint64(n))
+			if n > 0 && stamp {
+				s.readStamps(fam, st, false)
+			}
 			idxs = append(idxs[:0], idxs[n:]...)
 			switch {
 			case err == nil:
@@ -531,7 +579,7 @@ func (s *scanner) sender(ctx context.Context, pass int, last bool, first uint64)
 		sport := s.sport(idx, pass)
 		isn := s.cfg.Cookie.ISN(src, addr, sport, port, 0)
 		if s.tsOff[fam] >= 0 {
-			binary.BigEndian.PutUint32(opts[fam][s.tsOff[fam]:], uint32(time.Since(s.start)/time.Microsecond))
+			binary.BigEndian.PutUint32(opts[fam][s.tsOff[fam]:], uint32(s.now().Sub(s.start)/time.Microsecond))
 		}
 		seg := rawsock.Segment{
 			Src: src, Dst: addr, TTL: s.cfg.TTL, TOS: s.cfg.TOS,
@@ -592,9 +640,7 @@ func (s *scanner) sendFailed(idx uint64, err error) {
 	defer s.emitMu.Unlock()
 	addr, port, _ := s.set.Pair(idx)
 	r := &s.errRes
-	*r = probe.Result{State: probe.StateError, Reason: probe.SendErrorReason(err), Err: err, Mode: probe.ModeRST}
-	s.errTgt = probe.Target{Addr: addr, Port: port}
-	r.Target = &s.errTgt
+	*r = probe.ScanResult{Addr: addr, Port: port, State: probe.StateError, Reason: probe.SendErrorReason(err), Err: err}
 	s.errs.Add(1)
 	s.emit(r, idx)
 }
@@ -623,11 +669,12 @@ func (s *scanner) receive(stop *atomic.Bool) error {
 	failures := 0
 	var drops uint64
 	for reads := 0; !stop.Load(); reads++ {
+		s.stampsRead = false
 		n, err := s.rcv.Read(time.Time{}, s.onPacket)
 		if n > 0 {
 			// When they were handled, not received: a receiver working
 			// through a backlog is not quiet.
-			s.lastAnswer.Store(time.Now().UnixNano())
+			s.lastAnswer.Store(s.now().UnixNano())
 		}
 		if err != nil {
 			switch {
@@ -646,7 +693,7 @@ func (s *scanner) receive(stop *atomic.Bool) error {
 		// down, as on a send error.
 		if reads%64 == 0 {
 			if d := s.rcv.Dropped(); d > drops {
-				if now := time.Now(); now.Sub(s.lastSlow) > 250*time.Millisecond && s.slowDown(0.75) {
+				if now := s.now(); now.Sub(s.lastSlow) > 250*time.Millisecond && s.slowDown(0.75) {
 					s.lastSlow, drops = now, d
 				}
 			}
@@ -657,13 +704,49 @@ func (s *scanner) receive(stop *atomic.Bool) error {
 
 // packet handles one received packet.
 func (s *scanner) packet(b []byte, rx time.Time) {
+	if s.cfg.ProbeCopies && s.probeCopy(b, rx) {
+		return
+	}
 	if rawsock.Parse(b, &s.in) != nil {
 		return
 	}
-	if rx.IsZero() {
-		rx = time.Now()
-	}
 	s.handle(&s.in, rx)
+}
+
+// probeCopy takes b if it is one of our probes seen leaving at tx
+// (Config.ProbeCopies): a TCP SYN (ACK, RST and FIN clear) from one of our
+// addresses and ports, whose sequence number is its pair's ISN. tx is that
+// probe's transmit stamp. It reads only the fields it needs: the copy is
+// our own packet, checked by its ISN (an answer is never a bare SYN).
+func (s *scanner) probeCopy(b []byte, tx time.Time) bool {
+	var src, dst netip.Addr
+	var t []byte
+	switch {
+	case len(b) >= rawsock.IPv4MinimumSize && b[0]>>4 == 4 && b[9] == rawsock.ProtocolTCP &&
+		binary.BigEndian.Uint16(b[6:])&0x1fff == 0:
+		src, dst = netip.AddrFrom4([4]byte(b[12:16])), netip.AddrFrom4([4]byte(b[16:20]))
+		t = b[int(b[0]&0x0f)*4:]
+	case len(b) >= rawsock.IPv6MinimumSize && b[0]>>4 == 6 && b[6] == rawsock.ProtocolTCP:
+		src, dst = netip.AddrFrom16([16]byte(b[8:24])), netip.AddrFrom16([16]byte(b[24:40]))
+		t = b[rawsock.IPv6MinimumSize:]
+	default:
+		return false
+	}
+	const mask = rawsock.FlagSyn | rawsock.FlagAck | rawsock.FlagRst | rawsock.FlagFin
+	if len(t) < rawsock.TCPMinimumSize || rawsock.TCPFlags(t[rawsock.TCPFlagsOffset])&mask != rawsock.FlagSyn || !s.ours(src) {
+		return false
+	}
+	sport, dport := binary.BigEndian.Uint16(t[0:]), binary.BigEndian.Uint16(t[2:])
+	if tx.IsZero() || sport < s.cfg.PortLo || sport > s.cfg.PortHi ||
+		binary.BigEndian.Uint32(t[4:]) != s.cfg.Cookie.ISN(src, dst, sport, dport, 0) {
+		return true // not ours, and no answer either
+	}
+	if idx, _, ok := s.set.Index(dst, dport); ok {
+		if pass := s.passOf(idx, sport); pass >= 0 {
+			s.times.stampPair(idx, pass, tx.UnixNano())
+		}
+	}
+	return true
 }
 
 // connReceiver reads a Conn one packet at a time. While answers keep
@@ -727,7 +810,7 @@ func (s *scanner) handle(pkt *rawsock.Packet, rx time.Time) {
 		if q.Seq != s.cfg.Cookie.ISN(q.Src, q.Dst, q.SrcPort, q.DstPort, 0) {
 			return
 		}
-		s.answer(q.Dst, q.DstPort, func(r *probe.Result, idx uint64) {
+		s.answer(q.Dst, q.DstPort, func(r *probe.ScanResult, idx uint64) {
 			s.begin(r, idx, q.Dst, q.DstPort, q.SrcPort, rx)
 			r.State = probe.StateFiltered
 			r.Reason = rawsock.ICMPReason(q.Dst.Is6(), pkt.ICMPType, pkt.ICMPCode)
@@ -761,7 +844,7 @@ func (s *scanner) handle(pkt *rawsock.Packet, rx time.Time) {
 	if synack {
 		s.hostTTL[pkt.Src] = pkt.TTL
 	}
-	s.answer(pkt.Src, pkt.SrcPort, func(r *probe.Result, idx uint64) {
+	s.answer(pkt.Src, pkt.SrcPort, func(r *probe.ScanResult, idx uint64) {
 		s.begin(r, idx, pkt.Src, pkt.SrcPort, pkt.DstPort, rx)
 		r.From, r.TTL, r.TOS, r.IPID, r.DF = pkt.Src, pkt.TTL, pkt.TOS, pkt.ID, pkt.DF
 		r.Flags, r.Window, r.Options = pkt.Flags, pkt.Window, pkt.Options
@@ -783,8 +866,8 @@ func (s *scanner) handle(pkt *rawsock.Packet, rx time.Time) {
 }
 
 // answer reports the answer for (addr, port) once; fill sets up the
-// Result. An answer for a pair answered before is a duplicate.
-func (s *scanner) answer(addr netip.Addr, port uint16, fill func(r *probe.Result, idx uint64)) {
+// result. An answer for a pair answered before is a duplicate.
+func (s *scanner) answer(addr netip.Addr, port uint16, fill func(r *probe.ScanResult, idx uint64)) {
 	idx, _, ok := s.set.Index(addr, port)
 	if !ok {
 		return
@@ -847,7 +930,7 @@ func (s *scanner) slowDown(factor float64) bool {
 	cur, floor := s.limiter.Rate(), s.cfg.Rate/8
 	if math.IsInf(cur, 1) {
 		t0 := time.Unix(0, s.passStart.Load())
-		d := time.Since(t0)
+		d := s.now().Sub(t0)
 		sent := s.sent.Load() - uint64(s.passSent.Load())
 		if d < time.Millisecond || sent == 0 {
 			return false
@@ -883,52 +966,116 @@ func (s *scanner) sendRST(pkt *rawsock.Packet, isn uint32) {
 		SrcPort: pkt.DstPort, DstPort: pkt.SrcPort, Seq: isn + 1, Flags: rawsock.FlagRst,
 	}
 	if n, err := seg.Build(s.rstBuf[:]); err == nil {
-		s.rstID++
+		s.rstID = (s.rstID + 1) | stampIDBit // not a probe's stamp id
 		_ = s.conn.Send(s.rstBuf[:n], s.rstID)
 	}
 }
 
-// begin resets the shared Result for pair idx, answered at rx.
-func (s *scanner) begin(r *probe.Result, idx uint64, addr netip.Addr, port, sport uint16, rx time.Time) {
-	*r = probe.Result{SrcPort: sport, Mode: probe.ModeRST}
-	s.tgt = probe.Target{Addr: addr, Port: port}
-	r.Target = &s.tgt
-	// The kernel's receive stamp and the send time are both wall-clock
-	// times: a clock stepped back in between leaves no RTT.
-	if t, ok := s.sendTime(idx, sport); ok && rx.UnixNano() > t {
+// begin resets the shared result for pair idx, answered at rx: the
+// kernel's receive stamp, or zero when it gave none.
+func (s *scanner) begin(r *probe.ScanResult, idx uint64, addr netip.Addr, port, sport uint16, rx time.Time) {
+	*r = probe.ScanResult{Addr: addr, Port: port, SrcPort: sport}
+	rxKernel := !rx.IsZero()
+	if !rxKernel {
+		rx = s.now()
+	}
+	// The receive time and the send time are both wall-clock times: a
+	// clock stepped back in between leaves no RTT.
+	if t, txKernel, ok := s.sendTime(idx, sport, addr.Is6()); ok && rx.UnixNano() > t {
 		r.Sent = time.Unix(0, t)
 		r.RTT = rx.Sub(r.Sent)
+		r.KernelClock = txKernel && rxKernel
+		if r.KernelClock {
+			s.kernelRTTs.Add(1)
+		} else {
+			s.userRTTs.Add(1)
+		}
 		s.watchRTT(r.RTT, rx)
 	}
 }
 
-// sendTime returns when the probe to pair idx from sport left: the pass
-// that probe belonged to follows from the port, unless two passes used the
-// same one.
-func (s *scanner) sendTime(idx uint64, sport uint16) (int64, bool) {
+// sendTime returns when the probe to pair idx from sport left, and
+// whether that is the kernel's transmit stamp: the pass that probe
+// belonged to follows from the port, unless two passes used the same one.
+// A stamp the senders have not read yet is read here: it was queued
+// before the packet left, so before any answer came.
+func (s *scanner) sendTime(idx uint64, sport uint16, v6 bool) (ns int64, kernel, ok bool) {
+	pass := s.passOf(idx, sport)
+	if pass < 0 {
+		return 0, false, false
+	}
+	ns, kernel, ok = s.times.get(idx, pass)
+	fam := 0
+	if v6 {
+		fam = 1
+	}
+	if ok && !kernel && !s.stampsRead && !s.noStamps[fam].Load() {
+		// Once per Read: every stamp queued before its packets came
+		// is read then.
+		s.stampsRead = true
+		s.readStamps(fam, s.rxStamps, true)
+		ns, kernel, ok = s.times.get(idx, pass)
+	}
+	return ns, kernel, ok
+}
+
+// passOf returns the pass whose probe to pair idx came from sport, or -1
+// when none did or two passes used the port.
+func (s *scanner) passOf(idx uint64, sport uint16) int {
 	pass := -1
 	for p := range s.cfg.Retries + 1 {
 		if s.sport(idx, p) == sport {
 			if pass >= 0 {
-				return 0, false
+				return -1
 			}
 			pass = p
 		}
 	}
-	if pass < 0 {
-		return 0, false
-	}
-	return s.times.get(idx, pass)
+	return pass
 }
 
-func (s *scanner) emit(r *probe.Result, idx uint64) {
+// stampBatch is how many transmit stamps one read takes.
+const stampBatch = 64
+
+// readStamps reads the transmit stamps waiting on family fam's sender and
+// records them. The receiver waits for a sender that is reading them (it
+// may hold the stamp the receiver needs); a sender that finds another
+// reading leaves it to them.
+func (s *scanner) readStamps(fam int, st *rawsock.TxStamps, wait bool) {
+	if s.noStamps[fam].Load() {
+		return
+	}
+	if wait {
+		s.stampMu.Lock()
+	} else if !s.stampMu.TryLock() {
+		return
+	}
+	defer s.stampMu.Unlock()
+	// Bounded: a sender that keeps the queue full is read again after
+	// its next batch.
+	for range 64 {
+		err := s.outs[fam].ReadTxStamps(st)
+		if errors.Is(err, rawsock.ErrNoTxStamps) {
+			s.noStamps[fam].Store(true)
+			return
+		}
+		for i := range st.Len() {
+			id, at := st.Stamp(i)
+			s.times.stamp(id, at.UnixNano())
+		}
+		if err != nil || !st.Full() {
+			return
+		}
+	}
+}
+
+func (s *scanner) emit(r *probe.ScanResult, idx uint64) {
 	s.reasons[r.Reason]++
 	if s.cfg.OnResult == nil {
 		return
 	}
 	_, _, o := s.set.Pair(idx)
-	r.Target.Src = s.srcOf(idx)
-	r.Target.Name = o.Host()
+	r.Src = s.srcOf(idx)
 	s.cfg.OnResult(r, o)
 }
 
@@ -937,9 +1084,7 @@ func (s *scanner) reportSilent() {
 	r := &s.res
 	for idx, ok := s.answered.NextClear(0); ok; idx, ok = s.answered.NextClear(idx + 1) {
 		addr, port, _ := s.set.Pair(idx)
-		*r = probe.Result{State: probe.StateFiltered, Reason: probe.ReasonTimeout, Mode: probe.ModeRST}
-		s.tgt = probe.Target{Addr: addr, Port: port}
-		r.Target = &s.tgt
+		*r = probe.ScanResult{Addr: addr, Port: port, State: probe.StateFiltered, Reason: probe.ReasonTimeout}
 		s.filt.Add(1)
 		s.emit(r, idx)
 	}
@@ -965,50 +1110,4 @@ func (s *scanner) progress(pass *atomic.Int32, done <-chan struct{}) {
 			s.cfg.OnProgress(p)
 		}
 	}
-}
-
-// sendTimes remembers when recent probes left, by pair index and pass, in
-// a direct-mapped table sized by the rate and timeout (the probes that can
-// be in flight), not by the number of pairs. A slot overwritten by a later
-// probe loses its time: that answer then has no RTT.
-type sendTimes struct {
-	key  []atomic.Uint64 // stKey(idx, pass); 0 while being written
-	val  []atomic.Int64  // unix nanoseconds
-	mask uint64
-}
-
-func newSendTimes(rate float64, timeout time.Duration) *sendTimes {
-	if rate <= 0 {
-		rate = 300000 // about what one machine sends
-	}
-	want := uint64(4 * rate * max(timeout, 100*time.Millisecond).Seconds())
-	size := uint64(4096)
-	for size < want && size < 1<<19 {
-		size <<= 1
-	}
-	return &sendTimes{key: make([]atomic.Uint64, size), val: make([]atomic.Int64, size), mask: size - 1}
-}
-
-// slot spreads pairs and passes over the table: a retry does not
-// overwrite the time of the probe before it, whose answer may still come.
-func (t *sendTimes) slot(idx uint64, pass int) uint64 {
-	return ((idx + uint64(pass)*0xd1b54a32d192ed03) * 0x9e3779b97f4a7c15 >> 20) & t.mask
-}
-
-// stKey packs a pair index (below MaxPairs, 2^48) and a pass into a
-// non-zero key.
-func stKey(idx uint64, pass int) uint64 { return (idx<<16 | uint64(min(pass, 0xfffe))) + 1 }
-
-func (t *sendTimes) put(idx uint64, pass int, ns int64) {
-	i := t.slot(idx, pass)
-	t.key[i].Store(0)
-	t.val[i].Store(ns)
-	t.key[i].Store(stKey(idx, pass))
-}
-
-func (t *sendTimes) get(idx uint64, pass int) (int64, bool) {
-	i := t.slot(idx, pass)
-	k := t.key[i].Load()
-	v := t.val[i].Load()
-	return v, k == stKey(idx, pass) && t.key[i].Load() == k
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -73,17 +74,19 @@ func TestScan(t *testing.T) {
 		reason string
 	}
 	got := map[netip.AddrPort]res{}
+	var kept []probe.ScanResult
 	dups := 0
 	sum, err := scan.Scan(context.Background(), c, scan.Config{
 		Set: set, Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999,
 		Retries: 2, Timeout: 100 * time.Millisecond, Cookie: cookie, Senders: 2,
 		Options: &rawsock.SYNOptions{MSS: 1460, WScale: 7, SACKPermitted: true, Timestamps: true},
-		OnResult: func(r *probe.Result, o scan.Origin) {
-			ap := netip.AddrPortFrom(r.Target.Addr, r.Target.Port)
+		OnResult: func(r *probe.ScanResult, o scan.Origin) {
+			ap := r.AddrPort()
 			if _, ok := got[ap]; ok {
 				dups++
 			}
 			got[ap] = res{r.State, r.Reason}
+			kept = append(kept, *r)
 			if o.Arg() != spec.Arg {
 				t.Errorf("%v: origin %v", ap, o)
 			}
@@ -95,6 +98,23 @@ func TestScan(t *testing.T) {
 	}
 	if dups != 0 || uint64(len(got)) != set.Len() || sum.Pairs != 16*5 {
 		t.Fatalf("%d results (%d duplicates) for %d pairs", len(got), dups, set.Len())
+	}
+	// A result is a value: the copies kept are each their own pair's,
+	// with what the answer showed, though the scanner reused *r.
+	for _, r := range kept {
+		if got[r.AddrPort()] != (res{r.State, r.Reason}) || r.Src != netip.MustParseAddr("198.18.0.1") {
+			t.Errorf("kept %v (from %v): %v/%s, reported %v", r.AddrPort(), r.Src, r.State, r.Reason, got[r.AddrPort()])
+		}
+		switch r.Reason {
+		case "syn-ack", "rst":
+			if r.From != r.Addr || r.SrcPort < 61000 || r.SrcPort > 61999 || r.IsICMP() || !r.Answered() {
+				t.Errorf("kept %v: %v from %v, sport %d", r.AddrPort(), r.Reason, r.From, r.SrcPort)
+			}
+		case "timeout":
+			if r.SrcPort != 0 || r.Timed() || r.From.IsValid() || r.Answered() {
+				t.Errorf("kept silent %v: %+v", r.AddrPort(), r)
+			}
+		}
 	}
 	for ap, r := range got {
 		host := ap.Addr().As4()[3]
@@ -166,9 +186,28 @@ func TestSlowDownOnGrowingRTT(t *testing.T) {
 	}
 }
 
+// stepClock is a clock for tests that moves on by step at every reading:
+// the scanner's limiter, waits and stamps, and the fake kernel's, run on
+// it, whatever the machine's load does to the real one.
+type stepClock struct {
+	mu   sync.Mutex
+	t    time.Time
+	step time.Duration
+}
+
+func (c *stepClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(c.step)
+	return c.t
+}
+
 // A stall of one batch (the sender thread preempted between stamping and
 // sending it, as happens on a busy machine) makes some answers late, but
-// is no queue: no slow-down.
+// is no queue: no slow-down. The scanner and the fake network share an
+// injected clock, and the RTTs are the fake kernel's stamps: neither a
+// loaded machine's real stalls nor its timers change what the scanner
+// sees.
 func TestNoSlowDownOnShortStall(t *testing.T) {
 	var n int
 	var mu sync.Mutex
@@ -180,22 +219,22 @@ func TestNoSlowDownOnShortStall(t *testing.T) {
 			rtt = 20 * time.Millisecond
 		}
 		mu.Unlock()
-		// Stamped, not held back: how late the receiver reads them
-		// (on a loaded machine) does not change their RTTs.
-		return []probetest.Reply{{Packet: probetest.RST(p), After: rtt, Wall: true}}
+		return []probetest.Reply{{Packet: probetest.RST(p), After: rtt}}
 	})
+	clock := &stepClock{t: time.Now(), step: 50 * time.Microsecond}
+	c.Clock = clock.Now
 	spec, _ := scan.ParseSpec("198.18.0.0/20:1")
 	cookie, _ := rawsock.NewRandomCookie()
 	sum, err := scan.Scan(context.Background(), c, scan.Config{
 		Set: mustSet(t, &spec), Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999,
-		Rate: 20000, Timeout: time.Second, Cookie: cookie, Senders: 1,
+		Rate: 20000, Timeout: time.Second, Cookie: cookie, Senders: 1, Now: clock.Now,
 	})
 	c.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum.Slowdowns != 0 || sum.Closed != 4096 {
-		t.Errorf("summary %+v: want no slow-down and every pair closed", sum)
+	if sum.Slowdowns != 0 || sum.Closed != 4096 || sum.KernelClock != 4096 {
+		t.Errorf("summary %+v: want no slow-down and every pair closed, timed by the kernel's stamps", sum)
 	}
 }
 
@@ -207,6 +246,7 @@ type fakeRing struct {
 	full      atomic.Bool   // Pending reports 1, else 0
 	drops     atomic.Uint64 // Dropped's answer
 	undrained atomic.Int64  // Drained is false while it is not 0
+	pendings  atomic.Int64  // calls of Pending while full
 }
 
 func (f *fakeRing) Read(deadline time.Time, fn func([]byte, time.Time)) (int, error) {
@@ -227,6 +267,7 @@ func (f *fakeRing) Drained() bool { return f.undrained.Load() == 0 }
 
 func (f *fakeRing) Pending() float64 {
 	if f.full.Load() {
+		f.pendings.Add(1)
 		return 1
 	}
 	return 0
@@ -256,7 +297,14 @@ func TestScanWaitsForReceiver(t *testing.T) {
 		}
 		done <- sum
 	}()
-	time.Sleep(100 * time.Millisecond)
+	// The senders have come to their first send and found the receiver
+	// full, again and again (a scan not started yet would pass the test
+	// otherwise).
+	for deadline := time.Now().Add(10 * time.Second); ring.pendings.Load() < 10; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the senders asked the receiver %d times in 10 s", ring.pendings.Load())
+		}
+	}
 	if n := syns.Load(); n != 0 {
 		t.Errorf("%d SYNs sent while the receiver was full", n)
 	}
@@ -364,8 +412,8 @@ func mustSet(tb testing.TB, specs ...*scan.Spec) *scan.Set {
 func collect(t *testing.T, c *probetest.Conn, cfg scan.Config) (map[netip.AddrPort]string, scan.Summary) {
 	t.Helper()
 	got := map[netip.AddrPort]string{}
-	cfg.OnResult = func(r *probe.Result, o scan.Origin) {
-		ap := netip.AddrPortFrom(r.Target.Addr, r.Target.Port)
+	cfg.OnResult = func(r *probe.ScanResult, o scan.Origin) {
+		ap := r.AddrPort()
 		if _, dup := got[ap]; dup {
 			t.Errorf("%v reported twice", ap)
 		}
@@ -567,5 +615,79 @@ func TestScanDiscardedRetried(t *testing.T) {
 	}
 	if tries[netip.MustParseAddr("198.18.1.2")] != 3 || sum.Errors != 1 {
 		t.Errorf("the blackholed pair tried %d times (want one per pass, 3); summary %+v", tries[netip.MustParseAddr("198.18.1.2")], sum)
+	}
+}
+
+// TestScanRTTs: every answer's RTT is the fake kernel's, exactly as
+// scripted, whatever the receiver's pace (clock=kernel): from the probe's
+// transmit stamp, read in batches with ids, or from its copy seen leaving
+// (ProbeCopies). Without transmit stamps, or an answer without a receive
+// stamp, the user-space clock times it, and says so.
+func TestScanRTTs(t *testing.T) {
+	after := map[uint16]time.Duration{22: 57 * time.Microsecond, 23: 113 * time.Microsecond, 24: 241 * time.Microsecond, 25: 1500 * time.Microsecond}
+	router := netip.MustParseAddr("198.18.99.1")
+	for _, tc := range []struct {
+		name               string
+		noTx, copies, noRx bool
+		kernel             bool
+	}{
+		{name: "stamps with ids", kernel: true},
+		{name: "copies seen leaving", noTx: true, copies: true, kernel: true},
+		{name: "no transmit stamps", noTx: true},
+		{name: "no receive stamps", noRx: true},
+	} {
+		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
+			c := probetest.NewConn(func(p *rawsock.Packet, b []byte, _ uint32) []probetest.Reply {
+				if p.Flags != rawsock.FlagSyn {
+					return nil
+				}
+				var r []probetest.Reply
+				if tc.copies {
+					r = append(r, probetest.Reply{Packet: append([]byte(nil), b...)}) // the probe itself, as it left
+				}
+				ans := probetest.RST(p)
+				switch p.DstPort {
+				case 22:
+					ans = probetest.SYNACK(p, rawsock.SYNOptions{MSS: 1460, WScale: -1})
+				case 24:
+					ans = probetest.ICMPError(b, router, 3, 13)
+				}
+				return append(r, probetest.Reply{Packet: ans, After: after[p.DstPort], NoRx: tc.noRx})
+			})
+			c.NoTxStamps = tc.noTx
+			results := 0
+			var sum scan.Summary
+			var err error
+			cookie, _ := rawsock.NewRandomCookie()
+			sum, err = scan.Scan(context.Background(), c, scan.Config{
+				Set: mustSet(t, mustParse(t, "198.18.1.0/27:22-25")), Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999,
+				Timeout: time.Second, Cookie: cookie, Senders: 2, ProbeCopies: tc.copies,
+				OnResult: func(r *probe.ScanResult, o scan.Origin) {
+					results++
+					want := after[r.Port]
+					switch {
+					case r.Sent.IsZero() || r.RTT <= 0:
+						t.Errorf("%v:%d (%v): no RTT", r.Addr, r.Port, r.State)
+					case r.KernelClock != tc.kernel:
+						t.Errorf("%v:%d: KernelClock %v, want %v", r.Addr, r.Port, r.KernelClock, tc.kernel)
+					case tc.kernel && r.RTT != want:
+						t.Errorf("%v:%d (%v): RTT %v, want exactly %v", r.Addr, r.Port, r.State, r.RTT, want)
+					case !tc.kernel && (r.RTT < want && !tc.noRx || r.RTT > 10*time.Second):
+						t.Errorf("%v:%d (%v): user-clock RTT %v, want at least %v", r.Addr, r.Port, r.State, r.RTT, want)
+					}
+				},
+			})
+			c.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			kernel, user := uint64(0), uint64(128)
+			if tc.kernel {
+				kernel, user = 128, 0
+			}
+			if results != 128 || sum.Open != 32 || sum.Closed != 64 || sum.Filtered != 32 || sum.KernelClock != kernel || sum.UserClock != user {
+				t.Errorf("%d results; summary %+v", results, sum)
+			}
+		})
 	}
 }

@@ -1,0 +1,652 @@
+package probe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/synprobe/synprobe/rawsock"
+)
+
+// DefaultMark is the SO_MARK a Client (and synprobe) puts on its packets
+// by default: its RST guard drops the kernel's RSTs from the client's
+// ports and lets through those that carry the mark, ours.
+const DefaultMark = 0x53594e50 // "SYNP"
+
+// DefaultPorts is how many source ports a Client holds by default.
+const DefaultPorts = 1024
+
+// ErrClosed is wrapped by the errors of a Client's calls once it is
+// closed. It wraps net.ErrClosed.
+var ErrClosed = fmt.Errorf("probe: client closed: %w", net.ErrClosed)
+
+// ClientConfig configures a Client. The zero value of each field means its
+// default.
+type ClientConfig struct {
+	// Interface, if set, binds the client's sockets to that network
+	// device (SO_BINDTODEVICE) and picks source addresses on it.
+	Interface string
+	// Ports is how many source ports the client holds (DefaultPorts).
+	// Every probe in flight has a port of its own, so it bounds the
+	// probes in flight; a probe waits for a port when all are busy.
+	Ports int
+	// PortLo..PortHi are where the ports are taken from; by default the
+	// range outside net.ipv4.ip_local_port_range, which the kernel never
+	// gives its own connections (rawsock.ProbePortRange).
+	PortLo, PortHi uint16
+	// Mark is the SO_MARK of the client's packets (DefaultMark), which
+	// its RST guard lets through.
+	Mark uint32
+	// Guard creates the RST guard (an nftables table, which needs
+	// CAP_NET_ADMIN) in NewClient, so that a program can drop its
+	// privileges afterwards. Otherwise the first probe in ModeACK or
+	// ModeFIN creates it.
+	Guard bool
+	// Options and Options6 are the SYN options for IPv4 and IPv6 targets
+	// when a probe does not give its own; nil means Linux's (MSS 1460 or
+	// 1440, SACK permitted, timestamps, window scale 7).
+	Options, Options6 *rawsock.SYNOptions
+
+	// Conn, if set, is the network the client uses instead of the raw
+	// sockets it would open: the client then opens nothing (no sockets,
+	// ports or guard) and never closes Conn. SourcePorts are then
+	// required: ports the caller holds for the client (rawsock.PortBlock)
+	// and whose replies Conn receives. For ModeACK and ModeFIN the caller
+	// keeps the kernel's RSTs off the wire (rawsock.RSTGuard). For tests
+	// (probetest.Conn) and for programs that set their sockets up
+	// themselves, as synprobe does before it gives up its privileges.
+	Conn        Conn
+	SourcePorts []uint16
+	// Allocator, with Conn, hands out the SourcePorts; by default a
+	// PortPool that tracks every port from its SYN to its probe's end,
+	// so that no two probes in flight share one.
+	Allocator PortAllocator
+	// Source returns the address to send from to reach dst; by default
+	// the one the kernel's routes choose (rawsock.SourceFinder).
+	Source func(dst netip.Addr) (netip.Addr, error)
+	// Now is the user-space clock (default time.Now).
+	Now func() time.Time
+}
+
+// ProbeOptions say how one probe (or a Rounds call's probes) is made. The
+// zero value of each field means its default; a nil *ProbeOptions means
+// all defaults: ModeRST, a 1 s timeout, the client's SYN options.
+type ProbeOptions struct {
+	Mode Mode
+	// Timeout is how long to wait for the SYN's answer; default 1s.
+	Timeout time.Duration
+	// Hold, Data and CloseTimeout are ModeFIN's, as in Config.
+	Hold         time.Duration
+	Data         []byte
+	CloseTimeout time.Duration
+	// Trace records the probe's segments in Result.Trace.
+	Trace bool
+	TTL   uint8 // default 64
+	TOS   uint8 // IPv4 TOS / IPv6 traffic class
+	// Window is the SYN's window; default 64240, as Linux with MSS 1460.
+	Window uint16
+	ECN    bool
+	// Source is the address to send from; default the routes' choice.
+	Source netip.Addr
+	// Options and Options6 replace the client's SYN options for this
+	// probe, for IPv4 and IPv6 targets (Options for both when Options6
+	// is nil); NoOptions sends a SYN without options.
+	Options, Options6 *rawsock.SYNOptions
+	NoOptions         bool
+}
+
+// Client is a long-lived prober that any number of goroutines may use at
+// once: every call shares one set of sockets, source ports, cookie and
+// RST guard, and one engine goroutine matches every reply to its call.
+// IPv4 and IPv6 targets go through the same client.
+//
+// A client belongs to the network namespace of the thread that called
+// NewClient, whichever goroutines call it later: its sockets are opened
+// there, and so is its RST guard, even when a probe from another thread
+// creates it (joining the namespace then needs CAP_SYS_ADMIN; create the
+// guard in NewClient with ClientConfig.Guard to need nothing more).
+type Client struct {
+	p      *Prober
+	cfg    ClientConfig
+	source func(netip.Addr) (netip.Addr, error)
+	defs   settings // for a nil *ProbeOptions
+	ns     *netns
+
+	// What the client opened, and closes.
+	conn   *rawsock.Conn
+	block  *rawsock.PortBlock
+	finder *rawsock.SourceFinder
+
+	mu       sync.Mutex // guards what follows
+	closed   bool
+	guard    *rawsock.RSTGuard
+	guardErr error
+
+	stop      context.CancelFunc
+	loopDone  chan struct{}
+	closeOnce sync.Once
+	engineTID atomic.Int64 // the engine's thread, to refuse calls from OnResult
+	selfClose atomic.Bool  // Close was called from OnResult: the engine releases
+}
+
+// Linux's SYN options, for a Client's defaults.
+var (
+	linuxOptions4 = rawsock.SYNOptions{MSS: 1460, WScale: 7, SACKPermitted: true, Timestamps: true}
+	linuxOptions6 = rawsock.SYNOptions{MSS: 1440, WScale: 7, SACKPermitted: true, Timestamps: true}
+)
+
+// maxClientPorts bounds ClientConfig.Ports: every port may hold a
+// connection in the engine's table (in ModeFIN until its TIME_WAIT ends),
+// which holds tableSize/2.
+const maxClientPorts = tableSize / 2
+
+// NewClient opens a client: raw sockets for IPv4 and IPv6 (which need
+// CAP_NET_RAW), a block of source ports held through the kernel, and a
+// random cookie. cfg may be nil.
+func NewClient(cfg *ClientConfig) (*Client, error) {
+	c := &Client{}
+	if cfg != nil {
+		c.cfg = *cfg
+	}
+	if err := c.open(); err != nil {
+		c.release()
+		return nil, err
+	}
+	c.start()
+	return c, nil
+}
+
+// open sets up the client's resources, each of which release closes.
+func (c *Client) open() error {
+	cfg := &c.cfg
+	if cfg.Ports < 0 || cfg.Ports > maxClientPorts {
+		return fmt.Errorf("probe: ClientConfig.Ports %d: want 1 to %d (0: %d)", cfg.Ports, maxClientPorts, DefaultPorts)
+	}
+	if cfg.Mark == 0 {
+		cfg.Mark = DefaultMark
+	}
+	if cfg.Options == nil {
+		cfg.Options = &linuxOptions4
+	}
+	if cfg.Options6 == nil {
+		cfg.Options6 = &linuxOptions6
+	}
+	if cfg.Interface != "" {
+		if _, err := net.InterfaceByName(cfg.Interface); err != nil {
+			return fmt.Errorf("probe: interface %s: %w", cfg.Interface, err)
+		}
+	}
+	c.ns = currentNetNS()
+	ports := cfg.SourcePorts
+	conn := cfg.Conn
+	if conn == nil {
+		if len(ports) > 0 || cfg.Allocator != nil {
+			return errors.New("probe: ClientConfig.SourcePorts or Allocator without Conn: the client holds its own ports")
+		}
+		if err := c.openSockets(); err != nil {
+			return err
+		}
+		conn, ports = c.conn, c.block.Ports()
+	} else if len(ports) == 0 {
+		return errors.New("probe: ClientConfig.Conn without SourcePorts")
+	}
+	c.source = cfg.Source
+	if c.source == nil {
+		c.finder = &rawsock.SourceFinder{Interface: cfg.Interface}
+		c.source = c.finder.Source
+		// The finder's sockets belong to the network namespace of the
+		// thread that opens them: this one, as the client's others.
+		c.finder.Source(netip.IPv4Unspecified())
+		c.finder.Source(netip.IPv6Loopback())
+	}
+	cookie, err := rawsock.NewRandomCookie()
+	if err != nil {
+		return err
+	}
+	ports = slices.Sorted(slices.Values(ports))
+	alloc := cfg.Allocator
+	if alloc == nil {
+		alloc = NewPortPool(ports, true)
+	}
+	p, err := newEngine(conn, engineConfig{
+		portLo:  ports[0],
+		portHi:  ports[len(ports)-1],
+		ports:   alloc,
+		release: true,
+		cookie:  cookie,
+		now:     cfg.Now,
+	})
+	if err != nil {
+		return err
+	}
+	c.p = p
+	if cfg.Conn != nil && cfg.Guard {
+		p.guarded.Store(true) // the caller's
+	}
+	if c.defs, err = c.settings(nil); err != nil {
+		return err
+	}
+	if cfg.Guard && c.block != nil {
+		if _, err := c.rstGuard(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// openSockets holds the source ports and opens the raw sockets.
+func (c *Client) openSockets() error {
+	cfg := &c.cfg
+	lo, hi := cfg.PortLo, cfg.PortHi
+	if lo == 0 && hi == 0 {
+		var err error
+		if lo, hi, err = rawsock.ProbePortRange(); err != nil {
+			return fmt.Errorf("probe: source ports: %w", err)
+		}
+	}
+	if lo == 0 || hi < lo {
+		return fmt.Errorf("probe: source port range %d-%d", lo, hi)
+	}
+	span := int(hi) - int(lo) + 1
+	n := cfg.Ports
+	if n == 0 {
+		n = min(DefaultPorts, span)
+	}
+	if n > span {
+		return fmt.Errorf("probe: %d source ports asked of the range %d-%d, which has %d", n, lo, hi, span)
+	}
+	req := rawsock.PortRequest{Lo: lo, Hi: hi, Min: n, Max: n}
+	if cfg.Ports == 0 {
+		req.Min = min(64, n) // take what is free, down to 64
+	}
+	b, err := rawsock.ReservePorts(req)
+	if err != nil {
+		return fmt.Errorf("probe: source ports: %w", err)
+	}
+	c.block = b
+	rc := rawsock.Config{IPv4: true, IPv6: !b.IPv4Only(), PortLo: b.Lo(), PortHi: b.Hi(), Interface: cfg.Interface, Mark: cfg.Mark}
+	conn, err := rawsock.Listen(rc)
+	if err != nil && rc.IPv6 {
+		// A host without IPv6 (ipv6.disable=1) still probes IPv4.
+		rc.IPv6 = false
+		conn, err = rawsock.Listen(rc)
+	}
+	if err != nil {
+		if errors.Is(err, os.ErrPermission) {
+			return fmt.Errorf("probe: raw sockets need CAP_NET_RAW: %w", err)
+		}
+		return fmt.Errorf("probe: %w", err)
+	}
+	c.conn = conn
+	return nil
+}
+
+// start runs the engine on a goroutine of its own, locked to its thread
+// (whose timer slack it lowers) until Close.
+func (c *Client) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	c.stop, c.loopDone = cancel, make(chan struct{})
+	go func() {
+		defer close(c.loopDone)
+		// The thread ends with the goroutine: never unlocked, its
+		// timer slack goes with it.
+		runtime.LockOSThread()
+		preciseTimers()
+		c.engineTID.Store(int64(gettid()))
+		stop := context.AfterFunc(ctx, c.p.conn.Wake)
+		defer stop()
+		err := c.p.loop(ctx, nil)
+		c.p.abort(nil)
+		if err == nil {
+			err = ErrClosed
+		} else {
+			err = fmt.Errorf("probe: the client's network failed: %w", err)
+		}
+		c.p.stop(err)
+		if c.selfClose.Load() {
+			c.release()
+		}
+	}()
+}
+
+// onEngine reports whether the caller runs on the engine's thread: in an
+// OnResult callback.
+func (c *Client) onEngine() bool {
+	tid := gettid()
+	return tid != 0 && int64(tid) == c.engineTID.Load()
+}
+
+var errOnEngine = errors.New("probe: a Client's Probe or Rounds called from OnResult would wait for itself: call it from another goroutine")
+
+// Close ends the client: calls in progress return ErrClosed (or, for a
+// connection it resets, a Result marked Interrupted), open connections are
+// reset, and the sockets, guard and ports it opened are closed, in that
+// order. Called from an OnResult callback, Close returns at once and the
+// engine finishes closing when the callback returns.
+func (c *Client) Close() error {
+	c.closeOnce.Do(func() {
+		c.mu.Lock()
+		c.closed = true
+		c.mu.Unlock()
+		if c.onEngine() {
+			c.selfClose.Store(true)
+			c.stop()
+			return
+		}
+		c.stop()
+		<-c.loopDone
+		c.release()
+	})
+	return nil
+}
+
+// release closes what open opened: the sockets first (nothing more is
+// sent), then the guard (while the ports are still ours: it would drop
+// the RSTs of whoever took them next), then the ports.
+func (c *Client) release() {
+	if c.conn != nil {
+		c.conn.Close()
+	}
+	c.mu.Lock()
+	c.closed = true
+	if c.guard != nil {
+		c.guard.Close()
+	}
+	c.mu.Unlock()
+	if c.block != nil {
+		c.block.Close()
+	}
+	if c.finder != nil {
+		c.finder.Close()
+	}
+	c.ns.close()
+}
+
+// rstGuard returns the client's RST guard, creating it the first time, in
+// the client's network namespace.
+func (c *Client) rstGuard() (*rawsock.RSTGuard, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, ErrClosed
+	}
+	if c.guard == nil && c.guardErr == nil {
+		var g *rawsock.RSTGuard
+		err := c.ns.do(func() (err error) {
+			g, err = rawsock.NewRSTGuard(rawsock.GuardConfig{Ranges: c.block.Ranges(), Mark: c.cfg.Mark})
+			return err
+		})
+		if err != nil {
+			if errors.Is(err, os.ErrPermission) {
+				err = fmt.Errorf("the ack and fin modes need CAP_NET_ADMIN for the RST guard's nftables table: %w", err)
+			}
+			c.guardErr = fmt.Errorf("probe: RST guard: %w", err)
+		} else {
+			c.guard = g
+			c.p.guarded.Store(true)
+		}
+	}
+	return c.guard, c.guardErr
+}
+
+// usable returns ErrClosed once the client is closed, and errOnEngine on
+// the engine's thread.
+func (c *Client) usable() error {
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	switch {
+	case closed:
+		return ErrClosed
+	case c.onEngine():
+		return errOnEngine
+	}
+	return nil
+}
+
+// settings turns o into a job's settings.
+func (c *Client) settings(o *ProbeOptions) (settings, error) {
+	if o == nil {
+		if c.defs.timeout != 0 {
+			return c.defs, nil
+		}
+		o = &ProbeOptions{}
+	}
+	cfg := Config{
+		Mode:         o.Mode,
+		Timeout:      o.Timeout,
+		Hold:         o.Hold,
+		Data:         slices.Clone(o.Data),
+		CloseTimeout: o.CloseTimeout,
+		Trace:        o.Trace,
+		TTL:          o.TTL,
+		TOS:          o.TOS,
+		Window:       o.Window,
+		ECN:          o.ECN,
+		Options:      c.cfg.Options,
+		Options6:     c.cfg.Options6,
+	}
+	switch {
+	case o.NoOptions:
+		cfg.Options, cfg.Options6 = nil, nil
+	case o.Options != nil || o.Options6 != nil:
+		cfg.Options, cfg.Options6 = o.Options, o.Options6
+		if cfg.Options6 == nil {
+			cfg.Options6 = o.Options
+		}
+	}
+	s, err := newSettings(&cfg)
+	if err != nil {
+		return s, err
+	}
+	if s.mode != ModeRST && c.block != nil {
+		if _, err := c.rstGuard(); err != nil {
+			return s, err
+		}
+	}
+	return s, nil
+}
+
+// target checks dst and completes it with its source address. An
+// explicit source must be an address of this host.
+func (c *Client) target(name string, dst netip.AddrPort, src netip.Addr) (Target, error) {
+	a := dst.Addr().Unmap()
+	switch {
+	case !a.IsValid():
+		return Target{}, errors.New("probe: no destination address")
+	case dst.Port() == 0:
+		return Target{}, fmt.Errorf("probe: %v: port 0", a)
+	case a.Zone() != "":
+		return Target{}, fmt.Errorf("probe: %v: zoned addresses are not supported (link-local targets: give the interface as ClientConfig.Interface and the address without a zone)", a)
+	case a.IsUnspecified(), a.IsMulticast(), a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return Target{}, fmt.Errorf("probe: %v is not a unicast address", a)
+	}
+	if src.IsValid() {
+		src = src.Unmap()
+		switch {
+		case src.Zone() != "", src.IsUnspecified(), src.IsMulticast():
+			return Target{}, fmt.Errorf("probe: source %v is not a unicast address of this host", src)
+		case src.Is4() != a.Is4():
+			return Target{}, fmt.Errorf("probe: source %v and destination %v are of different families", src, a)
+		}
+		if c.conn != nil {
+			if err := c.ns.do(func() error { return localAddr(src) }); err != nil {
+				return Target{}, fmt.Errorf("probe: source %v: %w", src, err)
+			}
+		}
+	} else {
+		var err error
+		if src, err = c.source(a); err != nil {
+			return Target{}, fmt.Errorf("probe: no route to %v: %w", a, err)
+		}
+		src = src.Unmap()
+		if src.Is4() != a.Is4() {
+			return Target{}, fmt.Errorf("probe: the source %v found for %v is of another family", src, a)
+		}
+	}
+	if name == "" {
+		name = a.String()
+	}
+	return Target{Name: name, Addr: a, Port: dst.Port(), Src: src}, nil
+}
+
+// Probe sends one SYN to dst and returns its verdict when the exchange
+// has ended (in ModeFIN: the close). opts may be nil.
+//
+// A probe that was made has a Result, whatever its verdict: a SYN the
+// host could not send (its routes, its firewall) is StateError with
+// Result.Err. The error is for calls that could not be made: bad input,
+// a closed client, ctx ended. If ctx ends first, Probe returns ctx's
+// error at once, and the engine interrupts the probe (resetting its
+// connection). A probe waits for a free source port (every one is busy
+// with a probe, or cools from a TIME_WAIT) for as long as ctx allows:
+// ProbeOptions.Timeout starts when the SYN leaves.
+func (c *Client) Probe(ctx context.Context, dst netip.AddrPort, opts *ProbeOptions) (*Result, error) {
+	if err := c.usable(); err != nil {
+		return nil, err
+	}
+	s, err := c.settings(opts)
+	if err != nil {
+		return nil, err
+	}
+	var src netip.Addr
+	if opts != nil {
+		src = opts.Source
+	}
+	t, err := c.target("", dst, src)
+	if err != nil {
+		return nil, err
+	}
+	j := &job{
+		settings: s,
+		targets:  []Target{t},
+		mtus:     make([]int, 1),
+		count:    1,
+		wait:     true,
+		done:     make(chan struct{}),
+	}
+	var res *Result
+	j.onResult = func(r *Result) { res = r.clone() }
+	if err := c.p.submit(j); err != nil {
+		return nil, err
+	}
+	select {
+	case <-j.done:
+	case <-ctx.Done():
+		c.p.cancel(j)
+		return nil, ctx.Err()
+	}
+	switch {
+	case res != nil:
+		return res, nil
+	case j.err != nil:
+		return nil, j.err
+	}
+	return nil, ErrClosed
+}
+
+// Rounds describes probes sent in rounds, as ping sends them: one probe
+// to every target per round.
+type Rounds struct {
+	// Targets are the addresses and ports to probe; a Target's Src, when
+	// zero, is the routes' choice (or Options.Source).
+	Targets []Target
+	// Count is the number of rounds; 0 means until ctx ends.
+	Count int
+	// Interval between rounds; default 1s.
+	Interval time.Duration
+	// Options apply to every probe; nil means defaults.
+	Options *ProbeOptions
+	// OnResult, if set, is called for every result from the client's
+	// engine goroutine: it must return soon, and must not wait for
+	// another call on the same client. The Result is reused: copy what
+	// you keep.
+	OnResult func(*Result)
+}
+
+// Rounds probes r's targets in rounds until r.Count rounds are done and
+// every exchange has ended, or ctx ends (the probes in flight are then
+// interrupted, as Prober.Run interrupts them), and returns each target's
+// statistics. It fails only when the targets are unusable or the client
+// is closed (then with the statistics so far). Unlike Probe, a round keeps its schedule: a probe that finds
+// every source port busy (ModeFIN at a high rate) or the engine's table
+// full fails (StateError) rather than wait.
+func (c *Client) Rounds(ctx context.Context, r *Rounds) ([]Stats, error) {
+	if err := c.usable(); err != nil {
+		return nil, err
+	}
+	if r == nil || len(r.Targets) == 0 {
+		return nil, errors.New("probe: no targets")
+	}
+	if r.Count < 0 || r.Interval < 0 {
+		return nil, errors.New("probe: negative count or interval")
+	}
+	s, err := c.settings(r.Options)
+	if err != nil {
+		return nil, err
+	}
+	var src netip.Addr
+	if r.Options != nil {
+		src = r.Options.Source
+	}
+	ts := make([]Target, len(r.Targets))
+	for i, t := range r.Targets {
+		from := t.Src
+		if !from.IsValid() {
+			from = src
+		}
+		if ts[i], err = c.target(t.Name, netip.AddrPortFrom(t.Addr, t.Port), from); err != nil {
+			return nil, err
+		}
+	}
+	j := &job{
+		settings: s,
+		targets:  ts,
+		stats:    make([]tally, len(ts)),
+		mtus:     make([]int, len(ts)),
+		count:    r.Count,
+		interval: r.Interval,
+		onResult: r.OnResult,
+		done:     make(chan struct{}),
+	}
+	if j.interval == 0 {
+		j.interval = time.Second
+	}
+	if err := c.p.submit(j); err != nil {
+		return nil, err
+	}
+	select {
+	case <-j.done:
+	case <-ctx.Done():
+		c.p.cancel(j)
+		<-j.done
+	}
+	st := make([]Stats, len(j.stats))
+	for i := range j.stats {
+		st[i] = j.stats[i].snapshot()
+	}
+	return st, j.err
+}
+
+// clone returns a copy of r that shares nothing with the engine.
+func (r *Result) clone() *Result {
+	c := *r
+	if r.Target != nil {
+		t := *r.Target
+		c.Target = &t
+	}
+	if r.Close != nil {
+		cr := *r.Close
+		c.Close = &cr
+	}
+	c.Trace = slices.Clone(r.Trace)
+	return &c
+}

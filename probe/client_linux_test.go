@@ -1,0 +1,506 @@
+package probe_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/synprobe/synprobe/internal/netlab"
+	"github.com/synprobe/synprobe/probe"
+	"github.com/synprobe/synprobe/rawsock"
+	"golang.org/x/sys/unix"
+)
+
+// The lab target's ports, by what answers them.
+const (
+	labOpen     = 8000 // ..+9: listeners
+	labClosed   = 8100 // ..+9: nothing; the kernel answers RST
+	labDropped  = 8200 // ..+9: the target's firewall drops the SYN
+	labRejected = 8300 // ..+9: the target's firewall answers "administratively prohibited"
+)
+
+// clientLab is a lab whose target has open, closed, dropped and rejected
+// ports on both families, and a Client in the prober's namespace, guard
+// included (opened there: its sockets and table live in that namespace).
+func clientLab(t *testing.T) (*netlab.Lab, *probe.Client) {
+	t.Helper()
+	l := netlab.New(t)
+	for _, a := range []netip.Addr{l.TargetV4, l.TargetV6} {
+		for p := range 10 {
+			ln := l.Listen(t, l.Target, "tcp", netip.AddrPortFrom(a, uint16(labOpen+p)).String())
+			netlab.Serve(ln, func(c net.Conn) { c.Close() })
+		}
+	}
+	l.Nft(t, l.Target, fmt.Sprintf(`table inet lab {
+	chain input {
+		type filter hook input priority 0;
+		tcp dport %d-%d drop
+		meta nfproto ipv4 tcp dport %d-%d reject with icmp admin-prohibited
+		meta nfproto ipv6 tcp dport %d-%d reject with icmpv6 admin-prohibited
+	}
+}`, labDropped, labDropped+9, labRejected, labRejected+9, labRejected, labRejected+9))
+	// Answer every rejected SYN: no ICMP rate limits.
+	l.Run(t, l.Target, "sysctl", "-q", "-w", "net.ipv4.icmp_ratelimit=0", "net.ipv6.icmp.ratelimit=0",
+		"net.ipv4.icmp_msgs_per_sec=1000000", "net.ipv4.icmp_msgs_burst=1000000")
+	var cl *probe.Client
+	err := l.InNS(l.Prober, func() (err error) {
+		cl, err = probe.NewClient(&probe.ClientConfig{Guard: true})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	return l, cl
+}
+
+// capturedProbe is what a capture on the prober's interface shows of one
+// probe: its SYN, and the first answer to it.
+type capturedProbe struct {
+	syn, reply       time.Time
+	dst              netip.AddrPort
+	replyFlags       rawsock.TCPFlags
+	icmp, acked, rst bool // an ICMP error quoted it; our ACK and RST followed
+}
+
+// captureProbes indexes the probes a capture saw by source port and ISN.
+func captureProbes(pkts []netlab.CapturedPacket) map[[2]uint32]*capturedProbe {
+	m := map[[2]uint32]*capturedProbe{}
+	var p rawsock.Packet
+	for _, c := range pkts {
+		if rawsock.Parse(c.Data, &p) != nil {
+			continue
+		}
+		switch {
+		case p.IsICMP():
+			q := &p.Quoted
+			if cp := m[[2]uint32{uint32(q.SrcPort), q.Seq}]; cp != nil && q.HasSeq && cp.reply.IsZero() {
+				cp.reply, cp.icmp = c.Time, true
+			}
+		case p.Flags == rawsock.FlagSyn:
+			k := [2]uint32{uint32(p.SrcPort), p.Seq}
+			if m[k] == nil {
+				m[k] = &capturedProbe{syn: c.Time, dst: netip.AddrPortFrom(p.Dst, p.DstPort)}
+			}
+		case p.Flags&rawsock.FlagAck != 0 && p.SrcPort != 0:
+			// An answer acknowledges ISN+1 and goes to our port.
+			if cp := m[[2]uint32{uint32(p.DstPort), p.Ack - 1}]; cp != nil && cp.reply.IsZero() && netip.AddrPortFrom(p.Src, p.SrcPort) == cp.dst {
+				cp.reply, cp.replyFlags = c.Time, p.Flags
+			}
+			// Ours after the SYN-ACK: ACK (ack mode), RST.
+			if cp := m[[2]uint32{uint32(p.SrcPort), p.Seq - 1}]; cp != nil && netip.AddrPortFrom(p.Dst, p.DstPort) == cp.dst && p.Flags == rawsock.FlagAck {
+				cp.acked = true
+			}
+		case p.Flags == rawsock.FlagRst:
+			if cp := m[[2]uint32{uint32(p.SrcPort), p.Seq - 1}]; cp != nil && netip.AddrPortFrom(p.Dst, p.DstPort) == cp.dst {
+				cp.rst = true
+			}
+		}
+	}
+	return m
+}
+
+// TestIntegrationClientConcurrent makes 1,000 Probe calls at once on one
+// client against the real TCP stack: IPv4 and IPv6, open, closed, dropped
+// and rejected ports, rst and ack modes. Every result is exact and is its
+// own probe's, as a capture on the prober's interface shows: the SYN to
+// the result's target from the result's port and ISN, the answer that
+// decided it (and ack mode's ACK then RST), and the RTT.
+func TestIntegrationClientConcurrent(t *testing.T) {
+	l, cl := clientLab(t)
+	capt := l.StartCapture(t, l.Prober, l.ProberIf, "tcp or icmp or icmp6")
+	const calls = 1000
+	type call struct {
+		dst  netip.AddrPort
+		mode probe.Mode
+		r    *probe.Result
+		err  error
+	}
+	cs := make([]call, calls)
+	for i := range cs {
+		a := l.TargetV4
+		if i%2 == 1 {
+			a = l.TargetV6
+		}
+		base := []int{labOpen, labClosed, labDropped, labRejected}[i/2%4]
+		cs[i].dst = netip.AddrPortFrom(a, uint16(base+i%10))
+		if i%3 == 0 {
+			cs[i].mode = probe.ModeACK
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := range cs {
+		wg.Go(func() {
+			c := &cs[i]
+			c.r, c.err = cl.Probe(ctx, c.dst, &probe.ProbeOptions{Mode: c.mode, Timeout: 500 * time.Millisecond})
+		})
+	}
+	wg.Wait()
+	pkts, err := capt.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := captureProbes(pkts)
+	var rttErr []time.Duration
+	bad := 0
+	fail := func(format string, args ...any) {
+		if bad++; bad <= 10 {
+			t.Errorf(format, args...)
+		}
+	}
+	for _, c := range cs {
+		if c.err != nil {
+			fail("%v: %v", c.dst, c.err)
+			continue
+		}
+		r := c.r
+		var state probe.State
+		var reason string
+		switch base := int(c.dst.Port()) / 100 * 100; base {
+		case labOpen:
+			state, reason = probe.StateOpen, probe.ReasonSYNACK
+		case labClosed:
+			state, reason = probe.StateClosed, probe.ReasonRST
+		case labDropped:
+			state, reason = probe.StateFiltered, probe.ReasonTimeout
+		case labRejected:
+			state, reason = probe.StateFiltered, "icmp-admin-prohibited"
+		}
+		if r.State != state || r.Reason != reason || r.Mode != c.mode || netip.AddrPortFrom(r.Target.Addr, r.Target.Port) != c.dst {
+			fail("%v %v: %v %s for %v (%v), want %v %s", c.dst, c.mode, r.State, r.Reason, r.Target, r.Mode, state, reason)
+			continue
+		}
+		w := seen[[2]uint32{uint32(r.SrcPort), r.ISN}]
+		switch {
+		case w == nil || w.dst != c.dst:
+			fail("%v: the capture has no SYN from port %d with ISN %d to it", c.dst, r.SrcPort, r.ISN)
+			continue
+		case state == probe.StateFiltered && reason == probe.ReasonTimeout:
+			if !w.reply.IsZero() {
+				fail("%v: called filtered, but the capture has an answer", c.dst)
+			}
+			continue
+		case w.reply.IsZero():
+			fail("%v: %v, but the capture has no answer", c.dst, state)
+			continue
+		case state == probe.StateOpen && (w.replyFlags != rawsock.FlagSyn|rawsock.FlagAck || !w.rst || w.acked != (c.mode == probe.ModeACK)):
+			fail("%v %v: open; on the wire %v, then our ACK %v, RST %v", c.dst, c.mode, w.replyFlags, w.acked, w.rst)
+		case state == probe.StateClosed && w.replyFlags&rawsock.FlagRst == 0, reason == "icmp-admin-prohibited" && !w.icmp:
+			fail("%v: %v, but the answer on the wire was %v (icmp %v)", c.dst, state, w.replyFlags, w.icmp)
+		}
+		d := r.RTT - w.reply.Sub(w.syn)
+		if !r.KernelClock {
+			fail("%v: RTT %v by the user-space clock", c.dst, r.RTT)
+		}
+		rttErr = append(rttErr, max(d, -d))
+	}
+	if bad > 10 {
+		t.Errorf("... %d wrong in all", bad)
+	}
+	if len(rttErr) == 0 {
+		t.Fatal("no RTT to compare")
+	}
+	slices.Sort(rttErr)
+	med, worst := rttErr[len(rttErr)/2], rttErr[len(rttErr)-1]
+	t.Logf("|client RTT - capture RTT| over %d answers: median %v, max %v", len(rttErr), med, worst)
+	if med > 100*time.Microsecond || worst > 2*time.Millisecond {
+		t.Errorf("RTTs disagree with the capture: median error %v, max %v", med, worst)
+	}
+
+	// Close leaves nothing behind: the guard's table is gone, and the
+	// ports are free again.
+	var used uint16
+	for _, c := range cs {
+		if c.r != nil {
+			used = c.r.SrcPort
+		}
+	}
+	cl.Close()
+	if out, err := exec.Command("ip", "netns", "exec", l.Prober, "nft", "list", "tables").CombinedOutput(); err != nil || strings.Contains(string(out), "synprobe") {
+		t.Errorf("tables after Close: %s %v", out, err)
+	}
+	err = l.InNS(l.Prober, func() error {
+		b, err := rawsock.ReservePort(used)
+		if err == nil {
+			b.Close()
+		}
+		return err
+	})
+	if err != nil {
+		t.Errorf("port %d after Close: %v", used, err)
+	}
+}
+
+// BenchmarkClientConcurrent measures one client under 1, 100 and 1,000
+// goroutines that each probe an open lab port in a loop (rst mode):
+// probes per second, and the process's CPU time (user and system, the
+// kernel's share of sending and receiving included) per probe.
+//
+//	sudo go test -run '^$' -bench ClientConcurrent -benchtime 20000x ./probe/
+func BenchmarkClientConcurrent(b *testing.B) {
+	l := netlab.New(b)
+	for _, a := range []netip.Addr{l.TargetV4, l.TargetV6} {
+		ln := l.Listen(b, l.Target, "tcp", netip.AddrPortFrom(a, labOpen).String())
+		netlab.Serve(ln, func(c net.Conn) { c.Close() })
+	}
+	var cl *probe.Client
+	if err := l.InNS(l.Prober, func() (err error) {
+		cl, err = probe.NewClient(nil)
+		return err
+	}); err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+	dsts := []netip.AddrPort{netip.AddrPortFrom(l.TargetV4, labOpen), netip.AddrPortFrom(l.TargetV6, labOpen)}
+	for _, g := range []int{1, 100, 1000} {
+		b.Run(fmt.Sprintf("goroutines=%d", g), func(b *testing.B) {
+			var next atomic.Int64
+			var wrong atomic.Int64
+			cpu0 := cpuTime()
+			b.ResetTimer()
+			var wg sync.WaitGroup
+			for range g {
+				wg.Go(func() {
+					for {
+						i := next.Add(1) - 1
+						if i >= int64(b.N) {
+							return
+						}
+						r, err := cl.Probe(context.Background(), dsts[i%2], nil)
+						if err != nil || r.State != probe.StateOpen {
+							wrong.Add(1)
+						}
+					}
+				})
+			}
+			wg.Wait()
+			b.StopTimer()
+			cpu := cpuTime() - cpu0
+			if n := wrong.Load(); n > 0 {
+				b.Errorf("%d of %d probes not open", n, b.N)
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "probes/s")
+			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/probe")
+		})
+	}
+}
+
+// cpuTime returns the process's user and system CPU time so far.
+func cpuTime() time.Duration {
+	var ru unix.Rusage
+	unix.Getrusage(unix.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// TestIntegrationClientFIN makes 200 fin-mode calls at once, with data,
+// to a server that reads to EOF and then closes: every call reports the
+// data acknowledged whole and the server closing after our FIN (3-way or
+// 4-way); the server's own count of bytes received is every call's data;
+// and once the client is closed, the target holds no connection.
+func TestIntegrationClientFIN(t *testing.T) {
+	l, cl := clientLab(t)
+	var mu sync.Mutex
+	got := 0
+	for _, a := range []netip.Addr{l.TargetV4, l.TargetV6} {
+		ln := l.Listen(t, l.Target, "tcp", netip.AddrPortFrom(a, 8050).String())
+		netlab.Serve(ln, func(c net.Conn) {
+			defer c.Close()
+			b := make([]byte, 64)
+			for {
+				n, err := c.Read(b)
+				mu.Lock()
+				got += n
+				mu.Unlock()
+				if err != nil {
+					return
+				}
+			}
+		})
+	}
+	const calls = 200
+	data := []byte("hello, synprobe\n")
+	results := make([]*probe.Result, calls)
+	errs := make([]error, calls)
+	var wg sync.WaitGroup
+	for i := range calls {
+		wg.Go(func() {
+			a := l.TargetV4
+			if i%2 == 1 {
+				a = l.TargetV6
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			results[i], errs[i] = cl.Probe(ctx, netip.AddrPortFrom(a, 8050), &probe.ProbeOptions{Mode: probe.ModeFIN, Data: data})
+		})
+	}
+	wg.Wait()
+	for i, r := range results {
+		switch {
+		case errs[i] != nil:
+			t.Errorf("call %d: %v", i, errs[i])
+		case r.State != probe.StateOpen || r.Close == nil:
+			t.Errorf("call %d: %v %s, close %+v", i, r.State, r.Reason, r.Close)
+		case r.Close.Pattern != probe.Close3Way && r.Close.Pattern != probe.Close4Way, r.Close.DataAcked != len(data), r.Interrupted:
+			t.Errorf("call %d: closed %v, %d of %d bytes acknowledged", i, r.Close.Pattern, r.Close.DataAcked, len(data))
+		}
+	}
+	cl.Close()
+	// The server reads its last bytes as the connections close.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		mu.Lock()
+		n := got
+		mu.Unlock()
+		if n == calls*len(data) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the server received %d bytes, want %d", n, calls*len(data))
+		}
+	}
+	out := l.Run(t, l.Target, "ss", "-Htan", "state", "established", "state", "close-wait", "state", "last-ack", "state", "syn-recv", "sport", "= :8050")
+	if strings.TrimSpace(out) != "" {
+		t.Errorf("the target still holds connections after Close:\n%s", out)
+	}
+}
+
+// newClientIn opens a client in namespace ns.
+func newClientIn(t *testing.T, l *netlab.Lab, ns string, cfg *probe.ClientConfig) *probe.Client {
+	t.Helper()
+	var cl *probe.Client
+	if err := l.InNS(ns, func() (err error) {
+		cl, err = probe.NewClient(cfg)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	return cl
+}
+
+// TestIntegrationClientNamespace: a client made in the prober's namespace
+// stays there whoever calls it. A fin probe from this test's goroutine
+// (another namespace) creates the guard in the prober's namespace, so the
+// close is judged as the server closed, not reset by the kernel; and
+// segments are sized by the prober's path MTU (1280 here), not by the
+// caller's namespace's: no send is refused as too big.
+func TestIntegrationClientNamespace(t *testing.T) {
+	l := netlab.New(t)
+	l.Run(t, l.Prober, "ip", "link", "set", "dev", l.ProberIf, "mtu", "1280")
+	l.Run(t, l.Target, "ip", "link", "set", "dev", l.TargetIf, "mtu", "1280")
+	for _, a := range []netip.Addr{l.TargetV4, l.TargetV6} {
+		ln := l.Listen(t, l.Target, "tcp", netip.AddrPortFrom(a, 8050).String())
+		netlab.Serve(ln, func(c net.Conn) {
+			defer c.Close()
+			b := make([]byte, 4096)
+			for {
+				if _, err := c.Read(b); err != nil {
+					return
+				}
+			}
+		})
+	}
+	cl := newClientIn(t, l, l.Prober, nil) // no guard yet
+	data := make([]byte, 5000)
+	for _, tt := range []struct {
+		dst netip.Addr
+		seg int
+	}{{l.TargetV4, 1280 - 40 - 12}, {l.TargetV6, 1280 - 60 - 12}} {
+		r, err := cl.Probe(context.Background(), netip.AddrPortFrom(tt.dst, 8050), &probe.ProbeOptions{Mode: probe.ModeFIN, Data: data})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Close == nil || (r.Close.Pattern != probe.Close3Way && r.Close.Pattern != probe.Close4Way) {
+			t.Fatalf("%v: %v %s, close %+v", tt.dst, r.State, r.Reason, r.Close)
+		}
+		if c := r.Close; c.SegmentSize != tt.seg || c.SendErrors != 0 || c.DataAcked != len(data) {
+			t.Errorf("%v: segments of %d (want %d), %d send errors, %d of %d bytes acknowledged", tt.dst, c.SegmentSize, tt.seg, c.SendErrors, c.DataAcked, len(data))
+		}
+	}
+	if tables := l.Run(t, l.Prober, "nft", "list", "tables"); !strings.Contains(tables, "synprobe_") {
+		t.Errorf("no guard in the prober's namespace:\n%s", tables)
+	}
+}
+
+// TestIntegrationClientSource: an explicit source must be a unicast
+// address of the client's host; one of its own is used.
+func TestIntegrationClientSource(t *testing.T) {
+	l, cl := clientLab(t)
+	dst := netip.AddrPortFrom(l.TargetV4, labOpen)
+	for _, src := range []string{"0.0.0.0", "224.0.0.1", "198.18.0.100", l.TargetV4.String()} {
+		_, err := cl.Probe(context.Background(), dst, &probe.ProbeOptions{Source: netip.MustParseAddr(src)})
+		if err == nil {
+			t.Errorf("source %s accepted", src)
+		}
+	}
+	r, err := cl.Probe(context.Background(), dst, &probe.ProbeOptions{Source: l.ProberV4})
+	if err != nil || r.State != probe.StateOpen || r.Target.Src != l.ProberV4 {
+		t.Errorf("from the prober's own address: %+v, %v", r, err)
+	}
+}
+
+// TestIntegrationClientCloseRace: Close racing the first ack probe (which
+// creates the guard) leaves no nftables table and no descriptor behind.
+func TestIntegrationClientCloseRace(t *testing.T) {
+	l := netlab.New(t)
+	fds := func() int {
+		ents, _ := os.ReadDir("/proc/self/fd")
+		return len(ents)
+	}
+	before := fds()
+	for range 30 {
+		cl := newClientIn(t, l, l.Prober, &probe.ClientConfig{Ports: 4})
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			cl.Probe(context.Background(), netip.AddrPortFrom(l.TargetV4, labClosed), &probe.ProbeOptions{Mode: probe.ModeACK})
+		})
+		wg.Go(func() { cl.Close() })
+		wg.Wait()
+	}
+	if tables := l.Run(t, l.Prober, "nft", "list", "tables"); strings.Contains(tables, "synprobe_") {
+		t.Errorf("tables left:\n%s", tables)
+	}
+	if after := fds(); after > before {
+		t.Errorf("%d descriptors before, %d after 30 clients", before, after)
+	}
+}
+
+// TestIntegrationClientGuardedTimeout: with a guard in force, rst-mode
+// probes that time out (or are cancelled) before their SYN-ACK comes are
+// reset by us: the kernel's RST to the late SYN-ACK never leaves, and the
+// server would otherwise keep SYN-RECV until it gives up.
+func TestIntegrationClientGuardedTimeout(t *testing.T) {
+	l := netlab.NewDelayLab(t, 30*time.Millisecond)
+	ln := l.Listen(t, l.Target, "tcp", netip.AddrPortFrom(l.TargetV4, labOpen).String())
+	netlab.Serve(ln, func(c net.Conn) { c.Close() })
+	cl := newClientIn(t, l, l.Prober, &probe.ClientConfig{Guard: true})
+	var wg sync.WaitGroup
+	for i := range 10 {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			if i%2 == 1 {
+				ctx, cancel = context.WithTimeout(context.Background(), 15*time.Millisecond)
+			}
+			defer cancel()
+			r, err := cl.Probe(ctx, netip.AddrPortFrom(l.TargetV4, labOpen), &probe.ProbeOptions{Timeout: 20 * time.Millisecond})
+			if i%2 == 0 && (err != nil || r.Reason != probe.ReasonTimeout) {
+				t.Errorf("probe %d: %v, %v; want a timeout (the RTT is 60 ms)", i, r, err)
+			}
+		})
+	}
+	wg.Wait()
+	time.Sleep(300 * time.Millisecond) // the SYN-ACKs arrive, our RSTs reach the server
+	if out := l.Run(t, l.Target, "ss", "-Htan", "state", "syn-recv"); strings.TrimSpace(out) != "" {
+		t.Errorf("the server keeps half-open connections:\n%s", out)
+	}
+}

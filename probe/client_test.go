@@ -1,0 +1,442 @@
+package probe_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/synprobe/synprobe/probe"
+	"github.com/synprobe/synprobe/probe/probetest"
+	"github.com/synprobe/synprobe/rawsock"
+)
+
+// fakeClient returns a Client over c with ports source ports from 61000.
+func fakeClient(t *testing.T, c *probetest.Conn, ports int) *probe.Client {
+	t.Helper()
+	sp := make([]uint16, ports)
+	for i := range sp {
+		sp[i] = uint16(61000 + i)
+	}
+	cl, err := probe.NewClient(&probe.ClientConfig{
+		Conn:        c,
+		SourcePorts: sp,
+		Source: func(dst netip.Addr) (netip.Addr, error) {
+			if dst.Is4() {
+				return src4, nil
+			}
+			return src6, nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cl.Close()
+		c.Close()
+	})
+	return cl
+}
+
+// byPort answers as the fake targets' ports say: 1xx open, 2xx closed,
+// 3xx an ICMP "administratively prohibited" from a router, anything else silence. Each reply comes
+// rtt + port microseconds after its SYN, so that a result with another
+// probe's reply would show it.
+func byPort(p *rawsock.Packet, b []byte, _ uint32) []probetest.Reply {
+	if p.Flags != rawsock.FlagSyn {
+		return nil
+	}
+	after := rtt + time.Duration(p.DstPort)*time.Microsecond
+	switch p.DstPort / 100 {
+	case 1:
+		return []probetest.Reply{{Packet: probetest.SYNACK(p, rawsock.SYNOptions{MSS: 1400, TSEcr: p.Options.TSVal}), After: after}}
+	case 2:
+		return []probetest.Reply{{Packet: probetest.RST(p), After: after}}
+	case 3:
+		// Administratively prohibited.
+		if p.Dst.Is6() {
+			return []probetest.Reply{{Packet: probetest.ICMPError(b, rtr6, 1, 1), After: after}}
+		}
+		return []probetest.Reply{{Packet: probetest.ICMPError(b, rtr4, 3, 13), After: after}}
+	}
+	return nil
+}
+
+// TestClientConcurrent makes 1,000 Probe calls at once on one client,
+// IPv4 and IPv6 mixed, to open, closed, ICMP-filtered and silent ports:
+// each call gets the verdict, the RTT and the addresses of its own probe,
+// with fewer source ports than calls (the rest wait for a port).
+func TestClientConcurrent(t *testing.T) {
+	var syns atomic.Int64
+	c := probetest.NewConn(func(p *rawsock.Packet, b []byte, id uint32) []probetest.Reply {
+		if p.Flags == rawsock.FlagSyn {
+			syns.Add(1)
+		}
+		return byPort(p, b, id)
+	})
+	cl := fakeClient(t, c, 256)
+	const calls = 1000
+	type want struct {
+		state  probe.State
+		reason string
+		from   func(dst netip.Addr) netip.Addr
+	}
+	self := func(dst netip.Addr) netip.Addr { return dst }
+	router := func(dst netip.Addr) netip.Addr {
+		if dst.Is4() {
+			return rtr4
+		}
+		return rtr6
+	}
+	wants := map[uint16]want{
+		1: {probe.StateOpen, probe.ReasonSYNACK, self},
+		2: {probe.StateClosed, probe.ReasonRST, self},
+		3: {probe.StateFiltered, "icmp-admin-prohibited", router},
+		4: {probe.StateFiltered, probe.ReasonTimeout, nil},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, calls)
+	for i := range calls {
+		wg.Go(func() {
+			dst := dst4
+			if i%2 == 1 {
+				dst = dst6
+			}
+			kind := uint16(1 + i%4)
+			port := kind*100 + uint16(i%97)
+			ap := netip.AddrPortFrom(dst, port)
+			r, err := cl.Probe(ctx, ap, &probe.ProbeOptions{Timeout: 50 * time.Millisecond})
+			if err != nil {
+				errs <- fmt.Errorf("%v: %v", ap, err)
+				return
+			}
+			w := wants[kind]
+			if r.State != w.state || r.Reason != w.reason {
+				errs <- fmt.Errorf("%v: %v %s, want %v %s", ap, r.State, r.Reason, w.state, w.reason)
+				return
+			}
+			if r.Target.Addr != dst || r.Target.Port != port || r.Seq != 0 || r.Index != 0 {
+				errs <- fmt.Errorf("%v: result for %v (seq %d, index %d)", ap, r.Target, r.Seq, r.Index)
+				return
+			}
+			if w.from == nil {
+				if r.RTT != 0 || r.From.IsValid() {
+					errs <- fmt.Errorf("%v: timeout with RTT %v from %v", ap, r.RTT, r.From)
+				}
+				return
+			}
+			wantRTT := rtt + time.Duration(port)*time.Microsecond
+			if r.From != w.from(dst) || r.RTT != wantRTT || !r.KernelClock {
+				errs <- fmt.Errorf("%v: answer from %v after %v (kernel %v), want %v after %v", ap, r.From, r.RTT, r.KernelClock, w.from(dst), wantRTT)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	n := 0
+	for err := range errs {
+		if n++; n <= 10 {
+			t.Error(err)
+		}
+	}
+	if n > 10 {
+		t.Errorf("... and %d more", n-10)
+	}
+	if got := syns.Load(); got != calls {
+		t.Errorf("%d SYNs sent for %d calls", got, calls)
+	}
+}
+
+// TestClientCancel: a call whose context ends returns at once; the engine
+// interrupts its probe (a RST for the half-open connection the SYN may
+// have made, in ack mode) and frees its port for the next call.
+func TestClientCancel(t *testing.T) {
+	c := probetest.NewConn(byPort)
+	cl := fakeClient(t, c, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := cl.Probe(ctx, netip.AddrPortFrom(dst4, 400), &probe.ProbeOptions{Mode: probe.ModeACK, Timeout: time.Hour})
+		done <- err
+	}()
+	// Cancel once the SYN is out.
+	for deadline := time.Now().Add(10 * time.Second); len(c.Sent()) == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("no SYN sent")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled call returned %v", err)
+	}
+	// The one port must come back: the next call gets its own answer.
+	r, err := cl.Probe(context.Background(), netip.AddrPortFrom(dst4, 100), nil)
+	if err != nil || r.State != probe.StateOpen {
+		t.Fatalf("after the cancel: %v, %v", r, err)
+	}
+	var syn, abortRST rawsock.Packet
+	sent := c.Sent()
+	if err := rawsock.Parse(sent[0], &syn); err != nil {
+		t.Fatal(err)
+	}
+	if err := rawsock.Parse(sent[1], &abortRST); err != nil {
+		t.Fatal(err)
+	}
+	if abortRST.Flags != rawsock.FlagRst || abortRST.Seq != syn.Seq+1 || abortRST.SrcPort != syn.SrcPort || abortRST.DstPort != 400 {
+		t.Errorf("after the cancel sent %v seq %d port %d, want RST at ISN+1 %d from %d", abortRST.Flags, abortRST.Seq, abortRST.SrcPort, syn.Seq+1, syn.SrcPort)
+	}
+}
+
+// TestClientClose: calls in progress and calls after Close fail with
+// ErrClosed; Close waits for the engine and may be called twice.
+func TestClientClose(t *testing.T) {
+	c := probetest.NewConn(byPort)
+	cl := fakeClient(t, c, 4)
+	done := make(chan error, 1)
+	go func() {
+		_, err := cl.Probe(context.Background(), netip.AddrPortFrom(dst6, 400), &probe.ProbeOptions{Timeout: time.Hour})
+		done <- err
+	}()
+	for len(c.Sent()) == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	cl.Close()
+	cl.Close()
+	if err := <-done; !errors.Is(err, probe.ErrClosed) {
+		t.Errorf("call in progress: %v, want ErrClosed", err)
+	}
+	if _, err := cl.Probe(context.Background(), netip.AddrPortFrom(dst4, 100), nil); !errors.Is(err, probe.ErrClosed) {
+		t.Errorf("call after Close: %v, want ErrClosed", err)
+	}
+}
+
+// TestClientRejects: unusable destinations fail at once with the reason.
+func TestClientRejects(t *testing.T) {
+	cl := fakeClient(t, probetest.NewConn(byPort), 4)
+	for _, tt := range []struct {
+		dst  string
+		want string
+	}{
+		{"198.18.0.2:0", "port 0"},
+		{"0.0.0.0:80", "not a unicast address"},
+		{"224.0.0.1:80", "not a unicast address"},
+		{"255.255.255.255:80", "not a unicast address"},
+		{"[ff02::1]:80", "not a unicast address"},
+		{"[fe80::1%lo]:80", "zoned addresses are not supported"},
+	} {
+		_, err := cl.Probe(context.Background(), netip.MustParseAddrPort(tt.dst), nil)
+		if err == nil || !contains(err.Error(), tt.want) {
+			t.Errorf("%s: %v, want %q", tt.dst, err, tt.want)
+		}
+	}
+	if _, err := cl.Probe(context.Background(), netip.MustParseAddrPort("198.18.0.2:80"), &probe.ProbeOptions{Mode: 9}); err == nil {
+		t.Error("mode 9 accepted")
+	}
+	if _, err := cl.Probe(context.Background(), netip.MustParseAddrPort("198.18.0.2:80"), &probe.ProbeOptions{Source: src6}); err == nil {
+		t.Error("an IPv6 source for an IPv4 target accepted")
+	}
+}
+
+func contains(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i:i+len(sub)] == sub {
+			return true
+		}
+	}
+	return false
+}
+
+// TestClientRounds runs rounds on the client beside single probes: the
+// statistics are the rounds' own.
+func TestClientRounds(t *testing.T) {
+	c := probetest.NewConn(byPort)
+	cl := fakeClient(t, c, 64)
+	var got []probe.Result
+	single := make(chan *probe.Result, 1)
+	go func() {
+		r, _ := cl.Probe(context.Background(), netip.AddrPortFrom(dst4, 250), nil)
+		single <- r
+	}()
+	st, err := cl.Rounds(context.Background(), &probe.Rounds{
+		Targets:  []probe.Target{{Addr: dst4, Port: 101}, {Addr: dst6, Port: 201}},
+		Count:    3,
+		Interval: time.Millisecond,
+		OnResult: func(r *probe.Result) { got = append(got, *r) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st) != 2 || st[0].Sent != 3 || st[0].Open != 3 || st[1].Sent != 3 || st[1].Closed != 3 {
+		t.Fatalf("stats %+v", st)
+	}
+	if len(got) != 6 {
+		t.Fatalf("%d results, want 6", len(got))
+	}
+	for _, r := range got {
+		if want := []probe.State{probe.StateOpen, probe.StateClosed}[r.Index]; r.State != want || r.Target.Port != []uint16{101, 201}[r.Index] {
+			t.Errorf("round %d target %d: %v from %v", r.Seq, r.Index, r.State, r.Target)
+		}
+	}
+	if r := <-single; r == nil || r.State != probe.StateClosed || r.Target.Port != 250 {
+		t.Errorf("the single probe beside the rounds: %+v", r)
+	}
+}
+
+// takeSpy is a PortAllocator that records whether each SYN carried
+// timestamps.
+type takeSpy struct {
+	*probe.PortPool
+	mu  sync.Mutex
+	tss []bool
+}
+
+func (s *takeSpy) Take(now time.Time, tsval uint32, ts bool) (uint16, bool) {
+	s.mu.Lock()
+	s.tss = append(s.tss, ts)
+	s.mu.Unlock()
+	return s.PortPool.Take(now, tsval, ts)
+}
+
+// TestClientTimestampsToAllocator: a SYN without the timestamps option
+// says so to the allocator, which must not then hand it a port cooling
+// from a TIME_WAIT (RFC 6191 lets only a newer TSval in).
+func TestClientTimestampsToAllocator(t *testing.T) {
+	c := probetest.NewConn(byPort)
+	spy := &takeSpy{PortPool: probe.NewPortPool([]uint16{61000, 61001}, true)}
+	cl, err := probe.NewClient(&probe.ClientConfig{
+		Conn: c, SourcePorts: []uint16{61000, 61001}, Allocator: spy,
+		Source: func(netip.Addr) (netip.Addr, error) { return src4, nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for _, o := range []*probe.ProbeOptions{nil, {NoOptions: true}, {Options: &rawsock.SYNOptions{MSS: 1400}}} {
+		if _, err := cl.Probe(context.Background(), netip.AddrPortFrom(dst4, 100), o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want := []bool{true, false, false}; fmt.Sprint(spy.tss) != fmt.Sprint(want) {
+		t.Errorf("timestamps told to the allocator: %v, want %v", spy.tss, want)
+	}
+}
+
+// TestClientGuardedRST: under an RST guard (here the caller's), a probe
+// that times out in rst mode is reset at ISN+1, for the kernel's RST to a
+// late SYN-ACK never leaves; without a guard, no RST is sent.
+func TestClientGuardedRST(t *testing.T) {
+	for _, guarded := range []bool{false, true} {
+		c := probetest.NewConn(byPort)
+		cl, err := probe.NewClient(&probe.ClientConfig{
+			Conn: c, SourcePorts: []uint16{61000}, Guard: guarded,
+			Source: func(netip.Addr) (netip.Addr, error) { return src4, nil },
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := cl.Probe(context.Background(), netip.AddrPortFrom(dst4, 400), &probe.ProbeOptions{Timeout: 10 * time.Millisecond})
+		cl.Close()
+		if err != nil || r.Reason != probe.ReasonTimeout {
+			t.Fatalf("guarded=%v: %v, %v", guarded, r, err)
+		}
+		var rsts []uint32
+		for _, b := range c.Sent() {
+			var p rawsock.Packet
+			if rawsock.Parse(b, &p) == nil && p.Flags == rawsock.FlagRst {
+				rsts = append(rsts, p.Seq)
+			}
+		}
+		switch {
+		case guarded && (len(rsts) != 1 || rsts[0] != r.ISN+1):
+			t.Errorf("guarded: RSTs at %v, want one at ISN+1 %d", rsts, r.ISN+1)
+		case !guarded && len(rsts) != 0:
+			t.Errorf("unguarded: RSTs at %v, want none", rsts)
+		}
+	}
+}
+
+// TestClientRoundsKeepSchedule: rounds do not queue behind a Probe that
+// waits for a port; their probes fail at once (StateError) instead.
+func TestClientRoundsKeepSchedule(t *testing.T) {
+	c := probetest.NewConn(byPort)
+	cl := fakeClient(t, c, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for range 3 { // two hold the ports for an hour, the third waits
+		go cl.Probe(ctx, netip.AddrPortFrom(dst4, 400), &probe.ProbeOptions{Timeout: time.Hour})
+	}
+	for len(c.Sent()) < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	var states []probe.State
+	st, err := cl.Rounds(context.Background(), &probe.Rounds{
+		Targets: []probe.Target{{Addr: dst4, Port: 100}}, Count: 3, Interval: time.Millisecond,
+		OnResult: func(r *probe.Result) { states = append(states, r.State) },
+	})
+	if err != nil || len(st) != 1 || st[0].Errors != 3 {
+		t.Fatalf("rounds beside a waiting probe: %+v, %v", st, err)
+	}
+	if fmt.Sprint(states) != "[error error error]" {
+		t.Errorf("results %v", states)
+	}
+}
+
+// TestClientOnResultCalls: from an OnResult callback, Probe and Rounds
+// fail at once rather than wait for the engine that runs the callback,
+// and Close returns, the engine finishing the close afterwards.
+func TestClientOnResultCalls(t *testing.T) {
+	c := probetest.NewConn(byPort)
+	cl := fakeClient(t, c, 4)
+	var probeErr, roundsErr error
+	_, err := cl.Rounds(context.Background(), &probe.Rounds{
+		Targets: []probe.Target{{Addr: dst4, Port: 100}}, Count: 5, Interval: time.Millisecond,
+		OnResult: func(r *probe.Result) {
+			if r.Seq == 0 {
+				_, probeErr = cl.Probe(context.Background(), netip.AddrPortFrom(dst4, 101), nil)
+				_, roundsErr = cl.Rounds(context.Background(), &probe.Rounds{Targets: []probe.Target{{Addr: dst4, Port: 101}}})
+				cl.Close()
+			}
+		},
+	})
+	if !errors.Is(err, probe.ErrClosed) {
+		t.Errorf("Rounds closed by its own callback: %v, want ErrClosed", err)
+	}
+	if probeErr == nil || roundsErr == nil {
+		t.Errorf("calls from OnResult: %v, %v", probeErr, roundsErr)
+	}
+	if _, err := cl.Probe(context.Background(), netip.AddrPortFrom(dst4, 100), nil); !errors.Is(err, probe.ErrClosed) {
+		t.Errorf("after Close: %v", err)
+	}
+}
+
+// TestClientConfigRejects: configurations a client cannot work with fail
+// in NewClient, before anything is opened, with the reason.
+func TestClientConfigRejects(t *testing.T) {
+	c := probetest.NewConn(nil)
+	for _, tt := range []struct {
+		cfg  probe.ClientConfig
+		want string
+	}{
+		{probe.ClientConfig{Ports: 3000}, "want 1 to 2048"},
+		{probe.ClientConfig{Ports: -1}, "want 1 to 2048"},
+		{probe.ClientConfig{Interface: "nosuchif0"}, "interface nosuchif0"},
+		{probe.ClientConfig{Conn: c}, "without SourcePorts"},
+		{probe.ClientConfig{SourcePorts: []uint16{1}}, "without Conn"},
+	} {
+		_, err := probe.NewClient(&tt.cfg)
+		if err == nil || !contains(err.Error(), tt.want) {
+			t.Errorf("%+v: %v, want %q", tt.cfg, err, tt.want)
+		}
+	}
+	cl := fakeClient(t, c, 1)
+	if _, err := cl.Rounds(context.Background(), nil); err == nil {
+		t.Error("Rounds(nil) accepted")
+	}
+}

@@ -1,0 +1,107 @@
+package probe
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"runtime"
+
+	"golang.org/x/sys/unix"
+)
+
+// netns is the network namespace of the thread that called NewClient,
+// kept so that what a client opens later (its RST guard) lands there too,
+// whichever goroutine asks.
+type netns struct {
+	f        *os.File
+	dev, ino uint64
+}
+
+const threadNetNS = "/proc/thread-self/ns/net"
+
+// currentNetNS returns the calling thread's network namespace, or nil
+// when /proc does not tell (the client then does without).
+func currentNetNS() *netns {
+	f, err := os.Open(threadNetNS)
+	if err != nil {
+		return nil
+	}
+	var st unix.Stat_t
+	if unix.Fstat(int(f.Fd()), &st) != nil {
+		f.Close()
+		return nil
+	}
+	return &netns{f: f, dev: st.Dev, ino: st.Ino}
+}
+
+// do runs fn in namespace n: on the calling thread when it is already
+// there, else on a locked thread that joins n (which needs CAP_SYS_ADMIN)
+// and returns to its own namespace afterwards, or ends with its goroutine
+// if it cannot.
+func (n *netns) do(fn func() error) error {
+	if n == nil {
+		return fn()
+	}
+	runtime.LockOSThread()
+	var st unix.Stat_t
+	same := unix.Stat(threadNetNS, &st) == nil && st.Dev == n.dev && st.Ino == n.ino
+	if same {
+		defer runtime.UnlockOSThread()
+		return fn()
+	}
+	runtime.UnlockOSThread()
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := os.Open(threadNetNS)
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		if err := unix.Setns(int(n.f.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("joining the client's network namespace (setns, which needs CAP_SYS_ADMIN; or create the client with ClientConfig.Guard): %w", err)
+			return
+		}
+		ferr := fn()
+		if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		} // else the thread stays locked, and ends with this goroutine
+		errc <- ferr
+	}()
+	return <-errc
+}
+
+func (n *netns) close() {
+	if n != nil {
+		n.f.Close()
+	}
+}
+
+// gettid returns the calling thread's id.
+func gettid() int { return unix.Gettid() }
+
+// localAddr returns an error unless a is an address of this host, in the
+// calling thread's network namespace: it binds a UDP socket to it.
+func localAddr(a netip.Addr) error {
+	family := unix.AF_INET
+	var sa unix.Sockaddr = &unix.SockaddrInet4{Addr: a.As4()}
+	if a.Is6() {
+		family, sa = unix.AF_INET6, &unix.SockaddrInet6{Addr: a.As16()}
+	}
+	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	if err := unix.Bind(fd, sa); err != nil {
+		if err == unix.EADDRNOTAVAIL {
+			return errors.New("not an address of this host")
+		}
+		return err
+	}
+	return nil
+}

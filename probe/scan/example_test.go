@@ -1,0 +1,62 @@
+package scan_test
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/synprobe/synprobe/probe"
+	"github.com/synprobe/synprobe/probe/probetest"
+	"github.com/synprobe/synprobe/probe/scan"
+	"github.com/synprobe/synprobe/rawsock"
+)
+
+// A scan of 198.18.1.0/30 ports 22 and 80 over an in-memory network on
+// which only 198.18.1.1:22 listens and everything else answers RST.
+// Over raw sockets, conn is a rawsock.Conn (CAP_NET_RAW).
+func ExampleScan() {
+	conn := probetest.NewConn(func(p *rawsock.Packet, _ []byte, _ uint32) []probetest.Reply {
+		if p.Flags != rawsock.FlagSyn {
+			return nil
+		}
+		if p.Dst == netip.MustParseAddr("198.18.1.1") && p.DstPort == 22 {
+			return []probetest.Reply{{Packet: probetest.SYNACK(p, rawsock.SYNOptions{MSS: 1460}), After: 80 * time.Microsecond}}
+		}
+		return []probetest.Reply{{Packet: probetest.RST(p), After: 80 * time.Microsecond}}
+	})
+	defer conn.Close()
+	spec, err := scan.ParseSpec("198.18.1.0/30:22,80")
+	if err != nil {
+		log.Fatal(err)
+	}
+	set, err := scan.NewSet(scan.Block{Spec: &spec})
+	if err != nil {
+		log.Fatal(err)
+	}
+	cookie, err := rawsock.NewRandomCookie()
+	if err != nil {
+		log.Fatal(err)
+	}
+	var open []string
+	sum, err := scan.Scan(context.Background(), conn, scan.Config{
+		Set:    set,
+		Src4:   netip.MustParseAddr("198.18.0.1"),
+		PortLo: 61000, PortHi: 61063,
+		Cookie: cookie,
+		OnResult: func(r *probe.ScanResult, _ scan.Origin) {
+			if r.State == probe.StateOpen {
+				open = append(open, r.AddrPort().String())
+			}
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	slices.Sort(open)
+	fmt.Println(sum.Pairs, "pairs:", sum.Open, "open", sum.Closed, "closed; open:", open)
+	// Output:
+	// 8 pairs: 1 open 7 closed; open: [198.18.1.1:22]
+}

@@ -1,0 +1,159 @@
+package scan
+
+import (
+	"math/bits"
+	"runtime"
+	"sync/atomic"
+	"time"
+)
+
+// sendTimes remembers when recent probes left, by pair index and pass, in
+// a direct-mapped table sized by the rate and timeout (the probes that can
+// be in flight), not by the number of pairs. A slot overwritten by a later
+// probe loses its time: that answer then has no RTT.
+//
+// Each slot holds the user-space time taken just before its probe's batch
+// was handed to the kernel and, once the kernel reports it, the probe's
+// transmit stamp. The kernel reports a stamp with the 31-bit id that put
+// returned for the probe: the slot's index and the low bits of a counter
+// of the slot's writes (its generation). A stamp is taken only by the slot
+// and generation it names, and only if it is not earlier than the user
+// time (the kernel stamps the packet after that time was taken): a late
+// stamp of a probe whose slot was reused finds another generation, and
+// would also be too early for the probe that reused it.
+type sendTimes struct {
+	slots []stSlot
+	mask  uint64
+	bits  uint // log2(len(slots))
+}
+
+type stSlot struct {
+	key  atomic.Uint64 // stKey(idx, pass); 0: never written; keyBusy: being written
+	user atomic.Int64  // unix nanoseconds, user-space clock before the send
+	// kern is the generation (high 32 bits) and the kernel's transmit
+	// stamp less user (low 32 bits, ns), or noStamp while none came.
+	kern atomic.Uint64
+}
+
+// keyBusy is a slot's key while a sender writes it.
+const keyBusy = ^uint64(0)
+
+// noStamp in a slot's kern says that no kernel stamp came (yet).
+const noStamp = 1<<32 - 1
+
+// stampIDBit is set in the ids of stamped packets other than probes (the
+// RSTs): no probe's id has it.
+const stampIDBit = 1 << 31
+
+func newSendTimes(rate float64, timeout time.Duration) *sendTimes {
+	if rate <= 0 {
+		rate = 300000 // about what one machine sends
+	}
+	want := uint64(4 * rate * max(timeout, 100*time.Millisecond).Seconds())
+	size := uint64(4096)
+	for size < want && size < 1<<19 {
+		size <<= 1
+	}
+	return &sendTimes{slots: make([]stSlot, size), mask: size - 1, bits: uint(bits.TrailingZeros64(size))}
+}
+
+// slot spreads pairs and passes over the table: a retry does not
+// overwrite the time of the probe before it, whose answer may still come.
+func (t *sendTimes) slot(idx uint64, pass int) uint64 {
+	return ((idx + uint64(pass)*0xd1b54a32d192ed03) * 0x9e3779b97f4a7c15 >> 20) & t.mask
+}
+
+// stKey packs a pair index (below MaxPairs, 2^48) and a pass into a
+// non-zero key.
+func stKey(idx uint64, pass int) uint64 { return (idx<<16 | uint64(min(pass, 0xfffe))) + 1 }
+
+// id returns the stamp id of generation gen of slot i.
+func (t *sendTimes) id(i uint64, gen uint32) uint32 {
+	return (gen<<t.bits | uint32(i)) &^ stampIDBit
+}
+
+// put records that the probe to pair idx in pass leaves now (ns, by the
+// user-space clock), and returns the id its kernel stamp is to carry.
+func (t *sendTimes) put(idx uint64, pass int, ns int64) uint32 {
+	i := t.slot(idx, pass)
+	s := &t.slots[i]
+	// Claim the slot: two senders may write it at once. A slot never
+	// written is claimed without reading it first: a read would map the
+	// kernel's zero page, and the write after it fault again, with a TLB
+	// flush on every CPU.
+	if !s.key.CompareAndSwap(0, keyBusy) {
+		for {
+			if k := s.key.Load(); k != keyBusy && s.key.CompareAndSwap(k, keyBusy) {
+				break
+			}
+			runtime.Gosched()
+		}
+	}
+	gen := uint32(s.kern.Load()>>32) + 1
+	// The generation first, then the time: a stamp read with the old
+	// generation fails its compare-and-swap once the time has changed.
+	s.kern.Store(uint64(gen)<<32 | noStamp)
+	s.user.Store(ns)
+	s.key.Store(stKey(idx, pass))
+	return t.id(i, gen)
+}
+
+// stamp records the kernel's transmit stamp (ns) of the probe sent with
+// id, if that probe still holds its slot, and reports whether it did.
+func (t *sendTimes) stamp(id uint32, ns int64) bool {
+	if id&stampIDBit != 0 {
+		return false
+	}
+	s := &t.slots[uint64(id)&t.mask]
+	k := s.key.Load()
+	old := s.kern.Load()
+	if k == 0 || k == keyBusy || uint32(old>>32)&(1<<(31-t.bits)-1) != id>>t.bits {
+		return false
+	}
+	return s.record(k, old, ns)
+}
+
+// stampPair records the kernel's transmit stamp (ns) of the probe to pair
+// idx in pass, seen leaving (Config.ProbeCopies), if it still holds its
+// slot, and reports whether it did.
+func (t *sendTimes) stampPair(idx uint64, pass int, ns int64) bool {
+	s := &t.slots[t.slot(idx, pass)]
+	k := s.key.Load()
+	if k != stKey(idx, pass) {
+		return false
+	}
+	return s.record(k, s.kern.Load(), ns)
+}
+
+// record stores stamp ns in the slot, which held key k and kern old when
+// the caller checked them, unless it has a stamp, was rewritten since, or
+// ns is before its user time (the kernel stamps the packet after that).
+func (s *stSlot) record(k, old uint64, ns int64) bool {
+	if uint32(old) != noStamp {
+		return false
+	}
+	d := ns - s.user.Load()
+	if d < 0 || d >= noStamp || s.key.Load() != k {
+		return false
+	}
+	return s.kern.CompareAndSwap(old, old&^noStamp|uint64(d))
+}
+
+// get returns when the probe to pair idx in pass left: its kernel stamp
+// (kernel true) or, while none came, the user-space time before its send.
+func (t *sendTimes) get(idx uint64, pass int) (ns int64, kernel, ok bool) {
+	s := &t.slots[t.slot(idx, pass)]
+	want := stKey(idx, pass)
+	if s.key.Load() != want {
+		return 0, false, false
+	}
+	u := s.user.Load()
+	kw := s.kern.Load()
+	if s.key.Load() != want {
+		return 0, false, false
+	}
+	if d := uint32(kw); d != noStamp {
+		return u + int64(d), true, true
+	}
+	return u, false, true
+}
