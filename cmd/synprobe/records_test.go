@@ -21,7 +21,9 @@ import (
 // TestJSONGolden: every kind of line, each with its optional parts present
 // and absent, is byte for byte what the hand-written encoder before
 // records.go wrote (testdata/golden.jsonl, written by it from the same
-// results at commit 8146aa7): field names, order and number formats.
+// results at commit 8146aa7, and the scan summary's "clock" where the
+// kernel-stamp branch's encoder put it): field names, order and number
+// formats.
 func TestJSONGolden(t *testing.T) {
 	want, err := os.ReadFile("testdata/golden.jsonl")
 	if err != nil {
@@ -149,7 +151,8 @@ func goldenLines(t *testing.T) []byte {
 	}
 	sum := &scan.Summary{Pairs: 256000, Sent: 256010, Retries: 10, Open: 768, Closed: 255230, Filtered: 1, Errors: 1,
 		Reasons: map[string]uint64{"rst": 255230, "syn-ack": 768, "timeout": 1, "local-firewall": 1}, Duplicates: 2,
-		Duration: 520841234 * time.Nanosecond, Rate: 513198.456, RateLimit: 100000, Slowdowns: 1, SendErrors: 3, RecvDrops: 4, Interrupted: true}
+		Duration: 520841234 * time.Nanosecond, Rate: 513198.456, RateLimit: 100000, Slowdowns: 1, SendErrors: 3, RecvDrops: 4, Interrupted: true,
+		KernelClock: 767} // clock: kernel (the first summary), absent (the second: nothing timed)
 	p.scanSummary(sum, 4, true, "IPv4: Ethernet frames to 02:73:70:00:00:02 on interface 2", "packet ring")
 	p.scanSummary(&scan.Summary{Pairs: 1, Sent: 1, Open: 1, Reasons: map[string]uint64{"syn-ack": 1}, Duration: time.Millisecond, Rate: 1000}, 0, false, "IPv4: raw IP socket", "raw sockets")
 	return out.Bytes()
