@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -169,6 +170,8 @@ func TestClosePatterns(t *testing.T) {
 		finUS   time.Duration // 0: no FIN
 		after   int           // peer bytes after our FIN
 		ours    []rawsock.TCPFlags
+		alt     probe.PatternSet
+		note    string // a part of the note
 	}{
 		{
 			name: "3-way: FIN merged with the ACK",
@@ -211,7 +214,40 @@ func TestClosePatterns(t *testing.T) {
 			ours: []rawsock.TCPFlags{rawsock.FlagAck, rawsock.FlagFin | rawsock.FlagAck, rawsock.FlagAck, rawsock.FlagAck, rawsock.FlagAck},
 		},
 		{
-			name: "no-fin: the peer stays in CLOSE_WAIT and gets reset",
+			name: "no-fin: the peer stays in CLOSE_WAIT, answers our probe, and gets reset",
+			script: func(pr *peer, p *rawsock.Packet) []probetest.Reply {
+				switch {
+				case isFIN(p):
+					pr.takes(p)
+					return []probetest.Reply{pr.send(p, rawsock.FlagAck, nil, ack)}
+				case p.Flags == rawsock.FlagAck && p.Seq == pr.rcvNxt-1:
+					// Our probe, below its rcv.nxt: a duplicate ACK.
+					return []probetest.Reply{pr.send(p, rawsock.FlagAck, nil, ack)}
+				}
+				return nil
+			},
+			pattern: probe.CloseNoFIN, ackUS: ack, note: "it still holds the connection (CLOSE_WAIT)",
+			ours: []rawsock.TCPFlags{rawsock.FlagAck, rawsock.FlagFin | rawsock.FlagAck, rawsock.FlagAck, rawsock.FlagRst | rawsock.FlagAck},
+		},
+		{
+			// The peer acknowledged our FIN and reset its connection; the
+			// RST was lost. Its port answers our probe with a RST.
+			name: "rst, its RST lost: the probe after the close timeout finds the connection gone",
+			script: func(pr *peer, p *rawsock.Packet) []probetest.Reply {
+				switch {
+				case isFIN(p):
+					pr.takes(p)
+					return []probetest.Reply{pr.send(p, rawsock.FlagAck, nil, ack)}
+				case p.Flags == rawsock.FlagAck && p.Seq == pr.rcvNxt-1:
+					return []probetest.Reply{{Packet: pr.seg(p, rawsock.FlagRst, p.Ack, nil), After: ack}}
+				}
+				return nil
+			},
+			pattern: probe.CloseRST, ackUS: ack, note: "its connection was gone",
+			ours: []rawsock.TCPFlags{rawsock.FlagAck, rawsock.FlagFin | rawsock.FlagAck, rawsock.FlagAck},
+		},
+		{
+			name: "no-fin or rst: nothing answers our probes",
 			script: func(pr *peer, p *rawsock.Packet) []probetest.Reply {
 				if !isFIN(p) {
 					return nil
@@ -219,8 +255,8 @@ func TestClosePatterns(t *testing.T) {
 				pr.takes(p)
 				return []probetest.Reply{pr.send(p, rawsock.FlagAck, nil, ack)}
 			},
-			pattern: probe.CloseNoFIN, ackUS: ack,
-			ours: []rawsock.TCPFlags{rawsock.FlagAck, rawsock.FlagFin | rawsock.FlagAck, rawsock.FlagRst | rawsock.FlagAck},
+			pattern: probe.CloseNoFIN, ackUS: ack, alt: probe.PatternSet(0).Add(probe.CloseRST), note: "none of our probes",
+			ours: []rawsock.TCPFlags{rawsock.FlagAck, rawsock.FlagFin | rawsock.FlagAck, rawsock.FlagAck, rawsock.FlagAck, rawsock.FlagAck, rawsock.FlagRst | rawsock.FlagAck},
 		},
 		{
 			name: "rst: the peer resets instead of closing",
@@ -258,6 +294,9 @@ func TestClosePatterns(t *testing.T) {
 			}
 			if c.HasAck != (tt.ackUS != 0) || c.AckTime != tt.ackUS || c.HasFin != (tt.finUS != 0) || c.FinTime != tt.finUS {
 				t.Errorf("times: ack %v (%v) fin %v (%v); want %v %v", c.AckTime, c.HasAck, c.FinTime, c.HasFin, tt.ackUS, tt.finUS)
+			}
+			if c.Alternatives != tt.alt || !strings.Contains(c.Note, tt.note) {
+				t.Errorf("alternatives %v note %q, want %v and %q", c.Alternatives.Patterns(), c.Note, tt.alt.Patterns(), tt.note)
 			}
 			if got := ourSegments(pr); !equalFlags(got, tt.ours) {
 				t.Errorf("we sent %v after the SYN, want %v", got, tt.ours)

@@ -22,10 +22,14 @@ const (
 )
 
 const (
-	minRTO         = 200 * time.Millisecond // Linux's TCP_RTO_MIN
-	unmeasuredRTO  = time.Second            // RFC 6298's initial RTO, while no RTT is known
-	maxRTO         = 60 * time.Second
-	maxFINRetries  = 4
+	minRTO        = 200 * time.Millisecond // Linux's TCP_RTO_MIN
+	unmeasuredRTO = time.Second            // RFC 6298's initial RTO, while no RTT is known
+	maxRTO        = 60 * time.Second
+	maxFINRetries = 4
+	// maxAliveProbes bounds the probes that ask a peer in FIN_WAIT_2,
+	// after the close timeout, whether it still holds the connection
+	// (see aliveProbe).
+	maxAliveProbes = 3
 	maxDataRetries = 8 // RTOs in a row without progress before we give up on our data
 	timeWaitLinger = 60 * time.Second
 
@@ -71,6 +75,11 @@ const (
 	noteNoACKLossy     = "no ACK of our FIN arrived, but segments were lost on this connection before: the peer may have acknowledged it (no-fin)"
 	noteNoACK          = "no ACK of our FIN arrived through its retransmissions: they were lost, or every ACK of them was (then the peer acknowledged it and never closed: no-fin)"
 	noteOurFINLost     = "lost, or the answer to it was"
+	noteAliveProbe     = "probe: does the peer still hold the connection? (an old sequence number draws a duplicate ACK from a live one, a RST from a port without it)"
+	noteAlive          = "it still holds the connection (CLOSE_WAIT): it answered our probe after the close timeout"
+	noteAliveAhead     = "it still holds the connection: it answered our probe after the close timeout, from a sequence number past what we received (it sent data or its FIN that never arrived: 4-way)"
+	noteGone           = "its connection was gone after it acknowledged our FIN: a RST answered our probe after the close timeout (its own RST was lost, or it dropped the connection without one)"
+	noteNoAnswer       = "it answered none of our probes after the close timeout: it may have reset the connection and its RST was lost (rst), or the probes or their answers were lost"
 
 	noteBadSYN       = "ignored: SYN in a synchronized state (RFC 5961: challenge ack)"
 	noteRSTInWindow  = "ignored: RST in the window but not at rcv.nxt (RFC 5961: challenge ack)"
@@ -148,7 +157,9 @@ type tcb struct {
 	finAt, finAckAt   stamp
 	finAckOf          stamp // the transmission of our FIN that the first ACK of it answers
 	finDeadline       time.Time
-	peerFirst         bool // we had the peer's FIN when we sent ours
+	aliveProbes       int       // probes sent in FIN_WAIT_2 past the close timeout
+	aliveAt           time.Time // when the last one is given up
+	peerFirst         bool      // we had the peer's FIN when we sent ours
 
 	// The peer's FIN and the evidence on the order of the close (judge).
 	peerFIN      bool  // its FIN received in order
@@ -764,7 +775,11 @@ func (p *Prober) rearm(i int) {
 		earliest(c.rtoAt)
 		earliest(c.finDeadline)
 	case stateFinWait2:
-		earliest(c.finDeadline)
+		if c.aliveProbes > 0 {
+			earliest(c.aliveAt)
+		} else {
+			earliest(c.finDeadline)
+		}
 	case stateTimeWait:
 		earliest(c.reportAt)
 	}
@@ -814,7 +829,11 @@ func (p *Prober) segment(i int, in *inbound) {
 		case pkt.Seq == c.rcvNxt:
 			c.us, c.peer = Closed, Closed
 			c.recordIn(e, in, "")
-			p.finishConn(i, CloseRST, 0, "", false)
+			note := ""
+			if e.state == stateFinWait2 && c.aliveProbes > 0 {
+				note = noteGone
+			}
+			p.finishConn(i, CloseRST, 0, note, false)
 		case p.inWindow(c, pkt.Seq):
 			p.recordIn(e, in, noteRSTInWindow)
 			p.challengeACK(e, now)
@@ -929,6 +948,15 @@ func (p *Prober) segment(i int, in *inbound) {
 		p.closed(i)
 	case next == stateFree:
 		p.finishConn(i, ClosePeerFirst, 0, "", false)
+	case next == stateFinWait2 && c.aliveProbes > 0 && segLen == 0:
+		// The answer to our probe: the peer is alive and has not closed.
+		e.state = next
+		alt, note := PatternSet(0), noteAlive
+		if seqLT(c.rcvNxt, pkt.Seq) {
+			alt, note = alt.Add(Close4Way), noteAliveAhead
+		}
+		p.reset(e)
+		p.finishConn(i, CloseNoFIN, alt, note, false)
 	default:
 		e.state = next
 		p.output(i)
@@ -1119,12 +1147,19 @@ func (p *Prober) connTimer(i int, now time.Time) {
 		p.rearm(i)
 	case stateFinWait2:
 		// The peer acknowledged our FIN but never sent its own.
-		note := ""
 		if c.finKnown {
-			note = "its FIN came out of order and what came before it never did"
+			p.reset(e)
+			p.finishConn(i, CloseNoFIN, 0, "its FIN came out of order and what came before it never did", false)
+			return
+		}
+		if c.aliveProbes < maxAliveProbes {
+			// Its RST may have been lost: ask before calling it no-fin.
+			p.aliveProbe(i, now)
+			p.rearm(i)
+			return
 		}
 		p.reset(e)
-		p.finishConn(i, CloseNoFIN, 0, note, false)
+		p.finishConn(i, CloseNoFIN, PatternSet(0).Add(CloseRST), noteNoAnswer, false)
 	case stateTimeWait:
 		if !c.reportAt.IsZero() && !now.Before(c.reportAt) {
 			c.reportAt = time.Time{}
@@ -1132,6 +1167,27 @@ func (p *Prober) connTimer(i int, now time.Time) {
 			p.finishConn(i, pat, alt, note, true)
 		}
 	}
+}
+
+// aliveProbe asks the peer of probe i, in FIN_WAIT_2 past the close
+// timeout, whether it still holds the connection, as a keepalive does: an
+// ACK one below our next sequence number. A peer in CLOSE_WAIT answers
+// that old segment with a duplicate ACK (RFC 9293 3.10.7.4); a host whose
+// connection is gone answers any ACK with a RST (RFC 9293 3.10.7.1), and
+// the RST it sent when it dropped the connection may have been lost: its
+// silence after acknowledging our FIN looks like no-fin otherwise. Linux
+// answers out-of-window segments at most once per
+// net.ipv4.tcp_invalid_ratelimit (500 ms): the probes are spaced wider.
+func (p *Prober) aliveProbe(i int, now time.Time) {
+	e := &p.tab.e[i]
+	c := e.c
+	c.aliveProbes++
+	p.sendSeg(e, rawsock.FlagAck, c.sndNxt-1, c.rcvNxt, nil, noteAliveProbe)
+	wait := max(c.baseRTO(), challengeInterval)
+	for range c.aliveProbes - 1 {
+		wait = min(2*wait, maxRTO)
+	}
+	c.aliveAt = now.Add(wait)
 }
 
 // retransmit handles the retransmission timeout: back off, and send the

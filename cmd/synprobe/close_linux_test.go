@@ -28,6 +28,7 @@ const (
 	portHalfClose = 84 // reads to EOF, writes halfCloseBytes more, then closes
 	portNever     = 85 // reads to EOF and never closes
 	portHTTP      = 86 // reads a request, answers it and closes
+	portEOFReset  = 87 // reads to EOF, waits, then closes with SO_LINGER 0: ACK of our FIN, then RST
 )
 
 const httpResponse = "HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nhello"
@@ -60,6 +61,14 @@ func closeServers(t testing.TB, l *netlab.Lab) {
 		portHalfClose: func(c net.Conn) {
 			io.Copy(io.Discard, c)
 			c.Write(make([]byte, halfCloseBytes))
+			c.Close()
+		},
+		portEOFReset: func(c net.Conn) {
+			io.Copy(io.Discard, c)
+			// Past Linux's delayed ACK (40 ms): its ACK of our FIN
+			// leaves first.
+			time.Sleep(100 * time.Millisecond)
+			c.(*net.TCPConn).SetLinger(0)
 			c.Close()
 		},
 		portNever: func(c net.Conn) {
@@ -121,6 +130,7 @@ func TestIntegrationClosePatterns(t *testing.T) {
 		portLinger0:   {[]string{"rst"}, 0, 0},
 		portHalfClose: {[]string{"4-way", "3-way"}, halfCloseBytes, 0},
 		portNever:     {[]string{"no-fin"}, 0, 1},
+		portEOFReset:  {[]string{"rst"}, 0, 0},
 	}
 	c := l.StartCapture(t, l.Prober, l.ProberIf, "tcp")
 	args := []string{"--json", "--mode", "fin", "-c", "1", "--hold", "0.05", "--close-timeout", "0.5"}
@@ -164,8 +174,8 @@ func TestIntegrationClosePatterns(t *testing.T) {
 			}
 		}
 	}
-	if probes != 12 {
-		t.Fatalf("%d probes reported, want 12:\n%s", probes, r.stdout)
+	if probes != 2*len(want) {
+		t.Fatalf("%d probes reported, want %d:\n%s", probes, 2*len(want), r.stdout)
 	}
 	// The wire: count RSTs the prober sent, per server port.
 	rsts := map[uint16]int{}

@@ -297,7 +297,7 @@ func TestIntegrationClosePatternsLoss(t *testing.T) {
 		ct := l.StartCapture(t, l.Target, l.TargetIf, "tcp")
 		args := append(append([]string{}, lossArgs...), "-c", "10", "-i", "0.3")
 		for _, a := range []netip.Addr{l.TargetV4, l.TargetV6} {
-			for _, p := range []uint16{portEOF, portDelay, portSpeak, portLinger0, portHalfClose, portNever} {
+			for _, p := range []uint16{portEOF, portDelay, portSpeak, portLinger0, portHalfClose, portNever, portEOFReset} {
 				args = append(args, hostPort(a, p))
 			}
 		}
@@ -326,7 +326,7 @@ func TestIntegrationClosePatternsLoss(t *testing.T) {
 		checkLossRun(t, rh, conns, &tally)
 		checkServerState(t, l, conns)
 		t.Logf("%v; forwarder: %v", tally, l.LossStats())
-		if tally.probes != 140 || tally.open < 100 || tally.exact < tally.open*3/4 {
+		if tally.probes != 160 || tally.open < 100 || tally.exact < tally.open*3/4 {
 			t.Errorf("%v", tally)
 		}
 	})
@@ -361,6 +361,11 @@ func TestIntegrationClosePatternsLoss(t *testing.T) {
 				what = "its first data"
 			case dir == netlab.ToProber && server == portLinger0 && p.Flags&rawsock.FlagRst != 0:
 				what = "its RST"
+			case dir == netlab.ToProber && server == portEOFReset && p.Flags&rawsock.FlagRst != 0:
+				// After its ACK of our FIN: nothing else would ever
+				// come, but our probe after the close timeout finds
+				// its connection gone.
+				what = "its RST"
 			case dir == netlab.ToTarget && server == portNever && p.Flags&rawsock.FlagFin != 0:
 				what = "our FIN"
 			case dir == netlab.ToProber && server == portHTTP && p.Flags == rawsock.FlagAck && p.PayloadLen == 0:
@@ -381,7 +386,7 @@ func TestIntegrationClosePatternsLoss(t *testing.T) {
 		ct := l.StartCapture(t, l.Target, l.TargetIf, "tcp")
 		args := append(append([]string{}, lossArgs...), "-c", "1")
 		for _, a := range []netip.Addr{l.TargetV4, l.TargetV6} {
-			for _, p := range []uint16{portEOF, portDelay, portLinger0, portHalfClose, portNever} {
+			for _, p := range []uint16{portEOF, portDelay, portLinger0, portHalfClose, portNever, portEOFReset} {
 				args = append(args, hostPort(a, p))
 			}
 		}
@@ -406,7 +411,7 @@ func TestIntegrationClosePatternsLoss(t *testing.T) {
 		checkLossRun(t, rh, conns, &tally)
 		checkServerState(t, l, conns)
 		t.Logf("%v; forwarder: %v", tally, l.LossStats())
-		if tally.exact != 12 || tally.probes != 12 || len(dropped) != 12 {
+		if tally.exact != 14 || tally.probes != 14 || len(dropped) != 14 {
 			t.Errorf("%v; dropped %v", tally, dropped)
 		}
 		// Each case, exactly.
@@ -418,8 +423,9 @@ func TestIntegrationClosePatternsLoss(t *testing.T) {
 			portDelay:     {"4-way", "<nil>", "", 0},
 			portLinger0:   {"rst", "<nil>", "", 0},
 			portHalfClose: {"4-way", "<nil>", "", 0},
-			portNever:     {"no-fin", "<nil>", "", 1},
+			portNever:     {"no-fin", "<nil>", "it still holds the connection", 1},
 			portHTTP:      {"peer-first", "<nil>", "", -1},
+			portEOFReset:  {"rst", "<nil>", "", 0},
 		}
 		for _, run := range []cliRun{r, rh} {
 			for _, m := range run.lines {
@@ -441,6 +447,16 @@ func TestIntegrationClosePatternsLoss(t *testing.T) {
 				}
 				if cl["pattern"] != w.pattern || w.finRetrans >= 0 && cl["fin_retransmits"] != w.finRetrans || !strings.Contains(note, w.note) || alt != w.alt {
 					t.Errorf("%v: close %v, want %s", m["target"], cl, w.pattern)
+				}
+				if wc := conns[connKey{uint16(m["sport"].(float64)), port}]; port == portEOFReset && wc != nil {
+					// Its ACK of our FIN came, its RST was dropped:
+					// only our probe after the close timeout can tell.
+					switch {
+					case wc.ackedBeforeFIN && !strings.Contains(note, "its connection was gone"):
+						t.Errorf("%v: close %v: the probe after the close timeout should have found the connection gone", m["target"], cl)
+					case !wc.ackedBeforeFIN:
+						t.Logf("%v: the server reset without acknowledging our FIN first (a loaded machine)", m["target"])
+					}
 				}
 				if port == portHalfClose && cl["peer_data_bytes"] != float64(halfCloseBytes) {
 					t.Errorf("%v: %v bytes after our FIN", m["target"], cl["peer_data_bytes"])
