@@ -14,9 +14,9 @@ func TestNumericBounds(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--senders", "30000", "198.18.0.2:1-100"}, "--senders must be 0 (one per CPU) to 256 (got 30000)"},
-		{[]string{"--senders", "257", "198.18.0.2:1-100"}, "--senders must be 0 (one per CPU) to 256"},
-		{[]string{"--senders", "-1", "198.18.0.2:1-100"}, "--senders must be 0 (one per CPU) to 256"},
+		{[]string{"--senders", "30000", "198.18.0.2:1-100"}, "--senders 30000: must be 0 (one per CPU) to 256"},
+		{[]string{"--senders", "257", "198.18.0.2:1-100"}, "--senders 257: must be 0 (one per CPU) to 256"},
+		{[]string{"--senders", "-1", "198.18.0.2:1-100"}, "--senders -1: must be 0 (one per CPU) to 256"},
 		{[]string{"--rate", "Inf", "198.18.0.2:1-100"}, "--rate must be 0 (no limit) or 1 to 1e+09 probes per second (got +Inf)"},
 		{[]string{"--rate", "1e308", "198.18.0.2:1-100"}, "--rate must be 0 (no limit) or 1 to 1e+09"},
 		{[]string{"--rate", "0.5", "198.18.0.2:1-100"}, "--rate must be 0 (no limit) or 1 to 1e+09"},
@@ -24,12 +24,13 @@ func TestNumericBounds(t *testing.T) {
 		{[]string{"--rate", "NaN", "198.18.0.2:1-100"}, "--rate must be 0 (no limit) or 1 to 1e+09"},
 		{[]string{"--rate", "-Inf", "198.18.0.2:1-100"}, "--rate must be 0 (no limit) or 1 to 1e+09"},
 		{[]string{"-c", "99999999999999999999", "198.18.0.2:80"}, "--count"},
-		{[]string{"--retries", "1000000", "198.18.0.2:1-100"}, "--retries must be 0 to 100"},
+		{[]string{"--retries", "1000000", "198.18.0.2:1-100"}, "--retries 1000000: must be 0 to 100"},
 		{[]string{"-i", "1e300", "198.18.0.2:80"}, "too long"},
 		{[]string{"--hold", "2562048h", "--mode", "fin", "198.18.0.2:80"}, "--hold"},
-		{[]string{"--wscale", "99999999999", "198.18.0.2:80"}, "--wscale"},
-		{[]string{"--mss", "65536", "198.18.0.2:80"}, "--mss"},
-		{[]string{"--mark", "4294967296", "--mode", "ack", "198.18.0.2:80"}, "--mark"},
+		{[]string{"--wscale", "99999999999", "198.18.0.2:80"}, "--wscale 99999999999: must be 0-14, or -1 for none"},
+		{[]string{"--wscale", "99999999999999999999999", "198.18.0.2:80"}, "--wscale 99999999999999999999999: must be 0-14, or -1 for none"},
+		{[]string{"--mss", "65536", "198.18.0.2:80"}, "--mss 65536: must be 0 to 65535"},
+		{[]string{"--mark", "4294967296", "--mode", "ack", "198.18.0.2:80"}, "--mark 4294967296: must be 1 to 0xffffffff"},
 	} {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
 			code, stdout, stderr := runCLI(t, &fakeSystem{}, tt.args...)

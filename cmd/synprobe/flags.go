@@ -4,9 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/netip"
 	"os"
+	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -126,61 +129,94 @@ Examples:
   sudo synprobe -c 1 -q db1:5432 db2:5432 && echo both listening
   sudo synprobe --mode fin --trace -c 1 host:80   how does the server close?
   sudo synprobe --open 198.18.1.0/24:22,80,443    scan a /24, print open ports
-  sudo synprobe --expect closed fw-test:1-1024 fw-test:443=open   check a firewall
+  sudo synprobe --expect closed fw-test:1-1024 fw-test:443=open
+                                                  check a firewall
 `
 
+// Defaults of flags whose zero value is not their default.
+const (
+	defaultInterval     = time.Second
+	defaultTimeout      = time.Second
+	defaultCloseTimeout = 3 * time.Second
+)
+
+// newFlagSet defines the flags over o, and sets o to their defaults: the
+// help prints each default once, from the flag's own value.
 func newFlagSet(o *options) *pflag.FlagSet {
+	o.interval, o.timeout, o.closeTimeout = defaultInterval, defaultTimeout, defaultCloseTimeout
+	o.modeName, o.mark, o.window, o.wscale, o.ttl = "rst", defaultMark, 64240, 7, 64
+	o.rate, o.retries = 10000, 1
 	fs := pflag.NewFlagSet("synprobe", pflag.ContinueOnError)
 	fs.SortFlags = false
-	fs.IntVarP(&o.count, "count", "c", 0, "probes per target (default: until interrupted)")
-	fs.VarP(durationFlag{d: &o.interval}, "interval", "i", "time between probes, a Go duration or seconds (default 1s)")
-	fs.VarP(durationFlag{d: &o.timeout}, "timeout", "w", "how long to wait for each reply (default 1s)")
+	fs.VarP(intFlag[int]{p: &o.count, lo: 0, hi: math.MaxInt32, msg: "must not be negative"}, "count", "c", "probes per target (default: until interrupted)")
+	fs.VarP(durationFlag{d: &o.interval}, "interval", "i", "time between probes, a Go duration or seconds")
+	fs.VarP(durationFlag{d: &o.timeout}, "timeout", "w", "how long to wait for each reply")
 	fs.BoolVarP(&o.quiet, "quiet", "q", false, "print only the summary")
 	fs.BoolVar(&o.json, "json", false, "print JSON Lines (see docs/json.md)")
 	fs.BoolVarP(&o.ipv4, "ipv4", "4", false, "resolve names to IPv4 only")
 	fs.BoolVarP(&o.ipv6, "ipv6", "6", false, "resolve names to IPv6 only")
-	fs.StringVar(&o.modeName, "mode", "rst", "what follows the SYN-ACK: rst (reset), ack (complete the handshake, then reset) or fin (complete it and close it with FIN, reporting how the peer closes)")
-	fs.Var(durationFlag{d: &o.hold, zero: true}, "hold", "fin mode: keep the connection open this long before our FIN (default 0)")
-	fs.StringVar(&o.dataArg, "data", "", `fin mode: send this right after the handshake (escapes: \r \n \t \\ \xHH)`)
-	fs.Var(durationFlag{d: &o.closeTimeout}, "close-timeout", "fin mode: how long to wait for the peer's ACK and FIN after ours (default 3s)")
+	fs.StringVar(&o.modeName, "mode", o.modeName, "what follows the SYN-ACK: rst (reset), ack (complete the handshake, then reset) or fin (complete it and close it with FIN, reporting how the peer closes)")
+	fs.Var(durationFlag{d: &o.hold, zero: true}, "hold", "fin mode: keep the connection open this long before our FIN (default: none)")
+	fs.StringVar(&o.dataArg, "data", "", `fin mode: send this right after the handshake (escapes: \r \n \t \0 \\ \xHH)`)
+	fs.Var(durationFlag{d: &o.closeTimeout}, "close-timeout", "fin mode: how long to wait for the peer's ACK and FIN after ours (then up to 3 probes ask whether it still holds the connection)")
 	fs.BoolVar(&o.trace, "trace", false, "draw each probe's exchange as a ladder with both sides' TCP states")
-	fs.Uint32Var(&o.mark, "mark", defaultMark, "ack/fin modes: SO_MARK of our packets, which the RST guard lets through")
+	fs.Var(intFlag[uint32]{p: &o.mark, lo: 1, hi: math.MaxUint32, hex: true, msg: "must be 1 to 0xffffffff: the RST guard tells our RSTs from the kernel's by it"}, "mark", "ack/fin modes: SO_MARK of our packets, which the RST guard lets through")
 	fs.BoolVar(&o.cleanup, "cleanup", false, "remove nftables tables left by synprobe runs that died, and exit")
 	fs.StringVarP(&o.user, "user", "Z", "", "run as root: become this user once the sockets are open (default: the user who ran sudo, else nobody; root: stay uid 0)")
 	fs.BoolVar(&o.keepRoot, "keep-root", false, "run as root: stay uid 0 once the sockets are open (capabilities are dropped all the same)")
-	fs.Uint16Var(&o.mss, "mss", 0, "MSS option value (default 1460 for IPv4, 1440 for IPv6)")
-	fs.Uint16Var(&o.window, "window", 64240, "TCP window of the SYN")
-	fs.IntVar(&o.wscale, "wscale", 7, "window scale option shift (0-14; -1 leaves the option out)")
+	fs.Var(intFlag[uint16]{p: &o.mss, lo: 0, hi: math.MaxUint16}, "mss", "MSS option value (default: 1460 for IPv4, 1440 for IPv6)")
+	fs.Var(intFlag[uint16]{p: &o.window, lo: 0, hi: math.MaxUint16}, "window", "TCP window of the SYN")
+	fs.Var(intFlag[int]{p: &o.wscale, lo: -1, hi: 14, msg: "must be 0-14, or -1 for none"}, "wscale", "window scale option shift (0-14; -1 leaves the option out)")
 	fs.BoolVar(&o.noSACK, "no-sack", false, "leave out the SACK-permitted option")
 	fs.BoolVar(&o.noTimestamps, "no-timestamps", false, "leave out the timestamps option")
 	fs.BoolVar(&o.noOptions, "no-options", false, "send a SYN without any TCP option")
 	fs.BoolVar(&o.ecn, "ecn", false, "ask for ECN (set ECE and CWR in the SYN)")
-	fs.Uint8Var(&o.ttl, "ttl", 64, "IP TTL / hop limit of the SYN")
-	fs.Uint8Var(&o.tos, "tos", 0, "IP TOS / traffic class of the SYN")
-	fs.Uint16Var(&o.sport, "sport", 0, "fixed source port, held for the run (default: a fresh port per probe, from a block held outside the kernel's ephemeral range)")
+	fs.Var(intFlag[uint8]{p: &o.ttl, lo: 1, hi: 255}, "ttl", "IP TTL / hop limit of the SYN")
+	fs.Var(intFlag[uint8]{p: &o.tos, lo: 0, hi: 255}, "tos", "IP TOS / traffic class of the SYN")
+	fs.Var(intFlag[uint16]{p: &o.sport, lo: 1, hi: math.MaxUint16}, "sport", "fixed source port, held for the run (default: a fresh port per probe, from a block held outside the kernel's ephemeral range)")
 	fs.VarP(addrFlag{&o.source}, "source", "S", "source address (default: the route's)")
 	fs.StringVarP(&o.iface, "interface", "I", "", "send and receive on this interface only")
 	fs.StringArrayVarP(&o.files, "file", "f", nil, "read targets from FILE, one per line, # comments ('-': standard input)")
-	fs.Float64Var(&o.rate, "rate", 10000, "scans: at most this many probes per second, 1 to 1e9 (0: as fast as the machine allows)")
-	fs.IntVar(&o.retries, "retries", 1, "scans: probe unanswered pairs again this many times")
+	fs.Float64Var(&o.rate, "rate", o.rate, "scans: at most this many probes per second, 1 to 1e9 (0: as fast as the machine allows)")
+	fs.Var(intFlag[int]{p: &o.retries, lo: 0, hi: scan.MaxRetries}, "retries", "scans: probe unanswered pairs again this many times")
 	fs.BoolVar(&o.openOnly, "open", false, "scans: print only open ports")
 	fs.StringVar(&o.expect, "expect", "", "scans: expected state of every pair: open, closed or filtered; exit 1 on any mismatch")
-	fs.IntVar(&o.senders, "senders", 0, "scans: sending threads, at most 256 (default: one per CPU)")
+	fs.Var(intFlag[int]{p: &o.senders, lo: 0, hi: maxSenders, msg: fmt.Sprintf("must be 0 (one per CPU) to %d", maxSenders)}, "senders", "scans: sending threads, at most 256 (default: one per CPU)")
 	fs.BoolVarP(&o.version, "version", "V", false, "print the version and exit")
 	fs.BoolVarP(&o.help, "help", "h", false, "show this help")
 	return fs
 }
 
+// helpColumns is the width of the help text.
+const helpColumns = 80
+
 func printUsage(w io.Writer) {
 	var o options
 	fmt.Fprint(w, usageHead)
-	fmt.Fprint(w, newFlagSet(&o).FlagUsages())
+	fmt.Fprint(w, newFlagSet(&o).FlagUsagesWrapped(helpColumns))
 	fmt.Fprint(w, usageTail)
+}
+
+// pflagValueError matches pflag's words for a value its flag refused.
+var pflagValueError = regexp.MustCompile(`^invalid argument "(.*)" for "(?:-., )?(--[^"]+)" flag: (.*)$`)
+
+// flagError rewrites pflag's error for a refused value as "--flag VALUE:
+// what is wrong", without strconv's words.
+func flagError(err error) error {
+	m := pflagValueError.FindStringSubmatch(err.Error())
+	if m == nil {
+		return usagef("%v", err)
+	}
+	why := m[3]
+	if strings.Contains(why, "strconv.") {
+		why = "not a number"
+	}
+	return usagef("%s %s: %s", m[2], m[1], why)
 }
 
 // parseArgs parses the command line. Errors are usageErrors.
 func parseArgs(args []string) (*options, error) {
-	o := &options{interval: time.Second, timeout: time.Second, closeTimeout: 3 * time.Second}
+	o := new(options)
 	fs := newFlagSet(o)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
@@ -189,7 +225,7 @@ func parseArgs(args []string) (*options, error) {
 			o.help = true
 			return o, nil
 		}
-		return nil, usagef("%v", err)
+		return nil, flagError(err)
 	}
 	if o.help || o.version || o.cleanup {
 		return o, nil
@@ -215,18 +251,9 @@ func parseArgs(args []string) (*options, error) {
 			return nil, usagef("--data is %d bytes; at most 65536", len(o.data))
 		}
 	}
-	if o.mark == 0 && mode != probe.ModeRST {
-		return nil, usagef("--mark must not be 0: the RST guard tells our RSTs from the kernel's by it")
-	}
 	switch {
-	case o.count < 0:
-		return nil, usagef("--count must not be negative (got %d)", o.count)
 	case o.ipv4 && o.ipv6:
 		return nil, usagef("-4 and -6 exclude each other")
-	case o.wscale < -1 || o.wscale > 14:
-		return nil, usagef("--wscale must be 0-14, or -1 for none (got %d)", o.wscale)
-	case o.ttl == 0:
-		return nil, usagef("--ttl must be 1-255")
 	case o.source.IsValid() && o.ipv4 && !o.source.Is4():
 		return nil, usagef("--source %v is not an IPv4 address, but -4 was given", o.source)
 	case o.source.IsValid() && o.ipv6 && o.source.Is4():
@@ -236,10 +263,6 @@ func parseArgs(args []string) (*options, error) {
 	switch {
 	case o.rate != 0 && !(o.rate >= minRate && o.rate <= maxRate):
 		return nil, usagef("--rate must be 0 (no limit) or %v to %v probes per second (got %v)", minRate, maxRate, o.rate)
-	case o.retries < 0 || o.retries > scan.MaxRetries:
-		return nil, usagef("--retries must be 0 to %d", scan.MaxRetries)
-	case o.senders < 0 || o.senders > maxSenders:
-		return nil, usagef("--senders must be 0 (one per CPU) to %d (got %d)", maxSenders, o.senders)
 	case o.expect != "" && o.expect != scan.ExpectOpen && o.expect != scan.ExpectClosed && o.expect != scan.ExpectFiltered:
 		return nil, usagef("--expect %q: want open, closed or filtered", o.expect)
 	}
@@ -343,8 +366,8 @@ type durationFlag struct {
 }
 
 func (f durationFlag) String() string {
-	if f.d == nil {
-		return ""
+	if f.d == nil || *f.d == 0 {
+		return "0" // pflag prints no default for it
 	}
 	return f.d.String()
 }
@@ -418,6 +441,55 @@ func unescape(s string) ([]byte, error) {
 		}
 	}
 	return out, nil
+}
+
+// intFlag is an integer flag with its bounds: a value outside them, or not
+// a number (decimal, or hexadecimal after 0x; a leading 0 is not octal),
+// is refused in words that name the bounds.
+type intFlag[T ~int | ~uint8 | ~uint16 | ~uint32] struct {
+	p      *T
+	lo, hi int64
+	hex    bool   // printed in hex
+	msg    string // what the bounds mean, if not "must be lo to hi"
+}
+
+func (f intFlag[T]) String() string {
+	switch {
+	case f.p == nil:
+		return ""
+	case f.hex:
+		return fmt.Sprintf("%#x", uint64(*f.p))
+	}
+	return strconv.FormatInt(int64(*f.p), 10)
+}
+
+func (f intFlag[T]) Type() string {
+	if f.hex {
+		return "uint32"
+	}
+	return "int"
+}
+
+func (f intFlag[T]) Set(s string) error {
+	var v int64
+	var err error
+	if h, ok := strings.CutPrefix(strings.ToLower(s), "0x"); ok {
+		v, err = strconv.ParseInt(h, 16, 64)
+	} else {
+		v, err = strconv.ParseInt(s, 10, 64)
+	}
+	switch {
+	case err != nil && !errors.Is(err, strconv.ErrRange):
+		return errors.New("not a number")
+	case err == nil && v >= f.lo && v <= f.hi:
+		*f.p = T(v)
+		return nil
+	case f.msg != "":
+		return errors.New(f.msg)
+	case f.hex:
+		return fmt.Errorf("must be %#x to %#x", f.lo, f.hi)
+	}
+	return fmt.Errorf("must be %d to %d", f.lo, f.hi)
 }
 
 // addrFlag parses an IP address.

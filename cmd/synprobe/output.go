@@ -268,10 +268,18 @@ func appendSYNACKOptions(b []byte, o *rawsock.SYNOptions, tos uint8) []byte {
 	return b
 }
 
+// plural says n things: "1 probe", "2 probes".
+func plural[T ~int | ~int64 | ~uint64](n T, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
+
 func (p *textPrinter) summary(t *probe.Target, spec *targetSpec, s *probe.Stats) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "--- %s synprobe statistics ---\n", spec.arg)
-	fmt.Fprintf(&b, "%d probes sent, %d open, %d closed, %d filtered", s.Sent, s.Open, s.Closed, s.Filtered)
+	fmt.Fprintf(&b, "%s sent, %d open, %d closed, %d filtered", plural(s.Sent, "probe", "probes"), s.Open, s.Closed, s.Filtered)
 	if s.Interrupted > 0 {
 		fmt.Fprintf(&b, ", %d unanswered at interrupt", s.Interrupted)
 	}

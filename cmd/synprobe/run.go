@@ -31,7 +31,49 @@ const (
 	exitFailure = 3 // runtime failure: privileges, sockets, routes
 )
 
-var version = "dev"
+// version is set by make (-X main.version=...); a plain go build leaves it
+// empty and the build info says which revision it was built from.
+var version string
+
+// versionString is what --version prints: the version given at link time,
+// else the module version or VCS revision from the build info.
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	var rev, when string
+	dirty := false
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.time":
+			when = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if rev == "" {
+		return "unknown (built without version control information)"
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if dirty {
+		rev += "-dirty"
+	}
+	if when != "" {
+		rev += " (" + when + ")"
+	}
+	return rev
+}
 
 // network is what run needs from the system; tests replace it.
 type network interface {
@@ -162,7 +204,7 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, sys n
 		printUsage(stdout)
 		return exitOK
 	case o.version:
-		fmt.Fprintf(stdout, "synprobe %s\n", version)
+		fmt.Fprintf(stdout, "synprobe %s\n", versionString())
 		return exitOK
 	case o.cleanup:
 		removed, err := sys.cleanup()

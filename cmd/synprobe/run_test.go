@@ -9,13 +9,16 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/synprobe/synprobe/probe/probetest"
 	"github.com/synprobe/synprobe/rawsock"
@@ -229,15 +232,15 @@ func TestBadInput(t *testing.T) {
 		{[]string{"host:80=maybe"}, "maybe"},
 		{[]string{"--expect", "up", "lab.test:80"}, "--expect"},
 		{[]string{"--rate", "-5", "lab.test:80"}, "--rate"},
-		{[]string{"--retries", "-1", "lab.test:80"}, "--retries"},
-		{[]string{"--retries", "101", "lab.test:80"}, "--retries must be 0 to 100"},
+		{[]string{"--retries", "-1", "lab.test:80"}, "--retries -1: must be 0 to 100"},
+		{[]string{"--retries", "101", "lab.test:80"}, "--retries 101: must be 0 to 100"},
 		{[]string{"-c", "1", "--expect", "open", "lab.test:80"}, "drop -c"},
 		{[]string{"-f", "/nonexistent/targets"}, "no such file"},
 		{[]string{"-c", "1", "198.18.0.0/16:1-100"}, "too many for -c/-i rounds"},
 		{[]string{"[lab.test]:80"}, "not an IPv6 address"},
 		{[]string{"2001:db8::1:80"}, "need brackets"},
 		{[]string{"nowhere.invalid:80"}, "cannot resolve"},
-		{[]string{"-c", "-1", "lab.test:80"}, "--count must not be negative"},
+		{[]string{"-c", "-1", "lab.test:80"}, "--count -1: must not be negative"},
 		{[]string{"-i", "0", "lab.test:80"}, "must be positive"},
 		{[]string{"-i", "-1s", "lab.test:80"}, "must be positive"},
 		{[]string{"-w", "0", "lab.test:80"}, "must be positive"},
@@ -255,9 +258,17 @@ func TestBadInput(t *testing.T) {
 		{[]string{"-I", "nosuchif0", "198.18.0.2:80"}, "-I nosuchif0: no such interface"},
 		{[]string{"[fe80::1]:80"}, "link-local IPv6 addresses are not supported"},
 		{[]string{"-f", "/"}, "is a directory"},
-		{[]string{"--wscale", "15", "lab.test:80"}, "--wscale"},
-		{[]string{"--ttl", "0", "lab.test:80"}, "--ttl"},
-		{[]string{"--ttl", "256", "lab.test:80"}, "ttl"},
+		{[]string{"--wscale", "15", "lab.test:80"}, "--wscale 15: must be 0-14, or -1 for none"},
+		{[]string{"--ttl", "0", "lab.test:80"}, "--ttl 0: must be 1 to 255"},
+		{[]string{"--ttl", "256", "lab.test:80"}, "--ttl 256: must be 1 to 255"},
+		{[]string{"--ttl", "ten", "lab.test:80"}, "--ttl ten: not a number"},
+		{[]string{"--tos", "0x1ff", "lab.test:80"}, "--tos 0x1ff: must be 0 to 255"},
+		{[]string{"--sport", "70000", "lab.test:80"}, "--sport 70000: must be 1 to 65535"},
+		{[]string{"--mss", "-1", "lab.test:80"}, "--mss -1: must be 0 to 65535"},
+		{[]string{"--count", "x", "lab.test:80"}, "--count x: not a number"},
+		{[]string{"--rate", "fast", "lab.test:80"}, "--rate fast: not a number"},
+		{[]string{"--senders", "300", "lab.test:80"}, "--senders 300: must be 0 (one per CPU) to 256"},
+		{[]string{"--mark", "0x1ffffffff", "lab.test:80"}, "--mark 0x1ffffffff: must be 1 to 0xffffffff"},
 		{[]string{"--mode", "syn", "lab.test:80"}, `unknown mode "syn"`},
 		{[]string{"--hold", "1s", "lab.test:80"}, "--hold needs --mode fin"},
 		{[]string{"--mode", "ack", "--data", "x", "lab.test:80"}, "--data needs --mode fin"},
@@ -268,7 +279,7 @@ func TestBadInput(t *testing.T) {
 		{[]string{"--mode", "fin", "--data", `\q`, "lab.test:80"}, `unknown escape \q`},
 		{[]string{"--mode", "fin", "--hold", "-1s", "lab.test:80"}, "must be positive"},
 		{[]string{"--mode", "fin", "--close-timeout", "0", "lab.test:80"}, "must be positive"},
-		{[]string{"--mode", "ack", "--mark", "0", "lab.test:80"}, "--mark must not be 0"},
+		{[]string{"--mode", "ack", "--mark", "0", "lab.test:80"}, "--mark 0: must be 1 to 0xffffffff: the RST guard tells our RSTs from the kernel's by it"},
 		{[]string{"-S", "not-an-ip", "lab.test:80"}, "not an IP address"},
 		{[]string{"-S", "2001:db8::1", "198.18.0.2:80"}, "different address families"},
 		{[]string{"--bogus", "lab.test:80"}, "unknown flag"},
@@ -413,6 +424,61 @@ func TestHelpAndVersion(t *testing.T) {
 	}
 	if code, stdout, _ := runCLI(t, &fakeSystem{}, "-V"); code != 0 || !strings.HasPrefix(stdout, "synprobe ") {
 		t.Errorf("version: %d %q", code, stdout)
+	}
+}
+
+// TestHelpText: the help fits 80 columns, says each default once, and
+// prints the mark in hex as the docs do.
+func TestHelpText(t *testing.T) {
+	_, help, _ := runCLI(t, &fakeSystem{}, "--help")
+	for i, line := range strings.Split(help, "\n") {
+		if n := utf8.RuneCountInString(line); n > helpColumns {
+			t.Errorf("line %d is %d columns: %q", i+1, n, line)
+		}
+	}
+	// One flag's text runs from its name to the next flag's.
+	flags := regexp.MustCompile(`(?m)^  (?:-\w, |    )--`).Split(help[strings.Index(help, "Flags:"):strings.Index(help, "Exit status")], -1)
+	if len(flags) < 30 {
+		t.Fatalf("%d flags found in the help", len(flags))
+	}
+	for _, f := range flags {
+		if n := strings.Count(f, "default"); n > 1 {
+			t.Errorf("defaults said %d times: %q", n, f)
+		}
+	}
+	flat := strings.Join(strings.Fields(help), " ")
+	for _, want := range []string{"(default 0x53594e50)", `\0`, "(default 1s)", "(default 3s)", "(default: none)", "(default 64)"} {
+		if !strings.Contains(flat, want) {
+			t.Errorf("help lacks %q", want)
+		}
+	}
+	if strings.Contains(help, "(default 0s)") || strings.Contains(help, "1398361680") {
+		t.Errorf("help:\n%s", help)
+	}
+}
+
+// TestVersionPlainBuild: a plain go build (no -ldflags) reports the
+// revision it was built from.
+func TestVersionPlainBuild(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	head, err := exec.Command("git", "rev-parse", "HEAD").Output()
+	if err != nil {
+		t.Skipf("not in a git checkout: %v", err)
+	}
+	bin := filepath.Join(t.TempDir(), "synprobe")
+	cmd := exec.Command("go", "build", "-buildvcs=true", "-o", bin, ".")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin, "--version").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rev := strings.TrimSpace(string(head))[:12]; !strings.Contains(string(out), rev) {
+		t.Errorf("--version says %q, want the revision %s", out, rev)
 	}
 }
 

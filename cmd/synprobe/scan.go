@@ -278,7 +278,7 @@ func (m *mismatch) evidence(o *options) string {
 	case r.State == probe.StateError:
 		e = fmt.Sprintf("never sent: %s (%s)", r.Reason, probe.SendErrorText(r.Reason))
 	case r.Reason == probe.ReasonTimeout:
-		e = fmt.Sprintf("no answer to %d probes (timeout %v)", o.retries+1, o.timeout)
+		e = fmt.Sprintf("no answer to %s (timeout %v)", plural(o.retries+1, "probe", "probes"), o.timeout)
 	case r.IsICMP():
 		who := "the target"
 		if r.From != r.Addr {
@@ -335,13 +335,13 @@ func (p *textPrinter) scanSummary(s *scan.Summary, mismatches int, expecting boo
 	if s.Errors > 0 {
 		notSent = fmt.Sprintf(", %d not sent", s.Errors)
 	}
-	fmt.Fprintf(p.w, "--- scan of %d pairs: %d open, %d closed, %d filtered%s (%s) ---\n", s.Pairs, s.Open, s.Closed, s.Filtered, notSent, reasonList(s.Reasons))
+	fmt.Fprintf(p.w, "--- scan of %s: %d open, %d closed, %d filtered%s (%s) ---\n", plural(s.Pairs, "pair", "pairs"), s.Open, s.Closed, s.Filtered, notSent, reasonList(s.Reasons))
 	limit := "none"
 	if s.RateLimit > 0 {
 		limit = strconv.FormatFloat(s.RateLimit, 'f', 0, 64) + "/s"
 	}
-	fmt.Fprintf(p.w, "%d probes sent (%d retries) in %.3f s, %s probes/s while sending (limit %s), %d duplicate replies",
-		s.Sent, s.Retries, s.Duration.Seconds(), strconv.FormatFloat(s.Rate, 'f', 0, 64), limit, s.Duplicates)
+	fmt.Fprintf(p.w, "%s sent (%s) in %.3f s, %s probes/s while sending (limit %s), %d duplicate replies",
+		plural(s.Sent, "probe", "probes"), plural(s.Retries, "retry", "retries"), s.Duration.Seconds(), strconv.FormatFloat(s.Rate, 'f', 0, 64), limit, s.Duplicates)
 	if s.Slowdowns > 0 {
 		fmt.Fprintf(p.w, ", slowed down %d times", s.Slowdowns)
 	}
@@ -376,7 +376,7 @@ func (p *textPrinter) scanSummary(s *scan.Summary, mismatches int, expecting boo
 		if mismatches == 0 {
 			fmt.Fprintln(p.w, "every pair is as expected")
 		} else {
-			fmt.Fprintf(p.w, "%d pairs differ from what was expected\n", mismatches)
+			fmt.Fprintf(p.w, "%s from what was expected\n", plural(mismatches, "pair differs", "pairs differ"))
 		}
 	}
 }
