@@ -31,6 +31,11 @@ type peer struct {
 	window   int // of its segments: 0 means 65000, -1 a zero window
 	tsval    uint32
 	tsRecent uint32
+	// realTime runs the exchange on the real clock (no kernel stamps;
+	// replies held back by their Delay), and synackDelay holds its
+	// SYN-ACK back, as a queue on the way back would.
+	realTime    bool
+	synackDelay time.Duration
 }
 
 const peerISN = 5000
@@ -53,6 +58,9 @@ func (pr *peer) respond(p *rawsock.Packet, b []byte, id uint32) []probetest.Repl
 				Src: p.Dst, Dst: p.Src, TTL: 64, SrcPort: p.DstPort, DstPort: p.SrcPort,
 				Seq: peerISN, Ack: pr.rcvNxt, Flags: rawsock.FlagSyn | rawsock.FlagAck, Window: pr.win(), Options: ob[:n],
 			})
+		}
+		if pr.realTime {
+			return []probetest.Reply{{Packet: b, Delay: pr.synackDelay}}
 		}
 		return []probetest.Reply{{Packet: b, After: rtt}}
 	}
@@ -115,6 +123,7 @@ func runFIN(t *testing.T, pr *peer, cfg probe.Config) (probe.Result, probe.Close
 	t.Helper()
 	pr.t = t
 	c := probetest.NewConn(pr.respond)
+	c.NoTxStamps = pr.realTime
 	cookie, _ := rawsock.NewRandomCookie()
 	var res []probe.Result
 	var reports []probe.CloseReport

@@ -159,14 +159,43 @@ func (c *tcb) answers(p *Prober, e *pending, in *inbound) int {
 }
 
 // replyDelay estimates how long after our FIN reached the peer the
-// segment in left it: its arrival, less the send time of the FIN
-// transmission it answers, less the lowest RTT seen. An upper bound when
-// the path's delay varies.
+// segment in left it, as the larger of two estimates, each blind where
+// the other sees:
+//   - by our clock: its arrival, less the send time of the FIN
+//     transmission it answers, less the lowest RTT seen. Too low when
+//     that RTT is inflated: with one sample (the SYN-ACK's), a queue on
+//     the way back is enough (CI: a SYN-ACK 177 ms late, a FIN that left
+//     100 ms after ours arrived, judged prompt).
+//   - by the peer's clock (tsDelay): blind to the way back.
 func (p *Prober) replyDelay(e *pending, in *inbound) time.Duration {
 	c := e.c
 	k := max(c.answers(p, e, in), 0)
 	d, _ := p.since(c.finTxs[k].at, rxStamp(in), e.t().Addr.Is6())
-	return d - c.minRTT
+	return max(d-c.minRTT, p.tsDelay(e, in, k))
+}
+
+// tsDelay estimates the same delay from the peer's timestamps: the ticks
+// of its TSval from its SYN-ACK to segment in (a Linux or BSD clock ticks
+// once a millisecond), less the time from our SYN to FIN transmission k;
+// both of ours crossed the same way there. Too low when our SYN took
+// longer to get there than our FIN. Used only when both carry TSvals and
+// the ticks agree with our clock within a factor of two over at least
+// 50 ms (a peer whose clock ticks otherwise gives no estimate); two ticks
+// of truncation are taken off.
+func (p *Prober) tsDelay(e *pending, in *inbound, k int) time.Duration {
+	const none = -time.Hour
+	c := e.c
+	if !c.ts || !in.pkt.Options.Timestamps || !c.synack.pkt.Options.Timestamps || c.synRTT <= 0 {
+		return none
+	}
+	v6 := e.t().Addr.Is6()
+	ticks := time.Duration(int32(in.pkt.Options.TSVal-c.synack.pkt.Options.TSVal)) * time.Millisecond
+	arrivals, _ := p.since(c.handshake, rxStamp(in), v6)
+	if arrivals < 50*time.Millisecond || ticks < arrivals/2 || ticks > 2*arrivals {
+		return none
+	}
+	ours, _ := p.since(c.handshake, c.finTxs[k].at, v6)
+	return ticks - (ours + c.synRTT) - 2*time.Millisecond
 }
 
 // judge returns the close pattern the evidence shows, the others it does

@@ -130,6 +130,49 @@ func TestCloseUnderLoss(t *testing.T) {
 					t.Errorf("close %+v", c)
 				}
 			})
+			t.Run("4-way, its ACK lost, FIN 100 ms later, the SYN-ACK 150 ms late", func(t *testing.T) {
+				// The only RTT sample is inflated by a queue on the way
+				// back: by our clock alone its FIN looks prompt. Its
+				// own clock (1 kHz) shows the 100 ms it waited.
+				// Without timestamps nothing shows it (docs/design.md,
+				// Judging the close).
+				if !ts {
+					t.Skip("without timestamps, an inflated only RTT sample hides the peer's delay")
+				}
+				start := time.Now()
+				pr := newPeer(func(pr *peer, p *rawsock.Packet) []probetest.Reply {
+					if !isFIN(p) {
+						return nil
+					}
+					pr.takes(p)
+					pr.tsval = peerTS.TSVal + uint32(time.Since(start).Milliseconds()) + 100
+					r := pr.send(p, rawsock.FlagFin|rawsock.FlagAck, nil, 0)
+					r.Delay = 100 * time.Millisecond
+					return []probetest.Reply{r}
+				})
+				pr.realTime, pr.synackDelay = true, 150*time.Millisecond
+				_, c, _ := runFIN(t, pr, probe.Config{Hold: 300 * time.Millisecond})
+				want := alts(probe.Close4Way, probe.CloseSimultaneous)
+				if c.Pattern != probe.Close3Way || c.Alternatives != want {
+					t.Errorf("close %+v, want 3-way with alternatives %v", c, want.Patterns())
+				}
+			})
+			t.Run("3-way, the SYN-ACK 150 ms late: no alternative", func(t *testing.T) {
+				start := time.Now()
+				pr := newPeer(func(pr *peer, p *rawsock.Packet) []probetest.Reply {
+					if !isFIN(p) {
+						return nil
+					}
+					pr.takes(p)
+					pr.tsval = peerTS.TSVal + uint32(time.Since(start).Milliseconds())
+					return []probetest.Reply{pr.send(p, rawsock.FlagFin|rawsock.FlagAck, nil, 0)}
+				})
+				pr.realTime, pr.synackDelay = true, 150*time.Millisecond
+				_, c, _ := runFIN(t, pr, probe.Config{Hold: 300 * time.Millisecond})
+				if c.Pattern != probe.Close3Way || c.Alternatives != 0 {
+					t.Errorf("close %+v, want 3-way", c)
+				}
+			})
 			t.Run("4-way, its ACK reordered behind its FIN", func(t *testing.T) {
 				pr := newPeer(func(pr *peer, p *rawsock.Packet) []probetest.Reply {
 					if !isFIN(p) {

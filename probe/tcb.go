@@ -120,8 +120,9 @@ type tcb struct {
 	tsRecent       uint32 // the peer's latest TSval, echoed in our TSecr
 	lastTSval      uint32 // the TSval of the segment we sent last
 
-	synack    inbound // the SYN-ACK, for the result
-	handshake stamp   // its arrival: the end of the handshake
+	synack    inbound       // the SYN-ACK, for the result
+	handshake stamp         // its arrival: the end of the handshake
+	synRTT    time.Duration // the SYN-ACK's RTT; 0 when it may be a retransmission's
 
 	// RTT and retransmission timeout (RFC 6298), user-space clock.
 	srtt, rttvar, minRTT time.Duration
@@ -508,6 +509,7 @@ func (p *Prober) established(i int, in *inbound, rtt time.Duration, rttOK bool) 
 	c.rto = unmeasuredRTO
 	if rttOK {
 		c.rttSample(rtt)
+		c.synRTT = rtt
 	} else {
 		c.lossSeen = true // the SYN-ACK may have been sent again
 	}

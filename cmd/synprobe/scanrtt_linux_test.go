@@ -124,7 +124,7 @@ func TestIntegrationScanRTTCapture(t *testing.T) {
 			// a receiver held up (a loaded machine, the race detector)
 			// read the answer. At this rate tcpdump loses packets; the
 			// pairs it kept are compared.
-			if want := int(summary["pairs"].(float64)); timed < want*95/100 || len(errs) < min(want, 1000) {
+			if want := int(summary["pairs"].(float64)); timed < want*95/100 || len(errs) < min(want/2, 1000) {
 				t.Fatalf("%d of %d pairs timed, %d of them found in the capture (%d packets captured); summary %v", timed, want, len(errs), len(pkts), summary)
 			}
 			med, p99, worst := quantile(errs, 0.5), quantile(errs, 0.99), errs[len(errs)-1]
