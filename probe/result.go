@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // State is a probe's verdict.
@@ -100,9 +100,9 @@ type Result struct {
 	DF   bool
 
 	// The reply's TCP header (SYN-ACK or RST).
-	Flags   rawsock.TCPFlags
+	Flags   wire.TCPFlags
 	Window  uint16
-	Options rawsock.SYNOptions
+	Options wire.SYNOptions
 
 	// Close reports how the connection ended (ModeFIN, open probes).
 	Close *CloseReport

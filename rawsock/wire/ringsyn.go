@@ -1,4 +1,4 @@
-package rawsock
+package wire
 
 import (
 	"encoding/binary"
@@ -8,14 +8,14 @@ import (
 	"golang.org/x/net/bpf"
 )
 
-// synCopyBody returns the part of the Ring's program that takes our own
+// SYNFilter returns the part of the Ring's program that takes our own
 // probes as they leave (RingConfig.Outgoing), from the IPv4 or IPv6
 // header: TCP SYNs (SYN set; ACK, RST and FIN clear) from one of srcs with
 // a source port in [lo, hi]. IPv4 options are handled, a non-first
 // fragment refused; for IPv6 the TCP header must follow the fixed header.
 // If no address of srcs is of the family, nothing is accepted; with more
-// than maxRingAddrs, any source is. Self-contained like ringFilterBody.
-func synCopyBody(srcs []netip.Addr, lo, hi uint16, v6 bool) []bpf.Instruction {
+// than MaxFilterAddrs, any source is. Self-contained like ReplyFilter.
+func SYNFilter(srcs []netip.Addr, lo, hi uint16, v6 bool) []bpf.Instruction {
 	var mine []netip.Addr
 	for _, a := range srcs {
 		if a.IsValid() && a.Unmap().Is6() == v6 && !slices.Contains(mine, a.Unmap()) {
@@ -25,7 +25,7 @@ func synCopyBody(srcs []netip.Addr, lo, hi uint16, v6 bool) []bpf.Instruction {
 	if len(mine) == 0 {
 		return []bpf.Instruction{bpf.RetConstant{Val: 0}}
 	}
-	if len(mine) > maxRingAddrs {
+	if len(mine) > MaxFilterAddrs {
 		mine = nil
 	}
 	const synMask = uint32(FlagSyn | FlagAck | FlagRst | FlagFin)
@@ -40,7 +40,7 @@ func synCopyBody(srcs []netip.Addr, lo, hi uint16, v6 bool) []bpf.Instruction {
 			bpf.LoadAbsolute{Off: IPv6MinimumSize + TCPFlagsOffset, Size: 1},
 			bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: synMask},
 			bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: uint32(FlagSyn), SkipTrue: 1},
-			bpf.RetConstant{Val: filterAccept},
+			bpf.RetConstant{Val: FilterAccept},
 			bpf.RetConstant{Val: 0},
 		}
 	} else {
@@ -56,7 +56,7 @@ func synCopyBody(srcs []netip.Addr, lo, hi uint16, v6 bool) []bpf.Instruction {
 			bpf.LoadIndirect{Off: TCPFlagsOffset, Size: 1},
 			bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: synMask},
 			bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: uint32(FlagSyn), SkipTrue: 1},
-			bpf.RetConstant{Val: filterAccept},
+			bpf.RetConstant{Val: FilterAccept},
 			bpf.RetConstant{Val: 0},
 		}
 	}

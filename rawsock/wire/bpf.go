@@ -1,19 +1,18 @@
-package rawsock
+package wire
 
 import (
 	"encoding/binary"
-	"fmt"
 	"net/netip"
 	"slices"
 
 	"golang.org/x/net/bpf"
 )
 
-// filterAccept is the snap length the filters return for an accepted
+// FilterAccept is the snap length the filters return for an accepted
 // packet: more than any packet, so the whole packet is kept.
-const filterAccept = 262144
+const FilterAccept = 262144
 
-// The filters below return filterAccept (keep the whole packet) or 0 (drop
+// The filters below return FilterAccept (keep the whole packet) or 0 (drop
 // it). A load beyond the end of the packet ends the program with 0, so
 // short packets are dropped. If lo > hi, every packet is dropped.
 
@@ -31,7 +30,7 @@ func TCPFilterIPv4(lo, hi uint16) []bpf.Instruction {
 		bpf.LoadIndirect{Off: TCPDstPortOffset, Size: 2},
 		bpf.JumpIf{Cond: bpf.JumpLessThan, Val: uint32(lo), SkipTrue: 2},
 		bpf.JumpIf{Cond: bpf.JumpGreaterThan, Val: uint32(hi), SkipTrue: 1},
-		bpf.RetConstant{Val: filterAccept},
+		bpf.RetConstant{Val: FilterAccept},
 		bpf.RetConstant{Val: 0},
 	}
 }
@@ -44,7 +43,7 @@ func TCPFilterIPv6(lo, hi uint16) []bpf.Instruction {
 		bpf.LoadAbsolute{Off: TCPDstPortOffset, Size: 2},
 		bpf.JumpIf{Cond: bpf.JumpLessThan, Val: uint32(lo), SkipTrue: 2},
 		bpf.JumpIf{Cond: bpf.JumpGreaterThan, Val: uint32(hi), SkipTrue: 1},
-		bpf.RetConstant{Val: filterAccept},
+		bpf.RetConstant{Val: FilterAccept},
 		bpf.RetConstant{Val: 0},
 	}
 }
@@ -87,7 +86,7 @@ func ICMPFilterIPv4(lo, hi uint16) []bpf.Instruction {
 		/* 20 */ bpf.LoadIndirect{Off: q + TCPSrcPortOffset, Size: 2},
 		/* 21 */ bpf.JumpIf{Cond: bpf.JumpLessThan, Val: uint32(lo), SkipTrue: 2},
 		/* 22 */ bpf.JumpIf{Cond: bpf.JumpGreaterThan, Val: uint32(hi), SkipTrue: 1},
-		/* 23 */ bpf.RetConstant{Val: filterAccept},
+		/* 23 */ bpf.RetConstant{Val: FilterAccept},
 		/* 24 */ bpf.RetConstant{Val: 0},
 	}
 }
@@ -108,24 +107,24 @@ func ICMPFilterIPv6(lo, hi uint16) []bpf.Instruction {
 		bpf.LoadAbsolute{Off: q + IPv6MinimumSize + TCPSrcPortOffset, Size: 2},
 		bpf.JumpIf{Cond: bpf.JumpLessThan, Val: uint32(lo), SkipTrue: 2},
 		bpf.JumpIf{Cond: bpf.JumpGreaterThan, Val: uint32(hi), SkipTrue: 1},
-		bpf.RetConstant{Val: filterAccept},
+		bpf.RetConstant{Val: FilterAccept},
 		bpf.RetConstant{Val: 0},
 	}
 }
 
-// maxRingAddrs is the most addresses per family the Ring's filter
+// MaxFilterAddrs is the most addresses per family the Ring's filter
 // checks; with more it takes every address (the cookies still decide).
-const maxRingAddrs = 16
+const MaxFilterAddrs = 16
 
-// ringFilterBody returns the part of the Ring's program that looks at the
+// ReplyFilter returns the part of the Ring's program that looks at the
 // packet alone, from its IPv4 or IPv6 header (an AF_PACKET SOCK_DGRAM
 // socket's data): it accepts the packets to one of dsts that the Conn's
 // TCP and ICMP filters for the family accept. For IPv6 the TCP or ICMPv6
 // header must follow the fixed header directly. If no address of dsts is
-// of the family, nothing is accepted; with more than maxRingAddrs, any
+// of the family, nothing is accepted; with more than MaxFilterAddrs, any
 // destination is. It is self-contained (it ends in its own returns), so
 // it runs alone in the x/net/bpf VM, which knows no ancillary loads.
-func ringFilterBody(dsts []netip.Addr, lo, hi uint16, v6 bool) []bpf.Instruction {
+func ReplyFilter(dsts []netip.Addr, lo, hi uint16, v6 bool) []bpf.Instruction {
 	var mine []netip.Addr
 	for _, d := range dsts {
 		if d.IsValid() && d.Unmap().Is6() == v6 && !slices.Contains(mine, d.Unmap()) {
@@ -135,7 +134,7 @@ func ringFilterBody(dsts []netip.Addr, lo, hi uint16, v6 bool) []bpf.Instruction
 	if len(mine) == 0 {
 		return []bpf.Instruction{bpf.RetConstant{Val: 0}}
 	}
-	if len(mine) > maxRingAddrs {
+	if len(mine) > MaxFilterAddrs {
 		mine = nil
 	}
 	var prog []bpf.Instruction
@@ -211,33 +210,4 @@ func shiftLoads(prog []bpf.Instruction, off uint32) []bpf.Instruction {
 		}
 	}
 	return prog
-}
-
-// portRangeChecks returns the end of a program that has loaded a port into
-// register A: it accepts the packet if the port is in one of ranges and
-// drops it otherwise. Each range takes three instructions and ends in its
-// own return, so no jump reaches far.
-func portRangeChecks(ranges []PortRange) []bpf.Instruction {
-	prog := make([]bpf.Instruction, 0, 3*len(ranges)+1)
-	for _, r := range ranges {
-		prog = append(prog,
-			bpf.JumpIf{Cond: bpf.JumpLessThan, Val: uint32(r.Lo), SkipTrue: 2},
-			bpf.JumpIf{Cond: bpf.JumpGreaterThan, Val: uint32(r.Hi), SkipTrue: 1},
-			bpf.RetConstant{Val: filterAccept})
-	}
-	return append(prog, bpf.RetConstant{Val: 0})
-}
-
-// checkRanges reports ranges that are empty, reversed, include port 0 or
-// are more than maxPortRanges.
-func checkRanges(ranges []PortRange) error {
-	if len(ranges) == 0 || len(ranges) > maxPortRanges {
-		return fmt.Errorf("rawsock: %d port ranges (want 1 to %d)", len(ranges), maxPortRanges)
-	}
-	for _, r := range ranges {
-		if r.Lo == 0 || r.Hi < r.Lo {
-			return fmt.Errorf("rawsock: bad port range %d-%d", r.Lo, r.Hi)
-		}
-	}
-	return nil
 }
