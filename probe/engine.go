@@ -119,7 +119,7 @@ type Config struct {
 	// ECN asks for ECN in the SYN (ECE and CWR set).
 	ECN bool
 
-	// Cookie keys the ISNs. Required: use rawsock.NewRandomCookie.
+	// Cookie keys the ISNs. Required: use wire.NewRandomCookie.
 	Cookie wire.Cookie
 
 	// OnResult is called from Run for every finished probe. The Result,
@@ -208,7 +208,7 @@ func newEngine(conn Conn, ec engineConfig) (*Prober, error) {
 		return nil, fmt.Errorf("probe: bad source port range %d-%d", ec.portLo, ec.portHi)
 	}
 	if ec.cookie == (wire.Cookie{}) {
-		return nil, errors.New("probe: no cookie: make one with rawsock.NewRandomCookie")
+		return nil, errors.New("probe: no cookie: make one with wire.NewRandomCookie")
 	}
 	if ec.now == nil {
 		ec.now = time.Now

@@ -37,7 +37,7 @@ func (s State) String() string {
 }
 
 // Reasons given with a verdict, besides the ICMP names of
-// rawsock.ICMPReason.
+// wire.ICMPReason.
 const (
 	ReasonSYNACK    = "syn-ack"
 	ReasonRST       = "rst"

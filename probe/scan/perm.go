@@ -31,7 +31,7 @@ type Perm struct {
 
 // NewPerm returns the permutation of [0, n) under key. It panics unless
 // 1 <= n <= MaxPairs. The same n and key give the same order; the key is
-// used as rawsock.NewCookie uses it (SipHash key bytes, little-endian
+// used as wire.NewCookie uses it (SipHash key bytes, little-endian
 // halves), so one per-run secret may serve both: the messages hashed here
 // are 8 bytes long and never equal a cookie's 40-byte message.
 func NewPerm(n uint64, key [16]byte) *Perm {

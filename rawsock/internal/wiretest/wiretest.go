@@ -14,6 +14,7 @@ import (
 	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
+// Addresses of the test packets: us (A), the target (B) and a router (R).
 var (
 	V4A = netip.MustParseAddr("192.0.2.1")     // us
 	V4B = netip.MustParseAddr("198.51.100.7")  // target
@@ -23,13 +24,16 @@ var (
 	V6R = netip.MustParseAddr("2001:db8:aaaa::fe")
 )
 
+// LinuxSYNOptions are the options of a Linux client's SYN.
 var LinuxSYNOptions = wire.SYNOptions{MSS: 1460, WScale: 7, SACKPermitted: true, Timestamps: true, TSVal: 0x11223344}
 
+// EncodeOptions returns o encoded.
 func EncodeOptions(o wire.SYNOptions) []byte {
 	b := make([]byte, wire.MaxOptionsSize)
 	return b[:o.Encode(b)]
 }
 
+// MustBuild returns the packet s builds, or fails the test.
 func MustBuild(tb testing.TB, s wire.Segment) []byte {
 	tb.Helper()
 	b := make([]byte, 1500)
@@ -59,7 +63,8 @@ func SYNACK(src, dst netip.Addr, dport uint16) wire.Segment {
 	}
 }
 
-// ICMP4Error wraps quote in an ICMP error from the router to dst.
+// ICMP4Error wraps quote in an ICMP error from the address from to the
+// address to.
 func ICMP4Error(typ, code uint8, from, to netip.Addr, quote []byte) []byte {
 	b := make([]byte, wire.IPv4MinimumSize+wire.ICMPHeaderSize+len(quote))
 	ip := wire.IPv4(b)
@@ -80,7 +85,8 @@ func ICMP4Error(typ, code uint8, from, to netip.Addr, quote []byte) []byte {
 	return b
 }
 
-// ICMP6Error wraps quote in an ICMPv6 error from the router to dst.
+// ICMP6Error wraps quote in an ICMPv6 error from the address from to the
+// address to.
 func ICMP6Error(typ, code uint8, from, to netip.Addr, quote []byte) []byte {
 	b := make([]byte, wire.IPv6MinimumSize+wire.ICMPHeaderSize+len(quote))
 	ip := wire.IPv6(b)
@@ -112,7 +118,7 @@ func WithIPv4Options(pkt []byte, n int) []byte {
 }
 
 // ExtHeader is an IPv6 extension header to insert with WithExtHeaders:
-// kind, and body, whose length must be 6 mod 8 (or 6 for a fragment).
+// Kind, and Body, whose length must be 6 mod 8 (or 6 for a fragment).
 type ExtHeader struct {
 	Kind uint8
 	Body []byte
@@ -160,12 +166,15 @@ func RunFilter(t *testing.T, prog []bpf.Instruction, pkt []byte) bool {
 	return n != 0
 }
 
+// FilterCase is a packet and whether a filter must accept it.
 type FilterCase struct {
 	Name   string
 	Pkt    []byte
 	Accept bool
 }
 
+// CheckFilter runs prog on each case's packet and reports the verdicts
+// that differ from the case's.
 func CheckFilter(t *testing.T, prog []bpf.Instruction, cases []FilterCase) {
 	t.Helper()
 	for _, tc := range cases {
@@ -175,12 +184,14 @@ func CheckFilter(t *testing.T, prog []bpf.Instruction, cases []FilterCase) {
 	}
 }
 
+// Edited returns a copy of b changed by f.
 func Edited(b []byte, f func(b []byte)) []byte {
 	b = append([]byte{}, b...)
 	f(b)
 	return b
 }
 
+// FilterLo..FilterHi is the port range the filter tests use.
 const (
 	FilterLo = 40000
 	FilterHi = 40999
