@@ -11,7 +11,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 LDFLAGS := -X main.version=$(VERSION)
 
-FUZZ_TARGETS := $(shell grep -ho '^func Fuzz[A-Za-z0-9_]*' rawsock/*_test.go internal/netlab/*_test.go 2>/dev/null | sed 's/func //')
+FUZZ_TARGETS := $(shell grep -ho '^func Fuzz[A-Za-z0-9_]*' rawsock/*_test.go rawsock/wire/*_test.go internal/netlab/*_test.go 2>/dev/null | sed 's/func //')
 
 .PHONY: all build deps demo test test-unit test-integration fuzz bench bench-rtt lint install clean
 
@@ -43,7 +43,7 @@ test-integration: deps
 
 fuzz:
 	@for f in $(FUZZ_TARGETS); do \
-		pkg=$$(grep -l "^func $$f(" rawsock/*_test.go internal/netlab/*_test.go | head -1 | xargs dirname); \
+		pkg=$$(grep -l "^func $$f(" rawsock/*_test.go rawsock/wire/*_test.go internal/netlab/*_test.go | head -1 | xargs dirname); \
 		echo "== $$f ($$pkg, $(FUZZTIME))"; \
 		$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) ./$$pkg || exit 1; \
 	done
@@ -52,9 +52,9 @@ bench: deps build
 	$(SUDO) env "PATH=$$PATH" scripts/bench-rtt.sh
 	$(SUDO) scripts/bench-scan.sh bin/synprobe bin/labserver 3
 
-# The exported API is declared once, in portable files (rawsock's
-# TestLayout): the module must build and vet for a platform without the
-# Linux code as well.
+# The exported API is declared once, in portable files, and rawsock/wire
+# is portable (the TestLayout of rawsock and rawsock/wire): the module
+# must build and vet for a platform without the Linux code as well.
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // lastConn keeps the last packet sent, without allocating.
@@ -23,11 +23,11 @@ func (c *lastConn) TxTime(id uint32, v6 bool) (time.Time, bool)    { return time
 // newAllocProber returns a prober of one target over c whose probes never
 // time out, for driving sendSYN and handle by hand.
 func newAllocProber(tb testing.TB, c Conn, dst, src netip.Addr) *Prober {
-	cookie, _ := rawsock.NewRandomCookie()
+	cookie, _ := wire.NewRandomCookie()
 	p, err := New(c, Config{
 		Targets: []Target{{Addr: dst, Src: src, Port: 443}},
 		PortLo:  61000, PortHi: 61511,
-		Options: &rawsock.SYNOptions{MSS: 1460, WScale: 7, SACKPermitted: true, Timestamps: true},
+		Options: &wire.SYNOptions{MSS: 1460, WScale: 7, SACKPermitted: true, Timestamps: true},
 		Timeout: time.Hour,
 		Cookie:  cookie,
 	})
@@ -54,18 +54,18 @@ func TestZeroAllocs(t *testing.T) {
 		now := time.Now()
 		reply := make([]byte, 128)
 		var in inbound
-		var syn rawsock.Packet
+		var syn wire.Packet
 		seq := 0
 		one := func() {
 			p.sendSYN(p.main, 0, seq, now)
 			seq++
-			if err := rawsock.Parse(c.buf[:c.n], &syn); err != nil {
+			if err := wire.Parse(c.buf[:c.n], &syn); err != nil {
 				t.Fatal(err)
 			}
-			seg := rawsock.Segment{Src: d, Dst: s, TTL: 64, SrcPort: 443, DstPort: syn.SrcPort,
-				Ack: syn.Seq + 1, Flags: rawsock.FlagSyn | rawsock.FlagAck, Window: 1}
+			seg := wire.Segment{Src: d, Dst: s, TTL: 64, SrcPort: 443, DstPort: syn.SrcPort,
+				Ack: syn.Seq + 1, Flags: wire.FlagSyn | wire.FlagAck, Window: 1}
 			n, _ := seg.Build(reply)
-			if err := rawsock.Parse(reply[:n], &in.pkt); err != nil {
+			if err := wire.Parse(reply[:n], &in.pkt); err != nil {
 				t.Fatal(err)
 			}
 			in.rx = time.Unix(0, int64(p.nextID-1)).Add(40 * time.Microsecond) // the RTT: 40 µs
@@ -108,15 +108,15 @@ func BenchmarkProbe(b *testing.B) {
 	now := time.Now()
 	reply := make([]byte, 128)
 	var in inbound
-	var syn rawsock.Packet
+	var syn wire.Packet
 	b.ReportAllocs()
 	for i := range b.N {
 		p.sendSYN(p.main, 0, i, now)
-		rawsock.Parse(c.buf[:c.n], &syn)
-		seg := rawsock.Segment{Src: d, Dst: s, TTL: 64, SrcPort: 443, DstPort: syn.SrcPort,
-			Ack: syn.Seq + 1, Flags: rawsock.FlagSyn | rawsock.FlagAck, Window: 1}
+		wire.Parse(c.buf[:c.n], &syn)
+		seg := wire.Segment{Src: d, Dst: s, TTL: 64, SrcPort: 443, DstPort: syn.SrcPort,
+			Ack: syn.Seq + 1, Flags: wire.FlagSyn | wire.FlagAck, Window: 1}
 		n, _ := seg.Build(reply)
-		rawsock.Parse(reply[:n], &in.pkt)
+		wire.Parse(reply[:n], &in.pkt)
 		p.handle(&in)
 	}
 }
@@ -128,11 +128,11 @@ func TestZeroAllocsFIN(t *testing.T) {
 	d, s := netip.MustParseAddr("198.18.0.2"), netip.MustParseAddr("198.18.0.1")
 	c := &lastConn{}
 	clock := time.Unix(1e9, 0)
-	cookie, _ := rawsock.NewRandomCookie()
+	cookie, _ := wire.NewRandomCookie()
 	p, err := New(c, Config{
 		Targets: []Target{{Addr: d, Src: s, Port: 80}},
 		PortLo:  61000, PortHi: 61511,
-		Options: &rawsock.SYNOptions{MSS: 1460, WScale: 7, SACKPermitted: true, Timestamps: true},
+		Options: &wire.SYNOptions{MSS: 1460, WScale: 7, SACKPermitted: true, Timestamps: true},
 		Timeout: time.Hour, Mode: ModeFIN, Data: make([]byte, 100),
 		Cookie: cookie,
 		Now:    func() time.Time { return clock },
@@ -142,12 +142,12 @@ func TestZeroAllocsFIN(t *testing.T) {
 	}
 	reply := make([]byte, 128)
 	var in inbound
-	var out rawsock.Packet
-	deliver := func(flags rawsock.TCPFlags, seq, ack uint32) {
-		seg := rawsock.Segment{Src: d, Dst: s, TTL: 64, SrcPort: 80, DstPort: out.SrcPort,
+	var out wire.Packet
+	deliver := func(flags wire.TCPFlags, seq, ack uint32) {
+		seg := wire.Segment{Src: d, Dst: s, TTL: 64, SrcPort: 80, DstPort: out.SrcPort,
 			Seq: seq, Ack: ack, Flags: flags, Window: 1000}
 		n, _ := seg.Build(reply)
-		if err := rawsock.Parse(reply[:n], &in.pkt); err != nil {
+		if err := wire.Parse(reply[:n], &in.pkt); err != nil {
 			t.Fatal(err)
 		}
 		in.rx, in.user = clock, clock
@@ -158,14 +158,14 @@ func TestZeroAllocsFIN(t *testing.T) {
 	allocs := testing.AllocsPerRun(500, func() {
 		p.sendSYN(p.main, 0, seq, clock)
 		seq++
-		rawsock.Parse(c.buf[:c.n], &out)
+		wire.Parse(c.buf[:c.n], &out)
 		isn := out.Seq
-		deliver(rawsock.FlagSyn|rawsock.FlagAck, irs, isn+1)
-		rawsock.Parse(c.buf[:c.n], &out)
-		if out.Flags != rawsock.FlagFin|rawsock.FlagAck || out.Seq != isn+101 {
+		deliver(wire.FlagSyn|wire.FlagAck, irs, isn+1)
+		wire.Parse(c.buf[:c.n], &out)
+		if out.Flags != wire.FlagFin|wire.FlagAck || out.Seq != isn+101 {
 			t.Fatalf("after the SYN-ACK we sent %v seq %d", out.Flags, out.Seq-isn)
 		}
-		deliver(rawsock.FlagFin|rawsock.FlagAck, irs+1, isn+102)
+		deliver(wire.FlagFin|wire.FlagAck, irs+1, isn+102)
 		clock = clock.Add(20 * time.Millisecond) // the 3-way report's grace
 		p.expire(clock)
 		clock = clock.Add(time.Minute + time.Second) // TIME_WAIT over

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // DefaultMark is the SO_MARK a Client (and synprobe) puts on its packets
@@ -53,7 +54,7 @@ type ClientConfig struct {
 	// Options and Options6 are the SYN options for IPv4 and IPv6 targets
 	// when a probe does not give its own; nil means Linux's (MSS 1460 or
 	// 1440, SACK permitted, timestamps, window scale 7).
-	Options, Options6 *rawsock.SYNOptions
+	Options, Options6 *wire.SYNOptions
 
 	// Conn, if set, is the network the client uses instead of the raw
 	// sockets it would open: the client then opens nothing (no sockets,
@@ -99,7 +100,7 @@ type ProbeOptions struct {
 	// Options and Options6 replace the client's SYN options for this
 	// probe, for IPv4 and IPv6 targets (Options for both when Options6
 	// is nil); NoOptions sends a SYN without options.
-	Options, Options6 *rawsock.SYNOptions
+	Options, Options6 *wire.SYNOptions
 	NoOptions         bool
 }
 
@@ -139,8 +140,8 @@ type Client struct {
 
 // Linux's SYN options, for a Client's defaults.
 var (
-	linuxOptions4 = rawsock.SYNOptions{MSS: 1460, WScale: 7, SACKPermitted: true, Timestamps: true}
-	linuxOptions6 = rawsock.SYNOptions{MSS: 1440, WScale: 7, SACKPermitted: true, Timestamps: true}
+	linuxOptions4 = wire.SYNOptions{MSS: 1460, WScale: 7, SACKPermitted: true, Timestamps: true}
+	linuxOptions6 = wire.SYNOptions{MSS: 1440, WScale: 7, SACKPermitted: true, Timestamps: true}
 )
 
 // maxClientPorts bounds ClientConfig.Ports: every port may hold a
@@ -207,7 +208,7 @@ func (c *Client) open() error {
 		c.finder.Source(netip.IPv4Unspecified())
 		c.finder.Source(netip.IPv6Loopback())
 	}
-	cookie, err := rawsock.NewRandomCookie()
+	cookie, err := wire.NewRandomCookie()
 	if err != nil {
 		return err
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/synprobe/synprobe/internal/netlab"
 	"github.com/synprobe/synprobe/probe"
 	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/wire"
 	"golang.org/x/sys/unix"
 )
 
@@ -68,16 +69,16 @@ func clientLab(t *testing.T) (*netlab.Lab, *probe.Client) {
 type capturedProbe struct {
 	syn, reply       time.Time
 	dst              netip.AddrPort
-	replyFlags       rawsock.TCPFlags
+	replyFlags       wire.TCPFlags
 	icmp, acked, rst bool // an ICMP error quoted it; our ACK and RST followed
 }
 
 // captureProbes indexes the probes a capture saw by source port and ISN.
 func captureProbes(pkts []netlab.CapturedPacket) map[[2]uint32]*capturedProbe {
 	m := map[[2]uint32]*capturedProbe{}
-	var p rawsock.Packet
+	var p wire.Packet
 	for _, c := range pkts {
-		if rawsock.Parse(c.Data, &p) != nil {
+		if wire.Parse(c.Data, &p) != nil {
 			continue
 		}
 		switch {
@@ -86,21 +87,21 @@ func captureProbes(pkts []netlab.CapturedPacket) map[[2]uint32]*capturedProbe {
 			if cp := m[[2]uint32{uint32(q.SrcPort), q.Seq}]; cp != nil && q.HasSeq && cp.reply.IsZero() {
 				cp.reply, cp.icmp = c.Time, true
 			}
-		case p.Flags == rawsock.FlagSyn:
+		case p.Flags == wire.FlagSyn:
 			k := [2]uint32{uint32(p.SrcPort), p.Seq}
 			if m[k] == nil {
 				m[k] = &capturedProbe{syn: c.Time, dst: netip.AddrPortFrom(p.Dst, p.DstPort)}
 			}
-		case p.Flags&rawsock.FlagAck != 0 && p.SrcPort != 0:
+		case p.Flags&wire.FlagAck != 0 && p.SrcPort != 0:
 			// An answer acknowledges ISN+1 and goes to our port.
 			if cp := m[[2]uint32{uint32(p.DstPort), p.Ack - 1}]; cp != nil && cp.reply.IsZero() && netip.AddrPortFrom(p.Src, p.SrcPort) == cp.dst {
 				cp.reply, cp.replyFlags = c.Time, p.Flags
 			}
 			// Ours after the SYN-ACK: ACK (ack mode), RST.
-			if cp := m[[2]uint32{uint32(p.SrcPort), p.Seq - 1}]; cp != nil && netip.AddrPortFrom(p.Dst, p.DstPort) == cp.dst && p.Flags == rawsock.FlagAck {
+			if cp := m[[2]uint32{uint32(p.SrcPort), p.Seq - 1}]; cp != nil && netip.AddrPortFrom(p.Dst, p.DstPort) == cp.dst && p.Flags == wire.FlagAck {
 				cp.acked = true
 			}
-		case p.Flags == rawsock.FlagRst:
+		case p.Flags == wire.FlagRst:
 			if cp := m[[2]uint32{uint32(p.SrcPort), p.Seq - 1}]; cp != nil && netip.AddrPortFrom(p.Dst, p.DstPort) == cp.dst {
 				cp.rst = true
 			}
@@ -194,9 +195,9 @@ func TestIntegrationClientConcurrent(t *testing.T) {
 		case w.reply.IsZero():
 			fail("%v: %v, but the capture has no answer", c.dst, state)
 			continue
-		case state == probe.StateOpen && (w.replyFlags != rawsock.FlagSyn|rawsock.FlagAck || !w.rst || w.acked != (c.mode == probe.ModeACK)):
+		case state == probe.StateOpen && (w.replyFlags != wire.FlagSyn|wire.FlagAck || !w.rst || w.acked != (c.mode == probe.ModeACK)):
 			fail("%v %v: open; on the wire %v, then our ACK %v, RST %v", c.dst, c.mode, w.replyFlags, w.acked, w.rst)
-		case state == probe.StateClosed && w.replyFlags&rawsock.FlagRst == 0, reason == "icmp-admin-prohibited" && !w.icmp:
+		case state == probe.StateClosed && w.replyFlags&wire.FlagRst == 0, reason == "icmp-admin-prohibited" && !w.icmp:
 			fail("%v: %v, but the answer on the wire was %v (icmp %v)", c.dst, state, w.replyFlags, w.icmp)
 		}
 		d := r.RTT - w.reply.Sub(w.syn)

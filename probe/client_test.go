@@ -12,7 +12,7 @@ import (
 
 	"github.com/synprobe/synprobe/probe"
 	"github.com/synprobe/synprobe/probe/probetest"
-	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // fakeClient returns a Client over c with ports source ports from 61000.
@@ -46,14 +46,14 @@ func fakeClient(t *testing.T, c *probetest.Conn, ports int) *probe.Client {
 // 3xx an ICMP "administratively prohibited" from a router, anything else silence. Each reply comes
 // rtt + port microseconds after its SYN, so that a result with another
 // probe's reply would show it.
-func byPort(p *rawsock.Packet, b []byte, _ uint32) []probetest.Reply {
-	if p.Flags != rawsock.FlagSyn {
+func byPort(p *wire.Packet, b []byte, _ uint32) []probetest.Reply {
+	if p.Flags != wire.FlagSyn {
 		return nil
 	}
 	after := rtt + time.Duration(p.DstPort)*time.Microsecond
 	switch p.DstPort / 100 {
 	case 1:
-		return []probetest.Reply{{Packet: probetest.SYNACK(p, rawsock.SYNOptions{MSS: 1400, TSEcr: p.Options.TSVal}), After: after}}
+		return []probetest.Reply{{Packet: probetest.SYNACK(p, wire.SYNOptions{MSS: 1400, TSEcr: p.Options.TSVal}), After: after}}
 	case 2:
 		return []probetest.Reply{{Packet: probetest.RST(p), After: after}}
 	case 3:
@@ -72,8 +72,8 @@ func byPort(p *rawsock.Packet, b []byte, _ uint32) []probetest.Reply {
 // with fewer source ports than calls (the rest wait for a port).
 func TestClientConcurrent(t *testing.T) {
 	var syns atomic.Int64
-	c := probetest.NewConn(func(p *rawsock.Packet, b []byte, id uint32) []probetest.Reply {
-		if p.Flags == rawsock.FlagSyn {
+	c := probetest.NewConn(func(p *wire.Packet, b []byte, id uint32) []probetest.Reply {
+		if p.Flags == wire.FlagSyn {
 			syns.Add(1)
 		}
 		return byPort(p, b, id)
@@ -181,15 +181,15 @@ func TestClientCancel(t *testing.T) {
 	if err != nil || r.State != probe.StateOpen {
 		t.Fatalf("after the cancel: %v, %v", r, err)
 	}
-	var syn, abortRST rawsock.Packet
+	var syn, abortRST wire.Packet
 	sent := c.Sent()
-	if err := rawsock.Parse(sent[0], &syn); err != nil {
+	if err := wire.Parse(sent[0], &syn); err != nil {
 		t.Fatal(err)
 	}
-	if err := rawsock.Parse(sent[1], &abortRST); err != nil {
+	if err := wire.Parse(sent[1], &abortRST); err != nil {
 		t.Fatal(err)
 	}
-	if abortRST.Flags != rawsock.FlagRst || abortRST.Seq != syn.Seq+1 || abortRST.SrcPort != syn.SrcPort || abortRST.DstPort != 400 {
+	if abortRST.Flags != wire.FlagRst || abortRST.Seq != syn.Seq+1 || abortRST.SrcPort != syn.SrcPort || abortRST.DstPort != 400 {
 		t.Errorf("after the cancel sent %v seq %d port %d, want RST at ISN+1 %d from %d", abortRST.Flags, abortRST.Seq, abortRST.SrcPort, syn.Seq+1, syn.SrcPort)
 	}
 }
@@ -318,7 +318,7 @@ func TestClientTimestampsToAllocator(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	for _, o := range []*probe.ProbeOptions{nil, {NoOptions: true}, {Options: &rawsock.SYNOptions{MSS: 1400}}} {
+	for _, o := range []*probe.ProbeOptions{nil, {NoOptions: true}, {Options: &wire.SYNOptions{MSS: 1400}}} {
 		if _, err := cl.Probe(context.Background(), netip.AddrPortFrom(dst4, 100), o); err != nil {
 			t.Fatal(err)
 		}
@@ -348,8 +348,8 @@ func TestClientGuardedRST(t *testing.T) {
 		}
 		var rsts []uint32
 		for _, b := range c.Sent() {
-			var p rawsock.Packet
-			if rawsock.Parse(b, &p) == nil && p.Flags == rawsock.FlagRst {
+			var p wire.Packet
+			if wire.Parse(b, &p) == nil && p.Flags == wire.FlagRst {
 				rsts = append(rsts, p.Seq)
 			}
 		}

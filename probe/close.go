@@ -4,7 +4,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // ClosePattern says how the remote host closed a connection in ModeFIN.
@@ -151,7 +151,7 @@ func (s TCPState) String() string {
 type TraceEvent struct {
 	At       time.Duration // since our SYN
 	Out      bool          // sent by us
-	Flags    rawsock.TCPFlags
+	Flags    wire.TCPFlags
 	Seq, Ack uint32 // relative to the sender's and the receiver's ISN
 	Len      int
 	Win      uint16

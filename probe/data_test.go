@@ -11,7 +11,7 @@ import (
 
 	"github.com/synprobe/synprobe/probe"
 	"github.com/synprobe/synprobe/probe/probetest"
-	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // receiver is a peer that takes our data in order, acknowledges every
@@ -22,40 +22,40 @@ type receiver struct {
 	data     []byte
 	segs     []int // payload sizes, in order sent
 	finAt    int   // bytes it had when our FIN came, -1 before
-	window   func(r *receiver, p *rawsock.Packet) uint16
-	drop     func(r *receiver, p *rawsock.Packet) bool // lose this segment of ours
-	probes   int                                       // window probes seen
+	window   func(r *receiver, p *wire.Packet) uint16
+	drop     func(r *receiver, p *wire.Packet) bool // lose this segment of ours
+	probes   int                                    // window probes seen
 	sawZero  bool
 	badAfter bool // data or FIN sent into a zero window
 }
 
-func newReceiver(opts *rawsock.SYNOptions, window func(r *receiver, p *rawsock.Packet) uint16) *receiver {
+func newReceiver(opts *wire.SYNOptions, window func(r *receiver, p *wire.Packet) uint16) *receiver {
 	r := &receiver{finAt: -1, window: window}
 	r.synOpts = opts
 	r.peer.script = r.handle
 	return r
 }
 
-func (r *receiver) win(p *rawsock.Packet) uint16 {
+func (r *receiver) win(p *wire.Packet) uint16 {
 	if r.window == nil {
 		return 65000
 	}
 	return r.window(r, p)
 }
 
-func (r *receiver) ack(p *rawsock.Packet, flags rawsock.TCPFlags) probetest.Reply {
+func (r *receiver) ack(p *wire.Packet, flags wire.TCPFlags) probetest.Reply {
 	w := r.win(p)
-	b := probetest.Build(rawsock.Segment{
+	b := probetest.Build(wire.Segment{
 		Src: p.Dst, Dst: p.Src, TTL: 64, SrcPort: p.DstPort, DstPort: p.SrcPort,
 		Seq: r.sndNxt, Ack: r.rcvNxt, Flags: flags, Window: w,
 	})
-	if flags&rawsock.FlagFin != 0 {
+	if flags&wire.FlagFin != 0 {
 		r.sndNxt++
 	}
 	return probetest.Reply{Packet: b, After: 30 * time.Microsecond}
 }
 
-func (r *receiver) handle(pr *peer, p *rawsock.Packet) []probetest.Reply {
+func (r *receiver) handle(pr *peer, p *wire.Packet) []probetest.Reply {
 	if r.drop != nil && r.drop(r, p) {
 		return nil
 	}
@@ -65,21 +65,21 @@ func (r *receiver) handle(pr *peer, p *rawsock.Packet) []probetest.Reply {
 	switch {
 	case p.PayloadLen == 0 && !isFIN(p) && p.Seq == r.rcvNxt-1:
 		r.probes++ // a window probe: answer with the window
-		return []probetest.Reply{r.ack(p, rawsock.FlagAck)}
+		return []probetest.Reply{r.ack(p, wire.FlagAck)}
 	case p.PayloadLen > 0:
 		r.segs = append(r.segs, p.PayloadLen)
 		if p.Seq == r.rcvNxt {
 			r.rcvNxt += uint32(p.PayloadLen)
 			r.data = append(r.data, make([]byte, p.PayloadLen)...)
 		}
-		return []probetest.Reply{r.ack(p, rawsock.FlagAck)}
+		return []probetest.Reply{r.ack(p, wire.FlagAck)}
 	case isFIN(p):
 		if p.Seq == r.rcvNxt {
 			r.finAt = len(r.data)
 			r.rcvNxt++
-			return []probetest.Reply{r.ack(p, rawsock.FlagFin|rawsock.FlagAck)}
+			return []probetest.Reply{r.ack(p, wire.FlagFin|wire.FlagAck)}
 		}
-		return []probetest.Reply{r.ack(p, rawsock.FlagAck)}
+		return []probetest.Reply{r.ack(p, wire.FlagAck)}
 	}
 	return nil
 }
@@ -102,7 +102,7 @@ func runData(t *testing.T, r *receiver, c probe.Conn, data []byte, cfg probe.Con
 	if c == nil {
 		c = probetest.NewConn(r.peer.respond)
 	}
-	cookie, _ := rawsock.NewRandomCookie()
+	cookie, _ := wire.NewRandomCookie()
 	var reports []probe.CloseReport
 	cfg.Targets = []probe.Target{target(dst4, 80)}
 	cfg.Count, cfg.Mode = 1, probe.ModeFIN
@@ -139,14 +139,14 @@ var data64k = bytes.Repeat([]byte("synprobe"), 8192)
 func TestDataBeforeFIN(t *testing.T) {
 	for _, tt := range []struct {
 		name string
-		opts *rawsock.SYNOptions
+		opts *wire.SYNOptions
 		seg  int
 	}{
-		{"MSS 1460 with timestamps", &rawsock.SYNOptions{MSS: 1460, WScale: -1, Timestamps: true, TSVal: 5}, 1448},
-		{"MSS 1460 without timestamps", &rawsock.SYNOptions{MSS: 1460, WScale: -1}, 1460},
+		{"MSS 1460 with timestamps", &wire.SYNOptions{MSS: 1460, WScale: -1, Timestamps: true, TSVal: 5}, 1448},
+		{"MSS 1460 without timestamps", &wire.SYNOptions{MSS: 1460, WScale: -1}, 1460},
 		{"no MSS option", nil, 536},
-		{"MSS 1: Linux's floor of 48, less timestamps", &rawsock.SYNOptions{MSS: 1, WScale: -1, Timestamps: true}, 36},
-		{"MSS 1 without timestamps", &rawsock.SYNOptions{MSS: 1, WScale: -1}, 48},
+		{"MSS 1: Linux's floor of 48, less timestamps", &wire.SYNOptions{MSS: 1, WScale: -1, Timestamps: true}, 36},
+		{"MSS 1 without timestamps", &wire.SYNOptions{MSS: 1, WScale: -1}, 48},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			r := newReceiver(tt.opts, nil)
@@ -179,7 +179,7 @@ func TestDataBeforeFIN(t *testing.T) {
 // close timeout, the result says so.
 func TestZeroWindow(t *testing.T) {
 	t.Run("opens after 2 probes", func(t *testing.T) {
-		r := newReceiver(nil, func(r *receiver, p *rawsock.Packet) uint16 {
+		r := newReceiver(nil, func(r *receiver, p *wire.Packet) uint16 {
 			if r.probes < 2 {
 				r.sawZero = true
 				return 0
@@ -192,18 +192,18 @@ func TestZeroWindow(t *testing.T) {
 		}
 	})
 	t.Run("never opens", func(t *testing.T) {
-		r := newReceiver(nil, func(r *receiver, p *rawsock.Packet) uint16 { r.sawZero = true; return 0 })
+		r := newReceiver(nil, func(r *receiver, p *wire.Packet) uint16 { r.sawZero = true; return 0 })
 		c := runData(t, r, probetest.NewConn(r.respond(0)), data64k[:5000], probe.Config{CloseTimeout: 700 * time.Millisecond})
 		if r.badAfter || len(r.data) != 0 || r.finAt != -1 || c.Pattern != probe.CloseZeroWindow || c.DataAcked != 0 || c.WindowProbes < 1 {
 			t.Errorf("got %d bytes, FIN after %d; close %+v", len(r.data), r.finAt, c)
 		}
-		if last := r.got[len(r.got)-1]; last.Flags != rawsock.FlagRst|rawsock.FlagAck {
+		if last := r.got[len(r.got)-1]; last.Flags != wire.FlagRst|wire.FlagAck {
 			t.Errorf("last segment %v, want our RST", last.Flags)
 		}
 	})
 	t.Run("closes after the first window", func(t *testing.T) {
 		// 64 KiB into a window of 8000 bytes that the peer stops opening.
-		r := newReceiver(nil, func(r *receiver, p *rawsock.Packet) uint16 {
+		r := newReceiver(nil, func(r *receiver, p *wire.Packet) uint16 {
 			if len(r.data) >= 8000 {
 				r.sawZero = true
 				return 0
@@ -230,8 +230,8 @@ type failConn struct {
 }
 
 func (c *failConn) Send(pkt []byte, id uint32) error {
-	var p rawsock.Packet
-	if err := rawsock.Parse(pkt, &p); err == nil && p.PayloadLen > 0 {
+	var p wire.Packet
+	if err := wire.Parse(pkt, &p); err == nil && p.PayloadLen > 0 {
 		c.data++
 		if err := c.fail[c.data]; err != nil {
 			return err
@@ -260,7 +260,7 @@ func (c *failConn) PathMTU(netip.Addr) (int, error) {
 // whether or not the kernel knows the MTU; other send errors are counted
 // and the RTO sends the segment again.
 func TestPathMTU(t *testing.T) {
-	opts := &rawsock.SYNOptions{MSS: 1460, WScale: -1, Timestamps: true}
+	opts := &wire.SYNOptions{MSS: 1460, WScale: -1, Timestamps: true}
 	for _, tt := range []struct {
 		name          string
 		mtu, reported int
@@ -295,9 +295,9 @@ func TestPathMTU(t *testing.T) {
 // TestDataLoss: lost data segments are sent again (fast retransmission on
 // three duplicate ACKs, or at the RTO) before our FIN.
 func TestDataLoss(t *testing.T) {
-	r := newReceiver(&rawsock.SYNOptions{MSS: 1000, WScale: -1}, nil)
+	r := newReceiver(&wire.SYNOptions{MSS: 1000, WScale: -1}, nil)
 	lost := map[int]bool{}
-	r.drop = func(r *receiver, p *rawsock.Packet) bool {
+	r.drop = func(r *receiver, p *wire.Packet) bool {
 		// The third segment once, and the last one once.
 		off := int(p.Seq - r.got[0].Seq - 1)
 		if p.PayloadLen > 0 && (off == 2000 || off == 19000) && !lost[off] {
@@ -317,7 +317,7 @@ func TestDataLoss(t *testing.T) {
 // close timeout, then no-ack.
 func TestDataNeverAcked(t *testing.T) {
 	r := newReceiver(nil, nil)
-	r.drop = func(*receiver, *rawsock.Packet) bool { return true }
+	r.drop = func(*receiver, *wire.Packet) bool { return true }
 	c := runData(t, r, nil, data64k[:3000], probe.Config{CloseTimeout: 700 * time.Millisecond})
 	if c.Pattern != probe.CloseNoACK || c.DataAcked != 0 || c.HasDataAck || c.DataRetransmits == 0 {
 		t.Errorf("close %+v", c)
@@ -340,17 +340,17 @@ func TestPacketTooBig(t *testing.T) {
 		{"host unreachable", 3, 1, 0, 1448},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			r := newReceiver(&rawsock.SYNOptions{MSS: 1460, WScale: -1, Timestamps: true}, nil)
+			r := newReceiver(&wire.SYNOptions{MSS: 1460, WScale: -1, Timestamps: true}, nil)
 			var fc *failConn
 			sentICMP := false
-			respond := func(p *rawsock.Packet, b []byte, id uint32) []probetest.Reply {
+			respond := func(p *wire.Packet, b []byte, id uint32) []probetest.Reply {
 				if p.PayloadLen+52 > 1000 && !sentICMP {
 					// The router drops it and says why; the kernel learns
 					// the MTU from the same error.
 					sentICMP = true
 					fc.reported = 1000
 					q := append([]byte(nil), b...)
-					rawsock.TCP(q[20:]).SetSeq(p.Seq + uint32(tt.quoteSeq))
+					wire.TCP(q[20:]).SetSeq(p.Seq + uint32(tt.quoteSeq))
 					return []probetest.Reply{{Packet: probetest.ICMPError(q, rtr4, tt.typ, tt.code), After: rtt}}
 				}
 				return r.peer.respond(p, b, id)

@@ -27,7 +27,7 @@
 // # Matching
 //
 // Every SYN's ISN is a keyed hash of its 4-tuple and probe id (see
-// rawsock.Cookie). A reply is taken for a probe only when it acknowledges
+// wire.Cookie). A reply is taken for a probe only when it acknowledges
 // that ISN (an ICMP error: quotes it) and its addresses and ports are the
 // probe's; everything else is dropped without a trace.
 //

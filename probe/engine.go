@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // Conn is what the engine needs from the network. rawsock.Conn implements
@@ -111,15 +112,15 @@ type Config struct {
 	Window uint16 // default 64240, as Linux with MSS 1460
 	// Options are the SYN's TCP options; nil sends none. TSVal is set per
 	// probe from a millisecond clock, as Linux does.
-	Options *rawsock.SYNOptions
+	Options *wire.SYNOptions
 	// Options6, if set, replaces Options for IPv6 targets (whose MSS is
 	// usually 20 bytes smaller).
-	Options6 *rawsock.SYNOptions
+	Options6 *wire.SYNOptions
 	// ECN asks for ECN in the SYN (ECE and CWR set).
 	ECN bool
 
-	// Cookie keys the ISNs. Required: use rawsock.NewRandomCookie.
-	Cookie rawsock.Cookie
+	// Cookie keys the ISNs. Required: use wire.NewRandomCookie.
+	Cookie wire.Cookie
 
 	// OnResult is called from Run for every finished probe. The Result,
 	// its Close report and Trace are reused: copy what you keep.
@@ -139,7 +140,7 @@ type Prober struct {
 	// release: the allocator hears of every port's end (Release), not
 	// only of ModeFIN connections'.
 	release bool
-	cookie  rawsock.Cookie
+	cookie  wire.Cookie
 	now     func() time.Time
 	main    *job // New's Config; nil for a Client's engine
 	// guarded: an RST guard drops the kernel's RSTs from our ports, in
@@ -177,7 +178,7 @@ type Prober struct {
 
 // inbound is a parsed packet with its arrival times.
 type inbound struct {
-	pkt  rawsock.Packet
+	pkt  wire.Packet
 	rx   time.Time // kernel receive stamp, zero if none
 	user time.Time // user-space clock at Recv's return
 }
@@ -198,7 +199,7 @@ type engineConfig struct {
 	portLo, portHi uint16
 	ports          PortAllocator
 	release        bool
-	cookie         rawsock.Cookie
+	cookie         wire.Cookie
 	now            func() time.Time
 }
 
@@ -206,8 +207,8 @@ func newEngine(conn Conn, ec engineConfig) (*Prober, error) {
 	if ec.portLo == 0 || ec.portHi < ec.portLo {
 		return nil, fmt.Errorf("probe: bad source port range %d-%d", ec.portLo, ec.portHi)
 	}
-	if ec.cookie == (rawsock.Cookie{}) {
-		return nil, errors.New("probe: no cookie: make one with rawsock.NewRandomCookie")
+	if ec.cookie == (wire.Cookie{}) {
+		return nil, errors.New("probe: no cookie: make one with wire.NewRandomCookie")
 	}
 	if ec.now == nil {
 		ec.now = time.Now
@@ -376,7 +377,7 @@ func (p *Prober) loop(ctx context.Context, main *job) error {
 			continue
 		}
 		failures = 0
-		if rawsock.Parse(buf[:n], &in.pkt) != nil {
+		if wire.Parse(buf[:n], &in.pkt) != nil {
 			continue
 		}
 		in.rx, in.user = rx, p.now()
@@ -407,7 +408,7 @@ func (p *Prober) drain(buf []byte, in *inbound, failures *int) (done bool, err e
 			continue
 		}
 		*failures = 0
-		if rawsock.Parse(buf[:n], &in.pkt) != nil {
+		if wire.Parse(buf[:n], &in.pkt) != nil {
 			continue
 		}
 		in.rx, in.user = rx, p.now()
@@ -606,7 +607,7 @@ func (p *Prober) abort(j *job) {
 				// the server would hold the half-open connection
 				// until it sends the SYN-ACK again. A RST that finds
 				// nothing is ignored.
-				p.sendSeg(e, rawsock.FlagRst, e.isn+1, 0, nil, noteAbort)
+				p.sendSeg(e, wire.FlagRst, e.isn+1, 0, nil, noteAbort)
 			}
 			p.drop(i)
 		case e.state == stateTimeWait && e.c != nil:
@@ -699,11 +700,11 @@ func (p *Prober) sendSYN(j *job, ti, seq int, now time.Time) bool {
 	if opts.tsval >= 0 {
 		binary.BigEndian.PutUint32(opts.b[opts.tsval:], tsval)
 	}
-	flags := rawsock.FlagSyn
+	flags := wire.FlagSyn
 	if j.ecn {
-		flags |= rawsock.FlagEce | rawsock.FlagCwr
+		flags |= wire.FlagEce | wire.FlagCwr
 	}
-	seg := rawsock.Segment{
+	seg := wire.Segment{
 		Src: t.Src, Dst: t.Addr,
 		TTL: j.ttl, TOS: j.tos,
 		ID: uint16(e.isn >> 16), DF: true,
@@ -794,13 +795,13 @@ func (p *Prober) handle(in *inbound) {
 		p.handleICMP(in)
 		return
 	}
-	if pkt.Proto != rawsock.ProtocolTCP || pkt.DstPort < p.portLo || pkt.DstPort > p.portHi {
+	if pkt.Proto != wire.ProtocolTCP || pkt.DstPort < p.portLo || pkt.DstPort > p.portHi {
 		return
 	}
 	// An answer to our SYN acknowledges ISN+1; later segments of a
 	// connection are found by port.
 	i := -1
-	if pkt.Flags&rawsock.FlagAck != 0 {
+	if pkt.Flags&wire.FlagAck != 0 {
 		i = p.tab.lookup(pkt.Ack-1, pkt.DstPort)
 	}
 	if off := pkt.DstPort - p.portLo; i < 0 && p.connOK[off] {
@@ -822,15 +823,15 @@ func (p *Prober) handle(in *inbound) {
 	// SYN answers it (RFC 9293 3.10.7.3): a RST without ACK, or a bare
 	// SYN, is not taken whatever its acknowledgement field holds.
 	switch {
-	case pkt.Flags&rawsock.FlagAck == 0 || pkt.Ack != e.isn+1:
+	case pkt.Flags&wire.FlagAck == 0 || pkt.Ack != e.isn+1:
 		return // not an answer to the SYN
-	case pkt.Flags&rawsock.FlagRst != 0:
+	case pkt.Flags&wire.FlagRst != 0:
 		if e.c != nil {
 			e.c.us, e.c.peer = Closed, Listen
 			e.c.recordIn(e, in, "")
 		}
 		p.finishReply(i, in, StateClosed, ReasonRST)
-	case pkt.Flags&rawsock.FlagSyn != 0:
+	case pkt.Flags&wire.FlagSyn != 0:
 		p.synAck(i, in)
 	}
 }
@@ -850,16 +851,16 @@ func (p *Prober) synAck(i int, in *inbound) {
 		if e.c != nil {
 			e.c.us, e.c.peer = Closed, Closed
 		}
-		p.sendSeg(e, rawsock.FlagRst, e.isn+1, 0, nil, "")
+		p.sendSeg(e, wire.FlagRst, e.isn+1, 0, nil, "")
 	case ModeACK:
 		if e.c != nil {
 			e.c.peer = Established
 		}
-		p.sendSeg(e, rawsock.FlagAck, e.isn+1, pkt.Seq+1, nil, "")
+		p.sendSeg(e, wire.FlagAck, e.isn+1, pkt.Seq+1, nil, "")
 		if e.c != nil {
 			e.c.us, e.c.peer = Closed, Closed
 		}
-		p.sendSeg(e, rawsock.FlagRst, e.isn+1, 0, nil, "")
+		p.sendSeg(e, wire.FlagRst, e.isn+1, 0, nil, "")
 	case ModeFIN:
 		rtt, _ := p.since(stamp{u: e.sent, id: e.id, tx: true}, rxStamp(in), v6)
 		p.established(i, in, rtt, rtt < SynAckRTO)
@@ -883,7 +884,7 @@ func (p *Prober) handleICMP(in *inbound) {
 	if q.Src != t.Src || q.Dst != t.Addr || q.DstPort != t.Port || e.state != stateSynSent {
 		return
 	}
-	p.finishReply(i, in, StateFiltered, rawsock.ICMPReason(t.Addr.Is6(), in.pkt.ICMPType, in.pkt.ICMPCode))
+	p.finishReply(i, in, StateFiltered, wire.ICMPReason(t.Addr.Is6(), in.pkt.ICMPType, in.pkt.ICMPCode))
 }
 
 // finishReply completes probe i with a verdict from packet in.
@@ -901,7 +902,7 @@ func (p *Prober) finishReply(i int, in *inbound, st State, reason string) {
 func (p *Prober) fillReply(r *Result, e *pending, in *inbound) {
 	pkt := &in.pkt
 	r.RTT, r.KernelClock = p.since(stamp{u: e.sent, id: e.id, tx: true}, rxStamp(in), r.Target.Addr.Is6())
-	r.MaybeRetransmit = pkt.Flags&rawsock.FlagSyn != 0 && r.RTT >= SynAckRTO
+	r.MaybeRetransmit = pkt.Flags&wire.FlagSyn != 0 && r.RTT >= SynAckRTO
 	r.From = pkt.Src
 	r.TTL, r.TOS, r.IPID, r.DF = pkt.TTL, pkt.TOS, pkt.ID, pkt.DF
 	if pkt.IsICMP() {
@@ -958,7 +959,7 @@ func (p *Prober) timer(i int, now time.Time) {
 			// at our ISN+1 frees the server's half-open connection, which
 			// the RST guard keeps our kernel from doing (rst mode without
 			// a guard needs none: the kernel answers a late SYN-ACK).
-			p.sendSeg(e, rawsock.FlagRst, e.isn+1, 0, nil, "")
+			p.sendSeg(e, wire.FlagRst, e.isn+1, 0, nil, "")
 		}
 		ev := p.tab.e[i]
 		r := p.begin(&ev)
@@ -1004,12 +1005,12 @@ func (p *Prober) emit(j *job, r *Result) {
 
 // synOpts is an encoded set of SYN options.
 type synOpts struct {
-	b     [rawsock.MaxOptionsSize]byte
+	b     [wire.MaxOptionsSize]byte
 	n     int
 	tsval int // offset of TSval in b, or -1
 }
 
-func (s *synOpts) encode(o *rawsock.SYNOptions) {
+func (s *synOpts) encode(o *wire.SYNOptions) {
 	s.n, s.tsval = 0, -1
 	if o != nil {
 		s.n = o.Encode(s.b[:])

@@ -8,7 +8,7 @@ import (
 
 	"github.com/synprobe/synprobe/probe"
 	"github.com/synprobe/synprobe/probe/probetest"
-	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 var (
@@ -18,7 +18,7 @@ var (
 	src6   = netip.MustParseAddr("2001:db8::1")
 	dst6   = netip.MustParseAddr("2001:db8::2")
 	rtr6   = netip.MustParseAddr("2001:db8:5::1")
-	linuxO = rawsock.SYNOptions{MSS: 1460, WScale: 7, SACKPermitted: true, Timestamps: true, TSVal: 1, TSEcr: 0}
+	linuxO = wire.SYNOptions{MSS: 1460, WScale: 7, SACKPermitted: true, Timestamps: true, TSVal: 1, TSEcr: 0}
 )
 
 const rtt = 41237 * time.Nanosecond
@@ -27,7 +27,7 @@ const rtt = 41237 * time.Nanosecond
 // returns the results.
 func runProbes(t *testing.T, c *probetest.Conn, count int, targets ...probe.Target) ([]probe.Result, *probe.Prober) {
 	t.Helper()
-	cookie, err := rawsock.NewRandomCookie()
+	cookie, err := wire.NewRandomCookie()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,19 +110,19 @@ func TestVerdicts(t *testing.T) {
 	}
 }
 
-func synack(p *rawsock.Packet, _ []byte, _ uint32) []probetest.Reply {
-	if p.Flags != rawsock.FlagSyn {
+func synack(p *wire.Packet, _ []byte, _ uint32) []probetest.Reply {
+	if p.Flags != wire.FlagSyn {
 		return nil
 	}
-	return []probetest.Reply{{Packet: probetest.SYNACK(p, rawsock.SYNOptions{MSS: 1400, WScale: 9, SACKPermitted: true, Timestamps: true, TSVal: 777, TSEcr: p.Options.TSVal}), After: rtt}}
+	return []probetest.Reply{{Packet: probetest.SYNACK(p, wire.SYNOptions{MSS: 1400, WScale: 9, SACKPermitted: true, Timestamps: true, TSVal: 777, TSEcr: p.Options.TSVal}), After: rtt}}
 }
 
-func rst(p *rawsock.Packet, _ []byte, _ uint32) []probetest.Reply {
+func rst(p *wire.Packet, _ []byte, _ uint32) []probetest.Reply {
 	return []probetest.Reply{{Packet: probetest.RST(p), After: rtt}}
 }
 
 func icmp(router netip.Addr, typ, code uint8) probetest.Responder {
-	return func(p *rawsock.Packet, b []byte, _ uint32) []probetest.Reply {
+	return func(p *wire.Packet, b []byte, _ uint32) []probetest.Reply {
 		return []probetest.Reply{{Packet: probetest.ICMPError(b, router, typ, code), After: rtt}}
 	}
 }
@@ -133,10 +133,10 @@ func TestOpenDetails(t *testing.T) {
 	c := probetest.NewConn(synack)
 	res, _ := runProbes(t, c, 1, target(dst4, 443))
 	r := res[0]
-	if r.TTL != 61 || r.IPID != 0x1234 || !r.DF || r.Window != 65160 || r.Flags != rawsock.FlagSyn|rawsock.FlagAck {
+	if r.TTL != 61 || r.IPID != 0x1234 || !r.DF || r.Window != 65160 || r.Flags != wire.FlagSyn|wire.FlagAck {
 		t.Errorf("reply header: ttl=%d id=%#x df=%v win=%d flags=%v", r.TTL, r.IPID, r.DF, r.Window, r.Flags)
 	}
-	want := rawsock.SYNOptions{MSS: 1400, WScale: 9, SACKPermitted: true, Timestamps: true, TSVal: 777}
+	want := wire.SYNOptions{MSS: 1400, WScale: 9, SACKPermitted: true, Timestamps: true, TSVal: 777}
 	if r.Options.MSS != want.MSS || r.Options.WScale != want.WScale || !r.Options.SACKPermitted || !r.Options.Timestamps || r.Options.TSVal != 777 {
 		t.Errorf("options %+v, want %+v", r.Options, want)
 	}
@@ -147,21 +147,21 @@ func TestOpenDetails(t *testing.T) {
 	if len(sent) != 2 {
 		t.Fatalf("sent %d packets, want SYN and RST", len(sent))
 	}
-	var syn, reset rawsock.Packet
-	if err := rawsock.Parse(sent[0], &syn); err != nil {
+	var syn, reset wire.Packet
+	if err := wire.Parse(sent[0], &syn); err != nil {
 		t.Fatal(err)
 	}
-	if err := rawsock.Parse(sent[1], &reset); err != nil {
+	if err := wire.Parse(sent[1], &reset); err != nil {
 		t.Fatal(err)
 	}
-	if syn.Flags != rawsock.FlagSyn || syn.TTL != 64 || !syn.DF || syn.Window != 64240 || syn.DstPort != 443 ||
+	if syn.Flags != wire.FlagSyn || syn.TTL != 64 || !syn.DF || syn.Window != 64240 || syn.DstPort != 443 ||
 		syn.SrcPort < 61000 || syn.SrcPort > 61511 || syn.Seq != r.ISN || syn.SrcPort != r.SrcPort {
 		t.Errorf("SYN: %+v", syn)
 	}
 	if o := syn.Options; o.MSS != 1460 || o.WScale != 7 || !o.SACKPermitted || !o.Timestamps {
 		t.Errorf("SYN options: %+v", o)
 	}
-	if reset.Flags != rawsock.FlagRst || reset.Seq != r.ISN+1 || reset.SrcPort != syn.SrcPort || reset.DstPort != 443 || reset.Dst != dst4 {
+	if reset.Flags != wire.FlagRst || reset.Seq != r.ISN+1 || reset.SrcPort != syn.SrcPort || reset.DstPort != 443 || reset.Dst != dst4 {
 		t.Errorf("RST: %+v", reset)
 	}
 }
@@ -169,16 +169,16 @@ func TestOpenDetails(t *testing.T) {
 // TestHostileReplies feeds replies that must not be taken for the probe's:
 // each case's probe must time out.
 func TestHostileReplies(t *testing.T) {
-	mangle := func(f func(s *rawsock.Segment)) probetest.Responder {
-		return func(p *rawsock.Packet, _ []byte, _ uint32) []probetest.Reply {
-			if p.Flags != rawsock.FlagSyn {
+	mangle := func(f func(s *wire.Segment)) probetest.Responder {
+		return func(p *wire.Packet, _ []byte, _ uint32) []probetest.Reply {
+			if p.Flags != wire.FlagSyn {
 				return nil
 			}
-			s := rawsock.Segment{
+			s := wire.Segment{
 				Src: p.Dst, Dst: p.Src, TTL: 64,
 				SrcPort: p.DstPort, DstPort: p.SrcPort,
 				Seq: 1, Ack: p.Seq + 1,
-				Flags: rawsock.FlagSyn | rawsock.FlagAck, Window: 1000,
+				Flags: wire.FlagSyn | wire.FlagAck, Window: 1000,
 			}
 			f(&s)
 			return []probetest.Reply{{Packet: probetest.Build(s), After: rtt}}
@@ -188,25 +188,25 @@ func TestHostileReplies(t *testing.T) {
 		name    string
 		respond probetest.Responder
 	}{
-		{"wrong ack", mangle(func(s *rawsock.Segment) { s.Ack++ })},
-		{"ack of the ISN itself", mangle(func(s *rawsock.Segment) { s.Ack-- })},
-		{"no ACK flag", mangle(func(s *rawsock.Segment) { s.Flags = rawsock.FlagSyn })},
-		{"wrong source port", mangle(func(s *rawsock.Segment) { s.SrcPort++ })},
-		{"wrong destination port", mangle(func(s *rawsock.Segment) { s.DstPort++ })},
-		{"wrong source address", mangle(func(s *rawsock.Segment) { s.Src = rtr4 })},
-		{"wrong destination address", mangle(func(s *rawsock.Segment) { s.Dst = rtr4 })},
-		{"RST with wrong ack", mangle(func(s *rawsock.Segment) { s.Flags = rawsock.FlagRst | rawsock.FlagAck; s.Ack += 7 })},
-		{"truncated SYN-ACK", func(p *rawsock.Packet, b []byte, id uint32) []probetest.Reply {
+		{"wrong ack", mangle(func(s *wire.Segment) { s.Ack++ })},
+		{"ack of the ISN itself", mangle(func(s *wire.Segment) { s.Ack-- })},
+		{"no ACK flag", mangle(func(s *wire.Segment) { s.Flags = wire.FlagSyn })},
+		{"wrong source port", mangle(func(s *wire.Segment) { s.SrcPort++ })},
+		{"wrong destination port", mangle(func(s *wire.Segment) { s.DstPort++ })},
+		{"wrong source address", mangle(func(s *wire.Segment) { s.Src = rtr4 })},
+		{"wrong destination address", mangle(func(s *wire.Segment) { s.Dst = rtr4 })},
+		{"RST with wrong ack", mangle(func(s *wire.Segment) { s.Flags = wire.FlagRst | wire.FlagAck; s.Ack += 7 })},
+		{"truncated SYN-ACK", func(p *wire.Packet, b []byte, id uint32) []probetest.Reply {
 			r := synack(p, b, id)
 			r[0].Packet = r[0].Packet[:30]
 			return r
 		}},
-		{"ICMP quoting another seq", func(p *rawsock.Packet, b []byte, _ uint32) []probetest.Reply {
+		{"ICMP quoting another seq", func(p *wire.Packet, b []byte, _ uint32) []probetest.Reply {
 			q := append([]byte(nil), b...)
 			q[24]++ // first byte of the TCP sequence number
 			return []probetest.Reply{{Packet: probetest.ICMPError(q, rtr4, 3, 13)}}
 		}},
-		{"ICMP quote without seq", func(p *rawsock.Packet, b []byte, _ uint32) []probetest.Reply {
+		{"ICMP quote without seq", func(p *wire.Packet, b []byte, _ uint32) []probetest.Reply {
 			e := probetest.ICMPError(b, rtr4, 3, 13)
 			return []probetest.Reply{{Packet: e[:20+8+20+4]}}
 		}},
@@ -223,12 +223,12 @@ func TestHostileReplies(t *testing.T) {
 // TestDuplicatesAndStrays: a retransmitted SYN-ACK and strays around a
 // good reply give exactly one result per probe.
 func TestDuplicatesAndStrays(t *testing.T) {
-	respond := func(p *rawsock.Packet, b []byte, id uint32) []probetest.Reply {
-		if p.Flags != rawsock.FlagSyn {
+	respond := func(p *wire.Packet, b []byte, id uint32) []probetest.Reply {
+		if p.Flags != wire.FlagSyn {
 			return nil
 		}
 		good := synack(p, b, id)[0]
-		stray := probetest.RST(&rawsock.Packet{Src: p.Src, Dst: p.Dst, SrcPort: p.SrcPort, DstPort: p.DstPort, Seq: p.Seq + 99})
+		stray := probetest.RST(&wire.Packet{Src: p.Src, Dst: p.Dst, SrcPort: p.SrcPort, DstPort: p.DstPort, Seq: p.Seq + 99})
 		return []probetest.Reply{{Packet: stray, After: rtt / 2}, {Packet: []byte{0x45, 0}}, good, good, {Packet: good.Packet, After: time.Second}}
 	}
 	res, p := runProbes(t, probetest.NewConn(respond), 3, target(dst4, 443), target(dst6, 22))
@@ -262,7 +262,7 @@ func TestUserClockFallback(t *testing.T) {
 // hour to its next deadline (the SYN's timeout, the next round).
 func TestCancel(t *testing.T) {
 	c := probetest.NewConn(nil)
-	cookie, _ := rawsock.NewRandomCookie()
+	cookie, _ := wire.NewRandomCookie()
 	p, err := probe.New(c, probe.Config{
 		Targets: []probe.Target{target(dst4, 1)},
 		PortLo:  61000, PortHi: 61000,
@@ -294,7 +294,7 @@ func TestCancel(t *testing.T) {
 }
 
 func TestNewRejects(t *testing.T) {
-	cookie, _ := rawsock.NewRandomCookie()
+	cookie, _ := wire.NewRandomCookie()
 	good := probe.Config{Targets: []probe.Target{target(dst4, 1)}, PortLo: 1, PortHi: 2, Cookie: cookie}
 	if _, err := probe.New(probetest.NewConn(nil), good); err != nil {
 		t.Fatalf("the good config: %v", err)
@@ -306,7 +306,7 @@ func TestNewRejects(t *testing.T) {
 		"unknown mode":     func(c *probe.Config) { c.Mode = 7 },
 		"bad ports":        func(c *probe.Config) { c.PortLo = 5 },
 		"no source port":   func(c *probe.Config) { c.PortLo, c.PortHi = 0, 0 },
-		"no cookie":        func(c *probe.Config) { c.Cookie = rawsock.Cookie{} },
+		"no cookie":        func(c *probe.Config) { c.Cookie = wire.Cookie{} },
 		"mixed families":   func(c *probe.Config) { c.Targets = []probe.Target{{Addr: dst4, Src: src6, Port: 1}} },
 		"no source":        func(c *probe.Config) { c.Targets = []probe.Target{{Addr: dst4, Port: 1}} },
 	} {
@@ -322,19 +322,19 @@ func TestNewRejects(t *testing.T) {
 // may be the server's retransmission: it is flagged and kept out of the RTT
 // statistics, but counted; RSTs are never flagged.
 func TestMaybeRetransmit(t *testing.T) {
-	late := func(after time.Duration, reply func(p *rawsock.Packet) []byte) probetest.Responder {
-		return func(p *rawsock.Packet, _ []byte, _ uint32) []probetest.Reply {
-			if p.Flags != rawsock.FlagSyn {
+	late := func(after time.Duration, reply func(p *wire.Packet) []byte) probetest.Responder {
+		return func(p *wire.Packet, _ []byte, _ uint32) []probetest.Reply {
+			if p.Flags != wire.FlagSyn {
 				return nil
 			}
 			return []probetest.Reply{{Packet: reply(p), After: after}}
 		}
 	}
-	sa := func(p *rawsock.Packet) []byte { return probetest.SYNACK(p, rawsock.SYNOptions{MSS: 1460, WScale: -1}) }
+	sa := func(p *wire.Packet) []byte { return probetest.SYNACK(p, wire.SYNOptions{MSS: 1460, WScale: -1}) }
 	for _, tt := range []struct {
 		name  string
 		after time.Duration
-		reply func(p *rawsock.Packet) []byte
+		reply func(p *wire.Packet) []byte
 		flag  bool
 	}{
 		{"SYN-ACK at 999 ms", 999 * time.Millisecond, sa, false},
@@ -367,13 +367,13 @@ func TestMaybeRetransmit(t *testing.T) {
 // every reading) first reads the answer already waiting for it: the port
 // is open, not filtered.
 func TestLateWakeReadsQueuedAnswers(t *testing.T) {
-	c := probetest.NewConn(func(p *rawsock.Packet, b []byte, id uint32) []probetest.Reply {
-		if p.Flags != rawsock.FlagSyn {
+	c := probetest.NewConn(func(p *wire.Packet, b []byte, id uint32) []probetest.Reply {
+		if p.Flags != wire.FlagSyn {
 			return nil
 		}
 		return synack(p, b, id)
 	})
-	cookie, _ := rawsock.NewRandomCookie()
+	cookie, _ := wire.NewRandomCookie()
 	now := time.Now()
 	var results []probe.Result
 	p, err := probe.New(c, probe.Config{

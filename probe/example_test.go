@@ -9,7 +9,7 @@ import (
 
 	"github.com/synprobe/synprobe/probe"
 	"github.com/synprobe/synprobe/probe/probetest"
-	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // A client holds its sockets, ports and key for as long as the program
@@ -54,12 +54,12 @@ func ExampleClient_Probe_fin() {
 // port 443 with SYN-ACK and everything else with RST, 120 µs later by the
 // fake kernel's clock.
 func ExampleClient_Probe() {
-	network := probetest.NewConn(func(p *rawsock.Packet, _ []byte, _ uint32) []probetest.Reply {
-		if p.Flags != rawsock.FlagSyn {
+	network := probetest.NewConn(func(p *wire.Packet, _ []byte, _ uint32) []probetest.Reply {
+		if p.Flags != wire.FlagSyn {
 			return nil
 		}
 		if p.DstPort == 443 {
-			return []probetest.Reply{{Packet: probetest.SYNACK(p, rawsock.SYNOptions{MSS: 1460}), After: 120 * time.Microsecond}}
+			return []probetest.Reply{{Packet: probetest.SYNACK(p, wire.SYNOptions{MSS: 1460}), After: 120 * time.Microsecond}}
 		}
 		return []probetest.Reply{{Packet: probetest.RST(p), After: 120 * time.Microsecond}}
 	})
@@ -87,11 +87,11 @@ func ExampleClient_Probe() {
 
 // Rounds probe targets as ping does, with statistics per target.
 func ExampleClient_Rounds() {
-	network := probetest.NewConn(func(p *rawsock.Packet, _ []byte, _ uint32) []probetest.Reply {
-		if p.Flags != rawsock.FlagSyn {
+	network := probetest.NewConn(func(p *wire.Packet, _ []byte, _ uint32) []probetest.Reply {
+		if p.Flags != wire.FlagSyn {
 			return nil
 		}
-		return []probetest.Reply{{Packet: probetest.SYNACK(p, rawsock.SYNOptions{MSS: 1460}), After: time.Duration(p.DstPort) * time.Microsecond}}
+		return []probetest.Reply{{Packet: probetest.SYNACK(p, wire.SYNOptions{MSS: 1460}), After: time.Duration(p.DstPort) * time.Microsecond}}
 	})
 	defer network.Close()
 	c, err := probe.NewClient(&probe.ClientConfig{

@@ -11,7 +11,7 @@ import (
 
 	"github.com/synprobe/synprobe/probe"
 	"github.com/synprobe/synprobe/probe/probetest"
-	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // peer is a scripted TCP peer: it answers the SYN, then lets script decide
@@ -21,13 +21,13 @@ type peer struct {
 	irs    uint32 // its ISN
 	rcvNxt uint32 // next byte it expects from us
 	sndNxt uint32 // its next byte
-	got    []rawsock.Packet
+	got    []wire.Packet
 	raw    [][]byte // as sent, parallel to got
-	script func(pr *peer, p *rawsock.Packet) []probetest.Reply
+	script func(pr *peer, p *wire.Packet) []probetest.Reply
 
 	// Options of its SYN-ACK (nil: none); with Timestamps, every later
 	// segment carries TSval tsval (set by scripts) and echoes ours.
-	synOpts  *rawsock.SYNOptions
+	synOpts  *wire.SYNOptions
 	window   int // of its segments: 0 means 65000, -1 a zero window
 	tsval    uint32
 	tsRecent uint32
@@ -40,23 +40,23 @@ type peer struct {
 
 const peerISN = 5000
 
-func (pr *peer) respond(p *rawsock.Packet, b []byte, id uint32) []probetest.Reply {
+func (pr *peer) respond(p *wire.Packet, b []byte, id uint32) []probetest.Reply {
 	pr.got = append(pr.got, *p)
 	pr.raw = append(pr.raw, append([]byte(nil), b...))
 	if p.Options.Timestamps {
 		pr.tsRecent = p.Options.TSVal
 	}
-	if p.Flags == rawsock.FlagSyn {
+	if p.Flags == wire.FlagSyn {
 		pr.irs, pr.sndNxt, pr.rcvNxt = peerISN, peerISN+1, p.Seq+1
-		b := pr.seg(p, rawsock.FlagSyn|rawsock.FlagAck, peerISN, nil)
+		b := pr.seg(p, wire.FlagSyn|wire.FlagAck, peerISN, nil)
 		if pr.synOpts != nil {
 			o := *pr.synOpts
 			o.TSEcr = p.Options.TSVal
-			var ob [rawsock.MaxOptionsSize]byte
+			var ob [wire.MaxOptionsSize]byte
 			n := o.Encode(ob[:])
-			b = probetest.Build(rawsock.Segment{
+			b = probetest.Build(wire.Segment{
 				Src: p.Dst, Dst: p.Src, TTL: 64, SrcPort: p.DstPort, DstPort: p.SrcPort,
-				Seq: peerISN, Ack: pr.rcvNxt, Flags: rawsock.FlagSyn | rawsock.FlagAck, Window: pr.win(), Options: ob[:n],
+				Seq: peerISN, Ack: pr.rcvNxt, Flags: wire.FlagSyn | wire.FlagAck, Window: pr.win(), Options: ob[:n],
 			})
 		}
 		if pr.realTime {
@@ -64,7 +64,7 @@ func (pr *peer) respond(p *rawsock.Packet, b []byte, id uint32) []probetest.Repl
 		}
 		return []probetest.Reply{{Packet: b, After: rtt}}
 	}
-	if p.Flags&rawsock.FlagRst != 0 {
+	if p.Flags&wire.FlagRst != 0 {
 		return nil
 	}
 	return pr.script(pr, p)
@@ -72,15 +72,15 @@ func (pr *peer) respond(p *rawsock.Packet, b []byte, id uint32) []probetest.Repl
 
 // seg builds a segment from the peer to the prober; seq is explicit so
 // that scripts can replay old or future ones.
-func (pr *peer) seg(p *rawsock.Packet, flags rawsock.TCPFlags, seq uint32, payload []byte) []byte {
+func (pr *peer) seg(p *wire.Packet, flags wire.TCPFlags, seq uint32, payload []byte) []byte {
 	var ob []byte
-	if pr.synOpts != nil && pr.synOpts.Timestamps && flags&rawsock.FlagSyn == 0 {
+	if pr.synOpts != nil && pr.synOpts.Timestamps && flags&wire.FlagSyn == 0 {
 		ob = make([]byte, 12)
 		ob[0], ob[1], ob[2], ob[3] = 1, 1, 8, 10
 		binary.BigEndian.PutUint32(ob[4:], pr.tsval)
 		binary.BigEndian.PutUint32(ob[8:], pr.tsRecent)
 	}
-	return probetest.Build(rawsock.Segment{
+	return probetest.Build(wire.Segment{
 		Src: p.Dst, Dst: p.Src, TTL: 64,
 		SrcPort: p.DstPort, DstPort: p.SrcPort,
 		Seq: seq, Ack: pr.rcvNxt, Flags: flags, Window: pr.win(), Payload: payload, Options: ob,
@@ -98,33 +98,33 @@ func (pr *peer) win() uint16 {
 }
 
 // send builds the peer's next segment and advances its sequence number.
-func (pr *peer) send(p *rawsock.Packet, flags rawsock.TCPFlags, payload []byte, after time.Duration) probetest.Reply {
+func (pr *peer) send(p *wire.Packet, flags wire.TCPFlags, payload []byte, after time.Duration) probetest.Reply {
 	seq := pr.sndNxt
 	pr.sndNxt += uint32(len(payload))
-	if flags&rawsock.FlagFin != 0 {
+	if flags&wire.FlagFin != 0 {
 		pr.sndNxt++
 	}
 	return probetest.Reply{Packet: pr.seg(p, flags, seq, payload), After: after}
 }
 
 // takes advances the peer's view of our stream over p.
-func (pr *peer) takes(p *rawsock.Packet) {
+func (pr *peer) takes(p *wire.Packet) {
 	if pr.rcvNxt == p.Seq {
 		pr.rcvNxt += uint32(p.PayloadLen)
-		if p.Flags&rawsock.FlagFin != 0 {
+		if p.Flags&wire.FlagFin != 0 {
 			pr.rcvNxt++
 		}
 	}
 }
 
-func isFIN(p *rawsock.Packet) bool { return p.Flags&rawsock.FlagFin != 0 }
+func isFIN(p *wire.Packet) bool { return p.Flags&wire.FlagFin != 0 }
 
 func runFIN(t *testing.T, pr *peer, cfg probe.Config) (probe.Result, probe.CloseReport, *probe.Prober) {
 	t.Helper()
 	pr.t = t
 	c := probetest.NewConn(pr.respond)
 	c.NoTxStamps = pr.realTime
-	cookie, _ := rawsock.NewRandomCookie()
+	cookie, _ := wire.NewRandomCookie()
 	var res []probe.Result
 	var reports []probe.CloseReport
 	cfg.Targets = []probe.Target{target(dst4, 80)}
@@ -161,8 +161,8 @@ func runFIN(t *testing.T, pr *peer, cfg probe.Config) (probe.Result, probe.Close
 }
 
 // ourSegments returns the flags of what we sent after the SYN.
-func ourSegments(pr *peer) []rawsock.TCPFlags {
-	var f []rawsock.TCPFlags
+func ourSegments(pr *peer) []wire.TCPFlags {
+	var f []wire.TCPFlags
 	for _, p := range pr.got[1:] {
 		f = append(f, p.Flags)
 	}
@@ -173,123 +173,123 @@ func TestClosePatterns(t *testing.T) {
 	const ack, fin = 70 * time.Microsecond, 90 * time.Microsecond
 	for _, tt := range []struct {
 		name    string
-		script  func(pr *peer, p *rawsock.Packet) []probetest.Reply
+		script  func(pr *peer, p *wire.Packet) []probetest.Reply
 		pattern probe.ClosePattern
 		ackUS   time.Duration // 0: no ACK of our FIN
 		finUS   time.Duration // 0: no FIN
 		after   int           // peer bytes after our FIN
-		ours    []rawsock.TCPFlags
+		ours    []wire.TCPFlags
 		alt     probe.PatternSet
 		note    string // a part of the note
 	}{
 		{
 			name: "3-way: FIN merged with the ACK",
-			script: func(pr *peer, p *rawsock.Packet) []probetest.Reply {
+			script: func(pr *peer, p *wire.Packet) []probetest.Reply {
 				if !isFIN(p) {
 					return nil
 				}
 				pr.takes(p)
-				return []probetest.Reply{pr.send(p, rawsock.FlagFin|rawsock.FlagAck, nil, ack)}
+				return []probetest.Reply{pr.send(p, wire.FlagFin|wire.FlagAck, nil, ack)}
 			},
 			pattern: probe.Close3Way, ackUS: ack, finUS: ack,
-			ours: []rawsock.TCPFlags{rawsock.FlagAck, rawsock.FlagFin | rawsock.FlagAck, rawsock.FlagAck},
+			ours: []wire.TCPFlags{wire.FlagAck, wire.FlagFin | wire.FlagAck, wire.FlagAck},
 		},
 		{
 			name: "4-way: ACK, then FIN",
-			script: func(pr *peer, p *rawsock.Packet) []probetest.Reply {
+			script: func(pr *peer, p *wire.Packet) []probetest.Reply {
 				if !isFIN(p) {
 					return nil
 				}
 				pr.takes(p)
-				return []probetest.Reply{pr.send(p, rawsock.FlagAck, nil, ack), pr.send(p, rawsock.FlagFin|rawsock.FlagAck, nil, fin)}
+				return []probetest.Reply{pr.send(p, wire.FlagAck, nil, ack), pr.send(p, wire.FlagFin|wire.FlagAck, nil, fin)}
 			},
 			pattern: probe.Close4Way, ackUS: ack, finUS: fin,
-			ours: []rawsock.TCPFlags{rawsock.FlagAck, rawsock.FlagFin | rawsock.FlagAck, rawsock.FlagAck},
+			ours: []wire.TCPFlags{wire.FlagAck, wire.FlagFin | wire.FlagAck, wire.FlagAck},
 		},
 		{
 			name: "half-close: data acknowledges our FIN, 3000 bytes, then FIN",
-			script: func(pr *peer, p *rawsock.Packet) []probetest.Reply {
+			script: func(pr *peer, p *wire.Packet) []probetest.Reply {
 				if !isFIN(p) {
 					return nil
 				}
 				pr.takes(p)
 				return []probetest.Reply{
-					pr.send(p, rawsock.FlagPsh|rawsock.FlagAck, make([]byte, 1448), ack),
-					pr.send(p, rawsock.FlagPsh|rawsock.FlagAck, make([]byte, 1552), ack+10*time.Microsecond),
-					pr.send(p, rawsock.FlagFin|rawsock.FlagAck, nil, fin),
+					pr.send(p, wire.FlagPsh|wire.FlagAck, make([]byte, 1448), ack),
+					pr.send(p, wire.FlagPsh|wire.FlagAck, make([]byte, 1552), ack+10*time.Microsecond),
+					pr.send(p, wire.FlagFin|wire.FlagAck, nil, fin),
 				}
 			},
 			pattern: probe.Close4Way, ackUS: ack, finUS: fin, after: 3000,
-			ours: []rawsock.TCPFlags{rawsock.FlagAck, rawsock.FlagFin | rawsock.FlagAck, rawsock.FlagAck, rawsock.FlagAck, rawsock.FlagAck},
+			ours: []wire.TCPFlags{wire.FlagAck, wire.FlagFin | wire.FlagAck, wire.FlagAck, wire.FlagAck, wire.FlagAck},
 		},
 		{
 			name: "no-fin: the peer stays in CLOSE_WAIT, answers our probe, and gets reset",
-			script: func(pr *peer, p *rawsock.Packet) []probetest.Reply {
+			script: func(pr *peer, p *wire.Packet) []probetest.Reply {
 				switch {
 				case isFIN(p):
 					pr.takes(p)
-					return []probetest.Reply{pr.send(p, rawsock.FlagAck, nil, ack)}
-				case p.Flags == rawsock.FlagAck && p.Seq == pr.rcvNxt-1:
+					return []probetest.Reply{pr.send(p, wire.FlagAck, nil, ack)}
+				case p.Flags == wire.FlagAck && p.Seq == pr.rcvNxt-1:
 					// Our probe, below its rcv.nxt: a duplicate ACK.
-					return []probetest.Reply{pr.send(p, rawsock.FlagAck, nil, ack)}
+					return []probetest.Reply{pr.send(p, wire.FlagAck, nil, ack)}
 				}
 				return nil
 			},
 			pattern: probe.CloseNoFIN, ackUS: ack, note: "it still holds the connection (CLOSE_WAIT)",
-			ours: []rawsock.TCPFlags{rawsock.FlagAck, rawsock.FlagFin | rawsock.FlagAck, rawsock.FlagAck, rawsock.FlagRst | rawsock.FlagAck},
+			ours: []wire.TCPFlags{wire.FlagAck, wire.FlagFin | wire.FlagAck, wire.FlagAck, wire.FlagRst | wire.FlagAck},
 		},
 		{
 			// The peer acknowledged our FIN and reset its connection; the
 			// RST was lost. Its port answers our probe with a RST.
 			name: "rst, its RST lost: the probe after the close timeout finds the connection gone",
-			script: func(pr *peer, p *rawsock.Packet) []probetest.Reply {
+			script: func(pr *peer, p *wire.Packet) []probetest.Reply {
 				switch {
 				case isFIN(p):
 					pr.takes(p)
-					return []probetest.Reply{pr.send(p, rawsock.FlagAck, nil, ack)}
-				case p.Flags == rawsock.FlagAck && p.Seq == pr.rcvNxt-1:
-					return []probetest.Reply{{Packet: pr.seg(p, rawsock.FlagRst, p.Ack, nil), After: ack}}
+					return []probetest.Reply{pr.send(p, wire.FlagAck, nil, ack)}
+				case p.Flags == wire.FlagAck && p.Seq == pr.rcvNxt-1:
+					return []probetest.Reply{{Packet: pr.seg(p, wire.FlagRst, p.Ack, nil), After: ack}}
 				}
 				return nil
 			},
 			pattern: probe.CloseRST, ackUS: ack, note: "its connection was gone",
-			ours: []rawsock.TCPFlags{rawsock.FlagAck, rawsock.FlagFin | rawsock.FlagAck, rawsock.FlagAck},
+			ours: []wire.TCPFlags{wire.FlagAck, wire.FlagFin | wire.FlagAck, wire.FlagAck},
 		},
 		{
 			name: "no-fin or rst: nothing answers our probes",
-			script: func(pr *peer, p *rawsock.Packet) []probetest.Reply {
+			script: func(pr *peer, p *wire.Packet) []probetest.Reply {
 				if !isFIN(p) {
 					return nil
 				}
 				pr.takes(p)
-				return []probetest.Reply{pr.send(p, rawsock.FlagAck, nil, ack)}
+				return []probetest.Reply{pr.send(p, wire.FlagAck, nil, ack)}
 			},
 			pattern: probe.CloseNoFIN, ackUS: ack, alt: probe.PatternSet(0).Add(probe.CloseRST), note: "none of our probes",
-			ours: []rawsock.TCPFlags{rawsock.FlagAck, rawsock.FlagFin | rawsock.FlagAck, rawsock.FlagAck, rawsock.FlagAck, rawsock.FlagAck, rawsock.FlagRst | rawsock.FlagAck},
+			ours: []wire.TCPFlags{wire.FlagAck, wire.FlagFin | wire.FlagAck, wire.FlagAck, wire.FlagAck, wire.FlagAck, wire.FlagRst | wire.FlagAck},
 		},
 		{
 			name: "rst: the peer resets instead of closing",
-			script: func(pr *peer, p *rawsock.Packet) []probetest.Reply {
+			script: func(pr *peer, p *wire.Packet) []probetest.Reply {
 				if !isFIN(p) {
 					return nil
 				}
-				return []probetest.Reply{pr.send(p, rawsock.FlagRst|rawsock.FlagAck, nil, ack)}
+				return []probetest.Reply{pr.send(p, wire.FlagRst|wire.FlagAck, nil, ack)}
 			},
 			pattern: probe.CloseRST,
-			ours:    []rawsock.TCPFlags{rawsock.FlagAck, rawsock.FlagFin | rawsock.FlagAck},
+			ours:    []wire.TCPFlags{wire.FlagAck, wire.FlagFin | wire.FlagAck},
 		},
 		{
 			name: "simultaneous: the peer's FIN does not acknowledge ours",
-			script: func(pr *peer, p *rawsock.Packet) []probetest.Reply {
+			script: func(pr *peer, p *wire.Packet) []probetest.Reply {
 				if !isFIN(p) {
 					return nil
 				}
-				f := pr.send(p, rawsock.FlagFin|rawsock.FlagAck, nil, fin) // sent before ours arrived
+				f := pr.send(p, wire.FlagFin|wire.FlagAck, nil, fin) // sent before ours arrived
 				pr.takes(p)
-				return []probetest.Reply{f, pr.send(p, rawsock.FlagAck, nil, fin+ack)}
+				return []probetest.Reply{f, pr.send(p, wire.FlagAck, nil, fin+ack)}
 			},
 			pattern: probe.CloseSimultaneous, ackUS: fin + ack, finUS: fin,
-			ours: []rawsock.TCPFlags{rawsock.FlagAck, rawsock.FlagFin | rawsock.FlagAck, rawsock.FlagAck},
+			ours: []wire.TCPFlags{wire.FlagAck, wire.FlagFin | wire.FlagAck, wire.FlagAck},
 		},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -323,7 +323,7 @@ func TestClosePatterns(t *testing.T) {
 func checkSequence(t *testing.T, pr *peer) {
 	t.Helper()
 	for i, p := range pr.got[1:] {
-		if p.Flags&rawsock.FlagAck == 0 {
+		if p.Flags&wire.FlagAck == 0 {
 			continue
 		}
 		if p.Ack-peerISN > pr.sndNxt-peerISN {
@@ -332,7 +332,7 @@ func checkSequence(t *testing.T, pr *peer) {
 	}
 }
 
-func equalFlags(a, b []rawsock.TCPFlags) bool {
+func equalFlags(a, b []wire.TCPFlags) bool {
 	if len(a) != len(b) {
 		return false
 	}
@@ -347,17 +347,17 @@ func equalFlags(a, b []rawsock.TCPFlags) bool {
 // TestPeerFirst: the peer speaks and closes during our hold; we ACK, close
 // at once, and the FIN time runs from the end of the handshake.
 func TestPeerFirst(t *testing.T) {
-	pr := &peer{script: func(pr *peer, p *rawsock.Packet) []probetest.Reply {
+	pr := &peer{script: func(pr *peer, p *wire.Packet) []probetest.Reply {
 		switch {
-		case p.Flags == rawsock.FlagAck && p.Ack == peerISN+1 && p.PayloadLen == 0 && pr.sndNxt == peerISN+1:
+		case p.Flags == wire.FlagAck && p.Ack == peerISN+1 && p.PayloadLen == 0 && pr.sndNxt == peerISN+1:
 			// Our handshake ACK: banner, then FIN.
 			return []probetest.Reply{
-				pr.send(p, rawsock.FlagPsh|rawsock.FlagAck, []byte("220 hello\r\n"), 2*rtt),
-				pr.send(p, rawsock.FlagFin|rawsock.FlagAck, nil, 3*rtt),
+				pr.send(p, wire.FlagPsh|wire.FlagAck, []byte("220 hello\r\n"), 2*rtt),
+				pr.send(p, wire.FlagFin|wire.FlagAck, nil, 3*rtt),
 			}
 		case isFIN(p):
 			pr.takes(p)
-			return []probetest.Reply{pr.send(p, rawsock.FlagAck, nil, 20*time.Microsecond)}
+			return []probetest.Reply{pr.send(p, wire.FlagAck, nil, 20*time.Microsecond)}
 		}
 		return nil
 	}}
@@ -383,28 +383,28 @@ func TestReorderAndDuplicates(t *testing.T) {
 }
 
 func reorderAndDuplicates(t *testing.T, sack bool) {
-	pr := &peer{script: func(pr *peer, p *rawsock.Packet) []probetest.Reply {
+	pr := &peer{script: func(pr *peer, p *wire.Packet) []probetest.Reply {
 		if !isFIN(p) {
 			return nil
 		}
 		pr.takes(p)
-		data := pr.send(p, rawsock.FlagPsh|rawsock.FlagAck, []byte("0123456789"), 50*time.Microsecond)
-		f := pr.send(p, rawsock.FlagFin|rawsock.FlagAck, nil, 60*time.Microsecond)
+		data := pr.send(p, wire.FlagPsh|wire.FlagAck, []byte("0123456789"), 50*time.Microsecond)
+		f := pr.send(p, wire.FlagFin|wire.FlagAck, nil, 60*time.Microsecond)
 		// Wire order: FIN (early), data, data again, FIN again.
 		return []probetest.Reply{f, data, data, f}
 	}}
-	pr.synOpts = &rawsock.SYNOptions{MSS: 1460, WScale: -1, SACKPermitted: sack}
+	pr.synOpts = &wire.SYNOptions{MSS: 1460, WScale: -1, SACKPermitted: sack}
 	_, c, _ := runFIN(t, pr, probe.Config{})
 	if c.Pattern != probe.Close4Way || c.PeerDataBytes != 10 || c.PeerBytes != 10 || c.FinTime != 60*time.Microsecond {
 		t.Errorf("close %+v", c)
 	}
 	var dupACK bool
 	for i, p := range pr.got {
-		if p.Flags == rawsock.FlagAck && p.Ack == peerISN+1 && p.Seq == pr.got[0].Seq+2 {
+		if p.Flags == wire.FlagAck && p.Ack == peerISN+1 && p.Seq == pr.got[0].Seq+2 {
 			dupACK = true
 			// The FIN's range: [5011, 5012).
 			want := []byte{1, 1, 5, 10, 0, 0, 0x13, 0x93, 0, 0, 0x13, 0x94}
-			if opts := rawsock.TCP(pr.raw[i][20:]).Options(); sack != bytes.Equal(opts, want) {
+			if opts := wire.TCP(pr.raw[i][20:]).Options(); sack != bytes.Equal(opts, want) {
 				t.Errorf("SACK negotiated %v, options in the duplicate ACK % x", sack, opts)
 			}
 		}
@@ -419,7 +419,7 @@ func reorderAndDuplicates(t *testing.T, sack bool) {
 // RTO and report the retransmission.
 func TestFINLost(t *testing.T) {
 	fins := 0
-	pr := &peer{script: func(pr *peer, p *rawsock.Packet) []probetest.Reply {
+	pr := &peer{script: func(pr *peer, p *wire.Packet) []probetest.Reply {
 		if !isFIN(p) {
 			return nil
 		}
@@ -427,7 +427,7 @@ func TestFINLost(t *testing.T) {
 			return nil // lost
 		}
 		pr.takes(p)
-		return []probetest.Reply{pr.send(p, rawsock.FlagFin|rawsock.FlagAck, nil, ack)}
+		return []probetest.Reply{pr.send(p, wire.FlagFin|wire.FlagAck, nil, ack)}
 	}}
 	_, c, _ := runFIN(t, pr, probe.Config{})
 	if c.Pattern != probe.Close3Way || c.FinRetransmits != 1 || fins != 2 {
@@ -440,7 +440,7 @@ const ack = 70 * time.Microsecond
 // TestNoACK: the peer never acknowledges our FIN: we retransmit with
 // backoff, give up at the close timeout and reset.
 func TestNoACK(t *testing.T) {
-	pr := &peer{script: func(pr *peer, p *rawsock.Packet) []probetest.Reply { return nil }}
+	pr := &peer{script: func(pr *peer, p *wire.Packet) []probetest.Reply { return nil }}
 	_, c, _ := runFIN(t, pr, probe.Config{CloseTimeout: 700 * time.Millisecond})
 	// FIN at 0, again at 200 ms (RTO), again at 600 ms (backed off to
 	// 400 ms), then the 700 ms close timeout.
@@ -462,7 +462,7 @@ func TestNoACK(t *testing.T) {
 		t.Errorf("%d FINs on the wire, want 3", fins)
 	}
 	last := pr.got[len(pr.got)-1]
-	if last.Flags != rawsock.FlagRst|rawsock.FlagAck {
+	if last.Flags != wire.FlagRst|wire.FlagAck {
 		t.Errorf("last segment %v, want RST", last.Flags)
 	}
 }
@@ -475,7 +475,7 @@ func TestDataAndWindow(t *testing.T) {
 		data[i] = byte(i)
 	}
 	var got []byte
-	pr := &peer{script: func(pr *peer, p *rawsock.Packet) []probetest.Reply {
+	pr := &peer{script: func(pr *peer, p *wire.Packet) []probetest.Reply {
 		switch {
 		case p.PayloadLen > 0:
 			if p.PayloadLen > 1000 {
@@ -483,10 +483,10 @@ func TestDataAndWindow(t *testing.T) {
 			}
 			pr.takes(p)
 			got = append(got, make([]byte, p.PayloadLen)...)
-			return []probetest.Reply{pr.send(p, rawsock.FlagAck, nil, 30*time.Microsecond)}
+			return []probetest.Reply{pr.send(p, wire.FlagAck, nil, 30*time.Microsecond)}
 		case isFIN(p):
 			pr.takes(p)
-			return []probetest.Reply{pr.send(p, rawsock.FlagFin|rawsock.FlagAck, nil, ack)}
+			return []probetest.Reply{pr.send(p, wire.FlagFin|wire.FlagAck, nil, ack)}
 		}
 		return nil
 	}}
@@ -509,20 +509,20 @@ func TestDataAndWindow(t *testing.T) {
 // TestACKMode: ack mode completes the handshake, then resets: ACK first.
 func TestACKMode(t *testing.T) {
 	c := probetest.NewConn(synack)
-	cookie, _ := rawsock.NewRandomCookie()
+	cookie, _ := wire.NewRandomCookie()
 	p, _ := probe.New(c, probe.Config{Targets: []probe.Target{target(dst6, 22)}, Count: 1, Mode: probe.ModeACK,
 		PortLo: 61000, PortHi: 61000, Cookie: cookie})
 	if err := p.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	sent := c.Sent()
-	var flags []rawsock.TCPFlags
-	var pk rawsock.Packet
+	var flags []wire.TCPFlags
+	var pk wire.Packet
 	for _, b := range sent {
-		rawsock.Parse(b, &pk)
+		wire.Parse(b, &pk)
 		flags = append(flags, pk.Flags)
 	}
-	if !equalFlags(flags, []rawsock.TCPFlags{rawsock.FlagSyn, rawsock.FlagAck, rawsock.FlagRst}) || p.Stats(0).Open != 1 {
+	if !equalFlags(flags, []wire.TCPFlags{wire.FlagSyn, wire.FlagAck, wire.FlagRst}) || p.Stats(0).Open != 1 {
 		t.Errorf("sent %v", flags)
 	}
 }
@@ -530,28 +530,28 @@ func TestACKMode(t *testing.T) {
 // TestTrace: the ladder of a 4-way close, with both sides' states.
 func TestTrace(t *testing.T) {
 	var trace []probe.TraceEvent
-	pr := &peer{script: func(pr *peer, p *rawsock.Packet) []probetest.Reply {
+	pr := &peer{script: func(pr *peer, p *wire.Packet) []probetest.Reply {
 		if !isFIN(p) {
 			return nil
 		}
 		pr.takes(p)
-		return []probetest.Reply{pr.send(p, rawsock.FlagAck, nil, ack), pr.send(p, rawsock.FlagFin|rawsock.FlagAck, nil, 2*ack)}
+		return []probetest.Reply{pr.send(p, wire.FlagAck, nil, ack), pr.send(p, wire.FlagFin|wire.FlagAck, nil, 2*ack)}
 	}}
 	r, _, _ := runFIN(t, pr, probe.Config{})
 	trace = r.Trace
 	want := []struct {
 		out       bool
-		flags     rawsock.TCPFlags
+		flags     wire.TCPFlags
 		seq, ack  uint32
 		us, their probe.TCPState
 	}{
-		{true, rawsock.FlagSyn, 0, 0, probe.SynSent, probe.Listen},
-		{false, rawsock.FlagSyn | rawsock.FlagAck, 0, 1, probe.Established, probe.SynRcvd},
-		{true, rawsock.FlagAck, 1, 1, probe.Established, probe.Established},
-		{true, rawsock.FlagFin | rawsock.FlagAck, 1, 1, probe.FinWait1, probe.CloseWait},
-		{false, rawsock.FlagAck, 1, 2, probe.FinWait2, probe.CloseWait},
-		{false, rawsock.FlagFin | rawsock.FlagAck, 1, 2, probe.TimeWait, probe.LastAck},
-		{true, rawsock.FlagAck, 2, 2, probe.TimeWait, probe.Closed},
+		{true, wire.FlagSyn, 0, 0, probe.SynSent, probe.Listen},
+		{false, wire.FlagSyn | wire.FlagAck, 0, 1, probe.Established, probe.SynRcvd},
+		{true, wire.FlagAck, 1, 1, probe.Established, probe.Established},
+		{true, wire.FlagFin | wire.FlagAck, 1, 1, probe.FinWait1, probe.CloseWait},
+		{false, wire.FlagAck, 1, 2, probe.FinWait2, probe.CloseWait},
+		{false, wire.FlagFin | wire.FlagAck, 1, 2, probe.TimeWait, probe.LastAck},
+		{true, wire.FlagAck, 2, 2, probe.TimeWait, probe.Closed},
 	}
 	if len(trace) != len(want) {
 		t.Fatalf("trace has %d events, want %d: %+v", len(trace), len(want), trace)

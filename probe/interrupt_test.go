@@ -7,14 +7,14 @@ import (
 
 	"github.com/synprobe/synprobe/probe"
 	"github.com/synprobe/synprobe/probe/probetest"
-	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // runUntil runs an endless prober over c and cancels it once stop says
 // so (checked every millisecond), then returns the results and stats.
 func runUntil(t *testing.T, c *probetest.Conn, cfg probe.Config, stop func() bool) ([]probe.Result, probe.Stats) {
 	t.Helper()
-	cookie, err := rawsock.NewRandomCookie()
+	cookie, err := wire.NewRandomCookie()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,11 +44,11 @@ func runUntil(t *testing.T, c *probetest.Conn, cfg probe.Config, stop func() boo
 }
 
 // sentFlags counts the segments sent with exactly these flags.
-func sentFlags(c *probetest.Conn, flags rawsock.TCPFlags) int {
+func sentFlags(c *probetest.Conn, flags wire.TCPFlags) int {
 	n := 0
 	for _, b := range c.Sent() {
-		var p rawsock.Packet
-		if rawsock.Parse(b, &p) == nil && p.Flags&^rawsock.FlagEce&^rawsock.FlagCwr == flags {
+		var p wire.Packet
+		if wire.Parse(b, &p) == nil && p.Flags&^wire.FlagEce&^wire.FlagCwr == flags {
 			n++
 		}
 	}
@@ -61,16 +61,16 @@ func sentFlags(c *probetest.Conn, flags rawsock.TCPFlags) int {
 func TestInterruptCounts(t *testing.T) {
 	// The first probe is answered, the others are not (yet).
 	answered := 0
-	c := probetest.NewConn(func(p *rawsock.Packet, b []byte, id uint32) []probetest.Reply {
-		if p.Flags != rawsock.FlagSyn || answered > 0 {
+	c := probetest.NewConn(func(p *wire.Packet, b []byte, id uint32) []probetest.Reply {
+		if p.Flags != wire.FlagSyn || answered > 0 {
 			return nil
 		}
 		answered++
 		return []probetest.Reply{{Packet: probetest.SYNACK(p, linuxO), After: rtt}}
 	})
 	res, s := runUntil(t, c, probe.Config{Interval: 5 * time.Millisecond, Timeout: time.Hour},
-		func() bool { return sentFlags(c, rawsock.FlagSyn) >= 3 })
-	syns := sentFlags(c, rawsock.FlagSyn)
+		func() bool { return sentFlags(c, wire.FlagSyn) >= 3 })
+	syns := sentFlags(c, wire.FlagSyn)
 	if len(res) != 1 || res[0].State != probe.StateOpen {
 		t.Fatalf("results %+v, want the one open", res)
 	}
@@ -83,15 +83,15 @@ func TestInterruptCounts(t *testing.T) {
 // TestInterruptFIN: fin-mode connections held at an interrupt are reset,
 // one RST each, and reported: open, interrupted, with their SYN-ACK.
 func TestInterruptFIN(t *testing.T) {
-	c := probetest.NewConn(func(p *rawsock.Packet, b []byte, id uint32) []probetest.Reply {
-		if p.Flags != rawsock.FlagSyn || id%5 == 4 {
+	c := probetest.NewConn(func(p *wire.Packet, b []byte, id uint32) []probetest.Reply {
+		if p.Flags != wire.FlagSyn || id%5 == 4 {
 			return nil // the peer keeps the connection open, silent; some SYNs (id 4 mod 5) go unanswered
 		}
 		return []probetest.Reply{{Packet: probetest.SYNACK(p, linuxO), After: rtt}}
 	})
 	res, s := runUntil(t, c, probe.Config{Mode: probe.ModeFIN, Hold: time.Hour, Interval: 5 * time.Millisecond, Timeout: time.Second},
-		func() bool { return sentFlags(c, rawsock.FlagAck) >= 4 })
-	syns, acks, rsts := sentFlags(c, rawsock.FlagSyn), sentFlags(c, rawsock.FlagAck), sentFlags(c, rawsock.FlagRst|rawsock.FlagAck)+sentFlags(c, rawsock.FlagRst)
+		func() bool { return sentFlags(c, wire.FlagAck) >= 4 })
+	syns, acks, rsts := sentFlags(c, wire.FlagSyn), sentFlags(c, wire.FlagAck), sentFlags(c, wire.FlagRst|wire.FlagAck)+sentFlags(c, wire.FlagRst)
 	if syns < 4 || acks >= syns {
 		t.Fatalf("%d SYNs, %d ACKs", syns, acks)
 	}
@@ -101,7 +101,7 @@ func TestInterruptFIN(t *testing.T) {
 		t.Errorf("%d connections, %d RSTs, %d results", acks, rsts, len(res))
 	}
 	for _, r := range res {
-		if r.State != probe.StateOpen || r.Reason != probe.ReasonSYNACK || !r.Interrupted || r.Close != nil || r.RTT != rtt || r.Flags != rawsock.FlagSyn|rawsock.FlagAck {
+		if r.State != probe.StateOpen || r.Reason != probe.ReasonSYNACK || !r.Interrupted || r.Close != nil || r.RTT != rtt || r.Flags != wire.FlagSyn|wire.FlagAck {
 			t.Errorf("result %+v", r)
 		}
 	}

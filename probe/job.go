@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // settings are what one job's probes are sent and followed with: the
@@ -20,8 +20,8 @@ type settings struct {
 	ttl, tos     uint8
 	window       uint16
 	ecn          bool
-	options      [2]*rawsock.SYNOptions // for IPv4 and IPv6 targets; nil: none
-	opts         [2]synOpts             // the same, encoded
+	options      [2]*wire.SYNOptions // for IPv4 and IPv6 targets; nil: none
+	opts         [2]synOpts          // the same, encoded
 }
 
 // newSettings checks and completes the per-probe part of cfg.
@@ -43,7 +43,7 @@ func newSettings(cfg *Config) (settings, error) {
 		tos:          cfg.TOS,
 		window:       cfg.Window,
 		ecn:          cfg.ECN,
-		options:      [2]*rawsock.SYNOptions{cfg.Options, cfg.Options},
+		options:      [2]*wire.SYNOptions{cfg.Options, cfg.Options},
 	}
 	if cfg.Options6 != nil {
 		s.options[1] = cfg.Options6

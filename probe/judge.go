@@ -3,7 +3,7 @@ package probe
 import (
 	"time"
 
-	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // How a close is judged.
@@ -63,7 +63,7 @@ const (
 // order of the close, and returns a trace note when it shows loss.
 func (c *tcb) observe(p *Prober, e *pending, in *inbound) string {
 	pkt := &in.pkt
-	fin := pkt.Flags&rawsock.FlagFin != 0
+	fin := pkt.Flags&wire.FlagFin != 0
 	n := uint32(pkt.PayloadLen)
 	start := pkt.Seq
 	end := start + n

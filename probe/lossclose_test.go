@@ -7,10 +7,10 @@ import (
 
 	"github.com/synprobe/synprobe/probe"
 	"github.com/synprobe/synprobe/probe/probetest"
-	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
-var peerTS = &rawsock.SYNOptions{MSS: 1460, WScale: -1, Timestamps: true, TSVal: 1000}
+var peerTS = &wire.SYNOptions{MSS: 1460, WScale: -1, Timestamps: true, TSVal: 1000}
 
 func alts(pats ...probe.ClosePattern) probe.PatternSet {
 	var s probe.PatternSet
@@ -49,7 +49,7 @@ func TestCloseUnderLoss(t *testing.T) {
 	for _, ts := range []bool{true, false} {
 		name := map[bool]string{true: "ts", false: "no-ts"}[ts]
 		t.Run(name, func(t *testing.T) {
-			newPeer := func(script func(pr *peer, p *rawsock.Packet) []probetest.Reply) *peer {
+			newPeer := func(script func(pr *peer, p *wire.Packet) []probetest.Reply) *peer {
 				pr := &peer{script: script}
 				if ts {
 					pr.synOpts = peerTS
@@ -59,28 +59,28 @@ func TestCloseUnderLoss(t *testing.T) {
 			t.Run("3-way, its FIN+ACK lost", func(t *testing.T) {
 				// Item 5 of issue 8: the pure ACK answering our
 				// retransmitted FIN carries seq = its FIN + 1.
-				pr := newPeer(func(pr *peer, p *rawsock.Packet) []probetest.Reply {
+				pr := newPeer(func(pr *peer, p *wire.Packet) []probetest.Reply {
 					if !isFIN(p) {
 						return nil
 					}
 					pr.tsval += 200
 					if finCount(pr) == 1 {
 						pr.takes(p)
-						pr.send(p, rawsock.FlagFin|rawsock.FlagAck, nil, ack) // lost
+						pr.send(p, wire.FlagFin|wire.FlagAck, nil, ack) // lost
 						return nil
 					}
-					fin := probetest.Reply{Packet: pr.seg(p, rawsock.FlagFin|rawsock.FlagAck, pr.sndNxt-1, nil), After: 2 * ack}
-					return []probetest.Reply{pr.send(p, rawsock.FlagAck, nil, ack), fin}
+					fin := probetest.Reply{Packet: pr.seg(p, wire.FlagFin|wire.FlagAck, pr.sndNxt-1, nil), After: 2 * ack}
+					return []probetest.Reply{pr.send(p, wire.FlagAck, nil, ack), fin}
 				})
 				r, c, _ := runFIN(t, pr, probe.Config{})
 				if c.Pattern != probe.Close3Way || c.Alternatives != alts(probe.CloseSimultaneous, probe.Close4Way) || c.FinRetransmits != 1 ||
 					!strings.Contains(c.Note, "first FIN was lost") {
 					t.Errorf("close %+v", c)
 				}
-				if n, ok := noteOf(r.Trace, func(ev probe.TraceEvent) bool { return !ev.Out && ev.Flags == rawsock.FlagAck && ev.Seq == 2 }); !ok || !strings.Contains(n, "seq ahead") {
+				if n, ok := noteOf(r.Trace, func(ev probe.TraceEvent) bool { return !ev.Out && ev.Flags == wire.FlagAck && ev.Seq == 2 }); !ok || !strings.Contains(n, "seq ahead") {
 					t.Errorf("the ACK past its FIN is noted %q", n)
 				}
-				if n, _ := noteOf(r.Trace, func(ev probe.TraceEvent) bool { return !ev.Out && ev.Flags&rawsock.FlagFin != 0 }); !strings.Contains(n, "first FIN was lost") {
+				if n, _ := noteOf(r.Trace, func(ev probe.TraceEvent) bool { return !ev.Out && ev.Flags&wire.FlagFin != 0 }); !strings.Contains(n, "first FIN was lost") {
 					t.Errorf("its FIN is noted %q", n)
 				}
 				last := r.Trace[len(r.Trace)-1]
@@ -88,23 +88,23 @@ func TestCloseUnderLoss(t *testing.T) {
 					t.Errorf("states at the end: us %v, peer %v", last.Us, last.Peer)
 				}
 				for _, ev := range r.Trace {
-					if !ev.Out && ev.Flags == rawsock.FlagAck && ev.Peer == probe.CloseWait {
+					if !ev.Out && ev.Flags == wire.FlagAck && ev.Peer == probe.CloseWait {
 						t.Errorf("peer said to be in CLOSE_WAIT after it sent its FIN: %+v", ev)
 					}
 				}
 			})
 			t.Run("simultaneous, its FIN lost before ours arrived", func(t *testing.T) {
-				pr := newPeer(func(pr *peer, p *rawsock.Packet) []probetest.Reply {
+				pr := newPeer(func(pr *peer, p *wire.Packet) []probetest.Reply {
 					switch {
-					case p.Flags == rawsock.FlagAck && pr.sndNxt == peerISN+1:
+					case p.Flags == wire.FlagAck && pr.sndNxt == peerISN+1:
 						// Our handshake ACK: it closes at once; the FIN is lost.
 						pr.tsval += 1
-						pr.send(p, rawsock.FlagFin|rawsock.FlagAck, nil, ack)
+						pr.send(p, wire.FlagFin|wire.FlagAck, nil, ack)
 					case isFIN(p) && finCount(pr) == 1:
 						pr.tsval += 100
 						pr.takes(p)
-						fin := probetest.Reply{Packet: pr.seg(p, rawsock.FlagFin|rawsock.FlagAck, pr.sndNxt-1, nil), After: 3 * ack}
-						return []probetest.Reply{{Packet: pr.seg(p, rawsock.FlagAck, pr.sndNxt, nil), After: ack}, fin}
+						fin := probetest.Reply{Packet: pr.seg(p, wire.FlagFin|wire.FlagAck, pr.sndNxt-1, nil), After: 3 * ack}
+						return []probetest.Reply{{Packet: pr.seg(p, wire.FlagAck, pr.sndNxt, nil), After: ack}, fin}
 					}
 					return nil
 				})
@@ -117,13 +117,13 @@ func TestCloseUnderLoss(t *testing.T) {
 				}
 			})
 			t.Run("4-way, its ACK lost, FIN 50 ms later", func(t *testing.T) {
-				pr := newPeer(func(pr *peer, p *rawsock.Packet) []probetest.Reply {
+				pr := newPeer(func(pr *peer, p *wire.Packet) []probetest.Reply {
 					if !isFIN(p) {
 						return nil
 					}
 					pr.takes(p)
 					pr.tsval += 50
-					return []probetest.Reply{pr.send(p, rawsock.FlagFin|rawsock.FlagAck, nil, 50*time.Millisecond)}
+					return []probetest.Reply{pr.send(p, wire.FlagFin|wire.FlagAck, nil, 50*time.Millisecond)}
 				})
 				_, c, _ := runFIN(t, pr, probe.Config{})
 				if c.Pattern != probe.Close3Way || c.Alternatives != alts(probe.Close4Way, probe.CloseSimultaneous) || !strings.Contains(c.Note, "separate ACK") {
@@ -140,13 +140,13 @@ func TestCloseUnderLoss(t *testing.T) {
 					t.Skip("without timestamps, an inflated only RTT sample hides the peer's delay")
 				}
 				start := time.Now()
-				pr := newPeer(func(pr *peer, p *rawsock.Packet) []probetest.Reply {
+				pr := newPeer(func(pr *peer, p *wire.Packet) []probetest.Reply {
 					if !isFIN(p) {
 						return nil
 					}
 					pr.takes(p)
 					pr.tsval = peerTS.TSVal + uint32(time.Since(start).Milliseconds()) + 100
-					r := pr.send(p, rawsock.FlagFin|rawsock.FlagAck, nil, 0)
+					r := pr.send(p, wire.FlagFin|wire.FlagAck, nil, 0)
 					r.Delay = 100 * time.Millisecond
 					return []probetest.Reply{r}
 				})
@@ -159,13 +159,13 @@ func TestCloseUnderLoss(t *testing.T) {
 			})
 			t.Run("3-way, the SYN-ACK 150 ms late: no alternative", func(t *testing.T) {
 				start := time.Now()
-				pr := newPeer(func(pr *peer, p *rawsock.Packet) []probetest.Reply {
+				pr := newPeer(func(pr *peer, p *wire.Packet) []probetest.Reply {
 					if !isFIN(p) {
 						return nil
 					}
 					pr.takes(p)
 					pr.tsval = peerTS.TSVal + uint32(time.Since(start).Milliseconds())
-					return []probetest.Reply{pr.send(p, rawsock.FlagFin|rawsock.FlagAck, nil, 0)}
+					return []probetest.Reply{pr.send(p, wire.FlagFin|wire.FlagAck, nil, 0)}
 				})
 				pr.realTime, pr.synackDelay = true, 150*time.Millisecond
 				_, c, _ := runFIN(t, pr, probe.Config{Hold: 300 * time.Millisecond})
@@ -174,13 +174,13 @@ func TestCloseUnderLoss(t *testing.T) {
 				}
 			})
 			t.Run("4-way, its ACK reordered behind its FIN", func(t *testing.T) {
-				pr := newPeer(func(pr *peer, p *rawsock.Packet) []probetest.Reply {
+				pr := newPeer(func(pr *peer, p *wire.Packet) []probetest.Reply {
 					if !isFIN(p) {
 						return nil
 					}
 					pr.takes(p)
-					a := pr.send(p, rawsock.FlagAck, nil, ack)
-					f := pr.send(p, rawsock.FlagFin|rawsock.FlagAck, nil, ack+10*time.Microsecond)
+					a := pr.send(p, wire.FlagAck, nil, ack)
+					f := pr.send(p, wire.FlagFin|wire.FlagAck, nil, ack+10*time.Microsecond)
 					return []probetest.Reply{f, a}
 				})
 				_, c, _ := runFIN(t, pr, probe.Config{})
@@ -189,16 +189,16 @@ func TestCloseUnderLoss(t *testing.T) {
 				}
 			})
 			t.Run("4-way, its FIN lost, ACK first", func(t *testing.T) {
-				pr := newPeer(func(pr *peer, p *rawsock.Packet) []probetest.Reply {
+				pr := newPeer(func(pr *peer, p *wire.Packet) []probetest.Reply {
 					if !isFIN(p) {
 						return nil
 					}
 					pr.takes(p)
 					pr.tsval += 10
-					a := pr.send(p, rawsock.FlagAck, nil, ack)
-					pr.send(p, rawsock.FlagFin|rawsock.FlagAck, nil, 2*ack) // lost
+					a := pr.send(p, wire.FlagAck, nil, ack)
+					pr.send(p, wire.FlagFin|wire.FlagAck, nil, 2*ack) // lost
 					// Its retransmission, 300 ms later.
-					return []probetest.Reply{a, {Packet: pr.seg(p, rawsock.FlagFin|rawsock.FlagAck, pr.sndNxt-1, nil), After: 300 * time.Millisecond}}
+					return []probetest.Reply{a, {Packet: pr.seg(p, wire.FlagFin|wire.FlagAck, pr.sndNxt-1, nil), After: 300 * time.Millisecond}}
 				})
 				_, c, _ := runFIN(t, pr, probe.Config{})
 				if c.Pattern != probe.Close4Way || c.Alternatives != 0 {
@@ -206,21 +206,21 @@ func TestCloseUnderLoss(t *testing.T) {
 				}
 			})
 			t.Run("4-way, its data lost before its FIN", func(t *testing.T) {
-				pr := newPeer(func(pr *peer, p *rawsock.Packet) []probetest.Reply {
+				pr := newPeer(func(pr *peer, p *wire.Packet) []probetest.Reply {
 					if !isFIN(p) {
 						if p.Ack == pr.sndNxt-1 && p.PayloadLen == 0 && pr.sndNxt != peerISN+1 {
 							// Its data is in, its FIN not: sent again.
 							pr.tsval += 200
-							return []probetest.Reply{{Packet: pr.seg(p, rawsock.FlagFin|rawsock.FlagAck, pr.sndNxt-1, nil), After: ack}}
+							return []probetest.Reply{{Packet: pr.seg(p, wire.FlagFin|wire.FlagAck, pr.sndNxt-1, nil), After: ack}}
 						}
 						return nil
 					}
 					pr.takes(p)
 					pr.tsval += 10
-					pr.send(p, rawsock.FlagPsh|rawsock.FlagAck, make([]byte, 3000), ack) // lost
-					fin := pr.send(p, rawsock.FlagFin|rawsock.FlagAck, nil, 2*ack)
+					pr.send(p, wire.FlagPsh|wire.FlagAck, make([]byte, 3000), ack) // lost
+					fin := pr.send(p, wire.FlagFin|wire.FlagAck, nil, 2*ack)
 					pr.tsval += 300
-					again := probetest.Reply{Packet: pr.seg(p, rawsock.FlagPsh|rawsock.FlagAck, peerISN+1, make([]byte, 3000)), After: 300 * time.Millisecond}
+					again := probetest.Reply{Packet: pr.seg(p, wire.FlagPsh|wire.FlagAck, peerISN+1, make([]byte, 3000)), After: 300 * time.Millisecond}
 					return []probetest.Reply{fin, again}
 				})
 				_, c, _ := runFIN(t, pr, probe.Config{})
@@ -232,16 +232,16 @@ func TestCloseUnderLoss(t *testing.T) {
 				}
 			})
 			t.Run("peer-first, its banner lost: its FIN out of order, ours crosses it", func(t *testing.T) {
-				pr := newPeer(func(pr *peer, p *rawsock.Packet) []probetest.Reply {
+				pr := newPeer(func(pr *peer, p *wire.Packet) []probetest.Reply {
 					switch {
-					case p.Flags == rawsock.FlagAck && pr.sndNxt == peerISN+1:
-						pr.send(p, rawsock.FlagPsh|rawsock.FlagAck, []byte("220 hello\r\n"), ack) // lost
-						return []probetest.Reply{pr.send(p, rawsock.FlagFin|rawsock.FlagAck, nil, 2*ack)}
+					case p.Flags == wire.FlagAck && pr.sndNxt == peerISN+1:
+						pr.send(p, wire.FlagPsh|wire.FlagAck, []byte("220 hello\r\n"), ack) // lost
+						return []probetest.Reply{pr.send(p, wire.FlagFin|wire.FlagAck, nil, 2*ack)}
 					case isFIN(p) && finCount(pr) == 1:
 						pr.takes(p)
-						banner := probetest.Reply{Packet: pr.seg(p, rawsock.FlagPsh|rawsock.FlagAck, peerISN+1, []byte("220 hello\r\n")), After: 2 * ack}
-						fin := probetest.Reply{Packet: pr.seg(p, rawsock.FlagFin|rawsock.FlagAck, pr.sndNxt-1, nil), After: 3 * ack}
-						return []probetest.Reply{{Packet: pr.seg(p, rawsock.FlagAck, pr.sndNxt, nil), After: ack}, banner, fin}
+						banner := probetest.Reply{Packet: pr.seg(p, wire.FlagPsh|wire.FlagAck, peerISN+1, []byte("220 hello\r\n")), After: 2 * ack}
+						fin := probetest.Reply{Packet: pr.seg(p, wire.FlagFin|wire.FlagAck, pr.sndNxt-1, nil), After: 3 * ack}
+						return []probetest.Reply{{Packet: pr.seg(p, wire.FlagAck, pr.sndNxt, nil), After: ack}, banner, fin}
 					}
 					return nil
 				})

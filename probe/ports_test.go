@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -152,32 +152,32 @@ func TestTimeWaitPortReuse(t *testing.T) {
 	for _, ts := range []bool{true, false} {
 		d, s := netip.MustParseAddr("198.18.0.2"), netip.MustParseAddr("198.18.0.1")
 		c := &recConn{}
-		cookie, _ := rawsock.NewRandomCookie()
+		cookie, _ := wire.NewRandomCookie()
 		now := t0
 		var results []Result
 		p, err := New(c, Config{Targets: []Target{{Addr: d, Src: s, Port: 80}}, Mode: ModeFIN,
-			Options: &rawsock.SYNOptions{MSS: 1460, Timestamps: true}, PortLo: 61000, PortHi: 61000,
+			Options: &wire.SYNOptions{MSS: 1460, Timestamps: true}, PortLo: 61000, PortHi: 61000,
 			Cookie: cookie, Now: func() time.Time { return now },
 			OnResult: func(r *Result) { results = append(results, *r) }})
 		if err != nil {
 			t.Fatal(err)
 		}
-		reply := func(syn rawsock.Packet, flags rawsock.TCPFlags, seq, ack uint32) {
+		reply := func(syn wire.Packet, flags wire.TCPFlags, seq, ack uint32) {
 			var opts []byte
 			if ts {
 				opts = []byte{1, 1, 8, 10, 0, 0, 0, 9, 0, 0, 0, 0}
 			}
 			b := make([]byte, 128)
-			n, _ := (&rawsock.Segment{Src: d, Dst: s, TTL: 64, SrcPort: 80, DstPort: syn.SrcPort, Seq: seq, Ack: ack,
+			n, _ := (&wire.Segment{Src: d, Dst: s, TTL: 64, SrcPort: 80, DstPort: syn.SrcPort, Seq: seq, Ack: ack,
 				Flags: flags, Window: 1000, Options: opts}).Build(b)
 			var in inbound
-			if err := rawsock.Parse(b[:n], &in.pkt); err != nil {
+			if err := wire.Parse(b[:n], &in.pkt); err != nil {
 				t.Fatal(err)
 			}
 			in.user = now
 			p.handle(&in)
 		}
-		closeOne := func(seq int) rawsock.Packet {
+		closeOne := func(seq int) wire.Packet {
 			t.Helper()
 			before := len(c.sent)
 			p.sendSYN(p.main, 0, seq, now)
@@ -185,18 +185,18 @@ func TestTimeWaitPortReuse(t *testing.T) {
 				t.Fatalf("probe %d: no SYN (%+v)", seq, results[len(results)-1].Err)
 			}
 			syn := c.sent[before]
-			synack := rawsock.SYNOptions{MSS: 1460}
+			synack := wire.SYNOptions{MSS: 1460}
 			if ts {
 				synack.Timestamps = true
 			}
 			b := make([]byte, 128)
 			var in inbound
-			n, _ := (&rawsock.Segment{Src: d, Dst: s, TTL: 64, SrcPort: 80, DstPort: syn.SrcPort, Seq: 9000, Ack: syn.Seq + 1,
-				Flags: rawsock.FlagSyn | rawsock.FlagAck, Window: 1000, Options: synackOpts(synack)}).Build(b)
-			rawsock.Parse(b[:n], &in.pkt)
+			n, _ := (&wire.Segment{Src: d, Dst: s, TTL: 64, SrcPort: 80, DstPort: syn.SrcPort, Seq: 9000, Ack: syn.Seq + 1,
+				Flags: wire.FlagSyn | wire.FlagAck, Window: 1000, Options: synackOpts(synack)}).Build(b)
+			wire.Parse(b[:n], &in.pkt)
 			in.user = now
 			p.handle(&in)
-			reply(syn, rawsock.FlagFin|rawsock.FlagAck, 9001, syn.Seq+2)
+			reply(syn, wire.FlagFin|wire.FlagAck, 9001, syn.Seq+2)
 			// A 3-way verdict waits up to 10 ms for an ACK reordered
 			// behind the FIN.
 			now = now.Add(20 * time.Millisecond)
@@ -234,7 +234,7 @@ func TestTimeWaitPortReuse(t *testing.T) {
 	}
 }
 
-func synackOpts(o rawsock.SYNOptions) []byte {
-	b := make([]byte, rawsock.MaxOptionsSize)
+func synackOpts(o wire.SYNOptions) []byte {
+	b := make([]byte, wire.MaxOptionsSize)
 	return b[:o.Encode(b)]
 }

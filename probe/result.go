@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // State is a probe's verdict.
@@ -37,7 +37,7 @@ func (s State) String() string {
 }
 
 // Reasons given with a verdict, besides the ICMP names of
-// rawsock.ICMPReason.
+// wire.ICMPReason.
 const (
 	ReasonSYNACK    = "syn-ack"
 	ReasonRST       = "rst"
@@ -100,9 +100,9 @@ type Result struct {
 	DF   bool
 
 	// The reply's TCP header (SYN-ACK or RST).
-	Flags   rawsock.TCPFlags
+	Flags   wire.TCPFlags
 	Window  uint16
-	Options rawsock.SYNOptions
+	Options wire.SYNOptions
 
 	// Close reports how the connection ended (ModeFIN, open probes).
 	Close *CloseReport

@@ -4,7 +4,7 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // ScanResult is the verdict on one (address, port) pair of a scan. It is
@@ -69,9 +69,9 @@ type Reply struct {
 	DF   bool
 
 	// The reply's TCP header (SYN-ACK or RST).
-	Flags   rawsock.TCPFlags
+	Flags   wire.TCPFlags
 	Window  uint16
-	Options rawsock.SYNOptions
+	Options wire.SYNOptions
 }
 
 // IsICMP reports whether an ICMP error was the answer.

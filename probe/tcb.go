@@ -7,7 +7,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // Probe states past SYN_SENT, for ModeFIN. The TCP state names of both
@@ -346,7 +346,7 @@ func (p *Prober) newTCB(s *settings) *tcb {
 
 // record adds a segment to the trace with both ends' current states and
 // returns its index (-1 when not tracing).
-func (c *tcb) record(at stamp, out bool, flags rawsock.TCPFlags, seq, ack uint32, n int, win uint16, note string) int {
+func (c *tcb) record(at stamp, out bool, flags wire.TCPFlags, seq, ack uint32, n int, win uint16, note string) int {
 	if !c.tracing {
 		return -1
 	}
@@ -391,15 +391,15 @@ func isMsgSize(err error) bool { return errors.Is(err, syscall.EMSGSIZE) }
 // sendSeg sends a segment of probe e's connection and returns when it
 // left. A failed send is counted in the connection (Result.Close) and
 // noted in the trace; the caller decides what follows.
-func (p *Prober) sendSeg(e *pending, flags rawsock.TCPFlags, seq, ack uint32, payload []byte, note string) (stamp, error) {
+func (p *Prober) sendSeg(e *pending, flags wire.TCPFlags, seq, ack uint32, payload []byte, note string) (stamp, error) {
 	t := e.t()
 	now := p.now()
 	c := e.c
-	var ob [rawsock.MaxOptionsSize]byte
+	var ob [wire.MaxOptionsSize]byte
 	on := 0
 	var win uint16
 	tsval := p.tsval(now)
-	if flags&rawsock.FlagRst == 0 {
+	if flags&wire.FlagRst == 0 {
 		win = e.job.window
 		if c != nil && c.peerWS >= 0 {
 			win = uint16(uint32(e.job.window) >> c.ourWS)
@@ -416,7 +416,7 @@ func (p *Prober) sendSeg(e *pending, flags rawsock.TCPFlags, seq, ack uint32, pa
 	}
 	id := p.nextID
 	p.nextID++
-	seg := rawsock.Segment{
+	seg := wire.Segment{
 		Src: t.Src, Dst: t.Addr,
 		TTL: e.job.ttl, TOS: e.job.tos,
 		ID: uint16(id), DF: true,
@@ -435,7 +435,7 @@ func (p *Prober) sendSeg(e *pending, flags rawsock.TCPFlags, seq, ack uint32, pa
 	p.spinUntil = now.Add(spinAfterSend)
 	if c != nil {
 		c.lastTSval = tsval
-		if c.peerFIN && flags&rawsock.FlagAck != 0 && !seqLT(ack, c.peerFINSeq+1) {
+		if c.peerFIN && flags&wire.FlagAck != 0 && !seqLT(ack, c.peerFINSeq+1) {
 			c.ackedPeerFIN = true
 		}
 		p.updatePeer(c)
@@ -452,7 +452,7 @@ func (p *Prober) sendSeg(e *pending, flags rawsock.TCPFlags, seq, ack uint32, pa
 }
 
 func (p *Prober) sendACK(e *pending, note string) {
-	p.sendSeg(e, rawsock.FlagAck, e.c.sndNxt, e.c.rcvNxt, nil, note)
+	p.sendSeg(e, wire.FlagAck, e.c.sndNxt, e.c.rcvNxt, nil, note)
 }
 
 // challengeACK answers a segment RFC 5961 does not accept with an ACK of
@@ -475,7 +475,7 @@ func (c *tcb) annotateLast(note string) {
 }
 
 // ourOptions returns the SYN options probe e sent.
-func ourOptions(e *pending) *rawsock.SYNOptions { return e.job.options[family(e.t())] }
+func ourOptions(e *pending) *wire.SYNOptions { return e.job.options[family(e.t())] }
 
 // established sets up probe i's connection on its SYN-ACK (ModeFIN): ACK,
 // data, then hold or FIN.
@@ -579,9 +579,9 @@ func (c *tcb) baseRTO() time.Duration {
 func (p *Prober) segSize(e *pending) int {
 	c := e.c
 	t := e.t()
-	hdr := rawsock.IPv4MinimumSize + rawsock.TCPMinimumSize
+	hdr := wire.IPv4MinimumSize + wire.TCPMinimumSize
 	if t.Addr.Is6() {
-		hdr = rawsock.IPv6MinimumSize + rawsock.TCPMinimumSize
+		hdr = wire.IPv6MinimumSize + wire.TCPMinimumSize
 	}
 	mss := c.peerMSS
 	if o := ourOptions(e); o != nil && o.MSS != 0 {
@@ -663,7 +663,7 @@ func (p *Prober) output(i int) {
 		if retrans {
 			note = noteRetransmission
 		}
-		st, err := p.sendSeg(e, rawsock.FlagPsh|rawsock.FlagAck, c.sndNxt, c.rcvNxt, c.data[off:off+n], note)
+		st, err := p.sendSeg(e, wire.FlagPsh|wire.FlagAck, c.sndNxt, c.rcvNxt, c.data[off:off+n], note)
 		if err != nil {
 			if isMsgSize(err) && shrinks < 8 && p.shrinkMSS(e) {
 				shrinks++
@@ -728,7 +728,7 @@ func (p *Prober) sendFIN(i int) {
 	c.sndMax = seqMax(c.sndMax, c.sndNxt)
 	c.finSent = true
 	c.lossBeforeFIN = c.lossSeen
-	st, _ := p.sendSeg(e, rawsock.FlagFin|rawsock.FlagAck, c.finSeq, c.rcvNxt, nil, "")
+	st, _ := p.sendSeg(e, wire.FlagFin|wire.FlagAck, c.finSeq, c.rcvNxt, nil, "")
 	c.finAt = st
 	c.finTxs[0] = finTx{at: st, tsval: c.lastTSval, trace: len(c.trace) - 1}
 	c.finDeadline = now.Add(c.s.closeTimeout)
@@ -747,7 +747,7 @@ func (p *Prober) resendFIN(i int) {
 	c.finRetries++
 	c.lossSeen = true
 	c.rttTiming = false
-	st, _ := p.sendSeg(e, rawsock.FlagFin|rawsock.FlagAck, c.finSeq, c.rcvNxt, nil, noteRetransmission)
+	st, _ := p.sendSeg(e, wire.FlagFin|wire.FlagAck, c.finSeq, c.rcvNxt, nil, noteRetransmission)
 	c.finTxs[c.finRetries] = finTx{at: st, tsval: c.lastTSval, trace: len(c.trace) - 1}
 	c.sndNxt = c.finSeq + 1
 	if c.rtoAt.IsZero() {
@@ -808,14 +808,14 @@ func (p *Prober) segment(i int, in *inbound) {
 		return
 	}
 	now := p.now()
-	fin := pkt.Flags&rawsock.FlagFin != 0
+	fin := pkt.Flags&wire.FlagFin != 0
 	if e.state == stateTimeWait {
 		p.timeWaitSegment(i, in)
 		return
 	}
 	switch {
-	case pkt.Flags&rawsock.FlagSyn != 0:
-		if pkt.Flags&rawsock.FlagAck != 0 && pkt.Seq == c.irs && pkt.Ack == e.isn+1 && pkt.Flags&rawsock.FlagRst == 0 {
+	case pkt.Flags&wire.FlagSyn != 0:
+		if pkt.Flags&wire.FlagAck != 0 && pkt.Seq == c.irs && pkt.Ack == e.isn+1 && pkt.Flags&wire.FlagRst == 0 {
 			// The SYN-ACK again: our ACK was lost.
 			c.peerRetrans++
 			c.lossSeen = true
@@ -826,7 +826,7 @@ func (p *Prober) segment(i int, in *inbound) {
 		p.recordIn(e, in, noteBadSYN)
 		p.challengeACK(e, now)
 		return
-	case pkt.Flags&rawsock.FlagRst != 0:
+	case pkt.Flags&wire.FlagRst != 0:
 		switch {
 		case pkt.Seq == c.rcvNxt:
 			c.us, c.peer = Closed, Closed
@@ -843,7 +843,7 @@ func (p *Prober) segment(i int, in *inbound) {
 			p.recordIn(e, in, noteRSTOutside)
 		}
 		return
-	case pkt.Flags&rawsock.FlagAck == 0:
+	case pkt.Flags&wire.FlagAck == 0:
 		p.recordIn(e, in, noteNoACKFlag)
 		return
 	}
@@ -1033,7 +1033,7 @@ func (p *Prober) fastRetransmit(e *pending) {
 	off := c.sndUna - base
 	c.rttTiming = false
 	c.cwnd = max(c.cwnd/2, uint32(2*c.mss))
-	if _, err := p.sendSeg(e, rawsock.FlagPsh|rawsock.FlagAck, c.sndUna, c.rcvNxt, c.data[off:off+n], noteFastRetrans); err == nil {
+	if _, err := p.sendSeg(e, wire.FlagPsh|wire.FlagAck, c.sndUna, c.rcvNxt, c.data[off:off+n], noteFastRetrans); err == nil {
 		c.dataRetrans++
 		c.lossSeen = true
 	}
@@ -1046,7 +1046,7 @@ func (p *Prober) timeWaitSegment(i int, in *inbound) {
 	e := &p.tab.e[i]
 	c := e.c
 	pkt := &in.pkt
-	if pkt.Flags&(rawsock.FlagRst|rawsock.FlagSyn) != 0 || pkt.Flags&rawsock.FlagAck == 0 || seqLT(c.sndMax, pkt.Ack) {
+	if pkt.Flags&(wire.FlagRst|wire.FlagSyn) != 0 || pkt.Flags&wire.FlagAck == 0 || seqLT(c.sndMax, pkt.Ack) {
 		return
 	}
 	if !c.reportAt.IsZero() {
@@ -1055,7 +1055,7 @@ func (p *Prober) timeWaitSegment(i int, in *inbound) {
 	// Anything that takes sequence space is old now: our last ACK was
 	// lost. Acknowledge it again, so the peer can leave LAST_ACK.
 	switch {
-	case pkt.Flags&rawsock.FlagFin != 0:
+	case pkt.Flags&wire.FlagFin != 0:
 		if s := e.job.stats; s != nil {
 			s[e.target].lateFINs++
 		}
@@ -1115,7 +1115,7 @@ func (p *Prober) connTimer(i int, now time.Time) {
 			c.persistAt = time.Time{}
 			c.persistBackoff = min(c.persistBackoff+1, 16)
 			c.windowProbes++
-			p.sendSeg(e, rawsock.FlagAck, c.sndUna-1, c.rcvNxt, nil, noteWindowProbe)
+			p.sendSeg(e, wire.FlagAck, c.sndUna-1, c.rcvNxt, nil, noteWindowProbe)
 		}
 		p.output(i)
 		p.rearm(i)
@@ -1184,7 +1184,7 @@ func (p *Prober) aliveProbe(i int, now time.Time) {
 	e := &p.tab.e[i]
 	c := e.c
 	c.aliveProbes++
-	p.sendSeg(e, rawsock.FlagAck, c.sndNxt-1, c.rcvNxt, nil, noteAliveProbe)
+	p.sendSeg(e, wire.FlagAck, c.sndNxt-1, c.rcvNxt, nil, noteAliveProbe)
 	wait := max(c.baseRTO(), challengeInterval)
 	for range c.aliveProbes - 1 {
 		wait = min(2*wait, maxRTO)
@@ -1231,7 +1231,7 @@ const maxResets = 64
 func (p *Prober) sendResets(e *pending, note string) {
 	c := e.c
 	una, hi := c.sndUna, seqMax(c.sndMax, c.sndNxt)
-	p.sendSeg(e, rawsock.FlagRst|rawsock.FlagAck, una, c.rcvNxt, nil, note)
+	p.sendSeg(e, wire.FlagRst|wire.FlagAck, una, c.rcvNxt, nil, note)
 	if una == hi {
 		return
 	}
@@ -1241,13 +1241,13 @@ func (p *Prober) sendResets(e *pending, note string) {
 		if c.finSent && seq == c.finSeq+1 {
 			continue
 		}
-		p.sendSeg(e, rawsock.FlagRst|rawsock.FlagAck, seq, c.rcvNxt, nil, note)
+		p.sendSeg(e, wire.FlagRst|wire.FlagAck, seq, c.rcvNxt, nil, note)
 		n++
 	}
 	if c.finSent && seqLT(una, c.finSeq) && seqLT(c.finSeq, hi) {
-		p.sendSeg(e, rawsock.FlagRst|rawsock.FlagAck, c.finSeq, c.rcvNxt, nil, note) // all data in, the FIN lost
+		p.sendSeg(e, wire.FlagRst|wire.FlagAck, c.finSeq, c.rcvNxt, nil, note) // all data in, the FIN lost
 	}
-	p.sendSeg(e, rawsock.FlagRst|rawsock.FlagAck, hi, c.rcvNxt, nil, note)
+	p.sendSeg(e, wire.FlagRst|wire.FlagAck, hi, c.rcvNxt, nil, note)
 }
 
 // finishConn reports probe i's connection, closed with pattern pat (alt:
@@ -1329,8 +1329,8 @@ func (p *Prober) finishTrace(r *Result, e *pending) {
 	p.trace = p.trace[:0]
 	for _, rec := range c.trace {
 		ev := rec.ev
-		if !ev.Out && c.finKnown && ev.Flags&rawsock.FlagRst == 0 && ev.Flags&rawsock.FlagAck != 0 &&
-			(ev.Flags&rawsock.FlagFin != 0 || seqLT(c.peerFINSeq, ev.Seq)) {
+		if !ev.Out && c.finKnown && ev.Flags&wire.FlagRst == 0 && ev.Flags&wire.FlagAck != 0 &&
+			(ev.Flags&wire.FlagFin != 0 || seqLT(c.peerFINSeq, ev.Seq)) {
 			finOut = true
 		}
 		if finOut {
@@ -1349,7 +1349,7 @@ func (p *Prober) finishTrace(r *Result, e *pending) {
 			ours, theirs = theirs, ours
 		}
 		ev.Seq -= ours
-		if ev.Flags&rawsock.FlagAck != 0 {
+		if ev.Flags&wire.FlagAck != 0 {
 			ev.Ack -= theirs
 		} else {
 			ev.Ack = 0
@@ -1387,8 +1387,8 @@ func (p *Prober) connICMP(in *inbound) {
 		seqLT(q.Seq, c.sndUna) || !seqLT(q.Seq, c.sndMax) {
 		return
 	}
-	tooBig := (t.Addr.Is4() && pkt.ICMPType == rawsock.ICMPv4DestinationUnreachable && pkt.ICMPCode == 4) ||
-		(t.Addr.Is6() && pkt.ICMPType == rawsock.ICMPv6PacketTooBig)
+	tooBig := (t.Addr.Is4() && pkt.ICMPType == wire.ICMPv4DestinationUnreachable && pkt.ICMPCode == 4) ||
+		(t.Addr.Is6() && pkt.ICMPType == wire.ICMPv6PacketTooBig)
 	if !tooBig || !p.shrinkMSS(e) {
 		return
 	}

@@ -5,15 +5,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // recConn records every packet sent.
-type recConn struct{ sent []rawsock.Packet }
+type recConn struct{ sent []wire.Packet }
 
 func (c *recConn) Send(pkt []byte, id uint32) error {
-	var p rawsock.Packet
-	if err := rawsock.Parse(pkt, &p); err != nil {
+	var p wire.Packet
+	if err := wire.Parse(pkt, &p); err != nil {
 		return err
 	}
 	c.sent = append(c.sent, p)
@@ -29,7 +29,7 @@ func (c *recConn) TxTime(id uint32, v6 bool) (time.Time, bool)    { return time.
 func TestTimeWaitReACK(t *testing.T) {
 	d, s := netip.MustParseAddr("198.18.0.2"), netip.MustParseAddr("198.18.0.1")
 	c := &recConn{}
-	cookie, _ := rawsock.NewRandomCookie()
+	cookie, _ := wire.NewRandomCookie()
 	results := 0
 	p, err := New(c, Config{Targets: []Target{{Addr: d, Src: s, Port: 80}}, Mode: ModeFIN,
 		PortLo: 61000, PortHi: 61000, Cookie: cookie, OnResult: func(*Result) { results++ }})
@@ -39,22 +39,22 @@ func TestTimeWaitReACK(t *testing.T) {
 	p.sendSYN(p.main, 0, 0, time.Now())
 	syn := c.sent[0]
 	const irs = 9000
-	reply := func(flags rawsock.TCPFlags, seq, ack uint32) {
+	reply := func(flags wire.TCPFlags, seq, ack uint32) {
 		b := make([]byte, 128)
-		n, _ := (&rawsock.Segment{Src: d, Dst: s, TTL: 64, SrcPort: 80, DstPort: syn.SrcPort, Seq: seq, Ack: ack, Flags: flags, Window: 1000}).Build(b)
+		n, _ := (&wire.Segment{Src: d, Dst: s, TTL: 64, SrcPort: 80, DstPort: syn.SrcPort, Seq: seq, Ack: ack, Flags: flags, Window: 1000}).Build(b)
 		var in inbound
-		if err := rawsock.Parse(b[:n], &in.pkt); err != nil {
+		if err := wire.Parse(b[:n], &in.pkt); err != nil {
 			t.Fatal(err)
 		}
 		in.user = time.Now()
 		p.handle(&in)
 	}
-	reply(rawsock.FlagSyn|rawsock.FlagAck, irs, syn.Seq+1)
+	reply(wire.FlagSyn|wire.FlagAck, irs, syn.Seq+1)
 	// We sent ACK and FIN (no hold): the peer merges its FIN with the ACK.
-	if n := len(c.sent); n != 3 || c.sent[2].Flags != rawsock.FlagFin|rawsock.FlagAck {
+	if n := len(c.sent); n != 3 || c.sent[2].Flags != wire.FlagFin|wire.FlagAck {
 		t.Fatalf("sent %d packets, last %v", n, c.sent[n-1].Flags)
 	}
-	reply(rawsock.FlagFin|rawsock.FlagAck, irs+1, syn.Seq+2)
+	reply(wire.FlagFin|wire.FlagAck, irs+1, syn.Seq+2)
 	// A 3-way verdict waits a moment for a separate ACK reordered behind
 	// the FIN (at most 10 ms).
 	if results != 0 || p.live != 1 {
@@ -65,8 +65,8 @@ func TestTimeWaitReACK(t *testing.T) {
 		t.Fatalf("after the close: %d results, %d live, %d in the table", results, p.live, p.tab.n)
 	}
 	before := len(c.sent)
-	reply(rawsock.FlagFin|rawsock.FlagAck, irs+1, syn.Seq+2) // our last ACK was lost
-	if len(c.sent) != before+1 || c.sent[before].Flags != rawsock.FlagAck || c.sent[before].Ack != irs+2 {
+	reply(wire.FlagFin|wire.FlagAck, irs+1, syn.Seq+2) // our last ACK was lost
+	if len(c.sent) != before+1 || c.sent[before].Flags != wire.FlagAck || c.sent[before].Ack != irs+2 {
 		t.Errorf("retransmitted FIN not acknowledged again: %+v", c.sent[before:])
 	}
 	if results != 1 || p.Stats(0).LateFINs != 1 {

@@ -1,5 +1,7 @@
 package rawsock
 
+import "github.com/synprobe/synprobe/rawsock/wire"
+
 // batchSlot is the room for one packet in a Batch: batchHeadroom bytes for
 // a link-layer header (PacketSender), then the IP packet, a SYN with options.
 const (
@@ -71,7 +73,7 @@ func (b *Batch) frame(i, hdr int) []byte {
 // nothing) when the batch is full or the packet's address family differs
 // from the batch's: send the batch first.
 func (b *Batch) Commit(n int) bool {
-	if b.Full() || n < IPv4MinimumSize || n > batchSlot-batchHeadroom {
+	if b.Full() || n < wire.IPv4MinimumSize || n > batchSlot-batchHeadroom {
 		return false
 	}
 	v6 := b.buf[b.n*batchSlot+batchHeadroom]>>4 == 6

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/synprobe/synprobe/internal/netlab"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // Ports of the checksum lab's target (and of the prober itself, for
@@ -145,8 +146,8 @@ func TestIntegrationChecksumPaths(t *testing.T) {
 			var buf [128]byte
 			for i, c := range csCases {
 				sport := lo + uint16(i)
-				n, err := (&Segment{Src: path.src, Dst: path.dst, TTL: 64, DF: true, SrcPort: sport, DstPort: c.dport,
-					Seq: isn + uint32(i), Flags: FlagSyn, Window: 64240}).Build(buf[:])
+				n, err := (&wire.Segment{Src: path.src, Dst: path.dst, TTL: 64, DF: true, SrcPort: sport, DstPort: c.dport,
+					Seq: isn + uint32(i), Flags: wire.FlagSyn, Window: 64240}).Build(buf[:])
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -169,16 +170,16 @@ func TestIntegrationChecksumPaths(t *testing.T) {
 					continue
 				}
 				port, form := csForm(rb[:n])
-				var p Packet
-				raw[port] = csSeen{form: form, accepted: Parse(rb[:n], &p) == nil}
+				var p wire.Packet
+				raw[port] = csSeen{form: form, accepted: wire.Parse(rb[:n], &p) == nil}
 			}
 			ringSeen := map[uint16]csSeen{}
 			for deadline := time.Now().Add(300 * time.Millisecond); ; {
 				_, err := ring.readWith(deadline, nil, func(pkt []byte, _ time.Time, status uint32) {
 					port, form := csForm(pkt)
-					var p Packet
+					var p wire.Packet
 					// What Read hands on, and the scanner's Parse then.
-					ok := ring.checksumOK(pkt, status) && Parse(pkt, &p) == nil
+					ok := ring.checksumOK(pkt, status) && wire.Parse(pkt, &p) == nil
 					ringSeen[port] = csSeen{form: form, status: status, accepted: ok}
 				})
 				if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -236,22 +237,27 @@ func describe(s csSeen, ok, ring bool) string {
 // csForm returns the port of ours a packet is addressed to (for an ICMP
 // error, the quoted source port) and the form of its checksum.
 func csForm(pkt []byte) (uint16, string) {
-	var p Packet
-	if ParseChecksums(pkt, &p, ChecksumsNotReady) != nil {
+	var p wire.Packet
+	if wire.ParseChecksums(pkt, &p, wire.ChecksumsNotReady) != nil {
 		return 0, "unparsable"
 	}
 	if p.IsICMP() {
-		if ParseChecksums(pkt, &p, ChecksumsVerify) != nil {
+		if wire.ParseChecksums(pkt, &p, wire.ChecksumsVerify) != nil {
 			return p.Quoted.SrcPort, "icmp-bad"
 		}
 		return p.Quoted.SrcPort, "icmp"
 	}
-	start, end, src, dst, _, _ := l4(pkt)
+	// The segments here follow the fixed IPv6 header directly.
+	src, dst := p.Src, p.Dst
+	start, end := wire.IPv6MinimumSize, wire.IPv6MinimumSize+int(wire.IPv6(pkt).PayloadLength())
+	if pkt[0]>>4 == wire.IPv4Version {
+		start, end = wire.IPv4(pkt).HeaderLength(), int(wire.IPv4(pkt).TotalLength())
+	}
 	seg := pkt[start:end]
 	switch {
-	case Checksum(seg, PseudoHeaderChecksum(ProtocolTCP, src, dst, uint16(len(seg)))) == 0xffff:
+	case wire.Checksum(seg, wire.PseudoHeaderChecksum(wire.ProtocolTCP, src, dst, uint16(len(seg)))) == 0xffff:
 		return p.DstPort, "full"
-	case TCP(seg).Checksum() == PseudoHeaderChecksum(ProtocolTCP, src, dst, uint16(len(seg))):
+	case wire.TCP(seg).Checksum() == wire.PseudoHeaderChecksum(wire.ProtocolTCP, src, dst, uint16(len(seg))):
 		return p.DstPort, "partial"
 	}
 	return p.DstPort, "bad"
@@ -262,21 +268,21 @@ func csForm(pkt []byte) (uint16, string) {
 func injectRST(t *testing.T, fd int, src, dst netip.Addr, sport, dport uint16, ack uint32, form string) {
 	t.Helper()
 	var b [64]byte
-	n, err := (&Segment{Src: src, Dst: dst, TTL: 64, DF: true, SrcPort: sport, DstPort: dport,
-		Ack: ack, Flags: FlagRst | FlagAck}).Build(b[:])
+	n, err := (&wire.Segment{Src: src, Dst: dst, TTL: 64, DF: true, SrcPort: sport, DstPort: dport,
+		Ack: ack, Flags: wire.FlagRst | wire.FlagAck}).Build(b[:])
 	if err != nil {
 		t.Fatal(err)
 	}
-	hl := IPv4MinimumSize
+	hl := wire.IPv4MinimumSize
 	if src.Is6() {
-		hl = IPv6MinimumSize
+		hl = wire.IPv6MinimumSize
 	}
-	tcp := TCP(b[hl:n])
+	tcp := wire.TCP(b[hl:n])
 	switch form {
 	case "bad":
 		tcp.SetChecksum(tcp.Checksum() + 1)
 	case "partial":
-		tcp.SetChecksum(PseudoHeaderChecksum(ProtocolTCP, src, dst, uint16(len(tcp))))
+		tcp.SetChecksum(wire.PseudoHeaderChecksum(wire.ProtocolTCP, src, dst, uint16(len(tcp))))
 	}
 	var sa unix.Sockaddr
 	if src.Is4() {

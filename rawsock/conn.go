@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // Config selects what Listen opens.
@@ -57,8 +59,8 @@ func Listen(cfg Config) (*Conn, error) {
 // names the packet's transmit timestamps for TxTime; ids should be unique
 // among the last few thousand packets sent.
 func (c *Conn) Send(pkt []byte, id uint32) error {
-	if len(pkt) < IPv4MinimumSize {
-		return ErrTruncated
+	if len(pkt) < wire.IPv4MinimumSize {
+		return wire.ErrTruncated
 	}
 	return c.send(pkt, id)
 }
@@ -89,8 +91,8 @@ func (c *Conn) TxTime(id uint32, v6 bool) (t time.Time, ok bool) { return c.txTi
 // closed (net.ErrClosed). The wait has nanosecond resolution
 // (epoll_pwait2), unlike Go's timers, which sleep in whole milliseconds.
 func (c *Conn) Recv(b []byte, deadline time.Time) (int, time.Time, error) {
-	if len(b) < IPv6MinimumSize+TCPMinimumSize {
-		return 0, time.Time{}, ErrShortBuffer
+	if len(b) < wire.IPv6MinimumSize+wire.TCPMinimumSize {
+		return 0, time.Time{}, wire.ErrShortBuffer
 	}
 	return c.recv(b, deadline)
 }

@@ -16,6 +16,8 @@ import (
 
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // connSys is a Conn's Linux part: the sockets and the epoll set.
@@ -155,18 +157,18 @@ func (c *Conn) open(cfg Config) error {
 		return nil
 	}
 	if cfg.IPv4 {
-		if err := c.addRx(unix.AF_INET, unix.IPPROTO_TCP, TCPFilterIPv4(cfg.PortLo, cfg.PortHi), cfg); err != nil {
+		if err := c.addRx(unix.AF_INET, unix.IPPROTO_TCP, wire.TCPFilterIPv4(cfg.PortLo, cfg.PortHi), cfg); err != nil {
 			return err
 		}
-		if err := c.addRx(unix.AF_INET, unix.IPPROTO_ICMP, ICMPFilterIPv4(cfg.PortLo, cfg.PortHi), cfg); err != nil {
+		if err := c.addRx(unix.AF_INET, unix.IPPROTO_ICMP, wire.ICMPFilterIPv4(cfg.PortLo, cfg.PortHi), cfg); err != nil {
 			return err
 		}
 	}
 	if cfg.IPv6 {
-		if err := c.addRx(unix.AF_INET6, unix.IPPROTO_TCP, TCPFilterIPv6(cfg.PortLo, cfg.PortHi), cfg); err != nil {
+		if err := c.addRx(unix.AF_INET6, unix.IPPROTO_TCP, wire.TCPFilterIPv6(cfg.PortLo, cfg.PortHi), cfg); err != nil {
 			return err
 		}
-		if err := c.addRx(unix.AF_INET6, unix.IPPROTO_ICMPV6, ICMPFilterIPv6(cfg.PortLo, cfg.PortHi), cfg); err != nil {
+		if err := c.addRx(unix.AF_INET6, unix.IPPROTO_ICMPV6, wire.ICMPFilterIPv6(cfg.PortLo, cfg.PortHi), cfg); err != nil {
 			return err
 		}
 	}
@@ -229,7 +231,7 @@ func (c *Conn) addRx(family, proto int, filter []bpf.Instruction, cfg Config) er
 		// itself would: a partial checksum from a sender on this host
 		// passes, a wrong one is dropped. (ICMPv6 sockets do so by
 		// default; IPv4 raw sockets cannot, and Parse checks instead.)
-		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_CHECKSUM, TCPChecksumOffset); err != nil {
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_CHECKSUM, wire.TCPChecksumOffset); err != nil {
 			return opError("setsockopt IPV6_CHECKSUM", err)
 		}
 	}
@@ -334,8 +336,8 @@ func (s *sender) send(pkt []byte, id uint32) error {
 	defer s.mu.Unlock()
 	var to unix.Sockaddr
 	if s.v6 {
-		if len(pkt) < IPv6MinimumSize {
-			return ErrTruncated
+		if len(pkt) < wire.IPv6MinimumSize {
+			return wire.ErrTruncated
 		}
 		copy(s.sa6.Addr[:], pkt[24:40])
 		to = &s.sa6
@@ -529,11 +531,11 @@ func (c *Conn) recvFrom(s *rxSock, b []byte) (int, time.Time, error) {
 		})
 		return n, stampTime(ts), nil
 	}
-	n, oobn, _, err := recvmsg(s.fd, b[IPv6MinimumSize:], c.oob[:], unix.MSG_DONTWAIT, &from)
+	n, oobn, _, err := recvmsg(s.fd, b[wire.IPv6MinimumSize:], c.oob[:], unix.MSG_DONTWAIT, &from)
 	if err != nil {
 		return 0, time.Time{}, err
 	}
-	h := IPv6(b[:IPv6MinimumSize])
+	h := wire.IPv6(b[:wire.IPv6MinimumSize])
 	clear(h)
 	h[0] = 0x60
 	binary.BigEndian.PutUint16(h[4:], uint16(n))
@@ -554,7 +556,7 @@ func (c *Conn) recvFrom(s *rxSock, b []byte) (int, time.Time, error) {
 			copy(h[24:40], d[:16])
 		}
 	})
-	return IPv6MinimumSize + n, stampTime(ts), nil
+	return wire.IPv6MinimumSize + n, stampTime(ts), nil
 }
 
 func stampTime(ns int64) time.Time {

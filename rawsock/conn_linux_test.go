@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/synprobe/synprobe/internal/netlab"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // listenOrSkip opens a Conn on a random block of 16 ports, or skips the
@@ -45,10 +46,10 @@ func TestIntegrationLoopbackSYN(t *testing.T) {
 			defer ln.Close()
 			port := uint16(ln.Addr().(*net.TCPAddr).Port)
 
-			var opts [MaxOptionsSize]byte
-			on := (&SYNOptions{MSS: 1460, WScale: 7, SACKPermitted: true, Timestamps: true, TSVal: 1}).Encode(opts[:])
-			seg := Segment{Src: a, Dst: a, TTL: 64, DF: true, SrcPort: lo + 3, DstPort: port, Seq: 0x01020304,
-				Flags: FlagSyn, Window: 64240, Options: opts[:on]}
+			var opts [wire.MaxOptionsSize]byte
+			on := (&wire.SYNOptions{MSS: 1460, WScale: 7, SACKPermitted: true, Timestamps: true, TSVal: 1}).Encode(opts[:])
+			seg := wire.Segment{Src: a, Dst: a, TTL: 64, DF: true, SrcPort: lo + 3, DstPort: port, Seq: 0x01020304,
+				Flags: wire.FlagSyn, Window: 64240, Options: opts[:on]}
 			buf := make([]byte, 256)
 			n, err := seg.Build(buf)
 			if err != nil {
@@ -58,7 +59,7 @@ func TestIntegrationLoopbackSYN(t *testing.T) {
 				t.Fatal(err)
 			}
 			rb := make([]byte, 2048)
-			var p Packet
+			var p wire.Packet
 			var rx time.Time
 			deadline := time.AfterFunc(5*time.Second, func() { c.Close() })
 			defer deadline.Stop()
@@ -67,12 +68,12 @@ func TestIntegrationLoopbackSYN(t *testing.T) {
 				if err != nil {
 					t.Fatalf("no SYN-ACK: %v", err)
 				}
-				if Parse(rb[:n], &p) == nil && p.Proto == 6 && p.SrcPort == port && p.DstPort == lo+3 {
+				if wire.Parse(rb[:n], &p) == nil && p.Proto == 6 && p.SrcPort == port && p.DstPort == lo+3 {
 					rx = ts
 					break
 				}
 			}
-			if p.Flags != FlagSyn|FlagAck || p.Ack != 0x01020305 || p.Src != a || p.Dst != a || p.TTL != 64 {
+			if p.Flags != wire.FlagSyn|wire.FlagAck || p.Ack != 0x01020305 || p.Src != a || p.Dst != a || p.TTL != 64 {
 				t.Errorf("reply %+v", p)
 			}
 			if p.Options.MSS == 0 || !p.Options.SACKPermitted || !p.Options.Timestamps || p.Options.TSEcr != 1 {
@@ -105,7 +106,7 @@ func TestIntegrationFilterScope(t *testing.T) {
 	a := netip.MustParseAddr("127.0.0.1")
 	buf := make([]byte, 128)
 	for i, sport := range []uint16{lo - 1, lo + 16, lo + 15} { // only the last is ours
-		n, _ := (&Segment{Src: a, Dst: a, TTL: 64, SrcPort: sport, DstPort: port, Seq: uint32(i), Flags: FlagSyn, Window: 1}).Build(buf)
+		n, _ := (&wire.Segment{Src: a, Dst: a, TTL: 64, SrcPort: sport, DstPort: port, Seq: uint32(i), Flags: wire.FlagSyn, Window: 1}).Build(buf)
 		if err := c.Send(buf[:n], uint32(i)); err != nil {
 			t.Fatal(err)
 		}
@@ -115,8 +116,8 @@ func TestIntegrationFilterScope(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var p Packet
-	if err := Parse(rb[:n], &p); err != nil || p.DstPort != lo+15 {
+	var p wire.Packet
+	if err := wire.Parse(rb[:n], &p); err != nil || p.DstPort != lo+15 {
 		t.Errorf("first packet received: %+v (%v), want the reply to port %d", p, err, lo+15)
 	}
 }
@@ -137,7 +138,7 @@ func TestIntegrationZeroAllocs(t *testing.T) {
 		id := uint32(0)
 		allocs := testing.AllocsPerRun(200, func() {
 			id++
-			n, _ := (&Segment{Src: a, Dst: a, TTL: 64, SrcPort: lo, DstPort: port, Seq: id * 1000, Flags: FlagSyn, Window: 1}).Build(buf)
+			n, _ := (&wire.Segment{Src: a, Dst: a, TTL: 64, SrcPort: lo, DstPort: port, Seq: id * 1000, Flags: wire.FlagSyn, Window: 1}).Build(buf)
 			if err := c.Send(buf[:n], id); err != nil {
 				t.Fatal(err)
 			}
@@ -147,7 +148,7 @@ func TestIntegrationZeroAllocs(t *testing.T) {
 			}
 			c.TxTime(id, a.Is6())
 			// Free the listener's half-open entry.
-			n, _ = (&Segment{Src: a, Dst: a, TTL: 64, SrcPort: lo, DstPort: port, Seq: id*1000 + 1, Flags: FlagRst}).Build(buf)
+			n, _ = (&wire.Segment{Src: a, Dst: a, TTL: 64, SrcPort: lo, DstPort: port, Seq: id*1000 + 1, Flags: wire.FlagRst}).Build(buf)
 			c.Send(buf[:n], id+1<<31)
 		})
 		if allocs != 0 {
@@ -190,7 +191,7 @@ func TestIntegrationSendBatch(t *testing.T) {
 	b := NewBatch(8)
 	fill := func() {
 		for i := range 8 {
-			n, err := (&Segment{Src: a, Dst: a, TTL: 64, SrcPort: lo + uint16(i), DstPort: port, Seq: uint32(i) << 20, Flags: FlagSyn, Window: 1}).Build(b.Slot())
+			n, err := (&wire.Segment{Src: a, Dst: a, TTL: 64, SrcPort: lo + uint16(i), DstPort: port, Seq: uint32(i) << 20, Flags: wire.FlagSyn, Window: 1}).Build(b.Slot())
 			if err != nil || !b.Commit(n) {
 				t.Fatalf("build %d: %v", i, err)
 			}
@@ -219,8 +220,8 @@ func TestIntegrationSendBatch(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%d SYN-ACKs of 8: %v", len(got), err)
 		}
-		var p Packet
-		if Parse(rb[:n], &p) == nil && p.Flags == FlagSyn|FlagAck && p.Ack == uint32(p.DstPort-lo)<<20+1 {
+		var p wire.Packet
+		if wire.Parse(rb[:n], &p) == nil && p.Flags == wire.FlagSyn|wire.FlagAck && p.Ack == uint32(p.DstPort-lo)<<20+1 {
 			got[p.DstPort] = true
 		}
 	}
@@ -236,7 +237,7 @@ func TestIntegrationConnQueued(t *testing.T) {
 	}
 	// A SYN to a closed port on loopback: the RST comes back to lo+1.
 	buf := make([]byte, 128)
-	n, err := (&Segment{Src: a, Dst: a, TTL: 64, SrcPort: lo + 1, DstPort: 9, Seq: 1, Flags: FlagSyn, Window: 1024}).Build(buf)
+	n, err := (&wire.Segment{Src: a, Dst: a, TTL: 64, SrcPort: lo + 1, DstPort: 9, Seq: 1, Flags: wire.FlagSyn, Window: 1024}).Build(buf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,8 +252,8 @@ func TestIntegrationConnQueued(t *testing.T) {
 		t.Fatal("the RST is not Queued")
 	}
 	rb := make([]byte, 2048)
-	var p Packet
-	if n, _, err := c.Recv(rb, time.Now().Add(time.Second)); err != nil || Parse(rb[:n], &p) != nil || p.Flags&FlagRst == 0 {
+	var p wire.Packet
+	if n, _, err := c.Recv(rb, time.Now().Add(time.Second)); err != nil || wire.Parse(rb[:n], &p) != nil || p.Flags&wire.FlagRst == 0 {
 		t.Fatalf("Recv: %v %+v", err, p)
 	}
 	if c.Queued() {

@@ -14,6 +14,8 @@ import (
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // Netfilter values that golang.org/x/sys/unix does not (yet) define.
@@ -310,25 +312,25 @@ func guardRule(ae *netlink.AttributeEncoder, lo, hi uint16, mark uint32, group u
 	expr("payload", func(ae *netlink.AttributeEncoder) {
 		ae.Uint32(unix.NFTA_PAYLOAD_DREG, reg)
 		ae.Uint32(unix.NFTA_PAYLOAD_BASE, unix.NFT_PAYLOAD_TRANSPORT_HEADER)
-		ae.Uint32(unix.NFTA_PAYLOAD_OFFSET, TCPFlagsOffset)
+		ae.Uint32(unix.NFTA_PAYLOAD_OFFSET, wire.TCPFlagsOffset)
 		ae.Uint32(unix.NFTA_PAYLOAD_LEN, 1)
 	})
 	expr("bitwise", func(ae *netlink.AttributeEncoder) {
 		ae.Uint32(unix.NFTA_BITWISE_SREG, reg)
 		ae.Uint32(unix.NFTA_BITWISE_DREG, reg)
 		ae.Uint32(unix.NFTA_BITWISE_LEN, 1)
-		data(ae, unix.NFTA_BITWISE_MASK, []byte{byte(FlagRst)})
+		data(ae, unix.NFTA_BITWISE_MASK, []byte{byte(wire.FlagRst)})
 		data(ae, unix.NFTA_BITWISE_XOR, []byte{0})
 	})
 	expr("cmp", func(ae *netlink.AttributeEncoder) {
 		ae.Uint32(unix.NFTA_CMP_SREG, reg)
 		ae.Uint32(unix.NFTA_CMP_OP, unix.NFT_CMP_EQ)
-		data(ae, unix.NFTA_CMP_DATA, []byte{byte(FlagRst)})
+		data(ae, unix.NFTA_CMP_DATA, []byte{byte(wire.FlagRst)})
 	})
 	expr("payload", func(ae *netlink.AttributeEncoder) {
 		ae.Uint32(unix.NFTA_PAYLOAD_DREG, reg)
 		ae.Uint32(unix.NFTA_PAYLOAD_BASE, unix.NFT_PAYLOAD_TRANSPORT_HEADER)
-		ae.Uint32(unix.NFTA_PAYLOAD_OFFSET, TCPSrcPortOffset)
+		ae.Uint32(unix.NFTA_PAYLOAD_OFFSET, wire.TCPSrcPortOffset)
 		ae.Uint32(unix.NFTA_PAYLOAD_LEN, 2)
 	})
 	if lo == hi {

@@ -26,6 +26,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/synprobe/synprobe/internal/netlab"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 const (
@@ -751,8 +752,8 @@ func TestIntegrationRSTGuardDroppedAtOnce(t *testing.T) {
 	sent := 0
 	for _, burst := range []int{1, 2000, 40000} {
 		for i := range burst {
-			n, err := (&Segment{Src: lab.ProberV4, Dst: lab.TargetV4, TTL: 64, SrcPort: guardTestPortLo + uint16(i%10), DstPort: 9,
-				Seq: uint32(i), Flags: FlagRst}).Build(buf)
+			n, err := (&wire.Segment{Src: lab.ProberV4, Dst: lab.TargetV4, TTL: 64, SrcPort: guardTestPortLo + uint16(i%10), DstPort: 9,
+				Seq: uint32(i), Flags: wire.FlagRst}).Build(buf)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -828,9 +829,9 @@ func testGuardDrops(t *testing.T, v6, guarded bool) {
 	const sport = guardTestPortLo + 3
 	isn := rand.Uint32()
 	buf := make([]byte, 256)
-	send := func(id uint32, seq, ack uint32, flags TCPFlags, window uint16) {
+	send := func(id uint32, seq, ack uint32, flags wire.TCPFlags, window uint16) {
 		t.Helper()
-		n, err := (&Segment{Src: src, Dst: dst, TTL: 64, DF: true, SrcPort: sport, DstPort: dport,
+		n, err := (&wire.Segment{Src: src, Dst: dst, TTL: 64, DF: true, SrcPort: sport, DstPort: dport,
 			Seq: seq, Ack: ack, Flags: flags, Window: window}).Build(buf)
 		if err != nil {
 			t.Fatal(err)
@@ -839,19 +840,19 @@ func testGuardDrops(t *testing.T, v6, guarded bool) {
 			t.Fatal(err)
 		}
 	}
-	send(1, isn, 0, FlagSyn, 64240)
+	send(1, isn, 0, wire.FlagSyn, 64240)
 
 	// The SYN-ACK, read from the raw socket.
 	timer := time.AfterFunc(handshakeTimeout, func() { conn.Close() })
 	rb := make([]byte, 2048)
-	var p Packet
+	var p wire.Packet
 	for {
 		n, _, err := conn.Recv(rb, time.Time{})
 		if err != nil {
 			t.Fatalf("no SYN-ACK within %v: %v", handshakeTimeout, err)
 		}
-		if Parse(rb[:n], &p) == nil && p.Proto == ProtocolTCP && p.SrcPort == dport && p.DstPort == sport &&
-			p.Flags == FlagSyn|FlagAck && p.Ack == isn+1 {
+		if wire.Parse(rb[:n], &p) == nil && p.Proto == wire.ProtocolTCP && p.SrcPort == dport && p.DstPort == sport &&
+			p.Flags == wire.FlagSyn|wire.FlagAck && p.Ack == isn+1 {
 			break
 		}
 	}
@@ -859,8 +860,8 @@ func testGuardDrops(t *testing.T, v6, guarded bool) {
 		t.Fatal("connection closed by the timeout")
 	}
 	theirISN := p.Seq
-	send(2, isn+1, theirISN+1, FlagAck, 502)
-	send(3, isn+1, 0, FlagRst, ourRSTWindow)
+	send(2, isn+1, theirISN+1, wire.FlagAck, 502)
+	send(3, isn+1, 0, wire.FlagRst, ourRSTWindow)
 	time.Sleep(50 * time.Millisecond) // a late kernel RST would be on the wire by now
 
 	pkts, err := capture.Stop()
@@ -869,15 +870,15 @@ func testGuardDrops(t *testing.T, v6, guarded bool) {
 	}
 	type seen struct {
 		from  string
-		flags TCPFlags
+		flags wire.TCPFlags
 		seq   uint32
 		win   uint16
 	}
 	var trace []seen
 	var log strings.Builder
 	for _, cp := range pkts {
-		var q Packet
-		if Parse(cp.Data, &q) != nil || q.Proto != ProtocolTCP {
+		var q wire.Packet
+		if wire.Parse(cp.Data, &q) != nil || q.Proto != wire.ProtocolTCP {
 			continue
 		}
 		var s seen
@@ -896,10 +897,10 @@ func testGuardDrops(t *testing.T, v6, guarded bool) {
 	t.Logf("capture (relative sequence numbers):\n%s", log.String())
 
 	want := []seen{
-		{"prober", FlagSyn, isn, 64240},
-		{"target", FlagSyn | FlagAck, theirISN, 0},
-		{"prober", FlagAck, isn + 1, 502},
-		{"prober", FlagRst, isn + 1, ourRSTWindow},
+		{"prober", wire.FlagSyn, isn, 64240},
+		{"target", wire.FlagSyn | wire.FlagAck, theirISN, 0},
+		{"prober", wire.FlagAck, isn + 1, 502},
+		{"prober", wire.FlagRst, isn + 1, ourRSTWindow},
 	}
 	// Ignore the target's window in the comparison.
 	var got []seen
@@ -908,7 +909,7 @@ func testGuardDrops(t *testing.T, v6, guarded bool) {
 		if s.from == "target" {
 			s.win = 0
 		}
-		if s.from == "prober" && s.flags == FlagRst && s.win != ourRSTWindow {
+		if s.from == "prober" && s.flags == wire.FlagRst && s.win != ourRSTWindow {
 			kernelRSTs++
 			if s.seq != isn+1 {
 				t.Errorf("kernel RST with seq %d, want ISN+1", s.seq-isn)
@@ -944,7 +945,7 @@ func testGuardDrops(t *testing.T, v6, guarded bool) {
 			t.Errorf("our %v is missing from the capture", w.flags)
 		}
 	}
-	if len(got) >= 3 && (got[2].flags != FlagRst || got[2].win == ourRSTWindow) {
+	if len(got) >= 3 && (got[2].flags != wire.FlagRst || got[2].win == ourRSTWindow) {
 		t.Logf("note: the kernel's RST did not come right after the SYN-ACK")
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // minProbePorts is the smallest source-port range PortRangeOutside accepts.
@@ -34,7 +36,7 @@ func PortRangeOutside(lo, hi int) (uint16, uint16, error) {
 // MaxPacketSize is the buffer size that holds any packet Recv returns:
 // with GRO and GSO (veth does both) raw sockets see packets of up to 64 KiB,
 // and IPv6 ones get a 40-byte header synthesized in front.
-const MaxPacketSize = 65535 + IPv6MinimumSize
+const MaxPacketSize = 65535 + wire.IPv6MinimumSize
 
 // PortRange is a range of ports, both ends included.
 type PortRange struct{ Lo, Hi uint16 }
@@ -240,4 +242,18 @@ func portRanges(ports []uint16) []PortRange {
 		rs = append(rs, PortRange{p, p})
 	}
 	return rs
+}
+
+// checkRanges reports ranges that are empty, reversed, include port 0 or
+// are more than maxPortRanges.
+func checkRanges(ranges []PortRange) error {
+	if len(ranges) == 0 || len(ranges) > maxPortRanges {
+		return fmt.Errorf("rawsock: %d port ranges (want 1 to %d)", len(ranges), maxPortRanges)
+	}
+	for _, r := range ranges {
+		if r.Lo == 0 || r.Hi < r.Lo {
+			return fmt.Errorf("rawsock: bad port range %d-%d", r.Lo, r.Hi)
+		}
+	}
+	return nil
 }

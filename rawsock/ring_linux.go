@@ -17,6 +17,8 @@ import (
 
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // ringSys is a Ring's Linux part: the socket and the mapped ring.
@@ -35,7 +37,7 @@ type ringSys struct {
 	stored  uint64        // packets put in the ring, from the same
 	read    atomic.Uint64 // packets in the blocks Read gave back
 	badSums atomic.Uint64 // packets dropped for a wrong checksum
-	scratch Packet        // for the checksum check; used by Read only
+	scratch wire.Packet   // for the checksum check; used by Read only
 }
 
 // Offsets in struct tpacket_block_desc and its tpacket_hdr_v1.
@@ -158,10 +160,10 @@ func (r *Ring) readWith(deadline time.Time, fn func([]byte, time.Time), raw func
 // was also set for CHECKSUM_COMPLETE, which verifies nothing, so it only
 // spares the packet this check, not Parse's.)
 func (r *Ring) checksumOK(pkt []byte, status uint32) bool {
-	if status&(unix.TP_STATUS_CSUMNOTREADY|unix.TP_STATUS_CSUM_VALID) != 0 || !maybePartial(pkt) {
+	if status&(unix.TP_STATUS_CSUMNOTREADY|unix.TP_STATUS_CSUM_VALID) != 0 || !wire.MaybePartial(pkt) {
 		return true
 	}
-	return ParseChecksums(pkt, &r.scratch, ChecksumsVerify) != ErrChecksum
+	return wire.ParseChecksums(pkt, &r.scratch, wire.ChecksumsVerify) != wire.ErrChecksum
 }
 
 func (r *Ring) badChecksums() uint64 { return r.badSums.Load() }
@@ -316,7 +318,7 @@ func ringFilter(addrs []netip.Addr, lo, hi uint16, outgoing bool) []bpf.Instruct
 	if !outgoing {
 		return in
 	}
-	v4, v6 := synCopyBody(addrs, lo, hi, false), synCopyBody(addrs, lo, hi, true)
+	v4, v6 := wire.SYNFilter(addrs, lo, hi, false), wire.SYNFilter(addrs, lo, hi, true)
 	prog := []bpf.Instruction{
 		bpf.LoadExtension{Num: bpf.ExtType},
 		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: unix.PACKET_OUTGOING, SkipTrue: 1},
@@ -334,7 +336,7 @@ func ringFilter(addrs []netip.Addr, lo, hi uint16, outgoing bool) []bpf.Instruct
 
 // ringFilterIn is the part of ringFilter for packets that come in.
 func ringFilterIn(addrs []netip.Addr, lo, hi uint16) []bpf.Instruction {
-	v4, v6 := ringFilterBody(addrs, lo, hi, false), ringFilterBody(addrs, lo, hi, true)
+	v4, v6 := wire.ReplyFilter(addrs, lo, hi, false), wire.ReplyFilter(addrs, lo, hi, true)
 	prog := []bpf.Instruction{
 		bpf.LoadExtension{Num: bpf.ExtType},
 		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: unix.PACKET_HOST}, // SkipTrue: drop, below

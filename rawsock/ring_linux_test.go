@@ -17,6 +17,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/synprobe/synprobe/internal/netlab"
+	"github.com/synprobe/synprobe/rawsock/internal/wiretest"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 const (
@@ -27,14 +29,14 @@ const (
 )
 
 func TestRingFilter(t *testing.T) {
-	prog := ringFilter([]netip.Addr{v4a, v6a}, filterLo, filterHi, false)
+	prog := ringFilter([]netip.Addr{wiretest.V4A, wiretest.V6A}, wiretest.FilterLo, wiretest.FilterHi, false)
 	if _, err := bpf.Assemble(prog); err != nil {
 		t.Fatalf("Assemble: %v", err)
 	}
-	v4 := mustBuild(t, synACK(v4b, v4a, 40500))
-	v6 := mustBuild(t, synACK(v6b, v6a, 40500))
-	v4icmp := icmp4Error(3, 1, v4r, v4a, mustBuild(t, probeSYN(v4a, v4b, 40500))[:28])
-	v6icmp := icmp6Error(1, 4, v6r, v6a, mustBuild(t, probeSYN(v6a, v6b, 40500)))
+	v4 := wiretest.MustBuild(t, wiretest.SYNACK(wiretest.V4B, wiretest.V4A, 40500))
+	v6 := wiretest.MustBuild(t, wiretest.SYNACK(wiretest.V6B, wiretest.V6A, 40500))
+	v4icmp := wiretest.ICMP4Error(3, 1, wiretest.V4R, wiretest.V4A, wiretest.MustBuild(t, wiretest.ProbeSYN(wiretest.V4A, wiretest.V4B, 40500))[:28])
+	v6icmp := wiretest.ICMP6Error(1, 4, wiretest.V6R, wiretest.V6A, wiretest.MustBuild(t, wiretest.ProbeSYN(wiretest.V6A, wiretest.V6B, 40500)))
 	const in = unix.PACKET_HOST
 	for _, tc := range []struct {
 		name           string
@@ -55,12 +57,12 @@ func TestRingFilter(t *testing.T) {
 		{"IPv4 packet labelled IPv6", in, unix.ETH_P_IPV6, v4, false},
 		{"ARP", in, unix.ETH_P_ARP, v4, false},
 	} {
-		if got := runFilter(t, withAncillary(t, prog, tc.pktType, 0, tc.proto), tc.pkt); got != tc.accept {
+		if got := wiretest.RunFilter(t, withAncillary(t, prog, tc.pktType, 0, tc.proto), tc.pkt); got != tc.accept {
 			t.Errorf("%s: accept = %v, want %v", tc.name, got, tc.accept)
 		}
 	}
 	// One family only: the other's packets are dropped.
-	if runFilter(t, withAncillary(t, ringFilter([]netip.Addr{v4a}, filterLo, filterHi, false), in, 0, unix.ETH_P_IPV6), v6) {
+	if wiretest.RunFilter(t, withAncillary(t, ringFilter([]netip.Addr{wiretest.V4A}, wiretest.FilterLo, wiretest.FilterHi, false), in, 0, unix.ETH_P_IPV6), v6) {
 		t.Error("an IPv4-only ring accepts IPv6")
 	}
 }
@@ -70,25 +72,25 @@ func TestRingFilter(t *testing.T) {
 // leaves; what comes in is judged as without it.
 func TestRingFilterOutgoing(t *testing.T) {
 	extra := netip.MustParseAddr("192.0.2.99")
-	addrs := []netip.Addr{v4a, v6a, extra}
-	prog := ringFilter(addrs, filterLo, filterHi, true)
+	addrs := []netip.Addr{wiretest.V4A, wiretest.V6A, extra}
+	prog := ringFilter(addrs, wiretest.FilterLo, wiretest.FilterHi, true)
 	if _, err := bpf.Assemble(prog); err != nil {
 		t.Fatalf("Assemble: %v", err)
 	}
-	syn := func(src, dst netip.Addr, sport uint16, edit func(*Segment)) []byte {
-		s := probeSYN(src, dst, sport)
+	syn := func(src, dst netip.Addr, sport uint16, edit func(*wire.Segment)) []byte {
+		s := wiretest.ProbeSYN(src, dst, sport)
 		if edit != nil {
 			edit(&s)
 		}
-		return mustBuild(t, s)
+		return wiretest.MustBuild(t, s)
 	}
 	withOpts := func(b []byte) []byte { // IPv4 options: the TCP header moves
 		out := make([]byte, len(b)+4)
-		copy(out, b[:IPv4MinimumSize])
+		copy(out, b[:wire.IPv4MinimumSize])
 		out[0] = 0x46
-		out[IPv4MinimumSize] = 1 // NOPs
-		out[IPv4MinimumSize+1], out[IPv4MinimumSize+2], out[IPv4MinimumSize+3] = 1, 1, 1
-		copy(out[IPv4MinimumSize+4:], b[IPv4MinimumSize:])
+		out[wire.IPv4MinimumSize] = 1 // NOPs
+		out[wire.IPv4MinimumSize+1], out[wire.IPv4MinimumSize+2], out[wire.IPv4MinimumSize+3] = 1, 1, 1
+		copy(out[wire.IPv4MinimumSize+4:], b[wire.IPv4MinimumSize:])
 		return out
 	}
 	const out, in = unix.PACKET_OUTGOING, unix.PACKET_HOST
@@ -98,55 +100,55 @@ func TestRingFilterOutgoing(t *testing.T) {
 		pkt            []byte
 		accept         bool
 	}{
-		{"v4 probe leaving", out, unix.ETH_P_IP, syn(v4a, v4b, 40500, nil), true},
-		{"v6 probe leaving", out, unix.ETH_P_IPV6, syn(v6a, v6b, 40500, nil), true},
-		{"v4 probe from another of ours", out, unix.ETH_P_IP, syn(extra, v4b, 40500, nil), true},
-		{"v4 probe with IP options", out, unix.ETH_P_IP, withOpts(syn(v4a, v4b, 40500, nil)), true},
-		{"lowest and highest port", out, unix.ETH_P_IP, syn(v4a, v4b, filterLo, nil), true},
-		{"highest port", out, unix.ETH_P_IPV6, syn(v6a, v6b, filterHi, nil), true},
-		{"v4 port below", out, unix.ETH_P_IP, syn(v4a, v4b, filterLo-1, nil), false},
-		{"v6 port above", out, unix.ETH_P_IPV6, syn(v6a, v6b, filterHi+1, nil), false},
-		{"v4 from another address", out, unix.ETH_P_IP, syn(v4b, v4a, 40500, nil), false},
-		{"v6 from another address", out, unix.ETH_P_IPV6, syn(v6b, v6a, 40500, nil), false},
-		{"our RST", out, unix.ETH_P_IP, syn(v4a, v4b, 40500, func(s *Segment) { s.Flags = FlagRst }), false},
-		{"our ACK", out, unix.ETH_P_IPV6, syn(v6a, v6b, 40500, func(s *Segment) { s.Flags = FlagAck }), false},
-		{"a SYN-ACK leaving", out, unix.ETH_P_IP, syn(v4a, v4b, 40500, func(s *Segment) { s.Flags = FlagSyn | FlagAck }), false},
-		{"SYN with ECN flags", out, unix.ETH_P_IP, syn(v4a, v4b, 40500, func(s *Segment) { s.Flags = FlagSyn | FlagEce | FlagCwr }), true},
-		{"v4 non-first fragment", out, unix.ETH_P_IP, edited(syn(v4a, v4b, 40500, nil), func(b []byte) { b[7] = 1 }), false},
-		{"v4 UDP", out, unix.ETH_P_IP, edited(syn(v4a, v4b, 40500, nil), func(b []byte) { b[9] = 17 }), false},
-		{"v6 packet labelled IPv4", out, unix.ETH_P_IP, syn(v6a, v6b, 40500, nil), false},
-		{"ARP", out, unix.ETH_P_ARP, syn(v4a, v4b, 40500, nil), false},
-		{"a SYN coming in: TCP to our port, as before", in, unix.ETH_P_IP, syn(v4b, v4a, 443, func(s *Segment) { s.DstPort = 40500 }), true},
-		{"v4 SYN-ACK in", in, unix.ETH_P_IP, mustBuild(t, synACK(v4b, v4a, 40500)), true},
-		{"v6 SYN-ACK in", in, unix.ETH_P_IPV6, mustBuild(t, synACK(v6b, v6a, 40500)), true},
-		{"SYN-ACK to another host", unix.PACKET_OTHERHOST, unix.ETH_P_IP, mustBuild(t, synACK(v4b, v4a, 40500)), false},
+		{"v4 probe leaving", out, unix.ETH_P_IP, syn(wiretest.V4A, wiretest.V4B, 40500, nil), true},
+		{"v6 probe leaving", out, unix.ETH_P_IPV6, syn(wiretest.V6A, wiretest.V6B, 40500, nil), true},
+		{"v4 probe from another of ours", out, unix.ETH_P_IP, syn(extra, wiretest.V4B, 40500, nil), true},
+		{"v4 probe with IP options", out, unix.ETH_P_IP, withOpts(syn(wiretest.V4A, wiretest.V4B, 40500, nil)), true},
+		{"lowest and highest port", out, unix.ETH_P_IP, syn(wiretest.V4A, wiretest.V4B, wiretest.FilterLo, nil), true},
+		{"highest port", out, unix.ETH_P_IPV6, syn(wiretest.V6A, wiretest.V6B, wiretest.FilterHi, nil), true},
+		{"v4 port below", out, unix.ETH_P_IP, syn(wiretest.V4A, wiretest.V4B, wiretest.FilterLo-1, nil), false},
+		{"v6 port above", out, unix.ETH_P_IPV6, syn(wiretest.V6A, wiretest.V6B, wiretest.FilterHi+1, nil), false},
+		{"v4 from another address", out, unix.ETH_P_IP, syn(wiretest.V4B, wiretest.V4A, 40500, nil), false},
+		{"v6 from another address", out, unix.ETH_P_IPV6, syn(wiretest.V6B, wiretest.V6A, 40500, nil), false},
+		{"our RST", out, unix.ETH_P_IP, syn(wiretest.V4A, wiretest.V4B, 40500, func(s *wire.Segment) { s.Flags = wire.FlagRst }), false},
+		{"our ACK", out, unix.ETH_P_IPV6, syn(wiretest.V6A, wiretest.V6B, 40500, func(s *wire.Segment) { s.Flags = wire.FlagAck }), false},
+		{"a SYN-ACK leaving", out, unix.ETH_P_IP, syn(wiretest.V4A, wiretest.V4B, 40500, func(s *wire.Segment) { s.Flags = wire.FlagSyn | wire.FlagAck }), false},
+		{"SYN with ECN flags", out, unix.ETH_P_IP, syn(wiretest.V4A, wiretest.V4B, 40500, func(s *wire.Segment) { s.Flags = wire.FlagSyn | wire.FlagEce | wire.FlagCwr }), true},
+		{"v4 non-first fragment", out, unix.ETH_P_IP, wiretest.Edited(syn(wiretest.V4A, wiretest.V4B, 40500, nil), func(b []byte) { b[7] = 1 }), false},
+		{"v4 UDP", out, unix.ETH_P_IP, wiretest.Edited(syn(wiretest.V4A, wiretest.V4B, 40500, nil), func(b []byte) { b[9] = 17 }), false},
+		{"v6 packet labelled IPv4", out, unix.ETH_P_IP, syn(wiretest.V6A, wiretest.V6B, 40500, nil), false},
+		{"ARP", out, unix.ETH_P_ARP, syn(wiretest.V4A, wiretest.V4B, 40500, nil), false},
+		{"a SYN coming in: TCP to our port, as before", in, unix.ETH_P_IP, syn(wiretest.V4B, wiretest.V4A, 443, func(s *wire.Segment) { s.DstPort = 40500 }), true},
+		{"v4 SYN-ACK in", in, unix.ETH_P_IP, wiretest.MustBuild(t, wiretest.SYNACK(wiretest.V4B, wiretest.V4A, 40500)), true},
+		{"v6 SYN-ACK in", in, unix.ETH_P_IPV6, wiretest.MustBuild(t, wiretest.SYNACK(wiretest.V6B, wiretest.V6A, 40500)), true},
+		{"SYN-ACK to another host", unix.PACKET_OTHERHOST, unix.ETH_P_IP, wiretest.MustBuild(t, wiretest.SYNACK(wiretest.V4B, wiretest.V4A, 40500)), false},
 	} {
-		if got := runFilter(t, withAncillary(t, prog, tc.pktType, 0, tc.proto), tc.pkt); got != tc.accept {
+		if got := wiretest.RunFilter(t, withAncillary(t, prog, tc.pktType, 0, tc.proto), tc.pkt); got != tc.accept {
 			t.Errorf("%s: accept = %v, want %v", tc.name, got, tc.accept)
 		}
 	}
 	// One family only: the other's probes are not taken.
-	if runFilter(t, withAncillary(t, ringFilter([]netip.Addr{v4a}, filterLo, filterHi, true), out, 0, unix.ETH_P_IPV6), syn(v6a, v6b, 40500, nil)) {
+	if wiretest.RunFilter(t, withAncillary(t, ringFilter([]netip.Addr{wiretest.V4A}, wiretest.FilterLo, wiretest.FilterHi, true), out, 0, unix.ETH_P_IPV6), syn(wiretest.V6A, wiretest.V6B, 40500, nil)) {
 		t.Error("an IPv4-only ring takes IPv6 probes")
 	}
 	// As many addresses as the filter checks, and more: any source.
 	var many []netip.Addr
-	for i := range maxRingAddrs + 1 {
+	for i := range wire.MaxFilterAddrs + 1 {
 		many = append(many, netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: byte(i)}))
 	}
-	for _, n := range []int{maxRingAddrs, maxRingAddrs + 1} {
-		p := ringFilter(append([]netip.Addr{v4a}, many[:n]...), filterLo, filterHi, true)
-		if !runFilter(t, withAncillary(t, p, out, 0, unix.ETH_P_IPV6), syn(many[n-1], v6b, 40500, nil)) {
+	for _, n := range []int{wire.MaxFilterAddrs, wire.MaxFilterAddrs + 1} {
+		p := ringFilter(append([]netip.Addr{wiretest.V4A}, many[:n]...), wiretest.FilterLo, wiretest.FilterHi, true)
+		if !wiretest.RunFilter(t, withAncillary(t, p, out, 0, unix.ETH_P_IPV6), syn(many[n-1], wiretest.V6B, 40500, nil)) {
 			t.Errorf("%d addresses: the last one's probe is not taken", n)
 		}
-		if got := runFilter(t, withAncillary(t, p, out, 0, unix.ETH_P_IPV6), syn(v6b, v6a, 40500, nil)); got != (n > maxRingAddrs) {
+		if got := wiretest.RunFilter(t, withAncillary(t, p, out, 0, unix.ETH_P_IPV6), syn(wiretest.V6B, wiretest.V6A, 40500, nil)); got != (n > wire.MaxFilterAddrs) {
 			t.Errorf("%d addresses: another source's SYN taken = %v", n, got)
 		}
 	}
 }
 
 func TestListenRingArgs(t *testing.T) {
-	ok := RingConfig{Src4: v4a, PortLo: 1000, PortHi: 1001}
+	ok := RingConfig{Src4: wiretest.V4A, PortLo: 1000, PortHi: 1001}
 	for _, tc := range []struct {
 		name string
 		edit func(c *RingConfig)
@@ -155,8 +157,8 @@ func TestListenRingArgs(t *testing.T) {
 		{"no ports", func(c *RingConfig) { c.PortLo, c.PortHi = 0, 0 }, "bad port range"},
 		{"reversed ports", func(c *RingConfig) { c.PortLo, c.PortHi = 1001, 1000 }, "bad port range"},
 		{"no address", func(c *RingConfig) { c.Src4 = netip.Addr{} }, "without an address"},
-		{"IPv6 as Src4", func(c *RingConfig) { c.Src4 = v6a }, "wrong family"},
-		{"IPv4 as Src6", func(c *RingConfig) { c.Src6 = v4b }, "wrong family"},
+		{"IPv6 as Src4", func(c *RingConfig) { c.Src4 = wiretest.V6A }, "wrong family"},
+		{"IPv4 as Src6", func(c *RingConfig) { c.Src6 = wiretest.V4B }, "wrong family"},
 		{"block not a power of two", func(c *RingConfig) { c.BlockSize = 3 * os.Getpagesize() }, "bad ring size"},
 		{"block below a page", func(c *RingConfig) { c.BlockSize = 1024 }, "bad ring size"},
 		{"one block", func(c *RingConfig) { c.Blocks = 1 }, "bad ring size"},
@@ -214,8 +216,8 @@ func newRingRig(t *testing.T, v6 bool, cfg RingConfig) *ringRig {
 // syn sends a SYN from sport to dport with the rig's ISN plus sport.
 func (r *ringRig) syn(t *testing.T, sport, dport uint16) {
 	t.Helper()
-	n, err := (&Segment{Src: r.src, Dst: r.dst, TTL: 64, DF: true, SrcPort: sport, DstPort: dport,
-		Seq: r.isn + uint32(sport), Flags: FlagSyn, Window: 64240}).Build(r.buf[:])
+	n, err := (&wire.Segment{Src: r.src, Dst: r.dst, TTL: 64, DF: true, SrcPort: sport, DstPort: dport,
+		Seq: r.isn + uint32(sport), Flags: wire.FlagSyn, Window: 64240}).Build(r.buf[:])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +228,7 @@ func (r *ringRig) syn(t *testing.T, sport, dport uint16) {
 }
 
 type ringPacket struct {
-	pkt Packet
+	pkt wire.Packet
 	rx  time.Time
 }
 
@@ -237,7 +239,7 @@ func (r *ringRig) read(t *testing.T, want int, deadline time.Time) []ringPacket 
 	for len(got) < want {
 		_, err := r.ring.Read(deadline, func(b []byte, rx time.Time) {
 			var p ringPacket
-			if err := Parse(b, &p.pkt); err != nil {
+			if err := wire.Parse(b, &p.pkt); err != nil {
 				t.Errorf("the ring delivered a packet Parse rejects (%v): % x", err, b)
 				return
 			}
@@ -286,10 +288,10 @@ func TestIntegrationRing(t *testing.T) {
 				bySport[p.SrcPort] = &got[i]
 			}
 			sa, rst := bySport[ringOpenPort], bySport[ringShutPort]
-			if sa == nil || sa.pkt.Flags != FlagSyn|FlagAck || sa.pkt.DstPort != ringPortLo || sa.pkt.Ack != r.isn+ringPortLo+1 {
+			if sa == nil || sa.pkt.Flags != wire.FlagSyn|wire.FlagAck || sa.pkt.DstPort != ringPortLo || sa.pkt.Ack != r.isn+ringPortLo+1 {
 				t.Errorf("SYN-ACK: %+v", sa)
 			}
-			if rst == nil || rst.pkt.Flags != FlagRst|FlagAck || rst.pkt.DstPort != ringPortHi || rst.pkt.Ack != r.isn+ringPortHi+1 {
+			if rst == nil || rst.pkt.Flags != wire.FlagRst|wire.FlagAck || rst.pkt.DstPort != ringPortHi || rst.pkt.Ack != r.isn+ringPortHi+1 {
 				t.Errorf("RST: %+v", rst)
 			}
 			pkts, err := capture.Stop()
@@ -302,8 +304,8 @@ func TestIntegrationRing(t *testing.T) {
 				}
 				var seen bool
 				for _, c := range pkts {
-					var cp Packet
-					if Parse(c.Data, &cp) != nil || cp.Src != p.pkt.Src || cp.SrcPort != p.pkt.SrcPort || cp.DstPort != p.pkt.DstPort {
+					var cp wire.Packet
+					if wire.Parse(c.Data, &cp) != nil || cp.Src != p.pkt.Src || cp.SrcPort != p.pkt.SrcPort || cp.DstPort != p.pkt.DstPort {
 						continue
 					}
 					seen = true
@@ -415,7 +417,7 @@ func TestIntegrationRingDrained(t *testing.T) {
 	if r.ring.Drained() {
 		t.Fatal("Drained after a RST came in")
 	}
-	if got := r.read(t, 1, time.Now().Add(2*time.Second)); len(got) != 1 || got[0].pkt.Flags != FlagRst|FlagAck {
+	if got := r.read(t, 1, time.Now().Add(2*time.Second)); len(got) != 1 || got[0].pkt.Flags != wire.FlagRst|wire.FlagAck {
 		t.Fatalf("read %+v, want the RST", got)
 	}
 	if !r.ring.Drained() {
@@ -454,15 +456,15 @@ func TestIntegrationRingOutgoing(t *testing.T) {
 			seen := map[uint16]bool{}
 			for _, p := range got {
 				switch {
-				case p.pkt.Flags == FlagSyn && p.pkt.Src == r.src:
+				case p.pkt.Flags == wire.FlagSyn && p.pkt.Src == r.src:
 					if !wantProbes[p.pkt.SrcPort] || seen[p.pkt.SrcPort] {
 						t.Errorf("probe from port %d delivered (%v)", p.pkt.SrcPort, order)
 					}
 					seen[p.pkt.SrcPort] = true
 					var in bool
 					for _, c := range pkts {
-						var cp Packet
-						if Parse(c.Data, &cp) == nil && cp.Src == r.src && cp.Flags == FlagSyn && cp.SrcPort == p.pkt.SrcPort {
+						var cp wire.Packet
+						if wire.Parse(c.Data, &cp) == nil && cp.Src == r.src && cp.Flags == wire.FlagSyn && cp.SrcPort == p.pkt.SrcPort {
 							in = true
 							if d := p.rx.Sub(c.Time).Abs(); d > 50*time.Microsecond {
 								t.Errorf("probe from port %d: ring time %v, capture %v: %v apart", p.pkt.SrcPort, p.rx, c.Time, d)

@@ -4,6 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+
+	"golang.org/x/net/bpf"
+
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // RSTWatch counts TCP RSTs leaving this host from our source ports without
@@ -61,3 +65,18 @@ func (w *RSTWatch) Escaped() uint64 {
 // Close counts what is still queued and closes the socket. Further calls
 // do nothing.
 func (w *RSTWatch) Close() error { return w.close() }
+
+// portRangeChecks returns the end of a program that has loaded a port into
+// register A: it accepts the packet if the port is in one of ranges and
+// drops it otherwise. Each range takes three instructions and ends in its
+// own return, so no jump reaches far.
+func portRangeChecks(ranges []PortRange) []bpf.Instruction {
+	prog := make([]bpf.Instruction, 0, 3*len(ranges)+1)
+	for _, r := range ranges {
+		prog = append(prog,
+			bpf.JumpIf{Cond: bpf.JumpLessThan, Val: uint32(r.Lo), SkipTrue: 2},
+			bpf.JumpIf{Cond: bpf.JumpGreaterThan, Val: uint32(r.Hi), SkipTrue: 1},
+			bpf.RetConstant{Val: wire.FilterAccept})
+	}
+	return append(prog, bpf.RetConstant{Val: 0})
+}

@@ -9,6 +9,8 @@ import (
 
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // rstDrainMax bounds the packets one Escaped call reads; the rest wait
@@ -126,26 +128,26 @@ func rstWatchFilter(ranges []PortRange, mark uint32) []bpf.Instruction {
 func rstFilterBody(ranges []PortRange, v6 bool) []bpf.Instruction {
 	var prog []bpf.Instruction
 	if v6 {
-		const tcp = IPv6MinimumSize
+		const tcp = wire.IPv6MinimumSize
 		prog = []bpf.Instruction{
-			/* 0 */ bpf.LoadAbsolute{Off: IPv6NextHeaderOffset, Size: 1},
-			/* 1 */ bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: ProtocolTCP, SkipTrue: 4},
-			/* 2 */ bpf.LoadAbsolute{Off: tcp + TCPFlagsOffset, Size: 1},
-			/* 3 */ bpf.JumpIf{Cond: bpf.JumpBitsNotSet, Val: uint32(FlagRst), SkipTrue: 2},
-			/* 4 */ bpf.LoadAbsolute{Off: tcp + TCPSrcPortOffset, Size: 2},
+			/* 0 */ bpf.LoadAbsolute{Off: wire.IPv6NextHeaderOffset, Size: 1},
+			/* 1 */ bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: wire.ProtocolTCP, SkipTrue: 4},
+			/* 2 */ bpf.LoadAbsolute{Off: tcp + wire.TCPFlagsOffset, Size: 1},
+			/* 3 */ bpf.JumpIf{Cond: bpf.JumpBitsNotSet, Val: uint32(wire.FlagRst), SkipTrue: 2},
+			/* 4 */ bpf.LoadAbsolute{Off: tcp + wire.TCPSrcPortOffset, Size: 2},
 			/* 5 */ bpf.Jump{Skip: 1},
 			/* 6 */ bpf.RetConstant{Val: 0},
 		}
 	} else {
 		prog = []bpf.Instruction{
-			/* 0 */ bpf.LoadAbsolute{Off: IPv4ProtocolOffset, Size: 1},
-			/* 1 */ bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: ProtocolTCP, SkipTrue: 7},
-			/* 2 */ bpf.LoadAbsolute{Off: IPv4FlagsFragOffset, Size: 2},
+			/* 0 */ bpf.LoadAbsolute{Off: wire.IPv4ProtocolOffset, Size: 1},
+			/* 1 */ bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: wire.ProtocolTCP, SkipTrue: 7},
+			/* 2 */ bpf.LoadAbsolute{Off: wire.IPv4FlagsFragOffset, Size: 2},
 			/* 3 */ bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: 0x1fff, SkipTrue: 5},
-			/* 4 */ bpf.LoadMemShift{Off: IPv4VersIHLOffset}, // X = IHL*4: the TCP header
-			/* 5 */ bpf.LoadIndirect{Off: TCPFlagsOffset, Size: 1},
-			/* 6 */ bpf.JumpIf{Cond: bpf.JumpBitsNotSet, Val: uint32(FlagRst), SkipTrue: 2},
-			/* 7 */ bpf.LoadIndirect{Off: TCPSrcPortOffset, Size: 2},
+			/* 4 */ bpf.LoadMemShift{Off: wire.IPv4VersIHLOffset}, // X = IHL*4: the TCP header
+			/* 5 */ bpf.LoadIndirect{Off: wire.TCPFlagsOffset, Size: 1},
+			/* 6 */ bpf.JumpIf{Cond: bpf.JumpBitsNotSet, Val: uint32(wire.FlagRst), SkipTrue: 2},
+			/* 7 */ bpf.LoadIndirect{Off: wire.TCPSrcPortOffset, Size: 2},
 			/* 8 */ bpf.Jump{Skip: 1},
 			/* 9 */ bpf.RetConstant{Val: 0},
 		}

@@ -15,6 +15,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/synprobe/synprobe/internal/netlab"
+	"github.com/synprobe/synprobe/rawsock/internal/wiretest"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 const (
@@ -29,71 +31,75 @@ const (
 	skipNeedsNetRaw = "needs CAP_NET_RAW: run as root (sudo go test ./rawsock)"
 )
 
-// rst is a RST from us (v4a or v6a) with source port sport.
-func rst(src, dst netip.Addr, sport uint16, flags TCPFlags) Segment {
-	return Segment{Src: src, Dst: dst, TTL: 64, DF: true, SrcPort: sport, DstPort: 443,
+// rst is a RST from us (wiretest.V4A or wiretest.V6A) with source port sport.
+func rst(src, dst netip.Addr, sport uint16, flags wire.TCPFlags) wire.Segment {
+	return wire.Segment{Src: src, Dst: dst, TTL: 64, DF: true, SrcPort: sport, DstPort: 443,
 		Seq: 0xc0ffee01, Ack: 0x01020305, Flags: flags}
 }
 
 func TestRSTFilterBodyIPv4(t *testing.T) {
-	pkt := func(sport uint16, flags TCPFlags) []byte { return mustBuild(t, rst(v4a, v4b, sport, flags)) }
-	in := pkt(watchPortLo+3, FlagRst)
+	pkt := func(sport uint16, flags wire.TCPFlags) []byte {
+		return wiretest.MustBuild(t, rst(wiretest.V4A, wiretest.V4B, sport, flags))
+	}
+	in := pkt(watchPortLo+3, wire.FlagRst)
 	// A RST whose real source port is outside the range, with IP options
 	// such that the bytes at offset 20 of a 20-byte header would be in
 	// range: the filter must use the IHL.
-	opt := withIPv4Options(pkt(80, FlagRst), 4)
-	opt[IPv4MinimumSize], opt[IPv4MinimumSize+1] = byte(watchPortLo>>8), byte(watchPortLo&0xff)
-	opt[IPv4MinimumSize+TCPFlagsOffset] = byte(FlagRst)
-	checkFilter(t, rstFilterBody([]PortRange{{watchPortLo, watchPortHi}}, false), []filterCase{
-		{"lo", pkt(watchPortLo, FlagRst), true},
-		{"hi", pkt(watchPortHi, FlagRst), true},
-		{"inside", in, true},
-		{"RST-ACK", pkt(watchPortLo, FlagRst|FlagAck), true},
-		{"every flag", pkt(watchPortLo, 0xff), true},
-		{"below", pkt(watchPortLo-1, FlagRst), false},
-		{"above", pkt(watchPortHi+1, FlagRst), false},
-		{"port 0", pkt(0, FlagRst), false},
-		{"port 65535", pkt(65535, FlagRst), false},
-		{"SYN", pkt(watchPortLo, FlagSyn), false},
-		{"ACK", pkt(watchPortLo, FlagAck), false},
-		{"FIN-ACK", pkt(watchPortLo, FlagFin|FlagAck), false},
-		{"every flag but RST", pkt(watchPortLo, 0xff&^FlagRst), false},
-		{"no flags", pkt(watchPortLo, 0), false},
-		{"destination port in range only", mustBuild(t, Segment{Src: v4b, Dst: v4a, TTL: 64, SrcPort: 443, DstPort: watchPortLo, Flags: FlagRst}), false},
-		{"IHL 6", withIPv4Options(in, 4), true},
-		{"IHL 15", withIPv4Options(in, 40), true},
-		{"IHL 6, port beyond 20-byte header", opt, false},
-		{"UDP", edited(in, func(b []byte) { b[IPv4ProtocolOffset] = 17 }), false},
-		{"ICMP", edited(in, func(b []byte) { b[IPv4ProtocolOffset] = 1 }), false},
-		{"first fragment", edited(in, func(b []byte) { IPv4(b).SetFlagsFragmentOffset(IPv4FlagMoreFragments, 0) }), true},
-		{"non-first fragment", edited(in, func(b []byte) { IPv4(b).SetFlagsFragmentOffset(0, 8) }), false},
-		{"truncated before the flags", in[:IPv4MinimumSize+TCPFlagsOffset], false},
-		{"IP header only", in[:IPv4MinimumSize], false},
-		{"empty", nil, false},
+	opt := wiretest.WithIPv4Options(pkt(80, wire.FlagRst), 4)
+	opt[wire.IPv4MinimumSize], opt[wire.IPv4MinimumSize+1] = byte(watchPortLo>>8), byte(watchPortLo&0xff)
+	opt[wire.IPv4MinimumSize+wire.TCPFlagsOffset] = byte(wire.FlagRst)
+	wiretest.CheckFilter(t, rstFilterBody([]PortRange{{watchPortLo, watchPortHi}}, false), []wiretest.FilterCase{
+		{Name: "lo", Pkt: pkt(watchPortLo, wire.FlagRst), Accept: true},
+		{Name: "hi", Pkt: pkt(watchPortHi, wire.FlagRst), Accept: true},
+		{Name: "inside", Pkt: in, Accept: true},
+		{Name: "RST-ACK", Pkt: pkt(watchPortLo, wire.FlagRst|wire.FlagAck), Accept: true},
+		{Name: "every flag", Pkt: pkt(watchPortLo, 0xff), Accept: true},
+		{Name: "below", Pkt: pkt(watchPortLo-1, wire.FlagRst), Accept: false},
+		{Name: "above", Pkt: pkt(watchPortHi+1, wire.FlagRst), Accept: false},
+		{Name: "port 0", Pkt: pkt(0, wire.FlagRst), Accept: false},
+		{Name: "port 65535", Pkt: pkt(65535, wire.FlagRst), Accept: false},
+		{Name: "SYN", Pkt: pkt(watchPortLo, wire.FlagSyn), Accept: false},
+		{Name: "ACK", Pkt: pkt(watchPortLo, wire.FlagAck), Accept: false},
+		{Name: "FIN-ACK", Pkt: pkt(watchPortLo, wire.FlagFin|wire.FlagAck), Accept: false},
+		{Name: "every flag but RST", Pkt: pkt(watchPortLo, 0xff&^wire.FlagRst), Accept: false},
+		{Name: "no flags", Pkt: pkt(watchPortLo, 0), Accept: false},
+		{Name: "destination port in range only", Pkt: wiretest.MustBuild(t, wire.Segment{Src: wiretest.V4B, Dst: wiretest.V4A, TTL: 64, SrcPort: 443, DstPort: watchPortLo, Flags: wire.FlagRst}), Accept: false},
+		{Name: "IHL 6", Pkt: wiretest.WithIPv4Options(in, 4), Accept: true},
+		{Name: "IHL 15", Pkt: wiretest.WithIPv4Options(in, 40), Accept: true},
+		{Name: "IHL 6, port beyond 20-byte header", Pkt: opt, Accept: false},
+		{Name: "UDP", Pkt: wiretest.Edited(in, func(b []byte) { b[wire.IPv4ProtocolOffset] = 17 }), Accept: false},
+		{Name: "ICMP", Pkt: wiretest.Edited(in, func(b []byte) { b[wire.IPv4ProtocolOffset] = 1 }), Accept: false},
+		{Name: "first fragment", Pkt: wiretest.Edited(in, func(b []byte) { wire.IPv4(b).SetFlagsFragmentOffset(wire.IPv4FlagMoreFragments, 0) }), Accept: true},
+		{Name: "non-first fragment", Pkt: wiretest.Edited(in, func(b []byte) { wire.IPv4(b).SetFlagsFragmentOffset(0, 8) }), Accept: false},
+		{Name: "truncated before the flags", Pkt: in[:wire.IPv4MinimumSize+wire.TCPFlagsOffset], Accept: false},
+		{Name: "IP header only", Pkt: in[:wire.IPv4MinimumSize], Accept: false},
+		{Name: "empty", Pkt: nil, Accept: false},
 	})
 }
 
 func TestRSTFilterBodyIPv6(t *testing.T) {
-	pkt := func(sport uint16, flags TCPFlags) []byte { return mustBuild(t, rst(v6a, v6b, sport, flags)) }
-	in := pkt(watchPortLo+3, FlagRst)
-	checkFilter(t, rstFilterBody([]PortRange{{watchPortLo, watchPortHi}}, true), []filterCase{
-		{"lo", pkt(watchPortLo, FlagRst), true},
-		{"hi", pkt(watchPortHi, FlagRst), true},
-		{"inside", in, true},
-		{"RST-ACK", pkt(watchPortLo, FlagRst|FlagAck), true},
-		{"below", pkt(watchPortLo-1, FlagRst), false},
-		{"above", pkt(watchPortHi+1, FlagRst), false},
-		{"port 0", pkt(0, FlagRst), false},
-		{"port 65535", pkt(65535, FlagRst), false},
-		{"SYN", pkt(watchPortLo, FlagSyn), false},
-		{"ACK", pkt(watchPortLo, FlagAck), false},
-		{"every flag but RST", pkt(watchPortLo, 0xff&^FlagRst), false},
-		{"destination port in range only", mustBuild(t, Segment{Src: v6b, Dst: v6a, TTL: 64, SrcPort: 443, DstPort: watchPortLo, Flags: FlagRst}), false},
-		{"hop-by-hop header", withExtHeaders(in, extHeader{kind: 0, body: make([]byte, 6)}), false},
-		{"fragment header", withExtHeaders(in, extHeader{kind: IPv6FragmentHeader, body: make([]byte, 6)}), false},
-		{"UDP", edited(in, func(b []byte) { b[IPv6NextHeaderOffset] = 17 }), false},
-		{"truncated before the flags", in[:IPv6MinimumSize+TCPFlagsOffset], false},
-		{"IP header only", in[:IPv6MinimumSize], false},
+	pkt := func(sport uint16, flags wire.TCPFlags) []byte {
+		return wiretest.MustBuild(t, rst(wiretest.V6A, wiretest.V6B, sport, flags))
+	}
+	in := pkt(watchPortLo+3, wire.FlagRst)
+	wiretest.CheckFilter(t, rstFilterBody([]PortRange{{watchPortLo, watchPortHi}}, true), []wiretest.FilterCase{
+		{Name: "lo", Pkt: pkt(watchPortLo, wire.FlagRst), Accept: true},
+		{Name: "hi", Pkt: pkt(watchPortHi, wire.FlagRst), Accept: true},
+		{Name: "inside", Pkt: in, Accept: true},
+		{Name: "RST-ACK", Pkt: pkt(watchPortLo, wire.FlagRst|wire.FlagAck), Accept: true},
+		{Name: "below", Pkt: pkt(watchPortLo-1, wire.FlagRst), Accept: false},
+		{Name: "above", Pkt: pkt(watchPortHi+1, wire.FlagRst), Accept: false},
+		{Name: "port 0", Pkt: pkt(0, wire.FlagRst), Accept: false},
+		{Name: "port 65535", Pkt: pkt(65535, wire.FlagRst), Accept: false},
+		{Name: "SYN", Pkt: pkt(watchPortLo, wire.FlagSyn), Accept: false},
+		{Name: "ACK", Pkt: pkt(watchPortLo, wire.FlagAck), Accept: false},
+		{Name: "every flag but RST", Pkt: pkt(watchPortLo, 0xff&^wire.FlagRst), Accept: false},
+		{Name: "destination port in range only", Pkt: wiretest.MustBuild(t, wire.Segment{Src: wiretest.V6B, Dst: wiretest.V6A, TTL: 64, SrcPort: 443, DstPort: watchPortLo, Flags: wire.FlagRst}), Accept: false},
+		{Name: "hop-by-hop header", Pkt: wiretest.WithExtHeaders(in, wiretest.ExtHeader{Kind: 0, Body: make([]byte, 6)}), Accept: false},
+		{Name: "fragment header", Pkt: wiretest.WithExtHeaders(in, wiretest.ExtHeader{Kind: wire.IPv6FragmentHeader, Body: make([]byte, 6)}), Accept: false},
+		{Name: "UDP", Pkt: wiretest.Edited(in, func(b []byte) { b[wire.IPv6NextHeaderOffset] = 17 }), Accept: false},
+		{Name: "truncated before the flags", Pkt: in[:wire.IPv6MinimumSize+wire.TCPFlagsOffset], Accept: false},
+		{Name: "IP header only", Pkt: in[:wire.IPv6MinimumSize], Accept: false},
 	})
 }
 
@@ -138,12 +144,12 @@ func TestRSTWatchFilter(t *testing.T) {
 			t.Errorf("instruction %d is %v, want LoadExtension %d", i, prog[i], want)
 		}
 	}
-	v4 := mustBuild(t, rst(v4a, v4b, watchPortLo, FlagRst))
-	v6 := mustBuild(t, rst(v6a, v6b, watchPortHi, FlagRst|FlagAck))
-	v4out := mustBuild(t, rst(v4a, v4b, watchPortHi+1, FlagRst))
-	v6out := mustBuild(t, rst(v6a, v6b, watchPortLo-1, FlagRst))
-	v4syn := mustBuild(t, rst(v4a, v4b, watchPortLo, FlagSyn))
-	v6syn := mustBuild(t, rst(v6a, v6b, watchPortLo, FlagSyn))
+	v4 := wiretest.MustBuild(t, rst(wiretest.V4A, wiretest.V4B, watchPortLo, wire.FlagRst))
+	v6 := wiretest.MustBuild(t, rst(wiretest.V6A, wiretest.V6B, watchPortHi, wire.FlagRst|wire.FlagAck))
+	v4out := wiretest.MustBuild(t, rst(wiretest.V4A, wiretest.V4B, watchPortHi+1, wire.FlagRst))
+	v6out := wiretest.MustBuild(t, rst(wiretest.V6A, wiretest.V6B, watchPortLo-1, wire.FlagRst))
+	v4syn := wiretest.MustBuild(t, rst(wiretest.V4A, wiretest.V4B, watchPortLo, wire.FlagSyn))
+	v6syn := wiretest.MustBuild(t, rst(wiretest.V6A, wiretest.V6B, watchPortLo, wire.FlagSyn))
 	const out = unix.PACKET_OUTGOING
 	for _, tc := range []struct {
 		name                 string
@@ -167,7 +173,7 @@ func TestRSTWatchFilter(t *testing.T) {
 		{"ARP", out, 0, unix.ETH_P_ARP, v4, false},
 		{"802.1Q", out, 0, unix.ETH_P_8021Q, v4, false},
 	} {
-		if got := runFilter(t, withAncillary(t, prog, tc.pktType, tc.mark, tc.proto), tc.pkt); got != tc.accept {
+		if got := wiretest.RunFilter(t, withAncillary(t, prog, tc.pktType, tc.mark, tc.proto), tc.pkt); got != tc.accept {
 			t.Errorf("%s: accept = %v, want %v", tc.name, got, tc.accept)
 		}
 	}
@@ -272,13 +278,13 @@ func (r *watchRig) watch(t *testing.T, lo, hi uint16, mark uint32) *RSTWatch {
 
 // send sends a segment with our mark from sport: a SYN with the rig's ISN,
 // or a RST or anything else with ISN+1.
-func (r *watchRig) send(t *testing.T, sport uint16, flags TCPFlags) {
+func (r *watchRig) send(t *testing.T, sport uint16, flags wire.TCPFlags) {
 	t.Helper()
 	seq := r.isn
-	if flags != FlagSyn {
+	if flags != wire.FlagSyn {
 		seq++
 	}
-	n, err := (&Segment{Src: r.src, Dst: r.dst, TTL: 64, DF: true, SrcPort: sport, DstPort: watchDstPort,
+	n, err := (&wire.Segment{Src: r.src, Dst: r.dst, TTL: 64, DF: true, SrcPort: sport, DstPort: watchDstPort,
 		Seq: seq, Flags: flags, Window: 64240}).Build(r.buf[:])
 	if err != nil {
 		t.Fatal(err)
@@ -323,11 +329,11 @@ func TestIntegrationRSTWatchEscape(t *testing.T) {
 	forFamilies(t, true, func(t *testing.T, r *watchRig) {
 		w := r.watch(t, watchPortLo, watchPortHi, testMark)
 		control := r.watch(t, watchPortLo, watchPortHi, otherMark) // counts our RSTs as well
-		r.send(t, watchPortLo, FlagSyn)
+		r.send(t, watchPortLo, wire.FlagSyn)
 		if n := waitAtLeast(w.Escaped, 1); n != 1 {
 			t.Fatalf("Escaped = %d within %v of the SYN, want 1", n, escapeTimeout)
 		}
-		r.send(t, watchPortLo, FlagRst)
+		r.send(t, watchPortLo, wire.FlagRst)
 		if n := waitAtLeast(control.Escaped, 2); n != 2 {
 			t.Errorf("control watch (another mark) counts %d, want 2: the kernel's RST and ours", n)
 		}
@@ -355,7 +361,7 @@ func TestIntegrationRSTWatchGuarded(t *testing.T) {
 		g := newGuardIn(t, r.lab, r.ns, GuardConfig{PortLo: watchPortLo, PortHi: watchPortHi, Mark: testMark})
 		w := r.watch(t, watchPortLo, watchPortHi, testMark)
 		control := r.watch(t, watchPortLo, watchPortHi, otherMark)
-		r.send(t, watchPortLo, FlagSyn)
+		r.send(t, watchPortLo, wire.FlagSyn)
 		dropped := func() uint64 {
 			n, err := g.Dropped()
 			if err != nil {
@@ -366,7 +372,7 @@ func TestIntegrationRSTWatchGuarded(t *testing.T) {
 		if n := waitAtLeast(dropped, 1); n < 1 {
 			t.Fatalf("the guard dropped nothing within %v of the SYN", escapeTimeout)
 		}
-		r.send(t, watchPortLo, FlagRst) // ends the exchange: no retransmitted SYN-ACK
+		r.send(t, watchPortLo, wire.FlagRst) // ends the exchange: no retransmitted SYN-ACK
 		if n := waitAtLeast(control.Escaped, 1); n != 1 {
 			t.Errorf("control watch (another mark) counts %d, want 1: our RST", n)
 		}
@@ -385,8 +391,8 @@ func TestIntegrationRSTWatchOtherPorts(t *testing.T) {
 	forFamilies(t, false, func(t *testing.T, r *watchRig) {
 		w := r.watch(t, watchPortLo, watchPortHi, testMark)
 		wide := r.watch(t, watchPortLo-1, watchPortHi+1, testMark)
-		r.send(t, watchPortHi+1, FlagSyn)
-		r.send(t, watchPortLo-1, FlagSyn)
+		r.send(t, watchPortHi+1, wire.FlagSyn)
+		r.send(t, watchPortLo-1, wire.FlagSyn)
 		if n := waitAtLeast(wide.Escaped, 2); n != 2 {
 			t.Fatalf("wide watch %d-%d counts %d, want 2", watchPortLo-1, watchPortHi+1, n)
 		}
@@ -409,7 +415,7 @@ func TestIntegrationRSTWatchOverflow(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range burst {
-		r.send(t, watchPortLo, FlagRst) // the target ignores them: no such connection
+		r.send(t, watchPortLo, wire.FlagRst) // the target ignores them: no such connection
 	}
 	if n := waitAtLeast(w.Escaped, burst); n != burst {
 		t.Errorf("Escaped = %d after a burst of %d, want %d", n, burst, burst)
@@ -442,16 +448,16 @@ func TestIntegrationGuardHoles(t *testing.T) {
 			}
 			return n
 		}
-		r.send(t, watchPortLo+5, FlagSyn) // in the second range: the second rule drops
+		r.send(t, watchPortLo+5, wire.FlagSyn) // in the second range: the second rule drops
 		if n := waitAtLeast(dropped, 1); n < 1 {
 			t.Fatalf("the guard dropped nothing within %v of the SYN", escapeTimeout)
 		}
-		r.send(t, hole, FlagSyn)
+		r.send(t, hole, wire.FlagSyn)
 		if n := waitAtLeast(span.Escaped, 1); n != 1 {
 			t.Fatalf("the watch over the span counts %d RSTs, want 1: the hole's", n)
 		}
-		r.send(t, watchPortLo+5, FlagRst)
-		r.send(t, hole, FlagRst)
+		r.send(t, watchPortLo+5, wire.FlagRst)
+		r.send(t, hole, wire.FlagRst)
 		time.Sleep(settleTime)
 		if n := w.Escaped(); n != 0 {
 			t.Errorf("the block's watch counts %d RSTs, want 0: the hole is not ours", n)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/synprobe/synprobe/internal/netlab"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // batchSender is what TestIntegrationBatchTxStamps drives: a Conn or a
@@ -86,8 +87,8 @@ func TestIntegrationBatchTxStamps(t *testing.T) {
 			b := NewBatch(n)
 			fill := func(stamped bool) {
 				for i := range n {
-					m, err := (&Segment{Src: src, Dst: dst, TTL: 64, DF: true, SrcPort: ringPortLo + uint16(i%16), DstPort: ringShutPort,
-						Seq: uint32(i), Flags: FlagSyn, Window: 64240}).Build(b.Slot())
+					m, err := (&wire.Segment{Src: src, Dst: dst, TTL: 64, DF: true, SrcPort: ringPortLo + uint16(i%16), DstPort: ringShutPort,
+						Seq: uint32(i), Flags: wire.FlagSyn, Window: 64240}).Build(b.Slot())
 					if err != nil || !b.Commit(m) {
 						t.Fatalf("build %d: %v", i, err)
 					}
@@ -137,8 +138,8 @@ func TestIntegrationBatchTxStamps(t *testing.T) {
 				}
 				// Its SYN in the capture: the one with its sequence number.
 				for _, c := range pkts {
-					var p Packet
-					if Parse(c.Data, &p) == nil && p.Src == src && p.Flags == FlagSyn && p.Seq == uint32(i) {
+					var p wire.Packet
+					if wire.Parse(c.Data, &p) == nil && p.Src == src && p.Flags == wire.FlagSyn && p.Seq == uint32(i) {
 						errs = append(errs, at.Sub(c.Time).Abs())
 					}
 				}

@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/synprobe/synprobe/internal/netlab"
-	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // The benchmarks here measure the whole binary in a namespace lab; run them
@@ -109,7 +109,7 @@ func BenchmarkOneShot(b *testing.B) {
 
 type rawsockPkt struct {
 	t time.Time
-	p rawsock.Packet
+	p wire.Packet
 }
 
 // labserverBinary builds internal/labserver once per benchmark.
@@ -125,8 +125,8 @@ func labserverBinary(b *testing.B) string {
 func capturedPkts(c []netlab.CapturedPacket) []rawsockPkt {
 	var out []rawsockPkt
 	for _, x := range c {
-		var p rawsock.Packet
-		if rawsock.Parse(x.Data, &p) == nil && p.Proto == rawsock.ProtocolTCP {
+		var p wire.Packet
+		if wire.Parse(x.Data, &p) == nil && p.Proto == wire.ProtocolTCP {
 			out = append(out, rawsockPkt{x.Time, p})
 		}
 	}
@@ -156,9 +156,9 @@ func toolError(b *testing.B, tool string, dst, src netip.Addr, run func(args ...
 	var syns, replies []time.Time
 	for _, c := range pkts {
 		switch {
-		case c.p.Src == src && c.p.Flags == rawsock.FlagSyn:
+		case c.p.Src == src && c.p.Flags == wire.FlagSyn:
 			syns = append(syns, c.t)
-		case c.p.Dst == src && c.p.Flags == rawsock.FlagSyn|rawsock.FlagAck:
+		case c.p.Dst == src && c.p.Flags == wire.FlagSyn|wire.FlagAck:
 			replies = append(replies, c.t)
 		}
 	}
@@ -225,11 +225,11 @@ func BenchmarkCloseAccuracy(b *testing.B) {
 						conns[p.SrcPort] = k
 					}
 					switch {
-					case p.Flags == rawsock.FlagAck && k.ack.IsZero():
+					case p.Flags == wire.FlagAck && k.ack.IsZero():
 						k.ack = cp.t
-					case p.Flags&rawsock.FlagFin != 0 && k.fin.IsZero():
+					case p.Flags&wire.FlagFin != 0 && k.fin.IsZero():
 						k.fin, k.finSeq = cp.t, p.Seq
-					case p.Flags == rawsock.FlagAck && !k.peerFin.IsZero() && k.lastAck.IsZero():
+					case p.Flags == wire.FlagAck && !k.peerFin.IsZero() && k.lastAck.IsZero():
 						k.lastAck = cp.t
 					}
 					continue
@@ -239,12 +239,12 @@ func BenchmarkCloseAccuracy(b *testing.B) {
 					continue
 				}
 				switch {
-				case p.Flags == rawsock.FlagSyn|rawsock.FlagAck && k.synack.IsZero():
+				case p.Flags == wire.FlagSyn|wire.FlagAck && k.synack.IsZero():
 					k.synack = cp.t
 				case !k.fin.IsZero() && p.Ack == k.finSeq+1 && k.peerAck.IsZero():
 					k.peerAck = cp.t
 				}
-				if p.Flags&rawsock.FlagFin != 0 && k.peerFin.IsZero() {
+				if p.Flags&wire.FlagFin != 0 && k.peerFin.IsZero() {
 					k.peerFin = cp.t
 				}
 			}

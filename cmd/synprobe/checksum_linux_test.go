@@ -14,7 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/synprobe/synprobe/internal/netlab"
-	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // Silent ports of the injection lab: the target's firewall drops SYNs to
@@ -104,7 +104,7 @@ func (inj *injector) count(port uint16) int {
 
 func (inj *injector) loop() {
 	buf := make([]byte, 2048)
-	var syn rawsock.Packet
+	var syn wire.Packet
 	for {
 		select {
 		case <-inj.done:
@@ -118,7 +118,7 @@ func (inj *injector) loop() {
 		if ll, ok := from.(*unix.SockaddrLinklayer); !ok || ll.Pkttype == unix.PACKET_OUTGOING {
 			continue
 		}
-		if rawsock.Parse(buf[:n], &syn) != nil || syn.Proto != rawsock.ProtocolTCP || syn.Flags != rawsock.FlagSyn {
+		if wire.Parse(buf[:n], &syn) != nil || syn.Proto != wire.ProtocolTCP || syn.Flags != wire.FlagSyn {
 			continue
 		}
 		if syn.DstPort < injBadRST || syn.DstPort > injBadIPHeader {
@@ -129,33 +129,33 @@ func (inj *injector) loop() {
 }
 
 // answer builds and sends the answer the SYN's port calls for.
-func (inj *injector) answer(syn *rawsock.Packet) {
-	flags := rawsock.FlagRst | rawsock.FlagAck
+func (inj *injector) answer(syn *wire.Packet) {
+	flags := wire.FlagRst | wire.FlagAck
 	if syn.DstPort == injBadSYNACK || syn.DstPort == injGoodSYNACK {
-		flags = rawsock.FlagSyn | rawsock.FlagAck
+		flags = wire.FlagSyn | wire.FlagAck
 	}
 	var b [64]byte
-	n, err := (&rawsock.Segment{Src: syn.Dst, Dst: syn.Src, TTL: 64, DF: true, SrcPort: syn.DstPort, DstPort: syn.SrcPort,
+	n, err := (&wire.Segment{Src: syn.Dst, Dst: syn.Src, TTL: 64, DF: true, SrcPort: syn.DstPort, DstPort: syn.SrcPort,
 		Seq: 0x5eed0000, Ack: syn.Seq + 1, Flags: flags, Window: 64240}).Build(b[:])
 	if err != nil {
 		return
 	}
-	hl := rawsock.IPv4MinimumSize
+	hl := wire.IPv4MinimumSize
 	proto := uint16(unix.ETH_P_IP)
 	if syn.Src.Is6() {
-		hl, proto = rawsock.IPv6MinimumSize, unix.ETH_P_IPV6
+		hl, proto = wire.IPv6MinimumSize, unix.ETH_P_IPV6
 	}
-	tcp := rawsock.TCP(b[hl:n])
+	tcp := wire.TCP(b[hl:n])
 	switch syn.DstPort {
 	case injBadRST, injBadSYNACK:
 		tcp.SetChecksum(tcp.Checksum() + 1)
 	case injPartialRST:
-		tcp.SetChecksum(rawsock.PseudoHeaderChecksum(rawsock.ProtocolTCP, syn.Dst, syn.Src, uint16(len(tcp))))
+		tcp.SetChecksum(wire.PseudoHeaderChecksum(wire.ProtocolTCP, syn.Dst, syn.Src, uint16(len(tcp))))
 	case injBadIPHeader:
 		if syn.Src.Is6() {
 			return
 		}
-		ip := rawsock.IPv4(b[:n])
+		ip := wire.IPv4(b[:n])
 		ip.SetChecksum(ip.Checksum() + 1)
 	}
 	sa := &unix.SockaddrLinklayer{Protocol: htons(proto), Ifindex: inj.ifindex, Halen: 6}
@@ -190,15 +190,15 @@ func (inj *injector) badAnswers(pkts []netlab.CapturedPacket, port uint16) int {
 	inj.mu.Lock()
 	defer inj.mu.Unlock()
 	n := 0
-	var p, strict rawsock.Packet
+	var p, strict wire.Packet
 	for _, c := range pkts {
-		if rawsock.ParseChecksums(c.Data, &p, rawsock.ChecksumsNotReady) != nil {
+		if wire.ParseChecksums(c.Data, &p, wire.ChecksumsNotReady) != nil {
 			continue
 		}
-		if p.SrcPort != port || p.Flags&rawsock.FlagAck == 0 || !inj.isns[p.Ack-1] {
+		if p.SrcPort != port || p.Flags&wire.FlagAck == 0 || !inj.isns[p.Ack-1] {
 			continue
 		}
-		if rawsock.ParseChecksums(c.Data, &strict, rawsock.ChecksumsVerify) == rawsock.ErrChecksum {
+		if wire.ParseChecksums(c.Data, &strict, wire.ChecksumsVerify) == wire.ErrChecksum {
 			n++
 		}
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/synprobe/synprobe/internal/netlab"
 	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // Servers built to close each way, on both families of a lab's target.
@@ -179,9 +180,9 @@ func TestIntegrationClosePatterns(t *testing.T) {
 	}
 	// The wire: count RSTs the prober sent, per server port.
 	rsts := map[uint16]int{}
-	var p rawsock.Packet
+	var p wire.Packet
 	for _, cp := range pkts {
-		if rawsock.Parse(cp.Data, &p) != nil || p.Proto != rawsock.ProtocolTCP || p.Flags&rawsock.FlagRst == 0 {
+		if wire.Parse(cp.Data, &p) != nil || p.Proto != wire.ProtocolTCP || p.Flags&wire.FlagRst == 0 {
 			continue
 		}
 		if p.Src == l.ProberV4 || p.Src == l.ProberV6 {
@@ -193,14 +194,14 @@ func TestIntegrationClosePatterns(t *testing.T) {
 			t.Errorf("port %d: the prober sent %d RSTs, want %d (a kernel RST escaped?)", port, rsts[port], 2*w.ourRSTs)
 		}
 	}
-	wire := wirePatterns(pkts, l.ProberV4, l.ProberV6)
+	onWire := wirePatterns(pkts, l.ProberV4, l.ProberV6)
 	for _, m := range r.lines {
 		if m["type"] != "probe" {
 			continue
 		}
 		sport := uint16(m["sport"].(float64))
-		if got := m["close"].(map[string]any)["pattern"]; got != wire[sport] {
-			t.Errorf("%v: synprobe says %v, the capture shows %q", m["target"], got, wire[sport])
+		if got := m["close"].(map[string]any)["pattern"]; got != onWire[sport] {
+			t.Errorf("%v: synprobe says %v, the capture shows %q", m["target"], got, onWire[sport])
 		}
 	}
 	if bad := leftovers(t, l, map[uint16]bool{portSpeak: true}); len(bad) > 0 {
@@ -217,9 +218,9 @@ func wirePatterns(pkts []netlab.CapturedPacket, prober ...netip.Addr) map[uint16
 		pattern           string
 	}
 	conns := map[uint16]*conn{}
-	var p rawsock.Packet
+	var p wire.Packet
 	for _, cp := range pkts {
-		if rawsock.Parse(cp.Data, &p) != nil || p.Proto != rawsock.ProtocolTCP {
+		if wire.Parse(cp.Data, &p) != nil || p.Proto != wire.ProtocolTCP {
 			continue
 		}
 		ours := p.Src == prober[0] || (len(prober) > 1 && p.Src == prober[1])
@@ -229,7 +230,7 @@ func wirePatterns(pkts []netlab.CapturedPacket, prober ...netip.Addr) map[uint16
 				k = &conn{}
 				conns[p.SrcPort] = k
 			}
-			if p.Flags&rawsock.FlagFin != 0 && !k.finSent {
+			if p.Flags&wire.FlagFin != 0 && !k.finSent {
 				k.finSent, k.finSeq = true, p.Seq
 			}
 			continue
@@ -238,10 +239,10 @@ func wirePatterns(pkts []netlab.CapturedPacket, prober ...netip.Addr) map[uint16
 		if k == nil || k.pattern != "" {
 			continue
 		}
-		fin := p.Flags&rawsock.FlagFin != 0
-		ackedFIN := k.finSent && p.Flags&rawsock.FlagAck != 0 && p.Ack == k.finSeq+1
+		fin := p.Flags&wire.FlagFin != 0
+		ackedFIN := k.finSent && p.Flags&wire.FlagAck != 0 && p.Ack == k.finSeq+1
 		switch {
-		case p.Flags&rawsock.FlagRst != 0:
+		case p.Flags&wire.FlagRst != 0:
 			k.pattern = "rst"
 		case fin && !k.finSent:
 			k.pattern = "peer-first"
@@ -284,10 +285,10 @@ func TestIntegrationACKMode(t *testing.T) {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
 	// Per connection (our source port): the flags we sent, in wire order.
-	ours := map[uint16][]rawsock.TCPFlags{}
-	var p rawsock.Packet
+	ours := map[uint16][]wire.TCPFlags{}
+	var p wire.Packet
 	for _, cp := range pkts {
-		if rawsock.Parse(cp.Data, &p) == nil && p.Proto == rawsock.ProtocolTCP && (p.Src == l.ProberV4 || p.Src == l.ProberV6) {
+		if wire.Parse(cp.Data, &p) == nil && p.Proto == wire.ProtocolTCP && (p.Src == l.ProberV4 || p.Src == l.ProberV6) {
 			ours[p.SrcPort] = append(ours[p.SrcPort], p.Flags)
 		}
 	}
@@ -295,7 +296,7 @@ func TestIntegrationACKMode(t *testing.T) {
 		t.Errorf("%d connections on the wire, want 6", len(ours))
 	}
 	for sport, f := range ours {
-		if !equalFlags(f, []rawsock.TCPFlags{rawsock.FlagSyn, rawsock.FlagAck, rawsock.FlagRst}) {
+		if !equalFlags(f, []wire.TCPFlags{wire.FlagSyn, wire.FlagAck, wire.FlagRst}) {
 			t.Errorf("port %d: we sent %v, want S, A, R (and no kernel RST)", sport, f)
 		}
 	}
@@ -304,7 +305,7 @@ func TestIntegrationACKMode(t *testing.T) {
 	}
 }
 
-func equalFlags(a, b []rawsock.TCPFlags) bool {
+func equalFlags(a, b []wire.TCPFlags) bool {
 	if len(a) != len(b) {
 		return false
 	}
@@ -377,10 +378,10 @@ func TestIntegrationInterruptFIN(t *testing.T) {
 		t.Errorf("exit: %v", err)
 	}
 	pkts, _ := c.Stop()
-	var p rawsock.Packet
+	var p wire.Packet
 	var rst bool
 	for _, cp := range pkts {
-		if rawsock.Parse(cp.Data, &p) == nil && p.Src == l.ProberV6 && p.Flags&rawsock.FlagRst != 0 {
+		if wire.Parse(cp.Data, &p) == nil && p.Src == l.ProberV6 && p.Flags&wire.FlagRst != 0 {
 			rst = true
 		}
 	}

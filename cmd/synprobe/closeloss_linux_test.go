@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/synprobe/synprobe/internal/netlab"
-	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // wireConn is one probe's connection as the two captures show it: what we
@@ -83,9 +83,9 @@ func judgeCaptures(prober, target []netlab.CapturedPacket, ours ...netip.Addr) m
 		}
 		return w
 	}
-	var p rawsock.Packet
+	var p wire.Packet
 	for _, cp := range prober {
-		if rawsock.Parse(cp.Data, &p) != nil || p.Proto != rawsock.ProtocolTCP {
+		if wire.Parse(cp.Data, &p) != nil || p.Proto != wire.ProtocolTCP {
 			continue
 		}
 		if !isOurs(p.Src) {
@@ -93,7 +93,7 @@ func judgeCaptures(prober, target []netlab.CapturedPacket, ours ...netip.Addr) m
 				w := get(p.DstPort, p.SrcPort)
 				w.wire = append(w.wire, fmt.Sprintf("prober %s in  %v seq %d ack %d len %d", cp.Time.Format("05.000000"), p.Flags, p.Seq, p.Ack, cp.Len))
 			}
-			if isOurs(p.Dst) && p.Flags&(rawsock.FlagSyn|rawsock.FlagAck) == rawsock.FlagSyn|rawsock.FlagAck {
+			if isOurs(p.Dst) && p.Flags&(wire.FlagSyn|wire.FlagAck) == wire.FlagSyn|wire.FlagAck {
 				if w := get(p.DstPort, p.SrcPort); w.synAckIn.IsZero() {
 					w.synAckIn = cp.Time
 				}
@@ -103,21 +103,21 @@ func judgeCaptures(prober, target []netlab.CapturedPacket, ours ...netip.Addr) m
 		w := get(p.SrcPort, p.DstPort)
 		w.wire = append(w.wire, fmt.Sprintf("prober %s out %v seq %d ack %d len %d", cp.Time.Format("05.000000"), p.Flags, p.Seq, p.Ack, cp.Len))
 		switch {
-		case p.Flags == rawsock.FlagSyn && w.syn.IsZero():
+		case p.Flags == wire.FlagSyn && w.syn.IsZero():
 			w.syn = cp.Time
-		case p.Flags&rawsock.FlagFin != 0 && !w.ourFIN:
+		case p.Flags&wire.FlagFin != 0 && !w.ourFIN:
 			payload := cp.Len - (len(cp.Data) - p.PayloadLen)
 			w.ourFIN, w.ourFINSeq, w.ourFINAck = true, p.Seq+uint32(payload), p.Ack
-		case p.Flags&rawsock.FlagRst != 0:
+		case p.Flags&wire.FlagRst != 0:
 			w.ourRSTs++
 		}
 	}
 	for _, cp := range target {
-		if rawsock.Parse(cp.Data, &p) != nil || p.Proto != rawsock.ProtocolTCP {
+		if wire.Parse(cp.Data, &p) != nil || p.Proto != wire.ProtocolTCP {
 			continue
 		}
 		if isOurs(p.Src) {
-			if p.Flags&rawsock.FlagRst != 0 {
+			if p.Flags&wire.FlagRst != 0 {
 				get(p.SrcPort, p.DstPort).ourRSTsArrived++
 			}
 			continue
@@ -128,16 +128,16 @@ func judgeCaptures(prober, target []netlab.CapturedPacket, ours ...netip.Addr) m
 		w := get(p.DstPort, p.SrcPort)
 		payload := cp.Len - (len(cp.Data) - p.PayloadLen)
 		w.wire = append(w.wire, fmt.Sprintf("target %s out %v seq %d ack %d len %d", cp.Time.Format("05.000000"), p.Flags, p.Seq, p.Ack, payload))
-		ackedOurs := w.ourFIN && p.Flags&rawsock.FlagAck != 0 && int32(p.Ack-(w.ourFINSeq+1)) >= 0
+		ackedOurs := w.ourFIN && p.Flags&wire.FlagAck != 0 && int32(p.Ack-(w.ourFINSeq+1)) >= 0
 		w.serverAckedOurs = w.serverAckedOurs || ackedOurs
 		switch {
-		case p.Flags&rawsock.FlagSyn != 0:
+		case p.Flags&wire.FlagSyn != 0:
 			w.synAcksOut++
-		case p.Flags&rawsock.FlagRst != 0:
+		case p.Flags&wire.FlagRst != 0:
 			if !w.serverFIN {
 				w.serverRSTFirst = true
 			}
-		case p.Flags&rawsock.FlagFin != 0 && !w.serverFIN:
+		case p.Flags&wire.FlagFin != 0 && !w.serverFIN:
 			w.serverFIN, w.serverFINPos, w.serverFINAck = true, p.Seq+uint32(payload), p.Ack
 		case !w.serverFIN && ackedOurs:
 			w.ackedBeforeFIN = true
@@ -336,8 +336,8 @@ func TestIntegrationClosePatternsLoss(t *testing.T) {
 		// Per connection (the prober's port), what the hook dropped.
 		dropped := map[string]int{}
 		drop := func(dir netlab.Direction, ip []byte) bool {
-			var p rawsock.Packet
-			if ip == nil || rawsock.Parse(ip, &p) != nil || p.Proto != rawsock.ProtocolTCP {
+			var p wire.Packet
+			if ip == nil || wire.Parse(ip, &p) != nil || p.Proto != wire.ProtocolTCP {
 				return false
 			}
 			server, port := p.SrcPort, p.DstPort
@@ -346,7 +346,7 @@ func TestIntegrationClosePatternsLoss(t *testing.T) {
 			}
 			var what string
 			switch {
-			case dir == netlab.ToProber && server == portEOF && p.Flags&rawsock.FlagFin != 0:
+			case dir == netlab.ToProber && server == portEOF && p.Flags&wire.FlagFin != 0:
 				// Issue 8, item 5: its FIN+ACK, and its first
 				// retransmission too, so that the ACK answering our
 				// retransmitted FIN (seq = its FIN + 1) comes first.
@@ -355,20 +355,20 @@ func TestIntegrationClosePatternsLoss(t *testing.T) {
 					dropped[k]++
 					return true
 				}
-			case dir == netlab.ToProber && server == portDelay && p.Flags&rawsock.FlagFin != 0:
+			case dir == netlab.ToProber && server == portDelay && p.Flags&wire.FlagFin != 0:
 				what = "its FIN"
 			case dir == netlab.ToProber && server == portHalfClose && p.PayloadLen > 0:
 				what = "its first data"
-			case dir == netlab.ToProber && server == portLinger0 && p.Flags&rawsock.FlagRst != 0:
+			case dir == netlab.ToProber && server == portLinger0 && p.Flags&wire.FlagRst != 0:
 				what = "its RST"
-			case dir == netlab.ToProber && server == portEOFReset && p.Flags&rawsock.FlagRst != 0:
+			case dir == netlab.ToProber && server == portEOFReset && p.Flags&wire.FlagRst != 0:
 				// After its ACK of our FIN: nothing else would ever
 				// come, but our probe after the close timeout finds
 				// its connection gone.
 				what = "its RST"
-			case dir == netlab.ToTarget && server == portNever && p.Flags&rawsock.FlagFin != 0:
+			case dir == netlab.ToTarget && server == portNever && p.Flags&wire.FlagFin != 0:
 				what = "our FIN"
-			case dir == netlab.ToProber && server == portHTTP && p.Flags == rawsock.FlagAck && p.PayloadLen == 0:
+			case dir == netlab.ToProber && server == portHTTP && p.Flags == wire.FlagAck && p.PayloadLen == 0:
 				what = "its first pure ACK"
 			default:
 				return false

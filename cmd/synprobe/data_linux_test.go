@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/synprobe/synprobe/internal/netlab"
-	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // Data servers (fin mode --data).
@@ -144,7 +144,7 @@ func TestIntegrationDataSizes(t *testing.T) {
 			if want := map[bool]int{true: exitOK, false: exitNotOpen}[tt.complete]; r.code != want {
 				t.Fatalf("exit %d, want %d: %s", r.code, want, r.stderr)
 			}
-			wire := wirePatterns(pkts, l.ProberV4, l.ProberV6)
+			onWire := wirePatterns(pkts, l.ProberV4, l.ProberV6)
 			servers := map[uint16]received{}
 			if tt.complete {
 				for range 2 {
@@ -167,7 +167,7 @@ func TestIntegrationDataSizes(t *testing.T) {
 				cl := m["close"].(map[string]any)
 				want := tt.pattern
 				if want == "" {
-					want = wire[sport]
+					want = onWire[sport]
 				}
 				if cl["pattern"] != want || cl["data_bytes"] != float64(len(data64k)) || cl["send_errors"] != 0.0 ||
 					cl["segment_size"] != float64(tt.seg[b2i(v6)]) {
@@ -219,16 +219,16 @@ func clampMSS(t *testing.T, l *netlab.Lab, mss int) {
 // before, and window probes only against a zero window.
 func checkDataWire(t *testing.T, pkts []netlab.CapturedPacket, sport uint16, maxIP, seg int, complete, zeroWin bool) {
 	t.Helper()
-	var p rawsock.Packet
+	var p wire.Packet
 	var isn uint32
 	var finSeq uint32
 	fin, zero, probes := false, false, 0
 	var end uint32
 	for _, cp := range pkts {
-		if rawsock.Parse(cp.Data, &p) != nil || p.Proto != rawsock.ProtocolTCP {
+		if wire.Parse(cp.Data, &p) != nil || p.Proto != wire.ProtocolTCP {
 			continue
 		}
-		if p.DstPort == sport && p.Flags&rawsock.FlagSyn == 0 && p.Window == 0 && p.Flags&rawsock.FlagRst == 0 {
+		if p.DstPort == sport && p.Flags&wire.FlagSyn == 0 && p.Window == 0 && p.Flags&wire.FlagRst == 0 {
 			zero = true
 		}
 		if p.SrcPort != sport {
@@ -236,7 +236,7 @@ func checkDataWire(t *testing.T, pkts []netlab.CapturedPacket, sport uint16, max
 		}
 		payload := cp.Len - (len(cp.Data) - p.PayloadLen)
 		switch {
-		case p.Flags == rawsock.FlagSyn:
+		case p.Flags == wire.FlagSyn:
 			isn = p.Seq
 		case maxIP > 0 && cp.Len > maxIP:
 			t.Errorf("sport %d: a %d-byte packet on a path of MTU %d", sport, cp.Len, maxIP)
@@ -246,9 +246,9 @@ func checkDataWire(t *testing.T, pkts []netlab.CapturedPacket, sport uint16, max
 			t.Errorf("sport %d: data after our FIN", sport)
 		case payload > 0:
 			end = max(end, p.Seq+uint32(payload)-isn-1)
-		case p.Flags&rawsock.FlagFin != 0:
+		case p.Flags&wire.FlagFin != 0:
 			fin, finSeq = true, p.Seq-isn-1
-		case p.Flags == rawsock.FlagAck && p.Seq-isn-1 == end-1 && end > 0:
+		case p.Flags == wire.FlagAck && p.Seq-isn-1 == end-1 && end > 0:
 			probes++ // a window probe: seq = snd.una - 1
 		}
 	}

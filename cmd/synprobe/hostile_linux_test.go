@@ -14,7 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/synprobe/synprobe/internal/netlab"
-	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // targetRaw is a pair of raw sockets in a lab's target namespace: one
@@ -48,16 +48,16 @@ func openTargetRaw(t *testing.T, l *netlab.Lab) *targetRaw {
 }
 
 // await returns the first segment to dport for which match holds.
-func (r *targetRaw) await(t *testing.T, deadline time.Time, match func(p *rawsock.Packet) bool) rawsock.Packet {
+func (r *targetRaw) await(t *testing.T, deadline time.Time, match func(p *wire.Packet) bool) wire.Packet {
 	t.Helper()
 	buf := make([]byte, 65536)
-	var p rawsock.Packet
+	var p wire.Packet
 	for time.Now().Before(deadline) {
 		n, _, err := unix.Recvfrom(r.rx, buf, 0)
 		if err != nil {
 			continue
 		}
-		if rawsock.Parse(buf[:n], &p) == nil && match(&p) {
+		if wire.Parse(buf[:n], &p) == nil && match(&p) {
 			return p
 		}
 	}
@@ -65,7 +65,7 @@ func (r *targetRaw) await(t *testing.T, deadline time.Time, match func(p *rawsoc
 	return p
 }
 
-func (r *targetRaw) send(t *testing.T, s rawsock.Segment) {
+func (r *targetRaw) send(t *testing.T, s wire.Segment) {
 	t.Helper()
 	b := make([]byte, 1500)
 	n, err := s.Build(b)
@@ -106,33 +106,33 @@ func TestIntegrationHostileSegments(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	fromServer := func(flags rawsock.TCPFlags, dport uint16, seq, ack uint32, payload string) rawsock.Segment {
-		return rawsock.Segment{Src: l.TargetV4, Dst: l.ProberV4, TTL: 64, DF: true, SrcPort: portEOF, DstPort: dport,
+	fromServer := func(flags wire.TCPFlags, dport uint16, seq, ack uint32, payload string) wire.Segment {
+		return wire.Segment{Src: l.TargetV4, Dst: l.ProberV4, TTL: 64, DF: true, SrcPort: portEOF, DstPort: dport,
 			Seq: seq, Ack: ack, Flags: flags, Window: 65000, Payload: []byte(payload)}
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	syn := raw.await(t, deadline, func(p *rawsock.Packet) bool { return p.DstPort == portEOF && p.Flags == rawsock.FlagSyn })
+	syn := raw.await(t, deadline, func(p *wire.Packet) bool { return p.DstPort == portEOF && p.Flags == wire.FlagSyn })
 	isn, sport := syn.Seq, syn.SrcPort
 	// SYN_SENT: neither may be taken for an answer.
-	raw.send(t, fromServer(rawsock.FlagRst, sport, 0, isn+1, ""))
-	raw.send(t, fromServer(rawsock.FlagSyn, sport, 4242, isn+1, ""))
+	raw.send(t, fromServer(wire.FlagRst, sport, 0, isn+1, ""))
+	raw.send(t, fromServer(wire.FlagSyn, sport, 4242, isn+1, ""))
 	time.Sleep(100 * time.Millisecond)
 	l.Run(t, l.Target, "nft", "delete", "table", "inet", "hold") // its retransmission goes through
 
-	ack := raw.await(t, deadline, func(p *rawsock.Packet) bool {
-		return p.SrcPort == sport && p.Flags == rawsock.FlagAck && p.Seq == isn+1
+	ack := raw.await(t, deadline, func(p *wire.Packet) bool {
+		return p.SrcPort == sport && p.Flags == wire.FlagAck && p.Seq == isn+1
 	})
 	ourSeq, rcvNxt := ack.Seq, ack.Ack
 	type injection struct {
-		seg       rawsock.Segment
+		seg       wire.Segment
 		challenge bool
 		note      string
 	}
 	injections := []injection{
-		{fromServer(rawsock.FlagRst|rawsock.FlagAck, sport, rcvNxt+1, ourSeq, ""), true, "RST in the window"},
-		{fromServer(rawsock.FlagSyn, sport, 77777, 0, ""), true, "SYN in a synchronized state"},
-		{fromServer(rawsock.FlagPsh|rawsock.FlagAck, sport, rcvNxt, ourSeq+1000, "evil"), true, "data never sent"},
-		{fromServer(rawsock.FlagRst, sport, rcvNxt+1<<30, 0, ""), false, "RST outside the window"},
+		{fromServer(wire.FlagRst|wire.FlagAck, sport, rcvNxt+1, ourSeq, ""), true, "RST in the window"},
+		{fromServer(wire.FlagSyn, sport, 77777, 0, ""), true, "SYN in a synchronized state"},
+		{fromServer(wire.FlagPsh|wire.FlagAck, sport, rcvNxt, ourSeq+1000, "evil"), true, "data never sent"},
+		{fromServer(wire.FlagRst, sport, rcvNxt+1<<30, 0, ""), false, "RST outside the window"},
 	}
 	for _, in := range injections {
 		time.Sleep(600 * time.Millisecond) // past the challenge ACK rate limit
@@ -159,22 +159,22 @@ func TestIntegrationHostileSegments(t *testing.T) {
 	cl := probe["close"].(map[string]any)
 	// The close on the wire, the injected segments left out.
 	var real []netlab.CapturedPacket
-	var q rawsock.Packet
+	var q wire.Packet
 	for _, c := range pkts {
 		injected := false
-		if rawsock.Parse(c.Data, &q) == nil && q.SrcPort == portEOF {
+		if wire.Parse(c.Data, &q) == nil && q.SrcPort == portEOF {
 			for _, in := range injections {
 				injected = injected || q.Flags == in.seg.Flags && q.Seq == in.seg.Seq
 			}
-			injected = injected || q.Ack == isn+1 && q.Flags&rawsock.FlagAck == 0
+			injected = injected || q.Ack == isn+1 && q.Flags&wire.FlagAck == 0
 		}
 		if !injected {
 			real = append(real, c)
 		}
 	}
-	wire := wirePatterns(real, l.ProberV4)
-	if probe["state"] != "open" || probe["maybe_retransmit"] != true || cl["pattern"] != wire[sport] || cl["peer_bytes"] != 0.0 {
-		t.Errorf("probe %v, close %v; the capture shows %s", probe["state"], cl, wire[sport])
+	onWire := wirePatterns(real, l.ProberV4)
+	if probe["state"] != "open" || probe["maybe_retransmit"] != true || cl["pattern"] != onWire[sport] || cl["peer_bytes"] != 0.0 {
+		t.Errorf("probe %v, close %v; the capture shows %s", probe["state"], cl, onWire[sport])
 	}
 	// The trace says why each was ignored.
 	trace := fmt.Sprint(probe["trace"])
@@ -186,11 +186,11 @@ func TestIntegrationHostileSegments(t *testing.T) {
 	// The wire: after each injected segment arrived, one ACK of ours at
 	// our snd.nxt and rcv.nxt for those that draw a challenge, none for
 	// the others; never a RST before our FIN.
-	var p rawsock.Packet
+	var p wire.Packet
 	k := -1 // the injection whose answer we await
 	answers := make([]int, len(injections))
 	for _, c := range pkts {
-		if rawsock.Parse(c.Data, &p) != nil || p.Proto != rawsock.ProtocolTCP || (p.DstPort != sport && p.SrcPort != sport) {
+		if wire.Parse(c.Data, &p) != nil || p.Proto != wire.ProtocolTCP || (p.DstPort != sport && p.SrcPort != sport) {
 			continue
 		}
 		if p.SrcPort == portEOF {
@@ -201,13 +201,13 @@ func TestIntegrationHostileSegments(t *testing.T) {
 			}
 			continue
 		}
-		if p.Flags&rawsock.FlagFin != 0 {
+		if p.Flags&wire.FlagFin != 0 {
 			break
 		}
-		if p.Flags&rawsock.FlagRst != 0 {
+		if p.Flags&wire.FlagRst != 0 {
 			t.Errorf("we reset the connection: %+v", p)
 		}
-		if k >= 0 && p.Flags == rawsock.FlagAck && p.Seq == ourSeq && p.Ack == rcvNxt {
+		if k >= 0 && p.Flags == wire.FlagAck && p.Seq == ourSeq && p.Ack == rcvNxt {
 			answers[k]++
 		}
 	}

@@ -22,7 +22,7 @@ import (
 	"time"
 
 	"github.com/synprobe/synprobe/internal/netlab"
-	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // The integration tests run the real binary, built once, inside network
@@ -237,17 +237,17 @@ type captured struct {
 func captureRTTs(t testing.TB, pkts []netlab.CapturedPacket, prober ...netip.Addr) map[uint16]*captured {
 	t.Helper()
 	out := map[uint16]*captured{}
-	var p rawsock.Packet
+	var p wire.Packet
 	for _, c := range pkts {
-		if rawsock.Parse(c.Data, &p) != nil || p.Proto != rawsock.ProtocolTCP {
+		if wire.Parse(c.Data, &p) != nil || p.Proto != wire.ProtocolTCP {
 			continue
 		}
 		switch {
-		case slices.Contains(prober, p.Src) && p.Flags == rawsock.FlagSyn:
+		case slices.Contains(prober, p.Src) && p.Flags == wire.FlagSyn:
 			if out[p.SrcPort] == nil {
 				out[p.SrcPort] = &captured{syn: c.Time}
 			}
-		case slices.Contains(prober, p.Dst) && p.Flags&rawsock.FlagAck != 0:
+		case slices.Contains(prober, p.Dst) && p.Flags&wire.FlagAck != 0:
 			if e := out[p.DstPort]; e != nil && e.reply.IsZero() {
 				e.reply = c.Time
 			}

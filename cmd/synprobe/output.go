@@ -11,7 +11,7 @@ import (
 
 	"github.com/synprobe/synprobe/probe"
 	"github.com/synprobe/synprobe/probe/scan"
-	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // printer renders results for people (text) or scripts (JSON Lines).
@@ -245,7 +245,7 @@ func (p *textPrinter) guard(table string, owned bool, dropped uint64, escaped in
 
 // appendSYNACKOptions renders a SYN-ACK's options and the ECN bits of its
 // IP header's tos.
-func appendSYNACKOptions(b []byte, o *rawsock.SYNOptions, tos uint8) []byte {
+func appendSYNACKOptions(b []byte, o *wire.SYNOptions, tos uint8) []byte {
 	if o.MSS != 0 {
 		b = append(b, " mss="...)
 		b = strconv.AppendUint(b, uint64(o.MSS), 10)

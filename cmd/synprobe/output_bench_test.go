@@ -8,7 +8,7 @@ import (
 
 	"github.com/synprobe/synprobe/probe"
 	"github.com/synprobe/synprobe/probe/scan"
-	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // BenchmarkProbeLine: one open probe's line, text and JSON, as a ping
@@ -16,8 +16,8 @@ import (
 func BenchmarkProbeLine(b *testing.B) {
 	tg := &probe.Target{Name: "x", Addr: netip.MustParseAddr("198.18.0.2"), Port: 80, Src: netip.MustParseAddr("198.18.0.1")}
 	r := &probe.Result{Target: tg, Seq: 12345, SrcPort: 61234, Sent: time.Now(), State: probe.StateOpen, Reason: probe.ReasonSYNACK, RTT: 41237, KernelClock: true,
-		From: tg.Addr, TTL: 64, DF: true, TOS: 2, Flags: rawsock.FlagSyn | rawsock.FlagAck, Window: 65160,
-		Options: rawsock.SYNOptions{MSS: 1460, WScale: 7, SACKPermitted: true, Timestamps: true, TSVal: 123456789}}
+		From: tg.Addr, TTL: 64, DF: true, TOS: 2, Flags: wire.FlagSyn | wire.FlagAck, Window: 65160,
+		Options: wire.SYNOptions{MSS: 1460, WScale: 7, SACKPermitted: true, Timestamps: true, TSVal: 123456789}}
 	spec := &targetSpec{arg: "198.18.0.2:80", host: "198.18.0.2", port: 80}
 	for _, bb := range []struct {
 		name string
@@ -48,7 +48,7 @@ func BenchmarkScanResultLine(b *testing.B) {
 	addr, port, origin := set.Pair(1234)
 	r := &probe.ScanResult{Addr: addr, Port: port, Src: netip.MustParseAddr("198.18.0.1"), SrcPort: 61234, Sent: time.Now(),
 		State: probe.StateClosed, Reason: probe.ReasonRST, RTT: 41237,
-		Reply: probe.Reply{From: addr, TTL: 64, DF: true, Flags: rawsock.FlagRst | rawsock.FlagAck}}
+		Reply: probe.Reply{From: addr, TTL: 64, DF: true, Flags: wire.FlagRst | wire.FlagAck}}
 	for _, bb := range []struct {
 		name string
 		o    *options

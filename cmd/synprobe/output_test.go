@@ -16,7 +16,7 @@ import (
 
 	"github.com/synprobe/synprobe/probe"
 	"github.com/synprobe/synprobe/probe/scan"
-	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // failingWriter takes n writes, then fails every one with err.
@@ -87,9 +87,9 @@ func TestOutputAllocs(t *testing.T) {
 	tg := &probe.Target{Name: "x", Addr: netip.MustParseAddr("198.18.0.2"), Port: 80, Src: netip.MustParseAddr("198.18.0.1")}
 	results := []probe.Result{
 		{Target: tg, Seq: 12345, SrcPort: 61234, Sent: time.Now(), State: probe.StateOpen, Reason: probe.ReasonSYNACK, RTT: 41237, KernelClock: true,
-			From: tg.Addr, TTL: 64, DF: true, TOS: 2, Flags: rawsock.FlagSyn | rawsock.FlagAck, Window: 65160,
-			Options: rawsock.SYNOptions{MSS: 1460, WScale: 7, SACKPermitted: true, Timestamps: true, TSVal: 123456789}},
-		{Target: tg, Seq: 99999, SrcPort: 61235, Sent: time.Now(), State: probe.StateClosed, Reason: probe.ReasonRST, RTT: 1234567, From: tg.Addr, TTL: 61, Flags: rawsock.FlagRst | rawsock.FlagAck},
+			From: tg.Addr, TTL: 64, DF: true, TOS: 2, Flags: wire.FlagSyn | wire.FlagAck, Window: 65160,
+			Options: wire.SYNOptions{MSS: 1460, WScale: 7, SACKPermitted: true, Timestamps: true, TSVal: 123456789}},
+		{Target: tg, Seq: 99999, SrcPort: 61235, Sent: time.Now(), State: probe.StateClosed, Reason: probe.ReasonRST, RTT: 1234567, From: tg.Addr, TTL: 61, Flags: wire.FlagRst | wire.FlagAck},
 		{Target: tg, Seq: 7, SrcPort: 61236, Sent: time.Now(), State: probe.StateFiltered, Reason: "icmp-admin-prohibited", RTT: 90000, From: netip.MustParseAddr("198.18.7.1"), TTL: 250, ICMPType: 3, ICMPCode: 13},
 		{Target: tg, Seq: 8, SrcPort: 61237, Sent: time.Now(), State: probe.StateFiltered, Reason: probe.ReasonTimeout},
 	}

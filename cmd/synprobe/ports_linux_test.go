@@ -23,6 +23,7 @@ import (
 
 	"github.com/synprobe/synprobe/internal/netlab"
 	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // The source-port tests: runs at once never share a port, ports other
@@ -113,17 +114,17 @@ func wireSegments(pkts []netlab.CapturedPacket, prober ...netip.Addr) map[uint16
 		}
 		return out[p]
 	}
-	var p rawsock.Packet
+	var p wire.Packet
 	for _, cp := range pkts {
-		if rawsock.Parse(cp.Data, &p) != nil || p.Proto != rawsock.ProtocolTCP {
+		if wire.Parse(cp.Data, &p) != nil || p.Proto != wire.ProtocolTCP {
 			continue
 		}
 		switch {
-		case slices.Contains(prober, p.Src) && p.Flags == rawsock.FlagSyn:
+		case slices.Contains(prober, p.Src) && p.Flags == wire.FlagSyn:
 			get(p.SrcPort).syns++
-		case slices.Contains(prober, p.Src) && p.Flags&rawsock.FlagRst != 0:
+		case slices.Contains(prober, p.Src) && p.Flags&wire.FlagRst != 0:
 			get(p.SrcPort).rsts++
-		case slices.Contains(prober, p.Dst) && p.Flags == rawsock.FlagSyn|rawsock.FlagAck:
+		case slices.Contains(prober, p.Dst) && p.Flags == wire.FlagSyn|wire.FlagAck:
 			get(p.DstPort).synacks++
 		}
 	}
@@ -385,16 +386,16 @@ func TestIntegrationHeldPorts(t *testing.T) {
 // a new connection.
 func connPatterns(pkts []netlab.CapturedPacket, prober netip.Addr) map[uint16][]string {
 	groups := map[uint16][][]netlab.CapturedPacket{}
-	var p rawsock.Packet
+	var p wire.Packet
 	for _, cp := range pkts {
-		if rawsock.Parse(cp.Data, &p) != nil || p.Proto != rawsock.ProtocolTCP {
+		if wire.Parse(cp.Data, &p) != nil || p.Proto != wire.ProtocolTCP {
 			continue
 		}
 		port := p.SrcPort
 		if p.Src != prober {
 			port = p.DstPort
 		}
-		if p.Src == prober && p.Flags == rawsock.FlagSyn {
+		if p.Src == prober && p.Flags == wire.FlagSyn {
 			groups[port] = append(groups[port], nil)
 		}
 		if g := groups[port]; len(g) > 0 {
@@ -416,7 +417,7 @@ func connPatterns(pkts []netlab.CapturedPacket, prober netip.Addr) map[uint16][]
 // returns the ports record.
 func checkFINRun(t *testing.T, r cliRun, pkts []netlab.CapturedPacket, prober netip.Addr, probes int, patterns ...string) map[string]any {
 	t.Helper()
-	wire := connPatterns(pkts, prober)
+	onWire := connPatterns(pkts, prober)
 	seen := map[uint16]int{} // probes so far per port: the index of its connection
 	var ports map[string]any
 	n := 0
@@ -437,7 +438,7 @@ func checkFINRun(t *testing.T, r cliRun, pkts []netlab.CapturedPacket, prober ne
 			if !slices.Contains(patterns, cl["pattern"].(string)) {
 				t.Errorf("probe %v: close %v, want one of %v", m["seq"], cl["pattern"], patterns)
 			}
-			w := wire[sp]
+			w := onWire[sp]
 			switch {
 			case k >= len(w) || !slices.Contains(patterns, w[k]):
 				t.Errorf("probe %v (port %d, connection %d there): the capture shows %v, want one of %v", m["seq"], sp, k, w, patterns)
@@ -593,9 +594,9 @@ func TestIntegrationFIN700(t *testing.T) {
 // dumpPort lists the captured segments to or from our port p.
 func dumpPort(pkts []netlab.CapturedPacket, p uint16) string {
 	var b strings.Builder
-	var q rawsock.Packet
+	var q wire.Packet
 	for _, cp := range pkts {
-		if rawsock.Parse(cp.Data, &q) != nil || q.Proto != rawsock.ProtocolTCP || (q.SrcPort != p && q.DstPort != p) {
+		if wire.Parse(cp.Data, &q) != nil || q.Proto != wire.ProtocolTCP || (q.SrcPort != p && q.DstPort != p) {
 			continue
 		}
 		fmt.Fprintf(&b, "  %s %v:%d > %v:%d %v seq %d ack %d\n", cp.Time.Format("15:04:05.000000"), q.Src, q.SrcPort, q.Dst, q.DstPort, q.Flags, q.Seq, q.Ack)

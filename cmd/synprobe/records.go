@@ -8,7 +8,7 @@ import (
 
 	"github.com/synprobe/synprobe/probe"
 	"github.com/synprobe/synprobe/probe/scan"
-	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // The records of the JSON Lines output, one Go type per "type" of line;
@@ -226,7 +226,7 @@ func (a *answer) set(answered, open bool, sent time.Time, t timing, rep *probe.R
 	}
 	o := &rep.Options
 	s.synAck = synAck{MSS: o.MSS, SACK: o.SACKPermitted, TS: o.Timestamps,
-		ECE: rep.Flags&rawsock.FlagEce != 0, CWR: rep.Flags&rawsock.FlagCwr != 0}
+		ECE: rep.Flags&wire.FlagEce != 0, CWR: rep.Flags&wire.FlagCwr != 0}
 	if o.WScale >= 0 {
 		s.wscale = wscaleOption{o.WScale}
 		s.synAck.wscaleOption = &s.wscale

@@ -15,7 +15,7 @@ import (
 
 	"github.com/synprobe/synprobe/probe"
 	"github.com/synprobe/synprobe/probe/scan"
-	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // TestJSONGolden: every kind of line, each with its optional parts present
@@ -58,13 +58,13 @@ func goldenLines(t *testing.T) []byte {
 	s6 := &targetSpec{arg: "[2001:db8::2]:443", port: 443}
 	results := []probe.Result{
 		{Target: v4, Seq: 0, SrcPort: 63077, Sent: sent, State: probe.StateOpen, Reason: probe.ReasonSYNACK, RTT: 36816, KernelClock: true,
-			From: v4.Addr, TTL: 64, TOS: 2, DF: true, Flags: rawsock.FlagSyn | rawsock.FlagAck | rawsock.FlagEce, Window: 65160,
-			Options: rawsock.SYNOptions{MSS: 1460, WScale: 10, SACKPermitted: true, Timestamps: true, TSVal: 2671791528, TSEcr: 1725411344}},
+			From: v4.Addr, TTL: 64, TOS: 2, DF: true, Flags: wire.FlagSyn | wire.FlagAck | wire.FlagEce, Window: 65160,
+			Options: wire.SYNOptions{MSS: 1460, WScale: 10, SACKPermitted: true, Timestamps: true, TSVal: 2671791528, TSEcr: 1725411344}},
 		{Target: v6, Seq: 1, SrcPort: 63078, Sent: sent, State: probe.StateOpen, Reason: probe.ReasonSYNACK, RTT: 1000000123, MaybeRetransmit: true,
-			From: v6.Addr, TTL: 57, Flags: rawsock.FlagSyn | rawsock.FlagAck, Window: 28800,
-			Options: rawsock.SYNOptions{WScale: 0}},
+			From: v6.Addr, TTL: 57, Flags: wire.FlagSyn | wire.FlagAck, Window: 28800,
+			Options: wire.SYNOptions{WScale: 0}},
 		{Target: v4, Seq: 2, SrcPort: 63079, Sent: sent, State: probe.StateClosed, Reason: probe.ReasonRST, RTT: 12000, KernelClock: true,
-			From: v4.Addr, TTL: 61, IPID: 4660, Flags: rawsock.FlagRst | rawsock.FlagAck},
+			From: v4.Addr, TTL: 61, IPID: 4660, Flags: wire.FlagRst | wire.FlagAck},
 		{Target: v4, Seq: 3, SrcPort: 63080, Sent: sent, State: probe.StateFiltered, Reason: "icmp-admin-prohibited", RTT: 90000,
 			From: netip.MustParseAddr("198.18.7.1"), TTL: 250, IPID: 7, ICMPType: 3, ICMPCode: 13},
 		{Target: v6, Seq: 4, SrcPort: 63081, Sent: sent, State: probe.StateFiltered, Reason: "icmp-port-unreachable", RTT: 90001, KernelClock: true,
@@ -72,21 +72,21 @@ func goldenLines(t *testing.T) []byte {
 		{Target: v4, Seq: 5, SrcPort: 63082, Sent: sent, State: probe.StateFiltered, Reason: probe.ReasonTimeout},
 		{Target: v4, Seq: 6, State: probe.StateError, Reason: "local-firewall", Err: errors.New(`sendmsg: operation not permitted "x"\y`)},
 		{Target: v4, Seq: 7, SrcPort: 63083, Sent: sent, Mode: probe.ModeFIN, State: probe.StateOpen, Reason: probe.ReasonSYNACK, RTT: 50828, KernelClock: true,
-			From: v4.Addr, TTL: 64, DF: true, Flags: rawsock.FlagSyn | rawsock.FlagAck, Window: 65160,
-			Options: rawsock.SYNOptions{MSS: 1460, WScale: -1},
+			From: v4.Addr, TTL: 64, DF: true, Flags: wire.FlagSyn | wire.FlagAck, Window: 65160,
+			Options: wire.SYNOptions{MSS: 1460, WScale: -1},
 			Close: &probe.CloseReport{Pattern: probe.Close3Way, Alternatives: probe.PatternSet(0).Add(probe.Close4Way).Add(probe.CloseSimultaneous),
 				Note: `its first FIN was lost "maybe"`, AckTime: 3654112, HasAck: true, FinTime: 50451008, HasFin: true, DataAckTime: 999, HasDataAck: true,
 				PeerDataBytes: 5, PeerBytes: 10, PeerRetransmits: 1, FinRetransmits: 2, DataBytes: 3000, DataAcked: 2000, DataRetransmits: 3, WindowProbes: 4,
 				SegmentSize: 1448, SendErrors: 1, SendError: errors.New("sendmsg: no buffer space available"), Kernel: true},
 			Trace: []probe.TraceEvent{
-				{At: 0, Out: true, Flags: rawsock.FlagSyn, Us: probe.TCPState(1), Peer: probe.TCPState(2)},
-				{At: 50828, Flags: rawsock.FlagFin | rawsock.FlagAck, Seq: 1, Ack: 1, Len: 0, Win: 501, Us: probe.TCPState(3), Peer: probe.TCPState(4), Note: "retransmission"},
+				{At: 0, Out: true, Flags: wire.FlagSyn, Us: probe.TCPState(1), Peer: probe.TCPState(2)},
+				{At: 50828, Flags: wire.FlagFin | wire.FlagAck, Seq: 1, Ack: 1, Len: 0, Win: 501, Us: probe.TCPState(3), Peer: probe.TCPState(4), Note: "retransmission"},
 			}},
 		{Target: v4, Seq: 8, SrcPort: 63084, Sent: sent, Mode: probe.ModeFIN, State: probe.StateOpen, Reason: probe.ReasonSYNACK, RTT: 50828,
-			From: v4.Addr, TTL: 64, Flags: rawsock.FlagSyn | rawsock.FlagAck, Window: 65160, Options: rawsock.SYNOptions{WScale: -1},
+			From: v4.Addr, TTL: 64, Flags: wire.FlagSyn | wire.FlagAck, Window: 65160, Options: wire.SYNOptions{WScale: -1},
 			Close: &probe.CloseReport{Pattern: probe.CloseNoFIN}},
 		{Target: v4, Seq: 9, SrcPort: 63085, Sent: sent, Mode: probe.ModeFIN, State: probe.StateOpen, Reason: probe.ReasonSYNACK, RTT: 50828,
-			From: v4.Addr, TTL: 64, Flags: rawsock.FlagSyn | rawsock.FlagAck, Window: 65160, Options: rawsock.SYNOptions{WScale: -1}, Interrupted: true},
+			From: v4.Addr, TTL: 64, Flags: wire.FlagSyn | wire.FlagAck, Window: 65160, Options: wire.SYNOptions{WScale: -1}, Interrupted: true},
 	}
 	for i := range results {
 		p.result(&results[i], []*targetSpec{s4, s6}[results[i].Target.Port/443])
@@ -123,19 +123,19 @@ func goldenLines(t *testing.T) []byte {
 		expect string
 	}{
 		{probe.ScanResult{Addr: a, Port: 22, Src: src, SrcPort: 61001, Sent: sent, State: probe.StateOpen, Reason: probe.ReasonSYNACK, RTT: 651000,
-			Reply: probe.Reply{From: a, TTL: 64, DF: true, Flags: rawsock.FlagSyn | rawsock.FlagAck, Window: 64240,
-				Options: rawsock.SYNOptions{MSS: 1460, WScale: 7, SACKPermitted: true, Timestamps: true, TSVal: 1, TSEcr: 0}}}, ""},
+			Reply: probe.Reply{From: a, TTL: 64, DF: true, Flags: wire.FlagSyn | wire.FlagAck, Window: 64240,
+				Options: wire.SYNOptions{MSS: 1460, WScale: 7, SACKPermitted: true, Timestamps: true, TSVal: 1, TSEcr: 0}}}, ""},
 		{probe.ScanResult{Addr: a, Port: 80, Src: src, SrcPort: 61002, Sent: sent, State: probe.StateClosed, Reason: probe.ReasonRST, RTT: 700,
-			Reply: probe.Reply{From: a, TTL: 60, DF: true, Flags: rawsock.FlagRst | rawsock.FlagAck}, Hint: "rst-ttl-differs-from-syn-ack"}, "open"},
+			Reply: probe.Reply{From: a, TTL: 60, DF: true, Flags: wire.FlagRst | wire.FlagAck}, Hint: "rst-ttl-differs-from-syn-ack"}, "open"},
 		// An answer whose probe's send time was forgotten: no timing.
 		{probe.ScanResult{Addr: b, Port: 80, Src: src, SrcPort: 61003, State: probe.StateClosed, Reason: probe.ReasonRST,
-			Reply: probe.Reply{From: b, TTL: 64, Flags: rawsock.FlagRst | rawsock.FlagAck}}, ""},
+			Reply: probe.Reply{From: b, TTL: 64, Flags: wire.FlagRst | wire.FlagAck}}, ""},
 		{probe.ScanResult{Addr: b, Port: 22, Src: src, SrcPort: 61004, Sent: sent, State: probe.StateFiltered, Reason: "icmp-admin-prohibited", RTT: 800,
 			Reply: probe.Reply{From: netip.MustParseAddr("198.18.7.1"), TTL: 250, ICMPType: 3, ICMPCode: 13}, Hint: "icmp-from-other-address"}, "closed"},
 		{probe.ScanResult{Addr: b, Port: 23, Src: src, State: probe.StateFiltered, Reason: probe.ReasonTimeout}, "filtered"},
 		{probe.ScanResult{Addr: b, Port: 24, Src: src, State: probe.StateError, Reason: "local-firewall", Err: errors.New("operation not permitted")}, ""},
 		{probe.ScanResult{Addr: a, Port: 443, Src: src, SrcPort: 61005, Sent: sent, State: probe.StateOpen, Reason: probe.ReasonSYNACK, RTT: 1200000000,
-			MaybeRetransmit: true, KernelClock: true, Reply: probe.Reply{From: a, TTL: 64, Flags: rawsock.FlagSyn | rawsock.FlagAck, Window: 64240, Options: rawsock.SYNOptions{WScale: -1}}}, ""},
+			MaybeRetransmit: true, KernelClock: true, Reply: probe.Reply{From: a, TTL: 64, Flags: wire.FlagSyn | wire.FlagAck, Window: 64240, Options: wire.SYNOptions{WScale: -1}}}, ""},
 	}
 	for i := range sr {
 		p.scanResult(&sr[i].r, origin, sr[i].expect)

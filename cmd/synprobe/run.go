@@ -21,6 +21,7 @@ import (
 	"github.com/synprobe/synprobe/probe"
 	"github.com/synprobe/synprobe/probe/scan"
 	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // Exit statuses (docs/exit-codes.md).
@@ -355,7 +356,7 @@ func probeAll(ctx context.Context, o *options, stdout, stderr io.Writer, sys net
 		ECN:          o.ecn,
 		NoOptions:    o.noOptions,
 	}
-	var opts4 *rawsock.SYNOptions
+	var opts4 *wire.SYNOptions
 	if !o.noOptions {
 		opts4 = synOptions(o, 1460)
 		ccfg.Options, ccfg.Options6 = opts4, synOptions(o, 1440)
@@ -422,8 +423,8 @@ func answeredOpen(s *probe.Stats) bool {
 	return s.Open > 0 && s.Closed == 0 && s.Filtered == s.Timeouts && s.Errors == 0 && s.DataShort == 0
 }
 
-func synOptions(o *options, defaultMSS uint16) *rawsock.SYNOptions {
-	opts := &rawsock.SYNOptions{
+func synOptions(o *options, defaultMSS uint16) *wire.SYNOptions {
+	opts := &wire.SYNOptions{
 		MSS:           defaultMSS,
 		WScale:        o.wscale,
 		SACKPermitted: !o.noSACK,
@@ -435,13 +436,13 @@ func synOptions(o *options, defaultMSS uint16) *rawsock.SYNOptions {
 	return opts
 }
 
-func synLen(t *probe.Target, opts *rawsock.SYNOptions) int {
-	n := rawsock.IPv4MinimumSize + rawsock.TCPMinimumSize
+func synLen(t *probe.Target, opts *wire.SYNOptions) int {
+	n := wire.IPv4MinimumSize + wire.TCPMinimumSize
 	if t.Addr.Is6() {
-		n = rawsock.IPv6MinimumSize + rawsock.TCPMinimumSize
+		n = wire.IPv6MinimumSize + wire.TCPMinimumSize
 	}
 	if opts != nil {
-		var b [rawsock.MaxOptionsSize]byte
+		var b [wire.MaxOptionsSize]byte
 		n += opts.Encode(b[:])
 	}
 	return n

@@ -22,6 +22,7 @@ import (
 
 	"github.com/synprobe/synprobe/probe/probetest"
 	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // fakeSystem is a network where 198.18.0.2 and 2001:db8::2 listen on port
@@ -183,8 +184,8 @@ func (f *fakeSystem) listen(cfg rawsock.Config) (conn, error) {
 		return nil, f.listenErr
 	}
 	f.listenCfg = cfg
-	f.conn = probetest.NewConn(func(p *rawsock.Packet, b []byte, id uint32) []probetest.Reply {
-		if p.Flags != rawsock.FlagSyn || p.SrcPort < cfg.PortLo || p.SrcPort > cfg.PortHi {
+	f.conn = probetest.NewConn(func(p *wire.Packet, b []byte, id uint32) []probetest.Reply {
+		if p.Flags != wire.FlagSyn || p.SrcPort < cfg.PortLo || p.SrcPort > cfg.PortHi {
 			return nil
 		}
 		if p.Dst == netip.MustParseAddr("198.18.7.7") {
@@ -192,7 +193,7 @@ func (f *fakeSystem) listen(cfg rawsock.Config) (conn, error) {
 		}
 		switch p.DstPort {
 		case 80:
-			return []probetest.Reply{{Packet: probetest.SYNACK(p, rawsock.SYNOptions{MSS: 1460, WScale: 7, SACKPermitted: true, Timestamps: true, TSVal: 5}), After: 41237 * time.Nanosecond}}
+			return []probetest.Reply{{Packet: probetest.SYNACK(p, wire.SYNOptions{MSS: 1460, WScale: 7, SACKPermitted: true, Timestamps: true, TSVal: 5}), After: 41237 * time.Nanosecond}}
 		case 81:
 			return []probetest.Reply{{Packet: probetest.RST(p), After: 12 * time.Microsecond}}
 		}

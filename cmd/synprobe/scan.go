@@ -20,6 +20,7 @@ import (
 	"github.com/synprobe/synprobe/probe"
 	"github.com/synprobe/synprobe/probe/scan"
 	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // ringMinPairs is the smallest scan that reads its answers from a ring
@@ -140,7 +141,7 @@ func runScan(ctx context.Context, o *options, set *scan.Set, expecting bool, std
 	if err := endSetup(o, sys, nil, stderr); err != nil {
 		return 0, err
 	}
-	cookie, err := rawsock.NewRandomCookie()
+	cookie, err := wire.NewRandomCookie()
 	if err != nil {
 		return 0, err
 	}

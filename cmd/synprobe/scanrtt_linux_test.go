@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/synprobe/synprobe/internal/netlab"
-	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // scanProbe names one probe of a scan: its pair and its source port (each
@@ -26,18 +26,18 @@ type scanProbe struct {
 // and when the first answer to it came.
 func scanRTTs(pkts []netlab.CapturedPacket, prober ...netip.Addr) map[scanProbe]*captured {
 	out := map[scanProbe]*captured{}
-	var p rawsock.Packet
+	var p wire.Packet
 	for _, c := range pkts {
-		if rawsock.Parse(c.Data, &p) != nil || p.Proto != rawsock.ProtocolTCP {
+		if wire.Parse(c.Data, &p) != nil || p.Proto != wire.ProtocolTCP {
 			continue
 		}
 		switch {
-		case slices.Contains(prober, p.Src) && p.Flags == rawsock.FlagSyn:
+		case slices.Contains(prober, p.Src) && p.Flags == wire.FlagSyn:
 			k := scanProbe{netip.AddrPortFrom(p.Dst, p.DstPort), p.SrcPort}
 			if out[k] == nil {
 				out[k] = &captured{syn: c.Time}
 			}
-		case slices.Contains(prober, p.Dst) && p.Flags&rawsock.FlagAck != 0:
+		case slices.Contains(prober, p.Dst) && p.Flags&wire.FlagAck != 0:
 			if e := out[scanProbe{netip.AddrPortFrom(p.Src, p.SrcPort), p.DstPort}]; e != nil && e.reply.IsZero() {
 				e.reply = c.Time
 			}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/synprobe/synprobe/internal/netlab"
 	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // established counts the server's ESTABLISHED connections on port.
@@ -123,17 +124,17 @@ func TestIntegrationSignals(t *testing.T) {
 			nothingLeft(t, l)
 
 			var syns, synacks, rsts int
-			var p rawsock.Packet
+			var p wire.Packet
 			for _, cp := range pkts {
-				if rawsock.Parse(cp.Data, &p) != nil {
+				if wire.Parse(cp.Data, &p) != nil {
 					continue
 				}
 				switch {
-				case p.Src == prober && p.Flags == rawsock.FlagSyn:
+				case p.Src == prober && p.Flags == wire.FlagSyn:
 					syns++
-				case p.Dst == prober && p.Flags == rawsock.FlagSyn|rawsock.FlagAck:
+				case p.Dst == prober && p.Flags == wire.FlagSyn|wire.FlagAck:
 					synacks++
-				case p.Src == prober && p.Flags&rawsock.FlagRst != 0:
+				case p.Src == prober && p.Flags&wire.FlagRst != 0:
 					rsts++
 				}
 			}
@@ -245,9 +246,9 @@ func TestIntegrationInterruptCounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	syns := 0
-	var p rawsock.Packet
+	var p wire.Packet
 	for _, cp := range pkts {
-		if rawsock.Parse(cp.Data, &p) == nil && p.Src == l.ProberV4 && p.Flags == rawsock.FlagSyn {
+		if wire.Parse(cp.Data, &p) == nil && p.Src == l.ProberV4 && p.Flags == wire.FlagSyn {
 			syns++
 		}
 	}

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/synprobe/synprobe/internal/netlab"
-	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // The tests here check verdicts on paths less tidy than one clean veth
@@ -61,8 +61,8 @@ func TestIntegrationScanSlowHost(t *testing.T) {
 	}
 	synacks := map[netip.Addr]int{}
 	for _, c := range pkts {
-		var p rawsock.Packet
-		if rawsock.Parse(c.Data, &p) == nil && p.Flags == rawsock.FlagSyn|rawsock.FlagAck && p.SrcPort == 22 {
+		var p wire.Packet
+		if wire.Parse(c.Data, &p) == nil && p.Flags == wire.FlagSyn|wire.FlagAck && p.SrcPort == 22 {
 			synacks[p.Src]++
 		}
 	}
@@ -99,8 +99,8 @@ func TestIntegrationScanSpecific(t *testing.T) {
 	// Each port got one SYN (two where the first went unanswered).
 	syns := map[uint16]int{}
 	for _, c := range pkts {
-		var p rawsock.Packet
-		if rawsock.Parse(c.Data, &p) == nil {
+		var p wire.Packet
+		if wire.Parse(c.Data, &p) == nil {
 			syns[p.DstPort]++
 		}
 	}
@@ -199,8 +199,8 @@ func TestIntegrationScanLocalBlocks(t *testing.T) {
 			}
 			reached := 0
 			for _, c := range pkts {
-				var p rawsock.Packet
-				if rawsock.Parse(c.Data, &p) == nil && strings.HasPrefix(want(p.Dst, p.DstPort), "error/") {
+				var p wire.Packet
+				if wire.Parse(c.Data, &p) == nil && strings.HasPrefix(want(p.Dst, p.DstPort), "error/") {
 					reached++
 				}
 			}

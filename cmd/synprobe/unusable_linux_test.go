@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // TestIntegrationUnusableTargets: unspecified, multicast and broadcast
@@ -73,13 +73,13 @@ func TestIntegrationUnusableTargets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var p rawsock.Packet
+	var p wire.Packet
 	synToTarget := false
 	for _, cp := range pkts {
-		if rawsock.ParseChecksums(cp.Data, &p, rawsock.ChecksumsNotReady) != nil || p.Src != l.ProberV4 && p.Src != l.ProberV6 {
+		if wire.ParseChecksums(cp.Data, &p, wire.ChecksumsNotReady) != nil || p.Src != l.ProberV4 && p.Src != l.ProberV6 {
 			continue
 		}
-		if p.Proto == rawsock.ProtocolTCP && p.Flags == rawsock.FlagSyn && p.Dst == l.TargetV4 {
+		if p.Proto == wire.ProtocolTCP && p.Flags == wire.FlagSyn && p.Dst == l.TargetV4 {
 			synToTarget = true
 		}
 		if p.Dst == bcast || p.Dst.IsMulticast() || p.Dst.IsUnspecified() || p.Dst == netip.MustParseAddr("255.255.255.255") {

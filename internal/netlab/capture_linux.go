@@ -15,7 +15,7 @@ import (
 // StartCapture runs tcpdump on iface inside namespace ns, writing
 // nanosecond-stamped copies of the packets that match bpfFilter (tcpdump
 // syntax; empty for all), and returns once tcpdump is capturing. The
-// copies are whole, so that their checksums can be verified (rawsock.Parse
+// copies are whole, so that their checksums can be verified (wire.Parse
 // does); whole copies take room, so the kernel buffer is 64 MiB (-B): with
 // tcpdump's default of 2 MiB, 64 KiB of data sent in a burst lost packets.
 // The capture is killed at cleanup if Stop was not called.

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // Epoch is the fake kernel clock's origin: packet id n is stamped as sent
@@ -45,7 +46,7 @@ type Reply struct {
 }
 
 // Responder answers one sent packet (parsed as p, raw bytes b, send id).
-type Responder func(p *rawsock.Packet, b []byte, id uint32) []Reply
+type Responder func(p *wire.Packet, b []byte, id uint32) []Reply
 
 // Conn is a fake probe.Conn.
 type Conn struct {
@@ -60,7 +61,7 @@ type Conn struct {
 	// SendError, if set, is asked about every packet before it is sent;
 	// a non-nil error fails the send, as the host's routes or firewall
 	// would (the packet is neither recorded nor answered).
-	SendError func(p *rawsock.Packet) error
+	SendError func(p *wire.Packet) error
 
 	mu      sync.Mutex
 	arrived chan struct{} // signalled when queue grows, Wake is called or the Conn closes
@@ -106,8 +107,8 @@ func (c *Conn) Send(pkt []byte, id uint32) error {
 // stamped packet's transmit stamp is queued before its replies, as the
 // kernel queues it before the packet leaves.
 func (c *Conn) send(pkt []byte, id uint32, tx time.Time, batch, stamp bool) error {
-	var p rawsock.Packet
-	if err := rawsock.Parse(pkt, &p); err != nil {
+	var p wire.Packet
+	if err := wire.Parse(pkt, &p); err != nil {
 		return fmt.Errorf("probetest: unparsable packet sent: %w", err)
 	}
 	if c.SendError != nil {
@@ -237,30 +238,30 @@ func (c *Conn) Sent() [][]byte {
 }
 
 // SYNACK answers the SYN p with a SYN-ACK carrying opts.
-func SYNACK(p *rawsock.Packet, opts rawsock.SYNOptions) []byte {
-	var ob [rawsock.MaxOptionsSize]byte
+func SYNACK(p *wire.Packet, opts wire.SYNOptions) []byte {
+	var ob [wire.MaxOptionsSize]byte
 	n := opts.Encode(ob[:])
-	return Build(rawsock.Segment{
+	return Build(wire.Segment{
 		Src: p.Dst, Dst: p.Src, TTL: 61, ID: 0x1234, DF: true,
 		SrcPort: p.DstPort, DstPort: p.SrcPort,
 		Seq: 0xabcdef01, Ack: p.Seq + 1,
-		Flags:  rawsock.FlagSyn | rawsock.FlagAck,
+		Flags:  wire.FlagSyn | wire.FlagAck,
 		Window: 65160, Options: ob[:n],
 	})
 }
 
 // RST answers the SYN p with RST|ACK, as a closed port does.
-func RST(p *rawsock.Packet) []byte {
-	return Build(rawsock.Segment{
+func RST(p *wire.Packet) []byte {
+	return Build(wire.Segment{
 		Src: p.Dst, Dst: p.Src, TTL: 64, DF: true,
 		SrcPort: p.DstPort, DstPort: p.SrcPort,
 		Ack:   p.Seq + 1,
-		Flags: rawsock.FlagRst | rawsock.FlagAck,
+		Flags: wire.FlagRst | wire.FlagAck,
 	})
 }
 
 // Build builds s or panics: for test fixtures.
-func Build(s rawsock.Segment) []byte {
+func Build(s wire.Segment) []byte {
 	b := make([]byte, rawsock.MaxPacketSize)
 	n, err := s.Build(b)
 	if err != nil {
@@ -272,9 +273,9 @@ func Build(s rawsock.Segment) []byte {
 // ICMPError returns an ICMP (or ICMPv6) error of type typ and code from
 // router, quoting the first bytes of the sent packet raw.
 func ICMPError(raw []byte, router netip.Addr, typ, code uint8) []byte {
-	var orig rawsock.Packet
+	var orig wire.Packet
 	// The quote may be one a test altered: its checksum does not matter.
-	if err := rawsock.ParseChecksums(raw, &orig, rawsock.ChecksumsNotReady); err != nil {
+	if err := wire.ParseChecksums(raw, &orig, wire.ChecksumsNotReady); err != nil {
 		panic(err)
 	}
 	quote := raw
@@ -285,7 +286,7 @@ func ICMPError(raw []byte, router netip.Addr, typ, code uint8) []byte {
 	icmp[0], icmp[1] = typ, code
 	copy(icmp[8:], quote)
 	if router.Is4() {
-		binary.BigEndian.PutUint16(icmp[2:], ^rawsock.Checksum(icmp, 0))
+		binary.BigEndian.PutUint16(icmp[2:], ^wire.Checksum(icmp, 0))
 		ip := make([]byte, 20+len(icmp))
 		ip[0] = 0x45
 		binary.BigEndian.PutUint16(ip[2:], uint16(len(ip)))
@@ -293,12 +294,12 @@ func ICMPError(raw []byte, router netip.Addr, typ, code uint8) []byte {
 		s, d := router.As4(), orig.Src.As4()
 		copy(ip[12:], s[:])
 		copy(ip[16:], d[:])
-		rawsock.IPv4(ip).SetChecksum(rawsock.IPv4(ip).CalculateChecksum())
+		wire.IPv4(ip).SetChecksum(wire.IPv4(ip).CalculateChecksum())
 		copy(ip[20:], icmp)
 		return ip
 	}
-	pseudo := rawsock.PseudoHeaderChecksum(rawsock.ProtocolICMPv6, router, orig.Src, uint16(len(icmp)))
-	binary.BigEndian.PutUint16(icmp[2:], ^rawsock.Checksum(icmp, pseudo))
+	pseudo := wire.PseudoHeaderChecksum(wire.ProtocolICMPv6, router, orig.Src, uint16(len(icmp)))
+	binary.BigEndian.PutUint16(icmp[2:], ^wire.Checksum(icmp, pseudo))
 	ip := make([]byte, 40+len(icmp))
 	ip[0] = 0x60
 	binary.BigEndian.PutUint16(ip[4:], uint16(len(icmp)))

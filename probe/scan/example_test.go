@@ -11,19 +11,19 @@ import (
 	"github.com/synprobe/synprobe/probe"
 	"github.com/synprobe/synprobe/probe/probetest"
 	"github.com/synprobe/synprobe/probe/scan"
-	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // A scan of 198.18.1.0/30 ports 22 and 80 over an in-memory network on
 // which only 198.18.1.1:22 listens and everything else answers RST.
 // Over raw sockets, conn is a rawsock.Conn (CAP_NET_RAW).
 func ExampleScan() {
-	conn := probetest.NewConn(func(p *rawsock.Packet, _ []byte, _ uint32) []probetest.Reply {
-		if p.Flags != rawsock.FlagSyn {
+	conn := probetest.NewConn(func(p *wire.Packet, _ []byte, _ uint32) []probetest.Reply {
+		if p.Flags != wire.FlagSyn {
 			return nil
 		}
 		if p.Dst == netip.MustParseAddr("198.18.1.1") && p.DstPort == 22 {
-			return []probetest.Reply{{Packet: probetest.SYNACK(p, rawsock.SYNOptions{MSS: 1460}), After: 80 * time.Microsecond}}
+			return []probetest.Reply{{Packet: probetest.SYNACK(p, wire.SYNOptions{MSS: 1460}), After: 80 * time.Microsecond}}
 		}
 		return []probetest.Reply{{Packet: probetest.RST(p), After: 80 * time.Microsecond}}
 	})
@@ -36,7 +36,7 @@ func ExampleScan() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	cookie, err := rawsock.NewRandomCookie()
+	cookie, err := wire.NewRandomCookie()
 	if err != nil {
 		log.Fatal(err)
 	}

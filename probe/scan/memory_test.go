@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/synprobe/synprobe/probe/probetest"
-	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // TestFlatMemory: setting up a scan of a /16 × 1000 ports (65.5 million
@@ -18,7 +18,7 @@ func TestFlatMemory(t *testing.T) {
 	runtime.GC()
 	runtime.ReadMemStats(&before)
 	s, err := newScanner(probetest.NewConn(nil), Config{Set: mustNewSet(t, Block{Spec: spec}), PortLo: 61000, PortHi: 65000,
-		Rate: 10000, Timeout: time.Second, Options: &rawsock.SYNOptions{MSS: 1460, WScale: 7}})
+		Rate: 10000, Timeout: time.Second, Options: &wire.SYNOptions{MSS: 1460, WScale: 7}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,7 @@ package scan
 
 import (
 	"fmt"
-	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/wire"
 	"math/bits"
 )
 
@@ -26,12 +26,12 @@ type Perm struct {
 	n    uint64
 	half uint   // h: bits per Feistel half
 	mask uint64 // 2^h - 1
-	key  rawsock.Cookie
+	key  wire.Cookie
 }
 
 // NewPerm returns the permutation of [0, n) under key. It panics unless
 // 1 <= n <= MaxPairs. The same n and key give the same order; the key is
-// used as rawsock.NewCookie uses it (SipHash key bytes, little-endian
+// used as wire.NewCookie uses it (SipHash key bytes, little-endian
 // halves), so one per-run secret may serve both: the messages hashed here
 // are 8 bytes long and never equal a cookie's 40-byte message.
 func NewPerm(n uint64, key [16]byte) *Perm {
@@ -48,7 +48,7 @@ func NewPerm(n uint64, key [16]byte) *Perm {
 		n:    n,
 		half: half,
 		mask: 1<<half - 1,
-		key:  rawsock.NewCookie(key),
+		key:  wire.NewCookie(key),
 	}
 }
 

@@ -3,7 +3,7 @@ package scan
 import (
 	"encoding/binary"
 	"fmt"
-	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/wire"
 	"math/bits"
 	"math/rand/v2"
 	"net/netip"
@@ -160,7 +160,7 @@ func TestSipHash(t *testing.T) {
 			t.Errorf("refSipHash(%d bytes) = %#x, want %#x", n, got, want)
 		}
 	}
-	if got := rawsock.NewCookie(testKey).Hash64(0x0706050403020100); got != 0x93f5f5799a932462 {
+	if got := wire.NewCookie(testKey).Hash64(0x0706050403020100); got != 0x93f5f5799a932462 {
 		t.Errorf("Hash64 = %#x, want %#x", got, uint64(0x93f5f5799a932462))
 	}
 	r := rand.New(rand.NewPCG(1, 2))
@@ -169,7 +169,7 @@ func TestSipHash(t *testing.T) {
 		k0, k1, m := r.Uint64(), r.Uint64(), r.Uint64()
 		binary.LittleEndian.PutUint64(key[:8], k0)
 		binary.LittleEndian.PutUint64(key[8:], k1)
-		if got, want := rawsock.NewCookie(key).Hash64(m), refSipHash(k0, k1, binary.LittleEndian.AppendUint64(nil, m)); got != want {
+		if got, want := wire.NewCookie(key).Hash64(m), refSipHash(k0, k1, binary.LittleEndian.AppendUint64(nil, m)); got != want {
 			t.Fatalf("Hash64(%#x, %#x, %#x) = %#x, want %#x", k0, k1, m, got, want)
 		}
 	}

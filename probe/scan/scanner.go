@@ -19,6 +19,7 @@ import (
 
 	"github.com/synprobe/synprobe/probe"
 	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // Conn is what the scanner needs from the network: rawsock.Conn
@@ -94,10 +95,10 @@ type Config struct {
 
 	TTL, TOS uint8
 	Window   uint16
-	Options  *rawsock.SYNOptions // nil: none
-	Options6 *rawsock.SYNOptions // nil: Options
+	Options  *wire.SYNOptions // nil: none
+	Options6 *wire.SYNOptions // nil: Options
 
-	Cookie  rawsock.Cookie
+	Cookie  wire.Cookie
 	PermKey [16]byte
 
 	// OnResult is called once per pair, never concurrently: from the
@@ -178,7 +179,7 @@ type scanner struct {
 	rtts     *hostRTTs
 	limiter  *Limiter
 	start    time.Time
-	opts     [2][rawsock.MaxOptionsSize]byte
+	opts     [2][wire.MaxOptionsSize]byte
 	optLen   [2]int
 	tsOff    [2]int
 
@@ -211,7 +212,7 @@ type scanner struct {
 	reasons        map[string]uint64
 	hostTTL        map[netip.Addr]uint8 // SYN-ACK TTL per host, for middlebox hints
 	res            probe.ScanResult
-	in             rawsock.Packet
+	in             wire.Packet
 	onPacket       func([]byte, time.Time) // s.packet, bound once
 	rstBuf         [128]byte
 	rstID          uint32
@@ -315,7 +316,7 @@ func newScanner(conn Conn, cfg Config) (*scanner, error) {
 		// No cap until a slow-down sets one below the rate achieved.
 		s.limiter = NewLimiter(math.Inf(1), 64)
 	}
-	for fam, o := range []*rawsock.SYNOptions{cfg.Options, cfg.Options6} {
+	for fam, o := range []*wire.SYNOptions{cfg.Options, cfg.Options6} {
 		if fam == 1 && o == nil {
 			o = cfg.Options
 		}
@@ -581,11 +582,11 @@ func (s *scanner) sender(ctx context.Context, pass int, last bool, first uint64)
 		if s.tsOff[fam] >= 0 {
 			binary.BigEndian.PutUint32(opts[fam][s.tsOff[fam]:], uint32(s.now().Sub(s.start)/time.Microsecond))
 		}
-		seg := rawsock.Segment{
+		seg := wire.Segment{
 			Src: src, Dst: addr, TTL: s.cfg.TTL, TOS: s.cfg.TOS,
 			ID: uint16(isn >> 16), DF: true,
 			SrcPort: sport, DstPort: port,
-			Seq: isn, Flags: rawsock.FlagSyn, Window: s.cfg.Window,
+			Seq: isn, Flags: wire.FlagSyn, Window: s.cfg.Window,
 			Options: opts[fam][:s.optLen[fam]],
 		}
 		n, err := seg.Build(b.Slot())
@@ -707,7 +708,7 @@ func (s *scanner) packet(b []byte, rx time.Time) {
 	if s.cfg.ProbeCopies && s.probeCopy(b, rx) {
 		return
 	}
-	if rawsock.Parse(b, &s.in) != nil {
+	if wire.Parse(b, &s.in) != nil {
 		return
 	}
 	s.handle(&s.in, rx)
@@ -722,18 +723,18 @@ func (s *scanner) probeCopy(b []byte, tx time.Time) bool {
 	var src, dst netip.Addr
 	var t []byte
 	switch {
-	case len(b) >= rawsock.IPv4MinimumSize && b[0]>>4 == 4 && b[9] == rawsock.ProtocolTCP &&
+	case len(b) >= wire.IPv4MinimumSize && b[0]>>4 == 4 && b[9] == wire.ProtocolTCP &&
 		binary.BigEndian.Uint16(b[6:])&0x1fff == 0:
 		src, dst = netip.AddrFrom4([4]byte(b[12:16])), netip.AddrFrom4([4]byte(b[16:20]))
 		t = b[int(b[0]&0x0f)*4:]
-	case len(b) >= rawsock.IPv6MinimumSize && b[0]>>4 == 6 && b[6] == rawsock.ProtocolTCP:
+	case len(b) >= wire.IPv6MinimumSize && b[0]>>4 == 6 && b[6] == wire.ProtocolTCP:
 		src, dst = netip.AddrFrom16([16]byte(b[8:24])), netip.AddrFrom16([16]byte(b[24:40]))
-		t = b[rawsock.IPv6MinimumSize:]
+		t = b[wire.IPv6MinimumSize:]
 	default:
 		return false
 	}
-	const mask = rawsock.FlagSyn | rawsock.FlagAck | rawsock.FlagRst | rawsock.FlagFin
-	if len(t) < rawsock.TCPMinimumSize || rawsock.TCPFlags(t[rawsock.TCPFlagsOffset])&mask != rawsock.FlagSyn || !s.ours(src) {
+	const mask = wire.FlagSyn | wire.FlagAck | wire.FlagRst | wire.FlagFin
+	if len(t) < wire.TCPMinimumSize || wire.TCPFlags(t[wire.TCPFlagsOffset])&mask != wire.FlagSyn || !s.ours(src) {
 		return false
 	}
 	sport, dport := binary.BigEndian.Uint16(t[0:]), binary.BigEndian.Uint16(t[2:])
@@ -801,7 +802,7 @@ func (s *scanner) srcOf(idx uint64) netip.Addr {
 	return s.srcs[k].Addr
 }
 
-func (s *scanner) handle(pkt *rawsock.Packet, rx time.Time) {
+func (s *scanner) handle(pkt *wire.Packet, rx time.Time) {
 	if pkt.IsICMP() {
 		q := &pkt.Quoted
 		if !q.HasSeq || !s.ours(q.Src) || q.SrcPort < s.cfg.PortLo || q.SrcPort > s.cfg.PortHi {
@@ -813,7 +814,7 @@ func (s *scanner) handle(pkt *rawsock.Packet, rx time.Time) {
 		s.answer(q.Dst, q.DstPort, func(r *probe.ScanResult, idx uint64) {
 			s.begin(r, idx, q.Dst, q.DstPort, q.SrcPort, rx)
 			r.State = probe.StateFiltered
-			r.Reason = rawsock.ICMPReason(q.Dst.Is6(), pkt.ICMPType, pkt.ICMPCode)
+			r.Reason = wire.ICMPReason(q.Dst.Is6(), pkt.ICMPType, pkt.ICMPCode)
 			r.From, r.TTL, r.TOS, r.IPID, r.DF = pkt.Src, pkt.TTL, pkt.TOS, pkt.ID, pkt.DF
 			r.ICMPType, r.ICMPCode = pkt.ICMPType, pkt.ICMPCode
 			if pkt.Src != q.Dst {
@@ -823,7 +824,7 @@ func (s *scanner) handle(pkt *rawsock.Packet, rx time.Time) {
 		})
 		return
 	}
-	if pkt.Proto != rawsock.ProtocolTCP || pkt.Flags&rawsock.FlagAck == 0 || !s.ours(pkt.Dst) ||
+	if pkt.Proto != wire.ProtocolTCP || pkt.Flags&wire.FlagAck == 0 || !s.ours(pkt.Dst) ||
 		pkt.DstPort < s.cfg.PortLo || pkt.DstPort > s.cfg.PortHi {
 		return
 	}
@@ -831,8 +832,8 @@ func (s *scanner) handle(pkt *rawsock.Packet, rx time.Time) {
 	if pkt.Ack != isn+1 {
 		return
 	}
-	synack := pkt.Flags&(rawsock.FlagSyn|rawsock.FlagRst) == rawsock.FlagSyn
-	rst := pkt.Flags&rawsock.FlagRst != 0
+	synack := pkt.Flags&(wire.FlagSyn|wire.FlagRst) == wire.FlagSyn
+	rst := pkt.Flags&wire.FlagRst != 0
 	if !synack && !rst {
 		return
 	}
@@ -960,10 +961,10 @@ func MiddleboxTTL(synack, other uint8) bool {
 	return h1 != h2
 }
 
-func (s *scanner) sendRST(pkt *rawsock.Packet, isn uint32) {
-	seg := rawsock.Segment{
+func (s *scanner) sendRST(pkt *wire.Packet, isn uint32) {
+	seg := wire.Segment{
 		Src: pkt.Dst, Dst: pkt.Src, TTL: s.cfg.TTL, TOS: s.cfg.TOS, DF: true,
-		SrcPort: pkt.DstPort, DstPort: pkt.SrcPort, Seq: isn + 1, Flags: rawsock.FlagRst,
+		SrcPort: pkt.DstPort, DstPort: pkt.SrcPort, Seq: isn + 1, Flags: wire.FlagRst,
 	}
 	if n, err := seg.Build(s.rstBuf[:]); err == nil {
 		s.rstID = (s.rstID + 1) | stampIDBit // not a probe's stamp id

@@ -15,6 +15,7 @@ import (
 	"github.com/synprobe/synprobe/probe/probetest"
 	"github.com/synprobe/synprobe/probe/scan"
 	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // lab answers like a /28 of hosts: port 22 open everywhere, 80 open on
@@ -27,8 +28,8 @@ type lab struct {
 	probe map[netip.AddrPort]int // SYNs per pair
 }
 
-func (l *lab) respond(p *rawsock.Packet, b []byte, _ uint32) []probetest.Reply {
-	if p.Flags != rawsock.FlagSyn {
+func (l *lab) respond(p *wire.Packet, b []byte, _ uint32) []probetest.Reply {
+	if p.Flags != wire.FlagSyn {
 		return nil
 	}
 	l.mu.Lock()
@@ -38,7 +39,7 @@ func (l *lab) respond(p *rawsock.Packet, b []byte, _ uint32) []probetest.Reply {
 	l.mu.Unlock()
 	host := p.Dst.As4()[3]
 	synack := func() []probetest.Reply {
-		r := probetest.Reply{Packet: probetest.SYNACK(p, rawsock.SYNOptions{MSS: 1460, WScale: -1})}
+		r := probetest.Reply{Packet: probetest.SYNACK(p, wire.SYNOptions{MSS: 1460, WScale: -1})}
 		return []probetest.Reply{r, r}
 	}
 	switch p.DstPort {
@@ -68,7 +69,7 @@ func TestScan(t *testing.T) {
 		t.Fatal(err)
 	}
 	set := mustSet(t, &spec)
-	cookie, _ := rawsock.NewRandomCookie()
+	cookie, _ := wire.NewRandomCookie()
 	type res struct {
 		state  probe.State
 		reason string
@@ -79,7 +80,7 @@ func TestScan(t *testing.T) {
 	sum, err := scan.Scan(context.Background(), c, scan.Config{
 		Set: set, Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999,
 		Retries: 2, Timeout: 100 * time.Millisecond, Cookie: cookie, Senders: 2,
-		Options: &rawsock.SYNOptions{MSS: 1460, WScale: 7, SACKPermitted: true, Timestamps: true},
+		Options: &wire.SYNOptions{MSS: 1460, WScale: 7, SACKPermitted: true, Timestamps: true},
 		OnResult: func(r *probe.ScanResult, o scan.Origin) {
 			ap := r.AddrPort()
 			if _, ok := got[ap]; ok {
@@ -161,7 +162,7 @@ func TestScan(t *testing.T) {
 func TestSlowDownOnGrowingRTT(t *testing.T) {
 	var n int
 	var mu sync.Mutex
-	c := probetest.NewConn(func(p *rawsock.Packet, b []byte, _ uint32) []probetest.Reply {
+	c := probetest.NewConn(func(p *wire.Packet, b []byte, _ uint32) []probetest.Reply {
 		mu.Lock()
 		n++
 		// The first 100 answers come within a millisecond, later ones ever
@@ -172,7 +173,7 @@ func TestSlowDownOnGrowingRTT(t *testing.T) {
 		return []probetest.Reply{{Packet: probetest.RST(p), After: rtt, Wall: true}}
 	})
 	spec, _ := scan.ParseSpec("198.18.1.0/24:1")
-	cookie, _ := rawsock.NewRandomCookie()
+	cookie, _ := wire.NewRandomCookie()
 	sum, err := scan.Scan(context.Background(), c, scan.Config{
 		Set: mustSet(t, &spec), Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999,
 		Rate: 5000, Timeout: time.Second, Cookie: cookie, Senders: 1,
@@ -211,7 +212,7 @@ func (c *stepClock) Now() time.Time {
 func TestNoSlowDownOnShortStall(t *testing.T) {
 	var n int
 	var mu sync.Mutex
-	c := probetest.NewConn(func(p *rawsock.Packet, b []byte, _ uint32) []probetest.Reply {
+	c := probetest.NewConn(func(p *wire.Packet, b []byte, _ uint32) []probetest.Reply {
 		mu.Lock()
 		n++
 		rtt := 200 * time.Microsecond
@@ -224,7 +225,7 @@ func TestNoSlowDownOnShortStall(t *testing.T) {
 	clock := &stepClock{t: time.Now(), step: 50 * time.Microsecond}
 	c.Clock = clock.Now
 	spec, _ := scan.ParseSpec("198.18.0.0/20:1")
-	cookie, _ := rawsock.NewRandomCookie()
+	cookie, _ := wire.NewRandomCookie()
 	sum, err := scan.Scan(context.Background(), c, scan.Config{
 		Set: mustSet(t, &spec), Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999,
 		Rate: 20000, Timeout: time.Second, Cookie: cookie, Senders: 1, Now: clock.Now,
@@ -277,7 +278,7 @@ func (f *fakeRing) Pending() float64 {
 // time, not answers.
 func TestScanWaitsForReceiver(t *testing.T) {
 	var syns atomic.Int64
-	c := probetest.NewConn(func(p *rawsock.Packet, b []byte, _ uint32) []probetest.Reply {
+	c := probetest.NewConn(func(p *wire.Packet, b []byte, _ uint32) []probetest.Reply {
 		syns.Add(1)
 		return []probetest.Reply{{Packet: probetest.RST(p)}}
 	})
@@ -285,7 +286,7 @@ func TestScanWaitsForReceiver(t *testing.T) {
 	ring := &fakeRing{c: c, buf: make([]byte, rawsock.MaxPacketSize)}
 	ring.full.Store(true)
 	spec, _ := scan.ParseSpec("198.18.1.0/24:1-4")
-	cookie, _ := rawsock.NewRandomCookie()
+	cookie, _ := wire.NewRandomCookie()
 	done := make(chan scan.Summary, 1)
 	go func() {
 		sum, err := scan.Scan(context.Background(), c, scan.Config{
@@ -322,14 +323,14 @@ func TestScanWaitsForReceiver(t *testing.T) {
 // Answers the receiver lost slow the scan down once, also when no rate
 // was set: the cap then starts below the rate achieved.
 func TestScanSlowsDownOnReceiverDrops(t *testing.T) {
-	c := probetest.NewConn(func(p *rawsock.Packet, b []byte, _ uint32) []probetest.Reply {
+	c := probetest.NewConn(func(p *wire.Packet, b []byte, _ uint32) []probetest.Reply {
 		return []probetest.Reply{{Packet: probetest.RST(p)}}
 	})
 	defer c.Close()
 	ring := &fakeRing{c: c, buf: make([]byte, rawsock.MaxPacketSize)}
 	ring.drops.Store(3)
 	spec, _ := scan.ParseSpec("198.18.0.0/22:1-4")
-	cookie, _ := rawsock.NewRandomCookie()
+	cookie, _ := wire.NewRandomCookie()
 	sum, err := scan.Scan(context.Background(), c, scan.Config{
 		Set: mustSet(t, &spec), Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999,
 		Timeout: 200 * time.Millisecond, Cookie: cookie, Recv: ring,
@@ -375,14 +376,14 @@ func (s *stallingRing) Drained() bool { return s.n.Load() == s.answers.Load() }
 // quiet: the pass waits for it instead of probing those pairs again.
 func TestScanWaitsForBacklog(t *testing.T) {
 	ring := &stallingRing{first: 10, stall: 100 * time.Millisecond}
-	c := probetest.NewConn(func(p *rawsock.Packet, b []byte, _ uint32) []probetest.Reply {
+	c := probetest.NewConn(func(p *wire.Packet, b []byte, _ uint32) []probetest.Reply {
 		ring.answers.Add(1)
 		return []probetest.Reply{{Packet: probetest.RST(p), NoRx: true}}
 	})
 	defer c.Close()
 	ring.fakeRing = fakeRing{c: c, buf: make([]byte, rawsock.MaxPacketSize)}
 	spec, _ := scan.ParseSpec("198.18.1.0/24:1")
-	cookie, _ := rawsock.NewRandomCookie()
+	cookie, _ := wire.NewRandomCookie()
 	sum, err := scan.Scan(context.Background(), c, scan.Config{
 		Set: mustSet(t, &spec), Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999,
 		Timeout: 2 * time.Second, Cookie: cookie, Recv: ring,
@@ -419,8 +420,8 @@ func collect(t *testing.T, c *probetest.Conn, cfg scan.Config) (map[netip.AddrPo
 		}
 		got[ap] = r.State.String() + "/" + r.Reason
 	}
-	if cfg.Cookie == (rawsock.Cookie{}) {
-		cfg.Cookie, _ = rawsock.NewRandomCookie()
+	if cfg.Cookie == (wire.Cookie{}) {
+		cfg.Cookie, _ = wire.NewRandomCookie()
 	}
 	if !cfg.Src4.IsValid() {
 		cfg.Src4 = netip.MustParseAddr("198.18.0.1")
@@ -440,11 +441,11 @@ func collect(t *testing.T, c *probetest.Conn, cfg scan.Config) (map[netip.AddrPo
 // ones answered: its silence is never judged by their RTTs.
 func TestScanWaitsForSlowHost(t *testing.T) {
 	slow := netip.MustParseAddr("198.18.1.2")
-	c := probetest.NewConn(func(p *rawsock.Packet, b []byte, _ uint32) []probetest.Reply {
+	c := probetest.NewConn(func(p *wire.Packet, b []byte, _ uint32) []probetest.Reply {
 		if p.DstPort != 22 {
 			return nil
 		}
-		r := probetest.Reply{Packet: probetest.SYNACK(p, rawsock.SYNOptions{MSS: 1460, WScale: -1}), After: 50 * time.Microsecond, Wall: true}
+		r := probetest.Reply{Packet: probetest.SYNACK(p, wire.SYNOptions{MSS: 1460, WScale: -1}), After: 50 * time.Microsecond, Wall: true}
 		if p.Dst == slow {
 			r = probetest.Reply{Packet: r.Packet, Delay: 300 * time.Millisecond}
 		}
@@ -468,11 +469,11 @@ func TestScanEndsWhenAnswered(t *testing.T) {
 		ports string
 	}{{"all answered", "22"}, {"silent ports of fast hosts", "22,23"}} {
 		t.Run(tt.name, func(t *testing.T) {
-			c := probetest.NewConn(func(p *rawsock.Packet, b []byte, _ uint32) []probetest.Reply {
+			c := probetest.NewConn(func(p *wire.Packet, b []byte, _ uint32) []probetest.Reply {
 				if p.DstPort != 22 {
 					return nil
 				}
-				return []probetest.Reply{{Packet: probetest.SYNACK(p, rawsock.SYNOptions{MSS: 1460, WScale: -1}), After: 100 * time.Microsecond, Wall: true}}
+				return []probetest.Reply{{Packet: probetest.SYNACK(p, wire.SYNOptions{MSS: 1460, WScale: -1}), After: 100 * time.Microsecond, Wall: true}}
 			})
 			const timeout = 20 * time.Second
 			start := time.Now()
@@ -493,9 +494,9 @@ func TestScanEndsWhenAnswered(t *testing.T) {
 // one 1.5 s later (beyond a fast host's RTO and SYN-ACK retransmission
 // timer, within -w): it is open, not filtered.
 func TestScanRSTsDoNotShortenWaits(t *testing.T) {
-	c := probetest.NewConn(func(p *rawsock.Packet, b []byte, _ uint32) []probetest.Reply {
+	c := probetest.NewConn(func(p *wire.Packet, b []byte, _ uint32) []probetest.Reply {
 		if p.DstPort == 22 {
-			return []probetest.Reply{{Packet: probetest.SYNACK(p, rawsock.SYNOptions{MSS: 1460, WScale: -1}), Delay: 1500 * time.Millisecond}}
+			return []probetest.Reply{{Packet: probetest.SYNACK(p, wire.SYNOptions{MSS: 1460, WScale: -1}), Delay: 1500 * time.Millisecond}}
 		}
 		return []probetest.Reply{{Packet: probetest.RST(p), After: 50 * time.Microsecond, Wall: true}}
 	})
@@ -509,11 +510,11 @@ func TestScanRSTsDoNotShortenWaits(t *testing.T) {
 // the batch goes out, and the failed pair is reported with its reason,
 // never as filtered.
 func TestScanSendErrors(t *testing.T) {
-	c := probetest.NewConn(func(p *rawsock.Packet, b []byte, _ uint32) []probetest.Reply {
-		return []probetest.Reply{{Packet: probetest.SYNACK(p, rawsock.SYNOptions{MSS: 1460, WScale: -1})}}
+	c := probetest.NewConn(func(p *wire.Packet, b []byte, _ uint32) []probetest.Reply {
+		return []probetest.Reply{{Packet: probetest.SYNACK(p, wire.SYNOptions{MSS: 1460, WScale: -1})}}
 	})
 	blocked := netip.MustParsePrefix("198.18.1.128/25")
-	c.SendError = func(p *rawsock.Packet) error {
+	c.SendError = func(p *wire.Packet) error {
 		switch {
 		case blocked.Contains(p.Dst):
 			return os.NewSyscallError("sendmmsg", syscall.EPERM)
@@ -555,11 +556,11 @@ func TestScanNoBuffers(t *testing.T) {
 		fails int // ENOBUFS for the first fails sends
 		want  string
 	}{{3, "closed/rst"}, {1 << 30, "error/local-no-buffers"}} {
-		c := probetest.NewConn(func(p *rawsock.Packet, b []byte, _ uint32) []probetest.Reply {
+		c := probetest.NewConn(func(p *wire.Packet, b []byte, _ uint32) []probetest.Reply {
 			return []probetest.Reply{{Packet: probetest.RST(p)}}
 		})
 		var n atomic.Int64
-		c.SendError = func(p *rawsock.Packet) error {
+		c.SendError = func(p *wire.Packet) error {
 			if n.Add(1) <= int64(tt.fails) {
 				return os.NewSyscallError("sendmmsg", syscall.ENOBUFS)
 			}
@@ -589,12 +590,12 @@ func mustParse(t *testing.T, s string) *scan.Spec {
 // EINVAL (a full neighbour table, or a blackhole route) may pass: the
 // probe is sent again in the next pass, and reported only after the last.
 func TestScanDiscardedRetried(t *testing.T) {
-	c := probetest.NewConn(func(p *rawsock.Packet, b []byte, _ uint32) []probetest.Reply {
+	c := probetest.NewConn(func(p *wire.Packet, b []byte, _ uint32) []probetest.Reply {
 		return []probetest.Reply{{Packet: probetest.RST(p)}}
 	})
 	var mu sync.Mutex
 	tries := map[netip.Addr]int{}
-	c.SendError = func(p *rawsock.Packet) error {
+	c.SendError = func(p *wire.Packet) error {
 		mu.Lock()
 		defer mu.Unlock()
 		tries[p.Dst]++
@@ -637,8 +638,8 @@ func TestScanRTTs(t *testing.T) {
 		{name: "no receive stamps", noRx: true},
 	} {
 		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
-			c := probetest.NewConn(func(p *rawsock.Packet, b []byte, _ uint32) []probetest.Reply {
-				if p.Flags != rawsock.FlagSyn {
+			c := probetest.NewConn(func(p *wire.Packet, b []byte, _ uint32) []probetest.Reply {
+				if p.Flags != wire.FlagSyn {
 					return nil
 				}
 				var r []probetest.Reply
@@ -648,7 +649,7 @@ func TestScanRTTs(t *testing.T) {
 				ans := probetest.RST(p)
 				switch p.DstPort {
 				case 22:
-					ans = probetest.SYNACK(p, rawsock.SYNOptions{MSS: 1460, WScale: -1})
+					ans = probetest.SYNACK(p, wire.SYNOptions{MSS: 1460, WScale: -1})
 				case 24:
 					ans = probetest.ICMPError(b, router, 3, 13)
 				}
@@ -658,7 +659,7 @@ func TestScanRTTs(t *testing.T) {
 			results := 0
 			var sum scan.Summary
 			var err error
-			cookie, _ := rawsock.NewRandomCookie()
+			cookie, _ := wire.NewRandomCookie()
 			sum, err = scan.Scan(context.Background(), c, scan.Config{
 				Set: mustSet(t, mustParse(t, "198.18.1.0/27:22-25")), Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999,
 				Timeout: time.Second, Cookie: cookie, Senders: 2, ProbeCopies: tc.copies,

@@ -1,9 +1,11 @@
-package rawsock
+package wire_test
 
 import (
 	"math/rand/v2"
 	"net/netip"
 	"testing"
+
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // naiveChecksum is the reference: RFC 1071 16-bit words, one at a time.
@@ -33,27 +35,27 @@ func swap16(x uint16) uint16 { return x<<8 | x>>8 }
 // chainedChecksum sums b[:k] then b[k:], byte-swapping the sum of the second
 // part when it starts at an odd offset (RFC 1071, 2(B)).
 func chainedChecksum(b []byte, k int, initial uint16) uint16 {
-	first := Checksum(b[:k], initial)
+	first := wire.Checksum(b[:k], initial)
 	if k%2 == 0 {
-		return Checksum(b[k:], first)
+		return wire.Checksum(b[k:], first)
 	}
-	return combine(first, swap16(Checksum(b[k:], 0)))
+	return combine(first, swap16(wire.Checksum(b[k:], 0)))
 }
 
 func TestChecksumRFC1071(t *testing.T) {
 	// RFC 1071, section 3: the folded sum of these bytes is ddf2.
 	b := []byte{0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7}
-	if got := Checksum(b, 0); got != 0xddf2 {
+	if got := wire.Checksum(b, 0); got != 0xddf2 {
 		t.Errorf("Checksum = %#04x, want 0xddf2", got)
 	}
-	if got := ^Checksum(b, 0); got != 0x220d {
+	if got := ^wire.Checksum(b, 0); got != 0x220d {
 		t.Errorf("^Checksum = %#04x, want 0x220d", got)
 	}
 }
 
 func TestChecksumIPv4HeaderVector(t *testing.T) {
 	// A classic example header whose checksum field holds b861.
-	h := IPv4{0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11,
+	h := wire.IPv4{0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11,
 		0xb8, 0x61, 0xc0, 0xa8, 0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7}
 	if got := h.CalculateChecksum(); got != 0xb861 {
 		t.Errorf("CalculateChecksum = %#04x, want 0xb861", got)
@@ -62,7 +64,7 @@ func TestChecksumIPv4HeaderVector(t *testing.T) {
 		t.Error("IsChecksumValid = false")
 	}
 	h.SetChecksum(0)
-	if got := ^Checksum(h, 0); got != 0xb861 {
+	if got := ^wire.Checksum(h, 0); got != 0xb861 {
 		t.Errorf("^Checksum with zero field = %#04x, want 0xb861", got)
 	}
 }
@@ -82,7 +84,7 @@ func TestChecksumEdgeCases(t *testing.T) {
 		{[]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, 0, 0xffff},
 		{make([]byte, 64), 0, 0},
 	} {
-		if got := Checksum(tc.b, tc.initial); got != tc.want {
+		if got := wire.Checksum(tc.b, tc.initial); got != tc.want {
 			t.Errorf("Checksum(%x, %#x) = %#04x, want %#04x", tc.b, tc.initial, got, tc.want)
 		}
 	}
@@ -92,7 +94,7 @@ func TestChecksumEdgeCases(t *testing.T) {
 		ones[i] = 0xff
 	}
 	for n := range len(ones) {
-		if got, want := Checksum(ones[:n], 0xffff), naiveChecksum(ones[:n], 0xffff); got != want {
+		if got, want := wire.Checksum(ones[:n], 0xffff), naiveChecksum(ones[:n], 0xffff); got != want {
 			t.Fatalf("all ones, len %d: Checksum = %#04x, want %#04x", n, got, want)
 		}
 	}
@@ -111,7 +113,7 @@ func TestChecksumRandom(t *testing.T) {
 			b := buf[off : off+n]
 			initial := uint16(rng.Uint32())
 			want := naiveChecksum(b, initial)
-			if got := Checksum(b, initial); got != want {
+			if got := wire.Checksum(b, initial); got != want {
 				t.Fatalf("len %d: Checksum = %#04x, want %#04x (%x)", n, got, want, b)
 			}
 			for k := 0; k <= n; k++ {
@@ -146,14 +148,14 @@ func TestPseudoHeaderChecksum(t *testing.T) {
 		src, dst := netip.MustParseAddr(tc.src), netip.MustParseAddr(tc.dst)
 		for _, length := range []uint16{0, 20, 40, 1480, 0xffff} {
 			want := naiveChecksum(naivePseudoHeader(6, src, dst, length), 0)
-			if got := PseudoHeaderChecksum(6, src, dst, length); got != want {
+			if got := wire.PseudoHeaderChecksum(6, src, dst, length); got != want {
 				t.Errorf("PseudoHeaderChecksum(%v, %v, %d) = %#04x, want %#04x", src, dst, length, got, want)
 			}
 		}
 	}
 	// IPv4-mapped gives the IPv4 sum.
-	a := PseudoHeaderChecksum(6, netip.MustParseAddr("::ffff:10.0.0.1"), netip.MustParseAddr("::ffff:10.0.0.2"), 40)
-	b := PseudoHeaderChecksum(6, netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2"), 40)
+	a := wire.PseudoHeaderChecksum(6, netip.MustParseAddr("::ffff:10.0.0.1"), netip.MustParseAddr("::ffff:10.0.0.2"), 40)
+	b := wire.PseudoHeaderChecksum(6, netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2"), 40)
 	if a != b {
 		t.Errorf("v4-mapped %#04x != v4 %#04x", a, b)
 	}
@@ -167,7 +169,7 @@ func FuzzChecksum(f *testing.F) {
 	f.Add(make([]byte, 33), uint(32), uint16(1))                                                 // 32-byte loop then tail
 	f.Fuzz(func(t *testing.T, b []byte, split uint, initial uint16) {
 		want := naiveChecksum(b, initial)
-		if got := Checksum(b, initial); got != want {
+		if got := wire.Checksum(b, initial); got != want {
 			t.Fatalf("Checksum = %#04x, want %#04x", got, want)
 		}
 		k := int(split % uint(len(b)+1))
@@ -181,7 +183,7 @@ func TestChecksumAllocs(t *testing.T) {
 	b := make([]byte, 1500)
 	src, dst := netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8::2")
 	if n := testing.AllocsPerRun(100, func() {
-		Checksum(b, PseudoHeaderChecksum(6, src, dst, 1500))
+		wire.Checksum(b, wire.PseudoHeaderChecksum(6, src, dst, 1500))
 	}); n != 0 {
 		t.Errorf("allocs = %v, want 0", n)
 	}
@@ -195,7 +197,7 @@ func BenchmarkChecksum1500(b *testing.B) {
 	b.SetBytes(int64(len(buf)))
 	b.ReportAllocs()
 	for b.Loop() {
-		Checksum(buf, 0)
+		wire.Checksum(buf, 0)
 	}
 }
 

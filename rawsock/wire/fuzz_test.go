@@ -1,4 +1,4 @@
-package rawsock
+package wire_test
 
 import (
 	"bytes"
@@ -12,6 +12,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/synprobe/synprobe/rawsock/internal/wiretest"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 var updateCorpus = flag.Bool("update-corpus", false, "rewrite the generated seed files in testdata/fuzz/FuzzParse")
@@ -29,51 +32,51 @@ type parseSeed struct {
 // they stay valid as the code changes. The ones marked file are also
 // committed as corpus files.
 func parseSeeds(tb testing.TB) (seeds []parseSeed, files map[string]bool) {
-	syn4 := mustBuild(tb, probeSYN(v4a, v4b, 40000))
-	syn6 := mustBuild(tb, probeSYN(v6a, v6b, 40000))
-	synack4 := mustBuild(tb, synACK(v4b, v4a, 40000))
-	synack6 := mustBuild(tb, synACK(v6b, v6a, 40000))
-	rst4 := mustBuild(tb, Segment{Src: v4b, Dst: v4a, SrcPort: 443, DstPort: 40000, Ack: 1, Flags: FlagRst | FlagAck})
+	syn4 := wiretest.MustBuild(tb, wiretest.ProbeSYN(wiretest.V4A, wiretest.V4B, 40000))
+	syn6 := wiretest.MustBuild(tb, wiretest.ProbeSYN(wiretest.V6A, wiretest.V6B, 40000))
+	synack4 := wiretest.MustBuild(tb, wiretest.SYNACK(wiretest.V4B, wiretest.V4A, 40000))
+	synack6 := wiretest.MustBuild(tb, wiretest.SYNACK(wiretest.V6B, wiretest.V6A, 40000))
+	rst4 := wiretest.MustBuild(tb, wire.Segment{Src: wiretest.V4B, Dst: wiretest.V4A, SrcPort: 443, DstPort: 40000, Ack: 1, Flags: wire.FlagRst | wire.FlagAck})
 	seeds = []parseSeed{
 		{"v4-synack", "IPv4 SYN-ACK with Linux options (MSS, SACK, TS, WS)", synack4, nil},
 		{"v6-synack", "IPv6 SYN-ACK with Linux options", synack6, nil},
-		{"v4-icmp-admin-prohibited", "ICMP dest unreachable code 13 quoting a SYN's IP header and 8 bytes of TCP", icmp4Error(3, 13, v4r, v4a, syn4[:28]), nil},
-		{"v6-icmp6-dest-unreach", "ICMPv6 dest unreachable (port) quoting a whole SYN", icmp6Error(1, 4, v6r, v6a, syn6), nil},
-		{"v4-truncated", "IPv4 SYN-ACK cut in the TCP options", synack4[:30], ErrTruncated},
+		{"v4-icmp-admin-prohibited", "ICMP dest unreachable code 13 quoting a SYN's IP header and 8 bytes of TCP", wiretest.ICMP4Error(3, 13, wiretest.V4R, wiretest.V4A, syn4[:28]), nil},
+		{"v6-icmp6-dest-unreach", "ICMPv6 dest unreachable (port) quoting a whole SYN", wiretest.ICMP6Error(1, 4, wiretest.V6R, wiretest.V6A, syn6), nil},
+		{"v4-truncated", "IPv4 SYN-ACK cut in the TCP options", synack4[:30], wire.ErrTruncated},
 		{"v6-ext-headers", "IPv6 SYN-ACK after hop-by-hop, routing, destination options and atomic-fragment headers",
-			withExtHeaders(synack6, extHeader{0, make([]byte, 6)}, extHeader{43, make([]byte, 14)}, extHeader{60, make([]byte, 6)}, extHeader{44, []byte{0, 0, 0, 0, 0, 9}}), nil},
+			wiretest.WithExtHeaders(synack6, wiretest.ExtHeader{Kind: 0, Body: make([]byte, 6)}, wiretest.ExtHeader{Kind: 43, Body: make([]byte, 14)}, wiretest.ExtHeader{Kind: 60, Body: make([]byte, 6)}, wiretest.ExtHeader{Kind: 44, Body: []byte{0, 0, 0, 0, 0, 9}}), nil},
 		{"v4-rst", "IPv4 RST-ACK, no options", rst4, nil},
-		{"v4-ip-options", "IPv4 SYN-ACK with 8 bytes of IP options (IHL 7)", withIPv4Options(synack4, 8), nil},
+		{"v4-ip-options", "IPv4 SYN-ACK with 8 bytes of IP options (IHL 7)", wiretest.WithIPv4Options(synack4, 8), nil},
 		{"v4-payload", "IPv4 segment with a payload and trailing link-layer padding",
-			append(mustBuild(tb, Segment{Src: v4b, Dst: v4a, Flags: FlagPsh | FlagAck, Payload: []byte("hello")}), 0, 0, 0), nil},
-		{"v4-icmp-ttl-exceeded-ip-options", "ICMP time exceeded quoting a SYN with IP options", icmp4Error(11, 0, v4r, v4a, withIPv4Options(syn4, 4)[:32]), nil},
-		{"v4-icmp-ports-only", "ICMP quote with only the ports of the TCP header", icmp4Error(3, 3, v4r, v4a, syn4[:24]), nil},
+			append(wiretest.MustBuild(tb, wire.Segment{Src: wiretest.V4B, Dst: wiretest.V4A, Flags: wire.FlagPsh | wire.FlagAck, Payload: []byte("hello")}), 0, 0, 0), nil},
+		{"v4-icmp-ttl-exceeded-ip-options", "ICMP time exceeded quoting a SYN with IP options", wiretest.ICMP4Error(11, 0, wiretest.V4R, wiretest.V4A, wiretest.WithIPv4Options(syn4, 4)[:32]), nil},
+		{"v4-icmp-ports-only", "ICMP quote with only the ports of the TCP header", wiretest.ICMP4Error(3, 3, wiretest.V4R, wiretest.V4A, syn4[:24]), nil},
 		{"v6-icmp6-packet-too-big", "ICMPv6 packet too big quoting a SYN after a destination options header",
-			icmp6Error(2, 0, v6r, v6a, withExtHeaders(syn6, extHeader{60, make([]byte, 6)})), nil},
-		{"v4-bad-ihl", "IPv4 header with IHL 4", edited(synack4, func(b []byte) { b[0] = 0x44 }), ErrMalformed},
-		{"v4-data-offset-15", "TCP data offset beyond the segment", edited(synack4, func(b []byte) { b[32] = 0xf0 }), ErrMalformed},
-		{"v4-fragment", "IPv4 non-first fragment", edited(synack4, func(b []byte) { IPv4(b).SetFlagsFragmentOffset(0, 8) }), ErrUnsupported},
+			wiretest.ICMP6Error(2, 0, wiretest.V6R, wiretest.V6A, wiretest.WithExtHeaders(syn6, wiretest.ExtHeader{Kind: 60, Body: make([]byte, 6)})), nil},
+		{"v4-bad-ihl", "IPv4 header with IHL 4", wiretest.Edited(synack4, func(b []byte) { b[0] = 0x44 }), wire.ErrMalformed},
+		{"v4-data-offset-15", "TCP data offset beyond the segment", wiretest.Edited(synack4, func(b []byte) { b[32] = 0xf0 }), wire.ErrMalformed},
+		{"v4-fragment", "IPv4 non-first fragment", wiretest.Edited(synack4, func(b []byte) { wire.IPv4(b).SetFlagsFragmentOffset(0, 8) }), wire.ErrUnsupported},
 		{"v6-ext-loop", "IPv6 with more destination options headers than Parse follows",
-			withExtHeaders(synack6, extHeader{60, make([]byte, 6)}, extHeader{60, make([]byte, 6)}, extHeader{60, make([]byte, 6)},
-				extHeader{60, make([]byte, 6)}, extHeader{60, make([]byte, 6)}, extHeader{60, make([]byte, 6)},
-				extHeader{60, make([]byte, 6)}, extHeader{60, make([]byte, 6)}, extHeader{60, make([]byte, 6)}), ErrUnsupported},
+			wiretest.WithExtHeaders(synack6, wiretest.ExtHeader{Kind: 60, Body: make([]byte, 6)}, wiretest.ExtHeader{Kind: 60, Body: make([]byte, 6)}, wiretest.ExtHeader{Kind: 60, Body: make([]byte, 6)},
+				wiretest.ExtHeader{Kind: 60, Body: make([]byte, 6)}, wiretest.ExtHeader{Kind: 60, Body: make([]byte, 6)}, wiretest.ExtHeader{Kind: 60, Body: make([]byte, 6)},
+				wiretest.ExtHeader{Kind: 60, Body: make([]byte, 6)}, wiretest.ExtHeader{Kind: 60, Body: make([]byte, 6)}, wiretest.ExtHeader{Kind: 60, Body: make([]byte, 6)}), wire.ErrUnsupported},
 		{"v6-ext-overrun", "IPv6 extension header length beyond the payload",
-			edited(withExtHeaders(synack6, extHeader{0, make([]byte, 6)}), func(b []byte) { b[41] = 9 }), ErrMalformed},
-		{"v4-icmp-echo", "ICMP echo request", icmp4Error(8, 0, v4r, v4a, []byte("ping")), ErrUnsupported},
-		{"v4-icmp-udp-quote", "ICMP port unreachable quoting UDP", icmp4Error(3, 3, v4r, v4a, edited(syn4[:28], func(b []byte) { b[9] = 17 })), ErrUnsupported},
-		{"v6-icmp6-quote-cut", "ICMPv6 error whose quote ends inside the IPv6 header", icmp6Error(3, 0, v6r, v6a, syn6[:30]), ErrTruncated},
-		{"v4-rst-bad-checksum", "IPv4 RST-ACK whose TCP checksum is off by one", badSum(rst4, IPv4MinimumSize+TCPChecksumOffset), ErrChecksum},
-		{"v6-synack-bad-checksum", "IPv6 SYN-ACK whose TCP checksum is off by one", badSum(synack6, IPv6MinimumSize+TCPChecksumOffset), ErrChecksum},
+			wiretest.Edited(wiretest.WithExtHeaders(synack6, wiretest.ExtHeader{Kind: 0, Body: make([]byte, 6)}), func(b []byte) { b[41] = 9 }), wire.ErrMalformed},
+		{"v4-icmp-echo", "ICMP echo request", wiretest.ICMP4Error(8, 0, wiretest.V4R, wiretest.V4A, []byte("ping")), wire.ErrUnsupported},
+		{"v4-icmp-udp-quote", "ICMP port unreachable quoting UDP", wiretest.ICMP4Error(3, 3, wiretest.V4R, wiretest.V4A, wiretest.Edited(syn4[:28], func(b []byte) { b[9] = 17 })), wire.ErrUnsupported},
+		{"v6-icmp6-quote-cut", "ICMPv6 error whose quote ends inside the IPv6 header", wiretest.ICMP6Error(3, 0, wiretest.V6R, wiretest.V6A, syn6[:30]), wire.ErrTruncated},
+		{"v4-rst-bad-checksum", "IPv4 RST-ACK whose TCP checksum is off by one", badSum(rst4, wire.IPv4MinimumSize+wire.TCPChecksumOffset), wire.ErrChecksum},
+		{"v6-synack-bad-checksum", "IPv6 SYN-ACK whose TCP checksum is off by one", badSum(synack6, wire.IPv6MinimumSize+wire.TCPChecksumOffset), wire.ErrChecksum},
 		{"v4-rst-partial-checksum", "IPv4 RST-ACK whose TCP checksum field holds the pseudo-header sum alone, as a local sender leaves it (CHECKSUM_PARTIAL)", partialSum(rst4), nil},
 		{"v6-synack-partial-checksum", "IPv6 SYN-ACK with a partial (pseudo-header) TCP checksum", partialSum(synack6), nil},
-		{"v4-bad-ip-checksum", "IPv4 SYN-ACK whose IP header checksum is off by one", badSum(synack4, IPv4ChecksumOffset), ErrChecksum},
-		{"v4-icmp-bad-checksum", "ICMP admin-prohibited whose ICMP checksum is off by one", badSum(icmp4Error(3, 13, v4r, v4a, syn4[:28]), IPv4MinimumSize+ICMPChecksumOffset), ErrChecksum},
-		{"v6-icmp6-bad-checksum", "ICMPv6 dest unreachable whose checksum is off by one", badSum(icmp6Error(1, 4, v6r, v6a, syn6), IPv6MinimumSize+ICMPChecksumOffset), ErrChecksum},
+		{"v4-bad-ip-checksum", "IPv4 SYN-ACK whose IP header checksum is off by one", badSum(synack4, wire.IPv4ChecksumOffset), wire.ErrChecksum},
+		{"v4-icmp-bad-checksum", "ICMP admin-prohibited whose ICMP checksum is off by one", badSum(wiretest.ICMP4Error(3, 13, wiretest.V4R, wiretest.V4A, syn4[:28]), wire.IPv4MinimumSize+wire.ICMPChecksumOffset), wire.ErrChecksum},
+		{"v6-icmp6-bad-checksum", "ICMPv6 dest unreachable whose checksum is off by one", badSum(wiretest.ICMP6Error(1, 4, wiretest.V6R, wiretest.V6A, syn6), wire.IPv6MinimumSize+wire.ICMPChecksumOffset), wire.ErrChecksum},
 		{"v4-first-fragment", "IPv4 SYN-ACK with MF set: a fragment, whose checksum cannot be verified",
-			edited(synack4, func(b []byte) { IPv4(b).SetFlagsFragmentOffset(IPv4FlagMoreFragments, 0); fixIPv4Sum(b) }), ErrUnsupported},
-		{"v6-first-fragment", "IPv6 SYN-ACK after a fragment header with M set", withExtHeaders(synack6, extHeader{44, []byte{0, 1, 0, 0, 0, 9}}), ErrUnsupported},
-		{"empty", "no bytes at all", []byte{}, ErrTruncated},
-		{"version-5", "unknown IP version", []byte{0x50, 0, 0, 0}, ErrMalformed},
+			wiretest.Edited(synack4, func(b []byte) { wire.IPv4(b).SetFlagsFragmentOffset(wire.IPv4FlagMoreFragments, 0); fixIPv4Sum(b) }), wire.ErrUnsupported},
+		{"v6-first-fragment", "IPv6 SYN-ACK after a fragment header with M set", wiretest.WithExtHeaders(synack6, wiretest.ExtHeader{Kind: 44, Body: []byte{0, 1, 0, 0, 0, 9}}), wire.ErrUnsupported},
+		{"empty", "no bytes at all", []byte{}, wire.ErrTruncated},
+		{"version-5", "unknown IP version", []byte{0x50, 0, 0, 0}, wire.ErrMalformed},
 	}
 	files = map[string]bool{
 		"v4-synack": true, "v6-synack": true, "v4-icmp-admin-prohibited": true,
@@ -102,27 +105,27 @@ func FuzzParse(f *testing.F) {
 // checkParse checks what Parse says of b against what it must say.
 func checkParse(t *testing.T, b []byte) {
 	t.Helper()
-	var p Packet
-	err := Parse(b, &p)
+	var p wire.Packet
+	err := wire.Parse(b, &p)
 
 	// Parse resets every field: a dirty Packet gives the same result.
-	dirty := Packet{Src: v6r, Dst: v6r, TTL: 1, TOS: 1, ID: 1, DF: true, Proto: 99, SrcPort: 1, DstPort: 1,
-		Seq: 1, Ack: 1, Flags: 1, Window: 1, Options: linuxSYNOptions, PayloadLen: 1, ICMPType: 1, ICMPCode: 1,
-		Quoted: Quote{Src: v6r, Dst: v6r, SrcPort: 1, DstPort: 1, Seq: 1, HasSeq: true}}
-	if err2 := Parse(b, &dirty); err2 != err || dirty != p {
+	dirty := wire.Packet{Src: wiretest.V6R, Dst: wiretest.V6R, TTL: 1, TOS: 1, ID: 1, DF: true, Proto: 99, SrcPort: 1, DstPort: 1,
+		Seq: 1, Ack: 1, Flags: 1, Window: 1, Options: wiretest.LinuxSYNOptions, PayloadLen: 1, ICMPType: 1, ICMPCode: 1,
+		Quoted: wire.Quote{Src: wiretest.V6R, Dst: wiretest.V6R, SrcPort: 1, DstPort: 1, Seq: 1, HasSeq: true}}
+	if err2 := wire.Parse(b, &dirty); err2 != err || dirty != p {
 		t.Fatalf("dirty Packet: %v %+v, fresh: %v %+v", err2, dirty, err, p)
 	}
 	// Checksums: what a stricter mode takes, a laxer one takes too.
-	var q Packet
-	strict := ParseChecksums(b, &q, ChecksumsVerify)
+	var q wire.Packet
+	strict := wire.ParseChecksums(b, &q, wire.ChecksumsVerify)
 	if strict == nil && err != nil {
 		t.Fatalf("ChecksumsVerify takes what Parse refuses (%v)", err)
 	}
-	if lax := ParseChecksums(b, &q, ChecksumsNotReady); err == nil && lax != nil {
+	if lax := wire.ParseChecksums(b, &q, wire.ChecksumsNotReady); err == nil && lax != nil {
 		t.Fatalf("ChecksumsNotReady refuses (%v) what Parse takes", lax)
 	}
 	if err != nil {
-		if err != ErrTruncated && err != ErrMalformed && err != ErrUnsupported && err != ErrChecksum {
+		if err != wire.ErrTruncated && err != wire.ErrMalformed && err != wire.ErrUnsupported && err != wire.ErrChecksum {
 			t.Fatalf("unexpected error %v", err)
 		}
 		return
@@ -141,11 +144,11 @@ func checkParse(t *testing.T, b []byte) {
 		t.Fatalf("IPv6 with ID/DF: %+v", p)
 	}
 	switch p.Proto {
-	case ProtocolTCP:
-		if p.IsICMP() || p.ICMPType != 0 || p.ICMPCode != 0 || p.Quoted != (Quote{}) {
+	case wire.ProtocolTCP:
+		if p.IsICMP() || p.ICMPType != 0 || p.ICMPCode != 0 || p.Quoted != (wire.Quote{}) {
 			t.Fatalf("TCP with ICMP fields: %+v", p)
 		}
-		if p.PayloadLen < 0 || p.PayloadLen > len(b)-TCPMinimumSize-IPv4MinimumSize {
+		if p.PayloadLen < 0 || p.PayloadLen > len(b)-wire.TCPMinimumSize-wire.IPv4MinimumSize {
 			t.Fatalf("PayloadLen %d of %d bytes", p.PayloadLen, len(b))
 		}
 		// Rebuilding the segment from the parsed fields parses back to
@@ -154,23 +157,23 @@ func checkParse(t *testing.T, b []byte) {
 		if p.Src.Is4In6() || p.Dst.Is4In6() {
 			return
 		}
-		s := Segment{Src: p.Src, Dst: p.Dst, TTL: p.TTL, TOS: p.TOS, ID: p.ID, DF: p.DF,
+		s := wire.Segment{Src: p.Src, Dst: p.Dst, TTL: p.TTL, TOS: p.TOS, ID: p.ID, DF: p.DF,
 			SrcPort: p.SrcPort, DstPort: p.DstPort, Seq: p.Seq, Ack: p.Ack, Flags: p.Flags,
-			Window: p.Window, Options: encodeOptions(p.Options), Payload: make([]byte, p.PayloadLen)}
+			Window: p.Window, Options: wiretest.EncodeOptions(p.Options), Payload: make([]byte, p.PayloadLen)}
 		buf := make([]byte, s.Len())
 		n, err := s.Build(buf)
 		if err != nil {
 			t.Fatalf("rebuild: %v", err)
 		}
-		var q Packet
-		if err := Parse(buf[:n], &q); err != nil || q != p {
+		var q wire.Packet
+		if err := wire.Parse(buf[:n], &q); err != nil || q != p {
 			t.Fatalf("rebuilt packet parses to %v %+v, want %+v", err, q, p)
 		}
-	case ProtocolICMP, ProtocolICMPv6:
-		if !p.IsICMP() || v4 != (p.Proto == ProtocolICMP) {
+	case wire.ProtocolICMP, wire.ProtocolICMPv6:
+		if !p.IsICMP() || v4 != (p.Proto == wire.ProtocolICMP) {
 			t.Fatalf("proto %d in IPv%d", p.Proto, b[0]>>4)
 		}
-		if v4 && !isICMPv4Error(p.ICMPType) || !v4 && !isICMPv6Error(p.ICMPType) {
+		if v4 && !wire.IsICMPv4Error(p.ICMPType) || !v4 && !wire.IsICMPv6Error(p.ICMPType) {
 			t.Fatalf("ICMP type %d accepted", p.ICMPType)
 		}
 		q := p.Quoted
@@ -181,7 +184,7 @@ func checkParse(t *testing.T, b []byte) {
 			t.Fatalf("Seq without HasSeq: %+v", q)
 		}
 		if p.SrcPort != 0 || p.DstPort != 0 || p.Seq != 0 || p.Ack != 0 || p.Flags != 0 ||
-			p.Window != 0 || p.PayloadLen != 0 || p.Options != (SYNOptions{WScale: -1}) {
+			p.Window != 0 || p.PayloadLen != 0 || p.Options != (wire.SYNOptions{WScale: -1}) {
 			t.Fatalf("ICMP with TCP fields: %+v", p)
 		}
 	default:
@@ -200,8 +203,8 @@ func TestParseSeeds(t *testing.T) {
 		}
 	}
 	for _, s := range seeds {
-		var p Packet
-		if err := Parse(s.pkt, &p); !errors.Is(err, s.want) || (err == nil) != (s.want == nil) {
+		var p wire.Packet
+		if err := wire.Parse(s.pkt, &p); !errors.Is(err, s.want) || (err == nil) != (s.want == nil) {
 			t.Errorf("seed %s (%s): Parse = %v, want %v", s.name, s.what, err, s.want)
 		}
 		if !files[s.name] {
@@ -258,17 +261,17 @@ func badSum(pkt []byte, off int) []byte {
 func partialSum(pkt []byte) []byte {
 	b := append([]byte{}, pkt...)
 	start, end, src, dst, proto, ok := l4(b)
-	if !ok || proto != ProtocolTCP {
+	if !ok || proto != wire.ProtocolTCP {
 		panic("partialSum: not a TCP packet")
 	}
-	tcp := TCP(b[start:end])
-	tcp.SetChecksum(naiveChecksum(naivePseudoHeader(ProtocolTCP, src, dst, uint16(len(tcp))), 0))
+	tcp := wire.TCP(b[start:end])
+	tcp.SetChecksum(naiveChecksum(naivePseudoHeader(wire.ProtocolTCP, src, dst, uint16(len(tcp))), 0))
 	return b
 }
 
 // fixIPv4Sum recomputes the IPv4 header checksum of b in place.
 func fixIPv4Sum(b []byte) {
-	ip := IPv4(b)
+	ip := wire.IPv4(b)
 	ip.SetChecksum(ip.CalculateChecksum())
 }
 
@@ -277,20 +280,20 @@ func fixIPv4Sum(b []byte) {
 // headers allow; ok is false when they do not.
 func l4(b []byte) (start, end int, src, dst netip.Addr, proto uint8, ok bool) {
 	switch {
-	case len(b) >= IPv4MinimumSize && b[0]>>4 == 4:
-		ip := IPv4(b)
+	case len(b) >= wire.IPv4MinimumSize && b[0]>>4 == 4:
+		ip := wire.IPv4(b)
 		hl, tl := ip.HeaderLength(), int(ip.TotalLength())
-		if hl < IPv4MinimumSize || hl > tl || tl > len(b) {
+		if hl < wire.IPv4MinimumSize || hl > tl || tl > len(b) {
 			return
 		}
 		return hl, tl, ip.SourceAddress(), ip.DestinationAddress(), ip.Protocol(), true
-	case len(b) >= IPv6MinimumSize && b[0]>>4 == 6:
-		ip := IPv6(b)
-		e := IPv6MinimumSize + int(ip.PayloadLength())
+	case len(b) >= wire.IPv6MinimumSize && b[0]>>4 == 6:
+		ip := wire.IPv6(b)
+		e := wire.IPv6MinimumSize + int(ip.PayloadLength())
 		if e > len(b) {
 			return
 		}
-		nh, rest, err := skipExtHeaders(ip.NextHeader(), b[IPv6MinimumSize:e], true)
+		nh, rest, err := wire.SkipExtHeaders(ip.NextHeader(), b[wire.IPv6MinimumSize:e], true)
 		if err != nil {
 			return
 		}
@@ -303,7 +306,7 @@ func l4(b []byte) (start, end int, src, dst netip.Addr, proto uint8, ok bool) {
 // reference, the TCP one possibly in the partial form.
 func naiveChecksumsOK(b []byte, proto uint8) bool {
 	if b[0]>>4 == 4 {
-		hl := IPv4(b).HeaderLength()
+		hl := wire.IPv4(b).HeaderLength()
 		if naiveChecksum(b[:hl], 0) != 0xffff {
 			return false
 		}
@@ -315,13 +318,13 @@ func naiveChecksumsOK(b []byte, proto uint8) bool {
 	seg := b[start:end]
 	var pseudo []byte
 	switch proto {
-	case ProtocolTCP:
-		pseudo = naivePseudoHeader(ProtocolTCP, src, dst, uint16(len(seg)))
-		if len(seg) >= TCPMinimumSize && TCP(seg).Checksum() == naiveChecksum(pseudo, 0) {
+	case wire.ProtocolTCP:
+		pseudo = naivePseudoHeader(wire.ProtocolTCP, src, dst, uint16(len(seg)))
+		if len(seg) >= wire.TCPMinimumSize && wire.TCP(seg).Checksum() == naiveChecksum(pseudo, 0) {
 			return true
 		}
-	case ProtocolICMPv6:
-		pseudo = naivePseudoHeader(ProtocolICMPv6, src, dst, uint16(len(seg)))
+	case wire.ProtocolICMPv6:
+		pseudo = naivePseudoHeader(wire.ProtocolICMPv6, src, dst, uint16(len(seg)))
 	}
 	return naiveChecksum(append(pseudo, seg...), 0) == 0xffff
 }
@@ -330,7 +333,7 @@ func naiveChecksumsOK(b []byte, proto uint8) bool {
 // us find made right: the IPv4 header's, and the TCP or ICMP one.
 func withChecksums(pkt []byte) []byte {
 	b := append([]byte{}, pkt...)
-	if len(b) >= IPv4MinimumSize && b[0]>>4 == 4 && IPv4(b).HeaderLength() >= IPv4MinimumSize && IPv4(b).HeaderLength() <= len(b) {
+	if len(b) >= wire.IPv4MinimumSize && b[0]>>4 == 4 && wire.IPv4(b).HeaderLength() >= wire.IPv4MinimumSize && wire.IPv4(b).HeaderLength() <= len(b) {
 		fixIPv4Sum(b)
 	}
 	start, end, src, dst, proto, ok := l4(b)
@@ -339,15 +342,15 @@ func withChecksums(pkt []byte) []byte {
 	}
 	seg := b[start:end]
 	switch {
-	case proto == ProtocolTCP && len(seg) >= TCPMinimumSize:
-		TCP(seg).SetChecksum(0)
-		TCP(seg).SetChecksum(^Checksum(seg, PseudoHeaderChecksum(ProtocolTCP, src, dst, uint16(len(seg)))))
-	case proto == ProtocolICMP && len(seg) >= ICMPHeaderSize:
-		ICMPv4(seg).SetChecksum(0)
-		ICMPv4(seg).SetChecksum(^Checksum(seg, 0))
-	case proto == ProtocolICMPv6 && len(seg) >= ICMPHeaderSize:
-		ICMPv6(seg).SetChecksum(0)
-		ICMPv6(seg).SetChecksum(^Checksum(seg, PseudoHeaderChecksum(ProtocolICMPv6, src, dst, uint16(len(seg)))))
+	case proto == wire.ProtocolTCP && len(seg) >= wire.TCPMinimumSize:
+		wire.TCP(seg).SetChecksum(0)
+		wire.TCP(seg).SetChecksum(^wire.Checksum(seg, wire.PseudoHeaderChecksum(wire.ProtocolTCP, src, dst, uint16(len(seg)))))
+	case proto == wire.ProtocolICMP && len(seg) >= wire.ICMPHeaderSize:
+		wire.ICMPv4(seg).SetChecksum(0)
+		wire.ICMPv4(seg).SetChecksum(^wire.Checksum(seg, 0))
+	case proto == wire.ProtocolICMPv6 && len(seg) >= wire.ICMPHeaderSize:
+		wire.ICMPv6(seg).SetChecksum(0)
+		wire.ICMPv6(seg).SetChecksum(^wire.Checksum(seg, wire.PseudoHeaderChecksum(wire.ProtocolICMPv6, src, dst, uint16(len(seg)))))
 	}
 	return b
 }

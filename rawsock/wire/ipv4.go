@@ -1,4 +1,4 @@
-package rawsock
+package wire
 
 import (
 	"encoding/binary"

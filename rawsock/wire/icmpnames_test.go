@@ -1,6 +1,10 @@
-package rawsock
+package wire_test
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/synprobe/synprobe/rawsock/wire"
+)
 
 func TestICMPReason(t *testing.T) {
 	for _, tc := range []struct {
@@ -58,7 +62,7 @@ func TestICMPReason(t *testing.T) {
 		{true, 0, 0, "icmp6-type-0-code-0"},
 		{true, 11, 0, "icmp6-type-11-code-0"},
 	} {
-		if got := ICMPReason(tc.v6, tc.typ, tc.code); got != tc.want {
+		if got := wire.ICMPReason(tc.v6, tc.typ, tc.code); got != tc.want {
 			t.Errorf("ICMPReason(%v, %d, %d) = %q, want %q", tc.v6, tc.typ, tc.code, got, tc.want)
 		}
 	}
@@ -67,14 +71,14 @@ func TestICMPReason(t *testing.T) {
 func TestICMPReasonAllocs(t *testing.T) {
 	if n := testing.AllocsPerRun(100, func() {
 		for code := range uint8(16) {
-			_ = ICMPReason(false, 3, code)
+			_ = wire.ICMPReason(false, 3, code)
 		}
 		for code := range uint8(7) {
-			_ = ICMPReason(true, 1, code)
+			_ = wire.ICMPReason(true, 1, code)
 		}
-		_ = ICMPReason(false, 11, 0)
-		_ = ICMPReason(true, 2, 0)
-		_ = ICMPReason(true, 4, 2)
+		_ = wire.ICMPReason(false, 11, 0)
+		_ = wire.ICMPReason(true, 2, 0)
+		_ = wire.ICMPReason(true, 4, 2)
 	}); n != 0 {
 		t.Errorf("allocs = %v, want 0", n)
 	}

@@ -1,8 +1,11 @@
-package rawsock
+package wire_test
 
 import (
 	"net/netip"
 	"testing"
+
+	"github.com/synprobe/synprobe/rawsock/internal/wiretest"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // sipHashVectors are the 64-bit SipHash-2-4 outputs for key 00 01 .. 0f and
@@ -36,9 +39,9 @@ func TestSipHashVectors(t *testing.T) {
 	for i := range msg {
 		msg[i] = byte(i)
 	}
-	c := NewCookie(key)
+	c := wire.NewCookie(key)
 	for n, want := range sipHashVectors {
-		if got := sipHash24(c.k0, c.k1, msg[:n]); got != want {
+		if got := wire.SipHash24(c, msg[:n]); got != want {
 			t.Errorf("SipHash-2-4 of %d bytes = %#016x, want %#016x", n, got, want)
 		}
 	}
@@ -49,42 +52,42 @@ func TestCookieISN(t *testing.T) {
 	for i := range key {
 		key[i] = byte(i)
 	}
-	c := NewCookie(key)
+	c := wire.NewCookie(key)
 
 	// The ISN is the low 32 bits of SipHash-2-4 of the documented message.
-	msg := append(append(v6a.AsSlice(), v6b.AsSlice()...), 0x9c, 0x40, 0x01, 0xbb, 0xde, 0xad, 0xbe, 0xef)
-	if got, want := c.ISN(v6a, v6b, 40000, 443, 0xdeadbeef), uint32(sipHash24(c.k0, c.k1, msg)); got != want {
+	msg := append(append(wiretest.V6A.AsSlice(), wiretest.V6B.AsSlice()...), 0x9c, 0x40, 0x01, 0xbb, 0xde, 0xad, 0xbe, 0xef)
+	if got, want := c.ISN(wiretest.V6A, wiretest.V6B, 40000, 443, 0xdeadbeef), uint32(wire.SipHash24(c, msg)); got != want {
 		t.Errorf("ISN = %#08x, want %#08x", got, want)
 	}
 	// Deterministic.
-	if c.ISN(v4a, v4b, 1, 2, 3) != NewCookie(key).ISN(v4a, v4b, 1, 2, 3) {
+	if c.ISN(wiretest.V4A, wiretest.V4B, 1, 2, 3) != wire.NewCookie(key).ISN(wiretest.V4A, wiretest.V4B, 1, 2, 3) {
 		t.Error("not deterministic")
 	}
 	// IPv4 and IPv4-mapped agree; zones are ignored.
 	mapped := func(a netip.Addr) netip.Addr { return netip.AddrFrom16(a.As16()) }
-	if c.ISN(v4a, v4b, 1, 2, 3) != c.ISN(mapped(v4a), mapped(v4b), 1, 2, 3) {
+	if c.ISN(wiretest.V4A, wiretest.V4B, 1, 2, 3) != c.ISN(mapped(wiretest.V4A), mapped(wiretest.V4B), 1, 2, 3) {
 		t.Error("v4 and v4-mapped differ")
 	}
-	if c.ISN(v6a.WithZone("eth0"), v6b, 1, 2, 3) != c.ISN(v6a, v6b, 1, 2, 3) {
+	if c.ISN(wiretest.V6A.WithZone("eth0"), wiretest.V6B, 1, 2, 3) != c.ISN(wiretest.V6A, wiretest.V6B, 1, 2, 3) {
 		t.Error("zone changes the ISN")
 	}
 
 	// Changing any input changes the ISN.
-	base := c.ISN(v4a, v4b, 40000, 443, 7)
-	other := NewCookie([16]byte{15: 1})
+	base := c.ISN(wiretest.V4A, wiretest.V4B, 40000, 443, 7)
+	other := wire.NewCookie([16]byte{15: 1})
 	for _, tc := range []struct {
 		name string
 		isn  uint32
 	}{
-		{"src", c.ISN(netip.MustParseAddr("192.0.2.2"), v4b, 40000, 443, 7)},
-		{"dst", c.ISN(v4a, netip.MustParseAddr("198.51.100.8"), 40000, 443, 7)},
-		{"swapped addresses", c.ISN(v4b, v4a, 40000, 443, 7)},
-		{"sport", c.ISN(v4a, v4b, 40001, 443, 7)},
-		{"dport", c.ISN(v4a, v4b, 40000, 444, 7)},
-		{"swapped ports", c.ISN(v4a, v4b, 443, 40000, 7)},
-		{"salt", c.ISN(v4a, v4b, 40000, 443, 8)},
-		{"key", other.ISN(v4a, v4b, 40000, 443, 7)},
-		{"zero cookie", Cookie{}.ISN(v4a, v4b, 40000, 443, 7)},
+		{"src", c.ISN(netip.MustParseAddr("192.0.2.2"), wiretest.V4B, 40000, 443, 7)},
+		{"dst", c.ISN(wiretest.V4A, netip.MustParseAddr("198.51.100.8"), 40000, 443, 7)},
+		{"swapped addresses", c.ISN(wiretest.V4B, wiretest.V4A, 40000, 443, 7)},
+		{"sport", c.ISN(wiretest.V4A, wiretest.V4B, 40001, 443, 7)},
+		{"dport", c.ISN(wiretest.V4A, wiretest.V4B, 40000, 444, 7)},
+		{"swapped ports", c.ISN(wiretest.V4A, wiretest.V4B, 443, 40000, 7)},
+		{"salt", c.ISN(wiretest.V4A, wiretest.V4B, 40000, 443, 8)},
+		{"key", other.ISN(wiretest.V4A, wiretest.V4B, 40000, 443, 7)},
+		{"zero cookie", wire.Cookie{}.ISN(wiretest.V4A, wiretest.V4B, 40000, 443, 7)},
 		{"family", c.ISN(netip.MustParseAddr("::192.0.2.1"), netip.MustParseAddr("::198.51.100.7"), 40000, 443, 7)},
 	} {
 		if tc.isn == base {
@@ -96,7 +99,7 @@ func TestCookieISN(t *testing.T) {
 	// collide on a thousand inputs.
 	seen := make(map[uint32]bool)
 	for port := range 1000 {
-		isn := c.ISN(v4a, v4b, uint16(port), 443, 0)
+		isn := c.ISN(wiretest.V4A, wiretest.V4B, uint16(port), 443, 0)
 		if seen[isn] {
 			t.Fatalf("collision at port %d", port)
 		}
@@ -105,25 +108,25 @@ func TestCookieISN(t *testing.T) {
 }
 
 func TestNewRandomCookie(t *testing.T) {
-	a, err := NewRandomCookie()
+	a, err := wire.NewRandomCookie()
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := NewRandomCookie()
+	b, err := wire.NewRandomCookie()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a == b || a == (Cookie{}) {
+	if a == b || a == (wire.Cookie{}) {
 		t.Errorf("random cookies %+v %+v", a, b)
 	}
 }
 
 func BenchmarkISN(b *testing.B) {
-	c := NewCookie([16]byte{1, 2, 3, 4})
+	c := wire.NewCookie([16]byte{1, 2, 3, 4})
 	b.ReportAllocs()
 	var port uint16
 	for b.Loop() {
 		port++
-		_ = c.ISN(v6a, v6b, port, 443, 0)
+		_ = c.ISN(wiretest.V6A, wiretest.V6B, port, 443, 0)
 	}
 }

@@ -1,4 +1,4 @@
-package rawsock
+package wire
 
 import (
 	"encoding/binary"
@@ -258,14 +258,14 @@ func tcpChecksumOK(b []byte, src, dst netip.Addr, cs Checksums) bool {
 	return Checksum(b, pseudo) == 0xffff
 }
 
-// maybePartial reports whether b may be a TCP segment whose checksum
+// MaybePartial reports whether b may be a TCP segment whose checksum
 // field holds its pseudo-header sum alone: the partial form Parse takes
 // when it knows nothing of the packet. It is false when that is cheap to
 // rule out: an ICMP message, or TCP in an IPv4 header without options or
 // an IPv6 header without extensions whose field is anything else. (A
 // packet socket that knows the checksum is not partial must then verify
 // in full only when it is true.)
-func maybePartial(b []byte) bool {
+func MaybePartial(b []byte) bool {
 	switch {
 	case len(b) >= IPv4MinimumSize+ICMPHeaderSize && b[0] == 0x45 && b[IPv4ProtocolOffset] == ProtocolICMP:
 		return false

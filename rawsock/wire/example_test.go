@@ -1,24 +1,24 @@
-package rawsock_test
+package wire_test
 
 import (
 	"fmt"
 	"net/netip"
 
-	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // A probe: a SYN whose sequence number is a cookie, with Linux's options.
 func ExampleSegment_Build() {
-	cookie := rawsock.NewCookie([16]byte{}) // use NewRandomCookie
+	cookie := wire.NewCookie([16]byte{}) // use NewRandomCookie
 	src, dst := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("198.51.100.7")
 
-	opts := rawsock.SYNOptions{MSS: 1460, WScale: 7, SACKPermitted: true, Timestamps: true, TSVal: 1}
-	var optBuf [rawsock.MaxOptionsSize]byte
-	s := rawsock.Segment{
+	opts := wire.SYNOptions{MSS: 1460, WScale: 7, SACKPermitted: true, Timestamps: true, TSVal: 1}
+	var optBuf [wire.MaxOptionsSize]byte
+	s := wire.Segment{
 		Src: src, Dst: dst, TTL: 64, DF: true,
 		SrcPort: 40000, DstPort: 443,
 		Seq:   cookie.ISN(src, dst, 40000, 443, 0),
-		Flags: rawsock.FlagSyn, Window: 64240,
+		Flags: wire.FlagSyn, Window: 64240,
 		Options: optBuf[:opts.Encode(optBuf[:])],
 	}
 	var buf [128]byte
@@ -26,24 +26,24 @@ func ExampleSegment_Build() {
 	if err != nil {
 		panic(err)
 	}
-	fmt.Println(n, rawsock.TCP(buf[20:n]).Flags(), len(rawsock.TCP(buf[20:n]).Options()))
+	fmt.Println(n, wire.TCP(buf[20:n]).Flags(), len(wire.TCP(buf[20:n]).Options()))
 	// Output: 60 S 20
 }
 
 // Checking a reply against the cookie of the probe it answers.
 func ExampleParse() {
-	cookie := rawsock.NewCookie([16]byte{})
+	cookie := wire.NewCookie([16]byte{})
 	us, them := netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8::2")
 	isn := cookie.ISN(us, them, 40000, 443, 0)
 
 	// The reply, as a raw socket would read it.
-	reply := rawsock.Segment{Src: them, Dst: us, TTL: 57, SrcPort: 443, DstPort: 40000,
-		Seq: 1234, Ack: isn + 1, Flags: rawsock.FlagSyn | rawsock.FlagAck, Window: 65535}
+	reply := wire.Segment{Src: them, Dst: us, TTL: 57, SrcPort: 443, DstPort: 40000,
+		Seq: 1234, Ack: isn + 1, Flags: wire.FlagSyn | wire.FlagAck, Window: 65535}
 	var buf [128]byte
 	n, _ := reply.Build(buf[:])
 
-	var p rawsock.Packet // reuse across reads
-	if err := rawsock.Parse(buf[:n], &p); err != nil {
+	var p wire.Packet // reuse across reads
+	if err := wire.Parse(buf[:n], &p); err != nil {
 		panic(err)
 	}
 	ours := p.Ack-1 == cookie.ISN(p.Dst, p.Src, p.DstPort, p.SrcPort, 0)
@@ -52,9 +52,9 @@ func ExampleParse() {
 }
 
 func ExampleICMPReason() {
-	fmt.Println(rawsock.ICMPReason(false, 3, 13))
-	fmt.Println(rawsock.ICMPReason(true, 1, 1))
-	fmt.Println(rawsock.ICMPReason(true, 1, 4))
+	fmt.Println(wire.ICMPReason(false, 3, 13))
+	fmt.Println(wire.ICMPReason(true, 1, 1))
+	fmt.Println(wire.ICMPReason(true, 1, 4))
 	// Output:
 	// icmp-admin-prohibited
 	// icmp-admin-prohibited

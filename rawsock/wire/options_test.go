@@ -1,9 +1,12 @@
-package rawsock
+package wire_test
 
 import (
 	"bytes"
 	"fmt"
 	"testing"
+
+	"github.com/synprobe/synprobe/rawsock/internal/wiretest"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 func TestSYNOptionsEncodeExact(t *testing.T) {
@@ -11,27 +14,27 @@ func TestSYNOptionsEncodeExact(t *testing.T) {
 	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 	for _, tc := range []struct {
 		name string
-		o    SYNOptions
+		o    wire.SYNOptions
 		want []byte
 	}{
-		{"all", SYNOptions{MSS: 1460, WScale: 7, SACKPermitted: true, Timestamps: true, TSVal: 0x01020304, TSEcr: 0xa1a2a3a4},
+		{"all", wire.SYNOptions{MSS: 1460, WScale: 7, SACKPermitted: true, Timestamps: true, TSVal: 0x01020304, TSEcr: 0xa1a2a3a4},
 			cat([]byte{2, 4, 0x05, 0xb4, 4, 2, 8, 10}, ts, []byte{1, 3, 3, 7})},
-		{"no sack", SYNOptions{MSS: 1460, WScale: 7, Timestamps: true, TSVal: 0x01020304, TSEcr: 0xa1a2a3a4},
+		{"no sack", wire.SYNOptions{MSS: 1460, WScale: 7, Timestamps: true, TSVal: 0x01020304, TSEcr: 0xa1a2a3a4},
 			cat([]byte{2, 4, 0x05, 0xb4, 1, 1, 8, 10}, ts, []byte{1, 3, 3, 7})},
-		{"no ts", SYNOptions{MSS: 1460, WScale: 7, SACKPermitted: true},
+		{"no ts", wire.SYNOptions{MSS: 1460, WScale: 7, SACKPermitted: true},
 			[]byte{2, 4, 0x05, 0xb4, 1, 1, 4, 2, 1, 3, 3, 7}},
-		{"mss ws", SYNOptions{MSS: 1460, WScale: 7},
+		{"mss ws", wire.SYNOptions{MSS: 1460, WScale: 7},
 			[]byte{2, 4, 0x05, 0xb4, 1, 3, 3, 7}},
-		{"mss", SYNOptions{MSS: 536, WScale: -1}, []byte{2, 4, 0x02, 0x18}},
-		{"ws 0", SYNOptions{}, []byte{1, 3, 3, 0}},
-		{"sack", SYNOptions{WScale: -1, SACKPermitted: true}, []byte{1, 1, 4, 2}},
-		{"ts", SYNOptions{WScale: -1, Timestamps: true, TSVal: 0x01020304, TSEcr: 0xa1a2a3a4},
+		{"mss", wire.SYNOptions{MSS: 536, WScale: -1}, []byte{2, 4, 0x02, 0x18}},
+		{"ws 0", wire.SYNOptions{}, []byte{1, 3, 3, 0}},
+		{"sack", wire.SYNOptions{WScale: -1, SACKPermitted: true}, []byte{1, 1, 4, 2}},
+		{"ts", wire.SYNOptions{WScale: -1, Timestamps: true, TSVal: 0x01020304, TSEcr: 0xa1a2a3a4},
 			cat([]byte{1, 1, 8, 10}, ts)},
-		{"ws clamped", SYNOptions{WScale: 300}, []byte{1, 3, 3, 255}},
-		{"none", SYNOptions{WScale: -1, TSVal: 5}, nil},
+		{"ws clamped", wire.SYNOptions{WScale: 300}, []byte{1, 3, 3, 255}},
+		{"none", wire.SYNOptions{WScale: -1, TSVal: 5}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var buf [MaxOptionsSize]byte
+			var buf [wire.MaxOptionsSize]byte
 			n := tc.o.Encode(buf[:])
 			if !bytes.Equal(buf[:n], tc.want) {
 				t.Errorf("Encode = % x, want % x", buf[:n], tc.want)
@@ -54,7 +57,7 @@ func TestSYNOptionsEncodeExact(t *testing.T) {
 
 func TestSYNOptionsRoundTripAllCombos(t *testing.T) {
 	for mask := range 16 {
-		o := SYNOptions{WScale: -1}
+		o := wire.SYNOptions{WScale: -1}
 		if mask&1 != 0 {
 			o.MSS = 1220 + uint16(mask)
 		}
@@ -68,23 +71,23 @@ func TestSYNOptionsRoundTripAllCombos(t *testing.T) {
 			o.Timestamps, o.TSVal, o.TSEcr = true, 0xdeadbeef+uint32(mask), uint32(mask)
 		}
 		t.Run(fmt.Sprintf("%04b", mask), func(t *testing.T) {
-			var buf [MaxOptionsSize]byte
+			var buf [wire.MaxOptionsSize]byte
 			n := o.Encode(buf[:])
 			if n%4 != 0 || n > 20 || (mask == 0) != (n == 0) {
 				t.Fatalf("Encode = %d bytes", n)
 			}
-			if got := ParseSYNOptions(buf[:n]); got != o {
+			if got := wire.ParseSYNOptions(buf[:n]); got != o {
 				t.Errorf("ParseSYNOptions(% x) = %+v, want %+v", buf[:n], got, o)
 			}
 			// Inside a built segment too.
-			s := Segment{Src: v4a, Dst: v4b, Flags: FlagSyn, Options: buf[:n]}
+			s := wire.Segment{Src: wiretest.V4A, Dst: wiretest.V4B, Flags: wire.FlagSyn, Options: buf[:n]}
 			pkt := make([]byte, 100)
 			m, err := s.Build(pkt)
 			if err != nil {
 				t.Fatal(err)
 			}
-			var p Packet
-			if err := Parse(pkt[:m], &p); err != nil {
+			var p wire.Packet
+			if err := wire.Parse(pkt[:m], &p); err != nil {
 				t.Fatal(err)
 			}
 			if p.Options != o {
@@ -95,12 +98,12 @@ func TestSYNOptionsRoundTripAllCombos(t *testing.T) {
 }
 
 func TestParseSYNOptionsHostile(t *testing.T) {
-	absent := SYNOptions{WScale: -1}
-	mss := SYNOptions{MSS: 1460, WScale: -1}
+	absent := wire.SYNOptions{WScale: -1}
+	mss := wire.SYNOptions{MSS: 1460, WScale: -1}
 	for _, tc := range []struct {
 		name string
 		in   []byte
-		want SYNOptions
+		want wire.SYNOptions
 	}{
 		{"nil", nil, absent},
 		{"empty", []byte{}, absent},
@@ -112,20 +115,20 @@ func TestParseSYNOptionsHostile(t *testing.T) {
 		{"length beyond end", []byte{2, 4, 5, 0xb4, 3, 4, 7}, mss},
 		{"kind without length", []byte{2, 4, 5, 0xb4, 3}, mss},
 		{"mss cut", []byte{2, 4, 5}, absent},
-		{"unknown kinds skipped", []byte{0x1e, 6, 9, 9, 9, 9, 2, 4, 5, 0xb4, 0xfe, 2, 3, 3, 9}, SYNOptions{MSS: 1460, WScale: 9}},
-		{"sack blocks skipped", []byte{5, 10, 0, 0, 0, 1, 0, 0, 0, 2, 4, 2}, SYNOptions{WScale: -1, SACKPermitted: true}},
-		{"mss wrong length", []byte{2, 6, 5, 0xb4, 0, 0, 3, 3, 2}, SYNOptions{WScale: 2}},
-		{"mss short length", []byte{2, 3, 5, 4, 2}, SYNOptions{WScale: -1, SACKPermitted: true}},
-		{"ws wrong length", []byte{3, 4, 7, 7, 2, 4, 1, 0}, SYNOptions{MSS: 256, WScale: -1}},
+		{"unknown kinds skipped", []byte{0x1e, 6, 9, 9, 9, 9, 2, 4, 5, 0xb4, 0xfe, 2, 3, 3, 9}, wire.SYNOptions{MSS: 1460, WScale: 9}},
+		{"sack blocks skipped", []byte{5, 10, 0, 0, 0, 1, 0, 0, 0, 2, 4, 2}, wire.SYNOptions{WScale: -1, SACKPermitted: true}},
+		{"mss wrong length", []byte{2, 6, 5, 0xb4, 0, 0, 3, 3, 2}, wire.SYNOptions{WScale: 2}},
+		{"mss short length", []byte{2, 3, 5, 4, 2}, wire.SYNOptions{WScale: -1, SACKPermitted: true}},
+		{"ws wrong length", []byte{3, 4, 7, 7, 2, 4, 1, 0}, wire.SYNOptions{MSS: 256, WScale: -1}},
 		{"sack perm wrong length", []byte{4, 3, 0, 1, 1}, absent},
 		{"ts wrong length", []byte{8, 8, 1, 2, 3, 4, 5, 6}, absent},
-		{"ts", []byte{8, 10, 0, 0, 0, 1, 0, 0, 0, 2}, SYNOptions{WScale: -1, Timestamps: true, TSVal: 1, TSEcr: 2}},
-		{"duplicate: last wins", []byte{2, 4, 0, 1, 2, 4, 0, 2}, SYNOptions{MSS: 2, WScale: -1}},
-		{"ws above 14 kept", []byte{3, 3, 200}, SYNOptions{WScale: 200}},
-		{"length 255", []byte{3, 3, 1, 0x99, 255, 1, 1}, SYNOptions{WScale: 1}},
+		{"ts", []byte{8, 10, 0, 0, 0, 1, 0, 0, 0, 2}, wire.SYNOptions{WScale: -1, Timestamps: true, TSVal: 1, TSEcr: 2}},
+		{"duplicate: last wins", []byte{2, 4, 0, 1, 2, 4, 0, 2}, wire.SYNOptions{MSS: 2, WScale: -1}},
+		{"ws above 14 kept", []byte{3, 3, 200}, wire.SYNOptions{WScale: 200}},
+		{"length 255", []byte{3, 3, 1, 0x99, 255, 1, 1}, wire.SYNOptions{WScale: 1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := ParseSYNOptions(tc.in); got != tc.want {
+			if got := wire.ParseSYNOptions(tc.in); got != tc.want {
 				t.Errorf("ParseSYNOptions(% x) = %+v, want %+v", tc.in, got, tc.want)
 			}
 		})
@@ -133,11 +136,11 @@ func TestParseSYNOptionsHostile(t *testing.T) {
 }
 
 func TestSYNOptionsAllocs(t *testing.T) {
-	o := SYNOptions{MSS: 1460, WScale: 7, SACKPermitted: true, Timestamps: true, TSVal: 1}
-	var buf [MaxOptionsSize]byte
+	o := wire.SYNOptions{MSS: 1460, WScale: 7, SACKPermitted: true, Timestamps: true, TSVal: 1}
+	var buf [wire.MaxOptionsSize]byte
 	if n := testing.AllocsPerRun(100, func() {
 		n := o.Encode(buf[:])
-		_ = ParseSYNOptions(buf[:n])
+		_ = wire.ParseSYNOptions(buf[:n])
 	}); n != 0 {
 		t.Errorf("allocs = %v, want 0", n)
 	}
@@ -151,7 +154,7 @@ func FuzzParseSYNOptions(f *testing.F) {
 	f.Add([]byte{1, 1, 0, 2, 4})                                                  // EOL before an option
 	f.Add([]byte{3})                                                              // kind without a length byte
 	f.Fuzz(func(t *testing.T, b []byte) {
-		o := ParseSYNOptions(b)
+		o := wire.ParseSYNOptions(b)
 		if o.WScale < -1 || o.WScale > 255 {
 			t.Fatalf("WScale %d", o.WScale)
 		}
@@ -159,12 +162,12 @@ func FuzzParseSYNOptions(f *testing.F) {
 			t.Fatalf("timestamps without TS option: %+v", o)
 		}
 		// Whatever was parsed re-encodes to the same options.
-		var buf [MaxOptionsSize]byte
+		var buf [wire.MaxOptionsSize]byte
 		n := o.Encode(buf[:])
 		if n%4 != 0 || n > 20 {
 			t.Fatalf("Encode = %d", n)
 		}
-		if got := ParseSYNOptions(buf[:n]); got != o {
+		if got := wire.ParseSYNOptions(buf[:n]); got != o {
 			t.Fatalf("round trip: %+v, want %+v", got, o)
 		}
 	})

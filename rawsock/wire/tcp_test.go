@@ -1,49 +1,53 @@
-package rawsock
+package wire_test
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/synprobe/synprobe/rawsock/wire"
+)
 
 func TestTCPFlagsString(t *testing.T) {
 	for _, tc := range []struct {
-		f    TCPFlags
+		f    wire.TCPFlags
 		want string
 	}{
 		{0, "."},
-		{FlagFin, "F"},
-		{FlagSyn, "S"},
-		{FlagRst, "R"},
-		{FlagPsh, "P"},
-		{FlagAck, "A"},
-		{FlagUrg, "U"},
-		{FlagEce, "E"},
-		{FlagCwr, "C"},
-		{FlagSyn | FlagAck, "SA"},
-		{FlagFin | FlagAck, "FA"},
-		{FlagRst | FlagAck, "RA"},
-		{FlagPsh | FlagAck, "PA"},
-		{FlagSyn | FlagEce | FlagCwr, "SEC"},
-		{FlagSyn | FlagAck | FlagEce, "SAE"},
+		{wire.FlagFin, "F"},
+		{wire.FlagSyn, "S"},
+		{wire.FlagRst, "R"},
+		{wire.FlagPsh, "P"},
+		{wire.FlagAck, "A"},
+		{wire.FlagUrg, "U"},
+		{wire.FlagEce, "E"},
+		{wire.FlagCwr, "C"},
+		{wire.FlagSyn | wire.FlagAck, "SA"},
+		{wire.FlagFin | wire.FlagAck, "FA"},
+		{wire.FlagRst | wire.FlagAck, "RA"},
+		{wire.FlagPsh | wire.FlagAck, "PA"},
+		{wire.FlagSyn | wire.FlagEce | wire.FlagCwr, "SEC"},
+		{wire.FlagSyn | wire.FlagAck | wire.FlagEce, "SAE"},
 		{0xff, "FSRPAUEC"},
 	} {
 		if got := tc.f.String(); got != tc.want {
 			t.Errorf("TCPFlags(%#02x).String() = %q, want %q", uint8(tc.f), got, tc.want)
 		}
 	}
-	if FlagFin != 0x01 || FlagCwr != 0x80 {
+	if wire.FlagFin != 0x01 || wire.FlagCwr != 0x80 {
 		t.Error("flag bit values")
 	}
-	if !(FlagSyn | FlagAck).Has(FlagSyn) || FlagSyn.Has(FlagSyn|FlagAck) {
+	if !(wire.FlagSyn | wire.FlagAck).Has(wire.FlagSyn) || wire.FlagSyn.Has(wire.FlagSyn|wire.FlagAck) {
 		t.Error("Has")
 	}
 }
 
 func TestTCPView(t *testing.T) {
-	b := make(TCP, 32)
+	b := make(wire.TCP, 32)
 	b.SetSrcPort(0x1234)
 	b.SetDstPort(0xfedc)
 	b.SetSeq(0x01020304)
 	b.SetAck(0xa1a2a3a4)
 	b.SetDataOffset(24)
-	b.SetFlags(FlagSyn | FlagAck)
+	b.SetFlags(wire.FlagSyn | wire.FlagAck)
 	b.SetWindow(0x4567)
 	b.SetChecksum(0xbeef)
 	b.SetUrgentPointer(0x0102)
@@ -52,7 +56,7 @@ func TestTCPView(t *testing.T) {
 		t.Fatalf("header % x, want % x", b[:20], want)
 	}
 	if b.SrcPort() != 0x1234 || b.DstPort() != 0xfedc || b.Seq() != 0x01020304 || b.Ack() != 0xa1a2a3a4 ||
-		b.DataOffset() != 24 || b.Flags() != FlagSyn|FlagAck || b.Window() != 0x4567 ||
+		b.DataOffset() != 24 || b.Flags() != wire.FlagSyn|wire.FlagAck || b.Window() != 0x4567 ||
 		b.Checksum() != 0xbeef || b.UrgentPointer() != 0x0102 {
 		t.Error("accessor mismatch")
 	}

@@ -1,19 +1,18 @@
-package rawsock
+package wire
 
 import (
 	"encoding/binary"
-	"fmt"
 	"net/netip"
 	"slices"
 
 	"golang.org/x/net/bpf"
 )
 
-// filterAccept is the snap length the filters return for an accepted
+// FilterAccept is the snap length the filters return for an accepted
 // packet: more than any packet, so the whole packet is kept.
-const filterAccept = 262144
+const FilterAccept = 262144
 
-// The filters below return filterAccept (keep the whole packet) or 0 (drop
+// The filters below return FilterAccept (keep the whole packet) or 0 (drop
 // it). A load beyond the end of the packet ends the program with 0, so
 // short packets are dropped. If lo > hi, every packet is dropped.
 
@@ -31,7 +30,7 @@ func TCPFilterIPv4(lo, hi uint16) []bpf.Instruction {
 		bpf.LoadIndirect{Off: TCPDstPortOffset, Size: 2},
 		bpf.JumpIf{Cond: bpf.JumpLessThan, Val: uint32(lo), SkipTrue: 2},
 		bpf.JumpIf{Cond: bpf.JumpGreaterThan, Val: uint32(hi), SkipTrue: 1},
-		bpf.RetConstant{Val: filterAccept},
+		bpf.RetConstant{Val: FilterAccept},
 		bpf.RetConstant{Val: 0},
 	}
 }
@@ -44,7 +43,7 @@ func TCPFilterIPv6(lo, hi uint16) []bpf.Instruction {
 		bpf.LoadAbsolute{Off: TCPDstPortOffset, Size: 2},
 		bpf.JumpIf{Cond: bpf.JumpLessThan, Val: uint32(lo), SkipTrue: 2},
 		bpf.JumpIf{Cond: bpf.JumpGreaterThan, Val: uint32(hi), SkipTrue: 1},
-		bpf.RetConstant{Val: filterAccept},
+		bpf.RetConstant{Val: FilterAccept},
 		bpf.RetConstant{Val: 0},
 	}
 }
@@ -87,7 +86,7 @@ func ICMPFilterIPv4(lo, hi uint16) []bpf.Instruction {
 		/* 20 */ bpf.LoadIndirect{Off: q + TCPSrcPortOffset, Size: 2},
 		/* 21 */ bpf.JumpIf{Cond: bpf.JumpLessThan, Val: uint32(lo), SkipTrue: 2},
 		/* 22 */ bpf.JumpIf{Cond: bpf.JumpGreaterThan, Val: uint32(hi), SkipTrue: 1},
-		/* 23 */ bpf.RetConstant{Val: filterAccept},
+		/* 23 */ bpf.RetConstant{Val: FilterAccept},
 		/* 24 */ bpf.RetConstant{Val: 0},
 	}
 }
@@ -108,24 +107,25 @@ func ICMPFilterIPv6(lo, hi uint16) []bpf.Instruction {
 		bpf.LoadAbsolute{Off: q + IPv6MinimumSize + TCPSrcPortOffset, Size: 2},
 		bpf.JumpIf{Cond: bpf.JumpLessThan, Val: uint32(lo), SkipTrue: 2},
 		bpf.JumpIf{Cond: bpf.JumpGreaterThan, Val: uint32(hi), SkipTrue: 1},
-		bpf.RetConstant{Val: filterAccept},
+		bpf.RetConstant{Val: FilterAccept},
 		bpf.RetConstant{Val: 0},
 	}
 }
 
-// maxRingAddrs is the most addresses per family the Ring's filter
-// checks; with more it takes every address (the cookies still decide).
-const maxRingAddrs = 16
+// MaxFilterAddrs is the most addresses per family ReplyFilter and
+// SYNFilter check; with more they take every address (the cookies still
+// decide).
+const MaxFilterAddrs = 16
 
-// ringFilterBody returns the part of the Ring's program that looks at the
-// packet alone, from its IPv4 or IPv6 header (an AF_PACKET SOCK_DGRAM
-// socket's data): it accepts the packets to one of dsts that the Conn's
-// TCP and ICMP filters for the family accept. For IPv6 the TCP or ICMPv6
+// ReplyFilter returns the part of rawsock.Ring's program that looks at
+// the packet alone, from its IPv4 or IPv6 header (an AF_PACKET SOCK_DGRAM
+// socket's data): it accepts the packets to one of dsts that the TCP and
+// ICMP filters above (a rawsock.Conn's) for the family accept. For IPv6 the TCP or ICMPv6
 // header must follow the fixed header directly. If no address of dsts is
-// of the family, nothing is accepted; with more than maxRingAddrs, any
+// of the family, nothing is accepted; with more than MaxFilterAddrs, any
 // destination is. It is self-contained (it ends in its own returns), so
 // it runs alone in the x/net/bpf VM, which knows no ancillary loads.
-func ringFilterBody(dsts []netip.Addr, lo, hi uint16, v6 bool) []bpf.Instruction {
+func ReplyFilter(dsts []netip.Addr, lo, hi uint16, v6 bool) []bpf.Instruction {
 	var mine []netip.Addr
 	for _, d := range dsts {
 		if d.IsValid() && d.Unmap().Is6() == v6 && !slices.Contains(mine, d.Unmap()) {
@@ -135,7 +135,7 @@ func ringFilterBody(dsts []netip.Addr, lo, hi uint16, v6 bool) []bpf.Instruction
 	if len(mine) == 0 {
 		return []bpf.Instruction{bpf.RetConstant{Val: 0}}
 	}
-	if len(mine) > maxRingAddrs {
+	if len(mine) > MaxFilterAddrs {
 		mine = nil
 	}
 	var prog []bpf.Instruction
@@ -213,31 +213,78 @@ func shiftLoads(prog []bpf.Instruction, off uint32) []bpf.Instruction {
 	return prog
 }
 
-// portRangeChecks returns the end of a program that has loaded a port into
-// register A: it accepts the packet if the port is in one of ranges and
-// drops it otherwise. Each range takes three instructions and ends in its
-// own return, so no jump reaches far.
-func portRangeChecks(ranges []PortRange) []bpf.Instruction {
-	prog := make([]bpf.Instruction, 0, 3*len(ranges)+1)
-	for _, r := range ranges {
-		prog = append(prog,
-			bpf.JumpIf{Cond: bpf.JumpLessThan, Val: uint32(r.Lo), SkipTrue: 2},
-			bpf.JumpIf{Cond: bpf.JumpGreaterThan, Val: uint32(r.Hi), SkipTrue: 1},
-			bpf.RetConstant{Val: filterAccept})
-	}
-	return append(prog, bpf.RetConstant{Val: 0})
-}
-
-// checkRanges reports ranges that are empty, reversed, include port 0 or
-// are more than maxPortRanges.
-func checkRanges(ranges []PortRange) error {
-	if len(ranges) == 0 || len(ranges) > maxPortRanges {
-		return fmt.Errorf("rawsock: %d port ranges (want 1 to %d)", len(ranges), maxPortRanges)
-	}
-	for _, r := range ranges {
-		if r.Lo == 0 || r.Hi < r.Lo {
-			return fmt.Errorf("rawsock: bad port range %d-%d", r.Lo, r.Hi)
+// SYNFilter returns the part of rawsock.Ring's program that takes our own
+// probes as they leave (rawsock.RingConfig.Outgoing), from the IPv4 or IPv6
+// header: TCP SYNs (SYN set; ACK, RST and FIN clear) from one of srcs with
+// a source port in [lo, hi]. IPv4 options are handled, a non-first
+// fragment refused; for IPv6 the TCP header must follow the fixed header.
+// If no address of srcs is of the family, nothing is accepted; with more
+// than MaxFilterAddrs, any source is. Self-contained like ReplyFilter.
+func SYNFilter(srcs []netip.Addr, lo, hi uint16, v6 bool) []bpf.Instruction {
+	var mine []netip.Addr
+	for _, a := range srcs {
+		if a.IsValid() && a.Unmap().Is6() == v6 && !slices.Contains(mine, a.Unmap()) {
+			mine = append(mine, a.Unmap())
 		}
 	}
-	return nil
+	if len(mine) == 0 {
+		return []bpf.Instruction{bpf.RetConstant{Val: 0}}
+	}
+	if len(mine) > MaxFilterAddrs {
+		mine = nil
+	}
+	const synMask = uint32(FlagSyn | FlagAck | FlagRst | FlagFin)
+	var body []bpf.Instruction
+	if v6 {
+		body = []bpf.Instruction{
+			bpf.LoadAbsolute{Off: IPv6NextHeaderOffset, Size: 1},
+			bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: ProtocolTCP, SkipTrue: 7},
+			bpf.LoadAbsolute{Off: IPv6MinimumSize + TCPSrcPortOffset, Size: 2},
+			bpf.JumpIf{Cond: bpf.JumpLessThan, Val: uint32(lo), SkipTrue: 5},
+			bpf.JumpIf{Cond: bpf.JumpGreaterThan, Val: uint32(hi), SkipTrue: 4},
+			bpf.LoadAbsolute{Off: IPv6MinimumSize + TCPFlagsOffset, Size: 1},
+			bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: synMask},
+			bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: uint32(FlagSyn), SkipTrue: 1},
+			bpf.RetConstant{Val: FilterAccept},
+			bpf.RetConstant{Val: 0},
+		}
+	} else {
+		body = []bpf.Instruction{
+			bpf.LoadAbsolute{Off: IPv4ProtocolOffset, Size: 1},
+			bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: ProtocolTCP, SkipTrue: 10},
+			bpf.LoadAbsolute{Off: IPv4FlagsFragOffset, Size: 2},
+			bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: 0x1fff, SkipTrue: 8},
+			bpf.LoadMemShift{Off: IPv4VersIHLOffset}, // X = IHL*4
+			bpf.LoadIndirect{Off: TCPSrcPortOffset, Size: 2},
+			bpf.JumpIf{Cond: bpf.JumpLessThan, Val: uint32(lo), SkipTrue: 5},
+			bpf.JumpIf{Cond: bpf.JumpGreaterThan, Val: uint32(hi), SkipTrue: 4},
+			bpf.LoadIndirect{Off: TCPFlagsOffset, Size: 1},
+			bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: synMask},
+			bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: uint32(FlagSyn), SkipTrue: 1},
+			bpf.RetConstant{Val: FilterAccept},
+			bpf.RetConstant{Val: 0},
+		}
+	}
+	// The source address against each of mine: one block per address
+	// (a word at a time; a mismatch goes on to the next block, after the
+	// last to the drop below; a match jumps to the body).
+	off, words := uint32(IPv4SrcAddrOffset), 1
+	if v6 {
+		off, words = IPv6SrcAddrOffset, 4
+	}
+	block := 2*words + 1
+	var prog []bpf.Instruction
+	for k, a := range mine {
+		b := a.AsSlice()
+		for i := range words {
+			prog = append(prog,
+				bpf.LoadAbsolute{Off: off + uint32(4*i), Size: 4},
+				bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: binary.BigEndian.Uint32(b[4*i:]), SkipTrue: uint8(block - 2*i - 2)})
+		}
+		prog = append(prog, bpf.Jump{Skip: uint32((len(mine)-k-1)*block + 1)})
+	}
+	if len(mine) > 0 {
+		prog = append(prog, bpf.RetConstant{Val: 0})
+	}
+	return append(prog, body...)
 }
