@@ -656,18 +656,27 @@ func (u *usable) broadcasts() map[netip.Addr]string {
 	return u.bcast
 }
 
+// broadcastsFor returns the broadcasts that matter to a: none for IPv6,
+// which has no broadcast (nothing is asked of the kernel).
+func (u *usable) broadcastsFor(a netip.Addr) map[netip.Addr]string {
+	if !a.Unmap().Is4() {
+		return nil
+	}
+	return u.broadcasts()
+}
+
 // hostAddrs returns the usable ones of the addresses host resolved to, or
 // the refusal of the first when none is.
 func (u *usable) hostAddrs(host string, addrs []netip.Addr) ([]netip.Addr, error) {
 	var ok []netip.Addr
 	for _, a := range addrs {
-		if scan.Unusable(a, u.broadcasts()) == "" {
+		if scan.Unusable(a, u.broadcastsFor(a)) == "" {
 			ok = append(ok, a)
 		}
 	}
 	if len(ok) == 0 {
 		return nil, usagef("%s resolves to %v, %s; a probe goes to one host: give a unicast address",
-			host, addrs[0], scan.Unusable(addrs[0], u.broadcasts()))
+			host, addrs[0], scan.Unusable(addrs[0], u.broadcastsFor(addrs[0])))
 	}
 	return ok, nil
 }
@@ -681,11 +690,7 @@ func (u *usable) block(spec *scan.Spec, b *scan.Builder, quiet bool) error {
 	if spec.Host != "" {
 		return nil
 	}
-	var bcast map[netip.Addr]string
-	if spec.Prefix.Addr().Is4() {
-		bcast = u.broadcasts()
-	}
-	bad, why, skip := scan.CheckBlock(spec.Prefix, bcast)
+	bad, why, skip := scan.CheckBlock(spec.Prefix, u.broadcastsFor(spec.Prefix.Addr()))
 	switch {
 	case bad.IsValid() && quiet:
 		return fmt.Errorf("an address that is never a destination (%s); a probe goes to one host: give unicast addresses", why)

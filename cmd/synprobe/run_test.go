@@ -50,6 +50,7 @@ type fakeSystem struct {
 	events  []string // set-up steps and the drop, in order
 
 	unownedGuard bool
+	bcastCalls   int // broadcasts() calls
 }
 
 type fakeGuard struct {
@@ -143,6 +144,7 @@ func (f *fakeSystem) cleanup() ([]string, error) { return []string{"synprobe_99_
 
 // The prober's subnet is 198.18.0.0/24 on veth0.
 func (f *fakeSystem) broadcasts() (map[netip.Addr]string, error) {
+	f.bcastCalls++
 	return map[netip.Addr]string{netip.MustParseAddr("198.18.0.255"): "veth0"}, nil
 }
 
@@ -415,6 +417,29 @@ func TestTextOutput(t *testing.T) {
 	_, quiet, _ := runCLI(t, &fakeSystem{}, "-q", "-c", "1", "lab.test:80")
 	if strings.Contains(quiet, "SYNPROBE") || strings.Contains(quiet, "seq=") || !strings.Contains(quiet, "statistics") {
 		t.Errorf("-q output:\n%s", quiet)
+	}
+}
+
+// TestBroadcastsIPv4Only: the host's broadcast addresses are asked of the
+// kernel for IPv4 targets only, once; IPv6 has no broadcast.
+func TestBroadcastsIPv4Only(t *testing.T) {
+	for _, tt := range []struct {
+		args  []string
+		calls int
+	}{
+		{[]string{"-c", "1", "[2001:db8::2]:80"}, 0},
+		{[]string{"-6", "-c", "1", "lab.test:80"}, 0},
+		{[]string{"[2001:db8::2]:80-81", "[2001:db8::/126]:22"}, 0},
+		{[]string{"-c", "1", "198.18.0.2:80"}, 1},
+		{[]string{"198.18.0.0/30:22", "198.18.0.2:80-81", "[2001:db8::2]:80"}, 1},
+	} {
+		sys := &fakeSystem{}
+		if code, _, stderr := runCLI(t, sys, tt.args...); code == exitUsage || code == exitFailure {
+			t.Fatalf("%v: exit %d: %s", tt.args, code, stderr)
+		}
+		if sys.bcastCalls != tt.calls {
+			t.Errorf("%v: broadcasts asked %d times, want %d", tt.args, sys.bcastCalls, tt.calls)
+		}
 	}
 }
 
