@@ -52,6 +52,7 @@ import (
 // Close notes (CloseReport.Note).
 const (
 	noteLateFIN           = "its FIN acknowledged ours but left more than 1 ms after ours reached it: a separate ACK before it (4-way) may have been lost, or it is the retransmission of a lost FIN that left before ours arrived (simultaneous)"
+	noteVariedFIN         = "its FIN acknowledged ours, but the path's delay varied by more than 1 ms between our round trips (its FIN came back sooner after ours than its SYN-ACK after our SYN): whether it left at once cannot be told; a separate ACK before it (4-way) may have been lost, or it is the retransmission of a lost FIN that left before ours arrived (simultaneous)"
 	noteFirstFINLost      = "its first FIN was lost (a segment sent after it arrived first): 3-way if that FIN acknowledged ours, simultaneous if it left before ours arrived, 4-way if an ACK before it was lost too"
 	noteLossSeen          = "segments were lost on this connection: a separate ACK before its FIN (4-way) may have been lost too"
 	noteDataBeforeFINLost = "the data it sent before its FIN was lost: whether it acknowledged our FIN (4-way) is unknown"
@@ -89,7 +90,7 @@ func (c *tcb) observe(p *Prober, e *pending, in *inbound) string {
 			// Nothing from past its FIN came before: taken for the
 			// FIN's first transmission.
 			c.firstFIN = 1
-			c.firstFINDly = p.replyDelay(e, in)
+			c.firstFINDly, c.firstFINVaried = p.replyDelay(e, in)
 			c.firstFINAt = rxStamp(in)
 			c.firstFINTS, c.firstFINTSOK = pkt.Options.TSVal, pkt.Options.Timestamps
 			c.finSegStart = start
@@ -167,11 +168,17 @@ func (c *tcb) answers(p *Prober, e *pending, in *inbound) int {
 //     the way back is enough (CI: a SYN-ACK 177 ms late, a FIN that left
 //     100 ms after ours arrived, judged prompt).
 //   - by the peer's clock (tsDelay): blind to the way back.
-func (p *Prober) replyDelay(e *pending, in *inbound) time.Duration {
+//
+// When the estimate by our clock is below zero by more than promptReply,
+// the path's delay visibly varied by that much between the two round
+// trips, and a delay of the peer's within that variation cannot be told:
+// varied is set.
+func (p *Prober) replyDelay(e *pending, in *inbound) (d time.Duration, varied bool) {
 	c := e.c
 	k := max(c.answers(p, e, in), 0)
-	d, _ := p.since(c.finTxs[k].at, rxStamp(in), e.t().Addr.Is6())
-	return max(d-c.minRTT, p.tsDelay(e, in, k))
+	since, _ := p.since(c.finTxs[k].at, rxStamp(in), e.t().Addr.Is6())
+	byRTT := since - c.minRTT
+	return max(byRTT, p.tsDelay(e, in, k)), byRTT < -promptReply
 }
 
 // tsDelay estimates the same delay from the peer's timestamps: the ticks
@@ -230,6 +237,8 @@ func (c *tcb) judge(p *Prober) (ClosePattern, PatternSet, string) {
 			// retransmission of a lost FIN that left before ours
 			// arrived (whose ACK of our FIN was lost too).
 			alts, why = alts.Add(Close4Way).Add(CloseSimultaneous), noteLateFIN
+		case c.firstFINVaried:
+			alts, why = alts.Add(Close4Way).Add(CloseSimultaneous), noteVariedFIN
 		case c.lossSeen:
 			alts, why = alts.Add(Close4Way), noteLossSeen
 		}

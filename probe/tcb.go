@@ -163,29 +163,30 @@ type tcb struct {
 	peerFirst         bool      // we had the peer's FIN when we sent ours
 
 	// The peer's FIN and the evidence on the order of the close (judge).
-	peerFIN      bool  // its FIN received in order
-	ackedPeerFIN bool  // and we have sent an ACK of it
-	peerFINAt    stamp // when
-	finKnown     bool  // a segment carrying its FIN was seen (in order or not)
-	peerFINSeq   uint32
-	hiSet        bool
-	hiPos        uint32 // the highest sequence position the peer was seen to have reached
-	finSeen      bool   // a FIN segment has been judged
-	firstFIN     int8   // the first FIN segment seen: 1 acknowledged ours (and was no retransmission), 0 unknown
-	firstFINDly  time.Duration
-	firstFINAt   stamp  // its arrival
-	firstFINTS   uint32 // its TSval
-	firstFINTSOK bool
-	finSegStart  uint32 // where the segment carrying it starts
-	pureAckSet   bool
-	pureAckMin   uint32 // lowest seq of a pure ACK that acknowledged our FIN
-	firstPure    int8   // of the first such ACK: which of our FIN transmissions it answers, +1 (0 unknown)
-	dataAckSet   bool
-	dataAckMin   uint32 // lowest end of a first-transmission data segment that acknowledged our FIN
-	notAckSet    bool
-	notAckEnd    uint32 // highest end of a segment that did not acknowledge our FIN
-	reportAt     time.Time
-	reportTrace  int // trace index of the segment that decided, -1 if none
+	peerFIN        bool  // its FIN received in order
+	ackedPeerFIN   bool  // and we have sent an ACK of it
+	peerFINAt      stamp // when
+	finKnown       bool  // a segment carrying its FIN was seen (in order or not)
+	peerFINSeq     uint32
+	hiSet          bool
+	hiPos          uint32 // the highest sequence position the peer was seen to have reached
+	finSeen        bool   // a FIN segment has been judged
+	firstFIN       int8   // the first FIN segment seen: 1 acknowledged ours (and was no retransmission), 0 unknown
+	firstFINDly    time.Duration
+	firstFINVaried bool   // the path's delay varied more than promptReply: firstFINDly is not to be trusted
+	firstFINAt     stamp  // its arrival
+	firstFINTS     uint32 // its TSval
+	firstFINTSOK   bool
+	finSegStart    uint32 // where the segment carrying it starts
+	pureAckSet     bool
+	pureAckMin     uint32 // lowest seq of a pure ACK that acknowledged our FIN
+	firstPure      int8   // of the first such ACK: which of our FIN transmissions it answers, +1 (0 unknown)
+	dataAckSet     bool
+	dataAckMin     uint32 // lowest end of a first-transmission data segment that acknowledged our FIN
+	notAckSet      bool
+	notAckEnd      uint32 // highest end of a segment that did not acknowledge our FIN
+	reportAt       time.Time
+	reportTrace    int // trace index of the segment that decided, -1 if none
 
 	peerBytes             int
 	peerRetrans, outOrder int
