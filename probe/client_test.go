@@ -289,6 +289,32 @@ func TestClientRounds(t *testing.T) {
 	}
 }
 
+// TestClientSequentialWakes: probe after probe, each submitted while the
+// engine may be draining its socket. A wake the drain took once left the
+// engine blocked in Recv for good (1 hang in some 1,500 probes).
+func TestClientSequentialWakes(t *testing.T) {
+	c := probetest.NewConn(byPort)
+	cl, err := probe.NewClient(&probe.ClientConfig{
+		Conn: c, SourcePorts: []uint16{61000, 61001, 61002, 61003},
+		Source: func(netip.Addr) (netip.Addr, error) { return src4, nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for i := range 3000 {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		r, err := cl.Probe(ctx, netip.AddrPortFrom(dst4, 100+uint16(i%2)*100), nil)
+		cancel()
+		if err != nil {
+			t.Fatalf("probe %d: %v", i, err)
+		}
+		if want := []probe.State{probe.StateOpen, probe.StateClosed}[i%2]; r.State != want {
+			t.Fatalf("probe %d: %v, want %v", i, r.State, want)
+		}
+	}
+}
+
 // takeSpy is a PortAllocator that records whether each SYN carried
 // timestamps.
 type takeSpy struct {

@@ -361,6 +361,12 @@ func (p *Prober) loop(ctx context.Context, main *job) error {
 		if now.Before(p.spinUntil) {
 			deadline = now // poll
 		}
+		if p.signaled.Load() {
+			// A job or cancellation came after intake, and drain may
+			// have taken its Wake (ErrWoken): signal wakes only once
+			// per intake, so blocking now would never end.
+			continue
+		}
 		n, rx, err := p.conn.Recv(buf, deadline)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
