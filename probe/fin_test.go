@@ -36,6 +36,7 @@ type peer struct {
 	// SYN-ACK back, as a queue on the way back would.
 	realTime    bool
 	synackDelay time.Duration
+	synAt       time.Time // when our SYN reached it (real time)
 }
 
 const peerISN = 5000
@@ -60,6 +61,7 @@ func (pr *peer) respond(p *wire.Packet, b []byte, id uint32) []probetest.Reply {
 			})
 		}
 		if pr.realTime {
+			pr.synAt = time.Now()
 			return []probetest.Reply{{Packet: b, Delay: pr.synackDelay}}
 		}
 		return []probetest.Reply{{Packet: b, After: rtt}}

@@ -99,7 +99,7 @@ func (c *tcb) observe(p *Prober, e *pending, in *inbound) string {
 		}
 		c.finSeen = true
 	case n == 0 && acked:
-		if !c.pureAckSet {
+		if !c.pureAckSet && c.answersSurely(p, e, in) {
 			c.firstPure = int8(c.answers(p, e, in) + 1)
 		}
 		if !c.pureAckSet || seqLT(start, c.pureAckMin) {
@@ -157,6 +157,24 @@ func (c *tcb) answers(p *Prober, e *pending, in *inbound) int {
 		}
 	}
 	return 0
+}
+
+// answersSurely reports whether answers can name the transmission for
+// certain: by the TSecr, or because no later transmission had left when in
+// arrived. By timing alone it cannot be sure once a later one had: the
+// lowest RTT seen bounds the path's RTT from above, not from below (a
+// delayed SYN-ACK inflates it), so an answer to the later one may come
+// back sooner than that RTT.
+func (c *tcb) answersSurely(p *Prober, e *pending, in *inbound) bool {
+	if c.ts && in.pkt.Options.Timestamps {
+		return true
+	}
+	k := max(c.answers(p, e, in), 0)
+	if k == c.finRetries {
+		return true
+	}
+	d, _ := p.since(c.finTxs[k+1].at, rxStamp(in), e.t().Addr.Is6())
+	return d < 0
 }
 
 // replyDelay estimates how long after our FIN reached the peer the

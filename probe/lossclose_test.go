@@ -137,13 +137,12 @@ func TestCloseUnderLoss(t *testing.T) {
 				// timestamps, its FIN coming back sooner after ours than
 				// its SYN-ACK after our SYN shows the path's delay varied
 				// too much to call it prompt.
-				start := time.Now()
 				pr := newPeer(func(pr *peer, p *wire.Packet) []probetest.Reply {
 					if !isFIN(p) {
 						return nil
 					}
 					pr.takes(p)
-					pr.tsval = peerTS.TSVal + uint32(time.Since(start).Milliseconds()) + 100
+					pr.tsval = peerTS.TSVal + uint32(time.Since(pr.synAt).Milliseconds()) + 100
 					r := pr.send(p, wire.FlagFin|wire.FlagAck, nil, 0)
 					r.Delay = 100 * time.Millisecond
 					return []probetest.Reply{r}
@@ -156,19 +155,45 @@ func TestCloseUnderLoss(t *testing.T) {
 				}
 			})
 			t.Run("3-way, the SYN-ACK 150 ms late: the path varied, alternatives", func(t *testing.T) {
-				start := time.Now()
 				pr := newPeer(func(pr *peer, p *wire.Packet) []probetest.Reply {
 					if !isFIN(p) {
 						return nil
 					}
 					pr.takes(p)
-					pr.tsval = peerTS.TSVal + uint32(time.Since(start).Milliseconds())
+					pr.tsval = peerTS.TSVal + uint32(time.Since(pr.synAt).Milliseconds())
 					return []probetest.Reply{pr.send(p, wire.FlagFin|wire.FlagAck, nil, 0)}
 				})
 				pr.realTime, pr.synackDelay = true, 150*time.Millisecond
 				_, c, _ := runFIN(t, pr, probe.Config{Hold: 300 * time.Millisecond})
 				if c.Pattern != probe.Close3Way || c.Alternatives != alts(probe.Close4Way, probe.CloseSimultaneous) || !strings.Contains(c.Note, "delay varied") {
 					t.Errorf("close %+v, want 3-way, alternatives 4-way and simultaneous: the path's delay varied", c)
+				}
+			})
+			t.Run("3-way, its FIN+ACK lost, the SYN-ACK 150 ms late", func(t *testing.T) {
+				// Item 5 again, on a path whose only RTT sample is
+				// inflated: the ACK answering our retransmitted FIN comes
+				// back sooner than that RTT. Without timestamps, timing
+				// alone must not take it for the answer to our first FIN
+				// (which would make the close certainly simultaneous).
+				pr := newPeer(func(pr *peer, p *wire.Packet) []probetest.Reply {
+					if !isFIN(p) {
+						return nil
+					}
+					pr.tsval += 200
+					if finCount(pr) == 1 {
+						pr.takes(p)
+						pr.send(p, wire.FlagFin|wire.FlagAck, nil, 0) // lost
+						return nil
+					}
+					a := pr.send(p, wire.FlagAck, nil, 0)
+					a.Delay = 5 * time.Millisecond
+					fin := probetest.Reply{Packet: pr.seg(p, wire.FlagFin|wire.FlagAck, pr.sndNxt-1, nil), Delay: 10 * time.Millisecond}
+					return []probetest.Reply{a, fin}
+				})
+				pr.realTime, pr.synackDelay = true, 150*time.Millisecond
+				_, c, _ := runFIN(t, pr, probe.Config{CloseTimeout: 3 * time.Second})
+				if c.Pattern != probe.Close3Way || c.Alternatives != alts(probe.CloseSimultaneous, probe.Close4Way) || c.FinRetransmits != 1 {
+					t.Errorf("close %+v, want 3-way, alternatives simultaneous and 4-way", c)
 				}
 			})
 			t.Run("4-way, its ACK reordered behind its FIN", func(t *testing.T) {
