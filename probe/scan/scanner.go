@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/synprobe/synprobe/probe"
+	"github.com/synprobe/synprobe/probe/internal/core"
 	"github.com/synprobe/synprobe/rawsock"
 )
 
@@ -181,6 +182,7 @@ type scanner struct {
 	opts     [2][rawsock.MaxOptionsSize]byte
 	optLen   [2]int
 	tsOff    [2]int
+	clock    core.Clock // TSvals
 
 	now      func() time.Time // cfg.Now
 	outs     [2]BatchSender   // per family: what sends its probes
@@ -277,6 +279,7 @@ func newScanner(conn Conn, cfg Config) (*scanner, error) {
 		now:      cfg.Now,
 		outs:     [2]BatchSender{conn, conn},
 		rxStamps: rawsock.NewTxStamps(stampBatch),
+		clock:    core.NewClock(&cfg.Cookie),
 	}
 	if cfg.Send4 != nil {
 		s.outs[0] = cfg.Send4
@@ -322,19 +325,7 @@ func newScanner(conn Conn, cfg Config) (*scanner, error) {
 		s.tsOff[fam] = -1
 		if o != nil {
 			s.optLen[fam] = o.Encode(s.opts[fam][:])
-			for i := 0; i+10 <= s.optLen[fam]; {
-				switch s.opts[fam][i] {
-				case 1:
-					i++
-					continue
-				case 8:
-					s.tsOff[fam] = i + 2
-				}
-				if s.opts[fam][i+1] < 2 {
-					break
-				}
-				i += int(s.opts[fam][i+1])
-			}
+			s.tsOff[fam] = core.TSvalOffset(s.opts[fam][:s.optLen[fam]])
 		}
 	}
 	return s, nil
@@ -579,7 +570,7 @@ func (s *scanner) sender(ctx context.Context, pass int, last bool, first uint64)
 		sport := s.sport(idx, pass)
 		isn := s.cfg.Cookie.ISN(src, addr, sport, port, 0)
 		if s.tsOff[fam] >= 0 {
-			binary.BigEndian.PutUint32(opts[fam][s.tsOff[fam]:], uint32(s.now().Sub(s.start)/time.Microsecond))
+			binary.BigEndian.PutUint32(opts[fam][s.tsOff[fam]:], s.clock.TSval(s.now()))
 		}
 		seg := rawsock.Segment{
 			Src: src, Dst: addr, TTL: s.cfg.TTL, TOS: s.cfg.TOS,
@@ -666,7 +657,7 @@ func (s *scanner) sport(idx uint64, pass int) uint16 {
 func (s *scanner) receive(stop *atomic.Bool) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	failures := 0
+	var failures core.Failures
 	var drops uint64
 	for reads := 0; !stop.Load(); reads++ {
 		s.stampsRead = false
@@ -676,19 +667,14 @@ func (s *scanner) receive(stop *atomic.Bool) error {
 			// through a backlog is not quiet.
 			s.lastAnswer.Store(s.now().UnixNano())
 		}
-		if err != nil {
-			switch {
-			case errors.Is(err, net.ErrClosed):
-				return nil
-			case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, rawsock.ErrWoken):
-				continue
-			}
-			if failures++; failures > 1000 {
-				return err
-			}
+		switch failures.Judge(err) {
+		case core.Closed:
+			return nil
+		case core.Fatal:
+			return err
+		case core.Idle, core.Skip:
 			continue
 		}
-		failures = 0
 		// Answers lost on the way in since the last slow-down: slow
 		// down, as on a send error.
 		if reads%64 == 0 {
@@ -802,48 +788,33 @@ func (s *scanner) srcOf(idx uint64) netip.Addr {
 }
 
 func (s *scanner) handle(pkt *rawsock.Packet, rx time.Time) {
-	if pkt.IsICMP() {
-		q := &pkt.Quoted
-		if !q.HasSeq || !s.ours(q.Src) || q.SrcPort < s.cfg.PortLo || q.SrcPort > s.cfg.PortHi {
-			return
-		}
-		if q.Seq != s.cfg.Cookie.ISN(q.Src, q.Dst, q.SrcPort, q.DstPort, 0) {
-			return
-		}
-		s.answer(q.Dst, q.DstPort, func(r *probe.ScanResult, idx uint64) {
-			s.begin(r, idx, q.Dst, q.DstPort, q.SrcPort, rx)
+	// An answer to one of our SYNs (core.Of) from one of our addresses,
+	// keyed by the cookie: probe id 0, as every scan probe.
+	a, ok := core.Of(pkt, s.cfg.PortLo, s.cfg.PortHi)
+	if !ok || !s.ours(a.Local) || !a.Keyed(&s.cfg.Cookie, 0) {
+		return
+	}
+	switch a.Kind {
+	case core.ICMP:
+		s.answer(a.Remote, a.RemotePort, func(r *probe.ScanResult, idx uint64) {
+			s.begin(r, idx, a.Remote, a.RemotePort, a.LocalPort, rx)
 			r.State = probe.StateFiltered
-			r.Reason = rawsock.ICMPReason(q.Dst.Is6(), pkt.ICMPType, pkt.ICMPCode)
+			r.Reason = rawsock.ICMPReason(a.Remote.Is6(), pkt.ICMPType, pkt.ICMPCode)
 			r.From, r.TTL, r.TOS, r.IPID, r.DF = pkt.Src, pkt.TTL, pkt.TOS, pkt.ID, pkt.DF
 			r.ICMPType, r.ICMPCode = pkt.ICMPType, pkt.ICMPCode
-			if pkt.Src != q.Dst {
+			if pkt.Src != a.Remote {
 				r.Hint = "icmp-from-other-address"
 			}
 			s.filt.Add(1)
 		})
 		return
-	}
-	if pkt.Proto != rawsock.ProtocolTCP || pkt.Flags&rawsock.FlagAck == 0 || !s.ours(pkt.Dst) ||
-		pkt.DstPort < s.cfg.PortLo || pkt.DstPort > s.cfg.PortHi {
-		return
-	}
-	isn := s.cfg.Cookie.ISN(pkt.Dst, pkt.Src, pkt.DstPort, pkt.SrcPort, 0)
-	if pkt.Ack != isn+1 {
-		return
-	}
-	synack := pkt.Flags&(rawsock.FlagSyn|rawsock.FlagRst) == rawsock.FlagSyn
-	rst := pkt.Flags&rawsock.FlagRst != 0
-	if !synack && !rst {
-		return
-	}
-	if synack {
+	case core.SynAck:
 		// Free the server's half-open entry, for duplicates too: the
 		// server retransmits its SYN-ACK when our RST was lost.
-		s.sendRST(pkt, isn)
-	}
-	if synack {
+		s.sendRST(&a)
 		s.hostTTL[pkt.Src] = pkt.TTL
 	}
+	synack := a.Kind == core.SynAck
 	s.answer(pkt.Src, pkt.SrcPort, func(r *probe.ScanResult, idx uint64) {
 		s.begin(r, idx, pkt.Src, pkt.SrcPort, pkt.DstPort, rx)
 		r.From, r.TTL, r.TOS, r.IPID, r.DF = pkt.Src, pkt.TTL, pkt.TOS, pkt.ID, pkt.DF
@@ -960,11 +931,10 @@ func MiddleboxTTL(synack, other uint8) bool {
 	return h1 != h2
 }
 
-func (s *scanner) sendRST(pkt *rawsock.Packet, isn uint32) {
-	seg := rawsock.Segment{
-		Src: pkt.Dst, Dst: pkt.Src, TTL: s.cfg.TTL, TOS: s.cfg.TOS, DF: true,
-		SrcPort: pkt.DstPort, DstPort: pkt.SrcPort, Seq: isn + 1, Flags: rawsock.FlagRst,
-	}
+// sendRST frees the half-open connection the SYN-ACK a left at the
+// server (core.Reset).
+func (s *scanner) sendRST(a *core.Answer) {
+	seg := core.Reset(a.Tuple, a.ISN, s.cfg.TTL, s.cfg.TOS)
 	if n, err := seg.Build(s.rstBuf[:]); err == nil {
 		s.rstID = (s.rstID + 1) | stampIDBit // not a probe's stamp id
 		_ = s.conn.Send(s.rstBuf[:n], s.rstID)
