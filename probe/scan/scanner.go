@@ -150,6 +150,10 @@ type Summary struct {
 	// (transmit and receive), UserClock those timed with the user-space
 	// clock at one end at least (Result.KernelClock).
 	KernelClock, UserClock uint64
+
+	// SendPath and RecvPath say how the probes were sent and the answers
+	// read (Net.Scan); empty for Scan.
+	SendPath, RecvPath string
 }
 
 // Scan probes every pair of cfg.Set once, in a keyed random order, and
