@@ -166,6 +166,13 @@ type Prober struct {
 
 	spinUntil time.Time // poll without blocking until then (spinAfterSend)
 
+	// feed, if set, also gets every packet received (a scan on the
+	// client: core.Lease.Feed). feedOn spares the loop the lock while
+	// there is none.
+	feedMu sync.Mutex
+	feed   func(b []byte, rx time.Time)
+	feedOn atomic.Bool
+
 	clock core.Clock // TSvals
 	pkt   [1600]byte
 	res   Result
@@ -367,12 +374,35 @@ func (p *Prober) loop(ctx context.Context, main *job) error {
 		case core.Idle, core.Skip:
 			continue
 		}
+		p.fed(buf[:n], rx)
 		if rawsock.Parse(buf[:n], &in.pkt) != nil {
 			continue
 		}
 		in.rx, in.user = rx, p.now()
 		p.handle(&in)
 	}
+}
+
+// setFeed makes fn (nil: none) the receiver of a copy of every packet
+// the loop reads. It returns once no call of the previous one is in
+// progress.
+func (p *Prober) setFeed(fn func(b []byte, rx time.Time)) {
+	p.feedMu.Lock()
+	p.feed = fn
+	p.feedOn.Store(fn != nil)
+	p.feedMu.Unlock()
+}
+
+// fed hands b to the feed, if any.
+func (p *Prober) fed(b []byte, rx time.Time) {
+	if !p.feedOn.Load() {
+		return
+	}
+	p.feedMu.Lock()
+	if p.feed != nil {
+		p.feed(b, rx)
+	}
+	p.feedMu.Unlock()
 }
 
 // maxDrain bounds the packets one drain reads, so that a flood of
@@ -395,6 +425,7 @@ func (p *Prober) drain(buf []byte, in *inbound, failures *core.Failures) (done b
 		case core.Skip:
 			continue
 		}
+		p.fed(buf[:n], rx)
 		if rawsock.Parse(buf[:n], &in.pkt) != nil {
 			continue
 		}
@@ -664,6 +695,10 @@ func (p *Prober) sendSYN(j *job, ti, seq int, now time.Time) bool {
 	}
 	id := p.nextID
 	p.nextID++
+	if id == core.ScanID { // a scan's
+		id = p.nextID
+		p.nextID++
+	}
 	e := pending{
 		state:    stateSynSent,
 		id:       id,

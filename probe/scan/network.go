@@ -141,7 +141,12 @@ type Net struct {
 //
 // Opening needs CAP_NET_RAW (errors wrap os.ErrPermission without it);
 // scanning on the Net afterwards needs no privilege.
-func OpenNet(cfg NetConfig) (n *Net, err error) {
+func OpenNet(cfg NetConfig) (*Net, error) { return openNet(cfg, 0, nil) }
+
+// openNet is OpenNet; a scan on a client (Run) gives the client's mark
+// and, for the answers of a scan too small for the ring, the client's
+// engine's feed, beside raw IP sockets that only send.
+func openNet(cfg NetConfig, mark uint32, feed *feedReceiver) (n *Net, err error) {
 	o := cfg.Opener
 	if o == nil {
 		o = System
@@ -188,10 +193,13 @@ func OpenNet(cfg NetConfig) (n *Net, err error) {
 		}
 		err = nil
 	}
+	if ring == nil && feed != nil {
+		n.Recv, n.RecvPath = feed, "the client's raw sockets"
+	}
 	// Transmit stamps come from the ring's copies of the probes when
 	// there is a ring, else from the send sockets' error queues.
 	c, err := o.Listen(rawsock.Config{IPv4: src[0], IPv6: src[1], PortLo: cfg.PortLo, PortHi: cfg.PortHi, Interface: cfg.Interface,
-		NoTxStamps: ring != nil, RecvBuffer: 64 << 20, SendOnly: ring != nil})
+		NoTxStamps: ring != nil, RecvBuffer: 64 << 20, SendOnly: n.Recv != nil, Mark: mark})
 	if err != nil {
 		return nil, err
 	}
@@ -240,7 +248,8 @@ func famIndex(a netip.Addr) int {
 // Scan runs a scan on n: Scan(ctx, n.Conn, cfg) with cfg's receiver and
 // senders set to n's. The Summary says how it sent and received.
 func (n *Net) Scan(ctx context.Context, cfg Config) (Summary, error) {
-	cfg.Recv, cfg.ProbeCopies = n.Recv, n.Recv != nil
+	_, fed := n.Recv.(*feedReceiver)
+	cfg.Recv, cfg.ProbeCopies = n.Recv, n.Recv != nil && !fed
 	cfg.Send4, cfg.Send6 = n.Send[0], n.Send[1]
 	sum, err := Scan(ctx, n.Conn, cfg)
 	sum.SendPath, sum.RecvPath = n.SendPath, n.RecvPath

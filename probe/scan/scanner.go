@@ -572,7 +572,7 @@ func (s *scanner) sender(ctx context.Context, pass int, last bool, first uint64)
 			flush()
 		}
 		sport := s.sport(idx, pass)
-		isn := s.cfg.Cookie.ISN(src, addr, sport, port, 0)
+		isn := s.cfg.Cookie.ISN(src, addr, sport, port, core.ScanID)
 		if s.tsOff[fam] >= 0 {
 			binary.BigEndian.PutUint32(opts[fam][s.tsOff[fam]:], s.clock.TSval(s.now()))
 		}
@@ -728,7 +728,7 @@ func (s *scanner) probeCopy(b []byte, tx time.Time) bool {
 	}
 	sport, dport := binary.BigEndian.Uint16(t[0:]), binary.BigEndian.Uint16(t[2:])
 	if tx.IsZero() || sport < s.cfg.PortLo || sport > s.cfg.PortHi ||
-		binary.BigEndian.Uint32(t[4:]) != s.cfg.Cookie.ISN(src, dst, sport, dport, 0) {
+		binary.BigEndian.Uint32(t[4:]) != s.cfg.Cookie.ISN(src, dst, sport, dport, core.ScanID) {
 		return true // not ours, and no answer either
 	}
 	if idx, _, ok := s.set.Index(dst, dport); ok {
@@ -793,9 +793,9 @@ func (s *scanner) srcOf(idx uint64) netip.Addr {
 
 func (s *scanner) handle(pkt *rawsock.Packet, rx time.Time) {
 	// An answer to one of our SYNs (core.Of) from one of our addresses,
-	// keyed by the cookie: probe id 0, as every scan probe.
+	// keyed by the cookie with the scans' probe id.
 	a, ok := core.Of(pkt, s.cfg.PortLo, s.cfg.PortHi)
-	if !ok || !s.ours(a.Local) || !a.Keyed(&s.cfg.Cookie, 0) {
+	if !ok || !s.ours(a.Local) || !a.Keyed(&s.cfg.Cookie, core.ScanID) {
 		return
 	}
 	switch a.Kind {

@@ -104,6 +104,38 @@ func (a *Answer) Keyed(cookie *rawsock.Cookie, id uint32) bool {
 	return a.Kind != None && a.ISN == cookie.ISN(a.Local, a.Remote, a.LocalPort, a.RemotePort, id)
 }
 
+// ScanID is the probe id in the ISN of every scan SYN (Answer.Keyed).
+// The engine gives it to no probe of its own, so that a scan and a probe
+// on one client never take each other's answers.
+const ScanID = ^uint32(0)
+
+// Lease is what a probe.Client lends a scan that runs on it: package
+// scan cannot see the client's insides, and no one else should.
+type Lease struct {
+	Cookie rawsock.Cookie
+	// Source returns the client's source address for dst.
+	Source func(dst netip.Addr) (netip.Addr, error)
+	// Ports are the client's source ports, sorted.
+	Ports     []uint16
+	Interface string
+	Mark      uint32
+	// Do runs fn in the client's network namespace.
+	Do func(fn func() error) error
+	// Feed hands every packet the client's engine receives to fn, on the
+	// engine's thread, until Feed(nil), which returns once no call of
+	// the previous fn is in progress.
+	Feed func(fn func(b []byte, rx time.Time))
+	// Queued, if set, reports whether packets wait in the client's
+	// sockets, which the engine has not read yet.
+	Queued func() bool
+	// Done is closed when the client's engine stops (Close).
+	Done <-chan struct{}
+}
+
+// Lend returns what client (a *probe.Client) lends a scan; package probe
+// sets it.
+var Lend func(client any) (*Lease, error)
+
 // Reset returns the segment that frees the half-open connection our SYN
 // with ISN isn on t may have left at the server: RST without ACK at
 // ISN+1, the one sequence number a server in SYN-RECEIVED takes without
