@@ -31,7 +31,7 @@ type mismatch struct {
 }
 
 func runScan(ctx context.Context, o *options, set *scan.Set, expecting bool, stdout, stderr io.Writer, sys network) (int, error) {
-	sources, _, _, err := scanSources(o, set, sys)
+	sources, err := scanSources(o, set, sys)
 	if err != nil {
 		return 0, err
 	}
@@ -132,49 +132,25 @@ func runScan(ctx context.Context, o *options, set *scan.Set, expecting bool, std
 }
 
 // scanSources works out the source address of every block of the set, as
-// the kernel would choose it (or -S). A block without a route gets its
-// family's first source: its probes then fail one by one, each reported
-// with the kernel's reason. src4 and src6 are each family's first.
-func scanSources(o *options, set *scan.Set, sys network) (sources []scan.SourceRange, src4, src6 netip.Addr, err error) {
-	var firstErr error
-	var failed netip.Addr
-	sources = scan.Sources(set, func(p netip.Prefix) netip.Addr {
-		src, serr := sourceFor(o, p.Addr(), sys)
-		if serr != nil {
-			if firstErr == nil {
-				firstErr, failed = serr, p.Addr()
-			}
-			// A placeholder of the family, filled in below.
-			if p.Addr().Is4() {
-				return netip.IPv4Unspecified()
-			}
-			return netip.IPv6Unspecified()
+// the kernel would choose it (or -S): scan.SourcesFor. When the first
+// block that fails fails for bad input (-S), that is the run's error.
+func scanSources(o *options, set *scan.Set, sys network) ([]scan.SourceRange, error) {
+	var first error
+	sources, err := scan.SourcesFor(set, func(dst netip.Addr) (netip.Addr, error) {
+		src, err := sourceFor(o, dst, sys)
+		if first == nil {
+			first = err
 		}
-		if src.Is4() && !src4.IsValid() {
-			src4 = src
-		} else if src.Is6() && !src6.IsValid() {
-			src6 = src
-		}
-		return src
+		return src, err
 	})
 	var u *usageError
-	if errors.As(firstErr, &u) {
-		return nil, src4, src6, firstErr
+	switch {
+	case errors.As(first, &u):
+		return nil, first
+	case err != nil:
+		return nil, &failure{err}
 	}
-	for i := range sources {
-		switch a := &sources[i].Addr; {
-		case *a == netip.IPv4Unspecified():
-			*a = src4
-		case *a == netip.IPv6Unspecified():
-			*a = src6
-		default:
-			continue
-		}
-		if !sources[i].Addr.IsValid() {
-			return nil, src4, src6, &failure{fmt.Errorf("no route to %v: %v", failed, firstErr)}
-		}
-	}
-	return sources, src4, src6, nil
+	return sources, nil
 }
 
 // evidence describes who answered and how, for a mismatch.

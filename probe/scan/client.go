@@ -33,8 +33,12 @@ import (
 //
 // A scan's SYNs and a probe's share the client's ports; their ISNs keep
 // every answer to its own. While a scan of fewer than RingMinPairs pairs
-// runs, the client's engine reads its answers and hands them over: a
-// concurrent Probe call then waits a little longer for its turn.
+// runs, the client's engine reads its answers and hands them over, and
+// cfg.OnResult runs on the engine's goroutine, as Rounds.OnResult does:
+// it must return soon and must not wait for another call on the same
+// client; a concurrent Probe call waits for it. A bigger scan reads a
+// ring of its own, and the client's engine reads and drops the copies
+// of its answers that the client's sockets receive.
 func Run(ctx context.Context, c *probe.Client, cfg Config) (Summary, error) {
 	switch {
 	case cfg.Recv != nil || cfg.ProbeCopies || cfg.Send4 != nil || cfg.Send6 != nil:
@@ -53,7 +57,7 @@ func Run(ctx context.Context, c *probe.Client, cfg Config) (Summary, error) {
 	if err != nil {
 		return Summary{}, err
 	}
-	srcs, err := sourcesOf(cfg.Set, l.Source)
+	srcs, err := SourcesFor(cfg.Set, l.Source)
 	if err != nil {
 		return Summary{}, err
 	}
@@ -79,22 +83,22 @@ func Run(ctx context.Context, c *probe.Client, cfg Config) (Summary, error) {
 	return n.Scan(ctx, cfg)
 }
 
-// sourcesOf gives every block of set the source address that source
-// finds for it. A block without a route gets its family's first source:
-// its probes then fail one by one, each reported with the kernel's
-// reason; a family with no route at all is an error.
-func sourcesOf(set *Set, source func(netip.Addr) (netip.Addr, error)) ([]SourceRange, error) {
+// SourcesFor gives every block of set the source address that source
+// finds for it (the kernel's routes, say: rawsock.SourceFinder). A block
+// without a route gets its family's first source: its probes then fail
+// one by one, each reported with the kernel's reason. A family with no
+// route at all is an error, a *NoRouteError.
+func SourcesFor(set *Set, source func(dst netip.Addr) (netip.Addr, error)) ([]SourceRange, error) {
 	var first [2]netip.Addr
-	var firstErr error
-	var failed netip.Addr
+	var noRoute *NoRouteError
 	srcs := Sources(set, func(p netip.Prefix) netip.Addr {
 		a, err := source(p.Addr())
 		if a = a.Unmap(); err == nil && a.Is4() != p.Addr().Is4() {
 			err = fmt.Errorf("the source %v found is of another family", a)
 		}
 		if err != nil {
-			if firstErr == nil {
-				firstErr, failed = err, p.Addr()
+			if noRoute == nil {
+				noRoute = &NoRouteError{Addr: p.Addr(), Err: err}
 			}
 			return netip.Addr{}
 		}
@@ -111,11 +115,21 @@ func sourcesOf(set *Set, source func(netip.Addr) (netip.Addr, error)) ([]SourceR
 		// Which family: the block's (the pair at the range's end).
 		addr, _, _ := set.Pair(r.End - 1)
 		if r.Addr = first[famIndex(addr)]; !r.Addr.IsValid() {
-			return nil, fmt.Errorf("scan: no route to %v: %w", failed, firstErr)
+			return nil, noRoute
 		}
 	}
 	return srcs, nil
 }
+
+// NoRouteError says that no address of a family has a route: the first
+// that failed, and why.
+type NoRouteError struct {
+	Addr netip.Addr
+	Err  error
+}
+
+func (e *NoRouteError) Error() string { return fmt.Sprintf("no route to %v: %v", e.Addr, e.Err) }
+func (e *NoRouteError) Unwrap() error { return e.Err }
 
 // errClientClosed ends a scan whose client was closed: its answers no
 // longer come.
