@@ -193,6 +193,7 @@ func (c *Client) lend() (*core.Lease, error) {
 		Do:        c.ns.do,
 		Feed:      c.p.setFeed,
 		Done:      c.loopDone,
+		Conn:      c.cfg.Conn,
 	}
 	if q, ok := c.p.conn.(interface{ Queued() bool }); ok {
 		l.Queued = q.Queued

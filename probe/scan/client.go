@@ -31,6 +31,13 @@ import (
 // result (cfg.OnResult), its middlebox hint judged against the SYN-ACKs
 // of the whole scan only in the Summary (Summary.Complete).
 //
+// A client given a Conn (probe.ClientConfig.Conn) opens nothing, nor does
+// its scan: the probes leave through that Conn (which must be a
+// scan.Conn) and the answers come through the client's receive loop. If
+// it is a rawsock.Conn, a scan and probes at the same time on it read
+// each other's transmit stamps from its error queues (rawsock.Conn.
+// ReadTxStamps): run them one after the other there.
+//
 // A scan's SYNs and a probe's share the client's ports; their ISNs keep
 // every answer to its own. While a scan of fewer than RingMinPairs pairs
 // runs, the client's engine reads its answers and hands them over, and
@@ -66,12 +73,21 @@ func Run(ctx context.Context, c *probe.Client, cfg Config) (Summary, error) {
 	cfg.Ports, cfg.PortLo, cfg.PortHi = l.Ports, l.Ports[0], l.Ports[len(l.Ports)-1]
 	feed := &feedReceiver{lease: l, wake: make(chan struct{}, 1)}
 	var n *Net
-	err = l.Do(func() (err error) {
-		n, err = openNet(NetConfig{Set: cfg.Set, Sources: srcs, PortLo: cfg.PortLo, PortHi: cfg.PortHi, Interface: l.Interface}, l.Mark, feed)
-		return err
-	})
-	if err != nil {
-		return Summary{}, err
+	if l.Conn != nil {
+		// The client opens nothing of its own: nor does its scan.
+		conn, ok := l.Conn.(Conn)
+		if !ok {
+			return Summary{}, errors.New("scan: the client's Conn cannot send batches (scan.Conn)")
+		}
+		n = &Net{Conn: conn, Recv: feed, SendPath: "the client's Conn", RecvPath: "the client's Conn"}
+	} else {
+		err = l.Do(func() (err error) {
+			n, err = openNet(NetConfig{Set: cfg.Set, Sources: srcs, PortLo: cfg.PortLo, PortHi: cfg.PortHi, Interface: l.Interface}, l.Mark, feed)
+			return err
+		})
+		if err != nil {
+			return Summary{}, err
+		}
 	}
 	defer n.Close()
 	if n.Recv == Receiver(feed) {

@@ -125,6 +125,9 @@ type Lease struct {
 	// engine's thread, until Feed(nil), which returns once no call of
 	// the previous fn is in progress.
 	Feed func(fn func(b []byte, rx time.Time))
+	// Conn is the network a client was given (probe.ClientConfig.Conn),
+	// nil when it opened its own sockets.
+	Conn any
 	// Queued, if set, reports whether packets wait in the client's
 	// sockets, which the engine has not read yet.
 	Queued func() bool
