@@ -365,6 +365,11 @@ func (p *Prober) loop(ctx context.Context, main *job) error {
 		if now.Before(p.spinUntil) {
 			deadline = now // poll
 		}
+		if p.signaled.Load() {
+			// The queue has news whose Wake a poll of drain's may have
+			// taken: look at it before blocking, or wait for nothing.
+			deadline = now
+		}
 		n, rx, err := p.conn.Recv(buf, deadline)
 		switch failures.Judge(err) {
 		case core.Closed:
