@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/synprobe/synprobe/probe"
@@ -148,8 +149,9 @@ func (e *NoRouteError) Error() string { return fmt.Sprintf("no route to %v: %v",
 func (e *NoRouteError) Unwrap() error { return e.Err }
 
 // errClientClosed ends a scan whose client was closed: its answers no
-// longer come.
-var errClientClosed = fmt.Errorf("scan: the client was closed during the scan: %w", probe.ErrClosed)
+// longer come, and silence would be taken for filtered ports. It does not
+// wrap net.ErrClosed, which would end the scan as if it had finished.
+var errClientClosed = errors.New("scan: the client was closed during the scan")
 
 // feedReceiver is a Receiver whose packets the client's engine hands
 // over (core.Lease.Feed), on its own thread. The packets that come
@@ -160,6 +162,7 @@ type feedReceiver struct {
 	mu    sync.Mutex // serializes fn's calls
 	fn    func([]byte, time.Time)
 	early []earlyPacket
+	lost  atomic.Uint64 // early packets beyond maxEarly
 	wake  chan struct{}
 	once  sync.Once
 }
@@ -179,6 +182,8 @@ func (f *feedReceiver) packet(b []byte, rx time.Time) {
 	if f.fn == nil {
 		if len(f.early) < maxEarly {
 			f.early = append(f.early, earlyPacket{append([]byte(nil), b...), rx})
+		} else {
+			f.lost.Add(1)
 		}
 		return
 	}
@@ -228,7 +233,9 @@ func (f *feedReceiver) Wake() {
 	}
 }
 
-func (f *feedReceiver) Dropped() uint64  { return 0 }
+// Dropped counts the packets that came before the first Read and found
+// no room (Summary.RecvDrops).
+func (f *feedReceiver) Dropped() uint64  { return f.lost.Load() }
 func (f *feedReceiver) Pending() float64 { return 0 }
 
 // Drained: the engine hands each packet over as it reads it, so the

@@ -140,3 +140,29 @@ func TestRunOnFakeClient(t *testing.T) {
 		t.Errorf("%d RSTs to the open port", rsts)
 	}
 }
+
+// A client closed during a scan ends it with an error: its silence is not
+// a verdict.
+func TestRunClientClosed(t *testing.T) {
+	conn := probetest.NewConn(func(*rawsock.Packet, []byte, uint32) []probetest.Reply { return nil })
+	defer conn.Close()
+	cl, err := probe.NewClient(&probe.ClientConfig{
+		Conn: conn, SourcePorts: []uint16{61000, 61001},
+		Source: func(netip.Addr) (netip.Addr, error) { return netip.MustParseAddr("198.18.0.1"), nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.AfterFunc(50*time.Millisecond, func() { cl.Close() })
+	reported := 0
+	sum, err := scan.Run(context.Background(), cl, scan.Config{
+		Set: mustSet(t, mustParse(t, "198.18.1.0/30:80")), Timeout: 5 * time.Second,
+		OnResult: func(*probe.ScanResult, scan.Origin) { reported++ },
+	})
+	if err == nil || reported != 0 {
+		t.Errorf("Run = %+v, %v after the client closed; %d results", sum, err, reported)
+	}
+	if _, err := scan.Run(context.Background(), cl, scan.Config{Set: mustSet(t, mustParse(t, "198.18.1.0/30:80"))}); err == nil {
+		t.Error("a closed client scanned")
+	}
+}

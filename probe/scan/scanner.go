@@ -349,6 +349,7 @@ func (s *scanner) run(ctx context.Context) (Summary, error) {
 
 	var sendTime time.Duration
 	var recvErr error
+	recvEnded := false // recvDone was read: the receiver ended by itself
 	interrupted := false
 	for p := 0; p <= s.cfg.Retries; p++ {
 		if p > 0 && s.answered.Count() == s.n {
@@ -400,6 +401,11 @@ func (s *scanner) run(ctx context.Context) (Summary, error) {
 				interrupted = true
 				break wait
 			case recvErr = <-recvDone:
+				recvEnded = true
+				if recvErr == nil {
+					// Closed under the scan: its silence is no verdict.
+					recvErr = errRecvClosed
+				}
 				break wait
 			case <-time.After(min(until.Sub(now), nextCheck.Sub(now), 10*time.Millisecond)):
 			}
@@ -418,7 +424,7 @@ func (s *scanner) run(ctx context.Context) (Summary, error) {
 	}
 	stopRecv.Store(true)
 	s.rcv.Wake()
-	if recvErr == nil {
+	if !recvEnded {
 		recvErr = <-recvDone
 	}
 	close(progressDone)
@@ -597,6 +603,10 @@ func (s *scanner) sender(ctx context.Context, pass int, last bool, first uint64)
 	}
 	flush()
 }
+
+// errRecvClosed ends a scan whose receiver stopped before the scan did:
+// its network was closed under it.
+var errRecvClosed = errors.New("scan: the network was closed during the scan")
 
 func isNoBufs(err error) bool { return errors.Is(err, syscall.ENOBUFS) }
 
