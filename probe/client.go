@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/synprobe/synprobe/probe/internal/core"
 	"github.com/synprobe/synprobe/rawsock"
 	"github.com/synprobe/synprobe/rawsock/wire"
 )
@@ -163,6 +164,42 @@ func NewClient(cfg *ClientConfig) (*Client, error) {
 	}
 	c.start()
 	return c, nil
+}
+
+func init() {
+	core.Lend = func(client any) (*core.Lease, error) {
+		c, ok := client.(*Client)
+		if !ok || c == nil {
+			return nil, errors.New("probe: no client")
+		}
+		return c.lend()
+	}
+}
+
+// lend returns what the client lends a scan (core.Lease).
+func (c *Client) lend() (*core.Lease, error) {
+	if err := c.usable(); err != nil {
+		return nil, err
+	}
+	ports := c.cfg.SourcePorts
+	if c.block != nil {
+		ports = c.block.Ports()
+	}
+	l := &core.Lease{
+		Cookie:    c.p.cookie,
+		Source:    c.source,
+		Ports:     slices.Sorted(slices.Values(ports)),
+		Interface: c.cfg.Interface,
+		Mark:      c.cfg.Mark,
+		Do:        c.ns.do,
+		Feed:      c.p.setFeed,
+		Done:      c.loopDone,
+		Conn:      c.cfg.Conn,
+	}
+	if q, ok := c.p.conn.(interface{ Queued() bool }); ok {
+		l.Queued = q.Queued
+	}
+	return l, nil
 }
 
 // open sets up the client's resources, each of which release closes.

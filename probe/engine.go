@@ -5,15 +5,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net"
-	"net/netip"
-	"os"
 	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/synprobe/synprobe/probe/internal/core"
 	"github.com/synprobe/synprobe/rawsock"
 	"github.com/synprobe/synprobe/rawsock/wire"
 )
@@ -169,11 +167,18 @@ type Prober struct {
 
 	spinUntil time.Time // poll without blocking until then (spinAfterSend)
 
-	tsBase uint32 // random TSval origin
-	pkt    [1600]byte
-	res    Result
-	close  CloseReport
-	trace  []TraceEvent
+	// feed, if set, also gets every packet received (a scan on the
+	// client: core.Lease.Feed). feedOn spares the loop the lock while
+	// there is none.
+	feedMu sync.Mutex
+	feed   func(b []byte, rx time.Time)
+	feedOn atomic.Bool
+
+	clock core.Clock // TSvals
+	pkt   [1600]byte
+	res   Result
+	close CloseReport
+	trace []TraceEvent
 }
 
 // inbound is a parsed packet with its arrival times.
@@ -233,7 +238,7 @@ func newEngine(conn Conn, ec engineConfig) (*Prober, error) {
 		conns:   make([]uint32, nports),
 		connOK:  make([]bool, nports),
 	}
-	p.tsBase = ec.cookie.ISN(netip.IPv4Unspecified(), netip.IPv4Unspecified(), 0, 0, 0x7473) // per run, unpredictable
+	p.clock = core.NewClock(&ec.cookie)
 	return p, nil
 }
 
@@ -331,7 +336,7 @@ const blockedPoll = time.Millisecond
 func (p *Prober) loop(ctx context.Context, main *job) error {
 	buf := make([]byte, rawsock.MaxPacketSize)
 	var in inbound
-	failures := 0
+	var failures core.Failures
 	for {
 		p.intake()
 		now := p.now()
@@ -362,27 +367,20 @@ func (p *Prober) loop(ctx context.Context, main *job) error {
 			deadline = now // poll
 		}
 		if p.signaled.Load() {
-			// A job or cancellation came after intake, and drain may
-			// have taken its Wake (ErrWoken): signal wakes only once
-			// per intake, so blocking now would never end.
-			continue
+			// The queue has news whose Wake a poll of drain's may have
+			// taken: look at it before blocking, or wait for nothing.
+			deadline = now
 		}
 		n, rx, err := p.conn.Recv(buf, deadline)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, rawsock.ErrWoken) {
-				continue
-			}
-			// Per-packet errors (a raw socket reports a queued ICMP
-			// error once) are skipped; a socket that only fails is not.
-			if failures++; failures > 1000 {
-				return err
-			}
+		switch failures.Judge(err) {
+		case core.Closed:
+			return nil
+		case core.Fatal:
+			return err
+		case core.Idle, core.Skip:
 			continue
 		}
-		failures = 0
+		p.fed(buf[:n], rx)
 		if wire.Parse(buf[:n], &in.pkt) != nil {
 			continue
 		}
@@ -391,29 +389,49 @@ func (p *Prober) loop(ctx context.Context, main *job) error {
 	}
 }
 
+// setFeed makes fn (nil: none) the receiver of a copy of every packet
+// the loop reads. It returns once no call of the previous one is in
+// progress.
+func (p *Prober) setFeed(fn func(b []byte, rx time.Time)) {
+	p.feedMu.Lock()
+	p.feed = fn
+	p.feedOn.Store(fn != nil)
+	p.feedMu.Unlock()
+}
+
+// fed hands b to the feed, if any.
+func (p *Prober) fed(b []byte, rx time.Time) {
+	if !p.feedOn.Load() {
+		return
+	}
+	p.feedMu.Lock()
+	if p.feed != nil {
+		p.feed(b, rx)
+	}
+	p.feedMu.Unlock()
+}
+
 // maxDrain bounds the packets one drain reads, so that a flood of
 // answers cannot hold the timers off.
 const maxDrain = 4096
 
 // drain handles the packets already received, without waiting. done is
 // true once the Conn is closed.
-func (p *Prober) drain(buf []byte, in *inbound, failures *int) (done bool, err error) {
+func (p *Prober) drain(buf []byte, in *inbound, failures *core.Failures) (done bool, err error) {
 	poll := time.Unix(1, 0) // in the past: Recv does not wait
 	for range maxDrain {
 		n, rx, err := p.conn.Recv(buf, poll)
-		switch {
-		case err == nil:
-		case errors.Is(err, net.ErrClosed):
+		switch failures.Judge(err) {
+		case core.Closed:
 			return true, nil
-		case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, rawsock.ErrWoken):
+		case core.Idle:
 			return false, nil
-		default:
-			if *failures++; *failures > 1000 {
-				return true, err
-			}
+		case core.Fatal:
+			return true, err
+		case core.Skip:
 			continue
 		}
-		*failures = 0
+		p.fed(buf[:n], rx)
 		if wire.Parse(buf[:n], &in.pkt) != nil {
 			continue
 		}
@@ -613,7 +631,7 @@ func (p *Prober) abort(j *job) {
 				// the server would hold the half-open connection
 				// until it sends the SYN-ACK again. A RST that finds
 				// nothing is ignored.
-				p.sendSeg(e, wire.FlagRst, e.isn+1, 0, nil, noteAbort)
+				p.resetSyn(e, noteAbort)
 			}
 			p.drop(i)
 		case e.state == stateTimeWait && e.c != nil:
@@ -683,6 +701,10 @@ func (p *Prober) sendSYN(j *job, ti, seq int, now time.Time) bool {
 	}
 	id := p.nextID
 	p.nextID++
+	if id == core.ScanID { // a scan's
+		id = p.nextID
+		p.nextID++
+	}
 	e := pending{
 		state:    stateSynSent,
 		id:       id,
@@ -758,7 +780,7 @@ func (p *Prober) sendSYN(j *job, ti, seq int, now time.Time) bool {
 	return true
 }
 
-func (p *Prober) tsval(now time.Time) uint32 { return p.tsBase + uint32(now.UnixMilli()) }
+func (p *Prober) tsval(now time.Time) uint32 { return p.clock.TSval(now) }
 
 // arm sets probe i's timer.
 func (p *Prober) arm(i int, at time.Time) {
@@ -825,21 +847,34 @@ func (p *Prober) handle(in *inbound) {
 		p.segment(i, in)
 		return
 	}
-	// In SYN_SENT only a segment with the ACK bit that acknowledges our
-	// SYN answers it (RFC 9293 3.10.7.3): a RST without ACK, or a bare
-	// SYN, is not taken whatever its acknowledgement field holds.
-	switch {
-	case pkt.Flags&wire.FlagAck == 0 || pkt.Ack != e.isn+1:
-		return // not an answer to the SYN
-	case pkt.Flags&wire.FlagRst != 0:
+	// In SYN_SENT only an answer to our SYN is taken (core.Of).
+	a, ok := core.Of(pkt, p.portLo, p.portHi)
+	if !ok || !a.Answers(e.tuple(), e.isn) {
+		return
+	}
+	switch a.Kind {
+	case core.RST:
 		if e.c != nil {
 			e.c.us, e.c.peer = Closed, Listen
 			e.c.recordIn(e, in, "")
 		}
 		p.finishReply(i, in, StateClosed, ReasonRST)
-	case pkt.Flags&wire.FlagSyn != 0:
+	case core.SynAck:
 		p.synAck(i, in)
 	}
+}
+
+// tuple returns probe e's connection.
+func (e *pending) tuple() core.Tuple {
+	t := e.t()
+	return core.Tuple{Local: t.Src, Remote: t.Addr, LocalPort: e.sport, RemotePort: t.Port}
+}
+
+// resetSyn sends the RST that frees the half-open connection probe e's
+// SYN may have left at the server (core.Reset).
+func (p *Prober) resetSyn(e *pending, note string) {
+	seg := core.Reset(e.tuple(), e.isn, e.job.ttl, e.job.tos)
+	p.sendSeg(e, seg.Flags, seg.Seq, seg.Ack, nil, note)
 }
 
 // synAck advances probe i, in SYN_SENT, on its SYN-ACK.
@@ -857,7 +892,7 @@ func (p *Prober) synAck(i int, in *inbound) {
 		if e.c != nil {
 			e.c.us, e.c.peer = Closed, Closed
 		}
-		p.sendSeg(e, wire.FlagRst, e.isn+1, 0, nil, "")
+		p.resetSyn(e, "")
 	case ModeACK:
 		if e.c != nil {
 			e.c.peer = Established
@@ -866,7 +901,7 @@ func (p *Prober) synAck(i int, in *inbound) {
 		if e.c != nil {
 			e.c.us, e.c.peer = Closed, Closed
 		}
-		p.sendSeg(e, wire.FlagRst, e.isn+1, 0, nil, "")
+		p.resetSyn(e, "")
 	case ModeFIN:
 		rtt, _ := p.since(stamp{u: e.sent, id: e.id, tx: true}, rxStamp(in), v6)
 		p.established(i, in, rtt, rtt < SynAckRTO)
@@ -876,21 +911,23 @@ func (p *Prober) synAck(i int, in *inbound) {
 }
 
 func (p *Prober) handleICMP(in *inbound) {
-	q := &in.pkt.Quoted
-	if !q.HasSeq {
+	if !in.pkt.Quoted.HasSeq {
 		return // too short a quote to prove it is ours
 	}
-	i := p.tab.lookup(q.Seq, q.SrcPort)
+	a, ok := core.Of(&in.pkt, p.portLo, p.portHi)
+	i := -1
+	if ok {
+		i = p.tab.lookup(a.ISN, a.LocalPort)
+	}
 	if i < 0 {
 		p.connICMP(in)
 		return
 	}
 	e := &p.tab.e[i]
-	t := e.t()
-	if q.Src != t.Src || q.Dst != t.Addr || q.DstPort != t.Port || e.state != stateSynSent {
+	if e.state != stateSynSent || !a.Answers(e.tuple(), e.isn) {
 		return
 	}
-	p.finishReply(i, in, StateFiltered, wire.ICMPReason(t.Addr.Is6(), in.pkt.ICMPType, in.pkt.ICMPCode))
+	p.finishReply(i, in, StateFiltered, wire.ICMPReason(a.Remote.Is6(), in.pkt.ICMPType, in.pkt.ICMPCode))
 }
 
 // finishReply completes probe i with a verdict from packet in.
@@ -965,7 +1002,7 @@ func (p *Prober) timer(i int, now time.Time) {
 			// at our ISN+1 frees the server's half-open connection, which
 			// the RST guard keeps our kernel from doing (rst mode without
 			// a guard needs none: the kernel answers a late SYN-ACK).
-			p.sendSeg(e, wire.FlagRst, e.isn+1, 0, nil, "")
+			p.resetSyn(e, "")
 		}
 		ev := p.tab.e[i]
 		r := p.begin(&ev)
@@ -1020,29 +1057,6 @@ func (s *synOpts) encode(o *wire.SYNOptions) {
 	s.n, s.tsval = 0, -1
 	if o != nil {
 		s.n = o.Encode(s.b[:])
-		s.tsval = findTSVal(s.b[:s.n])
+		s.tsval = core.TSvalOffset(s.b[:s.n])
 	}
-}
-
-// findTSVal returns the offset of the TSval field in encoded options, or -1.
-func findTSVal(opts []byte) int {
-	for i := 0; i < len(opts); {
-		switch opts[i] {
-		case 0:
-			return -1
-		case 1:
-			i++
-			continue
-		case 8:
-			if i+10 <= len(opts) {
-				return i + 2
-			}
-			return -1
-		}
-		if i+1 >= len(opts) || opts[i+1] < 2 {
-			return -1
-		}
-		i += int(opts[i+1])
-	}
-	return -1
 }

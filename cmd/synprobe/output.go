@@ -31,7 +31,7 @@ type printer interface {
 	// and the summary.
 	scanResult(r *probe.ScanResult, origin scan.Origin, expect string)
 	mismatch(m *mismatch, o *options)
-	scanSummary(s *scan.Summary, mismatches int, expecting bool, path, recv string)
+	scanSummary(s *scan.Summary, mismatches int, expecting bool)
 }
 
 func newPrinter(w io.Writer, o *options) printer {

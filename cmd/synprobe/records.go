@@ -478,13 +478,13 @@ type scanSummaryRecord struct {
 	Mismatches  *int              `json:"mismatches,omitempty"` // nil: nothing expected
 }
 
-func newScanSummaryRecord(s *scan.Summary, mismatches int, expecting bool, path, recv string) *scanSummaryRecord {
+func newScanSummaryRecord(s *scan.Summary, mismatches int, expecting bool) *scanSummaryRecord {
 	rec := &scanSummaryRecord{
 		Type: "scan-summary", Pairs: s.Pairs, Sent: s.Sent, Retries: s.Retries, Open: s.Open, Closed: s.Closed, Filtered: s.Filtered, Errors: s.Errors,
 		Reasons: s.Reasons, Duplicates: s.Duplicates,
 		Duration: decimal(s.Duration.Seconds(), 6), Rate: decimal(s.Rate, 1), RateLimit: decimal(s.RateLimit, 1),
-		Slowdowns: s.Slowdowns, SendErrors: s.SendErrors, RecvDrops: s.RecvDrops, Interrupted: s.Interrupted, Path: path, RecvPath: recv,
-		Clock: scanClock(s),
+		Slowdowns: s.Slowdowns, SendErrors: s.SendErrors, RecvDrops: s.RecvDrops, Interrupted: s.Interrupted, Path: s.SendPath, RecvPath: s.RecvPath,
+		Clock: s.Clock(),
 	}
 	if rec.Reasons == nil {
 		rec.Reasons = map[string]uint64{}

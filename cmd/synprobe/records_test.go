@@ -152,9 +152,11 @@ func goldenLines(t *testing.T) []byte {
 	sum := &scan.Summary{Pairs: 256000, Sent: 256010, Retries: 10, Open: 768, Closed: 255230, Filtered: 1, Errors: 1,
 		Reasons: map[string]uint64{"rst": 255230, "syn-ack": 768, "timeout": 1, "local-firewall": 1}, Duplicates: 2,
 		Duration: 520841234 * time.Nanosecond, Rate: 513198.456, RateLimit: 100000, Slowdowns: 1, SendErrors: 3, RecvDrops: 4, Interrupted: true,
-		KernelClock: 767} // clock: kernel (the first summary), absent (the second: nothing timed)
-	p.scanSummary(sum, 4, true, "IPv4: Ethernet frames to 02:73:70:00:00:02 on interface 2", "packet ring")
-	p.scanSummary(&scan.Summary{Pairs: 1, Sent: 1, Open: 1, Reasons: map[string]uint64{"syn-ack": 1}, Duration: time.Millisecond, Rate: 1000}, 0, false, "IPv4: raw IP socket", "raw sockets")
+		KernelClock: 767, // clock: kernel (the first summary), absent (the second: nothing timed)
+		SendPath:    "IPv4: Ethernet frames to 02:73:70:00:00:02 on interface 2", RecvPath: "packet ring"}
+	p.scanSummary(sum, 4, true)
+	p.scanSummary(&scan.Summary{Pairs: 1, Sent: 1, Open: 1, Reasons: map[string]uint64{"syn-ack": 1}, Duration: time.Millisecond, Rate: 1000,
+		SendPath: "IPv4: raw IP socket", RecvPath: "raw sockets"}, 0, false)
 	return out.Bytes()
 }
 

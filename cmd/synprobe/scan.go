@@ -8,12 +8,10 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net"
 	"net/netip"
 	"os"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -22,10 +20,6 @@ import (
 	"github.com/synprobe/synprobe/rawsock"
 	"github.com/synprobe/synprobe/rawsock/wire"
 )
-
-// ringMinPairs is the smallest scan that reads its answers from a ring
-// and sends Ethernet frames.
-const ringMinPairs = 16384
 
 // maxMismatches bounds the mismatches kept for the report; all are counted.
 const maxMismatches = 10000
@@ -38,7 +32,7 @@ type mismatch struct {
 }
 
 func runScan(ctx context.Context, o *options, set *scan.Set, expecting bool, stdout, stderr io.Writer, sys network) (int, error) {
-	sources, src4, src6, err := scanSources(o, set, sys)
+	sources, err := scanSources(o, set, sys)
 	if err != nil {
 		return 0, err
 	}
@@ -48,96 +42,15 @@ func runScan(ctx context.Context, o *options, set *scan.Set, expecting bool, std
 	}
 	defer ports.Close()
 	lo, hi := ports.Lo(), ports.Hi()
-	// Big scans read their answers from a packet ring, which costs no
-	// system call, socket queue or wake-up per packet, unlike the raw
-	// sockets' receive path, and never loses answers to a slow reader.
-	// It taps every interface (answers need not come back the way the
-	// probes left), or the -I one. Small scans, and any scan if the ring
-	// cannot be had, use the raw sockets: the ring's setup and teardown
-	// wait for the kernel (some 30 ms), more than it saves them.
-	var closers []io.Closer
-	defer func() { closeAll(closers) }()
-	recvPath := "raw sockets"
-	var rcv receiver
-	if set.Len() >= ringMinPairs {
-		// The ring also takes our probes as they leave: their times are
-		// the probes' transmit stamps, free of system calls.
-		ringCfg := rawsock.RingConfig{PortLo: lo, PortHi: hi, Outgoing: true}
-		for _, r := range sources {
-			if !slices.Contains(ringCfg.Addrs, r.Addr) {
-				ringCfg.Addrs = append(ringCfg.Addrs, r.Addr)
-			}
-		}
-		if o.iface != "" {
-			ifi, err := net.InterfaceByName(o.iface)
-			if err != nil {
-				return 0, usagef("-I %s: %v", o.iface, err)
-			}
-			ringCfg.Ifindex = ifi.Index
-		}
-		var err error
-		if rcv, err = sys.ring(ringCfg); err == nil {
-			closers = append(closers, rcv)
-			recvPath = "packet ring"
-		} else if errors.Is(err, os.ErrPermission) {
-			return 0, errors.New(privilegeFix("raw sockets need CAP_NET_RAW"))
-		}
-	}
-	// Transmit stamps come from the ring's copies of the probes when
-	// there is a ring, else from the send sockets' error queues.
-	c, err := sys.listen(rawsock.Config{IPv4: src4.IsValid(), IPv6: src6.IsValid(), PortLo: lo, PortHi: hi, Interface: o.iface,
-		NoTxStamps: rcv != nil, RecvBuffer: 64 << 20, SendOnly: rcv != nil})
+	// The library chooses how the scan sends and receives (scan.OpenNet).
+	n, err := scan.OpenNet(scan.NetConfig{Set: set, Sources: sources, PortLo: lo, PortHi: hi, Interface: o.iface, Opener: opener{sys}})
 	if err != nil {
 		if errors.Is(err, os.ErrPermission) {
 			return 0, errors.New(privilegeFix("raw sockets need CAP_NET_RAW"))
 		}
 		return 0, err
 	}
-	closers = append(closers, c)
-	// Big scans send Ethernet frames straight to the next hop when that
-	// sends exactly what the host's IP output would (rawsock.DirectPath:
-	// the same route for every target, no output firewall, ...): about
-	// twice the rate of the raw IP socket, whose path through the host's
-	// IP output is the cost. Otherwise, the raw IP socket: every probe
-	// then meets the host's routes and firewall as its own connections
-	// would. (Closing the packet socket waits for the kernel, some 10 ms.)
-	var ifindex int
-	if o.iface != "" {
-		ifi, err := net.InterfaceByName(o.iface)
-		if err != nil {
-			return 0, usagef("-I %s: %v", o.iface, err)
-		}
-		ifindex = ifi.Index
-	}
-	var paths []string
-	var send [2]scan.BatchSender
-	for fam, src := range []netip.Addr{src4, src6} {
-		if !src.IsValid() {
-			continue
-		}
-		path := "raw IP socket"
-		if set.Len() >= ringMinPairs {
-			var prefixes []netip.Prefix
-			for _, p := range set.Prefixes() {
-				if p.Addr().Is6() == (fam == 1) {
-					prefixes = append(prefixes, p)
-				}
-			}
-			hop, err := sys.directPath(prefixes, ifindex)
-			if err == nil {
-				var ps packetSender
-				if ps, err = sys.packetSender(hop, fam == 1); err == nil {
-					closers = append(closers, ps)
-					send[fam] = ps
-					path = fmt.Sprintf("Ethernet frames to %v on interface %d", hop.DstMAC, hop.Ifindex)
-				}
-			}
-			if err != nil {
-				path += " (not Ethernet frames: " + err.Error() + ")"
-			}
-		}
-		paths = append(paths, []string{"IPv4: ", "IPv6: "}[fam]+path)
-	}
+	defer n.Close()
 	if err := endSetup(o, sys, nil, stderr); err != nil {
 		return 0, err
 	}
@@ -154,7 +67,7 @@ func runScan(ctx context.Context, o *options, set *scan.Set, expecting bool, std
 	var mismatches []mismatch
 	nMismatch := 0
 	cfg := scan.Config{
-		Set: set, Sources: sources, PortLo: lo, PortHi: hi, Ports: ports.Ports(), Send4: send[0], Send6: send[1], Recv: rcv, ProbeCopies: rcv != nil,
+		Set: set, Sources: sources, PortLo: lo, PortHi: hi, Ports: ports.Ports(),
 		Rate: o.rate, Retries: o.retries, Timeout: o.timeout, Senders: o.senders,
 		TTL: o.ttl, TOS: o.tos, Window: o.window,
 		Cookie: cookie, PermKey: key,
@@ -192,24 +105,18 @@ func runScan(ctx context.Context, o *options, set *scan.Set, expecting bool, std
 			fmt.Fprint(stderr, "\033[K")
 		}
 	}
-	sum, err := scan.Scan(ctx, c, cfg)
+	sum, err := n.Scan(ctx, cfg)
 	if cfg.OnProgress != nil {
 		fmt.Fprint(stderr, "\r\033[K")
 	}
 	if err != nil {
 		return 0, err
 	}
-	// Judge the refusals again now that every host's SYN-ACK TTL is known.
 	for i := range mismatches {
-		r := &mismatches[i].r
-		if t, ok := sum.HostTTL[r.Addr]; ok && r.Hint == "" && r.State == probe.StateClosed && scan.MiddleboxTTL(t, r.TTL) {
-			r.Hint = "rst-ttl-differs-from-syn-ack"
-		}
-	}
-	for i := range mismatches {
+		sum.Complete(&mismatches[i].r) // judged against every host's SYN-ACK
 		out.mismatch(&mismatches[i], o)
 	}
-	out.scanSummary(&sum, nMismatch, expecting, strings.Join(paths, "; "), recvPath)
+	out.scanSummary(&sum, nMismatch, expecting)
 	switch {
 	case sum.Errors > 0:
 		return exitFailure, nil
@@ -226,49 +133,25 @@ func runScan(ctx context.Context, o *options, set *scan.Set, expecting bool, std
 }
 
 // scanSources works out the source address of every block of the set, as
-// the kernel would choose it (or -S). A block without a route gets its
-// family's first source: its probes then fail one by one, each reported
-// with the kernel's reason. src4 and src6 are each family's first.
-func scanSources(o *options, set *scan.Set, sys network) (sources []scan.SourceRange, src4, src6 netip.Addr, err error) {
-	var firstErr error
-	var failed netip.Addr
-	sources = scan.Sources(set, func(p netip.Prefix) netip.Addr {
-		src, serr := sourceFor(o, p.Addr(), sys)
-		if serr != nil {
-			if firstErr == nil {
-				firstErr, failed = serr, p.Addr()
-			}
-			// A placeholder of the family, filled in below.
-			if p.Addr().Is4() {
-				return netip.IPv4Unspecified()
-			}
-			return netip.IPv6Unspecified()
+// the kernel would choose it (or -S): scan.SourcesFor. When the first
+// block that fails fails for bad input (-S), that is the run's error.
+func scanSources(o *options, set *scan.Set, sys network) ([]scan.SourceRange, error) {
+	var first error
+	sources, err := scan.SourcesFor(set, func(dst netip.Addr) (netip.Addr, error) {
+		src, err := sourceFor(o, dst, sys)
+		if first == nil {
+			first = err
 		}
-		if src.Is4() && !src4.IsValid() {
-			src4 = src
-		} else if src.Is6() && !src6.IsValid() {
-			src6 = src
-		}
-		return src
+		return src, err
 	})
 	var u *usageError
-	if errors.As(firstErr, &u) {
-		return nil, src4, src6, firstErr
+	switch {
+	case errors.As(first, &u):
+		return nil, first
+	case err != nil:
+		return nil, &failure{err}
 	}
-	for i := range sources {
-		switch a := &sources[i].Addr; {
-		case *a == netip.IPv4Unspecified():
-			*a = src4
-		case *a == netip.IPv6Unspecified():
-			*a = src6
-		default:
-			continue
-		}
-		if !sources[i].Addr.IsValid() {
-			return nil, src4, src6, &failure{fmt.Errorf("no route to %v: %v", failed, firstErr)}
-		}
-	}
-	return sources, src4, src6, nil
+	return sources, nil
 }
 
 // evidence describes who answered and how, for a mismatch.
@@ -331,7 +214,7 @@ func (p *textPrinter) mismatch(m *mismatch, o *options) {
 	fmt.Fprintf(p.w, "MISMATCH %v (%s): expected %s, got %v: %s\n", m.r.AddrPort(), m.arg, m.expected, m.r.State, m.evidence(o))
 }
 
-func (p *textPrinter) scanSummary(s *scan.Summary, mismatches int, expecting bool, path, recv string) {
+func (p *textPrinter) scanSummary(s *scan.Summary, mismatches int, expecting bool) {
 	notSent := ""
 	if s.Errors > 0 {
 		notSent = fmt.Sprintf(", %d not sent", s.Errors)
@@ -355,8 +238,8 @@ func (p *textPrinter) scanSummary(s *scan.Summary, mismatches int, expecting boo
 	if s.Interrupted {
 		fmt.Fprint(p.w, ", interrupted")
 	}
-	fmt.Fprintf(p.w, "\nsent as %s; answers read from %s", path, recv)
-	switch c := scanClock(s); c {
+	fmt.Fprintf(p.w, "\nsent as %s; answers read from %s", s.SendPath, s.RecvPath)
+	switch c := s.Clock(); c {
 	case "":
 	case "mixed":
 		fmt.Fprintf(p.w, "; clock=mixed (%d RTTs from kernel stamps, %d with the user-space clock)", s.KernelClock, s.UserClock)
@@ -380,20 +263,6 @@ func (p *textPrinter) scanSummary(s *scan.Summary, mismatches int, expecting boo
 			fmt.Fprintf(p.w, "%s from what was expected\n", plural(mismatches, "pair differs", "pairs differ"))
 		}
 	}
-}
-
-// scanClock says which clock timed a scan's RTTs: kernel stamps at both
-// ends, the user-space clock at one end at least, or both kinds.
-func scanClock(s *scan.Summary) string {
-	switch {
-	case s.KernelClock+s.UserClock == 0:
-		return ""
-	case s.UserClock == 0:
-		return "kernel"
-	case s.KernelClock == 0:
-		return "user"
-	}
-	return "mixed"
 }
 
 func reasonList(r map[string]uint64) string {
@@ -423,8 +292,8 @@ func (p *jsonPrinter) mismatch(m *mismatch, o *options) {
 	p.write(rec)
 }
 
-func (p *jsonPrinter) scanSummary(s *scan.Summary, mismatches int, expecting bool, path, recv string) {
-	p.write(newScanSummaryRecord(s, mismatches, expecting, path, recv))
+func (p *jsonPrinter) scanSummary(s *scan.Summary, mismatches int, expecting bool) {
+	p.write(newScanSummaryRecord(s, mismatches, expecting))
 }
 
 // lineBuffer gathers a scan's output into large writes: a scan prints up
@@ -482,13 +351,17 @@ func (b *lineBuffer) Close() error {
 	return b.Flush()
 }
 
-// closeAll closes every closer at once. Closing a packet socket waits for
-// a grace period of the kernel's RCU, two for one with a ring: some 10 ms
-// each, and concurrent waits share them.
-func closeAll(closers []io.Closer) {
-	var wg sync.WaitGroup
-	for _, c := range closers {
-		wg.Go(func() { c.Close() })
-	}
-	wg.Wait()
+// opener opens a scan's sockets through the run's network (scan.OpenNet).
+type opener struct{ sys network }
+
+func (o opener) Listen(cfg rawsock.Config) (scan.ClosingConn, error) { return o.sys.listen(cfg) }
+
+func (o opener) Ring(cfg rawsock.RingConfig) (scan.ClosingReceiver, error) { return o.sys.ring(cfg) }
+
+func (o opener) DirectPath(prefixes []netip.Prefix, ifindex int) (rawsock.NextHop, error) {
+	return o.sys.directPath(prefixes, ifindex)
+}
+
+func (o opener) PacketSender(hop rawsock.NextHop, v6 bool) (scan.ClosingSender, error) {
+	return o.sys.packetSender(hop, v6)
 }

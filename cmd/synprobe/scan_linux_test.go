@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/synprobe/synprobe/internal/netlab"
+	"github.com/synprobe/synprobe/probe/scan"
 )
 
 // scanLab is a lab whose target answers for a whole IPv4 /24 and a small
@@ -182,7 +183,7 @@ func TestIntegrationScanRing(t *testing.T) {
 	}
 	got, summary := scanResults(t, r)
 	pairs, wrong := checkVerdicts(t, got, want, map[netip.Prefix][]uint16{v4: ports4, v6: {22, 23, 24, 25, 80}})
-	if pairs < ringMinPairs {
+	if pairs < scan.RingMinPairs {
 		t.Fatalf("%d pairs: too few for the ring", pairs)
 	}
 	if wrong > 0 || len(got) != pairs || summary == nil || summary["pairs"] != float64(pairs) {

@@ -3,8 +3,19 @@
 // scan visits it, a token bucket for the probe rate, a bitmap of answered
 // pairs, per-host retransmission timers, and Scan, which sends the probes
 // at rate through a probe.Conn (or batch senders and a receive ring) and
-// judges every pair. Scan is still an engine of its own beside probe's:
-// the two share the packet code, the cookie and the verdicts.
+// judges every pair. Scan matches answers, times them and resets
+// half-open connections with the engine's own mechanisms (one matcher,
+// one TSval clock, one RST), but it still sends, waits and reads a ring
+// in a loop of its own.
+//
+// # Network
+//
+// Scan makes no system call of its own choosing: it uses what it is
+// given. OpenNet chooses and opens a scan's sockets for its size (a
+// packet ring and Ethernet frames for big scans, raw IP sockets
+// otherwise), and Net.Scan runs on them. Run scans on a probe.Client:
+// its ports, key, source addresses and namespace, its receive loop for
+// the answers of a small scan.
 //
 // # Targets
 //

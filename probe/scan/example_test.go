@@ -60,3 +60,34 @@ func ExampleScan() {
 	// Output:
 	// 8 pairs: 1 open 7 closed; open: [198.18.1.1:22]
 }
+
+// A scan on a client that other goroutines may probe through at the same
+// time: its ports, key and routes serve both. It needs CAP_NET_RAW and a
+// network whose 198.18.1.0/30 answers.
+func ExampleRun() {
+	c, err := probe.NewClient(nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	spec, err := scan.ParseSpec("198.18.1.0/30:22,80,443")
+	if err != nil {
+		log.Fatal(err)
+	}
+	set, err := scan.NewSet(scan.Block{Spec: &spec})
+	if err != nil {
+		log.Fatal(err)
+	}
+	sum, err := scan.Run(context.Background(), c, scan.Config{
+		Set:     set,
+		Rate:    10000,
+		Retries: 1,
+		OnResult: func(r *probe.ScanResult, _ scan.Origin) {
+			fmt.Println(r.AddrPort(), r.State, r.Reason, r.RTT)
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("%d open, %d closed, %d filtered; sent as %s\n", sum.Open, sum.Closed, sum.Filtered, sum.SendPath)
+}

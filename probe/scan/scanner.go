@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/synprobe/synprobe/probe"
+	"github.com/synprobe/synprobe/probe/internal/core"
 	"github.com/synprobe/synprobe/rawsock"
 	"github.com/synprobe/synprobe/rawsock/wire"
 )
@@ -150,6 +151,10 @@ type Summary struct {
 	// (transmit and receive), UserClock those timed with the user-space
 	// clock at one end at least (Result.KernelClock).
 	KernelClock, UserClock uint64
+
+	// SendPath and RecvPath say how the probes were sent and the answers
+	// read (Net.Scan); empty for Scan.
+	SendPath, RecvPath string
 }
 
 // Scan probes every pair of cfg.Set once, in a keyed random order, and
@@ -182,6 +187,7 @@ type scanner struct {
 	opts     [2][wire.MaxOptionsSize]byte
 	optLen   [2]int
 	tsOff    [2]int
+	clock    core.Clock // TSvals
 
 	now      func() time.Time // cfg.Now
 	outs     [2]BatchSender   // per family: what sends its probes
@@ -278,6 +284,7 @@ func newScanner(conn Conn, cfg Config) (*scanner, error) {
 		now:      cfg.Now,
 		outs:     [2]BatchSender{conn, conn},
 		rxStamps: rawsock.NewTxStamps(stampBatch),
+		clock:    core.NewClock(&cfg.Cookie),
 	}
 	if cfg.Send4 != nil {
 		s.outs[0] = cfg.Send4
@@ -323,19 +330,7 @@ func newScanner(conn Conn, cfg Config) (*scanner, error) {
 		s.tsOff[fam] = -1
 		if o != nil {
 			s.optLen[fam] = o.Encode(s.opts[fam][:])
-			for i := 0; i+10 <= s.optLen[fam]; {
-				switch s.opts[fam][i] {
-				case 1:
-					i++
-					continue
-				case 8:
-					s.tsOff[fam] = i + 2
-				}
-				if s.opts[fam][i+1] < 2 {
-					break
-				}
-				i += int(s.opts[fam][i+1])
-			}
+			s.tsOff[fam] = core.TSvalOffset(s.opts[fam][:s.optLen[fam]])
 		}
 	}
 	return s, nil
@@ -355,6 +350,7 @@ func (s *scanner) run(ctx context.Context) (Summary, error) {
 
 	var sendTime time.Duration
 	var recvErr error
+	recvEnded := false // recvDone was read: the receiver ended by itself
 	interrupted := false
 	for p := 0; p <= s.cfg.Retries; p++ {
 		if p > 0 && s.answered.Count() == s.n {
@@ -406,6 +402,11 @@ func (s *scanner) run(ctx context.Context) (Summary, error) {
 				interrupted = true
 				break wait
 			case recvErr = <-recvDone:
+				recvEnded = true
+				if recvErr == nil {
+					// Closed under the scan: its silence is no verdict.
+					recvErr = errRecvClosed
+				}
 				break wait
 			case <-time.After(min(until.Sub(now), nextCheck.Sub(now), 10*time.Millisecond)):
 			}
@@ -424,7 +425,7 @@ func (s *scanner) run(ctx context.Context) (Summary, error) {
 	}
 	stopRecv.Store(true)
 	s.rcv.Wake()
-	if recvErr == nil {
+	if !recvEnded {
 		recvErr = <-recvDone
 	}
 	close(progressDone)
@@ -578,9 +579,9 @@ func (s *scanner) sender(ctx context.Context, pass int, last bool, first uint64)
 			flush()
 		}
 		sport := s.sport(idx, pass)
-		isn := s.cfg.Cookie.ISN(src, addr, sport, port, 0)
+		isn := s.cfg.Cookie.ISN(src, addr, sport, port, core.ScanID)
 		if s.tsOff[fam] >= 0 {
-			binary.BigEndian.PutUint32(opts[fam][s.tsOff[fam]:], uint32(s.now().Sub(s.start)/time.Microsecond))
+			binary.BigEndian.PutUint32(opts[fam][s.tsOff[fam]:], s.clock.TSval(s.now()))
 		}
 		seg := wire.Segment{
 			Src: src, Dst: addr, TTL: s.cfg.TTL, TOS: s.cfg.TOS,
@@ -603,6 +604,10 @@ func (s *scanner) sender(ctx context.Context, pass int, last bool, first uint64)
 	}
 	flush()
 }
+
+// errRecvClosed ends a scan whose receiver stopped before the scan did:
+// its network was closed under it.
+var errRecvClosed = errors.New("scan: the network was closed during the scan")
 
 func isNoBufs(err error) bool { return errors.Is(err, syscall.ENOBUFS) }
 
@@ -667,7 +672,7 @@ func (s *scanner) sport(idx uint64, pass int) uint16 {
 func (s *scanner) receive(stop *atomic.Bool) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	failures := 0
+	var failures core.Failures
 	var drops uint64
 	for reads := 0; !stop.Load(); reads++ {
 		s.stampsRead = false
@@ -677,19 +682,14 @@ func (s *scanner) receive(stop *atomic.Bool) error {
 			// through a backlog is not quiet.
 			s.lastAnswer.Store(s.now().UnixNano())
 		}
-		if err != nil {
-			switch {
-			case errors.Is(err, net.ErrClosed):
-				return nil
-			case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, rawsock.ErrWoken):
-				continue
-			}
-			if failures++; failures > 1000 {
-				return err
-			}
+		switch failures.Judge(err) {
+		case core.Closed:
+			return nil
+		case core.Fatal:
+			return err
+		case core.Idle, core.Skip:
 			continue
 		}
-		failures = 0
 		// Answers lost on the way in since the last slow-down: slow
 		// down, as on a send error.
 		if reads%64 == 0 {
@@ -739,7 +739,7 @@ func (s *scanner) probeCopy(b []byte, tx time.Time) bool {
 	}
 	sport, dport := binary.BigEndian.Uint16(t[0:]), binary.BigEndian.Uint16(t[2:])
 	if tx.IsZero() || sport < s.cfg.PortLo || sport > s.cfg.PortHi ||
-		binary.BigEndian.Uint32(t[4:]) != s.cfg.Cookie.ISN(src, dst, sport, dport, 0) {
+		binary.BigEndian.Uint32(t[4:]) != s.cfg.Cookie.ISN(src, dst, sport, dport, core.ScanID) {
 		return true // not ours, and no answer either
 	}
 	if idx, _, ok := s.set.Index(dst, dport); ok {
@@ -803,48 +803,33 @@ func (s *scanner) srcOf(idx uint64) netip.Addr {
 }
 
 func (s *scanner) handle(pkt *wire.Packet, rx time.Time) {
-	if pkt.IsICMP() {
-		q := &pkt.Quoted
-		if !q.HasSeq || !s.ours(q.Src) || q.SrcPort < s.cfg.PortLo || q.SrcPort > s.cfg.PortHi {
-			return
-		}
-		if q.Seq != s.cfg.Cookie.ISN(q.Src, q.Dst, q.SrcPort, q.DstPort, 0) {
-			return
-		}
-		s.answer(q.Dst, q.DstPort, func(r *probe.ScanResult, idx uint64) {
-			s.begin(r, idx, q.Dst, q.DstPort, q.SrcPort, rx)
+	// An answer to one of our SYNs (core.Of) from one of our addresses,
+	// keyed by the cookie with the scans' probe id.
+	a, ok := core.Of(pkt, s.cfg.PortLo, s.cfg.PortHi)
+	if !ok || !s.ours(a.Local) || !a.Keyed(&s.cfg.Cookie, core.ScanID) {
+		return
+	}
+	switch a.Kind {
+	case core.ICMP:
+		s.answer(a.Remote, a.RemotePort, func(r *probe.ScanResult, idx uint64) {
+			s.begin(r, idx, a.Remote, a.RemotePort, a.LocalPort, rx)
 			r.State = probe.StateFiltered
-			r.Reason = wire.ICMPReason(q.Dst.Is6(), pkt.ICMPType, pkt.ICMPCode)
+			r.Reason = wire.ICMPReason(a.Remote.Is6(), pkt.ICMPType, pkt.ICMPCode)
 			r.From, r.TTL, r.TOS, r.IPID, r.DF = pkt.Src, pkt.TTL, pkt.TOS, pkt.ID, pkt.DF
 			r.ICMPType, r.ICMPCode = pkt.ICMPType, pkt.ICMPCode
-			if pkt.Src != q.Dst {
+			if pkt.Src != a.Remote {
 				r.Hint = "icmp-from-other-address"
 			}
 			s.filt.Add(1)
 		})
 		return
-	}
-	if pkt.Proto != wire.ProtocolTCP || pkt.Flags&wire.FlagAck == 0 || !s.ours(pkt.Dst) ||
-		pkt.DstPort < s.cfg.PortLo || pkt.DstPort > s.cfg.PortHi {
-		return
-	}
-	isn := s.cfg.Cookie.ISN(pkt.Dst, pkt.Src, pkt.DstPort, pkt.SrcPort, 0)
-	if pkt.Ack != isn+1 {
-		return
-	}
-	synack := pkt.Flags&(wire.FlagSyn|wire.FlagRst) == wire.FlagSyn
-	rst := pkt.Flags&wire.FlagRst != 0
-	if !synack && !rst {
-		return
-	}
-	if synack {
+	case core.SynAck:
 		// Free the server's half-open entry, for duplicates too: the
 		// server retransmits its SYN-ACK when our RST was lost.
-		s.sendRST(pkt, isn)
-	}
-	if synack {
+		s.sendRST(&a)
 		s.hostTTL[pkt.Src] = pkt.TTL
 	}
+	synack := a.Kind == core.SynAck
 	s.answer(pkt.Src, pkt.SrcPort, func(r *probe.ScanResult, idx uint64) {
 		s.begin(r, idx, pkt.Src, pkt.SrcPort, pkt.DstPort, rx)
 		r.From, r.TTL, r.TOS, r.IPID, r.DF = pkt.Src, pkt.TTL, pkt.TOS, pkt.ID, pkt.DF
@@ -961,11 +946,10 @@ func MiddleboxTTL(synack, other uint8) bool {
 	return h1 != h2
 }
 
-func (s *scanner) sendRST(pkt *wire.Packet, isn uint32) {
-	seg := wire.Segment{
-		Src: pkt.Dst, Dst: pkt.Src, TTL: s.cfg.TTL, TOS: s.cfg.TOS, DF: true,
-		SrcPort: pkt.DstPort, DstPort: pkt.SrcPort, Seq: isn + 1, Flags: wire.FlagRst,
-	}
+// sendRST frees the half-open connection the SYN-ACK a left at the
+// server (core.Reset).
+func (s *scanner) sendRST(a *core.Answer) {
+	seg := core.Reset(a.Tuple, a.ISN, s.cfg.TTL, s.cfg.TOS)
 	if n, err := seg.Build(s.rstBuf[:]); err == nil {
 		s.rstID = (s.rstID + 1) | stampIDBit // not a probe's stamp id
 		_ = s.conn.Send(s.rstBuf[:n], s.rstID)

@@ -1,0 +1,244 @@
+package scan
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/synprobe/synprobe/probe"
+	"github.com/synprobe/synprobe/probe/internal/core"
+	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/wire"
+)
+
+// Run scans cfg.Set on client c, while other goroutines may probe
+// through it: with the client's source ports, key, source addresses
+// (its routes, or ClientConfig.Source), interface and mark, in its
+// network namespace. The answers come through the client's own receive
+// loop, which hands the scan every packet it reads; a big scan reads
+// them from a packet ring instead (OpenNet). The probes leave through
+// sockets of the scan's own, opened for the run and closed when it
+// returns: raw IP sockets that only send, or Ethernet frames to the next
+// hop (OpenNet), so that opening them needs CAP_NET_RAW, as the client's
+// did.
+//
+// The fields of cfg that say how to reach the network (Recv,
+// ProbeCopies, Send4, Send6, Sources, Src4, Src6, PortLo, PortHi, Ports
+// and Cookie) are the client's: Run refuses them set. Every pair has a
+// result (cfg.OnResult), its middlebox hint judged against the SYN-ACKs
+// of the whole scan only in the Summary (Summary.Complete).
+//
+// A client given a Conn (probe.ClientConfig.Conn) opens nothing, nor does
+// its scan: the probes leave through that Conn (which must be a
+// scan.Conn) and the answers come through the client's receive loop. If
+// it is a rawsock.Conn, a scan and probes at the same time on it read
+// each other's transmit stamps from its error queues (rawsock.Conn.
+// ReadTxStamps): run them one after the other there.
+//
+// A scan's SYNs and a probe's share the client's ports; their ISNs keep
+// every answer to its own. While a scan of fewer than RingMinPairs pairs
+// runs, the client's engine reads its answers and hands them over, and
+// cfg.OnResult runs on the engine's goroutine, as Rounds.OnResult does:
+// it must return soon and must not wait for another call on the same
+// client; a concurrent Probe call waits for it. A bigger scan reads a
+// ring of its own, and the client's engine reads and drops the copies
+// of its answers that the client's sockets receive.
+func Run(ctx context.Context, c *probe.Client, cfg Config) (Summary, error) {
+	switch {
+	case cfg.Recv != nil || cfg.ProbeCopies || cfg.Send4 != nil || cfg.Send6 != nil:
+		return Summary{}, errors.New("scan: Run chooses the receiver and the senders: leave Recv, ProbeCopies, Send4 and Send6 unset")
+	case cfg.Sources != nil || cfg.Src4.IsValid() || cfg.Src6.IsValid():
+		return Summary{}, errors.New("scan: Run takes the client's source addresses: leave Sources, Src4 and Src6 unset")
+	case cfg.PortLo != 0 || cfg.PortHi != 0 || cfg.Ports != nil || cfg.Cookie != (wire.Cookie{}):
+		return Summary{}, errors.New("scan: Run takes the client's ports and key: leave PortLo, PortHi, Ports and Cookie unset")
+	case cfg.Set == nil || cfg.Set.Len() == 0:
+		return Summary{}, errors.New("scan: nothing to scan")
+	}
+	if core.Lend == nil {
+		return Summary{}, errors.New("scan: no client") // never: package probe sets it
+	}
+	l, err := core.Lend(c)
+	if err != nil {
+		return Summary{}, err
+	}
+	srcs, err := SourcesFor(cfg.Set, l.Source)
+	if err != nil {
+		return Summary{}, err
+	}
+	cfg.Sources = srcs
+	cfg.Cookie = l.Cookie
+	cfg.Ports, cfg.PortLo, cfg.PortHi = l.Ports, l.Ports[0], l.Ports[len(l.Ports)-1]
+	feed := &feedReceiver{lease: l, wake: make(chan struct{}, 1)}
+	var n *Net
+	if l.Conn != nil {
+		// The client opens nothing of its own: nor does its scan.
+		conn, ok := l.Conn.(Conn)
+		if !ok {
+			return Summary{}, errors.New("scan: the client's Conn cannot send batches (scan.Conn)")
+		}
+		n = &Net{Conn: conn, Recv: feed, SendPath: "the client's Conn", RecvPath: "the client's Conn"}
+	} else {
+		err = l.Do(func() (err error) {
+			n, err = openNet(NetConfig{Set: cfg.Set, Sources: srcs, PortLo: cfg.PortLo, PortHi: cfg.PortHi, Interface: l.Interface}, l.Mark, feed)
+			return err
+		})
+		if err != nil {
+			return Summary{}, err
+		}
+	}
+	defer n.Close()
+	if n.Recv == Receiver(feed) {
+		// Fed before the first probe leaves: an answer on a short path
+		// can beat the sender's return.
+		l.Feed(feed.packet)
+		defer feed.stop()
+	}
+	return n.Scan(ctx, cfg)
+}
+
+// SourcesFor gives every block of set the source address that source
+// finds for it (the kernel's routes, say: rawsock.SourceFinder). A block
+// without a route gets its family's first source: its probes then fail
+// one by one, each reported with the kernel's reason. A family with no
+// route at all is an error, a *NoRouteError.
+func SourcesFor(set *Set, source func(dst netip.Addr) (netip.Addr, error)) ([]SourceRange, error) {
+	var first [2]netip.Addr
+	var noRoute *NoRouteError
+	srcs := Sources(set, func(p netip.Prefix) netip.Addr {
+		a, err := source(p.Addr())
+		if a = a.Unmap(); err == nil && a.Is4() != p.Addr().Is4() {
+			err = fmt.Errorf("the source %v found is of another family", a)
+		}
+		if err != nil {
+			if noRoute == nil {
+				noRoute = &NoRouteError{Addr: p.Addr(), Err: err}
+			}
+			return netip.Addr{}
+		}
+		if f := famIndex(a); !first[f].IsValid() {
+			first[f] = a
+		}
+		return a
+	})
+	for i := range srcs {
+		r := &srcs[i]
+		if r.Addr.IsValid() {
+			continue
+		}
+		// Which family: the block's (the pair at the range's end).
+		addr, _, _ := set.Pair(r.End - 1)
+		if r.Addr = first[famIndex(addr)]; !r.Addr.IsValid() {
+			return nil, noRoute
+		}
+	}
+	return srcs, nil
+}
+
+// NoRouteError says that no address of a family has a route: the first
+// that failed, and why.
+type NoRouteError struct {
+	Addr netip.Addr
+	Err  error
+}
+
+func (e *NoRouteError) Error() string { return fmt.Sprintf("no route to %v: %v", e.Addr, e.Err) }
+func (e *NoRouteError) Unwrap() error { return e.Err }
+
+// errClientClosed ends a scan whose client was closed: its answers no
+// longer come, and silence would be taken for filtered ports. It does not
+// wrap net.ErrClosed, which would end the scan as if it had finished.
+var errClientClosed = errors.New("scan: the client was closed during the scan")
+
+// feedReceiver is a Receiver whose packets the client's engine hands
+// over (core.Lease.Feed), on its own thread. The packets that come
+// before the scanner's first Read wait for it. Wake ends the feed: the
+// scanner calls it once, when it stops receiving.
+type feedReceiver struct {
+	lease *core.Lease
+	mu    sync.Mutex // serializes fn's calls
+	fn    func([]byte, time.Time)
+	early []earlyPacket
+	lost  atomic.Uint64 // early packets beyond maxEarly
+	wake  chan struct{}
+	once  sync.Once
+}
+
+type earlyPacket struct {
+	b  []byte
+	rx time.Time
+}
+
+// maxEarly bounds the packets kept for the first Read.
+const maxEarly = 4096
+
+// packet is the feed, on the engine's thread.
+func (f *feedReceiver) packet(b []byte, rx time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fn == nil {
+		if len(f.early) < maxEarly {
+			f.early = append(f.early, earlyPacket{append([]byte(nil), b...), rx})
+		} else {
+			f.lost.Add(1)
+		}
+		return
+	}
+	f.fn(b, rx)
+}
+
+func (f *feedReceiver) Read(deadline time.Time, fn func([]byte, time.Time)) (int, error) {
+	f.mu.Lock()
+	n := 0
+	if f.fn == nil {
+		f.fn = fn
+		for _, p := range f.early {
+			fn(p.b, p.rx)
+		}
+		n, f.early = len(f.early), nil
+	}
+	f.mu.Unlock()
+	if n > 0 {
+		return n, nil
+	}
+	var timeout <-chan time.Time
+	if !deadline.IsZero() {
+		t := time.NewTimer(time.Until(deadline))
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case <-f.wake:
+		return 0, rawsock.ErrWoken
+	case <-f.lease.Done:
+		return 0, errClientClosed
+	case <-timeout:
+		return 0, errDeadline
+	}
+}
+
+var errDeadline = fmt.Errorf("scan: %w", os.ErrDeadlineExceeded)
+
+// stop ends the feed; after it, fn is never called again.
+func (f *feedReceiver) stop() { f.once.Do(func() { f.lease.Feed(nil) }) }
+
+func (f *feedReceiver) Wake() {
+	f.stop()
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Dropped counts the packets that came before the first Read and found
+// no room (Summary.RecvDrops).
+func (f *feedReceiver) Dropped() uint64  { return f.lost.Load() }
+func (f *feedReceiver) Pending() float64 { return 0 }
+
+// Drained: the engine hands each packet over as it reads it, so the
+// packets not yet handed over are those in the client's sockets.
+func (f *feedReceiver) Drained() bool { return f.lease.Queued == nil || !f.lease.Queued() }

@@ -1,0 +1,282 @@
+package scan_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/synprobe/synprobe/internal/netlab"
+	"github.com/synprobe/synprobe/probe"
+	"github.com/synprobe/synprobe/probe/scan"
+	"github.com/synprobe/synprobe/rawsock/wire"
+)
+
+// The lab target's ports, by what answers them.
+const (
+	labOpen     = 8000 // ..+9: listeners
+	labClosed   = 8100 // ..+9: nothing; the kernel answers RST
+	labDropped  = 8200 // ..+9: the target's firewall drops the SYN
+	labRejected = 8300 // ..+9: the target's firewall answers "administratively prohibited"
+)
+
+// wireProbe is what a capture on the prober's interface shows of one SYN
+// of ours: where it went, the first answer to it, and our RST after it.
+type wireProbe struct {
+	dst             netip.AddrPort
+	isn             uint32
+	syn, reply      time.Time
+	replyFlags      wire.TCPFlags
+	icmp, rst, more bool // an ICMP error quoted it; we reset it at ISN+1; a second SYN to dst from its port
+}
+
+// wireProbes indexes the SYNs a capture saw by source port and
+// destination, answers matched to them by ISN.
+func wireProbes(pkts []netlab.CapturedPacket) map[string][]*wireProbe {
+	key := func(sport uint16, dst netip.AddrPort) string { return fmt.Sprint(sport, dst) }
+	m := map[string][]*wireProbe{}
+	find := func(sport uint16, dst netip.AddrPort, isn uint32) *wireProbe {
+		for _, w := range m[key(sport, dst)] {
+			if w.isn == isn {
+				return w
+			}
+		}
+		return nil
+	}
+	var p wire.Packet
+	for _, c := range pkts {
+		if wire.Parse(c.Data, &p) != nil {
+			continue
+		}
+		switch {
+		case p.IsICMP():
+			q := &p.Quoted
+			if w := find(q.SrcPort, netip.AddrPortFrom(q.Dst, q.DstPort), q.Seq); w != nil && q.HasSeq && w.reply.IsZero() {
+				w.reply, w.icmp = c.Time, true
+			}
+		case p.Flags == wire.FlagSyn:
+			dst := netip.AddrPortFrom(p.Dst, p.DstPort)
+			if find(p.SrcPort, dst, p.Seq) == nil {
+				m[key(p.SrcPort, dst)] = append(m[key(p.SrcPort, dst)], &wireProbe{dst: dst, isn: p.Seq, syn: c.Time})
+			}
+		case p.Flags&wire.FlagAck != 0:
+			if w := find(p.DstPort, netip.AddrPortFrom(p.Src, p.SrcPort), p.Ack-1); w != nil && w.reply.IsZero() {
+				w.reply, w.replyFlags = c.Time, p.Flags
+			}
+		case p.Flags == wire.FlagRst:
+			if w := find(p.SrcPort, netip.AddrPortFrom(p.Dst, p.DstPort), p.Seq-1); w != nil {
+				w.rst = true
+			}
+		}
+	}
+	return m
+}
+
+// TestIntegrationRunOnClient scans open, closed, dropped and rejected
+// ports of both families on one client while other goroutines probe the
+// same ports through it, and checks every verdict against a capture on
+// the prober's interface: the scan's SYN to the pair from the result's
+// port, the answer that decided it (and our RST after a SYN-ACK), no
+// answer for a timeout, and the RTT. The probes' results are exact too:
+// no answer is taken by the wrong caller.
+func TestIntegrationRunOnClient(t *testing.T) {
+	l := netlab.New(t)
+	for _, a := range []netip.Addr{l.TargetV4, l.TargetV6} {
+		for p := range 10 {
+			ln := l.Listen(t, l.Target, "tcp", netip.AddrPortFrom(a, uint16(labOpen+p)).String())
+			netlab.Serve(ln, func(c net.Conn) { c.Close() })
+		}
+	}
+	l.Nft(t, l.Target, fmt.Sprintf(`table inet lab {
+	chain input {
+		type filter hook input priority 0;
+		tcp dport %d-%d drop
+		meta nfproto ipv4 tcp dport %d-%d reject with icmp admin-prohibited
+		meta nfproto ipv6 tcp dport %d-%d reject with icmpv6 admin-prohibited
+	}
+}`, labDropped, labDropped+9, labRejected, labRejected+9, labRejected, labRejected+9))
+	l.Run(t, l.Target, "sysctl", "-q", "-w", "net.ipv4.icmp_ratelimit=0", "net.ipv6.icmp.ratelimit=0",
+		"net.ipv4.icmp_msgs_per_sec=1000000", "net.ipv4.icmp_msgs_burst=1000000")
+	var cl *probe.Client
+	if err := l.InNS(l.Prober, func() (err error) {
+		cl, err = probe.NewClient(nil)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+
+	ports := fmt.Sprintf("%d-%d,%d-%d,%d-%d,%d-%d", labOpen, labOpen+9, labClosed, labClosed+9, labDropped, labDropped+9, labRejected, labRejected+9)
+	var blocks []scan.Block
+	for _, a := range []string{l.TargetV4.String(), "[" + l.TargetV6.String() + "]"} {
+		spec, err := scan.ParseSpec(a + ":" + ports)
+		if err != nil {
+			t.Fatal(err)
+		}
+		blocks = append(blocks, scan.Block{Spec: &spec})
+	}
+	set, err := scan.NewSet(blocks...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	capt := l.StartCapture(t, l.Prober, l.ProberIf, "tcp or icmp or icmp6")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	// Probes of the same ports through the same client, during the scan.
+	type call struct {
+		dst netip.AddrPort
+		r   *probe.Result
+		err error
+	}
+	calls := make([]call, 80)
+	var wg sync.WaitGroup
+	for i := range calls {
+		c := &calls[i]
+		a := l.TargetV4
+		if i%2 == 1 {
+			a = l.TargetV6
+		}
+		c.dst = netip.AddrPortFrom(a, uint16([]int{labOpen, labClosed, labDropped, labRejected}[i/2%4]+i%10))
+		wg.Go(func() { c.r, c.err = cl.Probe(ctx, c.dst, &probe.ProbeOptions{Timeout: 500 * time.Millisecond}) })
+	}
+	results := map[netip.AddrPort]probe.ScanResult{}
+	sum, err := scan.Run(ctx, cl, scan.Config{
+		Set:     set,
+		Timeout: 500 * time.Millisecond,
+		Options: &wire.SYNOptions{MSS: 1460, WScale: 7, SACKPermitted: true, Timestamps: true},
+		OnResult: func(r *probe.ScanResult, _ scan.Origin) {
+			if _, dup := results[r.AddrPort()]; dup {
+				t.Errorf("%v reported twice", r.AddrPort())
+			}
+			results[r.AddrPort()] = *r
+		},
+	})
+	wg.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkts, err := capt.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := wireProbes(pkts)
+	want := func(port uint16) (probe.State, string) {
+		switch int(port) / 100 * 100 {
+		case labOpen:
+			return probe.StateOpen, probe.ReasonSYNACK
+		case labClosed:
+			return probe.StateClosed, probe.ReasonRST
+		case labDropped:
+			return probe.StateFiltered, probe.ReasonTimeout
+		}
+		return probe.StateFiltered, "icmp-admin-prohibited"
+	}
+	bad := 0
+	fail := func(format string, args ...any) {
+		if bad++; bad <= 10 {
+			t.Errorf(format, args...)
+		}
+	}
+	// The probes first: the ISNs they report are theirs, not the scan's.
+	probeISN := map[uint32]bool{}
+	for _, c := range calls {
+		if c.err != nil {
+			fail("probe %v: %v", c.dst, c.err)
+			continue
+		}
+		if st, reason := want(c.dst.Port()); c.r.State != st || c.r.Reason != reason {
+			fail("probe %v: %v %s, want %v %s", c.dst, c.r.State, c.r.Reason, st, reason)
+		}
+		probeISN[c.r.ISN] = true
+	}
+	if got := uint64(len(results)); got != set.Len() || sum.Pairs != set.Len() {
+		t.Fatalf("%d results, summary of %d pairs, for %d pairs", got, sum.Pairs, set.Len())
+	}
+	timed := 0
+	var rttErr []time.Duration
+	for ap, r := range results {
+		st, reason := want(ap.Port())
+		if r.State != st || r.Reason != reason {
+			fail("%v: %v %s, want %v %s", ap, r.State, r.Reason, st, reason)
+			continue
+		}
+		// A silent pair's result has no port: any of ours.
+		var w *wireProbe
+		n := 0
+		for _, ws := range seen {
+			for _, x := range ws {
+				if x.dst == ap && !probeISN[x.isn] && (r.SrcPort == 0 || slices.Contains(seen[fmt.Sprint(r.SrcPort, ap)], x)) {
+					w = x
+					n++
+				}
+			}
+		}
+		if w != nil {
+			w.more = n > 1
+		}
+		switch {
+		case w == nil:
+			fail("%v: the capture has no scan SYN from port %d to it", ap, r.SrcPort)
+			continue
+		case w.more:
+			fail("%v: the capture has two scan SYNs from port %d to it (no retries asked)", ap, r.SrcPort)
+		case reason == probe.ReasonTimeout:
+			if !w.reply.IsZero() {
+				fail("%v: called filtered, but the capture has an answer", ap)
+			}
+			continue
+		case w.reply.IsZero():
+			fail("%v: %v, but the capture has no answer", ap, st)
+			continue
+		case st == probe.StateOpen && (w.replyFlags != wire.FlagSyn|wire.FlagAck || !w.rst):
+			fail("%v: open; on the wire %v, our RST %v", ap, w.replyFlags, w.rst)
+		case st == probe.StateClosed && w.replyFlags&wire.FlagRst == 0, reason == "icmp-admin-prohibited" && !w.icmp:
+			fail("%v: %v, but the answer on the wire was %v (icmp %v)", ap, st, w.replyFlags, w.icmp)
+		}
+		if !r.Timed() {
+			fail("%v: answered but not timed", ap)
+			continue
+		}
+		timed++
+		// The scan times with the kernel's stamps or the user-space
+		// clock (Summary.Clock); either is within a loaded machine's
+		// scheduling delays of the capture's.
+		d := r.RTT - w.reply.Sub(w.syn)
+		if d > 20*time.Millisecond || d < -20*time.Millisecond {
+			fail("%v: RTT %v, the capture's %v", ap, r.RTT, w.reply.Sub(w.syn))
+		}
+		rttErr = append(rttErr, max(d, -d))
+	}
+	if bad > 10 {
+		t.Errorf("... %d wrong in all", bad)
+	}
+	if want := 60; timed != want {
+		t.Errorf("%d pairs timed, want %d (every answered one)", timed, want)
+	}
+	if sum.Open != 20 || sum.Closed != 20 || sum.Filtered != 40 || sum.Errors != 0 {
+		t.Errorf("summary: %d open, %d closed, %d filtered, %d errors", sum.Open, sum.Closed, sum.Filtered, sum.Errors)
+	}
+	if sum.RecvPath != "the client's raw sockets" {
+		t.Errorf("answers read from %q", sum.RecvPath)
+	}
+	slices.Sort(rttErr)
+	if len(rttErr) > 0 {
+		t.Logf("|scan RTT - capture RTT| over %d answers: median %v, max %v", len(rttErr), rttErr[len(rttErr)/2], rttErr[len(rttErr)-1])
+	}
+	t.Logf("sent as %s; answers read from %s; clock=%s", sum.SendPath, sum.RecvPath, sum.Clock())
+
+	// The client goes on probing after the scan, and a closed client
+	// refuses a scan.
+	if r, err := cl.Probe(ctx, netip.AddrPortFrom(l.TargetV4, labOpen), nil); err != nil || r.State != probe.StateOpen {
+		t.Errorf("probe after the scan: %v, %v", r, err)
+	}
+	cl.Close()
+	if _, err := scan.Run(ctx, cl, scan.Config{Set: set}); err == nil {
+		t.Error("a closed client scanned")
+	}
+}

@@ -1,0 +1,168 @@
+package scan_test
+
+import (
+	"context"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/synprobe/synprobe/probe"
+	"github.com/synprobe/synprobe/probe/probetest"
+	"github.com/synprobe/synprobe/probe/scan"
+	"github.com/synprobe/synprobe/rawsock/wire"
+)
+
+// hostileLab answers on 198.18.1.1: port 22 open (SYN-ACK after 80 µs),
+// 81 closed (RST after 50 µs, but first a forged SYN-ACK that
+// acknowledges ISN+2), 82 closed behind a forger that first sends a RST
+// from the wrong port; on 198.18.1.2 every port is rejected by a router
+// (ICMP after 30 µs), preceded by an ICMP error quoting another
+// connection of ours. Everything else is silent.
+func hostileLab(p *wire.Packet, b []byte, _ uint32) []probetest.Reply {
+	if p.Flags&wire.FlagSyn == 0 || p.Flags&wire.FlagAck != 0 {
+		return nil
+	}
+	switch {
+	case p.Dst == netip.MustParseAddr("198.18.1.2"):
+		other := probetest.Build(wire.Segment{Src: p.Src, Dst: p.Dst, TTL: 64, SrcPort: p.SrcPort ^ 1, DstPort: p.DstPort, Seq: p.Seq, Flags: wire.FlagSyn})
+		return []probetest.Reply{
+			{Packet: probetest.ICMPError(other, netip.MustParseAddr("198.18.0.254"), 3, 13), After: 10 * time.Microsecond},
+			{Packet: probetest.ICMPError(b, netip.MustParseAddr("198.18.0.254"), 3, 13), After: 30 * time.Microsecond},
+		}
+	case p.Dst != netip.MustParseAddr("198.18.1.1"):
+		return nil
+	}
+	switch p.DstPort {
+	case 22:
+		return []probetest.Reply{{Packet: probetest.SYNACK(p, wire.SYNOptions{MSS: 1460}), After: 80 * time.Microsecond}}
+	case 81:
+		forged := *p
+		forged.Seq++ // its SYN-ACK acknowledges ISN+2
+		return []probetest.Reply{
+			{Packet: probetest.SYNACK(&forged, wire.SYNOptions{MSS: 1460}), After: 10 * time.Microsecond},
+			{Packet: probetest.RST(p), After: 50 * time.Microsecond},
+		}
+	case 82:
+		wrong := *p
+		wrong.DstPort = 83 // a RST from another port
+		return []probetest.Reply{
+			{Packet: probetest.RST(&wrong), After: 10 * time.Microsecond},
+			{Packet: probetest.RST(p), After: 50 * time.Microsecond},
+		}
+	}
+	return nil
+}
+
+// TestRunOnFakeClient scans through a client given a Conn while other
+// goroutines probe the same pairs through it: every verdict and RTT is
+// exact, hostile answers are never taken, and the probes' results are
+// their own.
+func TestRunOnFakeClient(t *testing.T) {
+	conn := probetest.NewConn(hostileLab)
+	defer conn.Close()
+	var ports []uint16
+	for p := range uint16(64) {
+		ports = append(ports, 61000+p)
+	}
+	cl, err := probe.NewClient(&probe.ClientConfig{
+		Conn: conn, SourcePorts: ports,
+		Source: func(netip.Addr) (netip.Addr, error) { return netip.MustParseAddr("198.18.0.1"), nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	set := mustSet(t, mustParse(t, "198.18.1.0/30:22,81,82,90"))
+	want := func(ap netip.AddrPort) (string, time.Duration) {
+		switch {
+		case ap.Addr() == netip.MustParseAddr("198.18.1.2"):
+			return "filtered/icmp-admin-prohibited", 30 * time.Microsecond
+		case ap.Addr() != netip.MustParseAddr("198.18.1.1"), ap.Port() == 90:
+			return "filtered/timeout", 0
+		case ap.Port() == 22:
+			return "open/syn-ack", 80 * time.Microsecond
+		}
+		return "closed/rst", 50 * time.Microsecond
+	}
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for i := range 16 {
+		ap := netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, 1, byte(1 + i%2)}), []uint16{22, 81, 82, 90}[i/2%4])
+		wg.Go(func() {
+			r, err := cl.Probe(ctx, ap, &probe.ProbeOptions{Timeout: 100 * time.Millisecond})
+			if w, _ := want(ap); err != nil || r.State.String()+"/"+r.Reason != w {
+				t.Errorf("probe %v: %v, %v; want %s", ap, r, err, w)
+			}
+		})
+	}
+	got := map[netip.AddrPort]probe.ScanResult{}
+	sum, err := scan.Run(ctx, cl, scan.Config{
+		Set: set, Timeout: 100 * time.Millisecond, Retries: 1,
+		OnResult: func(r *probe.ScanResult, _ scan.Origin) {
+			if _, dup := got[r.AddrPort()]; dup {
+				t.Errorf("%v reported twice", r.AddrPort())
+			}
+			got[r.AddrPort()] = *r
+		},
+	})
+	wg.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uint64(len(got)) != set.Len() {
+		t.Fatalf("%d results for %d pairs", len(got), set.Len())
+	}
+	for ap, r := range got {
+		w, rtt := want(ap)
+		if s := r.State.String() + "/" + r.Reason; s != w {
+			t.Errorf("%v: %s, want %s", ap, s, w)
+		}
+		if rtt != 0 && (r.RTT != rtt || !r.KernelClock) {
+			t.Errorf("%v: RTT %v (kernel clock %v), want %v by the kernel's", ap, r.RTT, r.KernelClock, rtt)
+		}
+		if r.Src != netip.MustParseAddr("198.18.0.1") || r.SrcPort != 0 && (r.SrcPort < 61000 || r.SrcPort > 61063) {
+			t.Errorf("%v: from %v port %d", ap, r.Src, r.SrcPort)
+		}
+	}
+	if sum.Open != 1 || sum.Closed != 2 || sum.Filtered != 13 || sum.RecvPath != "the client's Conn" || sum.Clock() != "kernel" {
+		t.Errorf("summary: %d open, %d closed, %d filtered, answers from %q, clock %q", sum.Open, sum.Closed, sum.Filtered, sum.RecvPath, sum.Clock())
+	}
+	// The scan reset the open port's half-open connection at ISN+1.
+	rsts := 0
+	for _, b := range conn.Sent() {
+		var p wire.Packet
+		if wire.Parse(b, &p) == nil && p.Flags == wire.FlagRst && p.DstPort == 22 {
+			rsts++
+		}
+	}
+	if rsts < 2 { // the scan's and the probes'
+		t.Errorf("%d RSTs to the open port", rsts)
+	}
+}
+
+// A client closed during a scan ends it with an error: its silence is not
+// a verdict.
+func TestRunClientClosed(t *testing.T) {
+	conn := probetest.NewConn(func(*wire.Packet, []byte, uint32) []probetest.Reply { return nil })
+	defer conn.Close()
+	cl, err := probe.NewClient(&probe.ClientConfig{
+		Conn: conn, SourcePorts: []uint16{61000, 61001},
+		Source: func(netip.Addr) (netip.Addr, error) { return netip.MustParseAddr("198.18.0.1"), nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.AfterFunc(50*time.Millisecond, func() { cl.Close() })
+	reported := 0
+	sum, err := scan.Run(context.Background(), cl, scan.Config{
+		Set: mustSet(t, mustParse(t, "198.18.1.0/30:80")), Timeout: 5 * time.Second,
+		OnResult: func(*probe.ScanResult, scan.Origin) { reported++ },
+	})
+	if err == nil || reported != 0 {
+		t.Errorf("Run = %+v, %v after the client closed; %d results", sum, err, reported)
+	}
+	if _, err := scan.Run(context.Background(), cl, scan.Config{Set: mustSet(t, mustParse(t, "198.18.1.0/30:80"))}); err == nil {
+		t.Error("a closed client scanned")
+	}
+}
