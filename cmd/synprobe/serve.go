@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -121,7 +122,8 @@ func (o *serveOptions) parseLevel() *slog.Level {
 }
 
 // quoted is what YAML libraries quote of a file in their errors.
-var quoted = regexp.MustCompile("`[^`]*`|\"[^\"]*\"")
+// Compiled when first needed, not at every run's init.
+var quoted = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile("`[^`]*`|\"[^\"]*\"") })
 
 // serveMain runs `synprobe serve` with the process's signals: SIGTERM and
 // SIGINT end it, SIGHUP reloads the configuration.
@@ -184,7 +186,7 @@ func serve(ctx context.Context, o *serveOptions, stderr io.Writer, sys network, 
 		if err := web.Validate(o.webConfig); err != nil {
 			// Its YAML errors quote the file, which holds password
 			// hashes: the quotes go.
-			msg := quoted.ReplaceAllString(err.Error(), "…")
+			msg := quoted().ReplaceAllString(err.Error(), "…")
 			msg = strings.ReplaceAll(strings.TrimPrefix(msg, "yaml: unmarshal errors:\n  "), "\n  ", "; ")
 			return 0, usagef("--web.config.file %s: %s", o.webConfig, strings.ReplaceAll(msg, "\n", " "))
 		}

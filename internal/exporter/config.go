@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -129,13 +130,15 @@ func Parse(data []byte, name string) (*Config, error) {
 // refused with its line (strictness) and no message quotes the file.
 type parser struct{ file string }
 
-var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+// yamlLine is compiled when first needed: every synprobe run links this
+// package, and a regexp at init would cost each of them.
+var yamlLine = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^yaml: line (\d+): (.*)$`) })
 
 // syntax rewrites a YAML syntax error as FILE:LINE: problem. The
 // parser's messages describe the problem; none quotes the text.
 func (p *parser) syntax(err error) error {
 	msg := err.Error()
-	if m := yamlLine.FindStringSubmatch(msg); m != nil {
+	if m := yamlLine().FindStringSubmatch(msg); m != nil {
 		return fmt.Errorf("%s:%s: not valid YAML: %s", p.file, m[1], m[2])
 	}
 	return fmt.Errorf("%s: not valid YAML: %s", p.file, strings.TrimPrefix(msg, "yaml: "))
@@ -235,9 +238,35 @@ func (p *parser) config(doc *yaml.Node) (*Config, error) {
 	return cfg, nil
 }
 
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+// validName: a module name is [A-Za-z0-9_.-]{1,64}.
+func validName(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !isAlnum(c) && c != '_' && c != '.' && c != '-' {
+			return false
+		}
+	}
+	return true
+}
 
-func validName(s string) bool { return nameRE.MatchString(s) }
+func isAlnum(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+}
+
+// validLabel: a label name is [a-zA-Z_][a-zA-Z0-9_]*.
+func validLabel(s string) bool {
+	if s == "" || '0' <= s[0] && s[0] <= '9' {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !isAlnum(c) && c != '_' {
+			return false
+		}
+	}
+	return true
+}
 
 func (p *parser) module(name string, n *yaml.Node) (*Module, error) {
 	m := &Module{Name: name, Fallback: true}
@@ -441,8 +470,6 @@ func (p *parser) targets(cfg *Config, n *yaml.Node) error {
 // replace.
 var reservedLabels = []string{"host", "ip", "port", "module", "result", "pattern", "le", "instance", "job"}
 
-var labelRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
-
 func (p *parser) labels(n *yaml.Node) ([]Label, error) {
 	if n.Kind != yaml.MappingNode {
 		return nil, p.errf(n, "labels: a mapping of label names to values")
@@ -451,7 +478,7 @@ func (p *parser) labels(n *yaml.Node) ([]Label, error) {
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		switch {
-		case k.Kind != yaml.ScalarNode || !labelRE.MatchString(k.Value) || strings.HasPrefix(k.Value, "__"):
+		case k.Kind != yaml.ScalarNode || !validLabel(k.Value) || strings.HasPrefix(k.Value, "__"):
 			return nil, p.errf(k, "a label name is [a-zA-Z_][a-zA-Z0-9_]*, not starting with __")
 		case slices.Contains(reservedLabels, k.Value):
 			return nil, p.errf(k, "label %s is synprobe's own (reserved: %s)", k.Value, strings.Join(reservedLabels, ", "))
