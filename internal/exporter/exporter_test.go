@@ -445,6 +445,23 @@ targets:
 	if v, _ := value(fams, "synprobe_targets"); v != 5 {
 		t.Errorf("synprobe_targets %v", v)
 	}
+	// Native buckets are offered (in the protobuf exposition): factor 1.1
+	// is schema 3, and 120 µs lands in one bucket.
+	mfs, err := e.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "synprobe_response_duration_seconds" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			h := m.GetHistogram()
+			if h.GetSampleCount() > 0 && (h.GetSchema() != 3 || len(h.GetPositiveSpan()) != 1 || len(h.GetPositiveDelta()) != 1) {
+				t.Errorf("native histogram: schema %d, spans %v, deltas %v", h.GetSchema(), h.GetPositiveSpan(), h.GetPositiveDelta())
+			}
+		}
+	}
 	problems, err := testutil.GatherAndLint(e.Registry())
 	if err != nil || len(problems) > 0 {
 		t.Errorf("lint: %v %v", problems, err)
