@@ -5,10 +5,18 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"math"
+	"math/big"
 	"net"
 	"net/http"
 	"net/url"
@@ -20,6 +28,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/synprobe/synprobe/internal/netlab"
 )
@@ -66,7 +76,7 @@ func startIn(t *testing.T, l *netlab.Lab, ns, logName string, name string, args 
 	t.Helper()
 	cmd := l.Command(context.Background(), ns, name, args...)
 	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.Stdout, cmd.Stderr = &out, &out // read only after Wait
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
@@ -360,4 +370,96 @@ scrape_configs:
 	if tables := l.Run(t, l.Prober, "nft", "list", "tables"); strings.Contains(tables, "synprobe") {
 		t.Errorf("the RST guard outlived the run: %q", tables)
 	}
+}
+
+// TestIntegrationServeWebConfig: --web.config.file through
+// exporter-toolkit: TLS with a certificate made here, and basic
+// authentication with a bcrypt hash; plain HTTP, no password and a wrong
+// one are refused.
+func TestIntegrationServeWebConfig(t *testing.T) {
+	l := verdictLab(t)
+	dir, err := os.MkdirTemp("", "synprobe-serve-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "synprobe test"},
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "cert.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	// Readable by nobody, whom serve becomes: a test's key only.
+	os.WriteFile(filepath.Join(dir, "key.pem"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o644)
+	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	webCfg := filepath.Join(dir, "web.yml")
+	os.WriteFile(webCfg, fmt.Appendf(nil, "tls_server_config:\n  cert_file: %s\n  key_file: %s\nbasic_auth_users:\n  prom: %s\n",
+		filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), hash), 0o644)
+	cfgPath := filepath.Join(dir, "serve.yml")
+	os.WriteFile(cfgPath, []byte("modules:\n  rst: {timeout: 300ms}\n"), 0o644)
+	const addr = "127.0.0.1:9516"
+	startIn(t, l, l.Prober, "synprobe serve", synprobeBinary(t), "serve",
+		"--config.file", cfgPath, "--web.listen-address", addr, "--web.config.file", webCfg)
+
+	c := nsClient(l, l.Prober)
+	pool := x509.NewCertPool()
+	pool.AddCert(must(x509.ParseCertificate(der)))
+	c.Transport.(*http.Transport).TLSClientConfig = &tls.Config{RootCAs: pool}
+	probeURL := "https://" + addr + "/probe?target=" + hostPort(l.TargetV4, 80)
+	do := func(u, user, pass string) (int, string) {
+		req, _ := http.NewRequest("GET", u, nil)
+		if user != "" {
+			req.SetBasicAuth(user, pass)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	waitFor(t, "synprobe serve over TLS", 20*time.Second, func() bool {
+		code, _ := do(probeURL, "prom", "s3cret")
+		return code == 200
+	})
+	if code, body := do(probeURL, "prom", "s3cret"); code != 200 || !strings.Contains(body, "\nprobe_success 1\n") {
+		t.Errorf("with TLS and the password: %d\n%s", code, body)
+	}
+	if code, _ := do(probeURL, "", ""); code != 401 {
+		t.Errorf("without a password: %d, want 401", code)
+	}
+	if code, _ := do(probeURL, "prom", "wrong"); code != 401 {
+		t.Errorf("with a wrong password: %d, want 401", code)
+	}
+	if code, body := do("http://"+addr+"/metrics", "prom", "s3cret"); code == 200 {
+		t.Errorf("plain HTTP answered: %s", body)
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }
