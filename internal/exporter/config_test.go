@@ -75,7 +75,7 @@ targets:
   - hosts: [web.example:80]
 histogram:
   buckets: [0.0001, 0.001, 0.01]
-  native_bucket_factor: 0
+  native_bucket_factor: 1.5
 `), "x.yml")
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +98,7 @@ histogram:
 	if !cfg.Modules["bare"].Options.NoOptions {
 		t.Error("syn_options: none")
 	}
-	if !slices.Equal(cfg.Buckets, []float64{0.0001, 0.001, 0.01}) || cfg.NativeFactor != 0 {
+	if !slices.Equal(cfg.Buckets, []float64{0.0001, 0.001, 0.01}) || cfg.NativeFactor != 1.5 {
 		t.Errorf("histogram %v %v", cfg.Buckets, cfg.NativeFactor)
 	}
 }

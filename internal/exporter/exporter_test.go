@@ -377,6 +377,7 @@ targets:
     module: fin
   - hosts: ['nowhere.lab:80']
     interval: 20ms
+histogram: {native_bucket_factor: 1.1}
 `)
 	e.Start()
 	deadline := time.Now().Add(20 * time.Second)

@@ -29,6 +29,12 @@ type scheduler struct {
 	wg     sync.WaitGroup
 }
 
+// quantum is the scheduler's resolution: the probes due within it go
+// together (at 10,000 probes a second, 20 every 2 ms), which the engine
+// takes in one wake-up: 1 ms, 2 ms and 5 ms cost 68%, 64% and 46% of a
+// core for 10,000 probes a second (scripts/bench-serve.sh).
+const quantum = 2 * time.Millisecond
+
 type job struct {
 	t    *Target
 	next time.Time
@@ -77,7 +83,9 @@ func (s *scheduler) loop(ctx context.Context) {
 	for {
 		wait := time.Until(q[0].next)
 		if wait > 0 {
-			timer.Reset(wait)
+			// Wake at most once a quantum, for the probes due by then:
+			// the engine takes them in one wake-up.
+			timer.Reset(max(wait, quantum))
 			select {
 			case <-ctx.Done():
 				return
@@ -87,7 +95,7 @@ func (s *scheduler) loop(ctx context.Context) {
 			return
 		}
 		now := time.Now()
-		for q[0].next.Compare(now) <= 0 {
+		for q[0].next.Compare(now.Add(quantum/2)) <= 0 {
 			j := q[0]
 			if j.busy.CompareAndSwap(false, true) {
 				s.wg.Add(1)
