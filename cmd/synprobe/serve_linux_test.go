@@ -463,3 +463,95 @@ func must[T any](v T, err error) T {
 	}
 	return v
 }
+
+// TestIntegrationServeBesideBlackbox: Debian's blackbox_exporter (tcp
+// prober, a connect()) and synprobe serve on the same lab targets give
+// the same probe_success; after 100 probes of each to the open port, the
+// namespaces' socket tables (ss, the witness) hold the TIME_WAITs
+// blackbox_exporter's connections leave and none from synprobe's.
+func TestIntegrationServeBesideBlackbox(t *testing.T) {
+	bb, err := exec.LookPath("prometheus-blackbox-exporter")
+	if err != nil {
+		t.Skip("prometheus-blackbox-exporter not found: install Debian's prometheus-blackbox-exporter (scripts/deps.sh does)")
+	}
+	l := verdictLab(t)
+	dir, err := os.MkdirTemp("", "synprobe-serve-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	os.WriteFile(filepath.Join(dir, "serve.yml"), []byte("modules:\n  rst: {mode: rst, timeout: 500ms}\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "blackbox.yml"), []byte("modules:\n  tcp: {prober: tcp, timeout: 500ms}\n"), 0o644)
+	const serveAddr, bbAddr = "127.0.0.1:9516", "127.0.0.1:9115"
+	startIn(t, l, l.Prober, "synprobe serve", synprobeBinary(t), "serve", "--config.file", filepath.Join(dir, "serve.yml"), "--web.listen-address", serveAddr)
+	startIn(t, l, l.Prober, "blackbox_exporter", bb, "--config.file", filepath.Join(dir, "blackbox.yml"), "--web.listen-address", bbAddr)
+	c := nsClient(l, l.Prober)
+	for _, a := range []string{serveAddr, bbAddr} {
+		waitFor(t, a, 20*time.Second, func() bool {
+			resp, err := c.Get("http://" + a + "/-/healthy")
+			if err == nil {
+				resp.Body.Close()
+			}
+			return err == nil && resp.StatusCode == 200
+		})
+	}
+	success := func(body string) string {
+		for _, line := range strings.Split(body, "\n") {
+			if v, ok := strings.CutPrefix(line, "probe_success "); ok {
+				return v
+			}
+		}
+		return "absent"
+	}
+	bbProbe := func(target string) string {
+		_, body := httpGet(t, c, "GET", "http://"+bbAddr+"/probe?module=tcp&target="+url.QueryEscape(target))
+		return success(body)
+	}
+	spProbe := func(target string) string {
+		_, body := httpGet(t, c, "GET", "http://"+serveAddr+"/probe?module=rst&target="+url.QueryEscape(target))
+		return success(body)
+	}
+	for _, target := range []string{hostPort(l.TargetV4, 80), hostPort(l.TargetV6, 80), hostPort(l.TargetV4, 84), hostPort(l.TargetV4, 81), hostPort(l.TargetV4, 82), hostPort(l.TargetV4, 83)} {
+		b, s := bbProbe(target), spProbe(target)
+		want := "0"
+		if strings.HasSuffix(target, ":80") {
+			want = "1"
+		}
+		if b != want || s != want {
+			t.Errorf("%s: probe_success blackbox %s, synprobe %s; want %s", target, b, s, want)
+		}
+	}
+	// TIME_WAIT on port 80, in the target's table and the prober's.
+	timeWait := func() (target, prober int) {
+		count := func(ns, filter string) int {
+			out := strings.TrimSpace(l.Run(t, ns, "ss", "-Htan", "state", "time-wait", filter))
+			if out == "" {
+				return 0
+			}
+			return len(strings.Split(out, "\n"))
+		}
+		return count(l.Target, "( sport = :80 )"), count(l.Prober, "( dport = :80 )")
+	}
+	t0, p0 := timeWait() // the two probes above: one of blackbox's
+	target := hostPort(l.TargetV4, 80)
+	for i := 0; i < 100; i++ {
+		if s := spProbe(target); s != "1" {
+			t.Fatalf("synprobe probe %d: probe_success %s", i, s)
+		}
+	}
+	t1, p1 := timeWait()
+	if t1 != t0 || p1 != p0 {
+		t.Errorf("100 synprobe probes left TIME_WAITs: target %d -> %d, prober %d -> %d", t0, t1, p0, p1)
+	}
+	for i := 0; i < 100; i++ {
+		if s := bbProbe(target); s != "1" {
+			t.Fatalf("blackbox probe %d: probe_success %s", i, s)
+		}
+	}
+	t2, p2 := timeWait()
+	t.Logf("TIME_WAIT on port 80 after 100 probes each: synprobe +%d on the target, +%d on the prober; blackbox_exporter +%d on the target, +%d on the prober", t1-t0, p1-p0, t2-t1, p2-p1)
+	if (t2-t1)+(p2-p1) < 100 {
+		t.Errorf("100 blackbox probes left %d TIME_WAITs on the target and %d on the prober: want one a connection", t2-t1, p2-p1)
+	}
+}
