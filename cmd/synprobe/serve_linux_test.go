@@ -555,3 +555,78 @@ func TestIntegrationServeBesideBlackbox(t *testing.T) {
 		t.Errorf("100 blackbox probes left %d TIME_WAITs on the target and %d on the prober: want one a connection", t2-t1, p2-p1)
 	}
 }
+
+// TestIntegrationServeService: serve as the systemd unit of docs/serve.md
+// runs it (an unprivileged user given CAP_NET_RAW and CAP_NET_ADMIN as
+// ambient capabilities) keeps none once set up and still probes in fin
+// mode (its RST guard made at set-up); without capabilities, or with its
+// address taken, it fails with exit 3 and one line.
+func TestIntegrationServeService(t *testing.T) {
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Skip("needs setpriv")
+	}
+	l := verdictLab(t)
+	dir, err := os.MkdirTemp("", "synprobe-serve-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	cfg := filepath.Join(dir, "serve.yml")
+	os.WriteFile(cfg, []byte("modules:\n  fin: {mode: fin, timeout: 500ms, close_timeout: 1s}\n"), 0o644)
+	bin := synprobeBinary(t)
+	const addr = "127.0.0.1:9516"
+
+	r := runCmd(t, l, l.Prober, nil, asNobody(bin, "serve", "--config.file", cfg, "--web.listen-address", addr)...)
+	if r.code != exitFailure || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, "setcap cap_net_raw,cap_net_admin+ep") {
+		t.Errorf("without capabilities: exit %d, %q", r.code, r.stderr)
+	}
+
+	cmd, done := startIn(t, l, l.Prober, "synprobe serve", "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+		"--inh-caps=+net_raw,+net_admin", "--ambient-caps=+net_raw,+net_admin", bin, "serve", "--config.file", cfg, "--web.listen-address", addr)
+	c := nsClient(l, l.Prober)
+	waitFor(t, "synprobe serve", 20*time.Second, func() bool {
+		resp, err := c.Get("http://" + addr + "/-/healthy")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil && resp.StatusCode == 200
+	})
+	// ip netns exec and setpriv exec: the pid is synprobe's.
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Uid:\t65534\t65534\t65534\t65534", "CapPrm:\t0000000000000000", "CapEff:\t0000000000000000", "CapAmb:\t0000000000000000", "NoNewPrivs:\t1"} {
+		if !strings.Contains(string(status), want+"\n") {
+			t.Errorf("after set-up, the status lacks %q:\n%s", want, status)
+		}
+	}
+	code, body := httpGet(t, c, "GET", "http://"+addr+"/probe?module=fin&target="+hostPort(l.TargetV4, 80))
+	// A close of the peer's own (the listener closes at once, so which
+	// FIN goes first is a race): had the guard not held, the kernel's RST
+	// would have reset the connection, and the pattern would be rst.
+	closed := false
+	for _, p := range []string{"3-way", "4-way", "peer-first", "simultaneous"} {
+		closed = closed || strings.Contains(body, "probe_tcp_close{pattern=\""+p+"\"} 1\n")
+	}
+	if code != 200 || !strings.Contains(body, "\nprobe_success 1\n") || !closed {
+		t.Errorf("fin probe without capabilities: %d\n%s", code, body)
+	}
+
+	// Its address is now taken.
+	r = runIn(t, l, l.Prober, "serve", "--config.file", cfg, "--web.listen-address", addr)
+	if r.code != exitFailure || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, "synprobe serve: --web.listen-address "+addr+": ") {
+		t.Errorf("address taken: exit %d, %q", r.code, r.stderr)
+	}
+
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("synprobe serve did not end within 15 s of SIGTERM")
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("exit %d after SIGTERM", code)
+	}
+}

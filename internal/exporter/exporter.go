@@ -145,15 +145,17 @@ func (e *Exporter) Config() *Config {
 // apply puts cfg in force: new series when the target labels change,
 // and a new schedule. The caller holds e.mu (or is New).
 func (e *Exporter) apply(cfg *Config) {
+	// The old schedule ends first: none of its probes counts after the
+	// series of the targets dropped are deleted.
+	running := e.sched != nil
+	if running {
+		e.sched.stop()
+	}
 	set := e.set
 	if set == nil || !set.compatible(cfg) {
 		set = newTargetSeries(cfg)
 	} else {
 		set.prune(cfg)
-	}
-	running := e.sched != nil
-	if running {
-		e.sched.stop()
 	}
 	e.cfg.Lock()
 	e.conf = cfg
