@@ -66,12 +66,15 @@ probe blackbox_exporter-style; the configuration's targets are probed in the
 background and /metrics serves their counters and RTT histograms; SIGHUP or
 POST /-/reload reads the configuration again (docs/serve.md).
 
+Flags:
 `
 
 const serveUsageTail = `
 Examples:
   sudo synprobe serve --config.file /etc/synprobe/serve.yml
-  synprobe serve --config.file serve.yml --web.listen-address 127.0.0.1:9516 --web.config.file web.yml
+  synprobe serve --config.file serve.yml --web.listen-address 127.0.0.1:9516
+  synprobe serve --config.file serve.yml --web.config.file web.yml   TLS, auth
+  curl 'localhost:9516/probe?target=198.18.0.2:443&module=rst'
 `
 
 // parseServeArgs parses serve's flags; errors are usageErrors.

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // TestServeBadInput: every refusal is one line naming the problem, exit
@@ -49,6 +50,11 @@ func TestServeHelp(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	if code := runServe(context.Background(), []string{"--help"}, &stdout, &stderr, nil, nil); code != exitOK {
 		t.Fatalf("exit %d", code)
+	}
+	for i, line := range strings.Split(stdout.String(), "\n") {
+		if n := utf8.RuneCountInString(line); n > helpColumns {
+			t.Errorf("line %d is %d columns: %q", i+1, n, line)
+		}
 	}
 	for _, want := range []string{"--config.file", "--web.listen-address", "--web.config.file", "Examples:"} {
 		if !strings.Contains(stdout.String(), want) {
