@@ -522,8 +522,14 @@ func TestIntegrationServeBesideBlackbox(t *testing.T) {
 			t.Errorf("%s: probe_success blackbox %s, synprobe %s; want %s", target, b, s, want)
 		}
 	}
-	// TIME_WAIT on port 80, in the target's table and the prober's.
+	// TIME_WAIT on port 80, in the target's table and the prober's, once
+	// every connection has finished closing (the last one's FINs may
+	// still be on their way when the probe's answer comes back).
 	timeWait := func() (target, prober int) {
+		waitFor(t, "the connections on port 80 closed", 10*time.Second, func() bool {
+			return strings.TrimSpace(l.Run(t, l.Target, "ss", "-Htan", "exclude", "listening", "exclude", "time-wait", "( sport = :80 )")) == "" &&
+				strings.TrimSpace(l.Run(t, l.Prober, "ss", "-Htan", "exclude", "time-wait", "( dport = :80 )")) == ""
+		})
 		count := func(ns, filter string) int {
 			out := strings.TrimSpace(l.Run(t, ns, "ss", "-Htan", "state", "time-wait", filter))
 			if out == "" {
@@ -552,7 +558,8 @@ func TestIntegrationServeBesideBlackbox(t *testing.T) {
 	t2, p2 := timeWait()
 	t.Logf("TIME_WAIT on port 80 after 100 probes each: synprobe +%d on the target, +%d on the prober; blackbox_exporter +%d on the target, +%d on the prober", t1-t0, p1-p0, t2-t1, p2-p1)
 	if (t2-t1)+(p2-p1) < 100 {
-		t.Errorf("100 blackbox probes left %d TIME_WAITs on the target and %d on the prober: want one a connection", t2-t1, p2-p1)
+		t.Errorf("100 blackbox probes left %d TIME_WAITs on the target and %d on the prober: want one a connection\ntarget:\n%s\nprober:\n%s", t2-t1, p2-p1,
+			l.Run(t, l.Target, "ss", "-tan", "( sport = :80 )"), l.Run(t, l.Prober, "ss", "-tan", "( dport = :80 )"))
 	}
 }
 
