@@ -51,6 +51,7 @@ fuzz:
 bench: deps build
 	$(SUDO) env "PATH=$$PATH" scripts/bench-rtt.sh
 	$(SUDO) scripts/bench-scan.sh bin/synprobe bin/labserver 3
+	$(SUDO) scripts/bench-serve.sh bin/synprobe bin/labserver 60 15
 
 # The exported API is declared once, in portable files, and rawsock/wire
 # is portable (the TestLayout of rawsock and rawsock/wire): the module

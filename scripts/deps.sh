@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Install the system packages synprobe's lab, demo and integration tests
 # use, if any is missing: iproute2 (ip), nftables (nft), tcpdump, libcap2-bin
-# (setcap), bc (bench scripts). Debian/Ubuntu only; elsewhere it names what to install.
+# (setcap), bc and curl (bench scripts), prometheus (with promtool) and
+# prometheus-blackbox-exporter (synprobe serve's end-to-end tests).
+# Debian/Ubuntu only; elsewhere it names what to install.
 set -euo pipefail
 
-declare -A pkg=([ip]=iproute2 [nft]=nftables [tcpdump]=tcpdump [setcap]=libcap2-bin [bc]=bc)
+declare -A pkg=([ip]=iproute2 [nft]=nftables [tcpdump]=tcpdump [setcap]=libcap2-bin [bc]=bc [curl]=curl [prometheus]=prometheus [prometheus-blackbox-exporter]=prometheus-blackbox-exporter)
 missing=()
 for cmd in "${!pkg[@]}"; do
 	command -v "$cmd" >/dev/null 2>&1 || PATH=$PATH:/usr/sbin:/sbin command -v "$cmd" >/dev/null 2>&1 || missing+=("${pkg[$cmd]}")

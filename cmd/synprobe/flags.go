@@ -115,6 +115,8 @@ followed by =open, =closed or =filtered (what to expect). One address and
 port is probed like ping; more than one pair is scanned: one probe per pair
 (plus retries) in random order, one result line per pair.
 
+synprobe serve --config.file FILE is a Prometheus exporter (serve --help).
+
 Flags:
 `
 

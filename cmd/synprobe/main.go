@@ -11,6 +11,9 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "serve" {
+		os.Exit(serveMain(os.Args[2:], os.Stdout, os.Stderr)) // its own signals (serve.go)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	// Every way out is an interrupt: the run resets the connections it
 	// holds, removes its firewall table and prints its summary. SIGPIPE

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+// TestServeBadInput: every refusal is one line naming the problem, exit
+// 2, before anything is opened; none shows a file's text.
+func TestServeBadInput(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yml")
+	os.WriteFile(bad, []byte("modules:\n  a: {mode: hunter2}\n"), 0o600)
+	good := filepath.Join(dir, "good.yml")
+	os.WriteFile(good, []byte("modules:\n  a: {mode: rst}\n"), 0o600)
+	web := filepath.Join(dir, "web.yml")
+	os.WriteFile(web, []byte("basic_auth_users: hunter2\n"), 0o600)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "synprobe serve: --config.file is required: the modules and targets to serve (docs/serve.md)"},
+		{[]string{"--bogus"}, "synprobe serve: unknown flag: --bogus"},
+		{[]string{"--config.file", good, "198.18.0.2:80"}, "synprobe serve: serve takes no targets on the command line: list them in --config.file"},
+		{[]string{"--config.file", filepath.Join(dir, "none.yml")}, "synprobe serve: " + filepath.Join(dir, "none.yml") + ": no such file or directory"},
+		{[]string{"--config.file", bad}, "synprobe serve: " + bad + ":2: mode: rst, ack or fin"},
+		{[]string{"--config.file", good, "--ports", "0"}, "synprobe serve: --ports 0: from 1 to 32768"},
+		{[]string{"--config.file", good, "--ports", "x"}, "synprobe serve: --ports x: not a number"},
+		{[]string{"--config.file", good, "--web.listen-address", "9516"}, "synprobe serve: --web.listen-address 9516: want [host]:port"},
+		{[]string{"--config.file", good, "--log.level", "loud"}, "synprobe serve: --log.level loud: debug, info, warn or error"},
+		{[]string{"--config.file", good, "-Z", "nobody", "--keep-root"}, "synprobe serve: -Z and --keep-root exclude each other"},
+		{[]string{"--config.file", good, "--web.config.file", web}, "synprobe serve: --web.config.file " + web + ": "},
+		{[]string{"--config.file", good, "-I", "nosuchdev0"}, "synprobe serve: -I nosuchdev0: no such interface (ip link lists them)"},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := runServe(context.Background(), c.args, &stdout, &stderr, nil, nil)
+		msg := stderr.String()
+		if code != exitUsage || !strings.HasPrefix(msg, c.want) || strings.Count(msg, "\n") != 1 || strings.Contains(msg, "hunter2") {
+			t.Errorf("%q: exit %d, %q; want 2, %q", c.args, code, msg, c.want)
+		}
+	}
+}
+
+func TestServeHelp(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := runServe(context.Background(), []string{"--help"}, &stdout, &stderr, nil, nil); code != exitOK {
+		t.Fatalf("exit %d", code)
+	}
+	for i, line := range strings.Split(stdout.String(), "\n") {
+		if n := utf8.RuneCountInString(line); n > helpColumns {
+			t.Errorf("line %d is %d columns: %q", i+1, n, line)
+		}
+	}
+	for _, want := range []string{"--config.file", "--web.listen-address", "--web.config.file", "Examples:"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("help lacks %s", want)
+		}
+	}
+}

@@ -1,0 +1,533 @@
+package exporter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/synprobe/synprobe/probe"
+	"github.com/synprobe/synprobe/rawsock/wire"
+)
+
+// fakeProber answers by port: 80 SYN-ACK, 81 timeout, 82 admin
+// prohibited, 83 RST, 84 an ICMP error of another kind, 85 a probe that
+// could not be sent, 86 no probe at all (no route), 87 never (until ctx
+// ends). RTTs are 120 µs by the kernel's clock.
+type fakeProber struct {
+	mu    sync.Mutex
+	calls []call
+}
+
+type call struct {
+	dst  netip.AddrPort
+	opts probe.ProbeOptions
+	at   time.Time
+}
+
+func (f *fakeProber) Probe(ctx context.Context, dst netip.AddrPort, opts *probe.ProbeOptions) (*probe.Result, error) {
+	f.mu.Lock()
+	f.calls = append(f.calls, call{dst, *opts, time.Now()})
+	f.mu.Unlock()
+	r := &probe.Result{Sent: time.Now(), Mode: opts.Mode, From: dst.Addr(), TTL: 61, RTT: 120 * time.Microsecond, KernelClock: true}
+	switch dst.Port() {
+	case 80:
+		r.State, r.Reason, r.Flags = probe.StateOpen, probe.ReasonSYNACK, wire.FlagSyn|wire.FlagAck
+		if opts.Mode == probe.ModeFIN {
+			r.Close = &probe.CloseReport{Pattern: probe.Close4Way, HasFin: true, FinTime: 3 * time.Millisecond}
+		}
+	case 81:
+		r.State, r.Reason, r.RTT, r.TTL = probe.StateFiltered, probe.ReasonTimeout, 0, 0
+	case 82:
+		r.State, r.Reason, r.ICMPType, r.ICMPCode = probe.StateFiltered, "icmp-admin-prohibited", 3, 13
+	case 83:
+		r.State, r.Reason = probe.StateClosed, probe.ReasonRST
+	case 84:
+		r.State, r.Reason, r.ICMPType, r.ICMPCode = probe.StateFiltered, "icmp-type-3-code-7", 3, 7
+	case 85:
+		r.State, r.Reason, r.Err, r.RTT, r.TTL = probe.StateError, probe.ReasonSendError, errors.New("EPERM"), 0, 0
+	case 86:
+		return nil, errors.New("probe: no route to " + dst.Addr().String())
+	case 87:
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return r, nil
+}
+
+func (f *fakeProber) Calls() []call {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.calls)
+}
+
+type fakeResolver map[string][]netip.Addr
+
+func (f fakeResolver) LookupNetIP(_ context.Context, network, host string) ([]netip.Addr, error) {
+	var out []netip.Addr
+	for _, a := range f[host] {
+		if network == "ip" || (network == "ip4") == a.Is4() {
+			out = append(out, a)
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no such host")
+	}
+	return out, nil
+}
+
+func newTestExporter(t *testing.T, text string) (*Exporter, *fakeProber) {
+	t.Helper()
+	cfg, err := Parse([]byte(text), "t.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeProber{}
+	e := New(Options{Prober: f, Version: "test", Resolver: fakeResolver{
+		"both.lab": {netip.MustParseAddr("2001:db8::2"), netip.MustParseAddr("198.18.0.2")},
+		"v6.lab":   {netip.MustParseAddr("2001:db8::3")},
+	}}, cfg)
+	t.Cleanup(e.Stop)
+	return e, f
+}
+
+const testModules = `
+modules:
+  rst: {mode: rst, timeout: 5s}
+  fin: {mode: fin, timeout: 2s, hold: 100ms}
+  v4: {preferred_ip_protocol: ip4}
+  v4only: {preferred_ip_protocol: ip4, ip_protocol_fallback: false}
+`
+
+// get runs a request through the exporter's handler.
+func get(e *Exporter, method, target string, header map[string]string) (int, string) {
+	req := httptest.NewRequest(method, target, nil)
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	w := httptest.NewRecorder()
+	e.Handler().ServeHTTP(w, req)
+	b, _ := io.ReadAll(w.Result().Body)
+	return w.Code, string(b)
+}
+
+func parse(t *testing.T, text string) map[string]*dto.MetricFamily {
+	t.Helper()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(text))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, text)
+	}
+	return fams
+}
+
+// value returns the value of the family's metric with exactly the given
+// label values (name=value pairs), and whether it is there.
+func value(fams map[string]*dto.MetricFamily, name string, labels ...string) (float64, bool) {
+	f := fams[name]
+	if f == nil {
+		return 0, false
+	}
+	labels = slices.Sorted(slices.Values(labels))
+	for _, m := range f.GetMetric() {
+		var got []string
+		for _, l := range m.GetLabel() {
+			got = append(got, l.GetName()+"="+l.GetValue())
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, labels) {
+			continue
+		}
+		switch {
+		case m.Gauge != nil:
+			return m.GetGauge().GetValue(), true
+		case m.Counter != nil:
+			return m.GetCounter().GetValue(), true
+		case m.Histogram != nil:
+			return float64(m.GetHistogram().GetSampleCount()), true
+		}
+	}
+	return 0, false
+}
+
+func TestProbeMetrics(t *testing.T) {
+	e, _ := newTestExporter(t, testModules)
+	cases := []struct {
+		port    int
+		success float64
+		result  string // "" for none
+		rtt     bool
+	}{
+		{80, 1, "syn-ack", true},
+		{81, 0, "timeout", false},
+		{82, 0, "icmp-admin-prohibited", true},
+		{83, 0, "rst", true},
+		{84, 0, "icmp-other", true},
+		{85, 0, "error", false},
+		{86, 0, "", false},
+	}
+	for _, c := range cases {
+		code, body := get(e, "GET", fmt.Sprintf("/probe?target=198.18.0.2:%d&module=rst", c.port), nil)
+		if code != 200 {
+			t.Fatalf("port %d: %d %s", c.port, code, body)
+		}
+		fams := parse(t, body)
+		check := func(name string, want float64, labels ...string) {
+			t.Helper()
+			if v, ok := value(fams, name, labels...); !ok || v != want {
+				t.Errorf("port %d: %s%v = %v (present %v), want %v", c.port, name, labels, v, ok, want)
+			}
+		}
+		check("probe_success", c.success)
+		check("probe_ip_protocol", 4)
+		check("probe_ip_addr_hash", ipHash(netip.MustParseAddr("198.18.0.2")))
+		check("probe_dns_lookup_time_seconds", fams["probe_dns_lookup_time_seconds"].GetMetric()[0].GetGauge().GetValue())
+		if len(fams["probe_tcp_result"].GetMetric()) != len(Results) {
+			t.Errorf("port %d: %d results, want every one of %d", c.port, len(fams["probe_tcp_result"].GetMetric()), len(Results))
+		}
+		for _, r := range Results {
+			want := 0.0
+			if r == c.result {
+				want = 1
+			}
+			check("probe_tcp_result", want, "result="+r)
+		}
+		if c.rtt {
+			check("probe_tcp_duration_seconds", 0.00012, "phase=rtt")
+			check("probe_tcp_reply_hop_limit", 61)
+			check("probe_tcp_kernel_clock", 1)
+		} else if _, ok := value(fams, "probe_tcp_duration_seconds", "phase=rtt"); ok {
+			t.Errorf("port %d: an rtt without an answer", c.port)
+		}
+		if _, ok := value(fams, "probe_tcp_duration_seconds", "phase=setup"); ok != (c.result != "") {
+			t.Errorf("port %d: setup phase present %v", c.port, ok)
+		}
+		if fams["probe_tcp_close"] != nil {
+			t.Errorf("port %d: probe_tcp_close in rst mode", c.port)
+		}
+	}
+}
+
+func TestProbeFin(t *testing.T) {
+	e, _ := newTestExporter(t, testModules)
+	for _, port := range []int{80, 83} {
+		_, body := get(e, "GET", fmt.Sprintf("/probe?target=[2001:db8::2]:%d&module=fin", port), nil)
+		fams := parse(t, body)
+		if v, _ := value(fams, "probe_ip_protocol"); v != 6 {
+			t.Errorf("ip protocol %v", v)
+		}
+		if n := len(fams["probe_tcp_close"].GetMetric()); n != len(probe.ClosePatterns()) {
+			t.Errorf("%d close patterns, want %d", n, len(probe.ClosePatterns()))
+		}
+		for _, p := range probe.ClosePatterns() {
+			want := 0.0
+			if port == 80 && p == probe.Close4Way {
+				want = 1
+			}
+			if v, ok := value(fams, "probe_tcp_close", "pattern="+p.String()); !ok || v != want {
+				t.Errorf("port %d: pattern %v = %v, want %v", port, p, v, want)
+			}
+		}
+		_, hasClose := value(fams, "probe_tcp_duration_seconds", "phase=close")
+		if hasClose != (port == 80) {
+			t.Errorf("port %d: close phase present %v", port, hasClose)
+		}
+	}
+}
+
+func TestProbeBadInput(t *testing.T) {
+	e, f := newTestExporter(t, testModules)
+	for _, c := range []struct{ url, header, want string }{
+		{"/probe", "", "target parameter is missing (target=HOST:PORT)\n"},
+		{"/probe?target=198.18.0.2", "", "target: want host:port or [ipv6]:port\n"},
+		{"/probe?target=198.18.0.2:0", "", "target: the port is a number from 1 to 65535\n"},
+		{"/probe?target=224.0.0.1:80", "", "target: not a unicast address\n"},
+		{"/probe?target=198.18.0.2:80&module=nope", "", "unknown module \"nope\"\n"},
+		{"/probe?target=198.18.0.2:80", "0.4", "the scrape timeout (0.4s) leaves no time after the offset (500ms)\n"},
+		{"/probe?target=198.18.0.2:80", "x", "X-Prometheus-Scrape-Timeout-Seconds: a number of seconds\n"},
+	} {
+		h := map[string]string{}
+		if c.header != "" {
+			h["X-Prometheus-Scrape-Timeout-Seconds"] = c.header
+		}
+		code, body := get(e, "GET", c.url, h)
+		if code != 400 || body != c.want {
+			t.Errorf("%s: %d %q, want 400 %q", c.url, code, body, c.want)
+		}
+	}
+	if n := len(f.Calls()); n != 0 {
+		t.Errorf("%d probes for bad requests", n)
+	}
+}
+
+// TestProbeBudget: the SYN's wait is cut to the scrape's timeout less the
+// offset, and a probe that outlives it ends with the request, with no
+// verdict.
+func TestProbeBudget(t *testing.T) {
+	e, f := newTestExporter(t, testModules)
+	get(e, "GET", "/probe?target=198.18.0.2:80&module=rst", map[string]string{"X-Prometheus-Scrape-Timeout-Seconds": "2"})
+	get(e, "GET", "/probe?target=198.18.0.2:80&module=rst", map[string]string{"X-Prometheus-Scrape-Timeout-Seconds": "10"})
+	get(e, "GET", "/probe?target=198.18.0.2:80", nil)
+	calls := f.Calls()
+	if calls[0].opts.Timeout != 1500*time.Millisecond || calls[1].opts.Timeout != 5*time.Second || calls[2].opts.Timeout != time.Second {
+		t.Errorf("timeouts %v %v %v, want 1.5s 5s 1s", calls[0].opts.Timeout, calls[1].opts.Timeout, calls[2].opts.Timeout)
+	}
+	if calls[2].opts.Mode != probe.ModeRST {
+		t.Errorf("default module mode %v", calls[2].opts.Mode)
+	}
+	start := time.Now()
+	_, body := get(e, "GET", "/probe?target=198.18.0.2:87", map[string]string{"X-Prometheus-Scrape-Timeout-Seconds": "0.6"})
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("took %v past a 0.1 s budget", d)
+	}
+	fams := parse(t, body)
+	if v, ok := value(fams, "probe_success"); !ok || v != 0 {
+		t.Errorf("probe_success %v %v", v, ok)
+	}
+	for _, r := range Results {
+		if v, _ := value(fams, "probe_tcp_result", "result="+r); v != 0 {
+			t.Errorf("result %s = %v after the deadline", r, v)
+		}
+	}
+}
+
+func TestResolve(t *testing.T) {
+	e, f := newTestExporter(t, testModules)
+	for _, c := range []struct{ target, module, want string }{
+		{"both.lab:80", "rst", "[2001:db8::2]:80"}, // ip6 preferred, as blackbox_exporter
+		{"both.lab:80", "v4", "198.18.0.2:80"},
+		{"v6.lab:80", "v4", "[2001:db8::3]:80"}, // fallback
+		{"v6.lab:80", "v4only", ""},
+		{"[2001:db8::9]:80", "v4only", ""}, // a literal of the other family, no fallback
+		{"nowhere.lab:80", "rst", ""},
+	} {
+		n := len(f.Calls())
+		_, body := get(e, "GET", "/probe?target="+c.target+"&module="+c.module, nil)
+		calls := f.Calls()
+		got := ""
+		if len(calls) > n {
+			got = calls[n].dst.String()
+		}
+		if got != c.want {
+			t.Errorf("%s %s: probed %q, want %q", c.target, c.module, got, c.want)
+		}
+		fams := parse(t, body)
+		if c.want == "" {
+			if v, _ := value(fams, "probe_success"); v != 0 || fams["probe_ip_protocol"] != nil {
+				t.Errorf("%s %s: success %v, protocol %v", c.target, c.module, v, fams["probe_ip_protocol"])
+			}
+		}
+	}
+}
+
+// TestScheduleSpread: target i of n starts i/n of its interval after the
+// first; none shares a start.
+func TestScheduleSpread(t *testing.T) {
+	cfg, err := Parse([]byte(`
+targets:
+  - hosts: ['198.18.0.2:80', '198.18.0.2:81', '198.18.0.2:82', '198.18.0.2:83']
+    interval: 1s
+  - hosts: ['198.18.0.3:80', '198.18.0.3:81', '198.18.0.3:82', '198.18.0.3:83']
+    interval: 2s
+`), "t.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newScheduler(nil, cfg.Targets, nil)
+	now := time.Unix(1000, 0)
+	s.plan(now)
+	var got []time.Duration
+	for _, j := range s.jobs {
+		got = append(got, j.next.Sub(now))
+	}
+	want := []time.Duration{0, 125, 250, 375, 1000, 1250, 1500, 1750}
+	for i := range want {
+		want[i] *= time.Millisecond
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("offsets %v, want %v", got, want)
+	}
+}
+
+// TestBackground: the targets are probed every interval and /metrics
+// carries their series, with the target labels; promlint finds nothing.
+func TestBackground(t *testing.T) {
+	e, f := newTestExporter(t, testModules+`
+targets:
+  - hosts: ['198.18.0.2:80', '198.18.0.2:83', '198.18.0.2:81']
+    interval: 20ms
+    module: rst
+    labels: {service: web}
+  - hosts: ['[2001:db8::2]:80']
+    interval: 20ms
+    module: fin
+  - hosts: ['nowhere.lab:80']
+    interval: 20ms
+histogram: {native_bucket_factor: 1.1}
+`)
+	e.Start()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		n := map[uint16]int{}
+		for _, c := range f.Calls() {
+			n[c.dst.Port()]++
+		}
+		if n[80] >= 10 && n[81] >= 5 && n[83] >= 5 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("probes %v", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	e.Stop()
+	code, body := get(e, "GET", "/metrics", nil)
+	if code != 200 {
+		t.Fatal(code)
+	}
+	fams := parse(t, body)
+	web := []string{"host=198.18.0.2", "ip=198.18.0.2", "module=rst"}
+	lbl := func(port string, more ...string) []string {
+		return append(append(slices.Clone(web[:3]), "port="+port, "service=web"), more...)
+	}
+	sent, _ := value(fams, "synprobe_requests_total", lbl("80")...)
+	open, _ := value(fams, "synprobe_responses_total", lbl("80", "result=syn-ack")...)
+	hist, _ := value(fams, "synprobe_response_duration_seconds", lbl("80")...)
+	if sent < 3 || open != sent || hist != sent {
+		t.Errorf("port 80: sent %v, syn-ack %v, histogram count %v", sent, open, hist)
+	}
+	closed, _ := value(fams, "synprobe_responses_total", lbl("83", "result=rst")...)
+	rstRTT, _ := value(fams, "synprobe_response_duration_seconds", lbl("83")...)
+	if closed < 3 || rstRTT != closed {
+		t.Errorf("port 83: rst %v, histogram %v", closed, rstRTT)
+	}
+	timeouts, _ := value(fams, "synprobe_responses_total", lbl("81", "result=timeout")...)
+	noRTT, _ := value(fams, "synprobe_response_duration_seconds", lbl("81")...)
+	if timeouts < 3 || noRTT != 0 {
+		t.Errorf("port 81: timeouts %v, histogram %v", timeouts, noRTT)
+	}
+	fin := []string{"host=2001:db8::2", "ip=2001:db8::2", "module=fin", "port=80", "service="}
+	finSent, _ := value(fams, "synprobe_requests_total", fin...)
+	fourWay, _ := value(fams, "synprobe_close_total", append(slices.Clone(fin), "pattern=4-way")...)
+	if finSent < 3 || fourWay != finSent {
+		t.Errorf("fin: sent %v, 4-way %v", finSent, fourWay)
+	}
+	nowhere := []string{"host=nowhere.lab", "ip=", "module=default", "port=80", "service="}
+	if errs, _ := value(fams, "synprobe_responses_total", append(slices.Clone(nowhere), "result=error")...); errs < 3 {
+		t.Errorf("unresolvable: %v errors", errs)
+	}
+	// The histogram's buckets are the defaults, and 120 µs falls in 250 µs.
+	for _, m := range fams["synprobe_response_duration_seconds"].GetMetric() {
+		for _, b := range m.GetHistogram().GetBucket() {
+			if b.GetUpperBound() == 0.0001 && b.GetCumulativeCount() != 0 || b.GetUpperBound() == 0.00025 && b.GetCumulativeCount() != m.GetHistogram().GetSampleCount() {
+				t.Errorf("bucket %v: %v of %v", b.GetUpperBound(), b.GetCumulativeCount(), m.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	for _, name := range []string{"synprobe_build_info", "synprobe_config_last_reload_successful", "synprobe_targets", "go_goroutines", "synprobe_probes_skipped_total"} {
+		if fams[name] == nil {
+			t.Errorf("no %s", name)
+		}
+	}
+	if v, _ := value(fams, "synprobe_targets"); v != 5 {
+		t.Errorf("synprobe_targets %v", v)
+	}
+	// Native buckets are offered (in the protobuf exposition): factor 1.1
+	// is schema 3, and 120 µs lands in one bucket.
+	mfs, err := e.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "synprobe_response_duration_seconds" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			h := m.GetHistogram()
+			if h.GetSampleCount() > 0 && (h.GetSchema() != 3 || len(h.GetPositiveSpan()) != 1 || len(h.GetPositiveDelta()) != 1) {
+				t.Errorf("native histogram: schema %d, spans %v, deltas %v", h.GetSchema(), h.GetPositiveSpan(), h.GetPositiveDelta())
+			}
+		}
+	}
+	problems, err := testutil.GatherAndLint(e.Registry())
+	if err != nil || len(problems) > 0 {
+		t.Errorf("lint: %v %v", problems, err)
+	}
+}
+
+func TestReload(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "s.yml")
+	write := func(s string) {
+		if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(testModules)
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeProber{}
+	e := New(Options{Prober: f, ConfigFile: path}, cfg)
+	defer e.Stop()
+	e.Start()
+	reloadOK := func() float64 {
+		_, body := get(e, "GET", "/metrics", nil)
+		v, _ := value(parse(t, body), "synprobe_config_last_reload_successful")
+		return v
+	}
+	write(testModules + "  extra: {mode: ack}\ntargets:\n  - hosts: ['198.18.0.2:80']\n    interval: 10ms\n")
+	if code, body := get(e, "POST", "/-/reload", nil); code != 200 {
+		t.Fatalf("good reload: %d %s", code, body)
+	}
+	if e.Config().Modules["extra"] == nil || reloadOK() != 1 {
+		t.Error("the good configuration is not in force")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(f.Calls()) < 3 {
+		if time.Now().After(deadline) {
+			t.Fatal("the reloaded targets are not probed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	write("modules:\n  hunter2: {mode: nope}\n")
+	code, body := get(e, "POST", "/-/reload", nil)
+	if code != 500 || !strings.Contains(body, path+":2: mode: rst, ack or fin") || strings.Contains(body, "nope") {
+		t.Errorf("bad reload: %d %q", code, body)
+	}
+	if e.Config().Modules["extra"] == nil || reloadOK() != 0 {
+		t.Error("the bad configuration replaced the good one")
+	}
+	n := len(f.Calls())
+	time.Sleep(100 * time.Millisecond)
+	if len(f.Calls()) == n {
+		t.Error("background probing stopped after a refused reload")
+	}
+	if code, _ := get(e, "GET", "/-/reload", nil); code != 405 {
+		t.Errorf("GET /-/reload: %d", code)
+	}
+	// A reload that drops the target drops its series.
+	write(testModules)
+	if err := e.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	_, body = get(e, "GET", "/metrics", nil)
+	if fams := parse(t, body); len(fams["synprobe_requests_total"].GetMetric()) != 0 {
+		t.Errorf("series of a removed target remain: %v", fams["synprobe_requests_total"])
+	}
+}

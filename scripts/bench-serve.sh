@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# synprobe serve under load (issue 12): 10,000 target pairs (250 hosts of a
+# /24 answered by one namespace x 40 ports, 2 of them listening) probed
+# once a second each in the background by one `synprobe serve`, rst mode.
+# After a warm-up, over DURATION seconds: the CPU share of the process
+# (utime + stime from /proc), its peak RSS (VmHWM), the time and size of a
+# /metrics scrape (every SCRAPE seconds, as Prometheus would), and the probes
+# made against the 10,000 a second the schedule asks for
+# (synprobe_requests_total), with the rounds skipped. And the RTT error of
+# one watched target (a host outside the 10,000, probed through /probe 100
+# times) against a tcpdump capture on the prober's interface, idle (no
+# background targets) and under the load (the same serve after SIGHUP).
+# Usage (root): scripts/bench-serve.sh [SYNPROBE [LABSERVER [DURATION [SCRAPE]]]]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=${1:-bin/synprobe}
+labserver=${2:-bin/labserver}
+duration=${3:-60}
+every=${4:-15}
+warmup=10
+name=spserve$$
+p=$name-p t=$name-t
+dir=$(mktemp -d)
+serve_pid=
+cleanup() {
+	[ -n "$serve_pid" ] && kill "$serve_pid" 2>/dev/null && wait "$serve_pid" 2>/dev/null || true
+	ip netns pids "$t" 2>/dev/null | xargs -r kill 2>/dev/null || true
+	ip netns del "$p" 2>/dev/null || true
+	ip netns del "$t" 2>/dev/null || true
+	rm -rf "$dir"
+}
+trap cleanup EXIT INT TERM
+
+ip netns add "$p"
+ip netns add "$t"
+ip link add "${name}a" netns "$p" type veth peer name "${name}b" netns "$t"
+ip -n "$p" addr add 198.18.201.1/24 dev "${name}a"
+ip -n "$t" addr add 198.18.201.2/24 dev "${name}b"
+for ns in "$p" "$t"; do ip -n "$ns" link set lo up; done
+ip -n "$p" link set "${name}a" up
+ip -n "$t" link set "${name}b" up
+ip -n "$t" route add local 198.19.201.0/24 dev lo
+ip -n "$p" route add 198.19.201.0/24 via 198.18.201.2
+mac=$(ip -n "$t" -br link show dev "${name}b" | awk '{print $3}')
+ip -n "$p" neigh replace 198.18.201.2 lladdr "$mac" dev "${name}a" nud permanent
+ip netns exec "$t" "$labserver" -listen 0.0.0.0:22 -listen 0.0.0.0:53 >/dev/null &
+sleep 0.5
+
+chmod 755 "$dir"
+printf 'modules:\n  rst: {mode: rst, timeout: 1s}\n' >"$dir/idle.yml"
+{
+	echo 'modules:'
+	echo '  rst: {mode: rst, timeout: 1s}'
+	echo 'targets:'
+	echo '  - interval: 1s'
+	echo '    module: rst'
+	echo '    labels: {bench: serve}'
+	echo '    hosts:'
+	for h in $(seq 1 250); do
+		for port in $(seq 20 59); do
+			echo "      - 198.19.201.$h:$port"
+		done
+	done
+} >"$dir/load.yml"
+cp "$dir/idle.yml" "$dir/serve.yml"
+chmod 644 "$dir"/*.yml
+
+addr=127.0.0.1:9516
+ip netns exec "$p" "$bin" serve --config.file "$dir/serve.yml" --web.listen-address "$addr" 2>"$dir/serve.log" &
+serve_pid=$!
+scrape() { ip netns exec "$p" curl -sS -o "$dir/metrics" -w '%{time_total} %{size_download}\n' "http://$addr/metrics"; }
+for _ in $(seq 50); do scrape >/dev/null 2>&1 && break; sleep 0.2; done
+requests() { awk '/^synprobe_requests_total/ {s += $2} END {printf "%d", s}' "$dir/metrics"; }
+skipped() { awk '/^synprobe_probes_skipped_total/ {print $2}' "$dir/metrics"; }
+cpu() { awk '{print $14 + $15}' "/proc/$serve_pid/stat"; }
+
+# watched LABEL: 100 sequential /probe requests to a host outside the
+# load; each RTT against the SYN -> SYN-ACK of the capture, in order.
+watched() {
+	local w=198.19.201.251
+	: >"$dir/probes"
+	ip netns exec "$p" tcpdump -i "${name}a" -n -tt --time-stamp-precision=nano -l "host $w and tcp port 22" >"$dir/cap" 2>/dev/null &
+	local cap=$!
+	sleep 1
+	for _ in $(seq 100); do
+		ip netns exec "$p" curl -sS "http://$addr/probe?module=rst&target=$w:22" |
+			awk '/^probe_tcp_duration_seconds\{phase="rtt"\}/ {printf "%.9f\n", $2}' >>"$dir/probes"
+		sleep 0.05
+	done
+	sleep 0.5
+	kill "$cap"
+	wait "$cap" 2>/dev/null || true
+	awk -v w="$w.22" '$3 != w && $7 == "[S]," {split($3, a, "."); syn[a[5]] = $1; order[n++] = a[5]}
+		$3 == w && $7 == "[S.]," {sub(":", "", $5); split($5, a, "."); if (a[5] in syn && !(a[5] in got)) got[a[5]] = $1 - syn[a[5]]}
+		END {for (i = 0; i < n; i++) if (order[i] in got) printf "%.9f\n", got[order[i]]}' "$dir/cap" >"$dir/caprtt"
+	if [ "$(wc -l <"$dir/probes")" != "$(wc -l <"$dir/caprtt")" ]; then
+		printf 'RTT %-10s %d probes, %d in the capture: not compared\n' "$1" "$(wc -l <"$dir/probes")" "$(wc -l <"$dir/caprtt")"
+		return
+	fi
+	paste "$dir/probes" "$dir/caprtt" | awk '{d = $1 - $2; if (d < 0) d = -d; print d * 1e6, $1 * 1e6}' | sort -n |
+		awk -v l="$1" '{e[NR] = $1; r += $2} END {printf "RTT %-10s |serve - capture| over %d probes: median %.2f us, p99 %.2f us, max %.2f us (mean RTT %.1f us)\n", l, NR, e[int((NR + 1) / 2)], e[int(NR * 0.99 + 0.5)], e[NR], r / NR}'
+}
+
+watched idle
+cp "$dir/load.yml" "$dir/serve.yml"
+kill -HUP "$serve_pid"
+sleep "$warmup"
+hz=$(getconf CLK_TCK)
+scrape >/dev/null
+r0=$(requests) s0=$(skipped) c0=$(cpu) t0=$(date +%s.%N)
+times=()
+for _ in $(seq 1 $((duration / every))); do
+	sleep "$every"
+	times+=("$(scrape)")
+done
+scrape >/dev/null
+r1=$(requests) s1=$(skipped) c1=$(cpu) t1=$(date +%s.%N)
+el=$(echo "$t1 - $t0" | bc -l)
+hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$serve_pid/status")
+rss=$(awk '/^VmRSS/ {print $2}' "/proc/$serve_pid/status")
+printf 'targets        10000 pairs, interval 1 s, rst mode, %d s measured after %d s, /metrics scraped every %d s\n' "$duration" "$warmup" "$every"
+printf 'CPU            %.1f%% of one core (utime+stime)\n' "$(echo "100 * ($c1 - $c0) / $hz / $el" | bc -l)"
+printf 'memory         peak RSS %.1f MB, now %.1f MB\n' "$(echo "$hwm / 1024" | bc -l)" "$(echo "$rss / 1024" | bc -l)"
+printf 'probes         %.0f a second of 10000 asked (%.2f%%), %s rounds skipped\n' \
+	"$(echo "($r1 - $r0) / $el" | bc -l)" "$(echo "100 * ($r1 - $r0) / $el / 10000" | bc -l)" "$(echo "$s1 - $s0" | bc)"
+printf '%s\n' "${times[@]}" | sort -n | awk '{t[NR] = $1; b = $2} END {printf "scrape         /metrics %d bytes: median %.1f ms, max %.1f ms over %d scrapes\n", b, 1000 * t[int((NR + 1) / 2)], 1000 * t[NR], NR}'
+watched "under load"
