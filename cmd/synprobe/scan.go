@@ -63,6 +63,12 @@ func runScan(ctx context.Context, o *options, set *scan.Set, expecting bool, std
 
 	buf := newLineBuffer(stdout, 100*time.Millisecond)
 	defer buf.Close()
+	progress := &progressLine{w: stderr}
+	if isTerminal(stdout) {
+		// One terminal, perhaps, for both: the progress line goes
+		// before results are written, and comes back at its next tick.
+		buf.beforeFlush = progress.clear
+	}
 	out := newPrinter(buf, o)
 	var mismatches []mismatch
 	nMismatch := 0
@@ -96,19 +102,17 @@ func runScan(ctx context.Context, o *options, set *scan.Set, expecting bool, std
 			if time.Since(start) < time.Second {
 				return
 			}
-			fmt.Fprintf(stderr, "\rscan: %d/%d pairs answered, %d open, %s probes/s", p.Done, p.Pairs, p.Open, strconv.FormatFloat(p.Rate, 'f', 0, 64))
+			line := fmt.Sprintf("scan: %d/%d pairs answered, %d open, %s probes/s", p.Done, p.Pairs, p.Open, strconv.FormatFloat(p.Rate, 'f', 0, 64))
 			if p.Pass > 0 {
-				fmt.Fprintf(stderr, ", retry %d", p.Pass)
+				line += fmt.Sprintf(", retry %d", p.Pass)
 			} else if p.ETA > 0 {
-				fmt.Fprintf(stderr, ", ETA %.1f s", p.ETA.Seconds())
+				line += fmt.Sprintf(", ETA %.1f s", p.ETA.Seconds())
 			}
-			fmt.Fprint(stderr, "\033[K")
+			progress.show(line)
 		}
 	}
 	sum, err := n.Scan(ctx, cfg)
-	if cfg.OnProgress != nil {
-		fmt.Fprint(stderr, "\r\033[K")
-	}
+	progress.clear()
 	if err != nil {
 		return 0, err
 	}
@@ -306,6 +310,9 @@ type lineBuffer struct {
 	w    *bufio.Writer
 	stop chan struct{}
 	done chan struct{}
+	// beforeFlush, if set, runs before what the buffer holds is written
+	// (under its lock): the progress line's clear.
+	beforeFlush func()
 }
 
 func newLineBuffer(w io.Writer, interval time.Duration) *lineBuffer {
@@ -329,6 +336,9 @@ func newLineBuffer(w io.Writer, interval time.Duration) *lineBuffer {
 func (b *lineBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.beforeFlush != nil && len(p) > b.w.Available() {
+		b.beforeFlush() // the write below flushes
+	}
 	return b.w.Write(p)
 }
 
@@ -336,7 +346,37 @@ func (b *lineBuffer) Write(p []byte) (int, error) {
 func (b *lineBuffer) Flush() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.beforeFlush != nil && b.w.Buffered() > 0 {
+		b.beforeFlush()
+	}
 	return b.w.Flush()
+}
+
+// progressLine is the scan's progress on a terminal: one line, redrawn in
+// place, and cleared before anything else is written to that terminal
+// (results would land on its end otherwise). Safe for concurrent use.
+type progressLine struct {
+	mu    sync.Mutex
+	w     io.Writer
+	shown bool
+}
+
+// show draws text as the progress line.
+func (p *progressLine) show(text string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fmt.Fprintf(p.w, "\r%s\033[K", text)
+	p.shown = true
+}
+
+// clear erases the progress line, if one is drawn.
+func (p *progressLine) clear() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.shown {
+		fmt.Fprint(p.w, "\r\033[K")
+		p.shown = false
+	}
 }
 
 // Close stops the timed writes and writes the rest. Further calls do

@@ -9,6 +9,9 @@ import (
 
 // isTerminal reports whether w is a terminal (progress goes there only).
 func isTerminal(w io.Writer) bool {
+	if o, ok := w.(*output); ok {
+		w = o.w // stdout, watched for failed writes
+	}
 	f, ok := w.(*os.File)
 	if !ok {
 		return false
