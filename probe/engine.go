@@ -133,6 +133,7 @@ type Config struct {
 // the calls of a Client, many at once.
 type Prober struct {
 	conn           Conn
+	queued         func() bool // packets wait to be read (nil: unknown)
 	portLo, portHi uint16
 	ports          PortAllocator
 	// release: the allocator hears of every port's end (Release), not
@@ -237,6 +238,9 @@ func newEngine(conn Conn, ec engineConfig) (*Prober, error) {
 		timers:  make(timerHeap, 0, 2*tableSize),
 		conns:   make([]uint32, nports),
 		connOK:  make([]bool, nports),
+	}
+	if q, ok := conn.(interface{ Queued() bool }); ok {
+		p.queued = q.Queued
 	}
 	p.clock = core.NewClock(&ec.cookie)
 	return p, nil

@@ -320,6 +320,32 @@ func TestClosePatterns(t *testing.T) {
 	}
 }
 
+// TestPeerFINReadLate: the peer speaks and closes at once; its data and
+// FIN reach our host (the kernel's stamps say so) before our FIN leaves,
+// but are read only after. The close is peer-first, as a kernel's TCP
+// would have made it, not simultaneous, and its FIN time is positive.
+func TestPeerFINReadLate(t *testing.T) {
+	spoke := false
+	pr := &peer{script: func(pr *peer, p *wire.Packet) []probetest.Reply {
+		switch {
+		case p.Flags == wire.FlagAck && p.PayloadLen == 0 && !spoke:
+			spoke = true
+			data := pr.send(p, wire.FlagPsh|wire.FlagAck, []byte("220 lab\r\n"), 10*time.Microsecond)
+			fin := pr.send(p, wire.FlagFin|wire.FlagAck, nil, 11*time.Microsecond)
+			data.Held, fin.Held = 30*time.Millisecond, 30*time.Millisecond
+			return []probetest.Reply{data, fin}
+		case isFIN(p):
+			pr.takes(p)
+			return []probetest.Reply{pr.send(p, wire.FlagAck, nil, 70*time.Microsecond)}
+		}
+		return nil
+	}}
+	_, c, _ := runFIN(t, pr, probe.Config{})
+	if c.Pattern != probe.ClosePeerFirst || !strings.Contains(c.Note, "was read after it") || !c.HasFin || c.FinTime <= 0 {
+		t.Errorf("close %+v, want peer-first (its FIN arrived before ours left), a positive FIN time", c)
+	}
+}
+
 // checkSequence verifies that every segment we sent after the handshake
 // acknowledged exactly what the peer had sent by then, in order.
 func checkSequence(t *testing.T, pr *peer) {

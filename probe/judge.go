@@ -52,6 +52,7 @@ import (
 // Close notes (CloseReport.Note).
 const (
 	noteLateFIN           = "its FIN acknowledged ours but left more than 1 ms after ours reached it: a separate ACK before it (4-way) may have been lost, or it is the retransmission of a lost FIN that left before ours arrived (simultaneous)"
+	notePeerFINUnread     = "its FIN arrived before ours left but was read after it: ours does not acknowledge it (the peer saw a simultaneous close on the wire)"
 	noteVariedFIN         = "its FIN acknowledged ours, but the path's delay varied by more than 1 ms between our round trips (its FIN came back sooner after ours than its SYN-ACK after our SYN): whether it left at once cannot be told; a separate ACK before it (4-way) may have been lost, or it is the retransmission of a lost FIN that left before ours arrived (simultaneous)"
 	noteFirstFINLost      = "its first FIN was lost (a segment sent after it arrived first): 3-way if that FIN acknowledged ours, simultaneous if it left before ours arrived, 4-way if an ACK before it was lost too"
 	noteLossSeen          = "segments were lost on this connection: a separate ACK before its FIN (4-way) may have been lost too"
@@ -231,6 +232,16 @@ func (c *tcb) judge(p *Prober) (ClosePattern, PatternSet, string) {
 	}
 	if !c.finKnown {
 		return CloseNoFIN, 0, ""
+	}
+	if c.finSent && c.peerFIN {
+		// Its FIN, and everything before it, may have arrived before
+		// ours left and been read only after (our FIN then does not
+		// acknowledge it): the kernel's stamps tell. A FIN held out of
+		// order until a gap filled after ours left is not: a kernel's
+		// TCP would not have taken it either.
+		if d, kernel := p.since(c.finTxs[0].at, c.finInOrderAt, c.v6); kernel && d < 0 {
+			return ClosePeerFirst, 0, notePeerFINUnread
+		}
 	}
 	fin := c.peerFINSeq
 	switch {

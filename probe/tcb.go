@@ -26,6 +26,9 @@ const (
 	unmeasuredRTO = time.Second            // RFC 6298's initial RTO, while no RTT is known
 	maxRTO        = 60 * time.Second
 	maxFINRetries = 4
+	// maxFINDefers bounds how often our FIN waits for packets already
+	// queued to be read first (a peer that never stops sending).
+	maxFINDefers = 8
 	// maxAliveProbes bounds the probes that ask a peer in FIN_WAIT_2,
 	// after the close timeout, whether it still holds the connection
 	// (see aliveProbe).
@@ -161,12 +164,16 @@ type tcb struct {
 	aliveProbes       int       // probes sent in FIN_WAIT_2 past the close timeout
 	aliveAt           time.Time // when the last one is given up
 	peerFirst         bool      // we had the peer's FIN when we sent ours
+	finDefers         int       // times our FIN waited for queued packets
+	finDeferAt        time.Time // when it goes, once they are read
+	v6                bool
 
 	// The peer's FIN and the evidence on the order of the close (judge).
 	peerFIN        bool  // its FIN received in order
 	ackedPeerFIN   bool  // and we have sent an ACK of it
 	peerFINAt      stamp // when
 	finKnown       bool  // a segment carrying its FIN was seen (in order or not)
+	finInOrderAt   stamp // the arrival of the segment that brought rcv.nxt past its FIN
 	peerFINSeq     uint32
 	hiSet          bool
 	hiPos          uint32 // the highest sequence position the peer was seen to have reached
@@ -237,6 +244,11 @@ func (c *tcb) receive(seq, n uint32, fin bool, at stamp) int {
 		return rcvGap
 	}
 	gotFIN := c.advance(end, fin, at)
+	defer func() {
+		if gotFIN {
+			c.finInOrderAt = at // its FIN, or the segment that filled the gap before it
+		}
+	}()
 	// Ranges the gap's filling reaches.
 	for moved := true; moved; {
 		moved = false
@@ -488,6 +500,7 @@ func (p *Prober) established(i int, in *inbound, rtt time.Duration, rttOK bool) 
 	ours := ourOptions(e)
 	c.synack = *in
 	c.handshake = rxStamp(in)
+	c.v6 = t.Addr.Is6()
 	c.irs = pkt.Seq
 	c.rcvNxt = pkt.Seq + 1
 	c.sndUna, c.sndNxt, c.sndMax = e.isn+1, e.isn+1, e.isn+1
@@ -703,6 +716,12 @@ func (p *Prober) output(i int) {
 	}
 	if c.finWanted && c.sndNxt == c.dataEnd {
 		switch {
+		case !c.finSent && c.finDefers < maxFINDefers && p.queued != nil && p.queued():
+			// Read what has arrived first: the peer's FIN may be
+			// there, and ours must then acknowledge it (peer-first),
+			// as a kernel's would.
+			c.finDefers++
+			c.finDeferAt = now
 		case !c.finSent:
 			p.sendFIN(i)
 		case c.sndNxt == c.finSeq && c.finRetries < maxFINRetries:
@@ -771,6 +790,9 @@ func (p *Prober) rearm(i int) {
 		earliest(c.holdUntil)
 		earliest(c.rtoAt)
 		earliest(c.persistAt)
+		if !c.finSent {
+			earliest(c.finDeferAt)
+		}
 		if c.finWanted {
 			earliest(c.dataDeadline)
 		}

@@ -43,6 +43,10 @@ type Reply struct {
 	// Delay holds the reply back this long in real time; it then arrives
 	// without a kernel receive stamp.
 	Delay time.Duration
+	// Held holds the reply back this long in real time, stamped all the
+	// same as After says: a packet the kernel received in time that the
+	// reader comes to late.
+	Held time.Duration
 }
 
 // Responder answers one sent packet (parsed as p, raw bytes b, send id).
@@ -144,6 +148,10 @@ func (c *Conn) send(pkt []byte, id uint32, tx time.Time, batch, stamp bool) erro
 			q.rx = time.Now().Add(r.After)
 		default:
 			q.rx = tx.Add(r.After)
+		}
+		if r.Held > 0 {
+			time.AfterFunc(r.Held, func() { c.Inject(q.pkt, q.rx) })
+			continue
 		}
 		c.queue = append(c.queue, q)
 	}
