@@ -150,7 +150,7 @@ func newFlagSet(o *options) *pflag.FlagSet {
 	o.rate, o.retries = 10000, 1
 	fs := pflag.NewFlagSet("synprobe", pflag.ContinueOnError)
 	fs.SortFlags = false
-	fs.VarP(intFlag[int]{p: &o.count, lo: 0, hi: math.MaxInt32, msg: "must not be negative"}, "count", "c", "probes per target (default: until interrupted)")
+	fs.VarP(intFlag[int]{p: &o.count, lo: 0, hi: math.MaxInt32}, "count", "c", "probes per target (default: until interrupted)")
 	fs.VarP(durationFlag{d: &o.interval}, "interval", "i", "time between probes, a Go duration or seconds")
 	fs.VarP(durationFlag{d: &o.timeout}, "timeout", "w", "how long to wait for each reply")
 	fs.BoolVarP(&o.quiet, "quiet", "q", false, "print only the summary")
@@ -390,15 +390,15 @@ func parseDuration(s string) (time.Duration, error) {
 	if err != nil {
 		secs, ferr := strconv.ParseFloat(s, 64)
 		if ferr != nil || secs != secs { // NaN
-			return 0, fmt.Errorf("%q is not a duration (use e.g. 0.2, 200ms or 1s)", s)
+			return 0, errors.New("not a duration (use e.g. 0.2, 200ms or 1s)")
 		}
 		if secs > float64(1<<62)/1e9 {
-			return 0, fmt.Errorf("%q is too long", s)
+			return 0, errors.New("too long")
 		}
 		d = time.Duration(secs * float64(time.Second))
 	}
 	if d <= 0 {
-		return d, fmt.Errorf("%q %w", s, errNotPositive)
+		return d, errNotPositive
 	}
 	return d, nil
 }
