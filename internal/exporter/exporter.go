@@ -249,6 +249,20 @@ func (e *Exporter) probeOnce(ctx context.Context, host string, port uint16, m *M
 	if o.err != nil {
 		return o
 	}
+	if dl, ok := ctx.Deadline(); ok {
+		// The probe's own timeout ends before the request's deadline,
+		// so that a silent port is reported as a timeout, not as no
+		// verdict at all.
+		left := time.Until(dl)
+		left -= min(max(left/10, 10*time.Millisecond), 250*time.Millisecond)
+		if left <= 0 {
+			o.err = context.DeadlineExceeded
+			return o
+		}
+		cut := *opts
+		cut.Timeout = min(cut.Timeout, left)
+		opts = &cut
+	}
 	start = time.Now()
 	o.res, o.err = e.o.Prober.Probe(ctx, netip.AddrPortFrom(o.addr, port), opts)
 	if o.res != nil {
