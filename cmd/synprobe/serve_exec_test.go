@@ -1,0 +1,42 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestFindServe: synprobe-serve beside the binary first, then in PATH,
+// never from PATH for a run with privileges its caller lacks.
+func TestFindServe(t *testing.T) {
+	dir := t.TempDir()
+	other := t.TempDir()
+	exe := func() (string, error) { return filepath.Join(dir, "synprobe"), nil }
+	inPath := func(string) (string, error) { return filepath.Join(other, serveBinary), nil }
+	noPath := func(string) (string, error) { return "", errors.New("not in PATH") }
+
+	for _, secure := range []bool{false, true} {
+		if _, err := findServe(exe, noPath, secure); err == nil || err.Error() != filepath.Join(dir, serveBinary)+" not found: serve is a binary of its own, installed beside synprobe (make install installs both)" {
+			t.Errorf("secure %v, nowhere: %v", secure, err)
+		}
+	}
+	if p, err := findServe(exe, inPath, false); err != nil || p != filepath.Join(other, serveBinary) {
+		t.Errorf("in PATH: %q, %v", p, err)
+	}
+	if p, err := findServe(exe, inPath, true); err == nil || !strings.HasPrefix(err.Error(), filepath.Join(dir, serveBinary)+" not found") {
+		t.Errorf("in PATH, secure: %q, %v; want not found", p, err)
+	}
+	os.Mkdir(filepath.Join(dir, serveBinary), 0o755) // a directory is not it
+	if p, err := findServe(exe, noPath, false); err == nil {
+		t.Errorf("a directory: %q", p)
+	}
+	os.Remove(filepath.Join(dir, serveBinary))
+	os.WriteFile(filepath.Join(dir, serveBinary), nil, 0o755)
+	for _, secure := range []bool{false, true} {
+		if p, err := findServe(exe, inPath, secure); err != nil || p != filepath.Join(dir, serveBinary) {
+			t.Errorf("beside, secure %v: %q, %v", secure, p, err)
+		}
+	}
+}
