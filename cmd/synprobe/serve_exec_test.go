@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,8 +13,8 @@ func TestFindServe(t *testing.T) {
 	dir := t.TempDir()
 	other := t.TempDir()
 	exe := func() (string, error) { return filepath.Join(dir, "synprobe"), nil }
-	inPath := func(string) (string, error) { return filepath.Join(other, serveBinary), nil }
-	noPath := func(string) (string, error) { return "", errors.New("not in PATH") }
+	inPath := func(string) (string, bool) { return filepath.Join(other, serveBinary), true }
+	noPath := func(string) (string, bool) { return "", false }
 
 	for _, secure := range []bool{false, true} {
 		if _, err := findServe(exe, noPath, secure); err == nil || err.Error() != filepath.Join(dir, serveBinary)+" not found: serve is a binary of its own, installed beside synprobe (make install installs both)" {
@@ -38,5 +37,26 @@ func TestFindServe(t *testing.T) {
 		if p, err := findServe(exe, inPath, secure); err != nil || p != filepath.Join(dir, serveBinary) {
 			t.Errorf("beside, secure %v: %q, %v", secure, p, err)
 		}
+	}
+}
+
+func TestLookPath(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "x"), nil, 0o755)
+	os.WriteFile(filepath.Join(dir, "plain"), nil, 0o644)
+	os.Mkdir(filepath.Join(dir, "d"), 0o755)
+	t.Setenv("PATH", "relative:"+t.TempDir()+"::"+dir)
+	if p, ok := lookPath("x"); !ok || p != filepath.Join(dir, "x") {
+		t.Errorf("x: %q, %v", p, ok)
+	}
+	for _, name := range []string{"plain", "d", "none"} {
+		if p, ok := lookPath(name); ok {
+			t.Errorf("%s: %q", name, p)
+		}
+	}
+	t.Chdir(dir)
+	t.Setenv("PATH", ".:")
+	if p, ok := lookPath("x"); ok {
+		t.Errorf("x from the working directory: %q", p)
 	}
 }
