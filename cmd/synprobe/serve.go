@@ -28,6 +28,7 @@ func serveMain(args []string, stderr io.Writer) int {
 	path, err := findServe(os.Executable, lookPath, secureExec())
 	if err == nil {
 		err = syscall.Exec(path, append([]string{path}, args...), os.Environ())
+		err = fmt.Errorf("cannot run %s: %v", path, err)
 	}
 	fmt.Fprintf(stderr, "synprobe serve: %v\n", err)
 	return exitFailure

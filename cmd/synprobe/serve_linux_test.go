@@ -676,6 +676,13 @@ func TestIntegrationServeExec(t *testing.T) {
 		t.Errorf("beside: exit %d, %q", r.code, r.stderr)
 	}
 
+	// One that cannot run: one line naming it.
+	os.WriteFile(filepath.Join(dir, "synprobe-serve"), []byte("not a program\n"), 0o644)
+	r = runCmd(t, l, l.Prober, []string{sysPath}, alone, "serve", "--help")
+	if want := "synprobe serve: cannot run " + filepath.Join(dir, "synprobe-serve") + ": permission denied\n"; r.code != exitFailure || r.stderr != want {
+		t.Errorf("synprobe-serve not executable: exit %d, %q; want 3, %q", r.code, r.stderr, want)
+	}
+
 	if _, err := exec.LookPath("setcap"); err != nil {
 		t.Skip("needs setcap")
 	}
