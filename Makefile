@@ -19,6 +19,7 @@ all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/synprobe ./cmd/synprobe
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/synprobe-serve ./cmd/synprobe-serve
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/labserver ./internal/labserver
 
 # System packages the lab and the integration tests use (nft, ip, tcpdump).
@@ -63,9 +64,11 @@ lint:
 
 install: build
 	install -D -m 0755 bin/synprobe $(BINDIR)/synprobe
+	install -D -m 0755 bin/synprobe-serve $(BINDIR)/synprobe-serve
 	@if [ "$(SETCAP)" = 1 ]; then \
 		$(SUDO) setcap cap_net_raw,cap_net_admin+ep $(BINDIR)/synprobe && \
-		echo "setcap: $(BINDIR)/synprobe runs without sudo"; \
+		$(SUDO) setcap cap_net_raw,cap_net_admin+ep $(BINDIR)/synprobe-serve && \
+		echo "setcap: $(BINDIR)/synprobe and synprobe-serve run without sudo"; \
 	fi
 
 clean:

@@ -7,12 +7,12 @@ import (
 	"math"
 	"net/netip"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
+	"github.com/synprobe/synprobe/internal/cli"
 	"github.com/synprobe/synprobe/probe"
 	"github.com/synprobe/synprobe/probe/scan"
 )
@@ -34,13 +34,9 @@ const (
 )
 
 // usageError is bad input: exit status 2.
-type usageError struct{ msg string }
+type usageError = cli.UsageError
 
-func (e *usageError) Error() string { return e.msg }
-
-func usagef(format string, args ...any) error {
-	return &usageError{fmt.Sprintf(format, args...)}
-}
+func usagef(format string, args ...any) error { return cli.Usagef(format, args...) }
 
 // options is the parsed command line.
 type options struct {
@@ -65,10 +61,10 @@ type options struct {
 	cleanup      bool
 
 	// Privileges (privileges.go).
-	user       string   // -Z: the account a root run becomes after set-up
-	keepRoot   bool     // a root run stays uid 0 (capabilities still go)
-	restricted bool     // the caller is not root: checkCaller's rules apply
-	drop       dropSpec // what ending set-up gives up
+	user       string       // -Z: the account a root run becomes after set-up
+	keepRoot   bool         // a root run stays uid 0 (capabilities still go)
+	restricted bool         // the caller is not root: checkCaller's rules apply
+	drop       cli.DropSpec // what ending set-up gives up
 
 	mss          uint16 // 0: per family default
 	window       uint16
@@ -190,30 +186,13 @@ func newFlagSet(o *options) *pflag.FlagSet {
 }
 
 // helpColumns is the width of the help text.
-const helpColumns = 80
+const helpColumns = cli.HelpColumns
 
 func printUsage(w io.Writer) {
 	var o options
 	fmt.Fprint(w, usageHead)
 	fmt.Fprint(w, newFlagSet(&o).FlagUsagesWrapped(helpColumns))
 	fmt.Fprint(w, usageTail)
-}
-
-// pflagValueError matches pflag's words for a value its flag refused.
-var pflagValueError = regexp.MustCompile(`^invalid argument "(.*)" for "(?:-., )?(--[^"]+)" flag: (.*)$`)
-
-// flagError rewrites pflag's error for a refused value as "--flag VALUE:
-// what is wrong", without strconv's words.
-func flagError(err error) error {
-	m := pflagValueError.FindStringSubmatch(err.Error())
-	if m == nil {
-		return usagef("%v", err)
-	}
-	why := m[3]
-	if strings.Contains(why, "strconv.") {
-		why = "not a number"
-	}
-	return usagef("%s %s: %s", m[2], m[1], why)
 }
 
 // parseArgs parses the command line. Errors are usageErrors.
@@ -227,7 +206,7 @@ func parseArgs(args []string) (*options, error) {
 			o.help = true
 			return o, nil
 		}
-		return nil, flagError(err)
+		return nil, cli.FlagError(err)
 	}
 	if o.help || o.version || o.cleanup {
 		return o, nil

@@ -44,13 +44,16 @@ func synprobeBinary(t testing.TB) string {
 		}
 		os.Chmod(dir, 0o755) // the unprivileged test runs it as nobody
 		binPath = filepath.Join(dir, "synprobe")
-		// As the Makefile builds it: without cgo, synprobe can drop
-		// its privileges on every thread (privileges_linux.go).
-		cmd := exec.Command("go", "build", "-o", binPath, ".")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		// As the Makefile builds them: without cgo, synprobe can drop
+		// its privileges on every thread (internal/cli), and
+		// synprobe-serve beside it, which `synprobe serve` runs.
+		for out, pkg := range map[string]string{binPath: ".", filepath.Join(dir, "synprobe-serve"): "../synprobe-serve"} {
+			cmd := exec.Command("go", "build", "-o", out, pkg)
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+			if b, err := cmd.CombinedOutput(); err != nil {
+				buildErr = fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
+				return
+			}
 		}
 	})
 	if buildErr != nil {

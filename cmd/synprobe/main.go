@@ -12,7 +12,7 @@ import (
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "serve" {
-		os.Exit(serveMain(os.Args[2:], os.Stdout, os.Stderr)) // its own signals (serve.go)
+		os.Exit(serveMain(os.Args[2:], os.Stderr)) // execs synprobe-serve (serve.go)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	// Every way out is an interrupt: the run resets the connections it

@@ -4,32 +4,20 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"os/user"
-	"strconv"
 	"time"
+
+	"github.com/synprobe/synprobe/internal/cli"
 )
 
 // Least privilege (docs/privileges.md). Whoever runs synprobe, the run
 // keeps no capability once its sockets, packet ring and RST guard exist
-// (dropPrivileges), and a root run leaves uid 0 too. A caller other than
+// (cli.DropPrivileges), and a root run leaves uid 0 too. A caller other than
 // root (decided from the real uid: a user running a setcap'd binary) gets
 // only what is safe for any local user: checkCaller refuses the rest.
 
 // minUserInterval is the shortest -i a caller other than root may ask
 // for: iputils ping's limit for users ("cannot flood").
 const minUserInterval = 2 * time.Millisecond
-
-// nobodyID is the account a root run becomes when neither -Z nor sudo
-// names one and the passwd database has no "nobody".
-const nobodyID = 65534
-
-// dropSpec says what a run gives up once set-up is done, besides every
-// capability: whether it leaves uid 0, and for whom.
-type dropSpec struct {
-	setUID   bool
-	uid, gid int
-	who      string // for messages
-}
 
 // privilegeRule ends every refusal of a caller other than root.
 const privilegeRule = "a caller other than root gets only what is safe for any local user (docs/privileges.md)"
@@ -48,7 +36,7 @@ func checkCaller(o *options, sys network) error {
 		case o.intervalSet && o.interval < minUserInterval:
 			return usagef("-i %v: no less than %v between rounds, as ping allows users; %s", o.interval, minUserInterval, privilegeRule)
 		case o.user != "":
-			if u, err := lookupAccount(o.user); err != nil || u.uid != uid {
+			if u, err := cli.LookupAccount(o.user); err != nil || u.UID != uid {
 				return usagef("-Z %s: only root can choose the user synprobe becomes after set-up", o.user)
 			}
 		}
@@ -70,7 +58,7 @@ func checkCaller(o *options, sys network) error {
 	if o.source.IsValid() && !sys.isLocal(o.source) {
 		return usagef("-S %v: not an address of this host: its answers would never reach synprobe (ip address lists the host's addresses)", o.source)
 	}
-	d, err := planDrop(o.user, o.keepRoot, sys.getenv, lookupAccount)
+	d, err := cli.PlanDrop(o.user, o.keepRoot, sys.getenv, cli.LookupAccount)
 	if err != nil {
 		return err
 	}
@@ -88,66 +76,6 @@ func isHostAddr(a netip.Addr, addrs []netip.Addr) bool {
 		}
 	}
 	return false
-}
-
-// account is a user of the passwd database.
-type account struct {
-	name     string
-	uid, gid int
-}
-
-// lookupAccount finds a user by name, or by number.
-func lookupAccount(name string) (account, error) {
-	u, err := user.Lookup(name)
-	if err != nil {
-		if _, nerr := strconv.Atoi(name); nerr == nil {
-			u, err = user.LookupId(name)
-		}
-	}
-	if err != nil {
-		return account{}, err
-	}
-	uid, err1 := strconv.Atoi(u.Uid)
-	gid, err2 := strconv.Atoi(u.Gid)
-	if err1 != nil || err2 != nil {
-		return account{}, fmt.Errorf("user %s has no numeric ids", name)
-	}
-	return account{name: u.Username, uid: uid, gid: gid}, nil
-}
-
-// planDrop chooses the account a root run becomes after set-up: -Z USER;
-// else the user who ran sudo (SUDO_UID, SUDO_GID); else nobody. -Z root
-// and --keep-root keep uid 0 (without capabilities all the same).
-func planDrop(name string, keepRoot bool, getenv func(string) string, lookup func(string) (account, error)) (dropSpec, error) {
-	switch {
-	case keepRoot && name != "":
-		return dropSpec{}, usagef("-Z and --keep-root exclude each other")
-	case keepRoot:
-		return dropSpec{}, nil
-	case name != "":
-		a, err := lookup(name)
-		if err != nil {
-			return dropSpec{}, usagef("-Z %s: no such user", name)
-		}
-		if a.uid == 0 {
-			return dropSpec{}, nil
-		}
-		return dropSpec{setUID: true, uid: a.uid, gid: a.gid, who: "-Z " + name}, nil
-	}
-	if uid, err := strconv.Atoi(getenv("SUDO_UID")); err == nil && uid > 0 {
-		gid, err := strconv.Atoi(getenv("SUDO_GID"))
-		if err != nil || gid < 0 {
-			gid = uid
-			if a, err := lookup(strconv.Itoa(uid)); err == nil {
-				gid = a.gid
-			}
-		}
-		return dropSpec{setUID: true, uid: uid, gid: gid, who: "SUDO_UID " + strconv.Itoa(uid)}, nil
-	}
-	if a, err := lookup("nobody"); err == nil && a.uid > 0 {
-		return dropSpec{setUID: true, uid: a.uid, gid: a.gid, who: "nobody"}, nil
-	}
-	return dropSpec{setUID: true, uid: nobodyID, gid: nobodyID, who: "nobody"}, nil
 }
 
 // endSetup is called once everything that needs a privilege exists:

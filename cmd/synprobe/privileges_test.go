@@ -7,6 +7,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/synprobe/synprobe/internal/cli"
 )
 
 func (f *fakeSystem) realUID() int { return f.uid }
@@ -26,7 +28,7 @@ func (f *fakeSystem) isLocal(a netip.Addr) bool {
 }
 
 // dropPrivileges records the call and what set-up had done by then.
-func (f *fakeSystem) dropPrivileges(d dropSpec) error {
+func (f *fakeSystem) dropPrivileges(d cli.DropSpec) error {
 	f.drops = append(f.drops, d)
 	sent := 0
 	if f.conn != nil {
@@ -81,7 +83,7 @@ func TestUnprivilegedRefusals(t *testing.T) {
 	} {
 		sys := &fakeSystem{uid: 1000, held: map[uint16]bool{2222: true}}
 		code, _, stderr := runCLI(t, sys, args...)
-		if code == exitUsage || len(sys.drops) != 1 || sys.drops[0].setUID {
+		if code == exitUsage || len(sys.drops) != 1 || sys.drops[0].SetUID {
 			t.Errorf("%v as uid 1000: exit %d, drops %+v: %s", args, code, sys.drops, stderr)
 		}
 	}
@@ -134,7 +136,7 @@ func TestDropAfterSetup(t *testing.T) {
 		if len(sys.events) != 1 || sys.events[0] != want {
 			t.Errorf("%v: %q, want [%q]", args, sys.events, want)
 		}
-		if len(sys.drops) == 1 && sys.drops[0] != (dropSpec{setUID: true, uid: 1000, gid: 1001, who: "SUDO_UID 1000"}) {
+		if len(sys.drops) == 1 && sys.drops[0] != (cli.DropSpec{SetUID: true, UID: 1000, GID: 1001, Who: "SUDO_UID 1000"}) {
 			t.Errorf("%v: drop %+v, want to SUDO_UID 1000", args, sys.drops[0])
 		}
 		if sys.conn == nil || len(sys.conn.Sent()) == 0 {
@@ -145,65 +147,6 @@ func TestDropAfterSetup(t *testing.T) {
 	code, stdout, stderr := runCLI(t, sys, "-c", "1", "198.18.0.2:80")
 	if code != exitFailure || stdout != "" || !strings.Contains(stderr, "cannot drop privileges") || len(sys.conn.Sent()) != 0 {
 		t.Errorf("failed drop: exit %d, stdout %q, stderr %q, %d sent", code, stdout, stderr, len(sys.conn.Sent()))
-	}
-}
-
-func TestPlanDrop(t *testing.T) {
-	users := map[string]account{
-		"root": {"root", 0, 0}, "0": {"root", 0, 0},
-		"nobody": {"nobody", 65534, 65534}, "65534": {"nobody", 65534, 65534},
-		"alice": {"alice", 1000, 1000}, "1000": {"alice", 1000, 1000},
-	}
-	lookup := func(name string) (account, error) {
-		if a, ok := users[name]; ok {
-			return a, nil
-		}
-		return account{}, errors.New("unknown user")
-	}
-	noNobody := func(name string) (account, error) {
-		if name == "nobody" {
-			return account{}, errors.New("unknown user")
-		}
-		return lookup(name)
-	}
-	for _, tt := range []struct {
-		name     string
-		keepRoot bool
-		env      map[string]string
-		lookup   func(string) (account, error)
-		want     dropSpec
-		err      string
-	}{
-		{name: "", want: dropSpec{true, 65534, 65534, "nobody"}},
-		{name: "", lookup: noNobody, want: dropSpec{true, nobodyID, nobodyID, "nobody"}},
-		{keepRoot: true, env: map[string]string{"SUDO_UID": "1000"}, want: dropSpec{}},
-		{name: "alice", env: map[string]string{"SUDO_UID": "1234"}, want: dropSpec{true, 1000, 1000, "-Z alice"}},
-		{name: "1000", want: dropSpec{true, 1000, 1000, "-Z 1000"}},
-		{name: "root", want: dropSpec{}},
-		{name: "mallory", err: "-Z mallory: no such user"},
-		{name: "alice", keepRoot: true, err: "exclude each other"},
-		{env: map[string]string{"SUDO_UID": "1234", "SUDO_GID": "1235"}, want: dropSpec{true, 1234, 1235, "SUDO_UID 1234"}},
-		{env: map[string]string{"SUDO_UID": "1000"}, want: dropSpec{true, 1000, 1000, "SUDO_UID 1000"}},
-		{env: map[string]string{"SUDO_UID": "4321"}, want: dropSpec{true, 4321, 4321, "SUDO_UID 4321"}},
-		{env: map[string]string{"SUDO_UID": "0", "SUDO_GID": "0"}, want: dropSpec{true, 65534, 65534, "nobody"}},
-		{env: map[string]string{"SUDO_UID": "x"}, want: dropSpec{true, 65534, 65534, "nobody"}},
-		{env: map[string]string{"SUDO_UID": "-5"}, want: dropSpec{true, 65534, 65534, "nobody"}},
-	} {
-		lk := tt.lookup
-		if lk == nil {
-			lk = lookup
-		}
-		got, err := planDrop(tt.name, tt.keepRoot, func(k string) string { return tt.env[k] }, lk)
-		if tt.err != "" {
-			var u *usageError
-			if !errors.As(err, &u) || !strings.Contains(err.Error(), tt.err) {
-				t.Errorf("planDrop(%q, %v, %v) = %v, want usage error %q", tt.name, tt.keepRoot, tt.env, err, tt.err)
-			}
-			continue
-		}
-		if err != nil || got != tt.want {
-			t.Errorf("planDrop(%q, %v, %v) = %+v, %v; want %+v", tt.name, tt.keepRoot, tt.env, got, err, tt.want)
-		}
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/synprobe/synprobe/internal/cli"
 	"github.com/synprobe/synprobe/probe"
 	"github.com/synprobe/synprobe/probe/scan"
 	"github.com/synprobe/synprobe/rawsock"
@@ -26,55 +27,18 @@ import (
 
 // Exit statuses (docs/exit-codes.md).
 const (
-	exitOK      = 0 // every target answered open
-	exitNotOpen = 1 // some target was closed, filtered or never answered
-	exitUsage   = 2 // bad input
-	exitFailure = 3 // runtime failure: privileges, sockets, routes
+	exitOK      = cli.ExitOK      // every target answered open
+	exitNotOpen = cli.ExitNotOpen // some target was closed, filtered or never answered
+	exitUsage   = cli.ExitUsage   // bad input
+	exitFailure = cli.ExitFailure // runtime failure: privileges, sockets, routes
 )
 
 // version is set by make (-X main.version=...); a plain go build leaves it
 // empty and the build info says which revision it was built from.
 var version string
 
-// versionString is what --version prints: the version given at link time,
-// else the module version or VCS revision from the build info.
-func versionString() string {
-	if version != "" {
-		return version
-	}
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "unknown"
-	}
-	if v := bi.Main.Version; v != "" && v != "(devel)" {
-		return v
-	}
-	var rev, when string
-	dirty := false
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.time":
-			when = s.Value
-		case "vcs.modified":
-			dirty = s.Value == "true"
-		}
-	}
-	if rev == "" {
-		return "unknown (built without version control information)"
-	}
-	if len(rev) > 12 {
-		rev = rev[:12]
-	}
-	if dirty {
-		rev += "-dirty"
-	}
-	if when != "" {
-		rev += " (" + when + ")"
-	}
-	return rev
-}
+// versionString is what --version prints.
+func versionString() string { return cli.VersionString(version) }
 
 // network is what run needs from the system; tests replace it.
 type network interface {
@@ -106,7 +70,7 @@ type network interface {
 	// isLocal reports whether the kernel takes a as one of this host's
 	// addresses (a socket can bind it).
 	isLocal(a netip.Addr) bool
-	dropPrivileges(d dropSpec) error
+	dropPrivileges(d cli.DropSpec) error
 }
 
 // receiver is a rawsock.Ring.
@@ -611,13 +575,7 @@ func sourceFor(o *options, dst netip.Addr, sys network) (netip.Addr, error) {
 	return sys.source(dst, o.iface)
 }
 
-func privilegeFix(what string) string {
-	exe, err := os.Executable()
-	if err != nil {
-		exe = "synprobe"
-	}
-	return fmt.Sprintf("%s: run with sudo, or grant the binary the capabilities once: sudo setcap cap_net_raw,cap_net_admin+ep %s", what, exe)
-}
+func privilegeFix(what string) string { return cli.PrivilegeFix(what) }
 
 // memAvailable returns the kernel's estimate of the memory available for
 // new work (MemAvailable), if it can be read.

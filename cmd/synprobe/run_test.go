@@ -20,6 +20,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/synprobe/synprobe/internal/cli"
 	"github.com/synprobe/synprobe/probe/probetest"
 	"github.com/synprobe/synprobe/rawsock"
 	"github.com/synprobe/synprobe/rawsock/wire"
@@ -45,7 +46,7 @@ type fakeSystem struct {
 	uid     int               // real uid: 0 is root
 	env     map[string]string // SUDO_UID, ...
 	addrs   []netip.Addr      // the host's addresses (nil: 198.18.0.1, 2001:db8::1)
-	drops   []dropSpec        // dropPrivileges calls
+	drops   []cli.DropSpec    // dropPrivileges calls
 	dropErr error
 	events  []string // set-up steps and the drop, in order
 

@@ -604,6 +604,11 @@ func TestIntegrationServeService(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// synprobe execed synprobe-serve in its place: the same pid, as
+	// systemd's MainPID.
+	if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", cmd.Process.Pid)); err != nil || exe != filepath.Join(filepath.Dir(bin), "synprobe-serve") {
+		t.Errorf("pid %d runs %q (%v), want synprobe-serve beside %s", cmd.Process.Pid, exe, err, bin)
+	}
 	for _, want := range []string{"Uid:\t65534\t65534\t65534\t65534", "CapPrm:\t0000000000000000", "CapEff:\t0000000000000000", "CapAmb:\t0000000000000000", "NoNewPrivs:\t1"} {
 		if !strings.Contains(string(status), want+"\n") {
 			t.Errorf("after set-up, the status lacks %q:\n%s", want, status)
@@ -635,5 +640,56 @@ func TestIntegrationServeService(t *testing.T) {
 	}
 	if code := cmd.ProcessState.ExitCode(); code != 0 {
 		t.Errorf("exit %d after SIGTERM", code)
+	}
+}
+
+// TestIntegrationServeExec: `synprobe serve` runs synprobe-serve from
+// beside synprobe, else from PATH, and without it fails with exit 3 and
+// one line that names the file and the fix. A setcap'd synprobe never
+// takes it from PATH, which its caller chooses.
+func TestIntegrationServeExec(t *testing.T) {
+	l := netlab.New(t)
+	built := filepath.Dir(synprobeBinary(t))
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	alone := filepath.Join(dir, "synprobe")
+	data, err := os.ReadFile(synprobeBinary(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(alone, data, 0o755)
+	sysPath := "PATH=/usr/sbin:/usr/bin:/sbin:/bin"
+	withServe := "PATH=" + built + ":/usr/sbin:/usr/bin:/sbin:/bin"
+	missing := "synprobe serve: " + filepath.Join(dir, "synprobe-serve") + " not found: serve is a binary of its own, installed beside synprobe (make install installs both)\n"
+
+	r := runCmd(t, l, l.Prober, []string{sysPath}, alone, "serve", "--help")
+	if r.code != exitFailure || r.stderr != missing || r.stdout != "" {
+		t.Errorf("without synprobe-serve: exit %d, %q, %q", r.code, r.stdout, r.stderr)
+	}
+	r = runCmd(t, l, l.Prober, []string{withServe}, alone, "serve", "--help")
+	if r.code != exitOK || !strings.HasPrefix(r.stdout, "Usage: synprobe serve") || r.stderr != "" {
+		t.Errorf("synprobe-serve in PATH: exit %d, %q, %q", r.code, r.stdout, r.stderr)
+	}
+	// Beside it (synprobeBinary's directory) it is found whatever PATH.
+	r = runCmd(t, l, l.Prober, []string{sysPath}, synprobeBinary(t), "serve", "--bogus")
+	if r.code != exitUsage || r.stderr != "synprobe serve: unknown flag: --bogus\n" {
+		t.Errorf("beside: exit %d, %q", r.code, r.stderr)
+	}
+
+	// One that cannot run: one line naming it.
+	os.WriteFile(filepath.Join(dir, "synprobe-serve"), []byte("not a program\n"), 0o644)
+	r = runCmd(t, l, l.Prober, []string{sysPath}, alone, "serve", "--help")
+	if want := "synprobe serve: cannot run " + filepath.Join(dir, "synprobe-serve") + ": permission denied\n"; r.code != exitFailure || r.stderr != want {
+		t.Errorf("synprobe-serve not executable: exit %d, %q; want 3, %q", r.code, r.stderr, want)
+	}
+
+	if _, err := exec.LookPath("setcap"); err != nil {
+		t.Skip("needs setcap")
+	}
+	capped := setcapBinary(t, l)
+	r = runCmd(t, l, l.Prober, []string{withServe}, asNobody(capped, "serve", "--help")...)
+	want := "synprobe serve: " + filepath.Join(filepath.Dir(capped), "synprobe-serve") + " not found"
+	if r.code != exitFailure || !strings.HasPrefix(r.stderr, want) || strings.Count(r.stderr, "\n") != 1 {
+		t.Errorf("setcap'd, synprobe-serve in PATH only: exit %d, %q; want 3, %q", r.code, r.stderr, want)
 	}
 }

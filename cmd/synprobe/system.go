@@ -7,6 +7,7 @@ import (
 	"os"
 	"sync"
 
+	"github.com/synprobe/synprobe/internal/cli"
 	"github.com/synprobe/synprobe/rawsock"
 )
 
@@ -102,7 +103,7 @@ func (*system) hostAddrs() ([]netip.Addr, error) {
 	return addrs, nil
 }
 
-func (*system) dropPrivileges(d dropSpec) error { return dropPrivileges(d) }
+func (*system) dropPrivileges(d cli.DropSpec) error { return cli.DropPrivileges(d) }
 
 func (*system) isLocal(a netip.Addr) bool {
 	a = a.Unmap()

@@ -1,6 +1,6 @@
 //go:build linux
 
-package main
+package cli
 
 import (
 	"errors"
@@ -13,9 +13,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// dropPrivileges ends set-up: from here on the process keeps no
+// DropPrivileges ends set-up: from here on the process keeps no
 // capability on any thread, cannot gain one through execve, and, when d
-// says so, runs as d.uid:d.gid with no supplementary group (root runs,
+// says so, runs as d.UID:d.GID with no supplementary group (root runs,
 // unless --keep-root). Every step
 // runs on every thread of the process (syscall.AllThreadsSyscall, which
 // needs a CGO_ENABLED=0 build); threads the Go runtime starts later are
@@ -25,13 +25,13 @@ import (
 // Order matters: the steps that need a capability (securebits:
 // CAP_SETPCAP; setgroups, setresgid: CAP_SETGID;
 // setresuid: CAP_SETUID) come before capset clears the sets.
-func dropPrivileges(d dropSpec) error {
+func DropPrivileges(d DropSpec) error {
 	// A setuid-root binary (not how synprobe is installed, but possible):
 	// the real user is the one to become.
-	if !d.setUID && os.Geteuid() == 0 && os.Getuid() != 0 {
-		d.setUID, d.uid, d.gid, d.who = true, os.Getuid(), os.Getgid(), "the real user"
+	if !d.SetUID && os.Geteuid() == 0 && os.Getuid() != 0 {
+		d.SetUID, d.UID, d.GID, d.Who = true, os.Getuid(), os.Getgid(), "the real user"
 	}
-	if !d.setUID && !holdsCapabilities() {
+	if !d.SetUID && !holdsCapabilities() {
 		// Nothing to give up (no capability, not root); no_new_privs
 		// is still worth having, and costs no privilege.
 		if err := allThreads(unix.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0); err != nil && !errors.Is(err, errCgo) {
@@ -53,7 +53,7 @@ func dropPrivileges(d dropSpec) error {
 	// is left as it is: clearing it takes one all-threads call per
 	// capability, 41 stops of the world that cost 5-12 ms before the
 	// first probe (measured), and it would guard nothing more.
-	if !d.setUID && hasEffective(unix.CAP_SETPCAP) {
+	if !d.SetUID && hasEffective(unix.CAP_SETPCAP) {
 		// linux/securebits.h: NOROOT, NOROOT_LOCKED, KEEP_CAPS_LOCKED
 		// (with KEEP_CAPS off), NO_CAP_AMBIENT_RAISE and its lock.
 		const bits = 1<<0 | 1<<1 | 1<<5 | 1<<6 | 1<<7
@@ -61,18 +61,18 @@ func dropPrivileges(d dropSpec) error {
 			return dropError("prctl PR_SET_SECUREBITS", err)
 		}
 	}
-	if d.setUID {
+	if d.SetUID {
 		// No supplementary groups: synprobe opens no file after set-up.
 		if err := allThreads(unix.SYS_SETGROUPS, 0, 0, 0); err != nil {
 			return dropError("setgroups", err)
 		}
-		if err := allThreads(unix.SYS_SETRESGID, uintptr(d.gid), uintptr(d.gid), uintptr(d.gid)); err != nil {
-			return dropError(fmt.Sprintf("setresgid %d", d.gid), err)
+		if err := allThreads(unix.SYS_SETRESGID, uintptr(d.GID), uintptr(d.GID), uintptr(d.GID)); err != nil {
+			return dropError(fmt.Sprintf("setresgid %d", d.GID), err)
 		}
 		// Leaving uid 0 for good clears the permitted, effective and
 		// ambient sets (no SECBIT_KEEP_CAPS).
-		if err := allThreads(unix.SYS_SETRESUID, uintptr(d.uid), uintptr(d.uid), uintptr(d.uid)); err != nil {
-			return dropError(fmt.Sprintf("setresuid %d", d.uid), err)
+		if err := allThreads(unix.SYS_SETRESUID, uintptr(d.UID), uintptr(d.UID), uintptr(d.UID)); err != nil {
+			return dropError(fmt.Sprintf("setresuid %d", d.UID), err)
 		}
 	}
 	// Effective, permitted and inheritable: all empty. The kernel empties

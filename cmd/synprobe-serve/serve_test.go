@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/synprobe/synprobe/internal/cli"
 )
 
 // TestServeBadInput: every refusal is one line naming the problem, exit
@@ -40,7 +42,7 @@ func TestServeBadInput(t *testing.T) {
 		var stdout, stderr bytes.Buffer
 		code := runServe(context.Background(), c.args, &stdout, &stderr, nil, nil)
 		msg := stderr.String()
-		if code != exitUsage || !strings.HasPrefix(msg, c.want) || strings.Count(msg, "\n") != 1 || strings.Contains(msg, "hunter2") {
+		if code != cli.ExitUsage || !strings.HasPrefix(msg, c.want) || strings.Count(msg, "\n") != 1 || strings.Contains(msg, "hunter2") {
 			t.Errorf("%q: exit %d, %q; want 2, %q", c.args, code, msg, c.want)
 		}
 	}
@@ -48,11 +50,11 @@ func TestServeBadInput(t *testing.T) {
 
 func TestServeHelp(t *testing.T) {
 	var stdout, stderr bytes.Buffer
-	if code := runServe(context.Background(), []string{"--help"}, &stdout, &stderr, nil, nil); code != exitOK {
+	if code := runServe(context.Background(), []string{"--help"}, &stdout, &stderr, nil, nil); code != cli.ExitOK {
 		t.Fatalf("exit %d", code)
 	}
 	for i, line := range strings.Split(stdout.String(), "\n") {
-		if n := utf8.RuneCountInString(line); n > helpColumns {
+		if n := utf8.RuneCountInString(line); n > cli.HelpColumns {
 			t.Errorf("line %d is %d columns: %q", i+1, n, line)
 		}
 	}

@@ -1,0 +1,282 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/exporter-toolkit/web"
+	"github.com/spf13/pflag"
+
+	"github.com/synprobe/synprobe/internal/cli"
+	"github.com/synprobe/synprobe/internal/exporter"
+	"github.com/synprobe/synprobe/probe"
+)
+
+// synprobe serve: a Prometheus exporter (docs/serve.md). SIGHUP reloads
+// the configuration.
+
+// defaultListen is --web.listen-address's default.
+const defaultListen = ":9516"
+
+type serveOptions struct {
+	configFile    string
+	listen        string
+	webConfig     string
+	timeoutOffset time.Duration
+	iface         string
+	ports         int
+	user          string
+	keepRoot      bool
+	logLevel      string
+	help          bool
+}
+
+func newServeFlagSet(o *serveOptions) *pflag.FlagSet {
+	fs := pflag.NewFlagSet("synprobe serve", pflag.ContinueOnError)
+	fs.SortFlags = false
+	fs.StringVar(&o.configFile, "config.file", "", "the configuration: modules and targets (YAML, docs/serve.md); required")
+	fs.StringVar(&o.listen, "web.listen-address", defaultListen, "the address to serve /probe and /metrics on")
+	fs.StringVar(&o.webConfig, "web.config.file", "", "TLS and basic authentication (exporter-toolkit's web configuration file)")
+	fs.DurationVar(&o.timeoutOffset, "timeout-offset", 500*time.Millisecond, "taken off the scrape timeout a /probe request may use")
+	fs.StringVarP(&o.iface, "interface", "I", "", "send from this network device only")
+	fs.IntVar(&o.ports, "ports", probe.DefaultPorts, "source ports held: at most this many probes in flight")
+	fs.StringVarP(&o.user, "user", "Z", "", "the account a root run becomes after set-up (default: SUDO_UID's, else nobody)")
+	fs.BoolVar(&o.keepRoot, "keep-root", false, "a root run stays uid 0 after set-up (its capabilities still go)")
+	fs.StringVar(&o.logLevel, "log.level", "info", "debug, info, warn or error")
+	fs.BoolVarP(&o.help, "help", "h", false, "this help")
+	return fs
+}
+
+const serveUsageHead = `Usage: synprobe serve --config.file FILE [flags]
+
+A Prometheus exporter: /probe?target=HOST:PORT&module=NAME answers one
+probe blackbox_exporter-style; the configuration's targets are probed in the
+background and /metrics serves their counters and RTT histograms; SIGHUP or
+POST /-/reload reads the configuration again (docs/serve.md).
+
+Flags:
+`
+
+const serveUsageTail = `
+Examples:
+  sudo synprobe serve --config.file /etc/synprobe/serve.yml
+  synprobe serve --config.file serve.yml --web.listen-address 127.0.0.1:9516
+  synprobe serve --config.file serve.yml --web.config.file web.yml   TLS, auth
+  curl 'localhost:9516/probe?target=198.18.0.2:443&module=rst'
+`
+
+// parseServeArgs parses serve's flags; errors are usageErrors.
+func parseServeArgs(args []string) (*serveOptions, error) {
+	o := new(serveOptions)
+	fs := newServeFlagSet(o)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			o.help = true
+			return o, nil
+		}
+		return nil, cli.FlagError(err)
+	}
+	if o.help {
+		return o, nil
+	}
+	switch {
+	case fs.NArg() > 0:
+		return nil, cli.Usagef("serve takes no targets on the command line: list them in --config.file")
+	case o.configFile == "":
+		return nil, cli.Usagef("--config.file is required: the modules and targets to serve (docs/serve.md)")
+	case o.listen == "":
+		return nil, cli.Usagef("--web.listen-address: an address such as :9516 or 127.0.0.1:9516")
+	case o.timeoutOffset < 0 || o.timeoutOffset > time.Minute:
+		return nil, cli.Usagef("--timeout-offset %v: from 0s to 1m", o.timeoutOffset)
+	case o.ports < 1 || o.ports > 32768:
+		return nil, cli.Usagef("--ports %d: from 1 to 32768", o.ports)
+	case o.user != "" && o.keepRoot:
+		return nil, cli.Usagef("-Z and --keep-root exclude each other")
+	}
+	if _, _, err := net.SplitHostPort(o.listen); err != nil {
+		return nil, cli.Usagef("--web.listen-address %s: want [host]:port", o.listen)
+	}
+	if o.parseLevel() == nil {
+		return nil, cli.Usagef("--log.level %s: debug, info, warn or error", o.logLevel)
+	}
+	return o, nil
+}
+
+func (o *serveOptions) parseLevel() *slog.Level {
+	var l slog.Level
+	if l.UnmarshalText([]byte(o.logLevel)) != nil || strings.ContainsAny(o.logLevel, "+-") {
+		return nil
+	}
+	return &l
+}
+
+// quoted is what YAML libraries quote of a file in their errors.
+// Compiled when first needed, not at every run's init.
+var quoted = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile("`[^`]*`|\"[^\"]*\"") })
+
+// serveMain runs `synprobe serve` with the process's signals: SIGTERM and
+// SIGINT end it, SIGHUP reloads the configuration.
+func serveMain(args []string, stdout, stderr io.Writer) int {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGPIPE)
+	reload := make(chan struct{}, 1)
+	go func() {
+		for s := range sigs {
+			switch s {
+			case syscall.SIGHUP:
+				select {
+				case reload <- struct{}{}:
+				default:
+				}
+			case syscall.SIGPIPE: // a closed stderr: nothing to do
+			default:
+				cancel()
+				signal.Reset(os.Interrupt, syscall.SIGTERM) // a second one ends at once
+			}
+		}
+	}()
+	return runServe(ctx, args, stdout, stderr, host{}, reload)
+}
+
+// runServe is serve's body: set-up, privileges dropped, then serving
+// until ctx ends. reload asks for the configuration to be read again.
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, sys system, reload <-chan struct{}) int {
+	o, err := parseServeArgs(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "synprobe serve: %v\n", err)
+		return cli.ExitUsage
+	}
+	if o.help {
+		fmt.Fprint(stdout, serveUsageHead)
+		fmt.Fprint(stdout, newServeFlagSet(new(serveOptions)).FlagUsagesWrapped(cli.HelpColumns))
+		fmt.Fprint(stdout, serveUsageTail)
+		return cli.ExitOK
+	}
+	code, err := serve(ctx, o, stderr, sys, reload)
+	if err != nil {
+		fmt.Fprintf(stderr, "synprobe serve: %v\n", err)
+		var u *cli.UsageError
+		if errors.As(err, &u) {
+			return cli.ExitUsage
+		}
+		return cli.ExitFailure
+	}
+	return code
+}
+
+func serve(ctx context.Context, o *serveOptions, stderr io.Writer, sys system, reload <-chan struct{}) (int, error) {
+	cfg, err := exporter.Load(o.configFile)
+	if err != nil {
+		return 0, cli.Usagef("%v", err)
+	}
+	if o.webConfig != "" {
+		if err := web.Validate(o.webConfig); err != nil {
+			// Its YAML errors quote the file, which holds password
+			// hashes: the quotes go.
+			msg := quoted().ReplaceAllString(err.Error(), "…")
+			msg = strings.ReplaceAll(strings.TrimPrefix(msg, "yaml: unmarshal errors:\n  "), "\n  ", "; ")
+			return 0, cli.Usagef("--web.config.file %s: %s", o.webConfig, strings.ReplaceAll(msg, "\n", " "))
+		}
+	}
+	if o.iface != "" {
+		if _, err := net.InterfaceByName(o.iface); err != nil {
+			return 0, cli.Usagef("-I %s: no such interface (ip link lists them)", o.iface)
+		}
+	}
+	var drop cli.DropSpec
+	if uid := sys.realUID(); uid != 0 {
+		if o.user != "" {
+			if u, err := cli.LookupAccount(o.user); err != nil || u.UID != uid {
+				return 0, cli.Usagef("-Z %s: only root can choose the user synprobe becomes after set-up", o.user)
+			}
+		}
+	} else if drop, err = cli.PlanDrop(o.user, o.keepRoot, sys.getenv, cli.LookupAccount); err != nil {
+		return 0, err
+	}
+	level := o.parseLevel()
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	// Set-up: everything that needs a privilege. The RST guard is made
+	// now, whatever the modules, so that a reload may bring ack and fin
+	// modules after the capabilities are gone.
+	client, err := probe.NewClient(&probe.ClientConfig{Guard: true, Interface: o.iface, Ports: o.ports})
+	if err != nil {
+		if errors.Is(err, os.ErrPermission) {
+			return 0, errors.New(cli.PrivilegeFix("raw sockets need CAP_NET_RAW, the RST guard CAP_NET_ADMIN"))
+		}
+		return 0, err
+	}
+	// Closed last: it resets every connection still held.
+	defer client.Close()
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return 0, fmt.Errorf("--web.listen-address %s: %w", o.listen, errors.Unwrap(err))
+	}
+	defer ln.Close()
+	if err := sys.dropPrivileges(drop); err != nil {
+		return 0, err
+	}
+
+	e := exporter.New(exporter.Options{
+		Prober:        client,
+		Logger:        logger,
+		ConfigFile:    o.configFile,
+		TimeoutOffset: o.timeoutOffset,
+		Version:       cli.VersionString(version),
+	}, cfg)
+	e.Start()
+	defer e.Stop()
+	// Requests' contexts end with the run: a /probe in flight at
+	// SIGTERM is interrupted (its connection reset), not waited for.
+	base, endRequests := context.WithCancel(context.Background())
+	defer endRequests()
+	srv := &http.Server{
+		Handler:           e.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return base },
+	}
+	webFile := o.webConfig
+	noSystemd := false
+	served := make(chan error, 1)
+	go func() {
+		served <- web.Serve(ln, srv, &web.FlagConfig{WebListenAddresses: &[]string{o.listen}, WebSystemdSocket: &noSystemd, WebConfigFile: &webFile}, logger)
+	}()
+	logger.Info("synprobe serve", "version", cli.VersionString(version), "address", ln.Addr().String(), "modules", len(cfg.Modules), "targets", len(cfg.Targets))
+	for {
+		select {
+		case <-reload:
+			e.Reload()
+		case err := <-served:
+			if errors.Is(err, http.ErrServerClosed) {
+				err = nil
+			}
+			return 0, fmt.Errorf("serving %s: %v", o.listen, err)
+		case <-ctx.Done():
+			logger.Info("shutting down: resetting the connections held")
+			endRequests()
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			srv.Shutdown(sctx)
+			cancel()
+			e.Stop()
+			client.Close()
+			return cli.ExitOK, nil
+		}
+	}
+}
