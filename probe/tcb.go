@@ -244,11 +244,6 @@ func (c *tcb) receive(seq, n uint32, fin bool, at stamp) int {
 		return rcvGap
 	}
 	gotFIN := c.advance(end, fin, at)
-	defer func() {
-		if gotFIN {
-			c.finInOrderAt = at // its FIN, or the segment that filled the gap before it
-		}
-	}()
 	// Ranges the gap's filling reaches.
 	for moved := true; moved; {
 		moved = false
@@ -266,6 +261,7 @@ func (c *tcb) receive(seq, n uint32, fin bool, at stamp) int {
 		}
 	}
 	if gotFIN {
+		c.finInOrderAt = at // its FIN, or the segment that filled the gap before it
 		return rcvFIN
 	}
 	return rcvNew

@@ -81,15 +81,11 @@ Examples:
 func parseServeArgs(args []string) (*serveOptions, error) {
 	o := new(serveOptions)
 	fs := newServeFlagSet(o)
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			o.help = true
-			return o, nil
-		}
-		return nil, cli.FlagError(err)
+	help, err := cli.Parse(fs, args)
+	if err != nil {
+		return nil, err
 	}
+	o.help = o.help || help
 	if o.help {
 		return o, nil
 	}

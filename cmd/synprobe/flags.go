@@ -199,15 +199,11 @@ func printUsage(w io.Writer) {
 func parseArgs(args []string) (*options, error) {
 	o := new(options)
 	fs := newFlagSet(o)
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			o.help = true
-			return o, nil
-		}
-		return nil, cli.FlagError(err)
+	help, err := cli.Parse(fs, args)
+	if err != nil {
+		return nil, err
 	}
+	o.help = o.help || help
 	if o.help || o.version || o.cleanup {
 		return o, nil
 	}

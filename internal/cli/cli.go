@@ -9,11 +9,15 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"regexp"
 	"runtime/debug"
 	"strings"
+
+	"github.com/spf13/pflag"
 )
 
 // Exit statuses (docs/exit-codes.md).
@@ -39,6 +43,21 @@ func Usagef(format string, args ...any) error {
 
 // pflagValueError matches pflag's words for a value its flag refused.
 var pflagValueError = regexp.MustCompile(`^invalid argument "(.*)" for "(?:-., )?(--[^"]+)" flag: (.*)$`)
+
+// Parse parses args into fs quietly (the caller prints help and errors):
+// help reports -h/--help; a refused flag or value is a usage error in
+// FlagError's words.
+func Parse(fs *pflag.FlagSet, args []string) (help bool, err error) {
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return true, nil
+		}
+		return false, FlagError(err)
+	}
+	return false, nil
+}
 
 // FlagError rewrites pflag's error for a refused value as "--flag VALUE:
 // what is wrong", without strconv's words.
