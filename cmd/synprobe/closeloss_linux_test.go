@@ -29,9 +29,12 @@ type wireConn struct {
 	ourRSTsArrived  int    // of which reached the server
 	serverRSTFirst  bool   // the server reset before sending any FIN
 	serverFIN       bool
-	serverFINPos    uint32 // its FIN's sequence number
-	serverFINAck    uint32 // the ACK field of its first FIN
-	ackedBeforeFIN  bool   // a segment before its FIN acknowledged our FIN
+	serverFINPos    uint32    // its FIN's sequence number
+	serverFINAck    uint32    // the ACK field of its first FIN
+	ackedBeforeFIN  bool      // a segment before its FIN acknowledged our FIN
+	ackBeforeFINAt  time.Time // when the first such left the server
+	serverFINAt     time.Time // when its first FIN left the server
+	pureAckIn       bool      // a pure ACK of our FIN reached us
 	serverAckedOurs bool
 	wire            []string // both captures, for failure messages
 }
@@ -92,6 +95,9 @@ func judgeCaptures(prober, target []netlab.CapturedPacket, ours ...netip.Addr) m
 			if isOurs(p.Dst) {
 				w := get(p.DstPort, p.SrcPort)
 				w.wire = append(w.wire, fmt.Sprintf("prober %s in  %v seq %d ack %d len %d", cp.Time.Format("05.000000"), p.Flags, p.Seq, p.Ack, cp.Len))
+				if w.ourFIN && p.Flags == wire.FlagAck && p.PayloadLen == 0 && int32(p.Ack-(w.ourFINSeq+1)) >= 0 {
+					w.pureAckIn = true
+				}
 			}
 			if isOurs(p.Dst) && p.Flags&(wire.FlagSyn|wire.FlagAck) == wire.FlagSyn|wire.FlagAck {
 				if w := get(p.DstPort, p.SrcPort); w.synAckIn.IsZero() {
@@ -139,7 +145,11 @@ func judgeCaptures(prober, target []netlab.CapturedPacket, ours ...netip.Addr) m
 			}
 		case p.Flags&wire.FlagFin != 0 && !w.serverFIN:
 			w.serverFIN, w.serverFINPos, w.serverFINAck = true, p.Seq+uint32(payload), p.Ack
+			w.serverFINAt = cp.Time
 		case !w.serverFIN && ackedOurs:
+			if !w.ackedBeforeFIN {
+				w.ackBeforeFINAt = cp.Time
+			}
 			w.ackedBeforeFIN = true
 		}
 	}
@@ -226,6 +236,14 @@ func checkLossRun(t *testing.T, r cliRun, conns map[connKey]*wireConn, tally *lo
 		case isAlt:
 			tally.alternative++
 			t.Logf("%v sport %d: synprobe says %v, or %v: the capture shows %s (%v)", m["target"], sport, cl["pattern"], alts, want, cl["note"])
+		case want == "4-way" && cl["pattern"] == "3-way" && !w.pureAckIn && w.serverFINAt.Sub(w.ackBeforeFINAt) < time.Millisecond:
+			// docs/json.md's limit: a pure ACK has no sequence number of
+			// its own, and one lost less than 1 ms before the FIN (the
+			// kernel acknowledged our FIN at once, the application
+			// closed just after) leaves no trace: 3-way, the fewest
+			// losses.
+			tally.alternative++
+			t.Logf("%v sport %d: synprobe says 3-way, the capture 4-way with its pure ACK lost %v before its FIN: the documented limit", m["target"], sport, w.serverFINAt.Sub(w.ackBeforeFINAt))
 		default:
 			t.Errorf("%v sport %d: synprobe says %v (alternatives %v), the capture shows %q\nclose %v\ntrace %v\nwire:\n%s", m["target"], sport, cl["pattern"], alts, want, cl, m["trace"], strings.Join(w.wire, "\n"))
 		}
