@@ -305,8 +305,19 @@ func TestIntegrationRTTCapture(t *testing.T) {
 	}
 	med, worst := errs[len(errs)/2], errs[len(errs)-1]
 	t.Logf("|synprobe - capture|: median %v, max %v over %d probes", med, worst, len(errs))
-	if med > 100*time.Microsecond || worst > 2*time.Millisecond {
-		t.Errorf("RTTs disagree with the capture: median error %v, max %v", med, worst)
+	// A virtual machine's host may take the CPU away for milliseconds
+	// between the kernel's stamp and the capture's tap (docs/design.md,
+	// Timestamps and RTT): one probe in 40 may disagree by that much.
+	// A stamp matched to the wrong packet, the user clock or a unit
+	// mistake moves most of them.
+	far := 0
+	for _, e := range errs {
+		if e > 2*time.Millisecond {
+			far++
+		}
+	}
+	if med > 100*time.Microsecond || far > len(errs)/40 {
+		t.Errorf("RTTs disagree with the capture: median error %v, %d of %d beyond 2 ms (max %v)", med, far, len(errs), worst)
 	}
 }
 
