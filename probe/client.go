@@ -89,6 +89,8 @@ type ProbeOptions struct {
 	Hold         time.Duration
 	Data         []byte
 	CloseTimeout time.Duration
+	// Observe is ModeWithhold's, as in Config.
+	Observe time.Duration
 	// Trace records the probe's segments in Result.Trace.
 	Trace bool
 	TTL   uint8 // default 64
@@ -464,6 +466,7 @@ func (c *Client) settings(o *ProbeOptions) (settings, error) {
 		Hold:         o.Hold,
 		Data:         slices.Clone(o.Data),
 		CloseTimeout: o.CloseTimeout,
+		Observe:      o.Observe,
 		Trace:        o.Trace,
 		TTL:          o.TTL,
 		TOS:          o.TOS,
@@ -485,7 +488,7 @@ func (c *Client) settings(o *ProbeOptions) (settings, error) {
 	if err != nil {
 		return s, err
 	}
-	if s.mode != ModeRST && c.block != nil {
+	if s.mode.needsGuard() && c.block != nil {
 		if _, err := c.rstGuard(); err != nil {
 			return s, err
 		}
@@ -686,5 +689,6 @@ func (r *Result) clone() *Result {
 		c.Close = &cr
 	}
 	c.Trace = slices.Clone(r.Trace)
+	c.SynAckRetrans = slices.Clone(r.SynAckRetrans)
 	return &c
 }

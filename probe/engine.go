@@ -54,9 +54,26 @@ const (
 	// peer sends), sends FIN and follows the peer until the close ends:
 	// Result.Close reports how it closed.
 	ModeFIN
+	// ModeWithhold never completes the handshake: it withholds the third
+	// ACK (the RST guard keeps the kernel's RST off the wire), records
+	// every SYN-ACK the server sends again for Observe after the first,
+	// then resets the half-open connection (Result.SynAckRetrans).
+	ModeWithhold
+	// ModeBareACK sends a bare ACK instead of a SYN, with the ISN in its
+	// sequence and acknowledgement fields. A host's TCP answers it with
+	// RST whether a listener is there or not (RFC 9293 3.10.7.1): the
+	// result is then closed with ReasonACKRST, "the host's TCP got it".
+	// A filter drops it (filtered, timeout) or answers ICMP. The listener
+	// tests send one where a SYN got silence: a listener whose accept
+	// queue is full drops SYNs and answers bare ACKs.
+	ModeBareACK
 )
 
-var modeNames = [...]string{"rst", "ack", "fin"}
+// needsGuard reports whether mode m needs the RST guard: the kernel's RST
+// to a SYN-ACK would end what the mode does after it.
+func (m Mode) needsGuard() bool { return m == ModeACK || m == ModeFIN || m == ModeWithhold }
+
+var modeNames = [...]string{"rst", "ack", "fin", "withhold", "bare-ack"}
 
 func (m Mode) String() string {
 	if int(m) < len(modeNames) {
@@ -65,9 +82,10 @@ func (m Mode) String() string {
 	return fmt.Sprintf("mode-%d", m)
 }
 
-// ParseMode parses "rst", "ack" or "fin".
+// ParseMode parses "rst", "ack" or "fin", the modes of a ping or a
+// scan. (ModeWithhold is the listener tests'.)
 func ParseMode(s string) (Mode, error) {
-	for i, n := range modeNames {
+	for i, n := range modeNames[:ModeWithhold] {
 		if s == n {
 			return Mode(i), nil
 		}
@@ -97,6 +115,10 @@ type Config struct {
 	CloseTimeout time.Duration
 	// Trace records every segment of each probe in Result.Trace.
 	Trace bool
+	// Observe (ModeWithhold) is how long to watch for the SYN-ACK's
+	// retransmissions after the first; default 8s (Linux resends at
+	// about 1, 3 and 7 s).
+	Observe time.Duration
 
 	// PortLo..PortHi are the source ports probes rotate through; a single
 	// port when equal. Required.
@@ -302,7 +324,7 @@ func New(conn Conn, cfg Config) (*Prober, error) {
 	}
 	j.scheduled = true
 	p.main, p.sched = j, []*job{j}
-	p.guarded.Store(cfg.Mode != ModeRST) // the caller's guard, which those modes need
+	p.guarded.Store(cfg.Mode.needsGuard()) // the caller's guard, which those modes need
 	return p, nil
 }
 
@@ -629,7 +651,7 @@ func (p *Prober) abort(j *job) {
 			if s := e.job.stats; s != nil {
 				s[e.target].interrupted++
 			}
-			if e.job.mode != ModeRST || p.guarded.Load() {
+			if e.job.mode.needsGuard() || e.job.mode != ModeBareACK && p.guarded.Load() {
 				// Its SYN-ACK may be on the way, and the guard keeps
 				// the kernel's RST to it off the wire until we exit:
 				// the server would hold the half-open connection
@@ -638,6 +660,8 @@ func (p *Prober) abort(j *job) {
 				p.resetSyn(e, noteAbort)
 			}
 			p.drop(i)
+		case e.state == stateHeld:
+			p.endHold(i, true)
 		case e.state == stateTimeWait && e.c != nil:
 			pat, alt, note := e.c.judge(p)
 			p.finishConn(i, pat, alt, note, true)
@@ -746,13 +770,19 @@ func (p *Prober) sendSYN(j *job, ti, seq int, now time.Time) bool {
 		Window:  j.window,
 		Options: opts.b[:opts.n],
 	}
+	if j.mode == ModeBareACK {
+		// The host's RST takes its sequence number from our
+		// acknowledgement field: the ISN, which finds this probe.
+		flags = wire.FlagAck
+		seg.Flags, seg.Ack, seg.Options = flags, e.isn, nil
+	}
 	n, err := seg.Build(p.pkt[:])
 	if err != nil {
 		p.freePort(sport)
 		p.finishError(&e, err)
 		return true
 	}
-	if j.mode == ModeFIN || j.trace {
+	if j.mode == ModeFIN || j.mode == ModeWithhold || j.trace {
 		e.c = p.newTCB(&j.settings)
 		e.c.us, e.c.peer = SynSent, Listen
 		e.c.record(stamp{u: now, id: id, tx: true}, true, flags, e.isn, 0, 0, j.window, "")
@@ -833,8 +863,11 @@ func (p *Prober) handle(in *inbound) {
 	// An answer to our SYN acknowledges ISN+1; later segments of a
 	// connection are found by port.
 	i := -1
-	if pkt.Flags&wire.FlagAck != 0 {
+	switch {
+	case pkt.Flags&wire.FlagAck != 0:
 		i = p.tab.lookup(pkt.Ack-1, pkt.DstPort)
+	case pkt.Flags&wire.FlagRst != 0:
+		i = p.tab.lookup(pkt.Seq, pkt.DstPort) // a bare ACK's answer
 	}
 	if off := pkt.DstPort - p.portLo; i < 0 && p.connOK[off] {
 		i = p.tab.lookup(p.conns[off], pkt.DstPort)
@@ -847,16 +880,23 @@ func (p *Prober) handle(in *inbound) {
 	if pkt.Src != t.Addr || pkt.SrcPort != t.Port || pkt.Dst != t.Src {
 		return
 	}
+	if e.state == stateHeld {
+		p.heldSegment(i, in)
+		return
+	}
 	if e.state != stateSynSent {
 		p.segment(i, in)
 		return
 	}
-	// In SYN_SENT only an answer to our SYN is taken (core.Of).
+	// In SYN_SENT only an answer to our SYN is taken (core.Of), and
+	// for a bare ACK only the host's RST.
 	a, ok := core.Of(pkt, p.portLo, p.portHi)
-	if !ok || !a.Answers(e.tuple(), e.isn) {
+	if !ok || !a.Answers(e.tuple(), e.isn) || (a.Kind == core.ACKReset) != (e.job.mode == ModeBareACK) {
 		return
 	}
 	switch a.Kind {
+	case core.ACKReset:
+		p.finishReply(i, in, StateClosed, ReasonACKRST)
 	case core.RST:
 		if e.c != nil {
 			e.c.us, e.c.peer = Closed, Listen
@@ -909,6 +949,9 @@ func (p *Prober) synAck(i int, in *inbound) {
 	case ModeFIN:
 		rtt, _ := p.since(stamp{u: e.sent, id: e.id, tx: true}, rxStamp(in), v6)
 		p.established(i, in, rtt, rtt < SynAckRTO)
+		return
+	case ModeWithhold:
+		p.hold(i, in)
 		return
 	}
 	p.finishReply(i, in, StateOpen, ReasonSYNACK)
@@ -1001,7 +1044,7 @@ func (p *Prober) timer(i int, now time.Time) {
 	e := &p.tab.e[i]
 	switch e.state {
 	case stateSynSent:
-		if e.job.mode != ModeRST || p.guarded.Load() {
+		if e.job.mode.needsGuard() || e.job.mode != ModeBareACK && p.guarded.Load() {
 			// The SYN may have arrived and its SYN-ACKs been lost: a RST
 			// at our ISN+1 frees the server's half-open connection, which
 			// the RST guard keeps our kernel from doing (rst mode without
@@ -1014,6 +1057,8 @@ func (p *Prober) timer(i int, now time.Time) {
 		p.finishTrace(r, &ev)
 		p.drop(i)
 		p.emit(ev.job, r)
+	case stateHeld:
+		p.endHold(i, false)
 	case stateTimeWait:
 		if e.c != nil && !e.c.reportAt.IsZero() {
 			p.connTimer(i, now) // a close report waiting out its grace

@@ -16,6 +16,7 @@ type settings struct {
 	hold         time.Duration
 	data         []byte
 	closeTimeout time.Duration
+	observe      time.Duration
 	trace        bool
 	ttl, tos     uint8
 	window       uint16
@@ -29,7 +30,10 @@ func newSettings(cfg *Config) (settings, error) {
 	if cfg.Timeout < 0 || cfg.Hold < 0 || cfg.CloseTimeout < 0 {
 		return settings{}, errors.New("probe: negative duration")
 	}
-	if cfg.Mode > ModeFIN {
+	if cfg.Observe < 0 {
+		return settings{}, errors.New("probe: negative duration")
+	}
+	if cfg.Mode > ModeBareACK {
 		return settings{}, fmt.Errorf("probe: unknown mode %d", cfg.Mode)
 	}
 	s := settings{
@@ -38,6 +42,7 @@ func newSettings(cfg *Config) (settings, error) {
 		hold:         cfg.Hold,
 		data:         cfg.Data,
 		closeTimeout: cfg.CloseTimeout,
+		observe:      cfg.Observe,
 		trace:        cfg.Trace,
 		ttl:          cfg.TTL,
 		tos:          cfg.TOS,
@@ -50,6 +55,9 @@ func newSettings(cfg *Config) (settings, error) {
 	}
 	if s.timeout == 0 {
 		s.timeout = time.Second
+	}
+	if s.observe == 0 {
+		s.observe = DefaultObserve
 	}
 	if s.closeTimeout == 0 {
 		s.closeTimeout = 3 * time.Second

@@ -39,8 +39,10 @@ func (s State) String() string {
 // Reasons given with a verdict, besides the ICMP names of
 // wire.ICMPReason.
 const (
-	ReasonSYNACK    = "syn-ack"
-	ReasonRST       = "rst"
+	ReasonSYNACK = "syn-ack"
+	ReasonRST    = "rst"
+	// ReasonACKRST: a RST answered a bare ACK (ModeBareACK).
+	ReasonACKRST    = "rst-to-ack"
 	ReasonTimeout   = "timeout"
 	ReasonSendError = "send-error"
 )
@@ -113,6 +115,11 @@ type Result struct {
 	Interrupted bool
 	// Trace lists the probe's segments (Config.Trace).
 	Trace []TraceEvent
+	// SynAckRetrans (ModeWithhold) lists when the server sent its
+	// SYN-ACK again, after the first, while the third ACK was withheld:
+	// by the kernel's receive stamps when both have one (else the
+	// user-space clock). Empty: no retransmission within Observe.
+	SynAckRetrans []time.Duration
 }
 
 // Answered reports whether anything answered the probe.

@@ -19,6 +19,7 @@ const (
 	stateClosing                                      // FINs crossed: the peer's arrived before it acknowledged ours
 	stateLastAck                                      // the peer closed first; our FIN sent
 	stateTimeWait                                     // over: re-ACK retransmitted FINs until the run ends
+	stateHeld                                         // ModeWithhold: SYN-ACK seen, our ACK withheld
 )
 
 const (
@@ -123,9 +124,10 @@ type tcb struct {
 	tsRecent       uint32 // the peer's latest TSval, echoed in our TSecr
 	lastTSval      uint32 // the TSval of the segment we sent last
 
-	synack    inbound       // the SYN-ACK, for the result
-	handshake stamp         // its arrival: the end of the handshake
-	synRTT    time.Duration // the SYN-ACK's RTT; 0 when it may be a retransmission's
+	synack     inbound         // the SYN-ACK, for the result
+	synRetrans []time.Duration // ModeWithhold: the SYN-ACK's retransmissions, after the first
+	handshake  stamp           // its arrival: the end of the handshake
+	synRTT     time.Duration   // the SYN-ACK's RTT; 0 when it may be a retransmission's
 
 	// RTT and retransmission timeout (RFC 6298), user-space clock.
 	srtt, rttvar, minRTT time.Duration
@@ -341,8 +343,8 @@ func (p *Prober) newTCB(s *settings) *tcb {
 	if n := len(p.free); n > 0 {
 		c = p.free[n-1]
 		p.free = p.free[:n-1]
-		tr := c.trace[:0]
-		*c = tcb{trace: tr}
+		tr, sr := c.trace[:0], c.synRetrans[:0]
+		*c = tcb{trace: tr, synRetrans: sr}
 	} else {
 		c = &tcb{}
 	}

@@ -828,6 +828,9 @@ func (s *scanner) handle(pkt *wire.Packet, rx time.Time) {
 		// server retransmits its SYN-ACK when our RST was lost.
 		s.sendRST(&a)
 		s.hostTTL[pkt.Src] = pkt.TTL
+	case core.RST:
+	default:
+		return // a scan sends SYNs only
 	}
 	synack := a.Kind == core.SynAck
 	s.answer(pkt.Src, pkt.SrcPort, func(r *probe.ScanResult, idx uint64) {

@@ -29,9 +29,14 @@ const (
 	RST
 	// ICMP: an ICMP error quoting our SYN (filtered).
 	ICMP
+	// ACKReset: a RST without ACK at sequence number ISN, the answer of
+	// a host's TCP to a bare ACK of ours whose acknowledgement field
+	// was the ISN (RFC 9293 3.10.7.1: <SEQ=SEG.ACK><CTL=RST>). It never
+	// answers a SYN.
+	ACKReset
 )
 
-var kindNames = [...]string{"none", "syn-ack", "rst", "icmp"}
+var kindNames = [...]string{"none", "syn-ack", "rst", "icmp", "ack-rst"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
@@ -66,6 +71,9 @@ type Answer struct {
 //     SYN when both are set.
 //   - an ICMP error whose quote reaches the sequence number: the quote's
 //     source is ours, its sequence number the ISN.
+//   - a RST without ACK or SYN (ACKReset): its sequence number is the
+//     ISN a bare ACK of ours acknowledged. Only a bare ACK's probe takes
+//     it; a SYN's never does.
 //
 // The ports are checked; the addresses and the ISN are the caller's to
 // check (Answer.Keyed, or its table of probes).
@@ -77,7 +85,13 @@ func Of(pkt *wire.Packet, lo, hi uint16) (Answer, bool) {
 		}
 		return Answer{Kind: ICMP, Tuple: Tuple{q.Src, q.Dst, q.SrcPort, q.DstPort}, ISN: q.Seq}, true
 	}
-	if pkt.Proto != wire.ProtocolTCP || pkt.DstPort < lo || pkt.DstPort > hi || pkt.Flags&wire.FlagAck == 0 {
+	if pkt.Proto != wire.ProtocolTCP || pkt.DstPort < lo || pkt.DstPort > hi {
+		return Answer{}, false
+	}
+	if pkt.Flags&(wire.FlagRst|wire.FlagAck|wire.FlagSyn|wire.FlagFin) == wire.FlagRst {
+		return Answer{Kind: ACKReset, Tuple: Tuple{pkt.Dst, pkt.Src, pkt.DstPort, pkt.SrcPort}, ISN: pkt.Seq}, true
+	}
+	if pkt.Flags&wire.FlagAck == 0 {
 		return Answer{}, false
 	}
 	var k Kind

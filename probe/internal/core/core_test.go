@@ -42,6 +42,15 @@ func reply(t core.Tuple, flags wire.TCPFlags, ack uint32) []byte {
 		SrcPort: t.RemotePort, DstPort: t.LocalPort, Seq: 0x11223344, Ack: ack, Flags: flags, Window: 65160})
 }
 
+// resetAt is a host's answer to a bare ACK of ours that acknowledged
+// seq: RST at that sequence number, no ACK.
+func resetAt(t core.Tuple, seq uint32) []byte { return resetFlagsAt(t, wire.FlagRst, seq) }
+
+func resetFlagsAt(t core.Tuple, flags wire.TCPFlags, seq uint32) []byte {
+	return probetest.Build(wire.Segment{Src: t.Remote, Dst: t.Local, TTL: 61, DF: true,
+		SrcPort: t.RemotePort, DstPort: t.LocalPort, Seq: seq, Flags: flags})
+}
+
 func parse(t *testing.T, b []byte) *wire.Packet {
 	t.Helper()
 	var p wire.Packet
@@ -124,7 +133,10 @@ func TestOf(t *testing.T) {
 
 			{"syn-ack acknowledging the ISN, not ISN+1", reply(tup, wire.FlagSyn|wire.FlagAck, isn), core.SynAck, false, false},
 			{"syn-ack acknowledging ISN+2", reply(tup, wire.FlagSyn|wire.FlagAck, isn+2), core.SynAck, false, false},
-			{"rst without ack", reply(tup, wire.FlagRst, isn+1), core.None, false, false},
+			{"rst without ack, another sequence number: answers no SYN, nor a bare ACK of ours", reply(tup, wire.FlagRst, isn+1), core.ACKReset, false, false},
+			{"rst without ack at the ISN: a bare ACK's answer", resetAt(tup, isn), core.ACKReset, true, true},
+			{"rst-fin without ack at the ISN", resetFlagsAt(tup, wire.FlagRst|wire.FlagFin, isn), core.None, false, false},
+			{"rst-syn without ack at the ISN", resetFlagsAt(tup, wire.FlagRst|wire.FlagSyn, isn), core.None, false, false},
 			{"bare syn with ISN+1 in its ack field", reply(tup, wire.FlagSyn, isn+1), core.None, false, false},
 			{"bare ack", reply(tup, wire.FlagAck, isn+1), core.None, false, false},
 			{"fin-ack", reply(tup, wire.FlagFin|wire.FlagAck, isn+1), core.None, false, false},
@@ -155,7 +167,11 @@ func TestOf(t *testing.T) {
 				if a.Keyed(&cookie, 1) {
 					t.Error("keyed for probe id 1 too")
 				}
-				if ok && c.kind != core.ICMP && (a.Local != p.Dst || a.LocalPort != p.DstPort || a.Remote != p.Src || a.ISN != p.Ack-1) {
+				isn := p.Ack - 1
+				if c.kind == core.ACKReset {
+					isn = p.Seq
+				}
+				if ok && c.kind != core.ICMP && (a.Local != p.Dst || a.LocalPort != p.DstPort || a.Remote != p.Src || a.ISN != isn) {
 					t.Errorf("answer %+v does not name the segment's connection", a)
 				}
 			})

@@ -1,0 +1,312 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/synprobe/synprobe/internal/cli"
+	"github.com/synprobe/synprobe/probe"
+)
+
+// synprobe listener HOST:PORT: is this listener healthy, not just open?
+// (docs/listener.md). The SYN-ACK's retransmission schedule with the
+// third ACK withheld, and, where a SYN gets silence, a bare ACK that
+// tells a listener refusing connections from a firewall.
+
+type listenerOptions struct {
+	observe  time.Duration
+	timeout  time.Duration
+	json     bool
+	iface    string
+	user     string
+	keepRoot bool
+	help     bool
+}
+
+func newListenerFlagSet(o *listenerOptions) *pflag.FlagSet {
+	fs := pflag.NewFlagSet("synprobe listener", pflag.ContinueOnError)
+	fs.SortFlags = false
+	fs.DurationVar(&o.observe, "observe", probe.DefaultObserve, "how long to watch for the SYN-ACK's retransmissions (Linux resends at about 1, 3 and 7 s)")
+	fs.DurationVarP(&o.timeout, "timeout", "w", time.Second, "how long to wait for the answer to the SYN and to the bare ACK")
+	fs.BoolVar(&o.json, "json", false, "one JSON record {\"type\":\"listener\"} (docs/json.md)")
+	fs.StringVarP(&o.iface, "interface", "I", "", "send from this network device only")
+	fs.StringVarP(&o.user, "user", "Z", "", "the account a root run becomes after set-up (default: SUDO_UID's, else nobody)")
+	fs.BoolVar(&o.keepRoot, "keep-root", false, "a root run stays uid 0 after set-up (its capabilities still go)")
+	fs.BoolVarP(&o.help, "help", "h", false, "this help")
+	return fs
+}
+
+const listenerUsage = `Usage: synprobe listener [flags] HOST:PORT
+
+Tests one listener: the SYN-ACK's retransmissions while the third ACK is
+withheld, and, when a SYN gets no answer, a bare ACK that tells a listener
+refusing new connections (accept queue full) from a firewall. It takes
+--observe (default 8.5s) plus a second or two.
+Exit status: 0 healthy, 1 a problem found, 2 bad input, 3 failure.
+
+Flags:
+`
+
+// listenerMain runs synprobe listener with args (after the verb).
+func listenerMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	code, err := runListener(ctx, args, stdout, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "synprobe listener: %v\n", err)
+		var u *cli.UsageError
+		if errors.As(err, &u) {
+			return exitUsage
+		}
+		return exitFailure
+	}
+	return code
+}
+
+// listenerReport is what synprobe listener found, and the JSON record.
+type listenerReport struct {
+	Type        string          `json:"type"` // "listener"
+	Target      string          `json:"target"`
+	Addr        string          `json:"addr"`
+	Port        uint16          `json:"port"`
+	State       string          `json:"state"` // the SYN's verdict
+	Reason      string          `json:"reason"`
+	RTTus       *float64        `json:"rtt_us,omitempty"`
+	Clock       string          `json:"clock,omitempty"`
+	Observe     float64         `json:"observe_s"`
+	Retransmits []float64       `json:"synack_retransmits_s"` // after the first SYN-ACK
+	SynCookies  *bool           `json:"syncookies"`           // null: undecided
+	AcceptQueue string          `json:"accept_queue"`         // ok, full, reset, unknown
+	BareACK     *bareACKFinding `json:"bare_ack,omitempty"`
+	Findings    []string        `json:"findings"`
+	Healthy     bool            `json:"healthy"`
+}
+
+type bareACKFinding struct {
+	State  string   `json:"state"` // closed: a RST came back; filtered: none
+	Reason string   `json:"reason"`
+	RTTus  *float64 `json:"rtt_us,omitempty"`
+}
+
+func runListener(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
+	var o listenerOptions
+	fs := newListenerFlagSet(&o)
+	help, err := cli.Parse(fs, args)
+	if err != nil {
+		return 0, err
+	}
+	if help || o.help {
+		fmt.Fprint(stdout, listenerUsage+fs.FlagUsagesWrapped(cli.HelpColumns))
+		return exitOK, nil
+	}
+	switch {
+	case fs.NArg() != 1:
+		return 0, cli.Usagef("want one HOST:PORT, got %d arguments (synprobe listener --help)", fs.NArg())
+	case o.observe <= 0 || o.observe > 10*time.Minute:
+		return 0, cli.Usagef("--observe %v: must be above 0 and at most 10m", o.observe)
+	case o.timeout <= 0 || o.timeout > time.Minute:
+		return 0, cli.Usagef("--timeout %v: must be above 0 and at most 1m", o.timeout)
+	}
+	dst, name, err := listenerTarget(ctx, fs.Arg(0))
+	if err != nil {
+		return 0, err
+	}
+	if o.iface != "" {
+		if _, err := net.InterfaceByName(o.iface); err != nil {
+			return 0, cli.Usagef("-I %s: no such interface (ip link lists them)", o.iface)
+		}
+	}
+	var drop cli.DropSpec
+	if uid := os.Getuid(); uid != 0 {
+		if o.user != "" {
+			if u, err := cli.LookupAccount(o.user); err != nil || u.UID != uid {
+				return 0, cli.Usagef("-Z %s: only root can choose the user synprobe becomes after set-up", o.user)
+			}
+		}
+	} else if drop, err = cli.PlanDrop(o.user, o.keepRoot, os.Getenv, cli.LookupAccount); err != nil {
+		return 0, err
+	}
+	// Set-up: the client's sockets and its RST guard, which keeps the
+	// kernel's RST to the SYN-ACK off the wire while we withhold the ACK.
+	client, err := probe.NewClient(&probe.ClientConfig{Guard: true, Interface: o.iface, Ports: 4})
+	if err != nil {
+		if errors.Is(err, os.ErrPermission) {
+			return 0, errors.New(cli.PrivilegeFix("raw sockets need CAP_NET_RAW, the RST guard CAP_NET_ADMIN"))
+		}
+		return 0, err
+	}
+	defer client.Close() // resets a connection still held
+	if err := cli.DropPrivileges(drop); err != nil {
+		return 0, err
+	}
+
+	rep := listenerReport{Type: "listener", Target: name, Addr: dst.Addr().String(), Port: dst.Port(),
+		Observe: o.observe.Seconds(), Retransmits: []float64{}, AcceptQueue: "unknown", Findings: []string{}}
+	r, err := client.Probe(ctx, dst, &probe.ProbeOptions{Mode: probe.ModeWithhold, Timeout: o.timeout, Observe: o.observe})
+	if ctx.Err() != nil {
+		fmt.Fprintln(stderr, "synprobe listener: interrupted: nothing to report")
+		return exitNotOpen, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	if r.State == probe.StateError {
+		return 0, r.Err
+	}
+	rep.State, rep.Reason = r.State.String(), r.Reason
+	if r.State == probe.StateOpen {
+		rtt := float64(r.RTT.Nanoseconds()) / 1e3
+		rep.RTTus = &rtt
+		rep.Clock = clockName(r.KernelClock)
+	}
+	healthy := false
+	switch {
+	case r.State == probe.StateOpen:
+		// Linux drops a SYN while the accept queue is full: an answer
+		// says it had room.
+		rep.AcceptQueue = "ok"
+		healthy = true
+		for _, d := range r.SynAckRetrans {
+			rep.Retransmits = append(rep.Retransmits, round3(d.Seconds()))
+		}
+		if len(r.SynAckRetrans) == 0 {
+			healthy = false
+			rep.Findings = append(rep.Findings, fmt.Sprintf("no SYN-ACK retransmission within %v: a SYN cookie answered (the SYN queue overflowed: a SYN flood or a small backlog), tcp_synack_retries is 0, or a middlebox answers for the host", o.observe))
+		} else {
+			rep.Findings = append(rep.Findings, synackFinding(r.SynAckRetrans, o.observe))
+		}
+	case r.State == probe.StateClosed:
+		rep.Findings = append(rep.Findings, "closed: the host answered the SYN with RST; nothing listens on the port")
+	case r.State == probe.StateFiltered && r.Reason == probe.ReasonTimeout:
+		// Silence: a firewall, or a listener that drops SYNs because its
+		// accept queue is full. A bare ACK tells them apart: the host's
+		// TCP answers it with RST either way.
+		a, err := client.Probe(ctx, dst, &probe.ProbeOptions{Mode: probe.ModeBareACK, Timeout: o.timeout})
+		if ctx.Err() != nil {
+			fmt.Fprintln(stderr, "synprobe listener: interrupted: nothing to report")
+			return exitNotOpen, nil
+		}
+		if err != nil {
+			return 0, err
+		}
+		f := &bareACKFinding{State: a.State.String(), Reason: a.Reason}
+		if a.State == probe.StateClosed {
+			rtt := float64(a.RTT.Nanoseconds()) / 1e3
+			f.RTTus = &rtt
+			rep.AcceptQueue = "full"
+			rep.Findings = append(rep.Findings, "SYNs get no answer while a bare ACK draws a RST: a listener refusing new connections (accept queue full?), or a firewall that drops only SYNs")
+		} else {
+			rep.Findings = append(rep.Findings, fmt.Sprintf("neither the SYN nor a bare ACK got an answer (%s): a firewall drops both, or the host is down", a.Reason))
+		}
+		rep.BareACK = f
+	default:
+		rep.Findings = append(rep.Findings, fmt.Sprintf("filtered: %s from %v", r.Reason, r.From))
+	}
+	rep.Healthy = healthy
+	if o.json {
+		b, _ := json.Marshal(&rep)
+		fmt.Fprintf(stdout, "%s\n", b)
+	} else {
+		printListener(stdout, &rep)
+	}
+	if !healthy {
+		return exitNotOpen, nil
+	}
+	return exitOK, nil
+}
+
+// synackFinding says what a SYN-ACK retransmission schedule implies: Linux
+// doubles its RTO from 1 s (tcp_synack_retries resends in all).
+func synackFinding(at []time.Duration, observe time.Duration) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "the SYN-ACK came again %d time", len(at))
+	if len(at) != 1 {
+		b.WriteString("s")
+	}
+	b.WriteString(" within ")
+	b.WriteString(observe.String())
+	first := at[0]
+	fmt.Fprintf(&b, ": initial RTO about %.1f s", first.Seconds())
+	doubling := true
+	for i := 1; i < len(at); i++ {
+		gap, prev := at[i]-at[i-1], at[i-1]
+		if i > 1 {
+			prev = at[i-1] - at[i-2]
+		}
+		// Gaps double, within Linux's timer slack (up to 15% long).
+		if r := float64(gap) / float64(prev); r < 1.7 || r > 2.4 {
+			doubling = false
+		}
+	}
+	if doubling && len(at) > 1 {
+		b.WriteString(", doubling as Linux does")
+	}
+	return b.String()
+}
+
+func printListener(w io.Writer, r *listenerReport) {
+	fmt.Fprintf(w, "listener %s (%s port %d)\n", r.Target, r.Addr, r.Port)
+	fmt.Fprintf(w, "  syn:          %s (%s)", r.State, r.Reason)
+	if r.RTTus != nil {
+		fmt.Fprintf(w, " rtt=%s ms clock=%s", ms(time.Duration(*r.RTTus*1e3)), r.Clock)
+	}
+	fmt.Fprintln(w)
+	if r.State == "open" {
+		s := make([]string, len(r.Retransmits))
+		for i, v := range r.Retransmits {
+			s[i] = strconv.FormatFloat(v, 'f', 2, 64) + " s"
+		}
+		if len(s) == 0 {
+			s = []string{"none"}
+		}
+		fmt.Fprintf(w, "  syn-ack again: %s (after the first; watched %.1f s)\n", strings.Join(s, ", "), r.Observe)
+	}
+	if r.BareACK != nil {
+		fmt.Fprintf(w, "  bare ack:     %s (%s)\n", r.BareACK.State, r.BareACK.Reason)
+	}
+	fmt.Fprintf(w, "  accept queue: %s\n", r.AcceptQueue)
+	for _, f := range r.Findings {
+		fmt.Fprintf(w, "  - %s\n", f)
+	}
+	verdict := "healthy"
+	if !r.Healthy {
+		verdict = "a problem found"
+	}
+	fmt.Fprintf(w, "  %s\n", verdict)
+}
+
+func round3(v float64) float64 { return float64(int64(v*1000+0.5)) / 1000 }
+
+// listenerTarget parses HOST:PORT, resolving a name to its first address.
+func listenerTarget(ctx context.Context, arg string) (netip.AddrPort, string, error) {
+	host, port, err := net.SplitHostPort(arg)
+	if err != nil {
+		return netip.AddrPort{}, "", cli.Usagef("%s: want HOST:PORT ([ADDR]:PORT for IPv6)", arg)
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || p == 0 {
+		return netip.AddrPort{}, "", cli.Usagef("%s: port %q: must be 1 to 65535", arg, port)
+	}
+	if a, err := netip.ParseAddr(host); err == nil {
+		if !a.Unmap().IsGlobalUnicast() && !a.IsLoopback() {
+			return netip.AddrPort{}, "", cli.Usagef("%s: not a unicast address", arg)
+		}
+		return netip.AddrPortFrom(a.Unmap(), uint16(p)), arg, nil
+	}
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	addrs, err := net.DefaultResolver.LookupNetIP(rctx, "ip", host)
+	if err != nil || len(addrs) == 0 {
+		return netip.AddrPort{}, "", cli.Usagef("%s: cannot resolve %q", arg, host)
+	}
+	return netip.AddrPortFrom(addrs[0].Unmap(), uint16(p)), arg, nil
+}

@@ -1,0 +1,224 @@
+package main
+
+import (
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/synprobe/synprobe/internal/netlab"
+	"github.com/synprobe/synprobe/rawsock/wire"
+)
+
+// nstatCounters reads the absolute values of the kernel's counters in ns.
+func nstatCounters(t *testing.T, l *netlab.Lab, ns string) map[string]int64 {
+	t.Helper()
+	m := map[string]int64{}
+	for _, line := range strings.Split(l.Run(t, ns, "nstat", "-asz"), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 {
+			if v, err := strconv.ParseInt(f[1], 10, 64); err == nil {
+				m[f[0]] = v
+			}
+		}
+	}
+	return m
+}
+
+// TestIntegrationListenerSchedule: with tcp_synack_retries=2 in the
+// server's namespace, synprobe listener withholds the third ACK and
+// reports the SYN-ACK twice again, at about 1 and 3 s, on both families.
+// Witnesses: a capture on the server's side (the same SYN-ACKs, their
+// times; from us only the SYN and one RST at ISN+1), the server's
+// TcpExtTCPSynRetrans, and ss (no half-open connection left).
+func TestIntegrationListenerSchedule(t *testing.T) {
+	l := netlab.New(t)
+	l.Run(t, l.Target, "sysctl", "-qw", "net.ipv4.tcp_synack_retries=2")
+	for _, a := range []netip.Addr{l.TargetV4, l.TargetV6} {
+		ln := l.Listen(t, l.Target, "tcp", netip.AddrPortFrom(a, 80).String())
+		netlab.Serve(ln, func(c net.Conn) { c.Close() })
+	}
+	for _, a := range []netip.Addr{l.TargetV4, l.TargetV6} {
+		t.Run(map[bool]string{true: "v4", false: "v6"}[a.Is4()], func(t *testing.T) {
+			before := nstatCounters(t, l, l.Target)
+			c := l.StartCapture(t, l.Target, l.TargetIf, "tcp port 80")
+			r := runIn(t, l, l.Prober, "listener", "--json", "--observe", "4.5s", hostPort(a, 80))
+			pkts, err := c.Stop()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.code != exitOK || len(r.lines) != 1 {
+				t.Fatalf("exit %d, %d lines: %s%s", r.code, len(r.lines), r.stdout, r.stderr)
+			}
+			m := r.lines[0]
+			if m["type"] != "listener" || m["state"] != "open" || m["accept_queue"] != "ok" || m["healthy"] != true || m["clock"] != "kernel" {
+				t.Errorf("report %v", m)
+			}
+			var got []float64
+			for _, v := range m["synack_retransmits_s"].([]any) {
+				got = append(got, v.(float64))
+			}
+			// Linux: about 1.03 and 3.04 s; timer slack makes gaps up to 15% long.
+			if len(got) != 2 || got[0] < 0.95 || got[0] > 1.2 || got[1] < 2.9 || got[1] > 3.6 {
+				t.Errorf("retransmissions at %v s, want about 1 and 3", got)
+			}
+			// The capture: the server's SYN-ACKs, and what we sent.
+			var synacks []time.Time
+			var ours []wire.TCPFlags
+			var p wire.Packet
+			var isn uint32
+			for _, cp := range pkts {
+				if wire.Parse(cp.Data, &p) != nil || p.Proto != wire.ProtocolTCP {
+					continue
+				}
+				switch {
+				case p.Src == a && p.Flags == wire.FlagSyn|wire.FlagAck:
+					synacks = append(synacks, cp.Time)
+				case p.Dst == a:
+					if p.Flags == wire.FlagSyn {
+						isn = p.Seq
+					} else if p.Flags == wire.FlagRst && p.Seq != isn+1 {
+						t.Errorf("our RST at seq %d, want ISN+1 %d", p.Seq, isn+1)
+					}
+					ours = append(ours, p.Flags)
+				}
+			}
+			if len(ours) != 2 || ours[0] != wire.FlagSyn || ours[1] != wire.FlagRst {
+				t.Errorf("we sent %v, want SYN then RST (no ACK)", ours)
+			}
+			if len(synacks) != 3 {
+				t.Fatalf("capture: %d SYN-ACKs, want 3", len(synacks))
+			}
+			for i, g := range got {
+				want := synacks[i+1].Sub(synacks[0]).Seconds()
+				if d := g - want; d < -0.005 || d > 0.005 {
+					t.Errorf("retransmission %d at %.3f s, the capture says %.3f s", i+1, g, want)
+				}
+			}
+			after := nstatCounters(t, l, l.Target)
+			if d := after["TcpExtTCPSynRetrans"] - before["TcpExtTCPSynRetrans"]; d != 2 {
+				t.Errorf("server's TcpExtTCPSynRetrans moved by %d, want 2", d)
+			}
+			if s := l.Run(t, l.Target, "ss", "-Htn", "state", "syn-recv"); strings.TrimSpace(s) != "" {
+				t.Errorf("half-open connections left on the server:\n%s", s)
+			}
+		})
+	}
+}
+
+// TestIntegrationListenerAcceptQueue: a listen(1) that never accepts,
+// filled by two real connections, drops our SYN in silence while a bare
+// ACK draws a RST: synprobe listener says accept queue full, exit 1; the
+// server's TcpExtListenOverflows witnesses the drop. A firewall drop
+// (both silent) and a closed port are told apart from it.
+func TestIntegrationListenerAcceptQueue(t *testing.T) {
+	l := netlab.New(t)
+	const full, dropped, closed = 8080, 8081, 8082
+	var fd int
+	if err := l.InNS(l.Target, func() (err error) {
+		if fd, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0); err != nil {
+			return err
+		}
+		if err = unix.Bind(fd, &unix.SockaddrInet4{Port: full, Addr: l.TargetV4.As4()}); err != nil {
+			return err
+		}
+		return unix.Listen(fd, 1)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	l.Nft(t, l.Target, `table inet lab {
+	chain input {
+		type filter hook input priority 0;
+		tcp dport 8081 drop
+	}
+}`)
+	// "Full" is more queued than the backlog: two connections fill it.
+	for i := range 2 {
+		var c net.Conn
+		if err := l.InNS(l.Prober, func() (err error) {
+			c, err = net.DialTimeout("tcp", hostPort(l.TargetV4, full), 2*time.Second)
+			return err
+		}); err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		t.Cleanup(func() { c.Close() })
+	}
+	for _, tc := range []struct {
+		port                uint16
+		state, queue, ack   string
+		overflows, findings string
+	}{
+		{full, "filtered", "full", "closed", "overflow", "accept queue full"},
+		{dropped, "filtered", "unknown", "filtered", "", "a firewall drops both"},
+		{closed, "closed", "unknown", "", "", "nothing listens"},
+	} {
+		t.Run(strconv.Itoa(int(tc.port)), func(t *testing.T) {
+			before := nstatCounters(t, l, l.Target)
+			c := l.StartCapture(t, l.Target, l.TargetIf, "tcp port "+strconv.Itoa(int(tc.port)))
+			r := runIn(t, l, l.Prober, "listener", "--json", "--observe", "1s", "-w", "0.5s", hostPort(l.TargetV4, tc.port))
+			pkts, err := c.Stop()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.code != exitNotOpen || len(r.lines) != 1 {
+				t.Fatalf("exit %d, %d lines: %s%s", r.code, len(r.lines), r.stdout, r.stderr)
+			}
+			m := r.lines[0]
+			ack := ""
+			if b, ok := m["bare_ack"].(map[string]any); ok {
+				ack, _ = b["state"].(string)
+			}
+			if m["state"] != tc.state || m["accept_queue"] != tc.queue || ack != tc.ack || m["healthy"] != false ||
+				!strings.Contains(strings.Join(toStrings(m["findings"]), "\n"), tc.findings) {
+				t.Errorf("report %v, want state %s, accept queue %s, bare ACK %q, a finding %q", m, tc.state, tc.queue, tc.ack, tc.findings)
+			}
+			// The capture on the server's side: what the server said.
+			var synacks, acks, rsts int
+			var p wire.Packet
+			for _, cp := range pkts {
+				if wire.Parse(cp.Data, &p) != nil || p.Src != l.TargetV4 {
+					continue
+				}
+				switch {
+				case p.Flags&wire.FlagSyn != 0:
+					synacks++
+				case p.Flags == wire.FlagRst:
+					acks++ // a bare ACK's answer
+				case p.Flags&wire.FlagRst != 0:
+					rsts++
+				}
+			}
+			switch tc.port {
+			case full:
+				if synacks != 0 || acks != 1 {
+					t.Errorf("server sent %d SYN-ACKs and %d RSTs to the ACK, want 0 and 1", synacks, acks)
+				}
+				after := nstatCounters(t, l, l.Target)
+				if d := after["TcpExtListenOverflows"] - before["TcpExtListenOverflows"]; d < 1 {
+					t.Errorf("server's TcpExtListenOverflows moved by %d: our SYN was not dropped for a full queue", d)
+				}
+			case dropped:
+				if synacks+acks+rsts != 0 {
+					t.Errorf("the firewall let answers through: %d, %d, %d", synacks, acks, rsts)
+				}
+			case closed:
+				if rsts != 1 {
+					t.Errorf("server sent %d RST-ACKs, want 1", rsts)
+				}
+			}
+		})
+	}
+}
+
+func toStrings(v any) []string {
+	var s []string
+	for _, x := range v.([]any) {
+		s = append(s, x.(string))
+	}
+	return s
+}
