@@ -213,8 +213,7 @@ func runListener(ctx context.Context, args []string, stdout, stderr io.Writer) (
 	}
 	rep.Healthy = healthy
 	if o.json {
-		b, _ := json.Marshal(&rep)
-		fmt.Fprintf(stdout, "%s\n", b)
+		writeListenerJSON(stdout, &rep)
 	} else {
 		printListener(stdout, &rep)
 	}
@@ -222,6 +221,12 @@ func runListener(ctx context.Context, args []string, stdout, stderr io.Writer) (
 		return exitNotOpen, nil
 	}
 	return exitOK, nil
+}
+
+// writeListenerJSON writes rep as one JSON line (docs/json.md).
+func writeListenerJSON(w io.Writer, rep *listenerReport) {
+	b, _ := json.Marshal(rep)
+	fmt.Fprintf(w, "%s\n", b)
 }
 
 // synackFinding says what a SYN-ACK retransmission schedule implies: Linux

@@ -23,7 +23,8 @@ import (
 // records.go wrote (testdata/golden.jsonl, written by it from the same
 // results at commit 8146aa7, and the scan summary's "clock" where the
 // kernel-stamp branch's encoder put it): field names, order and number
-// formats.
+// formats. The listener lines at the end were written by writeListenerJSON
+// when it came.
 func TestJSONGolden(t *testing.T) {
 	want, err := os.ReadFile("testdata/golden.jsonl")
 	if err != nil {
@@ -157,6 +158,14 @@ func goldenLines(t *testing.T) []byte {
 	p.scanSummary(sum, 4, true)
 	p.scanSummary(&scan.Summary{Pairs: 1, Sent: 1, Open: 1, Reasons: map[string]uint64{"syn-ack": 1}, Duration: time.Millisecond, Rate: 1000,
 		SendPath: "IPv4: raw IP socket", RecvPath: "raw sockets"}, 0, false)
+	// synprobe listener's records: an open listener and a full queue.
+	rtt := 48.2
+	writeListenerJSON(&out, &listenerReport{Type: "listener", Target: "lab.test:80", Addr: "198.18.9.2", Port: 80, State: "open", Reason: "syn-ack",
+		RTTus: &rtt, Clock: "kernel", Observe: 8.5, Retransmits: []float64{1.039, 3.075}, AcceptQueue: "ok", Findings: []string{"retransmitted"}, Healthy: true})
+	yes := true
+	writeListenerJSON(&out, &listenerReport{Type: "listener", Target: "lab.test:81", Addr: "198.18.9.2", Port: 81, State: "filtered", Reason: "timeout",
+		Observe: 8.5, Retransmits: []float64{}, SynCookies: &yes, AcceptQueue: "full", BareACK: &bareACKFinding{State: "closed", Reason: "rst-to-ack", RTTus: &rtt},
+		Findings: []string{"full"}})
 	return out.Bytes()
 }
 
@@ -201,13 +210,16 @@ var jsonSections = []struct {
 	{"`\"type\":\"result\"`", reflect.TypeFor[resultRecord]()},
 	{"`\"type\":\"mismatch\"`", reflect.TypeFor[mismatchRecord]()},
 	{"`\"type\":\"scan-summary\"`", reflect.TypeFor[scanSummaryRecord]()},
+	{"`\"type\":\"listener\"`", reflect.TypeFor[listenerReport]()},
+	{"`bare_ack` in listener records", reflect.TypeFor[bareACKFinding]()},
 }
 
 // docSection is what docs/json.md says of one record.
 type docSection struct {
-	heading string
-	fields  map[string]string // field -> JSON type
-	example string            // the first json block, if any
+	heading  string
+	fields   map[string]string // field -> JSON type
+	example  string            // the first json block, if any
+	nullable map[string]bool   // fields written as null when unset
 }
 
 // TestJSONSchema holds docs/json.md and the record types together: each
@@ -226,6 +238,7 @@ func TestJSONSchema(t *testing.T) {
 			continue
 		}
 		byType[s.typ] = d
+		d.nullable = nullableFields(s.typ)
 		delete(doc, s.heading)
 
 		code := map[string]string{}
@@ -270,7 +283,7 @@ func TestJSONSchema(t *testing.T) {
 				t.Errorf("%s: field %q is not documented in %s", where, k, d.heading)
 				continue
 			}
-			if got := valueType(v); got != typ {
+			if got := valueType(v); got != typ && !(v == nil && d.nullable[k]) {
 				t.Errorf("%s: field %q is a %s, documented as a %s", where, k, got, typ)
 			}
 		}
@@ -306,6 +319,10 @@ func TestJSONSchema(t *testing.T) {
 		case "summary":
 			if c, ok := m["close"].(map[string]any); ok {
 				check(where+" close", byType[reflect.TypeFor[closeSummary]()], c)
+			}
+		case "listener":
+			if b, ok := m["bare_ack"].(map[string]any); ok {
+				check(where+" bare_ack", byType[reflect.TypeFor[bareACKFinding]()], b)
 			}
 		}
 	}
@@ -424,6 +441,7 @@ func checkExample(t *testing.T, d *docSection, typ reflect.Type) {
 	for i, f := range jsonFields(t, typ) {
 		order[f.name] = i
 	}
+	nullable := nullableFields(typ)
 	last, lastKey := -1, ""
 	for dec.More() {
 		tok, err := dec.Token()
@@ -439,7 +457,7 @@ func checkExample(t *testing.T, d *docSection, typ reflect.Type) {
 		}
 		if typ, ok := d.fields[k]; !ok {
 			t.Errorf("%s: example field %q is not documented", d.heading, k)
-		} else if got := valueType(v); got != typ {
+		} else if got := valueType(v); got != typ && !(v == nil && nullable[k]) {
 			t.Errorf("%s: example field %q is a %s, documented as a %s", d.heading, k, got, typ)
 		}
 		if i, ok := order[k]; ok {
@@ -449,6 +467,18 @@ func checkExample(t *testing.T, d *docSection, typ reflect.Type) {
 			last, lastKey = i, k
 		}
 	}
+}
+
+// nullableFields names the fields of typ that encoding/json writes as
+// null when unset: pointers without omitempty.
+func nullableFields(typ reflect.Type) map[string]bool {
+	nullable := map[string]bool{}
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		name, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
+		nullable[name] = f.Type.Kind() == reflect.Pointer && !strings.Contains(opts, "omitempty")
+	}
+	return nullable
 }
 
 // jsonField is a field as encoding/json writes it.
