@@ -998,7 +998,7 @@ func (p *Prober) fillReply(r *Result, e *pending, in *inbound) {
 	if pkt.IsICMP() {
 		r.ICMPType, r.ICMPCode = pkt.ICMPType, pkt.ICMPCode
 	} else {
-		r.Flags, r.Window, r.Options = pkt.Flags, pkt.Window, pkt.Options
+		r.Flags, r.PeerSeq, r.Window, r.Options = pkt.Flags, pkt.Seq, pkt.Window, pkt.Options
 	}
 }
 

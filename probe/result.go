@@ -101,8 +101,10 @@ type Result struct {
 	IPID uint16
 	DF   bool
 
-	// The reply's TCP header (SYN-ACK or RST).
+	// The reply's TCP header (SYN-ACK or RST). PeerSeq is its sequence
+	// number: a SYN-ACK's is the server's ISN.
 	Flags   wire.TCPFlags
+	PeerSeq uint32
 	Window  uint16
 	Options wire.SYNOptions
 

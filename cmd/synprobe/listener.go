@@ -17,6 +17,7 @@ import (
 
 	"github.com/synprobe/synprobe/internal/cli"
 	"github.com/synprobe/synprobe/probe"
+	"github.com/synprobe/synprobe/probe/listener"
 )
 
 // synprobe listener HOST:PORT: is this listener healthy, not just open?
@@ -74,21 +75,28 @@ func listenerMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 
 // listenerReport is what synprobe listener found, and the JSON record.
 type listenerReport struct {
-	Type        string          `json:"type"` // "listener"
-	Target      string          `json:"target"`
-	Addr        string          `json:"addr"`
-	Port        uint16          `json:"port"`
-	State       string          `json:"state"` // the SYN's verdict
-	Reason      string          `json:"reason"`
-	RTTus       *float64        `json:"rtt_us,omitempty"`
-	Clock       string          `json:"clock,omitempty"`
-	Observe     float64         `json:"observe_s"`
-	Retransmits []float64       `json:"synack_retransmits_s"` // after the first SYN-ACK
-	SynCookies  *bool           `json:"syncookies"`           // null: undecided
-	AcceptQueue string          `json:"accept_queue"`         // ok, full, reset, unknown
-	BareACK     *bareACKFinding `json:"bare_ack,omitempty"`
-	Findings    []string        `json:"findings"`
-	Healthy     bool            `json:"healthy"`
+	Type        string             `json:"type"` // "listener"
+	Target      string             `json:"target"`
+	Addr        string             `json:"addr"`
+	Port        uint16             `json:"port"`
+	State       string             `json:"state"` // the SYN's verdict
+	Reason      string             `json:"reason"`
+	RTTus       *float64           `json:"rtt_us,omitempty"`
+	Clock       string             `json:"clock,omitempty"`
+	Observe     float64            `json:"observe_s"`
+	Retransmits []float64          `json:"synack_retransmits_s"` // after the first SYN-ACK
+	SynCookies  *bool              `json:"syncookies"`           // null: undecided
+	Tests       []cookieTestRecord `json:"syncookie_tests,omitempty"`
+	AcceptQueue string             `json:"accept_queue"` // ok, full, reset, unknown
+	BareACK     *bareACKFinding    `json:"bare_ack,omitempty"`
+	Findings    []string           `json:"findings"`
+	Healthy     bool               `json:"healthy"`
+}
+
+type cookieTestRecord struct {
+	Name     string `json:"name"` // isn, tsval, options, retransmission
+	Vote     string `json:"vote"` // cookie, stateful, undecided
+	Evidence string `json:"evidence"`
 }
 
 type bareACKFinding struct {
@@ -137,7 +145,8 @@ func runListener(ctx context.Context, args []string, stdout, stderr io.Writer) (
 	}
 	// Set-up: the client's sockets and its RST guard, which keeps the
 	// kernel's RST to the SYN-ACK off the wire while we withhold the ACK.
-	client, err := probe.NewClient(&probe.ClientConfig{Guard: true, Interface: o.iface, Ports: 4})
+	// One source port: the cookie tests send two SYNs on one 4-tuple.
+	client, err := probe.NewClient(&probe.ClientConfig{Guard: true, Interface: o.iface, Ports: 1})
 	if err != nil {
 		if errors.Is(err, os.ErrPermission) {
 			return 0, errors.New(cli.PrivilegeFix("raw sockets need CAP_NET_RAW, the RST guard CAP_NET_ADMIN"))
@@ -149,9 +158,7 @@ func runListener(ctx context.Context, args []string, stdout, stderr io.Writer) (
 		return 0, err
 	}
 
-	rep := listenerReport{Type: "listener", Target: name, Addr: dst.Addr().String(), Port: dst.Port(),
-		Observe: o.observe.Seconds(), Retransmits: []float64{}, AcceptQueue: "unknown", Findings: []string{}}
-	r, err := client.Probe(ctx, dst, &probe.ProbeOptions{Mode: probe.ModeWithhold, Timeout: o.timeout, Observe: o.observe})
+	res, err := listener.Check(ctx, client, dst, &listener.Config{Observe: o.observe, Timeout: o.timeout})
 	if ctx.Err() != nil {
 		fmt.Fprintln(stderr, "synprobe listener: interrupted: nothing to report")
 		return exitNotOpen, nil
@@ -159,103 +166,52 @@ func runListener(ctx context.Context, args []string, stdout, stderr io.Writer) (
 	if err != nil {
 		return 0, err
 	}
-	if r.State == probe.StateError {
-		return 0, r.Err
+	rep := newListenerReport(name, res)
+	if o.json {
+		writeListenerJSON(stdout, rep)
+	} else {
+		printListener(stdout, rep)
 	}
-	rep.State, rep.Reason = r.State.String(), r.Reason
+	if !rep.Healthy {
+		return exitNotOpen, nil
+	}
+	return exitOK, nil
+}
+
+// newListenerReport is the record of what listener.Check found.
+func newListenerReport(name string, res *listener.Report) *listenerReport {
+	r := res.SYN
+	rep := &listenerReport{Type: "listener", Target: name, Addr: res.Target.Addr().String(), Port: res.Target.Port(),
+		State: r.State.String(), Reason: r.Reason, Observe: res.Observe.Seconds(), Retransmits: []float64{},
+		SynCookies: res.SynCookies, AcceptQueue: res.AcceptQueue.String(), Findings: res.Findings, Healthy: res.Healthy}
 	if r.State == probe.StateOpen {
 		rtt := float64(r.RTT.Nanoseconds()) / 1e3
 		rep.RTTus = &rtt
 		rep.Clock = clockName(r.KernelClock)
 	}
-	healthy := false
-	switch {
-	case r.State == probe.StateOpen:
-		// Linux drops a SYN while the accept queue is full: an answer
-		// says it had room.
-		rep.AcceptQueue = "ok"
-		healthy = true
-		for _, d := range r.SynAckRetrans {
-			rep.Retransmits = append(rep.Retransmits, round3(d.Seconds()))
-		}
-		if len(r.SynAckRetrans) == 0 {
-			healthy = false
-			rep.Findings = append(rep.Findings, fmt.Sprintf("no SYN-ACK retransmission within %v: a SYN cookie answered (the SYN queue overflowed: a SYN flood or a small backlog), tcp_synack_retries is 0, or a middlebox answers for the host", o.observe))
-		} else {
-			rep.Findings = append(rep.Findings, synackFinding(r.SynAckRetrans, o.observe))
-		}
-	case r.State == probe.StateClosed:
-		rep.Findings = append(rep.Findings, "closed: the host answered the SYN with RST; nothing listens on the port")
-	case r.State == probe.StateFiltered && r.Reason == probe.ReasonTimeout:
-		// Silence: a firewall, or a listener that drops SYNs because its
-		// accept queue is full. A bare ACK tells them apart: the host's
-		// TCP answers it with RST either way.
-		a, err := client.Probe(ctx, dst, &probe.ProbeOptions{Mode: probe.ModeBareACK, Timeout: o.timeout})
-		if ctx.Err() != nil {
-			fmt.Fprintln(stderr, "synprobe listener: interrupted: nothing to report")
-			return exitNotOpen, nil
-		}
-		if err != nil {
-			return 0, err
-		}
-		f := &bareACKFinding{State: a.State.String(), Reason: a.Reason}
+	for _, d := range res.Retransmits {
+		rep.Retransmits = append(rep.Retransmits, round3(d.Seconds()))
+	}
+	for _, t := range res.Tests {
+		rep.Tests = append(rep.Tests, cookieTestRecord{Name: t.Name, Vote: t.Vote.String(), Evidence: t.Evidence})
+	}
+	if a := res.BareACK; a != nil {
+		rep.BareACK = &bareACKFinding{State: a.State.String(), Reason: a.Reason}
 		if a.State == probe.StateClosed {
 			rtt := float64(a.RTT.Nanoseconds()) / 1e3
-			f.RTTus = &rtt
-			rep.AcceptQueue = "full"
-			rep.Findings = append(rep.Findings, "SYNs get no answer while a bare ACK draws a RST: a listener refusing new connections (accept queue full?), or a firewall that drops only SYNs")
-		} else {
-			rep.Findings = append(rep.Findings, fmt.Sprintf("neither the SYN nor a bare ACK got an answer (%s): a firewall drops both, or the host is down", a.Reason))
+			rep.BareACK.RTTus = &rtt
 		}
-		rep.BareACK = f
-	default:
-		rep.Findings = append(rep.Findings, fmt.Sprintf("filtered: %s from %v", r.Reason, r.From))
 	}
-	rep.Healthy = healthy
-	if o.json {
-		writeListenerJSON(stdout, &rep)
-	} else {
-		printListener(stdout, &rep)
+	if rep.Findings == nil {
+		rep.Findings = []string{}
 	}
-	if !healthy {
-		return exitNotOpen, nil
-	}
-	return exitOK, nil
+	return rep
 }
 
 // writeListenerJSON writes rep as one JSON line (docs/json.md).
 func writeListenerJSON(w io.Writer, rep *listenerReport) {
 	b, _ := json.Marshal(rep)
 	fmt.Fprintf(w, "%s\n", b)
-}
-
-// synackFinding says what a SYN-ACK retransmission schedule implies: Linux
-// doubles its RTO from 1 s (tcp_synack_retries resends in all).
-func synackFinding(at []time.Duration, observe time.Duration) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "the SYN-ACK came again %d time", len(at))
-	if len(at) != 1 {
-		b.WriteString("s")
-	}
-	b.WriteString(" within ")
-	b.WriteString(observe.String())
-	first := at[0]
-	fmt.Fprintf(&b, ": initial RTO about %.1f s", first.Seconds())
-	doubling := true
-	for i := 1; i < len(at); i++ {
-		gap, prev := at[i]-at[i-1], at[i-1]
-		if i > 1 {
-			prev = at[i-1] - at[i-2]
-		}
-		// Gaps double, within Linux's timer slack (up to 15% long).
-		if r := float64(gap) / float64(prev); r < 1.7 || r > 2.4 {
-			doubling = false
-		}
-	}
-	if doubling && len(at) > 1 {
-		b.WriteString(", doubling as Linux does")
-	}
-	return b.String()
 }
 
 func printListener(w io.Writer, r *listenerReport) {
@@ -277,6 +233,16 @@ func printListener(w io.Writer, r *listenerReport) {
 	}
 	if r.BareACK != nil {
 		fmt.Fprintf(w, "  bare ack:     %s (%s)\n", r.BareACK.State, r.BareACK.Reason)
+	}
+	if len(r.Tests) > 0 {
+		verdict := "undecided"
+		if r.SynCookies != nil {
+			verdict = map[bool]string{true: "yes", false: "no"}[*r.SynCookies]
+		}
+		fmt.Fprintf(w, "  syn cookies:  %s\n", verdict)
+		for _, t := range r.Tests {
+			fmt.Fprintf(w, "    %-15s %-10s %s\n", t.Name, t.Vote, t.Evidence)
+		}
 	}
 	fmt.Fprintf(w, "  accept queue: %s\n", r.AcceptQueue)
 	for _, f := range r.Findings {

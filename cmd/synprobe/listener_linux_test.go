@@ -66,29 +66,31 @@ func TestIntegrationListenerSchedule(t *testing.T) {
 			if len(got) != 2 || got[0] < 0.95 || got[0] > 1.2 || got[1] < 2.9 || got[1] > 3.6 {
 				t.Errorf("retransmissions at %v s, want about 1 and 3", got)
 			}
-			// The capture: the server's SYN-ACKs, and what we sent.
+			// The capture: the first SYN's exchange (the cookie tests'
+			// SYNs follow, each with its own ISN): the server's SYN-ACKs to
+			// it, and what we sent on it.
 			var synacks []time.Time
 			var ours []wire.TCPFlags
 			var p wire.Packet
 			var isn uint32
+			first := true
 			for _, cp := range pkts {
 				if wire.Parse(cp.Data, &p) != nil || p.Proto != wire.ProtocolTCP {
 					continue
 				}
+				if first && p.Dst == a && p.Flags == wire.FlagSyn {
+					isn, first = p.Seq, false
+				}
 				switch {
-				case p.Src == a && p.Flags == wire.FlagSyn|wire.FlagAck:
+				case first:
+				case p.Src == a && p.Flags == wire.FlagSyn|wire.FlagAck && p.Ack == isn+1:
 					synacks = append(synacks, cp.Time)
-				case p.Dst == a:
-					if p.Flags == wire.FlagSyn {
-						isn = p.Seq
-					} else if p.Flags == wire.FlagRst && p.Seq != isn+1 {
-						t.Errorf("our RST at seq %d, want ISN+1 %d", p.Seq, isn+1)
-					}
+				case p.Dst == a && (p.Seq == isn || p.Seq == isn+1):
 					ours = append(ours, p.Flags)
 				}
 			}
 			if len(ours) != 2 || ours[0] != wire.FlagSyn || ours[1] != wire.FlagRst {
-				t.Errorf("we sent %v, want SYN then RST (no ACK)", ours)
+				t.Errorf("we sent %v, want SYN then RST at ISN+1 (no ACK)", ours)
 			}
 			if len(synacks) != 3 {
 				t.Fatalf("capture: %d SYN-ACKs, want 3", len(synacks))
@@ -221,4 +223,86 @@ func toStrings(v any) []string {
 		s = append(s, x.(string))
 	}
 	return s
+}
+
+// TestIntegrationListenerCookies: with tcp_syncookies=2 in the server's
+// namespace (every SYN answered by a cookie) synprobe listener says
+// syncookies true, its isn, tsval and options tests voting cookie; with
+// the default (cookies only on overflow) false, every test voting
+// stateful. Witnesses: the server's TcpExtSyncookiesSent (4 cookies: the
+// watched SYN and the three tests', or none), and a capture: the
+// SYN-ACKs' sequence numbers against our SYNs'.
+func TestIntegrationListenerCookies(t *testing.T) {
+	l := netlab.New(t)
+	for _, a := range []netip.Addr{l.TargetV4, l.TargetV6} {
+		ln := l.Listen(t, l.Target, "tcp", netip.AddrPortFrom(a, 80).String())
+		netlab.Serve(ln, func(c net.Conn) { c.Close() })
+	}
+	for _, cookies := range []bool{true, false} {
+		setting := map[bool]string{true: "2", false: "1"}[cookies]
+		l.Run(t, l.Target, "sysctl", "-qw", "net.ipv4.tcp_syncookies="+setting)
+		for _, a := range []netip.Addr{l.TargetV4, l.TargetV6} {
+			t.Run("syncookies="+setting+"/"+map[bool]string{true: "v4", false: "v6"}[a.Is4()], func(t *testing.T) {
+				before := nstatCounters(t, l, l.Target)
+				c := l.StartCapture(t, l.Target, l.TargetIf, "tcp port 80")
+				r := runIn(t, l, l.Prober, "listener", "--json", "--observe", "1.5s", hostPort(a, 80))
+				pkts, err := c.Stop()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(r.lines) != 1 {
+					t.Fatalf("exit %d: %s%s", r.code, r.stdout, r.stderr)
+				}
+				m := r.lines[0]
+				want := map[string]string{"isn": "stateful", "tsval": "stateful", "options": "stateful", "retransmission": "stateful"}
+				code := exitOK
+				if cookies {
+					want = map[string]string{"isn": "cookie", "tsval": "cookie", "options": "cookie", "retransmission": "undecided"}
+					code = exitNotOpen
+				}
+				if m["syncookies"] != cookies || r.code != code {
+					t.Errorf("exit %d, syncookies %v, want %d, %v: %v", r.code, m["syncookies"], code, cookies, m)
+				}
+				for _, x := range m["syncookie_tests"].([]any) {
+					tt := x.(map[string]any)
+					if tt["vote"] != want[tt["name"].(string)] {
+						t.Errorf("test %v voted %v (%v), want %v", tt["name"], tt["vote"], tt["evidence"], want[tt["name"].(string)])
+					}
+				}
+				after := nstatCounters(t, l, l.Target)
+				sent := after["TcpExtSyncookiesSent"] - before["TcpExtSyncookiesSent"]
+				if cookies && sent != 4 || !cookies && sent != 0 {
+					t.Errorf("server's TcpExtSyncookiesSent moved by %d", sent)
+				}
+				// The capture: SYNs and SYN-ACKs in order; from a cookie, every
+				// SYN-ACK's sequence number moves with our ISN.
+				var syns, synacks []uint32
+				var p wire.Packet
+				for _, cp := range pkts {
+					if wire.Parse(cp.Data, &p) != nil {
+						continue
+					}
+					switch {
+					case p.Dst == a && p.Flags == wire.FlagSyn:
+						syns = append(syns, p.Seq)
+					case p.Src == a && p.Flags == wire.FlagSyn|wire.FlagAck:
+						synacks = append(synacks, p.Seq)
+					}
+				}
+				if len(syns) != 4 {
+					t.Fatalf("capture: %d SYNs, want 4", len(syns))
+				}
+				if cookies {
+					if len(synacks) != 4 {
+						t.Fatalf("capture: %d SYN-ACKs, want 4", len(synacks))
+					}
+					for i := 2; i < 4; i++ {
+						if synacks[i]-synacks[1] != syns[i]-syns[1] {
+							t.Errorf("capture: SYN-ACK %d moved by %d, our ISN by %d", i, synacks[i]-synacks[1], syns[i]-syns[1])
+						}
+					}
+				}
+			})
+		}
+	}
 }

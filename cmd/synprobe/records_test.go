@@ -161,7 +161,8 @@ func goldenLines(t *testing.T) []byte {
 	// synprobe listener's records: an open listener and a full queue.
 	rtt := 48.2
 	writeListenerJSON(&out, &listenerReport{Type: "listener", Target: "lab.test:80", Addr: "198.18.9.2", Port: 80, State: "open", Reason: "syn-ack",
-		RTTus: &rtt, Clock: "kernel", Observe: 8.5, Retransmits: []float64{1.039, 3.075}, AcceptQueue: "ok", Findings: []string{"retransmitted"}, Healthy: true})
+		RTTus: &rtt, Clock: "kernel", Observe: 8.5, Retransmits: []float64{1.039, 3.075}, AcceptQueue: "ok", Findings: []string{"retransmitted"}, Healthy: true,
+		Tests: []cookieTestRecord{{Name: "isn", Vote: "stateful", Evidence: "moved"}}})
 	yes := true
 	writeListenerJSON(&out, &listenerReport{Type: "listener", Target: "lab.test:81", Addr: "198.18.9.2", Port: 81, State: "filtered", Reason: "timeout",
 		Observe: 8.5, Retransmits: []float64{}, SynCookies: &yes, AcceptQueue: "full", BareACK: &bareACKFinding{State: "closed", Reason: "rst-to-ack", RTTus: &rtt},
@@ -212,6 +213,7 @@ var jsonSections = []struct {
 	{"`\"type\":\"scan-summary\"`", reflect.TypeFor[scanSummaryRecord]()},
 	{"`\"type\":\"listener\"`", reflect.TypeFor[listenerReport]()},
 	{"`bare_ack` in listener records", reflect.TypeFor[bareACKFinding]()},
+	{"`syncookie_tests` in listener records", reflect.TypeFor[cookieTestRecord]()},
 }
 
 // docSection is what docs/json.md says of one record.
@@ -323,6 +325,11 @@ func TestJSONSchema(t *testing.T) {
 		case "listener":
 			if b, ok := m["bare_ack"].(map[string]any); ok {
 				check(where+" bare_ack", byType[reflect.TypeFor[bareACKFinding]()], b)
+			}
+			if ts, ok := m["syncookie_tests"].([]any); ok {
+				for _, x := range ts {
+					check(where+" syncookie_tests", byType[reflect.TypeFor[cookieTestRecord]()], x.(map[string]any))
+				}
 			}
 		}
 	}

@@ -1,0 +1,376 @@
+// Package listener tells whether a TCP listener is healthy, not just open,
+// from outside: the SYN-ACK's retransmissions with the third ACK withheld,
+// SYN cookies, and a full accept queue told from a firewall. It runs a
+// short, bounded series of probes on a probe.Client (docs/listener.md).
+package listener
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/synprobe/synprobe/probe"
+	"github.com/synprobe/synprobe/rawsock/wire"
+)
+
+// Config tunes Check. The zero value means defaults.
+type Config struct {
+	// Observe is how long to watch for the SYN-ACK's retransmissions
+	// after the first; default probe.DefaultObserve.
+	Observe time.Duration
+	// Timeout is how long to wait for the answer to each SYN and to the
+	// bare ACK; default 1s.
+	Timeout time.Duration
+	// Gap separates the two SYNs of the cookie tests (default 10ms): long
+	// enough for a stateful server's millisecond TSval clock to move, short
+	// enough for it to move less than 64 ticks and for a cookie's minute
+	// counter to stay the same most of the time.
+	Gap time.Duration
+}
+
+// Queue is what the tests say of the listener's accept queue.
+type Queue uint8
+
+const (
+	QueueUnknown Queue = iota
+	// QueueOK: a SYN was answered; Linux drops SYNs while the accept
+	// queue is full, so it had room.
+	QueueOK
+	// QueueFull: SYNs got silence while a bare ACK drew a RST.
+	QueueFull
+)
+
+var queueNames = [...]string{"unknown", "ok", "full"}
+
+func (q Queue) String() string {
+	if int(q) < len(queueNames) {
+		return queueNames[q]
+	}
+	return fmt.Sprintf("queue-%d", q)
+}
+
+// Vote is one cookie test's answer.
+type Vote uint8
+
+const (
+	Undecided Vote = iota
+	Cookie         // the SYN-ACK came from a SYN cookie
+	Stateful       // the server kept a request for the SYN
+)
+
+var voteNames = [...]string{"undecided", "cookie", "stateful"}
+
+func (v Vote) String() string {
+	if int(v) < len(voteNames) {
+		return voteNames[v]
+	}
+	return fmt.Sprintf("vote-%d", v)
+}
+
+// Test is one cookie test: its name, its vote and why.
+type Test struct {
+	Name     string // isn, tsval, options, retransmission
+	Vote     Vote
+	Evidence string
+}
+
+// Report is what Check found.
+type Report struct {
+	Target netip.AddrPort
+	// SYN is the first probe's result (probe.ModeWithhold).
+	SYN *probe.Result
+	// Retransmits lists when the SYN-ACK came again, after the first.
+	Retransmits []time.Duration
+	Observe     time.Duration
+	// BareACK is the bare ACK's result, sent when the SYN got silence.
+	BareACK     *probe.Result
+	AcceptQueue Queue
+	// SynCookies is nil while undecided: no test decided, or two
+	// disagreed. Tests says which agreed.
+	SynCookies *bool
+	Tests      []Test
+	// Findings say what the tests found, one sentence each.
+	Findings []string
+	// Healthy: open, retransmitting, no cookies, accept queue with room.
+	Healthy bool
+}
+
+// Check runs the listener tests against dst on c. The cookie tests need
+// two SYNs on one 4-tuple: c should hold one source port
+// (probe.ClientConfig.Ports = 1); with more, the ISN and TSval tests stay
+// undecided. c needs its RST guard (the third ACK is withheld).
+func Check(ctx context.Context, c *probe.Client, dst netip.AddrPort, cfg *Config) (*Report, error) {
+	var conf Config
+	if cfg != nil {
+		conf = *cfg
+	}
+	if conf.Observe == 0 {
+		conf.Observe = probe.DefaultObserve
+	}
+	if conf.Timeout == 0 {
+		conf.Timeout = time.Second
+	}
+	if conf.Gap == 0 {
+		conf.Gap = 10 * time.Millisecond
+	}
+	if conf.Observe < 0 || conf.Timeout < 0 || conf.Gap < 0 {
+		return nil, errors.New("listener: negative duration")
+	}
+	rep := &Report{Target: dst, Observe: conf.Observe}
+	r, err := c.Probe(ctx, dst, &probe.ProbeOptions{Mode: probe.ModeWithhold, Timeout: conf.Timeout, Observe: conf.Observe})
+	if err != nil {
+		return nil, err
+	}
+	if r.State == probe.StateError {
+		return nil, r.Err
+	}
+	rep.SYN = r
+	switch {
+	case r.State == probe.StateOpen:
+		rep.AcceptQueue = QueueOK
+		rep.Retransmits = r.SynAckRetrans
+		if len(r.SynAckRetrans) == 0 {
+			rep.Findings = append(rep.Findings, fmt.Sprintf("no SYN-ACK retransmission within %v: a SYN cookie answered (the SYN queue overflowed: a SYN flood or a small backlog), tcp_synack_retries is 0, or a middlebox answers for the host", conf.Observe))
+		} else {
+			rep.Findings = append(rep.Findings, scheduleFinding(r.SynAckRetrans, conf.Observe))
+		}
+		if err := cookieTests(ctx, c, dst, &conf, rep); err != nil {
+			return nil, err
+		}
+		rep.Healthy = len(r.SynAckRetrans) > 0 && (rep.SynCookies == nil || !*rep.SynCookies)
+	case r.State == probe.StateClosed:
+		rep.Findings = append(rep.Findings, "closed: the host answered the SYN with RST; nothing listens on the port")
+	case r.State == probe.StateFiltered && r.Reason == probe.ReasonTimeout:
+		// Silence: a firewall, or a listener that drops SYNs because its
+		// accept queue is full. A bare ACK tells them apart: the host's
+		// TCP answers it with RST either way.
+		a, err := c.Probe(ctx, dst, &probe.ProbeOptions{Mode: probe.ModeBareACK, Timeout: conf.Timeout})
+		if err != nil {
+			return nil, err
+		}
+		rep.BareACK = a
+		if a.State == probe.StateClosed {
+			rep.AcceptQueue = QueueFull
+			rep.Findings = append(rep.Findings, "SYNs get no answer while a bare ACK draws a RST: a listener refusing new connections (accept queue full?), or a firewall that drops only SYNs")
+		} else {
+			rep.Findings = append(rep.Findings, fmt.Sprintf("neither the SYN nor a bare ACK got an answer (%s): a firewall drops both, or the host is down", a.Reason))
+		}
+	default:
+		rep.Findings = append(rep.Findings, fmt.Sprintf("filtered: %s from %v", r.Reason, r.From))
+	}
+	return rep, nil
+}
+
+// cookieTests runs the SYN cookie tests on an open listener (LINUX.md:
+// what tells a cookie SYN-ACK from a stateful one without flooding):
+//
+//   - isn: two SYNs on one 4-tuple, ISNs x and x+Δ: a cookie SYN-ACK's
+//     sequence number moves by exactly Δ (the cookie adds the client's
+//     ISN), a stateful one by the server's 64 ns clock.
+//   - tsval: on one 4-tuple, a cookie keeps its options in the TSval's low
+//     6 bits, constant; a stateful server's millisecond clock moves them
+//     when the SYNs are 1 to 63 ms apart.
+//   - options: a SYN without timestamps leaves a cookie no room for window
+//     scale and SACK: the SYN-ACK carries MSS only, where the control SYN
+//     (with timestamps) got them.
+//   - retransmission: a cookie keeps no state and never resends.
+func cookieTests(ctx context.Context, c *probe.Client, dst netip.AddrPort, conf *Config, rep *Report) error {
+	opts := &probe.ProbeOptions{Timeout: conf.Timeout}
+	a, err := c.Probe(ctx, dst, opts)
+	if err != nil {
+		return err
+	}
+	t := time.NewTimer(conf.Gap)
+	select {
+	case <-ctx.Done():
+		t.Stop()
+		return ctx.Err()
+	case <-t.C:
+	}
+	b, err := c.Probe(ctx, dst, opts)
+	if err != nil {
+		return err
+	}
+	noTS := wire.SYNOptions{MSS: 1460, WScale: 7, SACKPermitted: true}
+	if dst.Addr().Is6() {
+		noTS.MSS = 1440
+	}
+	n, err := c.Probe(ctx, dst, &probe.ProbeOptions{Timeout: conf.Timeout, Options: &noTS})
+	if err != nil {
+		return err
+	}
+	rep.Tests = []Test{
+		isnTest(a, b),
+		tsvalTest(a, b),
+		optionsTest(a, n),
+		retransTest(rep.SYN),
+	}
+	rep.SynCookies = decide(rep.Tests)
+	var cookie, stateful []string
+	for _, t := range rep.Tests {
+		switch t.Vote {
+		case Cookie:
+			cookie = append(cookie, t.Name)
+		case Stateful:
+			stateful = append(stateful, t.Name)
+		}
+	}
+	switch {
+	case rep.SynCookies == nil && len(cookie) > 0 && len(stateful) > 0:
+		rep.Findings = append(rep.Findings, fmt.Sprintf("SYN cookies undecided: %v say cookie, %v say stateful", cookie, stateful))
+	case rep.SynCookies == nil:
+		rep.Findings = append(rep.Findings, "SYN cookies undecided: no test could tell")
+	case *rep.SynCookies:
+		rep.Findings = append(rep.Findings, fmt.Sprintf("SYN cookies answered (tests %v agree): the listener's SYN queue overflowed (a SYN flood or a small backlog), or tcp_syncookies=2", cookie))
+	default:
+		rep.Findings = append(rep.Findings, fmt.Sprintf("no SYN cookies: the server kept state for our SYNs (tests %v agree)", stateful))
+	}
+	return nil
+}
+
+// decide is the cookie verdict: the decisive tests' common vote, nil
+// when none decided or two disagreed.
+func decide(tests []Test) *bool {
+	var v Vote
+	for _, t := range tests {
+		switch {
+		case t.Vote == Undecided:
+		case v == Undecided:
+			v = t.Vote
+		case v != t.Vote:
+			return nil
+		}
+	}
+	if v == Undecided {
+		return nil
+	}
+	b := v == Cookie
+	return &b
+}
+
+func synAck(r *probe.Result) bool {
+	return r != nil && r.State == probe.StateOpen && r.Reason == probe.ReasonSYNACK
+}
+
+// isnTest: the two SYN-ACKs' sequence numbers against the two ISNs.
+func isnTest(a, b *probe.Result) Test {
+	t := Test{Name: "isn"}
+	switch {
+	case !synAck(a) || !synAck(b):
+		t.Evidence = "not both SYNs got a SYN-ACK"
+		return t
+	case a.SrcPort != b.SrcPort:
+		t.Evidence = "the two SYNs left from different ports (the client holds more than one)"
+		return t
+	}
+	ours, theirs := b.ISN-a.ISN, b.PeerSeq-a.PeerSeq
+	if ours == theirs {
+		t.Vote = Cookie
+		t.Evidence = fmt.Sprintf("our ISN moved by %d and the server's by exactly as much", ours)
+		return t
+	}
+	// A stateful Linux server's ISN runs on a 64 ns clock for one
+	// 4-tuple: about the time between the SYNs' arrivals.
+	elapsed := b.Sent.Sub(a.Sent)
+	ticks := float64(elapsed) / 64
+	if d := float64(int32(theirs)); d > 0 && d > ticks*0.5-2000 && d < ticks*1.5+16000 {
+		t.Vote = Stateful
+		t.Evidence = fmt.Sprintf("our ISN moved by %d, the server's by %d, about %v of its 64 ns clock", ours, theirs, elapsed.Round(time.Microsecond))
+		return t
+	}
+	t.Evidence = fmt.Sprintf("our ISN moved by %d, the server's by %d: neither a cookie's nor Linux's clock (a cookie's minute counter may have moved, or the server is not Linux)", ours, theirs)
+	return t
+}
+
+// tsvalTest: the TSvals' low 6 bits on one 4-tuple.
+func tsvalTest(a, b *probe.Result) Test {
+	t := Test{Name: "tsval"}
+	switch {
+	case !synAck(a) || !synAck(b):
+		t.Evidence = "not both SYNs got a SYN-ACK"
+		return t
+	case !a.Options.Timestamps || !b.Options.Timestamps:
+		t.Evidence = "the server sends no timestamps"
+		return t
+	case a.SrcPort != b.SrcPort:
+		t.Evidence = "the two SYNs left from different ports"
+		return t
+	}
+	// Our own clock says how far a stateful server's moved: a
+	// millisecond a tick, give or take one.
+	ms := b.Sent.Sub(a.Sent).Milliseconds()
+	switch {
+	case ms < 2 || ms > 60:
+		t.Evidence = fmt.Sprintf("the SYNs left %d ms apart: too close or too far to tell", ms)
+	case a.Options.TSVal&63 == b.Options.TSVal&63:
+		t.Vote = Cookie
+		t.Evidence = fmt.Sprintf("the low 6 bits stayed %#x over %d ms (TSvals %d, %d)", a.Options.TSVal&63, ms, a.Options.TSVal, b.Options.TSVal)
+	default:
+		t.Vote = Stateful
+		t.Evidence = fmt.Sprintf("the low 6 bits moved with the clock: %d ticks in %d ms", b.Options.TSVal-a.Options.TSVal, ms)
+	}
+	return t
+}
+
+// optionsTest: what a SYN without timestamps got, against the control.
+func optionsTest(control, noTS *probe.Result) Test {
+	t := Test{Name: "options"}
+	switch {
+	case !synAck(control) || !synAck(noTS):
+		t.Evidence = "not both SYNs got a SYN-ACK"
+		return t
+	case !control.Options.SACKPermitted && control.Options.WScale < 0:
+		t.Evidence = "the server offers neither SACK nor window scale to any SYN"
+		return t
+	}
+	lost := !noTS.Options.SACKPermitted && noTS.Options.WScale < 0
+	if lost {
+		t.Vote = Cookie
+		t.Evidence = "a SYN without timestamps got MSS only: no SACK, no window scale"
+		return t
+	}
+	t.Vote = Stateful
+	t.Evidence = "a SYN without timestamps still got SACK or window scale"
+	return t
+}
+
+// retransTest: a cookie never resends its SYN-ACK.
+func retransTest(syn *probe.Result) Test {
+	t := Test{Name: "retransmission"}
+	if len(syn.SynAckRetrans) > 0 {
+		t.Vote = Stateful
+		t.Evidence = fmt.Sprintf("the SYN-ACK came again %d times", len(syn.SynAckRetrans))
+		return t
+	}
+	// No retransmission is a cookie's sign, and also tcp_synack_retries=0's
+	// or a short watch's: it only counts with another test.
+	t.Evidence = "the SYN-ACK never came again (also true of tcp_synack_retries=0)"
+	return t
+}
+
+// scheduleFinding says what a SYN-ACK retransmission schedule implies:
+// Linux doubles its RTO from 1 s, tcp_synack_retries resends in all.
+func scheduleFinding(at []time.Duration, observe time.Duration) string {
+	s := fmt.Sprintf("the SYN-ACK came again %d time", len(at))
+	if len(at) != 1 {
+		s += "s"
+	}
+	s += fmt.Sprintf(" within %v: initial RTO about %.1f s", observe, at[0].Seconds())
+	doubling := len(at) > 1
+	for i := 1; i < len(at); i++ {
+		gap, prev := at[i]-at[i-1], at[i-1]
+		if i > 1 {
+			prev = at[i-1] - at[i-2]
+		}
+		// Gaps double, within Linux's timer slack (up to 15% long).
+		if r := float64(gap) / float64(prev); r < 1.7 || r > 2.4 {
+			doubling = false
+		}
+	}
+	if doubling {
+		s += ", doubling as Linux does"
+	}
+	return s
+}
