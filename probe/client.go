@@ -89,8 +89,8 @@ type ProbeOptions struct {
 	Hold         time.Duration
 	Data         []byte
 	CloseTimeout time.Duration
-	// Observe is ModeWithhold's, as in Config.
-	Observe time.Duration
+	// Observe and LateACK are ModeWithhold's, as in Config.
+	Observe, LateACK time.Duration
 	// Trace records the probe's segments in Result.Trace.
 	Trace bool
 	TTL   uint8 // default 64
@@ -467,6 +467,7 @@ func (c *Client) settings(o *ProbeOptions) (settings, error) {
 		Data:         slices.Clone(o.Data),
 		CloseTimeout: o.CloseTimeout,
 		Observe:      o.Observe,
+		LateACK:      o.LateACK,
 		Trace:        o.Trace,
 		TTL:          o.TTL,
 		TOS:          o.TOS,

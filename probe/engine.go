@@ -116,9 +116,14 @@ type Config struct {
 	// Trace records every segment of each probe in Result.Trace.
 	Trace bool
 	// Observe (ModeWithhold) is how long to watch for the SYN-ACK's
-	// retransmissions after the first; default 8s (Linux resends at
-	// about 1, 3 and 7 s).
+	// retransmissions after the first; default DefaultObserve.
 	Observe time.Duration
+	// LateACK (ModeWithhold) sends the third ACK when the watch ends, and
+	// watches at least LateACK long, and until the server's next SYN-ACK
+	// is due, for what follows it (Result.AfterACK); zero sends none (the
+	// watch ends with RST). No ACK goes out when the SYN-ACK never came
+	// again, or when one was due and did not come.
+	LateACK time.Duration
 
 	// PortLo..PortHi are the source ports probes rotate through; a single
 	// port when equal. Required.
@@ -660,7 +665,7 @@ func (p *Prober) abort(j *job) {
 				p.resetSyn(e, noteAbort)
 			}
 			p.drop(i)
-		case e.state == stateHeld:
+		case e.state == stateHeld || e.state == stateLateACK:
 			p.endHold(i, true)
 		case e.state == stateTimeWait && e.c != nil:
 			pat, alt, note := e.c.judge(p)
@@ -787,8 +792,9 @@ func (p *Prober) sendSYN(j *job, ti, seq int, now time.Time) bool {
 		e.c.us, e.c.peer = SynSent, Listen
 		e.c.record(stamp{u: now, id: id, tx: true}, true, flags, e.isn, 0, 0, j.window, "")
 	}
-	if j.mode == ModeFIN {
-		// The port is this connection's until it ends.
+	if j.mode == ModeFIN || j.mode == ModeWithhold {
+		// The port is this connection's until it ends: segments
+		// that acknowledge nothing of ours find it by port.
 		off := sport - p.portLo
 		p.conns[off], p.connOK[off] = e.isn, true
 	}
@@ -880,7 +886,7 @@ func (p *Prober) handle(in *inbound) {
 	if pkt.Src != t.Addr || pkt.SrcPort != t.Port || pkt.Dst != t.Src {
 		return
 	}
-	if e.state == stateHeld {
+	if e.state == stateHeld || e.state == stateLateACK {
 		p.heldSegment(i, in)
 		return
 	}
@@ -1059,6 +1065,8 @@ func (p *Prober) timer(i int, now time.Time) {
 		p.emit(ev.job, r)
 	case stateHeld:
 		p.endHold(i, false)
+	case stateLateACK:
+		p.endLateACK(i, AckTaken)
 	case stateTimeWait:
 		if e.c != nil && !e.c.reportAt.IsZero() {
 			p.connTimer(i, now) // a close report waiting out its grace

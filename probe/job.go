@@ -17,6 +17,7 @@ type settings struct {
 	data         []byte
 	closeTimeout time.Duration
 	observe      time.Duration
+	lateACK      time.Duration
 	trace        bool
 	ttl, tos     uint8
 	window       uint16
@@ -30,7 +31,7 @@ func newSettings(cfg *Config) (settings, error) {
 	if cfg.Timeout < 0 || cfg.Hold < 0 || cfg.CloseTimeout < 0 {
 		return settings{}, errors.New("probe: negative duration")
 	}
-	if cfg.Observe < 0 {
+	if cfg.Observe < 0 || cfg.LateACK < 0 {
 		return settings{}, errors.New("probe: negative duration")
 	}
 	if cfg.Mode > ModeBareACK {
@@ -43,6 +44,7 @@ func newSettings(cfg *Config) (settings, error) {
 		data:         cfg.Data,
 		closeTimeout: cfg.CloseTimeout,
 		observe:      cfg.Observe,
+		lateACK:      cfg.LateACK,
 		trace:        cfg.Trace,
 		ttl:          cfg.TTL,
 		tos:          cfg.TOS,

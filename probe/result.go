@@ -1,6 +1,7 @@
 package probe
 
 import (
+	"fmt"
 	"net/netip"
 	"strconv"
 	"time"
@@ -122,6 +123,38 @@ type Result struct {
 	// by the kernel's receive stamps when both have one (else the
 	// user-space clock). Empty: no retransmission within Observe.
 	SynAckRetrans []time.Duration
+	// AfterACK (ModeWithhold with LateACK) is what followed the third
+	// ACK sent when the watch ended.
+	AfterACK AckOutcome
+}
+
+// AckOutcome is what followed a third ACK that a server got late
+// (ModeWithhold with LateACK).
+type AckOutcome uint8
+
+const (
+	// AckNotSent: no late ACK (none asked for, or the watch ended
+	// otherwise).
+	AckNotSent AckOutcome = iota
+	// AckTaken: nothing came back: the server took the connection (into
+	// its accept queue); synprobe then reset it.
+	AckTaken
+	// AckDropped: the SYN-ACK came again: the server dropped our ACK, as
+	// Linux does while the accept queue is full (or a TCP_DEFER_ACCEPT
+	// listener, for an ACK without data, after its deferral).
+	AckDropped
+	// AckReset: a RST answered the ACK at once, as Linux does for a full
+	// accept queue with tcp_abort_on_overflow=1.
+	AckReset
+)
+
+var ackOutcomeNames = [...]string{"not-sent", "taken", "dropped", "reset"}
+
+func (a AckOutcome) String() string {
+	if int(a) < len(ackOutcomeNames) {
+		return ackOutcomeNames[a]
+	}
+	return fmt.Sprintf("ack-outcome-%d", a)
 }
 
 // Answered reports whether anything answered the probe.

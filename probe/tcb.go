@@ -20,6 +20,7 @@ const (
 	stateLastAck                                      // the peer closed first; our FIN sent
 	stateTimeWait                                     // over: re-ACK retransmitted FINs until the run ends
 	stateHeld                                         // ModeWithhold: SYN-ACK seen, our ACK withheld
+	stateLateACK                                      // ModeWithhold with LateACK: our ACK sent at the watch's end
 )
 
 const (
@@ -126,6 +127,7 @@ type tcb struct {
 
 	synack     inbound         // the SYN-ACK, for the result
 	synRetrans []time.Duration // ModeWithhold: the SYN-ACK's retransmissions, after the first
+	afterACK   AckOutcome      // ModeWithhold: what followed the late ACK
 	handshake  stamp           // its arrival: the end of the handshake
 	synRTT     time.Duration   // the SYN-ACK's RTT; 0 when it may be a retransmission's
 

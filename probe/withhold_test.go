@@ -165,3 +165,85 @@ func TestBareACK(t *testing.T) {
 		})
 	}
 }
+
+// TestLateACK: the third ACK, sent when the watch ends, carries the
+// timestamps the SYN-ACK agreed on; what follows it is the outcome: no
+// answer until the next SYN-ACK is due (taken: then our RST), the SYN-ACK
+// again (dropped: then our RST), a RST (reset: nothing more from us). No
+// ACK goes out when the SYN-ACK never came again, or when its next
+// retransmission was due within the watch and did not come (the server
+// may have given up its request).
+func TestLateACK(t *testing.T) {
+	synackAgain := func(p *wire.Packet) []byte {
+		return probetest.Build(wire.Segment{Src: p.Dst, Dst: p.Src, TTL: 64, SrcPort: p.DstPort, DstPort: p.SrcPort,
+			Seq: peerISN, Ack: p.Seq, Flags: wire.FlagSyn | wire.FlagAck, Window: 65000})
+	}
+	for _, tc := range []struct {
+		name    string
+		retrans bool          // the SYN-ACK comes again 10 ms after the first
+		observe time.Duration // the watch
+		answer  func(p *wire.Packet) []byte
+		want    probe.AckOutcome
+		sent    []wire.TCPFlags
+	}{
+		{"taken", true, 30 * time.Millisecond, nil, probe.AckTaken, []wire.TCPFlags{wire.FlagSyn, wire.FlagAck, wire.FlagRst}},
+		{"dropped", true, 30 * time.Millisecond, synackAgain, probe.AckDropped, []wire.TCPFlags{wire.FlagSyn, wire.FlagAck, wire.FlagRst}},
+		{"reset", true, 30 * time.Millisecond, func(p *wire.Packet) []byte {
+			return probetest.Build(wire.Segment{Src: p.Dst, Dst: p.Src, TTL: 64, SrcPort: p.DstPort, DstPort: p.SrcPort,
+				Seq: p.Ack, Flags: wire.FlagRst})
+		}, probe.AckReset, []wire.TCPFlags{wire.FlagSyn, wire.FlagAck}},
+		// Due at 10 + 2*10 ms + 15% + 100 ms: a 300 ms watch saw it not come.
+		{"given up", true, 300 * time.Millisecond, nil, probe.AckNotSent, []wire.TCPFlags{wire.FlagSyn, wire.FlagRst}},
+		{"never again", false, 30 * time.Millisecond, nil, probe.AckNotSent, []wire.TCPFlags{wire.FlagSyn, wire.FlagRst}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var sent []wire.Packet
+			c := probetest.NewConn(func(p *wire.Packet, b []byte, id uint32) []probetest.Reply {
+				sent = append(sent, *p)
+				switch {
+				case p.Flags == wire.FlagSyn:
+					o := wire.SYNOptions{MSS: 1460, WScale: 7, SACKPermitted: true, Timestamps: true, TSVal: 4242, TSEcr: p.Options.TSVal}
+					var ob [wire.MaxOptionsSize]byte
+					n := o.Encode(ob[:])
+					sa := probetest.Build(wire.Segment{Src: p.Dst, Dst: p.Src, TTL: 64,
+						SrcPort: p.DstPort, DstPort: p.SrcPort, Seq: peerISN, Ack: p.Seq + 1, Flags: wire.FlagSyn | wire.FlagAck, Window: 65000, Options: ob[:n]})
+					r := []probetest.Reply{{After: 100 * time.Microsecond, Packet: sa}}
+					if tc.retrans {
+						r = append(r, probetest.Reply{After: 10*time.Millisecond + 100*time.Microsecond, Packet: sa})
+					}
+					return r
+				case p.Flags == wire.FlagAck && tc.answer != nil:
+					return []probetest.Reply{{Packet: tc.answer(p), After: 80 * time.Microsecond}}
+				}
+				return nil
+			})
+			cookie, _ := wire.NewRandomCookie()
+			var res []probe.Result
+			p, err := probe.New(c, probe.Config{
+				Targets: []probe.Target{target(dst4, 80)}, Count: 1, Mode: probe.ModeWithhold, Options: &linuxO,
+				Observe: tc.observe, LateACK: 20 * time.Millisecond, PortLo: 61000, PortHi: 61000, Cookie: cookie,
+				OnResult: func(r *probe.Result) { res = append(res, *r) },
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := p.Run(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			c.Close()
+			if len(res) != 1 || res[0].State != probe.StateOpen || res[0].AfterACK != tc.want {
+				t.Fatalf("results %+v, want open, %v", res, tc.want)
+			}
+			if got := flagsOf(sent); !slices.Equal(got, tc.sent) {
+				t.Fatalf("sent %v, want %v", got, tc.sent)
+			}
+			isn := sent[0].Seq
+			if a := sent[1]; a.Flags == wire.FlagAck && (a.Seq != isn+1 || a.Ack != peerISN+1 || !a.Options.Timestamps || a.Options.TSEcr != 4242) {
+				t.Errorf("late ACK seq %d ack %d TS %v echo %d, want %d, %d, the SYN-ACK's TSval 4242 echoed", a.Seq, a.Ack, a.Options.Timestamps, a.Options.TSEcr, isn+1, peerISN+1)
+			}
+			if last := sent[len(sent)-1]; last.Flags == wire.FlagRst && last.Seq != isn+1 {
+				t.Errorf("RST at %d, want ISN+1", last.Seq)
+			}
+		})
+	}
+}

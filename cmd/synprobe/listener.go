@@ -51,9 +51,10 @@ func newListenerFlagSet(o *listenerOptions) *pflag.FlagSet {
 const listenerUsage = `Usage: synprobe listener [flags] HOST:PORT
 
 Tests one listener: the SYN-ACK's retransmissions while the third ACK is
-withheld, and, when a SYN gets no answer, a bare ACK that tells a listener
-refusing new connections (accept queue full) from a firewall. It takes
---observe (default 8.5s) plus a second or two.
+withheld, then that ACK sent late (taken, dropped or reset), SYN cookies
+(three more SYNs on one 4-tuple), and, when a SYN gets no answer, a bare
+ACK that tells a listener refusing new connections (accept queue full)
+from a firewall. It takes --observe (default 8.5s) and up to as long again.
 Exit status: 0 healthy, 1 a problem found, 2 bad input, 3 failure.
 
 Flags:
@@ -87,7 +88,8 @@ type listenerReport struct {
 	Retransmits []float64          `json:"synack_retransmits_s"` // after the first SYN-ACK
 	SynCookies  *bool              `json:"syncookies"`           // null: undecided
 	Tests       []cookieTestRecord `json:"syncookie_tests,omitempty"`
-	AcceptQueue string             `json:"accept_queue"` // ok, full, reset, unknown
+	AfterACK    string             `json:"after_ack,omitempty"` // taken, dropped, reset, not-sent
+	AcceptQueue string             `json:"accept_queue"`        // ok, full, reset, unknown
 	BareACK     *bareACKFinding    `json:"bare_ack,omitempty"`
 	Findings    []string           `json:"findings"`
 	Healthy     bool               `json:"healthy"`
@@ -189,6 +191,9 @@ func newListenerReport(name string, res *listener.Report) *listenerReport {
 		rep.RTTus = &rtt
 		rep.Clock = clockName(r.KernelClock)
 	}
+	if r.State == probe.StateOpen {
+		rep.AfterACK = res.AfterACK.String()
+	}
 	for _, d := range res.Retransmits {
 		rep.Retransmits = append(rep.Retransmits, round3(d.Seconds()))
 	}
@@ -230,6 +235,9 @@ func printListener(w io.Writer, r *listenerReport) {
 			s = []string{"none"}
 		}
 		fmt.Fprintf(w, "  syn-ack again: %s (after the first; watched %.1f s)\n", strings.Join(s, ", "), r.Observe)
+	}
+	if r.AfterACK != "" {
+		fmt.Fprintf(w, "  late ack:     %s\n", r.AfterACK)
 	}
 	if r.BareACK != nil {
 		fmt.Fprintf(w, "  bare ack:     %s (%s)\n", r.BareACK.State, r.BareACK.Reason)

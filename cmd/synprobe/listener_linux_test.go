@@ -1,8 +1,12 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
 	"net"
 	"net/netip"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -31,9 +35,10 @@ func nstatCounters(t *testing.T, l *netlab.Lab, ns string) map[string]int64 {
 
 // TestIntegrationListenerSchedule: with tcp_synack_retries=2 in the
 // server's namespace, synprobe listener withholds the third ACK and
-// reports the SYN-ACK twice again, at about 1 and 3 s, on both families.
-// Witnesses: a capture on the server's side (the same SYN-ACKs, their
-// times; from us only the SYN and one RST at ISN+1), the server's
+// reports the SYN-ACK twice again, at about 1 and 3 s, on both families;
+// its late third ACK is taken. Witnesses: a capture on the server's side
+// (the same SYN-ACKs, their times; from us only the SYN, the late ACK and
+// one RST at ISN+1), the server's
 // TcpExtTCPSynRetrans, and ss (no half-open connection left).
 func TestIntegrationListenerSchedule(t *testing.T) {
 	l := netlab.New(t)
@@ -89,8 +94,13 @@ func TestIntegrationListenerSchedule(t *testing.T) {
 					ours = append(ours, p.Flags)
 				}
 			}
-			if len(ours) != 2 || ours[0] != wire.FlagSyn || ours[1] != wire.FlagRst {
-				t.Errorf("we sent %v, want SYN then RST at ISN+1 (no ACK)", ours)
+			// The watch's end (4.5 s) came before the next SYN-ACK was due
+			// (7 s): the late ACK went out, was taken, and reset.
+			if len(ours) != 3 || ours[0] != wire.FlagSyn || ours[1] != wire.FlagAck || ours[2] != wire.FlagRst {
+				t.Errorf("we sent %v, want SYN, then the late ACK and RST at ISN+1", ours)
+			}
+			if m["after_ack"] != "taken" {
+				t.Errorf("after_ack %v, want taken", m["after_ack"])
 			}
 			if len(synacks) != 3 {
 				t.Fatalf("capture: %d SYN-ACKs, want 3", len(synacks))
@@ -304,5 +314,118 @@ func TestIntegrationListenerCookies(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestIntegrationListenerLateACK: a listen(1) that never accepts, with
+// one connection queued, answers our SYN; while synprobe withholds its
+// ACK, a second connection fills the queue. The late ACK is then dropped
+// (the SYN-ACK comes again: accept queue full) or, with
+// tcp_abort_on_overflow=1, reset at once. Witnesses: the server's
+// TcpExtListenOverflows, and a capture of what answered the ACK.
+func TestIntegrationListenerLateACK(t *testing.T) {
+	for _, abort := range []bool{false, true} {
+		name := map[bool]string{false: "dropped", true: "reset"}[abort]
+		t.Run(name, func(t *testing.T) {
+			l := netlab.New(t)
+			if abort {
+				l.Run(t, l.Target, "sysctl", "-qw", "net.ipv4.tcp_abort_on_overflow=1")
+			}
+			const port = 8080
+			var fd int
+			if err := l.InNS(l.Target, func() (err error) {
+				if fd, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0); err != nil {
+					return err
+				}
+				if err = unix.Bind(fd, &unix.SockaddrInet4{Port: port, Addr: l.TargetV4.As4()}); err != nil {
+					return err
+				}
+				return unix.Listen(fd, 1)
+			}); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { unix.Close(fd) })
+			dial := func() {
+				var c net.Conn
+				if err := l.InNS(l.Prober, func() (err error) {
+					c, err = net.DialTimeout("tcp", hostPort(l.TargetV4, port), 2*time.Second)
+					return err
+				}); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { c.Close() })
+			}
+			dial() // one queued: room for one more
+			before := nstatCounters(t, l, l.Target)
+			capture := l.StartCapture(t, l.Target, l.TargetIf, "tcp port 8080")
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			cmd := l.Command(ctx, l.Prober, synprobeBinary(t), "listener", "--json", "--observe", "1.5s", hostPort(l.TargetV4, port))
+			var out, errb strings.Builder
+			cmd.Stdout, cmd.Stderr = &out, &errb
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			// Our SYN answered: its request is in the server's SYN queue.
+			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+				if strings.TrimSpace(l.Run(t, l.Target, "ss", "-Htn", "state", "syn-recv")) != "" {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("synprobe's SYN never reached the SYN queue: %s", errb.String())
+				}
+			}
+			dial() // the queue is full now
+			err := cmd.Wait()
+			pkts, cerr := capture.Stop()
+			if cerr != nil {
+				t.Fatal(cerr)
+			}
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != exitNotOpen {
+				t.Fatalf("exit %v, want %d: %s%s", err, exitNotOpen, out.String(), errb.String())
+			}
+			var m map[string]any
+			if err := json.Unmarshal([]byte(out.String()), &m); err != nil {
+				t.Fatalf("%v: %s", err, out.String())
+			}
+			wantAck, wantQueue := "dropped", "full"
+			if abort {
+				wantAck, wantQueue = "reset", "reset"
+			}
+			if m["state"] != "open" || m["after_ack"] != wantAck || m["accept_queue"] != wantQueue || m["healthy"] != false {
+				t.Errorf("report %v, want open, after_ack %s, accept_queue %s", m, wantAck, wantQueue)
+			}
+			after := nstatCounters(t, l, l.Target)
+			if d := after["TcpExtListenOverflows"] - before["TcpExtListenOverflows"]; d < 1 {
+				t.Errorf("server's TcpExtListenOverflows moved by %d: our ACK was not refused for a full queue", d)
+			}
+			// The capture: what the server sent after our late ACK.
+			isn, ackAt := -1, -1
+			var answer []wire.TCPFlags
+			var p wire.Packet
+			for i, cp := range pkts {
+				if wire.Parse(cp.Data, &p) != nil {
+					continue
+				}
+				switch {
+				case isn < 0 && p.Src == l.ProberV4 && p.Flags == wire.FlagSyn:
+					// The first SYN captured is ours: the second dial
+					// came after the server answered it.
+					isn = int(p.Seq)
+				case isn >= 0 && ackAt < 0 && p.Src == l.ProberV4 && p.Flags == wire.FlagAck && p.Seq == uint32(isn)+1:
+					ackAt = i
+				case ackAt >= 0 && p.Src == l.TargetV4 && p.Ack == uint32(isn)+1 || ackAt >= 0 && p.Src == l.TargetV4 && p.Flags == wire.FlagRst:
+					answer = append(answer, p.Flags)
+				}
+			}
+			want := wire.FlagSyn | wire.FlagAck
+			if abort {
+				want = wire.FlagRst
+			}
+			if ackAt < 0 || len(answer) == 0 || answer[0] != want {
+				t.Errorf("capture: after our late ACK the server sent %v, want %v first", answer, want)
+			}
+		})
 	}
 }

@@ -38,11 +38,15 @@ const (
 	// QueueOK: a SYN was answered; Linux drops SYNs while the accept
 	// queue is full, so it had room.
 	QueueOK
-	// QueueFull: SYNs got silence while a bare ACK drew a RST.
+	// QueueFull: SYNs got silence while a bare ACK drew a RST, or a SYN
+	// was answered and its third ACK dropped (the SYN-ACK came again).
 	QueueFull
+	// QueueReset: the third ACK drew an immediate RST: a full queue with
+	// tcp_abort_on_overflow=1.
+	QueueReset
 )
 
-var queueNames = [...]string{"unknown", "ok", "full"}
+var queueNames = [...]string{"unknown", "ok", "full", "reset"}
 
 func (q Queue) String() string {
 	if int(q) < len(queueNames) {
@@ -84,6 +88,9 @@ type Report struct {
 	// Retransmits lists when the SYN-ACK came again, after the first.
 	Retransmits []time.Duration
 	Observe     time.Duration
+	// AfterACK is what followed the third ACK, sent when the watch ended
+	// (probe.ModeWithhold with LateACK).
+	AfterACK probe.AckOutcome
 	// BareACK is the bare ACK's result, sent when the SYN got silence.
 	BareACK     *probe.Result
 	AcceptQueue Queue
@@ -119,7 +126,7 @@ func Check(ctx context.Context, c *probe.Client, dst netip.AddrPort, cfg *Config
 		return nil, errors.New("listener: negative duration")
 	}
 	rep := &Report{Target: dst, Observe: conf.Observe}
-	r, err := c.Probe(ctx, dst, &probe.ProbeOptions{Mode: probe.ModeWithhold, Timeout: conf.Timeout, Observe: conf.Observe})
+	r, err := c.Probe(ctx, dst, &probe.ProbeOptions{Mode: probe.ModeWithhold, Timeout: conf.Timeout, Observe: conf.Observe, LateACK: time.Second})
 	if err != nil {
 		return nil, err
 	}
@@ -131,6 +138,19 @@ func Check(ctx context.Context, c *probe.Client, dst netip.AddrPort, cfg *Config
 	case r.State == probe.StateOpen:
 		rep.AcceptQueue = QueueOK
 		rep.Retransmits = r.SynAckRetrans
+		rep.AfterACK = r.AfterACK
+		switch r.AfterACK {
+		case probe.AckTaken:
+			rep.Findings = append(rep.Findings, "the third ACK, sent when the watch ended, was taken: no SYN-ACK came again by the time the next was due")
+		case probe.AckDropped:
+			rep.AcceptQueue = QueueFull
+			rep.Findings = append(rep.Findings, "the SYN was answered but its third ACK dropped: the SYN-ACK came again (Linux drops the final ACK while the accept queue is full: the queue filled meanwhile)")
+		case probe.AckReset:
+			rep.AcceptQueue = QueueReset
+			rep.Findings = append(rep.Findings, "the third ACK drew an immediate RST: a full accept queue with tcp_abort_on_overflow=1 (or the listener went away)")
+		default:
+			rep.Findings = append(rep.Findings, "no third ACK was sent: the SYN-ACK's schedule could not say when the next was due, or it stopped coming (the server gave up its request)")
+		}
 		if len(r.SynAckRetrans) == 0 {
 			rep.Findings = append(rep.Findings, fmt.Sprintf("no SYN-ACK retransmission within %v: a SYN cookie answered (the SYN queue overflowed: a SYN flood or a small backlog), tcp_synack_retries is 0, or a middlebox answers for the host", conf.Observe))
 		} else {
@@ -139,7 +159,7 @@ func Check(ctx context.Context, c *probe.Client, dst netip.AddrPort, cfg *Config
 		if err := cookieTests(ctx, c, dst, &conf, rep); err != nil {
 			return nil, err
 		}
-		rep.Healthy = len(r.SynAckRetrans) > 0 && (rep.SynCookies == nil || !*rep.SynCookies)
+		rep.Healthy = len(r.SynAckRetrans) > 0 && (rep.SynCookies == nil || !*rep.SynCookies) && rep.AcceptQueue == QueueOK
 	case r.State == probe.StateClosed:
 		rep.Findings = append(rep.Findings, "closed: the host answered the SYN with RST; nothing listens on the port")
 	case r.State == probe.StateFiltered && r.Reason == probe.ReasonTimeout:
