@@ -195,7 +195,7 @@ func newListenerReport(name string, res *listener.Report) *listenerReport {
 		rep.AfterACK = res.AfterACK.String()
 	}
 	for _, d := range res.Retransmits {
-		rep.Retransmits = append(rep.Retransmits, round3(d.Seconds()))
+		rep.Retransmits = append(rep.Retransmits, roundMicro(d.Seconds()))
 	}
 	for _, t := range res.Tests {
 		rep.Tests = append(rep.Tests, cookieTestRecord{Name: t.Name, Vote: t.Vote.String(), Evidence: t.Evidence})
@@ -263,7 +263,7 @@ func printListener(w io.Writer, r *listenerReport) {
 	fmt.Fprintf(w, "  %s\n", verdict)
 }
 
-func round3(v float64) float64 { return float64(int64(v*1000+0.5)) / 1000 }
+func roundMicro(v float64) float64 { return float64(int64(v*1e6+0.5)) / 1e6 }
 
 // listenerTarget parses HOST:PORT, resolving a name to its first address.
 func listenerTarget(ctx context.Context, arg string) (netip.AddrPort, string, error) {

@@ -107,7 +107,9 @@ func TestIntegrationListenerSchedule(t *testing.T) {
 			}
 			for i, g := range got {
 				want := synacks[i+1].Sub(synacks[0]).Seconds()
-				if d := g - want; d < -0.005 || d > 0.005 {
+				d := g - want
+				t.Logf("retransmission %d: %.6f s, the capture's %.6f s", i+1, g, want)
+				if d < -0.005 || d > 0.005 {
 					t.Errorf("retransmission %d at %.3f s, the capture says %.3f s", i+1, g, want)
 				}
 			}
