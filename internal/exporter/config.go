@@ -456,6 +456,9 @@ func (p *parser) targets(cfg *Config, n *yaml.Node) error {
 			}
 			k := key{host, port, mod.Name}
 			if l, dup := seen[k]; dup {
+				if l == h.Line {
+					return p.errf(h, "hosts: the same host and port twice on this line")
+				}
 				return p.errf(h, "the same host, port and module as line %d", l)
 			}
 			seen[k] = h.Line

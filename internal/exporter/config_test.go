@@ -132,6 +132,8 @@ func TestParseRefusals(t *testing.T) {
 		{"targets:\n  - hosts: ['198.18.0.2:80']\n    labels: {job: hunter2}", "x.yml:3: label job is synprobe's own"},
 		{"targets:\n  - hosts: ['198.18.0.2:80']\n    labels: {__x: hunter2}", "x.yml:3: a label name is"},
 		{"targets:\n  - hosts: ['198.18.0.2:80']\n  - hosts: ['198.18.0.2:80']", "x.yml:3: the same host, port and module as line 2"},
+		{"targets:\n  - hosts: ['198.18.0.2:80', '198.18.0.3:80', '198.18.0.2:80']", "x.yml:2: hosts: the same host and port twice on this line"},
+		{"targets:\n  - hosts: ['198.18.0.2:80']\n  - {hosts: ['198.18.0.3:80', '198.18.0.2:80']}", "x.yml:3: the same host, port and module as line 2"},
 		{"targets:\n  - interval: 1s", "x.yml:2: a targets entry needs hosts"},
 		{"targets: {hunter2: 1}", "x.yml:1: targets must be a list"},
 		{"histogram: {buckets: [1, 0.5]}", "x.yml:1: buckets: upper bounds in seconds, positive and increasing"},
