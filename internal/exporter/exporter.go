@@ -242,13 +242,24 @@ type outcome struct {
 
 // probeOnce resolves host (per m's family preference) and probes it.
 func (e *Exporter) probeOnce(ctx context.Context, host string, port uint16, m *Module, opts *probe.ProbeOptions) outcome {
+	o := e.lookup(ctx, host, m)
+	if o.err == nil {
+		e.probeAddr(ctx, &o, port, opts)
+	}
+	return o
+}
+
+// lookup begins an outcome: host's address, and the time it took.
+func (e *Exporter) lookup(ctx context.Context, host string, m *Module) outcome {
 	var o outcome
 	start := time.Now()
 	o.addr, o.err = e.resolve(ctx, host, m)
 	o.resolve = time.Since(start)
-	if o.err != nil {
-		return o
-	}
+	return o
+}
+
+// probeAddr probes o's address and completes o.
+func (e *Exporter) probeAddr(ctx context.Context, o *outcome, port uint16, opts *probe.ProbeOptions) {
 	if dl, ok := ctx.Deadline(); ok {
 		// The probe's own timeout ends before the request's deadline,
 		// so that a silent port is reported as a timeout, not as no
@@ -257,18 +268,17 @@ func (e *Exporter) probeOnce(ctx context.Context, host string, port uint16, m *M
 		left -= min(max(left/10, 10*time.Millisecond), 250*time.Millisecond)
 		if left <= 0 {
 			o.err = context.DeadlineExceeded
-			return o
+			return
 		}
 		cut := *opts
 		cut.Timeout = min(cut.Timeout, left)
 		opts = &cut
 	}
-	start = time.Now()
+	start := time.Now()
 	o.res, o.err = e.o.Prober.Probe(ctx, netip.AddrPortFrom(o.addr, port), opts)
 	if o.res != nil {
 		o.setup = max(o.res.Sent.Sub(start), 0)
 	}
-	return o
 }
 
 // resolve picks host's address: a literal as it is (refused if of the

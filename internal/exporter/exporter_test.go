@@ -27,10 +27,12 @@ import (
 // fakeProber answers by port: 80 SYN-ACK, 81 timeout, 82 admin
 // prohibited, 83 RST, 84 an ICMP error of another kind, 85 a probe that
 // could not be sent, 86 no probe at all (no route), 87 never (until ctx
-// ends). RTTs are 120 µs by the kernel's clock.
+// ends), 88 a SYN-ACK once hold is closed (or ctx ends). RTTs are 120 µs
+// by the kernel's clock.
 type fakeProber struct {
 	mu    sync.Mutex
 	calls []call
+	hold  chan struct{}
 }
 
 type call struct {
@@ -65,6 +67,13 @@ func (f *fakeProber) Probe(ctx context.Context, dst netip.AddrPort, opts *probe.
 	case 87:
 		<-ctx.Done()
 		return nil, ctx.Err()
+	case 88:
+		select {
+		case <-f.hold:
+			r.State, r.Reason, r.Flags = probe.StateOpen, probe.ReasonSYNACK, wire.FlagSyn|wire.FlagAck
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 	return r, nil
 }
@@ -469,6 +478,58 @@ histogram: {native_bucket_factor: 1.1}
 	problems, err := testutil.GatherAndLint(e.Registry())
 	if err != nil || len(problems) > 0 {
 		t.Errorf("lint: %v %v", problems, err)
+	}
+}
+
+// TestBackgroundCountsAtStart: a probe is a request from its start, and a
+// response when it ends (a fin probe holding its connection for 5 s is
+// not 5 s without a request).
+func TestBackgroundCountsAtStart(t *testing.T) {
+	e, f := newTestExporter(t, testModules+`
+targets:
+  - hosts: ['198.18.0.2:88']
+    interval: 1h
+`)
+	f.hold = make(chan struct{})
+	e.Start()
+	lbl := []string{"host=198.18.0.2", "ip=198.18.0.2", "module=default", "port=88"}
+	metrics := func() (requests, responses float64) {
+		t.Helper()
+		_, body := get(e, "GET", "/metrics", nil)
+		fams := parse(t, body)
+		requests, _ = value(fams, "synprobe_requests_total", lbl...)
+		for _, m := range fams["synprobe_responses_total"].GetMetric() {
+			responses += m.GetCounter().GetValue()
+		}
+		return requests, responses
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(f.Calls()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("not probed")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if req, resp := metrics(); req != 1 || resp != 0 {
+		t.Errorf("while the probe runs: %v requests, %v responses; want 1, 0", req, resp)
+	}
+	close(f.hold)
+	for {
+		req, resp := metrics()
+		if resp == 1 {
+			if req != 1 {
+				t.Errorf("after: %v requests", req)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no response counted: %v requests, %v responses", req, resp)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	_, body := get(e, "GET", "/metrics", nil)
+	if v, _ := value(parse(t, body), "synprobe_responses_total", append(lbl, "result=syn-ack")...); v != 1 {
+		t.Errorf("syn-ack %v", v)
 	}
 }
 
