@@ -19,6 +19,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/exec"
@@ -305,10 +306,15 @@ scrape_configs:
 		}
 	}
 
-	// Bad input: 400 and one line.
+	// Bad input: 400 and one line. The prober's subnet broadcast is
+	// refused by the client, as the command line refuses it.
+	b := l.ProberV4.As4()
+	b[3] = 255
+	bc := netip.AddrFrom4(b)
 	for path, w := range map[string]string{
 		"/probe?target=" + v4:                       "target: want host:port or [ipv6]:port\n",
 		"/probe?target=" + v4 + ":80&module=absent": "unknown module \"absent\"\n",
+		"/probe?target=" + bc.String() + ":80":      "target: " + bc.String() + " is the broadcast address of a subnet on " + l.ProberIf + "; a probe goes to one host: give a unicast address\n",
 	} {
 		if code, body := httpGet(t, c, "GET", "http://"+serveAddr+path); code != 400 || body != w {
 			t.Errorf("%s: %d %q, want 400 %q", path, code, body, w)

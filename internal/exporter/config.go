@@ -571,8 +571,9 @@ func SplitTarget(s string) (host string, port uint16, err error) {
 		switch {
 		case a.Zone() != "":
 			return "", 0, errors.New("zoned addresses are not supported")
-		case a.IsUnspecified(), a.IsMulticast(), a.Unmap() == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
-			return "", 0, errors.New("not a unicast address")
+		}
+		if why := probe.Unusable(a, nil); why != "" {
+			return "", 0, errors.New("not a unicast address: " + why)
 		}
 		return a.Unmap().String(), uint16(pn), nil
 	}

@@ -126,7 +126,7 @@ func TestParseRefusals(t *testing.T) {
 		{"modules:\n  'hunter2 x': {}", "x.yml:2: a module name is"},
 		{"targets:\n  - hosts: [hunter2]", "x.yml:2: hosts: want host:port"},
 		{"targets:\n  - hosts: ['hunter2:0']", "x.yml:2: hosts: the port is a number from 1 to 65535"},
-		{"targets:\n  - hosts: ['224.0.0.1:80']", "x.yml:2: hosts: not a unicast address"},
+		{"targets:\n  - hosts: ['224.0.0.1:80']", "x.yml:2: hosts: not a unicast address: a multicast address"},
 		{"targets:\n  - hosts: ['198.18.0.2:80']\n    module: hunter2", "x.yml:3: module: not one of the modules defined"},
 		{"targets:\n  - hosts: ['198.18.0.2:80']\n    interval: 1ms", "x.yml:3: interval: from 10ms to 1h0m0s"},
 		{"targets:\n  - hosts: ['198.18.0.2:80']\n    labels: {job: hunter2}", "x.yml:3: label job is synprobe's own"},

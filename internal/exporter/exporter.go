@@ -389,6 +389,17 @@ func (e *Exporter) serveProbe(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	o := e.probeOnce(ctx, host, port, m, &opts)
 	took := time.Since(start)
+	var bad *probe.UnusableError
+	if errors.As(o.err, &bad) {
+		// Not one host (a subnet's broadcast address, say): bad input,
+		// as the command line refuses it.
+		msg := fmt.Sprintf("target: %v is %s; a probe goes to one host: give a unicast address", bad.Addr, bad.Why)
+		if bad.Addr.String() != host {
+			msg = fmt.Sprintf("target: %s resolves to %v, %s; a probe goes to one host: give a unicast address", host, bad.Addr, bad.Why)
+		}
+		http.Error(w, msg, http.StatusBadRequest)
+		return
+	}
 	if o.err != nil {
 		e.o.Logger.Debug("probe without a verdict", "target", target, "module", name, "err", o.err)
 	}

@@ -42,6 +42,9 @@ type call struct {
 }
 
 func (f *fakeProber) Probe(ctx context.Context, dst netip.AddrPort, opts *probe.ProbeOptions) (*probe.Result, error) {
+	if dst.Addr() == fakeBroadcast { // as a Client refuses it
+		return nil, &probe.UnusableError{Addr: dst.Addr(), Why: "the broadcast address of a subnet on lab0"}
+	}
 	f.mu.Lock()
 	f.calls = append(f.calls, call{dst, *opts, time.Now()})
 	f.mu.Unlock()
@@ -84,6 +87,9 @@ func (f *fakeProber) Calls() []call {
 	return slices.Clone(f.calls)
 }
 
+// fakeBroadcast is the fake host's subnet broadcast address.
+var fakeBroadcast = netip.MustParseAddr("198.18.0.255")
+
 type fakeResolver map[string][]netip.Addr
 
 func (f fakeResolver) LookupNetIP(_ context.Context, network, host string) ([]netip.Addr, error) {
@@ -109,6 +115,7 @@ func newTestExporter(t *testing.T, text string) (*Exporter, *fakeProber) {
 	e := New(Options{Prober: f, Version: "test", Resolver: fakeResolver{
 		"both.lab": {netip.MustParseAddr("2001:db8::2"), netip.MustParseAddr("198.18.0.2")},
 		"v6.lab":   {netip.MustParseAddr("2001:db8::3")},
+		"bc.lab":   {fakeBroadcast},
 	}}, cfg)
 	t.Cleanup(e.Stop)
 	return e, f
@@ -264,7 +271,9 @@ func TestProbeBadInput(t *testing.T) {
 		{"/probe", "", "target parameter is missing (target=HOST:PORT)\n"},
 		{"/probe?target=198.18.0.2", "", "target: want host:port or [ipv6]:port\n"},
 		{"/probe?target=198.18.0.2:0", "", "target: the port is a number from 1 to 65535\n"},
-		{"/probe?target=224.0.0.1:80", "", "target: not a unicast address\n"},
+		{"/probe?target=224.0.0.1:80", "", "target: not a unicast address: a multicast address\n"},
+		{"/probe?target=198.18.0.255:80", "", "target: 198.18.0.255 is the broadcast address of a subnet on lab0; a probe goes to one host: give a unicast address\n"},
+		{"/probe?target=bc.lab:80&module=v4", "", "target: bc.lab resolves to 198.18.0.255, the broadcast address of a subnet on lab0; a probe goes to one host: give a unicast address\n"},
 		{"/probe?target=198.18.0.2:80&module=nope", "", "unknown module \"nope\"\n"},
 		{"/probe?target=198.18.0.2:80", "0.4", "the scrape timeout (0.4s) leaves no time after the offset (500ms)\n"},
 		{"/probe?target=198.18.0.2:80", "x", "X-Prometheus-Scrape-Timeout-Seconds: a number of seconds\n"},
