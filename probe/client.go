@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/synprobe/synprobe/probe/internal/core"
@@ -76,6 +77,12 @@ type ClientConfig struct {
 	Source func(dst netip.Addr) (netip.Addr, error)
 	// Now is the user-space clock (default time.Now).
 	Now func() time.Time
+	// Broadcasts returns the IPv4 broadcast addresses of this host's
+	// subnets, which the client refuses as destinations (Unusable); by
+	// default rawsock.LocalBroadcasts, asked in the client's network
+	// namespace when the client opens and again when a refusal could
+	// be stale or a route lookup meets a broadcast.
+	Broadcasts func() (map[netip.Addr]string, error)
 }
 
 // ProbeOptions say how one probe (or a Rounds call's probes) is made. The
@@ -128,11 +135,16 @@ type Client struct {
 	conn   *rawsock.Conn
 	block  *rawsock.PortBlock
 	finder *rawsock.SourceFinder
+	watch  *rawsock.RouteWatch
 
 	mu       sync.Mutex // guards what follows
 	closed   bool
 	guard    *rawsock.RSTGuard
 	guardErr error
+
+	bcastMu sync.Mutex // guards bcast and bcastAt
+	bcast   map[netip.Addr]string
+	bcastAt time.Time
 
 	stop      context.CancelFunc
 	loopDone  chan struct{}
@@ -238,9 +250,15 @@ func (c *Client) open() error {
 	} else if len(ports) == 0 {
 		return errors.New("probe: ClientConfig.Conn without SourcePorts")
 	}
+	c.loadBroadcasts()
 	c.source = cfg.Source
 	if c.source == nil {
 		c.finder = &rawsock.SourceFinder{Interface: cfg.Interface}
+		// Sources kept until a link, address, route or rule changes:
+		// a lookup per probe is three system calls.
+		if w, err := rawsock.WatchRoutes(); err == nil {
+			c.watch, c.finder.Watch = w, w
+		}
 		c.source = c.finder.Source
 		// The finder's sockets belong to the network namespace of the
 		// thread that opens them: this one, as the client's others.
@@ -407,6 +425,9 @@ func (c *Client) release() {
 	if c.finder != nil {
 		c.finder.Close()
 	}
+	if c.watch != nil {
+		c.watch.Close()
+	}
 	c.ns.close()
 }
 
@@ -508,8 +529,9 @@ func (c *Client) target(name string, dst netip.AddrPort, src netip.Addr) (Target
 		return Target{}, fmt.Errorf("probe: %v: port 0", a)
 	case a.Zone() != "":
 		return Target{}, fmt.Errorf("probe: %v: zoned addresses are not supported (link-local targets: give the interface as ClientConfig.Interface and the address without a zone)", a)
-	case a.IsUnspecified(), a.IsMulticast(), a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
-		return Target{}, fmt.Errorf("probe: %v is not a unicast address", a)
+	}
+	if why := c.unusable(a, false); why != "" {
+		return Target{}, &UnusableError{Addr: a, Why: why}
 	}
 	if src.IsValid() {
 		src = src.Unmap()
@@ -527,6 +549,14 @@ func (c *Client) target(name string, dst netip.AddrPort, src netip.Addr) (Target
 	} else {
 		var err error
 		if src, err = c.source(a); err != nil {
+			// A broadcast address, which a route lookup refuses
+			// (EACCES) like a prohibit route, that the client's list
+			// did not have yet.
+			if errors.Is(err, syscall.EACCES) {
+				if why := c.unusable(a, true); why != "" {
+					return Target{}, &UnusableError{Addr: a, Why: why}
+				}
+			}
 			return Target{}, fmt.Errorf("probe: no route to %v: %w", a, err)
 		}
 		src = src.Unmap()
@@ -538,6 +568,44 @@ func (c *Client) target(name string, dst netip.AddrPort, src netip.Addr) (Target
 		name = a.String()
 	}
 	return Target{Name: name, Addr: a, Port: dst.Port(), Src: src}, nil
+}
+
+// unusable says why a cannot be a destination (Unusable), or "". The
+// broadcasts of this host's subnets are those the client last read: read
+// again before a refusal of a list older than a second (an address may
+// have gone), and when fresh is set.
+func (c *Client) unusable(a netip.Addr, fresh bool) string {
+	if why := Unusable(a, nil); why != "" || !a.Is4() {
+		return why
+	}
+	c.bcastMu.Lock()
+	m := c.bcast
+	_, listed := m[a]
+	stale := time.Since(c.bcastAt) > time.Second
+	c.bcastMu.Unlock()
+	if fresh || listed && stale {
+		c.ns.do(func() error { c.loadBroadcasts(); return nil })
+		c.bcastMu.Lock()
+		m = c.bcast
+		c.bcastMu.Unlock()
+	}
+	return Unusable(a, m)
+}
+
+// loadBroadcasts reads this host's broadcast addresses, in the calling
+// thread's network namespace; the list read before stays if it fails.
+func (c *Client) loadBroadcasts() {
+	load := c.cfg.Broadcasts
+	if load == nil {
+		load = rawsock.LocalBroadcasts
+	}
+	m, err := load()
+	c.bcastMu.Lock()
+	defer c.bcastMu.Unlock()
+	if err == nil || c.bcast == nil {
+		c.bcast = m
+	}
+	c.bcastAt = time.Now()
 }
 
 // Probe sends one SYN to dst and returns its verdict when the exchange

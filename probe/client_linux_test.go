@@ -2,6 +2,7 @@ package probe_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -503,5 +504,85 @@ func TestIntegrationClientGuardedTimeout(t *testing.T) {
 	time.Sleep(300 * time.Millisecond) // the SYN-ACKs arrive, our RSTs reach the server
 	if out := l.Run(t, l.Target, "ss", "-Htan", "state", "syn-recv"); strings.TrimSpace(out) != "" {
 		t.Errorf("the server keeps half-open connections:\n%s", out)
+	}
+}
+
+// TestIntegrationClientBroadcast: the broadcast address of the prober's
+// subnet is refused with an *UnusableError, whether the routes choose the
+// source or the call gives one, and so is that of a subnet added after the
+// client opened; the capture sees no SYN to either.
+func TestIntegrationClientBroadcast(t *testing.T) {
+	l, cl := clientLab(t)
+	b := l.ProberV4.As4()
+	b[3] = 255
+	bc := netip.AddrFrom4(b)
+	added := netip.AddrFrom4([4]byte{198, 19, b[2], 255}) // 198.19.X.0/24, added below
+	capt := l.StartCapture(t, l.Prober, l.ProberIf, fmt.Sprintf("tcp and (dst host %v or dst host %v)", bc, added))
+	refused := func(dst netip.Addr, opts *probe.ProbeOptions) {
+		t.Helper()
+		_, err := cl.Probe(context.Background(), netip.AddrPortFrom(dst, labOpen), opts)
+		var u *probe.UnusableError
+		if !errors.As(err, &u) || !errors.Is(err, probe.ErrNotUnicast) {
+			t.Fatalf("%v: %v, want an *UnusableError", dst, err)
+		}
+		if want := "the broadcast address of a subnet on " + l.ProberIf; u.Addr != dst || u.Why != want {
+			t.Errorf("%v: %+v, want %q", dst, u, want)
+		}
+	}
+	refused(bc, nil)
+	refused(bc, &probe.ProbeOptions{Source: l.ProberV4})
+	l.Run(t, l.Prober, "ip", "addr", "add", fmt.Sprintf("198.19.%d.1/24", b[2]), "dev", l.ProberIf)
+	refused(added, nil)
+	if pkts, err := capt.Stop(); err != nil || len(pkts) != 0 {
+		t.Errorf("capture: %d packets to the broadcast addresses, %v", len(pkts), err)
+	}
+	// The prober's unicast neighbour is still probed.
+	if r, err := cl.Probe(context.Background(), netip.AddrPortFrom(l.TargetV4, labOpen), nil); err != nil || r.State != probe.StateOpen {
+		t.Errorf("target: %v %v", r, err)
+	}
+}
+
+// TestIntegrationClientCounters: the client's packet counts against a
+// capture on the prober's link: every packet it says it sent left, every
+// answer that came is counted received, none unmatched (TestClientCounters
+// counts the unmatched against a fake).
+func TestIntegrationClientCounters(t *testing.T) {
+	l, cl := clientLab(t)
+	capt := l.StartCapture(t, l.Prober, l.ProberIf, "tcp")
+	const n = 20
+	for i := range n {
+		port := uint16(labOpen + i%3)
+		want := probe.StateOpen
+		if i%2 == 1 {
+			port, want = labClosed, probe.StateClosed
+		}
+		r, err := cl.Probe(context.Background(), netip.AddrPortFrom(l.TargetV4, port), nil)
+		if err != nil || r.State != want {
+			t.Fatalf("probe %d: %v %v, want %v", i, r, err, want)
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // nothing more is in flight
+	got := cl.Counters()
+	pkts, err := capt.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out, in int
+	for _, c := range pkts {
+		var p wire.Packet
+		if wire.Parse(c.Data, &p) != nil {
+			continue
+		}
+		switch {
+		case p.Src == l.ProberV4:
+			out++
+		case p.Dst == l.ProberV4:
+			in++
+		}
+	}
+	// 10 open: SYN and RST each; 10 closed: SYN. Answers: one each.
+	want := probe.Counters{Sent: 30, Received: 20}
+	if got != want || out != int(got.Sent) || in != int(got.Received) {
+		t.Errorf("counters %+v, want %+v; the capture saw %d out, %d in", got, want, out, in)
 	}
 }

@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -225,15 +229,18 @@ func TestClientRejects(t *testing.T) {
 		want string
 	}{
 		{"198.18.0.2:0", "port 0"},
-		{"0.0.0.0:80", "not a unicast address"},
-		{"224.0.0.1:80", "not a unicast address"},
-		{"255.255.255.255:80", "not a unicast address"},
-		{"[ff02::1]:80", "not a unicast address"},
+		{"0.0.0.0:80", "probe: 0.0.0.0 is the unspecified address; a probe goes to one host: give a unicast address"},
+		{"224.0.0.1:80", "224.0.0.1 is a multicast address"},
+		{"255.255.255.255:80", "255.255.255.255 is the limited broadcast address"},
+		{"[ff02::1]:80", "ff02::1 is a multicast address"},
 		{"[fe80::1%lo]:80", "zoned addresses are not supported"},
 	} {
 		_, err := cl.Probe(context.Background(), netip.MustParseAddrPort(tt.dst), nil)
 		if err == nil || !contains(err.Error(), tt.want) {
 			t.Errorf("%s: %v, want %q", tt.dst, err, tt.want)
+		}
+		if unicast := contains(tt.want, " is "); errors.Is(err, probe.ErrNotUnicast) != unicast {
+			t.Errorf("%s: errors.Is(%v, ErrNotUnicast) = %v", tt.dst, err, !unicast)
 		}
 	}
 	if _, err := cl.Probe(context.Background(), netip.MustParseAddrPort("198.18.0.2:80"), &probe.ProbeOptions{Mode: 9}); err == nil {
@@ -241,6 +248,94 @@ func TestClientRejects(t *testing.T) {
 	}
 	if _, err := cl.Probe(context.Background(), netip.MustParseAddrPort("198.18.0.2:80"), &probe.ProbeOptions{Source: src6}); err == nil {
 		t.Error("an IPv6 source for an IPv4 target accepted")
+	}
+}
+
+// TestClientRefusesBroadcasts: a subnet's broadcast address is refused,
+// by Probe and Rounds, with an *UnusableError; the list is read again when
+// a route lookup meets a broadcast the client did not know, and before a
+// refusal by a list older than a second.
+func TestClientRefusesBroadcasts(t *testing.T) {
+	var mu sync.Mutex
+	bcast := map[netip.Addr]string{netip.MustParseAddr("198.18.0.255"): "lab0"}
+	prohibited := netip.MustParseAddr("198.18.9.9")
+	loads := 0
+	c := probetest.NewConn(byPort)
+	cl, err := probe.NewClient(&probe.ClientConfig{
+		Conn:        c,
+		SourcePorts: []uint16{61000, 61001},
+		Source: func(dst netip.Addr) (netip.Addr, error) {
+			mu.Lock()
+			_, b := bcast[dst]
+			mu.Unlock()
+			if b || dst == prohibited { // as a UDP connect(2) answers
+				return netip.Addr{}, &net.OpError{Op: "connect", Err: os.NewSyscallError("connect", syscall.EACCES)}
+			}
+			return src4, nil
+		},
+		Broadcasts: func() (map[netip.Addr]string, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			loads++
+			return maps.Clone(bcast), nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	defer cl.Close()
+	refused := func(dst, ifname string) {
+		t.Helper()
+		a := netip.MustParseAddrPort(dst)
+		_, err := cl.Probe(context.Background(), a, nil)
+		var u *probe.UnusableError
+		if !errors.As(err, &u) || !errors.Is(err, probe.ErrNotUnicast) || u.Addr != a.Addr() {
+			t.Fatalf("Probe(%s): %v, want an *UnusableError", dst, err)
+		}
+		want := fmt.Sprintf("probe: %v is the broadcast address of a subnet on %s; a probe goes to one host: give a unicast address", a.Addr(), ifname)
+		if err.Error() != want {
+			t.Errorf("Probe(%s): %q, want %q", dst, err, want)
+		}
+		_, err = cl.Rounds(context.Background(), &probe.Rounds{Targets: []probe.Target{{Addr: a.Addr(), Port: a.Port()}, {Addr: dst4, Port: 100}}, Count: 1})
+		if !errors.Is(err, probe.ErrNotUnicast) {
+			t.Errorf("Rounds with %s: %v, want ErrNotUnicast", dst, err)
+		}
+	}
+	refused("198.18.0.255:80", "lab0")
+	// Probed with an explicit source, no route lookup: the list refuses.
+	_, err = cl.Probe(context.Background(), netip.MustParseAddrPort("198.18.0.255:80"), &probe.ProbeOptions{Source: src4})
+	if !errors.Is(err, probe.ErrNotUnicast) {
+		t.Errorf("with a source: %v", err)
+	}
+	// A subnet that appeared since: the route lookup's EACCES reads the
+	// list again.
+	mu.Lock()
+	bcast[netip.MustParseAddr("198.18.1.255")] = "lab1"
+	mu.Unlock()
+	refused("198.18.1.255:80", "lab1")
+	// A prohibit route also answers EACCES: not a broadcast.
+	_, err = cl.Probe(context.Background(), netip.AddrPortFrom(prohibited, 80), nil)
+	if err == nil || errors.Is(err, probe.ErrNotUnicast) || !contains(err.Error(), "no route to 198.18.9.9") {
+		t.Errorf("prohibit route: %v", err)
+	}
+	if len(c.Sent()) != 0 {
+		t.Errorf("%d packets sent to refused destinations", len(c.Sent()))
+	}
+	// A subnet gone: its broadcast address is a host's again once the
+	// list is more than a second old.
+	mu.Lock()
+	delete(bcast, netip.MustParseAddr("198.18.0.255"))
+	mu.Unlock()
+	time.Sleep(1100 * time.Millisecond)
+	r, err := cl.Probe(context.Background(), netip.MustParseAddrPort("198.18.0.255:180"), &probe.ProbeOptions{Source: src4})
+	if err != nil || r.State != probe.StateOpen {
+		t.Errorf("a former broadcast address: %v %v", r, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if loads > 5 {
+		t.Errorf("the list was read %d times", loads)
 	}
 }
 

@@ -24,6 +24,12 @@
 // run one Config's rounds on a Conn the caller opened; a Client runs the
 // same engine, one job per call.
 //
+// A Client probes one host at a time: it refuses a destination that is
+// not unicast (the unspecified address, multicast, the limited broadcast)
+// or is the broadcast address of one of this host's subnets with an
+// *UnusableError, which wraps ErrNotUnicast (Unusable says why; programs
+// check their targets with it first).
+//
 // # Matching
 //
 // Every SYN's ISN is a keyed hash of its 4-tuple and probe id (see

@@ -349,6 +349,9 @@ func probeAll(ctx context.Context, o *options, stdout, stderr io.Writer, sys net
 		Options:  popts,
 		OnResult: func(r *probe.Result) { out.result(r, specs[r.Index]) },
 	})
+	if errors.Is(err, probe.ErrNotUnicast) { // the client's own check: bad input
+		return 0, usagef("%v", err)
+	}
 	if err != nil {
 		return 0, err
 	}

@@ -19,6 +19,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/exec"
@@ -32,6 +33,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/synprobe/synprobe/internal/netlab"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // nsClient is an HTTP client whose connections are dialled inside
@@ -74,9 +76,17 @@ func httpGet(t *testing.T, c *http.Client, method, u string) (int, string) {
 // the test logs when it fails.
 func startIn(t *testing.T, l *netlab.Lab, ns, logName string, name string, args ...string) (*exec.Cmd, <-chan struct{}) {
 	t.Helper()
+	cmd, done, _ := startInOut(t, l, ns, logName, name, args...)
+	return cmd, done
+}
+
+// startInOut is startIn, and returns the command's output, to be read
+// once done is closed.
+func startInOut(t *testing.T, l *netlab.Lab, ns, logName string, name string, args ...string) (*exec.Cmd, <-chan struct{}, *bytes.Buffer) {
+	t.Helper()
 	cmd := l.Command(context.Background(), ns, name, args...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out // read only after Wait
+	out := new(bytes.Buffer)
+	cmd.Stdout, cmd.Stderr = out, out // read only after Wait
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
@@ -93,7 +103,7 @@ func startIn(t *testing.T, l *netlab.Lab, ns, logName string, name string, args 
 			t.Logf("%s output:\n%s", logName, out.String())
 		}
 	})
-	return cmd, done
+	return cmd, done, out
 }
 
 // waitFor polls fn until it returns true or the deadline passes.
@@ -305,10 +315,15 @@ scrape_configs:
 		}
 	}
 
-	// Bad input: 400 and one line.
+	// Bad input: 400 and one line. The prober's subnet broadcast is
+	// refused by the client, as the command line refuses it.
+	b := l.ProberV4.As4()
+	b[3] = 255
+	bc := netip.AddrFrom4(b)
 	for path, w := range map[string]string{
 		"/probe?target=" + v4:                       "target: want host:port or [ipv6]:port\n",
 		"/probe?target=" + v4 + ":80&module=absent": "unknown module \"absent\"\n",
+		"/probe?target=" + bc.String() + ":80":      "target: " + bc.String() + " is the broadcast address of a subnet on " + l.ProberIf + "; a probe goes to one host: give a unicast address\n",
 	} {
 		if code, body := httpGet(t, c, "GET", "http://"+serveAddr+path); code != 400 || body != w {
 			t.Errorf("%s: %d %q, want 400 %q", path, code, body, w)
@@ -418,7 +433,7 @@ func TestIntegrationServeWebConfig(t *testing.T) {
 	cfgPath := filepath.Join(dir, "serve.yml")
 	os.WriteFile(cfgPath, []byte("modules:\n  rst: {timeout: 300ms}\n"), 0o644)
 	const addr = "127.0.0.1:9516"
-	startIn(t, l, l.Prober, "synprobe serve", synprobeBinary(t), "serve",
+	serveCmd, serveDone, serveOut := startInOut(t, l, l.Prober, "synprobe serve", synprobeBinary(t), "serve",
 		"--config.file", cfgPath, "--web.listen-address", addr, "--web.config.file", webCfg)
 
 	c := nsClient(l, l.Prober)
@@ -454,6 +469,36 @@ func TestIntegrationServeWebConfig(t *testing.T) {
 	}
 	if code, body := do("http://"+addr+"/metrics", "prom", "s3cret"); code == 200 {
 		t.Errorf("plain HTTP answered: %s", body)
+	}
+
+	// The file is read again for every connection (exporter-toolkit): one
+	// broken after start-up fails closed, every handshake refused, and the
+	// log says what is wrong in one line without its text; mended, it
+	// serves again.
+	good, _ := os.ReadFile(webCfg)
+	os.WriteFile(webCfg, []byte("tls_server_config:\n  min_version: hunter2\n"), 0o644)
+	c.Transport.(*http.Transport).CloseIdleConnections()
+	if code, body := do(probeURL, "prom", "s3cret"); code != 0 {
+		t.Errorf("with a broken web configuration: %d %s", code, body)
+	}
+	os.WriteFile(webCfg, good, 0o644)
+	if code, _ := do(probeURL, "prom", "s3cret"); code != 200 {
+		t.Errorf("mended: %d", code)
+	}
+	serveCmd.Process.Signal(syscall.SIGTERM)
+	<-serveDone
+	log := serveOut.String()
+	want := "file=" + webCfg + ` problem="tls_server_config: min_version, max_version: TLS10, TLS11, TLS12 or TLS13"`
+	if strings.Contains(log, "hunter2") || strings.Count(log, want) < 1 {
+		t.Errorf("log, want a line with %s:\n%s", want, log)
+	}
+
+	// A broken file at start: exit 2 and one line, before anything is
+	// opened.
+	os.WriteFile(webCfg, []byte("basic_auth_users:\n  prom: hunter2\n"), 0o644)
+	r := runIn(t, l, l.Prober, "serve", "--config.file", cfgPath, "--web.listen-address", addr, "--web.config.file", webCfg)
+	if want := "synprobe serve: --web.config.file " + webCfg + ": basic_auth_users: a password that is not a bcrypt hash (htpasswd -nBC 10 USER makes one)\n"; r.code != 2 || r.stderr != want {
+		t.Errorf("broken at start: exit %d, %q; want 2, %q", r.code, r.stderr, want)
 	}
 }
 
@@ -628,7 +673,8 @@ func TestIntegrationServeService(t *testing.T) {
 
 	// Its address is now taken.
 	r = runIn(t, l, l.Prober, "serve", "--config.file", cfg, "--web.listen-address", addr)
-	if r.code != exitFailure || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, "synprobe serve: --web.listen-address "+addr+": ") {
+	_, port, _ := net.SplitHostPort(addr)
+	if want := "synprobe serve: --web.listen-address " + addr + ": the address is taken: another program listens on it (ss -ltnp 'sport = :" + port + "' shows which): give another address, or stop that program\n"; r.code != exitFailure || r.stderr != want {
 		t.Errorf("address taken: exit %d, %q", r.code, r.stderr)
 	}
 
@@ -691,5 +737,69 @@ func TestIntegrationServeExec(t *testing.T) {
 	want := "synprobe serve: " + filepath.Join(filepath.Dir(capped), "synprobe-serve") + " not found"
 	if r.code != exitFailure || !strings.HasPrefix(r.stderr, want) || strings.Count(r.stderr, "\n") != 1 {
 		t.Errorf("setcap'd, synprobe-serve in PATH only: exit %d, %q; want 3, %q", r.code, r.stderr, want)
+	}
+}
+
+// TestIntegrationServePacketCounters: /metrics's packet counters after a
+// known number of /probe requests, against a capture on the prober's
+// link: 10 open (SYN and RST out, SYN-ACK in), 5 closed (SYN out, RST in)
+// and 5 admin-prohibited (SYN out, the ICMP error in).
+func TestIntegrationServePacketCounters(t *testing.T) {
+	l := verdictLab(t)
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	cfgPath := filepath.Join(dir, "serve.yml")
+	os.WriteFile(cfgPath, []byte("modules:\n  rst: {timeout: 300ms}\n"), 0o644)
+	const addr = "127.0.0.1:9516"
+	startIn(t, l, l.Prober, "synprobe serve", synprobeBinary(t), "serve", "--config.file", cfgPath, "--web.listen-address", addr)
+	c := nsClient(l, l.Prober)
+	waitFor(t, "synprobe serve", 20*time.Second, func() bool {
+		resp, err := c.Get("http://" + addr + "/-/healthy")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil && resp.StatusCode == 200
+	})
+	capt := l.StartCapture(t, l.Prober, l.ProberIf, "tcp or icmp")
+	for i := range 20 {
+		port := map[bool]uint16{true: 80, false: 83}[i < 10]
+		if i >= 15 {
+			port = 82
+		}
+		if code, body := httpGet(t, c, "GET", fmt.Sprintf("http://%s/probe?module=rst&target=%s", addr, hostPort(l.TargetV4, port))); code != 200 || !strings.Contains(body, "\nprobe_tcp_result{result=\"timeout\"} 0\n") {
+			t.Fatalf("probe %d: %d\n%s", i, code, body)
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
+	_, body := httpGet(t, c, "GET", "http://"+addr+"/metrics")
+	pkts, err := capt.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out, in int
+	for _, p := range pkts {
+		var w wire.Packet
+		if wire.Parse(p.Data, &w) != nil {
+			continue
+		}
+		switch {
+		case w.Src == l.ProberV4:
+			out++
+		case w.Dst == l.ProberV4:
+			in++
+		}
+	}
+	for _, want := range []string{
+		fmt.Sprintf("synprobe_packets_sent_total %d\n", out),
+		fmt.Sprintf("synprobe_packets_received_total %d\n", in),
+		"synprobe_packets_unmatched_total 0\n",
+		"synprobe_send_errors_total 0\n",
+	} {
+		if !strings.Contains(body, "\n"+want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if out != 30 || in != 20 {
+		t.Errorf("the capture saw %d packets out, %d in; want 30, 20", out, in)
 	}
 }

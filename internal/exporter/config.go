@@ -456,6 +456,9 @@ func (p *parser) targets(cfg *Config, n *yaml.Node) error {
 			}
 			k := key{host, port, mod.Name}
 			if l, dup := seen[k]; dup {
+				if l == h.Line {
+					return p.errf(h, "hosts: the same host and port twice on this line")
+				}
 				return p.errf(h, "the same host, port and module as line %d", l)
 			}
 			seen[k] = h.Line
@@ -568,8 +571,9 @@ func SplitTarget(s string) (host string, port uint16, err error) {
 		switch {
 		case a.Zone() != "":
 			return "", 0, errors.New("zoned addresses are not supported")
-		case a.IsUnspecified(), a.IsMulticast(), a.Unmap() == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
-			return "", 0, errors.New("not a unicast address")
+		}
+		if why := probe.Unusable(a, nil); why != "" {
+			return "", 0, errors.New("not a unicast address: " + why)
 		}
 		return a.Unmap().String(), uint16(pn), nil
 	}

@@ -52,6 +52,9 @@ type Options struct {
 	TimeoutOffset time.Duration
 	// Version is synprobe_build_info's.
 	Version string
+	// Counters, if set, are the prober's packet counts
+	// (probe.Client.Counters), which /metrics serves.
+	Counters func() probe.Counters
 }
 
 // Exporter serves /probe, /metrics and /-/reload.
@@ -125,6 +128,9 @@ func New(o Options, cfg *Config) *Exporter {
 	})
 	build.Set(1)
 	e.swap = &swapCollector{}
+	if o.Counters != nil {
+		e.reg.MustRegister(packetCollector(o.Counters))
+	}
 	e.reg.MustRegister(e.reloadOK, e.reloadTime, e.targets, e.skipped, build, e.swap,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	e.apply(cfg)
@@ -242,13 +248,24 @@ type outcome struct {
 
 // probeOnce resolves host (per m's family preference) and probes it.
 func (e *Exporter) probeOnce(ctx context.Context, host string, port uint16, m *Module, opts *probe.ProbeOptions) outcome {
+	o := e.lookup(ctx, host, m)
+	if o.err == nil {
+		e.probeAddr(ctx, &o, port, opts)
+	}
+	return o
+}
+
+// lookup begins an outcome: host's address, and the time it took.
+func (e *Exporter) lookup(ctx context.Context, host string, m *Module) outcome {
 	var o outcome
 	start := time.Now()
 	o.addr, o.err = e.resolve(ctx, host, m)
 	o.resolve = time.Since(start)
-	if o.err != nil {
-		return o
-	}
+	return o
+}
+
+// probeAddr probes o's address and completes o.
+func (e *Exporter) probeAddr(ctx context.Context, o *outcome, port uint16, opts *probe.ProbeOptions) {
 	if dl, ok := ctx.Deadline(); ok {
 		// The probe's own timeout ends before the request's deadline,
 		// so that a silent port is reported as a timeout, not as no
@@ -257,18 +274,17 @@ func (e *Exporter) probeOnce(ctx context.Context, host string, port uint16, m *M
 		left -= min(max(left/10, 10*time.Millisecond), 250*time.Millisecond)
 		if left <= 0 {
 			o.err = context.DeadlineExceeded
-			return o
+			return
 		}
 		cut := *opts
 		cut.Timeout = min(cut.Timeout, left)
 		opts = &cut
 	}
-	start = time.Now()
+	start := time.Now()
 	o.res, o.err = e.o.Prober.Probe(ctx, netip.AddrPortFrom(o.addr, port), opts)
 	if o.res != nil {
 		o.setup = max(o.res.Sent.Sub(start), 0)
 	}
-	return o
 }
 
 // resolve picks host's address: a literal as it is (refused if of the
@@ -379,6 +395,17 @@ func (e *Exporter) serveProbe(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	o := e.probeOnce(ctx, host, port, m, &opts)
 	took := time.Since(start)
+	var bad *probe.UnusableError
+	if errors.As(o.err, &bad) {
+		// Not one host (a subnet's broadcast address, say): bad input,
+		// as the command line refuses it.
+		msg := fmt.Sprintf("target: %v is %s; a probe goes to one host: give a unicast address", bad.Addr, bad.Why)
+		if bad.Addr.String() != host {
+			msg = fmt.Sprintf("target: %s resolves to %v, %s; a probe goes to one host: give a unicast address", host, bad.Addr, bad.Why)
+		}
+		http.Error(w, msg, http.StatusBadRequest)
+		return
+	}
 	if o.err != nil {
 		e.o.Logger.Debug("probe without a verdict", "target", target, "module", name, "err", o.err)
 	}
@@ -457,5 +484,29 @@ func probeMetrics(reg *prometheus.Registry, m *Module, o *outcome, took time.Dur
 	ok := r.State == probe.StateOpen && !r.Interrupted
 	if ok {
 		success.Set(1)
+	}
+}
+
+// packetCollector serves the prober's packet counts, one snapshot a
+// scrape.
+type packetCollector func() probe.Counters
+
+var packetDescs = [4]*prometheus.Desc{
+	prometheus.NewDesc("synprobe_packets_sent_total", "Packets the prober sent: SYNs and what follows them (RST, ACK, data, FIN), for /probe and the background alike.", nil, nil),
+	prometheus.NewDesc("synprobe_packets_received_total", "Packets the prober read: TCP segments to its source ports and ICMP errors.", nil, nil),
+	prometheus.NewDesc("synprobe_packets_unmatched_total", "Packets read that answered no probe: late, duplicate or stray.", nil, nil),
+	prometheus.NewDesc("synprobe_send_errors_total", "Packets the kernel refused to send (its routes, its firewall, a full queue).", nil, nil),
+}
+
+func (f packetCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range packetDescs {
+		ch <- d
+	}
+}
+
+func (f packetCollector) Collect(ch chan<- prometheus.Metric) {
+	c := f()
+	for i, v := range [4]uint64{c.Sent, c.Received, c.Unmatched, c.SendErrors} {
+		ch <- prometheus.MustNewConstMetric(packetDescs[i], prometheus.CounterValue, float64(v))
 	}
 }

@@ -27,10 +27,12 @@ import (
 // fakeProber answers by port: 80 SYN-ACK, 81 timeout, 82 admin
 // prohibited, 83 RST, 84 an ICMP error of another kind, 85 a probe that
 // could not be sent, 86 no probe at all (no route), 87 never (until ctx
-// ends). RTTs are 120 µs by the kernel's clock.
+// ends), 88 a SYN-ACK once hold is closed (or ctx ends). RTTs are 120 µs
+// by the kernel's clock.
 type fakeProber struct {
 	mu    sync.Mutex
 	calls []call
+	hold  chan struct{}
 }
 
 type call struct {
@@ -40,6 +42,9 @@ type call struct {
 }
 
 func (f *fakeProber) Probe(ctx context.Context, dst netip.AddrPort, opts *probe.ProbeOptions) (*probe.Result, error) {
+	if dst.Addr() == fakeBroadcast { // as a Client refuses it
+		return nil, &probe.UnusableError{Addr: dst.Addr(), Why: "the broadcast address of a subnet on lab0"}
+	}
 	f.mu.Lock()
 	f.calls = append(f.calls, call{dst, *opts, time.Now()})
 	f.mu.Unlock()
@@ -65,6 +70,13 @@ func (f *fakeProber) Probe(ctx context.Context, dst netip.AddrPort, opts *probe.
 	case 87:
 		<-ctx.Done()
 		return nil, ctx.Err()
+	case 88:
+		select {
+		case <-f.hold:
+			r.State, r.Reason, r.Flags = probe.StateOpen, probe.ReasonSYNACK, wire.FlagSyn|wire.FlagAck
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 	return r, nil
 }
@@ -74,6 +86,9 @@ func (f *fakeProber) Calls() []call {
 	defer f.mu.Unlock()
 	return slices.Clone(f.calls)
 }
+
+// fakeBroadcast is the fake host's subnet broadcast address.
+var fakeBroadcast = netip.MustParseAddr("198.18.0.255")
 
 type fakeResolver map[string][]netip.Addr
 
@@ -100,6 +115,7 @@ func newTestExporter(t *testing.T, text string) (*Exporter, *fakeProber) {
 	e := New(Options{Prober: f, Version: "test", Resolver: fakeResolver{
 		"both.lab": {netip.MustParseAddr("2001:db8::2"), netip.MustParseAddr("198.18.0.2")},
 		"v6.lab":   {netip.MustParseAddr("2001:db8::3")},
+		"bc.lab":   {fakeBroadcast},
 	}}, cfg)
 	t.Cleanup(e.Stop)
 	return e, f
@@ -255,7 +271,9 @@ func TestProbeBadInput(t *testing.T) {
 		{"/probe", "", "target parameter is missing (target=HOST:PORT)\n"},
 		{"/probe?target=198.18.0.2", "", "target: want host:port or [ipv6]:port\n"},
 		{"/probe?target=198.18.0.2:0", "", "target: the port is a number from 1 to 65535\n"},
-		{"/probe?target=224.0.0.1:80", "", "target: not a unicast address\n"},
+		{"/probe?target=224.0.0.1:80", "", "target: not a unicast address: a multicast address\n"},
+		{"/probe?target=198.18.0.255:80", "", "target: 198.18.0.255 is the broadcast address of a subnet on lab0; a probe goes to one host: give a unicast address\n"},
+		{"/probe?target=bc.lab:80&module=v4", "", "target: bc.lab resolves to 198.18.0.255, the broadcast address of a subnet on lab0; a probe goes to one host: give a unicast address\n"},
 		{"/probe?target=198.18.0.2:80&module=nope", "", "unknown module \"nope\"\n"},
 		{"/probe?target=198.18.0.2:80", "0.4", "the scrape timeout (0.4s) leaves no time after the offset (500ms)\n"},
 		{"/probe?target=198.18.0.2:80", "x", "X-Prometheus-Scrape-Timeout-Seconds: a number of seconds\n"},
@@ -472,6 +490,58 @@ histogram: {native_bucket_factor: 1.1}
 	}
 }
 
+// TestBackgroundCountsAtStart: a probe is a request from its start, and a
+// response when it ends (a fin probe holding its connection for 5 s is
+// not 5 s without a request).
+func TestBackgroundCountsAtStart(t *testing.T) {
+	e, f := newTestExporter(t, testModules+`
+targets:
+  - hosts: ['198.18.0.2:88']
+    interval: 1h
+`)
+	f.hold = make(chan struct{})
+	e.Start()
+	lbl := []string{"host=198.18.0.2", "ip=198.18.0.2", "module=default", "port=88"}
+	metrics := func() (requests, responses float64) {
+		t.Helper()
+		_, body := get(e, "GET", "/metrics", nil)
+		fams := parse(t, body)
+		requests, _ = value(fams, "synprobe_requests_total", lbl...)
+		for _, m := range fams["synprobe_responses_total"].GetMetric() {
+			responses += m.GetCounter().GetValue()
+		}
+		return requests, responses
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(f.Calls()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("not probed")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if req, resp := metrics(); req != 1 || resp != 0 {
+		t.Errorf("while the probe runs: %v requests, %v responses; want 1, 0", req, resp)
+	}
+	close(f.hold)
+	for {
+		req, resp := metrics()
+		if resp == 1 {
+			if req != 1 {
+				t.Errorf("after: %v requests", req)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no response counted: %v requests, %v responses", req, resp)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	_, body := get(e, "GET", "/metrics", nil)
+	if v, _ := value(parse(t, body), "synprobe_responses_total", append(lbl, "result=syn-ack")...); v != 1 {
+		t.Errorf("syn-ack %v", v)
+	}
+}
+
 func TestReload(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "s.yml")
@@ -532,5 +602,46 @@ func TestReload(t *testing.T) {
 	_, body = get(e, "GET", "/metrics", nil)
 	if fams := parse(t, body); len(fams["synprobe_requests_total"].GetMetric()) != 0 {
 		t.Errorf("series of a removed target remain: %v", fams["synprobe_requests_total"])
+	}
+}
+
+// TestPacketCounters: /metrics serves the prober's packet counts as they
+// are at each scrape.
+func TestPacketCounters(t *testing.T) {
+	cfg, err := Parse([]byte(testModules), "t.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	now := probe.Counters{Sent: 7, Received: 5, Unmatched: 1, SendErrors: 2}
+	e := New(Options{Prober: &fakeProber{}, Counters: func() probe.Counters {
+		mu.Lock()
+		defer mu.Unlock()
+		return now
+	}}, cfg)
+	defer e.Stop()
+	check := func(want probe.Counters) {
+		t.Helper()
+		_, body := get(e, "GET", "/metrics", nil)
+		fams := parse(t, body)
+		for name, v := range map[string]uint64{
+			"synprobe_packets_sent_total":      want.Sent,
+			"synprobe_packets_received_total":  want.Received,
+			"synprobe_packets_unmatched_total": want.Unmatched,
+			"synprobe_send_errors_total":       want.SendErrors,
+		} {
+			if got, ok := value(fams, name); !ok || got != float64(v) {
+				t.Errorf("%s = %v (present %v), want %d", name, got, ok, v)
+			}
+		}
+	}
+	check(now)
+	mu.Lock()
+	now = probe.Counters{Sent: 1007, Received: 905, Unmatched: 3, SendErrors: 2}
+	mu.Unlock()
+	check(probe.Counters{Sent: 1007, Received: 905, Unmatched: 3, SendErrors: 2})
+	problems, err := testutil.GatherAndLint(e.Registry())
+	if err != nil || len(problems) > 0 {
+		t.Errorf("lint: %v %v", problems, err)
 	}
 }

@@ -136,16 +136,18 @@ func probeLimit(o *probe.ProbeOptions) time.Duration {
 	return d
 }
 
-// run makes one probe of j and counts it.
-func (s *scheduler) run(ctx context.Context, j *job) {
+// run makes one probe of j and counts it: the request when it begins
+// (once the name is resolved: the address is a label), the response when
+// it ends.
+func (s *scheduler) run(stopped context.Context, j *job) {
 	defer s.wg.Done()
 	defer j.busy.Store(false)
 	t := j.t
-	ctx, cancel := context.WithTimeout(ctx, probeLimit(&t.Module.Options))
+	ctx, cancel := context.WithTimeout(stopped, probeLimit(&t.Module.Options))
 	defer cancel()
-	o := s.e.probeOnce(ctx, t.Host, t.Port, t.Module, &t.Module.Options)
-	if ctx.Err() != nil && o.res == nil {
-		return // stopped (shutdown, reload): nothing to count
+	o := s.e.lookup(ctx, t.Host, t.Module)
+	if stopped.Err() != nil {
+		return // stopped (shutdown, reload) before it began: nothing to count
 	}
 	ip := ""
 	if o.addr.IsValid() {
@@ -156,7 +158,14 @@ func (s *scheduler) run(ctx context.Context, j *job) {
 	}
 	h := j.h
 	h.requests.Inc()
+	if o.err == nil {
+		s.e.probeAddr(ctx, &o, t.Port, &t.Module.Options)
+	}
 	if o.res == nil {
+		if stopped.Err() != nil {
+			// Interrupted (shutdown, reload): begun, but no verdict.
+			return
+		}
 		h.response(s.set, "error").Inc()
 		s.e.o.Logger.Debug("background probe without a verdict", "host", t.Host, "port", t.Port, "module", t.Module.Name, "err", o.err)
 		return

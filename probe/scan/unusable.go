@@ -3,6 +3,8 @@ package scan
 import (
 	"net/netip"
 	"slices"
+
+	"github.com/synprobe/synprobe/probe"
 )
 
 var (
@@ -11,25 +13,10 @@ var (
 	limitedBC  = netip.AddrFrom4([4]byte{255, 255, 255, 255})
 )
 
-// Unusable says why addr cannot be the destination of a probe, or returns
-// "" if it can: a TCP connection is made with one host, so the address
-// must be unicast. bcast holds the directed broadcasts of this host's
-// subnets with their interfaces (rawsock.LocalBroadcasts): a packet to
-// one reaches every host of the subnet.
+// Unusable is probe.Unusable: why addr cannot be the destination of a
+// probe, or "" if it can.
 func Unusable(addr netip.Addr, bcast map[netip.Addr]string) string {
-	addr = addr.Unmap()
-	switch {
-	case addr.IsUnspecified():
-		return "the unspecified address"
-	case addr.IsMulticast():
-		return "a multicast address"
-	case addr == limitedBC:
-		return "the limited broadcast address"
-	}
-	if ifname, ok := bcast[addr]; ok {
-		return "the broadcast address of a subnet on " + ifname
-	}
-	return ""
+	return probe.Unusable(addr, bcast)
 }
 
 // CheckBlock examines the addresses of block p. A block that holds an
