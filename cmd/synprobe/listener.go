@@ -165,6 +165,9 @@ func runListener(ctx context.Context, args []string, stdout, stderr io.Writer) (
 		fmt.Fprintln(stderr, "synprobe listener: interrupted: nothing to report")
 		return exitNotOpen, nil
 	}
+	if errors.Is(err, probe.ErrNotUnicast) { // the client's own check: bad input
+		return 0, cli.Usagef("%v", err)
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -276,8 +279,8 @@ func listenerTarget(ctx context.Context, arg string) (netip.AddrPort, string, er
 		return netip.AddrPort{}, "", cli.Usagef("%s: port %q: must be 1 to 65535", arg, port)
 	}
 	if a, err := netip.ParseAddr(host); err == nil {
-		if !a.Unmap().IsGlobalUnicast() && !a.IsLoopback() {
-			return netip.AddrPort{}, "", cli.Usagef("%s: not a unicast address", arg)
+		if why := probe.Unusable(a, nil); why != "" {
+			return netip.AddrPort{}, "", cli.Usagef("%s: %s, not one host's", arg, why)
 		}
 		return netip.AddrPortFrom(a.Unmap(), uint16(p)), arg, nil
 	}
