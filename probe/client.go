@@ -76,6 +76,10 @@ type ClientConfig struct {
 	Source func(dst netip.Addr) (netip.Addr, error)
 	// Now is the user-space clock (default time.Now).
 	Now func() time.Time
+	// Recorder, if set, gets every packet the client sends and receives
+	// (a capture file: synprobe --pcap), a scan's on the client aside
+	// (scan.Config.Recorder).
+	Recorder Recorder
 }
 
 // ProbeOptions say how one probe (or a Rounds call's probes) is made. The
@@ -261,6 +265,7 @@ func (c *Client) open() error {
 		release: true,
 		cookie:  cookie,
 		now:     cfg.Now,
+		rec:     cfg.Recorder,
 	})
 	if err != nil {
 		return err
@@ -343,6 +348,7 @@ func (c *Client) start() {
 		defer stop()
 		err := c.p.loop(ctx, nil)
 		c.p.abort(nil)
+		c.p.recordTx(true)
 		if err == nil {
 			err = ErrClosed
 		} else {

@@ -126,6 +126,8 @@ type Config struct {
 	// Now is the user-space clock (default time.Now), used for timers and
 	// for times the kernel did not stamp.
 	Now func() time.Time
+	// Recorder, if set, gets every packet sent and received.
+	Recorder Recorder
 }
 
 // Prober is synprobe's engine: it sends SYN probes, matches their replies
@@ -176,6 +178,10 @@ type Prober struct {
 	feedOn atomic.Bool
 
 	clock core.Clock // TSvals
+	// rec (nil: none) records every packet; recTx are the packets sent
+	// whose kernel transmit stamps it has not had yet.
+	rec   Recorder
+	recTx []recSent
 	pkt   [1600]byte
 	res   Result
 	close CloseReport
@@ -207,6 +213,7 @@ type engineConfig struct {
 	release        bool
 	cookie         wire.Cookie
 	now            func() time.Time
+	rec            Recorder
 }
 
 func newEngine(conn Conn, ec engineConfig) (*Prober, error) {
@@ -235,6 +242,7 @@ func newEngine(conn Conn, ec engineConfig) (*Prober, error) {
 		release: ec.release,
 		cookie:  ec.cookie,
 		now:     ec.now,
+		rec:     ec.rec,
 		timers:  make(timerHeap, 0, 2*tableSize),
 		conns:   make([]uint32, nports),
 		connOK:  make([]bool, nports),
@@ -281,6 +289,7 @@ func New(conn Conn, cfg Config) (*Prober, error) {
 		release: cfg.Mode == ModeFIN,
 		cookie:  cfg.Cookie,
 		now:     cfg.Now,
+		rec:     cfg.Recorder,
 	})
 	if err != nil {
 		return nil, err
@@ -326,6 +335,7 @@ func (p *Prober) Run(ctx context.Context) error {
 	preciseTimers()
 	stop := context.AfterFunc(ctx, p.conn.Wake)
 	defer stop()
+	defer p.recordTx(true)
 	defer p.abort(nil)
 	return p.loop(ctx, p.main)
 }
@@ -353,6 +363,9 @@ func (p *Prober) loop(ctx context.Context, main *job) error {
 		}
 		p.expire(p.now())
 		p.settle()
+		if p.rec != nil {
+			p.recordTx(false)
+		}
 		if main != nil && main.settled {
 			return nil
 		}
@@ -385,6 +398,9 @@ func (p *Prober) loop(ctx context.Context, main *job) error {
 			continue
 		}
 		p.fed(buf[:n], rx)
+		if p.rec != nil {
+			p.recordRx(buf[:n], rx)
+		}
 		if wire.Parse(buf[:n], &in.pkt) != nil {
 			continue
 		}
@@ -436,6 +452,9 @@ func (p *Prober) drain(buf []byte, in *inbound, failures *core.Failures) (done b
 			continue
 		}
 		p.fed(buf[:n], rx)
+		if p.rec != nil {
+			p.recordRx(buf[:n], rx)
+		}
 		if wire.Parse(buf[:n], &in.pkt) != nil {
 			continue
 		}
@@ -778,6 +797,9 @@ func (p *Prober) sendSYN(j *job, ti, seq int, now time.Time) bool {
 		p.finishError(&e, err)
 		return true
 	}
+	if p.rec != nil {
+		p.recordSent(p.pkt[:n], id, now, t.Addr.Is6())
+	}
 	if j.stats != nil {
 		j.stats[ti].sent++
 	}
@@ -1064,3 +1086,52 @@ func (s *synOpts) encode(o *wire.SYNOptions) {
 		s.tsval = core.TSvalOffset(s.b[:s.n])
 	}
 }
+
+// recSent is a packet sent whose kernel transmit stamp the recorder has
+// not had yet.
+type recSent struct {
+	id uint32
+	v6 bool
+	at time.Time
+}
+
+// recordSent hands the recorder a packet just sent.
+func (p *Prober) recordSent(pkt []byte, id uint32, at time.Time, v6 bool) {
+	p.rec.Sent(pkt, id, time.Time{}, at)
+	p.recTx = append(p.recTx, recSent{id, v6, at})
+}
+
+// recordRx hands the recorder a packet just read, after the transmit
+// stamps that have come: a reply's probe is stamped before it.
+func (p *Prober) recordRx(b []byte, rx time.Time) {
+	p.recordTx(false)
+	p.rec.Received(b, rx, p.now())
+}
+
+// recordTx gives the recorder the kernel transmit stamps that have come
+// (the ones the engine takes for RTTs: Conn.TxTime). A stamp still
+// missing after recTxWait never comes: the recorder keeps the packet's
+// user-space time. final: the engine stops, the last look.
+func (p *Prober) recordTx(final bool) {
+	if p.rec == nil || len(p.recTx) == 0 {
+		return
+	}
+	now := p.now()
+	keep := p.recTx[:0]
+	for _, s := range p.recTx {
+		if t, ok := p.conn.TxTime(s.id, s.v6); ok {
+			p.rec.TxStamp(s.id, t)
+			continue
+		}
+		if !final && now.Sub(s.at) < recTxWait {
+			keep = append(keep, s)
+		}
+	}
+	p.recTx = keep
+}
+
+// recTxWait is how long the engine looks for a packet's transmit stamp for
+// the recorder. The kernel queues it as the packet leaves, within
+// microseconds; the engine's own RTTs look for it no longer than the
+// answer takes.
+const recTxWait = 100 * time.Millisecond

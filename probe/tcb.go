@@ -440,6 +440,9 @@ func (p *Prober) sendSeg(e *pending, flags wire.TCPFlags, seq, ack uint32, paylo
 	n, err := seg.Build(p.pkt[:])
 	if err == nil {
 		err = p.conn.Send(p.pkt[:n], id)
+		if err == nil && p.rec != nil {
+			p.recordSent(p.pkt[:n], id, now, t.Addr.Is6())
+		}
 	}
 	p.spinUntil = now.Add(spinAfterSend)
 	if c != nil {

@@ -1,0 +1,262 @@
+// Package pcap writes the packets a synprobe run sent and received to a
+// pcapng file (synprobe --pcap), with the times synprobe took them by:
+// the kernel's transmit and receive stamps, or the user-space clock where
+// the kernel gave none, each packet's comment saying which. The file
+// format is gopacket's pcapgo.NgWriter's; this package decides only what
+// goes in, in what order and with which time.
+//
+// A Writer is a probe.Recorder. It streams: a packet sent waits in a
+// small queue for its transmit stamp (at most Hold, or until the queue
+// holds MaxQueue packets or MaxBytes), and the packets behind it wait
+// with it, so that the file keeps the order in which synprobe saw them;
+// nothing else is kept.
+package pcap
+
+import (
+	"errors"
+	"io"
+	"os"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+)
+
+// Bounds of the queue of packets that wait for a transmit stamp.
+const (
+	// Hold is how long a packet sent waits for its kernel transmit stamp.
+	// The kernel queues the stamp as the packet leaves; the engines read
+	// it within milliseconds.
+	Hold = 250 * time.Millisecond
+	// MaxQueue and MaxBytes bound the queue: beyond them the oldest
+	// packet is written at once, with the time it has.
+	MaxQueue = 1 << 16
+	MaxBytes = 16 << 20
+	// FlushEvery is how often what was written goes from the buffer to
+	// the file, so that a run killed at once loses little of it.
+	FlushEvery = 100 * time.Millisecond
+)
+
+// Comments on each packet: which way it went and which clock timed it.
+const (
+	CommentSentKernel = "sent; time: kernel transmit stamp"
+	CommentSentUser   = "sent; time: user-space clock before the send (no kernel transmit stamp)"
+	CommentRecvKernel = "received; time: kernel receive stamp"
+	CommentRecvUser   = "received; time: user-space clock after the read (no kernel receive stamp)"
+)
+
+var (
+	outbound = &pcapgo.NgEpbFlags{Direction: pcapgo.NgEpbFlagDirectionOutbound}
+	inbound  = &pcapgo.NgEpbFlags{Direction: pcapgo.NgEpbFlagDirectionInbound}
+	options  = [4]pcapgo.NgPacketOptions{
+		{Comments: []string{CommentSentKernel}, Flags: outbound},
+		{Comments: []string{CommentSentUser}, Flags: outbound},
+		{Comments: []string{CommentRecvKernel}, Flags: inbound},
+		{Comments: []string{CommentRecvUser}, Flags: inbound},
+	}
+)
+
+// entry is a packet waiting to be written.
+type entry struct {
+	data    []byte
+	at      time.Time // the user-space clock's time
+	stamp   time.Time // the kernel's, zero if none
+	id      uint32
+	sent    bool
+	waiting bool // sent, its transmit stamp may still come
+}
+
+// Writer writes packets to a pcapng file as they are recorded. Its
+// methods may be called from several goroutines at once.
+type Writer struct {
+	mu    sync.Mutex
+	ng    *pcapgo.NgWriter
+	now   func() time.Time
+	q     []entry // q[head:] wait, oldest first
+	head  int
+	base  uint64            // the sequence number of q[0]
+	byID  map[uint32]uint64 // a waiting packet's sequence number, by stamp id
+	bytes int
+	free  [][]byte
+	err   error
+	count uint64
+	flush time.Time // the buffer's last flush
+}
+
+// NewWriter writes a pcapng section with one interface of link type
+// LINKTYPE_RAW (IPv4 and IPv6 packets, no link-layer header) and
+// nanosecond times to w. app names the program in the section header.
+func NewWriter(w io.Writer, app string) (*Writer, error) {
+	ng, err := pcapgo.NewNgWriterInterface(w, pcapgo.NgInterface{
+		Name:                "synprobe",
+		Description:         "the IP packets synprobe sent and received",
+		OS:                  runtime.GOOS,
+		LinkType:            layers.LinkTypeRaw,
+		TimestampResolution: 9,
+	}, pcapgo.NgWriterOptions{SectionInfo: pcapgo.NgSectionInfo{
+		Hardware:    runtime.GOARCH,
+		OS:          runtime.GOOS,
+		Application: app,
+	}})
+	if err != nil {
+		return nil, err
+	}
+	return &Writer{ng: ng, now: time.Now, byID: map[uint32]uint64{}}, nil
+}
+
+// Sent records a packet sent (probe.Recorder).
+func (w *Writer) Sent(pkt []byte, id uint32, tx, at time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.push(entry{data: w.copy(pkt), at: at, stamp: tx, id: id, sent: true, waiting: tx.IsZero()})
+	if tx.IsZero() {
+		w.byID[id] = w.base + uint64(len(w.q)-1)
+	}
+	w.release(w.now())
+}
+
+// TxStamp gives the kernel transmit stamp of the packet sent with id
+// (probe.Recorder). A stamp for a packet already written, or never
+// recorded, is ignored.
+func (w *Writer) TxStamp(id uint32, tx time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if seq, ok := w.byID[id]; ok && seq >= w.base+uint64(w.head) {
+		e := &w.q[seq-w.base]
+		if e.waiting && e.id == id && !tx.IsZero() {
+			e.stamp, e.waiting = tx, false
+		}
+		delete(w.byID, id)
+	}
+	w.release(w.now())
+}
+
+// Received records a packet read (probe.Recorder).
+func (w *Writer) Received(pkt []byte, rx, at time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.push(entry{data: w.copy(pkt), at: at, stamp: rx})
+	w.release(w.now())
+}
+
+// Flush writes every packet still waiting, with the times it has, and
+// flushes the file's buffer. It returns the first error writing met.
+func (w *Writer) Flush() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for w.head < len(w.q) {
+		w.pop()
+	}
+	if w.err == nil {
+		w.err = w.ng.Flush()
+	}
+	return w.err
+}
+
+// Packets returns how many packets have been written (or dropped after
+// an error).
+func (w *Writer) Packets() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.count
+}
+
+func (w *Writer) copy(pkt []byte) []byte {
+	var b []byte
+	if n := len(w.free); n > 0 {
+		b, w.free = w.free[n-1][:0], w.free[:n-1]
+	}
+	return append(b, pkt...)
+}
+
+func (w *Writer) push(e entry) {
+	if w.head > 0 && w.head >= len(w.q)/2 {
+		// Move the waiting packets to the front, now and then.
+		n := copy(w.q, w.q[w.head:])
+		clear(w.q[n:])
+		w.q = w.q[:n]
+		w.base += uint64(w.head)
+		w.head = 0
+	}
+	w.q = append(w.q, e)
+	w.bytes += len(e.data)
+}
+
+// release writes the packets at the front of the queue that need wait no
+// more: neither waiting for a stamp, nor for longer than Hold, and any
+// beyond the queue's bounds.
+func (w *Writer) release(now time.Time) {
+	for w.head < len(w.q) {
+		e := &w.q[w.head]
+		over := len(w.q)-w.head > MaxQueue || w.bytes > MaxBytes
+		if e.waiting && !over && now.Sub(e.at) < Hold {
+			break
+		}
+		w.pop()
+	}
+	if w.err == nil && now.Sub(w.flush) >= FlushEvery {
+		w.flush = now
+		w.err = w.ng.Flush()
+	}
+}
+
+// pop writes the packet at the front of the queue.
+func (w *Writer) pop() {
+	e := &w.q[w.head]
+	if e.waiting {
+		if seq, ok := w.byID[e.id]; ok && seq == w.base+uint64(w.head) {
+			delete(w.byID, e.id)
+		}
+	}
+	t, k := e.stamp, 0
+	if t.IsZero() {
+		t, k = e.at, 1
+	}
+	if !e.sent {
+		k += 2
+	}
+	if w.err == nil {
+		ci := gopacket.CaptureInfo{Timestamp: t, CaptureLength: len(e.data), Length: len(e.data)}
+		w.err = w.ng.WritePacketWithOptions(ci, e.data, options[k])
+	}
+	w.count++
+	w.bytes -= len(e.data)
+	if cap(e.data) <= 2048 && len(w.free) < 64 {
+		w.free = append(w.free, e.data)
+	}
+	*e = entry{}
+	w.head++
+}
+
+// ErrNotRegular is what Create returns for an existing file that is not a
+// regular file (a directory, a device, a FIFO, a socket).
+var ErrNotRegular = errors.New("not a regular file")
+
+// Create opens path for writing a capture, as tcpdump -w does: created
+// with mode 0644 (less the umask), or truncated. It refuses an existing
+// file that is not a regular one, without waiting for a reader (a FIFO)
+// and without truncating anything first. The file is opened with the
+// caller's credentials: call it after dropping privileges, so that the
+// file is the user's and lands only where the user may write.
+func Create(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|syscall.O_NONBLOCK, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err == nil && !fi.Mode().IsRegular() {
+		err = &os.PathError{Op: "open", Path: path, Err: ErrNotRegular}
+	}
+	if err == nil {
+		err = f.Truncate(0)
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
