@@ -260,3 +260,38 @@ func Create(path string) (*os.File, error) {
 	}
 	return f, nil
 }
+
+// Record is a packet read back from a file Writer wrote (Read).
+type Record struct {
+	Data    []byte
+	Time    time.Time
+	Sent    bool   // outbound; else received
+	Kernel  bool   // Time is a kernel stamp; else the user-space clock's
+	Comment string // the packet's comment
+}
+
+// Read reads back the packets of a file Writer wrote, for tests and
+// tools: pcapgo.NgReader's, with each packet's direction and clock.
+func Read(r io.Reader) ([]Record, error) {
+	ng, err := pcapgo.NewNgReader(r, pcapgo.DefaultNgReaderOptions)
+	if err != nil {
+		return nil, err
+	}
+	var recs []Record
+	for {
+		data, ci, opts, err := ng.ReadPacketDataWithOptions()
+		if err == io.EOF {
+			return recs, nil
+		}
+		if err != nil {
+			return recs, err
+		}
+		rec := Record{Data: data, Time: ci.Timestamp}
+		if len(opts.Comments) > 0 {
+			rec.Comment = opts.Comments[0]
+		}
+		rec.Sent = opts.Flags != nil && opts.Flags.Direction == pcapgo.NgEpbFlagDirectionOutbound
+		rec.Kernel = rec.Comment == CommentSentKernel || rec.Comment == CommentRecvKernel
+		recs = append(recs, rec)
+	}
+}
