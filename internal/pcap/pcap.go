@@ -5,11 +5,13 @@
 // format is gopacket's pcapgo.NgWriter's; this package decides only what
 // goes in, in what order and with which time.
 //
-// A Writer is a probe.Recorder. It streams: a packet sent waits in a
-// small queue for its transmit stamp (at most Hold, or until the queue
-// holds MaxQueue packets or MaxBytes), and the packets behind it wait
-// with it, so that the file keeps the order in which synprobe saw them;
-// nothing else is kept.
+// A Writer is a probe.Recorder. It streams: packets wait in a small queue
+// in order of time, each for Reorder (a packet timed before it may be
+// recorded a moment later, by another thread), a packet sent until its
+// transmit stamp comes (at most Hold), and the packets after it with it;
+// beyond MaxQueue packets or MaxBytes, the oldest is written at once.
+// The file is in order of time, but for a packet recorded later than
+// that; nothing else is kept.
 package pcap
 
 import (
@@ -17,6 +19,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -28,6 +31,11 @@ import (
 
 // Bounds of the queue of packets that wait for a transmit stamp.
 const (
+	// Reorder is how long every packet waits before it is written, for
+	// one timed before it that is recorded late: a scan's answer may be
+	// recorded by its receiver before the thread that sent the probe has
+	// recorded it.
+	Reorder = 5 * time.Millisecond
 	// Hold is how long a packet sent waits for its kernel transmit stamp.
 	// The kernel queues the stamp as the packet leaves; the engines read
 	// it within milliseconds.
@@ -36,6 +44,10 @@ const (
 	// packet is written at once, with the time it has.
 	MaxQueue = 1 << 16
 	MaxBytes = 16 << 20
+	// MaxEarly bounds the stamps kept for packets not recorded yet: a
+	// scan's receiver may read a probe's stamp before the thread that
+	// sent it has recorded it.
+	MaxEarly = 4096
 	// FlushEvery is how often what was written goes from the buffer to
 	// the file, so that a run killed at once loses little of it.
 	FlushEvery = 100 * time.Millisecond
@@ -70,18 +82,33 @@ type entry struct {
 	waiting bool // sent, its transmit stamp may still come
 }
 
+// time is when e went out or came in, as far as is known yet.
+func (e *entry) time() time.Time {
+	if e.stamp.IsZero() {
+		return e.at
+	}
+	return e.stamp
+}
+
+// earlyStamp is a stamp that came before its packet.
+type earlyStamp struct {
+	id uint32
+	t  time.Time
+}
+
 // Writer writes packets to a pcapng file as they are recorded. Its
 // methods may be called from several goroutines at once.
 type Writer struct {
 	mu    sync.Mutex
 	ng    *pcapgo.NgWriter
 	now   func() time.Time
-	q     []entry // q[head:] wait, oldest first
+	q     []*entry // q[head:] wait, in order of time
 	head  int
-	base  uint64            // the sequence number of q[0]
-	byID  map[uint32]uint64 // a waiting packet's sequence number, by stamp id
+	byID  map[uint32]*entry    // the packets waiting for a stamp, by id
+	early map[uint32]time.Time // stamps that came before their packet
+	order []earlyStamp         // early's, oldest first
 	bytes int
-	free  [][]byte
+	free  []*entry
 	err   error
 	count uint64
 	flush time.Time // the buffer's last flush
@@ -105,32 +132,51 @@ func NewWriter(w io.Writer, app string) (*Writer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Writer{ng: ng, now: time.Now, byID: map[uint32]uint64{}}, nil
+	return &Writer{ng: ng, now: time.Now, byID: map[uint32]*entry{}, early: map[uint32]time.Time{}}, nil
 }
 
 // Sent records a packet sent (probe.Recorder).
 func (w *Writer) Sent(pkt []byte, id uint32, tx, at time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.push(entry{data: w.copy(pkt), at: at, stamp: tx, id: id, sent: true, waiting: tx.IsZero()})
-	if tx.IsZero() {
-		w.byID[id] = w.base + uint64(len(w.q)-1)
+	if t, ok := w.early[id]; ok && tx.IsZero() {
+		tx = t
+		delete(w.early, id)
 	}
+	e := w.entry(pkt)
+	e.at, e.stamp, e.id, e.sent, e.waiting = at, tx, id, true, tx.IsZero()
+	if e.waiting {
+		w.byID[id] = e
+	}
+	w.insert(e)
 	w.release(w.now())
 }
 
 // TxStamp gives the kernel transmit stamp of the packet sent with id
-// (probe.Recorder). A stamp for a packet already written, or never
-// recorded, is ignored.
+// (probe.Recorder). A stamp for a packet not recorded yet is kept for it
+// (the last MaxEarly such); one for a packet already written is ignored.
 func (w *Writer) TxStamp(id uint32, tx time.Time) {
+	if tx.IsZero() {
+		return
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if seq, ok := w.byID[id]; ok && seq >= w.base+uint64(w.head) {
-		e := &w.q[seq-w.base]
-		if e.waiting && e.id == id && !tx.IsZero() {
-			e.stamp, e.waiting = tx, false
-		}
+	if e, ok := w.byID[id]; ok {
 		delete(w.byID, id)
+		e.stamp, e.waiting = tx, false
+		w.resort(e)
+	} else {
+		if len(w.order) >= MaxEarly {
+			// Forget the older half.
+			for _, o := range w.order[:MaxEarly/2] {
+				if t, ok := w.early[o.id]; ok && t.Equal(o.t) {
+					delete(w.early, o.id)
+				}
+			}
+			w.order = append(w.order[:0], w.order[MaxEarly/2:]...)
+		}
+		w.early[id] = tx
+		w.order = append(w.order, earlyStamp{id, tx})
 	}
 	w.release(w.now())
 }
@@ -139,7 +185,9 @@ func (w *Writer) TxStamp(id uint32, tx time.Time) {
 func (w *Writer) Received(pkt []byte, rx, at time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.push(entry{data: w.copy(pkt), at: at, stamp: rx})
+	e := w.entry(pkt)
+	e.at, e.stamp = at, rx
+	w.insert(e)
 	w.release(w.now())
 }
 
@@ -165,35 +213,67 @@ func (w *Writer) Packets() uint64 {
 	return w.count
 }
 
-func (w *Writer) copy(pkt []byte) []byte {
-	var b []byte
+// entry returns an entry holding a copy of pkt.
+func (w *Writer) entry(pkt []byte) *entry {
+	e := &entry{}
 	if n := len(w.free); n > 0 {
-		b, w.free = w.free[n-1][:0], w.free[:n-1]
+		e, w.free = w.free[n-1], w.free[:n-1]
 	}
-	return append(b, pkt...)
+	e.data = append(e.data[:0], pkt...)
+	return e
 }
 
-func (w *Writer) push(e entry) {
+// insert queues e in order of time: after every packet no later than it.
+// Packets come nearly in order, so this looks at the last few.
+func (w *Writer) insert(e *entry) {
 	if w.head > 0 && w.head >= len(w.q)/2 {
 		// Move the waiting packets to the front, now and then.
 		n := copy(w.q, w.q[w.head:])
 		clear(w.q[n:])
 		w.q = w.q[:n]
-		w.base += uint64(w.head)
 		w.head = 0
 	}
+	t := e.time()
+	i := len(w.q)
 	w.q = append(w.q, e)
+	for ; i > w.head && w.q[i-1].time().After(t); i-- {
+		w.q[i] = w.q[i-1]
+	}
+	w.q[i] = e
 	w.bytes += len(e.data)
 }
 
+// resort moves e, whose time went from the user-space clock's to the
+// kernel's, to its place.
+func (w *Writer) resort(e *entry) {
+	i := slices.Index(w.q[w.head:], e)
+	if i < 0 {
+		return
+	}
+	i += w.head
+	t := e.time()
+	for ; i > w.head && w.q[i-1].time().After(t); i-- {
+		w.q[i] = w.q[i-1]
+	}
+	for ; i+1 < len(w.q) && w.q[i+1].time().Before(t); i++ {
+		w.q[i] = w.q[i+1]
+	}
+	w.q[i] = e
+}
+
 // release writes the packets at the front of the queue that need wait no
-// more: neither waiting for a stamp, nor for longer than Hold, and any
-// beyond the queue's bounds.
+// more: one recorded Reorder ago (a packet timed before it may still be
+// recorded: a scan's sender and receiver record apart), waiting for no
+// stamp or for one Hold already; and any beyond the queue's bounds.
 func (w *Writer) release(now time.Time) {
 	for w.head < len(w.q) {
-		e := &w.q[w.head]
+		e := w.q[w.head]
 		over := len(w.q)-w.head > MaxQueue || w.bytes > MaxBytes
-		if e.waiting && !over && now.Sub(e.at) < Hold {
+		wait := Reorder
+		if e.waiting {
+			wait = Hold
+		}
+		if !over && now.Sub(e.at) < wait {
 			break
 		}
 		w.pop()
@@ -206,30 +286,29 @@ func (w *Writer) release(now time.Time) {
 
 // pop writes the packet at the front of the queue.
 func (w *Writer) pop() {
-	e := &w.q[w.head]
-	if e.waiting {
-		if seq, ok := w.byID[e.id]; ok && seq == w.base+uint64(w.head) {
-			delete(w.byID, e.id)
-		}
+	e := w.q[w.head]
+	w.q[w.head] = nil
+	w.head++
+	if e.waiting && w.byID[e.id] == e {
+		delete(w.byID, e.id)
 	}
-	t, k := e.stamp, 0
-	if t.IsZero() {
-		t, k = e.at, 1
+	k := 0
+	if e.stamp.IsZero() {
+		k = 1
 	}
 	if !e.sent {
 		k += 2
 	}
 	if w.err == nil {
-		ci := gopacket.CaptureInfo{Timestamp: t, CaptureLength: len(e.data), Length: len(e.data)}
+		ci := gopacket.CaptureInfo{Timestamp: e.time(), CaptureLength: len(e.data), Length: len(e.data)}
 		w.err = w.ng.WritePacketWithOptions(ci, e.data, options[k])
 	}
 	w.count++
 	w.bytes -= len(e.data)
-	if cap(e.data) <= 2048 && len(w.free) < 64 {
-		w.free = append(w.free, e.data)
+	if cap(e.data) <= 2048 && len(w.free) < 256 {
+		*e = entry{data: e.data[:0]}
+		w.free = append(w.free, e)
 	}
-	*e = entry{}
-	w.head++
 }
 
 // ErrNotRegular is what Create returns for an existing file that is not a
@@ -243,6 +322,9 @@ var ErrNotRegular = errors.New("not a regular file")
 // caller's credentials: call it after dropping privileges, so that the
 // file is the user's and lands only where the user may write.
 func Create(path string) (*os.File, error) {
+	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
+		return nil, &os.PathError{Op: "open", Path: path, Err: ErrNotRegular}
+	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|syscall.O_NONBLOCK, 0o644)
 	if err != nil {
 		return nil, err
