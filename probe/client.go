@@ -83,6 +83,10 @@ type ClientConfig struct {
 	// namespace when the client opens and again when a refusal could
 	// be stale or a route lookup meets a broadcast.
 	Broadcasts func() (map[netip.Addr]string, error)
+	// Recorder, if set, gets every packet the client sends and receives
+	// (a capture file: synprobe --pcap), a scan's on the client aside
+	// (scan.Config.Recorder).
+	Recorder Recorder
 }
 
 // ProbeOptions say how one probe (or a Rounds call's probes) is made. The
@@ -281,6 +285,7 @@ func (c *Client) open() error {
 		release: true,
 		cookie:  cookie,
 		now:     cfg.Now,
+		rec:     cfg.Recorder,
 	})
 	if err != nil {
 		return err
@@ -363,6 +368,7 @@ func (c *Client) start() {
 		defer stop()
 		err := c.p.loop(ctx, nil)
 		c.p.abort(nil)
+		c.p.recordTx(true)
 		if err == nil {
 			err = ErrClosed
 		} else {

@@ -46,6 +46,9 @@ func (p *Prober) send(pkt []byte, id uint32) error {
 		p.count.sendErrors.Add(1)
 	} else {
 		p.count.sent.Add(1)
+		if p.rec != nil {
+			p.recordSent(pkt, id, p.now(), pkt[0]>>4 == 6)
+		}
 	}
 	return err
 }
@@ -55,6 +58,9 @@ func (p *Prober) send(pkt []byte, id uint32) error {
 func (p *Prober) take(b []byte, in *inbound) {
 	p.count.received.Add(1)
 	p.fed(b, in.rx)
+	if p.rec != nil {
+		p.recordRx(b, in.rx)
+	}
 	p.took = false
 	if wire.Parse(b, &in.pkt) == nil {
 		in.user = p.now()

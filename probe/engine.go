@@ -153,6 +153,8 @@ type Config struct {
 	// Now is the user-space clock (default time.Now), used for timers and
 	// for times the kernel did not stamp.
 	Now func() time.Time
+	// Recorder, if set, gets every packet sent and received.
+	Recorder Recorder
 }
 
 // Prober is synprobe's engine: it sends SYN probes, matches their replies
@@ -206,6 +208,10 @@ type Prober struct {
 	took  bool // the packet handled was one of a probe's
 
 	clock core.Clock // TSvals
+	// rec (nil: none) records every packet; recTx are the packets sent
+	// whose kernel transmit stamps it has not had yet.
+	rec   Recorder
+	recTx []recSent
 	pkt   [1600]byte
 	res   Result
 	close CloseReport
@@ -237,6 +243,7 @@ type engineConfig struct {
 	release        bool
 	cookie         wire.Cookie
 	now            func() time.Time
+	rec            Recorder
 }
 
 func newEngine(conn Conn, ec engineConfig) (*Prober, error) {
@@ -265,6 +272,7 @@ func newEngine(conn Conn, ec engineConfig) (*Prober, error) {
 		release: ec.release,
 		cookie:  ec.cookie,
 		now:     ec.now,
+		rec:     ec.rec,
 		timers:  make(timerHeap, 0, 2*tableSize),
 		conns:   make([]uint32, nports),
 		connOK:  make([]bool, nports),
@@ -311,6 +319,7 @@ func New(conn Conn, cfg Config) (*Prober, error) {
 		release: cfg.Mode == ModeFIN,
 		cookie:  cfg.Cookie,
 		now:     cfg.Now,
+		rec:     cfg.Recorder,
 	})
 	if err != nil {
 		return nil, err
@@ -356,6 +365,7 @@ func (p *Prober) Run(ctx context.Context) error {
 	preciseTimers()
 	stop := context.AfterFunc(ctx, p.conn.Wake)
 	defer stop()
+	defer p.recordTx(true)
 	defer p.abort(nil)
 	return p.loop(ctx, p.main)
 }
@@ -383,6 +393,9 @@ func (p *Prober) loop(ctx context.Context, main *job) error {
 		}
 		p.expire(p.now())
 		p.settle()
+		if p.rec != nil {
+			p.recordTx(false)
+		}
 		if main != nil && main.settled {
 			return nil
 		}
@@ -1115,3 +1128,52 @@ func (s *synOpts) encode(o *wire.SYNOptions) {
 		s.tsval = core.TSvalOffset(s.b[:s.n])
 	}
 }
+
+// recSent is a packet sent whose kernel transmit stamp the recorder has
+// not had yet.
+type recSent struct {
+	id uint32
+	v6 bool
+	at time.Time
+}
+
+// recordSent hands the recorder a packet just sent.
+func (p *Prober) recordSent(pkt []byte, id uint32, at time.Time, v6 bool) {
+	p.rec.Sent(pkt, id, time.Time{}, at)
+	p.recTx = append(p.recTx, recSent{id, v6, at})
+}
+
+// recordRx hands the recorder a packet just read, after the transmit
+// stamps that have come: a reply's probe is stamped before it.
+func (p *Prober) recordRx(b []byte, rx time.Time) {
+	p.recordTx(false)
+	p.rec.Received(b, rx, p.now())
+}
+
+// recordTx gives the recorder the kernel transmit stamps that have come
+// (the ones the engine takes for RTTs: Conn.TxTime). A stamp still
+// missing after recTxWait never comes: the recorder keeps the packet's
+// user-space time. final: the engine stops, the last look.
+func (p *Prober) recordTx(final bool) {
+	if p.rec == nil || len(p.recTx) == 0 {
+		return
+	}
+	now := p.now()
+	keep := p.recTx[:0]
+	for _, s := range p.recTx {
+		if t, ok := p.conn.TxTime(s.id, s.v6); ok {
+			p.rec.TxStamp(s.id, t)
+			continue
+		}
+		if !final && now.Sub(s.at) < recTxWait {
+			keep = append(keep, s)
+		}
+	}
+	p.recTx = keep
+}
+
+// recTxWait is how long the engine looks for a packet's transmit stamp for
+// the recorder. The kernel queues it as the packet leaves, within
+// microseconds; the engine's own RTTs look for it no longer than the
+// answer takes.
+const recTxWait = 100 * time.Millisecond

@@ -89,6 +89,8 @@ type options struct {
 	countSet    bool // -c or -i given: ping-style rounds even for many pairs
 	intervalSet bool
 
+	pcap string // --pcap FILE (pcap.go)
+
 	help, version bool
 }
 
@@ -180,6 +182,7 @@ func newFlagSet(o *options) *pflag.FlagSet {
 	fs.BoolVar(&o.openOnly, "open", false, "scans: print only open ports")
 	fs.StringVar(&o.expect, "expect", "", "scans: expected state of every pair: open, closed or filtered; exit 1 on any mismatch")
 	fs.Var(intFlag[int]{p: &o.senders, lo: 0, hi: maxSenders, msg: fmt.Sprintf("must be 0 (one per CPU) to %d", maxSenders)}, "senders", "scans: sending threads, at most 256 (default: one per CPU)")
+	fs.StringVar(&o.pcap, "pcap", "", "write every packet sent and received, timed as synprobe timed it, to this pcapng file (tcpdump -r, Wireshark)")
 	fs.BoolVarP(&o.version, "version", "V", false, "print the version and exit")
 	fs.BoolVarP(&o.help, "help", "h", false, "show this help")
 	return fs
@@ -237,6 +240,9 @@ func parseArgs(args []string) (*options, error) {
 		return nil, usagef("--source %v is not an IPv6 address, but -6 was given", o.source)
 	}
 	o.countSet, o.intervalSet = fs.Changed("count"), fs.Changed("interval")
+	if fs.Changed("pcap") && o.pcap == "" {
+		return nil, usagef("--pcap needs a file name")
+	}
 	switch {
 	case o.rate != 0 && !(o.rate >= minRate && o.rate <= maxRate):
 		return nil, usagef("--rate must be 0 (no limit) or %v to %v probes per second (got %v)", minRate, maxRate, o.rate)

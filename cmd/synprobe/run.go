@@ -300,12 +300,20 @@ func probeAll(ctx context.Context, o *options, stdout, stderr io.Writer, sys net
 	if err := endSetup(o, sys, g, stderr); err != nil {
 		return 0, err
 	}
+	rec, err := openPcap(o)
+	if err != nil {
+		return 0, err
+	}
+	defer rec.close() // after the client's last RSTs
 	pool := probe.NewPortPool(ports.Ports(), o.mode == probe.ModeFIN)
 	ccfg := &probe.ClientConfig{
 		Conn:        c,
 		SourcePorts: ports.Ports(),
 		Allocator:   pool,
 		Source:      func(dst netip.Addr) (netip.Addr, error) { return sys.source(dst, o.iface) },
+	}
+	if rec != nil {
+		ccfg.Recorder = rec
 	}
 	popts := &probe.ProbeOptions{
 		Mode:         o.mode,
@@ -356,6 +364,7 @@ func probeAll(ctx context.Context, o *options, stdout, stderr io.Writer, sys net
 		return 0, err
 	}
 	cl.Close() // lingering TIME_WAITs end here, before the guard's counts are read
+	pcapErr := rec.close()
 	if g != nil {
 		dropped, _ := g.Dropped()
 		escaped := int64(-1) // unknown without a watch
@@ -378,6 +387,9 @@ func probeAll(ctx context.Context, o *options, stdout, stderr io.Writer, sys net
 		case !answeredOpen(s) && code < exitNotOpen:
 			code = exitNotOpen
 		}
+	}
+	if pcapErr != nil {
+		return 0, pcapErr
 	}
 	return code, nil
 }

@@ -54,6 +54,11 @@ func runScan(ctx context.Context, o *options, set *scan.Set, expecting bool, std
 	if err := endSetup(o, sys, nil, stderr); err != nil {
 		return 0, err
 	}
+	rec, err := openPcap(o)
+	if err != nil {
+		return 0, err
+	}
+	defer rec.close()
 	cookie, err := wire.NewRandomCookie()
 	if err != nil {
 		return 0, err
@@ -96,6 +101,9 @@ func runScan(ctx context.Context, o *options, set *scan.Set, expecting bool, std
 		cfg.Options = synOptions(o, 1460)
 		cfg.Options6 = synOptions(o, 1440)
 	}
+	if rec != nil {
+		cfg.Recorder = rec
+	}
 	if isTerminal(stderr) && !o.quiet {
 		start := time.Now()
 		cfg.OnProgress = func(p scan.Progress) {
@@ -114,6 +122,9 @@ func runScan(ctx context.Context, o *options, set *scan.Set, expecting bool, std
 	sum, err := n.Scan(ctx, cfg)
 	progress.clear()
 	if err != nil {
+		return 0, err
+	}
+	if err := rec.close(); err != nil {
 		return 0, err
 	}
 	for i := range mismatches {

@@ -114,6 +114,10 @@ type Config struct {
 	// the passes' waits, TSvals, and the send time of a probe whose
 	// kernel transmit stamp is missing.
 	Now func() time.Time
+	// Recorder, if set, gets every probe and RST the scan sends, with the
+	// transmit stamps it times them by, and every packet it reads (a scan
+	// on a client: the client's ClientConfig.Recorder records those).
+	Recorder probe.Recorder
 }
 
 // Progress is a snapshot of a running scan.
@@ -224,6 +228,8 @@ type scanner struct {
 	rstID          uint32
 	rxStamps       *rawsock.TxStamps // the receiver's, for stamps it must read itself
 	stampsRead     bool              // the receiver read the stamps during this Read
+	rec            probe.Recorder    // cfg.Recorder
+	recRx          bool              // rec records what the receiver reads
 }
 
 func newScanner(conn Conn, cfg Config) (*scanner, error) {
@@ -311,6 +317,9 @@ func newScanner(conn Conn, cfg Config) (*scanner, error) {
 			s.ourAddrs = append(s.ourAddrs, r.Addr)
 		}
 	}
+	s.rec = cfg.Recorder
+	_, fed := cfg.Recv.(*feedReceiver)
+	s.recRx = s.rec != nil && !fed
 	s.rcv = cfg.Recv
 	if s.rcv == nil {
 		s.rcv = &connReceiver{conn: conn, buf: make([]byte, rawsock.MaxPacketSize)}
@@ -491,6 +500,10 @@ func (s *scanner) sender(ctx context.Context, pass int, last bool, first uint64)
 	st := rawsock.NewTxStamps(stampBatch)
 	idxs := make([]uint64, 0, batchSize) // the pair of each packet in b
 	opts := s.opts                       // each sender patches its own TSval
+	var rec *recBatch
+	if s.rec != nil {
+		rec = &recBatch{}
+	}
 	flush := func() {
 		// The receiver is falling behind (its output is slow, say):
 		// wait for it rather than send answers it has no room for.
@@ -514,12 +527,25 @@ func (s *scanner) sender(ctx context.Context, pass int, last bool, first uint64)
 			// the id, replaces that time when it comes.
 			now := s.now().UnixNano()
 			stamp := !s.noStamps[fam].Load()
+			if rec != nil {
+				rec.ids = rec.ids[:0]
+			}
 			for i, idx := range idxs {
-				if id := s.times.put(idx, pass, now); stamp {
+				id := s.times.put(idx, pass, now)
+				if stamp {
 					b.SetID(i, id)
 				}
+				if rec != nil {
+					rec.ids = append(rec.ids, id)
+				}
+			}
+			if rec != nil {
+				rec.keep(b)
 			}
 			n, err := out.SendBatch(b)
+			if rec != nil {
+				rec.record(s.rec, n, time.Unix(0, now))
+			}
 			s.sent.Add(uint64(n))
 			if n > 0 && stamp {
 				s.readStamps(fam, st, false)
@@ -708,6 +734,9 @@ func (s *scanner) packet(b []byte, rx time.Time) {
 	if s.cfg.ProbeCopies && s.probeCopy(b, rx) {
 		return
 	}
+	if s.recRx {
+		s.rec.Received(b, rx, s.now())
+	}
 	if wire.Parse(b, &s.in) != nil {
 		return
 	}
@@ -745,6 +774,11 @@ func (s *scanner) probeCopy(b []byte, tx time.Time) bool {
 	if idx, _, ok := s.set.Index(dst, dport); ok {
 		if pass := s.passOf(idx, sport); pass >= 0 {
 			s.times.stampPair(idx, pass, tx.UnixNano())
+			if s.rec != nil {
+				if id, ok := s.times.idOf(idx, pass); ok {
+					s.rec.TxStamp(id, tx)
+				}
+			}
 		}
 	}
 	return true
@@ -955,7 +989,10 @@ func (s *scanner) sendRST(a *core.Answer) {
 	seg := core.Reset(a.Tuple, a.ISN, s.cfg.TTL, s.cfg.TOS)
 	if n, err := seg.Build(s.rstBuf[:]); err == nil {
 		s.rstID = (s.rstID + 1) | stampIDBit // not a probe's stamp id
-		_ = s.conn.Send(s.rstBuf[:n], s.rstID)
+		at := s.now()
+		if s.conn.Send(s.rstBuf[:n], s.rstID) == nil && s.rec != nil {
+			s.rec.Sent(s.rstBuf[:n], s.rstID, time.Time{}, at)
+		}
 	}
 }
 
@@ -1050,6 +1087,9 @@ func (s *scanner) readStamps(fam int, st *rawsock.TxStamps, wait bool) {
 		for i := range st.Len() {
 			id, at := st.Stamp(i)
 			s.times.stamp(id, at.UnixNano())
+			if s.rec != nil {
+				s.rec.TxStamp(id, at)
+			}
 		}
 		if err != nil || !st.Full() {
 			return
@@ -1097,5 +1137,32 @@ func (s *scanner) progress(pass *atomic.Int32, done <-chan struct{}) {
 			}
 			s.cfg.OnProgress(p)
 		}
+	}
+}
+
+// recBatch keeps a sender's batch for the recorder (Config.Recorder):
+// SendBatch removes from the batch what it sent.
+type recBatch struct {
+	buf  []byte
+	lens []int
+	ids  []uint32 // each packet's stamp id, filled before keep
+}
+
+// keep copies the packets of b.
+func (r *recBatch) keep(b *rawsock.Batch) {
+	r.buf, r.lens = r.buf[:0], r.lens[:0]
+	for i := range b.Len() {
+		p := b.Packet(i)
+		r.buf = append(r.buf, p...)
+		r.lens = append(r.lens, len(p))
+	}
+}
+
+// record hands the first n packets kept, sent at at, to rec.
+func (r *recBatch) record(rec probe.Recorder, n int, at time.Time) {
+	off := 0
+	for i := range min(n, len(r.lens), len(r.ids)) {
+		rec.Sent(r.buf[off:off+r.lens[i]], r.ids[i], time.Time{}, at)
+		off += r.lens[i]
 	}
 }

@@ -125,6 +125,17 @@ func (t *sendTimes) stampPair(idx uint64, pass int, ns int64) bool {
 	return s.record(k, s.kern.Load(), ns)
 }
 
+// idOf returns the stamp id of the probe to pair idx in pass, while it
+// holds its slot.
+func (t *sendTimes) idOf(idx uint64, pass int) (uint32, bool) {
+	i := t.slot(idx, pass)
+	s := &t.slots[i]
+	if s.key.Load() != stKey(idx, pass) {
+		return 0, false
+	}
+	return t.id(i, uint32(s.kern.Load()>>32)), true
+}
+
 // record stores stamp ns in the slot, which held key k and kern old when
 // the caller checked them, unless it has a stamp, was rewritten since, or
 // ns is before its user time (the kernel stamps the packet after that).

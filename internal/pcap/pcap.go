@@ -1,0 +1,379 @@
+// Package pcap writes the packets a synprobe run sent and received to a
+// pcapng file (synprobe --pcap), with the times synprobe took them by:
+// the kernel's transmit and receive stamps, or the user-space clock where
+// the kernel gave none, each packet's comment saying which. The file
+// format is gopacket's pcapgo.NgWriter's; this package decides only what
+// goes in, in what order and with which time.
+//
+// A Writer is a probe.Recorder. It streams: packets wait in a small queue
+// in order of time, each for Reorder (a packet timed before it may be
+// recorded a moment later, by another thread), a packet sent until its
+// transmit stamp comes (at most Hold), and the packets after it with it;
+// beyond MaxQueue packets or MaxBytes, the oldest is written at once.
+// The file is in order of time, but for a packet recorded later than
+// that; nothing else is kept.
+package pcap
+
+import (
+	"errors"
+	"io"
+	"os"
+	"runtime"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+)
+
+// Bounds of the queue of packets that wait for a transmit stamp.
+const (
+	// Reorder is how long every packet waits before it is written, for
+	// one timed before it that is recorded late: a scan's answer may be
+	// recorded by its receiver before the thread that sent the probe has
+	// recorded it.
+	Reorder = 5 * time.Millisecond
+	// Hold is how long a packet sent waits for its kernel transmit stamp.
+	// The kernel queues the stamp as the packet leaves; the engines read
+	// it within milliseconds.
+	Hold = 250 * time.Millisecond
+	// MaxQueue and MaxBytes bound the queue: beyond them the oldest
+	// packet is written at once, with the time it has.
+	MaxQueue = 1 << 16
+	MaxBytes = 16 << 20
+	// MaxEarly bounds the stamps kept for packets not recorded yet: a
+	// scan's receiver may read a probe's stamp before the thread that
+	// sent it has recorded it.
+	MaxEarly = 4096
+	// FlushEvery is how often what was written goes from the buffer to
+	// the file, so that a run killed at once loses little of it.
+	FlushEvery = 100 * time.Millisecond
+)
+
+// Comments on each packet: which way it went and which clock timed it.
+const (
+	CommentSentKernel = "sent; time: kernel transmit stamp"
+	CommentSentUser   = "sent; time: user-space clock before the send (no kernel transmit stamp)"
+	CommentRecvKernel = "received; time: kernel receive stamp"
+	CommentRecvUser   = "received; time: user-space clock after the read (no kernel receive stamp)"
+)
+
+var (
+	outbound = &pcapgo.NgEpbFlags{Direction: pcapgo.NgEpbFlagDirectionOutbound}
+	inbound  = &pcapgo.NgEpbFlags{Direction: pcapgo.NgEpbFlagDirectionInbound}
+	options  = [4]pcapgo.NgPacketOptions{
+		{Comments: []string{CommentSentKernel}, Flags: outbound},
+		{Comments: []string{CommentSentUser}, Flags: outbound},
+		{Comments: []string{CommentRecvKernel}, Flags: inbound},
+		{Comments: []string{CommentRecvUser}, Flags: inbound},
+	}
+)
+
+// entry is a packet waiting to be written.
+type entry struct {
+	data    []byte
+	at      time.Time // the user-space clock's time
+	stamp   time.Time // the kernel's, zero if none
+	id      uint32
+	sent    bool
+	waiting bool // sent, its transmit stamp may still come
+}
+
+// time is when e went out or came in, as far as is known yet.
+func (e *entry) time() time.Time {
+	if e.stamp.IsZero() {
+		return e.at
+	}
+	return e.stamp
+}
+
+// earlyStamp is a stamp that came before its packet.
+type earlyStamp struct {
+	id uint32
+	t  time.Time
+}
+
+// Writer writes packets to a pcapng file as they are recorded. Its
+// methods may be called from several goroutines at once.
+type Writer struct {
+	mu    sync.Mutex
+	ng    *pcapgo.NgWriter
+	now   func() time.Time
+	q     []*entry // q[head:] wait, in order of time
+	head  int
+	byID  map[uint32]*entry    // the packets waiting for a stamp, by id
+	early map[uint32]time.Time // stamps that came before their packet
+	order []earlyStamp         // early's, oldest first
+	bytes int
+	free  []*entry
+	err   error
+	count uint64
+	flush time.Time // the buffer's last flush
+}
+
+// NewWriter writes a pcapng section with one interface of link type
+// LINKTYPE_RAW (IPv4 and IPv6 packets, no link-layer header) and
+// nanosecond times to w. app names the program in the section header.
+func NewWriter(w io.Writer, app string) (*Writer, error) {
+	ng, err := pcapgo.NewNgWriterInterface(w, pcapgo.NgInterface{
+		Name:                "synprobe",
+		Description:         "the IP packets synprobe sent and received",
+		OS:                  runtime.GOOS,
+		LinkType:            layers.LinkTypeRaw,
+		TimestampResolution: 9,
+	}, pcapgo.NgWriterOptions{SectionInfo: pcapgo.NgSectionInfo{
+		Hardware:    runtime.GOARCH,
+		OS:          runtime.GOOS,
+		Application: app,
+	}})
+	if err != nil {
+		return nil, err
+	}
+	return &Writer{ng: ng, now: time.Now, byID: map[uint32]*entry{}, early: map[uint32]time.Time{}}, nil
+}
+
+// Sent records a packet sent (probe.Recorder).
+func (w *Writer) Sent(pkt []byte, id uint32, tx, at time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if t, ok := w.early[id]; ok && tx.IsZero() {
+		tx = t
+		delete(w.early, id)
+	}
+	e := w.entry(pkt)
+	e.at, e.stamp, e.id, e.sent, e.waiting = at, tx, id, true, tx.IsZero()
+	if e.waiting {
+		w.byID[id] = e
+	}
+	w.insert(e)
+	w.release(w.now())
+}
+
+// TxStamp gives the kernel transmit stamp of the packet sent with id
+// (probe.Recorder). A stamp for a packet not recorded yet is kept for it
+// (the last MaxEarly such); one for a packet already written is ignored.
+func (w *Writer) TxStamp(id uint32, tx time.Time) {
+	if tx.IsZero() {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if e, ok := w.byID[id]; ok {
+		delete(w.byID, id)
+		e.stamp, e.waiting = tx, false
+		w.resort(e)
+	} else {
+		if len(w.order) >= MaxEarly {
+			// Forget the older half.
+			for _, o := range w.order[:MaxEarly/2] {
+				if t, ok := w.early[o.id]; ok && t.Equal(o.t) {
+					delete(w.early, o.id)
+				}
+			}
+			w.order = append(w.order[:0], w.order[MaxEarly/2:]...)
+		}
+		w.early[id] = tx
+		w.order = append(w.order, earlyStamp{id, tx})
+	}
+	w.release(w.now())
+}
+
+// Received records a packet read (probe.Recorder).
+func (w *Writer) Received(pkt []byte, rx, at time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	e := w.entry(pkt)
+	e.at, e.stamp = at, rx
+	w.insert(e)
+	w.release(w.now())
+}
+
+// Flush writes every packet still waiting, with the times it has, and
+// flushes the file's buffer. It returns the first error writing met.
+func (w *Writer) Flush() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for w.head < len(w.q) {
+		w.pop()
+	}
+	if w.err == nil {
+		w.err = w.ng.Flush()
+	}
+	return w.err
+}
+
+// Packets returns how many packets have been written (or dropped after
+// an error).
+func (w *Writer) Packets() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.count
+}
+
+// entry returns an entry holding a copy of pkt.
+func (w *Writer) entry(pkt []byte) *entry {
+	e := &entry{}
+	if n := len(w.free); n > 0 {
+		e, w.free = w.free[n-1], w.free[:n-1]
+	}
+	e.data = append(e.data[:0], pkt...)
+	return e
+}
+
+// insert queues e in order of time: after every packet no later than it.
+// Packets come nearly in order, so this looks at the last few.
+func (w *Writer) insert(e *entry) {
+	if w.head > 0 && w.head >= len(w.q)/2 {
+		// Move the waiting packets to the front, now and then.
+		n := copy(w.q, w.q[w.head:])
+		clear(w.q[n:])
+		w.q = w.q[:n]
+		w.head = 0
+	}
+	t := e.time()
+	i := len(w.q)
+	w.q = append(w.q, e)
+	for ; i > w.head && w.q[i-1].time().After(t); i-- {
+		w.q[i] = w.q[i-1]
+	}
+	w.q[i] = e
+	w.bytes += len(e.data)
+}
+
+// resort moves e, whose time went from the user-space clock's to the
+// kernel's, to its place.
+func (w *Writer) resort(e *entry) {
+	i := slices.Index(w.q[w.head:], e)
+	if i < 0 {
+		return
+	}
+	i += w.head
+	t := e.time()
+	for ; i > w.head && w.q[i-1].time().After(t); i-- {
+		w.q[i] = w.q[i-1]
+	}
+	for ; i+1 < len(w.q) && w.q[i+1].time().Before(t); i++ {
+		w.q[i] = w.q[i+1]
+	}
+	w.q[i] = e
+}
+
+// release writes the packets at the front of the queue that need wait no
+// more: one recorded Reorder ago (a packet timed before it may still be
+// recorded: a scan's sender and receiver record apart), waiting for no
+// stamp or for one Hold already; and any beyond the queue's bounds.
+func (w *Writer) release(now time.Time) {
+	for w.head < len(w.q) {
+		e := w.q[w.head]
+		over := len(w.q)-w.head > MaxQueue || w.bytes > MaxBytes
+		wait := Reorder
+		if e.waiting {
+			wait = Hold
+		}
+		if !over && now.Sub(e.at) < wait {
+			break
+		}
+		w.pop()
+	}
+	if w.err == nil && now.Sub(w.flush) >= FlushEvery {
+		w.flush = now
+		w.err = w.ng.Flush()
+	}
+}
+
+// pop writes the packet at the front of the queue.
+func (w *Writer) pop() {
+	e := w.q[w.head]
+	w.q[w.head] = nil
+	w.head++
+	if e.waiting && w.byID[e.id] == e {
+		delete(w.byID, e.id)
+	}
+	k := 0
+	if e.stamp.IsZero() {
+		k = 1
+	}
+	if !e.sent {
+		k += 2
+	}
+	if w.err == nil {
+		ci := gopacket.CaptureInfo{Timestamp: e.time(), CaptureLength: len(e.data), Length: len(e.data)}
+		w.err = w.ng.WritePacketWithOptions(ci, e.data, options[k])
+	}
+	w.count++
+	w.bytes -= len(e.data)
+	if cap(e.data) <= 2048 && len(w.free) < 256 {
+		*e = entry{data: e.data[:0]}
+		w.free = append(w.free, e)
+	}
+}
+
+// ErrNotRegular is what Create returns for an existing file that is not a
+// regular file (a directory, a device, a FIFO, a socket).
+var ErrNotRegular = errors.New("not a regular file")
+
+// Create opens path for writing a capture, as tcpdump -w does: created
+// with mode 0644 (less the umask), or truncated. It refuses an existing
+// file that is not a regular one, without waiting for a reader (a FIFO)
+// and without truncating anything first. The file is opened with the
+// caller's credentials: call it after dropping privileges, so that the
+// file is the user's and lands only where the user may write.
+func Create(path string) (*os.File, error) {
+	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
+		return nil, &os.PathError{Op: "open", Path: path, Err: ErrNotRegular}
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|syscall.O_NONBLOCK, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err == nil && !fi.Mode().IsRegular() {
+		err = &os.PathError{Op: "open", Path: path, Err: ErrNotRegular}
+	}
+	if err == nil {
+		err = f.Truncate(0)
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// Record is a packet read back from a file Writer wrote (Read).
+type Record struct {
+	Data    []byte
+	Time    time.Time
+	Sent    bool   // outbound; else received
+	Kernel  bool   // Time is a kernel stamp; else the user-space clock's
+	Comment string // the packet's comment
+}
+
+// Read reads back the packets of a file Writer wrote, for tests and
+// tools: pcapgo.NgReader's, with each packet's direction and clock.
+func Read(r io.Reader) ([]Record, error) {
+	ng, err := pcapgo.NewNgReader(r, pcapgo.DefaultNgReaderOptions)
+	if err != nil {
+		return nil, err
+	}
+	var recs []Record
+	for {
+		data, ci, opts, err := ng.ReadPacketDataWithOptions()
+		if err == io.EOF {
+			return recs, nil
+		}
+		if err != nil {
+			return recs, err
+		}
+		rec := Record{Data: data, Time: ci.Timestamp}
+		if len(opts.Comments) > 0 {
+			rec.Comment = opts.Comments[0]
+		}
+		rec.Sent = opts.Flags != nil && opts.Flags.Direction == pcapgo.NgEpbFlagDirectionOutbound
+		rec.Kernel = rec.Comment == CommentSentKernel || rec.Comment == CommentRecvKernel
+		recs = append(recs, rec)
+	}
+}
