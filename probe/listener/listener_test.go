@@ -50,7 +50,10 @@ func TestTSval(t *testing.T) {
 		{"stateful", 5000, 5011, 11 * time.Millisecond, Stateful},
 		{"stateful across 64", 5050, 5061, 11 * time.Millisecond, Stateful},
 		{"too close", 5000, 5000, time.Millisecond, Undecided},
-		{"too far", 5000, 5064, 64 * time.Millisecond, Undecided},
+		{"near 64", 5000, 5064, 64 * time.Millisecond, Undecided},
+		{"near 128", 5000, 5127, 127 * time.Millisecond, Undecided},
+		{"stateful, 100 ms", 5000, 5100, 100 * time.Millisecond, Stateful},
+		{"cookie, 100 ms", 0x40015, 0x40055, 100 * time.Millisecond, Cookie},
 	} {
 		a, b := synack(40000, 1, 2, tc.ta, 0, true, 7), synack(40000, 3, 4, tc.tb, tc.apart, true, 7)
 		if got := tsvalTest(a, b); got.Vote != tc.want {
