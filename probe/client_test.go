@@ -466,3 +466,61 @@ func TestClientConfigRejects(t *testing.T) {
 		t.Error("Rounds(nil) accepted")
 	}
 }
+
+// TestClientSourcePortAndPackets: ProbeOptions.SourcePort keeps a probe
+// on one of the client's ports, calls on one port wait for each other,
+// and ProbeOptions.Packets returns the SYN as sent and the ICMP error's
+// quote as received.
+func TestClientSourcePortAndPackets(t *testing.T) {
+	c := probetest.NewConn(byPort)
+	cl := fakeClient(t, c, 4)
+	ctx := context.Background()
+	for _, dst := range []netip.Addr{dst4, dst6} {
+		first, err := cl.Probe(ctx, netip.AddrPortFrom(dst, 300), &probe.ProbeOptions{Packets: true, TTL: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var syn wire.Packet
+		if err := wire.Parse(first.SYN, &syn); err != nil || syn.SrcPort != first.SrcPort || syn.Seq != first.ISN || syn.TTL != 3 || syn.Flags != wire.FlagSyn {
+			t.Fatalf("%v: Result.SYN %v %+v, result %+v", dst, err, syn, first)
+		}
+		want := first.SYN
+		if dst.Is4() {
+			want = want[:28] // what probetest's router quotes
+		}
+		if string(first.Quote) != string(want) {
+			t.Errorf("%v: Quote % x, want % x", dst, first.Quote, want)
+		}
+		var wg sync.WaitGroup
+		res := make([]*probe.Result, 8)
+		for i := range res {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r, err := cl.Probe(ctx, netip.AddrPortFrom(dst, 300), &probe.ProbeOptions{SourcePort: first.SrcPort})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				res[i] = r
+			}()
+		}
+		wg.Wait()
+		isns := map[uint32]bool{first.ISN: true}
+		for _, r := range res {
+			if r == nil {
+				continue
+			}
+			if r.SrcPort != first.SrcPort || r.State != probe.StateFiltered || isns[r.ISN] || r.SYN != nil || r.Quote != nil {
+				t.Errorf("%v: port %d (want %d), %v, ISN %#x (seen: %v), SYN %d bytes, quote %d", dst, r.SrcPort, first.SrcPort, r.State, r.ISN, isns[r.ISN], len(r.SYN), len(r.Quote))
+			}
+			isns[r.ISN] = true
+		}
+	}
+	if _, err := cl.Probe(ctx, netip.AddrPortFrom(dst4, 300), &probe.ProbeOptions{SourcePort: 60999}); err == nil {
+		t.Error("a port that is not the client's was taken")
+	}
+	if _, err := cl.Rounds(ctx, &probe.Rounds{Targets: []probe.Target{{Addr: dst4, Port: 300}}, Count: 1, Options: &probe.ProbeOptions{SourcePort: 61000}}); err == nil {
+		t.Error("Rounds took ProbeOptions.SourcePort")
+	}
+}

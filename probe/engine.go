@@ -187,6 +187,7 @@ type inbound struct {
 	pkt  wire.Packet
 	rx   time.Time // kernel receive stamp, zero if none
 	user time.Time // user-space clock at Recv's return
+	raw  []byte    // the packet as read, valid while it is handled
 }
 
 // stamp is when something happened, by the kernel's clock when known and
@@ -388,7 +389,7 @@ func (p *Prober) loop(ctx context.Context, main *job) error {
 		if wire.Parse(buf[:n], &in.pkt) != nil {
 			continue
 		}
-		in.rx, in.user = rx, p.now()
+		in.rx, in.user, in.raw = rx, p.now(), buf[:n]
 		p.handle(&in)
 	}
 }
@@ -439,7 +440,7 @@ func (p *Prober) drain(buf []byte, in *inbound, failures *core.Failures) (done b
 		if wire.Parse(buf[:n], &in.pkt) != nil {
 			continue
 		}
-		in.rx, in.user = rx, p.now()
+		in.rx, in.user, in.raw = rx, p.now(), buf[:n]
 		p.handle(in)
 	}
 	return false, nil
@@ -661,12 +662,23 @@ func (p *Prober) abort(j *job) {
 	}
 }
 
-// nextPort returns the source port for a SYN that leaves at now with
+// portTaker is a PortAllocator that can hand out a chosen port
+// (ProbeOptions.SourcePort).
+type portTaker interface {
+	TakePort(port uint16, now time.Time, tsval uint32, timestamps bool) bool
+}
+
+// nextPort returns the source port (want, unless 0) for a SYN that leaves at now with
 // TSval tsval, from the allocator. If the port's last connection still
 // lingers in TIME_WAIT, the allocator found that it may be reused (RFC
 // 6191): that connection is forgotten.
-func (p *Prober) nextPort(now time.Time, tsval uint32, timestamps bool) (uint16, bool) {
-	port, ok := p.ports.Take(now, tsval, timestamps)
+func (p *Prober) nextPort(want uint16, now time.Time, tsval uint32, timestamps bool) (uint16, bool) {
+	port, ok := want, false
+	if want == 0 {
+		port, ok = p.ports.Take(now, tsval, timestamps)
+	} else if pt, can := p.ports.(portTaker); can {
+		ok = pt.TakePort(want, now, tsval, timestamps)
+	}
 	if !ok || port < p.portLo || port > p.portHi {
 		return 0, false
 	}
@@ -696,7 +708,7 @@ func (p *Prober) sendSYN(j *job, ti, seq int, now time.Time) bool {
 	tsval := p.tsval(now)
 	// The port first: taking one that cools from a TIME_WAIT (RFC 6191)
 	// frees that connection's place in the table.
-	sport, ok := p.nextPort(now, tsval, opts.tsval >= 0)
+	sport, ok := p.nextPort(j.sport, now, tsval, opts.tsval >= 0)
 	if j.wait && (!ok || p.tab.full()) {
 		if ok {
 			p.freePort(sport)
@@ -751,6 +763,9 @@ func (p *Prober) sendSYN(j *job, ti, seq int, now time.Time) bool {
 		p.freePort(sport)
 		p.finishError(&e, err)
 		return true
+	}
+	if j.packets {
+		j.syn = append(j.syn[:0], p.pkt[:n]...)
 	}
 	if j.mode == ModeFIN || j.trace {
 		e.c = p.newTCB(&j.settings)
@@ -954,6 +969,9 @@ func (p *Prober) fillReply(r *Result, e *pending, in *inbound) {
 	r.TTL, r.TOS, r.IPID, r.DF = pkt.TTL, pkt.TOS, pkt.ID, pkt.DF
 	if pkt.IsICMP() {
 		r.ICMPType, r.ICMPCode = pkt.ICMPType, pkt.ICMPCode
+		if q := &pkt.Quoted; e.job.packets && q.Offset+q.Length <= len(in.raw) {
+			r.Quote = in.raw[q.Offset : q.Offset+q.Length]
+		}
 	} else {
 		r.Flags, r.Window, r.Options = pkt.Flags, pkt.Window, pkt.Options
 	}
@@ -1036,6 +1054,9 @@ func (p *Prober) begin(e *pending) *Result {
 		ISN:     e.isn,
 		Sent:    e.sent,
 		Mode:    e.job.mode,
+	}
+	if e.job.packets {
+		r.SYN = e.job.syn
 	}
 	return r
 }

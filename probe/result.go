@@ -113,6 +113,11 @@ type Result struct {
 	Interrupted bool
 	// Trace lists the probe's segments (Config.Trace).
 	Trace []TraceEvent
+
+	// With ProbeOptions.Packets: SYN is the SYN as sent (IP header
+	// first), and Quote, when an ICMP error answered, the packet it
+	// quotes as received (IP header first, as much as the router sent).
+	SYN, Quote []byte
 }
 
 // Answered reports whether anything answered the probe.

@@ -184,6 +184,12 @@ func TestParseICMPErrors(t *testing.T) {
 			if err := wire.Parse(tc.pkt, &p); err != nil {
 				t.Fatalf("Parse: %v", err)
 			}
+			// The quote runs from Offset to the end of the message.
+			q := &p.Quoted
+			if q.Offset+q.Length != len(tc.pkt) || q.Length < 8 || tc.pkt[q.Offset]>>4 != tc.pkt[0]>>4 {
+				t.Errorf("quote at %d, %d bytes, in %d", q.Offset, q.Length, len(tc.pkt))
+			}
+			q.Offset, q.Length = 0, 0
 			if p != tc.want {
 				t.Errorf("Parse =\n%+v\nwant\n%+v", p, tc.want)
 			}
