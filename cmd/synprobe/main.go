@@ -26,5 +26,8 @@ func main() {
 		cancel()
 		signal.Reset(os.Interrupt) // a second Ctrl-C kills at once
 	}()
+	if len(os.Args) > 1 && os.Args[1] == "trace" {
+		os.Exit(traceMain(ctx, os.Args[2:], os.Stdout, os.Stderr)) // trace.go
+	}
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr, &system{}))
 }

@@ -136,9 +136,9 @@ type SynAck struct {
 	Options wire.SYNOptions
 	TTL     uint8
 	TOS     uint8
-	// Changes: its MSS, window scale, SACK-permitted and timestamps
-	// options, and ECN, against our SYN's (an MSS below ours: the
-	// server's own, or a clamp on the way back).
+	// Changes: its MSS, SACK-permitted and timestamps options, the
+	// presence of window scaling, and ECN, against our SYN's (an MSS
+	// below ours: the server's own, or a clamp on the way back).
 	Changes []Change
 }
 
@@ -428,7 +428,8 @@ func synAck(res *probe.Result) *SynAck {
 		return "absent"
 	}
 	add("mss", num(so.MSS != 0, int(so.MSS)), num(ro.MSS != 0, int(ro.MSS)))
-	add("wscale", num(so.WScale >= 0, so.WScale), num(ro.WScale >= 0, ro.WScale))
+	// Each side picks its own window scale: only its presence compares.
+	add("wscale", yes(so.WScale >= 0), yes(ro.WScale >= 0))
 	add("sack-perm", yes(so.SACKPermitted), yes(ro.SACKPermitted))
 	add("ts", yes(so.Timestamps), yes(ro.Timestamps))
 	if sent.Flags&wire.FlagEce != 0 {

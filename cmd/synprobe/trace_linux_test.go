@@ -1,0 +1,286 @@
+//go:build linux
+
+package main
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/synprobe/synprobe/internal/netlab"
+	"github.com/synprobe/synprobe/rawsock/wire"
+)
+
+// traceLab is a chain of three Linux routers (r1, r2, r3) to a target
+// that listens on 80 and 85 (84 is closed), v4 and v6, with nftables in
+// the routers' forward hooks: r2 clamps the MSS of SYNs to and from 80 to
+// 1200 and rewrites SYNs to 85 (SACK-permitted and timestamps reset to
+// NOPs, window 1024, ECE and CWR cleared, DSCP CS1); r3 drops SYNs to 81
+// and rejects those to 82 with ICMP admin-prohibited. A lab per trace, so
+// that no trace meets the ICMP rate limits another left.
+func traceLab(t *testing.T) *netlab.Lab {
+	t.Helper()
+	l := netlab.NewChainLab(t, 3)
+	for _, a := range []netip.Addr{l.TargetV4, l.TargetV6} {
+		for _, port := range []uint16{80, 85} {
+			ln := l.Listen(t, l.Target, "tcp", netip.AddrPortFrom(a, port).String())
+			netlab.Serve(ln, func(c net.Conn) { c.Close() })
+		}
+	}
+	l.Nft(t, l.Routers[1].NS, `table inet lab {
+	chain rewrite {
+		type filter hook forward priority mangle; policy accept;
+		tcp dport 80 tcp flags & syn == syn tcp option maxseg size set 1200
+		tcp sport 80 tcp flags & syn == syn tcp option maxseg size set 1200
+		tcp dport 85 tcp flags & syn == syn reset tcp option sack-perm
+		tcp dport 85 tcp flags & syn == syn reset tcp option timestamp
+		tcp dport 85 tcp flags & syn == syn tcp window set 1024
+		tcp dport 85 tcp flags == (syn | ecn | cwr) tcp flags set syn
+		meta nfproto ipv4 tcp dport 85 ip dscp set cs1
+		meta nfproto ipv6 tcp dport 85 ip6 dscp set cs1
+	}
+}`)
+	l.Nft(t, l.Routers[2].NS, `table inet lab {
+	chain rewrite {
+		type filter hook forward priority filter; policy accept;
+		tcp dport 81 drop
+		tcp dport 82 reject with icmpx admin-prohibited
+	}
+}`)
+	return l
+}
+
+// synsIn returns the SYNs to port that a capture saw.
+func synsIn(t *testing.T, pkts []netlab.CapturedPacket, port uint16) []wire.Packet {
+	t.Helper()
+	var out []wire.Packet
+	for _, c := range pkts {
+		var p wire.Packet
+		if wire.ParseChecksums(c.Data, &p, wire.ChecksumsNotReady) == nil && p.Proto == wire.ProtocolTCP &&
+			p.Flags&(wire.FlagSyn|wire.FlagAck) == wire.FlagSyn && p.DstPort == port {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// hops returns the hop records of a trace run, and its trace record.
+func traceRecords(t *testing.T, r cliRun) ([]map[string]any, map[string]any) {
+	t.Helper()
+	if len(r.lines) == 0 {
+		t.Fatalf("no output; exit %d, stderr %s", r.code, r.stderr)
+	}
+	last := r.lines[len(r.lines)-1]
+	if last["type"] != "trace" {
+		t.Fatalf("last line %v", last)
+	}
+	for _, h := range r.lines[:len(r.lines)-1] {
+		if h["type"] != "hop" {
+			t.Fatalf("line %v", h)
+		}
+	}
+	return r.lines[:len(r.lines)-1], last
+}
+
+// changes returns a record's changes as field sent→seen strings.
+func changes(rec map[string]any) []string {
+	out := []string{}
+	list, _ := rec["changes"].([]any)
+	for _, c := range list {
+		m := c.(map[string]any)
+		out = append(out, fmt.Sprintf("%s %s→%s", m["field"], m["sent"], m["seen"]))
+	}
+	return out
+}
+
+// routerAddr returns router i's address on the prober's side.
+func routerAddr(l *netlab.Lab, i int, v6 bool) string {
+	if v6 {
+		return l.Routers[i].InV6.String()
+	}
+	return l.Routers[i].InV4.String()
+}
+
+// TestIntegrationTraceMSS: r2 clamps the MSS in its forward hook, so r2
+// quotes the SYN as sent and r3 quotes MSS 1200: the change is made
+// between hop 2 and hop 3, and the SYN-ACK, clamped on its way back too,
+// shows 1200. Witnesses: captures on r2's and r3's inward links (1460
+// before, 1200 after) and at the target, every SYN on one source port.
+func TestIntegrationTraceMSS(t *testing.T) {
+	for _, v6 := range []bool{false, true} {
+		t.Run(map[bool]string{false: "v4", true: "v6"}[v6], func(t *testing.T) {
+			l := traceLab(t)
+			dst, mss := l.TargetV4, "1460"
+			if v6 {
+				dst, mss = l.TargetV6, "1440"
+			}
+			c2 := l.StartCapture(t, l.Routers[1].NS, "in0", "tcp port 80")
+			c3 := l.StartCapture(t, l.Routers[2].NS, "in0", "tcp port 80")
+			ct := l.StartCapture(t, l.Target, "in0", "tcp port 80")
+			r := runIn(t, l, l.Prober, "trace", "--json", hostPort(dst, 80))
+			hops, tr := traceRecords(t, r)
+			if r.code != exitOK {
+				t.Errorf("exit %d, want 0; stderr %s", r.code, r.stderr)
+			}
+			if len(hops) != 4 {
+				t.Fatalf("%d hops: %v", len(hops), r.stdout)
+			}
+			qlen := 60.0
+			if v6 {
+				qlen = 80
+			}
+			for i, h := range hops[:3] {
+				want := []string{}
+				if i == 2 {
+					want = []string{"mss " + mss + "→1200"}
+				}
+				if h["ttl"] != float64(i+1) || h["from"] != routerAddr(l, i, v6) || h["answered"] != 3.0 || h["reply"] != "icmp-ttl-exceeded" ||
+					h["quote_len"] != qlen || h["partial"] != false || h["clock"] != "kernel" || !reflect.DeepEqual(changes(h), want) {
+					t.Errorf("hop %d: %v, changes %v (want %v)", i+1, h, changes(h), want)
+				}
+			}
+			if h := hops[3]; h["from"] != dst.String() || h["reply"] != "syn-ack" || h["answered"] != 3.0 {
+				t.Errorf("hop 4: %v", h)
+			}
+			ch, _ := tr["changes"].([]any)
+			if tr["state"] != "open" || tr["reason"] != "syn-ack" || tr["hop"] != 4.0 || tr["from"] != dst.String() || tr["last_hop"] != 4.0 ||
+				len(ch) != 1 || !reflect.DeepEqual(ch[0], map[string]any{"field": "mss", "sent": mss, "seen": "1200", "after": 2.0, "at": 3.0, "at_from": routerAddr(l, 2, v6)}) {
+				t.Errorf("trace record %v", tr)
+			}
+			sa, _ := tr["synack"].(map[string]any)
+			if sa == nil || sa["mss"] != 1200.0 || !reflect.DeepEqual(changes(sa), []string{"mss " + mss + "→1200"}) {
+				t.Errorf("synack %v", sa)
+			}
+			// The witnesses.
+			sport := uint16(tr["sport"].(float64))
+			for _, w := range []struct {
+				c    *netlab.Capture
+				name string
+				n    int
+				mss  string
+			}{{c2, "r2 in", 9, mss}, {c3, "r3 in", 6, "1200"}, {ct, "target", 3, "1200"}} {
+				pkts, err := w.c.Stop()
+				if err != nil {
+					t.Fatal(err)
+				}
+				syns := synsIn(t, pkts, 80)
+				if len(syns) != w.n {
+					t.Errorf("%s: %d SYNs, want %d (probes with TTL high enough)", w.name, len(syns), w.n)
+				}
+				for _, s := range syns {
+					if s.SrcPort != sport || fmt.Sprint(s.Options.MSS) != w.mss {
+						t.Errorf("%s: SYN from port %d (trace's %d) with MSS %d, want %s", w.name, s.SrcPort, sport, s.Options.MSS, w.mss)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestIntegrationTraceRewrites: r2 rewrites SYNs to 85 in its forward
+// hook; r3's quote shows each rewrite, made between hop 2 and hop 3, and
+// the SYN-ACK answers what reached the target (no SACK, no timestamps,
+// no ECN). Text output too: the change in the traceroute-like line.
+func TestIntegrationTraceRewrites(t *testing.T) {
+	for _, v6 := range []bool{false, true} {
+		t.Run(map[bool]string{false: "v4", true: "v6"}[v6], func(t *testing.T) {
+			l := traceLab(t)
+			dst := l.TargetV4
+			if v6 {
+				dst = l.TargetV6
+			}
+			ct := l.StartCapture(t, l.Target, "in0", "tcp port 85")
+			r := runIn(t, l, l.Prober, "trace", "--json", "--ecn", "-q", "2", hostPort(dst, 85))
+			hops, tr := traceRecords(t, r)
+			want := []string{"dscp 0→8", "flags SEC→S", "window 64240→1024", "sack-perm yes→nop", "ts yes→nop"}
+			if len(hops) != 4 || !reflect.DeepEqual(changes(hops[2]), want) || len(changes(hops[1])) != 0 {
+				t.Fatalf("hops: %v", r.stdout)
+			}
+			if got := changes(tr); len(got) != len(want) {
+				t.Errorf("trace changes %v", got)
+			}
+			sa, _ := tr["synack"].(map[string]any)
+			if wantSA := []string{"sack-perm yes→absent", "ts yes→absent", "ecn asked→refused"}; sa == nil || !reflect.DeepEqual(changes(sa), wantSA) {
+				t.Errorf("synack %v, want changes %v", sa, wantSA)
+			}
+			pkts, err := ct.Stop()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range synsIn(t, pkts, 85) {
+				if s.Window != 1024 || s.Options.SACKPermitted || s.Options.Timestamps || s.Flags != wire.FlagSyn || s.TOS != 0x20 {
+					t.Errorf("target got %+v", s)
+				}
+			}
+			txt := runIn(t, l, l.Prober, "trace", "-q", "1", hostPort(dst, 85))
+			t.Logf("synprobe trace -q 1 %s:\n%s", hostPort(dst, 85), txt.stdout)
+			line := ""
+			for _, ln := range strings.Split(txt.stdout, "\n") {
+				if strings.HasPrefix(ln, " 3  ") {
+					line = ln
+				}
+			}
+			if !strings.Contains(line, routerAddr(l, 2, v6)) || !strings.Contains(line, "window 64240→1024") || !strings.Contains(line, "sack-perm yes→nop") {
+				t.Errorf("text hop 3 %q in\n%s", line, txt.stdout)
+			}
+		})
+	}
+}
+
+// TestIntegrationTraceStops: a drop on r3 leaves r3 the last hop that
+// answered (and no SYN reaches past r3: its outward capture); an
+// admin-prohibited reject names r3; a closed port answers RST.
+func TestIntegrationTraceStops(t *testing.T) {
+	for _, v6 := range []bool{false, true} {
+		t.Run(map[bool]string{false: "v4", true: "v6"}[v6], func(t *testing.T) {
+			dstOf := func(l *netlab.Lab) netip.Addr {
+				if v6 {
+					return l.TargetV6
+				}
+				return l.TargetV4
+			}
+			t.Run("drop", func(t *testing.T) {
+				l := traceLab(t)
+				out := l.StartCapture(t, l.Routers[2].NS, "out0", "tcp port 81")
+				r := runIn(t, l, l.Prober, "trace", "--json", "-w", "500ms", hostPort(dstOf(l), 81))
+				hops, tr := traceRecords(t, r)
+				if r.code != exitNotOpen || tr["state"] != "filtered" || tr["reason"] != "timeout" || tr["hop"] != nil ||
+					tr["last_hop"] != 3.0 || tr["last_from"] != routerAddr(l, 2, v6) || len(hops) != 6 {
+					t.Errorf("exit %d, %v, %d hops\n%s", r.code, tr, len(hops), r.stdout)
+				}
+				pkts, err := out.Stop()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n := len(synsIn(t, pkts, 81)); n != 0 {
+					t.Errorf("%d SYNs left r3", n)
+				}
+			})
+			t.Run("reject", func(t *testing.T) {
+				l := traceLab(t)
+				r := runIn(t, l, l.Prober, "trace", "--json", hostPort(dstOf(l), 82))
+				hops, tr := traceRecords(t, r)
+				if r.code != exitNotOpen || tr["state"] != "filtered" || tr["reason"] != "icmp-admin-prohibited" || tr["hop"] != 4.0 ||
+					tr["from"] != routerAddr(l, 2, v6) || len(hops) != 4 || hops[3]["from"] != routerAddr(l, 2, v6) {
+					t.Errorf("exit %d, %v\n%s", r.code, tr, r.stdout)
+				}
+				txt := runIn(t, l, l.Prober, "trace", "-q", "1", hostPort(dstOf(l), 82))
+				t.Logf("synprobe trace -q 1 %s:\n%s", hostPort(dstOf(l), 82), txt.stdout)
+				if !strings.Contains(txt.stdout, "filtered (icmp-admin-prohibited): "+routerAddr(l, 2, v6)+" at hop 4, a router, rejects the SYN") {
+					t.Errorf("text:\n%s", txt.stdout)
+				}
+			})
+			t.Run("closed", func(t *testing.T) {
+				l := traceLab(t)
+				r := runIn(t, l, l.Prober, "trace", "--json", "-q", "1", hostPort(dstOf(l), 84))
+				_, tr := traceRecords(t, r)
+				if r.code != exitNotOpen || tr["state"] != "closed" || tr["reason"] != "rst" || tr["hop"] != 4.0 || tr["from"] != dstOf(l).String() {
+					t.Errorf("exit %d, %v", r.code, tr)
+				}
+			})
+		})
+	}
+}
