@@ -3,12 +3,16 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
+	"os/exec"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/synprobe/synprobe/internal/netlab"
 	"github.com/synprobe/synprobe/rawsock/wire"
@@ -21,7 +25,7 @@ import (
 // NOPs, window 1024, ECE and CWR cleared, DSCP CS1); r3 drops SYNs to 81
 // and rejects those to 82 with ICMP admin-prohibited. A lab per trace, so
 // that no trace meets the ICMP rate limits another left.
-func traceLab(t *testing.T) *netlab.Lab {
+func traceLab(t testing.TB) *netlab.Lab {
 	t.Helper()
 	l := netlab.NewChainLab(t, 3)
 	for _, a := range []netip.Addr{l.TargetV4, l.TargetV6} {
@@ -336,4 +340,97 @@ func TestIntegrationTraceNAT(t *testing.T) {
 			}
 		})
 	}
+}
+
+// BenchmarkTraceTools runs synprobe trace, tcptraceroute, traceroute -T
+// and nmap --traceroute (those installed) through traceLab, one fresh lab
+// per tool and port so that no tool meets the ICMP rate limits another
+// left, and prints each one's output and a comparison: hops listed, the
+// last address, and whether it tells of the MSS clamp (port 80), the
+// rewrites (85), the drop after r3 (81) and r3's reject (82).
+// scripts/bench-trace.sh runs it.
+func BenchmarkTraceTools(b *testing.B) {
+	type tool struct {
+		name string
+		bin  string
+		args func(dst netip.Addr, port uint16) []string
+	}
+	bin := synprobeBinary(b)
+	tools := []tool{
+		{"synprobe trace", bin, func(dst netip.Addr, port uint16) []string {
+			return []string{"trace", "-q", "1", "-w", "1s", hostPort(dst, port)}
+		}},
+		{"tcptraceroute", "tcptraceroute", func(dst netip.Addr, port uint16) []string {
+			return []string{"-n", "-q", "1", "-w", "1", "-m", "8", dst.String(), fmt.Sprint(port)}
+		}},
+		{"traceroute -T", "traceroute", func(dst netip.Addr, port uint16) []string {
+			return []string{"-T", "-n", "-q", "1", "-w", "1", "-m", "8", "-p", fmt.Sprint(port), dst.String()}
+		}},
+		{"nmap --traceroute", "nmap", func(dst netip.Addr, port uint16) []string {
+			return []string{"-n", "-Pn", "-sS", "-p", fmt.Sprint(port), "--traceroute", dst.String()}
+		}},
+	}
+	type row struct{ tool, port, hops, last, tells string }
+	var rows []row
+	// A hop line starts with its number; its address is the last IPv4
+	// address on it (nmap puts the RTT first), or none (a star).
+	hopLine := regexp.MustCompile(`(?m)^ *\d+ .*$`)
+	addr := regexp.MustCompile(`\b198\.18\.\d+\.\d+\b`)
+	for range b.N {
+		rows = rows[:0]
+		for _, tl := range tools {
+			path, err := exec.LookPath(tl.bin)
+			if err != nil {
+				b.Logf("%s: not installed", tl.name)
+				continue
+			}
+			for _, port := range []uint16{80, 85, 81, 82} {
+				l := traceLab(b)
+				dst := l.TargetV4
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+				start := time.Now()
+				out, _ := l.Command(ctx, l.Prober, path, tl.args(dst, port)...).CombinedOutput()
+				took := time.Since(start)
+				cancel()
+				text := string(out)
+				b.Logf("%s, port %d (%v):\n%s", tl.name, port, took.Round(10*time.Millisecond), text)
+				hops := hopLine.FindAllString(text, -1)
+				last := "-"
+				for _, h := range hops {
+					if a := addr.FindAllString(h, -1); len(a) > 0 {
+						last = a[len(a)-1]
+					}
+				}
+				tells := "no"
+				r3 := l.Routers[2].InV4.String()
+				switch port {
+				case 80:
+					if strings.Contains(text, "1200") {
+						tells = "yes"
+					}
+				case 85:
+					if strings.Contains(text, "1024") || strings.Contains(text, "sack-perm") {
+						tells = "yes"
+					}
+				case 81:
+					if last == r3 {
+						tells = "last hop r3"
+					}
+				case 82:
+					if strings.Contains(text, r3) && (strings.Contains(text, "prohibited") || strings.Contains(text, "!X") || strings.Contains(text, "!A")) {
+						tells = "yes: r3 rejects"
+					} else if strings.Contains(text, "filtered") {
+						tells = "filtered, not who"
+					}
+				}
+				rows = append(rows, row{tl.name, fmt.Sprint(port), fmt.Sprint(len(hops)), last, tells + fmt.Sprintf(" (%v)", took.Round(100*time.Millisecond))})
+			}
+		}
+	}
+	var tb strings.Builder
+	fmt.Fprintf(&tb, "%-18s %-5s %-5s %-14s %s\n", "tool", "port", "hops", "last address", "tells (80: MSS 1200; 85: rewrites; 81: drop after r3; 82: r3 rejects)")
+	for _, r := range rows {
+		fmt.Fprintf(&tb, "%-18s %-5s %-5s %-14s %s\n", r.tool, r.port, r.hops, r.last, r.tells)
+	}
+	b.Logf("comparison (IPv4, r1 %s, r2 %s, r3 %s):\n%s", "198.18.X.2", "198.18.X.10", "198.18.X.18", tb.String())
 }
