@@ -198,14 +198,18 @@ func traceMain(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		OnHop: w.hop,
 	}
 	if !o.json {
-		fmt.Fprintf(stdout, "synprobe trace to %s, %d hops max, %d probes per hop\n", dst, o.maxHops, o.queries)
+		probes := "probes"
+		if o.queries == 1 {
+			probes = "probe"
+		}
+		fmt.Fprintf(stdout, "synprobe trace to %s, %d hops max, %d %s per hop\n", dst, o.maxHops, o.queries, probes)
 	}
 	rep, err := trace.Run(ctx, c, dst, cfg)
 	interrupted := err != nil && ctx.Err() != nil
 	if err != nil && !interrupted {
 		// A SYN this host would not send (trace.ErrSend), a client that
 		// failed, or bad settings the flags let through.
-		fmt.Fprintf(stderr, "synprobe trace: %v\n", err)
+		fmt.Fprintf(stderr, "synprobe trace: %s\n", strings.TrimPrefix(err.Error(), "trace: "))
 		return exitFailure
 	}
 	w.final(rep, interrupted)

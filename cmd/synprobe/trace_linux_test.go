@@ -3,7 +3,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -11,6 +14,7 @@ import (
 	"reflect"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -433,4 +437,49 @@ func BenchmarkTraceTools(b *testing.B) {
 		fmt.Fprintf(&tb, "%-18s %-5s %-5s %-14s %s\n", r.tool, r.port, r.hops, r.last, r.tells)
 	}
 	b.Logf("comparison (IPv4, r1 %s, r2 %s, r3 %s):\n%s", "198.18.X.2", "198.18.X.10", "198.18.X.18", tb.String())
+}
+
+// TestIntegrationTraceInterrupt: SIGINT during a trace ends it at once
+// with the hops so far and a trace record marked interrupted (exit 1); a
+// SYN this host's output firewall refuses ends it with exit 3 and one
+// line.
+func TestIntegrationTraceInterrupt(t *testing.T) {
+	l := traceLab(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := l.Command(ctx, l.Prober, synprobeBinary(t), "trace", "--json", hostPort(l.TargetV4, 81))
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond) // into the silent hops after r3
+	start := time.Now()
+	cmd.Process.Signal(syscall.SIGINT)
+	err := cmd.Wait()
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("took %v to end after SIGINT", took)
+	}
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != exitNotOpen {
+		t.Errorf("exit %v, want 1", err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	var tr map[string]any
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &tr); err != nil || tr["type"] != "trace" || tr["interrupted"] != true ||
+		tr["last_hop"] != 3.0 || tr["state"] != "filtered" || len(lines) < 4 {
+		t.Errorf("after SIGINT:\n%s", out.String())
+	}
+
+	l.Nft(t, l.Prober, `table inet out {
+	chain o {
+		type filter hook output priority filter; policy accept;
+		tcp dport 86 drop
+	}
+}`)
+	r := runIn(t, l, l.Prober, "trace", hostPort(l.TargetV4, 86))
+	t.Logf("stderr: %s", r.stderr)
+	if r.code != exitFailure || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, "the SYN could not be sent") {
+		t.Errorf("exit %d, stderr %q", r.code, r.stderr)
+	}
 }

@@ -331,7 +331,7 @@ func (t *tracer) probe(ctx context.Context, ttl int) (*Reply, error) {
 	}
 	t.rep.Probes++
 	if res.State == probe.StateError {
-		return nil, fmt.Errorf("%w: %v", ErrSend, res.Err)
+		return nil, fmt.Errorf("%w (%s, TTL %d): %v", ErrSend, res.Reason, ttl, res.Err)
 	}
 	if t.rep.SrcPort == 0 {
 		t.rep.SrcPort, t.rep.Src, t.rep.SYN = res.SrcPort, res.Target.Src, res.SYN
