@@ -242,6 +242,18 @@ func FuzzCompare(f *testing.F) {
 		tcp[20], tcp[21], tcp[24], tcp[25] = 2, 0, 8, 255
 		return true
 	}))
+	f.Add(true, quoted(s6, func(ip, tcp []byte) bool { // an extension header announced
+		ip[6] = 0
+		return true
+	}))
+	long := quoted(s4, nil) // total length beyond the quote
+	wire.IPv4(long).SetTotalLength(1500)
+	f.Add(false, long)
+	f.Add(true, quoted(s6, func(ip, tcp []byte) bool { // payload length 0
+		wire.IPv6(ip).SetPayloadLength(0)
+		return true
+	}))
+	f.Add(false, append(quoted(s4, nil), make([]byte, 488)...)) // RFC 4884 padding to 548 bytes
 	f.Fuzz(func(t *testing.T, v6 bool, quote []byte) {
 		sent := s4
 		if v6 {
