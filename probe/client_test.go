@@ -524,3 +524,52 @@ func TestClientSourcePortAndPackets(t *testing.T) {
 		t.Error("Rounds took ProbeOptions.SourcePort")
 	}
 }
+
+// TestClientQuoteSeqRewritten: an ICMP error whose quote has another
+// sequence number than the probe's ISN (a middlebox rewrote it) answers
+// a probe kept with ProbeOptions.Packets, matched by its 4-tuple and IPv4
+// ID; not a probe without Packets, and not over IPv6, which has no ID.
+func TestClientQuoteSeqRewritten(t *testing.T) {
+	rewrite := func(p *wire.Packet, b []byte, _ uint32) []probetest.Reply {
+		q := append([]byte(nil), b...)
+		hl := 20
+		if p.Dst.Is6() {
+			hl = 40
+		}
+		wire.TCP(q[hl:]).SetSeq(p.Seq + 12345)
+		rtr := rtr4
+		typ := uint8(wire.ICMPv4TimeExceeded)
+		if p.Dst.Is6() {
+			rtr, typ = rtr6, wire.ICMPv6TimeExceeded
+		}
+		return []probetest.Reply{{Packet: probetest.ICMPError(q, rtr, typ, 0), After: rtt}}
+	}
+	c := probetest.NewConn(rewrite)
+	cl := fakeClient(t, c, 2)
+	ctx := context.Background()
+	r, err := cl.Probe(ctx, netip.AddrPortFrom(dst4, 80), &probe.ProbeOptions{Packets: true, Timeout: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.State != probe.StateFiltered || r.Reason != "icmp-ttl-exceeded" || r.From != rtr4 || len(r.Quote) != 28 {
+		t.Fatalf("%v %s from %v, quote %d bytes", r.State, r.Reason, r.From, len(r.Quote))
+	}
+	if wire.TCP(r.Quote[20:]).Seq() != r.ISN+12345 {
+		t.Errorf("quote seq %#x, ISN %#x", wire.TCP(r.Quote[20:]).Seq(), r.ISN)
+	}
+	for _, tc := range []struct {
+		dst  netip.Addr
+		opts *probe.ProbeOptions
+	}{
+		{dst4, &probe.ProbeOptions{Timeout: 50 * time.Millisecond}},
+		{dst6, &probe.ProbeOptions{Packets: true, Timeout: 50 * time.Millisecond}},
+	} {
+		r, err := cl.Probe(ctx, netip.AddrPortFrom(tc.dst, 80), tc.opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.State != probe.StateFiltered || r.Reason != probe.ReasonTimeout {
+			t.Errorf("%v packets=%v: %v %s, want a timeout", tc.dst, tc.opts.Packets, r.State, r.Reason)
+		}
+	}
+}

@@ -175,11 +175,21 @@ type Prober struct {
 	feed   func(b []byte, rx time.Time)
 	feedOn atomic.Bool
 
+	// kept are the probes in flight kept with ProbeOptions.Packets, whose
+	// ICMP errors may also be matched by IP ID (quotedByID).
+	kept []keptProbe
+
 	clock core.Clock // TSvals
 	pkt   [1600]byte
 	res   Result
 	close CloseReport
 	trace []TraceEvent
+}
+
+// keptProbe is a table key: a probe's ISN and source port.
+type keptProbe struct {
+	isn   uint32
+	sport uint16
 }
 
 // inbound is a parsed packet with its arrival times.
@@ -766,6 +776,7 @@ func (p *Prober) sendSYN(j *job, ti, seq int, now time.Time) bool {
 	}
 	if j.packets {
 		j.syn = append(j.syn[:0], p.pkt[:n]...)
+		p.kept = append(p.kept, keptProbe{e.isn, sport})
 	}
 	if j.mode == ModeFIN || j.trace {
 		e.c = p.newTCB(&j.settings)
@@ -823,6 +834,9 @@ func (p *Prober) drop(i int) {
 	}
 	if e.c != nil {
 		p.free = append(p.free, e.c)
+	}
+	if e.job.packets {
+		p.kept = slices.DeleteFunc(p.kept, func(k keptProbe) bool { return k.isn == e.isn && k.sport == e.sport })
 	}
 	j, live := e.job, e.live
 	if live {
@@ -937,6 +951,9 @@ func (p *Prober) handleICMP(in *inbound) {
 	i := -1
 	if ok {
 		i = p.tab.lookup(a.ISN, a.LocalPort)
+		if i < 0 {
+			i = p.quotedByID(&a, in.pkt.Quoted.ID)
+		}
 	}
 	if i < 0 {
 		p.connICMP(in)
@@ -947,6 +964,28 @@ func (p *Prober) handleICMP(in *inbound) {
 		return
 	}
 	p.finishReply(i, in, StateFiltered, wire.ICMPReason(a.Remote.Is6(), in.pkt.ICMPType, in.pkt.ICMPCode))
+}
+
+// quotedByID finds the probe kept with ProbeOptions.Packets (a trace's)
+// that an ICMP error quotes with a sequence number other than its ISN,
+// one a middlebox rewrote: by its 4-tuple and the quoted IPv4 ID, the
+// ISN's top half, among the few such probes in flight. It sets a.ISN to
+// the probe's and returns its index, or -1.
+func (p *Prober) quotedByID(a *core.Answer, id uint16) int {
+	if !a.Local.Is4() {
+		return -1 // no ID in IPv6
+	}
+	for _, k := range p.kept {
+		i := p.tab.lookup(k.isn, k.sport)
+		if i < 0 {
+			continue
+		}
+		if e := &p.tab.e[i]; e.state == stateSynSent && e.tuple() == a.Tuple && id != 0 && uint16(e.isn>>16) == id {
+			a.ISN = e.isn
+			return i
+		}
+	}
+	return -1
 }
 
 // finishReply completes probe i with a verdict from packet in.

@@ -25,8 +25,9 @@ import (
 // traceLab is a chain of three Linux routers (r1, r2, r3) to a target
 // that listens on 80 and 85 (84 is closed), v4 and v6, with nftables in
 // the routers' forward hooks: r2 clamps the MSS of SYNs to and from 80 to
-// 1200 and rewrites SYNs to 85 (SACK-permitted and timestamps reset to
-// NOPs, window 1024, ECE and CWR cleared, DSCP CS1); r3 drops SYNs to 81
+// 1200, rewrites SYNs to 85 (SACK-permitted and timestamps reset to
+// NOPs, window 1024, ECE and CWR cleared, DSCP CS1) and the sequence
+// number of SYNs to 87 (not back: nothing answers); r3 drops SYNs to 81
 // and rejects those to 82 with ICMP admin-prohibited. A lab per trace, so
 // that no trace meets the ICMP rate limits another left.
 func traceLab(t testing.TB) *netlab.Lab {
@@ -47,6 +48,7 @@ func traceLab(t testing.TB) *netlab.Lab {
 		tcp dport 85 tcp flags & syn == syn reset tcp option timestamp
 		tcp dport 85 tcp flags & syn == syn tcp window set 1024
 		tcp dport 85 tcp flags == (syn | ecn | cwr) tcp flags set syn
+		tcp dport 87 tcp flags & syn == syn tcp sequence set 305419896
 		meta nfproto ipv4 tcp dport 85 ip dscp set cs1
 		meta nfproto ipv6 tcp dport 85 ip6 dscp set cs1
 	}
@@ -481,5 +483,38 @@ func TestIntegrationTraceInterrupt(t *testing.T) {
 	t.Logf("stderr: %s", r.stderr)
 	if r.code != exitFailure || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, "the SYN could not be sent") {
 		t.Errorf("exit %d, stderr %q", r.code, r.stderr)
+	}
+}
+
+// TestIntegrationTraceSeq: r2 rewrites the sequence number of SYNs to 87.
+// Over IPv4 r3's quote is matched by the 4-tuple and the IP ID (the ISN's
+// top half) and shows the new sequence number, made between hop 2 and 3;
+// the target's SYN-ACK acknowledges a sequence number that is not ours and
+// answers nothing. IPv6 has no ID: r3's quote matches nothing, and hop 2
+// is the last that answered (docs/trace.md, limits).
+func TestIntegrationTraceSeq(t *testing.T) {
+	for _, v6 := range []bool{false, true} {
+		t.Run(map[bool]string{false: "v4", true: "v6"}[v6], func(t *testing.T) {
+			l := traceLab(t)
+			dst := l.TargetV4
+			if v6 {
+				dst = l.TargetV6
+			}
+			r := runIn(t, l, l.Prober, "trace", "--json", "-q", "1", "-w", "300ms", "--max-silent", "1", hostPort(dst, 87))
+			hops, tr := traceRecords(t, r)
+			if v6 {
+				if tr["last_hop"] != 2.0 || tr["state"] != "filtered" {
+					t.Errorf("%v\n%s", tr, r.stdout)
+				}
+				return
+			}
+			if len(hops) != 4 || tr["last_hop"] != 3.0 {
+				t.Fatalf("%s", r.stdout)
+			}
+			ch := changes(hops[2])
+			if len(ch) != 1 || !strings.HasPrefix(ch[0], "seq ") || !strings.HasSuffix(ch[0], "→305419896") {
+				t.Errorf("hop 3 changes %v", ch)
+			}
+		})
 	}
 }

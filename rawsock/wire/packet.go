@@ -206,6 +206,7 @@ type Quote struct {
 	SrcPort, DstPort uint16
 	Seq              uint32
 	HasSeq           bool // the quote was long enough to hold the sequence number (8 bytes of TCP hdr)
+	ID               uint16 // the quoted IPv4 header's ID; 0 for IPv6
 	// Offset is where the quoted IP header starts in the packet Parse
 	// was given, and Length how many bytes of quote follow it, to the
 	// end of the ICMP message; both 0 unless Parse returned nil.
@@ -506,7 +507,7 @@ func parseICMPv4(b []byte, p *Packet, cs Checksums) error {
 	case hl > len(q):
 		return ErrTruncated
 	}
-	p.Quoted.Src, p.Quoted.Dst = ip.SourceAddress(), ip.DestinationAddress()
+	p.Quoted.Src, p.Quoted.Dst, p.Quoted.ID = ip.SourceAddress(), ip.DestinationAddress(), ip.ID()
 	if ip.Protocol() != ProtocolTCP || ip.FragmentOffset() != 0 {
 		return ErrUnsupported
 	}
