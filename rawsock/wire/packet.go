@@ -205,7 +205,7 @@ type Quote struct {
 	Src, Dst         netip.Addr
 	SrcPort, DstPort uint16
 	Seq              uint32
-	HasSeq           bool // the quote was long enough to hold the sequence number (8 bytes of TCP hdr)
+	HasSeq           bool   // the quote was long enough to hold the sequence number (8 bytes of TCP hdr)
 	ID               uint16 // the quoted IPv4 header's ID; 0 for IPv6
 	// Offset is where the quoted IP header starts in the packet Parse
 	// was given, and Length how many bytes of quote follow it, to the
