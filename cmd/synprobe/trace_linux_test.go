@@ -26,7 +26,7 @@ import (
 // that listens on 80 and 85 (84 is closed), v4 and v6, with nftables in
 // the routers' forward hooks: r2 clamps the MSS of SYNs to and from 80 to
 // 1200, rewrites SYNs to 85 (SACK-permitted and timestamps reset to
-// NOPs, window 1024, ECE and CWR cleared, DSCP CS1) and the sequence
+// NOPs, window 1024, ECE and CWR cleared, DSCP CS1, ECN field CE) and the sequence
 // number of SYNs to 87 (not back: nothing answers); r3 drops SYNs to 81
 // and rejects those to 82 with ICMP admin-prohibited. A lab per trace, so
 // that no trace meets the ICMP rate limits another left.
@@ -51,6 +51,8 @@ func traceLab(t testing.TB) *netlab.Lab {
 		tcp dport 87 tcp flags & syn == syn tcp sequence set 305419896
 		meta nfproto ipv4 tcp dport 85 ip dscp set cs1
 		meta nfproto ipv6 tcp dport 85 ip6 dscp set cs1
+		meta nfproto ipv4 tcp dport 85 ip ecn set ce
+		meta nfproto ipv6 tcp dport 85 ip6 ecn set ce
 	}
 }`)
 	l.Nft(t, l.Routers[2].NS, `table inet lab {
@@ -203,9 +205,10 @@ func TestIntegrationTraceRewrites(t *testing.T) {
 				dst = l.TargetV6
 			}
 			ct := l.StartCapture(t, l.Target, "in0", "tcp port 85")
-			r := runIn(t, l, l.Prober, "trace", "--json", "--ecn", "-q", "2", hostPort(dst, 85))
+			// ECT(0) in the IP header, ECE and CWR in TCP.
+			r := runIn(t, l, l.Prober, "trace", "--json", "--ecn", "--tos", "2", "-q", "2", hostPort(dst, 85))
 			hops, tr := traceRecords(t, r)
-			want := []string{"dscp 0→8", "flags SEC→S", "window 64240→1024", "sack-perm yes→nop", "ts yes→nop"}
+			want := []string{"dscp 0→8", "ecn ect0→ce", "flags SEC→S", "window 64240→1024", "sack-perm yes→nop", "ts yes→nop"}
 			if len(hops) != 4 || !reflect.DeepEqual(changes(hops[2]), want) || len(changes(hops[1])) != 0 {
 				t.Fatalf("hops: %v", r.stdout)
 			}
@@ -221,7 +224,7 @@ func TestIntegrationTraceRewrites(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, s := range synsIn(t, pkts, 85) {
-				if s.Window != 1024 || s.Options.SACKPermitted || s.Options.Timestamps || s.Flags != wire.FlagSyn || s.TOS != 0x20 {
+				if s.Window != 1024 || s.Options.SACKPermitted || s.Options.Timestamps || s.Flags != wire.FlagSyn || s.TOS != 0x23 {
 					t.Errorf("target got %+v", s)
 				}
 			}
@@ -233,7 +236,7 @@ func TestIntegrationTraceRewrites(t *testing.T) {
 					line = ln
 				}
 			}
-			if !strings.Contains(line, routerAddr(l, 2, v6)) || !strings.Contains(line, "window 64240→1024") || !strings.Contains(line, "sack-perm yes→nop") {
+			if !strings.Contains(line, routerAddr(l, 2, v6)) || !strings.Contains(line, "window 64240→1024") || !strings.Contains(line, "sack-perm yes→nop") || !strings.Contains(line, "ecn not-ect→ce") {
 				t.Errorf("text hop 3 %q in\n%s", line, txt.stdout)
 			}
 		})
