@@ -253,13 +253,14 @@ func (t *traceWriter) writeJSON(v any) {
 // Records of `synprobe trace --json` (docs/json.md).
 type (
 	traceChange struct {
-		Field string `json:"field"`
-		Sent  string `json:"sent"`
-		Seen  string `json:"seen"`
-		New   *bool  `json:"new,omitempty"`
-		After *int   `json:"after,omitempty"`
-		At    *int   `json:"at,omitempty"`
-		From  string `json:"at_from,omitempty"`
+		Field     string `json:"field"`
+		Sent      string `json:"sent"`
+		Seen      string `json:"seen"`
+		New       *bool  `json:"new,omitempty"`
+		After     *int   `json:"after,omitempty"`
+		AfterFrom string `json:"after_from,omitempty"`
+		At        *int   `json:"at,omitempty"`
+		From      string `json:"at_from,omitempty"`
 	}
 	traceHopRecord struct {
 		Type       string        `json:"type"`
@@ -434,7 +435,14 @@ func (t *traceWriter) final(rep *trace.Report, interrupted bool) {
 		b.WriteString("\n")
 	}
 	for _, c := range rep.Changes {
-		fmt.Fprintf(&b, "changed: %s between hop %d and hop %d (%s)\n", c.Change, c.After, c.At, c.AtFrom)
+		after := "this host"
+		if c.After > 0 {
+			after = fmt.Sprintf("hop %d", c.After)
+			if c.AfterFrom.IsValid() {
+				after += " (" + c.AfterFrom.String() + ")"
+			}
+		}
+		fmt.Fprintf(&b, "changed: %s between %s and hop %d (%s)\n", c.Change, after, c.At, c.AtFrom)
 	}
 	t.write(b.String())
 }
@@ -471,7 +479,11 @@ func traceJSON(arg string, rep *trace.Report, interrupted bool) traceEndRecord {
 	}
 	for _, c := range rep.Changes {
 		after, at := c.After, c.At
-		r.Changes = append(r.Changes, traceChange{Field: c.Field, Sent: c.Sent, Seen: c.Seen, After: &after, At: &at, From: c.AtFrom.String()})
+		tc := traceChange{Field: c.Field, Sent: c.Sent, Seen: c.Seen, After: &after, At: &at, From: c.AtFrom.String()}
+		if c.AfterFrom.IsValid() {
+			tc.AfterFrom = c.AfterFrom.String()
+		}
+		r.Changes = append(r.Changes, tc)
 	}
 	if sa := rep.SynAck; sa != nil {
 		s := &traceSynAckRecord{Flags: sa.Flags.String(), Win: sa.Window, SACK: sa.Options.SACKPermitted, TS: sa.Options.Timestamps,

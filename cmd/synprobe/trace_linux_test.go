@@ -159,7 +159,7 @@ func TestIntegrationTraceMSS(t *testing.T) {
 			}
 			ch, _ := tr["changes"].([]any)
 			if tr["state"] != "open" || tr["reason"] != "syn-ack" || tr["hop"] != 4.0 || tr["from"] != dst.String() || tr["last_hop"] != 4.0 ||
-				len(ch) != 1 || !reflect.DeepEqual(ch[0], map[string]any{"field": "mss", "sent": mss, "seen": "1200", "after": 2.0, "at": 3.0, "at_from": routerAddr(l, 2, v6)}) {
+				len(ch) != 1 || !reflect.DeepEqual(ch[0], map[string]any{"field": "mss", "sent": mss, "seen": "1200", "after": 2.0, "after_from": routerAddr(l, 1, v6), "at": 3.0, "at_from": routerAddr(l, 2, v6)}) {
 				t.Errorf("trace record %v", tr)
 			}
 			sa, _ := tr["synack"].(map[string]any)

@@ -139,7 +139,7 @@ func TestTraceJSONDoc(t *testing.T) {
 	}
 	rep := &trace.Report{Target: dst, Src: netip.MustParseAddr("198.18.0.1"), SrcPort: 61000, State: probe.StateOpen, Reason: "syn-ack",
 		End: 4, From: dst.Addr(), LastHop: 4, LastFrom: dst.Addr(), Probes: 9,
-		Changes: []trace.PathChange{{Change: q.Changes[0], After: 2, At: 3, AtFrom: r3}},
+		Changes: []trace.PathChange{{Change: q.Changes[0], After: 2, At: 3, AfterFrom: r2, AtFrom: r3}},
 		SynAck:  &trace.SynAck{Flags: wire.FlagSyn | wire.FlagAck, Window: 1, Options: wire.SYNOptions{MSS: 1200, WScale: 7}, Changes: q.Changes}}
 	var out bytes.Buffer
 	w := &traceWriter{w: &out, json: true, arg: dst.String()}

@@ -143,11 +143,12 @@ type SynAck struct {
 }
 
 // PathChange is a change to the SYN and where it was made: between hop
-// After (0: this host) and hop At, whose router is AtFrom.
+// After (0: this host), whose router is AfterFrom, and hop At, whose
+// router is AtFrom.
 type PathChange struct {
 	Change
-	After, At int
-	AtFrom    netip.Addr
+	After, At         int
+	AfterFrom, AtFrom netip.Addr
 }
 
 // Report is a finished trace.
@@ -500,7 +501,11 @@ func (t *tracer) finish() {
 		}
 		for _, c := range h.Changes {
 			if c.New {
-				t.rep.Changes = append(t.rep.Changes, PathChange{Change: c.Change, After: c.After, At: ttl, AtFrom: h.From})
+				pc := PathChange{Change: c.Change, After: c.After, At: ttl, AtFrom: h.From}
+				if a := t.hops[c.After]; a != nil {
+					pc.AfterFrom = a.From
+				}
+				t.rep.Changes = append(t.rep.Changes, pc)
 			}
 		}
 	}

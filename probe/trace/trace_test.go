@@ -148,7 +148,7 @@ func TestRunChangesAtTheirHop(t *testing.T) {
 	}
 	// Hop 3 quotes 8 bytes: the MSS change is first seen at hop 4, made
 	// after hop 2; the window change (r4's forward hook) at no hop.
-	want := []PathChange{{Change: Change{"mss", "1460", "1200"}, After: 2, At: 4, AtFrom: r4}}
+	want := []PathChange{{Change: Change{"mss", "1460", "1200"}, After: 2, At: 4, AfterFrom: r2, AtFrom: r4}}
 	if !reflect.DeepEqual(rep.Changes, want) {
 		t.Errorf("changes %+v, want %+v", rep.Changes, want)
 	}
