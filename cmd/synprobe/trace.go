@@ -190,6 +190,17 @@ func traceMain(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return exitFailure
 	}
 	defer c.Close()
+	// Set up: the rest needs no privilege (rst mode has no RST guard).
+	// A root run becomes the sudo user or nobody, as synprobe's others
+	// do (docs/privileges.md).
+	drop, err := cli.PlanDrop("", false, os.Getenv, cli.LookupAccount)
+	if err == nil {
+		err = cli.DropPrivileges(drop)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "synprobe trace: cannot give up privileges: %v\n", err)
+		return exitFailure
+	}
 	w := &traceWriter{w: stdout, json: o.json, dst: dst, arg: arg}
 	cfg := &trace.Config{
 		FirstHop: o.firstHop, MaxHops: o.maxHops, Queries: o.queries,

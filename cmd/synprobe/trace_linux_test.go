@@ -444,7 +444,8 @@ func BenchmarkTraceTools(b *testing.B) {
 	b.Logf("comparison (IPv4, r1 %s, r2 %s, r3 %s):\n%s", "198.18.X.2", "198.18.X.10", "198.18.X.18", tb.String())
 }
 
-// TestIntegrationTraceInterrupt: SIGINT during a trace ends it at once
+// TestIntegrationTraceInterrupt: a trace under way has given up its
+// privileges; SIGINT ends it at once
 // with the hops so far and a trace record marked interrupted (exit 1); a
 // SYN this host's output firewall refuses ends it with exit 3 and one
 // line.
@@ -459,6 +460,12 @@ func TestIntegrationTraceInterrupt(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(1500 * time.Millisecond) // into the silent hops after r3
+	// Set up, a trace keeps no privilege (docs/privileges.md).
+	for _, c := range procCreds(t, cmd.Process.Pid) {
+		if c.capEff != noCaps || c.capPrm != noCaps || strings.HasPrefix(c.uid, "0 ") || c.noNewPrivs != "1" {
+			t.Errorf("during the trace: %v", c)
+		}
+	}
 	start := time.Now()
 	cmd.Process.Signal(syscall.SIGINT)
 	err := cmd.Wait()
