@@ -448,7 +448,7 @@ func BenchmarkTraceTools(b *testing.B) {
 // privileges; SIGINT ends it at once
 // with the hops so far and a trace record marked interrupted (exit 1); a
 // SYN this host's output firewall refuses ends it with exit 3 and one
-// line.
+// line, and so does a run without CAP_NET_RAW, naming the fix.
 func TestIntegrationTraceInterrupt(t *testing.T) {
 	l := traceLab(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -481,6 +481,16 @@ func TestIntegrationTraceInterrupt(t *testing.T) {
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &tr); err != nil || tr["type"] != "trace" || tr["interrupted"] != true ||
 		tr["last_hop"] != 3.0 || tr["state"] != "filtered" || len(lines) < 4 {
 		t.Errorf("after SIGINT:\n%s", out.String())
+	}
+
+	if _, err := exec.LookPath("setpriv"); err == nil {
+		out, err := l.Command(context.Background(), l.Prober, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
+			synprobeBinary(t), "trace", hostPort(l.TargetV4, 80)).CombinedOutput()
+		var ee *exec.ExitError
+		if lines := strings.Split(strings.TrimSpace(string(out)), "\n"); !errors.As(err, &ee) || ee.ExitCode() != exitFailure ||
+			len(lines) != 1 || !strings.Contains(lines[0], "CAP_NET_RAW") || !strings.Contains(lines[0], "sudo") {
+			t.Errorf("as nobody: %v, want exit 3 and one line naming the fix:\n%s", err, out)
+		}
 	}
 
 	l.Nft(t, l.Prober, `table inet out {
