@@ -369,6 +369,9 @@ func BenchmarkTraceTools(b *testing.B) {
 		{"synprobe trace", bin, func(dst netip.Addr, port uint16) []string {
 			return []string{"trace", "-q", "1", "-w", "1s", hostPort(dst, port)}
 		}},
+		{"synprobe trace -q3", bin, func(dst netip.Addr, port uint16) []string {
+			return []string{"trace", hostPort(dst, port)} // the defaults: 3 probes per hop, 1 s apart
+		}},
 		{"tcptraceroute", "tcptraceroute", func(dst netip.Addr, port uint16) []string {
 			return []string{"-n", "-q", "1", "-w", "1", "-m", "8", dst.String(), fmt.Sprint(port)}
 		}},
