@@ -53,6 +53,7 @@ bench: deps build
 	$(SUDO) env "PATH=$$PATH" scripts/bench-rtt.sh
 	$(SUDO) scripts/bench-scan.sh bin/synprobe bin/labserver 3
 	$(SUDO) scripts/bench-serve.sh bin/synprobe bin/labserver 60 15
+	$(SUDO) env "PATH=$$PATH" scripts/bench-trace.sh
 
 # The exported API is declared once, in portable files, and rawsock/wire
 # is portable (the TestLayout of rawsock and rawsock/wire): the module

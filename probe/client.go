@@ -116,6 +116,14 @@ type ProbeOptions struct {
 	// is nil); NoOptions sends a SYN without options.
 	Options, Options6 *wire.SYNOptions
 	NoOptions         bool
+	// SourcePort, if set, is the probe's source port (Probe only): one
+	// of the client's, such as an earlier Result.SrcPort. The probe
+	// waits while another has it. A trace keeps its 5-tuple this way.
+	SourcePort uint16
+	// Packets keeps the SYN as sent in Result.SYN and, when an ICMP
+	// error answers it, the packet the error quotes in Result.Quote
+	// (Probe only).
+	Packets bool
 }
 
 // Client is a long-lived prober that any number of goroutines may use at
@@ -516,6 +524,7 @@ func (c *Client) settings(o *ProbeOptions) (settings, error) {
 	if err != nil {
 		return s, err
 	}
+	s.sport, s.packets = o.SourcePort, o.Packets
 	if s.mode.needsGuard() && c.block != nil {
 		if _, err := c.rstGuard(); err != nil {
 			return s, err
@@ -636,6 +645,9 @@ func (c *Client) Probe(ctx context.Context, dst netip.AddrPort, opts *ProbeOptio
 	var src netip.Addr
 	if opts != nil {
 		src = opts.Source
+		if err := c.ownPort(opts.SourcePort); err != nil {
+			return nil, err
+		}
 	}
 	t, err := c.target("", dst, src)
 	if err != nil {
@@ -667,6 +679,22 @@ func (c *Client) Probe(ctx context.Context, dst netip.AddrPort, opts *ProbeOptio
 		return nil, j.err
 	}
 	return nil, ErrClosed
+}
+
+// ownPort checks that port, unless 0, is one of the client's source
+// ports.
+func (c *Client) ownPort(port uint16) error {
+	if port == 0 {
+		return nil
+	}
+	ports := c.cfg.SourcePorts
+	if c.block != nil {
+		ports = c.block.Ports()
+	}
+	if !slices.Contains(ports, port) {
+		return fmt.Errorf("probe: source port %d is not one of the client's", port)
+	}
+	return nil
 }
 
 // Rounds describes probes sent in rounds, as ping sends them: one probe
@@ -712,6 +740,9 @@ func (c *Client) Rounds(ctx context.Context, r *Rounds) ([]Stats, error) {
 	var src netip.Addr
 	if r.Options != nil {
 		src = r.Options.Source
+		if r.Options.SourcePort != 0 || r.Options.Packets {
+			return nil, errors.New("probe: ProbeOptions.SourcePort and Packets are for Probe, not Rounds")
+		}
 	}
 	ts := make([]Target, len(r.Targets))
 	for i, t := range r.Targets {
@@ -765,5 +796,7 @@ func (r *Result) clone() *Result {
 	}
 	c.Trace = slices.Clone(r.Trace)
 	c.SynAckRetrans = slices.Clone(r.SynAckRetrans)
+	c.SYN = slices.Clone(r.SYN)
+	c.Quote = slices.Clone(r.Quote)
 	return &c
 }

@@ -561,3 +561,110 @@ func TestClientConfigRejects(t *testing.T) {
 		t.Error("Rounds(nil) accepted")
 	}
 }
+
+// TestClientSourcePortAndPackets: ProbeOptions.SourcePort keeps a probe
+// on one of the client's ports, calls on one port wait for each other,
+// and ProbeOptions.Packets returns the SYN as sent and the ICMP error's
+// quote as received.
+func TestClientSourcePortAndPackets(t *testing.T) {
+	c := probetest.NewConn(byPort)
+	cl := fakeClient(t, c, 4)
+	ctx := context.Background()
+	for _, dst := range []netip.Addr{dst4, dst6} {
+		first, err := cl.Probe(ctx, netip.AddrPortFrom(dst, 300), &probe.ProbeOptions{Packets: true, TTL: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var syn wire.Packet
+		if err := wire.Parse(first.SYN, &syn); err != nil || syn.SrcPort != first.SrcPort || syn.Seq != first.ISN || syn.TTL != 3 || syn.Flags != wire.FlagSyn {
+			t.Fatalf("%v: Result.SYN %v %+v, result %+v", dst, err, syn, first)
+		}
+		want := first.SYN
+		if dst.Is4() {
+			want = want[:28] // what probetest's router quotes
+		}
+		if string(first.Quote) != string(want) {
+			t.Errorf("%v: Quote % x, want % x", dst, first.Quote, want)
+		}
+		var wg sync.WaitGroup
+		res := make([]*probe.Result, 8)
+		for i := range res {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r, err := cl.Probe(ctx, netip.AddrPortFrom(dst, 300), &probe.ProbeOptions{SourcePort: first.SrcPort})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				res[i] = r
+			}()
+		}
+		wg.Wait()
+		isns := map[uint32]bool{first.ISN: true}
+		for _, r := range res {
+			if r == nil {
+				continue
+			}
+			if r.SrcPort != first.SrcPort || r.State != probe.StateFiltered || isns[r.ISN] || r.SYN != nil || r.Quote != nil {
+				t.Errorf("%v: port %d (want %d), %v, ISN %#x (seen: %v), SYN %d bytes, quote %d", dst, r.SrcPort, first.SrcPort, r.State, r.ISN, isns[r.ISN], len(r.SYN), len(r.Quote))
+			}
+			isns[r.ISN] = true
+		}
+	}
+	if _, err := cl.Probe(ctx, netip.AddrPortFrom(dst4, 300), &probe.ProbeOptions{SourcePort: 60999}); err == nil {
+		t.Error("a port that is not the client's was taken")
+	}
+	if _, err := cl.Rounds(ctx, &probe.Rounds{Targets: []probe.Target{{Addr: dst4, Port: 300}}, Count: 1, Options: &probe.ProbeOptions{SourcePort: 61000}}); err == nil {
+		t.Error("Rounds took ProbeOptions.SourcePort")
+	}
+}
+
+// TestClientQuoteSeqRewritten: an ICMP error whose quote has another
+// sequence number than the probe's ISN (a middlebox rewrote it) answers
+// a probe kept with ProbeOptions.Packets, matched by its 4-tuple and IPv4
+// ID; not a probe without Packets, and not over IPv6, which has no ID.
+func TestClientQuoteSeqRewritten(t *testing.T) {
+	rewrite := func(p *wire.Packet, b []byte, _ uint32) []probetest.Reply {
+		q := append([]byte(nil), b...)
+		hl := 20
+		if p.Dst.Is6() {
+			hl = 40
+		}
+		wire.TCP(q[hl:]).SetSeq(p.Seq + 12345)
+		rtr := rtr4
+		typ := uint8(wire.ICMPv4TimeExceeded)
+		if p.Dst.Is6() {
+			rtr, typ = rtr6, wire.ICMPv6TimeExceeded
+		}
+		return []probetest.Reply{{Packet: probetest.ICMPError(q, rtr, typ, 0), After: rtt}}
+	}
+	c := probetest.NewConn(rewrite)
+	cl := fakeClient(t, c, 2)
+	ctx := context.Background()
+	r, err := cl.Probe(ctx, netip.AddrPortFrom(dst4, 80), &probe.ProbeOptions{Packets: true, Timeout: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.State != probe.StateFiltered || r.Reason != "icmp-ttl-exceeded" || r.From != rtr4 || len(r.Quote) != 28 {
+		t.Fatalf("%v %s from %v, quote %d bytes", r.State, r.Reason, r.From, len(r.Quote))
+	}
+	if wire.TCP(r.Quote[20:]).Seq() != r.ISN+12345 {
+		t.Errorf("quote seq %#x, ISN %#x", wire.TCP(r.Quote[20:]).Seq(), r.ISN)
+	}
+	for _, tc := range []struct {
+		dst  netip.Addr
+		opts *probe.ProbeOptions
+	}{
+		{dst4, &probe.ProbeOptions{Timeout: 50 * time.Millisecond}},
+		{dst6, &probe.ProbeOptions{Packets: true, Timeout: 50 * time.Millisecond}},
+	} {
+		r, err := cl.Probe(ctx, netip.AddrPortFrom(tc.dst, 80), tc.opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.State != probe.StateFiltered || r.Reason != probe.ReasonTimeout {
+			t.Errorf("%v packets=%v: %v %s, want a timeout", tc.dst, tc.opts.Packets, r.State, r.Reason)
+		}
+	}
+}

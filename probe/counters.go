@@ -57,6 +57,7 @@ func (p *Prober) send(pkt []byte, id uint32) error {
 // and counted.
 func (p *Prober) take(b []byte, in *inbound) {
 	p.count.received.Add(1)
+	in.raw = b
 	p.fed(b, in.rx)
 	if p.rec != nil {
 		p.recordRx(b, in.rx)

@@ -206,6 +206,9 @@ type Prober struct {
 
 	count counters
 	took  bool // the packet handled was one of a probe's
+	// kept are the probes in flight kept with ProbeOptions.Packets, whose
+	// ICMP errors may also be matched by IP ID (quotedByID).
+	kept []keptProbe
 
 	clock core.Clock // TSvals
 	// rec (nil: none) records every packet; recTx are the packets sent
@@ -218,11 +221,18 @@ type Prober struct {
 	trace []TraceEvent
 }
 
+// keptProbe is a table key: a probe's ISN and source port.
+type keptProbe struct {
+	isn   uint32
+	sport uint16
+}
+
 // inbound is a parsed packet with its arrival times.
 type inbound struct {
 	pkt  wire.Packet
 	rx   time.Time // kernel receive stamp, zero if none
 	user time.Time // user-space clock at Recv's return
+	raw  []byte    // the packet as read, valid while it is handled
 }
 
 // stamp is when something happened, by the kernel's clock when known and
@@ -698,12 +708,23 @@ func (p *Prober) abort(j *job) {
 	}
 }
 
-// nextPort returns the source port for a SYN that leaves at now with
+// portTaker is a PortAllocator that can hand out a chosen port
+// (ProbeOptions.SourcePort).
+type portTaker interface {
+	TakePort(port uint16, now time.Time, tsval uint32, timestamps bool) bool
+}
+
+// nextPort returns the source port (want, unless 0) for a SYN that leaves at now with
 // TSval tsval, from the allocator. If the port's last connection still
 // lingers in TIME_WAIT, the allocator found that it may be reused (RFC
 // 6191): that connection is forgotten.
-func (p *Prober) nextPort(now time.Time, tsval uint32, timestamps bool) (uint16, bool) {
-	port, ok := p.ports.Take(now, tsval, timestamps)
+func (p *Prober) nextPort(want uint16, now time.Time, tsval uint32, timestamps bool) (uint16, bool) {
+	port, ok := want, false
+	if want == 0 {
+		port, ok = p.ports.Take(now, tsval, timestamps)
+	} else if pt, can := p.ports.(portTaker); can {
+		ok = pt.TakePort(want, now, tsval, timestamps)
+	}
 	if !ok || port < p.portLo || port > p.portHi {
 		return 0, false
 	}
@@ -733,7 +754,7 @@ func (p *Prober) sendSYN(j *job, ti, seq int, now time.Time) bool {
 	tsval := p.tsval(now)
 	// The port first: taking one that cools from a TIME_WAIT (RFC 6191)
 	// frees that connection's place in the table.
-	sport, ok := p.nextPort(now, tsval, opts.tsval >= 0)
+	sport, ok := p.nextPort(j.sport, now, tsval, opts.tsval >= 0)
 	if j.wait && (!ok || p.tab.full()) {
 		if ok {
 			p.freePort(sport)
@@ -795,6 +816,10 @@ func (p *Prober) sendSYN(j *job, ti, seq int, now time.Time) bool {
 		p.finishError(&e, err)
 		return true
 	}
+	if j.packets {
+		j.syn = append(j.syn[:0], p.pkt[:n]...)
+		p.kept = append(p.kept, keptProbe{e.isn, sport})
+	}
 	if j.mode == ModeFIN || j.mode == ModeWithhold || j.trace {
 		e.c = p.newTCB(&j.settings)
 		e.c.us, e.c.peer = SynSent, Listen
@@ -852,6 +877,9 @@ func (p *Prober) drop(i int) {
 	}
 	if e.c != nil {
 		p.free = append(p.free, e.c)
+	}
+	if e.job.packets {
+		p.kept = slices.DeleteFunc(p.kept, func(k keptProbe) bool { return k.isn == e.isn && k.sport == e.sport })
 	}
 	j, live := e.job, e.live
 	if live {
@@ -981,6 +1009,9 @@ func (p *Prober) handleICMP(in *inbound) {
 	i := -1
 	if ok {
 		i = p.tab.lookup(a.ISN, a.LocalPort)
+		if i < 0 {
+			i = p.quotedByID(&a, in.pkt.Quoted.ID)
+		}
 	}
 	if i < 0 {
 		p.connICMP(in)
@@ -992,6 +1023,28 @@ func (p *Prober) handleICMP(in *inbound) {
 	}
 	p.took = true
 	p.finishReply(i, in, StateFiltered, wire.ICMPReason(a.Remote.Is6(), in.pkt.ICMPType, in.pkt.ICMPCode))
+}
+
+// quotedByID finds the probe kept with ProbeOptions.Packets (a trace's)
+// that an ICMP error quotes with a sequence number other than its ISN,
+// one a middlebox rewrote: by its 4-tuple and the quoted IPv4 ID, the
+// ISN's top half, among the few such probes in flight. It sets a.ISN to
+// the probe's and returns its index, or -1.
+func (p *Prober) quotedByID(a *core.Answer, id uint16) int {
+	if !a.Local.Is4() {
+		return -1 // no ID in IPv6
+	}
+	for _, k := range p.kept {
+		i := p.tab.lookup(k.isn, k.sport)
+		if i < 0 {
+			continue
+		}
+		if e := &p.tab.e[i]; e.state == stateSynSent && e.tuple() == a.Tuple && id != 0 && uint16(e.isn>>16) == id {
+			a.ISN = e.isn
+			return i
+		}
+	}
+	return -1
 }
 
 // finishReply completes probe i with a verdict from packet in.
@@ -1014,6 +1067,9 @@ func (p *Prober) fillReply(r *Result, e *pending, in *inbound) {
 	r.TTL, r.TOS, r.IPID, r.DF = pkt.TTL, pkt.TOS, pkt.ID, pkt.DF
 	if pkt.IsICMP() {
 		r.ICMPType, r.ICMPCode = pkt.ICMPType, pkt.ICMPCode
+		if q := &pkt.Quoted; e.job.packets && q.Offset+q.Length <= len(in.raw) {
+			r.Quote = in.raw[q.Offset : q.Offset+q.Length]
+		}
 	} else {
 		r.Flags, r.PeerSeq, r.Window, r.Options = pkt.Flags, pkt.Seq, pkt.Window, pkt.Options
 	}
@@ -1100,6 +1156,9 @@ func (p *Prober) begin(e *pending) *Result {
 		ISN:     e.isn,
 		Sent:    e.sent,
 		Mode:    e.job.mode,
+	}
+	if e.job.packets {
+		r.SYN = e.job.syn
 	}
 	return r
 }

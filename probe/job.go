@@ -22,6 +22,8 @@ type settings struct {
 	ttl, tos     uint8
 	window       uint16
 	ecn          bool
+	sport        uint16              // a Client's ProbeOptions.SourcePort
+	packets      bool                // a Client's ProbeOptions.Packets
 	options      [2]*wire.SYNOptions // for IPv4 and IPv6 targets; nil: none
 	opts         [2]synOpts          // the same, encoded
 }
@@ -109,6 +111,7 @@ type job struct {
 	cancelled bool // by its caller: its probes were interrupted
 	err       error
 	done      chan struct{} // closed when the job has finished, if non-nil
+	syn       []byte        // its SYN as sent (settings.packets: one probe)
 }
 
 func (j *job) roundsLeft() bool { return j.count == 0 || j.round < j.count }

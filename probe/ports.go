@@ -137,6 +137,32 @@ func (pp *PortPool) Take(now time.Time, tsval uint32, timestamps bool) (uint16, 
 	return pp.ports[best], true
 }
 
+// TakePort takes port for a SYN as Take would take it in its turn: if
+// it is one of the pool's, not busy, and not cooling unless it may be
+// reused. A Client's ProbeOptions.SourcePort takes its port this way.
+func (pp *PortPool) TakePort(port uint16, now time.Time, tsval uint32, timestamps bool) bool {
+	i, ok := slices.BinarySearch(pp.ports, port)
+	if !ok {
+		pp.exhausted++
+		return false
+	}
+	if !pp.track {
+		return true
+	}
+	s := &pp.st[i]
+	switch {
+	case s.busy:
+		return false
+	case !now.Before(s.coolTill):
+	case timestamps && s.ts && !now.Before(s.reuseAt) && int32(tsval-s.tsval) > 0:
+		pp.reused++
+	default:
+		return false
+	}
+	s.busy = true
+	return true
+}
+
 // Release implements PortAllocator.
 func (pp *PortPool) Release(port uint16, end PortEnd) {
 	i, ok := slices.BinarySearch(pp.ports, port)

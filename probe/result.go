@@ -126,6 +126,11 @@ type Result struct {
 	// AfterACK (ModeWithhold with LateACK) is what followed the third
 	// ACK sent when the watch ended.
 	AfterACK AckOutcome
+
+	// With ProbeOptions.Packets: SYN is the SYN as sent (IP header
+	// first), and Quote, when an ICMP error answered, the packet it
+	// quotes as received (IP header first, as much as the router sent).
+	SYN, Quote []byte
 }
 
 // AckOutcome is what followed a third ACK that a server got late

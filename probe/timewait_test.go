@@ -73,7 +73,7 @@ func TestTimeWaitReACK(t *testing.T) {
 		t.Errorf("%d results, %d late FINs", results, p.Stats(0).LateFINs)
 	}
 	// The port stays taken while the connection lingers.
-	if _, ok := p.nextPort(time.Now(), p.tsval(time.Now()), true); ok {
+	if _, ok := p.nextPort(0, time.Now(), p.tsval(time.Now()), true); ok {
 		t.Error("the TIME_WAIT connection's port was handed out again")
 	}
 }

@@ -114,6 +114,8 @@ port is probed like ping; more than one pair is scanned: one probe per pair
 (plus retries) in random order, one result line per pair.
 
 synprobe serve --config.file FILE is a Prometheus exporter (serve --help).
+synprobe trace HOST:PORT finds the hop that drops or rewrites the SYN
+(trace --help).
 
 Flags:
 `

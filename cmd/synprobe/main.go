@@ -29,5 +29,8 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "listener" {
 		os.Exit(listenerMain(ctx, os.Args[2:], os.Stdout, os.Stderr)) // listener.go
 	}
+	if len(os.Args) > 1 && os.Args[1] == "trace" {
+		os.Exit(traceMain(ctx, os.Args[2:], os.Stdout, os.Stderr)) // trace.go
+	}
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr, &system{}))
 }

@@ -27,6 +27,11 @@
 // segment whose round trip is twice the delay. This replaces netem, which
 // the project's kernels lack.
 //
+// [NewChainLab] puts n Linux routers in a row between Prober and Target,
+// each a namespace that forwards IPv4 and IPv6 with static routes
+// (Lab.Routers), for TTL-stepped probes: every link is a /29 and a /64
+// of the lab's prefixes.
+//
 // # Loss
 //
 // [NewLossyLab] is a delay lab whose forwarder also drops frames: at random

@@ -19,6 +19,9 @@ type Lab struct {
 	// Router is the middle namespace of a lab made by NewDelayLab, empty
 	// otherwise.
 	Router string
+	// Routers are the routers of a lab made by NewChainLab, from the
+	// prober's side to the target's; nil otherwise.
+	Routers []ChainRouter
 
 	namespaces []string         // created so far, deleted at cleanup
 	lossStats  func() LossStats // the forwarder's counts (delay labs)
@@ -31,6 +34,15 @@ func (l *Lab) LossStats() LossStats {
 		return LossStats{}
 	}
 	return l.lossStats()
+}
+
+// ChainRouter is one router of a lab made by NewChainLab: a namespace
+// that forwards IPv4 and IPv6 between its two interfaces, In (towards
+// the prober) and Out (towards the target).
+type ChainRouter struct {
+	NS                       string
+	In, Out                  string     // interface names in NS: "in0" and "out0"
+	InV4, InV6, OutV4, OutV6 netip.Addr // its addresses on each side
 }
 
 // CapturedPacket is one packet read back from a capture.

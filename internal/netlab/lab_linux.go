@@ -37,7 +37,7 @@ const (
 var labSeq atomic.Uint32
 
 // staleName matches namespaces made by this package: sp<pid>x<n><role>.
-var staleName = regexp.MustCompile(`^sp([0-9]+)x[0-9]+[ptr]$`)
+var staleName = regexp.MustCompile(`^sp([0-9]+)x[0-9]+[ptr][0-9]*$`)
 
 // New creates a Prober and a Target namespace joined by a veth pair, with
 // addresses, links up and permanent neighbour entries, and registers their

@@ -111,7 +111,7 @@ func checkParse(t *testing.T, b []byte) {
 	// Parse resets every field: a dirty Packet gives the same result.
 	dirty := wire.Packet{Src: wiretest.V6R, Dst: wiretest.V6R, TTL: 1, TOS: 1, ID: 1, DF: true, Proto: 99, SrcPort: 1, DstPort: 1,
 		Seq: 1, Ack: 1, Flags: 1, Window: 1, Options: wiretest.LinuxSYNOptions, PayloadLen: 1, ICMPType: 1, ICMPCode: 1,
-		Quoted: wire.Quote{Src: wiretest.V6R, Dst: wiretest.V6R, SrcPort: 1, DstPort: 1, Seq: 1, HasSeq: true}}
+		Quoted: wire.Quote{Src: wiretest.V6R, Dst: wiretest.V6R, SrcPort: 1, DstPort: 1, Seq: 1, HasSeq: true, ID: 1, Offset: 1, Length: 1}}
 	if err2 := wire.Parse(b, &dirty); err2 != err || dirty != p {
 		t.Fatalf("dirty Packet: %v %+v, fresh: %v %+v", err2, dirty, err, p)
 	}
@@ -179,6 +179,12 @@ func checkParse(t *testing.T, b []byte) {
 		q := p.Quoted
 		if v4 != q.Src.Is4() || v4 != q.Dst.Is4() || !v4 && (!q.Src.Is6() || !q.Dst.Is6()) {
 			t.Fatalf("quoted addresses %v %v", q.Src, q.Dst)
+		}
+		if q.Offset < wire.IPv4MinimumSize+wire.ICMPHeaderSize || q.Length < 0 || q.Offset+q.Length > len(b) || b[q.Offset]>>4 != b[0]>>4 {
+			t.Fatalf("quote at %d, %d bytes, in %d", q.Offset, q.Length, len(b))
+		}
+		if !v4 && q.ID != 0 {
+			t.Fatalf("IPv6 quote with an IPv4 ID: %+v", q)
 		}
 		if !q.HasSeq && q.Seq != 0 {
 			t.Fatalf("Seq without HasSeq: %+v", q)

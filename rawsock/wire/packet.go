@@ -205,7 +205,12 @@ type Quote struct {
 	Src, Dst         netip.Addr
 	SrcPort, DstPort uint16
 	Seq              uint32
-	HasSeq           bool // the quote was long enough to hold the sequence number (8 bytes of TCP hdr)
+	HasSeq           bool   // the quote was long enough to hold the sequence number (8 bytes of TCP hdr)
+	ID               uint16 // the quoted IPv4 header's ID; 0 for IPv6
+	// Offset is where the quoted IP header starts in the packet Parse
+	// was given, and Length how many bytes of quote follow it, to the
+	// end of the ICMP message; both 0 unless Parse returned nil.
+	Offset, Length int
 }
 
 // Parse parses b, a whole IP packet (the version comes from the first
@@ -319,7 +324,11 @@ func parseIPv4(b []byte, p *Packet, cs Checksums) error {
 	case ProtocolTCP:
 		return parseTCP(payload, p, cs)
 	case ProtocolICMP:
-		return parseICMPv4(payload, p, cs)
+		err := parseICMPv4(payload, p, cs)
+		if err == nil {
+			p.Quoted.Offset, p.Quoted.Length = hl+ICMPHeaderSize, len(payload)-ICMPHeaderSize
+		}
+		return err
 	}
 	return ErrUnsupported
 }
@@ -344,7 +353,11 @@ func parseIPv6(b []byte, p *Packet, cs Checksums) error {
 	case ProtocolTCP:
 		return parseTCP(payload, p, cs)
 	case ProtocolICMPv6:
-		return parseICMPv6(payload, p, cs)
+		err := parseICMPv6(payload, p, cs)
+		if err == nil {
+			p.Quoted.Offset, p.Quoted.Length = end-len(payload)+ICMPHeaderSize, len(payload)-ICMPHeaderSize
+		}
+		return err
 	}
 	return ErrUnsupported
 }
@@ -494,7 +507,7 @@ func parseICMPv4(b []byte, p *Packet, cs Checksums) error {
 	case hl > len(q):
 		return ErrTruncated
 	}
-	p.Quoted.Src, p.Quoted.Dst = ip.SourceAddress(), ip.DestinationAddress()
+	p.Quoted.Src, p.Quoted.Dst, p.Quoted.ID = ip.SourceAddress(), ip.DestinationAddress(), ip.ID()
 	if ip.Protocol() != ProtocolTCP || ip.FragmentOffset() != 0 {
 		return ErrUnsupported
 	}

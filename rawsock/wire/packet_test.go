@@ -148,7 +148,7 @@ func TestBuildErrors(t *testing.T) {
 func TestParseICMPErrors(t *testing.T) {
 	syn4 := wiretest.MustBuild(t, wiretest.ProbeSYN(wiretest.V4A, wiretest.V4B, 40000))
 	syn6 := wiretest.MustBuild(t, wiretest.ProbeSYN(wiretest.V6A, wiretest.V6B, 40000))
-	quote4 := wire.Quote{Src: wiretest.V4A, Dst: wiretest.V4B, SrcPort: 40000, DstPort: 443, Seq: 0xc0ffee00, HasSeq: true}
+	quote4 := wire.Quote{Src: wiretest.V4A, Dst: wiretest.V4B, SrcPort: 40000, DstPort: 443, Seq: 0xc0ffee00, HasSeq: true, ID: 0x4242}
 	quote6 := wire.Quote{Src: wiretest.V6A, Dst: wiretest.V6B, SrcPort: 40000, DstPort: 443, Seq: 0xc0ffee00, HasSeq: true}
 	base4 := wire.Packet{Src: wiretest.V4R, Dst: wiretest.V4A, TTL: 250, TOS: 0xc0, ID: 7, Proto: 1, Options: wire.SYNOptions{WScale: -1}}
 	base6 := wire.Packet{Src: wiretest.V6R, Dst: wiretest.V6A, TTL: 63, TOS: 0xc0, Proto: 58, Options: wire.SYNOptions{WScale: -1}}
@@ -166,7 +166,7 @@ func TestParseICMPErrors(t *testing.T) {
 		{"v4 frag needed", wiretest.ICMP4Error(3, 4, wiretest.V4R, wiretest.V4A, syn4[:28]), with(base4, 3, 4, quote4)},
 		{"v4 time exceeded", wiretest.ICMP4Error(11, 0, wiretest.V4R, wiretest.V4A, syn4[:28]), with(base4, 11, 0, quote4)},
 		{"v4 parameter problem", wiretest.ICMP4Error(12, 0, wiretest.V4R, wiretest.V4A, syn4), with(base4, 12, 0, quote4)},
-		{"v4 ports only", wiretest.ICMP4Error(3, 1, wiretest.V4R, wiretest.V4A, syn4[:24]), with(base4, 3, 1, wire.Quote{Src: wiretest.V4A, Dst: wiretest.V4B, SrcPort: 40000, DstPort: 443})},
+		{"v4 ports only", wiretest.ICMP4Error(3, 1, wiretest.V4R, wiretest.V4A, syn4[:24]), with(base4, 3, 1, wire.Quote{Src: wiretest.V4A, Dst: wiretest.V4B, SrcPort: 40000, DstPort: 443, ID: 0x4242})},
 		{"v4 quote with IP options", wiretest.ICMP4Error(3, 1, wiretest.V4R, wiretest.V4A, wiretest.WithIPv4Options(syn4, 8)[:36]), with(base4, 3, 1, quote4)},
 		{"v4 RFC 4884 padding", wiretest.ICMP4Error(11, 0, wiretest.V4R, wiretest.V4A, append(append([]byte{}, syn4[:28]...), make([]byte, 100)...)), with(base4, 11, 0, quote4)},
 		{"v6 no route", wiretest.ICMP6Error(1, 0, wiretest.V6R, wiretest.V6A, syn6[:48]), with(base6, 1, 0, quote6)},
@@ -184,6 +184,12 @@ func TestParseICMPErrors(t *testing.T) {
 			if err := wire.Parse(tc.pkt, &p); err != nil {
 				t.Fatalf("Parse: %v", err)
 			}
+			// The quote runs from Offset to the end of the message.
+			q := &p.Quoted
+			if q.Offset+q.Length != len(tc.pkt) || q.Length < 8 || tc.pkt[q.Offset]>>4 != tc.pkt[0]>>4 {
+				t.Errorf("quote at %d, %d bytes, in %d", q.Offset, q.Length, len(tc.pkt))
+			}
+			q.Offset, q.Length = 0, 0
 			if p != tc.want {
 				t.Errorf("Parse =\n%+v\nwant\n%+v", p, tc.want)
 			}
