@@ -78,8 +78,12 @@ func TestFlagMatrix(t *testing.T) {
 		"cleanup":       {[]string{"--cleanup"}, out("removed nftables table inet synprobe_99_deadbeef"), nil},
 		"rate":          {[]string{"--rate", "500"}, out("(limit 500/s)"), nil},
 		"retries":       {[]string{"--retries", "2", "198.18.0.2:79"}, out("(2 retries)"), nil},
-		"open":          {[]string{"--open"}, func(r *matrixRun) bool { return strings.Contains(r.stdout, "open     ") && !strings.Contains(r.stdout, "closed   ") }, nil},
-		"mismatches":    {[]string{"--mismatches", "198.18.0.2:81=open"}, func(r *matrixRun) bool { return strings.Contains(r.stdout, "MISMATCH") && !strings.Contains(r.stdout, "open     ") }, nil},
+		"open": {[]string{"--open"}, func(r *matrixRun) bool {
+			return strings.Contains(r.stdout, "open     ") && !strings.Contains(r.stdout, "closed   ")
+		}, nil},
+		"mismatches": {[]string{"--mismatches", "198.18.0.2:81=open"}, func(r *matrixRun) bool {
+			return strings.Contains(r.stdout, "MISMATCH") && !strings.Contains(r.stdout, "open     ")
+		}, nil},
 		"expect":        {[]string{"--expect", "closed"}, out("MISMATCH 198.18.0.2:80"), nil},
 		"senders":       {[]string{"--senders", "3"}, func(r *matrixRun) bool { return r.o.senders == 3 }, nil},
 		"user":          {[]string{"-Z", "root"}, func(r *matrixRun) bool { return len(r.sys.drops) == 1 && !r.sys.drops[0].SetUID }, nil},
