@@ -78,7 +78,7 @@ func TestFlagMatrix(t *testing.T) {
 		"cleanup":       {[]string{"--cleanup"}, out("removed nftables table inet synprobe_99_deadbeef"), nil},
 		"rate":          {[]string{"--rate", "500"}, out("(limit 500/s)"), nil},
 		"retries":       {[]string{"--retries", "2", "198.18.0.2:79"}, out("(2 retries)"), nil},
-		"open": {[]string{"--open"}, func(r *matrixRun) bool {
+		"open": {[]string{"--open", "198.18.0.2:81"}, func(r *matrixRun) bool {
 			return strings.Contains(r.stdout, "open     ") && !strings.Contains(r.stdout, "closed   ")
 		}, nil},
 		"mismatches": {[]string{"--mismatches", "198.18.0.2:81=open"}, func(r *matrixRun) bool {
