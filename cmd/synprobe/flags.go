@@ -384,6 +384,9 @@ func parseArgs(args []string) (*options, error) {
 		o.specs = append(o.specs, sp)
 	}
 	if len(o.specs) == 0 && len(o.files) == 0 {
+		if o.verb == verbScan {
+			return nil, usagef("no target given (try: synprobe scan host:1-1024)")
+		}
 		return nil, usagef("no target given (try: synprobe host:port)")
 	}
 	return o, nil

@@ -229,7 +229,9 @@ func TestBadInput(t *testing.T) {
 		args []string
 		want string // in the one-line error
 	}{
-		{[]string{}, "no target"},
+		{[]string{}, "no target given (try: synprobe host:port)"},
+		{[]string{"scan"}, "no target given (try: synprobe scan host:1-1024)"},
+		{[]string{"scan", "-w", "1"}, "no target given (try: synprobe scan"},
 		{[]string{"host:"}, "missing port"},
 		{[]string{":80"}, "missing host"},
 		{[]string{"host"}, "missing port"},
@@ -476,11 +478,26 @@ func TestHelpAndVersion(t *testing.T) {
 // TestHelpText: the help fits 80 columns, says each default once, and
 // prints the mark in hex as the docs do.
 func TestHelpText(t *testing.T) {
-	_, help, _ := runCLI(t, &fakeSystem{}, "--help")
-	for i, line := range strings.Split(help, "\n") {
-		if n := utf8.RuneCountInString(line); n > helpColumns {
-			t.Errorf("line %d is %d columns: %q", i+1, n, line)
+	// Every verb's help fits, and names its own flags only.
+	for _, v := range verbs {
+		_, help, _ := runCLI(t, &fakeSystem{}, string(v), "--help")
+		for i, line := range strings.Split(help, "\n") {
+			if n := utf8.RuneCountInString(line); n > helpColumns {
+				t.Errorf("%s: line %d is %d columns: %q", v, i+1, n, line)
+			}
 		}
+		for name, only := range onlyFor {
+			if shown := strings.Contains(help, "--"+name+" "); shown != (only.verb == v) {
+				t.Errorf("%s --help shows --%s: %v", v, name, shown)
+			}
+		}
+		if !strings.HasPrefix(help, "Usage: synprobe ") || !strings.Contains(help, "Examples:\n  sudo synprobe "+map[verb]string{verbPing: "", verbScan: "scan "}[v]) {
+			t.Errorf("%s --help:\n%s", v, help)
+		}
+	}
+	_, help, _ := runCLI(t, &fakeSystem{}, "--help")
+	if _, ping, _ := runCLI(t, &fakeSystem{}, "ping", "--help"); ping != help {
+		t.Errorf("synprobe --help and synprobe ping --help differ")
 	}
 	// One flag's text runs from its name to the next flag's.
 	flags := regexp.MustCompile(`(?m)^  (?:-\w, |    )--`).Split(help[strings.Index(help, "Flags:"):strings.Index(help, "Exit status")], -1)
