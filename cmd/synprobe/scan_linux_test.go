@@ -16,6 +16,7 @@ import (
 
 	"github.com/synprobe/synprobe/internal/netlab"
 	"github.com/synprobe/synprobe/probe/scan"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // scanLab is a lab whose target answers for a whole IPv4 /24 and a small
@@ -256,5 +257,53 @@ func TestIntegrationScanSlowReader(t *testing.T) {
 	if !strings.Contains(summary, fmt.Sprintf(`"sent":%d,"retries":0,`, 256*ports)) || !strings.Contains(summary, `"recv_drops":0,`) ||
 		!strings.Contains(summary, `"recv_path":"packet ring"`) {
 		t.Errorf("summary:\n%s", summary)
+	}
+}
+
+// TestIntegrationScanECN: a scan with --ecn sends ECN-setup SYNs (ECE and
+// CWR, as the capture shows) and reports the SYN-ACK's ECE: Linux agrees
+// to ECN when asked (net.ipv4.tcp_ecn=2, its default, set here); without
+// --ecn neither.
+func TestIntegrationScanECN(t *testing.T) {
+	l, v4, v6 := scanLab(t, 22)
+	l.Run(t, l.Target, "sysctl", "-qw", "net.ipv4.tcp_ecn=2")
+	targets := []string{netip.AddrPortFrom(v4.Addr(), 22).String(), netip.AddrPortFrom(v6.Addr(), 22).String()}
+	for _, ecn := range []bool{true, false} {
+		args := []string{"scan", "--json", "-w", "0.3"}
+		if ecn {
+			args = append(args, "--ecn")
+		}
+		c := l.StartCapture(t, l.Prober, l.ProberIf, "tcp")
+		r := runIn(t, l, l.Prober, append(args, targets...)...)
+		pkts, err := c.Stop()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := scanResults(t, r)
+		if r.code != exitOK || len(got) != 2 {
+			t.Fatalf("--ecn %v: exit %d, %d results: %s%s", ecn, r.code, len(got), r.stdout, r.stderr)
+		}
+		for _, m := range r.lines {
+			if m["type"] == "result" && (m["state"] != "open" || m["ece"] != ecn) {
+				t.Errorf("--ecn %v: %v", ecn, m)
+			}
+		}
+		want := wire.FlagSyn
+		if ecn {
+			want |= wire.FlagEce | wire.FlagCwr
+		}
+		syns := 0
+		for _, cp := range pkts {
+			var p wire.Packet
+			if wire.Parse(cp.Data, &p) != nil || p.Flags&wire.FlagSyn == 0 || p.Flags&wire.FlagAck != 0 {
+				continue
+			}
+			if syns++; p.Flags != want {
+				t.Errorf("--ecn %v: a SYN on the wire with flags %v, want %v", ecn, p.Flags, want)
+			}
+		}
+		if syns != 2 {
+			t.Errorf("--ecn %v: %d SYNs on the wire, want 2", ecn, syns)
+		}
 	}
 }
