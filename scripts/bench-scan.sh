@@ -100,7 +100,8 @@ fw() {
 		f=$(( $(count '^[0-9]+/tcp +filtered ') + $(sum '[0-9]+ filtered tcp ports') ))
 		counts="$o open, $c closed, $f filtered"
 	else
-		counts=$(grep -oE '[0-9]+ open, [0-9]+ closed, [0-9]+ filtered' <<<"$out")
+		# The scan's summary (each host's line counts the same way).
+		counts=$(grep -E '^--- scan of' <<<"$out" | grep -oE '[0-9]+ open, [0-9]+ closed, [0-9]+ filtered')
 	fi
 	wall=$(echo "$end - $start" | bc)
 	printf '%-9s wall %.3f s  %s\n' "$label" "$wall" "$counts"
