@@ -369,9 +369,9 @@ func parseArgs(args []string) (*options, error) {
 		return nil, usagef("--expect %q: want open, closed or filtered", o.expect)
 	}
 	for _, a := range fs.Args() {
-		for _, v := range verbs {
+		for _, v := range []verb{verbPing, verbScan, "serve"} {
 			if a == string(v) {
-				return nil, usagef("%q: the verb comes first, before any flag: synprobe %s [flags] TARGET...", a, v)
+				return nil, usagef("%q: the verb comes first, before any flag: synprobe %s [flags] ...", a, v)
 			}
 		}
 		sp, err := scan.ParseSpec(a)
