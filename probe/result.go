@@ -46,6 +46,13 @@ const (
 	ReasonACKRST    = "rst-to-ack"
 	ReasonTimeout   = "timeout"
 	ReasonSendError = "send-error"
+	// ReasonTTLExceeded is wire.ICMPReason's name for an ICMP or ICMPv6
+	// time exceeded in transit: the SYN's TTL (hop limit) ran out at a
+	// router, so it never reached the target and tested nothing of its
+	// port. Its state is filtered (no answer from the target), but it is
+	// no filter's doing: a scan never counts it as meeting an
+	// expectation of filtered.
+	ReasonTTLExceeded = "icmp-ttl-exceeded"
 )
 
 // SynAckRTO is the initial retransmission timeout of a SYN-ACK: 1 s on

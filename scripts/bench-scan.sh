@@ -61,9 +61,9 @@ run() {
 	grep -E '^[0-9]+ probes sent|^sent as' <<<"$out" | sed 's/^/         /' || true
 }
 # The rate limiter: achieved against asked, over the same scan.
-run rate100k "$bin" --open --rate 100000 198.19.200.0/24:1-1000
+run rate100k "$bin" scan --open --rate 100000 198.19.200.0/24:1-1000
 for i in $(seq "$runs"); do
-	run synprobe "$bin" --open --rate 0 198.19.200.0/24:1-1000
+	run synprobe "$bin" scan --open --rate 0 198.19.200.0/24:1-1000
 	if command -v nmap >/dev/null; then
 		run nmap nmap -sS -n -Pn -T5 --min-rate 100000 -p1-1000 198.19.200.0/24
 	fi
@@ -100,7 +100,8 @@ fw() {
 		f=$(( $(count '^[0-9]+/tcp +filtered ') + $(sum '[0-9]+ filtered tcp ports') ))
 		counts="$o open, $c closed, $f filtered"
 	else
-		counts=$(grep -oE '[0-9]+ open, [0-9]+ closed, [0-9]+ filtered' <<<"$out")
+		# The scan's summary (each host's line counts the same way).
+		counts=$(grep -E '^--- scan of' <<<"$out" | grep -oE '[0-9]+ open, [0-9]+ closed, [0-9]+ filtered')
 	fi
 	wall=$(echo "$end - $start" | bc)
 	printf '%-9s wall %.3f s  %s\n' "$label" "$wall" "$counts"
@@ -109,7 +110,7 @@ fw() {
 }
 echo "== firewall dropping 10% of the ports (want 512 open, 229888 closed, 25600 filtered)"
 for i in $(seq "$runs"); do
-	fw synprobe "$bin" --open --rate 0 198.19.200.0/24:1-1000
+	fw synprobe "$bin" scan --open --rate 0 198.19.200.0/24:1-1000
 	if command -v nmap >/dev/null; then
 		fw nmap nmap -sS -n -Pn -T5 --min-rate 100000 -p1-1000 198.19.200.0/24
 	fi

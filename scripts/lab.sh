@@ -5,9 +5,9 @@
 #                                (target) joined by a veth pair
 #   scripts/lab.sh down NAME     end the processes inside them and delete them
 #   scripts/lab.sh demo BINARY   probe open, closed, dropped, admin-prohibited
-#                                and reset ports with BINARY (synprobe), show
-#                                a fin-mode close with its trace, then
-#                                remove everything
+#                                and reset ports with BINARY (synprobe), scan
+#                                them, show a fin-mode close with its trace,
+#                                then remove everything
 #
 #   prober NAME-p  dev to-target  198.18.0.1/24  2001:db8::1/64
 #   target NAME-t  dev to-prober  198.18.0.2/24  2001:db8::2/64
@@ -190,6 +190,16 @@ demo() {
 		echo "(exit status $rc)"
 		((rc <= 1)) || failed=1
 	done
+
+	header "synprobe scan: ports 79-84 of both targets, grouped by host"
+	# A scan that completes exits 0, whatever it found.
+	ip netns exec "$name-p" "$binary" scan -w 0.3 "$TARGET_V4:79-84" "[$TARGET_V6]:79-84" &
+	probe_pid=$!
+	rc=0
+	wait "$probe_pid" || rc=$?
+	probe_pid=
+	echo "(exit status $rc)"
+	((rc == 0)) || failed=1
 
 	header "synprobe --mode fin --trace: complete the handshake, close with FIN, follow the labserver's close"
 	ip netns exec "$name-p" "$binary" --mode fin --hold 0.05 -c 1 --trace "$TARGET_V4:80" &

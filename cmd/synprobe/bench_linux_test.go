@@ -303,7 +303,7 @@ func BenchmarkScan256k(b *testing.B) {
 		}
 		target := v4.String() + ":1-1000"
 		start := time.Now()
-		cmd := l.Command(b.Context(), l.Prober, synprobeBinary(b), "--open", "--json", "--rate", "0", target)
+		cmd := l.Command(b.Context(), l.Prober, synprobeBinary(b), "scan", "--open", "--json", "--rate", "0", target)
 		out, err := cmd.Output()
 		wall := time.Since(start)
 		if ee, ok := err.(*exec.ExitError); err != nil && (!ok || ee.ExitCode() != exitNotOpen) {

@@ -14,17 +14,17 @@ func TestNumericBounds(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--senders", "30000", "198.18.0.2:1-100"}, "--senders 30000: must be 0 (one per CPU) to 256"},
-		{[]string{"--senders", "257", "198.18.0.2:1-100"}, "--senders 257: must be 0 (one per CPU) to 256"},
-		{[]string{"--senders", "-1", "198.18.0.2:1-100"}, "--senders -1: must be 0 (one per CPU) to 256"},
-		{[]string{"--rate", "Inf", "198.18.0.2:1-100"}, "--rate must be 0 (no limit) or 1 to 1e+09 probes per second (got +Inf)"},
-		{[]string{"--rate", "1e308", "198.18.0.2:1-100"}, "--rate must be 0 (no limit) or 1 to 1e+09"},
-		{[]string{"--rate", "0.5", "198.18.0.2:1-100"}, "--rate must be 0 (no limit) or 1 to 1e+09"},
-		{[]string{"--rate", "1e-300", "198.18.0.2:1-100"}, "--rate must be 0 (no limit) or 1 to 1e+09"},
-		{[]string{"--rate", "NaN", "198.18.0.2:1-100"}, "--rate must be 0 (no limit) or 1 to 1e+09"},
-		{[]string{"--rate", "-Inf", "198.18.0.2:1-100"}, "--rate must be 0 (no limit) or 1 to 1e+09"},
+		{[]string{"scan", "--senders", "30000", "198.18.0.2:1-100"}, "--senders 30000: must be 0 (one per CPU) to 256"},
+		{[]string{"scan", "--senders", "257", "198.18.0.2:1-100"}, "--senders 257: must be 0 (one per CPU) to 256"},
+		{[]string{"scan", "--senders", "-1", "198.18.0.2:1-100"}, "--senders -1: must be 0 (one per CPU) to 256"},
+		{[]string{"scan", "--rate", "Inf", "198.18.0.2:1-100"}, "--rate must be 0 (no limit) or 1 to 1e+09 probes per second (got +Inf)"},
+		{[]string{"scan", "--rate", "1e308", "198.18.0.2:1-100"}, "--rate must be 0 (no limit) or 1 to 1e+09"},
+		{[]string{"scan", "--rate", "0.5", "198.18.0.2:1-100"}, "--rate must be 0 (no limit) or 1 to 1e+09"},
+		{[]string{"scan", "--rate", "1e-300", "198.18.0.2:1-100"}, "--rate must be 0 (no limit) or 1 to 1e+09"},
+		{[]string{"scan", "--rate", "NaN", "198.18.0.2:1-100"}, "--rate must be 0 (no limit) or 1 to 1e+09"},
+		{[]string{"scan", "--rate", "-Inf", "198.18.0.2:1-100"}, "--rate must be 0 (no limit) or 1 to 1e+09"},
 		{[]string{"-c", "99999999999999999999", "198.18.0.2:80"}, "--count"},
-		{[]string{"--retries", "1000000", "198.18.0.2:1-100"}, "--retries 1000000: must be 0 to 100"},
+		{[]string{"scan", "--retries", "1000000", "198.18.0.2:1-100"}, "--retries 1000000: must be 0 to 100"},
 		{[]string{"-i", "1e300", "198.18.0.2:80"}, "too long"},
 		{[]string{"--hold", "2562048h", "--mode", "fin", "198.18.0.2:80"}, "--hold"},
 		{[]string{"--wscale", "99999999999", "198.18.0.2:80"}, "--wscale 99999999999: must be 0-14, or -1 for none"},
@@ -41,10 +41,10 @@ func TestNumericBounds(t *testing.T) {
 	}
 	// The bounds themselves are taken.
 	for _, args := range [][]string{
-		{"--senders", "256", "--rate", "1", "-w", "0.02", "--retries", "0", "198.18.0.2:80-81"},
-		{"--rate", "1e9", "-w", "0.02", "--retries", "0", "198.18.0.2:80-81"},
+		{"scan", "--senders", "256", "--rate", "1", "-w", "0.02", "--retries", "0", "198.18.0.2:80-81"},
+		{"scan", "--rate", "1e9", "-w", "0.02", "--retries", "0", "198.18.0.2:80-81"},
 	} {
-		if code, _, stderr := runCLI(t, &fakeSystem{}, args...); code != exitNotOpen || stderr != "" {
+		if code, _, stderr := runCLI(t, &fakeSystem{}, args...); code != exitOK || stderr != "" {
 			t.Errorf("%v: exit %d, stderr %q", args, code, stderr)
 		}
 	}

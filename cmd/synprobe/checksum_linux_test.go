@@ -267,7 +267,7 @@ func TestIntegrationBadChecksums(t *testing.T) {
 	t.Run("scan-ring", func(t *testing.T) {
 		// 16384 pairs or more: the answers are read from the packet ring.
 		c := l.StartCapture(t, l.Prober, l.ProberIf, "tcp portrange "+strconv.Itoa(injBadRST)+"-"+strconv.Itoa(injBadIPHeader))
-		r := runIn(t, l, l.Prober, "--json", "--rate", "0", "-w", "0.3", "--retries", "1", hostPort(l.TargetV4, 1)+"-16384")
+		r := runIn(t, l, l.Prober, "scan", "--json", "--rate", "0", "-w", "0.3", "--retries", "1", hostPort(l.TargetV4, 1)+"-16384")
 		pkts, err := c.Stop()
 		if err != nil {
 			t.Fatal(err)

@@ -40,6 +40,7 @@ func usagef(format string, args ...any) error { return cli.Usagef(format, args..
 
 // options is the parsed command line.
 type options struct {
+	verb     verb
 	specs    []scan.Spec  // the TARGET arguments, parsed (-f files are read later)
 	targets  []targetSpec // ping mode: one per (host, port) pair
 	count    int
@@ -80,14 +81,14 @@ type options struct {
 	iface        string
 
 	// Scans.
-	files       []string
-	rate        float64
-	retries     int
-	openOnly    bool
-	expect      string
-	senders     int
-	countSet    bool // -c or -i given: ping-style rounds even for many pairs
-	intervalSet bool
+	files          []string
+	rate           float64
+	retries        int
+	openOnly       bool
+	mismatchesOnly bool
+	expect         string
+	senders        int
+	intervalSet    bool // -i given
 
 	pcap string // --pcap FILE (pcap.go)
 
@@ -101,26 +102,61 @@ type targetSpec struct {
 	port uint16
 }
 
-const usageHead = `Usage: synprobe [flags] TARGET...
+// verb is what a run does: ping (the default) or scan. serve is a
+// program of its own (serve.go).
+type verb string
+
+const (
+	verbPing verb = "ping"
+	verbScan verb = "scan"
+)
+
+// verbs lists synprobe's own verbs, the default first.
+var verbs = []verb{verbPing, verbScan}
+
+// onlyFor names the flags that belong to one verb; every other flag is
+// both verbs'. A flag given to the other verb is refused (exit 2) with
+// these words: it names the flag, the verb it belongs to, and the way
+// to get what it does.
+var onlyFor = map[string]struct {
+	verb verb
+	why  string // said when the flag is given to the other verb
+}{
+	"count":         {verbPing, "a scan probes each pair once (--retries sends again to pairs that did not answer)"},
+	"interval":      {verbPing, "a scan paces its probes with --rate"},
+	"mode":          {verbPing, "a scan runs in rst mode; to complete or close connections with many pairs, ping them in rounds: synprobe --mode fin -c 1 TARGET..."},
+	"hold":          {verbPing, "a scan runs in rst mode: synprobe --mode fin --hold DURATION -c 1 TARGET..."},
+	"data":          {verbPing, "a scan runs in rst mode: synprobe --mode fin --data TEXT -c 1 TARGET..."},
+	"close-timeout": {verbPing, "a scan runs in rst mode: synprobe --mode fin -c 1 TARGET..."},
+	"trace":         {verbPing, "a scan draws no ladders: synprobe --mode fin --trace -c 1 TARGET..."},
+	"mark":          {verbPing, "a scan runs in rst mode, which needs no mark"},
+	"cleanup":       {verbPing, "synprobe --cleanup"},
+	"rate":          {verbScan, "ping paces its rounds with -i; to scan: synprobe scan --rate N TARGET..."},
+	"retries":       {verbScan, "ping sends -c probes to every target; to scan: synprobe scan --retries N TARGET..."},
+	"open":          {verbScan, "ping prints every probe; to list open ports: synprobe scan --open TARGET..."},
+	"mismatches":    {verbScan, "ping checks no expectations; to check them: synprobe scan --mismatches TARGET=STATE..."},
+	"expect":        {verbScan, "expectations are checked by scans: synprobe scan --expect STATE TARGET..."},
+	"senders":       {verbScan, "ping sends from one thread; to scan: synprobe scan --senders N TARGET..."},
+}
+
+const pingHead = `Usage: synprobe [ping] [flags] TARGET...
+       synprobe scan [flags] TARGET...     (synprobe scan --help)
+       synprobe serve --config.file FILE   (synprobe serve --help)
 
 Measure TCP handshakes on the wire: send crafted SYNs from raw sockets, time
 the SYN -> SYN-ACK round trip with kernel timestamps, and report each port as
 open (SYN-ACK), closed (RST) or filtered (timeout or ICMP error).
 
-TARGET is host:PORTS, [ipv6]:PORTS or ADDR/PREFIX:PORTS (IPv4 CIDR, or a
-small IPv6 range), PORTS a list such as 22,80,443,8000-8100, optionally
-followed by =open, =closed or =filtered (what to expect). One address and
-port is probed like ping; more than one pair is scanned: one probe per pair
-(plus retries) in random order, one result line per pair.
-
-synprobe serve --config.file FILE is a Prometheus exporter (serve --help).
-synprobe trace HOST:PORT finds the hop that drops or rewrites the SYN
-(trace --help).
+synprobe TARGET... pings, as ping does: a probe to every pair each interval,
+until interrupted or -c rounds. TARGET is host:PORTS, [ipv6]:PORTS or
+ADDR/PREFIX:PORTS (IPv4 CIDR, or a small IPv6 range), PORTS a list such as
+22,80,8000-8010: every address and port is a target, at most 4096.
+JSON Lines (--json): a "probe" line per probe, a "summary" per target.
 
 Flags:
 `
 
-const usageTail = `
+const pingTail = `
 Exit status: 0 every target answered open; 1 some target was closed, filtered
 or never answered; 2 bad input; 3 runtime failure (privileges, sockets).
 
@@ -130,9 +166,34 @@ Examples:
   sudo synprobe -6 -c 3 --json host:22       IPv6, JSON Lines for scripts
   sudo synprobe -c 1 -q db1:5432 db2:5432 && echo both listening
   sudo synprobe --mode fin --trace -c 1 host:80   how does the server close?
-  sudo synprobe --open 198.18.1.0/24:22,80,443    scan a /24, print open ports
-  sudo synprobe --expect closed fw-test:1-1024 fw-test:443=open
-                                                  check a firewall
+`
+
+const scanHead = `Usage: synprobe scan [flags] TARGET...
+
+Scan: one probe per address and port (plus --retries for the silent ones), in
+a random order across hosts and ports, at --rate probes per second; results
+grouped by host and sorted by port, hosts that never answered in one line.
+
+TARGET is host:PORTS, [ipv6]:PORTS, ADDR/PREFIX:PORTS (IPv4 CIDR) or
+[ipv6/PREFIX]:PORTS (up to /112), PORTS a list such as 22,80,8000-8100,
+optionally followed by =open, =closed or =filtered: what to expect. The most
+specific target names a pair. JSON Lines (--json): a "result" line per pair,
+"mismatch" lines, one "scan-summary".
+
+Flags:
+`
+
+const scanTail = `
+Exit status: 0 the scan completed (without expectations), or every pair is as
+expected; 1 a pair differs from its expectation, or the scan was interrupted;
+2 bad input; 3 runtime failure, or this host refused to send a probe.
+
+Examples:
+  sudo synprobe scan --open 198.18.1.0/24:22,80,443    open ports of a /24
+  sudo synprobe scan --expect closed fw:1-1024 fw:443=open
+                                                       check a firewall
+  sudo synprobe scan --mismatches -f rules.txt         print only the misses
+  sudo synprobe scan --json 198.18.0.2:1-1024 | jq -c 'select(.state=="open")'
 `
 
 // Defaults of flags whose zero value is not their default.
@@ -142,16 +203,32 @@ const (
 	defaultCloseTimeout = 3 * time.Second
 )
 
-// newFlagSet defines the flags over o, and sets o to their defaults: the
-// help prints each default once, from the flag's own value.
-func newFlagSet(o *options) *pflag.FlagSet {
+// newFlagSet defines the flags of verb over o, and sets o to their
+// defaults: the help prints each default once, from the flag's own value.
+// Every verb's flags come from this one function, in the order of the
+// help: a man page or a shell completion walks newFlagSet(v, ...) for
+// each v of verbs.
+func newFlagSet(v verb, o *options) *pflag.FlagSet {
+	all := allFlags(o)
+	fs := pflag.NewFlagSet("synprobe "+string(v), pflag.ContinueOnError)
+	fs.SortFlags = false
+	all.VisitAll(func(f *pflag.Flag) {
+		if only, ok := onlyFor[f.Name]; !ok || only.verb == v {
+			fs.AddFlag(f)
+		}
+	})
+	return fs
+}
+
+// allFlags defines every flag of every verb.
+func allFlags(o *options) *pflag.FlagSet {
 	o.interval, o.timeout, o.closeTimeout = defaultInterval, defaultTimeout, defaultCloseTimeout
 	o.modeName, o.mark, o.window, o.wscale, o.ttl = "rst", defaultMark, 64240, 7, 64
 	o.rate, o.retries = 10000, 1
 	fs := pflag.NewFlagSet("synprobe", pflag.ContinueOnError)
 	fs.SortFlags = false
 	fs.VarP(intFlag[int]{p: &o.count, lo: 0, hi: math.MaxInt32}, "count", "c", "probes per target (default: until interrupted)")
-	fs.VarP(durationFlag{d: &o.interval}, "interval", "i", "time between probes, a Go duration or seconds")
+	fs.VarP(durationFlag{d: &o.interval}, "interval", "i", "time between rounds of probes, a Go duration or seconds")
 	fs.VarP(durationFlag{d: &o.timeout}, "timeout", "w", "how long to wait for each reply")
 	fs.BoolVarP(&o.quiet, "quiet", "q", false, "print only the summary")
 	fs.BoolVar(&o.json, "json", false, "print JSON Lines (see docs/json.md)")
@@ -164,6 +241,12 @@ func newFlagSet(o *options) *pflag.FlagSet {
 	fs.BoolVar(&o.trace, "trace", false, "draw each probe's exchange as a ladder with both sides' TCP states")
 	fs.Var(intFlag[uint32]{p: &o.mark, lo: 1, hi: math.MaxUint32, hex: true, msg: "must be 1 to 0xffffffff: the RST guard tells our RSTs from the kernel's by it"}, "mark", "ack/fin modes: SO_MARK of our packets, which the RST guard lets through")
 	fs.BoolVar(&o.cleanup, "cleanup", false, "remove nftables tables left by synprobe runs that died, and exit")
+	fs.Float64Var(&o.rate, "rate", o.rate, "at most this many probes per second, 1 to 1e9 (0: as fast as the machine allows)")
+	fs.Var(intFlag[int]{p: &o.retries, lo: 0, hi: scan.MaxRetries}, "retries", "probe unanswered pairs again this many times")
+	fs.BoolVar(&o.openOnly, "open", false, "print only open ports")
+	fs.BoolVar(&o.mismatchesOnly, "mismatches", false, "print only the pairs that differ from their expectation")
+	fs.StringVar(&o.expect, "expect", "", "expected state of every pair: open, closed or filtered; exit 1 on any mismatch")
+	fs.Var(intFlag[int]{p: &o.senders, lo: 0, hi: maxSenders, msg: fmt.Sprintf("must be 0 (one per CPU) to %d", maxSenders)}, "senders", "sending threads, at most 256 (default: one per CPU)")
 	fs.StringVarP(&o.user, "user", "Z", "", "run as root: become this user once the sockets are open (default: the user who ran sudo, else nobody; root: stay uid 0)")
 	fs.BoolVar(&o.keepRoot, "keep-root", false, "run as root: stay uid 0 once the sockets are open (capabilities are dropped all the same)")
 	fs.Var(intFlag[uint16]{p: &o.mss, lo: 0, hi: math.MaxUint16}, "mss", "MSS option value (default: 1460 for IPv4, 1440 for IPv6)")
@@ -179,11 +262,6 @@ func newFlagSet(o *options) *pflag.FlagSet {
 	fs.VarP(addrFlag{&o.source}, "source", "S", "source address (default: the route's)")
 	fs.StringVarP(&o.iface, "interface", "I", "", "send and receive on this interface only")
 	fs.StringArrayVarP(&o.files, "file", "f", nil, "read targets from FILE, one per line, # comments ('-': standard input)")
-	fs.Float64Var(&o.rate, "rate", o.rate, "scans: at most this many probes per second, 1 to 1e9 (0: as fast as the machine allows)")
-	fs.Var(intFlag[int]{p: &o.retries, lo: 0, hi: scan.MaxRetries}, "retries", "scans: probe unanswered pairs again this many times")
-	fs.BoolVar(&o.openOnly, "open", false, "scans: print only open ports")
-	fs.StringVar(&o.expect, "expect", "", "scans: expected state of every pair: open, closed or filtered; exit 1 on any mismatch")
-	fs.Var(intFlag[int]{p: &o.senders, lo: 0, hi: maxSenders, msg: fmt.Sprintf("must be 0 (one per CPU) to %d", maxSenders)}, "senders", "scans: sending threads, at most 256 (default: one per CPU)")
 	fs.StringVar(&o.pcap, "pcap", "", "write every packet sent and received, timed as synprobe timed it, to this pcapng file (tcpdump -r, Wireshark)")
 	fs.BoolVarP(&o.version, "version", "V", false, "print the version and exit")
 	fs.BoolVarP(&o.help, "help", "h", false, "show this help")
@@ -193,19 +271,64 @@ func newFlagSet(o *options) *pflag.FlagSet {
 // helpColumns is the width of the help text.
 const helpColumns = cli.HelpColumns
 
-func printUsage(w io.Writer) {
+func printUsage(w io.Writer, v verb) {
 	var o options
-	fmt.Fprint(w, usageHead)
-	fmt.Fprint(w, newFlagSet(&o).FlagUsagesWrapped(helpColumns))
-	fmt.Fprint(w, usageTail)
+	head, tail := pingHead, pingTail
+	if v == verbScan {
+		head, tail = scanHead, scanTail
+	}
+	fmt.Fprint(w, head)
+	fmt.Fprint(w, newFlagSet(v, &o).FlagUsagesWrapped(helpColumns))
+	fmt.Fprint(w, tail)
+}
+
+// splitVerb takes the verb off the command line: its first argument, if
+// it names one; else ping.
+func splitVerb(args []string) (verb, []string) {
+	if len(args) > 0 {
+		for _, v := range verbs {
+			if args[0] == string(v) {
+				return v, args[1:]
+			}
+		}
+	}
+	return verbPing, args
+}
+
+// wrongVerb words pflag's refusal of a flag that belongs to the other
+// verb; nil if err is about something else.
+func wrongVerb(v verb, err error) error {
+	msg := err.Error()
+	var name string
+	if n, ok := strings.CutPrefix(msg, "unknown flag: --"); ok {
+		name = n
+	} else if c, ok := strings.CutPrefix(msg, "unknown shorthand flag: '"); ok && len(c) > 0 {
+		if f := allFlags(new(options)).ShorthandLookup(c[:1]); f != nil {
+			name = f.Name
+		}
+	}
+	only, ok := onlyFor[name]
+	if !ok || only.verb == v {
+		return nil
+	}
+	f := allFlags(new(options)).Lookup(name)
+	flag := "--" + name
+	if f.Shorthand != "" {
+		flag = "-" + f.Shorthand + "/--" + name
+	}
+	return usagef("%s is a %s flag, not a %s one: %s", flag, only.verb, v, only.why)
 }
 
 // parseArgs parses the command line. Errors are usageErrors.
 func parseArgs(args []string) (*options, error) {
 	o := new(options)
-	fs := newFlagSet(o)
+	o.verb, args = splitVerb(args)
+	fs := newFlagSet(o.verb, o)
 	help, err := cli.Parse(fs, args)
 	if err != nil {
+		if werr := wrongVerb(o.verb, err); werr != nil {
+			return nil, werr
+		}
 		return nil, err
 	}
 	o.help = o.help || help
@@ -241,7 +364,7 @@ func parseArgs(args []string) (*options, error) {
 	case o.source.IsValid() && o.ipv6 && o.source.Is4():
 		return nil, usagef("--source %v is not an IPv6 address, but -6 was given", o.source)
 	}
-	o.countSet, o.intervalSet = fs.Changed("count"), fs.Changed("interval")
+	o.intervalSet = fs.Changed("interval")
 	if fs.Changed("pcap") && o.pcap == "" {
 		return nil, usagef("--pcap needs a file name")
 	}
@@ -252,6 +375,11 @@ func parseArgs(args []string) (*options, error) {
 		return nil, usagef("--expect %q: want open, closed or filtered", o.expect)
 	}
 	for _, a := range fs.Args() {
+		for _, v := range []verb{verbPing, verbScan, "serve"} {
+			if a == string(v) {
+				return nil, usagef("%q: the verb comes first, before any flag: synprobe %s [flags] ...", a, v)
+			}
+		}
 		sp, err := scan.ParseSpec(a)
 		if err != nil {
 			return nil, usagef("target %v", err)
@@ -262,6 +390,9 @@ func parseArgs(args []string) (*options, error) {
 		o.specs = append(o.specs, sp)
 	}
 	if len(o.specs) == 0 && len(o.files) == 0 {
+		if o.verb == verbScan {
+			return nil, usagef("no target given (try: synprobe scan host:1-1024)")
+		}
 		return nil, usagef("no target given (try: synprobe host:port)")
 	}
 	return o, nil
@@ -283,13 +414,11 @@ func loadTargets(o *options, dest *usable) (*scan.Builder, error) {
 			return nil, err
 		}
 	}
-	if b.HasExpectation() || o.expect != "" {
-		if o.countSet || o.intervalSet {
-			return nil, usagef("expectations check a scan (one probe per pair): drop -c and -i")
-		}
-		if o.mode != probe.ModeRST {
-			return nil, usagef("expectations check a scan, which runs in rst mode: drop --mode")
-		}
+	switch expecting := b.HasExpectation() || o.expect != ""; {
+	case expecting && o.verb != verbScan:
+		return nil, usagef("expectations (TARGET=STATE) are checked by scans, not by ping: synprobe scan TARGET=STATE...")
+	case !expecting && o.mismatchesOnly:
+		return nil, usagef("--mismatches prints the pairs that differ from their expectation, and none is given: add --expect STATE or TARGET=STATE")
 	}
 	return b, nil
 }

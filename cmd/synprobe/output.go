@@ -30,13 +30,18 @@ type printer interface {
 	// Scans: one result per pair, the mismatches with the expectations,
 	// and the summary.
 	scanResult(r *probe.ScanResult, origin scan.Origin, expect string)
+	// scanEnd follows the last result: the text output writes its
+	// groups (scangroups.go).
+	scanEnd(s *scan.Summary)
 	mismatch(m *mismatch, o *options)
 	scanSummary(s *scan.Summary, mismatches int, expecting bool)
 }
 
 func newPrinter(w io.Writer, o *options) printer {
 	if o.json {
-		return newJSONPrinter(w)
+		p := newJSONPrinter(w)
+		p.quiet, p.openOnly = o.quiet, o.openOnly
+		return p
 	}
 	return &textPrinter{w: w, quiet: o.quiet, timeout: o.timeout, mode: o.mode}
 }
@@ -74,7 +79,8 @@ type textPrinter struct {
 	timeout time.Duration
 	mode    probe.Mode
 	b       []byte
-	noReply string // " (no reply in 1s)"
+	noReply string      // " (no reply in 1s)"
+	groups  *scanGroups // a scan's results, written at its end
 }
 
 func (p *textPrinter) header(t *probe.Target, spec *targetSpec, synLen int) {
@@ -125,6 +131,9 @@ func (p *textPrinter) result(r *probe.Result, spec *targetSpec) {
 		b = r.From.AppendTo(b)
 		b = append(b, " ttl="...)
 		b = strconv.AppendUint(b, uint64(r.TTL), 10)
+		if r.Reason == probe.ReasonTTLExceeded {
+			b = appendTTLExceeded(b, r.From, r.Target.Addr)
+		}
 	default:
 		hops, _ := probe.Hops(r.TTL)
 		b = append(b, " ttl="...)
@@ -160,6 +169,16 @@ func (p *textPrinter) result(r *probe.Result, spec *targetSpec) {
 	b = appendTrace(b, r)
 	p.b = b
 	p.w.Write(b)
+}
+
+// appendTTLExceeded says what an ICMP time exceeded means, in the words
+// of the verdict's line.
+func appendTTLExceeded(b []byte, router, target netip.Addr) []byte {
+	b = append(b, " (ttl exceeded at "...)
+	b = router.AppendTo(b)
+	b = append(b, ": the SYN never reached "...)
+	b = target.AppendTo(b)
+	return append(b, ')')
 }
 
 // appendClose renders a close report: "  close=4-way ack=0.052 ms ...".
@@ -233,11 +252,16 @@ func appendTrace(b []byte, r *probe.Result) []byte {
 }
 
 func (p *textPrinter) guard(table string, owned bool, dropped uint64, escaped int64) {
+	if p.quiet && escaped <= 0 {
+		return // -q: the summary, and a warning
+	}
 	kind := "owned by this run: the kernel deletes it even if synprobe is killed"
 	if !owned {
 		kind = "not owned (old kernel): removed at exit; synprobe --cleanup removes leftovers"
 	}
-	fmt.Fprintf(p.w, "RST guard: nftables table inet %s, %s; it kept %d kernel RSTs off the wire\n", table, kind, dropped)
+	if !p.quiet {
+		fmt.Fprintf(p.w, "RST guard: nftables table inet %s, %s; it kept %d kernel RSTs off the wire\n", table, kind, dropped)
+	}
 	if escaped > 0 {
 		fmt.Fprintf(p.w, "WARNING: %d kernel RSTs escaped the guard: the peers saw their connections reset by this host's kernel, and their close reports may be wrong (another firewall rule accepting them first?)\n", escaped)
 	}
@@ -333,9 +357,13 @@ func (p *textPrinter) summary(t *probe.Target, spec *targetSpec, s *probe.Stats)
 // one json.Encoder (a Write per line). It reuses its probe and result
 // records, so that their lines allocate nothing.
 type jsonPrinter struct {
-	enc  *json.Encoder
-	prb  probeRecord
-	pair resultRecord
+	// quiet (-q) writes the summaries only, and the guard's and the
+	// source ports' lines when they warn.
+	quiet    bool
+	openOnly bool // --open: a scan's open pairs only
+	enc      *json.Encoder
+	prb      probeRecord
+	pair     resultRecord
 }
 
 func newJSONPrinter(w io.Writer) *jsonPrinter {
@@ -350,9 +378,16 @@ func (p *jsonPrinter) write(rec any) { p.enc.Encode(rec) }
 
 func (p *jsonPrinter) header(*probe.Target, *targetSpec, int) {}
 
-func (p *jsonPrinter) result(r *probe.Result, spec *targetSpec) { p.write(p.prb.set(r, spec)) }
+func (p *jsonPrinter) result(r *probe.Result, spec *targetSpec) {
+	if !p.quiet {
+		p.write(p.prb.set(r, spec))
+	}
+}
 
 func (p *jsonPrinter) guard(table string, owned bool, dropped uint64, escaped int64) {
+	if p.quiet && escaped <= 0 {
+		return
+	}
 	rec := &guardRecord{Type: "guard", Table: table, Owned: owned, Dropped: dropped}
 	if escaped >= 0 {
 		rec.Escaped = &escaped

@@ -53,7 +53,7 @@ func TestOutputClosed(t *testing.T) {
 		{"ping fin EPIPE", []string{"--mode", "fin", "--hold", "0.05", "--close-timeout", "0.05", "-i", "0.01", "198.18.0.2:80"}, 2, syscall.EPIPE, exitOK, ""},
 		// The first flush of the scan's results fails; the silent pairs
 		// would keep it waiting for minutes.
-		{"scan EPIPE", []string{"-w", "5", "--retries", "100", "198.18.0.2:1-200"}, 0, syscall.EPIPE, exitNotOpen, ""},
+		{"scan EPIPE", []string{"scan", "--json", "-w", "5", "--retries", "100", "198.18.0.2:1-200"}, 0, syscall.EPIPE, exitNotOpen, ""},
 		{"ping ENOSPC", []string{"-i", "0.001", "198.18.0.2:80"}, 3, &os.PathError{Op: "write", Path: "out", Err: syscall.ENOSPC}, exitFailure,
 			"synprobe: writing the output: write out: no space left on device\n"},
 	} {

@@ -159,7 +159,7 @@ func rateString(r float64) string { return strconv.FormatFloat(r, 'f', -1, 64) }
 // portsEnd says how often ports were reused or none could be had, if
 // they were.
 func (p *textPrinter) portsEnd(r *portsReport) {
-	if r.reused == 0 && r.exhausted == 0 {
+	if r.reused == 0 && r.exhausted == 0 || p.quiet && r.exhausted == 0 {
 		return
 	}
 	fmt.Fprintf(p.w, "source ports: %d held, %d reused from TIME_WAIT (RFC 6191)", r.held, r.reused)
@@ -172,5 +172,8 @@ func (p *textPrinter) portsEnd(r *portsReport) {
 func (p *jsonPrinter) portsStart(*portsReport) {}
 
 func (p *jsonPrinter) portsEnd(r *portsReport) {
+	if p.quiet && r.exhausted == 0 {
+		return
+	}
 	p.write(&portsRecord{Type: "ports", Held: r.held, Ranges: r.ranges, Needed: r.needed, Reused: r.reused, Exhausted: r.exhausted})
 }

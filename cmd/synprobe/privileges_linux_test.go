@@ -268,7 +268,7 @@ func TestIntegrationLeastPrivilege(t *testing.T) {
 		// 16 sending threads, locked to their OS threads, start after
 		// the drop: the threads the runtime creates then are covered.
 		// 20000 pairs: answers come through the packet ring.
-		r := inspectRun(t, l, nil, asNobody(bin, "--senders", "16", "--rate", "20000", "-w", "0.2", l.TargetV4.String()+":1-20000")...)
+		r := inspectRun(t, l, nil, asNobody(bin, "scan", "--senders", "16", "--rate", "20000", "-w", "0.2", l.TargetV4.String()+":1-20000")...)
 		if !strings.Contains(r.stdout, "--- scan of 20000 pairs: 1 open, 19997 closed, 2 filtered") || !strings.Contains(r.stdout, "answers read from packet ring") {
 			t.Errorf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
 		}

@@ -47,9 +47,9 @@ func TestUnprivilegedRefusals(t *testing.T) {
 	}{
 		{[]string{"-S", "198.18.0.77", "-c", "1", "198.18.0.2:80"}, "-S 198.18.0.77: not an address of this host"},
 		{[]string{"-S", "2001:db8::77", "-c", "1", "[2001:db8::2]:80"}, "-S 2001:db8::77: not an address of this host"},
-		{[]string{"-S", "198.18.0.77", "198.18.0.0/30:80"}, "not an address of this host"}, // a scan
+		{[]string{"scan", "-S", "198.18.0.77", "198.18.0.0/30:80"}, "not an address of this host"}, // a scan
 		{[]string{"-S", "127.0.0.1", "-c", "1", "198.18.0.2:80"}, "-S 127.0.0.1: a loopback address as the source of a probe to 198.18.0.2"},
-		{[]string{"-S", "127.0.0.1", "198.18.0.0/30:80"}, "a loopback address as the source"}, // a scan
+		{[]string{"scan", "-S", "127.0.0.1", "198.18.0.0/30:80"}, "a loopback address as the source"}, // a scan
 		{[]string{"--mode", "ack", "--mark", "7", "-c", "1", "198.18.0.2:80"}, "--mark 0x7: only synprobe's own mark 0x53594e50"},
 		{[]string{"--mark", "7", "-c", "1", "198.18.0.2:80"}, "--mark 0x7"},
 		{[]string{"-i", "0.001", "-c", "2", "198.18.0.2:80"}, "-i 1ms: no less than 2ms"},
@@ -79,7 +79,7 @@ func TestUnprivilegedRefusals(t *testing.T) {
 		{"--sport", "2223", "--mode", "fin", "-c", "1", "198.18.0.2:80"},
 		{"--keep-root", "-c", "1", "198.18.0.2:80"},
 		{"--ttl", "1", "--tos", "0xb8", "-c", "1", "198.18.0.2:80"},
-		{"--rate", "0", "198.18.0.0/30:80"},
+		{"scan", "--rate", "0", "198.18.0.0/30:80"},
 	} {
 		sys := &fakeSystem{uid: 1000, held: map[uint16]bool{2222: true}}
 		code, _, stderr := runCLI(t, sys, args...)
@@ -178,7 +178,7 @@ func TestFileErrorsQuoteNothing(t *testing.T) {
 		if err := os.WriteFile(path, []byte(tt.content), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		code, stdout, stderr := runCLI(t, &fakeSystem{}, "-f", path)
+		code, stdout, stderr := runCLI(t, &fakeSystem{}, "scan", "-f", path)
 		if code != exitUsage || stdout != "" || !strings.Contains(stderr, tt.want) {
 			t.Errorf("%q: exit %d, stderr %q; want 2 and %q", tt.content, code, stderr, tt.want)
 		}

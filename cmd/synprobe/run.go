@@ -166,7 +166,7 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, sys n
 	}
 	switch {
 	case o.help:
-		printUsage(stdout)
+		printUsage(stdout, o.verb)
 		return exitOK
 	case o.version:
 		fmt.Fprintf(stdout, "synprobe %s\n", versionString())
@@ -232,22 +232,15 @@ func probeAll(ctx context.Context, o *options, stdout, stderr io.Writer, sys net
 	if err != nil {
 		return 0, err
 	}
-	pairs := set.Len()
-	isScan := expecting || (pairs > 1 && !o.countSet && !o.intervalSet)
-	if !isScan && pairs > maxPingPairs {
-		return 0, usagef("%d address and port pairs is too many for -c/-i rounds (at most %d): drop -c and -i to scan them", pairs, maxPingPairs)
+	// The verb decides, never the number of pairs.
+	isScan := o.verb == verbScan
+	if pairs := set.Len(); !isScan && pairs > maxPingPairs {
+		return 0, usagef("%d address and port pairs is too many to ping (at most %d): scan them: synprobe scan TARGET...", pairs, maxPingPairs)
 	}
 	for _, a := range set.Excluded() {
 		fmt.Fprintf(stderr, "synprobe: leaving out %v, %s\n", a, scan.Unusable(a, dest.broadcasts()))
 	}
 	if isScan {
-		// What only rounds do is refused rather than silently left out.
-		switch {
-		case o.mode != probe.ModeRST:
-			return 0, usagef("--mode %v: a scan runs in rst mode (one SYN a pair, reset at once); for %v mode give -c or -i to probe the pairs in rounds", o.mode, o.mode)
-		case o.trace:
-			return 0, usagef("--trace: a scan draws no ladders; give -c or -i to probe the pairs in rounds")
-		}
 		return runScan(ctx, o, set, expecting, stdout, stderr, sys)
 	}
 	targets, err := expandTargets(o, set, sys)

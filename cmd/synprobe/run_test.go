@@ -191,6 +191,16 @@ func (f *fakeSystem) listen(cfg rawsock.Config) (conn, error) {
 		if p.Flags != wire.FlagSyn || p.SrcPort < cfg.PortLo || p.SrcPort > cfg.PortHi {
 			return nil
 		}
+		if a := p.Dst.As16(); p.Dst.Is4() && a[14] == 1 && a[15] >= 8 {
+			return nil // 198.18.1.8 and above: no host
+		}
+		if p.DstPort >= 200 && p.DstPort < 300 { // closed, the RST as far away as the SYN-ACKs
+			rst := probetest.Build(wire.Segment{Src: p.Dst, Dst: p.Src, TTL: 61, DF: true, SrcPort: p.DstPort, DstPort: p.SrcPort, Ack: p.Seq + 1, Flags: wire.FlagRst | wire.FlagAck})
+			return []probetest.Reply{{Packet: rst, After: 15 * time.Microsecond}}
+		}
+		if a := p.Dst.As16(); p.Dst.Is4() && a[14] == 9 { // 198.18.9.0/24: beyond a router at TTL 1
+			return []probetest.Reply{{Packet: probetest.ICMPError(b, netip.MustParseAddr("198.18.0.254"), 11, 0), After: 30 * time.Microsecond}}
+		}
 		if p.Dst == netip.MustParseAddr("198.18.7.7") {
 			return []probetest.Reply{{Packet: probetest.ICMPError(b, netip.MustParseAddr("198.18.7.1"), 3, 13), After: 90 * time.Microsecond}}
 		}
@@ -219,7 +229,9 @@ func TestBadInput(t *testing.T) {
 		args []string
 		want string // in the one-line error
 	}{
-		{[]string{}, "no target"},
+		{[]string{}, "no target given (try: synprobe host:port)"},
+		{[]string{"scan"}, "no target given (try: synprobe scan host:1-1024)"},
+		{[]string{"scan", "-w", "1"}, "no target given (try: synprobe scan"},
 		{[]string{"host:"}, "missing port"},
 		{[]string{":80"}, "missing host"},
 		{[]string{"host"}, "missing port"},
@@ -234,13 +246,20 @@ func TestBadInput(t *testing.T) {
 		{[]string{"198.18.0.0/33:80"}, "prefix"},
 		{[]string{"host:90-80"}, "90-80"},
 		{[]string{"host:80=maybe"}, "maybe"},
-		{[]string{"--expect", "up", "lab.test:80"}, "--expect"},
-		{[]string{"--rate", "-5", "lab.test:80"}, "--rate"},
-		{[]string{"--retries", "-1", "lab.test:80"}, "--retries -1: must be 0 to 100"},
-		{[]string{"--retries", "101", "lab.test:80"}, "--retries 101: must be 0 to 100"},
-		{[]string{"-c", "1", "--expect", "open", "lab.test:80"}, "drop -c"},
+		{[]string{"scan", "--expect", "up", "lab.test:80"}, "--expect"},
+		{[]string{"scan", "--rate", "-5", "lab.test:80"}, "--rate"},
+		{[]string{"scan", "--retries", "-1", "lab.test:80"}, "--retries -1: must be 0 to 100"},
+		{[]string{"scan", "--retries", "101", "lab.test:80"}, "--retries 101: must be 0 to 100"},
+		{[]string{"scan", "-c", "1", "lab.test:80"}, "-c/--count is a ping flag, not a scan one: a scan probes each pair once"},
+		{[]string{"scan", "-i", "1", "lab.test:80"}, "-i/--interval is a ping flag, not a scan one"},
+		{[]string{"--open", "lab.test:80"}, "--open is a scan flag, not a ping one"},
+		{[]string{"-c", "1", "--expect", "open", "lab.test:80"}, "--expect is a scan flag, not a ping one"},
+		{[]string{"-c", "1", "lab.test:80=open"}, "expectations (TARGET=STATE) are checked by scans, not by ping: synprobe scan"},
+		{[]string{"scan", "--mismatches", "lab.test:80"}, "--mismatches prints the pairs that differ from their expectation, and none is given"},
+		{[]string{"--json", "scan", "lab.test:80"}, `"scan": the verb comes first, before any flag: synprobe scan [flags] ...`},
+		{[]string{"-c", "1", "serve", "lab.test:80"}, `"serve": the verb comes first`},
 		{[]string{"-f", "/nonexistent/targets"}, "no such file"},
-		{[]string{"-c", "1", "198.18.0.0/16:1-100"}, "too many for -c/-i rounds"},
+		{[]string{"198.18.0.0/16:1-100"}, "6553500 address and port pairs is too many to ping (at most 4096): scan them: synprobe scan"},
 		{[]string{"[lab.test]:80"}, "not an IPv6 address"},
 		{[]string{"2001:db8::1:80"}, "need brackets"},
 		{[]string{"nowhere.invalid:80"}, "cannot resolve"},
@@ -256,12 +275,12 @@ func TestBadInput(t *testing.T) {
 		{[]string{"-4", "-6", "lab.test:80"}, "exclude each other"},
 		{[]string{"-4", "[2001:db8::2]:80"}, "an IPv6 address, but -4 was given"},
 		{[]string{"-6", "198.18.0.2:80"}, "an IPv4 address, but -6 was given"},
-		{[]string{"--expect", "closed", "lab.test:1-1024=closed", "198.18.0.2:443=open", "lab.test:443=filtered"}, "expecting open and filtered"},
-		{[]string{"--expect", "closed", "198.18.0.2:22", "198.18.0.2:22=open"}, "expecting closed and open"},
-		{[]string{"64.0.0.0/2:1-5"}, "a scan holds at most 4294967296"},
-		{[]string{"--mode", "fin", "--data", "x", "198.18.0.0/30:80"}, "--mode fin: a scan runs in rst mode"},
-		{[]string{"--mode", "ack", "198.18.0.2:22,80"}, "--mode ack: a scan runs in rst mode"},
-		{[]string{"--trace", "198.18.0.0/30:80"}, "--trace: a scan draws no ladders"},
+		{[]string{"scan", "--expect", "closed", "lab.test:1-1024=closed", "198.18.0.2:443=open", "lab.test:443=filtered"}, "expecting open and filtered"},
+		{[]string{"scan", "--expect", "closed", "198.18.0.2:22", "198.18.0.2:22=open"}, "expecting closed and open"},
+		{[]string{"scan", "64.0.0.0/2:1-5"}, "a scan holds at most 4294967296"},
+		{[]string{"scan", "--mode", "fin", "--data", "x", "198.18.0.0/30:80"}, "--mode is a ping flag, not a scan one: a scan runs in rst mode; to complete or close connections with many pairs, ping them in rounds: synprobe --mode fin -c 1 TARGET..."},
+		{[]string{"scan", "--mode", "ack", "198.18.0.2:22,80"}, "--mode is a ping flag, not a scan one"},
+		{[]string{"scan", "--trace", "198.18.0.0/30:80"}, "--trace is a ping flag, not a scan one: a scan draws no ladders"},
 		{[]string{"-I", "nosuchif0", "198.18.0.2:80"}, "-I nosuchif0: no such interface"},
 		{[]string{"[fe80::1]:80"}, "link-local IPv6 addresses are not supported"},
 		{[]string{"-f", "/"}, "is a directory"},
@@ -273,8 +292,8 @@ func TestBadInput(t *testing.T) {
 		{[]string{"--sport", "70000", "lab.test:80"}, "--sport 70000: must be 1 to 65535"},
 		{[]string{"--mss", "-1", "lab.test:80"}, "--mss -1: must be 0 to 65535"},
 		{[]string{"--count", "x", "lab.test:80"}, "--count x: not a number"},
-		{[]string{"--rate", "fast", "lab.test:80"}, "--rate fast: not a number"},
-		{[]string{"--senders", "300", "lab.test:80"}, "--senders 300: must be 0 (one per CPU) to 256"},
+		{[]string{"scan", "--rate", "fast", "lab.test:80"}, "--rate fast: not a number"},
+		{[]string{"scan", "--senders", "300", "lab.test:80"}, "--senders 300: must be 0 (one per CPU) to 256"},
 		{[]string{"--mark", "0x1ffffffff", "lab.test:80"}, "--mark 0x1ffffffff: must be 1 to 0xffffffff"},
 		{[]string{"--mode", "syn", "lab.test:80"}, `unknown mode "syn"`},
 		{[]string{"--hold", "1s", "lab.test:80"}, "--hold needs --mode fin"},
@@ -433,9 +452,9 @@ func TestBroadcastsIPv4Only(t *testing.T) {
 	}{
 		{[]string{"-c", "1", "[2001:db8::2]:80"}, 0},
 		{[]string{"-6", "-c", "1", "lab.test:80"}, 0},
-		{[]string{"[2001:db8::2]:80-81", "[2001:db8::/126]:22"}, 0},
+		{[]string{"scan", "[2001:db8::2]:80-81", "[2001:db8::/126]:22"}, 0},
 		{[]string{"-c", "1", "198.18.0.2:80"}, 1},
-		{[]string{"198.18.0.0/30:22", "198.18.0.2:80-81", "[2001:db8::2]:80"}, 1},
+		{[]string{"scan", "198.18.0.0/30:22", "198.18.0.2:80-81", "[2001:db8::2]:80"}, 1},
 	} {
 		sys := &fakeSystem{}
 		if code, _, stderr := runCLI(t, sys, tt.args...); code == exitUsage || code == exitFailure {
@@ -460,11 +479,26 @@ func TestHelpAndVersion(t *testing.T) {
 // TestHelpText: the help fits 80 columns, says each default once, and
 // prints the mark in hex as the docs do.
 func TestHelpText(t *testing.T) {
-	_, help, _ := runCLI(t, &fakeSystem{}, "--help")
-	for i, line := range strings.Split(help, "\n") {
-		if n := utf8.RuneCountInString(line); n > helpColumns {
-			t.Errorf("line %d is %d columns: %q", i+1, n, line)
+	// Every verb's help fits, and names its own flags only.
+	for _, v := range verbs {
+		_, help, _ := runCLI(t, &fakeSystem{}, string(v), "--help")
+		for i, line := range strings.Split(help, "\n") {
+			if n := utf8.RuneCountInString(line); n > helpColumns {
+				t.Errorf("%s: line %d is %d columns: %q", v, i+1, n, line)
+			}
 		}
+		for name, only := range onlyFor {
+			if shown := strings.Contains(help, "--"+name+" "); shown != (only.verb == v) {
+				t.Errorf("%s --help shows --%s: %v", v, name, shown)
+			}
+		}
+		if !strings.HasPrefix(help, "Usage: synprobe ") || !strings.Contains(help, "Examples:\n  sudo synprobe "+map[verb]string{verbPing: "", verbScan: "scan "}[v]) {
+			t.Errorf("%s --help:\n%s", v, help)
+		}
+	}
+	_, help, _ := runCLI(t, &fakeSystem{}, "--help")
+	if _, ping, _ := runCLI(t, &fakeSystem{}, "ping", "--help"); ping != help {
+		t.Errorf("synprobe --help and synprobe ping --help differ")
 	}
 	// One flag's text runs from its name to the next flag's.
 	flags := regexp.MustCompile(`(?m)^  (?:-\w, |    )--`).Split(help[strings.Index(help, "Flags:"):strings.Index(help, "Exit status")], -1)
@@ -575,7 +609,7 @@ func TestCleanup(t *testing.T) {
 func TestScanCLI(t *testing.T) {
 	// Pairs without an expectation match trivially: exit 0. lab.test is
 	// 198.18.0.2: its 80 is named once, by the narrower target.
-	code, stdout, stderr := runCLI(t, &fakeSystem{}, "--json", "-w", "0.05", "--retries", "0", "198.18.0.2:79-81", "lab.test:80=open")
+	code, stdout, stderr := runCLI(t, &fakeSystem{}, "scan", "--json", "-w", "0.05", "--retries", "0", "198.18.0.2:79-81", "lab.test:80=open")
 	if code != exitOK {
 		t.Errorf("exit %d (%s)", code, stderr)
 	}
@@ -611,22 +645,22 @@ func TestScanCLI(t *testing.T) {
 	}
 
 	// --open prints open pairs only.
-	_, stdout, _ = runCLI(t, &fakeSystem{}, "--open", "-w", "0.05", "--retries", "0", "198.18.0.2:79-81")
+	_, stdout, _ = runCLI(t, &fakeSystem{}, "scan", "--open", "-w", "0.05", "--retries", "0", "198.18.0.2:79-81")
 	if strings.Count(stdout, "open     ") != 1 || strings.Contains(stdout, "closed   ") || !strings.Contains(stdout, "--- scan of 3 pairs: 1 open, 1 closed, 1 filtered") {
 		t.Errorf("--open output:\n%s", stdout)
 	}
 
 	// -q: the summary only.
-	_, stdout, _ = runCLI(t, &fakeSystem{}, "-q", "-w", "0.05", "--retries", "0", "198.18.0.2:79-81")
+	_, stdout, _ = runCLI(t, &fakeSystem{}, "scan", "-q", "-w", "0.05", "--retries", "0", "198.18.0.2:79-81")
 	if strings.Contains(stdout, "open     ") || strings.Contains(stdout, "closed   ") || !strings.Contains(stdout, "--- scan of 3 pairs: 1 open, 1 closed, 1 filtered") {
 		t.Errorf("-q output:\n%s", stdout)
 	}
 
 	// Expectations: all met -> 0; one missed -> 1, with the evidence.
-	if code, out, _ := runCLI(t, &fakeSystem{}, "-w", "0.05", "--retries", "0", "198.18.0.2:80=open", "198.18.0.2:81=closed", "198.18.0.2:82=filtered"); code != exitOK || !strings.Contains(out, "every pair is as expected") {
+	if code, out, _ := runCLI(t, &fakeSystem{}, "scan", "-w", "0.05", "--retries", "0", "198.18.0.2:80=open", "198.18.0.2:81=closed", "198.18.0.2:82=filtered"); code != exitOK || !strings.Contains(out, "every pair is as expected") {
 		t.Errorf("expectations met: exit %d\n%s", code, out)
 	}
-	code, stdout, _ = runCLI(t, &fakeSystem{}, "-w", "0.05", "--retries", "0", "--expect", "closed", "198.18.0.2:80-81", "198.18.7.7:80")
+	code, stdout, _ = runCLI(t, &fakeSystem{}, "scan", "-w", "0.05", "--retries", "0", "--expect", "closed", "198.18.0.2:80-81", "198.18.7.7:80")
 	if code != exitNotOpen {
 		t.Errorf("expectations missed: exit %d", code)
 	}
@@ -644,7 +678,7 @@ func TestScanCLI(t *testing.T) {
 func TestTargetFile(t *testing.T) {
 	f := filepath.Join(t.TempDir(), "targets")
 	os.WriteFile(f, []byte("# lab\n198.18.0.2:80   # web\n\n[2001:db8::2]:80=open\n"), 0o644)
-	code, stdout, stderr := runCLI(t, &fakeSystem{}, "-f", f, "-w", "0.05")
+	code, stdout, stderr := runCLI(t, &fakeSystem{}, "scan", "-f", f, "-w", "0.05")
 	if code != exitOK || !strings.Contains(stdout, "--- scan of 2 pairs: 2 open") {
 		t.Errorf("exit %d (%s)\n%s", code, stderr, stdout)
 	}
@@ -652,7 +686,7 @@ func TestTargetFile(t *testing.T) {
 	// The error names the file, the line and the problem, and never
 	// shows what the file holds.
 	os.WriteFile(f, []byte("198.18.0.2:80\nroot:$6$secret:19000:0:99999:7:::\n"), 0o644)
-	if code, _, stderr := runCLI(t, &fakeSystem{}, "-f", f); code != exitUsage || stderr != "synprobe: "+f+":2: IPv6 addresses need brackets, as in [2001:db8::1]:443\n" {
+	if code, _, stderr := runCLI(t, &fakeSystem{}, "scan", "-f", f); code != exitUsage || stderr != "synprobe: "+f+":2: IPv6 addresses need brackets, as in [2001:db8::1]:443\n" {
 		t.Errorf("bad file: exit %d, %q", code, stderr)
 	}
 }
@@ -793,7 +827,7 @@ func TestPingPorts(t *testing.T) {
 		{3, "100", 101, 303},
 		{100000, "100", 101, 512},
 	} {
-		o, _ := parseArgs([]string{"--retries", tt.retries, "h:1"})
+		o, _ := parseArgs([]string{"scan", "--retries", tt.retries, "h:1"})
 		if pl := scanPorts(o, tt.pairs); pl.min != tt.min || pl.max != tt.max {
 			t.Errorf("scan of %d pairs, %s retries: %+v, want %d-%d", tt.pairs, tt.retries, pl, tt.min, tt.max)
 		}
@@ -852,8 +886,8 @@ func TestUnusableTargets(t *testing.T) {
 		{[]string{"-c", "3", "224.0.0.1:80"}, "224.0.0.1 is a multicast address"},
 		{[]string{"-c", "1", "198.18.0.2:80", "198.18.0.255:80"}, "198.18.0.255 is the broadcast address"},
 		{[]string{"--mode", "fin", "255.255.255.255:80"}, "limited broadcast"},
-		{[]string{"224.0.0.1:80=filtered"}, "224.0.0.1 is a multicast address"},
-		{[]string{"--expect", "closed", "198.18.0.2:1-1024", "0.0.0.0:22"}, "0.0.0.0 is the unspecified address"},
+		{[]string{"scan", "224.0.0.1:80=filtered"}, "224.0.0.1 is a multicast address"},
+		{[]string{"scan", "--expect", "closed", "198.18.0.2:1-1024", "0.0.0.0:22"}, "0.0.0.0 is the unspecified address"},
 		{[]string{"224.0.0.0/24:80"}, `target "224.0.0.0/24:80": the block holds 224.0.0.0, a multicast address`},
 		{[]string{"239.0.0.0/8:80"}, "the block holds 239.0.0.0, a multicast address"},
 		{[]string{"192.0.0.0/2:80"}, "the block holds 224.0.0.0, a multicast address"},
@@ -883,7 +917,7 @@ func TestUnusableTargets(t *testing.T) {
 
 	// A block that holds the prober's subnet broadcast: probed without it.
 	// (The fake network answers port 80 on every address.)
-	code, stdout, stderr := runCLI(t, &fakeSystem{}, "--json", "--rate", "0", "-w", "0.02", "--retries", "0", "198.18.0.0/24:80")
+	code, stdout, stderr := runCLI(t, &fakeSystem{}, "scan", "--json", "--rate", "0", "-w", "0.02", "--retries", "0", "198.18.0.0/24:80")
 	if code != exitOK || stderr != "synprobe: leaving out 198.18.0.255, the broadcast address of a subnet on veth0\n" {
 		t.Errorf("exit %d, stderr %q", code, stderr)
 	}
@@ -912,5 +946,134 @@ func TestUnusableTargets(t *testing.T) {
 	// unicast one is probed.
 	if code, stdout, stderr := runCLI(t, &fakeSystem{}, "-c", "1", "lab.test:80"); code != exitOK || stderr != "" || !strings.Contains(stdout, "1 open") {
 		t.Errorf("lab.test: exit %d, %q", code, stderr)
+	}
+}
+
+// TestScanText: a scan's text output is grouped by host in address order,
+// ports in order; more than a few plain refusals or silent ports of a host
+// take one line each; hosts that never answered take one line.
+func TestScanText(t *testing.T) {
+	code, stdout, stderr := runCLI(t, &fakeSystem{}, "scan", "-w", "0.05", "--retries", "0", "198.18.1.6/31:79-80,100-102,200-240", "198.18.1.8/29:80", "lab.test:80,200-201", "198.18.7.7:80")
+	if code != exitOK || stderr != "" {
+		t.Errorf("exit %d, stderr %q", code, stderr)
+	}
+	want := `198.18.0.2 (lab.test): 1 open, 2 closed, 0 filtered
+open     198.18.0.2:80  rtt=0.041 ms  reason=syn-ack ttl=61 hops=3 flags=SA win=65160 mss=1460 ws=7 sack ts=5 clock=kernel
+closed   198.18.0.2:200  rtt=0.015 ms  reason=rst ttl=61 hops=3 flags=RA win=0 clock=kernel
+closed   198.18.0.2:201  rtt=0.015 ms  reason=rst ttl=61 hops=3 flags=RA win=0 clock=kernel
+198.18.1.6: 1 open, 41 closed, 4 filtered
+filtered 198.18.1.6:79  reason=timeout
+open     198.18.1.6:80  rtt=0.041 ms  reason=syn-ack ttl=61 hops=3 flags=SA win=65160 mss=1460 ws=7 sack ts=5 clock=kernel
+filtered 198.18.1.6:100  reason=timeout
+filtered 198.18.1.6:101  reason=timeout
+filtered 198.18.1.6:102  reason=timeout
+closed   198.18.1.6:200-240  reason=rst (41 ports)
+198.18.1.7: 1 open, 41 closed, 4 filtered
+filtered 198.18.1.7:79  reason=timeout
+open     198.18.1.7:80  rtt=0.041 ms  reason=syn-ack ttl=61 hops=3 flags=SA win=65160 mss=1460 ws=7 sack ts=5 clock=kernel
+filtered 198.18.1.7:100  reason=timeout
+filtered 198.18.1.7:101  reason=timeout
+filtered 198.18.1.7:102  reason=timeout
+closed   198.18.1.7:200-240  reason=rst (41 ports)
+198.18.7.7: 0 open, 0 closed, 1 filtered
+filtered 198.18.7.7:80  rtt=0.090 ms  reason=icmp-admin-prohibited from=198.18.7.1 ttl=64 hint=icmp-from-other-address clock=kernel
+8 of 12 addresses never answered (every probe timed out): 198.18.1.8-198.18.1.15
+--- scan of 104 pairs: 3 open, 84 closed, 17 filtered (icmp-admin-prohibited 1, rst 84, syn-ack 3, timeout 16) ---
+`
+	if !strings.HasPrefix(stdout, want) {
+		t.Errorf("output:\n%s\nwant it to begin with:\n%s", stdout, want)
+	}
+}
+
+// TestScanFilters: --open and --mismatches leave out what they filter, in
+// text and JSON alike; -q leaves the summary alone, in both.
+func TestScanFilters(t *testing.T) {
+	targets := []string{"-w", "0.05", "--retries", "0", "198.18.0.2:79-81=closed", "198.18.1.8:80"}
+	for _, tt := range []struct {
+		args       []string
+		want, lack []string
+	}{
+		{[]string{"--open"}, []string{"open     198.18.0.2:80  rtt=0.041 ms", "MISMATCH 198.18.0.2:80", "1 of 2 addresses never answered", "--- scan of 4 pairs"},
+			[]string{"closed   ", "filtered 198.18.0.2:79", "MISMATCH 198.18.0.2:79"}},
+		{[]string{"--mismatches"}, []string{"MISMATCH 198.18.0.2:79 (198.18.0.2:79-81=closed): expected closed, got filtered: no answer to 1 probe", "MISMATCH 198.18.0.2:80", "--- scan of 4 pairs"},
+			[]string{"open     ", "closed   ", "never answered"}},
+		{[]string{"-q"}, []string{"--- scan of 4 pairs", "2 pairs differ from what was expected"}, []string{"MISMATCH", "open     ", "198.18.0.2: "}},
+		{[]string{"--json", "--open"}, []string{`"type":"result"`, `"type":"mismatch","target":"198.18.0.2:79-81=closed","addr":"198.18.0.2","port":80`, `"type":"scan-summary"`},
+			[]string{`"state":"closed"`, `"port":79,"expected"`}},
+		{[]string{"--json", "--mismatches"}, []string{`"type":"mismatch"`, `"type":"scan-summary"`}, []string{`"type":"result"`}},
+		{[]string{"--json", "-q"}, []string{`"type":"scan-summary"`}, []string{`"type":"result"`, `"type":"mismatch"`}},
+	} {
+		code, stdout, stderr := runCLI(t, &fakeSystem{}, append(append([]string{"scan"}, tt.args...), targets...)...)
+		if code != exitNotOpen || stderr != "" {
+			t.Errorf("%v: exit %d, stderr %q", tt.args, code, stderr)
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(stdout, w) {
+				t.Errorf("%v: output lacks %q:\n%s", tt.args, w, stdout)
+			}
+		}
+		for _, l := range tt.lack {
+			if strings.Contains(stdout, l) {
+				t.Errorf("%v: output has %q:\n%s", tt.args, l, stdout)
+			}
+		}
+	}
+}
+
+// TestQuiet: -q is the summary only, in every verb and format: no header,
+// no probe lines, no guard line (unless it warns), no source ports line.
+func TestQuiet(t *testing.T) {
+	for _, args := range [][]string{
+		{"-q", "-c", "2", "-i", "0.01", "lab.test:80", "198.18.0.2:81"},
+		{"-q", "--mode", "ack", "-c", "1", "198.18.0.2:80"},
+		{"-q", "--mode", "fin", "--close-timeout", "0.05", "-c", "1", "198.18.0.2:80"},
+	} {
+		_, stdout, _ := runCLI(t, &fakeSystem{}, args...)
+		for _, l := range strings.Split(strings.TrimSpace(stdout), "\n") {
+			if !strings.HasPrefix(l, "---") && !regexp.MustCompile(`^(\d+ probes? sent|rtt |close|peer bytes|--data|closes with)`).MatchString(l) {
+				t.Errorf("%v: not a summary line: %q\n%s", args, l, stdout)
+			}
+		}
+		_, stdout, _ = runCLI(t, &fakeSystem{}, append([]string{"--json"}, args...)...)
+		for _, l := range strings.Split(strings.TrimSpace(stdout), "\n") {
+			if !strings.HasPrefix(l, `{"type":"summary"`) {
+				t.Errorf("--json %v: not a summary: %q", args, l)
+			}
+		}
+	}
+	// A warning is no detail: escaped RSTs are said under -q too.
+	_, stdout, _ := runCLI(t, &fakeSystem{escaped: 2}, "-q", "--mode", "ack", "-c", "1", "198.18.0.2:80")
+	if !strings.Contains(stdout, "WARNING: 2 kernel RSTs escaped the guard") || strings.Contains(stdout, "RST guard:") {
+		t.Errorf("-q with escaped RSTs:\n%s", stdout)
+	}
+}
+
+// TestTTLExceeded: an ICMP time exceeded says so, names the router, and
+// never meets an expectation of filtered: the SYN never reached the
+// target.
+func TestTTLExceeded(t *testing.T) {
+	code, stdout, _ := runCLI(t, &fakeSystem{}, "-c", "1", "--ttl", "1", "198.18.9.9:80")
+	if code != exitNotOpen || !strings.Contains(stdout, "filtered 198.18.9.9:80  seq=0 sport=") ||
+		!strings.Contains(stdout, "reason=icmp-ttl-exceeded from=198.18.0.254 ttl=64 (ttl exceeded at 198.18.0.254: the SYN never reached 198.18.9.9) clock=kernel") {
+		t.Errorf("ping: exit %d\n%s", code, stdout)
+	}
+	code, stdout, _ = runCLI(t, &fakeSystem{}, "scan", "--ttl", "1", "-w", "0.05", "198.18.9.9:80=filtered", "198.18.9.9:81=closed", "198.18.0.2:82=filtered")
+	for _, want := range []string{
+		"filtered 198.18.9.9:80  rtt=0.030 ms  reason=icmp-ttl-exceeded from=198.18.0.254 ttl=64 (ttl exceeded at 198.18.0.254: the SYN never reached 198.18.9.9) clock=kernel MISMATCH(expected filtered)\n",
+		"MISMATCH 198.18.9.9:80 (198.18.9.9:80=filtered): expected filtered, got no answer from the target: ttl exceeded at 198.18.0.254, ttl 64: the SYN (--ttl 1) never reached 198.18.9.9, whose port was not tested\n",
+		"MISMATCH 198.18.9.9:81 (198.18.9.9:81=closed): expected closed, got no answer from the target: ttl exceeded at",
+		"2 pairs differ from what was expected",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("scan output lacks %q:\n%s", want, stdout)
+		}
+	}
+	if code != exitNotOpen || strings.Contains(stdout, "hint=") || strings.Contains(stdout, "MISMATCH 198.18.0.2:82") {
+		t.Errorf("scan: exit %d\n%s", code, stdout)
+	}
+	_, stdout, _ = runCLI(t, &fakeSystem{}, "scan", "--json", "--ttl", "1", "-w", "0.05", "198.18.9.9:80=filtered")
+	if !strings.Contains(stdout, `"type":"mismatch","target":"198.18.9.9:80=filtered","addr":"198.18.9.9","port":80,"expected":"filtered","got":"filtered","reason":"icmp-ttl-exceeded","from":"198.18.0.254","ttl":64,"evidence":"ttl exceeded at 198.18.0.254`) ||
+		strings.Contains(stdout, `"hint"`) {
+		t.Errorf("JSON:\n%s", stdout)
 	}
 }

@@ -75,25 +75,28 @@ func runScan(ctx context.Context, o *options, set *scan.Set, expecting bool, std
 		buf.beforeFlush = progress.clear
 	}
 	out := newPrinter(buf, o)
+	if tp, ok := out.(*textPrinter); ok && !o.quiet && !o.mismatchesOnly {
+		tp.groups = newScanGroups(set, o)
+	}
 	var mismatches []mismatch
 	nMismatch := 0
 	cfg := scan.Config{
 		Set: set, Sources: sources, PortLo: lo, PortHi: hi, Ports: ports.Ports(),
 		Rate: o.rate, Retries: o.retries, Timeout: o.timeout, Senders: o.senders,
-		TTL: o.ttl, TOS: o.tos, Window: o.window,
+		TTL: o.ttl, TOS: o.tos, Window: o.window, ECN: o.ecn,
 		Cookie: cookie, PermKey: key,
 		OnResult: func(r *probe.ScanResult, origin scan.Origin) {
 			exp := origin.Expect()
 			if exp == "" {
 				exp = o.expect
 			}
-			if exp != "" && r.State.String() != exp {
+			if mismatched(r, exp) {
 				if nMismatch++; len(mismatches) < maxMismatches {
 					mismatches = append(mismatches, mismatch{arg: origin.String(), expected: exp, r: *r})
 				}
 			}
-			if !o.quiet && (!o.openOnly || r.State == probe.StateOpen) {
-				out.scanResult(r, origin, exp)
+			if !o.quiet && !o.mismatchesOnly {
+				out.scanResult(r, origin, exp) // --open is the printer's
 			}
 		},
 	}
@@ -127,24 +130,39 @@ func runScan(ctx context.Context, o *options, set *scan.Set, expecting bool, std
 	if err := rec.close(); err != nil {
 		return 0, err
 	}
+	out.scanEnd(&sum)
+	slices.SortFunc(mismatches, func(a, b mismatch) int { return a.r.AddrPort().Compare(b.r.AddrPort()) })
 	for i := range mismatches {
 		sum.Complete(&mismatches[i].r) // judged against every host's SYN-ACK
-		out.mismatch(&mismatches[i], o)
+		if !o.openOnly || mismatches[i].r.State == probe.StateOpen {
+			out.mismatch(&mismatches[i], o)
+		}
 	}
 	out.scanSummary(&sum, nMismatch, expecting)
+	return scanStatus(&sum, nMismatch), nil
+}
+
+// scanStatus is a scan's exit status (docs/exit-codes.md): 3 when this
+// host refused to send a probe (those pairs were never tested), 1 when a
+// pair differs from its expectation or the scan was interrupted (not
+// every pair was judged), else 0: a discovery scan that completed, or
+// every expectation met.
+func scanStatus(sum *scan.Summary, mismatches int) int {
 	switch {
 	case sum.Errors > 0:
-		return exitFailure, nil
-	case sum.Interrupted && sum.Open+sum.Closed+sum.Filtered == 0:
-		return exitNotOpen, nil
-	case expecting && nMismatch > 0:
-		return exitNotOpen, nil
-	case expecting:
-		return exitOK, nil
-	case sum.Open == sum.Pairs:
-		return exitOK, nil
+		return exitFailure
+	case mismatches > 0, sum.Interrupted:
+		return exitNotOpen
 	}
-	return exitNotOpen, nil
+	return exitOK
+}
+
+// mismatched reports whether r fails its expectation (none: "").
+// A TTL expiry meets none: the SYN never reached the target, so it shows
+// nothing of the port, and a firewall check of filtered ports run with
+// too low a --ttl must not pass without reaching the firewall.
+func mismatched(r *probe.ScanResult, expect string) bool {
+	return expect != "" && (r.State.String() != expect || r.Reason == probe.ReasonTTLExceeded)
 }
 
 // scanSources works out the source address of every block of the set, as
@@ -178,6 +196,8 @@ func (m *mismatch) evidence(o *options) string {
 		e = fmt.Sprintf("never sent: %s (%s)", r.Reason, probe.SendErrorText(r.Reason))
 	case r.Reason == probe.ReasonTimeout:
 		e = fmt.Sprintf("no answer to %s (timeout %v)", plural(o.retries+1, "probe", "probes"), o.timeout)
+	case r.Reason == probe.ReasonTTLExceeded:
+		e = fmt.Sprintf("ttl exceeded at %v, ttl %d: the SYN (--ttl %d) never reached %v, whose port was not tested", r.From, r.TTL, o.ttl, r.Addr)
 	case r.IsICMP():
 		who := "the target"
 		if r.From != r.Addr {
@@ -207,6 +227,9 @@ func (p *textPrinter) scanResult(r *probe.ScanResult, origin scan.Origin, expect
 		b = append(b, " ("+probe.SendErrorText(r.Reason)+")"...)
 	case r.IsICMP():
 		b = fmt.Appendf(b, " from=%s ttl=%d", r.From, r.TTL)
+		if r.Reason == probe.ReasonTTLExceeded {
+			b = appendTTLExceeded(b, r.From, r.Addr)
+		}
 	case r.Answered():
 		hops, _ := probe.Hops(r.TTL)
 		b = fmt.Appendf(b, " ttl=%d hops=%d flags=%s win=%d", r.TTL, hops, r.Flags, r.Window)
@@ -217,16 +240,41 @@ func (p *textPrinter) scanResult(r *probe.ScanResult, origin scan.Origin, expect
 	if r.Hint != "" {
 		b = append(b, " hint="+r.Hint...)
 	}
-	if expect != "" && r.State.String() != expect {
+	if r.Answered() && r.Timed() {
+		b = append(b, " clock="+clockName(r.KernelClock)...)
+	}
+	mismatch := mismatched(r, expect)
+	if mismatch {
 		b = append(b, " MISMATCH(expected "+expect+")"...)
 	}
 	b = append(b, '\n')
 	p.b = b
+	if p.groups != nil {
+		p.groups.add(r, origin, mismatch, b)
+		return
+	}
 	p.w.Write(b)
 }
 
+// scanEnd writes what the scan's text output gathered (scangroups.go).
+func (p *textPrinter) scanEnd(s *scan.Summary) {
+	if p.groups != nil {
+		p.groups.write(p.w, s.Interrupted)
+		p.groups = nil
+	}
+}
+
+func (p *jsonPrinter) scanEnd(*scan.Summary) {}
+
 func (p *textPrinter) mismatch(m *mismatch, o *options) {
-	fmt.Fprintf(p.w, "MISMATCH %v (%s): expected %s, got %v: %s\n", m.r.AddrPort(), m.arg, m.expected, m.r.State, m.evidence(o))
+	if p.quiet {
+		return
+	}
+	got := m.r.State.String()
+	if m.r.Reason == probe.ReasonTTLExceeded {
+		got = "no answer from the target"
+	}
+	fmt.Fprintf(p.w, "MISMATCH %v (%s): expected %s, got %s: %s\n", m.r.AddrPort(), m.arg, m.expected, got, m.evidence(o))
 }
 
 func (p *textPrinter) scanSummary(s *scan.Summary, mismatches int, expecting bool) {
@@ -292,10 +340,16 @@ func reasonList(r map[string]uint64) string {
 }
 
 func (p *jsonPrinter) scanResult(r *probe.ScanResult, origin scan.Origin, expect string) {
+	if p.quiet || p.openOnly && r.State != probe.StateOpen {
+		return
+	}
 	p.write(p.pair.set(r, origin, expect))
 }
 
 func (p *jsonPrinter) mismatch(m *mismatch, o *options) {
+	if p.quiet {
+		return
+	}
 	r := &m.r
 	rec := &mismatchRecord{Type: "mismatch", Target: m.arg, Port: r.Port, Expected: m.expected, Got: r.State.String(), Reason: r.Reason,
 		Hint: r.Hint, Evidence: m.evidence(o)}

@@ -6,17 +6,17 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/netip"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/synprobe/synprobe/internal/netlab"
 	"github.com/synprobe/synprobe/probe/scan"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // scanLab is a lab whose target answers for a whole IPv4 /24 and a small
@@ -119,8 +119,8 @@ func TestIntegrationScan(t *testing.T) {
 	l, v4, v6, dropHost, want := firewallLab(t)
 	sub4 := netip.PrefixFrom(v4.Addr(), 28)
 	sub6 := netip.PrefixFrom(v6.Addr(), 126)
-	r := runIn(t, l, l.Prober, "--json", "--rate", "0", "-w", "0.3", sub4.String()+":20-29,80", "["+sub6.String()+"]:22-25,80")
-	if r.code != exitNotOpen {
+	r := runIn(t, l, l.Prober, "scan", "--json", "--rate", "0", "-w", "0.3", sub4.String()+":20-29,80", "["+sub6.String()+"]:22-25,80")
+	if r.code != exitOK { // a discovery scan that completed
 		t.Errorf("exit %d: %s", r.code, r.stderr)
 	}
 	got, summary := scanResults(t, r)
@@ -142,11 +142,11 @@ func TestIntegrationScan(t *testing.T) {
 	}
 
 	// A firewall check: the expectations hold, or each miss is named.
-	ok := runIn(t, l, l.Prober, "-w", "0.3", "--rate", "0", sub4.String()+":22=open", sub4.String()+":23=filtered", sub4.String()+":25=closed", "["+sub6.String()+"]:24=filtered")
+	ok := runIn(t, l, l.Prober, "scan", "-w", "0.3", "--rate", "0", sub4.String()+":22=open", sub4.String()+":23=filtered", sub4.String()+":25=closed", "["+sub6.String()+"]:24=filtered")
 	if ok.code != exitOK || !strings.Contains(ok.stdout, "every pair is as expected") {
 		t.Errorf("expectations met: exit %d\n%s%s", ok.code, ok.stdout, ok.stderr)
 	}
-	bad := runIn(t, l, l.Prober, "-w", "0.3", "--rate", "0", "--expect", "closed", sub4.String()+":80")
+	bad := runIn(t, l, l.Prober, "scan", "-w", "0.3", "--rate", "0", "--expect", "closed", sub4.String()+":80")
 	if bad.code != exitNotOpen || strings.Count(bad.stdout, "\nMISMATCH ") != 16 ||
 		!strings.Contains(bad.stdout, fmt.Sprintf("MISMATCH %v:80 (%v:80): expected closed, got filtered: no answer to 2 probes", dropHost, sub4)) {
 		t.Errorf("expectations missed: exit %d\n%s", bad.code, bad.stdout)
@@ -177,8 +177,8 @@ func TestIntegrationScanRing(t *testing.T) {
 	for p := uint16(1); p <= 64; p++ {
 		ports4 = append(ports4, p)
 	}
-	r := runIn(t, l, l.Prober, "--json", "--rate", "0", "-w", "0.3", v4.String()+":1-64,80", "["+v6.String()+"]:22-25,80")
-	if r.code != exitNotOpen {
+	r := runIn(t, l, l.Prober, "scan", "--json", "--rate", "0", "-w", "0.3", v4.String()+":1-64,80", "["+v6.String()+"]:22-25,80")
+	if r.code != exitOK {
 		t.Errorf("exit %d: %s", r.code, r.stderr)
 	}
 	got, summary := scanResults(t, r)
@@ -210,7 +210,9 @@ func TestIntegrationScanSlowReader(t *testing.T) {
 	l, v4, _ := scanLab(t, 22)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := l.Command(ctx, l.Prober, synprobeBinary(t), "--rate", "0", "-w", "0.5", fmt.Sprintf("%v:1-%d", v4, ports))
+	// JSON Lines: they stream as answers come (the text output is
+	// written at the end).
+	cmd := l.Command(ctx, l.Prober, synprobeBinary(t), "scan", "--json", "--rate", "0", "-w", "0.5", fmt.Sprintf("%v:1-%d", v4, ports))
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -225,12 +227,19 @@ func TestIntegrationScanSlowReader(t *testing.T) {
 	var tail []string
 	sc := bufio.NewScanner(out)
 	for sc.Scan() {
-		switch f := strings.Fields(sc.Text()); {
-		case len(f) > 1 && f[0] == "open" && strings.HasSuffix(f[1], ":22"):
+		var m struct {
+			Type, State string
+			Port        int
+		}
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("bad JSON %q", sc.Text())
+		}
+		switch {
+		case m.Type == "result" && m.State == "open" && m.Port == 22:
 			open++
-		case len(f) > 1 && f[0] == "closed" && !strings.HasSuffix(f[1], ":22"):
+		case m.Type == "result" && m.State == "closed" && m.Port != 22:
 			closed++
-		case len(f) > 0 && (f[0] == "open" || f[0] == "closed" || f[0] == "filtered"):
+		case m.Type == "result":
 			if other++; other <= 10 {
 				t.Errorf("unexpected result %q", sc.Text())
 			}
@@ -238,16 +247,63 @@ func TestIntegrationScanSlowReader(t *testing.T) {
 			tail = append(tail, sc.Text())
 		}
 	}
-	err = cmd.Wait()
-	if ee := (*exec.ExitError)(nil); !errors.As(err, &ee) || ee.ExitCode() != exitNotOpen {
+	if err = cmd.Wait(); err != nil {
 		t.Errorf("exit: %v\n%s", err, stderr.String())
 	}
 	if open != 256 || closed != 256*(ports-1) || other != 0 {
 		t.Errorf("%d open, %d closed, %d other, want 256 and %d", open, closed, other, 256*(ports-1))
 	}
 	summary := strings.Join(tail, "\n")
-	if !strings.Contains(summary, fmt.Sprintf("%d probes sent (0 retries)", 256*ports)) || strings.Contains(summary, "lost") ||
-		!strings.Contains(summary, "answers read from packet ring") {
+	if !strings.Contains(summary, fmt.Sprintf(`"sent":%d,"retries":0,`, 256*ports)) || !strings.Contains(summary, `"recv_drops":0,`) ||
+		!strings.Contains(summary, `"recv_path":"packet ring"`) {
 		t.Errorf("summary:\n%s", summary)
+	}
+}
+
+// TestIntegrationScanECN: a scan with --ecn sends ECN-setup SYNs (ECE and
+// CWR, as the capture shows) and reports the SYN-ACK's ECE: Linux agrees
+// to ECN when asked (net.ipv4.tcp_ecn=2, its default, set here); without
+// --ecn neither.
+func TestIntegrationScanECN(t *testing.T) {
+	l, v4, v6 := scanLab(t, 22)
+	l.Run(t, l.Target, "sysctl", "-qw", "net.ipv4.tcp_ecn=2")
+	targets := []string{netip.AddrPortFrom(v4.Addr(), 22).String(), netip.AddrPortFrom(v6.Addr(), 22).String()}
+	for _, ecn := range []bool{true, false} {
+		args := []string{"scan", "--json", "-w", "0.3"}
+		if ecn {
+			args = append(args, "--ecn")
+		}
+		c := l.StartCapture(t, l.Prober, l.ProberIf, "tcp")
+		r := runIn(t, l, l.Prober, append(args, targets...)...)
+		pkts, err := c.Stop()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := scanResults(t, r)
+		if r.code != exitOK || len(got) != 2 {
+			t.Fatalf("--ecn %v: exit %d, %d results: %s%s", ecn, r.code, len(got), r.stdout, r.stderr)
+		}
+		for _, m := range r.lines {
+			if m["type"] == "result" && (m["state"] != "open" || m["ece"] != ecn) {
+				t.Errorf("--ecn %v: %v", ecn, m)
+			}
+		}
+		want := wire.FlagSyn
+		if ecn {
+			want |= wire.FlagEce | wire.FlagCwr
+		}
+		syns := 0
+		for _, cp := range pkts {
+			var p wire.Packet
+			if wire.Parse(cp.Data, &p) != nil || p.Flags&wire.FlagSyn == 0 || p.Flags&wire.FlagAck != 0 {
+				continue
+			}
+			if syns++; p.Flags != want {
+				t.Errorf("--ecn %v: a SYN on the wire with flags %v, want %v", ecn, p.Flags, want)
+			}
+		}
+		if syns != 2 {
+			t.Errorf("--ecn %v: %d SYNs on the wire, want 2", ecn, syns)
+		}
 	}
 }

@@ -102,13 +102,13 @@ func TestIntegrationScanRTTCapture(t *testing.T) {
 			l, v4, v6 := scanLab(t, 22, 80)
 			resolveNeighbours(t, l)
 			c := l.StartCapture(t, l.Prober, l.ProberIf, "tcp")
-			args := append([]string{"--json", "--rate", "0", "-w", "0.5"}, tc.targets(v4, v6)...)
+			args := append([]string{"scan", "--json", "--rate", "0", "-w", "0.5"}, tc.targets(v4, v6)...)
 			r := runIn(t, l, l.Prober, args...)
 			pkts, err := c.Stop()
 			if err != nil {
 				t.Fatal(err)
 			}
-			if r.code != exitNotOpen {
+			if r.code != exitOK { // a discovery scan that completed
 				t.Fatalf("exit %d: %s", r.code, r.stderr)
 			}
 			_, summary := scanResults(t, r)
@@ -158,12 +158,12 @@ func BenchmarkScanRTTAccuracy(b *testing.B) {
 			b.Fatalf("labserver: %v", err)
 		}
 		c := l.StartCapture(b, l.Prober, l.ProberIf, "tcp")
-		r := runIn(b, l, l.Prober, "--json", "--rate", "0", v4.String()+":1-1000")
+		r := runIn(b, l, l.Prober, "scan", "--json", "--rate", "0", v4.String()+":1-1000")
 		pkts, err := c.Stop()
 		if err != nil {
 			b.Fatal(err)
 		}
-		if r.code != exitNotOpen {
+		if r.code != exitOK { // a discovery scan that completed
 			b.Fatalf("exit %d: %s", r.code, r.stderr)
 		}
 		_, summary := scanResults(b, r)

@@ -34,7 +34,7 @@ func TestIntegrationScanSlowHost(t *testing.T) {
 		netlab.Serve(ln, func(c net.Conn) { c.Close() })
 	}
 	capt := l.StartCapture(t, l.Target, l.TargetIf, "tcp port 22")
-	r := runIn(t, l, l.Prober, "--json", "127.0.0.1:1-50", "[::1]:1-50", hostPort(l.TargetV4, 22)+"=filtered", hostPort(l.TargetV6, 22)+"=filtered")
+	r := runIn(t, l, l.Prober, "scan", "--json", "127.0.0.1:1-50", "[::1]:1-50", hostPort(l.TargetV4, 22)+"=filtered", hostPort(l.TargetV6, 22)+"=filtered")
 	if r.code != exitNotOpen {
 		t.Errorf("exit %d, want %d (22 is open)\n%s%s", r.code, exitNotOpen, r.stdout, r.stderr)
 	}
@@ -70,7 +70,7 @@ func TestIntegrationScanSlowHost(t *testing.T) {
 		t.Errorf("the capture holds no SYN-ACK from each family: %v", synacks)
 	}
 	// Expecting it open passes.
-	ok := runIn(t, l, l.Prober, "127.0.0.1:1-50", hostPort(l.TargetV4, 22)+"=open")
+	ok := runIn(t, l, l.Prober, "scan", "127.0.0.1:1-50", hostPort(l.TargetV4, 22)+"=open")
 	if ok.code != exitOK || !strings.Contains(ok.stdout, "every pair is as expected") {
 		t.Errorf("exit %d:\n%s%s", ok.code, ok.stdout, ok.stderr)
 	}
@@ -84,7 +84,7 @@ func TestIntegrationScanSpecific(t *testing.T) {
 	netlab.Serve(ln, func(c net.Conn) { c.Close() })
 	capt := l.StartCapture(t, l.Target, l.TargetIf, "tcp[tcpflags] == tcp-syn")
 	a := l.TargetV4.String()
-	r := runIn(t, l, l.Prober, "--json", "-w", "0.3", "--expect", "closed", a+":1-1024", a+":80,443=open", a+":81-82=filtered")
+	r := runIn(t, l, l.Prober, "scan", "--json", "-w", "0.3", "--expect", "closed", a+":1-1024", a+":80,443=open", a+":81-82=filtered")
 	if r.code != exitOK {
 		t.Errorf("exit %d:\n%s%s", r.code, r.stdout, r.stderr)
 	}
@@ -171,7 +171,7 @@ func TestIntegrationScanLocalBlocks(t *testing.T) {
 			l, v4, want := localBlockLab(t, tt.firewall)
 			resolveNeighbours(t, l)
 			capt := l.StartCapture(t, l.Target, l.TargetIf, "tcp[tcpflags] & tcp-syn != 0 and tcp[tcpflags] & tcp-ack == 0")
-			r := runIn(t, l, l.Prober, "--json", "--rate", "0", "-w", "0.3", v4.String()+":"+tt.ports)
+			r := runIn(t, l, l.Prober, "scan", "--json", "--rate", "0", "-w", "0.3", v4.String()+":"+tt.ports)
 			if r.code != exitFailure {
 				t.Errorf("exit %d, want %d: probes were not sent\n%s", r.code, exitFailure, r.stderr)
 			}
@@ -247,7 +247,7 @@ func TestIntegrationTargetFileMemory(t *testing.T) {
 	if _, err := os.Stat("/usr/bin/time"); err != nil {
 		t.Skip("needs /usr/bin/time (apt install time)")
 	}
-	cmd := l.Command(ctx, l.Prober, "/usr/bin/time", "-f", "maxrss %M KiB", synprobeBinary(t), "--open", "--rate", "0", "-w", "0.5", "-f", f)
+	cmd := l.Command(ctx, l.Prober, "/usr/bin/time", "-f", "maxrss %M KiB", synprobeBinary(t), "scan", "--open", "--rate", "0", "-w", "0.5", "-f", f)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Errorf("%v:\n%s", err, lastLines(out, 10))
@@ -298,7 +298,7 @@ func TestIntegrationScanLossy(t *testing.T) {
 	}
 	// Each attempt at a pair fails with probability 1-0.9², 19%; nine
 	// attempts all fail with 3e-7, for each of the 200 pairs.
-	r := runIn(t, l, l.Prober, "--json", "--retries", "8", "-w", "0.5", l.TargetV4.String()+":60-159", "["+l.TargetV6.String()+"]:60-159")
+	r := runIn(t, l, l.Prober, "scan", "--json", "--retries", "8", "-w", "0.5", l.TargetV4.String()+":60-159", "["+l.TargetV6.String()+"]:60-159")
 	got, summary := scanResults(t, r)
 	pairs, wrong := checkVerdicts(t, got, want, map[netip.Prefix][]uint16{
 		netip.PrefixFrom(l.TargetV4, 32):  portRange(60, 159),

@@ -96,6 +96,7 @@ type Config struct {
 
 	TTL, TOS uint8
 	Window   uint16
+	ECN      bool             // ask for ECN: ECE and CWR set in the SYN
 	Options  *wire.SYNOptions // nil: none
 	Options6 *wire.SYNOptions // nil: Options
 
@@ -587,6 +588,10 @@ func (s *scanner) sender(ctx context.Context, pass int, last bool, first uint64)
 			}
 		}
 	}
+	synFlags := wire.FlagSyn
+	if s.cfg.ECN {
+		synFlags |= wire.FlagEce | wire.FlagCwr
+	}
 	for i := first; i < s.n; i += uint64(s.cfg.Senders) {
 		if ctx.Err() != nil {
 			return
@@ -613,7 +618,7 @@ func (s *scanner) sender(ctx context.Context, pass int, last bool, first uint64)
 			Src: src, Dst: addr, TTL: s.cfg.TTL, TOS: s.cfg.TOS,
 			ID: uint16(isn >> 16), DF: true,
 			SrcPort: sport, DstPort: port,
-			Seq: isn, Flags: wire.FlagSyn, Window: s.cfg.Window,
+			Seq: isn, Flags: synFlags, Window: s.cfg.Window,
 			Options: opts[fam][:s.optLen[fam]],
 		}
 		n, err := seg.Build(b.Slot())
@@ -851,7 +856,9 @@ func (s *scanner) handle(pkt *wire.Packet, rx time.Time) {
 			r.Reason = wire.ICMPReason(a.Remote.Is6(), pkt.ICMPType, pkt.ICMPCode)
 			r.From, r.TTL, r.TOS, r.IPID, r.DF = pkt.Src, pkt.TTL, pkt.TOS, pkt.ID, pkt.DF
 			r.ICMPType, r.ICMPCode = pkt.ICMPType, pkt.ICMPCode
-			if pkt.Src != a.Remote {
+			// A TTL expiry comes from a router by its nature: no hint
+			// that anything stood in for the target.
+			if pkt.Src != a.Remote && r.Reason != probe.ReasonTTLExceeded {
 				r.Hint = "icmp-from-other-address"
 			}
 			s.filt.Add(1)

@@ -692,3 +692,41 @@ func TestScanRTTs(t *testing.T) {
 		})
 	}
 }
+
+// TestScanECN: with ECN, every SYN of a scan carries ECE and CWR (RFC
+// 3168's ECN-setup SYN), and only then.
+func TestScanECN(t *testing.T) {
+	for _, ecn := range []bool{false, true} {
+		var mu sync.Mutex
+		flags := map[wire.TCPFlags]int{}
+		c := probetest.NewConn(func(p *wire.Packet, b []byte, _ uint32) []probetest.Reply {
+			mu.Lock()
+			flags[p.Flags]++
+			mu.Unlock()
+			if p.Flags&wire.FlagSyn == 0 {
+				return nil
+			}
+			return []probetest.Reply{{Packet: probetest.SYNACK(p, wire.SYNOptions{MSS: 1460, WScale: -1})}}
+		})
+		spec, err := scan.ParseSpec("198.18.1.0/30:22,80")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cookie, _ := wire.NewRandomCookie()
+		sum, err := scan.Scan(context.Background(), c, scan.Config{
+			Set: mustSet(t, &spec), Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999,
+			Timeout: 100 * time.Millisecond, Cookie: cookie, ECN: ecn, OnResult: func(*probe.ScanResult, scan.Origin) {},
+		})
+		c.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := wire.FlagSyn
+		if ecn {
+			want |= wire.FlagEce | wire.FlagCwr
+		}
+		if sum.Open != sum.Pairs || flags[want] != int(sum.Pairs) {
+			t.Errorf("ECN %v: %d of %d pairs open; SYN flags sent %v, want %d of %v", ecn, sum.Open, sum.Pairs, flags, sum.Pairs, want)
+		}
+	}
+}
