@@ -147,8 +147,7 @@ func runListener(ctx context.Context, args []string, stdout, stderr io.Writer) (
 	}
 	// Set-up: the client's sockets and its RST guard, which keeps the
 	// kernel's RST to the SYN-ACK off the wire while we withhold the ACK.
-	// One source port: the cookie tests send two SYNs on one 4-tuple.
-	client, err := probe.NewClient(&probe.ClientConfig{Guard: true, Interface: o.iface, Ports: 1})
+	client, err := probe.NewClient(&probe.ClientConfig{Guard: true, Interface: o.iface, Ports: 4})
 	if err != nil {
 		if errors.Is(err, os.ErrPermission) {
 			return 0, errors.New(cli.PrivilegeFix("raw sockets need CAP_NET_RAW, the RST guard CAP_NET_ADMIN"))

@@ -104,10 +104,9 @@ type Report struct {
 	Healthy bool
 }
 
-// Check runs the listener tests against dst on c. The cookie tests need
-// two SYNs on one 4-tuple: c should hold one source port
-// (probe.ClientConfig.Ports = 1); with more, the ISN and TSval tests stay
-// undecided. c needs its RST guard (the third ACK is withheld).
+// Check runs the listener tests against dst on c, which needs its RST
+// guard (the third ACK is withheld). The cookie tests send their SYNs
+// from one source port of c's (ProbeOptions.SourcePort): one 4-tuple.
 func Check(ctx context.Context, c *probe.Client, dst netip.AddrPort, cfg *Config) (*Report, error) {
 	var conf Config
 	if cfg != nil {
@@ -209,7 +208,10 @@ func cookieTests(ctx context.Context, c *probe.Client, dst netip.AddrPort, conf 
 		return ctx.Err()
 	case <-t.C:
 	}
-	b, err := c.Probe(ctx, dst, opts)
+	// The same 4-tuple: a's port.
+	same := *opts
+	same.SourcePort = a.SrcPort
+	b, err := c.Probe(ctx, dst, &same)
 	if err != nil {
 		return err
 	}
@@ -217,7 +219,7 @@ func cookieTests(ctx context.Context, c *probe.Client, dst netip.AddrPort, conf 
 	if dst.Addr().Is6() {
 		noTS.MSS = 1440
 	}
-	n, err := c.Probe(ctx, dst, &probe.ProbeOptions{Timeout: conf.Timeout, Options: &noTS})
+	n, err := c.Probe(ctx, dst, &probe.ProbeOptions{Timeout: conf.Timeout, Options: &noTS, SourcePort: a.SrcPort})
 	if err != nil {
 		return err
 	}
