@@ -113,6 +113,7 @@ func TestFlagMatrix(t *testing.T) {
 			recs, err := pcap.Read(f)
 			return err == nil && len(recs) > 0
 		}, nil},
+		"explain": {[]string{"--explain", "198.18.0.2:90"}, out("explain: SYNs got silence while a bare ACK drew a RST"), nil},
 		"version": {[]string{"-V"}, out("synprobe "), nil},
 		"help":    {[]string{"-h"}, out("Usage: synprobe"), nil},
 	}
@@ -128,7 +129,7 @@ func TestFlagMatrix(t *testing.T) {
 		}
 		for _, v := range verbs {
 			args := append([]string{string(v)}, base[v]...)
-			if f.Name == "file" || f.Name == "ipv4" || f.Name == "ipv6" || f.Name == "retries" || f.Name == "mismatches" {
+			if f.Name == "file" || f.Name == "explain" || f.Name == "ipv4" || f.Name == "ipv6" || f.Name == "retries" || f.Name == "mismatches" {
 				args = args[:len(args)-1] // the row names its own targets
 			}
 			only, refused := onlyFor[f.Name]

@@ -58,6 +58,7 @@ type options struct {
 	data         []byte
 	closeTimeout time.Duration
 	trace        bool
+	explain      bool
 	mark         uint32
 	cleanup      bool
 
@@ -100,6 +101,9 @@ type targetSpec struct {
 	arg  string
 	host string
 	port uint16
+	// explain says what a bare ACK found where SYNs got silence
+	// (--explain), for the summary.
+	explain string
 }
 
 // verb is what a run does: ping (the default) or scan. serve is a
@@ -129,6 +133,7 @@ var onlyFor = map[string]struct {
 	"data":          {verbPing, "a scan runs in rst mode: synprobe --mode fin --data TEXT -c 1 TARGET..."},
 	"close-timeout": {verbPing, "a scan runs in rst mode: synprobe --mode fin -c 1 TARGET..."},
 	"trace":         {verbPing, "a scan draws no ladders: synprobe --mode fin --trace -c 1 TARGET..."},
+	"explain":       {verbPing, "to tell a full accept queue from a firewall: synprobe listener HOST:PORT"},
 	"mark":          {verbPing, "a scan runs in rst mode, which needs no mark"},
 	"cleanup":       {verbPing, "synprobe --cleanup"},
 	"rate":          {verbScan, "ping paces its rounds with -i; to scan: synprobe scan --rate N TARGET..."},
@@ -239,6 +244,7 @@ func allFlags(o *options) *pflag.FlagSet {
 	fs.StringVar(&o.dataArg, "data", "", `fin mode: send this right after the handshake (escapes: \r \n \t \0 \\ \xHH)`)
 	fs.Var(durationFlag{d: &o.closeTimeout}, "close-timeout", "fin mode: how long to wait for the peer's ACK and FIN after ours (then up to 3 probes ask whether it still holds the connection)")
 	fs.BoolVar(&o.trace, "trace", false, "draw each probe's exchange as a ladder with both sides' TCP states")
+	fs.BoolVar(&o.explain, "explain", false, "where SYNs got silence, send one bare ACK at the end: a RST to it means the host is there and drops only SYNs (a full accept queue?), not a firewall")
 	fs.Var(intFlag[uint32]{p: &o.mark, lo: 1, hi: math.MaxUint32, hex: true, msg: "must be 1 to 0xffffffff: the RST guard tells our RSTs from the kernel's by it"}, "mark", "ack/fin modes: SO_MARK of our packets, which the RST guard lets through")
 	fs.BoolVar(&o.cleanup, "cleanup", false, "remove nftables tables left by synprobe runs that died, and exit")
 	fs.Float64Var(&o.rate, "rate", o.rate, "at most this many probes per second, 1 to 1e9 (0: as fast as the machine allows)")

@@ -311,6 +311,9 @@ func (p *textPrinter) summary(t *probe.Target, spec *targetSpec, s *probe.Stats)
 		fmt.Fprintf(&b, ", %d not sent (errors)", s.Errors)
 	}
 	fmt.Fprintf(&b, ", %s%% loss\n", strconv.FormatFloat(s.LossPercent(), 'f', -1, 64))
+	if spec.explain != "" {
+		fmt.Fprintf(&b, "explain: %s\n", spec.explain)
+	}
 	if sum := &s.RTT; sum.N > 0 {
 		fmt.Fprintf(&b, "rtt min/avg/max/mdev = %s/%s/%s/%s ms  p50/p90/p99 = %s/%s/%s ms  clock=%s\n",
 			ms(sum.Min), ms(sum.Avg), ms(sum.Max), ms(sum.Mdev), ms(sum.P50), ms(sum.P90), ms(sum.P99), statsClock(s))

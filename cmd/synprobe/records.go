@@ -327,6 +327,7 @@ type summaryRecord struct {
 	MaybeRetransmitMin number        `json:"maybe_retransmit_min_us,omitzero"`
 	MaybeRetransmitAvg number        `json:"maybe_retransmit_avg_us,omitzero"`
 	MaybeRetransmitMax number        `json:"maybe_retransmit_max_us,omitzero"`
+	Explain            string        `json:"explain,omitempty"`
 	*rttSummary
 }
 
@@ -349,6 +350,7 @@ func newSummaryRecord(t *probe.Target, spec *targetSpec, s *probe.Stats) *summar
 		Sent: s.Sent, Open: s.Open, Closed: s.Closed, Filtered: s.Filtered, Errors: s.Errors, Timeouts: s.Timeouts, Interrupted: s.Interrupted,
 		LossPct:          decimal(s.LossPercent(), 3),
 		MaybeRetransmits: s.MaybeRetransmits.N,
+		Explain:          spec.explain,
 	}
 	rec.Addr.a = t.Addr
 	if s.Patterns != [len(s.Patterns)]int{} || s.CloseInterrupted > 0 {

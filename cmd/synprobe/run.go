@@ -356,6 +356,9 @@ func probeAll(ctx context.Context, o *options, stdout, stderr io.Writer, sys net
 	if err != nil {
 		return 0, err
 	}
+	if o.explain {
+		explain(ctx, cl, targets, stats, specs, o)
+	}
 	cl.Close() // lingering TIME_WAITs end here, before the guard's counts are read
 	pcapErr := rec.close()
 	if g != nil {
@@ -667,4 +670,33 @@ func (u *usable) block(spec *scan.Spec, b *scan.Builder, quiet bool) error {
 	}
 	b.Exclude(skip...)
 	return nil
+}
+
+// explain sends one bare ACK to every target whose SYNs got silence
+// (--explain; probe.ModeBareACK) and says in its summary what came back:
+// a RST means the host's TCP got the ACK, so only SYNs are dropped, by a
+// listener refusing new connections (its accept queue full) or by a
+// filter of SYNs alone; silence, a filter of both or a host that is down.
+func explain(ctx context.Context, cl *probe.Client, targets []probe.Target, stats []probe.Stats, specs []*targetSpec, o *options) {
+	for i := range targets {
+		if stats[i].Timeouts == 0 || ctx.Err() != nil {
+			continue
+		}
+		t := &targets[i]
+		r, err := cl.Probe(ctx, netip.AddrPortFrom(t.Addr, t.Port), &probe.ProbeOptions{
+			Mode: probe.ModeBareACK, Timeout: o.timeout, Source: t.Src, TTL: o.ttl, TOS: o.tos,
+		})
+		switch {
+		case err != nil:
+			specs[i].explain = fmt.Sprintf("the bare ACK could not be sent: %v", err)
+		case r.State == probe.StateClosed:
+			specs[i].explain = "SYNs got silence while a bare ACK drew a RST: the host is there and drops only SYNs: a listener refusing new connections (accept queue full?) or a filter of SYNs alone (synprobe listener tells more)"
+		case r.State == probe.StateError:
+			specs[i].explain = fmt.Sprintf("the bare ACK could not be sent: %v", r.Err)
+		case r.Reason == probe.ReasonTimeout:
+			specs[i].explain = "a bare ACK got no answer either: a firewall drops both, or the host is down"
+		default:
+			specs[i].explain = fmt.Sprintf("a bare ACK was answered %s from %v", r.Reason, r.From)
+		}
+	}
 }

@@ -188,7 +188,14 @@ func (f *fakeSystem) listen(cfg rawsock.Config) (conn, error) {
 	}
 	f.listenCfg = cfg
 	f.conn = probetest.NewConn(func(p *wire.Packet, b []byte, id uint32) []probetest.Reply {
-		if p.Flags != wire.FlagSyn || p.SrcPort < cfg.PortLo || p.SrcPort > cfg.PortHi {
+		if p.SrcPort < cfg.PortLo || p.SrcPort > cfg.PortHi {
+			return nil
+		}
+		if p.Flags == wire.FlagAck && p.DstPort == 90 { // a listener whose accept queue is full: SYNs dropped, a bare ACK answered
+			rst := probetest.Build(wire.Segment{Src: p.Dst, Dst: p.Src, TTL: 64, DF: true, SrcPort: p.DstPort, DstPort: p.SrcPort, Seq: p.Ack, Flags: wire.FlagRst})
+			return []probetest.Reply{{Packet: rst, After: 20 * time.Microsecond}}
+		}
+		if p.Flags != wire.FlagSyn {
 			return nil
 		}
 		if a := p.Dst.As16(); p.Dst.Is4() && a[14] == 1 && a[15] >= 8 {
@@ -1075,5 +1082,48 @@ func TestTTLExceeded(t *testing.T) {
 	if !strings.Contains(stdout, `"type":"mismatch","target":"198.18.9.9:80=filtered","addr":"198.18.9.9","port":80,"expected":"filtered","got":"filtered","reason":"icmp-ttl-exceeded","from":"198.18.0.254","ttl":64,"evidence":"ttl exceeded at 198.18.0.254`) ||
 		strings.Contains(stdout, `"hint"`) {
 		t.Errorf("JSON:\n%s", stdout)
+	}
+}
+
+// TestExplain: --explain sends one bare ACK, at the end, to each target
+// whose SYNs got silence, and only to those: a RST to it (port 90 of the
+// fake: SYNs dropped, a bare ACK answered) and silence (port 79) are told
+// apart in the summaries, text and JSON; an open target gets no ACK.
+func TestExplain(t *testing.T) {
+	sys := &fakeSystem{}
+	code, stdout, stderr := runCLI(t, sys, "-c", "2", "-i", "0.001", "-w", "0.05", "--explain", "--json", "198.18.0.2:90", "198.18.0.2:79", "198.18.0.2:80")
+	if code != exitNotOpen {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	got := map[string]string{}
+	for _, l := range strings.Split(strings.TrimSpace(stdout), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatal(err)
+		}
+		if m["type"] == "summary" {
+			e, _ := m["explain"].(string)
+			got[m["target"].(string)] = e
+		}
+	}
+	if !strings.Contains(got["198.18.0.2:90"], "drew a RST") || !strings.Contains(got["198.18.0.2:79"], "no answer either") || got["198.18.0.2:80"] != "" {
+		t.Errorf("explanations %q", got)
+	}
+	acks := 0
+	for _, b := range sys.conn.Sent() {
+		var p wire.Packet
+		if wire.Parse(b, &p) == nil && p.Flags == wire.FlagAck {
+			acks++
+			if p.DstPort == 80 || p.Seq != p.Ack {
+				t.Errorf("bare ACK to port %d seq %d ack %d", p.DstPort, p.Seq, p.Ack)
+			}
+		}
+	}
+	if acks != 2 {
+		t.Errorf("%d bare ACKs sent, want 2 (one per silent target)", acks)
+	}
+	_, text, _ := runCLI(t, &fakeSystem{}, "-c", "1", "-w", "0.05", "--explain", "198.18.0.2:90")
+	if !strings.Contains(text, "\nexplain: SYNs got silence while a bare ACK drew a RST") {
+		t.Errorf("text summary:\n%s", text)
 	}
 }
