@@ -481,7 +481,7 @@ func TestIntegrationTraceInterrupt(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(1500 * time.Millisecond) // into the silent hops after r3
+	time.Sleep(2500 * time.Millisecond) // into the silent hops after r3 (the trace takes 5 s)
 	// Set up, a trace keeps no privilege (docs/privileges.md).
 	for _, c := range procCreds(t, cmd.Process.Pid) {
 		if c.capEff != noCaps || c.capPrm != noCaps || strings.HasPrefix(c.uid, "0 ") || c.noNewPrivs != "1" {
