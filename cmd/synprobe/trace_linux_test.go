@@ -245,7 +245,8 @@ func TestIntegrationTraceRewrites(t *testing.T) {
 
 // TestIntegrationTraceStops: a drop on r3 leaves r3 the last hop that
 // answered (and no SYN reaches past r3: its outward capture); an
-// admin-prohibited reject names r3; a closed port answers RST.
+// admin-prohibited reject names r3 (which a capture on its inward link
+// shows sending the errors); a closed port answers RST.
 func TestIntegrationTraceStops(t *testing.T) {
 	for _, v6 := range []bool{false, true} {
 		t.Run(map[bool]string{false: "v4", true: "v6"}[v6], func(t *testing.T) {
@@ -274,7 +275,25 @@ func TestIntegrationTraceStops(t *testing.T) {
 			})
 			t.Run("reject", func(t *testing.T) {
 				l := traceLab(t)
+				icmp := l.StartCapture(t, l.Routers[2].NS, "in0", "icmp or icmp6")
 				r := runIn(t, l, l.Prober, "trace", "--json", hostPort(dstOf(l), 82))
+				// The witness: r3 sent the admin-prohibited errors, one per
+				// probe with TTL 4, quoting our SYN to 82.
+				pkts, err := icmp.Stop()
+				if err != nil {
+					t.Fatal(err)
+				}
+				prohibited := 0
+				for _, c := range pkts {
+					var p wire.Packet
+					if wire.Parse(c.Data, &p) == nil && p.IsICMP() && p.Quoted.DstPort == 82 && p.Src.String() == routerAddr(l, 2, v6) &&
+						(p.ICMPType == 3 && p.ICMPCode == 13 && !v6 || p.ICMPType == 1 && p.ICMPCode == 1 && v6) {
+						prohibited++
+					}
+				}
+				if prohibited != 3 {
+					t.Errorf("r3 sent %d admin-prohibited errors, want 3 (one per probe at hop 4)", prohibited)
+				}
 				hops, tr := traceRecords(t, r)
 				if r.code != exitNotOpen || tr["state"] != "filtered" || tr["reason"] != "icmp-admin-prohibited" || tr["hop"] != 4.0 ||
 					tr["from"] != routerAddr(l, 2, v6) || len(hops) != 4 || hops[3]["from"] != routerAddr(l, 2, v6) {
@@ -462,7 +481,7 @@ func TestIntegrationTraceInterrupt(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(1500 * time.Millisecond) // into the silent hops after r3
+	time.Sleep(2500 * time.Millisecond) // into the silent hops after r3 (the trace takes 5 s)
 	// Set up, a trace keeps no privilege (docs/privileges.md).
 	for _, c := range procCreds(t, cmd.Process.Pid) {
 		if c.capEff != noCaps || c.capPrm != noCaps || strings.HasPrefix(c.uid, "0 ") || c.noNewPrivs != "1" {
