@@ -15,6 +15,10 @@ import (
 	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
+// minObserve is the shortest watch in which a Linux server's first
+// SYN-ACK retransmission (1 s, up to 15% late) surely comes.
+const minObserve = 1200 * time.Millisecond
+
 // Config tunes Check. The zero value means defaults.
 type Config struct {
 	// Observe is how long to watch for the SYN-ACK's retransmissions
@@ -150,15 +154,19 @@ func Check(ctx context.Context, c *probe.Client, dst netip.AddrPort, cfg *Config
 		default:
 			rep.Findings = append(rep.Findings, "no third ACK was sent: the SYN-ACK's schedule could not say when the next was due, or it stopped coming (the server gave up its request)")
 		}
-		if len(r.SynAckRetrans) == 0 {
+		short := conf.Observe < minObserve
+		switch {
+		case len(r.SynAckRetrans) == 0 && short:
+			rep.Findings = append(rep.Findings, fmt.Sprintf("no SYN-ACK retransmission within %v, shorter than Linux's first (about 1 s after the SYN-ACK): watch longer to tell", conf.Observe))
+		case len(r.SynAckRetrans) == 0:
 			rep.Findings = append(rep.Findings, fmt.Sprintf("no SYN-ACK retransmission within %v: a SYN cookie answered (the SYN queue overflowed: a SYN flood or a small backlog), tcp_synack_retries is 0, or a middlebox answers for the host", conf.Observe))
-		} else {
+		default:
 			rep.Findings = append(rep.Findings, scheduleFinding(r.SynAckRetrans, conf.Observe))
 		}
 		if err := cookieTests(ctx, c, dst, &conf, rep); err != nil {
 			return nil, err
 		}
-		rep.Healthy = len(r.SynAckRetrans) > 0 && (rep.SynCookies == nil || !*rep.SynCookies) && rep.AcceptQueue == QueueOK
+		rep.Healthy = (len(r.SynAckRetrans) > 0 || short) && (rep.SynCookies == nil || !*rep.SynCookies) && rep.AcceptQueue == QueueOK
 	case r.State == probe.StateClosed:
 		rep.Findings = append(rep.Findings, "closed: the host answered the SYN with RST; nothing listens on the port")
 	case r.State == probe.StateFiltered && r.Reason == probe.ReasonTimeout:
