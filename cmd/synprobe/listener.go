@@ -50,11 +50,12 @@ func newListenerFlagSet(o *listenerOptions) *pflag.FlagSet {
 
 const listenerUsage = `Usage: synprobe listener [flags] HOST:PORT
 
-Tests one listener: the SYN-ACK's retransmissions while the third ACK is
-withheld, then that ACK sent late (taken, dropped or reset), SYN cookies
-(three more SYNs on one 4-tuple), and, when a SYN gets no answer, a bare
-ACK that tells a listener refusing new connections (accept queue full)
-from a firewall. It takes --observe (default 8.5s) and up to as long again.
+Tests one listener: the third ACK sent late on a first SYN (taken, dropped:
+accept queue full, or reset), the SYN-ACK's retransmissions while the third
+ACK is withheld, SYN cookies (three more SYNs on one 4-tuple), and, when a
+SYN gets no answer, a bare ACK that tells a listener refusing new
+connections (accept queue full) from a firewall. It takes --observe (default
+8.5s) plus about 4 s.
 Exit status: 0 healthy, 1 a problem found, 2 bad input, 3 failure.
 
 Flags:

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -36,9 +37,10 @@ func nstatCounters(t *testing.T, l *netlab.Lab, ns string) map[string]int64 {
 // TestIntegrationListenerSchedule: with tcp_synack_retries=2 in the
 // server's namespace, synprobe listener withholds the third ACK and
 // reports the SYN-ACK twice again, at about 1 and 3 s, on both families;
-// its late third ACK is taken. Witnesses: a capture on the server's side
-// (the same SYN-ACKs, their times; from us only the SYN, the late ACK and
-// one RST at ISN+1), the server's
+// its late third ACK (on a first SYN of its own) is taken. Witnesses: a
+// capture on the server's side (the same SYN-ACKs, their times; from us
+// the SYN, the late ACK and one RST at ISN+1, then the schedule's SYN and
+// RST), the server's
 // TcpExtTCPSynRetrans, and ss (no half-open connection left).
 func TestIntegrationListenerSchedule(t *testing.T) {
 	l := netlab.New(t)
@@ -71,39 +73,29 @@ func TestIntegrationListenerSchedule(t *testing.T) {
 			if len(got) != 2 || got[0] < 0.95 || got[0] > 1.2 || got[1] < 2.9 || got[1] > 3.6 {
 				t.Errorf("retransmissions at %v s, want about 1 and 3", got)
 			}
-			// The capture: the first SYN's exchange (the cookie tests'
-			// SYNs follow, each with its own ISN): the server's SYN-ACKs to
-			// it, and what we sent on it.
-			var synacks []time.Time
-			var ours []wire.TCPFlags
-			var p wire.Packet
-			var isn uint32
-			first := true
-			for _, cp := range pkts {
-				if wire.Parse(cp.Data, &p) != nil || p.Proto != wire.ProtocolTCP {
-					continue
-				}
-				if first && p.Dst == a && p.Flags == wire.FlagSyn {
-					isn, first = p.Seq, false
-				}
-				switch {
-				case first:
-				case p.Src == a && p.Flags == wire.FlagSyn|wire.FlagAck && p.Ack == isn+1:
-					synacks = append(synacks, cp.Time)
-				case p.Dst == a && (p.Seq == isn || p.Seq == isn+1):
-					ours = append(ours, p.Flags)
-				}
+			// The capture, exchange by exchange (one per SYN, by its ISN):
+			// the first is the late ACK's, the second the schedule's, then
+			// the cookie tests'.
+			x := exchanges(pkts, a)
+			if len(x) < 2 {
+				t.Fatalf("capture: %d exchanges", len(x))
 			}
-			// The watch's end (4.5 s) came before the next SYN-ACK was due
-			// (7 s): the late ACK went out, was taken, and reset.
-			if len(ours) != 3 || ours[0] != wire.FlagSyn || ours[1] != wire.FlagAck || ours[2] != wire.FlagRst {
-				t.Errorf("we sent %v, want SYN, then the late ACK and RST at ISN+1", ours)
+			// The late ACK's watch (1.2 s) saw the SYN-ACK again at 1 s; the
+			// next was due at 3 s: the ACK went out, was taken, and reset.
+			if !slices.Equal(x[0].ours, []wire.TCPFlags{wire.FlagSyn, wire.FlagAck, wire.FlagRst}) || len(x[0].synacks) != 2 {
+				t.Errorf("late ACK's exchange: we sent %v, the server %d SYN-ACKs; want SYN, ACK, RST and 2", x[0].ours, len(x[0].synacks))
 			}
 			if m["after_ack"] != "taken" {
 				t.Errorf("after_ack %v, want taken", m["after_ack"])
 			}
+			// The schedule's: SYN, the SYN-ACK and its two retransmissions,
+			// our RST at ISN+1 when the watch ended.
+			if !slices.Equal(x[1].ours, []wire.TCPFlags{wire.FlagSyn, wire.FlagRst}) {
+				t.Errorf("schedule's exchange: we sent %v, want SYN then RST (no ACK)", x[1].ours)
+			}
+			synacks := x[1].synacks
 			if len(synacks) != 3 {
-				t.Fatalf("capture: %d SYN-ACKs, want 3", len(synacks))
+				t.Fatalf("capture: %d SYN-ACKs in the schedule's exchange, want 3", len(synacks))
 			}
 			for i, g := range got {
 				want := synacks[i+1].Sub(synacks[0]).Seconds()
@@ -114,8 +106,9 @@ func TestIntegrationListenerSchedule(t *testing.T) {
 				}
 			}
 			after := nstatCounters(t, l, l.Target)
-			if d := after["TcpExtTCPSynRetrans"] - before["TcpExtTCPSynRetrans"]; d != 2 {
-				t.Errorf("server's TcpExtTCPSynRetrans moved by %d, want 2", d)
+			// One retransmission in the late ACK's exchange, two in the schedule's.
+			if d := after["TcpExtTCPSynRetrans"] - before["TcpExtTCPSynRetrans"]; d != 3 {
+				t.Errorf("server's TcpExtTCPSynRetrans moved by %d, want 3", d)
 			}
 			if s := l.Run(t, l.Target, "ss", "-Htn", "state", "syn-recv"); strings.TrimSpace(s) != "" {
 				t.Errorf("half-open connections left on the server:\n%s", s)
@@ -241,9 +234,9 @@ func toStrings(v any) []string {
 // namespace (every SYN answered by a cookie) synprobe listener says
 // syncookies true, its isn, tsval and options tests voting cookie; with
 // the default (cookies only on overflow) false, every test voting
-// stateful. Witnesses: the server's TcpExtSyncookiesSent (4 cookies: the
-// watched SYN and the three tests', or none), and a capture: the
-// SYN-ACKs' sequence numbers against our SYNs'.
+// stateful. Witnesses: the server's TcpExtSyncookiesSent (5 cookies: the
+// late ACK's and the schedule's SYNs and the three tests', or none), and
+// a capture: the SYN-ACKs' sequence numbers against our SYNs'.
 func TestIntegrationListenerCookies(t *testing.T) {
 	l := netlab.New(t)
 	for _, a := range []netip.Addr{l.TargetV4, l.TargetV6} {
@@ -283,12 +276,16 @@ func TestIntegrationListenerCookies(t *testing.T) {
 				}
 				after := nstatCounters(t, l, l.Target)
 				sent := after["TcpExtSyncookiesSent"] - before["TcpExtSyncookiesSent"]
-				if cookies && sent != 4 || !cookies && sent != 0 {
+				if cookies && sent != 5 || !cookies && sent != 0 {
 					t.Errorf("server's TcpExtSyncookiesSent moved by %d", sent)
 				}
 				// The capture: SYNs and SYN-ACKs in order; from a cookie, every
 				// SYN-ACK's sequence number moves with our ISN.
+				// One SYN-ACK per SYN, in order; the cookie tests' three
+				// SYNs share one source port: on it, from a cookie, every
+				// SYN-ACK's sequence number moves with our ISN.
 				var syns, synacks []uint32
+				var sports []uint16
 				var p wire.Packet
 				for _, cp := range pkts {
 					if wire.Parse(cp.Data, &p) != nil {
@@ -296,21 +293,24 @@ func TestIntegrationListenerCookies(t *testing.T) {
 					}
 					switch {
 					case p.Dst == a && p.Flags == wire.FlagSyn:
-						syns = append(syns, p.Seq)
+						syns, sports = append(syns, p.Seq), append(sports, p.SrcPort)
 					case p.Src == a && p.Flags == wire.FlagSyn|wire.FlagAck:
 						synacks = append(synacks, p.Seq)
 					}
 				}
-				if len(syns) != 4 {
-					t.Fatalf("capture: %d SYNs, want 4", len(syns))
+				if len(syns) != 5 {
+					t.Fatalf("capture: %d SYNs, want 5", len(syns))
+				}
+				if sports[2] != sports[3] || sports[3] != sports[4] {
+					t.Errorf("the cookie tests' SYNs left from ports %v, want one", sports[2:])
 				}
 				if cookies {
-					if len(synacks) != 4 {
-						t.Fatalf("capture: %d SYN-ACKs, want 4", len(synacks))
+					if len(synacks) != 5 {
+						t.Fatalf("capture: %d SYN-ACKs, want 5", len(synacks))
 					}
-					for i := 2; i < 4; i++ {
-						if synacks[i]-synacks[1] != syns[i]-syns[1] {
-							t.Errorf("capture: SYN-ACK %d moved by %d, our ISN by %d", i, synacks[i]-synacks[1], syns[i]-syns[1])
+					for i := 3; i < 5; i++ {
+						if synacks[i]-synacks[2] != syns[i]-syns[2] {
+							t.Errorf("capture: SYN-ACK %d moved by %d, our ISN by %d", i, synacks[i]-synacks[2], syns[i]-syns[2])
 						}
 					}
 				}
@@ -430,4 +430,39 @@ func TestIntegrationListenerLateACK(t *testing.T) {
 			}
 		})
 	}
+}
+
+// exchange is one SYN of ours and what followed it, in a capture.
+type exchange struct {
+	isn     uint32
+	synacks []time.Time     // the server's SYN-ACKs to it
+	ours    []wire.TCPFlags // what we sent on it (the SYN first)
+}
+
+// exchanges splits a capture into our SYNs' exchanges with target a, in
+// the order the SYNs left.
+func exchanges(pkts []netlab.CapturedPacket, a netip.Addr) []*exchange {
+	var xs []*exchange
+	byISN := map[uint32]*exchange{}
+	var p wire.Packet
+	for _, cp := range pkts {
+		if wire.Parse(cp.Data, &p) != nil || p.Proto != wire.ProtocolTCP {
+			continue
+		}
+		switch {
+		case p.Dst == a && p.Flags == wire.FlagSyn:
+			x := &exchange{isn: p.Seq, ours: []wire.TCPFlags{p.Flags}}
+			xs = append(xs, x)
+			byISN[p.Seq] = x
+		case p.Src == a && p.Flags == wire.FlagSyn|wire.FlagAck:
+			if x := byISN[p.Ack-1]; x != nil {
+				x.synacks = append(x.synacks, cp.Time)
+			}
+		case p.Dst == a:
+			if x := byISN[p.Seq-1]; x != nil {
+				x.ours = append(x.ours, p.Flags)
+			}
+		}
+	}
+	return xs
 }

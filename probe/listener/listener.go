@@ -87,13 +87,15 @@ type Test struct {
 // Report is what Check found.
 type Report struct {
 	Target netip.AddrPort
-	// SYN is the first probe's result (probe.ModeWithhold).
-	SYN *probe.Result
+	// SYN is the first probe's result (probe.ModeWithhold with a late
+	// ACK), Schedule the second's (the watch of the SYN-ACK's
+	// retransmissions; nil unless the first was open).
+	SYN, Schedule *probe.Result
 	// Retransmits lists when the SYN-ACK came again, after the first.
 	Retransmits []time.Duration
 	Observe     time.Duration
-	// AfterACK is what followed the third ACK, sent when the watch ended
-	// (probe.ModeWithhold with LateACK).
+	// AfterACK is what followed the third ACK, sent late (the first
+	// probe: probe.ModeWithhold with LateACK).
 	AfterACK probe.AckOutcome
 	// BareACK is the bare ACK's result, sent when the SYN got silence.
 	BareACK     *probe.Result
@@ -129,7 +131,11 @@ func Check(ctx context.Context, c *probe.Client, dst netip.AddrPort, cfg *Config
 		return nil, errors.New("listener: negative duration")
 	}
 	rep := &Report{Target: dst, Observe: conf.Observe}
-	r, err := c.Probe(ctx, dst, &probe.ProbeOptions{Mode: probe.ModeWithhold, Timeout: conf.Timeout, Observe: conf.Observe, LateACK: time.Second})
+	// First the late ACK, on a short watch: a dropped ACK shows only as
+	// the server's next SYN-ACK, due at about 3 s after a watch that saw
+	// the first retransmission (at 1 s), but at about 15 s after the full
+	// watch of the schedule.
+	r, err := c.Probe(ctx, dst, &probe.ProbeOptions{Mode: probe.ModeWithhold, Timeout: conf.Timeout, Observe: min(conf.Observe, minObserve), LateACK: time.Second})
 	if err != nil {
 		return nil, err
 	}
@@ -140,33 +146,41 @@ func Check(ctx context.Context, c *probe.Client, dst netip.AddrPort, cfg *Config
 	switch {
 	case r.State == probe.StateOpen:
 		rep.AcceptQueue = QueueOK
-		rep.Retransmits = r.SynAckRetrans
 		rep.AfterACK = r.AfterACK
 		switch r.AfterACK {
 		case probe.AckTaken:
-			rep.Findings = append(rep.Findings, "the third ACK, sent when the watch ended, was taken: no SYN-ACK came again by the time the next was due")
+			rep.Findings = append(rep.Findings, "the third ACK, sent late, was taken: no SYN-ACK came again by the time the next was due")
 		case probe.AckDropped:
 			rep.AcceptQueue = QueueFull
-			rep.Findings = append(rep.Findings, "the SYN was answered but its third ACK dropped: the SYN-ACK came again (Linux drops the final ACK while the accept queue is full: the queue filled meanwhile)")
+			rep.Findings = append(rep.Findings, "a SYN was answered but its third ACK dropped: the SYN-ACK came again (Linux drops the final ACK while the accept queue is full: the queue filled meanwhile)")
 		case probe.AckReset:
 			rep.AcceptQueue = QueueReset
 			rep.Findings = append(rep.Findings, "the third ACK drew an immediate RST: a full accept queue with tcp_abort_on_overflow=1 (or the listener went away)")
 		default:
-			rep.Findings = append(rep.Findings, "no third ACK was sent: the SYN-ACK's schedule could not say when the next was due, or it stopped coming (the server gave up its request)")
+			rep.Findings = append(rep.Findings, "no late third ACK was sent: the SYN-ACK did not come again within the first watch, so nothing says when its next is due")
 		}
+		// Then the schedule, on a SYN of its own, watched for Observe.
+		s, err := c.Probe(ctx, dst, &probe.ProbeOptions{Mode: probe.ModeWithhold, Timeout: conf.Timeout, Observe: conf.Observe})
+		if err != nil {
+			return nil, err
+		}
+		rep.Schedule = s
 		short := conf.Observe < minObserve
 		switch {
-		case len(r.SynAckRetrans) == 0 && short:
+		case s.State != probe.StateOpen:
+			rep.Findings = append(rep.Findings, fmt.Sprintf("the schedule's SYN got no SYN-ACK (%s %s): no schedule", s.State, s.Reason))
+		case len(s.SynAckRetrans) == 0 && short:
 			rep.Findings = append(rep.Findings, fmt.Sprintf("no SYN-ACK retransmission within %v, shorter than Linux's first (about 1 s after the SYN-ACK): watch longer to tell", conf.Observe))
-		case len(r.SynAckRetrans) == 0:
+		case len(s.SynAckRetrans) == 0:
 			rep.Findings = append(rep.Findings, fmt.Sprintf("no SYN-ACK retransmission within %v: a SYN cookie answered (the SYN queue overflowed: a SYN flood or a small backlog), tcp_synack_retries is 0, or a middlebox answers for the host", conf.Observe))
 		default:
-			rep.Findings = append(rep.Findings, scheduleFinding(r.SynAckRetrans, conf.Observe))
+			rep.Retransmits = s.SynAckRetrans
+			rep.Findings = append(rep.Findings, scheduleFinding(s.SynAckRetrans, conf.Observe))
 		}
 		if err := cookieTests(ctx, c, dst, &conf, rep); err != nil {
 			return nil, err
 		}
-		rep.Healthy = (len(r.SynAckRetrans) > 0 || short) && (rep.SynCookies == nil || !*rep.SynCookies) && rep.AcceptQueue == QueueOK
+		rep.Healthy = (len(rep.Retransmits) > 0 || short && s.State == probe.StateOpen) && (rep.SynCookies == nil || !*rep.SynCookies) && rep.AcceptQueue == QueueOK
 	case r.State == probe.StateClosed:
 		rep.Findings = append(rep.Findings, "closed: the host answered the SYN with RST; nothing listens on the port")
 	case r.State == probe.StateFiltered && r.Reason == probe.ReasonTimeout:
@@ -235,7 +249,7 @@ func cookieTests(ctx context.Context, c *probe.Client, dst netip.AddrPort, conf 
 		isnTest(a, b),
 		tsvalTest(a, b),
 		optionsTest(a, n),
-		retransTest(rep.SYN),
+		retransTest(rep.Schedule),
 	}
 	rep.SynCookies = decide(rep.Tests)
 	var cookie, stateful []string
@@ -371,6 +385,10 @@ func optionsTest(control, noTS *probe.Result) Test {
 // retransTest: a cookie never resends its SYN-ACK.
 func retransTest(syn *probe.Result) Test {
 	t := Test{Name: "retransmission"}
+	if syn.State != probe.StateOpen {
+		t.Evidence = "the schedule's SYN got no SYN-ACK"
+		return t
+	}
 	if len(syn.SynAckRetrans) > 0 {
 		t.Vote = Stateful
 		t.Evidence = fmt.Sprintf("the SYN-ACK came again %d times", len(syn.SynAckRetrans))
