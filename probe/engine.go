@@ -1133,7 +1133,7 @@ func (p *Prober) timer(i int, now time.Time) {
 	case stateHeld:
 		p.endHold(i, false)
 	case stateLateACK:
-		p.endLateACK(i, AckTaken)
+		p.endLateACK(i, AckSilent)
 	case stateTimeWait:
 		if e.c != nil && !e.c.reportAt.IsZero() {
 			p.connTimer(i, now) // a close report waiting out its grace

@@ -148,9 +148,11 @@ const (
 	// AckNotSent: no late ACK (none asked for, or the watch ended
 	// otherwise).
 	AckNotSent AckOutcome = iota
-	// AckTaken: nothing came back: the server took the connection (into
-	// its accept queue); synprobe then reset it.
-	AckTaken
+	// AckSilent: nothing came back by the time the server's next SYN-ACK
+	// was due: a listener with room took the connection (into its accept
+	// queue), or one that waits for data (TCP_DEFER_ACCEPT with a long
+	// deferral) ignored the ACK; synprobe then resets it.
+	AckSilent
 	// AckDropped: the SYN-ACK came again: the server dropped our ACK, as
 	// Linux does while the accept queue is full (or a TCP_DEFER_ACCEPT
 	// listener, for an ACK without data, after its deferral).
@@ -160,7 +162,7 @@ const (
 	AckReset
 )
 
-var ackOutcomeNames = [...]string{"not-sent", "taken", "dropped", "reset"}
+var ackOutcomeNames = [...]string{"not-sent", "silent", "dropped", "reset"}
 
 func (a AckOutcome) String() string {
 	if int(a) < len(ackOutcomeNames) {

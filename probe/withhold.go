@@ -105,7 +105,7 @@ func (p *Prober) lateACK(i int, now time.Time) bool {
 const maxLateACK = 2 * time.Minute
 
 // endLateACK ends held probe i after its late ACK: a connection the
-// server took (AckTaken) or still holds half-open (AckDropped) is reset
+// server took or ignored (AckSilent) or still holds half-open (AckDropped) is reset
 // at our ISN+1, which both take; a RST needs no answer.
 func (p *Prober) endLateACK(i int, out AckOutcome) {
 	e := &p.tab.e[i]

@@ -168,7 +168,7 @@ func TestBareACK(t *testing.T) {
 
 // TestLateACK: the third ACK, sent when the watch ends, carries the
 // timestamps the SYN-ACK agreed on; what follows it is the outcome: no
-// answer until the next SYN-ACK is due (taken: then our RST), the SYN-ACK
+// answer until the next SYN-ACK is due (silent: then our RST), the SYN-ACK
 // again (dropped: then our RST), a RST (reset: nothing more from us). No
 // ACK goes out when the SYN-ACK never came again, or when its next
 // retransmission was due within the watch and did not come (the server
@@ -186,7 +186,7 @@ func TestLateACK(t *testing.T) {
 		want    probe.AckOutcome
 		sent    []wire.TCPFlags
 	}{
-		{"taken", true, 30 * time.Millisecond, nil, probe.AckTaken, []wire.TCPFlags{wire.FlagSyn, wire.FlagAck, wire.FlagRst}},
+		{"silent", true, 30 * time.Millisecond, nil, probe.AckSilent, []wire.TCPFlags{wire.FlagSyn, wire.FlagAck, wire.FlagRst}},
 		{"dropped", true, 30 * time.Millisecond, synackAgain, probe.AckDropped, []wire.TCPFlags{wire.FlagSyn, wire.FlagAck, wire.FlagRst}},
 		{"reset", true, 30 * time.Millisecond, func(p *wire.Packet) []byte {
 			return probetest.Build(wire.Segment{Src: p.Dst, Dst: p.Src, TTL: 64, SrcPort: p.DstPort, DstPort: p.SrcPort,

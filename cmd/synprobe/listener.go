@@ -50,7 +50,7 @@ func newListenerFlagSet(o *listenerOptions) *pflag.FlagSet {
 
 const listenerUsage = `Usage: synprobe listener [flags] HOST:PORT
 
-Tests one listener: the third ACK sent late on a first SYN (taken, dropped:
+Tests one listener: the third ACK sent late on a first SYN (silent, dropped:
 accept queue full, or reset), the SYN-ACK's retransmissions while the third
 ACK is withheld, SYN cookies (three more SYNs on one 4-tuple), and, when a
 SYN gets no answer, a bare ACK that tells a listener refusing new
@@ -89,8 +89,9 @@ type listenerReport struct {
 	Retransmits []float64          `json:"synack_retransmits_s"` // after the first SYN-ACK
 	SynCookies  *bool              `json:"syncookies"`           // null: undecided
 	Tests       []cookieTestRecord `json:"syncookie_tests,omitempty"`
-	AfterACK    string             `json:"after_ack,omitempty"` // taken, dropped, reset, not-sent
-	AcceptQueue string             `json:"accept_queue"`        // ok, full, reset, unknown
+	AfterACK    string             `json:"after_ack,omitempty"` // silent, dropped, reset, not-sent
+	DeferAccept bool               `json:"defer_accept,omitempty"`
+	AcceptQueue string             `json:"accept_queue"` // ok, full, reset, unknown
 	BareACK     *bareACKFinding    `json:"bare_ack,omitempty"`
 	Findings    []string           `json:"findings"`
 	Healthy     bool               `json:"healthy"`
@@ -196,6 +197,7 @@ func newListenerReport(name string, res *listener.Report) *listenerReport {
 	}
 	if r.State == probe.StateOpen {
 		rep.AfterACK = res.AfterACK.String()
+		rep.DeferAccept = res.DeferAccept
 	}
 	for _, d := range res.Retransmits {
 		rep.Retransmits = append(rep.Retransmits, roundMicro(d.Seconds()))
@@ -240,7 +242,11 @@ func printListener(w io.Writer, r *listenerReport) {
 		fmt.Fprintf(w, "  syn-ack again: %s (after the first; watched %.1f s)\n", strings.Join(s, ", "), r.Observe)
 	}
 	if r.AfterACK != "" {
-		fmt.Fprintf(w, "  late ack:     %s\n", r.AfterACK)
+		fmt.Fprintf(w, "  late ack:     %s", r.AfterACK)
+		if r.DeferAccept {
+			fmt.Fprint(w, " (the listener defers accept until data comes)")
+		}
+		fmt.Fprintln(w)
 	}
 	if r.BareACK != nil {
 		fmt.Fprintf(w, "  bare ack:     %s (%s)\n", r.BareACK.State, r.BareACK.Reason)

@@ -162,11 +162,11 @@ func goldenLines(t *testing.T) []byte {
 	// synprobe listener's records: an open listener and a full queue.
 	rtt := 48.2
 	writeListenerJSON(&out, &listenerReport{Type: "listener", Target: "lab.test:80", Addr: "198.18.9.2", Port: 80, State: "open", Reason: "syn-ack",
-		RTTus: &rtt, Clock: "kernel", Observe: 8.5, Retransmits: []float64{1.039, 3.075}, AfterACK: "taken", AcceptQueue: "ok", Findings: []string{"retransmitted"}, Healthy: true,
+		RTTus: &rtt, Clock: "kernel", Observe: 8.5, Retransmits: []float64{1.039, 3.075}, AfterACK: "silent", AcceptQueue: "ok", Findings: []string{"retransmitted"}, Healthy: true,
 		Tests: []cookieTestRecord{{Name: "isn", Vote: "stateful", Evidence: "moved"}}})
 	yes := true
 	writeListenerJSON(&out, &listenerReport{Type: "listener", Target: "lab.test:81", Addr: "198.18.9.2", Port: 81, State: "filtered", Reason: "timeout",
-		Observe: 8.5, Retransmits: []float64{}, SynCookies: &yes, AcceptQueue: "full", BareACK: &bareACKFinding{State: "closed", Reason: "rst-to-ack", RTTus: &rtt},
+		Observe: 8.5, Retransmits: []float64{}, SynCookies: &yes, AfterACK: "dropped", DeferAccept: true, AcceptQueue: "full", BareACK: &bareACKFinding{State: "closed", Reason: "rst-to-ack", RTTus: &rtt},
 		Findings: []string{"full"}})
 	return out.Bytes()
 }

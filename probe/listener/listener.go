@@ -100,6 +100,9 @@ type Report struct {
 	// BareACK is the bare ACK's result, sent when the SYN got silence.
 	BareACK     *probe.Result
 	AcceptQueue Queue
+	// DeferAccept: the late ACK was dropped while the next SYN was
+	// answered: the listener waits for data (TCP_DEFER_ACCEPT).
+	DeferAccept bool
 	// SynCookies is nil while undecided: no test decided, or two
 	// disagreed. Tests says which agreed.
 	SynCookies *bool
@@ -147,24 +150,33 @@ func Check(ctx context.Context, c *probe.Client, dst netip.AddrPort, cfg *Config
 	case r.State == probe.StateOpen:
 		rep.AcceptQueue = QueueOK
 		rep.AfterACK = r.AfterACK
-		switch r.AfterACK {
-		case probe.AckTaken:
-			rep.Findings = append(rep.Findings, "the third ACK, sent late, was taken: no SYN-ACK came again by the time the next was due")
-		case probe.AckDropped:
-			rep.AcceptQueue = QueueFull
-			rep.Findings = append(rep.Findings, "a SYN was answered but its third ACK dropped: the SYN-ACK came again (Linux drops the final ACK while the accept queue is full: the queue filled meanwhile)")
-		case probe.AckReset:
-			rep.AcceptQueue = QueueReset
-			rep.Findings = append(rep.Findings, "the third ACK drew an immediate RST: a full accept queue with tcp_abort_on_overflow=1 (or the listener went away)")
-		default:
-			rep.Findings = append(rep.Findings, "no late third ACK was sent: the SYN-ACK did not come again within the first watch, so nothing says when its next is due")
-		}
 		// Then the schedule, on a SYN of its own, watched for Observe.
+		// Sent at once after the late ACK's watch, its SYN also says
+		// whether the accept queue has room now: Linux drops SYNs while
+		// it is full.
 		s, err := c.Probe(ctx, dst, &probe.ProbeOptions{Mode: probe.ModeWithhold, Timeout: conf.Timeout, Observe: conf.Observe})
 		if err != nil {
 			return nil, err
 		}
 		rep.Schedule = s
+		switch {
+		case r.AfterACK == probe.AckSilent:
+			rep.Findings = append(rep.Findings, "the third ACK, sent late, met silence until the next SYN-ACK was due: taken into the accept queue (or ignored by a listener that waits for data: TCP_DEFER_ACCEPT with a long deferral)")
+		case r.AfterACK == probe.AckDropped && s.State == probe.StateOpen:
+			// Not a full queue: the next SYN was answered. A listener
+			// that defers accept until data comes drops a bare final ACK
+			// and sends its SYN-ACK again.
+			rep.DeferAccept = true
+			rep.Findings = append(rep.Findings, "the third ACK, sent late, was dropped (the SYN-ACK came again) while a new SYN right after was answered: not a full accept queue but a listener that waits for data before it accepts (TCP_DEFER_ACCEPT drops a bare ACK)")
+		case r.AfterACK == probe.AckDropped:
+			rep.AcceptQueue = QueueFull
+			rep.Findings = append(rep.Findings, "a SYN was answered but its third ACK dropped (the SYN-ACK came again), and the next SYN got no answer: the accept queue filled meanwhile (Linux drops the final ACK and new SYNs while it is full)")
+		case r.AfterACK == probe.AckReset:
+			rep.AcceptQueue = QueueReset
+			rep.Findings = append(rep.Findings, "the third ACK drew an immediate RST: a full accept queue with tcp_abort_on_overflow=1 (or the listener went away)")
+		default:
+			rep.Findings = append(rep.Findings, "no late third ACK was sent: the SYN-ACK did not come again within the first watch, so nothing says when its next is due")
+		}
 		short := conf.Observe < minObserve
 		switch {
 		case s.State != probe.StateOpen:
