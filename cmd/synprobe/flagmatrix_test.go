@@ -118,8 +118,8 @@ func TestFlagMatrix(t *testing.T) {
 		"help":    {[]string{"-h"}, out("Usage: synprobe"), nil},
 	}
 	base := map[verb][]string{
-		verbPing: {"-c", "1", "-w", "0.05", "198.18.0.2:80"},
-		verbScan: {"-w", "0.05", "--retries", "0", "198.18.0.2:80"},
+		verbPing: {"-c", "1", "-w", "0.5", "198.18.0.2:80"},
+		verbScan: {"-w", "0.5", "--retries", "0", "198.18.0.2:80"},
 	}
 	allFlags(new(options)).VisitAll(func(f *pflag.Flag) {
 		row, ok := rows[f.Name]

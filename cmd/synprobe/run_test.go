@@ -924,7 +924,9 @@ func TestUnusableTargets(t *testing.T) {
 
 	// A block that holds the prober's subnet broadcast: probed without it.
 	// (The fake network answers port 80 on every address.)
-	code, stdout, stderr := runCLI(t, &fakeSystem{}, "scan", "--json", "--rate", "0", "-w", "0.02", "--retries", "0", "198.18.0.0/24:80")
+	// A wait generous enough for a loaded machine under -race: 20 ms
+	// once left 43 of the 255 answers unread.
+	code, stdout, stderr := runCLI(t, &fakeSystem{}, "scan", "--json", "--rate", "0", "-w", "2", "--retries", "0", "198.18.0.0/24:80")
 	if code != exitOK || stderr != "synprobe: leaving out 198.18.0.255, the broadcast address of a subnet on veth0\n" {
 		t.Errorf("exit %d, stderr %q", code, stderr)
 	}
@@ -960,7 +962,7 @@ func TestUnusableTargets(t *testing.T) {
 // ports in order; more than a few plain refusals or silent ports of a host
 // take one line each; hosts that never answered take one line.
 func TestScanText(t *testing.T) {
-	code, stdout, stderr := runCLI(t, &fakeSystem{}, "scan", "-w", "0.05", "--retries", "0", "198.18.1.6/31:79-80,100-102,200-240", "198.18.1.8/29:80", "lab.test:80,200-201", "198.18.7.7:80")
+	code, stdout, stderr := runCLI(t, &fakeSystem{}, "scan", "-w", "0.5", "--retries", "0", "198.18.1.6/31:79-80,100-102,200-240", "198.18.1.8/29:80", "lab.test:80,200-201", "198.18.7.7:80")
 	if code != exitOK || stderr != "" {
 		t.Errorf("exit %d, stderr %q", code, stderr)
 	}
@@ -995,7 +997,7 @@ filtered 198.18.7.7:80  rtt=0.090 ms  reason=icmp-admin-prohibited from=198.18.7
 // TestScanFilters: --open and --mismatches leave out what they filter, in
 // text and JSON alike; -q leaves the summary alone, in both.
 func TestScanFilters(t *testing.T) {
-	targets := []string{"-w", "0.05", "--retries", "0", "198.18.0.2:79-81=closed", "198.18.1.8:80"}
+	targets := []string{"-w", "0.5", "--retries", "0", "198.18.0.2:79-81=closed", "198.18.1.8:80"}
 	for _, tt := range []struct {
 		args       []string
 		want, lack []string
@@ -1064,7 +1066,7 @@ func TestTTLExceeded(t *testing.T) {
 		!strings.Contains(stdout, "reason=icmp-ttl-exceeded from=198.18.0.254 ttl=64 (ttl exceeded at 198.18.0.254: the SYN never reached 198.18.9.9) clock=kernel") {
 		t.Errorf("ping: exit %d\n%s", code, stdout)
 	}
-	code, stdout, _ = runCLI(t, &fakeSystem{}, "scan", "--ttl", "1", "-w", "0.05", "198.18.9.9:80=filtered", "198.18.9.9:81=closed", "198.18.0.2:82=filtered")
+	code, stdout, _ = runCLI(t, &fakeSystem{}, "scan", "--ttl", "1", "-w", "0.5", "198.18.9.9:80=filtered", "198.18.9.9:81=closed", "198.18.0.2:82=filtered")
 	for _, want := range []string{
 		"filtered 198.18.9.9:80  rtt=0.030 ms  reason=icmp-ttl-exceeded from=198.18.0.254 ttl=64 (ttl exceeded at 198.18.0.254: the SYN never reached 198.18.9.9) clock=kernel MISMATCH(expected filtered)\n",
 		"MISMATCH 198.18.9.9:80 (198.18.9.9:80=filtered): expected filtered, got no answer from the target: ttl exceeded at 198.18.0.254, ttl 64: the SYN (--ttl 1) never reached 198.18.9.9, whose port was not tested\n",
@@ -1078,7 +1080,7 @@ func TestTTLExceeded(t *testing.T) {
 	if code != exitNotOpen || strings.Contains(stdout, "hint=") || strings.Contains(stdout, "MISMATCH 198.18.0.2:82") {
 		t.Errorf("scan: exit %d\n%s", code, stdout)
 	}
-	_, stdout, _ = runCLI(t, &fakeSystem{}, "scan", "--json", "--ttl", "1", "-w", "0.05", "198.18.9.9:80=filtered")
+	_, stdout, _ = runCLI(t, &fakeSystem{}, "scan", "--json", "--ttl", "1", "-w", "0.5", "198.18.9.9:80=filtered")
 	if !strings.Contains(stdout, `"type":"mismatch","target":"198.18.9.9:80=filtered","addr":"198.18.9.9","port":80,"expected":"filtered","got":"filtered","reason":"icmp-ttl-exceeded","from":"198.18.0.254","ttl":64,"evidence":"ttl exceeded at 198.18.0.254`) ||
 		strings.Contains(stdout, `"hint"`) {
 		t.Errorf("JSON:\n%s", stdout)

@@ -307,3 +307,93 @@ func TestIntegrationScanECN(t *testing.T) {
 		}
 	}
 }
+
+// TestIntegrationScanText: a scan's text output against the lab's own
+// rules (the firewall of firewallLab, and eight addresses that drop
+// everything): each answering host under a line that counts its
+// verdicts, its ports in order, its 17 plain RSTs as one line of port
+// ranges, and the eight silent hosts in one line.
+func TestIntegrationScanText(t *testing.T) {
+	l, v4, _, dropHost, want := firewallLab(t)
+	block := netip.PrefixFrom(v4.Addr(), 28)
+	dark := netip.PrefixFrom(v4.Addr().Next().Next().Next().Next().Next().Next().Next().Next(), 29) // .8-.15
+	l.Nft(t, l.Target, fmt.Sprintf(`table inet dark {
+	chain input {
+		type filter hook input priority -10;
+		ip daddr %v drop
+	}
+}`, dark))
+	r := runIn(t, l, l.Prober, "scan", "--rate", "0", "-w", "0.3", "--retries", "0", block.String()+":20-39,80")
+	if r.code != exitOK {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	// What the lab's rules say, in the output's words.
+	var wantText []string
+	ports := append(seq(20, 39), 80)
+	for a := block.Addr(); !dark.Contains(a); a = a.Next() {
+		var open, closed, filtered int
+		var lines, plain []string
+		var rst []uint16
+		for _, p := range ports {
+			v := strings.SplitN(want(a, p), "/", 2)
+			switch v[0] {
+			case "open":
+				open++
+			case "closed":
+				closed++
+			default:
+				filtered++
+			}
+			if v[1] == "rst" {
+				rst = append(rst, p)
+				plain = append(plain, fmt.Sprintf("%s %v reason=rst", v[0], netip.AddrPortFrom(a, p)))
+				continue
+			}
+			lines = append(lines, fmt.Sprintf("%s %v reason=%s", v[0], netip.AddrPortFrom(a, p), v[1]))
+		}
+		if len(rst) > plainShown {
+			plain = []string{fmt.Sprintf("closed %v:%s reason=rst", a, appendPortRanges(nil, rst))}
+		} else {
+			lines = append(lines, plain...) // (sorted with the rest: not so in this lab)
+			plain = nil
+		}
+		wantText = append(wantText, fmt.Sprintf("%v: %d open, %d closed, %d filtered", a, open, closed, filtered))
+		wantText = append(wantText, lines...)
+		wantText = append(wantText, plain...)
+	}
+	last := dark.Addr()
+	for range 7 {
+		last = last.Next()
+	}
+	wantText = append(wantText, fmt.Sprintf("8 of 16 addresses never answered (every probe timed out): %v-%v", dark.Addr(), last))
+	// The output, each result line cut to its verdict, pair and reason.
+	var got []string
+	for _, line := range strings.Split(r.stdout, "\n") {
+		if strings.HasPrefix(line, "---") {
+			break
+		}
+		f := strings.Fields(line)
+		if len(f) > 2 && (f[0] == "open" || f[0] == "closed" || f[0] == "filtered") {
+			for _, x := range f[2:] {
+				if strings.HasPrefix(x, "reason=") {
+					line = f[0] + " " + f[1] + " " + x
+				}
+			}
+		}
+		got = append(got, line)
+	}
+	if strings.Join(got, "\n") != strings.Join(wantText, "\n") {
+		t.Errorf("text output (verdict, pair, reason):\n%s\nwant:\n%s\n(drop host %v)", strings.Join(got, "\n"), strings.Join(wantText, "\n"), dropHost)
+	}
+	if !strings.Contains(r.stdout, fmt.Sprintf("--- scan of %d pairs:", 16*len(ports))) {
+		t.Errorf("summary:\n%s", r.stdout)
+	}
+}
+
+func seq(lo, hi uint16) []uint16 {
+	var out []uint16
+	for p := lo; p <= hi; p++ {
+		out = append(out, p)
+	}
+	return out
+}
