@@ -410,3 +410,20 @@ func TestIntegrationPcapRing(t *testing.T) {
 	}
 	t.Logf("%d SYNs, %d on the user's clock", syns, user)
 }
+
+// TestIntegrationPcapDiskFull: a --pcap file on a full file system: the
+// run goes on to its summary, then says so in one line and exits 3.
+func TestIntegrationPcapDiskFull(t *testing.T) {
+	l := verdictLab(t)
+	dir := pcapDir(t)
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=16k,mode=0777", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("mount tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", dir).Run() })
+	file := filepath.Join(dir, "full.pcapng")
+	r := runIn(t, l, l.Prober, "-Z", "nobody", "-q", "-c", "200", "-i", "0.002", "--pcap", file, hostPort(l.TargetV4, 80))
+	if r.code != exitFailure || !strings.Contains(r.stdout, "200 probes sent") ||
+		r.stderr != "synprobe: --pcap "+file+": writing: no space left on device\n" {
+		t.Errorf("exit %d, stdout %q, stderr %q; want the summary, then exit 3 and one line", r.code, r.stdout, r.stderr)
+	}
+}

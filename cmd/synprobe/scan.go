@@ -124,14 +124,15 @@ func runScan(ctx context.Context, o *options, set *scan.Set, expecting bool, std
 	if err != nil {
 		return 0, err
 	}
-	if err := rec.close(); err != nil {
-		return 0, err
-	}
+	pcapErr := rec.close() // reported after the summary
 	for i := range mismatches {
 		sum.Complete(&mismatches[i].r) // judged against every host's SYN-ACK
 		out.mismatch(&mismatches[i], o)
 	}
 	out.scanSummary(&sum, nMismatch, expecting)
+	if pcapErr != nil {
+		return 0, pcapErr
+	}
 	switch {
 	case sum.Errors > 0:
 		return exitFailure, nil
