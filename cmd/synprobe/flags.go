@@ -182,7 +182,7 @@ func newFlagSet(o *options) *pflag.FlagSet {
 	fs.BoolVar(&o.openOnly, "open", false, "scans: print only open ports")
 	fs.StringVar(&o.expect, "expect", "", "scans: expected state of every pair: open, closed or filtered; exit 1 on any mismatch")
 	fs.Var(intFlag[int]{p: &o.senders, lo: 0, hi: maxSenders, msg: fmt.Sprintf("must be 0 (one per CPU) to %d", maxSenders)}, "senders", "scans: sending threads, at most 256 (default: one per CPU)")
-	fs.StringVar(&o.pcap, "pcap", "", "write every packet sent and received, timed as synprobe timed it, to this pcapng file (tcpdump -r, Wireshark)")
+	fs.StringVar(&o.pcap, "pcap", "", "write every packet sent and received, timed as synprobe timed it, to the pcapng `FILE` (tcpdump -r, Wireshark)")
 	fs.BoolVarP(&o.version, "version", "V", false, "print the version and exit")
 	fs.BoolVarP(&o.help, "help", "h", false, "show this help")
 	return fs
