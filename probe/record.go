@@ -14,10 +14,12 @@ import "time"
 // is recorded as it was read, every packet the engine read and considered,
 // answers or not, with its kernel receive stamp (zero when the kernel gave
 // none).
+//
+// The scan engine in package scan records through the same interface.
 type Recorder interface {
 	// Sent records pkt, a whole IP packet sent with transmit stamp id at
 	// user-clock time at. tx is its kernel transmit stamp when already
-	// known, else zero.
+	// known, else zero; id NoTxStamp says that none will come.
 	Sent(pkt []byte, id uint32, tx, at time.Time)
 	// TxStamp gives the kernel transmit stamp of the packet last sent
 	// with id.
@@ -26,3 +28,8 @@ type Recorder interface {
 	// none) and user-clock time at.
 	Received(pkt []byte, rx, at time.Time)
 }
+
+// NoTxStamp is the id of a packet recorded (Recorder.Sent) whose kernel
+// transmit stamp will not come: no packet is sent with it (the engine
+// skips it, as core.ScanID).
+const NoTxStamp = ^uint32(0)

@@ -268,7 +268,7 @@ func allFlags(o *options) *pflag.FlagSet {
 	fs.VarP(addrFlag{&o.source}, "source", "S", "source address (default: the route's)")
 	fs.StringVarP(&o.iface, "interface", "I", "", "send and receive on this interface only")
 	fs.StringArrayVarP(&o.files, "file", "f", nil, "read targets from FILE, one per line, # comments ('-': standard input)")
-	fs.StringVar(&o.pcap, "pcap", "", "write every packet sent and received, timed as synprobe timed it, to this pcapng file (tcpdump -r, Wireshark)")
+	fs.StringVar(&o.pcap, "pcap", "", "write every packet sent and received, timed as synprobe timed it, to the pcapng `FILE` (tcpdump -r, Wireshark)")
 	fs.BoolVarP(&o.version, "version", "V", false, "print the version and exit")
 	fs.BoolVarP(&o.help, "help", "h", false, "show this help")
 	return fs

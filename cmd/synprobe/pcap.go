@@ -33,7 +33,7 @@ func openPcap(o *options) (*pcapOut, error) {
 			err = pe.Err
 		}
 		if errors.Is(err, os.ErrPermission) {
-			return nil, usagef("--pcap %s: %v (written as uid %d, the user synprobe runs as once set up)", o.pcap, err, os.Getuid())
+			return nil, usagef("--pcap %s: %v (written as uid %d, the user synprobe runs as once set up: give a directory that user may write in)", o.pcap, err, os.Getuid())
 		}
 		return nil, usagef("--pcap %s: %v", o.pcap, err)
 	}

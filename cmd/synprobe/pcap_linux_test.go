@@ -4,6 +4,8 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"net/netip"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/synprobe/synprobe/internal/netlab"
 	"github.com/synprobe/synprobe/internal/pcap"
+	"github.com/synprobe/synprobe/probe/scan"
 	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
@@ -93,19 +96,23 @@ func pcapCheck(t *testing.T, l *netlab.Lab, file string, capt []netlab.CapturedP
 	}
 	const maxSkew = 100 * time.Millisecond // generous: two busy CPUs
 	used := make([]bool, len(capt))
-	capKeys := make([]string, len(capt))
 	capPkts := make([]*wire.Packet, len(capt))
+	byKey := map[string][]int{}
 	for i := range capt {
-		capKeys[i], capPkts[i] = pcapKey(t, capt[i].Data)
+		var k string
+		k, capPkts[i] = pcapKey(t, capt[i].Data)
+		byKey[k] = append(byKey[k], i)
 	}
 	var worst [2]time.Duration // sent, received
+	pkts := make([]*wire.Packet, len(recs))
 	for i, r := range recs {
 		k, p := pcapKey(t, r.Data)
+		pkts[i] = p
 		// The same bytes may be on the wire twice (our RST and the
 		// kernel's): the copy nearest in time.
 		j := -1
-		for c := range capt {
-			if !used[c] && capKeys[c] == k && (j < 0 || absDur(capt[c].Time.Sub(r.Time)) < absDur(capt[j].Time.Sub(r.Time))) {
+		for _, c := range byKey[k] {
+			if !used[c] && (j < 0 || absDur(capt[c].Time.Sub(r.Time)) < absDur(capt[j].Time.Sub(r.Time))) {
 				j = c
 			}
 		}
@@ -125,6 +132,9 @@ func pcapCheck(t *testing.T, l *netlab.Lab, file string, capt []netlab.CapturedP
 		worst[dir] = max(worst[dir], d)
 		if wantSent := p.Src == l.ProberV4 || p.Src == l.ProberV6; r.Sent != wantSent {
 			t.Errorf("packet %d from %v marked sent=%v", i, p.Src, r.Sent)
+		}
+		if i > 0 && r.Time.Before(recs[i-1].Time) {
+			t.Errorf("packet %d at %v, before packet %d at %v: the file is not in order of time", i, r.Time, i-1, recs[i-1].Time)
 		}
 	}
 	synacks, rsts := 0, 0
@@ -147,40 +157,52 @@ func pcapCheck(t *testing.T, l *netlab.Lab, file string, capt []netlab.CapturedP
 	}
 	t.Logf("%d packets in the file, %d in the capture (%d the kernel's RSTs); capture time - file time: sent up to %v, received up to %v", len(recs), len(capt), rsts, worst[0], worst[1])
 
-	// The RTTs reported, from the file.
+	// The RTTs reported, from the file: each probe's SYN, by its
+	// 4-tuple (a fresh source port per probe and pass), and the first
+	// answer to it.
+	type tuple struct {
+		remote netip.Addr
+		port   uint16
+		sport  uint16
+	}
+	syns := map[tuple]pcap.Record{}
+	answers := map[tuple][]pcap.Record{}
+	for i, r := range recs {
+		p := pkts[i]
+		switch {
+		case r.Sent && p.Proto == wire.ProtocolTCP && p.Flags&(wire.FlagSyn|wire.FlagAck) == wire.FlagSyn:
+			syns[tuple{p.Dst, p.DstPort, p.SrcPort}] = r
+		case !r.Sent && p.IsICMP():
+			k := tuple{p.Quoted.Dst, p.Quoted.DstPort, p.Quoted.SrcPort}
+			answers[k] = append(answers[k], r)
+		case !r.Sent:
+			k := tuple{p.Src, p.SrcPort, p.DstPort}
+			answers[k] = append(answers[k], r)
+		}
+	}
 	timed := 0
 	for _, m := range lines {
 		rtt, ok := m["rtt_us"].(float64)
 		if !ok || m["clock"] != "kernel" {
 			continue
 		}
-		sport := uint16(m["sport"].(float64))
-		dst := netip.MustParseAddr(m["addr"].(string))
-		// The SYN from sport (one per port in these runs), and the first
-		// answer to it after it.
-		var syn, ans time.Time
-		for _, r := range recs {
-			_, p := pcapKey(t, r.Data)
-			if r.Sent && p.Proto == wire.ProtocolTCP && p.Flags&wire.FlagSyn != 0 && p.SrcPort == sport && p.Dst == dst {
-				if !r.Kernel {
-					t.Errorf("%v:%v: the SYN of an RTT on the kernel's clock is on the user's in the file", dst, sport)
-				}
-				syn = r.Time
+		k := tuple{netip.MustParseAddr(m["addr"].(string)), uint16(m["port"].(float64)), uint16(m["sport"].(float64))}
+		syn, ok := syns[k]
+		var ans time.Time
+		for _, a := range answers[k] {
+			if ok && !a.Time.Before(syn.Time) && (ans.IsZero() || a.Time.Before(ans)) {
+				ans = a.Time
 			}
 		}
-		for _, r := range recs {
-			_, p := pcapKey(t, r.Data)
-			if !r.Sent && !syn.IsZero() && !r.Time.Before(syn) && (ans.IsZero() || r.Time.Before(ans)) &&
-				((p.IsICMP() && p.Quoted.SrcPort == sport) || (!p.IsICMP() && p.DstPort == sport)) {
-				ans = r.Time
-			}
-		}
-		if syn.IsZero() || ans.IsZero() {
-			t.Errorf("%v:%v: no SYN and answer in the file for rtt_us %v", dst, sport, rtt)
+		switch {
+		case !ok || ans.IsZero():
+			t.Errorf("%v: no SYN and answer in the file for rtt_us %v", k, rtt)
 			continue
+		case !syn.Kernel:
+			t.Errorf("%v: the SYN of an RTT on the kernel's clock is on the user's in the file (%s)", k, syn.Comment)
 		}
-		if got := ans.Sub(syn); math.Abs(float64(got)-rtt*1000) > 1 {
-			t.Errorf("%v sport %v: rtt_us %.3f, the file says %v", dst, sport, rtt, got)
+		if got := ans.Sub(syn.Time); math.Abs(float64(got)-rtt*1000) > 1 {
+			t.Errorf("%v: rtt_us %.3f, the file says %v", k, rtt, got)
 		}
 		timed++
 	}
@@ -305,4 +327,118 @@ func absDur(d time.Duration) time.Duration {
 		return -d
 	}
 	return d
+}
+
+// TestIntegrationPcapSignal: SIGTERM during a fin-mode hold: the RSTs of
+// the interrupt are in the file, which is whole (pcapCheck).
+func TestIntegrationPcapSignal(t *testing.T) {
+	l := closeLab(t)
+	file := filepath.Join(pcapDir(t), "term.pcapng")
+	capture := l.StartCapture(t, l.Target, l.TargetIf, "tcp")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := l.Command(ctx, l.Prober, synprobeBinary(t), "--json", "-Z", "nobody", "--pcap", file, "--mode", "fin", "--hold", "5s", "-i", "0.05", hostPort(l.TargetV4, portNever), hostPort(l.TargetV6, portNever))
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitEstablished(t, l, portNever, 4, cmd)
+	cmd.Process.Signal(syscall.SIGTERM)
+	code := waitExit(t, cmd)
+	capt, err := capture.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code != exitOK || errb.Len() > 0 {
+		t.Errorf("exit %d, stderr %q", code, errb.String())
+	}
+	var lines []map[string]any
+	for _, s := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(s), &m); err != nil {
+			t.Fatalf("bad JSON %q", s)
+		}
+		lines = append(lines, m)
+	}
+	recs := pcapCheck(t, l, file, capt, lines, false)
+	rsts := 0
+	for _, r := range recs {
+		_, p := pcapKey(t, r.Data)
+		if r.Sent && p.Flags&wire.FlagRst != 0 {
+			rsts++
+		}
+	}
+	if rsts < 4 {
+		t.Errorf("%d RSTs of ours in the file: want the interrupt's, one per connection at least", rsts)
+	}
+}
+
+// TestIntegrationPcapRing: a scan big enough for the packet ring and
+// Ethernet frames: the file holds every probe, timed by the ring's copy
+// of it, and every answer (pcapCheck). At 20,000 probes a second: as fast
+// as it goes, tcpdump's capture loses packets here.
+func TestIntegrationPcapRing(t *testing.T) {
+	l, v4, v6, _, _ := firewallLab(t)
+	resolveNeighbours(t, l)
+	file := filepath.Join(pcapDir(t), "ring.pcapng")
+	capture := l.StartCapture(t, l.Target, l.TargetIf, "tcp or icmp or (icmp6 and ip6[40] < 128)")
+	r := runIn(t, l, l.Prober, "--json", "-Z", "nobody", "--pcap", file, "--rate", "20000", "-w", "0.3", v4.String()+":1-64,80", "["+v6.String()+"]:22-25,80")
+	capt, err := capture.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.code != exitNotOpen {
+		t.Errorf("exit %d: %s", r.code, r.stderr)
+	}
+	_, summary := scanResults(t, r)
+	if summary == nil || summary["recv_path"] != "packet ring" || summary["pairs"].(float64) < scan.RingMinPairs {
+		t.Fatalf("summary %v: want a scan on the packet ring", summary)
+	}
+	recs := pcapCheck(t, l, file, capt, r.lines, true)
+	clock := map[string]string{} // "addr:port/sport": the result's clock
+	for _, m := range r.lines {
+		if m["type"] == "result" && m["sport"] != nil {
+			c, _ := m["clock"].(string)
+			clock[fmt.Sprintf("%v:%v/%v", m["addr"], m["port"], m["sport"])] = c
+		}
+	}
+	syns, user := 0, 0
+	why := map[string]int{} // the user-clock SYNs' results' clocks ("": unanswered)
+	for _, rec := range recs {
+		_, p := pcapKey(t, rec.Data)
+		if rec.Sent && p.Flags == wire.FlagSyn {
+			syns++
+			if !rec.Kernel {
+				user++
+				why[clock[fmt.Sprintf("%v:%v/%v", p.Dst, p.DstPort, p.SrcPort)]]++
+			}
+		}
+	}
+	t.Logf("SYNs on the user's clock, by their answers' clock: %v", why)
+	// A probe whose copy in the ring the scan did not see in time is
+	// timed by the user's clock, in the file as in its RTT (pcapCheck
+	// holds every kernel-clock RTT to a kernel-stamped SYN): a few here,
+	// hundreds under the race detector's load.
+	if syns != int(summary["sent"].(float64)) {
+		t.Errorf("%d SYNs in the file (%d on the user's clock), the summary says %v sent", syns, user, summary["sent"])
+	}
+	t.Logf("%d SYNs, %d on the user's clock", syns, user)
+}
+
+// TestIntegrationPcapDiskFull: a --pcap file on a full file system: the
+// run goes on to its summary, then says so in one line and exits 3.
+func TestIntegrationPcapDiskFull(t *testing.T) {
+	l := verdictLab(t)
+	dir := pcapDir(t)
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=16k,mode=0777", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("mount tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", dir).Run() })
+	file := filepath.Join(dir, "full.pcapng")
+	r := runIn(t, l, l.Prober, "-Z", "nobody", "-q", "-c", "200", "-i", "0.002", "--pcap", file, hostPort(l.TargetV4, 80))
+	if r.code != exitFailure || !strings.Contains(r.stdout, "200 probes sent") ||
+		r.stderr != "synprobe: --pcap "+file+": writing: no space left on device\n" {
+		t.Errorf("exit %d, stdout %q, stderr %q; want the summary, then exit 3 and one line", r.code, r.stdout, r.stderr)
+	}
 }

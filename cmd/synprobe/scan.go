@@ -127,9 +127,7 @@ func runScan(ctx context.Context, o *options, set *scan.Set, expecting bool, std
 	if err != nil {
 		return 0, err
 	}
-	if err := rec.close(); err != nil {
-		return 0, err
-	}
+	pcapErr := rec.close() // reported after the summary
 	out.scanEnd(&sum)
 	slices.SortFunc(mismatches, func(a, b mismatch) int { return a.r.AddrPort().Compare(b.r.AddrPort()) })
 	for i := range mismatches {
@@ -139,6 +137,9 @@ func runScan(ctx context.Context, o *options, set *scan.Set, expecting bool, std
 		}
 	}
 	out.scanSummary(&sum, nMismatch, expecting)
+	if pcapErr != nil {
+		return 0, pcapErr
+	}
 	return scanStatus(&sum, nMismatch), nil
 }
 

@@ -19,7 +19,6 @@ import (
 	"io"
 	"os"
 	"runtime"
-	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -27,6 +26,7 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
+	"github.com/synprobe/synprobe/probe"
 )
 
 // Bounds of the queue of packets that wait for a transmit stamp.
@@ -37,9 +37,11 @@ const (
 	// recorded it.
 	Reorder = 5 * time.Millisecond
 	// Hold is how long a packet sent waits for its kernel transmit stamp.
-	// The kernel queues the stamp as the packet leaves; the engines read
-	// it within milliseconds.
-	Hold = 250 * time.Millisecond
+	// The kernel queues the stamp as the packet leaves; the engine reads
+	// it within milliseconds, a scan's receiver as it reads the packet
+	// ring's copy of the probe, which at full rate lags by up to some
+	// 200 ms here once it also records every packet.
+	Hold = time.Second
 	// MaxQueue and MaxBytes bound the queue: beyond them the oldest
 	// packet is written at once, with the time it has.
 	MaxQueue = 1 << 16
@@ -99,19 +101,24 @@ type earlyStamp struct {
 // Writer writes packets to a pcapng file as they are recorded. Its
 // methods may be called from several goroutines at once.
 type Writer struct {
-	mu    sync.Mutex
-	ng    *pcapgo.NgWriter
-	now   func() time.Time
-	q     []*entry // q[head:] wait, in order of time
-	head  int
-	byID  map[uint32]*entry    // the packets waiting for a stamp, by id
-	early map[uint32]time.Time // stamps that came before their packet
-	order []earlyStamp         // early's, oldest first
-	bytes int
-	free  []*entry
-	err   error
-	count uint64
-	flush time.Time // the buffer's last flush
+	mu  sync.Mutex
+	ng  *pcapgo.NgWriter
+	now func() time.Time
+	// q[head:] are the packets timed, in order of time; wait[whead:] the
+	// packets sent that wait for their transmit stamps, in order of their
+	// user-space times (an entry stamped since stays as a tombstone:
+	// waiting false). Entries are never reused: a tombstone may still
+	// point at one.
+	q, wait     []*entry
+	head, whead int
+	byID        map[uint32]*entry    // the packets waiting for a stamp, by id
+	early       map[uint32]time.Time // stamps that came before their packet
+	order       []earlyStamp         // early's, oldest first
+	n, bytes    int                  // packets and bytes queued
+	free        [][]byte
+	err         error
+	count       uint64
+	flush       time.Time // the buffer's last flush
 }
 
 // NewWriter writes a pcapng section with one interface of link type
@@ -144,11 +151,17 @@ func (w *Writer) Sent(pkt []byte, id uint32, tx, at time.Time) {
 		delete(w.early, id)
 	}
 	e := w.entry(pkt)
-	e.at, e.stamp, e.id, e.sent, e.waiting = at, tx, id, true, tx.IsZero()
-	if e.waiting {
+	e.at, e.stamp, e.id, e.sent = at, tx, id, true
+	if tx.IsZero() && id != probe.NoTxStamp {
+		e.waiting = true
 		w.byID[id] = e
+		w.wait = insert(w.wait, w.whead, e, func(e *entry) time.Time { return e.at })
+		if w.whead > 0 && w.whead >= len(w.wait)/2 {
+			w.wait, w.whead = compact(w.wait, w.whead)
+		}
+	} else {
+		w.enqueue(e)
 	}
-	w.insert(e)
 	w.release(w.now())
 }
 
@@ -163,8 +176,8 @@ func (w *Writer) TxStamp(id uint32, tx time.Time) {
 	defer w.mu.Unlock()
 	if e, ok := w.byID[id]; ok {
 		delete(w.byID, id)
-		e.stamp, e.waiting = tx, false
-		w.resort(e)
+		e.stamp, e.waiting = tx, false // a tombstone in wait
+		w.enqueue(e)
 	} else {
 		if len(w.order) >= MaxEarly {
 			// Forget the older half.
@@ -187,15 +200,16 @@ func (w *Writer) Received(pkt []byte, rx, at time.Time) {
 	defer w.mu.Unlock()
 	e := w.entry(pkt)
 	e.at, e.stamp = at, rx
-	w.insert(e)
+	w.enqueue(e)
 	w.release(w.now())
 }
 
-// Flush writes every packet still waiting, with the times it has, and
+// Flush writes every packet still queued, with the times it has, and
 // flushes the file's buffer. It returns the first error writing met.
 func (w *Writer) Flush() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.expire(time.Time{}, true)
 	for w.head < len(w.q) {
 		w.pop()
 	}
@@ -213,67 +227,99 @@ func (w *Writer) Packets() uint64 {
 	return w.count
 }
 
-// entry returns an entry holding a copy of pkt.
+// entry returns a new entry holding a copy of pkt.
 func (w *Writer) entry(pkt []byte) *entry {
-	e := &entry{}
+	var b []byte
 	if n := len(w.free); n > 0 {
-		e, w.free = w.free[n-1], w.free[:n-1]
+		b, w.free = w.free[n-1][:0], w.free[:n-1]
 	}
-	e.data = append(e.data[:0], pkt...)
-	return e
+	w.n++
+	w.bytes += len(pkt)
+	return &entry{data: append(b, pkt...)}
 }
 
-// insert queues e in order of time: after every packet no later than it.
-// Packets come nearly in order, so this looks at the last few.
-func (w *Writer) insert(e *entry) {
+// enqueue puts e in q, in order of time.
+func (w *Writer) enqueue(e *entry) {
+	w.q = insert(w.q, w.head, e, (*entry).time)
 	if w.head > 0 && w.head >= len(w.q)/2 {
-		// Move the waiting packets to the front, now and then.
-		n := copy(w.q, w.q[w.head:])
-		clear(w.q[n:])
-		w.q = w.q[:n]
-		w.head = 0
+		w.q, w.head = compact(w.q, w.head)
 	}
-	t := e.time()
-	i := len(w.q)
-	w.q = append(w.q, e)
-	for ; i > w.head && w.q[i-1].time().After(t); i-- {
-		w.q[i] = w.q[i-1]
-	}
-	w.q[i] = e
-	w.bytes += len(e.data)
 }
 
-// resort moves e, whose time went from the user-space clock's to the
-// kernel's, to its place.
-func (w *Writer) resort(e *entry) {
-	i := slices.Index(w.q[w.head:], e)
-	if i < 0 {
-		return
+// insert puts e into l[head:] after every entry whose key is no later
+// than e's. Packets come nearly in order: it looks at the last few.
+func insert(l []*entry, head int, e *entry, key func(*entry) time.Time) []*entry {
+	t := key(e)
+	i := len(l)
+	l = append(l, e)
+	for ; i > head && key(l[i-1]).After(t); i-- {
+		l[i] = l[i-1]
 	}
-	i += w.head
-	t := e.time()
-	for ; i > w.head && w.q[i-1].time().After(t); i-- {
-		w.q[i] = w.q[i-1]
-	}
-	for ; i+1 < len(w.q) && w.q[i+1].time().Before(t); i++ {
-		w.q[i] = w.q[i+1]
-	}
-	w.q[i] = e
+	l[i] = e
+	return l
 }
 
-// release writes the packets at the front of the queue that need wait no
-// more: one recorded Reorder ago (a packet timed before it may still be
-// recorded: a scan's sender and receiver record apart), waiting for no
-// stamp or for one Hold already; and any beyond the queue's bounds.
-func (w *Writer) release(now time.Time) {
-	for w.head < len(w.q) {
-		e := w.q[w.head]
-		over := len(w.q)-w.head > MaxQueue || w.bytes > MaxBytes
-		wait := Reorder
-		if e.waiting {
-			wait = Hold
+// compact moves l[head:] to the front.
+func compact(l []*entry, head int) ([]*entry, int) {
+	n := copy(l, l[head:])
+	clear(l[n:])
+	return l[:n], 0
+}
+
+// over reports whether the queues hold more than their bounds.
+func (w *Writer) over() bool { return w.n > MaxQueue || w.bytes > MaxBytes }
+
+// oldest returns the packet that has waited longest for its stamp, or
+// nil; it drops the tombstones before it.
+func (w *Writer) oldest() *entry {
+	for w.whead < len(w.wait) {
+		if e := w.wait[w.whead]; e.waiting {
+			return e
 		}
-		if !over && now.Sub(e.at) < wait {
+		w.wait[w.whead] = nil
+		w.whead++
+	}
+	return nil
+}
+
+// expire moves the packets that waited Hold for their stamps (all: every
+// one) to q, with their user-space times.
+func (w *Writer) expire(now time.Time, all bool) {
+	for e := w.oldest(); e != nil && (all || now.Sub(e.at) >= Hold); e = w.oldest() {
+		w.wait[w.whead] = nil
+		w.whead++
+		e.waiting = false
+		delete(w.byID, e.id)
+		w.enqueue(e)
+	}
+}
+
+// release writes the packets that need wait no more: recorded Reorder
+// ago (a packet timed before one may be recorded after it: a scan's
+// sender and receiver record apart), and timed before every packet that
+// still waits for its stamp (whose time will be no earlier than its
+// user-space time). Beyond the queues' bounds, it writes the earliest
+// packet, waiting or not, until they are within them.
+func (w *Writer) release(now time.Time) {
+	w.expire(now, false)
+	for {
+		old := w.oldest()
+		if w.over() {
+			if old != nil && (w.head == len(w.q) || old.at.Before(w.q[w.head].time())) {
+				w.wait[w.whead] = nil
+				w.whead++
+				old.waiting = false
+				delete(w.byID, old.id)
+				w.enqueue(old) // the earliest: at the front
+			}
+			w.pop()
+			continue
+		}
+		if w.head == len(w.q) {
+			break
+		}
+		e := w.q[w.head]
+		if now.Sub(e.at) < Reorder || (old != nil && e.time().After(old.at)) {
 			break
 		}
 		w.pop()
@@ -284,14 +330,11 @@ func (w *Writer) release(now time.Time) {
 	}
 }
 
-// pop writes the packet at the front of the queue.
+// pop writes the packet at the front of q.
 func (w *Writer) pop() {
 	e := w.q[w.head]
 	w.q[w.head] = nil
 	w.head++
-	if e.waiting && w.byID[e.id] == e {
-		delete(w.byID, e.id)
-	}
 	k := 0
 	if e.stamp.IsZero() {
 		k = 1
@@ -304,11 +347,12 @@ func (w *Writer) pop() {
 		w.err = w.ng.WritePacketWithOptions(ci, e.data, options[k])
 	}
 	w.count++
+	w.n--
 	w.bytes -= len(e.data)
 	if cap(e.data) <= 2048 && len(w.free) < 256 {
-		*e = entry{data: e.data[:0]}
-		w.free = append(w.free, e)
+		w.free = append(w.free, e.data)
 	}
+	e.data = nil
 }
 
 // ErrNotRegular is what Create returns for an existing file that is not a

@@ -80,7 +80,7 @@ func TestWriterOrderAndClocks(t *testing.T) {
 	w.TxStamp(7, t0.Add(2*time.Microsecond))
 	w.Sent(v6, 8, time.Time{}, t0.Add(time.Second)) // its stamp never comes
 	w.Received(long, time.Time{}, t0.Add(time.Second+time.Millisecond))
-	w.Sent(v4, 9, t0.Add(2*time.Second), t0.Add(2*time.Second-time.Microsecond)) // stamped already
+	w.Sent(v4, 9, t0.Add(3*time.Second), t0.Add(3*time.Second-time.Microsecond)) // stamped already
 	if n := w.Packets(); n != 0 {
 		t.Errorf("%d packets written within Reorder, want 0", n)
 	}
@@ -105,7 +105,7 @@ func TestWriterOrderAndClocks(t *testing.T) {
 		{v6, t0.Add(time.Second), CommentSentUser},
 		{long, t0.Add(time.Second + time.Millisecond), CommentRecvUser},
 		{nil, c.t, CommentRecvUser},
-		{v4, t0.Add(2 * time.Second), CommentSentKernel}, // recorded before the empty read, timed after it
+		{v4, t0.Add(3 * time.Second), CommentSentKernel}, // recorded before the empty read, timed after it
 	}
 	if len(recs) != len(want) {
 		t.Fatalf("%d packets read back, want %d", len(recs), len(want))

@@ -358,3 +358,58 @@ func (c *Conn) ReadTxStamps(s *rawsock.TxStamps) error {
 	c.stamps = c.stamps[:copy(c.stamps, c.stamps[n:])]
 	return nil
 }
+
+// Recorder is a probe.Recorder that keeps what it is given, for tests.
+type Recorder struct {
+	mu     sync.Mutex
+	events []Recorded
+	stamps map[uint32]time.Time
+}
+
+// Recorded is one packet given to a Recorder.
+type Recorded struct {
+	Packet   []byte
+	Sent     bool
+	ID       uint32    // sent: its transmit stamp id
+	Tx       time.Time // sent: the stamp given with it
+	Rx, User time.Time // received: its stamps
+}
+
+// Sent records a packet sent.
+func (r *Recorder) Sent(pkt []byte, id uint32, tx, at time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, Recorded{Packet: append([]byte(nil), pkt...), Sent: true, ID: id, Tx: tx, User: at})
+}
+
+// TxStamp records a transmit stamp.
+func (r *Recorder) TxStamp(id uint32, tx time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stamps == nil {
+		r.stamps = map[uint32]time.Time{}
+	}
+	r.stamps[id] = tx
+}
+
+// Received records a packet read.
+func (r *Recorder) Received(pkt []byte, rx, at time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, Recorded{Packet: append([]byte(nil), pkt...), Rx: rx, User: at})
+}
+
+// Events returns the packets recorded, in order, each sent one's Tx set to
+// the stamp given with it or after it (zero if none).
+func (r *Recorder) Events() []Recorded {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]Recorded, len(r.events))
+	for i, e := range r.events {
+		if e.Sent && e.Tx.IsZero() {
+			e.Tx = r.stamps[e.ID]
+		}
+		out[i] = e
+	}
+	return out
+}

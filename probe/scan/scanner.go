@@ -996,9 +996,16 @@ func (s *scanner) sendRST(a *core.Answer) {
 	seg := core.Reset(a.Tuple, a.ISN, s.cfg.TTL, s.cfg.TOS)
 	if n, err := seg.Build(s.rstBuf[:]); err == nil {
 		s.rstID = (s.rstID + 1) | stampIDBit // not a probe's stamp id
+		if s.rstID == probe.NoTxStamp {
+			s.rstID = stampIDBit
+		}
 		at := s.now()
 		if s.conn.Send(s.rstBuf[:n], s.rstID) == nil && s.rec != nil {
-			s.rec.Sent(s.rstBuf[:n], s.rstID, time.Time{}, at)
+			id := s.rstID
+			if s.cfg.ProbeCopies {
+				id = probe.NoTxStamp // the raw socket takes no stamps beside a ring
+			}
+			s.rec.Sent(s.rstBuf[:n], id, time.Time{}, at)
 		}
 	}
 }

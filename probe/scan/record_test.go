@@ -1,0 +1,100 @@
+package scan_test
+
+import (
+	"context"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/synprobe/synprobe/probe"
+	"github.com/synprobe/synprobe/probe/probetest"
+	"github.com/synprobe/synprobe/probe/scan"
+	"github.com/synprobe/synprobe/rawsock/wire"
+)
+
+// TestScanRecorder: a scan records every probe it sends (retries too)
+// with the transmit stamp its RTTs take, every RST, and every packet its
+// receiver reads; each kernel-clock RTT is the recorded answer's stamp
+// less the recorded probe's.
+func TestScanRecorder(t *testing.T) {
+	l := &lab{seen: map[netip.AddrPort]int{}, probe: map[netip.AddrPort]int{}}
+	c := probetest.NewConn(func(p *wire.Packet, b []byte, id uint32) []probetest.Reply {
+		rs := l.respond(p, b, id)
+		for i := range rs {
+			rs[i].After = time.Duration(30+i) * time.Microsecond
+		}
+		return rs
+	})
+	spec, err := scan.ParseSpec("198.18.1.0/28:22,80-83")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &probetest.Recorder{}
+	cookie, _ := wire.NewRandomCookie()
+	var results []probe.ScanResult
+	sum, err := scan.Scan(context.Background(), c, scan.Config{
+		Set: mustSet(t, &spec), Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999,
+		Retries: 2, Timeout: 100 * time.Millisecond, Cookie: cookie, Senders: 2, Recorder: rec,
+		OnResult: func(r *probe.ScanResult, _ scan.Origin) { results = append(results, *r) },
+	})
+	c.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	type tuple struct {
+		remote netip.AddrPort
+		sport  uint16
+	}
+	syns := map[tuple]probetest.Recorded{}
+	answers := map[tuple]probetest.Recorded{}
+	var nSyn, nRST, nRecv, synacks uint64
+	for _, e := range rec.Events() {
+		var p wire.Packet
+		if err := wire.Parse(e.Packet, &p); err != nil {
+			t.Fatalf("recorded an unparsable packet: %v", err)
+		}
+		switch {
+		case e.Sent && p.Flags == wire.FlagSyn:
+			nSyn++
+			if e.Tx.IsZero() {
+				t.Errorf("probe to %v:%d recorded without its stamp", p.Dst, p.DstPort)
+			}
+			syns[tuple{netip.AddrPortFrom(p.Dst, p.DstPort), p.SrcPort}] = e
+		case e.Sent && p.Flags == wire.FlagRst:
+			nRST++
+		case e.Sent:
+			t.Errorf("recorded a sent packet with flags %v", p.Flags)
+		case p.IsICMP():
+			nRecv++
+			answers[tuple{netip.AddrPortFrom(p.Quoted.Dst, p.Quoted.DstPort), p.Quoted.SrcPort}] = e
+		default:
+			nRecv++
+			if p.Flags&wire.FlagSyn != 0 {
+				synacks++
+			}
+			k := tuple{netip.AddrPortFrom(p.Src, p.SrcPort), p.DstPort}
+			if _, ok := answers[k]; !ok {
+				answers[k] = e
+			}
+		}
+	}
+	if nSyn != sum.Sent || nRST != synacks || nRecv < sum.Open+sum.Closed+sum.Duplicates {
+		t.Errorf("recorded %d probes, %d RSTs, %d packets read; the scan sent %d probes, read %d SYN-ACKs, %d answers and %d duplicates",
+			nSyn, nRST, nRecv, sum.Sent, synacks, sum.Open+sum.Closed, sum.Duplicates)
+	}
+	timed := 0
+	for _, r := range results {
+		if !r.Timed() || !r.KernelClock {
+			continue
+		}
+		k := tuple{r.AddrPort(), r.SrcPort}
+		s, a := syns[k], answers[k]
+		if got := a.Rx.Sub(s.Tx); got != r.RTT {
+			t.Errorf("%v from %d: RTT %v, recorded %v", r.AddrPort(), r.SrcPort, r.RTT, got)
+		}
+		timed++
+	}
+	if timed == 0 {
+		t.Error("no kernel-clock RTT")
+	}
+}
