@@ -383,12 +383,12 @@ func TestIntegrationPcapRing(t *testing.T) {
 	resolveNeighbours(t, l)
 	file := filepath.Join(pcapDir(t), "ring.pcapng")
 	capture := l.StartCapture(t, l.Target, l.TargetIf, "tcp or icmp or (icmp6 and ip6[40] < 128)")
-	r := runIn(t, l, l.Prober, "--json", "-Z", "nobody", "--pcap", file, "--rate", "20000", "-w", "0.3", v4.String()+":1-64,80", "["+v6.String()+"]:22-25,80")
+	r := runIn(t, l, l.Prober, "scan", "--json", "-Z", "nobody", "--pcap", file, "--rate", "20000", "-w", "0.3", v4.String()+":1-64,80", "["+v6.String()+"]:22-25,80")
 	capt, err := capture.Stop()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.code != exitNotOpen {
+	if r.code != exitOK { // a completed discovery scan
 		t.Errorf("exit %d: %s", r.code, r.stderr)
 	}
 	_, summary := scanResults(t, r)
