@@ -237,8 +237,7 @@ func toStrings(v any) []string {
 // TestIntegrationListenerCookies: with tcp_syncookies=2 in the server's
 // namespace (every SYN answered by a cookie) synprobe listener says
 // syncookies true, its isn, tsval and options tests voting cookie; with
-// the default (cookies only on overflow) false, every test voting
-// stateful. Witnesses: the server's TcpExtSyncookiesSent (5 cookies: the
+// tcp_syncookies=0 (never) false, every test voting stateful. Witnesses: the server's TcpExtSyncookiesSent (5 cookies: the
 // late ACK's and the schedule's SYNs and the three tests', or none), and
 // a capture: the SYN-ACKs' sequence numbers against our SYNs'.
 func TestIntegrationListenerCookies(t *testing.T) {
@@ -248,7 +247,7 @@ func TestIntegrationListenerCookies(t *testing.T) {
 		netlab.Serve(ln, func(c net.Conn) { c.Close() })
 	}
 	for _, cookies := range []bool{true, false} {
-		setting := map[bool]string{true: "2", false: "1"}[cookies]
+		setting := map[bool]string{true: "2", false: "0"}[cookies]
 		l.Run(t, l.Target, "sysctl", "-qw", "net.ipv4.tcp_syncookies="+setting)
 		for _, a := range []netip.Addr{l.TargetV4, l.TargetV6} {
 			t.Run("syncookies="+setting+"/"+map[bool]string{true: "v4", false: "v6"}[a.Is4()], func(t *testing.T) {
@@ -519,5 +518,53 @@ func TestIntegrationListenerDeferAccept(t *testing.T) {
 				t.Errorf("server's TcpExtTCPDeferAcceptDrop moved by %d: our late ACK was not dropped for want of data", d)
 			}
 		})
+	}
+}
+
+// TestIntegrationListenerDefaultSchedule: Linux's default schedule
+// (tcp_synack_retries=5) seen over the default 8.5 s watch: three
+// retransmissions at about 1, 3 and 7 s (gaps up to 15% long), each
+// against a capture on the server's side; the report calls the gaps
+// doubling.
+func TestIntegrationListenerDefaultSchedule(t *testing.T) {
+	l := netlab.New(t)
+	ln := l.Listen(t, l.Target, "tcp", netip.AddrPortFrom(l.TargetV4, 80).String())
+	netlab.Serve(ln, func(c net.Conn) { c.Close() })
+	c := l.StartCapture(t, l.Target, l.TargetIf, "tcp port 80")
+	r := runIn(t, l, l.Prober, "listener", "--json", hostPort(l.TargetV4, 80))
+	pkts, err := c.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.code != exitOK || len(r.lines) != 1 {
+		t.Fatalf("exit %d: %s%s", r.code, r.stdout, r.stderr)
+	}
+	m := r.lines[0]
+	var got []float64
+	for _, v := range m["synack_retransmits_s"].([]any) {
+		got = append(got, v.(float64))
+	}
+	want := []float64{1, 3, 7}
+	if len(got) != 3 {
+		t.Fatalf("retransmissions at %v s, want 3 (about 1, 3 and 7 s)", got)
+	}
+	for i := range want {
+		if got[i] < want[i]*0.95 || got[i] > want[i]*1.15+0.1 {
+			t.Errorf("retransmission %d at %.3f s, want about %v s (+15%%)", i+1, got[i], want[i])
+		}
+	}
+	if !strings.Contains(strings.Join(toStrings(m["findings"]), "\n"), "doubling as Linux does") {
+		t.Errorf("findings %v: the doubling not named", m["findings"])
+	}
+	x := exchanges(pkts, l.TargetV4)
+	if len(x) < 2 || len(x[1].synacks) != 4 {
+		t.Fatalf("capture: the schedule's exchange has %d SYN-ACKs, want 4", len(x[1].synacks))
+	}
+	for i, g := range got {
+		w := x[1].synacks[i+1].Sub(x[1].synacks[0]).Seconds()
+		t.Logf("retransmission %d: %.6f s, the capture's %.6f s", i+1, g, w)
+		if d := g - w; d < -0.005 || d > 0.005 {
+			t.Errorf("retransmission %d at %.3f s, the capture says %.3f s", i+1, g, w)
+		}
 	}
 }
