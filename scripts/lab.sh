@@ -209,6 +209,16 @@ demo() {
 	probe_pid=
 	echo "(exit status $rc)"
 	((rc == 0)) || failed=1
+	header "synprobe listener: the late third ACK, the SYN-ACK's retransmissions, SYN cookies (port 80); a drop told from a full queue (port 81)"
+	for port in 80 81; do
+		ip netns exec "$name-p" "$binary" listener --observe 1.5s "$TARGET_V4:$port" &
+		probe_pid=$!
+		rc=0
+		wait "$probe_pid" || rc=$?
+		probe_pid=
+		echo "(exit status $rc)"
+	done
+
 	header "no nftables table left in the prober's namespace:"
 	ip netns exec "$name-p" nft list tables
 	header "done"

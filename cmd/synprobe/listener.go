@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/pflag"
 
@@ -263,7 +264,7 @@ func printListener(w io.Writer, r *listenerReport) {
 	}
 	fmt.Fprintf(w, "  accept queue: %s\n", r.AcceptQueue)
 	for _, f := range r.Findings {
-		fmt.Fprintf(w, "  - %s\n", f)
+		fmt.Fprintf(w, "  - %s\n", wrap(f, cli.HelpColumns-4, "    "))
 	}
 	verdict := "healthy"
 	if !r.Healthy {
@@ -297,4 +298,26 @@ func listenerTarget(ctx context.Context, arg string) (netip.AddrPort, string, er
 		return netip.AddrPort{}, "", cli.Usagef("%s: cannot resolve %q", arg, host)
 	}
 	return netip.AddrPortFrom(addrs[0].Unmap(), uint16(p)), arg, nil
+}
+
+// wrap breaks s into lines of at most width columns at spaces, the lines
+// after the first indented by indent.
+func wrap(s string, width int, indent string) string {
+	var b strings.Builder
+	col := 0
+	for i, word := range strings.Fields(s) {
+		n := utf8.RuneCountInString(word)
+		switch {
+		case i == 0:
+		case col+1+n > width:
+			b.WriteString("\n" + indent)
+			col = 0
+		default:
+			b.WriteByte(' ')
+			col++
+		}
+		b.WriteString(word)
+		col += n
+	}
+	return b.String()
 }

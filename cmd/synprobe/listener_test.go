@@ -44,3 +44,18 @@ func TestListenerArgs(t *testing.T) {
 		}
 	}
 }
+
+// TestWrap: findings are wrapped at spaces to 80 columns with their
+// indent, words never cut.
+func TestWrap(t *testing.T) {
+	s := "the third ACK, sent late, met silence until the next SYN-ACK was due: taken into the accept queue (or ignored by a listener that waits for data: TCP_DEFER_ACCEPT with a long deferral)"
+	got := "  - " + wrap(s, 76, "    ")
+	for _, l := range strings.Split(got, "\n") {
+		if len([]rune(l)) > 80 {
+			t.Errorf("line wider than 80 columns: %q", l)
+		}
+	}
+	if strings.Join(strings.Fields(got), " ") != "- "+s {
+		t.Errorf("words changed: %q", got)
+	}
+}

@@ -403,7 +403,10 @@ func retransTest(syn *probe.Result) Test {
 	}
 	if len(syn.SynAckRetrans) > 0 {
 		t.Vote = Stateful
-		t.Evidence = fmt.Sprintf("the SYN-ACK came again %d times", len(syn.SynAckRetrans))
+		t.Evidence = "the SYN-ACK came again once"
+		if n := len(syn.SynAckRetrans); n > 1 {
+			t.Evidence = fmt.Sprintf("the SYN-ACK came again %d times", n)
+		}
 		return t
 	}
 	// No retransmission is a cookie's sign, and also tcp_synack_retries=0's
@@ -415,9 +418,9 @@ func retransTest(syn *probe.Result) Test {
 // scheduleFinding says what a SYN-ACK retransmission schedule implies:
 // Linux doubles its RTO from 1 s, tcp_synack_retries resends in all.
 func scheduleFinding(at []time.Duration, observe time.Duration) string {
-	s := fmt.Sprintf("the SYN-ACK came again %d time", len(at))
-	if len(at) != 1 {
-		s += "s"
+	s := "the SYN-ACK came again once"
+	if len(at) > 1 {
+		s = fmt.Sprintf("the SYN-ACK came again %d times", len(at))
 	}
 	s += fmt.Sprintf(" within %v: initial RTO about %.1f s", observe, at[0].Seconds())
 	doubling := len(at) > 1

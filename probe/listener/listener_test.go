@@ -112,6 +112,9 @@ func TestScheduleFinding(t *testing.T) {
 	if s != "the SYN-ACK came again 3 times within 8.5s: initial RTO about 1.0 s, doubling as Linux does" {
 		t.Errorf("%q", s)
 	}
+	if s := scheduleFinding([]time.Duration{time.Second}, 2*time.Second); s != "the SYN-ACK came again once within 2s: initial RTO about 1.0 s" {
+		t.Errorf("%q", s)
+	}
 	s = scheduleFinding([]time.Duration{time.Second, 2 * time.Second}, 3*time.Second)
 	if s != "the SYN-ACK came again 2 times within 3s: initial RTO about 1.0 s" {
 		t.Errorf("%q", s)
