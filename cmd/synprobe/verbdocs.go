@@ -58,7 +58,7 @@ func verbDocs() []verbDoc {
 	docs = append(docs, newVerbDoc("trace", fmt.Sprintf(traceUsage, traceFlags), traceFlags, cli.FlagDocs(trace), "target"))
 	listener := newListenerFlagSet(new(listenerOptions))
 	listenerFlags := listener.FlagUsagesWrapped(cli.HelpColumns)
-	docs = append(docs, newVerbDoc("listener", listenerUsage+listenerFlags, listenerFlags, cli.FlagDocs(listener), "target"))
+	docs = append(docs, newVerbDoc("listener", listenerUsage+listenerFlags+listenerTail, listenerFlags, cli.FlagDocs(listener), "target"))
 	docs = append(docs, verbDoc{name: "serve", flags: serveFlagDocs, help: parseHelp(serveHelpHead + serveHelpTail)})
 	for _, v := range []docVerb{completionVerb, manVerb} {
 		fs := v.flagSet(new(bool))
