@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/synprobe/synprobe/internal/cli"
 )
@@ -79,10 +80,12 @@ func newVerbDoc(name, full, flags string, docs []cli.FlagDoc, positional string)
 	return verbDoc{name: name, flags: docs, help: parseHelp(head + tail), positional: positional}
 }
 
+// The help's patterns, compiled when first needed, not at every run's
+// init.
 var (
-	exampleLine = regexp.MustCompile(`^  (\S.*?)(?:\s{2,}(\S.*))?$`)
-	exampleCont = regexp.MustCompile(`^\s{4,}(\S.*)$`)
-	exitItem    = regexp.MustCompile(`(?:^|[;,] )([0-9]) `)
+	exampleLine = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^  (\S.*?)(?:\s{2,}(\S.*))?$`) })
+	exampleCont = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^\s{4,}(\S.*)$`) })
+	exitItem    = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?:^|[;,] )([0-9]) `) })
 )
 
 // parseHelp cuts a help text (without its flags) into sections:
@@ -98,10 +101,10 @@ func parseHelp(text string) helpText {
 			continue
 		case strings.HasPrefix(lines[0], "Examples:"):
 			for _, l := range lines[1:] {
-				if m := exampleCont.FindStringSubmatch(l); m != nil && len(h.examples) > 0 && !exampleLine.MatchString(l) {
+				if m := exampleCont().FindStringSubmatch(l); m != nil && len(h.examples) > 0 && !exampleLine().MatchString(l) {
 					e := &h.examples[len(h.examples)-1]
 					e.what = strings.TrimSpace(e.what + " " + m[1])
-				} else if m := exampleLine.FindStringSubmatch(l); m != nil {
+				} else if m := exampleLine().FindStringSubmatch(l); m != nil {
 					h.examples = append(h.examples, example{cmd: strings.TrimSpace(m[1]), what: m[2]})
 				}
 			}
@@ -127,7 +130,7 @@ func parseHelp(text string) helpText {
 // parseExit cuts "Exit status: 0 this; 1 that; 2 ..." into its codes.
 func parseExit(s string) []exitCode {
 	s = strings.TrimSuffix(strings.TrimSpace(strings.TrimPrefix(s, "Exit status:")), ".")
-	idx := exitItem.FindAllStringSubmatchIndex(s, -1)
+	idx := exitItem().FindAllStringSubmatchIndex(s, -1)
 	var codes []exitCode
 	for i, m := range idx {
 		end := len(s)
