@@ -131,7 +131,8 @@ func bashCompletion(docs []verbDoc) string {
 	p("\tesac")
 	p("\tCOMPREPLY=()")
 	p(`	if ((COMP_CWORD == 1)) && [[ $cur != -* ]]; then`)
-	p(`		COMPREPLY=($(compgen -W '%s' -- "$cur"))`, strings.Join(verbNames(docs), " "))
+	p("\t\t# A verb, or ping's target.")
+	p(`		COMPREPLY=($(compgen -W '%s' -- "$cur") $(compgen -A hostname -- "$cur"))`, strings.Join(verbNames(docs), " "))
 	p("\t\treturn")
 	p("\tfi")
 	p("\tcase $verb:$prev in")
@@ -184,9 +185,16 @@ func bashCompletion(docs []verbDoc) string {
 	p(`		COMPREPLY=($(compgen -W "$flags" -- "$cur"))`)
 	p("\t\treturn")
 	p("\tfi")
-	p(`	if [[ $verb == completion ]]; then`)
-	p(`		COMPREPLY=($(compgen -W '%s' -- "$cur"))`, strings.Join(completionShells, " "))
-	p("\tfi")
+	p("\tcase $verb in")
+	var targets []string
+	for _, d := range docs {
+		if d.positional == "target" {
+			targets = append(targets, d.name)
+		}
+	}
+	p("\t%s) COMPREPLY=($(compgen -A hostname -- \"$cur\")) ;;", strings.Join(targets, "|"))
+	p(`	completion) COMPREPLY=($(compgen -W '%s' -- "$cur")) ;;`, strings.Join(completionShells, " "))
+	p("\tesac")
 	p("}")
 	p("complete -F _synprobe synprobe")
 	return b.String()
@@ -208,7 +216,7 @@ func zshCompletion(docs []verbDoc) string {
 	}
 	p("\t\t)")
 	p("\t\t_describe -t verbs verb verbs")
-	p("\t\treturn")
+	p("\t\t# and ping's target, below")
 	p("\tfi")
 	p("\tcase $words[2] in")
 	p("\t(%s)", strings.Join(verbNames(docs), "|"))
@@ -253,7 +261,7 @@ func zshCompletion(docs []verbDoc) string {
 		}
 		switch d.positional {
 		case "target":
-			p("\t\t\t%s", zshQuote("*:target (HOST:PORT):_hosts"))
+			p("\t\t\t%s", zshQuote("*:target:_hosts"))
 		case "shell":
 			p("\t\t\t%s", zshQuote("1:shell:("+strings.Join(completionShells, " ")+")"))
 		default:
@@ -328,6 +336,13 @@ func fishCompletion(docs []verbDoc) string {
 			p("%s -d %s", line, fishQuote(f.Help))
 		}
 	}
+	var targets []string
+	for _, d := range docs {
+		if d.positional == "target" {
+			targets = append(targets, d.name)
+		}
+	}
+	p("complete -c synprobe -n %s -a '(__fish_print_hostnames)'", fishQuote("contains -- (__synprobe_verb) "+strings.Join(targets, " ")))
 	shells := append([]string(nil), completionShells...)
 	sort.Strings(shells)
 	p("complete -c synprobe -n %s -a %s", fishQuote("test (__synprobe_verb) = completion; and not __fish_seen_subcommand_from "+strings.Join(shells, " ")), fishQuote(strings.Join(completionShells, " ")))

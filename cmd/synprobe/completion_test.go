@@ -21,6 +21,23 @@ type completionCase struct {
 	line  string
 	want  []string
 	exact bool
+	not   []string // words it must not offer
+}
+
+// completionEnv is a home whose ssh knows probe-target.example, and a
+// HOSTFILE (bash) that names it: the host names the shells complete.
+func completionEnv(t *testing.T) []string {
+	home := t.TempDir()
+	os.Mkdir(filepath.Join(home, ".ssh"), 0o700)
+	const host = "probe-target.example"
+	if err := os.WriteFile(filepath.Join(home, ".ssh", "known_hosts"), []byte(host+" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHN5bnByb2JlIHRlc3Qga2V5IG5vdCByZWFs\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hosts := filepath.Join(home, "hosts")
+	if err := os.WriteFile(hosts, []byte("198.18.0.2 "+host+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return append(os.Environ(), "HOME="+home, "HOSTFILE="+hosts, "XDG_CONFIG_HOME="+filepath.Join(home, ".config"), "XDG_DATA_HOME="+filepath.Join(home, ".local"), "ZDOTDIR="+home)
 }
 
 func completionCases(t *testing.T, docs []verbDoc) []completionCase {
@@ -29,14 +46,19 @@ func completionCases(t *testing.T, docs []verbDoc) []completionCase {
 		t.Fatal(err)
 	}
 	cases := []completionCase{
-		{line: "synprobe sc", want: []string{"scan"}, exact: true},
-		{line: "synprobe ", want: verbNames(docs), exact: true},
+		{line: "synprobe sc", want: []string{"scan"}},
+		{line: "synprobe ", want: verbNames(docs)},
+		// Targets: the host names the shell knows (completionEnv).
+		{line: "synprobe probe-t", want: []string{"probe-target.example"}}, // ping's
+		{line: "synprobe scan -w 1 probe-t", want: []string{"probe-target.example"}, exact: true},
+		{line: "synprobe trace probe-t", want: []string{"probe-target.example"}, exact: true},
+		{line: "synprobe serve probe-t", exact: true}, // serve takes no target
 		{line: "synprobe scan --ret", want: []string{"--retries"}, exact: true},
 		{line: "synprobe scan --cou", exact: true}, // ping's
 		{line: "synprobe --ret", exact: true},      // scan's
 		{line: "synprobe --mode ", want: []string{"rst", "ack", "fin"}, exact: true},
 		{line: "synprobe --mode=f", want: []string{"fin"}, exact: true},
-		{line: "synprobe scan --mode ", exact: true}, // not a scan flag: no value
+		{line: "synprobe scan --mode ", not: []string{"rst", "fin"}}, // not a scan flag: no value
 		{line: "synprobe scan --expect c", want: []string{"closed"}, exact: true},
 		{line: "synprobe serve --log.level w", want: []string{"warn"}, exact: true},
 		{line: "synprobe completion ", want: completionShells, exact: true},
@@ -86,6 +108,11 @@ func checkCompletions(t *testing.T, shell string, cases []completionCase, got ma
 				t.Errorf("%s: %q: %q not offered (got %q)", shell, c.line, w, words)
 			}
 			delete(offered, w)
+		}
+		for _, w := range c.not {
+			if offered[w] {
+				t.Errorf("%s: %q: offered %q", shell, c.line, w)
+			}
 		}
 		if c.exact && len(offered) > 0 {
 			var extra []string
@@ -153,6 +180,7 @@ func TestCompletionBash(t *testing.T) {
 		fmt.Fprintf(&prog, "echo %s\ncomp %s\n", shellQuote("<<"+c.line), strings.Join(words, " "))
 	}
 	cmd := exec.Command(bash, "--norc", "--noprofile", "-c", prog.String())
+	cmd.Env = completionEnv(t)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("bash: %v\n%s", err, out)
@@ -182,7 +210,7 @@ func TestCompletionFish(t *testing.T) {
 		fmt.Fprintf(&prog, "echo %s\ncomplete -C %s\n", fishQuote("<<"+c.line), fishQuote(c.line))
 	}
 	cmd := exec.Command(fish, "--no-config", "-c", prog.String())
-	cmd.Env = append(os.Environ(), "HOME="+t.TempDir(), "XDG_CONFIG_HOME="+t.TempDir(), "XDG_DATA_HOME="+t.TempDir())
+	cmd.Env = completionEnv(t)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("fish: %v\n%s", err, out)
@@ -234,7 +262,7 @@ func TestCompletionZsh(t *testing.T) {
 		args = append(args, c.line)
 	}
 	cmd := exec.Command(zsh, args...)
-	cmd.Env = append(os.Environ(), "HOME="+t.TempDir(), "ZDOTDIR="+t.TempDir())
+	cmd.Env = completionEnv(t)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("zsh: %v\n%s", err, b)
 	}
