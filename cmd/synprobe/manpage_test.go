@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -28,6 +29,21 @@ func TestVerbDocs(t *testing.T) {
 	docs := verbDocs()
 	if got, want := strings.Join(verbNames(docs), " "), strings.Join(docVerbNames(), " "); got != want {
 		t.Fatalf("documented verbs %q, want %q", got, want)
+	}
+	// Every verb main dispatches is documented: a new one must be
+	// added to verbDocs.
+	src, err := os.ReadFile("main.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dispatched := regexp.MustCompile(`os\.Args\[1\] == "([a-z-]+)"`).FindAllStringSubmatch(string(src), -1)
+	if len(dispatched) < 4 {
+		t.Fatalf("main.go dispatches %d verbs: has its form changed?", len(dispatched))
+	}
+	for _, m := range dispatched {
+		if !slices.Contains(verbNames(docs), m[1]) {
+			t.Errorf("main.go dispatches synprobe %s, which verbDocs (verbdocs.go) leaves out of the man page and completions", m[1])
+		}
 	}
 	for _, d := range docs {
 		h := d.help
