@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -225,7 +224,8 @@ zmodload zsh/zpty zsh/stat || exit 1
 script=$1 out=$2; shift 2
 : > $out
 zpty z zsh -f -i
-zpty -w z "unsetopt autolist listbeep; autoload -U compinit; compinit -u -D; source ${(q)script}; print -r -- '<<loaded' >> ${(q)out}"
+# As installed: _synprobe in a directory of fpath, found by compinit.
+zpty -w z "unsetopt autolist listbeep; fpath=(${(q)script:h} \$fpath); autoload -U compinit; compinit -u -D; print -r -- '<<loaded' \$_comps[synprobe] >> ${(q)out}"
 zpty -w z "compadd() { if [[ \${@[1,(i)(-|--)]} == *-(O|A|D)\\ * ]]; then builtin compadd \"\$@\"; return; fi; local -a __m; builtin compadd -O __m \"\$@\"; print -rl -- \$__m >> ${(q)out}; builtin compadd \"\$@\"; }"
 zpty -w z "bindkey '^I' complete-word"
 size() { zstat +size $out }
@@ -255,6 +255,10 @@ func TestCompletionZsh(t *testing.T) {
 	if b, err := exec.Command(zsh, "-n", script).CombinedOutput(); err != nil {
 		t.Fatalf("zsh -n: %v\n%s", err, b)
 	}
+	// Sourced, as with source <(synprobe completion zsh): compdef.
+	if b, err := exec.Command(zsh, "-f", "-c", "autoload -U compinit; compinit -u -D; source "+shellQuote(script)+"; print -r -- $_comps[synprobe]").CombinedOutput(); err != nil || string(b) != "_synprobe\n" {
+		t.Fatalf("sourced: %q, %v", b, err)
+	}
 	harness := writeScript(t, "harness.zsh", zshHarness)
 	out := filepath.Join(t.TempDir(), "offered")
 	args := []string{"-f", harness, script, out}
@@ -271,8 +275,8 @@ func TestCompletionZsh(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := splitMarked(string(b))
-	if _, ok := got["loaded"]; !ok || !slices.Equal(got["loaded"], []string{}) {
-		t.Fatalf("the script did not load cleanly:\n%s", b)
+	if !strings.Contains(string(b), "<<loaded _synprobe\n") {
+		t.Fatalf("compinit did not find _synprobe in fpath:\n%s", b)
 	}
 	if _, ok := got["done"]; !ok {
 		t.Fatalf("zsh did not finish:\n%s", b)
