@@ -32,7 +32,7 @@ func (v docVerb) flagSet(help *bool) *pflag.FlagSet {
 
 var manVerb = docVerb{name: "man", head: `Usage: synprobe man
 
-Prints this manual page, synprobe(1), as roff: what make install installs,
+Prints the manual page, synprobe(1), as roff: what make install installs,
 and what man -l reads (synprobe man | man -l -). It is generated from the
 help of every verb.
 
