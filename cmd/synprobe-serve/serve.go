@@ -70,6 +70,9 @@ Flags:
 `
 
 const serveUsageTail = `
+Exit status: 0 stopped by SIGTERM or SIGINT; 2 bad input (a flag, the
+configuration); 3 runtime failure (privileges, the listen address taken).
+
 Examples:
   sudo synprobe serve --config.file /etc/synprobe/serve.yml
   synprobe serve --config.file serve.yml --web.listen-address 127.0.0.1:9516

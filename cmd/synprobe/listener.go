@@ -62,6 +62,12 @@ Exit status: 0 healthy, 1 a problem found, 2 bad input, 3 failure.
 Flags:
 `
 
+const listenerTail = `
+Examples:
+  sudo synprobe listener example.org:443          is it healthy, not just open?
+  sudo synprobe listener --json --observe 4s 198.18.0.2:80
+`
+
 // listenerMain runs synprobe listener with args (after the verb).
 func listenerMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	code, err := runListener(ctx, args, stdout, stderr)
@@ -118,7 +124,7 @@ func runListener(ctx context.Context, args []string, stdout, stderr io.Writer) (
 		return 0, err
 	}
 	if help || o.help {
-		fmt.Fprint(stdout, listenerUsage+fs.FlagUsagesWrapped(cli.HelpColumns))
+		fmt.Fprint(stdout, listenerUsage+fs.FlagUsagesWrapped(cli.HelpColumns)+listenerTail)
 		return exitOK, nil
 	}
 	switch {

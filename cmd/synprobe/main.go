@@ -11,6 +11,12 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "completion" {
+		os.Exit(completionMain(os.Args[2:], os.Stdout, os.Stderr)) // completion.go
+	}
+	if len(os.Args) > 1 && os.Args[1] == "man" {
+		os.Exit(manMain(os.Args[2:], os.Stdout, os.Stderr)) // manpage.go
+	}
 	if len(os.Args) > 1 && os.Args[1] == "serve" {
 		os.Exit(serveMain(os.Args[2:], os.Stderr)) // execs synprobe-serve (serve.go)
 	}

@@ -64,8 +64,9 @@ type traceOptions struct {
 	help       bool
 }
 
-func parseTraceArgs(args []string) (*traceOptions, string, error) {
-	o := &traceOptions{}
+// newTraceFlagSet defines trace's flags over o: for the parse, the help,
+// the man page and the completions.
+func newTraceFlagSet(o *traceOptions) *pflag.FlagSet {
 	fs := pflag.NewFlagSet("synprobe trace", pflag.ContinueOnError)
 	fs.SortFlags = false
 	fs.BoolVarP(&o.ipv4, "ipv4", "4", false, "IPv4 only")
@@ -82,6 +83,12 @@ func parseTraceArgs(args []string) (*traceOptions, string, error) {
 	fs.BoolVar(&o.ecn, "ecn", false, "ask for ECN (ECE and CWR set in the SYN)")
 	fs.StringVarP(&o.source, "source", "S", "", "source address (one of this host's)")
 	fs.StringVarP(&o.iface, "interface", "I", "", "send through this interface")
+	return fs
+}
+
+func parseTraceArgs(args []string) (*traceOptions, string, error) {
+	o := &traceOptions{}
+	fs := newTraceFlagSet(o)
 	help, err := cli.Parse(fs, args)
 	if err != nil {
 		return nil, "", err
