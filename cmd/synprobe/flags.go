@@ -147,6 +147,9 @@ var onlyFor = map[string]struct {
 const pingHead = `Usage: synprobe [ping] [flags] TARGET...
        synprobe scan [flags] TARGET...     (synprobe scan --help)
        synprobe serve --config.file FILE   (synprobe serve --help)
+       synprobe trace [flags] HOST:PORT    (synprobe trace --help)
+       synprobe listener [flags] HOST:PORT (synprobe listener --help)
+       synprobe completion bash|zsh|fish   synprobe man
 
 Measure TCP handshakes on the wire: send crafted SYNs from raw sockets, time
 the SYN -> SYN-ACK round trip with kernel timestamps, and report each port as
