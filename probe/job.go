@@ -112,6 +112,7 @@ type job struct {
 	err       error
 	done      chan struct{} // closed when the job has finished, if non-nil
 	syn       []byte        // its SYN as sent (settings.packets: one probe)
+	ended     func()        // called on the engine's thread then, if non-nil
 }
 
 func (j *job) roundsLeft() bool { return j.count == 0 || j.round < j.count }

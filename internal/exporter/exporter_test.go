@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -105,14 +106,40 @@ func (f fakeResolver) LookupNetIP(_ context.Context, network, host string) ([]ne
 	return out, nil
 }
 
+// fakeStarter is a fakeProber with Start, whose done comes from a
+// goroutine of its own as from a client's engine.
+type fakeStarter struct{ *fakeProber }
+
+func (f fakeStarter) Start(dst netip.AddrPort, opts *probe.ProbeOptions, done func(*probe.Result, error)) (func(), error) {
+	if dst.Addr() == fakeBroadcast {
+		return nil, &probe.UnusableError{Addr: dst.Addr(), Why: "the broadcast address of a subnet on lab0"}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		defer cancel()
+		done(f.Probe(ctx, dst, opts))
+	}()
+	return cancel, nil
+}
+
 func newTestExporter(t *testing.T, text string) (*Exporter, *fakeProber) {
+	return newTestExporterWith(t, text, false)
+}
+
+// newTestExporterWith makes a test exporter whose prober is a fakeProber,
+// or with starter a fakeStarter.
+func newTestExporterWith(t *testing.T, text string, starter bool) (*Exporter, *fakeProber) {
 	t.Helper()
 	cfg, err := Parse([]byte(text), "t.yml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	f := &fakeProber{}
-	e := New(Options{Prober: f, Version: "test", Resolver: fakeResolver{
+	var p Prober = f
+	if starter {
+		p = fakeStarter{f}
+	}
+	e := New(Options{Prober: p, Version: "test", Resolver: fakeResolver{
 		"both.lab": {netip.MustParseAddr("2001:db8::2"), netip.MustParseAddr("198.18.0.2")},
 		"v6.lab":   {netip.MustParseAddr("2001:db8::3")},
 		"bc.lab":   {fakeBroadcast},
@@ -386,8 +413,15 @@ targets:
 
 // TestBackground: the targets are probed every interval and /metrics
 // carries their series, with the target labels; promlint finds nothing.
+// With a Starter, the literal addresses are probed through Start.
 func TestBackground(t *testing.T) {
-	e, f := newTestExporter(t, testModules+`
+	for _, starter := range []bool{false, true} {
+		t.Run(fmt.Sprintf("starter=%v", starter), func(t *testing.T) { testBackground(t, starter) })
+	}
+}
+
+func testBackground(t *testing.T, starter bool) {
+	e, f := newTestExporterWith(t, testModules+`
 targets:
   - hosts: ['198.18.0.2:80', '198.18.0.2:83', '198.18.0.2:81']
     interval: 20ms
@@ -399,7 +433,7 @@ targets:
   - hosts: ['nowhere.lab:80']
     interval: 20ms
 histogram: {native_bucket_factor: 1.1}
-`)
+`, starter)
 	e.Start()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -494,11 +528,17 @@ histogram: {native_bucket_factor: 1.1}
 // response when it ends (a fin probe holding its connection for 5 s is
 // not 5 s without a request).
 func TestBackgroundCountsAtStart(t *testing.T) {
-	e, f := newTestExporter(t, testModules+`
+	for _, starter := range []bool{false, true} {
+		t.Run(fmt.Sprintf("starter=%v", starter), func(t *testing.T) { testCountsAtStart(t, starter) })
+	}
+}
+
+func testCountsAtStart(t *testing.T, starter bool) {
+	e, f := newTestExporterWith(t, testModules+`
 targets:
   - hosts: ['198.18.0.2:88']
     interval: 1h
-`)
+`, starter)
 	f.hold = make(chan struct{})
 	e.Start()
 	lbl := []string{"host=198.18.0.2", "ip=198.18.0.2", "module=default", "port=88"}
@@ -641,6 +681,94 @@ func TestPacketCounters(t *testing.T) {
 	mu.Unlock()
 	check(probe.Counters{Sent: 1007, Received: 905, Unmatched: 3, SendErrors: 2})
 	problems, err := testutil.GatherAndLint(e.Registry())
+	if err != nil || len(problems) > 0 {
+		t.Errorf("lint: %v %v", problems, err)
+	}
+}
+
+// TestSeriesAsClientGolang: a target's series say what client_golang's
+// own counters and histogram say for the same probes: the same buckets,
+// count and sum (the histogram is kept by synprobe, compactly), and the
+// series pass promlint.
+func TestSeriesAsClientGolang(t *testing.T) {
+	cfg, err := Parse([]byte(testModules+`
+targets:
+  - hosts: ['198.18.0.2:80']
+    labels: {service: web}
+histogram: {buckets: [0.0001, 0.001, 0.01]}
+`), "t.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := newTargetSeries(cfg)
+	h := set.handles(cfg.Targets[0], "198.18.0.2")
+	if set.handles(cfg.Targets[0], "198.18.0.2") != h {
+		t.Fatal("a second set of series for the same target and address")
+	}
+	oracle := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "x", Buckets: cfg.Buckets})
+	for i, v := range []float64{0.00005, 0.0001, 0.0002, 0.001, 0.5, 0.003, 0.00009} {
+		h.request()
+		h.respond([]string{"syn-ack", "rst"}[i%2])
+		h.observe(set, v)
+		oracle.Observe(v)
+	}
+	h.closed(probe.Close3Way)
+	reg := prometheus.NewRegistry()
+	swap := &swapCollector{}
+	swap.set(set)
+	reg.MustRegister(swap)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want dto.Metric
+	oracle.Write(&want)
+	got := map[string][]*dto.Metric{}
+	for _, mf := range mfs {
+		got[mf.GetName()] = mf.GetMetric()
+	}
+	hist := got["synprobe_response_duration_seconds"]
+	if len(hist) != 1 {
+		t.Fatalf("%d histograms", len(hist))
+	}
+	gh, wh := hist[0].GetHistogram(), want.GetHistogram()
+	if gh.GetSampleCount() != wh.GetSampleCount() || gh.GetSampleSum() != wh.GetSampleSum() || len(gh.GetBucket()) != len(wh.GetBucket()) {
+		t.Fatalf("histogram %v, client_golang's %v", gh, wh)
+	}
+	for i, b := range gh.GetBucket() {
+		if w := wh.GetBucket()[i]; b.GetUpperBound() != w.GetUpperBound() || b.GetCumulativeCount() != w.GetCumulativeCount() {
+			t.Errorf("bucket %d: %v, client_golang's %v", i, b, w)
+		}
+	}
+	if gh.GetCreatedTimestamp() == nil {
+		t.Error("no created timestamp")
+	}
+	labels := func(m *dto.Metric) string {
+		var s []string
+		for _, l := range m.GetLabel() {
+			s = append(s, l.GetName()+"="+l.GetValue())
+		}
+		return strings.Join(s, ",")
+	}
+	const base = "host=198.18.0.2,ip=198.18.0.2,module=default,port=80,service=web"
+	if l := labels(hist[0]); l != base {
+		t.Errorf("histogram labels %s", l)
+	}
+	if r := got["synprobe_requests_total"]; len(r) != 1 || r[0].GetCounter().GetValue() != 7 || labels(r[0]) != base {
+		t.Errorf("requests %v", r)
+	}
+	resp := map[string]float64{}
+	for _, m := range got["synprobe_responses_total"] {
+		resp[labels(m)] = m.GetCounter().GetValue()
+	}
+	rb := "host=198.18.0.2,ip=198.18.0.2,module=default,port=80,result=%s,service=web"
+	if len(resp) != 2 || resp[fmt.Sprintf(rb, "syn-ack")] != 4 || resp[fmt.Sprintf(rb, "rst")] != 3 {
+		t.Errorf("responses %v", resp)
+	}
+	if c := got["synprobe_close_total"]; len(c) != 1 || labels(c[0]) != "host=198.18.0.2,ip=198.18.0.2,module=default,pattern=3-way,port=80,service=web" || c[0].GetCounter().GetValue() != 1 {
+		t.Errorf("closes %v", c)
+	}
+	problems, err := testutil.GatherAndLint(reg)
 	if err != nil || len(problems) > 0 {
 		t.Errorf("lint: %v %v", problems, err)
 	}
