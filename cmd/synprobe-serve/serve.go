@@ -124,6 +124,25 @@ func (o *serveOptions) parseLevel() *slog.Level {
 // Compiled when first needed, not at every run's init.
 var quoted = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile("`[^`]*`|\"[^\"]*\"") })
 
+// listenWeb opens --web.listen-address; its errors say what is wrong and
+// the fix.
+func listenWeb(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err == nil {
+		return ln, nil
+	}
+	_, port, _ := net.SplitHostPort(addr)
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
+		return nil, fmt.Errorf("--web.listen-address %s: the address is taken: another program listens on it (ss -ltnp 'sport = :%s' shows which): give another address, or stop that program", addr, port)
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		return nil, fmt.Errorf("--web.listen-address %s: not an address of this host: give one of its addresses (ip addr lists them), or :%s for all", addr, port)
+	case errors.Is(err, syscall.EACCES):
+		return nil, fmt.Errorf("--web.listen-address %s: a port below 1024 needs CAP_NET_BIND_SERVICE: give a port from 1024 up (serve's is 9516)", addr)
+	}
+	return nil, fmt.Errorf("--web.listen-address %s: %w", addr, errors.Unwrap(err))
+}
+
 // serveMain runs `synprobe serve` with the process's signals: SIGTERM and
 // SIGINT end it, SIGHUP reloads the configuration.
 func serveMain(args []string, stdout, stderr io.Writer) int {
@@ -183,11 +202,10 @@ func serve(ctx context.Context, o *serveOptions, stderr io.Writer, sys system, r
 	}
 	if o.webConfig != "" {
 		if err := web.Validate(o.webConfig); err != nil {
-			// Its YAML errors quote the file, which holds password
-			// hashes: the quotes go.
-			msg := quoted().ReplaceAllString(err.Error(), "…")
-			msg = strings.ReplaceAll(strings.TrimPrefix(msg, "yaml: unmarshal errors:\n  "), "\n  ", "; ")
-			return 0, cli.Usagef("--web.config.file %s: %s", o.webConfig, strings.ReplaceAll(msg, "\n", " "))
+			// Its errors quote the file, which holds password hashes,
+			// and speak YAML and Go: the problem, in the file's terms.
+			problem, _ := webConfigProblem(o.webConfig, err)
+			return 0, cli.Usagef("--web.config.file %s: %s", o.webConfig, problem)
 		}
 	}
 	if o.iface != "" {
@@ -220,9 +238,9 @@ func serve(ctx context.Context, o *serveOptions, stderr io.Writer, sys system, r
 	}
 	// Closed last: it resets every connection still held.
 	defer client.Close()
-	ln, err := net.Listen("tcp", o.listen)
+	ln, err := listenWeb(o.listen)
 	if err != nil {
-		return 0, fmt.Errorf("--web.listen-address %s: %w", o.listen, errors.Unwrap(err))
+		return 0, err
 	}
 	defer ln.Close()
 	if err := sys.dropPrivileges(drop); err != nil {
@@ -242,17 +260,21 @@ func serve(ctx context.Context, o *serveOptions, stderr io.Writer, sys system, r
 	// SIGTERM is interrupted (its connection reset), not waited for.
 	base, endRequests := context.WithCancel(context.Background())
 	defer endRequests()
+	webLog := logger
+	if o.webConfig != "" {
+		webLog = slog.New(webLogHandler{logger.Handler(), o.webConfig})
+	}
 	srv := &http.Server{
 		Handler:           e.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		ErrorLog:          slog.NewLogLogger(webLog.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return base },
 	}
 	webFile := o.webConfig
 	noSystemd := false
 	served := make(chan error, 1)
 	go func() {
-		served <- web.Serve(ln, srv, &web.FlagConfig{WebListenAddresses: &[]string{o.listen}, WebSystemdSocket: &noSystemd, WebConfigFile: &webFile}, logger)
+		served <- web.Serve(ln, srv, &web.FlagConfig{WebListenAddresses: &[]string{o.listen}, WebSystemdSocket: &noSystemd, WebConfigFile: &webFile}, webLog)
 	}()
 	logger.Info("synprobe serve", "version", cli.VersionString(version), "address", ln.Addr().String(), "modules", len(cfg.Modules), "targets", len(cfg.Targets))
 	for {
@@ -262,6 +284,10 @@ func serve(ctx context.Context, o *serveOptions, stderr io.Writer, sys system, r
 		case err := <-served:
 			if errors.Is(err, http.ErrServerClosed) {
 				err = nil
+			}
+			if problem, known := webConfigProblem(o.webConfig, err); err != nil && o.webConfig != "" && known {
+				// Changed for the worse since it was checked.
+				return 0, fmt.Errorf("--web.config.file %s: %s", o.webConfig, problem)
 			}
 			return 0, fmt.Errorf("serving %s: %v", o.listen, err)
 		case <-ctx.Done():

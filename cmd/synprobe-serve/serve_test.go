@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -36,7 +37,7 @@ func TestServeBadInput(t *testing.T) {
 		{[]string{"--config.file", good, "--web.listen-address", "9516"}, "synprobe serve: --web.listen-address 9516: want [host]:port"},
 		{[]string{"--config.file", good, "--log.level", "loud"}, "synprobe serve: --log.level loud: debug, info, warn or error"},
 		{[]string{"--config.file", good, "-Z", "nobody", "--keep-root"}, "synprobe serve: -Z and --keep-root exclude each other"},
-		{[]string{"--config.file", good, "--web.config.file", web}, "synprobe serve: --web.config.file " + web + ": "},
+		{[]string{"--config.file", good, "--web.config.file", web}, "synprobe serve: --web.config.file " + web + ": line 1: a string where the field wants basic_auth_users: a map of user: bcrypt hash\n"},
 		{[]string{"--config.file", good, "-I", "nosuchdev0"}, "synprobe serve: -I nosuchdev0: no such interface (ip link lists them)"},
 	} {
 		var stdout, stderr bytes.Buffer
@@ -62,5 +63,29 @@ func TestServeHelp(t *testing.T) {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("help lacks %s", want)
 		}
+	}
+}
+
+// TestListenWebTaken: an address another program listens on is refused
+// with what is wrong and the fix.
+func TestListenWebTaken(t *testing.T) {
+	other, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	addr := other.Addr().String()
+	_, port, _ := net.SplitHostPort(addr)
+	ln, err := listenWeb(addr)
+	if err == nil {
+		ln.Close()
+		t.Fatal("a taken address was listened on")
+	}
+	want := "--web.listen-address " + addr + ": the address is taken: another program listens on it (ss -ltnp 'sport = :" + port + "' shows which): give another address, or stop that program"
+	if err.Error() != want {
+		t.Errorf("got  %s\nwant %s", err, want)
+	}
+	if _, err := listenWeb("192.0.2.77:9516"); err == nil || !strings.Contains(err.Error(), "not an address of this host: give one of its addresses (ip addr lists them), or :9516 for all") {
+		t.Errorf("a foreign address: %v", err)
 	}
 }

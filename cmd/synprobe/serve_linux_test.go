@@ -75,9 +75,17 @@ func httpGet(t *testing.T, c *http.Client, method, u string) (int, string) {
 // the test logs when it fails.
 func startIn(t *testing.T, l *netlab.Lab, ns, logName string, name string, args ...string) (*exec.Cmd, <-chan struct{}) {
 	t.Helper()
+	cmd, done, _ := startInOut(t, l, ns, logName, name, args...)
+	return cmd, done
+}
+
+// startInOut is startIn, and returns the command's output, to be read
+// once done is closed.
+func startInOut(t *testing.T, l *netlab.Lab, ns, logName string, name string, args ...string) (*exec.Cmd, <-chan struct{}, *bytes.Buffer) {
+	t.Helper()
 	cmd := l.Command(context.Background(), ns, name, args...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out // read only after Wait
+	out := new(bytes.Buffer)
+	cmd.Stdout, cmd.Stderr = out, out // read only after Wait
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
@@ -94,7 +102,7 @@ func startIn(t *testing.T, l *netlab.Lab, ns, logName string, name string, args 
 			t.Logf("%s output:\n%s", logName, out.String())
 		}
 	})
-	return cmd, done
+	return cmd, done, out
 }
 
 // waitFor polls fn until it returns true or the deadline passes.
@@ -424,7 +432,7 @@ func TestIntegrationServeWebConfig(t *testing.T) {
 	cfgPath := filepath.Join(dir, "serve.yml")
 	os.WriteFile(cfgPath, []byte("modules:\n  rst: {timeout: 300ms}\n"), 0o644)
 	const addr = "127.0.0.1:9516"
-	startIn(t, l, l.Prober, "synprobe serve", synprobeBinary(t), "serve",
+	serveCmd, serveDone, serveOut := startInOut(t, l, l.Prober, "synprobe serve", synprobeBinary(t), "serve",
 		"--config.file", cfgPath, "--web.listen-address", addr, "--web.config.file", webCfg)
 
 	c := nsClient(l, l.Prober)
@@ -460,6 +468,36 @@ func TestIntegrationServeWebConfig(t *testing.T) {
 	}
 	if code, body := do("http://"+addr+"/metrics", "prom", "s3cret"); code == 200 {
 		t.Errorf("plain HTTP answered: %s", body)
+	}
+
+	// The file is read again for every connection (exporter-toolkit): one
+	// broken after start-up fails closed, every handshake refused, and the
+	// log says what is wrong in one line without its text; mended, it
+	// serves again.
+	good, _ := os.ReadFile(webCfg)
+	os.WriteFile(webCfg, []byte("tls_server_config:\n  min_version: hunter2\n"), 0o644)
+	c.Transport.(*http.Transport).CloseIdleConnections()
+	if code, body := do(probeURL, "prom", "s3cret"); code != 0 {
+		t.Errorf("with a broken web configuration: %d %s", code, body)
+	}
+	os.WriteFile(webCfg, good, 0o644)
+	if code, _ := do(probeURL, "prom", "s3cret"); code != 200 {
+		t.Errorf("mended: %d", code)
+	}
+	serveCmd.Process.Signal(syscall.SIGTERM)
+	<-serveDone
+	log := serveOut.String()
+	want := "file=" + webCfg + ` problem="tls_server_config: min_version, max_version: TLS10, TLS11, TLS12 or TLS13"`
+	if strings.Contains(log, "hunter2") || strings.Count(log, want) < 1 {
+		t.Errorf("log, want a line with %s:\n%s", want, log)
+	}
+
+	// A broken file at start: exit 2 and one line, before anything is
+	// opened.
+	os.WriteFile(webCfg, []byte("basic_auth_users:\n  prom: hunter2\n"), 0o644)
+	r := runIn(t, l, l.Prober, "serve", "--config.file", cfgPath, "--web.listen-address", addr, "--web.config.file", webCfg)
+	if want := "synprobe serve: --web.config.file " + webCfg + ": basic_auth_users: a password that is not a bcrypt hash (htpasswd -nBC 10 USER makes one)\n"; r.code != 2 || r.stderr != want {
+		t.Errorf("broken at start: exit %d, %q; want 2, %q", r.code, r.stderr, want)
 	}
 }
 
@@ -634,7 +672,8 @@ func TestIntegrationServeService(t *testing.T) {
 
 	// Its address is now taken.
 	r = runIn(t, l, l.Prober, "serve", "--config.file", cfg, "--web.listen-address", addr)
-	if r.code != exitFailure || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, "synprobe serve: --web.listen-address "+addr+": ") {
+	_, port, _ := net.SplitHostPort(addr)
+	if want := "synprobe serve: --web.listen-address " + addr + ": the address is taken: another program listens on it (ss -ltnp 'sport = :" + port + "' shows which): give another address, or stop that program\n"; r.code != exitFailure || r.stderr != want {
 		t.Errorf("address taken: exit %d, %q", r.code, r.stderr)
 	}
 
