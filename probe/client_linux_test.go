@@ -541,3 +541,48 @@ func TestIntegrationClientBroadcast(t *testing.T) {
 		t.Errorf("target: %v %v", r, err)
 	}
 }
+
+// TestIntegrationClientCounters: the client's packet counts against a
+// capture on the prober's link: every packet it says it sent left, every
+// answer that came is counted received, none unmatched (TestClientCounters
+// counts the unmatched against a fake).
+func TestIntegrationClientCounters(t *testing.T) {
+	l, cl := clientLab(t)
+	capt := l.StartCapture(t, l.Prober, l.ProberIf, "tcp")
+	const n = 20
+	for i := range n {
+		port := uint16(labOpen + i%3)
+		want := probe.StateOpen
+		if i%2 == 1 {
+			port, want = labClosed, probe.StateClosed
+		}
+		r, err := cl.Probe(context.Background(), netip.AddrPortFrom(l.TargetV4, port), nil)
+		if err != nil || r.State != want {
+			t.Fatalf("probe %d: %v %v, want %v", i, r, err, want)
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // nothing more is in flight
+	got := cl.Counters()
+	pkts, err := capt.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out, in int
+	for _, c := range pkts {
+		var p wire.Packet
+		if wire.Parse(c.Data, &p) != nil {
+			continue
+		}
+		switch {
+		case p.Src == l.ProberV4:
+			out++
+		case p.Dst == l.ProberV4:
+			in++
+		}
+	}
+	// 10 open: SYN and RST each; 10 closed: SYN. Answers: one each.
+	want := probe.Counters{Sent: 30, Received: 20}
+	if got != want || out != int(got.Sent) || in != int(got.Received) {
+		t.Errorf("counters %+v, want %+v; the capture saw %d out, %d in", got, want, out, in)
+	}
+}

@@ -175,6 +175,9 @@ type Prober struct {
 	feed   func(b []byte, rx time.Time)
 	feedOn atomic.Bool
 
+	count counters
+	took  bool // the packet handled was one of a probe's
+
 	clock core.Clock // TSvals
 	pkt   [1600]byte
 	res   Result
@@ -384,12 +387,8 @@ func (p *Prober) loop(ctx context.Context, main *job) error {
 		case core.Idle, core.Skip:
 			continue
 		}
-		p.fed(buf[:n], rx)
-		if wire.Parse(buf[:n], &in.pkt) != nil {
-			continue
-		}
-		in.rx, in.user = rx, p.now()
-		p.handle(&in)
+		in.rx = rx
+		p.take(buf[:n], &in)
 	}
 }
 
@@ -435,12 +434,8 @@ func (p *Prober) drain(buf []byte, in *inbound, failures *core.Failures) (done b
 		case core.Skip:
 			continue
 		}
-		p.fed(buf[:n], rx)
-		if wire.Parse(buf[:n], &in.pkt) != nil {
-			continue
-		}
-		in.rx, in.user = rx, p.now()
-		p.handle(in)
+		in.rx = rx
+		p.take(buf[:n], in)
 	}
 	return false, nil
 }
@@ -769,7 +764,7 @@ func (p *Prober) sendSYN(j *job, ti, seq int, now time.Time) bool {
 	j.live++
 	p.arm(i, e.deadline)
 	p.spinUntil = now.Add(spinAfterSend)
-	if err := p.conn.Send(p.pkt[:n], id); err != nil {
+	if err := p.send(p.pkt[:n], id); err != nil {
 		e := p.tab.e[i]
 		p.tab.e[i].live = false // its result is the error's
 		p.live--
@@ -848,6 +843,7 @@ func (p *Prober) handle(in *inbound) {
 		return
 	}
 	if e.state != stateSynSent {
+		p.took = true
 		p.segment(i, in)
 		return
 	}
@@ -856,6 +852,7 @@ func (p *Prober) handle(in *inbound) {
 	if !ok || !a.Answers(e.tuple(), e.isn) {
 		return
 	}
+	p.took = true
 	switch a.Kind {
 	case core.RST:
 		if e.c != nil {
@@ -931,6 +928,7 @@ func (p *Prober) handleICMP(in *inbound) {
 	if e.state != stateSynSent || !a.Answers(e.tuple(), e.isn) {
 		return
 	}
+	p.took = true
 	p.finishReply(i, in, StateFiltered, wire.ICMPReason(a.Remote.Is6(), in.pkt.ICMPType, in.pkt.ICMPCode))
 }
 

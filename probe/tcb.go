@@ -439,7 +439,7 @@ func (p *Prober) sendSeg(e *pending, flags wire.TCPFlags, seq, ack uint32, paylo
 	st := stamp{u: now, id: id, tx: true}
 	n, err := seg.Build(p.pkt[:])
 	if err == nil {
-		err = p.conn.Send(p.pkt[:n], id)
+		err = p.send(p.pkt[:n], id)
 	}
 	p.spinUntil = now.Add(spinAfterSend)
 	if c != nil {
@@ -1406,6 +1406,7 @@ func (p *Prober) connICMP(in *inbound) {
 		seqLT(q.Seq, c.sndUna) || !seqLT(q.Seq, c.sndMax) {
 		return
 	}
+	p.took = true
 	tooBig := (t.Addr.Is4() && pkt.ICMPType == wire.ICMPv4DestinationUnreachable && pkt.ICMPCode == 4) ||
 		(t.Addr.Is6() && pkt.ICMPType == wire.ICMPv6PacketTooBig)
 	if !tooBig || !p.shrinkMSS(e) {

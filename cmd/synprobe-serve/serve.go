@@ -253,6 +253,7 @@ func serve(ctx context.Context, o *serveOptions, stderr io.Writer, sys system, r
 		ConfigFile:    o.configFile,
 		TimeoutOffset: o.timeoutOffset,
 		Version:       cli.VersionString(version),
+		Counters:      client.Counters,
 	}, cfg)
 	e.Start()
 	defer e.Stop()

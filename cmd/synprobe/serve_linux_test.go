@@ -33,6 +33,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/synprobe/synprobe/internal/netlab"
+	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // nsClient is an HTTP client whose connections are dialled inside
@@ -736,5 +737,69 @@ func TestIntegrationServeExec(t *testing.T) {
 	want := "synprobe serve: " + filepath.Join(filepath.Dir(capped), "synprobe-serve") + " not found"
 	if r.code != exitFailure || !strings.HasPrefix(r.stderr, want) || strings.Count(r.stderr, "\n") != 1 {
 		t.Errorf("setcap'd, synprobe-serve in PATH only: exit %d, %q; want 3, %q", r.code, r.stderr, want)
+	}
+}
+
+// TestIntegrationServePacketCounters: /metrics's packet counters after a
+// known number of /probe requests, against a capture on the prober's
+// link: 10 open (SYN and RST out, SYN-ACK in), 5 closed (SYN out, RST in)
+// and 5 admin-prohibited (SYN out, the ICMP error in).
+func TestIntegrationServePacketCounters(t *testing.T) {
+	l := verdictLab(t)
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	cfgPath := filepath.Join(dir, "serve.yml")
+	os.WriteFile(cfgPath, []byte("modules:\n  rst: {timeout: 300ms}\n"), 0o644)
+	const addr = "127.0.0.1:9516"
+	startIn(t, l, l.Prober, "synprobe serve", synprobeBinary(t), "serve", "--config.file", cfgPath, "--web.listen-address", addr)
+	c := nsClient(l, l.Prober)
+	waitFor(t, "synprobe serve", 20*time.Second, func() bool {
+		resp, err := c.Get("http://" + addr + "/-/healthy")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil && resp.StatusCode == 200
+	})
+	capt := l.StartCapture(t, l.Prober, l.ProberIf, "tcp or icmp")
+	for i := range 20 {
+		port := map[bool]uint16{true: 80, false: 83}[i < 10]
+		if i >= 15 {
+			port = 82
+		}
+		if code, body := httpGet(t, c, "GET", fmt.Sprintf("http://%s/probe?module=rst&target=%s", addr, hostPort(l.TargetV4, port))); code != 200 || !strings.Contains(body, "\nprobe_tcp_result{result=\"timeout\"} 0\n") {
+			t.Fatalf("probe %d: %d\n%s", i, code, body)
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
+	_, body := httpGet(t, c, "GET", "http://"+addr+"/metrics")
+	pkts, err := capt.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out, in int
+	for _, p := range pkts {
+		var w wire.Packet
+		if wire.Parse(p.Data, &w) != nil {
+			continue
+		}
+		switch {
+		case w.Src == l.ProberV4:
+			out++
+		case w.Dst == l.ProberV4:
+			in++
+		}
+	}
+	for _, want := range []string{
+		fmt.Sprintf("synprobe_packets_sent_total %d\n", out),
+		fmt.Sprintf("synprobe_packets_received_total %d\n", in),
+		"synprobe_packets_unmatched_total 0\n",
+		"synprobe_send_errors_total 0\n",
+	} {
+		if !strings.Contains(body, "\n"+want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if out != 30 || in != 20 {
+		t.Errorf("the capture saw %d packets out, %d in; want 30, 20", out, in)
 	}
 }

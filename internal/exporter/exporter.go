@@ -52,6 +52,9 @@ type Options struct {
 	TimeoutOffset time.Duration
 	// Version is synprobe_build_info's.
 	Version string
+	// Counters, if set, are the prober's packet counts
+	// (probe.Client.Counters), which /metrics serves.
+	Counters func() probe.Counters
 }
 
 // Exporter serves /probe, /metrics and /-/reload.
@@ -125,6 +128,9 @@ func New(o Options, cfg *Config) *Exporter {
 	})
 	build.Set(1)
 	e.swap = &swapCollector{}
+	if o.Counters != nil {
+		e.reg.MustRegister(packetCollector(o.Counters))
+	}
 	e.reg.MustRegister(e.reloadOK, e.reloadTime, e.targets, e.skipped, build, e.swap,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	e.apply(cfg)
@@ -478,5 +484,29 @@ func probeMetrics(reg *prometheus.Registry, m *Module, o *outcome, took time.Dur
 	ok := r.State == probe.StateOpen && !r.Interrupted
 	if ok {
 		success.Set(1)
+	}
+}
+
+// packetCollector serves the prober's packet counts, one snapshot a
+// scrape.
+type packetCollector func() probe.Counters
+
+var packetDescs = [4]*prometheus.Desc{
+	prometheus.NewDesc("synprobe_packets_sent_total", "Packets the prober sent: SYNs and what follows them (RST, ACK, data, FIN), for /probe and the background alike.", nil, nil),
+	prometheus.NewDesc("synprobe_packets_received_total", "Packets the prober read: TCP segments to its source ports and ICMP errors.", nil, nil),
+	prometheus.NewDesc("synprobe_packets_unmatched_total", "Packets read that answered no probe: late, duplicate or stray.", nil, nil),
+	prometheus.NewDesc("synprobe_send_errors_total", "Packets the kernel refused to send (its routes, its firewall, a full queue).", nil, nil),
+}
+
+func (f packetCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range packetDescs {
+		ch <- d
+	}
+}
+
+func (f packetCollector) Collect(ch chan<- prometheus.Metric) {
+	c := f()
+	for i, v := range [4]uint64{c.Sent, c.Received, c.Unmatched, c.SendErrors} {
+		ch <- prometheus.MustNewConstMetric(packetDescs[i], prometheus.CounterValue, float64(v))
 	}
 }

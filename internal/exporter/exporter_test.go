@@ -604,3 +604,44 @@ func TestReload(t *testing.T) {
 		t.Errorf("series of a removed target remain: %v", fams["synprobe_requests_total"])
 	}
 }
+
+// TestPacketCounters: /metrics serves the prober's packet counts as they
+// are at each scrape.
+func TestPacketCounters(t *testing.T) {
+	cfg, err := Parse([]byte(testModules), "t.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	now := probe.Counters{Sent: 7, Received: 5, Unmatched: 1, SendErrors: 2}
+	e := New(Options{Prober: &fakeProber{}, Counters: func() probe.Counters {
+		mu.Lock()
+		defer mu.Unlock()
+		return now
+	}}, cfg)
+	defer e.Stop()
+	check := func(want probe.Counters) {
+		t.Helper()
+		_, body := get(e, "GET", "/metrics", nil)
+		fams := parse(t, body)
+		for name, v := range map[string]uint64{
+			"synprobe_packets_sent_total":      want.Sent,
+			"synprobe_packets_received_total":  want.Received,
+			"synprobe_packets_unmatched_total": want.Unmatched,
+			"synprobe_send_errors_total":       want.SendErrors,
+		} {
+			if got, ok := value(fams, name); !ok || got != float64(v) {
+				t.Errorf("%s = %v (present %v), want %d", name, got, ok, v)
+			}
+		}
+	}
+	check(now)
+	mu.Lock()
+	now = probe.Counters{Sent: 1007, Received: 905, Unmatched: 3, SendErrors: 2}
+	mu.Unlock()
+	check(probe.Counters{Sent: 1007, Received: 905, Unmatched: 3, SendErrors: 2})
+	problems, err := testutil.GatherAndLint(e.Registry())
+	if err != nil || len(problems) > 0 {
+		t.Errorf("lint: %v %v", problems, err)
+	}
+}
