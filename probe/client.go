@@ -133,6 +133,7 @@ type Client struct {
 	conn   *rawsock.Conn
 	block  *rawsock.PortBlock
 	finder *rawsock.SourceFinder
+	watch  *rawsock.RouteWatch
 
 	mu       sync.Mutex // guards what follows
 	closed   bool
@@ -251,6 +252,11 @@ func (c *Client) open() error {
 	c.source = cfg.Source
 	if c.source == nil {
 		c.finder = &rawsock.SourceFinder{Interface: cfg.Interface}
+		// Sources kept until a link, address, route or rule changes:
+		// a lookup per probe is three system calls.
+		if w, err := rawsock.WatchRoutes(); err == nil {
+			c.watch, c.finder.Watch = w, w
+		}
 		c.source = c.finder.Source
 		// The finder's sockets belong to the network namespace of the
 		// thread that opens them: this one, as the client's others.
@@ -416,6 +422,9 @@ func (c *Client) release() {
 	}
 	if c.finder != nil {
 		c.finder.Close()
+	}
+	if c.watch != nil {
+		c.watch.Close()
 	}
 	c.ns.close()
 }

@@ -124,9 +124,15 @@ func SourceFor(dst netip.Addr, iface string) (netip.Addr, error) {
 // of the thread that first asks. Safe for concurrent use.
 type SourceFinder struct {
 	Interface string // as SourceFor's iface
+	// Watch, if set, lets the finder keep each destination's source
+	// until the watch sees a change of links, addresses, routes or rules:
+	// a map lookup instead of three system calls. It must watch the
+	// namespace of the finder's sockets.
+	Watch *RouteWatch
 
-	mu  sync.Mutex
-	fds [2]int // IPv4, IPv6; 0: not open
+	mu    sync.Mutex
+	fds   [2]int // IPv4, IPv6; 0: not open
+	cache sourceCache
 }
 
 // Source returns the address the kernel would send from to reach dst.

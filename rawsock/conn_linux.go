@@ -664,6 +664,13 @@ func opError(op string, err error) error {
 func (f *SourceFinder) source(dst netip.Addr) (netip.Addr, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	var gen uint64
+	if f.Watch != nil {
+		gen = f.Watch.Generation()
+		if src, ok := f.cache.cached(gen, dst); ok {
+			return src, nil
+		}
+	}
 	fd, err := f.connect(dst)
 	if err != nil {
 		return netip.Addr{}, err
@@ -672,13 +679,20 @@ func (f *SourceFinder) source(dst netip.Addr) (netip.Addr, error) {
 	if err != nil {
 		return netip.Addr{}, opError("getsockname", err)
 	}
+	var src netip.Addr
 	switch a := got.(type) {
 	case *unix.SockaddrInet4:
-		return netip.AddrFrom4(a.Addr), nil
+		src = netip.AddrFrom4(a.Addr)
 	case *unix.SockaddrInet6:
-		return netip.AddrFrom16(a.Addr), nil
+		src = netip.AddrFrom16(a.Addr)
+	default:
+		return netip.Addr{}, errors.New("rawsock: no source address")
 	}
-	return netip.Addr{}, errors.New("rawsock: no source address")
+	if f.Watch != nil && dst.Zone() == "" && f.Watch.Generation() == gen {
+		// Kept only if nothing changed during the lookup.
+		f.cache.keep(gen, dst, src)
+	}
+	return src, nil
 }
 
 // pathMTU is SourceFinder.PathMTU on Linux.

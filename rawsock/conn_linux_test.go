@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"testing"
 	"time"
 
@@ -308,5 +309,69 @@ func BenchmarkSourceFinder(b *testing.B) {
 		if _, err := f.Source(a); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestIntegrationSourceFinderWatch: a finder with a RouteWatch answers
+// from its cache while nothing changes, and as the kernel does again once
+// an address or a route changes.
+func TestIntegrationSourceFinderWatch(t *testing.T) {
+	lab := netlab.New(t)
+	err := lab.InNS(lab.Prober, func() error {
+		w, err := WatchRoutes()
+		if err != nil {
+			return err
+		}
+		defer w.Close()
+		f := SourceFinder{Watch: w}
+		defer f.Close()
+		dst := netip.MustParseAddr("198.51.100.7") // routed below
+		want := func(step, src string) error {
+			// The watch sees the change within a moment.
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				got, err := f.Source(dst)
+				fresh, _ := SourceFor(dst, "")
+				if err == nil && got.String() == src && fresh == got {
+					return nil
+				}
+				if time.Now().After(deadline) {
+					return fmt.Errorf("%s: %v, %v (fresh %v), want %s", step, got, err, fresh, src)
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}
+		run := func(args ...string) error {
+			if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+				return fmt.Errorf("ip %v: %v %s", args, err, out)
+			}
+			return nil
+		}
+		if err := run("route", "add", "198.51.100.0/24", "via", lab.TargetV4.String()); err != nil {
+			return err
+		}
+		if err := want("routed", lab.ProberV4.String()); err != nil {
+			return err
+		}
+		g := w.Generation()
+		for range 100 {
+			if src, err := f.Source(dst); err != nil || src != lab.ProberV4 {
+				return fmt.Errorf("cached: %v %v", src, err)
+			}
+		}
+		if w.Generation() != g {
+			return errors.New("the generation moved with nothing changed")
+		}
+		// Another address on the link, preferred for the route.
+		if err := run("addr", "add", "198.18.250.9/32", "dev", lab.ProberIf); err != nil {
+			return err
+		}
+		if err := run("route", "replace", "198.51.100.0/24", "via", lab.TargetV4.String(), "src", "198.18.250.9"); err != nil {
+			return err
+		}
+		return want("a new source", "198.18.250.9")
+	})
+	if err != nil {
+		t.Error(err)
 	}
 }
