@@ -41,6 +41,10 @@ type rxSock struct {
 	fd    int
 	v6    bool
 	proto uint8 // upper-layer protocol of the socket, for the synthesized IPv6 header
+	// batch holds what the last recvmmsg read; ready: the socket may
+	// have more (not known empty since epoll last said it had).
+	batch *rxBatch
+	ready bool
 }
 
 // sender is one IPPROTO_RAW socket with its transmit-timestamp store.
@@ -203,8 +207,11 @@ func (c *Conn) addRx(family, proto int, filter []bpf.Instruction, cfg Config) er
 	if err != nil {
 		return err
 	}
-	s := rxSock{fd: fd, v6: family == unix.AF_INET6, proto: uint8(proto)}
+	s := rxSock{fd: fd, v6: family == unix.AF_INET6, proto: uint8(proto), ready: true}
 	c.rx = append(c.rx, s) // closed by Close from here on
+	if c.rx[len(c.rx)-1].batch, err = newRxBatch(); err != nil {
+		return err
+	}
 	prog, err := bpf.Assemble(filter)
 	if err != nil {
 		return fmt.Errorf("rawsock: assemble filter: %w", err)
@@ -448,7 +455,9 @@ func (s *sender) drain() {
 }
 
 // recv is Conn.Recv on Linux: the receive sockets read through one
-// epoll set.
+// epoll set, in batches (recvmmsg) handed out a packet at a time, round
+// robin between the sockets. A socket is read again only once epoll says
+// it has something, so that a poll that finds nothing is one system call.
 func (c *Conn) recv(b []byte, deadline time.Time) (int, time.Time, error) {
 	c.recvMu.Lock()
 	defer c.recvMu.Unlock()
@@ -458,22 +467,51 @@ func (c *Conn) recv(b []byte, deadline time.Time) (int, time.Time, error) {
 		}
 		for i := range c.rx {
 			s := &c.rx[(c.next+i)%len(c.rx)]
-			n, ts, err := c.recvFrom(s, b)
-			if err == unix.EAGAIN || err == unix.EINTR {
+			if s.batch.pending() {
+				c.next = (c.next + i + 1) % len(c.rx)
+				n, ts := s.deliver(b)
+				return n, ts, nil
+			}
+		}
+		read := false
+		for i := range c.rx {
+			s := &c.rx[i]
+			if !s.ready {
 				continue
 			}
-			c.next = (c.next + i + 1) % len(c.rx)
-			if err != nil {
+			err := s.fill()
+			switch err {
+			case nil:
+				read = true
+			case unix.EAGAIN, unix.EINTR:
+				s.ready = false
+			default:
 				// Errors such as a queued ICMP error on a raw socket
 				// are per-packet; the caller may keep reading.
-				return 0, time.Time{}, opError("recvmsg", err)
+				return 0, time.Time{}, opError("recvmmsg", err)
 			}
-			return n, ts, nil
 		}
-		if err := c.wait(deadline); err != nil {
+		if read {
+			continue
+		}
+		if err := c.waitReady(deadline); err != nil {
 			return 0, time.Time{}, err
 		}
 	}
+}
+
+// waitReady waits for a receive socket to have something until deadline
+// (one already passed: a look without waiting) and marks those that have.
+func (c *Conn) waitReady(deadline time.Time) error {
+	events, err := c.poller.ready(deadline)
+	for _, ev := range events {
+		for i := range c.rx {
+			if int(ev.Fd) == c.rx[i].fd {
+				c.rx[i].ready = true
+			}
+		}
+	}
+	return err
 }
 
 func (c *Conn) queued() bool {
@@ -483,6 +521,9 @@ func (c *Conn) queued() bool {
 		return false
 	}
 	for _, s := range c.rx {
+		if s.batch.pending() {
+			return true
+		}
 		// SIOCINQ: the length of the next packet on raw sockets.
 		if n, err := unix.IoctlGetInt(s.fd, unix.SIOCINQ); err == nil && n > 0 {
 			return true
@@ -535,27 +576,7 @@ func (c *Conn) recvFrom(s *rxSock, b []byte) (int, time.Time, error) {
 	if err != nil {
 		return 0, time.Time{}, err
 	}
-	h := wire.IPv6(b[:wire.IPv6MinimumSize])
-	clear(h)
-	h[0] = 0x60
-	binary.BigEndian.PutUint16(h[4:], uint16(n))
-	h[6] = s.proto
-	copy(h[8:24], from.Addr[:])
-	var ts int64
-	walkCmsgs(c.oob[:oobn], func(level, typ int32, d []byte) {
-		switch {
-		case level == unix.SOL_SOCKET && typ == unix.SO_TIMESTAMPING_NEW && len(d) >= 16:
-			ts = timespecNano(d)
-		case level == unix.SOL_IPV6 && typ == unix.IPV6_HOPLIMIT && len(d) >= 4:
-			h[7] = byte(binary.NativeEndian.Uint32(d))
-		case level == unix.SOL_IPV6 && typ == unix.IPV6_TCLASS && len(d) >= 4:
-			tc := binary.NativeEndian.Uint32(d)
-			h[0] = 0x60 | byte(tc>>4)
-			h[1] = byte(tc<<4) | h[1]&0x0f
-		case level == unix.SOL_IPV6 && typ == unix.IPV6_PKTINFO && len(d) >= 16:
-			copy(h[24:40], d[:16])
-		}
-	})
+	ts := ipv6Header(b, n, s.proto, &from, c.oob[:oobn])
 	return wire.IPv6MinimumSize + n, stampTime(ts), nil
 }
 
@@ -648,6 +669,7 @@ func (c *Conn) close() error {
 	}
 	for _, s := range c.rx {
 		unix.Close(s.fd)
+		s.batch.free()
 	}
 	c.rx = nil
 	c.poller.close()

@@ -73,6 +73,36 @@ func (p *poller) wait(deadline time.Time) error {
 	return nil
 }
 
+// ready waits until deadline (one passed: not at all) for sockets to be
+// readable and returns their events: nil and os.ErrDeadlineExceeded once
+// the deadline has passed with none, ErrWoken after wake.
+func (p *poller) ready(deadline time.Time) ([]unix.EpollEvent, error) {
+	timeout := time.Duration(-1)
+	if !deadline.IsZero() {
+		timeout = max(time.Until(deadline), 0)
+	}
+	n, err := epollWait(p.epfd, p.events[:], timeout)
+	if err != nil && err != unix.EINTR {
+		return nil, opError("epoll_wait", err)
+	}
+	events := p.events[:max(n, 0)]
+	woken := false
+	for _, ev := range events {
+		if int(ev.Fd) == p.evfd {
+			var v [8]byte
+			unix.Read(p.evfd, v[:])
+			woken = !p.closed()
+		}
+	}
+	switch {
+	case woken:
+		return events, ErrWoken
+	case n <= 0 && timeout >= 0 && err == nil: // the time is up
+		return nil, os.ErrDeadlineExceeded
+	}
+	return events, nil
+}
+
 // wake makes a blocked wait (or the next one) return.
 func (p *poller) wake() {
 	p.evMu.RLock()
