@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -641,6 +642,94 @@ func TestPacketCounters(t *testing.T) {
 	mu.Unlock()
 	check(probe.Counters{Sent: 1007, Received: 905, Unmatched: 3, SendErrors: 2})
 	problems, err := testutil.GatherAndLint(e.Registry())
+	if err != nil || len(problems) > 0 {
+		t.Errorf("lint: %v %v", problems, err)
+	}
+}
+
+// TestSeriesAsClientGolang: a target's series say what client_golang's
+// own counters and histogram say for the same probes: the same buckets,
+// count and sum (the histogram is kept by synprobe, compactly), and the
+// series pass promlint.
+func TestSeriesAsClientGolang(t *testing.T) {
+	cfg, err := Parse([]byte(testModules+`
+targets:
+  - hosts: ['198.18.0.2:80']
+    labels: {service: web}
+histogram: {buckets: [0.0001, 0.001, 0.01]}
+`), "t.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := newTargetSeries(cfg)
+	h := set.handles(cfg.Targets[0], "198.18.0.2")
+	if set.handles(cfg.Targets[0], "198.18.0.2") != h {
+		t.Fatal("a second set of series for the same target and address")
+	}
+	oracle := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "x", Buckets: cfg.Buckets})
+	for i, v := range []float64{0.00005, 0.0001, 0.0002, 0.001, 0.5, 0.003, 0.00009} {
+		h.request()
+		h.respond([]string{"syn-ack", "rst"}[i%2])
+		h.observe(set, v)
+		oracle.Observe(v)
+	}
+	h.closed(probe.Close3Way)
+	reg := prometheus.NewRegistry()
+	swap := &swapCollector{}
+	swap.set(set)
+	reg.MustRegister(swap)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want dto.Metric
+	oracle.Write(&want)
+	got := map[string][]*dto.Metric{}
+	for _, mf := range mfs {
+		got[mf.GetName()] = mf.GetMetric()
+	}
+	hist := got["synprobe_response_duration_seconds"]
+	if len(hist) != 1 {
+		t.Fatalf("%d histograms", len(hist))
+	}
+	gh, wh := hist[0].GetHistogram(), want.GetHistogram()
+	if gh.GetSampleCount() != wh.GetSampleCount() || gh.GetSampleSum() != wh.GetSampleSum() || len(gh.GetBucket()) != len(wh.GetBucket()) {
+		t.Fatalf("histogram %v, client_golang's %v", gh, wh)
+	}
+	for i, b := range gh.GetBucket() {
+		if w := wh.GetBucket()[i]; b.GetUpperBound() != w.GetUpperBound() || b.GetCumulativeCount() != w.GetCumulativeCount() {
+			t.Errorf("bucket %d: %v, client_golang's %v", i, b, w)
+		}
+	}
+	if gh.GetCreatedTimestamp() == nil {
+		t.Error("no created timestamp")
+	}
+	labels := func(m *dto.Metric) string {
+		var s []string
+		for _, l := range m.GetLabel() {
+			s = append(s, l.GetName()+"="+l.GetValue())
+		}
+		return strings.Join(s, ",")
+	}
+	const base = "host=198.18.0.2,ip=198.18.0.2,module=default,port=80,service=web"
+	if l := labels(hist[0]); l != base {
+		t.Errorf("histogram labels %s", l)
+	}
+	if r := got["synprobe_requests_total"]; len(r) != 1 || r[0].GetCounter().GetValue() != 7 || labels(r[0]) != base {
+		t.Errorf("requests %v", r)
+	}
+	resp := map[string]float64{}
+	for _, m := range got["synprobe_responses_total"] {
+		resp[labels(m)] = m.GetCounter().GetValue()
+	}
+	rb := "host=198.18.0.2,ip=198.18.0.2,module=default,port=80,result=%s,service=web"
+	if len(resp) != 2 || resp[fmt.Sprintf(rb, "syn-ack")] != 4 || resp[fmt.Sprintf(rb, "rst")] != 3 {
+		t.Errorf("responses %v", resp)
+	}
+	if c := got["synprobe_close_total"]; len(c) != 1 || labels(c[0]) != "host=198.18.0.2,ip=198.18.0.2,module=default,pattern=3-way,port=80,service=web" || c[0].GetCounter().GetValue() != 1 {
+		t.Errorf("closes %v", c)
+	}
+	problems, err := testutil.GatherAndLint(reg)
 	if err != nil || len(problems) > 0 {
 		t.Errorf("lint: %v %v", problems, err)
 	}

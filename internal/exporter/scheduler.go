@@ -157,7 +157,7 @@ func (s *scheduler) run(stopped context.Context, j *job) {
 		j.h = s.set.handles(t, ip)
 	}
 	h := j.h
-	h.requests.Inc()
+	h.request()
 	if o.err == nil {
 		s.e.probeAddr(ctx, &o, t.Port, &t.Module.Options)
 	}
@@ -166,17 +166,17 @@ func (s *scheduler) run(stopped context.Context, j *job) {
 			// Interrupted (shutdown, reload): begun, but no verdict.
 			return
 		}
-		h.response(s.set, "error").Inc()
+		h.respond("error")
 		s.e.o.Logger.Debug("background probe without a verdict", "host", t.Host, "port", t.Port, "module", t.Module.Name, "err", o.err)
 		return
 	}
 	r := o.res
-	h.response(s.set, resultName(r)).Inc()
+	h.respond(resultName(r))
 	if (r.State == probe.StateOpen || r.State == probe.StateClosed) && r.KernelClock && r.RTT > 0 && !r.MaybeRetransmit {
-		h.rtt.Observe(r.RTT.Seconds())
+		h.observe(s.set, r.RTT.Seconds())
 	}
 	if r.Close != nil {
-		h.close(s.set, r.Close.Pattern).Inc()
+		h.closed(r.Close.Pattern)
 	}
 }
 
