@@ -375,3 +375,77 @@ func TestIntegrationSourceFinderWatch(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestIntegrationRecvBatches: bursts of replies, read in batches, come out
+// each once, whole and kernel-stamped, in their socket's order, for both
+// families at once; a segment of 30,000 bytes comes out whole too.
+func TestIntegrationRecvBatches(t *testing.T) {
+	c, lo := listenOrSkip(t, true, true)
+	const perFamily = 3 * rxBatchLen
+	buf := make([]byte, 40000)
+	// SYNs to a closed port from each of our ports: the kernel answers
+	// each with a RST to it, whose ack names the SYN.
+	for i := range perFamily {
+		for _, a := range []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("::1")} {
+			seg := wire.Segment{Src: a, Dst: a, TTL: 64, SrcPort: lo + uint16(i%16), DstPort: 9, Seq: uint32(i) << 8, Flags: wire.FlagSyn, Window: 1024}
+			n, err := seg.Build(buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Send(buf[:n], uint32(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// A long segment to one of our ports (loopback's MTU is 65536).
+	big := wire.Segment{Src: netip.MustParseAddr("127.0.0.1"), Dst: netip.MustParseAddr("127.0.0.1"), TTL: 64, SrcPort: 9, DstPort: lo, Seq: 7, Ack: 1,
+		Flags: wire.FlagAck | wire.FlagPsh, Window: 1024, Payload: make([]byte, 30000)}
+	bn, err := big.Build(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Send(buf[:bn], 1000); err != nil {
+		t.Fatal(err)
+	}
+	got := map[bool][]uint32{} // by family: the acks, in read order
+	var last [2]time.Time
+	rb := make([]byte, MaxPacketSize)
+	bigN := 0
+	deadline := time.Now().Add(5 * time.Second)
+	for len(got[false])+len(got[true]) < 2*perFamily || bigN == 0 {
+		n, ts, err := c.Recv(rb, deadline)
+		if err != nil {
+			t.Fatalf("%d and %d RSTs of %d each, long segment %d: %v", len(got[false]), len(got[true]), perFamily, bigN, err)
+		}
+		var p wire.Packet
+		if wire.Parse(rb[:n], &p) != nil {
+			t.Fatalf("unparsable packet of %d bytes", n)
+		}
+		if ts.IsZero() {
+			t.Errorf("a packet without a kernel stamp: %+v", p)
+		}
+		v6 := p.Src.Is6()
+		if fam := map[bool]int{false: 0, true: 1}[v6]; ts.Before(last[fam]) {
+			t.Errorf("stamps out of order: %v after %v", ts, last[fam])
+		} else {
+			last[fam] = ts
+		}
+		switch {
+		case p.Flags&wire.FlagRst != 0 && p.SrcPort == 9:
+			got[v6] = append(got[v6], p.Ack)
+		case p.DstPort == lo && p.SrcPort == 9 && p.Flags&wire.FlagPsh != 0:
+			bigN = n
+		}
+	}
+	for _, v6 := range []bool{false, true} {
+		for i, ack := range got[v6] {
+			if ack != uint32(i)<<8+1 {
+				t.Errorf("v6 %v: reply %d acknowledges %#x, want %#x (each once, in order)", v6, i, ack, uint32(i)<<8+1)
+				break
+			}
+		}
+	}
+	if bigN != bn {
+		t.Errorf("the long segment came out as %d bytes, want %d", bigN, bn)
+	}
+}

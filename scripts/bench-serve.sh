@@ -72,6 +72,7 @@ scrape() { ip netns exec "$p" curl -sS -o "$dir/metrics" -w '%{time_total} %{siz
 for _ in $(seq 50); do scrape >/dev/null 2>&1 && break; sleep 0.2; done
 requests() { awk '/^synprobe_requests_total/ {s += $2} END {printf "%d", s}' "$dir/metrics"; }
 skipped() { awk '/^synprobe_probes_skipped_total/ {print $2}' "$dir/metrics"; }
+results() { awk '/^synprobe_responses_total/ {match($0, /result="[^"]*"/); r[substr($0, RSTART + 8, RLENGTH - 9)] += $2} END {for (k in r) printf "%s %d\n", k, r[k]}' "$dir/metrics" | sort; }
 cpu() { awk '{print $14 + $15}' "/proc/$serve_pid/stat"; }
 
 # watched LABEL: 100 sequential /probe requests to a host outside the
@@ -108,6 +109,7 @@ sleep "$warmup"
 hz=$(getconf CLK_TCK)
 scrape >/dev/null
 r0=$(requests) s0=$(skipped) c0=$(cpu) t0=$(date +%s.%N)
+results >"$dir/results0"
 times=()
 for _ in $(seq 1 $((duration / every))); do
 	sleep "$every"
@@ -115,6 +117,7 @@ for _ in $(seq 1 $((duration / every))); do
 done
 scrape >/dev/null
 r1=$(requests) s1=$(skipped) c1=$(cpu) t1=$(date +%s.%N)
+results >"$dir/results1"
 el=$(echo "$t1 - $t0" | bc -l)
 hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$serve_pid/status")
 rss=$(awk '/^VmRSS/ {print $2}' "/proc/$serve_pid/status")
@@ -123,5 +126,9 @@ printf 'CPU            %.1f%% of one core (utime+stime)\n' "$(echo "100 * ($c1 -
 printf 'memory         peak RSS %.1f MB, now %.1f MB\n' "$(echo "$hwm / 1024" | bc -l)" "$(echo "$rss / 1024" | bc -l)"
 printf 'probes         %.0f a second of 10000 asked (%.2f%%), %s rounds skipped\n' \
 	"$(echo "($r1 - $r0) / $el" | bc -l)" "$(echo "100 * ($r1 - $r0) / $el / 10000" | bc -l)" "$(echo "$s1 - $s0" | bc)"
+# Every pair answers (RST or SYN-ACK): any other result is a reply missed.
+join -a 2 -e 0 -o 2.1,1.2,2.2 "$dir/results0" "$dir/results1" |
+	awk -v begun="$(echo "$r1 - $r0" | bc)" '{printf "%s%s %d", (NR > 1 ? ", " : "results        "), $1, $3 - $2; e += $3 - $2}
+		END {printf " of %d ended, %d begun (every pair answers: any timeout is a reply missed)\n", e, begun}'
 printf '%s\n' "${times[@]}" | sort -n | awk '{t[NR] = $1; b = $2} END {printf "scrape         /metrics %d bytes: median %.1f ms, max %.1f ms over %d scrapes\n", b, 1000 * t[int((NR + 1) / 2)], 1000 * t[NR], NR}'
 watched "under load"
