@@ -49,18 +49,20 @@ type rxSock struct {
 
 // sender is one IPPROTO_RAW socket with its transmit-timestamp store.
 type sender struct {
-	mu     sync.Mutex   // serializes Send and the stamp store
-	fdMu   sync.RWMutex // held for writing only by Close: fd stays valid while read-held
-	fd     int
-	v6     bool
-	optID  bool   // SCM_TS_OPT_ID accepted: the kernel reports our ids
-	kid    uint32 // kernel's OPT_ID counter, when optID is false
-	sa4    unix.SockaddrInet4
-	sa6    unix.SockaddrInet6
-	cmsg   [24]byte // SCM_TS_OPT_ID control message
-	oob    [256]byte
-	stamps [stampSlots]txStamp
-	kmap   [stampSlots]uint32 // kernel id -> our id, when optID is false
+	mu    sync.Mutex   // serializes Send and the stamp store
+	fdMu  sync.RWMutex // held for writing only by Close: fd stays valid while read-held
+	fd    int
+	v6    bool
+	optID bool   // SCM_TS_OPT_ID accepted: the kernel reports our ids
+	kid   uint32 // kernel's OPT_ID counter, when optID is false
+	sa4   unix.SockaddrInet4
+	sa6   unix.SockaddrInet6
+	cmsg  [24]byte // SCM_TS_OPT_ID control message
+	// The error queue's messages, read in batches: each a stamp's.
+	errHdrs [errBatchLen]unix.Mmsghdr
+	errOOBs [errBatchLen][256]byte
+	stamps  [stampSlots]txStamp
+	kmap    [stampSlots]uint32 // kernel id -> our id, when optID is false
 
 	// txStamps: the socket stamps what it sends (Config.NoTxStamps not
 	// set). batchStamps: stamped batches ask for stamps with their ids
@@ -410,47 +412,67 @@ func (s *sender) txTime(id uint32) (time.Time, bool) {
 	return time.Time{}, false
 }
 
+// errBatchLen is how many error queue messages (transmit stamps) one
+// recvmmsg reads.
+const errBatchLen = 32
+
 // drain reads the error queue until it is empty (bounded: the queue
-// holds at most some 10,000 stamps). s.mu is held.
+// holds at most some 10,000 stamps), in batches. s.mu is held.
 func (s *sender) drain() {
-	for i := 0; i < 1<<16; i++ {
-		_, oobn, _, err := recvmsg(s.fd, nil, s.oob[:], unix.MSG_ERRQUEUE|unix.MSG_DONTWAIT, nil)
-		if err != nil {
+	for i := 0; i < 1<<16; {
+		for k := range s.errHdrs {
+			h := &s.errHdrs[k]
+			*h = unix.Mmsghdr{}
+			h.Hdr.Control = &s.errOOBs[k][0]
+			h.Hdr.SetControllen(len(s.errOOBs[k]))
+		}
+		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(s.fd), uintptr(unsafe.Pointer(&s.errHdrs[0])), errBatchLen,
+			unix.MSG_ERRQUEUE|unix.MSG_DONTWAIT, 0, 0)
+		if e != 0 || r == 0 {
 			return
 		}
-		var ts int64
-		var info, data uint32
-		var got bool
-		walkCmsgs(s.oob[:oobn], func(level, typ int32, d []byte) {
-			switch {
-			case level == unix.SOL_SOCKET && typ == unix.SO_TIMESTAMPING_NEW && len(d) >= 16:
-				ts = timespecNano(d)
-			case (level == unix.SOL_IP && typ == unix.IP_RECVERR) || (level == unix.SOL_IPV6 && typ == unix.IPV6_RECVERR):
-				if len(d) >= int(unsafe.Sizeof(unix.SockExtendedErr{})) {
-					ee := (*unix.SockExtendedErr)(unsafe.Pointer(&d[0]))
-					if ee.Origin == unix.SO_EE_ORIGIN_TIMESTAMPING {
-						info, data, got = ee.Info, ee.Data, true
-					}
+		for k := range int(r) {
+			s.stamp(s.errOOBs[k][:s.errHdrs[k].Hdr.Controllen])
+		}
+		i += int(r)
+	}
+}
+
+// stamp records the transmit stamp that error queue message oob
+// carries, if any.
+func (s *sender) stamp(oob []byte) {
+	var ts int64
+	var info, data uint32
+	var got bool
+	walkCmsgs(oob, func(level, typ int32, d []byte) {
+		switch {
+		case level == unix.SOL_SOCKET && typ == unix.SO_TIMESTAMPING_NEW && len(d) >= 16:
+			ts = timespecNano(d)
+		case (level == unix.SOL_IP && typ == unix.IP_RECVERR) || (level == unix.SOL_IPV6 && typ == unix.IPV6_RECVERR):
+			if len(d) >= int(unsafe.Sizeof(unix.SockExtendedErr{})) {
+				ee := (*unix.SockExtendedErr)(unsafe.Pointer(&d[0]))
+				if ee.Origin == unix.SO_EE_ORIGIN_TIMESTAMPING {
+					info, data, got = ee.Info, ee.Data, true
 				}
 			}
-		})
-		if !got || ts == 0 {
-			continue
 		}
-		id := data
-		if !s.optID {
-			id = s.kmap[data%stampSlots]
-		}
-		st := &s.stamps[id%stampSlots]
-		if !st.used || st.id != id {
-			*st = txStamp{id: id, used: true}
-		}
-		switch info {
-		case unix.SCM_TSTAMP_SND:
-			st.snd = ts
-		case unix.SCM_TSTAMP_SCHED:
-			st.sched = ts
-		}
+	})
+	if !got || ts == 0 {
+		return
+	}
+	id := data
+	if !s.optID {
+		id = s.kmap[data%stampSlots]
+	}
+	st := &s.stamps[id%stampSlots]
+	if !st.used || st.id != id {
+		*st = txStamp{id: id, used: true}
+	}
+	switch info {
+	case unix.SCM_TSTAMP_SND:
+		st.snd = ts
+	case unix.SCM_TSTAMP_SCHED:
+		st.sched = ts
 	}
 }
 

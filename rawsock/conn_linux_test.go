@@ -378,7 +378,8 @@ func TestIntegrationSourceFinderWatch(t *testing.T) {
 
 // TestIntegrationRecvBatches: bursts of replies, read in batches, come out
 // each once, whole and kernel-stamped, in their socket's order, for both
-// families at once; a segment of 30,000 bytes comes out whole too.
+// families at once; a segment of 30,000 bytes comes out whole too; and
+// every transmit stamp is there.
 func TestIntegrationRecvBatches(t *testing.T) {
 	c, lo := listenOrSkip(t, true, true)
 	const perFamily = 3 * rxBatchLen
@@ -447,5 +448,18 @@ func TestIntegrationRecvBatches(t *testing.T) {
 	}
 	if bigN != bn {
 		t.Errorf("the long segment came out as %d bytes, want %d", bigN, bn)
+	}
+	// Every SYN's transmit stamp, read from the error queues in batches
+	// too, before its RST's receive stamp.
+	for _, v6 := range []bool{false, true} {
+		var prev time.Time
+		for i := range perFamily {
+			tx, ok := c.TxTime(uint32(i), v6)
+			if !ok || tx.Before(prev) || tx.After(last[map[bool]int{false: 0, true: 1}[v6]]) {
+				t.Errorf("v6 %v: SYN %d's stamp %v (%v), after %v, before the last reply's %v", v6, i, tx, ok, prev, last)
+				break
+			}
+			prev = tx
+		}
 	}
 }
