@@ -616,29 +616,11 @@ func (c *Client) loadBroadcasts() {
 // with a probe, or cools from a TIME_WAIT) for as long as ctx allows:
 // ProbeOptions.Timeout starts when the SYN leaves.
 func (c *Client) Probe(ctx context.Context, dst netip.AddrPort, opts *ProbeOptions) (*Result, error) {
-	if err := c.usable(); err != nil {
-		return nil, err
-	}
-	s, err := c.settings(opts)
+	j, err := c.probeJob(dst, opts)
 	if err != nil {
 		return nil, err
 	}
-	var src netip.Addr
-	if opts != nil {
-		src = opts.Source
-	}
-	t, err := c.target("", dst, src)
-	if err != nil {
-		return nil, err
-	}
-	j := &job{
-		settings: s,
-		targets:  []Target{t},
-		mtus:     make([]int, 1),
-		count:    1,
-		wait:     true,
-		done:     make(chan struct{}),
-	}
+	j.done = make(chan struct{})
 	var res *Result
 	j.onResult = func(r *Result) { res = r.clone() }
 	if err := c.p.submit(j); err != nil {
@@ -657,6 +639,71 @@ func (c *Client) Probe(ctx context.Context, dst netip.AddrPort, opts *ProbeOptio
 		return nil, j.err
 	}
 	return nil, ErrClosed
+}
+
+// Start begins one probe of dst, made as Probe makes it, and returns at
+// once: done is called once, from the client's engine goroutine, with the
+// probe's Result, or with the error that ended the call without one
+// (context.Canceled after cancel, ErrClosed). Like Rounds.OnResult, done
+// must return soon and must not wait for a call on the same client, and
+// its Result is the engine's, valid during the call only: copy what you
+// keep. cancel interrupts the probe, as the end of Probe's ctx does; done
+// is still called. If Start returns an error, done is never called.
+//
+// Start spares a program that makes many probes at once (an exporter's
+// thousands a second) what Probe costs each: a goroutine waiting for it,
+// a channel and a copy of the Result.
+func (c *Client) Start(dst netip.AddrPort, opts *ProbeOptions, done func(*Result, error)) (cancel func(), err error) {
+	j, err := c.probeJob(dst, opts)
+	if err != nil {
+		return nil, err
+	}
+	got := false // the engine's thread's
+	j.onResult = func(r *Result) {
+		got = true
+		done(r, nil)
+	}
+	j.ended = func() {
+		switch {
+		case got:
+		case j.err != nil:
+			done(nil, j.err)
+		case j.cancelled:
+			done(nil, context.Canceled)
+		default:
+			done(nil, ErrClosed)
+		}
+	}
+	if err := c.p.submit(j); err != nil {
+		return nil, err
+	}
+	return func() { c.p.cancel(j) }, nil
+}
+
+// probeJob checks a Probe or Start call and makes its job.
+func (c *Client) probeJob(dst netip.AddrPort, opts *ProbeOptions) (*job, error) {
+	if err := c.usable(); err != nil {
+		return nil, err
+	}
+	s, err := c.settings(opts)
+	if err != nil {
+		return nil, err
+	}
+	var src netip.Addr
+	if opts != nil {
+		src = opts.Source
+	}
+	t, err := c.target("", dst, src)
+	if err != nil {
+		return nil, err
+	}
+	return &job{
+		settings: s,
+		targets:  []Target{t},
+		mtus:     make([]int, 1),
+		count:    1,
+		wait:     true,
+	}, nil
 }
 
 // Rounds describes probes sent in rounds, as ping sends them: one probe

@@ -559,6 +559,9 @@ func (p *Prober) settle() {
 		if j.done != nil {
 			close(j.done)
 		}
+		if j.ended != nil {
+			j.ended()
+		}
 		p.settled[i] = nil
 	}
 	p.settled = p.settled[:0]

@@ -99,6 +99,7 @@ type job struct {
 	cancelled bool // by its caller: its probes were interrupted
 	err       error
 	done      chan struct{} // closed when the job has finished, if non-nil
+	ended     func()        // called on the engine's thread then, if non-nil
 }
 
 func (j *job) roundsLeft() bool { return j.count == 0 || j.round < j.count }

@@ -107,8 +107,11 @@
 // the kernel refused. Every netlink request of the package, these and
 // DirectPath's, RouteTo's, Neighbor's and LocalBroadcasts' (the last
 // three through github.com/jsimonetti/rtnetlink/v2), waits at most 5 s
-// for its answer. Errors are *net.OpError values; without CAP_NET_ADMIN
-// they wrap os.ErrPermission.
+// for its answer. (A RouteWatch's socket asks nothing: it listens to the
+// link, address, route and rule notifications for as long as it is open,
+// and a SourceFinder with a Watch keeps the sources it found until one
+// comes.) Errors are *net.OpError values; without CAP_NET_ADMIN they wrap
+// os.ErrPermission.
 //
 // On Linux 5.12 and later the table has the owner flag: it belongs to the
 // guard's netlink socket, which stays open until Close (and is not

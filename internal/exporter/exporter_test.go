@@ -106,14 +106,40 @@ func (f fakeResolver) LookupNetIP(_ context.Context, network, host string) ([]ne
 	return out, nil
 }
 
+// fakeStarter is a fakeProber with Start, whose done comes from a
+// goroutine of its own as from a client's engine.
+type fakeStarter struct{ *fakeProber }
+
+func (f fakeStarter) Start(dst netip.AddrPort, opts *probe.ProbeOptions, done func(*probe.Result, error)) (func(), error) {
+	if dst.Addr() == fakeBroadcast {
+		return nil, &probe.UnusableError{Addr: dst.Addr(), Why: "the broadcast address of a subnet on lab0"}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		defer cancel()
+		done(f.Probe(ctx, dst, opts))
+	}()
+	return cancel, nil
+}
+
 func newTestExporter(t *testing.T, text string) (*Exporter, *fakeProber) {
+	return newTestExporterWith(t, text, false)
+}
+
+// newTestExporterWith makes a test exporter whose prober is a fakeProber,
+// or with starter a fakeStarter.
+func newTestExporterWith(t *testing.T, text string, starter bool) (*Exporter, *fakeProber) {
 	t.Helper()
 	cfg, err := Parse([]byte(text), "t.yml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	f := &fakeProber{}
-	e := New(Options{Prober: f, Version: "test", Resolver: fakeResolver{
+	var p Prober = f
+	if starter {
+		p = fakeStarter{f}
+	}
+	e := New(Options{Prober: p, Version: "test", Resolver: fakeResolver{
 		"both.lab": {netip.MustParseAddr("2001:db8::2"), netip.MustParseAddr("198.18.0.2")},
 		"v6.lab":   {netip.MustParseAddr("2001:db8::3")},
 		"bc.lab":   {fakeBroadcast},
@@ -387,8 +413,15 @@ targets:
 
 // TestBackground: the targets are probed every interval and /metrics
 // carries their series, with the target labels; promlint finds nothing.
+// With a Starter, the literal addresses are probed through Start.
 func TestBackground(t *testing.T) {
-	e, f := newTestExporter(t, testModules+`
+	for _, starter := range []bool{false, true} {
+		t.Run(fmt.Sprintf("starter=%v", starter), func(t *testing.T) { testBackground(t, starter) })
+	}
+}
+
+func testBackground(t *testing.T, starter bool) {
+	e, f := newTestExporterWith(t, testModules+`
 targets:
   - hosts: ['198.18.0.2:80', '198.18.0.2:83', '198.18.0.2:81']
     interval: 20ms
@@ -400,7 +433,7 @@ targets:
   - hosts: ['nowhere.lab:80']
     interval: 20ms
 histogram: {native_bucket_factor: 1.1}
-`)
+`, starter)
 	e.Start()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -495,11 +528,17 @@ histogram: {native_bucket_factor: 1.1}
 // response when it ends (a fin probe holding its connection for 5 s is
 // not 5 s without a request).
 func TestBackgroundCountsAtStart(t *testing.T) {
-	e, f := newTestExporter(t, testModules+`
+	for _, starter := range []bool{false, true} {
+		t.Run(fmt.Sprintf("starter=%v", starter), func(t *testing.T) { testCountsAtStart(t, starter) })
+	}
+}
+
+func testCountsAtStart(t *testing.T, starter bool) {
+	e, f := newTestExporterWith(t, testModules+`
 targets:
   - hosts: ['198.18.0.2:88']
     interval: 1h
-`)
+`, starter)
 	f.hold = make(chan struct{})
 	e.Start()
 	lbl := []string{"host=198.18.0.2", "ip=198.18.0.2", "module=default", "port=88"}

@@ -3,6 +3,7 @@ package exporter
 import (
 	"container/heap"
 	"context"
+	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -39,13 +40,36 @@ type job struct {
 	t    *Target
 	next time.Time
 	busy atomic.Bool
-	h    *handles // the series of the last address probed; the probe goroutine's
+	h    *handles   // the series of the last address probed; the probe goroutine's
+	addr netip.Addr // that address (invalid: none, resolution failed)
+	// literal: the target's address when its host is one the module
+	// takes (nothing to resolve), for Starter's way; stop cancels the
+	// probe that way in flight.
+	literal netip.Addr
+	stop    func()
+}
+
+// Starter begins a probe without waiting for it (*probe.Client is one):
+// the background probes of literal addresses go that way, with no
+// goroutine per probe.
+type Starter interface {
+	Start(dst netip.AddrPort, opts *probe.ProbeOptions, done func(*probe.Result, error)) (cancel func(), err error)
 }
 
 func newScheduler(e *Exporter, targets []*Target, set *targetSeries) *scheduler {
 	s := &scheduler{e: e, set: set}
 	for _, t := range targets {
-		s.jobs = append(s.jobs, &job{t: t})
+		j := &job{t: t}
+		if e != nil {
+			if _, ok := e.o.Prober.(Starter); ok {
+				if a, err := netip.ParseAddr(t.Host); err == nil {
+					if a, err = e.resolve(context.Background(), t.Host, t.Module); err == nil {
+						j.literal = a
+					}
+				}
+			}
+		}
+		s.jobs = append(s.jobs, j)
 	}
 	return s
 }
@@ -67,6 +91,11 @@ func (s *scheduler) stop() {
 	}
 	s.cancel()
 	<-s.done
+	for _, j := range s.jobs {
+		if j.stop != nil && j.busy.Load() {
+			j.stop() // a Start in flight
+		}
+	}
 	s.wg.Wait()
 }
 
@@ -99,7 +128,11 @@ func (s *scheduler) loop(ctx context.Context) {
 			j := q[0]
 			if j.busy.CompareAndSwap(false, true) {
 				s.wg.Add(1)
-				go s.run(ctx, j)
+				if j.literal.IsValid() {
+					s.startAsync(ctx, j)
+				} else {
+					go s.run(ctx, j)
+				}
 			} else {
 				s.e.skipped.Inc()
 			}
@@ -149,12 +182,12 @@ func (s *scheduler) run(stopped context.Context, j *job) {
 	if stopped.Err() != nil {
 		return // stopped (shutdown, reload) before it began: nothing to count
 	}
-	ip := ""
-	if o.addr.IsValid() {
-		ip = o.addr.String()
-	}
-	if j.h == nil || j.h.ip != ip {
-		j.h = s.set.handles(t, ip)
+	if j.h == nil || j.addr != o.addr {
+		ip := ""
+		if o.addr.IsValid() {
+			ip = o.addr.String()
+		}
+		j.h, j.addr = s.set.handles(t, ip), o.addr
 	}
 	h := j.h
 	h.request()
@@ -170,7 +203,43 @@ func (s *scheduler) run(stopped context.Context, j *job) {
 		s.e.o.Logger.Debug("background probe without a verdict", "host", t.Host, "port", t.Port, "module", t.Module.Name, "err", o.err)
 		return
 	}
-	r := o.res
+	s.count(h, o.res)
+}
+
+// startAsync begins a probe of j's literal address with Starter's Start and
+// counts it: the request now, the response from the client's engine
+// when it ends (no goroutine waits for it).
+func (s *scheduler) startAsync(stopped context.Context, j *job) {
+	t := j.t
+	if j.h == nil {
+		j.h, j.addr = s.set.handles(t, j.literal.String()), j.literal
+	}
+	h := j.h
+	h.request()
+	cancel, err := s.e.o.Prober.(Starter).Start(netip.AddrPortFrom(j.literal, t.Port), &t.Module.Options, func(r *probe.Result, err error) {
+		defer s.wg.Done()
+		defer j.busy.Store(false)
+		if r == nil {
+			if stopped.Err() == nil {
+				h.respond("error") // the client closed under it
+			}
+			return
+		}
+		s.count(h, r)
+	})
+	if err != nil {
+		// Refused at once (a subnet's broadcast address, say).
+		h.respond("error")
+		s.e.o.Logger.Debug("background probe without a verdict", "host", t.Host, "port", t.Port, "module", t.Module.Name, "err", err)
+		j.busy.Store(false)
+		s.wg.Done()
+		return
+	}
+	j.stop = cancel
+}
+
+// count counts a probe's result in its series.
+func (s *scheduler) count(h *handles, r *probe.Result) {
 	h.respond(resultName(r))
 	if (r.State == probe.StateOpen || r.State == probe.StateClosed) && r.KernelClock && r.RTT > 0 && !r.MaybeRetransmit {
 		h.observe(s.set, r.RTT.Seconds())
