@@ -20,7 +20,10 @@
 //	}
 //	fmt.Println(r.State, r.Reason, r.RTT, r.KernelClock)
 //
-// Client.Rounds probes targets in rounds, as ping does. New and Prober.Run
+// Client.Start begins a probe and calls back from the engine when it
+// ends, for programs that make thousands a second (no goroutine waits for
+// each). Client.Counters counts the packets sent, refused, received and
+// unmatched. Client.Rounds probes targets in rounds, as ping does. New and Prober.Run
 // run one Config's rounds on a Conn the caller opened; a Client runs the
 // same engine, one job per call.
 //

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/synprobe/synprobe/probe"
@@ -26,6 +27,38 @@ func ExampleNewClient() {
 		log.Fatal(err)
 	}
 	fmt.Println(r.State, r.Reason, r.RTT, r.KernelClock)
+}
+
+// Start makes many probes at once without a goroutine each: done runs on
+// the client's engine, must return soon, and must copy what it keeps of
+// the Result.
+func ExampleClient_Start() {
+	c, err := probe.NewClient(nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	rtts := map[netip.AddrPort]time.Duration{}
+	for port := uint16(1); port <= 100; port++ {
+		dst := netip.AddrPortFrom(netip.MustParseAddr("198.18.0.2"), port)
+		wg.Add(1)
+		_, err := c.Start(dst, nil, func(r *probe.Result, err error) {
+			defer wg.Done()
+			if err == nil && r.Answered() {
+				mu.Lock()
+				rtts[dst] = r.RTT
+				mu.Unlock()
+			}
+		})
+		if err != nil {
+			wg.Done()
+			log.Print(err)
+		}
+	}
+	wg.Wait()
+	fmt.Println(len(rtts), "answered")
 }
 
 // ModeFIN completes the handshake, sends data, closes and reports how the
