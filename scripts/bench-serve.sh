@@ -6,7 +6,9 @@
 # (utime + stime from /proc), its peak RSS (VmHWM), the time and size of a
 # /metrics scrape (every SCRAPE seconds, as Prometheus would), and the probes
 # made against the 10,000 a second the schedule asks for
-# (synprobe_requests_total), with the rounds skipped. And the RTT error of
+# (synprobe_requests_total), with the rounds skipped, and the results of
+# those that ended (every pair answers: a timeout would be a reply the
+# engine missed). And the RTT error of
 # one watched target (a host outside the 10,000, probed through /probe 100
 # times) against a tcpdump capture on the prober's interface, idle (no
 # background targets) and under the load (the same serve after SIGHUP).
