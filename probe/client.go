@@ -569,7 +569,9 @@ func (c *Client) target(name string, dst netip.AddrPort, src netip.Addr) (Target
 // unusable says why a cannot be a destination (Unusable), or "". The
 // broadcasts of this host's subnets are those the client last read: read
 // again before a refusal of a list older than a second (an address may
-// have gone), and when fresh is set.
+// have gone), and when fresh is set (a route lookup met a broadcast or a
+// prohibit route) and the list is older than 100 ms, so that probes
+// behind a prohibit route do not read it each.
 func (c *Client) unusable(a netip.Addr, fresh bool) string {
 	if why := Unusable(a, nil); why != "" || !a.Is4() {
 		return why
@@ -577,9 +579,9 @@ func (c *Client) unusable(a netip.Addr, fresh bool) string {
 	c.bcastMu.Lock()
 	m := c.bcast
 	_, listed := m[a]
-	stale := time.Since(c.bcastAt) > time.Second
+	age := time.Since(c.bcastAt)
 	c.bcastMu.Unlock()
-	if fresh || listed && stale {
+	if fresh && age > 100*time.Millisecond || listed && age > time.Second {
 		c.ns.do(func() error { c.loadBroadcasts(); return nil })
 		c.bcastMu.Lock()
 		m = c.bcast

@@ -532,6 +532,7 @@ func TestIntegrationClientBroadcast(t *testing.T) {
 	refused(bc, nil)
 	refused(bc, &probe.ProbeOptions{Source: l.ProberV4})
 	l.Run(t, l.Prober, "ip", "addr", "add", fmt.Sprintf("198.19.%d.1/24", b[2]), "dev", l.ProberIf)
+	time.Sleep(150 * time.Millisecond) // the client reads its list at most every 100 ms
 	refused(added, nil)
 	if pkts, err := capt.Stop(); err != nil || len(pkts) != 0 {
 		t.Errorf("capture: %d packets to the broadcast addresses, %v", len(pkts), err)

@@ -313,12 +313,24 @@ func TestClientRefusesBroadcasts(t *testing.T) {
 	mu.Lock()
 	bcast[netip.MustParseAddr("198.18.1.255")] = "lab1"
 	mu.Unlock()
+	time.Sleep(150 * time.Millisecond) // the list is read at most every 100 ms
 	refused("198.18.1.255:80", "lab1")
-	// A prohibit route also answers EACCES: not a broadcast.
-	_, err = cl.Probe(context.Background(), netip.AddrPortFrom(prohibited, 80), nil)
-	if err == nil || errors.Is(err, probe.ErrNotUnicast) || !contains(err.Error(), "no route to 198.18.9.9") {
-		t.Errorf("prohibit route: %v", err)
+	// A prohibit route also answers EACCES: not a broadcast; the list
+	// is not read again for each.
+	mu.Lock()
+	before := loads
+	mu.Unlock()
+	for range 20 {
+		_, err = cl.Probe(context.Background(), netip.AddrPortFrom(prohibited, 80), nil)
+		if err == nil || errors.Is(err, probe.ErrNotUnicast) || !contains(err.Error(), "no route to 198.18.9.9") {
+			t.Errorf("prohibit route: %v", err)
+		}
 	}
+	mu.Lock()
+	if loads > before+1 {
+		t.Errorf("20 probes behind a prohibit route read the list %d times", loads-before)
+	}
+	mu.Unlock()
 	if len(c.Sent()) != 0 {
 		t.Errorf("%d packets sent to refused destinations", len(c.Sent()))
 	}
