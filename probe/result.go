@@ -160,9 +160,12 @@ const (
 	// AckReset: a RST answered the ACK at once, as Linux does for a full
 	// accept queue with tcp_abort_on_overflow=1.
 	AckReset
+	// AckAccepted: the server spoke on the connection (data or a FIN):
+	// its application accepted it.
+	AckAccepted
 )
 
-var ackOutcomeNames = [...]string{"not-sent", "silent", "dropped", "reset"}
+var ackOutcomeNames = [...]string{"not-sent", "silent", "dropped", "reset", "accepted"}
 
 func (a AckOutcome) String() string {
 	if int(a) < len(ackOutcomeNames) {

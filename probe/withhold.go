@@ -51,6 +51,12 @@ func (p *Prober) heldSegment(i int, in *inbound) {
 			return
 		}
 		p.endHold(i, false)
+	case e.state == stateLateACK && pkt.Flags&(wire.FlagSyn|wire.FlagAck) == wire.FlagAck && pkt.Seq == c.irs+1 &&
+		(pkt.PayloadLen > 0 || pkt.Flags&wire.FlagFin != 0):
+		// Data or a FIN from the server: its application has the
+		// connection.
+		c.recordIn(e, in, "")
+		p.endLateACK(i, AckAccepted)
 	case pkt.Flags&(wire.FlagSyn|wire.FlagAck) == wire.FlagSyn|wire.FlagAck && pkt.Seq == c.irs && pkt.Ack == e.isn+1:
 		c.recordIn(e, in, noteSYNACKRetrax)
 		at, _ := p.since(rxStamp(&c.synack), rxStamp(in), e.t().Addr.Is6())

@@ -192,6 +192,14 @@ func TestLateACK(t *testing.T) {
 			return probetest.Build(wire.Segment{Src: p.Dst, Dst: p.Src, TTL: 64, SrcPort: p.DstPort, DstPort: p.SrcPort,
 				Seq: p.Ack, Flags: wire.FlagRst})
 		}, probe.AckReset, []wire.TCPFlags{wire.FlagSyn, wire.FlagAck}},
+		{"accepted: a banner", true, 30 * time.Millisecond, func(p *wire.Packet) []byte {
+			return probetest.Build(wire.Segment{Src: p.Dst, Dst: p.Src, TTL: 64, SrcPort: p.DstPort, DstPort: p.SrcPort,
+				Seq: peerISN + 1, Ack: p.Seq, Flags: wire.FlagPsh | wire.FlagAck, Window: 65000, Payload: []byte("SSH-2.0-lab\r\n")})
+		}, probe.AckAccepted, []wire.TCPFlags{wire.FlagSyn, wire.FlagAck, wire.FlagRst}},
+		{"accepted: a FIN", true, 30 * time.Millisecond, func(p *wire.Packet) []byte {
+			return probetest.Build(wire.Segment{Src: p.Dst, Dst: p.Src, TTL: 64, SrcPort: p.DstPort, DstPort: p.SrcPort,
+				Seq: peerISN + 1, Ack: p.Seq, Flags: wire.FlagFin | wire.FlagAck, Window: 65000})
+		}, probe.AckAccepted, []wire.TCPFlags{wire.FlagSyn, wire.FlagAck, wire.FlagRst}},
 		// Due at 10 + 2*10 ms + 15% + 100 ms: a 300 ms watch saw it not come.
 		{"given up", true, 300 * time.Millisecond, nil, probe.AckNotSent, []wire.TCPFlags{wire.FlagSyn, wire.FlagRst}},
 		{"never again", false, 30 * time.Millisecond, nil, probe.AckNotSent, []wire.TCPFlags{wire.FlagSyn, wire.FlagRst}},

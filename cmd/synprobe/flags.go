@@ -133,7 +133,7 @@ var onlyFor = map[string]struct {
 	"data":          {verbPing, "a scan runs in rst mode: synprobe --mode fin --data TEXT -c 1 TARGET..."},
 	"close-timeout": {verbPing, "a scan runs in rst mode: synprobe --mode fin -c 1 TARGET..."},
 	"trace":         {verbPing, "a scan draws no ladders: synprobe --mode fin --trace -c 1 TARGET..."},
-	"explain":       {verbPing, "to tell a full accept queue from a firewall: synprobe listener HOST:PORT"},
+	"explain":       {verbPing, "ping a silent port with --explain: synprobe --explain -c 1 HOST:PORT"},
 	"mark":          {verbPing, "a scan runs in rst mode, which needs no mark"},
 	"cleanup":       {verbPing, "synprobe --cleanup"},
 	"rate":          {verbScan, "ping paces its rounds with -i; to scan: synprobe scan --rate N TARGET..."},
@@ -247,7 +247,7 @@ func allFlags(o *options) *pflag.FlagSet {
 	fs.StringVar(&o.dataArg, "data", "", `fin mode: send this right after the handshake (escapes: \r \n \t \0 \\ \xHH)`)
 	fs.Var(durationFlag{d: &o.closeTimeout}, "close-timeout", "fin mode: how long to wait for the peer's ACK and FIN after ours (then up to 3 probes ask whether it still holds the connection)")
 	fs.BoolVar(&o.trace, "trace", false, "draw each probe's exchange as a ladder with both sides' TCP states")
-	fs.BoolVar(&o.explain, "explain", false, "where SYNs got silence, send one bare ACK at the end: a RST to it means the host is there and drops only SYNs (a full accept queue?), not a firewall")
+	fs.BoolVar(&o.explain, "explain", false, "where SYNs got silence, send one bare ACK at the end: a RST to it means the host's TCP is there and only SYNs are dropped (a full accept queue, or a filter of SYNs alone)")
 	fs.Var(intFlag[uint32]{p: &o.mark, lo: 1, hi: math.MaxUint32, hex: true, msg: "must be 1 to 0xffffffff: the RST guard tells our RSTs from the kernel's by it"}, "mark", "ack/fin modes: SO_MARK of our packets, which the RST guard lets through")
 	fs.BoolVar(&o.cleanup, "cleanup", false, "remove nftables tables left by synprobe runs that died, and exit")
 	fs.Float64Var(&o.rate, "rate", o.rate, "at most this many probes per second, 1 to 1e9 (0: as fast as the machine allows)")

@@ -39,8 +39,9 @@ type listenerOptions struct {
 func newListenerFlagSet(o *listenerOptions) *pflag.FlagSet {
 	fs := pflag.NewFlagSet("synprobe listener", pflag.ContinueOnError)
 	fs.SortFlags = false
-	fs.DurationVar(&o.observe, "observe", probe.DefaultObserve, "how long to watch for the SYN-ACK's retransmissions (Linux resends at about 1, 3 and 7 s)")
-	fs.DurationVarP(&o.timeout, "timeout", "w", time.Second, "how long to wait for the answer to the SYN and to the bare ACK")
+	o.observe, o.timeout = probe.DefaultObserve, time.Second
+	fs.Var(durationFlag{d: &o.observe}, "observe", "how long to watch for the SYN-ACK's retransmissions (Linux resends at about 1, 3 and 7 s), a Go duration or seconds")
+	fs.VarP(durationFlag{d: &o.timeout}, "timeout", "w", "how long to wait for the answer to the SYN and to the bare ACK")
 	fs.BoolVar(&o.json, "json", false, "one JSON record {\"type\":\"listener\"} (docs/json.md)")
 	fs.StringVarP(&o.iface, "interface", "I", "", "send from this network device only")
 	fs.StringVarP(&o.user, "user", "Z", "", "the account a root run becomes after set-up (default: SUDO_UID's, else nobody)")
@@ -130,8 +131,8 @@ func runListener(ctx context.Context, args []string, stdout, stderr io.Writer) (
 	switch {
 	case fs.NArg() != 1:
 		return 0, cli.Usagef("want one HOST:PORT, got %d arguments (synprobe listener --help)", fs.NArg())
-	case o.observe <= 0 || o.observe > 10*time.Minute:
-		return 0, cli.Usagef("--observe %v: must be above 0 and at most 10m", o.observe)
+	case o.observe < 1200*time.Millisecond || o.observe > 10*time.Minute:
+		return 0, cli.Usagef("--observe %v: must be 1.2s to 10m (Linux's first SYN-ACK retransmission comes at about 1 s)", o.observe)
 	case o.timeout <= 0 || o.timeout > time.Minute:
 		return 0, cli.Usagef("--timeout %v: must be above 0 and at most 1m", o.timeout)
 	}
@@ -174,7 +175,7 @@ func runListener(ctx context.Context, args []string, stdout, stderr io.Writer) (
 		return exitNotOpen, nil
 	}
 	if errors.Is(err, probe.ErrNotUnicast) { // the client's own check: bad input
-		return 0, cli.Usagef("%v", err)
+		return 0, cli.Usagef("%s", strings.TrimPrefix(err.Error(), "probe: "))
 	}
 	if err != nil {
 		return 0, err
@@ -256,7 +257,11 @@ func printListener(w io.Writer, r *listenerReport) {
 		fmt.Fprintln(w)
 	}
 	if r.BareACK != nil {
-		fmt.Fprintf(w, "  bare ack:     %s (%s)\n", r.BareACK.State, r.BareACK.Reason)
+		what := "no answer (" + r.BareACK.Reason + ")"
+		if r.BareACK.State == "closed" {
+			what = "answered with RST: the host's TCP got it"
+		}
+		fmt.Fprintf(w, "  bare ack:     %s\n", what)
 	}
 	if len(r.Tests) > 0 {
 		verdict := "undecided"
@@ -265,7 +270,7 @@ func printListener(w io.Writer, r *listenerReport) {
 		}
 		fmt.Fprintf(w, "  syn cookies:  %s\n", verdict)
 		for _, t := range r.Tests {
-			fmt.Fprintf(w, "    %-15s %-10s %s\n", t.Name, t.Vote, t.Evidence)
+			fmt.Fprintf(w, "    %-15s %-10s %s\n", t.Name, t.Vote, wrap(t.Evidence, cli.HelpColumns-31, strings.Repeat(" ", 31)))
 		}
 	}
 	fmt.Fprintf(w, "  accept queue: %s\n", r.AcceptQueue)
@@ -284,6 +289,9 @@ func roundMicro(v float64) float64 { return float64(int64(v*1e6+0.5)) / 1e6 }
 // listenerTarget parses HOST:PORT, resolving a name to its first address.
 func listenerTarget(ctx context.Context, arg string) (netip.AddrPort, string, error) {
 	host, port, err := net.SplitHostPort(arg)
+	if err == nil && strings.Contains(host, "/") {
+		return netip.AddrPort{}, "", cli.Usagef("%s: one address, not a block (synprobe scan takes blocks)", arg)
+	}
 	if err != nil {
 		return netip.AddrPort{}, "", cli.Usagef("%s: want HOST:PORT ([ADDR]:PORT for IPv6)", arg)
 	}

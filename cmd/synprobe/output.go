@@ -312,7 +312,7 @@ func (p *textPrinter) summary(t *probe.Target, spec *targetSpec, s *probe.Stats)
 	}
 	fmt.Fprintf(&b, ", %s%% loss\n", strconv.FormatFloat(s.LossPercent(), 'f', -1, 64))
 	if spec.explain != "" {
-		fmt.Fprintf(&b, "explain: %s\n", spec.explain)
+		fmt.Fprintf(&b, "explain: %s\n", wrap(spec.explain, helpColumns-9, "         "))
 	}
 	if sum := &s.RTT; sum.N > 0 {
 		fmt.Fprintf(&b, "rtt min/avg/max/mdev = %s/%s/%s/%s ms  p50/p90/p99 = %s/%s/%s ms  clock=%s\n",

@@ -678,6 +678,13 @@ func (u *usable) block(spec *scan.Spec, b *scan.Builder, quiet bool) error {
 // listener refusing new connections (its accept queue full) or by a
 // filter of SYNs alone; silence, a filter of both or a host that is down.
 func explain(ctx context.Context, cl *probe.Client, targets []probe.Target, stats []probe.Stats, specs []*targetSpec, o *options) {
+	if ctx.Err() != nil {
+		// Interrupted, as ping usually ends: the explanation is still
+		// due, within one timeout per target (a second Ctrl-C kills).
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.Background(), time.Duration(len(targets))*(o.timeout+100*time.Millisecond))
+		defer cancel()
+	}
 	for i := range targets {
 		if stats[i].Timeouts == 0 || ctx.Err() != nil {
 			continue
@@ -690,7 +697,7 @@ func explain(ctx context.Context, cl *probe.Client, targets []probe.Target, stat
 		case err != nil:
 			specs[i].explain = fmt.Sprintf("the bare ACK could not be sent: %v", err)
 		case r.State == probe.StateClosed:
-			specs[i].explain = "SYNs got silence while a bare ACK drew a RST: the host is there and drops only SYNs: a listener refusing new connections (accept queue full?) or a filter of SYNs alone (synprobe listener tells more)"
+			specs[i].explain = "SYNs got silence while a bare ACK drew a RST: the host's TCP is there and only SYNs are dropped, by a listener whose accept queue is full or by a filter of SYNs alone"
 		case r.State == probe.StateError:
 			specs[i].explain = fmt.Sprintf("the bare ACK could not be sent: %v", r.Err)
 		case r.Reason == probe.ReasonTimeout:

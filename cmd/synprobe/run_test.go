@@ -1129,3 +1129,16 @@ func TestExplain(t *testing.T) {
 		t.Errorf("text summary:\n%s", text)
 	}
 }
+
+// TestExplainInterrupted: ping is usually ended by Ctrl-C; --explain still
+// sends its bare ACK then, and the summary says what came back.
+func TestExplainInterrupted(t *testing.T) {
+	sys := &fakeSystem{}
+	var out, errb bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	run(ctx, []string{"-i", "0.05", "-w", "0.05", "--explain", "198.18.0.2:90"}, &out, &errb, sys)
+	if !strings.Contains(out.String(), "\nexplain: SYNs got silence while a bare ACK drew a RST") {
+		t.Errorf("interrupted run, no explanation:\n%s%s", out.String(), errb.String())
+	}
+}

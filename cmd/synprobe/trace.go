@@ -75,8 +75,9 @@ func newTraceFlagSet(o *traceOptions) *pflag.FlagSet {
 	fs.IntVarP(&o.firstHop, "first-hop", "f", 1, "first TTL probed")
 	fs.IntVarP(&o.maxHops, "max-hops", "m", trace.DefaultMaxHops, "last TTL probed (at most 255)")
 	fs.IntVarP(&o.queries, "queries", "q", trace.DefaultQueries, fmt.Sprintf("probes per hop (1 to %d)", trace.MaxQueries))
-	fs.DurationVarP(&o.wait, "wait", "w", trace.DefaultWait, "how long each probe waits for its answer")
-	fs.DurationVar(&o.interval, "interval", trace.DefaultInterval, "least time between two probes to one hop (routers rate-limit ICMP)")
+	o.wait, o.interval = trace.DefaultWait, trace.DefaultInterval
+	fs.VarP(durationFlag{d: &o.wait}, "wait", "w", "how long each probe waits for its answer, a Go duration or seconds")
+	fs.Var(durationFlag{d: &o.interval, zero: true}, "interval", "least time between two probes to one hop (routers rate-limit ICMP)")
 	fs.IntVar(&o.maxSilent, "max-silent", trace.DefaultMaxSilent, "stop after this many hops in a row answer nothing")
 	fs.Uint8Var(&o.tos, "tos", 0, "the SYN's TOS / traffic class byte (DSCP and ECN)")
 	fs.Uint16Var(&o.window, "window", 0, "the SYN's window (default 64240)")

@@ -42,15 +42,23 @@ const (
 	// QueueOK: a SYN was answered; Linux drops SYNs while the accept
 	// queue is full, so it had room.
 	QueueOK
-	// QueueFull: SYNs got silence while a bare ACK drew a RST, or a SYN
-	// was answered and its third ACK dropped (the SYN-ACK came again).
+	// QueueFull: a SYN was answered and its third ACK dropped (the
+	// SYN-ACK came again) while the next SYN got silence; or our late ACK
+	// was taken and SYNs went silent after it, while a bare ACK drew a
+	// RST (the queue full now, perhaps by our connection).
 	QueueFull
 	// QueueReset: the third ACK drew an immediate RST: a full queue with
 	// tcp_abort_on_overflow=1.
 	QueueReset
+	// QueueSYNsDropped: SYNs got silence while a bare ACK drew a RST: the
+	// host's TCP is there and only SYNs are dropped, by a listener whose
+	// accept queue is full or by a filter of SYNs alone (nothing seen
+	// from outside tells them apart, and the ACK's RST comes whether a
+	// listener exists or not).
+	QueueSYNsDropped
 )
 
-var queueNames = [...]string{"unknown", "ok", "full", "reset"}
+var queueNames = [...]string{"unknown", "ok", "full", "reset", "syns-dropped"}
 
 func (q Queue) String() string {
 	if int(q) < len(queueNames) {
@@ -138,7 +146,7 @@ func Check(ctx context.Context, c *probe.Client, dst netip.AddrPort, cfg *Config
 	// the server's next SYN-ACK, due at about 3 s after a watch that saw
 	// the first retransmission (at 1 s), but at about 15 s after the full
 	// watch of the schedule.
-	r, err := c.Probe(ctx, dst, &probe.ProbeOptions{Mode: probe.ModeWithhold, Timeout: conf.Timeout, Observe: min(conf.Observe, minObserve), LateACK: time.Second})
+	r, err := c.Probe(ctx, dst, &probe.ProbeOptions{Mode: probe.ModeWithhold, Timeout: conf.Timeout, Observe: minObserve, LateACK: time.Second})
 	if err != nil {
 		return nil, err
 	}
@@ -160,6 +168,8 @@ func Check(ctx context.Context, c *probe.Client, dst netip.AddrPort, cfg *Config
 		}
 		rep.Schedule = s
 		switch {
+		case r.AfterACK == probe.AckAccepted:
+			rep.Findings = append(rep.Findings, "the third ACK, sent late, was taken: the server spoke at once (data or a FIN), so its application accepted the connection")
 		case r.AfterACK == probe.AckSilent:
 			rep.Findings = append(rep.Findings, "the third ACK, sent late, met silence until the next SYN-ACK was due: taken into the accept queue (or ignored by a listener that waits for data: TCP_DEFER_ACCEPT with a long deferral)")
 		case r.AfterACK == probe.AckDropped && s.State == probe.StateOpen:
@@ -179,6 +189,23 @@ func Check(ctx context.Context, c *probe.Client, dst netip.AddrPort, cfg *Config
 		}
 		short := conf.Observe < minObserve
 		switch {
+		case s.State == probe.StateFiltered && s.Reason == probe.ReasonTimeout && rep.AcceptQueue == QueueOK:
+			// The first SYN was answered and its connection taken; now
+			// SYNs get silence. A bare ACK says whether the host's TCP
+			// is there: then its accept queue is full, perhaps by our
+			// own connection, which holds a slot until the application
+			// accepts it.
+			a, err := c.Probe(ctx, dst, &probe.ProbeOptions{Mode: probe.ModeBareACK, Timeout: conf.Timeout})
+			if err != nil {
+				return nil, err
+			}
+			rep.BareACK = a
+			if a.State == probe.StateClosed {
+				rep.AcceptQueue = QueueFull
+				rep.Findings = append(rep.Findings, "after our late ACK was taken, a SYN got silence while a bare ACK drew a RST: the accept queue is full now (our connection may have taken its last slot: it holds one until the application accepts it)")
+			} else {
+				rep.Findings = append(rep.Findings, fmt.Sprintf("the schedule's SYN got no SYN-ACK, nor a bare ACK an answer (%s): the host stopped answering", a.Reason))
+			}
 		case s.State != probe.StateOpen:
 			rep.Findings = append(rep.Findings, fmt.Sprintf("the schedule's SYN got no SYN-ACK (%s %s): no schedule", s.State, s.Reason))
 		case len(s.SynAckRetrans) == 0 && short:
@@ -192,7 +219,9 @@ func Check(ctx context.Context, c *probe.Client, dst netip.AddrPort, cfg *Config
 		if err := cookieTests(ctx, c, dst, &conf, rep); err != nil {
 			return nil, err
 		}
-		rep.Healthy = (len(rep.Retransmits) > 0 || short && s.State == probe.StateOpen) && (rep.SynCookies == nil || !*rep.SynCookies) && rep.AcceptQueue == QueueOK
+		// A watch too short for the first retransmission proves nothing
+		// healthy.
+		rep.Healthy = len(rep.Retransmits) > 0 && (rep.SynCookies == nil || !*rep.SynCookies) && rep.AcceptQueue == QueueOK
 	case r.State == probe.StateClosed:
 		rep.Findings = append(rep.Findings, "closed: the host answered the SYN with RST; nothing listens on the port")
 	case r.State == probe.StateFiltered && r.Reason == probe.ReasonTimeout:
@@ -205,8 +234,8 @@ func Check(ctx context.Context, c *probe.Client, dst netip.AddrPort, cfg *Config
 		}
 		rep.BareACK = a
 		if a.State == probe.StateClosed {
-			rep.AcceptQueue = QueueFull
-			rep.Findings = append(rep.Findings, "SYNs get no answer while a bare ACK draws a RST: a listener refusing new connections (accept queue full?), or a firewall that drops only SYNs")
+			rep.AcceptQueue = QueueSYNsDropped
+			rep.Findings = append(rep.Findings, "SYNs get no answer while a bare ACK draws a RST: the host's TCP is there and only SYNs are dropped, by a listener whose accept queue is full or by a filter of SYNs alone (from outside they look the same; the host answers such an ACK whether a listener exists or not)")
 		} else {
 			rep.Findings = append(rep.Findings, fmt.Sprintf("neither the SYN nor a bare ACK got an answer (%s): a firewall drops both, or the host is down", a.Reason))
 		}
