@@ -10,7 +10,7 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/synprobe/synprobe/internal/pcap"
+	"github.com/synprobe/synprobe/internal/pcap/pcapread"
 	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
@@ -110,7 +110,7 @@ func TestFlagMatrix(t *testing.T) {
 				return false
 			}
 			defer f.Close()
-			recs, err := pcap.Read(f)
+			recs, err := pcapread.Read(f)
 			return err == nil && len(recs) > 0
 		}, nil},
 		"explain": {[]string{"--explain", "198.18.0.2:90"}, out("explain: SYNs got silence while a bare ACK drew a RST"), nil},

@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/synprobe/synprobe/internal/netlab"
-	"github.com/synprobe/synprobe/internal/pcap"
+	"github.com/synprobe/synprobe/internal/pcap/pcapread"
 	"github.com/synprobe/synprobe/probe/scan"
 	"github.com/synprobe/synprobe/rawsock/wire"
 )
@@ -72,7 +72,7 @@ func pcapKey(t *testing.T, b []byte) (string, *wire.Packet) {
 //   - every RTT the run reports with clock=kernel is the time between its
 //     SYN and the answer in the file, to the nanosecond: the file holds
 //     the stamps synprobe timed by.
-func pcapCheck(t *testing.T, l *netlab.Lab, file string, capt []netlab.CapturedPacket, lines []map[string]any, kernelRSTs bool) (recs []pcap.Record) {
+func pcapCheck(t *testing.T, l *netlab.Lab, file string, capt []netlab.CapturedPacket, lines []map[string]any, kernelRSTs bool) (recs []pcapread.Record) {
 	t.Helper()
 	out, err := exec.Command("tcpdump", "-r", file, "-nn", "--time-stamp-precision=nano").CombinedOutput()
 	if err != nil {
@@ -83,7 +83,7 @@ func pcapCheck(t *testing.T, l *netlab.Lab, file string, capt []netlab.CapturedP
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if recs, err = pcap.Read(f); err != nil {
+	if recs, err = pcapread.Read(f); err != nil {
 		t.Fatalf("reading %s: %v", file, err)
 	}
 	if n := strings.Count(string(out), "\n") - strings.Count(string(out), "reading from file"); n != len(recs) {
@@ -165,8 +165,8 @@ func pcapCheck(t *testing.T, l *netlab.Lab, file string, capt []netlab.CapturedP
 		port   uint16
 		sport  uint16
 	}
-	syns := map[tuple]pcap.Record{}
-	answers := map[tuple][]pcap.Record{}
+	syns := map[tuple]pcapread.Record{}
+	answers := map[tuple][]pcapread.Record{}
 	for i, r := range recs {
 		p := pkts[i]
 		switch {
@@ -317,7 +317,7 @@ func TestIntegrationPcapRefused(t *testing.T) {
 	}
 	f, _ := os.Open(old)
 	defer f.Close()
-	if recs, err := pcap.Read(f); err != nil || len(recs) != 3 {
+	if recs, err := pcapread.Read(f); err != nil || len(recs) != 3 {
 		t.Errorf("the file replaced: %d packets, %v; want SYN, SYN-ACK, RST", len(recs), err)
 	}
 }

@@ -1,9 +1,10 @@
 // Package pcap writes the packets a synprobe run sent and received to a
 // pcapng file (synprobe --pcap), with the times synprobe took them by:
 // the kernel's transmit and receive stamps, or the user-space clock where
-// the kernel gave none, each packet's comment saying which. The file
-// format is gopacket's pcapgo.NgWriter's; this package decides only what
-// goes in, in what order and with which time.
+// the kernel gave none, each packet's comment saying which. The blocks
+// are written by ng.go (pcapng's Section Header, one Interface
+// Description, Enhanced Packets); the tests read them back with
+// gopacket's pcapgo (package pcapread) and tcpdump.
 //
 // A Writer is a probe.Recorder. It streams: packets wait in a small queue
 // in order of time, each for Reorder (a packet timed before it may be
@@ -23,9 +24,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/gopacket/gopacket"
-	"github.com/gopacket/gopacket/layers"
-	"github.com/gopacket/gopacket/pcapgo"
 	"github.com/synprobe/synprobe/probe"
 )
 
@@ -63,16 +61,9 @@ const (
 	CommentRecvUser   = "received; time: user-space clock after the read (no kernel receive stamp)"
 )
 
-var (
-	outbound = &pcapgo.NgEpbFlags{Direction: pcapgo.NgEpbFlagDirectionOutbound}
-	inbound  = &pcapgo.NgEpbFlags{Direction: pcapgo.NgEpbFlagDirectionInbound}
-	options  = [4]pcapgo.NgPacketOptions{
-		{Comments: []string{CommentSentKernel}, Flags: outbound},
-		{Comments: []string{CommentSentUser}, Flags: outbound},
-		{Comments: []string{CommentRecvKernel}, Flags: inbound},
-		{Comments: []string{CommentRecvUser}, Flags: inbound},
-	}
-)
+// comments are the packets' comments, by pop's k: sent or received,
+// kernel stamp or user-space clock.
+var comments = [4]string{CommentSentKernel, CommentSentUser, CommentRecvKernel, CommentRecvUser}
 
 // entry is a packet waiting to be written.
 type entry struct {
@@ -102,7 +93,7 @@ type earlyStamp struct {
 // methods may be called from several goroutines at once.
 type Writer struct {
 	mu  sync.Mutex
-	ng  *pcapgo.NgWriter
+	ng  *ngWriter
 	now func() time.Time
 	// q[head:] are the packets timed, in order of time; wait[whead:] the
 	// packets sent that wait for their transmit stamps, in order of their
@@ -125,17 +116,7 @@ type Writer struct {
 // LINKTYPE_RAW (IPv4 and IPv6 packets, no link-layer header) and
 // nanosecond times to w. app names the program in the section header.
 func NewWriter(w io.Writer, app string) (*Writer, error) {
-	ng, err := pcapgo.NewNgWriterInterface(w, pcapgo.NgInterface{
-		Name:                "synprobe",
-		Description:         "the IP packets synprobe sent and received",
-		OS:                  runtime.GOOS,
-		LinkType:            layers.LinkTypeRaw,
-		TimestampResolution: 9,
-	}, pcapgo.NgWriterOptions{SectionInfo: pcapgo.NgSectionInfo{
-		Hardware:    runtime.GOARCH,
-		OS:          runtime.GOOS,
-		Application: app,
-	}})
+	ng, err := newNgWriter(w, runtime.GOARCH, runtime.GOOS, app, "synprobe", "the IP packets synprobe sent and received")
 	if err != nil {
 		return nil, err
 	}
@@ -343,8 +324,7 @@ func (w *Writer) pop() {
 		k += 2
 	}
 	if w.err == nil {
-		ci := gopacket.CaptureInfo{Timestamp: e.time(), CaptureLength: len(e.data), Length: len(e.data)}
-		w.err = w.ng.WritePacketWithOptions(ci, e.data, options[k])
+		w.err = w.ng.writePacket(e.time(), e.data, e.sent, comments[k])
 	}
 	w.count++
 	w.n--
@@ -385,39 +365,4 @@ func Create(path string) (*os.File, error) {
 		return nil, err
 	}
 	return f, nil
-}
-
-// Record is a packet read back from a file Writer wrote (Read).
-type Record struct {
-	Data    []byte
-	Time    time.Time
-	Sent    bool   // outbound; else received
-	Kernel  bool   // Time is a kernel stamp; else the user-space clock's
-	Comment string // the packet's comment
-}
-
-// Read reads back the packets of a file Writer wrote, for tests and
-// tools: pcapgo.NgReader's, with each packet's direction and clock.
-func Read(r io.Reader) ([]Record, error) {
-	ng, err := pcapgo.NewNgReader(r, pcapgo.DefaultNgReaderOptions)
-	if err != nil {
-		return nil, err
-	}
-	var recs []Record
-	for {
-		data, ci, opts, err := ng.ReadPacketDataWithOptions()
-		if err == io.EOF {
-			return recs, nil
-		}
-		if err != nil {
-			return recs, err
-		}
-		rec := Record{Data: data, Time: ci.Timestamp}
-		if len(opts.Comments) > 0 {
-			rec.Comment = opts.Comments[0]
-		}
-		rec.Sent = opts.Flags != nil && opts.Flags.Direction == pcapgo.NgEpbFlagDirectionOutbound
-		rec.Kernel = rec.Comment == CommentSentKernel || rec.Comment == CommentRecvKernel
-		recs = append(recs, rec)
-	}
 }

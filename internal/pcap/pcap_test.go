@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/synprobe/synprobe/internal/pcap/pcapread"
 	"github.com/synprobe/synprobe/probe"
 	"github.com/synprobe/synprobe/rawsock/wire"
 )
@@ -35,12 +36,12 @@ func newTest(t *testing.T) (*Writer, *bytes.Buffer, *clock) {
 	return w, &buf, c
 }
 
-func readBack(t *testing.T, w *Writer, buf *bytes.Buffer) []Record {
+func readBack(t *testing.T, w *Writer, buf *bytes.Buffer) []pcapread.Record {
 	t.Helper()
 	if err := w.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	recs, err := Read(bytes.NewReader(buf.Bytes()))
+	recs, err := pcapread.Read(bytes.NewReader(buf.Bytes()))
 	if err != nil {
 		t.Fatalf("reading back: %v", err)
 	}
@@ -205,7 +206,7 @@ func TestWriterConcurrent(t *testing.T) {
 	if err := w.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	recs, err := Read(&buf)
+	recs, err := pcapread.Read(&buf)
 	if err != nil {
 		t.Fatal(err)
 	}
