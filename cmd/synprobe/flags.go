@@ -102,8 +102,9 @@ type targetSpec struct {
 	host string
 	port uint16
 	// explain says what a bare ACK found where SYNs got silence
-	// (--explain), for the summary.
-	explain string
+	// (--explain), for the summary; explainReply the answer's reason
+	// (rst-to-ack, timeout, an ICMP name) or "error".
+	explain, explainReply string
 }
 
 // verb is what a run does: ping (the default) or scan. serve is a
@@ -391,6 +392,9 @@ func parseArgs(args []string) (*options, error) {
 		}
 		sp, err := scan.ParseSpec(a)
 		if err != nil {
+			if v := nearVerb(a); v != "" {
+				return nil, usagef("target %v (did you mean the verb %s? synprobe %s --help)", err, v, v)
+			}
 			return nil, usagef("target %v", err)
 		}
 		if err := checkFamily(o, &sp); err != nil {
@@ -643,4 +647,46 @@ func defaultExpect(o *options, spec *scan.Spec) {
 	if spec.Expect == "" {
 		spec.Expect = o.expect
 	}
+}
+
+// nearVerb returns the verb that a, a word where a target should be, is
+// one or two typos from ("scna", "listner"), or "".
+func nearVerb(a string) string {
+	if strings.ContainsAny(a, ":./[]") {
+		return ""
+	}
+	for _, v := range []string{"ping", "scan", "serve", "trace", "listener", "completion", "man"} {
+		// Two typos in a word of 5 letters or more, one in a shorter one
+		// of at least 3 ("me" is a host more likely than "man").
+		if d := editDistance(a, v); a != v && len(a) >= 3 && (d <= 1 || d == 2 && len(a) >= 5) {
+			return v
+		}
+	}
+	return ""
+}
+
+// editDistance is the distance between a and b in insertions, deletions,
+// substitutions and swaps of two neighbours (optimal string alignment).
+func editDistance(a, b string) int {
+	d := make([][]int, len(a)+1)
+	for i := range d {
+		d[i] = make([]int, len(b)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
+		}
+	}
+	return d[len(a)][len(b)]
 }

@@ -328,6 +328,7 @@ type summaryRecord struct {
 	MaybeRetransmitAvg number        `json:"maybe_retransmit_avg_us,omitzero"`
 	MaybeRetransmitMax number        `json:"maybe_retransmit_max_us,omitzero"`
 	Explain            string        `json:"explain,omitempty"`
+	ExplainReply       string        `json:"explain_reply,omitempty"`
 	*rttSummary
 }
 
@@ -351,6 +352,7 @@ func newSummaryRecord(t *probe.Target, spec *targetSpec, s *probe.Stats) *summar
 		LossPct:          decimal(s.LossPercent(), 3),
 		MaybeRetransmits: s.MaybeRetransmits.N,
 		Explain:          spec.explain,
+		ExplainReply:     spec.explainReply,
 	}
 	rec.Addr.a = t.Addr
 	if s.Patterns != [len(s.Patterns)]int{} || s.CloseInterrupted > 0 {

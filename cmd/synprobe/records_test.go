@@ -103,7 +103,7 @@ func goldenLines(t *testing.T) []byte {
 		PeerDataBytes: 5, PeerRetransmits: 1, FinRetransmits: 2, SendErrors: 1, Uncertain: 1, DataShort: 1, CloseInterrupted: 1}
 	st.Patterns[probe.Close3Way], st.Patterns[probe.CloseNoFIN] = 1, 1
 	p.summary(v4, s4, &st)
-	s6.explain = "a bare ACK got no answer either" // --explain
+	s6.explain, s6.explainReply = "a bare ACK got no answer either", "timeout" // --explain
 	p.summary(v6, s6, &probe.Stats{Sent: 3, Filtered: 3, Timeouts: 3})
 	p.guard("synprobe_8481_12384e91", true, 19, 0)
 	p.guard("synprobe_8481_12384e91", false, 0, -1)

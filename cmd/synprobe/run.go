@@ -695,15 +695,18 @@ func explain(ctx context.Context, cl *probe.Client, targets []probe.Target, stat
 		})
 		switch {
 		case err != nil:
-			specs[i].explain = fmt.Sprintf("the bare ACK could not be sent: %v", err)
+			specs[i].explain, specs[i].explainReply = fmt.Sprintf("the bare ACK could not be sent: %v", err), "error"
 		case r.State == probe.StateClosed:
 			specs[i].explain = "SYNs got silence while a bare ACK drew a RST: the host's TCP is there and only SYNs are dropped, by a listener whose accept queue is full or by a filter of SYNs alone"
 		case r.State == probe.StateError:
-			specs[i].explain = fmt.Sprintf("the bare ACK could not be sent: %v", r.Err)
+			specs[i].explain, specs[i].explainReply = fmt.Sprintf("the bare ACK could not be sent: %v", r.Err), "error"
 		case r.Reason == probe.ReasonTimeout:
 			specs[i].explain = "a bare ACK got no answer either: a firewall drops both, or the host is down"
 		default:
 			specs[i].explain = fmt.Sprintf("a bare ACK was answered %s from %v", r.Reason, r.From)
+		}
+		if err == nil && r.State != probe.StateError {
+			specs[i].explainReply = r.Reason
 		}
 	}
 }

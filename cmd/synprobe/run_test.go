@@ -264,6 +264,8 @@ func TestBadInput(t *testing.T) {
 		{[]string{"-c", "1", "lab.test:80=open"}, "expectations (TARGET=STATE) are checked by scans, not by ping: synprobe scan"},
 		{[]string{"scan", "--mismatches", "lab.test:80"}, "--mismatches prints the pairs that differ from their expectation, and none is given"},
 		{[]string{"--json", "scan", "lab.test:80"}, `"scan": the verb comes first, before any flag: synprobe scan [flags] ...`},
+		{[]string{"scna", "lab.test:80"}, `(did you mean the verb scan? synprobe scan --help)`},
+		{[]string{"listner", "lab.test:80"}, `(did you mean the verb listener? synprobe listener --help)`},
 		{[]string{"-c", "1", "serve", "lab.test:80"}, `"serve": the verb comes first`},
 		{[]string{"-f", "/nonexistent/targets"}, "no such file"},
 		{[]string{"198.18.0.0/16:1-100"}, "6553500 address and port pairs is too many to ping (at most 4096): scan them: synprobe scan"},
@@ -1110,6 +1112,9 @@ func TestExplain(t *testing.T) {
 	}
 	if !strings.Contains(got["198.18.0.2:90"], "drew a RST") || !strings.Contains(got["198.18.0.2:79"], "no answer either") || got["198.18.0.2:80"] != "" {
 		t.Errorf("explanations %q", got)
+	}
+	if !strings.Contains(stdout, `"explain_reply":"rst-to-ack"`) || !strings.Contains(stdout, `"explain_reply":"timeout"`) {
+		t.Errorf("explain_reply missing:\n%s", stdout)
 	}
 	acks := 0
 	for _, b := range sys.conn.Sent() {
