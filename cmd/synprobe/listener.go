@@ -27,6 +27,9 @@ import (
 // tells a listener refusing connections from a firewall.
 
 type listenerOptions struct {
+	ipv4     bool
+	ipv6     bool
+	pcap     string
 	observe  time.Duration
 	timeout  time.Duration
 	json     bool
@@ -43,6 +46,9 @@ func newListenerFlagSet(o *listenerOptions) *pflag.FlagSet {
 	fs.Var(durationFlag{d: &o.observe}, "observe", "how long to watch for the SYN-ACK's retransmissions (Linux resends at about 1, 3 and 7 s), a Go duration or seconds")
 	fs.VarP(durationFlag{d: &o.timeout}, "timeout", "w", "how long to wait for the answer to the SYN and to the bare ACK")
 	fs.BoolVar(&o.json, "json", false, "one JSON record {\"type\":\"listener\"} (docs/json.md)")
+	fs.BoolVarP(&o.ipv4, "ipv4", "4", false, "resolve the name to IPv4 only")
+	fs.BoolVarP(&o.ipv6, "ipv6", "6", false, "resolve the name to IPv6 only")
+	fs.StringVar(&o.pcap, "pcap", "", "write every packet sent and received, timed as synprobe timed it, to the pcapng `FILE` (tcpdump -r, Wireshark)")
 	fs.StringVarP(&o.iface, "interface", "I", "", "send from this network device only")
 	fs.StringVarP(&o.user, "user", "Z", "", "the account a root run becomes after set-up (default: SUDO_UID's, else nobody)")
 	fs.BoolVar(&o.keepRoot, "keep-root", false, "a root run stays uid 0 after set-up (its capabilities still go)")
@@ -136,7 +142,20 @@ func runListener(ctx context.Context, args []string, stdout, stderr io.Writer) (
 	case o.timeout <= 0 || o.timeout > time.Minute:
 		return 0, cli.Usagef("--timeout %v: must be above 0 and at most 1m", o.timeout)
 	}
-	dst, name, err := listenerTarget(ctx, fs.Arg(0))
+	if o.ipv4 && o.ipv6 {
+		return 0, cli.Usagef("-4 and -6 exclude each other")
+	}
+	if fs.Changed("pcap") && o.pcap == "" {
+		return 0, cli.Usagef("--pcap needs a file name")
+	}
+	network := "ip"
+	switch {
+	case o.ipv4:
+		network = "ip4"
+	case o.ipv6:
+		network = "ip6"
+	}
+	dst, name, err := listenerTarget(ctx, fs.Arg(0), network)
 	if err != nil {
 		return 0, err
 	}
@@ -157,7 +176,8 @@ func runListener(ctx context.Context, args []string, stdout, stderr io.Writer) (
 	}
 	// Set-up: the client's sockets and its RST guard, which keeps the
 	// kernel's RST to the SYN-ACK off the wire while we withhold the ACK.
-	client, err := probe.NewClient(&probe.ClientConfig{Guard: true, Interface: o.iface, Ports: 4})
+	rec := &laterRecorder{}
+	client, err := probe.NewClient(&probe.ClientConfig{Guard: true, Interface: o.iface, Ports: 4, Recorder: rec})
 	if err != nil {
 		if errors.Is(err, os.ErrPermission) {
 			return 0, errors.New(cli.PrivilegeFix("raw sockets need CAP_NET_RAW, the RST guard CAP_NET_ADMIN"))
@@ -167,6 +187,15 @@ func runListener(ctx context.Context, args []string, stdout, stderr io.Writer) (
 	defer client.Close() // resets a connection still held
 	if err := cli.DropPrivileges(drop); err != nil {
 		return 0, err
+	}
+	// The capture file is opened as the user (after the drop).
+	out, err := openPcap(&options{pcap: o.pcap})
+	if err != nil {
+		return 0, err
+	}
+	defer out.close()
+	if out != nil {
+		rec.set(out)
 	}
 
 	res, err := listener.Check(ctx, client, dst, &listener.Config{Observe: o.observe, Timeout: o.timeout})
@@ -185,6 +214,10 @@ func runListener(ctx context.Context, args []string, stdout, stderr io.Writer) (
 		writeListenerJSON(stdout, rep)
 	} else {
 		printListener(stdout, rep)
+	}
+	client.Close() // its last RSTs go in the file too
+	if err := out.close(); err != nil {
+		return 0, err
 	}
 	if !rep.Healthy {
 		return exitNotOpen, nil
@@ -287,7 +320,7 @@ func printListener(w io.Writer, r *listenerReport) {
 func roundMicro(v float64) float64 { return float64(int64(v*1e6+0.5)) / 1e6 }
 
 // listenerTarget parses HOST:PORT, resolving a name to its first address.
-func listenerTarget(ctx context.Context, arg string) (netip.AddrPort, string, error) {
+func listenerTarget(ctx context.Context, arg, network string) (netip.AddrPort, string, error) {
 	host, port, err := net.SplitHostPort(arg)
 	if err == nil && strings.Contains(host, "/") {
 		return netip.AddrPort{}, "", cli.Usagef("%s: one address, not a block (synprobe scan takes blocks)", arg)
@@ -303,11 +336,14 @@ func listenerTarget(ctx context.Context, arg string) (netip.AddrPort, string, er
 		if why := probe.Unusable(a, nil); why != "" {
 			return netip.AddrPort{}, "", cli.Usagef("%s: %s, not one host's", arg, why)
 		}
+		if network == "ip4" && !a.Unmap().Is4() || network == "ip6" && a.Unmap().Is4() {
+			return netip.AddrPort{}, "", cli.Usagef("%s: not an %s address, but -%s was given", arg, map[string]string{"ip4": "IPv4", "ip6": "IPv6"}[network], network[2:])
+		}
 		return netip.AddrPortFrom(a.Unmap(), uint16(p)), arg, nil
 	}
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	addrs, err := net.DefaultResolver.LookupNetIP(rctx, "ip", host)
+	addrs, err := net.DefaultResolver.LookupNetIP(rctx, network, host)
 	if err != nil || len(addrs) == 0 {
 		return netip.AddrPort{}, "", cli.Usagef("%s: cannot resolve %q", arg, host)
 	}

@@ -6,16 +6,20 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/synprobe/synprobe/internal/netlab"
+	"github.com/synprobe/synprobe/internal/pcap/pcapread"
 	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
@@ -619,5 +623,57 @@ func TestIntegrationListenerLastSlot(t *testing.T) {
 	after := nstatCounters(t, l, l.Target)
 	if d := after["TcpExtListenOverflows"] - before["TcpExtListenOverflows"]; d < 1 {
 		t.Errorf("server's TcpExtListenOverflows moved by %d: no SYN was dropped for a full queue", d)
+	}
+}
+
+// TestIntegrationListenerPcap: --pcap keeps the listener's evidence: the
+// file, written as the user synprobe becomes (-Z nobody), holds our five
+// SYNs, the late ACK and our RSTs as sent and the server's SYN-ACKs as
+// received, each SYN-ACK answering one of the SYNs.
+func TestIntegrationListenerPcap(t *testing.T) {
+	l := netlab.New(t)
+	ln := l.Listen(t, l.Target, "tcp", netip.AddrPortFrom(l.TargetV4, 80).String())
+	netlab.Serve(ln, func(c net.Conn) { c.Close() })
+	file := filepath.Join(pcapDir(t), "listener.pcapng")
+	r := runIn(t, l, l.Prober, "listener", "-Z", "nobody", "--observe", "1.5s", "--pcap", file, hostPort(l.TargetV4, 80))
+	if r.code != exitOK {
+		t.Fatalf("exit %d: %s%s", r.code, r.stdout, r.stderr)
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || fi.Sys().(*syscall.Stat_t).Uid != 65534 {
+		t.Errorf("file not written as nobody: %v", err)
+	}
+	recs, err := pcapread.Read(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	isns := map[uint32]bool{}
+	var syns, acks, rsts, synacks int
+	var p wire.Packet
+	for _, rec := range recs {
+		if wire.Parse(rec.Data, &p) != nil || p.Proto != wire.ProtocolTCP {
+			continue
+		}
+		switch {
+		case rec.Sent && p.Flags == wire.FlagSyn:
+			syns++
+			isns[p.Seq] = true
+		case rec.Sent && p.Flags == wire.FlagAck:
+			acks++
+		case rec.Sent && p.Flags&wire.FlagRst != 0:
+			rsts++
+		case !rec.Sent && p.Flags == wire.FlagSyn|wire.FlagAck:
+			synacks++
+			if !isns[p.Ack-1] {
+				t.Errorf("a SYN-ACK acknowledging %d, no SYN of ours", p.Ack-1)
+			}
+		}
+	}
+	if syns != 5 || acks < 1 || rsts < 5 || synacks < 5 {
+		t.Errorf("file: %d SYNs, %d ACKs, %d RSTs sent, %d SYN-ACKs received; want 5, at least 1, 5 and 5", syns, acks, rsts, synacks)
 	}
 }

@@ -27,6 +27,9 @@ func TestListenerArgs(t *testing.T) {
 		{[]string{"-w", "-1s", "198.18.0.2:80"}, "--timeout -1s: must be positive"},
 		{[]string{"-w", "61", "198.18.0.2:80"}, "--timeout 1m1s: must be above 0 and at most 1m"},
 		{[]string{"198.18.0.0/24:80"}, "one address, not a block"},
+		{[]string{"-4", "[2001:db8::2]:80"}, "not an IPv4 address, but -4 was given"},
+		{[]string{"-4", "-6", "198.18.0.2:80"}, "-4 and -6 exclude each other"},
+		{[]string{"--pcap", "", "198.18.0.2:80"}, "--pcap needs a file name"},
 		{[]string{"--nosuch", "198.18.0.2:80"}, "--nosuch"},
 		{[]string{"-I", "nosuchif0", "198.18.0.2:80"}, "-I nosuchif0: no such interface"},
 	} {

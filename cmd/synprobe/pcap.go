@@ -6,6 +6,8 @@ import (
 	"os"
 
 	"github.com/synprobe/synprobe/internal/pcap"
+	"sync/atomic"
+	"time"
 )
 
 // pcapOut is the --pcap file of a run: every packet synprobe sends and
@@ -64,4 +66,31 @@ func (p *pcapOut) close() error {
 		return &failure{fmt.Errorf("--pcap %s: writing: %v", p.name, err)}
 	}
 	return nil
+}
+
+// laterRecorder is a probe.Recorder for a client opened before the
+// capture file may be: a client opens its sockets with privileges, the
+// file is opened as the user once they are dropped (openPcap). Packets
+// recorded before set are dropped; the client sends none before its
+// first probe.
+type laterRecorder struct{ to atomic.Pointer[pcapOut] }
+
+func (l *laterRecorder) set(p *pcapOut) { l.to.Store(p) }
+
+func (l *laterRecorder) Sent(pkt []byte, id uint32, tx, at time.Time) {
+	if p := l.to.Load(); p != nil {
+		p.Sent(pkt, id, tx, at)
+	}
+}
+
+func (l *laterRecorder) TxStamp(id uint32, tx time.Time) {
+	if p := l.to.Load(); p != nil {
+		p.TxStamp(id, tx)
+	}
+}
+
+func (l *laterRecorder) Received(pkt []byte, rx, at time.Time) {
+	if p := l.to.Load(); p != nil {
+		p.Received(pkt, rx, at)
+	}
 }
