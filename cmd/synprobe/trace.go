@@ -61,6 +61,7 @@ type traceOptions struct {
 	ecn        bool
 	source     string
 	iface      string
+	pcap       string
 	help       bool
 }
 
@@ -84,6 +85,7 @@ func newTraceFlagSet(o *traceOptions) *pflag.FlagSet {
 	fs.BoolVar(&o.ecn, "ecn", false, "ask for ECN (ECE and CWR set in the SYN)")
 	fs.StringVarP(&o.source, "source", "S", "", "source address (one of this host's)")
 	fs.StringVarP(&o.iface, "interface", "I", "", "send through this interface")
+	fs.StringVar(&o.pcap, "pcap", "", "write every packet sent and received, timed as synprobe timed it, to the pcapng `FILE` (tcpdump -r, Wireshark)")
 	return fs
 }
 
@@ -188,7 +190,8 @@ func traceMain(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		}
 	}
 	// One source port: the trace keeps it for every probe.
-	c, err := probe.NewClient(&probe.ClientConfig{Ports: 1, Interface: o.iface})
+	rec := &laterRecorder{}
+	c, err := probe.NewClient(&probe.ClientConfig{Ports: 1, Interface: o.iface, Recorder: rec})
 	if err != nil {
 		if errors.Is(err, os.ErrPermission) {
 			fmt.Fprintf(stderr, "synprobe trace: %s\n", cli.PrivilegeFix("raw sockets need CAP_NET_RAW"))
@@ -208,6 +211,20 @@ func traceMain(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if err != nil {
 		fmt.Fprintf(stderr, "synprobe trace: cannot give up privileges: %v\n", err)
 		return exitFailure
+	}
+	// The capture file is opened as the user (after the drop).
+	out, err := openPcap(&options{pcap: o.pcap})
+	if err != nil {
+		fmt.Fprintf(stderr, "synprobe trace: %v\n", err)
+		var u *cli.UsageError
+		if errors.As(err, &u) {
+			return exitUsage
+		}
+		return exitFailure
+	}
+	defer out.close()
+	if out != nil {
+		rec.set(out)
 	}
 	w := &traceWriter{w: stdout, json: o.json, dst: dst, arg: arg}
 	cfg := &trace.Config{
@@ -232,6 +249,11 @@ func traceMain(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return exitFailure
 	}
 	w.final(rep, interrupted)
+	c.Close() // its last packets go in the file too
+	if err := out.close(); err != nil {
+		fmt.Fprintf(stderr, "synprobe trace: %v\n", err)
+		return exitFailure
+	}
 	if w.err != nil {
 		if errors.Is(w.err, syscall.EPIPE) {
 			return exitNotOpen

@@ -19,7 +19,10 @@ import (
 	"time"
 
 	"github.com/synprobe/synprobe/internal/netlab"
+	"github.com/synprobe/synprobe/internal/pcap/pcapread"
 	"github.com/synprobe/synprobe/rawsock/wire"
+	"os"
+	"path/filepath"
 )
 
 // traceLab is a chain of three Linux routers (r1, r2, r3) to a target
@@ -132,13 +135,40 @@ func TestIntegrationTraceMSS(t *testing.T) {
 			c2 := l.StartCapture(t, l.Routers[1].NS, "in0", "tcp port 80")
 			c3 := l.StartCapture(t, l.Routers[2].NS, "in0", "tcp port 80")
 			ct := l.StartCapture(t, l.Target, "in0", "tcp port 80")
-			r := runIn(t, l, l.Prober, "trace", "--json", hostPort(dst, 80))
+			file := filepath.Join(pcapDir(t), "trace.pcapng")
+			r := runIn(t, l, l.Prober, "trace", "--json", "--pcap", file, hostPort(dst, 80))
 			hops, tr := traceRecords(t, r)
 			if r.code != exitOK {
 				t.Errorf("exit %d, want 0; stderr %s", r.code, r.stderr)
 			}
 			if len(hops) != 4 {
 				t.Fatalf("%d hops: %v", len(hops), r.stdout)
+			}
+			// --pcap: the 12 SYNs sent, the 9 time-exceeded errors quoting
+			// them and the 3 SYN-ACKs received.
+			if f, err := os.Open(file); err != nil {
+				t.Error(err)
+			} else {
+				recs, err := pcapread.Read(f)
+				f.Close()
+				var syns, icmps, synacks int
+				var p wire.Packet
+				for _, rec := range recs {
+					if wire.Parse(rec.Data, &p) != nil {
+						continue
+					}
+					switch {
+					case rec.Sent && p.Proto == wire.ProtocolTCP && p.Flags == wire.FlagSyn:
+						syns++
+					case !rec.Sent && p.IsICMP():
+						icmps++
+					case !rec.Sent && p.Flags == wire.FlagSyn|wire.FlagAck:
+						synacks++
+					}
+				}
+				if err != nil || syns != 12 || icmps != 9 || synacks != 3 {
+					t.Errorf("--pcap file: %d SYNs sent, %d ICMP errors and %d SYN-ACKs received (%v); want 12, 9, 3", syns, icmps, synacks, err)
+				}
 			}
 			qlen := 60.0
 			if v6 {
