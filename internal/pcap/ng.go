@@ -43,7 +43,7 @@ const (
 	epbOutbound = 2
 )
 
-// nativeLE: pcapng files are in the writer's byte order; the section's
+// le: pcapng files are in the writer's byte order; the section's
 // byte-order magic tells readers which. Little-endian, as on the machines
 // synprobe runs on (and any reader takes either).
 var le = binary.LittleEndian
