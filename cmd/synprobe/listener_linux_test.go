@@ -133,19 +133,7 @@ func TestIntegrationListenerSchedule(t *testing.T) {
 func TestIntegrationListenerAcceptQueue(t *testing.T) {
 	l := netlab.New(t)
 	const full, dropped, closed = 8080, 8081, 8082
-	var fd int
-	if err := l.InNS(l.Target, func() (err error) {
-		if fd, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0); err != nil {
-			return err
-		}
-		if err = unix.Bind(fd, &unix.SockaddrInet4{Port: full, Addr: l.TargetV4.As4()}); err != nil {
-			return err
-		}
-		return unix.Listen(fd, 1)
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Close(fd) })
+	rawListen(t, l, full, 1, 0) // never accepts
 	l.Nft(t, l.Target, `table inet lab {
 	chain input {
 		type filter hook input priority 0;
@@ -153,15 +141,8 @@ func TestIntegrationListenerAcceptQueue(t *testing.T) {
 	}
 }`)
 	// "Full" is more queued than the backlog: two connections fill it.
-	for i := range 2 {
-		var c net.Conn
-		if err := l.InNS(l.Prober, func() (err error) {
-			c, err = net.DialTimeout("tcp", hostPort(l.TargetV4, full), 2*time.Second)
-			return err
-		}); err != nil {
-			t.Fatalf("connection %d: %v", i, err)
-		}
-		t.Cleanup(func() { c.Close() })
+	for range 2 {
+		dialQueued(t, l, full)
 	}
 	for _, tc := range []struct {
 		port                uint16
@@ -341,29 +322,8 @@ func TestIntegrationListenerLateACK(t *testing.T) {
 				l.Run(t, l.Target, "sysctl", "-qw", "net.ipv4.tcp_abort_on_overflow=1")
 			}
 			const port = 8080
-			var fd int
-			if err := l.InNS(l.Target, func() (err error) {
-				if fd, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0); err != nil {
-					return err
-				}
-				if err = unix.Bind(fd, &unix.SockaddrInet4{Port: port, Addr: l.TargetV4.As4()}); err != nil {
-					return err
-				}
-				return unix.Listen(fd, 1)
-			}); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { unix.Close(fd) })
-			dial := func() {
-				var c net.Conn
-				if err := l.InNS(l.Prober, func() (err error) {
-					c, err = net.DialTimeout("tcp", hostPort(l.TargetV4, port), 2*time.Second)
-					return err
-				}); err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { c.Close() })
-			}
+			rawListen(t, l, port, 1, 0) // never accepts
+			dial := func() { dialQueued(t, l, port) }
 			dial() // one queued: room for one more
 			before := nstatCounters(t, l, l.Target)
 			capture := l.StartCapture(t, l.Target, l.TargetIf, "tcp port 8080")
@@ -491,22 +451,7 @@ func TestIntegrationListenerDeferAccept(t *testing.T) {
 		t.Run(strconv.Itoa(tc.defer_)+"s", func(t *testing.T) {
 			l := netlab.New(t)
 			const port = 8090
-			var fd int
-			if err := l.InNS(l.Target, func() (err error) {
-				if fd, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0); err != nil {
-					return err
-				}
-				if err = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT, tc.defer_); err != nil {
-					return err
-				}
-				if err = unix.Bind(fd, &unix.SockaddrInet4{Port: port, Addr: l.TargetV4.As4()}); err != nil {
-					return err
-				}
-				return unix.Listen(fd, 128)
-			}); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { unix.Close(fd) })
+			rawListen(t, l, port, 128, tc.defer_)
 			before := nstatCounters(t, l, l.Target)
 			r := runIn(t, l, l.Prober, "listener", "--json", "--observe", "1.5s", hostPort(l.TargetV4, port))
 			if len(r.lines) != 1 {
@@ -584,27 +529,8 @@ func TestIntegrationListenerDefaultSchedule(t *testing.T) {
 func TestIntegrationListenerLastSlot(t *testing.T) {
 	l := netlab.New(t)
 	const port = 8085
-	var fd int
-	if err := l.InNS(l.Target, func() (err error) {
-		if fd, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0); err != nil {
-			return err
-		}
-		if err = unix.Bind(fd, &unix.SockaddrInet4{Port: port, Addr: l.TargetV4.As4()}); err != nil {
-			return err
-		}
-		return unix.Listen(fd, 1)
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Close(fd) })
-	var c net.Conn
-	if err := l.InNS(l.Prober, func() (err error) {
-		c, err = net.DialTimeout("tcp", hostPort(l.TargetV4, port), 2*time.Second)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	rawListen(t, l, port, 1, 0) // never accepts
+	dialQueued(t, l, port)
 	before := nstatCounters(t, l, l.Target)
 	r := runIn(t, l, l.Prober, "listener", "--observe", "1.5s", hostPort(l.TargetV4, port))
 	if r.code != exitNotOpen {
@@ -676,4 +602,42 @@ func TestIntegrationListenerPcap(t *testing.T) {
 	if syns != 5 || acks < 1 || rsts < 5 || synacks < 5 {
 		t.Errorf("file: %d SYNs, %d ACKs, %d RSTs sent, %d SYN-ACKs received; want 5, at least 1, 5 and 5", syns, acks, rsts, synacks)
 	}
+}
+
+// rawListen listens on the target's IPv4 address and port with backlog,
+// and TCP_DEFER_ACCEPT (seconds) when deferAccept > 0; it never accepts.
+func rawListen(t *testing.T, l *netlab.Lab, port, backlog, deferAccept int) {
+	t.Helper()
+	var fd int
+	if err := l.InNS(l.Target, func() (err error) {
+		if fd, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0); err != nil {
+			return err
+		}
+		if deferAccept > 0 {
+			if err = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT, deferAccept); err != nil {
+				return err
+			}
+		}
+		if err = unix.Bind(fd, &unix.SockaddrInet4{Port: port, Addr: l.TargetV4.As4()}); err != nil {
+			return err
+		}
+		return unix.Listen(fd, backlog)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+}
+
+// dialQueued connects from the prober to the target's port with the
+// kernel's TCP, for the test's lifetime: one more connection queued.
+func dialQueued(t *testing.T, l *netlab.Lab, port int) {
+	t.Helper()
+	var c net.Conn
+	if err := l.InNS(l.Prober, func() (err error) {
+		c, err = net.DialTimeout("tcp", hostPort(l.TargetV4, uint16(port)), 2*time.Second)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
 }

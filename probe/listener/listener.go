@@ -195,11 +195,10 @@ func Check(ctx context.Context, c *probe.Client, dst netip.AddrPort, cfg *Config
 			// is there: then its accept queue is full, perhaps by our
 			// own connection, which holds a slot until the application
 			// accepts it.
-			a, err := c.Probe(ctx, dst, &probe.ProbeOptions{Mode: probe.ModeBareACK, Timeout: conf.Timeout})
+			a, err := bareACK(ctx, c, dst, &conf, rep)
 			if err != nil {
 				return nil, err
 			}
-			rep.BareACK = a
 			if a.State == probe.StateClosed {
 				rep.AcceptQueue = QueueFull
 				rep.Findings = append(rep.Findings, "after our late ACK was taken, a SYN got silence while a bare ACK drew a RST: the accept queue is full now (our connection may have taken its last slot: it holds one until the application accepts it)")
@@ -228,11 +227,10 @@ func Check(ctx context.Context, c *probe.Client, dst netip.AddrPort, cfg *Config
 		// Silence: a firewall, or a listener that drops SYNs because its
 		// accept queue is full. A bare ACK tells them apart: the host's
 		// TCP answers it with RST either way.
-		a, err := c.Probe(ctx, dst, &probe.ProbeOptions{Mode: probe.ModeBareACK, Timeout: conf.Timeout})
+		a, err := bareACK(ctx, c, dst, &conf, rep)
 		if err != nil {
 			return nil, err
 		}
-		rep.BareACK = a
 		if a.State == probe.StateClosed {
 			rep.AcceptQueue = QueueSYNsDropped
 			rep.Findings = append(rep.Findings, "SYNs get no answer while a bare ACK draws a RST: the host's TCP is there and only SYNs are dropped, by a listener whose accept queue is full or by a filter of SYNs alone (from outside they look the same; the host answers such an ACK whether a listener exists or not)")
@@ -243,6 +241,16 @@ func Check(ctx context.Context, c *probe.Client, dst netip.AddrPort, cfg *Config
 		rep.Findings = append(rep.Findings, fmt.Sprintf("filtered: %s from %v", r.Reason, r.From))
 	}
 	return rep, nil
+}
+
+// bareACK sends the bare ACK that tells a host whose TCP answers (a RST:
+// closed) from silence, and keeps its result in rep.
+func bareACK(ctx context.Context, c *probe.Client, dst netip.AddrPort, conf *Config, rep *Report) (*probe.Result, error) {
+	a, err := c.Probe(ctx, dst, &probe.ProbeOptions{Mode: probe.ModeBareACK, Timeout: conf.Timeout})
+	if err == nil {
+		rep.BareACK = a
+	}
+	return a, err
 }
 
 // cookieTests runs the SYN cookie tests on an open listener (LINUX.md:
