@@ -641,3 +641,45 @@ func dialQueued(t *testing.T, l *netlab.Lab, port int) {
 	}
 	t.Cleanup(func() { c.Close() })
 }
+
+// TestIntegrationListenerSignals: SIGINT, SIGTERM or SIGHUP in the middle
+// of the watch (a half-open request held on the server, the RST guard's
+// table in place) ends the run at once, exit 1, with nothing left: no
+// SYN-RECV request on the server (ss), no table in the prober's
+// namespace (nft).
+func TestIntegrationListenerSignals(t *testing.T) {
+	l := netlab.New(t)
+	ln := l.Listen(t, l.Target, "tcp", netip.AddrPortFrom(l.TargetV4, 80).String())
+	netlab.Serve(ln, func(c net.Conn) { c.Close() })
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP} {
+		t.Run(sig.String(), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			cmd := l.Command(ctx, l.Prober, synprobeBinary(t), "listener", "--observe", "20s", hostPort(l.TargetV4, 80))
+			var out strings.Builder
+			cmd.Stdout, cmd.Stderr = &out, &out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			// Held: the late ACK's request is in the server's SYN queue.
+			for deadline := time.Now().Add(5 * time.Second); strings.TrimSpace(l.Run(t, l.Target, "ss", "-Htn", "state", "syn-recv")) == ""; time.Sleep(20 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("no request held on the server: %s", out.String())
+				}
+			}
+			cmd.Process.Signal(sig)
+			err := cmd.Wait()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != exitNotOpen {
+				t.Errorf("exit %v, want %d: %s", err, exitNotOpen, out.String())
+			}
+			// Our RST reached the server before the run ended.
+			if s := strings.TrimSpace(l.Run(t, l.Target, "ss", "-Htn", "state", "syn-recv")); s != "" {
+				t.Errorf("a request left on the server after %v:\n%s", sig, s)
+			}
+			if s := strings.TrimSpace(l.Run(t, l.Prober, "nft", "list", "tables")); s != "" {
+				t.Errorf("tables left after %v: %s", sig, s)
+			}
+		})
+	}
+}
