@@ -215,7 +215,21 @@ func (m *mismatch) evidence(o *options) string {
 }
 
 func (p *textPrinter) scanResult(r *probe.ScanResult, origin scan.Origin, expect string) {
-	b := p.b[:0]
+	mismatch := mismatched(r, expect)
+	if p.groups != nil && !p.groups.add(r, origin, mismatch) {
+		return // counted, its line not shown
+	}
+	b := p.scanLine(p.b[:0], r, mismatch, expect)
+	p.b = b
+	if p.groups != nil {
+		p.groups.keep(r, mismatch, b)
+		return
+	}
+	p.w.Write(b)
+}
+
+// scanLine appends the text line of a scan's result r.
+func (p *textPrinter) scanLine(b []byte, r *probe.ScanResult, mismatch bool, expect string) []byte {
 	b = fmt.Appendf(b, "%-8s ", r.State)
 	b = r.AddrPort().AppendTo(b)
 	if r.Answered() && r.Timed() {
@@ -244,17 +258,10 @@ func (p *textPrinter) scanResult(r *probe.ScanResult, origin scan.Origin, expect
 	if r.Answered() && r.Timed() {
 		b = append(b, " clock="+clockName(r.KernelClock)...)
 	}
-	mismatch := mismatched(r, expect)
 	if mismatch {
 		b = append(b, " MISMATCH(expected "+expect+")"...)
 	}
-	b = append(b, '\n')
-	p.b = b
-	if p.groups != nil {
-		p.groups.add(r, origin, mismatch, b)
-		return
-	}
-	p.w.Write(b)
+	return append(b, '\n')
 }
 
 // scanEnd writes what the scan's text output gathered (scangroups.go).

@@ -60,13 +60,16 @@ func newScanGroups(set *scan.Set, o *options) *scanGroups {
 	return &scanGroups{set: set, hosts: map[netip.Addr]*hostGroup{}, openOnly: o.openOnly}
 }
 
-// add keeps r, a pair whose text line is line. Results come as answers
-// do, then the errors, then the silent pairs: by the time a silent pair
-// comes, whether its host answered anything is known.
-func (g *scanGroups) add(r *probe.ScanResult, origin scan.Origin, mismatch bool, line []byte) {
+// add counts r and says whether its text line is kept: keep must then be
+// called with it. Results come as answers do, then the errors, then the
+// silent pairs: by the time a silent pair comes, whether its host answered
+// anything is known. Most pairs of a big scan are counted only (a host's
+// plain refusals past plainShown, what --open leaves out), so their line
+// is never made.
+func (g *scanGroups) add(r *probe.ScanResult, origin scan.Origin, mismatch bool) (keep bool) {
 	h := g.hosts[r.Addr]
 	if r.Reason == probe.ReasonTimeout && h == nil {
-		return // a host that never answered: summarised in one line
+		return false // a host that never answered: summarised in one line
 	}
 	if h == nil {
 		h = &hostGroup{name: origin.Host()}
@@ -84,24 +87,38 @@ func (g *scanGroups) add(r *probe.ScanResult, origin scan.Origin, mismatch bool,
 	}
 	h.answered = h.answered || r.Answered()
 	if g.openOnly && r.State != probe.StateOpen {
+		return false
+	}
+	kind := plainKind(r, mismatch)
+	if kind < 0 {
+		return true
+	}
+	h.plain[kind] = append(h.plain[kind], r.Port)
+	return len(h.plainLines[kind]) < plainShown
+}
+
+// keep stores the text line of r, which add said to keep.
+func (g *scanGroups) keep(r *probe.ScanResult, mismatch bool, line []byte) {
+	h := g.hosts[r.Addr]
+	pl := portLine{r.Port, slices.Clone(line)}
+	if kind := plainKind(r, mismatch); kind >= 0 {
+		h.plainLines[kind] = append(h.plainLines[kind], pl)
 		return
 	}
-	kind := -1
+	h.lines = append(h.lines, pl)
+}
+
+// plainKind is the kind of plain pair r is, or -1 for a pair always shown
+// in full.
+func plainKind(r *probe.ScanResult, mismatch bool) int {
 	switch {
 	case mismatch || r.Hint != "":
 	case r.State == probe.StateClosed && r.Reason == probe.ReasonRST && r.From == r.Addr:
-		kind = plainRST
+		return plainRST
 	case r.Reason == probe.ReasonTimeout:
-		kind = plainTimeout
+		return plainTimeout
 	}
-	if kind < 0 {
-		h.lines = append(h.lines, portLine{r.Port, slices.Clone(line)})
-		return
-	}
-	h.plain[kind] = append(h.plain[kind], r.Port)
-	if len(h.plainLines[kind]) < plainShown {
-		h.plainLines[kind] = append(h.plainLines[kind], portLine{r.Port, slices.Clone(line)})
-	}
+	return -1
 }
 
 // write writes the groups, hosts in address order, then the line of the
