@@ -86,7 +86,7 @@ func (c *Capture) Stop() ([]CapturedPacket, error) {
 // settle waits, bounded, until the capture file has stopped growing, so
 // packets still in tcpdump's ring are written before it is interrupted.
 func (c *Capture) settle() {
-	const quiet, limit = 30 * time.Millisecond, time.Second
+	const quiet, limit = 100 * time.Millisecond, 3 * time.Second
 	last, stable := int64(-1), 0
 	for start := time.Now(); time.Since(start) < limit; {
 		time.Sleep(quiet / 3)
