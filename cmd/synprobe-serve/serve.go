@@ -22,6 +22,7 @@ import (
 	"github.com/synprobe/synprobe/internal/cli"
 	"github.com/synprobe/synprobe/internal/exporter"
 	"github.com/synprobe/synprobe/probe"
+	"github.com/synprobe/synprobe/rawsock"
 )
 
 // synprobe serve: a Prometheus exporter (docs/serve.md). SIGHUP reloads
@@ -200,6 +201,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, sys 
 
 func serve(ctx context.Context, o *serveOptions, stderr io.Writer, sys system, reload <-chan struct{}) (int, error) {
 	cfg, err := exporter.Load(o.configFile)
+	if err == nil {
+		if b, berr := rawsock.LocalBroadcasts(); berr == nil {
+			err = cfg.CheckBroadcasts(b)
+		}
+	}
 	if err != nil {
 		return 0, cli.Usagef("%v", err)
 	}
@@ -257,6 +263,7 @@ func serve(ctx context.Context, o *serveOptions, stderr io.Writer, sys system, r
 		TimeoutOffset: o.timeoutOffset,
 		Version:       cli.VersionString(version),
 		Counters:      client.Counters,
+		Broadcasts:    rawsock.LocalBroadcasts,
 	}, cfg)
 	e.Start()
 	defer e.Stop()

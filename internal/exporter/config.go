@@ -35,6 +35,26 @@ type Config struct {
 	// for none.
 	Buckets      []float64
 	NativeFactor float64
+
+	file string // the file's name, for errors
+}
+
+// CheckBroadcasts refuses a target written as an address that bcast
+// names as the broadcast address of a subnet of this host
+// (rawsock.LocalBroadcasts): a probe goes to one host. Parse refuses the
+// other addresses that are not unicast; which are a subnet's broadcast
+// depends on the host. The error names the file and line.
+func (c *Config) CheckBroadcasts(bcast map[netip.Addr]string) error {
+	for _, t := range c.Targets {
+		a, err := netip.ParseAddr(t.Host)
+		if err != nil {
+			continue // a name: checked when it resolves
+		}
+		if why := probe.Unusable(a, bcast); why != "" {
+			return fmt.Errorf("%s:%d: target %s: not a unicast address: %s", c.file, t.line, net.JoinHostPort(t.Host, strconv.Itoa(int(t.Port))), why)
+		}
+	}
+	return nil
 }
 
 // DefaultModule is the module a /probe request without module= uses.
@@ -125,6 +145,7 @@ func Parse(data []byte, name string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	cfg.file = name
 	return cfg, nil
 }
 

@@ -1,6 +1,7 @@
 package exporter
 
 import (
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -206,5 +207,27 @@ func TestSplitTarget(t *testing.T) {
 		if err != nil && strings.Contains(err.Error(), in) {
 			t.Errorf("SplitTarget(%q): the error quotes its input", in)
 		}
+	}
+}
+
+func TestCheckBroadcasts(t *testing.T) {
+	bcast := map[netip.Addr]string{netip.MustParseAddr("198.18.0.255"): "lab0"}
+	cfg, err := Parse([]byte("targets:\n  - hosts: ['198.18.0.2:80', 'lab.test:80']\n  - hosts:\n      - '198.18.1.2:22'\n      - '198.18.0.255:443'\n"), "s.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = cfg.CheckBroadcasts(bcast)
+	if want := "s.yml:5: target 198.18.0.255:443: not a unicast address: the broadcast address of a subnet on lab0"; err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("got %v, want %q…", err, want)
+	}
+	if err := cfg.CheckBroadcasts(nil); err != nil {
+		t.Errorf("no broadcasts known: %v", err)
+	}
+	ok, err := Parse([]byte("targets:\n  - hosts: ['198.18.0.2:80', 'lab.test:80', '[2001:db8::2]:80']\n"), "s.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ok.CheckBroadcasts(bcast); err != nil {
+		t.Errorf("unicast targets refused: %v", err)
 	}
 }

@@ -55,6 +55,10 @@ type Options struct {
 	// Counters, if set, are the prober's packet counts
 	// (probe.Client.Counters), which /metrics serves.
 	Counters func() probe.Counters
+	// Broadcasts, if set, returns the broadcast addresses of this host's
+	// subnets (rawsock.LocalBroadcasts): a configuration with one as a
+	// target is refused on reload (Config.CheckBroadcasts).
+	Broadcasts func() (map[netip.Addr]string, error)
 }
 
 // Exporter serves /probe, /metrics and /-/reload.
@@ -198,6 +202,11 @@ func (e *Exporter) Reload() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	cfg, err := Load(e.o.ConfigFile)
+	if err == nil && e.o.Broadcasts != nil {
+		if b, berr := e.o.Broadcasts(); berr == nil {
+			err = cfg.CheckBroadcasts(b)
+		}
+	}
 	if err != nil {
 		e.reloadOK.Set(0)
 		e.o.Logger.Error("configuration refused, the previous one stays in force", "err", err)

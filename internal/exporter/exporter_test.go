@@ -773,3 +773,32 @@ histogram: {buckets: [0.0001, 0.001, 0.01]}
 		t.Errorf("lint: %v %v", problems, err)
 	}
 }
+
+// A reload whose configuration names a subnet's broadcast address as a
+// target is refused (Options.Broadcasts), and the old one stays.
+func TestReloadBroadcast(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.yml")
+	if err := os.WriteFile(path, []byte(testModules), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bcast := func() (map[netip.Addr]string, error) {
+		return map[netip.Addr]string{netip.MustParseAddr("198.18.0.255"): "lab0"}, nil
+	}
+	e := New(Options{Prober: &fakeProber{}, ConfigFile: path, Broadcasts: bcast}, cfg)
+	defer e.Stop()
+	e.Start()
+	if err := os.WriteFile(path, []byte(testModules+"targets:\n  - hosts: ['198.18.0.255:80']\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err = e.Reload()
+	if want := path + ":8: target 198.18.0.255:80: not a unicast address: the broadcast address of a subnet on lab0"; err == nil || err.Error() != want {
+		t.Errorf("reload: %v, want %q", err, want)
+	}
+	if len(e.Config().Targets) != 0 {
+		t.Error("the refused configuration is in force")
+	}
+}
