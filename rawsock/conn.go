@@ -39,9 +39,13 @@ type Config struct {
 //
 // Send and Recv may be called concurrently; Recv by one goroutine at a time.
 type Conn struct {
-	iface   string // Config.Interface
-	connSys        // the platform's part
+	iface    string // Config.Interface
+	sendOnly bool   // Config.SendOnly
+	connSys         // the platform's part
 }
+
+// SendsOnly reports whether c was opened to send only (Config.SendOnly).
+func (c *Conn) SendsOnly() bool { return c.sendOnly }
 
 // Listen opens the sockets described by cfg. It needs CAP_NET_RAW; errors
 // wrap os.ErrPermission when that is missing.
@@ -52,7 +56,12 @@ func Listen(cfg Config) (*Conn, error) {
 	if cfg.PortLo == 0 || cfg.PortHi < cfg.PortLo {
 		return nil, fmt.Errorf("rawsock: bad port range %d-%d", cfg.PortLo, cfg.PortHi)
 	}
-	return listen(cfg)
+	c, err := listen(cfg)
+	if err != nil {
+		return nil, err
+	}
+	c.sendOnly = cfg.SendOnly
+	return c, nil
 }
 
 // Send transmits pkt, a whole IPv4 or IPv6 packet (see Segment.Build). id

@@ -18,7 +18,6 @@ import (
 	"github.com/synprobe/synprobe/probe"
 	"github.com/synprobe/synprobe/probe/scan"
 	"github.com/synprobe/synprobe/rawsock"
-	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // maxMismatches bounds the mismatches kept for the report; all are counted.
@@ -32,25 +31,78 @@ type mismatch struct {
 }
 
 func runScan(ctx context.Context, o *options, set *scan.Set, expecting bool, stdout, stderr io.Writer, sys network) (int, error) {
-	sources, err := scanSources(o, set, sys)
-	if err != nil {
-		return 0, err
+	if o.source.IsValid() {
+		// -S is bad input or not before anything is set up: the
+		// sources of every block, as the scan will take them.
+		if err := checkScanSource(o, set, sys); err != nil {
+			return 0, err
+		}
 	}
 	ports, err := holdPorts(o, scanPorts(o, set.Len()), sys)
 	if err != nil {
 		return 0, err
 	}
 	defer ports.Close()
-	lo, hi := ports.Lo(), ports.Hi()
-	// The library chooses how the scan sends and receives (scan.OpenNet).
-	n, err := scan.OpenNet(scan.NetConfig{Set: set, Sources: sources, PortLo: lo, PortHi: hi, Interface: o.iface, Opener: opener{sys}})
+	// A scan runs on a probe.Client, as every probe does: the client's
+	// ports, key, sources and SYN options. Its sockets, and the scan's
+	// ring and Ethernet-frame senders (scan.Prepare), are opened before
+	// the privileges go. A big scan reads its answers from the ring, so
+	// the client's sockets then only send (its RSTs, and the probes the
+	// frames do not carry).
+	big := set.Len() >= scan.RingMinPairs
+	ccfg := rawsock.Config{PortLo: ports.Lo(), PortHi: ports.Hi(), Interface: o.iface, RecvBuffer: 64 << 20, NoTxStamps: big, SendOnly: big}
+	for _, p := range set.Prefixes() {
+		ccfg.IPv4 = ccfg.IPv4 || p.Addr().Is4()
+		ccfg.IPv6 = ccfg.IPv6 || p.Addr().Is6()
+	}
+	c, err := sys.listen(ccfg)
 	if err != nil {
 		if errors.Is(err, os.ErrPermission) {
 			return 0, errors.New(privilegeFix("raw sockets need CAP_NET_RAW"))
 		}
 		return 0, err
 	}
-	defer n.Close()
+	defer c.Close()
+	// The first source that fails, if it fails for bad input (-S), is
+	// the run's error (scan.SourcesFor, in Prepare, goes on without it).
+	var srcErr error
+	client := &probe.ClientConfig{
+		Conn:        c,
+		SourcePorts: ports.Ports(),
+		Interface:   o.iface,
+		Source: func(dst netip.Addr) (netip.Addr, error) {
+			src, err := sourceFor(o, dst, sys)
+			if srcErr == nil {
+				srcErr = err
+			}
+			return src, err
+		},
+	}
+	// The client reads a small scan's answers: it records them in the
+	// capture file, which is opened once the privileges are gone.
+	var later *laterRecorder
+	if o.pcap != "" {
+		later = &laterRecorder{}
+		client.Recorder = later
+	}
+	cl, err := probe.NewClient(client)
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	prep, err := scan.Prepare(cl, scan.PrepareConfig{Set: set, Opener: opener{sys}})
+	var u *usageError
+	switch {
+	case errors.As(srcErr, &u):
+		return 0, srcErr
+	case errors.Is(err, os.ErrPermission):
+		return 0, errors.New(privilegeFix("raw sockets need CAP_NET_RAW"))
+	case errors.As(err, new(*scan.NoRouteError)):
+		return 0, &failure{err}
+	case err != nil:
+		return 0, err
+	}
+	defer prep.Close()
 	if err := endSetup(o, sys, nil, stderr); err != nil {
 		return 0, err
 	}
@@ -59,9 +111,8 @@ func runScan(ctx context.Context, o *options, set *scan.Set, expecting bool, std
 		return 0, err
 	}
 	defer rec.close()
-	cookie, err := wire.NewRandomCookie()
-	if err != nil {
-		return 0, err
+	if rec != nil {
+		later.set(rec)
 	}
 	var key [16]byte
 	rand.Read(key[:])
@@ -81,10 +132,10 @@ func runScan(ctx context.Context, o *options, set *scan.Set, expecting bool, std
 	var mismatches []mismatch
 	nMismatch := 0
 	cfg := scan.Config{
-		Set: set, Sources: sources, PortLo: lo, PortHi: hi, Ports: ports.Ports(),
+		Set:  set,
 		Rate: o.rate, Retries: o.retries, Timeout: o.timeout, Senders: o.senders,
 		TTL: o.ttl, TOS: o.tos, Window: o.window, ECN: o.ecn,
-		Cookie: cookie, PermKey: key,
+		PermKey: key,
 		OnResult: func(r *probe.ScanResult, origin scan.Origin) {
 			exp := origin.Expect()
 			if exp == "" {
@@ -122,7 +173,10 @@ func runScan(ctx context.Context, o *options, set *scan.Set, expecting bool, std
 			progress.show(line)
 		}
 	}
-	sum, err := n.Scan(ctx, cfg)
+	sum, err := prep.Run(ctx, cfg)
+	// Nothing more is read or recorded once the capture file closes.
+	prep.Close()
+	cl.Close()
 	progress.clear()
 	if err != nil {
 		return 0, err
@@ -166,26 +220,19 @@ func mismatched(r *probe.ScanResult, expect string) bool {
 	return expect != "" && (r.State.String() != expect || r.Reason == probe.ReasonTTLExceeded)
 }
 
-// scanSources works out the source address of every block of the set, as
-// the kernel would choose it (or -S): scan.SourcesFor. When the first
-// block that fails fails for bad input (-S), that is the run's error.
-func scanSources(o *options, set *scan.Set, sys network) ([]scan.SourceRange, error) {
+// checkScanSource works out the source address of every block of the
+// set as the scan will (scan.SourcesFor through sourceFor): with -S, the
+// first that fails is bad input.
+func checkScanSource(o *options, set *scan.Set, sys network) error {
 	var first error
-	sources, err := scan.SourcesFor(set, func(dst netip.Addr) (netip.Addr, error) {
+	scan.SourcesFor(set, func(dst netip.Addr) (netip.Addr, error) {
 		src, err := sourceFor(o, dst, sys)
 		if first == nil {
 			first = err
 		}
 		return src, err
 	})
-	var u *usageError
-	switch {
-	case errors.As(first, &u):
-		return nil, first
-	case err != nil:
-		return nil, &failure{err}
-	}
-	return sources, nil
+	return first
 }
 
 // evidence describes who answered and how, for a mismatch.

@@ -49,56 +49,134 @@ import (
 // ring of its own, and the client's engine reads and drops the copies
 // of its answers that the client's sockets receive.
 func Run(ctx context.Context, c *probe.Client, cfg Config) (Summary, error) {
+	if err := clientOwned(&cfg); err != nil {
+		return Summary{}, err
+	}
+	p, err := Prepare(c, PrepareConfig{Set: cfg.Set})
+	if err != nil {
+		return Summary{}, err
+	}
+	defer p.Close()
+	return p.Run(ctx, cfg)
+}
+
+// clientOwned refuses the fields of cfg that a scan on a client takes
+// from the client, and a scan of nothing.
+func clientOwned(cfg *Config) error {
 	switch {
 	case cfg.Recv != nil || cfg.ProbeCopies || cfg.Send4 != nil || cfg.Send6 != nil:
-		return Summary{}, errors.New("scan: Run chooses the receiver and the senders: leave Recv, ProbeCopies, Send4 and Send6 unset")
+		return errors.New("scan: Run chooses the receiver and the senders: leave Recv, ProbeCopies, Send4 and Send6 unset")
 	case cfg.Sources != nil || cfg.Src4.IsValid() || cfg.Src6.IsValid():
-		return Summary{}, errors.New("scan: Run takes the client's source addresses: leave Sources, Src4 and Src6 unset")
+		return errors.New("scan: Run takes the client's source addresses: leave Sources, Src4 and Src6 unset")
 	case cfg.PortLo != 0 || cfg.PortHi != 0 || cfg.Ports != nil || cfg.Cookie != (wire.Cookie{}):
-		return Summary{}, errors.New("scan: Run takes the client's ports and key: leave PortLo, PortHi, Ports and Cookie unset")
+		return errors.New("scan: Run takes the client's ports and key: leave PortLo, PortHi, Ports and Cookie unset")
 	case cfg.Set == nil || cfg.Set.Len() == 0:
-		return Summary{}, errors.New("scan: nothing to scan")
+		return errors.New("scan: nothing to scan")
+	}
+	return nil
+}
+
+// PrepareConfig says what Prepare opens.
+type PrepareConfig struct {
+	// Set is what will be scanned; Prepared.Run's Config.Set must be it.
+	Set *Set
+	// Opener opens the scan's sockets; nil: System. A client given a
+	// Conn (probe.ClientConfig.Conn) scans through that Conn alone
+	// unless an Opener is given: the scan then opens its sockets through
+	// the Opener as on any client, and reads a small scan's answers
+	// through the client's Conn. A Conn opened to send only
+	// (rawsock.Config.SendOnly) needs the ring: without one, Prepare
+	// fails.
+	Opener Opener
+}
+
+// Prepared is a scan on a client whose sockets are open: Prepare opens
+// them, so that a program can give up its privileges before it scans
+// (opening needs CAP_NET_RAW; scanning on what is open needs none).
+type Prepared struct {
+	lease *core.Lease
+	set   *Set
+	srcs  []SourceRange
+	n     *Net
+	feed  *feedReceiver
+}
+
+// Prepare opens on client c what a scan of cfg.Set sends and receives
+// through: Run is Prepare, Prepared.Run and Prepared.Close. It works out
+// every block's source address from the client's (SourcesFor).
+func Prepare(c *probe.Client, cfg PrepareConfig) (*Prepared, error) {
+	if cfg.Set == nil || cfg.Set.Len() == 0 {
+		return nil, errors.New("scan: nothing to scan")
 	}
 	if core.Lend == nil {
-		return Summary{}, errors.New("scan: no client") // never: package probe sets it
+		return nil, errors.New("scan: no client") // never: package probe sets it
 	}
 	l, err := core.Lend(c)
 	if err != nil {
-		return Summary{}, err
+		return nil, err
 	}
 	srcs, err := SourcesFor(cfg.Set, l.Source)
 	if err != nil {
-		return Summary{}, err
+		return nil, err
 	}
-	cfg.Sources = srcs
-	cfg.Cookie = l.Cookie
-	cfg.Ports, cfg.PortLo, cfg.PortHi = l.Ports, l.Ports[0], l.Ports[len(l.Ports)-1]
-	feed := &feedReceiver{lease: l, wake: make(chan struct{}, 1)}
-	var n *Net
-	if l.Conn != nil {
-		// The client opens nothing of its own: nor does its scan.
+	p := &Prepared{lease: l, set: cfg.Set, srcs: srcs, feed: &feedReceiver{lease: l, wake: make(chan struct{}, 1)}}
+	lo, hi := l.Ports[0], l.Ports[len(l.Ports)-1]
+	if l.Conn != nil && cfg.Opener == nil {
 		conn, ok := l.Conn.(Conn)
 		if !ok {
-			return Summary{}, errors.New("scan: the client's Conn cannot send batches (scan.Conn)")
+			return nil, errors.New("scan: the client's Conn cannot send batches (scan.Conn)")
 		}
-		n = &Net{Conn: conn, Recv: feed, SendPath: "the client's Conn", RecvPath: "the client's Conn"}
-	} else {
-		err = l.Do(func() (err error) {
-			n, err = openNet(NetConfig{Set: cfg.Set, Sources: srcs, PortLo: cfg.PortLo, PortHi: cfg.PortHi, Interface: l.Interface}, l.Mark, feed)
-			return err
-		})
-		if err != nil {
-			return Summary{}, err
-		}
+		// The client opens nothing of its own: nor does its scan.
+		p.n = &Net{Conn: conn, Recv: p.feed, SendPath: "the client's Conn", RecvPath: "the client's Conn"}
+		return p, nil
 	}
-	defer n.Close()
-	if n.Recv == Receiver(feed) {
+	err = l.Do(func() (err error) {
+		p.n, err = openNet(NetConfig{Set: cfg.Set, Sources: srcs, PortLo: lo, PortHi: hi, Interface: l.Interface, Opener: cfg.Opener}, l.Mark, p.feed)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if so, ok := l.Conn.(interface{ SendsOnly() bool }); ok && so.SendsOnly() && p.n.Recv == Receiver(p.feed) {
+		p.n.Close()
+		return nil, errors.New("scan: no packet ring to read the answers from, and the client's sockets only send")
+	}
+	return p, nil
+}
+
+// Run scans on what Prepare opened, as Run(ctx, c, cfg) does; cfg.Set
+// must be the Set prepared. A Prepared runs one scan.
+func (p *Prepared) Run(ctx context.Context, cfg Config) (Summary, error) {
+	if err := clientOwned(&cfg); err != nil {
+		return Summary{}, err
+	}
+	if cfg.Set != p.set {
+		return Summary{}, errors.New("scan: Prepared.Run scans the Set that was prepared")
+	}
+	if p.n == nil {
+		return Summary{}, errors.New("scan: the Prepared was closed or has run")
+	}
+	l := p.lease
+	cfg.Sources = p.srcs
+	cfg.Cookie = l.Cookie
+	cfg.Ports, cfg.PortLo, cfg.PortHi = l.Ports, l.Ports[0], l.Ports[len(l.Ports)-1]
+	if p.n.Recv == Receiver(p.feed) {
 		// Fed before the first probe leaves: an answer on a short path
 		// can beat the sender's return.
-		l.Feed(feed.packet)
-		defer feed.stop()
+		l.Feed(p.feed.packet)
+		defer p.feed.stop()
 	}
-	return n.Scan(ctx, cfg)
+	return p.n.Scan(ctx, cfg)
+}
+
+// Close closes what Prepare opened (never the client's Conn).
+func (p *Prepared) Close() error {
+	if p.n == nil {
+		return nil
+	}
+	err := p.n.Close()
+	p.n = nil
+	return err
 }
 
 // SourcesFor gives every block of set the source address that source

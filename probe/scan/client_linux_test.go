@@ -261,7 +261,7 @@ func TestIntegrationRunOnClient(t *testing.T) {
 	if sum.Open != 20 || sum.Closed != 20 || sum.Filtered != 40 || sum.Errors != 0 {
 		t.Errorf("summary: %d open, %d closed, %d filtered, %d errors", sum.Open, sum.Closed, sum.Filtered, sum.Errors)
 	}
-	if sum.RecvPath != "the client's raw sockets" {
+	if sum.RecvPath != "raw sockets" {
 		t.Errorf("answers read from %q", sum.RecvPath)
 	}
 	slices.Sort(rttErr)

@@ -143,8 +143,8 @@ type Net struct {
 // scanning on the Net afterwards needs no privilege.
 func OpenNet(cfg NetConfig) (*Net, error) { return openNet(cfg, 0, nil) }
 
-// openNet is OpenNet; a scan on a client (Run) gives the client's mark
-// and, for the answers of a scan too small for the ring, the client's
+// openNet is OpenNet; a scan on a client (Prepare) gives the client's
+// mark and, for the answers of a scan too small for the ring, the client's
 // engine's feed, beside raw IP sockets that only send.
 func openNet(cfg NetConfig, mark uint32, feed *feedReceiver) (n *Net, err error) {
 	o := cfg.Opener
@@ -194,7 +194,7 @@ func openNet(cfg NetConfig, mark uint32, feed *feedReceiver) (n *Net, err error)
 		err = nil
 	}
 	if ring == nil && feed != nil {
-		n.Recv, n.RecvPath = feed, "the client's raw sockets"
+		n.Recv, n.RecvPath = feed, "raw sockets" // the client's, read by its engine
 	}
 	// Transmit stamps come from the ring's copies of the probes when
 	// there is a ring, else from the send sockets' error queues.

@@ -229,6 +229,7 @@ type scanner struct {
 	rstID          uint32
 	rxStamps       *rawsock.TxStamps // the receiver's, for stamps it must read itself
 	stampsRead     bool              // the receiver read the stamps during this Read
+	fed            bool              // the receiver is a client's engine's feed (one packet at a time)
 	rec            probe.Recorder    // cfg.Recorder
 	recRx          bool              // rec records what the receiver reads
 }
@@ -319,8 +320,8 @@ func newScanner(conn Conn, cfg Config) (*scanner, error) {
 		}
 	}
 	s.rec = cfg.Recorder
-	_, fed := cfg.Recv.(*feedReceiver)
-	s.recRx = s.rec != nil && !fed
+	_, s.fed = cfg.Recv.(*feedReceiver)
+	s.recRx = s.rec != nil && !s.fed
 	s.rcv = cfg.Recv
 	if s.rcv == nil {
 		s.rcv = &connReceiver{conn: conn, buf: make([]byte, rawsock.MaxPacketSize)}
@@ -736,6 +737,13 @@ func (s *scanner) receive(stop *atomic.Bool) error {
 
 // packet handles one received packet.
 func (s *scanner) packet(b []byte, rx time.Time) {
+	if s.fed {
+		// A feed's Read lasts the whole scan, handing over each packet
+		// as the client's engine reads it: a stamp missing for one is
+		// read again then, and the answers are handled as they come.
+		s.stampsRead = false
+		s.lastAnswer.Store(s.now().UnixNano())
+	}
 	if s.cfg.ProbeCopies && s.probeCopy(b, rx) {
 		return
 	}
