@@ -372,6 +372,10 @@ func (c *Client) start() {
 		runtime.LockOSThread()
 		preciseTimers()
 		c.engineTID.Store(int64(gettid()))
+		// Forgotten before the thread ends with the goroutine: the
+		// kernel gives its id to a later thread (pid_max wraps), which
+		// must not pass for the engine's.
+		defer c.engineTID.Store(0)
 		stop := context.AfterFunc(ctx, c.p.conn.Wake)
 		defer stop()
 		err := c.p.loop(ctx, nil)
