@@ -216,14 +216,8 @@ func serve(ctx context.Context, o *serveOptions, stderr io.Writer, sys system, r
 			return 0, cli.Usagef("-I %s: no such interface (ip link lists them)", o.iface)
 		}
 	}
-	var drop cli.DropSpec
-	if uid := sys.realUID(); uid != 0 {
-		if o.user != "" {
-			if u, err := cli.LookupAccount(o.user); err != nil || u.UID != uid {
-				return 0, cli.Usagef("-Z %s: only root can choose the user synprobe becomes after set-up", o.user)
-			}
-		}
-	} else if drop, err = cli.PlanDrop(o.user, o.keepRoot, sys.getenv, cli.LookupAccount); err != nil {
+	drop, err := cli.PlanCaller(sys.realUID(), o.user, o.keepRoot, sys.getenv, cli.LookupAccount)
+	if err != nil {
 		return 0, err
 	}
 	level := o.parseLevel()

@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -446,4 +447,199 @@ func leaked(content, output, path string) string {
 		}
 	}
 	return ""
+}
+
+// setcapPair copies synprobe and synprobe-serve into a directory of /tmp
+// that any user can search (synprobe looks for synprobe-serve beside
+// itself, as its caller), and gives both the file capabilities that
+// make install SETCAP=1 gives.
+func setcapPair(t *testing.T, l *netlab.Lab) string {
+	t.Helper()
+	for _, tool := range []string{"setpriv", "setcap"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("needs %s", tool)
+		}
+	}
+	dir, err := os.MkdirTemp("", "synprobe-setcap-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	built := filepath.Dir(synprobeBinary(t))
+	for _, name := range []string{"synprobe", "synprobe-serve"} {
+		data, err := os.ReadFile(filepath.Join(built, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		l.Run(t, l.Prober, "setcap", "cap_net_raw,cap_net_admin+ep", filepath.Join(dir, name))
+	}
+	return filepath.Join(dir, "synprobe")
+}
+
+// inspectDrop starts argv in the prober namespace, waits until its main
+// thread has given up its capabilities and set no_new_privs (at most
+// 20 s: a run that never drops them fails), reads every thread's
+// credentials twice, 200 ms apart, then calls during (if any: a serve is
+// probed, then sent SIGTERM) and waits for the end.
+func inspectDrop(t *testing.T, l *netlab.Lab, env []string, during func(pid int), argv ...string) inspected {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := l.Command(ctx, l.Prober, argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	pid := cmd.Process.Pid
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		// ip netns exec and setpriv exec: the pid becomes synprobe's
+		// (or synprobe-serve's, which synprobe serve execs).
+		if strings.HasPrefix(string(comm), "synprobe") && strings.Contains(string(b), "\nCapEff:\t"+noCaps+"\n") && strings.Contains(string(b), "\nNoNewPrivs:\t1\n") {
+			break
+		}
+		select {
+		case <-done:
+			t.Fatalf("%v ended before it gave up its privileges: exit %d\n%s%s", argv, cmd.ProcessState.ExitCode(), out.String(), errb.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			<-done
+			t.Fatalf("%v kept its capabilities for 20 s:\n%s\n%s%s", argv, b, out.String(), errb.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // the drop's last all-thread call
+	var r inspected
+	seen := map[string]bool{}
+	for i := range 2 {
+		for _, c := range procCreds(t, pid) {
+			if !seen[c.tid] {
+				seen[c.tid] = true
+				r.threads = append(r.threads, c)
+			}
+		}
+		if i == 0 {
+			r.tables = l.Run(t, l.Prober, "nft", "list", "tables")
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	if during != nil {
+		during(pid)
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		t.Fatalf("%v did not end", argv)
+	}
+	r.stdout, r.stderr, r.code = out.String(), errb.String(), cmd.ProcessState.ExitCode()
+	r.after = l.Run(t, l.Prober, "nft", "list", "tables")
+	return r
+}
+
+// TestIntegrationLeastPrivilegeVerbs: the verbs with set-ups of their own
+// (trace, listener, and serve, which synprobe execs as synprobe-serve)
+// give up every privilege as ping and scan do: run by a local user with
+// the setcap'd binaries, they work and keep no capability; run as root,
+// they leave uid 0 for SUDO_UID's user, nobody or -Z's, unless
+// --keep-root; a -Z of a caller other than root names only itself.
+func TestIntegrationLeastPrivilegeVerbs(t *testing.T) {
+	l := verdictLab(t)
+	bin := setcapPair(t, l)
+	plain := synprobeBinary(t)
+	// A trace to a dropped port: hop 1 is the target, silent; three hops
+	// of 0.5 s.
+	trace := []string{"trace", "-q", "1", "-w", "0.5", "--max-hops", "3", "--max-silent", "3", hostPort(l.TargetV4, 81)}
+	listener := []string{"listener", "--observe", "1.2", hostPort(l.TargetV4, 80)}
+	cfg := filepath.Join(filepath.Dir(bin), "serve.yml") // where nobody can read it
+	os.WriteFile(cfg, []byte("modules:\n  fin: {mode: fin, timeout: 500ms, close_timeout: 1s}\n"), 0o644)
+	const addr = "127.0.0.1:9516"
+	serve := []string{"serve", "--config.file", cfg, "--web.listen-address", addr}
+	// probeServe asks serve for a fin probe (its RST guard at work
+	// without a privilege), then ends it.
+	probeServe := func(t *testing.T) func(int) {
+		return func(pid int) {
+			c := nsClient(l, l.Prober)
+			waitFor(t, "synprobe serve", 20*time.Second, func() bool {
+				resp, err := c.Get("http://" + addr + "/-/healthy")
+				if err == nil {
+					resp.Body.Close()
+				}
+				return err == nil && resp.StatusCode == 200
+			})
+			code, body := httpGet(t, c, "GET", "http://"+addr+"/probe?module=fin&target="+hostPort(l.TargetV4, 80))
+			if code != 200 || !strings.Contains(body, "\nprobe_success 1\n") || strings.Contains(body, "probe_tcp_close{pattern=\"rst\"} 1") {
+				t.Errorf("fin probe: %d\n%s", code, body)
+			}
+			syscall.Kill(pid, syscall.SIGTERM)
+		}
+	}
+	nobody := func(args ...string) []string { return asNobody(bin, args...) }
+	root := func(args ...string) []string { return append([]string{plain}, args...) }
+	sudo := []string{"SUDO_UID=4242", "SUDO_GID=4343"}
+	for _, tt := range []struct {
+		name     string
+		env      []string
+		argv     []string
+		serve    bool
+		uid, gid int
+		code     int
+		stdout   string
+	}{
+		{name: "trace/nobody", argv: nobody(trace...), uid: 65534, gid: 65534, code: exitNotOpen, stdout: "filtered"},
+		{name: "trace/sudo", env: sudo, argv: root(trace...), uid: 4242, gid: 4343, code: exitNotOpen, stdout: "filtered"},
+		{name: "trace/-Z", env: sudo, argv: root(withFlags(trace, "-Z", "nobody")...), uid: 65534, gid: 65534, code: exitNotOpen, stdout: "filtered"},
+		{name: "trace/keep-root", env: sudo, argv: root(withFlags(trace, "--keep-root")...), uid: 0, gid: 0, code: exitNotOpen, stdout: "filtered"},
+		{name: "listener/nobody", argv: nobody(listener...), uid: 65534, gid: 65534, code: exitOK, stdout: "healthy"},
+		{name: "listener/sudo", env: sudo, argv: root(listener...), uid: 4242, gid: 4343, code: exitOK, stdout: "healthy"},
+		{name: "listener/-Z", env: sudo, argv: root(withFlags(listener, "-Z", "nobody")...), uid: 65534, gid: 65534, code: exitOK, stdout: "healthy"},
+		{name: "listener/keep-root", env: sudo, argv: root(withFlags(listener, "--keep-root")...), uid: 0, gid: 0, code: exitOK, stdout: "healthy"},
+		{name: "serve/nobody", argv: nobody(serve...), serve: true, uid: 65534, gid: 65534},
+		{name: "serve/sudo", env: sudo, argv: append([]string{bin}, serve...), serve: true, uid: 4242, gid: 4343},
+		{name: "serve/root", env: []string{"SUDO_UID="}, argv: append([]string{bin}, serve...), serve: true, uid: 65534, gid: 65534},
+		{name: "serve/-Z", env: sudo, argv: append([]string{bin}, withFlags(serve, "-Z", "nobody")...), serve: true, uid: 65534, gid: 65534},
+		{name: "serve/keep-root", env: sudo, argv: append([]string{bin}, withFlags(serve, "--keep-root")...), serve: true, uid: 0, gid: 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var during func(int)
+			if tt.serve {
+				during = probeServe(t)
+			}
+			r := inspectDrop(t, l, tt.env, during, tt.argv...)
+			if r.code != tt.code || !strings.Contains(r.stdout, tt.stdout) {
+				t.Errorf("exit %d, want %d and %q in the output\n%s%s", r.code, tt.code, tt.stdout, r.stdout, r.stderr)
+			}
+			groups := ""
+			if tt.uid == 0 && len(r.threads) > 0 {
+				groups = r.threads[0].groups // uid 0 keeps its group list
+			}
+			checkDropped(t, r, tt.uid, tt.gid, groups, "")
+			if strings.Contains(r.after, rawsock.TablePrefix) {
+				t.Errorf("a guard table is left after the run:\n%s", r.after)
+			}
+		})
+	}
+	// -Z is root's choice in every verb: one line, exit 2, nothing run.
+	for _, verb := range [][]string{trace, listener, serve} {
+		r := runCmd(t, l, l.Prober, nil, asNobody(bin, withFlags(verb, "-Z", "root")...)...)
+		if lines := strings.Split(strings.TrimSpace(r.stderr), "\n"); r.code != exitUsage || r.stdout != "" || len(lines) != 1 || !strings.Contains(lines[0], "-Z root: only root can choose") {
+			t.Errorf("%s -Z root as nobody: exit %d, want 2 and one line\n%s%s", verb[0], r.code, r.stdout, r.stderr)
+		}
+	}
+}
+
+// withFlags puts flags after a verb's name: VERB FLAGS... ARGS....
+func withFlags(verb []string, flags ...string) []string {
+	return append(append([]string{verb[0]}, flags...), verb[1:]...)
 }
