@@ -358,6 +358,14 @@ func TestIntegrationUnprivilegedRefusals(t *testing.T) {
 		{"privileged sport", []string{"--mode", "fin", "--sport", "99", "-c", "1", target}, "--sport 99: synprobe cannot hold the port alone"},
 		{"flood", []string{"-i", "0.001", "-c", "5", target}, "-i 1ms: no less than 2ms between rounds"},
 		{"other user", []string{"-Z", "root", "-c", "1", target}, "-Z root: only root can choose the user"},
+		// The scan verb and trace (which sets up a probe.Client of its
+		// own) apply the same rules.
+		{"scan spoofed source", []string{"scan", "-S", "198.18.0.77", target}, "-S 198.18.0.77: not an address of this host"},
+		{"scan loopback source", []string{"scan", "-S", "127.0.0.1", target}, "-S 127.0.0.1: a loopback address as the source"},
+		{"scan sport held by a listener", []string{"scan", "--sport", "2222", target}, "--sport 2222: synprobe cannot hold the port alone"},
+		{"trace spoofed source", []string{"trace", "-S", "198.18.0.77", "-q", "1", target}, "-S 198.18.0.77: not an address of this host"},
+		{"trace spoofed source v6", []string{"trace", "-S", "2001:db8:ffff::7", "-q", "1", hostPort(l.TargetV6, 80)}, "-S 2001:db8:ffff::7: not an address of this host"},
+		{"trace loopback source", []string{"trace", "-S", "127.0.0.1", "-q", "1", target}, "-S 127.0.0.1: a loopback address as the source"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			r := runCmd(t, l, l.Prober, nil, asNobody(bin, tt.args...)...)

@@ -193,13 +193,27 @@ func traceMain(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			return exitUsage
 		}
 	}
-	// Who the run becomes once set up: decided before anything is
-	// opened (a -Z the caller may not give is bad input).
-	drop, err := cli.PlanCaller(os.Getuid(), o.user, o.keepRoot, os.Getenv, cli.LookupAccount)
+	// The caller's rules, ping's own (checkCaller: a source of the
+	// host's own, used as the host would; -Z is root's choice), and who
+	// the run becomes once set up: decided before anything is opened.
+	co := &options{source: src, user: o.user, keepRoot: o.keepRoot, mark: defaultMark}
+	sys := &system{}
+	err = checkCaller(co, sys)
+	if err == nil && src.IsValid() {
+		if _, err = sourceFor(co, dst.Addr(), sys); err == nil && src.IsLoopback() && !dst.Addr().IsLoopback() {
+			// Root too: the client refuses it (no answer could come back).
+			err = usagef("-S %v: a loopback address as the source of a probe to %v: its answers would never reach synprobe", src, dst.Addr())
+		}
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "synprobe trace: %v\n", err)
-		return exitUsage
+		var u *cli.UsageError
+		if errors.As(err, &u) {
+			return exitUsage
+		}
+		return exitFailure
 	}
+	drop := co.drop
 	// One source port: the trace keeps it for every probe.
 	rec := &laterRecorder{}
 	c, err := probe.NewClient(&probe.ClientConfig{Ports: 1, Interface: o.iface, Recorder: rec})
