@@ -396,6 +396,27 @@ func TestIntegrationUnprivilegedRefusals(t *testing.T) {
 	if r.code != exitOK {
 		t.Errorf("root with --mark: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
+
+	// With net.ipv4.ip_nonlocal_bind and net.ipv6.ip_nonlocal_bind set,
+	// any address binds: the source is still judged by the kernel's
+	// routes, and every verb still refuses another host's.
+	l.Run(t, l.Prober, "sysctl", "-q", "-w", "net.ipv4.ip_nonlocal_bind=1", "net.ipv6.ip_nonlocal_bind=1")
+	capt = l.StartCapture(t, l.Prober, l.ProberIf, "tcp")
+	for _, argv := range [][]string{
+		{synprobeBinary(t), "-S", "198.18.0.77", "-c", "1", "-w", "0.2", target},
+		{synprobeBinary(t), "scan", "-S", "2001:db8:ffff::7", "-w", "0.2", hostPort(l.TargetV6, 80)},
+		{synprobeBinary(t), "trace", "-S", "198.18.0.77", "-q", "1", "-w", "0.2", target},
+		asNobody(bin, "-S", "198.18.0.77", "-c", "1", "-w", "0.2", target),
+		asNobody(bin, "trace", "-S", "2001:db8:ffff::7", "-q", "1", "-w", "0.2", hostPort(l.TargetV6, 80)),
+	} {
+		r := runCmd(t, l, l.Prober, nil, argv...)
+		if r.code != exitUsage || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, ": not an address of this host") {
+			t.Errorf("%v with ip_nonlocal_bind: exit %d, want 2\n%s%s", argv, r.code, r.stdout, r.stderr)
+		}
+	}
+	if pkts, err := capt.Stop(); err != nil || len(pkts) != 0 {
+		t.Errorf("refused runs sent %d packets (%v)", len(pkts), err)
+	}
 }
 
 // TestIntegrationSecretFile: a root run given a file it may read and the
