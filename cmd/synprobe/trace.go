@@ -200,10 +200,7 @@ func traceMain(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	sys := &system{}
 	err = checkCaller(co, sys)
 	if err == nil && src.IsValid() {
-		if _, err = sourceFor(co, dst.Addr(), sys); err == nil && src.IsLoopback() && !dst.Addr().IsLoopback() {
-			// Root too: the client refuses it (no answer could come back).
-			err = usagef("-S %v: a loopback address as the source of a probe to %v: its answers would never reach synprobe", src, dst.Addr())
-		}
+		_, err = sourceFor(co, dst.Addr(), sys)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "synprobe trace: %v\n", err)
