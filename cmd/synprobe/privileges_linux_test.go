@@ -13,11 +13,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/synprobe/synprobe/internal/netlab"
 	"github.com/synprobe/synprobe/rawsock"
@@ -136,8 +139,13 @@ const noCaps = "0000000000000000"
 type inspected struct {
 	cliRun
 	threads []threadCreds
-	tables  string // nft list tables in the prober namespace, during the run
-	after   string // and after it
+	// taken says which descriptors a process of the run's own uid took
+	// from it (pidfd_getfd) once set up, "" if none (runs that leave
+	// uid 0 only).
+	taken  string
+	tried  int
+	tables string // nft list tables in the prober namespace, during the run
+	after  string // and after it
 }
 
 // inspectRun starts argv in the prober namespace, waits for its first
@@ -183,6 +191,7 @@ func inspectRun(t *testing.T, l *netlab.Lab, env []string, argv ...string) inspe
 			time.Sleep(200 * time.Millisecond)
 		}
 	}
+	r.taken, r.tried = takeFDs(t, cmd.Process.Pid, r.threads)
 	rest, _ := io.ReadAll(br)
 	err = cmd.Wait()
 	r.stdout, r.stderr = first+string(rest), errb.String()
@@ -210,7 +219,89 @@ func checkDropped(t *testing.T, r inspected, uid, gid int, groups string, bnd st
 			t.Errorf("thread keeps privileges: %v", c)
 		}
 	}
+	if uid != 0 {
+		// Not dumpable: the run's own user can neither ptrace it nor
+		// take its raw sockets.
+		if r.tried == 0 || r.taken != "" {
+			t.Errorf("uid %d took descriptors of the run (of %d tried): %s", uid, r.tried, r.taken)
+		}
+	}
 	t.Logf("%d threads, e.g. %v", len(r.threads), r.threads[0])
+}
+
+// takeFDs tries to take every descriptor of process pid with
+// pidfd_getfd, which ptrace's access rules guard, as the uid and gid the
+// process runs as, from a thread of this test that takes them (a
+// system call's setresuid changes one thread's credentials; the thread
+// is never unlocked, and ends with its goroutine). It returns the
+// descriptors taken ("" if none) and how many were tried. A run that
+// stays uid 0 is not tried.
+func takeFDs(t *testing.T, pid int, threads []threadCreds) (string, int) {
+	t.Helper()
+	if len(threads) == 0 {
+		return "", 0
+	}
+	uid, _ := strconv.Atoi(strings.Fields(threads[0].uid)[0])
+	gid, _ := strconv.Atoi(strings.Fields(threads[0].gid)[0])
+	if uid == 0 {
+		return "", 0
+	}
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatalf("fds of %d: %v", pid, err)
+	}
+	type result struct {
+		taken string
+		tried int
+		err   error
+	}
+	done := make(chan result, 1)
+	var take func()
+	take = func() {
+		runtime.LockOSThread()
+		if unix.Gettid() == unix.Getpid() {
+			// The main thread, whose credentials /proc/self shows
+			// for the whole test process, and which never ends: hold
+			// it while another thread takes its place.
+			defer runtime.UnlockOSThread()
+			other := make(chan struct{})
+			go func() { take(); close(other) }()
+			<-other
+			return
+		}
+		// Never unlocked: the thread ends with its goroutine.
+		var res result
+		if _, _, e := syscall.RawSyscall(syscall.SYS_SETRESGID, uintptr(gid), uintptr(gid), uintptr(gid)); e != 0 {
+			res.err = e
+		} else if _, _, e := syscall.RawSyscall(syscall.SYS_SETRESUID, uintptr(uid), uintptr(uid), uintptr(uid)); e != 0 {
+			res.err = e
+		} else if pfd, err := unix.PidfdOpen(pid, 0); err != nil {
+			res.err = err
+		} else {
+			for _, e := range ents {
+				fd, err := strconv.Atoi(e.Name())
+				if err != nil {
+					continue
+				}
+				res.tried++
+				if nfd, err := unix.PidfdGetfd(pfd, fd, 0); err == nil {
+					link, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%d", pid, fd))
+					res.taken += fmt.Sprintf(" %d (%s)", fd, link)
+					unix.Close(nfd)
+				} else if !errors.Is(err, unix.EPERM) && !errors.Is(err, unix.EBADF) {
+					res.err = err
+				}
+			}
+			unix.Close(pfd)
+		}
+		done <- res
+	}
+	go take()
+	res := <-done
+	if res.err != nil {
+		t.Fatalf("taking descriptors of %d as %d:%d: %v", pid, uid, gid, res.err)
+	}
+	return res.taken, res.tried
 }
 
 // TestIntegrationLeastPrivilege runs the setcap'd binary as nobody and the
@@ -269,7 +360,8 @@ func TestIntegrationLeastPrivilege(t *testing.T) {
 		// 16 sending threads, locked to their OS threads, start after
 		// the drop: the threads the runtime creates then are covered.
 		// 20000 pairs: answers come through the packet ring.
-		r := inspectRun(t, l, nil, asNobody(bin, "scan", "--senders", "16", "--rate", "20000", "-w", "0.2", l.TargetV4.String()+":1-20000")...)
+		// Read while it scans: its output comes at the end.
+		r := inspectDrop(t, l, nil, nil, asNobody(bin, "scan", "--senders", "16", "--rate", "20000", "-w", "0.2", l.TargetV4.String()+":1-20000")...)
 		if !strings.Contains(r.stdout, "--- scan of 20000 pairs: 1 open, 19997 closed, 2 filtered") || !strings.Contains(r.stdout, "answers read from packet ring") {
 			t.Errorf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
 		}
@@ -564,6 +656,7 @@ func inspectDrop(t *testing.T, l *netlab.Lab, env []string, during func(pid int)
 			time.Sleep(200 * time.Millisecond)
 		}
 	}
+	r.taken, r.tried = takeFDs(t, pid, r.threads)
 	if during != nil {
 		during(pid)
 	}
