@@ -561,6 +561,12 @@ func (c *Client) target(name string, dst netip.AddrPort, src netip.Addr) (Target
 			return Target{}, fmt.Errorf("probe: source %v and destination %v are of different families", src, a)
 		}
 		if c.conn != nil {
+			// The host's own address, used as the host would use it:
+			// a loopback source only towards loopback (the kernel
+			// never sends one out, and no answer could come back).
+			if src.IsLoopback() && !a.IsLoopback() {
+				return Target{}, fmt.Errorf("probe: source %v: a loopback address as the source of a probe to %v, which the host itself would never send", src, a)
+			}
 			if err := c.ns.do(func() error { return localAddr(src) }); err != nil {
 				return Target{}, fmt.Errorf("probe: source %v: %w", src, err)
 			}

@@ -435,19 +435,65 @@ func TestIntegrationClientNamespace(t *testing.T) {
 }
 
 // TestIntegrationClientSource: an explicit source must be a unicast
-// address of the client's host; one of its own is used.
+// address of the client's host, used as the host would use it: neither
+// another host's (also with net.ipv4.ip_nonlocal_bind and
+// net.ipv6.ip_nonlocal_bind set, under which any address binds) nor a
+// loopback address towards another host. One of its own is used. A
+// capture on the prober's link sees no SYN from a refused source.
 func TestIntegrationClientSource(t *testing.T) {
 	l, cl := clientLab(t)
 	dst := netip.AddrPortFrom(l.TargetV4, labOpen)
-	for _, src := range []string{"0.0.0.0", "224.0.0.1", "198.18.0.100", l.TargetV4.String()} {
-		_, err := cl.Probe(context.Background(), dst, &probe.ProbeOptions{Source: netip.MustParseAddr(src)})
-		if err == nil {
-			t.Errorf("source %s accepted", src)
+	dst6 := netip.AddrPortFrom(l.TargetV6, labOpen)
+	capt := l.StartCapture(t, l.Prober, l.ProberIf, "tcp")
+	refused := func() {
+		t.Helper()
+		for _, tt := range []struct {
+			src string
+			dst netip.AddrPort
+		}{
+			{"0.0.0.0", dst}, {"224.0.0.1", dst}, {"198.18.0.100", dst}, {l.TargetV4.String(), dst},
+			{"127.0.0.1", dst}, {"127.0.0.2", dst}, {"::1", dst6}, {"2001:db8::100", dst6}, {l.TargetV6.String(), dst6},
+		} {
+			_, err := cl.Probe(context.Background(), tt.dst, &probe.ProbeOptions{Source: netip.MustParseAddr(tt.src), Timeout: 200 * time.Millisecond})
+			if err == nil {
+				t.Errorf("source %s to %v accepted", tt.src, tt.dst)
+			} else {
+				t.Logf("source %s to %v: %v", tt.src, tt.dst, err)
+			}
 		}
 	}
-	r, err := cl.Probe(context.Background(), dst, &probe.ProbeOptions{Source: l.ProberV4})
-	if err != nil || r.State != probe.StateOpen || r.Target.Src != l.ProberV4 {
-		t.Errorf("from the prober's own address: %+v, %v", r, err)
+	refused()
+	l.Run(t, l.Prober, "sysctl", "-q", "-w", "net.ipv4.ip_nonlocal_bind=1", "net.ipv6.ip_nonlocal_bind=1")
+	refused()
+	for _, src := range []netip.Addr{l.ProberV4, l.ProberV6} {
+		d := dst
+		if src.Is6() {
+			d = dst6
+		}
+		r, err := cl.Probe(context.Background(), d, &probe.ProbeOptions{Source: src})
+		if err != nil || r.State != probe.StateOpen || r.Target.Src != src {
+			t.Errorf("from the prober's own address %v: %+v, %v", src, r, err)
+		}
+	}
+	pkts, err := capt.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	syns := 0
+	for _, p := range pkts {
+		var w wire.Packet
+		if wire.Parse(p.Data, &w) != nil {
+			continue
+		}
+		if w.Src != l.ProberV4 && w.Src != l.ProberV6 && w.Src != l.TargetV4 && w.Src != l.TargetV6 {
+			t.Errorf("a packet from %v left the prober", w.Src)
+		}
+		if w.Flags == wire.FlagSyn {
+			syns++
+		}
+	}
+	if syns != 2 {
+		t.Errorf("the capture saw %d SYNs, want the 2 from the prober's own addresses", syns)
 	}
 }
 

@@ -84,24 +84,49 @@ func (n *netns) close() {
 // gettid returns the calling thread's id.
 func gettid() int { return unix.Gettid() }
 
-// localAddr returns an error unless a is an address of this host, in the
-// calling thread's network namespace: it binds a UDP socket to it.
+// localAddr returns an error unless the kernel takes a as an address of
+// this host, in the calling thread's network namespace: a UDP socket
+// connected to a gets a itself as its source, as any destination of a
+// local route does (an interface's address; AnyIP's local routes without
+// a preferred source). Loopback addresses are this host's whatever the
+// route's preferred source. A bind would not tell: with
+// net.ipv4.ip_nonlocal_bind (or net.ipv6.ip_nonlocal_bind) set, any
+// address binds, and a user's probes could then be sent from any.
 func localAddr(a netip.Addr) error {
-	family := unix.AF_INET
-	var sa unix.Sockaddr = &unix.SockaddrInet4{Addr: a.As4()}
-	if a.Is6() {
-		family, sa = unix.AF_INET6, &unix.SockaddrInet6{Addr: a.As16()}
+	if a.IsLoopback() {
+		return nil
+	}
+	// (As4 panics on an IPv6 address: each family builds its own.)
+	var family int
+	var sa unix.Sockaddr
+	if a.Is4() {
+		family, sa = unix.AF_INET, &unix.SockaddrInet4{Addr: a.As4(), Port: 9}
+	} else {
+		family, sa = unix.AF_INET6, &unix.SockaddrInet6{Addr: a.As16(), Port: 9}
 	}
 	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return err
 	}
 	defer unix.Close(fd)
-	if err := unix.Bind(fd, sa); err != nil {
-		if err == unix.EADDRNOTAVAIL {
-			return errors.New("not an address of this host")
-		}
+	// connect sends nothing: it looks the route up and picks a source.
+	notLocal := errors.New("not an address of this host")
+	if err := unix.Connect(fd, sa); err != nil {
+		return notLocal // no route (unreachable, prohibit), a broadcast
+	}
+	got, err := unix.Getsockname(fd)
+	if err != nil {
 		return err
+	}
+	var src netip.Addr
+	switch g := got.(type) {
+	case *unix.SockaddrInet4:
+		src = netip.AddrFrom4(g.Addr)
+	case *unix.SockaddrInet6:
+		src = netip.AddrFrom16(g.Addr)
+	}
+	if src != a.WithZone("") {
+		return notLocal
 	}
 	return nil
 }

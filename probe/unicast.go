@@ -49,3 +49,20 @@ func Unusable(addr netip.Addr, bcast map[netip.Addr]string) string {
 	}
 	return ""
 }
+
+// LocalSource returns an error unless a is an address of this host as a
+// Client takes an explicit source (ProbeOptions.Source): the kernel, in
+// the calling thread's network namespace, takes it as local, however
+// net.ipv4.ip_nonlocal_bind is set. A loopback address is the host's,
+// and a Client uses it only towards loopback destinations. For checking a
+// configuration before a Client probes with it.
+func LocalSource(a netip.Addr) error {
+	a = a.Unmap()
+	if !a.IsValid() || a.Zone() != "" || a.IsUnspecified() || a.IsMulticast() {
+		return fmt.Errorf("probe: source %v is not a unicast address of this host", a)
+	}
+	if err := localAddr(a); err != nil {
+		return fmt.Errorf("probe: source %v: %w", a, err)
+	}
+	return nil
+}

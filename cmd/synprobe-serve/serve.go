@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -209,6 +211,9 @@ func serve(ctx context.Context, o *serveOptions, stderr io.Writer, sys system, r
 	if err != nil {
 		return 0, cli.Usagef("%v", err)
 	}
+	if err := checkSources(o.configFile, cfg); err != nil {
+		return 0, err
+	}
 	if o.webConfig != "" {
 		if err := web.Validate(o.webConfig); err != nil {
 			// Its errors quote the file, which holds password hashes,
@@ -222,14 +227,8 @@ func serve(ctx context.Context, o *serveOptions, stderr io.Writer, sys system, r
 			return 0, cli.Usagef("-I %s: no such interface (ip link lists them)", o.iface)
 		}
 	}
-	var drop cli.DropSpec
-	if uid := sys.realUID(); uid != 0 {
-		if o.user != "" {
-			if u, err := cli.LookupAccount(o.user); err != nil || u.UID != uid {
-				return 0, cli.Usagef("-Z %s: only root can choose the user synprobe becomes after set-up", o.user)
-			}
-		}
-	} else if drop, err = cli.PlanDrop(o.user, o.keepRoot, sys.getenv, cli.LookupAccount); err != nil {
+	drop, err := cli.PlanCaller(sys.realUID(), o.user, o.keepRoot, sys.getenv, cli.LookupAccount)
+	if err != nil {
 		return 0, err
 	}
 	level := o.parseLevel()
@@ -312,4 +311,20 @@ func serve(ctx context.Context, o *serveOptions, stderr io.Writer, sys system, r
 			return cli.ExitOK, nil
 		}
 	}
+}
+
+// checkSources refuses, before set-up, a module whose source is not an
+// address of this host as the client takes one (probe.LocalSource):
+// every probe of it would be refused. (A reload that brings one is
+// accepted, and its probes are refused, each a result of "error".)
+func checkSources(file string, cfg *exporter.Config) error {
+	names := slices.Sorted(maps.Keys(cfg.Modules))
+	for _, name := range names {
+		if src := cfg.Modules[name].Options.Source; src.IsValid() {
+			if err := probe.LocalSource(src); err != nil {
+				return cli.Usagef("%s: module %s: source: not an address of this host (ip address lists them)", file, name)
+			}
+		}
+	}
+	return nil
 }

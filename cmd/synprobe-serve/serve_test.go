@@ -21,6 +21,10 @@ func TestServeBadInput(t *testing.T) {
 	os.WriteFile(bad, []byte("modules:\n  a: {mode: hunter2}\n"), 0o600)
 	good := filepath.Join(dir, "good.yml")
 	os.WriteFile(good, []byte("modules:\n  a: {mode: rst}\n"), 0o600)
+	spoof := filepath.Join(dir, "spoof.yml")
+	os.WriteFile(spoof, []byte("modules:\n  a: {mode: rst}\n  b: {mode: fin, source: 203.0.113.77}\n"), 0o600)
+	spoof6 := filepath.Join(dir, "spoof6.yml")
+	os.WriteFile(spoof6, []byte("modules:\n  c: {mode: rst, source: '2001:db8:ffff::77'}\n"), 0o600)
 	web := filepath.Join(dir, "web.yml")
 	os.WriteFile(web, []byte("basic_auth_users: hunter2\n"), 0o600)
 	for _, c := range []struct {
@@ -39,6 +43,8 @@ func TestServeBadInput(t *testing.T) {
 		{[]string{"--config.file", good, "-Z", "nobody", "--keep-root"}, "synprobe serve: -Z and --keep-root exclude each other"},
 		{[]string{"--config.file", good, "--web.config.file", web}, "synprobe serve: --web.config.file " + web + ": line 1: a string where the field wants basic_auth_users: a map of user: bcrypt hash\n"},
 		{[]string{"--config.file", good, "-I", "nosuchdev0"}, "synprobe serve: -I nosuchdev0: no such interface (ip link lists them)"},
+		{[]string{"--config.file", spoof}, "synprobe serve: " + spoof + ": module b: source: not an address of this host (ip address lists them)\n"},
+		{[]string{"--config.file", spoof6}, "synprobe serve: " + spoof6 + ": module c: source: not an address of this host (ip address lists them)\n"},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := runServe(context.Background(), c.args, &stdout, &stderr, nil, nil)

@@ -164,14 +164,8 @@ func runListener(ctx context.Context, args []string, stdout, stderr io.Writer) (
 			return 0, cli.Usagef("-I %s: no such interface (ip link lists them)", o.iface)
 		}
 	}
-	var drop cli.DropSpec
-	if uid := os.Getuid(); uid != 0 {
-		if o.user != "" {
-			if u, err := cli.LookupAccount(o.user); err != nil || u.UID != uid {
-				return 0, cli.Usagef("-Z %s: only root can choose the user synprobe becomes after set-up", o.user)
-			}
-		}
-	} else if drop, err = cli.PlanDrop(o.user, o.keepRoot, os.Getenv, cli.LookupAccount); err != nil {
+	drop, err := cli.PlanCaller(os.Getuid(), o.user, o.keepRoot, os.Getenv, cli.LookupAccount)
+	if err != nil {
 		return 0, err
 	}
 	// Set-up: the client's sockets and its RST guard, which keeps the

@@ -35,10 +35,9 @@ func checkCaller(o *options, sys network) error {
 			return usagef("--mark %#x: only synprobe's own mark %#x; %s", o.mark, uint32(defaultMark), privilegeRule)
 		case o.intervalSet && o.interval < minUserInterval:
 			return usagef("-i %v: no less than %v between rounds, as ping allows users; %s", o.interval, minUserInterval, privilegeRule)
-		case o.user != "":
-			if u, err := cli.LookupAccount(o.user); err != nil || u.UID != uid {
-				return usagef("-Z %s: only root can choose the user synprobe becomes after set-up", o.user)
-			}
+		}
+		if _, err := cli.PlanCaller(uid, o.user, o.keepRoot, sys.getenv, cli.LookupAccount); err != nil {
+			return err
 		}
 		if o.source.IsValid() {
 			addrs, err := sys.hostAddrs()
@@ -58,7 +57,7 @@ func checkCaller(o *options, sys network) error {
 	if o.source.IsValid() && !sys.isLocal(o.source) {
 		return usagef("-S %v: not an address of this host: its answers would never reach synprobe (ip address lists the host's addresses)", o.source)
 	}
-	d, err := cli.PlanDrop(o.user, o.keepRoot, sys.getenv, cli.LookupAccount)
+	d, err := cli.PlanCaller(0, o.user, o.keepRoot, sys.getenv, cli.LookupAccount)
 	if err != nil {
 		return err
 	}

@@ -13,10 +13,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/synprobe/synprobe/internal/netlab"
 	"github.com/synprobe/synprobe/rawsock"
@@ -135,8 +139,13 @@ const noCaps = "0000000000000000"
 type inspected struct {
 	cliRun
 	threads []threadCreds
-	tables  string // nft list tables in the prober namespace, during the run
-	after   string // and after it
+	// taken says which descriptors a process of the run's own uid took
+	// from it (pidfd_getfd) once set up, "" if none (runs that leave
+	// uid 0 only).
+	taken  string
+	tried  int
+	tables string // nft list tables in the prober namespace, during the run
+	after  string // and after it
 }
 
 // inspectRun starts argv in the prober namespace, waits for its first
@@ -182,6 +191,7 @@ func inspectRun(t *testing.T, l *netlab.Lab, env []string, argv ...string) inspe
 			time.Sleep(200 * time.Millisecond)
 		}
 	}
+	r.taken, r.tried = takeFDs(t, cmd.Process.Pid, r.threads)
 	rest, _ := io.ReadAll(br)
 	err = cmd.Wait()
 	r.stdout, r.stderr = first+string(rest), errb.String()
@@ -209,7 +219,89 @@ func checkDropped(t *testing.T, r inspected, uid, gid int, groups string, bnd st
 			t.Errorf("thread keeps privileges: %v", c)
 		}
 	}
+	if uid != 0 {
+		// Not dumpable: the run's own user can neither ptrace it nor
+		// take its raw sockets.
+		if r.tried == 0 || r.taken != "" {
+			t.Errorf("uid %d took descriptors of the run (of %d tried): %s", uid, r.tried, r.taken)
+		}
+	}
 	t.Logf("%d threads, e.g. %v", len(r.threads), r.threads[0])
+}
+
+// takeFDs tries to take every descriptor of process pid with
+// pidfd_getfd, which ptrace's access rules guard, as the uid and gid the
+// process runs as, from a thread of this test that takes them (a
+// system call's setresuid changes one thread's credentials; the thread
+// is never unlocked, and ends with its goroutine). It returns the
+// descriptors taken ("" if none) and how many were tried. A run that
+// stays uid 0 is not tried.
+func takeFDs(t *testing.T, pid int, threads []threadCreds) (string, int) {
+	t.Helper()
+	if len(threads) == 0 {
+		return "", 0
+	}
+	uid, _ := strconv.Atoi(strings.Fields(threads[0].uid)[0])
+	gid, _ := strconv.Atoi(strings.Fields(threads[0].gid)[0])
+	if uid == 0 {
+		return "", 0
+	}
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatalf("fds of %d: %v", pid, err)
+	}
+	type result struct {
+		taken string
+		tried int
+		err   error
+	}
+	done := make(chan result, 1)
+	var take func()
+	take = func() {
+		runtime.LockOSThread()
+		if unix.Gettid() == unix.Getpid() {
+			// The main thread, whose credentials /proc/self shows
+			// for the whole test process, and which never ends: hold
+			// it while another thread takes its place.
+			defer runtime.UnlockOSThread()
+			other := make(chan struct{})
+			go func() { take(); close(other) }()
+			<-other
+			return
+		}
+		// Never unlocked: the thread ends with its goroutine.
+		var res result
+		if _, _, e := syscall.RawSyscall(syscall.SYS_SETRESGID, uintptr(gid), uintptr(gid), uintptr(gid)); e != 0 {
+			res.err = e
+		} else if _, _, e := syscall.RawSyscall(syscall.SYS_SETRESUID, uintptr(uid), uintptr(uid), uintptr(uid)); e != 0 {
+			res.err = e
+		} else if pfd, err := unix.PidfdOpen(pid, 0); err != nil {
+			res.err = err
+		} else {
+			for _, e := range ents {
+				fd, err := strconv.Atoi(e.Name())
+				if err != nil {
+					continue
+				}
+				res.tried++
+				if nfd, err := unix.PidfdGetfd(pfd, fd, 0); err == nil {
+					link, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%d", pid, fd))
+					res.taken += fmt.Sprintf(" %d (%s)", fd, link)
+					unix.Close(nfd)
+				} else if !errors.Is(err, unix.EPERM) && !errors.Is(err, unix.EBADF) {
+					res.err = err
+				}
+			}
+			unix.Close(pfd)
+		}
+		done <- res
+	}
+	go take()
+	res := <-done
+	if res.err != nil {
+		t.Fatalf("taking descriptors of %d as %d:%d: %v", pid, uid, gid, res.err)
+	}
+	return res.taken, res.tried
 }
 
 // TestIntegrationLeastPrivilege runs the setcap'd binary as nobody and the
@@ -267,11 +359,10 @@ func TestIntegrationLeastPrivilege(t *testing.T) {
 	t.Run("nobody/scan", func(t *testing.T) {
 		// 16 sending threads, locked to their OS threads, start after
 		// the drop: the threads the runtime creates then are covered.
-		// 20000 pairs: answers come through the packet ring. JSON Lines
-		// come as the answers do: the threads are read while the scan
-		// sends (the text output is written at its end).
-		r := inspectRun(t, l, nil, asNobody(bin, "scan", "--json", "--senders", "16", "--rate", "20000", "-w", "0.2", l.TargetV4.String()+":1-20000")...)
-		if !strings.Contains(r.stdout, `"pairs":20000,"sent":`) || !strings.Contains(r.stdout, `"open":1,"closed":19997,"filtered":2,`) || !strings.Contains(r.stdout, `"recv_path":"packet ring"`) {
+		// 20000 pairs: answers come through the packet ring.
+		// Read while it scans: its output comes at the end.
+		r := inspectDrop(t, l, nil, nil, asNobody(bin, "scan", "--senders", "16", "--rate", "20000", "-w", "0.2", l.TargetV4.String()+":1-20000")...)
+		if !strings.Contains(r.stdout, "--- scan of 20000 pairs: 1 open, 19997 closed, 2 filtered") || !strings.Contains(r.stdout, "answers read from packet ring") {
 			t.Errorf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
 		}
 		if len(r.threads) < 17 {
@@ -359,6 +450,14 @@ func TestIntegrationUnprivilegedRefusals(t *testing.T) {
 		{"privileged sport", []string{"--mode", "fin", "--sport", "99", "-c", "1", target}, "--sport 99: synprobe cannot hold the port alone"},
 		{"flood", []string{"-i", "0.001", "-c", "5", target}, "-i 1ms: no less than 2ms between rounds"},
 		{"other user", []string{"-Z", "root", "-c", "1", target}, "-Z root: only root can choose the user"},
+		// The scan verb and trace (which sets up a probe.Client of its
+		// own) apply the same rules.
+		{"scan spoofed source", []string{"scan", "-S", "198.18.0.77", target}, "-S 198.18.0.77: not an address of this host"},
+		{"scan loopback source", []string{"scan", "-S", "127.0.0.1", target}, "-S 127.0.0.1: a loopback address as the source"},
+		{"scan sport held by a listener", []string{"scan", "--sport", "2222", target}, "--sport 2222: synprobe cannot hold the port alone"},
+		{"trace spoofed source", []string{"trace", "-S", "198.18.0.77", "-q", "1", target}, "-S 198.18.0.77: not an address of this host"},
+		{"trace spoofed source v6", []string{"trace", "-S", "2001:db8:ffff::7", "-q", "1", hostPort(l.TargetV6, 80)}, "-S 2001:db8:ffff::7: not an address of this host"},
+		{"trace loopback source", []string{"trace", "-S", "127.0.0.1", "-q", "1", target}, "-S 127.0.0.1: a loopback address as the source"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			r := runCmd(t, l, l.Prober, nil, asNobody(bin, tt.args...)...)
@@ -388,6 +487,27 @@ func TestIntegrationUnprivilegedRefusals(t *testing.T) {
 	r = runCmd(t, l, l.Prober, nil, synprobeBinary(t), "--mode", "ack", "--mark", "0x1234", "-c", "1", target)
 	if r.code != exitOK {
 		t.Errorf("root with --mark: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
+	// With net.ipv4.ip_nonlocal_bind and net.ipv6.ip_nonlocal_bind set,
+	// any address binds: the source is still judged by the kernel's
+	// routes, and every verb still refuses another host's.
+	l.Run(t, l.Prober, "sysctl", "-q", "-w", "net.ipv4.ip_nonlocal_bind=1", "net.ipv6.ip_nonlocal_bind=1")
+	capt = l.StartCapture(t, l.Prober, l.ProberIf, "tcp")
+	for _, argv := range [][]string{
+		{synprobeBinary(t), "-S", "198.18.0.77", "-c", "1", "-w", "0.2", target},
+		{synprobeBinary(t), "scan", "-S", "2001:db8:ffff::7", "-w", "0.2", hostPort(l.TargetV6, 80)},
+		{synprobeBinary(t), "trace", "-S", "198.18.0.77", "-q", "1", "-w", "0.2", target},
+		asNobody(bin, "-S", "198.18.0.77", "-c", "1", "-w", "0.2", target),
+		asNobody(bin, "trace", "-S", "2001:db8:ffff::7", "-q", "1", "-w", "0.2", hostPort(l.TargetV6, 80)),
+	} {
+		r := runCmd(t, l, l.Prober, nil, argv...)
+		if r.code != exitUsage || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, ": not an address of this host") {
+			t.Errorf("%v with ip_nonlocal_bind: exit %d, want 2\n%s%s", argv, r.code, r.stdout, r.stderr)
+		}
+	}
+	if pkts, err := capt.Stop(); err != nil || len(pkts) != 0 {
+		t.Errorf("refused runs sent %d packets (%v)", len(pkts), err)
 	}
 }
 
@@ -448,4 +568,200 @@ func leaked(content, output, path string) string {
 		}
 	}
 	return ""
+}
+
+// setcapPair copies synprobe and synprobe-serve into a directory of /tmp
+// that any user can search (synprobe looks for synprobe-serve beside
+// itself, as its caller), and gives both the file capabilities that
+// make install SETCAP=1 gives.
+func setcapPair(t *testing.T, l *netlab.Lab) string {
+	t.Helper()
+	for _, tool := range []string{"setpriv", "setcap"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("needs %s", tool)
+		}
+	}
+	dir, err := os.MkdirTemp("", "synprobe-setcap-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	built := filepath.Dir(synprobeBinary(t))
+	for _, name := range []string{"synprobe", "synprobe-serve"} {
+		data, err := os.ReadFile(filepath.Join(built, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		l.Run(t, l.Prober, "setcap", "cap_net_raw,cap_net_admin+ep", filepath.Join(dir, name))
+	}
+	return filepath.Join(dir, "synprobe")
+}
+
+// inspectDrop starts argv in the prober namespace, waits until its main
+// thread has given up its capabilities and set no_new_privs (at most
+// 20 s: a run that never drops them fails), reads every thread's
+// credentials twice, 200 ms apart, then calls during (if any: a serve is
+// probed, then sent SIGTERM) and waits for the end.
+func inspectDrop(t *testing.T, l *netlab.Lab, env []string, during func(pid int), argv ...string) inspected {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := l.Command(ctx, l.Prober, argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	pid := cmd.Process.Pid
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		// ip netns exec and setpriv exec: the pid becomes synprobe's
+		// (or synprobe-serve's, which synprobe serve execs).
+		if strings.HasPrefix(string(comm), "synprobe") && strings.Contains(string(b), "\nCapEff:\t"+noCaps+"\n") && strings.Contains(string(b), "\nNoNewPrivs:\t1\n") {
+			break
+		}
+		select {
+		case <-done:
+			t.Fatalf("%v ended before it gave up its privileges: exit %d\n%s%s", argv, cmd.ProcessState.ExitCode(), out.String(), errb.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			<-done
+			t.Fatalf("%v kept its capabilities for 20 s:\n%s\n%s%s", argv, b, out.String(), errb.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // the drop's last all-thread call
+	var r inspected
+	seen := map[string]bool{}
+	for i := range 2 {
+		for _, c := range procCreds(t, pid) {
+			if !seen[c.tid] {
+				seen[c.tid] = true
+				r.threads = append(r.threads, c)
+			}
+		}
+		if i == 0 {
+			r.tables = l.Run(t, l.Prober, "nft", "list", "tables")
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	r.taken, r.tried = takeFDs(t, pid, r.threads)
+	if during != nil {
+		during(pid)
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		t.Fatalf("%v did not end", argv)
+	}
+	r.stdout, r.stderr, r.code = out.String(), errb.String(), cmd.ProcessState.ExitCode()
+	r.after = l.Run(t, l.Prober, "nft", "list", "tables")
+	return r
+}
+
+// TestIntegrationLeastPrivilegeVerbs: the verbs with set-ups of their own
+// (trace, listener, and serve, which synprobe execs as synprobe-serve)
+// give up every privilege as ping and scan do: run by a local user with
+// the setcap'd binaries, they work and keep no capability; run as root,
+// they leave uid 0 for SUDO_UID's user, nobody or -Z's, unless
+// --keep-root; a -Z of a caller other than root names only itself.
+func TestIntegrationLeastPrivilegeVerbs(t *testing.T) {
+	l := verdictLab(t)
+	bin := setcapPair(t, l)
+	plain := synprobeBinary(t)
+	// A trace to a dropped port: hop 1 is the target, silent; three hops
+	// of 0.5 s.
+	trace := []string{"trace", "-q", "1", "-w", "0.5", "--max-hops", "3", "--max-silent", "3", hostPort(l.TargetV4, 81)}
+	listener := []string{"listener", "--observe", "1.2", hostPort(l.TargetV4, 80)}
+	cfg := filepath.Join(filepath.Dir(bin), "serve.yml") // where nobody can read it
+	os.WriteFile(cfg, []byte("modules:\n  fin: {mode: fin, timeout: 500ms, close_timeout: 1s}\n"), 0o644)
+	const addr = "127.0.0.1:9516"
+	serve := []string{"serve", "--config.file", cfg, "--web.listen-address", addr}
+	// probeServe asks serve for a fin probe (its RST guard at work
+	// without a privilege), then ends it.
+	probeServe := func(t *testing.T) func(int) {
+		return func(pid int) {
+			c := nsClient(l, l.Prober)
+			waitFor(t, "synprobe serve", 20*time.Second, func() bool {
+				resp, err := c.Get("http://" + addr + "/-/healthy")
+				if err == nil {
+					resp.Body.Close()
+				}
+				return err == nil && resp.StatusCode == 200
+			})
+			code, body := httpGet(t, c, "GET", "http://"+addr+"/probe?module=fin&target="+hostPort(l.TargetV4, 80))
+			if code != 200 || !strings.Contains(body, "\nprobe_success 1\n") || strings.Contains(body, "probe_tcp_close{pattern=\"rst\"} 1") {
+				t.Errorf("fin probe: %d\n%s", code, body)
+			}
+			syscall.Kill(pid, syscall.SIGTERM)
+		}
+	}
+	nobody := func(args ...string) []string { return asNobody(bin, args...) }
+	root := func(args ...string) []string { return append([]string{plain}, args...) }
+	sudo := []string{"SUDO_UID=4242", "SUDO_GID=4343"}
+	for _, tt := range []struct {
+		name     string
+		env      []string
+		argv     []string
+		serve    bool
+		uid, gid int
+		code     int
+		stdout   string
+	}{
+		{name: "trace/nobody", argv: nobody(trace...), uid: 65534, gid: 65534, code: exitNotOpen, stdout: "filtered"},
+		{name: "trace/sudo", env: sudo, argv: root(trace...), uid: 4242, gid: 4343, code: exitNotOpen, stdout: "filtered"},
+		{name: "trace/-Z", env: sudo, argv: root(withFlags(trace, "-Z", "nobody")...), uid: 65534, gid: 65534, code: exitNotOpen, stdout: "filtered"},
+		{name: "trace/keep-root", env: sudo, argv: root(withFlags(trace, "--keep-root")...), uid: 0, gid: 0, code: exitNotOpen, stdout: "filtered"},
+		{name: "listener/nobody", argv: nobody(listener...), uid: 65534, gid: 65534, code: exitOK, stdout: "healthy"},
+		{name: "listener/sudo", env: sudo, argv: root(listener...), uid: 4242, gid: 4343, code: exitOK, stdout: "healthy"},
+		{name: "listener/-Z", env: sudo, argv: root(withFlags(listener, "-Z", "nobody")...), uid: 65534, gid: 65534, code: exitOK, stdout: "healthy"},
+		{name: "listener/keep-root", env: sudo, argv: root(withFlags(listener, "--keep-root")...), uid: 0, gid: 0, code: exitOK, stdout: "healthy"},
+		{name: "serve/nobody", argv: nobody(serve...), serve: true, uid: 65534, gid: 65534},
+		{name: "serve/sudo", env: sudo, argv: append([]string{bin}, serve...), serve: true, uid: 4242, gid: 4343},
+		{name: "serve/root", env: []string{"SUDO_UID="}, argv: append([]string{bin}, serve...), serve: true, uid: 65534, gid: 65534},
+		{name: "serve/-Z", env: sudo, argv: append([]string{bin}, withFlags(serve, "-Z", "nobody")...), serve: true, uid: 65534, gid: 65534},
+		{name: "serve/keep-root", env: sudo, argv: append([]string{bin}, withFlags(serve, "--keep-root")...), serve: true, uid: 0, gid: 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var during func(int)
+			if tt.serve {
+				during = probeServe(t)
+			}
+			r := inspectDrop(t, l, tt.env, during, tt.argv...)
+			if r.code != tt.code || !strings.Contains(r.stdout, tt.stdout) {
+				t.Errorf("exit %d, want %d and %q in the output\n%s%s", r.code, tt.code, tt.stdout, r.stdout, r.stderr)
+			}
+			groups := ""
+			if tt.uid == 0 && len(r.threads) > 0 {
+				groups = r.threads[0].groups // uid 0 keeps its group list
+			}
+			checkDropped(t, r, tt.uid, tt.gid, groups, "")
+			if strings.Contains(r.after, rawsock.TablePrefix) {
+				t.Errorf("a guard table is left after the run:\n%s", r.after)
+			}
+		})
+	}
+	// -Z is root's choice in every verb: one line, exit 2, nothing run.
+	for _, verb := range [][]string{trace, listener, serve} {
+		r := runCmd(t, l, l.Prober, nil, asNobody(bin, withFlags(verb, "-Z", "root")...)...)
+		if lines := strings.Split(strings.TrimSpace(r.stderr), "\n"); r.code != exitUsage || r.stdout != "" || len(lines) != 1 || !strings.Contains(lines[0], "-Z root: only root can choose") {
+			t.Errorf("%s -Z root as nobody: exit %d, want 2 and one line\n%s%s", verb[0], r.code, r.stdout, r.stderr)
+		}
+	}
+}
+
+// withFlags puts flags after a verb's name: VERB FLAGS... ARGS....
+func withFlags(verb []string, flags ...string) []string {
+	return append(append([]string{verb[0]}, flags...), verb[1:]...)
 }

@@ -105,6 +105,7 @@ func TestUnprivilegedRefusals(t *testing.T) {
 		{"0.0.0.0", "-S 0.0.0.0: not a unicast address"},
 		{"::", "-S ::: not a unicast address"},
 		{"224.0.0.1", "-S 224.0.0.1: not a unicast address"},
+		{"127.0.0.1", "-S 127.0.0.1: a loopback address as the source of a probe to 198.18.0.2: its answers would never reach synprobe"},
 	} {
 		sys := &fakeSystem{}
 		code, stdout, stderr := runCLI(t, sys, "-S", tt.src, "-c", "1", "198.18.0.2:80")

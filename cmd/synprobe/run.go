@@ -577,9 +577,13 @@ func sourceFor(o *options, dst netip.Addr, sys network) (netip.Addr, error) {
 			return netip.Addr{}, usagef("--source %v and target %v are of different address families", o.source, dst)
 		}
 		// A loopback source reaches loopback destinations only: the
-		// kernel never sends one out (a martian). Root may still.
-		if o.restricted && o.source.IsLoopback() && !dst.IsLoopback() {
-			return netip.Addr{}, usagef("-S %v: a loopback address as the source of a probe to %v, which the host itself would never send; only the host's own source addresses: %s", o.source, dst, privilegeRule)
+		// kernel never sends one out (a martian), and no answer to
+		// one sent raw could come back: root is refused it too.
+		if o.source.IsLoopback() && !dst.IsLoopback() {
+			if o.restricted {
+				return netip.Addr{}, usagef("-S %v: a loopback address as the source of a probe to %v, which the host itself would never send; only the host's own source addresses: %s", o.source, dst, privilegeRule)
+			}
+			return netip.Addr{}, usagef("-S %v: a loopback address as the source of a probe to %v: its answers would never reach synprobe", o.source, dst)
 		}
 		return o.source, nil
 	}

@@ -654,7 +654,7 @@ func TestIntegrationServeService(t *testing.T) {
 	if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", cmd.Process.Pid)); err != nil || exe != filepath.Join(filepath.Dir(bin), "synprobe-serve") {
 		t.Errorf("pid %d runs %q (%v), want synprobe-serve beside %s", cmd.Process.Pid, exe, err, bin)
 	}
-	for _, want := range []string{"Uid:\t65534\t65534\t65534\t65534", "CapPrm:\t0000000000000000", "CapEff:\t0000000000000000", "CapAmb:\t0000000000000000", "NoNewPrivs:\t1"} {
+	for _, want := range []string{"Uid:\t65534\t65534\t65534\t65534", "CapInh:\t0000000000000000", "CapPrm:\t0000000000000000", "CapEff:\t0000000000000000", "CapAmb:\t0000000000000000", "NoNewPrivs:\t1"} {
 		if !strings.Contains(string(status), want+"\n") {
 			t.Errorf("after set-up, the status lacks %q:\n%s", want, status)
 		}

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/synprobe/synprobe/internal/cli"
+	"github.com/synprobe/synprobe/probe"
 	"github.com/synprobe/synprobe/rawsock"
 )
 
@@ -105,8 +106,15 @@ func (*system) hostAddrs() ([]netip.Addr, error) {
 
 func (*system) dropPrivileges(d cli.DropSpec) error { return cli.DropPrivileges(d) }
 
+// isLocal reports whether the kernel takes a as this host's (a local
+// route: an interface's address, AnyIP's): probe.LocalSource's test,
+// which net.ipv4.ip_nonlocal_bind does not fool; a bind too, which
+// a zoned (link-local) address needs.
 func (*system) isLocal(a netip.Addr) bool {
 	a = a.Unmap()
+	if a.Zone() == "" && probe.LocalSource(a) != nil {
+		return false
+	}
 	network, zone := "udp4", ""
 	if a.Is6() {
 		network, zone = "udp6", a.Zone()

@@ -62,6 +62,8 @@ type traceOptions struct {
 	source     string
 	iface      string
 	pcap       string
+	user       string
+	keepRoot   bool
 	help       bool
 }
 
@@ -86,6 +88,8 @@ func newTraceFlagSet(o *traceOptions) *pflag.FlagSet {
 	fs.StringVarP(&o.source, "source", "S", "", "source address (one of this host's)")
 	fs.StringVarP(&o.iface, "interface", "I", "", "send through this interface")
 	fs.StringVar(&o.pcap, "pcap", "", "write every packet sent and received, timed as synprobe timed it, to the pcapng `FILE` (tcpdump -r, Wireshark)")
+	fs.StringVarP(&o.user, "user", "Z", "", "the account a root run becomes after set-up (default: SUDO_UID's, else nobody)")
+	fs.BoolVar(&o.keepRoot, "keep-root", false, "a root run stays uid 0 after set-up (its capabilities still go)")
 	return fs
 }
 
@@ -189,6 +193,24 @@ func traceMain(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			return exitUsage
 		}
 	}
+	// The caller's rules, ping's own (checkCaller: a source of the
+	// host's own, used as the host would; -Z is root's choice), and who
+	// the run becomes once set up: decided before anything is opened.
+	co := &options{source: src, user: o.user, keepRoot: o.keepRoot, mark: defaultMark}
+	sys := &system{}
+	err = checkCaller(co, sys)
+	if err == nil && src.IsValid() {
+		_, err = sourceFor(co, dst.Addr(), sys)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "synprobe trace: %v\n", err)
+		var u *cli.UsageError
+		if errors.As(err, &u) {
+			return exitUsage
+		}
+		return exitFailure
+	}
+	drop := co.drop
 	// One source port: the trace keeps it for every probe.
 	rec := &laterRecorder{}
 	c, err := probe.NewClient(&probe.ClientConfig{Ports: 1, Interface: o.iface, Recorder: rec})
@@ -202,13 +224,10 @@ func traceMain(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	defer c.Close()
 	// Set up: the rest needs no privilege (rst mode has no RST guard).
-	// A root run becomes the sudo user or nobody, as synprobe's others
-	// do (docs/privileges.md).
-	drop, err := cli.PlanDrop("", false, os.Getenv, cli.LookupAccount)
-	if err == nil {
-		err = cli.DropPrivileges(drop)
-	}
-	if err != nil {
+	// A root run becomes -Z's user, the sudo user or nobody, as
+	// synprobe's others do (docs/privileges.md); any other caller stays
+	// who it is, without capabilities.
+	if err := cli.DropPrivileges(drop); err != nil {
 		fmt.Fprintf(stderr, "synprobe trace: cannot give up privileges: %v\n", err)
 		return exitFailure
 	}

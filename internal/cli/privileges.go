@@ -82,3 +82,20 @@ func PlanDrop(name string, keepRoot bool, getenv func(string) string, lookup fun
 	}
 	return DropSpec{SetUID: true, UID: NobodyID, GID: NobodyID, Who: "nobody"}, nil
 }
+
+// PlanCaller is PlanDrop for a caller of real uid uid: a root caller's
+// run leaves uid 0 as PlanDrop chooses; any other caller stays who it is
+// (it could not change its uid: no CAP_SETUID, and it must not) and may
+// name only itself with -Z. Every verb plans its drop through it. Its
+// errors are UsageErrors.
+func PlanCaller(uid int, name string, keepRoot bool, getenv func(string) string, lookup func(string) (Account, error)) (DropSpec, error) {
+	if uid == 0 {
+		return PlanDrop(name, keepRoot, getenv, lookup)
+	}
+	if name != "" {
+		if a, err := lookup(name); err != nil || a.UID != uid {
+			return DropSpec{}, Usagef("-Z %s: only root can choose the user synprobe becomes after set-up", name)
+		}
+	}
+	return DropSpec{}, nil
+}

@@ -39,6 +39,15 @@ func DropPrivileges(d DropSpec) error {
 		}
 		return nil
 	}
+	// Not dumpable, now and (below) once the credentials are final: the
+	// caller's user must not ptrace this process, nor take its raw
+	// sockets with pidfd_getfd, once it has no capability left (while it
+	// has some, the kernel refuses that already). A capability set that
+	// only shrinks leaves the flag as it was: a setcap'd binary run by a
+	// user stayed dumpable after its drop. A process-wide flag: one call.
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		return dropError("prctl PR_SET_DUMPABLE", err)
+	}
 	// no_new_privs: no execve from here on (a setuid binary, a binary
 	// with file capabilities) gives this process anything back.
 	if err := allThreads(unix.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0); err != nil {
@@ -89,6 +98,11 @@ func DropPrivileges(d DropSpec) error {
 	}
 	if holdsCapabilities() {
 		return errors.New("cannot drop privileges: capabilities remain after capset")
+	}
+	// A uid change set the flag to fs.suid_dumpable, which an
+	// administrator may have set to 1.
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		return dropError("prctl PR_SET_DUMPABLE", err)
 	}
 	return nil
 }

@@ -64,3 +64,53 @@ func TestPlanDrop(t *testing.T) {
 		}
 	}
 }
+
+// TestPlanCaller: a caller other than root never plans to change its uid
+// (setgroups and setresuid would fail without CAP_SETGID and CAP_SETUID:
+// a setcap'd trace failed so), whatever SUDO_UID says; -Z names itself
+// only. Root plans as PlanDrop does.
+func TestPlanCaller(t *testing.T) {
+	lookup := func(name string) (Account, error) {
+		switch name {
+		case "alice", "1000":
+			return Account{"alice", 1000, 1000}, nil
+		case "nobody", "65534":
+			return Account{"nobody", 65534, 65534}, nil
+		case "root", "0":
+			return Account{"root", 0, 0}, nil
+		}
+		return Account{}, errors.New("unknown user")
+	}
+	env := func(k string) string { return map[string]string{"SUDO_UID": "4242", "SUDO_GID": "4343"}[k] }
+	for _, tt := range []struct {
+		uid      int
+		name     string
+		keepRoot bool
+		want     DropSpec
+		err      string
+	}{
+		{uid: 1000, want: DropSpec{}},
+		{uid: 65534, want: DropSpec{}},
+		{uid: 1000, name: "alice", want: DropSpec{}},
+		{uid: 1000, keepRoot: true, want: DropSpec{}},
+		{uid: 1000, name: "root", err: "-Z root: only root can choose"},
+		{uid: 1000, name: "nobody", err: "-Z nobody: only root can choose"},
+		{uid: 1000, name: "mallory", err: "-Z mallory: only root can choose"},
+		{uid: 0, want: DropSpec{true, 4242, 4343, "SUDO_UID 4242"}},
+		{uid: 0, name: "nobody", want: DropSpec{true, 65534, 65534, "-Z nobody"}},
+		{uid: 0, keepRoot: true, want: DropSpec{}},
+		{uid: 0, name: "mallory", err: "-Z mallory: no such user"},
+	} {
+		got, err := PlanCaller(tt.uid, tt.name, tt.keepRoot, env, lookup)
+		if tt.err != "" {
+			var u *UsageError
+			if !errors.As(err, &u) || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("PlanCaller(%d, %q, %v) = %v, want usage error %q", tt.uid, tt.name, tt.keepRoot, err, tt.err)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("PlanCaller(%d, %q, %v) = %+v, %v; want %+v", tt.uid, tt.name, tt.keepRoot, got, err, tt.want)
+		}
+	}
+}
