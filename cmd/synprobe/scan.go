@@ -179,9 +179,30 @@ func scanSources(o *options, set *scan.Set, sys network) ([]scan.SourceRange, er
 		return src, err
 	})
 	var u *usageError
+	var nr *scan.NoRouteError
 	switch {
 	case errors.As(first, &u):
 		return nil, first
+	case errors.As(err, &nr):
+		// Said as a ping target's is (expandTargets): a file's target by
+		// its file and line, never its text.
+		why := fmt.Sprintf("%v (%s)", nr.Err, probe.SendErrorText(probe.SendErrorReason(nr.Err)))
+		var where string
+		set.Blocks(func(p netip.Prefix, first, _ uint64) bool {
+			if p.Addr() != nr.Addr {
+				return true
+			}
+			if _, _, o := set.Pair(first); o.IsValid() {
+				if f, line := o.File(); f != "" {
+					where = fmt.Sprintf("%s:%d", f, line)
+				}
+			}
+			return false
+		})
+		if where != "" {
+			return nil, &failure{fmt.Errorf("%s: no route to the target: %s", where, why)}
+		}
+		return nil, &failure{fmt.Errorf("no route to %v: %s", nr.Addr, why)}
 	case err != nil:
 		return nil, &failure{err}
 	}

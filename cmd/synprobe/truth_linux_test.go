@@ -214,6 +214,71 @@ func TestIntegrationScanLocalBlocks(t *testing.T) {
 	}
 }
 
+// TestIntegrationPingLocalBlocks: ping mode over targets behind the
+// prober's own prohibit and blackhole routes and output firewall, beside
+// one it can reach. Each blocked target's probes are reported with the
+// kernel's reason, and never stop the others: the reachable target is
+// probed every time (the capture) and the run exits 3. With nothing of a
+// family routed, the run fails in one line that says what the error means.
+func TestIntegrationPingLocalBlocks(t *testing.T) {
+	l, v4, want := localBlockLab(t, true)
+	resolveNeighbours(t, l)
+	b := v4.Addr().As4()
+	at := func(host byte) netip.Addr { b[3] = host; return netip.AddrFrom4(b) }
+	good := at(2)
+	targets := []netip.Addr{at(65), good, at(97), at(130)} // prohibit, open, blackhole, firewall
+	capt := l.StartCapture(t, l.Target, l.TargetIf, "tcp[tcpflags] & tcp-syn != 0 and tcp[tcpflags] & tcp-ack == 0")
+	args := []string{"--json", "-c", "3", "-i", "0.05", "-w", "0.5"}
+	for _, a := range targets {
+		args = append(args, hostPort(a, 22))
+	}
+	r := runIn(t, l, l.Prober, args...)
+	if r.code != exitFailure || r.stderr != "" {
+		t.Errorf("exit %d, stderr %q; want %d", r.code, r.stderr, exitFailure)
+	}
+	probes, summaries := map[netip.Addr]int{}, map[netip.Addr]map[string]any{}
+	for _, m := range r.lines {
+		a := netip.MustParseAddr(m["addr"].(string))
+		switch m["type"] {
+		case "probe":
+			probes[a]++
+			if v := m["state"].(string) + "/" + m["reason"].(string); v != want(a, 22) {
+				t.Errorf("%v: %s, want %s", a, v, want(a, 22))
+			}
+		case "summary":
+			summaries[a] = m
+		}
+	}
+	for _, a := range targets {
+		sent, errs := 3.0, 0.0
+		if a != good {
+			sent, errs = 0, 3
+		}
+		if s := summaries[a]; probes[a] != 3 || s == nil || s["sent"] != sent || s["errors"] != errs {
+			t.Errorf("%v: %d probe lines, summary %v; want 3, %v sent, %v not sent", a, probes[a], s, sent, errs)
+		}
+	}
+	pkts, err := capt.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	reached := map[netip.Addr]int{}
+	for _, c := range pkts {
+		var p wire.Packet
+		if wire.Parse(c.Data, &p) == nil {
+			reached[p.Dst]++
+		}
+	}
+	if len(reached) != 1 || reached[good] != 3 {
+		t.Errorf("SYNs on the target's link: %v; want 3 to %v alone", reached, good)
+	}
+	// A family with no route at all: nothing to send from.
+	one := runIn(t, l, l.Prober, "-c", "1", hostPort(at(65), 22))
+	if one.code != exitFailure || one.stdout != "" || strings.Count(one.stderr, "\n") != 1 || !strings.Contains(one.stderr, "a prohibit route") {
+		t.Errorf("exit %d, stdout %q, stderr %q; want %d and one line saying why", one.code, one.stdout, one.stderr, exitFailure)
+	}
+}
+
 // TestIntegrationTargetFileMemory: a target file of 1,048,576 lines (256
 // hosts, 4096 ports each, one pair a line with its expectation) is
 // scanned in bounded memory: the file's text is not kept, and each line
