@@ -378,7 +378,7 @@ func probeAll(ctx context.Context, o *options, stdout, stderr io.Writer, sys net
 		s := &stats[i]
 		out.summary(&targets[i], specs[i], s)
 		switch {
-		case s.Errors > 0 && code < exitFailure:
+		case (s.Errors > 0 || dataRefused(s)) && code < exitFailure:
 			code = exitFailure
 		case !answeredOpen(s) && code < exitNotOpen:
 			code = exitNotOpen
@@ -389,6 +389,11 @@ func probeAll(ctx context.Context, o *options, stdout, stderr io.Writer, sys net
 	}
 	return code, nil
 }
+
+// dataRefused reports whether a target's fin-mode data fell short while
+// this host refused segments of its connections (its output firewall, a
+// route): not the peer's doing, but the probe's that could not be sent.
+func dataRefused(s *probe.Stats) bool { return s.DataShort > 0 && s.SendErrors > 0 }
 
 // answeredOpen reports whether a target passes: at least one SYN-ACK and
 // no definite refusal (RST or ICMP error), and with --data in fin mode,
