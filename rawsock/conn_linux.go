@@ -316,12 +316,14 @@ func newSender(v6 bool, cfg Config) (*sender, error) {
 		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 4<<20)
 	}
 	// SCM_TS_OPT_ID (Linux 6.13) lets each sendmsg name the id its
-	// timestamps will carry; older kernels count sends instead.
+	// timestamps will carry; older kernels count sends instead. Asked
+	// once of the kernel (tsOptID): a send's EINVAL may be a blackhole
+	// route's, which says nothing of the control message.
 	h := (*unix.Cmsghdr)(unsafe.Pointer(&s.cmsg[0]))
 	h.Level = unix.SOL_SOCKET
 	h.Type = unix.SCM_TS_OPT_ID
 	h.SetLen(unix.CmsgLen(4))
-	s.optID = true
+	s.optID = s.txStamps && tsOptID()
 	return s, nil
 }
 
@@ -357,12 +359,9 @@ func (s *sender) send(pkt []byte, id uint32) error {
 	if s.optID {
 		binary.NativeEndian.PutUint32(s.cmsg[unix.CmsgLen(0):], id)
 		_, err := unix.SendmsgN(s.fd, pkt, s.cmsg[:unix.CmsgSpace(4)], to, 0)
-		if err != unix.EINVAL {
-			return sendError(err)
-		}
-		// Kernel without SCM_TS_OPT_ID: count sends from here on.
-		s.optID = false
+		return sendError(err)
 	}
+	// A kernel without SCM_TS_OPT_ID: count sends.
 	k := s.kid
 	_, err := unix.SendmsgN(s.fd, pkt, nil, to, 0)
 	// The kernel's counter moves once the packet is allocated, which is

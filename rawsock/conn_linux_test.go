@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"syscall"
 	"testing"
 	"time"
 
@@ -461,5 +462,65 @@ func TestIntegrationRecvBatches(t *testing.T) {
 			}
 			prev = tx
 		}
+	}
+}
+
+// TestIntegrationTxStampAfterSendError: a send that the host refuses with
+// EINVAL (a blackhole route) says nothing of the kernel's support for
+// per-packet stamp ids: the stamps of the packets sent before it and
+// after it are still found by their ids.
+func TestIntegrationTxStampAfterSendError(t *testing.T) {
+	if !tsOptID() {
+		t.Skip("the kernel takes no stamp id per packet (SCM_TS_OPT_ID, Linux 6.13)")
+	}
+	lab := netlab.New(t)
+	holes := map[bool]netip.Addr{false: netip.MustParseAddr("198.19.250.1"), true: netip.MustParseAddr("2001:db8:fffe::1")}
+	lab.Run(t, lab.Prober, "ip", "route", "add", "blackhole", "198.19.250.0/24")
+	lab.Run(t, lab.Prober, "ip", "-6", "route", "add", "blackhole", "2001:db8:fffe::/48")
+	err := lab.InNS(lab.Prober, func() error {
+		c, lo := listenOrSkip(t, true, true)
+		for _, v6 := range []bool{false, true} {
+			src, dst := lab.ProberV4, lab.TargetV4
+			if v6 {
+				src, dst = lab.ProberV6, lab.TargetV6
+			}
+			send := func(to netip.Addr, id uint32) error {
+				seg := wire.Segment{Src: src, Dst: to, TTL: 64, DF: true, SrcPort: lo + 1, DstPort: 9, Seq: id, Flags: wire.FlagSyn, Window: 64240}
+				buf := make([]byte, 128)
+				n, err := seg.Build(buf)
+				if err != nil {
+					return err
+				}
+				return c.Send(buf[:n], id)
+			}
+			if err := send(dst, 100); err != nil {
+				return fmt.Errorf("v6 %v: %v", v6, err)
+			}
+			if err := send(holes[v6], 101); !errors.Is(err, syscall.EINVAL) {
+				return fmt.Errorf("v6 %v: a send to a blackhole route: %v, want EINVAL", v6, err)
+			}
+			if err := send(dst, 102); err != nil {
+				return fmt.Errorf("v6 %v: %v", v6, err)
+			}
+			for _, id := range []uint32{100, 102} {
+				deadline := time.Now().Add(2 * time.Second)
+				for {
+					if _, ok := c.TxTime(id, v6); ok {
+						break
+					}
+					if time.Now().After(deadline) {
+						return fmt.Errorf("v6 %v: no transmit stamp for id %d", v6, id)
+					}
+					time.Sleep(5 * time.Millisecond)
+				}
+			}
+			if _, ok := c.TxTime(101, v6); ok {
+				return fmt.Errorf("v6 %v: a stamp for the packet never sent", v6)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
 	}
 }

@@ -262,3 +262,72 @@ func checkDataWire(t *testing.T, pkts []netlab.CapturedPacket, sport uint16, max
 		t.Errorf("sport %d: zero window on the wire %v, %d window probes", sport, zero, probes)
 	}
 }
+
+// TestIntegrationDataRefused: fin mode whose --data this host refuses to
+// send (an output rule drops our segments longer than 200 bytes, and
+// nothing else): every refusal is counted and named, no byte reaches the
+// wire (the capture) or the server (its own count), the connection is
+// reset, and the run fails with status 3, the probe's that could not be
+// sent, never 1, which would blame the peer.
+func TestIntegrationDataRefused(t *testing.T) {
+	l := netlab.New(t)
+	got := dataServers(t, l)
+	l.Nft(t, l.Prober, fmt.Sprintf(`table inet local {
+	chain output {
+		type filter hook output priority 0;
+		tcp dport %d meta length > 200 drop
+	}
+}`, portCount))
+	cp := l.StartCapture(t, l.Target, l.TargetIf, "tcp")
+	r := runIn(t, l, l.Prober, "--json", "--mode", "fin", "-c", "1", "--close-timeout", "1", "--data", data64k[:2000],
+		hostPort(l.TargetV4, portCount), hostPort(l.TargetV6, portCount))
+	pkts, err := cp.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.code != exitFailure || r.stderr != "" {
+		t.Errorf("exit %d, stderr %q; want %d", r.code, r.stderr, exitFailure)
+	}
+	probes := 0
+	for _, m := range r.lines {
+		switch m["type"] {
+		case "probe":
+			probes++
+			cl, _ := m["close"].(map[string]any)
+			if m["state"] != "open" || cl == nil {
+				t.Errorf("%v: %v/%v, close %v", m["target"], m["state"], m["reason"], cl)
+				continue
+			}
+			if n, _ := cl["send_errors"].(float64); n == 0 || cl["data_acked"] != 0.0 || !strings.Contains(fmt.Sprint(cl["send_error"]), "operation not permitted") {
+				t.Errorf("%v: close %v; want send errors (EPERM) and nothing acknowledged", m["target"], cl)
+			}
+		case "summary":
+			if cl, _ := m["close"].(map[string]any); cl == nil || cl["data_short"] != 1.0 || cl["send_errors"] == 0.0 {
+				t.Errorf("summary %v", m)
+			}
+		}
+	}
+	if probes != 2 {
+		t.Errorf("%d probes", probes)
+	}
+	var p wire.Packet
+	for _, c := range pkts {
+		if wire.Parse(c.Data, &p) == nil && p.DstPort == portCount && p.PayloadLen > 0 {
+			t.Errorf("a data segment reached the target: %v > %v seq %d, %d bytes", p.Src, p.Dst, p.Seq, p.PayloadLen)
+		}
+	}
+	// Each server saw its connection end (our RST) with nothing read.
+	for range 2 {
+		select {
+		case s := <-got:
+			if s.n != 0 {
+				t.Errorf("the server on port %d got %d bytes", s.sport, s.n)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("a server never reported")
+		}
+	}
+	if bad := leftovers(t, l, nil); len(bad) > 0 {
+		t.Errorf("the server keeps state:\n%s", strings.Join(bad, "\n"))
+	}
+}

@@ -378,7 +378,7 @@ func probeAll(ctx context.Context, o *options, stdout, stderr io.Writer, sys net
 		s := &stats[i]
 		out.summary(&targets[i], specs[i], s)
 		switch {
-		case s.Errors > 0 && code < exitFailure:
+		case (s.Errors > 0 || dataRefused(s)) && code < exitFailure:
 			code = exitFailure
 		case !answeredOpen(s) && code < exitNotOpen:
 			code = exitNotOpen
@@ -389,6 +389,11 @@ func probeAll(ctx context.Context, o *options, stdout, stderr io.Writer, sys net
 	}
 	return code, nil
 }
+
+// dataRefused reports whether a target's fin-mode data fell short while
+// this host refused segments of its connections (its output firewall, a
+// route): not the peer's doing, but the probe's that could not be sent.
+func dataRefused(s *probe.Stats) bool { return s.DataShort > 0 && s.SendErrors > 0 }
 
 // answeredOpen reports whether a target passes: at least one SYN-ACK and
 // no definite refusal (RST or ICMP error), and with --data in fin mode,
@@ -458,10 +463,11 @@ func resolveTargets(ctx context.Context, o *options, b *scan.Builder, dest *usab
 			if errors.As(srcErr, &u) {
 				return nil, srcErr
 			}
-			if where != "" {
-				return nil, &failure{fmt.Errorf("%s: no route to the host's address: %v", where, srcErr)}
-			}
-			return nil, &failure{fmt.Errorf("%s: no route to %v: %v", host, all[0], srcErr)}
+			// No address has a route: the first is probed all the same,
+			// and its probes fail one by one with the kernel's reason
+			// (a prohibit route, an output firewall...), reported as
+			// that pair's own; the other targets go on.
+			addrs[host] = all[:1]
 		}
 	}
 	set, err := b.Build(addrs)
@@ -504,9 +510,20 @@ func checkFamily(o *options, spec *scan.Spec) error {
 }
 
 // expandTargets lists every pair as a ping-style target with its source.
+// A target the host has no route to (a prohibit, blackhole or unreachable
+// route, say) gets its family's first source, as a scan's block does
+// (scan.SourcesFor): its probes then fail one by one, each reported with
+// the kernel's reason, and the other targets are probed. A family with no
+// route at all is the run's failure.
 func expandTargets(o *options, set *scan.Set, sys network) ([]probe.Target, error) {
 	targets := make([]probe.Target, 0, set.Len())
 	o.targets = o.targets[:0]
+	var first [2]netip.Addr // a source each family's routes gave
+	type noRoute struct {
+		i   int
+		err error
+	}
+	var unrouted []noRoute
 	for i := uint64(0); i < set.Len(); i++ {
 		addr, port, origin := set.Pair(i)
 		src, err := sourceFor(o, addr, sys)
@@ -515,10 +532,9 @@ func expandTargets(o *options, set *scan.Set, sys network) ([]probe.Target, erro
 			if errors.As(err, &u) {
 				return nil, err
 			}
-			if f, line := origin.File(); f != "" {
-				return nil, &failure{fmt.Errorf("%s:%d: no route to the target: %v", f, line, err)}
-			}
-			return nil, &failure{fmt.Errorf("%s: no route to %v: %v", origin.Arg(), addr, err)}
+			unrouted = append(unrouted, noRoute{len(targets), err})
+		} else if f := famOf(addr); !first[f].IsValid() {
+			first[f] = src
 		}
 		host := origin.Host()
 		if host == "" {
@@ -534,7 +550,27 @@ func expandTargets(o *options, set *scan.Set, sys network) ([]probe.Target, erro
 		targets = append(targets, probe.Target{Name: host, Addr: addr, Port: port, Src: src})
 		o.targets = append(o.targets, targetSpec{arg: arg, host: host, port: port})
 	}
+	for _, u := range unrouted {
+		t := &targets[u.i]
+		if t.Src = first[famOf(t.Addr)]; t.Src.IsValid() {
+			continue
+		}
+		why := fmt.Sprintf("%v (%s)", u.err, probe.SendErrorText(probe.SendErrorReason(u.err)))
+		_, _, origin := set.Pair(uint64(u.i))
+		if f, line := origin.File(); f != "" {
+			return nil, &failure{fmt.Errorf("%s:%d: no route to the target: %s", f, line, why)}
+		}
+		return nil, &failure{fmt.Errorf("%s: no route to %v: %s", origin.Arg(), t.Addr, why)}
+	}
 	return targets, nil
+}
+
+// famOf indexes an address's family: 0 IPv4, 1 IPv6.
+func famOf(a netip.Addr) int {
+	if a.Is4() {
+		return 0
+	}
+	return 1
 }
 
 // resolve looks host up. where is the file and line that gave it, if a

@@ -711,6 +711,25 @@ func TestTargetFile(t *testing.T) {
 	}
 }
 
+// TestTargetFileMemory: a target file that would take more than half of
+// the memory available is refused as it is read, in one line naming the
+// file and the line where it got too big, never what it holds.
+func TestTargetFileMemory(t *testing.T) {
+	defer func(f func() (uint64, bool)) { memAvailableFn = f }(memAvailableFn)
+	memAvailableFn = func() (uint64, bool) { return 4 << 20, true } // room for 16384 targets
+	f := filepath.Join(t.TempDir(), "targets")
+	var b strings.Builder
+	for i := range 20000 {
+		fmt.Fprintf(&b, "198.19.%d.%d:80\n", i/200, i%200+1)
+	}
+	os.WriteFile(f, []byte(b.String()), 0o644)
+	code, stdout, stderr := runCLI(t, &fakeSystem{}, "scan", "-f", f)
+	want := "synprobe: " + f + ":16385: 16385 targets would take about 2 MiB, more than half of the memory available (4 MiB): split the file, or name ranges (ADDR/PREFIX:PORTS)\n"
+	if code != exitUsage || stdout != "" || stderr != want {
+		t.Errorf("exit %d, stdout %q, stderr %q; want %d, %q", code, stdout, stderr, exitUsage, want)
+	}
+}
+
 // lockedBuffer is a bytes.Buffer safe for the lineBuffer's flusher.
 type lockedBuffer struct {
 	mu sync.Mutex

@@ -92,13 +92,14 @@ func runScan(ctx context.Context, o *options, set *scan.Set, expecting bool, std
 	defer cl.Close()
 	prep, err := scan.Prepare(cl, scan.PrepareConfig{Set: set, Opener: opener{sys}})
 	var u *usageError
+	var nr *scan.NoRouteError
 	switch {
 	case errors.As(srcErr, &u):
 		return 0, srcErr
 	case errors.Is(err, os.ErrPermission):
 		return 0, errors.New(privilegeFix("raw sockets need CAP_NET_RAW"))
-	case errors.As(err, new(*scan.NoRouteError)):
-		return 0, &failure{err}
+	case errors.As(err, &nr):
+		return 0, noRouteFailure(set, nr)
 	case err != nil:
 		return 0, err
 	}
@@ -233,6 +234,29 @@ func checkScanSource(o *options, set *scan.Set, sys network) error {
 		return src, err
 	})
 	return first
+}
+
+// noRouteFailure says that a family of the set has no route at all, as a
+// ping target's is (expandTargets): a file's target by its file and line,
+// never its text.
+func noRouteFailure(set *scan.Set, nr *scan.NoRouteError) error {
+	why := fmt.Sprintf("%v (%s)", nr.Err, probe.SendErrorText(probe.SendErrorReason(nr.Err)))
+	var where string
+	set.Blocks(func(p netip.Prefix, first, _ uint64) bool {
+		if p.Addr() != nr.Addr {
+			return true
+		}
+		if _, _, o := set.Pair(first); o.IsValid() {
+			if f, line := o.File(); f != "" {
+				where = fmt.Sprintf("%s:%d", f, line)
+			}
+		}
+		return false
+	})
+	if where != "" {
+		return &failure{fmt.Errorf("%s: no route to the target: %s", where, why)}
+	}
+	return &failure{fmt.Errorf("no route to %v: %s", nr.Addr, why)}
 }
 
 // evidence describes who answered and how, for a mismatch.

@@ -116,24 +116,29 @@ func TestIntegrationScanSpecific(t *testing.T) {
 }
 
 // localBlockLab is a scanLab whose prober cannot send to parts of the
-// scanned /24: a prohibit route covers .64/27 and a blackhole route
-// .96/28, and with firewall an nftables output rule drops .128/25. want
-// gives each pair's verdict.
-func localBlockLab(t *testing.T, firewall bool) (*netlab.Lab, netip.Prefix, func(netip.Addr, uint16) string) {
-	l, v4, _ := scanLab(t, 22, 80)
-	b := v4.Addr().As4()
+// scanned /24 (or, with v6, the /120): a prohibit route covers .64/27 and
+// a blackhole route .96/28, and with firewall an nftables output rule
+// drops .128/25. want gives each pair's verdict.
+func localBlockLab(t *testing.T, firewall, v6 bool) (*netlab.Lab, netip.Prefix, func(netip.Addr, uint16) string) {
+	l, block, block6 := scanLab(t, 22, 80)
+	family, extra := "ip", 0
+	if v6 {
+		block, family, extra = block6, "ip6", 96
+	}
 	at := func(host byte, bits int) netip.Prefix {
-		b[3] = host
-		return netip.PrefixFrom(netip.AddrFrom4(b), bits)
+		b := block.Addr().AsSlice()
+		b[len(b)-1] = host
+		a, _ := netip.AddrFromSlice(b)
+		return netip.PrefixFrom(a, bits+extra)
 	}
 	drop, prohibit, blackhole := at(128, 25), at(64, 27), at(96, 28)
 	if firewall {
 		l.Nft(t, l.Prober, fmt.Sprintf(`table inet local {
 	chain output {
 		type filter hook output priority 0;
-		ip daddr %v drop
+		%s daddr %v drop
 	}
-}`, drop))
+}`, family, drop))
 	} else {
 		drop = netip.Prefix{}
 	}
@@ -152,7 +157,7 @@ func localBlockLab(t *testing.T, firewall bool) (*netlab.Lab, netip.Prefix, func
 		}
 		return "closed/rst"
 	}
-	return l, v4, want
+	return l, block, want
 }
 
 // TestIntegrationScanLocalBlocks: probes the host's own routes or output
@@ -166,12 +171,19 @@ func TestIntegrationScanLocalBlocks(t *testing.T) {
 		ports    string
 		n        int
 		firewall bool
-	}{{"small", "20-23,80", 5, true}, {"big", "1-64,80", 65, true}, {"big, routes only", "1-64,80", 65, false}} {
+		v6       bool
+	}{{"small", "20-23,80", 5, true, false}, {"big", "1-64,80", 65, true, false}, {"big, routes only", "1-64,80", 65, false, false},
+		{"IPv6 small", "20-23,80", 5, true, true}, {"IPv6 big", "1-64,80", 65, true, true}} {
 		t.Run(tt.name, func(t *testing.T) {
-			l, v4, want := localBlockLab(t, tt.firewall)
+			l, v4, want := localBlockLab(t, tt.firewall, tt.v6)
 			resolveNeighbours(t, l)
-			capt := l.StartCapture(t, l.Target, l.TargetIf, "tcp[tcpflags] & tcp-syn != 0 and tcp[tcpflags] & tcp-ack == 0")
-			r := runIn(t, l, l.Prober, "scan", "--json", "--rate", "0", "-w", "0.3", v4.String()+":"+tt.ports)
+			// The SYNs, IPv4's and IPv6's (no extension headers here).
+			capt := l.StartCapture(t, l.Target, l.TargetIf, "(tcp[tcpflags] & tcp-syn != 0 and tcp[tcpflags] & tcp-ack == 0) or (ip6 and ip6[6] == 6 and ip6[53] & 0x12 == 0x02)")
+			block := v4.String()
+			if tt.v6 {
+				block = "[" + block + "]"
+			}
+			r := runIn(t, l, l.Prober, "scan", "--json", "--rate", "0", "-w", "0.3", block+":"+tt.ports)
 			if r.code != exitFailure {
 				t.Errorf("exit %d, want %d: probes were not sent\n%s", r.code, exitFailure, r.stderr)
 			}
@@ -197,20 +209,93 @@ func TestIntegrationScanLocalBlocks(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			reached := 0
+			reached, seen := 0, map[netip.AddrPort]bool{}
 			for _, c := range pkts {
 				var p wire.Packet
-				if wire.Parse(c.Data, &p) == nil && strings.HasPrefix(want(p.Dst, p.DstPort), "error/") {
+				if wire.Parse(c.Data, &p) != nil || p.Flags != wire.FlagSyn {
+					continue
+				}
+				if strings.HasPrefix(want(p.Dst, p.DstPort), "error/") {
 					reached++
 				}
+				seen[netip.AddrPortFrom(p.Dst, p.DstPort)] = true
 			}
 			if reached > 0 {
 				t.Errorf("%d SYNs reached addresses the prober's routes or firewall block", reached)
+			}
+			// The capture is a witness: it saw every pair that was sent.
+			if len(seen) != pairs-blocked*tt.n {
+				t.Errorf("the capture saw SYNs for %d pairs, want %d", len(seen), pairs-blocked*tt.n)
 			}
 			if ss := l.Run(t, l.Target, "ss", "-Htan", "state", "syn-recv"); strings.TrimSpace(ss) != "" {
 				t.Errorf("half-open connections left:\n%s", ss)
 			}
 		})
+	}
+}
+
+// TestIntegrationPingLocalBlocks: ping mode over targets behind the
+// prober's own prohibit and blackhole routes and output firewall, beside
+// one it can reach. Each blocked target's probes are reported with the
+// kernel's reason, and never stop the others: the reachable target is
+// probed every time (the capture) and the run exits 3. With nothing of a
+// family routed, the run fails in one line that says what the error means.
+func TestIntegrationPingLocalBlocks(t *testing.T) {
+	l, v4, want := localBlockLab(t, true, false)
+	resolveNeighbours(t, l)
+	b := v4.Addr().As4()
+	at := func(host byte) netip.Addr { b[3] = host; return netip.AddrFrom4(b) }
+	good := at(2)
+	targets := []netip.Addr{at(65), good, at(97), at(130)} // prohibit, open, blackhole, firewall
+	capt := l.StartCapture(t, l.Target, l.TargetIf, "tcp[tcpflags] & tcp-syn != 0 and tcp[tcpflags] & tcp-ack == 0")
+	args := []string{"--json", "-c", "3", "-i", "0.05", "-w", "0.5"}
+	for _, a := range targets {
+		args = append(args, hostPort(a, 22))
+	}
+	r := runIn(t, l, l.Prober, args...)
+	if r.code != exitFailure || r.stderr != "" {
+		t.Errorf("exit %d, stderr %q; want %d", r.code, r.stderr, exitFailure)
+	}
+	probes, summaries := map[netip.Addr]int{}, map[netip.Addr]map[string]any{}
+	for _, m := range r.lines {
+		a := netip.MustParseAddr(m["addr"].(string))
+		switch m["type"] {
+		case "probe":
+			probes[a]++
+			if v := m["state"].(string) + "/" + m["reason"].(string); v != want(a, 22) {
+				t.Errorf("%v: %s, want %s", a, v, want(a, 22))
+			}
+		case "summary":
+			summaries[a] = m
+		}
+	}
+	for _, a := range targets {
+		sent, errs := 3.0, 0.0
+		if a != good {
+			sent, errs = 0, 3
+		}
+		if s := summaries[a]; probes[a] != 3 || s == nil || s["sent"] != sent || s["errors"] != errs {
+			t.Errorf("%v: %d probe lines, summary %v; want 3, %v sent, %v not sent", a, probes[a], s, sent, errs)
+		}
+	}
+	pkts, err := capt.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	reached := map[netip.Addr]int{}
+	for _, c := range pkts {
+		var p wire.Packet
+		if wire.Parse(c.Data, &p) == nil {
+			reached[p.Dst]++
+		}
+	}
+	if len(reached) != 1 || reached[good] != 3 {
+		t.Errorf("SYNs on the target's link: %v; want 3 to %v alone", reached, good)
+	}
+	// A family with no route at all: nothing to send from.
+	one := runIn(t, l, l.Prober, "-c", "1", hostPort(at(65), 22))
+	if one.code != exitFailure || one.stdout != "" || strings.Count(one.stderr, "\n") != 1 || !strings.Contains(one.stderr, "a prohibit route") {
+		t.Errorf("exit %d, stdout %q, stderr %q; want %d and one line saying why", one.code, one.stdout, one.stderr, exitFailure)
 	}
 }
 
