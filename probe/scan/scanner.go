@@ -707,7 +707,9 @@ func (s *scanner) receive(stop *atomic.Bool) error {
 	var failures core.Failures
 	var drops uint64
 	for reads := 0; !stop.Load(); reads++ {
-		s.stampsRead = false
+		if !s.fed {
+			s.stampsRead = false // a feed's packets reset it (packet), on the engine's thread
+		}
 		n, err := s.rcv.Read(time.Time{}, s.onPacket)
 		if n > 0 {
 			// When they were handled, not received: a receiver working
