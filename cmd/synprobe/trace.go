@@ -203,12 +203,7 @@ func traceMain(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		_, err = sourceFor(co, dst.Addr(), sys)
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "synprobe trace: %v\n", err)
-		var u *cli.UsageError
-		if errors.As(err, &u) {
-			return exitUsage
-		}
-		return exitFailure
+		return traceFailed(stderr, err)
 	}
 	drop := co.drop
 	// One source port: the trace keeps it for every probe.
@@ -234,12 +229,7 @@ func traceMain(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	// The capture file is opened as the user (after the drop).
 	out, err := openPcap(&options{pcap: o.pcap})
 	if err != nil {
-		fmt.Fprintf(stderr, "synprobe trace: %v\n", err)
-		var u *cli.UsageError
-		if errors.As(err, &u) {
-			return exitUsage
-		}
-		return exitFailure
+		return traceFailed(stderr, err)
 	}
 	defer out.close()
 	if out != nil {
@@ -562,4 +552,15 @@ func traceJSON(arg string, rep *trace.Report, interrupted bool) traceEndRecord {
 		r.SynAck = s
 	}
 	return r
+}
+
+// traceFailed writes err in one line and returns its exit status: 2 for
+// bad input, else 3.
+func traceFailed(stderr io.Writer, err error) int {
+	fmt.Fprintf(stderr, "synprobe trace: %v\n", err)
+	var u *cli.UsageError
+	if errors.As(err, &u) {
+		return exitUsage
+	}
+	return exitFailure
 }
