@@ -547,6 +547,39 @@ func TestClientOnResultCalls(t *testing.T) {
 	if _, err := cl.Probe(context.Background(), netip.AddrPortFrom(dst4, 100), nil); !errors.Is(err, probe.ErrClosed) {
 		t.Errorf("after Close: %v", err)
 	}
+
+	// Start's done is a callback too: with a result, and without one
+	// (cancelled before its SYN was answered).
+	cl = fakeClient(t, probetest.NewConn(byPort), 4)
+	for _, cancelIt := range []bool{false, true} {
+		got := make(chan error, 1)
+		cancel, err := cl.Start(netip.AddrPortFrom(dst4, 100), nil, func(*probe.Result, error) {
+			// Bounded: a call taken for another thread's would wait for
+			// the engine running this callback until then.
+			ctx, stop := context.WithTimeout(context.Background(), 3*time.Second)
+			defer stop()
+			_, err := cl.Probe(ctx, netip.AddrPortFrom(dst4, 101), nil)
+			got <- err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cancelIt {
+			cancel()
+		}
+		select {
+		case err := <-got:
+			if err == nil || errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("Probe from Start's done (cancelled %v): %v, want a refusal", cancelIt, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("Probe from Start's done (cancelled %v): no return", cancelIt)
+		}
+	}
+	// From any other goroutine, calls work.
+	if _, err := cl.Probe(context.Background(), netip.AddrPortFrom(dst4, 100), nil); err != nil {
+		t.Errorf("Probe from a goroutine of the test: %v", err)
+	}
 }
 
 // TestClientConfigRejects: configurations a client cannot work with fail
@@ -678,5 +711,51 @@ func TestClientQuoteSeqRewritten(t *testing.T) {
 		if r.State != probe.StateFiltered || r.Reason != probe.ReasonTimeout {
 			t.Errorf("%v packets=%v: %v %s, want a timeout", tc.dst, tc.opts.Packets, r.State, r.Reason)
 		}
+	}
+}
+
+// pollCounter counts the Recv calls that only poll: a deadline already
+// passed when called.
+type pollCounter struct {
+	*probetest.Conn
+	polls atomic.Int64
+}
+
+func (c *pollCounter) Recv(b []byte, deadline time.Time) (int, time.Time, error) {
+	if !deadline.IsZero() && !deadline.After(time.Now()) {
+		c.polls.Add(1)
+	}
+	return c.Conn.Recv(b, deadline)
+}
+
+// TestClientSpin: after a send the engine polls for Spin (here longer
+// than the probe's wait, so that polls are certain however the test's
+// thread is scheduled), and with Spin negative it only sleeps: a silent
+// port's 20 ms wait is then a handful of calls, not thousands.
+func TestClientSpin(t *testing.T) {
+	for _, spin := range []time.Duration{50 * time.Millisecond, -1} {
+		c := &pollCounter{Conn: probetest.NewConn(byPort)}
+		cl, err := probe.NewClient(&probe.ClientConfig{
+			Conn:        c,
+			SourcePorts: []uint16{61000, 61001},
+			Source:      func(netip.Addr) (netip.Addr, error) { return src4, nil },
+			Spin:        spin,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := cl.Probe(context.Background(), netip.AddrPortFrom(dst4, 450), &probe.ProbeOptions{Timeout: 20 * time.Millisecond})
+		cl.Close()
+		if err != nil || r.State != probe.StateFiltered {
+			t.Fatalf("spin %v: %v, %v; want filtered", spin, r, err)
+		}
+		polls := c.polls.Load()
+		switch {
+		case spin > 0 && polls < 10:
+			t.Errorf("spin %v: %d polls, want many", spin, polls)
+		case spin < 0 && polls > 8:
+			t.Errorf("spin %v: %d polls, want a few (news from a caller, a deadline met)", spin, polls)
+		}
+		t.Logf("spin %v: %d polls", spin, polls)
 	}
 }

@@ -195,7 +195,12 @@ type Prober struct {
 	free   []*tcb // recycled connection blocks
 	nextID uint32
 
-	spinUntil time.Time // poll without blocking until then (spinAfterSend)
+	spinUntil time.Time     // poll without blocking until then (spinAfterSend)
+	spin      time.Duration // how long after a send: 0 spinAfterSend, negative none
+	// callbacks counts the callbacks (OnResult, Start's done) the loop
+	// is in: a call that finds none cannot come from one, and needs no
+	// gettid to know it.
+	callbacks atomic.Int32
 
 	// feed, if set, also gets every packet received (a scan on the
 	// client: core.Lease.Feed). feedOn spares the loop the lock while
@@ -254,6 +259,7 @@ type engineConfig struct {
 	cookie         wire.Cookie
 	now            func() time.Time
 	rec            Recorder
+	spin           time.Duration // 0: spinAfterSend; negative: none
 }
 
 func newEngine(conn Conn, ec engineConfig) (*Prober, error) {
@@ -283,6 +289,7 @@ func newEngine(conn Conn, ec engineConfig) (*Prober, error) {
 		cookie:  ec.cookie,
 		now:     ec.now,
 		rec:     ec.rec,
+		spin:    ec.spin,
 		timers:  make(timerHeap, 0, 2*tableSize),
 		conns:   make([]uint32, nports),
 		connOK:  make([]bool, nports),
@@ -378,6 +385,16 @@ func (p *Prober) Run(ctx context.Context) error {
 	defer p.recordTx(true)
 	defer p.abort(nil)
 	return p.loop(ctx, p.main)
+}
+
+// spun starts the poll that follows a send at now.
+func (p *Prober) spun(now time.Time) {
+	switch {
+	case p.spin == 0:
+		p.spinUntil = now.Add(spinAfterSend)
+	case p.spin > 0:
+		p.spinUntil = now.Add(p.spin)
+	}
 }
 
 // blockedPoll bounds the wait of a loop in which a job waits for a free
@@ -610,7 +627,9 @@ func (p *Prober) settle() {
 			close(j.done)
 		}
 		if j.ended != nil {
+			p.callbacks.Add(1)
 			j.ended()
+			p.callbacks.Add(-1)
 		}
 		p.settled[i] = nil
 	}
@@ -840,7 +859,7 @@ func (p *Prober) sendSYN(j *job, ti, seq int, now time.Time) bool {
 	p.live++
 	j.live++
 	p.arm(i, e.deadline)
-	p.spinUntil = now.Add(spinAfterSend)
+	p.spun(now)
 	if err := p.send(p.pkt[:n], id); err != nil {
 		e := p.tab.e[i]
 		p.tab.e[i].live = false // its result is the error's
@@ -1172,7 +1191,9 @@ func (p *Prober) emit(j *job, r *Result) {
 		j.stats[r.Index].add(r)
 	}
 	if j.onResult != nil {
+		p.callbacks.Add(1)
 		j.onResult(r)
+		p.callbacks.Add(-1)
 	}
 }
 

@@ -445,7 +445,7 @@ func (p *Prober) sendSeg(e *pending, flags wire.TCPFlags, seq, ack uint32, paylo
 	if err == nil {
 		err = p.send(p.pkt[:n], id)
 	}
-	p.spinUntil = now.Add(spinAfterSend)
+	p.spun(now)
 	if c != nil {
 		c.lastTSval = tsval
 		if c.peerFIN && flags&wire.FlagAck != 0 && !seqLT(ack, c.peerFINSeq+1) {
