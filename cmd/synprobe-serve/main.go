@@ -7,6 +7,7 @@ package main
 
 import (
 	"os"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/synprobe/synprobe/internal/cli"
@@ -17,7 +18,20 @@ import (
 var version string
 
 func main() {
+	gcPercent(os.Getenv)
 	os.Exit(serveMain(os.Args[1:], os.Stdout, os.Stderr)) // its own signals (serve.go)
+}
+
+// gcPercent sets the collector's target to 50 unless the environment sets
+// GOGC. Most of serve's heap is a scrape's garbage (client_golang builds
+// the whole exposition before writing it: some 4 KB a target, 40 MB for
+// 10,000), which the default of 100 lets the heap double over: peak RSS
+// 112-114 MB against 87-88 MB at 50, for 51.6-52.1% of a core against
+// 49.3-52.0% (docs/serve.md).
+func gcPercent(getenv func(string) string) {
+	if getenv("GOGC") == "" {
+		debug.SetGCPercent(50)
+	}
 }
 
 // system is what serve needs from the host; tests replace it.
