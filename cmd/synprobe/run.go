@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -304,6 +305,7 @@ func probeAll(ctx context.Context, o *options, stdout, stderr io.Writer, sys net
 		SourcePorts: ports.Ports(),
 		Allocator:   pool,
 		Source:      func(dst netip.Addr) (netip.Addr, error) { return sys.source(dst, o.iface) },
+		Broadcasts:  dest.forClient(),
 	}
 	if rec != nil {
 		ccfg.Recorder = rec
@@ -663,6 +665,25 @@ func (u *usable) broadcasts() map[netip.Addr]string {
 		u.loaded = true
 	}
 	return u.bcast
+}
+
+// forClient returns a probe.Client's Broadcasts: the list read already,
+// the first time (the client asks as it opens: the kernel's address dump
+// once per run, not twice), the kernel's own after that (the client asks
+// again when its list may be stale). nil, the client's default, when none
+// was read.
+func (u *usable) forClient() func() (map[netip.Addr]string, error) {
+	if !u.loaded || u.bcast == nil {
+		return nil
+	}
+	first := u.bcast
+	var used atomic.Bool
+	return func() (map[netip.Addr]string, error) {
+		if used.CompareAndSwap(false, true) {
+			return first, nil
+		}
+		return u.sys.broadcasts()
+	}
 }
 
 // broadcastsFor returns the broadcasts that matter to a: none for IPv6,

@@ -1177,3 +1177,25 @@ func TestExplainInterrupted(t *testing.T) {
 		t.Errorf("interrupted run, no explanation:\n%s%s", out.String(), errb.String())
 	}
 }
+
+// TestUsableForClient: the client gets the run's list of broadcast
+// addresses as it opens (one address dump per run, not two), and the
+// kernel's own when it asks again; nothing when the run read none.
+func TestUsableForClient(t *testing.T) {
+	f := &fakeSystem{}
+	u := &usable{sys: f}
+	if u.forClient() != nil {
+		t.Fatal("a client's Broadcasts before any list was read")
+	}
+	u.broadcasts()
+	fc := u.forClient()
+	for i, want := range []int{1, 2, 3} {
+		m, err := fc()
+		if err != nil || m[netip.MustParseAddr("198.18.0.255")] != "veth0" {
+			t.Errorf("call %d: %v, %v", i, m, err)
+		}
+		if f.bcastCalls != want {
+			t.Errorf("call %d: %d reads of the kernel's list, want %d", i, f.bcastCalls, want)
+		}
+	}
+}
