@@ -124,8 +124,13 @@ func (p *poller) park(until time.Time) (int, error) {
 		return 0, werr
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return 0, nil
-	case err != nil: // closed under the wait
+	case err != nil && p.closed():
 		return 0, net.ErrClosed
+	case err != nil:
+		// Not closed, yet Go's poller failed: wait in epoll_pwait2 from
+		// now on rather than return at once, again and again.
+		p.raw = nil
+		return 0, nil
 	}
 	return n, nil
 }
@@ -200,7 +205,8 @@ func (p *poller) wake() {
 	unix.Write(p.evfd, one[:])
 }
 
-// close closes the epoll set and the eventfd.
+// close closes the epoll set and the eventfd. The owner must not call it
+// while a wait runs (Conn and Ring hold their receive lock for both).
 func (p *poller) close() {
 	p.evMu.Lock()
 	defer p.evMu.Unlock()
