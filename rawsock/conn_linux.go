@@ -139,7 +139,7 @@ func warmRxStamps() {
 
 func (c *Conn) open(cfg Config) error {
 	var err error
-	if err := c.poller.open(c.isClosed); err != nil {
+	if err := c.poller.open(c.isClosed, true); err != nil {
 		return err
 	}
 	if cfg.IPv4 {

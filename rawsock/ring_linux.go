@@ -120,7 +120,7 @@ func (r *Ring) open(cfg RingConfig, prog []bpf.RawInstruction, retire time.Durat
 	if r.mem, err = unix.Mmap(r.fd, 0, cfg.BlockSize*cfg.Blocks, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED); err != nil {
 		return opError("mmap", err)
 	}
-	if err := r.poller.open(r.isClosed); err != nil {
+	if err := r.poller.open(r.isClosed, false); err != nil {
 		return err
 	}
 	if err := r.watch(r.fd); err != nil {
