@@ -93,7 +93,7 @@ type ClientConfig struct {
 	// wake, which the packets that answer a reply (a RST, the third ACK,
 	// a FIN) would wait: RTTs are kernel-stamped either way. Polling
 	// costs CPU in proportion to the rate of sends: an exporter's 10,000
-	// probes a second spent a tenth of a core on it (synprobe serve runs
+	// probes a second spent some 5% of a core on it (synprobe serve runs
 	// without).
 	Spin time.Duration
 }

@@ -19,8 +19,8 @@ import (
 // Ring.Read wait with.
 //
 // In a Conn's poller, a wait with no deadline, or one further than
-// parkAhead, parks the goroutine in Go's network poller (the epoll set is itself pollable)
-// instead of blocking its thread in epoll_wait: a thread blocked in a
+// parkAhead, parks the goroutine in Go's network poller (the epoll set is
+// itself pollable) instead of blocking its thread in epoll_wait: a thread blocked in a
 // system call keeps its P, and Go's sysmon then wakes every 20 µs to 10 ms
 // to take it back, without ever sleeping deeply. Under `synprobe serve`'s
 // 10,000 probes a second that took 47-54% of a core against 32-39% parked

@@ -240,7 +240,7 @@ func serve(ctx context.Context, o *serveOptions, stderr io.Writer, sys system, r
 	// Spin -1: the engine sleeps between its events rather than poll
 	// after each send (RTTs are kernel-stamped either way): at 10,000
 	// probes a second the polls were 80,000 system calls a second and
-	// a tenth of a core (docs/serve.md).
+	// some 5% of a core (docs/serve.md).
 	client, err := probe.NewClient(&probe.ClientConfig{Guard: true, Interface: o.iface, Ports: o.ports, Spin: -1})
 	if err != nil {
 		if errors.Is(err, os.ErrPermission) {
