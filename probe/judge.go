@@ -59,6 +59,7 @@ const (
 	noteDataBeforeFINLost = "the data it sent before its FIN was lost: whether it acknowledged our FIN (4-way) is unknown"
 	noteFINBeforeOurs     = "its first FIN was lost; its ACK of our first FIN came from past its FIN: its FIN left before ours arrived"
 	note4WayData          = "its data acknowledged our FIN before its FIN"
+	noteFINOutOfOrder     = "its FIN came out of order and what came before it never did"
 )
 
 // observe records what an acceptable segment from the peer tells about the

@@ -254,6 +254,25 @@ func TestCloseUnderLoss(t *testing.T) {
 					t.Errorf("close %+v", c)
 				}
 			})
+			t.Run("its data lost before its FIN and never sent again", func(t *testing.T) {
+				// Its FIN is out of order until the close timeout: it
+				// closed (its FIN acknowledged ours), which no-fin would
+				// deny; whether its lost data acknowledged ours first
+				// (4-way) is unknown. Found by CI with a random loss seed.
+				pr := newPeer(func(pr *peer, p *wire.Packet) []probetest.Reply {
+					if !isFIN(p) || finCount(pr) != 1 {
+						return nil
+					}
+					pr.takes(p)
+					pr.tsval += 10
+					pr.send(p, wire.FlagPsh|wire.FlagAck, make([]byte, 3000), ack) // lost, never again
+					return []probetest.Reply{pr.send(p, wire.FlagFin|wire.FlagAck, nil, 2*ack)}
+				})
+				_, c, _ := runFIN(t, pr, probe.Config{CloseTimeout: 100 * time.Millisecond})
+				if c.Pattern != probe.Close3Way || !c.Alternatives.Has(probe.Close4Way) || !strings.Contains(c.Note, "its FIN came out of order") {
+					t.Errorf("close %+v", c)
+				}
+			})
 			t.Run("peer-first, its banner lost: its FIN out of order, ours crosses it", func(t *testing.T) {
 				pr := newPeer(func(pr *peer, p *wire.Packet) []probetest.Reply {
 					switch {

@@ -1173,8 +1173,17 @@ func (p *Prober) connTimer(i int, now time.Time) {
 	case stateFinWait2:
 		// The peer acknowledged our FIN but never sent its own.
 		if c.finKnown {
+			// It did close: its FIN, out of order, is known by its
+			// sequence number, which judge reads as it reads one in
+			// order.
 			p.reset(e)
-			p.finishConn(i, CloseNoFIN, 0, "its FIN came out of order and what came before it never did", false)
+			pat, alt, note := c.judge(p)
+			if note != "" {
+				note = noteFINOutOfOrder + "; " + note
+			} else {
+				note = noteFINOutOfOrder
+			}
+			p.finishConn(i, pat, alt, note, false)
 			return
 		}
 		if c.aliveProbes < maxAliveProbes {
