@@ -83,7 +83,7 @@ type txStamp struct {
 
 // listen is Listen on Linux.
 func listen(cfg Config) (*Conn, error) {
-	c := &Conn{iface: cfg.Interface, connSys: connSys{poller: poller{epfd: -1, evfd: -1}, mtu: &SourceFinder{Interface: cfg.Interface}}}
+	c := &Conn{iface: cfg.Interface, connSys: connSys{poller: poller{epfd: -1, evfd: -1, parkfd: -1}, mtu: &SourceFinder{Interface: cfg.Interface}}}
 	if err := c.open(cfg); err != nil {
 		c.close()
 		return nil, err

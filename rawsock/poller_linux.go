@@ -19,18 +19,23 @@ import (
 // Ring.Read wait with.
 //
 // In a Conn's poller, a wait with no deadline, or one further than
-// parkAhead, parks the goroutine in Go's network poller (the epoll set is
-// itself pollable) instead of blocking its thread in epoll_wait: a thread blocked in a
+// parkAhead, parks the goroutine in Go's network poller instead of
+// blocking its thread in epoll_wait: a thread blocked in a
 // system call keeps its P, and Go's sysmon then wakes every 20 µs to 10 ms
 // to take it back, without ever sleeping deeply. Under `synprobe serve`'s
 // 10,000 probes a second that took 47-54% of a core against 32-39% parked
 // (docs/serve.md). Go's poller has a millisecond's resolution, so a park
 // ends parkAhead before the deadline and the rest is waited in
-// epoll_pwait2, to the nanosecond.
+// epoll_pwait2, to the nanosecond. Go's poller watches a second epoll
+// set, parkfd, which holds the first only while a wait parks: were the
+// first always in Go's poller, every packet would wake one of Go's
+// threads, parked or not (at 10,000 probes a second, 2,000 wake-ups a
+// second and some 6% of a core).
 type poller struct {
 	epfd, evfd int
+	parkfd     int // -1: none
 	events     [8]unix.EpollEvent
-	file       *os.File        // epfd, registered with Go's poller
+	file       *os.File        // parkfd, registered with Go's poller
 	raw        syscall.RawConn // file's
 	closed     func() bool     // the owner's: a wake-up while it closes is not ErrWoken
 	// evMu keeps close from closing the eventfd under a wake in progress
@@ -46,7 +51,7 @@ type poller struct {
 // answers missed once under the full test suite with it, not reproduced
 // alone). On error, close cleans up.
 func (p *poller) open(closed func() bool, park bool) error {
-	p.epfd, p.evfd, p.closed = -1, -1, closed
+	p.epfd, p.evfd, p.parkfd, p.closed = -1, -1, -1, closed
 	var err error
 	if p.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
 		return opError("epoll_create1", err)
@@ -63,10 +68,15 @@ func (p *poller) open(closed func() bool, park bool) error {
 	// Non-blocking, so that os.NewFile registers it with Go's poller;
 	// a file that could not be (it then reports ErrNoDeadline) is simply
 	// never parked on.
-	if err := unix.SetNonblock(p.epfd, true); err != nil {
+	if p.parkfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
+		return opError("epoll_create1", err)
+	}
+	if err := unix.SetNonblock(p.parkfd, true); err != nil {
+		unix.Close(p.parkfd)
+		p.parkfd = -1
 		return opError("fcntl", err)
 	}
-	p.file = os.NewFile(uintptr(p.epfd), "epoll")
+	p.file = os.NewFile(uintptr(p.parkfd), "epoll")
 	if p.file.SetReadDeadline(time.Time{}) != nil {
 		return nil
 	}
@@ -117,10 +127,18 @@ func (p *poller) park(until time.Time) (int, error) {
 	if err := p.file.SetReadDeadline(until); err != nil {
 		return 0, err
 	}
+	// epfd in parkfd for the park's time: events that come from now on
+	// wake Go's poller; those that came before, the first look finds.
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(p.epfd)}
+	if err := unix.EpollCtl(p.parkfd, unix.EPOLL_CTL_ADD, p.epfd, &ev); err != nil {
+		p.raw = nil // wait in epoll_pwait2 from now on
+		return 0, nil
+	}
+	defer unix.EpollCtl(p.parkfd, unix.EPOLL_CTL_DEL, p.epfd, nil)
 	var n int
 	var werr error
-	err := p.raw.Read(func(fd uintptr) bool {
-		n, werr = epollWait(int(fd), p.events[:], 0)
+	err := p.raw.Read(func(uintptr) bool {
+		n, werr = epollWait(p.epfd, p.events[:], 0)
 		if werr == unix.EINTR {
 			n, werr = 0, nil
 		}
@@ -218,9 +236,9 @@ func (p *poller) close() {
 	p.evMu.Lock()
 	defer p.evMu.Unlock()
 	if p.file != nil {
-		// And with it epfd, once a park in progress has returned.
+		// And with it parkfd, once a park in progress has returned.
 		p.file.Close()
-		p.epfd = -1
+		p.parkfd = -1
 	}
 	for _, fd := range []*int{&p.epfd, &p.evfd} {
 		if *fd >= 0 {

@@ -78,7 +78,7 @@ func listenRing(cfg RingConfig) (*Ring, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rawsock: assemble filter: %w", err)
 	}
-	r := &Ring{ringSys{fd: -1, poller: poller{epfd: -1, evfd: -1}, blockSize: cfg.BlockSize, blocks: cfg.Blocks}}
+	r := &Ring{ringSys{fd: -1, poller: poller{epfd: -1, evfd: -1, parkfd: -1}, blockSize: cfg.BlockSize, blocks: cfg.Blocks}}
 	if err := r.open(cfg, prog, retire); err != nil {
 		r.release()
 		return nil, err
