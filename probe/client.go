@@ -786,15 +786,47 @@ type Rounds struct {
 	// another call on the same client. The Result is reused: copy what
 	// you keep.
 	OnResult func(*Result)
+
+	// Spread spreads each round over Interval: target i of n is probed
+	// i/n of the interval after the round begins, rather than every
+	// target at once. The engine sends together the probes due within
+	// 2 ms, waking at most once in that time for them. Probes held up
+	// (a busy machine) go as soon as they can, and one that finds every
+	// source port busy or the engine's table full waits for room, as
+	// Probe's do, rather than fail.
+	Spread bool
+	// OnSend, if set, is called with a target's index as its probe is
+	// about to be sent, from the engine goroutine (as OnResult).
+	OnSend func(i int)
+	// OnSkip, if set, makes a round skip a target whose previous probe
+	// has not ended (a ModeFIN probe still holding its connection), and
+	// is called with its index instead of OnSend; without it, the probes
+	// of one target may overlap, as ping's do.
+	OnSkip func(i int)
+	// KeepGoing makes a target that cannot be probed (an address that
+	// cannot be a destination, no route to it) fail its probe of each
+	// round with StateError, rather than fail the call: what a
+	// long-running monitor wants, whose routes come and go. Either way,
+	// a target whose source is the routes' choice follows the routes:
+	// its source is looked up again (from the client's cache, which a
+	// change of routes empties) before each probe sent while none of
+	// its probes is in flight.
+	KeepGoing bool
+	// NoStats keeps no statistics: Rounds returns none, and memory does
+	// not grow with the targets' RTT histograms (an exporter counting
+	// its results from OnResult).
+	NoStats bool
 }
 
 // Rounds probes r's targets in rounds until r.Count rounds are done and
 // every exchange has ended, or ctx ends (the probes in flight are then
 // interrupted, as Prober.Run interrupts them), and returns each target's
-// statistics. It fails only when the targets are unusable or the client
-// is closed (then with the statistics so far). Unlike Probe, a round keeps its schedule: a probe that finds
-// every source port busy (ModeFIN at a high rate) or the engine's table
-// full fails (StateError) rather than wait.
+// statistics (none with NoStats). It fails only when the targets are
+// unusable (unless KeepGoing) or the client is closed (then with the
+// statistics so far). Unlike Probe, a round keeps its schedule: a probe
+// that finds every source port busy (ModeFIN at a high rate) or the
+// engine's table full fails (StateError) rather than wait, unless the
+// rounds are spread (Spread).
 func (c *Client) Rounds(ctx context.Context, r *Rounds) ([]Stats, error) {
 	if err := c.usable(); err != nil {
 		return nil, err
@@ -817,24 +849,60 @@ func (c *Client) Rounds(ctx context.Context, r *Rounds) ([]Stats, error) {
 		}
 	}
 	ts := make([]Target, len(r.Targets))
+	var auto []bool
 	for i, t := range r.Targets {
 		from := t.Src
 		if !from.IsValid() {
 			from = src
 		}
-		if ts[i], err = c.target(t.Name, netip.AddrPortFrom(t.Addr, t.Port), from); err != nil {
+		dst := netip.AddrPortFrom(t.Addr, t.Port)
+		ts[i], err = c.target(t.Name, dst, from)
+		if err != nil && r.KeepGoing && dst.Addr().IsValid() && dst.Port() != 0 && !from.IsValid() {
+			// Its probes fail until it can be probed.
+			ts[i], err = Target{Name: t.Name, Addr: dst.Addr().Unmap(), Port: t.Port}, nil
+			if ts[i].Name == "" {
+				ts[i].Name = ts[i].Addr.String()
+			}
+		}
+		if err != nil {
 			return nil, err
+		}
+		if !from.IsValid() {
+			if auto == nil {
+				auto = make([]bool, len(ts))
+			}
+			auto[i] = true
 		}
 	}
 	j := &job{
 		settings: s,
 		targets:  ts,
-		stats:    make([]tally, len(ts)),
 		mtus:     make([]int, len(ts)),
 		count:    r.Count,
 		interval: r.Interval,
 		onResult: r.OnResult,
 		done:     make(chan struct{}),
+		spread:   r.Spread,
+		wait:     r.Spread,
+		onSend:   r.OnSend,
+		onSkip:   r.OnSkip,
+		auto:     auto,
+	}
+	if !r.NoStats {
+		j.stats = make([]tally, len(ts))
+	}
+	if r.OnSkip != nil || auto != nil {
+		j.inflight = make([]int32, len(ts))
+	}
+	if auto != nil {
+		j.resolve = func(t *Target) error {
+			nt, err := c.target(t.Name, netip.AddrPortFrom(t.Addr, t.Port), netip.Addr{})
+			if err != nil {
+				return err
+			}
+			t.Src = nt.Src
+			return nil
+		}
 	}
 	if j.interval == 0 {
 		j.interval = time.Second
@@ -847,6 +915,9 @@ func (c *Client) Rounds(ctx context.Context, r *Rounds) ([]Stats, error) {
 	case <-ctx.Done():
 		c.p.cancel(j)
 		<-j.done
+	}
+	if j.stats == nil {
+		return nil, j.err
 	}
 	st := make([]Stats, len(j.stats))
 	for i := range j.stats {

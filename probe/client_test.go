@@ -759,3 +759,82 @@ func TestClientSpin(t *testing.T) {
 		t.Logf("spin %v: %d polls", spin, polls)
 	}
 }
+
+// TestClientRoundsKeepGoing: with KeepGoing, a target that cannot be
+// probed (no route; the broadcast of a subnet) fails its probe of each
+// round with StateError while the others are probed; without it, Rounds
+// refuses the targets. A target whose source is the routes' takes the
+// source the routes give before each probe: after a change of routes,
+// the next round's SYN leaves from the new source and its answer is
+// matched.
+func TestClientRoundsKeepGoing(t *testing.T) {
+	var mu sync.Mutex
+	noRoute := netip.MustParseAddr("198.18.9.9")
+	bcast := netip.MustParseAddr("198.18.0.255")
+	moved := netip.MustParseAddr("198.18.0.7") // the source after the change
+	src := src4
+	c := probetest.NewConn(byPort)
+	cl, err := probe.NewClient(&probe.ClientConfig{
+		Conn:        c,
+		SourcePorts: []uint16{61000, 61001, 61002, 61003},
+		Source: func(dst netip.Addr) (netip.Addr, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if dst == noRoute {
+				return netip.Addr{}, &net.OpError{Op: "connect", Err: os.NewSyscallError("connect", syscall.ENETUNREACH)}
+			}
+			return src, nil
+		},
+		Broadcasts: func() (map[netip.Addr]string, error) { return map[netip.Addr]string{bcast: "lab0"}, nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	defer cl.Close()
+	targets := []probe.Target{{Addr: dst4, Port: 101}, {Addr: noRoute, Port: 101}, {Addr: bcast, Port: 101}}
+	if _, err := cl.Rounds(context.Background(), &probe.Rounds{Targets: targets, Count: 1}); err == nil {
+		t.Fatal("Rounds without KeepGoing took a target with no route")
+	}
+	type res struct {
+		state probe.State
+		err   error
+		src   netip.Addr
+	}
+	got := map[[2]int]res{}
+	_, err = cl.Rounds(context.Background(), &probe.Rounds{
+		Targets: targets, Count: 2, Interval: 20 * time.Millisecond, KeepGoing: true, NoStats: true,
+		OnResult: func(r *probe.Result) {
+			got[[2]int{r.Seq, r.Index}] = res{r.State, r.Err, r.Target.Src}
+			if r.Seq == 0 && r.Index == 0 {
+				mu.Lock()
+				src = moved // the routes change after the first answer
+				mu.Unlock()
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := range 2 {
+		if r := got[[2]int{round, 0}]; r.state != probe.StateOpen || r.src != []netip.Addr{src4, moved}[round] {
+			t.Errorf("round %d, the reachable target: %v from %v", round, r.state, r.src)
+		}
+		if r := got[[2]int{round, 1}]; r.state != probe.StateError || !errors.Is(r.err, syscall.ENETUNREACH) {
+			t.Errorf("round %d, no route: %v, %v", round, r.state, r.err)
+		}
+		if r := got[[2]int{round, 2}]; r.state != probe.StateError || !errors.Is(r.err, probe.ErrNotUnicast) {
+			t.Errorf("round %d, a broadcast: %v, %v", round, r.state, r.err)
+		}
+	}
+	var froms []netip.Addr
+	for _, b := range c.Sent() {
+		var p wire.Packet
+		if wire.Parse(b, &p) == nil && p.Flags == wire.FlagSyn {
+			froms = append(froms, p.Src)
+		}
+	}
+	if len(froms) != 2 || froms[0] != src4 || froms[1] != moved {
+		t.Errorf("SYNs from %v, want %v then %v (and none to the others)", froms, src4, moved)
+	}
+}

@@ -570,13 +570,20 @@ func (p *Prober) rounds(now time.Time) (next time.Time, blocked bool) {
 			if j.next.IsZero() {
 				j.next = now
 			}
-			if !now.Before(j.next) {
-				if !p.sendRound(j) {
+			if !now.Before(j.due()) {
+				if !p.sendRound(j, now) {
 					blocked = true
-				} else {
+				} else if j.sent == 0 { // the round is over
 					j.round++
 					j.next = j.next.Add(j.interval)
-					if j.next.Before(now) { // we fell behind: do not burst to catch up
+					switch {
+					case j.spread && now.Sub(j.next) >= j.interval:
+						j.next = now // held up for a round or more: start afresh
+					case j.spread:
+						// Its last probe went as the next round is due:
+						// a late wake-up takes what it owes (a burst of
+						// at most what the delay held back).
+					case j.next.Before(now): // we fell behind: do not burst to catch up
 						j.next = now.Add(j.interval)
 					}
 				}
@@ -588,8 +595,8 @@ func (p *Prober) rounds(now time.Time) (next time.Time, blocked bool) {
 			continue
 		}
 		keep = append(keep, j)
-		if !(blocked && j.wait) && (next.IsZero() || j.next.Before(next)) {
-			next = j.next
+		if !(blocked && j.wait) && (next.IsZero() || j.due().Before(next)) {
+			next = j.due()
 		}
 	}
 	clear(p.sched[len(keep):])
@@ -597,18 +604,49 @@ func (p *Prober) rounds(now time.Time) (next time.Time, blocked bool) {
 	return next, blocked
 }
 
-// sendRound sends the rest of j's round: one probe to every target. It
-// returns false when a probe waits for room (job.wait); the round goes on
-// from there next time.
-func (p *Prober) sendRound(j *job) bool {
+// spreadQuantum is the resolution of a spread round (Rounds.Spread): the
+// engine sends together the probes due within it, and so wakes for them
+// at most once a quantum (at 10,000 probes a second, 20 each time).
+const spreadQuantum = 2 * time.Millisecond
+
+// sendRound sends the rest of j's round: one probe to every target, or
+// with spread those due within spreadQuantum of now. It returns false
+// when a probe waits for room (job.wait); the round goes on from there
+// next time. j.sent is 0 again once the round is over.
+func (p *Prober) sendRound(j *job, now time.Time) bool {
+	until := now.Add(spreadQuantum)
 	for j.sent < len(j.targets) {
-		if !p.sendSYN(j, j.sent, j.round, p.now()) {
+		if j.spread && !j.due().Before(until) {
+			return true
+		}
+		ti := j.sent
+		if j.onSkip != nil && j.inflight[ti] > 0 {
+			// Its previous probe has not ended (Rounds.OnSkip).
+			j.sent++
+			p.call(j.onSkip, ti)
+			continue
+		}
+		if !j.announced {
+			p.call(j.onSend, ti)
+			j.announced = true
+		}
+		if !p.sendSYN(j, ti, j.round, p.now()) {
 			return false
 		}
 		j.sent++
+		j.announced = false
 	}
 	j.sent = 0
 	return true
+}
+
+// call calls a caller's fn(i), if set, as a callback.
+func (p *Prober) call(fn func(int), i int) {
+	if fn != nil {
+		p.callbacks.Add(1)
+		fn(i)
+		p.callbacks.Add(-1)
+	}
 }
 
 // check queues j to be finished once it has nothing more to do.
@@ -662,7 +700,7 @@ func (p *Prober) unlive(e *pending) {
 	}
 	e.live = false
 	p.live--
-	e.job.live--
+	e.job.unlive(e.target)
 	p.check(e.job)
 }
 
@@ -772,6 +810,14 @@ func (p *Prober) freePort(port uint16) {
 // and there is no free port or no room in the table.
 func (p *Prober) sendSYN(j *job, ti, seq int, now time.Time) bool {
 	t := &j.targets[ti]
+	// A source that follows the routes changes only between probes: an
+	// answer in flight is matched against its target's source.
+	if j.auto != nil && j.auto[ti] && j.inflight[ti] == 0 {
+		if err := j.resolve(t); err != nil {
+			p.finishError(&pending{job: j, target: int32(ti), seq: int32(seq), sent: now}, err)
+			return true
+		}
+	}
 	opts := &j.opts[family(t)]
 	tsval := p.tsval(now)
 	// The port first: taking one that cools from a TIME_WAIT (RFC 6191)
@@ -858,13 +904,16 @@ func (p *Prober) sendSYN(j *job, ti, seq int, now time.Time) bool {
 	i := p.tab.insert(e)
 	p.live++
 	j.live++
+	if j.inflight != nil {
+		j.inflight[ti]++
+	}
 	p.arm(i, e.deadline)
 	p.spun(now)
 	if err := p.send(p.pkt[:n], id); err != nil {
 		e := p.tab.e[i]
 		p.tab.e[i].live = false // its result is the error's
 		p.live--
-		j.live--
+		j.unlive(int32(ti))
 		p.drop(i)
 		p.finishError(&e, err)
 		return true
@@ -906,7 +955,7 @@ func (p *Prober) drop(i int) {
 	j, live := e.job, e.live
 	if live {
 		p.live--
-		j.live--
+		j.unlive(e.target)
 	}
 	p.tab.remove(i)
 	if live {

@@ -102,6 +102,19 @@ type job struct {
 	next     time.Time // when the next round is due
 	live     int       // its probes in the table whose result is still to come
 	onResult func(*Result)
+	// spread: a round's probes are spread over the interval (Rounds.Spread).
+	spread bool
+	// onSend, onSkip: Rounds.OnSend and OnSkip. inflight (with onSkip
+	// or resolve) counts each target's probes whose result is still to
+	// come.
+	onSend, onSkip func(int)
+	inflight       []int32
+	announced      bool // onSend called for target sent, which waits for room
+	// resolve, if set, completes a target whose source is the routes'
+	// choice before each of its probes (Rounds.KeepGoing: sources follow
+	// the routes, and a target that cannot be probed fails that probe).
+	resolve func(*Target) error
+	auto    []bool // per target: its source is resolve's
 	// wait: a probe that finds the table full or every port busy waits
 	// for room instead of failing (a Client's probes).
 	wait bool
@@ -113,6 +126,23 @@ type job struct {
 	done      chan struct{} // closed when the job has finished, if non-nil
 	syn       []byte        // its SYN as sent (settings.packets: one probe)
 	ended     func()        // called on the engine's thread then, if non-nil
+}
+
+// due says when j's next probe is due: its round's start, or with
+// spread target i of n at i/n of the interval after it.
+func (j *job) due() time.Time {
+	if !j.spread || j.sent == 0 {
+		return j.next
+	}
+	return j.next.Add(j.interval * time.Duration(j.sent) / time.Duration(len(j.targets)))
+}
+
+// unlive counts the end of a probe of target ti whose result was to come.
+func (j *job) unlive(ti int32) {
+	j.live--
+	if j.inflight != nil {
+		j.inflight[ti]--
+	}
 }
 
 func (j *job) roundsLeft() bool { return j.count == 0 || j.round < j.count }
