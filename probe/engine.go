@@ -196,6 +196,7 @@ type Prober struct {
 	nextID uint32
 
 	spinUntil time.Time     // poll without blocking until then (spinAfterSend)
+	yielded   time.Time     // when the loop last yielded its thread (yieldEvery)
 	spin      time.Duration // how long after a send: 0 spinAfterSend, negative none
 	// callbacks counts the callbacks (OnResult, Start's done) the loop
 	// is in: a call that finds none cannot come from one, and needs no
@@ -408,6 +409,7 @@ func (p *Prober) loop(ctx context.Context, main *job) error {
 	buf := make([]byte, rawsock.MaxPacketSize)
 	var in inbound
 	var failures core.Failures
+	p.yielded = p.now()
 	for {
 		p.intake()
 		now := p.now()
@@ -445,6 +447,7 @@ func (p *Prober) loop(ctx context.Context, main *job) error {
 			// taken: look at it before blocking, or wait for nothing.
 			deadline = now
 		}
+		p.yield(now, deadline)
 		n, rx, err := p.conn.Recv(buf, deadline)
 		switch failures.Judge(err) {
 		case core.Closed:
@@ -457,6 +460,30 @@ func (p *Prober) loop(ctx context.Context, main *job) error {
 		in.rx = rx
 		p.take(buf[:n], &in)
 	}
+}
+
+// yieldEvery is how often a loop that never parks in Go's poller yields
+// its thread to Go's scheduler (before a wait of at least yieldBefore).
+// Go's sysmon preempts a goroutine that has run 10 ms without a pass
+// through the scheduler, with a signal, and takes its P when it is in a
+// system call (the loop's waits in epoll_pwait2 are), then wakes every 20
+// µs for a while, betting that work has begun: under `synprobe serve`'s
+// 10,000 probes a second, whose waits are all shorter than the poller's
+// park (rawsock's parkAhead), that was 1,800 wake-ups a second and some
+// 6% of a core. A yield costs a hand-off between two threads.
+const (
+	yieldEvery  = 5 * time.Millisecond
+	yieldBefore = 500 * time.Microsecond
+)
+
+// yield yields the loop's thread to Go's scheduler (runtime.Gosched)
+// when it has not for yieldEvery, before a wait that leaves time for it.
+func (p *Prober) yield(now, deadline time.Time) {
+	if now.Sub(p.yielded) < yieldEvery || deadline.Sub(now) < yieldBefore {
+		return
+	}
+	runtime.Gosched()
+	p.yielded = p.now()
 }
 
 // setFeed makes fn (nil: none) the receiver of a copy of every packet
