@@ -106,20 +106,59 @@ func (f fakeResolver) LookupNetIP(_ context.Context, network, host string) ([]ne
 	return out, nil
 }
 
-// fakeStarter is a fakeProber with Start, whose done comes from a
-// goroutine of its own as from a client's engine.
-type fakeStarter struct{ *fakeProber }
+// fakeRounder is a fakeProber with Rounds, which probes as a client's
+// engine does: each round spread over the interval, a target whose probe
+// is still running skipped, the callbacks one at a time, and a target
+// that cannot be probed failing each of its probes (KeepGoing).
+type fakeRounder struct{ *fakeProber }
 
-func (f fakeStarter) Start(dst netip.AddrPort, opts *probe.ProbeOptions, done func(*probe.Result, error)) (func(), error) {
-	if dst.Addr() == fakeBroadcast {
-		return nil, &probe.UnusableError{Addr: dst.Addr(), Why: "the broadcast address of a subnet on lab0"}
+func (f fakeRounder) Rounds(ctx context.Context, r *probe.Rounds) ([]probe.Stats, error) {
+	if !r.Spread || !r.KeepGoing || !r.NoStats || r.OnSend == nil || r.OnSkip == nil || r.OnResult == nil {
+		return nil, fmt.Errorf("fakeRounder: rounds %+v", r)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		defer cancel()
-		done(f.Probe(ctx, dst, opts))
-	}()
-	return cancel, nil
+	var (
+		mu   sync.Mutex // the engine's goroutine
+		busy = make([]bool, len(r.Targets))
+		wg   sync.WaitGroup
+	)
+	defer wg.Wait()
+	start, n := time.Now(), time.Duration(len(r.Targets))
+	for round := 0; ; round++ {
+		for i := range r.Targets {
+			due := start.Add(time.Duration(round)*r.Interval + r.Interval*time.Duration(i)/n)
+			select {
+			case <-ctx.Done():
+				return nil, nil
+			case <-time.After(time.Until(due)):
+			}
+			mu.Lock()
+			if busy[i] {
+				r.OnSkip(i)
+				mu.Unlock()
+				continue
+			}
+			r.OnSend(i)
+			busy[i] = true
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				t := &r.Targets[i]
+				res, err := f.Probe(ctx, netip.AddrPortFrom(t.Addr, t.Port), r.Options)
+				mu.Lock()
+				defer mu.Unlock()
+				busy[i] = false
+				switch {
+				case err != nil && ctx.Err() != nil:
+					return // interrupted before its answer: no result
+				case err != nil:
+					res = &probe.Result{State: probe.StateError, Reason: probe.ReasonSendError, Err: err}
+				}
+				res.Target, res.Index, res.Seq = t, i, round
+				r.OnResult(res)
+			}()
+		}
+	}
 }
 
 func newTestExporter(t *testing.T, text string) (*Exporter, *fakeProber) {
@@ -127,8 +166,8 @@ func newTestExporter(t *testing.T, text string) (*Exporter, *fakeProber) {
 }
 
 // newTestExporterWith makes a test exporter whose prober is a fakeProber,
-// or with starter a fakeStarter.
-func newTestExporterWith(t *testing.T, text string, starter bool) (*Exporter, *fakeProber) {
+// or with rounder a fakeRounder.
+func newTestExporterWith(t *testing.T, text string, rounder bool) (*Exporter, *fakeProber) {
 	t.Helper()
 	cfg, err := Parse([]byte(text), "t.yml")
 	if err != nil {
@@ -136,8 +175,8 @@ func newTestExporterWith(t *testing.T, text string, starter bool) (*Exporter, *f
 	}
 	f := &fakeProber{}
 	var p Prober = f
-	if starter {
-		p = fakeStarter{f}
+	if rounder {
+		p = fakeRounder{f}
 	}
 	e := New(Options{Prober: p, Version: "test", Resolver: fakeResolver{
 		"both.lab": {netip.MustParseAddr("2001:db8::2"), netip.MustParseAddr("198.18.0.2")},
@@ -413,14 +452,14 @@ targets:
 
 // TestBackground: the targets are probed every interval and /metrics
 // carries their series, with the target labels; promlint finds nothing.
-// With a Starter, the literal addresses are probed through Start.
+// With a Rounder, the literal addresses are probed in its rounds.
 func TestBackground(t *testing.T) {
-	for _, starter := range []bool{false, true} {
-		t.Run(fmt.Sprintf("starter=%v", starter), func(t *testing.T) { testBackground(t, starter) })
+	for _, rounder := range []bool{false, true} {
+		t.Run(fmt.Sprintf("rounder=%v", rounder), func(t *testing.T) { testBackground(t, rounder) })
 	}
 }
 
-func testBackground(t *testing.T, starter bool) {
+func testBackground(t *testing.T, rounder bool) {
 	e, f := newTestExporterWith(t, testModules+`
 targets:
   - hosts: ['198.18.0.2:80', '198.18.0.2:83', '198.18.0.2:81']
@@ -433,7 +472,7 @@ targets:
   - hosts: ['nowhere.lab:80']
     interval: 20ms
 histogram: {native_bucket_factor: 1.1}
-`, starter)
+`, rounder)
 	e.Start()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -528,17 +567,17 @@ histogram: {native_bucket_factor: 1.1}
 // response when it ends (a fin probe holding its connection for 5 s is
 // not 5 s without a request).
 func TestBackgroundCountsAtStart(t *testing.T) {
-	for _, starter := range []bool{false, true} {
-		t.Run(fmt.Sprintf("starter=%v", starter), func(t *testing.T) { testCountsAtStart(t, starter) })
+	for _, rounder := range []bool{false, true} {
+		t.Run(fmt.Sprintf("rounder=%v", rounder), func(t *testing.T) { testCountsAtStart(t, rounder) })
 	}
 }
 
-func testCountsAtStart(t *testing.T, starter bool) {
+func testCountsAtStart(t *testing.T, rounder bool) {
 	e, f := newTestExporterWith(t, testModules+`
 targets:
   - hosts: ['198.18.0.2:88']
     interval: 1h
-`, starter)
+`, rounder)
 	f.hold = make(chan struct{})
 	e.Start()
 	lbl := []string{"host=198.18.0.2", "ip=198.18.0.2", "module=default", "port=88"}

@@ -15,15 +15,23 @@ import (
 	"github.com/synprobe/synprobe/probe"
 )
 
-// scheduler probes a configuration's targets, each every its interval.
-// Target i of n starts at i/n of its interval, so that the probes are
+// scheduler probes a configuration's targets, each every its interval,
 // spread over the interval rather than sent in bursts; each keeps its
-// schedule afterwards (a round that comes while the target's previous
-// probe is still running is skipped and counted).
+// schedule (a round that comes while the target's previous probe is
+// still running is skipped and counted).
+//
+// Targets given by address go to the client's engine in rounds
+// (Rounder): one Rounds call per module and interval, spread over it, the
+// engine timing each probe and calling back as it is sent and as it ends,
+// with no goroutine or wake-up of ours per probe. The others (names to
+// resolve, or a prober without Rounds) are this scheduler's jobs: target
+// i of n starts at i/n of its interval, and each probe runs on a
+// goroutine of its own.
 type scheduler struct {
-	e    *Exporter
-	set  *targetSeries
-	jobs []*job
+	e      *Exporter
+	set    *targetSeries
+	jobs   []*job
+	groups []*group
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -33,7 +41,8 @@ type scheduler struct {
 // quantum is the scheduler's resolution: the probes due within it go
 // together (at 10,000 probes a second, 20 every 2 ms), which the engine
 // takes in one wake-up: 1 ms, 2 ms and 5 ms cost 68%, 64% and 46% of a
-// core for 10,000 probes a second (scripts/bench-serve.sh).
+// core for 10,000 probes a second (scripts/bench-serve.sh). The engine's
+// spread rounds have the same resolution (probe.Rounds.Spread).
 const quantum = 2 * time.Millisecond
 
 type job struct {
@@ -42,34 +51,50 @@ type job struct {
 	busy atomic.Bool
 	h    *handles   // the series of the last address probed; the probe goroutine's
 	addr netip.Addr // that address (invalid: none, resolution failed)
-	// literal: the target's address when its host is one the module
-	// takes (nothing to resolve), for Starter's way; stop cancels the
-	// probe that way in flight.
-	literal netip.Addr
-	stop    func()
 }
 
-// Starter begins a probe without waiting for it (*probe.Client is one):
-// the background probes of literal addresses go that way, with no
-// goroutine per probe.
-type Starter interface {
-	Start(dst netip.AddrPort, opts *probe.ProbeOptions, done func(*probe.Result, error)) (cancel func(), err error)
+// group is the targets of one module and interval given by address,
+// probed in one Rounds call.
+type group struct {
+	module   *Module
+	interval time.Duration
+	targets  []probe.Target
+	handles  []*handles
+}
+
+// Rounder probes targets in rounds (*probe.Client is one): the background
+// probes of addresses go that way.
+type Rounder interface {
+	Rounds(ctx context.Context, r *probe.Rounds) ([]probe.Stats, error)
 }
 
 func newScheduler(e *Exporter, targets []*Target, set *targetSeries) *scheduler {
 	s := &scheduler{e: e, set: set}
+	type key struct {
+		m *Module
+		d time.Duration
+	}
+	groups := map[key]*group{}
 	for _, t := range targets {
-		j := &job{t: t}
 		if e != nil {
-			if _, ok := e.o.Prober.(Starter); ok {
+			if _, ok := e.o.Prober.(Rounder); ok {
 				if a, err := netip.ParseAddr(t.Host); err == nil {
 					if a, err = e.resolve(context.Background(), t.Host, t.Module); err == nil {
-						j.literal = a
+						k := key{t.Module, t.Interval}
+						g := groups[k]
+						if g == nil {
+							g = &group{module: t.Module, interval: t.Interval}
+							groups[k] = g
+							s.groups = append(s.groups, g)
+						}
+						g.targets = append(g.targets, probe.Target{Name: t.Host, Addr: a, Port: t.Port})
+						g.handles = append(g.handles, set.handles(t, a.String()))
+						continue
 					}
 				}
 			}
 		}
-		s.jobs = append(s.jobs, j)
+		s.jobs = append(s.jobs, &job{t: t})
 	}
 	return s
 }
@@ -80,6 +105,10 @@ func (s *scheduler) start() {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel, s.done = cancel, make(chan struct{})
+	for _, g := range s.groups {
+		s.wg.Add(1)
+		go s.rounds(ctx, g)
+	}
 	go s.loop(ctx)
 }
 
@@ -91,12 +120,27 @@ func (s *scheduler) stop() {
 	}
 	s.cancel()
 	<-s.done
-	for _, j := range s.jobs {
-		if j.stop != nil && j.busy.Load() {
-			j.stop() // a Start in flight
-		}
-	}
 	s.wg.Wait()
+}
+
+// rounds probes g's targets until ctx ends, counting each probe in its
+// series: the request as it is sent, the response when it ends.
+func (s *scheduler) rounds(ctx context.Context, g *group) {
+	defer s.wg.Done()
+	_, err := s.e.o.Prober.(Rounder).Rounds(ctx, &probe.Rounds{
+		Targets:   g.targets,
+		Interval:  g.interval,
+		Options:   &g.module.Options,
+		Spread:    true,
+		KeepGoing: true,
+		NoStats:   true,
+		OnSend:    func(i int) { g.handles[i].request() },
+		OnSkip:    func(int) { s.e.skipped.Inc() },
+		OnResult:  func(r *probe.Result) { s.count(g.handles[r.Index], r) },
+	})
+	if err != nil && ctx.Err() == nil {
+		s.e.o.Logger.Error("background probes stopped", "module", g.module.Name, "interval", g.interval, "targets", len(g.targets), "err", err)
+	}
 }
 
 func (s *scheduler) loop(ctx context.Context) {
@@ -112,8 +156,7 @@ func (s *scheduler) loop(ctx context.Context) {
 	for {
 		wait := time.Until(q[0].next)
 		if wait > 0 {
-			// Wake at most once a quantum, for the probes due by then:
-			// the engine takes them in one wake-up.
+			// Wake at most once a quantum, for the probes due by then.
 			timer.Reset(max(wait, quantum))
 			select {
 			case <-ctx.Done():
@@ -128,11 +171,7 @@ func (s *scheduler) loop(ctx context.Context) {
 			j := q[0]
 			if j.busy.CompareAndSwap(false, true) {
 				s.wg.Add(1)
-				if j.literal.IsValid() {
-					s.startAsync(ctx, j)
-				} else {
-					go s.run(ctx, j)
-				}
+				go s.run(ctx, j)
 			} else {
 				s.e.skipped.Inc()
 			}
@@ -204,38 +243,6 @@ func (s *scheduler) run(stopped context.Context, j *job) {
 		return
 	}
 	s.count(h, o.res)
-}
-
-// startAsync begins a probe of j's literal address with Starter's Start and
-// counts it: the request now, the response from the client's engine
-// when it ends (no goroutine waits for it).
-func (s *scheduler) startAsync(stopped context.Context, j *job) {
-	t := j.t
-	if j.h == nil {
-		j.h, j.addr = s.set.handles(t, j.literal.String()), j.literal
-	}
-	h := j.h
-	h.request()
-	cancel, err := s.e.o.Prober.(Starter).Start(netip.AddrPortFrom(j.literal, t.Port), &t.Module.Options, func(r *probe.Result, err error) {
-		defer s.wg.Done()
-		defer j.busy.Store(false)
-		if r == nil {
-			if stopped.Err() == nil {
-				h.respond("error") // the client closed under it
-			}
-			return
-		}
-		s.count(h, r)
-	})
-	if err != nil {
-		// Refused at once (a subnet's broadcast address, say).
-		h.respond("error")
-		s.e.o.Logger.Debug("background probe without a verdict", "host", t.Host, "port", t.Port, "module", t.Module.Name, "err", err)
-		j.busy.Store(false)
-		s.wg.Done()
-		return
-	}
-	j.stop = cancel
 }
 
 // count counts a probe's result in its series.
