@@ -23,7 +23,10 @@
 // Client.Start begins a probe and calls back from the engine when it
 // ends, for programs that make thousands a second (no goroutine waits for
 // each). Client.Counters counts the packets sent, refused, received and
-// unmatched. Client.Rounds probes targets in rounds, as ping does. New and Prober.Run
+// unmatched. Client.Rounds probes targets in rounds, as ping does, or
+// spread over the interval with callbacks as each probe is sent and
+// ends, for a long-running monitor (Rounds.Spread, OnSend, OnSkip,
+// KeepGoing: synprobe serve's background probes). New and Prober.Run
 // run one Config's rounds on a Conn the caller opened; a Client runs the
 // same engine, one job per call.
 //
@@ -65,7 +68,9 @@
 // The engine is one loop on a locked OS thread: replies, timers, rounds
 // and the calls queued by a Client's goroutines. Its waits end at
 // deadlines with nanosecond resolution (Conn.Recv), and it polls for
-// 200 µs after each send rather than sleep.
+// 200 µs after each send rather than sleep (ClientConfig.Spin). It yields
+// its thread to Go's scheduler every 5 ms or so, before a wait, so that
+// Go's sysmon need not preempt it.
 //
 // # Timing
 //
