@@ -804,8 +804,9 @@ type Rounds struct {
 	// of one target may overlap, as ping's do.
 	OnSkip func(i int)
 	// KeepGoing makes a target that cannot be probed (an address that
-	// cannot be a destination, no route to it) fail its probe of each
-	// round with StateError, rather than fail the call: what a
+	// cannot be a destination, no route to it, a source of the other
+	// family) fail its probe of each round with StateError, rather than
+	// fail the call, and is checked again before each probe: what a
 	// long-running monitor wants, whose routes come and go. Either way,
 	// a target whose source is the routes' choice follows the routes:
 	// its source is looked up again (from the client's cache, which a
@@ -849,7 +850,10 @@ func (c *Client) Rounds(ctx context.Context, r *Rounds) ([]Stats, error) {
 		}
 	}
 	ts := make([]Target, len(r.Targets))
-	var auto []bool
+	var (
+		auto  []bool       // per target: checked and completed before each probe
+		froms []netip.Addr // the sources asked for (invalid: the routes')
+	)
 	for i, t := range r.Targets {
 		from := t.Src
 		if !from.IsValid() {
@@ -857,9 +861,10 @@ func (c *Client) Rounds(ctx context.Context, r *Rounds) ([]Stats, error) {
 		}
 		dst := netip.AddrPortFrom(t.Addr, t.Port)
 		ts[i], err = c.target(t.Name, dst, from)
-		if err != nil && r.KeepGoing && dst.Addr().IsValid() && dst.Port() != 0 && !from.IsValid() {
+		recheck := !from.IsValid() // the routes' source: it follows them
+		if err != nil && r.KeepGoing && dst.Addr().IsValid() && dst.Port() != 0 {
 			// Its probes fail until it can be probed.
-			ts[i], err = Target{Name: t.Name, Addr: dst.Addr().Unmap(), Port: t.Port}, nil
+			ts[i], err, recheck = Target{Name: t.Name, Addr: dst.Addr().Unmap(), Port: t.Port}, nil, true
 			if ts[i].Name == "" {
 				ts[i].Name = ts[i].Addr.String()
 			}
@@ -867,11 +872,11 @@ func (c *Client) Rounds(ctx context.Context, r *Rounds) ([]Stats, error) {
 		if err != nil {
 			return nil, err
 		}
-		if !from.IsValid() {
+		if recheck {
 			if auto == nil {
-				auto = make([]bool, len(ts))
+				auto, froms = make([]bool, len(ts)), make([]netip.Addr, len(ts))
 			}
-			auto[i] = true
+			auto[i], froms[i] = true, from
 		}
 	}
 	j := &job{
@@ -895,8 +900,8 @@ func (c *Client) Rounds(ctx context.Context, r *Rounds) ([]Stats, error) {
 		j.inflight = make([]int32, len(ts))
 	}
 	if auto != nil {
-		j.resolve = func(t *Target) error {
-			nt, err := c.target(t.Name, netip.AddrPortFrom(t.Addr, t.Port), netip.Addr{})
+		j.resolve = func(i int, t *Target) error {
+			nt, err := c.target(t.Name, netip.AddrPortFrom(t.Addr, t.Port), froms[i])
 			if err != nil {
 				return err
 			}

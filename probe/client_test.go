@@ -837,4 +837,61 @@ func TestClientRoundsKeepGoing(t *testing.T) {
 	if len(froms) != 2 || froms[0] != src4 || froms[1] != moved {
 		t.Errorf("SYNs from %v, want %v then %v (and none to the others)", froms, src4, moved)
 	}
+	// A source asked for, which one target's family cannot take: that
+	// target fails, the other is probed.
+	states := map[int][]probe.State{}
+	_, err = cl.Rounds(context.Background(), &probe.Rounds{
+		Targets: []probe.Target{{Addr: dst4, Port: 101}, {Addr: dst6, Port: 101}}, Count: 2, Interval: time.Millisecond,
+		Options:   &probe.ProbeOptions{Source: moved},
+		KeepGoing: true,
+		OnResult:  func(r *probe.Result) { states[r.Index] = append(states[r.Index], r.State) },
+	})
+	if err != nil || fmt.Sprint(states) != fmt.Sprint(map[int][]probe.State{0: {probe.StateOpen, probe.StateOpen}, 1: {probe.StateError, probe.StateError}}) {
+		t.Errorf("with a source of one family: %v, %v", states, err)
+	}
+}
+
+// TestClientSpreadRoundsShareRoom: a spread round that waits for a free
+// port (more targets due than ports) takes its turn behind the calls that
+// came after it: it never leaves the queue, and once stood before every
+// later Probe for good.
+func TestClientSpreadRoundsShareRoom(t *testing.T) {
+	c := probetest.NewConn(byPort)
+	cl := fakeClient(t, c, 2)
+	ts := make([]probe.Target, 20)
+	for i := range ts {
+		ts[i] = probe.Target{Addr: dst4, Port: 400 + uint16(i)} // silent
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		cl.Rounds(ctx, &probe.Rounds{
+			Targets: ts, Interval: 20 * time.Millisecond, Spread: true, NoStats: true,
+			Options: &probe.ProbeOptions{Timeout: 30 * time.Millisecond},
+		})
+	}()
+	defer func() { cancel(); <-done }()
+	for len(c.Sent()) < 4 { // the rounds hold both ports, and wait
+		time.Sleep(time.Millisecond)
+	}
+	before := len(c.Sent())
+	pctx, pcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer pcancel()
+	r, err := cl.Probe(pctx, netip.AddrPortFrom(dst4, 101), nil)
+	if err != nil || r.State != probe.StateOpen {
+		t.Fatalf("a probe beside spread rounds that wait for ports: %v, %v", r, err)
+	}
+	// It takes one of the next ports freed: the rounds' SYNs sent before
+	// it are those already on their way when it came, at most.
+	for i, b := range c.Sent()[before:] {
+		var p wire.Packet
+		if wire.Parse(b, &p) == nil && p.DstPort == 101 {
+			if i > 2 {
+				t.Errorf("the probe's SYN came after %d of the rounds'", i)
+			}
+			return
+		}
+	}
+	t.Error("the probe's SYN is not among those sent")
 }

@@ -590,27 +590,28 @@ func (p *Prober) intake() {
 // due (zero: none) and whether a job waits for room.
 func (p *Prober) rounds(now time.Time) (next time.Time, blocked bool) {
 	keep := p.sched[:0]
+	var back []*job // spread jobs that wait for room: behind the others next time
+	hold := false   // a job waits for room: those that wait too wait behind it
 	for _, j := range p.sched {
 		// A job that waits for room waits behind the first that does
 		// (in order of arrival); rounds keep their schedule.
-		if !j.cancelled && !(blocked && j.wait) && j.roundsLeft() {
+		stuck := false // j waits for room
+		if !j.cancelled && !(hold && j.wait) && j.roundsLeft() {
 			if j.next.IsZero() {
 				j.next = now
 			}
 			if !now.Before(j.due()) {
-				if !p.sendRound(j, now) {
-					blocked = true
-				} else if j.sent == 0 { // the round is over
+				switch {
+				case !p.sendRound(j, now):
+					blocked, stuck = true, true
+					// A spread job never leaves the queue: it
+					// would stand before every later call for
+					// good. It takes its turn behind them instead.
+					hold = hold || !j.spread
+				case j.sent == 0: // the round is over
 					j.round++
 					j.next = j.next.Add(j.interval)
-					switch {
-					case j.spread && now.Sub(j.next) >= j.interval:
-						j.next = now // held up for a round or more: start afresh
-					case j.spread:
-						// Its last probe went as the next round is due:
-						// a late wake-up takes what it owes (a burst of
-						// at most what the delay held back).
-					case j.next.Before(now): // we fell behind: do not burst to catch up
+					if !j.spread && j.next.Before(now) { // we fell behind: do not burst to catch up
 						j.next = now.Add(j.interval)
 					}
 				}
@@ -621,11 +622,16 @@ func (p *Prober) rounds(now time.Time) (next time.Time, blocked bool) {
 			p.check(j)
 			continue
 		}
-		keep = append(keep, j)
-		if !(blocked && j.wait) && (next.IsZero() || j.due().Before(next)) {
+		if stuck && j.spread {
+			back = append(back, j)
+		} else {
+			keep = append(keep, j)
+		}
+		if !stuck && !(hold && j.wait) && (next.IsZero() || j.due().Before(next)) {
 			next = j.due()
 		}
 	}
+	keep = append(keep, back...)
 	clear(p.sched[len(keep):])
 	p.sched = keep
 	return next, blocked
@@ -640,8 +646,17 @@ const spreadQuantum = 2 * time.Millisecond
 // with spread those due within spreadQuantum of now. It returns false
 // when a probe waits for room (job.wait); the round goes on from there
 // next time. j.sent is 0 again once the round is over.
+//
+// A spread round held up (a busy machine, a stalled thread) moves the
+// rest of its schedule by as much rather than send what it owes at once:
+// a burst of thousands of SYNs could cost answers of its own, and the
+// targets probed late would be probed again moments later, at their
+// next round's time.
 func (p *Prober) sendRound(j *job, now time.Time) bool {
 	until := now.Add(spreadQuantum)
+	if lag := now.Sub(j.due()); j.spread && lag > spreadQuantum {
+		j.next = j.next.Add(lag)
+	}
 	for j.sent < len(j.targets) {
 		if j.spread && !j.due().Before(until) {
 			return true
@@ -840,7 +855,7 @@ func (p *Prober) sendSYN(j *job, ti, seq int, now time.Time) bool {
 	// A source that follows the routes changes only between probes: an
 	// answer in flight is matched against its target's source.
 	if j.auto != nil && j.auto[ti] && j.inflight[ti] == 0 {
-		if err := j.resolve(t); err != nil {
+		if err := j.resolve(ti, t); err != nil {
 			p.finishError(&pending{job: j, target: int32(ti), seq: int32(seq), sent: now}, err)
 			return true
 		}

@@ -110,11 +110,12 @@ type job struct {
 	onSend, onSkip func(int)
 	inflight       []int32
 	announced      bool // onSend called for target sent, which waits for room
-	// resolve, if set, completes a target whose source is the routes'
-	// choice before each of its probes (Rounds.KeepGoing: sources follow
-	// the routes, and a target that cannot be probed fails that probe).
-	resolve func(*Target) error
-	auto    []bool // per target: its source is resolve's
+	// resolve, if set, checks and completes target i (its source: the
+	// routes' choice, or the one asked for) before each of its probes
+	// with none in flight: sources follow the routes, and a target that
+	// cannot be probed (Rounds.KeepGoing) fails that probe.
+	resolve func(int, *Target) error
+	auto    []bool // per target: checked and completed by resolve before each probe
 	// wait: a probe that finds the table full or every port busy waits
 	// for room instead of failing (a Client's probes).
 	wait bool

@@ -57,14 +57,18 @@ func spreadProber(t *testing.T, n int, interval time.Duration, now *time.Time) (
 
 // TestSpreadRounds: in spread rounds, target i of n leaves i/n of the
 // interval after its round begins, never more than spreadQuantum early
-// and never later than the engine's wake-up; the engine asks to wake
-// when the next one is due, and a wake-up late by up to a round's end
-// keeps the schedule (it once started the next round a whole interval
-// late when the round's last probe went after the next round was due).
+// and never later than the engine's wake-up when that is within the
+// quantum; the engine asks to wake when the next one is due, at most once
+// a quantum. A round whose last probe goes after the next round was due
+// keeps the schedule: it once started the next round a whole interval
+// late.
 func TestSpreadRounds(t *testing.T) {
-	const n = 100
-	interval := time.Second
-	for _, late := range []time.Duration{0, 300 * time.Microsecond, 15 * time.Millisecond} {
+	// 1 ms apart: two a quantum (four a wake-up 1.9 ms late, the last
+	// round's probe alone, after the next round was due); 1,503 probes in
+	// flight, within the table.
+	const n = 501
+	interval := 501 * time.Millisecond
+	for _, late := range []time.Duration{0, 300 * time.Microsecond, 1900 * time.Microsecond} {
 		t.Run(late.String(), func(t *testing.T) {
 			t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 			now := t0
@@ -79,6 +83,7 @@ func TestSpreadRounds(t *testing.T) {
 				now = next.Add(late)
 				wakes++
 			}
+			bad := 0
 			for k, s := range c.sends[:3*n] {
 				round, i := k/n, int(s.port)-1
 				if i != k%n {
@@ -86,22 +91,49 @@ func TestSpreadRounds(t *testing.T) {
 				}
 				due := t0.Add(time.Duration(round)*interval + interval*time.Duration(i)/n)
 				if s.at.Before(due.Add(-spreadQuantum)) || s.at.After(due.Add(late)) {
-					t.Errorf("round %d target %d sent at %v, due at %v (wake-ups late by %v)",
-						round, i, s.at.Sub(t0), due.Sub(t0), late)
+					if bad++; bad < 5 {
+						t.Errorf("round %d target %d sent at %v, due at %v (wake-ups late by %v)",
+							round, i, s.at.Sub(t0), due.Sub(t0), late)
+					}
 				}
 			}
-			// 10 ms apart: one wake-up each (not one per quantum, nor
-			// a burst), unless they come too late for that.
-			if late < spreadQuantum && (wakes > 3*n+3 || wakes < 3*n-3) {
-				t.Errorf("%d wake-ups for %d probes 10 ms apart", wakes, 3*n)
+			if max := 3*n*int(interval/n)/int(spreadQuantum) + 3; wakes > max {
+				t.Errorf("%d wake-ups for %d probes 1 ms apart, want at most one a quantum (%d)", wakes, 3*n, max)
 			}
 		})
 	}
 }
 
-// TestSpreadRoundsAfterStall: a wake-up a round and more late sends what
-// the current round still owes at once, then starts the next round
-// afresh, spread again.
+// TestSpreadRoundsLate: wake-ups later than the quantum move the rest of
+// the round by as much: never a burst of what the delay held back, never
+// a target probed again sooner than the interval.
+func TestSpreadRoundsLate(t *testing.T) {
+	const n = 100
+	interval := time.Second
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	now := t0
+	p, c := spreadProber(t, n, interval, &now)
+	p.main.inflight = nil
+	for len(c.sends) < 3*n {
+		next, _ := p.rounds(now)
+		now = next.Add(15 * time.Millisecond)
+	}
+	last := map[uint16]time.Time{}
+	at := map[time.Time]int{}
+	for k, s := range c.sends {
+		if prev, ok := last[s.port]; ok && s.at.Sub(prev) < interval {
+			t.Errorf("send %d: target %d probed again after %v", k, s.port-1, s.at.Sub(prev))
+		}
+		last[s.port] = s.at
+		if at[s.at]++; at[s.at] > 1 {
+			t.Errorf("send %d: %d probes at once at %v (10 ms apart by the schedule)", k, at[s.at], s.at.Sub(t0))
+		}
+	}
+}
+
+// TestSpreadRoundsAfterStall: a wake-up held up by a third of a round
+// sends the probe it owes and moves the rest of the round by as much,
+// spread as before.
 func TestSpreadRoundsAfterStall(t *testing.T) {
 	const n = 10
 	interval := 100 * time.Millisecond
@@ -115,17 +147,17 @@ func TestSpreadRoundsAfterStall(t *testing.T) {
 	stall := t0.Add(350 * time.Millisecond)
 	now = stall
 	next, _ = p.rounds(now)
-	if len(c.sends) != n || !next.Equal(stall) {
-		t.Fatalf("%d sent after the stall, next at %v; want the round's %d, the next round due at once", len(c.sends), next.Sub(t0), n)
+	if len(c.sends) != 3 || c.sends[2].port != 3 || !next.Equal(stall.Add(interval/n)) {
+		t.Fatalf("after the stall: %d sent, next at %v; want target 2 at once, target 3 at %v", len(c.sends), next.Sub(t0), (stall.Add(interval / n)).Sub(t0))
 	}
-	next, _ = p.rounds(now)
-	for k, s := range c.sends[2:] {
-		if !s.at.Equal(stall) || int(s.port) != []int{3, 4, 5, 6, 7, 8, 9, 10, 1}[k] {
-			t.Errorf("after the stall: port %d at %v", s.port, s.at.Sub(t0))
-		}
+	for len(c.sends) < 2*n {
+		now = next
+		next, _ = p.rounds(now)
 	}
-	if want := stall.Add(interval / n); len(c.sends) != n+1 || !next.Equal(want) {
-		t.Errorf("%d sent, next wake-up at %v; want %d, %v (the new round's second target)", len(c.sends), next.Sub(t0), n+1, want.Sub(t0))
+	// Target 1 of the next round: 10 ms into it, which begins 100 ms
+	// after the moved one.
+	if got, want := c.sends[n+1].at, stall.Add(-2*interval/n).Add(interval+interval/n); c.sends[n+1].port != 2 || !got.Equal(want) {
+		t.Errorf("next round's target 1 (port %d) at %v, want %v", c.sends[n+1].port, got.Sub(t0), want.Sub(t0))
 	}
 }
 
