@@ -790,10 +790,11 @@ type Rounds struct {
 	// Spread spreads each round over Interval: target i of n is probed
 	// i/n of the interval after the round begins, rather than every
 	// target at once. The engine sends together the probes due within
-	// 2 ms, waking at most once in that time for them. Probes held up
-	// (a busy machine) go as soon as they can, and one that finds every
-	// source port busy or the engine's table full waits for room, as
-	// Probe's do, rather than fail.
+	// 2 ms, waking at most once in that time for them. A round held up
+	// (a busy machine) moves the rest of its schedule by as much rather
+	// than send what it owes at once; a probe that finds every source
+	// port busy or the engine's table full waits for room, as Probe's
+	// do, rather than fail.
 	Spread bool
 	// OnSend, if set, is called with a target's index as its probe is
 	// about to be sent, from the engine goroutine (as OnResult).
