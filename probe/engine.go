@@ -642,19 +642,27 @@ func (p *Prober) rounds(now time.Time) (next time.Time, blocked bool) {
 // at most once a quantum (at 10,000 probes a second, 20 each time).
 const spreadQuantum = 2 * time.Millisecond
 
+// spreadCatchUp is how late a spread round may be and still send what it
+// owes at once (see sendRound): under synprobe serve's 10,000 probes a
+// second, a scrape of /metrics (and its collection) held the engine up
+// for tens of milliseconds at times, which cost 1-6% of the probes of
+// those seconds when any delay moved the schedule.
+const spreadCatchUp = 50 * time.Millisecond
+
 // sendRound sends the rest of j's round: one probe to every target, or
 // with spread those due within spreadQuantum of now. It returns false
 // when a probe waits for room (job.wait); the round goes on from there
 // next time. j.sent is 0 again once the round is over.
 //
-// A spread round held up (a busy machine, a stalled thread) moves the
-// rest of its schedule by as much rather than send what it owes at once:
-// a burst of thousands of SYNs could cost answers of its own, and the
-// targets probed late would be probed again moments later, at their
-// next round's time.
+// A spread round held up briefly (a thread that waited for the CPU, a
+// collection) sends what it owes at once, up to spreadCatchUp's worth or
+// a tenth of its interval: held up longer, it moves the rest of its
+// schedule by as much instead: a burst of thousands of SYNs could cost
+// answers of its own, and the targets probed late would be probed again
+// moments later, at their next round's time.
 func (p *Prober) sendRound(j *job, now time.Time) bool {
 	until := now.Add(spreadQuantum)
-	if lag := now.Sub(j.due()); j.spread && lag > spreadQuantum {
+	if lag := now.Sub(j.due()); j.spread && lag > max(spreadQuantum, min(spreadCatchUp, j.interval/10)) {
 		j.next = j.next.Add(lag)
 	}
 	for j.sent < len(j.targets) {

@@ -104,9 +104,9 @@ func TestSpreadRounds(t *testing.T) {
 	}
 }
 
-// TestSpreadRoundsLate: wake-ups later than the quantum move the rest of
-// the round by as much: never a burst of what the delay held back, never
-// a target probed again sooner than the interval.
+// TestSpreadRoundsLate: wake-ups later than spreadCatchUp move the rest
+// of the round by as much: never a burst of what the delay held back,
+// never a target probed again sooner than the interval.
 func TestSpreadRoundsLate(t *testing.T) {
 	const n = 100
 	interval := time.Second
@@ -116,7 +116,7 @@ func TestSpreadRoundsLate(t *testing.T) {
 	p.main.inflight = nil
 	for len(c.sends) < 3*n {
 		next, _ := p.rounds(now)
-		now = next.Add(15 * time.Millisecond)
+		now = next.Add(spreadCatchUp + time.Millisecond)
 	}
 	last := map[uint16]time.Time{}
 	at := map[time.Time]int{}
@@ -127,6 +127,21 @@ func TestSpreadRoundsLate(t *testing.T) {
 		last[s.port] = s.at
 		if at[s.at]++; at[s.at] > 1 {
 			t.Errorf("send %d: %d probes at once at %v (10 ms apart by the schedule)", k, at[s.at], s.at.Sub(t0))
+		}
+	}
+	// Late by less, it catches up: the probes owed go at once, and the
+	// schedule stands.
+	now = t0
+	p, c = spreadProber(t, n, interval, &now)
+	p.main.inflight = nil
+	for len(c.sends) < 3*n {
+		next, _ := p.rounds(now)
+		now = next.Add(15 * time.Millisecond)
+	}
+	for k, s := range c.sends[:3*n] {
+		due := t0.Add(time.Duration(k/n)*interval + interval*time.Duration(k%n)/n)
+		if s.at.Before(due.Add(-spreadQuantum)) || s.at.After(due.Add(15*time.Millisecond)) {
+			t.Fatalf("send %d (target %d) at %v, due at %v", k, s.port-1, s.at.Sub(t0), due.Sub(t0))
 		}
 	}
 }
