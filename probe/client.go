@@ -791,8 +791,9 @@ type Rounds struct {
 	// i/n of the interval after the round begins, rather than every
 	// target at once. The engine sends together the probes due within
 	// 2 ms, waking at most once in that time for them. A round held up
-	// (a busy machine) moves the rest of its schedule by as much rather
-	// than send what it owes at once; a probe that finds every source
+	// (a busy machine) by more than 50 ms or a tenth of the interval
+	// moves the rest of its schedule by as much rather than send what it
+	// owes at once; a probe that finds every source
 	// port busy or the engine's table full waits for room, as Probe's
 	// do, rather than fail.
 	Spread bool
