@@ -793,9 +793,9 @@ type Rounds struct {
 	// 2 ms, waking at most once in that time for them. A round held up
 	// (a busy machine) by more than 50 ms or a tenth of the interval
 	// moves the rest of its schedule by as much rather than send what it
-	// owes at once; a probe that finds every source
-	// port busy or the engine's table full waits for room, as Probe's
-	// do, rather than fail.
+	// owes at once. A probe that finds every source port busy or the
+	// engine's table full waits for room, as Probe's do, rather than
+	// fail.
 	Spread bool
 	// OnSend, if set, is called with a target's index as its probe is
 	// about to be sent, from the engine goroutine (as OnResult).
