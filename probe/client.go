@@ -473,7 +473,8 @@ func (c *Client) rstGuard() (*rawsock.RSTGuard, error) {
 	if c.guard == nil && c.guardErr == nil {
 		var g *rawsock.RSTGuard
 		err := c.ns.do(func() (err error) {
-			g, err = rawsock.NewRSTGuard(rawsock.GuardConfig{Ranges: c.block.Ranges(), Mark: c.cfg.Mark})
+			// Nothing reads its drops: no log of them.
+			g, err = rawsock.NewRSTGuard(rawsock.GuardConfig{Ranges: c.block.Ranges(), Mark: c.cfg.Mark, NoLog: true})
 			return err
 		})
 		if err != nil {

@@ -28,6 +28,12 @@ type GuardConfig struct {
 	// NoOwner skips the owner flag and creates the ordinary table that
 	// kernels older than 5.12 get. For tests.
 	NoOwner bool
+	// NoLog leaves the log expression out of the rules: Dropped then
+	// reads their counters, which needs CAP_NET_ADMIN. For a guard whose
+	// drops nobody counts (a probe.Client's): the log is a message per
+	// RST dropped, which a goroutine reads (at 500 SYN-ACKs a second,
+	// some 1.5% of a core).
+	NoLog bool
 }
 
 // RSTGuard keeps the kernel's automatic RSTs for our source ports off the
@@ -36,7 +42,7 @@ type GuardConfig struct {
 //
 //	meta l4proto tcp tcp flags & rst == rst tcp sport PORTLO-PORTHI meta mark != MARK log group G queue-threshold 1 counter drop
 //
-// (without the log expression where the kernel has none).
+// (without the log expression where the kernel has none, or with NoLog).
 //
 // The netlink socket that created the table stays open until Close. Where
 // the kernel supports it (Linux 5.12) the table has the owner flag: the

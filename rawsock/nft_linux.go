@@ -50,10 +50,14 @@ func newRSTGuard(cfg GuardConfig) (*RSTGuard, error) {
 	// The rules log what they drop to a group of our own, so that
 	// Dropped needs no privilege; without nfnetlink_log, Dropped reads
 	// the counters, which needs CAP_NET_ADMIN.
-	var group uint16
-	log, lerr := newDropLog()
-	if lerr == nil {
-		group = log.group
+	var (
+		group uint16
+		log   *dropLog
+	)
+	if !cfg.NoLog {
+		if l, err := newDropLog(); err == nil {
+			log, group = l, l.group
+		}
 	}
 	owned := !cfg.NoOwner
 	err = c.batch(unix.NFPROTO_INET, guardMessages(name, cfg, owned, group)...)

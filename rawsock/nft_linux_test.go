@@ -486,13 +486,22 @@ func TestIntegrationRSTGuardOwner(t *testing.T) {
 // decodes it), and nft's JSON of a reference table that nft itself
 // compiled from the rules' text.
 func TestIntegrationGuardRuleAsNftSees(t *testing.T) {
+	for _, noLog := range []bool{false, true} {
+		t.Run(fmt.Sprintf("NoLog=%v", noLog), func(t *testing.T) { testGuardRuleAsNftSees(t, noLog) })
+	}
+}
+
+func testGuardRuleAsNftSees(t *testing.T, noLog bool) {
 	lab := netlab.New(t)
 	needNft(t)
 	ranges := []PortRange{{61000, 61009}, {61011, 61011}}
-	g := newGuardIn(t, lab, lab.Prober, GuardConfig{Ranges: ranges, Mark: testMark})
+	g := newGuardIn(t, lab, lab.Prober, GuardConfig{Ranges: ranges, Mark: testMark, NoLog: noLog})
 	var group uint16
 	if g.log != nil {
 		group = g.log.group
+	}
+	if noLog && g.log != nil {
+		t.Fatal("NoLog: the guard has a drop log")
 	}
 
 	// libnftnl prints an nft_data value as 32-bit words read in host
