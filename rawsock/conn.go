@@ -106,7 +106,8 @@ func (c *Conn) Recv(b []byte, deadline time.Time) (int, time.Time, error) {
 	return c.recv(b, deadline)
 }
 
-// Queued reports whether a received packet waits in a receive socket.
+// Queued reports whether a received packet waits in a receive socket, or
+// in the kernel's receive backlogs (see Ring.Drained).
 func (c *Conn) Queued() bool { return c.queued() }
 
 // ErrWoken is what Recv returns when Wake interrupted it.

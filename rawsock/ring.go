@@ -99,8 +99,12 @@ func (r *Ring) Dropped() uint64 { return r.dropped() }
 // Drained reports whether every packet the kernel has put in the ring has
 // been read: none waits in a block not yet handed over (the kernel hands
 // a part-filled block over only after Retire, later on a busy machine) or
-// not yet read. A scan ends a pass only when the ring is drained, so that
-// a reader that fell behind, or a block held back, loses no answer.
+// not yet read, and none waits in the kernel's receive backlogs, received
+// by an interface but not yet processed (the ring gets it only then: on a
+// machine short of CPU, the stack's receive work waits in ksoftirqd). A
+// scan ends a pass only when the ring is drained, so that a reader that
+// fell behind, a block held back, or a stack behind loses no answer. The
+// backlogs are the host's: a caller bounds the wait.
 func (r *Ring) Drained() bool { return r.drained() }
 
 // Close unmaps the ring and closes the socket. A Read blocked in another

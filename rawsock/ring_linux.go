@@ -243,7 +243,7 @@ func (r *Ring) drained() bool {
 	r.closeMu.Lock()
 	defer r.closeMu.Unlock()
 	r.readStats()
-	return r.stored == r.read.Load()
+	return r.stored == r.read.Load() && !kernelBacklog()
 }
 
 // readStats adds the kernel's counters, which reset on every read, to
