@@ -11,8 +11,8 @@ import (
 // softnetStat is the kernel's per-CPU receive statistics.
 const softnetStat = "/proc/net/softnet_stat"
 
-// kernelBacklog reports whether the kernel's per-CPU receive backlogs
-// hold packets (the sum of softnet_stat's twelfth column, Linux 5.10 and
+// kernelBacklog reports whether any of the kernel's per-CPU receive
+// backlogs holds packets (softnet_stat's twelfth column, Linux 5.10 and
 // later): packets an interface received (veth, loopback, RPS) that the
 // stack has not processed yet, so that no socket of ours, nor a packet
 // ring, has them. On a machine short of CPU the stack's receive work
