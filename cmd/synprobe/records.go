@@ -475,6 +475,8 @@ type scanSummaryRecord struct {
 	Slowdowns   int               `json:"slowdowns"`
 	SendErrors  uint64            `json:"send_errors"`
 	RecvDrops   uint64            `json:"recv_drops"`
+	Received    uint64            `json:"received"`
+	Unmatched   uint64            `json:"unmatched"`
 	Interrupted bool              `json:"interrupted"`
 	Path        string            `json:"path"`
 	RecvPath    string            `json:"recv_path"`
@@ -487,7 +489,7 @@ func newScanSummaryRecord(s *scan.Summary, mismatches int, expecting bool) *scan
 		Type: "scan-summary", Pairs: s.Pairs, Sent: s.Sent, Retries: s.Retries, Open: s.Open, Closed: s.Closed, Filtered: s.Filtered, Errors: s.Errors,
 		Reasons: s.Reasons, Duplicates: s.Duplicates,
 		Duration: decimal(s.Duration.Seconds(), 6), Rate: decimal(s.Rate, 1), RateLimit: decimal(s.RateLimit, 1),
-		Slowdowns: s.Slowdowns, SendErrors: s.SendErrors, RecvDrops: s.RecvDrops, Interrupted: s.Interrupted, Path: s.SendPath, RecvPath: s.RecvPath,
+		Slowdowns: s.Slowdowns, SendErrors: s.SendErrors, RecvDrops: s.RecvDrops, Received: s.Received, Unmatched: s.Unmatched, Interrupted: s.Interrupted, Path: s.SendPath, RecvPath: s.RecvPath,
 		Clock: s.Clock(),
 	}
 	if rec.Reasons == nil {

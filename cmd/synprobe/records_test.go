@@ -153,7 +153,7 @@ func goldenLines(t *testing.T) []byte {
 	}
 	sum := &scan.Summary{Pairs: 256000, Sent: 256010, Retries: 10, Open: 768, Closed: 255230, Filtered: 1, Errors: 1,
 		Reasons: map[string]uint64{"rst": 255230, "syn-ack": 768, "timeout": 1, "local-firewall": 1}, Duplicates: 2,
-		Duration: 520841234 * time.Nanosecond, Rate: 513198.456, RateLimit: 100000, Slowdowns: 1, SendErrors: 3, RecvDrops: 4, Interrupted: true,
+		Duration: 520841234 * time.Nanosecond, Rate: 513198.456, RateLimit: 100000, Slowdowns: 1, SendErrors: 3, RecvDrops: 4, Received: 256781, Unmatched: 3, Interrupted: true,
 		KernelClock: 767, // clock: kernel (the first summary), absent (the second: nothing timed)
 		SendPath:    "IPv4: Ethernet frames to 02:73:70:00:00:02 on interface 2", RecvPath: "packet ring"}
 	p.scanSummary(sum, 4, true)

@@ -177,12 +177,22 @@ func TestIntegrationScanRing(t *testing.T) {
 	for p := uint16(1); p <= 64; p++ {
 		ports4 = append(ports4, p)
 	}
+	// The witness: what crossed the prober's interface, and when.
+	capt := l.StartCapture(t, l.Prober, l.ProberIf, "tcp or icmp or icmp6")
+	synprobeBinary(t) // built before the clock starts
+	start := time.Now()
 	r := runIn(t, l, l.Prober, "scan", "--json", "--rate", "0", "-w", "0.3", v4.String()+":1-64,80", "["+v6.String()+"]:22-25,80")
+	end := time.Now()
 	if r.code != exitOK {
 		t.Errorf("exit %d: %s", r.code, r.stderr)
 	}
+	pkts, err := capt.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
 	got, summary := scanResults(t, r)
-	pairs, wrong := checkVerdicts(t, got, want, map[netip.Prefix][]uint16{v4: ports4, v6: {22, 23, 24, 25, 80}})
+	ports := map[netip.Prefix][]uint16{v4: ports4, v6: {22, 23, 24, 25, 80}}
+	pairs, wrong := checkVerdicts(t, got, want, ports)
 	if pairs < scan.RingMinPairs {
 		t.Fatalf("%d pairs: too few for the ring", pairs)
 	}
@@ -190,6 +200,7 @@ func TestIntegrationScanRing(t *testing.T) {
 		for _, ns := range []string{l.Prober, l.Target} {
 			t.Logf("%s:\n%s%s", ns, l.Run(t, ns, "ip", "-s", "-s", "link"), l.Run(t, ns, "nstat", "-az"))
 		}
+		t.Log(witnessReport(pkts, got, want, ports, start, end))
 		t.Fatalf("%d wrong of %d results for %d pairs; summary %v", wrong, len(got), pairs, summary)
 	}
 	if summary["recv_path"] != "packet ring" || summary["recv_drops"] != 0.0 ||
@@ -396,4 +407,89 @@ func seq(lo, hi uint16) []uint16 {
 		out = append(out, p)
 	}
 	return out
+}
+
+// witnessed is what a capture shows of one pair: the probes sent to it and
+// the answers from it, in capture order.
+type witnessed struct {
+	syns    []time.Time
+	answers []time.Time
+	kinds   []string
+}
+
+// witness sorts a capture's packets by pair (the remote address and port).
+func witness(pkts []netlab.CapturedPacket) map[netip.AddrPort]*witnessed {
+	out := map[netip.AddrPort]*witnessed{}
+	at := func(ap netip.AddrPort) *witnessed {
+		if out[ap] == nil {
+			out[ap] = &witnessed{}
+		}
+		return out[ap]
+	}
+	var p wire.Packet
+	for _, c := range pkts {
+		if wire.Parse(c.Data, &p) != nil {
+			continue
+		}
+		switch {
+		case p.IsICMP():
+			w := at(netip.AddrPortFrom(p.Quoted.Dst, p.Quoted.DstPort))
+			w.answers, w.kinds = append(w.answers, c.Time), append(w.kinds, fmt.Sprintf("icmp %d/%d", p.ICMPType, p.ICMPCode))
+		case p.Flags == wire.FlagSyn:
+			w := at(netip.AddrPortFrom(p.Dst, p.DstPort))
+			w.syns = append(w.syns, c.Time)
+		case p.Flags&wire.FlagRst == 0 || p.Flags&wire.FlagAck != 0: // not our own RSTs
+			w := at(netip.AddrPortFrom(p.Src, p.SrcPort))
+			w.answers, w.kinds = append(w.answers, c.Time), append(w.kinds, p.Flags.String())
+		}
+	}
+	return out
+}
+
+// witnessReport says, for a scan whose verdicts went wrong, what the
+// capture saw of the wrong pairs: whether their answers crossed the
+// interface before the scan ended (start and end: the scan's process).
+func witnessReport(pkts []netlab.CapturedPacket, got map[netip.AddrPort]string, want func(netip.Addr, uint16) string, ports map[netip.Prefix][]uint16, start, end time.Time) string {
+	w := witness(pkts)
+	var b strings.Builder
+	var wrong, answeredBefore, answeredAfter, unanswered, shown int
+	rel := func(t time.Time) string { return fmt.Sprintf("%.1fms", float64(t.Sub(start).Microseconds())/1e3) }
+	for p, pp := range ports {
+		for a := p.Addr(); p.Contains(a); a = a.Next() {
+			for _, port := range pp {
+				ap := netip.AddrPortFrom(a, port)
+				if got[ap] == want(a, port) {
+					continue
+				}
+				wrong++
+				e := w[ap]
+				switch {
+				case e == nil || len(e.answers) == 0:
+					unanswered++
+				case e.answers[0].Before(end):
+					answeredBefore++
+				default:
+					answeredAfter++
+				}
+				if shown < 20 && e != nil {
+					shown++
+					fmt.Fprintf(&b, "%v (%s):", ap, got[ap])
+					for _, t := range e.syns {
+						fmt.Fprintf(&b, " SYN %s", rel(t))
+					}
+					for i, t := range e.answers {
+						fmt.Fprintf(&b, " %s %s", e.kinds[i], rel(t))
+					}
+					b.WriteByte('\n')
+				}
+			}
+		}
+	}
+	first, last := "", ""
+	if len(pkts) > 0 {
+		first, last = rel(pkts[0].Time), rel(pkts[len(pkts)-1].Time)
+	}
+	fmt.Fprintf(&b, "capture: %d packets from %s to %s; the scan ran to %s; of %d wrong pairs the capture saw answers to %d before the scan ended, %d after, none to %d",
+		len(pkts), first, last, rel(end), wrong, answeredBefore, answeredAfter, unanswered)
+	return b.String()
 }

@@ -147,6 +147,12 @@ type Summary struct {
 	Slowdowns   int
 	SendErrors  uint64 // probes the device queue had no room for, sent again in a later pass
 	RecvDrops   uint64 // answers the receiver lost for want of room
+	// Received counts the packets the receiver handed over (copies of
+	// our own probes not included), Unmatched those of them that
+	// answered none of our probes: not ours, malformed, or a wrong
+	// checksum (Parse). Against a capture, they say where an answer
+	// went missing.
+	Received, Unmatched uint64
 	Interrupted bool
 	// HostTTL is the SYN-ACK TTL of every host that answered one, for
 	// judging where refusals came from (MiddleboxTTL).
@@ -200,6 +206,7 @@ type scanner struct {
 	stampMu  sync.Mutex       // held while stamps are read and recorded
 
 	sent, dups, sendErrs atomic.Uint64
+	received, unmatched  atomic.Uint64 // Summary's; written by the receiving thread
 	kernelRTTs, userRTTs atomic.Uint64
 	open, closed, filt   atomic.Uint64
 	errs                 atomic.Uint64
@@ -461,6 +468,8 @@ func (s *scanner) run(ctx context.Context) (Summary, error) {
 		Slowdowns:   int(s.slowdowns.Load()),
 		SendErrors:  s.sendErrs.Load(),
 		RecvDrops:   s.rcv.Dropped(),
+		Received:    s.received.Load(),
+		Unmatched:   s.unmatched.Load(),
 		Interrupted: interrupted,
 		HostTTL:     s.hostTTL,
 	}
@@ -749,13 +758,13 @@ func (s *scanner) packet(b []byte, rx time.Time) {
 	if s.cfg.ProbeCopies && s.probeCopy(b, rx) {
 		return
 	}
+	s.received.Add(1)
 	if s.recRx {
 		s.rec.Received(b, rx, s.now())
 	}
-	if wire.Parse(b, &s.in) != nil {
-		return
+	if wire.Parse(b, &s.in) != nil || !s.handle(&s.in, rx) {
+		s.unmatched.Add(1)
 	}
-	s.handle(&s.in, rx)
 }
 
 // probeCopy takes b if it is one of our probes seen leaving at tx
@@ -851,16 +860,18 @@ func (s *scanner) srcOf(idx uint64) netip.Addr {
 	return s.srcs[k].Addr
 }
 
-func (s *scanner) handle(pkt *wire.Packet, rx time.Time) {
+// handle matches one parsed packet with our probes; it reports whether it
+// answered one (a duplicate answer too).
+func (s *scanner) handle(pkt *wire.Packet, rx time.Time) bool {
 	// An answer to one of our SYNs (core.Of) from one of our addresses,
 	// keyed by the cookie with the scans' probe id.
 	a, ok := core.Of(pkt, s.cfg.PortLo, s.cfg.PortHi)
 	if !ok || !s.ours(a.Local) || !a.Keyed(&s.cfg.Cookie, core.ScanID) {
-		return
+		return false
 	}
 	switch a.Kind {
 	case core.ICMP:
-		s.answer(a.Remote, a.RemotePort, func(r *probe.ScanResult, idx uint64) {
+		return s.answer(a.Remote, a.RemotePort, func(r *probe.ScanResult, idx uint64) {
 			s.begin(r, idx, a.Remote, a.RemotePort, a.LocalPort, rx)
 			r.State = probe.StateFiltered
 			r.Reason = wire.ICMPReason(a.Remote.Is6(), pkt.ICMPType, pkt.ICMPCode)
@@ -873,7 +884,6 @@ func (s *scanner) handle(pkt *wire.Packet, rx time.Time) {
 			}
 			s.filt.Add(1)
 		})
-		return
 	case core.SynAck:
 		// Free the server's half-open entry, for duplicates too: the
 		// server retransmits its SYN-ACK when our RST was lost.
@@ -881,10 +891,10 @@ func (s *scanner) handle(pkt *wire.Packet, rx time.Time) {
 		s.hostTTL[pkt.Src] = pkt.TTL
 	case core.RST:
 	default:
-		return // a scan sends SYNs only
+		return false // a scan sends SYNs only
 	}
 	synack := a.Kind == core.SynAck
-	s.answer(pkt.Src, pkt.SrcPort, func(r *probe.ScanResult, idx uint64) {
+	return s.answer(pkt.Src, pkt.SrcPort, func(r *probe.ScanResult, idx uint64) {
 		s.begin(r, idx, pkt.Src, pkt.SrcPort, pkt.DstPort, rx)
 		r.From, r.TTL, r.TOS, r.IPID, r.DF = pkt.Src, pkt.TTL, pkt.TOS, pkt.ID, pkt.DF
 		r.Flags, r.Window, r.Options = pkt.Flags, pkt.Window, pkt.Options
@@ -906,20 +916,22 @@ func (s *scanner) handle(pkt *wire.Packet, rx time.Time) {
 }
 
 // answer reports the answer for (addr, port) once; fill sets up the
-// result. An answer for a pair answered before is a duplicate.
-func (s *scanner) answer(addr netip.Addr, port uint16, fill func(r *probe.ScanResult, idx uint64)) {
+// result. An answer for a pair answered before is a duplicate. It reports
+// whether the pair is one of the scan's.
+func (s *scanner) answer(addr netip.Addr, port uint16, fill func(r *probe.ScanResult, idx uint64)) bool {
 	idx, _, ok := s.set.Index(addr, port)
 	if !ok {
-		return
+		return false
 	}
 	if s.answered.TestAndSet(idx) {
 		s.dups.Add(1)
-		return
+		return true
 	}
 	s.emitMu.Lock()
 	defer s.emitMu.Unlock()
 	fill(&s.res, idx)
 	s.emit(&s.res, idx)
+	return true
 }
 
 // watchRTT slows the scan down when RTTs grow far beyond the lowest seen:
