@@ -132,28 +132,28 @@ type Progress struct {
 
 // Summary describes a finished scan.
 type Summary struct {
-	Pairs       uint64
-	Sent        uint64 // probes, retries included
-	Retries     uint64 // probes beyond the first per pair
-	Open        uint64
-	Closed      uint64
-	Filtered    uint64
-	Errors      uint64 // pairs whose probe could not be sent (StateError)
-	Reasons     map[string]uint64
-	Duplicates  uint64 // replies for pairs already answered
-	Duration    time.Duration
-	Rate        float64 // probes per second achieved over the sending time
-	RateLimit   float64 // the cap in force at the end (after slow-downs); 0: none
-	Slowdowns   int
-	SendErrors  uint64 // probes the device queue had no room for, sent again in a later pass
-	RecvDrops   uint64 // answers the receiver lost for want of room
+	Pairs      uint64
+	Sent       uint64 // probes, retries included
+	Retries    uint64 // probes beyond the first per pair
+	Open       uint64
+	Closed     uint64
+	Filtered   uint64
+	Errors     uint64 // pairs whose probe could not be sent (StateError)
+	Reasons    map[string]uint64
+	Duplicates uint64 // replies for pairs already answered
+	Duration   time.Duration
+	Rate       float64 // probes per second achieved over the sending time
+	RateLimit  float64 // the cap in force at the end (after slow-downs); 0: none
+	Slowdowns  int
+	SendErrors uint64 // probes the device queue had no room for, sent again in a later pass
+	RecvDrops  uint64 // answers the receiver lost for want of room
 	// Received counts the packets the receiver handed over (copies of
 	// our own probes not included), Unmatched those of them that
 	// answered none of our probes: not ours, malformed, or a wrong
 	// checksum (Parse). Against a capture, they say where an answer
 	// went missing.
 	Received, Unmatched uint64
-	Interrupted bool
+	Interrupted         bool
 	// HostTTL is the SYN-ACK TTL of every host that answered one, for
 	// judging where refusals came from (MiddleboxTTL).
 	HostTTL map[netip.Addr]uint8
