@@ -296,7 +296,9 @@ func newEngine(conn Conn, ec engineConfig) (*Prober, error) {
 		connOK:  make([]bool, nports),
 	}
 	if q, ok := conn.(interface{ Queued() bool }); ok {
-		p.queued = q.Queued
+		// Or on their way in: the peer's FIN our FIN waits for may be
+		// in the kernel's receive backlog still (a busy machine).
+		p.queued = func() bool { return q.Queued() || rawsock.KernelBacklog() }
 	}
 	p.clock = core.NewClock(&ec.cookie)
 	return p, nil

@@ -11,14 +11,8 @@ import (
 // softnetStat is the kernel's per-CPU receive statistics.
 const softnetStat = "/proc/net/softnet_stat"
 
-// kernelBacklog reports whether any of the kernel's per-CPU receive
-// backlogs holds packets (softnet_stat's twelfth column, Linux 5.10 and
-// later): packets an interface received (veth, loopback, RPS) that the
-// stack has not processed yet, so that no socket of ours, nor a packet
-// ring, has them. On a machine short of CPU the stack's receive work
-// waits in ksoftirqd with them. A file without the column says nothing:
-// false. The backlogs are the host's, not a namespace's: another's
-// traffic keeps them busy too, which a caller must bound.
+// kernelBacklog is KernelBacklog on Linux: softnet_stat's twelfth column
+// (Linux 5.10 and later); a file without it says nothing: false.
 func kernelBacklog() bool {
 	b, err := os.ReadFile(softnetStat)
 	if err != nil {

@@ -106,8 +106,9 @@ func (c *Conn) Recv(b []byte, deadline time.Time) (int, time.Time, error) {
 	return c.recv(b, deadline)
 }
 
-// Queued reports whether a received packet waits in a receive socket, or
-// in the kernel's receive backlogs (see Ring.Drained).
+// Queued reports whether a received packet waits in a receive socket.
+// Packets the kernel has received but not yet processed are in no socket
+// yet: see KernelBacklog.
 func (c *Conn) Queued() bool { return c.queued() }
 
 // ErrWoken is what Recv returns when Wake interrupted it.

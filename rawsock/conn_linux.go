@@ -550,7 +550,7 @@ func (c *Conn) queued() bool {
 			return true
 		}
 	}
-	return kernelBacklog()
+	return false
 }
 
 // noPwait2 is set once epoll_pwait2 (Linux 5.11) turned out missing.

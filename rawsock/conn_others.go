@@ -33,3 +33,4 @@ func (*SourceFinder) source(netip.Addr) (netip.Addr, error) { return netip.Addr{
 func (*SourceFinder) pathMTU(netip.Addr) (int, error)       { return 0, errNotImplemented }
 func (*SourceFinder) close() error                          { return nil }
 func localPortRange() (int, int, error)                     { return 0, 0, errNotImplemented }
+func kernelBacklog() bool                                   { return false }

@@ -47,12 +47,10 @@ type poller struct {
 
 // open creates the epoll set and the eventfd; park says whether long
 // waits park in Go's poller (Conn's) or block in epoll_pwait2 (Ring's: a
-// scan's receiver, whose waits are short at its rates). A ring scan that
-// missed a third of its answers once under the full test suite with the
-// ring parked did so again with it blocking (TestIntegrationScanRing,
-// both times about 5,000 of 17,920 pairs, every answer on the wire, none
-// dropped by the ring): the park was not the cause, which is not known
-// yet. On error, close cleans up.
+// scan's receiver, whose waits are short at its rates). (A ring scan
+// that missed a third of its answers under the full test suite was first
+// blamed on the park; the cause was the scan's wait, docs/design.md.) On
+// error, close cleans up.
 func (p *poller) open(closed func() bool, park bool) error {
 	p.epfd, p.evfd, p.parkfd, p.closed = -1, -1, -1, closed
 	var err error

@@ -96,16 +96,21 @@ func (r *Ring) Wake() { r.wake() }
 // full and were lost, since ListenRing.
 func (r *Ring) Dropped() uint64 { return r.dropped() }
 
-// Drained reports whether every packet the kernel has put in the ring has
-// been read: none waits in a block not yet handed over (the kernel hands
-// a part-filled block over only after Retire, later on a busy machine) or
-// not yet read, and none waits in the kernel's receive backlogs, received
-// by an interface but not yet processed (the ring gets it only then: on a
-// machine short of CPU, the stack's receive work waits in ksoftirqd). A
-// scan ends a pass only when the ring is drained, so that a reader that
-// fell behind, a block held back, or a stack behind loses no answer. The
-// backlogs are the host's: a caller bounds the wait.
-func (r *Ring) Drained() bool { return r.drained() }
+// Mark returns how many packets the kernel has put in the ring so far,
+// for ReadTo. Safe to call from any goroutine.
+func (r *Ring) Mark() uint64 { return r.mark() }
+
+// ReadTo reports whether Read has handed over every packet the kernel had
+// put in the ring when Mark returned mark: none waits in a block not yet
+// handed over (the kernel hands a part-filled block over only after
+// Retire, later on a busy machine) or not yet read (a reader held up by
+// a slow consumer of its output, or starved of CPU). A scan ends a pass
+// only then, so that what reached the ring before the pass's time was up
+// is read, however long that takes, and packets that come later (a flood
+// to our ports) do not hold it up. Packets the kernel has received but
+// not yet processed are not in the ring yet: see KernelBacklog. Safe to
+// call from any goroutine.
+func (r *Ring) ReadTo(mark uint64) bool { return r.read.Load() >= mark }
 
 // Close unmaps the ring and closes the socket. A Read blocked in another
 // goroutine returns net.ErrClosed first. Further calls do nothing.

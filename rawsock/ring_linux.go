@@ -239,11 +239,11 @@ func (r *Ring) dropped() uint64 {
 	return r.drops
 }
 
-func (r *Ring) drained() bool {
+func (r *Ring) mark() uint64 {
 	r.closeMu.Lock()
 	defer r.closeMu.Unlock()
 	r.readStats()
-	return r.stored == r.read.Load() && !kernelBacklog()
+	return r.stored
 }
 
 // readStats adds the kernel's counters, which reset on every read, to

@@ -386,8 +386,8 @@ func TestIntegrationRingFull(t *testing.T) {
 	if p := r.ring.Pending(); p != 1 {
 		t.Errorf("Pending = %v with both blocks full, want 1", p)
 	}
-	if r.ring.Drained() {
-		t.Error("Drained with both blocks unread")
+	if r.ring.ReadTo(r.ring.Mark()) {
+		t.Error("ReadTo(Mark()) with both blocks unread")
 	}
 	got := r.read(t, burst, time.Now().Add(settleTime))
 	dropped := r.ring.Dropped()
@@ -397,31 +397,40 @@ func TestIntegrationRingFull(t *testing.T) {
 	if p := r.ring.Pending(); p != 0 {
 		t.Errorf("Pending = %v after reading all, want 0", p)
 	}
-	if !r.ring.Drained() {
-		t.Error("not Drained after reading all")
+	if !r.ring.ReadTo(r.ring.Mark()) {
+		t.Error("not ReadTo(Mark()) after reading all")
 	}
 }
 
-// TestIntegrationRingDrained: a packet in a block the kernel has not
-// handed over yet (Retire is long) is not read, and the ring says so.
-func TestIntegrationRingDrained(t *testing.T) {
+// TestIntegrationRingReadTo: a packet in a block the kernel has not
+// handed over yet (Retire is long) is not read, and ReadTo says so; once
+// it is read, a packet that came after the mark does not count.
+func TestIntegrationRingReadTo(t *testing.T) {
 	r := newRingRig(t, false, RingConfig{Retire: 500 * time.Millisecond})
-	if !r.ring.Drained() {
-		t.Fatal("a new ring is not Drained")
+	if m := r.ring.Mark(); m != 0 || !r.ring.ReadTo(m) {
+		t.Fatalf("a new ring: Mark %d, ReadTo %v; want 0, true", m, r.ring.ReadTo(m))
 	}
 	r.syn(t, ringPortLo, ringShutPort)
 	deadline := time.Now().Add(2 * time.Second)
-	for r.ring.Drained() && time.Now().Before(deadline) {
+	for r.ring.Mark() == 0 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
-	if r.ring.Drained() {
-		t.Fatal("Drained after a RST came in")
+	mark := r.ring.Mark()
+	if mark != 1 || r.ring.ReadTo(mark) {
+		t.Fatalf("after a RST came in: Mark %d, ReadTo %v; want 1, false", mark, r.ring.ReadTo(mark))
 	}
 	if got := r.read(t, 1, time.Now().Add(2*time.Second)); len(got) != 1 || got[0].pkt.Flags != wire.FlagRst|wire.FlagAck {
 		t.Fatalf("read %+v, want the RST", got)
 	}
-	if !r.ring.Drained() {
-		t.Error("not Drained after reading the RST")
+	if !r.ring.ReadTo(mark) {
+		t.Error("not ReadTo(mark) after reading the RST")
+	}
+	r.syn(t, ringPortLo, ringShutPort)
+	for r.ring.Mark() == mark && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if later := r.ring.Mark(); later != mark+1 || !r.ring.ReadTo(mark) || r.ring.ReadTo(later) {
+		t.Errorf("a second RST: Mark %d, ReadTo(first mark) %v, ReadTo(Mark) %v; want %d, true, false", later, r.ring.ReadTo(mark), r.ring.ReadTo(later), mark+1)
 	}
 }
 

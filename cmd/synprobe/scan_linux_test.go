@@ -271,6 +271,57 @@ func TestIntegrationScanSlowReader(t *testing.T) {
 	}
 }
 
+// TestIntegrationScanStalledReader: whoever reads synprobe's output reads
+// its first lines, then stops for 1.5 s, five times the wait (-w 0.3),
+// while the answers are in: the scan's receiver blocks writing a result,
+// the rest of the answers wait in the packet ring. With no retry, every
+// pair still gets the verdict its answer says. (A pass once ended after a
+// timeout with no answer handled, and under CI's load such a scan called
+// a third of its pairs filtered, their answers unread in the ring.)
+func TestIntegrationScanStalledReader(t *testing.T) {
+	l, v4, v6, _, want := firewallLab(t)
+	resolveNeighbours(t, l)
+	ports4 := []uint16{80}
+	for p := uint16(1); p <= 64; p++ {
+		ports4 = append(ports4, p)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := l.Command(ctx, l.Prober, synprobeBinary(t), "scan", "--json", "--rate", "0", "-w", "0.3", "--retries", "0", v4.String()+":1-64,80", "["+v6.String()+"]:22-25,80")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r := cliRun{}
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("bad JSON line %q: %v", sc.Text(), err)
+		}
+		if r.lines = append(r.lines, m); len(r.lines) == 100 {
+			time.Sleep(1500 * time.Millisecond)
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("exit: %v\n%s", err, stderr.String())
+	}
+	got, summary := scanResults(t, r)
+	ports := map[netip.Prefix][]uint16{v4: ports4, v6: {22, 23, 24, 25, 80}}
+	pairs, wrong := checkVerdicts(t, got, want, ports)
+	if pairs < scan.RingMinPairs || summary == nil || summary["recv_path"] != "packet ring" {
+		t.Fatalf("%d pairs, summary %v: want the packet ring", pairs, summary)
+	}
+	if wrong > 0 || len(got) != pairs || summary["retries"] != 0.0 || summary["recv_drops"] != 0.0 {
+		t.Errorf("%d wrong of %d results for %d pairs; summary %v", wrong, len(got), pairs, summary)
+	}
+}
+
 // TestIntegrationScanECN: a scan with --ecn sends ECN-setup SYNs (ECE and
 // CWR, as the capture shows) and reports the SYN-ACK's ECE: Linux agrees
 // to ECN when asked (net.ipv4.tcp_ecn=2, its default, set here); without

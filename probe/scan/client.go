@@ -317,6 +317,8 @@ func (f *feedReceiver) Wake() {
 func (f *feedReceiver) Dropped() uint64  { return f.lost.Load() }
 func (f *feedReceiver) Pending() float64 { return 0 }
 
-// Drained: the engine hands each packet over as it reads it, so the
-// packets not yet handed over are those in the client's sockets.
-func (f *feedReceiver) Drained() bool { return f.lease.Queued == nil || !f.lease.Queued() }
+// Mark cannot count: the engine hands each packet over as it reads it, on
+// its thread, so the packets not yet handed over are those in the
+// client's sockets (ReadTo), and one the engine is handing over holds it.
+func (f *feedReceiver) Mark() uint64         { return 0 }
+func (f *feedReceiver) ReadTo(_ uint64) bool { return f.lease.Queued == nil || !f.lease.Queued() }

@@ -53,9 +53,15 @@ type Receiver interface {
 	// Pending returns the share of the room taken by packets not yet
 	// read, from 0 to 1. The senders wait while it is above a half.
 	Pending() float64
-	// Drained reports whether every packet received so far has been
-	// read. A pass ends only once it is.
-	Drained() bool
+	// Mark returns how many packets the receiver has been given so far
+	// (0 if it cannot count them), for ReadTo.
+	Mark() uint64
+	// ReadTo reports whether Read has handed over, and fn has handled,
+	// every packet the receiver had been given when Mark returned mark;
+	// a receiver that cannot count reports whether none waits in it now.
+	// A pass ends only once it does: what reached us before a pair's
+	// time was up is its answer, however long reading it takes.
+	ReadTo(mark uint64) bool
 }
 
 // MaxRetries is the most retries a scan makes.
@@ -200,10 +206,13 @@ type scanner struct {
 	tsOff    [2]int
 	clock    core.Clock // TSvals
 
-	now      func() time.Time // cfg.Now
-	outs     [2]BatchSender   // per family: what sends its probes
-	noStamps [2]atomic.Bool   // the family's sender takes no stamps
-	stampMu  sync.Mutex       // held while stamps are read and recorded
+	now func() time.Time // cfg.Now
+	// kernelBacklog is rawsock.KernelBacklog: whether packets wait in
+	// the kernel's receive backlogs, on their way to our receiver.
+	kernelBacklog func() bool
+	outs          [2]BatchSender // per family: what sends its probes
+	noStamps      [2]atomic.Bool // the family's sender takes no stamps
+	stampMu       sync.Mutex     // held while stamps are read and recorded
 
 	sent, dups, sendErrs atomic.Uint64
 	received, unmatched  atomic.Uint64 // Summary's; written by the receiving thread
@@ -285,21 +294,22 @@ func newScanner(conn Conn, cfg Config) (*scanner, error) {
 	}
 	n := cfg.Set.Len()
 	s := &scanner{
-		conn:     conn,
-		cfg:      cfg,
-		ports:    ports,
-		set:      cfg.Set,
-		perm:     NewPerm(n, cfg.PermKey),
-		n:        n,
-		answered: NewBitmap(n),
-		times:    newSendTimes(cfg.Rate, cfg.Timeout),
-		rtts:     newHostRTTs(cfg.Set.Addrs()),
-		reasons:  map[string]uint64{},
-		hostTTL:  map[netip.Addr]uint8{},
-		now:      cfg.Now,
-		outs:     [2]BatchSender{conn, conn},
-		rxStamps: rawsock.NewTxStamps(stampBatch),
-		clock:    core.NewClock(&cfg.Cookie),
+		conn:          conn,
+		cfg:           cfg,
+		ports:         ports,
+		set:           cfg.Set,
+		perm:          NewPerm(n, cfg.PermKey),
+		n:             n,
+		answered:      NewBitmap(n),
+		times:         newSendTimes(cfg.Rate, cfg.Timeout),
+		rtts:          newHostRTTs(cfg.Set.Addrs()),
+		reasons:       map[string]uint64{},
+		hostTTL:       map[netip.Addr]uint8{},
+		now:           cfg.Now,
+		kernelBacklog: rawsock.KernelBacklog,
+		outs:          [2]BatchSender{conn, conn},
+		rxStamps:      rawsock.NewTxStamps(stampBatch),
+		clock:         core.NewClock(&cfg.Cookie),
 	}
 	if cfg.Send4 != nil {
 		s.outs[0] = cfg.Send4
@@ -392,25 +402,41 @@ func (s *scanner) run(ctx context.Context) (Summary, error) {
 		// host whose SYN-ACKs were timed (never one learned from other
 		// hosts, nor from RSTs, which a firewall may send for it): its
 		// RTO for a pass a retry follows, its RTO plus the server's
-		// SYN-ACK retransmission timer after the last. And only once the receiver has read every packet
-		// already received: a receiver starved of CPU handles nothing
-		// for a while, which is not quiet. It must keep making
-		// progress, though: a backlog that does not move for a whole
-		// timeout ends the wait.
+		// SYN-ACK retransmission timer after the last.
+		//
+		// And only once the receiver has handled every packet that had
+		// reached it then (Receiver.ReadTo), however long that takes: an
+		// answer waiting in our own ring or socket is the pair's answer,
+		// and a receiver held up (starved of CPU, or blocked writing a
+		// result to a slow reader of our output) handles nothing for a
+		// while, which is not silence. Such a wait once had a bound (no
+		// answer handled for a whole timeout), and under CI's load the
+		// pass, then the scan, ended with a third of the answers unread
+		// in the ring: thousands of pairs called filtered. Packets that
+		// come later do not hold the pass up. Answers the kernel has
+		// received but not yet processed (its receive backlogs, the
+		// host's) are waited for too, but while answers keep coming
+		// only: other traffic keeps the backlogs busy.
 		sendEnd := s.now()
 		var until, nextCheck time.Time
+		var mark uint64
+		marked := false
 	wait:
 		for {
 			now := s.now()
 			if s.answered.Count() == s.n {
-				until = now
-			} else if !now.Before(nextCheck) {
+				break // every pair has its answer: nothing more to wait for
+			}
+			if !now.Before(nextCheck) {
 				until = sendEnd.Add(s.silentWait(p == s.cfg.Retries))
 				nextCheck = now.Add(silentRecheck)
 			}
 			if !now.Before(until) {
+				if !marked {
+					mark, marked = s.rcv.Mark(), true
+				}
 				last := laterOf(time.Unix(0, s.lastAnswer.Load()), sendEnd)
-				if s.rcv.Drained() || !now.Before(last.Add(s.cfg.Timeout)) {
+				if s.rcv.ReadTo(mark) && (!s.kernelBacklog() || !now.Before(last.Add(s.cfg.Timeout))) {
 					break
 				}
 				until = now.Add(time.Millisecond)
@@ -841,8 +867,11 @@ func (c *connReceiver) Wake() { c.conn.Wake() }
 func (c *connReceiver) Dropped() uint64  { return 0 }
 func (c *connReceiver) Pending() float64 { return 0 }
 
-// Drained asks the Conn, if it can tell (rawsock.Conn.Queued).
-func (c *connReceiver) Drained() bool {
+// Mark cannot count: ReadTo asks the Conn whether a packet waits in it,
+// if it can tell (rawsock.Conn.Queued). Read hands each packet over
+// before it returns.
+func (c *connReceiver) Mark() uint64 { return 0 }
+func (c *connReceiver) ReadTo(uint64) bool {
 	if q, ok := c.conn.(interface{ Queued() bool }); ok {
 		return !q.Queued()
 	}
