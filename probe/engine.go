@@ -163,6 +163,7 @@ type Config struct {
 type Prober struct {
 	conn           Conn
 	queued         func() bool // packets wait to be read (nil: unknown)
+	heldOff        int         // drains in a row that stopped at maxDrain (loop)
 	portLo, portHi uint16
 	ports          PortAllocator
 	// release: the allocator hears of every port's end (Release), not
@@ -417,12 +418,21 @@ func (p *Prober) loop(ctx context.Context, main *job) error {
 		now := p.now()
 		next, blocked := p.rounds(now)
 		// Read what has already arrived before judging any deadline:
-		// a thread that woke late (a busy machine) must not call a probe
-		// filtered while its answer waits in the socket.
-		if done, err := p.drain(buf, &in, &failures); done || err != nil {
+		// a thread that woke late (a busy machine, a slow reader of a
+		// caller's results) must not call a probe filtered while its
+		// answer waits in the socket. A drain that stopped at its bound
+		// holds the deadlines off for up to maxHeldOff drains in a row:
+		// thousands of answers may wait after a stall.
+		done, more, err := p.drain(buf, &in, &failures)
+		if done || err != nil {
 			return err
 		}
-		p.expire(p.now())
+		if !more || p.heldOff >= maxHeldOff {
+			p.heldOff = 0
+			p.expire(p.now())
+		} else {
+			p.heldOff++
+		}
 		p.settle()
 		if p.rec != nil {
 			p.recordTx(false)
@@ -510,30 +520,36 @@ func (p *Prober) fed(b []byte, rx time.Time) {
 	p.feedMu.Unlock()
 }
 
-// maxDrain bounds the packets one drain reads, so that a flood of
-// answers cannot hold the timers off.
-const maxDrain = 4096
+// maxDrain bounds the packets one drain reads, and maxHeldOff the drains
+// in a row that stop at that bound and hold the deadlines off: a flood
+// of packets cannot hold the timers off for long, and 65,536 answers
+// waiting after a stall (a round of 10,000 targets, say) are read before
+// any probe is called filtered.
+const (
+	maxDrain   = 4096
+	maxHeldOff = 15
+)
 
 // drain handles the packets already received, without waiting. done is
-// true once the Conn is closed.
-func (p *Prober) drain(buf []byte, in *inbound, failures *core.Failures) (done bool, err error) {
+// true once the Conn is closed, more when it stopped at maxDrain.
+func (p *Prober) drain(buf []byte, in *inbound, failures *core.Failures) (done, more bool, err error) {
 	poll := time.Unix(1, 0) // in the past: Recv does not wait
 	for range maxDrain {
 		n, rx, err := p.conn.Recv(buf, poll)
 		switch failures.Judge(err) {
 		case core.Closed:
-			return true, nil
+			return true, false, nil
 		case core.Idle:
-			return false, nil
+			return false, false, nil
 		case core.Fatal:
-			return true, err
+			return true, false, err
 		case core.Skip:
 			continue
 		}
 		in.rx = rx
 		p.take(buf[:n], in)
 	}
-	return false, nil
+	return false, true, nil
 }
 
 // submit hands j to the engine's thread, which starts it at once.

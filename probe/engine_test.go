@@ -3,6 +3,8 @@ package probe_test
 import (
 	"context"
 	"net/netip"
+	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -359,6 +361,77 @@ func TestMaybeRetransmit(t *testing.T) {
 				t.Errorf("stats: summary %+v, maybe %+v", sum, s.MaybeRetransmits)
 			}
 		})
+	}
+}
+
+// stalledConn holds every answer back until n probes have been sent, as
+// an engine thread held up after sending them would find them: all at
+// once, thousands of them, with every deadline past.
+type stalledConn struct {
+	*probetest.Conn
+	n    int
+	sent atomic.Int64
+}
+
+func (c *stalledConn) Send(pkt []byte, id uint32) error {
+	c.sent.Add(1)
+	return c.Conn.Send(pkt, id)
+}
+
+func (c *stalledConn) Recv(b []byte, deadline time.Time) (int, time.Time, error) {
+	if c.sent.Load() < int64(c.n) {
+		return 0, time.Time{}, os.ErrDeadlineExceeded
+	}
+	return c.Conn.Recv(b, deadline)
+}
+
+// TestStallReadsEveryQueuedAnswer: 6,000 packets wait when the engine
+// looks again, 100 ms after sending 2,000 probes with a 30 ms timeout, two
+// stray RSTs before each SYN-ACK: more than one drain reads (maxDrain),
+// and every probe is open, none called filtered while its answer waits.
+func TestStallReadsEveryQueuedAnswer(t *testing.T) {
+	const n = 2000 // in flight at once
+	c := &stalledConn{Conn: probetest.NewConn(func(p *wire.Packet, b []byte, id uint32) []probetest.Reply {
+		if p.Flags != wire.FlagSyn {
+			return nil
+		}
+		stray := probetest.Build(wire.Segment{Src: p.Dst, Dst: p.Src, TTL: 64, SrcPort: p.DstPort, DstPort: p.SrcPort, Ack: p.Seq + 7, Flags: wire.FlagRst | wire.FlagAck})
+		return append([]probetest.Reply{{Packet: stray, After: rtt / 3}, {Packet: stray, After: rtt / 2}}, synack(p, b, id)...)
+	}), n: n}
+	defer c.Close()
+	targets := make([]probe.Target, n)
+	a := netip.MustParseAddr("198.18.16.0")
+	for i := range targets {
+		targets[i], a = target(a, 443), a.Next()
+	}
+	cookie, _ := wire.NewRandomCookie()
+	t0 := time.Now()
+	open, other := 0, 0
+	p, err := probe.New(c, probe.Config{
+		Targets: targets, Count: 1, Timeout: 30 * time.Millisecond,
+		PortLo: 50000, PortHi: 50000 + n, Options: &linuxO, Cookie: cookie,
+		Now: func() time.Time {
+			if c.sent.Load() < n {
+				return t0
+			}
+			return t0.Add(100 * time.Millisecond) // the thread is back, late
+		},
+		OnResult: func(r *probe.Result) {
+			if r.State == probe.StateOpen {
+				open++
+			} else if other++; other <= 3 {
+				t.Errorf("%v: %v/%s", r.Target.Addr, r.State, r.Reason)
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Run(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if open != n {
+		t.Errorf("%d open, %d other: want all %d open", open, other, n)
 	}
 }
 
