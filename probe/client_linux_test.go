@@ -633,3 +633,114 @@ func TestIntegrationClientCounters(t *testing.T) {
 		t.Errorf("counters %+v, want %+v; the capture saw %d out, %d in", got, want, out, in)
 	}
 }
+
+// TestIntegrationClientSpreadRounds: spread rounds over open, closed,
+// dropped and rejected ports of both families send their SYNs in batches
+// (a few per 2 ms): every result is exact, its SYN and answer are on the
+// wire, and its RTT is kernel-stamped and agrees with the capture. One
+// target's SYNs this host's firewall refuses: each of its probes, and it
+// alone, is an error.
+func TestIntegrationClientSpreadRounds(t *testing.T) {
+	l, cl := clientLab(t)
+	// This host's firewall refuses one target's SYNs: the kernel fails
+	// that packet of a batch, and the packets after it still go.
+	blocked := netip.AddrPortFrom(l.TargetV4, labOpen+5)
+	l.Nft(t, l.Prober, fmt.Sprintf(`table inet out {
+	chain output {
+		type filter hook output priority 0;
+		ip daddr %v tcp dport %d drop
+	}
+}`, blocked.Addr(), blocked.Port()))
+	capt := l.StartCapture(t, l.Prober, l.ProberIf, "tcp or icmp or icmp6")
+	var targets []probe.Target
+	for _, a := range []netip.Addr{l.TargetV4, l.TargetV6} {
+		for _, base := range []int{labOpen, labClosed, labDropped, labRejected} {
+			for p := range 10 {
+				targets = append(targets, probe.Target{Addr: a, Port: uint16(base + p)})
+			}
+		}
+	}
+	const count = 3
+	var results []probe.Result // the engine's thread calls OnResult
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	stats, err := cl.Rounds(ctx, &probe.Rounds{
+		Targets: targets, Count: count, Interval: 20 * time.Millisecond, Spread: true,
+		Options:  &probe.ProbeOptions{Timeout: 300 * time.Millisecond},
+		OnResult: func(r *probe.Result) { results = append(results, *r) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkts, err := capt.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range stats {
+		if netip.AddrPortFrom(targets[i].Addr, targets[i].Port) == blocked {
+			if s.Sent != 0 {
+				t.Errorf("%v: %d sent, want none", blocked, s.Sent)
+			}
+			continue
+		}
+		if s.Sent != count {
+			t.Errorf("%v:%d: %d sent, want %d", targets[i].Addr, targets[i].Port, s.Sent, count)
+		}
+	}
+	if len(results) != count*len(targets) {
+		t.Fatalf("%d results, want %d", len(results), count*len(targets))
+	}
+	seen := captureProbes(pkts)
+	var rttErr []time.Duration
+	bad := 0
+	for _, r := range results {
+		var state probe.State
+		switch int(r.Target.Port) / 100 * 100 {
+		case labOpen:
+			state = probe.StateOpen
+		case labClosed:
+			state = probe.StateClosed
+		default:
+			state = probe.StateFiltered
+		}
+		dst := netip.AddrPortFrom(r.Target.Addr, r.Target.Port)
+		if dst == blocked {
+			state = probe.StateError
+		}
+		w := seen[[2]uint32{uint32(r.SrcPort), r.ISN}]
+		switch {
+		case r.State != state:
+			t.Errorf("%v: %v/%s, want %v", dst, r.State, r.Reason, state)
+		case state == probe.StateError:
+			if r.Reason == probe.ReasonLocalFirewall && w == nil {
+				continue
+			}
+			t.Errorf("%v: %v/%s (on the wire: %v), want error/%s", dst, r.State, r.Reason, w != nil, probe.ReasonLocalFirewall)
+		case w == nil || w.dst != dst:
+			t.Errorf("%v: no SYN from port %d with ISN %d on the wire", dst, r.SrcPort, r.ISN)
+		case r.Reason == probe.ReasonTimeout:
+			if w.reply.IsZero() {
+				continue
+			}
+			t.Errorf("%v: called filtered, but the capture has an answer", dst)
+		case w.reply.IsZero() || !r.KernelClock:
+			t.Errorf("%v: %v, answer on the wire %v, kernel clock %v", dst, r.State, !w.reply.IsZero(), r.KernelClock)
+		default:
+			d := r.RTT - w.reply.Sub(w.syn)
+			rttErr = append(rttErr, max(d, -d))
+			continue
+		}
+		if bad++; bad > 10 {
+			t.Fatal("too many wrong")
+		}
+	}
+	if len(rttErr) == 0 {
+		t.Fatal("no RTT to compare")
+	}
+	slices.Sort(rttErr)
+	med, worst := rttErr[len(rttErr)/2], rttErr[len(rttErr)-1]
+	t.Logf("|RTT - capture RTT| over %d answers: median %v, max %v", len(rttErr), med, worst)
+	if med > 100*time.Microsecond || worst > 2*time.Millisecond {
+		t.Errorf("RTTs disagree with the capture: median error %v, max %v", med, worst)
+	}
+}

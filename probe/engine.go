@@ -93,6 +93,23 @@ func ParseMode(s string) (Mode, error) {
 	return 0, fmt.Errorf("unknown mode %q (want rst, ack or fin)", s)
 }
 
+// batchConn is a Conn that sends batches (rawsock.Conn).
+type batchConn interface {
+	SendBatch(b *rawsock.Batch) (int, error)
+	BatchStamps() bool
+}
+
+// synBatch is the SYNs of a spread round waiting to be sent together, and
+// the table index of each.
+type synBatch struct {
+	b   *rawsock.Batch
+	idx []int
+}
+
+// synBatchSize bounds a batch: at 10,000 probes a second a spread round's
+// 2 ms bring 20.
+const synBatchSize = 64
+
 // Config configures a Prober. The zero value of each field means its
 // default.
 type Config struct {
@@ -161,7 +178,14 @@ type Config struct {
 // and follows each exchange to its end, for its own Config (New) or for
 // the calls of a Client, many at once.
 type Prober struct {
-	conn           Conn
+	conn Conn
+	// batcher sends a spread round's SYNs a batch (one system call) at a
+	// time, when the Conn stamps every packet of a batch under its own id
+	// (rawsock.Conn.BatchStamps); nil: one Send each. batching is set
+	// while such a round sends; batches are its packets, per family.
+	batcher        batchConn
+	batching       bool
+	batches        [2]synBatch
 	queued         func() bool // packets wait to be read (nil: unknown)
 	heldOff        int         // drains in a row that stopped at maxDrain (loop)
 	portLo, portHi uint16
@@ -295,6 +319,9 @@ func newEngine(conn Conn, ec engineConfig) (*Prober, error) {
 		timers:  make(timerHeap, 0, 2*tableSize),
 		conns:   make([]uint32, nports),
 		connOK:  make([]bool, nports),
+	}
+	if b, ok := conn.(batchConn); ok && b.BatchStamps() {
+		p.batcher = b
 	}
 	if q, ok := conn.(interface{ Queued() bool }); ok {
 		// Or on their way in: the peer's FIN our FIN waits for may be
@@ -678,7 +705,14 @@ const spreadCatchUp = 50 * time.Millisecond
 // schedule by as much instead: a burst of thousands of SYNs could cost
 // answers of its own, and the targets probed late would be probed again
 // moments later, at their next round's time.
+//
+// A spread round's SYNs go out in batches (batcher), each probe's timer and
+// table entry set before, as for one sent alone.
 func (p *Prober) sendRound(j *job, now time.Time) bool {
+	if j.spread && p.batcher != nil && p.rec == nil {
+		p.batching = true
+		defer p.flushBatches()
+	}
 	until := now.Add(spreadQuantum)
 	if lag := now.Sub(j.due()); j.spread && lag > max(spreadQuantum, min(spreadCatchUp, j.interval/10)) {
 		j.next = j.next.Add(lag)
@@ -977,19 +1011,87 @@ func (p *Prober) sendSYN(j *job, ti, seq int, now time.Time) bool {
 	}
 	p.arm(i, e.deadline)
 	p.spun(now)
-	if err := p.send(p.pkt[:n], id); err != nil {
-		e := p.tab.e[i]
-		p.tab.e[i].live = false // its result is the error's
-		p.live--
-		j.unlive(int32(ti))
-		p.drop(i)
-		p.finishError(&e, err)
+	if p.batching && p.queueSYN(i, p.pkt[:n], id, t.Addr.Is6()) {
 		return true
 	}
-	if j.stats != nil {
-		j.stats[ti].sent++
+	if err := p.send(p.pkt[:n], id); err != nil {
+		p.synFailed(i, err)
+		return true
 	}
+	p.synSent(i)
 	return true
+}
+
+// synSent counts the SYN of probe i, sent.
+func (p *Prober) synSent(i int) {
+	if e := &p.tab.e[i]; e.job.stats != nil {
+		e.job.stats[e.target].sent++
+	}
+}
+
+// synFailed ends probe i, whose SYN could not be sent, with err.
+func (p *Prober) synFailed(i int, err error) {
+	e := p.tab.e[i]
+	p.tab.e[i].live = false // its result is the error's
+	p.live--
+	e.job.unlive(e.target)
+	p.drop(i)
+	p.finishError(&e, err)
+}
+
+// queueSYN adds the SYN of probe i to its family's batch; false if it
+// does not fit a batch's slot (it is then sent alone).
+func (p *Prober) queueSYN(i int, pkt []byte, id uint32, v6 bool) bool {
+	f := 0
+	if v6 {
+		f = 1
+	}
+	sb := &p.batches[f]
+	if sb.b == nil {
+		sb.b = rawsock.NewBatch(synBatchSize)
+	}
+	if sb.b.Full() {
+		p.flushBatch(f)
+	}
+	if copy(sb.b.Slot(), pkt) != len(pkt) || !sb.b.Commit(len(pkt)) {
+		return false
+	}
+	sb.b.SetID(sb.b.Len()-1, id)
+	sb.idx = append(sb.idx, i)
+	return true
+}
+
+// flushBatches sends what the batches hold, and ends batching.
+func (p *Prober) flushBatches() {
+	p.flushBatch(0)
+	p.flushBatch(1)
+	p.batching = false
+}
+
+// flushBatch sends family f's batch. When the kernel refuses a packet,
+// it and those after it are sent one at a time: each probe gets its own
+// result, its own error.
+func (p *Prober) flushBatch(f int) {
+	sb := &p.batches[f]
+	if sb.b == nil || sb.b.Len() == 0 {
+		return
+	}
+	sent, err := p.batcher.SendBatch(sb.b)
+	p.count.sent.Add(uint64(sent))
+	for _, i := range sb.idx[:sent] {
+		p.synSent(i)
+	}
+	if err != nil {
+		for k, i := range sb.idx[sent:] {
+			if err := p.send(sb.b.Packet(k), sb.b.ID(k)); err != nil {
+				p.synFailed(i, err)
+			} else {
+				p.synSent(i)
+			}
+		}
+	}
+	sb.b.Reset()
+	sb.idx = sb.idx[:0]
 }
 
 func (p *Prober) tsval(now time.Time) uint32 { return p.clock.TSval(now) }

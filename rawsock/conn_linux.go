@@ -327,6 +327,18 @@ func newSender(v6 bool, cfg Config) (*sender, error) {
 	return s, nil
 }
 
+func (c *Conn) batchStamps() bool {
+	if c.send4 == nil && c.send6 == nil {
+		return false
+	}
+	for _, s := range []*sender{c.send4, c.send6} {
+		if s != nil && !(s.txStamps && s.batchStamps) {
+			return false
+		}
+	}
+	return true
+}
+
 // send is Conn.Send on Linux.
 func (c *Conn) send(pkt []byte, id uint32) error {
 	var s *sender

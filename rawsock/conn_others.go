@@ -34,3 +34,4 @@ func (*SourceFinder) pathMTU(netip.Addr) (int, error)       { return 0, errNotIm
 func (*SourceFinder) close() error                          { return nil }
 func localPortRange() (int, int, error)                     { return 0, 0, errNotImplemented }
 func kernelBacklog() bool                                   { return false }
+func (*Conn) batchStamps() bool                             { return false }
