@@ -16,6 +16,7 @@ import (
 
 	"github.com/synprobe/synprobe/probe"
 	"github.com/synprobe/synprobe/probe/probetest"
+	"github.com/synprobe/synprobe/rawsock"
 	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
@@ -894,4 +895,91 @@ func TestClientSpreadRoundsShareRoom(t *testing.T) {
 		}
 	}
 	t.Error("the probe's SYN is not among those sent")
+}
+
+// batchingConn is a fake Conn that takes spread rounds' batches, as a
+// rawsock.Conn does whose kernel stamps each packet of a batch.
+type batchingConn struct {
+	*probetest.Conn
+	batches atomic.Int64
+}
+
+func (c *batchingConn) BatchStamps() bool { return true }
+
+func (c *batchingConn) SendBatch(b *rawsock.Batch) (int, error) {
+	c.batches.Add(1)
+	return c.Conn.SendBatch(b)
+}
+
+// TestClientSpreadRoundsBatched: a spread round's SYNs go out in batches
+// of both families, and when this host refuses one of them (every third
+// target), that probe alone is an error: each of the others is open, every
+// target has one result, and the refusals are the client's send errors.
+// (The batches once kept table indexes, which moved as refused probes
+// left the table: results went to the wrong probes, then a panic.)
+func TestClientSpreadRoundsBatched(t *testing.T) {
+	const n = 1900
+	c := &batchingConn{Conn: probetest.NewConn(byPort)}
+	targets := make([]probe.Target, n)
+	refused := map[netip.Addr]bool{}
+	a4, a6 := netip.MustParseAddr("198.18.16.0"), netip.MustParseAddr("2001:db8:16::")
+	for i := range targets {
+		a := &a4
+		if i%2 == 1 {
+			a = &a6
+		}
+		targets[i] = probe.Target{Addr: *a, Port: 101} // open
+		if i%3 == 0 {
+			refused[*a] = true
+		}
+		*a = a.Next()
+	}
+	c.SendError = func(p *wire.Packet) error {
+		if p.Flags == wire.FlagSyn && refused[p.Dst] {
+			return syscall.EPERM
+		}
+		return nil
+	}
+	ports := make([]uint16, 2048)
+	for i := range ports {
+		ports[i] = uint16(50000 + i)
+	}
+	cl, err := probe.NewClient(&probe.ClientConfig{
+		Conn: c, SourcePorts: ports,
+		Source: func(dst netip.Addr) (netip.Addr, error) {
+			if dst.Is4() {
+				return src4, nil
+			}
+			return src6, nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cl.Close(); c.Close() }()
+	got := map[netip.Addr][]string{}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := cl.Rounds(ctx, &probe.Rounds{
+		Targets: targets, Count: 1, Interval: 100 * time.Millisecond, Spread: true,
+		Options:  &probe.ProbeOptions{Timeout: 50 * time.Millisecond},
+		OnResult: func(r *probe.Result) { got[r.Target.Addr] = append(got[r.Target.Addr], r.State.String()+"/"+r.Reason) },
+	}); err != nil {
+		t.Fatal(err)
+	}
+	bad := 0
+	for _, tg := range targets {
+		want := "open/syn-ack"
+		if refused[tg.Addr] {
+			want = "error/" + probe.ReasonLocalFirewall
+		}
+		if r := got[tg.Addr]; len(r) != 1 || r[0] != want {
+			if bad++; bad <= 5 {
+				t.Errorf("%v: %v, want [%s]", tg.Addr, r, want)
+			}
+		}
+	}
+	if cnt := cl.Counters(); c.batches.Load() == 0 || cnt.SendErrors != uint64(len(refused)) {
+		t.Errorf("%d batches, %d send errors: want batches, and %d send errors", c.batches.Load(), cnt.SendErrors, len(refused))
+	}
 }

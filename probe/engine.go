@@ -100,10 +100,16 @@ type batchConn interface {
 }
 
 // synBatch is the SYNs of a spread round waiting to be sent together, and
-// the table index of each.
+// the probe of each, by its table key: a table index moves when an entry
+// before it is removed (a failed send, a port taken back from TIME_WAIT).
 type synBatch struct {
-	b   *rawsock.Batch
-	idx []int
+	b    *rawsock.Batch
+	keys []synKey
+}
+
+type synKey struct {
+	isn   uint32
+	sport uint16
 }
 
 // synBatchSize bounds a batch: at 10,000 probes a second a spread round's
@@ -1011,7 +1017,7 @@ func (p *Prober) sendSYN(j *job, ti, seq int, now time.Time) bool {
 	}
 	p.arm(i, e.deadline)
 	p.spun(now)
-	if p.batching && p.queueSYN(i, p.pkt[:n], id, t.Addr.Is6()) {
+	if p.batching && p.queueSYN(synKey{e.isn, sport}, p.pkt[:n], id, t.Addr.Is6()) {
 		return true
 	}
 	if err := p.send(p.pkt[:n], id); err != nil {
@@ -1039,9 +1045,9 @@ func (p *Prober) synFailed(i int, err error) {
 	p.finishError(&e, err)
 }
 
-// queueSYN adds the SYN of probe i to its family's batch; false if it
+// queueSYN adds the SYN of probe k to its family's batch; false if it
 // does not fit a batch's slot (it is then sent alone).
-func (p *Prober) queueSYN(i int, pkt []byte, id uint32, v6 bool) bool {
+func (p *Prober) queueSYN(k synKey, pkt []byte, id uint32, v6 bool) bool {
 	f := 0
 	if v6 {
 		f = 1
@@ -1057,7 +1063,7 @@ func (p *Prober) queueSYN(i int, pkt []byte, id uint32, v6 bool) bool {
 		return false
 	}
 	sb.b.SetID(sb.b.Len()-1, id)
-	sb.idx = append(sb.idx, i)
+	sb.keys = append(sb.keys, k)
 	return true
 }
 
@@ -1068,30 +1074,34 @@ func (p *Prober) flushBatches() {
 	p.batching = false
 }
 
-// flushBatch sends family f's batch. When the kernel refuses a packet,
-// it and those after it are sent one at a time: each probe gets its own
-// result, its own error.
+// flushBatch sends family f's batch. The packets the kernel did not take
+// (it refused one, or the Conn has no socket of that family) are sent one
+// at a time: each probe gets its own result, its own error. Each probe is
+// found by its key (a probe that ended meanwhile is not).
 func (p *Prober) flushBatch(f int) {
 	sb := &p.batches[f]
 	if sb.b == nil || sb.b.Len() == 0 {
 		return
 	}
-	sent, err := p.batcher.SendBatch(sb.b)
+	sent, _ := p.batcher.SendBatch(sb.b) // the rest stay in the batch
 	p.count.sent.Add(uint64(sent))
-	for _, i := range sb.idx[:sent] {
-		p.synSent(i)
+	for _, k := range sb.keys[:sent] {
+		if i := p.tab.lookup(k.isn, k.sport); i >= 0 {
+			p.synSent(i)
+		}
 	}
-	if err != nil {
-		for k, i := range sb.idx[sent:] {
-			if err := p.send(sb.b.Packet(k), sb.b.ID(k)); err != nil {
-				p.synFailed(i, err)
-			} else {
-				p.synSent(i)
-			}
+	for n, k := range sb.keys[sent:] {
+		err := p.send(sb.b.Packet(n), sb.b.ID(n))
+		switch i := p.tab.lookup(k.isn, k.sport); {
+		case i < 0:
+		case err != nil:
+			p.synFailed(i, err)
+		default:
+			p.synSent(i)
 		}
 	}
 	sb.b.Reset()
-	sb.idx = sb.idx[:0]
+	sb.keys = sb.keys[:0]
 }
 
 func (p *Prober) tsval(now time.Time) uint32 { return p.clock.TSval(now) }

@@ -431,15 +431,23 @@ func (s *scanner) run(ctx context.Context) (Summary, error) {
 				until = sendEnd.Add(s.silentWait(p == s.cfg.Retries))
 				nextCheck = now.Add(silentRecheck)
 			}
-			if !now.Before(until) {
-				if !marked {
-					mark, marked = s.rcv.Mark(), true
-				}
+			sleep := min(until.Sub(now), nextCheck.Sub(now), 10*time.Millisecond)
+			if now.Before(until) {
+				marked = false // taken once the wait is up: after what came by then
+			} else {
 				last := laterOf(time.Unix(0, s.lastAnswer.Load()), sendEnd)
-				if s.rcv.ReadTo(mark) && (!s.kernelBacklog() || !now.Before(last.Add(s.cfg.Timeout))) {
-					break
+				if s.kernelBacklog() && now.Before(last.Add(s.cfg.Timeout)) {
+					// Answers on their way in: the mark comes after them.
+					marked = false
+				} else {
+					if !marked {
+						mark, marked = s.rcv.Mark(), true
+					}
+					if s.rcv.ReadTo(mark) {
+						break
+					}
 				}
-				until = now.Add(time.Millisecond)
+				sleep = time.Millisecond
 			}
 			select {
 			case <-ctx.Done():
@@ -452,7 +460,7 @@ func (s *scanner) run(ctx context.Context) (Summary, error) {
 					recvErr = errRecvClosed
 				}
 				break wait
-			case <-time.After(min(until.Sub(now), nextCheck.Sub(now), 10*time.Millisecond)):
+			case <-time.After(sleep):
 			}
 		}
 		if interrupted || recvErr != nil {
