@@ -1017,8 +1017,11 @@ func (p *Prober) sendSYN(j *job, ti, seq int, now time.Time) bool {
 	}
 	p.arm(i, e.deadline)
 	p.spun(now)
-	if p.batching && p.queueSYN(synKey{e.isn, sport}, p.pkt[:n], id, t.Addr.Is6()) {
-		return true
+	if p.batching {
+		if p.queueSYN(synKey{e.isn, sport}, p.pkt[:n], id, t.Addr.Is6()) {
+			return true
+		}
+		i = p.tab.lookup(e.isn, sport) // a full batch sent may have moved it
 	}
 	if err := p.send(p.pkt[:n], id); err != nil {
 		p.synFailed(i, err)
