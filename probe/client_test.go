@@ -21,7 +21,10 @@ import (
 )
 
 // fakeClient returns a Client over c with ports source ports from 61000.
-func fakeClient(t *testing.T, c *probetest.Conn, ports int) *probe.Client {
+func fakeClient(t *testing.T, c interface {
+	probe.Conn
+	Close() error
+}, ports int) *probe.Client {
 	t.Helper()
 	sp := make([]uint16, ports)
 	for i := range sp {
@@ -940,23 +943,7 @@ func TestClientSpreadRoundsBatched(t *testing.T) {
 		}
 		return nil
 	}
-	ports := make([]uint16, 2048)
-	for i := range ports {
-		ports[i] = uint16(50000 + i)
-	}
-	cl, err := probe.NewClient(&probe.ClientConfig{
-		Conn: c, SourcePorts: ports,
-		Source: func(dst netip.Addr) (netip.Addr, error) {
-			if dst.Is4() {
-				return src4, nil
-			}
-			return src6, nil
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cl.Close(); c.Close() }()
+	cl := fakeClient(t, c, 2048)
 	got := map[netip.Addr][]string{}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
