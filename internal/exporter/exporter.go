@@ -142,8 +142,9 @@ func New(o Options, cfg *Config) *Exporter {
 	return e
 }
 
-// Registry is the registry /metrics serves.
-func (e *Exporter) Registry() *prometheus.Registry { return e.reg }
+// Gatherer is what /metrics serves: the registry's families and the
+// background targets' series.
+func (e *Exporter) Gatherer() prometheus.Gatherer { return gatherers{e.reg, e.swap} }
 
 // Config returns the configuration in force.
 func (e *Exporter) Config() *Config {
@@ -222,7 +223,7 @@ func (e *Exporter) Reload() error {
 // landing page.
 func (e *Exporter) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.InstrumentMetricHandler(e.reg, promhttp.HandlerFor(e.reg, promhttp.HandlerOpts{
+	mux.Handle("/metrics", promhttp.InstrumentMetricHandler(e.reg, promhttp.HandlerFor(e.Gatherer(), promhttp.HandlerOpts{
 		EnableOpenMetrics: true,
 	})))
 	mux.HandleFunc("/probe", e.serveProbe)

@@ -542,7 +542,7 @@ histogram: {native_bucket_factor: 1.1}
 	}
 	// Native buckets are offered (in the protobuf exposition): factor 1.1
 	// is schema 3, and 120 µs lands in one bucket.
-	mfs, err := e.Registry().Gather()
+	mfs, err := e.Gatherer().Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -557,7 +557,7 @@ histogram: {native_bucket_factor: 1.1}
 			}
 		}
 	}
-	problems, err := testutil.GatherAndLint(e.Registry())
+	problems, err := testutil.GatherAndLint(e.Gatherer())
 	if err != nil || len(problems) > 0 {
 		t.Errorf("lint: %v %v", problems, err)
 	}
@@ -719,7 +719,7 @@ func TestPacketCounters(t *testing.T) {
 	now = probe.Counters{Sent: 1007, Received: 905, Unmatched: 3, SendErrors: 2}
 	mu.Unlock()
 	check(probe.Counters{Sent: 1007, Received: 905, Unmatched: 3, SendErrors: 2})
-	problems, err := testutil.GatherAndLint(e.Registry())
+	problems, err := testutil.GatherAndLint(e.Gatherer())
 	if err != nil || len(problems) > 0 {
 		t.Errorf("lint: %v %v", problems, err)
 	}
@@ -752,10 +752,9 @@ histogram: {buckets: [0.0001, 0.001, 0.01]}
 		oracle.Observe(v)
 	}
 	h.closed(probe.Close3Way)
-	reg := prometheus.NewRegistry()
 	swap := &swapCollector{}
 	swap.set(set)
-	reg.MustRegister(swap)
+	reg := prometheus.Gatherers{swap} // with client_golang's checks
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -811,6 +810,109 @@ histogram: {buckets: [0.0001, 0.001, 0.01]}
 	if err != nil || len(problems) > 0 {
 		t.Errorf("lint: %v %v", problems, err)
 	}
+}
+
+// TestSeriesChecked: the series /metrics takes without client_golang's
+// registry pass the registry's checks (valid names and labels, no two
+// metrics with the same labels, the families' types), hold every
+// target's counts, and come in the registry's order of families and of
+// metrics by label values (results and patterns apart: in the order of
+// Results); a target that comes or goes is in the order at the next
+// scrape.
+func TestSeriesChecked(t *testing.T) {
+	yml := testModules + "targets:\n"
+	for i, zone := range []string{"b", "a", "c"} {
+		yml += fmt.Sprintf("  - hosts: ['198.18.0.%d:80', '198.18.0.%d:443', '[2001:db8::%d]:22']\n    module: %s\n    labels: {zone: %s, app: x%d}\n",
+			9-i, 9-i, i+1, []string{"rst", "fin", "v4"}[i], zone, i%2)
+	}
+	cfg, err := Parse([]byte(yml), "t.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := newTargetSeries(cfg)
+	swap := &swapCollector{}
+	swap.set(set)
+	results := []string{"rst", "syn-ack", "timeout", "icmp-admin-prohibited", "error"}
+	observe := func(n int) {
+		for i, tg := range cfg.Targets {
+			for j := range n {
+				h := set.handles(tg, tg.Host)
+				h.request()
+				h.respond(results[(i+j)%len(results)])
+				h.observe(set, float64(j+1)/1e4)
+				if tg.Module.Name == "fin" {
+					h.closed(probe.ClosePatterns()[j%len(probe.ClosePatterns())])
+				}
+			}
+		}
+	}
+	check := func(when string, targets int) {
+		t.Helper()
+		own, err := swap.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		checked, err := prometheus.Gatherers{swap}.Gather()
+		if err != nil {
+			t.Fatalf("%s: client_golang's checks: %v", when, err)
+		}
+		if len(own) != len(checked) {
+			t.Fatalf("%s: %d families, checked %d", when, len(own), len(checked))
+		}
+		for i, mf := range own {
+			cm := checked[i]
+			if mf.GetName() != cm.GetName() || mf.GetType() != cm.GetType() || len(mf.GetMetric()) != len(cm.GetMetric()) {
+				t.Fatalf("%s: family %d: %s %v %d metrics, checked %s %v %d", when, i, mf.GetName(), mf.GetType(), len(mf.GetMetric()), cm.GetName(), cm.GetType(), len(cm.GetMetric()))
+			}
+			ordered := mf.GetName() == "synprobe_requests_total" || mf.GetName() == "synprobe_response_duration_seconds"
+			seen := map[string]bool{}
+			for j, m := range mf.GetMetric() {
+				seen[m.String()] = true
+				if ordered && m.String() != cm.GetMetric()[j].String() {
+					t.Errorf("%s: %s metric %d: %v, the registry's order %v", when, mf.GetName(), j, m.GetLabel(), cm.GetMetric()[j].GetLabel())
+				}
+			}
+			for _, m := range cm.GetMetric() {
+				if !seen[m.String()] {
+					t.Errorf("%s: %s: %v missing", when, mf.GetName(), m.GetLabel())
+				}
+			}
+		}
+		fams := map[string]*dto.MetricFamily{}
+		for _, mf := range own {
+			fams[mf.GetName()] = mf
+		}
+		if n := len(fams["synprobe_requests_total"].GetMetric()); n != targets {
+			t.Errorf("%s: %d targets' requests, want %d", when, n, targets)
+		}
+		var requests, responses float64
+		for _, m := range fams["synprobe_requests_total"].GetMetric() {
+			requests += m.GetCounter().GetValue()
+		}
+		for _, m := range fams["synprobe_responses_total"].GetMetric() {
+			responses += m.GetCounter().GetValue()
+		}
+		if requests != responses || requests == 0 {
+			t.Errorf("%s: %v requests, %v responses", when, requests, responses)
+		}
+		problems, err := testutil.GatherAndLint(swap)
+		if err != nil || len(problems) > 0 {
+			t.Errorf("%s: lint: %v %v", when, problems, err)
+		}
+	}
+	observe(7)
+	check("first", len(cfg.Targets))
+	// A target comes (another address of one), then targets go.
+	extra := set.handles(cfg.Targets[0], "198.18.0.1")
+	extra.request()
+	extra.respond("rst")
+	check("a target came", len(cfg.Targets)+1)
+	cfg2, err := Parse([]byte(testModules+"targets:\n  - hosts: ['198.18.0.9:80']\n    module: rst\n    labels: {zone: b, app: x0}\n"), "t.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	set.prune(cfg2)
+	check("targets went", 2)
 }
 
 // A reload whose configuration names a subnet's broadcast address as a
