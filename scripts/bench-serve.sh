@@ -95,6 +95,10 @@ requests() { awk '/^synprobe_requests_total/ {s += $2} END {printf "%d", s}' "$d
 skipped() { awk '/^synprobe_probes_skipped_total/ {print $2}' "$dir/metrics"; }
 results() { awk '/^synprobe_responses_total/ {match($0, /result="[^"]*"/); r[substr($0, RSTART + 8, RLENGTH - 9)] += $2} END {for (k in r) printf "%s %d\n", k, r[k]}' "$dir/metrics" | sort; }
 cpu() { awk '{print $14 + $15}' "/proc/$serve_pid/stat"; }
+# Witnesses for the results: serve's own packet counts, and the target
+# namespace's IP counts (what reached it, what it sent back).
+pkts() { awk '/^synprobe_packets_sent_total/ {s = $2} /^synprobe_packets_received_total/ {r = $2} /^synprobe_packets_unmatched_total/ {u = $2} END {printf "%d %d %d", s, r, u}' "$dir/metrics"; }
+tgt() { ip netns exec "$t" nstat -asz IpInReceives IpOutRequests | awk '/^Ip/ {printf "%d ", $2}'; }
 napicpu() { local n=0 t; for t in $napi; do n=$((n + $(awk '{print $14 + $15}' "/proc/$t/stat"))); done; echo "$n"; }
 
 # watched LABEL: 100 sequential /probe requests to a host outside the
@@ -131,6 +135,8 @@ sleep "$warmup"
 hz=$(getconf CLK_TCK)
 scrape >/dev/null
 r0=$(requests) s0=$(skipped) c0=$(cpu) n0=$(napicpu) t0=$(date +%s.%N)
+read -r ps0 pr0 pu0 <<<"$(pkts)"
+read -r ti0 to0 <<<"$(tgt)"
 results >"$dir/results0"
 times=()
 for _ in $(seq 1 $((duration / every))); do
@@ -139,6 +145,8 @@ for _ in $(seq 1 $((duration / every))); do
 done
 scrape >/dev/null
 r1=$(requests) s1=$(skipped) c1=$(cpu) n1=$(napicpu) t1=$(date +%s.%N)
+read -r ps1 pr1 pu1 <<<"$(pkts)"
+read -r ti1 to1 <<<"$(tgt)"
 results >"$dir/results1"
 el=$(echo "$t1 - $t0" | bc -l)
 hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$serve_pid/status")
@@ -157,6 +165,8 @@ printf 'probes         %.0f a second of 10000 asked (%.2f%%), %s rounds skipped\
 join -a 2 -e 0 -o 2.1,1.2,2.2 "$dir/results0" "$dir/results1" |
 	awk -v begun="$(echo "$r1 - $r0" | bc)" '{printf "%s%s %d", (NR > 1 ? ", " : "results        "), $1, $3 - $2; e += $3 - $2}
 		END {printf " of %d ended, %d begun (every pair answers: any timeout is a reply missed)\n", e, begun}'
+printf 'packets        serve sent %d, the target received %d IP packets and sent %d, serve read %d (%d unmatched) (counters not taken at one instant: a few hundred apart)\n' \
+	$((ps1 - ps0)) $((ti1 - ti0)) $((to1 - to0)) $((pr1 - pr0)) $((pu1 - pu0))
 printf '%s\n' "${times[@]}" | sort -n | awk '{t[NR] = $1; b = $2} END {printf "scrape         /metrics %d bytes: median %.1f ms, max %.1f ms over %d scrapes\n", b, 1000 * t[int((NR + 1) / 2)], 1000 * t[NR], NR}'
 watched "under load"
 # Drops in the lab itself (a full veth queue while the target's thread is
@@ -165,3 +175,5 @@ for end in "$p ${name}a" "$t ${name}b"; do
 	set -- $end
 	ip -n "$1" -s -s link show dev "$2" | awk -v d="$2" '/RX:/ {getline; rx = $4} /TX:/ {getline; tx = $4} END {printf "lab link       %s: %d dropped receiving, %d sending\n", d, rx, tx}'
 done
+# and in serve's own sockets (a receive queue full: a reply missed).
+ip netns exec "$p" cat /proc/net/raw /proc/net/raw6 | awk '$1 ~ /:$/ {d += $NF} END {printf "serve sockets  %d packets dropped for want of room (/proc/net/raw, raw6)\n", d}'
