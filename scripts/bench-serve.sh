@@ -165,7 +165,7 @@ printf 'probes         %.0f a second of 10000 asked (%.2f%%), %s rounds skipped\
 join -a 2 -e 0 -o 2.1,1.2,2.2 "$dir/results0" "$dir/results1" |
 	awk -v begun="$(echo "$r1 - $r0" | bc)" '{printf "%s%s %d", (NR > 1 ? ", " : "results        "), $1, $3 - $2; e += $3 - $2}
 		END {printf " of %d ended, %d begun (every pair answers: any timeout is a reply missed)\n", e, begun}'
-printf 'packets        serve sent %d, the target received %d IP packets and sent %d, serve read %d (%d unmatched) (counters not taken at one instant: a few hundred apart)\n' \
+printf 'packets        serve sent %d, the target received %d IP packets and sent %d, serve read %d (%d unmatched) (taken a scrape apart: up to some thousands off)\n' \
 	$((ps1 - ps0)) $((ti1 - ti0)) $((to1 - to0)) $((pr1 - pr0)) $((pu1 - pu0))
 printf '%s\n' "${times[@]}" | sort -n | awk '{t[NR] = $1; b = $2} END {printf "scrape         /metrics %d bytes: median %.1f ms, max %.1f ms over %d scrapes\n", b, 1000 * t[int((NR + 1) / 2)], 1000 * t[NR], NR}'
 watched "under load"
