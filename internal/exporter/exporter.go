@@ -135,7 +135,7 @@ func New(o Options, cfg *Config) *Exporter {
 	if o.Counters != nil {
 		e.reg.MustRegister(packetCollector(o.Counters))
 	}
-	e.reg.MustRegister(e.reloadOK, e.reloadTime, e.targets, e.skipped, build, e.swap,
+	e.reg.MustRegister(e.reloadOK, e.reloadTime, e.targets, e.skipped, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	e.apply(cfg)
 	e.reloadOK.Set(1)

@@ -1,6 +1,7 @@
 package exporter
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/synprobe/synprobe/probe"
 	"github.com/synprobe/synprobe/rawsock/wire"
@@ -812,15 +814,53 @@ histogram: {buckets: [0.0001, 0.001, 0.01]}
 	}
 }
 
+// registryWay collects a series set's metrics through client_golang's
+// registry, as /metrics did before the series left it: the oracle of
+// TestSeriesChecked.
+type registryWay struct{ s *targetSeries }
+
+func (registryWay) Describe(chan<- *prometheus.Desc) {}
+
+func (r registryWay) Collect(ch chan<- prometheus.Metric) {
+	s := r.s
+	for _, h := range s.sortedHandles() {
+		ch <- counter{s.requests, h.labels, h.created, &h.requests}
+		for i := range h.results {
+			if l := h.results[i].labels.Load(); l != nil {
+				ch <- counter{s.responses, *l, h.created, &h.results[i].n}
+			}
+		}
+		for i := range h.closes {
+			if l := h.closes[i].labels.Load(); l != nil {
+				ch <- counter{s.closes, *l, h.created, &h.closes[i].n}
+			}
+		}
+		if h.native == nil {
+			ch <- histogram{s, h}
+		}
+	}
+	if s.nativeRTT != nil {
+		s.nativeRTT.Collect(ch)
+	}
+}
+
 // TestSeriesChecked: the series /metrics takes without client_golang's
-// registry pass the registry's checks (valid names and labels, no two
-// metrics with the same labels, the families' types), hold every
-// target's counts, and come in the registry's order of families and of
+// registry are what the registry makes of the same metrics (names, help,
+// types, label pairs, values, created timestamps, native and classic
+// buckets), pass its checks, and come in its order of families and of
 // metrics by label values (results and patterns apart: in the order of
 // Results); a target that comes or goes is in the order at the next
 // scrape.
 func TestSeriesChecked(t *testing.T) {
-	yml := testModules + "targets:\n"
+	for _, native := range []string{"", "histogram: {native_bucket_factor: 1.1}\n"} {
+		t.Run(map[string]string{"": "classic"}[native]+map[bool]string{true: "native"}[native != ""], func(t *testing.T) {
+			testSeriesChecked(t, native)
+		})
+	}
+}
+
+func testSeriesChecked(t *testing.T, native string) {
+	yml := testModules + native + "targets:\n"
 	for i, zone := range []string{"b", "a", "c"} {
 		yml += fmt.Sprintf("  - hosts: ['198.18.0.%d:80', '198.18.0.%d:443', '[2001:db8::%d]:22']\n    module: %s\n    labels: {zone: %s, app: x%d}\n",
 			9-i, 9-i, i+1, []string{"rst", "fin", "v4"}[i], zone, i%2)
@@ -832,6 +872,8 @@ func TestSeriesChecked(t *testing.T) {
 	set := newTargetSeries(cfg)
 	swap := &swapCollector{}
 	swap.set(set)
+	oracle := prometheus.NewRegistry()
+	oracle.MustRegister(registryWay{set})
 	results := []string{"rst", "syn-ack", "timeout", "icmp-admin-prohibited", "error"}
 	observe := func(n int) {
 		for i, tg := range cfg.Targets {
@@ -852,29 +894,33 @@ func TestSeriesChecked(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		checked, err := prometheus.Gatherers{swap}.Gather()
-		if err != nil {
+		if _, err := (prometheus.Gatherers{swap}).Gather(); err != nil {
 			t.Fatalf("%s: client_golang's checks: %v", when, err)
 		}
-		if len(own) != len(checked) {
-			t.Fatalf("%s: %d families, checked %d", when, len(own), len(checked))
+		want, err := oracle.Gather()
+		if err != nil {
+			t.Fatalf("%s: the registry: %v", when, err)
+		}
+		if len(own) != len(want) {
+			t.Fatalf("%s: %d families, the registry's %d", when, len(own), len(want))
 		}
 		for i, mf := range own {
-			cm := checked[i]
-			if mf.GetName() != cm.GetName() || mf.GetType() != cm.GetType() || len(mf.GetMetric()) != len(cm.GetMetric()) {
-				t.Fatalf("%s: family %d: %s %v %d metrics, checked %s %v %d", when, i, mf.GetName(), mf.GetType(), len(mf.GetMetric()), cm.GetName(), cm.GetType(), len(cm.GetMetric()))
+			wm := want[i]
+			if mf.GetName() != wm.GetName() || mf.GetHelp() != wm.GetHelp() || mf.GetType() != wm.GetType() || len(mf.GetMetric()) != len(wm.GetMetric()) {
+				t.Fatalf("%s: family %d: %s %q %v %d metrics, the registry's %s %q %v %d", when, i,
+					mf.GetName(), mf.GetHelp(), mf.GetType(), len(mf.GetMetric()), wm.GetName(), wm.GetHelp(), wm.GetType(), len(wm.GetMetric()))
 			}
-			ordered := mf.GetName() == "synprobe_requests_total" || mf.GetName() == "synprobe_response_duration_seconds"
+			ordered := mf.GetName() == requestsName || mf.GetName() == rttName
 			seen := map[string]bool{}
 			for j, m := range mf.GetMetric() {
 				seen[m.String()] = true
-				if ordered && m.String() != cm.GetMetric()[j].String() {
-					t.Errorf("%s: %s metric %d: %v, the registry's order %v", when, mf.GetName(), j, m.GetLabel(), cm.GetMetric()[j].GetLabel())
+				if ordered && !proto.Equal(m, wm.GetMetric()[j]) {
+					t.Errorf("%s: %s metric %d: %v, the registry's %v", when, mf.GetName(), j, m, wm.GetMetric()[j])
 				}
 			}
-			for _, m := range cm.GetMetric() {
+			for _, m := range wm.GetMetric() {
 				if !seen[m.String()] {
-					t.Errorf("%s: %s: %v missing", when, mf.GetName(), m.GetLabel())
+					t.Errorf("%s: %s: %v missing", when, mf.GetName(), m)
 				}
 			}
 		}
@@ -882,18 +928,24 @@ func TestSeriesChecked(t *testing.T) {
 		for _, mf := range own {
 			fams[mf.GetName()] = mf
 		}
-		if n := len(fams["synprobe_requests_total"].GetMetric()); n != targets {
+		if n := len(fams[requestsName].GetMetric()); n != targets {
 			t.Errorf("%s: %d targets' requests, want %d", when, n, targets)
 		}
 		var requests, responses float64
-		for _, m := range fams["synprobe_requests_total"].GetMetric() {
+		for _, m := range fams[requestsName].GetMetric() {
 			requests += m.GetCounter().GetValue()
+			if m.GetCounter().GetCreatedTimestamp() == nil {
+				t.Errorf("%s: no created timestamp: %v", when, m)
+			}
 		}
-		for _, m := range fams["synprobe_responses_total"].GetMetric() {
+		for _, m := range fams[responsesName].GetMetric() {
 			responses += m.GetCounter().GetValue()
 		}
 		if requests != responses || requests == 0 {
 			t.Errorf("%s: %v requests, %v responses", when, requests, responses)
+		}
+		if h := fams[rttName].GetMetric(); len(h) == 0 || (native != "") != (h[0].GetHistogram().GetSchema() != 0 || len(h[0].GetHistogram().GetPositiveSpan()) > 0) {
+			t.Errorf("%s: native %v, histogram %v", when, native != "", h)
 		}
 		problems, err := testutil.GatherAndLint(swap)
 		if err != nil || len(problems) > 0 {
@@ -906,13 +958,67 @@ func TestSeriesChecked(t *testing.T) {
 	extra := set.handles(cfg.Targets[0], "198.18.0.1")
 	extra.request()
 	extra.respond("rst")
+	extra.observe(set, 0.002)
 	check("a target came", len(cfg.Targets)+1)
-	cfg2, err := Parse([]byte(testModules+"targets:\n  - hosts: ['198.18.0.9:80']\n    module: rst\n    labels: {zone: b, app: x0}\n"), "t.yml")
+	cfg2, err := Parse([]byte(testModules+native+"targets:\n  - hosts: ['198.18.0.9:80']\n    module: rst\n    labels: {zone: b, app: x0}\n"), "t.yml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	set.prune(cfg2)
 	check("targets went", 2)
+}
+
+// TestScrapeDuringReload: a scrape reads the series in force once. A
+// reload that turns native buckets on or off while a scrape gathers the
+// registry's families served the histogram family twice (the registry's
+// native one from the old series, the classic one from the new), which
+// the text format cannot carry, or not at all.
+func TestScrapeDuringReload(t *testing.T) {
+	targets := "targets:\n  - hosts: ['198.18.0.2:80', '198.18.0.3:80']\n    interval: 10ms\n"
+	native := testModules + "histogram: {native_bucket_factor: 1.1}\n" + targets
+	classic := testModules + targets
+	for _, c := range []struct{ name, from, to string }{{"native off", native, classic}, {"native on", classic, native}} {
+		t.Run(c.name, func(t *testing.T) {
+			e, _ := newTestExporterWith(t, c.from, true)
+			e.Start()
+			to, err := Parse([]byte(c.to), "t.yml")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for e.swap.series().sortedHandles() == nil || len(e.swap.series().sortedHandles()) < 2 {
+				time.Sleep(5 * time.Millisecond)
+			}
+			g := gatherers{prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
+				mfs, err := e.reg.Gather()
+				e.mu.Lock()
+				e.apply(to) // a reload, from another goroutine, meanwhile
+				e.mu.Unlock()
+				return mfs, err
+			}), e.swap}
+			mfs, err := g.Gather()
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			var buf bytes.Buffer
+			enc := expfmt.NewEncoder(&buf, expfmt.NewFormat(expfmt.TypeTextPlain))
+			for _, mf := range mfs {
+				if mf.GetName() == rttName {
+					n++
+				}
+				if err := enc.Encode(mf); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if n != 1 {
+				t.Errorf("%d %s families in one scrape", n, rttName)
+			}
+			parser := expfmt.NewTextParser(model.UTF8Validation)
+			if _, err := parser.TextToMetricFamilies(&buf); err != nil {
+				t.Errorf("the scrape does not parse: %v", err)
+			}
+		})
+	}
 }
 
 // A reload whose configuration names a subnet's broadcast address as a

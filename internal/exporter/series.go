@@ -1,6 +1,7 @@
 package exporter
 
 import (
+	"errors"
 	"math"
 	"slices"
 	"strconv"
@@ -34,9 +35,11 @@ type targetSeries struct {
 	requests, responses, rtt, closes *prometheus.Desc
 	names                            []*string // label names, for label pairs
 	nativeRTT                        *prometheus.HistogramVec
+	nativeReg                        *prometheus.Registry // nativeRTT's alone
 
 	mu     sync.RWMutex
 	m      map[string]*handles // by label values
+	gen    uint64              // m's changes
 	sorted []*handles          // m's, by label values; nil when m has changed
 }
 
@@ -55,6 +58,14 @@ func labelNames(cfg *Config) []string {
 	return names
 }
 
+// The series' names.
+const (
+	requestsName  = "synprobe_requests_total"
+	responsesName = "synprobe_responses_total"
+	rttName       = "synprobe_response_duration_seconds"
+	closesName    = "synprobe_close_total"
+)
+
 const (
 	requestsHelp  = "Background probes begun (a resolution or route failure counts, as result=\"error\")."
 	responsesHelp = "Background probes ended, by result (syn-ack, rst, timeout, ICMP errors, error)."
@@ -69,19 +80,21 @@ func newTargetSeries(cfg *Config) *targetSeries {
 		s.names = append(s.names, &n)
 	}
 	with := func(l string) []string { return append(slices.Clone(names), l) }
-	s.requests = prometheus.NewDesc("synprobe_requests_total", requestsHelp, names, nil)
-	s.responses = prometheus.NewDesc("synprobe_responses_total", responsesHelp, with("result"), nil)
-	s.rtt = prometheus.NewDesc("synprobe_response_duration_seconds", rttHelp, names, nil)
-	s.closes = prometheus.NewDesc("synprobe_close_total", closesHelp, with("pattern"), nil)
+	s.requests = prometheus.NewDesc(requestsName, requestsHelp, names, nil)
+	s.responses = prometheus.NewDesc(responsesName, responsesHelp, with("result"), nil)
+	s.rtt = prometheus.NewDesc(rttName, rttHelp, names, nil)
+	s.closes = prometheus.NewDesc(closesName, closesHelp, with("pattern"), nil)
 	if s.native > 0 {
 		s.nativeRTT = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:                            "synprobe_response_duration_seconds",
+			Name:                            rttName,
 			Help:                            rttHelp,
 			Buckets:                         cfg.Buckets,
 			NativeHistogramBucketFactor:     cfg.NativeFactor,
 			NativeHistogramMaxBucketNumber:  100,
 			NativeHistogramMinResetDuration: time.Hour,
 		}, names)
+		s.nativeReg = prometheus.NewRegistry()
+		s.nativeReg.MustRegister(s.nativeRTT)
 	}
 	return s
 }
@@ -129,6 +142,7 @@ func (s *targetSeries) prune(cfg *Config) {
 		if !keep[identityKey(h.values)] {
 			delete(s.m, k)
 			s.sorted = nil
+			s.gen++
 			if s.nativeRTT != nil {
 				s.nativeRTT.DeleteLabelValues(h.values...)
 			}
@@ -203,6 +217,7 @@ func (s *targetSeries) handles(t *Target, ip string) *handles {
 	}
 	s.m[key] = h
 	s.sorted = nil
+	s.gen++
 	return h
 }
 
@@ -256,20 +271,16 @@ func (h *handles) observe(s *targetSeries, seconds float64) {
 
 // swapCollector holds the series in force; a reload swaps them.
 //
-// /metrics takes them from Gather, not through client_golang's registry:
-// at every scrape the registry checks each metric it collects (the
-// name's and labels' validity, a hash of the label values against
+// /metrics takes them from gatherers, not through client_golang's
+// registry: at every scrape the registry checks each metric it collects
+// (the name's and labels' validity, a hash of the label values against
 // duplicates) and sorts each family's metrics, which for 10,000 targets
 // (some 40,000 metrics) was a third of a scrape's CPU. These series need
 // none of it: their names are constants, their label names and values
 // are checked when the configuration is read (a target's labels, its
 // host, address, port and module), one set of series is kept per label
 // values, and their order is kept between scrapes. TestSeriesChecked
-// passes them through client_golang's checks (prometheus.Gatherers).
-//
-// As a Collector it collects the native histograms only, which are
-// client_golang's own (a HistogramVec); it describes nothing (an
-// unchecked collector): the label names change with the configuration.
+// compares them with what the registry makes of the same series.
 type swapCollector struct {
 	mu  sync.RWMutex
 	cur *targetSeries
@@ -287,32 +298,27 @@ func (c *swapCollector) series() *targetSeries {
 	return c.cur
 }
 
-func (c *swapCollector) Describe(chan<- *prometheus.Desc) {}
-
-func (c *swapCollector) Collect(ch chan<- prometheus.Metric) {
-	if s := c.series(); s != nil && s.nativeRTT != nil {
-		s.nativeRTT.Collect(ch)
+// Gather returns the series in force as metric families: the classic
+// ones by name and each family's metrics by their target's label values
+// (a target's results and close patterns in the order of Results and
+// ClosePatterns); native histograms as client_golang's registry of them
+// gives them. A family with no metric is left out.
+func (c *swapCollector) Gather() ([]*dto.MetricFamily, error) {
+	if s := c.series(); s != nil {
+		return s.gather()
 	}
+	return nil, nil
 }
 
-// Gather returns the series but the native histograms as metric
-// families, in the order client_golang's registry gives: by name, and
-// each family's metrics by their label values (a target's; a result's
-// or pattern's counts in the order of Results and ClosePatterns). A
-// family with no metric is left out.
-func (c *swapCollector) Gather() ([]*dto.MetricFamily, error) {
-	s := c.series()
-	if s == nil {
-		return nil, nil
-	}
+func (s *targetSeries) gather() ([]*dto.MetricFamily, error) {
 	hs := s.sortedHandles()
 	fam := func(name, help string, t dto.MetricType, n int) *dto.MetricFamily {
 		return &dto.MetricFamily{Name: &name, Help: &help, Type: t.Enum(), Metric: make([]*dto.Metric, 0, n)}
 	}
-	closes := fam("synprobe_close_total", closesHelp, dto.MetricType_COUNTER, 0)
-	requests := fam("synprobe_requests_total", requestsHelp, dto.MetricType_COUNTER, len(hs))
-	rtt := fam("synprobe_response_duration_seconds", rttHelp, dto.MetricType_HISTOGRAM, len(hs))
-	responses := fam("synprobe_responses_total", responsesHelp, dto.MetricType_COUNTER, 2*len(hs))
+	closes := fam(closesName, closesHelp, dto.MetricType_COUNTER, 0)
+	requests := fam(requestsName, requestsHelp, dto.MetricType_COUNTER, len(hs))
+	rtt := fam(rttName, rttHelp, dto.MetricType_HISTOGRAM, len(hs))
+	responses := fam(responsesName, responsesHelp, dto.MetricType_COUNTER, 2*len(hs))
 	add := func(f *dto.MetricFamily, m prometheus.Metric) {
 		out := new(dto.Metric)
 		m.Write(out) // never fails
@@ -335,50 +341,71 @@ func (c *swapCollector) Gather() ([]*dto.MetricFamily, error) {
 		}
 	}
 	var out []*dto.MetricFamily
-	for _, f := range []*dto.MetricFamily{closes, requests, rtt, responses} { // by name
+	var err error
+	if s.nativeReg != nil {
+		out, err = s.nativeReg.Gather()
+	}
+	for _, f := range []*dto.MetricFamily{closes, requests, rtt, responses} {
 		if len(f.Metric) > 0 {
 			out = append(out, f)
 		}
 	}
-	return out, nil
+	sortFamilies(out)
+	return out, err
+}
+
+// sortFamilies puts metric families in the order of their names.
+func sortFamilies(mfs []*dto.MetricFamily) {
+	slices.SortStableFunc(mfs, func(a, b *dto.MetricFamily) int { return strings.Compare(a.GetName(), b.GetName()) })
 }
 
 // sortedHandles returns every target's handles, by label values, sorted
-// again only when targets have come or gone since the last call.
+// again (outside the lock, which probes take to find their handles) only
+// when targets have come or gone since the last call.
 func (s *targetSeries) sortedHandles() []*handles {
 	s.mu.RLock()
-	hs := s.sorted
-	s.mu.RUnlock()
+	hs, gen := s.sorted, s.gen
 	if hs != nil {
+		s.mu.RUnlock()
 		return hs
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.sorted == nil {
-		s.sorted = make([]*handles, 0, len(s.m))
-		for _, h := range s.m {
-			s.sorted = append(s.sorted, h)
-		}
-		// The label pairs are sorted by name, and every target has the
-		// same names.
-		slices.SortFunc(s.sorted, func(a, b *handles) int {
-			return slices.CompareFunc(a.labels, b.labels, func(x, y *dto.LabelPair) int { return strings.Compare(x.GetValue(), y.GetValue()) })
-		})
+	hs = make([]*handles, 0, len(s.m))
+	for _, h := range s.m {
+		hs = append(hs, h)
 	}
-	return s.sorted
+	s.mu.RUnlock()
+	slices.SortFunc(hs, compareHandles)
+	s.mu.Lock()
+	if s.gen == gen {
+		s.sorted = hs
+	}
+	s.mu.Unlock()
+	return hs
 }
 
-// gatherers serves a registry's families and the series', by name.
+// compareHandles orders targets by their label values. The label pairs
+// are sorted by name, and every target has the same names.
+func compareHandles(a, b *handles) int {
+	return slices.CompareFunc(a.labels, b.labels, func(x, y *dto.LabelPair) int { return strings.Compare(x.GetValue(), y.GetValue()) })
+}
+
+// gatherers serves a registry's families and the series in force, by
+// name; the series are read once a scrape (a reload may swap them
+// meanwhile).
 type gatherers struct {
 	reg  prometheus.Gatherer
 	swap *swapCollector
 }
 
 func (g gatherers) Gather() ([]*dto.MetricFamily, error) {
+	s := g.swap.series()
 	mfs, err := g.reg.Gather()
-	own, _ := g.swap.Gather()
-	mfs = append(mfs, own...)
-	slices.SortStableFunc(mfs, func(a, b *dto.MetricFamily) int { return strings.Compare(a.GetName(), b.GetName()) })
+	if s != nil {
+		own, oerr := s.gather()
+		mfs = append(mfs, own...)
+		err = errors.Join(err, oerr)
+	}
+	sortFamilies(mfs)
 	return mfs, err
 }
 
