@@ -36,12 +36,17 @@ dir=$(mktemp -d)
 serve_pid=
 cleanup() {
 	[ -n "$serve_pid" ] && kill "$serve_pid" 2>/dev/null && wait "$serve_pid" 2>/dev/null || true
-	ip netns pids "$t" 2>/dev/null | xargs -r kill 2>/dev/null || true
+	serve_pid=
+	# What runs in the namespaces (the target's listener; a capture or a
+	# curl of ours if a signal came meanwhile) would keep them alive.
+	for ns in "$p" "$t"; do ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null || true; done
 	ip netns del "$p" 2>/dev/null || true
 	ip netns del "$t" 2>/dev/null || true
 	rm -rf "$dir"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 ip netns add "$p"
 ip netns add "$t"
@@ -56,9 +61,20 @@ if [ "${BENCH_TARGET_INLINE:-}" != 1 ]; then
 	before=$(pgrep '^napi/' || true)
 	ip netns exec "$p" ethtool -K "${name}a" tso off >/dev/null
 	ip netns exec "$t" ethtool -K "${name}b" gro on >/dev/null
-	ip netns exec "$t" sh -c "echo 1 >/sys/class/net/${name}b/threaded"
-	napi=$(comm -13 <(echo "$before" | sort) <(pgrep '^napi/' | sort) | tr '\n' ' ')
-	[ -n "$napi" ] || { echo "bench-serve: no NAPI thread for the target's veth end (BENCH_TARGET_INLINE=1 runs without)" >&2; exit 1; }
+	if ! ip netns exec "$t" sh -c "echo 1 >/sys/class/net/${name}b/threaded" 2>/dev/null; then
+		echo "bench-serve: no threaded NAPI for the target's veth end (Linux 5.13 or later; BENCH_TARGET_INLINE=1 runs without)" >&2
+		exit 1
+	fi
+	# The thread is named napi/DEVICE-ID (in full in /proc/PID/comm, which
+	# pgrep will not match beyond 15 characters); where the kernel cuts
+	# the name, the threads that came with ours.
+	napi=$({ grep -l "^napi/${name}b-" /proc/[0-9]*/comm 2>/dev/null || true; } | cut -d/ -f3)
+	[ -n "$napi" ] || napi=$(comm -13 <(echo "$before" | sort) <(pgrep '^napi/' | sort) || true)
+	case $(echo "$napi" | grep -c .) in
+	1) ;;
+	0) echo "bench-serve: no NAPI thread for the target's veth end (BENCH_TARGET_INLINE=1 runs without)" >&2 && exit 1 ;;
+	*) echo "bench-serve: more than one NAPI thread came with the target's veth end (another lab at the same time?)" >&2 && exit 1 ;;
+	esac
 fi
 ip -n "$t" route add local 198.19.201.0/24 dev lo
 ip -n "$p" route add 198.19.201.0/24 via 198.18.201.2
@@ -92,7 +108,7 @@ serve_pid=$!
 # A scrape asks for gzip, as Prometheus does (enable_compression, on by
 # default); what was sent is unpacked for the counts.
 scrape() {
-	ip netns exec "$p" curl -sS -H 'Accept-Encoding: gzip' -o "$dir/metrics.gz" -w '%{time_total} %{size_download}\n' "http://$addr/metrics" &&
+	ip netns exec "$p" curl -fsS -H 'Accept-Encoding: gzip' -o "$dir/metrics.gz" -w '%{time_total} %{size_download}\n' "http://$addr/metrics" &&
 		{ gunzip -c "$dir/metrics.gz" >"$dir/metrics" 2>/dev/null || cp "$dir/metrics.gz" "$dir/metrics"; }
 }
 for _ in $(seq 50); do scrape >/dev/null 2>&1 && break; sleep 0.2; done
@@ -181,4 +197,4 @@ for end in "$p ${name}a" "$t ${name}b"; do
 	ip -n "$1" -s -s link show dev "$2" | awk -v d="$2" '/RX:/ {getline; rx = $4} /TX:/ {getline; tx = $4} END {printf "lab link       %s: %d dropped receiving, %d sending\n", d, rx, tx}'
 done
 # and in serve's own sockets (a receive queue full: a reply missed).
-ip netns exec "$p" cat /proc/net/raw /proc/net/raw6 | awk '$1 ~ /:$/ {d += $NF} END {printf "serve sockets  %d packets dropped for want of room (/proc/net/raw, raw6)\n", d}'
+{ cat "/proc/$serve_pid/net/raw"; cat "/proc/$serve_pid/net/raw6" 2>/dev/null || true; } | awk '$1 ~ /:$/ {d += $NF} END {printf "serve sockets  %d packets dropped for want of room (/proc/net/raw, raw6)\n", d}'

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -530,6 +531,8 @@ func (f packetCollector) Collect(ch chan<- prometheus.Metric) {
 // 10,000 targets' 26 MB of text it took 280 ms of CPU a scrape, against
 // 83 ms at the best speed for 26% more bytes (1.3 MB; a pass over text
 // like it, on this machine), some 1.3% of a core at a scrape every 15 s.
+// An answer whose handler takes Content-Encoding off before it writes
+// (promhttp's errors do) goes uncompressed.
 func gzipFast(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Add("Vary", "Accept-Encoding")
@@ -539,12 +542,16 @@ func gzipFast(h http.Handler) http.Handler {
 		}
 		gz := gzipPool.Get().(*gzip.Writer)
 		gz.Reset(w)
+		gw := &gzipWriter{ResponseWriter: w, gz: gz}
 		defer func() {
-			gz.Close()
+			if gw.compress {
+				gz.Close()
+			}
+			gz.Reset(io.Discard) // no hold on the response in the pool
 			gzipPool.Put(gz)
 		}()
 		w.Header().Set("Content-Encoding", "gzip")
-		h.ServeHTTP(gzipWriter{w, gz}, r)
+		h.ServeHTTP(gw, r)
 	})
 }
 
@@ -553,13 +560,31 @@ var gzipPool = sync.Pool{New: func() any {
 	return gz
 }}
 
-// gzipWriter is a ResponseWriter whose body is compressed.
+// gzipWriter is a ResponseWriter whose body is compressed, unless the
+// handler took Content-Encoding off before its header went.
 type gzipWriter struct {
 	http.ResponseWriter
-	gz *gzip.Writer
+	gz                    *gzip.Writer
+	wroteHeader, compress bool
 }
 
-func (w gzipWriter) Write(b []byte) (int, error) { return w.gz.Write(b) }
+func (w *gzipWriter) WriteHeader(code int) {
+	if !w.wroteHeader {
+		w.wroteHeader = true
+		w.compress = w.Header().Get("Content-Encoding") == "gzip"
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *gzipWriter) Write(b []byte) (int, error) {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if !w.compress {
+		return w.ResponseWriter.Write(b)
+	}
+	return w.gz.Write(b)
+}
 
 // acceptsGzip reports whether Accept-Encoding values take gzip with a
 // quality above 0, by name or, if not named, as "*" (RFC 9110, 12.5.3).

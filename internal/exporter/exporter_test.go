@@ -874,6 +874,44 @@ func TestMetricsGzip(t *testing.T) {
 	}
 }
 
+// failing is a collector whose metric cannot be gathered.
+type failing struct{}
+
+var failDesc = prometheus.NewDesc("test_failing", "A metric that fails.", nil, nil)
+
+func (failing) Describe(ch chan<- *prometheus.Desc) { ch <- failDesc }
+func (failing) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.NewInvalidMetric(failDesc, errors.New("collector failed"))
+}
+
+// TestMetricsGzipError: promhttp's error answer (a failed gather) is
+// readable text, gzip asked or not (a review found it compressed under a
+// header that said plain text), and is counted by its code.
+func TestMetricsGzipError(t *testing.T) {
+	e, _ := newTestExporterWith(t, testModules, true)
+	e.reg.MustRegister(failing{})
+	srv := httptest.NewServer(e.Handler())
+	defer srv.Close()
+	for _, accept := range []string{"identity", "gzip"} {
+		req, _ := http.NewRequest("GET", srv.URL+"/metrics", nil)
+		req.Header.Set("Accept-Encoding", accept)         // set: the Transport adds gzip otherwise
+		resp, err := http.DefaultTransport.RoundTrip(req) // no transparent gunzip
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 500 || resp.Header.Get("Content-Encoding") != "" || !strings.Contains(string(b), "collector failed") {
+			t.Errorf("Accept-Encoding %q: %d, Content-Encoding %q, body %q", accept, resp.StatusCode, resp.Header.Get("Content-Encoding"), b[:min(len(b), 60)])
+		}
+	}
+	e.reg.Unregister(failing{})
+	_, body := get(e, "GET", "/metrics", nil)
+	if v, ok := value(parse(t, body), "promhttp_metric_handler_requests_total", "code=500"); !ok || v != 2 {
+		t.Errorf("500s counted: %v %v", v, ok)
+	}
+}
+
 func TestAcceptsGzip(t *testing.T) {
 	for _, c := range []struct {
 		values []string
