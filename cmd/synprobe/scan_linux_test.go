@@ -8,8 +8,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -224,15 +226,7 @@ func TestIntegrationScanSlowReader(t *testing.T) {
 	// JSON Lines: they stream as answers come (the text output is
 	// written at the end).
 	cmd := l.Command(ctx, l.Prober, synprobeBinary(t), "scan", "--json", "--rate", "0", "-w", "0.5", fmt.Sprintf("%v:1-%d", v4, ports))
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	out, stderr := startPiped(t, cmd)
 	time.Sleep(2 * time.Second) // the pipe fills, then the ring
 	open, closed, other := 0, 0, 0
 	var tail []string
@@ -258,7 +252,7 @@ func TestIntegrationScanSlowReader(t *testing.T) {
 			tail = append(tail, sc.Text())
 		}
 	}
-	if err = cmd.Wait(); err != nil {
+	if err := cmd.Wait(); err != nil {
 		t.Errorf("exit: %v\n%s", err, stderr.String())
 	}
 	if open != 256 || closed != 256*(ports-1) || other != 0 {
@@ -288,15 +282,7 @@ func TestIntegrationScanStalledReader(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := l.Command(ctx, l.Prober, synprobeBinary(t), "scan", "--json", "--rate", "0", "-w", "0.3", "--retries", "0", v4.String()+":1-64,80", "["+v6.String()+"]:22-25,80")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	out, stderr := startPiped(t, cmd)
 	r := cliRun{}
 	sc := bufio.NewScanner(out)
 	for sc.Scan() {
@@ -543,4 +529,20 @@ func witnessReport(pkts []netlab.CapturedPacket, got map[netip.AddrPort]string, 
 	fmt.Fprintf(&b, "capture: %d packets from %s to %s; the scan ran to %s; of %d wrong pairs the capture saw answers to %d before the scan ended, %d after, none to %d",
 		len(pkts), first, last, rel(end), wrong, answeredBefore, answeredAfter, unanswered)
 	return b.String()
+}
+
+// startPiped starts cmd with its standard output on a pipe, for the test
+// to read at its own pace, and its standard error kept.
+func startPiped(t *testing.T, cmd *exec.Cmd) (io.ReadCloser, *bytes.Buffer) {
+	t.Helper()
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := new(bytes.Buffer)
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return out, stderr
 }

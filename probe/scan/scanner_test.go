@@ -377,18 +377,7 @@ func (s *stallingRing) ReadTo(mark uint64) bool { return uint64(s.n.Load()) >= m
 // quiet: the pass waits for it instead of probing those pairs again.
 func TestScanWaitsForBacklog(t *testing.T) {
 	ring := &stallingRing{first: 10, stall: 100 * time.Millisecond}
-	c := probetest.NewConn(func(p *wire.Packet, b []byte, _ uint32) []probetest.Reply {
-		ring.answers.Add(1)
-		return []probetest.Reply{{Packet: probetest.RST(p), NoRx: true}}
-	})
-	defer c.Close()
-	ring.fakeRing = fakeRing{c: c, buf: make([]byte, rawsock.MaxPacketSize)}
-	spec, _ := scan.ParseSpec("198.18.1.0/24:1")
-	cookie, _ := wire.NewRandomCookie()
-	sum, err := scan.Scan(context.Background(), c, scan.Config{
-		Set: mustSet(t, &spec), Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999,
-		Timeout: 2 * time.Second, Cookie: cookie, Recv: ring,
-	})
+	sum, err := stallingScan(t, ring, scan.Config{Timeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -405,19 +394,10 @@ func TestScanWaitsForBacklog(t *testing.T) {
 // ring scan called a third of its pairs filtered.)
 func TestScanWaitsForStalledHandler(t *testing.T) {
 	ring := &stallingRing{first: -1}
-	c := probetest.NewConn(func(p *wire.Packet, b []byte, _ uint32) []probetest.Reply {
-		ring.answers.Add(1)
-		return []probetest.Reply{{Packet: probetest.RST(p), NoRx: true}}
-	})
-	defer c.Close()
-	ring.fakeRing = fakeRing{c: c, buf: make([]byte, rawsock.MaxPacketSize)}
-	spec, _ := scan.ParseSpec("198.18.1.0/24:1")
-	cookie, _ := wire.NewRandomCookie()
 	const timeout = 50 * time.Millisecond
 	results := 0
-	sum, err := scan.Scan(context.Background(), c, scan.Config{
-		Set: mustSet(t, &spec), Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999,
-		Timeout: timeout, Cookie: cookie, Recv: ring,
+	sum, err := stallingScan(t, ring, scan.Config{
+		Timeout: timeout,
 		OnResult: func(r *probe.ScanResult, _ scan.Origin) {
 			if results++; results == 5 && r.State == probe.StateClosed {
 				time.Sleep(8 * timeout) // the output's reader stopped reading
@@ -430,6 +410,23 @@ func TestScanWaitsForStalledHandler(t *testing.T) {
 	if sum.Closed != 256 || sum.Filtered != 0 || sum.Retries != 0 {
 		t.Errorf("summary %+v: want every pair closed, none filtered nor probed again", sum)
 	}
+}
+
+// stallingScan scans 198.18.1.0/24 port 1, every pair answered with RST,
+// through ring (its answers counted), with cfg's Timeout and OnResult.
+func stallingScan(t *testing.T, ring *stallingRing, cfg scan.Config) (scan.Summary, error) {
+	t.Helper()
+	c := probetest.NewConn(func(p *wire.Packet, b []byte, _ uint32) []probetest.Reply {
+		ring.answers.Add(1)
+		return []probetest.Reply{{Packet: probetest.RST(p), NoRx: true}}
+	})
+	defer c.Close()
+	ring.fakeRing = fakeRing{c: c, buf: make([]byte, rawsock.MaxPacketSize)}
+	spec, _ := scan.ParseSpec("198.18.1.0/24:1")
+	cookie, _ := wire.NewRandomCookie()
+	cfg.Set, cfg.Src4, cfg.PortLo, cfg.PortHi = mustSet(t, &spec), netip.MustParseAddr("198.18.0.1"), 61000, 61999
+	cfg.Cookie, cfg.Recv = cookie, ring
+	return scan.Scan(context.Background(), c, cfg)
 }
 
 func mustSet(tb testing.TB, specs ...*scan.Spec) *scan.Set {
