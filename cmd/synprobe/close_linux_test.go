@@ -6,16 +6,19 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/synprobe/synprobe/internal/netlab"
+	"github.com/synprobe/synprobe/probe/probetest"
 	"github.com/synprobe/synprobe/rawsock"
 	"github.com/synprobe/synprobe/rawsock/wire"
 )
@@ -201,7 +204,7 @@ func TestIntegrationClosePatterns(t *testing.T) {
 		}
 		sport := uint16(m["sport"].(float64))
 		if got := m["close"].(map[string]any)["pattern"]; got != onWire[sport] {
-			t.Errorf("%v: synprobe says %v, the capture shows %q", m["target"], got, onWire[sport])
+			t.Errorf("%v: synprobe says %v, the capture shows %q\nclose %v\nwire:\n%s", m["target"], got, onWire[sport], m["close"], wireLog(pkts, sport))
 		}
 	}
 	if bad := leftovers(t, l, map[uint16]bool{portSpeak: true}); len(bad) > 0 {
@@ -210,64 +213,151 @@ func TestIntegrationClosePatterns(t *testing.T) {
 }
 
 // wirePatterns classifies each connection's close from a capture, keyed by
-// the prober's source port, by the definitions of docs/json.md.
+// the prober's source port, by the definitions of docs/json.md: from
+// sequence numbers, whatever order the peer's segments arrived in. Two
+// segments the peer sends from two CPUs reach us through two CPUs'
+// backlogs and may be swapped on the way (CI: its ACK of our FIN, sent
+// from the softirq that took our FIN, arrived after the FIN its
+// application sent at once from the other CPU); a pure ACK at or before
+// the peer's FIN position left before that FIN, whenever it arrived.
+// Segments lost between the peer and the capture are not accounted for:
+// the lab loses none.
 func wirePatterns(pkts []netlab.CapturedPacket, prober ...netip.Addr) map[uint16]string {
 	type conn struct {
-		finSent, finAcked bool
-		finSeq            uint32
-		pattern           string
+		finSent  bool
+		finAckNo uint32 // the acknowledgement number that covers our first FIN
+		// The peer's first FIN: where it stands, whether it covered
+		// ours, and whether it arrived before ours left.
+		peerFIN, finCovers, beforeOurs bool
+		peerFINPos                     uint32
+		reset                          bool // a RST before any FIN of the peer's
+		// Segments without FIN that acknowledged our FIN: the lowest
+		// end among them.
+		acked  bool
+		ackEnd uint32
 	}
+	seqLE := func(a, b uint32) bool { return int32(a-b) <= 0 }
 	conns := map[uint16]*conn{}
 	var p wire.Packet
 	for _, cp := range pkts {
 		if wire.Parse(cp.Data, &p) != nil || p.Proto != wire.ProtocolTCP {
 			continue
 		}
-		ours := p.Src == prober[0] || (len(prober) > 1 && p.Src == prober[1])
-		if ours {
+		if slices.Contains(prober, p.Src) {
 			k := conns[p.SrcPort]
 			if k == nil {
 				k = &conn{}
 				conns[p.SrcPort] = k
 			}
 			if p.Flags&wire.FlagFin != 0 && !k.finSent {
-				k.finSent, k.finSeq = true, p.Seq
+				k.finSent, k.finAckNo = true, p.Seq+uint32(p.PayloadLen)+1
 			}
 			continue
 		}
 		k := conns[p.DstPort]
-		if k == nil || k.pattern != "" {
+		if k == nil || k.reset {
 			continue
 		}
-		fin := p.Flags&wire.FlagFin != 0
-		ackedFIN := k.finSent && p.Flags&wire.FlagAck != 0 && p.Ack == k.finSeq+1
+		covers := k.finSent && p.Flags&wire.FlagAck != 0 && seqLE(k.finAckNo, p.Ack)
+		end := p.Seq + uint32(p.PayloadLen)
 		switch {
 		case p.Flags&wire.FlagRst != 0:
-			k.pattern = "rst"
-		case fin && !k.finSent:
-			k.pattern = "peer-first"
-		case fin && ackedFIN && !k.finAcked:
-			k.pattern = "3-way"
-		case fin && ackedFIN:
-			k.pattern = "4-way"
-		case fin:
-			k.pattern = "simultaneous"
-		case ackedFIN:
-			k.finAcked = true
+			k.reset = !k.peerFIN
+		case p.Flags&wire.FlagFin != 0:
+			if !k.peerFIN {
+				k.peerFIN, k.peerFINPos, k.finCovers, k.beforeOurs = true, end, covers, !k.finSent
+			}
+		case covers:
+			if !k.acked || seqLE(end, k.ackEnd) {
+				k.acked, k.ackEnd = true, end
+			}
 		}
 	}
 	out := map[uint16]string{}
 	for sport, k := range conns {
 		switch {
-		case k.pattern != "":
-			out[sport] = k.pattern
-		case k.finAcked:
+		case k.reset:
+			out[sport] = "rst"
+		case k.peerFIN && k.beforeOurs:
+			out[sport] = "peer-first"
+		case k.peerFIN && !k.finCovers:
+			out[sport] = "simultaneous"
+		case k.peerFIN && k.acked && seqLE(k.ackEnd, k.peerFINPos):
+			out[sport] = "4-way"
+		case k.peerFIN:
+			out[sport] = "3-way"
+		case k.acked:
 			out[sport] = "no-fin"
 		case k.finSent:
 			out[sport] = "no-ack"
 		}
 	}
 	return out
+}
+
+// wireLog lists a capture's TCP segments to or from our source port
+// sport, for failure messages.
+func wireLog(pkts []netlab.CapturedPacket, sport uint16) string {
+	var b strings.Builder
+	var p wire.Packet
+	for _, cp := range pkts {
+		if wire.Parse(cp.Data, &p) == nil && p.Proto == wire.ProtocolTCP && (p.SrcPort == sport || p.DstPort == sport) {
+			fmt.Fprintf(&b, "%s %v:%d > %v:%d %v seq %d ack %d len %d\n", cp.Time.Format("05.000000"), p.Src, p.SrcPort, p.Dst, p.DstPort, p.Flags, p.Seq, p.Ack, p.PayloadLen)
+		}
+	}
+	return b.String()
+}
+
+// TestWirePatterns checks the capture's witness itself on made-up
+// captures, the reordered ACK among them.
+func TestWirePatterns(t *testing.T) {
+	us, them := netip.MustParseAddr("198.18.1.1"), netip.MustParseAddr("198.18.1.2")
+	const (
+		sport, dport = 40000, 80
+		ourFIN       = 1000 // our FIN's sequence number: acknowledged by 1001
+		theirs       = 5000 // the peer's next sequence number at our FIN
+	)
+	type seg struct {
+		ours  bool
+		flags wire.TCPFlags
+		seq   uint32
+		ack   uint32
+		data  int
+	}
+	fin := seg{ours: true, flags: wire.FlagFin | wire.FlagAck, seq: ourFIN, ack: theirs}
+	a, fa, r := wire.FlagAck, wire.FlagFin|wire.FlagAck, wire.FlagRst|wire.FlagAck
+	for _, tt := range []struct {
+		name string
+		segs []seg
+		want string
+	}{
+		{"fin+ack", []seg{fin, {flags: fa, seq: theirs, ack: ourFIN + 1}}, "3-way"},
+		{"ack, then fin", []seg{fin, {flags: a, seq: theirs, ack: ourFIN + 1}, {flags: fa, seq: theirs, ack: ourFIN + 1}}, "4-way"},
+		{"fin, then the ack sent before it", []seg{fin, {flags: fa, seq: theirs, ack: ourFIN + 1}, {flags: a, seq: theirs, ack: ourFIN + 1}}, "4-way"},
+		{"fin, then an ack sent after it", []seg{fin, {flags: fa, seq: theirs, ack: ourFIN + 1}, {flags: a, seq: theirs + 1, ack: ourFIN + 1}}, "3-way"},
+		{"data acknowledging ours, then fin", []seg{fin, {flags: a, seq: theirs, ack: ourFIN + 1, data: 100}, {flags: fa, seq: theirs + 100, ack: ourFIN + 1}}, "4-way"},
+		{"fin with data", []seg{fin, {flags: fa, seq: theirs, ack: ourFIN + 1, data: 100}}, "3-way"},
+		{"ack short of ours", []seg{fin, {flags: a, seq: theirs, ack: ourFIN}, {flags: fa, seq: theirs, ack: ourFIN + 1}}, "3-way"},
+		{"fins crossed", []seg{fin, {flags: fa, seq: theirs, ack: ourFIN}}, "simultaneous"},
+		{"its fin first", []seg{{flags: fa, seq: theirs, ack: ourFIN}, fin}, "peer-first"},
+		{"rst", []seg{fin, {flags: r, seq: theirs, ack: ourFIN + 1}}, "rst"},
+		{"ack, then rst", []seg{fin, {flags: a, seq: theirs, ack: ourFIN + 1}, {flags: r, seq: theirs, ack: ourFIN + 1}}, "rst"},
+		{"rst after fin", []seg{fin, {flags: fa, seq: theirs, ack: ourFIN + 1}, {flags: wire.FlagRst, seq: theirs + 1}}, "3-way"},
+		{"ack only", []seg{fin, {flags: a, seq: theirs, ack: ourFIN + 1}}, "no-fin"},
+		{"nothing", []seg{fin}, "no-ack"},
+	} {
+		var pkts []netlab.CapturedPacket
+		for _, s := range append([]seg{{ours: true, flags: wire.FlagSyn, seq: ourFIN - 1}}, tt.segs...) {
+			w := wire.Segment{Src: them, Dst: us, SrcPort: dport, DstPort: sport, Seq: s.seq, Ack: s.ack, Flags: s.flags, Payload: make([]byte, s.data)}
+			if s.ours {
+				w.Src, w.Dst, w.SrcPort, w.DstPort = us, them, sport, dport
+			}
+			pkts = append(pkts, netlab.CapturedPacket{Data: probetest.Build(w)})
+		}
+		if got := wirePatterns(pkts, us)[sport]; got != tt.want {
+			t.Errorf("%s: %q, want %q", tt.name, got, tt.want)
+		}
+	}
 }
 
 // TestIntegrationACKMode: ack mode completes the handshake (the server
