@@ -535,7 +535,7 @@ func (b *lineBuffer) Close() error {
 	return b.Flush()
 }
 
-// opener opens a scan's sockets through the run's network (scan.OpenNet).
+// opener opens a scan's sockets through the run's network (scan.Opener).
 type opener struct{ sys network }
 
 func (o opener) Listen(cfg rawsock.Config) (scan.ClosingConn, error) { return o.sys.listen(cfg) }

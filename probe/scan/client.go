@@ -13,7 +13,6 @@ import (
 	"github.com/synprobe/synprobe/probe"
 	"github.com/synprobe/synprobe/probe/internal/core"
 	"github.com/synprobe/synprobe/rawsock"
-	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // Run scans cfg.Set on client c, while other goroutines may probe
@@ -21,17 +20,16 @@ import (
 // (its routes, or ClientConfig.Source), interface and mark, in its
 // network namespace. The answers come through the client's own receive
 // loop, which hands the scan every packet it reads; a big scan reads
-// them from a packet ring instead (OpenNet). The probes leave through
-// sockets of the scan's own, opened for the run and closed when it
-// returns: raw IP sockets that only send, or Ethernet frames to the next
-// hop (OpenNet), so that opening them needs CAP_NET_RAW, as the client's
-// did.
+// them from a packet ring instead (RingMinPairs). The probes leave
+// through sockets of the scan's own, opened for the run and closed when
+// it returns: raw IP sockets that only send, or, for a big scan, Ethernet
+// frames to the next hop when that sends exactly what the host's IP
+// output would (rawsock.DirectPath), so that opening them needs
+// CAP_NET_RAW, as the client's did.
 //
-// The fields of cfg that say how to reach the network (Recv,
-// ProbeCopies, Send4, Send6, Sources, Src4, Src6, PortLo, PortHi, Ports
-// and Cookie) are the client's: Run refuses them set. Every pair has a
-// result (cfg.OnResult), its middlebox hint judged against the SYN-ACKs
-// of the whole scan only in the Summary (Summary.Complete).
+// Every pair has a result (cfg.OnResult), its middlebox hint judged
+// against the SYN-ACKs of the whole scan only in the Summary
+// (Summary.Complete).
 //
 // A client given a Conn (probe.ClientConfig.Conn) opens nothing, nor does
 // its scan: the probes leave through that Conn (which must be a
@@ -49,7 +47,7 @@ import (
 // ring of its own, and the client's engine reads and drops the copies
 // of its answers that the client's sockets receive.
 func Run(ctx context.Context, c *probe.Client, cfg Config) (Summary, error) {
-	if err := clientOwned(&cfg); err != nil {
+	if err := checkConfig(&cfg); err != nil {
 		return Summary{}, err
 	}
 	p, err := Prepare(c, PrepareConfig{Set: cfg.Set})
@@ -60,17 +58,9 @@ func Run(ctx context.Context, c *probe.Client, cfg Config) (Summary, error) {
 	return p.Run(ctx, cfg)
 }
 
-// clientOwned refuses the fields of cfg that a scan on a client takes
-// from the client, and a scan of nothing.
-func clientOwned(cfg *Config) error {
-	switch {
-	case cfg.Recv != nil || cfg.ProbeCopies || cfg.Send4 != nil || cfg.Send6 != nil:
-		return errors.New("scan: Run chooses the receiver and the senders: leave Recv, ProbeCopies, Send4 and Send6 unset")
-	case cfg.Sources != nil || cfg.Src4.IsValid() || cfg.Src6.IsValid():
-		return errors.New("scan: Run takes the client's source addresses: leave Sources, Src4 and Src6 unset")
-	case cfg.PortLo != 0 || cfg.PortHi != 0 || cfg.Ports != nil || cfg.Cookie != (wire.Cookie{}):
-		return errors.New("scan: Run takes the client's ports and key: leave PortLo, PortHi, Ports and Cookie unset")
-	case cfg.Set == nil || cfg.Set.Len() == 0:
+// checkConfig refuses a scan of nothing.
+func checkConfig(cfg *Config) error {
+	if cfg.Set == nil || cfg.Set.Len() == 0 {
 		return errors.New("scan: nothing to scan")
 	}
 	return nil
@@ -97,7 +87,7 @@ type Prepared struct {
 	lease *core.Lease
 	set   *Set
 	srcs  []SourceRange
-	n     *Net
+	n     *network
 	feed  *feedReceiver
 }
 
@@ -127,17 +117,17 @@ func Prepare(c *probe.Client, cfg PrepareConfig) (*Prepared, error) {
 			return nil, errors.New("scan: the client's Conn cannot send batches (scan.Conn)")
 		}
 		// The client opens nothing of its own: nor does its scan.
-		p.n = &Net{Conn: conn, Recv: p.feed, SendPath: "the client's Conn", RecvPath: "the client's Conn"}
+		p.n = &network{conn: conn, recv: p.feed, sendPath: "the client's Conn", recvPath: "the client's Conn"}
 		return p, nil
 	}
 	err = l.Do(func() (err error) {
-		p.n, err = openNet(NetConfig{Set: cfg.Set, Sources: srcs, PortLo: lo, PortHi: hi, Interface: l.Interface, Opener: cfg.Opener}, l.Mark, p.feed)
+		p.n, err = openNet(netConfig{Set: cfg.Set, Sources: srcs, PortLo: lo, PortHi: hi, Interface: l.Interface, Opener: cfg.Opener}, l.Mark, p.feed)
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	if so, ok := l.Conn.(interface{ SendsOnly() bool }); ok && so.SendsOnly() && p.n.Recv == Receiver(p.feed) {
+	if so, ok := l.Conn.(interface{ SendsOnly() bool }); ok && so.SendsOnly() && p.n.recv == Receiver(p.feed) {
 		p.n.Close()
 		return nil, errors.New("scan: no packet ring to read the answers from, and the client's sockets only send")
 	}
@@ -147,7 +137,7 @@ func Prepare(c *probe.Client, cfg PrepareConfig) (*Prepared, error) {
 // Run scans on what Prepare opened, as Run(ctx, c, cfg) does; cfg.Set
 // must be the Set prepared. A Prepared runs one scan.
 func (p *Prepared) Run(ctx context.Context, cfg Config) (Summary, error) {
-	if err := clientOwned(&cfg); err != nil {
+	if err := checkConfig(&cfg); err != nil {
 		return Summary{}, err
 	}
 	if cfg.Set != p.set {
@@ -157,16 +147,14 @@ func (p *Prepared) Run(ctx context.Context, cfg Config) (Summary, error) {
 		return Summary{}, errors.New("scan: the Prepared was closed or has run")
 	}
 	l := p.lease
-	cfg.Sources = p.srcs
-	cfg.Cookie = l.Cookie
-	cfg.Ports, cfg.PortLo, cfg.PortHi = l.Ports, l.Ports[0], l.Ports[len(l.Ports)-1]
-	if p.n.Recv == Receiver(p.feed) {
+	w := wiring{Sources: p.srcs, Cookie: l.Cookie, Ports: l.Ports, PortLo: l.Ports[0], PortHi: l.Ports[len(l.Ports)-1]}
+	if p.n.recv == Receiver(p.feed) {
 		// Fed before the first probe leaves: an answer on a short path
 		// can beat the sender's return.
 		l.Feed(p.feed.packet)
 		defer p.feed.stop()
 	}
-	return p.n.Scan(ctx, cfg)
+	return p.n.scan(ctx, cfg, w)
 }
 
 // Close closes what Prepare opened (never the client's Conn).

@@ -1,21 +1,21 @@
 // Package scan is synprobe's multi-target scan mode: target expressions,
 // the space of (address, port) pairs they name, the keyed order in which a
 // scan visits it, a token bucket for the probe rate, a bitmap of answered
-// pairs, per-host retransmission timers, and Scan, which sends the probes
-// at rate through a probe.Conn (or batch senders and a receive ring) and
-// judges every pair. Scan matches answers, times them and resets
-// half-open connections with the engine's own mechanisms (one matcher,
-// one TSval clock, one RST), but it still sends, waits and reads a ring
-// in a loop of its own.
+// pairs, per-host retransmission timers, and Run, which scans on a
+// probe.Client: it sends the probes at rate and judges every pair.
 //
 // # Network
 //
-// Scan makes no system call of its own choosing: it uses what it is
-// given. OpenNet chooses and opens a scan's sockets for its size (a
-// packet ring and Ethernet frames for big scans, raw IP sockets
-// otherwise), and Net.Scan runs on them. Run scans on a probe.Client:
-// its ports, key, source addresses and namespace, its receive loop for
-// the answers of a small scan.
+// A scan runs on a probe.Client only: its ports, key, source addresses,
+// interface, mark and namespace, and its engine's receive loop for the
+// answers of a small scan. It matches answers, times them and resets
+// half-open connections with the engine's own mechanisms (one matcher,
+// one TSval clock, one RST), but it still sends at rate, waits, and
+// reads a big scan's packet ring in a loop of its own. Prepare opens what
+// a scan of its size sends through (Ethernet frames for a big one when
+// they go where the host's IP output would, raw IP sockets otherwise)
+// and a big scan's ring, so that a program can give up its privileges
+// before it scans.
 //
 // # Targets
 //

@@ -14,10 +14,12 @@ import (
 	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
-// A scan of 198.18.1.0/30 ports 22 and 80 over an in-memory network on
-// which only 198.18.1.1:22 listens and everything else answers RST.
-// Over raw sockets, conn is a rawsock.Conn (CAP_NET_RAW).
-func ExampleScan() {
+// A scan of 198.18.1.0/30 ports 22 and 80 on a client over an
+// in-memory network on which only 198.18.1.1:22 listens and everything
+// else answers RST. The client's engine reads the answers and hands them
+// to the scan. Over raw sockets, probe.NewClient(nil) opens the client's
+// own (CAP_NET_RAW): see Run's example.
+func ExampleRun_memory() {
 	conn := probetest.NewConn(func(p *wire.Packet, _ []byte, _ uint32) []probetest.Reply {
 		if p.Flags != wire.FlagSyn {
 			return nil
@@ -28,6 +30,18 @@ func ExampleScan() {
 		return []probetest.Reply{{Packet: probetest.RST(p), After: 80 * time.Microsecond}}
 	})
 	defer conn.Close()
+	var ports []uint16
+	for p := range uint16(64) {
+		ports = append(ports, 61000+p)
+	}
+	c, err := probe.NewClient(&probe.ClientConfig{
+		Conn: conn, SourcePorts: ports,
+		Source: func(netip.Addr) (netip.Addr, error) { return netip.MustParseAddr("198.18.0.1"), nil },
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
 	spec, err := scan.ParseSpec("198.18.1.0/30:22,80")
 	if err != nil {
 		log.Fatal(err)
@@ -36,16 +50,9 @@ func ExampleScan() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	cookie, err := wire.NewRandomCookie()
-	if err != nil {
-		log.Fatal(err)
-	}
 	var open []string
-	sum, err := scan.Scan(context.Background(), conn, scan.Config{
-		Set:    set,
-		Src4:   netip.MustParseAddr("198.18.0.1"),
-		PortLo: 61000, PortHi: 61063,
-		Cookie: cookie,
+	sum, err := scan.Run(context.Background(), c, scan.Config{
+		Set: set,
 		OnResult: func(r *probe.ScanResult, _ scan.Origin) {
 			if r.State == probe.StateOpen {
 				open = append(open, r.AddrPort().String())

@@ -17,8 +17,9 @@ func TestFlatMemory(t *testing.T) {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	s, err := newScanner(probetest.NewConn(nil), Config{Set: mustNewSet(t, Block{Spec: spec}), PortLo: 61000, PortHi: 65000,
-		Rate: 10000, Timeout: time.Second, Options: &wire.SYNOptions{MSS: 1460, WScale: 7}})
+	s, err := newScanner(probetest.NewConn(nil), Config{Set: mustNewSet(t, Block{Spec: spec}),
+		Rate: 10000, Timeout: time.Second, Options: &wire.SYNOptions{MSS: 1460, WScale: 7},
+	}, wiring{PortLo: 61000, PortHi: 65000})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,7 +16,7 @@ import (
 	"github.com/synprobe/synprobe/rawsock"
 )
 
-// RingMinPairs is the smallest scan that OpenNet gives a packet ring and
+// RingMinPairs is the smallest scan that Prepare gives a packet ring and
 // Ethernet frames: below it, the ring's setup and teardown (some 30 ms
 // of waiting for the kernel) cost more than they save.
 const RingMinPairs = 16384
@@ -38,7 +38,7 @@ type Opener interface {
 }
 
 // ClosingConn, ClosingReceiver and ClosingSender are what an Opener
-// opens: a Conn, Receiver or BatchSender that OpenNet's Net closes.
+// opens: a Conn, Receiver or BatchSender that the Prepared closes.
 type (
 	ClosingConn interface {
 		Conn
@@ -87,8 +87,8 @@ func (system) PacketSender(hop rawsock.NextHop, v6 bool) (ClosingSender, error) 
 	return s, nil
 }
 
-// NetConfig says what OpenNet opens.
-type NetConfig struct {
+// netConfig says what openNet opens.
+type netConfig struct {
 	// Set and Sources are the scan's pairs and their source addresses
 	// (Config.Set, Config.Sources).
 	Set     *Set
@@ -103,27 +103,30 @@ type NetConfig struct {
 	Opener Opener
 }
 
-// Net is what a scan sends through and receives from, chosen for its
-// size by OpenNet. Net.Scan runs a scan on it.
-type Net struct {
-	// Conn is the raw IP sockets: they send every probe of a family
+// network is what a scan sends through and receives from, chosen for
+// its size by openNet; scan runs a scan on it.
+type network struct {
+	// conn is the raw IP sockets: they send every probe of a family
 	// without a packet sender, and every RST; they receive the answers
 	// when there is no ring.
-	Conn Conn
-	// Recv, if set, is a packet ring that receives the answers and a copy
-	// of every probe as it leaves (its transmit stamp).
-	Recv Receiver
-	// Send are the Ethernet-frame senders, per family (IPv4, IPv6); nil:
-	// Conn sends that family's probes.
-	Send [2]BatchSender
-	// SendPath and RecvPath say how the probes are sent and the answers
+	conn Conn
+	// recv, if set, is a packet ring that receives the answers and a copy
+	// of every probe as it leaves (its transmit stamp), or the client's
+	// engine's feed.
+	recv Receiver
+	// send are the Ethernet-frame senders, per family (IPv4, IPv6); nil:
+	// conn sends that family's probes.
+	send [2]BatchSender
+	// sendPath and recvPath say how the probes are sent and the answers
 	// read, for people (Summary.SendPath, Summary.RecvPath).
-	SendPath, RecvPath string
+	sendPath, recvPath string
 
 	closers []io.Closer
 }
 
-// OpenNet opens what a scan of cfg.Set sends and receives through.
+// openNet opens what a scan of cfg.Set sends and receives through, with
+// the client's mark, and for the answers of a scan too small for the
+// ring the client's engine's feed, beside raw IP sockets that only send.
 //
 // Big scans (RingMinPairs pairs or more) read their answers from a
 // packet ring, which costs no system call, socket queue or wake-up per
@@ -140,13 +143,8 @@ type Net struct {
 // meets the host's routes and firewall as its own connections would.
 //
 // Opening needs CAP_NET_RAW (errors wrap os.ErrPermission without it);
-// scanning on the Net afterwards needs no privilege.
-func OpenNet(cfg NetConfig) (*Net, error) { return openNet(cfg, 0, nil) }
-
-// openNet is OpenNet; a scan on a client (Prepare) gives the client's
-// mark and, for the answers of a scan too small for the ring, the client's
-// engine's feed, beside raw IP sockets that only send.
-func openNet(cfg NetConfig, mark uint32, feed *feedReceiver) (n *Net, err error) {
+// scanning on what it opened needs no privilege.
+func openNet(cfg netConfig, mark uint32, feed *feedReceiver) (n *network, err error) {
 	o := cfg.Opener
 	if o == nil {
 		o = System
@@ -173,7 +171,7 @@ func openNet(cfg NetConfig, mark uint32, feed *feedReceiver) (n *Net, err error)
 			addrs = append(addrs, r.Addr)
 		}
 	}
-	n = &Net{RecvPath: "raw sockets"}
+	n = &network{recvPath: "raw sockets"}
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -187,24 +185,24 @@ func openNet(cfg NetConfig, mark uint32, feed *feedReceiver) (n *Net, err error)
 		switch {
 		case err == nil:
 			n.closers = append(n.closers, ring)
-			n.Recv, n.RecvPath = ring, "packet ring"
+			n.recv, n.recvPath = ring, "packet ring"
 		case errors.Is(err, os.ErrPermission):
 			return nil, err
 		}
 		err = nil
 	}
 	if ring == nil && feed != nil {
-		n.Recv, n.RecvPath = feed, "raw sockets" // the client's, read by its engine
+		n.recv, n.recvPath = feed, "raw sockets" // the client's, read by its engine
 	}
 	// Transmit stamps come from the ring's copies of the probes when
 	// there is a ring, else from the send sockets' error queues.
 	c, err := o.Listen(rawsock.Config{IPv4: src[0], IPv6: src[1], PortLo: cfg.PortLo, PortHi: cfg.PortHi, Interface: cfg.Interface,
-		NoTxStamps: ring != nil, RecvBuffer: 64 << 20, SendOnly: n.Recv != nil, Mark: mark})
+		NoTxStamps: ring != nil, RecvBuffer: 64 << 20, SendOnly: n.recv != nil, Mark: mark})
 	if err != nil {
 		return nil, err
 	}
 	n.closers = append(n.closers, c)
-	n.Conn = c
+	n.conn = c
 	var paths []string
 	for fam := range 2 {
 		if !src[fam] {
@@ -223,7 +221,7 @@ func openNet(cfg NetConfig, mark uint32, feed *feedReceiver) (n *Net, err error)
 				var ps ClosingSender
 				if ps, err = o.PacketSender(hop, fam == 1); err == nil {
 					n.closers = append(n.closers, ps)
-					n.Send[fam] = ps
+					n.send[fam] = ps
 					path = fmt.Sprintf("Ethernet frames to %v on interface %d", hop.DstMAC, hop.Ifindex)
 				}
 			}
@@ -233,7 +231,7 @@ func openNet(cfg NetConfig, mark uint32, feed *feedReceiver) (n *Net, err error)
 		}
 		paths = append(paths, []string{"IPv4: ", "IPv6: "}[fam]+path)
 	}
-	n.SendPath = strings.Join(paths, "; ")
+	n.sendPath = strings.Join(paths, "; ")
 	return n, nil
 }
 
@@ -245,21 +243,21 @@ func famIndex(a netip.Addr) int {
 	return 1
 }
 
-// Scan runs a scan on n: Scan(ctx, n.Conn, cfg) with cfg's receiver and
-// senders set to n's. The Summary says how it sent and received.
-func (n *Net) Scan(ctx context.Context, cfg Config) (Summary, error) {
-	_, fed := n.Recv.(*feedReceiver)
-	cfg.Recv, cfg.ProbeCopies = n.Recv, n.Recv != nil && !fed
-	cfg.Send4, cfg.Send6 = n.Send[0], n.Send[1]
-	sum, err := Scan(ctx, n.Conn, cfg)
-	sum.SendPath, sum.RecvPath = n.SendPath, n.RecvPath
+// scan runs a scan on n: scanConn with n's receiver and senders. The
+// Summary says how it sent and received.
+func (n *network) scan(ctx context.Context, cfg Config, w wiring) (Summary, error) {
+	_, fed := n.recv.(*feedReceiver)
+	w.Recv, w.ProbeCopies = n.recv, n.recv != nil && !fed
+	w.Send4, w.Send6 = n.send[0], n.send[1]
+	sum, err := scanConn(ctx, n.conn, cfg, w)
+	sum.SendPath, sum.RecvPath = n.sendPath, n.recvPath
 	return sum, err
 }
 
-// Close closes what OpenNet opened, all at once: closing a packet socket
+// Close closes what openNet opened, all at once: closing a packet socket
 // waits for a grace period of the kernel's RCU, two for one with a ring,
 // some 10 ms each, and concurrent waits share them.
-func (n *Net) Close() error {
+func (n *network) Close() error {
 	var wg sync.WaitGroup
 	for _, c := range n.closers {
 		wg.Go(func() { c.Close() })

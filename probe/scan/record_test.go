@@ -32,11 +32,11 @@ func TestScanRecorder(t *testing.T) {
 	rec := &probetest.Recorder{}
 	cookie, _ := wire.NewRandomCookie()
 	var results []probe.ScanResult
-	sum, err := scan.Scan(context.Background(), c, scan.Config{
-		Set: mustSet(t, &spec), Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999,
-		Retries: 2, Timeout: 100 * time.Millisecond, Cookie: cookie, Senders: 2, Recorder: rec,
+	sum, err := scan.ScanConn(context.Background(), c, scan.Config{
+		Set:     mustSet(t, &spec),
+		Retries: 2, Timeout: 100 * time.Millisecond, Senders: 2, Recorder: rec,
 		OnResult: func(r *probe.ScanResult, _ scan.Origin) { results = append(results, *r) },
-	})
+	}, scan.Wiring{Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999, Cookie: cookie})
 	c.Close()
 	if err != nil {
 		t.Fatal(err)

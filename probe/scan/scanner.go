@@ -67,8 +67,9 @@ type Receiver interface {
 // MaxRetries is the most retries a scan makes.
 const MaxRetries = 100
 
-// Config configures Scan.
-type Config struct {
+// wiring is how a scan reaches the network: Prepared.Run takes it from
+// the client and from what Prepare opened.
+type wiring struct {
 	// Recv, if set, delivers the answers instead of the Conn's Recv.
 	Recv Receiver
 	// ProbeCopies says that Recv also delivers each probe as it leaves,
@@ -78,7 +79,6 @@ type Config struct {
 	// Send4 and Send6, if set, send the probes of their family instead of
 	// the Conn.
 	Send4, Send6 BatchSender
-	Set          *Set
 	// Sources gives each pair's source address (see scan.Sources). When
 	// nil, Src4 and Src6 are the source of every pair of their family.
 	Sources    []SourceRange
@@ -88,6 +88,16 @@ type Config struct {
 	// Ports, if set, are the source ports to use, within PortLo..PortHi
 	// (a rawsock.PortBlock's, which may have holes); else all of them.
 	Ports []uint16
+	// Cookie keys the probes' ISNs.
+	Cookie wire.Cookie
+}
+
+// Config configures a scan on a client (Run, Prepared.Run): what to
+// scan and how. How it reaches the network (sockets, ports, key, source
+// addresses) is the client's.
+type Config struct {
+	// Set is what to scan.
+	Set *Set
 	// Rate caps the probes per second; 0 sends as fast as possible.
 	Rate float64
 	// Retries is how often an unanswered pair is probed again.
@@ -106,13 +116,13 @@ type Config struct {
 	Options  *wire.SYNOptions // nil: none
 	Options6 *wire.SYNOptions // nil: Options
 
-	Cookie  wire.Cookie
+	// PermKey keys the order in which the pairs are visited.
 	PermKey [16]byte
 
 	// OnResult is called once per pair, never concurrently: from the
 	// receiving goroutine as answers come, from a sending one for a probe
 	// that could not be sent (StateError, with the reason of
-	// probe.SendErrorReason), then from Scan for the pairs nobody
+	// probe.SendErrorReason), then at the end for the pairs nobody
 	// answered. *r is reused once OnResult returns: copy it to keep it.
 	OnResult func(r *probe.ScanResult, o Origin)
 	// OnProgress, if set, is called about every 250 ms.
@@ -170,15 +180,17 @@ type Summary struct {
 	KernelClock, UserClock uint64
 
 	// SendPath and RecvPath say how the probes were sent and the answers
-	// read (Net.Scan); empty for Scan.
+	// read, for people.
 	SendPath, RecvPath string
 }
 
-// Scan probes every pair of cfg.Set once, in a keyed random order, and
-// the unanswered ones again up to cfg.Retries times. Memory does not grow
-// with the number of pairs beyond one bit each.
-func Scan(ctx context.Context, conn Conn, cfg Config) (Summary, error) {
-	s, err := newScanner(conn, cfg)
+// scanConn probes every pair of cfg.Set once, in a keyed random order,
+// and again up to cfg.Retries times for those left unanswered, through
+// conn and what w gives: Prepared.Run's scan, and the tests' on a fake
+// network. Memory does not grow with the number of pairs beyond one bit
+// each.
+func scanConn(ctx context.Context, conn Conn, cfg Config, w wiring) (Summary, error) {
+	s, err := newScanner(conn, cfg, w)
 	if err != nil {
 		return Summary{}, err
 	}
@@ -189,6 +201,7 @@ type scanner struct {
 	conn  Conn
 	rcv   Receiver
 	cfg   Config
+	w     wiring
 	ports []uint16 // source ports, in the order sport walks them
 	set   *Set
 	perm  *Perm
@@ -250,25 +263,25 @@ type scanner struct {
 	recRx          bool              // rec records what the receiver reads
 }
 
-func newScanner(conn Conn, cfg Config) (*scanner, error) {
+func newScanner(conn Conn, cfg Config, w wiring) (*scanner, error) {
 	if cfg.Set == nil || cfg.Set.Len() == 0 {
 		return nil, errors.New("scan: nothing to scan")
 	}
 	if cfg.Set.Len() > MaxPairs {
 		return nil, fmt.Errorf("scan: %d pairs is more than the %d a scan can hold", cfg.Set.Len(), uint64(MaxPairs))
 	}
-	if cfg.PortLo == 0 || cfg.PortHi < cfg.PortLo {
-		return nil, fmt.Errorf("scan: bad source port range %d-%d", cfg.PortLo, cfg.PortHi)
+	if w.PortLo == 0 || w.PortHi < w.PortLo {
+		return nil, fmt.Errorf("scan: bad source port range %d-%d", w.PortLo, w.PortHi)
 	}
-	ports := cfg.Ports
+	ports := w.Ports
 	if len(ports) == 0 {
-		for p := int(cfg.PortLo); p <= int(cfg.PortHi); p++ {
+		for p := int(w.PortLo); p <= int(w.PortHi); p++ {
 			ports = append(ports, uint16(p))
 		}
 	}
 	for _, p := range ports {
-		if p < cfg.PortLo || p > cfg.PortHi {
-			return nil, fmt.Errorf("scan: source port %d outside %d-%d", p, cfg.PortLo, cfg.PortHi)
+		if p < w.PortLo || p > w.PortHi {
+			return nil, fmt.Errorf("scan: source port %d outside %d-%d", p, w.PortLo, w.PortHi)
 		}
 	}
 	if cfg.Rate < 0 || math.IsNaN(cfg.Rate) || cfg.Retries < 0 || cfg.Timeout < 0 {
@@ -296,6 +309,7 @@ func newScanner(conn Conn, cfg Config) (*scanner, error) {
 	s := &scanner{
 		conn:          conn,
 		cfg:           cfg,
+		w:             w,
 		ports:         ports,
 		set:           cfg.Set,
 		perm:          NewPerm(n, cfg.PermKey),
@@ -309,26 +323,26 @@ func newScanner(conn Conn, cfg Config) (*scanner, error) {
 		kernelBacklog: rawsock.KernelBacklog,
 		outs:          [2]BatchSender{conn, conn},
 		rxStamps:      rawsock.NewTxStamps(stampBatch),
-		clock:         core.NewClock(&cfg.Cookie),
+		clock:         core.NewClock(&w.Cookie),
 	}
-	if cfg.Send4 != nil {
-		s.outs[0] = cfg.Send4
+	if w.Send4 != nil {
+		s.outs[0] = w.Send4
 	}
-	if cfg.Send6 != nil {
-		s.outs[1] = cfg.Send6
+	if w.Send6 != nil {
+		s.outs[1] = w.Send6
 	}
-	if cfg.ProbeCopies {
+	if w.ProbeCopies {
 		s.noStamps[0].Store(true)
 		s.noStamps[1].Store(true)
 	}
 	s.onPacket = s.packet
-	s.srcs = cfg.Sources
+	s.srcs = w.Sources
 	if s.srcs == nil {
 		s.srcs = Sources(cfg.Set, func(p netip.Prefix) netip.Addr {
 			if p.Addr().Is4() {
-				return cfg.Src4
+				return w.Src4
 			}
-			return cfg.Src6
+			return w.Src6
 		})
 	}
 	for _, r := range s.srcs {
@@ -337,9 +351,9 @@ func newScanner(conn Conn, cfg Config) (*scanner, error) {
 		}
 	}
 	s.rec = cfg.Recorder
-	_, s.fed = cfg.Recv.(*feedReceiver)
+	_, s.fed = w.Recv.(*feedReceiver)
 	s.recRx = s.rec != nil && !s.fed
-	s.rcv = cfg.Recv
+	s.rcv = w.Recv
 	if s.rcv == nil {
 		s.rcv = &connReceiver{conn: conn, buf: make([]byte, rawsock.MaxPacketSize)}
 	}
@@ -654,7 +668,7 @@ func (s *scanner) sender(ctx context.Context, pass int, last bool, first uint64)
 			flush()
 		}
 		sport := s.sport(idx, pass)
-		isn := s.cfg.Cookie.ISN(src, addr, sport, port, core.ScanID)
+		isn := s.w.Cookie.ISN(src, addr, sport, port, core.ScanID)
 		if s.tsOff[fam] >= 0 {
 			binary.BigEndian.PutUint32(opts[fam][s.tsOff[fam]:], s.clock.TSval(s.now()))
 		}
@@ -789,7 +803,7 @@ func (s *scanner) packet(b []byte, rx time.Time) {
 		s.stampsRead = false
 		s.lastAnswer.Store(s.now().UnixNano())
 	}
-	if s.cfg.ProbeCopies && s.probeCopy(b, rx) {
+	if s.w.ProbeCopies && s.probeCopy(b, rx) {
 		return
 	}
 	s.received.Add(1)
@@ -825,8 +839,8 @@ func (s *scanner) probeCopy(b []byte, tx time.Time) bool {
 		return false
 	}
 	sport, dport := binary.BigEndian.Uint16(t[0:]), binary.BigEndian.Uint16(t[2:])
-	if tx.IsZero() || sport < s.cfg.PortLo || sport > s.cfg.PortHi ||
-		binary.BigEndian.Uint32(t[4:]) != s.cfg.Cookie.ISN(src, dst, sport, dport, core.ScanID) {
+	if tx.IsZero() || sport < s.w.PortLo || sport > s.w.PortHi ||
+		binary.BigEndian.Uint32(t[4:]) != s.w.Cookie.ISN(src, dst, sport, dport, core.ScanID) {
 		return true // not ours, and no answer either
 	}
 	if idx, _, ok := s.set.Index(dst, dport); ok {
@@ -902,8 +916,8 @@ func (s *scanner) srcOf(idx uint64) netip.Addr {
 func (s *scanner) handle(pkt *wire.Packet, rx time.Time) bool {
 	// An answer to one of our SYNs (core.Of) from one of our addresses,
 	// keyed by the cookie with the scans' probe id.
-	a, ok := core.Of(pkt, s.cfg.PortLo, s.cfg.PortHi)
-	if !ok || !s.ours(a.Local) || !a.Keyed(&s.cfg.Cookie, core.ScanID) {
+	a, ok := core.Of(pkt, s.w.PortLo, s.w.PortHi)
+	if !ok || !s.ours(a.Local) || !a.Keyed(&s.w.Cookie, core.ScanID) {
 		return false
 	}
 	switch a.Kind {
@@ -1061,7 +1075,7 @@ func (s *scanner) sendRST(a *core.Answer) {
 		at := s.now()
 		if s.conn.Send(s.rstBuf[:n], s.rstID) == nil && s.rec != nil {
 			id := s.rstID
-			if s.cfg.ProbeCopies {
+			if s.w.ProbeCopies {
 				id = probe.NoTxStamp // the raw socket takes no stamps beside a ring
 			}
 			s.rec.Sent(s.rstBuf[:n], id, time.Time{}, at)

@@ -77,9 +77,9 @@ func TestScan(t *testing.T) {
 	got := map[netip.AddrPort]res{}
 	var kept []probe.ScanResult
 	dups := 0
-	sum, err := scan.Scan(context.Background(), c, scan.Config{
-		Set: set, Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999,
-		Retries: 2, Timeout: 100 * time.Millisecond, Cookie: cookie, Senders: 2,
+	sum, err := scan.ScanConn(context.Background(), c, scan.Config{
+		Set:     set,
+		Retries: 2, Timeout: 100 * time.Millisecond, Senders: 2,
 		Options: &wire.SYNOptions{MSS: 1460, WScale: 7, SACKPermitted: true, Timestamps: true},
 		OnResult: func(r *probe.ScanResult, o scan.Origin) {
 			ap := r.AddrPort()
@@ -92,7 +92,7 @@ func TestScan(t *testing.T) {
 				t.Errorf("%v: origin %v", ap, o)
 			}
 		},
-	})
+	}, scan.Wiring{Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999, Cookie: cookie})
 	c.Close()
 	if err != nil {
 		t.Fatal(err)
@@ -174,10 +174,10 @@ func TestSlowDownOnGrowingRTT(t *testing.T) {
 	})
 	spec, _ := scan.ParseSpec("198.18.1.0/24:1")
 	cookie, _ := wire.NewRandomCookie()
-	sum, err := scan.Scan(context.Background(), c, scan.Config{
-		Set: mustSet(t, &spec), Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999,
-		Rate: 5000, Timeout: time.Second, Cookie: cookie, Senders: 1,
-	})
+	sum, err := scan.ScanConn(context.Background(), c, scan.Config{
+		Set:  mustSet(t, &spec),
+		Rate: 5000, Timeout: time.Second, Senders: 1,
+	}, scan.Wiring{Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999, Cookie: cookie})
 	c.Close()
 	if err != nil {
 		t.Fatal(err)
@@ -226,10 +226,10 @@ func TestNoSlowDownOnShortStall(t *testing.T) {
 	c.Clock = clock.Now
 	spec, _ := scan.ParseSpec("198.18.0.0/20:1")
 	cookie, _ := wire.NewRandomCookie()
-	sum, err := scan.Scan(context.Background(), c, scan.Config{
-		Set: mustSet(t, &spec), Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999,
-		Rate: 20000, Timeout: time.Second, Cookie: cookie, Senders: 1, Now: clock.Now,
-	})
+	sum, err := scan.ScanConn(context.Background(), c, scan.Config{
+		Set:  mustSet(t, &spec),
+		Rate: 20000, Timeout: time.Second, Senders: 1, Now: clock.Now,
+	}, scan.Wiring{Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999, Cookie: cookie})
 	c.Close()
 	if err != nil {
 		t.Fatal(err)
@@ -289,10 +289,10 @@ func TestScanWaitsForReceiver(t *testing.T) {
 	cookie, _ := wire.NewRandomCookie()
 	done := make(chan scan.Summary, 1)
 	go func() {
-		sum, err := scan.Scan(context.Background(), c, scan.Config{
-			Set: mustSet(t, &spec), Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999,
-			Timeout: 200 * time.Millisecond, Cookie: cookie, Recv: ring,
-		})
+		sum, err := scan.ScanConn(context.Background(), c, scan.Config{
+			Set:     mustSet(t, &spec),
+			Timeout: 200 * time.Millisecond,
+		}, scan.Wiring{Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999, Cookie: cookie, Recv: ring})
 		if err != nil {
 			t.Error(err)
 		}
@@ -331,10 +331,10 @@ func TestScanSlowsDownOnReceiverDrops(t *testing.T) {
 	ring.drops.Store(3)
 	spec, _ := scan.ParseSpec("198.18.0.0/22:1-4")
 	cookie, _ := wire.NewRandomCookie()
-	sum, err := scan.Scan(context.Background(), c, scan.Config{
-		Set: mustSet(t, &spec), Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999,
-		Timeout: 200 * time.Millisecond, Cookie: cookie, Recv: ring,
-	})
+	sum, err := scan.ScanConn(context.Background(), c, scan.Config{
+		Set:     mustSet(t, &spec),
+		Timeout: 200 * time.Millisecond,
+	}, scan.Wiring{Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999, Cookie: cookie, Recv: ring})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -424,9 +424,8 @@ func stallingScan(t *testing.T, ring *stallingRing, cfg scan.Config) (scan.Summa
 	ring.fakeRing = fakeRing{c: c, buf: make([]byte, rawsock.MaxPacketSize)}
 	spec, _ := scan.ParseSpec("198.18.1.0/24:1")
 	cookie, _ := wire.NewRandomCookie()
-	cfg.Set, cfg.Src4, cfg.PortLo, cfg.PortHi = mustSet(t, &spec), netip.MustParseAddr("198.18.0.1"), 61000, 61999
-	cfg.Cookie, cfg.Recv = cookie, ring
-	return scan.Scan(context.Background(), c, cfg)
+	cfg.Set = mustSet(t, &spec)
+	return scan.ScanConn(context.Background(), c, cfg, scan.Wiring{Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999, Cookie: cookie, Recv: ring})
 }
 
 func mustSet(tb testing.TB, specs ...*scan.Spec) *scan.Set {
@@ -453,16 +452,8 @@ func collect(t *testing.T, c *probetest.Conn, cfg scan.Config) (map[netip.AddrPo
 		}
 		got[ap] = r.State.String() + "/" + r.Reason
 	}
-	if cfg.Cookie == (wire.Cookie{}) {
-		cfg.Cookie, _ = wire.NewRandomCookie()
-	}
-	if !cfg.Src4.IsValid() {
-		cfg.Src4 = netip.MustParseAddr("198.18.0.1")
-	}
-	if cfg.PortLo == 0 {
-		cfg.PortLo, cfg.PortHi = 61000, 61999
-	}
-	sum, err := scan.Scan(context.Background(), c, cfg)
+	cookie, _ := wire.NewRandomCookie()
+	sum, err := scan.ScanConn(context.Background(), c, cfg, scan.Wiring{Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999, Cookie: cookie})
 	c.Close()
 	if err != nil {
 		t.Fatal(err)
@@ -693,9 +684,9 @@ func TestScanRTTs(t *testing.T) {
 			var sum scan.Summary
 			var err error
 			cookie, _ := wire.NewRandomCookie()
-			sum, err = scan.Scan(context.Background(), c, scan.Config{
-				Set: mustSet(t, mustParse(t, "198.18.1.0/27:22-25")), Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999,
-				Timeout: time.Second, Cookie: cookie, Senders: 2, ProbeCopies: tc.copies,
+			sum, err = scan.ScanConn(context.Background(), c, scan.Config{
+				Set:     mustSet(t, mustParse(t, "198.18.1.0/27:22-25")),
+				Timeout: time.Second, Senders: 2,
 				OnResult: func(r *probe.ScanResult, o scan.Origin) {
 					results++
 					want := after[r.Port]
@@ -710,7 +701,7 @@ func TestScanRTTs(t *testing.T) {
 						t.Errorf("%v:%d (%v): user-clock RTT %v, want at least %v", r.Addr, r.Port, r.State, r.RTT, want)
 					}
 				},
-			})
+			}, scan.Wiring{Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999, Cookie: cookie, ProbeCopies: tc.copies})
 			c.Close()
 			if err != nil {
 				t.Fatal(err)
@@ -746,10 +737,10 @@ func TestScanECN(t *testing.T) {
 			t.Fatal(err)
 		}
 		cookie, _ := wire.NewRandomCookie()
-		sum, err := scan.Scan(context.Background(), c, scan.Config{
-			Set: mustSet(t, &spec), Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999,
-			Timeout: 100 * time.Millisecond, Cookie: cookie, ECN: ecn, OnResult: func(*probe.ScanResult, scan.Origin) {},
-		})
+		sum, err := scan.ScanConn(context.Background(), c, scan.Config{
+			Set:     mustSet(t, &spec),
+			Timeout: 100 * time.Millisecond, ECN: ecn, OnResult: func(*probe.ScanResult, scan.Origin) {},
+		}, scan.Wiring{Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999, Cookie: cookie})
 		c.Close()
 		if err != nil {
 			t.Fatal(err)

@@ -20,8 +20,7 @@ func TestSourcePorts(t *testing.T) {
 	for _, p := range ports {
 		held[p] = true
 	}
-	s, err := newScanner(probetest.NewConn(nil), Config{Set: mustNewSet(t, Block{Spec: spec}), Src4: netip.MustParseAddr("198.18.0.1"),
-		PortLo: 61000, PortHi: 61299, Ports: ports, Retries: MaxRetries})
+	s, err := newScanner(probetest.NewConn(nil), Config{Set: mustNewSet(t, Block{Spec: spec}), Retries: MaxRetries}, wiring{Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61299, Ports: ports})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +42,7 @@ func TestSourcePorts(t *testing.T) {
 	if len(used) != len(ports) {
 		t.Errorf("%d of %d ports used", len(used), len(ports))
 	}
-	if _, err := newScanner(probetest.NewConn(nil), Config{Set: mustNewSet(t, Block{Spec: spec}), PortLo: 61000, PortHi: 61099, Ports: ports}); err == nil {
+	if _, err := newScanner(probetest.NewConn(nil), Config{Set: mustNewSet(t, Block{Spec: spec})}, wiring{PortLo: 61000, PortHi: 61099, Ports: ports}); err == nil {
 		t.Error("ports outside PortLo..PortHi accepted")
 	}
 }

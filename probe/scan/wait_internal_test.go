@@ -142,10 +142,10 @@ func TestScanMarksAfterBacklog(t *testing.T) {
 	cookie, _ := wire.NewRandomCookie()
 	got := map[netip.Addr]string{}
 	s, err := newScanner(c, Config{
-		Set: set, Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999,
-		Timeout: 100 * time.Millisecond, Cookie: cookie, Recv: ring,
+		Set:      set,
+		Timeout:  100 * time.Millisecond,
 		OnResult: func(r *probe.ScanResult, _ Origin) { got[r.Addr] = r.State.String() + "/" + r.Reason },
-	})
+	}, wiring{Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999, Cookie: cookie, Recv: ring})
 	if err != nil {
 		t.Fatal(err)
 	}
