@@ -1173,3 +1173,32 @@ func TestReloadBroadcast(t *testing.T) {
 		t.Error("the refused configuration is in force")
 	}
 }
+
+// TestSeriesKeysUnambiguous: label values may hold any UTF-8, NUL
+// included, and two targets whose values differ only in where a NUL
+// falls keep series of their own, as they do in Prometheus. (The config
+// refuses two targets of one host, port and module, so today only this
+// test makes two such targets; the keys do not count on that check.)
+func TestSeriesKeysUnambiguous(t *testing.T) {
+	cfg, err := Parse([]byte(testModules+`
+targets:
+  - hosts: ['198.18.0.2:80']
+    labels: {a: "x\0y", b: ""}
+  - hosts: ['198.18.0.2:81']
+    labels: {a: "x", b: "y\0"}
+`), "t.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0, t1 := *cfg.Targets[0], *cfg.Targets[1]
+	t1.Port = t0.Port
+	set := newTargetSeries(cfg)
+	h0 := set.handles(&t0, "198.18.0.2")
+	h1 := set.handles(&t1, "198.18.0.2")
+	if h0 == h1 {
+		t.Fatalf("targets with labels %q and %q share their series", t0.Labels, t1.Labels)
+	}
+	if set.identity(&t0) == set.identity(&t1) {
+		t.Fatal("the two targets have one identity: a reload would keep one's series for the other")
+	}
+}

@@ -112,7 +112,19 @@ func (s *targetSeries) identity(t *Target) string {
 
 // identityKey is the key of label values, ip left out.
 func identityKey(values []string) string {
-	return values[0] + "\x00" + strings.Join(values[2:], "\x00")
+	return seriesKey(append([]string{values[0]}, values[2:]...))
+}
+
+// seriesKey is an unambiguous key of label values: each value's length
+// before it, for a value may hold any UTF-8, NUL included.
+func seriesKey(values []string) string {
+	var b strings.Builder
+	for _, v := range values {
+		b.WriteString(strconv.Itoa(len(v)))
+		b.WriteByte(':')
+		b.WriteString(v)
+	}
+	return b.String()
 }
 
 // values returns a target's label values with ip.
@@ -195,7 +207,7 @@ var resultLabel, patternLabel = "result", "pattern"
 
 func (s *targetSeries) handles(t *Target, ip string) *handles {
 	values := s.values(t, ip)
-	key := strings.Join(values, "\x00")
+	key := seriesKey(values)
 	s.mu.RLock()
 	h := s.m[key]
 	s.mu.RUnlock()
