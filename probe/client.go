@@ -228,6 +228,7 @@ func (c *Client) lend() (*core.Lease, error) {
 		Mark:      c.cfg.Mark,
 		Do:        c.ns.do,
 		Feed:      c.p.setFeed,
+		Attach:    c.p.setBulk,
 		Done:      c.loopDone,
 		Conn:      c.cfg.Conn,
 	}

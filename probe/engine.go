@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"slices"
 	"sync"
@@ -240,6 +241,14 @@ type Prober struct {
 	feedMu sync.Mutex
 	feed   func(b []byte, rx time.Time)
 	feedOn atomic.Bool
+	// bulk, if set, is a scan's packet ring that the loop reads too
+	// (core.Lease.Attach), handing its packets to bulkFn alone; bulkOn
+	// spares the loop the lock while there is none.
+	bulkMu   sync.Mutex
+	bulk     core.Bulk
+	bulkFn   func(b []byte, rx time.Time)
+	bulkFail func(error)
+	bulkOn   atomic.Bool
 
 	count counters
 	took  bool // the packet handled was one of a probe's
@@ -460,6 +469,8 @@ func (p *Prober) loop(ctx context.Context, main *job) error {
 		if done || err != nil {
 			return err
 		}
+		bulkMore := p.drainBulk()
+		more = more || bulkMore
 		if !more || p.heldOff >= maxHeldOff {
 			p.heldOff = 0
 			p.expire(p.now())
@@ -483,6 +494,12 @@ func (p *Prober) loop(ctx context.Context, main *job) error {
 		now = p.now()
 		if blocked && (deadline.IsZero() || deadline.After(now.Add(blockedPoll))) {
 			deadline = now.Add(blockedPoll)
+		}
+		if p.bulkOn.Load() && (deadline.IsZero() || deadline.After(now.Add(bulkPoll))) {
+			deadline = now.Add(bulkPoll)
+		}
+		if bulkMore {
+			deadline = now // more waits in it
 		}
 		if now.Before(p.spinUntil) {
 			deadline = now // poll
@@ -539,6 +556,63 @@ func (p *Prober) setFeed(fn func(b []byte, rx time.Time)) {
 	p.feed = fn
 	p.feedOn.Store(fn != nil)
 	p.feedMu.Unlock()
+}
+
+// setBulk makes the loop read r (nil: none) too, handing its packets to
+// fn and its errors to fail. It returns once no call of the previous fn
+// is in progress.
+func (p *Prober) setBulk(r core.Bulk, fn func(b []byte, rx time.Time), fail func(error)) {
+	p.bulkMu.Lock()
+	p.bulk, p.bulkFn, p.bulkFail = r, fn, fail
+	p.bulkOn.Store(r != nil)
+	p.bulkMu.Unlock()
+	p.conn.Wake()
+}
+
+// bulkPoll is how long the loop waits on its Conn at most while a bulk
+// receiver is attached, which it reads each turn without waiting: a
+// packet ring hands over a part-filled block every millisecond
+// (rawsock.RingConfig.Retire) anyway.
+const bulkPoll = time.Millisecond
+
+// maxBulkBlocks bounds the Reads of one drainBulk, each a block of a
+// ring (whose packets may all have failed its checks).
+const maxBulkBlocks = 64
+
+// drainBulk reads the attached bulk receiver, if any, without waiting:
+// up to about maxDrain packets. more is true when it stopped at that
+// bound.
+func (p *Prober) drainBulk() (more bool) {
+	if !p.bulkOn.Load() {
+		return false
+	}
+	p.bulkMu.Lock()
+	if p.bulk == nil {
+		p.bulkMu.Unlock()
+		return false
+	}
+	poll := time.Unix(1, 0) // in the past: Read does not wait
+	for got, blocks := 0, 0; got < maxDrain && blocks < maxBulkBlocks; blocks++ {
+		n, err := p.bulk.Read(poll, p.bulkFn)
+		got += n
+		switch {
+		case err == nil:
+			continue
+		case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, rawsock.ErrWoken):
+			p.bulkMu.Unlock()
+			return false
+		}
+		// Not read again until it is attached again; its owner hears
+		// of the error outside the lock, which its Attach takes.
+		fail := p.bulkFail
+		p.bulk, p.bulkFn, p.bulkFail = nil, nil, nil
+		p.bulkOn.Store(false)
+		p.bulkMu.Unlock()
+		fail(err)
+		return false
+	}
+	p.bulkMu.Unlock()
+	return true
 }
 
 // fed hands b to the feed, if any.

@@ -46,8 +46,9 @@ type poller struct {
 }
 
 // open creates the epoll set and the eventfd; park says whether long
-// waits park in Go's poller (Conn's) or block in epoll_pwait2 (Ring's: a
-// scan's receiver, whose waits are short at its rates). (A ring scan
+// waits park in Go's poller (Conn's) or block in epoll_pwait2 (Ring's:
+// a client's engine reads a scan's ring without waiting on it, and other
+// readers' waits are short at a scan's rates). (A ring scan
 // that missed a third of its answers under the full test suite was first
 // blamed on the park; the cause was the scan's wait, docs/design.md.) On
 // error, close cleans up.

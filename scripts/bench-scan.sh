@@ -46,17 +46,19 @@ ratio() {
 	return 0
 }
 
-# run NAME CMD...: wall seconds, open ports, peak RSS (KiB).
+# run NAME CMD...: wall seconds, CPU seconds (user + system, ip netns
+# exec's included), open ports, peak RSS (KiB).
 run() {
 	local label=$1; shift
-	local out start end rss
+	local out start end rss cpu
 	start=$(date +%s.%N)
-	out=$( { /usr/bin/time -f 'RSS %M' ip netns exec "$p" "$@"; } 2>&1 || true)
+	out=$( { /usr/bin/time -f 'RSS %M CPU %U %S' ip netns exec "$p" "$@"; } 2>&1 || true)
 	end=$(date +%s.%N)
 	rss=$(grep -oE 'RSS [0-9]+' <<<"$out" | tail -1 | cut -d' ' -f2)
+	cpu=$(grep -oE 'CPU [0-9.]+ [0-9.]+' <<<"$out" | tail -1 | awk '{print $2 + $3}')
 	open=$(grep -cE '^open |^[0-9]+/tcp +open ' <<<"$out" || true)
 	wall=$(echo "$end - $start" | bc)
-	printf '%-9s wall %.3f s  open %4d  peak RSS %6s KiB\n' "$label" "$wall" "$open" "${rss:-?}"
+	printf '%-9s wall %.3f s  cpu %5s s  open %4d  peak RSS %6s KiB\n' "$label" "$wall" "${cpu:-?}" "$open" "${rss:-?}"
 	ratio "$label"
 	grep -E '^[0-9]+ probes sent|^sent as' <<<"$out" | sed 's/^/         /' || true
 }

@@ -39,13 +39,14 @@ import (
 // ReadTxStamps): run them one after the other there.
 //
 // A scan's SYNs and a probe's share the client's ports; their ISNs keep
-// every answer to its own. While a scan of fewer than RingMinPairs pairs
-// runs, the client's engine reads its answers and hands them over, and
-// cfg.OnResult runs on the engine's goroutine, as Rounds.OnResult does:
-// it must return soon and must not wait for another call on the same
-// client; a concurrent Probe call waits for it. A bigger scan reads a
-// ring of its own, and the client's engine reads and drops the copies
-// of its answers that the client's sockets receive.
+// every answer to its own. The client's engine reads a scan's answers
+// and hands them over: those its sockets receive for a scan of fewer
+// than RingMinPairs pairs, a bigger scan's from the scan's packet ring,
+// which it reads beside its sockets (and then drops the copies of the
+// scan's answers that its sockets receive). cfg.OnResult runs on the
+// engine's goroutine, as Rounds.OnResult does: it must return soon and
+// must not wait for another call on the same client; a concurrent Probe
+// call waits for it.
 func Run(ctx context.Context, c *probe.Client, cfg Config) (Summary, error) {
 	if err := checkConfig(&cfg); err != nil {
 		return Summary{}, err
@@ -148,11 +149,19 @@ func (p *Prepared) Run(ctx context.Context, cfg Config) (Summary, error) {
 	}
 	l := p.lease
 	w := wiring{Sources: p.srcs, Cookie: l.Cookie, Ports: l.Ports, PortLo: l.Ports[0], PortHi: l.Ports[len(l.Ports)-1]}
-	if p.n.recv == Receiver(p.feed) {
+	switch {
+	case p.n.recv == Receiver(p.feed):
 		// Fed before the first probe leaves: an answer on a short path
 		// can beat the sender's return.
 		l.Feed(p.feed.packet)
 		defer p.feed.stop()
+	case p.n.recv != nil && l.Attach != nil:
+		// The ring, read by the client's engine.
+		rf := newRingFeed(p.n.recv, l)
+		defer rf.stop()
+		n := *p.n
+		n.recv = rf
+		return n.scan(ctx, cfg, w)
 	}
 	return p.n.scan(ctx, cfg, w)
 }
@@ -299,6 +308,97 @@ func (f *feedReceiver) Wake() {
 	default:
 	}
 }
+
+// ringFeed is a Receiver whose packet ring the client's engine reads
+// (core.Lease.Attach) on its own thread, from the scanner's first Read to
+// Wake: one thread reads every packet a scan on a client receives, from
+// the client's sockets (feedReceiver) or from the scan's ring. The ring
+// keeps what comes before the first Read. Read returns every
+// ringFeedPoll, so that the scanner looks at the ring's drops (Dropped)
+// as it did when it read the ring itself; the counts are the ring's.
+type ringFeed struct {
+	ring  Receiver
+	lease *core.Lease
+	// mu guards attached and stopped. The engine stops reading the ring
+	// after an error of its Read, which Read returns; the next Read
+	// attaches it again, so that the scanner's failure policy
+	// (core.Failures) judges a run of them, as when it read the ring.
+	mu       sync.Mutex
+	attached bool
+	stopped  bool
+	errc     chan error // the engine's error reading the ring
+	wake     chan struct{}
+}
+
+// ringFeedPoll is how often ringFeed.Read returns while the engine reads.
+const ringFeedPoll = 5 * time.Millisecond
+
+func newRingFeed(ring Receiver, l *core.Lease) *ringFeed {
+	return &ringFeed{ring: ring, lease: l, errc: make(chan error, 1), wake: make(chan struct{}, 1)}
+}
+
+func (f *ringFeed) Read(deadline time.Time, fn func([]byte, time.Time)) (int, error) {
+	f.mu.Lock()
+	if !f.attached && !f.stopped {
+		f.attached = true
+		f.lease.Attach(f.ring, fn, func(err error) {
+			f.mu.Lock()
+			f.attached = false // the engine reads it no more
+			f.mu.Unlock()
+			select {
+			case f.errc <- err:
+			default:
+			}
+		})
+	}
+	f.mu.Unlock()
+	wait := ringFeedPoll
+	if !deadline.IsZero() {
+		wait = min(wait, time.Until(deadline))
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-f.wake:
+		return 0, rawsock.ErrWoken
+	case err := <-f.errc:
+		return 0, err
+	case <-f.lease.Done:
+		return 0, errClientClosed
+	case <-t.C:
+		if !deadline.IsZero() && !time.Now().Before(deadline) {
+			return 0, errDeadline
+		}
+		return 0, nil
+	}
+}
+
+// stop detaches the ring from the engine; after it, the engine reads it
+// no more, and no packet is being handed over.
+func (f *ringFeed) stop() {
+	f.mu.Lock()
+	attached := f.attached
+	f.attached, f.stopped = false, true
+	f.mu.Unlock()
+	if attached {
+		f.lease.Attach(nil, nil, nil)
+	}
+}
+
+// Wake ends the feed: the scanner calls it once, when it stops
+// receiving.
+func (f *ringFeed) Wake() {
+	f.stop()
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (f *ringFeed) Dropped() uint64         { return f.ring.Dropped() }
+func (f *ringFeed) Pending() float64        { return f.ring.Pending() }
+func (f *ringFeed) Mark() uint64            { return f.ring.Mark() }
+func (f *ringFeed) ReadTo(mark uint64) bool { return f.ring.ReadTo(mark) }
 
 // Dropped counts the packets that came before the first Read and found
 // no room (Summary.RecvDrops).

@@ -2,14 +2,17 @@ package scan_test
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/synprobe/synprobe/probe"
 	"github.com/synprobe/synprobe/probe/probetest"
 	"github.com/synprobe/synprobe/probe/scan"
+	"github.com/synprobe/synprobe/rawsock"
 	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
@@ -164,5 +167,122 @@ func TestRunClientClosed(t *testing.T) {
 	}
 	if _, err := scan.Run(context.Background(), cl, scan.Config{Set: mustSet(t, mustParse(t, "198.18.1.0/30:80"))}); err == nil {
 		t.Error("a closed client scanned")
+	}
+}
+
+// fakeOpener opens a fake network for Prepare: probes leave through net,
+// whose answers a fake ring (over net's Recv) delivers; no Ethernet
+// frames.
+type fakeOpener struct {
+	net  *probetest.Conn
+	ring *engineRing
+}
+
+func (o fakeOpener) Listen(rawsock.Config) (scan.ClosingConn, error) { return o.net, nil }
+func (o fakeOpener) Ring(rawsock.RingConfig) (scan.ClosingReceiver, error) {
+	return o.ring, nil
+}
+func (o fakeOpener) DirectPath([]netip.Prefix, int) (rawsock.NextHop, error) {
+	return rawsock.NextHop{}, errors.New("fake: no direct path")
+}
+func (o fakeOpener) PacketSender(rawsock.NextHop, bool) (scan.ClosingSender, error) {
+	return nil, errors.New("fake: no packet sender")
+}
+
+// engineRing is a fake packet ring over a probetest.Conn that counts
+// who reads it: a read that waits is the scanner's own, one that only
+// looks (a deadline in the past) the engine's. It counts as a ring does
+// (Mark, ReadTo): given, the answers its network made.
+type engineRing struct {
+	fakeRing
+	given, read  atomic.Uint64
+	looks, waits atomic.Int64
+	closed       atomic.Bool
+}
+
+func (r *engineRing) Read(deadline time.Time, fn func([]byte, time.Time)) (int, error) {
+	if deadline.IsZero() || time.Until(deadline) > 0 {
+		r.waits.Add(1)
+	} else {
+		r.looks.Add(1)
+	}
+	n, err := r.fakeRing.Read(deadline, fn)
+	r.read.Add(uint64(n))
+	return n, err
+}
+
+func (r *engineRing) Mark() uint64            { return r.given.Load() }
+func (r *engineRing) ReadTo(mark uint64) bool { return r.read.Load() >= mark }
+
+func (r *engineRing) Close() error { r.closed.Store(true); return nil }
+
+// TestRunRingReadByEngine: a scan big enough for a packet ring has its
+// ring read by the client's engine, on its thread, and never by a loop
+// of the scan's own: every verdict exact, the ring never waited on, and
+// closed with the scan.
+func TestRunRingReadByEngine(t *testing.T) {
+	ring := &engineRing{}
+	net := probetest.NewConn(func(p *wire.Packet, _ []byte, _ uint32) []probetest.Reply {
+		if p.Flags != wire.FlagSyn {
+			return nil
+		}
+		switch p.Dst.As4()[3] % 4 {
+		case 0:
+			ring.given.Add(1)
+			return []probetest.Reply{{Packet: probetest.SYNACK(p, wire.SYNOptions{MSS: 1460}), After: 50 * time.Microsecond}}
+		case 1, 2:
+			ring.given.Add(1)
+			return []probetest.Reply{{Packet: probetest.RST(p), After: 50 * time.Microsecond}}
+		}
+		return nil // silent
+	})
+	defer net.Close()
+	ring.fakeRing = fakeRing{c: net, buf: make([]byte, rawsock.MaxPacketSize)}
+	own := probetest.NewConn(func(*wire.Packet, []byte, uint32) []probetest.Reply { return nil })
+	defer own.Close()
+	var ports []uint16
+	for p := range uint16(256) {
+		ports = append(ports, 61000+p)
+	}
+	cl, err := probe.NewClient(&probe.ClientConfig{
+		Conn: own, SourcePorts: ports,
+		Source: func(netip.Addr) (netip.Addr, error) { return netip.MustParseAddr("198.18.0.1"), nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	set := mustSet(t, mustParse(t, "198.18.64.0/18:80")) // RingMinPairs
+	prep, err := scan.Prepare(cl, scan.PrepareConfig{Set: set, Opener: fakeOpener{net: net, ring: ring}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]uint64{}
+	wrong := 0
+	sum, err := prep.Run(context.Background(), scan.Config{
+		Set: set, Timeout: 200 * time.Millisecond, Retries: 0,
+		OnResult: func(r *probe.ScanResult, _ scan.Origin) {
+			v := r.State.String() + "/" + r.Reason
+			got[v]++
+			want := map[byte]string{0: "open/syn-ack", 1: "closed/rst", 2: "closed/rst", 3: "filtered/timeout"}[r.Addr.As4()[3]%4]
+			if v != want {
+				if wrong++; wrong < 5 {
+					t.Errorf("%v: %s, want %s", r.AddrPort(), v, want)
+				}
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := prep.Close(); err != nil {
+		t.Fatal(err)
+	}
+	n := set.Len()
+	if sum.Pairs != n || got["open/syn-ack"] != n/4 || got["closed/rst"] != n/2 || got["filtered/timeout"] != n/4 || sum.RecvPath != "packet ring" {
+		t.Errorf("%v over %d pairs; %d answers read of %d, from %q", got, n, sum.Received, ring.given.Load(), sum.RecvPath)
+	}
+	if ring.waits.Load() != 0 || ring.looks.Load() == 0 || !ring.closed.Load() {
+		t.Errorf("the ring was waited on %d times and looked at %d times (the engine only looks), closed %v", ring.waits.Load(), ring.looks.Load(), ring.closed.Load())
 	}
 }

@@ -10,8 +10,9 @@
 // interface, mark and namespace, and its engine's receive loop for the
 // answers of a small scan. It matches answers, times them and resets
 // half-open connections with the engine's own mechanisms (one matcher,
-// one TSval clock, one RST), but it still sends at rate, waits, and
-// reads a big scan's packet ring in a loop of its own. Prepare opens what
+// one TSval clock, one RST), and the engine reads its answers, a big
+// scan's packet ring included; but it still sends at rate and waits for
+// each pass in a loop of its own. Prepare opens what
 // a scan of its size sends through (Ethernet frames for a big one when
 // they go where the host's IP output would, raw IP sockets otherwise)
 // and a big scan's ring, so that a program can give up its privileges

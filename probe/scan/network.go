@@ -246,8 +246,8 @@ func famIndex(a netip.Addr) int {
 // scan runs a scan on n: scanConn with n's receiver and senders. The
 // Summary says how it sent and received.
 func (n *network) scan(ctx context.Context, cfg Config, w wiring) (Summary, error) {
-	_, fed := n.recv.(*feedReceiver)
-	w.Recv, w.ProbeCopies = n.recv, n.recv != nil && !fed
+	_, connFed := n.recv.(*feedReceiver)
+	w.Recv, w.ProbeCopies = n.recv, n.recv != nil && !connFed
 	w.Send4, w.Send6 = n.send[0], n.send[1]
 	sum, err := scanConn(ctx, n.conn, cfg, w)
 	sum.SendPath, sum.RecvPath = n.sendPath, n.recvPath

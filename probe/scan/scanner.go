@@ -259,6 +259,7 @@ type scanner struct {
 	rxStamps       *rawsock.TxStamps // the receiver's, for stamps it must read itself
 	stampsRead     bool              // the receiver read the stamps during this Read
 	fed            bool              // the receiver is a client's engine's feed (one packet at a time)
+	ringFed        bool              // of the scan's ring (ringFeed): Read returns often, for the drops
 	rec            probe.Recorder    // cfg.Recorder
 	recRx          bool              // rec records what the receiver reads
 }
@@ -351,8 +352,12 @@ func newScanner(conn Conn, cfg Config, w wiring) (*scanner, error) {
 		}
 	}
 	s.rec = cfg.Recorder
-	_, s.fed = w.Recv.(*feedReceiver)
-	s.recRx = s.rec != nil && !s.fed
+	_, connFed := w.Recv.(*feedReceiver)
+	_, s.ringFed = w.Recv.(*ringFeed)
+	s.fed = connFed || s.ringFed
+	// The client's engine records what it reads from its sockets; a
+	// ring's packets only the scan sees.
+	s.recRx = s.rec != nil && !connFed
 	s.rcv = w.Recv
 	if s.rcv == nil {
 		s.rcv = &connReceiver{conn: conn, buf: make([]byte, rawsock.MaxPacketSize)}
@@ -783,7 +788,7 @@ func (s *scanner) receive(stop *atomic.Bool) error {
 		}
 		// Answers lost on the way in since the last slow-down: slow
 		// down, as on a send error.
-		if reads%64 == 0 {
+		if reads%64 == 0 || s.ringFed {
 			if d := s.rcv.Dropped(); d > drops {
 				if now := s.now(); now.Sub(s.lastSlow) > 250*time.Millisecond && s.slowDown(0.75) {
 					s.lastSlow, drops = now, d

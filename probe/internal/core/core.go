@@ -140,6 +140,13 @@ type Lease struct {
 	// engine's thread, until Feed(nil), which returns once no call of
 	// the previous fn is in progress.
 	Feed func(fn func(b []byte, rx time.Time))
+	// Attach makes the client's engine read r too, on its thread, each
+	// turn of its loop and at least every millisecond, without waiting:
+	// it hands r's packets to fn alone (not to its own probes, nor to
+	// Feed) and an error of r's Read other than a deadline to fail,
+	// after which it reads r no more. Attach(nil, nil, nil) ends it and
+	// returns once no call of the previous fn is in progress.
+	Attach func(r Bulk, fn func(b []byte, rx time.Time), fail func(error))
 	// Conn is the network a client was given (probe.ClientConfig.Conn),
 	// nil when it opened its own sockets.
 	Conn any
@@ -148,6 +155,13 @@ type Lease struct {
 	Queued func() bool
 	// Done is closed when the client's engine stops (Close).
 	Done <-chan struct{}
+}
+
+// Bulk is a receiver of packets in blocks (a scan's packet ring,
+// rawsock.Ring): Read calls fn for every packet it has, or waits for one
+// until deadline (one in the past: not at all).
+type Bulk interface {
+	Read(deadline time.Time, fn func(b []byte, rx time.Time)) (int, error)
 }
 
 // Lend returns what client (a *probe.Client) lends a scan; package probe
