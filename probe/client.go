@@ -172,6 +172,7 @@ type Client struct {
 	closeOnce sync.Once
 	engineTID atomic.Int64 // the engine's thread, to refuse calls from OnResult
 	selfClose atomic.Bool  // Close was called from OnResult: the engine releases
+	scanning  atomic.Bool  // a scan holds the client's lease (lend)
 }
 
 // Linux's SYN options, for a Client's defaults.
@@ -216,6 +217,12 @@ func (c *Client) lend() (*core.Lease, error) {
 	if err := c.usable(); err != nil {
 		return nil, err
 	}
+	if !c.scanning.CompareAndSwap(false, true) {
+		// Scans share the client's ports and key (probe id ScanID): two
+		// at once would take each other's answers, and the engine
+		// feeds one.
+		return nil, errors.New("probe: a scan is already running on this client: one at a time")
+	}
 	ports := c.cfg.SourcePorts
 	if c.block != nil {
 		ports = c.block.Ports()
@@ -231,6 +238,7 @@ func (c *Client) lend() (*core.Lease, error) {
 		Attach:    c.p.setBulk,
 		Done:      c.loopDone,
 		Conn:      c.cfg.Conn,
+		Release:   sync.OnceFunc(func() { c.scanning.Store(false) }),
 	}
 	if q, ok := c.p.conn.(interface{ Queued() bool }); ok {
 		l.Queued = q.Queued

@@ -469,8 +469,9 @@ func (p *Prober) loop(ctx context.Context, main *job) error {
 		if done || err != nil {
 			return err
 		}
+		// A ring's packets are a scan's, never answers to the engine's
+		// own probes: they hold no deadline off.
 		bulkMore := p.drainBulk()
-		more = more || bulkMore
 		if !more || p.heldOff >= maxHeldOff {
 			p.heldOff = 0
 			p.expire(p.now())
@@ -593,7 +594,9 @@ func (p *Prober) drainBulk() (more bool) {
 	}
 	poll := time.Unix(1, 0) // in the past: Read does not wait
 	for got, blocks := 0, 0; got < maxDrain && blocks < maxBulkBlocks; blocks++ {
+		p.callbacks.Add(1) // the scan's OnResult may run in fn
 		n, err := p.bulk.Read(poll, p.bulkFn)
+		p.callbacks.Add(-1)
 		got += n
 		switch {
 		case err == nil:
@@ -622,7 +625,9 @@ func (p *Prober) fed(b []byte, rx time.Time) {
 	}
 	p.feedMu.Lock()
 	if p.feed != nil {
+		p.callbacks.Add(1) // the scan's OnResult may run in it
 		p.feed(b, rx)
+		p.callbacks.Add(-1)
 	}
 	p.feedMu.Unlock()
 }

@@ -19,8 +19,9 @@ import (
 // through it: with the client's source ports, key, source addresses
 // (its routes, or ClientConfig.Source), interface and mark, in its
 // network namespace. The answers come through the client's own receive
-// loop, which hands the scan every packet it reads; a big scan reads
-// them from a packet ring instead (RingMinPairs). The probes leave
+// loop, which hands the scan every packet its sockets receive, or for a
+// big scan (RingMinPairs) every packet of a packet ring of the scan's
+// own, which the loop reads beside its sockets. The probes leave
 // through sockets of the scan's own, opened for the run and closed when
 // it returns: raw IP sockets that only send, or, for a big scan, Ethernet
 // frames to the next hop when that sends exactly what the host's IP
@@ -95,7 +96,7 @@ type Prepared struct {
 // Prepare opens on client c what a scan of cfg.Set sends and receives
 // through: Run is Prepare, Prepared.Run and Prepared.Close. It works out
 // every block's source address from the client's (SourcesFor).
-func Prepare(c *probe.Client, cfg PrepareConfig) (*Prepared, error) {
+func Prepare(c *probe.Client, cfg PrepareConfig) (_ *Prepared, err error) {
 	if cfg.Set == nil || cfg.Set.Len() == 0 {
 		return nil, errors.New("scan: nothing to scan")
 	}
@@ -106,6 +107,11 @@ func Prepare(c *probe.Client, cfg PrepareConfig) (*Prepared, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			l.Release()
+		}
+	}()
 	srcs, err := SourcesFor(cfg.Set, l.Source)
 	if err != nil {
 		return nil, err
@@ -115,7 +121,8 @@ func Prepare(c *probe.Client, cfg PrepareConfig) (*Prepared, error) {
 	if l.Conn != nil && cfg.Opener == nil {
 		conn, ok := l.Conn.(Conn)
 		if !ok {
-			return nil, errors.New("scan: the client's Conn cannot send batches (scan.Conn)")
+			err = errors.New("scan: the client's Conn cannot send batches (scan.Conn)")
+			return nil, err
 		}
 		// The client opens nothing of its own: nor does its scan.
 		p.n = &network{conn: conn, recv: p.feed, sendPath: "the client's Conn", recvPath: "the client's Conn"}
@@ -130,7 +137,8 @@ func Prepare(c *probe.Client, cfg PrepareConfig) (*Prepared, error) {
 	}
 	if so, ok := l.Conn.(interface{ SendsOnly() bool }); ok && so.SendsOnly() && p.n.recv == Receiver(p.feed) {
 		p.n.Close()
-		return nil, errors.New("scan: no packet ring to read the answers from, and the client's sockets only send")
+		err = errors.New("scan: no packet ring to read the answers from, and the client's sockets only send")
+		return nil, err
 	}
 	return p, nil
 }
@@ -166,13 +174,15 @@ func (p *Prepared) Run(ctx context.Context, cfg Config) (Summary, error) {
 	return p.n.scan(ctx, cfg, w)
 }
 
-// Close closes what Prepare opened (never the client's Conn).
+// Close closes what Prepare opened (never the client's Conn), and lets
+// the client lend itself to another scan.
 func (p *Prepared) Close() error {
 	if p.n == nil {
 		return nil
 	}
 	err := p.n.Close()
 	p.n = nil
+	p.lease.Release()
 	return err
 }
 
@@ -395,8 +405,26 @@ func (f *ringFeed) Wake() {
 	}
 }
 
-func (f *ringFeed) Dropped() uint64         { return f.ring.Dropped() }
-func (f *ringFeed) Pending() float64        { return f.ring.Pending() }
+func (f *ringFeed) Dropped() uint64 { return f.ring.Dropped() }
+
+// Pending is the ring's while the engine reads it: 0 once the client's
+// engine has stopped (Close) or the feed ended, for the senders wait
+// while it is high, and nobody would read the ring any more.
+func (f *ringFeed) Pending() float64 {
+	select {
+	case <-f.lease.Done:
+		return 0
+	default:
+	}
+	f.mu.Lock()
+	stopped := f.stopped
+	f.mu.Unlock()
+	if stopped {
+		return 0
+	}
+	return f.ring.Pending()
+}
+
 func (f *ringFeed) Mark() uint64            { return f.ring.Mark() }
 func (f *ringFeed) ReadTo(mark uint64) bool { return f.ring.ReadTo(mark) }
 

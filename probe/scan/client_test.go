@@ -221,38 +221,7 @@ func (r *engineRing) Close() error { r.closed.Store(true); return nil }
 // of the scan's own: every verdict exact, the ring never waited on, and
 // closed with the scan.
 func TestRunRingReadByEngine(t *testing.T) {
-	ring := &engineRing{}
-	net := probetest.NewConn(func(p *wire.Packet, _ []byte, _ uint32) []probetest.Reply {
-		if p.Flags != wire.FlagSyn {
-			return nil
-		}
-		switch p.Dst.As4()[3] % 4 {
-		case 0:
-			ring.given.Add(1)
-			return []probetest.Reply{{Packet: probetest.SYNACK(p, wire.SYNOptions{MSS: 1460}), After: 50 * time.Microsecond}}
-		case 1, 2:
-			ring.given.Add(1)
-			return []probetest.Reply{{Packet: probetest.RST(p), After: 50 * time.Microsecond}}
-		}
-		return nil // silent
-	})
-	defer net.Close()
-	ring.fakeRing = fakeRing{c: net, buf: make([]byte, rawsock.MaxPacketSize)}
-	own := probetest.NewConn(func(*wire.Packet, []byte, uint32) []probetest.Reply { return nil })
-	defer own.Close()
-	var ports []uint16
-	for p := range uint16(256) {
-		ports = append(ports, 61000+p)
-	}
-	cl, err := probe.NewClient(&probe.ClientConfig{
-		Conn: own, SourcePorts: ports,
-		Source: func(netip.Addr) (netip.Addr, error) { return netip.MustParseAddr("198.18.0.1"), nil },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	set := mustSet(t, mustParse(t, "198.18.64.0/18:80")) // RingMinPairs
+	cl, ring, net, set := ringLab(t)
 	prep, err := scan.Prepare(cl, scan.PrepareConfig{Set: set, Opener: fakeOpener{net: net, ring: ring}})
 	if err != nil {
 		t.Fatal(err)
@@ -285,4 +254,117 @@ func TestRunRingReadByEngine(t *testing.T) {
 	if ring.waits.Load() != 0 || ring.looks.Load() == 0 || !ring.closed.Load() {
 		t.Errorf("the ring was waited on %d times and looked at %d times (the engine only looks), closed %v", ring.waits.Load(), ring.looks.Load(), ring.closed.Load())
 	}
+}
+
+// ringLab returns a client over a fake network of 198.18.64.0/18 (every
+// fourth host open, two closed, one silent), a fake ring that carries its
+// answers, and the Set of port 80 there: big enough for the ring.
+func ringLab(t *testing.T) (*probe.Client, *engineRing, *probetest.Conn, *scan.Set) {
+	ring := &engineRing{}
+	net := probetest.NewConn(func(p *wire.Packet, _ []byte, _ uint32) []probetest.Reply {
+		if p.Flags != wire.FlagSyn {
+			return nil
+		}
+		switch p.Dst.As4()[3] % 4 {
+		case 0:
+			ring.given.Add(1)
+			return []probetest.Reply{{Packet: probetest.SYNACK(p, wire.SYNOptions{MSS: 1460}), After: 50 * time.Microsecond}}
+		case 1, 2:
+			ring.given.Add(1)
+			return []probetest.Reply{{Packet: probetest.RST(p), After: 50 * time.Microsecond}}
+		}
+		return nil // silent
+	})
+	t.Cleanup(func() { net.Close() })
+	ring.fakeRing = fakeRing{c: net, buf: make([]byte, rawsock.MaxPacketSize)}
+	own := probetest.NewConn(func(*wire.Packet, []byte, uint32) []probetest.Reply { return nil })
+	t.Cleanup(func() { own.Close() })
+	var ports []uint16
+	for p := range uint16(256) {
+		ports = append(ports, 61000+p)
+	}
+	cl, err := probe.NewClient(&probe.ClientConfig{
+		Conn: own, SourcePorts: ports,
+		Source: func(netip.Addr) (netip.Addr, error) { return netip.MustParseAddr("198.18.0.1"), nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	return cl, ring, net, mustSet(t, mustParse(t, "198.18.64.0/18:80"))
+}
+
+// runWithin runs fn and fails the test if it has not returned within d.
+func runWithin(t *testing.T, d time.Duration, fn func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { defer close(done); fn() }()
+	select {
+	case <-done:
+	case <-time.After(d):
+		t.Fatalf("still running after %v", d)
+	}
+}
+
+// A big scan whose client closes mid-scan, its ring full and nobody left
+// to read it, ends with an error: its senders do not wait for room for
+// ever (a review's find), and Close from OnResult, which runs on the
+// client's engine, returns at once rather than waiting for the engine
+// it runs on.
+func TestRunRingClientClosed(t *testing.T) {
+	t.Run("Close from another goroutine, the ring full", func(t *testing.T) {
+		cl, ring, net, set := ringLab(t)
+		prep, err := scan.Prepare(cl, scan.PrepareConfig{Set: set, Opener: fakeOpener{net: net, ring: ring}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer prep.Close()
+		ring.full.Store(true) // Pending: 1, the senders wait for room
+		time.AfterFunc(50*time.Millisecond, func() { cl.Close() })
+		runWithin(t, 20*time.Second, func() {
+			if _, err := prep.Run(context.Background(), scan.Config{Set: set, Timeout: 200 * time.Millisecond}); err == nil {
+				t.Error("a scan whose client closed under it succeeded")
+			}
+		})
+	})
+	t.Run("Close from OnResult", func(t *testing.T) {
+		cl, ring, net, set := ringLab(t)
+		prep, err := scan.Prepare(cl, scan.PrepareConfig{Set: set, Opener: fakeOpener{net: net, ring: ring}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer prep.Close()
+		var once sync.Once
+		runWithin(t, 20*time.Second, func() {
+			_, err := prep.Run(context.Background(), scan.Config{Set: set, Timeout: 200 * time.Millisecond,
+				OnResult: func(*probe.ScanResult, scan.Origin) { once.Do(func() { cl.Close() }) },
+			})
+			if err == nil {
+				t.Error("a scan whose client closed under it succeeded")
+			}
+		})
+	})
+}
+
+// One scan at a time on a client: a second Prepare is refused until the
+// first Prepared is closed (two would take each other's answers).
+func TestPrepareOneAtATime(t *testing.T) {
+	cl, ring, net, set := ringLab(t)
+	first, err := scan.Prepare(cl, scan.PrepareConfig{Set: set, Opener: fakeOpener{net: net, ring: ring}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := scan.Prepare(cl, scan.PrepareConfig{Set: set, Opener: fakeOpener{net: net, ring: ring}}); err == nil {
+		p.Close()
+		t.Fatal("a second scan prepared on a client while the first was open")
+	}
+	if _, err := scan.Run(context.Background(), cl, scan.Config{Set: mustSet(t, mustParse(t, "198.18.1.0/30:80"))}); err == nil {
+		t.Fatal("a scan ran on a client while another was prepared")
+	}
+	first.Close()
+	again, err := scan.Prepare(cl, scan.PrepareConfig{Set: set, Opener: fakeOpener{net: net, ring: ring}})
+	if err != nil {
+		t.Fatalf("after the first closed: %v", err)
+	}
+	again.Close()
 }

@@ -90,10 +90,10 @@ func (system) PacketSender(hop rawsock.NextHop, v6 bool) (ClosingSender, error) 
 // netConfig says what openNet opens.
 type netConfig struct {
 	// Set and Sources are the scan's pairs and their source addresses
-	// (Config.Set, Config.Sources).
+	// (Config.Set, wiring.Sources).
 	Set     *Set
 	Sources []SourceRange
-	// PortLo..PortHi are the scan's source ports (Config.PortLo,
+	// PortLo..PortHi are the scan's source ports (wiring.PortLo,
 	// PortHi), held by the caller.
 	PortLo, PortHi uint16
 	// Interface, if set, binds the sockets to that device, and the ring

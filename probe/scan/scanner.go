@@ -119,11 +119,12 @@ type Config struct {
 	// PermKey keys the order in which the pairs are visited.
 	PermKey [16]byte
 
-	// OnResult is called once per pair, never concurrently: from the
-	// receiving goroutine as answers come, from a sending one for a probe
-	// that could not be sent (StateError, with the reason of
-	// probe.SendErrorReason), then at the end for the pairs nobody
-	// answered. *r is reused once OnResult returns: copy it to keep it.
+	// OnResult is called once per pair, never concurrently: on the
+	// client's engine's goroutine as answers come (see Run), from a
+	// sending one for a probe that could not be sent (StateError, with
+	// the reason of probe.SendErrorReason), then at the end for the
+	// pairs nobody answered. *r is reused once OnResult returns: copy it
+	// to keep it.
 	OnResult func(r *probe.ScanResult, o Origin)
 	// OnProgress, if set, is called about every 250 ms.
 	OnProgress func(Progress)
@@ -132,8 +133,9 @@ type Config struct {
 	// kernel transmit stamp is missing.
 	Now func() time.Time
 	// Recorder, if set, gets every probe and RST the scan sends, with the
-	// transmit stamps it times them by, and every packet it reads (a scan
-	// on a client: the client's ClientConfig.Recorder records those).
+	// transmit stamps it times them by, and every packet of a big scan's
+	// ring (the client's ClientConfig.Recorder records what the client's
+	// sockets receive).
 	Recorder probe.Recorder
 }
 
@@ -246,9 +248,10 @@ type scanner struct {
 	// The receiver's state; reportSilent uses it after the receiver ended.
 	ewma, baseline time.Duration // smoothed RTT, and its lowest value: growth means queues
 	nRTT           int
-	window, late   int       // answers in the current window, and those late
-	windowStart    time.Time // receive time of the window's first answer
-	lastSlow       time.Time
+	window, late   int        // answers in the current window, and those late
+	windowStart    time.Time  // receive time of the window's first answer
+	lastSlowMu     sync.Mutex // serializes slowDownAfter
+	lastSlow       time.Time  // under lastSlowMu
 	reasons        map[string]uint64
 	hostTTL        map[netip.Addr]uint8 // SYN-ACK TTL per host, for middlebox hints
 	res            probe.ScanResult
@@ -789,10 +792,8 @@ func (s *scanner) receive(stop *atomic.Bool) error {
 		// Answers lost on the way in since the last slow-down: slow
 		// down, as on a send error.
 		if reads%64 == 0 || s.ringFed {
-			if d := s.rcv.Dropped(); d > drops {
-				if now := s.now(); now.Sub(s.lastSlow) > 250*time.Millisecond && s.slowDown(0.75) {
-					s.lastSlow, drops = now, d
-				}
+			if d := s.rcv.Dropped(); d > drops && s.slowDownAfter(s.now(), 250*time.Millisecond, 0.75) {
+				drops = d
 			}
 		}
 	}
@@ -821,7 +822,7 @@ func (s *scanner) packet(b []byte, rx time.Time) {
 }
 
 // probeCopy takes b if it is one of our probes seen leaving at tx
-// (Config.ProbeCopies): a TCP SYN (ACK, RST and FIN clear) from one of our
+// (wiring.ProbeCopies): a TCP SYN (ACK, RST and FIN clear) from one of our
 // addresses and ports, whose sequence number is its pair's ISN. tx is that
 // probe's transmit stamp. It reads only the fields it needs: the copy is
 // our own packet, checked by its ISN (an answer is never a bare SYN).
@@ -1020,9 +1021,24 @@ func (s *scanner) watchRTT(rtt time.Duration, now time.Time) {
 	late := s.late*2 > s.window
 	s.window, s.late = 0, 0
 	// One slow-down at a time: the last one needs a few RTTs to show.
-	if late && now.Sub(s.lastSlow) > max(250*time.Millisecond, 2*s.ewma) && s.slowDown(0.75) {
-		s.lastSlow = now
+	if late {
+		s.slowDownAfter(now, max(250*time.Millisecond, 2*s.ewma), 0.75)
 	}
+}
+
+// slowDownAfter slows down by factor (slowDown) if the last slow-down of
+// slowDownAfter's was more than gap before now, and reports whether it
+// did: one at a time, for the last one needs a few RTTs to show. The
+// receiver's look at its drops and the handler of answers (on a client's
+// engine's thread) both call it.
+func (s *scanner) slowDownAfter(now time.Time, gap time.Duration, factor float64) bool {
+	s.lastSlowMu.Lock()
+	defer s.lastSlowMu.Unlock()
+	if now.Sub(s.lastSlow) <= gap || !s.slowDown(factor) {
+		return false
+	}
+	s.lastSlow = now
+	return true
 }
 
 // rttWindow is the shortest time over which watchRTT judges RTTs.

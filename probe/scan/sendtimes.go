@@ -114,7 +114,7 @@ func (t *sendTimes) stamp(id uint32, ns int64) bool {
 }
 
 // stampPair records the kernel's transmit stamp (ns) of the probe to pair
-// idx in pass, seen leaving (Config.ProbeCopies), if it still holds its
+// idx in pass, seen leaving (wiring.ProbeCopies), if it still holds its
 // slot, and reports whether it did.
 func (t *sendTimes) stampPair(idx uint64, pass int, ns int64) bool {
 	s := &t.slots[t.slot(idx, pass)]

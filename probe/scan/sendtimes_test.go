@@ -53,7 +53,7 @@ func TestSendTimesStamps(t *testing.T) {
 		t.Error("the new generation's stamp not taken")
 	}
 
-	// A probe seen leaving (Config.ProbeCopies): by pair and pass.
+	// A probe seen leaving (wiring.ProbeCopies): by pair and pass.
 	st.put(9, 2, user)
 	if st.stampPair(9, 1, user+100) {
 		t.Error("a copy of another pass taken")

@@ -144,7 +144,8 @@ type Lease struct {
 	// turn of its loop and at least every millisecond, without waiting:
 	// it hands r's packets to fn alone (not to its own probes, nor to
 	// Feed) and an error of r's Read other than a deadline to fail,
-	// after which it reads r no more. Attach(nil, nil, nil) ends it and
+	// (ErrWoken), after which it reads r no more. Attach(nil, nil, nil)
+	// ends it and
 	// returns once no call of the previous fn is in progress.
 	Attach func(r Bulk, fn func(b []byte, rx time.Time), fail func(error))
 	// Conn is the network a client was given (probe.ClientConfig.Conn),
@@ -155,6 +156,9 @@ type Lease struct {
 	Queued func() bool
 	// Done is closed when the client's engine stops (Close).
 	Done <-chan struct{}
+	// Release gives the lease back: until then the client lends no other
+	// (one scan at a time).
+	Release func()
 }
 
 // Bulk is a receiver of packets in blocks (a scan's packet ring,
