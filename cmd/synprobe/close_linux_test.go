@@ -219,9 +219,12 @@ func TestIntegrationClosePatterns(t *testing.T) {
 // backlogs and may be swapped on the way (CI: its ACK of our FIN, sent
 // from the softirq that took our FIN, arrived after the FIN its
 // application sent at once from the other CPU); a pure ACK at or before
-// the peer's FIN position left before that FIN, whenever it arrived.
-// Segments lost between the peer and the capture are not accounted for:
-// the lab loses none.
+// the peer's FIN position left before that FIN, whenever it arrived, and
+// a RST past it after. As synprobe's judge does, only data sent for the
+// first time counts (a retransmission of bytes sent before our FIN
+// arrived acknowledges it without showing a 4-way close). Segments lost
+// between the peer and the capture are not accounted for: the lab loses
+// none.
 func wirePatterns(pkts []netlab.CapturedPacket, prober ...netip.Addr) map[uint16]string {
 	type conn struct {
 		finSent  bool
@@ -230,11 +233,17 @@ func wirePatterns(pkts []netlab.CapturedPacket, prober ...netip.Addr) map[uint16
 		// ours, and whether it arrived before ours left.
 		peerFIN, finCovers, beforeOurs bool
 		peerFINPos                     uint32
-		reset                          bool // a RST before any FIN of the peer's
-		// Segments without FIN that acknowledged our FIN: the lowest
-		// end among them.
+		// The first RST and its sequence number.
+		reset  bool
+		rstSeq uint32
+		// Segments without FIN that acknowledged our FIN (data only
+		// when sent for the first time): the lowest end among them.
 		acked  bool
 		ackEnd uint32
+		// The highest end of the peer's segments so far: a data
+		// segment starting before it is a retransmission.
+		hiSet bool
+		hiEnd uint32
 	}
 	seqLE := func(a, b uint32) bool { return int32(a-b) <= 0 }
 	conns := map[uint16]*conn{}
@@ -255,28 +264,39 @@ func wirePatterns(pkts []netlab.CapturedPacket, prober ...netip.Addr) map[uint16
 			continue
 		}
 		k := conns[p.DstPort]
-		if k == nil || k.reset {
+		if k == nil || p.Flags&wire.FlagSyn != 0 {
 			continue
 		}
 		covers := k.finSent && p.Flags&wire.FlagAck != 0 && seqLE(k.finAckNo, p.Ack)
 		end := p.Seq + uint32(p.PayloadLen)
+		firstSent := p.PayloadLen == 0 || !k.hiSet || seqLE(k.hiEnd, p.Seq)
 		switch {
 		case p.Flags&wire.FlagRst != 0:
-			k.reset = !k.peerFIN
+			if !k.reset {
+				k.reset, k.rstSeq = true, p.Seq
+			}
 		case p.Flags&wire.FlagFin != 0:
 			if !k.peerFIN {
 				k.peerFIN, k.peerFINPos, k.finCovers, k.beforeOurs = true, end, covers, !k.finSent
 			}
-		case covers:
+		case covers && firstSent:
 			if !k.acked || seqLE(end, k.ackEnd) {
 				k.acked, k.ackEnd = true, end
 			}
+		}
+		if p.Flags&wire.FlagFin != 0 {
+			end++
+		}
+		if !k.hiSet || seqLE(k.hiEnd, end) {
+			k.hiSet, k.hiEnd = true, end
 		}
 	}
 	out := map[uint16]string{}
 	for sport, k := range conns {
 		switch {
-		case k.reset:
+		case k.reset && (!k.peerFIN || seqLE(k.rstSeq, k.peerFINPos)):
+			// It reset instead of closing: no FIN, or the RST left
+			// before it.
 			out[sport] = "rst"
 		case k.peerFIN && k.beforeOurs:
 			out[sport] = "peer-first"
@@ -343,6 +363,8 @@ func TestWirePatterns(t *testing.T) {
 		{"rst", []seg{fin, {flags: r, seq: theirs, ack: ourFIN + 1}}, "rst"},
 		{"ack, then rst", []seg{fin, {flags: a, seq: theirs, ack: ourFIN + 1}, {flags: r, seq: theirs, ack: ourFIN + 1}}, "rst"},
 		{"rst after fin", []seg{fin, {flags: fa, seq: theirs, ack: ourFIN + 1}, {flags: wire.FlagRst, seq: theirs + 1}}, "3-way"},
+		{"rst sent after fin, arriving first", []seg{fin, {flags: wire.FlagRst, seq: theirs + 1}, {flags: fa, seq: theirs, ack: ourFIN + 1}}, "3-way"},
+		{"data retransmitted after our fin", []seg{{flags: a, seq: theirs - 100, ack: ourFIN, data: 100}, fin, {flags: a, seq: theirs - 100, ack: ourFIN + 1, data: 100}, {flags: fa, seq: theirs, ack: ourFIN + 1}}, "3-way"},
 		{"ack only", []seg{fin, {flags: a, seq: theirs, ack: ourFIN + 1}}, "no-fin"},
 		{"nothing", []seg{fin}, "no-ack"},
 	} {
