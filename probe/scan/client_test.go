@@ -64,18 +64,7 @@ func hostileLab(p *wire.Packet, b []byte, _ uint32) []probetest.Reply {
 func TestRunOnFakeClient(t *testing.T) {
 	conn := probetest.NewConn(hostileLab)
 	defer conn.Close()
-	var ports []uint16
-	for p := range uint16(64) {
-		ports = append(ports, 61000+p)
-	}
-	cl, err := probe.NewClient(&probe.ClientConfig{
-		Conn: conn, SourcePorts: ports,
-		Source: func(netip.Addr) (netip.Addr, error) { return netip.MustParseAddr("198.18.0.1"), nil },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := fakeClient(t, conn, 64)
 	set := mustSet(t, mustParse(t, "198.18.1.0/30:22,81,82,90"))
 	want := func(ap netip.AddrPort) (string, time.Duration) {
 		switch {
@@ -149,13 +138,7 @@ func TestRunOnFakeClient(t *testing.T) {
 func TestRunClientClosed(t *testing.T) {
 	conn := probetest.NewConn(func(*wire.Packet, []byte, uint32) []probetest.Reply { return nil })
 	defer conn.Close()
-	cl, err := probe.NewClient(&probe.ClientConfig{
-		Conn: conn, SourcePorts: []uint16{61000, 61001},
-		Source: func(netip.Addr) (netip.Addr, error) { return netip.MustParseAddr("198.18.0.1"), nil },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := fakeClient(t, conn, 2)
 	time.AfterFunc(50*time.Millisecond, func() { cl.Close() })
 	reported := 0
 	sum, err := scan.Run(context.Background(), cl, scan.Config{
@@ -279,19 +262,25 @@ func ringLab(t *testing.T) (*probe.Client, *engineRing, *probetest.Conn, *scan.S
 	ring.fakeRing = fakeRing{c: net, buf: make([]byte, rawsock.MaxPacketSize)}
 	own := probetest.NewConn(func(*wire.Packet, []byte, uint32) []probetest.Reply { return nil })
 	t.Cleanup(func() { own.Close() })
-	var ports []uint16
-	for p := range uint16(256) {
-		ports = append(ports, 61000+p)
+	return fakeClient(t, own, 256), ring, net, mustSet(t, mustParse(t, "198.18.64.0/18:80"))
+}
+
+// fakeClient returns a client on conn with ports source ports from 61000
+// and 198.18.0.1 the source of every target, closed when the test ends.
+func fakeClient(t *testing.T, conn *probetest.Conn, ports int) *probe.Client {
+	var ps []uint16
+	for p := range uint16(ports) {
+		ps = append(ps, 61000+p)
 	}
 	cl, err := probe.NewClient(&probe.ClientConfig{
-		Conn: own, SourcePorts: ports,
+		Conn: conn, SourcePorts: ps,
 		Source: func(netip.Addr) (netip.Addr, error) { return netip.MustParseAddr("198.18.0.1"), nil },
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cl.Close() })
-	return cl, ring, net, mustSet(t, mustParse(t, "198.18.64.0/18:80"))
+	return cl
 }
 
 // runWithin runs fn and fails the test if it has not returned within d.
