@@ -240,7 +240,7 @@ func (c *Client) lend() (*core.Lease, error) {
 		Conn:      c.cfg.Conn,
 		Release:   sync.OnceFunc(func() { c.scanning.Store(false) }),
 	}
-	if q, ok := c.p.conn.(interface{ Queued() bool }); ok {
+	if q, ok := c.p.conn.(QueueConn); ok {
 		l.Queued = q.Queued
 	}
 	return l, nil

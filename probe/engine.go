@@ -94,11 +94,38 @@ func ParseMode(s string) (Mode, error) {
 	return 0, fmt.Errorf("unknown mode %q (want rst, ack or fin)", s)
 }
 
-// batchConn is a Conn that sends batches (rawsock.Conn).
-type batchConn interface {
+// A Conn may say more of itself through these interfaces, which
+// rawsock.Conn implements; the engine and scans look for them.
+
+// BatchConn is a Conn that sends batches: spread rounds' SYNs leave in
+// one system call when BatchStamps reports that the kernel takes a
+// transmit stamp for each packet of a batch.
+type BatchConn interface {
+	Conn
 	SendBatch(b *rawsock.Batch) (int, error)
 	BatchStamps() bool
 }
+
+// QueueConn is a Conn that can say whether received packets wait in it,
+// not yet read: the engine reads them before it judges a probe silent,
+// and a scan on a client ends a pass only once none waits.
+type QueueConn interface {
+	Conn
+	Queued() bool
+}
+
+// SendOnlyConn is a Conn that can say it receives nothing (a scan's
+// packet ring then reads the answers).
+type SendOnlyConn interface {
+	Conn
+	SendsOnly() bool
+}
+
+var (
+	_ BatchConn    = (*rawsock.Conn)(nil)
+	_ QueueConn    = (*rawsock.Conn)(nil)
+	_ SendOnlyConn = (*rawsock.Conn)(nil)
+)
 
 // synBatch is the SYNs of a spread round waiting to be sent together, and
 // the probe of each, by its table key: a table index moves when an entry
@@ -190,7 +217,7 @@ type Prober struct {
 	// time, when the Conn stamps every packet of a batch under its own id
 	// (rawsock.Conn.BatchStamps); nil: one Send each. batching is set
 	// while such a round sends; batches are its packets, per family.
-	batcher        batchConn
+	batcher        BatchConn
 	batching       bool
 	batches        [2]synBatch
 	queued         func() bool // packets wait to be read (nil: unknown)
@@ -335,10 +362,10 @@ func newEngine(conn Conn, ec engineConfig) (*Prober, error) {
 		conns:   make([]uint32, nports),
 		connOK:  make([]bool, nports),
 	}
-	if b, ok := conn.(batchConn); ok && b.BatchStamps() {
+	if b, ok := conn.(BatchConn); ok && b.BatchStamps() {
 		p.batcher = b
 	}
-	if q, ok := conn.(interface{ Queued() bool }); ok {
+	if q, ok := conn.(QueueConn); ok {
 		// Or on their way in: the peer's FIN our FIN waits for may be
 		// in the kernel's receive backlog still (a busy machine).
 		p.queued = func() bool { return q.Queued() || rawsock.KernelBacklog() }

@@ -135,7 +135,7 @@ func Prepare(c *probe.Client, cfg PrepareConfig) (_ *Prepared, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if so, ok := l.Conn.(interface{ SendsOnly() bool }); ok && so.SendsOnly() && p.n.recv == Receiver(p.feed) {
+	if so, ok := l.Conn.(probe.SendOnlyConn); ok && so.SendsOnly() && p.n.recv == Receiver(p.feed) {
 		p.n.Close()
 		err = errors.New("scan: no packet ring to read the answers from, and the client's sockets only send")
 		return nil, err

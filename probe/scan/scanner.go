@@ -900,7 +900,7 @@ func (c *connReceiver) Pending() float64 { return 0 }
 // before it returns.
 func (c *connReceiver) Mark() uint64 { return 0 }
 func (c *connReceiver) ReadTo(uint64) bool {
-	if q, ok := c.conn.(interface{ Queued() bool }); ok {
+	if q, ok := c.conn.(probe.QueueConn); ok {
 		return !q.Queued()
 	}
 	return true
