@@ -234,6 +234,8 @@ func (c *Client) lend() (*core.Lease, error) {
 		Interface: c.cfg.Interface,
 		Mark:      c.cfg.Mark,
 		Do:        c.ns.do,
+		Options:   c.cfg.Options,
+		Options6:  c.cfg.Options6,
 		Feed:      c.p.setFeed,
 		Attach:    c.p.setBulk,
 		Done:      c.loopDone,

@@ -152,7 +152,9 @@ func runScan(ctx context.Context, o *options, set *scan.Set, expecting bool, std
 			}
 		},
 	}
-	if !o.noOptions {
+	if o.noOptions {
+		cfg.NoOptions = true
+	} else {
 		cfg.Options = synOptions(o, 1460)
 		cfg.Options6 = synOptions(o, 1440)
 	}

@@ -158,6 +158,12 @@ func (p *Prepared) Run(ctx context.Context, cfg Config) (Summary, error) {
 	l := p.lease
 	w := wiring{Sources: p.srcs, Cookie: l.Cookie, Ports: l.Ports, PortLo: l.Ports[0], PortHi: l.Ports[len(l.Ports)-1]}
 	switch {
+	case cfg.NoOptions:
+		cfg.Options, cfg.Options6 = nil, nil
+	case cfg.Options == nil && cfg.Options6 == nil:
+		cfg.Options, cfg.Options6 = l.Options, l.Options6
+	}
+	switch {
 	case p.n.recv == Receiver(p.feed):
 		// Fed before the first probe leaves: an answer on a short path
 		// can beat the sender's return.

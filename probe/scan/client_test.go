@@ -357,3 +357,49 @@ func TestPrepareOneAtATime(t *testing.T) {
 	}
 	again.Close()
 }
+
+// A scan's SYNs carry the client's SYN options unless its Config names
+// others, or none (NoOptions), as a probe's do.
+func TestRunSYNOptions(t *testing.T) {
+	mine := &wire.SYNOptions{MSS: 1200, WScale: -1}
+	for _, tt := range []struct {
+		name string
+		cfg  scan.Config
+		want wire.SYNOptions
+	}{
+		{"the client's", scan.Config{}, wire.SYNOptions{MSS: 1460, WScale: 7, SACKPermitted: true, Timestamps: true}},
+		{"the scan's", scan.Config{Options: mine}, *mine},
+		{"none", scan.Config{NoOptions: true}, wire.SYNOptions{WScale: -1}},
+	} {
+		var mu sync.Mutex
+		var got []wire.SYNOptions
+		conn := probetest.NewConn(func(p *wire.Packet, _ []byte, _ uint32) []probetest.Reply {
+			if p.Flags == wire.FlagSyn {
+				mu.Lock()
+				got = append(got, p.Options)
+				mu.Unlock()
+				return []probetest.Reply{{Packet: probetest.RST(p)}}
+			}
+			return nil
+		})
+		cl := fakeClient(t, conn, 8)
+		cfg := tt.cfg
+		cfg.Set, cfg.Timeout = mustSet(t, mustParse(t, "198.18.1.0/30:80")), 100*time.Millisecond
+		if _, err := scan.Run(context.Background(), cl, cfg); err != nil {
+			t.Fatal(err)
+		}
+		conn.Close()
+		mu.Lock()
+		if len(got) != 4 {
+			t.Errorf("%s: %d SYNs", tt.name, len(got))
+		}
+		for _, o := range got {
+			o.TSVal = 0 // the scan's clock
+			if o != tt.want {
+				t.Errorf("%s: a SYN with options %+v, want %+v", tt.name, o, tt.want)
+				break
+			}
+		}
+		mu.Unlock()
+	}
+}

@@ -112,9 +112,14 @@ type Config struct {
 
 	TTL, TOS uint8
 	Window   uint16
-	ECN      bool             // ask for ECN: ECE and CWR set in the SYN
-	Options  *wire.SYNOptions // nil: none
-	Options6 *wire.SYNOptions // nil: Options
+	ECN      bool // ask for ECN: ECE and CWR set in the SYN
+	// Options and Options6 are the SYN options for IPv4 and IPv6 pairs
+	// (Options for both when Options6 is nil); both nil: the client's
+	// (probe.ClientConfig.Options), as a probe's. NoOptions sends SYNs
+	// without options.
+	Options   *wire.SYNOptions
+	Options6  *wire.SYNOptions
+	NoOptions bool
 
 	// PermKey keys the order in which the pairs are visited.
 	PermKey [16]byte

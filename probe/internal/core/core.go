@@ -130,6 +130,8 @@ type Lease struct {
 	Cookie wire.Cookie
 	// Source returns the client's source address for dst.
 	Source func(dst netip.Addr) (netip.Addr, error)
+	// Options and Options6 are the client's SYN options, per family.
+	Options, Options6 *wire.SYNOptions
 	// Ports are the client's source ports, sorted.
 	Ports     []uint16
 	Interface string
