@@ -54,7 +54,7 @@ type ClientConfig struct {
 	// ModeFIN creates it.
 	Guard bool
 	// Options and Options6 are the SYN options for IPv4 and IPv6 targets
-	// when a probe does not give its own; nil means Linux's (MSS 1460 or
+	// when a probe or a scan does not give its own; nil means Linux's (MSS 1460 or
 	// 1440, SACK permitted, timestamps, window scale 7).
 	Options, Options6 *wire.SYNOptions
 

@@ -107,8 +107,9 @@ type BatchConn interface {
 }
 
 // QueueConn is a Conn that can say whether received packets wait in it,
-// not yet read: the engine reads them before it judges a probe silent,
-// and a scan on a client ends a pass only once none waits.
+// not yet read: a fin-mode probe's FIN waits for them (the peer's FIN may
+// be among them), and a scan on a client ends a pass only once none
+// waits.
 type QueueConn interface {
 	Conn
 	Queued() bool

@@ -2,7 +2,10 @@
 
 package rawsock
 
-import "testing"
+import (
+	"os"
+	"testing"
+)
 
 // TestBacklogIn reads softnet_stat as Linux 6.x writes it (processed,
 // dropped, time_squeeze, six zeros, received_rps, flow_limit_count, the
@@ -24,5 +27,37 @@ func TestBacklogIn(t *testing.T) {
 	}
 	if kernelBacklog() {
 		t.Log("the kernel's receive backlog holds packets now")
+	}
+}
+
+// kernelBacklog reads the file again on the descriptor it keeps, and
+// opens it again once that descriptor reads nothing (a namespace gone
+// away).
+func TestKernelBacklogRereads(t *testing.T) {
+	if _, err := os.Stat(softnetStat); err != nil {
+		t.Skip(err)
+	}
+	for range 3 {
+		kernelBacklog() // the backlogs change between reads: only no failure is asked of these
+	}
+	softnet.Lock()
+	f := softnet.f
+	softnet.Unlock()
+	if f == nil {
+		t.Fatal("the file is not kept open")
+	}
+	f.Close() // as a namespace gone away would leave it: reads fail
+	kernelBacklog()
+	softnet.Lock()
+	reopened := softnet.f == nil
+	softnet.Unlock()
+	if !reopened {
+		t.Fatal("a descriptor that failed is kept")
+	}
+	kernelBacklog()
+	softnet.Lock()
+	defer softnet.Unlock()
+	if softnet.f == nil {
+		t.Fatal("not opened again")
 	}
 }

@@ -114,7 +114,8 @@ type Config struct {
 	Window   uint16
 	ECN      bool // ask for ECN: ECE and CWR set in the SYN
 	// Options and Options6 are the SYN options for IPv4 and IPv6 pairs
-	// (Options for both when Options6 is nil); both nil: the client's
+	// (Options for both when Options6 is nil; IPv4 SYNs carry none when
+	// only Options6 is set); both nil: the client's
 	// (probe.ClientConfig.Options), as a probe's. NoOptions sends SYNs
 	// without options.
 	Options   *wire.SYNOptions
