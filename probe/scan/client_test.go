@@ -205,10 +205,7 @@ func (r *engineRing) Close() error { r.closed.Store(true); return nil }
 // closed with the scan.
 func TestRunRingReadByEngine(t *testing.T) {
 	cl, ring, net, set := ringLab(t)
-	prep, err := scan.Prepare(cl, scan.PrepareConfig{Set: set, Opener: fakeOpener{net: net, ring: ring}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	prep := prepareRing(t, cl, ring, net, set)
 	got := map[string]uint64{}
 	wrong := 0
 	sum, err := prep.Run(context.Background(), scan.Config{
@@ -265,6 +262,17 @@ func ringLab(t *testing.T) (*probe.Client, *engineRing, *probetest.Conn, *scan.S
 	return fakeClient(t, own, 256), ring, net, mustSet(t, mustParse(t, "198.18.64.0/18:80"))
 }
 
+// prepareRing prepares a scan of set on cl over ringLab's fake network,
+// closed when the test ends.
+func prepareRing(t *testing.T, cl *probe.Client, ring *engineRing, net *probetest.Conn, set *scan.Set) *scan.Prepared {
+	prep, err := scan.Prepare(cl, scan.PrepareConfig{Set: set, Opener: fakeOpener{net: net, ring: ring}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { prep.Close() })
+	return prep
+}
+
 // fakeClient returns a client on conn with ports source ports from 61000
 // and 198.18.0.1 the source of every target, closed when the test ends.
 func fakeClient(t *testing.T, conn *probetest.Conn, ports int) *probe.Client {
@@ -303,11 +311,7 @@ func runWithin(t *testing.T, d time.Duration, fn func()) {
 func TestRunRingClientClosed(t *testing.T) {
 	t.Run("Close from another goroutine, the ring full", func(t *testing.T) {
 		cl, ring, net, set := ringLab(t)
-		prep, err := scan.Prepare(cl, scan.PrepareConfig{Set: set, Opener: fakeOpener{net: net, ring: ring}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer prep.Close()
+		prep := prepareRing(t, cl, ring, net, set)
 		ring.full.Store(true) // Pending: 1, the senders wait for room
 		time.AfterFunc(50*time.Millisecond, func() { cl.Close() })
 		runWithin(t, 20*time.Second, func() {
@@ -318,11 +322,7 @@ func TestRunRingClientClosed(t *testing.T) {
 	})
 	t.Run("Close from OnResult", func(t *testing.T) {
 		cl, ring, net, set := ringLab(t)
-		prep, err := scan.Prepare(cl, scan.PrepareConfig{Set: set, Opener: fakeOpener{net: net, ring: ring}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer prep.Close()
+		prep := prepareRing(t, cl, ring, net, set)
 		var once sync.Once
 		runWithin(t, 20*time.Second, func() {
 			_, err := prep.Run(context.Background(), scan.Config{Set: set, Timeout: 200 * time.Millisecond,
