@@ -126,6 +126,9 @@ var (
 	_ BatchConn    = (*rawsock.Conn)(nil)
 	_ QueueConn    = (*rawsock.Conn)(nil)
 	_ SendOnlyConn = (*rawsock.Conn)(nil)
+	// A Lease carries a client's Conn as core.Conn: the same methods.
+	_ core.Conn = Conn(nil)
+	_ Conn      = core.Conn(nil)
 )
 
 // synBatch is the SYNs of a spread round waiting to be sent together, and

@@ -152,7 +152,7 @@ type Lease struct {
 	Attach func(r Bulk, fn func(b []byte, rx time.Time), fail func(error))
 	// Conn is the network a client was given (probe.ClientConfig.Conn),
 	// nil when it opened its own sockets.
-	Conn any
+	Conn Conn
 	// Queued, if set, reports whether packets wait in the client's
 	// sockets, which the engine has not read yet.
 	Queued func() bool
@@ -161,6 +161,17 @@ type Lease struct {
 	// Release gives the lease back: until then the client lends no other
 	// (one scan at a time).
 	Release func()
+}
+
+// Conn is probe.Conn, the network a client's engine sends and receives
+// through, declared here too so that a Lease can carry it typed: package
+// probe cannot be imported here. A scan upgrades it to what it needs
+// (scan.Conn) by a type assertion.
+type Conn interface {
+	Send(pkt []byte, id uint32) error
+	Recv(b []byte, deadline time.Time) (n int, rx time.Time, err error)
+	Wake()
+	TxTime(id uint32, v6 bool) (time.Time, bool)
 }
 
 // Bulk is a receiver of packets in blocks (a scan's packet ring,
