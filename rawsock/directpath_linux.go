@@ -18,6 +18,7 @@ import (
 	"strings"
 	"unsafe"
 
+	"github.com/jsimonetti/rtnetlink/v2"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -370,45 +371,14 @@ func checkRules(c *netlink.Conn, v6 bool) error {
 		family = unix.AF_INET6
 		want = want[:2]
 	}
-	msgs, err := rtDump(c, unix.RTM_GETRULE, family)
+	msgs, err := rtExecute(c, unix.RTM_GETRULE, netlink.Request|netlink.Dump, &rtnetlink.RuleMessage{Family: family})
 	if err != nil {
-		return fmt.Errorf("routing rules: %w", err)
+		return fmt.Errorf("routing rules: %w", nlError("RTM_GETRULE", err))
 	}
 	var got [][2]uint32
 	for _, m := range msgs {
-		if len(m) < unix.SizeofRtMsg {
-			continue
-		}
-		// struct fib_rule_hdr: family, dst_len, src_len, tos, table,
-		// res1, res2, action, flags.
-		if m[1] != 0 || m[2] != 0 || m[3] != 0 || m[7] != frActToTbl || binary.NativeEndian.Uint32(m[8:]) != 0 {
-			return errors.New("policy routing rules with selectors are set")
-		}
-		table, prio := uint32(m[4]), uint32(0)
-		ad, err := netlink.NewAttributeDecoder(m[unix.SizeofRtMsg:])
+		prio, table, err := decodeRule(m.Data)
 		if err != nil {
-			return err
-		}
-		for ad.Next() {
-			switch ad.Type() {
-			case unix.FRA_TABLE:
-				table = ad.Uint32()
-			case unix.FRA_PRIORITY:
-				prio = ad.Uint32()
-			case unix.FRA_PROTOCOL:
-			case unix.FRA_SUPPRESS_PREFIXLEN:
-				if ad.Uint32() != ^uint32(0) {
-					return errors.New("a routing rule suppresses prefix lengths")
-				}
-			case unix.FRA_SUPPRESS_IFGROUP:
-				if ad.Uint32() != ^uint32(0) {
-					return errors.New("a routing rule suppresses interface groups")
-				}
-			default:
-				return fmt.Errorf("a routing rule has a selector (attribute %d)", ad.Type())
-			}
-		}
-		if err := ad.Err(); err != nil {
 			return err
 		}
 		got = append(got, [2]uint32{prio, table})
@@ -420,19 +390,64 @@ func checkRules(c *netlink.Conn, v6 bool) error {
 	return nil
 }
 
-// rtDump returns the bodies of an rtnetlink dump's messages.
-func rtDump(c *netlink.Conn, typ uint16, family uint8) ([][]byte, error) {
-	req := make([]byte, unix.SizeofRtMsg)
-	req[0] = family
-	msgs, err := c.Execute(netlink.Message{Header: netlink.Header{Type: netlink.HeaderType(typ), Flags: netlink.Request | netlink.Dump}, Data: req})
+// ruleAttrs are the attributes of a rule that selects nothing: the
+// kernel's default rules have these alone.
+var ruleAttrs = []uint16{unix.FRA_TABLE, unix.FRA_PRIORITY, unix.FRA_PROTOCOL, unix.FRA_SUPPRESS_PREFIXLEN, unix.FRA_SUPPRESS_IFGROUP}
+
+// decodeRule reads one rule of an RTM_GETRULE dump, a struct fib_rule_hdr
+// and its attributes, and returns its priority and table, or an error if
+// it is not a plain lookup in a table for every packet.
+func decodeRule(b []byte) (prio, table uint32, err error) {
+	// Every attribute first: rtnetlink's decoder refuses those it does
+	// not know, which say no more than that the rule has a selector.
+	if t, ok, err := otherAttr(b, 12, ruleAttrs); err != nil {
+		return 0, 0, fmt.Errorf("routing rules: %w", err)
+	} else if ok {
+		return 0, 0, fmt.Errorf("a routing rule has a selector (attribute %d)", t)
+	}
+	var m rtnetlink.RuleMessage
+	if err := m.UnmarshalBinary(b); err != nil {
+		return 0, 0, fmt.Errorf("routing rules: %w", err)
+	}
+	if m.DstLength != 0 || m.SrcLength != 0 || m.TOS != 0 || m.Action != frActToTbl || m.Flags != 0 {
+		return 0, 0, errors.New("policy routing rules with selectors are set")
+	}
+	table = uint32(m.Table)
+	if a := m.Attributes; a != nil {
+		switch {
+		case a.SuppressPrefixLen != nil && *a.SuppressPrefixLen != ^uint32(0):
+			return 0, 0, errors.New("a routing rule suppresses prefix lengths")
+		case a.SuppressIFGroup != nil && *a.SuppressIFGroup != ^uint32(0):
+			return 0, 0, errors.New("a routing rule suppresses interface groups")
+		}
+		if a.Table != nil {
+			table = *a.Table
+		}
+		if a.Priority != nil {
+			prio = *a.Priority
+		}
+	}
+	return prio, table, nil
+}
+
+// otherAttr returns the type of the first attribute, after a header of
+// size hdr, that known does not list. Decoders that skip the attributes
+// they do not know (rtnetlink's, for routes) cannot tell that a message
+// carries one.
+func otherAttr(b []byte, hdr int, known []uint16) (uint16, bool, error) {
+	if len(b) < hdr {
+		return 0, false, errors.New("short message")
+	}
+	ad, err := netlink.NewAttributeDecoder(b[hdr:])
 	if err != nil {
-		return nil, err
+		return 0, false, err
 	}
-	out := make([][]byte, 0, len(msgs))
-	for _, m := range msgs {
-		out = append(out, m.Data)
+	for ad.Next() {
+		if t := ad.Type(); !slices.Contains(known, t) {
+			return t, true, nil
+		}
 	}
-	return out, nil
+	return 0, false, ad.Err()
 }
 
 // route is a route of the local, main or default table.
@@ -452,13 +467,13 @@ func uniformRoute(c *netlink.Conn, prefixes []netip.Prefix, v6 bool) (int, netip
 	if v6 {
 		family = unix.AF_INET6
 	}
-	msgs, err := rtDump(c, unix.RTM_GETROUTE, family)
+	msgs, err := rtExecute(c, unix.RTM_GETROUTE, netlink.Request|netlink.Dump, &rtnetlink.RouteMessage{Family: family})
 	if err != nil {
-		return 0, netip.Addr{}, fmt.Errorf("routes: %w", err)
+		return 0, netip.Addr{}, fmt.Errorf("routes: %w", nlError("RTM_GETROUTE", err))
 	}
 	var routes []route
 	for _, m := range msgs {
-		r, ok, err := decodeRoute(m, v6)
+		r, ok, err := decodeRoute(m.Data, v6)
 		if err != nil {
 			return 0, netip.Addr{}, err
 		}
@@ -515,55 +530,47 @@ func uniformRoute(c *netlink.Conn, prefixes []netip.Prefix, v6 bool) (int, netip
 	return ifi, gw, nil
 }
 
+// routeAttrs are the attributes of a route that this check models: with
+// any other (RTA_MULTIPATH, RTA_NH_ID, RTA_ENCAP, RTA_VIA, RTA_FLOW, ...)
+// a route is not simple.
+var routeAttrs = []uint16{unix.RTA_TABLE, unix.RTA_DST, unix.RTA_OIF, unix.RTA_GATEWAY,
+	// Nothing a probe of ours depends on.
+	unix.RTA_PRIORITY, unix.RTA_PREFSRC, unix.RTA_METRICS, unix.RTA_CACHEINFO, unix.RTA_PREF, unix.RTA_EXPIRES}
+
 // decodeRoute reads one route of an RTM_GETROUTE dump; ok is false for
 // routes of other tables and cached clones.
-func decodeRoute(m []byte, v6 bool) (route, bool, error) {
+func decodeRoute(b []byte, v6 bool) (route, bool, error) {
 	var r route
-	if len(m) < unix.SizeofRtMsg {
+	var m rtnetlink.RouteMessage
+	if err := m.UnmarshalBinary(b); err != nil {
+		return r, false, fmt.Errorf("routes: %w", err)
+	}
+	if m.Flags&unix.RTM_F_CLONED != 0 {
 		return r, false, nil
 	}
-	// struct rtmsg: family, dst_len, src_len, tos, table, protocol,
-	// scope, type, flags.
-	dstLen, srcLen, tos := int(m[1]), m[2], m[3]
-	r.table, r.typ = uint32(m[4]), m[7]
-	if binary.NativeEndian.Uint32(m[8:])&unix.RTM_F_CLONED != 0 {
-		return r, false, nil
+	_, other, err := otherAttr(b, unix.SizeofRtMsg, routeAttrs)
+	if err != nil {
+		return r, false, fmt.Errorf("routes: %w", err)
 	}
-	r.simple = srcLen == 0 && tos == 0
+	a := &m.Attributes
+	r.typ, r.oif, r.table = m.Type, int(a.OutIface), uint32(m.Table)
+	r.simple = !other && m.SrcLength == 0 && m.Tos == 0
+	if a.Table != 0 {
+		r.table = a.Table
+	}
+	if g, ok := netip.AddrFromSlice(a.Gateway); ok {
+		r.gw = g.Unmap()
+	}
 	dst := netip.IPv4Unspecified()
 	if v6 {
 		dst = netip.IPv6Unspecified()
 	}
-	ad, err := netlink.NewAttributeDecoder(m[unix.SizeofRtMsg:])
-	if err != nil {
-		return r, false, err
-	}
-	for ad.Next() {
-		switch ad.Type() {
-		case unix.RTA_TABLE:
-			r.table = ad.Uint32()
-		case unix.RTA_DST:
-			if a, ok := netip.AddrFromSlice(ad.Bytes()); ok {
-				dst = a.Unmap()
-			}
-		case unix.RTA_OIF:
-			r.oif = int(ad.Uint32())
-		case unix.RTA_GATEWAY:
-			if a, ok := netip.AddrFromSlice(ad.Bytes()); ok {
-				r.gw = a.Unmap()
-			}
-		case unix.RTA_PRIORITY, unix.RTA_PREFSRC, unix.RTA_METRICS, unix.RTA_CACHEINFO, unix.RTA_PREF, unix.RTA_EXPIRES:
-			// Nothing a probe of ours depends on.
-		default:
-			r.simple = false // RTA_MULTIPATH, RTA_NH_ID, RTA_ENCAP, RTA_VIA, RTA_FLOW, ...
-		}
-	}
-	if err := ad.Err(); err != nil {
-		return r, false, err
+	if d, ok := netip.AddrFromSlice(a.Dst); ok {
+		dst = d.Unmap()
 	}
 	if r.table != rtTableLocal && r.table != rtTableMain && r.table != rtTableDef {
 		return r, false, nil
 	}
-	r.dst = netip.PrefixFrom(dst, dstLen).Masked()
+	r.dst = netip.PrefixFrom(dst, int(m.DstLength)).Masked()
 	return r, r.dst.IsValid(), nil
 }
