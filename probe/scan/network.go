@@ -110,10 +110,13 @@ type network struct {
 	// without a packet sender, and every RST; they receive the answers
 	// when there is no ring.
 	conn Conn
-	// recv, if set, is a packet ring that receives the answers and a copy
-	// of every probe as it leaves (its transmit stamp), or the client's
+	// recv is a packet ring that receives the answers, or the client's
 	// engine's feed.
 	recv Receiver
+	// copies says that recv also delivers a copy of every probe as it
+	// leaves (rawsock.RingConfig.Outgoing): its time is the probe's
+	// transmit stamp.
+	copies bool
 	// send are the Ethernet-frame senders, per family (IPv4, IPv6); nil:
 	// conn sends that family's probes.
 	send [2]BatchSender
@@ -185,7 +188,7 @@ func openNet(cfg netConfig, mark uint32, feed *feedReceiver) (n *network, err er
 		switch {
 		case err == nil:
 			n.closers = append(n.closers, ring)
-			n.recv, n.recvPath = ring, "packet ring"
+			n.recv, n.recvPath, n.copies = ring, "packet ring", true
 		case errors.Is(err, os.ErrPermission):
 			return nil, err
 		}
@@ -246,8 +249,7 @@ func famIndex(a netip.Addr) int {
 // scan runs a scan on n: scanConn with n's receiver and senders. The
 // Summary says how it sent and received.
 func (n *network) scan(ctx context.Context, cfg Config, w wiring) (Summary, error) {
-	_, connFed := n.recv.(*feedReceiver)
-	w.Recv, w.ProbeCopies = n.recv, n.recv != nil && !connFed
+	w.Recv, w.ProbeCopies = n.recv, n.copies
 	w.Send4, w.Send6 = n.send[0], n.send[1]
 	sum, err := scanConn(ctx, n.conn, cfg, w)
 	sum.SendPath, sum.RecvPath = n.sendPath, n.recvPath

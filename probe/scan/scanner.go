@@ -9,7 +9,6 @@ import (
 	"math"
 	"net"
 	"net/netip"
-	"os"
 	"runtime"
 	"slices"
 	"sync"
@@ -23,13 +22,11 @@ import (
 	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
-// Conn is what the scanner needs from the network: rawsock.Conn
-// implements it.
+// Conn is what a scan sends its probes and RSTs through: rawsock.Conn
+// implements it. The answers come through the client's engine.
 type Conn interface {
 	BatchSender
 	Send(pkt []byte, id uint32) error
-	Recv(b []byte, deadline time.Time) (n int, rx time.Time, err error)
-	Wake()
 }
 
 // BatchSender sends a batch of packets: rawsock.Conn (raw IP sockets) or
@@ -70,7 +67,8 @@ const MaxRetries = 100
 // wiring is how a scan reaches the network: Prepared.Run takes it from
 // the client and from what Prepare opened.
 type wiring struct {
-	// Recv, if set, delivers the answers instead of the Conn's Recv.
+	// Recv is how the client's engine hands the scan its answers: its
+	// feed (feedReceiver) or the scan's ring, which it reads (ringFeed).
 	Recv Receiver
 	// ProbeCopies says that Recv also delivers each probe as it leaves,
 	// with the kernel's time (rawsock.RingConfig.Outgoing): that time is
@@ -266,9 +264,8 @@ type scanner struct {
 	rstBuf         [128]byte
 	rstID          uint32
 	rxStamps       *rawsock.TxStamps // the receiver's, for stamps it must read itself
-	stampsRead     bool              // the receiver read the stamps during this Read
-	fed            bool              // the receiver is a client's engine's feed (one packet at a time)
-	ringFed        bool              // of the scan's ring (ringFeed): Read returns often, for the drops
+	stampsRead     bool              // the stamps were read for the packet being handled
+	ringFed        bool              // the answers come from the scan's ring (ringFeed), else the client's sockets (feedReceiver)
 	rec            probe.Recorder    // cfg.Recorder
 	recRx          bool              // rec records what the receiver reads
 }
@@ -361,16 +358,18 @@ func newScanner(conn Conn, cfg Config, w wiring) (*scanner, error) {
 		}
 	}
 	s.rec = cfg.Recorder
-	_, connFed := w.Recv.(*feedReceiver)
-	_, s.ringFed = w.Recv.(*ringFeed)
-	s.fed = connFed || s.ringFed
+	switch w.Recv.(type) {
+	case *feedReceiver:
+	case *ringFeed:
+		s.ringFed = true
+	default:
+		// The client's engine reads every packet a client receives.
+		return nil, errors.New("scan: the answers come through a client (Run)")
+	}
 	// The client's engine records what it reads from its sockets; a
 	// ring's packets only the scan sees.
-	s.recRx = s.rec != nil && !connFed
+	s.recRx = s.rec != nil && s.ringFed
 	s.rcv = w.Recv
-	if s.rcv == nil {
-		s.rcv = &connReceiver{conn: conn, buf: make([]byte, rawsock.MaxPacketSize)}
-	}
 	if cfg.Rate > 0 {
 		// Two milliseconds of tokens: a sender that waits for one sleeps
 		// about a millisecond (Go timers), and must find that much left.
@@ -396,7 +395,7 @@ func (s *scanner) run(ctx context.Context) (Summary, error) {
 	s.start = s.now()
 	recvDone := make(chan error, 1)
 	var stopRecv atomic.Bool
-	go func() { recvDone <- s.receive(&stopRecv) }()
+	go func() { recvDone <- s.watch(&stopRecv) }()
 
 	progressDone := make(chan struct{})
 	var pass atomic.Int32
@@ -771,16 +770,15 @@ func (s *scanner) sport(idx uint64, pass int) uint16 {
 	return s.ports[(h%n+uint64(pass))%n]
 }
 
-// receive reads and matches answers until stop is set and Wake is called.
-func (s *scanner) receive(stop *atomic.Bool) error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+// watch follows the feed of answers until stop is set and Wake is called.
+// The client's engine reads them and hands each to packet, on its
+// thread (those that came before the first Read, on this one); watch
+// ends the scan when the feed fails (the client closed, the ring's reads
+// failing), and slows it down when the ring drops answers.
+func (s *scanner) watch(stop *atomic.Bool) error {
 	var failures core.Failures
 	var drops uint64
 	for reads := 0; !stop.Load(); reads++ {
-		if !s.fed {
-			s.stampsRead = false // a feed's packets reset it (packet), on the engine's thread
-		}
 		n, err := s.rcv.Read(time.Time{}, s.onPacket)
 		if n > 0 {
 			// When they were handled, not received: a receiver working
@@ -808,13 +806,11 @@ func (s *scanner) receive(stop *atomic.Bool) error {
 
 // packet handles one received packet.
 func (s *scanner) packet(b []byte, rx time.Time) {
-	if s.fed {
-		// A feed's Read lasts the whole scan, handing over each packet
-		// as the client's engine reads it: a stamp missing for one is
-		// read again then, and the answers are handled as they come.
-		s.stampsRead = false
-		s.lastAnswer.Store(s.now().UnixNano())
-	}
+	// The client's engine hands each packet over as it reads it, on its
+	// thread: a stamp missing for one is read again then, and the
+	// answers are handled as they come.
+	s.stampsRead = false
+	s.lastAnswer.Store(s.now().UnixNano())
 	if s.w.ProbeCopies && s.probeCopy(b, rx) {
 		return
 	}
@@ -864,50 +860,6 @@ func (s *scanner) probeCopy(b []byte, tx time.Time) bool {
 				}
 			}
 		}
-	}
-	return true
-}
-
-// connReceiver reads a Conn one packet at a time. While answers keep
-// coming it polls: at scan rates a thread that sleeps between packets is
-// woken for every one, and the wake-ups cost more than the polling. After
-// a run of empty polls it blocks.
-type connReceiver struct {
-	conn Conn
-	buf  []byte
-	idle int
-}
-
-func (c *connReceiver) Read(deadline time.Time, fn func([]byte, time.Time)) (int, error) {
-	d := time.Unix(1, 0) // in the past: Recv polls without blocking
-	if c.idle > 64 {
-		d = deadline
-	}
-	n, rx, err := c.conn.Recv(c.buf, d)
-	if err != nil {
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			c.idle++
-		}
-		return 0, err
-	}
-	c.idle = 0
-	fn(c.buf[:n], rx)
-	return 1, nil
-}
-
-func (c *connReceiver) Wake() { c.conn.Wake() }
-
-// Dropped and Pending are unknown for a Conn's sockets.
-func (c *connReceiver) Dropped() uint64  { return 0 }
-func (c *connReceiver) Pending() float64 { return 0 }
-
-// Mark cannot count: ReadTo asks the Conn whether a packet waits in it,
-// if it can tell (rawsock.Conn.Queued). Read hands each packet over
-// before it returns.
-func (c *connReceiver) Mark() uint64 { return 0 }
-func (c *connReceiver) ReadTo(uint64) bool {
-	if q, ok := c.conn.(probe.QueueConn); ok {
-		return !q.Queued()
 	}
 	return true
 }

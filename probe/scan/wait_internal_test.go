@@ -3,11 +3,13 @@ package scan
 import (
 	"context"
 	"net/netip"
+	"os"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/synprobe/synprobe/probe"
+	"github.com/synprobe/synprobe/probe/internal/core"
 	"github.com/synprobe/synprobe/probe/probetest"
 	"github.com/synprobe/synprobe/rawsock"
 	"github.com/synprobe/synprobe/rawsock/wire"
@@ -60,6 +62,8 @@ func (r *backlogRing) Read(deadline time.Time, fn func([]byte, time.Time)) (int,
 			return n, nil
 		case woken:
 			return 0, rawsock.ErrWoken
+		case !deadline.IsZero() && !now.Before(deadline):
+			return 0, os.ErrDeadlineExceeded // the engine's look
 		}
 		time.Sleep(200 * time.Microsecond)
 	}
@@ -145,7 +149,7 @@ func TestScanMarksAfterBacklog(t *testing.T) {
 		Set:      set,
 		Timeout:  100 * time.Millisecond,
 		OnResult: func(r *probe.ScanResult, _ Origin) { got[r.Addr] = r.State.String() + "/" + r.Reason },
-	}, wiring{Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999, Cookie: cookie, Recv: ring})
+	}, wiring{Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999, Cookie: cookie, Recv: engineFeed(t, ring)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,4 +166,25 @@ func TestScanMarksAfterBacklog(t *testing.T) {
 	if sum.Retries != 0 {
 		t.Errorf("summary %+v: want no retry", sum)
 	}
+}
+
+// engineFeed returns ring as a scan on a client reads it: the client's
+// engine reads it (ringFeed), beside a Conn of its own that receives
+// nothing. The client closes when the test ends.
+func engineFeed(t *testing.T, ring Receiver) *ringFeed {
+	t.Helper()
+	own := probetest.NewConn(func(*wire.Packet, []byte, uint32) []probetest.Reply { return nil })
+	t.Cleanup(func() { own.Close() })
+	cl, err := probe.NewClient(&probe.ClientConfig{Conn: own, SourcePorts: []uint16{61000}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	l, err := core.Lend(cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newRingFeed(ring, l)
+	t.Cleanup(f.stop)
+	return f
 }
