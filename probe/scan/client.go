@@ -90,7 +90,7 @@ type Prepared struct {
 	set   *Set
 	srcs  []SourceRange
 	n     *network
-	feed  *feedReceiver
+	feed  *feed
 }
 
 // Prepare opens on client c what a scan of cfg.Set sends and receives
@@ -116,7 +116,7 @@ func Prepare(c *probe.Client, cfg PrepareConfig) (_ *Prepared, err error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Prepared{lease: l, set: cfg.Set, srcs: srcs, feed: &feedReceiver{lease: l, wake: make(chan struct{}, 1)}}
+	p := &Prepared{lease: l, set: cfg.Set, srcs: srcs}
 	lo, hi := l.Ports[0], l.Ports[len(l.Ports)-1]
 	if l.Conn != nil && cfg.Opener == nil {
 		conn, ok := l.Conn.(Conn)
@@ -125,21 +125,23 @@ func Prepare(c *probe.Client, cfg PrepareConfig) (_ *Prepared, err error) {
 			return nil, err
 		}
 		// The client opens nothing of its own: nor does its scan.
-		p.n = &network{conn: conn, recv: p.feed, sendPath: "the client's Conn", recvPath: "the client's Conn"}
+		p.n = &network{conn: conn, sendPath: "the client's Conn", recvPath: "the client's Conn"}
+		p.feed = newFeed(l, nil)
 		return p, nil
 	}
 	err = l.Do(func() (err error) {
-		p.n, err = openNet(netConfig{Set: cfg.Set, Sources: srcs, PortLo: lo, PortHi: hi, Interface: l.Interface, Opener: cfg.Opener}, l.Mark, p.feed)
+		p.n, err = openNet(netConfig{Set: cfg.Set, Sources: srcs, PortLo: lo, PortHi: hi, Interface: l.Interface, Opener: cfg.Opener}, l.Mark)
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	if so, ok := l.Conn.(probe.SendOnlyConn); ok && so.SendsOnly() && p.n.recv == Receiver(p.feed) {
+	if so, ok := l.Conn.(probe.SendOnlyConn); ok && so.SendsOnly() && p.n.recv == nil {
 		p.n.Close()
 		err = errors.New("scan: no packet ring to read the answers from, and the client's sockets only send")
 		return nil, err
 	}
+	p.feed = newFeed(l, p.n.recv)
 	return p, nil
 }
 
@@ -163,21 +165,9 @@ func (p *Prepared) Run(ctx context.Context, cfg Config) (Summary, error) {
 	case cfg.Options == nil && cfg.Options6 == nil:
 		cfg.Options, cfg.Options6 = l.Options, l.Options6
 	}
-	switch {
-	case p.n.recv == Receiver(p.feed):
-		// Fed before the first probe leaves: an answer on a short path
-		// can beat the sender's return.
-		l.Feed(p.feed.packet)
-		defer p.feed.stop()
-	case p.n.recv != nil && l.Attach != nil:
-		// The ring, read by the client's engine.
-		rf := newRingFeed(p.n.recv, l)
-		defer rf.stop()
-		n := *p.n
-		n.recv = rf
-		return n.scan(ctx, cfg, w)
-	}
-	return p.n.scan(ctx, cfg, w)
+	p.feed.start()
+	defer p.feed.stop()
+	return p.n.scan(ctx, cfg, w, p.feed)
 }
 
 // Close closes what Prepare opened (never the client's Conn), and lets
@@ -245,18 +235,31 @@ func (e *NoRouteError) Unwrap() error { return e.Err }
 // wrap net.ErrClosed, which would end the scan as if it had finished.
 var errClientClosed = errors.New("scan: the client was closed during the scan")
 
-// feedReceiver is a Receiver whose packets the client's engine hands
-// over (core.Lease.Feed), on its own thread. The packets that come
-// before the scanner's first Read wait for it. Wake ends the feed: the
-// scanner calls it once, when it stops receiving.
-type feedReceiver struct {
+// feed is how the client's engine hands a scan its answers, on its
+// thread: every packet the client's sockets receive (core.Lease.Feed),
+// or for a big scan every packet of the scan's packet ring, which the
+// engine reads beside its sockets (core.Lease.Attach). One thread reads
+// every packet a scan on a client receives.
+//
+// The scanner's loop calls Read until it stops, then Wake: Read starts
+// the hand-over on its first call and waits, for the scanner to stop,
+// the client to close or the engine's reads of the ring to fail, and for
+// a ring at most feedPoll, so that the scanner looks at the ring's drops
+// (Dropped). An error reading the ring stops the engine reading it; the
+// next Read attaches it again, so that the scanner's failure policy
+// (core.Failures) judges a run of them.
+type feed struct {
 	lease *core.Lease
-	mu    sync.Mutex // serializes fn's calls
-	fn    func([]byte, time.Time)
-	early []earlyPacket
-	lost  atomic.Uint64 // early packets beyond maxEarly
+	ring  Receiver // nil: the client's sockets
 	wake  chan struct{}
-	once  sync.Once
+	errc  chan error // the engine's error reading the ring
+
+	mu       sync.Mutex // guards what follows
+	fn       func([]byte, time.Time)
+	early    []earlyPacket // the sockets' packets before the first Read
+	attached bool          // the engine reads the ring
+	stopped  bool
+	lost     atomic.Uint64 // early packets beyond maxEarly
 }
 
 type earlyPacket struct {
@@ -267,8 +270,27 @@ type earlyPacket struct {
 // maxEarly bounds the packets kept for the first Read.
 const maxEarly = 4096
 
-// packet is the feed, on the engine's thread.
-func (f *feedReceiver) packet(b []byte, rx time.Time) {
+// feedPoll is how often Read returns while the engine reads a ring.
+const feedPoll = 5 * time.Millisecond
+
+// newFeed returns the feed of a scan on the client of lease l, from ring
+// if it is not nil, else from the client's sockets.
+func newFeed(l *core.Lease, ring Receiver) *feed {
+	return &feed{lease: l, ring: ring, wake: make(chan struct{}, 1), errc: make(chan error, 1)}
+}
+
+// start begins the hand-over of the sockets' packets before the first
+// probe leaves: an answer on a short path can beat the sender's return.
+// Those that come before the first Read wait for it. A ring keeps them
+// itself.
+func (f *feed) start() {
+	if f.ring == nil {
+		f.lease.Feed(f.packet)
+	}
+}
+
+// packet is the sockets' feed, on the engine's thread.
+func (f *feed) packet(b []byte, rx time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.fn == nil {
@@ -282,80 +304,17 @@ func (f *feedReceiver) packet(b []byte, rx time.Time) {
 	f.fn(b, rx)
 }
 
-func (f *feedReceiver) Read(deadline time.Time, fn func([]byte, time.Time)) (int, error) {
+func (f *feed) Read(deadline time.Time, fn func([]byte, time.Time)) (int, error) {
 	f.mu.Lock()
 	n := 0
-	if f.fn == nil {
+	switch {
+	case f.ring == nil && f.fn == nil:
 		f.fn = fn
 		for _, p := range f.early {
 			fn(p.b, p.rx)
 		}
 		n, f.early = len(f.early), nil
-	}
-	f.mu.Unlock()
-	if n > 0 {
-		return n, nil
-	}
-	var timeout <-chan time.Time
-	if !deadline.IsZero() {
-		t := time.NewTimer(time.Until(deadline))
-		defer t.Stop()
-		timeout = t.C
-	}
-	select {
-	case <-f.wake:
-		return 0, rawsock.ErrWoken
-	case <-f.lease.Done:
-		return 0, errClientClosed
-	case <-timeout:
-		return 0, errDeadline
-	}
-}
-
-var errDeadline = fmt.Errorf("scan: %w", os.ErrDeadlineExceeded)
-
-// stop ends the feed; after it, fn is never called again.
-func (f *feedReceiver) stop() { f.once.Do(func() { f.lease.Feed(nil) }) }
-
-func (f *feedReceiver) Wake() {
-	f.stop()
-	select {
-	case f.wake <- struct{}{}:
-	default:
-	}
-}
-
-// ringFeed is a Receiver whose packet ring the client's engine reads
-// (core.Lease.Attach) on its own thread, from the scanner's first Read to
-// Wake: one thread reads every packet a scan on a client receives, from
-// the client's sockets (feedReceiver) or from the scan's ring. The ring
-// keeps what comes before the first Read. Read returns every
-// ringFeedPoll, so that the scanner looks at the ring's drops (Dropped)
-// as it did when it read the ring itself; the counts are the ring's.
-type ringFeed struct {
-	ring  Receiver
-	lease *core.Lease
-	// mu guards attached and stopped. The engine stops reading the ring
-	// after an error of its Read, which Read returns; the next Read
-	// attaches it again, so that the scanner's failure policy
-	// (core.Failures) judges a run of them, as when it read the ring.
-	mu       sync.Mutex
-	attached bool
-	stopped  bool
-	errc     chan error // the engine's error reading the ring
-	wake     chan struct{}
-}
-
-// ringFeedPoll is how often ringFeed.Read returns while the engine reads.
-const ringFeedPoll = 5 * time.Millisecond
-
-func newRingFeed(ring Receiver, l *core.Lease) *ringFeed {
-	return &ringFeed{ring: ring, lease: l, errc: make(chan error, 1), wake: make(chan struct{}, 1)}
-}
-
-func (f *ringFeed) Read(deadline time.Time, fn func([]byte, time.Time)) (int, error) {
-	f.mu.Lock()
-	if !f.attached && !f.stopped {
+	case f.ring != nil && !f.attached && !f.stopped:
 		f.attached = true
 		f.lease.Attach(f.ring, fn, func(err error) {
 			f.mu.Lock()
@@ -368,12 +327,24 @@ func (f *ringFeed) Read(deadline time.Time, fn func([]byte, time.Time)) (int, er
 		})
 	}
 	f.mu.Unlock()
-	wait := ringFeedPoll
-	if !deadline.IsZero() {
-		wait = min(wait, time.Until(deadline))
+	if n > 0 {
+		return n, nil
 	}
-	t := time.NewTimer(wait)
-	defer t.Stop()
+	var wait time.Duration = -1
+	if f.ring != nil {
+		wait = feedPoll
+	}
+	if !deadline.IsZero() {
+		if d := time.Until(deadline); wait < 0 || d < wait {
+			wait = d
+		}
+	}
+	var timeout <-chan time.Time
+	if wait >= 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		timeout = t.C
+	}
 	select {
 	case <-f.wake:
 		return 0, rawsock.ErrWoken
@@ -381,7 +352,7 @@ func (f *ringFeed) Read(deadline time.Time, fn func([]byte, time.Time)) (int, er
 		return 0, err
 	case <-f.lease.Done:
 		return 0, errClientClosed
-	case <-t.C:
+	case <-timeout:
 		if !deadline.IsZero() && !time.Now().Before(deadline) {
 			return 0, errDeadline
 		}
@@ -389,21 +360,27 @@ func (f *ringFeed) Read(deadline time.Time, fn func([]byte, time.Time)) (int, er
 	}
 }
 
-// stop detaches the ring from the engine; after it, the engine reads it
-// no more, and no packet is being handed over.
-func (f *ringFeed) stop() {
+var errDeadline = fmt.Errorf("scan: %w", os.ErrDeadlineExceeded)
+
+// stop ends the hand-over; after it, no packet is being handed over and
+// none will be.
+func (f *feed) stop() {
 	f.mu.Lock()
-	attached := f.attached
-	f.attached, f.stopped = false, true
+	stopped, attached := f.stopped, f.attached
+	f.stopped, f.attached = true, false
 	f.mu.Unlock()
-	if attached {
+	switch {
+	case stopped:
+	case f.ring == nil:
+		f.lease.Feed(nil)
+	case attached:
 		f.lease.Attach(nil, nil, nil)
 	}
 }
 
 // Wake ends the feed: the scanner calls it once, when it stops
 // receiving.
-func (f *ringFeed) Wake() {
+func (f *feed) Wake() {
 	f.stop()
 	select {
 	case f.wake <- struct{}{}:
@@ -411,12 +388,24 @@ func (f *ringFeed) Wake() {
 	}
 }
 
-func (f *ringFeed) Dropped() uint64 { return f.ring.Dropped() }
+// Dropped counts the packets the ring lost for want of room, or those of
+// the sockets that came before the first Read and found no room
+// (Summary.RecvDrops).
+func (f *feed) Dropped() uint64 {
+	if f.ring != nil {
+		return f.ring.Dropped()
+	}
+	return f.lost.Load()
+}
 
 // Pending is the ring's while the engine reads it: 0 once the client's
 // engine has stopped (Close) or the feed ended, for the senders wait
-// while it is high, and nobody would read the ring any more.
-func (f *ringFeed) Pending() float64 {
+// while it is high, and nobody would read the ring any more. The
+// sockets' packets are handed over as the engine reads them: 0.
+func (f *feed) Pending() float64 {
+	if f.ring == nil {
+		return 0
+	}
 	select {
 	case <-f.lease.Done:
 		return 0
@@ -431,16 +420,20 @@ func (f *ringFeed) Pending() float64 {
 	return f.ring.Pending()
 }
 
-func (f *ringFeed) Mark() uint64            { return f.ring.Mark() }
-func (f *ringFeed) ReadTo(mark uint64) bool { return f.ring.ReadTo(mark) }
+// Mark and ReadTo are the ring's. For the sockets, Mark cannot count:
+// the engine hands each packet over as it reads it, on its thread, so
+// the packets not yet handed over are those in the client's sockets
+// (ReadTo), and one the engine is handing over holds it.
+func (f *feed) Mark() uint64 {
+	if f.ring != nil {
+		return f.ring.Mark()
+	}
+	return 0
+}
 
-// Dropped counts the packets that came before the first Read and found
-// no room (Summary.RecvDrops).
-func (f *feedReceiver) Dropped() uint64  { return f.lost.Load() }
-func (f *feedReceiver) Pending() float64 { return 0 }
-
-// Mark cannot count: the engine hands each packet over as it reads it, on
-// its thread, so the packets not yet handed over are those in the
-// client's sockets (ReadTo), and one the engine is handing over holds it.
-func (f *feedReceiver) Mark() uint64         { return 0 }
-func (f *feedReceiver) ReadTo(_ uint64) bool { return f.lease.Queued == nil || !f.lease.Queued() }
+func (f *feed) ReadTo(mark uint64) bool {
+	if f.ring != nil {
+		return f.ring.ReadTo(mark)
+	}
+	return f.lease.Queued == nil || !f.lease.Queued()
+}

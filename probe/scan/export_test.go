@@ -15,9 +15,15 @@ import (
 
 // Wiring says how ScanConn reaches the test's network: Src4 and Src6 are
 // the sources, PortLo..PortHi the client's ports, Recv a fake packet
-// ring, ProbeCopies that conn delivers each probe as it leaves (read as
-// a ring's copies). Its other fields are not used: the client's are.
-type Wiring = wiring
+// ring, ProbeCopies that the ring (or conn) delivers each probe as it
+// leaves. The client's random key replaces Cookie.
+type Wiring struct {
+	Src4, Src6     netip.Addr
+	PortLo, PortHi uint16
+	Cookie         wire.Cookie
+	Recv           Receiver
+	ProbeCopies    bool
+}
 
 // ScanConn runs a scan of cfg.Set on a client over conn (a
 // probetest.Conn), the way Run does, so that the scanner's tests take the
@@ -71,10 +77,10 @@ func ScanConn(ctx context.Context, conn Conn, cfg Config, w Wiring) (Summary, er
 		l.Release()
 		return Summary{}, err
 	}
-	p := &Prepared{lease: l, set: cfg.Set, srcs: srcs, feed: &feedReceiver{lease: l, wake: make(chan struct{}, 1)}}
-	p.n = &network{conn: conn, recv: p.feed, sendPath: "the test's Conn", recvPath: "the client's Conn"}
+	p := &Prepared{lease: l, set: cfg.Set, srcs: srcs, feed: newFeed(l, w.Recv)}
+	p.n = &network{conn: conn, recv: w.Recv, copies: w.ProbeCopies, sendPath: "the test's Conn", recvPath: "the client's Conn"}
 	if w.Recv != nil {
-		p.n.recv, p.n.recvPath, p.n.copies = w.Recv, "packet ring", w.ProbeCopies
+		p.n.recvPath = "packet ring"
 	}
 	defer p.Close()
 	return p.Run(ctx, cfg)

@@ -19,7 +19,7 @@ func TestFlatMemory(t *testing.T) {
 	runtime.ReadMemStats(&before)
 	s, err := newScanner(probetest.NewConn(nil), Config{Set: mustNewSet(t, Block{Spec: spec}),
 		Rate: 10000, Timeout: time.Second, Options: &wire.SYNOptions{MSS: 1460, WScale: 7},
-	}, wiring{PortLo: 61000, PortHi: 65000, Recv: &feedReceiver{}})
+	}, wiring{PortLo: 61000, PortHi: 65000, Recv: &feed{}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -110,8 +110,8 @@ type network struct {
 	// without a packet sender, and every RST; they receive the answers
 	// when there is no ring.
 	conn Conn
-	// recv is a packet ring that receives the answers, or the client's
-	// engine's feed.
+	// recv, if set, is a packet ring that receives the answers, which the
+	// client's engine reads; else they come through the client's sockets.
 	recv Receiver
 	// copies says that recv also delivers a copy of every probe as it
 	// leaves (rawsock.RingConfig.Outgoing): its time is the probe's
@@ -127,9 +127,9 @@ type network struct {
 	closers []io.Closer
 }
 
-// openNet opens what a scan of cfg.Set sends and receives through, with
-// the client's mark, and for the answers of a scan too small for the
-// ring the client's engine's feed, beside raw IP sockets that only send.
+// openNet opens what a scan of cfg.Set sends through, with the client's
+// mark, and for a big scan the ring its answers come from: the answers of
+// a scan without one come through the client's sockets.
 //
 // Big scans (RingMinPairs pairs or more) read their answers from a
 // packet ring, which costs no system call, socket queue or wake-up per
@@ -147,7 +147,7 @@ type network struct {
 //
 // Opening needs CAP_NET_RAW (errors wrap os.ErrPermission without it);
 // scanning on what it opened needs no privilege.
-func openNet(cfg netConfig, mark uint32, feed *feedReceiver) (n *network, err error) {
+func openNet(cfg netConfig, mark uint32) (n *network, err error) {
 	o := cfg.Opener
 	if o == nil {
 		o = System
@@ -194,13 +194,10 @@ func openNet(cfg netConfig, mark uint32, feed *feedReceiver) (n *network, err er
 		}
 		err = nil
 	}
-	if ring == nil && feed != nil {
-		n.recv, n.recvPath = feed, "raw sockets" // the client's, read by its engine
-	}
 	// Transmit stamps come from the ring's copies of the probes when
 	// there is a ring, else from the send sockets' error queues.
 	c, err := o.Listen(rawsock.Config{IPv4: src[0], IPv6: src[1], PortLo: cfg.PortLo, PortHi: cfg.PortHi, Interface: cfg.Interface,
-		NoTxStamps: ring != nil, RecvBuffer: 64 << 20, SendOnly: n.recv != nil, Mark: mark})
+		NoTxStamps: ring != nil, RecvBuffer: 64 << 20, SendOnly: true, Mark: mark})
 	if err != nil {
 		return nil, err
 	}
@@ -246,10 +243,11 @@ func famIndex(a netip.Addr) int {
 	return 1
 }
 
-// scan runs a scan on n: scanConn with n's receiver and senders. The
-// Summary says how it sent and received.
-func (n *network) scan(ctx context.Context, cfg Config, w wiring) (Summary, error) {
-	w.Recv, w.ProbeCopies = n.recv, n.copies
+// scan runs a scan on n: scanConn with n's senders, its answers from f
+// (n's ring, or the client's sockets). The Summary says how it sent and
+// received.
+func (n *network) scan(ctx context.Context, cfg Config, w wiring, f *feed) (Summary, error) {
+	w.Recv, w.ProbeCopies = f, n.copies
 	w.Send4, w.Send6 = n.send[0], n.send[1]
 	sum, err := scanConn(ctx, n.conn, cfg, w)
 	sum.SendPath, sum.RecvPath = n.sendPath, n.recvPath

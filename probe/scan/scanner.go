@@ -67,9 +67,8 @@ const MaxRetries = 100
 // wiring is how a scan reaches the network: Prepared.Run takes it from
 // the client and from what Prepare opened.
 type wiring struct {
-	// Recv is how the client's engine hands the scan its answers: its
-	// feed (feedReceiver) or the scan's ring, which it reads (ringFeed).
-	Recv Receiver
+	// Recv is how the client's engine hands the scan its answers.
+	Recv *feed
 	// ProbeCopies says that Recv also delivers each probe as it leaves,
 	// with the kernel's time (rawsock.RingConfig.Outgoing): that time is
 	// the probe's transmit stamp, and the senders ask for no other.
@@ -205,7 +204,7 @@ func scanConn(ctx context.Context, conn Conn, cfg Config, w wiring) (Summary, er
 
 type scanner struct {
 	conn  Conn
-	rcv   Receiver
+	rcv   *feed
 	cfg   Config
 	w     wiring
 	ports []uint16 // source ports, in the order sport walks them
@@ -265,7 +264,7 @@ type scanner struct {
 	rstID          uint32
 	rxStamps       *rawsock.TxStamps // the receiver's, for stamps it must read itself
 	stampsRead     bool              // the stamps were read for the packet being handled
-	ringFed        bool              // the answers come from the scan's ring (ringFeed), else the client's sockets (feedReceiver)
+	ringFed        bool              // the answers come from the scan's ring, else the client's sockets
 	rec            probe.Recorder    // cfg.Recorder
 	recRx          bool              // rec records what the receiver reads
 }
@@ -358,14 +357,11 @@ func newScanner(conn Conn, cfg Config, w wiring) (*scanner, error) {
 		}
 	}
 	s.rec = cfg.Recorder
-	switch w.Recv.(type) {
-	case *feedReceiver:
-	case *ringFeed:
-		s.ringFed = true
-	default:
+	if w.Recv == nil {
 		// The client's engine reads every packet a client receives.
 		return nil, errors.New("scan: the answers come through a client (Run)")
 	}
+	s.ringFed = w.Recv.ring != nil
 	// The client's engine records what it reads from its sockets; a
 	// ring's packets only the scan sees.
 	s.recRx = s.rec != nil && s.ringFed

@@ -20,7 +20,7 @@ func TestSourcePorts(t *testing.T) {
 	for _, p := range ports {
 		held[p] = true
 	}
-	s, err := newScanner(probetest.NewConn(nil), Config{Set: mustNewSet(t, Block{Spec: spec}), Retries: MaxRetries}, wiring{Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61299, Ports: ports, Recv: &feedReceiver{}})
+	s, err := newScanner(probetest.NewConn(nil), Config{Set: mustNewSet(t, Block{Spec: spec}), Retries: MaxRetries}, wiring{Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61299, Ports: ports, Recv: &feed{}})
 	if err != nil {
 		t.Fatal(err)
 	}

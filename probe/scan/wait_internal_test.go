@@ -169,9 +169,9 @@ func TestScanMarksAfterBacklog(t *testing.T) {
 }
 
 // engineFeed returns ring as a scan on a client reads it: the client's
-// engine reads it (ringFeed), beside a Conn of its own that receives
-// nothing. The client closes when the test ends.
-func engineFeed(t *testing.T, ring Receiver) *ringFeed {
+// engine reads it, beside a Conn of its own that receives nothing. The
+// client closes when the test ends.
+func engineFeed(t *testing.T, ring Receiver) *feed {
 	t.Helper()
 	own := probetest.NewConn(func(*wire.Packet, []byte, uint32) []probetest.Reply { return nil })
 	t.Cleanup(func() { own.Close() })
@@ -184,7 +184,7 @@ func engineFeed(t *testing.T, ring Receiver) *ringFeed {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := newRingFeed(ring, l)
+	f := newFeed(l, ring)
 	t.Cleanup(f.stop)
 	return f
 }
