@@ -91,6 +91,7 @@ type Prepared struct {
 	srcs  []SourceRange
 	n     *network
 	feed  *feed
+	ran   atomic.Bool
 }
 
 // Prepare opens on client c what a scan of cfg.Set sends and receives
@@ -154,7 +155,7 @@ func (p *Prepared) Run(ctx context.Context, cfg Config) (Summary, error) {
 	if cfg.Set != p.set {
 		return Summary{}, errors.New("scan: Prepared.Run scans the Set that was prepared")
 	}
-	if p.n == nil {
+	if p.n == nil || !p.ran.CompareAndSwap(false, true) {
 		return Summary{}, errors.New("scan: the Prepared was closed or has run")
 	}
 	l := p.lease
@@ -241,18 +242,22 @@ var errClientClosed = errors.New("scan: the client was closed during the scan")
 // engine reads beside its sockets (core.Lease.Attach). One thread reads
 // every packet a scan on a client receives.
 //
-// The scanner's loop calls Read until it stops, then Wake: Read starts
-// the hand-over on its first call and waits, for the scanner to stop,
-// the client to close or the engine's reads of the ring to fail, and for
-// a ring at most feedPoll, so that the scanner looks at the ring's drops
+// The hand-over of the sockets' packets begins with start, before the
+// first probe leaves; the ring's, with the first Read (the ring keeps
+// what comes before). The scanner's loop calls Read until it stops, then
+// Wake. The first Read hands over the sockets' packets that came before
+// it; every Read waits, for the scanner to stop, the client to close or
+// the engine's reads of the ring to fail, until its deadline, and for a
+// ring at most feedPoll, so that the scanner looks at the ring's drops
 // (Dropped). An error reading the ring stops the engine reading it; the
 // next Read attaches it again, so that the scanner's failure policy
 // (core.Failures) judges a run of them.
 type feed struct {
-	lease *core.Lease
-	ring  Receiver // nil: the client's sockets
-	wake  chan struct{}
-	errc  chan error // the engine's error reading the ring
+	lease    *core.Lease
+	ring     Receiver // nil: the client's sockets
+	wake     chan struct{}
+	errc     chan error // the engine's error reading the ring
+	stopOnce sync.Once
 
 	mu       sync.Mutex // guards what follows
 	fn       func([]byte, time.Time)
@@ -330,17 +335,17 @@ func (f *feed) Read(deadline time.Time, fn func([]byte, time.Time)) (int, error)
 	if n > 0 {
 		return n, nil
 	}
-	var wait time.Duration = -1
+	wait, timed := time.Duration(0), false // untimed: until woken
 	if f.ring != nil {
-		wait = feedPoll
+		wait, timed = feedPoll, true
 	}
 	if !deadline.IsZero() {
-		if d := time.Until(deadline); wait < 0 || d < wait {
-			wait = d
+		if d := max(time.Until(deadline), 0); !timed || d < wait {
+			wait, timed = d, true
 		}
 	}
 	var timeout <-chan time.Time
-	if wait >= 0 {
+	if timed {
 		t := time.NewTimer(wait)
 		defer t.Stop()
 		timeout = t.C
@@ -363,19 +368,22 @@ func (f *feed) Read(deadline time.Time, fn func([]byte, time.Time)) (int, error)
 var errDeadline = fmt.Errorf("scan: %w", os.ErrDeadlineExceeded)
 
 // stop ends the hand-over; after it, no packet is being handed over and
-// none will be.
+// none will be, whichever call of it returns first.
 func (f *feed) stop() {
-	f.mu.Lock()
-	stopped, attached := f.stopped, f.attached
-	f.stopped, f.attached = true, false
-	f.mu.Unlock()
-	switch {
-	case stopped:
-	case f.ring == nil:
-		f.lease.Feed(nil)
-	case attached:
-		f.lease.Attach(nil, nil, nil)
-	}
+	f.stopOnce.Do(func() {
+		f.mu.Lock()
+		attached := f.attached
+		f.stopped, f.attached = true, false
+		f.mu.Unlock()
+		// Outside f.mu: both wait for a hand-over in progress, which
+		// takes it.
+		switch {
+		case f.ring == nil:
+			f.lease.Feed(nil)
+		case attached:
+			f.lease.Attach(nil, nil, nil)
+		}
+	})
 }
 
 // Wake ends the feed: the scanner calls it once, when it stops

@@ -173,8 +173,9 @@ func (o fakeOpener) PacketSender(rawsock.NextHop, bool) (scan.ClosingSender, err
 }
 
 // engineRing is a fake packet ring over a probetest.Conn that counts
-// who reads it: a read that waits is the scanner's own, one that only
-// looks (a deadline in the past) the engine's. It counts as a ring does
+// how it is read: the engine only looks (a deadline in the past); a read
+// that waits would be a reader of the scan's own, which it once had and
+// must not have again. It counts as a ring does
 // (Mark, ReadTo): given, the answers its network made.
 type engineRing struct {
 	fakeRing
@@ -356,6 +357,27 @@ func TestPrepareOneAtATime(t *testing.T) {
 		t.Fatalf("after the first closed: %v", err)
 	}
 	again.Close()
+}
+
+// A Prepared runs one scan: a second Run is refused at once, for a scan
+// read from a ring and for one read from the client's sockets (a second
+// run once waited for ever on a ring it no longer read).
+func TestPreparedRunsOnce(t *testing.T) {
+	cl, ring, net, set := ringLab(t)
+	small := mustSet(t, mustParse(t, "198.18.1.0/30:80"))
+	for _, s := range []*scan.Set{set, small} {
+		prep := prepareRing(t, cl, ring, net, s)
+		cfg := scan.Config{Set: s, Timeout: 50 * time.Millisecond, OnResult: func(*probe.ScanResult, scan.Origin) {}}
+		if _, err := prep.Run(context.Background(), cfg); err != nil {
+			t.Fatal(err)
+		}
+		runWithin(t, 5*time.Second, func() {
+			if _, err := prep.Run(context.Background(), cfg); err == nil {
+				t.Errorf("%d pairs: a Prepared ran twice", s.Len())
+			}
+		})
+		prep.Close()
+	}
 }
 
 // A scan's SYNs carry the client's SYN options unless its Config names

@@ -16,11 +16,10 @@ import (
 // Wiring says how ScanConn reaches the test's network: Src4 and Src6 are
 // the sources, PortLo..PortHi the client's ports, Recv a fake packet
 // ring, ProbeCopies that the ring (or conn) delivers each probe as it
-// leaves. The client's random key replaces Cookie.
+// leaves.
 type Wiring struct {
 	Src4, Src6     netip.Addr
 	PortLo, PortHi uint16
-	Cookie         wire.Cookie
 	Recv           Receiver
 	ProbeCopies    bool
 }

@@ -106,9 +106,8 @@ type netConfig struct {
 // network is what a scan sends through and receives from, chosen for
 // its size by openNet; scan runs a scan on it.
 type network struct {
-	// conn is the raw IP sockets: they send every probe of a family
-	// without a packet sender, and every RST; they receive the answers
-	// when there is no ring.
+	// conn is the raw IP sockets, which only send: every probe of a
+	// family without a packet sender, and every RST.
 	conn Conn
 	// recv, if set, is a packet ring that receives the answers, which the
 	// client's engine reads; else they come through the client's sockets.

@@ -9,14 +9,22 @@ import (
 	"github.com/synprobe/synprobe/probe"
 	"github.com/synprobe/synprobe/probe/probetest"
 	"github.com/synprobe/synprobe/probe/scan"
+	"github.com/synprobe/synprobe/rawsock"
 	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
 // TestScanRecorder: a scan records every probe it sends (retries too)
-// with the transmit stamp its RTTs take, every RST, and every packet its
-// receiver reads; each kernel-clock RTT is the recorded answer's stamp
-// less the recorded probe's.
+// with the transmit stamp its RTTs take, every RST, and every packet of
+// its ring; the client records what its sockets read (synprobe gives
+// both the capture file). Each kernel-clock RTT is the recorded answer's
+// stamp less the recorded probe's.
 func TestScanRecorder(t *testing.T) {
+	for _, ring := range []bool{false, true} {
+		t.Run(map[bool]string{false: "sockets", true: "ring"}[ring], func(t *testing.T) { testScanRecorder(t, ring) })
+	}
+}
+
+func testScanRecorder(t *testing.T, withRing bool) {
 	l := &lab{seen: map[netip.AddrPort]int{}, probe: map[netip.AddrPort]int{}}
 	c := probetest.NewConn(func(p *wire.Packet, b []byte, id uint32) []probetest.Reply {
 		rs := l.respond(p, b, id)
@@ -30,13 +38,16 @@ func TestScanRecorder(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := &probetest.Recorder{}
-	cookie, _ := wire.NewRandomCookie()
 	var results []probe.ScanResult
+	w := scan.Wiring{Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999}
+	if withRing {
+		w.Recv = &fakeRing{c: c, buf: make([]byte, rawsock.MaxPacketSize)}
+	}
 	sum, err := scan.ScanConn(context.Background(), c, scan.Config{
 		Set:     mustSet(t, &spec),
 		Retries: 2, Timeout: 100 * time.Millisecond, Senders: 2, Recorder: rec,
 		OnResult: func(r *probe.ScanResult, _ scan.Origin) { results = append(results, *r) },
-	}, scan.Wiring{Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999, Cookie: cookie})
+	}, w)
 	c.Close()
 	if err != nil {
 		t.Fatal(err)

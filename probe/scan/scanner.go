@@ -40,8 +40,11 @@ type BatchSender interface {
 }
 
 // Receiver delivers received packets in bulk, each with its receive time:
-// rawsock.Ring. Read calls fn for every packet it has and returns their
-// number; it has Conn.Recv's deadline and errors.
+// rawsock.Ring, which a client's engine reads for a big scan. Read calls
+// fn for every packet it has and returns their number, or waits for one
+// until deadline (zero: no limit; in the past: not at all) and then
+// returns an error wrapping os.ErrDeadlineExceeded; rawsock.ErrWoken
+// after Wake, net.ErrClosed once closed.
 type Receiver interface {
 	Read(deadline time.Time, fn func(pkt []byte, rx time.Time)) (int, error)
 	Wake()
@@ -191,8 +194,7 @@ type Summary struct {
 
 // scanConn probes every pair of cfg.Set once, in a keyed random order,
 // and again up to cfg.Retries times for those left unanswered, through
-// conn and what w gives: Prepared.Run's scan, and the tests' on a fake
-// network. Memory does not grow with the number of pairs beyond one bit
+// conn and what w gives: Prepared.Run's scan. Memory does not grow with the number of pairs beyond one bit
 // each.
 func scanConn(ctx context.Context, conn Conn, cfg Config, w wiring) (Summary, error) {
 	s, err := newScanner(conn, cfg, w)

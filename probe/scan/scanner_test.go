@@ -69,7 +69,6 @@ func TestScan(t *testing.T) {
 		t.Fatal(err)
 	}
 	set := mustSet(t, &spec)
-	cookie, _ := wire.NewRandomCookie()
 	type res struct {
 		state  probe.State
 		reason string
@@ -92,7 +91,7 @@ func TestScan(t *testing.T) {
 				t.Errorf("%v: origin %v", ap, o)
 			}
 		},
-	}, scan.Wiring{Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999, Cookie: cookie})
+	}, scan.Wiring{Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999})
 	c.Close()
 	if err != nil {
 		t.Fatal(err)
@@ -173,11 +172,10 @@ func TestSlowDownOnGrowingRTT(t *testing.T) {
 		return []probetest.Reply{{Packet: probetest.RST(p), After: rtt, Wall: true}}
 	})
 	spec, _ := scan.ParseSpec("198.18.1.0/24:1")
-	cookie, _ := wire.NewRandomCookie()
 	sum, err := scan.ScanConn(context.Background(), c, scan.Config{
 		Set:  mustSet(t, &spec),
 		Rate: 5000, Timeout: time.Second, Senders: 1,
-	}, scan.Wiring{Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999, Cookie: cookie})
+	}, scan.Wiring{Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999})
 	c.Close()
 	if err != nil {
 		t.Fatal(err)
@@ -225,11 +223,10 @@ func TestNoSlowDownOnShortStall(t *testing.T) {
 	clock := &stepClock{t: time.Now(), step: 50 * time.Microsecond}
 	c.Clock = clock.Now
 	spec, _ := scan.ParseSpec("198.18.0.0/20:1")
-	cookie, _ := wire.NewRandomCookie()
 	sum, err := scan.ScanConn(context.Background(), c, scan.Config{
 		Set:  mustSet(t, &spec),
 		Rate: 20000, Timeout: time.Second, Senders: 1, Now: clock.Now,
-	}, scan.Wiring{Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999, Cookie: cookie})
+	}, scan.Wiring{Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999})
 	c.Close()
 	if err != nil {
 		t.Fatal(err)
@@ -286,13 +283,12 @@ func TestScanWaitsForReceiver(t *testing.T) {
 	ring := &fakeRing{c: c, buf: make([]byte, rawsock.MaxPacketSize)}
 	ring.full.Store(true)
 	spec, _ := scan.ParseSpec("198.18.1.0/24:1-4")
-	cookie, _ := wire.NewRandomCookie()
 	done := make(chan scan.Summary, 1)
 	go func() {
 		sum, err := scan.ScanConn(context.Background(), c, scan.Config{
 			Set:     mustSet(t, &spec),
 			Timeout: 200 * time.Millisecond,
-		}, scan.Wiring{Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999, Cookie: cookie, Recv: ring})
+		}, scan.Wiring{Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999, Recv: ring})
 		if err != nil {
 			t.Error(err)
 		}
@@ -330,11 +326,10 @@ func TestScanSlowsDownOnReceiverDrops(t *testing.T) {
 	ring := &fakeRing{c: c, buf: make([]byte, rawsock.MaxPacketSize)}
 	ring.drops.Store(3)
 	spec, _ := scan.ParseSpec("198.18.0.0/22:1-4")
-	cookie, _ := wire.NewRandomCookie()
 	sum, err := scan.ScanConn(context.Background(), c, scan.Config{
 		Set:     mustSet(t, &spec),
 		Timeout: 200 * time.Millisecond,
-	}, scan.Wiring{Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999, Cookie: cookie, Recv: ring})
+	}, scan.Wiring{Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999, Recv: ring})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -423,9 +418,8 @@ func stallingScan(t *testing.T, ring *stallingRing, cfg scan.Config) (scan.Summa
 	defer c.Close()
 	ring.fakeRing = fakeRing{c: c, buf: make([]byte, rawsock.MaxPacketSize)}
 	spec, _ := scan.ParseSpec("198.18.1.0/24:1")
-	cookie, _ := wire.NewRandomCookie()
 	cfg.Set = mustSet(t, &spec)
-	return scan.ScanConn(context.Background(), c, cfg, scan.Wiring{Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999, Cookie: cookie, Recv: ring})
+	return scan.ScanConn(context.Background(), c, cfg, scan.Wiring{Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999, Recv: ring})
 }
 
 func mustSet(tb testing.TB, specs ...*scan.Spec) *scan.Set {
@@ -452,8 +446,7 @@ func collect(t *testing.T, c *probetest.Conn, cfg scan.Config) (map[netip.AddrPo
 		}
 		got[ap] = r.State.String() + "/" + r.Reason
 	}
-	cookie, _ := wire.NewRandomCookie()
-	sum, err := scan.ScanConn(context.Background(), c, cfg, scan.Wiring{Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999, Cookie: cookie})
+	sum, err := scan.ScanConn(context.Background(), c, cfg, scan.Wiring{Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999})
 	c.Close()
 	if err != nil {
 		t.Fatal(err)
@@ -683,7 +676,6 @@ func TestScanRTTs(t *testing.T) {
 			results := 0
 			var sum scan.Summary
 			var err error
-			cookie, _ := wire.NewRandomCookie()
 			sum, err = scan.ScanConn(context.Background(), c, scan.Config{
 				Set:     mustSet(t, mustParse(t, "198.18.1.0/27:22-25")),
 				Timeout: time.Second, Senders: 2,
@@ -701,7 +693,7 @@ func TestScanRTTs(t *testing.T) {
 						t.Errorf("%v:%d (%v): user-clock RTT %v, want at least %v", r.Addr, r.Port, r.State, r.RTT, want)
 					}
 				},
-			}, scan.Wiring{Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999, Cookie: cookie, ProbeCopies: tc.copies})
+			}, scan.Wiring{Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999, ProbeCopies: tc.copies})
 			c.Close()
 			if err != nil {
 				t.Fatal(err)
@@ -736,11 +728,10 @@ func TestScanECN(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cookie, _ := wire.NewRandomCookie()
 		sum, err := scan.ScanConn(context.Background(), c, scan.Config{
 			Set:     mustSet(t, &spec),
 			Timeout: 100 * time.Millisecond, ECN: ecn, OnResult: func(*probe.ScanResult, scan.Origin) {},
-		}, scan.Wiring{Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999, Cookie: cookie})
+		}, scan.Wiring{Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999})
 		c.Close()
 		if err != nil {
 			t.Fatal(err)

@@ -143,13 +143,12 @@ func TestScanMarksAfterBacklog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cookie, _ := wire.NewRandomCookie()
 	got := map[netip.Addr]string{}
 	s, err := newScanner(c, Config{
 		Set:      set,
 		Timeout:  100 * time.Millisecond,
 		OnResult: func(r *probe.ScanResult, _ Origin) { got[r.Addr] = r.State.String() + "/" + r.Reason },
-	}, wiring{Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999, Cookie: cookie, Recv: engineFeed(t, ring)})
+	}, wiring{Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999, Recv: engineFeed(t, ring)})
 	if err != nil {
 		t.Fatal(err)
 	}
