@@ -210,6 +210,10 @@ func TestIntegrationClientConcurrent(t *testing.T) {
 	if bad > 10 {
 		t.Errorf("... %d wrong in all", bad)
 	}
+	if bad > 0 {
+		// Whether packets went missing on the way or from the capture.
+		t.Logf("client: %+v; tcpdump: %s", cl.Counters(), capt.Counts())
+	}
 	if len(rttErr) == 0 {
 		t.Fatal("no RTT to compare")
 	}

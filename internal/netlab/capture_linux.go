@@ -83,6 +83,20 @@ func (c *Capture) Stop() ([]CapturedPacket, error) {
 	return ParsePCAP(b)
 }
 
+// Counts returns tcpdump's own count of what it captured and what the
+// kernel dropped before it could ("N packets captured, ... dropped by
+// kernel"), once Stop has returned: for a test that finds packets
+// missing from the capture.
+func (c *Capture) Counts() string {
+	var lines []string
+	for _, l := range strings.Split(c.stderr.String(), "\n") {
+		if strings.Contains(l, "packets") {
+			lines = append(lines, strings.TrimSpace(l))
+		}
+	}
+	return strings.Join(lines, "; ")
+}
+
 // settle waits, bounded, until the capture file has stopped growing, so
 // packets still in tcpdump's ring are written before it is interrupted.
 func (c *Capture) settle() {

@@ -82,3 +82,6 @@ func (l *Lab) StartCapture(tb testing.TB, ns, iface, bpfFilter string) *Capture 
 
 // Stop reports that captures are Linux-only.
 func (c *Capture) Stop() ([]CapturedPacket, error) { return nil, errNotImplemented }
+
+// Counts reports that captures are Linux-only.
+func (c *Capture) Counts() string { return "" }
