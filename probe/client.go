@@ -16,6 +16,7 @@ import (
 
 	"github.com/synprobe/synprobe/probe/internal/core"
 	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/rstguard"
 	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
@@ -63,7 +64,7 @@ type ClientConfig struct {
 	// ports or guard) and never closes Conn. SourcePorts are then
 	// required: ports the caller holds for the client (rawsock.PortBlock)
 	// and whose replies Conn receives. For ModeACK and ModeFIN the caller
-	// keeps the kernel's RSTs off the wire (rawsock.RSTGuard). For tests
+	// keeps the kernel's RSTs off the wire (rstguard.Guard). For tests
 	// (probetest.Conn) and for programs that set their sockets up
 	// themselves, as synprobe does before it gives up its privileges.
 	Conn        Conn
@@ -160,7 +161,7 @@ type Client struct {
 
 	mu       sync.Mutex // guards what follows
 	closed   bool
-	guard    *rawsock.RSTGuard
+	guard    *rstguard.Guard
 	guardErr error
 
 	bcastMu sync.Mutex // guards bcast and bcastAt
@@ -475,17 +476,17 @@ func (c *Client) release() {
 
 // rstGuard returns the client's RST guard, creating it the first time, in
 // the client's network namespace.
-func (c *Client) rstGuard() (*rawsock.RSTGuard, error) {
+func (c *Client) rstGuard() (*rstguard.Guard, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
 		return nil, ErrClosed
 	}
 	if c.guard == nil && c.guardErr == nil {
-		var g *rawsock.RSTGuard
+		var g *rstguard.Guard
 		err := c.ns.do(func() (err error) {
 			// Nothing reads its drops: no log of them.
-			g, err = rawsock.NewRSTGuard(rawsock.GuardConfig{Ranges: c.block.Ranges(), Mark: c.cfg.Mark, NoLog: true})
+			g, err = rstguard.New(rstguard.Config{Ranges: c.block.Ranges(), Mark: c.cfg.Mark, NoLog: true})
 			return err
 		})
 		if err != nil {

@@ -51,7 +51,7 @@
 // Config.Data, acknowledging whatever the peer sends), closes with FIN and
 // follows the peer's close to its end: Result.Close says how the peer
 // closed (ClosePattern) and how fast. Both need the kernel's own RSTs kept
-// off the wire (rawsock.RSTGuard).
+// off the wire (rstguard.Guard).
 //
 // # Source ports
 //

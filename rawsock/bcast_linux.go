@@ -10,6 +10,8 @@ import (
 	"github.com/jsimonetti/rtnetlink/v2"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/synprobe/synprobe/rawsock/internal/nl"
 )
 
 // localBroadcasts is LocalBroadcasts on Linux: the IPv4 route dump. With
@@ -17,9 +19,9 @@ import (
 // broadcast routes alone, not a full routing table; older kernels dump
 // every route, and the filter below is the only one.
 func localBroadcasts() (map[netip.Addr]string, error) {
-	c, err := dialNetlink(unix.NETLINK_ROUTE, &netlink.Config{Strict: true})
+	c, err := nl.Dial(unix.NETLINK_ROUTE, &netlink.Config{Strict: true})
 	if err != nil {
-		c, err = dialNetlink(unix.NETLINK_ROUTE, nil)
+		c, err = nl.Dial(unix.NETLINK_ROUTE, nil)
 	}
 	if err != nil {
 		return nil, err
@@ -28,7 +30,7 @@ func localBroadcasts() (map[netip.Addr]string, error) {
 	req := rtnetlink.RouteMessage{Family: unix.AF_INET, Table: unix.RT_TABLE_LOCAL, Type: unix.RTN_BROADCAST}
 	msgs, err := rtExecute(c, unix.RTM_GETROUTE, netlink.Request|netlink.Dump, &req)
 	if err != nil {
-		return nil, nlError("RTM_GETROUTE", err)
+		return nil, nl.Error("RTM_GETROUTE", err)
 	}
 	out := map[netip.Addr]string{}
 	for _, m := range msgs {

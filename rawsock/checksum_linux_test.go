@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/synprobe/synprobe/internal/netlab"
+	"github.com/synprobe/synprobe/rawsock/internal/wiretest"
 	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
@@ -122,7 +123,7 @@ func TestIntegrationChecksumPaths(t *testing.T) {
 				defer conn.Close()
 			}
 			if errors.Is(err, os.ErrPermission) {
-				t.Skip(skipNeedsNetRaw)
+				t.Skip(wiretest.NeedsNetRaw)
 			}
 			if err != nil {
 				t.Fatal(err)

@@ -17,6 +17,8 @@ import (
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 
+	"github.com/synprobe/synprobe/rawsock/internal/nl"
+
 	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
@@ -710,9 +712,8 @@ func (c *Conn) close() error {
 	return nil
 }
 
-func opError(op string, err error) error {
-	return &net.OpError{Op: op, Net: "rawsock", Err: os.NewSyscallError(op, err)}
-}
+// opError is the error of a failed system call (nl.OpError).
+func opError(op string, err error) error { return nl.OpError(op, err) }
 
 // source is SourceFinder.Source on Linux: a UDP socket per family,
 // connected to each destination in turn.

@@ -21,6 +21,8 @@ import (
 	"github.com/jsimonetti/rtnetlink/v2"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/synprobe/synprobe/rawsock/internal/nl"
 )
 
 // directPath is DirectPath on Linux.
@@ -41,7 +43,7 @@ func directPath(prefixes []netip.Prefix, ifindex int) (NextHop, error) {
 	}
 	// One rtnetlink socket for the rules, the routes, the kernel's route
 	// lookups and the neighbours.
-	rt, err := dialNetlink(unix.NETLINK_ROUTE, &netlink.Config{Strict: true})
+	rt, err := nl.Dial(unix.NETLINK_ROUTE, &netlink.Config{Strict: true})
 	if err != nil {
 		return NextHop{}, fmt.Errorf("routes: %w", err)
 	}
@@ -113,7 +115,7 @@ func checkNetfilter(v6 bool) error {
 		return err
 	}
 	for _, c := range chains {
-		if !staleTable.MatchString(c.table) { // synprobe's guards pass SYNs
+		if !nl.GuardTable.MatchString(c.table) { // synprobe's guards pass SYNs
 			return fmt.Errorf("nftables chain %s %s %s hooks the output path", c.family, c.table, c.name)
 		}
 	}
@@ -140,7 +142,7 @@ type nftChain struct{ family, table, name string }
 // nftOutputChains lists the nftables base chains on the family's output
 // and postrouting hooks (families ip or ip6, and inet).
 func nftOutputChains(v6 bool) ([]nftChain, error) {
-	c, err := dialNetlink(unix.NETLINK_NETFILTER, nil)
+	c, err := nl.Dial(unix.NETLINK_NETFILTER, nil)
 	if err != nil {
 		return nil, fmt.Errorf("nftables: %w", err)
 	}
@@ -154,7 +156,7 @@ func nftOutputChains(v6 bool) ([]nftChain, error) {
 		proto uint8
 		name  string
 	}{{fam, famName}, {nfprotoInet, "inet"}} {
-		req, err := nfMessage(nftType(unix.NFT_MSG_GETCHAIN), netlink.Request|netlink.Dump, f.proto, 0, nil)
+		req, err := nl.NFMessage(nl.NFTType(unix.NFT_MSG_GETCHAIN), netlink.Request|netlink.Dump, f.proto, 0, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -182,7 +184,7 @@ func nftOutputChains(v6 bool) ([]nftChain, error) {
 func decodeChain(m netlink.Message) (nftChain, int, error) {
 	var ch nftChain
 	hook := -1
-	ad, err := nfDecoder(m)
+	ad, err := nl.NFDecoder(m)
 	if err != nil {
 		return ch, hook, err
 	}
@@ -272,7 +274,7 @@ const xfrmMsgGetPolicy = 0x15
 
 // checkXfrm refuses any IPsec policy: the IP path would apply it.
 func checkXfrm(bool) error {
-	c, err := dialNetlink(unix.NETLINK_XFRM, nil)
+	c, err := nl.Dial(unix.NETLINK_XFRM, nil)
 	if err != nil {
 		return fmt.Errorf("IPsec policies: %w", err)
 	}
@@ -373,7 +375,7 @@ func checkRules(c *netlink.Conn, v6 bool) error {
 	}
 	msgs, err := rtExecute(c, unix.RTM_GETRULE, netlink.Request|netlink.Dump, &rtnetlink.RuleMessage{Family: family})
 	if err != nil {
-		return fmt.Errorf("routing rules: %w", nlError("RTM_GETRULE", err))
+		return fmt.Errorf("routing rules: %w", nl.Error("RTM_GETRULE", err))
 	}
 	var got [][2]uint32
 	for _, m := range msgs {
@@ -469,7 +471,7 @@ func uniformRoute(c *netlink.Conn, prefixes []netip.Prefix, v6 bool) (int, netip
 	}
 	msgs, err := rtExecute(c, unix.RTM_GETROUTE, netlink.Request|netlink.Dump, &rtnetlink.RouteMessage{Family: family})
 	if err != nil {
-		return 0, netip.Addr{}, fmt.Errorf("routes: %w", nlError("RTM_GETROUTE", err))
+		return 0, netip.Addr{}, fmt.Errorf("routes: %w", nl.Error("RTM_GETROUTE", err))
 	}
 	var routes []route
 	for _, m := range msgs {

@@ -1,8 +1,8 @@
 // Package rawsock sends TCP SYN probes on raw IPv4 and IPv6 sockets and
 // receives the replies, on Linux: the raw-socket Conn with kernel
 // timestamps, the AF_PACKET ring and sender, the source ports held through
-// the kernel, the RST guard and watch, and the routes, neighbours and MTU
-// they need.
+// the kernel, and the routes, neighbours and MTU they need. The RST guard
+// and watch are package rawsock/rstguard's.
 //
 // The packets themselves (header views, Segment.Build and Parse,
 // checksums, SYN options and cookies, BPF programs) are package
@@ -69,78 +69,21 @@
 // answers our SYN-ACKs with RST). Raw sockets are not held back: they send
 // from any port. ReservePorts tries the candidates in turn from a random
 // start and skips the ports other sockets hold, so a block may have holes:
-// Ranges gives the runs of consecutive ports, which NewRSTGuard and
-// NewRSTWatchPorts take. Each port costs a file descriptor; the block
+// Ranges gives the runs of consecutive ports, which rstguard.New and
+// rstguard.NewWatchPorts take. Each port costs a file descriptor; the block
 // takes no more than RLIMIT_NOFILE leaves room for. ReservePort holds one
 // given port. Ports below net.ipv4.ip_unprivileged_port_start need
 // CAP_NET_BIND_SERVICE.
 //
 // # RST suppression
 //
-// When a SYN-ACK answers a raw SYN, the kernel has no socket for it and
-// replies with a RST of its own within microseconds; it does the same for
-// every later segment of that connection. Modes that complete the
-// handshake themselves need those RSTs kept off the wire, while the RSTs
-// and ACKs synprobe sends pass.
-//
-// NewRSTGuard installs an nftables table in the inet family, so one rule
-// covers IPv4 and IPv6, named TablePrefix + "<pid>_<8 hex digits>", with a
-// filter chain on the output hook and a rule per range of source ports
-// (GuardConfig.Ranges, a PortBlock's Ranges):
-//
-//	meta l4proto tcp tcp flags & rst == rst tcp sport PORTLO-PORTHI meta mark != MARK log group G queue-threshold 1 counter drop
-//
-// Our own segments carry MARK, set with SO_MARK on the send sockets
-// (Config.Mark), so only the kernel's RSTs from exactly this run's source
-// ports are dropped, never those of the sockets that hold the ports
-// between its ranges. Dropped counts the packets the rules log to G, an
-// nfnetlink_log group bound to a socket of the guard's own, which needs
-// no privilege to read; on kernels without the log expression it sums the
-// rules' counters, which needs CAP_NET_ADMIN. The rule acts on output
-// only: a drop on input would also hide replies from the raw receive
-// sockets.
-//
-// The table is written as one nfnetlink batch, encoded with
-// github.com/mdlayher/netlink's AttributeEncoder (google/nftables cannot
-// set the owner flag): one transaction creates table, chain and rules,
-// and every message is acknowledged and checked, errors naming the message
-// the kernel refused. Every netlink request of the package, these and
-// DirectPath's, RouteTo's, Neighbor's and LocalBroadcasts' (the last
-// three through github.com/jsimonetti/rtnetlink/v2), waits at most 5 s
-// for its answer. (A RouteWatch's socket asks nothing: it listens to the
-// link, address, route and rule notifications for as long as it is open,
-// and a SourceFinder with a Watch keeps the sources it found until one
-// comes.) Errors are *net.OpError values; without CAP_NET_ADMIN they wrap
-// os.ErrPermission.
-//
-// On Linux 5.12 and later the table has the owner flag: it belongs to the
-// guard's netlink socket, which stays open until Close (and is not
-// inherited by child processes). The kernel deletes the table when that
-// socket closes, however the process ends, SIGKILL included; meanwhile
-// other processes cannot change or delete it, and `nft flush ruleset`
-// leaves it alone. On older kernels, which refuse the flag, NewRSTGuard
-// falls back to an ordinary table (Owned reports false): Close deletes it,
-// and CleanupTables (synprobe --cleanup) deletes those left behind by runs
-// that no longer exist. By hand:
-//
-//	nft list tables | grep synprobe_
-//	nft delete table inet synprobe_<pid>_<hex>
-//
-// The guard acts on the network namespace of the thread that created it.
-//
-// NewRSTWatchPorts checks that it works: an AF_PACKET socket on every
-// interface, loopback included, whose BPF filter accepts outgoing IPv4 and
-// IPv6 TCP segments with the RST flag, a source port in one of the run's
-// ranges and a packet mark other than ours. Packet sockets see outgoing packets
-// after netfilter's output and postrouting hooks, so the RSTs the guard
-// drops never reach it: Escaped counts the kernel's RSTs that left anyway,
-// because there is no guard, or it is gone (its table deleted) or in
-// another network namespace. RSTs that pass the filter while the socket's
-// queue is full are counted from its statistics. Like any packet tap, the
-// watch has the kernel clone every outgoing packet for it; on veth at
-// 250k packets per second that cost nothing measurable. It also counts
-// unmarked RSTs from those ports that the host forwards or that other
-// local sockets send, one more reason to use ports outside
-// net.ipv4.ip_local_port_range. The watch, too, acts on the network
-// namespace of the thread that created it.
+// Package rawsock/rstguard keeps the kernel's own RSTs for our ports off
+// the wire (an nftables table) and counts those that escape. Every
+// netlink request of the two packages goes through one internal client
+// (rawsock/internal/nl) and waits at most 5 s for its answer. DirectPath,
+// RouteTo, Neighbor and LocalBroadcasts encode and decode their messages
+// with github.com/jsimonetti/rtnetlink/v2. (A RouteWatch's socket asks
+// nothing: it listens to the link, address, route and rule notifications
+// for as long as it is open, and a SourceFinder with a Watch keeps the
+// sources it found until one comes.)
 package rawsock

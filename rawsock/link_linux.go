@@ -15,11 +15,13 @@ import (
 	"github.com/jsimonetti/rtnetlink/v2"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/synprobe/synprobe/rawsock/internal/nl"
 )
 
 // routeTo is RouteTo on Linux.
 func routeTo(dst netip.Addr) (ifindex int, gw netip.Addr, err error) {
-	c, err := dialNetlink(unix.NETLINK_ROUTE, nil)
+	c, err := nl.Dial(unix.NETLINK_ROUTE, nil)
 	if err != nil {
 		return 0, gw, err
 	}
@@ -41,7 +43,7 @@ func routeOn(c *netlink.Conn, dst netip.Addr) (ifindex int, gw netip.Addr, err e
 	req := rtnetlink.RouteMessage{Family: family, DstLength: uint8(dst.BitLen()), Attributes: rtnetlink.RouteAttributes{Dst: dst.AsSlice()}}
 	msgs, err := rtExecute(c, unix.RTM_GETROUTE, netlink.Request, &req)
 	if err != nil {
-		return 0, gw, fmt.Errorf("rawsock: route to %v: %w", dst, os.NewSyscallError("RTM_GETROUTE", kernelErrno(err)))
+		return 0, gw, fmt.Errorf("rawsock: route to %v: %w", dst, os.NewSyscallError("RTM_GETROUTE", nl.KernelErrno(err)))
 	}
 	for _, m := range msgs {
 		if m.Header.Type != unix.RTM_NEWROUTE {
@@ -61,7 +63,7 @@ func routeOn(c *netlink.Conn, dst netip.Addr) (ifindex int, gw netip.Addr, err e
 
 // neighbor is Neighbor on Linux.
 func neighbor(ifindex int, addr netip.Addr) (net.HardwareAddr, bool, error) {
-	c, err := dialNetlink(unix.NETLINK_ROUTE, nil)
+	c, err := nl.Dial(unix.NETLINK_ROUTE, nil)
 	if err != nil {
 		return nil, false, err
 	}
@@ -79,7 +81,7 @@ func neighborOn(c *netlink.Conn, ifindex int, addr netip.Addr) (net.HardwareAddr
 	}
 	msgs, err := rtExecute(c, unix.RTM_GETNEIGH, netlink.Request|netlink.Dump, &rtnetlink.NeighMessage{Family: family})
 	if err != nil {
-		return nil, false, nlError("RTM_GETNEIGH", err)
+		return nil, false, nl.Error("RTM_GETNEIGH", err)
 	}
 	for _, m := range msgs {
 		var n rtnetlink.NeighMessage
@@ -143,7 +145,7 @@ func newPacketSender(hop NextHop, v6 bool) (*PacketSender, error) {
 	copy(p.hdr[0:6], hop.DstMAC)
 	copy(p.hdr[6:12], hop.SrcMAC)
 	binary.BigEndian.PutUint16(p.hdr[12:], proto)
-	p.sa = unix.RawSockaddrLinklayer{Family: unix.AF_PACKET, Protocol: htons(proto), Ifindex: int32(hop.Ifindex), Halen: 6}
+	p.sa = unix.RawSockaddrLinklayer{Family: unix.AF_PACKET, Protocol: nl.Htons(proto), Ifindex: int32(hop.Ifindex), Halen: 6}
 	copy(p.sa.Addr[:], hop.DstMAC)
 	return p, nil
 }

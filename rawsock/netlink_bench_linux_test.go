@@ -11,10 +11,10 @@ import (
 	"github.com/synprobe/synprobe/internal/netlab"
 )
 
-// The netlink requests rawsock makes, timed inside a lab's prober
+// The netlink requests rawsock makes (the RST guard's: rawsock/rstguard), timed inside a lab's prober
 // namespace (root needed; they skip otherwise):
 //
-//	sudo go test -run XXX -bench 'Guard|DirectPath|RouteTo|Neighbor|LocalBroadcasts|CleanupTables' -benchtime 200x ./rawsock
+//	sudo go test -run XXX -bench 'DirectPath|RouteTo|Neighbor|LocalBroadcasts' -benchtime 200x ./rawsock
 
 // benchIn runs the benchmark's loop inside namespace ns.
 func benchIn(b *testing.B, lab *netlab.Lab, fn func(b *testing.B) error) {
@@ -34,57 +34,6 @@ func routedLab(b *testing.B) (*netlab.Lab, netip.Prefix) {
 	lab.Run(b, lab.Prober, "ip", "route", "add", block.String(), "via", lab.TargetV4.String())
 	lab.Run(b, lab.Prober, "ip", "neigh", "replace", lab.TargetV4.String(), "lladdr", mac, "dev", lab.ProberIf, "nud", "permanent")
 	return lab, block
-}
-
-// BenchmarkRSTGuard: a guard's set-up (its netlink sockets, the log
-// group's binding, the batch) and Close, as ack and fin runs pay once.
-func BenchmarkRSTGuard(b *testing.B) {
-	lab := netlab.New(b)
-	benchIn(b, lab, func(b *testing.B) error {
-		for b.Loop() {
-			g, err := NewRSTGuard(GuardConfig{Ranges: []PortRange{{61000, 61009}, {61020, 61029}}, Mark: testMark})
-			if err != nil {
-				return err
-			}
-			if err := g.Close(); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-}
-
-// BenchmarkRSTGuardDropped: one Dropped, read from the log group.
-func BenchmarkRSTGuardDropped(b *testing.B) {
-	lab := netlab.New(b)
-	benchIn(b, lab, func(b *testing.B) error {
-		g, err := NewRSTGuard(GuardConfig{PortLo: 61000, PortHi: 61009, Mark: testMark})
-		if err != nil {
-			return err
-		}
-		defer g.Close()
-		for b.Loop() {
-			if _, err := g.Dropped(); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-}
-
-func BenchmarkCleanupTables(b *testing.B) {
-	lab := netlab.New(b)
-	for i := range 4 {
-		lab.Run(b, lab.Prober, "nft", "add", "table", "inet", fmt.Sprintf("other%d", i))
-	}
-	benchIn(b, lab, func(b *testing.B) error {
-		for b.Loop() {
-			if _, err := CleanupTables(); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
 }
 
 // BenchmarkDirectPath: every check DirectPath makes, passing.

@@ -64,10 +64,10 @@ func FormatRanges(rs []PortRange) string {
 // when other sockets on this host hold the ports asked for.
 var ErrPortsInUse = errors.New("ports held by other sockets")
 
-// maxPortRanges bounds how scattered a PortBlock may be: the RST guard
+// MaxPortRanges bounds how scattered a PortBlock may be: the RST guard
 // has one nftables rule per range and the RST watch three BPF
 // instructions.
-const maxPortRanges = 256
+const MaxPortRanges = 256
 
 // PortRequest says which ports ReservePorts tries and how many it takes.
 type PortRequest struct {
@@ -144,9 +144,9 @@ func ReservePorts(req PortRequest) (*PortBlock, error) {
 		blk.Close()
 		return nil, fmt.Errorf("rawsock: only %d of ports %d-%d are free, %d needed: %w", n, req.Lo, req.Hi, req.Min, ErrPortsInUse)
 	}
-	if n := len(blk.Ranges()); n > maxPortRanges {
+	if n := len(blk.Ranges()); n > MaxPortRanges {
 		blk.Close()
-		return nil, fmt.Errorf("rawsock: the free ports in %d-%d are scattered over %d ranges, more than %d: %w", req.Lo, req.Hi, n, maxPortRanges, ErrPortsInUse)
+		return nil, fmt.Errorf("rawsock: the free ports in %d-%d are scattered over %d ranges, more than %d: %w", req.Lo, req.Hi, n, MaxPortRanges, ErrPortsInUse)
 	}
 	return blk, nil
 }
@@ -244,11 +244,12 @@ func portRanges(ports []uint16) []PortRange {
 	return rs
 }
 
-// checkRanges reports ranges that are empty, reversed, include port 0 or
-// are more than maxPortRanges.
-func checkRanges(ranges []PortRange) error {
-	if len(ranges) == 0 || len(ranges) > maxPortRanges {
-		return fmt.Errorf("rawsock: %d port ranges (want 1 to %d)", len(ranges), maxPortRanges)
+// CheckRanges reports port ranges that are empty, reversed, include port 0
+// or are more than MaxPortRanges: an error naming the
+// first such range, or nil.
+func CheckRanges(ranges []PortRange) error {
+	if len(ranges) == 0 || len(ranges) > MaxPortRanges {
+		return fmt.Errorf("rawsock: %d port ranges (want 1 to %d)", len(ranges), MaxPortRanges)
 	}
 	for _, r := range ranges {
 		if r.Lo == 0 || r.Hi < r.Lo {

@@ -18,6 +18,8 @@ import (
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 
+	"github.com/synprobe/synprobe/rawsock/internal/nl"
+
 	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
@@ -126,7 +128,7 @@ func (r *Ring) open(cfg RingConfig, prog []bpf.RawInstruction, retire time.Durat
 	if err := r.watch(r.fd); err != nil {
 		return err
 	}
-	if err := unix.Bind(r.fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: cfg.Ifindex}); err != nil {
+	if err := unix.Bind(r.fd, &unix.SockaddrLinklayer{Protocol: nl.Htons(unix.ETH_P_ALL), Ifindex: cfg.Ifindex}); err != nil {
 		return opError("bind", err)
 	}
 	return nil

@@ -57,12 +57,12 @@ func TestRingFilter(t *testing.T) {
 		{"IPv4 packet labelled IPv6", in, unix.ETH_P_IPV6, v4, false},
 		{"ARP", in, unix.ETH_P_ARP, v4, false},
 	} {
-		if got := wiretest.RunFilter(t, withAncillary(t, prog, tc.pktType, 0, tc.proto), tc.pkt); got != tc.accept {
+		if got := wiretest.RunFilter(t, wiretest.WithAncillary(t, prog, tc.pktType, 0, tc.proto), tc.pkt); got != tc.accept {
 			t.Errorf("%s: accept = %v, want %v", tc.name, got, tc.accept)
 		}
 	}
 	// One family only: the other's packets are dropped.
-	if wiretest.RunFilter(t, withAncillary(t, ringFilter([]netip.Addr{wiretest.V4A}, wiretest.FilterLo, wiretest.FilterHi, false), in, 0, unix.ETH_P_IPV6), v6) {
+	if wiretest.RunFilter(t, wiretest.WithAncillary(t, ringFilter([]netip.Addr{wiretest.V4A}, wiretest.FilterLo, wiretest.FilterHi, false), in, 0, unix.ETH_P_IPV6), v6) {
 		t.Error("an IPv4-only ring accepts IPv6")
 	}
 }
@@ -123,12 +123,12 @@ func TestRingFilterOutgoing(t *testing.T) {
 		{"v6 SYN-ACK in", in, unix.ETH_P_IPV6, wiretest.MustBuild(t, wiretest.SYNACK(wiretest.V6B, wiretest.V6A, 40500)), true},
 		{"SYN-ACK to another host", unix.PACKET_OTHERHOST, unix.ETH_P_IP, wiretest.MustBuild(t, wiretest.SYNACK(wiretest.V4B, wiretest.V4A, 40500)), false},
 	} {
-		if got := wiretest.RunFilter(t, withAncillary(t, prog, tc.pktType, 0, tc.proto), tc.pkt); got != tc.accept {
+		if got := wiretest.RunFilter(t, wiretest.WithAncillary(t, prog, tc.pktType, 0, tc.proto), tc.pkt); got != tc.accept {
 			t.Errorf("%s: accept = %v, want %v", tc.name, got, tc.accept)
 		}
 	}
 	// One family only: the other's probes are not taken.
-	if wiretest.RunFilter(t, withAncillary(t, ringFilter([]netip.Addr{wiretest.V4A}, wiretest.FilterLo, wiretest.FilterHi, true), out, 0, unix.ETH_P_IPV6), syn(wiretest.V6A, wiretest.V6B, 40500, nil)) {
+	if wiretest.RunFilter(t, wiretest.WithAncillary(t, ringFilter([]netip.Addr{wiretest.V4A}, wiretest.FilterLo, wiretest.FilterHi, true), out, 0, unix.ETH_P_IPV6), syn(wiretest.V6A, wiretest.V6B, 40500, nil)) {
 		t.Error("an IPv4-only ring takes IPv6 probes")
 	}
 	// As many addresses as the filter checks, and more: any source.
@@ -138,10 +138,10 @@ func TestRingFilterOutgoing(t *testing.T) {
 	}
 	for _, n := range []int{wire.MaxFilterAddrs, wire.MaxFilterAddrs + 1} {
 		p := ringFilter(append([]netip.Addr{wiretest.V4A}, many[:n]...), wiretest.FilterLo, wiretest.FilterHi, true)
-		if !wiretest.RunFilter(t, withAncillary(t, p, out, 0, unix.ETH_P_IPV6), syn(many[n-1], wiretest.V6B, 40500, nil)) {
+		if !wiretest.RunFilter(t, wiretest.WithAncillary(t, p, out, 0, unix.ETH_P_IPV6), syn(many[n-1], wiretest.V6B, 40500, nil)) {
 			t.Errorf("%d addresses: the last one's probe is not taken", n)
 		}
-		if got := wiretest.RunFilter(t, withAncillary(t, p, out, 0, unix.ETH_P_IPV6), syn(wiretest.V6B, wiretest.V6A, 40500, nil)); got != (n > wire.MaxFilterAddrs) {
+		if got := wiretest.RunFilter(t, wiretest.WithAncillary(t, p, out, 0, unix.ETH_P_IPV6), syn(wiretest.V6B, wiretest.V6A, 40500, nil)); got != (n > wire.MaxFilterAddrs) {
 			t.Errorf("%d addresses: another source's SYN taken = %v", n, got)
 		}
 	}
@@ -204,7 +204,7 @@ func newRingRig(t *testing.T, v6 bool, cfg RingConfig) *ringRig {
 		t.Cleanup(func() { r.conn.Close() })
 	}
 	if errors.Is(err, os.ErrPermission) {
-		t.Skip(skipNeedsNetRaw)
+		t.Skip(wiretest.NeedsNetRaw)
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -275,7 +275,7 @@ func TestIntegrationRing(t *testing.T) {
 			r.syn(t, ringPortHi, ringShutPort)
 			got := r.read(t, 2, time.Now().Add(2*time.Second))
 			after := time.Now()
-			got = append(got, r.read(t, 1, time.Now().Add(settleTime))...)
+			got = append(got, r.read(t, 1, time.Now().Add(wiretest.Settle))...)
 			if len(got) != 2 {
 				t.Fatalf("the ring delivered %d packets, want 2 (SYN-ACK, RST): %+v", len(got), got)
 			}
@@ -347,7 +347,7 @@ func TestIntegrationRingWait(t *testing.T) {
 		_, err := r.ring.Read(time.Time{}, noop)
 		done <- err
 	}()
-	time.Sleep(settleTime)
+	time.Sleep(wiretest.Settle)
 	if err := r.ring.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -389,7 +389,7 @@ func TestIntegrationRingFull(t *testing.T) {
 	if r.ring.ReadTo(r.ring.Mark()) {
 		t.Error("ReadTo(Mark()) with both blocks unread")
 	}
-	got := r.read(t, burst, time.Now().Add(settleTime))
+	got := r.read(t, burst, time.Now().Add(wiretest.Settle))
 	dropped := r.ring.Dropped()
 	if len(got) == 0 || dropped == 0 || uint64(len(got))+dropped != burst {
 		t.Errorf("read %d, dropped %d: want both, adding up to %d", len(got), dropped, burst)
@@ -450,7 +450,7 @@ func TestIntegrationRingOutgoing(t *testing.T) {
 			r.syn(t, ringPortLo, ringOpenPort)
 			r.syn(t, ringPortHi, ringShutPort)
 			got := r.read(t, 4, time.Now().Add(2*time.Second))
-			got = append(got, r.read(t, 1, time.Now().Add(settleTime))...)
+			got = append(got, r.read(t, 1, time.Now().Add(wiretest.Settle))...)
 			pkts, err := capture.Stop()
 			if err != nil {
 				t.Fatal(err)

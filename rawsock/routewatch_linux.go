@@ -8,6 +8,8 @@ import (
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/synprobe/synprobe/rawsock/internal/nl"
 )
 
 type routeWatchSys struct {
@@ -26,12 +28,12 @@ var routeGroups = []uint32{
 func watchRoutes() (*RouteWatch, error) {
 	c, err := netlink.Dial(unix.NETLINK_ROUTE, nil)
 	if err != nil {
-		return nil, nlError("dial", err)
+		return nil, nl.Error("dial", err)
 	}
 	for _, g := range routeGroups {
 		if err := c.JoinGroup(g); err != nil {
 			c.Close()
-			return nil, nlError("join group", err)
+			return nil, nl.Error("join group", err)
 		}
 	}
 	w := &RouteWatch{routeWatchSys: routeWatchSys{conn: c, done: make(chan struct{})}}

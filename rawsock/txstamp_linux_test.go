@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/synprobe/synprobe/internal/netlab"
+	"github.com/synprobe/synprobe/rawsock/internal/wiretest"
 	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
@@ -64,7 +65,7 @@ func TestIntegrationBatchTxStamps(t *testing.T) {
 		}
 	})
 	if errors.Is(err, os.ErrPermission) {
-		t.Skip(skipNeedsNetRaw)
+		t.Skip(wiretest.NeedsNetRaw)
 	}
 	if err != nil {
 		t.Fatal(err)

@@ -19,7 +19,7 @@ import (
 
 	"github.com/synprobe/synprobe/internal/netlab"
 	"github.com/synprobe/synprobe/probe/probetest"
-	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/rstguard"
 	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
@@ -445,7 +445,7 @@ func TestIntegrationSIGKILL(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(proberTables(t, l), rawsock.TablePrefix) {
+	for !strings.Contains(proberTables(t, l), rstguard.TablePrefix) {
 		if time.Now().After(deadline) {
 			cmd.Process.Kill()
 			t.Fatal("synprobe never installed its table")
@@ -455,7 +455,7 @@ func TestIntegrationSIGKILL(t *testing.T) {
 	time.Sleep(100 * time.Millisecond) // in the middle of probing
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
-	for deadline = time.Now().Add(2 * time.Second); strings.Contains(proberTables(t, l), rawsock.TablePrefix); {
+	for deadline = time.Now().Add(2 * time.Second); strings.Contains(proberTables(t, l), rstguard.TablePrefix); {
 		if time.Now().After(deadline) {
 			t.Fatalf("table left after SIGKILL:\n%s", proberTables(t, l))
 		}
@@ -503,7 +503,7 @@ func TestIntegrationInterruptFIN(t *testing.T) {
 	if bad := leftovers(t, l, nil); len(bad) > 0 {
 		t.Errorf("the server keeps state:\n%s", strings.Join(bad, "\n"))
 	}
-	if tables := proberTables(t, l); strings.Contains(tables, rawsock.TablePrefix) {
+	if tables := proberTables(t, l); strings.Contains(tables, rstguard.TablePrefix) {
 		t.Errorf("table left: %s", tables)
 	}
 }

@@ -22,7 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/synprobe/synprobe/internal/netlab"
-	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/rstguard"
 	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
@@ -313,7 +313,7 @@ func TestIntegrationHeldPorts(t *testing.T) {
 	}
 	// While its guard is in place: a SYN to a held port from the target
 	// draws the kernel's RST, and a held listener accepts.
-	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(l.Run(t, l.Prober, "nft", "list", "tables"), rawsock.TablePrefix); {
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(l.Run(t, l.Prober, "nft", "list", "tables"), rstguard.TablePrefix); {
 		if time.Now().After(deadline) {
 			t.Fatal("no guard table within 5 s")
 		}

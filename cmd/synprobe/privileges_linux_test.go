@@ -23,7 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/synprobe/synprobe/internal/netlab"
-	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/rstguard"
 )
 
 // setcapBinary returns a private copy of the binary with the file
@@ -413,14 +413,14 @@ func TestIntegrationLeastPrivilege(t *testing.T) {
 // held no privilege by then.
 func checkGuard(t *testing.T, r inspected) {
 	t.Helper()
-	m := regexp.MustCompile(`"table":"(` + rawsock.TablePrefix + `[0-9a-f_]+)"`).FindStringSubmatch(r.stdout)
+	m := regexp.MustCompile(`"table":"(` + rstguard.TablePrefix + `[0-9a-f_]+)"`).FindStringSubmatch(r.stdout)
 	if m == nil {
 		t.Fatalf("no guard line:\n%s", r.stdout)
 	}
 	if !strings.Contains(r.tables, "table inet "+m[1]) {
 		t.Errorf("table %s not there during the run:\n%s", m[1], r.tables)
 	}
-	if strings.Contains(r.after, rawsock.TablePrefix) {
+	if strings.Contains(r.after, rstguard.TablePrefix) {
 		t.Errorf("a guard table is left after the run:\n%s", r.after)
 	}
 	if d := regexp.MustCompile(`"kernel_rsts_dropped":([0-9]+)`).FindStringSubmatch(r.stdout); d == nil || d[1] == "0" {
@@ -747,7 +747,7 @@ func TestIntegrationLeastPrivilegeVerbs(t *testing.T) {
 				groups = r.threads[0].groups // uid 0 keeps its group list
 			}
 			checkDropped(t, r, tt.uid, tt.gid, groups, "")
-			if strings.Contains(r.after, rawsock.TablePrefix) {
+			if strings.Contains(r.after, rstguard.TablePrefix) {
 				t.Errorf("a guard table is left after the run:\n%s", r.after)
 			}
 		})

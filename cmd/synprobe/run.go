@@ -23,6 +23,7 @@ import (
 	"github.com/synprobe/synprobe/probe"
 	"github.com/synprobe/synprobe/probe/scan"
 	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/rstguard"
 	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
@@ -51,7 +52,7 @@ type network interface {
 	reservePort(port uint16) (portBlock, error)
 	listen(cfg rawsock.Config) (conn, error)
 	// guard keeps the kernel's RSTs for our ports off the wire (ack, fin).
-	guard(cfg rawsock.GuardConfig) (guard, error)
+	guard(cfg rstguard.Config) (guard, error)
 	// watch counts the kernel's RSTs that escape the guard anyway.
 	watch(ranges []rawsock.PortRange, mark uint32) (watch, error)
 	// cleanup removes tables left by dead runs (--cleanup).
@@ -86,13 +87,13 @@ type packetSender interface {
 	Close() error
 }
 
-// watch is a rawsock.RSTWatch.
+// watch is a rstguard.Watch.
 type watch interface {
 	Escaped() uint64
 	Close() error
 }
 
-// guard is a rawsock.RSTGuard.
+// guard is a rstguard.Guard.
 type guard interface {
 	Table() string
 	Owned() bool
@@ -277,7 +278,7 @@ func probeAll(ctx context.Context, o *options, stdout, stderr io.Writer, sys net
 	var g guard
 	var esc watch
 	if o.mode != probe.ModeRST {
-		g, err = sys.guard(rawsock.GuardConfig{Ranges: ports.Ranges(), Mark: o.mark})
+		g, err = sys.guard(rstguard.Config{Ranges: ports.Ranges(), Mark: o.mark})
 		if err != nil {
 			if errors.Is(err, os.ErrPermission) {
 				return 0, errors.New(privilegeFix(fmt.Sprintf("--mode %v needs CAP_NET_ADMIN for its nftables rule", o.mode)))

@@ -23,6 +23,7 @@ import (
 	"github.com/synprobe/synprobe/internal/cli"
 	"github.com/synprobe/synprobe/probe/probetest"
 	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/rstguard"
 	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
@@ -55,7 +56,7 @@ type fakeSystem struct {
 }
 
 type fakeGuard struct {
-	cfg     rawsock.GuardConfig
+	cfg     rstguard.Config
 	closed  bool
 	unowned bool // a kernel without owned tables (Linux < 5.12)
 }
@@ -65,7 +66,7 @@ func (g *fakeGuard) Owned() bool              { return !g.unowned }
 func (g *fakeGuard) Dropped() (uint64, error) { return 7, nil }
 func (g *fakeGuard) Close() error             { g.closed = true; return nil }
 
-func (f *fakeSystem) guard(cfg rawsock.GuardConfig) (guard, error) {
+func (f *fakeSystem) guard(cfg rstguard.Config) (guard, error) {
 	if f.guardErr != nil {
 		return nil, f.guardErr
 	}

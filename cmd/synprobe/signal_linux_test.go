@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/synprobe/synprobe/internal/netlab"
-	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/rstguard"
 	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
@@ -79,7 +79,7 @@ func nothingLeft(t *testing.T, l *netlab.Lab) {
 	if bad := leftovers(t, l, nil); len(bad) > 0 {
 		t.Errorf("the server keeps state:\n%s", strings.Join(bad, "\n"))
 	}
-	if tables := proberTables(t, l); strings.Contains(tables, rawsock.TablePrefix) {
+	if tables := proberTables(t, l); strings.Contains(tables, rstguard.TablePrefix) {
 		t.Errorf("table left: %s", tables)
 	}
 }

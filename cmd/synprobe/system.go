@@ -10,6 +10,7 @@ import (
 	"github.com/synprobe/synprobe/internal/cli"
 	"github.com/synprobe/synprobe/probe"
 	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/rstguard"
 )
 
 // system is the real network.
@@ -42,12 +43,12 @@ func (*system) portRange() (uint16, uint16, error) { return rawsock.ProbePortRan
 
 func (*system) listen(cfg rawsock.Config) (conn, error) { return rawsock.Listen(cfg) }
 
-func (*system) guard(cfg rawsock.GuardConfig) (guard, error) { return rawsock.NewRSTGuard(cfg) }
+func (*system) guard(cfg rstguard.Config) (guard, error) { return rstguard.New(cfg) }
 
-func (*system) cleanup() ([]string, error) { return rawsock.CleanupTables() }
+func (*system) cleanup() ([]string, error) { return rstguard.CleanupTables() }
 
 func (*system) watch(ranges []rawsock.PortRange, mark uint32) (watch, error) {
-	return rawsock.NewRSTWatchPorts(ranges, mark)
+	return rstguard.NewWatchPorts(ranges, mark)
 }
 
 func (*system) reservePorts(req rawsock.PortRequest) (portBlock, error) {

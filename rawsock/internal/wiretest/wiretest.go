@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"net/netip"
 	"testing"
+	"time"
 
 	"golang.org/x/net/bpf"
 
@@ -195,4 +196,41 @@ func Edited(b []byte, f func(b []byte)) []byte {
 const (
 	FilterLo = 40000
 	FilterHi = 40999
+)
+
+// WithAncillary returns prog with its ancillary loads replaced by constant
+// loads of the given values, so that the x/net/bpf VM, which knows none of
+// them, can run the whole program. Jump offsets stay valid: one
+// instruction replaces another.
+func WithAncillary(t *testing.T, prog []bpf.Instruction, pktType, mark, proto uint32) []bpf.Instruction {
+	t.Helper()
+	out := append([]bpf.Instruction{}, prog...)
+	for i, ins := range out {
+		ext, ok := ins.(bpf.LoadExtension)
+		if !ok {
+			continue
+		}
+		var v uint32
+		switch ext.Num {
+		case bpf.ExtType:
+			v = pktType
+		case bpf.ExtMark:
+			v = mark
+		case bpf.ExtProto:
+			v = proto
+		default:
+			t.Fatalf("instruction %d: unexpected extension %d", i, ext.Num)
+		}
+		out[i] = bpf.LoadConstant{Dst: bpf.RegA, Val: v}
+	}
+	return out
+}
+
+// Shared by the privileged tests of rawsock and rawsock/rstguard.
+const (
+	// NeedsNetRaw is the reason a test skips without CAP_NET_RAW.
+	NeedsNetRaw = "needs CAP_NET_RAW: run as root (sudo go test ./rawsock/...)"
+	// Settle is how long a test waits for packets that should not come:
+	// a late or duplicate one would be counted by then.
+	Settle = 50 * time.Millisecond
 )

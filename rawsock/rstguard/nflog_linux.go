@@ -1,6 +1,6 @@
 //go:build linux
 
-package rawsock
+package rstguard
 
 import (
 	"crypto/rand"
@@ -12,6 +12,8 @@ import (
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/synprobe/synprobe/rawsock/internal/nl"
 )
 
 // nfnetlink_log values (linux/netfilter/nfnetlink_log.h) that
@@ -29,7 +31,7 @@ const (
 	nfulaSeq        = 12
 )
 
-// dropLog counts the kernel RSTs an RSTGuard drops, without any privilege
+// dropLog counts the kernel RSTs an Guard drops, without any privilege
 // once it exists: the guard's rules log each packet they drop to an
 // nfnetlink_log group that this socket alone is bound to (binding needs
 // CAP_NET_ADMIN; receiving needs nothing). Reading the rules' counters
@@ -54,7 +56,7 @@ const (
 // socket closes (Close, exit, SIGKILL), the kernel unbinds the group.
 type dropLog struct {
 	group  uint16
-	c      *nfConn
+	c      *nl.NFConn
 	done   chan struct{} // closed when the reader has returned
 	syncMu sync.Mutex    // one sync at a time
 
@@ -71,14 +73,14 @@ type dropLog struct {
 // newDropLog binds a free nfnetlink_log group to a new socket. It needs
 // CAP_NET_ADMIN.
 func newDropLog() (*dropLog, error) {
-	c, err := dialNetfilter()
+	c, err := nl.DialNetfilter()
 	if err != nil {
 		return nil, err
 	}
-	_ = c.c.SetOption(netlink.NoENOBUFS, true)
+	_ = c.Conn.SetOption(netlink.NoENOBUFS, true)
 	// Room for bursts between two reads: SO_RCVBUFFORCE while the
 	// capability is there.
-	if rc, err := c.c.SyscallConn(); err == nil {
+	if rc, err := c.Conn.SyscallConn(); err == nil {
 		_ = rc.Control(func(fd uintptr) {
 			if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 4<<20) != nil {
 				_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 4<<20)
@@ -95,15 +97,15 @@ func newDropLog() (*dropLog, error) {
 			break
 		}
 		if !errors.Is(err, unix.EBUSY) || try == 16 {
-			c.close()
+			c.Close()
 			return nil, err
 		}
 	}
 	l := &dropLog{group: group, c: c, done: make(chan struct{})}
 	l.cond = sync.NewCond(&l.mu)
-	if err := c.c.SetReadDeadline(time.Time{}); err != nil {
-		c.close()
-		return nil, nlError("deadline", err)
+	if err := c.Conn.SetReadDeadline(time.Time{}); err != nil {
+		c.Close()
+		return nil, nl.Error("deadline", err)
 	}
 	go l.read()
 	return l, nil
@@ -111,12 +113,12 @@ func newDropLog() (*dropLog, error) {
 
 // nflogConfig returns a configuration message for group.
 func nflogConfig(group uint16, attrs func(ae *netlink.AttributeEncoder)) (netlink.Message, error) {
-	return nfMessage(unix.NFNL_SUBSYS_ULOG<<8|nfulnlMsgConfig, 0, unix.AF_UNSPEC, group, attrs)
+	return nl.NFMessage(unix.NFNL_SUBSYS_ULOG<<8|nfulnlMsgConfig, 0, unix.AF_UNSPEC, group, attrs)
 }
 
 // nflogBind binds group to c's socket: the kernel sends it the packets
 // that rules log to the group, metadata only, one message each, numbered.
-func nflogBind(c *nfConn, group uint16) error {
+func nflogBind(c *nl.NFConn, group uint16) error {
 	m, err := nflogConfig(group, func(ae *netlink.AttributeEncoder) {
 		ae.Bytes(nfulaCfgCmd, []byte{nfulnlCmdBind})
 		ae.Bytes(nfulaCfgMode, []byte{0, 0, 0, 0, nfulnlCopyMeta, 0}) // copy_range (be32), copy_mode, pad
@@ -126,12 +128,12 @@ func nflogBind(c *nfConn, group uint16) error {
 	if err != nil {
 		return err
 	}
-	errno, text, err := c.request(m)
+	errno, text, err := c.Request(m)
 	if err != nil {
 		return err
 	}
 	if errno != 0 {
-		return kernelError(uint16(m.Header.Type), errno, text)
+		return nl.KernelError(uint16(m.Header.Type), errno, text)
 	}
 	return nil
 }
@@ -141,7 +143,7 @@ func nflogBind(c *nfConn, group uint16) error {
 func (l *dropLog) read() {
 	defer close(l.done)
 	for {
-		msgs, err := l.c.c.Receive()
+		msgs, err := l.c.Conn.Receive()
 		var oe *netlink.OpError
 		l.mu.Lock()
 		switch {
@@ -181,7 +183,7 @@ func (l *dropLog) answered(seq uint32) {
 
 // nflogSeq reads the instance sequence number of a packet message.
 func nflogSeq(m netlink.Message) (uint32, bool) {
-	ad, err := nfDecoder(m)
+	ad, err := nl.NFDecoder(m)
 	if err != nil {
 		return 0, false
 	}
@@ -217,7 +219,7 @@ func (l *dropLog) count(synced bool) uint64 {
 // drops returns how many messages the kernel dropped for want of room in
 // the socket's buffer (SO_MEMINFO, SK_MEMINFO_DROPS).
 func (l *dropLog) drops() (uint64, bool) {
-	rc, err := l.c.c.SyscallConn()
+	rc, err := l.c.Conn.SyscallConn()
 	if err != nil {
 		return 0, false
 	}
@@ -234,11 +236,11 @@ func (l *dropLog) drops() (uint64, bool) {
 	return uint64(mi[8]), true
 }
 
-// sync waits, at most nlTimeout, until the reader has seen everything
+// sync waits, at most nl.Timeout, until the reader has seen everything
 // queued before the call, and reports whether it has. l.mu and l.syncMu
 // are held.
 func (l *dropLog) sync() bool {
-	deadline := time.Now().Add(nlTimeout)
+	deadline := time.Now().Add(nl.Timeout)
 	for !l.closed && time.Now().Before(deadline) {
 		// A configuration message for the group with nothing to change:
 		// acknowledged, or refused with EPERM without CAP_NET_ADMIN.
@@ -247,8 +249,8 @@ func (l *dropLog) sync() bool {
 			return false
 		}
 		m.Header.Flags = netlink.Request | netlink.Acknowledge
-		seq := l.c.nextSeq(1)
-		if l.c.send(seq, m) != nil {
+		seq := l.c.NextSeq(1)
+		if l.c.Send(seq, m) != nil {
 			return false
 		}
 		l.asked++
@@ -284,7 +286,7 @@ func (l *dropLog) Close() error {
 	l.closed = true
 	l.cond.Broadcast()
 	l.mu.Unlock()
-	err := l.c.c.Close()
+	err := l.c.Conn.Close()
 	<-l.done
 	return err
 }

@@ -1,6 +1,6 @@
 //go:build linux
 
-package rawsock
+package rstguard
 
 import (
 	"errors"
@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/synprobe/synprobe/internal/netlab"
+	"github.com/synprobe/synprobe/rawsock"
 	"github.com/synprobe/synprobe/rawsock/internal/wiretest"
 	"github.com/synprobe/synprobe/rawsock/wire"
 )
@@ -25,10 +26,6 @@ const (
 	watchDstPort  = 8080
 	otherMark     = testMark + 1    // a mark that is not ours, for control watches
 	escapeTimeout = 2 * time.Second // longest wait for a RST to show
-	// settleTime is how long a test waits for packets that should not
-	// come: a late or duplicate RST would be counted by then.
-	settleTime      = 50 * time.Millisecond
-	skipNeedsNetRaw = "needs CAP_NET_RAW: run as root (sudo go test ./rawsock)"
 )
 
 // rst is a RST from us (wiretest.V4A or wiretest.V6A) with source port sport.
@@ -48,7 +45,7 @@ func TestRSTFilterBodyIPv4(t *testing.T) {
 	opt := wiretest.WithIPv4Options(pkt(80, wire.FlagRst), 4)
 	opt[wire.IPv4MinimumSize], opt[wire.IPv4MinimumSize+1] = byte(watchPortLo>>8), byte(watchPortLo&0xff)
 	opt[wire.IPv4MinimumSize+wire.TCPFlagsOffset] = byte(wire.FlagRst)
-	wiretest.CheckFilter(t, rstFilterBody([]PortRange{{watchPortLo, watchPortHi}}, false), []wiretest.FilterCase{
+	wiretest.CheckFilter(t, rstFilterBody([]rawsock.PortRange{{Lo: watchPortLo, Hi: watchPortHi}}, false), []wiretest.FilterCase{
 		{Name: "lo", Pkt: pkt(watchPortLo, wire.FlagRst), Accept: true},
 		{Name: "hi", Pkt: pkt(watchPortHi, wire.FlagRst), Accept: true},
 		{Name: "inside", Pkt: in, Accept: true},
@@ -82,7 +79,7 @@ func TestRSTFilterBodyIPv6(t *testing.T) {
 		return wiretest.MustBuild(t, rst(wiretest.V6A, wiretest.V6B, sport, flags))
 	}
 	in := pkt(watchPortLo+3, wire.FlagRst)
-	wiretest.CheckFilter(t, rstFilterBody([]PortRange{{watchPortLo, watchPortHi}}, true), []wiretest.FilterCase{
+	wiretest.CheckFilter(t, rstFilterBody([]rawsock.PortRange{{Lo: watchPortLo, Hi: watchPortHi}}, true), []wiretest.FilterCase{
 		{Name: "lo", Pkt: pkt(watchPortLo, wire.FlagRst), Accept: true},
 		{Name: "hi", Pkt: pkt(watchPortHi, wire.FlagRst), Accept: true},
 		{Name: "inside", Pkt: in, Accept: true},
@@ -103,38 +100,10 @@ func TestRSTFilterBodyIPv6(t *testing.T) {
 	})
 }
 
-// withAncillary returns prog with its ancillary loads replaced by constant
-// loads of the given values, so that the x/net/bpf VM, which knows none of
-// them, can run the whole program. Jump offsets stay valid: one
-// instruction replaces another.
-func withAncillary(t *testing.T, prog []bpf.Instruction, pktType, mark, proto uint32) []bpf.Instruction {
-	t.Helper()
-	out := append([]bpf.Instruction{}, prog...)
-	for i, ins := range out {
-		ext, ok := ins.(bpf.LoadExtension)
-		if !ok {
-			continue
-		}
-		var v uint32
-		switch ext.Num {
-		case bpf.ExtType:
-			v = pktType
-		case bpf.ExtMark:
-			v = mark
-		case bpf.ExtProto:
-			v = proto
-		default:
-			t.Fatalf("instruction %d: unexpected extension %d", i, ext.Num)
-		}
-		out[i] = bpf.LoadConstant{Dst: bpf.RegA, Val: v}
-	}
-	return out
-}
-
 // TestRSTWatchFilter runs the whole program, ancillary prefix and both
 // bodies, with the packet type, mark and protocol the kernel would supply.
 func TestRSTWatchFilter(t *testing.T) {
-	prog := rstWatchFilter([]PortRange{{watchPortLo, watchPortHi}}, testMark)
+	prog := rstWatchFilter([]rawsock.PortRange{{Lo: watchPortLo, Hi: watchPortHi}}, testMark)
 	if _, err := bpf.Assemble(prog); err != nil {
 		t.Fatalf("Assemble: %v", err)
 	}
@@ -173,7 +142,7 @@ func TestRSTWatchFilter(t *testing.T) {
 		{"ARP", out, 0, unix.ETH_P_ARP, v4, false},
 		{"802.1Q", out, 0, unix.ETH_P_8021Q, v4, false},
 	} {
-		if got := wiretest.RunFilter(t, withAncillary(t, prog, tc.pktType, tc.mark, tc.proto), tc.pkt); got != tc.accept {
+		if got := wiretest.RunFilter(t, wiretest.WithAncillary(t, prog, tc.pktType, tc.mark, tc.proto), tc.pkt); got != tc.accept {
 			t.Errorf("%s: accept = %v, want %v", tc.name, got, tc.accept)
 		}
 	}
@@ -184,9 +153,9 @@ func TestNewRSTWatchArgs(t *testing.T) {
 		lo, hi uint16
 		mark   uint32
 	}{{0, 10, 1}, {10, 9, 1}, {10, 10, 0}} {
-		if w, err := NewRSTWatch(a.lo, a.hi, a.mark); err == nil {
+		if w, err := NewWatch(a.lo, a.hi, a.mark); err == nil {
 			w.Close()
-			t.Errorf("NewRSTWatch(%d, %d, %#x) succeeded", a.lo, a.hi, a.mark)
+			t.Errorf("NewWatch(%d, %d, %#x) succeeded", a.lo, a.hi, a.mark)
 		}
 	}
 }
@@ -197,19 +166,19 @@ func TestRSTWatchWithoutPrivileges(t *testing.T) {
 	if hasCapability(unix.CAP_NET_RAW) {
 		t.Skip("has CAP_NET_RAW; run without it to test the error (capsh --drop=cap_net_raw -- -c 'go test ./rawsock')")
 	}
-	w, err := NewRSTWatch(watchPortLo, watchPortHi, testMark)
+	w, err := NewWatch(watchPortLo, watchPortHi, testMark)
 	if err == nil {
 		w.Close()
-		t.Fatal("NewRSTWatch succeeded without CAP_NET_RAW")
+		t.Fatal("NewWatch succeeded without CAP_NET_RAW")
 	}
 	if !errors.Is(err, os.ErrPermission) {
-		t.Errorf("NewRSTWatch: %v; want an error wrapping os.ErrPermission", err)
+		t.Errorf("NewWatch: %v; want an error wrapping os.ErrPermission", err)
 	}
 	var oe *net.OpError
 	if !errors.As(err, &oe) || oe.Net != "rawsock" {
-		t.Errorf("NewRSTWatch: %#v; want a *net.OpError", err)
+		t.Errorf("NewWatch: %#v; want a *net.OpError", err)
 	}
-	t.Logf("NewRSTWatch: %v", err)
+	t.Logf("NewWatch: %v", err)
 }
 
 // watchRig is a lab with a Conn in the prober namespace and a quiet
@@ -217,7 +186,7 @@ func TestRSTWatchWithoutPrivileges(t *testing.T) {
 type watchRig struct {
 	lab      *netlab.Lab
 	ns       string // where conn, watches and guards live
-	conn     *Conn
+	conn     *rawsock.Conn
 	src, dst netip.Addr
 	isn      uint32
 	id       uint32
@@ -242,11 +211,11 @@ func newWatchRig(t *testing.T, v6, loopback bool) *watchRig {
 	}
 	lab.Listen(t, lns, "tcp", netip.AddrPortFrom(r.dst, watchDstPort).String()) // never accepts: stays quiet
 	err := lab.InNS(r.ns, func() (err error) {
-		r.conn, err = Listen(Config{IPv4: true, IPv6: true, PortLo: watchPortLo, PortHi: watchPortHi, Mark: testMark})
+		r.conn, err = rawsock.Listen(rawsock.Config{IPv4: true, IPv6: true, PortLo: watchPortLo, PortHi: watchPortHi, Mark: testMark})
 		return err
 	})
 	if errors.Is(err, os.ErrPermission) {
-		t.Skip(skipNeedsNetRaw)
+		t.Skip(wiretest.NeedsNetRaw)
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -255,16 +224,16 @@ func newWatchRig(t *testing.T, v6, loopback bool) *watchRig {
 	return r
 }
 
-// watch opens an RSTWatch in the rig's namespace, closed at cleanup.
-func (r *watchRig) watch(t *testing.T, lo, hi uint16, mark uint32) *RSTWatch {
+// watch opens an Watch in the rig's namespace, closed at cleanup.
+func (r *watchRig) watch(t *testing.T, lo, hi uint16, mark uint32) *Watch {
 	t.Helper()
-	var w *RSTWatch
+	var w *Watch
 	err := r.lab.InNS(r.ns, func() (err error) {
-		w, err = NewRSTWatch(lo, hi, mark)
+		w, err = NewWatch(lo, hi, mark)
 		return err
 	})
 	if errors.Is(err, os.ErrPermission) {
-		t.Skip(skipNeedsNetRaw)
+		t.Skip(wiretest.NeedsNetRaw)
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -337,7 +306,7 @@ func TestIntegrationRSTWatchEscape(t *testing.T) {
 		if n := waitAtLeast(control.Escaped, 2); n != 2 {
 			t.Errorf("control watch (another mark) counts %d, want 2: the kernel's RST and ours", n)
 		}
-		time.Sleep(settleTime)
+		time.Sleep(wiretest.Settle)
 		if n := w.Escaped(); n != 1 {
 			t.Errorf("Escaped = %d after our own RST, want 1", n)
 		}
@@ -358,7 +327,7 @@ func TestIntegrationRSTWatchEscape(t *testing.T) {
 // drop and our own RST passes (as the control watch shows).
 func TestIntegrationRSTWatchGuarded(t *testing.T) {
 	forFamilies(t, false, func(t *testing.T, r *watchRig) {
-		g := newGuardIn(t, r.lab, r.ns, GuardConfig{PortLo: watchPortLo, PortHi: watchPortHi, Mark: testMark})
+		g := newGuardIn(t, r.lab, r.ns, Config{PortLo: watchPortLo, PortHi: watchPortHi, Mark: testMark})
 		w := r.watch(t, watchPortLo, watchPortHi, testMark)
 		control := r.watch(t, watchPortLo, watchPortHi, otherMark)
 		r.send(t, watchPortLo, wire.FlagSyn)
@@ -376,7 +345,7 @@ func TestIntegrationRSTWatchGuarded(t *testing.T) {
 		if n := waitAtLeast(control.Escaped, 1); n != 1 {
 			t.Errorf("control watch (another mark) counts %d, want 1: our RST", n)
 		}
-		time.Sleep(settleTime)
+		time.Sleep(wiretest.Settle)
 		if n := w.Escaped(); n != 0 {
 			t.Errorf("Escaped = %d with the guard, want 0", n)
 		}
@@ -396,7 +365,7 @@ func TestIntegrationRSTWatchOtherPorts(t *testing.T) {
 		if n := waitAtLeast(wide.Escaped, 2); n != 2 {
 			t.Fatalf("wide watch %d-%d counts %d, want 2", watchPortLo-1, watchPortHi+1, n)
 		}
-		time.Sleep(settleTime)
+		time.Sleep(wiretest.Settle)
 		if n := w.Escaped(); n != 0 {
 			t.Errorf("Escaped = %d for RSTs from ports %d and %d, want 0", n, watchPortHi+1, watchPortLo-1)
 		}
@@ -428,13 +397,13 @@ func TestIntegrationRSTWatchOverflow(t *testing.T) {
 // one from the hole leaves, and only a watch over the whole span counts
 // it.
 func TestIntegrationGuardHoles(t *testing.T) {
-	ranges := []PortRange{{watchPortLo, watchPortLo + 1}, {watchPortLo + 4, watchPortHi}}
+	ranges := []rawsock.PortRange{{Lo: watchPortLo, Hi: watchPortLo + 1}, {Lo: watchPortLo + 4, Hi: watchPortHi}}
 	const hole = watchPortLo + 2
 	forFamilies(t, false, func(t *testing.T, r *watchRig) {
-		g := newGuardIn(t, r.lab, r.ns, GuardConfig{Ranges: ranges, Mark: testMark})
-		var w *RSTWatch
+		g := newGuardIn(t, r.lab, r.ns, Config{Ranges: ranges, Mark: testMark})
+		var w *Watch
 		if err := r.lab.InNS(r.ns, func() (err error) {
-			w, err = NewRSTWatchPorts(ranges, testMark)
+			w, err = NewWatchPorts(ranges, testMark)
 			return err
 		}); err != nil {
 			t.Fatal(err)
@@ -458,7 +427,7 @@ func TestIntegrationGuardHoles(t *testing.T) {
 		}
 		r.send(t, watchPortLo+5, wire.FlagRst)
 		r.send(t, hole, wire.FlagRst)
-		time.Sleep(settleTime)
+		time.Sleep(wiretest.Settle)
 		if n := w.Escaped(); n != 0 {
 			t.Errorf("the block's watch counts %d RSTs, want 0: the hole is not ours", n)
 		}

@@ -1,4 +1,4 @@
-package rawsock
+package rstguard
 
 import (
 	"errors"
@@ -7,11 +7,12 @@ import (
 
 	"golang.org/x/net/bpf"
 
+	"github.com/synprobe/synprobe/rawsock"
 	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
-// RSTWatch counts TCP RSTs leaving this host from our source ports without
-// our mark: the kernel's automatic RSTs that got past the RSTGuard (or were
+// Watch counts TCP RSTs leaving this host from our source ports without
+// our mark: the kernel's automatic RSTs that got past the Guard (or were
 // sent with no guard).
 //
 // It is an AF_PACKET socket on every interface, loopback included, with a
@@ -22,40 +23,40 @@ import (
 // whatever it counts was on its way to the wire.
 //
 // The methods may be called from any goroutine.
-type RSTWatch struct {
+type Watch struct {
 	mu sync.Mutex
 	fd int // -1 after Close
 	n  uint64
 }
 
-// NewRSTWatch opens the watch in the calling thread's network namespace
-// for source ports lo..hi: NewRSTWatchPorts with one range.
-func NewRSTWatch(lo, hi uint16, mark uint32) (*RSTWatch, error) {
+// NewWatch opens the watch in the calling thread's network namespace
+// for source ports lo..hi: NewWatchPorts with one range.
+func NewWatch(lo, hi uint16, mark uint32) (*Watch, error) {
 	if lo == 0 || hi < lo {
 		return nil, fmt.Errorf("rawsock: bad port range %d-%d", lo, hi)
 	}
-	return NewRSTWatchPorts([]PortRange{{lo, hi}}, mark)
+	return NewWatchPorts([]rawsock.PortRange{{Lo: lo, Hi: hi}}, mark)
 }
 
-// NewRSTWatchPorts opens the watch in the calling thread's network
+// NewWatchPorts opens the watch in the calling thread's network
 // namespace for the source ports in ranges (a PortBlock's Ranges). mark is
 // the packet mark of our own segments (Config.Mark) and must not be zero.
 // It needs CAP_NET_RAW; without it the error wraps os.ErrPermission.
-func NewRSTWatchPorts(ranges []PortRange, mark uint32) (*RSTWatch, error) {
-	if err := checkRanges(ranges); err != nil {
+func NewWatchPorts(ranges []rawsock.PortRange, mark uint32) (*Watch, error) {
+	if err := rawsock.CheckRanges(ranges); err != nil {
 		return nil, err
 	}
 	if mark == 0 {
 		return nil, errors.New("rawsock: the RST watch needs a non-zero packet mark")
 	}
-	return newRSTWatch(ranges, mark)
+	return newWatch(ranges, mark)
 }
 
-// Escaped returns how many RSTs have escaped since NewRSTWatch. It reads
+// Escaped returns how many RSTs have escaped since NewWatch. It reads
 // the packets queued so far without blocking, and adds those the kernel
 // had to drop because the queue was full. After Close it returns the
 // final count.
-func (w *RSTWatch) Escaped() uint64 {
+func (w *Watch) Escaped() uint64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.drain()
@@ -64,13 +65,13 @@ func (w *RSTWatch) Escaped() uint64 {
 
 // Close counts what is still queued and closes the socket. Further calls
 // do nothing.
-func (w *RSTWatch) Close() error { return w.close() }
+func (w *Watch) Close() error { return w.close() }
 
 // portRangeChecks returns the end of a program that has loaded a port into
 // register A: it accepts the packet if the port is in one of ranges and
 // drops it otherwise. Each range takes three instructions and ends in its
 // own return, so no jump reaches far.
-func portRangeChecks(ranges []PortRange) []bpf.Instruction {
+func portRangeChecks(ranges []rawsock.PortRange) []bpf.Instruction {
 	prog := make([]bpf.Instruction, 0, 3*len(ranges)+1)
 	for _, r := range ranges {
 		prog = append(prog,

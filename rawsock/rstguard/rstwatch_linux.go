@@ -1,15 +1,16 @@
 //go:build linux
 
-package rawsock
+package rstguard
 
 import (
-	"encoding/binary"
 	"fmt"
 	"unsafe"
 
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 
+	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/internal/nl"
 	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
@@ -17,8 +18,8 @@ import (
 // for the next call (or are counted as drops, should the queue fill).
 const rstDrainMax = 4096
 
-// newRSTWatch is NewRSTWatchPorts on Linux; its arguments are checked.
-func newRSTWatch(ranges []PortRange, mark uint32) (*RSTWatch, error) {
+// newWatch is NewWatchPorts on Linux; its arguments are checked.
+func newWatch(ranges []rawsock.PortRange, mark uint32) (*Watch, error) {
 	prog, err := bpf.Assemble(rstWatchFilter(ranges, mark))
 	if err != nil {
 		return nil, fmt.Errorf("rawsock: assemble filter: %w", err)
@@ -29,30 +30,30 @@ func newRSTWatch(ranges []PortRange, mark uint32) (*RSTWatch, error) {
 	// RSTs that passed it.)
 	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
 	if err != nil {
-		return nil, opError("socket", err)
+		return nil, nl.OpError("socket", err)
 	}
 	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: (*unix.SockFilter)(unsafe.Pointer(&prog[0]))}
 	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &fprog); err != nil {
 		unix.Close(fd)
-		return nil, opError("setsockopt SO_ATTACH_FILTER", err)
+		return nil, nl.OpError("setsockopt SO_ATTACH_FILTER", err)
 	}
 	// Every protocol on every interface (ifindex 0).
-	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL)}); err != nil {
+	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: nl.Htons(unix.ETH_P_ALL)}); err != nil {
 		unix.Close(fd)
-		return nil, opError("bind", err)
+		return nil, nl.OpError("bind", err)
 	}
-	return &RSTWatch{fd: fd}, nil
+	return &Watch{fd: fd}, nil
 }
 
 // drain counts and discards the queued packets, and the ones the socket
 // dropped. w.mu is held.
-func (w *RSTWatch) drain() {
+func (w *Watch) drain() {
 	if w.fd < 0 {
 		return
 	}
 	for range rstDrainMax {
 		// The packet is counted, not read: a zero-length read frees it.
-		_, _, _, err := recvmsg(w.fd, nil, nil, unix.MSG_DONTWAIT, nil)
+		_, _, err := unix.Recvfrom(w.fd, nil, unix.MSG_DONTWAIT)
 		if err == unix.EINTR {
 			continue
 		}
@@ -68,7 +69,7 @@ func (w *RSTWatch) drain() {
 	}
 }
 
-func (w *RSTWatch) close() error {
+func (w *Watch) close() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.fd < 0 {
@@ -78,7 +79,7 @@ func (w *RSTWatch) close() error {
 	err := unix.Close(w.fd)
 	w.fd = -1
 	if err != nil {
-		return opError("close", err)
+		return nl.OpError("close", err)
 	}
 	return nil
 }
@@ -99,7 +100,7 @@ func (w *RSTWatch) close() error {
 //	v6: jeq ETH_P_IPV6 -> body6
 //	ret 0
 //	body6: <IPv6 body>
-func rstWatchFilter(ranges []PortRange, mark uint32) []bpf.Instruction {
+func rstWatchFilter(ranges []rawsock.PortRange, mark uint32) []bpf.Instruction {
 	v4, v6 := rstFilterBody(ranges, false), rstFilterBody(ranges, true)
 	prog := []bpf.Instruction{
 		/* 0 */ bpf.LoadExtension{Num: bpf.ExtType},
@@ -125,7 +126,7 @@ func rstWatchFilter(ranges []PortRange, mark uint32) []bpf.Instruction {
 // must follow the fixed header directly. It is self-contained (it ends in
 // its own returns), so it runs alone in the x/net/bpf VM, which knows no
 // ancillary loads.
-func rstFilterBody(ranges []PortRange, v6 bool) []bpf.Instruction {
+func rstFilterBody(ranges []rawsock.PortRange, v6 bool) []bpf.Instruction {
 	var prog []bpf.Instruction
 	if v6 {
 		const tcp = wire.IPv6MinimumSize
@@ -153,12 +154,4 @@ func rstFilterBody(ranges []PortRange, v6 bool) []bpf.Instruction {
 		}
 	}
 	return append(prog, portRangeChecks(ranges)...)
-}
-
-// htons returns v in network byte order, as the sockaddr_ll protocol
-// field wants it.
-func htons(v uint16) uint16 {
-	var b [2]byte
-	binary.BigEndian.PutUint16(b[:], v)
-	return binary.NativeEndian.Uint16(b[:])
 }

@@ -1,6 +1,6 @@
 //go:build linux
 
-package rawsock
+package rstguard
 
 import (
 	"bytes"
@@ -15,6 +15,8 @@ import (
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/internal/nl"
 	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
@@ -29,21 +31,21 @@ const (
 
 const guardChain = "out" // the guard table's only chain
 
-// guardSys is an RSTGuard's Linux part: its netlink sockets.
+// guardSys is an Guard's Linux part: its netlink sockets.
 type guardSys struct {
-	c   *nfConn  // nil after Close
-	log *dropLog // nil: Dropped reads the rules' counters
+	c   *nl.NFConn // nil after Close
+	log *dropLog   // nil: Dropped reads the rules' counters
 }
 
-// newRSTGuard is NewRSTGuard on Linux; cfg is checked, its Ranges set.
-func newRSTGuard(cfg GuardConfig) (*RSTGuard, error) {
+// newGuard is New on Linux; cfg is checked, its Ranges set.
+func newGuard(cfg Config) (*Guard, error) {
 	var rnd [4]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
 		return nil, fmt.Errorf("rawsock: %w", err)
 	}
 	name := fmt.Sprintf("%s%d_%08x", TablePrefix, os.Getpid(), binary.BigEndian.Uint32(rnd[:]))
 
-	c, err := dialNetfilter()
+	c, err := nl.DialNetfilter()
 	if err != nil {
 		return nil, err
 	}
@@ -60,32 +62,32 @@ func newRSTGuard(cfg GuardConfig) (*RSTGuard, error) {
 		}
 	}
 	owned := !cfg.NoOwner
-	err = c.batch(unix.NFPROTO_INET, guardMessages(name, cfg, owned, group)...)
-	var ne *msgError
-	if owned && errors.As(err, &ne) && ne.msgType == nftType(unix.NFT_MSG_NEWTABLE) &&
-		(ne.errno == unix.EOPNOTSUPP || ne.errno == unix.EINVAL) {
+	err = batch(c, unix.NFPROTO_INET, guardMessages(name, cfg, owned, group)...)
+	var ne *nl.MsgError
+	if owned && errors.As(err, &ne) && ne.MsgType == nl.NFTType(unix.NFT_MSG_NEWTABLE) &&
+		(ne.Errno == unix.EOPNOTSUPP || ne.Errno == unix.EINVAL) {
 		// Before Linux 5.12 the only table flag was "dormant".
 		owned = false
-		err = c.batch(unix.NFPROTO_INET, guardMessages(name, cfg, false, group)...)
+		err = batch(c, unix.NFPROTO_INET, guardMessages(name, cfg, false, group)...)
 	}
-	if err != nil && log != nil && errors.As(err, &ne) && ne.msgType == nftType(unix.NFT_MSG_NEWRULE) {
+	if err != nil && log != nil && errors.As(err, &ne) && ne.MsgType == nl.NFTType(unix.NFT_MSG_NEWRULE) {
 		// The kernel has no "log" expression or logger for it: count
 		// with the counters alone.
 		log.Close()
 		log, group = nil, 0
-		err = c.batch(unix.NFPROTO_INET, guardMessages(name, cfg, owned, 0)...)
+		err = batch(c, unix.NFPROTO_INET, guardMessages(name, cfg, owned, 0)...)
 	}
 	if err != nil {
-		c.close()
+		c.Close()
 		if log != nil {
 			log.Close()
 		}
 		return nil, err
 	}
-	return &RSTGuard{name: name, owned: owned, guardSys: guardSys{c: c, log: log}}, nil
+	return &Guard{name: name, owned: owned, guardSys: guardSys{c: c, log: log}}, nil
 }
 
-func (g *RSTGuard) dropped() (packets uint64, err error) {
+func (g *Guard) dropped() (packets uint64, err error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.c == nil {
@@ -98,17 +100,17 @@ func (g *RSTGuard) dropped() (packets uint64, err error) {
 }
 
 // counters returns the sum of the rules' packet counters. g.mu is held.
-func (g *RSTGuard) counters() (packets uint64, err error) {
+func (g *Guard) counters() (packets uint64, err error) {
 	found := false
-	req, err := nfMessage(nftType(unix.NFT_MSG_GETRULE), 0, unix.NFPROTO_INET, 0, func(ae *netlink.AttributeEncoder) {
+	req, err := nl.NFMessage(nl.NFTType(unix.NFT_MSG_GETRULE), 0, unix.NFPROTO_INET, 0, func(ae *netlink.AttributeEncoder) {
 		ae.String(unix.NFTA_RULE_TABLE, g.name)
 		ae.String(unix.NFTA_RULE_CHAIN, guardChain)
 	})
 	if err != nil {
 		return 0, err
 	}
-	err = g.c.dump(req, func(m netlink.Message) error {
-		if m.Header.Type != netlink.HeaderType(nftType(unix.NFT_MSG_NEWRULE)) {
+	err = g.c.Dump(req, func(m netlink.Message) error {
+		if m.Header.Type != netlink.HeaderType(nl.NFTType(unix.NFT_MSG_NEWRULE)) {
 			return nil
 		}
 		n, ok, err := ruleCounter(m, g.name)
@@ -127,7 +129,7 @@ func (g *RSTGuard) counters() (packets uint64, err error) {
 	return packets, nil
 }
 
-func (g *RSTGuard) close() error {
+func (g *Guard) close() error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.c == nil {
@@ -135,12 +137,12 @@ func (g *RSTGuard) close() error {
 	}
 	var err error
 	if !g.owned {
-		err = g.c.batch(unix.NFPROTO_INET, delTableMsg(g.name))
+		err = batch(g.c, unix.NFPROTO_INET, delTableMsg(g.name))
 		if errors.Is(err, unix.ENOENT) {
 			err = nil // somebody deleted it already (nft flush ruleset)
 		}
 	}
-	g.c.close()
+	g.c.Close()
 	g.c = nil
 	if g.log != nil {
 		g.log.Close()
@@ -150,25 +152,25 @@ func (g *RSTGuard) close() error {
 
 // cleanupTables is CleanupTables on Linux.
 func cleanupTables() (removed []string, err error) {
-	c, err := dialNetfilter()
+	c, err := nl.DialNetfilter()
 	if err != nil {
 		return nil, err
 	}
-	defer c.close()
+	defer c.Close()
 	var stale []string
-	req, err := nfMessage(nftType(unix.NFT_MSG_GETTABLE), 0, unix.NFPROTO_INET, 0, nil)
+	req, err := nl.NFMessage(nl.NFTType(unix.NFT_MSG_GETTABLE), 0, unix.NFPROTO_INET, 0, nil)
 	if err != nil {
 		return nil, err
 	}
-	err = c.dump(req, func(m netlink.Message) error {
-		if m.Header.Type != netlink.HeaderType(nftType(unix.NFT_MSG_NEWTABLE)) {
+	err = c.Dump(req, func(m netlink.Message) error {
+		if m.Header.Type != netlink.HeaderType(nl.NFTType(unix.NFT_MSG_NEWTABLE)) {
 			return nil
 		}
 		name, flags, err := tableInfo(m)
 		if err != nil || flags&nftTableFlagOwner != 0 {
 			return err
 		}
-		sm := staleTable.FindStringSubmatch(name)
+		sm := nl.GuardTable.FindStringSubmatch(name)
 		if sm == nil {
 			return nil
 		}
@@ -184,7 +186,7 @@ func cleanupTables() (removed []string, err error) {
 	}
 	var errs []error
 	for _, name := range stale {
-		err := c.batch(unix.NFPROTO_INET, delTableMsg(name))
+		err := batch(c, unix.NFPROTO_INET, delTableMsg(name))
 		switch {
 		case err == nil:
 			removed = append(removed, name)
@@ -214,16 +216,16 @@ func processAlive(pid int) bool {
 
 // guardMessages returns the batch that creates the guard's table, chain
 // and rules; a non-zero group has the rules log what they drop to it.
-func guardMessages(name string, cfg GuardConfig, owner bool, group uint16) []nftMsg {
+func guardMessages(name string, cfg Config, owner bool, group uint16) []nftMsg {
 	var flags uint32
 	if owner {
 		flags = nftTableFlagOwner
 	}
 	ranges := cfg.Ranges
 	if len(ranges) == 0 {
-		ranges = []PortRange{{cfg.PortLo, cfg.PortHi}}
+		ranges = []rawsock.PortRange{{Lo: cfg.PortLo, Hi: cfg.PortHi}}
 	}
-	comment := fmt.Sprintf("synprobe pid %d: drops the kernel's TCP RSTs from ports %s", os.Getpid(), FormatRanges(ranges))
+	comment := fmt.Sprintf("synprobe pid %d: drops the kernel's TCP RSTs from ports %s", os.Getpid(), rawsock.FormatRanges(ranges))
 	msgs := []nftMsg{
 		newTableMsg(name, flags, comment),
 		{typ: unix.NFT_MSG_NEWCHAIN, flags: netlink.Create | netlink.Excl, attrs: func(ae *netlink.AttributeEncoder) {
@@ -384,7 +386,7 @@ func guardRule(ae *netlink.AttributeEncoder, lo, hi uint16, mark uint32, group u
 
 // tableInfo reads the name and flags of a table message.
 func tableInfo(m netlink.Message) (name string, flags uint32, err error) {
-	ad, err := nfDecoder(m)
+	ad, err := nl.NFDecoder(m)
 	if err != nil {
 		return "", 0, err
 	}
@@ -403,7 +405,7 @@ func tableInfo(m netlink.Message) (name string, flags uint32, err error) {
 // message of table; ok is false if the rule has none or is another
 // table's.
 func ruleCounter(m netlink.Message, table string) (packets uint64, ok bool, err error) {
-	ad, err := nfDecoder(m)
+	ad, err := nl.NFDecoder(m)
 	if err != nil {
 		return 0, false, err
 	}
@@ -466,77 +468,47 @@ type nftMsg struct {
 // nftables subsystem. Each message asks for an acknowledgement.
 func batchMessages(family uint8, msgs []nftMsg) ([]netlink.Message, error) {
 	out := make([]netlink.Message, 0, len(msgs)+2)
-	m, err := nfMessage(unix.NFNL_MSG_BATCH_BEGIN, netlink.Request, unix.AF_UNSPEC, unix.NFNL_SUBSYS_NFTABLES, nil)
+	m, err := nl.NFMessage(unix.NFNL_MSG_BATCH_BEGIN, netlink.Request, unix.AF_UNSPEC, unix.NFNL_SUBSYS_NFTABLES, nil)
 	if err != nil {
 		return nil, err
 	}
 	out = append(out, m)
 	for _, nm := range msgs {
-		m, err := nfMessage(nftType(nm.typ), netlink.Request|netlink.Acknowledge|nm.flags, family, 0, nm.attrs)
+		m, err := nl.NFMessage(nl.NFTType(nm.typ), netlink.Request|netlink.Acknowledge|nm.flags, family, 0, nm.attrs)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, m)
 	}
-	m, err = nfMessage(unix.NFNL_MSG_BATCH_END, netlink.Request, unix.AF_UNSPEC, unix.NFNL_SUBSYS_NFTABLES, nil)
+	m, err = nl.NFMessage(unix.NFNL_MSG_BATCH_END, netlink.Request, unix.AF_UNSPEC, unix.NFNL_SUBSYS_NFTABLES, nil)
 	if err != nil {
 		return nil, err
 	}
 	return append(out, m), nil
 }
 
-func nftType(msg uint16) uint16 { return unix.NFNL_SUBSYS_NFTABLES<<8 | msg }
-
-// nftMsgNames name the message types in errors.
-var nftMsgNames = map[uint16]string{
-	unix.NFT_MSG_NEWTABLE: "NFT_MSG_NEWTABLE",
-	unix.NFT_MSG_GETTABLE: "NFT_MSG_GETTABLE",
-	unix.NFT_MSG_DELTABLE: "NFT_MSG_DELTABLE",
-	unix.NFT_MSG_NEWCHAIN: "NFT_MSG_NEWCHAIN",
-	unix.NFT_MSG_NEWRULE:  "NFT_MSG_NEWRULE",
-	unix.NFT_MSG_GETRULE:  "NFT_MSG_GETRULE",
-}
-
-// nfMsgName names a netfilter message type in errors.
-func nfMsgName(typ uint16) string {
-	switch typ {
-	case unix.NFNL_MSG_BATCH_BEGIN:
-		return "NFNL_MSG_BATCH_BEGIN"
-	case unix.NFNL_MSG_BATCH_END:
-		return "NFNL_MSG_BATCH_END"
-	case unix.NFNL_SUBSYS_ULOG<<8 | nfulnlMsgConfig:
-		return "NFULNL_MSG_CONFIG"
-	}
-	if typ>>8 == unix.NFNL_SUBSYS_NFTABLES {
-		if s, ok := nftMsgNames[typ&0xff]; ok {
-			return s
-		}
-	}
-	return fmt.Sprintf("netlink message type %#x", typ)
-}
-
 // batch sends msgs as one transaction and waits for every
 // acknowledgement. The first failure is returned, naming its message.
-func (c *nfConn) batch(family uint8, msgs ...nftMsg) error {
+func batch(c *nl.NFConn, family uint8, msgs ...nftMsg) error {
 	nms, err := batchMessages(family, msgs)
 	if err != nil {
 		return err
 	}
-	seq := c.nextSeq(len(nms))
-	if err := c.send(seq, nms...); err != nil {
+	seq := c.NextSeq(len(nms))
+	if err := c.Send(seq, nms...); err != nil {
 		return err
 	}
 	last := seq + uint32(len(nms)) - 1
 	var first error
 	acked := 0
-	err = c.receive(seq, last, func(a nlAnswer) (bool, error) {
-		if a.m.Header.Type != netlink.Error {
+	err = c.Receive(seq, last, func(a nl.Answer) (bool, error) {
+		if a.M.Header.Type != netlink.Error {
 			return false, nil
 		}
-		if a.errno != 0 && first == nil {
-			first = kernelError(uint16(nms[a.m.Header.Sequence-seq].Header.Type), a.errno, a.text)
+		if a.Errno != 0 && first == nil {
+			first = nl.KernelError(uint16(nms[a.M.Header.Sequence-seq].Header.Type), a.Errno, a.Text)
 		}
-		if a.m.Header.Sequence == seq || a.m.Header.Sequence == last {
+		if a.M.Header.Sequence == seq || a.M.Header.Sequence == last {
 			// The batch as a whole was refused (no CAP_NET_ADMIN,
 			// commit failure): no per-message answers follow.
 			return true, nil

@@ -1,6 +1,6 @@
 //go:build linux
 
-package rawsock
+package rstguard
 
 import (
 	"bufio"
@@ -26,6 +26,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/synprobe/synprobe/internal/netlab"
+	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/internal/nl"
 	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
@@ -192,13 +194,13 @@ func wantRule(table string, lo, hi uint16, mark uint32, group uint16) []attr {
 func TestGuardRuleEncoding(t *testing.T) {
 	const table = "synprobe_1_00000000"
 	for _, tt := range []struct {
-		ranges []PortRange
+		ranges []rawsock.PortRange
 		group  uint16
 	}{
-		{[]PortRange{{61000, 61009}}, 0},
-		{[]PortRange{{61000, 61009}, {61011, 61011}, {62000, 62100}}, 0x1234},
+		{[]rawsock.PortRange{{Lo: 61000, Hi: 61009}}, 0},
+		{[]rawsock.PortRange{{Lo: 61000, Hi: 61009}, {Lo: 61011, Hi: 61011}, {Lo: 62000, Hi: 62100}}, 0x1234},
 	} {
-		cfg := GuardConfig{Ranges: tt.ranges, Mark: testMark}
+		cfg := Config{Ranges: tt.ranges, Mark: testMark}
 		msgs, err := batchMessages(unix.NFPROTO_INET, guardMessages(table, cfg, true, tt.group))
 		if err != nil {
 			t.Fatal(err)
@@ -206,7 +208,7 @@ func TestGuardRuleEncoding(t *testing.T) {
 		if len(msgs) != 4+len(tt.ranges) {
 			t.Fatalf("%d messages, want batch begin, table, chain, %d rules, batch end", len(msgs), len(tt.ranges))
 		}
-		comment := fmt.Sprintf("synprobe pid %d: drops the kernel's TCP RSTs from ports %s", os.Getpid(), FormatRanges(tt.ranges))
+		comment := fmt.Sprintf("synprobe pid %d: drops the kernel's TCP RSTs from ports %s", os.Getpid(), rawsock.FormatRanges(tt.ranges))
 		type want struct {
 			typ   uint16
 			flags netlink.HeaderFlags
@@ -311,14 +313,14 @@ func TestRuleCounter(t *testing.T) {
 }
 
 func TestNewRSTGuardConfig(t *testing.T) {
-	for _, cfg := range []GuardConfig{
+	for _, cfg := range []Config{
 		{PortLo: 0, PortHi: 10, Mark: 1},
 		{PortLo: 10, PortHi: 9, Mark: 1},
 		{PortLo: 10, PortHi: 10, Mark: 0},
 	} {
-		if g, err := NewRSTGuard(cfg); err == nil {
+		if g, err := New(cfg); err == nil {
 			g.Close()
-			t.Errorf("NewRSTGuard(%+v) succeeded", cfg)
+			t.Errorf("New(%+v) succeeded", cfg)
 		}
 	}
 }
@@ -345,19 +347,19 @@ func TestRSTGuardWithoutPrivileges(t *testing.T) {
 	if hasCapability(unix.CAP_NET_ADMIN) {
 		t.Skip("has CAP_NET_ADMIN; run without it to test the error (capsh --drop=cap_net_admin -- -c 'go test ./rawsock')")
 	}
-	g, err := NewRSTGuard(GuardConfig{PortLo: guardTestPortLo, PortHi: guardTestPortHi, Mark: testMark})
+	g, err := New(Config{PortLo: guardTestPortLo, PortHi: guardTestPortHi, Mark: testMark})
 	if err == nil {
 		g.Close()
-		t.Fatal("NewRSTGuard succeeded without CAP_NET_ADMIN")
+		t.Fatal("New succeeded without CAP_NET_ADMIN")
 	}
 	if !errors.Is(err, os.ErrPermission) {
-		t.Errorf("NewRSTGuard: %v; want an error wrapping os.ErrPermission", err)
+		t.Errorf("New: %v; want an error wrapping os.ErrPermission", err)
 	}
 	var oe *net.OpError
 	if !errors.As(err, &oe) || oe.Net != "rawsock" {
-		t.Errorf("NewRSTGuard: %#v; want a *net.OpError", err)
+		t.Errorf("New: %#v; want a *net.OpError", err)
 	}
-	t.Logf("NewRSTGuard: %v", err)
+	t.Logf("New: %v", err)
 	if _, err := CleanupTables(); !errors.Is(err, os.ErrPermission) {
 		t.Errorf("CleanupTables: %v; want an error wrapping os.ErrPermission", err)
 	}
@@ -371,11 +373,11 @@ func needNft(t *testing.T) {
 }
 
 // newGuardIn creates a guard inside namespace ns, closed at cleanup.
-func newGuardIn(t *testing.T, lab *netlab.Lab, ns string, cfg GuardConfig) *RSTGuard {
+func newGuardIn(t *testing.T, lab *netlab.Lab, ns string, cfg Config) *Guard {
 	t.Helper()
-	var g *RSTGuard
+	var g *Guard
 	err := lab.InNS(ns, func() (err error) {
-		g, err = NewRSTGuard(cfg)
+		g, err = New(cfg)
 		return err
 	})
 	if errors.Is(err, os.ErrPermission) {
@@ -415,7 +417,7 @@ func waitTableGone(t *testing.T, lab *netlab.Lab, ns, table string) {
 func TestIntegrationRSTGuardOwner(t *testing.T) {
 	lab := netlab.New(t)
 	needNft(t)
-	g := newGuardIn(t, lab, lab.Prober, GuardConfig{PortLo: guardTestPortLo, PortHi: guardTestPortHi, Mark: testMark})
+	g := newGuardIn(t, lab, lab.Prober, Config{PortLo: guardTestPortLo, PortHi: guardTestPortHi, Mark: testMark})
 	if !g.Owned() {
 		t.Fatal("the table has no owner flag on a kernel that should support it")
 	}
@@ -444,12 +446,12 @@ func TestIntegrationRSTGuardOwner(t *testing.T) {
 	// Another socket may not delete an owned table.
 	var err error
 	if lerr := lab.InNS(lab.Prober, func() error {
-		c, err2 := dialNetfilter()
+		c, err2 := nl.DialNetfilter()
 		if err2 != nil {
 			return err2
 		}
-		defer c.close()
-		err = c.batch(unix.NFPROTO_INET, delTableMsg(g.Table()))
+		defer c.Close()
+		err = batch(c, unix.NFPROTO_INET, delTableMsg(g.Table()))
 		return nil
 	}); lerr != nil {
 		t.Fatal(lerr)
@@ -494,8 +496,8 @@ func TestIntegrationGuardRuleAsNftSees(t *testing.T) {
 func testGuardRuleAsNftSees(t *testing.T, noLog bool) {
 	lab := netlab.New(t)
 	needNft(t)
-	ranges := []PortRange{{61000, 61009}, {61011, 61011}}
-	g := newGuardIn(t, lab, lab.Prober, GuardConfig{Ranges: ranges, Mark: testMark, NoLog: noLog})
+	ranges := []rawsock.PortRange{{Lo: 61000, Hi: 61009}, {Lo: 61011, Hi: 61011}}
+	g := newGuardIn(t, lab, lab.Prober, Config{Ranges: ranges, Mark: testMark, NoLog: noLog})
 	var group uint16
 	if g.log != nil {
 		group = g.log.group
@@ -597,7 +599,7 @@ func TestHelperGuardProcess(t *testing.T) {
 	if os.Getenv(guardHelperEnv) != "1" {
 		t.Skip("helper process for TestIntegrationRSTGuardSIGKILL")
 	}
-	g, err := NewRSTGuard(GuardConfig{PortLo: guardTestPortLo, PortHi: guardTestPortHi, Mark: testMark})
+	g, err := New(Config{PortLo: guardTestPortLo, PortHi: guardTestPortHi, Mark: testMark})
 	if err != nil {
 		fmt.Printf("error %v\n", err)
 		os.Exit(1)
@@ -676,7 +678,7 @@ func TestIntegrationRSTGuardSIGKILL(t *testing.T) {
 func TestIntegrationRSTGuardFallback(t *testing.T) {
 	lab := netlab.New(t)
 	needNft(t)
-	g := newGuardIn(t, lab, lab.Prober, GuardConfig{PortLo: guardTestPortLo, PortHi: guardTestPortHi, Mark: testMark, NoOwner: true})
+	g := newGuardIn(t, lab, lab.Prober, Config{PortLo: guardTestPortLo, PortHi: guardTestPortHi, Mark: testMark, NoOwner: true})
 	if g.Owned() {
 		t.Fatal("Owned with NoOwner")
 	}
@@ -733,13 +735,13 @@ func TestIntegrationRSTGuardFallback(t *testing.T) {
 // drops them on output, so none leaves.
 func TestIntegrationRSTGuardDroppedAtOnce(t *testing.T) {
 	lab := netlab.New(t)
-	var conn *Conn
-	var g *RSTGuard
+	var conn *rawsock.Conn
+	var g *Guard
 	err := lab.InNS(lab.Prober, func() (err error) {
-		if conn, err = Listen(Config{IPv4: true, PortLo: guardTestPortLo, PortHi: guardTestPortHi, SendOnly: true, NoTxStamps: true}); err != nil {
+		if conn, err = rawsock.Listen(rawsock.Config{IPv4: true, PortLo: guardTestPortLo, PortHi: guardTestPortHi, SendOnly: true, NoTxStamps: true}); err != nil {
 			return err
 		}
-		g, err = NewRSTGuard(GuardConfig{PortLo: guardTestPortLo, PortHi: guardTestPortHi, Mark: testMark})
+		g, err = New(Config{PortLo: guardTestPortLo, PortHi: guardTestPortHi, Mark: testMark})
 		return err
 	})
 	if conn != nil {
@@ -811,14 +813,14 @@ func testGuardDrops(t *testing.T, v6, guarded bool) {
 	const dport = 8080
 	lab.Listen(t, lab.Target, "tcp", netip.AddrPortFrom(dst, dport).String()) // never accepts: stays quiet
 
-	var conn *Conn
-	var g *RSTGuard
+	var conn *rawsock.Conn
+	var g *Guard
 	err := lab.InNS(lab.Prober, func() (err error) {
-		conn, err = Listen(Config{IPv4: true, IPv6: true, PortLo: guardTestPortLo, PortHi: guardTestPortHi, Mark: testMark})
+		conn, err = rawsock.Listen(rawsock.Config{IPv4: true, IPv6: true, PortLo: guardTestPortLo, PortHi: guardTestPortHi, Mark: testMark})
 		if err != nil || !guarded {
 			return err
 		}
-		g, err = NewRSTGuard(GuardConfig{PortLo: guardTestPortLo, PortHi: guardTestPortHi, Mark: testMark})
+		g, err = New(Config{PortLo: guardTestPortLo, PortHi: guardTestPortHi, Mark: testMark})
 		return err
 	})
 	if conn != nil {

@@ -1,27 +1,26 @@
-package rawsock
+package rstguard
 
 import (
 	"errors"
-	"regexp"
 	"sync"
+
+	"github.com/synprobe/synprobe/rawsock"
+	"github.com/synprobe/synprobe/rawsock/internal/nl"
 )
 
 // TablePrefix starts the name of every nftables table synprobe creates:
 // TablePrefix + "<pid>_<8 hex digits>".
-const TablePrefix = "synprobe_"
+const TablePrefix = nl.TablePrefix
 
-// staleTable matches the names of tables made by NewRSTGuard.
-var staleTable = regexp.MustCompile(`^` + TablePrefix + `([0-9]+)_[0-9a-f]{8}$`)
-
-// GuardConfig describes what an RSTGuard drops.
-type GuardConfig struct {
+// Config describes what a Guard drops.
+type Config struct {
 	// PortLo and PortHi are this run's source ports, both included: the
 	// guard drops TCP RSTs from these ports...
 	PortLo, PortHi uint16
 	// ...or, if set, from the ports of these ranges (a PortBlock's
 	// Ranges), one rule each: never from the ports between them, which
 	// other sockets hold...
-	Ranges []PortRange
+	Ranges []rawsock.PortRange
 	// ...unless they carry this packet mark, which Config.Mark sets on
 	// our own send sockets. It must not be zero.
 	Mark uint32
@@ -36,7 +35,7 @@ type GuardConfig struct {
 	NoLog bool
 }
 
-// RSTGuard keeps the kernel's automatic RSTs for our source ports off the
+// Guard keeps the kernel's automatic RSTs for our source ports off the
 // wire. It is an nftables table in the inet family (IPv4 and IPv6) with an
 // output-hook chain and one rule per port range:
 //
@@ -50,53 +49,53 @@ type GuardConfig struct {
 // and no other process can change or delete it meanwhile.
 //
 // The methods may be called from any goroutine.
-type RSTGuard struct {
+type Guard struct {
 	mu       sync.Mutex
 	name     string
 	owned    bool
 	guardSys // the platform's part
 }
 
-// NewRSTGuard creates the table in the calling thread's network namespace.
+// New creates the table in the calling thread's network namespace.
 // It needs CAP_NET_ADMIN; without it the error wraps os.ErrPermission. If
 // the kernel refuses the owner flag it creates an ordinary table instead
 // (Owned reports which), which only Close or CleanupTables removes.
-func NewRSTGuard(cfg GuardConfig) (*RSTGuard, error) {
+func New(cfg Config) (*Guard, error) {
 	if len(cfg.Ranges) == 0 {
-		cfg.Ranges = []PortRange{{cfg.PortLo, cfg.PortHi}}
+		cfg.Ranges = []rawsock.PortRange{{Lo: cfg.PortLo, Hi: cfg.PortHi}}
 	}
-	if err := checkRanges(cfg.Ranges); err != nil {
+	if err := rawsock.CheckRanges(cfg.Ranges); err != nil {
 		return nil, err
 	}
 	if cfg.Mark == 0 {
 		return nil, errors.New("rawsock: the RST guard needs a non-zero packet mark")
 	}
-	return newRSTGuard(cfg)
+	return newGuard(cfg)
 }
 
 // Owned reports whether the table has the owner flag, so that the kernel
 // deletes it when the guard's socket closes, SIGKILL included.
-func (g *RSTGuard) Owned() bool { return g.owned }
+func (g *Guard) Owned() bool { return g.owned }
 
 // Table returns the table's name; its family is inet.
-func (g *RSTGuard) Table() string { return g.name }
+func (g *Guard) Table() string { return g.name }
 
 // Dropped returns how many of the kernel's RSTs the guard has kept off
 // the wire so far: the packets its rules logged to the guard's own
 // nfnetlink_log group, which needs no privilege to read (the process may
-// have dropped them all since NewRSTGuard). Where the kernel cannot log
+// have dropped them all since New). Where the kernel cannot log
 // to a group it is the sum of the rules' counters, and reading them
 // needs CAP_NET_ADMIN.
-func (g *RSTGuard) Dropped() (packets uint64, err error) { return g.dropped() }
+func (g *Guard) Dropped() (packets uint64, err error) { return g.dropped() }
 
 // Close deletes the table and closes the netlink sockets. An owned table
 // goes with its socket, which the kernel deletes as the socket closes,
 // without any privilege (the process may have dropped them all since
-// NewRSTGuard); an ordinary one is deleted by a request, which needs
+// New); an ordinary one is deleted by a request, which needs
 // CAP_NET_ADMIN. Further calls do nothing.
-func (g *RSTGuard) Close() error { return g.close() }
+func (g *Guard) Close() error { return g.close() }
 
-// CleanupTables deletes the tables that NewRSTGuard created without the
+// CleanupTables deletes the tables that New created without the
 // owner flag in runs that have ended without Close (killed, or crashed),
 // in the calling thread's network namespace, and returns their names. A
 // table counts as left over when the process whose pid its name carries
