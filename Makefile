@@ -66,7 +66,7 @@ bench: deps build
 	$(SUDO) env "PATH=$$PATH" scripts/bench-trace.sh
 
 # The exported API is declared once, in portable files, and rawsock/wire
-# is portable (the TestLayout of rawsock and rawsock/wire): the module
+# is portable (the TestLayout of rawsock, rawsock/rstguard and rawsock/wire): the module
 # must build and vet for a platform without the Linux code as well.
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -30,7 +30,7 @@ func localBroadcasts() (map[netip.Addr]string, error) {
 	req := rtnetlink.RouteMessage{Family: unix.AF_INET, Table: unix.RT_TABLE_LOCAL, Type: unix.RTN_BROADCAST}
 	msgs, err := rtExecute(c, unix.RTM_GETROUTE, netlink.Request|netlink.Dump, &req)
 	if err != nil {
-		return nil, nl.Error("RTM_GETROUTE", err)
+		return nil, nl.Wrap("RTM_GETROUTE", err)
 	}
 	out := map[netip.Addr]string{}
 	for _, m := range msgs {

@@ -115,7 +115,7 @@ func checkNetfilter(v6 bool) error {
 		return err
 	}
 	for _, c := range chains {
-		if !nl.GuardTable.MatchString(c.table) { // synprobe's guards pass SYNs
+		if !nl.GuardTableName.MatchString(c.table) { // synprobe's guards pass SYNs
 			return fmt.Errorf("nftables chain %s %s %s hooks the output path", c.family, c.table, c.name)
 		}
 	}
@@ -375,7 +375,7 @@ func checkRules(c *netlink.Conn, v6 bool) error {
 	}
 	msgs, err := rtExecute(c, unix.RTM_GETRULE, netlink.Request|netlink.Dump, &rtnetlink.RuleMessage{Family: family})
 	if err != nil {
-		return fmt.Errorf("routing rules: %w", nl.Error("RTM_GETRULE", err))
+		return fmt.Errorf("routing rules: %w", nl.Wrap("RTM_GETRULE", err))
 	}
 	var got [][2]uint32
 	for _, m := range msgs {
@@ -471,7 +471,7 @@ func uniformRoute(c *netlink.Conn, prefixes []netip.Prefix, v6 bool) (int, netip
 	}
 	msgs, err := rtExecute(c, unix.RTM_GETROUTE, netlink.Request|netlink.Dump, &rtnetlink.RouteMessage{Family: family})
 	if err != nil {
-		return 0, netip.Addr{}, fmt.Errorf("routes: %w", nl.Error("RTM_GETROUTE", err))
+		return 0, netip.Addr{}, fmt.Errorf("routes: %w", nl.Wrap("RTM_GETROUTE", err))
 	}
 	var routes []route
 	for _, m := range msgs {

@@ -85,5 +85,7 @@
 // with github.com/jsimonetti/rtnetlink/v2. (A RouteWatch's socket asks
 // nothing: it listens to the link, address, route and rule notifications
 // for as long as it is open, and a SourceFinder with a Watch keeps the
-// sources it found until one comes.)
+// sources it found until one comes.) Errors are *net.OpError values of
+// network "rawsock"; those of a request that needs a privilege the
+// process lacks wrap os.ErrPermission.
 package rawsock

@@ -81,7 +81,7 @@ func neighborOn(c *netlink.Conn, ifindex int, addr netip.Addr) (net.HardwareAddr
 	}
 	msgs, err := rtExecute(c, unix.RTM_GETNEIGH, netlink.Request|netlink.Dump, &rtnetlink.NeighMessage{Family: family})
 	if err != nil {
-		return nil, false, nl.Error("RTM_GETNEIGH", err)
+		return nil, false, nl.Wrap("RTM_GETNEIGH", err)
 	}
 	for _, m := range msgs {
 		var n rtnetlink.NeighMessage

@@ -28,12 +28,12 @@ var routeGroups = []uint32{
 func watchRoutes() (*RouteWatch, error) {
 	c, err := netlink.Dial(unix.NETLINK_ROUTE, nil)
 	if err != nil {
-		return nil, nl.Error("dial", err)
+		return nil, nl.Wrap("dial", err)
 	}
 	for _, g := range routeGroups {
 		if err := c.JoinGroup(g); err != nil {
 			c.Close()
-			return nil, nl.Error("join group", err)
+			return nil, nl.Wrap("join group", err)
 		}
 	}
 	w := &RouteWatch{routeWatchSys: routeWatchSys{conn: c, done: make(chan struct{})}}

@@ -14,4 +14,4 @@ echo "== whole-binary measurements (namespace lab)"
 go test -count=1 -run '^$' -bench 'RTTAccuracy|OneShot|CloseAccuracy' -benchtime=1x -v ./cmd/synprobe/ |
 	grep -E 'bench_linux_test|^Benchmark|^ok|FAIL' | sed 's/^ *//'
 echo "== micro-benchmarks"
-go test -count=1 -run '^$' -bench . -benchmem ./rawsock/ ./rawsock/wire/ ./probe/ | grep -E '^Benchmark|^ok|FAIL'
+go test -count=1 -run '^$' -bench . -benchmem ./rawsock/ ./rawsock/rstguard/ ./rawsock/wire/ ./probe/ | grep -E '^Benchmark|^ok|FAIL'

@@ -1,5 +1,5 @@
 // Package layouttest checks how a package's files are laid out across
-// operating systems, for the TestLayout of rawsock and rawsock/wire. Test
+// operating systems, for the TestLayout of rawsock, rawsock/rstguard and rawsock/wire. Test
 // code only.
 package layouttest
 

@@ -15,7 +15,7 @@
 // New installs an nftables table in the inet family, so one rule
 // covers IPv4 and IPv6, named TablePrefix + "<pid>_<8 hex digits>", with a
 // filter chain on the output hook and a rule per range of source ports
-// (Config.Ranges, a PortBlock's Ranges):
+// (Config.Ranges, a rawsock.PortBlock's Ranges):
 //
 //	meta l4proto tcp tcp flags & rst == rst tcp sport PORTLO-PORTHI meta mark != MARK log group G queue-threshold 1 counter drop
 //

@@ -17,11 +17,11 @@ type Config struct {
 	// PortLo and PortHi are this run's source ports, both included: the
 	// guard drops TCP RSTs from these ports...
 	PortLo, PortHi uint16
-	// ...or, if set, from the ports of these ranges (a PortBlock's
+	// ...or, if set, from the ports of these ranges (a rawsock.PortBlock's
 	// Ranges), one rule each: never from the ports between them, which
 	// other sockets hold...
 	Ranges []rawsock.PortRange
-	// ...unless they carry this packet mark, which Config.Mark sets on
+	// ...unless they carry this packet mark, which rawsock.Config.Mark sets on
 	// our own send sockets. It must not be zero.
 	Mark uint32
 	// NoOwner skips the owner flag and creates the ordinary table that

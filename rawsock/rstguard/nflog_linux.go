@@ -31,7 +31,7 @@ const (
 	nfulaSeq        = 12
 )
 
-// dropLog counts the kernel RSTs an Guard drops, without any privilege
+// dropLog counts the kernel RSTs a Guard drops, without any privilege
 // once it exists: the guard's rules log each packet they drop to an
 // nfnetlink_log group that this socket alone is bound to (binding needs
 // CAP_NET_ADMIN; receiving needs nothing). Reading the rules' counters
@@ -105,7 +105,7 @@ func newDropLog() (*dropLog, error) {
 	l.cond = sync.NewCond(&l.mu)
 	if err := c.Conn.SetReadDeadline(time.Time{}); err != nil {
 		c.Close()
-		return nil, nl.Error("deadline", err)
+		return nil, nl.Wrap("deadline", err)
 	}
 	go l.read()
 	return l, nil

@@ -31,7 +31,7 @@ const (
 
 const guardChain = "out" // the guard table's only chain
 
-// guardSys is an Guard's Linux part: its netlink sockets.
+// guardSys is a Guard's Linux part: its netlink sockets.
 type guardSys struct {
 	c   *nl.NFConn // nil after Close
 	log *dropLog   // nil: Dropped reads the rules' counters
@@ -170,7 +170,7 @@ func cleanupTables() (removed []string, err error) {
 		if err != nil || flags&nftTableFlagOwner != 0 {
 			return err
 		}
-		sm := nl.GuardTable.FindStringSubmatch(name)
+		sm := nl.GuardTableName.FindStringSubmatch(name)
 		if sm == nil {
 			return nil
 		}

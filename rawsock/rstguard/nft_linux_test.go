@@ -33,7 +33,7 @@ import (
 
 const (
 	testMark           = 0x5350b0b0
-	skipNeedsNetAdmin  = "needs CAP_NET_ADMIN: run as root (sudo go test ./rawsock)"
+	skipNeedsNetAdmin  = "needs CAP_NET_ADMIN: run as root (sudo go test ./rawsock/rstguard)"
 	guardHelperEnv     = "SYNPROBE_GUARD_HELPER"
 	guardTestPortLo    = 61000
 	guardTestPortHi    = 61009
@@ -830,7 +830,7 @@ func testGuardDrops(t *testing.T, v6, guarded bool) {
 		t.Cleanup(func() { g.Close() })
 	}
 	if errors.Is(err, os.ErrPermission) {
-		t.Skip("needs CAP_NET_RAW and CAP_NET_ADMIN: run as root (sudo go test ./rawsock)")
+		t.Skip("needs CAP_NET_RAW and CAP_NET_ADMIN: run as root (sudo go test ./rawsock/rstguard)")
 	}
 	if err != nil {
 		t.Fatal(err)

@@ -14,4 +14,4 @@ func (*Guard) dropped() (uint64, error) { return 0, errNotImplemented }
 func (*Guard) close() error             { return nil }
 func cleanupTables() ([]string, error)  { return nil, errNotImplemented }
 
-var errNotImplemented = fmt.Errorf("guard: not implemented on %s", runtime.GOOS)
+var errNotImplemented = fmt.Errorf("rawsock: not implemented on %s", runtime.GOOS)

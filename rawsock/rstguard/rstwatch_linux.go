@@ -52,7 +52,8 @@ func (w *Watch) drain() {
 		return
 	}
 	for range rstDrainMax {
-		// The packet is counted, not read: a zero-length read frees it.
+		// The packet is counted, not read: a zero-length recvfrom frees
+		// it (a zero-length read(2) would return 0 and leave it queued).
 		_, _, err := unix.Recvfrom(w.fd, nil, unix.MSG_DONTWAIT)
 		if err == unix.EINTR {
 			continue

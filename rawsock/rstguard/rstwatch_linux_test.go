@@ -224,7 +224,7 @@ func newWatchRig(t *testing.T, v6, loopback bool) *watchRig {
 	return r
 }
 
-// watch opens an Watch in the rig's namespace, closed at cleanup.
+// watch opens a Watch in the rig's namespace, closed at cleanup.
 func (r *watchRig) watch(t *testing.T, lo, hi uint16, mark uint32) *Watch {
 	t.Helper()
 	var w *Watch

@@ -31,21 +31,21 @@ const Timeout = 5 * time.Second
 func Dial(proto int, cfg *netlink.Config) (*netlink.Conn, error) {
 	c, err := netlink.Dial(proto, cfg)
 	if err != nil {
-		return nil, Error("dial", err)
+		return nil, Wrap("dial", err)
 	}
 	if err := c.SetDeadline(time.Now().Add(Timeout)); err != nil {
 		c.Close()
-		return nil, Error("deadline", err)
+		return nil, Wrap("deadline", err)
 	}
 	return c, nil
 }
 
-// Error wraps an error of the netlink libraries as rawsock's other
+// Wrap wraps an error of the netlink libraries as rawsock's other
 // system call errors are: a *net.OpError holding an *os.SyscallError
 // named op, around the kernel's errno when the kernel refused the request
 // (so that errors.Is(err, os.ErrPermission) holds for EPERM), else around
 // the library's error (os.ErrDeadlineExceeded after Timeout, say).
-func Error(op string, err error) error {
+func Wrap(op string, err error) error {
 	var oe *net.OpError
 	if errors.As(err, &oe) && oe.Net == "rawsock" {
 		return err
@@ -86,11 +86,11 @@ func NFMessage(typ uint16, flags netlink.HeaderFlags, family uint8, resID uint16
 // its nfgenmsg), big-endian as nfnetlink's integers are.
 func NFDecoder(m netlink.Message) (*netlink.AttributeDecoder, error) {
 	if len(m.Data) < sizeofNfgenmsg {
-		return nil, ErrMalformed
+		return nil, errMalformed
 	}
 	ad, err := netlink.NewAttributeDecoder(m.Data[sizeofNfgenmsg:])
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: %v", errMalformed, err)
 	}
 	ad.ByteOrder = binary.BigEndian
 	return ad, nil
@@ -98,13 +98,16 @@ func NFDecoder(m netlink.Message) (*netlink.AttributeDecoder, error) {
 
 const sizeofNfgenmsg = 4 // struct nfgenmsg
 
-var ErrMalformed = errors.New("rawsock: malformed netlink message")
+// errMalformed is a netfilter message too short for its header.
+var errMalformed = errors.New("rawsock: malformed netlink message")
 
 // NFConn is a NETLINK_NETFILTER socket that stays open: the RST guard's,
 // whose closing deletes an owned table, and the log group's. It sends
 // requests with sequence numbers of its own and reads the answers to
 // them, skipping any others. It is not safe for concurrent use.
 type NFConn struct {
+	// Conn is the socket, for the log group's reader, which sets its
+	// options and reads it in a loop of its own.
 	Conn   *netlink.Conn
 	seq    uint32
 	broken error // set once an answer may have been left unread
@@ -117,7 +120,7 @@ type NFConn struct {
 func DialNetfilter() (*NFConn, error) {
 	c, err := netlink.Dial(unix.NETLINK_NETFILTER, nil)
 	if err != nil {
-		return nil, Error("dial", err)
+		return nil, Wrap("dial", err)
 	}
 	// The kernel's error text in its answers; optional. (Not
 	// NETLINK_CAP_ACK: the library then looks for that text past the end
@@ -128,9 +131,10 @@ func DialNetfilter() (*NFConn, error) {
 	return &NFConn{Conn: c, seq: 1 + binary.NativeEndian.Uint32(b[:])>>2}, nil
 }
 
+// Close closes the socket.
 func (c *NFConn) Close() { c.Conn.Close() }
 
-// nextSeq reserves n sequence numbers and returns the first; never 0,
+// NextSeq reserves n sequence numbers and returns the first; never 0,
 // which the library would replace.
 func (c *NFConn) NextSeq(n int) uint32 {
 	if c.seq > 1<<31 {
@@ -141,7 +145,7 @@ func (c *NFConn) NextSeq(n int) uint32 {
 	return s
 }
 
-// send sends msgs in one datagram, their sequence numbers set from seq on.
+// Send sends msgs in one datagram, their sequence numbers set from seq on.
 func (c *NFConn) Send(seq uint32, msgs ...netlink.Message) error {
 	if c.broken != nil {
 		return c.broken
@@ -150,10 +154,10 @@ func (c *NFConn) Send(seq uint32, msgs ...netlink.Message) error {
 		msgs[i].Header.Sequence = seq + uint32(i)
 	}
 	if err := c.Conn.SetWriteDeadline(time.Now().Add(Timeout)); err != nil {
-		return Error("deadline", err)
+		return Wrap("deadline", err)
 	}
 	if _, err := c.Conn.SendMessages(msgs); err != nil {
-		return Error("sendmsg", err)
+		return Wrap("sendmsg", err)
 	}
 	return nil
 }
@@ -166,7 +170,7 @@ type Answer struct {
 	Text  string
 }
 
-// receive reads the kernel's answers with sequence numbers in [lo, hi]
+// Receive reads the kernel's answers with sequence numbers in [lo, hi]
 // and passes them to fn until fn reports done; answers to earlier
 // requests are skipped. It gives up after Timeout, and the socket is
 // then out of step: every later request on it fails.
@@ -175,7 +179,7 @@ func (c *NFConn) Receive(lo, hi uint32, fn func(a Answer) (done bool, err error)
 		return c.broken
 	}
 	if err := c.Conn.SetReadDeadline(time.Now().Add(Timeout)); err != nil {
-		return Error("deadline", err)
+		return Wrap("deadline", err)
 	}
 	for {
 		msgs, err := c.Conn.Receive()
@@ -188,7 +192,7 @@ func (c *NFConn) Receive(lo, hi uint32, fn func(a Answer) (done bool, err error)
 			// error, with the request's sequence number.
 			answers = []Answer{{M: netlink.Message{Header: netlink.Header{Type: netlink.Error, Sequence: oe.Sequence}}, Errno: errno, Text: oe.Message}}
 		case err != nil:
-			c.broken = Error("recvmsg", err)
+			c.broken = Wrap("recvmsg", err)
 			return c.broken
 		}
 		for _, m := range msgs {
@@ -206,7 +210,7 @@ func (c *NFConn) Receive(lo, hi uint32, fn func(a Answer) (done bool, err error)
 	}
 }
 
-// request sends one request that asks for an acknowledgement and returns
+// Request sends one request that asks for an acknowledgement and returns
 // the kernel's error number for it (0: done).
 func (c *NFConn) Request(m netlink.Message) (unix.Errno, string, error) {
 	m.Header.Flags |= netlink.Request | netlink.Acknowledge
@@ -226,7 +230,7 @@ func (c *NFConn) Request(m netlink.Message) (unix.Errno, string, error) {
 	return errno, text, err
 }
 
-// dump sends a dump request and passes each message of the answer to fn.
+// Dump sends a dump request and passes each message of the answer to fn.
 // The library reads a dump's parts up to its end; an answer of no
 // messages is an empty dump (the socket has no unread answers: receive
 // leaves none, or marks the socket broken).
@@ -237,7 +241,7 @@ func (c *NFConn) Dump(m netlink.Message, fn func(m netlink.Message) error) error
 		return err
 	}
 	if err := c.Conn.SetReadDeadline(time.Now().Add(Timeout)); err != nil {
-		return Error("deadline", err)
+		return Wrap("deadline", err)
 	}
 	for {
 		msgs, err := c.Conn.Receive()
@@ -249,7 +253,7 @@ func (c *NFConn) Dump(m netlink.Message, fn func(m netlink.Message) error) error
 		case errors.As(err, &oe) && oe.Sequence != 0 && oe.Sequence != seq:
 			continue // an error for an earlier request
 		case err != nil:
-			c.broken = Error("recvmsg", err)
+			c.broken = Wrap("recvmsg", err)
 			return c.broken
 		}
 		ours := false
@@ -292,9 +296,10 @@ func KernelError(typ uint16, errno unix.Errno, text string) error {
 	if typ>>8 == unix.NFNL_SUBSYS_ULOG {
 		op = "nfnetlink_log"
 	}
-	return &net.OpError{Op: op, Net: "rawsock", Err: os.NewSyscallError(MsgName(typ), &MsgError{MsgType: typ, Errno: errno, Text: text})}
+	return &net.OpError{Op: op, Net: "rawsock", Err: os.NewSyscallError(msgName(typ), &MsgError{MsgType: typ, Errno: errno, Text: text})}
 }
 
+// NFTType is the netlink message type of nf_tables message msg.
 func NFTType(msg uint16) uint16 { return unix.NFNL_SUBSYS_NFTABLES<<8 | msg }
 
 // nftMsgNames name the message types in errors.
@@ -307,8 +312,8 @@ var nftMsgNames = map[uint16]string{
 	unix.NFT_MSG_GETRULE:  "NFT_MSG_GETRULE",
 }
 
-// MsgName names a netfilter message type in errors.
-func MsgName(typ uint16) string {
+// msgName names a netfilter message type in errors.
+func msgName(typ uint16) string {
 	switch typ {
 	case unix.NFNL_MSG_BATCH_BEGIN:
 		return "NFNL_MSG_BATCH_BEGIN"

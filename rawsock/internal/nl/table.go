@@ -6,6 +6,6 @@ import "regexp"
 // creates: TablePrefix + "<pid>_<8 hex digits>".
 const TablePrefix = "synprobe_"
 
-// GuardTable matches the names of the RST guard's tables; its submatch
+// GuardTableName matches the names of the RST guard's tables; its submatch
 // is the pid of the process that made one.
-var GuardTable = regexp.MustCompile(`^` + TablePrefix + `([0-9]+)_[0-9a-f]{8}$`)
+var GuardTableName = regexp.MustCompile(`^` + TablePrefix + `([0-9]+)_[0-9a-f]{8}$`)
