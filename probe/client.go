@@ -32,6 +32,11 @@ const DefaultPorts = 1024
 // closed. It wraps net.ErrClosed.
 var ErrClosed = fmt.Errorf("probe: client closed: %w", net.ErrClosed)
 
+// ErrScanning is what preparing a scan (probe/scan) on a client returns
+// while another scan is prepared or running on it: one at a time, for
+// they would share the client's ports and key.
+var ErrScanning = errors.New("probe: another scan is prepared or running on this client: one at a time")
+
 // ClientConfig configures a Client. The zero value of each field means its
 // default.
 type ClientConfig struct {
@@ -222,7 +227,7 @@ func (c *Client) lend() (*core.Lease, error) {
 		// Scans share the client's ports and key (probe id ScanID): two
 		// at once would take each other's answers, and the engine
 		// feeds one.
-		return nil, errors.New("probe: a scan is already running on this client: one at a time")
+		return nil, ErrScanning
 	}
 	ports := c.cfg.SourcePorts
 	if c.block != nil {

@@ -3,6 +3,7 @@ package probe
 import (
 	"sync/atomic"
 
+	"github.com/synprobe/synprobe/probe/internal/core"
 	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
@@ -10,7 +11,9 @@ import (
 // a snapshot, the caller's to keep.
 type Counters struct {
 	// Sent counts the packets the client handed to the network: SYNs,
-	// and the RSTs, ACKs, data and FINs that follow them.
+	// and the RSTs, ACKs, data and FINs that follow them. A scan's
+	// probes and RSTs leave through the scan's own senders and are its
+	// Summary's.
 	Sent uint64
 	// SendErrors counts the packets the kernel refused to send (its
 	// routes, its firewall, a full queue): not among Sent.
@@ -20,8 +23,10 @@ type Counters struct {
 	Received uint64
 	// Unmatched counts those of the received packets taken for no probe
 	// of the client's: late answers, duplicates, strays, packets that do
-	// not parse. A packet a scan on the client takes (probe/scan) is not
-	// counted here.
+	// not parse. An answer to a scan on the client (probe/scan) is not
+	// counted here: those the client's sockets read are handed to a
+	// small scan, and those they read beside a big scan's ring are
+	// copies of what the ring gives it.
 	Unmatched uint64
 }
 
@@ -63,13 +68,23 @@ func (p *Prober) take(b []byte, in *inbound) {
 		p.recordRx(b, in.rx)
 	}
 	p.took = false
-	if wire.Parse(b, &in.pkt) == nil {
+	parsed := wire.Parse(b, &in.pkt) == nil
+	if parsed {
 		in.user = p.now()
 		p.handle(in)
 	}
-	if !p.took && !p.feedOn.Load() {
+	if !p.took && !p.feedOn.Load() && !(parsed && p.scanAnswer(&in.pkt)) {
 		p.count.unmatched.Add(1)
 	}
+}
+
+// scanAnswer reports whether pkt answers a scan's SYN (core.ScanID in its
+// ISN): a big scan reads its answers from its ring, and the client's own
+// sockets, if they receive, read copies of them, which are the scan's,
+// not strays.
+func (p *Prober) scanAnswer(pkt *wire.Packet) bool {
+	a, ok := core.Of(pkt, p.portLo, p.portHi)
+	return ok && a.Keyed(&p.cookie, core.ScanID)
 }
 
 // Counters returns the client's packet counts since it opened.

@@ -30,7 +30,17 @@ import (
 //
 // Every pair has a result (cfg.OnResult), its middlebox hint judged
 // against the SYN-ACKs of the whole scan only in the Summary
-// (Summary.Complete).
+// (Summary.Complete), unless the scan ends early: when ctx is done, Run
+// returns the Summary with Interrupted set and a nil error; when the
+// client closes, the Summary so far and an error. Only the pairs
+// answered by then have results.
+//
+// One scan at a time runs on a client: while one is prepared or
+// running, Prepare and Run fail with an error wrapping
+// probe.ErrScanning (concurrent Probe and Rounds calls are welcome). A
+// SYN-ACK is answered with a RST at once, as in ModeRST, and the
+// kernel's own RST follows it (no guard is needed, and the server sees
+// two).
 //
 // A client given a Conn (probe.ClientConfig.Conn) opens nothing, nor does
 // its scan: the probes leave through that Conn (which must be a
@@ -159,6 +169,11 @@ func (p *Prepared) Run(ctx context.Context, cfg Config) (Summary, error) {
 		return Summary{}, errors.New("scan: the Prepared was closed or has run")
 	}
 	l := p.lease
+	select {
+	case <-l.Done:
+		return Summary{}, fmt.Errorf("scan: %w", probe.ErrClosed)
+	default:
+	}
 	w := wiring{Sources: p.srcs, Cookie: l.Cookie, Ports: l.Ports, PortLo: l.Ports[0], PortHi: l.Ports[len(l.Ports)-1]}
 	switch {
 	case cfg.NoOptions:

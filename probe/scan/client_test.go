@@ -237,6 +237,50 @@ func TestRunRingReadByEngine(t *testing.T) {
 	}
 }
 
+// A big scan's answers that the client's own sockets read too, beside
+// the scan's ring, are the scan's: the client does not count them as
+// unmatched (Counters.Unmatched), while a stray to its ports still is.
+func TestRingScanAnswersNotUnmatched(t *testing.T) {
+	ring := &engineRing{}
+	own := probetest.NewConn(func(*wire.Packet, []byte, uint32) []probetest.Reply { return nil })
+	t.Cleanup(func() { own.Close() })
+	var copies atomic.Int64
+	net := probetest.NewConn(func(p *wire.Packet, _ []byte, _ uint32) []probetest.Reply {
+		if p.Flags != wire.FlagSyn {
+			return nil
+		}
+		rst := probetest.RST(p)
+		own.Inject(append([]byte(nil), rst...), time.Now()) // what the client's raw sockets see too
+		copies.Add(1)
+		ring.given.Add(1)
+		return []probetest.Reply{{Packet: rst, After: 50 * time.Microsecond}}
+	})
+	t.Cleanup(func() { net.Close() })
+	ring.fakeRing = fakeRing{c: net, buf: make([]byte, rawsock.MaxPacketSize)}
+	cl := fakeClient(t, own, 256)
+	set := mustSet(t, mustParse(t, "198.18.64.0/18:80"))
+	prep := prepareRing(t, cl, ring, net, set)
+	sum, err := prep.Run(context.Background(), scan.Config{Set: set, Timeout: 200 * time.Millisecond, OnResult: func(*probe.ScanResult, scan.Origin) {}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prep.Close()
+	// A stray: a RST to one of the client's ports that answers nothing.
+	stray := probetest.RST(&wire.Packet{Src: netip.MustParseAddr("198.18.0.1"), Dst: netip.MustParseAddr("198.18.9.9"), SrcPort: 61000, DstPort: 9, Seq: 12345})
+	own.Inject(stray, time.Now())
+	want := uint64(copies.Load()) + 1
+	var c probe.Counters
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if c = cl.Counters(); c.Received >= want {
+			break
+		}
+	}
+	if sum.Closed != set.Len() || c.Received != want || c.Unmatched != 1 {
+		t.Errorf("scan closed %d of %d; client received %d (want %d: the scan's %d copies and a stray), unmatched %d (want 1: the stray)",
+			sum.Closed, set.Len(), c.Received, want, copies.Load(), c.Unmatched)
+	}
+}
+
 // ringLab returns a client over a fake network of 198.18.64.0/18 (every
 // fourth host open, two closed, one silent), a fake ring that carries its
 // answers, and the Set of port 80 there: big enough for the ring.
@@ -326,13 +370,26 @@ func TestRunRingClientClosed(t *testing.T) {
 		prep := prepareRing(t, cl, ring, net, set)
 		var once sync.Once
 		runWithin(t, 20*time.Second, func() {
-			_, err := prep.Run(context.Background(), scan.Config{Set: set, Timeout: 200 * time.Millisecond,
+			sum, err := prep.Run(context.Background(), scan.Config{Set: set, Timeout: 200 * time.Millisecond,
 				OnResult: func(*probe.ScanResult, scan.Origin) { once.Do(func() { cl.Close() }) },
 			})
 			if err == nil {
 				t.Error("a scan whose client closed under it succeeded")
 			}
+			// What it did before: probes sent, one answer at least, and
+			// no pair called filtered for the silence after.
+			if sum.Sent == 0 || sum.Open+sum.Closed == 0 || sum.Filtered != 0 {
+				t.Errorf("summary %+v: want the probes sent and answers read before, none filtered", sum)
+			}
 		})
+	})
+	t.Run("closed before the run", func(t *testing.T) {
+		cl, ring, net, set := ringLab(t)
+		prep := prepareRing(t, cl, ring, net, set)
+		cl.Close()
+		if _, err := prep.Run(context.Background(), scan.Config{Set: set}); !errors.Is(err, probe.ErrClosed) {
+			t.Errorf("Run on a closed client: %v; want probe.ErrClosed", err)
+		}
 	})
 }
 
@@ -344,12 +401,14 @@ func TestPrepareOneAtATime(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p, err := scan.Prepare(cl, scan.PrepareConfig{Set: set, Opener: fakeOpener{net: net, ring: ring}}); err == nil {
-		p.Close()
-		t.Fatal("a second scan prepared on a client while the first was open")
+	if p, err := scan.Prepare(cl, scan.PrepareConfig{Set: set, Opener: fakeOpener{net: net, ring: ring}}); !errors.Is(err, probe.ErrScanning) {
+		if p != nil {
+			p.Close()
+		}
+		t.Fatalf("a second Prepare on a client while the first was open: %v; want probe.ErrScanning", err)
 	}
-	if _, err := scan.Run(context.Background(), cl, scan.Config{Set: mustSet(t, mustParse(t, "198.18.1.0/30:80"))}); err == nil {
-		t.Fatal("a scan ran on a client while another was prepared")
+	if _, err := scan.Run(context.Background(), cl, scan.Config{Set: mustSet(t, mustParse(t, "198.18.1.0/30:80"))}); !errors.Is(err, probe.ErrScanning) {
+		t.Fatalf("a scan on a client while another was prepared: %v; want probe.ErrScanning", err)
 	}
 	first.Close()
 	again, err := scan.Prepare(cl, scan.PrepareConfig{Set: set, Opener: fakeOpener{net: net, ring: ring}})

@@ -129,8 +129,9 @@ type Config struct {
 	// client's engine's goroutine as answers come (see Run), from a
 	// sending one for a probe that could not be sent (StateError, with
 	// the reason of probe.SendErrorReason), then at the end for the
-	// pairs nobody answered. *r is reused once OnResult returns: copy it
-	// to keep it.
+	// pairs nobody answered. A scan that ends early (its context done:
+	// Summary.Interrupted; or an error) reports only the pairs answered
+	// by then. *r is reused once OnResult returns: copy it to keep it.
 	OnResult func(r *probe.ScanResult, o Origin)
 	// OnProgress, if set, is called about every 250 ms.
 	OnProgress func(Progress)
@@ -177,7 +178,10 @@ type Summary struct {
 	// checksum (Parse). Against a capture, they say where an answer
 	// went missing.
 	Received, Unmatched uint64
-	Interrupted         bool
+	// Interrupted says that the context ended the scan early: Run then
+	// returns no error, and only the pairs answered by then have a
+	// result.
+	Interrupted bool
 	// HostTTL is the SYN-ACK TTL of every host that answered one, for
 	// judging where refusals came from (MiddleboxTTL).
 	HostTTL map[netip.Addr]uint8
@@ -506,10 +510,8 @@ func (s *scanner) run(ctx context.Context) (Summary, error) {
 		recvErr = <-recvDone
 	}
 	close(progressDone)
-	if recvErr != nil && !errors.Is(recvErr, net.ErrClosed) {
-		return Summary{}, recvErr
-	}
-	if !interrupted {
+	failed := recvErr != nil && !errors.Is(recvErr, net.ErrClosed)
+	if !interrupted && !failed {
 		s.reportSilent()
 	}
 	sum := Summary{
@@ -540,6 +542,11 @@ func (s *scanner) run(ctx context.Context) (Summary, error) {
 	}
 	if r := s.limiter.Rate(); !math.IsInf(r, 1) {
 		sum.RateLimit = r
+	}
+	if failed {
+		// What was sent and answered before: the silent pairs have no
+		// verdict.
+		return sum, recvErr
 	}
 	return sum, nil
 }
