@@ -175,8 +175,9 @@ type Summary struct {
 	// Received counts the packets the receiver handed over (copies of
 	// our own probes not included), Unmatched those of them that
 	// answered none of our probes: not ours, malformed, or a wrong
-	// checksum (Parse). Against a capture, they say where an answer
-	// went missing.
+	// checksum (Parse); a ring also sees the answers to the client's
+	// own probes, which count here. Against a capture, they say where
+	// an answer went missing.
 	Received, Unmatched uint64
 	// Interrupted says that the context ended the scan early: Run then
 	// returns no error, and only the pairs answered by then have a
