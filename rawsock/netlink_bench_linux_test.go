@@ -16,14 +16,6 @@ import (
 //
 //	sudo go test -run XXX -bench 'DirectPath|RouteTo|Neighbor|LocalBroadcasts' -benchtime 200x ./rawsock
 
-// benchIn runs the benchmark's loop inside namespace ns.
-func benchIn(b *testing.B, lab *netlab.Lab, fn func(b *testing.B) error) {
-	b.Helper()
-	if err := lab.InNS(lab.Prober, func() error { return fn(b) }); err != nil {
-		b.Fatal(err)
-	}
-}
-
 // routedLab is TestIntegrationDirectPath's lab: a /24 and an IPv6 /120
 // routed through the target, whose address is resolved.
 func routedLab(b *testing.B) (*netlab.Lab, netip.Prefix) {
@@ -39,7 +31,7 @@ func routedLab(b *testing.B) (*netlab.Lab, netip.Prefix) {
 // BenchmarkDirectPath: every check DirectPath makes, passing.
 func BenchmarkDirectPath(b *testing.B) {
 	lab, block := routedLab(b)
-	benchIn(b, lab, func(b *testing.B) error {
+	lab.InProber(b, func(b *testing.B) error {
 		for b.Loop() {
 			if _, err := DirectPath([]netip.Prefix{block}, 0); err != nil {
 				return err
@@ -52,7 +44,7 @@ func BenchmarkDirectPath(b *testing.B) {
 func BenchmarkRouteTo(b *testing.B) {
 	lab, block := routedLab(b)
 	dst := block.Addr().Next()
-	benchIn(b, lab, func(b *testing.B) error {
+	lab.InProber(b, func(b *testing.B) error {
 		for b.Loop() {
 			if _, gw, err := RouteTo(dst); err != nil || gw != lab.TargetV4 {
 				return fmt.Errorf("RouteTo = %v, %v", gw, err)
@@ -64,7 +56,7 @@ func BenchmarkRouteTo(b *testing.B) {
 
 func BenchmarkNeighbor(b *testing.B) {
 	lab, _ := routedLab(b)
-	benchIn(b, lab, func(b *testing.B) error {
+	lab.InProber(b, func(b *testing.B) error {
 		ifi, _, err := RouteTo(lab.TargetV4)
 		if err != nil {
 			return err
@@ -80,7 +72,7 @@ func BenchmarkNeighbor(b *testing.B) {
 
 func BenchmarkLocalBroadcasts(b *testing.B) {
 	lab := netlab.New(b)
-	benchIn(b, lab, func(b *testing.B) error {
+	lab.InProber(b, func(b *testing.B) error {
 		for b.Loop() {
 			if m, err := LocalBroadcasts(); err != nil || len(m) == 0 {
 				return fmt.Errorf("LocalBroadcasts = %v, %v", m, err)

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os/exec"
 	"sync"
+	"testing"
 	"time"
 )
 
@@ -100,4 +101,14 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return string(s.b)
+}
+
+// InProber runs a benchmark's body, fn, inside the lab's prober namespace
+// and fails b with its error: for benchmarks of calls that act on the
+// calling thread's namespace.
+func (l *Lab) InProber(b *testing.B, fn func(b *testing.B) error) {
+	b.Helper()
+	if err := l.InNS(l.Prober, func() error { return fn(b) }); err != nil {
+		b.Fatal(err)
+	}
 }

@@ -15,19 +15,11 @@ import (
 //
 //	sudo go test -run XXX -bench . -benchtime 200x ./rawsock/rstguard
 
-// benchIn runs the benchmark's loop inside the lab's prober namespace.
-func benchIn(b *testing.B, lab *netlab.Lab, fn func(b *testing.B) error) {
-	b.Helper()
-	if err := lab.InNS(lab.Prober, func() error { return fn(b) }); err != nil {
-		b.Fatal(err)
-	}
-}
-
 // BenchmarkRSTGuard: a guard's set-up (its netlink sockets, the log
 // group's binding, the batch) and Close, as ack and fin runs pay once.
 func BenchmarkRSTGuard(b *testing.B) {
 	lab := netlab.New(b)
-	benchIn(b, lab, func(b *testing.B) error {
+	lab.InProber(b, func(b *testing.B) error {
 		for b.Loop() {
 			g, err := New(Config{Ranges: []rawsock.PortRange{{Lo: 61000, Hi: 61009}, {Lo: 61020, Hi: 61029}}, Mark: testMark})
 			if err != nil {
@@ -44,7 +36,7 @@ func BenchmarkRSTGuard(b *testing.B) {
 // BenchmarkRSTGuardDropped: one Dropped, read from the log group.
 func BenchmarkRSTGuardDropped(b *testing.B) {
 	lab := netlab.New(b)
-	benchIn(b, lab, func(b *testing.B) error {
+	lab.InProber(b, func(b *testing.B) error {
 		g, err := New(Config{PortLo: 61000, PortHi: 61009, Mark: testMark})
 		if err != nil {
 			return err
@@ -64,7 +56,7 @@ func BenchmarkCleanupTables(b *testing.B) {
 	for i := range 4 {
 		lab.Run(b, lab.Prober, "nft", "add", "table", "inet", fmt.Sprintf("other%d", i))
 	}
-	benchIn(b, lab, func(b *testing.B) error {
+	lab.InProber(b, func(b *testing.B) error {
 		for b.Loop() {
 			if _, err := CleanupTables(); err != nil {
 				return err
