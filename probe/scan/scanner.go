@@ -199,8 +199,8 @@ type Summary struct {
 
 // scanConn probes every pair of cfg.Set once, in a keyed random order,
 // and again up to cfg.Retries times for those left unanswered, through
-// conn and what w gives: Prepared.Run's scan. Memory does not grow with the number of pairs beyond one bit
-// each.
+// conn and what w gives: Prepared.Run's scan. Memory does not grow with
+// the number of pairs beyond one bit each.
 func scanConn(ctx context.Context, conn Conn, cfg Config, w wiring) (Summary, error) {
 	s, err := newScanner(conn, cfg, w)
 	if err != nil {

@@ -20,14 +20,14 @@
 //	meta l4proto tcp tcp flags & rst == rst tcp sport PORTLO-PORTHI meta mark != MARK log group G queue-threshold 1 counter drop
 //
 // Our own segments carry MARK, set with SO_MARK on the send sockets
-// (rawsock.Config.Mark), so only the kernel's RSTs from exactly this run's source
-// ports are dropped, never those of the sockets that hold the ports
-// between its ranges. Dropped counts the packets the rules log to G, an
-// nfnetlink_log group bound to a socket of the guard's own, which needs
-// no privilege to read; on kernels without the log expression it sums the
-// rules' counters, which needs CAP_NET_ADMIN. The rule acts on output
-// only: a drop on input would also hide replies from the raw receive
-// sockets.
+// (rawsock.Config.Mark), so only the kernel's RSTs from exactly this
+// run's source ports are dropped, never those of the sockets that hold
+// the ports between its ranges. Dropped counts the packets the rules log
+// to G, an nfnetlink_log group bound to a socket of the guard's own,
+// which needs no privilege to read; on kernels without the log
+// expression it sums the rules' counters, which needs CAP_NET_ADMIN.
+// The rule acts on output only: a drop on input would also hide replies
+// from the raw receive sockets.
 //
 // The table is written as one nfnetlink batch, encoded with
 // github.com/mdlayher/netlink's AttributeEncoder (google/nftables cannot

@@ -21,8 +21,8 @@ type Config struct {
 	// Ranges), one rule each: never from the ports between them, which
 	// other sockets hold...
 	Ranges []rawsock.PortRange
-	// ...unless they carry this packet mark, which rawsock.Config.Mark sets on
-	// our own send sockets. It must not be zero.
+	// ...unless they carry this packet mark, which rawsock.Config.Mark
+	// sets on our own send sockets. It must not be zero.
 	Mark uint32
 	// NoOwner skips the owner flag and creates the ordinary table that
 	// kernels older than 5.12 get. For tests.

@@ -39,9 +39,10 @@ func NewWatch(lo, hi uint16, mark uint32) (*Watch, error) {
 }
 
 // NewWatchPorts opens the watch in the calling thread's network
-// namespace for the source ports in ranges (a rawsock.PortBlock's Ranges). mark is
-// the packet mark of our own segments (rawsock.Config.Mark) and must not be zero.
-// It needs CAP_NET_RAW; without it the error wraps os.ErrPermission.
+// namespace for the source ports in ranges (a rawsock.PortBlock's
+// Ranges). mark is the packet mark of our own segments
+// (rawsock.Config.Mark) and must not be zero. It needs CAP_NET_RAW;
+// without it the error wraps os.ErrPermission.
 func NewWatchPorts(ranges []rawsock.PortRange, mark uint32) (*Watch, error) {
 	if err := rawsock.CheckRanges(ranges); err != nil {
 		return nil, err
