@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -76,6 +77,101 @@ func wireProbes(pkts []netlab.CapturedPacket) map[string][]*wireProbe {
 	return m
 }
 
+// TestIntegrationRunRingOnClient scans 16,384 pairs, enough for a
+// packet ring, on a client with receive sockets of its own, while other
+// goroutines probe the same ports through it: the engine reads the
+// scan's ring beside its sockets. Every verdict is the lab's (listeners,
+// a dropping and a rejecting firewall), every answer kernel-timed; the
+// probes' results are exact; the client counts none of the scan's
+// answers, which its sockets read too, as strays; and the target holds
+// no half-open connection afterwards (ss), our RSTs having freed them.
+func TestIntegrationRunRingOnClient(t *testing.T) {
+	l, cl := scanLab(t)
+	spec, err := scan.ParseSpec(l.TargetV4.String() + ":1-16384")
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := scan.NewSet(scan.Block{Spec: &spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if set.Len() < scan.RingMinPairs {
+		t.Fatalf("%d pairs: too few for the ring", set.Len())
+	}
+	want := func(port uint16) (probe.State, string) {
+		switch {
+		case port >= labOpen && port <= labOpen+9:
+			return probe.StateOpen, probe.ReasonSYNACK
+		case port >= labDropped && port <= labDropped+9:
+			return probe.StateFiltered, probe.ReasonTimeout
+		case port >= labRejected && port <= labRejected+9:
+			return probe.StateFiltered, "icmp-admin-prohibited"
+		}
+		return probe.StateClosed, probe.ReasonRST
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	before := cl.Counters()
+	type call struct {
+		dst netip.AddrPort
+		r   *probe.Result
+		err error
+	}
+	calls := make([]call, 40)
+	var wg sync.WaitGroup
+	for i := range calls {
+		c := &calls[i]
+		c.dst = netip.AddrPortFrom(l.TargetV4, uint16([]int{labOpen, labClosed, labDropped, labRejected}[i%4]+i%10))
+		wg.Go(func() { c.r, c.err = cl.Probe(ctx, c.dst, &probe.ProbeOptions{Timeout: 500 * time.Millisecond}) })
+	}
+	bad := 0
+	fail := func(format string, args ...any) {
+		if bad++; bad <= 10 {
+			t.Errorf(format, args...)
+		}
+	}
+	results := 0
+	sum, err := scan.Run(ctx, cl, scan.Config{
+		Set: set, Timeout: 500 * time.Millisecond, Retries: 1,
+		OnResult: func(r *probe.ScanResult, _ scan.Origin) {
+			results++
+			if st, reason := want(r.Port); r.State != st || r.Reason != reason {
+				fail("%v: %v %s, want %v %s", r.AddrPort(), r.State, r.Reason, st, reason)
+			}
+			if r.Timed() && !r.KernelClock {
+				fail("%v: timed by the user-space clock", r.AddrPort())
+			}
+		},
+	})
+	wg.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range calls {
+		if c.err != nil {
+			fail("probe %v: %v", c.dst, c.err)
+		} else if st, reason := want(c.dst.Port()); c.r.State != st || c.r.Reason != reason {
+			fail("probe %v: %v %s, want %v %s", c.dst, c.r.State, c.r.Reason, st, reason)
+		}
+	}
+	if bad > 10 {
+		t.Errorf("... %d wrong in all", bad)
+	}
+	if uint64(results) != set.Len() || sum.Open != 10 || sum.Filtered != 20 || sum.Closed != set.Len()-30 || sum.RecvPath != "packet ring" {
+		t.Errorf("%d results; summary %d open, %d closed, %d filtered, answers from %q", results, sum.Open, sum.Closed, sum.Filtered, sum.RecvPath)
+	}
+	// The client's sockets read the scan's answers too (raw sockets see
+	// every segment to our ports): none of them is a stray.
+	if c := cl.Counters(); c.Unmatched-before.Unmatched > 100 {
+		t.Errorf("the client counted %d unmatched packets during the scan (it received %d)", c.Unmatched-before.Unmatched, c.Received-before.Received)
+	}
+	t.Logf("sent as %s; answers read from %s; clock=%s; %d received, %d unmatched by the scan", sum.SendPath, sum.RecvPath, sum.Clock(), sum.Received, sum.Unmatched)
+	// Every SYN-ACK was reset: the target keeps nothing half open.
+	if out := l.Run(t, l.Target, "ss", "-Htn", "state", "syn-recv"); strings.TrimSpace(out) != "" {
+		t.Errorf("the target holds half-open connections:\n%s", out)
+	}
+}
+
 // TestIntegrationRunOnClient scans open, closed, dropped and rejected
 // ports of both families on one client while other goroutines probe the
 // same ports through it, and checks every verdict against a capture on
@@ -84,30 +180,7 @@ func wireProbes(pkts []netlab.CapturedPacket) map[string][]*wireProbe {
 // answer for a timeout, and the RTT. The probes' results are exact too:
 // no answer is taken by the wrong caller.
 func TestIntegrationRunOnClient(t *testing.T) {
-	l := netlab.New(t)
-	for _, a := range []netip.Addr{l.TargetV4, l.TargetV6} {
-		for p := range 10 {
-			ln := l.Listen(t, l.Target, "tcp", netip.AddrPortFrom(a, uint16(labOpen+p)).String())
-			netlab.Serve(ln, func(c net.Conn) { c.Close() })
-		}
-	}
-	l.Nft(t, l.Target, fmt.Sprintf(`table inet lab {
-	chain input {
-		type filter hook input priority 0;
-		tcp dport %d-%d drop
-		meta nfproto ipv4 tcp dport %d-%d reject with icmp admin-prohibited
-		meta nfproto ipv6 tcp dport %d-%d reject with icmpv6 admin-prohibited
-	}
-}`, labDropped, labDropped+9, labRejected, labRejected+9, labRejected, labRejected+9))
-	l.Run(t, l.Target, "sysctl", "-q", "-w", "net.ipv4.icmp_ratelimit=0", "net.ipv6.icmp.ratelimit=0",
-		"net.ipv4.icmp_msgs_per_sec=1000000", "net.ipv4.icmp_msgs_burst=1000000")
-	var cl *probe.Client
-	if err := l.InNS(l.Prober, func() (err error) {
-		cl, err = probe.NewClient(nil)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	l, cl := scanLab(t)
 	defer cl.Close()
 
 	ports := fmt.Sprintf("%d-%d,%d-%d,%d-%d,%d-%d", labOpen, labOpen+9, labClosed, labClosed+9, labDropped, labDropped+9, labRejected, labRejected+9)
@@ -279,4 +352,37 @@ func TestIntegrationRunOnClient(t *testing.T) {
 	if _, err := scan.Run(ctx, cl, scan.Config{Set: set}); err == nil {
 		t.Error("a closed client scanned")
 	}
+}
+
+// scanLab returns a lab whose target has listeners on labOpen..+9 and a
+// firewall that drops labDropped..+9 and rejects labRejected..+9, both
+// families, and a client opened (with its own sockets) in its prober
+// namespace, closed when the test ends.
+func scanLab(t *testing.T) (*netlab.Lab, *probe.Client) {
+	l := netlab.New(t)
+	for _, a := range []netip.Addr{l.TargetV4, l.TargetV6} {
+		for p := range 10 {
+			ln := l.Listen(t, l.Target, "tcp", netip.AddrPortFrom(a, uint16(labOpen+p)).String())
+			netlab.Serve(ln, func(c net.Conn) { c.Close() })
+		}
+	}
+	l.Nft(t, l.Target, fmt.Sprintf(`table inet lab {
+	chain input {
+		type filter hook input priority 0;
+		tcp dport %d-%d drop
+		meta nfproto ipv4 tcp dport %d-%d reject with icmp admin-prohibited
+		meta nfproto ipv6 tcp dport %d-%d reject with icmpv6 admin-prohibited
+	}
+}`, labDropped, labDropped+9, labRejected, labRejected+9, labRejected, labRejected+9))
+	l.Run(t, l.Target, "sysctl", "-q", "-w", "net.ipv4.icmp_ratelimit=0", "net.ipv6.icmp.ratelimit=0",
+		"net.ipv4.icmp_msgs_per_sec=1000000", "net.ipv4.icmp_msgs_burst=1000000")
+	var cl *probe.Client
+	if err := l.InNS(l.Prober, func() (err error) {
+		cl, err = probe.NewClient(nil)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	return l, cl
 }
