@@ -15,19 +15,20 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/synprobe/synprobe/internal/netlab"
 	"github.com/synprobe/synprobe/probe"
 	"github.com/synprobe/synprobe/rawsock"
 	"github.com/synprobe/synprobe/rawsock/wire"
-	"golang.org/x/sys/unix"
 )
 
 // The lab target's ports, by what answers them.
 const (
-	labOpen     = 8000 // ..+9: listeners
-	labClosed   = 8100 // ..+9: nothing; the kernel answers RST
-	labDropped  = 8200 // ..+9: the target's firewall drops the SYN
-	labRejected = 8300 // ..+9: the target's firewall answers "administratively prohibited"
+	labOpen     = netlab.PortOpen     // ..+9: listeners
+	labClosed   = netlab.PortClosed   // ..+9: nothing; the kernel answers RST
+	labDropped  = netlab.PortDropped  // ..+9: the target's firewall drops the SYN
+	labRejected = netlab.PortRejected // ..+9: the target's firewall answers "administratively prohibited"
 )
 
 // clientLab is a lab whose target has open, closed, dropped and rejected
@@ -36,23 +37,7 @@ const (
 func clientLab(t *testing.T) (*netlab.Lab, *probe.Client) {
 	t.Helper()
 	l := netlab.New(t)
-	for _, a := range []netip.Addr{l.TargetV4, l.TargetV6} {
-		for p := range 10 {
-			ln := l.Listen(t, l.Target, "tcp", netip.AddrPortFrom(a, uint16(labOpen+p)).String())
-			netlab.Serve(ln, func(c net.Conn) { c.Close() })
-		}
-	}
-	l.Nft(t, l.Target, fmt.Sprintf(`table inet lab {
-	chain input {
-		type filter hook input priority 0;
-		tcp dport %d-%d drop
-		meta nfproto ipv4 tcp dport %d-%d reject with icmp admin-prohibited
-		meta nfproto ipv6 tcp dport %d-%d reject with icmpv6 admin-prohibited
-	}
-}`, labDropped, labDropped+9, labRejected, labRejected+9, labRejected, labRejected+9))
-	// Answer every rejected SYN: no ICMP rate limits.
-	l.Run(t, l.Target, "sysctl", "-q", "-w", "net.ipv4.icmp_ratelimit=0", "net.ipv6.icmp.ratelimit=0",
-		"net.ipv4.icmp_msgs_per_sec=1000000", "net.ipv4.icmp_msgs_burst=1000000")
+	l.VerdictPorts(t)
 	var cl *probe.Client
 	err := l.InNS(l.Prober, func() (err error) {
 		cl, err = probe.NewClient(&probe.ClientConfig{Guard: true})

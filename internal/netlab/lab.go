@@ -1,6 +1,7 @@
 package netlab
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"os/exec"
@@ -111,4 +112,35 @@ func (l *Lab) InProber(b *testing.B, fn func(b *testing.B) error) {
 	if err := l.InNS(l.Prober, func() error { return fn(b) }); err != nil {
 		b.Fatal(err)
 	}
+}
+
+// The target's ports that VerdictPorts sets up, ten of each from these.
+const (
+	PortOpen     = 8000 // listeners
+	PortClosed   = 8100 // nothing: the kernel answers RST
+	PortDropped  = 8200 // the target's firewall drops the SYN
+	PortRejected = 8300 // the firewall answers "administratively prohibited"
+)
+
+// VerdictPorts gives the target, on both families, ten ports of each
+// verdict from PortOpen, PortClosed, PortDropped and PortRejected, and
+// lifts its ICMP rate limits so that every rejected SYN is answered.
+func (l *Lab) VerdictPorts(tb testing.TB) {
+	tb.Helper()
+	for _, a := range []netip.Addr{l.TargetV4, l.TargetV6} {
+		for p := range 10 {
+			ln := l.Listen(tb, l.Target, "tcp", netip.AddrPortFrom(a, uint16(PortOpen+p)).String())
+			Serve(ln, func(c net.Conn) { c.Close() })
+		}
+	}
+	l.Nft(tb, l.Target, fmt.Sprintf(`table inet lab {
+	chain input {
+		type filter hook input priority 0;
+		tcp dport %d-%d drop
+		meta nfproto ipv4 tcp dport %d-%d reject with icmp admin-prohibited
+		meta nfproto ipv6 tcp dport %d-%d reject with icmpv6 admin-prohibited
+	}
+}`, PortDropped, PortDropped+9, PortRejected, PortRejected+9, PortRejected, PortRejected+9))
+	l.Run(tb, l.Target, "sysctl", "-q", "-w", "net.ipv4.icmp_ratelimit=0", "net.ipv6.icmp.ratelimit=0",
+		"net.ipv4.icmp_msgs_per_sec=1000000", "net.ipv4.icmp_msgs_burst=1000000")
 }

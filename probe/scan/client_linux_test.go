@@ -3,7 +3,6 @@ package scan_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -19,10 +18,10 @@ import (
 
 // The lab target's ports, by what answers them.
 const (
-	labOpen     = 8000 // ..+9: listeners
-	labClosed   = 8100 // ..+9: nothing; the kernel answers RST
-	labDropped  = 8200 // ..+9: the target's firewall drops the SYN
-	labRejected = 8300 // ..+9: the target's firewall answers "administratively prohibited"
+	labOpen     = netlab.PortOpen     // ..+9: listeners
+	labClosed   = netlab.PortClosed   // ..+9: nothing; the kernel answers RST
+	labDropped  = netlab.PortDropped  // ..+9: the target's firewall drops the SYN
+	labRejected = netlab.PortRejected // ..+9: the target's firewall answers "administratively prohibited"
 )
 
 // wireProbe is what a capture on the prober's interface shows of one SYN
@@ -360,22 +359,7 @@ func TestIntegrationRunOnClient(t *testing.T) {
 // namespace, closed when the test ends.
 func scanLab(t *testing.T) (*netlab.Lab, *probe.Client) {
 	l := netlab.New(t)
-	for _, a := range []netip.Addr{l.TargetV4, l.TargetV6} {
-		for p := range 10 {
-			ln := l.Listen(t, l.Target, "tcp", netip.AddrPortFrom(a, uint16(labOpen+p)).String())
-			netlab.Serve(ln, func(c net.Conn) { c.Close() })
-		}
-	}
-	l.Nft(t, l.Target, fmt.Sprintf(`table inet lab {
-	chain input {
-		type filter hook input priority 0;
-		tcp dport %d-%d drop
-		meta nfproto ipv4 tcp dport %d-%d reject with icmp admin-prohibited
-		meta nfproto ipv6 tcp dport %d-%d reject with icmpv6 admin-prohibited
-	}
-}`, labDropped, labDropped+9, labRejected, labRejected+9, labRejected, labRejected+9))
-	l.Run(t, l.Target, "sysctl", "-q", "-w", "net.ipv4.icmp_ratelimit=0", "net.ipv6.icmp.ratelimit=0",
-		"net.ipv4.icmp_msgs_per_sec=1000000", "net.ipv4.icmp_msgs_burst=1000000")
+	l.VerdictPorts(t)
 	var cl *probe.Client
 	if err := l.InNS(l.Prober, func() (err error) {
 		cl, err = probe.NewClient(nil)
