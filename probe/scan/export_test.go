@@ -101,7 +101,6 @@ func (c *connRing) Read(deadline time.Time, fn func([]byte, time.Time)) (int, er
 	return 1, nil
 }
 
-func (c *connRing) Wake()              { c.conn.Wake() }
 func (c *connRing) Dropped() uint64    { return 0 }
 func (c *connRing) Pending() float64   { return 0 }
 func (c *connRing) Mark() uint64       { return 0 }

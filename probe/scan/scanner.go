@@ -43,11 +43,11 @@ type BatchSender interface {
 // rawsock.Ring, which a client's engine reads for a big scan. Read calls
 // fn for every packet it has and returns their number, or waits for one
 // until deadline (zero: no limit; in the past: not at all) and then
-// returns an error wrapping os.ErrDeadlineExceeded; rawsock.ErrWoken
-// after Wake, net.ErrClosed once closed.
+// returns an error wrapping os.ErrDeadlineExceeded; net.ErrClosed once
+// closed. The engine only looks (a deadline in the past), so nothing
+// waits on it to be woken.
 type Receiver interface {
 	Read(deadline time.Time, fn func(pkt []byte, rx time.Time)) (int, error)
-	Wake()
 	// Dropped returns how many packets were lost for want of room.
 	Dropped() uint64
 	// Pending returns the share of the room taken by packets not yet

@@ -255,8 +255,6 @@ func (f *fakeRing) Read(deadline time.Time, fn func([]byte, time.Time)) (int, er
 	return 1, nil
 }
 
-func (f *fakeRing) Wake() { f.c.Wake() }
-
 func (f *fakeRing) Dropped() uint64 { return f.drops.Load() }
 
 // Mark and ReadTo: the fake cannot count.

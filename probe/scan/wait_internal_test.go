@@ -11,7 +11,6 @@ import (
 	"github.com/synprobe/synprobe/probe"
 	"github.com/synprobe/synprobe/probe/internal/core"
 	"github.com/synprobe/synprobe/probe/probetest"
-	"github.com/synprobe/synprobe/rawsock"
 	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
@@ -20,10 +19,9 @@ import (
 // ring (Mark counts it), and Read has it 5 ms later (a block handed over
 // when its timer fires).
 type backlogRing struct {
-	mu    sync.Mutex
-	pkts  []backlogPacket // by stored time
-	next  int             // the next to deliver
-	woken bool
+	mu   sync.Mutex
+	pkts []backlogPacket // by stored time
+	next int             // the next to deliver
 }
 
 type backlogPacket struct {
@@ -45,34 +43,21 @@ func (r *backlogRing) add(b []byte, arrive, stored time.Time) {
 	r.pkts[i] = backlogPacket{b, arrive, stored}
 }
 
+// Read hands over the packets stored a block's delay ago; the engine
+// only looks, so it never waits.
 func (r *backlogRing) Read(deadline time.Time, fn func([]byte, time.Time)) (int, error) {
-	for {
-		r.mu.Lock()
-		now, n := time.Now(), 0
-		for r.next < len(r.pkts) && !now.Before(r.pkts[r.next].stored.Add(blockDelay)) {
-			fn(r.pkts[r.next].b, r.pkts[r.next].stored)
-			r.next++
-			n++
-		}
-		woken := r.woken
-		r.woken = false
-		r.mu.Unlock()
-		switch {
-		case n > 0:
-			return n, nil
-		case woken:
-			return 0, rawsock.ErrWoken
-		case !deadline.IsZero() && !now.Before(deadline):
-			return 0, os.ErrDeadlineExceeded // the engine's look
-		}
-		time.Sleep(200 * time.Microsecond)
-	}
-}
-
-func (r *backlogRing) Wake() {
 	r.mu.Lock()
-	r.woken = true
-	r.mu.Unlock()
+	defer r.mu.Unlock()
+	now, n := time.Now(), 0
+	for r.next < len(r.pkts) && !now.Before(r.pkts[r.next].stored.Add(blockDelay)) {
+		fn(r.pkts[r.next].b, r.pkts[r.next].stored)
+		r.next++
+		n++
+	}
+	if n > 0 {
+		return n, nil
+	}
+	return 0, os.ErrDeadlineExceeded
 }
 
 func (r *backlogRing) Dropped() uint64  { return 0 }
