@@ -733,3 +733,103 @@ func TestIntegrationClientSpreadRounds(t *testing.T) {
 		t.Errorf("RTTs disagree with the capture: median error %v, max %v", med, worst)
 	}
 }
+
+// TestIntegrationClientHolds: what a client opens for itself, as the
+// command line's ping asks it, against the real kernel.
+//   - SourcePort: a port another socket holds is refused (*OpenError,
+//     "source ports", rawsock.ErrPortsInUse); a free one is the client's
+//     only port.
+//   - MinPorts: with other sockets holding part of the range, the client
+//     starts with the rest; without MinPorts it refuses.
+//   - Network "ip4": IPv6 targets are refused before anything is sent.
+//   - Guard and CountRSTs: three ack probes draw three SYN-ACKs, to each
+//     of which the kernel answers RST: Info counts 3 dropped, 0 escaped,
+//     and the capture agrees (one RST per probe, ours); the table is in
+//     nft's list while the client is open, gone after Close, and Info
+//     keeps the counts.
+//   - NoGuard: no table, counts -1.
+func TestIntegrationClientHolds(t *testing.T) {
+	l := netlab.New(t)
+	l.VerdictPorts(t)
+	const taken, mine = 47001, 47002
+	l.Listen(t, l.Prober, "tcp", fmt.Sprintf(":%d", taken))
+	open := func(cfg *probe.ClientConfig) (cl *probe.Client, err error) {
+		err = l.InNS(l.Prober, func() (err error) {
+			cl, err = probe.NewClient(cfg)
+			return err
+		})
+		if err == nil {
+			t.Cleanup(func() { cl.Close() })
+		}
+		return cl, err
+	}
+	_, err := open(&probe.ClientConfig{SourcePort: taken})
+	var oe *probe.OpenError
+	if !errors.As(err, &oe) || oe.What != "source ports" || !errors.Is(err, rawsock.ErrPortsInUse) {
+		t.Errorf("a held --sport: %v, want an *OpenError for the source ports, ErrPortsInUse", err)
+	}
+
+	// Ports 47010-47019, four of them held by listeners.
+	for _, p := range []int{47011, 47013, 47015, 47017} {
+		l.Listen(t, l.Prober, "tcp", fmt.Sprintf(":%d", p))
+	}
+	if _, err := open(&probe.ClientConfig{PortLo: 47010, PortHi: 47019, Ports: 10}); !errors.Is(err, rawsock.ErrPortsInUse) {
+		t.Errorf("10 of a range with 6 free: %v, want ErrPortsInUse", err)
+	}
+	cl, err := open(&probe.ClientConfig{PortLo: 47010, PortHi: 47019, Ports: 10, MinPorts: 4, NoGuard: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in := cl.Info(); !slices.Equal(in.Ports, []uint16{47010, 47012, 47014, 47016, 47018, 47019}) || in.GuardTable != "" || in.RSTsDropped != -1 || in.RSTsEscaped != -1 {
+		t.Errorf("MinPorts, NoGuard: %+v", in)
+	}
+	if r, err := cl.Probe(context.Background(), netip.AddrPortFrom(l.TargetV4, labOpen), nil); err != nil || r.State != probe.StateOpen {
+		t.Errorf("rst probe without a guard: %v %v", r, err)
+	}
+	cl.Close()
+
+	cl, err = open(&probe.ClientConfig{SourcePort: mine, Network: "ip4", Guard: true, CountRSTs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := cl.Info()
+	if !slices.Equal(in.Ports, []uint16{mine}) || in.GuardTable == "" || !in.GuardOwned {
+		t.Fatalf("SourcePort, Guard: %+v", in)
+	}
+	if out := l.Run(t, l.Prober, "nft", "list", "tables"); !strings.Contains(out, "inet "+in.GuardTable) {
+		t.Errorf("nft does not list table inet %s:\n%s", in.GuardTable, out)
+	}
+	if _, err := cl.Probe(context.Background(), netip.AddrPortFrom(l.TargetV6, labOpen), nil); err == nil || !strings.Contains(err.Error(), "no IPv6 sockets") {
+		t.Errorf("an IPv6 target on an ip4 client: %v", err)
+	}
+	capt := l.StartCapture(t, l.Prober, l.ProberIf, fmt.Sprintf("tcp and port %d", mine))
+	const n = 3
+	for i := range n {
+		r, err := cl.Probe(context.Background(), netip.AddrPortFrom(l.TargetV4, labOpen+uint16(i)), &probe.ProbeOptions{Mode: probe.ModeACK})
+		if err != nil || r.State != probe.StateOpen || r.SrcPort != mine {
+			t.Fatalf("ack probe %d: %v %v", i, r, err)
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // the kernel's RSTs, dropped, are counted
+	pkts, err := capt.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsts := 0
+	for _, c := range pkts {
+		var p wire.Packet
+		if wire.Parse(c.Data, &p) == nil && p.Src == l.ProberV4 && p.Flags&wire.FlagRst != 0 {
+			rsts++
+		}
+	}
+	if in := cl.Info(); in.RSTsDropped != n || in.RSTsEscaped != 0 || rsts != n {
+		t.Errorf("guard counts %d dropped, %d escaped; the capture saw %d RSTs from us; want %d, 0 and %d (ours alone)", in.RSTsDropped, in.RSTsEscaped, rsts, n, n)
+	}
+	cl.Close()
+	if out := l.Run(t, l.Prober, "nft", "list", "tables"); strings.Contains(out, in.GuardTable) {
+		t.Errorf("table inet %s outlives Close:\n%s", in.GuardTable, out)
+	}
+	if after := cl.Info(); after.RSTsDropped != n || after.RSTsEscaped != 0 || !slices.Equal(after.Ports, []uint16{mine}) || after.GuardTable != in.GuardTable {
+		t.Errorf("Info after Close: %+v", after)
+	}
+}

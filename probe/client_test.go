@@ -599,6 +599,14 @@ func TestClientConfigRejects(t *testing.T) {
 		{probe.ClientConfig{Interface: "nosuchif0"}, "interface nosuchif0"},
 		{probe.ClientConfig{Conn: c}, "without SourcePorts"},
 		{probe.ClientConfig{SourcePorts: []uint16{1}}, "without Conn"},
+		{probe.ClientConfig{Ports: 4, MinPorts: 5}, "MinPorts 5"},
+		{probe.ClientConfig{MinPorts: -1}, "MinPorts -1"},
+		{probe.ClientConfig{SourcePort: 40000, Ports: 2}, "holds that one alone"},
+		{probe.ClientConfig{NoGuard: true, Guard: true}, "NoGuard with Guard"},
+		{probe.ClientConfig{NoGuard: true, CountRSTs: true}, "NoGuard with Guard or CountRSTs"},
+		{probe.ClientConfig{Conn: c, SourcePorts: []uint16{1}, SourcePort: 1}, "with Conn"},
+		{probe.ClientConfig{Conn: c, SourcePorts: []uint16{1}, CountRSTs: true}, "with Conn"},
+		{probe.ClientConfig{Network: "tcp"}, `Network "tcp"`},
 	} {
 		_, err := probe.NewClient(&tt.cfg)
 		if err == nil || !contains(err.Error(), tt.want) {
@@ -608,6 +616,67 @@ func TestClientConfigRejects(t *testing.T) {
 	cl := fakeClient(t, c, 1)
 	if _, err := cl.Rounds(context.Background(), nil); err == nil {
 		t.Error("Rounds(nil) accepted")
+	}
+}
+
+// TestClientRotatePorts: a client that rotates its ports has more probes
+// in flight than ports, each told apart by its ISN, and refuses the modes
+// whose connections are found by port; one without a guard refuses the
+// modes that need it. Without rotation, the probes on one port go one
+// at a time (the control).
+func TestClientRotatePorts(t *testing.T) {
+	for _, rotate := range []bool{true, false} {
+		c := probetest.NewConn(byPort) // port 400: silence
+		cl, err := probe.NewClient(&probe.ClientConfig{
+			Conn: c, SourcePorts: []uint16{61000}, RotatePorts: rotate, NoGuard: true,
+			Source: func(netip.Addr) (netip.Addr, error) { return src4, nil },
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		const n = 8
+		var ended sync.WaitGroup
+		ended.Add(n)
+		for range n {
+			if _, err := cl.Start(netip.AddrPortFrom(dst4, 400), &probe.ProbeOptions{Timeout: time.Hour}, func(*probe.Result, error) { ended.Done() }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want := 1
+		if rotate {
+			want = n
+		}
+		// Every SYN that may leave does at once; a ninth would be a
+		// probe that waited for nothing.
+		deadline := time.Now().Add(10 * time.Second)
+		for len(c.Sent()) < want && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		time.Sleep(20 * time.Millisecond)
+		isns := map[uint32]bool{}
+		for _, b := range c.Sent() {
+			var p wire.Packet
+			if err := wire.Parse(b, &p); err != nil || p.SrcPort != 61000 || isns[p.Seq] {
+				t.Errorf("rotate %v: SYN %v %+v: want port 61000 and an ISN of its own", rotate, err, p)
+			}
+			isns[p.Seq] = true
+		}
+		if len(isns) != want {
+			t.Errorf("rotate %v: %d SYNs in flight on one port, want %d", rotate, len(isns), want)
+		}
+		for _, m := range []probe.Mode{probe.ModeFIN, probe.ModeWithhold, probe.ModeACK} {
+			_, err := cl.Probe(context.Background(), netip.AddrPortFrom(dst4, 100), &probe.ProbeOptions{Mode: m})
+			why := "NoGuard"
+			if rotate && m != probe.ModeACK {
+				why = "RotatePorts"
+			}
+			if err == nil || !contains(err.Error(), why) {
+				t.Errorf("rotate %v: %v: %v, want refused for %s", rotate, m, err, why)
+			}
+		}
+		cl.Close()
+		ended.Wait()
+		c.Close()
 	}
 }
 

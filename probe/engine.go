@@ -74,6 +74,10 @@ const (
 // to a SYN-ACK would end what the mode does after it.
 func (m Mode) needsGuard() bool { return m == ModeACK || m == ModeFIN || m == ModeWithhold }
 
+// connects reports whether mode m's probes become connections that the
+// engine finds by their source port, which must then be theirs alone.
+func (m Mode) connects() bool { return m == ModeFIN || m == ModeWithhold }
+
 var modeNames = [...]string{"rst", "ack", "fin", "withhold", "bare-ack"}
 
 func (m Mode) String() string {

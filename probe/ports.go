@@ -2,6 +2,7 @@ package probe
 
 import (
 	"slices"
+	"sync/atomic"
 	"time"
 )
 
@@ -66,7 +67,7 @@ type PortPool struct {
 	next  int
 	track bool
 
-	reused, exhausted uint64
+	reused, exhausted atomic.Uint64 // read by Client.Info while the engine takes
 }
 
 type portState struct {
@@ -90,16 +91,16 @@ func NewPortPool(ports []uint16, track bool) *PortPool {
 func (pp *PortPool) Len() int { return len(pp.ports) }
 
 // Reused returns how often a port was taken while it cooled.
-func (pp *PortPool) Reused() uint64 { return pp.reused }
+func (pp *PortPool) Reused() uint64 { return pp.reused.Load() }
 
 // Exhausted returns how often Take found no port.
-func (pp *PortPool) Exhausted() uint64 { return pp.exhausted }
+func (pp *PortPool) Exhausted() uint64 { return pp.exhausted.Load() }
 
 // Take implements PortAllocator.
 func (pp *PortPool) Take(now time.Time, tsval uint32, timestamps bool) (uint16, bool) {
 	n := len(pp.ports)
 	if n == 0 {
-		pp.exhausted++
+		pp.exhausted.Add(1)
 		return 0, false
 	}
 	if !pp.track {
@@ -129,10 +130,10 @@ func (pp *PortPool) Take(now time.Time, tsval uint32, timestamps bool) (uint16, 
 		}
 	}
 	if best < 0 {
-		pp.exhausted++
+		pp.exhausted.Add(1)
 		return 0, false
 	}
-	pp.reused++
+	pp.reused.Add(1)
 	pp.st[best].busy = true
 	return pp.ports[best], true
 }
@@ -143,7 +144,7 @@ func (pp *PortPool) Take(now time.Time, tsval uint32, timestamps bool) (uint16, 
 func (pp *PortPool) TakePort(port uint16, now time.Time, tsval uint32, timestamps bool) bool {
 	i, ok := slices.BinarySearch(pp.ports, port)
 	if !ok {
-		pp.exhausted++
+		pp.exhausted.Add(1)
 		return false
 	}
 	if !pp.track {
@@ -155,7 +156,7 @@ func (pp *PortPool) TakePort(port uint16, now time.Time, tsval uint32, timestamp
 		return false
 	case !now.Before(s.coolTill):
 	case timestamps && s.ts && !now.Before(s.reuseAt) && int32(tsval-s.tsval) > 0:
-		pp.reused++
+		pp.reused.Add(1)
 	default:
 		return false
 	}

@@ -212,7 +212,7 @@ func (b *PortBlock) Contains(port uint16) bool {
 }
 
 // Ranges returns the ports held as ascending ranges of consecutive ports.
-func (b *PortBlock) Ranges() []PortRange { return portRanges(b.ports) }
+func (b *PortBlock) Ranges() []PortRange { return RangesOf(b.ports) }
 
 // IPv4Only reports whether the kernel had no IPv6, so that the block's
 // sockets are AF_INET ones: without IPv6 nobody can use the ports over
@@ -231,8 +231,9 @@ func (b *PortBlock) Close() error {
 	return errors.Join(errs...)
 }
 
-// portRanges returns ascending ports as ranges of consecutive ports.
-func portRanges(ports []uint16) []PortRange {
+// RangesOf returns ascending ports (a PortBlock's, a probe.Client's)
+// as ranges of consecutive ports.
+func RangesOf(ports []uint16) []PortRange {
 	var rs []PortRange
 	for _, p := range ports {
 		if n := len(rs); n > 0 && rs[n-1].Hi+1 == p {

@@ -32,8 +32,8 @@ func TestPortRanges(t *testing.T) {
 		{[]uint16{5, 6, 7}, "5-7"},
 		{[]uint16{5, 6, 8, 10, 11, 65535}, "5-6,8,10-11,65535"},
 	} {
-		if got := FormatRanges(portRanges(tt.ports)); got != tt.want {
-			t.Errorf("portRanges(%v) = %q, want %q", tt.ports, got, tt.want)
+		if got := FormatRanges(RangesOf(tt.ports)); got != tt.want {
+			t.Errorf("RangesOf(%v) = %q, want %q", tt.ports, got, tt.want)
 		}
 	}
 }

@@ -93,18 +93,8 @@ func scanPorts(o *options, pairs uint64) portPlan {
 func holdPorts(o *options, pl portPlan, sys network) (portBlock, error) {
 	if o.sport != 0 {
 		b, err := sys.reservePort(o.sport)
-		switch {
-		case err != nil && o.restricted && (errors.Is(err, rawsock.ErrPortsInUse) || errors.Is(err, os.ErrPermission)):
-			// The guard drops the kernel's RSTs from this port: for
-			// a caller other than root it must be one that no other
-			// socket, listener or connection of this host uses.
-			return nil, usagef("--sport %d: synprobe cannot hold the port alone (another socket holds it, or it is below net.ipv4.ip_unprivileged_port_start); only ports synprobe holds: %s", o.sport, privilegeRule)
-		case errors.Is(err, rawsock.ErrPortsInUse):
-			return nil, &failure{fmt.Errorf("--sport %d: another socket on this host holds the port (a listener, a connection, another synprobe run): choose another, or leave --sport out", o.sport)}
-		case errors.Is(err, os.ErrPermission):
-			return nil, &failure{fmt.Errorf("--sport %d: holding a port below net.ipv4.ip_unprivileged_port_start needs CAP_NET_BIND_SERVICE: run as root, or choose a port above 1023", o.sport)}
-		case err != nil:
-			return nil, &failure{fmt.Errorf("--sport %d: %v", o.sport, err)}
+		if err != nil {
+			return nil, portsFailure(o, err)
 		}
 		return b, nil
 	}
@@ -113,13 +103,53 @@ func holdPorts(o *options, pl portPlan, sys network) (portBlock, error) {
 		return nil, &failure{err}
 	}
 	b, err := sys.reservePorts(rawsock.PortRequest{Lo: lo, Hi: hi, Min: pl.min, Max: pl.max})
-	if errors.Is(err, rawsock.ErrPortsInUse) {
-		return nil, &failure{fmt.Errorf("source ports: %v: other programs or synprobe runs hold the rest; wait for them to end, or leave more ports outside net.ipv4.ip_local_port_range", err)}
-	}
 	if err != nil {
-		return nil, &failure{fmt.Errorf("source ports: %v", err)}
+		return nil, portsFailure(o, err)
 	}
 	return b, nil
+}
+
+// portsFailure says why the run's source ports could not be had, and
+// what to do.
+func portsFailure(o *options, err error) error {
+	if o.sport != 0 {
+		switch {
+		case o.restricted && (errors.Is(err, rawsock.ErrPortsInUse) || errors.Is(err, os.ErrPermission)):
+			// The guard drops the kernel's RSTs from this port: for
+			// a caller other than root it must be one that no other
+			// socket, listener or connection of this host uses.
+			return usagef("--sport %d: synprobe cannot hold the port alone (another socket holds it, or it is below net.ipv4.ip_unprivileged_port_start); only ports synprobe holds: %s", o.sport, privilegeRule)
+		case errors.Is(err, rawsock.ErrPortsInUse):
+			return &failure{fmt.Errorf("--sport %d: another socket on this host holds the port (a listener, a connection, another synprobe run): choose another, or leave --sport out", o.sport)}
+		case errors.Is(err, os.ErrPermission):
+			return &failure{fmt.Errorf("--sport %d: holding a port below net.ipv4.ip_unprivileged_port_start needs CAP_NET_BIND_SERVICE: run as root, or choose a port above 1023", o.sport)}
+		}
+		return &failure{fmt.Errorf("--sport %d: %v", o.sport, err)}
+	}
+	if errors.Is(err, rawsock.ErrPortsInUse) {
+		return &failure{fmt.Errorf("source ports: %v: other programs or synprobe runs hold the rest; wait for them to end, or leave more ports outside net.ipv4.ip_local_port_range", err)}
+	}
+	return &failure{fmt.Errorf("source ports: %v", err)}
+}
+
+// openFailure says why a ping's client could not open what it holds,
+// and what to do.
+func openFailure(o *options, err error) error {
+	var oe *probe.OpenError
+	if !errors.As(err, &oe) {
+		return err
+	}
+	switch {
+	case oe.What == "source ports":
+		return portsFailure(o, oe.Err)
+	case errors.Is(err, os.ErrPermission) && oe.What == "raw sockets":
+		return errors.New(privilegeFix("raw sockets need CAP_NET_RAW"))
+	case errors.Is(err, os.ErrPermission) && oe.What == "RST guard":
+		return errors.New(privilegeFix(fmt.Sprintf("--mode %v needs CAP_NET_ADMIN for its nftables rule", o.mode)))
+	case oe.What == "RST guard":
+		return fmt.Errorf("RST guard: %w", oe.Err)
+	}
+	return oe.Err
 }
 
 // portsReport describes a fin-mode run's source ports for the output.
@@ -132,8 +162,8 @@ type portsReport struct {
 	exhausted uint64 // probes that found every port busy
 }
 
-func newPortsReport(b portBlock, pl portPlan) *portsReport {
-	return &portsReport{held: b.Len(), ranges: rawsock.FormatRanges(b.Ranges()), needed: pl.needed, rate: pl.rate}
+func newPortsReport(ports []uint16, pl portPlan) *portsReport {
+	return &portsReport{held: len(ports), ranges: rawsock.FormatRanges(rawsock.RangesOf(ports)), needed: pl.needed, rate: pl.rate}
 }
 
 // A full block gives every pass of a scan its own port.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/synprobe/synprobe/internal/cli"
+	"github.com/synprobe/synprobe/probe"
 )
 
 // Least privilege (docs/privileges.md). Whoever runs synprobe, the run
@@ -78,17 +79,17 @@ func isHostAddr(a netip.Addr, addrs []netip.Addr) bool {
 }
 
 // endSetup is called once everything that needs a privilege exists:
-// sockets, packet ring and sender, RST guard and watch, held ports. g is
-// the run's RST guard, if it has one.
+// sockets, packet ring and sender, RST guard and watch, held ports. in
+// describes the client of a ping, with its RST guard if it has one.
 //
 // An owned guard table (Linux 5.12) goes when its netlink socket closes,
 // which needs no privilege. An ordinary one, all that older kernels
 // have, can only be deleted with CAP_NET_ADMIN: rather than leave its
 // rule behind to drop other programs' RSTs, such a run keeps its
 // privileges, and says so.
-func endSetup(o *options, sys network, g guard, stderr io.Writer) error {
-	if g != nil && !g.Owned() {
-		fmt.Fprintf(stderr, "synprobe: warning: this kernel has no owned nftables tables (Linux < 5.12): synprobe keeps its privileges to delete table inet %s at exit\n", g.Table())
+func endSetup(o *options, sys network, in *probe.ClientInfo, stderr io.Writer) error {
+	if in != nil && in.GuardTable != "" && !in.GuardOwned {
+		fmt.Fprintf(stderr, "synprobe: warning: this kernel has no owned nftables tables (Linux < 5.12): synprobe keeps its privileges to delete table inet %s at exit\n", in.GuardTable)
 		return nil
 	}
 	if err := sys.dropPrivileges(o.drop); err != nil {

@@ -23,7 +23,6 @@ import (
 	"github.com/synprobe/synprobe/probe"
 	"github.com/synprobe/synprobe/probe/scan"
 	"github.com/synprobe/synprobe/rawsock"
-	"github.com/synprobe/synprobe/rawsock/rstguard"
 	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
@@ -51,10 +50,8 @@ type network interface {
 	reservePorts(req rawsock.PortRequest) (portBlock, error)
 	reservePort(port uint16) (portBlock, error)
 	listen(cfg rawsock.Config) (conn, error)
-	// guard keeps the kernel's RSTs for our ports off the wire (ack, fin).
-	guard(cfg rstguard.Config) (guard, error)
-	// watch counts the kernel's RSTs that escape the guard anyway.
-	watch(ranges []rawsock.PortRange, mark uint32) (watch, error)
+	// client opens a ping's client: its ports, sockets and RST guard.
+	client(cfg *probe.ClientConfig) (pingClient, error)
 	// cleanup removes tables left by dead runs (--cleanup).
 	cleanup() ([]string, error)
 	// directPath and packetSender give scans their fast path.
@@ -87,17 +84,12 @@ type packetSender interface {
 	Close() error
 }
 
-// watch is a rstguard.Watch.
-type watch interface {
-	Escaped() uint64
-	Close() error
-}
-
-// guard is a rstguard.Guard.
-type guard interface {
-	Table() string
-	Owned() bool
-	Dropped() (uint64, error)
+// pingClient is a *probe.Client that holds its own ports, sockets and
+// guard: a ping's.
+type pingClient interface {
+	Rounds(ctx context.Context, r *probe.Rounds) ([]probe.Stats, error)
+	Probe(ctx context.Context, dst netip.AddrPort, opts *probe.ProbeOptions) (*probe.Result, error)
+	Info() probe.ClientInfo
 	Close() error
 }
 
@@ -249,67 +241,47 @@ func probeAll(ctx context.Context, o *options, stdout, stderr io.Writer, sys net
 	if err != nil {
 		return 0, err
 	}
+	// The client holds the run's ports, sockets and RST guard, opened
+	// here, before the privileges go (endSetup).
 	plan := pingPorts(o, len(targets))
-	ports, err := holdPorts(o, plan, sys)
-	if err != nil {
-		return 0, err
-	}
-	defer ports.Close()
-	lo, hi := ports.Lo(), ports.Hi()
-	cfg := rawsock.Config{PortLo: lo, PortHi: hi, Interface: o.iface}
-	for _, t := range targets {
-		cfg.IPv4 = cfg.IPv4 || t.Addr.Is4()
-		cfg.IPv6 = cfg.IPv6 || t.Addr.Is6()
-	}
-	if o.mode != probe.ModeRST {
-		cfg.Mark = o.mark
-	}
-	c, err := sys.listen(cfg)
-	if err != nil {
-		if errors.Is(err, os.ErrPermission) {
-			return 0, errors.New(privilegeFix("raw sockets need CAP_NET_RAW"))
-		}
-		return 0, err
-	}
-	defer c.Close()
-	// rst mode needs no rule: the kernel's RST to the SYN-ACK duplicates
-	// ours. The other modes complete the handshake, which the kernel's
-	// RST would tear down.
-	var g guard
-	var esc watch
-	if o.mode != probe.ModeRST {
-		g, err = sys.guard(rstguard.Config{Ranges: ports.Ranges(), Mark: o.mark})
-		if err != nil {
-			if errors.Is(err, os.ErrPermission) {
-				return 0, errors.New(privilegeFix(fmt.Sprintf("--mode %v needs CAP_NET_ADMIN for its nftables rule", o.mode)))
-			}
-			return 0, fmt.Errorf("RST guard: %w", err)
-		}
-		// Closed after the prober has reset what is still open.
-		defer g.Close()
-		if w, err := sys.watch(ports.Ranges(), o.mark); err == nil {
-			esc = w
-			defer w.Close()
-		}
-	}
-	if err := endSetup(o, sys, g, stderr); err != nil {
-		return 0, err
-	}
-	rec, err := openPcap(o)
-	if err != nil {
-		return 0, err
-	}
-	defer rec.close() // after the client's last RSTs
-	pool := probe.NewPortPool(ports.Ports(), o.mode == probe.ModeFIN)
 	ccfg := &probe.ClientConfig{
-		Conn:        c,
-		SourcePorts: ports.Ports(),
-		Allocator:   pool,
+		Interface: o.iface,
+		Ports:     plan.max,
+		MinPorts:  plan.min,
+		// rst and ack probes are told apart by their ISNs: a port
+		// may serve more than one in flight. fin connections are
+		// found by port.
+		RotatePorts: o.mode != probe.ModeFIN,
+		Network:     "ip4",
 		Source:      func(dst netip.Addr) (netip.Addr, error) { return sys.source(dst, o.iface) },
 		Broadcasts:  dest.forClient(),
 	}
-	if rec != nil {
-		ccfg.Recorder = rec
+	if o.sport != 0 {
+		ccfg.SourcePort, ccfg.Ports, ccfg.MinPorts = o.sport, 0, 0
+	}
+	v4, v6 := false, false
+	for _, t := range targets {
+		v4, v6 = v4 || t.Addr.Is4(), v6 || t.Addr.Is6()
+	}
+	switch {
+	case v4 && v6:
+		ccfg.Network = "ip"
+	case v6:
+		ccfg.Network = "ip6"
+	}
+	if o.mode == probe.ModeRST {
+		// No rule: the kernel's RST to the SYN-ACK duplicates ours,
+		// and no mark, which needs CAP_NET_ADMIN before Linux 5.17.
+		// The other modes complete the handshake, which the kernel's
+		// RST would tear down.
+		ccfg.NoGuard = true
+	} else {
+		ccfg.Guard, ccfg.CountRSTs, ccfg.Mark = true, true, o.mark
+	}
+	var later *laterRecorder
+	if o.pcap != "" {
+		later = &laterRecorder{}
+		ccfg.Recorder = later
 	}
 	popts := &probe.ProbeOptions{
 		Mode:         o.mode,
@@ -329,6 +301,25 @@ func probeAll(ctx context.Context, o *options, stdout, stderr io.Writer, sys net
 		opts4 = synOptions(o, 1460)
 		ccfg.Options, ccfg.Options6 = opts4, synOptions(o, 1440)
 	}
+	cl, err := sys.client(ccfg)
+	if err != nil {
+		return 0, openFailure(o, err)
+	}
+	// Closed before the return: the client resets what is still
+	// open, then removes its guard and lets its ports go.
+	defer cl.Close()
+	info := cl.Info()
+	if err := endSetup(o, sys, &info, stderr); err != nil {
+		return 0, err
+	}
+	rec, err := openPcap(o)
+	if err != nil {
+		return 0, err
+	}
+	defer rec.close() // after the client's last RSTs
+	if rec != nil {
+		later.set(rec)
+	}
 	out := newPrinter(stdout, o)
 	specs := make([]*targetSpec, len(targets))
 	for i := range targets {
@@ -337,15 +328,9 @@ func probeAll(ctx context.Context, o *options, stdout, stderr io.Writer, sys net
 	}
 	var pr *portsReport
 	if o.mode == probe.ModeFIN {
-		pr = newPortsReport(ports, plan)
+		pr = newPortsReport(info.Ports, plan)
 		out.portsStart(pr)
 	}
-	cl, err := probe.NewClient(ccfg)
-	if err != nil {
-		return 0, err
-	}
-	// Closed before the guard: the client resets what is still open.
-	defer cl.Close()
 	stats, err := cl.Rounds(ctx, &probe.Rounds{
 		Targets:  targets,
 		Count:    o.count,
@@ -362,18 +347,14 @@ func probeAll(ctx context.Context, o *options, stdout, stderr io.Writer, sys net
 	if o.explain {
 		explain(ctx, cl, targets, stats, specs, o)
 	}
-	cl.Close() // lingering TIME_WAITs end here, before the guard's counts are read
+	cl.Close() // lingering TIME_WAITs end here, before the guard's counts are taken
 	pcapErr := rec.close()
-	if g != nil {
-		dropped, _ := g.Dropped()
-		escaped := int64(-1) // unknown without a watch
-		if esc != nil {
-			escaped = int64(esc.Escaped())
-		}
-		out.guard(g.Table(), g.Owned(), dropped, escaped)
+	info = cl.Info()
+	if info.GuardTable != "" {
+		out.guard(info.GuardTable, info.GuardOwned, uint64(max(info.RSTsDropped, 0)), info.RSTsEscaped)
 	}
 	if pr != nil {
-		pr.reused, pr.exhausted = pool.Reused(), pool.Exhausted()
+		pr.reused, pr.exhausted = info.PortsReused, info.PortsExhausted
 		out.portsEnd(pr)
 	}
 	code := exitOK
@@ -739,7 +720,7 @@ func (u *usable) block(spec *scan.Spec, b *scan.Builder, quiet bool) error {
 // a RST means the host's TCP got the ACK, so only SYNs are dropped, by a
 // listener refusing new connections (its accept queue full) or by a
 // filter of SYNs alone; silence, a filter of both or a host that is down.
-func explain(ctx context.Context, cl *probe.Client, targets []probe.Target, stats []probe.Stats, specs []*targetSpec, o *options) {
+func explain(ctx context.Context, cl pingClient, targets []probe.Target, stats []probe.Stats, specs []*targetSpec, o *options) {
 	if ctx.Err() != nil {
 		// Interrupted, as ping usually ends: the explanation is still
 		// due, within one timeout per target (a second Ctrl-C kills).

@@ -21,6 +21,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/synprobe/synprobe/internal/cli"
+	"github.com/synprobe/synprobe/probe"
 	"github.com/synprobe/synprobe/probe/probetest"
 	"github.com/synprobe/synprobe/rawsock"
 	"github.com/synprobe/synprobe/rawsock/rstguard"
@@ -36,6 +37,7 @@ type fakeSystem struct {
 	conn      *probetest.Conn
 	guards    []*fakeGuard
 	listenCfg rawsock.Config
+	clientCfg probe.ClientConfig
 	escaped   uint64
 
 	held        map[uint16]bool // ports other sockets hold
@@ -66,18 +68,84 @@ func (g *fakeGuard) Owned() bool              { return !g.unowned }
 func (g *fakeGuard) Dropped() (uint64, error) { return 7, nil }
 func (g *fakeGuard) Close() error             { g.closed = true; return nil }
 
-func (f *fakeSystem) guard(cfg rstguard.Config) (guard, error) {
-	if f.guardErr != nil {
-		return nil, f.guardErr
+// client opens what a ping's client holds as probe.NewClient would, in
+// the same order: ports (--sport's alone, or a block), sockets (marked
+// unless NoGuard), the guard and, counting, its watch.
+func (f *fakeSystem) client(cfg *probe.ClientConfig) (pingClient, error) {
+	f.clientCfg = *cfg
+	var b portBlock
+	var err error
+	if cfg.SourcePort != 0 {
+		b, err = f.reservePort(cfg.SourcePort)
+	} else {
+		lo, hi, _ := f.portRange()
+		b, err = f.reservePorts(rawsock.PortRequest{Lo: lo, Hi: hi, Min: cfg.MinPorts, Max: cfg.Ports})
 	}
-	g := &fakeGuard{cfg: cfg, unowned: f.unownedGuard}
-	f.guards = append(f.guards, g)
-	return g, nil
+	if err != nil {
+		return nil, &probe.OpenError{What: "source ports", Err: err}
+	}
+	fc := &fakeClient{block: b, escaped: -1}
+	rc := rawsock.Config{IPv4: cfg.Network != "ip6", IPv6: cfg.Network != "ip4", PortLo: b.Lo(), PortHi: b.Hi(), Interface: cfg.Interface, Mark: cfg.Mark}
+	if cfg.Mark == 0 && !cfg.NoGuard {
+		rc.Mark = probe.DefaultMark
+	}
+	c, err := f.listen(rc)
+	if err != nil {
+		fc.Close()
+		return nil, &probe.OpenError{What: "raw sockets", Err: err}
+	}
+	if cfg.Guard {
+		if f.guardErr != nil {
+			fc.Close()
+			return nil, &probe.OpenError{What: "RST guard", Err: f.guardErr}
+		}
+		fc.guard = &fakeGuard{cfg: rstguard.Config{Ranges: b.Ranges(), Mark: rc.Mark}, unowned: f.unownedGuard}
+		f.guards = append(f.guards, fc.guard)
+		if cfg.CountRSTs {
+			f.watchRanges, fc.escaped = b.Ranges(), int64(f.escaped)
+		}
+	}
+	fc.Client, err = probe.NewClient(&probe.ClientConfig{
+		Conn: c, SourcePorts: b.Ports(), RotatePorts: cfg.RotatePorts, Guard: cfg.Guard, NoGuard: cfg.NoGuard,
+		Source: cfg.Source, Broadcasts: cfg.Broadcasts, Recorder: cfg.Recorder, Options: cfg.Options, Options6: cfg.Options6,
+	})
+	if err != nil {
+		fc.Close()
+		return nil, err
+	}
+	return fc, nil
 }
 
-func (f *fakeSystem) watch(ranges []rawsock.PortRange, mark uint32) (watch, error) {
-	f.watchRanges = ranges
-	return fakeWatch(f.escaped), nil
+// fakeClient is a probe.Client on the fake network, with the fake
+// guard's report.
+type fakeClient struct {
+	*probe.Client
+	block   portBlock
+	guard   *fakeGuard
+	escaped int64
+}
+
+func (c *fakeClient) Info() probe.ClientInfo {
+	in := c.Client.Info()
+	if c.guard != nil {
+		in.GuardTable, in.GuardOwned = c.guard.Table(), c.guard.Owned()
+		in.RSTsDropped, in.RSTsEscaped = 7, -1
+		if c.escaped >= 0 {
+			in.RSTsEscaped = c.escaped
+		}
+	}
+	return in
+}
+
+// Close closes in probe.Client's order: sockets, guard, ports.
+func (c *fakeClient) Close() error {
+	if c.Client != nil {
+		c.Client.Close()
+	}
+	if c.guard != nil {
+		c.guard.Close()
+	}
+	return c.block.Close()
 }
 
 // fakeBlock holds ports in name only.
@@ -124,11 +192,6 @@ func (f *fakeSystem) reservePort(port uint16) (portBlock, error) {
 	}
 	return fakeBlock{ports: []uint16{port}, closed: &f.portsClosed}, nil
 }
-
-type fakeWatch uint64
-
-func (w fakeWatch) Escaped() uint64 { return uint64(w) }
-func (w fakeWatch) Close() error    { return nil }
 
 func (f *fakeSystem) directPath([]netip.Prefix, int) (rawsock.NextHop, error) {
 	return rawsock.NextHop{}, errors.New("fake: no link layer")
@@ -586,13 +649,24 @@ func TestUnescape(t *testing.T) {
 // the guard at the end.
 func TestGuardUse(t *testing.T) {
 	sys := &fakeSystem{}
+	// What the command line asks of its client, mode by mode.
 	if code, _, stderr := runCLI(t, sys, "-c", "1", "198.18.0.2:80"); code != exitOK || len(sys.guards) != 0 || sys.listenCfg.Mark != 0 {
 		t.Errorf("rst mode: exit %d (%s), %d guards, mark %#x", code, stderr, len(sys.guards), sys.listenCfg.Mark)
 	}
+	if c := sys.clientCfg; !c.NoGuard || c.Guard || c.CountRSTs || c.Mark != 0 || !c.RotatePorts || c.Network != "ip4" {
+		t.Errorf("rst mode: client %+v: want no guard, no mark, ports in turn, IPv4 alone", c)
+	}
 	sys = &fakeSystem{}
-	code, stdout, stderr := runCLI(t, sys, "--mode", "ack", "-c", "1", "--mark", "0x1234", "198.18.0.2:80")
+	code, stdout, stderr := runCLI(t, sys, "--mode", "ack", "-c", "1", "--mark", "0x1234", "198.18.0.2:80", "[2001:db8::2]:80")
 	if code != exitOK || len(sys.guards) != 1 {
 		t.Fatalf("ack mode: exit %d (%s), %d guards", code, stderr, len(sys.guards))
+	}
+	if c := sys.clientCfg; c.NoGuard || !c.Guard || !c.CountRSTs || c.Mark != 0x1234 || !c.RotatePorts || c.Network != "ip" {
+		t.Errorf("ack mode: client %+v: want the guard made at once and counting, mark 0x1234, ports in turn, both families", c)
+	}
+	fin := &fakeSystem{}
+	if code, _, stderr := runCLI(t, fin, "--mode", "fin", "-c", "1", "[2001:db8::2]:80"); code != exitOK || fin.clientCfg.RotatePorts || !fin.clientCfg.Guard || fin.clientCfg.Network != "ip6" {
+		t.Errorf("fin mode: exit %d (%s), client %+v: want a port per connection, the guard, IPv6 alone", code, stderr, fin.clientCfg)
 	}
 	g := sys.guards[0]
 	one := []rawsock.PortRange{{Lo: sys.listenCfg.PortLo, Hi: sys.listenCfg.PortHi}}
@@ -789,6 +863,9 @@ func TestPortBlockUse(t *testing.T) {
 	code, stdout, stderr := runCLI(t, sys, "--mode", "ack", "--json", "-c", "4", "-i", "0.01", "198.18.0.2:80")
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if c := sys.clientCfg; c.Ports != 4 || c.MinPorts != 4 || c.SourcePort != 0 {
+		t.Errorf("client %+v: want 4 ports (4 probes)", c)
 	}
 	if r := sys.portReq; r.Lo != 61000 || r.Hi != 65535 || r.Max != 4 || r.Min != 4 {
 		t.Errorf("port request %+v: want 4 ports (4 probes) from 61000-65535", r)

@@ -43,13 +43,7 @@ func (*system) portRange() (uint16, uint16, error) { return rawsock.ProbePortRan
 
 func (*system) listen(cfg rawsock.Config) (conn, error) { return rawsock.Listen(cfg) }
 
-func (*system) guard(cfg rstguard.Config) (guard, error) { return rstguard.New(cfg) }
-
 func (*system) cleanup() ([]string, error) { return rstguard.CleanupTables() }
-
-func (*system) watch(ranges []rawsock.PortRange, mark uint32) (watch, error) {
-	return rstguard.NewWatchPorts(ranges, mark)
-}
 
 func (*system) reservePorts(req rawsock.PortRequest) (portBlock, error) {
 	b, err := rawsock.ReservePorts(req)
@@ -126,4 +120,12 @@ func (*system) isLocal(a netip.Addr) bool {
 	}
 	c.Close()
 	return true
+}
+
+func (*system) client(cfg *probe.ClientConfig) (pingClient, error) {
+	c, err := probe.NewClient(cfg)
+	if err != nil {
+		return nil, err // not a nil *Client in a non-nil interface
+	}
+	return c, nil
 }
