@@ -208,7 +208,9 @@ func traceMain(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	drop := co.drop
 	// One source port: the trace keeps it for every probe.
 	rec := &laterRecorder{}
-	c, err := probe.NewClient(&probe.ClientConfig{Ports: 1, Interface: o.iface, Recorder: rec})
+	// rst probes alone: no guard, and no mark (SO_MARK needs
+	// CAP_NET_ADMIN before Linux 5.17).
+	c, err := probe.NewClient(&probe.ClientConfig{Ports: 1, NoGuard: true, Interface: o.iface, Recorder: rec})
 	if err != nil {
 		if errors.Is(err, os.ErrPermission) {
 			fmt.Fprintf(stderr, "synprobe trace: %s\n", cli.PrivilegeFix("raw sockets need CAP_NET_RAW"))
