@@ -44,8 +44,9 @@ type ClientConfig struct {
 	// device (SO_BINDTODEVICE) and picks source addresses on it.
 	Interface string
 	// Ports is how many source ports the client holds (DefaultPorts).
-	// Every probe in flight has a port of its own, so it bounds the
-	// probes in flight; a probe waits for a port when all are busy.
+	// Every probe in flight has a port of its own (unless RotatePorts),
+	// so it bounds the probes in flight; a probe waits for a port when
+	// all are busy.
 	Ports int
 	// PortLo..PortHi are where the ports are taken from; by default the
 	// range outside net.ipv4.ip_local_port_range, which the kernel never
@@ -82,9 +83,9 @@ type ClientConfig struct {
 	// ModeFIN creates it.
 	Guard bool
 	// NoGuard keeps the client to what CAP_NET_RAW allows: no RST
-	// guard, and no mark on its packets (SO_MARK needs CAP_NET_ADMIN
-	// before Linux 5.17). ModeACK, ModeFIN and ModeWithhold, which need
-	// the guard, are refused.
+	// guard, and no mark on its packets unless Mark is set (SO_MARK
+	// needs CAP_NET_ADMIN before Linux 5.17). ModeACK, ModeFIN and
+	// ModeWithhold, which need the guard, are refused.
 	NoGuard bool
 	// CountRSTs makes the guard count the kernel's RSTs it drops (an
 	// nfnetlink_log group, read with no privilege once NewClient has
@@ -247,7 +248,7 @@ func (e *OpenError) Error() string {
 		case "raw sockets":
 			hint = " need CAP_NET_RAW"
 		case "RST guard":
-			hint = " (the ack and fin modes' nftables table) needs CAP_NET_ADMIN"
+			hint = " (an nftables table, for ModeACK, ModeFIN and ModeWithhold) needs CAP_NET_ADMIN"
 		}
 	}
 	return "probe: " + e.What + hint + ": " + e.Err.Error()
@@ -260,9 +261,11 @@ func (e *OpenError) Unwrap() error { return e.Err }
 // which holds tableSize/2.
 const maxClientPorts = tableSize / 2
 
-// NewClient opens a client: raw sockets for IPv4 and IPv6 (which need
-// CAP_NET_RAW), a block of source ports held through the kernel, and a
-// random cookie. cfg may be nil.
+// NewClient opens a client: raw sockets for the families of
+// ClientConfig.Network, by default IPv4 and IPv6 (they need CAP_NET_RAW),
+// a block of source ports held through the kernel, a random cookie and,
+// with ClientConfig.Guard, the RST guard. When one of these cannot be
+// had, the error is an *OpenError that says which. cfg may be nil.
 func NewClient(cfg *ClientConfig) (*Client, error) {
 	c := &Client{}
 	if cfg != nil {
@@ -328,11 +331,13 @@ func (c *Client) open() error {
 	case cfg.MinPorts < 0 || cfg.MinPorts > maxClientPorts || cfg.Ports != 0 && cfg.MinPorts > cfg.Ports:
 		return fmt.Errorf("probe: ClientConfig.MinPorts %d: want 0 to Ports (%d)", cfg.MinPorts, cfg.Ports)
 	case cfg.SourcePort != 0 && (cfg.Ports > 1 || cfg.MinPorts > 1):
-		return fmt.Errorf("probe: ClientConfig.SourcePort %d with Ports %d: a client with a source port of its choice holds that one alone", cfg.SourcePort, cfg.Ports)
+		return fmt.Errorf("probe: ClientConfig.SourcePort %d with Ports %d, MinPorts %d: a client with a source port of its choice holds that one alone", cfg.SourcePort, cfg.Ports, cfg.MinPorts)
 	case cfg.NoGuard && (cfg.Guard || cfg.CountRSTs):
 		return errors.New("probe: ClientConfig.NoGuard with Guard or CountRSTs")
-	case cfg.Conn != nil && (cfg.SourcePort != 0 || cfg.MinPorts != 0 || cfg.CountRSTs):
-		return errors.New("probe: ClientConfig.SourcePort, MinPorts or CountRSTs with Conn, whose ports and guard are the caller's")
+	case cfg.Conn != nil && (cfg.SourcePort != 0 || cfg.MinPorts != 0 || cfg.CountRSTs || cfg.Network != ""):
+		return errors.New("probe: ClientConfig.SourcePort, MinPorts, CountRSTs or Network with Conn, whose ports, guard and sockets are the caller's")
+	case cfg.Allocator != nil && cfg.RotatePorts:
+		return errors.New("probe: ClientConfig.RotatePorts with Allocator: RotatePorts is the client's own allocator's way")
 	case cfg.Network != "" && cfg.Network != "ip" && cfg.Network != "ip4" && cfg.Network != "ip6":
 		return fmt.Errorf("probe: ClientConfig.Network %q: want ip, ip4 or ip6", cfg.Network)
 	}
@@ -428,7 +433,7 @@ func (c *Client) openSockets() error {
 	cfg := &c.cfg
 	rc := rawsock.Config{IPv4: cfg.Network != "ip6", IPv6: cfg.Network != "ip4" && !b.IPv4Only(), PortLo: b.Lo(), PortHi: b.Hi(), Interface: cfg.Interface, Mark: cfg.Mark}
 	if cfg.Network == "ip6" && b.IPv4Only() {
-		return &OpenError{What: "raw sockets", Err: errors.New("this host has no IPv6")}
+		return &OpenError{What: "raw sockets", Err: errors.New("IPv6 asked of a host without IPv6 (the kernel refuses IPv6 sockets)")}
 	}
 	conn, err := rawsock.Listen(rc)
 	if err != nil && rc.IPv4 && rc.IPv6 && cfg.Network == "" {
@@ -464,15 +469,16 @@ func (c *Client) holdPorts() (*rawsock.PortBlock, error) {
 	if n == 0 {
 		n = min(DefaultPorts, span)
 	}
-	if n > span {
-		return nil, fmt.Errorf("%d asked of the range %d-%d, which has %d", n, lo, hi, span)
-	}
 	req := rawsock.PortRequest{Lo: lo, Hi: hi, Min: n, Max: n}
 	switch {
 	case cfg.MinPorts > 0:
+		// Up to Ports, as many as the range has.
 		req.Min = min(cfg.MinPorts, n)
 	case cfg.Ports == 0:
 		req.Min = min(64, n) // take what is free, down to 64
+	}
+	if req.Min > span {
+		return nil, fmt.Errorf("%d asked of the range %d-%d, which has %d", req.Min, lo, hi, span)
 	}
 	return rawsock.ReservePorts(req)
 }
@@ -626,8 +632,11 @@ type ClientInfo struct {
 	// Ports are the client's source ports, sorted.
 	Ports []uint16
 	// PortsReused counts the ports taken again while they cooled from a
-	// TIME_WAIT (RFC 6191); PortsExhausted, the probes that found every
-	// port busy. Both are the client's own allocator's: 0 with
+	// TIME_WAIT (RFC 6191); PortsExhausted, the times a SYN found every
+	// port busy: once for each probe of Rounds that could not be sent
+	// (its Result an error), and for a Probe or Start call that waits for
+	// a port, once each time it tries again, about every millisecond.
+	// Both are the client's own allocator's: 0 with
 	// ClientConfig.Allocator.
 	PortsReused, PortsExhausted uint64
 	// GuardTable is the name of the RST guard's nftables table (family

@@ -740,11 +740,14 @@ func TestIntegrationClientSpreadRounds(t *testing.T) {
 //     "source ports", rawsock.ErrPortsInUse); a free one is the client's
 //     only port.
 //   - MinPorts: with other sockets holding part of the range, the client
-//     starts with the rest; without MinPorts it refuses.
+//     starts with the rest; without MinPorts it refuses. More ports than
+//     the range has, with a minimum it has: the range.
 //   - Network "ip4": IPv6 targets are refused before anything is sent.
-//   - Guard and CountRSTs: three ack probes draw three SYN-ACKs, to each
-//     of which the kernel answers RST: Info counts 3 dropped, 0 escaped,
-//     and the capture agrees (one RST per probe, ours); the table is in
+//   - Guard and CountRSTs: three ack probes draw three SYN-ACKs (and a
+//     FIN from a server that closes before our RST comes), to each of
+//     which the kernel answers RST: Info counts as many dropped as the
+//     capture shows such segments, 0 escaped, and the capture sees one
+//     RST per probe, ours; the table is in
 //     nft's list while the client is open, gone after Close, and Info
 //     keeps the counts.
 //   - NoGuard: no table, counts -1.
@@ -776,7 +779,20 @@ func TestIntegrationClientHolds(t *testing.T) {
 	if _, err := open(&probe.ClientConfig{PortLo: 47010, PortHi: 47019, Ports: 10}); !errors.Is(err, rawsock.ErrPortsInUse) {
 		t.Errorf("10 of a range with 6 free: %v, want ErrPortsInUse", err)
 	}
-	cl, err := open(&probe.ClientConfig{PortLo: 47010, PortHi: 47019, Ports: 10, MinPorts: 4, NoGuard: true})
+	// More than the range holds, with a minimum that it holds: what
+	// is there (a fin ping plans up to 2048 ports).
+	cl, err := open(&probe.ClientConfig{PortLo: 47020, PortHi: 47027, Ports: 20, MinPorts: 4, NoGuard: true})
+	if err != nil {
+		t.Fatalf("20 ports, at least 4, of a range of 8: %v", err)
+	}
+	if in := cl.Info(); len(in.Ports) != 8 || in.Ports[0] != 47020 || in.Ports[7] != 47027 {
+		t.Errorf("20 ports, at least 4, of a range of 8: %v", in.Ports)
+	}
+	cl.Close()
+	if _, err := open(&probe.ClientConfig{PortLo: 47020, PortHi: 47027, Ports: 20, MinPorts: 9}); err == nil {
+		t.Error("a minimum of 9 ports from a range of 8 accepted")
+	}
+	cl, err = open(&probe.ClientConfig{PortLo: 47010, PortHi: 47019, Ports: 10, MinPorts: 4, NoGuard: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -815,21 +831,28 @@ func TestIntegrationClientHolds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rsts := 0
+	// Each segment but a RST that reaches our port draws the kernel's
+	// RST (no socket listens there): the SYN-ACKs, and the FIN of a
+	// server that closed before our RST came.
+	rsts, draws := 0, 0
 	for _, c := range pkts {
 		var p wire.Packet
-		if wire.Parse(c.Data, &p) == nil && p.Src == l.ProberV4 && p.Flags&wire.FlagRst != 0 {
+		switch {
+		case wire.Parse(c.Data, &p) != nil:
+		case p.Src == l.ProberV4 && p.Flags&wire.FlagRst != 0:
 			rsts++
+		case p.Dst == l.ProberV4 && p.Flags&wire.FlagRst == 0:
+			draws++
 		}
 	}
-	if in := cl.Info(); in.RSTsDropped != n || in.RSTsEscaped != 0 || rsts != n {
-		t.Errorf("guard counts %d dropped, %d escaped; the capture saw %d RSTs from us; want %d, 0 and %d (ours alone)", in.RSTsDropped, in.RSTsEscaped, rsts, n, n)
+	if in := cl.Info(); in.RSTsDropped != int64(draws) || draws < n || in.RSTsEscaped != 0 || rsts != n {
+		t.Errorf("guard counts %d dropped, %d escaped; the capture saw %d RSTs from us and %d segments that draw the kernel's; want %d dropped (at least %d), 0 escaped and %d RSTs (ours alone)", in.RSTsDropped, in.RSTsEscaped, rsts, draws, draws, n, n)
 	}
 	cl.Close()
 	if out := l.Run(t, l.Prober, "nft", "list", "tables"); strings.Contains(out, in.GuardTable) {
 		t.Errorf("table inet %s outlives Close:\n%s", in.GuardTable, out)
 	}
-	if after := cl.Info(); after.RSTsDropped != n || after.RSTsEscaped != 0 || !slices.Equal(after.Ports, []uint16{mine}) || after.GuardTable != in.GuardTable {
+	if after := cl.Info(); after.RSTsDropped != int64(draws) || after.RSTsEscaped != 0 || !slices.Equal(after.Ports, []uint16{mine}) || after.GuardTable != in.GuardTable {
 		t.Errorf("Info after Close: %+v", after)
 	}
 }

@@ -316,7 +316,10 @@ func probeAll(ctx context.Context, o *options, stdout, stderr io.Writer, sys net
 	if err != nil {
 		return 0, err
 	}
-	defer rec.close() // after the client's last RSTs
+	defer rec.close()
+	// Closed first (deferred last): the client's last RSTs go in the
+	// capture file.
+	defer cl.Close()
 	if rec != nil {
 		later.set(rec)
 	}
