@@ -318,6 +318,9 @@ func (c *Client) lend() (*core.Lease, error) {
 	if q, ok := c.p.conn.(QueueConn); ok {
 		l.Queued = q.Queued
 	}
+	if s, ok := c.p.conn.(interface{ ShareSends() bool }); ok && s.ShareSends() {
+		l.Shared = c.p.conn
+	}
 	return l, nil
 }
 

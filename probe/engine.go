@@ -990,6 +990,23 @@ func (p *Prober) abort(j *job) {
 	}
 }
 
+// newID returns the id of a packet to send: its transmit stamp's
+// (Conn.TxTime) and, for a SYN, the probe id its ISN is keyed with. Ids
+// with the top bit set are never the engine's: they are a scan's, the
+// probe id core.ScanID and the stamp ids of its batches, which share the
+// client's sockets (rawsock.BulkStamp).
+// core.ScanID has the top bit: no id of the engine's is a scan's.
+const _ = uint(core.ScanID>>31) - 1
+
+func (p *Prober) newID() uint32 {
+	id := p.nextID
+	p.nextID++
+	if id&rawsock.BulkStamp != 0 {
+		id, p.nextID = 0, 1
+	}
+	return id
+}
+
 // portTaker is a PortAllocator that can hand out a chosen port
 // (ProbeOptions.SourcePort).
 type portTaker interface {
@@ -1051,12 +1068,7 @@ func (p *Prober) sendSYN(j *job, ti, seq int, now time.Time) bool {
 		}
 		return false
 	}
-	id := p.nextID
-	p.nextID++
-	if id == core.ScanID { // a scan's
-		id = p.nextID
-		p.nextID++
-	}
+	id := p.newID()
 	e := pending{
 		state:    stateSynSent,
 		id:       id,

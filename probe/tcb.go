@@ -427,8 +427,7 @@ func (p *Prober) sendSeg(e *pending, flags wire.TCPFlags, seq, ack uint32, paylo
 			on += c.sackBlocks(ob[on:])
 		}
 	}
-	id := p.nextID
-	p.nextID++
+	id := p.newID()
 	seg := wire.Segment{
 		Src: t.Src, Dst: t.Addr,
 		TTL: e.job.ttl, TOS: e.job.tos,

@@ -120,3 +120,14 @@ func (c *Conn) SendBatch(b *Batch) (sent int, err error) { return c.sendBatch(b)
 // the kernel takes an id per packet (Linux 6.13 and later). Then a batch
 // is timed as well as packets sent one at a time.
 func (c *Conn) BatchStamps() bool { return c.batchStamps() }
+
+// ShareSends reports whether batches (a scan's) and packets sent one at a
+// time (a prober's) may share the Conn's send sockets without mixing up
+// their transmit stamps: the kernel takes an id per packet (BatchStamps),
+// and the Conn's one reader of each error queue gives the stamps of
+// BulkStamp ids to ReadTxStamps and the others to TxTime; or the Conn
+// takes no transmit stamps at all (NoTxStamps). Before Linux 6.13, the
+// kernel numbers a socket's stamps itself, and the packets of a batch
+// sent between two probes would shift the count that TxTime maps them
+// by.
+func (c *Conn) ShareSends() bool { return c.shareSends() }

@@ -47,6 +47,9 @@ type Conn struct {
 // SendsOnly reports whether c was opened to send only (Config.SendOnly).
 func (c *Conn) SendsOnly() bool { return c.sendOnly }
 
+// Families reports which families the Conn sends (Config.IPv4, IPv6).
+func (c *Conn) Families() (v4, v6 bool) { return c.families() }
+
 // Listen opens the sockets described by cfg. It needs CAP_NET_RAW; errors
 // wrap os.ErrPermission when that is missing.
 func Listen(cfg Config) (*Conn, error) {

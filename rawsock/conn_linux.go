@@ -65,6 +65,10 @@ type sender struct {
 	errOOBs [errBatchLen][256]byte
 	stamps  [stampSlots]txStamp
 	kmap    [stampSlots]uint32 // kernel id -> our id, when optID is false
+	// bulk holds the stamps of BulkStamp ids for ReadTxStamps, oldest
+	// first from bulkHead: a ring of bulkStamps, made at the first.
+	bulk              []bulkStamp
+	bulkHead, bulkLen int
 
 	// txStamps: the socket stamps what it sends (Config.NoTxStamps not
 	// set). batchStamps: stamped batches ask for stamps with their ids
@@ -75,6 +79,38 @@ type sender struct {
 // stampSlots is how many packets' stamps are kept, by id: more than the
 // packets a full probe table sends before its answers are timed.
 const stampSlots = 16384
+
+// bulkStamp is one transmit stamp kept for ReadTxStamps.
+type bulkStamp struct {
+	id uint32
+	ns int64 // unix nanoseconds
+}
+
+// pushBulk keeps a stamp for ReadTxStamps, forgetting the oldest when
+// bulkStamps are kept. s.mu is held.
+func (s *sender) pushBulk(id uint32, ns int64) {
+	if s.bulk == nil {
+		s.bulk = make([]bulkStamp, bulkStamps)
+	}
+	if s.bulkLen == len(s.bulk) {
+		s.bulkHead = (s.bulkHead + 1) % len(s.bulk)
+		s.bulkLen--
+	}
+	s.bulk[(s.bulkHead+s.bulkLen)%len(s.bulk)] = bulkStamp{id, ns}
+	s.bulkLen++
+}
+
+// popBulk moves the kept stamps into t, oldest first, as many as it
+// holds. s.mu is held.
+func (s *sender) popBulk(t *TxStamps) {
+	for s.bulkLen > 0 && !t.Full() {
+		b := s.bulk[s.bulkHead]
+		t.ids[t.n], t.ns[t.n] = b.id, b.ns
+		t.n++
+		s.bulkHead = (s.bulkHead + 1) % len(s.bulk)
+		s.bulkLen--
+	}
+}
 
 // txStamp holds the kernel's transmit timestamps of one packet.
 type txStamp struct {
@@ -329,6 +365,17 @@ func newSender(v6 bool, cfg Config) (*sender, error) {
 	return s, nil
 }
 
+func (c *Conn) families() (v4, v6 bool) { return c.send4 != nil, c.send6 != nil }
+
+func (c *Conn) shareSends() bool {
+	for _, s := range []*sender{c.send4, c.send6} {
+		if s != nil && s.txStamps && !s.batchStamps {
+			return false
+		}
+	}
+	return true
+}
+
 func (c *Conn) batchStamps() bool {
 	if c.send4 == nil && c.send6 == nil {
 		return false
@@ -476,6 +523,9 @@ func (s *sender) stamp(oob []byte) {
 	id := data
 	if !s.optID {
 		id = s.kmap[data%stampSlots]
+	} else if id&BulkStamp != 0 {
+		s.pushBulk(id, ts)
+		return
 	}
 	st := &s.stamps[id%stampSlots]
 	if !st.used || st.id != id {

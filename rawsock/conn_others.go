@@ -35,3 +35,5 @@ func (*SourceFinder) close() error                          { return nil }
 func localPortRange() (int, int, error)                     { return 0, 0, errNotImplemented }
 func kernelBacklog() bool                                   { return false }
 func (*Conn) batchStamps() bool                             { return false }
+func (*Conn) shareSends() bool                              { return false }
+func (*Conn) families() (v4, v6 bool)                       { return false, false }

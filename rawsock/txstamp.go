@@ -52,15 +52,25 @@ func (s *TxStamps) Add(id uint32, t time.Time) bool {
 	return true
 }
 
+// BulkStamp marks the ids of the packets whose transmit stamps are read
+// in bulk (ReadTxStamps) rather than one by one (TxTime): on a Conn, one
+// reader of each send socket's error queue sorts the stamps by this bit,
+// so that a scan's batches and a prober's packets share the sockets
+// and each finds its own stamps. Ids without it are TxTime's.
+const BulkStamp = 1 << 31
+
+// bulkStamps bounds the stamps a Conn keeps for ReadTxStamps, per send
+// socket: past it, the oldest are forgotten (a reader that does not
+// read).
+const bulkStamps = 1 << 16
+
 // ReadTxStamps empties s and fills it with the transmit stamps the kernel
-// has reported for the packets of stamped batches (Batch.SetID) sent on
-// the Conn's send sockets, as many as s holds: when s is Full, call again.
-// It never blocks. The stamps of packets sent with Send (each with its
-// own id, see TxTime) are reported too: give the two kinds ids apart.
-// TxTime and ReadTxStamps read the same queues, so a Conn should serve
-// one or the other. It returns ErrNoTxStamps when the Conn was opened
-// with NoTxStamps, or the kernel cannot take an id per packet
-// (SCM_TS_OPT_ID, Linux 6.13).
+// has reported for the packets sent on the Conn's send sockets with ids
+// that carry BulkStamp (Batch.SetID, Send), as many as s holds: when s is
+// Full, call again. It never blocks. Stamps of other ids are TxTime's,
+// and stay there: the two share the sockets. It returns ErrNoTxStamps
+// when the Conn was opened with NoTxStamps, or the kernel cannot take an
+// id per packet (SCM_TS_OPT_ID, Linux 6.13).
 func (c *Conn) ReadTxStamps(s *TxStamps) error {
 	s.Reset()
 	return c.readTxStamps(s)

@@ -156,19 +156,18 @@ func (c *Conn) readTxStamps(s *TxStamps) error {
 	if (c.send4 == nil || !c.send4.batchStamps) && (c.send6 == nil || !c.send6.batchStamps) {
 		return ErrNoTxStamps
 	}
+	// One reader of each error queue, TxTime's (drain): it keeps the
+	// stamps of BulkStamp ids apart for this one.
 	for _, snd := range []*sender{c.send4, c.send6} {
 		if snd == nil || !snd.batchStamps || s.Full() {
 			continue
 		}
-		snd.fdMu.RLock()
-		err := error(nil)
-		if snd.fd >= 0 {
-			err = readTxStamps(snd.fd, s)
+		snd.mu.Lock()
+		if snd.bulkLen < len(s.ids)-s.n {
+			snd.drain()
 		}
-		snd.fdMu.RUnlock()
-		if err != nil {
-			return err
-		}
+		snd.popBulk(s)
+		snd.mu.Unlock()
 	}
 	return nil
 }

@@ -95,7 +95,7 @@ func TestIntegrationBatchTxStamps(t *testing.T) {
 					}
 					if stamped {
 						// Ids out of order: matched by id, not by order.
-						b.SetID(i, 0x7000_0000+uint32(n-i))
+						b.SetID(i, BulkStamp|0x7000_0000+uint32(n-i))
 					}
 				}
 			}
@@ -104,7 +104,28 @@ func TestIntegrationBatchTxStamps(t *testing.T) {
 			if sent, err := tc.s.SendBatch(b); sent != n || err != nil {
 				t.Fatalf("SendBatch = %d, %v", sent, err)
 			}
+			// On a Conn, a packet of TxTime's between the batch and
+			// the reads: its stamp is TxTime's alone, the batch's
+			// ReadTxStamps' (one reader of the error queue sorts them).
+			c, shared := tc.s.(*Conn)
+			const single = 5
+			if shared {
+				m, err := (&wire.Segment{Src: src, Dst: dst, TTL: 64, DF: true, SrcPort: ringPortLo + 16, DstPort: ringShutPort,
+					Seq: 1000, Flags: wire.FlagSyn, Window: 64240}).Build(b.Slot())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := c.Send(b.Slot()[:m], single); err != nil {
+					t.Fatal(err)
+				}
+			}
 			after := time.Now()
+			if shared {
+				time.Sleep(10 * time.Millisecond) // every stamp queued
+				if at, ok := c.TxTime(single, tc.v6); !ok || at.Before(before) || at.After(after) {
+					t.Errorf("TxTime of the packet sent beside the batch: %v %v, want within [%v, %v]", at, ok, before, after)
+				}
+			}
 			st := NewTxStamps(8) // smaller than the batch: read in rounds
 			got := map[uint32]time.Time{}
 			for deadline := time.Now().Add(2 * time.Second); len(got) < n && time.Now().Before(deadline); {
@@ -128,7 +149,7 @@ func TestIntegrationBatchTxStamps(t *testing.T) {
 				t.Fatal(err)
 			}
 			for i := range n {
-				id := 0x7000_0000 + uint32(n-i)
+				id := BulkStamp | 0x7000_0000 + uint32(n-i)
 				at, ok := got[id]
 				if !ok {
 					t.Errorf("packet %d (id %#x): no stamp", i, id)
@@ -147,6 +168,9 @@ func TestIntegrationBatchTxStamps(t *testing.T) {
 			}
 			if len(got) != n {
 				t.Errorf("%d stamps, want %d: %v", len(got), n, got)
+			}
+			if _, ok := got[single]; ok {
+				t.Errorf("ReadTxStamps returned TxTime's stamp (id %d)", single)
 			}
 			if len(errs) != n {
 				t.Fatalf("%d of %d SYNs found in the capture", len(errs), n)

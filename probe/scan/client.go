@@ -86,7 +86,10 @@ type PrepareConfig struct {
 	// Conn (probe.ClientConfig.Conn) scans through that Conn alone
 	// unless an Opener is given: the scan then opens its sockets through
 	// the Opener as on any client, and reads a small scan's answers
-	// through the client's Conn. A Conn opened to send only
+	// through the client's Conn. On any client, the scan sends its raw
+	// IP packets through the client's sockets where they can share them
+	// (rawsock.Conn.ShareSends), and opens raw sockets of its own (the
+	// Opener's Listen) only where they cannot. A Conn opened to send only
 	// (rawsock.Config.SendOnly) needs the ring: without one, Prepare
 	// fails.
 	Opener Opener
@@ -141,7 +144,7 @@ func Prepare(c *probe.Client, cfg PrepareConfig) (_ *Prepared, err error) {
 		return p, nil
 	}
 	err = l.Do(func() (err error) {
-		p.n, err = openNet(netConfig{Set: cfg.Set, Sources: srcs, PortLo: lo, PortHi: hi, Interface: l.Interface, Opener: cfg.Opener}, l.Mark)
+		p.n, err = openNet(netConfig{Set: cfg.Set, Sources: srcs, PortLo: lo, PortHi: hi, Interface: l.Interface, Opener: cfg.Opener, Shared: l.Shared}, l.Mark)
 		return err
 	})
 	if err != nil {

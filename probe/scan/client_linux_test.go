@@ -216,6 +216,16 @@ func TestIntegrationRunOnClient(t *testing.T) {
 		c.dst = netip.AddrPortFrom(a, uint16([]int{labOpen, labClosed, labDropped, labRejected}[i/2%4]+i%10))
 		wg.Go(func() { c.r, c.err = cl.Probe(ctx, c.dst, &probe.ProbeOptions{Timeout: 500 * time.Millisecond}) })
 	}
+	// The scan sends through the client's sockets: the kernel's list of
+	// raw sockets in the prober's namespace is the same during the scan.
+	rawSockets := func() int {
+		n := 0
+		for _, f := range []string{"/proc/net/raw", "/proc/net/raw6"} {
+			n += strings.Count(strings.TrimSpace(l.Run(t, l.Prober, "cat", f)), "\n") // less the header
+		}
+		return n
+	}
+	before, during := rawSockets(), -1
 	results := map[netip.AddrPort]probe.ScanResult{}
 	sum, err := scan.Run(ctx, cl, scan.Config{
 		Set:     set,
@@ -224,6 +234,9 @@ func TestIntegrationRunOnClient(t *testing.T) {
 		OnResult: func(r *probe.ScanResult, _ scan.Origin) {
 			if _, dup := results[r.AddrPort()]; dup {
 				t.Errorf("%v reported twice", r.AddrPort())
+			}
+			if during < 0 {
+				during = rawSockets()
 			}
 			results[r.AddrPort()] = *r
 		},
@@ -263,6 +276,11 @@ func TestIntegrationRunOnClient(t *testing.T) {
 		}
 		if st, reason := want(c.dst.Port()); c.r.State != st || c.r.Reason != reason {
 			fail("probe %v: %v %s, want %v %s", c.dst, c.r.State, c.r.Reason, st, reason)
+		}
+		// The scan's batches share the sockets: the engine's stamps
+		// are still its own (rawsock.BulkStamp).
+		if c.r.Reason != probe.ReasonTimeout && !c.r.KernelClock {
+			fail("probe %v: answered, timed by the user-space clock", c.dst)
 		}
 		probeISN[c.r.ISN] = true
 	}
@@ -315,9 +333,12 @@ func TestIntegrationRunOnClient(t *testing.T) {
 			continue
 		}
 		timed++
-		// The scan times with the kernel's stamps or the user-space
-		// clock (Summary.Clock); either is within a loaded machine's
-		// scheduling delays of the capture's.
+		if !r.KernelClock {
+			fail("%v: timed by the user-space clock, beside the engine's probes on the same sockets", ap)
+		}
+		// Within a loaded machine's scheduling delays of the capture's
+		// (the stamp is taken as the packet enters the device's queue,
+		// the capture's at the tap).
 		d := r.RTT - w.reply.Sub(w.syn)
 		if d > 20*time.Millisecond || d < -20*time.Millisecond {
 			fail("%v: RTT %v, the capture's %v", ap, r.RTT, w.reply.Sub(w.syn))
@@ -335,6 +356,9 @@ func TestIntegrationRunOnClient(t *testing.T) {
 	}
 	if sum.RecvPath != "raw sockets" {
 		t.Errorf("answers read from %q", sum.RecvPath)
+	}
+	if during != before {
+		t.Errorf("%d raw sockets in the prober's namespace during the scan, %d before: the scan opened its own", during, before)
 	}
 	slices.Sort(rttErr)
 	if len(rttErr) > 0 {

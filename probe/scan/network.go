@@ -13,6 +13,7 @@ import (
 	"sync"
 
 	"github.com/synprobe/synprobe/probe"
+	"github.com/synprobe/synprobe/probe/internal/core"
 	"github.com/synprobe/synprobe/rawsock"
 )
 
@@ -101,6 +102,11 @@ type netConfig struct {
 	Interface string
 	// Opener opens the sockets; nil means System.
 	Opener Opener
+	// Shared, if set, is the client's network, which the scan sends
+	// its probes (where no Ethernet frames do) and RSTs through rather
+	// than raw sockets of its own, if it sends the scan's families
+	// (core.Lease.Shared).
+	Shared core.Conn
 }
 
 // network is what a scan sends through and receives from, chosen for
@@ -195,13 +201,17 @@ func openNet(cfg netConfig, mark uint32) (n *network, err error) {
 	}
 	// Transmit stamps come from the ring's copies of the probes when
 	// there is a ring, else from the send sockets' error queues.
-	c, err := o.Listen(rawsock.Config{IPv4: src[0], IPv6: src[1], PortLo: cfg.PortLo, PortHi: cfg.PortHi, Interface: cfg.Interface,
-		NoTxStamps: ring != nil, RecvBuffer: 64 << 20, SendOnly: true, Mark: mark})
-	if err != nil {
-		return nil, err
+	if c := shareable(cfg.Shared, src, ring == nil); c != nil {
+		n.conn = c // the client's, which it closes
+	} else {
+		c, err := o.Listen(rawsock.Config{IPv4: src[0], IPv6: src[1], PortLo: cfg.PortLo, PortHi: cfg.PortHi, Interface: cfg.Interface,
+			NoTxStamps: ring != nil, RecvBuffer: 64 << 20, SendOnly: true, Mark: mark})
+		if err != nil {
+			return nil, err
+		}
+		n.closers = append(n.closers, c)
+		n.conn = c
 	}
-	n.closers = append(n.closers, c)
-	n.conn = c
 	var paths []string
 	for fam := range 2 {
 		if !src[fam] {
@@ -232,6 +242,27 @@ func openNet(cfg netConfig, mark uint32) (n *network, err error) {
 	}
 	n.sendPath = strings.Join(paths, "; ")
 	return n, nil
+}
+
+// shareable returns the client's network c as the scan's sender, if it
+// can be: it sends batches and stamps (scan.Conn), every family of the
+// scan's sources (fams), and, when the scan takes its stamps from the
+// error queues (stamps), takes batches' stamps; else nil, and the scan
+// opens sockets of its own.
+func shareable(c core.Conn, fams [2]bool, stamps bool) Conn {
+	sc, ok := c.(Conn)
+	if !ok {
+		return nil
+	}
+	if f, ok := c.(interface{ Families() (v4, v6 bool) }); ok {
+		if v4, v6 := f.Families(); fams[0] && !v4 || fams[1] && !v6 {
+			return nil
+		}
+	}
+	if b, ok := c.(interface{ BatchStamps() bool }); ok && stamps && !b.BatchStamps() {
+		return nil
+	}
+	return sc
 }
 
 // famIndex is 0 for IPv4, 1 for IPv6.

@@ -511,6 +511,16 @@ func (s *scanner) run(ctx context.Context) (Summary, error) {
 		recvErr = <-recvDone
 	}
 	close(progressDone)
+	if s.rec != nil {
+		// The stamps of the last probes nobody answered: a sender that
+		// found the receiver reading left them, and the capture file
+		// wants them.
+		for fam := range s.outs {
+			if s.outs[fam] != nil {
+				s.readStamps(fam, s.rxStamps, true)
+			}
+		}
+	}
 	failed := recvErr != nil && !errors.Is(recvErr, net.ErrClosed)
 	if !interrupted && !failed {
 		s.reportSilent()
@@ -1053,9 +1063,9 @@ func MiddleboxTTL(synack, other uint8) bool {
 func (s *scanner) sendRST(a *core.Answer) {
 	seg := core.Reset(a.Tuple, a.ISN, s.cfg.TTL, s.cfg.TOS)
 	if n, err := seg.Build(s.rstBuf[:]); err == nil {
-		s.rstID = (s.rstID + 1) | stampIDBit // not a probe's stamp id
+		s.rstID = (s.rstID+1)&idMask | stampIDBit | rawsock.BulkStamp // not a probe's stamp id
 		if s.rstID == probe.NoTxStamp {
-			s.rstID = stampIDBit
+			s.rstID = stampIDBit | rawsock.BulkStamp
 		}
 		at := s.now()
 		if s.conn.Send(s.rstBuf[:n], s.rstID) == nil && s.rec != nil {

@@ -5,6 +5,8 @@ import (
 	"runtime"
 	"sync/atomic"
 	"time"
+
+	"github.com/synprobe/synprobe/rawsock"
 )
 
 // sendTimes remembers when recent probes left, by pair index and pass, in
@@ -41,9 +43,17 @@ const keyBusy = ^uint64(0)
 // noStamp in a slot's kern says that no kernel stamp came (yet).
 const noStamp = 1<<32 - 1
 
-// stampIDBit is set in the ids of stamped packets other than probes (the
-// RSTs): no probe's id has it.
-const stampIDBit = 1 << 31
+// Every stamp id of a scan carries rawsock.BulkStamp, the scan's half
+// of the id space of the client's sockets, which they share with the
+// engine's packets: their stamps are read in bulk (ReadTxStamps), the
+// engine's one by one. stampIDBit is set in the ids of stamped packets
+// other than probes (the RSTs): no probe's id has it. A probe's id is
+// its slot and the slot's generation in the idBits below them.
+const (
+	stampIDBit = 1 << 30
+	idBits     = 30
+	idMask     = 1<<idBits - 1
+)
 
 func newSendTimes(rate float64, timeout time.Duration) *sendTimes {
 	if rate <= 0 {
@@ -69,7 +79,7 @@ func stKey(idx uint64, pass int) uint64 { return (idx<<16 | uint64(min(pass, 0xf
 
 // id returns the stamp id of generation gen of slot i.
 func (t *sendTimes) id(i uint64, gen uint32) uint32 {
-	return (gen<<t.bits | uint32(i)) &^ stampIDBit
+	return (gen<<t.bits|uint32(i))&idMask | rawsock.BulkStamp
 }
 
 // put records that the probe to pair idx in pass leaves now (ns, by the
@@ -101,13 +111,14 @@ func (t *sendTimes) put(idx uint64, pass int, ns int64) uint32 {
 // stamp records the kernel's transmit stamp (ns) of the probe sent with
 // id, if that probe still holds its slot, and reports whether it did.
 func (t *sendTimes) stamp(id uint32, ns int64) bool {
-	if id&stampIDBit != 0 {
+	if id&rawsock.BulkStamp == 0 || id&stampIDBit != 0 {
 		return false
 	}
+	id &= idMask
 	s := &t.slots[uint64(id)&t.mask]
 	k := s.key.Load()
 	old := s.kern.Load()
-	if k == 0 || k == keyBusy || uint32(old>>32)&(1<<(31-t.bits)-1) != id>>t.bits {
+	if k == 0 || k == keyBusy || uint32(old>>32)&(1<<(idBits-t.bits)-1) != id>>t.bits {
 		return false
 	}
 	return s.record(k, old, ns)

@@ -153,6 +153,10 @@ type Lease struct {
 	// Conn is the network a client was given (probe.ClientConfig.Conn),
 	// nil when it opened its own sockets.
 	Conn Conn
+	// Shared, if set, is the client's network (its own sockets, or
+	// Conn), which a scan may send through beside the engine: their
+	// transmit stamps do not mix (rawsock.Conn.ShareSends).
+	Shared Conn
 	// Queued, if set, reports whether packets wait in the client's
 	// sockets, which the engine has not read yet.
 	Queued func() bool
