@@ -12,8 +12,8 @@ import (
 type Counters struct {
 	// Sent counts the packets the client handed to the network: SYNs,
 	// and the RSTs, ACKs, data and FINs that follow them. A scan's
-	// probes and RSTs leave through the scan's own senders and are its
-	// Summary's.
+	// probes and RSTs are its Summary's, whether they leave through the
+	// client's sockets or senders of the scan's own.
 	Sent uint64
 	// SendErrors counts the packets the kernel refused to send (its
 	// routes, its firewall, a full queue): not among Sent.

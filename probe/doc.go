@@ -4,10 +4,10 @@
 //
 // # Use
 //
-// A Client holds raw sockets for both families, a block of source ports
-// and a key for as long as a program wants; any number of goroutines probe
-// through it at once (this snippet is ExampleNewClient's, which go test
-// compiles):
+// A Client holds raw sockets (both families by default), a block of
+// source ports and a key for as long as a program wants; any number of
+// goroutines probe through it at once (this snippet is ExampleNewClient's,
+// which go test compiles):
 //
 //	c, err := probe.NewClient(nil)
 //	if err != nil {

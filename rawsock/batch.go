@@ -115,7 +115,8 @@ func (b *Batch) Consume(n int) {
 func (c *Conn) SendBatch(b *Batch) (sent int, err error) { return c.sendBatch(b) }
 
 // BatchStamps reports whether every packet of a stamped Batch gets its
-// transmit stamp under its own id, for TxTime as for ReadTxStamps, from
+// transmit stamp under its own id (for ReadTxStamps with BulkStamp, else
+// for TxTime), from
 // each of the Conn's sending sockets: they take stamps (no NoTxStamps) and
 // the kernel takes an id per packet (Linux 6.13 and later). Then a batch
 // is timed as well as packets sent one at a time.

@@ -71,6 +71,9 @@ func (c *Conn) sendBatch(b *Batch) (sent int, err error) {
 	}
 	s.fdMu.RLock()
 	defer s.fdMu.RUnlock()
+	if s.fd < 0 {
+		return 0, errClosed("sendmmsg")
+	}
 	return sendmmsg(s.fd, m.msgs[:b.n])
 }
 

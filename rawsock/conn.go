@@ -68,8 +68,9 @@ func Listen(cfg Config) (*Conn, error) {
 }
 
 // Send transmits pkt, a whole IPv4 or IPv6 packet (see Segment.Build). id
-// names the packet's transmit timestamps for TxTime; ids should be unique
-// among the last few thousand packets sent.
+// names the packet's transmit timestamps: for TxTime, or with BulkStamp
+// for ReadTxStamps; ids should be unique among the last few thousand
+// packets sent.
 func (c *Conn) Send(pkt []byte, id uint32) error {
 	if len(pkt) < wire.IPv4MinimumSize {
 		return wire.ErrTruncated

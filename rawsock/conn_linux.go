@@ -406,6 +406,9 @@ func (c *Conn) send(pkt []byte, id uint32) error {
 func (s *sender) send(pkt []byte, id uint32) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.fd < 0 {
+		return errClosed("sendmsg")
+	}
 	var to unix.Sockaddr
 	if s.v6 {
 		if len(pkt) < wire.IPv6MinimumSize {
@@ -764,6 +767,11 @@ func (c *Conn) close() error {
 
 // opError is the error of a failed system call (nl.OpError).
 func opError(op string, err error) error { return nl.OpError(op, err) }
+
+// errClosed is the error of an operation on a closed Conn: it wraps
+// net.ErrClosed, which a scan sharing a client's Conn stops on (the
+// client closed), unlike EBADF, which reads as a refused send.
+func errClosed(op string) error { return &net.OpError{Op: op, Net: "rawsock", Err: net.ErrClosed} }
 
 // source is SourceFinder.Source on Linux: a UDP socket per family,
 // connected to each destination in turn.

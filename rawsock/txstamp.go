@@ -77,9 +77,10 @@ func (c *Conn) ReadTxStamps(s *TxStamps) error {
 }
 
 // ReadTxStamps empties s and fills it with the transmit stamps the kernel
-// has reported for the packets of stamped batches (Batch.SetID), as
-// Conn.ReadTxStamps does; ErrNoTxStamps when the kernel cannot take an id
-// per packet.
+// has reported for the packets of stamped batches (Batch.SetID), whatever
+// their ids (the sender's socket is its own: nothing else reads it), as
+// many as s holds; ErrNoTxStamps when the kernel cannot take an id per
+// packet.
 func (p *PacketSender) ReadTxStamps(s *TxStamps) error {
 	s.Reset()
 	return p.readTxStamps(s)

@@ -251,11 +251,6 @@ func (f *fakeSystem) listen(cfg rawsock.Config) (conn, error) {
 		return nil, f.listenErr
 	}
 	f.listenCfg = cfg
-	if cfg.SendOnly && f.conn != nil {
-		// A scan's own send sockets beside its client's: raw sockets
-		// all see the answers, which the client's (f.conn) reads.
-		return sharedConn{f.conn}, nil
-	}
 	f.conn = probetest.NewConn(func(p *wire.Packet, b []byte, id uint32) []probetest.Reply {
 		if p.SrcPort < cfg.PortLo || p.SrcPort > cfg.PortHi {
 			return nil
@@ -288,14 +283,15 @@ func (f *fakeSystem) listen(cfg rawsock.Config) (conn, error) {
 		}
 		return nil
 	})
-	return f.conn, nil
+	return sharingConn{f.conn}, nil
 }
 
-// sharedConn sends through a fake Conn that another opened, whose
-// answers that other reads; closing it closes nothing.
-type sharedConn struct{ *probetest.Conn }
+// sharingConn is the client's fake Conn, which a scan sends through
+// beside the client's probes, as through a rawsock.Conn that can share
+// its sends (Linux 6.13 and later).
+type sharingConn struct{ *probetest.Conn }
 
-func (sharedConn) Close() error { return nil }
+func (sharingConn) ShareSends() bool { return true }
 
 func runCLI(t *testing.T, sys network, args ...string) (code int, stdout, stderr string) {
 	t.Helper()

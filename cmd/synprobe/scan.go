@@ -69,7 +69,10 @@ func runScan(ctx context.Context, o *options, set *scan.Set, expecting bool, std
 	client := &probe.ClientConfig{
 		Conn:        c,
 		SourcePorts: ports.Ports(),
-		Interface:   o.iface,
+		// rst mode: no guard, no mark, on the sockets opened above
+		// as on any the scan opens itself.
+		NoGuard:   true,
+		Interface: o.iface,
 		Source: func(dst netip.Addr) (netip.Addr, error) {
 			src, err := sourceFor(o, dst, sys)
 			if srcErr == nil {

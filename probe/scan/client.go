@@ -22,11 +22,14 @@ import (
 // loop, which hands the scan every packet its sockets receive, or for a
 // big scan (RingMinPairs) every packet of a packet ring of the scan's
 // own, which the loop reads beside its sockets. The probes leave
-// through sockets of the scan's own, opened for the run and closed when
-// it returns: raw IP sockets that only send, or, for a big scan, Ethernet
-// frames to the next hop when that sends exactly what the host's IP
-// output would (rawsock.DirectPath), so that opening them needs
-// CAP_NET_RAW, as the client's did.
+// through the client's raw IP sockets, beside its probes, where they can
+// share them (rawsock.Conn.ShareSends: one reader of each error queue
+// sorts the transmit stamps by id, rawsock.BulkStamp), else through raw
+// IP sockets of the scan's own that only send; or, for a big scan,
+// as Ethernet frames to the next hop when that sends exactly what the
+// host's IP output would (rawsock.DirectPath). What the scan opens is
+// opened for the run and closed when it returns, and needs CAP_NET_RAW,
+// as the client's did.
 //
 // Every pair has a result (cfg.OnResult), its middlebox hint judged
 // against the SYN-ACKs of the whole scan only in the Summary
@@ -43,11 +46,12 @@ import (
 // two).
 //
 // A client given a Conn (probe.ClientConfig.Conn) opens nothing, nor does
-// its scan: the probes leave through that Conn (which must be a
-// scan.Conn) and the answers come through the client's receive loop. If
-// it is a rawsock.Conn, a scan and probes at the same time on it read
-// each other's transmit stamps from its error queues (rawsock.Conn.
-// ReadTxStamps): run them one after the other there.
+// its scan unless Prepare has an Opener: the probes leave through that
+// Conn (which must be a scan.Conn) and the answers come through the
+// client's receive loop. A rawsock.Conn that cannot share its sends
+// (before Linux 6.13, with transmit stamps on) is refused there: the
+// kernel numbers its stamps, and a scan's batches would shift the count
+// by which the engine finds its probes'.
 //
 // A scan's SYNs and a probe's share the client's ports; their ISNs keep
 // every answer to its own. The client's engine reads a scan's answers
@@ -138,8 +142,13 @@ func Prepare(c *probe.Client, cfg PrepareConfig) (_ *Prepared, err error) {
 			err = errors.New("scan: the client's Conn cannot send batches (scan.Conn)")
 			return nil, err
 		}
+		if s, ok := l.Conn.(interface{ ShareSends() bool }); ok && !s.ShareSends() {
+			// The engine would take a batch's stamps for its probes'.
+			err = errors.New("scan: the client's Conn takes transmit stamps that the kernel numbers itself (before Linux 6.13), and a scan's batches would shift the count its probes' stamps are found by: give Prepare an Opener, or open the Conn with rawsock.Config.NoTxStamps")
+			return nil, err
+		}
 		// The client opens nothing of its own: nor does its scan.
-		p.n = &network{conn: conn, sendPath: "the client's Conn", recvPath: "the client's Conn"}
+		p.n = &network{conn: conn, shared: true, sendPath: "the client's Conn", recvPath: "the client's Conn"}
 		p.feed = newFeed(l, nil)
 		return p, nil
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/synprobe/synprobe/internal/netlab"
 	"github.com/synprobe/synprobe/probe"
 	"github.com/synprobe/synprobe/probe/scan"
+	"github.com/synprobe/synprobe/rawsock"
 	"github.com/synprobe/synprobe/rawsock/wire"
 )
 
@@ -226,6 +227,26 @@ func TestIntegrationRunOnClient(t *testing.T) {
 		return n
 	}
 	before, during := rawSockets(), -1
+	// A kernel that cannot take an id per packet (before Linux 6.13)
+	// numbers a socket's stamps itself: there the scan opens its own.
+	var shares bool
+	if err := l.InNS(l.Prober, func() error {
+		c, err := rawsock.Listen(rawsock.Config{IPv4: true, SendOnly: true, PortLo: 47100, PortHi: 47100})
+		if err == nil {
+			shares = c.BatchStamps()
+			c.Close()
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	first := make(chan struct{})
+	measured := make(chan struct{})
+	go func() {
+		defer close(measured)
+		<-first
+		during = rawSockets() // the silent pairs keep the scan going
+	}()
 	results := map[netip.AddrPort]probe.ScanResult{}
 	sum, err := scan.Run(ctx, cl, scan.Config{
 		Set:     set,
@@ -235,8 +256,8 @@ func TestIntegrationRunOnClient(t *testing.T) {
 			if _, dup := results[r.AddrPort()]; dup {
 				t.Errorf("%v reported twice", r.AddrPort())
 			}
-			if during < 0 {
-				during = rawSockets()
+			if len(results) == 0 {
+				close(first)
 			}
 			results[r.AddrPort()] = *r
 		},
@@ -245,6 +266,7 @@ func TestIntegrationRunOnClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	<-measured
 	pkts, err := capt.Stop()
 	if err != nil {
 		t.Fatal(err)
@@ -279,7 +301,7 @@ func TestIntegrationRunOnClient(t *testing.T) {
 		}
 		// The scan's batches share the sockets: the engine's stamps
 		// are still its own (rawsock.BulkStamp).
-		if c.r.Reason != probe.ReasonTimeout && !c.r.KernelClock {
+		if shares && c.r.Reason != probe.ReasonTimeout && !c.r.KernelClock {
 			fail("probe %v: answered, timed by the user-space clock", c.dst)
 		}
 		probeISN[c.r.ISN] = true
@@ -333,7 +355,7 @@ func TestIntegrationRunOnClient(t *testing.T) {
 			continue
 		}
 		timed++
-		if !r.KernelClock {
+		if shares && !r.KernelClock {
 			fail("%v: timed by the user-space clock, beside the engine's probes on the same sockets", ap)
 		}
 		// Within a loaded machine's scheduling delays of the capture's
@@ -357,7 +379,7 @@ func TestIntegrationRunOnClient(t *testing.T) {
 	if sum.RecvPath != "raw sockets" {
 		t.Errorf("answers read from %q", sum.RecvPath)
 	}
-	if during != before {
+	if shares && during != before {
 		t.Errorf("%d raw sockets in the prober's namespace during the scan, %d before: the scan opened its own", during, before)
 	}
 	slices.Sort(rttErr)
@@ -393,4 +415,40 @@ func scanLab(t *testing.T) (*netlab.Lab, *probe.Client) {
 	}
 	t.Cleanup(func() { cl.Close() })
 	return l, cl
+}
+
+// TestIntegrationRunClientClosedMidScan: a scan sends through its
+// client's sockets, which the client's Close closes mid-scan: the scan
+// ends with the client's error, and the pairs it had not sent to have no
+// result (Run), not a send error each (EBADF read as a refused send).
+func TestIntegrationRunClientClosedMidScan(t *testing.T) {
+	l, cl := scanLab(t)
+	// Ports 1-4000 of the target, closed but for the lab's: a second's
+	// worth at the scan's rate.
+	spec, err := scan.ParseSpec(fmt.Sprintf("%s:1-4000", l.TargetV4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := scan.NewSet(scan.Block{Spec: &spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.AfterFunc(300*time.Millisecond, func() { cl.Close() })
+	states := map[probe.State]int{}
+	var firstErr error
+	sum, err := scan.Run(context.Background(), cl, scan.Config{
+		Set: set, Rate: 4000, Timeout: 200 * time.Millisecond,
+		OnResult: func(r *probe.ScanResult, _ scan.Origin) {
+			states[r.State]++
+			if r.State == probe.StateError && firstErr == nil {
+				firstErr = r.Err
+			}
+		},
+	})
+	if err == nil || !strings.Contains(err.Error(), "client was closed during the scan") {
+		t.Errorf("Run: %v, want the client closed during the scan", err)
+	}
+	if states[probe.StateError] != 0 || sum.Errors != 0 || states[probe.StateClosed] == 0 || uint64(states[probe.StateClosed]) >= set.Len() {
+		t.Errorf("results by state %v (first error: %v), Summary.Errors %d: want some closed, no errors", states, firstErr, sum.Errors)
+	}
 }

@@ -11,12 +11,13 @@
 // answers of a small scan. It matches answers, times them and resets
 // half-open connections with the engine's own mechanisms (one matcher,
 // one TSval clock, one RST), and the engine reads its answers, a big
-// scan's packet ring included; but it still sends at rate and waits for
-// each pass in a loop of its own. Prepare opens what
-// a scan of its size sends through (Ethernet frames for a big one when
-// they go where the host's IP output would, raw IP sockets otherwise)
-// and a big scan's ring, so that a program can give up its privileges
-// before it scans.
+// scan's packet ring included. Its raw IP packets leave through the
+// client's own sockets, whose transmit stamps one reader sorts between
+// the engine and the scan (rawsock.BulkStamp); but it still sends at rate
+// and waits for each pass in a loop of its own. Prepare opens what else a
+// scan of its size sends through (Ethernet frames for a big one when
+// they go where the host's IP output would) and a big scan's ring, so
+// that a program can give up its privileges before it scans.
 //
 // # Targets
 //

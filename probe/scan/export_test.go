@@ -77,7 +77,9 @@ func ScanConn(ctx context.Context, conn Conn, cfg Config, w Wiring) (Summary, er
 		return Summary{}, err
 	}
 	p := &Prepared{lease: l, set: cfg.Set, srcs: srcs, feed: newFeed(l, w.Recv)}
-	p.n = &network{conn: conn, recv: w.Recv, copies: w.ProbeCopies, sendPath: "the test's Conn", recvPath: "the client's Conn"}
+	// conn is the client's, as on a client given its Conn or sharing
+	// its sockets (core.Lease.Shared).
+	p.n = &network{conn: conn, shared: true, recv: w.Recv, copies: w.ProbeCopies, sendPath: "the test's Conn", recvPath: "the client's Conn"}
 	if w.Recv != nil {
 		p.n.recvPath = "packet ring"
 	}

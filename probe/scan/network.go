@@ -125,6 +125,8 @@ type network struct {
 	// send are the Ethernet-frame senders, per family (IPv4, IPv6); nil:
 	// conn sends that family's probes.
 	send [2]BatchSender
+	// shared: conn is the client's (core.Lease.Shared).
+	shared bool
 	// sendPath and recvPath say how the probes are sent and the answers
 	// read, for people (Summary.SendPath, Summary.RecvPath).
 	sendPath, recvPath string
@@ -202,7 +204,7 @@ func openNet(cfg netConfig, mark uint32) (n *network, err error) {
 	// Transmit stamps come from the ring's copies of the probes when
 	// there is a ring, else from the send sockets' error queues.
 	if c := shareable(cfg.Shared, src, ring == nil); c != nil {
-		n.conn = c // the client's, which it closes
+		n.conn, n.shared = c, true // the client's, which it closes
 	} else {
 		c, err := o.Listen(rawsock.Config{IPv4: src[0], IPv6: src[1], PortLo: cfg.PortLo, PortHi: cfg.PortHi, Interface: cfg.Interface,
 			NoTxStamps: ring != nil, RecvBuffer: 64 << 20, SendOnly: true, Mark: mark})
@@ -246,9 +248,11 @@ func openNet(cfg netConfig, mark uint32) (n *network, err error) {
 
 // shareable returns the client's network c as the scan's sender, if it
 // can be: it sends batches and stamps (scan.Conn), every family of the
-// scan's sources (fams), and, when the scan takes its stamps from the
-// error queues (stamps), takes batches' stamps; else nil, and the scan
-// opens sockets of its own.
+// scan's sources (fams), and takes batches' transmit stamps when the scan
+// reads its stamps from the error queues (stamps), or no stamps at all
+// when it does not (a ring's copies time its probes): stamps nobody reads
+// would fill the error queues, and the engine's stamps would find no room
+// there. Else nil, and the scan opens sockets of its own.
 func shareable(c core.Conn, fams [2]bool, stamps bool) Conn {
 	sc, ok := c.(Conn)
 	if !ok {
@@ -259,10 +263,22 @@ func shareable(c core.Conn, fams [2]bool, stamps bool) Conn {
 			return nil
 		}
 	}
-	if b, ok := c.(interface{ BatchStamps() bool }); ok && stamps && !b.BatchStamps() {
+	if b, ok := c.(interface{ BatchStamps() bool }); ok && b.BatchStamps() != stamps {
 		return nil
 	}
 	return sc
+}
+
+// discardStamps forgets the transmit stamps that wait for a reader of
+// c's: an earlier scan's on the client's shared sockets (its last RSTs'),
+// whose ids the next scan gives again. Bounded.
+func discardStamps(c BatchSender) {
+	st := rawsock.NewTxStamps(1024)
+	for range 128 {
+		if c.ReadTxStamps(st) != nil || !st.Full() {
+			return
+		}
+	}
 }
 
 // famIndex is 0 for IPv4, 1 for IPv6.
@@ -277,6 +293,9 @@ func famIndex(a netip.Addr) int {
 // (n's ring, or the client's sockets). The Summary says how it sent and
 // received.
 func (n *network) scan(ctx context.Context, cfg Config, w wiring, f *feed) (Summary, error) {
+	if n.shared {
+		discardStamps(n.conn)
+	}
 	w.Recv, w.ProbeCopies = f, n.copies
 	w.Send4, w.Send6 = n.send[0], n.send[1]
 	sum, err := scanConn(ctx, n.conn, cfg, w)

@@ -109,3 +109,54 @@ func testScanRecorder(t *testing.T, withRing bool) {
 		t.Error("no kernel-clock RTT")
 	}
 }
+
+// TestScanDiscardsStaleStamps: a scan on its client's sockets starts by
+// forgetting the transmit stamps that wait there unread (an earlier
+// scan's last RSTs'), whose ids it gives again: none of its packets is
+// recorded with a stamp from before it began.
+func TestScanDiscardsStaleStamps(t *testing.T) {
+	l := &lab{seen: map[netip.AddrPort]int{}, probe: map[netip.AddrPort]int{}}
+	c := probetest.NewConn(l.respond)
+	// A stamped packet with the id of the scan's first RST, stamped an
+	// hour ago, to a port nobody answers.
+	stale := time.Now().Add(-time.Hour)
+	c.Clock = func() time.Time { return stale }
+	b := rawsock.NewBatch(1)
+	n, err := (&wire.Segment{Src: netip.MustParseAddr("198.18.0.1"), Dst: netip.MustParseAddr("198.18.1.1"), TTL: 64, SrcPort: 61000, DstPort: 9, Flags: wire.FlagSyn}).Build(b.Slot())
+	if err != nil || !b.Commit(n) {
+		t.Fatal(err)
+	}
+	b.SetID(0, rawsock.BulkStamp|1<<30|1)
+	if _, err := c.SendBatch(b); err != nil {
+		t.Fatal(err)
+	}
+	c.Clock = nil
+	spec, err := scan.ParseSpec("198.18.1.0/28:22")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &probetest.Recorder{}
+	start := time.Now()
+	sum, err := scan.ScanConn(context.Background(), c, scan.Config{Set: mustSet(t, &spec), Timeout: 100 * time.Millisecond, Recorder: rec},
+		scan.Wiring{Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61999})
+	c.Close()
+	if err != nil || sum.Open != 16 {
+		t.Fatalf("%+v, %v", sum, err)
+	}
+	rsts := 0
+	for _, e := range rec.Events() {
+		var p wire.Packet
+		if !e.Sent || wire.Parse(e.Packet, &p) != nil {
+			continue
+		}
+		if p.Flags == wire.FlagRst {
+			rsts++
+		}
+		if !e.Tx.IsZero() && e.Tx.Before(start) {
+			t.Errorf("%v to %v:%d recorded with a stamp from before the scan (%v)", p.Flags, p.Dst, p.DstPort, e.Tx)
+		}
+	}
+	if rsts == 0 {
+		t.Error("no RST recorded")
+	}
+}

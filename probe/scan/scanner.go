@@ -270,6 +270,7 @@ type scanner struct {
 	rstBuf         [128]byte
 	rstID          uint32
 	rxStamps       *rawsock.TxStamps // the receiver's, for stamps it must read itself
+	connClosed     atomic.Bool       // a send found the sockets closed (the client's)
 	stampsRead     bool              // the stamps were read for the packet being handled
 	ringFed        bool              // the answers come from the scan's ring, else the client's sockets
 	rec            probe.Recorder    // cfg.Recorder
@@ -658,6 +659,13 @@ func (s *scanner) sender(ctx context.Context, pass int, last bool, first uint64)
 				}
 				b.Reset()
 				idxs = idxs[:0]
+			case errors.Is(err, net.ErrClosed):
+				// The client's sockets, which the scan shares, closed
+				// with the client: the scan ends, and the pairs not
+				// answered have no result (Run).
+				s.connClosed.Store(true)
+				b.Reset()
+				idxs = idxs[:0]
 			case probe.TransientSendError(err) && !last:
 				// The kernel had no room for its next hop (a full
 				// neighbour table), or it goes to a blackhole: sent
@@ -680,7 +688,7 @@ func (s *scanner) sender(ctx context.Context, pass int, last bool, first uint64)
 		synFlags |= wire.FlagEce | wire.FlagCwr
 	}
 	for i := first; i < s.n; i += uint64(s.cfg.Senders) {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || s.connClosed.Load() {
 			return
 		}
 		idx := s.perm.At(i)

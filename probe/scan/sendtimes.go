@@ -16,9 +16,10 @@ import (
 //
 // Each slot holds the user-space time taken just before its probe's batch
 // was handed to the kernel and, once the kernel reports it, the probe's
-// transmit stamp. The kernel reports a stamp with the 31-bit id that put
-// returned for the probe: the slot's index and the low bits of a counter
-// of the slot's writes (its generation). A stamp is taken only by the slot
+// transmit stamp. The kernel reports a stamp with the id that put
+// returned for the probe: rawsock.BulkStamp, then in 30 bits the slot's
+// index and the low bits of a counter of the slot's writes (its
+// generation). A stamp is taken only by the slot
 // and generation it names, and only if it is not earlier than the user
 // time (the kernel stamps the packet after that time was taken): a late
 // stamp of a probe whose slot was reused finds another generation, and
