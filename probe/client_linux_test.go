@@ -856,3 +856,53 @@ func TestIntegrationClientHolds(t *testing.T) {
 		t.Errorf("Info after Close: %+v", after)
 	}
 }
+
+// TestIntegrationClientGuardMarkRewritten: the prober's own output rules
+// rewrite every packet's mark (a connmark restore at mangle priority, as
+// policy-routed hosts have): ack probes' RSTs still leave (the guard sees
+// the marks the sockets set, before such rules), and the server holds no
+// connection afterwards, as ss there shows.
+func TestIntegrationClientGuardMarkRewritten(t *testing.T) {
+	l := netlab.New(t)
+	const port = 8500
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done) })
+	ln := l.Listen(t, l.Target, "tcp", netip.AddrPortFrom(l.TargetV4, port).String())
+	netlab.Serve(ln, func(c net.Conn) { <-done; c.Close() }) // holds every connection
+	l.Nft(t, l.Prober, `table inet userrules {
+	chain out {
+		type route hook output priority mangle;
+		meta mark set 0x1
+	}
+}`)
+	cl := newClientIn(t, l, l.Prober, &probe.ClientConfig{Guard: true, CountRSTs: true})
+	capt := l.StartCapture(t, l.Prober, l.ProberIf, fmt.Sprintf("tcp port %d", port))
+	const n = 3
+	for i := range n {
+		r, err := cl.Probe(context.Background(), netip.AddrPortFrom(l.TargetV4, port), &probe.ProbeOptions{Mode: probe.ModeACK})
+		if err != nil || r.State != probe.StateOpen {
+			t.Fatalf("ack probe %d: %v %v", i, r, err)
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // our RSTs reach the server
+	pkts, err := capt.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsts := 0
+	for _, c := range pkts {
+		var p wire.Packet
+		if wire.Parse(c.Data, &p) == nil && p.Src == l.ProberV4 && p.Flags&wire.FlagRst != 0 {
+			rsts++
+		}
+	}
+	est := ""
+	for _, line := range strings.Split(l.Run(t, l.Target, "ss", "-Htan"), "\n") {
+		if f := strings.Fields(line); len(f) >= 4 && f[0] != "LISTEN" && strings.HasSuffix(f[3], fmt.Sprintf(":%d", port)) {
+			est += line + "\n"
+		}
+	}
+	if rsts != n || est != "" {
+		t.Errorf("the capture saw %d RSTs from us, want %d; the server holds:\n%s", rsts, n, est)
+	}
+}

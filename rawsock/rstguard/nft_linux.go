@@ -31,6 +31,15 @@ const (
 
 const guardChain = "out" // the guard table's only chain
 
+// guardPriority is the guard chain's place on the output hook: before
+// every chain of the standard priorities (raw -300, conntrack -200,
+// mangle -150, filter 0), so that it sees the marks the sockets set. A
+// rule that rewrites marks on output (a connmark restore at mangle, say)
+// would otherwise take our mark off our own RSTs before the guard saw
+// them, and the guard would drop them: ack probes would leave their
+// connections open on the servers.
+const guardPriority = -450
+
 // guardSys is a Guard's Linux part: its netlink sockets.
 type guardSys struct {
 	c   *nl.NFConn // nil after Close
@@ -233,7 +242,8 @@ func guardMessages(name string, cfg Config, owner bool, group uint16) []nftMsg {
 			ae.String(unix.NFTA_CHAIN_NAME, guardChain)
 			ae.Nested(unix.NFTA_CHAIN_HOOK, func(ae *netlink.AttributeEncoder) error {
 				ae.Uint32(unix.NFTA_HOOK_HOOKNUM, unix.NF_INET_LOCAL_OUT)
-				ae.Uint32(unix.NFTA_HOOK_PRIORITY, 0) // filter
+				prio := int32(guardPriority)
+				ae.Uint32(unix.NFTA_HOOK_PRIORITY, uint32(prio))
 				return nil
 			})
 			ae.Uint32(unix.NFTA_CHAIN_POLICY, nfAccept)

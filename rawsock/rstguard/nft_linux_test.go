@@ -226,7 +226,7 @@ func TestGuardRuleEncoding(t *testing.T) {
 			{0x0a03 /* NFT_MSG_NEWCHAIN */, request | ack | excl | create, []attr{
 				str(unix.NFTA_CHAIN_TABLE, table),
 				str(unix.NFTA_CHAIN_NAME, "out"),
-				nest(unix.NFTA_CHAIN_HOOK, be32(unix.NFTA_HOOK_HOOKNUM, 3 /* NF_INET_LOCAL_OUT */), be32(unix.NFTA_HOOK_PRIORITY, 0)),
+				nest(unix.NFTA_CHAIN_HOOK, be32(unix.NFTA_HOOK_HOOKNUM, 3 /* NF_INET_LOCAL_OUT */), be32(unix.NFTA_HOOK_PRIORITY, 0xfffffe3e /* -450 */)),
 				be32(unix.NFTA_CHAIN_POLICY, 1 /* NF_ACCEPT */),
 				str(unix.NFTA_CHAIN_TYPE, "filter"),
 			}},
@@ -430,7 +430,7 @@ func TestIntegrationRSTGuardOwner(t *testing.T) {
 		"table inet " + g.Table() + " {",
 		"flags owner",
 		"chain out {",
-		"type filter hook output priority filter; policy accept;",
+		"type filter hook output priority -450; policy accept;",
 		"tcp sport 61000-61009",
 		fmt.Sprintf("meta mark != 0x%08x", testMark),
 		"counter packets 0 bytes 0 drop",
@@ -549,7 +549,7 @@ func testGuardRuleAsNftSees(t *testing.T, noLog bool) {
 	// The same rules compiled by nft from their text, in a table of
 	// nft's own: nft's JSON of both must agree, expression by expression.
 	var text strings.Builder
-	text.WriteString("table inet ref {\n chain out {\n type filter hook output priority 0; policy accept;\n")
+	text.WriteString("table inet ref {\n chain out {\n type filter hook output priority -450; policy accept;\n")
 	for _, r := range ranges {
 		ports := strconv.Itoa(int(r.Lo))
 		if r.Hi != r.Lo {
