@@ -3,6 +3,7 @@ package scan_test
 import (
 	"context"
 	"net/netip"
+	"sync"
 	"testing"
 	"time"
 
@@ -158,5 +159,51 @@ func TestScanDiscardsStaleStamps(t *testing.T) {
 	}
 	if rsts == 0 {
 		t.Error("no RST recorded")
+	}
+}
+
+// TestScanOnePortTimed: a scan from one source port (synprobe scan
+// --sport) times every answer that came before a retry could be sent:
+// the port cannot name the pass then, but there was only one. Half the
+// pairs answer the first SYN, half only the second, whose answers are
+// not timed (either pass's probe may have drawn them).
+func TestScanOnePortTimed(t *testing.T) {
+	const after = 50 * time.Microsecond
+	var mu sync.Mutex
+	seen := map[netip.Addr]int{}
+	c := probetest.NewConn(func(p *wire.Packet, b []byte, id uint32) []probetest.Reply {
+		if p.Flags != wire.FlagSyn {
+			return nil
+		}
+		mu.Lock()
+		seen[p.Dst]++
+		n := seen[p.Dst]
+		mu.Unlock()
+		if p.Dst.As4()[3]%2 == 1 && n == 1 {
+			return nil // odd hosts answer the retry
+		}
+		return []probetest.Reply{{Packet: probetest.SYNACK(p, wire.SYNOptions{MSS: 1460, WScale: -1}), After: after}}
+	})
+	spec, err := scan.ParseSpec("198.18.1.0/28:22")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var results []probe.ScanResult
+	sum, err := scan.ScanConn(context.Background(), c, scan.Config{
+		Set: mustSet(t, &spec), Retries: 2, Timeout: 50 * time.Millisecond,
+		OnResult: func(r *probe.ScanResult, _ scan.Origin) { results = append(results, *r) },
+	}, scan.Wiring{Src4: netip.MustParseAddr("198.18.0.1"), PortLo: 61000, PortHi: 61000})
+	c.Close()
+	if err != nil || sum.Open != 16 {
+		t.Fatalf("%+v, %v", sum, err)
+	}
+	for _, r := range results {
+		odd := r.Addr.As4()[3]%2 == 1
+		switch {
+		case !odd && (!r.Timed() || !r.KernelClock || r.RTT != after):
+			t.Errorf("%v, answered in the first pass: timed %v, kernel clock %v, RTT %v, want %v", r.Addr, r.Timed(), r.KernelClock, r.RTT, after)
+		case odd && r.Timed():
+			t.Errorf("%v, answered after a retry from the same port: timed (RTT %v), but either probe may have drawn the answer", r.Addr, r.RTT)
+		}
 	}
 }

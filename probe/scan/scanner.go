@@ -271,6 +271,7 @@ type scanner struct {
 	rstID          uint32
 	rxStamps       *rawsock.TxStamps // the receiver's, for stamps it must read itself
 	connClosed     atomic.Bool       // a send found the sockets closed (the client's)
+	pass           atomic.Int32      // the pass being sent, stored before its first probe
 	stampsRead     bool              // the stamps were read for the packet being handled
 	ringFed        bool              // the answers come from the scan's ring, else the client's sockets
 	rec            probe.Recorder    // cfg.Recorder
@@ -402,9 +403,9 @@ func (s *scanner) run(ctx context.Context) (Summary, error) {
 	go func() { recvDone <- s.watch(&stopRecv) }()
 
 	progressDone := make(chan struct{})
-	var pass atomic.Int32
+	pass := &s.pass
 	if s.cfg.OnProgress != nil {
-		go s.progress(&pass, progressDone)
+		go s.progress(pass, progressDone)
 	}
 
 	var sendTime time.Duration
@@ -1135,8 +1136,17 @@ func (s *scanner) sendTime(idx uint64, sport uint16, v6 bool) (ns int64, kernel,
 }
 
 // passOf returns the pass whose probe to pair idx came from sport, or -1
-// when none did or two passes used the port.
+// when none did or two passes used the port and a retry may have been
+// sent: before the second pass begins, a probe from the first pass's
+// port is the first pass's, whichever others will use it (--sport, a
+// block of one port).
 func (s *scanner) passOf(idx uint64, sport uint16) int {
+	if s.pass.Load() == 0 {
+		if s.sport(idx, 0) == sport {
+			return 0
+		}
+		return -1
+	}
 	pass := -1
 	for p := range s.cfg.Retries + 1 {
 		if s.sport(idx, p) == sport {
