@@ -30,8 +30,12 @@ func PortRangeOutside(lo, hi int) (uint16, uint16, error) {
 	if lo-1024 >= minProbePorts {
 		return 1024, uint16(lo - 1), nil
 	}
-	return 0, 0, fmt.Errorf("rawsock: ephemeral port range %d-%d leaves fewer than %d ports for probes", lo, hi, minProbePorts)
+	return 0, 0, fmt.Errorf("rawsock: %w: the ephemeral port range %d-%d (net.ipv4.ip_local_port_range) leaves fewer than %d outside it, where probes stay clear of the kernel's own connections: narrow it (Linux's default is 32768-60999)", ErrNoProbePorts, lo, hi, minProbePorts)
 }
+
+// ErrNoProbePorts is wrapped by PortRangeOutside's error when the
+// kernel's ephemeral range leaves too few ports outside it.
+var ErrNoProbePorts = errors.New("too few source ports for probes")
 
 // MaxPacketSize is the buffer size that holds any packet Recv returns:
 // with GRO and GSO (veth does both) raw sockets see packets of up to 64 KiB,

@@ -1,6 +1,10 @@
 package rawsock
 
-import "testing"
+import (
+	"errors"
+	"strings"
+	"testing"
+)
 
 func TestPortRangeOutside(t *testing.T) {
 	for _, tt := range []struct {
@@ -19,6 +23,13 @@ func TestPortRangeOutside(t *testing.T) {
 		if (err != nil) != tt.err || lo != tt.wantLo || hi != tt.wantHi {
 			t.Errorf("PortRangeOutside(%d, %d) = %d, %d, %v; want %d, %d, err=%v", tt.lo, tt.hi, lo, hi, err, tt.wantLo, tt.wantHi, tt.err)
 		}
+	}
+	// A valid range that leaves too little room says so, and how to fix it.
+	if _, _, err := PortRangeOutside(1024, 65000); !errors.Is(err, ErrNoProbePorts) || !strings.Contains(err.Error(), "narrow it") {
+		t.Errorf("PortRangeOutside(1024, 65000): %v", err)
+	}
+	if _, _, err := PortRangeOutside(5000, 4000); errors.Is(err, ErrNoProbePorts) {
+		t.Errorf("a reversed range: %v, not a lack of room", err)
 	}
 }
 

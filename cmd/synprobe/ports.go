@@ -129,6 +129,9 @@ func portsFailure(o *options, err error) error {
 	if errors.Is(err, rawsock.ErrPortsInUse) {
 		return &failure{fmt.Errorf("source ports: %v: other programs or synprobe runs hold the rest; wait for them to end, or leave more ports outside net.ipv4.ip_local_port_range", err)}
 	}
+	if errors.Is(err, rawsock.ErrNoProbePorts) {
+		return &failure{fmt.Errorf("source ports: %v; or give one with --sport", err)}
+	}
 	return &failure{fmt.Errorf("source ports: %v", err)}
 }
 

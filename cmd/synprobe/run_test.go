@@ -34,6 +34,7 @@ import (
 type fakeSystem struct {
 	listenErr error
 	guardErr  error
+	rangeErr  error // portRange's
 	conn      *probetest.Conn
 	guards    []*fakeGuard
 	listenCfg rawsock.Config
@@ -78,8 +79,10 @@ func (f *fakeSystem) client(cfg *probe.ClientConfig) (pingClient, error) {
 	if cfg.SourcePort != 0 {
 		b, err = f.reservePort(cfg.SourcePort)
 	} else {
-		lo, hi, _ := f.portRange()
-		b, err = f.reservePorts(rawsock.PortRequest{Lo: lo, Hi: hi, Min: cfg.MinPorts, Max: cfg.Ports})
+		var lo, hi uint16
+		if lo, hi, err = f.portRange(); err == nil {
+			b, err = f.reservePorts(rawsock.PortRequest{Lo: lo, Hi: hi, Min: cfg.MinPorts, Max: cfg.Ports})
+		}
 	}
 	if err != nil {
 		return nil, &probe.OpenError{What: "source ports", Err: err}
@@ -244,7 +247,12 @@ func (f *fakeSystem) source(dst netip.Addr, iface string) (netip.Addr, error) {
 	return netip.MustParseAddr("2001:db8::1"), nil
 }
 
-func (f *fakeSystem) portRange() (uint16, uint16, error) { return 61000, 65535, nil }
+func (f *fakeSystem) portRange() (uint16, uint16, error) {
+	if f.rangeErr != nil {
+		return 0, 0, f.rangeErr
+	}
+	return 61000, 65535, nil
+}
 
 func (f *fakeSystem) listen(cfg rawsock.Config) (conn, error) {
 	if f.listenErr != nil {
@@ -890,6 +898,13 @@ func TestPortBlockUse(t *testing.T) {
 		if code != exitFailure || stdout != "" || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "--sport 61001: another socket on this host holds the port") {
 			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, stdout, stderr)
 		}
+	}
+	// An ephemeral range that leaves too few ports outside it: the fix,
+	// and --sport.
+	_, _, rangeErr := rawsock.PortRangeOutside(1024, 65000)
+	code, _, stderr = runCLI(t, &fakeSystem{rangeErr: rangeErr}, "-c", "1", "198.18.0.2:80")
+	if code != exitFailure || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "narrow it") || !strings.Contains(stderr, "--sport") {
+		t.Errorf("too few ports outside the ephemeral range: exit %d, %q", code, stderr)
 	}
 	sys = &fakeSystem{held: map[uint16]bool{}}
 	for p := 61000; p < 65535; p++ {
