@@ -906,3 +906,40 @@ func TestIntegrationClientGuardMarkRewritten(t *testing.T) {
 		t.Errorf("the capture saw %d RSTs from us, want %d; the server holds:\n%s", rsts, n, est)
 	}
 }
+
+// TestIntegrationClientLinkLocalSource: a prober whose only IPv6 address
+// is its link-local one, on the link of the target's prefix, probes from
+// it as its kernel's own connections would (the routes choose it): the
+// verdicts are the lab's, the source the link-local address; given
+// explicitly, it is accepted too. Before, the check that a source is this
+// host's connected to it without its interface, and refused it.
+func TestIntegrationClientLinkLocalSource(t *testing.T) {
+	l := netlab.New(t)
+	l.VerdictPorts(t)
+	l.Run(t, l.Prober, "ip", "-6", "addr", "del", l.ProberV6.String()+"/64", "dev", l.ProberIf)
+	l.Run(t, l.Prober, "ip", "-6", "route", "replace", netip.PrefixFrom(l.TargetV6, 64).Masked().String(), "dev", l.ProberIf)
+	var ll netip.Addr
+	for _, f := range strings.Fields(l.Run(t, l.Prober, "ip", "-6", "-o", "addr", "show", "dev", l.ProberIf, "scope", "link")) {
+		if p, err := netip.ParsePrefix(f); err == nil && p.Addr().IsLinkLocalUnicast() {
+			ll = p.Addr()
+		}
+	}
+	if !ll.IsValid() {
+		t.Fatal("the prober has no link-local address")
+	}
+	cl := newClientIn(t, l, l.Prober, &probe.ClientConfig{Network: "ip6"})
+	for _, tc := range []struct {
+		port  uint16
+		state probe.State
+		opts  *probe.ProbeOptions
+	}{
+		{labOpen, probe.StateOpen, nil},
+		{labClosed, probe.StateClosed, nil},
+		{labOpen, probe.StateOpen, &probe.ProbeOptions{Source: ll}},
+	} {
+		r, err := cl.Probe(context.Background(), netip.AddrPortFrom(l.TargetV6, tc.port), tc.opts)
+		if err != nil || r.State != tc.state || r.Target.Src != ll || !r.KernelClock {
+			t.Errorf("port %d (options %+v): %v %v; want %v from %v, kernel-timed", tc.port, tc.opts, r, err, tc.state, ll)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package probe
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"runtime"
@@ -81,6 +82,24 @@ func (n *netns) close() {
 	}
 }
 
+// localLinkAddr returns an error unless a link-local address a is one of
+// the interfaces' addresses, in the calling thread's network namespace
+// (when no global address serves a destination, the kernel's routes give
+// an interface's link-local one as the source, and its own connections
+// use it).
+func localLinkAddr(a netip.Addr) error {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return err
+	}
+	for _, ia := range addrs {
+		if p, err := netip.ParsePrefix(ia.String()); err == nil && p.Addr().WithZone("") == a {
+			return nil
+		}
+	}
+	return errors.New("not an address of this host")
+}
+
 // gettid returns the calling thread's id.
 func gettid() int { return unix.Gettid() }
 
@@ -95,6 +114,11 @@ func gettid() int { return unix.Gettid() }
 func localAddr(a netip.Addr) error {
 	if a.IsLoopback() {
 		return nil
+	}
+	if a.Is6() && a.IsLinkLocalUnicast() {
+		// Connecting to a link-local address needs its interface,
+		// which a is given without: the host's addresses tell.
+		return localLinkAddr(a.WithZone(""))
 	}
 	// (As4 panics on an IPv6 address: each family builds its own.)
 	var family int
