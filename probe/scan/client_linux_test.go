@@ -112,18 +112,9 @@ func TestIntegrationRunRingOnClient(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	before := cl.Counters()
-	type call struct {
-		dst netip.AddrPort
-		r   *probe.Result
-		err error
-	}
-	calls := make([]call, 40)
-	var wg sync.WaitGroup
-	for i := range calls {
-		c := &calls[i]
-		c.dst = netip.AddrPortFrom(l.TargetV4, uint16([]int{labOpen, labClosed, labDropped, labRejected}[i%4]+i%10))
-		wg.Go(func() { c.r, c.err = cl.Probe(ctx, c.dst, &probe.ProbeOptions{Timeout: 500 * time.Millisecond}) })
-	}
+	probed := probeBeside(ctx, cl, 40, func(i int) netip.AddrPort {
+		return netip.AddrPortFrom(l.TargetV4, uint16([]int{labOpen, labClosed, labDropped, labRejected}[i%4]+i%10))
+	})
 	bad := 0
 	fail := func(format string, args ...any) {
 		if bad++; bad <= 10 {
@@ -143,7 +134,7 @@ func TestIntegrationRunRingOnClient(t *testing.T) {
 			}
 		},
 	})
-	wg.Wait()
+	calls := probed()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,22 +192,13 @@ func TestIntegrationRunOnClient(t *testing.T) {
 	defer cancel()
 
 	// Probes of the same ports through the same client, during the scan.
-	type call struct {
-		dst netip.AddrPort
-		r   *probe.Result
-		err error
-	}
-	calls := make([]call, 80)
-	var wg sync.WaitGroup
-	for i := range calls {
-		c := &calls[i]
+	probed := probeBeside(ctx, cl, 80, func(i int) netip.AddrPort {
 		a := l.TargetV4
 		if i%2 == 1 {
 			a = l.TargetV6
 		}
-		c.dst = netip.AddrPortFrom(a, uint16([]int{labOpen, labClosed, labDropped, labRejected}[i/2%4]+i%10))
-		wg.Go(func() { c.r, c.err = cl.Probe(ctx, c.dst, &probe.ProbeOptions{Timeout: 500 * time.Millisecond}) })
-	}
+		return netip.AddrPortFrom(a, uint16([]int{labOpen, labClosed, labDropped, labRejected}[i/2%4]+i%10))
+	})
 	// The scan sends through the client's sockets: the kernel's list of
 	// raw sockets in the prober's namespace is the same during the scan.
 	rawSockets := func() int {
@@ -262,7 +244,7 @@ func TestIntegrationRunOnClient(t *testing.T) {
 			results[r.AddrPort()] = *r
 		},
 	})
-	wg.Wait()
+	calls := probed()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -396,6 +378,30 @@ func TestIntegrationRunOnClient(t *testing.T) {
 	cl.Close()
 	if _, err := scan.Run(ctx, cl, scan.Config{Set: set}); err == nil {
 		t.Error("a closed client scanned")
+	}
+}
+
+// probeCall is a Probe call made beside a scan, and what it returned.
+type probeCall struct {
+	dst netip.AddrPort
+	r   *probe.Result
+	err error
+}
+
+// probeBeside starts n Probe calls on cl at once, call i to dst(i), each
+// with a 500 ms timeout; the function it returns waits for them all and
+// returns them.
+func probeBeside(ctx context.Context, cl *probe.Client, n int, dst func(i int) netip.AddrPort) func() []probeCall {
+	calls := make([]probeCall, n)
+	var wg sync.WaitGroup
+	for i := range calls {
+		c := &calls[i]
+		c.dst = dst(i)
+		wg.Go(func() { c.r, c.err = cl.Probe(ctx, c.dst, &probe.ProbeOptions{Timeout: 500 * time.Millisecond}) })
+	}
+	return func() []probeCall {
+		wg.Wait()
+		return calls
 	}
 }
 
