@@ -10,9 +10,14 @@ import (
 )
 
 // sendTimes remembers when recent probes left, by pair index and pass, in
-// a direct-mapped table sized by the rate and timeout (the probes that can
-// be in flight), not by the number of pairs. A slot overwritten by a later
-// probe loses its time: that answer then has no RTT.
+// a table sized by the rate and timeout (the probes that can be in
+// flight), not by the number of pairs. A pair and pass hash to a bucket
+// of four slots (ways), and a probe takes the bucket's free slot or the
+// one written longest ago: a probe loses its time (its answer then has
+// no RTT) only when four later probes hash to its bucket before its
+// answer is read. With one slot per probe, one later probe did that: at
+// 10,000 probes a second through a 100 ms path, 1.5% of the answers had
+// no RTT.
 //
 // Each slot holds the user-space time taken just before its probe's batch
 // was handed to the kernel and, once the kernel reports it, the probe's
@@ -68,10 +73,28 @@ func newSendTimes(rate float64, timeout time.Duration) *sendTimes {
 	return &sendTimes{slots: make([]stSlot, size), mask: size - 1, bits: uint(bits.TrailingZeros64(size))}
 }
 
-// slot spreads pairs and passes over the table: a retry does not
-// overwrite the time of the probe before it, whose answer may still come.
-func (t *sendTimes) slot(idx uint64, pass int) uint64 {
-	return ((idx + uint64(pass)*0xd1b54a32d192ed03) * 0x9e3779b97f4a7c15 >> 20) & t.mask
+// ways is the slots in a bucket: four slots of 24 bytes, in one or two
+// cache lines.
+const ways = 4
+
+// bucket spreads pairs and passes over the table and returns the first
+// slot of the pair's bucket: a retry does not overwrite the time of the
+// probe before it, whose answer may still come.
+func (t *sendTimes) bucket(idx uint64, pass int) uint64 {
+	return ((idx + uint64(pass)*0xd1b54a32d192ed03) * 0x9e3779b97f4a7c15 >> 20) & t.mask &^ (ways - 1)
+}
+
+// find returns the slot that holds the probe to pair idx in pass, if one
+// does.
+func (t *sendTimes) find(idx uint64, pass int) (uint64, *stSlot, bool) {
+	want := stKey(idx, pass)
+	b := t.bucket(idx, pass)
+	for i := b; i < b+ways; i++ {
+		if t.slots[i].key.Load() == want {
+			return i, &t.slots[i], true
+		}
+	}
+	return 0, nil, false
 }
 
 // stKey packs a pair index (below MaxPairs, 2^48) and a pass into a
@@ -86,20 +109,7 @@ func (t *sendTimes) id(i uint64, gen uint32) uint32 {
 // put records that the probe to pair idx in pass leaves now (ns, by the
 // user-space clock), and returns the id its kernel stamp is to carry.
 func (t *sendTimes) put(idx uint64, pass int, ns int64) uint32 {
-	i := t.slot(idx, pass)
-	s := &t.slots[i]
-	// Claim the slot: two senders may write it at once. A slot never
-	// written is claimed without reading it first: a read would map the
-	// kernel's zero page, and the write after it fault again, with a TLB
-	// flush on every CPU.
-	if !s.key.CompareAndSwap(0, keyBusy) {
-		for {
-			if k := s.key.Load(); k != keyBusy && s.key.CompareAndSwap(k, keyBusy) {
-				break
-			}
-			runtime.Gosched()
-		}
-	}
+	i, s := t.claim(t.bucket(idx, pass))
 	gen := uint32(s.kern.Load()>>32) + 1
 	// The generation first, then the time: a stamp read with the old
 	// generation fails its compare-and-swap once the time has changed.
@@ -107,6 +117,39 @@ func (t *sendTimes) put(idx uint64, pass int, ns int64) uint32 {
 	s.user.Store(ns)
 	s.key.Store(stKey(idx, pass))
 	return t.id(i, gen)
+}
+
+// claim marks a slot of the bucket starting at b as being written, and
+// returns it: a free one, else the one written longest ago. Two senders
+// may write a bucket at once. The bucket's first slot, if never written,
+// is claimed without reading the bucket first: a read would map the
+// kernel's zero page, and the write after it fault again, with a TLB
+// flush on every CPU; the compare-and-swap maps the page for writing.
+func (t *sendTimes) claim(b uint64) (uint64, *stSlot) {
+	if t.slots[b].key.CompareAndSwap(0, keyBusy) {
+		return b, &t.slots[b]
+	}
+	for {
+		pick, key, oldest := uint64(0), keyBusy, int64(0)
+		for i := b; i < b+ways; i++ {
+			s := &t.slots[i]
+			k := s.key.Load()
+			if k == keyBusy {
+				continue
+			}
+			if k == 0 {
+				pick, key = i, 0
+				break
+			}
+			if u := s.user.Load(); key == keyBusy || u < oldest {
+				pick, key, oldest = i, k, u
+			}
+		}
+		if key != keyBusy && t.slots[pick].key.CompareAndSwap(key, keyBusy) {
+			return pick, &t.slots[pick]
+		}
+		runtime.Gosched()
+	}
 }
 
 // stamp records the kernel's transmit stamp (ns) of the probe sent with
@@ -129,7 +172,10 @@ func (t *sendTimes) stamp(id uint32, ns int64) bool {
 // idx in pass, seen leaving (wiring.ProbeCopies), if it still holds its
 // slot, and reports whether it did.
 func (t *sendTimes) stampPair(idx uint64, pass int, ns int64) bool {
-	s := &t.slots[t.slot(idx, pass)]
+	_, s, ok := t.find(idx, pass)
+	if !ok {
+		return false
+	}
 	k := s.key.Load()
 	if k != stKey(idx, pass) {
 		return false
@@ -140,12 +186,15 @@ func (t *sendTimes) stampPair(idx uint64, pass int, ns int64) bool {
 // idOf returns the stamp id of the probe to pair idx in pass, while it
 // holds its slot.
 func (t *sendTimes) idOf(idx uint64, pass int) (uint32, bool) {
-	i := t.slot(idx, pass)
-	s := &t.slots[i]
-	if s.key.Load() != stKey(idx, pass) {
+	i, s, ok := t.find(idx, pass)
+	if !ok {
 		return 0, false
 	}
-	return t.id(i, uint32(s.kern.Load()>>32)), true
+	id := t.id(i, uint32(s.kern.Load()>>32))
+	if s.key.Load() != stKey(idx, pass) {
+		return 0, false // rewritten while we read it
+	}
+	return id, true
 }
 
 // record stores stamp ns in the slot, which held key k and kern old when
@@ -165,11 +214,11 @@ func (s *stSlot) record(k, old uint64, ns int64) bool {
 // get returns when the probe to pair idx in pass left: its kernel stamp
 // (kernel true) or, while none came, the user-space time before its send.
 func (t *sendTimes) get(idx uint64, pass int) (ns int64, kernel, ok bool) {
-	s := &t.slots[t.slot(idx, pass)]
-	want := stKey(idx, pass)
-	if s.key.Load() != want {
+	_, s, ok := t.find(idx, pass)
+	if !ok {
 		return 0, false, false
 	}
+	want := stKey(idx, pass)
 	u := s.user.Load()
 	kw := s.kern.Load()
 	if s.key.Load() != want {
