@@ -245,7 +245,10 @@ func checkScanSource(o *options, set *scan.Set, sys network) error {
 // ping target's is (expandTargets): a file's target by its file and line,
 // never its text.
 func noRouteFailure(set *scan.Set, nr *scan.NoRouteError) error {
-	why := fmt.Sprintf("%v (%s)", nr.Err, probe.SendErrorText(probe.SendErrorReason(nr.Err)))
+	why := nr.Err.Error()
+	if scope := (*probe.ScopeError)(nil); !errors.As(nr.Err, &scope) {
+		why = fmt.Sprintf("%v (%s)", nr.Err, probe.SendErrorText(probe.SendErrorReason(nr.Err)))
+	}
 	var where string
 	set.Blocks(func(p netip.Prefix, first, _ uint64) bool {
 		if p.Addr() != nr.Addr {

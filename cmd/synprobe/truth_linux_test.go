@@ -473,3 +473,32 @@ func TestIntegrationResetAfterLostFIN(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestIntegrationScopeBeyondRouter: a prober whose only IPv6 address is
+// link-local pings and scans a target beyond a router, which forwards
+// nothing from a link-local source: each run fails at once (exit 3) with
+// one line saying so, and nothing leaves, where the probes had gone out
+// and read the router's ICMPv6 (or, rate-limited, its silence) as a
+// filtered port.
+func TestIntegrationScopeBeyondRouter(t *testing.T) {
+	l := netlab.NewChainLab(t, 1)
+	r := l.Routers[0]
+	l.Run(t, l.Prober, "ip", "-6", "addr", "flush", "dev", l.ProberIf, "scope", "global")
+	l.Run(t, l.Prober, "ip", "-6", "route", "replace", netip.PrefixFrom(r.InV6, 64).Masked().String(), "dev", l.ProberIf)
+	l.Run(t, l.Prober, "ip", "-6", "route", "replace", netip.PrefixFrom(l.TargetV6, 64).Masked().String(), "via", r.InV6.String(), "dev", l.ProberIf)
+	capt := l.StartCapture(t, l.Prober, l.ProberIf, "ip6 and tcp")
+	target := hostPort(l.TargetV6, 22)
+	for _, args := range [][]string{{"-c", "1", target}, {"scan", target}, {"scan", "--json", target}} {
+		r := runIn(t, l, l.Prober, args...)
+		if r.code != exitFailure || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, "is link-local and "+l.TargetV6.String()+" lies beyond router") {
+			t.Errorf("synprobe %s: exit %d, stderr %q; want %d and one line saying why", strings.Join(args, " "), r.code, r.stderr, exitFailure)
+		}
+	}
+	pkts, err := capt.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pkts) != 0 {
+		t.Errorf("%d TCP packets left the prober; want none", len(pkts))
+	}
+}
