@@ -1079,7 +1079,7 @@ func (p *Prober) sendSYN(j *job, ti, seq int, now time.Time) bool {
 		deadline: now.Add(j.timeout),
 	}
 	if !ok {
-		p.finishError(&e, errors.New("probe: every source port is busy (connections open, or in TIME_WAIT without timestamps): probe less often"))
+		p.finishError(&e, errors.New("probe: every source port is busy (connections open, closed less than a second ago, or in TIME_WAIT without timestamps): probe less often, or with more ports"))
 		return true
 	}
 	e.sport = sport

@@ -241,6 +241,9 @@ func probeAll(ctx context.Context, o *options, stdout, stderr io.Writer, sys net
 	if err != nil {
 		return 0, err
 	}
+	if err := checkFINPort(o, len(targets)); err != nil {
+		return 0, err
+	}
 	// The client holds the run's ports, sockets and RST guard, opened
 	// here, before the privileges go (endSetup).
 	plan := pingPorts(o, len(targets))
@@ -550,6 +553,25 @@ func expandTargets(o *options, set *scan.Set, sys network) ([]probe.Target, erro
 		return nil, &failure{fmt.Errorf("%s: no route to %v: %s", origin.Arg(), t.Addr, why)}
 	}
 	return targets, nil
+}
+
+// checkFINPort refuses a fin-mode run on one source port (--sport) that
+// the port cannot serve: a port carries one connection at a time, and
+// after its close waits a quiet second (probe.PortPool, RFC 6191) before
+// its next SYN, or the minute of TIME_WAIT if the server declined
+// timestamps. Each probe would otherwise fail as "every source port is
+// busy".
+func checkFINPort(o *options, targets int) error {
+	if o.sport == 0 || o.mode != probe.ModeFIN {
+		return nil
+	}
+	switch {
+	case targets > 1:
+		return usagef("--sport %d with --mode fin: the port carries one connection at a time, and %d targets would share it: give one target, or leave --sport out", o.sport, targets)
+	case o.count != 1 && o.interval <= time.Second:
+		return usagef("--sport %d with --mode fin: after each close the port stays quiet for a second before its next SYN (a minute if the server declines timestamps), so -i %v is too short: give -i above 1 s, or leave --sport out", o.sport, o.interval.Seconds())
+	}
+	return nil
 }
 
 // famOf indexes an address's family: 0 IPv4, 1 IPv6.
