@@ -94,6 +94,22 @@ type ClientConfig struct {
 	// message per RST dropped (some 1.5% of a core at 500 SYN-ACKs a
 	// second).
 	CountRSTs bool
+	// RecvBuffer is each of the client's receive sockets' buffer, in
+	// bytes (rawsock.Config.RecvBuffer; 0: rawsock's default, 8 MiB). A
+	// scan's answers come in bursts at its rate.
+	RecvBuffer int
+	// NoTxStamps times the client's probes by the user-space clock, not
+	// the kernel's transmit stamps (rawsock.Config.NoTxStamps): a big
+	// scan (scan.RingMinPairs), which takes its probes' stamps from its
+	// packet ring, then sends through the client's sockets, whose error
+	// queues would otherwise fill with stamps nobody reads.
+	NoTxStamps bool
+	// SendOnly opens sockets that only send (rawsock.Config.SendOnly):
+	// a client for big scans alone, whose packet ring reads every
+	// answer, and which spares the kernel a copy of each answer for
+	// sockets that would drop it. Probe, Start and Rounds calls fail on
+	// it, as does a scan too small for the ring.
+	SendOnly bool
 	// Options and Options6 are the SYN options for IPv4 and IPv6 targets
 	// when a probe or a scan does not give its own; nil means Linux's (MSS 1460 or
 	// 1440, SACK permitted, timestamps, window scale 7).
@@ -106,8 +122,7 @@ type ClientConfig struct {
 	// and whose replies Conn receives. For ModeACK and ModeFIN the caller
 	// keeps the kernel's RSTs off the wire (rstguard.Guard). For tests
 	// (probetest.Conn) and for programs that set their sockets up
-	// themselves, as synprobe's scans do (send-only sockets for a scan
-	// whose packet ring reads the answers).
+	// themselves.
 	Conn        Conn
 	SourcePorts []uint16
 	// Allocator, with Conn, hands out the SourcePorts; by default a
@@ -337,8 +352,12 @@ func (c *Client) open() error {
 		return fmt.Errorf("probe: ClientConfig.SourcePort %d with Ports %d, MinPorts %d: a client with a source port of its choice holds that one alone", cfg.SourcePort, cfg.Ports, cfg.MinPorts)
 	case cfg.NoGuard && (cfg.Guard || cfg.CountRSTs):
 		return errors.New("probe: ClientConfig.NoGuard with Guard or CountRSTs")
-	case cfg.Conn != nil && (cfg.SourcePort != 0 || cfg.MinPorts != 0 || cfg.CountRSTs || cfg.Network != ""):
-		return errors.New("probe: ClientConfig.SourcePort, MinPorts, CountRSTs or Network with Conn, whose ports, guard and sockets are the caller's")
+	case cfg.Conn != nil && (cfg.SourcePort != 0 || cfg.MinPorts != 0 || cfg.CountRSTs || cfg.Network != "" || cfg.RecvBuffer != 0 || cfg.NoTxStamps || cfg.SendOnly):
+		return errors.New("probe: ClientConfig.SourcePort, MinPorts, CountRSTs, Network, RecvBuffer, NoTxStamps or SendOnly with Conn, whose ports, guard and sockets are the caller's")
+	case cfg.RecvBuffer < 0:
+		return fmt.Errorf("probe: ClientConfig.RecvBuffer %d: want 0 or more bytes", cfg.RecvBuffer)
+	case cfg.SendOnly && !cfg.NoGuard:
+		return errors.New("probe: ClientConfig.SendOnly without NoGuard: a client that only sends serves scans, which need no guard")
 	case cfg.Allocator != nil && cfg.RotatePorts:
 		return errors.New("probe: ClientConfig.RotatePorts with Allocator: RotatePorts is the client's own allocator's way")
 	case cfg.Network != "" && cfg.Network != "ip" && cfg.Network != "ip4" && cfg.Network != "ip6":
@@ -434,7 +453,8 @@ func (c *Client) openSockets() error {
 	}
 	c.block = b
 	cfg := &c.cfg
-	rc := rawsock.Config{IPv4: cfg.Network != "ip6", IPv6: cfg.Network != "ip4" && !b.IPv4Only(), PortLo: b.Lo(), PortHi: b.Hi(), Interface: cfg.Interface, Mark: cfg.Mark}
+	rc := rawsock.Config{IPv4: cfg.Network != "ip6", IPv6: cfg.Network != "ip4" && !b.IPv4Only(), PortLo: b.Lo(), PortHi: b.Hi(), Interface: cfg.Interface, Mark: cfg.Mark,
+		RecvBuffer: cfg.RecvBuffer, NoTxStamps: cfg.NoTxStamps, SendOnly: cfg.SendOnly}
 	if cfg.Network == "ip6" && b.IPv4Only() {
 		return &OpenError{What: "raw sockets", Err: errors.New("IPv6 asked of a host without IPv6 (the kernel refuses IPv6 sockets)")}
 	}
@@ -813,6 +833,16 @@ func (c *Client) target(name string, dst netip.AddrPort, src netip.Addr) (Target
 	return Target{Name: name, Addr: a, Port: dst.Port(), Src: src}, nil
 }
 
+// receives returns an error if the client's sockets only send
+// (ClientConfig.SendOnly): a probe's answers would never be read, and
+// it would end filtered.
+func (c *Client) receives() error {
+	if so, ok := c.p.conn.(SendOnlyConn); ok && so.SendsOnly() {
+		return errors.New("probe: the client's sockets only send (ClientConfig.SendOnly): no answer to a probe would be read; probe on a client that receives")
+	}
+	return nil
+}
+
 // scopedSource is the client's source for dst (ClientConfig.Source or
 // the routes), refused where it is link-local and dst lies beyond a
 // router (scope).
@@ -987,6 +1017,9 @@ func (c *Client) probeJob(dst netip.AddrPort, opts *ProbeOptions) (*job, error) 
 	if err := c.usable(); err != nil {
 		return nil, err
 	}
+	if err := c.receives(); err != nil {
+		return nil, err
+	}
 	s, err := c.settings(opts)
 	if err != nil {
 		return nil, err
@@ -1081,6 +1114,9 @@ func (c *Client) Rounds(ctx context.Context, r *Rounds) ([]Stats, error) {
 	}
 	if r.Count < 0 || r.Interval < 0 {
 		return nil, errors.New("probe: negative count or interval")
+	}
+	if err := c.receives(); err != nil {
+		return nil, err
 	}
 	s, err := c.settings(r.Options)
 	if err != nil {

@@ -607,6 +607,11 @@ func TestClientConfigRejects(t *testing.T) {
 		{probe.ClientConfig{Conn: c, SourcePorts: []uint16{1}, SourcePort: 1}, "with Conn"},
 		{probe.ClientConfig{Conn: c, SourcePorts: []uint16{1}, CountRSTs: true}, "with Conn"},
 		{probe.ClientConfig{Network: "tcp"}, `Network "tcp"`},
+		{probe.ClientConfig{Conn: c, SourcePorts: []uint16{1}, SendOnly: true}, "with Conn"},
+		{probe.ClientConfig{Conn: c, SourcePorts: []uint16{1}, NoTxStamps: true}, "with Conn"},
+		{probe.ClientConfig{Conn: c, SourcePorts: []uint16{1}, RecvBuffer: 1 << 20}, "with Conn"},
+		{probe.ClientConfig{RecvBuffer: -1}, "RecvBuffer -1"},
+		{probe.ClientConfig{SendOnly: true}, "SendOnly without NoGuard"},
 	} {
 		_, err := probe.NewClient(&tt.cfg)
 		if err == nil || !contains(err.Error(), tt.want) {

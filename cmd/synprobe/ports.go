@@ -13,17 +13,6 @@ import (
 	"github.com/synprobe/synprobe/rawsock"
 )
 
-// portBlock is a rawsock.PortBlock: the source ports a run holds through
-// the kernel, so that no other socket and no other synprobe run uses them.
-type portBlock interface {
-	Len() int
-	Ports() []uint16
-	Lo() uint16
-	Hi() uint16
-	Ranges() []rawsock.PortRange
-	Close() error
-}
-
 // How many source ports a run holds.
 const (
 	// portBlockSize serves ping-style runs in rst and ack modes, and
@@ -86,27 +75,6 @@ func scanPorts(o *options, pairs uint64) portPlan {
 		n = max(p, uint64(passes))
 	}
 	return portPlan{min: min(int(n), max(passes, minPortBlock)), max: int(n)}
-}
-
-// holdPorts takes this run's source ports through the kernel: --sport, or
-// a block of pl's size from the range outside the kernel's ephemeral one.
-func holdPorts(o *options, pl portPlan, sys network) (portBlock, error) {
-	if o.sport != 0 {
-		b, err := sys.reservePort(o.sport)
-		if err != nil {
-			return nil, portsFailure(o, err)
-		}
-		return b, nil
-	}
-	lo, hi, err := sys.portRange()
-	if err != nil {
-		return nil, &failure{err}
-	}
-	b, err := sys.reservePorts(rawsock.PortRequest{Lo: lo, Hi: hi, Min: pl.min, Max: pl.max})
-	if err != nil {
-		return nil, portsFailure(o, err)
-	}
-	return b, nil
 }
 
 // portsFailure says why the run's source ports could not be had, and
@@ -197,7 +165,7 @@ func (p *textPrinter) portsEnd(r *portsReport) {
 	}
 	fmt.Fprintf(p.w, "source ports: %d held, %d reused from TIME_WAIT (RFC 6191)", r.held, r.reused)
 	if r.exhausted > 0 {
-		fmt.Fprintf(p.w, "; %d probes found every port busy (open, or in TIME_WAIT without timestamps): probe less often", r.exhausted)
+		fmt.Fprintf(p.w, "; %d probes found every port busy (open, closed less than a second ago, or in TIME_WAIT without timestamps): probe less often", r.exhausted)
 	}
 	fmt.Fprintln(p.w)
 }

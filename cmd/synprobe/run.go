@@ -45,12 +45,9 @@ func versionString() string { return cli.VersionString(version) }
 type network interface {
 	lookup(ctx context.Context, network, host string) ([]netip.Addr, error)
 	source(dst netip.Addr, iface string) (netip.Addr, error)
-	portRange() (lo, hi uint16, err error)
-	// reservePorts and reservePort hold source ports through the kernel.
-	reservePorts(req rawsock.PortRequest) (portBlock, error)
-	reservePort(port uint16) (portBlock, error)
 	listen(cfg rawsock.Config) (conn, error)
-	// client opens a ping's client: its ports, sockets and RST guard.
+	// client opens a ping's or a scan's client: its ports, sockets and
+	// RST guard.
 	client(cfg *probe.ClientConfig) (pingClient, error)
 	// cleanup removes tables left by dead runs (--cleanup).
 	cleanup() ([]string, error)

@@ -38,41 +38,27 @@ func runScan(ctx context.Context, o *options, set *scan.Set, expecting bool, std
 			return 0, err
 		}
 	}
-	ports, err := holdPorts(o, scanPorts(o, set.Len()), sys)
-	if err != nil {
-		return 0, err
-	}
-	defer ports.Close()
-	// A scan runs on a probe.Client, as every probe does: the client's
-	// ports, key, sources and SYN options. Its sockets, and the scan's
-	// ring and Ethernet-frame senders (scan.Prepare), are opened before
-	// the privileges go. A big scan reads its answers from the ring, so
-	// the client's sockets then only send (its RSTs, and the probes the
-	// frames do not carry).
+	// A scan runs on a probe.Client, as every probe does: the client
+	// holds its ports (--sport, or the port plan) and opens its
+	// sockets; the scan's ring and Ethernet-frame senders
+	// (scan.Prepare) are opened beside them, all before the privileges
+	// go. A big scan reads its answers from the ring, so the client's
+	// sockets then only send (its RSTs, and the probes the frames do not
+	// carry), without stamps: the ring times the probes.
+	plan := scanPorts(o, set.Len())
 	big := set.Len() >= scan.RingMinPairs
-	ccfg := rawsock.Config{PortLo: ports.Lo(), PortHi: ports.Hi(), Interface: o.iface, RecvBuffer: 64 << 20, NoTxStamps: big, SendOnly: big}
-	for _, p := range set.Prefixes() {
-		ccfg.IPv4 = ccfg.IPv4 || p.Addr().Is4()
-		ccfg.IPv6 = ccfg.IPv6 || p.Addr().Is6()
-	}
-	c, err := sys.listen(ccfg)
-	if err != nil {
-		if errors.Is(err, os.ErrPermission) {
-			return 0, errors.New(privilegeFix("raw sockets need CAP_NET_RAW"))
-		}
-		return 0, err
-	}
-	defer c.Close()
 	// The first source that fails, if it fails for bad input (-S), is
 	// the run's error (scan.SourcesFor, in Prepare, goes on without it).
 	var srcErr error
-	client := &probe.ClientConfig{
-		Conn:        c,
-		SourcePorts: ports.Ports(),
-		// rst mode: no guard, no mark, on the sockets opened above
-		// as on any the scan opens itself.
-		NoGuard:   true,
+	ccfg := &probe.ClientConfig{
 		Interface: o.iface,
+		Ports:     plan.max, MinPorts: plan.min,
+		// A scan's probes are told apart by their ISNs; the client's
+		// allocator serves no probe of its own.
+		RotatePorts: true,
+		// rst mode: no guard, no mark.
+		NoGuard:    true,
+		RecvBuffer: 64 << 20, NoTxStamps: big, SendOnly: big,
 		Source: func(dst netip.Addr) (netip.Addr, error) {
 			src, err := sourceFor(o, dst, sys)
 			if srcErr == nil {
@@ -81,18 +67,34 @@ func runScan(ctx context.Context, o *options, set *scan.Set, expecting bool, std
 			return src, err
 		},
 	}
+	if o.sport != 0 {
+		ccfg.SourcePort, ccfg.Ports, ccfg.MinPorts = o.sport, 0, 0
+	}
+	v4, v6 := false, false
+	for _, p := range set.Prefixes() {
+		v4, v6 = v4 || p.Addr().Is4(), v6 || p.Addr().Is6()
+	}
+	switch {
+	case v4 && v6:
+		ccfg.Network = "ip"
+	case v6:
+		ccfg.Network = "ip6"
+	default:
+		ccfg.Network = "ip4"
+	}
 	// The client reads a small scan's answers: it records them in the
 	// capture file, which is opened once the privileges are gone.
 	var later *laterRecorder
 	if o.pcap != "" {
 		later = &laterRecorder{}
-		client.Recorder = later
+		ccfg.Recorder = later
 	}
-	cl, err := probe.NewClient(client)
+	pc, err := sys.client(ccfg)
 	if err != nil {
-		return 0, err
+		return 0, openFailure(o, err)
 	}
-	defer cl.Close()
+	defer pc.Close()
+	cl := baseClient(pc)
 	prep, err := scan.Prepare(cl, scan.PrepareConfig{Set: set, Opener: opener{sys}})
 	var u *usageError
 	var nr *scan.NoRouteError
@@ -182,7 +184,7 @@ func runScan(ctx context.Context, o *options, set *scan.Set, expecting bool, std
 	sum, err := prep.Run(ctx, cfg)
 	// Nothing more is read or recorded once the capture file closes.
 	prep.Close()
-	cl.Close()
+	pc.Close()
 	progress.clear()
 	if err != nil {
 		return 0, err

@@ -39,27 +39,9 @@ func (s *system) source(dst netip.Addr, iface string) (netip.Addr, error) {
 	return f.Source(dst)
 }
 
-func (*system) portRange() (uint16, uint16, error) { return rawsock.ProbePortRange() }
-
 func (*system) listen(cfg rawsock.Config) (conn, error) { return rawsock.Listen(cfg) }
 
 func (*system) cleanup() ([]string, error) { return rstguard.CleanupTables() }
-
-func (*system) reservePorts(req rawsock.PortRequest) (portBlock, error) {
-	b, err := rawsock.ReservePorts(req)
-	if err != nil {
-		return nil, err // not a nil *PortBlock in a non-nil interface
-	}
-	return b, nil
-}
-
-func (*system) reservePort(port uint16) (portBlock, error) {
-	b, err := rawsock.ReservePort(port)
-	if err != nil {
-		return nil, err
-	}
-	return b, nil
-}
 
 func (*system) directPath(prefixes []netip.Prefix, ifindex int) (rawsock.NextHop, error) {
 	return rawsock.DirectPath(prefixes, ifindex)
@@ -128,4 +110,13 @@ func (*system) client(cfg *probe.ClientConfig) (pingClient, error) {
 		return nil, err // not a nil *Client in a non-nil interface
 	}
 	return c, nil
+}
+
+// baseClient returns the probe.Client under c, on which a scan runs: c
+// itself, or the fake network's client in tests.
+func baseClient(c pingClient) *probe.Client {
+	if b, ok := c.(interface{ base() *probe.Client }); ok {
+		return b.base()
+	}
+	return c.(*probe.Client)
 }

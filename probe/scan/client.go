@@ -159,10 +159,12 @@ func Prepare(c *probe.Client, cfg PrepareConfig) (_ *Prepared, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if so, ok := l.Conn.(probe.SendOnlyConn); ok && so.SendsOnly() && p.n.recv == nil {
-		p.n.Close()
-		err = errors.New("scan: no packet ring to read the answers from, and the client's sockets only send")
-		return nil, err
+	for _, c := range []core.Conn{l.Conn, l.Shared} {
+		if so, ok := c.(probe.SendOnlyConn); ok && so.SendsOnly() && p.n.recv == nil {
+			p.n.Close()
+			err = fmt.Errorf("scan: no packet ring to read the answers from (a scan of %d pairs or more has one), and the client's sockets only send", RingMinPairs)
+			return nil, err
+		}
 	}
 	p.feed = newFeed(l, p.n.recv)
 	return p, nil

@@ -559,3 +559,91 @@ func TestIntegrationScopeBeyondRouter(t *testing.T) {
 		}
 	}
 }
+
+// TestIntegrationRunRingSendOnlyClient: a client whose sockets only send
+// and take no stamps (ClientConfig.SendOnly, NoTxStamps), as the command
+// line opens for a big scan: a probe on it fails at once rather than end
+// filtered, a scan too small for a packet ring is refused, and a scan of
+// 16,384 pairs sends through the client's sockets (the prober's
+// namespace lists no more raw sockets during it) and reads its ring:
+// every verdict the lab's, every answer kernel-timed.
+func TestIntegrationRunRingSendOnlyClient(t *testing.T) {
+	l := netlab.New(t)
+	l.VerdictPorts(t)
+	var cl *probe.Client
+	if err := l.InNS(l.Prober, func() (err error) {
+		cl, err = probe.NewClient(&probe.ClientConfig{Network: "ip4", NoGuard: true, SendOnly: true, NoTxStamps: true, RecvBuffer: 32 << 20})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if r, err := cl.Probe(ctx, netip.AddrPortFrom(l.TargetV4, labOpen), nil); err == nil || !strings.Contains(err.Error(), "only send") {
+		t.Errorf("probe on a send-only client: %v, %v; want an error", r, err)
+	}
+	newSet := func(ports string) *scan.Set {
+		spec, err := scan.ParseSpec(l.TargetV4.String() + ":" + ports)
+		if err != nil {
+			t.Fatal(err)
+		}
+		set, err := scan.NewSet(scan.Block{Spec: &spec})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return set
+	}
+	if _, err := scan.Run(ctx, cl, scan.Config{Set: newSet("1-100")}); err == nil || !strings.Contains(err.Error(), "only send") {
+		t.Errorf("a small scan on a send-only client: %v; want an error", err)
+	}
+	set := newSet("1-16384")
+	rawSockets := func() int {
+		n := 0
+		for _, f := range []string{"/proc/net/raw", "/proc/net/raw6"} {
+			n += strings.Count(strings.TrimSpace(l.Run(t, l.Prober, "cat", f)), "\n") // less the header
+		}
+		return n
+	}
+	before, during := rawSockets(), -1
+	first := make(chan struct{})
+	measured := make(chan struct{})
+	go func() {
+		defer close(measured)
+		<-first
+		during = rawSockets() // the silent pairs keep the scan going
+	}()
+	bad, results := 0, 0
+	sum, err := scan.Run(ctx, cl, scan.Config{
+		Set: set, Timeout: 500 * time.Millisecond,
+		OnResult: func(r *probe.ScanResult, _ scan.Origin) {
+			if results++; results == 1 {
+				close(first)
+			}
+			st, reason := probe.StateClosed, probe.ReasonRST
+			switch {
+			case r.Port >= labOpen && r.Port <= labOpen+9:
+				st, reason = probe.StateOpen, probe.ReasonSYNACK
+			case r.Port >= labDropped && r.Port <= labDropped+9:
+				st, reason = probe.StateFiltered, probe.ReasonTimeout
+			case r.Port >= labRejected && r.Port <= labRejected+9:
+				st, reason = probe.StateFiltered, "icmp-admin-prohibited"
+			}
+			if (r.State != st || r.Reason != reason || r.Timed() && !r.KernelClock) && bad < 10 {
+				bad++
+				t.Errorf("%v: %v %s (kernel clock %v), want %v %s", r.AddrPort(), r.State, r.Reason, r.KernelClock, st, reason)
+			}
+		},
+	})
+	<-measured
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uint64(results) != set.Len() || sum.Open != 10 || sum.Filtered != 20 || sum.RecvPath != "packet ring" || sum.Clock() != "kernel" {
+		t.Errorf("%d results; summary %d open, %d closed, %d filtered, answers from %q, clock %s", results, sum.Open, sum.Closed, sum.Filtered, sum.RecvPath, sum.Clock())
+	}
+	if during != before {
+		t.Errorf("%d raw sockets in the prober's namespace during the scan, %d before: the scan opened sockets of its own", during, before)
+	}
+	t.Logf("sent as %s; %d raw sockets", sum.SendPath, before)
+}
