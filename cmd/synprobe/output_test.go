@@ -136,3 +136,15 @@ func TestOutputAllocs(t *testing.T) {
 		check(true, fmt.Sprintf("json scan result %v/%v", sr.State, sr.Reason), func() { p.scanResult(&sr, origin, "open"); sr.SrcPort++ })
 	}
 }
+
+// TestRateString: a fin run's rate, from -i, to two decimals at most.
+func TestRateString(t *testing.T) {
+	for _, tt := range []struct {
+		r    float64
+		want string
+	}{{1 / 1.3, "0.77"}, {100, "100"}, {1 / 0.003, "333.33"}, {1000, "1000"}, {1 / 3600.0, "0.00028"}} {
+		if got := rateString(tt.r); got != tt.want {
+			t.Errorf("rateString(%v) = %q, want %q", tt.r, got, tt.want)
+		}
+	}
+}

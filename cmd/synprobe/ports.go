@@ -155,7 +155,15 @@ func (p *textPrinter) portsStart(r *portsReport) {
 		r.held, r.ranges, what, rateString(r.rate), r.needed)
 }
 
-func rateString(r float64) string { return strconv.FormatFloat(r, 'f', -1, 64) }
+// rateString prints a rate of probes per second to two decimals at most,
+// or two significant digits below 1: -i 1.3 makes 0.77, not
+// 0.7692307692307692.
+func rateString(r float64) string {
+	if r < 1 {
+		return strconv.FormatFloat(r, 'g', 2, 64)
+	}
+	return strconv.FormatFloat(math.Round(r*100)/100, 'f', -1, 64)
+}
 
 // portsEnd says how often ports were reused or none could be had, if
 // they were.

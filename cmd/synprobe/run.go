@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -511,8 +512,10 @@ func expandTargets(o *options, set *scan.Set, sys network) ([]probe.Target, erro
 		err error
 	}
 	var unrouted []noRoute
+	origins := make([]scan.Origin, 0, set.Len())
 	for i := uint64(0); i < set.Len(); i++ {
 		addr, port, origin := set.Pair(i)
+		origins = append(origins, origin)
 		src, err := sourceFor(o, addr, sys)
 		if err != nil {
 			var u *usageError
@@ -549,7 +552,19 @@ func expandTargets(o *options, set *scan.Set, sys network) ([]probe.Target, erro
 		}
 		return nil, &failure{fmt.Errorf("%s: no route to %v: %s", origin.Arg(), t.Addr, why)}
 	}
-	return targets, nil
+	// In the order given, not the Set's (by address): a target's probes
+	// and summary come where its argument stands.
+	order := make([]int, len(targets))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return origins[a].Compare(origins[b]) })
+	sorted, specs := make([]probe.Target, len(targets)), make([]targetSpec, len(targets))
+	for i, k := range order {
+		sorted[i], specs[i] = targets[k], o.targets[k]
+	}
+	o.targets = specs
+	return sorted, nil
 }
 
 // checkFINPort refuses a fin-mode run on one source port (--sport) that

@@ -1309,3 +1309,27 @@ func TestUsableForClient(t *testing.T) {
 		}
 	}
 }
+
+// TestPingOrder: a ping's summaries come in the order its targets were
+// given, not by address and port (the Set's order).
+func TestPingOrder(t *testing.T) {
+	code, stdout, stderr := runCLI(t, &fakeSystem{}, "--json", "-c", "2", "-i", "0.01", "-w", "0.1", "198.18.0.2:81", "[2001:db8::2]:80", "198.18.0.2:80,22")
+	if code != exitNotOpen || stderr != "" { // 81 is closed, 22 dropped
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+	var summaries []string
+	for _, l := range strings.Split(strings.TrimSpace(stdout), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatal(err)
+		}
+		dst := netip.AddrPortFrom(netip.MustParseAddr(m["addr"].(string)), uint16(m["port"].(float64))).String()
+		if m["type"] == "summary" {
+			summaries = append(summaries, dst)
+		}
+	}
+	want := []string{"198.18.0.2:81", "[2001:db8::2]:80", "198.18.0.2:22", "198.18.0.2:80"}
+	if !slices.Equal(summaries, want) {
+		t.Errorf("summaries %v; want them in the order given, %v", summaries, want)
+	}
+}

@@ -181,6 +181,13 @@ func (o Origin) IsValid() bool { return o.s != nil }
 
 func (o Origin) entry() *entry { return &o.s.entries[o.e] }
 
+// Compare orders two origins of one Set as they were given: by argument
+// or file, in the order the Builder took them, then by line.
+func (o Origin) Compare(p Origin) int {
+	a, b := o.entry(), p.entry()
+	return cmp.Or(cmp.Compare(a.src, b.src), cmp.Compare(a.line, b.line))
+}
+
 // Expect returns the expression's expected state ("" when none).
 func (o Origin) Expect() string { return expectNames[o.entry().expect] }
 
