@@ -317,7 +317,7 @@ func (c *Client) lend() (*core.Lease, error) {
 	}
 	l := &core.Lease{
 		Cookie:    c.p.cookie,
-		Source:    c.scopedSource,
+		Source:    c.source,
 		Ports:     slices.Clone(c.ports),
 		Interface: c.cfg.Interface,
 		Mark:      c.cfg.Mark,
@@ -805,13 +805,10 @@ func (c *Client) target(name string, dst netip.AddrPort, src netip.Addr) (Target
 			if err := c.ns.do(func() error { return localAddr(src) }); err != nil {
 				return Target{}, fmt.Errorf("probe: source %v: %w", src, err)
 			}
-			if err := c.scope(src, a); err != nil {
-				return Target{}, fmt.Errorf("probe: %w", err)
-			}
 		}
 	} else {
 		var err error
-		if src, err = c.scopedSource(a); err != nil {
+		if src, err = c.source(a); err != nil {
 			// A broadcast address, which a route lookup refuses
 			// (EACCES) like a prohibit route, that the client's list
 			// did not have yet.
@@ -841,47 +838,6 @@ func (c *Client) receives() error {
 		return errors.New("probe: the client's sockets only send (ClientConfig.SendOnly): no answer to a probe would be read; probe on a client that receives")
 	}
 	return nil
-}
-
-// scopedSource is the client's source for dst (ClientConfig.Source or
-// the routes), refused where it is link-local and dst lies beyond a
-// router (scope).
-func (c *Client) scopedSource(dst netip.Addr) (netip.Addr, error) {
-	src, err := c.source(dst)
-	if err == nil {
-		err = c.scope(src.Unmap(), dst)
-	}
-	return src, err
-}
-
-// scope returns a *ScopeError when src is a link-local IPv6 address and
-// the route to dst goes through a router: a host with no global IPv6
-// address gets its link-local one from the routes, and its probes would
-// leave, be dropped by the first router and read as filtered ports.
-func (c *Client) scope(src, dst netip.Addr) error {
-	if !src.Is6() || !src.IsLinkLocalUnicast() || dst.IsLinkLocalUnicast() || dst.IsLoopback() {
-		return nil
-	}
-	var gw netip.Addr
-	if err := c.ns.do(func() (err error) { _, gw, err = rawsock.RouteTo(dst); return err }); err != nil || !gw.IsValid() {
-		return nil // no router on the way, or no route: the send will say
-	}
-	return &ScopeError{Src: src, Dst: dst, Router: gw}
-}
-
-// ScopeError says that the source of a probe is a link-local IPv6
-// address and its destination lies beyond a router. No router forwards a
-// packet from a link-local source off its link (RFC 4291; Linux answers
-// ICMPv6 "beyond scope of source address", and the host's own TCP
-// connections fail with EHOSTUNREACH), so no answer could come back, and
-// the silence would read as a filtered port: the client refuses to send.
-type ScopeError struct {
-	Src, Dst netip.Addr
-	Router   netip.Addr // the route's next hop
-}
-
-func (e *ScopeError) Error() string {
-	return fmt.Sprintf("source %v is link-local and %v lies beyond router %v, which forwards nothing from a link-local source, so no answer could come back: give this host a global IPv6 address (or a unique local one) on the way", e.Src, e.Dst, e.Router)
 }
 
 // unusable says why a cannot be a destination (Unusable), or "". The

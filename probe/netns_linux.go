@@ -82,11 +82,11 @@ func (n *netns) close() {
 	}
 }
 
-// localLinkAddr returns an error unless a link-local address a is one of
-// the interfaces' addresses, in the calling thread's network namespace
+// localLinkAddr returns an error unless a is one of the interfaces'
+// addresses, in the calling thread's network namespace: a link-local one
 // (when no global address serves a destination, the kernel's routes give
 // an interface's link-local one as the source, and its own connections
-// use it).
+// use it) or a secondary one.
 func localLinkAddr(a netip.Addr) error {
 	addrs, err := net.InterfaceAddrs()
 	if err != nil {
@@ -107,7 +107,9 @@ func gettid() int { return unix.Gettid() }
 // this host, in the calling thread's network namespace: a UDP socket
 // connected to a gets a itself as its source, as any destination of a
 // local route does (an interface's address; AnyIP's local routes without
-// a preferred source). Loopback addresses are this host's whatever the
+// a preferred source), or it is an interface's address (a secondary
+// one's local route gives the primary address as the source). Loopback
+// addresses are this host's whatever the
 // route's preferred source. A bind would not tell: with
 // net.ipv4.ip_nonlocal_bind (or net.ipv6.ip_nonlocal_bind) set, any
 // address binds, and a user's probes could then be sent from any.
@@ -149,7 +151,10 @@ func localAddr(a netip.Addr) error {
 	case *unix.SockaddrInet6:
 		src = netip.AddrFrom16(g.Addr)
 	}
-	if src != a.WithZone("") {
+	if src != a.WithZone("") && localLinkAddr(a.WithZone("")) != nil {
+		// Neither the source of its local route nor an interface's
+		// address. (A secondary address's local route gives the
+		// primary address as its source.)
 		return notLocal
 	}
 	return nil

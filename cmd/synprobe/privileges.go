@@ -49,6 +49,7 @@ func checkCaller(o *options, sys network) error {
 				return usagef("-S %v: not an address of this host; only the host's own source addresses: %s", o.source, privilegeRule)
 			}
 		}
+		o.source = o.source.WithZone("") // answers come to the address alone
 		return nil
 	}
 	// Root may send from any address the kernel takes as local (a local
@@ -58,6 +59,9 @@ func checkCaller(o *options, sys network) error {
 	if o.source.IsValid() && !sys.isLocal(o.source) {
 		return usagef("-S %v: not an address of this host: its answers would never reach synprobe (ip address lists the host's addresses)", o.source)
 	}
+	// A link-local source's zone names its interface, which isLocal
+	// checked; the answers come to the address alone.
+	o.source = o.source.WithZone("")
 	d, err := cli.PlanCaller(0, o.user, o.keepRoot, sys.getenv, cli.LookupAccount)
 	if err != nil {
 		return err

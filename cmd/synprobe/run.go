@@ -47,6 +47,9 @@ type network interface {
 	lookup(ctx context.Context, network, host string) ([]netip.Addr, error)
 	source(dst netip.Addr, iface string) (netip.Addr, error)
 	listen(cfg rawsock.Config) (conn, error)
+	// nextHop returns the router the route to dst goes through, none
+	// if dst is on the link.
+	nextHop(dst netip.Addr) (netip.Addr, error)
 	// client opens a ping's or a scan's client: its ports, sockets and
 	// RST guard.
 	client(cfg *probe.ClientConfig) (pingClient, error)
@@ -239,6 +242,11 @@ func probeAll(ctx context.Context, o *options, stdout, stderr io.Writer, sys net
 	if err != nil {
 		return 0, err
 	}
+	scope := &scopeCheck{sys: sys}
+	for _, t := range targets {
+		scope.check(t.Src, t.Addr)
+	}
+	scope.warn(stderr)
 	if err := checkFINPort(o, len(targets)); err != nil {
 		return 0, err
 	}
@@ -580,8 +588,9 @@ func checkFINPort(o *options, targets int) error {
 	switch {
 	case targets > 1:
 		return usagef("--sport %d with --mode fin: the port carries one connection at a time, and %d targets would share it: give one target, or leave --sport out", o.sport, targets)
-	case o.count != 1 && o.interval <= time.Second:
-		return usagef("--sport %d with --mode fin: after each close the port stays quiet for a second before its next SYN (a minute if the server declines timestamps), so -i %v is too short: give -i above 1 s, or leave --sport out", o.sport, o.interval.Seconds())
+	case o.count != 1 && o.interval <= time.Second+o.hold:
+		return usagef("--sport %d with --mode fin: each probe holds the port for its connection (--hold %v and the close) and a quiet second after it (a minute if the server declines timestamps), so -i %v is too short: give -i above %v, or leave --sport out",
+			o.sport, o.hold.Seconds(), o.interval.Seconds(), (time.Second + o.hold).Seconds())
 	}
 	return nil
 }

@@ -261,6 +261,8 @@ func (f *fakeSystem) source(dst netip.Addr, iface string) (netip.Addr, error) {
 	return netip.MustParseAddr("2001:db8::1"), nil
 }
 
+func (f *fakeSystem) nextHop(netip.Addr) (netip.Addr, error) { return netip.Addr{}, nil }
+
 func (f *fakeSystem) portRange() (uint16, uint16, error) {
 	if f.rangeErr != nil {
 		return 0, 0, f.rangeErr
@@ -392,8 +394,9 @@ func TestBadInput(t *testing.T) {
 		{[]string{"--ttl", "ten", "lab.test:80"}, "--ttl ten: not a number"},
 		{[]string{"--tos", "0x1ff", "lab.test:80"}, "--tos 0x1ff: must be 0 to 255"},
 		{[]string{"--sport", "70000", "lab.test:80"}, "--sport 70000: must be 1 to 65535"},
-		{[]string{"--mode", "fin", "--sport", "40000", "-i", "0.5", "lab.test:80"}, "--sport 40000 with --mode fin: after each close the port stays quiet for a second before its next SYN (a minute if the server declines timestamps), so -i 0.5 is too short"},
+		{[]string{"--mode", "fin", "--sport", "40000", "-i", "0.5", "lab.test:80"}, "--sport 40000 with --mode fin: each probe holds the port for its connection (--hold 0 and the close) and a quiet second after it (a minute if the server declines timestamps), so -i 0.5 is too short: give -i above 1"},
 		{[]string{"--mode", "fin", "--sport", "40000", "-c", "3", "lab.test:80"}, "so -i 1 is too short"},
+		{[]string{"--mode", "fin", "--sport", "40000", "-c", "3", "-i", "1.1", "--hold", "0.5", "lab.test:80"}, "(--hold 0.5 and the close) and a quiet second after it (a minute if the server declines timestamps), so -i 1.1 is too short: give -i above 1.5"},
 		{[]string{"--mode", "fin", "--sport", "40000", "-c", "1", "198.18.0.2:80,81"}, "--sport 40000 with --mode fin: the port carries one connection at a time, and 2 targets would share it"},
 		{[]string{"--mss", "-1", "lab.test:80"}, "--mss -1: must be 0 to 65535"},
 		{[]string{"--count", "x", "lab.test:80"}, "--count x: not a number"},

@@ -50,6 +50,7 @@ func runScan(ctx context.Context, o *options, set *scan.Set, expecting bool, std
 	// The first source that fails, if it fails for bad input (-S), is
 	// the run's error (scan.SourcesFor, in Prepare, goes on without it).
 	var srcErr error
+	scope := &scopeCheck{sys: sys}
 	ccfg := &probe.ClientConfig{
 		Interface: o.iface,
 		Ports:     plan.max, MinPorts: plan.min,
@@ -63,6 +64,9 @@ func runScan(ctx context.Context, o *options, set *scan.Set, expecting bool, std
 			src, err := sourceFor(o, dst, sys)
 			if srcErr == nil {
 				srcErr = err
+			}
+			if err == nil {
+				scope.check(src, dst)
 			}
 			return src, err
 		},
@@ -109,6 +113,7 @@ func runScan(ctx context.Context, o *options, set *scan.Set, expecting bool, std
 		return 0, err
 	}
 	defer prep.Close()
+	scope.warn(stderr)
 	if err := endSetup(o, sys, nil, stderr); err != nil {
 		return 0, err
 	}
@@ -247,10 +252,7 @@ func checkScanSource(o *options, set *scan.Set, sys network) error {
 // ping target's is (expandTargets): a file's target by its file and line,
 // never its text.
 func noRouteFailure(set *scan.Set, nr *scan.NoRouteError) error {
-	why := nr.Err.Error()
-	if scope := (*probe.ScopeError)(nil); !errors.As(nr.Err, &scope) {
-		why = fmt.Sprintf("%v (%s)", nr.Err, probe.SendErrorText(probe.SendErrorReason(nr.Err)))
-	}
+	why := fmt.Sprintf("%v (%s)", nr.Err, probe.SendErrorText(probe.SendErrorReason(nr.Err)))
 	var where string
 	set.Blocks(func(p netip.Prefix, first, _ uint64) bool {
 		if p.Addr() != nr.Addr {

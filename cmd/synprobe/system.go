@@ -39,6 +39,11 @@ func (s *system) source(dst netip.Addr, iface string) (netip.Addr, error) {
 	return f.Source(dst)
 }
 
+func (*system) nextHop(dst netip.Addr) (netip.Addr, error) {
+	_, gw, err := rawsock.RouteTo(dst)
+	return gw, err
+}
+
 func (*system) listen(cfg rawsock.Config) (conn, error) { return rawsock.Listen(cfg) }
 
 func (*system) cleanup() ([]string, error) { return rstguard.CleanupTables() }
@@ -89,8 +94,13 @@ func (*system) dropPrivileges(d cli.DropSpec) error { return cli.DropPrivileges(
 // a zoned (link-local) address needs.
 func (*system) isLocal(a netip.Addr) bool {
 	a = a.Unmap()
-	if a.Zone() == "" && probe.LocalSource(a) != nil {
-		return false
+	if a.Zone() == "" {
+		if probe.LocalSource(a) != nil {
+			return false
+		}
+		if a.Is6() && a.IsLinkLocalUnicast() {
+			return true // an interface's, as LocalSource found; it binds only with its zone
+		}
 	}
 	network, zone := "udp4", ""
 	if a.Is6() {

@@ -5,12 +5,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -474,31 +476,124 @@ func TestIntegrationResetAfterLostFIN(t *testing.T) {
 	}
 }
 
-// TestIntegrationScopeBeyondRouter: a prober whose only IPv6 address is
-// link-local pings and scans a target beyond a router, which forwards
-// nothing from a link-local source: each run fails at once (exit 3) with
-// one line saying so, and nothing leaves, where the probes had gone out
-// and read the router's ICMPv6 (or, rate-limited, its silence) as a
-// filtered port.
-func TestIntegrationScopeBeyondRouter(t *testing.T) {
+// TestIntegrationLinkLocalSource: a prober whose only IPv6 address is
+// link-local. Beyond a router only the router's own addresses can answer
+// it (the router forwards nothing from a link-local source: the kernel's
+// own connection to the target fails with EHOSTUNREACH, to the router's
+// far address it succeeds): the run probes both, finds the router's
+// address open and the target filtered, and warns once why. -S with the
+// link-local address, zoned or not, probes an on-link host (a zoned -S
+// was refused by ping and made every scan answer unmatched: filtered).
+func TestIntegrationLinkLocalSource(t *testing.T) {
 	l := netlab.NewChainLab(t, 1)
+	l.VerdictPorts(t)
 	r := l.Routers[0]
 	l.Run(t, l.Prober, "ip", "-6", "addr", "flush", "dev", l.ProberIf, "scope", "global")
 	l.Run(t, l.Prober, "ip", "-6", "route", "replace", netip.PrefixFrom(r.InV6, 64).Masked().String(), "dev", l.ProberIf)
 	l.Run(t, l.Prober, "ip", "-6", "route", "replace", netip.PrefixFrom(l.TargetV6, 64).Masked().String(), "via", r.InV6.String(), "dev", l.ProberIf)
-	capt := l.StartCapture(t, l.Prober, l.ProberIf, "ip6 and tcp")
-	target := hostPort(l.TargetV6, 22)
-	for _, args := range [][]string{{"-c", "1", target}, {"scan", target}, {"scan", "--json", target}} {
-		r := runIn(t, l, l.Prober, args...)
-		if r.code != exitFailure || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, "is link-local and "+l.TargetV6.String()+" lies beyond router") {
-			t.Errorf("synprobe %s: exit %d, stderr %q; want %d and one line saying why", strings.Join(args, " "), r.code, r.stderr, exitFailure)
+	for _, a := range []netip.Addr{r.InV6, r.OutV6} {
+		ln := l.Listen(t, r.NS, "tcp", netip.AddrPortFrom(a, netlab.PortOpen).String())
+		netlab.Serve(ln, func(c net.Conn) { c.Close() })
+	}
+	var ll netip.Addr
+	for _, f := range strings.Fields(l.Run(t, l.Prober, "ip", "-6", "-o", "addr", "show", "dev", l.ProberIf, "scope", "link")) {
+		if p, err := netip.ParsePrefix(f); err == nil && p.Addr().IsLinkLocalUnicast() {
+			ll = p.Addr()
+		}
+	}
+	routerFar, target := netip.AddrPortFrom(r.OutV6, netlab.PortOpen), netip.AddrPortFrom(l.TargetV6, netlab.PortOpen)
+
+	// The witness: the kernel's own connections from the same source.
+	dial := func(dst netip.AddrPort) (err error) {
+		l.InNS(l.Prober, func() error {
+			var c net.Conn
+			if c, err = net.DialTimeout("tcp6", dst.String(), 3*time.Second); err == nil {
+				c.Close()
+			}
+			return nil
+		})
+		return err
+	}
+	if err := dial(target); !errors.Is(err, syscall.EHOSTUNREACH) {
+		t.Fatalf("the kernel's own connection to %v: %v; want EHOSTUNREACH (the router refusing a link-local source)", target, err)
+	}
+	if err := dial(routerFar); err != nil {
+		t.Fatalf("the kernel's own connection to the router's %v: %v", routerFar, err)
+	}
+
+	warning := fmt.Sprintf("synprobe: warning: source %v is link-local, and %v (and 1 more targets) lies beyond router %v, which forwards nothing from a link-local source", ll, r.OutV6, r.InV6)
+	for _, args := range [][]string{
+		{"--json", "-c", "1", "-w", "0.5", routerFar.String(), target.String()},
+		{"scan", "--json", "-w", "0.5", routerFar.String(), target.String()},
+	} {
+		run := runIn(t, l, l.Prober, args...)
+		states := map[string]string{}
+		for _, m := range run.lines {
+			if m["type"] == "probe" || m["type"] == "result" {
+				states[m["addr"].(string)] = m["state"].(string) + "/" + m["reason"].(string)
+			}
+		}
+		code := exitNotOpen // a scan's exit says whether it ran, or --expect held
+		if args[0] == "scan" {
+			code = exitOK
+		}
+		if run.code != code || !strings.HasPrefix(run.stderr, warning) || strings.Count(run.stderr, "\n") != 1 ||
+			states[r.OutV6.String()] != "open/syn-ack" || !strings.HasPrefix(states[l.TargetV6.String()], "filtered/") {
+			t.Errorf("synprobe %s: exit %d, verdicts %v, stderr %q; want %d, %v open, %v filtered, and one line starting %q",
+				strings.Join(args, " "), run.code, states, run.stderr, code, r.OutV6, l.TargetV6, warning)
+		}
+	}
+
+	onLink := netip.AddrPortFrom(r.InV6, netlab.PortOpen).String()
+	for _, args := range [][]string{
+		{"--json", "-c", "1", "-S", ll.String(), onLink},
+		{"--json", "-c", "1", "-S", ll.String() + "%" + l.ProberIf, onLink},
+		{"scan", "--json", "-S", ll.String() + "%" + l.ProberIf, onLink},
+	} {
+		run := runIn(t, l, l.Prober, args...)
+		open := 0
+		for _, m := range run.lines {
+			if (m["type"] == "probe" || m["type"] == "result") && m["state"] == "open" && m["src"] == ll.String() {
+				open++
+			}
+		}
+		if run.code != exitOK || run.stderr != "" || open != 1 {
+			t.Errorf("synprobe %s: exit %d, stderr %q, %d open from %v; want 0 and one", strings.Join(args, " "), run.code, run.stderr, open, ll)
+		}
+	}
+}
+
+// TestIntegrationSecondarySource: -S with an interface's secondary
+// address, whose local route gives the primary address as its source,
+// is this host's: ping and scan send from it (a capture shows the SYNs'
+// source) and find the port open. It was refused as not an address of
+// this host.
+func TestIntegrationSecondarySource(t *testing.T) {
+	l := netlab.New(t)
+	l.VerdictPorts(t)
+	b := l.ProberV4.As4()
+	b[3] = 3
+	second := netip.AddrFrom4(b)
+	l.Run(t, l.Prober, "ip", "addr", "add", second.String()+"/24", "dev", l.ProberIf)
+	capt := l.StartCapture(t, l.Prober, l.ProberIf, "tcp[tcpflags] & tcp-syn != 0 and tcp[tcpflags] & tcp-ack == 0")
+	dst := hostPort(l.TargetV4, netlab.PortOpen)
+	for _, args := range [][]string{{"--json", "-c", "1", "-S", second.String(), dst}, {"scan", "--json", "-S", second.String(), dst}} {
+		run := runIn(t, l, l.Prober, args...)
+		if run.code != exitOK || run.stderr != "" || len(run.lines) == 0 || run.lines[0]["src"] != second.String() || run.lines[0]["state"] != "open" {
+			t.Errorf("synprobe %s: exit %d, stderr %q, first line %v; want 0 and open from %v", strings.Join(args, " "), run.code, run.stderr, run.lines, second)
 		}
 	}
 	pkts, err := capt.Stop()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(pkts) != 0 {
-		t.Errorf("%d TCP packets left the prober; want none", len(pkts))
+	for _, c := range pkts {
+		var p wire.Packet
+		if wire.Parse(c.Data, &p) == nil && p.Src != second {
+			t.Errorf("a SYN from %v", p.Src)
+		}
+	}
+	if len(pkts) != 2 {
+		t.Errorf("%d SYNs captured; want 2", len(pkts))
 	}
 }

@@ -216,22 +216,19 @@ func (p *Prepared) Close() error {
 // finds for it (the kernel's routes, say: rawsock.SourceFinder). A block
 // without a route gets its family's first source: its probes then fail
 // one by one, each reported with the kernel's reason. A family with no
-// route at all is an error, a *NoRouteError, as is a block whose source
-// is link-local while it lies beyond a router (*probe.ScopeError, from
-// the client's source): the family's other sources are link-local too,
-// and the kernel would send its probes.
+// route at all is an error, a *NoRouteError.
 func SourcesFor(set *Set, source func(dst netip.Addr) (netip.Addr, error)) ([]SourceRange, error) {
 	var first [2]netip.Addr
 	var noRoute *NoRouteError
 	srcs := Sources(set, func(p netip.Prefix) netip.Addr {
 		a, err := source(p.Addr())
-		if a = a.Unmap(); err == nil && a.Is4() != p.Addr().Is4() {
+		// Answers come to the address alone: a zone would keep them
+		// from matching.
+		if a = a.Unmap().WithZone(""); err == nil && a.Is4() != p.Addr().Is4() {
 			err = fmt.Errorf("the source %v found is of another family", a)
 		}
 		if err != nil {
-			// The first block beyond a router from a link-local
-			// source, else the first without a route.
-			if noRoute == nil || isScope(err) && !isScope(noRoute.Err) {
+			if noRoute == nil {
 				noRoute = &NoRouteError{Addr: p.Addr(), Err: err}
 			}
 			return netip.Addr{}
@@ -241,11 +238,6 @@ func SourcesFor(set *Set, source func(dst netip.Addr) (netip.Addr, error)) ([]So
 		}
 		return a
 	})
-	if noRoute != nil && isScope(noRoute.Err) {
-		// The family's other source is as link-local: its probes
-		// would leave, and their silence read as filtered ports.
-		return nil, noRoute
-	}
 	for i := range srcs {
 		r := &srcs[i]
 		if r.Addr.IsValid() {
@@ -258,12 +250,6 @@ func SourcesFor(set *Set, source func(dst netip.Addr) (netip.Addr, error)) ([]So
 		}
 	}
 	return srcs, nil
-}
-
-// isScope reports whether err is a *probe.ScopeError.
-func isScope(err error) bool {
-	var scope *probe.ScopeError
-	return errors.As(err, &scope)
 }
 
 // NoRouteError says that no address of a family has a route: the first

@@ -2,14 +2,11 @@ package scan_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -459,104 +456,6 @@ func TestIntegrationRunClientClosedMidScan(t *testing.T) {
 	}
 	if states[probe.StateError] != 0 || sum.Errors != 0 || states[probe.StateClosed] == 0 || uint64(states[probe.StateClosed]) >= set.Len() {
 		t.Errorf("results by state %v (first error: %v), Summary.Errors %d: want some closed, no errors", states, firstErr, sum.Errors)
-	}
-}
-
-// TestIntegrationScopeBeyondRouter: a prober whose only IPv6 address is
-// link-local, its target beyond a router. The host's own TCP fails there
-// (the router answers "beyond scope of source address": EHOSTUNREACH),
-// and so does the client, before anything is sent: a probe from the
-// routes' source or an explicit one, and a scan, each with a
-// *probe.ScopeError naming the router, where the probes would otherwise
-// have left and their silence read as filtered ports. The router's
-// neighbour on the prober's link (on-link, no router) is still probed.
-func TestIntegrationScopeBeyondRouter(t *testing.T) {
-	l := netlab.NewChainLab(t, 1)
-	l.VerdictPorts(t)
-	r := l.Routers[0]
-	link0 := netip.PrefixFrom(r.InV6, 64).Masked()
-	for _, args := range [][]string{
-		{"-6", "addr", "flush", "dev", l.ProberIf, "scope", "global"},
-		{"-6", "route", "replace", link0.String(), "dev", l.ProberIf},
-		{"-6", "route", "replace", netip.PrefixFrom(l.TargetV6, 64).Masked().String(), "via", r.InV6.String(), "dev", l.ProberIf},
-	} {
-		l.Run(t, l.Prober, "ip", args...)
-	}
-	ln := l.Listen(t, r.NS, "tcp", netip.AddrPortFrom(r.InV6, labOpen).String())
-	netlab.Serve(ln, func(c net.Conn) { c.Close() })
-
-	// The witness: the kernel's own connection, from the same source.
-	target := netip.AddrPortFrom(l.TargetV6, labOpen)
-	var dialErr error
-	l.InNS(l.Prober, func() error {
-		c, err := net.DialTimeout("tcp6", target.String(), 3*time.Second)
-		if err == nil {
-			c.Close()
-		}
-		dialErr = err
-		return nil
-	})
-	if !errors.Is(dialErr, syscall.EHOSTUNREACH) {
-		t.Fatalf("the kernel's own connection to %v: %v; want EHOSTUNREACH (the router refusing a link-local source)", target, dialErr)
-	}
-
-	var cl *probe.Client
-	if err := l.InNS(l.Prober, func() (err error) {
-		cl, err = probe.NewClient(&probe.ClientConfig{Network: "ip6"})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	var ll netip.Addr
-	for _, f := range strings.Fields(l.Run(t, l.Prober, "ip", "-6", "-o", "addr", "show", "dev", l.ProberIf, "scope", "link")) {
-		if p, err := netip.ParsePrefix(f); err == nil && p.Addr().IsLinkLocalUnicast() {
-			ll = p.Addr()
-		}
-	}
-	cp := l.StartCapture(t, l.Prober, l.ProberIf, "ip6 and tcp")
-	ctx := context.Background()
-	for _, opts := range []*probe.ProbeOptions{nil, {Source: ll}} {
-		res, err := cl.Probe(ctx, target, opts)
-		var scope *probe.ScopeError
-		if !errors.As(err, &scope) || scope.Router != r.InV6 || scope.Src != ll || scope.Dst != l.TargetV6 {
-			t.Errorf("probe of %v (options %+v): %v, %v; want a *probe.ScopeError from %v via %v", target, opts, res, err, ll, r.InV6)
-		}
-	}
-	res, err := cl.Probe(ctx, netip.AddrPortFrom(r.InV6, labOpen), nil)
-	if err != nil || res.State != probe.StateOpen || res.Target.Src != ll {
-		t.Errorf("probe of the router on the link: %v, %v; want open from %v", res, err, ll)
-	}
-
-	spec, err := scan.ParseSpec(fmt.Sprintf("[%v]:%d", netip.PrefixFrom(l.TargetV6, 126).Masked(), labOpen))
-	if err != nil {
-		t.Fatal(err)
-	}
-	onLink, err := scan.ParseSpec(fmt.Sprintf("[%v]:%d", r.InV6, labOpen))
-	if err != nil {
-		t.Fatal(err)
-	}
-	set, err := scan.NewSet(scan.Block{Spec: &onLink}, scan.Block{Spec: &spec})
-	if err != nil {
-		t.Fatal(err)
-	}
-	results := 0
-	_, err = scan.Run(ctx, cl, scan.Config{Set: set, OnResult: func(*probe.ScanResult, scan.Origin) { results++ }})
-	var nr *scan.NoRouteError
-	var scope *probe.ScopeError
-	if !errors.As(err, &nr) || !errors.As(err, &scope) || !netip.PrefixFrom(l.TargetV6, 126).Masked().Contains(nr.Addr) || results != 0 {
-		t.Errorf("scan: %d results, %v; want no result and a *scan.NoRouteError for the block beyond the router, wrapping a *probe.ScopeError", results, err)
-	}
-
-	pkts, err := cp.Stop()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range pkts {
-		var p wire.Packet
-		if wire.Parse(c.Data, &p) == nil && p.Dst == l.TargetV6 {
-			t.Errorf("a packet to %v left: %v", l.TargetV6, p)
-		}
 	}
 }
 
