@@ -218,6 +218,7 @@ type Client struct {
 	ports  []uint16  // sorted: the block's or ClientConfig.SourcePorts
 	no4    bool      // the client opened no IPv4 sockets (Network "ip6")
 	no6    bool      // nor IPv6 ones ("ip4", or a host without IPv6)
+	ifLoop bool      // ClientConfig.Interface is a loopback interface
 
 	mu       sync.Mutex // guards what follows
 	closed   bool
@@ -373,9 +374,11 @@ func (c *Client) open() error {
 		cfg.Options6 = &linuxOptions6
 	}
 	if cfg.Interface != "" {
-		if _, err := net.InterfaceByName(cfg.Interface); err != nil {
+		ifi, err := net.InterfaceByName(cfg.Interface)
+		if err != nil {
 			return fmt.Errorf("probe: interface %s: %w", cfg.Interface, err)
 		}
+		c.ifLoop = ifi.Flags&net.FlagLoopback != 0
 	}
 	c.ns = currentNetNS()
 	ports := cfg.SourcePorts
@@ -779,6 +782,11 @@ func (c *Client) target(name string, dst netip.AddrPort, src netip.Addr) (Target
 	if why := c.unusable(a, false); why != "" {
 		return Target{}, &UnusableError{Addr: a, Why: why}
 	}
+	if c.cfg.Interface != "" {
+		if err := CheckInterface(c.cfg.Interface, c.ifLoop, netip.PrefixFrom(a, a.BitLen())); err != nil {
+			return Target{}, err
+		}
+	}
 	switch {
 	case a.Is4() && c.no4:
 		return Target{}, fmt.Errorf("probe: %v: the client has no IPv4 sockets (ClientConfig.Network %q)", a, c.cfg.Network)
@@ -839,6 +847,34 @@ func (c *Client) receives() error {
 	}
 	return nil
 }
+
+// CheckInterface returns an error if the interface named iface (a
+// loopback one when loopback is set) cannot reach the addresses of p.
+// Bound to an interface, a socket's packets go out through it whatever
+// the routes say: Linux then takes the destination to be on that
+// interface's link. Through the loopback interface, a probe of any
+// address but a loopback one loops back into this host, this host's own
+// addresses included; through any other, a probe of a loopback address
+// leaves nowhere. Either way no answer comes, and the silence would read
+// as a filtered port.
+func CheckInterface(iface string, loopback bool, p netip.Prefix) error {
+	p = p.Masked()
+	a := p.Addr().Unmap()
+	inLoop := a.IsLoopback() && p.Bits() >= 8 // 127.0.0.0/8 or ::1
+	var what any = p
+	if p.IsSingleIP() {
+		what = a
+	}
+	switch {
+	case loopback && !inLoop:
+		return fmt.Errorf("probe: interface %s is a loopback interface, which reaches only loopback addresses: a probe of %v would never leave this host (leave the interface out, or name the one towards it)", iface, what)
+	case !loopback && (inLoop || a.Is4() && p.Overlaps(loopback4)):
+		return fmt.Errorf("probe: interface %s: %v is a loopback address, which only a loopback interface reaches", iface, what)
+	}
+	return nil
+}
+
+var loopback4 = netip.MustParsePrefix("127.0.0.0/8")
 
 // unusable says why a cannot be a destination (Unusable), or "". The
 // broadcasts of this host's subnets are those the client last read: read

@@ -1044,3 +1044,57 @@ func TestClientSpreadRoundsBatched(t *testing.T) {
 		t.Errorf("%d batches, %d send errors: want batches, and %d send errors", c.batches.Load(), cnt.SendErrors, len(refused))
 	}
 }
+
+// TestCheckInterface: bound to the loopback interface a probe reaches
+// loopback addresses only, and bound to any other none of them; the
+// client refuses the rest before sending (a socket bound to an
+// interface sends through it whatever the routes say, and the probe's
+// silence would read as a filtered port).
+func TestCheckInterface(t *testing.T) {
+	for _, tt := range []struct {
+		loopback bool
+		p        string
+		ok       bool
+	}{
+		{true, "127.0.0.1/32", true},
+		{true, "127.0.0.0/8", true},
+		{true, "::1/128", true},
+		{true, "198.18.0.2/32", false},
+		{true, "126.0.0.0/7", false},
+		{true, "2001:db8::2/128", false},
+		{false, "198.18.0.0/15", true},
+		{false, "2001:db8::/32", true},
+		{false, "127.0.0.1/32", false},
+		{false, "::1/128", false},
+		{false, "96.0.0.0/3", false}, // holds 127.0.0.0/8
+	} {
+		err := probe.CheckInterface("if0", tt.loopback, netip.MustParsePrefix(tt.p))
+		if (err == nil) != tt.ok {
+			t.Errorf("loopback %v, %s: %v; want ok %v", tt.loopback, tt.p, err, tt.ok)
+		}
+	}
+	lo := ""
+	ifs, _ := net.Interfaces()
+	for _, ifi := range ifs {
+		if ifi.Flags&net.FlagLoopback != 0 {
+			lo = ifi.Name
+		}
+	}
+	if lo == "" {
+		t.Skip("no loopback interface")
+	}
+	c := probetest.NewConn(byPort)
+	cl, err := probe.NewClient(&probe.ClientConfig{Conn: c, SourcePorts: []uint16{61000}, Interface: lo,
+		Source: func(dst netip.Addr) (netip.Addr, error) { return netip.MustParseAddr("127.0.0.1"), nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	r, err := cl.Probe(context.Background(), netip.MustParseAddrPort("198.18.0.2:80"), nil)
+	if err == nil || !contains(err.Error(), "loopback interface") {
+		t.Errorf("a probe of 198.18.0.2 through %s: %v, %v; want refused", lo, r, err)
+	}
+	if n := len(c.Sent()); n != 0 {
+		t.Errorf("%d packets sent", n)
+	}
+}

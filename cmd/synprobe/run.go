@@ -203,10 +203,13 @@ func probeAll(ctx context.Context, o *options, stdout, stderr io.Writer, sys net
 	if err := checkCaller(o, sys); err != nil {
 		return 0, err
 	}
+	var ifLoop bool
 	if o.iface != "" {
-		if _, err := net.InterfaceByName(o.iface); err != nil {
+		ifi, err := net.InterfaceByName(o.iface)
+		if err != nil {
 			return 0, usagef("-I %s: no such interface (ip link lists them)", o.iface)
 		}
+		ifLoop = ifi.Flags&net.FlagLoopback != 0
 	}
 	// A target file of millions of lines makes mostly garbage while it
 	// is read, and the set it leaves is most of the heap: collect sooner
@@ -226,6 +229,16 @@ func probeAll(ctx context.Context, o *options, stdout, stderr io.Writer, sys net
 	set, err := resolveTargets(ctx, o, b, dest, sys)
 	if err != nil {
 		return 0, err
+	}
+	if o.iface != "" {
+		var err error
+		set.Blocks(func(p netip.Prefix, _, _ uint64) bool {
+			err = probe.CheckInterface(o.iface, ifLoop, p)
+			return err == nil
+		})
+		if err != nil {
+			return 0, usagef("-I %v", strings.TrimPrefix(err.Error(), "probe: interface "))
+		}
 	}
 	// The verb decides, never the number of pairs.
 	isScan := o.verb == verbScan

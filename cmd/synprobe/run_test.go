@@ -386,6 +386,8 @@ func TestBadInput(t *testing.T) {
 		{[]string{"scan", "--mode", "ack", "198.18.0.2:22,80"}, "--mode is a ping flag, not a scan one"},
 		{[]string{"scan", "--trace", "198.18.0.0/30:80"}, "--trace is a ping flag, not a scan one: a scan draws no ladders"},
 		{[]string{"-I", "nosuchif0", "198.18.0.2:80"}, "-I nosuchif0: no such interface"},
+		{[]string{"-I", "lo", "198.18.0.2:80"}, "-I lo is a loopback interface, which reaches only loopback addresses: a probe of 198.18.0.2 would never leave this host"},
+		{[]string{"scan", "-I", "lo", "198.18.0.0/30:80"}, "-I lo is a loopback interface, which reaches only loopback addresses: a probe of 198.18.0.0/30 would never leave this host"},
 		{[]string{"[fe80::1]:80"}, "link-local IPv6 addresses are not supported"},
 		{[]string{"-f", "/"}, "is a directory"},
 		{[]string{"--wscale", "15", "lab.test:80"}, "--wscale 15: must be 0-14, or -1 for none"},

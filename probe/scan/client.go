@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"sync"
@@ -130,6 +131,21 @@ func Prepare(c *probe.Client, cfg PrepareConfig) (_ *Prepared, err error) {
 			l.Release()
 		}
 	}()
+	if l.Interface != "" {
+		if err = l.Do(func() error {
+			ifi, err := net.InterfaceByName(l.Interface)
+			if err != nil {
+				return err
+			}
+			cfg.Set.Blocks(func(p netip.Prefix, _, _ uint64) bool {
+				err = probe.CheckInterface(l.Interface, ifi.Flags&net.FlagLoopback != 0, p)
+				return err == nil
+			})
+			return err
+		}); err != nil {
+			return nil, err
+		}
+	}
 	srcs, err := SourcesFor(cfg.Set, l.Source)
 	if err != nil {
 		return nil, err
