@@ -54,6 +54,12 @@ func DirectPath(prefixes []netip.Prefix, ifindex int) (NextHop, error) {
 	return directPath(prefixes, ifindex)
 }
 
+// RoutePrefixes returns the destination prefixes of the routes of every
+// routing table of a family (IPv6 when v6), in the calling thread's
+// network namespace, sorted by address: where a block of addresses holds
+// one, its addresses may be routed differently, and their sources differ.
+func RoutePrefixes(v6 bool) ([]netip.Prefix, error) { return routePrefixes(v6) }
+
 // LocalBroadcasts returns the IPv4 addresses this host treats as
 // broadcast addresses, each with the name of its interface: the broadcast
 // routes of the kernel's local table (`ip route show table local type

@@ -3,6 +3,7 @@
 package rawsock
 
 import (
+	"cmp"
 	"encoding"
 	"encoding/binary"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"unsafe"
 
 	"github.com/jsimonetti/rtnetlink/v2"
@@ -59,6 +61,53 @@ func routeOn(c *netlink.Conn, dst netip.Addr) (ifindex int, gw netip.Addr, err e
 		return int(r.Attributes.OutIface), gw, nil
 	}
 	return 0, gw, fmt.Errorf("rawsock: no route to %v", dst)
+}
+
+// routePrefixes is RoutePrefixes on Linux: a dump of the family's routes.
+func routePrefixes(v6 bool) ([]netip.Prefix, error) {
+	c, err := nl.Dial(unix.NETLINK_ROUTE, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	family := uint8(unix.AF_INET)
+	if v6 {
+		family = unix.AF_INET6
+	}
+	msgs, err := rtExecute(c, unix.RTM_GETROUTE, netlink.Request|netlink.Dump, &rtnetlink.RouteMessage{Family: family})
+	if err != nil {
+		return nil, fmt.Errorf("rawsock: routes: %w", nl.Wrap("RTM_GETROUTE", err))
+	}
+	out := make([]netip.Prefix, 0, len(msgs))
+	for _, m := range msgs {
+		var r rtnetlink.RouteMessage
+		if m.Header.Type != unix.RTM_NEWROUTE {
+			continue
+		}
+		if err := r.UnmarshalBinary(m.Data); err != nil {
+			return nil, fmt.Errorf("rawsock: routes: %w", err)
+		}
+		if r.Family != family || r.Flags&unix.RTM_F_CLONED != 0 {
+			continue
+		}
+		dst := netip.IPv4Unspecified()
+		if v6 {
+			dst = netip.IPv6Unspecified()
+		}
+		if d, ok := netip.AddrFromSlice(r.Attributes.Dst); ok {
+			dst = d
+			if !v6 {
+				dst = d.Unmap()
+			}
+		}
+		if p, err := dst.Prefix(int(r.DstLength)); err == nil {
+			out = append(out, p)
+		}
+	}
+	slices.SortFunc(out, func(a, b netip.Prefix) int {
+		return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits()))
+	})
+	return slices.Compact(out), nil
 }
 
 // neighbor is Neighbor on Linux.

@@ -13,6 +13,7 @@ func routeTo(netip.Addr) (int, netip.Addr, error)              { return 0, netip
 func neighbor(int, netip.Addr) (net.HardwareAddr, bool, error) { return nil, false, errNotImplemented }
 func directPath([]netip.Prefix, int) (NextHop, error)          { return NextHop{}, errNotImplemented }
 func localBroadcasts() (map[netip.Addr]string, error)          { return nil, errNotImplemented }
+func routePrefixes(bool) ([]netip.Prefix, error)               { return nil, errNotImplemented }
 func newPacketSender(NextHop, bool) (*PacketSender, error)     { return nil, errNotImplemented }
 func (*PacketSender) sendBatch(b *Batch) (int, error)          { b.Reset(); return 0, errNotImplemented }
 func (*PacketSender) close() error                             { return nil }

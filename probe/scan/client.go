@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -146,7 +147,21 @@ func Prepare(c *probe.Client, cfg PrepareConfig) (_ *Prepared, err error) {
 			return nil, err
 		}
 	}
-	srcs, err := SourcesFor(cfg.Set, l.Source)
+	// The routes inside the scan's blocks: where one is, the block's
+	// addresses are asked their sources in parts. (Without them, one
+	// source served a whole block: a more specific route through
+	// another interface took its addresses' answers elsewhere.)
+	var routes []netip.Prefix
+	l.Do(func() error {
+		for _, v6 := range []bool{false, true} {
+			if rs, err := rawsock.RoutePrefixes(v6); err == nil {
+				routes = append(routes, rs...)
+			}
+		}
+		return nil
+	})
+	slices.SortFunc(routes, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
+	srcs, err := sourcesFor(cfg.Set, routes, l.Source)
 	if err != nil {
 		return nil, err
 	}
@@ -234,9 +249,16 @@ func (p *Prepared) Close() error {
 // one by one, each reported with the kernel's reason. A family with no
 // route at all is an error, a *NoRouteError.
 func SourcesFor(set *Set, source func(dst netip.Addr) (netip.Addr, error)) ([]SourceRange, error) {
+	return sourcesFor(set, nil, source)
+}
+
+// sourcesFor is SourcesFor, asking source for parts of the blocks that
+// hold one of routes (sourcesSplit): a block's addresses may have
+// routes, and sources, of their own.
+func sourcesFor(set *Set, routes []netip.Prefix, source func(dst netip.Addr) (netip.Addr, error)) ([]SourceRange, error) {
 	var first [2]netip.Addr
 	var noRoute *NoRouteError
-	srcs := Sources(set, func(p netip.Prefix) netip.Addr {
+	srcs := sourcesSplit(set, routes, func(p netip.Prefix) netip.Addr {
 		a, err := source(p.Addr())
 		// Answers come to the address alone: a zone would keep them
 		// from matching.

@@ -546,3 +546,56 @@ func TestIntegrationRunRingSendOnlyClient(t *testing.T) {
 	}
 	t.Logf("sent as %s; %d raw sockets", sum.SendPath, before)
 }
+
+// TestIntegrationScanSplitRoute: a more specific route inside a scanned
+// block (198.18.X.0/31 through another interface, with an address of its
+// own) gives its addresses another source than the rest of the block:
+// the target at .2 is probed from the prober's own address and found
+// open, as a capture shows. Before, the block's first address's source
+// (the other interface's) served the whole block, the target's answers went to
+// an address it has no route to, and the port read filtered.
+func TestIntegrationScanSplitRoute(t *testing.T) {
+	l, cl := scanLab(t)
+	block := netip.PrefixFrom(l.TargetV4, 29).Masked()
+	for _, args := range [][]string{
+		{"link", "add", "spv0", "type", "veth", "peer", "name", "spv1"}, // gone with the namespace
+		{"link", "set", "spv0", "up"},
+		{"link", "set", "spv1", "up"},
+		{"addr", "add", "198.18.254.1/24", "dev", "spv0"},
+		{"route", "add", netip.PrefixFrom(block.Addr(), 31).String(), "dev", "spv0"},
+	} {
+		l.Run(t, l.Prober, "ip", args...)
+	}
+	// The target cannot answer that other address.
+	l.Run(t, l.Target, "ip", "route", "add", "unreachable", "198.18.254.0/24")
+	spec, err := scan.ParseSpec(fmt.Sprintf("%v:%d", block, labOpen))
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := scan.NewSet(scan.Block{Spec: &spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	capt := l.StartCapture(t, l.Prober, l.ProberIf, "tcp[tcpflags] & tcp-syn != 0 and tcp[tcpflags] & tcp-ack == 0")
+	var got probe.ScanResult
+	if _, err := scan.Run(context.Background(), cl, scan.Config{Set: set, Timeout: 500 * time.Millisecond, OnResult: func(r *probe.ScanResult, _ scan.Origin) {
+		if r.Addr == l.TargetV4 {
+			got = *r
+		}
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	if got.State != probe.StateOpen || got.Src != l.ProberV4 {
+		t.Errorf("%v:%d: %v %s from %v; want open from %v", l.TargetV4, labOpen, got.State, got.Reason, got.Src, l.ProberV4)
+	}
+	pkts, err := capt.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range pkts {
+		var p wire.Packet
+		if wire.Parse(c.Data, &p) == nil && p.Dst == l.TargetV4 && p.Src != l.ProberV4 {
+			t.Errorf("a SYN to %v from %v", p.Dst, p.Src)
+		}
+	}
+}

@@ -1162,15 +1162,61 @@ type SourceRange struct {
 // of indices: src is asked once per block (see Blocks), and neighbours
 // that agree are merged.
 func Sources(set *Set, src func(p netip.Prefix) netip.Addr) []SourceRange {
+	return sourcesSplit(set, nil, src)
+}
+
+// sourcesSplit is Sources, but a block that holds one of routes (sorted
+// by address; both families) is asked in parts: halves, and their
+// halves, until no part holds one. Every address of a part is then
+// routed alike (whatever routes cover the part cover all of it), so its
+// first address's source is every address's.
+func sourcesSplit(set *Set, routes []netip.Prefix, src func(p netip.Prefix) netip.Addr) []SourceRange {
 	var out []SourceRange
-	set.Blocks(func(p netip.Prefix, first, end uint64) bool {
+	emit := func(p netip.Prefix, end uint64) {
 		a := src(p)
 		if n := len(out); n > 0 && out[n-1].Addr == a {
 			out[n-1].End = end
 		} else {
 			out = append(out, SourceRange{End: end, Addr: a})
 		}
+	}
+	// holds reports whether a route more specific than p lies inside p.
+	holds := func(p netip.Prefix) bool {
+		k, _ := slices.BinarySearchFunc(routes, p.Addr(), func(r netip.Prefix, a netip.Addr) int { return r.Addr().Compare(a) })
+		for ; k < len(routes) && p.Contains(routes[k].Addr()); k++ {
+			if routes[k].Bits() > p.Bits() {
+				return true
+			}
+		}
+		return false
+	}
+	var split func(p netip.Prefix, first, end uint64)
+	split = func(p netip.Prefix, first, end uint64) {
+		if p.IsSingleIP() || !holds(p) {
+			emit(p, end)
+			return
+		}
+		// The halves of a block have as many pairs each: its pairs go
+		// address by address.
+		mid := first + (end-first)/2
+		lo := netip.PrefixFrom(p.Addr(), p.Bits()+1)
+		hi := netip.PrefixFrom(lastAddr(lo).Next(), p.Bits()+1)
+		split(lo, first, mid)
+		split(hi, mid, end)
+	}
+	set.Blocks(func(p netip.Prefix, first, end uint64) bool {
+		split(p, first, end)
 		return true
 	})
 	return out
+}
+
+// lastAddr returns the last address of p.
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
 }
