@@ -102,7 +102,7 @@ func TestFlagMatrix(t *testing.T) {
 		"tos":           {[]string{"--tos", "0xb8"}, syn(func(p wire.Packet) bool { return p.TOS == 0xb8 }), nil},
 		"sport":         {[]string{"--sport", "40123"}, syn(func(p wire.Packet) bool { return p.SrcPort == 40123 }), nil},
 		"source":        {[]string{"-S", "198.18.0.9"}, syn(func(p wire.Packet) bool { return p.Src.String() == "198.18.0.9" }), nil},
-		"interface":     {[]string{"-I", "lo"}, func(r *matrixRun) bool { return r.sys.listenCfg.Interface == "lo" }, nil},
+		"interface":     {[]string{"-I", "lo", "127.0.0.1:80"}, func(r *matrixRun) bool { return r.sys.listenCfg.Interface == "lo" }, nil},
 		"file":          {[]string{"-f", file}, syn(func(p wire.Packet) bool { return p.DstPort == 81 }), nil},
 		"pcap": {[]string{"--pcap", pcapFile}, func(r *matrixRun) bool {
 			f, err := os.Open(pcapFile)
@@ -129,7 +129,7 @@ func TestFlagMatrix(t *testing.T) {
 		}
 		for _, v := range verbs {
 			args := append([]string{string(v)}, base[v]...)
-			if f.Name == "file" || f.Name == "explain" || f.Name == "ipv4" || f.Name == "ipv6" || f.Name == "retries" || f.Name == "mismatches" {
+			if f.Name == "file" || f.Name == "explain" || f.Name == "ipv4" || f.Name == "ipv6" || f.Name == "retries" || f.Name == "mismatches" || f.Name == "interface" {
 				args = args[:len(args)-1] // the row names its own targets
 			}
 			only, refused := onlyFor[f.Name]

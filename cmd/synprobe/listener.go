@@ -159,10 +159,8 @@ func runListener(ctx context.Context, args []string, stdout, stderr io.Writer) (
 	if err != nil {
 		return 0, err
 	}
-	if o.iface != "" {
-		if _, err := net.InterfaceByName(o.iface); err != nil {
-			return 0, cli.Usagef("-I %s: no such interface (ip link lists them)", o.iface)
-		}
+	if err := checkInterface(o.iface, netip.PrefixFrom(dst.Addr(), dst.Addr().BitLen())); err != nil {
+		return 0, err
 	}
 	drop, err := cli.PlanCaller(os.Getuid(), o.user, o.keepRoot, os.Getenv, cli.LookupAccount)
 	if err != nil {

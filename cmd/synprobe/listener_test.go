@@ -32,6 +32,7 @@ func TestListenerArgs(t *testing.T) {
 		{[]string{"--pcap", "", "198.18.0.2:80"}, "--pcap needs a file name"},
 		{[]string{"--nosuch", "198.18.0.2:80"}, "--nosuch"},
 		{[]string{"-I", "nosuchif0", "198.18.0.2:80"}, "-I nosuchif0: no such interface"},
+		{[]string{"-I", "lo", "198.18.0.2:80"}, "-I lo is a loopback interface, which reaches only loopback addresses"},
 	} {
 		var out, errb bytes.Buffer
 		code := listenerMain(context.Background(), tc.args, &out, &errb)

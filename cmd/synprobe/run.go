@@ -203,13 +203,9 @@ func probeAll(ctx context.Context, o *options, stdout, stderr io.Writer, sys net
 	if err := checkCaller(o, sys); err != nil {
 		return 0, err
 	}
-	var ifLoop bool
-	if o.iface != "" {
-		ifi, err := net.InterfaceByName(o.iface)
-		if err != nil {
-			return 0, usagef("-I %s: no such interface (ip link lists them)", o.iface)
-		}
-		ifLoop = ifi.Flags&net.FlagLoopback != 0
+	ifLoop, err := interfaceLoop(o.iface)
+	if err != nil {
+		return 0, err
 	}
 	// A target file of millions of lines makes mostly garbage while it
 	// is read, and the set it leaves is most of the heap: collect sooner
@@ -233,11 +229,11 @@ func probeAll(ctx context.Context, o *options, stdout, stderr io.Writer, sys net
 	if o.iface != "" {
 		var err error
 		set.Blocks(func(p netip.Prefix, _, _ uint64) bool {
-			err = probe.CheckInterface(o.iface, ifLoop, p)
+			err = interfaceReaches(o.iface, ifLoop, p)
 			return err == nil
 		})
 		if err != nil {
-			return 0, usagef("-I %v", strings.TrimPrefix(err.Error(), "probe: interface "))
+			return 0, err
 		}
 	}
 	// The verb decides, never the number of pairs.
@@ -586,6 +582,41 @@ func expandTargets(o *options, set *scan.Set, sys network) ([]probe.Target, erro
 	}
 	o.targets = specs
 	return sorted, nil
+}
+
+// checkInterface refuses -I NAME (none: ""), before anything is opened,
+// where no such interface exists or it cannot reach the addresses of ps
+// (probe.CheckInterface): bad input, exit 2.
+func checkInterface(name string, ps ...netip.Prefix) error {
+	loop, err := interfaceLoop(name)
+	for _, p := range ps {
+		if err == nil && name != "" {
+			err = interfaceReaches(name, loop, p)
+		}
+	}
+	return err
+}
+
+// interfaceLoop reports whether -I NAME is a loopback interface, and
+// refuses a name that is none.
+func interfaceLoop(name string) (bool, error) {
+	if name == "" {
+		return false, nil
+	}
+	ifi, err := net.InterfaceByName(name)
+	if err != nil {
+		return false, usagef("-I %s: no such interface (ip link lists them)", name)
+	}
+	return ifi.Flags&net.FlagLoopback != 0, nil
+}
+
+// interfaceReaches refuses -I NAME for the addresses of p where it cannot
+// reach them (probe.CheckInterface).
+func interfaceReaches(name string, loop bool, p netip.Prefix) error {
+	if err := probe.CheckInterface(name, loop, p); err != nil {
+		return usagef("-I %v", strings.TrimPrefix(err.Error(), "probe: interface "))
+	}
+	return nil
 }
 
 // checkFINPort refuses a fin-mode run on one source port (--sport) that

@@ -198,7 +198,11 @@ func traceMain(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	// the run becomes once set up: decided before anything is opened.
 	co := &options{source: src, user: o.user, keepRoot: o.keepRoot, mark: defaultMark}
 	sys := &system{}
-	err = checkCaller(co, sys)
+	err = checkInterface(o.iface, netip.PrefixFrom(dst.Addr(), dst.Addr().BitLen()))
+	if err == nil {
+		err = checkCaller(co, sys)
+	}
+	src = co.source // a link-local source's zone checked, and gone
 	if err == nil && src.IsValid() {
 		_, err = sourceFor(co, dst.Addr(), sys)
 	}

@@ -105,6 +105,21 @@ func traceDoc(t *testing.T) map[string]map[string]string {
 // table names exactly its record's fields with their JSON types, and the
 // records written for a report that shows every optional field have only
 // documented fields.
+// TestTraceInterface: trace refuses -I where the interface cannot reach
+// the target, as ping does, before anything is opened: exit 2, one line.
+func TestTraceInterface(t *testing.T) {
+	for _, tc := range []struct{ args []string }{
+		{[]string{"-I", "lo", "198.18.0.2:80"}},
+		{[]string{"-I", "nosuchif0", "198.18.0.2:80"}},
+	} {
+		var out, errb bytes.Buffer
+		code := traceMain(t.Context(), tc.args, &out, &errb)
+		if code != exitUsage || strings.Count(errb.String(), "\n") != 1 || !strings.HasPrefix(errb.String(), "synprobe trace: -I ") || out.Len() != 0 {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q; want exit 2 and one line", tc.args, code, out.String(), errb.String())
+		}
+	}
+}
+
 func TestTraceJSONDoc(t *testing.T) {
 	doc := traceDoc(t)
 	sections := map[string]reflect.Type{
