@@ -367,6 +367,23 @@ const (
 
 // checkRules requires the kernel's default routing rules and no other.
 func checkRules(c *netlink.Conn, v6 bool) error {
+	_, err := readRules(c, v6)
+	return err
+}
+
+// rulesSet reports whether rules other than the kernel's defaults are
+// set (PolicyRules).
+func rulesSet(c *netlink.Conn, v6 bool) (bool, error) {
+	set, err := readRules(c, v6)
+	if set {
+		return true, nil
+	}
+	return false, err
+}
+
+// readRules reads the family's routing rules, and returns an error unless
+// they are the kernel's defaults alone; set is true when others are set.
+func readRules(c *netlink.Conn, v6 bool) (set bool, err error) {
 	family := uint8(unix.AF_INET)
 	want := [][2]uint32{{0, rtTableLocal}, {32766, rtTableMain}, {32767, rtTableDef}} // priority, table
 	if v6 {
@@ -375,21 +392,21 @@ func checkRules(c *netlink.Conn, v6 bool) error {
 	}
 	msgs, err := rtExecute(c, unix.RTM_GETRULE, netlink.Request|netlink.Dump, &rtnetlink.RuleMessage{Family: family})
 	if err != nil {
-		return fmt.Errorf("routing rules: %w", nl.Wrap("RTM_GETRULE", err))
+		return false, fmt.Errorf("routing rules: %w", nl.Wrap("RTM_GETRULE", err))
 	}
 	var got [][2]uint32
 	for _, m := range msgs {
 		prio, table, err := decodeRule(m.Data)
 		if err != nil {
-			return err
+			return true, err // a rule with a selector
 		}
 		got = append(got, [2]uint32{prio, table})
 	}
 	slices.SortFunc(got, func(a, b [2]uint32) int { return cmp.Compare(a[0], b[0]) })
 	if !slices.Equal(got, want) {
-		return errors.New("policy routing rules are set")
+		return true, errors.New("policy routing rules are set")
 	}
-	return nil
+	return false, nil
 }
 
 // ruleAttrs are the attributes of a rule that selects nothing: the

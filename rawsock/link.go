@@ -54,6 +54,19 @@ func DirectPath(prefixes []netip.Prefix, ifindex int) (NextHop, error) {
 	return directPath(prefixes, ifindex)
 }
 
+// RouteFrom is RouteTo for a packet from src: the route that the
+// kernel's own sockets bound to src take. Policy routing rules (ip rule
+// from src) can make it another than RouteTo's, which the raw sockets'
+// packets take: they are routed by their destination alone.
+func RouteFrom(src, dst netip.Addr) (ifindex int, gw netip.Addr, err error) {
+	return routeFrom(src, dst)
+}
+
+// PolicyRules reports whether routing rules other than the kernel's
+// defaults are set for a family (IPv6 when v6), in the calling thread's
+// network namespace: without them, RouteFrom and RouteTo agree.
+func PolicyRules(v6 bool) (bool, error) { return policyRules(v6) }
+
 // RoutePrefixes returns the destination prefixes of the routes of every
 // routing table of a family (IPv6 when v6), in the calling thread's
 // network namespace, sorted by address: where a block of addresses holds

@@ -31,9 +31,35 @@ func routeTo(dst netip.Addr) (ifindex int, gw netip.Addr, err error) {
 	return routeOn(c, dst)
 }
 
+// routeFrom is RouteFrom on Linux.
+func routeFrom(src, dst netip.Addr) (ifindex int, gw netip.Addr, err error) {
+	c, err := nl.Dial(unix.NETLINK_ROUTE, nil)
+	if err != nil {
+		return 0, gw, err
+	}
+	defer c.Close()
+	return routeFromOn(c, src.Unmap(), dst)
+}
+
+// policyRules is PolicyRules on Linux.
+func policyRules(v6 bool) (bool, error) {
+	c, err := nl.Dial(unix.NETLINK_ROUTE, &netlink.Config{Strict: true})
+	if err != nil {
+		return false, err
+	}
+	defer c.Close()
+	return rulesSet(c, v6)
+}
+
 // routeOn is RouteTo on an rtnetlink socket, the messages encoded and
 // decoded by github.com/jsimonetti/rtnetlink/v2.
 func routeOn(c *netlink.Conn, dst netip.Addr) (ifindex int, gw netip.Addr, err error) {
+	return routeFromOn(c, netip.Addr{}, dst)
+}
+
+// routeFromOn is routeOn for a packet from src (none: the destination
+// alone).
+func routeFromOn(c *netlink.Conn, src, dst netip.Addr) (ifindex int, gw netip.Addr, err error) {
 	dst = dst.Unmap()
 	if !dst.IsValid() {
 		return 0, gw, errors.New("rawsock: no destination address")
@@ -43,7 +69,12 @@ func routeOn(c *netlink.Conn, dst netip.Addr) (ifindex int, gw netip.Addr, err e
 		family = unix.AF_INET6
 	}
 	req := rtnetlink.RouteMessage{Family: family, DstLength: uint8(dst.BitLen()), Attributes: rtnetlink.RouteAttributes{Dst: dst.AsSlice()}}
-	msgs, err := rtExecute(c, unix.RTM_GETROUTE, netlink.Request, &req)
+	var m encoding.BinaryMarshaler = &req
+	if src.IsValid() && src.Is6() == dst.Is6() {
+		req.SrcLength = uint8(src.BitLen())
+		m = fromSrc{&req, src}
+	}
+	msgs, err := rtExecute(c, unix.RTM_GETROUTE, netlink.Request, m)
 	if err != nil {
 		return 0, gw, fmt.Errorf("rawsock: route to %v: %w", dst, os.NewSyscallError("RTM_GETROUTE", nl.KernelErrno(err)))
 	}
@@ -108,6 +139,24 @@ func routePrefixes(v6 bool) ([]netip.Prefix, error) {
 		return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits()))
 	})
 	return slices.Compact(out), nil
+}
+
+// fromSrc is a route request with the RTA_SRC attribute, which
+// rtnetlink.RouteMessage has no field for (its Src is RTA_PREFSRC).
+type fromSrc struct {
+	m   *rtnetlink.RouteMessage
+	src netip.Addr
+}
+
+func (f fromSrc) MarshalBinary() ([]byte, error) {
+	b, err := f.m.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	ae := netlink.NewAttributeEncoder()
+	ae.Bytes(unix.RTA_SRC, f.src.AsSlice())
+	a, err := ae.Encode()
+	return append(b, a...), err
 }
 
 // neighbor is Neighbor on Linux.

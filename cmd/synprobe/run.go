@@ -50,6 +50,11 @@ type network interface {
 	// nextHop returns the router the route to dst goes through, none
 	// if dst is on the link.
 	nextHop(dst netip.Addr) (netip.Addr, error)
+	// policyRules reports whether routing rules beyond the kernel's
+	// defaults are set; route returns the interface and router of the
+	// route to dst from src (none: the destination's alone).
+	policyRules(v6 bool) (bool, error)
+	route(src, dst netip.Addr) (ifindex int, gw netip.Addr, err error)
 	// client opens a ping's or a scan's client: its ports, sockets and
 	// RST guard.
 	client(cfg *probe.ClientConfig) (pingClient, error)
@@ -251,9 +256,13 @@ func probeAll(ctx context.Context, o *options, stdout, stderr io.Writer, sys net
 	if err != nil {
 		return 0, err
 	}
-	scope := &scopeCheck{sys: sys}
+	scope, policy := &scopeCheck{sys: sys}, &policyCheck{sys: sys}
 	for _, t := range targets {
 		scope.check(t.Src, t.Addr)
+		policy.check(t.Src, t.Addr)
+	}
+	if policy.err != nil {
+		return 0, policy.err
 	}
 	scope.warn(stderr)
 	if err := checkFINPort(o, len(targets)); err != nil {

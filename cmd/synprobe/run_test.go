@@ -263,6 +263,12 @@ func (f *fakeSystem) source(dst netip.Addr, iface string) (netip.Addr, error) {
 
 func (f *fakeSystem) nextHop(netip.Addr) (netip.Addr, error) { return netip.Addr{}, nil }
 
+func (f *fakeSystem) policyRules(bool) (bool, error) { return false, nil }
+
+func (f *fakeSystem) route(netip.Addr, netip.Addr) (int, netip.Addr, error) {
+	return 0, netip.Addr{}, errors.New("fake: no routes")
+}
+
 func (f *fakeSystem) portRange() (uint16, uint16, error) {
 	if f.rangeErr != nil {
 		return 0, 0, f.rangeErr

@@ -50,7 +50,7 @@ func runScan(ctx context.Context, o *options, set *scan.Set, expecting bool, std
 	// The first source that fails, if it fails for bad input (-S), is
 	// the run's error (scan.SourcesFor, in Prepare, goes on without it).
 	var srcErr error
-	scope := &scopeCheck{sys: sys}
+	scope, policy := &scopeCheck{sys: sys}, &policyCheck{sys: sys}
 	ccfg := &probe.ClientConfig{
 		Interface: o.iface,
 		Ports:     plan.max, MinPorts: plan.min,
@@ -67,6 +67,7 @@ func runScan(ctx context.Context, o *options, set *scan.Set, expecting bool, std
 			}
 			if err == nil {
 				scope.check(src, dst)
+				policy.check(src, dst)
 			}
 			return src, err
 		},
@@ -113,6 +114,9 @@ func runScan(ctx context.Context, o *options, set *scan.Set, expecting bool, std
 		return 0, err
 	}
 	defer prep.Close()
+	if policy.err != nil {
+		return 0, policy.err
+	}
 	scope.warn(stderr)
 	if err := endSetup(o, sys, nil, stderr); err != nil {
 		return 0, err

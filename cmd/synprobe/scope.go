@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"sync"
 )
@@ -62,4 +63,57 @@ func (s *scopeCheck) warn(w io.Writer) {
 		fmt.Fprintf(w, "synprobe: warning: source %v is link-local, and %v%s lies beyond router %v, which forwards nothing from a link-local source: only the router's own addresses can answer, the rest will read as filtered (icmp-beyond-scope, or timeout once the router's ICMP is rate-limited); give this host a global IPv6 address\n",
 			n.src, n.dst, more, gw)
 	}
+}
+
+// policyCheck refuses a source whose packets this host's routing rules
+// (ip rule from SRC) send another way than the raw sockets' packets go:
+// those are routed by their destination alone, so the probes would leave
+// by the wrong interface or router, and their answers, sent to a source
+// that path does not serve, read as filtered. Without rules beyond the
+// kernel's defaults, nothing is looked up.
+type policyCheck struct {
+	sys network
+
+	mu    sync.Mutex
+	rules [2]int8 // per family: 0 not read yet, 1 set, -1 none
+	err   error   // the first refusal
+}
+
+// check notes a refusal if the routes from src to dst and to dst alone
+// differ. It is safe for concurrent use.
+func (p *policyCheck) check(src, dst netip.Addr) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	f := famOf(dst)
+	if p.err != nil || !src.IsValid() || dst.IsLoopback() {
+		return
+	}
+	if p.rules[f] == 0 {
+		p.rules[f] = -1
+		if set, err := p.sys.policyRules(dst.Is6()); err != nil || set {
+			p.rules[f] = 1
+		}
+	}
+	if p.rules[f] < 0 {
+		return
+	}
+	ifFrom, gwFrom, err1 := p.sys.route(src, dst)
+	ifTo, gwTo, err2 := p.sys.route(netip.Addr{}, dst)
+	if err1 != nil || err2 != nil || ifFrom == ifTo && gwFrom == gwTo {
+		return // no route either way: the send will say
+	}
+	p.err = &failure{fmt.Errorf("source %v: this host's routing rules send its packets to %v %s, but synprobe's raw sockets route by the destination alone, %s: its probes would leave the wrong way and their answers read as filtered; give %v the same route from every source (ip rule), or another source",
+		src, dst, via(ifFrom, gwFrom), via(ifTo, gwTo), dst)}
+}
+
+// via describes a route: its interface and router.
+func via(ifindex int, gw netip.Addr) string {
+	name := fmt.Sprintf("interface %d", ifindex)
+	if ifi, err := net.InterfaceByIndex(ifindex); err == nil {
+		name = ifi.Name
+	}
+	if gw.IsValid() {
+		return fmt.Sprintf("through %s via %v", name, gw)
+	}
+	return "through " + name
 }

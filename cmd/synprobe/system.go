@@ -44,6 +44,15 @@ func (*system) nextHop(dst netip.Addr) (netip.Addr, error) {
 	return gw, err
 }
 
+func (*system) policyRules(v6 bool) (bool, error) { return rawsock.PolicyRules(v6) }
+
+func (*system) route(src, dst netip.Addr) (int, netip.Addr, error) {
+	if !src.IsValid() {
+		return rawsock.RouteTo(dst)
+	}
+	return rawsock.RouteFrom(src, dst)
+}
+
 func (*system) listen(cfg rawsock.Config) (conn, error) { return rawsock.Listen(cfg) }
 
 func (*system) cleanup() ([]string, error) { return rstguard.CleanupTables() }

@@ -597,3 +597,63 @@ func TestIntegrationSecondarySource(t *testing.T) {
 		t.Errorf("%d SYNs captured; want 2", len(pkts))
 	}
 }
+
+// TestIntegrationSourcePolicyRoute: this host's rules route packets from
+// a secondary address through the lab's target (ip rule from ADDR lookup
+// 100), its main table another way, to a dead end. The kernel's own
+// connection from that address reaches the port; synprobe's raw sockets
+// route by the destination alone, so its probes went the main table's
+// way and read as filtered. Ping and scan from that source now refuse
+// with one line (exit 3), and nothing leaves towards the dead end.
+func TestIntegrationSourcePolicyRoute(t *testing.T) {
+	l := netlab.New(t)
+	b := l.ProberV4.As4()
+	b[3] = 5
+	second := netip.AddrFrom4(b)
+	far := netip.MustParseAddr("198.18.253.2")
+	for _, args := range [][]string{
+		{"addr", "add", second.String() + "/24", "dev", l.ProberIf},
+		{"link", "add", "spv0", "type", "veth", "peer", "name", "spv1"}, // gone with the namespace
+		{"link", "set", "spv0", "up"},
+		{"link", "set", "spv1", "up"},
+		{"addr", "add", "198.18.254.1/24", "dev", "spv0"},
+		{"route", "add", "198.18.253.0/24", "dev", "spv0"},
+		{"route", "add", "198.18.253.0/24", "via", l.TargetV4.String(), "dev", l.ProberIf, "table", "100"},
+		{"rule", "add", "from", second.String(), "lookup", "100"},
+	} {
+		l.Run(t, l.Prober, "ip", args...)
+	}
+	l.Run(t, l.Target, "ip", "addr", "add", far.String()+"/32", "dev", "lo")
+	ln := l.Listen(t, l.Target, "tcp", netip.AddrPortFrom(far, netlab.PortOpen).String())
+	netlab.Serve(ln, func(c net.Conn) { c.Close() })
+	target := netip.AddrPortFrom(far, netlab.PortOpen)
+
+	// The witness: the kernel's own connection from that source.
+	var dialErr error
+	l.InNS(l.Prober, func() error {
+		d := net.Dialer{Timeout: 3 * time.Second, LocalAddr: &net.TCPAddr{IP: second.AsSlice()}}
+		c, err := d.Dial("tcp4", target.String())
+		if err == nil {
+			c.Close()
+		}
+		dialErr = err
+		return nil
+	})
+	if dialErr != nil {
+		t.Fatalf("the kernel's own connection from %v to %v: %v", second, target, dialErr)
+	}
+	capt := l.StartCapture(t, l.Prober, "spv0", "tcp")
+	for _, args := range [][]string{{"-c", "1", "-w", "0.5", "-S", second.String(), target.String()}, {"scan", "-w", "0.5", "-S", second.String(), target.String()}} {
+		run := runIn(t, l, l.Prober, args...)
+		if run.code != exitFailure || strings.Count(run.stderr, "\n") != 1 || !strings.Contains(run.stderr, "this host's routing rules send its packets to "+far.String()+" through "+l.ProberIf) {
+			t.Errorf("synprobe %s: exit %d, stdout %q, stderr %q; want %d and one line", strings.Join(args, " "), run.code, run.stdout, run.stderr, exitFailure)
+		}
+	}
+	pkts, err := capt.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pkts) != 0 {
+		t.Errorf("%d packets left towards the dead end", len(pkts))
+	}
+}
