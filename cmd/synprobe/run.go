@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -47,9 +48,6 @@ type network interface {
 	lookup(ctx context.Context, network, host string) ([]netip.Addr, error)
 	source(dst netip.Addr, iface string) (netip.Addr, error)
 	listen(cfg rawsock.Config) (conn, error)
-	// nextHop returns the router the route to dst goes through, none
-	// if dst is on the link.
-	nextHop(dst netip.Addr) (netip.Addr, error)
 	// policyRules reports whether routing rules beyond the kernel's
 	// defaults are set; route returns the interface and router of the
 	// route to dst from src (none: the destination's alone).
@@ -261,8 +259,8 @@ func probeAll(ctx context.Context, o *options, stdout, stderr io.Writer, sys net
 		scope.check(t.Src, t.Addr)
 		policy.check(t.Src, t.Addr)
 	}
-	if policy.err != nil {
-		return 0, policy.err
+	if err := cmp.Or(scope.err, policy.err); err != nil {
+		return 0, err
 	}
 	scope.warn(stderr)
 	if err := checkFINPort(o, len(targets)); err != nil {

@@ -261,8 +261,6 @@ func (f *fakeSystem) source(dst netip.Addr, iface string) (netip.Addr, error) {
 	return netip.MustParseAddr("2001:db8::1"), nil
 }
 
-func (f *fakeSystem) nextHop(netip.Addr) (netip.Addr, error) { return netip.Addr{}, nil }
-
 func (f *fakeSystem) policyRules(bool) (bool, error) { return false, nil }
 
 func (f *fakeSystem) route(netip.Addr, netip.Addr) (int, netip.Addr, error) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -114,8 +115,8 @@ func runScan(ctx context.Context, o *options, set *scan.Set, expecting bool, std
 		return 0, err
 	}
 	defer prep.Close()
-	if policy.err != nil {
-		return 0, policy.err
+	if err := cmp.Or(scope.err, policy.err); err != nil {
+		return 0, err
 	}
 	scope.warn(stderr)
 	if err := endSetup(o, sys, nil, stderr); err != nil {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 )
 
@@ -20,6 +21,34 @@ type scopeCheck struct {
 	mu      sync.Mutex
 	routers map[netip.Addr]*scopeNote // by next hop
 	order   []netip.Addr
+	links   map[int][]netip.Addr // the addresses of interfaces, by index
+	err     error                // a refusal (a link-local source of another interface)
+}
+
+// onLink reports whether a is an address of interface ifindex (or the
+// interface cannot be read).
+func (s *scopeCheck) onLink(a netip.Addr, ifindex int) bool {
+	addrs, ok := s.links[ifindex]
+	if !ok {
+		ifi, err := net.InterfaceByIndex(ifindex)
+		if err != nil {
+			return true
+		}
+		ias, err := ifi.Addrs()
+		if err != nil {
+			return true
+		}
+		for _, ia := range ias {
+			if p, err := netip.ParsePrefix(ia.String()); err == nil {
+				addrs = append(addrs, p.Addr().WithZone(""))
+			}
+		}
+		if s.links == nil {
+			s.links = map[int][]netip.Addr{}
+		}
+		s.links[ifindex] = addrs
+	}
+	return slices.Contains(addrs, a)
 }
 
 type scopeNote struct {
@@ -28,17 +57,26 @@ type scopeNote struct {
 }
 
 // check notes dst if src is link-local and the route to dst goes
-// through a router. It is safe for concurrent use.
+// through a router, and refuses src (err) if it is another interface's
+// than the route's: the answers would go to that address on the route's
+// link, where nothing has it (the kernel's own connection fails with
+// ENETUNREACH). It is safe for concurrent use.
 func (s *scopeCheck) check(src, dst netip.Addr) {
 	if !src.Is6() || !src.IsLinkLocalUnicast() || dst.IsLinkLocalUnicast() || dst.IsLoopback() {
 		return
 	}
-	gw, err := s.sys.nextHop(dst)
-	if err != nil || !gw.IsValid() {
-		return // on the link, or no route: the send will say
+	ifindex, gw, err := s.sys.route(netip.Addr{}, dst)
+	if err != nil {
+		return // no route: the send will say
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.err == nil && !s.onLink(src.WithZone(""), ifindex) {
+		s.err = &failure{fmt.Errorf("source %v is link-local to another interface than the route to %v takes (%s): the answers would go to it on that link, where nothing has it; give the source of that interface, or leave -S out", src.WithZone(""), dst, via(ifindex, gw))}
+	}
+	if !gw.IsValid() {
+		return // on the link
+	}
 	if n := s.routers[gw]; n != nil {
 		n.more++
 		return

@@ -39,11 +39,6 @@ func (s *system) source(dst netip.Addr, iface string) (netip.Addr, error) {
 	return f.Source(dst)
 }
 
-func (*system) nextHop(dst netip.Addr) (netip.Addr, error) {
-	_, gw, err := rawsock.RouteTo(dst)
-	return gw, err
-}
-
 func (*system) policyRules(v6 bool) (bool, error) { return rawsock.PolicyRules(v6) }
 
 func (*system) route(src, dst netip.Addr) (int, netip.Addr, error) {

@@ -561,6 +561,38 @@ func TestIntegrationLinkLocalSource(t *testing.T) {
 			t.Errorf("synprobe %s: exit %d, stderr %q, %d open from %v; want 0 and one", strings.Join(args, " "), run.code, run.stderr, open, ll)
 		}
 	}
+
+	// Another interface's link-local address: the answers would go to
+	// it on out0's link, where nothing has it (the kernel's own
+	// connection: ENETUNREACH). Refused, and nothing leaves.
+	l.Run(t, l.Prober, "ip", "link", "add", "spv0", "type", "veth", "peer", "name", "spv1") // gone with the namespace
+	l.Run(t, l.Prober, "ip", "link", "set", "spv0", "up")
+	l.Run(t, l.Prober, "ip", "link", "set", "spv1", "up")
+	var other netip.Addr
+	for range 50 { // the kernel gives the address once the link is up
+		for _, f := range strings.Fields(l.Run(t, l.Prober, "ip", "-6", "-o", "addr", "show", "dev", "spv0", "scope", "link")) {
+			if p, err := netip.ParsePrefix(f); err == nil && p.Addr().IsLinkLocalUnicast() {
+				other = p.Addr()
+			}
+		}
+		if other.IsValid() {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !other.IsValid() {
+		t.Fatal("spv0 has no link-local address")
+	}
+	capt := l.StartCapture(t, l.Prober, l.ProberIf, "ip6 and tcp")
+	for _, args := range [][]string{{"-c", "1", "-S", other.String(), onLink}, {"scan", "-S", other.String(), onLink}} {
+		run := runIn(t, l, l.Prober, args...)
+		if run.code != exitFailure || strings.Count(run.stderr, "\n") != 1 || !strings.Contains(run.stderr, "is link-local to another interface than the route to") {
+			t.Errorf("synprobe %s: exit %d, stdout %q, stderr %q; want %d and one line", strings.Join(args, " "), run.code, run.stdout, run.stderr, exitFailure)
+		}
+	}
+	if pkts, err := capt.Stop(); err != nil || len(pkts) != 0 {
+		t.Errorf("%d packets left from another interface's address (%v)", len(pkts), err)
+	}
 }
 
 // TestIntegrationSecondarySource: -S with an interface's secondary
