@@ -201,13 +201,7 @@ func TestIntegrationRunOnClient(t *testing.T) {
 	})
 	// The scan sends through the client's sockets: the kernel's list of
 	// raw sockets in the prober's namespace is the same during the scan.
-	rawSockets := func() int {
-		n := 0
-		for _, f := range []string{"/proc/net/raw", "/proc/net/raw6"} {
-			n += strings.Count(strings.TrimSpace(l.Run(t, l.Prober, "cat", f)), "\n") // less the header
-		}
-		return n
-	}
+	rawSockets := func() int { return rawSocketCount(t, l) }
 	before, during := rawSockets(), -1
 	// A kernel that cannot take an id per packet (before Linux 6.13)
 	// numbers a socket's stamps itself: there the scan opens its own.
@@ -405,6 +399,16 @@ func probeBeside(ctx context.Context, cl *probe.Client, n int, dst func(i int) n
 	}
 }
 
+// rawSocketCount returns how many raw sockets the kernel lists in the
+// lab prober's namespace.
+func rawSocketCount(t *testing.T, l *netlab.Lab) int {
+	n := 0
+	for _, f := range []string{"/proc/net/raw", "/proc/net/raw6"} {
+		n += strings.Count(strings.TrimSpace(l.Run(t, l.Prober, "cat", f)), "\n") // less the header
+	}
+	return n
+}
+
 // scanLab returns a lab whose target has listeners on labOpen..+9 and a
 // firewall that drops labDropped..+9 and rejects labRejected..+9, both
 // families, and a client opened (with its own sockets) in its prober
@@ -497,13 +501,7 @@ func TestIntegrationRunRingSendOnlyClient(t *testing.T) {
 		t.Errorf("a small scan on a send-only client: %v; want an error", err)
 	}
 	set := newSet("1-16384")
-	rawSockets := func() int {
-		n := 0
-		for _, f := range []string{"/proc/net/raw", "/proc/net/raw6"} {
-			n += strings.Count(strings.TrimSpace(l.Run(t, l.Prober, "cat", f)), "\n") // less the header
-		}
-		return n
-	}
+	rawSockets := func() int { return rawSocketCount(t, l) }
 	before, during := rawSockets(), -1
 	first := make(chan struct{})
 	measured := make(chan struct{})
