@@ -54,17 +54,28 @@ func DirectPath(prefixes []netip.Prefix, ifindex int) (NextHop, error) {
 	return directPath(prefixes, ifindex)
 }
 
-// RouteFrom is RouteTo for a packet from src: the route that the
-// kernel's own sockets bound to src take. Policy routing rules (ip rule
-// from src) can make it another than RouteTo's, which the raw sockets'
-// packets take: they are routed by their destination alone.
-func RouteFrom(src, dst netip.Addr) (ifindex int, gw netip.Addr, err error) {
-	return routeFrom(src, dst)
+// Route is the route the kernel takes for a packet: its interface, its
+// router (none on the link) and the routing table it came from.
+type Route struct {
+	Ifindex int
+	Gateway netip.Addr
+	Table   uint32
+}
+
+// LookupRoute returns the route the kernel takes for a packet to dst
+// from src (none: by the destination alone, as the raw sockets' packets
+// are routed), out of interface ifindex (0: any; a socket bound to an
+// interface), in the calling thread's network namespace. Policy routing
+// rules (ip rule from SRC) can give a packet from src another route
+// than one routed by its destination alone.
+func LookupRoute(src, dst netip.Addr, ifindex int) (Route, error) {
+	return lookupRoute(src, dst, ifindex)
 }
 
 // PolicyRules reports whether routing rules other than the kernel's
 // defaults are set for a family (IPv6 when v6), in the calling thread's
-// network namespace: without them, RouteFrom and RouteTo agree.
+// network namespace: without them, a packet's source does not change its
+// route (LookupRoute).
 func PolicyRules(v6 bool) (bool, error) { return policyRules(v6) }
 
 // RoutePrefixes returns the destination prefixes of the routes of every

@@ -31,14 +31,14 @@ func routeTo(dst netip.Addr) (ifindex int, gw netip.Addr, err error) {
 	return routeOn(c, dst)
 }
 
-// routeFrom is RouteFrom on Linux.
-func routeFrom(src, dst netip.Addr) (ifindex int, gw netip.Addr, err error) {
+// lookupRoute is LookupRoute on Linux.
+func lookupRoute(src, dst netip.Addr, ifindex int) (Route, error) {
 	c, err := nl.Dial(unix.NETLINK_ROUTE, nil)
 	if err != nil {
-		return 0, gw, err
+		return Route{}, err
 	}
 	defer c.Close()
-	return routeFromOn(c, src.Unmap(), dst)
+	return lookupOn(c, src.Unmap(), dst, ifindex)
 }
 
 // policyRules is PolicyRules on Linux.
@@ -54,21 +54,24 @@ func policyRules(v6 bool) (bool, error) {
 // routeOn is RouteTo on an rtnetlink socket, the messages encoded and
 // decoded by github.com/jsimonetti/rtnetlink/v2.
 func routeOn(c *netlink.Conn, dst netip.Addr) (ifindex int, gw netip.Addr, err error) {
-	return routeFromOn(c, netip.Addr{}, dst)
+	r, err := lookupOn(c, netip.Addr{}, dst, 0)
+	return r.Ifindex, r.Gateway, err
 }
 
-// routeFromOn is routeOn for a packet from src (none: the destination
-// alone).
-func routeFromOn(c *netlink.Conn, src, dst netip.Addr) (ifindex int, gw netip.Addr, err error) {
+// lookupOn is LookupRoute on an rtnetlink socket.
+func lookupOn(c *netlink.Conn, src, dst netip.Addr, ifindex int) (Route, error) {
 	dst = dst.Unmap()
 	if !dst.IsValid() {
-		return 0, gw, errors.New("rawsock: no destination address")
+		return Route{}, errors.New("rawsock: no destination address")
 	}
 	family := uint8(unix.AF_INET)
 	if dst.Is6() {
 		family = unix.AF_INET6
 	}
-	req := rtnetlink.RouteMessage{Family: family, DstLength: uint8(dst.BitLen()), Attributes: rtnetlink.RouteAttributes{Dst: dst.AsSlice()}}
+	// RTM_F_LOOKUP_TABLE: the answer names the table the route came
+	// from (IPv4 names main otherwise).
+	req := rtnetlink.RouteMessage{Family: family, DstLength: uint8(dst.BitLen()), Flags: unix.RTM_F_LOOKUP_TABLE,
+		Attributes: rtnetlink.RouteAttributes{Dst: dst.AsSlice(), OutIface: uint32(ifindex)}}
 	var m encoding.BinaryMarshaler = &req
 	if src.IsValid() && src.Is6() == dst.Is6() {
 		req.SrcLength = uint8(src.BitLen())
@@ -76,7 +79,7 @@ func routeFromOn(c *netlink.Conn, src, dst netip.Addr) (ifindex int, gw netip.Ad
 	}
 	msgs, err := rtExecute(c, unix.RTM_GETROUTE, netlink.Request, m)
 	if err != nil {
-		return 0, gw, fmt.Errorf("rawsock: route to %v: %w", dst, os.NewSyscallError("RTM_GETROUTE", nl.KernelErrno(err)))
+		return Route{}, fmt.Errorf("rawsock: route to %v: %w", dst, os.NewSyscallError("RTM_GETROUTE", nl.KernelErrno(err)))
 	}
 	for _, m := range msgs {
 		if m.Header.Type != unix.RTM_NEWROUTE {
@@ -84,14 +87,18 @@ func routeFromOn(c *netlink.Conn, src, dst netip.Addr) (ifindex int, gw netip.Ad
 		}
 		var r rtnetlink.RouteMessage
 		if err := r.UnmarshalBinary(m.Data); err != nil {
-			return 0, gw, fmt.Errorf("rawsock: route to %v: %w", dst, err)
+			return Route{}, fmt.Errorf("rawsock: route to %v: %w", dst, err)
+		}
+		out := Route{Ifindex: int(r.Attributes.OutIface), Table: uint32(r.Table)}
+		if r.Attributes.Table != 0 {
+			out.Table = r.Attributes.Table
 		}
 		if g, ok := netip.AddrFromSlice(r.Attributes.Gateway); ok {
-			gw = g.Unmap()
+			out.Gateway = g.Unmap()
 		}
-		return int(r.Attributes.OutIface), gw, nil
+		return out, nil
 	}
-	return 0, gw, fmt.Errorf("rawsock: no route to %v", dst)
+	return Route{}, fmt.Errorf("rawsock: no route to %v", dst)
 }
 
 // routePrefixes is RoutePrefixes on Linux: a dump of the family's routes.

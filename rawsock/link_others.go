@@ -14,10 +14,8 @@ func neighbor(int, netip.Addr) (net.HardwareAddr, bool, error) { return nil, fal
 func directPath([]netip.Prefix, int) (NextHop, error)          { return NextHop{}, errNotImplemented }
 func localBroadcasts() (map[netip.Addr]string, error)          { return nil, errNotImplemented }
 func routePrefixes(bool) ([]netip.Prefix, error)               { return nil, errNotImplemented }
-func routeFrom(netip.Addr, netip.Addr) (int, netip.Addr, error) {
-	return 0, netip.Addr{}, errNotImplemented
-}
-func policyRules(bool) (bool, error)                       { return false, errNotImplemented }
-func newPacketSender(NextHop, bool) (*PacketSender, error) { return nil, errNotImplemented }
-func (*PacketSender) sendBatch(b *Batch) (int, error)      { b.Reset(); return 0, errNotImplemented }
-func (*PacketSender) close() error                         { return nil }
+func lookupRoute(netip.Addr, netip.Addr, int) (Route, error)   { return Route{}, errNotImplemented }
+func policyRules(bool) (bool, error)                           { return false, errNotImplemented }
+func newPacketSender(NextHop, bool) (*PacketSender, error)     { return nil, errNotImplemented }
+func (*PacketSender) sendBatch(b *Batch) (int, error)          { b.Reset(); return 0, errNotImplemented }
+func (*PacketSender) close() error                             { return nil }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -161,6 +162,17 @@ func runListener(ctx context.Context, args []string, stdout, stderr io.Writer) (
 	}
 	if err := checkInterface(o.iface, netip.PrefixFrom(dst.Addr(), dst.Addr().BitLen())); err != nil {
 		return 0, err
+	}
+	// The routes' source, checked as ping's.
+	sys := &system{}
+	if src, err := sys.source(dst.Addr(), o.iface); err == nil {
+		scope, policy := newSourceChecks(sys, o.iface)
+		scope.check(src, dst.Addr())
+		policy.check(src, dst.Addr())
+		if err := cmp.Or(scope.err, policy.err); err != nil {
+			return 0, err
+		}
+		scope.warn(stderr)
 	}
 	drop, err := cli.PlanCaller(os.Getuid(), o.user, o.keepRoot, os.Getenv, cli.LookupAccount)
 	if err != nil {

@@ -49,10 +49,10 @@ type network interface {
 	source(dst netip.Addr, iface string) (netip.Addr, error)
 	listen(cfg rawsock.Config) (conn, error)
 	// policyRules reports whether routing rules beyond the kernel's
-	// defaults are set; route returns the interface and router of the
-	// route to dst from src (none: the destination's alone).
+	// defaults are set; route returns the route to dst from src (none:
+	// by the destination alone) out of interface ifindex (0: any).
 	policyRules(v6 bool) (bool, error)
-	route(src, dst netip.Addr) (ifindex int, gw netip.Addr, err error)
+	route(src, dst netip.Addr, ifindex int) (rawsock.Route, error)
 	// client opens a ping's or a scan's client: its ports, sockets and
 	// RST guard.
 	client(cfg *probe.ClientConfig) (pingClient, error)
@@ -254,7 +254,7 @@ func probeAll(ctx context.Context, o *options, stdout, stderr io.Writer, sys net
 	if err != nil {
 		return 0, err
 	}
-	scope, policy := &scopeCheck{sys: sys}, &policyCheck{sys: sys}
+	scope, policy := newSourceChecks(sys, o.iface)
 	for _, t := range targets {
 		scope.check(t.Src, t.Addr)
 		policy.check(t.Src, t.Addr)

@@ -263,8 +263,8 @@ func (f *fakeSystem) source(dst netip.Addr, iface string) (netip.Addr, error) {
 
 func (f *fakeSystem) policyRules(bool) (bool, error) { return false, nil }
 
-func (f *fakeSystem) route(netip.Addr, netip.Addr) (int, netip.Addr, error) {
-	return 0, netip.Addr{}, errors.New("fake: no routes")
+func (f *fakeSystem) route(netip.Addr, netip.Addr, int) (rawsock.Route, error) {
+	return rawsock.Route{}, errors.New("fake: no routes")
 }
 
 func (f *fakeSystem) portRange() (uint16, uint16, error) {

@@ -51,7 +51,7 @@ func runScan(ctx context.Context, o *options, set *scan.Set, expecting bool, std
 	// The first source that fails, if it fails for bad input (-S), is
 	// the run's error (scan.SourcesFor, in Prepare, goes on without it).
 	var srcErr error
-	scope, policy := &scopeCheck{sys: sys}, &policyCheck{sys: sys}
+	scope, policy := newSourceChecks(sys, o.iface)
 	ccfg := &probe.ClientConfig{
 		Interface: o.iface,
 		Ports:     plan.max, MinPorts: plan.min,

@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+
+	"github.com/synprobe/synprobe/rawsock"
 )
 
 // scopeCheck notes the targets that a link-local IPv6 source reaches only
@@ -16,7 +18,8 @@ import (
 // does answer for its own addresses: those targets are probed, and the
 // run warns that the others will read as filtered, and why.
 type scopeCheck struct {
-	sys network
+	sys     network
+	ifindex int // -I's, or 0
 
 	mu      sync.Mutex
 	routers map[netip.Addr]*scopeNote // by next hop
@@ -65,14 +68,15 @@ func (s *scopeCheck) check(src, dst netip.Addr) {
 	if !src.Is6() || !src.IsLinkLocalUnicast() || dst.IsLinkLocalUnicast() || dst.IsLoopback() {
 		return
 	}
-	ifindex, gw, err := s.sys.route(netip.Addr{}, dst)
+	r, err := s.sys.route(netip.Addr{}, dst, s.ifindex)
 	if err != nil {
 		return // no route: the send will say
 	}
+	gw := r.Gateway
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.err == nil && !s.onLink(src.WithZone(""), ifindex) {
-		s.err = &failure{fmt.Errorf("source %v is link-local to another interface than the route to %v takes (%s): the answers would go to it on that link, where nothing has it; give the source of that interface, or leave -S out", src.WithZone(""), dst, via(ifindex, gw))}
+	if s.err == nil && !s.onLink(src.WithZone(""), r.Ifindex) {
+		s.err = &failure{fmt.Errorf("source %v is link-local to another interface than the route to %v takes (%s): the answers would go to it on that link, where nothing has it; give the source of that interface, or leave -S out", src.WithZone(""), dst, via(r))}
 	}
 	if !gw.IsValid() {
 		return // on the link
@@ -110,7 +114,8 @@ func (s *scopeCheck) warn(w io.Writer) {
 // that path does not serve, read as filtered. Without rules beyond the
 // kernel's defaults, nothing is looked up.
 type policyCheck struct {
-	sys network
+	sys     network
+	ifindex int // -I's, or 0
 
 	mu    sync.Mutex
 	rules [2]int8 // per family: 0 not read yet, 1 set, -1 none
@@ -135,23 +140,35 @@ func (p *policyCheck) check(src, dst netip.Addr) {
 	if p.rules[f] < 0 {
 		return
 	}
-	ifFrom, gwFrom, err1 := p.sys.route(src, dst)
-	ifTo, gwTo, err2 := p.sys.route(netip.Addr{}, dst)
-	if err1 != nil || err2 != nil || ifFrom == ifTo && gwFrom == gwTo {
+	from, err1 := p.sys.route(src, dst, p.ifindex)
+	to, err2 := p.sys.route(netip.Addr{}, dst, p.ifindex)
+	// Another table (a rule chose it) and another way: a multipath
+	// route's hash alone may pick another of its next hops.
+	if err1 != nil || err2 != nil || from.Table == to.Table || from.Ifindex == to.Ifindex && from.Gateway == to.Gateway {
 		return // no route either way: the send will say
 	}
 	p.err = &failure{fmt.Errorf("source %v: this host's routing rules send its packets to %v %s, but synprobe's raw sockets route by the destination alone, %s: its probes would leave the wrong way and their answers read as filtered; give %v the same route from every source (ip rule), or another source",
-		src, dst, via(ifFrom, gwFrom), via(ifTo, gwTo), dst)}
+		src, dst, via(from), via(to), dst)}
+}
+
+// newSourceChecks returns the checks of a run's sources, for sockets
+// bound to interface iface ("": none).
+func newSourceChecks(sys network, iface string) (*scopeCheck, *policyCheck) {
+	ifindex := 0
+	if ifi, err := net.InterfaceByName(iface); iface != "" && err == nil {
+		ifindex = ifi.Index
+	}
+	return &scopeCheck{sys: sys, ifindex: ifindex}, &policyCheck{sys: sys, ifindex: ifindex}
 }
 
 // via describes a route: its interface and router.
-func via(ifindex int, gw netip.Addr) string {
-	name := fmt.Sprintf("interface %d", ifindex)
-	if ifi, err := net.InterfaceByIndex(ifindex); err == nil {
+func via(r rawsock.Route) string {
+	name := fmt.Sprintf("interface %d", r.Ifindex)
+	if ifi, err := net.InterfaceByIndex(r.Ifindex); err == nil {
 		name = ifi.Name
 	}
-	if gw.IsValid() {
-		return fmt.Sprintf("through %s via %v", name, gw)
+	if r.Gateway.IsValid() {
+		return fmt.Sprintf("through %s via %v", name, r.Gateway)
 	}
 	return "through " + name
 }

@@ -41,11 +41,8 @@ func (s *system) source(dst netip.Addr, iface string) (netip.Addr, error) {
 
 func (*system) policyRules(v6 bool) (bool, error) { return rawsock.PolicyRules(v6) }
 
-func (*system) route(src, dst netip.Addr) (int, netip.Addr, error) {
-	if !src.IsValid() {
-		return rawsock.RouteTo(dst)
-	}
-	return rawsock.RouteFrom(src, dst)
+func (*system) route(src, dst netip.Addr, ifindex int) (rawsock.Route, error) {
+	return rawsock.LookupRoute(src, dst, ifindex)
 }
 
 func (*system) listen(cfg rawsock.Config) (conn, error) { return rawsock.Listen(cfg) }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -205,6 +206,20 @@ func traceMain(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	src = co.source // a link-local source's zone checked, and gone
 	if err == nil && src.IsValid() {
 		_, err = sourceFor(co, dst.Addr(), sys)
+	}
+	if err == nil {
+		// The source's checks, as ping's: the routes' source when -S
+		// is not given.
+		from := src
+		if !from.IsValid() {
+			from, _ = sys.source(dst.Addr(), o.iface)
+		}
+		scope, policy := newSourceChecks(sys, o.iface)
+		scope.check(from, dst.Addr())
+		policy.check(from, dst.Addr())
+		if err = cmp.Or(scope.err, policy.err); err == nil {
+			scope.warn(stderr)
+		}
 	}
 	if err != nil {
 		return traceFailed(stderr, err)

@@ -688,4 +688,30 @@ func TestIntegrationSourcePolicyRoute(t *testing.T) {
 	if len(pkts) != 0 {
 		t.Errorf("%d packets left towards the dead end", len(pkts))
 	}
+
+	// Not refused where the probes go the rules' way after all: bound
+	// to the interface the rules take (-I), whose main-table route
+	// there goes the same way; and a source no rule selects, whose
+	// route is a multipath one (the two lookups' hashes may pick other
+	// next hops of one route: the same table).
+	l.Run(t, l.Prober, "ip", "route", "add", "198.18.253.0/24", "via", l.TargetV4.String(), "dev", l.ProberIf, "metric", "200")
+	b[3] = 3
+	second2 := netip.AddrFrom4(b)
+	l.Run(t, l.Target, "ip", "addr", "add", second2.String()+"/24", "dev", l.TargetIf)
+	far2 := netip.MustParseAddr("198.18.252.2")
+	l.Run(t, l.Target, "ip", "addr", "add", far2.String()+"/32", "dev", "lo")
+	ln2 := l.Listen(t, l.Target, "tcp", netip.AddrPortFrom(far2, netlab.PortOpen).String())
+	netlab.Serve(ln2, func(c net.Conn) { c.Close() })
+	l.Run(t, l.Prober, "ip", "route", "add", "198.18.252.0/24", "nexthop", "via", l.TargetV4.String(), "nexthop", "via", second2.String())
+	for _, args := range [][]string{
+		{"--json", "-c", "1", "-w", "1", "-I", l.ProberIf, "-S", second.String(), target.String()},
+		{"scan", "--json", "-w", "1", "-I", l.ProberIf, "-S", second.String(), target.String()},
+		{"--json", "-c", "1", "-w", "1", "-S", l.ProberV4.String(), netip.AddrPortFrom(far2, netlab.PortOpen).String()},
+		{"scan", "--json", "-w", "1", "-S", l.ProberV4.String(), netip.AddrPortFrom(far2, netlab.PortOpen).String()},
+	} {
+		run := runIn(t, l, l.Prober, args...)
+		if run.stderr != "" || len(run.lines) == 0 || run.lines[0]["state"] != "open" {
+			t.Errorf("synprobe %s: exit %d, first line %v, stderr %q; want open", strings.Join(args, " "), run.code, run.lines, run.stderr)
+		}
+	}
 }
