@@ -68,10 +68,13 @@ func lookupOn(c *netlink.Conn, src, dst netip.Addr, ifindex int) (Route, error) 
 	if dst.Is6() {
 		family = unix.AF_INET6
 	}
-	// RTM_F_LOOKUP_TABLE: the answer names the table the route came
-	// from (IPv4 names main otherwise).
-	req := rtnetlink.RouteMessage{Family: family, DstLength: uint8(dst.BitLen()), Flags: unix.RTM_F_LOOKUP_TABLE,
-		Attributes: rtnetlink.RouteAttributes{Dst: dst.AsSlice(), OutIface: uint32(ifindex)}}
+	req := rtnetlink.RouteMessage{Family: family, DstLength: uint8(dst.BitLen()), Attributes: rtnetlink.RouteAttributes{Dst: dst.AsSlice(), OutIface: uint32(ifindex)}}
+	if dst.Is4() {
+		// The answer names the table the route came from (else
+		// main). IPv6 names it always, and a strict socket's IPv6
+		// request with the flag is refused (EINVAL).
+		req.Flags = unix.RTM_F_LOOKUP_TABLE
+	}
 	var m encoding.BinaryMarshaler = &req
 	if src.IsValid() && src.Is6() == dst.Is6() {
 		req.SrcLength = uint8(src.BitLen())
