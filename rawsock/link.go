@@ -3,6 +3,7 @@ package rawsock
 import (
 	"net"
 	"net/netip"
+	"sync"
 )
 
 // NextHop is where the packets to a destination leave this host.
@@ -71,6 +72,28 @@ type Route struct {
 func LookupRoute(src, dst netip.Addr, ifindex int) (Route, error) {
 	return lookupRoute(src, dst, ifindex)
 }
+
+// RouteLookups looks routes up as LookupRoute does, on one rtnetlink
+// socket opened in the network namespace of the thread that called
+// NewRouteLookups: a socket per lookup costs some 150 µs more. It is safe
+// for concurrent use.
+type RouteLookups struct {
+	mu  sync.Mutex
+	sys routeLookupsSys
+}
+
+// NewRouteLookups opens the socket.
+func NewRouteLookups() (*RouteLookups, error) { return newRouteLookups() }
+
+// Lookup is LookupRoute on the socket.
+func (r *RouteLookups) Lookup(src, dst netip.Addr, ifindex int) (Route, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lookup(src, dst, ifindex)
+}
+
+// Close closes the socket.
+func (r *RouteLookups) Close() error { return r.close() }
 
 // PolicyRules reports whether routing rules other than the kernel's
 // defaults are set for a family (IPv6 when v6), in the calling thread's

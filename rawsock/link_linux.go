@@ -41,6 +41,35 @@ func lookupRoute(src, dst netip.Addr, ifindex int) (Route, error) {
 	return lookupOn(c, src.Unmap(), dst, ifindex)
 }
 
+// routeLookupsSys is a RouteLookups' socket.
+type routeLookupsSys struct{ c *netlink.Conn }
+
+func newRouteLookups() (*RouteLookups, error) {
+	c, err := nl.Dial(unix.NETLINK_ROUTE, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &RouteLookups{sys: routeLookupsSys{c}}, nil
+}
+
+func (r *RouteLookups) lookup(src, dst netip.Addr, ifindex int) (Route, error) {
+	if r.sys.c == nil {
+		return Route{}, errors.New("rawsock: route lookups closed")
+	}
+	return lookupOn(r.sys.c, src.Unmap(), dst, ifindex)
+}
+
+func (r *RouteLookups) close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.sys.c == nil {
+		return nil
+	}
+	err := r.sys.c.Close()
+	r.sys.c = nil
+	return err
+}
+
 // policyRules is PolicyRules on Linux.
 func policyRules(v6 bool) (bool, error) {
 	c, err := nl.Dial(unix.NETLINK_ROUTE, &netlink.Config{Strict: true})

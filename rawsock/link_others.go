@@ -19,3 +19,11 @@ func policyRules(bool) (bool, error)                           { return false, e
 func newPacketSender(NextHop, bool) (*PacketSender, error)     { return nil, errNotImplemented }
 func (*PacketSender) sendBatch(b *Batch) (int, error)          { b.Reset(); return 0, errNotImplemented }
 func (*PacketSender) close() error                             { return nil }
+
+type routeLookupsSys struct{}
+
+func newRouteLookups() (*RouteLookups, error) { return nil, errNotImplemented }
+func (*RouteLookups) lookup(netip.Addr, netip.Addr, int) (Route, error) {
+	return Route{}, errNotImplemented
+}
+func (*RouteLookups) close() error { return nil }

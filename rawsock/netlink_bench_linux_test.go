@@ -81,3 +81,24 @@ func BenchmarkLocalBroadcasts(b *testing.B) {
 		return nil
 	})
 }
+
+// BenchmarkRouteLookups: LookupRoute on one socket (RouteLookups), as
+// the command line's source checks ask, against RouteTo's socket per
+// call (BenchmarkRouteTo).
+func BenchmarkRouteLookups(b *testing.B) {
+	lab, block := routedLab(b)
+	dst := block.Addr().Next()
+	lab.InProber(b, func(b *testing.B) error {
+		r, err := NewRouteLookups()
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		for b.Loop() {
+			if rt, err := r.Lookup(netip.Addr{}, dst, 0); err != nil || rt.Gateway != lab.TargetV4 {
+				return fmt.Errorf("Lookup = %+v, %v", rt, err)
+			}
+		}
+		return nil
+	})
+}

@@ -17,6 +17,7 @@ import (
 type system struct {
 	mu      sync.Mutex
 	finders map[string]*rawsock.SourceFinder // by interface
+	routes  *rawsock.RouteLookups            // one socket for the run's route lookups
 }
 
 func (*system) lookup(ctx context.Context, network, host string) ([]netip.Addr, error) {
@@ -41,8 +42,21 @@ func (s *system) source(dst netip.Addr, iface string) (netip.Addr, error) {
 
 func (*system) policyRules(v6 bool) (bool, error) { return rawsock.PolicyRules(v6) }
 
-func (*system) route(src, dst netip.Addr, ifindex int) (rawsock.Route, error) {
-	return rawsock.LookupRoute(src, dst, ifindex)
+// route asks the kernel through a socket kept for the run: a scan asks
+// once or twice per block where policy rules are set.
+func (s *system) route(src, dst netip.Addr, ifindex int) (rawsock.Route, error) {
+	s.mu.Lock()
+	if s.routes == nil {
+		r, err := rawsock.NewRouteLookups()
+		if err != nil {
+			s.mu.Unlock()
+			return rawsock.Route{}, err
+		}
+		s.routes = r
+	}
+	r := s.routes
+	s.mu.Unlock()
+	return r.Lookup(src, dst, ifindex)
 }
 
 func (*system) listen(cfg rawsock.Config) (conn, error) { return rawsock.Listen(cfg) }
