@@ -201,8 +201,7 @@ func TestIntegrationRunOnClient(t *testing.T) {
 	})
 	// The scan sends through the client's sockets: the kernel's list of
 	// raw sockets in the prober's namespace is the same during the scan.
-	rawSockets := func() int { return rawSocketCount(t, l) }
-	before, during := rawSockets(), -1
+	before := rawSocketCount(t, l)
 	// A kernel that cannot take an id per packet (before Linux 6.13)
 	// numbers a socket's stamps itself: there the scan opens its own.
 	var shares bool
@@ -216,13 +215,7 @@ func TestIntegrationRunOnClient(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	first := make(chan struct{})
-	measured := make(chan struct{})
-	go func() {
-		defer close(measured)
-		<-first
-		during = rawSockets() // the silent pairs keep the scan going
-	}()
+	first, duringScan := rawSocketsAt(t, l)
 	results := map[netip.AddrPort]probe.ScanResult{}
 	sum, err := scan.Run(ctx, cl, scan.Config{
 		Set:     set,
@@ -242,7 +235,7 @@ func TestIntegrationRunOnClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	<-measured
+	during := duringScan()
 	pkts, err := capt.Stop()
 	if err != nil {
 		t.Fatal(err)
@@ -409,6 +402,19 @@ func rawSocketCount(t *testing.T, l *netlab.Lab) int {
 	return n
 }
 
+// rawSocketsAt counts the lab prober's raw sockets once first is closed
+// (at a scan's first result: its silent pairs keep it going), in a
+// goroutine; during waits for the count.
+func rawSocketsAt(t *testing.T, l *netlab.Lab) (first chan struct{}, during func() int) {
+	first = make(chan struct{})
+	n := make(chan int, 1)
+	go func() {
+		<-first
+		n <- rawSocketCount(t, l)
+	}()
+	return first, func() int { return <-n }
+}
+
 // scanLab returns a lab whose target has listeners on labOpen..+9 and a
 // firewall that drops labDropped..+9 and rejects labRejected..+9, both
 // families, and a client opened (with its own sockets) in its prober
@@ -501,15 +507,8 @@ func TestIntegrationRunRingSendOnlyClient(t *testing.T) {
 		t.Errorf("a small scan on a send-only client: %v; want an error", err)
 	}
 	set := newSet("1-16384")
-	rawSockets := func() int { return rawSocketCount(t, l) }
-	before, during := rawSockets(), -1
-	first := make(chan struct{})
-	measured := make(chan struct{})
-	go func() {
-		defer close(measured)
-		<-first
-		during = rawSockets() // the silent pairs keep the scan going
-	}()
+	before := rawSocketCount(t, l)
+	first, duringScan := rawSocketsAt(t, l)
 	bad, results := 0, 0
 	sum, err := scan.Run(ctx, cl, scan.Config{
 		Set: set, Timeout: 500 * time.Millisecond,
@@ -532,7 +531,7 @@ func TestIntegrationRunRingSendOnlyClient(t *testing.T) {
 			}
 		},
 	})
-	<-measured
+	during := duringScan()
 	if err != nil {
 		t.Fatal(err)
 	}

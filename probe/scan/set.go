@@ -1196,27 +1196,16 @@ func sourcesSplit(set *Set, routes []netip.Prefix, src func(p netip.Prefix) neti
 			emit(p, end)
 			return
 		}
-		// The halves of a block have as many pairs each: its pairs go
-		// address by address.
+		// The halves of a block have as many pairs each (its pairs go
+		// address by address): the second begins at the middle pair.
 		mid := first + (end-first)/2
-		lo := netip.PrefixFrom(p.Addr(), p.Bits()+1)
-		hi := netip.PrefixFrom(lastAddr(lo).Next(), p.Bits()+1)
-		split(lo, first, mid)
-		split(hi, mid, end)
+		second, _, _ := set.Pair(mid)
+		split(netip.PrefixFrom(p.Addr(), p.Bits()+1), first, mid)
+		split(netip.PrefixFrom(second, p.Bits()+1), mid, end)
 	}
 	set.Blocks(func(p netip.Prefix, first, end uint64) bool {
 		split(p, first, end)
 		return true
 	})
 	return out
-}
-
-// lastAddr returns the last address of p.
-func lastAddr(p netip.Prefix) netip.Addr {
-	b := p.Masked().Addr().AsSlice()
-	for i := p.Bits(); i < len(b)*8; i++ {
-		b[i/8] |= 0x80 >> (i % 8)
-	}
-	a, _ := netip.AddrFromSlice(b)
-	return a
 }
